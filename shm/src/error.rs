@@ -1,0 +1,139 @@
+//! The crate's one error type.
+
+use std::io;
+use std::time::Duration;
+
+/// Everything that can go wrong creating, opening or using a segment.
+///
+/// Each variant says what happened and what to do; OS errors keep their
+/// [`io::Error`] as the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The segment name cannot be used.
+    #[error("invalid shared-memory name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A size or count cannot be mapped (zero, or too large for the address space).
+    #[error("invalid segment size: {reason}")]
+    InvalidSize {
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// `create` found a segment of that name already there.
+    #[error(
+        "shared-memory segment {name:?} already exists; open it, pick another name, or remove \
+         a leftover with `multiproc_shm::remove_stale` or by unlinking /dev/shm{name}"
+    )]
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+        /// The OS error (`EEXIST`).
+        #[source]
+        source: io::Error,
+    },
+
+    /// `open` found no segment of that name.
+    #[error("shared-memory segment {name:?} does not exist (has its creator started, or already unlinked it?)")]
+    NotFound {
+        /// The segment's name.
+        name: String,
+        /// The OS error (`ENOENT`).
+        #[source]
+        source: io::Error,
+    },
+
+    /// An operating-system call failed.
+    #[error("{op} failed for {what}: {source}")]
+    Io {
+        /// The call that failed (`shm_open`, `mmap`, `ftruncate`, …).
+        op: &'static str,
+        /// The segment, file or size it was about.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The segment is smaller than its header and contents need: truncated, or not
+    /// finished by its creator.
+    #[error("segment {what} is too small: {actual} bytes where {needed} are needed (truncated, or not a multiproc segment)")]
+    TooSmall {
+        /// The segment or file.
+        what: String,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes there.
+        actual: u64,
+    },
+
+    /// The bytes at the start are not a multiproc header.
+    #[error("{what} is not a multiproc segment (magic {found:#018x}); it was made by another program")]
+    NotMultiproc {
+        /// The segment or file.
+        what: String,
+        /// The first eight bytes found.
+        found: u64,
+    },
+
+    /// The segment was written by another version of the header format.
+    #[error("{what} has header format version {found}, this build reads version {expected}; use the same multiproc version on both sides")]
+    VersionMismatch {
+        /// The segment or file.
+        what: String,
+        /// Version found.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+
+    /// The segment holds another type or shape than the one asked for.
+    #[error("{what} holds {found}, not the {expected} asked for; open it with the type it was created with")]
+    LayoutMismatch {
+        /// The segment or file.
+        what: String,
+        /// What the caller asked for.
+        expected: String,
+        /// What the header says is there.
+        found: String,
+    },
+
+    /// The creator did not finish initialising within the wait.
+    #[error("{what} was not initialised by its creator (pid {creator_pid}) within {waited:?}; it may have died while creating it")]
+    NotReady {
+        /// The segment or file.
+        what: String,
+        /// The pid in the header (0 if not yet written).
+        creator_pid: u32,
+        /// How long `open` waited.
+        waited: Duration,
+    },
+
+    /// The header's fields contradict each other: another process wrote over it.
+    #[error("{what} has a corrupted header: {reason}")]
+    Corrupted {
+        /// The segment or file.
+        what: String,
+        /// Which check failed.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, what: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Memory that several processes see.
+//!
+//! `multiproc-shm` maps memory shared between processes on Linux and places typed
+//! values in it — Python's `multiprocessing.shared_memory.SharedMemory`, `RawValue`
+//! and `RawArray`, with a checked header so that a process never trusts bytes it
+//! did not validate.
+//!
+//! | Python | here |
+//! |---|---|
+//! | `SharedMemory(name, create=True, size=n)` | [`Segment::create`] |
+//! | `SharedMemory(name)` | [`Segment::open`] |
+//! | `shm.unlink()` | [`Segment::unlink`] (the creator also unlinks on drop) |
+//! | `RawValue(c_double, 0.0)` | [`Shared::anonymous(0.0f64)`](Shared::anonymous) |
+//! | `RawArray(c_int, 10)` | [`SharedSlice::<i32>::anonymous(10)`](SharedSlice::anonymous) |
+//! | the resource tracker | [`remove_stale`] |
+//!
+//! Four kinds of memory ([`Location`]): anonymous (`MAP_SHARED | MAP_ANONYMOUS`,
+//! inherited by children after `fork`), named (POSIX `shm_open`, opened by name from
+//! any process), `memfd` (shared through its descriptor) and file-backed (memmap2,
+//! persistent).
+//!
+//! # The header
+//! Every segment starts with a 128-byte [header](header): magic, format version, the
+//! size, alignment, count and type fingerprint of what it holds, its creator's pid
+//! and start time, and an init state. Opening checks all of it and answers a bad
+//! segment with a distinct [`Error`] — [`TooSmall`](Error::TooSmall),
+//! [`NotMultiproc`](Error::NotMultiproc), [`VersionMismatch`](Error::VersionMismatch),
+//! [`LayoutMismatch`](Error::LayoutMismatch), [`Corrupted`](Error::Corrupted) — and
+//! waits (bounded) for a creator that has not finished initialising.
+//!
+//! # Example: create, then open as another process would
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use multiproc_shm::{Shared, SharedSlice};
+//!
+//! let name = format!("doc-lib-{}", std::process::id());
+//! // Process A creates a counter and a table.
+//! let counter = Shared::create(&format!("{name}-n"), AtomicU64::new(0))?;
+//! let mut table = SharedSlice::<f64>::create(&format!("{name}-t"), 3)?;
+//! table[1] = 2.5;
+//!
+//! // Process B opens them by name; the header check makes sure the types match.
+//! let counter_b = Shared::<AtomicU64>::open(&format!("{name}-n"))?;
+//! let table_b = SharedSlice::<f64>::open(&format!("{name}-t"))?;
+//! counter_b.fetch_add(1, Ordering::SeqCst);
+//! assert_eq!(counter.load(Ordering::SeqCst), 1);
+//! assert_eq!(table_b.read_volatile(1), Some(2.5));
+//! // A dropped in A unlinks both names.
+//! # Ok::<(), multiproc_shm::Error>(())
+//! ```
+//!
+//! # Across `fork`
+//! ```no_run
+//! use multiproc_shm::SharedSlice;
+//! let mut squares = SharedSlice::<u64>::anonymous(4)?;
+//! // SAFETY: the child only writes into the mapping and calls _exit.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         for i in 0..4 { squares[i] = (i * i) as u64; }
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     pid => unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0); },
+//! }
+//! assert_eq!(&squares[..], &[0, 1, 4, 9]);
+//! # Ok::<(), multiproc_shm::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cleanup;
+mod error;
+pub mod header;
+mod identity;
+mod name;
+mod segment;
+mod sys;
+mod typed;
+
+pub use cleanup::{remove_stale, stale_segments, StaleSegment};
+pub use error::{Error, Result};
+pub use header::{check_header_bytes, TypeInfo};
+pub use identity::ProcessIdentity;
+pub use name::MAX_NAME_LEN;
+pub use segment::{Kind, Location, Segment, DEFAULT_INIT_TIMEOUT};
+pub use typed::{ShmSafe, Shared, SharedArray, SharedSlice};

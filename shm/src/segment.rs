@@ -1,0 +1,812 @@
+//! [`Segment`]: a mapping of bytes that several processes see, behind a checked header.
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use crate::header::{self, Header, Snapshot, TypeInfo, FLAG_PERSISTENT, HEADER_LEN, MAGIC, STATE_READY};
+use crate::{name, sys, Error, ProcessIdentity, Result};
+
+/// How long [`Segment::open`] waits, by default, for a creator to finish initialising.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where a new segment's memory comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Location<'a> {
+    /// `MAP_SHARED | MAP_ANONYMOUS`: shared with children forked after creation.
+    Anonymous,
+    /// A POSIX shared-memory object (`/dev/shm/NAME`), opened by name from any process.
+    Named(&'a str),
+    /// A `memfd`: shared through its descriptor (inherited, or opened from `/proc/PID/fd/N`).
+    Memfd,
+    /// A file, mapped `MAP_SHARED` through memmap2: the contents persist on disk.
+    File(&'a Path),
+}
+
+/// Which kind of memory a segment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// See [`Location::Anonymous`].
+    Anonymous,
+    /// See [`Location::Named`].
+    Named,
+    /// See [`Location::Memfd`].
+    Memfd,
+    /// See [`Location::File`].
+    File,
+}
+
+enum Backing {
+    Anonymous,
+    Named {
+        name: String,
+        cname: CString,
+        /// Unlink on drop; only ever done by the process that created it (a forked
+        /// child that drops its copy must not remove the parent's segment).
+        unlink_on_drop: bool,
+        creator_pid: u32,
+    },
+    Memfd {
+        fd: OwnedFd,
+    },
+    File {
+        /// Held for its Drop, which unmaps.
+        _map: memmap2::MmapMut,
+        path: PathBuf,
+    },
+}
+
+/// A mapping of memory that several processes see, with a header.
+///
+/// Python's `shared_memory.SharedMemory`, and the ground under [`Shared`](crate::Shared)
+/// and [`SharedSlice`](crate::SharedSlice). The first 128 bytes of the mapping are the
+/// [header](crate::header); the contents after it are what this type gives access to.
+///
+/// # Sharing and races
+/// [`Deref`](std::ops::Deref) to `[u8]` is for processes that cooperate (one writes
+/// while the others wait on a lock or a message). Bytes that a peer may be writing
+/// are read with [`read_volatile`](Segment::read_volatile), which copies them into
+/// private memory first.
+///
+/// A named segment can be shrunk by any process that opens it (`ftruncate`), and
+/// touching memory past the new end raises `SIGBUS`; memfd segments are sealed
+/// against that. Share named segments only with processes you trust that far.
+///
+/// # Examples
+/// Create a named segment and open it again, as a second process would:
+/// ```
+/// use multiproc_shm::Segment;
+/// let name = format!("doc-segment-{}", std::process::id());
+/// let mut a = Segment::create(&name, 64)?;
+/// a[..5].copy_from_slice(b"hello");
+/// let b = Segment::open(&name)?;
+/// assert_eq!(&b[..5], b"hello");
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+pub struct Segment {
+    base: NonNull<u8>,
+    map_len: usize,
+    offset: usize,
+    len: usize,
+    info: TypeInfo,
+    creator: ProcessIdentity,
+    backing: Backing,
+}
+
+// SAFETY: a Segment owns its mapping and its descriptor; neither is tied to the
+// thread that made them. Access to the bytes follows the same rules as memmap2's
+// `MmapMut`, which is Send and Sync: `&mut` access needs `&mut Segment`.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` gives only shared (`&[u8]`) or volatile access.
+unsafe impl Sync for Segment {}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("kind", &self.kind())
+            .field("name", &self.name())
+            .field("len", &self.len)
+            .field("holds", &self.info.describe())
+            .field("creator", &self.creator)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// An anonymous shared segment of `len` bytes: create it, then `fork`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] when `len` cannot be mapped, [`Error::Io`] when `mmap` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(4096)?;
+    /// assert_eq!(seg.len(), 4096);
+    /// assert!(seg.iter().all(|&b| b == 0));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn anonymous(len: usize) -> Result<Segment> {
+        Segment::new_in(Location::Anonymous, len)
+    }
+
+    /// Creates the named segment `name` of `len` bytes (`O_CREAT | O_EXCL`, mode 0600).
+    ///
+    /// It is unlinked when this handle is dropped, unless
+    /// [`set_unlink_on_drop(false)`](Segment::set_unlink_on_drop) is called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::InvalidSize`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-create-{}", std::process::id());
+    /// let seg = multiproc_shm::Segment::create(&name, 100)?;
+    /// assert_eq!(seg.name(), Some(name.as_str()));
+    /// assert!(matches!(
+    ///     multiproc_shm::Segment::create(&name, 100),
+    ///     Err(multiproc_shm::Error::AlreadyExists { .. })
+    /// ));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn create(name: &str, len: usize) -> Result<Segment> {
+        Segment::new_in(Location::Named(name), len)
+    }
+
+    /// A `memfd` segment of `len` bytes; share it through [`Segment::fd`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::memfd(10)?;
+    /// assert!(seg.fd().is_some());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn memfd(len: usize) -> Result<Segment> {
+        Segment::new_in(Location::Memfd, len)
+    }
+
+    /// Creates the file `path` (which must not exist) holding a segment of `len` bytes.
+    ///
+    /// The file stays when the handle is dropped: that is what file-backed is for.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the file exists, [`Error::InvalidSize`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("doc-file-{}", std::process::id()));
+    /// let mut seg = multiproc_shm::Segment::create_file(&path, 8)?;
+    /// seg[0] = 42;
+    /// drop(seg);
+    /// assert_eq!(multiproc_shm::Segment::open_file(&path)?[0], 42);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn create_file(path: impl AsRef<Path>, len: usize) -> Result<Segment> {
+        Segment::new_in(Location::File(path.as_ref()), len)
+    }
+
+    /// A segment of `len` bytes at `location`.
+    ///
+    /// # Errors
+    /// As for [`create`](Segment::create), [`anonymous`](Segment::anonymous),
+    /// [`memfd`](Segment::memfd) and [`create_file`](Segment::create_file).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Kind, Location, Segment};
+    /// assert_eq!(Segment::new_in(Location::Memfd, 1)?.kind(), Kind::Memfd);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn new_in(location: Location<'_>, len: usize) -> Result<Segment> {
+        Segment::create_typed(location, TypeInfo::of::<u8>(len as u64), |_| {})
+    }
+
+    /// Creates a segment holding `info`, runs `init` on the (zeroed) contents, then
+    /// publishes the header. `init` gets a pointer to the contents, aligned to
+    /// `info.elem_align` and valid for `info.payload_len()` bytes.
+    pub(crate) fn create_typed(
+        location: Location<'_>,
+        info: TypeInfo,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<Segment> {
+        let payload_len = info
+            .payload_len()
+            .ok_or_else(|| Error::InvalidSize {
+                reason: format!("{} overflows", info.describe()),
+            })?;
+        if info.elem_align > sys::page_size() as u64 {
+            return Err(Error::InvalidSize {
+                reason: format!("alignment {} is larger than a page", info.elem_align),
+            });
+        }
+        let offset = header::payload_offset(info.elem_align);
+        let map_len = offset
+            .checked_add(payload_len)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| Error::InvalidSize {
+                reason: format!("{} does not fit in the address space", info.describe()),
+            })?;
+        let creator = ProcessIdentity::current();
+        let (base, backing) = match location {
+            Location::Anonymous => {
+                let base = sys::map_shared(map_len, None)
+                    .map_err(|e| Error::io("mmap", format!("an anonymous segment of {map_len} bytes"), e))?;
+                (base, Backing::Anonymous)
+            }
+            Location::Named(name) => create_named(name, map_len, creator.pid)?,
+            Location::Memfd => {
+                let cname = CString::new("multiproc").expect("no NUL");
+                let fd = sys::memfd_create(&cname).map_err(|e| Error::io("memfd_create", "a memfd segment", e))?;
+                sys::set_len(fd.as_fd(), map_len as u64)
+                    .map_err(|e| Error::io("ftruncate", "a memfd segment", e))?;
+                sys::seal_size(fd.as_fd()).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", "a memfd segment", e))?;
+                let base = sys::map_shared(map_len, Some(fd.as_fd()))
+                    .map_err(|e| Error::io("mmap", "a memfd segment", e))?;
+                (base, Backing::Memfd { fd })
+            }
+            Location::File(path) => create_file(path, map_len)?,
+        };
+        let seg = Segment {
+            base,
+            map_len,
+            offset: offset as usize,
+            len: payload_len as usize,
+            info,
+            creator,
+            backing,
+        };
+        let flags = if matches!(seg.backing, Backing::File { .. }) {
+            FLAG_PERSISTENT
+        } else {
+            0
+        };
+        seg.header().init(&seg.info, creator, flags);
+        init(seg.as_ptr());
+        seg.header().publish();
+        Ok(seg)
+    }
+
+    /// Opens the named segment `name`, waiting up to [`DEFAULT_INIT_TIMEOUT`] for
+    /// its creator to finish initialising it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::TooSmall`],
+    /// [`Error::NotMultiproc`], [`Error::VersionMismatch`], [`Error::Corrupted`],
+    /// [`Error::NotReady`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(matches!(
+    ///     multiproc_shm::Segment::open("no-such-segment-here"),
+    ///     Err(multiproc_shm::Error::NotFound { .. })
+    /// ));
+    /// ```
+    pub fn open(name: &str) -> Result<Segment> {
+        Segment::open_timeout(name, DEFAULT_INIT_TIMEOUT)
+    }
+
+    /// [`open`](Segment::open), waiting at most `timeout` for the creator.
+    ///
+    /// # Errors
+    /// As for [`open`](Segment::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("doc-open-timeout-{}", std::process::id());
+    /// let _creator = multiproc_shm::Segment::create(&name, 1)?;
+    /// let seg = multiproc_shm::Segment::open_timeout(&name, Duration::from_millis(10))?;
+    /// assert_eq!(seg.len(), 1);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Segment> {
+        let (bare, cname) = name::validate(name)?;
+        let fd = sys::shm_open(&cname, true).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                name: bare.clone(),
+                source: e,
+            },
+            _ => Error::io("shm_open", format!("segment {bare:?}"), e),
+        })?;
+        let checked = map_checked(fd.as_fd(), &format!("segment {bare:?}"), timeout)?;
+        Ok(checked.into_segment(Backing::Named {
+            name: bare,
+            cname,
+            unlink_on_drop: false,
+            creator_pid: 0,
+        }))
+    }
+
+    /// Maps the segment behind `fd`: a memfd received from another process (passed
+    /// over a socket, inherited, or opened as `/proc/PID/fd/N`), or a shm descriptor.
+    ///
+    /// # Errors
+    /// As for [`open`](Segment::open), except the name errors.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// let mut a = multiproc_shm::Segment::memfd(4)?;
+    /// a[0] = 7;
+    /// let fd = a.fd().unwrap().try_clone_to_owned().unwrap();
+    /// let b = multiproc_shm::Segment::from_fd(fd)?;
+    /// assert_eq!(b[0], 7);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+        let checked = map_checked(fd.as_fd(), "the segment behind a descriptor", DEFAULT_INIT_TIMEOUT)?;
+        Ok(checked.into_segment(Backing::Memfd { fd }))
+    }
+
+    /// Opens a segment file made by [`create_file`](Segment::create_file).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no such file, then as for [`open`](Segment::open).
+    ///
+    /// # Examples
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("doc-foreign-{}", std::process::id()));
+    /// std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    /// assert!(matches!(
+    ///     multiproc_shm::Segment::open_file(&path),
+    ///     Err(multiproc_shm::Error::NotMultiproc { .. })
+    /// ));
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Segment> {
+        let path = path.as_ref();
+        let what = format!("file {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound {
+                    name: path.display().to_string(),
+                    source: e,
+                },
+                _ => Error::io("open", what.clone(), e),
+            })?;
+        let deadline = Instant::now() + DEFAULT_INIT_TIMEOUT;
+        let file_len = wait_for_len(file.as_fd(), &what, deadline)?;
+        // SAFETY: memmap2 requires that the file is not truncated while mapped; a
+        // segment file is only ever grown by its creator before publishing. A
+        // process that truncates it anyway breaks that promise, as for any mapping.
+        let mut map = unsafe { memmap2::MmapOptions::new().len(file_len as usize).map_mut(&file) }
+            .map_err(|e| Error::io("mmap", what.clone(), e))?;
+        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns NULL");
+        let checked = check_mapping(base, map.len(), &what, deadline)?;
+        Ok(checked.into_segment(Backing::File {
+            _map: map,
+            path: path.to_owned(),
+        }))
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping starts page-aligned with HEADER_LEN bytes of header that
+        // stay mapped while self lives; Header is made of atomics only, so shared
+        // access from several processes is not a data race.
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+
+    /// The number of bytes of contents (the header not counted).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the contents are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A pointer to the first byte of the contents, aligned to what the segment holds.
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: offset <= map_len (checked at creation and open), so the result
+        // stays inside the mapping.
+        unsafe { self.base.as_ptr().add(self.offset) }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf` with volatile reads: the way to
+    /// read bytes a peer may be writing at the same time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] when the range is outside the contents.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut seg = multiproc_shm::Segment::anonymous(8)?;
+    /// seg.write_volatile(2, b"hi")?;
+    /// let mut buf = [0u8; 2];
+    /// seg.read_volatile(2, &mut buf)?;
+    /// assert_eq!(&buf, b"hi");
+    /// assert!(seg.read_volatile(7, &mut buf).is_err());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn read_volatile(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len())?;
+        let src = self.as_ptr().wrapping_add(offset);
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: offset + i < len (checked above), so the byte is inside the mapping.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` with volatile writes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] when the range is outside the contents.
+    pub fn write_volatile(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_range(offset, data.len())?;
+        let dst = self.as_ptr().wrapping_add(offset);
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: offset + i < len (checked above), so the byte is inside the mapping.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, offset: usize, n: usize) -> Result<()> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::InvalidSize {
+                reason: format!(
+                    "{n} bytes at offset {offset} reach past the {} bytes of the segment",
+                    self.len
+                ),
+            }),
+        }
+    }
+
+    /// What kind of memory this is.
+    pub fn kind(&self) -> Kind {
+        match self.backing {
+            Backing::Anonymous => Kind::Anonymous,
+            Backing::Named { .. } => Kind::Named,
+            Backing::Memfd { .. } => Kind::Memfd,
+            Backing::File { .. } => Kind::File,
+        }
+    }
+
+    /// The name of a named segment (without the leading `/`).
+    pub fn name(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Named { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The path of a file-backed segment.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backing {
+            Backing::File { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The descriptor of a memfd segment (or of one opened with [`from_fd`](Segment::from_fd)).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.backing {
+            Backing::Memfd { fd } => Some(fd.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Lets a program started with `exec` inherit the memfd descriptor (clears
+    /// `FD_CLOEXEC`), or stops it. Children made by `fork` always inherit it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `fcntl` fails. Does nothing for segments without a descriptor.
+    pub fn set_fd_inheritable(&self, inheritable: bool) -> Result<()> {
+        match self.fd() {
+            Some(fd) => sys::set_inheritable(fd, inheritable).map_err(|e| Error::io("fcntl(F_SETFD)", "a memfd segment", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// What the segment holds, as its header says.
+    pub fn type_info(&self) -> &TypeInfo {
+        &self.info
+    }
+
+    /// The process that created the segment.
+    pub fn creator(&self) -> ProcessIdentity {
+        self.creator
+    }
+
+    /// Whether this handle will unlink its named segment when dropped.
+    pub fn unlink_on_drop(&self) -> bool {
+        matches!(self.backing, Backing::Named { unlink_on_drop: true, .. })
+    }
+
+    /// Chooses whether dropping this handle unlinks the named segment (the creator's
+    /// handle does by default; opened ones do not). Keeping it also marks it
+    /// persistent in the header, so [`remove_stale`](crate::remove_stale) leaves it.
+    /// No effect on other kinds.
+    pub fn set_unlink_on_drop(&mut self, unlink: bool) {
+        let pid = sys::getpid();
+        if let Backing::Named {
+            unlink_on_drop,
+            creator_pid,
+            ..
+        } = &mut self.backing
+        {
+            *unlink_on_drop = unlink;
+            *creator_pid = pid;
+            self.header().set_flag(FLAG_PERSISTENT, !unlink);
+        }
+    }
+
+    /// Removes the segment's name now (a named segment) or its file (file-backed).
+    /// Processes that have it mapped keep it until they drop it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if someone else removed it first, [`Error::Io`] otherwise.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-unlink-{}", std::process::id());
+    /// let mut seg = multiproc_shm::Segment::create(&name, 1)?;
+    /// seg.unlink()?;
+    /// assert!(multiproc_shm::Segment::open(&name).is_err());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn unlink(&mut self) -> Result<()> {
+        let not_found = |name: String, e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { name, source: e },
+            _ => Error::io("unlink", name, e),
+        };
+        match &mut self.backing {
+            Backing::Named {
+                name,
+                cname,
+                unlink_on_drop,
+                ..
+            } => {
+                *unlink_on_drop = false;
+                sys::shm_unlink(cname).map_err(|e| not_found(name.clone(), e))
+            }
+            Backing::File { path, .. } => {
+                std::fs::remove_file(&*path).map_err(|e| not_found(path.display().to_string(), e))
+            }
+            Backing::Anonymous | Backing::Memfd { .. } => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for Segment {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the contents are len bytes inside the live mapping; u8 has no
+        // invalid values. Concurrent writers in other processes are the caller's to
+        // coordinate, as documented on the type.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Segment {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; &mut self excludes other references in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        match &self.backing {
+            Backing::File { .. } => {} // memmap2 unmaps.
+            _ => {
+                // SAFETY: base/map_len is the mapping made by sys::map_shared for this
+                // segment, and &mut self means nothing borrows into it any more.
+                unsafe { sys::unmap(self.base, self.map_len) };
+            }
+        }
+        if let Backing::Named {
+            cname,
+            unlink_on_drop: true,
+            creator_pid,
+            ..
+        } = &self.backing
+        {
+            if *creator_pid == sys::getpid() {
+                // Someone may have unlinked it already; nothing to do about that here.
+                let _ = sys::shm_unlink(cname);
+            }
+        }
+    }
+}
+
+fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Backing)> {
+    let (bare, cname) = name::validate(name)?;
+    let fd = sys::shm_create(&cname).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+            name: bare.clone(),
+            source: e,
+        },
+        _ => Error::io("shm_open", format!("segment {bare:?}"), e),
+    })?;
+    let mapped = sys::set_len(fd.as_fd(), map_len as u64)
+        .map_err(|e| Error::io("ftruncate", format!("segment {bare:?}"), e))
+        .and_then(|()| {
+            sys::map_shared(map_len, Some(fd.as_fd()))
+                .map_err(|e| Error::io("mmap", format!("segment {bare:?}"), e))
+        });
+    match mapped {
+        Ok(base) => Ok((
+            base,
+            Backing::Named {
+                name: bare,
+                cname,
+                unlink_on_drop: true,
+                creator_pid: pid,
+            },
+        )),
+        Err(e) => {
+            // Do not leave a half-made segment behind; the original error matters more.
+            let _ = sys::shm_unlink(&cname);
+            Err(e)
+        }
+    }
+}
+
+fn create_file(path: &Path, map_len: usize) -> Result<(NonNull<u8>, Backing)> {
+    let what = || format!("file {}", path.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                name: path.display().to_string(),
+                source: e,
+            },
+            _ => Error::io("open", what(), e),
+        })?;
+    let mapped = file
+        .set_len(map_len as u64)
+        .map_err(|e| Error::io("ftruncate", what(), e))
+        .and_then(|()| {
+            // SAFETY: the file was just created by us with O_EXCL and sized; see
+            // open_file for the truncation caveat that memmap2 documents.
+            unsafe { memmap2::MmapOptions::new().len(map_len).map_mut(&file) }
+                .map_err(|e| Error::io("mmap", what(), e))
+        });
+    match mapped {
+        Ok(mut map) => {
+            let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns NULL");
+            Ok((
+                base,
+                Backing::File {
+                    _map: map,
+                    path: path.to_owned(),
+                },
+            ))
+        }
+        Err(e) => {
+            // Do not leave a half-made file behind; the original error matters more.
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+/// Waits (bounded) until the file behind `fd` has a size: its creator sizes it
+/// right after creating it. A non-zero size below a header's is never a segment
+/// being made, so it fails at once.
+fn wait_for_len(fd: BorrowedFd<'_>, what: &str, deadline: Instant) -> Result<u64> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let len = sys::file_len(fd).map_err(|e| Error::io("fstat", what.to_owned(), e))?;
+        if len >= HEADER_LEN as u64 {
+            return Ok(len);
+        }
+        if len > 0 || Instant::now() >= deadline {
+            return Err(Error::TooSmall {
+                what: what.to_owned(),
+                needed: HEADER_LEN as u64,
+                actual: len,
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
+/// A mapping whose header was found ready and consistent.
+struct Checked {
+    base: NonNull<u8>,
+    map_len: usize,
+    offset: usize,
+    len: usize,
+    snap: Snapshot,
+}
+
+impl Checked {
+    fn into_segment(self, backing: Backing) -> Segment {
+        Segment {
+            base: self.base,
+            map_len: self.map_len,
+            offset: self.offset,
+            len: self.len,
+            creator: self.snap.creator(),
+            info: self.snap.info,
+            backing,
+        }
+    }
+}
+
+/// Maps the whole file behind `fd` and checks its header; unmaps again on error.
+fn map_checked(fd: BorrowedFd<'_>, what: &str, timeout: Duration) -> Result<Checked> {
+    let deadline = Instant::now() + timeout;
+    let file_len = wait_for_len(fd, what, deadline)?;
+    let map_len = usize::try_from(file_len).map_err(|_| Error::InvalidSize {
+        reason: format!("{what} of {file_len} bytes does not fit in the address space"),
+    })?;
+    let base = sys::map_shared(map_len, Some(fd)).map_err(|e| Error::io("mmap", what.to_owned(), e))?;
+    check_mapping(base, map_len, what, deadline).inspect_err(|_| {
+        // SAFETY: base/map_len was mapped just above and nothing refers into it.
+        unsafe { sys::unmap(base, map_len) };
+    })
+}
+
+/// Waits for the header of the `map_len`-byte mapping at `base` and checks it.
+fn check_mapping(base: NonNull<u8>, map_len: usize, what: &str, deadline: Instant) -> Result<Checked> {
+    let snap = wait_ready(base, what, deadline)?;
+    let (offset, len) = snap.validate(what, map_len as u64)?;
+    Ok(Checked {
+        base,
+        map_len,
+        offset,
+        len,
+        snap,
+    })
+}
+
+/// Polls the header at `base` until its creator publishes it, `deadline` passes,
+/// or it turns out foreign, of another version, or orphaned by a dead creator.
+fn wait_ready(base: NonNull<u8>, what: &str, deadline: Instant) -> Result<Snapshot> {
+    // SAFETY: the caller mapped at least HEADER_LEN bytes at base (page-aligned), and
+    // Header is atomics only.
+    let header = unsafe { base.cast::<Header>().as_ref() };
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(20);
+    loop {
+        let snap = Snapshot::load(header);
+        if snap.magic != 0 && snap.magic != MAGIC {
+            return Err(Error::NotMultiproc {
+                what: what.to_owned(),
+                found: snap.magic,
+            });
+        }
+        if snap.magic == MAGIC && snap.version != header::FORMAT_VERSION {
+            return Err(Error::VersionMismatch {
+                what: what.to_owned(),
+                found: snap.version,
+                expected: header::FORMAT_VERSION,
+            });
+        }
+        if snap.magic == MAGIC && snap.state == STATE_READY {
+            return Ok(snap);
+        }
+        let creator_dead = snap.magic == MAGIC && snap.creator_pid != 0 && !snap.creator().is_alive();
+        if creator_dead || Instant::now() >= deadline {
+            return Err(Error::NotReady {
+                what: what.to_owned(),
+                creator_pid: snap.creator_pid,
+                waited: start.elapsed(),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(2));
+    }
+}

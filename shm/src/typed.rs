@@ -1,0 +1,457 @@
+//! Typed placement: [`Shared<T>`] (Python's `RawValue`) and [`SharedSlice<T>`]
+//! (`RawArray`) in a [`Segment`], for types that meet the rules of shared memory.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use crate::header::TypeInfo;
+use crate::{Error, Location, Result, Segment};
+
+/// Types that may live in memory several processes map.
+///
+/// # Safety
+/// Implement only for types that:
+/// - hold no pointers, references, `Box`, `Vec`, `String`, file descriptors or
+///   anything else whose meaning is private to one process;
+/// - are valid for **every** bit pattern, all zeroes included (a peer may write any
+///   bytes; new segments start zeroed): so no `bool`, `char`, enums, `NonZero*`;
+/// - have the same layout in every process (`#[repr(C)]` or `#[repr(transparent)]`
+///   for structs, built only from `ShmSafe` fields);
+/// - are `Sync`: several processes use them at once.
+///
+/// The [`shm_struct!`](crate::shm_struct) macro declares a `#[repr(C)]` struct and
+/// implements this trait for it, checking every field's type at compile time.
+pub unsafe trait ShmSafe: Sized + Sync + 'static {}
+
+macro_rules! impl_shm_safe {
+    ($($t:ty),* $(,)?) => { $(
+        // SAFETY: plain integers, floats and integer atomics have no invalid bit
+        // patterns, no pointers, and a fixed layout.
+        unsafe impl ShmSafe for $t {}
+    )* };
+}
+
+impl_shm_safe!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+impl_shm_safe!(
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize,
+);
+
+// SAFETY: an array of ShmSafe elements has no padding between them and inherits
+// every property from its element type.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+/// Declares a `#[repr(C)]` struct and implements [`ShmSafe`] for it.
+///
+/// Every field's type must itself be `ShmSafe`; a field that is not (a `String`, a
+/// `bool`, a reference) is a compile error.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// multiproc_shm::shm_struct! {
+///     /// Counters shared by workers.
+///     pub struct Stats {
+///         pub done: AtomicU64,
+///         pub failed: AtomicU64,
+///         pub last_score: f64,
+///     }
+/// }
+/// let stats = multiproc_shm::Shared::anonymous(Stats {
+///     done: AtomicU64::new(0),
+///     failed: AtomicU64::new(0),
+///     last_score: 0.0,
+/// })?;
+/// stats.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// multiproc_shm::shm_struct! {
+///     struct Bad { name: String }
+/// }
+/// ```
+#[macro_export]
+macro_rules! shm_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field : $ty ),*
+        }
+        const _: () = {
+            const fn field_is_shm_safe<T: $crate::ShmSafe>() {}
+            $( field_is_shm_safe::<$ty>(); )*
+        };
+        // SAFETY: #[repr(C)] and every field is ShmSafe (checked just above), so the
+        // struct has a fixed layout, no pointers, and every bit pattern is valid.
+        unsafe impl $crate::ShmSafe for $name {}
+    };
+}
+
+/// One value of `T` in shared memory: Python's `RawValue`, with no lock.
+///
+/// Create it anonymous before `fork`, or named (or memfd, or file) and open it from
+/// another process; `open` checks that the segment holds exactly one `T`.
+///
+/// [`Deref`](std::ops::Deref) gives `&T` for atomics and for cooperating processes;
+/// [`read_volatile`](Shared::read_volatile) copies a value a peer may be writing with a volatile read.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use multiproc_shm::Shared;
+/// let name = format!("doc-shared-{}", std::process::id());
+/// let a = Shared::create(&name, AtomicU32::new(5))?;
+/// let b = Shared::<AtomicU32>::open(&name)?;
+/// b.fetch_add(1, Ordering::SeqCst);
+/// assert_eq!(a.load(Ordering::SeqCst), 6);
+/// assert!(matches!(Shared::<u64>::open(&name), Err(multiproc_shm::Error::LayoutMismatch { .. })));
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+pub struct Shared<T: ShmSafe> {
+    seg: Segment,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> Shared<T> {
+    /// `value` in a new anonymous shared segment (inherited by children after `fork`).
+    ///
+    /// # Errors
+    /// As for [`Segment::anonymous`].
+    pub fn anonymous(value: T) -> Result<Shared<T>> {
+        Shared::new_in(Location::Anonymous, value)
+    }
+
+    /// `value` in a new named segment.
+    ///
+    /// # Errors
+    /// As for [`Segment::create`].
+    pub fn create(name: &str, value: T) -> Result<Shared<T>> {
+        Shared::new_in(Location::Named(name), value)
+    }
+
+    /// `value` in a new segment at `location`.
+    ///
+    /// # Errors
+    /// As for [`Segment::new_in`].
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::new_in(multiproc_shm::Location::Memfd, 3.5f64)?;
+    /// assert_eq!(*v, 3.5);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn new_in(location: Location<'_>, value: T) -> Result<Shared<T>> {
+        let seg = Segment::create_typed(location, TypeInfo::of::<T>(1), |p| {
+            // SAFETY: create_typed passes a pointer aligned for T and valid for one T,
+            // which nothing else refers to until the header is published.
+            unsafe { p.cast::<T>().write(value) }
+        })?;
+        Ok(Shared {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the named segment `name`, which must hold one `T`.
+    ///
+    /// # Errors
+    /// As for [`Segment::open`], and [`Error::LayoutMismatch`] if it holds something else.
+    pub fn open(name: &str) -> Result<Shared<T>> {
+        Shared::from_segment(Segment::open(name)?)
+    }
+
+    /// Opens the file-backed segment at `path`, which must hold one `T`.
+    ///
+    /// # Errors
+    /// As for [`Segment::open_file`], and [`Error::LayoutMismatch`].
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Shared<T>> {
+        Shared::from_segment(Segment::open_file(path)?)
+    }
+
+    /// Views an opened segment as one `T`, after checking that it holds one.
+    ///
+    /// # Errors
+    /// [`Error::LayoutMismatch`] if the header names another type or count.
+    pub fn from_segment(seg: Segment) -> Result<Shared<T>> {
+        check_type::<T>(&seg, Some(1))?;
+        Ok(Shared {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
+    /// A volatile copy of the value: the way to read a plain (non-atomic) value a
+    /// peer may be writing. The copy may be torn if it is larger than a machine word;
+    /// every bit pattern of `T` is valid, so a torn value is still a value.
+    pub fn read_volatile(&self) -> T
+    where
+        T: Copy,
+    {
+        // SAFETY: the pointer is aligned and valid for T while self lives; T is
+        // ShmSafe, so whatever bytes are there form a valid T.
+        unsafe { self.as_ptr().read_volatile() }
+    }
+
+    /// Writes `value` with a volatile store.
+    pub fn write_volatile(&mut self, value: T)
+    where
+        T: Copy,
+    {
+        // SAFETY: as in read_volatile; &mut self excludes other references in this process.
+        unsafe { self.as_ptr().write_volatile(value) }
+    }
+
+    /// A pointer to the value.
+    pub fn as_ptr(&self) -> *mut T {
+        self.seg.as_ptr().cast()
+    }
+
+    /// The segment underneath (for its name, fd, unlink settings).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The segment underneath, mutably (to [`unlink`](Segment::unlink) it, say).
+    pub fn segment_mut(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+}
+
+impl<T: ShmSafe> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: aligned, valid for T, alive while self lives; any bytes are a valid T.
+        unsafe { &*self.as_ptr() }
+    }
+}
+
+impl<T: ShmSafe> std::ops::DerefMut for Shared<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref; &mut self excludes other references in this process.
+        unsafe { &mut *self.as_ptr() }
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("segment", &self.seg).finish()
+    }
+}
+
+/// `n` values of `T` in shared memory: Python's `RawArray`, with no lock.
+///
+/// # Examples
+/// Children write their slots after `fork`; the parent reads them:
+/// ```
+/// use multiproc_shm::SharedSlice;
+/// let mut squares = SharedSlice::<u64>::anonymous(4)?;
+/// for (i, x) in squares.iter_mut().enumerate() {
+///     *x = (i * i) as u64;
+/// }
+/// assert_eq!(squares.read_volatile(3), Some(9));
+/// assert_eq!(squares.read_volatile(4), None);
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+pub struct SharedSlice<T: ShmSafe> {
+    seg: Segment,
+    _t: PhantomData<T>,
+}
+
+/// Python's name for [`SharedSlice`].
+pub type SharedArray<T> = SharedSlice<T>;
+
+impl<T: ShmSafe> SharedSlice<T> {
+    /// `len` zeroed values in a new anonymous shared segment.
+    ///
+    /// # Errors
+    /// As for [`Segment::anonymous`].
+    pub fn anonymous(len: usize) -> Result<SharedSlice<T>> {
+        SharedSlice::new_in(Location::Anonymous, len)
+    }
+
+    /// `len` zeroed values in a new named segment.
+    ///
+    /// # Errors
+    /// As for [`Segment::create`].
+    pub fn create(name: &str, len: usize) -> Result<SharedSlice<T>> {
+        SharedSlice::new_in(Location::Named(name), len)
+    }
+
+    /// `len` zeroed values in a new segment at `location` (zero is a valid `T`).
+    ///
+    /// # Errors
+    /// As for [`Segment::new_in`].
+    pub fn new_in(location: Location<'_>, len: usize) -> Result<SharedSlice<T>> {
+        SharedSlice::new_in_with(location, len, |_| {})
+    }
+
+    /// A copy of `values` in a new segment at `location`.
+    ///
+    /// # Errors
+    /// As for [`Segment::new_in`].
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Location, SharedSlice};
+    /// let a = SharedSlice::from_slice(Location::Anonymous, &[1.5f32, 2.5])?;
+    /// assert_eq!(&a[..], &[1.5, 2.5]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn from_slice(location: Location<'_>, values: &[T]) -> Result<SharedSlice<T>>
+    where
+        T: Copy,
+    {
+        SharedSlice::new_in_with(location, values.len(), |p| {
+            // SAFETY: create_typed passes a pointer aligned for T and valid for
+            // values.len() of them, not overlapping the caller's slice.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), p.cast::<T>(), values.len()) }
+        })
+    }
+
+    fn new_in_with(location: Location<'_>, len: usize, init: impl FnOnce(*mut u8)) -> Result<SharedSlice<T>> {
+        let seg = Segment::create_typed(location, TypeInfo::of::<T>(len as u64), init)?;
+        Ok(SharedSlice {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the named segment `name`, which must hold values of `T` (any number).
+    ///
+    /// # Errors
+    /// As for [`Segment::open`], and [`Error::LayoutMismatch`].
+    pub fn open(name: &str) -> Result<SharedSlice<T>> {
+        SharedSlice::from_segment(Segment::open(name)?)
+    }
+
+    /// Opens the file-backed segment at `path`, which must hold values of `T`.
+    ///
+    /// # Errors
+    /// As for [`Segment::open_file`], and [`Error::LayoutMismatch`].
+    pub fn open_file(path: impl AsRef<Path>) -> Result<SharedSlice<T>> {
+        SharedSlice::from_segment(Segment::open_file(path)?)
+    }
+
+    /// Views an opened segment as values of `T`, after checking that it holds them.
+    ///
+    /// # Errors
+    /// [`Error::LayoutMismatch`] if the header names another element type.
+    pub fn from_segment(seg: Segment) -> Result<SharedSlice<T>> {
+        check_type::<T>(&seg, None)?;
+        Ok(SharedSlice {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.seg.len() / std::mem::size_of::<T>().max(1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A volatile copy of element `i`, or `None` past the end.
+    pub fn read_volatile(&self, i: usize) -> Option<T>
+    where
+        T: Copy,
+    {
+        // SAFETY: i < len, so the element is inside the mapping, aligned; any bytes
+        // are a valid T.
+        (i < self.len()).then(|| unsafe { self.as_ptr().add(i).read_volatile() })
+    }
+
+    /// Writes element `i` with a volatile store; returns `false` past the end.
+    pub fn write_volatile(&mut self, i: usize, value: T) -> bool
+    where
+        T: Copy,
+    {
+        if i >= self.len() {
+            return false;
+        }
+        // SAFETY: i < len as above; &mut self excludes other references here.
+        unsafe { self.as_ptr().add(i).write_volatile(value) };
+        true
+    }
+
+    /// Volatile copies of all elements, into private memory.
+    pub fn to_vec_volatile(&self) -> Vec<T>
+    where
+        T: Copy,
+    {
+        (0..self.len()).filter_map(|i| self.read_volatile(i)).collect()
+    }
+
+    /// A pointer to the first element.
+    pub fn as_ptr(&self) -> *mut T {
+        self.seg.as_ptr().cast()
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The segment underneath, mutably.
+    pub fn segment_mut(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+}
+
+impl<T: ShmSafe> std::ops::Deref for SharedSlice<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: len elements, aligned, inside the live mapping; any bytes are valid T.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
+    }
+}
+
+impl<T: ShmSafe> std::ops::DerefMut for SharedSlice<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref; &mut self excludes other references in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) }
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for SharedSlice<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSlice").field("segment", &self.seg).finish()
+    }
+}
+
+/// Checks that `seg` holds values of `T` (and exactly `count` of them if given).
+fn check_type<T: ShmSafe>(seg: &Segment, count: Option<u64>) -> Result<()> {
+    let found = seg.type_info();
+    let want = TypeInfo::of::<T>(count.unwrap_or(found.count));
+    if found.same_type(&want) && count.is_none_or(|c| c == found.count) {
+        return Ok(());
+    }
+    let what = match (seg.name(), seg.path()) {
+        (Some(n), _) => format!("segment {n:?}"),
+        (_, Some(p)) => format!("file {}", p.display()),
+        _ => "the segment".to_owned(),
+    };
+    Err(Error::LayoutMismatch {
+        what,
+        expected: want.describe(),
+        found: found.describe(),
+    })
+}

@@ -1,0 +1,278 @@
+//! Helpers for multiproc's tests that fork or re-execute processes.
+//!
+//! Every multi-process test in the workspace uses these so that the rules in the
+//! project's test guide hold everywhere:
+//!
+//! - a [`Watchdog`] bounds the whole test: when it fires it prints what hung and
+//!   aborts the test process, and every child forked through [`fork`] dies with it
+//!   (each child asks for `SIGKILL` on its parent's death);
+//! - every [`Child`] is reaped: by [`Child::wait`], or on drop by `SIGKILL` + `waitpid`;
+//! - [`unique_name`] gives segment names no other test (or run) can collide with.
+//!
+//! The child side of [`fork`] runs the closure, catches a panic, and leaves with
+//! `_exit`, so the parent's destructors and exit handlers never run twice.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A name unique to this process, call and moment, starting with `mp-test-`.
+///
+/// Safe to use as a POSIX shared-memory name (no slash, short).
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    format!("mp-test-{tag}-{pid}-{n}-{nanos:x}")
+}
+
+/// Aborts the test process if it is still alive after `limit`.
+///
+/// Dropping the watchdog disarms it. Children forked with [`fork`] die with the
+/// aborted process (parent-death signal), so a hung test leaves nothing behind.
+pub struct Watchdog {
+    disarm: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Arms a watchdog that aborts the process after `limit`, naming `what` hung.
+    pub fn arm(limit: Duration, what: &str) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        let what = what.to_owned();
+        let thread = thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "watchdog: `{what}` still running after {limit:?}; aborting the test process \
+                         (its forked children die with it)"
+                    );
+                    std::process::abort();
+                }
+            })
+            .expect("spawn watchdog thread");
+        Watchdog {
+            disarm: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.disarm.take());
+        if let Some(t) = self.thread.take() {
+            // A join error means the watchdog thread panicked; nothing to do in a drop.
+            let _ = t.join();
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// It called `_exit(code)`.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ChildExit {
+    /// Decodes a raw `waitpid` status.
+    pub fn from_raw(status: i32) -> ChildExit {
+        if libc::WIFSIGNALED(status) {
+            ChildExit::Signaled(libc::WTERMSIG(status))
+        } else {
+            ChildExit::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+/// A forked child that is always reaped.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+/// Forks; the child runs `f` and exits with its return value (101 on panic).
+///
+/// The child asks for `SIGKILL` when its parent dies, so a test aborted by its
+/// [`Watchdog`] leaves no stray process. Keep `f` to what is safe after `fork`.
+pub fn fork(f: impl FnOnce() -> i32) -> Child {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: fork has no memory-safety preconditions; the child below runs only the
+    // given closure and leaves with _exit, never returning into the caller.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain integer argument.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != parent {
+            // The parent died before the death signal was armed.
+            // SAFETY: _exit is async-signal-safe and ends the process.
+            unsafe { libc::_exit(102) };
+        }
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    Child { pid, reaped: false }
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Sends `signal` to the child (if it has not been reaped yet).
+    pub fn signal(&self, signal: i32) {
+        if !self.reaped {
+            // SAFETY: kill takes plain integers; the pid is our unreaped child, so it
+            // cannot have been recycled.
+            unsafe { libc::kill(self.pid, signal) };
+        }
+    }
+
+    /// Waits until the child ends or `timeout` passes; `None` on timeout.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ChildExit> {
+        assert!(!self.reaped, "child {} already reaped", self.pid);
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let mut status = 0;
+            // SAFETY: status is a valid out-pointer; the pid is our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if r == self.pid {
+                self.reaped = true;
+                return Some(ChildExit::from_raw(status));
+            }
+            assert!(
+                r == 0 || std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted,
+                "waitpid({}) failed: {}",
+                self.pid,
+                std::io::Error::last_os_error()
+            );
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the child; past `timeout` kills it, reaps it and panics.
+    pub fn wait(mut self, timeout: Duration) -> ChildExit {
+        match self.wait_timeout(timeout) {
+            Some(exit) => exit,
+            None => {
+                self.kill_and_reap();
+                panic!("child {} still running after {timeout:?}; killed", self.pid);
+            }
+        }
+    }
+
+    /// Waits and asserts the child exited with code 0.
+    pub fn wait_ok(self, timeout: Duration) {
+        let pid = self.pid;
+        let exit = self.wait(timeout);
+        assert_eq!(exit, ChildExit::Exited(0), "child {pid} did not succeed");
+    }
+
+    fn kill_and_reap(&mut self) {
+        if !self.reaped {
+            self.signal(libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: status is a valid out-pointer; the pid is our own child.
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// Returns a command that re-runs the current test binary for exactly `test`,
+/// with `role` in the environment variable `MULTIPROC_TEST_ROLE`.
+///
+/// The test checks [`role`] first and, when it is set, plays that part and
+/// returns: this is how tests get an *unrelated* process (not a fork).
+pub fn reexec(test: &str, role: &str) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("MULTIPROC_TEST_ROLE", role);
+    cmd
+}
+
+/// The role this process was re-executed for by [`reexec`], if any.
+pub fn role() -> Option<String> {
+    std::env::var("MULTIPROC_TEST_ROLE").ok()
+}
+
+/// Runs a [`std::process::Child`] to completion within `timeout`, killing it past that.
+pub fn wait_command(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("wait_with_output"),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait_with_output");
+                panic!(
+                    "re-executed process still running after {timeout:?}; killed. stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// Process ids of this process's children that are zombies (dead, unreaped), from `/proc`.
+pub fn zombie_children() -> Vec<libc::pid_t> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<libc::pid_t>().ok());
+        if state == Some("Z") && ppid == Some(me) {
+            out.push(pid);
+        }
+    }
+    out
+}

@@ -31,8 +31,10 @@ fn main() -> Result<(), multiproc_shm::Error> {
                 written.fetch_add(1, Ordering::SeqCst);
                 private += 1;
             }
+            // The child's private copy counted only its own entries.
+            let code = if private == PER_CHILD as u64 { 0 } else { 1 };
             // SAFETY: _exit ends the child without running the parent's destructors.
-            unsafe { libc::_exit(0) };
+            unsafe { libc::_exit(code) };
         }
         println!("started child {child} as pid {pid}");
         pids.push(pid);
@@ -51,7 +53,10 @@ fn main() -> Result<(), multiproc_shm::Error> {
         CHILDREN * PER_CHILD
     );
     assert!(table.iter().enumerate().all(|(i, &v)| v == (i * i) as u64));
-    assert_eq!(written.load(Ordering::SeqCst), (CHILDREN * PER_CHILD) as u64);
+    assert_eq!(
+        written.load(Ordering::SeqCst),
+        (CHILDREN * PER_CHILD) as u64
+    );
     assert_eq!(private, 0);
     Ok(())
 }

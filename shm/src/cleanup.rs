@@ -79,7 +79,13 @@ pub fn remove_stale(prefix: &str) -> Result<Vec<StaleSegment>> {
         match sys::shm_unlink(&cname) {
             Ok(()) => removed.push(stale),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("shm_unlink", format!("segment {:?}", stale.name), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    "shm_unlink",
+                    format!("segment {:?}", stale.name),
+                    e,
+                ))
+            }
         }
     }
     Ok(removed)

@@ -74,7 +74,9 @@ pub enum Error {
     },
 
     /// The bytes at the start are not a multiproc header.
-    #[error("{what} is not a multiproc segment (magic {found:#018x}); it was made by another program")]
+    #[error(
+        "{what} is not a multiproc segment (magic {found:#018x}); it was made by another program"
+    )]
     NotMultiproc {
         /// The segment or file.
         what: String,

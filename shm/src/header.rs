@@ -319,11 +319,16 @@ impl Snapshot {
             });
         }
         if self.header_len as usize != HEADER_LEN {
-            return Err(corrupted(format!("header length {} is not {HEADER_LEN}", self.header_len)));
+            return Err(corrupted(format!(
+                "header length {} is not {HEADER_LEN}",
+                self.header_len
+            )));
         }
         let align = self.info.elem_align;
         if !align.is_power_of_two() || align > crate::sys::page_size() as u64 {
-            return Err(corrupted(format!("element alignment {align} is not a power of two up to a page")));
+            return Err(corrupted(format!(
+                "element alignment {align} is not a power of two up to a page"
+            )));
         }
         if !self.info.elem_size.is_multiple_of(align) {
             return Err(corrupted(format!(
@@ -332,7 +337,11 @@ impl Snapshot {
             )));
         }
         if self.payload_offset != payload_offset(align) {
-            return Err(corrupted(format!("contents offset {} is not {}", self.payload_offset, payload_offset(align))));
+            return Err(corrupted(format!(
+                "contents offset {} is not {}",
+                self.payload_offset,
+                payload_offset(align)
+            )));
         }
         if self.info.payload_len() != Some(self.payload_len) {
             return Err(corrupted(format!(

@@ -63,7 +63,9 @@ impl ProcessIdentity {
             return false;
         }
         match read_stat(self.pid) {
-            Some(stat) => !stat.zombie && (self.start_time == 0 || stat.start_time == self.start_time),
+            Some(stat) => {
+                !stat.zombie && (self.start_time == 0 || stat.start_time == self.start_time)
+            }
             // No stat file: the process is gone, unless /proc itself is unreadable.
             None if std::path::Path::new("/proc/self/stat").exists() => false,
             None => crate::sys::pid_exists(self.pid),
@@ -103,7 +105,14 @@ mod tests {
             start_time: me.start_time + 1,
             ..me
         };
-        assert!(!recycled.is_alive(), "a different start time means a recycled pid");
-        assert!(!ProcessIdentity { pid: 0, start_time: 0 }.is_alive());
+        assert!(
+            !recycled.is_alive(),
+            "a different start time means a recycled pid"
+        );
+        assert!(!ProcessIdentity {
+            pid: 0,
+            start_time: 0
+        }
+        .is_alive());
     }
 }

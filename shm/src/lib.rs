@@ -82,4 +82,4 @@ pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
 pub use name::MAX_NAME_LEN;
 pub use segment::{Kind, Location, Segment, DEFAULT_INIT_TIMEOUT};
-pub use typed::{ShmSafe, Shared, SharedArray, SharedSlice};
+pub use typed::{Shared, SharedArray, SharedSlice, ShmSafe};

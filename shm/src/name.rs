@@ -20,13 +20,17 @@ pub(crate) fn validate(name: &str) -> Result<(String, CString)> {
     };
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty() {
-        return Err(invalid("a name needs at least one character after the optional leading '/'"));
+        return Err(invalid(
+            "a name needs at least one character after the optional leading '/'",
+        ));
     }
     if bare.len() > MAX_NAME_LEN {
         return Err(invalid("longer than 250 bytes"));
     }
     if bare.contains('/') {
-        return Err(invalid("only a single leading '/' is allowed; names are flat, not paths"));
+        return Err(invalid(
+            "only a single leading '/' is allowed; names are flat, not paths",
+        ));
     }
     if bare == "." || bare == ".." {
         return Err(invalid("'.' and '..' are not names"));

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::header::{self, Header, Snapshot, TypeInfo, FLAG_PERSISTENT, HEADER_LEN, MAGIC, STATE_READY};
+use crate::header::{
+    self, Header, Snapshot, TypeInfo, FLAG_PERSISTENT, HEADER_LEN, MAGIC, STATE_READY,
+};
 use crate::{name, sys, Error, ProcessIdentity, Result};
 
 /// How long [`Segment::open`] waits, by default, for a creator to finish initialising.
@@ -216,11 +218,9 @@ impl Segment {
         info: TypeInfo,
         init: impl FnOnce(*mut u8),
     ) -> Result<Segment> {
-        let payload_len = info
-            .payload_len()
-            .ok_or_else(|| Error::InvalidSize {
-                reason: format!("{} overflows", info.describe()),
-            })?;
+        let payload_len = info.payload_len().ok_or_else(|| Error::InvalidSize {
+            reason: format!("{} overflows", info.describe()),
+        })?;
         if info.elem_align > sys::page_size() as u64 {
             return Err(Error::InvalidSize {
                 reason: format!("alignment {} is larger than a page", info.elem_align),
@@ -237,17 +237,24 @@ impl Segment {
         let creator = ProcessIdentity::current();
         let (base, backing) = match location {
             Location::Anonymous => {
-                let base = sys::map_shared(map_len, None)
-                    .map_err(|e| Error::io("mmap", format!("an anonymous segment of {map_len} bytes"), e))?;
+                let base = sys::map_shared(map_len, None).map_err(|e| {
+                    Error::io(
+                        "mmap",
+                        format!("an anonymous segment of {map_len} bytes"),
+                        e,
+                    )
+                })?;
                 (base, Backing::Anonymous)
             }
             Location::Named(name) => create_named(name, map_len, creator.pid)?,
             Location::Memfd => {
                 let cname = CString::new("multiproc").expect("no NUL");
-                let fd = sys::memfd_create(&cname).map_err(|e| Error::io("memfd_create", "a memfd segment", e))?;
+                let fd = sys::memfd_create(&cname)
+                    .map_err(|e| Error::io("memfd_create", "a memfd segment", e))?;
                 sys::set_len(fd.as_fd(), map_len as u64)
                     .map_err(|e| Error::io("ftruncate", "a memfd segment", e))?;
-                sys::seal_size(fd.as_fd()).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", "a memfd segment", e))?;
+                sys::seal_size(fd.as_fd())
+                    .map_err(|e| Error::io("fcntl(F_ADD_SEALS)", "a memfd segment", e))?;
                 let base = sys::map_shared(map_len, Some(fd.as_fd()))
                     .map_err(|e| Error::io("mmap", "a memfd segment", e))?;
                 (base, Backing::Memfd { fd })
@@ -342,7 +349,11 @@ impl Segment {
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
-        let checked = map_checked(fd.as_fd(), "the segment behind a descriptor", DEFAULT_INIT_TIMEOUT)?;
+        let checked = map_checked(
+            fd.as_fd(),
+            "the segment behind a descriptor",
+            DEFAULT_INIT_TIMEOUT,
+        )?;
         Ok(checked.into_segment(Backing::Memfd { fd }))
     }
 
@@ -380,8 +391,12 @@ impl Segment {
         // SAFETY: memmap2 requires that the file is not truncated while mapped; a
         // segment file is only ever grown by its creator before publishing. A
         // process that truncates it anyway breaks that promise, as for any mapping.
-        let mut map = unsafe { memmap2::MmapOptions::new().len(file_len as usize).map_mut(&file) }
-            .map_err(|e| Error::io("mmap", what.clone(), e))?;
+        let mut map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(file_len as usize)
+                .map_mut(&file)
+        }
+        .map_err(|e| Error::io("mmap", what.clone(), e))?;
         let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns NULL");
         let checked = check_mapping(base, map.len(), &what, deadline)?;
         Ok(checked.into_segment(Backing::File {
@@ -507,7 +522,8 @@ impl Segment {
     /// [`Error::Io`] if `fcntl` fails. Does nothing for segments without a descriptor.
     pub fn set_fd_inheritable(&self, inheritable: bool) -> Result<()> {
         match self.fd() {
-            Some(fd) => sys::set_inheritable(fd, inheritable).map_err(|e| Error::io("fcntl(F_SETFD)", "a memfd segment", e)),
+            Some(fd) => sys::set_inheritable(fd, inheritable)
+                .map_err(|e| Error::io("fcntl(F_SETFD)", "a memfd segment", e)),
             None => Ok(()),
         }
     }
@@ -524,7 +540,13 @@ impl Segment {
 
     /// Whether this handle will unlink its named segment when dropped.
     pub fn unlink_on_drop(&self) -> bool {
-        matches!(self.backing, Backing::Named { unlink_on_drop: true, .. })
+        matches!(
+            self.backing,
+            Backing::Named {
+                unlink_on_drop: true,
+                ..
+            }
+        )
     }
 
     /// Chooses whether dropping this handle unlinks the named segment (the creator's
@@ -752,7 +774,8 @@ fn map_checked(fd: BorrowedFd<'_>, what: &str, timeout: Duration) -> Result<Chec
     let map_len = usize::try_from(file_len).map_err(|_| Error::InvalidSize {
         reason: format!("{what} of {file_len} bytes does not fit in the address space"),
     })?;
-    let base = sys::map_shared(map_len, Some(fd)).map_err(|e| Error::io("mmap", what.to_owned(), e))?;
+    let base =
+        sys::map_shared(map_len, Some(fd)).map_err(|e| Error::io("mmap", what.to_owned(), e))?;
     check_mapping(base, map_len, what, deadline).inspect_err(|_| {
         // SAFETY: base/map_len was mapped just above and nothing refers into it.
         unsafe { sys::unmap(base, map_len) };
@@ -760,7 +783,12 @@ fn map_checked(fd: BorrowedFd<'_>, what: &str, timeout: Duration) -> Result<Chec
 }
 
 /// Waits for the header of the `map_len`-byte mapping at `base` and checks it.
-fn check_mapping(base: NonNull<u8>, map_len: usize, what: &str, deadline: Instant) -> Result<Checked> {
+fn check_mapping(
+    base: NonNull<u8>,
+    map_len: usize,
+    what: &str,
+    deadline: Instant,
+) -> Result<Checked> {
     let snap = wait_ready(base, what, deadline)?;
     let (offset, len) = snap.validate(what, map_len as u64)?;
     Ok(Checked {
@@ -798,7 +826,8 @@ fn wait_ready(base: NonNull<u8>, what: &str, deadline: Instant) -> Result<Snapsh
         if snap.magic == MAGIC && snap.state == STATE_READY {
             return Ok(snap);
         }
-        let creator_dead = snap.magic == MAGIC && snap.creator_pid != 0 && !snap.creator().is_alive();
+        let creator_dead =
+            snap.magic == MAGIC && snap.creator_pid != 0 && !snap.creator().is_alive();
         if creator_dead || Instant::now() >= deadline {
             return Err(Error::NotReady {
                 what: what.to_owned(),

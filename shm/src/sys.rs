@@ -99,7 +99,8 @@ pub(crate) fn memfd_create(name: &CString) -> io::Result<OwnedFd> {
 
 /// `ftruncate(fd, len)`.
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: ftruncate takes a valid borrowed descriptor and a length.
     retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })).map(drop)
 }
@@ -161,7 +162,8 @@ pub(crate) fn pid_exists(pid: u32) -> bool {
 
 /// Reads up to `buf.len()` bytes at `offset` (`pread`), retrying on `EINTR`.
 pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let off = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     retry(|| {
         // SAFETY: buf is valid writable memory of buf.len() bytes.
         let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };

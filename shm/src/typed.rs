@@ -249,7 +249,9 @@ impl<T: ShmSafe> std::ops::DerefMut for Shared<T> {
 
 impl<T: ShmSafe> std::fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("segment", &self.seg).finish()
+        f.debug_struct("Shared")
+            .field("segment", &self.seg)
+            .finish()
     }
 }
 
@@ -323,7 +325,11 @@ impl<T: ShmSafe> SharedSlice<T> {
         })
     }
 
-    fn new_in_with(location: Location<'_>, len: usize, init: impl FnOnce(*mut u8)) -> Result<SharedSlice<T>> {
+    fn new_in_with(
+        location: Location<'_>,
+        len: usize,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<SharedSlice<T>> {
         let seg = Segment::create_typed(location, TypeInfo::of::<T>(len as u64), init)?;
         Ok(SharedSlice {
             seg,
@@ -397,7 +403,9 @@ impl<T: ShmSafe> SharedSlice<T> {
     where
         T: Copy,
     {
-        (0..self.len()).filter_map(|i| self.read_volatile(i)).collect()
+        (0..self.len())
+            .filter_map(|i| self.read_volatile(i))
+            .collect()
     }
 
     /// A pointer to the first element.
@@ -433,7 +441,9 @@ impl<T: ShmSafe> std::ops::DerefMut for SharedSlice<T> {
 
 impl<T: ShmSafe> std::fmt::Debug for SharedSlice<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedSlice").field("segment", &self.seg).finish()
+        f.debug_struct("SharedSlice")
+            .field("segment", &self.seg)
+            .finish()
     }
 }
 

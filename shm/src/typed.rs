@@ -167,6 +167,27 @@ impl<T: ShmSafe> Shared<T> {
         })
     }
 
+    /// A zeroed `T` in a new segment at `location`, built in place: for values too
+    /// large for the stack. All-zero bytes are a valid `T` for every [`ShmSafe`] type.
+    ///
+    /// # Errors
+    /// As for [`Segment::new_in`].
+    ///
+    /// # Examples
+    /// ```
+    /// let big = multiproc_shm::Shared::<[u64; 1 << 20]>::zeroed_in(multiproc_shm::Location::Anonymous)?;
+    /// assert_eq!(big[12345], 0);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn zeroed_in(location: Location<'_>) -> Result<Shared<T>> {
+        // New mappings are zero-filled by the kernel (and by ftruncate for files).
+        let seg = Segment::create_typed(location, TypeInfo::of::<T>(1), |_| {})?;
+        Ok(Shared {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
     /// Opens the named segment `name`, which must hold one `T`.
     ///
     /// # Errors

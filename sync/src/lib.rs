@@ -1,5 +1,78 @@
-//! Process-shared synchronisation built on futexes (issue: `multiproc-sync`).
+//! Process-shared synchronisation for Linux, built on the futex syscall.
 //!
-//! **Not yet written.** This crate is a placeholder in the workspace so that its
-//! name, place and dependencies are fixed; it has no public items yet. See
-//! DESIGN.md in the project's shared folder for what it will hold.
+//! Python's `multiprocessing` primitives — `Lock`, `RLock`, `Semaphore`,
+//! `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `Array` and
+//! `Manager().dict()` — that work the same between threads and between processes,
+//! and that a killed process cannot hang.
+//!
+//! | Python | here |
+//! |---|---|
+//! | `Lock()` | [`Lock`] (Python's shape) or [`Mutex<T>`] (std's shape, with the data inside) |
+//! | `RLock()` | [`RLock`] |
+//! | `Condition(lock)` | [`Condition`] (= [`Condvar`]) with a [`Mutex`] |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`Semaphore::bounded`] |
+//! | `Event()` | [`Event`] |
+//! | `Barrier(n)` | [`Barrier`] |
+//! | `Value('i', 0)`, `Array('d', 10)` | [`Value<i32>`](Value), [`Array<f64, 10>`](Array) |
+//! | `Manager().dict()` | [`SharedDict`] |
+//!
+//! Every type is `#[repr(C)]` and [`ShmSafe`](multiproc_shm::ShmSafe): put it in a
+//! segment from `multiproc-shm` — anonymous before `fork`, or named and opened by
+//! an unrelated process.
+//!
+//! # When a holder dies
+//! A process SIGKILLed while holding a [`Mutex`], [`Lock`] or [`RLock`] does not hang
+//! the others: the next acquirer gets the lock within the
+//! [owner check interval](set_owner_check_interval) (50 ms by default) with an
+//! `OwnerDied` indication — [`LockError::OwnerDied`] carrying the guard, or
+//! [`Error::OwnerDied`] from Python-shaped `acquire` — repairs the data and marks it
+//! consistent; if it does not, every later acquire gets `NotRecoverable`. The
+//! mechanism and its reasons are in the docs of the lock word (`raw_mutex.rs`).
+//! [`Semaphore`], [`Event`] and [`Condvar`] have no owner: their waiters rely on
+//! timeouts, and every blocking call has a timed form.
+//!
+//! # Example: a lock between two processes
+//! ```
+//! use multiproc_shm::Shared;
+//! use multiproc_sync::Mutex;
+//!
+//! let name = format!("doc-sync-{}", std::process::id());
+//! let a = Shared::create(&name, Mutex::new([0u64; 4]))?;
+//! // In another process:
+//! let b = Shared::<Mutex<[u64; 4]>>::open(&name)?;
+//! b.lock().unwrap()[0] += 1;
+//! assert_eq!(a.lock().unwrap()[0], 1);
+//! # Ok::<(), multiproc_sync::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod barrier;
+mod condvar;
+#[cfg(not(multiproc_loom))]
+mod dict;
+mod error;
+mod event;
+pub mod futex;
+mod identity;
+mod lock;
+mod mutex;
+mod primitive;
+mod raw_mutex;
+mod semaphore;
+mod sys;
+#[cfg(not(multiproc_loom))]
+mod value;
+
+pub use barrier::{Barrier, MAX_PARTIES};
+pub use condvar::{Condition, Condvar};
+#[cfg(not(multiproc_loom))]
+pub use dict::SharedDict;
+pub use error::{Error, LockError, LockResult, Result};
+pub use event::Event;
+pub use lock::{Lock, RLock, RLockGuard};
+pub use mutex::{Mutex, MutexGuard};
+pub use raw_mutex::{owner_check_interval, set_owner_check_interval};
+pub use semaphore::{BoundedSemaphore, Semaphore};
+#[cfg(not(multiproc_loom))]
+pub use value::{Array, Value};

@@ -1,0 +1,374 @@
+//! [`SharedDict`]: Python's `Manager().dict()` as a fixed-capacity hash map in
+//! shared memory, under a process-shared lock.
+
+use multiproc_shm::{Location, Segment, Shared, ShmSafe};
+
+use crate::{Error, LockError, Mutex, MutexGuard, Result};
+
+const EMPTY: u32 = 0;
+const FULL: u32 = 1;
+const TOMBSTONE: u32 = 2;
+
+/// One slot: key and value bytes with their lengths. `state` is written last on
+/// insert, so a writer killed mid-insert leaves an empty slot, never half a key.
+#[repr(C)]
+struct Entry<const K: usize, const V: usize> {
+    state: u32,
+    klen: u32,
+    vlen: u32,
+    reserved: u32,
+    hash: u64,
+    key: [u8; K],
+    val: [u8; V],
+}
+
+/// The table behind the lock.
+#[repr(C)]
+pub struct Table<const CAP: usize, const K: usize, const V: usize> {
+    len: u32,
+    tombstones: u32,
+    entries: [Entry<K, V>; CAP],
+}
+
+// SAFETY: #[repr(C)] of integers and byte arrays; every bit pattern is checked
+// before use (state, lengths), so any bytes are a valid table.
+unsafe impl<const K: usize, const V: usize> ShmSafe for Entry<K, V> {}
+// SAFETY: as above.
+unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<CAP, K, V> {}
+
+/// A hash map of byte strings with room for `CAP` entries, keys of up to `K` bytes
+/// and values of up to `V` bytes, in shared memory, under one lock.
+///
+/// Every operation takes the lock. Lengths and states read from shared memory are
+/// checked: a table another process wrote garbage into answers
+/// [`Error::Corrupted`], never reads out of bounds. When a process dies holding the
+/// lock, the next operation recounts the table and marks it consistent: an insert
+/// cut short leaves no entry, an overwrite cut short may leave a torn value.
+///
+/// # Examples
+/// ```
+/// use multiproc_sync::SharedDict;
+/// let d = SharedDict::<64, 16, 32>::new()?;
+/// d.insert("answer", "42")?;
+/// assert_eq!(d.get("answer")?.as_deref(), Some(&b"42"[..]));
+/// assert_eq!(d.len()?, 1);
+/// assert!(d.insert("k".repeat(17), "too long a key").is_err());
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+pub struct SharedDict<const CAP: usize, const K: usize, const V: usize> {
+    table: Shared<Mutex<Table<CAP, K, V>>>,
+}
+
+impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
+    /// An empty dictionary in a new anonymous segment (shared with children forked later).
+    ///
+    /// # Errors
+    /// [`Error::Shm`] when the segment cannot be made; [`Error::InvalidArgument`]
+    /// for a capacity of 0 or above `u32::MAX`.
+    pub fn new() -> Result<Self> {
+        Self::new_in(Location::Anonymous)
+    }
+
+    /// An empty dictionary in a new named segment.
+    ///
+    /// # Errors
+    /// As for [`new`](SharedDict::new), plus the naming errors of [`Error::Shm`].
+    pub fn create(name: &str) -> Result<Self> {
+        Self::new_in(Location::Named(name))
+    }
+
+    /// An empty dictionary in a new segment at `location`.
+    ///
+    /// # Errors
+    /// As for [`new`](SharedDict::new).
+    pub fn new_in(location: Location<'_>) -> Result<Self> {
+        if CAP == 0 || CAP > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a dictionary needs a capacity of 1 to {}, not {CAP}",
+                u32::MAX
+            )));
+        }
+        // All zeroes: an unlocked mutex around an empty table.
+        Ok(SharedDict {
+            table: Shared::zeroed_in(location)?,
+        })
+    }
+
+    /// Opens the named dictionary `name` (same `CAP`, `K`, `V`, or `LayoutMismatch`).
+    ///
+    /// # Errors
+    /// [`Error::Shm`].
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(SharedDict {
+            table: Shared::open(name)?,
+        })
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        self.table.segment()
+    }
+
+    /// The number of entries it can hold.
+    pub fn capacity(&self) -> usize {
+        CAP
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Table<CAP, K, V>>> {
+        match self.table.lock() {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) => {
+                g.repair();
+                g.mark_consistent();
+                Ok(g)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Inserts or replaces; returns the previous value.
+    ///
+    /// # Errors
+    /// [`Error::TooLong`] for a key over `K` or a value over `V` bytes;
+    /// [`Error::Full`] when a new key finds no free slot; [`Error::Corrupted`].
+    pub fn insert(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_len("key", key, K)?;
+        check_len("value", value, V)?;
+        self.lock()?.insert(key, value)
+    }
+
+    /// The value for `key`, copied out.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`], and the lock's errors.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let table = self.lock()?;
+        Ok(match table.find(key.as_ref())? {
+            Some(i) => Some(table.entries[i].value()?.to_vec()),
+            None => None,
+        })
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    /// As for [`get`](SharedDict::get).
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.lock()?.find(key.as_ref())?.is_some())
+    }
+
+    /// Removes `key`; returns its value.
+    ///
+    /// # Errors
+    /// As for [`get`](SharedDict::get).
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let mut table = self.lock()?;
+        let Some(i) = table.find(key.as_ref())? else {
+            return Ok(None);
+        };
+        let old = table.entries[i].value()?.to_vec();
+        table.entries[i].state = TOMBSTONE;
+        table.len = table.len.saturating_sub(1);
+        table.tombstones = table.tombstones.saturating_add(1);
+        Ok(Some(old))
+    }
+
+    /// The number of entries.
+    ///
+    /// # Errors
+    /// The lock's errors.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.lock()?.len as usize)
+    }
+
+    /// Whether it is empty.
+    ///
+    /// # Errors
+    /// The lock's errors.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Every entry, copied out under one lock (Python's `items()`), in slot order.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`], and the lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// d.insert("b", "2")?;
+    /// let mut items = d.items()?;
+    /// items.sort();
+    /// assert_eq!(items, [(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let table = self.lock()?;
+        let mut out = Vec::with_capacity(table.len as usize);
+        for e in &table.entries {
+            match e.state {
+                FULL => out.push((e.key()?.to_vec(), e.value()?.to_vec())),
+                EMPTY | TOMBSTONE => {}
+                s => return Err(corrupted_state(s)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The keys, copied out (Python's `keys()`).
+    ///
+    /// # Errors
+    /// As for [`items`](SharedDict::items).
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Removes every entry.
+    ///
+    /// # Errors
+    /// The lock's errors.
+    pub fn clear(&self) -> Result<()> {
+        let mut table = self.lock()?;
+        for e in table.entries.iter_mut() {
+            e.state = EMPTY;
+        }
+        table.len = 0;
+        table.tombstones = 0;
+        Ok(())
+    }
+}
+
+impl<const CAP: usize, const K: usize, const V: usize> std::fmt::Debug for SharedDict<CAP, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDict")
+            .field("capacity", &CAP)
+            .field("segment", self.segment())
+            .finish()
+    }
+}
+
+fn check_len(what: &'static str, bytes: &[u8], max: usize) -> Result<()> {
+    if bytes.len() > max {
+        return Err(Error::TooLong {
+            what,
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn corrupted_state(s: u32) -> Error {
+    Error::Corrupted(format!("dictionary slot in state {s}"))
+}
+
+fn hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl<const K: usize, const V: usize> Entry<K, V> {
+    fn key(&self) -> Result<&[u8]> {
+        self.key
+            .get(..self.klen as usize)
+            .ok_or_else(|| Error::Corrupted(format!("key length {} over {K}", self.klen)))
+    }
+
+    fn value(&self) -> Result<&[u8]> {
+        self.val
+            .get(..self.vlen as usize)
+            .ok_or_else(|| Error::Corrupted(format!("value length {} over {V}", self.vlen)))
+    }
+
+    fn set_value(&mut self, value: &[u8]) {
+        self.val[..value.len()].copy_from_slice(value);
+        self.vlen = value.len() as u32;
+    }
+}
+
+impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
+    /// The slot holding `key`, probing at most CAP slots.
+    fn find(&self, key: &[u8]) -> Result<Option<usize>> {
+        let h = hash(key);
+        for i in 0..CAP {
+            let idx = (h as usize).wrapping_add(i) % CAP;
+            let e = &self.entries[idx];
+            match e.state {
+                EMPTY => return Ok(None),
+                FULL if e.hash == h && e.key()? == key => return Ok(Some(idx)),
+                FULL | TOMBSTONE => {}
+                s => return Err(corrupted_state(s)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        let h = hash(key);
+        let mut free = None;
+        for i in 0..CAP {
+            let idx = (h as usize).wrapping_add(i) % CAP;
+            let e = &mut self.entries[idx];
+            match e.state {
+                EMPTY => {
+                    free.get_or_insert(idx);
+                    break;
+                }
+                FULL if e.hash == h && e.key()? == key => {
+                    let old = e.value()?.to_vec();
+                    e.set_value(value);
+                    return Ok(Some(old));
+                }
+                FULL => {}
+                TOMBSTONE => {
+                    free.get_or_insert(idx);
+                }
+                s => return Err(corrupted_state(s)),
+            }
+        }
+        let Some(idx) = free else {
+            return Err(Error::Full { capacity: CAP });
+        };
+        let e = &mut self.entries[idx];
+        let was_tombstone = e.state == TOMBSTONE;
+        e.key[..key.len()].copy_from_slice(key);
+        e.klen = key.len() as u32;
+        e.set_value(value);
+        e.hash = h;
+        e.state = FULL; // last: an insert cut short leaves no entry
+        self.len = self.len.saturating_add(1);
+        if was_tombstone {
+            self.tombstones = self.tombstones.saturating_sub(1);
+        }
+        Ok(None)
+    }
+
+    /// After a holder died: turn slots that do not check out into tombstones, recount.
+    fn repair(&mut self) {
+        let (mut len, mut tombstones) = (0, 0);
+        for e in self.entries.iter_mut() {
+            let sane = e.klen as usize <= K && e.vlen as usize <= V;
+            match e.state {
+                EMPTY => {}
+                FULL if sane => len += 1,
+                _ => {
+                    e.state = TOMBSTONE;
+                    tombstones += 1;
+                }
+            }
+        }
+        self.len = len;
+        self.tombstones = tombstones;
+    }
+}

@@ -1,0 +1,45 @@
+//! The futex layer: wait and wake on an `AtomicU32` that may live in memory shared
+//! between processes (never `FUTEX_PRIVATE_FLAG`).
+//!
+//! Public because `multiproc-queue` blocks on it too. Waits take an absolute
+//! [`Deadline`] on `CLOCK_MONOTONIC`, so that spurious wake-ups and `EINTR` retries
+//! do not stretch a timeout.
+//!
+//! # Examples
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use multiproc_sync::futex::{wait, wake, Deadline};
+//!
+//! let word = AtomicU32::new(0);
+//! // Nobody changes the word: the wait ends at its deadline.
+//! assert!(!wait(&word, 0, Deadline::after(Duration::from_millis(1)).as_ref()));
+//! // The word is not the expected value: no sleep at all.
+//! word.store(1, Ordering::SeqCst);
+//! assert!(wait(&word, 0, None));
+//! assert_eq!(wake(&word, 1), 0); // nobody was asleep
+//! ```
+
+use std::sync::atomic::AtomicU32;
+
+pub use crate::sys::Deadline;
+
+/// Sleeps while `*word == expected`, until woken or `deadline`. Returns `false`
+/// only when the deadline passed; `true` on a wake-up (possibly spurious) or when
+/// the word did not hold `expected`. Callers re-check their condition.
+#[inline]
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
+    crate::sys::futex_wait(word, expected, deadline)
+}
+
+/// Wakes up to `n` sleepers on `word`; returns how many were woken.
+#[inline]
+pub fn wake(word: &AtomicU32, n: u32) -> u32 {
+    crate::sys::futex_wake(word, n)
+}
+
+/// Wakes every sleeper on `word`; returns how many were woken.
+#[inline]
+pub fn wake_all(word: &AtomicU32) -> u32 {
+    crate::sys::futex_wake(word, u32::MAX)
+}

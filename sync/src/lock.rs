@@ -1,0 +1,289 @@
+//! Python's shapes: [`Lock`] (`acquire(block, timeout)`, `release`, `locked`) and
+//! the re-entrant [`RLock`].
+
+use std::time::Duration;
+
+use crate::mutex::fail_to_error;
+use crate::primitive::{AtomicU32, Ordering};
+use crate::raw_mutex::{deadline_after, Acquired, Fail, RawMutex};
+use crate::{Error, LockError, LockResult, Result};
+
+/// Maps a raw acquire to Python's `acquire` answer: `Ok(true)` acquired, `Ok(false)`
+/// not acquired (held, or the timeout passed), `Err(OwnerDied)` acquired from a
+/// dead holder.
+fn python_answer(r: std::result::Result<Acquired, Fail>) -> Result<bool> {
+    match r {
+        Ok(Acquired::Clean) => Ok(true),
+        Ok(Acquired::OwnerDied) => Err(Error::OwnerDied),
+        Err(Fail::WouldBlock | Fail::Timeout) => Ok(false),
+        Err(f) => Err(Error::from(fail_to_error::<()>(f))),
+    }
+}
+
+/// Python's `multiprocessing.Lock`: a non-reentrant lock without data, usable
+/// between threads and processes, recovered from a dead holder.
+///
+/// `#[repr(C)]`, 16 bytes; all-zero bytes are an unlocked lock.
+///
+/// # Examples
+/// ```
+/// use multiproc_sync::Lock;
+/// let lock = Lock::new();
+/// assert!(lock.acquire(true, None)?);
+/// assert!(lock.locked());
+/// assert!(!lock.acquire(false, None)?);  // held: non-blocking attempt fails
+/// lock.release()?;
+/// assert!(lock.release().is_err());      // releasing an unlocked lock is an error
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+#[repr(C)]
+pub struct Lock {
+    raw: RawMutex,
+}
+
+#[cfg(not(multiproc_loom))]
+// SAFETY: #[repr(C)] around a RawMutex: atomics only, every bit pattern handled.
+unsafe impl multiproc_shm::ShmSafe for Lock {}
+
+impl Default for Lock {
+    fn default() -> Lock {
+        Lock::new()
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    pub fn new() -> Lock {
+        Lock {
+            raw: RawMutex::new(),
+        }
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` when acquired,
+    /// `Ok(false)` when not (held and `block` is false, or `timeout` passed).
+    ///
+    /// # Errors
+    /// [`Error::OwnerDied`]: acquired, but the previous holder died — repair, then
+    /// [`mark_consistent`](Lock::mark_consistent), then [`release`](Lock::release).
+    /// [`Error::NotRecoverable`], [`Error::WouldDeadlock`].
+    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+        if !block {
+            return python_answer(self.raw.try_lock());
+        }
+        python_answer(self.raw.lock(deadline_after(timeout).as_ref()))
+    }
+
+    /// Python's `release()`. As in Python, any thread may release a held `Lock`.
+    ///
+    /// # Errors
+    /// [`Error::NotLocked`] when it is not held. Releasing a recovered lock that was
+    /// not marked consistent makes it not recoverable (and is not an error).
+    pub fn release(&self) -> Result<()> {
+        if !self.raw.is_locked() {
+            return Err(Error::NotLocked);
+        }
+        if self.raw.is_inconsistent() {
+            // SAFETY: Python's Lock may be released by any thread; it is held.
+            unsafe { self.raw.unlock_not_recoverable() };
+        } else {
+            // SAFETY: as above.
+            unsafe { self.raw.unlock() };
+        }
+        Ok(())
+    }
+
+    /// Python's `locked()`.
+    pub fn locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// Declares the data repaired after [`Error::OwnerDied`]; call before `release`.
+    pub fn mark_consistent(&self) {
+        if self.raw.is_held_by_current_thread() {
+            // SAFETY: the calling thread holds the lock.
+            unsafe { self.raw.mark_consistent() };
+        }
+    }
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("locked", &self.locked())
+            .finish()
+    }
+}
+
+/// Python's `multiprocessing.RLock`: re-entrant for the thread that holds it, with
+/// a count; only that thread may release it.
+///
+/// `#[repr(C)]`, 24 bytes; all-zero bytes are an unlocked lock.
+///
+/// # Examples
+/// ```
+/// use multiproc_sync::{Error, RLock};
+/// let r = RLock::new();
+/// assert!(r.acquire(true, None)?);
+/// assert!(r.acquire(true, None)?);     // again, same thread
+/// assert_eq!(r.count(), 2);
+/// r.release()?;
+/// r.release()?;
+/// assert!(matches!(r.release(), Err(Error::NotOwner)));
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+#[repr(C)]
+pub struct RLock {
+    raw: RawMutex,
+    /// Times the holder acquired it; touched only by the holder.
+    count: AtomicU32,
+    reserved: AtomicU32,
+}
+
+#[cfg(not(multiproc_loom))]
+// SAFETY: #[repr(C)] of a RawMutex and atomics; every bit pattern handled (the
+// count is only trusted by the thread that holds the lock, and checked).
+unsafe impl multiproc_shm::ShmSafe for RLock {}
+
+impl Default for RLock {
+    fn default() -> RLock {
+        RLock::new()
+    }
+}
+
+impl RLock {
+    /// A new, unlocked re-entrant lock.
+    pub fn new() -> RLock {
+        RLock {
+            raw: RawMutex::new(),
+            count: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`; re-entering adds one to the count.
+    ///
+    /// # Errors
+    /// As for [`Lock::acquire`], and [`Error::ValueTooLarge`] past 2³² − 1 entries.
+    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+        if self.raw.is_held_by_current_thread() {
+            let n = self.count.load(Ordering::Relaxed);
+            let n = n.checked_add(1).ok_or(Error::ValueTooLarge {
+                what: "RLock recursion count",
+                value: u64::from(n) + 1,
+                limit: u64::from(u32::MAX),
+            })?;
+            self.count.store(n, Ordering::Relaxed);
+            return Ok(true);
+        }
+        let r = if block {
+            self.raw.lock(deadline_after(timeout).as_ref())
+        } else {
+            self.raw.try_lock()
+        };
+        let answer = python_answer(r);
+        if matches!(answer, Ok(true) | Err(Error::OwnerDied)) {
+            self.count.store(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// Python's `release()`: one level down; the lock is free at zero.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] when the calling thread does not hold it.
+    pub fn release(&self) -> Result<()> {
+        if !self.raw.is_held_by_current_thread() {
+            return Err(Error::NotOwner);
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        if n > 1 {
+            self.count.store(n - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.count.store(0, Ordering::Relaxed);
+        if self.raw.is_inconsistent() {
+            // SAFETY: the calling thread holds the lock (checked above).
+            unsafe { self.raw.unlock_not_recoverable() };
+        } else {
+            // SAFETY: as above.
+            unsafe { self.raw.unlock() };
+        }
+        Ok(())
+    }
+
+    /// How many times the calling thread holds it (0 if it does not).
+    pub fn count(&self) -> u32 {
+        if self.raw.is_held_by_current_thread() {
+            self.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether any thread holds it.
+    pub fn locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// Declares the data repaired after [`Error::OwnerDied`].
+    pub fn mark_consistent(&self) {
+        if self.raw.is_held_by_current_thread() {
+            // SAFETY: the calling thread holds the lock.
+            unsafe { self.raw.mark_consistent() };
+        }
+    }
+
+    /// Acquires (blocking) and returns a guard that releases one level on drop.
+    ///
+    /// # Errors
+    /// As for [`acquire`](RLock::acquire); an `OwnerDied` carries the guard.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// let outer = r.lock().unwrap();
+    /// let inner = r.lock().unwrap();
+    /// assert_eq!(r.count(), 2);
+    /// ```
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        let guard = RLockGuard {
+            lock: self,
+            _not_send: std::marker::PhantomData,
+        };
+        match self.acquire(true, None) {
+            Ok(_) => Ok(guard),
+            Err(Error::OwnerDied) => Err(LockError::OwnerDied(guard)),
+            Err(Error::NotRecoverable) => Err(LockError::NotRecoverable),
+            // Only the recursion count overflowing (2³² entries) lands here.
+            Err(_) => Err(LockError::WouldDeadlock),
+        }
+    }
+}
+
+impl std::fmt::Debug for RLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RLock")
+            .field("locked", &self.locked())
+            .finish()
+    }
+}
+
+/// Holds one level of an [`RLock`]; releases it on drop.
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl RLockGuard<'_> {
+    /// Declares the data repaired after an `OwnerDied`.
+    pub fn mark_consistent(&mut self) {
+        self.lock.mark_consistent();
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        // Cannot fail: the guard's thread holds the lock.
+        let _ = self.lock.release();
+    }
+}

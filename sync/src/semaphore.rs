@@ -1,0 +1,161 @@
+//! [`Semaphore`] and its bounded form: Python's `Semaphore` / `BoundedSemaphore`.
+
+use std::time::Duration;
+
+use crate::primitive::{wait, wake, AtomicU32, Ordering};
+use crate::raw_mutex::deadline_after;
+use crate::{Error, Result};
+
+/// A counting semaphore, process-shared.
+///
+/// The count is the futex word; a count of sleepers lets `release` skip the wake-up
+/// syscall when nobody sleeps. A bounded semaphore refuses a `release` that would
+/// take the count above its initial value, as Python's `BoundedSemaphore` does.
+///
+/// A semaphore has no owner, so a process that dies holding permits does not give
+/// them back; a waiter is never stuck on that forever if it uses a timeout.
+///
+/// `#[repr(C)]`, 16 bytes. All-zero bytes are an unbounded semaphore with count 0.
+///
+/// # Examples
+/// ```
+/// use multiproc_sync::Semaphore;
+/// let s = Semaphore::bounded(2);
+/// assert!(s.try_acquire());
+/// assert!(s.try_acquire());
+/// assert!(!s.try_acquire());
+/// s.release(2)?;
+/// assert!(s.release(1).is_err()); // above the bound
+/// assert_eq!(s.value(), 2);
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+#[repr(C)]
+pub struct Semaphore {
+    value: AtomicU32,
+    sleepers: AtomicU32,
+    /// Largest allowed value; 0 means unbounded.
+    bound: AtomicU32,
+    reserved: AtomicU32,
+}
+
+#[cfg(not(multiproc_loom))]
+// SAFETY: #[repr(C)] of atomics; every value is handled (a count is a count).
+unsafe impl multiproc_shm::ShmSafe for Semaphore {}
+
+/// Python's `BoundedSemaphore`: a [`Semaphore`] made with [`Semaphore::bounded`].
+pub type BoundedSemaphore = Semaphore;
+
+impl Semaphore {
+    /// A semaphore with `value` permits (Python's `Semaphore(value)`).
+    pub fn new(value: u32) -> Semaphore {
+        Semaphore::with_bound(value, 0)
+    }
+
+    /// A semaphore with `value` permits that may never hold more
+    /// (Python's `BoundedSemaphore(value)`).
+    pub fn bounded(value: u32) -> Semaphore {
+        Semaphore::with_bound(value, value.max(1))
+    }
+
+    fn with_bound(value: u32, bound: u32) -> Semaphore {
+        Semaphore {
+            value: AtomicU32::new(value),
+            sleepers: AtomicU32::new(0),
+            bound: AtomicU32::new(bound),
+            reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes a permit if one is free.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        let mut v = self.value.load(Ordering::Relaxed);
+        while v > 0 {
+            // SYNC: Acquire pairs with the Release in `release`.
+            match self
+                .value
+                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => v = now,
+            }
+        }
+        false
+    }
+
+    /// Takes a permit, waiting at most `timeout` (forever if `None`); `false` on timeout.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let s = multiproc_sync::Semaphore::new(0);
+    /// assert!(!s.acquire(Some(Duration::from_millis(5))));
+    /// ```
+    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
+        if self.try_acquire() {
+            return true;
+        }
+        let deadline = deadline_after(timeout);
+        loop {
+            if self.try_acquire() {
+                return true;
+            }
+            // SYNC: SeqCst orders this increment before the futex's read of the
+            // value, against `release`'s SeqCst add then read of `sleepers`: either
+            // the releaser sees us, or we see its permit.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let woke = wait(&self.value, 0, deadline.as_ref());
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if !woke {
+                return self.try_acquire();
+            }
+        }
+    }
+
+    /// Returns `n` permits and wakes up to `n` waiters.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLarge`] when a bounded semaphore would exceed its bound, or
+    /// the count would pass `u32::MAX`; nothing is released then.
+    pub fn release(&self, n: u32) -> Result<()> {
+        let bound = self.bound.load(Ordering::Relaxed);
+        let limit = if bound == 0 { u32::MAX } else { bound };
+        let mut v = self.value.load(Ordering::Relaxed);
+        loop {
+            let new = v
+                .checked_add(n)
+                .filter(|&x| x <= limit)
+                .ok_or(Error::ValueTooLarge {
+                    what: "semaphore value",
+                    value: u64::from(v) + u64::from(n),
+                    limit: u64::from(limit),
+                })?;
+            // SYNC: SeqCst (a Release) pairs with the Acquire in `try_acquire`, and
+            // with the sleepers protocol described in `acquire`.
+            match self
+                .value
+                .compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            wake(&self.value, n);
+        }
+        Ok(())
+    }
+
+    /// The current count (a hint: it may change at once).
+    pub fn value(&self) -> u32 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("value", &self.value())
+            .finish()
+    }
+}

@@ -1,0 +1,130 @@
+//! Every libc call of this crate: the futex syscall, the monotonic clock, thread ids.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// An absolute point on `CLOCK_MONOTONIC`, the clock futex timeouts use.
+///
+/// Waits take a deadline rather than a duration so that a wait that is woken
+/// spuriously, or retried after `EINTR`, does not start its timeout again.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    ts: libc::timespec,
+}
+
+impl Deadline {
+    /// `timeout` from now. A timeout too large to represent means "never".
+    pub fn after(timeout: Duration) -> Option<Deadline> {
+        let now = now();
+        let secs = i64::try_from(timeout.as_secs()).ok()?;
+        let mut sec = now.tv_sec.checked_add(secs)?;
+        let mut nsec = now.tv_nsec + i64::from(timeout.subsec_nanos());
+        if nsec >= 1_000_000_000 {
+            nsec -= 1_000_000_000;
+            sec = sec.checked_add(1)?;
+        }
+        Some(Deadline {
+            ts: libc::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            },
+        })
+    }
+
+    /// Time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        let now = now();
+        let left = (i128::from(self.ts.tv_sec) - i128::from(now.tv_sec)) * 1_000_000_000
+            + (i128::from(self.ts.tv_nsec) - i128::from(now.tv_nsec));
+        if left <= 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub fn passed(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// The earlier of two deadlines (`None` is "never").
+    pub fn earliest(a: Option<Deadline>, b: Option<Deadline>) -> Option<Deadline> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(
+                if (a.ts.tv_sec, a.ts.tv_nsec) <= (b.ts.tv_sec, b.ts.tv_nsec) {
+                    a
+                } else {
+                    b
+                },
+            ),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+}
+
+fn now() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts
+}
+
+/// `FUTEX_WAIT_BITSET` (shared, not private) until `deadline`: sleeps while
+/// `*word == expected`. Returns `false` only when the deadline passed.
+///
+/// Retries on `EINTR`; returns `true` at once on `EAGAIN` (the value had changed)
+/// and on a wake-up, which may be spurious: callers re-check their condition.
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
+    let ts = deadline.map_or(std::ptr::null(), |d| &d.ts as *const libc::timespec);
+    loop {
+        // SAFETY: word points to a live, aligned u32 (an AtomicU32 has the layout of
+        // u32). FUTEX_WAIT_BITSET reads ts as an absolute CLOCK_MONOTONIC time; ts
+        // is NULL or a valid timespec. No FUTEX_PRIVATE_FLAG: the word may be in
+        // memory shared with other processes.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts,
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if r == 0 {
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ETIMEDOUT) => return false,
+            _ => return true, // EAGAIN: the value changed before we slept.
+        }
+    }
+}
+
+/// `FUTEX_WAKE` (shared): wakes up to `n` waiters on `word`; returns how many woke.
+pub fn futex_wake(word: &AtomicU32, n: u32) -> u32 {
+    let n = n.min(i32::MAX as u32);
+    // SAFETY: word points to a live, aligned u32; FUTEX_WAKE takes no other pointer.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as u32
+}
+
+/// The calling thread's kernel thread id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Registers `child` to run in the child after `fork` (`pthread_atfork`).
+pub fn at_fork_child(child: extern "C" fn()) {
+    // SAFETY: the handler is a plain function with static lifetime; NULL prepare
+    // and parent handlers are allowed.
+    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+}

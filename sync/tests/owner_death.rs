@@ -1,0 +1,227 @@
+//! A process SIGKILLed while holding a lock never hangs the others: the next
+//! acquirer gets the lock with `OwnerDied`, repairs, and carries on.
+//!
+//! Each trial forks a child that takes the lock and, holding it, keeps breaking and
+//! mending an invariant (`a == b`); the parent kills it at a random moment and must
+//! then acquire within a bound and see `OwnerDied`.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_shm::Shared;
+use multiproc_sync::{set_owner_check_interval, Error, Lock, LockError, Mutex, RLock};
+use multiproc_testkit::{fork, ChildExit, Watchdog};
+
+const TRIALS: usize = 100;
+/// Generous: recovery normally takes one check interval; this only catches hangs.
+const BOUND: Duration = Duration::from_secs(3);
+
+multiproc_shm::shm_struct! {
+    struct Pair {
+        a: u64,
+        b: u64,
+    }
+}
+
+/// A small deterministic generator for kill delays.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Forks a child that runs `hold` (which takes the lock and never returns), waits
+/// until it says it holds the lock, sleeps a random 0–300 µs, and SIGKILLs it.
+fn kill_while_holding(holding: &AtomicU32, seed: &mut u64, hold: impl FnOnce()) {
+    holding.store(0, Ordering::SeqCst);
+    let mut child = fork(|| {
+        hold();
+        3 // unreachable: `hold` never returns
+    });
+    let start = Instant::now();
+    while holding.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < BOUND, "child never took the lock");
+        std::hint::spin_loop();
+    }
+    std::thread::sleep(Duration::from_micros(next(seed) % 300));
+    child.signal(libc::SIGKILL);
+    assert_eq!(
+        child.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+}
+
+#[test]
+fn mutex_holder_killed_at_random_points() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "mutex owner death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let m = Shared::anonymous(Mutex::new(Pair { a: 0, b: 0 })).unwrap();
+    let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d;
+    let mut waits = Vec::new();
+    for trial in 0..TRIALS {
+        kill_while_holding(&holding, &mut seed, || {
+            let mut g = m.lock().unwrap();
+            holding.store(1, Ordering::SeqCst);
+            loop {
+                g.a += 1; // invariant broken here ...
+                std::hint::spin_loop();
+                g.b += 1; // ... and mended here
+            }
+        });
+        let t = Instant::now();
+        match m.lock_timeout(BOUND) {
+            Err(LockError::OwnerDied(mut g)) => {
+                assert!(g.is_recovered());
+                g.b = g.a; // repair
+                g.mark_consistent();
+            }
+            Ok(_) => panic!("trial {trial}: the holder was killed, yet no OwnerDied"),
+            Err(e) => panic!("trial {trial}: {e}"),
+        }
+        waits.push(t.elapsed());
+        let g = m.lock().expect("a repaired lock works normally");
+        assert_eq!(g.a, g.b);
+    }
+    waits.sort();
+    eprintln!(
+        "recovery after SIGKILL ({} trials, check interval 5 ms): median {:?}, max {:?}",
+        waits.len(),
+        waits[waits.len() / 2],
+        waits[waits.len() - 1]
+    );
+}
+
+#[test]
+fn lock_and_rlock_holders_killed_at_random_points() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "lock/rlock owner death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let lock = Shared::anonymous(Lock::new()).unwrap();
+    let rlock = Shared::anonymous(RLock::new()).unwrap();
+    let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15;
+    for trial in 0..TRIALS {
+        kill_while_holding(&holding, &mut seed, || {
+            assert!(lock.acquire(true, None).unwrap());
+            assert!(rlock.acquire(true, None).unwrap());
+            assert!(rlock.acquire(true, None).unwrap());
+            holding.store(1, Ordering::SeqCst);
+            loop {
+                std::hint::spin_loop();
+            }
+        });
+        assert!(
+            matches!(lock.acquire(true, Some(BOUND)), Err(Error::OwnerDied)),
+            "trial {trial}"
+        );
+        lock.mark_consistent();
+        lock.release().unwrap();
+        assert!(
+            matches!(rlock.acquire(true, Some(BOUND)), Err(Error::OwnerDied)),
+            "trial {trial}"
+        );
+        assert_eq!(rlock.count(), 1, "a recovered RLock starts at one level");
+        rlock.mark_consistent();
+        rlock.release().unwrap();
+        assert!(!lock.locked() && !rlock.locked());
+    }
+}
+
+#[test]
+fn a_sleeping_waiter_in_another_process_gets_the_lock() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "sleeping waiter");
+    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut holder = fork(|| {
+        let _g = m.lock().unwrap();
+        holding.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    while holding.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    // The waiter uses the default check interval (50 ms): it is asleep in the
+    // futex when the holder dies, and must notice within its next check.
+    let waiter = fork(|| match m.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            *g = 42;
+            g.mark_consistent();
+            0
+        }
+        Ok(_) => 10,
+        Err(_) => 11,
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    holder.signal(libc::SIGKILL);
+    assert_eq!(
+        holder.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    waiter.wait_ok(Duration::from_secs(20));
+    assert_eq!(*m.lock().unwrap(), 42);
+}
+
+#[test]
+fn an_unrepaired_recovery_makes_the_lock_not_recoverable_for_everyone() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "not recoverable");
+    set_owner_check_interval(Duration::from_millis(5));
+    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let holding = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let mut holder = fork(|| {
+        let _g = m.lock().unwrap();
+        holding.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    while holding.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    holder.signal(libc::SIGKILL);
+    holder.wait(BOUND);
+    let g = m.lock().unwrap_err().into_guard().expect("OwnerDied");
+    drop(g); // not marked consistent
+    assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
+    let other = fork(|| match m.lock_timeout(Duration::from_secs(5)) {
+        Err(LockError::NotRecoverable) => 0,
+        _ => 1,
+    });
+    other.wait_ok(Duration::from_secs(10));
+}
+
+#[test]
+fn a_killed_child_that_was_not_holding_leaves_the_lock_free() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "random kill, maybe not holding");
+    set_owner_check_interval(Duration::from_millis(5));
+    let m = Shared::anonymous(Mutex::new(Pair { a: 0, b: 0 })).unwrap();
+    let started = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut seed = 0xdead_beef_cafe_f00d;
+    let (mut clean, mut died) = (0, 0);
+    for _ in 0..TRIALS {
+        kill_while_holding(&started, &mut seed, || {
+            started.store(1, Ordering::SeqCst);
+            loop {
+                let mut g = m.lock().unwrap();
+                g.a += 1;
+                g.b += 1;
+            }
+        });
+        match m.lock_timeout(BOUND) {
+            Ok(g) => {
+                assert_eq!(g.a, g.b, "a clean lock has its invariant");
+                clean += 1;
+            }
+            Err(LockError::OwnerDied(mut g)) => {
+                g.b = g.a;
+                g.mark_consistent();
+                died += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    eprintln!("{TRIALS} kills at random points: {clean} outside the lock, {died} holding it");
+    assert_eq!(clean + died, TRIALS);
+}

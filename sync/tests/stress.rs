@@ -1,0 +1,283 @@
+//! N processes × M operations under each primitive: counters end exact, nothing is
+//! lost or duplicated.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiproc_shm::{Location, Shared};
+use multiproc_sync::{Barrier, Condvar, Event, Lock, Mutex, RLock, Semaphore, SharedDict, Value};
+use multiproc_testkit::{fork, reexec, role, unique_name, wait_command, Watchdog};
+
+const PROCS: usize = 4;
+const ITERS: u64 = 20_000;
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Forks `n` children running `f(i)` and waits for all to succeed.
+fn run_children(n: usize, f: impl Fn(usize) + Sync) {
+    let kids: Vec<_> = (0..n)
+        .map(|i| {
+            let f = &f;
+            fork(move || {
+                f(i);
+                0
+            })
+        })
+        .collect();
+    for k in kids {
+        k.wait_ok(LIMIT);
+    }
+}
+
+#[test]
+fn mutex_counter_is_exact() {
+    let _dog = Watchdog::arm(LIMIT, "mutex_counter_is_exact");
+    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    run_children(PROCS, |_| {
+        for _ in 0..ITERS {
+            *m.lock().unwrap() += 1;
+        }
+    });
+    assert_eq!(*m.lock().unwrap(), PROCS as u64 * ITERS);
+}
+
+#[test]
+fn lock_counter_is_exact() {
+    let _dog = Watchdog::arm(LIMIT, "lock_counter_is_exact");
+    let lock = Shared::anonymous(Lock::new()).unwrap();
+    let counter = Shared::anonymous(0u64).unwrap();
+    let p = counter.as_ptr() as usize;
+    run_children(PROCS, |_| {
+        for _ in 0..ITERS {
+            assert!(lock.acquire(true, None).unwrap());
+            // SAFETY: the Lock serialises every access to the counter.
+            unsafe { *(p as *mut u64) += 1 };
+            lock.release().unwrap();
+        }
+    });
+    assert_eq!(counter.read_volatile(), PROCS as u64 * ITERS);
+}
+
+#[test]
+fn rlock_counter_is_exact() {
+    let _dog = Watchdog::arm(LIMIT, "rlock_counter_is_exact");
+    let lock = Shared::anonymous(RLock::new()).unwrap();
+    let counter = Shared::anonymous(0u64).unwrap();
+    let p = counter.as_ptr() as usize;
+    run_children(PROCS, |_| {
+        for _ in 0..ITERS {
+            assert!(lock.acquire(true, None).unwrap());
+            assert!(lock.acquire(true, None).unwrap()); // re-entered
+                                                        // SAFETY: the RLock serialises every access to the counter.
+            unsafe { *(p as *mut u64) += 1 };
+            lock.release().unwrap();
+            lock.release().unwrap();
+        }
+    });
+    assert_eq!(counter.read_volatile(), PROCS as u64 * ITERS);
+}
+
+#[test]
+fn semaphore_as_a_lock_is_exact() {
+    let _dog = Watchdog::arm(LIMIT, "semaphore_as_a_lock_is_exact");
+    let sem = Shared::anonymous(Semaphore::bounded(1)).unwrap();
+    let counter = Shared::anonymous(0u64).unwrap();
+    let p = counter.as_ptr() as usize;
+    run_children(PROCS, |_| {
+        for _ in 0..ITERS {
+            assert!(sem.acquire(None));
+            // SAFETY: the semaphore of one permit serialises access to the counter.
+            unsafe { *(p as *mut u64) += 1 };
+            sem.release(1).unwrap();
+        }
+    });
+    assert_eq!(counter.read_volatile(), PROCS as u64 * ITERS);
+    assert_eq!(sem.value(), 1);
+}
+
+/// The tutorial's `Value` counter: ten processes, each adding under `get_lock`.
+#[test]
+fn value_counter_of_ten_processes_is_exact() {
+    let _dog = Watchdog::arm(LIMIT, "value_counter");
+    let v = Value::new(0i64).unwrap();
+    run_children(10, |_| {
+        for _ in 0..1000 {
+            *v.get_lock().lock().unwrap() += 1;
+        }
+    });
+    assert_eq!(v.get().unwrap(), 10_000);
+}
+
+const RING: usize = 8;
+
+multiproc_shm::shm_struct! {
+    struct RingState {
+        buf: [u64; RING],
+        head: u64,
+        tail: u64,
+        done: u64,
+    }
+}
+
+#[test]
+fn condition_producer_consumer_loses_nothing() {
+    let _dog = Watchdog::arm(LIMIT, "condition_producer_consumer");
+    const PRODUCERS: usize = 2;
+    const CONSUMERS: usize = 2;
+    const ITEMS: u64 = 5_000;
+    let state = Shared::anonymous(Mutex::new(RingState {
+        buf: [0; RING],
+        head: 0,
+        tail: 0,
+        done: 0,
+    }))
+    .unwrap();
+    let not_empty = Shared::anonymous(Condvar::new()).unwrap();
+    let not_full = Shared::anonymous(Condvar::new()).unwrap();
+    let sum = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let count = Shared::anonymous(AtomicU64::new(0)).unwrap();
+
+    run_children(PRODUCERS + CONSUMERS, |i| {
+        if i < PRODUCERS {
+            for k in 0..ITEMS {
+                let item = (i as u64) * ITEMS + k + 1;
+                let mut g = not_full
+                    .wait_while(state.lock().unwrap(), |s| s.tail - s.head == RING as u64)
+                    .unwrap();
+                let t = g.tail;
+                g.buf[(t % RING as u64) as usize] = item;
+                g.tail += 1;
+                drop(g);
+                not_empty.notify_one();
+            }
+            state.lock().unwrap().done += 1;
+            not_empty.notify_all();
+        } else {
+            loop {
+                let mut g = not_empty
+                    .wait_while(state.lock().unwrap(), |s| {
+                        s.tail == s.head && s.done < PRODUCERS as u64
+                    })
+                    .unwrap();
+                if g.tail == g.head {
+                    break; // every producer is done and the ring is drained
+                }
+                let h = g.head;
+                let item = g.buf[(h % RING as u64) as usize];
+                g.head += 1;
+                drop(g);
+                not_full.notify_one();
+                sum.fetch_add(item, Ordering::Relaxed);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let n = PRODUCERS as u64 * ITEMS;
+    assert_eq!(count.load(Ordering::Relaxed), n);
+    assert_eq!(sum.load(Ordering::Relaxed), n * (n + 1) / 2);
+}
+
+#[test]
+fn barrier_keeps_processes_in_step() {
+    let _dog = Watchdog::arm(LIMIT, "barrier_keeps_processes_in_step");
+    const ROUNDS: u64 = 200;
+    let barrier = Shared::anonymous(Barrier::new(PROCS as u32).unwrap()).unwrap();
+    let rounds = Shared::anonymous([0u64; PROCS].map(AtomicU64::new)).unwrap();
+    run_children(PROCS, |i| {
+        for r in 1..=ROUNDS {
+            rounds[i].store(r, Ordering::SeqCst);
+            let idx = barrier.wait(Some(Duration::from_secs(20))).unwrap();
+            assert!(idx < PROCS as u32);
+            // Past the barrier, every party has reached round r.
+            for other in rounds.iter() {
+                assert!(other.load(Ordering::SeqCst) >= r);
+            }
+            barrier.wait(Some(Duration::from_secs(20))).unwrap();
+        }
+    });
+    assert!(!barrier.broken());
+}
+
+#[test]
+fn event_wakes_waiting_processes() {
+    let _dog = Watchdog::arm(LIMIT, "event_wakes_waiting_processes");
+    let event = Shared::anonymous(Event::new()).unwrap();
+    let woke = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            fork(|| {
+                if event.wait(Some(Duration::from_secs(20))) {
+                    woke.fetch_add(1, Ordering::SeqCst);
+                    0
+                } else {
+                    1
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    event.set();
+    for k in kids {
+        k.wait_ok(LIMIT);
+    }
+    assert_eq!(woke.load(Ordering::SeqCst), 3);
+}
+
+/// The tutorial's `Manager().dict()`: ten processes each store their number.
+#[test]
+fn dict_filled_by_ten_processes() {
+    let _dog = Watchdog::arm(LIMIT, "dict_filled_by_ten_processes");
+    let d = SharedDict::<64, 8, 16>::new().unwrap();
+    run_children(10, |i| {
+        d.insert(i.to_string(), (i * i).to_string()).unwrap();
+    });
+    assert_eq!(d.len().unwrap(), 10);
+    for i in 0..10 {
+        assert_eq!(
+            d.get(i.to_string()).unwrap(),
+            Some((i * i).to_string().into_bytes())
+        );
+    }
+}
+
+fn unrelated_role() -> bool {
+    if role().as_deref() != Some("mutex-adder") {
+        return false;
+    }
+    let name = std::env::var("MP_NAME").unwrap();
+    let m = Shared::<Mutex<u64>>::open(&name).unwrap();
+    for _ in 0..ITERS {
+        *m.lock().unwrap() += 1;
+    }
+    true
+}
+
+#[test]
+fn unrelated_processes_share_a_named_mutex() {
+    if unrelated_role() {
+        return;
+    }
+    let _dog = Watchdog::arm(LIMIT, "unrelated_processes_share_a_named_mutex");
+    let name = unique_name("sync-named");
+    let m = Shared::new_in(Location::Named(&name), Mutex::new(0u64)).unwrap();
+    let kids: Vec<_> = (0..2)
+        .map(|_| {
+            reexec("unrelated_processes_share_a_named_mutex", "mutex-adder")
+                .env("MP_NAME", &name)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for _ in 0..ITERS {
+        *m.lock().unwrap() += 1;
+    }
+    for k in kids {
+        let out = wait_command(k, LIMIT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(*m.lock().unwrap(), 3 * ITERS);
+}

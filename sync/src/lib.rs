@@ -46,6 +46,8 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Under loom the futex syscalls and /proc checks are replaced, so they go unused.
+#![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
 mod barrier;
 mod condvar;

@@ -49,8 +49,9 @@ pub const OWNER_DIED: u32 = 1 << 31;
 pub const NOT_RECOVERABLE: u32 = TID_MASK;
 
 /// Spins before sleeping: a hand-off between processes costs ~0.15 µs spinning and
-/// ~40 µs sleeping here, so a short spin wins most hand-offs.
-const SPIN_LIMIT: u32 = 100;
+/// ~40 µs sleeping here, so a short spin wins most hand-offs. Under loom a spin is
+/// a yield, and one is enough to explore the interleavings.
+const SPIN_LIMIT: u32 = if cfg!(multiproc_loom) { 1 } else { 100 };
 
 static CHECK_INTERVAL_NS: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(50_000_000);

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_sync::{Barrier, Condvar, Error, Event, Lock, LockError, Mutex, RLock, Semaphore, SharedDict};
+use multiproc_sync::{
+    Barrier, Condvar, Error, Event, Lock, LockError, Mutex, RLock, Semaphore, SharedDict,
+};
 use proptest::prelude::*;
 
 #[test]
@@ -14,7 +16,10 @@ fn rlock_is_reentrant_for_its_thread_only() {
     assert!(r.acquire(true, None).unwrap());
     std::thread::scope(|s| {
         s.spawn(|| {
-            assert!(!r.acquire(false, None).unwrap(), "another thread cannot enter");
+            assert!(
+                !r.acquire(false, None).unwrap(),
+                "another thread cannot enter"
+            );
             assert!(matches!(r.release(), Err(Error::NotOwner)));
             assert!(!r.acquire(true, Some(Duration::from_millis(5))).unwrap());
         });
@@ -84,7 +89,9 @@ fn condvar_notify_n_wakes_that_many() {
 fn condvar_wait_timeout_reports_the_timeout() {
     let m = Mutex::new(());
     let c = Condvar::new();
-    let (_g, timed_out) = c.wait_timeout(m.lock().unwrap(), Duration::from_millis(5)).unwrap();
+    let (_g, timed_out) = c
+        .wait_timeout(m.lock().unwrap(), Duration::from_millis(5))
+        .unwrap();
     assert!(timed_out);
 }
 
@@ -113,7 +120,10 @@ fn barrier_timeout_breaks_it_for_everyone_until_reset() {
     let b = Barrier::new(3).unwrap();
     std::thread::scope(|s| {
         let other = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
-        assert!(matches!(b.wait(Some(Duration::from_millis(20))), Err(Error::Timeout)));
+        assert!(matches!(
+            b.wait(Some(Duration::from_millis(20))),
+            Err(Error::Timeout)
+        ));
         assert!(matches!(other.join().unwrap(), Err(Error::BrokenBarrier)));
     });
     assert!(b.broken());
@@ -155,11 +165,21 @@ fn dict_says_when_it_is_full() {
     for k in ["a", "b", "c", "d"] {
         d.insert(k, "v").unwrap();
     }
-    assert!(matches!(d.insert("e", "v"), Err(Error::Full { capacity: 4 })));
-    assert_eq!(d.insert("a", "w").unwrap(), Some(b"v".to_vec()), "replacing needs no room");
+    assert!(matches!(
+        d.insert("e", "v"),
+        Err(Error::Full { capacity: 4 })
+    ));
+    assert_eq!(
+        d.insert("a", "w").unwrap(),
+        Some(b"v".to_vec()),
+        "replacing needs no room"
+    );
     d.remove("b").unwrap();
     d.insert("e", "v").unwrap();
-    assert!(matches!(d.insert("k", "12345"), Err(Error::TooLong { what: "value", .. })));
+    assert!(matches!(
+        d.insert("k", "12345"),
+        Err(Error::TooLong { what: "value", .. })
+    ));
 }
 
 #[derive(Debug, Clone)]

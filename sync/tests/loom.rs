@@ -1,0 +1,127 @@
+//! loom models of the lock, condition, semaphore, event and barrier algorithms.
+//!
+//! Run with `RUSTFLAGS="--cfg multiproc_loom" cargo test -p multiproc-sync --test loom --release`
+//! (scripts/test-all does, with `LOOM_MAX_PREEMPTIONS=2`). The futex is loom's
+//! yield (see the crate's `primitive` module), so every model checks the atomics'
+//! protocol, not the kernel.
+#![cfg(multiproc_loom)]
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+use multiproc_sync::{Barrier, Condvar, Event, Lock, Mutex, Semaphore};
+
+/// Two threads in a critical section at once would make `inside` reach 2.
+#[test]
+fn mutex_excludes() {
+    loom::model(|| {
+        let m = Arc::new(Mutex::new(()));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, inside) = (m.clone(), inside.clone());
+                thread::spawn(move || {
+                    let _g = m.lock().unwrap();
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(!m.is_locked());
+    });
+}
+
+/// Data written under the lock is seen by the next holder (Release/Acquire).
+#[test]
+fn lock_publishes_data() {
+    loom::model(|| {
+        let l = Arc::new(Lock::new());
+        let data = Arc::new(AtomicUsize::new(0));
+        let (l2, d2) = (l.clone(), data.clone());
+        let t = thread::spawn(move || {
+            assert!(l2.acquire(true, None).unwrap());
+            let v = d2.load(Ordering::Relaxed);
+            d2.store(v + 1, Ordering::Relaxed);
+            l2.release().unwrap();
+        });
+        assert!(l.acquire(true, None).unwrap());
+        let v = data.load(Ordering::Relaxed);
+        data.store(v + 1, Ordering::Relaxed);
+        l.release().unwrap();
+        t.join().unwrap();
+        assert_eq!(data.load(Ordering::Relaxed), 2);
+    });
+}
+
+/// A notify is never lost between the waiter's check and its sleep.
+#[test]
+fn condvar_no_lost_wakeup() {
+    loom::model(|| {
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let p2 = pair.clone();
+        let t = thread::spawn(move || {
+            *p2.0.lock().unwrap() = true;
+            p2.1.notify_one();
+        });
+        let g = pair
+            .1
+            .wait_while(pair.0.lock().unwrap(), |ready| !*ready)
+            .unwrap();
+        assert!(*g);
+        drop(g);
+        t.join().unwrap();
+    });
+}
+
+/// A permit released by one thread is taken by the other; the count ends right.
+#[test]
+fn semaphore_hand_off() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let s2 = s.clone();
+        let t = thread::spawn(move || {
+            assert!(s2.acquire(None));
+        });
+        s.release(1).unwrap();
+        t.join().unwrap();
+        assert_eq!(s.value(), 0);
+    });
+}
+
+/// A set is seen by a waiter, whichever comes first.
+#[test]
+fn event_set_wakes_waiter() {
+    loom::model(|| {
+        let e = Arc::new(Event::new());
+        let e2 = e.clone();
+        let t = thread::spawn(move || assert!(e2.wait(None)));
+        e.set();
+        t.join().unwrap();
+        assert!(e.is_set());
+    });
+}
+
+/// Two parties: distinct indices, and each sees the other's write before the barrier.
+#[test]
+fn barrier_two_parties() {
+    loom::model(|| {
+        let b = Arc::new(Barrier::new(2).unwrap());
+        let before = Arc::new(AtomicUsize::new(0));
+        let (b2, before2) = (b.clone(), before.clone());
+        let t = thread::spawn(move || {
+            before2.fetch_add(1, Ordering::Relaxed);
+            let i = b2.wait(None).unwrap();
+            assert_eq!(before2.load(Ordering::Relaxed), 2);
+            i
+        });
+        before.fetch_add(1, Ordering::Relaxed);
+        let i = b.wait(None).unwrap();
+        assert_eq!(before.load(Ordering::Relaxed), 2);
+        let j = t.join().unwrap();
+        assert_ne!(i, j);
+    });
+}

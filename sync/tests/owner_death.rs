@@ -170,7 +170,7 @@ fn an_unrepaired_recovery_makes_the_lock_not_recoverable_for_everyone() {
     set_owner_check_interval(Duration::from_millis(5));
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let holding = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let mut holder = fork(|| {
+    let holder = fork(|| {
         let _g = m.lock().unwrap();
         holding.store(1, Ordering::SeqCst);
         loop {

@@ -1,4 +1,122 @@
 //! Benches of multiproc's hot paths and the comparison report against its peers.
 //!
-//! The criterion benches live in `benches/`; `cargo run -p multiproc-bench --release
-//! --bin report` prints the comparison report (ratios measured in one run).
+//! - `cargo bench -p multiproc-bench` runs the criterion benches (`benches/`).
+//! - `cargo run --release -p multiproc-bench --bin report` runs every primitive
+//!   beside its peers in one run and prints ratios: the only numbers worth quoting
+//!   on a shared, noisy machine.
+//!
+//! This library holds what both use: the peers that are not crates
+//! ([`PthreadMutex`], process-shared and optionally robust) and the two-process
+//! harness [`hammer`].
+
+use std::time::{Duration, Instant};
+
+use multiproc_shm::Segment;
+
+/// A `pthread_mutex_t` in an anonymous shared segment, `PTHREAD_PROCESS_SHARED`,
+/// optionally `PTHREAD_MUTEX_ROBUST`: the peer that multiproc's locks are measured
+/// against.
+pub struct PthreadMutex {
+    seg: Segment,
+}
+
+impl PthreadMutex {
+    /// A process-shared mutex; `robust` adds owner-death recovery (`EOWNERDEAD`).
+    ///
+    /// # Panics
+    /// If the segment cannot be mapped or pthread refuses the attributes.
+    pub fn new(robust: bool) -> PthreadMutex {
+        let seg =
+            Segment::anonymous(std::mem::size_of::<libc::pthread_mutex_t>()).expect("segment");
+        let m = seg.as_ptr().cast::<libc::pthread_mutex_t>();
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        // SAFETY: attr is initialised by pthread_mutexattr_init before any other use;
+        // m points to zeroed, aligned, shared memory large enough for a mutex, which
+        // pthread_mutex_init initialises.
+        unsafe {
+            assert_eq!(libc::pthread_mutexattr_init(attr.as_mut_ptr()), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            if robust {
+                assert_eq!(
+                    libc::pthread_mutexattr_setrobust(
+                        attr.as_mut_ptr(),
+                        libc::PTHREAD_MUTEX_ROBUST
+                    ),
+                    0
+                );
+            }
+            assert_eq!(libc::pthread_mutex_init(m, attr.as_ptr()), 0);
+            libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+        }
+        PthreadMutex { seg }
+    }
+
+    /// `pthread_mutex_lock`.
+    #[inline]
+    pub fn lock(&self) {
+        // SAFETY: the mutex was initialised in new() and lives as long as self.
+        let r = unsafe { libc::pthread_mutex_lock(self.seg.as_ptr().cast()) };
+        debug_assert_eq!(r, 0);
+    }
+
+    /// `pthread_mutex_unlock`.
+    #[inline]
+    pub fn unlock(&self) {
+        // SAFETY: as in lock; the caller holds the mutex.
+        let r = unsafe { libc::pthread_mutex_unlock(self.seg.as_ptr().cast()) };
+        debug_assert_eq!(r, 0);
+    }
+}
+
+/// Runs `work(iters)` in this process and in one forked child at the same time;
+/// returns the wall time until both finished.
+///
+/// # Panics
+/// If `fork` fails or the child does not exit cleanly.
+pub fn hammer(iters: u64, work: impl Fn(u64)) -> Duration {
+    let go = Segment::anonymous(8).expect("segment");
+    let flag = go.as_ptr().cast::<std::sync::atomic::AtomicU64>();
+    // SAFETY: the segment is 8 zeroed, aligned bytes that outlive both uses below.
+    let flag = unsafe { &*flag };
+    // SAFETY: the benches are single-threaded; the child runs `work` and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        flag.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        while flag.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            std::hint::spin_loop();
+        }
+        work(iters);
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    while flag.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+        std::hint::spin_loop();
+    }
+    let start = Instant::now();
+    flag.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    work(iters);
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer; pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let elapsed = start.elapsed();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "bench child failed"
+    );
+    elapsed
+}
+
+/// Nanoseconds per iteration of `f`, the best of `rounds` runs of `iters`.
+pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f(iters);
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}

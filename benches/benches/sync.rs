@@ -1,0 +1,83 @@
+//! Lock, semaphore and event hot paths beside their peers: `std::sync::Mutex`, and
+//! process-shared (plain and robust) `pthread_mutex`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use multiproc_bench::{hammer, PthreadMutex};
+use multiproc_shm::Shared;
+use multiproc_sync::{Event, Mutex, Semaphore};
+
+fn uncontended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("uncontended lock+unlock");
+    let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    g.bench_function("multiproc Mutex (shared, owner-death recovery)", |b| {
+        b.iter(|| *black_box(&ours).lock().unwrap() += 1)
+    });
+    let std_m = std::sync::Mutex::new(0u64);
+    g.bench_function("std::sync::Mutex", |b| {
+        b.iter(|| *black_box(&std_m).lock().unwrap() += 1)
+    });
+    let p = PthreadMutex::new(false);
+    g.bench_function("pthread_mutex (process-shared)", |b| {
+        b.iter(|| {
+            black_box(&p).lock();
+            p.unlock();
+        })
+    });
+    let r = PthreadMutex::new(true);
+    g.bench_function("pthread_mutex (process-shared, robust)", |b| {
+        b.iter(|| {
+            black_box(&r).lock();
+            r.unlock();
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("uncontended other");
+    let s = Shared::anonymous(Semaphore::new(1)).unwrap();
+    g.bench_function("multiproc Semaphore acquire+release", |b| {
+        b.iter(|| {
+            black_box(&s).try_acquire();
+            s.release(1).unwrap();
+        })
+    });
+    let e = Shared::anonymous(Event::new()).unwrap();
+    g.bench_function("multiproc Event set+is_set", |b| {
+        b.iter(|| {
+            black_box(&e).set();
+            black_box(e.is_set())
+        })
+    });
+    g.finish();
+}
+
+fn two_processes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two processes, one lock (per lock+unlock)");
+    g.sample_size(20);
+    let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    g.bench_function("multiproc Mutex", |b| {
+        b.iter_custom(|iters| {
+            hammer(iters, |n| {
+                for _ in 0..n {
+                    *ours.lock().unwrap() += 1;
+                }
+            }) / 2
+        })
+    });
+    let p = PthreadMutex::new(false);
+    g.bench_function("pthread_mutex (process-shared)", |b| {
+        b.iter_custom(|iters| {
+            hammer(iters, |n| {
+                for _ in 0..n {
+                    p.lock();
+                    p.unlock();
+                }
+            }) / 2
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, two_processes);
+criterion_main!(benches);

@@ -1,0 +1,170 @@
+//! The comparison report: each multiproc primitive beside its peers, measured in
+//! one run, printed as ratios. Absolute times are shown for orientation only.
+//!
+//! Run: `cargo run --release -p multiproc-bench --bin report`
+
+use std::hint::black_box;
+
+use multiproc_bench::{hammer, ns_per_iter, PthreadMutex};
+use multiproc_shm::Shared;
+use multiproc_sync::{Event, Mutex, Semaphore};
+
+const ROUNDS: u32 = 7;
+const ITERS: u64 = 2_000_000;
+const CONTENDED_ITERS: u64 = 500_000;
+
+struct Row {
+    what: &'static str,
+    ours: f64,
+    peer_name: &'static str,
+    peer: f64,
+    target: &'static str,
+    ok: bool,
+}
+
+fn main() {
+    let mut rows = Vec::new();
+
+    let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let std_m = std::sync::Mutex::new(0u64);
+    let p = PthreadMutex::new(false);
+    let robust = PthreadMutex::new(true);
+    let lock = || {
+        ns_per_iter(ROUNDS, ITERS, |n| {
+            for _ in 0..n {
+                *black_box(&ours).lock().unwrap() += 1;
+            }
+        })
+    };
+    let t_ours = lock();
+    let local = Mutex::new(0u64);
+    let t_local = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            *black_box(&local).lock().unwrap() += 1;
+        }
+    });
+    let t_std = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            *black_box(&std_m).lock().unwrap() += 1;
+        }
+    });
+    let t_p = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            black_box(&p).lock();
+            p.unlock();
+        }
+    });
+    let t_r = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            black_box(&robust).lock();
+            robust.unlock();
+        }
+    });
+    rows.push(Row {
+        what: "uncontended lock+unlock (ns)",
+        ours: t_ours,
+        peer_name: "std::sync::Mutex",
+        peer: t_std,
+        target: "≤ 1.0×",
+        ok: t_ours <= t_std * 1.0,
+    });
+    rows.push(Row {
+        what: "same, our Mutex in private memory",
+        ours: t_local,
+        peer_name: "std::sync::Mutex",
+        peer: t_std,
+        target: "(lock algorithm alone)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "uncontended lock+unlock (ns)",
+        ours: t_ours,
+        peer_name: "pthread_mutex, shared",
+        peer: t_p,
+        target: "≤ 1.0×",
+        ok: t_ours <= t_p,
+    });
+    rows.push(Row {
+        what: "uncontended lock+unlock (ns)",
+        ours: t_ours,
+        peer_name: "pthread_mutex, shared+robust",
+        peer: t_r,
+        target: "(for reference)",
+        ok: true,
+    });
+
+    let sem = Shared::anonymous(Semaphore::new(1)).unwrap();
+    let t_sem = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            black_box(&sem).try_acquire();
+            sem.release(1).unwrap();
+        }
+    });
+    rows.push(Row {
+        what: "semaphore acquire+release (ns)",
+        ours: t_sem,
+        peer_name: "our lock+unlock",
+        peer: t_ours,
+        target: "≤ 2.0×",
+        ok: t_sem <= 2.0 * t_ours,
+    });
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    let t_ev = ns_per_iter(ROUNDS, ITERS, |n| {
+        for _ in 0..n {
+            black_box(&ev).set();
+            black_box(ev.is_set());
+        }
+    });
+    rows.push(Row {
+        what: "event set+is_set (ns)",
+        ours: t_ev,
+        peer_name: "our lock+unlock",
+        peer: t_ours,
+        target: "≤ 2.0×",
+        ok: t_ev <= 2.0 * t_ours,
+    });
+
+    // Two processes hammering one lock: ns per lock+unlock over both (lower is better).
+    let contended = |f: &dyn Fn(u64)| {
+        (0..3)
+            .map(|_| hammer(CONTENDED_ITERS, f).as_nanos() as f64 / (2 * CONTENDED_ITERS) as f64)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let c_ours = contended(&|n| {
+        for _ in 0..n {
+            *ours.lock().unwrap() += 1;
+        }
+    });
+    let c_p = contended(&|n| {
+        for _ in 0..n {
+            p.lock();
+            p.unlock();
+        }
+    });
+    rows.push(Row {
+        what: "2 processes, one lock (ns/op)",
+        ours: c_ours,
+        peer_name: "pthread_mutex, shared",
+        peer: c_p,
+        target: "≤ 1.0× (throughput ≥)",
+        ok: c_ours <= c_p,
+    });
+
+    println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
+    println!(
+        "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22} {}",
+        "measure", "ours", "peer", "peer's", "ratio", "target", ""
+    );
+    for r in &rows {
+        println!(
+            "{:<32} {:>10.2}  {:<30} {:>10.2} {:>7.2}×  {:<22} {}",
+            r.what,
+            r.ours,
+            r.peer_name,
+            r.peer,
+            r.ours / r.peer,
+            r.target,
+            if r.ok { "met" } else { "NOT MET" }
+        );
+    }
+}

@@ -152,8 +152,8 @@ fn main() {
 
     println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
     println!(
-        "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22} {}",
-        "measure", "ours", "peer", "peer's", "ratio", "target", ""
+        "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22}",
+        "measure", "ours", "peer", "peer's", "ratio", "target"
     );
     for r in &rows {
         println!(

@@ -1,5 +1,7 @@
 //! Lock, semaphore and event hot paths beside their peers: `std::sync::Mutex`, and
 //! process-shared (plain and robust) `pthread_mutex`.
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 

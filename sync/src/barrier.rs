@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::primitive::{wait, wake, AtomicU32, Ordering};
-use crate::raw_mutex::deadline_after;
+use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::slots::Slots;
 use crate::{Error, Result};
 
 /// Bits 0–15 of the word: parties arrived in the current generation.
@@ -33,7 +34,15 @@ pub const MAX_PARTIES: u32 = COUNT_MASK;
 /// Waiters sleep on the word until the generation changes. `reset` records the
 /// generation it cut short in `reset_gen`, so its waiters fail instead of passing.
 ///
-/// `#[repr(C)]`, 16 bytes.
+/// # When a party dies
+/// A party that dies before arriving would hang the others forever. Parties that
+/// [`join`](Barrier::join) are recorded in participant slots (up to
+/// [`SLOTS`](crate::SLOTS)); their waiters check the slots every owner check
+/// interval, and a member that died without leaving breaks the barrier:
+/// everyone waiting gets [`Error::BrokenBarrier`] instead of hanging. Plain
+/// [`wait`](Barrier::wait) is anonymous and relies on its timeout.
+///
+/// `#[repr(C)]`, 144 bytes.
 ///
 /// # Examples
 /// ```
@@ -53,6 +62,8 @@ pub struct Barrier {
     parties: AtomicU32,
     reset_gen: AtomicU32,
     reserved: AtomicU32,
+    /// Members that joined and have not left.
+    members: Slots,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -76,6 +87,7 @@ impl Barrier {
             parties: AtomicU32::new(parties),
             reset_gen: AtomicU32::new(0),
             reserved: AtomicU32::new(0),
+            members: Slots::new(),
         })
     }
 
@@ -103,6 +115,35 @@ impl Barrier {
     /// barrier for the others, as in Python; [`Error::Corrupted`] when the shared
     /// state is impossible.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
+        self.wait_checking(timeout, false)
+    }
+
+    /// Registers this process as a member: if it dies without dropping the returned
+    /// [`BarrierMember`], members waiting at the barrier see it broken.
+    ///
+    /// # Errors
+    /// [`Error::Full`] when [`SLOTS`](crate::SLOTS) members are registered already.
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(1)?;
+    /// let me = b.join()?;
+    /// assert_eq!(me.wait(None)?, 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<BarrierMember<'_>> {
+        let me = current_process();
+        let slot = self.members.claim(me).ok_or(Error::Full {
+            capacity: crate::slots::SLOTS,
+        })?;
+        Ok(BarrierMember {
+            barrier: self,
+            slot,
+            me,
+        })
+    }
+
+    fn wait_checking(&self, timeout: Option<Duration>, check_members: bool) -> Result<u32> {
         let parties = self.parties();
         if parties == 0 || parties > MAX_PARTIES {
             return Err(Error::Corrupted(format!("barrier has {parties} parties")));
@@ -146,9 +187,22 @@ impl Barrier {
             if cur & BROKEN != 0 {
                 return Err(Error::BrokenBarrier);
             }
-            if !wait(&self.word, cur, deadline.as_ref()) {
-                self.abort();
-                return Err(Error::Timeout);
+            let check_at = check_members
+                .then(|| Deadline::after(owner_check_interval()))
+                .flatten();
+            if !wait(
+                &self.word,
+                cur,
+                Deadline::earliest(deadline, check_at).as_ref(),
+            ) {
+                if deadline.as_ref().is_some_and(Deadline::passed) {
+                    self.abort();
+                    return Err(Error::Timeout);
+                }
+                if self.members.any_dead() {
+                    self.abort();
+                    return Err(Error::BrokenBarrier);
+                }
             }
         }
     }
@@ -199,6 +253,30 @@ impl Barrier {
         self.word
             .store(((gen + 1) & GEN_MASK) << GEN_SHIFT, Ordering::Release);
         wake(&self.word, u32::MAX);
+    }
+}
+
+/// A registered party of a [`Barrier`] (see [`Barrier::join`]); leaves on drop.
+pub struct BarrierMember<'a> {
+    barrier: &'a Barrier,
+    slot: usize,
+    me: u64,
+}
+
+impl BarrierMember<'_> {
+    /// [`Barrier::wait`], also watching the other members: one that died without
+    /// leaving breaks the barrier ([`Error::BrokenBarrier`]).
+    ///
+    /// # Errors
+    /// As for [`Barrier::wait`].
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
+        self.barrier.wait_checking(timeout, true)
+    }
+}
+
+impl Drop for BarrierMember<'_> {
+    fn drop(&mut self) {
+        self.barrier.members.free(self.slot, self.me);
     }
 }
 

@@ -28,8 +28,11 @@
 //! [`Error::OwnerDied`] from Python-shaped `acquire` — repairs the data and marks it
 //! consistent; if it does not, every later acquire gets `NotRecoverable`. The
 //! mechanism and its reasons are in the docs of the lock word (`raw_mutex.rs`).
-//! [`Semaphore`], [`Event`] and [`Condvar`] have no owner: their waiters rely on
-//! timeouts, and every blocking call has a timed form.
+//! [`Semaphore`], [`Barrier`], [`Event`] and [`Condvar`] have no owner word.
+//! Permits taken with [`Semaphore::acquire_owned`] and parties registered with
+//! [`Barrier::join`] are recorded in per-participant slots, so a dead holder's
+//! permit is returned and a dead party breaks the barrier instead of hanging it;
+//! otherwise waiters rely on timeouts, and every blocking call has a timed form.
 //!
 //! # Example: a lock between two processes
 //! ```
@@ -62,11 +65,12 @@ mod mutex;
 mod primitive;
 mod raw_mutex;
 mod semaphore;
+mod slots;
 mod sys;
 #[cfg(not(multiproc_loom))]
 mod value;
 
-pub use barrier::{Barrier, MAX_PARTIES};
+pub use barrier::{Barrier, BarrierMember, MAX_PARTIES};
 pub use condvar::{Condition, Condvar};
 #[cfg(not(multiproc_loom))]
 pub use dict::SharedDict;
@@ -75,6 +79,7 @@ pub use event::Event;
 pub use lock::{Lock, RLock, RLockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{owner_check_interval, set_owner_check_interval};
-pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use slots::SLOTS;
 #[cfg(not(multiproc_loom))]
 pub use value::{Array, Value};

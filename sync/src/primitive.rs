@@ -40,6 +40,16 @@ mod imp {
     pub(crate) fn spin() {
         std::hint::spin_loop();
     }
+
+    /// This process's participant record.
+    pub(crate) fn current_process() -> u64 {
+        crate::identity::current_process()
+    }
+
+    /// Whether the process in a participant record still runs.
+    pub(crate) fn process_alive(record: u64) -> bool {
+        crate::identity::process_alive(record)
+    }
 }
 
 #[cfg(multiproc_loom)]
@@ -78,6 +88,14 @@ mod imp {
 
     pub(crate) fn spin() {
         loom::thread::yield_now();
+    }
+
+    pub(crate) fn current_process() -> u64 {
+        current_owner()
+    }
+
+    pub(crate) fn process_alive(_record: u64) -> bool {
+        true
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use crate::primitive::{wait, wake, AtomicU32, Ordering};
-use crate::raw_mutex::deadline_after;
+use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::slots::Slots;
 use crate::{Error, Result};
 
 /// A counting semaphore, process-shared.
@@ -12,10 +13,16 @@ use crate::{Error, Result};
 /// syscall when nobody sleeps. A bounded semaphore refuses a `release` that would
 /// take the count above its initial value, as Python's `BoundedSemaphore` does.
 ///
-/// A semaphore has no owner, so a process that dies holding permits does not give
-/// them back; a waiter is never stuck on that forever if it uses a timeout.
+/// # When a holder dies
+/// A semaphore has no owner: one process may release what another acquired, and
+/// signalling that way is common. So plain [`acquire`](Semaphore::acquire) /
+/// [`release`](Semaphore::release) permits are not tracked, and a waiter relies on
+/// its timeout. Permits taken with [`acquire_owned`](Semaphore::acquire_owned) are
+/// used like a lock: each is recorded in a participant slot (up to
+/// [`SLOTS`](crate::SLOTS) at once) and given back by its guard; when its holder
+/// dies, a waiter notices within the owner check interval and returns it.
 ///
-/// `#[repr(C)]`, 16 bytes. All-zero bytes are an unbounded semaphore with count 0.
+/// `#[repr(C)]`, 144 bytes. All-zero bytes are an unbounded semaphore with count 0.
 ///
 /// # Examples
 /// ```
@@ -36,6 +43,8 @@ pub struct Semaphore {
     /// Largest allowed value; 0 means unbounded.
     bound: AtomicU32,
     reserved: AtomicU32,
+    /// Holders of permits taken with `acquire_owned`.
+    owners: Slots,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -63,6 +72,7 @@ impl Semaphore {
             sleepers: AtomicU32::new(0),
             bound: AtomicU32::new(bound),
             reserved: AtomicU32::new(0),
+            owners: Slots::new(),
         }
     }
 
@@ -104,12 +114,56 @@ impl Semaphore {
             // value, against `release`'s SeqCst add then read of `sleepers`: either
             // the releaser sees us, or we see its permit.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let woke = wait(&self.value, 0, deadline.as_ref());
+            let check_at = Deadline::after(owner_check_interval());
+            let woke = wait(
+                &self.value,
+                0,
+                Deadline::earliest(deadline, check_at).as_ref(),
+            );
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             if !woke {
-                return self.try_acquire();
+                if deadline.as_ref().is_some_and(Deadline::passed) {
+                    return self.try_acquire();
+                }
+                self.return_permits_of_the_dead();
             }
         }
+    }
+
+    /// Gives back the owned permits whose holders died.
+    fn return_permits_of_the_dead(&self) {
+        let n = self.owners.reap_dead();
+        if n > 0 {
+            // Cannot exceed the bound: these permits were counted out of it.
+            let _ = self.release(n);
+        }
+    }
+
+    /// Takes a permit like a lock: the returned guard gives it back on drop, and if
+    /// this process dies holding it, a waiter gives it back for it.
+    ///
+    /// `None` when `timeout` passed. Past [`SLOTS`](crate::SLOTS) owned permits at once
+    /// the extra ones work, but are not returned if their holder dies.
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_sync::Semaphore::new(1);
+    /// let permit = s.acquire_owned(None).unwrap();
+    /// assert_eq!(s.value(), 0);
+    /// drop(permit);
+    /// assert_eq!(s.value(), 1);
+    /// ```
+    pub fn acquire_owned(&self, timeout: Option<Duration>) -> Option<SemaphoreGuard<'_>> {
+        if !self.acquire(timeout) {
+            return None;
+        }
+        let me = current_process();
+        let slot = self.owners.claim(me);
+        Some(SemaphoreGuard {
+            sem: self,
+            slot,
+            me,
+        })
     }
 
     /// Returns `n` permits and wakes up to `n` waiters.
@@ -149,6 +203,28 @@ impl Semaphore {
     /// The current count (a hint: it may change at once).
     pub fn value(&self) -> u32 {
         self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// A permit taken with [`Semaphore::acquire_owned`]; released on drop.
+pub struct SemaphoreGuard<'a> {
+    sem: &'a Semaphore,
+    slot: Option<usize>,
+    me: u64,
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        let ours = match self.slot {
+            // If a reclaimer freed our slot, it also returned our permit (it judged
+            // this process dead); only release when we freed it ourselves.
+            Some(i) => self.sem.owners.free(i, self.me),
+            None => true,
+        };
+        if ours {
+            // Cannot exceed the bound: this permit was counted out of it.
+            let _ = self.sem.release(1);
+        }
     }
 }
 

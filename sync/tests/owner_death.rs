@@ -225,3 +225,85 @@ fn a_killed_child_that_was_not_holding_leaves_the_lock_free() {
     eprintln!("{TRIALS} kills at random points: {clean} outside the lock, {died} holding it");
     assert_eq!(clean + died, TRIALS);
 }
+
+#[test]
+fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
+    use multiproc_sync::Semaphore;
+    let _dog = Watchdog::arm(Duration::from_secs(120), "semaphore owner death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let sem = Shared::anonymous(Semaphore::bounded(2)).unwrap();
+    let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut seed = 0x1234_5678_9abc_def1;
+    for trial in 0..20 {
+        kill_while_holding(&holding, &mut seed, || {
+            let _a = sem.acquire_owned(None).unwrap();
+            let _b = sem.acquire_owned(None).unwrap();
+            holding.store(1, Ordering::SeqCst);
+            loop {
+                std::hint::spin_loop();
+            }
+        });
+        // Both permits come back: a waiter notices the dead holder.
+        let a = sem
+            .acquire_owned(Some(BOUND))
+            .unwrap_or_else(|| panic!("trial {trial}: first permit"));
+        let b = sem
+            .acquire_owned(Some(BOUND))
+            .unwrap_or_else(|| panic!("trial {trial}: second permit"));
+        assert!(
+            sem.acquire_owned(Some(Duration::from_millis(20))).is_none(),
+            "never more than the bound"
+        );
+        drop((a, b));
+        assert_eq!(sem.value(), 2);
+    }
+}
+
+#[test]
+fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
+    use multiproc_sync::Barrier;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier member death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let barrier = Shared::anonymous(Barrier::new(3).unwrap()).unwrap();
+    let joined = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    // A member that finishes and leaves normally does not break it.
+    fork(|| {
+        let _m = barrier.join().unwrap();
+        0
+    })
+    .wait_ok(BOUND);
+    let mut doomed = fork(|| {
+        let _m = barrier.join().unwrap();
+        joined.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    while joined.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let waiter = fork(|| {
+        let m = barrier.join().unwrap();
+        match m.wait(Some(Duration::from_secs(20))) {
+            Err(Error::BrokenBarrier) => 0,
+            _ => 1,
+        }
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    doomed.signal(libc::SIGKILL);
+    assert_eq!(
+        doomed.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    let me = barrier.join().unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        me.wait(Some(Duration::from_secs(20))),
+        Err(Error::BrokenBarrier)
+    ));
+    assert!(
+        t.elapsed() < BOUND,
+        "noticed within the bound, not by the 20 s timeout"
+    );
+    waiter.wait_ok(BOUND);
+}

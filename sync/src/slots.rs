@@ -1,0 +1,67 @@
+//! Per-participant slots for primitives without an owner word: each slot holds the
+//! record of one live participant (`pid << 32 | low 32 bits of its start time`), or
+//! 0 when free. A participant that died leaves its record behind, and a waiter that
+//! checks the slots finds it.
+
+use crate::primitive::{process_alive, AtomicU64, Ordering};
+
+/// How many participants a [`Semaphore`](crate::Semaphore) or [`Barrier`](crate::Barrier)
+/// tracks at once. Past that, participation still works, untracked.
+pub const SLOTS: usize = 16;
+
+/// A fixed table of participant records in shared memory. All zeroes: empty.
+#[repr(C)]
+pub(crate) struct Slots {
+    slot: [AtomicU64; SLOTS],
+}
+
+impl Slots {
+    pub(crate) fn new() -> Slots {
+        Slots {
+            slot: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Takes a free slot for `me`; `None` when all are taken.
+    pub(crate) fn claim(&self, me: u64) -> Option<usize> {
+        self.slot.iter().position(|s| {
+            s.load(Ordering::Relaxed) == 0
+                && s.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        })
+    }
+
+    /// Frees slot `i` if it still holds `me` (a reclaimer may have freed it already).
+    pub(crate) fn free(&self, i: usize, me: u64) -> bool {
+        self.slot.get(i).is_some_and(|s| {
+            s.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Frees every slot whose participant is dead; returns how many it freed.
+    /// Each dead record is freed by exactly one caller (a CAS), so what the slot
+    /// stood for is given back once.
+    pub(crate) fn reap_dead(&self) -> u32 {
+        let mut n = 0;
+        for s in &self.slot {
+            let rec = s.load(Ordering::Relaxed);
+            if rec != 0
+                && !process_alive(rec)
+                && s.compare_exchange(rec, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether any recorded participant is dead (without freeing it).
+    pub(crate) fn any_dead(&self) -> bool {
+        self.slot.iter().any(|s| {
+            let rec = s.load(Ordering::Relaxed);
+            rec != 0 && !process_alive(rec)
+        })
+    }
+}

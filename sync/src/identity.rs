@@ -76,6 +76,20 @@ pub(crate) fn owner_alive(tid: u32, record: u64) -> bool {
     }
 }
 
+/// This process's participant record: `pid << 32 | low 32 bits of its start time`.
+pub(crate) fn current_process() -> u64 {
+    let me = multiproc_shm::ProcessIdentity::current();
+    pack(me.pid, me.start_time)
+}
+
+/// Whether the process in a participant record still runs (and is not a recycled pid).
+pub(crate) fn process_alive(record: u64) -> bool {
+    match multiproc_shm::ProcessIdentity::of(tid_of(record)) {
+        Some(p) => pack(p.pid, p.start_time) == record,
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,19 +115,5 @@ mod tests {
             !owner_alive(tid_of(other), other),
             "an exited thread is dead"
         );
-    }
-}
-
-/// This process's participant record: `pid << 32 | low 32 bits of its start time`.
-pub(crate) fn current_process() -> u64 {
-    let me = multiproc_shm::ProcessIdentity::current();
-    pack(me.pid, me.start_time)
-}
-
-/// Whether the process in a participant record still runs (and is not a recycled pid).
-pub(crate) fn process_alive(record: u64) -> bool {
-    match multiproc_shm::ProcessIdentity::of(tid_of(record)) {
-        Some(p) => pack(p.pid, p.start_time) == record,
-        None => false,
     }
 }

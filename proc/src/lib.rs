@@ -1,4 +1,50 @@
-//! Fork-based process control (issue: `multiproc-proc`).
+//! Fork-based process control for Linux: Python's `multiprocessing.Process`,
+//! `os.fork`/`os.wait`, daemons, orphans and zombies, done with pidfds.
 //!
-//! **Not yet written.** This crate is a placeholder in the workspace so that its
-//! name, place and dependencies are fixed; it has no public items yet.
+//! | Python | here |
+//! |---|---|
+//! | `Process(target=f, name=n, daemon=d)` | [`Process::new(f)`](Process::new)`.name(n).daemon(d)` |
+//! | `p.start()`, `p.join(timeout)` | [`Process::start`], [`Process::join`], [`Process::join_timeout`] |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`], [`Process::get_name`] |
+//! | `p.terminate()`, `p.kill()`, `p.sentinel`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] (a pidfd), [`Process::close`] |
+//! | `os.fork()`, `os.wait()` | [`fork`], [`wait_any`] with [`WaitStatus`] |
+//! | `os.getpid()`, `os.getppid()` | [`getpid`], [`getppid`] |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | start method `forkserver` | [`ForkServer`] |
+//!
+//! # Example: blocking and not
+//! Two children joined one after the other run in parallel all the same; what
+//! serialises them is joining each before starting the next.
+//! ```
+//! use std::time::{Duration, Instant};
+//! use multiproc_proc::Process;
+//!
+//! let t = Instant::now();
+//! let mut a = Process::new(|| std::thread::sleep(Duration::from_millis(200)));
+//! let mut b = Process::new(|| std::thread::sleep(Duration::from_millis(200)));
+//! a.start()?;
+//! b.start()?;
+//! a.join()?;
+//! b.join()?;
+//! assert!(t.elapsed() < Duration::from_millis(390)); // max(t1, t2), not t1 + t2
+//! # Ok::<(), multiproc_proc::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod current;
+mod error;
+mod forkserver;
+mod process;
+mod registry;
+mod status;
+mod sys;
+
+pub use current::{
+    active_children, cpu_count, current_process, fork, getpid, getppid, parent_process,
+    reap_orphans, set_child_subreaper, wait_any, Fork, ProcessInfo,
+};
+pub use error::{Error, Result};
+pub use forkserver::{Entry, ForkServer, ServerChild};
+pub use process::Process;
+pub use status::{ChildResult, WaitStatus};

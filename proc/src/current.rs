@@ -1,0 +1,173 @@
+//! The thin layer: `fork`, `wait_any`, pids, the current and parent process,
+//! children, CPU count, subreaper.
+
+use crate::registry;
+use crate::status::WaitStatus;
+use crate::{sys, Error, Result};
+
+/// What `fork` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    /// In the parent, with the child's pid.
+    Parent {
+        /// The child's pid.
+        child: u32,
+    },
+    /// In the child.
+    Child,
+}
+
+/// `fork()`: returns twice, [`Fork::Parent`] with the child's pid in the parent and
+/// [`Fork::Child`] in the child. Python's `os.fork`.
+///
+/// Prefer [`Process`](crate::Process), which holds the child by a pidfd, reaps it,
+/// and keeps the child from returning into the parent's code.
+///
+/// # Safety
+/// - If this process has other threads, the child has only the calling one: until
+///   it calls `exec` or `_exit` it may only do what is async-signal-safe (see
+///   `signal-safety(7)`) — no allocation, no locks, no `println!`.
+/// - The child must not return into code that assumes it is the parent; end it with
+///   `std::process::exit` or `libc::_exit`.
+///
+/// # Errors
+/// [`Error::Io`] when `fork` fails (`EAGAIN`, `ENOMEM`).
+///
+/// # Examples
+/// ```
+/// use multiproc_proc::{fork, wait_any, Fork};
+/// // SAFETY: single-threaded doctest; the child only calls _exit.
+/// match unsafe { fork() }? {
+///     Fork::Child => unsafe { libc::_exit(7) },
+///     Fork::Parent { child } => {
+///         let (pid, status) = wait_any()?;
+///         assert_eq!(pid, child);
+///         assert_eq!(status.exit_code(), Some(7));
+///     }
+/// }
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub unsafe fn fork() -> Result<Fork> {
+    // SAFETY: the caller upholds the child's restrictions.
+    match unsafe { sys::fork() }.map_err(Error::io("fork"))? {
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent { child: pid as u32 }),
+    }
+}
+
+/// Waits for any child to end and reaps it: Python's `os.wait()`, returning the pid
+/// and the raw status (256 for `exit(1)`).
+///
+/// It may reap a child a [`Process`](crate::Process) handle holds; that handle's
+/// `join` then fails. Use one or the other for a given child.
+///
+/// # Errors
+/// [`Error::Io`] with `ECHILD` when there are no children.
+pub fn wait_any() -> Result<(u32, WaitStatus)> {
+    let (pid, raw) = sys::wait_any().map_err(Error::io("wait"))?;
+    Ok((pid as u32, WaitStatus::from_raw(raw)))
+}
+
+/// This process's pid (`os.getpid()`).
+pub fn getpid() -> u32 {
+    sys::getpid()
+}
+
+/// The parent's pid (`os.getppid()`).
+pub fn getppid() -> u32 {
+    sys::getppid()
+}
+
+/// A process as `current_process()`, `parent_process()` and `active_children()` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its name: `MainProcess` for a process not started by this crate.
+    pub name: String,
+    /// Whether it is daemonic.
+    pub daemon: bool,
+}
+
+/// This process (Python's `current_process()`).
+///
+/// # Examples
+/// ```
+/// let me = multiproc_proc::current_process();
+/// assert_eq!(me.name, "MainProcess");
+/// assert_eq!(me.pid, std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    let st = registry::lock();
+    ProcessInfo {
+        pid: sys::getpid(),
+        name: st.my_name(),
+        daemon: registry::is_daemon(),
+    }
+}
+
+/// The process that started this one with [`Process`](crate::Process), or `None`
+/// in a process not started that way (Python's `parent_process()`).
+pub fn parent_process() -> Option<ProcessInfo> {
+    let st = registry::lock();
+    st.me.parent.clone().map(|(pid, name)| ProcessInfo {
+        pid,
+        name,
+        daemon: false,
+    })
+}
+
+/// This process's children that still run (Python's `active_children()`); as in
+/// Python, reaps the finished ones whose handles were dropped.
+///
+/// # Examples
+/// ```
+/// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+/// p.start()?;
+/// assert!(multiproc_proc::active_children().iter().any(|c| Some(c.pid) == p.pid()));
+/// p.join()?;
+/// assert!(multiproc_proc::active_children().is_empty());
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    let mut st = registry::lock();
+    st.reap_orphans();
+    st.children
+        .iter()
+        .filter(|e| !registry::is_zombie(e.pid))
+        .map(|e| ProcessInfo {
+            pid: e.pid,
+            name: e.name.clone(),
+            daemon: e.daemon,
+        })
+        .collect()
+}
+
+/// The number of CPUs this process may run on (its affinity mask; Python's
+/// `os.process_cpu_count()`, which `multiprocessing.cpu_count` users usually want).
+///
+/// # Examples
+/// ```
+/// assert!(multiproc_proc::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    sys::affinity_cpus()
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphaned
+/// descendants are re-parented to it instead of to init, so a supervisor can reap
+/// them with [`wait_any`].
+///
+/// # Errors
+/// [`Error::Io`] if `prctl` fails.
+pub fn set_child_subreaper(on: bool) -> Result<()> {
+    sys::set_child_subreaper(on).map_err(Error::io("prctl(PR_SET_CHILD_SUBREAPER)"))
+}
+
+/// Reaps the finished children whose handles were dropped, now.
+pub fn reap_orphans() {
+    registry::lock().reap_orphans();
+}

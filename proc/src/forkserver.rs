@@ -1,0 +1,404 @@
+//! [`ForkServer`]: Python's `forkserver` start method. A small single-threaded
+//! process, forked early, that forks children on request — so a program that has
+//! since started threads can still start processes safely.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::status::WaitStatus;
+use crate::{sys, Error, Result};
+
+/// An entry point the fork server can start: gets the request's argument bytes,
+/// returns the exit code.
+pub type Entry = fn(&[u8]) -> i32;
+
+/// The most argument bytes one request carries.
+pub const MAX_ARGS: usize = 64 * 1024;
+
+const SPAWN: u8 = b'S';
+const SPAWNED: u8 = b'P';
+const FAILED: u8 = b'E';
+const EXITED: u8 = b'X';
+/// Prefix of a FAILED message's text for an unknown entry.
+const UNKNOWN: &str = "unknown entry: ";
+
+/// A fork server and the connection to it.
+///
+/// Start it first thing in `main`, while the process has one thread, with every
+/// entry it will be asked for. Later, from any thread, [`spawn`](ForkServer::spawn)
+/// asks it to fork a child that runs an entry with argument bytes. The server
+/// forks from its own single-threaded state, so the child never inherits a lock
+/// held by one of the caller's threads.
+///
+/// Each child is held by a pidfd the server passes back (opened before the server
+/// can reap it, so never a recycled pid); the server reaps its children and reports
+/// their exit statuses. The server dies with the process that started it
+/// (parent-death signal) and ends when its handle is dropped.
+///
+/// # Examples
+/// ```
+/// use multiproc_proc::ForkServer;
+///
+/// fn square(args: &[u8]) -> i32 {
+///     let n = args[0] as i32;
+///     n * n
+/// }
+///
+/// let server = ForkServer::builder().entry("square", square).start()?;
+/// // ... start threads; then, from any of them:
+/// let mut child = server.spawn("square", &[7])?;
+/// assert_eq!(child.join()?, 49);
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub struct ForkServer {
+    conn: Mutex<Conn>,
+    pid: u32,
+    pidfd: OwnedFd,
+}
+
+struct Conn {
+    sock: OwnedFd,
+    /// Exit statuses reported for children not joined yet.
+    exited: HashMap<u32, WaitStatus>,
+}
+
+/// Builds a [`ForkServer`] with its entries.
+#[derive(Default)]
+pub struct ForkServerBuilder {
+    entries: Vec<(String, Entry)>,
+}
+
+impl ForkServerBuilder {
+    /// Registers `entry` under `name`.
+    pub fn entry(mut self, name: &str, entry: Entry) -> ForkServerBuilder {
+        self.entries.push((name.to_owned(), entry));
+        self
+    }
+
+    /// Forks the server.
+    ///
+    /// # Errors
+    /// [`Error::NotSingleThreaded`] if this process already has other threads;
+    /// [`Error::Io`] if the socket or `fork` fails.
+    pub fn start(self) -> Result<ForkServer> {
+        let threads = sys::thread_count();
+        if threads > 1 {
+            return Err(Error::NotSingleThreaded { threads });
+        }
+        let (client, server) = sys::seqpacket_pair().map_err(Error::io("socketpair"))?;
+        let parent = sys::getpid();
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: this process has one thread (checked above), so the child may run
+        // ordinary code; it never returns from serve().
+        let pid = unsafe { sys::fork() }.map_err(Error::io("fork"))?;
+        if pid == 0 {
+            drop(client);
+            if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {
+                sys::exit_now(1);
+            }
+            serve(server, &self.entries);
+        }
+        drop(server);
+        let pid = pid as u32;
+        let pidfd = sys::pidfd_open(pid as libc::pid_t).map_err(Error::io("pidfd_open"))?;
+        Ok(ForkServer {
+            conn: Mutex::new(Conn {
+                sock: client,
+                exited: HashMap::new(),
+            }),
+            pid,
+            pidfd,
+        })
+    }
+}
+
+impl ForkServer {
+    /// A builder to register entries with.
+    pub fn builder() -> ForkServerBuilder {
+        ForkServerBuilder::default()
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Conn> {
+        // The connection stays consistent across a panic (each message is whole).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the server to fork a child running `entry(args)`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownEntry`], [`Error::TooLarge`] past [`MAX_ARGS`] bytes,
+    /// [`Error::ServerGone`] if the server died.
+    pub fn spawn(&self, entry: &str, args: &[u8]) -> Result<ServerChild<'_>> {
+        if args.len() > MAX_ARGS {
+            return Err(Error::TooLarge {
+                len: args.len(),
+                max: MAX_ARGS,
+            });
+        }
+        let mut req = Vec::with_capacity(5 + entry.len() + args.len());
+        req.push(SPAWN);
+        req.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+        req.extend_from_slice(entry.as_bytes());
+        req.extend_from_slice(args);
+        let mut conn = self.conn();
+        sys::send_msg(conn.sock.as_fd(), &req, None).map_err(gone)?;
+        loop {
+            match conn.recv()? {
+                Msg::Spawned(pid, pidfd) => {
+                    return Ok(ServerChild {
+                        server: self,
+                        pid,
+                        pidfd,
+                        status: None,
+                    })
+                }
+                Msg::Failed(text) => {
+                    return Err(match text.strip_prefix(UNKNOWN) {
+                        Some(name) => Error::UnknownEntry(name.to_owned()),
+                        None => Error::SpawnFailed(text),
+                    })
+                }
+                Msg::Exited => {} // recorded by recv
+            }
+        }
+    }
+}
+
+fn gone(e: std::io::Error) -> Error {
+    Error::ServerGone(e.to_string())
+}
+
+enum Msg {
+    Spawned(u32, OwnedFd),
+    Failed(String),
+    /// An exit report (recorded in `Conn::exited`).
+    Exited,
+}
+
+impl Conn {
+    /// Reads one message from the server; records exit reports.
+    fn recv(&mut self) -> Result<Msg> {
+        let mut buf = [0u8; 512];
+        let (n, fd) = sys::recv_msg(self.sock.as_fd(), &mut buf).map_err(gone)?;
+        let msg = &buf[..n];
+        let int = |at: usize| {
+            msg.get(at..at + 4)
+                .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        match (msg.first(), int(1), int(5), fd) {
+            (None, ..) => Err(Error::ServerGone("it closed the connection".into())),
+            (Some(&SPAWNED), Some(pid), _, Some(fd)) => Ok(Msg::Spawned(pid as u32, fd)),
+            (Some(&FAILED), ..) => Ok(Msg::Failed(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            (Some(&EXITED), Some(pid), Some(raw), _) => {
+                let status = WaitStatus::from_raw(raw);
+                self.exited.insert(pid as u32, status);
+                Ok(Msg::Exited)
+            }
+            _ => Err(Error::ServerGone(format!(
+                "it sent a malformed message of {n} bytes"
+            ))),
+        }
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Closing our end tells the server to exit; then reap it. Its children,
+        // if any still run, are re-parented and reaped by init (or a subreaper).
+        sys::shutdown(self.conn().sock.as_fd());
+        if !sys::poll_readable(self.pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
+            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        }
+        let _ = sys::wait_pidfd(self.pidfd.as_fd(), false);
+    }
+}
+
+impl std::fmt::Debug for ForkServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkServer")
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+/// A child started by a [`ForkServer`].
+pub struct ServerChild<'a> {
+    server: &'a ForkServer,
+    pid: u32,
+    pidfd: OwnedFd,
+    status: Option<WaitStatus>,
+}
+
+impl ServerChild<'_> {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The pidfd: readable once it has ended.
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Waits for it to end; returns its exitcode (`-N` when killed by signal `N`).
+    ///
+    /// # Errors
+    /// [`Error::ServerGone`] if the server died before reporting it.
+    pub fn join(&mut self) -> Result<i32> {
+        Ok(self.join_inner(None)?.expect("no timeout"))
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if it still runs.
+    ///
+    /// # Errors
+    /// As for [`join`](ServerChild::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.join_inner(Some(timeout))
+    }
+
+    fn join_inner(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s.exitcode()));
+        }
+        if !sys::poll_readable(self.pidfd.as_fd(), timeout).map_err(Error::io("poll"))? {
+            return Ok(None);
+        }
+        // It has ended: the server's report is on its way.
+        let mut conn = self.server.conn();
+        loop {
+            if let Some(s) = conn.exited.remove(&self.pid) {
+                self.status = Some(s);
+                return Ok(Some(s.exitcode()));
+            }
+            conn.recv()?;
+        }
+    }
+
+    /// Sends SIGTERM through the pidfd (nothing happens if it has ended).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn terminate(&self) -> Result<()> {
+        self.send(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL through the pidfd (nothing happens if it has ended).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn kill(&self) -> Result<()> {
+        self.send(libc::SIGKILL)
+    }
+
+    fn send(&self, sig: i32) -> Result<()> {
+        match sys::pidfd_send_signal(self.pidfd.as_fd(), sig) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            r => r.map_err(Error::io("pidfd_send_signal")),
+        }
+    }
+}
+
+impl Drop for ServerChild<'_> {
+    fn drop(&mut self) {
+        // Forget a report that arrived for it; a later one is dropped by recv's map
+        // only when someone joins it, which nobody will: keep the map small.
+        self.server.conn().exited.remove(&self.pid);
+    }
+}
+
+/// The server's loop: never returns.
+fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
+    let mut children: Vec<(u32, OwnedFd)> = Vec::new();
+    let mut buf = vec![0u8; 5 + 4096 + MAX_ARGS];
+    loop {
+        let ready = {
+            let mut fds: Vec<BorrowedFd<'_>> = vec![sock.as_fd()];
+            fds.extend(children.iter().map(|(_, fd)| fd.as_fd()));
+            match sys::poll_many(&fds, -1) {
+                Ok(r) => r,
+                Err(_) => sys::exit_now(2),
+            }
+        };
+        // Report children that ended. In reverse, so that swap_remove only moves
+        // an element that was already looked at.
+        for i in (0..children.len()).rev() {
+            if ready[i + 1] {
+                let (pid, fd) = children.swap_remove(i);
+                let raw = sys::wait_pidfd(fd.as_fd(), false)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                let mut msg = vec![EXITED];
+                msg.extend_from_slice(&(pid as i32).to_le_bytes());
+                msg.extend_from_slice(&raw.to_le_bytes());
+                if sys::send_msg(sock.as_fd(), &msg, None).is_err() {
+                    sys::exit_now(0); // the client is gone
+                }
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
+        let n = match sys::recv_msg(sock.as_fd(), &mut buf) {
+            Ok((0, _)) | Err(_) => sys::exit_now(0), // the client is gone
+            Ok((n, _)) => n,
+        };
+        let req = &buf[..n];
+        let parsed = (req.first() == Some(&SPAWN))
+            .then(|| req.get(1..5))
+            .flatten()
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .and_then(|len| Some((req.get(5..5 + len)?, req.get(5 + len..)?)));
+        let Some((name, args)) = parsed else {
+            let _ = sys::send_msg(sock.as_fd(), b"Emalformed request", None);
+            continue;
+        };
+        let Some(entry) = entries
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|(_, e)| *e)
+        else {
+            let mut msg = vec![FAILED];
+            msg.extend_from_slice(UNKNOWN.as_bytes());
+            msg.extend_from_slice(name);
+            let _ = sys::send_msg(sock.as_fd(), &msg, None);
+            continue;
+        };
+        // SAFETY: the server is single-threaded; the child runs the entry and _exits.
+        match unsafe { sys::fork() } {
+            Ok(0) => {
+                drop(sock);
+                let code = std::panic::catch_unwind(|| entry(args)).unwrap_or(1);
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
+                sys::exit_now(code);
+            }
+            Ok(pid) => {
+                let Ok(fd) = sys::pidfd_open(pid) else {
+                    let _ = sys::kill(pid as u32, libc::SIGKILL);
+                    let _ = sys::waitpid(pid as u32, false);
+                    let _ = sys::send_msg(sock.as_fd(), b"Epidfd_open failed", None);
+                    continue;
+                };
+                let mut msg = vec![SPAWNED];
+                msg.extend_from_slice(&pid.to_le_bytes());
+                if sys::send_msg(sock.as_fd(), &msg, Some(fd.as_fd())).is_err() {
+                    sys::exit_now(0);
+                }
+                children.push((pid as u32, fd));
+            }
+            Err(_) => {
+                let _ = sys::send_msg(sock.as_fd(), b"Efork failed", None);
+            }
+        }
+    }
+}

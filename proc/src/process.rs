@@ -1,0 +1,390 @@
+//! [`Process`]: Python's `multiprocessing.Process`, started by `fork`.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::registry::{self, Entry};
+use crate::status::{ChildResult, WaitStatus};
+use crate::{sys, Error, Result};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+enum State {
+    New,
+    Running {
+        pid: u32,
+        pidfd: OwnedFd,
+    },
+    Finished {
+        pid: u32,
+        pidfd: OwnedFd,
+        status: WaitStatus,
+    },
+    Closed,
+}
+
+/// A child process running a closure, started by `fork`.
+///
+/// Python's `Process(target=..., name=..., daemon=...)`: [`start`](Process::start),
+/// [`join`](Process::join), [`is_alive`](Process::is_alive),
+/// [`exitcode`](Process::exitcode) (`-N` when killed by signal `N`),
+/// [`terminate`](Process::terminate), [`kill`](Process::kill),
+/// [`sentinel`](Process::sentinel), [`close`](Process::close).
+///
+/// Every started child is held by a pidfd, so `join`, `terminate`, `kill` and
+/// `is_alive` never act on a recycled pid.
+///
+/// In the child, the closure's return value ([`ChildResult`]) becomes the exit code; a
+/// panic prints its message and exits with 1 (Python's traceback and exitcode 1);
+/// stdout and stderr are flushed, and the child leaves with `_exit`: the parent's
+/// exit handlers and destructors never run twice and the child never returns into
+/// the parent's code. Before it leaves, the child terminates its own daemonic
+/// children and joins the others, as Python does.
+///
+/// # Reaping
+/// A child is reaped by `join`, by `is_alive`/`exitcode` once it has ended, by
+/// `drop` if it has ended by then, and otherwise later: at the next `start` or
+/// [`active_children`](crate::active_children) call, or when this process exits
+/// (which waits for non-daemonic children, as Python does). A daemonic child is
+/// terminated (then killed after a grace second) when its handle is dropped or this
+/// process exits, and killed by the kernel if this process dies abruptly.
+///
+/// # Forking from a multi-threaded process
+/// `fork` copies only the calling thread. A lock another thread held at that
+/// moment — including the allocator's or stdout's — stays locked in the child
+/// forever. Start processes before starting threads, keep the child to simple
+/// work, or use the [`ForkServer`](crate::ForkServer).
+///
+/// # Examples
+/// ```
+/// use multiproc_proc::Process;
+/// let mut p = Process::new(|| 3).name("worker");
+/// p.start()?;
+/// assert_eq!(p.join()?, 3);
+/// assert_eq!(p.exitcode(), Some(3));
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub struct Process<'a> {
+    name: String,
+    daemon: bool,
+    target: Option<Box<dyn FnOnce() -> i32 + 'a>>,
+    state: State,
+}
+
+impl<'a> Process<'a> {
+    /// A process that will run `target` when started, named `Process-N`.
+    pub fn new<R: ChildResult>(target: impl FnOnce() -> R + 'a) -> Process<'a> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        Process {
+            name: format!("Process-{n}"),
+            daemon: false,
+            target: Some(Box::new(move || target().exit_code())),
+            state: State::New,
+        }
+    }
+
+    /// Sets the name (builder style).
+    pub fn name(mut self, name: impl Into<String>) -> Process<'a> {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes it daemonic (builder style): it never outlives this process, and may
+    /// not start children of its own.
+    pub fn daemon(mut self, daemon: bool) -> Process<'a> {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        match self.state {
+            State::Running { pid, .. } | State::Finished { pid, .. } => Some(pid),
+            State::New | State::Closed => None,
+        }
+    }
+
+    /// Starts the child: forks, and runs the closure there.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
+    /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails.
+    pub fn start(&mut self) -> Result<()> {
+        match self.state {
+            State::New => {}
+            State::Closed => {
+                return Err(Error::Closed {
+                    name: self.name.clone(),
+                })
+            }
+            _ => {
+                return Err(Error::AlreadyStarted {
+                    name: self.name.clone(),
+                })
+            }
+        }
+        if registry::is_daemon() {
+            return Err(Error::DaemonChildren);
+        }
+        let target = self.target.take().expect("a new process has its target");
+        let mut st = registry::lock();
+        st.reap_orphans();
+        st.ensure_at_exit();
+        let parent = (sys::getpid(), st.my_name());
+        // Buffered output would otherwise be written twice, by parent and child.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: the child below runs the closure and leaves with _exit; the
+        // registry lock is held across fork, so the child does not inherit it held
+        // by a thread it does not have. Other locks are the documented hazard.
+        let pid = unsafe { sys::fork() }.map_err(Error::io("fork"))?;
+        if pid == 0 {
+            if self.daemon
+                && (sys::set_parent_death_signal(libc::SIGKILL).is_err()
+                    || sys::getppid() != parent.0)
+            {
+                // The parent died before the death signal was armed: go as it would.
+                sys::exit_now(1);
+            }
+            registry::set_daemon(self.daemon);
+            st.children.clear();
+            st.me.name = Some(self.name.clone());
+            st.me.parent = Some(parent);
+            drop(st);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);
+            registry::exit_cleanup();
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            sys::exit_now(code);
+        }
+        let pid = pid as u32;
+        let pidfd = match sys::pidfd_open(pid as libc::pid_t) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Without a pidfd we cannot control it safely: end it now.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::waitpid(pid, false);
+                return Err(Error::io("pidfd_open")(e));
+            }
+        };
+        st.children.push(Entry {
+            pid,
+            name: self.name.clone(),
+            daemon: self.daemon,
+            orphan: None,
+        });
+        self.state = State::Running { pid, pidfd };
+        Ok(())
+    }
+
+    /// Waits for the child to end; returns its [exitcode](Process::exitcode).
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`].
+    pub fn join(&mut self) -> Result<i32> {
+        Ok(self.join_timeout_inner(None)?.expect("no timeout"))
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if it still runs (Python's `join(timeout)`
+    /// followed by a look at `exitcode`).
+    ///
+    /// # Errors
+    /// As for [`join`](Process::join).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(Duration::from_secs(5)));
+    /// p.start()?;
+    /// assert_eq!(p.join_timeout(Duration::from_millis(10))?, None);
+    /// p.kill()?;
+    /// assert_eq!(p.join()?, -9);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.join_timeout_inner(Some(timeout))
+    }
+
+    fn join_timeout_inner(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        match &self.state {
+            State::New => Err(Error::NotStarted {
+                name: self.name.clone(),
+            }),
+            State::Closed => Err(Error::Closed {
+                name: self.name.clone(),
+            }),
+            State::Finished { status, .. } => Ok(Some(status.exitcode())),
+            State::Running { pidfd, .. } => {
+                if !sys::poll_readable(pidfd.as_fd(), timeout).map_err(Error::io("poll"))? {
+                    return Ok(None);
+                }
+                Ok(self.reap(false)?.map(WaitStatus::exitcode))
+            }
+        }
+    }
+
+    /// Reaps a running child if it has ended (or waits when `!nohang`).
+    fn reap(&mut self, nohang: bool) -> Result<Option<WaitStatus>> {
+        let State::Running { pid, pidfd } = &self.state else {
+            return Ok(None);
+        };
+        let Some(raw) = sys::wait_pidfd(pidfd.as_fd(), nohang).map_err(Error::io("waitid"))? else {
+            return Ok(None);
+        };
+        let pid = *pid;
+        let status = WaitStatus::from_raw(raw);
+        let State::Running { pidfd, .. } = std::mem::replace(&mut self.state, State::Closed) else {
+            unreachable!("checked above");
+        };
+        self.state = State::Finished { pid, pidfd, status };
+        registry::lock().remove(pid);
+        Ok(Some(status))
+    }
+
+    /// Whether the child still runs (reaps it if it has ended).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.state, State::Running { .. }) && matches!(self.reap(true), Ok(None))
+    }
+
+    /// Python's `exitcode`: `None` while running (or not started), the exit code,
+    /// or `-N` when killed by signal `N`.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        let _ = self.reap(true);
+        match &self.state {
+            State::Finished { status, .. } => Some(status.exitcode()),
+            _ => None,
+        }
+    }
+
+    /// The raw wait status, once reaped.
+    pub fn wait_status(&self) -> Option<WaitStatus> {
+        match &self.state {
+            State::Finished { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). Nothing happens if it has ended.
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`].
+    pub fn terminate(&self) -> Result<()> {
+        self.send(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`). Nothing happens if it has ended.
+    ///
+    /// # Errors
+    /// As for [`terminate`](Process::terminate).
+    pub fn kill(&self) -> Result<()> {
+        self.send(libc::SIGKILL)
+    }
+
+    /// Sends `signal` through the pidfd.
+    ///
+    /// # Errors
+    /// As for [`terminate`](Process::terminate).
+    pub fn send(&self, signal: i32) -> Result<()> {
+        match &self.state {
+            State::New => Err(Error::NotStarted {
+                name: self.name.clone(),
+            }),
+            State::Closed => Err(Error::Closed {
+                name: self.name.clone(),
+            }),
+            State::Finished { .. } => Ok(()),
+            State::Running { pidfd, .. } => match sys::pidfd_send_signal(pidfd.as_fd(), signal) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()), // ended meanwhile
+                r => r.map_err(Error::io("pidfd_send_signal")),
+            },
+        }
+    }
+
+    /// The pidfd: readable (for `poll`) once the child has ended. Python's `sentinel`.
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`], [`Error::Closed`].
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        match &self.state {
+            State::Running { pidfd, .. } | State::Finished { pidfd, .. } => Ok(pidfd.as_fd()),
+            State::New => Err(Error::NotStarted {
+                name: self.name.clone(),
+            }),
+            State::Closed => Err(Error::Closed {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Releases the handle's resources (Python's `close()`).
+    ///
+    /// # Errors
+    /// [`Error::StillRunning`] if the child has not ended.
+    pub fn close(&mut self) -> Result<()> {
+        if let State::Running { pid, .. } = self.state {
+            if self.reap(true)?.is_none() {
+                return Err(Error::StillRunning {
+                    name: self.name.clone(),
+                    pid,
+                });
+            }
+        }
+        self.state = State::Closed;
+        Ok(())
+    }
+}
+
+impl Drop for Process<'_> {
+    fn drop(&mut self) {
+        if !matches!(self.state, State::Running { .. }) || !matches!(self.reap(true), Ok(None)) {
+            return; // not running, or reaped just now
+        }
+        let State::Running { pid, pidfd } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return;
+        };
+        if self.daemon {
+            // A daemon does not outlive its handle: terminate, then kill after a grace.
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM);
+            if !sys::poll_readable(pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            }
+            let _ = sys::wait_pidfd(pidfd.as_fd(), false);
+            registry::lock().remove(pid);
+        } else {
+            // Leave it running; the registry reaps it later (see "Reaping").
+            let mut st = registry::lock();
+            if let Some(e) = st.children.iter_mut().find(|e| e.pid == pid) {
+                e.orphan = Some(pidfd);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Process<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::New => "initial".to_owned(),
+            State::Running { pid, .. } => format!("started, pid {pid}"),
+            State::Finished { pid, status, .. } => format!("stopped, pid {pid}, {status}"),
+            State::Closed => "closed".to_owned(),
+        };
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("state", &state)
+            .finish()
+    }
+}

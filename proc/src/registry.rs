@@ -1,0 +1,167 @@
+//! This process's children, its own identity (name, parent, daemon), and the
+//! clean-up at exit that Python's `multiprocessing` does: terminate daemonic
+//! children, join the others.
+//!
+//! One `std::sync::Mutex` guards it all, and [`Process::start`](crate::Process::start)
+//! holds it across `fork`, so the child never inherits it locked by a thread that
+//! does not exist there.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::{status::WaitStatus, sys};
+
+/// One child of this process.
+pub(crate) struct Entry {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    /// Set when its handle was dropped before it was reaped: the registry reaps it.
+    pub(crate) orphan: Option<OwnedFd>,
+}
+
+/// Who this process is.
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub(crate) name: Option<String>,
+    pub(crate) parent: Option<(u32, String)>,
+}
+
+pub(crate) struct State {
+    pub(crate) children: Vec<Entry>,
+    pub(crate) me: Me,
+    at_exit_registered: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    children: Vec::new(),
+    me: Me {
+        name: None,
+        parent: None,
+    },
+    at_exit_registered: false,
+});
+
+/// Whether this process is a daemonic child (which may not have children).
+pub(crate) static IS_DAEMON: AtomicBool = AtomicBool::new(false);
+
+/// How long exit clean-up waits for a terminated daemon before killing it.
+const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) fn lock() -> MutexGuard<'static, State> {
+    // A panic while holding it leaves the data consistent (every update is one push
+    // or retain), so poisoning is ignored.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl State {
+    /// Registers the at-exit clean-up, once.
+    pub(crate) fn ensure_at_exit(&mut self) {
+        if !self.at_exit_registered {
+            sys::at_exit(at_exit);
+            self.at_exit_registered = true;
+        }
+    }
+
+    /// Reaps orphans that have finished (never blocks).
+    pub(crate) fn reap_orphans(&mut self) {
+        self.children.retain(|e| match &e.orphan {
+            Some(fd) => !matches!(sys::wait_pidfd(fd.as_fd(), true), Ok(Some(_)) | Err(_)),
+            None => true,
+        });
+    }
+
+    pub(crate) fn remove(&mut self, pid: u32) {
+        self.children.retain(|e| e.pid != pid);
+    }
+
+    /// The name this process goes by ("MainProcess" unless it was started by us).
+    pub(crate) fn my_name(&self) -> String {
+        self.me
+            .name
+            .clone()
+            .unwrap_or_else(|| "MainProcess".to_owned())
+    }
+}
+
+/// Terminates daemonic children, then waits for every other child: what Python
+/// does when a process ends. Runs at `exit` (registered with `atexit`) and at the
+/// end of every child this crate started.
+pub(crate) fn exit_cleanup() {
+    let mut st = lock();
+    for e in st.children.iter().filter(|e| e.daemon) {
+        signal(e, libc::SIGTERM);
+    }
+    for e in &st.children {
+        let done = if e.daemon {
+            wait_for(e, Some(DAEMON_GRACE)).is_some()
+        } else {
+            wait_for(e, None).is_some()
+        };
+        if !done {
+            signal(e, libc::SIGKILL);
+            wait_for(e, None);
+        }
+    }
+    st.children.clear();
+}
+
+extern "C" fn at_exit() {
+    exit_cleanup();
+}
+
+fn signal(e: &Entry, sig: libc::c_int) {
+    // The child may have exited already: nothing to do then.
+    let _ = match &e.orphan {
+        Some(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+        None => sys::kill(e.pid, sig),
+    };
+}
+
+/// Waits for (and reaps) a registered child; `None` if `timeout` passed.
+fn wait_for(e: &Entry, timeout: Option<Duration>) -> Option<WaitStatus> {
+    match &e.orphan {
+        Some(fd) => {
+            if !sys::poll_readable(fd.as_fd(), timeout).unwrap_or(true) {
+                return None;
+            }
+            sys::wait_pidfd(fd.as_fd(), false)
+                .ok()
+                .flatten()
+                .map(WaitStatus::from_raw)
+        }
+        None => {
+            let deadline = timeout.map(|t| std::time::Instant::now() + t);
+            loop {
+                match sys::waitpid(e.pid, deadline.is_some()) {
+                    Ok(Some(s)) => return Some(WaitStatus::from_raw(s)),
+                    Ok(None) if deadline.is_some_and(|d| std::time::Instant::now() < d) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(None) => return None,
+                    // ECHILD: someone else reaped it (wait_any); it is gone either way.
+                    Err(_) => return Some(WaitStatus::from_raw(0)),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a zombie (finished, not reaped) according to `/proc`.
+pub(crate) fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Marks this process as a daemonic child, if it is one.
+pub(crate) fn set_daemon(daemon: bool) {
+    IS_DAEMON.store(daemon, Ordering::Relaxed);
+}
+
+pub(crate) fn is_daemon() -> bool {
+    IS_DAEMON.load(Ordering::Relaxed)
+}

@@ -1,0 +1,132 @@
+//! Daemonic children never outlive their parent: not when its handle drops, not
+//! when it exits normally, not when it is SIGKILLed. And a subreaper adopts orphans.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use multiproc_proc::{set_child_subreaper, wait_any, Process};
+use multiproc_shm::Shared;
+use multiproc_testkit::{fork, ChildExit, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn pidfd(pid: u32) -> OwnedFd {
+    // SAFETY: pidfd_open takes plain integers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(
+        fd >= 0,
+        "pidfd_open({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a new descriptor nothing else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }
+}
+
+/// Whether the process behind `fd` ends within `timeout`.
+fn ends_within(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) == 1 }
+}
+
+fn sleeper() {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_daemon_is_terminated_when_its_handle_drops() {
+    let _dog = Watchdog::arm(LIMIT, "daemon drop");
+    let mut d = Process::new(sleeper).daemon(true);
+    d.start().unwrap();
+    let fd = d.sentinel().unwrap().try_clone_to_owned().unwrap();
+    drop(d);
+    assert!(
+        ends_within(&fd, Duration::ZERO),
+        "the drop terminated and reaped it"
+    );
+}
+
+/// Forks a parent that starts a daemon, publishes its pid, and then `end`s.
+fn daemon_of_a_parent_that(end: fn()) -> (multiproc_testkit::Child, OwnedFd) {
+    let daemon_pid = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let parent = fork(|| {
+        let mut d = Process::new(sleeper).daemon(true);
+        d.start().unwrap();
+        daemon_pid.store(d.pid().unwrap(), Ordering::SeqCst);
+        std::mem::forget(d); // the handle must not be what ends it
+        end();
+        0
+    });
+    let t = std::time::Instant::now();
+    while daemon_pid.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < LIMIT);
+        std::thread::yield_now();
+    }
+    let fd = pidfd(daemon_pid.load(Ordering::SeqCst));
+    (parent, fd)
+}
+
+#[test]
+fn a_daemon_dies_with_a_parent_that_is_sigkilled() {
+    let _dog = Watchdog::arm(LIMIT, "daemon parent killed");
+    let (mut parent, daemon) = daemon_of_a_parent_that(sleeper);
+    assert!(
+        !ends_within(&daemon, Duration::from_millis(50)),
+        "the daemon runs"
+    );
+    parent.signal(libc::SIGKILL);
+    assert_eq!(
+        parent.wait_timeout(LIMIT),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    assert!(
+        ends_within(&daemon, Duration::from_secs(10)),
+        "the kernel killed the daemon"
+    );
+}
+
+#[test]
+fn a_daemon_is_terminated_when_its_parent_exits_normally() {
+    let _dog = Watchdog::arm(LIMIT, "daemon parent exits");
+    // std::process::exit runs the exit handlers, as returning from main does.
+    let (parent, daemon) = daemon_of_a_parent_that(|| std::process::exit(0));
+    assert_eq!(parent.wait(LIMIT), ChildExit::Exited(0));
+    assert!(
+        ends_within(&daemon, Duration::ZERO),
+        "terminated before the parent left"
+    );
+}
+
+#[test]
+fn a_subreaper_adopts_and_reaps_orphaned_grandchildren() {
+    let _dog = Watchdog::arm(LIMIT, "subreaper");
+    let supervisor = fork(|| {
+        set_child_subreaper(true).unwrap();
+        // A child that starts a grandchild and leaves at once, orphaning it.
+        let grandchild = Shared::anonymous(AtomicU32::new(0)).unwrap();
+        let mut middle = Process::new(|| {
+            // SAFETY: single-threaded child; the grandchild sleeps briefly and _exits.
+            match unsafe { multiproc_proc::fork() }.unwrap() {
+                multiproc_proc::Fork::Child => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    // SAFETY: _exit ends the grandchild at once.
+                    unsafe { libc::_exit(7) }
+                }
+                multiproc_proc::Fork::Parent { child } => grandchild.store(child, Ordering::SeqCst),
+            }
+        });
+        middle.start().unwrap();
+        middle.join().unwrap();
+        // The orphan is ours now: wait_any reaps it.
+        let (pid, status) = wait_any().unwrap();
+        i32::from(!(pid == grandchild.load(Ordering::SeqCst) && status.exit_code() == Some(7)))
+    });
+    assert_eq!(supervisor.wait(LIMIT), ChildExit::Exited(0));
+}

@@ -1,0 +1,65 @@
+//! The fork server starts children safely from a process with several running threads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multiproc_proc::{Error, ForkServer};
+use multiproc_testkit::{fork, ChildExit, Watchdog};
+
+fn triple(args: &[u8]) -> i32 {
+    i32::from(args.first().copied().unwrap_or(0)) * 3 % 256
+}
+
+fn crash(_: &[u8]) -> i32 {
+    panic!("entry panicked on purpose")
+}
+
+/// Runs in a forked (so single-threaded) child: start the server first, then
+/// threads that keep a lock busy, then 100 children through the server.
+fn host() -> i32 {
+    let server = ForkServer::builder()
+        .entry("triple", triple)
+        .entry("crash", crash)
+        .start()
+        .expect("start the fork server while single-threaded");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, busy) = (stop.clone(), busy.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    *busy.lock().unwrap() += 1; // a lock a plain fork could copy held
+                    let _ = Vec::<u8>::with_capacity(64); // and the allocator's
+                }
+            })
+        })
+        .collect();
+    assert!(matches!(
+        ForkServer::builder().start(),
+        Err(Error::NotSingleThreaded { .. })
+    ));
+    let mut children: Vec<_> = (0..100u8)
+        .map(|i| (i, server.spawn("triple", &[i]).unwrap()))
+        .collect();
+    for (i, child) in &mut children {
+        assert_eq!(child.join().unwrap(), i32::from(*i) * 3 % 256, "child {i}");
+    }
+    assert!(matches!(server.spawn("nope", b""), Err(Error::UnknownEntry(name)) if name == "nope"));
+    assert_eq!(server.spawn("crash", b"").unwrap().join().unwrap(), 1);
+    let mut long = server.spawn("triple", &[1]).unwrap();
+    long.join_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    0
+}
+
+#[test]
+fn a_multi_threaded_process_starts_100_children_through_the_fork_server() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "fork server");
+    let h = fork(host);
+    assert_eq!(h.wait(Duration::from_secs(100)), ChildExit::Exited(0));
+}

@@ -1,0 +1,261 @@
+//! Process control: exit codes, panics, signals, timeouts, misuse, isolation,
+//! the tutorial's blocking examples, and reaping.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_proc::{
+    active_children, current_process, fork, parent_process, wait_any, Error, Fork, Process,
+};
+use multiproc_shm::Shared;
+use multiproc_testkit::{zombie_children, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn exit_codes_follow_python() {
+    let _dog = Watchdog::arm(LIMIT, "exit codes");
+    let mut ok = Process::new(|| ());
+    let mut three = Process::new(|| 3);
+    let mut err = Process::new(|| -> Result<(), String> { Err("boom".into()) });
+    let mut panics = Process::new(|| -> i32 { panic!("child panicked on purpose") });
+    for p in [&mut ok, &mut three, &mut err, &mut panics] {
+        p.start().unwrap();
+    }
+    assert_eq!(ok.join().unwrap(), 0);
+    assert_eq!(three.join().unwrap(), 3);
+    assert_eq!(
+        err.join().unwrap(),
+        1,
+        "an Err is Python's uncaught exception"
+    );
+    assert_eq!(
+        panics.join().unwrap(),
+        1,
+        "a panic is Python's traceback and exitcode 1"
+    );
+}
+
+#[test]
+fn signals_give_negative_exit_codes() {
+    let _dog = Watchdog::arm(LIMIT, "signals");
+    let sleeper = || std::thread::sleep(Duration::from_secs(30));
+    let mut k = Process::new(sleeper);
+    let mut t = Process::new(sleeper);
+    k.start().unwrap();
+    t.start().unwrap();
+    assert!(k.is_alive() && t.is_alive());
+    assert_eq!(k.exitcode(), None);
+    k.kill().unwrap();
+    t.terminate().unwrap();
+    assert_eq!(k.join().unwrap(), -9);
+    assert_eq!(t.join().unwrap(), -15);
+    assert!(!t.is_alive());
+    assert_eq!(t.wait_status().unwrap().signal(), Some(libc::SIGTERM));
+    t.terminate().unwrap(); // after it ended: nothing happens, no error
+}
+
+#[test]
+fn join_timeout_on_a_sleeping_child() {
+    let _dog = Watchdog::arm(LIMIT, "join_timeout");
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(300)));
+    p.start().unwrap();
+    let t = Instant::now();
+    assert_eq!(p.join_timeout(Duration::from_millis(50)).unwrap(), None);
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert!(p.is_alive());
+    assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), Some(0));
+}
+
+/// The tutorial: joining each child before starting the next serialises them
+/// (t1 + t2); starting both, then joining, runs them together (max(t1, t2)).
+#[test]
+fn joined_one_after_the_other_is_serial_started_together_is_parallel() {
+    let _dog = Watchdog::arm(LIMIT, "blocking shapes");
+    let nap = || std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let mut a = Process::new(nap);
+    a.start().unwrap();
+    a.join().unwrap();
+    let mut b = Process::new(nap);
+    b.start().unwrap();
+    b.join().unwrap();
+    let serial = t.elapsed();
+
+    let t = Instant::now();
+    let mut a = Process::new(nap);
+    let mut b = Process::new(nap);
+    a.start().unwrap();
+    b.start().unwrap();
+    a.join().unwrap();
+    b.join().unwrap();
+    let parallel = t.elapsed();
+    assert!(
+        serial >= Duration::from_millis(400),
+        "serial took {serial:?}"
+    );
+    assert!(
+        parallel < Duration::from_millis(390),
+        "parallel took {parallel:?}"
+    );
+}
+
+static GLOBAL: AtomicU32 = AtomicU32::new(1);
+
+#[test]
+fn memory_is_isolated() {
+    let _dog = Watchdog::arm(LIMIT, "isolation");
+    let mut local = vec![1, 2, 3];
+    let mut p = Process::new(|| {
+        GLOBAL.store(99, Ordering::SeqCst);
+        local.push(4);
+        i32::from(GLOBAL.load(Ordering::SeqCst) != 99 || local.len() != 4)
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0, "the child saw its own changes");
+    drop(p);
+    assert_eq!(
+        GLOBAL.load(Ordering::SeqCst),
+        1,
+        "the parent's global is unchanged"
+    );
+    assert_eq!(local, [1, 2, 3]);
+}
+
+#[test]
+fn misuse_gives_typed_errors() {
+    let _dog = Watchdog::arm(LIMIT, "misuse");
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(200)));
+    assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
+    assert!(matches!(p.terminate(), Err(Error::NotStarted { .. })));
+    assert!(matches!(p.sentinel(), Err(Error::NotStarted { .. })));
+    p.start().unwrap();
+    assert!(matches!(p.start(), Err(Error::AlreadyStarted { .. })));
+    assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
+    p.join().unwrap();
+    p.close().unwrap();
+    assert!(matches!(p.join(), Err(Error::Closed { .. })));
+    assert!(matches!(p.start(), Err(Error::Closed { .. })));
+}
+
+#[test]
+fn names_and_identities() {
+    let _dog = Watchdog::arm(LIMIT, "names");
+    let me = std::process::id();
+    assert_eq!(current_process().name, "MainProcess");
+    assert!(parent_process().is_none());
+    let mut p = Process::new(move || {
+        let cur = current_process();
+        let parent = parent_process().expect("a started child knows its parent");
+        i32::from(!(cur.name == "worker" && parent.pid == me && parent.name == "MainProcess"))
+    })
+    .name("worker");
+    assert_eq!(p.get_name(), "worker");
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    let q = Process::new(|| ());
+    assert!(q.get_name().starts_with("Process-"));
+}
+
+#[test]
+fn a_daemon_may_not_have_children() {
+    let _dog = Watchdog::arm(LIMIT, "daemon children");
+    let mut d = Process::new(|| {
+        let mut grandchild = Process::new(|| ());
+        match grandchild.start() {
+            Err(Error::DaemonChildren) => 0,
+            _ => 1,
+        }
+    })
+    .daemon(true);
+    d.start().unwrap();
+    assert_eq!(d.join().unwrap(), 0);
+}
+
+#[test]
+fn os_wait_reports_the_raw_status_of_an_exception() {
+    let _dog = Watchdog::arm(LIMIT, "wait_any");
+    // SAFETY: the child only calls _exit.
+    match unsafe { fork() }.unwrap() {
+        // SAFETY: _exit ends the child at once.
+        Fork::Child => unsafe { libc::_exit(1) },
+        Fork::Parent { child } => {
+            let (pid, status) = wait_any().unwrap();
+            assert_eq!(pid, child);
+            assert_eq!(
+                status.raw(),
+                256,
+                "Python's os.wait shows 256 for a child that raised"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sentinel_becomes_readable_when_the_child_ends() {
+    let _dog = Watchdog::arm(LIMIT, "sentinel");
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(50)));
+    p.start().unwrap();
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&p.sentinel().unwrap()),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0, "still running");
+    assert_eq!(
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 10_000) },
+        1,
+        "readable once it ends"
+    );
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+#[test]
+fn dropped_handles_leave_no_zombies() {
+    let _dog = Watchdog::arm(LIMIT, "zombies");
+    // Dropped after it ended: reaped by the drop.
+    let mut quick = Process::new(|| ());
+    quick.start().unwrap();
+    let quick_fd = quick.sentinel().unwrap().try_clone_to_owned().unwrap();
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&quick_fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    drop(quick);
+    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+
+    // Dropped while running: reaped once it ends, at the next active_children().
+    let mut slow = Process::new(|| std::thread::sleep(Duration::from_millis(100)));
+    slow.start().unwrap();
+    let pid = slow.pid().unwrap();
+    drop(slow);
+    assert!(active_children().iter().any(|c| c.pid == pid));
+    let t = Instant::now();
+    while !active_children().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+}
+
+#[test]
+fn a_child_joins_its_own_children_before_it_exits() {
+    let _dog = Watchdog::arm(LIMIT, "child cleanup");
+    let done = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut p = Process::new(|| {
+        let mut g = Process::new(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            done.store(1, Ordering::SeqCst);
+        });
+        g.start().unwrap();
+        drop(g); // not joined: the child's exit waits for it, as Python's does
+    });
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}

@@ -120,3 +120,44 @@ pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
         })
         .fold(f64::INFINITY, f64::min)
 }
+
+/// Raw `fork` + `_exit(0)` + `waitpid`: the floor for starting and joining a child.
+///
+/// # Panics
+/// If `fork` fails.
+pub fn raw_fork_exit_wait() {
+    // SAFETY: the child only calls _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer; pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// Microseconds per `Process(target=f).start(); join()` in Python's
+/// `multiprocessing`, measured by `python3` itself; `None` without `python3`.
+pub fn python_process_start_join_us(n: u32) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def f(): pass\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   best = float('inf')\n\
+         \x20   for _ in range(3):\n\
+         \x20       t = time.perf_counter()\n\
+         \x20       for _ in range({n}):\n\
+         \x20           p = mp.Process(target=f); p.start(); p.join()\n\
+         \x20       best = min(best, (time.perf_counter() - t) / {n})\n\
+         \x20   print(best * 1e6)\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}

@@ -143,13 +143,28 @@ impl<'a> Process<'a> {
         st.reap_orphans();
         st.ensure_at_exit();
         let parent = (sys::getpid(), st.my_name());
+        // Register before forking: after fork every page the parent writes is
+        // copied, so the parent only patches the pid in afterwards.
+        st.children.push(Entry {
+            pid: 0,
+            name: self.name.clone(),
+            daemon: self.daemon,
+            orphan: None,
+        });
+        let slot = st.children.len() - 1;
         // Buffered output would otherwise be written twice, by parent and child.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         // SAFETY: the child below runs the closure and leaves with _exit; the
         // registry lock is held across fork, so the child does not inherit it held
         // by a thread it does not have. Other locks are the documented hazard.
-        let pid = unsafe { sys::fork() }.map_err(Error::io("fork"))?;
+        let pid = match unsafe { sys::fork() } {
+            Ok(pid) => pid,
+            Err(e) => {
+                st.children.pop();
+                return Err(Error::io("fork")(e));
+            }
+        };
         if pid == 0 {
             if self.daemon
                 && (sys::set_parent_death_signal(libc::SIGKILL).is_err()
@@ -158,15 +173,21 @@ impl<'a> Process<'a> {
                 // The parent died before the death signal was armed: go as it would.
                 sys::exit_now(1);
             }
-            registry::set_daemon(self.daemon);
-            st.children.clear();
-            st.me.name = Some(self.name.clone());
+            // Every page written from here on is copied (copy-on-write): the child
+            // path writes as little as it can, and allocates nothing.
+            if self.daemon {
+                registry::set_daemon(true);
+            }
+            // The parent's children are not ours. Forget them without freeing
+            // (freeing would write to, and so copy, heap pages).
+            std::mem::forget(std::mem::take(&mut st.children));
+            st.me.name = Some(std::mem::take(&mut self.name));
             st.me.parent = Some(parent);
             drop(st);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);
             registry::exit_cleanup();
+            // stderr is unbuffered; stdout may hold a partial line.
             let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
             sys::exit_now(code);
         }
         let pid = pid as u32;
@@ -176,15 +197,12 @@ impl<'a> Process<'a> {
                 // Without a pidfd we cannot control it safely: end it now.
                 let _ = sys::kill(pid, libc::SIGKILL);
                 let _ = sys::waitpid(pid, false);
+                st.children.remove(slot);
                 return Err(Error::io("pidfd_open")(e));
             }
         };
-        st.children.push(Entry {
-            pid,
-            name: self.name.clone(),
-            daemon: self.daemon,
-            orphan: None,
-        });
+        st.children[slot].pid = pid;
+        drop(st);
         self.state = State::Running { pid, pidfd };
         Ok(())
     }
@@ -227,7 +245,10 @@ impl<'a> Process<'a> {
             }),
             State::Finished { status, .. } => Ok(Some(status.exitcode())),
             State::Running { pidfd, .. } => {
-                if !sys::poll_readable(pidfd.as_fd(), timeout).map_err(Error::io("poll"))? {
+                // Without a timeout, waitid blocks by itself: no poll needed.
+                if timeout.is_some()
+                    && !sys::poll_readable(pidfd.as_fd(), timeout).map_err(Error::io("poll"))?
+                {
                     return Ok(None);
                 }
                 Ok(self.reap(false)?.map(WaitStatus::exitcode))

@@ -5,7 +5,10 @@
 
 use std::hint::black_box;
 
-use multiproc_bench::{hammer, ns_per_iter, PthreadMutex};
+use multiproc_bench::{
+    hammer, ns_per_iter, python_process_start_join_us, raw_fork_exit_wait, PthreadMutex,
+};
+use multiproc_proc::Process;
 use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
 
@@ -149,6 +152,40 @@ fn main() {
         target: "≤ 1.0× (throughput ≥)",
         ok: c_ours <= c_p,
     });
+
+    // Process start + join, µs (fork dominates: few iterations suffice).
+    let spawn_iters = 300;
+    let p_ours = ns_per_iter(5, spawn_iters, |n| {
+        for _ in 0..n {
+            let mut p = Process::new(|| ());
+            p.start().unwrap();
+            p.join().unwrap();
+        }
+    }) / 1000.0;
+    let p_raw = ns_per_iter(5, spawn_iters, |n| {
+        for _ in 0..n {
+            raw_fork_exit_wait();
+        }
+    }) / 1000.0;
+    rows.push(Row {
+        what: "Process start+join (µs)",
+        ours: p_ours,
+        peer_name: "raw fork+_exit+waitpid",
+        peer: p_raw,
+        target: "≤ 1.2×",
+        ok: p_ours <= 1.2 * p_raw,
+    });
+    match python_process_start_join_us(100) {
+        Some(py) => rows.push(Row {
+            what: "Process start+join (µs)",
+            ours: p_ours,
+            peer_name: "Python mp.Process (fork)",
+            peer: py,
+            target: "≤ 0.1× (10× faster)",
+            ok: p_ours * 10.0 <= py,
+        }),
+        None => println!("(python3 not found: the Python comparison is skipped)"),
+    }
 
     println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
     println!(

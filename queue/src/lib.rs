@@ -1,5 +1,59 @@
-//! A bounded multi-process queue and `Pipe` (issue: `multiproc-queue`).
+//! A lock-free bounded multi-process queue in shared memory, and `Pipe`.
 //!
-//! **Not yet written.** This crate is a placeholder in the workspace so that its
-//! name, place and dependencies are fixed; it has no public items yet. See
-//! DESIGN.md in the project's shared folder for what it will hold.
+//! Python's `multiprocessing.Queue`, `SimpleQueue`, `JoinableQueue` and `Pipe` for
+//! Rust processes — through shared memory instead of pipes and pickling.
+//!
+//! | Python | here |
+//! |---|---|
+//! | `Queue(maxsize)` | [`Queue<T>`] for plain-data `T`; [`ByteQueue`] for byte (or serde) messages |
+//! | `SimpleQueue()` | [`Queue`] (it is already lock-free) |
+//! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`] |
+//! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `poll`, `close` | [`Pipe::new`], [`Connection`] |
+//! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`], and [`Error::Timeout`], [`Error::Closed`], [`Error::Disconnected`] |
+//!
+//! The ring is Vyukov's bounded MPMC queue with 64-bit positions (see the `layout`
+//! and `ring` modules): one CAS claims a slot (or a run of slots, for
+//! [`Queue::put_many`]/[`Queue::get_many`]), a sequence number publishes it. A
+//! blocking call spins briefly, then sleeps on a futex; a put or get makes a
+//! wake-up syscall only when someone sleeps.
+//!
+//! # Example: two processes
+//! ```
+//! use multiproc_queue::Queue;
+//! let q = Queue::<u64>::new(1024)?;
+//! // SAFETY: single-threaded doctest; the child only puts and _exits.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         for i in 0..100 { q.put(i).unwrap(); }
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     pid => {
+//!         let sum: u64 = (0..100).map(|_| q.get().unwrap()).sum();
+//!         assert_eq!(sum, 4950);
+//!         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+//!     }
+//! }
+//! # Ok::<(), multiproc_queue::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
+
+mod error;
+pub mod layout;
+mod pipe;
+mod primitive;
+mod queue;
+mod raw;
+mod ring;
+
+pub use error::{Error, Result};
+pub use pipe::{Connection, Pipe, PIPE_CAPACITY, PIPE_MESSAGE};
+pub use queue::{ByteQueue, JoinableQueue, Queue};
+
+/// The ring's algorithm on memory of the caller's, for the loom models only.
+#[cfg(multiproc_loom)]
+#[doc(hidden)]
+pub mod model {
+    pub use crate::ring::{Msg, PopFail, PushFail, Ring};
+}

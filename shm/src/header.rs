@@ -96,20 +96,43 @@ impl TypeInfo {
         }
     }
 
+    /// A fingerprint for a layout described by name: `count` elements of
+    /// `elem_size` bytes aligned to `elem_align`, whose type is `type_name`. For
+    /// structures that are not `T × n` (a queue: control block and slots), the
+    /// name carries what an opener must agree on.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::TypeInfo;
+    /// let a = TypeInfo::custom("my-ring<u64>", 1, 128, 4096);
+    /// let b = TypeInfo::custom("my-ring<u32>", 1, 128, 4096);
+    /// assert!(!a.same_type(&b));
+    /// ```
+    pub fn custom(type_name: &str, elem_size: u64, elem_align: u64, count: u64) -> TypeInfo {
+        TypeInfo {
+            elem_size,
+            elem_align,
+            count,
+            type_hash: fingerprint(type_name, elem_size, elem_align),
+            type_name: type_name.to_owned(),
+        }
+    }
+
     /// Bytes of contents, or `None` on overflow.
     pub(crate) fn payload_len(&self) -> Option<u64> {
         self.elem_size.checked_mul(self.count)
     }
 
-    /// Whether `self` (read from a header) is the same element type as `want`.
-    pub(crate) fn same_type(&self, want: &TypeInfo) -> bool {
+    /// Whether `self` (read from a header) is the same element type as `want`
+    /// (size, alignment and name fingerprint; the count is not compared).
+    pub fn same_type(&self, want: &TypeInfo) -> bool {
         self.elem_size == want.elem_size
             && self.elem_align == want.elem_align
             && self.type_hash == want.type_hash
     }
 
     /// `"3 × u64 (size 8, align 8)"`.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{} × {} (size {}, align {})",
             self.count, self.type_name, self.elem_size, self.elem_align

@@ -210,10 +210,30 @@ impl Segment {
         Segment::create_typed(location, TypeInfo::of::<u8>(len as u64), |_| {})
     }
 
-    /// Creates a segment holding `info`, runs `init` on the (zeroed) contents, then
-    /// publishes the header. `init` gets a pointer to the contents, aligned to
-    /// `info.elem_align` and valid for `info.payload_len()` bytes.
-    pub(crate) fn create_typed(
+    /// Creates a segment described by `info`, runs `init` on the (zeroed) contents,
+    /// then publishes the header: openers wait until `init` has returned.
+    ///
+    /// `init` gets a pointer to the contents, aligned to `info.elem_align` and valid
+    /// for `elem_size × count` bytes. This is the door for structures with their own
+    /// layout (see [`TypeInfo::custom`]); [`Shared`](crate::Shared) and
+    /// [`SharedSlice`](crate::SharedSlice) use it too.
+    ///
+    /// # Errors
+    /// As for [`Segment::new_in`], and [`Error::InvalidSize`] for an alignment above
+    /// a page or a size that overflows.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Location, Segment, TypeInfo};
+    /// let info = TypeInfo::custom("doc-layout", 1, 64, 256);
+    /// let seg = Segment::create_typed(Location::Anonymous, info, |p| {
+    ///     // SAFETY: p is valid for 256 bytes, and nothing else sees them yet.
+    ///     unsafe { p.write(42) };
+    /// })?;
+    /// assert_eq!(seg[0], 42);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn create_typed(
         location: Location<'_>,
         info: TypeInfo,
         init: impl FnOnce(*mut u8),

@@ -79,6 +79,37 @@ pub use event::Event;
 pub use lock::{Lock, RLock, RLockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{owner_check_interval, set_owner_check_interval};
+
+/// Identities of threads and processes that survive id reuse, for structures in
+/// shared memory that record who is working on them (`multiproc-queue` does).
+pub mod owner {
+    /// The calling thread's record: `tid << 32 | low 32 bits of its start time`.
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_sync::owner::current_thread();
+    /// assert!(multiproc_sync::owner::thread_alive(me));
+    /// ```
+    pub fn current_thread() -> u64 {
+        crate::identity::current()
+    }
+
+    /// Whether the thread in `record` still runs (not exited, not a recycled tid).
+    pub fn thread_alive(record: u64) -> bool {
+        let tid = crate::identity::tid_of(record);
+        tid != 0 && crate::identity::owner_alive(tid, record)
+    }
+
+    /// The calling process's record: `pid << 32 | low 32 bits of its start time`.
+    pub fn current_process() -> u64 {
+        crate::identity::current_process()
+    }
+
+    /// Whether the process in `record` still runs (not exited, not a recycled pid).
+    pub fn process_alive(record: u64) -> bool {
+        crate::identity::process_alive(record)
+    }
+}
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use slots::SLOTS;
 #[cfg(not(multiproc_loom))]

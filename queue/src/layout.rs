@@ -1,0 +1,206 @@
+//! The queue's memory: a control block, then `capacity` slots.
+//!
+//! ```text
+//! Control (2 432 bytes, 128-aligned)
+//!   line 0   tail: next position a producer claims          (producers write)
+//!   line 1   head: next position a consumer claims          (consumers write)
+//!   line 2   futex words and waiter counts, lost-message count, unfinished tasks
+//!   line 3   geometry (capacity, message size, slot size) and the closed flag
+//!   64 × Participant  {thread record, position it is putting, position it is getting}
+//!   32 × Writer       {process record, open write handles}
+//! Slot × capacity, each slot_size bytes (8-aligned)
+//!   seq: u64   Vyukov's sequence, doubled: == 2·pos free for the producer of pos,
+//!              == 2·pos + 1 holds the message of pos, == 2·(pos + capacity) free
+//!              again (doubling keeps the states apart even for capacity 1)
+//!   len: u32   message length
+//!   data: [u8; message size rounded up to 8]
+//! ```
+//!
+//! Positions are 64-bit and never wrap, so the capacity need not be a power of
+//! two: slot `pos % capacity` serves positions `pos`, `pos + capacity`, … (a mask
+//! when it is one). Every value here may have been written
+//! by a buggy or hostile peer: the ring masks positions, checks lengths against
+//! the message size, and copies a message out before looking at it.
+
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
+
+/// Threads that can use one queue at once with dead-peer detection.
+pub const PARTICIPANTS: usize = 64;
+/// Processes that can hold one queue open for writing at once.
+pub const WRITERS: usize = 32;
+/// A participant's position field when it is not putting or getting anything.
+pub(crate) const IDLE: u64 = u64::MAX;
+/// Largest capacity (positions are 64-bit; capacities fit the header's count).
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// Largest message size.
+pub const MAX_MESSAGE: usize = 1 << 24;
+
+/// One cache line (128 bytes: two 64-byte lines, as adjacent-line prefetch pairs them).
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+#[repr(C)]
+pub(crate) struct Wake {
+    /// Bumped by a producer that wakes consumers; consumers sleep on it.
+    pub(crate) put_seq: AtomicU32,
+    pub(crate) get_waiters: AtomicU32,
+    /// Bumped by a consumer that wakes producers; producers sleep on it.
+    pub(crate) get_seq: AtomicU32,
+    pub(crate) put_waiters: AtomicU32,
+    /// JoinableQueue: messages put and not yet `task_done`; `join` sleeps on it.
+    pub(crate) unfinished: AtomicU32,
+    pub(crate) join_waiters: AtomicU32,
+    /// Messages lost to a dead producer or consumer, or to corruption.
+    pub(crate) lost: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct Geometry {
+    pub(crate) capacity: AtomicU64,
+    pub(crate) msg_max: AtomicU64,
+    pub(crate) slot_size: AtomicU64,
+    pub(crate) closed: AtomicU32,
+    pub(crate) joinable: AtomicU32,
+}
+
+#[repr(C)]
+pub(crate) struct Participant {
+    /// Thread record of its owner (`multiproc_sync::owner`), 0 when free.
+    pub(crate) owner: AtomicU64,
+    /// The position it is putting (written before it claims it), or IDLE.
+    pub(crate) put_pos: AtomicU64,
+    /// The position it is getting (written before it claims it), or IDLE.
+    pub(crate) get_pos: AtomicU64,
+    reserved: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct Writer {
+    /// Process record, 0 when free.
+    pub(crate) owner: AtomicU64,
+    /// Write handles that process holds.
+    pub(crate) handles: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct Control {
+    pub(crate) tail: Line<AtomicU64>,
+    pub(crate) head: Line<AtomicU64>,
+    pub(crate) wake: Line<Wake>,
+    pub(crate) geometry: Line<Geometry>,
+    pub(crate) participants: [Participant; PARTICIPANTS],
+    pub(crate) writers: [Writer; WRITERS],
+}
+
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 32 + WRITERS * 16);
+
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    pub(crate) seq: AtomicU64,
+    pub(crate) len: AtomicU32,
+    reserved: AtomicU32,
+}
+
+/// Bytes per slot for messages of up to `msg_max` bytes.
+pub(crate) fn slot_size(msg_max: usize) -> usize {
+    std::mem::size_of::<SlotHeader>() + msg_max.next_multiple_of(8)
+}
+
+/// Bytes of the whole structure.
+pub(crate) fn total_len(capacity: usize, msg_max: usize) -> usize {
+    std::mem::size_of::<Control>() + capacity * slot_size(msg_max)
+}
+
+/// Writes a fresh control block and slots at `base`.
+///
+/// # Safety
+/// - `base` is aligned to 128 and valid for writes of `total_len(capacity, msg_max)` bytes;
+/// - nothing else uses that memory until this returns;
+/// - `capacity` is 1 to [`MAX_CAPACITY`], `msg_max` ≤ [`MAX_MESSAGE`].
+pub(crate) unsafe fn init(base: *mut u8, capacity: usize, msg_max: usize, joinable: bool) {
+    debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
+    debug_assert!(msg_max <= MAX_MESSAGE);
+    debug_assert_eq!(base as usize % 128, 0);
+    let ctl = base.cast::<Control>();
+    // SAFETY: base is valid and aligned for a Control (caller), and unused.
+    unsafe {
+        ctl.write(Control {
+            tail: Line(AtomicU64::new(0)),
+            head: Line(AtomicU64::new(0)),
+            wake: Line(Wake {
+                put_seq: AtomicU32::new(0),
+                get_waiters: AtomicU32::new(0),
+                get_seq: AtomicU32::new(0),
+                put_waiters: AtomicU32::new(0),
+                unfinished: AtomicU32::new(0),
+                join_waiters: AtomicU32::new(0),
+                lost: AtomicU64::new(0),
+            }),
+            geometry: Line(Geometry {
+                capacity: AtomicU64::new(capacity as u64),
+                msg_max: AtomicU64::new(msg_max as u64),
+                slot_size: AtomicU64::new(slot_size(msg_max) as u64),
+                closed: AtomicU32::new(0),
+                joinable: AtomicU32::new(u32::from(joinable)),
+            }),
+            participants: std::array::from_fn(|_| Participant {
+                owner: AtomicU64::new(0),
+                put_pos: AtomicU64::new(IDLE),
+                get_pos: AtomicU64::new(IDLE),
+                reserved: AtomicU64::new(0),
+            }),
+            writers: std::array::from_fn(|_| Writer {
+                owner: AtomicU64::new(0),
+                handles: AtomicU64::new(0),
+            }),
+        })
+    };
+    let slots = base.wrapping_add(std::mem::size_of::<Control>());
+    for i in 0..capacity {
+        let slot = slots
+            .wrapping_add(i * slot_size(msg_max))
+            .cast::<SlotHeader>();
+        // SAFETY: slot i lies inside the region (caller) and is 8-aligned (slot
+        // sizes are multiples of 8 after a 128-aligned control block).
+        unsafe {
+            slot.write(SlotHeader {
+                seq: AtomicU64::new(2 * i as u64),
+                len: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
+            })
+        };
+    }
+}
+
+/// The geometry a control block claims, checked against the mapping it lies in.
+pub(crate) struct Checked {
+    pub(crate) capacity: usize,
+    pub(crate) msg_max: usize,
+}
+
+/// Checks the geometry of the control block at `ctl` against `len` bytes of mapping.
+pub(crate) fn check(ctl: &Control, len: usize) -> Result<Checked, String> {
+    let g = &ctl.geometry.0;
+    let capacity = g.capacity.load(Ordering::Relaxed);
+    let msg_max = g.msg_max.load(Ordering::Relaxed);
+    let slot = g.slot_size.load(Ordering::Relaxed);
+    if capacity == 0 || capacity > MAX_CAPACITY as u64 {
+        return Err(format!("capacity {capacity} is not 1 to {MAX_CAPACITY}"));
+    }
+    if msg_max > MAX_MESSAGE as u64 {
+        return Err(format!("message size {msg_max} is over {MAX_MESSAGE}"));
+    }
+    let (capacity, msg_max) = (capacity as usize, msg_max as usize);
+    if slot != slot_size(msg_max) as u64 {
+        return Err(format!(
+            "slot size {slot} does not fit messages of {msg_max} bytes"
+        ));
+    }
+    if total_len(capacity, msg_max) > len {
+        return Err(format!(
+            "{capacity} slots of {slot} bytes do not fit in {len} bytes"
+        ));
+    }
+    Ok(Checked { capacity, msg_max })
+}

@@ -1,0 +1,163 @@
+//! [`Pipe`]: Python's `Pipe(duplex)`, a pair of [`Connection`]s over byte queues.
+
+use std::time::Duration;
+
+use crate::{ByteQueue, Error, Result};
+
+/// One end of a pipe: `send_bytes`/`recv_bytes`, `poll`, `close` (and `send`/`recv`
+/// of any serde type with the `serde` feature).
+///
+/// # Examples
+/// ```
+/// let (a, b) = multiproc_queue::Pipe::new(true)?;
+/// a.send_bytes(b"ping")?;
+/// assert!(b.poll(Some(std::time::Duration::from_secs(1)))?);
+/// assert_eq!(b.recv_bytes()?, b"ping");
+/// b.send_bytes(b"pong")?;
+/// assert_eq!(a.recv_bytes()?, b"pong");
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    send: Option<ByteQueue>,
+    recv: Option<ByteQueue>,
+}
+
+/// Makes pipes.
+#[derive(Debug)]
+pub struct Pipe;
+
+/// Messages a pipe direction holds by default.
+pub const PIPE_CAPACITY: usize = 64;
+/// The largest message a pipe carries by default.
+pub const PIPE_MESSAGE: usize = 16 * 1024;
+
+impl Pipe {
+    /// A pipe (anonymous: shared with children forked later). With `duplex` both
+    /// ends send and receive; without, the first end only receives and the second
+    /// only sends, as in Python.
+    ///
+    /// # Errors
+    /// [`Error::Shm`] when the segments cannot be made.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+        Pipe::with_capacity(duplex, PIPE_CAPACITY, PIPE_MESSAGE)
+    }
+
+    /// A pipe whose directions hold `capacity` messages of up to `max_message` bytes.
+    ///
+    /// # Errors
+    /// As for [`Pipe::new`].
+    pub fn with_capacity(
+        duplex: bool,
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<(Connection, Connection)> {
+        let memfd = multiproc_shm::Location::Memfd;
+        let there = ByteQueue::new_in(memfd, capacity, max_message)?;
+        if duplex {
+            let back = ByteQueue::new_in(memfd, capacity, max_message)?;
+            let back2 = clone_anonymous(&back)?;
+            let there2 = clone_anonymous(&there)?;
+            Ok((
+                Connection {
+                    send: Some(there),
+                    recv: Some(back),
+                },
+                Connection {
+                    send: Some(back2),
+                    recv: Some(there2),
+                },
+            ))
+        } else {
+            let there2 = clone_anonymous(&there)?;
+            Ok((
+                Connection {
+                    send: None,
+                    recv: Some(there),
+                },
+                Connection {
+                    send: Some(there2),
+                    recv: None,
+                },
+            ))
+        }
+    }
+}
+
+/// A second handle on a pipe direction's queue: a pipe's queues are memfd-backed,
+/// so the other end maps the same descriptor.
+fn clone_anonymous(q: &ByteQueue) -> Result<ByteQueue> {
+    q.handle_clone()
+}
+
+impl Connection {
+    fn sender(&self) -> Result<&ByteQueue> {
+        self.send.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("this end of a one-way pipe only receives".into())
+        })
+    }
+
+    fn receiver(&self) -> Result<&ByteQueue> {
+        self.recv
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("this end of a one-way pipe only sends".into()))
+    }
+
+    /// Sends a message (Python's `send_bytes`).
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::Closed`] after the other end closed.
+    pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
+        self.sender()?.put_bytes(msg)
+    }
+
+    /// Receives a message (Python's `recv_bytes`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the other end closed and everything was read.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.receiver()?.get_bytes()
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.receiver()?.get_bytes_with(Some(timeout), false)
+    }
+
+    /// Whether a message is waiting, waiting at most `timeout` (Python's `poll`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the other end closed and everything was read.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.receiver()?.poll(timeout)
+    }
+
+    /// Closes this end: the other end's receives drain, then answer [`Error::Closed`].
+    pub fn close(&self) {
+        if let Some(q) = &self.send {
+            q.close();
+        }
+    }
+
+    /// Sends any `Serialize` value (Python's `send`).
+    ///
+    /// # Errors
+    /// [`Error::Codec`], and as for [`send_bytes`](Connection::send_bytes).
+    #[cfg(feature = "serde")]
+    pub fn send<V: serde::Serialize>(&self, value: &V) -> Result<()> {
+        self.sender()?.put_value(value)
+    }
+
+    /// Receives a value (Python's `recv`).
+    ///
+    /// # Errors
+    /// [`Error::Codec`], and as for [`recv_bytes`](Connection::recv_bytes).
+    #[cfg(feature = "serde")]
+    pub fn recv<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
+        self.receiver()?.get_value()
+    }
+}

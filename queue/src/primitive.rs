@@ -1,0 +1,90 @@
+//! The one door to atomics, futex waits and liveness checks, switched to loom's
+//! stand-ins under `--cfg multiproc_loom` (see `multiproc-sync`'s module of the
+//! same name for why a yielding futex is a faithful one).
+
+#[cfg(not(multiproc_loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    pub(crate) use multiproc_sync::futex::Deadline;
+
+    #[inline]
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
+        multiproc_sync::futex::wait(word, expected, deadline)
+    }
+
+    #[inline]
+    pub(crate) fn wake(word: &AtomicU32, n: u32) {
+        multiproc_sync::futex::wake(word, n);
+    }
+
+    #[inline]
+    pub(crate) fn current_thread() -> u64 {
+        multiproc_sync::owner::current_thread()
+    }
+
+    pub(crate) fn thread_alive(record: u64) -> bool {
+        multiproc_sync::owner::thread_alive(record)
+    }
+
+    pub(crate) fn current_process() -> u64 {
+        multiproc_sync::owner::current_process()
+    }
+
+    pub(crate) fn process_alive(record: u64) -> bool {
+        multiproc_sync::owner::process_alive(record)
+    }
+
+    #[inline]
+    pub(crate) fn spin() {
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(multiproc_loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    pub(crate) use multiproc_sync::futex::Deadline;
+
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) -> bool {
+        if word.load(Ordering::SeqCst) == expected {
+            loom::thread::yield_now();
+        }
+        true
+    }
+
+    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+
+    pub(crate) fn current_thread() -> u64 {
+        use std::cell::Cell;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        loom::thread_local! {
+            static ME: Cell<u64> = Cell::new(0);
+        }
+        ME.with(|me| {
+            if me.get() == 0 {
+                me.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 32 | 1);
+            }
+            me.get()
+        })
+    }
+
+    pub(crate) fn thread_alive(_record: u64) -> bool {
+        true
+    }
+
+    pub(crate) fn current_process() -> u64 {
+        1 << 32 | 1
+    }
+
+    pub(crate) fn process_alive(_record: u64) -> bool {
+        true
+    }
+
+    pub(crate) fn spin() {
+        loom::thread::yield_now();
+    }
+}
+
+pub(crate) use imp::*;

@@ -1,0 +1,624 @@
+//! [`Queue<T>`], [`JoinableQueue<T>`] and [`ByteQueue`]: Python's `Queue`,
+//! `JoinableQueue` and `SimpleQueue` over the shared-memory ring.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use multiproc_shm::{Location, Segment, ShmSafe};
+
+use crate::raw::{deadline, RawQueue, Spec};
+use crate::ring::Msg;
+use crate::{Error, Result};
+
+/// A bounded queue of `T` between threads and processes: Python's
+/// `multiprocessing.Queue(maxsize)`, without pipes or pickling.
+///
+/// Messages are copied into shared memory slots; `T` is plain data
+/// ([`ShmSafe`]). Create it anonymous before `fork`, or named and
+/// [`open`](Queue::open) it from unrelated processes: opening checks the element
+/// type and the queue's geometry.
+///
+/// | Python | here |
+/// |---|---|
+/// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`put_nowait`](Queue::put_nowait) (→ [`Error::Full`]) |
+/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout) (→ [`Error::Timeout`]), [`get_nowait`](Queue::get_nowait) (→ [`Error::Empty`]) |
+/// | `qsize()`, `empty()`, `full()` | the same names; approximate, as in Python |
+/// | `close()` | [`close`](Queue::close): puts fail, gets drain then answer [`Error::Closed`] |
+///
+/// # When a peer dies
+/// A producer killed between claiming a slot and publishing it, or a consumer
+/// killed between claiming a message and freeing its slot, does not stall the
+/// others: a waiter that finds the slot stuck for one
+/// [owner check interval](multiproc_sync::set_owner_check_interval) checks the
+/// claimer's thread and skips the slot if it is dead. The message is lost, and
+/// counted in [`lost`](Queue::lost); nothing is delivered twice. Up to 64 threads
+/// can use a queue at once ([`Error::TooManyParticipants`] past that).
+///
+/// A blocked `get` on an empty queue answers [`Error::Disconnected`] once no live
+/// process holds a write handle (every handle is one, as in Python, until
+/// [`stop_writing`](Queue::stop_writing); children forked with a handle count).
+///
+/// # Examples
+/// ```
+/// use multiproc_queue::{Error, Queue};
+/// let q = Queue::<u64>::new(3)?;
+/// q.put(1)?;
+/// q.put(2)?;
+/// q.put(3)?;
+/// assert!(q.full());
+/// assert!(matches!(q.put_nowait(4), Err(Error::Full)));
+/// assert_eq!(q.get()?, 1);
+/// assert_eq!(q.qsize(), 2);
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub struct Queue<T> {
+    raw: RawQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+fn queue_type_name<T>(joinable: bool) -> String {
+    format!(
+        "multiproc_queue::{}<{}> ({} bytes, align {})",
+        if joinable { "JoinableQueue" } else { "Queue" },
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>(),
+        std::mem::align_of::<T>()
+    )
+}
+
+fn as_msg<T>(item: &T) -> Msg {
+    Msg {
+        ptr: (item as *const T).cast(),
+        len: std::mem::size_of::<T>(),
+    }
+}
+
+/// Reads a `T` from the bytes of one message.
+fn read_item<T: ShmSafe>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() != std::mem::size_of::<T>() {
+        return Err(Error::Corrupted(format!(
+            "a message of {} bytes in a queue of {}-byte items",
+            bytes.len(),
+            std::mem::size_of::<T>()
+        )));
+    }
+    // SAFETY: the bytes are size_of::<T>() long and private; T is ShmSafe, so any
+    // bytes are a valid T; read_unaligned needs no alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+impl<T: ShmSafe + Copy> Queue<T> {
+    /// An anonymous queue of `maxsize` slots (exactly: `full()` after `maxsize` puts), shared
+    /// with children forked after it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a `maxsize` of 0 or over 2³⁰; [`Error::Shm`].
+    pub fn new(maxsize: usize) -> Result<Queue<T>> {
+        Queue::new_in(Location::Anonymous, maxsize)
+    }
+
+    /// A named queue, opened elsewhere with [`open`](Queue::open).
+    ///
+    /// # Errors
+    /// As for [`new`](Queue::new), plus naming errors.
+    pub fn create(name: &str, maxsize: usize) -> Result<Queue<T>> {
+        Queue::new_in(Location::Named(name), maxsize)
+    }
+
+    /// A queue at `location`.
+    ///
+    /// # Errors
+    /// As for [`new`](Queue::new).
+    pub fn new_in(location: Location<'_>, maxsize: usize) -> Result<Queue<T>> {
+        Queue::make(location, maxsize, false)
+    }
+
+    fn make(location: Location<'_>, maxsize: usize, joinable: bool) -> Result<Queue<T>> {
+        let raw = RawQueue::create(Spec {
+            location,
+            capacity: maxsize,
+            msg_max: std::mem::size_of::<T>(),
+            type_name: queue_type_name::<T>(joinable),
+            joinable,
+        })?;
+        Ok(Queue {
+            raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the named queue `name` (a write handle, as in Python).
+    ///
+    /// # Errors
+    /// [`Error::Shm`] — `LayoutMismatch` for a queue of another `T` — and
+    /// [`Error::Corrupted`] for an impossible geometry.
+    pub fn open(name: &str) -> Result<Queue<T>> {
+        Queue::open_as(name, false, true)
+    }
+
+    /// Opens the named queue without counting as a writer, so that a blocked `get`
+    /// can see [`Error::Disconnected`] when the writers are gone.
+    ///
+    /// # Errors
+    /// As for [`open`](Queue::open).
+    pub fn open_receiver(name: &str) -> Result<Queue<T>> {
+        Queue::open_as(name, false, false)
+    }
+
+    fn open_as(name: &str, joinable: bool, writer: bool) -> Result<Queue<T>> {
+        let seg = Segment::open(name)?;
+        let raw = RawQueue::attach(seg, &queue_type_name::<T>(joinable), writer)?;
+        Ok(Queue {
+            raw,
+            _t: PhantomData,
+        })
+    }
+
+    /// Stops counting this handle as a writer (it can still put).
+    pub fn stop_writing(&mut self) {
+        self.raw.unregister_writer();
+    }
+
+    /// Puts `item`, waiting for room.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Corrupted`], [`Error::TooManyParticipants`].
+    #[inline]
+    pub fn put(&self, item: T) -> Result<()> {
+        self.raw.put(&[as_msg(&item)], None, false).1
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`put`](Queue::put).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        self.raw
+            .put(&[as_msg(&item)], deadline(Some(timeout)), false)
+            .1
+    }
+
+    /// Puts `item` if there is room now.
+    ///
+    /// # Errors
+    /// [`Error::Full`], and as for [`put`](Queue::put).
+    pub fn put_nowait(&self, item: T) -> Result<()> {
+        self.raw.put(&[as_msg(&item)], None, true).1
+    }
+
+    /// Puts every item, in order, claiming as many slots at once as are free.
+    ///
+    /// # Errors
+    /// As for [`put`](Queue::put); items before the failure went in.
+    pub fn put_many(&self, items: &[T]) -> Result<()> {
+        let msgs: Vec<Msg> = items.iter().map(as_msg).collect();
+        self.raw.put(&msgs, None, false).1
+    }
+
+    /// Takes the next item, waiting for one.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`];
+    /// [`Error::Corrupted`]; [`Error::TooManyParticipants`].
+    #[inline]
+    pub fn get(&self) -> Result<T> {
+        self.get_with(None, false)
+    }
+
+    /// Takes the next item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get`](Queue::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_with(deadline(Some(timeout)), false)
+    }
+
+    /// Takes the next item if there is one.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get`](Queue::get).
+    pub fn get_nowait(&self) -> Result<T> {
+        self.get_with(None, true)
+    }
+
+    #[inline]
+    fn get_with(
+        &self,
+        deadline: Option<multiproc_sync::futex::Deadline>,
+        nowait: bool,
+    ) -> Result<T> {
+        let mut scratch = MaybeUninit::<T>::zeroed();
+        // SAFETY: a zeroed MaybeUninit<T> is size_of::<T>() initialised bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                scratch.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of::<T>(),
+            )
+        };
+        let mut out = None;
+        self.raw.get(1, deadline, nowait, bytes, |m| {
+            out = Some(read_item::<T>(m))
+        })?;
+        out.expect("get returned one message")
+    }
+
+    /// Takes up to `max` items at once into `out`, waiting at most `timeout`
+    /// (forever if `None`) for the first; returns how many.
+    ///
+    /// # Errors
+    /// As for [`get_timeout`](Queue::get_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(8)?;
+    /// q.put_many(&[1, 2, 3])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(q.get_many(&mut out, 10, None)?, 3);
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_many(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let mut scratch = MaybeUninit::<T>::zeroed();
+        // SAFETY: as in get_with.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                scratch.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of::<T>(),
+            )
+        };
+        let mut bad = None;
+        let n = self.raw.get(max, deadline(timeout), false, bytes, |m| {
+            match read_item::<T>(m) {
+                Ok(v) => out.push(v),
+                Err(e) => bad = Some(e),
+            }
+        })?;
+        bad.map_or(Ok(n), Err)
+    }
+
+    /// Items in the queue (approximate, as in Python).
+    pub fn qsize(&self) -> usize {
+        self.raw.ring().len()
+    }
+
+    /// Whether it looks empty (approximate).
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether it looks full (approximate).
+    pub fn full(&self) -> bool {
+        self.qsize() >= self.capacity()
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.raw.ring().capacity()
+    }
+
+    /// Closes it: puts fail with [`Error::Closed`]; gets drain, then answer it.
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    /// Whether it was closed.
+    pub fn is_closed(&self) -> bool {
+        self.raw.closed()
+    }
+
+    /// Messages lost to dead producers or consumers, or to corruption.
+    pub fn lost(&self) -> u64 {
+        self.raw.lost()
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("capacity", &self.raw.ring().capacity())
+            .field("len", &self.raw.ring().len())
+            .finish()
+    }
+}
+
+/// Python's `JoinableQueue`: a [`Queue`] that counts unfinished items, with
+/// [`task_done`](JoinableQueue::task_done) and [`join`](JoinableQueue::join).
+///
+/// # Examples
+/// ```
+/// let q = multiproc_queue::JoinableQueue::<u8>::new(4)?;
+/// q.put(1)?;
+/// q.get()?;
+/// q.task_done()?;
+/// q.join(None)?; // every item put has been marked done
+/// assert!(q.task_done().is_err());
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    q: Queue<T>,
+}
+
+impl<T: ShmSafe + Copy> JoinableQueue<T> {
+    /// An anonymous joinable queue.
+    ///
+    /// # Errors
+    /// As for [`Queue::new`].
+    pub fn new(maxsize: usize) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            q: Queue::make(Location::Anonymous, maxsize, true)?,
+        })
+    }
+
+    /// A named joinable queue.
+    ///
+    /// # Errors
+    /// As for [`Queue::create`].
+    pub fn create(name: &str, maxsize: usize) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            q: Queue::make(Location::Named(name), maxsize, true)?,
+        })
+    }
+
+    /// Opens a named joinable queue.
+    ///
+    /// # Errors
+    /// As for [`Queue::open`].
+    pub fn open(name: &str) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            q: Queue::open_as(name, true, true)?,
+        })
+    }
+
+    /// Marks one item taken with `get` as processed.
+    ///
+    /// # Errors
+    /// [`Error::TaskDoneTooMany`] when called more often than items were put.
+    pub fn task_done(&self) -> Result<()> {
+        self.q.raw.task_done()
+    }
+
+    /// Waits until every item put has been marked done, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        self.q.raw.join(deadline(timeout))
+    }
+
+    /// Items put and not yet marked done.
+    pub fn unfinished(&self) -> u32 {
+        self.q.raw.unfinished()
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.q
+    }
+}
+
+impl<T> std::ops::DerefMut for JoinableQueue<T> {
+    fn deref_mut(&mut self) -> &mut Queue<T> {
+        &mut self.q
+    }
+}
+
+/// A bounded queue of byte messages up to a size fixed at creation: for
+/// variable-length messages, and (with the `serde` feature) any `Serialize` type.
+///
+/// A message over the size gets [`Error::MessageTooLarge`], and nothing of it is
+/// written. Otherwise it behaves as [`Queue`].
+///
+/// # Examples
+/// ```
+/// let q = multiproc_queue::ByteQueue::new(16, 64)?;
+/// q.put_bytes(b"hello")?;
+/// assert_eq!(q.get_bytes()?, b"hello");
+/// assert!(q.put_bytes(&[0; 65]).is_err());
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub struct ByteQueue {
+    raw: RawQueue,
+}
+
+const BYTE_QUEUE: &str = "multiproc_queue::ByteQueue";
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ByteQueue {
+    /// An anonymous queue of `maxsize` messages of up to `max_message` bytes.
+    ///
+    /// # Errors
+    /// As for [`Queue::new`], and [`Error::InvalidArgument`] for a message size over 16 MiB.
+    pub fn new(maxsize: usize, max_message: usize) -> Result<ByteQueue> {
+        ByteQueue::new_in(Location::Anonymous, maxsize, max_message)
+    }
+
+    /// A named byte queue.
+    ///
+    /// # Errors
+    /// As for [`new`](ByteQueue::new), plus naming errors.
+    pub fn create(name: &str, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
+        ByteQueue::new_in(Location::Named(name), maxsize, max_message)
+    }
+
+    /// A byte queue at `location`.
+    ///
+    /// # Errors
+    /// As for [`new`](ByteQueue::new).
+    pub fn new_in(location: Location<'_>, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
+        Ok(ByteQueue {
+            raw: RawQueue::create(Spec {
+                location,
+                capacity: maxsize,
+                msg_max: max_message,
+                type_name: BYTE_QUEUE.to_owned(),
+                joinable: false,
+            })?,
+        })
+    }
+
+    /// Opens a named byte queue (a write handle).
+    ///
+    /// # Errors
+    /// As for [`Queue::open`].
+    pub fn open(name: &str) -> Result<ByteQueue> {
+        Ok(ByteQueue {
+            raw: RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, true)?,
+        })
+    }
+
+    /// Stops counting this handle as a writer.
+    pub fn stop_writing(&mut self) {
+        self.raw.unregister_writer();
+    }
+
+    /// A second handle on a memfd-backed queue (for the other end of a pipe).
+    pub(crate) fn handle_clone(&self) -> Result<ByteQueue> {
+        let fd = self
+            .segment()
+            .fd()
+            .ok_or_else(|| Error::InvalidArgument("only a memfd queue can be cloned".into()))?
+            .try_clone_to_owned()
+            .map_err(|e| Error::InvalidArgument(format!("dup of the queue's memfd: {e}")))?;
+        Ok(ByteQueue {
+            raw: RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, true)?,
+        })
+    }
+
+    /// The largest message.
+    pub fn max_message(&self) -> usize {
+        self.raw.ring().msg_max()
+    }
+
+    /// Puts a message, waiting for room (at most `timeout` if given).
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::Timeout`], and as for [`Queue::put`].
+    pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
+        let m = Msg {
+            ptr: msg.as_ptr(),
+            len: msg.len(),
+        };
+        self.raw.put(&[m], deadline(timeout), false).1
+    }
+
+    /// Puts a message, waiting for room.
+    ///
+    /// # Errors
+    /// As for [`put_bytes_timeout`](ByteQueue::put_bytes_timeout).
+    pub fn put_bytes(&self, msg: &[u8]) -> Result<()> {
+        self.put_bytes_timeout(msg, None)
+    }
+
+    /// Puts a message if there is room now.
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::MessageTooLarge`], and as for [`Queue::put`].
+    pub fn put_bytes_nowait(&self, msg: &[u8]) -> Result<()> {
+        let m = Msg {
+            ptr: msg.as_ptr(),
+            len: msg.len(),
+        };
+        self.raw.put(&[m], None, true).1
+    }
+
+    /// Takes the next message, waiting at most `timeout` (forever if `None`);
+    /// `nowait` answers [`Error::Empty`] instead of waiting.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    pub fn get_bytes_with(&self, timeout: Option<Duration>, nowait: bool) -> Result<Vec<u8>> {
+        let max = self.max_message().max(1);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < max {
+                s.resize(max, 0);
+            }
+            let mut out = Vec::new();
+            self.raw
+                .get(1, deadline(timeout), nowait, &mut s, |m| out = m.to_vec())?;
+            Ok(out)
+        })
+    }
+
+    /// Takes the next message, waiting for one.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
+        self.get_bytes_with(None, false)
+    }
+
+    /// Waits until a message is there, at most `timeout`; `false` on timeout.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`].
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.raw.wait_readable(deadline(timeout))
+    }
+
+    /// Messages in the queue (approximate).
+    pub fn qsize(&self) -> usize {
+        self.raw.ring().len()
+    }
+
+    /// Closes it (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    /// Messages lost to dead peers or corruption.
+    pub fn lost(&self) -> u64 {
+        self.raw.lost()
+    }
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// Encodes `value` (postcard) and puts it.
+    ///
+    /// # Errors
+    /// [`Error::Codec`], then as for [`put_bytes`](ByteQueue::put_bytes).
+    #[cfg(feature = "serde")]
+    pub fn put_value<V: serde::Serialize>(&self, value: &V) -> Result<()> {
+        let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))?;
+        self.put_bytes(&bytes)
+    }
+
+    /// Takes a message and decodes it (postcard).
+    ///
+    /// # Errors
+    /// As for [`get_bytes`](ByteQueue::get_bytes), and [`Error::Codec`].
+    #[cfg(feature = "serde")]
+    pub fn get_value<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
+        let bytes = self.get_bytes()?;
+        postcard::from_bytes(&bytes).map_err(|e| Error::Codec(e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("capacity", &self.raw.ring().capacity())
+            .field("max_message", &self.max_message())
+            .finish()
+    }
+}

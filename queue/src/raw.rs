@@ -1,0 +1,476 @@
+//! [`RawQueue`]: a ring in a segment, with blocking, closing, joining and the
+//! register of processes that hold it open for writing.
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use multiproc_shm::{Location, Segment, TypeInfo};
+use multiproc_sync::owner_check_interval;
+
+use crate::layout::{self, Control, PARTICIPANTS};
+use crate::primitive::{current_process, process_alive, spin, wait, wake, Deadline, Ordering};
+use crate::ring::{Msg, PopFail, PushFail, Ring};
+use crate::{Error, Result};
+
+/// Tries before a blocking call sleeps: a hand-off by spinning costs ~0.15 µs here,
+/// by sleeping ~40 µs.
+const SPINS: u32 = 200;
+
+/// Control blocks of the queues this process holds write handles on (one entry per
+/// handle), so that a child forked with those handles is registered as a writer
+/// too (see `register_children`). Atomics only: the fork handler may not lock.
+static WRITE_HANDLES: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+
+/// A queue's shared state plus this handle's view of it.
+pub(crate) struct RawQueue {
+    seg: Segment,
+    ring: Ring,
+    /// Whether this handle counts as a writer (see `Error::Disconnected`).
+    writer: bool,
+}
+
+/// How a new queue is made.
+pub(crate) struct Spec<'a> {
+    pub(crate) location: Location<'a>,
+    pub(crate) capacity: usize,
+    pub(crate) msg_max: usize,
+    pub(crate) type_name: String,
+    pub(crate) joinable: bool,
+}
+
+impl RawQueue {
+    pub(crate) fn create(spec: Spec<'_>) -> Result<RawQueue> {
+        if spec.capacity == 0 || spec.capacity > layout::MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "capacity must be 1 to {}, not {}",
+                layout::MAX_CAPACITY,
+                spec.capacity
+            )));
+        }
+        if spec.msg_max > layout::MAX_MESSAGE {
+            return Err(Error::InvalidArgument(format!(
+                "message size must be at most {}, not {}",
+                layout::MAX_MESSAGE,
+                spec.msg_max
+            )));
+        }
+        let capacity = spec.capacity;
+        let len = layout::total_len(capacity, spec.msg_max);
+        // Described as 128-byte lines, the alignment of the control block.
+        let info = TypeInfo::custom(&spec.type_name, 128, 128, len.div_ceil(128) as u64);
+        let seg = Segment::create_typed(spec.location, info, |p| {
+            // SAFETY: create_typed passes 128-aligned, zeroed memory of len bytes
+            // that nobody else sees before it publishes the header; the geometry
+            // was checked above.
+            unsafe { layout::init(p, capacity, spec.msg_max, spec.joinable) }
+        })?;
+        RawQueue::attach(seg, &spec.type_name, true)
+    }
+
+    /// Checks an opened segment and attaches to it.
+    pub(crate) fn attach(seg: Segment, type_name: &str, writer: bool) -> Result<RawQueue> {
+        let want = TypeInfo::custom(type_name, 128, 128, 0);
+        if !seg.type_info().same_type(&want) {
+            return Err(Error::Shm(multiproc_shm::Error::LayoutMismatch {
+                what: seg
+                    .name()
+                    .map_or_else(|| "the segment".to_owned(), |n| format!("segment {n:?}")),
+                expected: type_name.to_owned(),
+                found: seg.type_info().type_name.clone(),
+            }));
+        }
+        if seg.len() < std::mem::size_of::<Control>() {
+            return Err(Error::Corrupted(format!(
+                "{} bytes cannot hold a queue",
+                seg.len()
+            )));
+        }
+        let base = NonNull::new(seg.as_ptr()).expect("a mapping is never at NULL");
+        // SAFETY: the segment holds at least a Control, 128-aligned (its header
+        // says align 128), and Control is atomics only.
+        let ctl = unsafe { base.cast::<Control>().as_ref() };
+        let checked = layout::check(ctl, seg.len()).map_err(Error::Corrupted)?;
+        // SAFETY: geometry checked against this mapping, which `seg` keeps alive
+        // for as long as the RawQueue (the Ring is dropped with it).
+        let ring = unsafe { Ring::new(base, &checked) };
+        let q = RawQueue { seg, ring, writer };
+        if writer {
+            q.register_writer();
+        }
+        Ok(q)
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    fn ctl(&self) -> &Control {
+        self.ring.ctl()
+    }
+
+    fn participant(&self) -> Result<Option<&layout::Participant>> {
+        match self.ring.participant() {
+            Some(p) => Ok(Some(p)),
+            None => Err(Error::TooManyParticipants(PARTICIPANTS)),
+        }
+    }
+
+    // --- writers ---
+
+    /// Counts this process as holding one more write handle.
+    fn register_writer(&self) {
+        ensure_fork_handler();
+        add_writer(self.ctl());
+        // Past 64 write handles in this process, children forked with the extra
+        // ones are not counted as writers (documented on the queue types).
+        let addr = self.ctl() as *const Control as usize;
+        let _ = WRITE_HANDLES.iter().any(|s| {
+            s.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+    }
+
+    /// Stops counting this handle as a writer.
+    pub(crate) fn unregister_writer(&mut self) {
+        if !std::mem::replace(&mut self.writer, false) {
+            return;
+        }
+        let addr = self.ctl() as *const Control as usize;
+        let _ = WRITE_HANDLES.iter().any(|s| {
+            s.compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        let me = current_process();
+        for w in &self.ctl().writers {
+            if w.owner.load(Ordering::Acquire) == me {
+                if w.handles.fetch_sub(1, Ordering::AcqRel) <= 1 {
+                    let _ = w
+                        .owner
+                        .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Whether any live process holds the queue open for writing.
+    fn any_live_writer(&self) -> bool {
+        self.ctl().writers.iter().any(|w| {
+            let o = w.owner.load(Ordering::Acquire);
+            o != 0 && w.handles.load(Ordering::Acquire) > 0 && process_alive(o)
+        })
+    }
+
+    // --- putting ---
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.ring.msg_max() {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.ring.msg_max(),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.ctl().geometry.0.closed.load(Ordering::Acquire) != 0
+    }
+
+    fn joinable(&self) -> bool {
+        self.ctl().geometry.0.joinable.load(Ordering::Relaxed) != 0
+    }
+
+    /// Puts `msgs` (in order), waiting for room until `deadline` (forever if
+    /// `None`); `nowait` fails with `Full` instead of waiting. Returns how many
+    /// went in before an error.
+    pub(crate) fn put(
+        &self,
+        msgs: &[Msg],
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> (usize, Result<()>) {
+        if let Some(m) = msgs.iter().find(|m| m.len > self.ring.msg_max()) {
+            return (0, self.check_len(m.len));
+        }
+        let part = match self.participant() {
+            Ok(p) => p,
+            Err(e) => return (0, Err(e)),
+        };
+        let mut done = 0;
+        let mut spins = 0;
+        let joinable = self.joinable();
+        let unfinished = &self.ctl().wake.0.unfinished;
+        while done < msgs.len() {
+            if self.is_closed() {
+                return (done, Err(Error::Closed));
+            }
+            let batch = &msgs[done..];
+            if joinable {
+                // Counted before the messages are visible, so that a task_done
+                // never comes first; what did not go in is taken back below.
+                unfinished.fetch_add(batch.len() as u32, Ordering::AcqRel);
+            }
+            let pushed = self.ring.try_push(part, batch);
+            let n = *pushed.as_ref().unwrap_or(&0);
+            if joinable && n < batch.len() {
+                unfinished.fetch_sub((batch.len() - n) as u32, Ordering::AcqRel);
+            }
+            let fail = match pushed {
+                Ok(_) => {
+                    done += n;
+                    spins = 0;
+                    continue;
+                }
+                Err(PushFail::Corrupted(e)) => return (done, Err(Error::Corrupted(e))),
+                Err(f) => f,
+            };
+            if nowait {
+                return (done, Err(Error::Full));
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin();
+                continue;
+            }
+            if let Err(e) = self.sleep_for_room(&fail, deadline.as_ref()) {
+                return (done, Err(e));
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Sleeps until a consumer frees a slot (or a check interval passes, when a
+    /// consumer is in flight on the slot we need).
+    fn sleep_for_room(&self, fail: &PushFail, deadline: Option<&Deadline>) -> Result<()> {
+        let w = &self.ctl().wake.0;
+        let seen = w.get_seq.load(Ordering::Acquire);
+        // SYNC: SeqCst: either the consumer freeing a slot sees us waiting, or our
+        // re-check below sees the slot free.
+        w.put_waiters.fetch_add(1, Ordering::SeqCst);
+        let woke = self.ring.has_room()
+            || self.is_closed()
+            || wait(
+                &w.get_seq,
+                seen,
+                Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
+                    .as_ref(),
+            );
+        w.put_waiters.fetch_sub(1, Ordering::SeqCst);
+        if !woke {
+            if deadline.is_some_and(Deadline::passed) {
+                return Err(Error::Timeout);
+            }
+            if let PushFail::ConsumerInFlight(round) = fail {
+                self.ring.skip_dead_consumer(*round);
+            }
+        }
+        Ok(())
+    }
+
+    // --- getting ---
+
+    /// Takes up to `max` messages (at least one), waiting until `deadline`;
+    /// `nowait` fails with `Empty` instead of waiting.
+    pub(crate) fn get(
+        &self,
+        max: usize,
+        deadline: Option<Deadline>,
+        nowait: bool,
+        scratch: &mut [u8],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        debug_assert!(scratch.len() >= self.ring.msg_max());
+        let part = self.participant()?;
+        let mut spins = 0;
+        loop {
+            let fail = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
+                Ok(n) => return Ok(n),
+                Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
+                Err(f) => f,
+            };
+            if fail == PopFail::Empty && self.is_closed() {
+                return Err(Error::Closed);
+            }
+            if nowait {
+                return Err(Error::Empty);
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin();
+                continue;
+            }
+            self.sleep_for_message(&fail, deadline.as_ref())?;
+        }
+    }
+
+    /// Sleeps until a producer publishes (or a check interval passes: then a dead
+    /// producer's slot is skipped, and a queue without writers is `Disconnected`).
+    fn sleep_for_message(&self, fail: &PopFail, deadline: Option<&Deadline>) -> Result<()> {
+        let w = &self.ctl().wake.0;
+        let seen = w.put_seq.load(Ordering::Acquire);
+        // SYNC: SeqCst: either the producer publishing sees us waiting, or our
+        // re-check below sees its message.
+        w.get_waiters.fetch_add(1, Ordering::SeqCst);
+        let woke = self.ring.has_message()
+            || self.is_closed()
+            || wait(
+                &w.put_seq,
+                seen,
+                Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
+                    .as_ref(),
+            );
+        w.get_waiters.fetch_sub(1, Ordering::SeqCst);
+        if !woke {
+            if deadline.is_some_and(Deadline::passed) {
+                return Err(Error::Timeout);
+            }
+            match fail {
+                PopFail::ProducerInFlight(pos) => {
+                    self.ring.skip_dead_producer(*pos);
+                }
+                _ if self.ring.len() == 0 && !self.any_live_writer() => {
+                    return Err(Error::Disconnected)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until a message is there (without taking it); `false` on timeout.
+    pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> Result<bool> {
+        loop {
+            if self.ring.len() > 0 {
+                return Ok(true);
+            }
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            match self.sleep_for_message(&PopFail::Empty, deadline.as_ref()) {
+                Err(Error::Timeout) => return Ok(false),
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    // --- state ---
+
+    pub(crate) fn close(&self) {
+        let c = self.ctl();
+        c.geometry.0.closed.store(1, Ordering::Release);
+        c.wake.0.put_seq.fetch_add(1, Ordering::Release);
+        c.wake.0.get_seq.fetch_add(1, Ordering::Release);
+        wake(&c.wake.0.put_seq, u32::MAX);
+        wake(&c.wake.0.get_seq, u32::MAX);
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    pub(crate) fn lost(&self) -> u64 {
+        self.ctl().wake.0.lost.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn task_done(&self) -> Result<()> {
+        let u = &self.ctl().wake.0.unfinished;
+        let mut cur = u.load(Ordering::Acquire);
+        loop {
+            if cur == 0 {
+                return Err(Error::TaskDoneTooMany);
+            }
+            match u.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 && self.ctl().wake.0.join_waiters.load(Ordering::SeqCst) != 0 {
+            wake(u, u32::MAX);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn join(&self, deadline: Option<Deadline>) -> Result<()> {
+        let w = &self.ctl().wake.0;
+        loop {
+            let cur = w.unfinished.load(Ordering::SeqCst);
+            if cur == 0 {
+                return Ok(());
+            }
+            w.join_waiters.fetch_add(1, Ordering::SeqCst);
+            let woke = wait(&w.unfinished, cur, deadline.as_ref());
+            w.join_waiters.fetch_sub(1, Ordering::SeqCst);
+            if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    pub(crate) fn unfinished(&self) -> u32 {
+        self.ctl().wake.0.unfinished.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RawQueue {
+    fn drop(&mut self) {
+        self.unregister_writer();
+        self.ring.release_participant();
+    }
+}
+
+/// Adds one write handle of this process to `ctl`'s writer register.
+fn add_writer(ctl: &Control) {
+    let me = current_process();
+    for w in &ctl.writers {
+        if w.owner.load(Ordering::Acquire) == me {
+            w.handles.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+    }
+    for w in &ctl.writers {
+        let o = w.owner.load(Ordering::Acquire);
+        let free = o == 0 || !process_alive(o);
+        if free
+            && w.owner
+                .compare_exchange(o, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            w.handles.store(1, Ordering::Release);
+            return;
+        }
+    }
+    // More than WRITERS live writer processes: this one is not counted, so a
+    // reader may report Disconnected while it lives. Documented on the types.
+}
+
+fn ensure_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn child() {
+            // A forked child inherits its parent's write handles: count it as a
+            // writer of each. Only atomics and the mapping are touched.
+            for slot in &WRITE_HANDLES {
+                let addr = slot.load(Ordering::Acquire);
+                if addr != 0 {
+                    // SAFETY: addr is the control block of a queue a live handle of
+                    // this process (inherited from the parent) keeps mapped.
+                    add_writer(unsafe { &*(addr as *const Control) });
+                }
+            }
+        }
+        // SAFETY: the handler is a plain function with static lifetime.
+        unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    });
+}
+
+/// Converts an optional timeout into a deadline.
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Deadline> {
+    timeout.and_then(Deadline::after)
+}

@@ -1,0 +1,472 @@
+//! The bounded MPMC ring over the memory laid out in [`layout`](crate::layout):
+//! Vyukov's algorithm with per-slot sequence numbers (doubled, so that any
+//! capacity from 1 works) and 64-bit positions, plus the
+//! bookkeeping that lets a waiter skip a slot whose producer or consumer died.
+//!
+//! # A claim is announced before it is made
+//! Before a thread CASes `tail` (or `head`) from `pos`, it writes `pos` into its
+//! participant entry; the CAS is a Release. So a consumer that finds slot `pos`
+//! unpublished while `tail > pos` knows the claimer is one of the participants
+//! whose `put_pos` covers `pos`. If every such participant's thread is dead, the
+//! claim can never be completed: the consumer takes the position itself, frees
+//! the slot for the next round, and counts the message lost. Producers do the same
+//! for a consumer that died between claiming a message and freeing its slot.
+
+use std::ptr::NonNull;
+
+use crate::layout::{Checked, Control, Participant, SlotHeader, IDLE, PARTICIPANTS};
+use crate::primitive::{current_thread, thread_alive, wake, Ordering};
+
+/// Why a push did not happen.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushFail {
+    /// Every slot holds a message.
+    Full,
+    /// The slot for the next position is being emptied by a consumer (of position `0`).
+    ConsumerInFlight(u64),
+    /// A value in shared memory is impossible.
+    Corrupted(String),
+}
+
+/// Why a pop did not happen.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PopFail {
+    /// No message.
+    Empty,
+    /// A producer claimed position `0` and has not published it yet.
+    ProducerInFlight(u64),
+    /// A value in shared memory is impossible.
+    Corrupted(String),
+}
+
+/// A message to copy in: raw bytes (a `T` may have padding, so no `&[u8]`).
+#[derive(Clone, Copy)]
+pub(crate) struct Msg {
+    pub(crate) ptr: *const u8,
+    pub(crate) len: usize,
+}
+
+/// A view of a ring in some mapping; does not own the memory.
+pub(crate) struct Ring {
+    ctl: NonNull<Control>,
+    slots: NonNull<u8>,
+    slot_size: usize,
+    cap: u64,
+    /// `cap - 1` when cap is a power of two (index by mask), else 0 (index by `%`).
+    mask: u64,
+    msg_max: usize,
+}
+
+// SAFETY: Ring is pointers into a mapping whose owner keeps it alive as long as the
+// Ring; everything it touches there is atomic or copied under the slot protocol.
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
+
+impl Ring {
+    /// A view of the ring at `base`.
+    ///
+    /// # Safety
+    /// - `base` holds a control block whose geometry `checked` was read from and
+    ///   validated against the mapping, which outlives the Ring.
+    pub(crate) unsafe fn new(base: NonNull<u8>, checked: &Checked) -> Ring {
+        Ring {
+            ctl: base.cast(),
+            // SAFETY: the slots follow the control block inside the mapping (checked).
+            slots: unsafe { base.add(std::mem::size_of::<Control>()) },
+            slot_size: crate::layout::slot_size(checked.msg_max),
+            cap: checked.capacity as u64,
+            mask: if checked.capacity.is_power_of_two() {
+                checked.capacity as u64 - 1
+            } else {
+                0
+            },
+            msg_max: checked.msg_max,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn ctl(&self) -> &Control {
+        // SAFETY: the mapping outlives self (Ring::new's contract); Control is atomics only.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    pub(crate) fn msg_max(&self) -> usize {
+        self.msg_max
+    }
+
+    /// The header and data of the slot for `pos` (reduced: any position is in bounds).
+    #[inline]
+    fn slot(&self, pos: u64) -> (&SlotHeader, *mut u8) {
+        let i = if self.mask != 0 || self.cap == 1 {
+            pos & self.mask
+        } else {
+            pos % self.cap
+        } as usize;
+        // SAFETY: i < cap, and cap slots of slot_size bytes lie in the mapping
+        // (checked); slot headers are 8-aligned atomics.
+        unsafe {
+            let p = self.slots.as_ptr().add(i * self.slot_size);
+            (
+                &*p.cast::<SlotHeader>(),
+                p.add(std::mem::size_of::<SlotHeader>()),
+            )
+        }
+    }
+
+    /// This thread's participant entry, claimed on first use.
+    #[inline]
+    pub(crate) fn participant(&self) -> Option<&Participant> {
+        let me = current_thread();
+        let parts = &self.ctl().participants;
+        let start = start_index(me);
+        let p = &parts[start];
+        if p.owner.load(Ordering::Relaxed) == me {
+            return Some(p);
+        }
+        self.participant_slow(me, start)
+    }
+
+    #[cold]
+    fn participant_slow(&self, me: u64, start: usize) -> Option<&Participant> {
+        let parts = &self.ctl().participants;
+        let order = || (0..PARTICIPANTS).map(|i| &parts[(start + i) % PARTICIPANTS]);
+        if let Some(p) = order().find(|p| p.owner.load(Ordering::Relaxed) == me) {
+            return Some(p);
+        }
+        for p in order() {
+            let owner = p.owner.load(Ordering::Acquire);
+            let free = owner == 0 || (!thread_alive(owner) && self.settled(p));
+            if free
+                && p.owner
+                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                p.put_pos.store(IDLE, Ordering::Relaxed);
+                p.get_pos.store(IDLE, Ordering::Relaxed);
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Whether a dead participant's last claims are resolved, so that its entry may
+    /// be reused without hiding a claim a waiter still needs to find.
+    fn settled(&self, p: &Participant) -> bool {
+        let c = self.ctl();
+        let put = p.put_pos.load(Ordering::Acquire);
+        let get = p.get_pos.load(Ordering::Acquire);
+        (put == IDLE || put < c.head.0.load(Ordering::Acquire))
+            && (get == IDLE || get.saturating_add(self.cap) < c.tail.0.load(Ordering::Acquire))
+    }
+
+    /// Frees this thread's entry (when its handle goes away).
+    pub(crate) fn release_participant(&self) {
+        let me = current_thread();
+        for p in &self.ctl().participants {
+            let _ = p
+                .owner
+                .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Puts up to `msgs.len()` messages with one claim; returns how many.
+    ///
+    /// Every message must be at most `msg_max` bytes (the caller checks).
+    pub(crate) fn try_push(
+        &self,
+        part: Option<&Participant>,
+        msgs: &[Msg],
+    ) -> Result<usize, PushFail> {
+        debug_assert!(msgs.iter().all(|m| m.len <= self.msg_max));
+        let c = self.ctl();
+        let mut pos = c.tail.0.load(Ordering::Relaxed);
+        loop {
+            let (h, _) = self.slot(pos);
+            let seq = h.seq.load(Ordering::Acquire);
+            let dif = seq.wrapping_sub(2 * pos) as i64;
+            if dif == 0 {
+                // Free slots in a row from pos (at least this one).
+                let n = 1
+                    + (1..msgs.len() as u64)
+                        .take_while(|&i| {
+                            self.slot(pos + i).0.seq.load(Ordering::Acquire) == 2 * (pos + i)
+                        })
+                        .count();
+                if let Some(p) = part {
+                    p.put_pos.store(pos, Ordering::Relaxed);
+                }
+                // SYNC: Release: a consumer that sees tail > pos also sees our put_pos
+                // (announce-then-claim); Acquire pairs with the consumers' frees.
+                match c.tail.0.compare_exchange_weak(
+                    pos,
+                    pos + n as u64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        for (i, m) in msgs[..n].iter().enumerate() {
+                            let (h, data) = self.slot(pos + i as u64);
+                            // SAFETY: the claim gives us this slot until we publish it;
+                            // m.len <= msg_max fits its data area; m.ptr is valid for
+                            // m.len bytes (caller).
+                            unsafe { std::ptr::copy_nonoverlapping(m.ptr, data, m.len) };
+                            h.len.store(m.len as u32, Ordering::Relaxed);
+                            // SYNC: publishes the message, 2·pos → 2·pos + 1 (pairs with
+                            // the Acquire load of seq in try_pop); SeqCst orders it
+                            // before the load of get_waiters in wake_consumers, so no
+                            // wake-up is lost.
+                            h.seq.fetch_add(1, Ordering::SeqCst);
+                        }
+                        self.wake_consumers(n as u32);
+                        return Ok(n);
+                    }
+                    Err(t) => pos = t,
+                }
+            } else if dif < 0 {
+                let Some(round) = pos.checked_sub(self.cap) else {
+                    return Err(PushFail::Corrupted(format!(
+                        "slot of position {pos} has sequence {seq}"
+                    )));
+                };
+                // The slot still holds round `round`'s message: full, unless a
+                // consumer has claimed it and not yet freed it.
+                return Err(if c.head.0.load(Ordering::Acquire) > round {
+                    PushFail::ConsumerInFlight(round)
+                } else {
+                    PushFail::Full
+                });
+            } else {
+                let t = c.tail.0.load(Ordering::Relaxed);
+                if t == pos {
+                    return Err(PushFail::Corrupted(format!(
+                        "slot of position {pos} has sequence {seq}, ahead of the tail"
+                    )));
+                }
+                pos = t;
+            }
+        }
+    }
+
+    /// Takes up to `max` messages with one claim, handing each to `sink` (copied
+    /// into private memory with volatile reads first); returns how many.
+    pub(crate) fn try_pop(
+        &self,
+        part: Option<&Participant>,
+        max: usize,
+        scratch: &mut [u8],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<usize, PopFail> {
+        debug_assert!(scratch.len() >= self.msg_max && max >= 1);
+        let c = self.ctl();
+        let mut pos = c.head.0.load(Ordering::Relaxed);
+        loop {
+            let (h, _) = self.slot(pos);
+            let seq = h.seq.load(Ordering::Acquire);
+            let dif = seq.wrapping_sub(2 * pos + 1) as i64;
+            if dif == 0 {
+                let n = 1
+                    + (1..max as u64)
+                        .take_while(|&i| {
+                            self.slot(pos + i).0.seq.load(Ordering::Acquire) == 2 * (pos + i) + 1
+                        })
+                        .count();
+                if let Some(p) = part {
+                    p.get_pos.store(pos, Ordering::Relaxed);
+                }
+                // SYNC: Release: a producer that sees head > pos also sees our
+                // get_pos; Acquire pairs with the producers' publication.
+                match c.head.0.compare_exchange_weak(
+                    pos,
+                    pos + n as u64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.take_claimed(pos, n, scratch, &mut sink),
+                    Err(hd) => pos = hd,
+                }
+            } else if dif < 0 {
+                return Err(if c.tail.0.load(Ordering::Acquire) > pos {
+                    PopFail::ProducerInFlight(pos)
+                } else {
+                    PopFail::Empty
+                });
+            } else {
+                let hd = c.head.0.load(Ordering::Relaxed);
+                if hd == pos {
+                    return Err(PopFail::Corrupted(format!(
+                        "slot of position {pos} has sequence {seq}, ahead of the head"
+                    )));
+                }
+                pos = hd;
+            }
+        }
+    }
+
+    /// Copies out and frees the `n` slots claimed from `pos`.
+    fn take_claimed(
+        &self,
+        pos: u64,
+        n: usize,
+        scratch: &mut [u8],
+        sink: &mut impl FnMut(&[u8]),
+    ) -> Result<usize, PopFail> {
+        let mut bad = None;
+        for i in 0..n as u64 {
+            let (h, data) = self.slot(pos + i);
+            let len = h.len.load(Ordering::Relaxed) as usize;
+            let ok = len <= self.msg_max;
+            if ok {
+                copy_out(data, &mut scratch[..len]);
+            }
+            // SYNC: frees the slot for position pos + i + cap, 2·p + 1 → 2·(p + cap)
+            // (pairs with the Acquire load of seq in try_push); SeqCst orders it before the load of
+            // put_waiters in wake_producers.
+            h.seq.fetch_add(2 * self.cap - 1, Ordering::SeqCst);
+            if ok {
+                sink(&scratch[..len]);
+            } else {
+                self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
+                bad.get_or_insert(format!(
+                    "message of position {} claims {len} bytes, over the {} a slot holds",
+                    pos + i,
+                    self.msg_max
+                ));
+            }
+        }
+        self.wake_producers(n as u32);
+        match bad {
+            Some(e) => Err(PopFail::Corrupted(e)),
+            None => Ok(n),
+        }
+    }
+
+    /// Consumer side: if every thread that may have claimed `pos` for putting is
+    /// dead, take the position, free its slot and count the message lost.
+    pub(crate) fn skip_dead_producer(&self, pos: u64) -> bool {
+        let c = self.ctl();
+        let (h, _) = self.slot(pos);
+        if h.seq.load(Ordering::Acquire) != 2 * pos || !self.claimers_dead(pos, |p| &p.put_pos) {
+            return false;
+        }
+        if c.head
+            .0
+            .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        h.seq.store(2 * (pos + self.cap), Ordering::SeqCst);
+        c.wake.0.lost.fetch_add(1, Ordering::Relaxed);
+        self.wake_producers(1);
+        true
+    }
+
+    /// Producer side: if every thread that may have claimed position `round` for
+    /// getting is dead, free its slot and count the message lost.
+    pub(crate) fn skip_dead_consumer(&self, round: u64) -> bool {
+        if !self.claimers_dead(round, |p| &p.get_pos) {
+            return false;
+        }
+        let (h, _) = self.slot(round);
+        let freed = h
+            .seq
+            .compare_exchange(
+                2 * round + 1,
+                2 * (round + self.cap),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if freed {
+            self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
+            self.wake_producers(1);
+        }
+        freed
+    }
+
+    /// Whether at least one participant announced `pos` in `field`, and all that
+    /// did are dead.
+    fn claimers_dead(
+        &self,
+        pos: u64,
+        field: impl Fn(&Participant) -> &crate::primitive::AtomicU64,
+    ) -> bool {
+        let mut dead = false;
+        for p in &self.ctl().participants {
+            let owner = p.owner.load(Ordering::Acquire);
+            if owner == 0 || field(p).load(Ordering::Acquire) != pos {
+                continue;
+            }
+            if thread_alive(owner) {
+                return false;
+            }
+            dead = true;
+        }
+        dead
+    }
+
+    #[inline]
+    fn wake_consumers(&self, n: u32) {
+        let w = &self.ctl().wake.0;
+        if w.get_waiters.load(Ordering::SeqCst) != 0 {
+            w.put_seq.fetch_add(1, Ordering::Release);
+            wake(&w.put_seq, n);
+        }
+    }
+
+    #[inline]
+    fn wake_producers(&self, n: u32) {
+        let w = &self.ctl().wake.0;
+        if w.put_waiters.load(Ordering::SeqCst) != 0 {
+            w.get_seq.fetch_add(1, Ordering::Release);
+            wake(&w.get_seq, n);
+        }
+    }
+
+    /// Whether the slot the next put needs is free (a re-check before sleeping).
+    pub(crate) fn has_room(&self) -> bool {
+        let pos = self.ctl().tail.0.load(Ordering::Acquire);
+        self.slot(pos).0.seq.load(Ordering::Acquire) == 2 * pos
+    }
+
+    /// Whether the next message is published (a re-check before sleeping).
+    pub(crate) fn has_message(&self) -> bool {
+        let pos = self.ctl().head.0.load(Ordering::Acquire);
+        self.slot(pos).0.seq.load(Ordering::Acquire) == 2 * pos + 1
+    }
+
+    /// Messages in the ring now (approximate while others work).
+    pub(crate) fn len(&self) -> usize {
+        let c = self.ctl();
+        let head = c.head.0.load(Ordering::Acquire);
+        let tail = c.tail.0.load(Ordering::Acquire);
+        tail.saturating_sub(head).min(self.cap) as usize
+    }
+}
+
+/// Where this thread's participant entry is looked for first.
+#[inline]
+fn start_index(me: u64) -> usize {
+    ((me >> 32).wrapping_mul(0x9e37_79b9) >> 7) as usize % PARTICIPANTS
+}
+
+/// Copies `out.len()` bytes from shared memory with volatile reads, 8 at a time.
+#[inline]
+fn copy_out(src: *const u8, out: &mut [u8]) {
+    let words = out.len() / 8;
+    for i in 0..words {
+        // SAFETY: src is 8-aligned slot data with at least out.len() bytes; the
+        // volatile read copies whatever a peer left there into private memory.
+        let w = unsafe { src.add(i * 8).cast::<u64>().read_volatile() };
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    for (i, b) in out.iter_mut().enumerate().skip(words * 8) {
+        // SAFETY: as above, one byte at a time for the tail.
+        *b = unsafe { src.add(i).read_volatile() };
+    }
+}

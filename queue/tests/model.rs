@@ -1,0 +1,192 @@
+//! The queue against a `VecDeque` model, and its Python-shaped behaviour.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u32),
+    Get,
+    PutMany(Vec<u32>),
+    GetMany(usize),
+}
+
+proptest! {
+    /// Random operations on a queue of random (not only power-of-two) capacity
+    /// behave as a bounded VecDeque.
+    #[test]
+    fn queue_matches_a_vecdeque(cap in 1usize..12, ops in proptest::collection::vec(prop_oneof![
+        any::<u32>().prop_map(Op::Put),
+        Just(Op::Get),
+        proptest::collection::vec(any::<u32>(), 0..6).prop_map(Op::PutMany),
+        (1usize..6).prop_map(Op::GetMany),
+    ], 0..100)) {
+        let q = Queue::<u32>::new(cap).unwrap();
+        let mut model = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Put(v) => {
+                    let r = q.put_nowait(v);
+                    if model.len() == cap {
+                        prop_assert!(matches!(r, Err(Error::Full)));
+                    } else {
+                        r.unwrap();
+                        model.push_back(v);
+                    }
+                }
+                Op::Get => match model.pop_front() {
+                    Some(v) => prop_assert_eq!(q.get_nowait().unwrap(), v),
+                    None => prop_assert!(matches!(q.get_nowait(), Err(Error::Empty))),
+                },
+                Op::PutMany(vs) => {
+                    if model.len() + vs.len() <= cap {
+                        q.put_many(&vs).unwrap();
+                        model.extend(vs);
+                    }
+                }
+                Op::GetMany(n) => {
+                    if model.is_empty() {
+                        prop_assert!(matches!(q.get_many(&mut Vec::new(), n, Some(Duration::ZERO)), Err(Error::Timeout)));
+                    } else {
+                        let mut out = Vec::new();
+                        let k = q.get_many(&mut out, n, None).unwrap();
+                        prop_assert!(k >= 1 && k <= n);
+                        let want: Vec<u32> = model.drain(..k).collect();
+                        prop_assert_eq!(out, want);
+                    }
+                }
+            }
+            prop_assert_eq!(q.qsize(), model.len());
+            prop_assert_eq!(q.empty(), model.is_empty());
+            prop_assert_eq!(q.full(), model.len() == cap);
+        }
+    }
+
+    /// Byte messages of any length up to the maximum come out as they went in.
+    #[test]
+    fn byte_messages_round_trip(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..20)) {
+        let q = ByteQueue::new(32, 40).unwrap();
+        for m in &msgs {
+            q.put_bytes(m).unwrap();
+        }
+        for m in &msgs {
+            prop_assert_eq!(&q.get_bytes().unwrap(), m);
+        }
+    }
+}
+
+/// The tutorial's Queue(3): full after three puts, put with a timeout fails,
+/// empty after three gets, get_nowait fails.
+#[test]
+fn the_tutorials_queue_of_three() {
+    let q = Queue::<u32>::new(3).unwrap();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    assert!(q.full());
+    assert!(matches!(
+        q.put_timeout(9, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(q.put_nowait(9), Err(Error::Full)));
+    for i in 0..3 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    assert!(q.empty());
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+}
+
+#[test]
+fn close_drains_then_reports_closed() {
+    let q = Queue::<u8>::new(4).unwrap();
+    q.put(1).unwrap();
+    q.close();
+    assert!(matches!(q.put(2), Err(Error::Closed)));
+    assert_eq!(q.get().unwrap(), 1);
+    assert!(
+        matches!(q.get(), Err(Error::Closed)),
+        "no blocking once closed and drained"
+    );
+}
+
+#[test]
+fn close_wakes_a_blocked_getter() {
+    let q = Queue::<u8>::new(4).unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| q.get_timeout(Duration::from_secs(20)));
+        std::thread::sleep(Duration::from_millis(30));
+        q.close();
+        assert!(matches!(h.join().unwrap(), Err(Error::Closed)));
+    });
+}
+
+#[test]
+fn too_large_messages_are_refused_whole() {
+    let q = ByteQueue::new(2, 8).unwrap();
+    assert!(matches!(
+        q.put_bytes(&[0; 9]),
+        Err(Error::MessageTooLarge { len: 9, max: 8 })
+    ));
+    assert_eq!(q.qsize(), 0, "nothing half-written");
+    q.put_bytes(&[7; 8]).unwrap();
+    assert_eq!(q.get_bytes().unwrap(), [7; 8]);
+}
+
+#[test]
+fn joinable_queue_counts_tasks() {
+    let q = JoinableQueue::<u32>::new(8).unwrap();
+    q.put_many(&[1, 2, 3]).unwrap();
+    assert_eq!(q.unfinished(), 3);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..3 {
+                q.get().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+                q.task_done().unwrap();
+            }
+        });
+        q.join(Some(Duration::from_secs(20))).unwrap();
+    });
+    assert_eq!(q.unfinished(), 0);
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
+    q.put(4).unwrap();
+    assert!(matches!(
+        q.join(Some(Duration::from_millis(10))),
+        Err(Error::Timeout)
+    ));
+}
+
+#[test]
+fn threads_hand_off_through_a_tiny_queue() {
+    let q = Queue::<u64>::new(2).unwrap();
+    const N: u64 = 100_000;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                q.put(i).unwrap();
+            }
+        });
+        for i in 0..N {
+            assert_eq!(q.get().unwrap(), i);
+        }
+    });
+}
+
+#[test]
+fn invalid_sizes_are_refused() {
+    assert!(matches!(
+        Queue::<u8>::new(0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        ByteQueue::new(1, 1 << 30),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -188,13 +188,14 @@ impl Ring {
         loop {
             let (h, _) = self.slot(pos);
             let seq = h.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(2 * pos) as i64;
+            let dif = seq.wrapping_sub(free_for(pos)) as i64;
             if dif == 0 {
                 // Free slots in a row from pos (at least this one).
                 let n = 1
                     + (1..msgs.len() as u64)
                         .take_while(|&i| {
-                            self.slot(pos + i).0.seq.load(Ordering::Acquire) == 2 * (pos + i)
+                            self.slot(pos.wrapping_add(i)).0.seq.load(Ordering::Acquire)
+                                == free_for(pos.wrapping_add(i))
                         })
                         .count();
                 if let Some(p) = part {
@@ -204,13 +205,13 @@ impl Ring {
                 // (announce-then-claim); Acquire pairs with the consumers' frees.
                 match c.tail.0.compare_exchange_weak(
                     pos,
-                    pos + n as u64,
+                    pos.wrapping_add(n as u64),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
                         for (i, m) in msgs[..n].iter().enumerate() {
-                            let (h, data) = self.slot(pos + i as u64);
+                            let (h, data) = self.slot(pos.wrapping_add(i as u64));
                             // SAFETY: the claim gives us this slot until we publish it;
                             // m.len <= msg_max fits its data area; m.ptr is valid for
                             // m.len bytes (caller).
@@ -267,12 +268,13 @@ impl Ring {
         loop {
             let (h, _) = self.slot(pos);
             let seq = h.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(2 * pos + 1) as i64;
+            let dif = seq.wrapping_sub(holding(pos)) as i64;
             if dif == 0 {
                 let n = 1
                     + (1..max as u64)
                         .take_while(|&i| {
-                            self.slot(pos + i).0.seq.load(Ordering::Acquire) == 2 * (pos + i) + 1
+                            self.slot(pos.wrapping_add(i)).0.seq.load(Ordering::Acquire)
+                                == holding(pos.wrapping_add(i))
                         })
                         .count();
                 if let Some(p) = part {
@@ -282,7 +284,7 @@ impl Ring {
                 // get_pos; Acquire pairs with the producers' publication.
                 match c.head.0.compare_exchange_weak(
                     pos,
-                    pos + n as u64,
+                    pos.wrapping_add(n as u64),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
@@ -317,7 +319,7 @@ impl Ring {
     ) -> Result<usize, PopFail> {
         let mut bad = None;
         for i in 0..n as u64 {
-            let (h, data) = self.slot(pos + i);
+            let (h, data) = self.slot(pos.wrapping_add(i));
             let len = h.len.load(Ordering::Relaxed) as usize;
             let ok = len <= self.msg_max;
             if ok {
@@ -333,7 +335,7 @@ impl Ring {
                 self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
                 bad.get_or_insert(format!(
                     "message of position {} claims {len} bytes, over the {} a slot holds",
-                    pos + i,
+                    pos.wrapping_add(i),
                     self.msg_max
                 ));
             }
@@ -350,17 +352,25 @@ impl Ring {
     pub(crate) fn skip_dead_producer(&self, pos: u64) -> bool {
         let c = self.ctl();
         let (h, _) = self.slot(pos);
-        if h.seq.load(Ordering::Acquire) != 2 * pos || !self.claimers_dead(pos, |p| &p.put_pos) {
+        if h.seq.load(Ordering::Acquire) != free_for(pos)
+            || !self.claimers_dead(pos, |p| &p.put_pos)
+        {
             return false;
         }
         if c.head
             .0
-            .compare_exchange(pos, pos + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return false;
         }
-        h.seq.store(2 * (pos + self.cap), Ordering::SeqCst);
+        h.seq
+            .store(free_for(pos.wrapping_add(self.cap)), Ordering::SeqCst);
         c.wake.0.lost.fetch_add(1, Ordering::Relaxed);
         self.wake_producers(1);
         true
@@ -376,8 +386,8 @@ impl Ring {
         let freed = h
             .seq
             .compare_exchange(
-                2 * round + 1,
-                2 * (round + self.cap),
+                holding(round),
+                free_for(round.wrapping_add(self.cap)),
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             )
@@ -431,13 +441,13 @@ impl Ring {
     /// Whether the slot the next put needs is free (a re-check before sleeping).
     pub(crate) fn has_room(&self) -> bool {
         let pos = self.ctl().tail.0.load(Ordering::Acquire);
-        self.slot(pos).0.seq.load(Ordering::Acquire) == 2 * pos
+        self.slot(pos).0.seq.load(Ordering::Acquire) == free_for(pos)
     }
 
     /// Whether the next message is published (a re-check before sleeping).
     pub(crate) fn has_message(&self) -> bool {
         let pos = self.ctl().head.0.load(Ordering::Acquire);
-        self.slot(pos).0.seq.load(Ordering::Acquire) == 2 * pos + 1
+        self.slot(pos).0.seq.load(Ordering::Acquire) == holding(pos)
     }
 
     /// Messages in the ring now (approximate while others work).
@@ -447,6 +457,19 @@ impl Ring {
         let tail = c.tail.0.load(Ordering::Acquire);
         tail.saturating_sub(head).min(self.cap) as usize
     }
+}
+
+/// The sequence of a slot free for the producer of `pos`. Positions may come from
+/// memory a peer scribbled on, so all arithmetic on them wraps.
+#[inline]
+fn free_for(pos: u64) -> u64 {
+    pos.wrapping_mul(2)
+}
+
+/// The sequence of a slot holding the message of `pos`.
+#[inline]
+fn holding(pos: u64) -> u64 {
+    pos.wrapping_mul(2).wrapping_add(1)
 }
 
 /// Where this thread's participant entry is looked for first.

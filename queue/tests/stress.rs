@@ -1,0 +1,188 @@
+//! P producers × C consumers in separate processes: every message received exactly
+//! once, and each producer's messages in the order it put them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiproc_queue::{ByteQueue, Queue};
+use multiproc_shm::{Shared, SharedSlice};
+use multiproc_testkit::{fork, reexec, role, unique_name, wait_command, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Message: producer id in the top 16 bits, sequence number below.
+fn msg(p: u64, i: u64) -> u64 {
+    (p << 48) | i
+}
+
+fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
+    let q = Queue::<u64>::new(capacity).unwrap();
+    let total = producers * per_producer;
+    // One bit per message: set by whoever receives it; a bit already set is a duplicate.
+    let seen = SharedSlice::<AtomicU64>::anonymous(total.div_ceil(64) as usize).unwrap();
+    let dups = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let disorder = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let received = Shared::anonymous(AtomicU64::new(0)).unwrap();
+
+    let prods: Vec<_> = (0..producers)
+        .map(|p| {
+            let q = &q;
+            fork(move || {
+                // A mix of single puts and batches, in order.
+                let mut batch = Vec::with_capacity(16);
+                for i in 0..per_producer {
+                    if i % 3 == 0 {
+                        q.put_many(&batch).unwrap();
+                        batch.clear();
+                        q.put(msg(p, i)).unwrap();
+                    } else {
+                        batch.push(msg(p, i));
+                        if batch.len() == 16 {
+                            q.put_many(&batch).unwrap();
+                            batch.clear();
+                        }
+                    }
+                }
+                q.put_many(&batch).unwrap();
+                0
+            })
+        })
+        .collect();
+    let cons: Vec<_> = (0..consumers)
+        .map(|_| {
+            fork(|| {
+                let mut last = vec![None::<u64>; producers as usize];
+                let mut out = Vec::with_capacity(32);
+                loop {
+                    out.clear();
+                    match q.get_many(&mut out, 32, Some(Duration::from_millis(200))) {
+                        Ok(_) => {}
+                        Err(multiproc_queue::Error::Closed) => break,
+                        Err(multiproc_queue::Error::Timeout) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                    for &m in &out {
+                        let (p, i) = ((m >> 48) as usize, m & ((1 << 48) - 1));
+                        if last[p].is_some_and(|l| l >= i) {
+                            disorder.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last[p] = Some(i);
+                        let bit = p as u64 * per_producer + i;
+                        if seen[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed)
+                            & (1 << (bit % 64))
+                            != 0
+                        {
+                            dups.fetch_add(1, Ordering::Relaxed);
+                        }
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for p in prods {
+        p.wait_ok(LIMIT);
+    }
+    // Every producer is done: closing lets consumers drain, then stop.
+    q.close();
+    for c in cons {
+        c.wait_ok(LIMIT);
+    }
+    assert_eq!(dups.load(Ordering::Relaxed), 0, "duplicates");
+    assert_eq!(
+        disorder.load(Ordering::Relaxed),
+        0,
+        "a producer's messages out of order"
+    );
+    assert_eq!(
+        received.load(Ordering::Relaxed),
+        total,
+        "every message once"
+    );
+    assert_eq!(q.lost(), 0);
+}
+
+#[test]
+fn one_producer_one_consumer() {
+    let _dog = Watchdog::arm(LIMIT, "1x1");
+    run(1, 1, 1_000_000, 1024);
+}
+
+#[test]
+fn two_producers_two_consumers() {
+    let _dog = Watchdog::arm(LIMIT, "2x2");
+    run(2, 2, 500_000, 256);
+}
+
+#[test]
+fn four_producers_one_consumer() {
+    let _dog = Watchdog::arm(LIMIT, "4x1");
+    run(4, 1, 100_000, 64);
+}
+
+#[test]
+fn one_producer_four_consumers() {
+    let _dog = Watchdog::arm(LIMIT, "1x4");
+    run(1, 4, 300_000, 64);
+}
+
+#[test]
+fn three_by_three_through_a_tiny_ring() {
+    let _dog = Watchdog::arm(LIMIT, "3x3 tiny");
+    run(3, 3, 50_000, 3);
+}
+
+fn open_role() -> bool {
+    match role().as_deref() {
+        Some("queue-producer") => {
+            let q = Queue::<u64>::open(&std::env::var("MP_NAME").unwrap()).unwrap();
+            for i in 0..10_000 {
+                q.put(i).unwrap();
+            }
+            true
+        }
+        Some("wrong-type") => {
+            let name = std::env::var("MP_NAME").unwrap();
+            let e = Queue::<u32>::open(&name).unwrap_err();
+            assert!(e.to_string().contains("Queue<u64>"), "{e}");
+            assert!(ByteQueue::open(&name).is_err());
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn an_unrelated_process_opens_a_named_queue() {
+    if open_role() {
+        return;
+    }
+    let _dog = Watchdog::arm(LIMIT, "named queue");
+    let name = unique_name("queue");
+    let q = Queue::<u64>::create(&name, 128).unwrap();
+    let spawn = |role: &str| {
+        reexec("an_unrelated_process_opens_a_named_queue", role)
+            .env("MP_NAME", &name)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let bad = wait_command(spawn("wrong-type"), LIMIT);
+    assert!(
+        bad.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let producer = spawn("queue-producer");
+    let sum: u64 = (0..10_000)
+        .map(|_| q.get_timeout(Duration::from_secs(30)).unwrap())
+        .sum();
+    assert_eq!(sum, 10_000 * 9_999 / 2);
+    let out = wait_command(producer, LIMIT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -322,6 +322,24 @@ impl<T: ShmSafe + Copy> Queue<T> {
     pub fn segment(&self) -> &Segment {
         self.raw.segment()
     }
+
+    /// Test hook for fault tests: claims the next slot for putting and returns
+    /// without publishing, as a producer killed right after its claim. Never use
+    /// it otherwise: the slot stays stuck until this thread is dead.
+    #[doc(hidden)]
+    pub fn __claim_put_and_stop(&self) {
+        self.raw
+            .ring()
+            .claim_put_and_stop(self.raw.ring().participant());
+    }
+
+    /// Test hook: claims the next message without taking it or freeing its slot.
+    #[doc(hidden)]
+    pub fn __claim_get_and_stop(&self) {
+        self.raw
+            .ring()
+            .claim_get_and_stop(self.raw.ring().participant());
+    }
 }
 
 impl<T> std::fmt::Debug for Queue<T> {

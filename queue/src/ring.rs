@@ -347,6 +347,38 @@ impl Ring {
         }
     }
 
+    /// Test hook: announce and claim the next position for putting, then stop (as
+    /// a producer killed right after its claim would).
+    pub(crate) fn claim_put_and_stop(&self, part: Option<&Participant>) {
+        let c = self.ctl();
+        let pos = c.tail.0.load(Ordering::Acquire);
+        if let Some(p) = part {
+            p.put_pos.store(pos, Ordering::Relaxed);
+        }
+        let _ = c.tail.0.compare_exchange(
+            pos,
+            pos.wrapping_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Test hook: announce and claim the next message, then stop (as a consumer
+    /// killed right after its claim would).
+    pub(crate) fn claim_get_and_stop(&self, part: Option<&Participant>) {
+        let c = self.ctl();
+        let pos = c.head.0.load(Ordering::Acquire);
+        if let Some(p) = part {
+            p.get_pos.store(pos, Ordering::Relaxed);
+        }
+        let _ = c.head.0.compare_exchange(
+            pos,
+            pos.wrapping_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Consumer side: if every thread that may have claimed `pos` for putting is
     /// dead, take the position, free its slot and count the message lost.
     pub(crate) fn skip_dead_producer(&self, pos: u64) -> bool {

@@ -1,0 +1,323 @@
+//! Peers die and misbehave: producers and consumers SIGKILLed at random points,
+//! writers that all go away, and garbage written over the ring.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_queue::{Error, Queue};
+use multiproc_shm::{Shared, SharedSlice};
+use multiproc_sync::set_owner_check_interval;
+use multiproc_testkit::{fork, ChildExit, Watchdog};
+
+const TRIALS: u64 = 100;
+const K: u64 = 300;
+/// Generous: a stuck slot is skipped after one check interval (5 ms here).
+const BOUND: Duration = Duration::from_secs(10);
+
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+fn msg(p: u64, i: u64) -> u64 {
+    (p << 48) | i
+}
+
+/// A producer is killed mid-stream; the survivor's messages all arrive, in order,
+/// once; the victim's arrive in order, once, with at most one lost.
+#[test]
+fn a_producer_killed_at_random_points() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "producer kills");
+    set_owner_check_interval(Duration::from_millis(5));
+    let mut seed = 0x1357_9bdf_2468_ace0;
+    let mut lost_total = 0;
+    for trial in 0..TRIALS {
+        let q = Queue::<u64>::new(8).unwrap();
+        let mut victim = fork(|| {
+            for i in 0.. {
+                q.put(msg(0, i)).unwrap();
+            }
+            0
+        });
+        let survivor = fork(|| {
+            for i in 0..K {
+                q.put(msg(1, i)).unwrap();
+            }
+            0
+        });
+        let kill_after = Duration::from_micros(next(&mut seed) % 3000);
+        let start = Instant::now();
+        let mut killed = false;
+        let (mut next_s, mut last_v) = (0, None::<u64>);
+        while next_s < K {
+            if !killed && start.elapsed() >= kill_after {
+                victim.signal(libc::SIGKILL);
+                killed = true;
+            }
+            let m = match q.get_timeout(BOUND) {
+                Ok(m) => m,
+                Err(e) => panic!(
+                    "trial {trial}: get failed with {e} after {next_s} of the survivor's messages"
+                ),
+            };
+            let (p, i) = (m >> 48, m & ((1 << 48) - 1));
+            if p == 1 {
+                assert_eq!(
+                    i, next_s,
+                    "trial {trial}: the survivor's messages in order, once"
+                );
+                next_s += 1;
+            } else {
+                assert!(
+                    last_v.is_none_or(|l| i > l),
+                    "trial {trial}: victim's message {i} after {last_v:?}"
+                );
+                last_v = Some(i);
+            }
+        }
+        if !killed {
+            victim.signal(libc::SIGKILL);
+        }
+        assert_eq!(
+            victim.wait_timeout(BOUND),
+            Some(ChildExit::Signaled(libc::SIGKILL))
+        );
+        survivor.wait_ok(BOUND);
+        // Drain what the victim left; nothing it put twice.
+        while let Ok(m) = q.get_nowait() {
+            let i = m & ((1 << 48) - 1);
+            assert!(last_v.is_none_or(|l| i > l));
+            last_v = Some(i);
+        }
+        assert!(q.lost() <= 1, "trial {trial}: lost {}", q.lost());
+        lost_total += q.lost();
+    }
+    eprintln!("{TRIALS} producer kills: {lost_total} messages lost in flight");
+}
+
+/// A consumer is killed mid-stream; the producer never stalls at the wrap-around,
+/// nothing is received twice, and what is missing is at most the one message the
+/// victim held.
+#[test]
+fn a_consumer_killed_at_random_points() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "consumer kills");
+    set_owner_check_interval(Duration::from_millis(5));
+    let mut seed = 0x0f1e_2d3c_4b5a_6978;
+    let mut lost_total = 0;
+    for trial in 0..TRIALS {
+        let q = Queue::<u64>::new(4).unwrap();
+        let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();
+        let producer = fork(|| {
+            for i in 0..K {
+                q.put(i).unwrap();
+            }
+            0
+        });
+        let mut victim = fork(|| loop {
+            let i = q.get().unwrap();
+            victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_micros(next(&mut seed) % 2000));
+        victim.signal(libc::SIGKILL);
+        assert_eq!(
+            victim.wait_timeout(BOUND),
+            Some(ChildExit::Signaled(libc::SIGKILL))
+        );
+        let mut mine = vec![false; K as usize];
+        let t = Instant::now();
+        let mut producer = Some(producer);
+        loop {
+            match q.get_timeout(Duration::from_millis(20)) {
+                Ok(i) => {
+                    assert!(!mine[i as usize], "trial {trial}: {i} twice");
+                    mine[i as usize] = true;
+                }
+                Err(Error::Timeout) => {
+                    if let Some(mut p) = producer.take() {
+                        match p.wait_timeout(Duration::ZERO) {
+                            Some(ChildExit::Exited(0)) => {}
+                            Some(other) => panic!("trial {trial}: producer {other:?}"),
+                            None => producer = Some(p),
+                        }
+                    }
+                    if producer.is_none() && q.empty() {
+                        break;
+                    }
+                    assert!(t.elapsed() < BOUND, "trial {trial}: the producer stalled");
+                }
+                Err(e) => panic!("trial {trial}: {e}"),
+            }
+        }
+        let victims: Vec<bool> = (0..K)
+            .map(|i| victim_got[(i / 64) as usize].load(Ordering::SeqCst) & (1 << (i % 64)) != 0)
+            .collect();
+        let both = (0..K as usize).filter(|&i| mine[i] && victims[i]).count();
+        assert_eq!(both, 0, "trial {trial}: delivered twice");
+        let missing = (0..K as usize).filter(|&i| !mine[i] && !victims[i]).count() as u64;
+        assert!(
+            missing <= q.lost() + 1,
+            "trial {trial}: {missing} missing, {} counted lost",
+            q.lost()
+        );
+        assert!(q.lost() <= 1);
+        lost_total += q.lost();
+    }
+    eprintln!("{TRIALS} consumer kills: {lost_total} messages lost in flight");
+}
+
+/// A producer that dies between claiming a slot and publishing it (made certain by
+/// a hook that claims and stops): the consumer skips the slot within the bound,
+/// counts it lost, and gets the messages behind it.
+#[test]
+fn a_producer_dead_between_claim_and_publish_is_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "claim then die (put)");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(4).unwrap();
+    q.put(1).unwrap();
+    let dead = fork(|| {
+        q.__claim_put_and_stop();
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    q.put(3).unwrap();
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
+    let t = Instant::now();
+    assert_eq!(
+        q.get_timeout(BOUND).unwrap(),
+        3,
+        "the dead producer's slot was skipped"
+    );
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 1);
+}
+
+/// A consumer that dies between claiming a message and freeing its slot: the
+/// producer at the wrap-around frees it within the bound and counts it lost.
+#[test]
+fn a_consumer_dead_between_claim_and_free_is_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "claim then die (get)");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(2).unwrap();
+    q.put_many(&[1, 2]).unwrap();
+    let dead = fork(|| {
+        q.__claim_get_and_stop();
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    assert_eq!(q.get().unwrap(), 2);
+    q.put(3).unwrap(); // into the free slot
+    let t = Instant::now();
+    q.put_timeout(4, BOUND)
+        .expect("the slot the dead consumer held is freed");
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 1, "message 1 died with its consumer");
+    assert_eq!(q.get().unwrap(), 3);
+    assert_eq!(q.get().unwrap(), 4);
+}
+
+#[test]
+fn a_blocked_get_is_disconnected_when_every_writer_is_gone() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "disconnected");
+    set_owner_check_interval(Duration::from_millis(5));
+    let mut q = Queue::<u64>::new(16).unwrap();
+    // Forked with the handle: the children count as writers.
+    let kids: Vec<_> = (0..3)
+        .map(|k| {
+            let q = &q;
+            fork(move || {
+                std::thread::sleep(Duration::from_millis(20 * k));
+                q.put(k).unwrap();
+                0
+            })
+        })
+        .collect();
+    q.stop_writing(); // this process only reads now
+    let mut got: Vec<u64> = (0..3).map(|_| q.get_timeout(BOUND).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [0, 1, 2]);
+    for k in kids {
+        k.wait_ok(BOUND);
+    }
+    let t = Instant::now();
+    assert!(matches!(q.get_timeout(BOUND), Err(Error::Disconnected)));
+    assert!(
+        t.elapsed() < BOUND / 2,
+        "noticed within a few check intervals"
+    );
+    // A writer that is alive keeps it connected.
+    let q2 = Queue::<u64>::new(4).unwrap();
+    assert!(matches!(
+        q2.get_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+}
+
+/// Garbage over every part of the ring: operations answer (a value or an error)
+/// within their timeouts, never panic, never touch memory outside the segment.
+#[test]
+fn garbage_in_the_ring_never_panics_or_hangs() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "garbage");
+    set_owner_check_interval(Duration::from_millis(1));
+    let mut seed = 0xdead_beef_0bad_f00d_u64;
+    let mut corrupted = 0;
+    for _ in 0..300 {
+        let q = Queue::<u64>::new(5).unwrap();
+        q.put_many(&[1, 2, 3]).unwrap();
+        let seg = q.segment();
+        let words = seg.len() / 8;
+        for _ in 0..1 + next(&mut seed) % 6 {
+            let at = (next(&mut seed) % words as u64) as usize;
+            let value = match next(&mut seed) % 4 {
+                0 => next(&mut seed),
+                1 => next(&mut seed) % 64,
+                2 => u64::MAX - next(&mut seed) % 4,
+                _ => 0,
+            };
+            // SAFETY: `at` is a word inside the segment's contents; we are its only user.
+            unsafe { seg.as_ptr().cast::<u64>().add(at).write_volatile(value) };
+        }
+        let t = Instant::now();
+        let results = [
+            q.put_timeout(7, Duration::from_millis(2)).err(),
+            q.get_timeout(Duration::from_millis(2)).err(),
+            q.get_nowait().err(),
+            q.put_nowait(8).err(),
+            q.get_many(&mut Vec::new(), 4, Some(Duration::from_millis(2)))
+                .err(),
+        ];
+        let _ = (q.qsize(), q.empty(), q.full(), q.lost());
+        corrupted += results
+            .iter()
+            .flatten()
+            .filter(|e| matches!(e, Error::Corrupted(_)))
+            .count();
+        assert!(t.elapsed() < Duration::from_secs(5), "bounded");
+    }
+    eprintln!("300 scribbled rings: {corrupted} operations answered Corrupted");
+}
+
+#[test]
+fn a_corrupted_geometry_is_refused_on_open() {
+    let name = multiproc_testkit::unique_name("qgeom");
+    let q = Queue::<u64>::create(&name, 4).unwrap();
+    // The geometry line is the fourth 128-byte line: scribble its capacity.
+    // SAFETY: inside the segment; no one else uses it.
+    unsafe {
+        q.segment()
+            .as_ptr()
+            .add(3 * 128)
+            .cast::<u64>()
+            .write_volatile(1 << 40)
+    };
+    assert!(matches!(
+        Queue::<u64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+    let _ = Shared::anonymous(0u8);
+}

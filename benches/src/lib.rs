@@ -13,6 +13,38 @@ use std::time::{Duration, Instant};
 
 use multiproc_shm::Segment;
 
+pub mod queue;
+
+/// Forks a child that runs `f` and exits 0.
+///
+/// # Panics
+/// If `fork` fails.
+pub fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the benches are single-threaded; the child runs `f` and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        f();
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+/// Reaps a child made by [`fork_child`].
+///
+/// # Panics
+/// If it did not exit with 0.
+pub fn wait_child(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer; pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "bench child failed"
+    );
+}
+
 /// A `pthread_mutex_t` in an anonymous shared segment, `PTHREAD_PROCESS_SHARED`,
 /// optionally `PTHREAD_MUTEX_ROBUST`: the peer that multiproc's locks are measured
 /// against.

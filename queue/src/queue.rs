@@ -9,7 +9,7 @@ use std::time::Duration;
 use multiproc_shm::{Location, Segment, ShmSafe};
 
 use crate::raw::{deadline, RawQueue, Spec};
-use crate::ring::Msg;
+use crate::ring::{Msg, PopFail};
 use crate::{Error, Result};
 
 /// A bounded queue of `T` between threads and processes: Python's
@@ -161,12 +161,42 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.unregister_writer();
     }
 
+    /// How many times a blocking `put`/`get` of this handle retries before it
+    /// sleeps on the futex (default 200, a few microseconds). 0 sleeps at once.
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        self.raw.set_spins(spins);
+    }
+
+    /// The one-message fast path: `true` if `item` went in.
+    #[inline]
+    fn fast_put(&self, item: &T) -> bool {
+        let ring = self.raw.ring();
+        self.raw.fast_put_allowed()
+            && ring
+                .participant()
+                .is_some_and(|p| ring.push_one(Some(p), item).is_ok())
+    }
+
+    /// The one-message fast path: `Some` when it got an answer.
+    #[inline]
+    fn fast_get(&self) -> Option<Result<T>> {
+        let ring = self.raw.ring();
+        match ring.pop_one::<T>(Some(ring.participant()?)) {
+            Ok(v) => Some(Ok(v)),
+            Err(PopFail::Corrupted(e)) => Some(Err(Error::Corrupted(e))),
+            Err(_) => None,
+        }
+    }
+
     /// Puts `item`, waiting for room.
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::Corrupted`], [`Error::TooManyParticipants`].
     #[inline]
     pub fn put(&self, item: T) -> Result<()> {
+        if self.fast_put(&item) {
+            return Ok(());
+        }
         self.raw.put(&[as_msg(&item)], None, false).1
     }
 
@@ -175,6 +205,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Timeout`], and as for [`put`](Queue::put).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        if self.fast_put(&item) {
+            return Ok(());
+        }
         self.raw
             .put(&[as_msg(&item)], deadline(Some(timeout)), false)
             .1
@@ -185,6 +218,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Full`], and as for [`put`](Queue::put).
     pub fn put_nowait(&self, item: T) -> Result<()> {
+        if self.fast_put(&item) {
+            return Ok(());
+        }
         self.raw.put(&[as_msg(&item)], None, true).1
     }
 
@@ -204,6 +240,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// [`Error::Corrupted`]; [`Error::TooManyParticipants`].
     #[inline]
     pub fn get(&self) -> Result<T> {
+        if let Some(r) = self.fast_get() {
+            return r;
+        }
         self.get_with(None, false)
     }
 
@@ -212,6 +251,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Timeout`], and as for [`get`](Queue::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        if let Some(r) = self.fast_get() {
+            return r;
+        }
         self.get_with(deadline(Some(timeout)), false)
     }
 
@@ -220,6 +262,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Empty`], and as for [`get`](Queue::get).
     pub fn get_nowait(&self) -> Result<T> {
+        if let Some(r) = self.fast_get() {
+            return r;
+        }
         self.get_with(None, true)
     }
 

@@ -22,12 +22,88 @@ const SPINS: u32 = 200;
 /// too (see `register_children`). Atomics only: the fork handler may not lock.
 static WRITE_HANDLES: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 
+/// How a blocked put or get waits, step by step: spin a little, then sleep on the
+/// futex (for a full or empty ring), or yield while a peer is mid-operation on the
+/// slot we need — checking every owner check interval whether that peer died.
+struct Waiter {
+    spins_left: u32,
+    yields_left: u32,
+    in_flight_since: Option<std::time::Instant>,
+}
+
+/// Yields before sleeping, after the spins: when processes outnumber cores, the
+/// peer we wait for may need our core, and a yield is far cheaper than a futex
+/// sleep and the wake-up syscall it costs the peer.
+const YIELDS: u32 = 32;
+
+impl Waiter {
+    fn new(spins: u32) -> Waiter {
+        Waiter {
+            spins_left: spins,
+            yields_left: if spins == 0 { 0 } else { YIELDS },
+            in_flight_since: None,
+        }
+    }
+
+    /// One step of waiting for room or a message: spin, yield, or `sleep`.
+    fn wait(
+        &mut self,
+        deadline: Option<&Deadline>,
+        sleep: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.in_flight_since = None;
+        if self.spins_left > 0 {
+            self.spins_left -= 1;
+            spin();
+            return Ok(());
+        }
+        if self.yields_left > 0 {
+            self.yields_left -= 1;
+            std::thread::yield_now();
+            return Ok(());
+        }
+        if deadline.is_some_and(Deadline::passed) {
+            return Err(Error::Timeout);
+        }
+        sleep()
+    }
+
+    /// One step of waiting for a peer that claimed our slot to finish with it.
+    /// It finishes within nanoseconds unless it was descheduled or died, so this
+    /// spins, then yields; after a check interval, `skip` checks for a dead peer.
+    fn in_flight(
+        &mut self,
+        deadline: Option<&Deadline>,
+        skip: impl FnOnce() -> bool,
+    ) -> Result<()> {
+        if self.spins_left > 0 {
+            self.spins_left -= 1;
+            spin();
+            return Ok(());
+        }
+        if deadline.is_some_and(Deadline::passed) {
+            return Err(Error::Timeout);
+        }
+        let since = *self
+            .in_flight_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= owner_check_interval() {
+            skip();
+            self.in_flight_since = None;
+        }
+        std::thread::yield_now();
+        Ok(())
+    }
+}
+
 /// A queue's shared state plus this handle's view of it.
 pub(crate) struct RawQueue {
     seg: Segment,
     ring: Ring,
     /// Whether this handle counts as a writer (see `Error::Disconnected`).
     writer: bool,
+    /// Tries before a blocking call sleeps (this handle only).
+    spins: u32,
 }
 
 /// How a new queue is made.
@@ -94,7 +170,12 @@ impl RawQueue {
         // SAFETY: geometry checked against this mapping, which `seg` keeps alive
         // for as long as the RawQueue (the Ring is dropped with it).
         let ring = unsafe { Ring::new(base, &checked) };
-        let q = RawQueue { seg, ring, writer };
+        let q = RawQueue {
+            seg,
+            ring,
+            writer,
+            spins: SPINS,
+        };
         if writer {
             q.register_writer();
         }
@@ -103,6 +184,10 @@ impl RawQueue {
 
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
+    }
+
+    pub(crate) fn set_spins(&mut self, spins: u32) {
+        self.spins = spins;
     }
 
     pub(crate) fn ring(&self) -> &Ring {
@@ -178,6 +263,13 @@ impl RawQueue {
         Ok(())
     }
 
+    /// Whether a put may take the one-message fast path (open, not joinable).
+    #[inline]
+    pub(crate) fn fast_put_allowed(&self) -> bool {
+        let g = &self.ctl().geometry.0;
+        g.closed.load(Ordering::Relaxed) == 0 && g.joinable.load(Ordering::Relaxed) == 0
+    }
+
     fn is_closed(&self) -> bool {
         self.ctl().geometry.0.closed.load(Ordering::Acquire) != 0
     }
@@ -203,7 +295,7 @@ impl RawQueue {
             Err(e) => return (0, Err(e)),
         };
         let mut done = 0;
-        let mut spins = 0;
+        let mut waiter = Waiter::new(self.spins);
         let joinable = self.joinable();
         let unfinished = &self.ctl().wake.0.unfinished;
         while done < msgs.len() {
@@ -221,39 +313,36 @@ impl RawQueue {
             if joinable && n < batch.len() {
                 unfinished.fetch_sub((batch.len() - n) as u32, Ordering::AcqRel);
             }
-            let fail = match pushed {
+            let step = match pushed {
                 Ok(_) => {
                     done += n;
-                    spins = 0;
+                    waiter = Waiter::new(self.spins);
                     continue;
                 }
                 Err(PushFail::Corrupted(e)) => return (done, Err(Error::Corrupted(e))),
-                Err(f) => f,
+                Err(_) if nowait => return (done, Err(Error::Full)),
+                Err(PushFail::Full) => {
+                    waiter.wait(deadline.as_ref(), || self.sleep_for_room(deadline.as_ref()))
+                }
+                Err(PushFail::ConsumerInFlight(round)) => {
+                    waiter.in_flight(deadline.as_ref(), || self.ring.skip_dead_consumer(round))
+                }
             };
-            if nowait {
-                return (done, Err(Error::Full));
-            }
-            if spins < SPINS {
-                spins += 1;
-                spin();
-                continue;
-            }
-            if let Err(e) = self.sleep_for_room(&fail, deadline.as_ref()) {
+            if let Err(e) = step {
                 return (done, Err(e));
             }
         }
         (done, Ok(()))
     }
 
-    /// Sleeps until a consumer frees a slot (or a check interval passes, when a
-    /// consumer is in flight on the slot we need).
-    fn sleep_for_room(&self, fail: &PushFail, deadline: Option<&Deadline>) -> Result<()> {
+    /// Sleeps until a consumer frees a slot, or a check interval passes.
+    fn sleep_for_room(&self, deadline: Option<&Deadline>) -> Result<()> {
         let w = &self.ctl().wake.0;
         let seen = w.get_seq.load(Ordering::Acquire);
-        // SYNC: SeqCst: either the consumer freeing a slot sees us waiting, or our
-        // re-check below sees the slot free.
+        // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
         w.put_waiters.fetch_add(1, Ordering::SeqCst);
         let woke = self.ring.has_room()
+            || self.ring.room_claimed()
             || self.is_closed()
             || wait(
                 &w.get_seq,
@@ -262,13 +351,8 @@ impl RawQueue {
                     .as_ref(),
             );
         w.put_waiters.fetch_sub(1, Ordering::SeqCst);
-        if !woke {
-            if deadline.is_some_and(Deadline::passed) {
-                return Err(Error::Timeout);
-            }
-            if let PushFail::ConsumerInFlight(round) = fail {
-                self.ring.skip_dead_consumer(*round);
-            }
+        if !woke && deadline.is_some_and(Deadline::passed) {
+            return Err(Error::Timeout);
         }
         Ok(())
     }
@@ -287,37 +371,34 @@ impl RawQueue {
     ) -> Result<usize> {
         debug_assert!(scratch.len() >= self.ring.msg_max());
         let part = self.participant()?;
-        let mut spins = 0;
+        let mut waiter = Waiter::new(self.spins);
         loop {
-            let fail = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
+            let step = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
                 Ok(n) => return Ok(n),
+                Err(PopFail::Retry) => continue,
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
-                Err(f) => f,
+                Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
+                Err(_) if nowait => return Err(Error::Empty),
+                Err(PopFail::Empty) => waiter.wait(deadline.as_ref(), || {
+                    self.sleep_for_message(deadline.as_ref())
+                }),
+                Err(PopFail::ProducerInFlight(pos)) => {
+                    waiter.in_flight(deadline.as_ref(), || self.ring.skip_dead_producer(pos))
+                }
             };
-            if fail == PopFail::Empty && self.is_closed() {
-                return Err(Error::Closed);
-            }
-            if nowait {
-                return Err(Error::Empty);
-            }
-            if spins < SPINS {
-                spins += 1;
-                spin();
-                continue;
-            }
-            self.sleep_for_message(&fail, deadline.as_ref())?;
+            step?;
         }
     }
 
-    /// Sleeps until a producer publishes (or a check interval passes: then a dead
-    /// producer's slot is skipped, and a queue without writers is `Disconnected`).
-    fn sleep_for_message(&self, fail: &PopFail, deadline: Option<&Deadline>) -> Result<()> {
+    /// Sleeps until a producer publishes, or a check interval passes; then a queue
+    /// that nobody can write to any more is `Disconnected`.
+    fn sleep_for_message(&self, deadline: Option<&Deadline>) -> Result<()> {
         let w = &self.ctl().wake.0;
         let seen = w.put_seq.load(Ordering::Acquire);
-        // SYNC: SeqCst: either the producer publishing sees us waiting, or our
-        // re-check below sees its message.
+        // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
         w.get_waiters.fetch_add(1, Ordering::SeqCst);
         let woke = self.ring.has_message()
+            || self.ring.message_claimed()
             || self.is_closed()
             || wait(
                 &w.put_seq,
@@ -330,14 +411,8 @@ impl RawQueue {
             if deadline.is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
             }
-            match fail {
-                PopFail::ProducerInFlight(pos) => {
-                    self.ring.skip_dead_producer(*pos);
-                }
-                _ if self.ring.len() == 0 && !self.any_live_writer() => {
-                    return Err(Error::Disconnected)
-                }
-                _ => {}
+            if self.ring.len() == 0 && !self.any_live_writer() {
+                return Err(Error::Disconnected);
             }
         }
         Ok(())
@@ -352,7 +427,7 @@ impl RawQueue {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            match self.sleep_for_message(&PopFail::Empty, deadline.as_ref()) {
+            match self.sleep_for_message(deadline.as_ref()) {
                 Err(Error::Timeout) => return Ok(false),
                 Err(e) => return Err(e),
                 Ok(()) => {}

@@ -37,6 +37,8 @@ pub(crate) enum PopFail {
     ProducerInFlight(u64),
     /// A value in shared memory is impossible.
     Corrupted(String),
+    /// Another consumer moved first: try again at once.
+    Retry,
 }
 
 /// A message to copy in: raw bytes (a `T` may have padding, so no `&[u8]`).
@@ -201,12 +203,12 @@ impl Ring {
                 if let Some(p) = part {
                     p.put_pos.store(pos, Ordering::Relaxed);
                 }
-                // SYNC: Release: a consumer that sees tail > pos also sees our put_pos
-                // (announce-then-claim); Acquire pairs with the consumers' frees.
+                // SYNC: a consumer that sees tail > pos also sees our put_pos
+                // (announce-then-claim). SeqCst: see `wake_consumers`.
                 match c.tail.0.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(n as u64),
-                    Ordering::AcqRel,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -217,11 +219,10 @@ impl Ring {
                             // m.len bytes (caller).
                             unsafe { std::ptr::copy_nonoverlapping(m.ptr, data, m.len) };
                             h.len.store(m.len as u32, Ordering::Relaxed);
-                            // SYNC: publishes the message, 2·pos → 2·pos + 1 (pairs with
-                            // the Acquire load of seq in try_pop); SeqCst orders it
-                            // before the load of get_waiters in wake_consumers, so no
-                            // wake-up is lost.
-                            h.seq.fetch_add(1, Ordering::SeqCst);
+                            // SYNC: publishes the message (pairs with the Acquire load
+                            // of seq in try_pop).
+                            h.seq
+                                .store(holding(pos.wrapping_add(i as u64)), Ordering::Release);
                         }
                         self.wake_consumers(n as u32);
                         return Ok(n);
@@ -280,12 +281,12 @@ impl Ring {
                 if let Some(p) = part {
                     p.get_pos.store(pos, Ordering::Relaxed);
                 }
-                // SYNC: Release: a producer that sees head > pos also sees our
-                // get_pos; Acquire pairs with the producers' publication.
+                // SYNC: a producer that sees head > pos also sees our get_pos.
+                // SeqCst: see `wake_producers`.
                 match c.head.0.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(n as u64),
-                    Ordering::AcqRel,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => return self.take_claimed(pos, n, scratch, &mut sink),
@@ -325,10 +326,12 @@ impl Ring {
             if ok {
                 copy_out(data, &mut scratch[..len]);
             }
-            // SYNC: frees the slot for position pos + i + cap, 2·p + 1 → 2·(p + cap)
-            // (pairs with the Acquire load of seq in try_push); SeqCst orders it before the load of
-            // put_waiters in wake_producers.
-            h.seq.fetch_add(2 * self.cap - 1, Ordering::SeqCst);
+            // SYNC: frees the slot for position pos + i + cap (pairs with the
+            // Acquire load of seq in try_push).
+            h.seq.store(
+                free_for(pos.wrapping_add(i).wrapping_add(self.cap)),
+                Ordering::Release,
+            );
             if ok {
                 sink(&scratch[..len]);
             } else {
@@ -452,6 +455,14 @@ impl Ring {
         dead
     }
 
+    /// Wakes sleeping consumers after a publication.
+    ///
+    /// No wake-up is lost although the publication is a plain Release store: our
+    /// SeqCst CAS on `tail` precedes this SeqCst load of `get_waiters`, and a
+    /// consumer increments `get_waiters` (SeqCst) before it reads `tail` (SeqCst)
+    /// to decide whether to sleep. If this load misses the consumer, the consumer's
+    /// read sees our claim, and it waits for the publication without sleeping on
+    /// the futex (see `RawQueue::sleep_for_message`).
     #[inline]
     fn wake_consumers(&self, n: u32) {
         let w = &self.ctl().wake.0;
@@ -461,6 +472,8 @@ impl Ring {
         }
     }
 
+    /// Wakes sleeping producers after slots were freed; the mirror image of
+    /// `wake_consumers`, with `head` and `put_waiters`.
     #[inline]
     fn wake_producers(&self, n: u32) {
         let w = &self.ctl().wake.0;
@@ -480,6 +493,156 @@ impl Ring {
     pub(crate) fn has_message(&self) -> bool {
         let pos = self.ctl().head.0.load(Ordering::Acquire);
         self.slot(pos).0.seq.load(Ordering::Acquire) == holding(pos)
+    }
+
+    /// Whether a producer has claimed the position a consumer needs next (so a
+    /// message is coming: no need to sleep for it). SeqCst: see `wake_consumers`.
+    pub(crate) fn message_claimed(&self) -> bool {
+        let c = self.ctl();
+        c.tail.0.load(Ordering::SeqCst) > c.head.0.load(Ordering::SeqCst)
+    }
+
+    /// Whether a consumer has claimed the message in the slot the next put needs
+    /// (so it is about to be freed). SeqCst: see `wake_producers`.
+    pub(crate) fn room_claimed(&self) -> bool {
+        let c = self.ctl();
+        let tail = c.tail.0.load(Ordering::SeqCst);
+        c.head.0.load(Ordering::SeqCst).saturating_add(self.cap) > tail
+    }
+
+    /// Puts one `T`: the fast path of `put`, for one message of a fixed size.
+    #[inline]
+    pub(crate) fn push_one<T: Copy>(
+        &self,
+        part: Option<&Participant>,
+        item: &T,
+    ) -> Result<(), PushFail> {
+        debug_assert!(std::mem::size_of::<T>() <= self.msg_max);
+        let c = self.ctl();
+        let pos = c.tail.0.load(Ordering::Relaxed);
+        let (h, data) = self.slot(pos);
+        if h.seq.load(Ordering::Acquire) != free_for(pos) {
+            return self
+                .try_push(
+                    part,
+                    &[Msg {
+                        ptr: (item as *const T).cast(),
+                        len: std::mem::size_of::<T>(),
+                    }],
+                )
+                .map(drop);
+        }
+        if let Some(p) = part {
+            p.put_pos.store(pos, Ordering::Relaxed);
+        }
+        // SYNC: as in try_push.
+        if c.tail
+            .0
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return self
+                .try_push(
+                    part,
+                    &[Msg {
+                        ptr: (item as *const T).cast(),
+                        len: std::mem::size_of::<T>(),
+                    }],
+                )
+                .map(drop);
+        }
+        // SAFETY: the claim gives us the slot; its data area holds msg_max >= size_of::<T>() bytes.
+        unsafe { data.cast::<T>().write_unaligned(*item) };
+        h.len
+            .store(std::mem::size_of::<T>() as u32, Ordering::Relaxed);
+        // SYNC: publishes the message (pairs with the Acquire load of seq in pop).
+        h.seq.store(holding(pos), Ordering::Release);
+        self.wake_consumers(1);
+        Ok(())
+    }
+
+    /// Takes one `T`: the fast path of `get`. `T` must be valid for any bytes.
+    #[inline]
+    pub(crate) fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Result<T, PopFail> {
+        let c = self.ctl();
+        let pos = c.head.0.load(Ordering::Relaxed);
+        let (h, data) = self.slot(pos);
+        if h.seq.load(Ordering::Acquire) != holding(pos) {
+            return Err(self.pop_fail(pos));
+        }
+        if let Some(p) = part {
+            p.get_pos.store(pos, Ordering::Relaxed);
+        }
+        // SYNC: as in try_pop.
+        if c.head
+            .0
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(PopFail::Retry);
+        }
+        let len = h.len.load(Ordering::Relaxed) as usize;
+        let item = if len == std::mem::size_of::<T>() && std::mem::align_of::<T>() <= 8 {
+            // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
+            // T) and holds size_of::<T>() bytes; the volatile read copies whatever a
+            // peer left there into private memory, and the caller's T is valid for
+            // any bytes.
+            Some(unsafe { data.cast::<T>().read_volatile() })
+        } else if len == std::mem::size_of::<T>() {
+            // SAFETY: as above, without the alignment: copy byte-wise.
+            let mut v = std::mem::MaybeUninit::<T>::zeroed();
+            // SAFETY: a zeroed MaybeUninit is initialised bytes, len of them.
+            copy_out(data, unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len)
+            });
+            // SAFETY: every byte was written; T is valid for any bytes (caller).
+            Some(unsafe { v.assume_init() })
+        } else {
+            None
+        };
+        // SYNC: frees the slot (pairs with the Acquire load of seq in push).
+        h.seq
+            .store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
+        self.wake_producers(1);
+        item.ok_or_else(|| {
+            c.wake.0.lost.fetch_add(1, Ordering::Relaxed);
+            PopFail::Corrupted(format!(
+                "message of position {pos} is {len} bytes in a queue of {}-byte items",
+                std::mem::size_of::<T>()
+            ))
+        })
+    }
+
+    /// Why the slot at `pos` had no message for us.
+    #[cold]
+    fn pop_fail(&self, pos: u64) -> PopFail {
+        let c = self.ctl();
+        let (h, _) = self.slot(pos);
+        let seq = h.seq.load(Ordering::Acquire);
+        if seq.wrapping_sub(holding(pos)) as i64 > 0 {
+            return if c.head.0.load(Ordering::Relaxed) == pos {
+                PopFail::Corrupted(format!(
+                    "slot of position {pos} has sequence {seq}, ahead of the head"
+                ))
+            } else {
+                PopFail::Retry
+            };
+        }
+        if c.tail.0.load(Ordering::Acquire) > pos {
+            PopFail::ProducerInFlight(pos)
+        } else {
+            PopFail::Empty
+        }
     }
 
     /// Messages in the ring now (approximate while others work).

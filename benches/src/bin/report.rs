@@ -5,6 +5,10 @@
 
 use std::hint::black_box;
 
+use multiproc_bench::queue::{
+    arrayqueue, cache_line_ping_pong, futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong,
+    pipe_stream, python_queue_ns,
+};
 use multiproc_bench::{
     hammer, ns_per_iter, python_process_start_join_us, raw_fork_exit_wait, PthreadMutex,
 };
@@ -186,6 +190,86 @@ fn main() {
         }),
         None => println!("(python3 not found: the Python comparison is skipped)"),
     }
+
+    // The queue: best of three runs each (lower ns is better).
+    let best = |f: &dyn Fn() -> f64| (0..3).map(|_| f()).fold(f64::INFINITY, f64::min);
+    let q_one = best(&|| ours_1p1c(2_000_000, 1024, 1));
+    let q_batch = best(&|| ours_1p1c(4_000_000, 1024, 32));
+    let aq_one = best(&|| arrayqueue(2_000_000, 1, 1, 1024));
+    let pipe = best(&|| pipe_stream(200_000));
+    rows.push(Row {
+        what: "queue 1P→1C, 8 B (ns/msg)",
+        ours: q_one,
+        peer_name: "crossbeam ArrayQueue, threads",
+        peer: aq_one,
+        target: "≤ 1.0× (throughput ≥)",
+        ok: q_one <= aq_one,
+    });
+    rows.push(Row {
+        what: "same, batches of 32 (ns/msg)",
+        ours: q_batch,
+        peer_name: "crossbeam ArrayQueue, threads",
+        peer: aq_one,
+        target: "(put_many/get_many)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "queue 1P→1C, 8 B (ns/msg)",
+        ours: q_one,
+        peer_name: "pipe, 8-byte writes",
+        peer: pipe,
+        target: "≤ 0.05× (20× faster)",
+        ok: q_one * 20.0 <= pipe,
+    });
+    rows.push(Row {
+        what: "same, batches of 32 (ns/msg)",
+        ours: q_batch,
+        peer_name: "pipe, 8-byte writes",
+        peer: pipe,
+        target: "≤ 0.05× (20× faster)",
+        ok: q_batch * 20.0 <= pipe,
+    });
+    match python_queue_ns(100_000) {
+        Some(py) => rows.push(Row {
+            what: "queue 1P→1C, 8 B (ns/msg)",
+            ours: q_one,
+            peer_name: "Python mp.Queue",
+            peer: py,
+            target: "≤ 0.01× (100× faster)",
+            ok: q_one * 100.0 <= py,
+        }),
+        None => println!("(python3 not found: the Python queue comparison is skipped)"),
+    }
+    let q_mpmc = best(&|| ours_mpmc(500_000, 2, 2, 1024));
+    let aq_mpmc = best(&|| arrayqueue(500_000, 2, 2, 1024));
+    rows.push(Row {
+        what: "queue 2P×2C (ns/msg)",
+        ours: q_mpmc,
+        peer_name: "ArrayQueue, 4 threads",
+        peer: aq_mpmc,
+        target: "≤ 1.11× (throughput ≥ 0.9×)",
+        ok: q_mpmc * 0.9 <= aq_mpmc,
+    });
+    let pp_spin = best(&|| ours_ping_pong(100_000, u32::MAX));
+    let line = best(&|| cache_line_ping_pong(100_000));
+    rows.push(Row {
+        what: "ping-pong, spinning (ns/RT)",
+        ours: pp_spin,
+        peer_name: "one cache line bounced",
+        peer: line,
+        target: "≤ 2.0×",
+        ok: pp_spin <= 2.0 * line,
+    });
+    let pp_sleep = best(&|| ours_ping_pong(10_000, 0));
+    let futex = best(&|| futex_ping_pong(10_000));
+    rows.push(Row {
+        what: "ping-pong, sleeping (ns/RT)",
+        ours: pp_sleep,
+        peer_name: "raw futex wake/wait",
+        peer: futex,
+        target: "≤ 1.2×",
+        ok: pp_sleep <= 1.2 * futex,
+    });
 
     println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
     println!(

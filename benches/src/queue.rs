@@ -1,0 +1,257 @@
+//! The queue and its peers, each measured the same way: a producer and a consumer
+//! (processes for ours, the pipe and Python; threads for crossbeam's ArrayQueue),
+//! started together, timed until the consumer has everything.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use multiproc_queue::Queue;
+use multiproc_shm::Shared;
+
+use crate::{fork_child, wait_child};
+
+/// Nanoseconds per message: one producer process → one consumer process through
+/// our queue, 8-byte messages, single `put`/`get` (or batches of `batch`).
+pub fn ours_1p1c(n: u64, capacity: usize, batch: usize) -> f64 {
+    let q = Queue::<u64>::new(capacity).expect("queue");
+    let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let child = fork_child(|| {
+        go.fetch_add(1, Ordering::SeqCst);
+        if batch <= 1 {
+            for i in 0..n {
+                q.put(i).expect("put");
+            }
+        } else {
+            let items: Vec<u64> = (0..batch as u64).collect();
+            for _ in 0..n / batch as u64 {
+                q.put_many(&items).expect("put_many");
+            }
+        }
+    });
+    while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    if batch <= 1 {
+        for _ in 0..n {
+            std::hint::black_box(q.get().expect("get"));
+        }
+    } else {
+        let mut out = Vec::with_capacity(batch);
+        let mut got = 0;
+        while got < (n / batch as u64) * batch as u64 {
+            out.clear();
+            got += q.get_many(&mut out, batch, None).expect("get_many") as u64;
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per message: `producers` producer and `consumers` consumer processes.
+pub fn ours_mpmc(n_per_producer: u64, producers: usize, consumers: usize, capacity: usize) -> f64 {
+    let q = Queue::<u64>::new(capacity).expect("queue");
+    let ready = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let left = Shared::anonymous(AtomicU64::new(n_per_producer * producers as u64)).expect("count");
+    let parties = (producers + consumers) as u32;
+    let wait_go = || {
+        ready.fetch_add(1, Ordering::SeqCst);
+        while ready.load(Ordering::SeqCst) < parties + 1 {
+            std::hint::spin_loop();
+        }
+    };
+    let mut kids = Vec::new();
+    for _ in 0..producers {
+        kids.push(fork_child(|| {
+            wait_go();
+            for i in 0..n_per_producer {
+                q.put(i).expect("put");
+            }
+        }));
+    }
+    for _ in 0..consumers {
+        kids.push(fork_child(|| {
+            wait_go();
+            while left.load(Ordering::Relaxed) > 0 {
+                if q.get_timeout(Duration::from_millis(1)).is_ok() {
+                    left.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    while ready.load(Ordering::SeqCst) < parties {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    ready.fetch_add(1, Ordering::SeqCst);
+    for k in kids {
+        wait_child(k);
+    }
+    t.elapsed().as_nanos() as f64 / (n_per_producer * producers as u64) as f64
+}
+
+/// Nanoseconds per message through crossbeam's `ArrayQueue` between threads,
+/// spinning when full or empty (it has no blocking).
+pub fn arrayqueue(n_per_producer: u64, producers: usize, consumers: usize, capacity: usize) -> f64 {
+    let q = ArrayQueue::<u64>::new(capacity);
+    let left = AtomicU64::new(n_per_producer * producers as u64);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..producers {
+            s.spawn(|| {
+                for i in 0..n_per_producer {
+                    let mut v = i;
+                    while let Err(back) = q.push(v) {
+                        v = back;
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        for _ in 0..consumers {
+            s.spawn(|| {
+                while left.load(Ordering::Relaxed) > 0 {
+                    if q.pop().is_some() {
+                        left.fetch_sub(1, Ordering::Relaxed);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+    });
+    t.elapsed().as_nanos() as f64 / (n_per_producer * producers as u64) as f64
+}
+
+/// Nanoseconds per 8-byte message streamed through a pipe between two processes.
+pub fn pipe_stream(n: u64) -> f64 {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let child = fork_child(|| {
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        for i in 0..n {
+            let b = i.to_ne_bytes();
+            // SAFETY: b is 8 valid bytes.
+            unsafe { libc::write(fds[1], b.as_ptr().cast(), 8) };
+        }
+    });
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let t = Instant::now();
+    let mut got = 0u64;
+    let mut b = [0u8; 8];
+    while got < n * 8 {
+        // SAFETY: b is 8 writable bytes.
+        let r = unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 8) };
+        if r <= 0 {
+            break;
+        }
+        got += r as u64;
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    // SAFETY: our read end.
+    unsafe { libc::close(fds[0]) };
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per round trip between two processes through two queues. With
+/// `spin_limit` 0 both sides sleep on the futex at once; large, they spin.
+pub fn ours_ping_pong(n: u64, spin_limit: u32) -> f64 {
+    let mut ping = Queue::<u64>::new(1).expect("queue");
+    let mut pong = Queue::<u64>::new(1).expect("queue");
+    ping.set_spin_limit(spin_limit);
+    pong.set_spin_limit(spin_limit);
+    let child = fork_child(|| {
+        for _ in 0..n {
+            let v = ping.get().expect("get");
+            pong.put(v).expect("put");
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        ping.put(i).expect("put");
+        std::hint::black_box(pong.get().expect("get"));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// The floor: one cache line bounced between two spinning processes, per round trip.
+pub fn cache_line_ping_pong(n: u64) -> f64 {
+    let line = Shared::anonymous(AtomicU64::new(0)).expect("line");
+    let child = fork_child(|| {
+        for i in 0..n {
+            while line.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            line.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        line.store(2 * i + 1, Ordering::Release);
+        while line.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// The floor for sleeping waiters: a raw futex wake → wait round trip between two
+/// processes (each side sleeps until the other wakes it).
+pub fn futex_ping_pong(n: u64) -> f64 {
+    use multiproc_sync::futex::{wait, wake};
+    let words = Shared::anonymous([AtomicU32::new(0), AtomicU32::new(0)]).expect("words");
+    let child = fork_child(|| {
+        for i in 0..n as u32 {
+            while words[0].load(Ordering::Acquire) == i {
+                wait(&words[0], i, None);
+            }
+            words[1].store(i + 1, Ordering::Release);
+            wake(&words[1], 1);
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n as u32 {
+        words[0].store(i + 1, Ordering::Release);
+        wake(&words[0], 1);
+        while words[1].load(Ordering::Acquire) == i {
+            wait(&words[1], i, None);
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per message through Python's `multiprocessing.Queue`, one producer
+/// process to one consumer, measured by `python3`; `None` without it.
+pub fn python_queue_ns(n: u64) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def prod(q, n):\n\
+         \x20   for i in range(n): q.put(i)\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   q = mp.Queue(1024)\n\
+         \x20   p = mp.Process(target=prod, args=(q, {n}))\n\
+         \x20   t = time.perf_counter(); p.start()\n\
+         \x20   for _ in range({n}): q.get()\n\
+         \x20   dt = time.perf_counter() - t; p.join()\n\
+         \x20   print(dt / {n} * 1e9)\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}

@@ -24,10 +24,11 @@
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 
-/// Threads that can use one queue at once with dead-peer detection.
-pub const PARTICIPANTS: usize = 64;
+/// Threads that can use one queue at once with dead-peer detection (4 under loom,
+/// to keep the models small).
+pub const PARTICIPANTS: usize = if cfg!(multiproc_loom) { 4 } else { 64 };
 /// Processes that can hold one queue open for writing at once.
-pub const WRITERS: usize = 32;
+pub const WRITERS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
 /// A participant's position field when it is not putting or getting anything.
 pub(crate) const IDLE: u64 = u64::MAX;
 /// Largest capacity (positions are 64-bit; capacities fit the header's count).
@@ -64,7 +65,8 @@ pub(crate) struct Geometry {
 }
 
 #[repr(C)]
-pub(crate) struct Participant {
+/// One thread's entry: who it is and which positions it is claiming.
+pub struct Participant {
     /// Thread record of its owner (`multiproc_sync::owner`), 0 when free.
     pub(crate) owner: AtomicU64,
     /// The position it is putting (written before it claims it), or IDLE.

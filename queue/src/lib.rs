@@ -51,9 +51,61 @@ pub use error::{Error, Result};
 pub use pipe::{Connection, Pipe, PIPE_CAPACITY, PIPE_MESSAGE};
 pub use queue::{ByteQueue, JoinableQueue, Queue};
 
-/// The ring's algorithm on memory of the caller's, for the loom models only.
+/// The ring's algorithm on heap memory, for the loom models only.
 #[cfg(multiproc_loom)]
 #[doc(hidden)]
 pub mod model {
+    use std::alloc::{alloc_zeroed, Layout};
+    use std::ptr::NonNull;
+
+    use crate::layout::Control;
     pub use crate::ring::{Msg, PopFail, PushFail, Ring};
+
+    /// A ring of `capacity` slots for `msg_max`-byte messages on the heap.
+    /// Leaked: loom models are short.
+    pub fn ring(capacity: usize, msg_max: usize) -> Ring {
+        let len = crate::layout::total_len(capacity, msg_max);
+        let layout = Layout::from_size_align(len, 128).expect("layout");
+        // SAFETY: a non-zero size; the result is checked for NULL.
+        let base = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("alloc");
+        // SAFETY: 128-aligned, len bytes, unused.
+        unsafe { crate::layout::init(base.as_ptr(), capacity, msg_max, false) };
+        // SAFETY: initialised just above.
+        let checked = crate::layout::check(unsafe { base.cast::<Control>().as_ref() }, len)
+            .expect("geometry");
+        // SAFETY: the memory is leaked, so it outlives the ring.
+        unsafe { Ring::new(base, &checked) }
+    }
+
+    /// Declares the calling (loom) thread dead, as a SIGKILL would.
+    pub fn die() {
+        crate::primitive::DEAD
+            .lock()
+            .unwrap()
+            .push(crate::primitive::current_thread());
+    }
+
+    /// Sets the closed flag, as `Queue::close` does.
+    pub fn close(ring: &Ring) {
+        ring.ctl()
+            .geometry
+            .0
+            .closed
+            .store(1, crate::primitive::Ordering::Release);
+    }
+
+    /// Whether the closed flag is set.
+    pub fn is_closed(ring: &Ring) -> bool {
+        ring.ctl()
+            .geometry
+            .0
+            .closed
+            .load(crate::primitive::Ordering::Acquire)
+            != 0
+    }
+
+    /// Claims a slot for putting and stops (a producer about to be killed).
+    pub fn claim_put_and_stop(ring: &Ring) {
+        ring.claim_put_and_stop(ring.participant());
+    }
 }

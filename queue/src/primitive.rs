@@ -56,9 +56,15 @@ mod imp {
 
     pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
 
+    loom::lazy_static! {
+        /// Thread numbers, and the threads a model declared dead (`model::die`);
+        /// both start afresh in each execution, which keeps the model deterministic.
+        static ref NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        pub(crate) static ref DEAD: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+    }
+
     pub(crate) fn current_thread() -> u64 {
         use std::cell::Cell;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         loom::thread_local! {
             static ME: Cell<u64> = Cell::new(0);
         }
@@ -70,8 +76,8 @@ mod imp {
         })
     }
 
-    pub(crate) fn thread_alive(_record: u64) -> bool {
-        true
+    pub(crate) fn thread_alive(record: u64) -> bool {
+        !DEAD.lock().unwrap().contains(&record)
     }
 
     pub(crate) fn current_process() -> u64 {

@@ -19,7 +19,7 @@ use crate::primitive::{current_thread, thread_alive, wake, Ordering};
 
 /// Why a push did not happen.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PushFail {
+pub enum PushFail {
     /// Every slot holds a message.
     Full,
     /// The slot for the next position is being emptied by a consumer (of position `0`).
@@ -30,7 +30,7 @@ pub(crate) enum PushFail {
 
 /// Why a pop did not happen.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PopFail {
+pub enum PopFail {
     /// No message.
     Empty,
     /// A producer claimed position `0` and has not published it yet.
@@ -43,13 +43,15 @@ pub(crate) enum PopFail {
 
 /// A message to copy in: raw bytes (a `T` may have padding, so no `&[u8]`).
 #[derive(Clone, Copy)]
-pub(crate) struct Msg {
-    pub(crate) ptr: *const u8,
-    pub(crate) len: usize,
+pub struct Msg {
+    /// Where its bytes are.
+    pub ptr: *const u8,
+    /// How many.
+    pub len: usize,
 }
 
 /// A view of a ring in some mapping; does not own the memory.
-pub(crate) struct Ring {
+pub struct Ring {
     ctl: NonNull<Control>,
     slots: NonNull<u8>,
     slot_size: usize,
@@ -122,7 +124,7 @@ impl Ring {
 
     /// This thread's participant entry, claimed on first use.
     #[inline]
-    pub(crate) fn participant(&self) -> Option<&Participant> {
+    pub fn participant(&self) -> Option<&Participant> {
         let me = current_thread();
         let parts = &self.ctl().participants;
         let start = start_index(me);
@@ -179,11 +181,7 @@ impl Ring {
     /// Puts up to `msgs.len()` messages with one claim; returns how many.
     ///
     /// Every message must be at most `msg_max` bytes (the caller checks).
-    pub(crate) fn try_push(
-        &self,
-        part: Option<&Participant>,
-        msgs: &[Msg],
-    ) -> Result<usize, PushFail> {
+    pub fn try_push(&self, part: Option<&Participant>, msgs: &[Msg]) -> Result<usize, PushFail> {
         debug_assert!(msgs.iter().all(|m| m.len <= self.msg_max));
         let c = self.ctl();
         let mut pos = c.tail.0.load(Ordering::Relaxed);
@@ -256,7 +254,7 @@ impl Ring {
 
     /// Takes up to `max` messages with one claim, handing each to `sink` (copied
     /// into private memory with volatile reads first); returns how many.
-    pub(crate) fn try_pop(
+    pub fn try_pop(
         &self,
         part: Option<&Participant>,
         max: usize,
@@ -384,7 +382,7 @@ impl Ring {
 
     /// Consumer side: if every thread that may have claimed `pos` for putting is
     /// dead, take the position, free its slot and count the message lost.
-    pub(crate) fn skip_dead_producer(&self, pos: u64) -> bool {
+    pub fn skip_dead_producer(&self, pos: u64) -> bool {
         let c = self.ctl();
         let (h, _) = self.slot(pos);
         if h.seq.load(Ordering::Acquire) != free_for(pos)
@@ -646,7 +644,7 @@ impl Ring {
     }
 
     /// Messages in the ring now (approximate while others work).
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         let c = self.ctl();
         let head = c.head.0.load(Ordering::Acquire);
         let tail = c.tail.0.load(Ordering::Acquire);

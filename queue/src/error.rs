@@ -22,6 +22,14 @@ pub enum Error {
         "the queue is empty and every process that could write to it has exited or dropped it"
     )]
     Disconnected,
+    /// An opened queue has another capacity than the opener expected.
+    #[error("the queue has {found} slots, not the {expected} expected; open it with its own size")]
+    CapacityMismatch {
+        /// Its capacity.
+        found: usize,
+        /// The capacity asked for.
+        expected: usize,
+    },
     /// A message is larger than the queue's message size.
     #[error("message of {len} bytes is larger than the {max} bytes this queue was made for")]
     MessageTooLarge {

@@ -138,6 +138,31 @@ impl<T: ShmSafe + Copy> Queue<T> {
         Queue::open_as(name, false, true)
     }
 
+    /// Opens the named queue `name`, which must have exactly `maxsize` slots.
+    ///
+    /// # Errors
+    /// [`Error::CapacityMismatch`] for another size, then as for [`open`](Queue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_queue::{Error, Queue};
+    /// let name = format!("doc-queue-cap-{}", std::process::id());
+    /// let _q = Queue::<u8>::create(&name, 8)?;
+    /// assert!(Queue::<u8>::open_sized(&name, 8).is_ok());
+    /// assert!(matches!(Queue::<u8>::open_sized(&name, 16), Err(Error::CapacityMismatch { found: 8, expected: 16 })));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open_sized(name: &str, maxsize: usize) -> Result<Queue<T>> {
+        let q = Queue::open(name)?;
+        if q.capacity() != maxsize {
+            return Err(Error::CapacityMismatch {
+                found: q.capacity(),
+                expected: maxsize,
+            });
+        }
+        Ok(q)
+    }
+
     /// Opens the named queue without counting as a writer, so that a blocked `get`
     /// can see [`Error::Disconnected`] when the writers are gone.
     ///

@@ -186,3 +186,43 @@ fn an_unrelated_process_opens_a_named_queue() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+mod cross_process_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// A forked producer puts a random sequence in random batches through a ring
+        /// of random capacity; the parent takes it in random batches: it comes out
+        /// exactly as it went in (the VecDeque model across processes).
+        #[test]
+        fn a_random_sequence_crosses_processes_unchanged(
+            cap in 1usize..9,
+            items in proptest::collection::vec(any::<u64>(), 0..400),
+            put_batch in 1usize..7,
+            get_batch in 1usize..7,
+        ) {
+            let _dog = Watchdog::arm(LIMIT, "cross-process proptest");
+            let q = Queue::<u64>::new(cap).unwrap();
+            let producer = fork(|| {
+                for chunk in items.chunks(put_batch) {
+                    if chunk.len() == 1 {
+                        q.put(chunk[0]).unwrap();
+                    } else {
+                        q.put_many(chunk).unwrap();
+                    }
+                }
+                0
+            });
+            let mut got = Vec::with_capacity(items.len());
+            while got.len() < items.len() {
+                q.get_many(&mut got, get_batch, Some(Duration::from_secs(20))).unwrap();
+            }
+            producer.wait_ok(LIMIT);
+            prop_assert_eq!(got, items);
+            prop_assert!(q.empty());
+        }
+    }
+}

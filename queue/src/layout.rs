@@ -1,19 +1,20 @@
 //! The queue's memory: a control block, then `capacity` slots.
 //!
 //! ```text
-//! Control (2 432 bytes, 128-aligned)
+//! Control (9 216 bytes, 128-aligned)
 //!   line 0   tail: next position a producer claims          (producers write)
 //!   line 1   head: next position a consumer claims          (consumers write)
 //!   line 2   futex words and waiter counts, lost-message count, unfinished tasks
 //!   line 3   geometry (capacity, message size, slot size) and the closed flag
-//!   64 × Participant  {thread record, position it is putting, position it is getting}
+//!   64 × Participant  {thread record, position it is putting, position it is getting},
+//!                     128 bytes each (no false sharing)
 //!   32 × Writer       {process record, open write handles}
-//! Slot × capacity, each slot_size bytes (8-aligned)
+//! Slot × capacity, each slot_size bytes (a multiple of 64: one cache line or more)
 //!   seq: u64   Vyukov's sequence, doubled: == 2·pos free for the producer of pos,
 //!              == 2·pos + 1 holds the message of pos, == 2·(pos + capacity) free
 //!              again (doubling keeps the states apart even for capacity 1)
 //!   len: u32   message length
-//!   data: [u8; message size rounded up to 8]
+//!   data: [u8; message size, padded to the line]
 //! ```
 //!
 //! Positions are 64-bit and never wrap, so the capacity need not be a power of
@@ -64,8 +65,10 @@ pub(crate) struct Geometry {
     pub(crate) joinable: AtomicU32,
 }
 
-#[repr(C)]
-/// One thread's entry: who it is and which positions it is claiming.
+/// One thread's entry: who it is and which positions it is claiming. Each has its
+/// own 128 bytes: its thread writes the claimed position on every put and get, and
+/// entries sharing a line would bounce it between processes.
+#[repr(C, align(128))]
 pub struct Participant {
     /// Thread record of its owner (`multiproc_sync::owner`), 0 when free.
     pub(crate) owner: AtomicU64,
@@ -95,7 +98,8 @@ pub(crate) struct Control {
 }
 
 #[cfg(not(multiproc_loom))]
-const _: () = assert!(std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 32 + WRITERS * 16);
+const _: () =
+    assert!(std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 128 + WRITERS * 16);
 
 #[repr(C)]
 pub(crate) struct SlotHeader {
@@ -104,9 +108,11 @@ pub(crate) struct SlotHeader {
     reserved: AtomicU32,
 }
 
-/// Bytes per slot for messages of up to `msg_max` bytes.
+/// Bytes per slot for messages of up to `msg_max` bytes: a whole number of
+/// 64-byte cache lines, so that a producer filling one slot and a consumer
+/// emptying the one before it never share a line.
 pub(crate) fn slot_size(msg_max: usize) -> usize {
-    std::mem::size_of::<SlotHeader>() + msg_max.next_multiple_of(8)
+    (std::mem::size_of::<SlotHeader>() + msg_max).next_multiple_of(64)
 }
 
 /// Bytes of the whole structure.

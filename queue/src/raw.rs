@@ -45,16 +45,27 @@ impl Waiter {
         }
     }
 
-    /// One step of waiting for room or a message: spin, yield, or `sleep`.
+    /// Spins until `ready` (or the spins run out). `ready` looks only at the slot
+    /// we need: reading the other side's index while spinning would pull its
+    /// cache line away from it on every probe.
+    fn spin_until(&mut self, ready: impl Fn() -> bool) {
+        while self.spins_left > 0 && !ready() {
+            self.spins_left -= 1;
+            spin();
+        }
+    }
+
+    /// One step of waiting for room or a message: spin (until `ready`), yield,
+    /// or `sleep`.
     fn wait(
         &mut self,
         deadline: Option<&Deadline>,
+        ready: impl Fn() -> bool,
         sleep: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         self.in_flight_since = None;
         if self.spins_left > 0 {
-            self.spins_left -= 1;
-            spin();
+            self.spin_until(ready);
             return Ok(());
         }
         if self.yields_left > 0 {
@@ -74,11 +85,11 @@ impl Waiter {
     fn in_flight(
         &mut self,
         deadline: Option<&Deadline>,
+        ready: impl Fn() -> bool,
         skip: impl FnOnce() -> bool,
     ) -> Result<()> {
         if self.spins_left > 0 {
-            self.spins_left -= 1;
-            spin();
+            self.spin_until(ready);
             return Ok(());
         }
         if deadline.is_some_and(Deadline::passed) {
@@ -321,12 +332,16 @@ impl RawQueue {
                 }
                 Err(PushFail::Corrupted(e)) => return (done, Err(Error::Corrupted(e))),
                 Err(_) if nowait => return (done, Err(Error::Full)),
-                Err(PushFail::Full) => {
-                    waiter.wait(deadline.as_ref(), || self.sleep_for_room(deadline.as_ref()))
-                }
-                Err(PushFail::ConsumerInFlight(round)) => {
-                    waiter.in_flight(deadline.as_ref(), || self.ring.skip_dead_consumer(round))
-                }
+                Err(PushFail::Full) => waiter.wait(
+                    deadline.as_ref(),
+                    || self.ring.has_room(),
+                    || self.sleep_for_room(deadline.as_ref()),
+                ),
+                Err(PushFail::ConsumerInFlight(round)) => waiter.in_flight(
+                    deadline.as_ref(),
+                    || self.ring.has_room(),
+                    || self.ring.skip_dead_consumer(round),
+                ),
             };
             if let Err(e) = step {
                 return (done, Err(e));
@@ -372,6 +387,10 @@ impl RawQueue {
         debug_assert!(scratch.len() >= self.ring.msg_max());
         let part = self.participant()?;
         let mut waiter = Waiter::new(self.spins);
+        if !nowait {
+            // Watch the slot before looking at anything else (see spin_until).
+            waiter.spin_until(|| self.ring.has_message());
+        }
         loop {
             let step = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
                 Ok(n) => return Ok(n),
@@ -379,12 +398,16 @@ impl RawQueue {
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                 Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
                 Err(_) if nowait => return Err(Error::Empty),
-                Err(PopFail::Empty) => waiter.wait(deadline.as_ref(), || {
-                    self.sleep_for_message(deadline.as_ref())
-                }),
-                Err(PopFail::ProducerInFlight(pos)) => {
-                    waiter.in_flight(deadline.as_ref(), || self.ring.skip_dead_producer(pos))
-                }
+                Err(PopFail::Empty) => waiter.wait(
+                    deadline.as_ref(),
+                    || self.ring.has_message(),
+                    || self.sleep_for_message(deadline.as_ref()),
+                ),
+                Err(PopFail::ProducerInFlight(pos)) => waiter.in_flight(
+                    deadline.as_ref(),
+                    || self.ring.has_message(),
+                    || self.ring.skip_dead_producer(pos),
+                ),
             };
             step?;
         }

@@ -571,7 +571,9 @@ impl Ring {
         let pos = c.head.0.load(Ordering::Relaxed);
         let (h, data) = self.slot(pos);
         if h.seq.load(Ordering::Acquire) != holding(pos) {
-            return Err(self.pop_fail(pos));
+            // Not ready: the caller's general path finds out why (reading `tail`
+            // here would cost the producer its cache line).
+            return Err(PopFail::Retry);
         }
         if let Some(p) = part {
             p.get_pos.store(pos, Ordering::Relaxed);
@@ -619,28 +621,6 @@ impl Ring {
                 std::mem::size_of::<T>()
             ))
         })
-    }
-
-    /// Why the slot at `pos` had no message for us.
-    #[cold]
-    fn pop_fail(&self, pos: u64) -> PopFail {
-        let c = self.ctl();
-        let (h, _) = self.slot(pos);
-        let seq = h.seq.load(Ordering::Acquire);
-        if seq.wrapping_sub(holding(pos)) as i64 > 0 {
-            return if c.head.0.load(Ordering::Relaxed) == pos {
-                PopFail::Corrupted(format!(
-                    "slot of position {pos} has sequence {seq}, ahead of the head"
-                ))
-            } else {
-                PopFail::Retry
-            };
-        }
-        if c.tail.0.load(Ordering::Acquire) > pos {
-            PopFail::ProducerInFlight(pos)
-        } else {
-            PopFail::Empty
-        }
     }
 
     /// Messages in the ring now (approximate while others work).

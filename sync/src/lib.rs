@@ -90,6 +90,7 @@ pub mod owner {
     /// let me = multiproc_sync::owner::current_thread();
     /// assert!(multiproc_sync::owner::thread_alive(me));
     /// ```
+    #[inline]
     pub fn current_thread() -> u64 {
         crate::identity::current()
     }

@@ -158,16 +158,7 @@ pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
 /// # Panics
 /// If `fork` fails.
 pub fn raw_fork_exit_wait() {
-    // SAFETY: the child only calls _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: _exit ends the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: status is a valid out-pointer; pid is our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    wait_child(fork_child(|| {}));
 }
 
 /// Microseconds per `Process(target=f).start(); join()` in Python's

@@ -41,6 +41,9 @@ pub enum Error {
         "the barrier is broken (aborted, reset, or a party timed out); reset() it to use it again"
     )]
     BrokenBarrier,
+    /// Every process registered to set an event died without setting it.
+    #[error("every process registered to set this event died without setting it or leaving")]
+    NoLiveSetter,
     /// A fixed-capacity structure has no room left.
     #[error("full: all {capacity} entries are in use")]
     Full {

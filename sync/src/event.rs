@@ -2,12 +2,21 @@
 
 use std::time::Duration;
 
-use crate::primitive::{wait, wake, AtomicU32, Ordering};
-use crate::raw_mutex::deadline_after;
+use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::slots::Slots;
+use crate::{Error, Result};
 
 /// A flag that processes can wait on, process-shared.
 ///
-/// `#[repr(C)]`, 8 bytes; all-zero bytes are a clear event.
+/// # When the setter dies
+/// Processes that will `set` the event may [`register_setter`](Event::register_setter);
+/// [`wait_checked`](Event::wait_checked) then answers [`Error::NoLiveSetter`] —
+/// within an owner check interval — once the event is clear and every registered
+/// setter has died without leaving, instead of waiting forever. Plain
+/// [`wait`](Event::wait) relies on its timeout.
+///
+/// `#[repr(C)]`, 136 bytes; all-zero bytes are a clear event.
 ///
 /// # Examples
 /// ```
@@ -25,6 +34,8 @@ pub struct Event {
     /// 0 clear, anything else set.
     state: AtomicU32,
     sleepers: AtomicU32,
+    /// Processes registered as setters.
+    setters: Slots,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -43,6 +54,7 @@ impl Event {
         Event {
             state: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            setters: Slots::new(),
         }
     }
 
@@ -87,6 +99,88 @@ impl Event {
                 return false;
             }
         }
+    }
+}
+
+impl Event {
+    /// Registers this process as one that will set the event (see "When the
+    /// setter dies"). Leaves on drop.
+    ///
+    /// # Errors
+    /// [`Error::Full`] when [`SLOTS`](crate::SLOTS) setters are registered already.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let e = multiproc_sync::Event::new();
+    /// let setter = e.register_setter()?;
+    /// setter.set();
+    /// assert!(e.wait_checked(Some(Duration::from_secs(1)))?);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn register_setter(&self) -> Result<EventSetter<'_>> {
+        let me = current_process();
+        let slot = self.setters.claim(me).ok_or(Error::Full {
+            capacity: crate::slots::SLOTS,
+        })?;
+        Ok(EventSetter {
+            event: self,
+            slot,
+            me,
+        })
+    }
+
+    /// [`wait`](Event::wait), but answers [`Error::NoLiveSetter`] once setters
+    /// registered and all of them died without setting the event or leaving.
+    ///
+    /// # Errors
+    /// [`Error::NoLiveSetter`].
+    pub fn wait_checked(&self, timeout: Option<Duration>) -> Result<bool> {
+        if self.is_set() {
+            return Ok(true);
+        }
+        let deadline = deadline_after(timeout);
+        loop {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let check_at = Deadline::after(owner_check_interval());
+            let woke = wait(
+                &self.state,
+                0,
+                Deadline::earliest(deadline, check_at).as_ref(),
+            );
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if self.is_set() {
+                return Ok(true);
+            }
+            if !woke {
+                if deadline.as_ref().is_some_and(Deadline::passed) {
+                    return Ok(false);
+                }
+                if self.setters.any_dead() && !self.setters.any_alive() {
+                    return Err(Error::NoLiveSetter);
+                }
+            }
+        }
+    }
+}
+
+/// A registered setter of an [`Event`] (see [`Event::register_setter`]); leaves on drop.
+pub struct EventSetter<'a> {
+    event: &'a Event,
+    slot: usize,
+    me: u64,
+}
+
+impl EventSetter<'_> {
+    /// Sets the event.
+    pub fn set(&self) {
+        self.event.set();
+    }
+}
+
+impl Drop for EventSetter<'_> {
+    fn drop(&mut self) {
+        self.event.setters.free(self.slot, self.me);
     }
 }
 

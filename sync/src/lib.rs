@@ -29,10 +29,12 @@
 //! consistent; if it does not, every later acquire gets `NotRecoverable`. The
 //! mechanism and its reasons are in the docs of the lock word (`raw_mutex.rs`).
 //! [`Semaphore`], [`Barrier`], [`Event`] and [`Condvar`] have no owner word.
-//! Permits taken with [`Semaphore::acquire_owned`] and parties registered with
-//! [`Barrier::join`] are recorded in per-participant slots, so a dead holder's
-//! permit is returned and a dead party breaks the barrier instead of hanging it;
-//! otherwise waiters rely on timeouts, and every blocking call has a timed form.
+//! Permits taken with [`Semaphore::acquire_owned`], parties registered with
+//! [`Barrier::join`] and setters registered with [`Event::register_setter`] are
+//! recorded in per-participant slots, so a dead holder's permit is returned, a dead
+//! party breaks the barrier, and a waiter whose setters all died is told so —
+//! instead of hanging; otherwise waiters rely on timeouts, and every blocking call
+//! has a timed form.
 //!
 //! # Example: a lock between two processes
 //! ```
@@ -75,7 +77,7 @@ pub use condvar::{Condition, Condvar};
 #[cfg(not(multiproc_loom))]
 pub use dict::SharedDict;
 pub use error::{Error, LockError, LockResult, Result};
-pub use event::Event;
+pub use event::{Event, EventSetter};
 pub use lock::{Lock, RLock, RLockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{owner_check_interval, set_owner_check_interval};

@@ -57,6 +57,14 @@ impl Slots {
         n
     }
 
+    /// Whether any recorded participant is alive.
+    pub(crate) fn any_alive(&self) -> bool {
+        self.slot.iter().any(|s| {
+            let rec = s.load(Ordering::Relaxed);
+            rec != 0 && process_alive(rec)
+        })
+    }
+
     /// Whether any recorded participant is dead (without freeing it).
     pub(crate) fn any_dead(&self) -> bool {
         self.slot.iter().any(|s| {

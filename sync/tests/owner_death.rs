@@ -307,3 +307,46 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
     );
     waiter.wait_ok(BOUND);
 }
+
+#[test]
+fn a_waiter_is_told_when_every_setter_of_an_event_died() {
+    use multiproc_sync::Event;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "event setter death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let event = Shared::anonymous(Event::new()).unwrap();
+    let registered = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut setter = fork(|| {
+        let _s = event.register_setter().unwrap();
+        registered.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    while registered.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    assert_eq!(
+        event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
+        false,
+        "alive: just a timeout"
+    );
+    setter.signal(libc::SIGKILL);
+    assert_eq!(
+        setter.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    let t = Instant::now();
+    assert!(matches!(
+        event.wait_checked(Some(Duration::from_secs(20))),
+        Err(Error::NoLiveSetter)
+    ));
+    assert!(t.elapsed() < BOUND);
+    // A setter that sets and leaves normally is fine.
+    let e2 = Shared::anonymous(Event::new()).unwrap();
+    fork(|| {
+        e2.register_setter().unwrap().set();
+        0
+    })
+    .wait_ok(BOUND);
+    assert!(e2.wait_checked(Some(Duration::from_secs(1))).unwrap());
+}

@@ -83,6 +83,12 @@ pub struct TypeInfo {
 
 impl TypeInfo {
     /// The fingerprint of `count` values of `T`.
+    ///
+    /// # Examples
+    /// ```
+    /// let t = multiproc_shm::TypeInfo::of::<u64>(3);
+    /// assert_eq!((t.elem_size, t.count), (8, 3));
+    /// ```
     pub fn of<T>(count: u64) -> TypeInfo {
         let name = std::any::type_name::<T>();
         let size = std::mem::size_of::<T>() as u64;
@@ -125,6 +131,13 @@ impl TypeInfo {
 
     /// Whether `self` (read from a header) is the same element type as `want`
     /// (size, alignment and name fingerprint; the count is not compared).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::TypeInfo;
+    /// assert!(TypeInfo::of::<u8>(1).same_type(&TypeInfo::of::<u8>(9)));
+    /// assert!(!TypeInfo::of::<u8>(1).same_type(&TypeInfo::of::<i8>(1)));
+    /// ```
     pub fn same_type(&self, want: &TypeInfo) -> bool {
         self.elem_size == want.elem_size
             && self.elem_align == want.elem_align
@@ -132,6 +145,11 @@ impl TypeInfo {
     }
 
     /// `"3 × u64 (size 8, align 8)"`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_shm::TypeInfo::of::<u16>(2).describe(), "2 × u16 (size 2, align 2)");
+    /// ```
     pub fn describe(&self) -> String {
         format!(
             "{} × {} (size {}, align {})",
@@ -261,6 +279,12 @@ impl Snapshot {
     }
 
     /// Parses a header from bytes read from a file (no mapping needed).
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_shm::header::Snapshot::from_bytes(&[0u8; 128]);
+    /// assert_eq!(s.magic, 0);
+    /// ```
     pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Snapshot {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
@@ -313,6 +337,12 @@ impl Snapshot {
     }
 
     /// The creator as recorded.
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_shm::header::Snapshot::from_bytes(&[0u8; 128]);
+    /// assert_eq!(s.creator().pid, 0);
+    /// ```
     pub fn creator(&self) -> crate::ProcessIdentity {
         crate::ProcessIdentity {
             pid: self.creator_pid,
@@ -323,6 +353,12 @@ impl Snapshot {
     /// Checks a READY header's fields against each other and the file size.
     ///
     /// Returns the payload's offset and length, both within `file_len`.
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_shm::header::Snapshot::from_bytes(&[0u8; 128]);
+    /// assert!(matches!(s.validate("zeroes", 128), Err(multiproc_shm::Error::NotMultiproc { .. })));
+    /// ```
     pub fn validate(&self, what: &str, file_len: u64) -> Result<(usize, usize)> {
         let corrupted = |reason: String| Error::Corrupted {
             what: what.to_owned(),

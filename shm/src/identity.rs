@@ -30,6 +30,12 @@ static CURRENT_START: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessIdentity {
     /// The calling process. Cached, and recomputed after `fork` (when the pid changes).
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_shm::ProcessIdentity::current();
+    /// assert_eq!(me.pid, std::process::id());
+    /// ```
     pub fn current() -> ProcessIdentity {
         let pid = crate::sys::getpid();
         if CURRENT_PID.load(Ordering::Acquire) == u64::from(pid) {
@@ -46,6 +52,12 @@ impl ProcessIdentity {
 
     /// The live process that now has `pid`, or `None` if there is none (or it is a
     /// zombie: dead, not yet reaped).
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_shm::ProcessIdentity::current();
+    /// assert_eq!(multiproc_shm::ProcessIdentity::of(me.pid), Some(me));
+    /// ```
     pub fn of(pid: u32) -> Option<ProcessIdentity> {
         let stat = read_stat(pid)?;
         (!stat.zombie).then_some(ProcessIdentity {
@@ -58,6 +70,11 @@ impl ProcessIdentity {
     /// has the same start time (so it was not recycled).
     ///
     /// When `/proc` cannot be read (hidepid, another user), falls back to `kill(pid, 0)`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::ProcessIdentity::current().is_alive());
+    /// ```
     pub fn is_alive(&self) -> bool {
         if self.pid == 0 {
             return false;

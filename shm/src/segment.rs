@@ -433,16 +433,36 @@ impl Segment {
     }
 
     /// The number of bytes of contents (the header not counted).
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(10)?;
+    /// assert_eq!(seg.len(), 10);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the contents are empty.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_shm::Segment::anonymous(1)?.is_empty());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// A pointer to the first byte of the contents, aligned to what the segment holds.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(8)?;
+    /// assert_eq!(seg.as_ptr() as usize % 8, 0);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         // SAFETY: offset <= map_len (checked at creation and open), so the result
         // stays inside the mapping.
@@ -479,6 +499,14 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::InvalidSize`] when the range is outside the contents.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut seg = multiproc_shm::Segment::anonymous(4)?;
+    /// seg.write_volatile(1, &[9, 9])?;
+    /// assert_eq!(&seg[..], &[0, 9, 9, 0]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn write_volatile(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
         let dst = self.as_ptr().wrapping_add(offset);
@@ -502,6 +530,13 @@ impl Segment {
     }
 
     /// What kind of memory this is.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Kind, Segment};
+    /// assert_eq!(Segment::anonymous(1)?.kind(), Kind::Anonymous);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn kind(&self) -> Kind {
         match self.backing {
             Backing::Anonymous => Kind::Anonymous,
@@ -512,6 +547,14 @@ impl Segment {
     }
 
     /// The name of a named segment (without the leading `/`).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-name-{}", std::process::id());
+    /// let seg = multiproc_shm::Segment::create(&format!("/{name}"), 1)?;
+    /// assert_eq!(seg.name(), Some(name.as_str()));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn name(&self) -> Option<&str> {
         match &self.backing {
             Backing::Named { name, .. } => Some(name),
@@ -520,6 +563,12 @@ impl Segment {
     }
 
     /// The path of a file-backed segment.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::Segment::anonymous(1)?.path().is_none());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn path(&self) -> Option<&Path> {
         match &self.backing {
             Backing::File { path, .. } => Some(path),
@@ -528,6 +577,13 @@ impl Segment {
     }
 
     /// The descriptor of a memfd segment (or of one opened with [`from_fd`](Segment::from_fd)).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::Segment::anonymous(1)?.fd().is_none());
+    /// assert!(multiproc_shm::Segment::memfd(1)?.fd().is_some());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.backing {
             Backing::Memfd { fd } => Some(fd.as_fd()),
@@ -540,6 +596,13 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Io`] if `fcntl` fails. Does nothing for segments without a descriptor.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::memfd(1)?;
+    /// seg.set_fd_inheritable(true)?; // a program started with exec now inherits it
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn set_fd_inheritable(&self, inheritable: bool) -> Result<()> {
         match self.fd() {
             Some(fd) => sys::set_inheritable(fd, inheritable)
@@ -549,16 +612,39 @@ impl Segment {
     }
 
     /// What the segment holds, as its header says.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::anonymous(1u32)?;
+    /// assert_eq!(v.segment().type_info().elem_size, 4);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn type_info(&self) -> &TypeInfo {
         &self.info
     }
 
     /// The process that created the segment.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(1)?;
+    /// assert_eq!(seg.creator().pid, std::process::id());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn creator(&self) -> ProcessIdentity {
         self.creator
     }
 
     /// Whether this handle will unlink its named segment when dropped.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-uod-{}", std::process::id());
+    /// let seg = multiproc_shm::Segment::create(&name, 1)?;
+    /// assert!(seg.unlink_on_drop());
+    /// assert!(!multiproc_shm::Segment::open(&name)?.unlink_on_drop());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn unlink_on_drop(&self) -> bool {
         matches!(
             self.backing,
@@ -573,6 +659,17 @@ impl Segment {
     /// handle does by default; opened ones do not). Keeping it also marks it
     /// persistent in the header, so [`remove_stale`](crate::remove_stale) leaves it.
     /// No effect on other kinds.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-keep-{}", std::process::id());
+    /// let mut seg = multiproc_shm::Segment::create(&name, 1)?;
+    /// seg.set_unlink_on_drop(false);
+    /// drop(seg);
+    /// let mut again = multiproc_shm::Segment::open(&name)?; // still there
+    /// again.unlink()?;
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn set_unlink_on_drop(&mut self, unlink: bool) {
         let pid = sys::getpid();
         if let Backing::Named {

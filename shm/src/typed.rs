@@ -132,6 +132,13 @@ impl<T: ShmSafe> Shared<T> {
     ///
     /// # Errors
     /// As for [`Segment::anonymous`].
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::anonymous(7i64)?;
+    /// assert_eq!(*v, 7);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn anonymous(value: T) -> Result<Shared<T>> {
         Shared::new_in(Location::Anonymous, value)
     }
@@ -140,6 +147,14 @@ impl<T: ShmSafe> Shared<T> {
     ///
     /// # Errors
     /// As for [`Segment::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-shared-create-{}", std::process::id());
+    /// let v = multiproc_shm::Shared::create(&name, 1.5f32)?;
+    /// assert_eq!(*v, 1.5);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn create(name: &str, value: T) -> Result<Shared<T>> {
         Shared::new_in(Location::Named(name), value)
     }
@@ -192,6 +207,14 @@ impl<T: ShmSafe> Shared<T> {
     ///
     /// # Errors
     /// As for [`Segment::open`], and [`Error::LayoutMismatch`] if it holds something else.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-shared-open-{}", std::process::id());
+    /// let _a = multiproc_shm::Shared::create(&name, 3u8)?;
+    /// assert_eq!(*multiproc_shm::Shared::<u8>::open(&name)?, 3);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<Shared<T>> {
         Shared::from_segment(Segment::open(name)?)
     }
@@ -200,6 +223,15 @@ impl<T: ShmSafe> Shared<T> {
     ///
     /// # Errors
     /// As for [`Segment::open_file`], and [`Error::LayoutMismatch`].
+    ///
+    /// # Examples
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("doc-shared-file-{}", std::process::id()));
+    /// drop(multiproc_shm::Shared::new_in(multiproc_shm::Location::File(&path), 5u32)?);
+    /// assert_eq!(*multiproc_shm::Shared::<u32>::open_file(&path)?, 5);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn open_file(path: impl AsRef<Path>) -> Result<Shared<T>> {
         Shared::from_segment(Segment::open_file(path)?)
     }
@@ -208,6 +240,13 @@ impl<T: ShmSafe> Shared<T> {
     ///
     /// # Errors
     /// [`Error::LayoutMismatch`] if the header names another type or count.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(1)?; // raw bytes: one u8
+    /// assert!(multiproc_shm::Shared::<u8>::from_segment(seg).is_ok());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn from_segment(seg: Segment) -> Result<Shared<T>> {
         check_type::<T>(&seg, Some(1))?;
         Ok(Shared {
@@ -219,6 +258,13 @@ impl<T: ShmSafe> Shared<T> {
     /// A volatile copy of the value: the way to read a plain (non-atomic) value a
     /// peer may be writing. The copy may be torn if it is larger than a machine word;
     /// every bit pattern of `T` is valid, so a torn value is still a value.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::anonymous(9u32)?;
+    /// assert_eq!(v.read_volatile(), 9);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn read_volatile(&self) -> T
     where
         T: Copy,
@@ -229,6 +275,14 @@ impl<T: ShmSafe> Shared<T> {
     }
 
     /// Writes `value` with a volatile store.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut v = multiproc_shm::Shared::anonymous(0u32)?;
+    /// v.write_volatile(4);
+    /// assert_eq!(*v, 4);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn write_volatile(&mut self, value: T)
     where
         T: Copy,
@@ -238,16 +292,38 @@ impl<T: ShmSafe> Shared<T> {
     }
 
     /// A pointer to the value.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::anonymous(1u64)?;
+    /// // SAFETY: the pointer is valid and nobody writes concurrently.
+    /// assert_eq!(unsafe { *v.as_ptr() }, 1);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut T {
         self.seg.as_ptr().cast()
     }
 
     /// The segment underneath (for its name, fd, unlink settings).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_shm::Shared::anonymous(1u8)?;
+    /// assert_eq!(v.segment().len(), 1);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment underneath, mutably (to [`unlink`](Segment::unlink) it, say).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut v = multiproc_shm::Shared::anonymous(1u8)?;
+    /// v.segment_mut().unlink()?; // nothing to unlink for an anonymous one
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }
@@ -303,6 +379,13 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// As for [`Segment::anonymous`].
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_shm::SharedSlice::<u16>::anonymous(3)?;
+    /// assert_eq!(&a[..], &[0, 0, 0]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn anonymous(len: usize) -> Result<SharedSlice<T>> {
         SharedSlice::new_in(Location::Anonymous, len)
     }
@@ -311,6 +394,14 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// As for [`Segment::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-slice-create-{}", std::process::id());
+    /// let a = multiproc_shm::SharedSlice::<u8>::create(&name, 2)?;
+    /// assert_eq!(a.len(), 2);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn create(name: &str, len: usize) -> Result<SharedSlice<T>> {
         SharedSlice::new_in(Location::Named(name), len)
     }
@@ -319,6 +410,14 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// As for [`Segment::new_in`].
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Location, SharedSlice};
+    /// let a = SharedSlice::<i32>::new_in(Location::Memfd, 4)?;
+    /// assert_eq!(a.len(), 4);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn new_in(location: Location<'_>, len: usize) -> Result<SharedSlice<T>> {
         SharedSlice::new_in_with(location, len, |_| {})
     }
@@ -362,6 +461,14 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// As for [`Segment::open`], and [`Error::LayoutMismatch`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-slice-open-{}", std::process::id());
+    /// let _a = multiproc_shm::SharedSlice::<u8>::create(&name, 5)?;
+    /// assert_eq!(multiproc_shm::SharedSlice::<u8>::open(&name)?.len(), 5);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<SharedSlice<T>> {
         SharedSlice::from_segment(Segment::open(name)?)
     }
@@ -370,6 +477,16 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// As for [`Segment::open_file`], and [`Error::LayoutMismatch`].
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Location, SharedSlice};
+    /// let path = std::env::temp_dir().join(format!("doc-slice-file-{}", std::process::id()));
+    /// drop(SharedSlice::from_slice(Location::File(&path), &[1u8, 2])?);
+    /// assert_eq!(&SharedSlice::<u8>::open_file(&path)?[..], &[1, 2]);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn open_file(path: impl AsRef<Path>) -> Result<SharedSlice<T>> {
         SharedSlice::from_segment(Segment::open_file(path)?)
     }
@@ -378,6 +495,13 @@ impl<T: ShmSafe> SharedSlice<T> {
     ///
     /// # Errors
     /// [`Error::LayoutMismatch`] if the header names another element type.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(3)?;
+    /// assert_eq!(multiproc_shm::SharedSlice::<u8>::from_segment(seg)?.len(), 3);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn from_segment(seg: Segment) -> Result<SharedSlice<T>> {
         check_type::<T>(&seg, None)?;
         Ok(SharedSlice {
@@ -387,16 +511,36 @@ impl<T: ShmSafe> SharedSlice<T> {
     }
 
     /// The number of values.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_shm::SharedSlice::<u64>::anonymous(6)?.len(), 6);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.seg.len() / std::mem::size_of::<T>().max(1)
     }
 
     /// Whether there are none.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::SharedSlice::<u64>::anonymous(0)?.is_empty());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// A volatile copy of element `i`, or `None` past the end.
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_shm::SharedSlice::<u8>::anonymous(2)?;
+    /// assert_eq!(a.read_volatile(1), Some(0));
+    /// assert_eq!(a.read_volatile(2), None);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn read_volatile(&self, i: usize) -> Option<T>
     where
         T: Copy,
@@ -407,6 +551,14 @@ impl<T: ShmSafe> SharedSlice<T> {
     }
 
     /// Writes element `i` with a volatile store; returns `false` past the end.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut a = multiproc_shm::SharedSlice::<u8>::anonymous(2)?;
+    /// assert!(a.write_volatile(0, 5));
+    /// assert!(!a.write_volatile(2, 5));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn write_volatile(&mut self, i: usize, value: T) -> bool
     where
         T: Copy,
@@ -420,6 +572,13 @@ impl<T: ShmSafe> SharedSlice<T> {
     }
 
     /// Volatile copies of all elements, into private memory.
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_shm::SharedSlice::from_slice(multiproc_shm::Location::Anonymous, &[3u8, 4])?;
+    /// assert_eq!(a.to_vec_volatile(), vec![3, 4]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn to_vec_volatile(&self) -> Vec<T>
     where
         T: Copy,
@@ -430,16 +589,37 @@ impl<T: ShmSafe> SharedSlice<T> {
     }
 
     /// A pointer to the first element.
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_shm::SharedSlice::<u32>::anonymous(2)?;
+    /// assert_eq!(a.as_ptr() as usize % 4, 0);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut T {
         self.seg.as_ptr().cast()
     }
 
     /// The segment underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_shm::SharedSlice::<u32>::anonymous(2)?;
+    /// assert_eq!(a.segment().len(), 8);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
 
     /// The segment underneath, mutably.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut a = multiproc_shm::SharedSlice::<u32>::anonymous(2)?;
+    /// assert_eq!(a.segment_mut().len(), 8);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
     pub fn segment_mut(&mut self) -> &mut Segment {
         &mut self.seg
     }

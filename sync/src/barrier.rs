@@ -76,6 +76,14 @@ impl Barrier {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for 0 or more than [`MAX_PARTIES`].
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(4)?;
+    /// assert_eq!(b.parties(), 4);
+    /// assert!(multiproc_sync::Barrier::new(0).is_err());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn new(parties: u32) -> Result<Barrier> {
         if parties == 0 || parties > MAX_PARTIES {
             return Err(Error::InvalidArgument(format!(
@@ -92,16 +100,36 @@ impl Barrier {
     }
 
     /// The number of parties.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Barrier::new(2)?.parties(), 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn parties(&self) -> u32 {
         self.parties.load(Ordering::Relaxed)
     }
 
     /// Parties waiting now (Python's `n_waiting`).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Barrier::new(2)?.n_waiting(), 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn n_waiting(&self) -> u32 {
         self.word.load(Ordering::Relaxed) & COUNT_MASK
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(2)?;
+    /// b.abort();
+    /// assert!(b.broken());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn broken(&self) -> bool {
         self.word.load(Ordering::Relaxed) & BROKEN != 0
     }
@@ -114,6 +142,13 @@ impl Barrier {
     /// waiting; [`Error::Timeout`] when `timeout` passes — which also breaks the
     /// barrier for the others, as in Python; [`Error::Corrupted`] when the shared
     /// state is impossible.
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(1)?;
+    /// assert_eq!(b.wait(None)?, 0); // one party: passes at once
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
         self.wait_checking(timeout, false)
     }
@@ -228,6 +263,14 @@ impl Barrier {
 
     /// Breaks the barrier: current and future waits fail with
     /// [`Error::BrokenBarrier`] until [`reset`](Barrier::reset).
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(2)?;
+    /// b.abort();
+    /// assert!(matches!(b.wait(None), Err(multiproc_sync::Error::BrokenBarrier)));
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn abort(&self) {
         self.word.fetch_or(BROKEN, Ordering::AcqRel);
         wake(&self.word, u32::MAX);
@@ -269,6 +312,14 @@ impl BarrierMember<'_> {
     ///
     /// # Errors
     /// As for [`Barrier::wait`].
+    ///
+    /// # Examples
+    /// ```
+    /// let b = multiproc_sync::Barrier::new(1)?;
+    /// let me = b.join()?;
+    /// assert_eq!(me.wait(None)?, 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
         self.barrier.wait_checking(timeout, true)
     }

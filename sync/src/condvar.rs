@@ -54,6 +54,12 @@ pub type Condition = Condvar;
 
 impl Condvar {
     /// A new condition variable.
+    ///
+    /// # Examples
+    /// ```
+    /// let c = multiproc_sync::Condvar::new();
+    /// c.notify_all(); // nobody waits: nothing happens
+    /// ```
     pub fn new() -> Condvar {
         Condvar {
             seq: AtomicU32::new(0),
@@ -68,6 +74,19 @@ impl Condvar {
     ///
     /// # Errors
     /// What relocking the mutex answers (see [`Mutex::lock`](crate::Mutex::lock)).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::{Condvar, Mutex};
+    /// let (m, c) = (Mutex::new(false), Condvar::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| { *m.lock().unwrap() = true; c.notify_one(); });
+    ///     let mut g = m.lock().unwrap();
+    ///     while !*g {
+    ///         g = c.wait(g).unwrap();
+    ///     }
+    /// });
+    /// ```
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         self.wait_until(guard, None)
             .map(|(g, _)| g)
@@ -79,6 +98,15 @@ impl Condvar {
     ///
     /// # Errors
     /// As for [`wait`](Condvar::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::{Condvar, Mutex};
+    /// let (m, c) = (Mutex::new(()), Condvar::new());
+    /// let (_g, timed_out) = c.wait_timeout(m.lock().unwrap(), Duration::from_millis(1)).unwrap();
+    /// assert!(timed_out);
+    /// ```
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -91,6 +119,14 @@ impl Condvar {
     ///
     /// # Errors
     /// As for [`wait`](Condvar::wait).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::{Condvar, Mutex};
+    /// let (m, c) = (Mutex::new(3), Condvar::new());
+    /// let g = c.wait_while(m.lock().unwrap(), |n| *n == 0).unwrap(); // already true: no wait
+    /// assert_eq!(*g, 3);
+    /// ```
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -152,11 +188,23 @@ impl Condvar {
     }
 
     /// Wakes one waiter (Python's `notify()`).
+    ///
+    /// # Examples
+    /// ```
+    /// let c = multiproc_sync::Condvar::new();
+    /// c.notify_one();
+    /// ```
     pub fn notify_one(&self) {
         self.notify(1);
     }
 
     /// Wakes up to `n` waiters (Python's `notify(n)`).
+    ///
+    /// # Examples
+    /// ```
+    /// let c = multiproc_sync::Condvar::new();
+    /// c.notify(2); // Python's notify(n)
+    /// ```
     pub fn notify(&self, n: u32) {
         // SYNC: Release pairs with the Acquire load in `wait_until`.
         self.seq.fetch_add(1, Ordering::Release);
@@ -164,6 +212,12 @@ impl Condvar {
     }
 
     /// Wakes every waiter (Python's `notify_all()`).
+    ///
+    /// # Examples
+    /// ```
+    /// let c = multiproc_sync::Condvar::new();
+    /// c.notify_all();
+    /// ```
     pub fn notify_all(&self) {
         self.notify(u32::MAX);
     }

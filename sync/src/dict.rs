@@ -65,6 +65,13 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// # Errors
     /// [`Error::Shm`] when the segment cannot be made; [`Error::InvalidArgument`]
     /// for a capacity of 0 or above `u32::MAX`.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<16, 8, 8>::new()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn new() -> Result<Self> {
         Self::new_in(Location::Anonymous)
     }
@@ -73,6 +80,16 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// As for [`new`](SharedDict::new), plus the naming errors of [`Error::Shm`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-dict-{}", std::process::id());
+    /// let d = multiproc_sync::SharedDict::<16, 8, 8>::create(&name)?;
+    /// d.insert("k", "v")?;
+    /// let other = multiproc_sync::SharedDict::<16, 8, 8>::open(&name)?;
+    /// assert_eq!(other.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn create(name: &str) -> Result<Self> {
         Self::new_in(Location::Named(name))
     }
@@ -81,6 +98,13 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// As for [`new`](SharedDict::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<4, 4, 4>::new_in(multiproc_shm::Location::Memfd)?;
+    /// assert_eq!(d.capacity(), 4);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn new_in(location: Location<'_>) -> Result<Self> {
         if CAP == 0 || CAP > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
@@ -98,6 +122,12 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// [`Error::Shm`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_sync::SharedDict::<4, 4, 4>::open("no-such-dict-here").is_err());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self> {
         Ok(SharedDict {
             table: Shared::open(name)?,
@@ -105,11 +135,24 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     }
 
     /// The segment underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<4, 4, 4>::new()?;
+    /// assert!(d.segment().len() > 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         self.table.segment()
     }
 
     /// The number of entries it can hold.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::SharedDict::<32, 4, 4>::new()?.capacity(), 32);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         CAP
     }
@@ -131,6 +174,14 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// # Errors
     /// [`Error::TooLong`] for a key over `K` or a value over `V` bytes;
     /// [`Error::Full`] when a new key finds no free slot; [`Error::Corrupted`].
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// assert_eq!(d.insert("a", "1")?, None);
+    /// assert_eq!(d.insert("a", "2")?, Some(b"1".to_vec()));
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn insert(
         &self,
         key: impl AsRef<[u8]>,
@@ -146,6 +197,15 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// [`Error::Corrupted`], and the lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// assert_eq!(d.get("a")?, Some(b"1".to_vec()));
+    /// assert_eq!(d.get("b")?, None);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let table = self.lock()?;
         Ok(match table.find(key.as_ref())? {
@@ -158,6 +218,14 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// As for [`get`](SharedDict::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "")?;
+    /// assert!(d.contains_key("a")?);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         Ok(self.lock()?.find(key.as_ref())?.is_some())
     }
@@ -166,6 +234,15 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// As for [`get`](SharedDict::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// assert_eq!(d.remove("a")?, Some(b"1".to_vec()));
+    /// assert_eq!(d.len()?, 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let mut table = self.lock()?;
         let Some(i) = table.find(key.as_ref())? else {
@@ -182,6 +259,14 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// The lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// assert_eq!(d.len()?, 1);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn len(&self) -> Result<usize> {
         Ok(self.lock()?.len as usize)
     }
@@ -190,6 +275,12 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// The lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_sync::SharedDict::<8, 8, 8>::new()?.is_empty()?);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -226,6 +317,14 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// As for [`items`](SharedDict::items).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// assert_eq!(d.keys()?, [b"a".to_vec()]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
         Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
     }
@@ -234,6 +333,15 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     ///
     /// # Errors
     /// The lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// d.clear()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn clear(&self) -> Result<()> {
         let mut table = self.lock()?;
         for e in table.entries.iter_mut() {

@@ -95,6 +95,13 @@ pub type LockResult<G> = Result<G, LockError<G>>;
 
 impl<G> LockError<G> {
     /// The guard of an [`OwnerDied`](LockError::OwnerDied), if this is one.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::LockError;
+    /// let e: LockError<u8> = LockError::OwnerDied(7);
+    /// assert_eq!(e.into_guard(), Some(7));
+    /// ```
     pub fn into_guard(self) -> Option<G> {
         match self {
             LockError::OwnerDied(g) => Some(g),
@@ -103,6 +110,13 @@ impl<G> LockError<G> {
     }
 
     /// Applies `f` to the guard inside.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::LockError;
+    /// let e: LockError<u8> = LockError::OwnerDied(7);
+    /// assert_eq!(e.map(|g| g + 1).into_guard(), Some(8));
+    /// ```
     pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
             LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),

@@ -50,6 +50,11 @@ impl Default for Event {
 
 impl Event {
     /// A new, clear event.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_sync::Event::new().is_set());
+    /// ```
     pub fn new() -> Event {
         Event {
             state: AtomicU32::new(0),
@@ -59,6 +64,13 @@ impl Event {
     }
 
     /// Sets the flag and wakes every waiter.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc_sync::Event::new();
+    /// e.set();
+    /// assert!(e.is_set());
+    /// ```
     #[inline]
     pub fn set(&self) {
         // SYNC: SeqCst (a Release) pairs with the Acquire in `is_set`, and orders the
@@ -69,11 +81,24 @@ impl Event {
     }
 
     /// Clears the flag.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc_sync::Event::new();
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set());
+    /// ```
     pub fn clear(&self) {
         self.state.store(0, Ordering::Relaxed);
     }
 
     /// Whether the flag is set.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_sync::Event::default().is_set());
+    /// ```
     #[inline]
     pub fn is_set(&self) -> bool {
         // SYNC: Acquire pairs with the swap in `set`.
@@ -81,6 +106,13 @@ impl Event {
     }
 
     /// Waits until the flag is set or `timeout` passes; returns the flag, as Python does.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc_sync::Event::new();
+    /// e.set();
+    /// assert!(e.wait(None));
+    /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         if self.is_set() {
             return true;
@@ -135,6 +167,14 @@ impl Event {
     ///
     /// # Errors
     /// [`Error::NoLiveSetter`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let e = multiproc_sync::Event::new();
+    /// assert!(!e.wait_checked(Some(Duration::from_millis(1)))?); // no setters registered: a plain timeout
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn wait_checked(&self, timeout: Option<Duration>) -> Result<bool> {
         if self.is_set() {
             return Ok(true);
@@ -173,6 +213,14 @@ pub struct EventSetter<'a> {
 
 impl EventSetter<'_> {
     /// Sets the event.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = multiproc_sync::Event::new();
+    /// e.register_setter()?.set();
+    /// assert!(e.is_set());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn set(&self) {
         self.event.set();
     }

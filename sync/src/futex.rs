@@ -27,18 +27,37 @@ pub use crate::sys::Deadline;
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns `false`
 /// only when the deadline passed; `true` on a wake-up (possibly spurious) or when
 /// the word did not hold `expected`. Callers re-check their condition.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// let w = AtomicU32::new(1);
+/// assert!(multiproc_sync::futex::wait(&w, 0, None)); // not 0: returns at once
+/// ```
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
     crate::sys::futex_wait(word, expected, deadline)
 }
 
 /// Wakes up to `n` sleepers on `word`; returns how many were woken.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// assert_eq!(multiproc_sync::futex::wake(&AtomicU32::new(0), 1), 0);
+/// ```
 #[inline]
 pub fn wake(word: &AtomicU32, n: u32) -> u32 {
     crate::sys::futex_wake(word, n)
 }
 
 /// Wakes every sleeper on `word`; returns how many were woken.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// assert_eq!(multiproc_sync::futex::wake_all(&AtomicU32::new(0)), 0);
+/// ```
 #[inline]
 pub fn wake_all(word: &AtomicU32) -> u32 {
     crate::sys::futex_wake(word, u32::MAX)

@@ -98,17 +98,35 @@ pub mod owner {
     }
 
     /// Whether the thread in `record` still runs (not exited, not a recycled tid).
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_sync::owner::current_thread();
+    /// assert!(multiproc_sync::owner::thread_alive(me));
+    /// assert!(!multiproc_sync::owner::thread_alive(0));
+    /// ```
     pub fn thread_alive(record: u64) -> bool {
         let tid = crate::identity::tid_of(record);
         tid != 0 && crate::identity::owner_alive(tid, record)
     }
 
     /// The calling process's record: `pid << 32 | low 32 bits of its start time`.
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_sync::owner::current_process();
+    /// assert_eq!(me >> 32, u64::from(std::process::id()));
+    /// ```
     pub fn current_process() -> u64 {
         crate::identity::current_process()
     }
 
     /// Whether the process in `record` still runs (not exited, not a recycled pid).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_sync::owner::process_alive(multiproc_sync::owner::current_process()));
+    /// ```
     pub fn process_alive(record: u64) -> bool {
         crate::identity::process_alive(record)
     }

@@ -53,6 +53,11 @@ impl Default for Lock {
 
 impl Lock {
     /// A new, unlocked lock.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_sync::Lock::new().locked());
+    /// ```
     pub fn new() -> Lock {
         Lock {
             raw: RawMutex::new(),
@@ -66,6 +71,15 @@ impl Lock {
     /// [`Error::OwnerDied`]: acquired, but the previous holder died — repair, then
     /// [`mark_consistent`](Lock::mark_consistent), then [`release`](Lock::release).
     /// [`Error::NotRecoverable`], [`Error::WouldDeadlock`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let l = multiproc_sync::Lock::new();
+    /// assert!(l.acquire(true, Some(Duration::from_secs(1)))?);
+    /// l.release()?;
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
         if !block {
             return python_answer(self.raw.try_lock());
@@ -78,6 +92,15 @@ impl Lock {
     /// # Errors
     /// [`Error::NotLocked`] when it is not held. Releasing a recovered lock that was
     /// not marked consistent makes it not recoverable (and is not an error).
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// l.acquire(true, None)?;
+    /// l.release()?;
+    /// assert!(matches!(l.release(), Err(multiproc_sync::Error::NotLocked)));
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn release(&self) -> Result<()> {
         if !self.raw.is_locked() {
             return Err(Error::NotLocked);
@@ -93,11 +116,30 @@ impl Lock {
     }
 
     /// Python's `locked()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// l.acquire(true, None)?;
+    /// assert!(l.locked());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn locked(&self) -> bool {
         self.raw.is_locked()
     }
 
     /// Declares the data repaired after [`Error::OwnerDied`]; call before `release`.
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// match l.acquire(true, None) {
+    ///     Err(multiproc_sync::Error::OwnerDied) => { /* repair */ l.mark_consistent(); }
+    ///     other => { other?; }
+    /// }
+    /// l.release()?;
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&self) {
         if self.raw.is_held_by_current_thread() {
             // SAFETY: the calling thread holds the lock.
@@ -152,6 +194,11 @@ impl Default for RLock {
 
 impl RLock {
     /// A new, unlocked re-entrant lock.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::RLock::new().count(), 0);
+    /// ```
     pub fn new() -> RLock {
         RLock {
             raw: RawMutex::new(),
@@ -164,6 +211,14 @@ impl RLock {
     ///
     /// # Errors
     /// As for [`Lock::acquire`], and [`Error::ValueTooLarge`] past 2³² − 1 entries.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// assert!(r.acquire(true, None)? && r.acquire(false, None)?);
+    /// assert_eq!(r.count(), 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
         if self.raw.is_held_by_current_thread() {
             let n = self.count.load(Ordering::Relaxed);
@@ -191,6 +246,15 @@ impl RLock {
     ///
     /// # Errors
     /// [`Error::NotOwner`] when the calling thread does not hold it.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// r.acquire(true, None)?;
+    /// r.release()?;
+    /// assert!(!r.locked());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn release(&self) -> Result<()> {
         if !self.raw.is_held_by_current_thread() {
             return Err(Error::NotOwner);
@@ -212,6 +276,14 @@ impl RLock {
     }
 
     /// How many times the calling thread holds it (0 if it does not).
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// r.acquire(true, None)?;
+    /// assert_eq!(r.count(), 1);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn count(&self) -> u32 {
         if self.raw.is_held_by_current_thread() {
             self.count.load(Ordering::Relaxed)
@@ -221,11 +293,22 @@ impl RLock {
     }
 
     /// Whether any thread holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_sync::RLock::new().locked());
+    /// ```
     pub fn locked(&self) -> bool {
         self.raw.is_locked()
     }
 
     /// Declares the data repaired after [`Error::OwnerDied`].
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// r.mark_consistent(); // not held: nothing happens
+    /// ```
     pub fn mark_consistent(&self) {
         if self.raw.is_held_by_current_thread() {
             // SAFETY: the calling thread holds the lock.
@@ -276,6 +359,13 @@ pub struct RLockGuard<'a> {
 
 impl RLockGuard<'_> {
     /// Declares the data repaired after an `OwnerDied`.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// let mut g = r.lock().unwrap();
+    /// g.mark_consistent(); // only matters after OwnerDied
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.lock.mark_consistent();
     }

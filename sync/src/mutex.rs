@@ -64,6 +64,11 @@ impl<T> Mutex<T> {
     }
 
     /// The value, consuming the mutex.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Mutex::new(4).into_inner(), 4);
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -127,11 +132,27 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Whether some thread holds the mutex right now (a hint: it may change at once).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = multiproc_sync::Mutex::new(());
+    /// let g = m.lock().unwrap();
+    /// assert!(m.is_locked());
+    /// drop(g);
+    /// assert!(!m.is_locked());
+    /// ```
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
     }
 
     /// The value, through `&mut` (no locking needed).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut m = multiproc_sync::Mutex::new(1);
+    /// *m.get_mut() += 1;
+    /// assert_eq!(m.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
@@ -190,6 +211,12 @@ unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'a, T: ?Sized> MutexGuard<'a, T> {
     /// Whether this guard took the lock over from a holder that died.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = multiproc_sync::Mutex::new(());
+    /// assert!(!m.lock().unwrap().is_recovered());
+    /// ```
     pub fn is_recovered(&self) -> bool {
         self.recovered
     }

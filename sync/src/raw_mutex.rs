@@ -75,6 +75,11 @@ pub fn set_owner_check_interval(interval: Duration) {
 }
 
 /// The current owner check interval (see [`set_owner_check_interval`]).
+///
+/// # Examples
+/// ```
+/// assert!(multiproc_sync::owner_check_interval() >= std::time::Duration::from_millis(1));
+/// ```
 pub fn owner_check_interval() -> Duration {
     Duration::from_nanos(CHECK_INTERVAL_NS.load(std::sync::atomic::Ordering::Relaxed))
 }

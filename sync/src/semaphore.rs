@@ -56,12 +56,23 @@ pub type BoundedSemaphore = Semaphore;
 
 impl Semaphore {
     /// A semaphore with `value` permits (Python's `Semaphore(value)`).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Semaphore::new(3).value(), 3);
+    /// ```
     pub fn new(value: u32) -> Semaphore {
         Semaphore::with_bound(value, 0)
     }
 
     /// A semaphore with `value` permits that may never hold more
     /// (Python's `BoundedSemaphore(value)`).
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_sync::BoundedSemaphore::bounded(1);
+    /// assert!(s.release(1).is_err());
+    /// ```
     pub fn bounded(value: u32) -> Semaphore {
         Semaphore::with_bound(value, value.max(1))
     }
@@ -77,6 +88,13 @@ impl Semaphore {
     }
 
     /// Takes a permit if one is free.
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_sync::Semaphore::new(1);
+    /// assert!(s.try_acquire());
+    /// assert!(!s.try_acquire());
+    /// ```
     #[inline]
     pub fn try_acquire(&self) -> bool {
         let mut v = self.value.load(Ordering::Relaxed);
@@ -171,6 +189,14 @@ impl Semaphore {
     /// # Errors
     /// [`Error::ValueTooLarge`] when a bounded semaphore would exceed its bound, or
     /// the count would pass `u32::MAX`; nothing is released then.
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_sync::Semaphore::new(0);
+    /// s.release(2)?;
+    /// assert_eq!(s.value(), 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn release(&self, n: u32) -> Result<()> {
         let bound = self.bound.load(Ordering::Relaxed);
         let limit = if bound == 0 { u32::MAX } else { bound };
@@ -201,6 +227,11 @@ impl Semaphore {
     }
 
     /// The current count (a hint: it may change at once).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Semaphore::new(5).value(), 5);
+    /// ```
     pub fn value(&self) -> u32 {
         self.value.load(Ordering::Relaxed)
     }

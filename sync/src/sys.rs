@@ -14,6 +14,12 @@ pub struct Deadline {
 
 impl Deadline {
     /// `timeout` from now. A timeout too large to represent means "never".
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::futex::Deadline::after(std::time::Duration::from_secs(60)).unwrap();
+    /// assert!(!d.passed());
+    /// ```
     pub fn after(timeout: Duration) -> Option<Deadline> {
         let now = now();
         let secs = i64::try_from(timeout.as_secs()).ok()?;
@@ -32,6 +38,12 @@ impl Deadline {
     }
 
     /// Time left until the deadline (zero once it has passed).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::futex::Deadline::after(std::time::Duration::from_secs(60)).unwrap();
+    /// assert!(d.remaining() <= std::time::Duration::from_secs(60));
+    /// ```
     pub fn remaining(&self) -> Duration {
         let now = now();
         let left = (i128::from(self.ts.tv_sec) - i128::from(now.tv_sec)) * 1_000_000_000
@@ -44,11 +56,27 @@ impl Deadline {
     }
 
     /// Whether the deadline has passed.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::futex::Deadline::after(std::time::Duration::ZERO).unwrap();
+    /// assert!(d.passed());
+    /// ```
     pub fn passed(&self) -> bool {
         self.remaining().is_zero()
     }
 
     /// The earlier of two deadlines (`None` is "never").
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::futex::Deadline;
+    /// let soon = Deadline::after(Duration::from_millis(1));
+    /// let late = Deadline::after(Duration::from_secs(60));
+    /// assert!(Deadline::earliest(soon, late).unwrap().remaining() <= Duration::from_millis(1));
+    /// assert!(Deadline::earliest(None, None).is_none());
+    /// ```
     pub fn earliest(a: Option<Deadline>, b: Option<Deadline>) -> Option<Deadline> {
         match (a, b) {
             (Some(a), Some(b)) => Some(

@@ -53,6 +53,13 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// [`Error::Shm`](crate::Error::Shm) when the segment cannot be made.
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(1.5f64)?;
+    /// assert_eq!(v.get()?, 1.5);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn new(value: T) -> Result<Value<T>> {
         Value::new_in(Location::Anonymous, value)
     }
@@ -61,6 +68,14 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// [`Error::Shm`](crate::Error::Shm) (invalid name, already exists, …).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-value-{}", std::process::id());
+    /// let v = multiproc_sync::Value::create(&name, 3u32)?;
+    /// assert_eq!(multiproc_sync::Value::<u32>::open(&name)?.get()?, 3);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn create(name: &str, value: T) -> Result<Value<T>> {
         Value::new_in(Location::Named(name), value)
     }
@@ -69,6 +84,13 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// [`Error::Shm`](crate::Error::Shm).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new_in(multiproc_shm::Location::Memfd, 0u8)?;
+    /// assert_eq!(v.get()?, 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn new_in(location: Location<'_>, value: T) -> Result<Value<T>> {
         Ok(Value {
             cell: Shared::new_in(location, Mutex::new(value))?,
@@ -79,6 +101,12 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// [`Error::Shm`](crate::Error::Shm), among them `LayoutMismatch` for another `T`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_sync::Value::<u8>::open("no-such-value-here").is_err());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<Value<T>> {
         Ok(Value {
             cell: Shared::open(name)?,
@@ -86,6 +114,14 @@ impl<T: ShmSafe + Send> Value<T> {
     }
 
     /// The lock (Python's `get_lock()`).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(0i32)?;
+    /// *v.get_lock().lock().unwrap() += 1; // Python: with v.get_lock(): v.value += 1
+    /// assert_eq!(v.get()?, 1);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn get_lock(&self) -> &Mutex<T> {
         &self.cell
     }
@@ -94,6 +130,14 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// As for [`Mutex::lock`].
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(0i32)?;
+    /// *v.lock().unwrap() += 2;
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         self.cell.lock()
     }
@@ -105,6 +149,12 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// [`Error::NotRecoverable`](crate::Error::NotRecoverable), [`Error::WouldDeadlock`](crate::Error::WouldDeadlock).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Value::new(7u16)?.get()?, 7);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn get(&self) -> Result<T>
     where
         T: Copy,
@@ -116,6 +166,14 @@ impl<T: ShmSafe + Send> Value<T> {
     ///
     /// # Errors
     /// As for [`get`](Value::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(0u16)?;
+    /// v.set(9)?;
+    /// assert_eq!(v.get()?, 9);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<()> {
         *self.lock_consistent()? = value;
         Ok(())
@@ -133,6 +191,13 @@ impl<T: ShmSafe + Send> Value<T> {
     }
 
     /// The segment underneath (name, unlink).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(0u64)?;
+    /// assert!(v.segment().len() >= 8);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         self.cell.segment()
     }

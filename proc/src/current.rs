@@ -63,17 +63,38 @@ pub unsafe fn fork() -> Result<Fork> {
 ///
 /// # Errors
 /// [`Error::Io`] with `ECHILD` when there are no children.
+///
+/// # Examples
+/// ```
+/// use multiproc_proc::{fork, wait_any, Fork};
+/// // SAFETY: single-threaded doctest; the child only calls _exit.
+/// if let Fork::Child = unsafe { fork() }? {
+///     unsafe { libc::_exit(3) };
+/// }
+/// assert_eq!(wait_any()?.1.exit_code(), Some(3));
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
 pub fn wait_any() -> Result<(u32, WaitStatus)> {
     let (pid, raw) = sys::wait_any().map_err(Error::io("wait"))?;
     Ok((pid as u32, WaitStatus::from_raw(raw)))
 }
 
 /// This process's pid (`os.getpid()`).
+///
+/// # Examples
+/// ```
+/// assert_eq!(multiproc_proc::getpid(), std::process::id());
+/// ```
 pub fn getpid() -> u32 {
     sys::getpid()
 }
 
 /// The parent's pid (`os.getppid()`).
+///
+/// # Examples
+/// ```
+/// assert!(multiproc_proc::getppid() > 0);
+/// ```
 pub fn getppid() -> u32 {
     sys::getppid()
 }
@@ -108,6 +129,11 @@ pub fn current_process() -> ProcessInfo {
 
 /// The process that started this one with [`Process`](crate::Process), or `None`
 /// in a process not started that way (Python's `parent_process()`).
+///
+/// # Examples
+/// ```
+/// assert!(multiproc_proc::parent_process().is_none()); // not started by Process
+/// ```
 pub fn parent_process() -> Option<ProcessInfo> {
     let st = registry::lock();
     st.me.parent.clone().map(|(pid, name)| ProcessInfo {
@@ -163,11 +189,28 @@ pub fn cpu_count() -> usize {
 ///
 /// # Errors
 /// [`Error::Io`] if `prctl` fails.
+///
+/// # Examples
+/// ```
+/// multiproc_proc::set_child_subreaper(true)?;
+/// multiproc_proc::set_child_subreaper(false)?;
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
 pub fn set_child_subreaper(on: bool) -> Result<()> {
     sys::set_child_subreaper(on).map_err(Error::io("prctl(PR_SET_CHILD_SUBREAPER)"))
 }
 
 /// Reaps the finished children whose handles were dropped, now.
+///
+/// # Examples
+/// ```
+/// let mut p = multiproc_proc::Process::new(|| ());
+/// p.start()?;
+/// drop(p); // not joined
+/// std::thread::sleep(std::time::Duration::from_millis(50));
+/// multiproc_proc::reap_orphans();
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
 pub fn reap_orphans() {
     registry::lock().reap_orphans();
 }

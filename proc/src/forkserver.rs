@@ -73,6 +73,13 @@ pub struct ForkServerBuilder {
 
 impl ForkServerBuilder {
     /// Registers `entry` under `name`.
+    ///
+    /// # Examples
+    /// ```
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn entry(mut self, name: &str, entry: Entry) -> ForkServerBuilder {
         self.entries.push((name.to_owned(), entry));
         self
@@ -83,6 +90,14 @@ impl ForkServerBuilder {
     /// # Errors
     /// [`Error::NotSingleThreaded`] if this process already has other threads;
     /// [`Error::Io`] if the socket or `fork` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// assert!(server.pid() > 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn start(self) -> Result<ForkServer> {
         let threads = sys::thread_count();
         if threads > 1 {
@@ -118,11 +133,25 @@ impl ForkServerBuilder {
 
 impl ForkServer {
     /// A builder to register entries with.
+    ///
+    /// # Examples
+    /// ```
+    /// let server = multiproc_proc::ForkServer::builder().start()?; // no entries: every spawn is refused
+    /// assert!(server.spawn("x", b"").is_err());
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn builder() -> ForkServerBuilder {
         ForkServerBuilder::default()
     }
 
     /// The server's pid.
+    ///
+    /// # Examples
+    /// ```
+    /// let server = multiproc_proc::ForkServer::builder().start()?;
+    /// assert_ne!(server.pid(), std::process::id());
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -137,6 +166,14 @@ impl ForkServer {
     /// # Errors
     /// [`Error::UnknownEntry`], [`Error::TooLarge`] past [`MAX_ARGS`] bytes,
     /// [`Error::ServerGone`] if the server died.
+    ///
+    /// # Examples
+    /// ```
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// assert_eq!(server.spawn("echo", &[5])?.join()?, 5);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn spawn(&self, entry: &str, args: &[u8]) -> Result<ServerChild<'_>> {
         if args.len() > MAX_ARGS {
             return Err(Error::TooLarge {
@@ -240,11 +277,32 @@ pub struct ServerChild<'a> {
 
 impl ServerChild<'_> {
     /// Its pid.
+    ///
+    /// # Examples
+    /// ```
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// let mut child = server.spawn("echo", &[1])?;
+    /// assert!(child.pid() > 0);
+    /// child.join()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The pidfd: readable once it has ended.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// let mut child = server.spawn("echo", &[1])?;
+    /// assert!(child.sentinel().as_raw_fd() >= 0);
+    /// child.join()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
@@ -253,6 +311,14 @@ impl ServerChild<'_> {
     ///
     /// # Errors
     /// [`Error::ServerGone`] if the server died before reporting it.
+    ///
+    /// # Examples
+    /// ```
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// assert_eq!(server.spawn("echo", &[2])?.join()?, 2);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn join(&mut self) -> Result<i32> {
         Ok(self.join_inner(None)?.expect("no timeout"))
     }
@@ -261,6 +327,15 @@ impl ServerChild<'_> {
     ///
     /// # Errors
     /// As for [`join`](ServerChild::join).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
+    /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
+    /// assert_eq!(server.spawn("echo", &[2])?.join_timeout(Duration::from_secs(10))?, Some(2));
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
         self.join_inner(Some(timeout))
     }
@@ -287,6 +362,16 @@ impl ServerChild<'_> {
     ///
     /// # Errors
     /// [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// fn nap(_: &[u8]) -> i32 { std::thread::sleep(std::time::Duration::from_secs(10)); 0 }
+    /// let server = multiproc_proc::ForkServer::builder().entry("nap", nap).start()?;
+    /// let mut child = server.spawn("nap", b"")?;
+    /// child.terminate()?;
+    /// assert_eq!(child.join()?, -15);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn terminate(&self) -> Result<()> {
         self.send(libc::SIGTERM)
     }
@@ -295,6 +380,16 @@ impl ServerChild<'_> {
     ///
     /// # Errors
     /// [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// fn nap(_: &[u8]) -> i32 { std::thread::sleep(std::time::Duration::from_secs(10)); 0 }
+    /// let server = multiproc_proc::ForkServer::builder().entry("nap", nap).start()?;
+    /// let mut child = server.spawn("nap", b"")?;
+    /// child.kill()?;
+    /// assert_eq!(child.join()?, -9);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn kill(&self) -> Result<()> {
         self.send(libc::SIGKILL)
     }

@@ -75,6 +75,14 @@ pub struct Process<'a> {
 
 impl<'a> Process<'a> {
     /// A process that will run `target` when started, named `Process-N`.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| Ok::<u8, String>(4));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 4);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn new<R: ChildResult>(target: impl FnOnce() -> R + 'a) -> Process<'a> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
         Process {
@@ -86,6 +94,12 @@ impl<'a> Process<'a> {
     }
 
     /// Sets the name (builder style).
+    ///
+    /// # Examples
+    /// ```
+    /// let p = multiproc_proc::Process::new(|| ()).name("loader");
+    /// assert_eq!(p.get_name(), "loader");
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Process<'a> {
         self.name = name.into();
         self
@@ -93,22 +107,48 @@ impl<'a> Process<'a> {
 
     /// Makes it daemonic (builder style): it never outlives this process, and may
     /// not start children of its own.
+    ///
+    /// # Examples
+    /// ```
+    /// let p = multiproc_proc::Process::new(|| ()).daemon(true);
+    /// assert!(p.is_daemon());
+    /// ```
     pub fn daemon(mut self, daemon: bool) -> Process<'a> {
         self.daemon = daemon;
         self
     }
 
     /// The name.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_proc::Process::new(|| ()).get_name().starts_with("Process-"));
+    /// ```
     pub fn get_name(&self) -> &str {
         &self.name
     }
 
     /// Whether it is daemonic.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_proc::Process::new(|| ()).is_daemon());
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
 
     /// The pid, once started.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| ());
+    /// assert_eq!(p.pid(), None);
+    /// p.start()?;
+    /// assert!(p.pid().is_some());
+    /// p.join()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         match self.state {
             State::Running { pid, .. } | State::Finished { pid, .. } => Some(pid),
@@ -121,6 +161,15 @@ impl<'a> Process<'a> {
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
     /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| ());
+    /// p.start()?;
+    /// assert!(p.start().is_err()); // not twice
+    /// p.join()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn start(&mut self) -> Result<()> {
         match self.state {
             State::New => {}
@@ -211,6 +260,14 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| 2);
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 2);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn join(&mut self) -> Result<i32> {
         Ok(self.join_timeout_inner(None)?.expect("no timeout"))
     }
@@ -275,12 +332,33 @@ impl<'a> Process<'a> {
     }
 
     /// Whether the child still runs (reaps it if it has ended).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+    /// p.start()?;
+    /// assert!(p.is_alive());
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn is_alive(&mut self) -> bool {
         matches!(self.state, State::Running { .. }) && matches!(self.reap(true), Ok(None))
     }
 
     /// Python's `exitcode`: `None` while running (or not started), the exit code,
     /// or `-N` when killed by signal `N`.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| 1);
+    /// assert_eq!(p.exitcode(), None);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(1));
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn exitcode(&mut self) -> Option<i32> {
         let _ = self.reap(true);
         match &self.state {
@@ -290,6 +368,15 @@ impl<'a> Process<'a> {
     }
 
     /// The raw wait status, once reaped.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| 1);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.wait_status().unwrap().raw(), 256);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn wait_status(&self) -> Option<WaitStatus> {
         match &self.state {
             State::Finished { status, .. } => Some(*status),
@@ -301,6 +388,15 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+    /// p.start()?;
+    /// p.terminate()?;
+    /// assert_eq!(p.join()?, -15);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn terminate(&self) -> Result<()> {
         self.send(libc::SIGTERM)
     }
@@ -309,6 +405,15 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// As for [`terminate`](Process::terminate).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+    /// p.start()?;
+    /// p.kill()?;
+    /// assert_eq!(p.join()?, -9);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn kill(&self) -> Result<()> {
         self.send(libc::SIGKILL)
     }
@@ -317,6 +422,15 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// As for [`terminate`](Process::terminate).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+    /// p.start()?;
+    /// p.send(libc::SIGINT)?;
+    /// assert_eq!(p.join()?, -libc::SIGINT);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn send(&self, signal: i32) -> Result<()> {
         match &self.state {
             State::New => Err(Error::NotStarted {
@@ -337,6 +451,18 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// [`Error::NotStarted`], [`Error::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// let mut p = multiproc_proc::Process::new(|| ());
+    /// p.start()?;
+    /// let mut pfd = libc::pollfd { fd: p.sentinel()?.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    /// // SAFETY: one valid pollfd.
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1); // readable once it ends
+    /// p.join()?;
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
         match &self.state {
             State::Running { pidfd, .. } | State::Finished { pidfd, .. } => Ok(pidfd.as_fd()),
@@ -353,6 +479,16 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// [`Error::StillRunning`] if the child has not ended.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| ());
+    /// p.start()?;
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(p.join().is_err());
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
     pub fn close(&mut self) -> Result<()> {
         if let State::Running { pid, .. } = self.state {
             if self.reap(true)?.is_none() {

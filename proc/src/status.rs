@@ -15,31 +15,61 @@ pub struct WaitStatus(i32);
 
 impl WaitStatus {
     /// Wraps a raw status.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_proc::WaitStatus::from_raw(0).exit_code(), Some(0));
+    /// ```
     pub fn from_raw(raw: i32) -> WaitStatus {
         WaitStatus(raw)
     }
 
     /// The raw status (`exit << 8`, or the signal number, `| 0x80` with a core dump).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_proc::WaitStatus::from_raw(256).raw(), 256);
+    /// ```
     pub fn raw(self) -> i32 {
         self.0
     }
 
     /// The exit code, if the process exited.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_proc::WaitStatus::from_raw(3 << 8).exit_code(), Some(3));
+    /// ```
     pub fn exit_code(self) -> Option<i32> {
         libc::WIFEXITED(self.0).then(|| libc::WEXITSTATUS(self.0))
     }
 
     /// The signal that killed it, if one did.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_proc::WaitStatus::from_raw(15).signal(), Some(15));
+    /// ```
     pub fn signal(self) -> Option<i32> {
         libc::WIFSIGNALED(self.0).then(|| libc::WTERMSIG(self.0))
     }
 
     /// Whether it left a core dump.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_proc::WaitStatus::from_raw(11 | 0x80).core_dumped());
+    /// ```
     pub fn core_dumped(self) -> bool {
         libc::WIFSIGNALED(self.0) && libc::WCOREDUMP(self.0)
     }
 
     /// Python's `exitcode`: the exit code, or `-N` when killed by signal `N`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_proc::WaitStatus::from_raw(9).exitcode(), -9);
+    /// ```
     pub fn exitcode(self) -> i32 {
         match (self.exit_code(), self.signal()) {
             (Some(c), _) => c,

@@ -39,6 +39,14 @@ impl Pipe {
     ///
     /// # Errors
     /// [`Error::Shm`] when the segments cannot be made.
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::new(false)?; // a receives, b sends
+    /// b.send_bytes(b"x")?;
+    /// assert_eq!(a.recv_bytes()?, b"x");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
         Pipe::with_capacity(duplex, PIPE_CAPACITY, PIPE_MESSAGE)
@@ -48,6 +56,15 @@ impl Pipe {
     ///
     /// # Errors
     /// As for [`Pipe::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::with_capacity(true, 2, 8)?;
+    /// assert!(a.send_bytes(&[0; 9]).is_err());
+    /// b.send_bytes(&[1; 8])?;
+    /// assert_eq!(a.recv_bytes()?, [1; 8]);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn with_capacity(
         duplex: bool,
         capacity: usize,
@@ -108,6 +125,14 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Closed`] after the other end closed.
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// a.send_bytes(b"hi")?;
+    /// assert_eq!(b.recv_bytes()?, b"hi");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
         self.sender()?.put_bytes(msg)
     }
@@ -116,6 +141,14 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Closed`] once the other end closed and everything was read.
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// b.send_bytes(b"yo")?;
+    /// assert_eq!(a.recv_bytes()?, b"yo");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.receiver()?.get_bytes()
     }
@@ -124,6 +157,14 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
+    /// assert!(matches!(a.recv_bytes_timeout(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.receiver()?.get_bytes_with(Some(timeout), false)
     }
@@ -132,11 +173,31 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Closed`] once the other end closed and everything was read.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// assert!(!a.poll(Some(Duration::from_millis(1)))?);
+    /// b.send_bytes(b"!")?;
+    /// assert!(a.poll(None)?);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.receiver()?.poll(timeout)
     }
 
     /// Closes this end: the other end's receives drain, then answer [`Error::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// a.send_bytes(b"last")?;
+    /// a.close();
+    /// assert_eq!(b.recv_bytes()?, b"last");
+    /// assert!(matches!(b.recv_bytes(), Err(multiproc_queue::Error::Closed)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn close(&self) {
         if let Some(q) = &self.send {
             q.close();
@@ -147,6 +208,16 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Codec`], and as for [`send_bytes`](Connection::send_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// a.send(&(1u8, "two".to_string()))?;
+    /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[cfg(feature = "serde")]
     pub fn send<V: serde::Serialize>(&self, value: &V) -> Result<()> {
         self.sender()?.put_value(value)
@@ -156,6 +227,16 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Codec`], and as for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// b.send(&vec![1.5f64])?;
+    /// assert_eq!(a.recv::<Vec<f64>>()?, [1.5]);
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[cfg(feature = "serde")]
     pub fn recv<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
         self.receiver()?.get_value()

@@ -95,6 +95,13 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a `maxsize` of 0 or over 2³⁰; [`Error::Shm`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// assert_eq!(q.capacity(), 2);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn new(maxsize: usize) -> Result<Queue<T>> {
         Queue::new_in(Location::Anonymous, maxsize)
     }
@@ -103,6 +110,15 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// As for [`new`](Queue::new), plus naming errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-q-create-{}", std::process::id());
+    /// let q = multiproc_queue::Queue::<u32>::create(&name, 4)?;
+    /// q.put(1)?;
+    /// assert_eq!(multiproc_queue::Queue::<u32>::open(&name)?.get()?, 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn create(name: &str, maxsize: usize) -> Result<Queue<T>> {
         Queue::new_in(Location::Named(name), maxsize)
     }
@@ -111,6 +127,13 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// As for [`new`](Queue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new_in(multiproc_shm::Location::Memfd, 4)?;
+    /// assert!(q.segment().fd().is_some());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn new_in(location: Location<'_>, maxsize: usize) -> Result<Queue<T>> {
         Queue::make(location, maxsize, false)
     }
@@ -134,6 +157,12 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Shm`] — `LayoutMismatch` for a queue of another `T` — and
     /// [`Error::Corrupted`] for an impossible geometry.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::Queue::<u32>::open("no-such-queue-here").is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<Queue<T>> {
         Queue::open_as(name, false, true)
     }
@@ -168,6 +197,15 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// As for [`open`](Queue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-q-recv-{}", std::process::id());
+    /// let _w = multiproc_queue::Queue::<u32>::create(&name, 4)?;
+    /// let r = multiproc_queue::Queue::<u32>::open_receiver(&name)?;
+    /// assert!(r.empty());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn open_receiver(name: &str) -> Result<Queue<T>> {
         Queue::open_as(name, false, false)
     }
@@ -182,12 +220,28 @@ impl<T: ShmSafe + Copy> Queue<T> {
     }
 
     /// Stops counting this handle as a writer (it can still put).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let mut q = multiproc_queue::Queue::<u32>::new(4)?;
+    /// q.stop_writing(); // no writer left anywhere:
+    /// assert!(matches!(q.get_timeout(Duration::from_secs(5)), Err(multiproc_queue::Error::Disconnected)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn stop_writing(&mut self) {
         self.raw.unregister_writer();
     }
 
     /// How many times a blocking `put`/`get` of this handle retries before it
     /// sleeps on the futex (default 200, a few microseconds). 0 sleeps at once.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut q = multiproc_queue::Queue::<u32>::new(4)?;
+    /// q.set_spin_limit(0); // sleep at once when empty
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn set_spin_limit(&mut self, spins: u32) {
         self.raw.set_spins(spins);
     }
@@ -217,6 +271,14 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::Corrupted`], [`Error::TooManyParticipants`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(1)?;
+    /// q.put(5)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[inline]
     pub fn put(&self, item: T) -> Result<()> {
         if self.fast_put(&item) {
@@ -229,6 +291,15 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`put`](Queue::put).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::Queue::<u32>::new(1)?;
+    /// q.put(1)?;
+    /// assert!(matches!(q.put_timeout(2, Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
         if self.fast_put(&item) {
             return Ok(());
@@ -242,6 +313,14 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Full`], and as for [`put`](Queue::put).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(1)?;
+    /// q.put_nowait(1)?;
+    /// assert!(matches!(q.put_nowait(2), Err(multiproc_queue::Error::Full)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {
         if self.fast_put(&item) {
             return Ok(());
@@ -253,6 +332,14 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// As for [`put`](Queue::put); items before the failure went in.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(8)?;
+    /// q.put_many(&[1, 2, 3])?;
+    /// assert_eq!(q.qsize(), 3);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_many(&self, items: &[T]) -> Result<()> {
         let msgs: Vec<Msg> = items.iter().map(as_msg).collect();
         self.raw.put(&msgs, None, false).1
@@ -263,6 +350,14 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Errors
     /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`];
     /// [`Error::Corrupted`]; [`Error::TooManyParticipants`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// q.put(7)?;
+    /// assert_eq!(q.get()?, 7);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[inline]
     pub fn get(&self) -> Result<T> {
         if let Some(r) = self.fast_get() {
@@ -275,6 +370,14 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`get`](Queue::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         if let Some(r) = self.fast_get() {
             return r;
@@ -286,6 +389,13 @@ impl<T: ShmSafe + Copy> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Empty`], and as for [`get`](Queue::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// assert!(matches!(q.get_nowait(), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn get_nowait(&self) -> Result<T> {
         if let Some(r) = self.fast_get() {
             return r;
@@ -354,41 +464,97 @@ impl<T: ShmSafe + Copy> Queue<T> {
     }
 
     /// Items in the queue (approximate, as in Python).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// q.put(1)?;
+    /// assert_eq!(q.qsize(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn qsize(&self) -> usize {
         self.raw.ring().len()
     }
 
     /// Whether it looks empty (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::Queue::<u32>::new(2)?.empty());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn empty(&self) -> bool {
         self.qsize() == 0
     }
 
     /// Whether it looks full (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(1)?;
+    /// q.put(1)?;
+    /// assert!(q.full());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn full(&self) -> bool {
         self.qsize() >= self.capacity()
     }
 
     /// The number of slots.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::Queue::<u32>::new(5)?.capacity(), 5);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.raw.ring().capacity()
     }
 
     /// Closes it: puts fail with [`Error::Closed`]; gets drain, then answer it.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// q.close();
+    /// assert!(matches!(q.put(1), Err(multiproc_queue::Error::Closed)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn close(&self) {
         self.raw.close();
     }
 
     /// Whether it was closed.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.raw.closed()
     }
 
     /// Messages lost to dead producers or consumers, or to corruption.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::Queue::<u32>::new(2)?.lost(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn lost(&self) -> u64 {
         self.raw.lost()
     }
 
     /// The segment underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::Queue::<u32>::new(2)?.segment().len() > 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         self.raw.segment()
     }
@@ -443,6 +609,13 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     ///
     /// # Errors
     /// As for [`Queue::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableQueue::<u8>::new(2)?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn new(maxsize: usize) -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue {
             q: Queue::make(Location::Anonymous, maxsize, true)?,
@@ -453,6 +626,15 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     ///
     /// # Errors
     /// As for [`Queue::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-jq-{}", std::process::id());
+    /// let q = multiproc_queue::JoinableQueue::<u8>::create(&name, 2)?;
+    /// q.put(1)?;
+    /// assert_eq!(multiproc_queue::JoinableQueue::<u8>::open(&name)?.unfinished(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn create(name: &str, maxsize: usize) -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue {
             q: Queue::make(Location::Named(name), maxsize, true)?,
@@ -463,6 +645,12 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     ///
     /// # Errors
     /// As for [`Queue::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::JoinableQueue::<u8>::open("no-such-jq-here").is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue {
             q: Queue::open_as(name, true, true)?,
@@ -473,6 +661,16 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     ///
     /// # Errors
     /// [`Error::TaskDoneTooMany`] when called more often than items were put.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableQueue::<u8>::new(2)?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn task_done(&self) -> Result<()> {
         self.q.raw.task_done()
     }
@@ -481,11 +679,26 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     ///
     /// # Errors
     /// [`Error::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableQueue::<u8>::new(2)?;
+    /// q.join(None)?; // nothing put: returns at once
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         self.q.raw.join(deadline(timeout))
     }
 
     /// Items put and not yet marked done.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableQueue::<u8>::new(2)?;
+    /// q.put(1)?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn unfinished(&self) -> u32 {
         self.q.raw.unfinished()
     }
@@ -533,6 +746,13 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`Queue::new`], and [`Error::InvalidArgument`] for a message size over 16 MiB.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 100)?;
+    /// assert_eq!(q.max_message(), 100);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn new(maxsize: usize, max_message: usize) -> Result<ByteQueue> {
         ByteQueue::new_in(Location::Anonymous, maxsize, max_message)
     }
@@ -541,6 +761,15 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`new`](ByteQueue::new), plus naming errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-bq-{}", std::process::id());
+    /// let q = multiproc_queue::ByteQueue::create(&name, 4, 16)?;
+    /// q.put_bytes(b"x")?;
+    /// assert_eq!(multiproc_queue::ByteQueue::open(&name)?.get_bytes()?, b"x");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn create(name: &str, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
         ByteQueue::new_in(Location::Named(name), maxsize, max_message)
     }
@@ -549,6 +778,13 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`new`](ByteQueue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new_in(multiproc_shm::Location::Memfd, 4, 16)?;
+    /// assert!(q.segment().fd().is_some());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn new_in(location: Location<'_>, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
         Ok(ByteQueue {
             raw: RawQueue::create(Spec {
@@ -565,6 +801,12 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`Queue::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::open("no-such-bq-here").is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn open(name: &str) -> Result<ByteQueue> {
         Ok(ByteQueue {
             raw: RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, true)?,
@@ -572,6 +814,13 @@ impl ByteQueue {
     }
 
     /// Stops counting this handle as a writer.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.stop_writing();
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn stop_writing(&mut self) {
         self.raw.unregister_writer();
     }
@@ -590,6 +839,12 @@ impl ByteQueue {
     }
 
     /// The largest message.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(4, 16)?.max_message(), 16);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn max_message(&self) -> usize {
         self.raw.ring().msg_max()
     }
@@ -598,6 +853,15 @@ impl ByteQueue {
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Timeout`], and as for [`Queue::put`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"a")?;
+    /// assert!(matches!(q.put_bytes_timeout(b"b", Some(Duration::from_millis(1))), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
         let m = Msg {
             ptr: msg.as_ptr(),
@@ -610,6 +874,13 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`put_bytes_timeout`](ByteQueue::put_bytes_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"abcd")?;
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_bytes(&self, msg: &[u8]) -> Result<()> {
         self.put_bytes_timeout(msg, None)
     }
@@ -618,6 +889,14 @@ impl ByteQueue {
     ///
     /// # Errors
     /// [`Error::Full`], [`Error::MessageTooLarge`], and as for [`Queue::put`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes_nowait(b"a")?;
+    /// assert!(matches!(q.put_bytes_nowait(b"b"), Err(multiproc_queue::Error::Full)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn put_bytes_nowait(&self, msg: &[u8]) -> Result<()> {
         let m = Msg {
             ptr: msg.as_ptr(),
@@ -631,6 +910,13 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`Queue::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// assert!(matches!(q.get_bytes_with(None, true), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn get_bytes_with(&self, timeout: Option<Duration>, nowait: bool) -> Result<Vec<u8>> {
         let max = self.max_message().max(1);
         SCRATCH.with(|s| {
@@ -649,6 +935,14 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`Queue::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"")?;
+    /// assert_eq!(q.get_bytes()?, b"");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn get_bytes(&self) -> Result<Vec<u8>> {
         self.get_bytes_with(None, false)
     }
@@ -657,26 +951,62 @@ impl ByteQueue {
     ///
     /// # Errors
     /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"a")?;
+    /// assert!(q.poll(None)?);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.raw.wait_readable(deadline(timeout))
     }
 
     /// Messages in the queue (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(2, 4)?;
+    /// q.put_bytes(b"a")?;
+    /// assert_eq!(q.qsize(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn qsize(&self) -> usize {
         self.raw.ring().len()
     }
 
     /// Closes it (see [`Queue::close`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(2, 4)?;
+    /// q.close();
+    /// assert!(q.put_bytes(b"a").is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn close(&self) {
         self.raw.close();
     }
 
     /// Messages lost to dead peers or corruption.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(2, 4)?.lost(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn lost(&self) -> u64 {
         self.raw.lost()
     }
 
     /// The segment underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::new(2, 4)?.segment().len() > 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         self.raw.segment()
     }
@@ -685,6 +1015,16 @@ impl ByteQueue {
     ///
     /// # Errors
     /// [`Error::Codec`], then as for [`put_bytes`](ByteQueue::put_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// let q = multiproc_queue::ByteQueue::new(2, 64)?;
+    /// q.put_value(&("job", 3u32))?;
+    /// assert_eq!(q.get_value::<(String, u32)>()?, ("job".to_string(), 3));
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[cfg(feature = "serde")]
     pub fn put_value<V: serde::Serialize>(&self, value: &V) -> Result<()> {
         let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))?;
@@ -695,6 +1035,16 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As for [`get_bytes`](ByteQueue::get_bytes), and [`Error::Codec`].
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// let q = multiproc_queue::ByteQueue::new(2, 64)?;
+    /// q.put_value(&vec![1u8, 2])?;
+    /// assert_eq!(q.get_value::<Vec<u8>>()?, [1, 2]);
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
     #[cfg(feature = "serde")]
     pub fn get_value<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
         let bytes = self.get_bytes()?;

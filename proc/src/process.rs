@@ -51,6 +51,10 @@ enum State {
 /// terminated (then killed after a grace second) when its handle is dropped or this
 /// process exits, and killed by the kernel if this process dies abruptly.
 ///
+/// The kernel's part of that (the parent-death signal) fires when the *thread*
+/// that called `start` ends, not only the process: start daemons from a thread
+/// that lives as long as they should (the main thread, typically).
+///
 /// # Forking from a multi-threaded process
 /// `fork` copies only the calling thread. A lock another thread held at that
 /// moment — including the allocator's or stdout's — stays locked in the child

@@ -45,6 +45,6 @@ pub use current::{
     reap_orphans, set_child_subreaper, wait_any, Fork, ProcessInfo,
 };
 pub use error::{Error, Result};
-pub use forkserver::{Entry, ForkServer, ServerChild};
+pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};
 pub use process::Process;
 pub use status::{ChildResult, WaitStatus};

@@ -20,7 +20,7 @@
 //! persistent).
 //!
 //! # The header
-//! Every segment starts with a 128-byte [header](header): magic, format version, the
+//! Every segment starts with a 128-byte [header]: magic, format version, the
 //! size, alignment, count and type fingerprint of what it holds, its creator's pid
 //! and start time, and an init state. Opening checks all of it and answers a bad
 //! segment with a distinct [`Error`] — [`TooSmall`](Error::TooSmall),

@@ -53,14 +53,19 @@ fn a_daemon_is_terminated_when_its_handle_drops() {
     );
 }
 
-/// Forks a parent that starts a daemon, publishes its pid, and then `end`s.
+/// Forks a parent that starts a daemon, publishes its pid, waits until the test
+/// holds a pidfd on the daemon (so it cannot be gone before), and then `end`s.
 fn daemon_of_a_parent_that(end: fn()) -> (multiproc_testkit::Child, OwnedFd) {
     let daemon_pid = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let watched = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let parent = fork(|| {
         let mut d = Process::new(sleeper).daemon(true);
         d.start().unwrap();
         daemon_pid.store(d.pid().unwrap(), Ordering::SeqCst);
         std::mem::forget(d); // the handle must not be what ends it
+        while watched.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         end();
         0
     });
@@ -70,6 +75,7 @@ fn daemon_of_a_parent_that(end: fn()) -> (multiproc_testkit::Child, OwnedFd) {
         std::thread::yield_now();
     }
     let fd = pidfd(daemon_pid.load(Ordering::SeqCst));
+    watched.store(1, Ordering::SeqCst);
     (parent, fd)
 }
 

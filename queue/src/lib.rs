@@ -51,6 +51,52 @@ pub use error::{Error, Result};
 pub use pipe::{Connection, Pipe, PIPE_CAPACITY, PIPE_MESSAGE};
 pub use queue::{ByteQueue, JoinableQueue, Queue};
 
+/// Runs the ring's checks and operations over `bytes` taken as a queue's memory
+/// (control block and slots), as another process could have written it: the
+/// entry point of the `queue_memory` fuzz target. Never panics, never touches
+/// memory outside a copy of `bytes`.
+#[cfg(not(multiproc_loom))]
+#[doc(hidden)]
+pub fn __fuzz_ring_bytes(bytes: &[u8]) {
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    if bytes.len() < std::mem::size_of::<layout::Control>() {
+        return;
+    }
+    let Ok(mem) = Layout::from_size_align(bytes.len(), 128) else {
+        return;
+    };
+    // SAFETY: a non-zero size; checked for NULL below.
+    let Some(base) = std::ptr::NonNull::new(unsafe { alloc_zeroed(mem) }) else {
+        return;
+    };
+    // SAFETY: base is valid for bytes.len() bytes and does not overlap `bytes`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.as_ptr(), bytes.len()) };
+    // SAFETY: 128-aligned memory of at least a Control, made of atomics only.
+    let ctl = unsafe { base.cast::<layout::Control>().as_ref() };
+    if let Ok(checked) = layout::check(ctl, bytes.len()) {
+        // SAFETY: the geometry was checked against this allocation, which outlives the ring.
+        let ring = unsafe { ring::Ring::new(base, &checked) };
+        let item = 0x5a5a_5a5a_u64;
+        let msg = ring::Msg {
+            ptr: (&item as *const u64).cast(),
+            len: checked.msg_max.min(8),
+        };
+        let mut scratch = vec![0u8; checked.msg_max.max(1)];
+        let part = ring.participant();
+        for _ in 0..4 {
+            let _ = ring.try_push(part, &[msg, msg]);
+            let _ = ring.try_pop(part, 3, &mut scratch, |m| {
+                assert!(m.len() <= checked.msg_max)
+            });
+            let _ = ring.len();
+            let _ = ring.has_room();
+            let _ = ring.has_message();
+        }
+    }
+    // SAFETY: allocated above with this layout.
+    unsafe { dealloc(base.as_ptr(), mem) };
+}
+
 /// The ring's algorithm on heap memory, for the loom models only.
 #[cfg(multiproc_loom)]
 #[doc(hidden)]

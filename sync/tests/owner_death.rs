@@ -52,6 +52,25 @@ fn kill_while_holding(holding: &AtomicU32, seed: &mut u64, hold: impl FnOnce()) 
     );
 }
 
+/// Forks a child that runs `setup` (taking a lock, joining a barrier …), then
+/// parks until it is killed; returns once `setup` is done.
+fn fork_parked<T>(setup: impl FnOnce() -> T) -> multiproc_testkit::Child {
+    let ready = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let child = fork(|| {
+        let _held = setup();
+        ready.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let start = Instant::now();
+    while ready.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < BOUND, "the parked child never got ready");
+        std::hint::spin_loop();
+    }
+    child
+}
+
 #[test]
 fn mutex_holder_killed_at_random_points() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "mutex owner death");
@@ -132,17 +151,7 @@ fn lock_and_rlock_holders_killed_at_random_points() {
 fn a_sleeping_waiter_in_another_process_gets_the_lock() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "sleeping waiter");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
-    let mut holder = fork(|| {
-        let _g = m.lock().unwrap();
-        holding.store(1, Ordering::SeqCst);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    while holding.load(Ordering::SeqCst) == 0 {
-        std::hint::spin_loop();
-    }
+    let mut holder = fork_parked(|| m.lock().unwrap());
     // The waiter uses the default check interval (50 ms): it is asleep in the
     // futex when the holder dies, and must notice within its next check.
     let waiter = fork(|| match m.lock_timeout(Duration::from_secs(10)) {
@@ -169,17 +178,7 @@ fn an_unrepaired_recovery_makes_the_lock_not_recoverable_for_everyone() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "not recoverable");
     set_owner_check_interval(Duration::from_millis(5));
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let holding = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let holder = fork(|| {
-        let _g = m.lock().unwrap();
-        holding.store(1, Ordering::SeqCst);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    while holding.load(Ordering::SeqCst) == 0 {
-        std::hint::spin_loop();
-    }
+    let holder = fork_parked(|| m.lock().unwrap());
     holder.signal(libc::SIGKILL);
     holder.wait(BOUND);
     let g = m.lock().unwrap_err().into_guard().expect("OwnerDied");
@@ -265,23 +264,13 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "barrier member death");
     set_owner_check_interval(Duration::from_millis(5));
     let barrier = Shared::anonymous(Barrier::new(3).unwrap()).unwrap();
-    let joined = Shared::anonymous(AtomicU32::new(0)).unwrap();
     // A member that finishes and leaves normally does not break it.
     fork(|| {
         let _m = barrier.join().unwrap();
         0
     })
     .wait_ok(BOUND);
-    let mut doomed = fork(|| {
-        let _m = barrier.join().unwrap();
-        joined.store(1, Ordering::SeqCst);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    while joined.load(Ordering::SeqCst) == 0 {
-        std::hint::spin_loop();
-    }
+    let mut doomed = fork_parked(|| barrier.join().unwrap());
     let waiter = fork(|| {
         let m = barrier.join().unwrap();
         match m.wait(Some(Duration::from_secs(20))) {
@@ -314,17 +303,7 @@ fn a_waiter_is_told_when_every_setter_of_an_event_died() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "event setter death");
     set_owner_check_interval(Duration::from_millis(5));
     let event = Shared::anonymous(Event::new()).unwrap();
-    let registered = Shared::anonymous(AtomicU32::new(0)).unwrap();
-    let mut setter = fork(|| {
-        let _s = event.register_setter().unwrap();
-        registered.store(1, Ordering::SeqCst);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    while registered.load(Ordering::SeqCst) == 0 {
-        std::hint::spin_loop();
-    }
+    let mut setter = fork_parked(|| event.register_setter().unwrap());
     assert!(
         !event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
         "alive: just a timeout"

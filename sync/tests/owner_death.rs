@@ -5,7 +5,7 @@
 //! mending an invariant (`a == b`); the parent kills it at a random moment and must
 //! then acquire within a bound and see `OwnerDied`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_shm::Shared;

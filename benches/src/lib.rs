@@ -177,6 +177,12 @@ pub fn python_process_start_join_us(n: u32) -> Option<f64> {
          \x20       best = min(best, (time.perf_counter() - t) / {n})\n\
          \x20   print(best * 1e6)\n"
     );
+    run_python(&script)
+}
+
+/// Runs `script` with `python3 -c` and parses the number it prints; `None`
+/// without `python3` or without a number.
+pub fn run_python(script: &str) -> Option<f64> {
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)

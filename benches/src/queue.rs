@@ -248,10 +248,5 @@ pub fn python_queue_ns(n: u64) -> Option<f64> {
          \x20   dt = time.perf_counter() - t; p.join()\n\
          \x20   print(dt / {n} * 1e9)\n"
     );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    crate::run_python(&script)
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
 use crate::raw_mutex::{deadline_after, owner_check_interval};
-use crate::slots::Slots;
+use crate::slots::{Seat, Slots};
 use crate::{Error, Result};
 
 /// Bits 0–15 of the word: parties arrived in the current generation.
@@ -167,14 +167,9 @@ impl Barrier {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn join(&self) -> Result<BarrierMember<'_>> {
-        let me = current_process();
-        let slot = self.members.claim(me).ok_or(Error::Full {
-            capacity: crate::slots::SLOTS,
-        })?;
         Ok(BarrierMember {
             barrier: self,
-            slot,
-            me,
+            _seat: self.members.take_seat_or_full()?,
         })
     }
 
@@ -302,8 +297,8 @@ impl Barrier {
 /// A registered party of a [`Barrier`] (see [`Barrier::join`]); leaves on drop.
 pub struct BarrierMember<'a> {
     barrier: &'a Barrier,
-    slot: usize,
-    me: u64,
+    /// Leaves the member list on drop.
+    _seat: Seat<'a>,
 }
 
 impl BarrierMember<'_> {
@@ -322,12 +317,6 @@ impl BarrierMember<'_> {
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32> {
         self.barrier.wait_checking(timeout, true)
-    }
-}
-
-impl Drop for BarrierMember<'_> {
-    fn drop(&mut self) {
-        self.barrier.members.free(self.slot, self.me);
     }
 }
 

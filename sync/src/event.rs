@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
 use crate::raw_mutex::{deadline_after, owner_check_interval};
-use crate::slots::Slots;
+use crate::slots::{Seat, Slots};
 use crate::{Error, Result};
 
 /// A flag that processes can wait on, process-shared.
@@ -151,14 +151,9 @@ impl Event {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn register_setter(&self) -> Result<EventSetter<'_>> {
-        let me = current_process();
-        let slot = self.setters.claim(me).ok_or(Error::Full {
-            capacity: crate::slots::SLOTS,
-        })?;
         Ok(EventSetter {
             event: self,
-            slot,
-            me,
+            _seat: self.setters.take_seat_or_full()?,
         })
     }
 
@@ -207,8 +202,8 @@ impl Event {
 /// A registered setter of an [`Event`] (see [`Event::register_setter`]); leaves on drop.
 pub struct EventSetter<'a> {
     event: &'a Event,
-    slot: usize,
-    me: u64,
+    /// Leaves the setter list on drop.
+    _seat: Seat<'a>,
 }
 
 impl EventSetter<'_> {
@@ -223,12 +218,6 @@ impl EventSetter<'_> {
     /// ```
     pub fn set(&self) {
         self.event.set();
-    }
-}
-
-impl Drop for EventSetter<'_> {
-    fn drop(&mut self) {
-        self.event.setters.free(self.slot, self.me);
     }
 }
 

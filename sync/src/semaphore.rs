@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::primitive::{current_process, wait, wake, AtomicU32, Deadline, Ordering};
+use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
 use crate::raw_mutex::{deadline_after, owner_check_interval};
-use crate::slots::Slots;
+use crate::slots::{Seat, Slots};
 use crate::{Error, Result};
 
 /// A counting semaphore, process-shared.
@@ -175,12 +175,9 @@ impl Semaphore {
         if !self.acquire(timeout) {
             return None;
         }
-        let me = current_process();
-        let slot = self.owners.claim(me);
         Some(SemaphoreGuard {
             sem: self,
-            slot,
-            me,
+            seat: self.owners.take_seat(),
         })
     }
 
@@ -240,18 +237,15 @@ impl Semaphore {
 /// A permit taken with [`Semaphore::acquire_owned`]; released on drop.
 pub struct SemaphoreGuard<'a> {
     sem: &'a Semaphore,
-    slot: Option<usize>,
-    me: u64,
+    /// The permit's slot; `None` past SLOTS owned permits (untracked).
+    seat: Option<Seat<'a>>,
 }
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        let ours = match self.slot {
-            // If a reclaimer freed our slot, it also returned our permit (it judged
-            // this process dead); only release when we freed it ourselves.
-            Some(i) => self.sem.owners.free(i, self.me),
-            None => true,
-        };
+        // If a reclaimer freed our slot, it also returned our permit (it judged
+        // this process dead); only release when we freed it ourselves.
+        let ours = self.seat.take().is_none_or(Seat::leave);
         if ours {
             // Cannot exceed the bound: this permit was counted out of it.
             let _ = self.sem.release(1);

@@ -3,7 +3,7 @@
 //! 0 when free. A participant that died leaves its record behind, and a waiter that
 //! checks the slots finds it.
 
-use crate::primitive::{process_alive, AtomicU64, Ordering};
+use crate::primitive::{current_process, process_alive, AtomicU64, Ordering};
 
 /// How many participants a [`Semaphore`](crate::Semaphore) or [`Barrier`](crate::Barrier)
 /// tracks at once. Past that, participation still works, untracked.
@@ -22,8 +22,26 @@ impl Slots {
         }
     }
 
+    /// Takes a free slot for the calling process; `None` when all are taken. The
+    /// seat frees it when dropped.
+    pub(crate) fn take_seat(&self) -> Option<Seat<'_>> {
+        let me = current_process();
+        let index = self.claim(me)?;
+        Some(Seat {
+            slots: self,
+            index,
+            me,
+        })
+    }
+
+    /// Takes a free slot for the calling process, or says the slots are full.
+    pub(crate) fn take_seat_or_full(&self) -> crate::Result<Seat<'_>> {
+        self.take_seat()
+            .ok_or(crate::Error::Full { capacity: SLOTS })
+    }
+
     /// Takes a free slot for `me`; `None` when all are taken.
-    pub(crate) fn claim(&self, me: u64) -> Option<usize> {
+    fn claim(&self, me: u64) -> Option<usize> {
         self.slot.iter().position(|s| {
             s.load(Ordering::Relaxed) == 0
                 && s.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
@@ -32,7 +50,7 @@ impl Slots {
     }
 
     /// Frees slot `i` if it still holds `me` (a reclaimer may have freed it already).
-    pub(crate) fn free(&self, i: usize, me: u64) -> bool {
+    fn free(&self, i: usize, me: u64) -> bool {
         self.slot.get(i).is_some_and(|s| {
             s.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -71,5 +89,28 @@ impl Slots {
             let rec = s.load(Ordering::Relaxed);
             rec != 0 && !process_alive(rec)
         })
+    }
+}
+
+/// A slot held by the calling process; freed on drop.
+pub(crate) struct Seat<'a> {
+    slots: &'a Slots,
+    index: usize,
+    me: u64,
+}
+
+impl Seat<'_> {
+    /// Frees the slot now; `false` if a reclaimer had freed it already (it judged
+    /// this process dead, and gave back what the slot stood for).
+    pub(crate) fn leave(self) -> bool {
+        let freed = self.slots.free(self.index, self.me);
+        std::mem::forget(self);
+        freed
+    }
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        self.slots.free(self.index, self.me);
     }
 }

@@ -1,6 +1,18 @@
 //! A quick look at the queue numbers (the report has them all, with ratios).
 use multiproc_bench::queue::*;
 fn main() {
+    // `queue_quick single`: only the single-message 1P→1C row, best of 7, beside
+    // the pipe (for comparing builds quickly).
+    if std::env::args().nth(1).as_deref() == Some("single") {
+        let best = |f: &dyn Fn() -> f64| (0..7).map(|_| f()).fold(f64::MAX, f64::min);
+        let ours = best(&|| ours_1p1c(2_000_000, 1024, 1));
+        let pipe = best(&|| pipe_stream(200_000));
+        println!(
+            "single {ours:.1} ns/msg, pipe {pipe:.1} ns/msg: {:.1}x",
+            pipe / ours
+        );
+        return;
+    }
     for _ in 0..2 {
         println!(
             "ours 1p1c single   {:8.1} ns/msg",

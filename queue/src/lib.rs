@@ -17,6 +17,12 @@
 //! blocking call spins briefly, then sleeps on a futex; a put or get makes a
 //! wake-up syscall only when someone sleeps.
 //!
+//! Memory: a 9 KiB control block, then one slot per message of capacity. A slot
+//! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a
+//! [`ByteQueue`], its length; slots up to a cache line are rounded up to a power
+//! of two and share lines (a `Queue<u64>` slot is 16 bytes, four to a line, and a
+//! 1024-slot `Queue<u64>` takes 25 KiB), larger ones take whole lines.
+//!
 //! # Example: two processes
 //! ```
 //! use multiproc_queue::Queue;
@@ -76,10 +82,15 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
     if let Ok(checked) = layout::check(ctl, bytes.len()) {
         // SAFETY: the geometry was checked against this allocation, which outlives the ring.
         let ring = unsafe { ring::Ring::new(base, &checked) };
-        let item = 0x5a5a_5a5a_u64;
+        // A fixed-length ring takes messages of exactly msg_max bytes.
+        let item = vec![0x5a_u8; checked.msg_max];
         let msg = ring::Msg {
-            ptr: (&item as *const u64).cast(),
-            len: checked.msg_max.min(8),
+            ptr: item.as_ptr(),
+            len: if checked.fixed {
+                checked.msg_max
+            } else {
+                checked.msg_max.min(8)
+            },
         };
         let mut scratch = vec![0u8; checked.msg_max.max(1)];
         let part = ring.participant();
@@ -110,12 +121,12 @@ pub mod model {
     /// A ring of `capacity` slots for `msg_max`-byte messages on the heap.
     /// Leaked: loom models are short.
     pub fn ring(capacity: usize, msg_max: usize) -> Ring {
-        let len = crate::layout::total_len(capacity, msg_max);
+        let len = crate::layout::total_len(capacity, msg_max, false);
         let layout = Layout::from_size_align(len, 128).expect("layout");
         // SAFETY: a non-zero size; the result is checked for NULL.
         let base = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("alloc");
         // SAFETY: 128-aligned, len bytes, unused.
-        unsafe { crate::layout::init(base.as_ptr(), capacity, msg_max, false) };
+        unsafe { crate::layout::init(base.as_ptr(), capacity, msg_max, false, false) };
         // SAFETY: initialised just above.
         let checked = crate::layout::check(unsafe { base.cast::<Control>().as_ref() }, len)
             .expect("geometry");

@@ -143,6 +143,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
             location,
             capacity: maxsize,
             msg_max: std::mem::size_of::<T>(),
+            fixed: true,
             type_name: queue_type_name::<T>(joinable),
             joinable,
         })?;
@@ -253,7 +254,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.fast_put_allowed()
             && ring
                 .participant()
-                .is_some_and(|p| ring.push_one(Some(p), item).is_ok())
+                .is_some_and(|p| ring.push_one(Some(p), item))
     }
 
     /// The one-message fast path: `Some` when it got an answer.
@@ -791,6 +792,7 @@ impl ByteQueue {
                 location,
                 capacity: maxsize,
                 msg_max: max_message,
+                fixed: false,
                 type_name: BYTE_QUEUE.to_owned(),
                 joinable: false,
             })?,

@@ -122,6 +122,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) location: Location<'a>,
     pub(crate) capacity: usize,
     pub(crate) msg_max: usize,
+    /// Every message is exactly `msg_max` bytes (`Queue<T>`).
+    pub(crate) fixed: bool,
     pub(crate) type_name: String,
     pub(crate) joinable: bool,
 }
@@ -143,14 +145,14 @@ impl RawQueue {
             )));
         }
         let capacity = spec.capacity;
-        let len = layout::total_len(capacity, spec.msg_max);
+        let len = layout::total_len(capacity, spec.msg_max, spec.fixed);
         // Described as 128-byte lines, the alignment of the control block.
         let info = TypeInfo::custom(&spec.type_name, 128, 128, len.div_ceil(128) as u64);
         let seg = Segment::create_typed(spec.location, info, |p| {
             // SAFETY: create_typed passes 128-aligned, zeroed memory of len bytes
             // that nobody else sees before it publishes the header; the geometry
             // was checked above.
-            unsafe { layout::init(p, capacity, spec.msg_max, spec.joinable) }
+            unsafe { layout::init(p, capacity, spec.msg_max, spec.fixed, spec.joinable) }
         })?;
         RawQueue::attach(seg, &spec.type_name, true)
     }
@@ -307,6 +309,11 @@ impl RawQueue {
         };
         let mut done = 0;
         let mut waiter = Waiter::new(self.spins);
+        if !nowait {
+            // Watch the slot before looking at anything else (see spin_until):
+            // `try_push` reads `head` when the slot is taken.
+            waiter.spin_until(|| self.ring.has_room());
+        }
         let joinable = self.joinable();
         let unfinished = &self.ctl().wake.0.unfinished;
         while done < msgs.len() {

@@ -14,8 +14,8 @@
 
 use std::ptr::NonNull;
 
-use crate::layout::{Checked, Control, Participant, SlotHeader, IDLE, PARTICIPANTS};
-use crate::primitive::{current_thread, thread_alive, wake, Ordering};
+use crate::layout::{Checked, Control, Participant, IDLE, PARTICIPANTS};
+use crate::primitive::{current_thread, thread_alive, wake, AtomicU32, AtomicU64, Ordering};
 
 /// Why a push did not happen.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +50,12 @@ pub struct Msg {
     pub len: usize,
 }
 
+/// A slot's header: its sequence, and its message length in a variable-length ring.
+struct SlotHeader<'a> {
+    seq: &'a AtomicU64,
+    len: Option<&'a AtomicU32>,
+}
+
 /// A view of a ring in some mapping; does not own the memory.
 pub struct Ring {
     ctl: NonNull<Control>,
@@ -59,6 +65,8 @@ pub struct Ring {
     /// `cap - 1` when cap is a power of two (index by mask), else 0 (index by `%`).
     mask: u64,
     msg_max: usize,
+    /// Every message is `msg_max` bytes; slots hold no length.
+    fixed: bool,
 }
 
 // SAFETY: Ring is pointers into a mapping whose owner keeps it alive as long as the
@@ -78,7 +86,7 @@ impl Ring {
             ctl: base.cast(),
             // SAFETY: the slots follow the control block inside the mapping (checked).
             slots: unsafe { base.add(std::mem::size_of::<Control>()) },
-            slot_size: crate::layout::slot_size(checked.msg_max),
+            slot_size: crate::layout::slot_size(checked.msg_max, checked.fixed),
             cap: checked.capacity as u64,
             mask: if checked.capacity.is_power_of_two() {
                 checked.capacity as u64 - 1
@@ -86,6 +94,7 @@ impl Ring {
                 0
             },
             msg_max: checked.msg_max,
+            fixed: checked.fixed,
         }
     }
 
@@ -105,20 +114,41 @@ impl Ring {
 
     /// The header and data of the slot for `pos` (reduced: any position is in bounds).
     #[inline]
-    fn slot(&self, pos: u64) -> (&SlotHeader, *mut u8) {
+    fn slot(&self, pos: u64) -> (SlotHeader<'_>, *mut u8) {
         let i = if self.mask != 0 || self.cap == 1 {
             pos & self.mask
         } else {
             pos % self.cap
         } as usize;
         // SAFETY: i < cap, and cap slots of slot_size bytes lie in the mapping
-        // (checked); slot headers are 8-aligned atomics.
+        // (checked); a slot starts with an 8-aligned u64 sequence, followed in a
+        // variable-length ring by a u32 length (layout::slot_header bytes in all).
         unsafe {
             let p = self.slots.as_ptr().add(i * self.slot_size);
             (
-                &*p.cast::<SlotHeader>(),
-                p.add(std::mem::size_of::<SlotHeader>()),
+                SlotHeader {
+                    seq: &*p.cast::<AtomicU64>(),
+                    len: (!self.fixed).then(|| &*p.add(8).cast::<AtomicU32>()),
+                },
+                p.add(crate::layout::slot_header(self.fixed)),
             )
+        }
+    }
+
+    /// The length of the message in a claimed slot (unchecked: from shared memory).
+    #[inline]
+    fn len_of(&self, h: &SlotHeader<'_>) -> usize {
+        h.len
+            .map_or(self.msg_max, |l| l.load(Ordering::Relaxed) as usize)
+    }
+
+    /// Records the length of the message written into a claimed slot. In a
+    /// fixed-length ring every message is `msg_max` bytes (the caller's promise).
+    #[inline]
+    fn set_len(&self, h: &SlotHeader<'_>, len: usize) {
+        debug_assert!(h.len.is_some() || len == self.msg_max);
+        if let Some(l) = h.len {
+            l.store(len as u32, Ordering::Relaxed);
         }
     }
 
@@ -216,7 +246,7 @@ impl Ring {
                             // m.len <= msg_max fits its data area; m.ptr is valid for
                             // m.len bytes (caller).
                             unsafe { std::ptr::copy_nonoverlapping(m.ptr, data, m.len) };
-                            h.len.store(m.len as u32, Ordering::Relaxed);
+                            self.set_len(&h, m.len);
                             // SYNC: publishes the message (pairs with the Acquire load
                             // of seq in try_pop).
                             h.seq
@@ -319,7 +349,7 @@ impl Ring {
         let mut bad = None;
         for i in 0..n as u64 {
             let (h, data) = self.slot(pos.wrapping_add(i));
-            let len = h.len.load(Ordering::Relaxed) as usize;
+            let len = self.len_of(&h);
             let ok = len <= self.msg_max;
             if ok {
                 copy_out(data, &mut scratch[..len]);
@@ -508,27 +538,18 @@ impl Ring {
         c.head.0.load(Ordering::SeqCst).saturating_add(self.cap) > tail
     }
 
-    /// Puts one `T`: the fast path of `put`, for one message of a fixed size.
+    /// Puts one `T` if the next slot is free and nobody else claims it first: the
+    /// fast path of `put`, for one message of a fixed size. `false` leaves the
+    /// general path (`try_push`, the waiting) to find out why: it reads neither
+    /// `head` nor anything else the consumers write, which would cost them the line.
     #[inline]
-    pub(crate) fn push_one<T: Copy>(
-        &self,
-        part: Option<&Participant>,
-        item: &T,
-    ) -> Result<(), PushFail> {
+    pub(crate) fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
         debug_assert!(std::mem::size_of::<T>() <= self.msg_max);
         let c = self.ctl();
         let pos = c.tail.0.load(Ordering::Relaxed);
         let (h, data) = self.slot(pos);
         if h.seq.load(Ordering::Acquire) != free_for(pos) {
-            return self
-                .try_push(
-                    part,
-                    &[Msg {
-                        ptr: (item as *const T).cast(),
-                        len: std::mem::size_of::<T>(),
-                    }],
-                )
-                .map(drop);
+            return false;
         }
         if let Some(p) = part {
             p.put_pos.store(pos, Ordering::Relaxed);
@@ -544,24 +565,15 @@ impl Ring {
             )
             .is_err()
         {
-            return self
-                .try_push(
-                    part,
-                    &[Msg {
-                        ptr: (item as *const T).cast(),
-                        len: std::mem::size_of::<T>(),
-                    }],
-                )
-                .map(drop);
+            return false;
         }
         // SAFETY: the claim gives us the slot; its data area holds msg_max >= size_of::<T>() bytes.
         unsafe { data.cast::<T>().write_unaligned(*item) };
-        h.len
-            .store(std::mem::size_of::<T>() as u32, Ordering::Relaxed);
+        self.set_len(&h, std::mem::size_of::<T>());
         // SYNC: publishes the message (pairs with the Acquire load of seq in pop).
         h.seq.store(holding(pos), Ordering::Release);
         self.wake_consumers(1);
-        Ok(())
+        true
     }
 
     /// Takes one `T`: the fast path of `get`. `T` must be valid for any bytes.
@@ -591,7 +603,7 @@ impl Ring {
         {
             return Err(PopFail::Retry);
         }
-        let len = h.len.load(Ordering::Relaxed) as usize;
+        let len = self.len_of(&h);
         let item = if len == std::mem::size_of::<T>() && std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
             // T) and holds size_of::<T>() bytes; the volatile read copies whatever a

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_queue::{Error, Queue};
-use multiproc_shm::{Shared, SharedSlice};
+use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::{fork, ChildExit, Watchdog};
 
@@ -306,18 +306,35 @@ fn garbage_in_the_ring_never_panics_or_hangs() {
 fn a_corrupted_geometry_is_refused_on_open() {
     let name = multiproc_testkit::unique_name("qgeom");
     let q = Queue::<u64>::create(&name, 4).unwrap();
-    // The geometry line is the fourth 128-byte line: scribble its capacity.
-    // SAFETY: inside the segment; no one else uses it.
-    unsafe {
-        q.segment()
-            .as_ptr()
-            .add(3 * 128)
-            .cast::<u64>()
-            .write_volatile(1 << 40)
+    // The geometry line is the fourth 128-byte line: layout version (u32),
+    // fixed-length flag (u32), capacity (u64), ...
+    let geometry = q.segment().as_ptr().wrapping_add(3 * 128);
+    let refused = || match Queue::<u64>::open(&name) {
+        Err(Error::Corrupted(msg)) => msg,
+        other => panic!("opened a corrupted queue: {other:?}"),
     };
-    assert!(matches!(
-        Queue::<u64>::open(&name),
-        Err(Error::Corrupted(_))
-    ));
-    let _ = Shared::anonymous(0u8);
+    // SAFETY: inside the segment; no one else uses it.
+    unsafe { geometry.add(8).cast::<u64>().write_volatile(1 << 40) };
+    assert!(refused().contains("capacity"));
+    // SAFETY: as above.
+    unsafe { geometry.add(8).cast::<u64>().write_volatile(4) };
+    Queue::<u64>::open(&name).unwrap();
+    // SAFETY: as above.
+    unsafe { geometry.add(4).cast::<u32>().write_volatile(2) };
+    assert!(refused().contains("fixed-length flag"));
+    // SAFETY: as above.
+    unsafe { geometry.add(4).cast::<u32>().write_volatile(0) };
+    assert!(
+        refused().contains("slot size"),
+        "a variable-length ring of 8-byte slots"
+    );
+    // SAFETY: as above.
+    unsafe { geometry.cast::<u32>().write_volatile(1) };
+    let msg = refused();
+    assert!(
+        msg.contains("layout version 1") && msg.contains("same multiproc version"),
+        "{msg}"
+    );
+    drop(q); // the creator's handle unlinks the name
+    assert!(Queue::<u64>::open(&name).is_err());
 }

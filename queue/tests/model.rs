@@ -78,6 +78,49 @@ proptest! {
     }
 }
 
+/// Items of every size class of slot (16, 32 and 64 bytes, several to a cache
+/// line; 128 bytes, two lines) come out whole and in order through a ring that
+/// wraps many times, one at a time and in batches.
+#[test]
+fn items_of_every_slot_size_round_trip() {
+    fn check<T: multiproc_shm::ShmSafe + Copy + PartialEq + std::fmt::Debug>(
+        make: impl Fn(u64) -> T,
+    ) {
+        for cap in [1, 3, 4, 7] {
+            let q = Queue::<T>::new(cap).unwrap();
+            let mut next = 0;
+            for round in 0..40u64 {
+                let n = 1 + (round as usize % cap);
+                let items: Vec<T> = (next..next + n as u64).map(&make).collect();
+                if round % 2 == 0 {
+                    q.put_many(&items).unwrap();
+                } else {
+                    for &it in &items {
+                        q.put(it).unwrap();
+                    }
+                }
+                let mut out = Vec::new();
+                while out.len() < n {
+                    if round % 3 == 0 {
+                        q.get_many(&mut out, n, None).unwrap();
+                    } else {
+                        out.push(q.get().unwrap());
+                    }
+                }
+                assert_eq!(out, items, "capacity {cap}, round {round}");
+                next += n as u64;
+            }
+            assert!(q.empty());
+        }
+    }
+    check(|i| i as u8);
+    check(|i| [i as u32, !(i as u32), 7]);
+    check(|i| [i, !i, i.rotate_left(7)]);
+    check(|i| [i; 7]);
+    check(|i| [i; 8]);
+    check(|i| [i as u16; 33]);
+}
+
 /// The tutorial's Queue(3): full after three puts, put with a timeout fails,
 /// empty after three gets, get_nowait fails.
 #[test]

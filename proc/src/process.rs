@@ -234,7 +234,10 @@ impl<'a> Process<'a> {
             // The parent's children are not ours. Forget them without freeing
             // (freeing would write to, and so copy, heap pages).
             std::mem::forget(std::mem::take(&mut st.children));
-            st.me.name = Some(std::mem::take(&mut self.name));
+            // SAFETY: a bitwise copy of the name, without writing to `self` (whose
+            // page the child would copy): the child leaves by exit_now below and
+            // never drops `self`, so the String has one owner here.
+            st.me.name = Some(unsafe { std::ptr::read(&self.name) });
             st.me.parent = Some(parent);
             drop(st);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);

@@ -10,7 +10,8 @@ use multiproc_bench::queue::{
     pipe_stream, python_queue_ns,
 };
 use multiproc_bench::{
-    hammer, ns_per_iter, python_process_start_join_us, raw_fork_exit_wait, PthreadMutex,
+    hammer, ns_per_iter, ns_per_iter_interleaved, python_process_start_join_us, raw_fork_exit_wait,
+    PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
@@ -157,20 +158,25 @@ fn main() {
         ok: c_ours <= c_p,
     });
 
-    // Process start + join, µs (fork dominates: few iterations suffice).
-    let spawn_iters = 300;
-    let p_ours = ns_per_iter(5, spawn_iters, |n| {
-        for _ in 0..n {
-            let mut p = Process::new(|| ());
-            p.start().unwrap();
-            p.join().unwrap();
-        }
-    }) / 1000.0;
-    let p_raw = ns_per_iter(5, spawn_iters, |n| {
-        for _ in 0..n {
-            raw_fork_exit_wait();
-        }
-    }) / 1000.0;
+    // Process start + join, µs (fork dominates: few iterations suffice). Rounds
+    // interleaved: the speed of fork here drifts by tens of percent within a minute.
+    let (p_ours, p_raw) = ns_per_iter_interleaved(
+        10,
+        100,
+        |n| {
+            for _ in 0..n {
+                let mut p = Process::new(|| ());
+                p.start().unwrap();
+                p.join().unwrap();
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                raw_fork_exit_wait();
+            }
+        },
+    );
+    let (p_ours, p_raw) = (p_ours / 1000.0, p_raw / 1000.0);
     rows.push(Row {
         what: "Process start+join (µs)",
         ours: p_ours,

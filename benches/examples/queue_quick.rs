@@ -3,6 +3,22 @@ use multiproc_bench::queue::*;
 fn main() {
     // `queue_quick single`: only the single-message 1P→1C row, best of 7, beside
     // the pipe (for comparing builds quickly).
+    // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
+    // best of 5 interleaved rounds, six times.
+    if std::env::args().nth(1).as_deref() == Some("pingpong") {
+        for _ in 0..6 {
+            let (mut ours, mut line) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                ours = ours.min(ours_ping_pong(50_000, u32::MAX));
+                line = line.min(cache_line_ping_pong(50_000));
+            }
+            println!(
+                "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x",
+                ours / line
+            );
+        }
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("single") {
         let best = |f: &dyn Fn() -> f64| (0..7).map(|_| f()).fold(f64::MAX, f64::min);
         let ours = best(&|| ours_1p1c(2_000_000, 1024, 1));

@@ -276,8 +276,17 @@ impl RawQueue {
         Ok(())
     }
 
-    /// Whether a put may take the one-message fast path (open, not joinable).
+    /// Spins (this handle's spin limit) until the slot of the next message holds
+    /// one; whether it does. Reads only that slot and `head` (see `spin_until`).
     #[inline]
+    pub(crate) fn watch_for_message(&self) -> bool {
+        let mut waiter = Waiter::new(self.spins);
+        waiter.spin_until(|| self.ring.has_message());
+        self.ring.has_message()
+    }
+
+    /// Whether a put may take the one-message fast path (open, not joinable).
+    #[inline(always)]
     pub(crate) fn fast_put_allowed(&self) -> bool {
         let g = &self.ctl().geometry.0;
         g.closed.load(Ordering::Relaxed) == 0 && g.joinable.load(Ordering::Relaxed) == 0

@@ -50,6 +50,9 @@ pub struct Msg {
     pub len: usize,
 }
 
+/// `Ring::mask` of a capacity that is not a power of two (no capacity has this mask).
+const NO_MASK: u64 = u64::MAX;
+
 /// A slot's header: its sequence, and its message length in a variable-length ring.
 struct SlotHeader<'a> {
     seq: &'a AtomicU64,
@@ -62,7 +65,8 @@ pub struct Ring {
     slots: NonNull<u8>,
     slot_size: usize,
     cap: u64,
-    /// `cap - 1` when cap is a power of two (index by mask), else 0 (index by `%`).
+    /// `cap - 1` when cap is a power of two (index by mask), else [`NO_MASK`]
+    /// (index by `%`).
     mask: u64,
     msg_max: usize,
     /// Every message is `msg_max` bytes; slots hold no length.
@@ -91,7 +95,7 @@ impl Ring {
             mask: if checked.capacity.is_power_of_two() {
                 checked.capacity as u64 - 1
             } else {
-                0
+                NO_MASK
             },
             msg_max: checked.msg_max,
             fixed: checked.fixed,
@@ -115,7 +119,7 @@ impl Ring {
     /// The header and data of the slot for `pos` (reduced: any position is in bounds).
     #[inline]
     fn slot(&self, pos: u64) -> (SlotHeader<'_>, *mut u8) {
-        let i = if self.mask != 0 || self.cap == 1 {
+        let i = if self.mask != NO_MASK {
             pos & self.mask
         } else {
             pos % self.cap
@@ -493,22 +497,36 @@ impl Ring {
     /// the futex (see `RawQueue::sleep_for_message`).
     #[inline]
     fn wake_consumers(&self, n: u32) {
-        let w = &self.ctl().wake.0;
-        if w.get_waiters.load(Ordering::SeqCst) != 0 {
-            w.put_seq.fetch_add(1, Ordering::Release);
-            wake(&w.put_seq, n);
+        if self.ctl().wake.0.get_waiters.load(Ordering::SeqCst) != 0 {
+            self.wake_consumers_now(n);
         }
+    }
+
+    /// The wake-up itself, out of line: the fast paths stay small.
+    #[cold]
+    #[inline(never)]
+    fn wake_consumers_now(&self, n: u32) {
+        let w = &self.ctl().wake.0;
+        w.put_seq.fetch_add(1, Ordering::Release);
+        wake(&w.put_seq, n);
     }
 
     /// Wakes sleeping producers after slots were freed; the mirror image of
     /// `wake_consumers`, with `head` and `put_waiters`.
     #[inline]
     fn wake_producers(&self, n: u32) {
-        let w = &self.ctl().wake.0;
-        if w.put_waiters.load(Ordering::SeqCst) != 0 {
-            w.get_seq.fetch_add(1, Ordering::Release);
-            wake(&w.get_seq, n);
+        if self.ctl().wake.0.put_waiters.load(Ordering::SeqCst) != 0 {
+            self.wake_producers_now(n);
         }
+    }
+
+    /// The wake-up itself, out of line: the fast paths stay small.
+    #[cold]
+    #[inline(never)]
+    fn wake_producers_now(&self, n: u32) {
+        let w = &self.ctl().wake.0;
+        w.get_seq.fetch_add(1, Ordering::Release);
+        wake(&w.get_seq, n);
     }
 
     /// Whether the slot the next put needs is free (a re-check before sleeping).
@@ -548,6 +566,7 @@ impl Ring {
         let c = self.ctl();
         let pos = c.tail.0.load(Ordering::Relaxed);
         let (h, data) = self.slot(pos);
+        prefetch_for_write(h.seq);
         if h.seq.load(Ordering::Acquire) != free_for(pos) {
             return false;
         }
@@ -626,13 +645,21 @@ impl Ring {
         h.seq
             .store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
         self.wake_producers(1);
-        item.ok_or_else(|| {
-            c.wake.0.lost.fetch_add(1, Ordering::Relaxed);
-            PopFail::Corrupted(format!(
-                "message of position {pos} is {len} bytes in a queue of {}-byte items",
-                std::mem::size_of::<T>()
-            ))
-        })
+        match item {
+            Some(v) => Ok(v),
+            None => Err(self.wrong_length(pos, len, std::mem::size_of::<T>())),
+        }
+    }
+
+    /// Counts a message of the wrong length as lost and describes it (kept out of
+    /// line: the fast path then needs fewer registers).
+    #[cold]
+    #[inline(never)]
+    fn wrong_length(&self, pos: u64, len: usize, size: usize) -> PopFail {
+        self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
+        PopFail::Corrupted(format!(
+            "message of position {pos} is {len} bytes in a queue of {size}-byte items"
+        ))
     }
 
     /// Messages in the ring now (approximate while others work).
@@ -661,6 +688,21 @@ fn holding(pos: u64) -> u64 {
 #[inline]
 fn start_index(me: u64) -> usize {
     ((me >> 32).wrapping_mul(0x9e37_79b9) >> 7) as usize % PARTICIPANTS
+}
+
+/// Asks for the cache line of `word` in a writable state (x86's PREFETCHW), so
+/// that a producer about to check a slot and then write it moves the line once
+/// instead of twice (a shared copy for the check, then ownership for the write).
+#[inline(always)]
+fn prefetch_for_write<W>(word: &W) {
+    #[cfg(all(target_arch = "x86_64", not(multiproc_loom)))]
+    // SAFETY: a prefetch is a hint: it reads nothing into registers, writes
+    // nothing, cannot fault, and `word` is a valid reference anyway.
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) word as *const W, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(multiproc_loom))))]
+    let _ = word;
 }
 
 /// Copies `out.len()` bytes from shared memory with volatile reads, 8 at a time.

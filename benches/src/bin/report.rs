@@ -256,8 +256,13 @@ fn main() {
         target: "≤ 1.11× (throughput ≥ 0.9×)",
         ok: q_mpmc * 0.9 <= aq_mpmc,
     });
-    let pp_spin = best(&|| ours_ping_pong(100_000, u32::MAX));
-    let line = best(&|| cache_line_ping_pong(100_000));
+    // Interleaved rounds, best of each: where the two processes land (the same
+    // core's siblings, two cores, two dies) changes both by up to 5× here.
+    let (mut pp_spin, mut line) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..5 {
+        pp_spin = pp_spin.min(ours_ping_pong(50_000, u32::MAX));
+        line = line.min(cache_line_ping_pong(50_000));
+    }
     rows.push(Row {
         what: "ping-pong, spinning (ns/RT)",
         ours: pp_spin,

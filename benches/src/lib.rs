@@ -179,15 +179,16 @@ pub fn raw_fork_exit_wait() {
 }
 
 /// Microseconds per `Process(target=f).start(); join()` in Python's
-/// `multiprocessing`, measured by `python3` itself; `None` without `python3`.
-pub fn python_process_start_join_us(n: u32) -> Option<f64> {
+/// `multiprocessing`, measured by `python3` itself (the best of `rounds` rounds of
+/// `n`, as ours is measured); `None` without `python3`.
+pub fn python_process_start_join_us(rounds: u32, n: u32) -> Option<f64> {
     let script = format!(
         "import multiprocessing as mp, time\n\
          def f(): pass\n\
          if __name__ == '__main__':\n\
          \x20   mp.set_start_method('fork')\n\
          \x20   best = float('inf')\n\
-         \x20   for _ in range(3):\n\
+         \x20   for _ in range({rounds}):\n\
          \x20       t = time.perf_counter()\n\
          \x20       for _ in range({n}):\n\
          \x20           p = mp.Process(target=f); p.start(); p.join()\n\

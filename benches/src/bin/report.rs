@@ -185,7 +185,7 @@ fn main() {
         target: "≤ 1.2×",
         ok: p_ours <= 1.2 * p_raw,
     });
-    match python_process_start_join_us(100) {
+    match python_process_start_join_us(10, 100) {
         Some(py) => rows.push(Row {
             what: "Process start+join (µs)",
             ours: p_ours,

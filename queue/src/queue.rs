@@ -235,7 +235,9 @@ impl<T: ShmSafe + Copy> Queue<T> {
     }
 
     /// How many times a blocking `put`/`get` of this handle retries before it
-    /// sleeps on the futex (default 200, a few microseconds). 0 sleeps at once.
+    /// yields and then sleeps on the futex: up to this many tries on the fast
+    /// path, as many again on the general one (default 200, a few microseconds in
+    /// all). 0 sleeps at once.
     ///
     /// # Examples
     /// ```
@@ -247,24 +249,49 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.set_spins(spins);
     }
 
-    /// The one-message fast path: `true` if `item` went in.
+    /// The one-message fast path: `true` if `item` went in. With `spins`, it
+    /// keeps trying that many times (a pause between tries) while the next slot
+    /// is not free yet, as `fast_get` does for messages.
     #[inline(always)]
-    fn fast_put(&self, item: &T) -> bool {
+    fn fast_put(&self, item: &T, mut spins: u32) -> bool {
         let ring = self.raw.ring();
-        self.raw.fast_put_allowed()
-            && ring
-                .participant()
-                .is_some_and(|p| ring.push_one(Some(p), item))
+        if !self.raw.fast_put_allowed() {
+            return false;
+        }
+        let Some(part) = ring.participant() else {
+            return false;
+        };
+        loop {
+            if ring.push_one(Some(part), item) {
+                return true;
+            }
+            if spins == 0 {
+                return false;
+            }
+            spins -= 1;
+            std::hint::spin_loop();
+        }
     }
 
-    /// The one-message fast path: `Some` when it got an answer.
+    /// The one-message fast path: `Some` when it got an answer. With `spins`,
+    /// it keeps trying that many times (a pause between tries) while the next
+    /// message is not there yet: each try reads only `head` and the slot, and a
+    /// message that arrives is taken at once, with no more work between seeing
+    /// and taking it — what a hand-off between spinning processes costs.
     #[inline(always)]
-    fn fast_get(&self) -> Option<Result<T>> {
+    fn fast_get(&self, mut spins: u32) -> Option<Result<T>> {
         let ring = self.raw.ring();
-        match ring.pop_one::<T>(Some(ring.participant()?)) {
-            Ok(v) => Some(Ok(v)),
-            Err(PopFail::Corrupted(e)) => Some(Err(Error::Corrupted(e))),
-            Err(_) => None,
+        let part = ring.participant()?;
+        loop {
+            match ring.pop_one::<T>(Some(part)) {
+                Ok(v) => return Some(Ok(v)),
+                Err(PopFail::Corrupted(e)) => return Some(Err(Error::Corrupted(e))),
+                Err(_) if spins > 0 => {
+                    spins -= 1;
+                    std::hint::spin_loop();
+                }
+                Err(_) => return None,
+            }
         }
     }
 
@@ -282,7 +309,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// ```
     #[inline]
     pub fn put(&self, item: T) -> Result<()> {
-        if self.fast_put(&item) {
+        if self.fast_put(&item, self.raw.spins()) {
             return Ok(());
         }
         self.raw.put(&[as_msg(&item)], None, false).1
@@ -302,7 +329,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        if self.fast_put(&item) {
+        if self.fast_put(&item, self.raw.spins()) {
             return Ok(());
         }
         self.raw
@@ -323,7 +350,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {
-        if self.fast_put(&item) {
+        if self.fast_put(&item, 0) {
             return Ok(());
         }
         self.raw.put(&[as_msg(&item)], None, true).1
@@ -361,27 +388,10 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// ```
     #[inline]
     pub fn get(&self) -> Result<T> {
-        if let Some(r) = self.fast_get() {
-            return r;
-        }
-        if let Some(r) = self.watch_then_fast_get() {
+        if let Some(r) = self.fast_get(self.raw.spins()) {
             return r;
         }
         self.get_with(None, false)
-    }
-
-    /// Spins watching the slot of the next message (as the general path would
-    /// first), then takes it by the fast path: a hand-off between spinning
-    /// processes then costs no more than a put. `None` when nothing came within
-    /// the spins (the general path then waits, spinning once more before it
-    /// yields and sleeps).
-    #[inline]
-    fn watch_then_fast_get(&self) -> Option<Result<T>> {
-        if self.raw.watch_for_message() {
-            self.fast_get()
-        } else {
-            None
-        }
     }
 
     /// Takes the next item, waiting at most `timeout`.
@@ -397,10 +407,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        if let Some(r) = self.fast_get() {
-            return r;
-        }
-        if let Some(r) = self.watch_then_fast_get() {
+        if let Some(r) = self.fast_get(self.raw.spins()) {
             return r;
         }
         self.get_with(deadline(Some(timeout)), false)
@@ -418,7 +425,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<T> {
-        if let Some(r) = self.fast_get() {
+        if let Some(r) = self.fast_get(0) {
             return r;
         }
         self.get_with(None, true)

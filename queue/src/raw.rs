@@ -276,13 +276,10 @@ impl RawQueue {
         Ok(())
     }
 
-    /// Spins (this handle's spin limit) until the slot of the next message holds
-    /// one; whether it does. Reads only that slot and `head` (see `spin_until`).
+    /// Tries before a blocking call sleeps (this handle's spin limit).
     #[inline]
-    pub(crate) fn watch_for_message(&self) -> bool {
-        let mut waiter = Waiter::new(self.spins);
-        waiter.spin_until(|| self.ring.has_message());
-        self.ring.has_message()
+    pub(crate) fn spins(&self) -> u32 {
+        self.spins
     }
 
     /// Whether a put may take the one-message fast path (open, not joinable).

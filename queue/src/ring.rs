@@ -684,10 +684,12 @@ fn holding(pos: u64) -> u64 {
     pos.wrapping_mul(2).wrapping_add(1)
 }
 
-/// Where this thread's participant entry is looked for first.
+/// Where this thread's participant entry is looked for first: its tid modulo the
+/// entries (tids are handed out in sequence, so threads started together land
+/// apart; a collision only sends one of them on to the next free entry).
 #[inline]
 fn start_index(me: u64) -> usize {
-    ((me >> 32).wrapping_mul(0x9e37_79b9) >> 7) as usize % PARTICIPANTS
+    (me >> 32) as usize % PARTICIPANTS
 }
 
 /// Asks for the cache line of `word` in a writable state (x86's PREFETCHW), so

@@ -153,21 +153,28 @@ pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Nanoseconds per iteration of `a` and of `b`, the best of `rounds` rounds each,
-/// the rounds interleaved (a, b, a, b, ...) so that both meet the same drift of a
-/// shared machine.
+/// Nanoseconds per iteration of each of `fs`, the best of `rounds` rounds each,
+/// the rounds interleaved (f0, f1, ..., f0, f1, ...) so that all meet the same
+/// drift of a shared machine.
+pub fn ns_per_iter_each(rounds: u32, iters: u64, fs: &mut [&mut dyn FnMut(u64)]) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; fs.len()];
+    for _ in 0..rounds {
+        for (b, f) in best.iter_mut().zip(fs.iter_mut()) {
+            *b = b.min(ns_per_iter(1, iters, f));
+        }
+    }
+    best
+}
+
+/// [`ns_per_iter_each`] of two.
 pub fn ns_per_iter_interleaved(
     rounds: u32,
     iters: u64,
     mut a: impl FnMut(u64),
     mut b: impl FnMut(u64),
 ) -> (f64, f64) {
-    let (mut best_a, mut best_b) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..rounds {
-        best_a = best_a.min(ns_per_iter(1, iters, &mut a));
-        best_b = best_b.min(ns_per_iter(1, iters, &mut b));
-    }
-    (best_a, best_b)
+    let t = ns_per_iter_each(rounds, iters, &mut [&mut a, &mut b]);
+    (t[0], t[1])
 }
 
 /// Raw `fork` + `_exit(0)` + `waitpid`: the floor for starting and joining a child.

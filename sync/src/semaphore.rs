@@ -194,19 +194,15 @@ impl Semaphore {
     /// assert_eq!(s.value(), 2);
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
+    #[inline]
     pub fn release(&self, n: u32) -> Result<()> {
         let bound = self.bound.load(Ordering::Relaxed);
         let limit = if bound == 0 { u32::MAX } else { bound };
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
-            let new = v
-                .checked_add(n)
-                .filter(|&x| x <= limit)
-                .ok_or(Error::ValueTooLarge {
-                    what: "semaphore value",
-                    value: u64::from(v) + u64::from(n),
-                    limit: u64::from(limit),
-                })?;
+            let Some(new) = v.checked_add(n).filter(|&x| x <= limit) else {
+                return Err(too_large(v, n, limit));
+            };
             // SYNC: SeqCst (a Release) pairs with the Acquire in `try_acquire`, and
             // with the sleepers protocol described in `acquire`.
             match self
@@ -231,6 +227,16 @@ impl Semaphore {
     /// ```
     pub fn value(&self) -> u32 {
         self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// The error of a release past the bound (out of line: `release` stays small).
+#[cold]
+fn too_large(v: u32, n: u32, limit: u32) -> Error {
+    Error::ValueTooLarge {
+        what: "semaphore value",
+        value: u64::from(v) + u64::from(n),
+        limit: u64::from(limit),
     }
 }
 

@@ -10,8 +10,8 @@ use multiproc_bench::queue::{
     pipe_stream, python_queue_ns,
 };
 use multiproc_bench::{
-    hammer, ns_per_iter, ns_per_iter_interleaved, python_process_start_join_us, raw_fork_exit_wait,
-    PthreadMutex,
+    hammer, ns_per_iter, ns_per_iter_each, ns_per_iter_interleaved, python_process_start_join_us,
+    raw_fork_exit_wait, PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
@@ -37,37 +37,58 @@ fn main() {
     let std_m = std::sync::Mutex::new(0u64);
     let p = PthreadMutex::new(false);
     let robust = PthreadMutex::new(true);
-    let lock = || {
-        ns_per_iter(ROUNDS, ITERS, |n| {
-            for _ in 0..n {
-                *black_box(&ours).lock().unwrap() += 1;
-            }
-        })
-    };
-    let t_ours = lock();
     let local = Mutex::new(0u64);
-    let t_local = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            *black_box(&local).lock().unwrap() += 1;
-        }
-    });
-    let t_std = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            *black_box(&std_m).lock().unwrap() += 1;
-        }
-    });
-    let t_p = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            black_box(&p).lock();
-            p.unlock();
-        }
-    });
-    let t_r = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            black_box(&robust).lock();
-            robust.unlock();
-        }
-    });
+    let sem = Shared::anonymous(Semaphore::new(1)).unwrap();
+    let ev = Shared::anonymous(Event::new()).unwrap();
+    // Every uncontended row in alternating rounds (see ns_per_iter_each).
+    let t = ns_per_iter_each(
+        ROUNDS,
+        ITERS,
+        &mut [
+            &mut |n| {
+                for _ in 0..n {
+                    *black_box(&ours).lock().unwrap() += 1;
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    *black_box(&local).lock().unwrap() += 1;
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    *black_box(&std_m).lock().unwrap() += 1;
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    black_box(&p).lock();
+                    p.unlock();
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    black_box(&robust).lock();
+                    robust.unlock();
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    black_box(&sem).try_acquire();
+                    sem.release(1).unwrap();
+                }
+            },
+            &mut |n| {
+                for _ in 0..n {
+                    black_box(&ev).set();
+                    black_box(ev.is_set());
+                }
+            },
+        ],
+    );
+    let [t_ours, t_local, t_std, t_p, t_r, t_sem, t_ev] = t[..] else {
+        unreachable!("seven measures")
+    };
     rows.push(Row {
         what: "uncontended lock+unlock (ns)",
         ours: t_ours,
@@ -101,13 +122,6 @@ fn main() {
         ok: true,
     });
 
-    let sem = Shared::anonymous(Semaphore::new(1)).unwrap();
-    let t_sem = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            black_box(&sem).try_acquire();
-            sem.release(1).unwrap();
-        }
-    });
     rows.push(Row {
         what: "semaphore acquire+release (ns)",
         ours: t_sem,
@@ -115,13 +129,6 @@ fn main() {
         peer: t_ours,
         target: "≤ 2.0×",
         ok: t_sem <= 2.0 * t_ours,
-    });
-    let ev = Shared::anonymous(Event::new()).unwrap();
-    let t_ev = ns_per_iter(ROUNDS, ITERS, |n| {
-        for _ in 0..n {
-            black_box(&ev).set();
-            black_box(ev.is_set());
-        }
     });
     rows.push(Row {
         what: "event set+is_set (ns)",

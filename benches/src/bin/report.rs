@@ -208,12 +208,16 @@ fn main() {
         None => println!("(python3 not found: the Python comparison is skipped)"),
     }
 
-    // The queue: best of three runs each (lower ns is better).
-    let best = |f: &dyn Fn() -> f64| (0..3).map(|_| f()).fold(f64::INFINITY, f64::min);
-    let q_one = best(&|| ours_1p1c(2_000_000, 1024, 1));
-    let q_batch = best(&|| ours_1p1c(4_000_000, 1024, 32));
-    let aq_one = best(&|| arrayqueue(2_000_000, 1, 1, 1024));
-    let pipe = best(&|| pipe_stream(200_000));
+    // The queue: best of three rounds each, the rounds interleaved (lower ns is
+    // better).
+    let (mut q_one, mut q_batch, mut aq_one, mut pipe) =
+        (f64::INFINITY, f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        q_one = q_one.min(ours_1p1c(2_000_000, 1024, 1));
+        q_batch = q_batch.min(ours_1p1c(4_000_000, 1024, 32));
+        aq_one = aq_one.min(arrayqueue(2_000_000, 1, 1, 1024));
+        pipe = pipe.min(pipe_stream(200_000));
+    }
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -257,8 +261,11 @@ fn main() {
         }),
         None => println!("(python3 not found: the Python queue comparison is skipped)"),
     }
-    let q_mpmc = best(&|| ours_mpmc(500_000, 2, 2, 1024));
-    let aq_mpmc = best(&|| arrayqueue(500_000, 2, 2, 1024));
+    let (mut q_mpmc, mut aq_mpmc) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        q_mpmc = q_mpmc.min(ours_mpmc(500_000, 2, 2, 1024));
+        aq_mpmc = aq_mpmc.min(arrayqueue(500_000, 2, 2, 1024));
+    }
     rows.push(Row {
         what: "queue 2P×2C (ns/msg)",
         ours: q_mpmc,

@@ -117,13 +117,19 @@ pub(crate) struct Control {
 const _: () =
     assert!(std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 128 + WRITERS * 16);
 
+/// Where a slot's length (a u32) lies, in a variable-length ring: after the
+/// sequence (8 bytes; more under loom, whose atomics are larger).
+pub(crate) const LEN_OFFSET: usize = std::mem::size_of::<AtomicU64>().next_multiple_of(8);
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(LEN_OFFSET == 8);
+
 /// Bytes of a slot's header: the sequence, and in a variable-length ring the
-/// message length (a u32, padded to 8).
+/// message length (a u32, padded to 8): 8 or 16 bytes.
 pub(crate) fn slot_header(fixed: bool) -> usize {
     if fixed {
-        8
+        LEN_OFFSET
     } else {
-        16
+        LEN_OFFSET + std::mem::size_of::<AtomicU32>().next_multiple_of(8)
     }
 }
 
@@ -204,7 +210,9 @@ pub(crate) unsafe fn init(
         unsafe {
             slot.cast::<AtomicU64>().write(AtomicU64::new(2 * i as u64));
             if !fixed {
-                slot.add(8).cast::<AtomicU32>().write(AtomicU32::new(0));
+                slot.add(LEN_OFFSET)
+                    .cast::<AtomicU32>()
+                    .write(AtomicU32::new(0));
             }
         }
     }

@@ -118,15 +118,34 @@ pub mod model {
     use crate::layout::Control;
     pub use crate::ring::{Msg, PopFail, PushFail, Ring};
 
-    /// A ring of `capacity` slots for `msg_max`-byte messages on the heap.
-    /// Leaked: loom models are short.
+    /// A ring of `capacity` slots for messages of up to `msg_max` bytes on the
+    /// heap (variable length, as a `ByteQueue`'s). Leaked: loom models are short.
     pub fn ring(capacity: usize, msg_max: usize) -> Ring {
-        let len = crate::layout::total_len(capacity, msg_max, false);
+        make(capacity, msg_max, false)
+    }
+
+    /// A fixed-length ring of `capacity` slots for `u64`s, as a `Queue<u64>`'s.
+    pub fn fixed_ring(capacity: usize) -> Ring {
+        make(capacity, 8, true)
+    }
+
+    /// `Queue::put`'s one-message fast path: whether `v` went in.
+    pub fn push_one(ring: &Ring, v: u64) -> bool {
+        ring.push_one(ring.participant(), &v)
+    }
+
+    /// `Queue::get`'s one-message fast path.
+    pub fn pop_one(ring: &Ring) -> Result<u64, PopFail> {
+        ring.pop_one(ring.participant())
+    }
+
+    fn make(capacity: usize, msg_max: usize, fixed: bool) -> Ring {
+        let len = crate::layout::total_len(capacity, msg_max, fixed);
         let layout = Layout::from_size_align(len, 128).expect("layout");
         // SAFETY: a non-zero size; the result is checked for NULL.
         let base = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("alloc");
         // SAFETY: 128-aligned, len bytes, unused.
-        unsafe { crate::layout::init(base.as_ptr(), capacity, msg_max, false, false) };
+        unsafe { crate::layout::init(base.as_ptr(), capacity, msg_max, fixed, false) };
         // SAFETY: initialised just above.
         let checked = crate::layout::check(unsafe { base.cast::<Control>().as_ref() }, len)
             .expect("geometry");

@@ -91,6 +91,30 @@ mod imp {
     pub(crate) fn spin() {
         loom::thread::yield_now();
     }
+
+    /// One loom cell per slot, touched wherever the slot's data is read or
+    /// written: the data is plain memory, which loom does not see, so this is how
+    /// a model learns of a read and a write of one slot that no happens-before
+    /// edge orders (loom then fails the model).
+    pub(crate) struct DataCells(Vec<loom::cell::UnsafeCell<()>>);
+
+    impl DataCells {
+        pub(crate) fn new(slots: usize) -> DataCells {
+            DataCells(
+                (0..slots)
+                    .map(|_| loom::cell::UnsafeCell::new(()))
+                    .collect(),
+            )
+        }
+
+        pub(crate) fn read(&self, slot: usize) {
+            self.0[slot].with(|_| ());
+        }
+
+        pub(crate) fn write(&self, slot: usize) {
+            self.0[slot].with_mut(|_| ());
+        }
+    }
 }
 
 pub(crate) use imp::*;

@@ -15,6 +15,8 @@
 use std::ptr::NonNull;
 
 use crate::layout::{Checked, Control, Participant, IDLE, PARTICIPANTS};
+#[cfg(multiproc_loom)]
+use crate::primitive::DataCells;
 use crate::primitive::{current_thread, thread_alive, wake, AtomicU32, AtomicU64, Ordering};
 
 /// Why a push did not happen.
@@ -71,6 +73,9 @@ pub struct Ring {
     msg_max: usize,
     /// Every message is `msg_max` bytes; slots hold no length.
     fixed: bool,
+    /// Accesses to slot data, for the loom models.
+    #[cfg(multiproc_loom)]
+    cells: DataCells,
 }
 
 // SAFETY: Ring is pointers into a mapping whose owner keeps it alive as long as the
@@ -99,6 +104,8 @@ impl Ring {
             },
             msg_max: checked.msg_max,
             fixed: checked.fixed,
+            #[cfg(multiproc_loom)]
+            cells: DataCells::new(checked.capacity),
         }
     }
 
@@ -119,11 +126,7 @@ impl Ring {
     /// The header and data of the slot for `pos` (reduced: any position is in bounds).
     #[inline]
     fn slot(&self, pos: u64) -> (SlotHeader<'_>, *mut u8) {
-        let i = if self.mask != NO_MASK {
-            pos & self.mask
-        } else {
-            pos % self.cap
-        } as usize;
+        let i = self.index(pos);
         // SAFETY: i < cap, and cap slots of slot_size bytes lie in the mapping
         // (checked); a slot starts with an 8-aligned u64 sequence, followed in a
         // variable-length ring by a u32 length (layout::slot_header bytes in all).
@@ -132,11 +135,41 @@ impl Ring {
             (
                 SlotHeader {
                     seq: &*p.cast::<AtomicU64>(),
-                    len: (!self.fixed).then(|| &*p.add(8).cast::<AtomicU32>()),
+                    len: (!self.fixed)
+                        .then(|| &*p.add(crate::layout::LEN_OFFSET).cast::<AtomicU32>()),
                 },
                 p.add(crate::layout::slot_header(self.fixed)),
             )
         }
+    }
+
+    /// The slot index of `pos`.
+    #[inline]
+    fn index(&self, pos: u64) -> usize {
+        (if self.mask != NO_MASK {
+            pos & self.mask
+        } else {
+            pos % self.cap
+        }) as usize
+    }
+
+    /// Tells the loom models that the data of `pos`'s slot is read now (nothing
+    /// otherwise: not even the index is computed).
+    #[inline(always)]
+    fn track_read(&self, pos: u64) {
+        #[cfg(multiproc_loom)]
+        self.cells.read(self.index(pos));
+        #[cfg(not(multiproc_loom))]
+        let _ = pos;
+    }
+
+    /// As `track_read`, for a write.
+    #[inline(always)]
+    fn track_write(&self, pos: u64) {
+        #[cfg(multiproc_loom)]
+        self.cells.write(self.index(pos));
+        #[cfg(not(multiproc_loom))]
+        let _ = pos;
     }
 
     /// The length of the message in a claimed slot (unchecked: from shared memory).
@@ -246,6 +279,7 @@ impl Ring {
                     Ok(_) => {
                         for (i, m) in msgs[..n].iter().enumerate() {
                             let (h, data) = self.slot(pos.wrapping_add(i as u64));
+                            self.track_write(pos.wrapping_add(i as u64));
                             // SAFETY: the claim gives us this slot until we publish it;
                             // m.len <= msg_max fits its data area; m.ptr is valid for
                             // m.len bytes (caller).
@@ -356,6 +390,7 @@ impl Ring {
             let len = self.len_of(&h);
             let ok = len <= self.msg_max;
             if ok {
+                self.track_read(pos.wrapping_add(i));
                 copy_out(data, &mut scratch[..len]);
             }
             // SYNC: frees the slot for position pos + i + cap (pairs with the
@@ -586,6 +621,7 @@ impl Ring {
         {
             return false;
         }
+        self.track_write(pos);
         // SAFETY: the claim gives us the slot; its data area holds msg_max >= size_of::<T>() bytes.
         unsafe { data.cast::<T>().write_unaligned(*item) };
         self.set_len(&h, std::mem::size_of::<T>());
@@ -623,6 +659,7 @@ impl Ring {
             return Err(PopFail::Retry);
         }
         let len = self.len_of(&h);
+        self.track_read(pos);
         let item = if len == std::mem::size_of::<T>() && std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
             // T) and holds size_of::<T>() bytes; the volatile read copies whatever a

@@ -1,5 +1,6 @@
-//! loom models of the ring: put/get, a full ring, close, and skipping a dead
-//! producer's slot. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
+//! loom models of the ring: put/get, a full ring, close, skipping a dead
+//! producer's slot, and the one-message fast paths of `Queue<T>` mixed with the
+//! general ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
 #![cfg(multiproc_loom)]
 
 use loom::sync::Arc;
@@ -145,5 +146,58 @@ fn a_dead_producers_slot_is_skipped() {
         assert_eq!(got, [42]);
         dead.join().unwrap();
         live.join().unwrap();
+    });
+}
+
+/// Fast-path push, spinning (with loom yields) until it goes in.
+fn push_fast(ring: &Ring, v: u64) {
+    while !model::push_one(ring, v) {
+        thread::yield_now();
+    }
+}
+
+/// Fast-path pop, spinning until a message is there.
+fn pop_fast(ring: &Ring) -> u64 {
+    loop {
+        match model::pop_one(ring) {
+            Ok(v) => return v,
+            Err(PopFail::Corrupted(e)) => panic!("{e}"),
+            Err(_) => thread::yield_now(),
+        }
+    }
+}
+
+/// `Queue<u64>`'s fast paths through a fixed-length ring of one slot: in order,
+/// intact, the producer waiting for the consumer to free the slot.
+#[test]
+fn fast_paths_through_one_fixed_slot() {
+    loom::model(|| {
+        let ring = Arc::new(model::fixed_ring(1));
+        let r = ring.clone();
+        let t = thread::spawn(move || {
+            push_fast(&r, 10);
+            push_fast(&r, 11);
+        });
+        assert_eq!(pop_fast(&ring), 10);
+        assert_eq!(pop_fast(&ring), 11);
+        t.join().unwrap();
+    });
+}
+
+/// A fast-path producer and a general one into a fixed ring of two slots, a
+/// consumer alternating the fast and the general pop: each message exactly once.
+#[test]
+fn fast_and_general_paths_mixed() {
+    loom::model(|| {
+        let ring = Arc::new(model::fixed_ring(2));
+        let r1 = ring.clone();
+        let fast = thread::spawn(move || push_fast(&r1, 1));
+        let r2 = ring.clone();
+        let general = thread::spawn(move || push(&r2, 2));
+        let mut got = [pop_fast(&ring), pop(&ring)];
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        fast.join().unwrap();
+        general.join().unwrap();
     });
 }

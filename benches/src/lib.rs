@@ -166,15 +166,26 @@ pub fn ns_per_iter_each(rounds: u32, iters: u64, fs: &mut [&mut dyn FnMut(u64)])
     best
 }
 
-/// [`ns_per_iter_each`] of two.
-pub fn ns_per_iter_interleaved(
+/// Nanoseconds per iteration of `a` and of `b`: the median of `rounds` rounds
+/// each, the rounds interleaved. For costs that swing by tens of percent from
+/// round to round (process start here), where the best round of either side is
+/// luck more than speed.
+pub fn median_ns_interleaved(
     rounds: u32,
     iters: u64,
     mut a: impl FnMut(u64),
     mut b: impl FnMut(u64),
 ) -> (f64, f64) {
-    let t = ns_per_iter_each(rounds, iters, &mut [&mut a, &mut b]);
-    (t[0], t[1])
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ta.push(ns_per_iter(1, iters, &mut a));
+        tb.push(ns_per_iter(1, iters, &mut b));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut ta), median(&mut tb))
 }
 
 /// Raw `fork` + `_exit(0)` + `waitpid`: the floor for starting and joining a child.

@@ -10,7 +10,7 @@ use multiproc_bench::queue::{
     pipe_stream, python_queue_ns,
 };
 use multiproc_bench::{
-    hammer, ns_per_iter, ns_per_iter_each, ns_per_iter_interleaved, python_process_start_join_us,
+    hammer, median_ns_interleaved, ns_per_iter, ns_per_iter_each, python_process_start_join_us,
     raw_fork_exit_wait, PthreadMutex,
 };
 use multiproc_proc::Process;
@@ -166,7 +166,8 @@ fn main() {
     });
 
     // Process start + join, µs (fork dominates: few iterations suffice). Rounds
-    // interleaved: the speed of fork here drifts by tens of percent within a minute.
+    // interleaved, and the median of each side: the speed of fork here swings by
+    // tens of percent from one round to the next.
     let start_join = |n: u64| {
         for _ in 0..n {
             let mut p = Process::new(|| ());
@@ -174,7 +175,7 @@ fn main() {
             p.join().unwrap();
         }
     };
-    let (p_ours, p_raw) = ns_per_iter_interleaved(10, 100, start_join, |n| {
+    let (p_ours, p_raw) = median_ns_interleaved(15, 60, start_join, |n| {
         for _ in 0..n {
             raw_fork_exit_wait();
         }

@@ -129,14 +129,18 @@ pub mod model {
         make(capacity, 8, true)
     }
 
-    /// `Queue::put`'s one-message fast path: whether `v` went in.
+    /// `Queue::put`'s one-message fast path on a [`fixed_ring`]: whether `v` went in.
     pub fn push_one(ring: &Ring, v: u64) -> bool {
-        ring.push_one(ring.participant(), &v)
+        assert!(ring.fits_fixed::<u64>(), "a fixed_ring");
+        // SAFETY: checked just above.
+        unsafe { ring.push_one(ring.participant(), &v) }
     }
 
-    /// `Queue::get`'s one-message fast path.
-    pub fn pop_one(ring: &Ring) -> Result<u64, PopFail> {
-        ring.pop_one(ring.participant())
+    /// `Queue::get`'s one-message fast path on a [`fixed_ring`].
+    pub fn pop_one(ring: &Ring) -> Option<u64> {
+        assert!(ring.fits_fixed::<u64>(), "a fixed_ring");
+        // SAFETY: checked just above; a u64 is valid for any bytes.
+        unsafe { ring.pop_one(ring.participant()) }
     }
 
     fn make(capacity: usize, msg_max: usize, fixed: bool) -> Ring {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use multiproc_shm::{Location, Segment, ShmSafe};
 
 use crate::raw::{deadline, RawQueue, Spec};
-use crate::ring::{Msg, PopFail};
+use crate::ring::Msg;
 use crate::{Error, Result};
 
 /// A bounded queue of `T` between threads and processes: Python's
@@ -147,6 +147,20 @@ impl<T: ShmSafe + Copy> Queue<T> {
             type_name: queue_type_name::<T>(joinable),
             joinable,
         })?;
+        Queue::from_raw(raw)
+    }
+
+    /// A handle over `raw`, once its ring is known to carry `T`s: fixed length,
+    /// messages of exactly `size_of::<T>()` bytes. The type name in the header
+    /// says so already, but only a peer wrote it; the fast paths rely on this.
+    fn from_raw(raw: RawQueue) -> Result<Queue<T>> {
+        if !raw.ring().fits_fixed::<T>() {
+            return Err(Error::Corrupted(format!(
+                "the queue carries messages of up to {} bytes, not fixed {}-byte items",
+                raw.ring().msg_max(),
+                std::mem::size_of::<T>()
+            )));
+        }
         Ok(Queue {
             raw,
             _t: PhantomData,
@@ -214,10 +228,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     fn open_as(name: &str, joinable: bool, writer: bool) -> Result<Queue<T>> {
         let seg = Segment::open(name)?;
         let raw = RawQueue::attach(seg, &queue_type_name::<T>(joinable), writer)?;
-        Ok(Queue {
-            raw,
-            _t: PhantomData,
-        })
+        Queue::from_raw(raw)
     }
 
     /// Stops counting this handle as a writer (it can still put).
@@ -262,7 +273,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
             return false;
         };
         loop {
-            if ring.push_one(Some(part), item) {
+            // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw).
+            if unsafe { ring.push_one(Some(part), item) } {
                 return true;
             }
             if spins == 0 {
@@ -283,15 +295,16 @@ impl<T: ShmSafe + Copy> Queue<T> {
         let ring = self.raw.ring();
         let part = ring.participant()?;
         loop {
-            match ring.pop_one::<T>(Some(part)) {
-                Ok(v) => return Some(Ok(v)),
-                Err(PopFail::Corrupted(e)) => return Some(Err(Error::Corrupted(e))),
-                Err(_) if spins > 0 => {
-                    spins -= 1;
-                    std::hint::spin_loop();
-                }
-                Err(_) => return None,
+            // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw);
+            // T is ShmSafe, so valid for any bytes.
+            if let Some(v) = unsafe { ring.pop_one::<T>(Some(part)) } {
+                return Some(Ok(v));
             }
+            if spins == 0 {
+                return None;
+            }
+            spins -= 1;
+            std::hint::spin_loop();
         }
     }
 

@@ -407,7 +407,6 @@ impl RawQueue {
         loop {
             let step = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
                 Ok(n) => return Ok(n),
-                Err(PopFail::Retry) => continue,
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                 Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
                 Err(_) if nowait => return Err(Error::Empty),

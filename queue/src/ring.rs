@@ -39,8 +39,6 @@ pub enum PopFail {
     ProducerInFlight(u64),
     /// A value in shared memory is impossible.
     Corrupted(String),
-    /// Another consumer moved first: try again at once.
-    Retry,
 }
 
 /// A message to copy in: raw bytes (a `T` may have padding, so no `&[u8]`).
@@ -591,18 +589,42 @@ impl Ring {
         c.head.0.load(Ordering::SeqCst).saturating_add(self.cap) > tail
     }
 
+    /// Whether this ring can carry `T`s on the one-message fast paths: fixed
+    /// length, and messages of exactly `size_of::<T>()` bytes. `Queue<T>` checks
+    /// it once, when it attaches.
+    pub(crate) fn fits_fixed<T>(&self) -> bool {
+        self.fixed && self.msg_max == std::mem::size_of::<T>()
+    }
+
+    /// The header and data of the slot for `pos` in a fixed-length ring.
+    #[inline(always)]
+    fn fixed_slot(&self, pos: u64) -> (&AtomicU64, *mut u8) {
+        debug_assert!(self.fixed);
+        // SAFETY: as in `slot`: the index is in bounds and the slot starts with
+        // its sequence; in a fixed-length ring the data follows it.
+        unsafe {
+            let p = self.slots.as_ptr().add(self.index(pos) * self.slot_size);
+            (
+                &*p.cast::<AtomicU64>(),
+                p.add(crate::layout::slot_header(true)),
+            )
+        }
+    }
+
     /// Puts one `T` if the next slot is free and nobody else claims it first: the
-    /// fast path of `put`, for one message of a fixed size. `false` leaves the
-    /// general path (`try_push`, the waiting) to find out why: it reads neither
-    /// `head` nor anything else the consumers write, which would cost them the line.
-    #[inline]
-    pub(crate) fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
-        debug_assert!(std::mem::size_of::<T>() <= self.msg_max);
+    /// fast path of `put`. `false` leaves the general path (`try_push`, the
+    /// waiting) to find out why: it reads neither `head` nor anything else the
+    /// consumers write, which would cost them the line.
+    ///
+    /// # Safety
+    /// - [`fits_fixed::<T>`](Ring::fits_fixed) holds.
+    #[inline(always)]
+    pub(crate) unsafe fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
+        debug_assert!(self.fits_fixed::<T>());
         let c = self.ctl();
         let pos = c.tail.0.load(Ordering::Relaxed);
-        let (h, data) = self.slot(pos);
-        prefetch_for_write(h.seq);
-        if h.seq.load(Ordering::Acquire) != free_for(pos) {
+        let (seq, data) = self.fixed_slot(pos);
+        if seq.load(Ordering::Acquire) != free_for(pos) {
             return false;
         }
         if let Some(p) = part {
@@ -622,25 +644,30 @@ impl Ring {
             return false;
         }
         self.track_write(pos);
-        // SAFETY: the claim gives us the slot; its data area holds msg_max >= size_of::<T>() bytes.
+        // SAFETY: the claim gives us the slot; its data area holds msg_max ==
+        // size_of::<T>() bytes (the caller's promise).
         unsafe { data.cast::<T>().write_unaligned(*item) };
-        self.set_len(&h, std::mem::size_of::<T>());
         // SYNC: publishes the message (pairs with the Acquire load of seq in pop).
-        h.seq.store(holding(pos), Ordering::Release);
+        seq.store(holding(pos), Ordering::Release);
         self.wake_consumers(1);
         true
     }
 
-    /// Takes one `T`: the fast path of `get`. `T` must be valid for any bytes.
-    #[inline]
-    pub(crate) fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Result<T, PopFail> {
+    /// Takes one `T` if the next message is published and nobody else claims it
+    /// first: the fast path of `get`. `None` leaves the general path to find out
+    /// why (reading `tail` here would cost the producer its cache line).
+    ///
+    /// # Safety
+    /// - [`fits_fixed::<T>`](Ring::fits_fixed) holds, and `T` is valid for any
+    ///   bytes (a peer may have written anything there).
+    #[inline(always)]
+    pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
+        debug_assert!(self.fits_fixed::<T>());
         let c = self.ctl();
         let pos = c.head.0.load(Ordering::Relaxed);
-        let (h, data) = self.slot(pos);
-        if h.seq.load(Ordering::Acquire) != holding(pos) {
-            // Not ready: the caller's general path finds out why (reading `tail`
-            // here would cost the producer its cache line).
-            return Err(PopFail::Retry);
+        let (seq, data) = self.fixed_slot(pos);
+        if seq.load(Ordering::Acquire) != holding(pos) {
+            return None;
         }
         if let Some(p) = part {
             p.get_pos.store(pos, Ordering::Relaxed);
@@ -656,47 +683,31 @@ impl Ring {
             )
             .is_err()
         {
-            return Err(PopFail::Retry);
+            return None;
         }
-        let len = self.len_of(&h);
         self.track_read(pos);
-        let item = if len == std::mem::size_of::<T>() && std::mem::align_of::<T>() <= 8 {
+        let item = if std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
             // T) and holds size_of::<T>() bytes; the volatile read copies whatever a
-            // peer left there into private memory, and the caller's T is valid for
-            // any bytes.
-            Some(unsafe { data.cast::<T>().read_volatile() })
-        } else if len == std::mem::size_of::<T>() {
-            // SAFETY: as above, without the alignment: copy byte-wise.
-            let mut v = std::mem::MaybeUninit::<T>::zeroed();
-            // SAFETY: a zeroed MaybeUninit is initialised bytes, len of them.
-            copy_out(data, unsafe {
-                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), len)
-            });
-            // SAFETY: every byte was written; T is valid for any bytes (caller).
-            Some(unsafe { v.assume_init() })
+            // peer left there into private memory, and T is valid for any bytes
+            // (the caller's promise).
+            unsafe { data.cast::<T>().read_volatile() }
         } else {
-            None
+            let mut v = std::mem::MaybeUninit::<T>::zeroed();
+            // SAFETY: a zeroed MaybeUninit is size_of::<T>() initialised bytes.
+            copy_out(data, unsafe {
+                std::slice::from_raw_parts_mut(
+                    v.as_mut_ptr().cast::<u8>(),
+                    std::mem::size_of::<T>(),
+                )
+            });
+            // SAFETY: every byte was written; T is valid for any bytes.
+            unsafe { v.assume_init() }
         };
         // SYNC: frees the slot (pairs with the Acquire load of seq in push).
-        h.seq
-            .store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
+        seq.store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
         self.wake_producers(1);
-        match item {
-            Some(v) => Ok(v),
-            None => Err(self.wrong_length(pos, len, std::mem::size_of::<T>())),
-        }
-    }
-
-    /// Counts a message of the wrong length as lost and describes it (kept out of
-    /// line: the fast path then needs fewer registers).
-    #[cold]
-    #[inline(never)]
-    fn wrong_length(&self, pos: u64, len: usize, size: usize) -> PopFail {
-        self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
-        PopFail::Corrupted(format!(
-            "message of position {pos} is {len} bytes in a queue of {size}-byte items"
-        ))
+        Some(item)
     }
 
     /// Messages in the ring now (approximate while others work).
@@ -727,21 +738,6 @@ fn holding(pos: u64) -> u64 {
 #[inline]
 fn start_index(me: u64) -> usize {
     (me >> 32) as usize % PARTICIPANTS
-}
-
-/// Asks for the cache line of `word` in a writable state (x86's PREFETCHW), so
-/// that a producer about to check a slot and then write it moves the line once
-/// instead of twice (a shared copy for the check, then ownership for the write).
-#[inline(always)]
-fn prefetch_for_write<W>(word: &W) {
-    #[cfg(all(target_arch = "x86_64", not(multiproc_loom)))]
-    // SAFETY: a prefetch is a hint: it reads nothing into registers, writes
-    // nothing, cannot fault, and `word` is a valid reference anyway.
-    unsafe {
-        std::arch::asm!("prefetchw [{0}]", in(reg) word as *const W, options(nostack, preserves_flags, readonly));
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(multiproc_loom))))]
-    let _ = word;
 }
 
 /// Copies `out.len()` bytes from shared memory with volatile reads, 8 at a time.

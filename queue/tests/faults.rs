@@ -319,6 +319,13 @@ fn a_corrupted_geometry_is_refused_on_open() {
     // SAFETY: as above.
     unsafe { geometry.add(8).cast::<u64>().write_volatile(4) };
     Queue::<u64>::open(&name).unwrap();
+    // A message size that still fits the slot size, but is not the item's: the
+    // fast paths would copy 8 bytes per item, so the open is refused.
+    // SAFETY: as above; msg_max follows capacity.
+    unsafe { geometry.add(16).cast::<u64>().write_volatile(4) };
+    assert!(refused().contains("not fixed 8-byte items"));
+    // SAFETY: as above.
+    unsafe { geometry.add(16).cast::<u64>().write_volatile(8) };
     // SAFETY: as above.
     unsafe { geometry.add(4).cast::<u32>().write_volatile(2) };
     assert!(refused().contains("fixed-length flag"));

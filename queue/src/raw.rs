@@ -115,6 +115,9 @@ pub(crate) struct RawQueue {
     writer: bool,
     /// Tries before a blocking call sleeps (this handle only).
     spins: u32,
+    /// Whether the queue counts unfinished tasks (`JoinableQueue`), as its
+    /// geometry said when this handle attached: fixed at creation, so read once.
+    joinable: bool,
 }
 
 /// How a new queue is made.
@@ -183,11 +186,13 @@ impl RawQueue {
         // SAFETY: geometry checked against this mapping, which `seg` keeps alive
         // for as long as the RawQueue (the Ring is dropped with it).
         let ring = unsafe { Ring::new(base, &checked) };
+        let joinable = ctl.geometry.0.joinable.load(Ordering::Relaxed) != 0;
         let q = RawQueue {
             seg,
             ring,
             writer,
             spins: SPINS,
+            joinable,
         };
         if writer {
             q.register_writer();
@@ -286,7 +291,7 @@ impl RawQueue {
     #[inline(always)]
     pub(crate) fn fast_put_allowed(&self) -> bool {
         let g = &self.ctl().geometry.0;
-        g.closed.load(Ordering::Relaxed) == 0 && g.joinable.load(Ordering::Relaxed) == 0
+        !self.joinable && g.closed.load(Ordering::Relaxed) == 0
     }
 
     fn is_closed(&self) -> bool {
@@ -294,7 +299,7 @@ impl RawQueue {
     }
 
     fn joinable(&self) -> bool {
-        self.ctl().geometry.0.joinable.load(Ordering::Relaxed) != 0
+        self.joinable
     }
 
     /// Puts `msgs` (in order), waiting for room until `deadline` (forever if

@@ -280,8 +280,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
             if spins == 0 {
                 return false;
             }
-            spins -= 1;
-            std::hint::spin_loop();
+            ring.spin_for_room(&mut spins);
         }
     }
 
@@ -303,8 +302,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
             if spins == 0 {
                 return None;
             }
-            spins -= 1;
-            std::hint::spin_loop();
+            ring.spin_for_message(&mut spins);
         }
     }
 

@@ -611,6 +611,42 @@ impl Ring {
         }
     }
 
+    /// Pauses (taking one of `spins` per pause) while the slot of `pos` still says
+    /// `waiting` — empty for a consumer, holding the last lap's message for a
+    /// producer — and returns at once if it says anything else (ready, or moved
+    /// on by a peer: the caller's next try sorts that out). A waiter that spins
+    /// this way reads one word, which its peer is about to write, and leaves the
+    /// core to its sibling between reads.
+    ///
+    /// It pauses at least once, so that a caller that retries until `spins` run
+    /// out ends even when the slot holds something unexpected (a peer's garbage).
+    #[inline(always)]
+    fn spin_on_slot(&self, pos: u64, waiting: u64, spins: &mut u32) {
+        let (seq, _) = self.fixed_slot(pos);
+        loop {
+            *spins = spins.saturating_sub(1);
+            crate::primitive::spin();
+            if *spins == 0 || seq.load(Ordering::Relaxed) != waiting {
+                return;
+            }
+        }
+    }
+
+    /// Spins (see `spin_on_slot`) while the slot of the next message is empty.
+    #[inline(always)]
+    pub(crate) fn spin_for_message(&self, spins: &mut u32) {
+        let pos = self.ctl().head.0.load(Ordering::Relaxed);
+        self.spin_on_slot(pos, free_for(pos), spins);
+    }
+
+    /// Spins (see `spin_on_slot`) while the slot the next put needs still holds
+    /// the message of the lap before.
+    #[inline(always)]
+    pub(crate) fn spin_for_room(&self, spins: &mut u32) {
+        let pos = self.ctl().tail.0.load(Ordering::Relaxed);
+        self.spin_on_slot(pos, holding(pos.wrapping_sub(self.cap)), spins);
+    }
+
     /// Puts one `T` if the next slot is free and nobody else claims it first: the
     /// fast path of `put`. `false` leaves the general path (`try_push`, the
     /// waiting) to find out why: it reads neither `head` nor anything else the

@@ -261,8 +261,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
     }
 
     /// The one-message fast path: `true` if `item` went in. With `spins`, it
-    /// keeps trying that many times (a pause between tries) while the next slot
-    /// is not free yet, as `fast_get` does for messages.
+    /// keeps trying while the next slot is not free yet, as `fast_get` does for
+    /// messages.
     #[inline(always)]
     fn fast_put(&self, item: &T, mut spins: u32) -> bool {
         let ring = self.raw.ring();
@@ -284,20 +284,20 @@ impl<T: ShmSafe + Copy> Queue<T> {
         }
     }
 
-    /// The one-message fast path: `Some` when it got an answer. With `spins`,
-    /// it keeps trying that many times (a pause between tries) while the next
-    /// message is not there yet: each try reads only `head` and the slot, and a
-    /// message that arrives is taken at once, with no more work between seeing
-    /// and taking it — what a hand-off between spinning processes costs.
+    /// The one-message fast path: the next item, if it got one. With `spins`, it
+    /// keeps trying while the next message is not there yet, reading only that
+    /// slot's sequence between tries (see `Ring::spin_for_message`), and takes a
+    /// message that arrives at once — what a hand-off between spinning
+    /// processes costs.
     #[inline(always)]
-    fn fast_get(&self, mut spins: u32) -> Option<Result<T>> {
+    fn fast_get(&self, mut spins: u32) -> Option<T> {
         let ring = self.raw.ring();
         let part = ring.participant()?;
         loop {
             // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw);
             // T is ShmSafe, so valid for any bytes.
             if let Some(v) = unsafe { ring.pop_one::<T>(Some(part)) } {
-                return Some(Ok(v));
+                return Some(v);
             }
             if spins == 0 {
                 return None;
@@ -399,8 +399,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// ```
     #[inline]
     pub fn get(&self) -> Result<T> {
-        if let Some(r) = self.fast_get(self.raw.spins()) {
-            return r;
+        if let Some(v) = self.fast_get(self.raw.spins()) {
+            return Ok(v);
         }
         self.get_with(None, false)
     }
@@ -418,8 +418,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        if let Some(r) = self.fast_get(self.raw.spins()) {
-            return r;
+        if let Some(v) = self.fast_get(self.raw.spins()) {
+            return Ok(v);
         }
         self.get_with(deadline(Some(timeout)), false)
     }
@@ -436,8 +436,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<T> {
-        if let Some(r) = self.fast_get(0) {
-            return r;
+        if let Some(v) = self.fast_get(0) {
+            return Ok(v);
         }
         self.get_with(None, true)
     }

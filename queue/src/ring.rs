@@ -124,12 +124,11 @@ impl Ring {
     /// The header and data of the slot for `pos` (reduced: any position is in bounds).
     #[inline]
     fn slot(&self, pos: u64) -> (SlotHeader<'_>, *mut u8) {
-        let i = self.index(pos);
-        // SAFETY: i < cap, and cap slots of slot_size bytes lie in the mapping
-        // (checked); a slot starts with an 8-aligned u64 sequence, followed in a
-        // variable-length ring by a u32 length (layout::slot_header bytes in all).
+        let p = self.slot_start(pos);
+        // SAFETY: a slot starts with an 8-aligned u64 sequence, followed in a
+        // variable-length ring by a u32 length (layout::slot_header bytes in all),
+        // inside the mapping (slot_start).
         unsafe {
-            let p = self.slots.as_ptr().add(i * self.slot_size);
             (
                 SlotHeader {
                     seq: &*p.cast::<AtomicU64>(),
@@ -139,6 +138,14 @@ impl Ring {
                 p.add(crate::layout::slot_header(self.fixed)),
             )
         }
+    }
+
+    /// Where the slot of `pos` begins (reduced: any position is in bounds).
+    #[inline(always)]
+    fn slot_start(&self, pos: u64) -> *mut u8 {
+        // SAFETY: index < cap, and cap slots of slot_size bytes lie in the mapping
+        // (checked when the ring was made).
+        unsafe { self.slots.as_ptr().add(self.index(pos) * self.slot_size) }
     }
 
     /// The slot index of `pos`.
@@ -600,10 +607,9 @@ impl Ring {
     #[inline(always)]
     fn fixed_slot(&self, pos: u64) -> (&AtomicU64, *mut u8) {
         debug_assert!(self.fixed);
-        // SAFETY: as in `slot`: the index is in bounds and the slot starts with
-        // its sequence; in a fixed-length ring the data follows it.
+        let p = self.slot_start(pos);
+        // SAFETY: as in `slot`; in a fixed-length ring the data follows the sequence.
         unsafe {
-            let p = self.slots.as_ptr().add(self.index(pos) * self.slot_size);
             (
                 &*p.cast::<AtomicU64>(),
                 p.add(crate::layout::slot_header(true)),
@@ -647,6 +653,37 @@ impl Ring {
         self.spin_on_slot(pos, holding(pos.wrapping_sub(self.cap)), spins);
     }
 
+    /// Claims the next position of `cursor` (`tail` or `head`) in a fixed-length
+    /// ring if its slot says `ready(pos)` and nobody claims it first, announcing
+    /// it in `announce` before the claim (see the module docs): the shared first
+    /// half of `push_one` and `pop_one`.
+    #[inline(always)]
+    fn claim_one(
+        &self,
+        cursor: &AtomicU64,
+        ready: fn(u64) -> u64,
+        announce: Option<&AtomicU64>,
+    ) -> Option<(u64, &AtomicU64, *mut u8)> {
+        let pos = cursor.load(Ordering::Relaxed);
+        let (seq, data) = self.fixed_slot(pos);
+        if seq.load(Ordering::Acquire) != ready(pos) {
+            return None;
+        }
+        if let Some(a) = announce {
+            a.store(pos, Ordering::Relaxed);
+        }
+        // SYNC: as in try_push and try_pop.
+        cursor
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        Some((pos, seq, data))
+    }
+
     /// Puts one `T` if the next slot is free and nobody else claims it first: the
     /// fast path of `put`. `false` leaves the general path (`try_push`, the
     /// waiting) to find out why: it reads neither `head` nor anything else the
@@ -657,28 +694,11 @@ impl Ring {
     #[inline(always)]
     pub(crate) unsafe fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
         debug_assert!(self.fits_fixed::<T>());
-        let c = self.ctl();
-        let pos = c.tail.0.load(Ordering::Relaxed);
-        let (seq, data) = self.fixed_slot(pos);
-        if seq.load(Ordering::Acquire) != free_for(pos) {
+        let Some((pos, seq, data)) =
+            self.claim_one(&self.ctl().tail.0, free_for, part.map(|p| &p.put_pos))
+        else {
             return false;
-        }
-        if let Some(p) = part {
-            p.put_pos.store(pos, Ordering::Relaxed);
-        }
-        // SYNC: as in try_push.
-        if c.tail
-            .0
-            .compare_exchange(
-                pos,
-                pos.wrapping_add(1),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return false;
-        }
+        };
         self.track_write(pos);
         // SAFETY: the claim gives us the slot; its data area holds msg_max ==
         // size_of::<T>() bytes (the caller's promise).
@@ -699,28 +719,8 @@ impl Ring {
     #[inline(always)]
     pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
         debug_assert!(self.fits_fixed::<T>());
-        let c = self.ctl();
-        let pos = c.head.0.load(Ordering::Relaxed);
-        let (seq, data) = self.fixed_slot(pos);
-        if seq.load(Ordering::Acquire) != holding(pos) {
-            return None;
-        }
-        if let Some(p) = part {
-            p.get_pos.store(pos, Ordering::Relaxed);
-        }
-        // SYNC: as in try_pop.
-        if c.head
-            .0
-            .compare_exchange(
-                pos,
-                pos.wrapping_add(1),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return None;
-        }
+        let (pos, seq, data) =
+            self.claim_one(&self.ctl().head.0, holding, part.map(|p| &p.get_pos))?;
         self.track_read(pos);
         let item = if std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for

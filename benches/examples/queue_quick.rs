@@ -1,33 +1,43 @@
 //! A quick look at the queue numbers (the report has them all, with ratios).
 use multiproc_bench::queue::*;
+use multiproc_bench::{best, interleaved};
 fn main() {
-    // `queue_quick single`: only the single-message 1P→1C row, best of 7, beside
-    // the pipe (for comparing builds quickly).
     // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
     // best of 5 interleaved rounds, six times.
-    if std::env::args().nth(1).as_deref() == Some("pingpong") {
-        for _ in 0..6 {
-            let (mut ours, mut line) = (f64::MAX, f64::MAX);
-            for _ in 0..5 {
-                ours = ours.min(ours_ping_pong(50_000, u32::MAX));
-                line = line.min(cache_line_ping_pong(50_000));
+    // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
+    // best of 7 interleaved rounds (for comparing builds quickly).
+    match std::env::args().nth(1).as_deref() {
+        Some("pingpong") => {
+            for _ in 0..6 {
+                let t = interleaved(
+                    5,
+                    &mut [&mut || ours_ping_pong(50_000, u32::MAX), &mut || {
+                        cache_line_ping_pong(50_000)
+                    }],
+                );
+                let (ours, line) = (best(&t[0]), best(&t[1]));
+                println!(
+                    "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x",
+                    ours / line
+                );
             }
-            println!(
-                "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x",
-                ours / line
-            );
+            return;
         }
-        return;
-    }
-    if std::env::args().nth(1).as_deref() == Some("single") {
-        let best = |f: &dyn Fn() -> f64| (0..7).map(|_| f()).fold(f64::MAX, f64::min);
-        let ours = best(&|| ours_1p1c(2_000_000, 1024, 1));
-        let pipe = best(&|| pipe_stream(200_000));
-        println!(
-            "single {ours:.1} ns/msg, pipe {pipe:.1} ns/msg: {:.1}x",
-            pipe / ours
-        );
-        return;
+        Some("single") => {
+            let t = interleaved(
+                7,
+                &mut [&mut || ours_1p1c(2_000_000, 1024, 1), &mut || {
+                    pipe_stream(200_000)
+                }],
+            );
+            let (ours, pipe) = (best(&t[0]), best(&t[1]));
+            println!(
+                "single {ours:.1} ns/msg, pipe {pipe:.1} ns/msg: {:.1}x",
+                pipe / ours
+            );
+            return;
+        }
+        _ => {}
     }
     for _ in 0..2 {
         println!(

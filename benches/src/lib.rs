@@ -153,39 +153,36 @@ pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Nanoseconds per iteration of each of `fs`, the best of `rounds` rounds each,
-/// the rounds interleaved (f0, f1, ..., f0, f1, ...) so that all meet the same
-/// drift of a shared machine.
-pub fn ns_per_iter_each(rounds: u32, iters: u64, fs: &mut [&mut dyn FnMut(u64)]) -> Vec<f64> {
-    let mut best = vec![f64::INFINITY; fs.len()];
+/// Every sample of each of `fs`: `rounds` rounds, each running every measure once,
+/// in turn (f0, f1, ..., f0, f1, ...), so that all meet the same drift of a
+/// shared machine. Take [`best`] or [`median`] of each.
+pub fn interleaved(rounds: u32, fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+    let mut samples = vec![Vec::new(); fs.len()];
     for _ in 0..rounds {
-        for (b, f) in best.iter_mut().zip(fs.iter_mut()) {
-            *b = b.min(ns_per_iter(1, iters, f));
+        for (s, f) in samples.iter_mut().zip(fs.iter_mut()) {
+            s.push(f());
         }
     }
-    best
+    samples
 }
 
-/// Nanoseconds per iteration of `a` and of `b`: the median of `rounds` rounds
-/// each, the rounds interleaved. For costs that swing by tens of percent from
-/// round to round (process start here), where the best round of either side is
-/// luck more than speed.
-pub fn median_ns_interleaved(
-    rounds: u32,
-    iters: u64,
-    mut a: impl FnMut(u64),
-    mut b: impl FnMut(u64),
-) -> (f64, f64) {
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ta.push(ns_per_iter(1, iters, &mut a));
-        tb.push(ns_per_iter(1, iters, &mut b));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    (median(&mut ta), median(&mut tb))
+/// The smallest sample: for costs that noise only ever makes larger.
+pub fn best(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// The median sample: for costs that swing from round to round (process start,
+/// sleeping hand-offs), where the best round of either side is luck more than speed.
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A measure for [`interleaved`]: nanoseconds per iteration of one round of
+/// `iters` iterations of `f`.
+pub fn timed(iters: u64, mut f: impl FnMut(u64)) -> impl FnMut() -> f64 {
+    move || ns_per_iter(1, iters, &mut f)
 }
 
 /// Raw `fork` + `_exit(0)` + `waitpid`: the floor for starting and joining a child.

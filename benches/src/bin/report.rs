@@ -10,8 +10,8 @@ use multiproc_bench::queue::{
     pipe_stream, python_queue_ns,
 };
 use multiproc_bench::{
-    hammer, median_ns_interleaved, ns_per_iter, ns_per_iter_each, python_process_start_join_us,
-    raw_fork_exit_wait, PthreadMutex,
+    best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
+    raw_fork_exit_wait, timed, PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
@@ -40,52 +40,52 @@ fn main() {
     let local = Mutex::new(0u64);
     let sem = Shared::anonymous(Semaphore::new(1)).unwrap();
     let ev = Shared::anonymous(Event::new()).unwrap();
-    // Every uncontended row in alternating rounds (see ns_per_iter_each).
-    let t = ns_per_iter_each(
+    // Every uncontended row in alternating rounds (see `interleaved`).
+    let t = interleaved(
         ROUNDS,
-        ITERS,
         &mut [
-            &mut |n| {
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     *black_box(&ours).lock().unwrap() += 1;
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     *black_box(&local).lock().unwrap() += 1;
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     *black_box(&std_m).lock().unwrap() += 1;
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     black_box(&p).lock();
                     p.unlock();
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     black_box(&robust).lock();
                     robust.unlock();
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     black_box(&sem).try_acquire();
                     sem.release(1).unwrap();
                 }
-            },
-            &mut |n| {
+            }),
+            &mut timed(ITERS, |n| {
                 for _ in 0..n {
                     black_box(&ev).set();
                     black_box(ev.is_set());
                 }
-            },
+            }),
         ],
     );
+    let t: Vec<f64> = t.iter().map(|s| best(s)).collect();
     let [t_ours, t_local, t_std, t_p, t_r, t_sem, t_ev] = t[..] else {
         unreachable!("seven measures")
     };
@@ -175,12 +175,18 @@ fn main() {
             p.join().unwrap();
         }
     };
-    let (p_ours, p_raw) = median_ns_interleaved(15, 60, start_join, |n| {
-        for _ in 0..n {
-            raw_fork_exit_wait();
-        }
-    });
-    let (p_ours, p_raw) = (p_ours / 1000.0, p_raw / 1000.0);
+    let t = interleaved(
+        15,
+        &mut [
+            &mut timed(60, start_join),
+            &mut timed(60, |n| {
+                for _ in 0..n {
+                    raw_fork_exit_wait();
+                }
+            }),
+        ],
+    );
+    let (p_ours, p_raw) = (median(&t[0]) / 1000.0, median(&t[1]) / 1000.0);
     rows.push(Row {
         what: "Process start+join (µs)",
         ours: p_ours,
@@ -211,14 +217,16 @@ fn main() {
 
     // The queue: best of three rounds each, the rounds interleaved (lower ns is
     // better).
-    let (mut q_one, mut q_batch, mut aq_one, mut pipe) =
-        (f64::INFINITY, f64::INFINITY, f64::INFINITY, f64::INFINITY);
-    for _ in 0..3 {
-        q_one = q_one.min(ours_1p1c(2_000_000, 1024, 1));
-        q_batch = q_batch.min(ours_1p1c(4_000_000, 1024, 32));
-        aq_one = aq_one.min(arrayqueue(2_000_000, 1, 1, 1024));
-        pipe = pipe.min(pipe_stream(200_000));
-    }
+    let t = interleaved(
+        3,
+        &mut [
+            &mut || ours_1p1c(2_000_000, 1024, 1),
+            &mut || ours_1p1c(4_000_000, 1024, 32),
+            &mut || arrayqueue(2_000_000, 1, 1, 1024),
+            &mut || pipe_stream(200_000),
+        ],
+    );
+    let [q_one, q_batch, aq_one, pipe] = [0, 1, 2, 3].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -262,11 +270,13 @@ fn main() {
         }),
         None => println!("(python3 not found: the Python queue comparison is skipped)"),
     }
-    let (mut q_mpmc, mut aq_mpmc) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..3 {
-        q_mpmc = q_mpmc.min(ours_mpmc(500_000, 2, 2, 1024));
-        aq_mpmc = aq_mpmc.min(arrayqueue(500_000, 2, 2, 1024));
-    }
+    let t = interleaved(
+        3,
+        &mut [&mut || ours_mpmc(500_000, 2, 2, 1024), &mut || {
+            arrayqueue(500_000, 2, 2, 1024)
+        }],
+    );
+    let (q_mpmc, aq_mpmc) = (best(&t[0]), best(&t[1]));
     rows.push(Row {
         what: "queue 2P×2C (ns/msg)",
         ours: q_mpmc,
@@ -277,11 +287,13 @@ fn main() {
     });
     // Interleaved rounds, best of each: where the two processes land (the same
     // core's siblings, two cores, two dies) changes both by up to 5× here.
-    let (mut pp_spin, mut line) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..5 {
-        pp_spin = pp_spin.min(ours_ping_pong(50_000, u32::MAX));
-        line = line.min(cache_line_ping_pong(50_000));
-    }
+    let t = interleaved(
+        5,
+        &mut [&mut || ours_ping_pong(50_000, u32::MAX), &mut || {
+            cache_line_ping_pong(50_000)
+        }],
+    );
+    let (pp_spin, line) = (best(&t[0]), best(&t[1]));
     rows.push(Row {
         what: "ping-pong, spinning (ns/RT)",
         ours: pp_spin,
@@ -295,17 +307,13 @@ fn main() {
     // rather than the best (the best is a run in which nobody slept).
     // Nine pairs: the ratio of one pair ranges 0.8-1.4 here, and the median of
     // five still moved by ±0.15 from run to run.
-    let (mut sleeps, mut futexes) = (Vec::new(), Vec::new());
-    for _ in 0..9 {
-        futexes.push(futex_ping_pong(10_000));
-        sleeps.push(ours_ping_pong(10_000, 0));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let pp_sleep = median(&mut sleeps);
-    let futex = median(&mut futexes);
+    let t = interleaved(
+        9,
+        &mut [&mut || futex_ping_pong(10_000), &mut || {
+            ours_ping_pong(10_000, 0)
+        }],
+    );
+    let (futex, pp_sleep) = (median(&t[0]), median(&t[1]));
     rows.push(Row {
         what: "ping-pong, sleeping (ns/RT)",
         ours: pp_sleep,

@@ -102,6 +102,14 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
             let _ = ring.len();
             let _ = ring.has_room();
             let _ = ring.has_message();
+            if ring.fits_fixed::<u64>() {
+                // The fast paths of a Queue<u64>, as Queue checks before using them.
+                // SAFETY: checked just above; a u64 is valid for any bytes.
+                unsafe {
+                    let _ = ring.push_one(part, &0x5a5a_u64);
+                    let _ = ring.pop_one::<u64>(part);
+                }
+            }
         }
     }
     // SAFETY: allocated above with this layout.

@@ -1,6 +1,6 @@
 //! Start+join against raw fork+_exit+waitpid, rounds interleaved, with the page
 //! faults each side takes per start+join (parent and child, from getrusage).
-use multiproc_bench::raw_fork_exit_wait;
+use multiproc_bench::{median, raw_fork_exit_wait};
 use multiproc_proc::Process;
 use std::time::Instant;
 
@@ -44,12 +44,11 @@ fn main() {
         fo = (o.1, o.2);
         fr = (r.1, r.2);
     }
-    ratios.sort_by(f64::total_cmp);
     println!(
         "best: ours {bo:.1} µs, raw {br:.1} µs: {:.3}x; median of {rounds} paired rounds {:.3}x; \
          faults per start+join: ours parent {:.1} child {:.1}, raw parent {:.1} child {:.1}",
         bo / br,
-        ratios[rounds / 2],
+        median(&ratios),
         fo.0,
         fo.1,
         fr.0,

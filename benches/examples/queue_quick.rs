@@ -3,7 +3,8 @@ use multiproc_bench::queue::*;
 use multiproc_bench::{best, interleaved};
 fn main() {
     // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
-    // best of 5 interleaved rounds, six times.
+    // and ArrayQueue between threads against the line between threads, best of
+    // 5 interleaved rounds, six times.
     // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
     // best of 7 interleaved rounds (for comparing builds quickly).
     match std::env::args().nth(1).as_deref() {
@@ -11,14 +12,20 @@ fn main() {
             for _ in 0..6 {
                 let t = interleaved(
                     5,
-                    &mut [&mut || ours_ping_pong(50_000, u32::MAX), &mut || {
-                        cache_line_ping_pong(50_000)
-                    }],
+                    &mut [
+                        &mut || ours_ping_pong(50_000, u32::MAX),
+                        &mut || cache_line_ping_pong(50_000),
+                        &mut || arrayqueue_ping_pong(50_000),
+                        &mut || cache_line_ping_pong_threads(50_000),
+                    ],
                 );
                 let (ours, line) = (best(&t[0]), best(&t[1]));
+                let (aq, line_t) = (best(&t[2]), best(&t[3]));
                 println!(
-                    "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x",
-                    ours / line
+                    "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x \
+                     (ArrayQueue {aq:.1} ns, line between threads {line_t:.1} ns: {:.2}x)",
+                    ours / line,
+                    aq / line_t
                 );
             }
             return;

@@ -205,6 +205,57 @@ pub fn cache_line_ping_pong(n: u64) -> f64 {
     ns
 }
 
+/// The peer for spinning round trips: two `ArrayQueue`s of one slot between two
+/// threads, each side spinning on `pop` (crossbeam's queue has no blocking).
+pub fn arrayqueue_ping_pong(n: u64) -> f64 {
+    let ping = ArrayQueue::<u64>::new(1);
+    let pong = ArrayQueue::<u64>::new(1);
+    let spin_pop = |q: &ArrayQueue<u64>| loop {
+        if let Some(v) = q.pop() {
+            return v;
+        }
+        std::hint::spin_loop();
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..n {
+                let v = spin_pop(&ping);
+                pong.push(v).expect("pong has room");
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            ping.push(i).expect("ping has room");
+            std::hint::black_box(spin_pop(&pong));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+/// The thread floor beside `arrayqueue_ping_pong`: one cache line bounced
+/// between two spinning threads, per round trip.
+pub fn cache_line_ping_pong_threads(n: u64) -> f64 {
+    let line = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..n {
+                while line.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                line.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            line.store(2 * i + 1, Ordering::Release);
+            while line.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
 /// The floor for sleeping waiters: a raw futex wake → wait round trip between two
 /// processes (each side sleeps until the other wakes it).
 pub fn futex_ping_pong(n: u64) -> f64 {

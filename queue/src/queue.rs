@@ -323,7 +323,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
         if self.fast_put(&item, self.raw.spins()) {
             return Ok(());
         }
-        self.raw.put(&[as_msg(&item)], None, false).1
+        self.put_with(item, None, false)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -343,9 +343,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
         if self.fast_put(&item, self.raw.spins()) {
             return Ok(());
         }
-        self.raw
-            .put(&[as_msg(&item)], deadline(Some(timeout)), false)
-            .1
+        self.put_with(item, deadline(Some(timeout)), false)
     }
 
     /// Puts `item` if there is room now.
@@ -364,7 +362,19 @@ impl<T: ShmSafe + Copy> Queue<T> {
         if self.fast_put(&item, 0) {
             return Ok(());
         }
-        self.raw.put(&[as_msg(&item)], None, true).1
+        self.put_with(item, None, true)
+    }
+
+    /// The general path of every put (see `get_with`).
+    #[cold]
+    #[inline(never)]
+    fn put_with(
+        &self,
+        item: T,
+        deadline: Option<multiproc_sync::futex::Deadline>,
+        nowait: bool,
+    ) -> Result<()> {
+        self.raw.put(&[as_msg(&item)], deadline, nowait).1
     }
 
     /// Puts every item, in order, claiming as many slots at once as are free.
@@ -442,7 +452,10 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.get_with(None, true)
     }
 
-    #[inline]
+    /// The general path of every get: the slow half, kept out of line so that
+    /// the fast path inlines small into its caller.
+    #[cold]
+    #[inline(never)]
     fn get_with(
         &self,
         deadline: Option<multiproc_sync::futex::Deadline>,

@@ -6,8 +6,8 @@
 use std::hint::black_box;
 
 use multiproc_bench::queue::{
-    arrayqueue, cache_line_ping_pong, futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong,
-    pipe_stream, python_queue_ns,
+    arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
+    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, pipe_stream, python_queue_ns,
 };
 use multiproc_bench::{
     best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
@@ -287,13 +287,20 @@ fn main() {
     });
     // Interleaved rounds, best of each: where the two processes land (the same
     // core's siblings, two cores, two dies) changes both by up to 5× here.
+    // ArrayQueue between threads, against the line bounced between threads, is
+    // the peer's own distance from the floor: what a lock-free MPMC ring (one
+    // compare-and-swap per put and per get) pays on this placement.
     let t = interleaved(
         5,
-        &mut [&mut || ours_ping_pong(50_000, u32::MAX), &mut || {
-            cache_line_ping_pong(50_000)
-        }],
+        &mut [
+            &mut || ours_ping_pong(50_000, u32::MAX),
+            &mut || cache_line_ping_pong(50_000),
+            &mut || arrayqueue_ping_pong(50_000),
+            &mut || cache_line_ping_pong_threads(50_000),
+        ],
     );
     let (pp_spin, line) = (best(&t[0]), best(&t[1]));
+    let (aq_pp, line_threads) = (best(&t[2]), best(&t[3]));
     rows.push(Row {
         what: "ping-pong, spinning (ns/RT)",
         ours: pp_spin,
@@ -301,6 +308,14 @@ fn main() {
         peer: line,
         target: "≤ 2.0×",
         ok: pp_spin <= 2.0 * line,
+    });
+    rows.push(Row {
+        what: "same, ArrayQueue, 2 threads",
+        ours: aq_pp,
+        peer_name: "one cache line, 2 threads",
+        peer: line_threads,
+        target: "(the peer's distance)",
+        ok: true,
     });
     // Sleeping round trips: whether a waiter really sleeps depends on where the
     // scheduler puts the two processes, so take the median of interleaved runs

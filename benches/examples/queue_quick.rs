@@ -5,6 +5,7 @@ fn main() {
     // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
     // and ArrayQueue between threads against the line between threads, best of
     // 5 interleaved rounds, six times.
+    // `queue_quick hop`: put then get in one thread, ours against ArrayQueue.
     // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
     // best of 7 interleaved rounds (for comparing builds quickly).
     match std::env::args().nth(1).as_deref() {
@@ -28,6 +29,41 @@ fn main() {
                     aq / line_t
                 );
             }
+            return;
+        }
+        Some("hop") => {
+            // What a hop of the ping-pong costs the CPU without the cache line
+            // moving: put then get on a one-slot queue in one thread, each item
+            // depending on the last, ours against ArrayQueue.
+            const N: u64 = 5_000_000;
+            let q = multiproc_queue::Queue::<u64>::new(1).expect("queue");
+            let aq = crossbeam_queue::ArrayQueue::<u64>::new(1);
+            let t = interleaved(
+                7,
+                &mut [
+                    &mut multiproc_bench::timed(N, |n| {
+                        let mut v = 0u64;
+                        for _ in 0..n {
+                            q.put(v).expect("put");
+                            v = q.get().expect("get") + 1;
+                        }
+                        std::hint::black_box(v);
+                    }),
+                    &mut multiproc_bench::timed(N, |n| {
+                        let mut v = 0u64;
+                        for _ in 0..n {
+                            aq.push(v).expect("push");
+                            v = aq.pop().expect("pop") + 1;
+                        }
+                        std::hint::black_box(v);
+                    }),
+                ],
+            );
+            let (ours, aq) = (best(&t[0]), best(&t[1]));
+            println!(
+                "dependent put+get: ours {ours:.2} ns, ArrayQueue {aq:.2} ns: {:.2}x",
+                ours / aq
+            );
             return;
         }
         Some("single") => {

@@ -7,8 +7,9 @@
 //!   line 2   futex words and waiter counts, lost-message count, unfinished tasks
 //!   line 3   geometry (layout version, capacity, message size, slot size, fixed
 //!            or variable length) and the closed flag
-//!   64 × Participant  {thread record, position it is putting, position it is getting},
-//!                     128 bytes each (no false sharing)
+//!   64 × Participant  {thread record, positions it is putting (first, end),
+//!                     positions it is getting (first, end)}, 128 bytes each (no
+//!                     false sharing)
 //!   32 × Writer       {process record, open write handles}
 //! Slot × capacity, each slot_size bytes: 8, 16, 32 or 64 (several slots to a
 //! cache line) or a multiple of 64
@@ -41,7 +42,7 @@ use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 pub const PARTICIPANTS: usize = if cfg!(multiproc_loom) { 4 } else { 64 };
 /// Processes that can hold one queue open for writing at once.
 pub const WRITERS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
-/// A participant's position field when it is not putting or getting anything.
+/// A participant's first-position field when it is not putting or getting anything.
 pub(crate) const IDLE: u64 = u64::MAX;
 /// Largest capacity (positions are 64-bit; capacities fit the header's count).
 pub const MAX_CAPACITY: usize = 1 << 30;
@@ -49,7 +50,7 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const MAX_MESSAGE: usize = 1 << 24;
 /// The version of this layout, in every control block: a queue made by a build
 /// with another layout is refused with a clear error, not misread.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 
 /// One cache line (128 bytes: two 64-byte lines, as adjacent-line prefetch pairs them).
 #[repr(C, align(128))]
@@ -89,11 +90,13 @@ pub(crate) struct Geometry {
 pub struct Participant {
     /// Thread record of its owner (`multiproc_sync::owner`), 0 when free.
     pub(crate) owner: AtomicU64,
-    /// The position it is putting (written before it claims it), or IDLE.
+    /// The positions it is putting, `put_pos..put_end` (written before it claims
+    /// them; a batch claims several), or `put_pos == IDLE`.
     pub(crate) put_pos: AtomicU64,
-    /// The position it is getting (written before it claims it), or IDLE.
+    pub(crate) put_end: AtomicU64,
+    /// The positions it is getting, `get_pos..get_end`, as for putting.
     pub(crate) get_pos: AtomicU64,
-    reserved: AtomicU64,
+    pub(crate) get_end: AtomicU64,
 }
 
 #[repr(C)]
@@ -193,8 +196,9 @@ pub(crate) unsafe fn init(
             participants: std::array::from_fn(|_| Participant {
                 owner: AtomicU64::new(0),
                 put_pos: AtomicU64::new(IDLE),
+                put_end: AtomicU64::new(IDLE),
                 get_pos: AtomicU64::new(IDLE),
-                reserved: AtomicU64::new(0),
+                get_end: AtomicU64::new(IDLE),
             }),
             writers: std::array::from_fn(|_| Writer {
                 owner: AtomicU64::new(0),

@@ -17,6 +17,17 @@
 //! blocking call spins briefly, then sleeps on a futex; a put or get makes a
 //! wake-up syscall only when someone sleeps.
 //!
+//! # When a peer dies
+//! A producer killed between claiming a slot and publishing it — in a `put`, or
+//! anywhere in a [`Queue::put_many`] — does not stall the consumers: each claim is
+//! announced (the whole run of slots, for a batch) before it is made, so a
+//! consumer that waits on the slot past the owner-check interval finds the
+//! claimer, sees that its thread is gone (its start time guards against a reused
+//! pid), skips the slot and counts the message in [`Queue::lost`]. Producers do
+//! the same for a consumer killed between claiming messages and freeing their
+//! slots. Nothing is delivered twice. When every process that had the queue
+//! open for writing is gone, a blocked `get` returns [`Error::Disconnected`].
+//!
 //! Memory: a 9 KiB control block, then one slot per message of capacity. A slot
 //! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a
 //! [`ByteQueue`], its length; slots up to a cache line are rounded up to a power

@@ -628,6 +628,37 @@ impl<T: ShmSafe + Copy> Queue<T> {
             .ring()
             .claim_get_and_stop(self.raw.ring().participant());
     }
+
+    /// Test hook: claims slots for all of `items` at once (if that many are free)
+    /// and publishes only the first `publish`, as a producer killed halfway
+    /// through `put_many`; how many slots it claimed.
+    #[doc(hidden)]
+    pub fn __put_many_and_stop(&self, items: &[T], publish: usize) -> usize {
+        let msgs: Vec<Msg> = items.iter().map(as_msg).collect();
+        let ring = self.raw.ring();
+        ring.push_some_and_stop(ring.participant(), &msgs, publish)
+            .unwrap_or(0)
+    }
+
+    /// Test hook: claims up to `max` messages at once and takes only the first
+    /// `take`, as a consumer killed halfway through `get_many`; how many it
+    /// claimed.
+    #[doc(hidden)]
+    pub fn __get_many_and_stop(&self, max: usize, take: usize) -> usize {
+        let ring = self.raw.ring();
+        let mut scratch = vec![0u8; std::mem::size_of::<T>()];
+        ring.pop_some_and_stop(ring.participant(), max, take, &mut scratch)
+            .unwrap_or(0)
+    }
+
+    /// Test hook: tries to claim position `pos` for putting (`get`: for
+    /// getting), as a claimer that read the cursor as `pos` and raced another
+    /// for it would; whether it won. Never use it otherwise.
+    #[doc(hidden)]
+    pub fn __claim_at(&self, pos: u64, get: bool) -> bool {
+        let ring = self.raw.ring();
+        ring.claim_at(ring.participant(), pos, get)
+    }
 }
 
 impl<T> std::fmt::Debug for Queue<T> {

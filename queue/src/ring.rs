@@ -4,13 +4,20 @@
 //! bookkeeping that lets a waiter skip a slot whose producer or consumer died.
 //!
 //! # A claim is announced before it is made
-//! Before a thread CASes `tail` (or `head`) from `pos`, it writes `pos` into its
-//! participant entry; the CAS is a Release. So a consumer that finds slot `pos`
-//! unpublished while `tail > pos` knows the claimer is one of the participants
-//! whose `put_pos` covers `pos`. If every such participant's thread is dead, the
-//! claim can never be completed: the consumer takes the position itself, frees
-//! the slot for the next round, and counts the message lost. Producers do the same
-//! for a consumer that died between claiming a message and freeing its slot.
+//! Before a thread CASes `tail` (or `head`) from `pos` to `pos + n`, it writes
+//! `pos..pos + n` into its participant entry; the CAS is a Release. So a consumer
+//! that finds slot `pos` unpublished while `tail > pos` knows the claimer is one of
+//! the participants whose put range covers `pos`. If every such participant's
+//! thread is dead, the claim can never be completed: the consumer takes the
+//! position itself, frees the slot for the next round, and counts the message
+//! lost. Producers do the same for a consumer that died between claiming a
+//! message and freeing its slot. A batch announces its whole range, so a claimer
+//! that dies halfway through publishing (or freeing) a batch leaves every slot it
+//! did not finish findable.
+//!
+//! A claimer whose CAS fails withdraws its announcement at once: a range left
+//! behind by a lost race would name a live thread for a position another thread
+//! claimed, and if that other thread died there, nobody could ever skip it.
 
 use std::ptr::NonNull;
 
@@ -52,6 +59,45 @@ pub struct Msg {
 
 /// `Ring::mask` of a capacity that is not a power of two (no capacity has this mask).
 const NO_MASK: u64 = u64::MAX;
+
+/// Where a claimer announces the positions it is about to claim: one of a
+/// participant's two ranges (putting or getting).
+#[derive(Clone, Copy)]
+pub(crate) struct Claims<'a> {
+    first: &'a AtomicU64,
+    end: &'a AtomicU64,
+}
+
+impl Claims<'_> {
+    /// The positions `p` is putting.
+    pub(crate) fn puts(p: &Participant) -> Claims<'_> {
+        Claims {
+            first: &p.put_pos,
+            end: &p.put_end,
+        }
+    }
+
+    /// The positions `p` is getting.
+    pub(crate) fn gets(p: &Participant) -> Claims<'_> {
+        Claims {
+            first: &p.get_pos,
+            end: &p.get_end,
+        }
+    }
+
+    /// Whether the announced range holds `pos` (read from shared memory, so the
+    /// comparison wraps rather than trusting first <= end).
+    fn covers(self, pos: u64) -> bool {
+        let first = self.first.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        first != IDLE && pos.wrapping_sub(first) < end.wrapping_sub(first)
+    }
+
+    /// Announces nothing.
+    fn clear(self) {
+        self.first.store(IDLE, Ordering::Relaxed);
+    }
+}
 
 /// A slot's header: its sequence, and its message length in a variable-length ring.
 struct SlotHeader<'a> {
@@ -222,8 +268,8 @@ impl Ring {
                     .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
-                p.put_pos.store(IDLE, Ordering::Relaxed);
-                p.get_pos.store(IDLE, Ordering::Relaxed);
+                Claims::puts(p).clear();
+                Claims::gets(p).clear();
                 return Some(p);
             }
         }
@@ -235,9 +281,40 @@ impl Ring {
     fn settled(&self, p: &Participant) -> bool {
         let c = self.ctl();
         let put = p.put_pos.load(Ordering::Acquire);
+        let put_end = p.put_end.load(Ordering::Acquire);
         let get = p.get_pos.load(Ordering::Acquire);
-        (put == IDLE || put < c.head.0.load(Ordering::Acquire))
-            && (get == IDLE || get.saturating_add(self.cap) < c.tail.0.load(Ordering::Acquire))
+        let get_end = p.get_end.load(Ordering::Acquire);
+        // Every position it put has been taken; every slot it got has been
+        // refilled for the next lap (so it was freed).
+        (put == IDLE || put_end <= c.head.0.load(Ordering::Acquire))
+            && (get == IDLE || get_end.saturating_add(self.cap) <= c.tail.0.load(Ordering::Acquire))
+    }
+
+    /// Claims `pos..pos + n` of `cursor` (`tail` or `head`) if nobody else claimed
+    /// `pos` first, announcing the range in `claims` before (see the module docs)
+    /// and withdrawing it if the claim fails. `Err` holds the cursor's value.
+    #[inline(always)]
+    fn claim(
+        &self,
+        cursor: &AtomicU64,
+        pos: u64,
+        n: u64,
+        claims: Option<Claims<'_>>,
+    ) -> Result<(), u64> {
+        let end = pos.wrapping_add(n);
+        if let Some(c) = claims {
+            c.first.store(pos, Ordering::Relaxed);
+            c.end.store(end, Ordering::Relaxed);
+        }
+        // SYNC: a peer that sees the cursor past pos (Acquire) also sees the
+        // announcement. SeqCst: see `wake_consumers` and `wake_producers`.
+        match cursor.compare_exchange(pos, end, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => Ok(()),
+            Err(now) => {
+                lost_claim(claims);
+                Err(now)
+            }
+        }
     }
 
     /// Frees this thread's entry (when its handle goes away).
@@ -254,6 +331,20 @@ impl Ring {
     ///
     /// Every message must be at most `msg_max` bytes (the caller checks).
     pub fn try_push(&self, part: Option<&Participant>, msgs: &[Msg]) -> Result<usize, PushFail> {
+        self.try_push_stopping(part, msgs, usize::MAX)
+    }
+
+    /// `try_push`, which publishes only the first `publish` of the messages it
+    /// claims and returns without waking anyone when that leaves some out (the
+    /// test hook for a producer killed halfway through a batch; `usize::MAX`
+    /// otherwise).
+    #[inline(always)]
+    fn try_push_stopping(
+        &self,
+        part: Option<&Participant>,
+        msgs: &[Msg],
+        publish: usize,
+    ) -> Result<usize, PushFail> {
         debug_assert!(msgs.iter().all(|m| m.len <= self.msg_max));
         let c = self.ctl();
         let mut pos = c.tail.0.load(Ordering::Relaxed);
@@ -270,32 +361,12 @@ impl Ring {
                                 == free_for(pos.wrapping_add(i))
                         })
                         .count();
-                if let Some(p) = part {
-                    p.put_pos.store(pos, Ordering::Relaxed);
-                }
-                // SYNC: a consumer that sees tail > pos also sees our put_pos
-                // (announce-then-claim). SeqCst: see `wake_consumers`.
-                match c.tail.0.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(n as u64),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        for (i, m) in msgs[..n].iter().enumerate() {
-                            let (h, data) = self.slot(pos.wrapping_add(i as u64));
-                            self.track_write(pos.wrapping_add(i as u64));
-                            // SAFETY: the claim gives us this slot until we publish it;
-                            // m.len <= msg_max fits its data area; m.ptr is valid for
-                            // m.len bytes (caller).
-                            unsafe { std::ptr::copy_nonoverlapping(m.ptr, data, m.len) };
-                            self.set_len(&h, m.len);
-                            // SYNC: publishes the message (pairs with the Acquire load
-                            // of seq in try_pop).
-                            h.seq
-                                .store(holding(pos.wrapping_add(i as u64)), Ordering::Release);
+                match self.claim(&c.tail.0, pos, n as u64, part.map(Claims::puts)) {
+                    Ok(()) => {
+                        self.publish_claimed(pos, &msgs[..n.min(publish)]);
+                        if publish >= n {
+                            self.wake_consumers(n as u32);
                         }
-                        self.wake_consumers(n as u32);
                         return Ok(n);
                     }
                     Err(t) => pos = t,
@@ -325,6 +396,23 @@ impl Ring {
         }
     }
 
+    /// Copies `msgs` into the slots claimed from `pos` and publishes them.
+    #[inline(always)]
+    fn publish_claimed(&self, pos: u64, msgs: &[Msg]) {
+        for (i, m) in msgs.iter().enumerate() {
+            let (h, data) = self.slot(pos.wrapping_add(i as u64));
+            self.track_write(pos.wrapping_add(i as u64));
+            // SAFETY: the claim gives us this slot until we publish it; m.len <=
+            // msg_max fits its data area; m.ptr is valid for m.len bytes (caller).
+            unsafe { std::ptr::copy_nonoverlapping(m.ptr, data, m.len) };
+            self.set_len(&h, m.len);
+            // SYNC: publishes the message (pairs with the Acquire load of seq in
+            // try_pop).
+            h.seq
+                .store(holding(pos.wrapping_add(i as u64)), Ordering::Release);
+        }
+    }
+
     /// Takes up to `max` messages with one claim, handing each to `sink` (copied
     /// into private memory with volatile reads first); returns how many.
     pub fn try_pop(
@@ -332,7 +420,22 @@ impl Ring {
         part: Option<&Participant>,
         max: usize,
         scratch: &mut [u8],
+        sink: impl FnMut(&[u8]),
+    ) -> Result<usize, PopFail> {
+        self.try_pop_stopping(part, max, scratch, sink, usize::MAX)
+    }
+
+    /// `try_pop`, which takes and frees only the first `take` of the messages it
+    /// claims (the test hook for a consumer killed halfway through a batch;
+    /// `usize::MAX` otherwise).
+    #[inline(always)]
+    fn try_pop_stopping(
+        &self,
+        part: Option<&Participant>,
+        max: usize,
+        scratch: &mut [u8],
         mut sink: impl FnMut(&[u8]),
+        take: usize,
     ) -> Result<usize, PopFail> {
         debug_assert!(scratch.len() >= self.msg_max && max >= 1);
         let c = self.ctl();
@@ -349,18 +452,8 @@ impl Ring {
                                 == holding(pos.wrapping_add(i))
                         })
                         .count();
-                if let Some(p) = part {
-                    p.get_pos.store(pos, Ordering::Relaxed);
-                }
-                // SYNC: a producer that sees head > pos also sees our get_pos.
-                // SeqCst: see `wake_producers`.
-                match c.head.0.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(n as u64),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return self.take_claimed(pos, n, scratch, &mut sink),
+                match self.claim(&c.head.0, pos, n as u64, part.map(Claims::gets)) {
+                    Ok(()) => return self.take_claimed(pos, n, scratch, &mut sink, take),
                     Err(hd) => pos = hd,
                 }
             } else if dif < 0 {
@@ -381,14 +474,20 @@ impl Ring {
         }
     }
 
-    /// Copies out and frees the `n` slots claimed from `pos`.
+    /// Copies out and frees the `n` slots claimed from `pos` (only the first
+    /// `take` of them, returning without waking anyone, in the test hook).
     fn take_claimed(
         &self,
         pos: u64,
         n: usize,
         scratch: &mut [u8],
         sink: &mut impl FnMut(&[u8]),
+        take: usize,
     ) -> Result<usize, PopFail> {
+        if take < n {
+            let _ = self.take_claimed(pos, take, scratch, sink, take);
+            return Ok(n);
+        }
         let mut bad = None;
         for i in 0..n as u64 {
             let (h, data) = self.slot(pos.wrapping_add(i));
@@ -427,15 +526,7 @@ impl Ring {
     pub(crate) fn claim_put_and_stop(&self, part: Option<&Participant>) {
         let c = self.ctl();
         let pos = c.tail.0.load(Ordering::Acquire);
-        if let Some(p) = part {
-            p.put_pos.store(pos, Ordering::Relaxed);
-        }
-        let _ = c.tail.0.compare_exchange(
-            pos,
-            pos.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        let _ = self.claim(&c.tail.0, pos, 1, part.map(Claims::puts));
     }
 
     /// Test hook: announce and claim the next message, then stop (as a consumer
@@ -443,15 +534,45 @@ impl Ring {
     pub(crate) fn claim_get_and_stop(&self, part: Option<&Participant>) {
         let c = self.ctl();
         let pos = c.head.0.load(Ordering::Acquire);
-        if let Some(p) = part {
-            p.get_pos.store(pos, Ordering::Relaxed);
+        let _ = self.claim(&c.head.0, pos, 1, part.map(Claims::gets));
+    }
+
+    /// Test hook: `try_push` that claims slots for all of `msgs` (if that many
+    /// are free) and publishes only the first `publish`, as a producer killed
+    /// halfway through a batch; returns how many it claimed.
+    pub(crate) fn push_some_and_stop(
+        &self,
+        part: Option<&Participant>,
+        msgs: &[Msg],
+        publish: usize,
+    ) -> Result<usize, PushFail> {
+        self.try_push_stopping(part, msgs, publish)
+    }
+
+    /// Test hook: `try_pop` that claims up to `max` messages and takes only the
+    /// first `take`, as a consumer killed halfway through a batch.
+    pub(crate) fn pop_some_and_stop(
+        &self,
+        part: Option<&Participant>,
+        max: usize,
+        take: usize,
+        scratch: &mut [u8],
+    ) -> Result<usize, PopFail> {
+        self.try_pop_stopping(part, max, scratch, |_| {}, take)
+    }
+
+    /// Test hook: tries to claim position `pos` for putting (`get`: for getting)
+    /// as a claimer that read the cursor as `pos` would; whether it won. A claim
+    /// that loses leaves no announcement behind.
+    pub(crate) fn claim_at(&self, part: Option<&Participant>, pos: u64, get: bool) -> bool {
+        let c = self.ctl();
+        if get {
+            self.claim(&c.head.0, pos, 1, part.map(Claims::gets))
+                .is_ok()
+        } else {
+            self.claim(&c.tail.0, pos, 1, part.map(Claims::puts))
+                .is_ok()
         }
-        let _ = c.head.0.compare_exchange(
-            pos,
-            pos.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
     }
 
     /// Consumer side: if every thread that may have claimed `pos` for putting is
@@ -459,8 +580,7 @@ impl Ring {
     pub fn skip_dead_producer(&self, pos: u64) -> bool {
         let c = self.ctl();
         let (h, _) = self.slot(pos);
-        if h.seq.load(Ordering::Acquire) != free_for(pos)
-            || !self.claimers_dead(pos, |p| &p.put_pos)
+        if h.seq.load(Ordering::Acquire) != free_for(pos) || !self.claimers_dead(pos, Claims::puts)
         {
             return false;
         }
@@ -486,7 +606,7 @@ impl Ring {
     /// Producer side: if every thread that may have claimed position `round` for
     /// getting is dead, free its slot and count the message lost.
     pub(crate) fn skip_dead_consumer(&self, round: u64) -> bool {
-        if !self.claimers_dead(round, |p| &p.get_pos) {
+        if !self.claimers_dead(round, Claims::gets) {
             return false;
         }
         let (h, _) = self.slot(round);
@@ -506,17 +626,13 @@ impl Ring {
         freed
     }
 
-    /// Whether at least one participant announced `pos` in `field`, and all that
-    /// did are dead.
-    fn claimers_dead(
-        &self,
-        pos: u64,
-        field: impl Fn(&Participant) -> &crate::primitive::AtomicU64,
-    ) -> bool {
+    /// Whether at least one participant announced a range holding `pos` in
+    /// `claims`, and all that did are dead.
+    fn claimers_dead(&self, pos: u64, claims: fn(&Participant) -> Claims<'_>) -> bool {
         let mut dead = false;
         for p in &self.ctl().participants {
             let owner = p.owner.load(Ordering::Acquire);
-            if owner == 0 || field(p).load(Ordering::Acquire) != pos {
+            if owner == 0 || !claims(p).covers(pos) {
                 continue;
             }
             if thread_alive(owner) {
@@ -662,25 +778,14 @@ impl Ring {
         &self,
         cursor: &AtomicU64,
         ready: fn(u64) -> u64,
-        announce: Option<&AtomicU64>,
+        claims: Option<Claims<'_>>,
     ) -> Option<(u64, &AtomicU64, *mut u8)> {
         let pos = cursor.load(Ordering::Relaxed);
         let (seq, data) = self.fixed_slot(pos);
         if seq.load(Ordering::Acquire) != ready(pos) {
             return None;
         }
-        if let Some(a) = announce {
-            a.store(pos, Ordering::Relaxed);
-        }
-        // SYNC: as in try_push and try_pop.
-        cursor
-            .compare_exchange(
-                pos,
-                pos.wrapping_add(1),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            )
-            .ok()?;
+        self.claim(cursor, pos, 1, claims).ok()?;
         Some((pos, seq, data))
     }
 
@@ -695,7 +800,7 @@ impl Ring {
     pub(crate) unsafe fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
         debug_assert!(self.fits_fixed::<T>());
         let Some((pos, seq, data)) =
-            self.claim_one(&self.ctl().tail.0, free_for, part.map(|p| &p.put_pos))
+            self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
         else {
             return false;
         };
@@ -720,7 +825,7 @@ impl Ring {
     pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
         debug_assert!(self.fits_fixed::<T>());
         let (pos, seq, data) =
-            self.claim_one(&self.ctl().head.0, holding, part.map(|p| &p.get_pos))?;
+            self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
         self.track_read(pos);
         let item = if std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
@@ -752,6 +857,16 @@ impl Ring {
         let head = c.head.0.load(Ordering::Acquire);
         let tail = c.tail.0.load(Ordering::Acquire);
         tail.saturating_sub(head).min(self.cap) as usize
+    }
+}
+
+/// A claim lost to another claimer: withdraw its announcement (out of line: the
+/// fast paths stay small).
+#[cold]
+#[inline(never)]
+fn lost_claim(claims: Option<Claims<'_>>) {
+    if let Some(c) = claims {
+        c.clear();
     }
 }
 

@@ -235,6 +235,115 @@ fn a_consumer_dead_between_claim_and_free_is_skipped() {
     assert_eq!(q.get().unwrap(), 4);
 }
 
+/// A producer killed halfway through `put_many`, after publishing the first of
+/// the four slots it claimed: the consumer gets that one, skips the other three
+/// (all announced by the dead producer's claim), counts them lost, and gets the
+/// messages behind them.
+#[test]
+fn a_producer_dead_halfway_through_a_batch_is_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "batch claim then die (put)");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(8).unwrap();
+    let dead = fork(|| {
+        assert_eq!(q.__put_many_and_stop(&[10, 11, 12, 13], 1), 4);
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    q.put(20).unwrap();
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 10);
+    let t = Instant::now();
+    assert_eq!(
+        q.get_timeout(BOUND).unwrap(),
+        20,
+        "the three slots the dead producer claimed and never published were skipped"
+    );
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 3);
+}
+
+/// A consumer killed halfway through `get_many`, after taking the first of the
+/// four messages it claimed: producers at the wrap-around free the other three
+/// slots and count those messages lost.
+#[test]
+fn a_consumer_dead_halfway_through_a_batch_is_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "batch claim then die (get)");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(4).unwrap();
+    q.put_many(&[1, 2, 3, 4]).unwrap();
+    let dead = fork(|| {
+        assert_eq!(q.__get_many_and_stop(4, 1), 4);
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    q.put(5).unwrap(); // into the slot it freed
+    let t = Instant::now();
+    for v in 6..=8 {
+        q.put_timeout(v, BOUND)
+            .expect("the slots the dead consumer held are freed");
+    }
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 3, "messages 2, 3 and 4 died with their consumer");
+    for v in 5..=8 {
+        assert_eq!(q.get().unwrap(), v);
+    }
+}
+
+/// A producer that lost the race for a position (another claimed it first) and
+/// then stays idle must not look like that position's claimer: when the winner
+/// dies before publishing, the consumer still skips the slot.
+#[test]
+fn a_lost_put_race_leaves_no_claim_behind() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "lost put race");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(4).unwrap();
+    let dead = fork(|| {
+        q.__claim_put_and_stop(); // position 0
+                                  // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    q.put(7).unwrap(); // position 1
+    assert!(!q.__claim_at(0, false), "position 0 was the dead child's");
+    let t = Instant::now();
+    assert_eq!(
+        q.get_timeout(BOUND).unwrap(),
+        7,
+        "the dead winner's slot was skipped although this (live) thread raced for it"
+    );
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 1);
+}
+
+/// The same for a consumer that lost the race for a message: when the winner
+/// dies before freeing the slot, the producer at the wrap-around still frees it.
+#[test]
+fn a_lost_get_race_leaves_no_claim_behind() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "lost get race");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(2).unwrap();
+    q.put_many(&[1, 2]).unwrap();
+    let dead = fork(|| {
+        q.__claim_get_and_stop(); // message 1, position 0
+                                  // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    assert!(!q.__claim_at(0, true), "message 1 was the dead child's");
+    let t = Instant::now();
+    q.put_timeout(3, BOUND)
+        .expect("the dead winner's slot is freed although this (live) thread raced for it");
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 1);
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 3);
+}
+
 #[test]
 fn a_blocked_get_is_disconnected_when_every_writer_is_gone() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "disconnected");

@@ -1,5 +1,5 @@
 //! loom models of the ring: put/get, a full ring, close, skipping a dead
-//! producer's slot, and the one-message fast paths of `Queue<T>` mixed with the
+//! producer's slot (also after a live one lost the race for it), and the one-message fast paths of `Queue<T>` mixed with the
 //! general ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
 #![cfg(multiproc_loom)]
 
@@ -146,6 +146,45 @@ fn a_dead_producers_slot_is_skipped() {
         assert_eq!(got, [42]);
         dead.join().unwrap();
         live.join().unwrap();
+    });
+}
+
+/// A producer that loses the race for a position to another, and then stays
+/// idle, leaves no claim behind: when the winner dies before publishing, the
+/// consumer skips its slot at once. Whichever order the two claims take, the
+/// live message (if it went in) arrives once.
+#[test]
+fn a_lost_race_leaves_no_claim_behind() {
+    loom::model(|| {
+        let ring = Arc::new(model::fixed_ring(2));
+        let dead = {
+            let r = ring.clone();
+            thread::spawn(move || {
+                model::claim_put_and_stop(&r);
+                model::die();
+            })
+        };
+        let live = {
+            let r = ring.clone();
+            // One try: it fails only by losing position 0 to the dead claim.
+            thread::spawn(move || model::push_one(&r, 42))
+        };
+        dead.join().unwrap();
+        let pushed = live.join().unwrap();
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        loop {
+            match ring.try_pop(ring.participant(), 1, &mut buf, |m| got.push(m[0])) {
+                Ok(_) => {}
+                Err(PopFail::ProducerInFlight(pos)) => assert!(
+                    ring.skip_dead_producer(pos),
+                    "the dead claim of {pos} is skipped at once (pushed: {pushed})"
+                ),
+                Err(PopFail::Empty) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(got, if pushed { vec![42] } else { vec![] });
     });
 }
 

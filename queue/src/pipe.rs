@@ -137,6 +137,24 @@ impl Connection {
         self.sender()?.put_bytes(msg)
     }
 
+    /// Sends a message, waiting at most `timeout` for room (the pipe holds
+    /// [`PIPE_CAPACITY`] messages unless made with [`Pipe::with_capacity`]).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`send_bytes`](Connection::send_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::Pipe::with_capacity(true, 1, 8)?;
+    /// a.send_bytes(b"1")?;
+    /// assert!(matches!(a.send_bytes_timeout(b"2", Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn send_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.sender()?.put_bytes_timeout(msg, Some(timeout))
+    }
+
     /// Receives a message (Python's `recv_bytes`).
     ///
     /// # Errors
@@ -223,6 +241,27 @@ impl Connection {
         self.sender()?.put_value(value)
     }
 
+    /// Sends a value, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`Error::Codec`], and as for [`send_bytes_timeout`](Connection::send_bytes_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc_queue::Pipe::with_capacity(true, 1, 64)?;
+    /// a.send_timeout(&"one", Duration::from_secs(1))?;
+    /// assert!(matches!(a.send_timeout(&"two", Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// assert_eq!(b.recv::<String>()?, "one");
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn send_timeout<V: serde::Serialize>(&self, value: &V, timeout: Duration) -> Result<()> {
+        self.sender()?.put_value_timeout(value, Some(timeout))
+    }
+
     /// Receives a value (Python's `recv`).
     ///
     /// # Errors
@@ -240,5 +279,24 @@ impl Connection {
     #[cfg(feature = "serde")]
     pub fn recv<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
         self.receiver()?.get_value()
+    }
+
+    /// Receives a value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`], and as for [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
+    /// assert!(matches!(a.recv_timeout::<u32>(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn recv_timeout<V: serde::de::DeserializeOwned>(&self, timeout: Duration) -> Result<V> {
+        self.receiver()?.get_value_timeout(Some(timeout))
     }
 }

@@ -394,6 +394,30 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.put(&msgs, None, false).1
     }
 
+    /// Puts items in order, as [`put_many`](Queue::put_many) does, until all went
+    /// in or `timeout` passes; returns how many went in (as `Write::write` does:
+    /// fewer than `items.len()` when the time ran out after some went in).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when none went in in time, and as for
+    /// [`put`](Queue::put) when the first failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// assert_eq!(q.put_many_timeout(&[1, 2, 3], Duration::from_millis(1))?, 2);
+    /// assert!(matches!(q.put_many_timeout(&[4], Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_many_timeout(&self, items: &[T], timeout: Duration) -> Result<usize> {
+        let msgs: Vec<Msg> = items.iter().map(as_msg).collect();
+        match self.raw.put(&msgs, deadline(Some(timeout)), false) {
+            (n, Err(e)) if n == 0 => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
     /// Takes the next item, waiting for one.
     ///
     /// # Errors
@@ -1111,8 +1135,33 @@ impl ByteQueue {
     /// ```
     #[cfg(feature = "serde")]
     pub fn put_value<V: serde::Serialize>(&self, value: &V) -> Result<()> {
+        self.put_value_timeout(value, None)
+    }
+
+    /// Encodes `value` and puts it, waiting at most `timeout` for room (forever
+    /// if `None`).
+    ///
+    /// # Errors
+    /// [`Error::Codec`], then as for [`put_bytes_timeout`](ByteQueue::put_bytes_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(1, 64)?;
+    /// q.put_value(&1u8)?;
+    /// assert!(matches!(q.put_value_timeout(&2u8, Some(Duration::from_millis(1))), Err(multiproc_queue::Error::Timeout)));
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn put_value_timeout<V: serde::Serialize>(
+        &self,
+        value: &V,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))?;
-        self.put_bytes(&bytes)
+        self.put_bytes_timeout(&bytes, timeout)
     }
 
     /// Takes a message and decodes it (postcard).
@@ -1131,7 +1180,30 @@ impl ByteQueue {
     /// ```
     #[cfg(feature = "serde")]
     pub fn get_value<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
-        let bytes = self.get_bytes()?;
+        self.get_value_timeout(None)
+    }
+
+    /// Takes a message and decodes it, waiting at most `timeout` (forever if
+    /// `None`).
+    ///
+    /// # Errors
+    /// As for [`get_bytes_with`](ByteQueue::get_bytes_with), and [`Error::Codec`].
+    ///
+    /// # Examples
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(1, 64)?;
+    /// assert!(matches!(q.get_value_timeout::<u8>(Some(Duration::from_millis(1))), Err(multiproc_queue::Error::Timeout)));
+    /// # }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn get_value_timeout<V: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<V> {
+        let bytes = self.get_bytes_with(timeout, false)?;
         postcard::from_bytes(&bytes).map_err(|e| Error::Codec(e.to_string()))
     }
 }

@@ -87,3 +87,52 @@ fn serde_values_cross_a_pipe() {
     assert_eq!(parent.recv::<(u32, usize)>().unwrap(), (42, 6));
     kid.wait_ok(LIMIT);
 }
+
+/// Every blocking call of a `Connection` has a timeout: a sender facing a full
+/// pipe whose reader is busy gets `Timeout`, then goes through once the reader
+/// (another process) drains it; a receiver facing silence gets `Timeout`.
+#[test]
+fn sends_and_receives_time_out_across_processes() {
+    let _dog = Watchdog::arm(LIMIT, "pipe timeouts");
+    let (parent, child) = Pipe::with_capacity(true, 2, 16).unwrap();
+    let kid = fork(|| {
+        // Busy at first: the parent's third message finds the pipe full.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(child.recv_bytes_timeout(LIMIT).unwrap());
+        }
+        assert_eq!(got.concat(), b"abc");
+        0
+    });
+    parent.send_bytes(b"a").unwrap();
+    parent.send_bytes(b"b").unwrap();
+    assert!(matches!(
+        parent.send_bytes_timeout(b"c", Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    parent
+        .send_bytes_timeout(b"c", LIMIT)
+        .expect("room once the child reads");
+    kid.wait_ok(LIMIT);
+    assert!(matches!(
+        parent.recv_bytes_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_sends_and_receives_time_out() {
+    let (a, b) = Pipe::with_capacity(true, 1, 64).unwrap();
+    a.send_timeout(&1u32, LIMIT).unwrap();
+    assert!(matches!(
+        a.send_timeout(&2u32, Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(b.recv_timeout::<u32>(LIMIT).unwrap(), 1);
+    assert!(matches!(
+        b.recv_timeout::<u32>(Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+}

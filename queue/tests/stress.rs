@@ -133,6 +133,33 @@ fn three_by_three_through_a_tiny_ring() {
     run(3, 3, 50_000, 3);
 }
 
+/// A batch put with a timeout into a ring a slow consumer process drains: what
+/// fits goes in and is counted, the rest follows once there is room, in order.
+#[test]
+fn put_many_timeout_counts_what_went_in() {
+    let _dog = Watchdog::arm(LIMIT, "put_many_timeout");
+    let q = Queue::<u64>::new(4).unwrap();
+    let consumer = fork(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        for want in 0..10 {
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), want);
+        }
+        0
+    });
+    let items: Vec<u64> = (0..10).collect();
+    assert_eq!(
+        q.put_many_timeout(&items, Duration::from_millis(20))
+            .unwrap(),
+        4,
+        "the four that fit, while the consumer sleeps"
+    );
+    let mut done = 4;
+    while done < items.len() {
+        done += q.put_many_timeout(&items[done..], LIMIT).unwrap();
+    }
+    consumer.wait_ok(LIMIT);
+}
+
 fn open_role() -> bool {
     match role().as_deref() {
         Some("queue-producer") => {

@@ -413,7 +413,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     pub fn put_many_timeout(&self, items: &[T], timeout: Duration) -> Result<usize> {
         let msgs: Vec<Msg> = items.iter().map(as_msg).collect();
         match self.raw.put(&msgs, deadline(Some(timeout)), false) {
-            (n, Err(e)) if n == 0 => Err(e),
+            (0, Err(e)) => Err(e),
             (n, _) => Ok(n),
         }
     }

@@ -640,9 +640,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// it otherwise: the slot stays stuck until this thread is dead.
     #[doc(hidden)]
     pub fn __claim_put_and_stop(&self) {
-        self.raw
-            .ring()
-            .claim_put_and_stop(self.raw.ring().participant());
+        self.raw.claim_put_and_stop();
     }
 
     /// Test hook: claims the next message without taking it or freeing its slot.
@@ -782,7 +780,11 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
         self.q.raw.task_done()
     }
 
-    /// Waits until every item put has been marked done, at most `timeout`.
+    /// Waits until every item put has been marked done, at most `timeout`. An
+    /// item lost to a dead producer or consumer (see [`lost`](Queue::lost)) counts
+    /// as done: nobody could ever mark it. A consumer that dies after `get`
+    /// returned an item, before its `task_done`, still holds `join` up (as in
+    /// Python), hence the timeout.
     ///
     /// # Errors
     /// [`Error::Timeout`].
@@ -808,6 +810,19 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
     /// ```
     pub fn unfinished(&self) -> u32 {
         self.q.raw.unfinished()
+    }
+
+    /// Test hook: as [`Queue::__claim_put_and_stop`] (counting the item
+    /// unfinished first, as a put does).
+    #[doc(hidden)]
+    pub fn __claim_put_and_stop(&self) {
+        self.q.__claim_put_and_stop();
+    }
+
+    /// Test hook: as [`Queue::__claim_get_and_stop`].
+    #[doc(hidden)]
+    pub fn __claim_get_and_stop(&self) {
+        self.q.__claim_get_and_stop();
     }
 }
 

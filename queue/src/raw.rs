@@ -528,6 +528,15 @@ impl RawQueue {
         }
     }
 
+    /// Test hook: counts one unfinished item in a joinable queue (as `put`
+    /// does before claiming), then claims the next slot and stops.
+    pub(crate) fn claim_put_and_stop(&self) {
+        if self.joinable() {
+            self.ctl().wake.0.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        self.ring.claim_put_and_stop(self.ring.participant());
+    }
+
     pub(crate) fn unfinished(&self) -> u32 {
         self.ctl().wake.0.unfinished.load(Ordering::Relaxed)
     }

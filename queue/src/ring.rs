@@ -506,7 +506,7 @@ impl Ring {
             if ok {
                 sink(&scratch[..len]);
             } else {
-                self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
+                self.count_lost();
                 bad.get_or_insert(format!(
                     "message of position {} claims {len} bytes, over the {} a slot holds",
                     pos.wrapping_add(i),
@@ -598,7 +598,7 @@ impl Ring {
         }
         h.seq
             .store(free_for(pos.wrapping_add(self.cap)), Ordering::SeqCst);
-        c.wake.0.lost.fetch_add(1, Ordering::Relaxed);
+        self.count_lost();
         self.wake_producers(1);
         true
     }
@@ -620,10 +620,28 @@ impl Ring {
             )
             .is_ok();
         if freed {
-            self.ctl().wake.0.lost.fetch_add(1, Ordering::Relaxed);
+            self.count_lost();
             self.wake_producers(1);
         }
         freed
+    }
+
+    /// Counts one message lost (to a dead peer or to corruption). In a
+    /// `JoinableQueue` it can never be marked done, so it leaves the unfinished
+    /// count too: otherwise `join` would wait for it forever.
+    #[cold]
+    fn count_lost(&self) {
+        let w = &self.ctl().wake.0;
+        w.lost.fetch_add(1, Ordering::Relaxed);
+        if self.ctl().geometry.0.joinable.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let gone = w
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1));
+        if gone == Ok(1) && w.join_waiters.load(Ordering::SeqCst) != 0 {
+            wake(&w.unfinished, u32::MAX);
+        }
     }
 
     /// Whether at least one participant announced a range holding `pos` in

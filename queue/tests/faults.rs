@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{Error, Queue};
+use multiproc_queue::{Error, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::{fork, ChildExit, Watchdog};
@@ -342,6 +342,54 @@ fn a_lost_get_race_leaves_no_claim_behind() {
     assert_eq!(q.lost(), 1);
     assert_eq!(q.get().unwrap(), 2);
     assert_eq!(q.get().unwrap(), 3);
+}
+
+/// In a `JoinableQueue`, a message lost to a dead producer or consumer can never
+/// be marked done: it leaves the unfinished count, so `join` returns once the
+/// rest are done instead of waiting for it forever.
+#[test]
+fn lost_messages_do_not_hold_up_join() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "join after losses");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = JoinableQueue::<u64>::new(2).unwrap();
+    let dead_producer = fork(|| {
+        q.__claim_put_and_stop();
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(
+        dead_producer.wait(BOUND),
+        ChildExit::Signaled(libc::SIGKILL)
+    );
+    q.put(1).unwrap();
+    assert_eq!(q.unfinished(), 2, "the dead producer's item was counted");
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 1, "its slot skipped");
+    q.task_done().unwrap();
+    q.join(Some(BOUND))
+        .expect("the lost item is not waited for");
+
+    q.put(2).unwrap();
+    q.put(3).unwrap();
+    let dead_consumer = fork(|| {
+        q.__claim_get_and_stop(); // takes 2, never frees it
+                                  // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(
+        dead_consumer.wait(BOUND),
+        ChildExit::Signaled(libc::SIGKILL)
+    );
+    assert_eq!(q.get().unwrap(), 3);
+    q.task_done().unwrap();
+    q.put_timeout(4, BOUND)
+        .expect("the dead consumer's slot is freed");
+    assert_eq!(q.get().unwrap(), 4);
+    q.task_done().unwrap();
+    assert_eq!(q.lost(), 2);
+    q.join(Some(BOUND))
+        .expect("the item lost with its consumer is not waited for");
 }
 
 #[test]

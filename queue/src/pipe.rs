@@ -37,6 +37,13 @@ impl Pipe {
     /// ends send and receive; without, the first end only receives and the second
     /// only sends, as in Python.
     ///
+    /// As in Python, where a reader gets `EOFError` once every copy of the write
+    /// end is closed: a receive answers [`Error::Disconnected`] once no live
+    /// process holds the other end — so after forking, drop the end the child
+    /// uses in the parent (and the parent's end in the child, if it may outlive
+    /// the parent), and a child that exits without `close` is noticed within the
+    /// owner-check interval.
+    ///
     /// # Errors
     /// [`Error::Shm`] when the segments cannot be made.
     ///
@@ -73,9 +80,13 @@ impl Pipe {
         let memfd = multiproc_shm::Location::Memfd;
         let there = ByteQueue::new_in(memfd, capacity, max_message)?;
         if duplex {
-            let back = ByteQueue::new_in(memfd, capacity, max_message)?;
+            let mut back = ByteQueue::new_in(memfd, capacity, max_message)?;
             let back2 = clone_anonymous(&back)?;
-            let there2 = clone_anonymous(&there)?;
+            let mut there2 = clone_anonymous(&there)?;
+            // A receiving handle is no writer: once every process holding the
+            // sending end is gone, a receive answers Disconnected.
+            back.stop_writing();
+            there2.stop_writing();
             Ok((
                 Connection {
                     send: Some(there),
@@ -88,6 +99,8 @@ impl Pipe {
             ))
         } else {
             let there2 = clone_anonymous(&there)?;
+            let mut there = there;
+            there.stop_writing();
             Ok((
                 Connection {
                     send: None,
@@ -158,7 +171,9 @@ impl Connection {
     /// Receives a message (Python's `recv_bytes`).
     ///
     /// # Errors
-    /// [`Error::Closed`] once the other end closed and everything was read.
+    /// [`Error::Closed`] once the other end closed and everything was read;
+    /// [`Error::Disconnected`] once no live process holds the other end (see
+    /// [`Pipe::new`]).
     ///
     /// # Examples
     /// ```

@@ -136,3 +136,25 @@ fn serde_sends_and_receives_time_out() {
         Err(Error::Timeout)
     ));
 }
+
+/// As in Python, where a reader gets `EOFError` once every write end is closed:
+/// when the child that held the other end exits without closing it, and the
+/// parent dropped its own copy of that end after the fork, the parent's receive
+/// returns `Disconnected` instead of waiting forever.
+#[test]
+fn a_receive_is_disconnected_when_the_other_end_is_gone() {
+    let _dog = Watchdog::arm(LIMIT, "pipe disconnected");
+    multiproc_sync::set_owner_check_interval(Duration::from_millis(5));
+    let (parent, child) = Pipe::new(true).unwrap();
+    let kid = fork(|| {
+        child.send_bytes(b"bye").unwrap();
+        0 // exits without closing
+    });
+    drop(child);
+    assert_eq!(parent.recv_bytes_timeout(LIMIT).unwrap(), b"bye");
+    kid.wait_ok(LIMIT);
+    assert!(matches!(
+        parent.recv_bytes_timeout(LIMIT),
+        Err(Error::Disconnected)
+    ));
+}

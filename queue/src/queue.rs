@@ -673,13 +673,13 @@ impl<T: ShmSafe + Copy> Queue<T> {
             .unwrap_or(0)
     }
 
-    /// Test hook: tries to claim position `pos` for putting (`get`: for
-    /// getting), as a claimer that read the cursor as `pos` and raced another
+    /// Test hook: tries to claim positions `pos..pos + n` for putting (`get`:
+    /// for getting), as a claimer that read the cursor as `pos` and raced another
     /// for it would; whether it won. Never use it otherwise.
     #[doc(hidden)]
-    pub fn __claim_at(&self, pos: u64, get: bool) -> bool {
+    pub fn __claim_at(&self, pos: u64, n: u64, get: bool) -> bool {
         let ring = self.raw.ring();
-        ring.claim_at(ring.participant(), pos, get)
+        ring.claim_at(ring.participant(), pos, n, get)
     }
 }
 

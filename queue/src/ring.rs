@@ -18,6 +18,12 @@
 //! A claimer whose CAS fails withdraws its announcement at once: a range left
 //! behind by a lost race would name a live thread for a position another thread
 //! claimed, and if that other thread died there, nobody could ever skip it.
+//!
+//! A single claim (every `put`/`get` fast path) writes only the first position;
+//! the end left by an earlier batch of the same thread is then at most that
+//! position (the cursor only grows, and a lost batch resets it), which reads as
+//! "one position". One store less per operation: 1P→1C streaming measured 9.6
+//! against 7.9 ns per message when every claim wrote both, alternating builds.
 
 use std::ptr::NonNull;
 
@@ -85,17 +91,45 @@ impl Claims<'_> {
         }
     }
 
-    /// Whether the announced range holds `pos` (read from shared memory, so the
-    /// comparison wraps rather than trusting first <= end).
-    fn covers(self, pos: u64) -> bool {
-        let first = self.first.load(Ordering::Acquire);
-        let end = self.end.load(Ordering::Acquire);
-        first != IDLE && pos.wrapping_sub(first) < end.wrapping_sub(first)
+    /// Announces `first..first + n` (before the claim). A single position writes
+    /// only `first`: the `end` a batch left is at most any position its owner
+    /// claims later (the cursor only grows), and reads as "one position".
+    #[inline(always)]
+    fn announce(self, first: u64, n: u64) {
+        self.first.store(first, Ordering::Relaxed);
+        if n != 1 {
+            self.end.store(first.wrapping_add(n), Ordering::Relaxed);
+        }
     }
 
-    /// Announces nothing.
+    /// The announced positions as `(first, end)`, if any: one position when
+    /// `end` is not past `first` (read from shared memory, so the arithmetic
+    /// wraps rather than trusting either).
+    fn range(self) -> Option<(u64, u64)> {
+        let first = self.first.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        if first == IDLE {
+            return None;
+        }
+        let len = end.wrapping_sub(first);
+        Some((
+            first,
+            first.wrapping_add(if len as i64 > 0 { len } else { 1 }),
+        ))
+    }
+
+    /// Whether the announced range holds `pos`.
+    fn covers(self, pos: u64) -> bool {
+        self.range()
+            .is_some_and(|(first, end)| pos.wrapping_sub(first) < end.wrapping_sub(first))
+    }
+
+    /// Announces nothing (and forgets a batch's end, which a lost claim may have
+    /// left past positions its owner claims next).
+    #[inline(always)]
     fn clear(self) {
         self.first.store(IDLE, Ordering::Relaxed);
+        self.end.store(0, Ordering::Relaxed);
     }
 }
 
@@ -280,14 +314,14 @@ impl Ring {
     /// be reused without hiding a claim a waiter still needs to find.
     fn settled(&self, p: &Participant) -> bool {
         let c = self.ctl();
-        let put = p.put_pos.load(Ordering::Acquire);
-        let put_end = p.put_end.load(Ordering::Acquire);
-        let get = p.get_pos.load(Ordering::Acquire);
-        let get_end = p.get_end.load(Ordering::Acquire);
         // Every position it put has been taken; every slot it got has been
         // refilled for the next lap (so it was freed).
-        (put == IDLE || put_end <= c.head.0.load(Ordering::Acquire))
-            && (get == IDLE || get_end.saturating_add(self.cap) <= c.tail.0.load(Ordering::Acquire))
+        Claims::puts(p)
+            .range()
+            .is_none_or(|(_, end)| end <= c.head.0.load(Ordering::Acquire))
+            && Claims::gets(p).range().is_none_or(|(_, end)| {
+                end.saturating_add(self.cap) <= c.tail.0.load(Ordering::Acquire)
+            })
     }
 
     /// Claims `pos..pos + n` of `cursor` (`tail` or `head`) if nobody else claimed
@@ -303,15 +337,18 @@ impl Ring {
     ) -> Result<(), u64> {
         let end = pos.wrapping_add(n);
         if let Some(c) = claims {
-            c.first.store(pos, Ordering::Relaxed);
-            c.end.store(end, Ordering::Relaxed);
+            c.announce(pos, n);
         }
         // SYNC: a peer that sees the cursor past pos (Acquire) also sees the
         // announcement. SeqCst: see `wake_consumers` and `wake_producers`.
         match cursor.compare_exchange(pos, end, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => Ok(()),
             Err(now) => {
-                lost_claim(claims);
+                // Lost to another claimer: withdraw the announcement (two
+                // stores, inline: a call here costs the fast paths registers).
+                if let Some(c) = claims {
+                    c.clear();
+                }
                 Err(now)
             }
         }
@@ -561,16 +598,16 @@ impl Ring {
         self.try_pop_stopping(part, max, scratch, |_| {}, take)
     }
 
-    /// Test hook: tries to claim position `pos` for putting (`get`: for getting)
-    /// as a claimer that read the cursor as `pos` would; whether it won. A claim
-    /// that loses leaves no announcement behind.
-    pub(crate) fn claim_at(&self, part: Option<&Participant>, pos: u64, get: bool) -> bool {
+    /// Test hook: tries to claim positions `pos..pos + n` for putting (`get`: for
+    /// getting) as a claimer that read the cursor as `pos` would; whether it won.
+    /// A claim that loses leaves no announcement behind.
+    pub(crate) fn claim_at(&self, part: Option<&Participant>, pos: u64, n: u64, get: bool) -> bool {
         let c = self.ctl();
         if get {
-            self.claim(&c.head.0, pos, 1, part.map(Claims::gets))
+            self.claim(&c.head.0, pos, n, part.map(Claims::gets))
                 .is_ok()
         } else {
-            self.claim(&c.tail.0, pos, 1, part.map(Claims::puts))
+            self.claim(&c.tail.0, pos, n, part.map(Claims::puts))
                 .is_ok()
         }
     }
@@ -875,16 +912,6 @@ impl Ring {
         let head = c.head.0.load(Ordering::Acquire);
         let tail = c.tail.0.load(Ordering::Acquire);
         tail.saturating_sub(head).min(self.cap) as usize
-    }
-}
-
-/// A claim lost to another claimer: withdraw its announcement (out of line: the
-/// fast paths stay small).
-#[cold]
-#[inline(never)]
-fn lost_claim(claims: Option<Claims<'_>>) {
-    if let Some(c) = claims {
-        c.clear();
     }
 }
 

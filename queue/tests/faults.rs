@@ -308,7 +308,10 @@ fn a_lost_put_race_leaves_no_claim_behind() {
     });
     assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
     q.put(7).unwrap(); // position 1
-    assert!(!q.__claim_at(0, false), "position 0 was the dead child's");
+    assert!(
+        !q.__claim_at(0, 1, false),
+        "position 0 was the dead child's"
+    );
     let t = Instant::now();
     assert_eq!(
         q.get_timeout(BOUND).unwrap(),
@@ -317,6 +320,43 @@ fn a_lost_put_race_leaves_no_claim_behind() {
     );
     assert!(t.elapsed() < BOUND / 2);
     assert_eq!(q.lost(), 1);
+}
+
+/// A batch claim that loses its race must not leave its range behind either: the
+/// loser's next single put announces one position, not the rest of the lost
+/// batch, so a dead claimer inside that old range is still skipped.
+#[test]
+fn a_lost_batch_race_leaves_no_range_behind() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "lost batch race");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(8).unwrap();
+    let die_claiming = || {
+        let child = fork(|| {
+            q.__claim_put_and_stop();
+            // SAFETY: raise with a plain signal number; this child dies here.
+            unsafe { libc::raise(libc::SIGKILL) };
+            1
+        });
+        assert_eq!(child.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    };
+    die_claiming(); // position 0
+    assert!(!q.__claim_at(0, 4, false), "0..4 was raced for and lost");
+    q.put(7).unwrap(); // position 1, by this (live) thread
+    die_claiming(); // position 2, inside the lost batch's range
+    let writer = fork(|| {
+        q.put(9).unwrap(); // position 3
+        0
+    });
+    writer.wait_ok(BOUND);
+    let t = Instant::now();
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 7);
+    assert_eq!(
+        q.get_timeout(BOUND).unwrap(),
+        9,
+        "position 2 was skipped: this thread's lost batch does not cover it"
+    );
+    assert!(t.elapsed() < BOUND / 2);
+    assert_eq!(q.lost(), 2);
 }
 
 /// The same for a consumer that lost the race for a message: when the winner
@@ -334,7 +374,7 @@ fn a_lost_get_race_leaves_no_claim_behind() {
         1
     });
     assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
-    assert!(!q.__claim_at(0, true), "message 1 was the dead child's");
+    assert!(!q.__claim_at(0, 1, true), "message 1 was the dead child's");
     let t = Instant::now();
     q.put_timeout(3, BOUND)
         .expect("the dead winner's slot is freed although this (live) thread raced for it");

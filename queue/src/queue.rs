@@ -1086,6 +1086,12 @@ impl ByteQueue {
         self.raw.wait_readable(deadline(timeout))
     }
 
+    /// Test hook: as [`Queue::__claim_put_and_stop`].
+    #[doc(hidden)]
+    pub fn __claim_put_and_stop(&self) {
+        self.raw.claim_put_and_stop();
+    }
+
     /// Messages in the queue (approximate).
     ///
     /// # Examples

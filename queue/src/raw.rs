@@ -458,16 +458,27 @@ impl RawQueue {
         Ok(())
     }
 
-    /// Waits until a message is there (without taking it); `false` on timeout.
+    /// Waits until the next message is published (without taking it); `false`
+    /// on timeout. A claim still in flight is waited out as a get does, and
+    /// skipped if its producer died: it is no message to read.
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> Result<bool> {
+        let mut waiter = Waiter::new(self.spins);
         loop {
-            if self.ring.len() > 0 {
+            if self.ring.has_message() {
                 return Ok(true);
             }
-            if self.is_closed() {
+            let step = if let Some(pos) = self.ring.claim_in_flight() {
+                waiter.in_flight(
+                    deadline.as_ref(),
+                    || self.ring.has_message(),
+                    || self.ring.skip_dead_producer(pos),
+                )
+            } else if self.is_closed() {
                 return Err(Error::Closed);
-            }
-            match self.sleep_for_message(deadline.as_ref()) {
+            } else {
+                self.sleep_for_message(deadline.as_ref())
+            };
+            match step {
                 Err(Error::Timeout) => return Ok(false),
                 Err(e) => return Err(e),
                 Ok(()) => {}

@@ -759,6 +759,14 @@ impl Ring {
         c.tail.0.load(Ordering::SeqCst) > c.head.0.load(Ordering::SeqCst)
     }
 
+    /// The next position, if a producer has claimed it and not yet published
+    /// it (or died before it could).
+    pub(crate) fn claim_in_flight(&self) -> Option<u64> {
+        let c = self.ctl();
+        let pos = c.head.0.load(Ordering::Acquire);
+        (c.tail.0.load(Ordering::Acquire) > pos && !self.has_message()).then_some(pos)
+    }
+
     /// Whether a consumer has claimed the message in the slot the next put needs
     /// (so it is about to be freed). SeqCst: see `wake_producers`.
     pub(crate) fn room_claimed(&self) -> bool {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{Error, JoinableQueue, Queue};
+use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::{fork, ChildExit, Watchdog};
@@ -430,6 +430,35 @@ fn lost_messages_do_not_hold_up_join() {
     assert_eq!(q.lost(), 2);
     q.join(Some(BOUND))
         .expect("the item lost with its consumer is not waited for");
+}
+
+/// `poll` answers whether a message can be read: a dead producer's claim is not
+/// one. It is skipped within the check interval, and poll goes on waiting.
+#[test]
+fn poll_is_not_fooled_by_a_dead_producers_claim() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "poll and a dead claim");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = ByteQueue::new(4, 8).unwrap();
+    let dead = fork(|| {
+        q.__claim_put_and_stop();
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    assert!(
+        !q.poll(Some(Duration::from_millis(300))).unwrap(),
+        "nothing can be read: the only claim is a dead producer's"
+    );
+    assert_eq!(q.lost(), 1, "and poll skipped it");
+    let writer = fork(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        q.put_bytes(b"x").unwrap();
+        0
+    });
+    assert!(q.poll(Some(BOUND)).unwrap());
+    assert_eq!(q.get_bytes().unwrap(), b"x");
+    writer.wait_ok(BOUND);
 }
 
 #[test]

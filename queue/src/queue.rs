@@ -651,6 +651,23 @@ impl<T: ShmSafe + Copy> Queue<T> {
             .claim_get_and_stop(self.raw.ring().participant());
     }
 
+    /// Test hook: claims the next slot, calls `pause` (where a test stops the
+    /// process), then publishes `item`; whether it claimed.
+    #[doc(hidden)]
+    pub fn __put_with_pause(&self, item: T, pause: impl FnOnce()) -> bool {
+        let ring = self.raw.ring();
+        ring.put_with_pause(ring.participant(), as_msg(&item), pause)
+    }
+
+    /// Test hook: claims the next message, calls `pause`, then takes it (and
+    /// drops it) and frees its slot; whether it claimed.
+    #[doc(hidden)]
+    pub fn __get_with_pause(&self, pause: impl FnOnce()) -> bool {
+        let ring = self.raw.ring();
+        let mut scratch = vec![0u8; std::mem::size_of::<T>()];
+        ring.get_with_pause(ring.participant(), &mut scratch, pause)
+    }
+
     /// Test hook: claims slots for all of `items` at once (if that many are free)
     /// and publishes only the first `publish`, as a producer killed halfway
     /// through `put_many`; how many slots it claimed.

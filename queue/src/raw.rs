@@ -81,12 +81,16 @@ impl Waiter {
 
     /// One step of waiting for a peer that claimed our slot to finish with it.
     /// It finishes within nanoseconds unless it was descheduled or died, so this
-    /// spins, then yields; after a check interval, `skip` checks for a dead peer.
+    /// spins, then yields. After a check interval, `skip` checks for a dead peer;
+    /// a peer still alive then is stopped or starved, so from there on each step
+    /// naps (`nap`: sleeps until the peer's publish or free wakes it, or another
+    /// check interval passes) and checks again, instead of burning a core.
     fn in_flight(
         &mut self,
         deadline: Option<&Deadline>,
         ready: impl Fn() -> bool,
         skip: impl FnOnce() -> bool,
+        nap: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         if self.spins_left > 0 {
             self.spin_until(ready);
@@ -98,12 +102,15 @@ impl Waiter {
         let since = *self
             .in_flight_since
             .get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() >= owner_check_interval() {
-            skip();
-            self.in_flight_since = None;
+        if since.elapsed() < owner_check_interval() {
+            std::thread::yield_now();
+            return Ok(());
         }
-        std::thread::yield_now();
-        Ok(())
+        if skip() {
+            self.in_flight_since = None;
+            return Ok(());
+        }
+        nap()
     }
 }
 
@@ -353,12 +360,13 @@ impl RawQueue {
                 Err(PushFail::Full) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_room(),
-                    || self.sleep_for_room(deadline.as_ref()),
+                    || self.sleep_for_room(deadline.as_ref(), false),
                 ),
                 Err(PushFail::ConsumerInFlight(round)) => waiter.in_flight(
                     deadline.as_ref(),
                     || self.ring.has_room(),
                     || self.ring.skip_dead_consumer(round),
+                    || self.sleep_for_room(deadline.as_ref(), true),
                 ),
             };
             if let Err(e) = step {
@@ -368,14 +376,16 @@ impl RawQueue {
         (done, Ok(()))
     }
 
-    /// Sleeps until a consumer frees a slot, or a check interval passes.
-    fn sleep_for_room(&self, deadline: Option<&Deadline>) -> Result<()> {
+    /// Sleeps until a consumer frees a slot, or a check interval passes. With
+    /// `in_flight` (a live consumer is slow to free the slot we need), a claimed
+    /// slot is no reason to stay awake: its free wakes us.
+    fn sleep_for_room(&self, deadline: Option<&Deadline>, in_flight: bool) -> Result<()> {
         let w = &self.ctl().wake.0;
         let seen = w.get_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
         w.put_waiters.fetch_add(1, Ordering::SeqCst);
         let woke = self.ring.has_room()
-            || self.ring.room_claimed()
+            || (!in_flight && self.ring.room_claimed())
             || self.is_closed()
             || wait(
                 &w.get_seq,
@@ -418,12 +428,13 @@ impl RawQueue {
                 Err(PopFail::Empty) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_message(),
-                    || self.sleep_for_message(deadline.as_ref()),
+                    || self.sleep_for_message(deadline.as_ref(), false),
                 ),
                 Err(PopFail::ProducerInFlight(pos)) => waiter.in_flight(
                     deadline.as_ref(),
                     || self.ring.has_message(),
                     || self.ring.skip_dead_producer(pos),
+                    || self.sleep_for_message(deadline.as_ref(), true),
                 ),
             };
             step?;
@@ -431,14 +442,16 @@ impl RawQueue {
     }
 
     /// Sleeps until a producer publishes, or a check interval passes; then a queue
-    /// that nobody can write to any more is `Disconnected`.
-    fn sleep_for_message(&self, deadline: Option<&Deadline>) -> Result<()> {
+    /// that nobody can write to any more is `Disconnected`. With `in_flight` (a
+    /// live producer is slow to publish the message we need), a claimed message is
+    /// no reason to stay awake: its publish wakes us.
+    fn sleep_for_message(&self, deadline: Option<&Deadline>, in_flight: bool) -> Result<()> {
         let w = &self.ctl().wake.0;
         let seen = w.put_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
         w.get_waiters.fetch_add(1, Ordering::SeqCst);
         let woke = self.ring.has_message()
-            || self.ring.message_claimed()
+            || (!in_flight && self.ring.message_claimed())
             || self.is_closed()
             || wait(
                 &w.put_seq,
@@ -472,11 +485,12 @@ impl RawQueue {
                     deadline.as_ref(),
                     || self.ring.has_message(),
                     || self.ring.skip_dead_producer(pos),
+                    || self.sleep_for_message(deadline.as_ref(), true),
                 )
             } else if self.is_closed() {
                 return Err(Error::Closed);
             } else {
-                self.sleep_for_message(deadline.as_ref())
+                self.sleep_for_message(deadline.as_ref(), false)
             };
             match step {
                 Err(Error::Timeout) => return Ok(false),

@@ -574,6 +574,53 @@ impl Ring {
         let _ = self.claim(&c.head.0, pos, 1, part.map(Claims::gets));
     }
 
+    /// Test hook: claims the next slot for putting (if it is free), calls
+    /// `pause` (a producer stopped between claim and publish), then publishes
+    /// `msg`; whether it claimed.
+    pub(crate) fn put_with_pause(
+        &self,
+        part: Option<&Participant>,
+        msg: Msg,
+        pause: impl FnOnce(),
+    ) -> bool {
+        let c = self.ctl();
+        let pos = c.tail.0.load(Ordering::Acquire);
+        if self.slot(pos).0.seq.load(Ordering::Acquire) != free_for(pos)
+            || self
+                .claim(&c.tail.0, pos, 1, part.map(Claims::puts))
+                .is_err()
+        {
+            return false;
+        }
+        pause();
+        self.publish_claimed(pos, &[msg]);
+        self.wake_consumers(1);
+        true
+    }
+
+    /// Test hook: claims the next message (if there is one), calls `pause` (a
+    /// consumer stopped between claim and free), then takes it into `scratch`
+    /// and frees its slot; whether it claimed.
+    pub(crate) fn get_with_pause(
+        &self,
+        part: Option<&Participant>,
+        scratch: &mut [u8],
+        pause: impl FnOnce(),
+    ) -> bool {
+        let c = self.ctl();
+        let pos = c.head.0.load(Ordering::Acquire);
+        if !self.has_message()
+            || self
+                .claim(&c.head.0, pos, 1, part.map(Claims::gets))
+                .is_err()
+        {
+            return false;
+        }
+        pause();
+        self.take_claimed(pos, 1, scratch, &mut |_| {}, usize::MAX)
+            .is_ok()
+    }
+
     /// Test hook: `try_push` that claims slots for all of `msgs` (if that many
     /// are free) and publishes only the first `publish`, as a producer killed
     /// halfway through a batch; returns how many it claimed.

@@ -461,6 +461,73 @@ fn poll_is_not_fooled_by_a_dead_producers_claim() {
     writer.wait_ok(BOUND);
 }
 
+/// Waits until `pid` is stopped (state `T` in /proc/PID/stat).
+fn wait_until_stopped(pid: libc::pid_t) {
+    let t = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit_once(") ").unwrap().1.chars().next();
+        if state == Some('T') {
+            return;
+        }
+        assert!(t.elapsed() < BOUND, "child {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn stop_self() {
+    // SAFETY: raise with a plain signal number; the process stops until SIGCONT.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+/// A producer stopped (SIGSTOP) between claiming a slot and publishing it is
+/// alive: the consumer waits (sleeping, after a check interval) and never skips
+/// its slot; the message arrives once it continues.
+#[test]
+fn a_stopped_producers_claim_is_waited_for_not_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "stopped producer");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(4).unwrap();
+    let child = fork(|| {
+        assert!(q.__put_with_pause(42, stop_self));
+        0
+    });
+    wait_until_stopped(child.pid());
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(300)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(q.lost(), 0, "a live producer's claim is never skipped");
+    child.signal(libc::SIGCONT);
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 42);
+    child.wait_ok(BOUND);
+}
+
+/// The same for a consumer stopped between claiming a message and freeing its
+/// slot: the producer at the wrap-around waits and never frees it itself.
+#[test]
+fn a_stopped_consumers_claim_is_waited_for_not_skipped() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "stopped consumer");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = Queue::<u64>::new(1).unwrap();
+    q.put(1).unwrap();
+    let child = fork(|| {
+        assert!(q.__get_with_pause(stop_self));
+        0
+    });
+    wait_until_stopped(child.pid());
+    assert!(matches!(
+        q.put_timeout(2, Duration::from_millis(300)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(q.lost(), 0, "a live consumer's claim is never skipped");
+    child.signal(libc::SIGCONT);
+    q.put_timeout(2, BOUND)
+        .expect("room once the consumer frees its slot");
+    child.wait_ok(BOUND);
+    assert_eq!(q.get().unwrap(), 2);
+}
+
 #[test]
 fn a_blocked_get_is_disconnected_when_every_writer_is_gone() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "disconnected");

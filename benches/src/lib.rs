@@ -58,8 +58,13 @@ impl PthreadMutex {
     /// # Panics
     /// If the segment cannot be mapped or pthread refuses the attributes.
     pub fn new(robust: bool) -> PthreadMutex {
-        let seg =
-            Segment::anonymous(std::mem::size_of::<libc::pthread_mutex_t>()).expect("segment");
+        // The mutex, then the u64 it protects (`data`), in one cache line, as a
+        // `Mutex<u64>` keeps its value beside its lock word.
+        let seg = Segment::anonymous(DATA_OFFSET + 8).expect("segment");
+        assert!(
+            seg.as_ptr() as usize % 64 == 0,
+            "the mutex starts a cache line"
+        );
         let m = seg.as_ptr().cast::<libc::pthread_mutex_t>();
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
         // SAFETY: attr is initialised by pthread_mutexattr_init before any other use;
@@ -101,7 +106,18 @@ impl PthreadMutex {
         let r = unsafe { libc::pthread_mutex_unlock(self.seg.as_ptr().cast()) };
         debug_assert_eq!(r, 0);
     }
+
+    /// A u64 beside the mutex, in its cache line: the data it protects.
+    pub fn data(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the segment holds DATA_OFFSET + 8 bytes, zeroed, 8-aligned at
+        // DATA_OFFSET; it lives as long as self.
+        unsafe { &*self.seg.as_ptr().add(DATA_OFFSET).cast() }
+    }
 }
+
+/// Where `PthreadMutex::data` lies: right after the `pthread_mutex_t`.
+const DATA_OFFSET: usize = std::mem::size_of::<libc::pthread_mutex_t>().next_multiple_of(8);
+const _: () = assert!(DATA_OFFSET + 8 <= 64);
 
 /// Runs `work(iters)` in this process and in one forked child at the same time;
 /// returns the wall time until both finished.

@@ -62,7 +62,7 @@ impl PthreadMutex {
         // `Mutex<u64>` keeps its value beside its lock word.
         let seg = Segment::anonymous(DATA_OFFSET + 8).expect("segment");
         assert!(
-            seg.as_ptr() as usize % 64 == 0,
+            (seg.as_ptr() as usize).is_multiple_of(64),
             "the mutex starts a cache line"
         );
         let m = seg.as_ptr().cast::<libc::pthread_mutex_t>();

@@ -151,10 +151,20 @@ impl RawMutex {
             .compare_exchange(0, tid_of(me), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.owner.store(me, Ordering::Relaxed);
+            self.record_owner(me);
             return Ok(Acquired::Clean);
         }
         self.lock_contended(me, deadline)
+    }
+
+    /// Writes `me` into the owner record, unless it holds `me` already (this
+    /// thread took the lock last): the same record either way, and an uncontended
+    /// relock then costs a load, not a store the unlock must wait for.
+    #[inline(always)]
+    fn record_owner(&self, me: u64) {
+        if self.owner.load(Ordering::Relaxed) != me {
+            self.owner.store(me, Ordering::Relaxed);
+        }
     }
 
     #[cold]

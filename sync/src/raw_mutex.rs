@@ -133,7 +133,7 @@ impl RawMutex {
             .compare_exchange(0, tid_of(me), Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => {
-                self.owner.store(me, Ordering::Relaxed);
+                self.record_owner(me);
                 Ok(Acquired::Clean)
             }
             Err(NOT_RECOVERABLE) => Err(Fail::NotRecoverable),

@@ -4,7 +4,7 @@
 //! Control (9 216 bytes, 128-aligned)
 //!   line 0   tail: next position a producer claims          (producers write)
 //!   line 1   head: next position a consumer claims          (consumers write)
-//!   line 2   futex words and waiter counts, lost-message count, unfinished tasks
+//!   line 2   futex words and waiter counts, lost-message count, tasks done
 //!   line 3   geometry (layout version, capacity, message size, slot size, fixed
 //!            or variable length) and the closed flag
 //!   64 × Participant  {thread record, positions it is putting (first, end),
@@ -64,11 +64,17 @@ pub(crate) struct Wake {
     /// Bumped by a consumer that wakes producers; producers sleep on it.
     pub(crate) get_seq: AtomicU32,
     pub(crate) put_waiters: AtomicU32,
-    /// JoinableQueue: messages put and not yet `task_done`; `join` sleeps on it.
-    pub(crate) unfinished: AtomicU32,
+    /// JoinableQueue: bumped when the unfinished count reaches zero; `join`
+    /// sleeps on it.
+    pub(crate) join_seq: AtomicU32,
     pub(crate) join_waiters: AtomicU32,
     /// Messages lost to a dead producer or consumer, or to corruption.
     pub(crate) lost: AtomicU64,
+    /// JoinableQueue: `task_done` calls. The unfinished count is the positions
+    /// claimed for putting (`tail`) less those done and lost: there is no count
+    /// to keep on the put path, so a producer killed anywhere in a put leaves it
+    /// right.
+    pub(crate) done: AtomicU64,
 }
 
 #[repr(C)]
@@ -180,9 +186,10 @@ pub(crate) unsafe fn init(
                 get_waiters: AtomicU32::new(0),
                 get_seq: AtomicU32::new(0),
                 put_waiters: AtomicU32::new(0),
-                unfinished: AtomicU32::new(0),
+                join_seq: AtomicU32::new(0),
                 join_waiters: AtomicU32::new(0),
                 lost: AtomicU64::new(0),
+                done: AtomicU64::new(0),
             }),
             geometry: Line(Geometry {
                 layout: AtomicU32::new(LAYOUT_VERSION),

@@ -829,8 +829,8 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
         self.q.raw.unfinished()
     }
 
-    /// Test hook: as [`Queue::__claim_put_and_stop`] (counting the item
-    /// unfinished first, as a put does).
+    /// Test hook: as [`Queue::__claim_put_and_stop`] (the claimed position counts
+    /// as an unfinished item, as every put's does).
     #[doc(hidden)]
     pub fn __claim_put_and_stop(&self) {
         self.q.__claim_put_and_stop();

@@ -122,9 +122,6 @@ pub(crate) struct RawQueue {
     writer: bool,
     /// Tries before a blocking call sleeps (this handle only).
     spins: u32,
-    /// Whether the queue counts unfinished tasks (`JoinableQueue`), as its
-    /// geometry said when this handle attached: fixed at creation, so read once.
-    joinable: bool,
 }
 
 /// How a new queue is made.
@@ -193,13 +190,11 @@ impl RawQueue {
         // SAFETY: geometry checked against this mapping, which `seg` keeps alive
         // for as long as the RawQueue (the Ring is dropped with it).
         let ring = unsafe { Ring::new(base, &checked) };
-        let joinable = ctl.geometry.0.joinable.load(Ordering::Relaxed) != 0;
         let q = RawQueue {
             seg,
             ring,
             writer,
             spins: SPINS,
-            joinable,
         };
         if writer {
             q.register_writer();
@@ -294,19 +289,14 @@ impl RawQueue {
         self.spins
     }
 
-    /// Whether a put may take the one-message fast path (open, not joinable).
+    /// Whether a put may take the one-message fast path (the queue is open).
     #[inline(always)]
     pub(crate) fn fast_put_allowed(&self) -> bool {
-        let g = &self.ctl().geometry.0;
-        !self.joinable && g.closed.load(Ordering::Relaxed) == 0
+        self.ctl().geometry.0.closed.load(Ordering::Relaxed) == 0
     }
 
     fn is_closed(&self) -> bool {
         self.ctl().geometry.0.closed.load(Ordering::Acquire) != 0
-    }
-
-    fn joinable(&self) -> bool {
-        self.joinable
     }
 
     /// Puts `msgs` (in order), waiting for room until `deadline` (forever if
@@ -332,23 +322,13 @@ impl RawQueue {
             // `try_push` reads `head` when the slot is taken.
             waiter.spin_until(|| self.ring.has_room());
         }
-        let joinable = self.joinable();
-        let unfinished = &self.ctl().wake.0.unfinished;
         while done < msgs.len() {
             if self.is_closed() {
                 return (done, Err(Error::Closed));
             }
             let batch = &msgs[done..];
-            if joinable {
-                // Counted before the messages are visible, so that a task_done
-                // never comes first; what did not go in is taken back below.
-                unfinished.fetch_add(batch.len() as u32, Ordering::AcqRel);
-            }
             let pushed = self.ring.try_push(part, batch);
             let n = *pushed.as_ref().unwrap_or(&0);
-            if joinable && n < batch.len() {
-                unfinished.fetch_sub((batch.len() - n) as u32, Ordering::AcqRel);
-            }
             let step = match pushed {
                 Ok(_) => {
                     done += n;
@@ -520,32 +500,35 @@ impl RawQueue {
     }
 
     pub(crate) fn task_done(&self) -> Result<()> {
-        let u = &self.ctl().wake.0.unfinished;
-        let mut cur = u.load(Ordering::Acquire);
+        let done = &self.ctl().wake.0.done;
+        let mut cur = done.load(Ordering::SeqCst);
         loop {
-            if cur == 0 {
+            if self.ring.unfinished_given(cur) == 0 {
                 return Err(Error::TaskDoneTooMany);
             }
-            match u.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+            // SYNC: SeqCst, then the SeqCst reads in `wake_joiners`: see `join`.
+            match done.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
         }
-        if cur == 1 && self.ctl().wake.0.join_waiters.load(Ordering::SeqCst) != 0 {
-            wake(u, u32::MAX);
-        }
+        self.ring.wake_joiners();
         Ok(())
     }
 
+    /// Waits until every item put was marked done or lost.
     pub(crate) fn join(&self, deadline: Option<Deadline>) -> Result<()> {
         let w = &self.ctl().wake.0;
         loop {
-            let cur = w.unfinished.load(Ordering::SeqCst);
-            if cur == 0 {
+            if self.ring.unfinished() == 0 {
                 return Ok(());
             }
+            let seen = w.join_seq.load(Ordering::SeqCst);
+            // SYNC: register, then look again (SeqCst both): a task_done or a loss
+            // that brings the count to zero after our look sees us registered
+            // and bumps join_seq, so the wait below returns.
             w.join_waiters.fetch_add(1, Ordering::SeqCst);
-            let woke = wait(&w.unfinished, cur, deadline.as_ref());
+            let woke = self.ring.unfinished() == 0 || wait(&w.join_seq, seen, deadline.as_ref());
             w.join_waiters.fetch_sub(1, Ordering::SeqCst);
             if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
@@ -553,17 +536,13 @@ impl RawQueue {
         }
     }
 
-    /// Test hook: counts one unfinished item in a joinable queue (as `put`
-    /// does before claiming), then claims the next slot and stops.
+    /// Test hook: claims the next slot and stops (a producer killed there).
     pub(crate) fn claim_put_and_stop(&self) {
-        if self.joinable() {
-            self.ctl().wake.0.unfinished.fetch_add(1, Ordering::AcqRel);
-        }
         self.ring.claim_put_and_stop(self.ring.participant());
     }
 
     pub(crate) fn unfinished(&self) -> u32 {
-        self.ctl().wake.0.unfinished.load(Ordering::Relaxed)
+        u32::try_from(self.ring.unfinished()).unwrap_or(u32::MAX)
     }
 }
 

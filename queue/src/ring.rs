@@ -712,19 +712,39 @@ impl Ring {
 
     /// Counts one message lost (to a dead peer or to corruption). In a
     /// `JoinableQueue` it can never be marked done, so it leaves the unfinished
-    /// count too: otherwise `join` would wait for it forever.
+    /// count too (see `unfinished`): otherwise `join` would wait for it forever.
     #[cold]
     fn count_lost(&self) {
+        // SYNC: SeqCst, then the SeqCst reads in `wake_joiners`: see `join`.
+        self.ctl().wake.0.lost.fetch_add(1, Ordering::SeqCst);
+        self.wake_joiners();
+    }
+
+    /// A `JoinableQueue`'s unfinished items: every position claimed for putting
+    /// (so every item put, published or not) that was neither marked done nor
+    /// lost. Read from shared memory: it saturates rather than trusting the
+    /// counts.
+    pub(crate) fn unfinished(&self) -> u64 {
+        self.unfinished_given(self.ctl().wake.0.done.load(Ordering::SeqCst))
+    }
+
+    /// `unfinished`, with `done` tasks done.
+    pub(crate) fn unfinished_given(&self, done: u64) -> u64 {
         let w = &self.ctl().wake.0;
-        w.lost.fetch_add(1, Ordering::Relaxed);
-        if self.ctl().geometry.0.joinable.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let gone = w
-            .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1));
-        if gone == Ok(1) && w.join_waiters.load(Ordering::SeqCst) != 0 {
-            wake(&w.unfinished, u32::MAX);
+        let gone = done.saturating_add(w.lost.load(Ordering::SeqCst));
+        self.ctl()
+            .tail
+            .0
+            .load(Ordering::SeqCst)
+            .saturating_sub(gone)
+    }
+
+    /// Wakes the threads in `join` if nothing is unfinished any more.
+    pub(crate) fn wake_joiners(&self) {
+        let w = &self.ctl().wake.0;
+        if w.join_waiters.load(Ordering::SeqCst) != 0 && self.unfinished() == 0 {
+            w.join_seq.fetch_add(1, Ordering::SeqCst);
+            wake(&w.join_seq, u32::MAX);
         }
     }
 

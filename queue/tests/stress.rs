@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use multiproc_queue::{ByteQueue, Queue};
+use multiproc_queue::{ByteQueue, JoinableQueue, Queue};
 use multiproc_shm::{Shared, SharedSlice};
 use multiproc_testkit::{fork, reexec, role, unique_name, wait_command, Watchdog};
 
@@ -158,6 +158,44 @@ fn put_many_timeout_counts_what_went_in() {
         done += q.put_many_timeout(&items[done..], LIMIT).unwrap();
     }
     consumer.wait_ok(LIMIT);
+}
+
+/// Python's JoinableQueue pattern across processes: workers get and mark each
+/// item done after handling it; `join` returns only once every item put was
+/// handled, and then at once.
+#[test]
+fn join_waits_for_every_task_across_processes() {
+    let _dog = Watchdog::arm(LIMIT, "joinable workers");
+    const N: u64 = 20_000;
+    let q = JoinableQueue::<u64>::new(64).unwrap();
+    let handled = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| loop {
+                match q.get_timeout(Duration::from_millis(200)) {
+                    Ok(_) => {
+                        handled.fetch_add(1, Ordering::SeqCst);
+                        q.task_done().unwrap();
+                    }
+                    Err(multiproc_queue::Error::Timeout) => return 0,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    for i in 0..N {
+        q.put(i).unwrap();
+    }
+    q.join(Some(LIMIT)).unwrap();
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        N,
+        "join returned before all were done"
+    );
+    assert_eq!(q.unfinished(), 0);
+    for w in workers {
+        w.wait_ok(LIMIT);
+    }
 }
 
 fn open_role() -> bool {

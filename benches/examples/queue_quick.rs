@@ -1,10 +1,10 @@
 //! A quick look at the queue numbers (the report has them all, with ratios).
 use multiproc_bench::queue::*;
-use multiproc_bench::{best, interleaved};
+use multiproc_bench::{best, interleaved, median};
 fn main() {
     // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
-    // and ArrayQueue between threads against the line between threads, best of
-    // 5 interleaved rounds, six times.
+    // and ArrayQueue between threads against the line between threads, median
+    // of 7 interleaved rounds (as the report), six times.
     // `queue_quick hop`: put then get in one thread, ours against ArrayQueue.
     // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
     // best of 7 interleaved rounds (for comparing builds quickly).
@@ -12,7 +12,7 @@ fn main() {
         Some("pingpong") => {
             for _ in 0..6 {
                 let t = interleaved(
-                    5,
+                    7,
                     &mut [
                         &mut || ours_ping_pong(50_000, u32::MAX),
                         &mut || cache_line_ping_pong(50_000),
@@ -20,8 +20,8 @@ fn main() {
                         &mut || cache_line_ping_pong_threads(50_000),
                     ],
                 );
-                let (ours, line) = (best(&t[0]), best(&t[1]));
-                let (aq, line_t) = (best(&t[2]), best(&t[3]));
+                let (ours, line) = (median(&t[0]), median(&t[1]));
+                let (aq, line_t) = (median(&t[2]), median(&t[3]));
                 println!(
                     "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x \
                      (ArrayQueue {aq:.1} ns, line between threads {line_t:.1} ns: {:.2}x)",

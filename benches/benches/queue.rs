@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
-    arrayqueue, cache_line_ping_pong, ours_1p1c, ours_ping_pong, pipe_stream,
+    arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
+    ours_1p1c, ours_ping_pong, pipe_stream,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -38,6 +39,17 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("one cache line", |b| {
         b.iter_custom(|iters| total(iters, cache_line_ping_pong(iters.max(100))))
+    });
+    g.finish();
+
+    // The peer's own distance from its floor, between threads.
+    let mut g = c.benchmark_group("ping-pong round trip between two threads");
+    g.sample_size(10);
+    g.bench_function("crossbeam ArrayQueue, spinning", |b| {
+        b.iter_custom(|iters| total(iters, arrayqueue_ping_pong(iters.max(100))))
+    });
+    g.bench_function("one cache line", |b| {
+        b.iter_custom(|iters| total(iters, cache_line_ping_pong_threads(iters.max(100))))
     });
     g.finish();
 }

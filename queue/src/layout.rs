@@ -97,7 +97,8 @@ pub struct Participant {
     /// Thread record of its owner (`multiproc_sync::owner`), 0 when free.
     pub(crate) owner: AtomicU64,
     /// The positions it is putting, `put_pos..put_end` (written before it claims
-    /// them; a batch claims several), or `put_pos == IDLE`.
+    /// them), or `put_pos == IDLE`. A single claim writes only `put_pos`: an end
+    /// not past it reads as one position (see `ring::Claims`).
     pub(crate) put_pos: AtomicU64,
     pub(crate) put_end: AtomicU64,
     /// The positions it is getting, `get_pos..get_end`, as for putting.

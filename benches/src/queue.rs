@@ -185,14 +185,26 @@ pub fn ours_ping_pong(n: u64, spin_limit: u32) -> f64 {
 /// The floor: one cache line bounced between two spinning processes, per round trip.
 pub fn cache_line_ping_pong(n: u64) -> f64 {
     let line = Shared::anonymous(AtomicU64::new(0)).expect("line");
-    let child = fork_child(|| {
-        for i in 0..n {
-            while line.load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            line.store(2 * i + 2, Ordering::Release);
+    let child = fork_child(|| answer_bounces(&line, n));
+    let ns = serve_bounces(&line, n);
+    wait_child(child);
+    ns
+}
+
+/// The answering side of a bounced line: waits for each odd value, writes the
+/// next even one.
+fn answer_bounces(line: &AtomicU64, n: u64) {
+    for i in 0..n {
+        while line.load(Ordering::Acquire) != 2 * i + 1 {
+            std::hint::spin_loop();
         }
-    });
+        line.store(2 * i + 2, Ordering::Release);
+    }
+}
+
+/// The serving side of a bounced line: writes each odd value and waits for the
+/// answer; nanoseconds per round trip.
+fn serve_bounces(line: &AtomicU64, n: u64) -> f64 {
     let t = Instant::now();
     for i in 0..n {
         line.store(2 * i + 1, Ordering::Release);
@@ -200,9 +212,7 @@ pub fn cache_line_ping_pong(n: u64) -> f64 {
             std::hint::spin_loop();
         }
     }
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    wait_child(child);
-    ns
+    t.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// The peer for spinning round trips: two `ArrayQueue`s of one slot between two
@@ -237,22 +247,8 @@ pub fn arrayqueue_ping_pong(n: u64) -> f64 {
 pub fn cache_line_ping_pong_threads(n: u64) -> f64 {
     let line = AtomicU64::new(0);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            for i in 0..n {
-                while line.load(Ordering::Acquire) != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
-                line.store(2 * i + 2, Ordering::Release);
-            }
-        });
-        let t = Instant::now();
-        for i in 0..n {
-            line.store(2 * i + 1, Ordering::Release);
-            while line.load(Ordering::Acquire) != 2 * i + 2 {
-                std::hint::spin_loop();
-            }
-        }
-        t.elapsed().as_nanos() as f64 / n as f64
+        s.spawn(|| answer_bounces(&line, n));
+        serve_bounces(&line, n)
     })
 }
 

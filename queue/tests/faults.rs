@@ -15,6 +15,18 @@ const K: u64 = 300;
 /// Generous: a stuck slot is skipped after one check interval (5 ms here).
 const BOUND: Duration = Duration::from_secs(10);
 
+/// Runs `f` in a forked child that then dies by SIGKILL (a peer killed right
+/// after `f`), and reaps it.
+fn die_after(f: impl FnOnce()) {
+    let child = fork(|| {
+        f();
+        // SAFETY: raise with a plain signal number; this child dies here.
+        unsafe { libc::raise(libc::SIGKILL) };
+        1
+    });
+    assert_eq!(child.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+}
+
 fn next(x: &mut u64) -> u64 {
     *x ^= *x << 13;
     *x ^= *x >> 7;
@@ -190,13 +202,7 @@ fn a_producer_dead_between_claim_and_publish_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
     q.put(1).unwrap();
-    let dead = fork(|| {
-        q.__claim_put_and_stop();
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| q.__claim_put_and_stop());
     q.put(3).unwrap();
     assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
     let t = Instant::now();
@@ -217,13 +223,7 @@ fn a_consumer_dead_between_claim_and_free_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(2).unwrap();
     q.put_many(&[1, 2]).unwrap();
-    let dead = fork(|| {
-        q.__claim_get_and_stop();
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| q.__claim_get_and_stop());
     assert_eq!(q.get().unwrap(), 2);
     q.put(3).unwrap(); // into the free slot
     let t = Instant::now();
@@ -244,13 +244,7 @@ fn a_producer_dead_halfway_through_a_batch_is_skipped() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "batch claim then die (put)");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(8).unwrap();
-    let dead = fork(|| {
-        assert_eq!(q.__put_many_and_stop(&[10, 11, 12, 13], 1), 4);
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| assert_eq!(q.__put_many_and_stop(&[10, 11, 12, 13], 1), 4));
     q.put(20).unwrap();
     assert_eq!(q.get_timeout(BOUND).unwrap(), 10);
     let t = Instant::now();
@@ -272,13 +266,7 @@ fn a_consumer_dead_halfway_through_a_batch_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
     q.put_many(&[1, 2, 3, 4]).unwrap();
-    let dead = fork(|| {
-        assert_eq!(q.__get_many_and_stop(4, 1), 4);
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| assert_eq!(q.__get_many_and_stop(4, 1), 4));
     q.put(5).unwrap(); // into the slot it freed
     let t = Instant::now();
     for v in 6..=8 {
@@ -300,13 +288,7 @@ fn a_lost_put_race_leaves_no_claim_behind() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "lost put race");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
-    let dead = fork(|| {
-        q.__claim_put_and_stop(); // position 0
-                                  // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| q.__claim_put_and_stop()); // position 0
     q.put(7).unwrap(); // position 1
     assert!(
         !q.__claim_at(0, 1, false),
@@ -330,19 +312,10 @@ fn a_lost_batch_race_leaves_no_range_behind() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "lost batch race");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(8).unwrap();
-    let die_claiming = || {
-        let child = fork(|| {
-            q.__claim_put_and_stop();
-            // SAFETY: raise with a plain signal number; this child dies here.
-            unsafe { libc::raise(libc::SIGKILL) };
-            1
-        });
-        assert_eq!(child.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
-    };
-    die_claiming(); // position 0
+    die_after(|| q.__claim_put_and_stop()); // position 0
     assert!(!q.__claim_at(0, 4, false), "0..4 was raced for and lost");
     q.put(7).unwrap(); // position 1, by this (live) thread
-    die_claiming(); // position 2, inside the lost batch's range
+    die_after(|| q.__claim_put_and_stop()); // position 2, inside the lost batch's range
     let writer = fork(|| {
         q.put(9).unwrap(); // position 3
         0
@@ -367,13 +340,7 @@ fn a_lost_get_race_leaves_no_claim_behind() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(2).unwrap();
     q.put_many(&[1, 2]).unwrap();
-    let dead = fork(|| {
-        q.__claim_get_and_stop(); // message 1, position 0
-                                  // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| q.__claim_get_and_stop()); // message 1, position 0
     assert!(!q.__claim_at(0, 1, true), "message 1 was the dead child's");
     let t = Instant::now();
     q.put_timeout(3, BOUND)
@@ -392,16 +359,7 @@ fn lost_messages_do_not_hold_up_join() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "join after losses");
     set_owner_check_interval(Duration::from_millis(5));
     let q = JoinableQueue::<u64>::new(2).unwrap();
-    let dead_producer = fork(|| {
-        q.__claim_put_and_stop();
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(
-        dead_producer.wait(BOUND),
-        ChildExit::Signaled(libc::SIGKILL)
-    );
+    die_after(|| q.__claim_put_and_stop());
     q.put(1).unwrap();
     assert_eq!(q.unfinished(), 2, "the dead producer's item was counted");
     assert_eq!(q.get_timeout(BOUND).unwrap(), 1, "its slot skipped");
@@ -411,16 +369,7 @@ fn lost_messages_do_not_hold_up_join() {
 
     q.put(2).unwrap();
     q.put(3).unwrap();
-    let dead_consumer = fork(|| {
-        q.__claim_get_and_stop(); // takes 2, never frees it
-                                  // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(
-        dead_consumer.wait(BOUND),
-        ChildExit::Signaled(libc::SIGKILL)
-    );
+    die_after(|| q.__claim_get_and_stop()); // takes 2, never frees it
     assert_eq!(q.get().unwrap(), 3);
     q.task_done().unwrap();
     q.put_timeout(4, BOUND)
@@ -439,13 +388,7 @@ fn poll_is_not_fooled_by_a_dead_producers_claim() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "poll and a dead claim");
     set_owner_check_interval(Duration::from_millis(5));
     let q = ByteQueue::new(4, 8).unwrap();
-    let dead = fork(|| {
-        q.__claim_put_and_stop();
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
-    });
-    assert_eq!(dead.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+    die_after(|| q.__claim_put_and_stop());
     assert!(
         !q.poll(Some(Duration::from_millis(300))).unwrap(),
         "nothing can be read: the only claim is a dead producer's"

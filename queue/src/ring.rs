@@ -561,61 +561,51 @@ impl Ring {
     /// Test hook: announce and claim the next position for putting, then stop (as
     /// a producer killed right after its claim would).
     pub(crate) fn claim_put_and_stop(&self, part: Option<&Participant>) {
-        let c = self.ctl();
-        let pos = c.tail.0.load(Ordering::Acquire);
-        let _ = self.claim(&c.tail.0, pos, 1, part.map(Claims::puts));
+        let pos = self.ctl().tail.0.load(Ordering::Acquire);
+        self.claim_at(part, pos, 1, false);
     }
 
     /// Test hook: announce and claim the next message, then stop (as a consumer
     /// killed right after its claim would).
     pub(crate) fn claim_get_and_stop(&self, part: Option<&Participant>) {
-        let c = self.ctl();
-        let pos = c.head.0.load(Ordering::Acquire);
-        let _ = self.claim(&c.head.0, pos, 1, part.map(Claims::gets));
+        let pos = self.ctl().head.0.load(Ordering::Acquire);
+        self.claim_at(part, pos, 1, true);
     }
 
-    /// Test hook: claims the next slot for putting (if it is free), calls
-    /// `pause` (a producer stopped between claim and publish), then publishes
-    /// `msg`; whether it claimed.
+    /// Test hook: claims the next slot for putting (if it is free) as `push_one`
+    /// does, calls `pause` (a producer stopped between claim and publish), then
+    /// publishes `msg`; whether it claimed. A fixed-length ring only.
     pub(crate) fn put_with_pause(
         &self,
         part: Option<&Participant>,
         msg: Msg,
         pause: impl FnOnce(),
     ) -> bool {
-        let c = self.ctl();
-        let pos = c.tail.0.load(Ordering::Acquire);
-        if self.slot(pos).0.seq.load(Ordering::Acquire) != free_for(pos)
-            || self
-                .claim(&c.tail.0, pos, 1, part.map(Claims::puts))
-                .is_err()
-        {
+        let Some((pos, _, _)) =
+            self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
+        else {
             return false;
-        }
+        };
         pause();
         self.publish_claimed(pos, &[msg]);
         self.wake_consumers(1);
         true
     }
 
-    /// Test hook: claims the next message (if there is one), calls `pause` (a
-    /// consumer stopped between claim and free), then takes it into `scratch`
-    /// and frees its slot; whether it claimed.
+    /// Test hook: claims the next message (if there is one) as `pop_one` does,
+    /// calls `pause` (a consumer stopped between claim and free), then takes it
+    /// into `scratch` and frees its slot; whether it claimed. A fixed-length ring
+    /// only.
     pub(crate) fn get_with_pause(
         &self,
         part: Option<&Participant>,
         scratch: &mut [u8],
         pause: impl FnOnce(),
     ) -> bool {
-        let c = self.ctl();
-        let pos = c.head.0.load(Ordering::Acquire);
-        if !self.has_message()
-            || self
-                .claim(&c.head.0, pos, 1, part.map(Claims::gets))
-                .is_err()
-        {
+        let Some((pos, _, _)) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))
+        else {
             return false;
-        }
+        };
         pause();
         self.take_claimed(pos, 1, scratch, &mut |_| {}, usize::MAX)
             .is_ok()

@@ -215,6 +215,51 @@ fn serve_bounces(line: &AtomicU64, n: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// The floor for any queue that frees its slot: two one-slot hand-offs, each a
+/// sequence word and a data word on their own line. A put waits until the slot
+/// is free, writes the data and marks it full; a get waits until it is full,
+/// reads the data and marks it free. Nothing is claimed, announced or checked,
+/// so this is what moving a message and giving the slot back costs between two
+/// spinning processes: the line changes hands twice per hop, where the bounce
+/// moves it once. Nanoseconds per round trip.
+pub fn slot_handoff_ping_pong(n: u64) -> f64 {
+    // Ping's slot at words 0-1, pong's at 32-33: 256 bytes apart.
+    const PING: usize = 0;
+    const PONG: usize = 32;
+    let words = Shared::anonymous(std::array::from_fn::<AtomicU64, 48, _>(|_| {
+        AtomicU64::new(0)
+    }))
+    .expect("slots");
+    let put = |slot: usize, i: u64, v: u64| {
+        while words[slot].load(Ordering::Acquire) != 2 * i {
+            std::hint::spin_loop();
+        }
+        words[slot + 1].store(v, Ordering::Relaxed);
+        words[slot].store(2 * i + 1, Ordering::Release);
+    };
+    let get = |slot: usize, i: u64| {
+        while words[slot].load(Ordering::Acquire) != 2 * i + 1 {
+            std::hint::spin_loop();
+        }
+        let v = words[slot + 1].load(Ordering::Relaxed);
+        words[slot].store(2 * i + 2, Ordering::Release);
+        v
+    };
+    let child = fork_child(|| {
+        for i in 0..n {
+            put(PONG, i, get(PING, i));
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        put(PING, i, i);
+        std::hint::black_box(get(PONG, i));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
 /// The peer for spinning round trips: two `ArrayQueue`s of one slot between two
 /// threads, each side spinning on `pop` (crossbeam's queue has no blocking).
 pub fn arrayqueue_ping_pong(n: u64) -> f64 {

@@ -34,7 +34,9 @@
 //! recorded in per-participant slots, so a dead holder's permit is returned, a dead
 //! party breaks the barrier, and a waiter whose setters all died is told so —
 //! instead of hanging; otherwise waiters rely on timeouts, and every blocking call
-//! has a timed form.
+//! has a timed form. An owned permit survives its holder being killed at any
+//! instruction of taking or giving it back: the count and the seat it is recorded
+//! in are changed in one step (see [`Semaphore`]).
 //!
 //! # Example: a lock between two processes
 //! ```
@@ -53,6 +55,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under loom the futex syscalls and /proc checks are replaced, so they go unused.
 #![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
+
+// The semaphore's futex word is the first half of a 64-bit atomic.
+#[cfg(not(target_endian = "little"))]
+compile_error!("multiproc-sync builds only for little-endian targets");
 
 mod barrier;
 mod condvar;
@@ -132,6 +138,8 @@ pub mod owner {
     }
 }
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+#[doc(hidden)]
+pub use semaphore::{HookedGuard, OwnedStep};
 pub use slots::SLOTS;
 #[cfg(not(multiproc_loom))]
 pub use value::{Array, Value};

@@ -24,6 +24,18 @@ mod imp {
         crate::sys::futex_wake(word, n);
     }
 
+    /// `wait` on the low 32 bits of a 64-bit word.
+    #[inline]
+    pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<&Deadline>) -> bool {
+        crate::sys::futex_wait_low(word, expected, deadline)
+    }
+
+    /// `wake` on the low 32 bits of a 64-bit word.
+    #[inline]
+    pub(crate) fn wake_low(word: &AtomicU64, n: u32) {
+        crate::sys::futex_wake_low(word, n);
+    }
+
     /// This thread's owner record.
     #[inline]
     pub(crate) fn current_owner() -> u64 {
@@ -66,6 +78,15 @@ mod imp {
     }
 
     pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+
+    pub(crate) fn wait_low(word: &AtomicU64, expected: u32, _deadline: Option<&Deadline>) -> bool {
+        if word.load(Ordering::SeqCst) as u32 == expected {
+            loom::thread::yield_now();
+        }
+        true
+    }
+
+    pub(crate) fn wake_low(_word: &AtomicU64, _n: u32) {}
 
     pub(crate) fn current_owner() -> u64 {
         use std::cell::Cell;

@@ -2,27 +2,36 @@
 
 use std::time::Duration;
 
-use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
-use crate::raw_mutex::{deadline_after, owner_check_interval};
-use crate::slots::{Seat, Slots};
+use crate::primitive::{
+    current_process, process_alive, wait_low, wake_low, AtomicU32, AtomicU64, Deadline, Ordering,
+};
+use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, Fail, RawMutex};
+use crate::slots::SLOTS;
 use crate::{Error, Result};
 
 /// A counting semaphore, process-shared.
 ///
-/// The count is the futex word; a count of sleepers lets `release` skip the wake-up
-/// syscall when nobody sleeps. A bounded semaphore refuses a `release` that would
-/// take the count above its initial value, as Python's `BoundedSemaphore` does.
+/// The count is the futex word (the low half of a 64-bit state word); a count of
+/// sleepers lets `release` skip the wake-up syscall when nobody sleeps. A bounded
+/// semaphore refuses a `release` that would take the count above its initial
+/// value, as Python's `BoundedSemaphore` does.
 ///
 /// # When a holder dies
 /// A semaphore has no owner: one process may release what another acquired, and
 /// signalling that way is common. So plain [`acquire`](Semaphore::acquire) /
 /// [`release`](Semaphore::release) permits are not tracked, and a waiter relies on
 /// its timeout. Permits taken with [`acquire_owned`](Semaphore::acquire_owned) are
-/// used like a lock: each is recorded in a participant slot (up to
-/// [`SLOTS`](crate::SLOTS) at once) and given back by its guard; when its holder
-/// dies, a waiter notices within the owner check interval and returns it.
+/// used like a lock: each is recorded in a seat (up to [`SLOTS`](crate::SLOTS)
+/// at once) and given back by its guard; when its holder dies, a waiter notices
+/// within the owner check interval and returns it. A holder killed at any
+/// instruction of taking or giving back an owned permit neither loses it nor
+/// has it returned twice: owned steps take a small robust lock (the ledger),
+/// and the compare-and-swap that moves the count also names the seat in the
+/// state word, so the next ledger holder, finishing the step for the dead,
+/// knows whether the count moved. Plain `acquire`/`release` never take the
+/// ledger and leave that name alone.
 ///
-/// `#[repr(C)]`, 144 bytes. All-zero bytes are an unbounded semaphore with count 0.
+/// `#[repr(C)]`, 160 bytes. All-zero bytes are an unbounded semaphore with count 0.
 ///
 /// # Examples
 /// ```
@@ -38,21 +47,86 @@ use crate::{Error, Result};
 /// ```
 #[repr(C)]
 pub struct Semaphore {
-    value: AtomicU32,
+    /// Low half: the count, which is the futex word. High half: the owned-permit
+    /// step in flight, naming its seat ([`acquiring`], [`releasing`]), or 0.
+    state: AtomicU64,
     sleepers: AtomicU32,
     /// Largest allowed value; 0 means unbounded.
     bound: AtomicU32,
-    reserved: AtomicU32,
-    /// Holders of permits taken with `acquire_owned`.
-    owners: Slots,
+    /// Held for each owned-permit step (a few instructions; never while
+    /// sleeping for a permit). Robust: a holder killed in a step leaves its
+    /// seat named in `state`, and the next holder finishes the step.
+    ledger: RawMutex,
+    /// Holders of owned permits: 0 when free; a process record while that
+    /// process takes a permit (only under `ledger`); record | [`HOLDING`] once
+    /// it holds one.
+    seats: [AtomicU64; SLOTS],
 }
 
 #[cfg(not(multiproc_loom))]
-// SAFETY: #[repr(C)] of atomics; every value is handled (a count is a count).
+// SAFETY: #[repr(C)] of atomics and a RawMutex (valid for every bit pattern);
+// every value is handled (a count is a count, a garbage seat or step is cleared).
 unsafe impl multiproc_shm::ShmSafe for Semaphore {}
 
 /// Python's `BoundedSemaphore`: a [`Semaphore`] made with [`Semaphore::bounded`].
 pub type BoundedSemaphore = Semaphore;
+
+/// A seat's mark for a permit held. Process records never set the top two bits
+/// (a pid is at most 2^22), so the mark cannot be mistaken for part of one.
+const HOLDING: u64 = 1 << 63;
+/// The step-in-flight half of `state` when the step gave a permit back.
+const RELEASING: u32 = 1 << 31;
+
+/// The step-in-flight tag of an owned acquire that took a permit for seat `i`.
+fn acquiring(i: usize) -> u32 {
+    i as u32 + 1
+}
+
+/// The step-in-flight tag of an owned release that gave seat `i`'s permit back.
+fn releasing(i: usize) -> u32 {
+    acquiring(i) | RELEASING
+}
+
+fn count(state: u64) -> u32 {
+    state as u32
+}
+
+fn tag(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+fn state_of(tag: u32, count: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(count)
+}
+
+/// Steps of an owned acquire or release, named for the fault tests, which kill a
+/// holder right after one (see `__die_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum OwnedStep {
+    /// A seat is taken, no permit yet.
+    SeatTaken,
+    /// The permit is taken and the seat named in the state word.
+    PermitTaken,
+    /// The seat is marked as holding; the state word still names it.
+    SeatMarked,
+    /// The permit is given back and the seat named in the state word.
+    PermitReturned,
+    /// The seat is freed; the state word still names it.
+    SeatFreed,
+}
+
+/// What one owned-acquire attempt found.
+enum Owned {
+    /// A permit, recorded in this seat.
+    Taken(usize),
+    /// No permit free now (the seat was given back).
+    Empty,
+    /// No seat free, or the ledger unusable: the caller takes an untracked permit.
+    Untracked,
+    /// The deadline passed while waiting for the ledger.
+    TimedOut,
+}
 
 impl Semaphore {
     /// A semaphore with `value` permits (Python's `Semaphore(value)`).
@@ -79,11 +153,11 @@ impl Semaphore {
 
     fn with_bound(value: u32, bound: u32) -> Semaphore {
         Semaphore {
-            value: AtomicU32::new(value),
+            state: AtomicU64::new(u64::from(value)),
             sleepers: AtomicU32::new(0),
             bound: AtomicU32::new(bound),
-            reserved: AtomicU32::new(0),
-            owners: Slots::new(),
+            ledger: RawMutex::new(),
+            seats: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -97,15 +171,16 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> bool {
-        let mut v = self.value.load(Ordering::Relaxed);
-        while v > 0 {
+        let mut s = self.state.load(Ordering::Relaxed);
+        while count(s) > 0 {
+            // The count is the low half and above 0: `s - 1` leaves the tag alone.
             // SYNC: Acquire pairs with the Release in `release`.
             match self
-                .value
-                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+                .state
+                .compare_exchange_weak(s, s - 1, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) => return true,
-                Err(now) => v = now,
+                Err(now) => s = now,
             }
         }
         false
@@ -123,38 +198,43 @@ impl Semaphore {
         if self.try_acquire() {
             return true;
         }
-        let deadline = deadline_after(timeout);
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// `acquire` with a deadline.
+    fn acquire_until(&self, deadline: Option<Deadline>) -> bool {
         loop {
             if self.try_acquire() {
                 return true;
             }
-            // SYNC: SeqCst orders this increment before the futex's read of the
-            // value, against `release`'s SeqCst add then read of `sleepers`: either
-            // the releaser sees us, or we see its permit.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let check_at = Deadline::after(owner_check_interval());
-            let woke = wait(
-                &self.value,
-                0,
-                Deadline::earliest(deadline, check_at).as_ref(),
-            );
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if !woke {
-                if deadline.as_ref().is_some_and(Deadline::passed) {
-                    return self.try_acquire();
-                }
-                self.return_permits_of_the_dead();
+            if !self.sleep_while_empty(deadline) {
+                return self.try_acquire();
             }
         }
     }
 
-    /// Gives back the owned permits whose holders died.
-    fn return_permits_of_the_dead(&self) {
-        let n = self.owners.reap_dead();
-        if n > 0 {
-            // Cannot exceed the bound: these permits were counted out of it.
-            let _ = self.release(n);
+    /// Sleeps while no permit is free, until woken, `deadline` or the owner check
+    /// interval (after which it gives back the permits of dead holders);
+    /// `false` once `deadline` passed.
+    fn sleep_while_empty(&self, deadline: Option<Deadline>) -> bool {
+        // SYNC: SeqCst orders this increment before the futex's read of the
+        // count, against `release`'s SeqCst add then read of `sleepers`: either
+        // the releaser sees us, or we see its permit.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let check_at = Deadline::after(owner_check_interval());
+        let woke = wait_low(
+            &self.state,
+            0,
+            Deadline::earliest(deadline, check_at).as_ref(),
+        );
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if !woke {
+            if deadline.as_ref().is_some_and(Deadline::passed) {
+                return false;
+            }
+            self.return_permits_of_the_dead();
         }
+        true
     }
 
     /// Takes a permit like a lock: the returned guard gives it back on drop, and if
@@ -172,13 +252,213 @@ impl Semaphore {
     /// assert_eq!(s.value(), 1);
     /// ```
     pub fn acquire_owned(&self, timeout: Option<Duration>) -> Option<SemaphoreGuard<'_>> {
-        if !self.acquire(timeout) {
-            return None;
+        self.acquire_owned_stepping(timeout, &|_| {})
+    }
+
+    /// `acquire_owned`, calling `step` after each step (the fault tests' hook).
+    #[inline(always)]
+    fn acquire_owned_stepping(
+        &self,
+        timeout: Option<Duration>,
+        step: &dyn Fn(OwnedStep),
+    ) -> Option<SemaphoreGuard<'_>> {
+        let deadline = deadline_after(timeout);
+        let guard = |permit| SemaphoreGuard { sem: self, permit };
+        loop {
+            match self.take_owned(deadline, step) {
+                Owned::Taken(i) => return Some(guard(Permit::Seat(i))),
+                Owned::Untracked => {
+                    return self
+                        .acquire_until(deadline)
+                        .then(|| guard(Permit::Untracked))
+                }
+                Owned::TimedOut => return None,
+                Owned::Empty => {}
+            }
+            if !self.sleep_while_empty(deadline) {
+                // One last try, as `acquire` makes, waiting for the ledger no
+                // longer than a check interval.
+                return match self.take_owned(Deadline::after(owner_check_interval()), step) {
+                    Owned::Taken(i) => Some(guard(Permit::Seat(i))),
+                    Owned::Untracked => self.try_acquire().then(|| guard(Permit::Untracked)),
+                    Owned::Empty | Owned::TimedOut => None,
+                };
+            }
         }
-        Some(SemaphoreGuard {
-            sem: self,
-            seat: self.owners.take_seat(),
-        })
+    }
+
+    /// One attempt at an owned permit, under the ledger: take a free seat
+    /// (recording this process), then in one compare-and-swap take a permit and
+    /// name the seat in the state word ([`acquiring`]), then mark the seat
+    /// [`HOLDING`], then clear the name. A holder killed after any of these
+    /// leaves what the next ledger holder needs to finish or undo it: a seat
+    /// without the mark that the state word does not name got no permit.
+    fn take_owned(&self, deadline: Option<Deadline>, step: &dyn Fn(OwnedStep)) -> Owned {
+        let Some(_ledger) = self.lock_ledger(deadline) else {
+            return if deadline.as_ref().is_some_and(Deadline::passed) {
+                Owned::TimedOut
+            } else {
+                Owned::Untracked
+            };
+        };
+        let me = current_process() & !HOLDING;
+        let Some(i) = self.seats.iter().position(|s| {
+            s.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            return Owned::Untracked;
+        };
+        step(OwnedStep::SeatTaken);
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if count(s) == 0 {
+                self.seats[i].store(0, Ordering::Relaxed);
+                return Owned::Empty;
+            }
+            // SYNC: Acquire pairs with the Release in `release`, as in try_acquire.
+            match self.state.compare_exchange_weak(
+                s,
+                state_of(acquiring(i), count(s) - 1),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        step(OwnedStep::PermitTaken);
+        self.seats[i].store(me | HOLDING, Ordering::Relaxed);
+        step(OwnedStep::SeatMarked);
+        self.clear_step();
+        Owned::Taken(i)
+    }
+
+    /// Gives back the permit of seat `i` and frees the seat, under the ledger,
+    /// mirroring `take_owned`: one compare-and-swap returns the permit and names
+    /// the seat ([`releasing`]), then the seat is freed, then the name cleared.
+    /// Nothing is returned when the seat no longer holds `holder` (a waiter
+    /// judged its holder dead and returned the permit already).
+    fn give_back(&self, i: usize, holder: Option<u64>, step: &dyn Fn(OwnedStep)) -> u32 {
+        let seat = self.seats[i].load(Ordering::Relaxed);
+        if seat & HOLDING == 0 || holder.is_some_and(|h| h != seat) {
+            return 0;
+        }
+        let limit = self.limit();
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if count(s) >= limit {
+                // Only a peer's garbage gets here: this permit was counted out of
+                // the bound. Free the seat without passing the bound.
+                self.seats[i].store(0, Ordering::Relaxed);
+                return 0;
+            }
+            // SYNC: Release pairs with the Acquire of the next taker, as in release.
+            match self.state.compare_exchange_weak(
+                s,
+                state_of(releasing(i), count(s) + 1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        step(OwnedStep::PermitReturned);
+        self.seats[i].store(0, Ordering::Relaxed);
+        step(OwnedStep::SeatFreed);
+        self.clear_step();
+        1
+    }
+
+    /// Clears the step-in-flight half of the state word, keeping the count.
+    fn clear_step(&self) {
+        let mut s = self.state.load(Ordering::Relaxed);
+        while tag(s) != 0 {
+            match self.state.compare_exchange_weak(
+                s,
+                state_of(0, count(s)),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Takes the ledger, waiting until `deadline`, and finishes whatever owned
+    /// step a holder killed in it left (`None` on timeout, or when the ledger is
+    /// unusable: a peer wrote garbage over it).
+    fn lock_ledger(&self, deadline: Option<Deadline>) -> Option<Ledger<'_>> {
+        let died = match self.ledger.lock(deadline.as_ref()) {
+            Ok(Acquired::Clean) => false,
+            Ok(Acquired::OwnerDied) => true,
+            Err(Fail::Timeout | Fail::NotRecoverable | Fail::WouldDeadlock | Fail::WouldBlock) => {
+                return None
+            }
+        };
+        let ledger = Ledger(&self.ledger);
+        self.finish_step();
+        if died {
+            // A seat taken without a permit by the dead holder (the state word
+            // named none, or `finish_step` has marked it): free it.
+            for seat in &self.seats {
+                let s = seat.load(Ordering::Relaxed);
+                if s != 0 && s & HOLDING == 0 {
+                    seat.store(0, Ordering::Relaxed);
+                }
+            }
+            // SAFETY: we hold the ledger; the seats and the state word are
+            // consistent again.
+            unsafe { self.ledger.mark_consistent() };
+        }
+        Some(ledger)
+    }
+
+    /// Finishes the owned step the state word names, if any (its taker died, or
+    /// a peer wrote the name): a permit taken for seat `i` marks the seat
+    /// holding; a permit given back for it frees the seat. Under the ledger.
+    fn finish_step(&self) {
+        let t = tag(self.state.load(Ordering::Acquire));
+        if t == 0 {
+            return;
+        }
+        let i = (t & !RELEASING) as usize;
+        if let Some(seat) = i.checked_sub(1).and_then(|i| self.seats.get(i)) {
+            let s = seat.load(Ordering::Relaxed);
+            if t & RELEASING != 0 {
+                seat.store(0, Ordering::Relaxed);
+            } else if s != 0 {
+                seat.store(s | HOLDING, Ordering::Relaxed);
+            }
+        }
+        self.clear_step();
+    }
+
+    /// Gives back the owned permits whose holders died, under the ledger (a
+    /// waiter that finds it busy for long leaves it to the next check).
+    fn return_permits_of_the_dead(&self) {
+        let Some(_ledger) = self.lock_ledger(Deadline::after(owner_check_interval() * 2)) else {
+            return;
+        };
+        let mut n = 0;
+        for (i, seat) in self.seats.iter().enumerate() {
+            let s = seat.load(Ordering::Relaxed);
+            if s & HOLDING != 0 && !process_alive(s & !HOLDING) {
+                n += self.give_back(i, None, &|_| {});
+            }
+        }
+        if n > 0 && self.sleepers.load(Ordering::SeqCst) > 0 {
+            wake_low(&self.state, n);
+        }
+    }
+
+    /// The largest count allowed.
+    fn limit(&self) -> u32 {
+        match self.bound.load(Ordering::Relaxed) {
+            0 => u32::MAX,
+            b => b,
+        }
     }
 
     /// Returns `n` permits and wakes up to `n` waiters.
@@ -196,25 +476,27 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn release(&self, n: u32) -> Result<()> {
-        let bound = self.bound.load(Ordering::Relaxed);
-        let limit = if bound == 0 { u32::MAX } else { bound };
-        let mut v = self.value.load(Ordering::Relaxed);
+        let limit = self.limit();
+        let mut s = self.state.load(Ordering::Relaxed);
         loop {
+            let v = count(s);
             let Some(new) = v.checked_add(n).filter(|&x| x <= limit) else {
                 return Err(too_large(v, n, limit));
             };
             // SYNC: SeqCst (a Release) pairs with the Acquire in `try_acquire`, and
-            // with the sleepers protocol described in `acquire`.
-            match self
-                .value
-                .compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed)
-            {
+            // with the sleepers protocol described in `sleep_while_empty`.
+            match self.state.compare_exchange_weak(
+                s,
+                state_of(tag(s), new),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
-                Err(now) => v = now,
+                Err(now) => s = now,
             }
         }
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            wake(&self.value, n);
+            wake_low(&self.state, n);
         }
         Ok(())
     }
@@ -226,7 +508,30 @@ impl Semaphore {
     /// assert_eq!(multiproc_sync::Semaphore::new(5).value(), 5);
     /// ```
     pub fn value(&self) -> u32 {
-        self.value.load(Ordering::Relaxed)
+        count(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Test hook: `acquire_owned`, then on drop of the guard `release`, calling
+    /// `die` after each step: the fault tests SIGKILL the process at a chosen
+    /// step there. Not part of the API.
+    #[doc(hidden)]
+    pub fn __acquire_owned_with_hook<'a>(
+        &'a self,
+        timeout: Option<Duration>,
+        hook: &'a dyn Fn(OwnedStep),
+    ) -> Option<HookedGuard<'a>> {
+        let g = self.acquire_owned_stepping(timeout, hook)?;
+        Some(HookedGuard { guard: g, hook })
+    }
+}
+
+/// The ledger, held; unlocks on drop.
+struct Ledger<'a>(&'a RawMutex);
+
+impl Drop for Ledger<'_> {
+    fn drop(&mut self) {
+        // SAFETY: built only by `lock_ledger`, which took the lock in this thread.
+        unsafe { self.0.unlock() };
     }
 }
 
@@ -243,19 +548,70 @@ fn too_large(v: u32, n: u32, limit: u32) -> Error {
 /// A permit taken with [`Semaphore::acquire_owned`]; released on drop.
 pub struct SemaphoreGuard<'a> {
     sem: &'a Semaphore,
-    /// The permit's slot; `None` past SLOTS owned permits (untracked).
-    seat: Option<Seat<'a>>,
+    permit: Permit,
+}
+
+/// Where a guard's permit is recorded.
+enum Permit {
+    /// In this seat.
+    Seat(usize),
+    /// Nowhere: taken past SLOTS owned permits (not returned if its holder dies).
+    Untracked,
+    /// Given back already.
+    Returned,
+}
+
+impl SemaphoreGuard<'_> {
+    fn release_with(&mut self, step: &dyn Fn(OwnedStep)) {
+        let sem = self.sem;
+        let i = match std::mem::replace(&mut self.permit, Permit::Returned) {
+            Permit::Seat(i) => i,
+            Permit::Untracked => {
+                // Cannot exceed the bound: this permit was counted out of it.
+                let _ = sem.release(1);
+                return;
+            }
+            Permit::Returned => return,
+        };
+        let me = current_process() & !HOLDING;
+        match sem.lock_ledger(None) {
+            Some(_ledger) => {
+                if sem.give_back(i, Some(me | HOLDING), step) > 0
+                    && sem.sleepers.load(Ordering::SeqCst) > 0
+                {
+                    wake_low(&sem.state, 1);
+                }
+            }
+            // A ledger a peer scribbled over: give the permit back untracked.
+            None => {
+                let seat = &sem.seats[i];
+                if seat
+                    .compare_exchange(me | HOLDING, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let _ = sem.release(1);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        // If a reclaimer freed our slot, it also returned our permit (it judged
-        // this process dead); only release when we freed it ourselves.
-        let ours = self.seat.take().is_none_or(Seat::leave);
-        if ours {
-            // Cannot exceed the bound: this permit was counted out of it.
-            let _ = self.sem.release(1);
-        }
+        self.release_with(&|_| {});
+    }
+}
+
+/// The test hook's guard (see `Semaphore::__acquire_owned_with_hook`).
+#[doc(hidden)]
+pub struct HookedGuard<'a> {
+    guard: SemaphoreGuard<'a>,
+    hook: &'a dyn Fn(OwnedStep),
+}
+
+impl Drop for HookedGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.release_with(self.hook);
     }
 }
 

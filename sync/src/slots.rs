@@ -5,8 +5,9 @@
 
 use crate::primitive::{current_process, process_alive, AtomicU64, Ordering};
 
-/// How many participants a [`Semaphore`](crate::Semaphore) or [`Barrier`](crate::Barrier)
-/// tracks at once. Past that, participation still works, untracked.
+/// How many participants a [`Semaphore`](crate::Semaphore) (owned permits),
+/// [`Barrier`](crate::Barrier) or [`Event`](crate::Event) (setters) tracks at
+/// once. Past that, participation still works, untracked.
 pub const SLOTS: usize = 16;
 
 /// A fixed table of participant records in shared memory. All zeroes: empty.
@@ -49,30 +50,12 @@ impl Slots {
         })
     }
 
-    /// Frees slot `i` if it still holds `me` (a reclaimer may have freed it already).
+    /// Frees slot `i` if it still holds `me`.
     fn free(&self, i: usize, me: u64) -> bool {
         self.slot.get(i).is_some_and(|s| {
             s.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         })
-    }
-
-    /// Frees every slot whose participant is dead; returns how many it freed.
-    /// Each dead record is freed by exactly one caller (a CAS), so what the slot
-    /// stood for is given back once.
-    pub(crate) fn reap_dead(&self) -> u32 {
-        let mut n = 0;
-        for s in &self.slot {
-            let rec = s.load(Ordering::Relaxed);
-            if rec != 0
-                && !process_alive(rec)
-                && s.compare_exchange(rec, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
     }
 
     /// Whether any recorded participant is alive.
@@ -97,16 +80,6 @@ pub(crate) struct Seat<'a> {
     slots: &'a Slots,
     index: usize,
     me: u64,
-}
-
-impl Seat<'_> {
-    /// Frees the slot now; `false` if a reclaimer had freed it already (it judged
-    /// this process dead, and gave back what the slot stood for).
-    pub(crate) fn leave(self) -> bool {
-        let freed = self.slots.free(self.index, self.me);
-        std::mem::forget(self);
-        freed
-    }
 }
 
 impl Drop for Seat<'_> {

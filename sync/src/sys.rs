@@ -1,6 +1,6 @@
 //! Every libc call of this crate: the futex syscall, the monotonic clock, thread ids.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 /// An absolute point on `CLOCK_MONOTONIC`, the clock futex timeouts use.
@@ -108,16 +108,32 @@ fn now() -> libc::timespec {
 /// Retries on `EINTR`; returns `true` at once on `EAGAIN` (the value had changed)
 /// and on a wake-up, which may be spurious: callers re-check their condition.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
+    futex_wait_at(word.as_ptr(), expected, deadline)
+}
+
+/// [`futex_wait`] on the low half of a 64-bit word (its first four bytes: this
+/// crate builds only for little-endian targets), for a futex word that shares
+/// one atomic with other state.
+pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, deadline: Option<&Deadline>) -> bool {
+    futex_wait_at(word.as_ptr().cast::<u32>(), expected, deadline)
+}
+
+/// [`futex_wake`] on the low half of a 64-bit word (see [`futex_wait_low`]).
+pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) -> u32 {
+    futex_wake_at(word.as_ptr().cast::<u32>(), n)
+}
+
+fn futex_wait_at(word: *mut u32, expected: u32, deadline: Option<&Deadline>) -> bool {
     let ts = deadline.map_or(std::ptr::null(), |d| &d.ts as *const libc::timespec);
     loop {
-        // SAFETY: word points to a live, aligned u32 (an AtomicU32 has the layout of
-        // u32). FUTEX_WAIT_BITSET reads ts as an absolute CLOCK_MONOTONIC time; ts
+        // SAFETY: word points to a live, aligned u32 (the callers pass an
+        // AtomicU32, or the first half of an AtomicU64). FUTEX_WAIT_BITSET reads ts as an absolute CLOCK_MONOTONIC time; ts
         // is NULL or a valid timespec. No FUTEX_PRIVATE_FLAG: the word may be in
         // memory shared with other processes.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                word.as_ptr(),
+                word,
                 libc::FUTEX_WAIT_BITSET,
                 expected,
                 ts,
@@ -138,9 +154,13 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) 
 
 /// `FUTEX_WAKE` (shared): wakes up to `n` waiters on `word`; returns how many woke.
 pub fn futex_wake(word: &AtomicU32, n: u32) -> u32 {
+    futex_wake_at(word.as_ptr(), n)
+}
+
+fn futex_wake_at(word: *mut u32, n: u32) -> u32 {
     let n = n.min(i32::MAX as u32);
     // SAFETY: word points to a live, aligned u32; FUTEX_WAKE takes no other pointer.
-    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    let r = unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, n) };
     r.max(0) as u32
 }
 

@@ -92,6 +92,32 @@ fn semaphore_hand_off() {
     });
 }
 
+/// An owned permit and a plain one of a one-permit semaphore exclude each other,
+/// and the count ends where it began: the owned steps move the count and name
+/// the seat in one word, which the plain operations leave alone.
+#[test]
+fn owned_and_plain_permits_exclude() {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(1));
+        let inside = Arc::new(AtomicU32::new(0));
+        let (s2, inside2) = (s.clone(), inside.clone());
+        let t = thread::spawn(move || {
+            let g = s2.acquire_owned(None).unwrap();
+            assert_eq!(inside2.fetch_add(1, Ordering::SeqCst), 0);
+            inside2.fetch_sub(1, Ordering::SeqCst);
+            drop(g);
+        });
+        if s.try_acquire() {
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+            inside.fetch_sub(1, Ordering::SeqCst);
+            s.release(1).unwrap();
+        }
+        t.join().unwrap();
+        assert_eq!(s.value(), 1);
+    });
+}
+
 /// A set is seen by a waiter, whichever comes first.
 #[test]
 fn event_set_wakes_waiter() {

@@ -258,6 +258,104 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
     }
 }
 
+/// After a holder of owned permits of `sem` (made with `bound` permits) died:
+/// every permit comes back within the bound (a waiter returns the dead
+/// holder's), and never one more.
+fn all_permits_come_back(sem: &multiproc_sync::Semaphore, bound: u32, what: &str) {
+    let permits: Vec<_> = (0..bound)
+        .map(|k| {
+            sem.acquire_owned(Some(BOUND))
+                .unwrap_or_else(|| panic!("{what}: permit {k} of {bound} never came back"))
+        })
+        .collect();
+    assert!(
+        sem.acquire_owned(Some(Duration::from_millis(10))).is_none(),
+        "{what}: a permit more than the bound (one given back twice)"
+    );
+    drop(permits);
+    assert_eq!(sem.value(), bound, "{what}");
+}
+
+#[test]
+fn an_owned_permit_of_a_holder_killed_at_any_step_is_neither_lost_nor_doubled() {
+    use multiproc_sync::{OwnedStep, Semaphore};
+    let _dog = Watchdog::arm(Duration::from_secs(120), "owned permit steps");
+    set_owner_check_interval(Duration::from_millis(5));
+    // Unbounded: a permit given back twice shows as one too many, where a
+    // bound would refuse it quietly.
+    let sem = Shared::anonymous(Semaphore::new(2)).unwrap();
+    let steps = [
+        OwnedStep::SeatTaken,
+        OwnedStep::PermitTaken,
+        OwnedStep::SeatMarked,
+        OwnedStep::PermitReturned,
+        OwnedStep::SeatFreed,
+    ];
+    // More rounds than seats: a seat the dead leave behind would run them out,
+    // and the last rounds' permits would then be lost.
+    for round in 0..2 * multiproc_sync::SLOTS {
+        for step in steps {
+            let mut child = fork(|| {
+                let die = move |s: OwnedStep| {
+                    if s == step {
+                        // SAFETY: raise has no preconditions.
+                        unsafe { libc::raise(libc::SIGKILL) };
+                    }
+                };
+                let g = sem.__acquire_owned_with_hook(None, &die);
+                drop(g);
+                0 // the steps after PermitTaken come in the drop
+            });
+            assert_eq!(
+                child.wait_timeout(BOUND),
+                Some(ChildExit::Signaled(libc::SIGKILL)),
+                "round {round}: the holder dies at {step:?}"
+            );
+            all_permits_come_back(&sem, 2, &format!("round {round}, killed after {step:?}"));
+        }
+    }
+}
+
+#[test]
+fn owned_permits_of_holders_killed_at_random_points_all_come_back() {
+    use multiproc_sync::Semaphore;
+    let _dog = Watchdog::arm(Duration::from_secs(300), "owned permit random kills");
+    set_owner_check_interval(Duration::from_millis(5));
+    let sem = Shared::anonymous(Semaphore::bounded(2)).unwrap();
+    let running = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d;
+    let (mut short, mut trials) = (0, 0);
+    while trials < 200 {
+        running.store(0, Ordering::SeqCst);
+        // The victim takes and gives back owned permits, one or two at a time.
+        let mut child = fork(|| loop {
+            let a = sem.acquire_owned(None).unwrap();
+            running.store(1, Ordering::SeqCst);
+            let b = sem.acquire_owned(None).unwrap();
+            drop(a);
+            drop(b);
+        });
+        let start = Instant::now();
+        while running.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < BOUND, "the victim never took a permit");
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(Duration::from_micros(next(&mut seed) % 300));
+        child.signal(libc::SIGKILL);
+        assert_eq!(
+            child.wait_timeout(BOUND),
+            Some(ChildExit::Signaled(libc::SIGKILL))
+        );
+        if sem.value() < 2 {
+            short += 1;
+        }
+        all_permits_come_back(&sem, 2, &format!("trial {trials}"));
+        trials += 1;
+    }
+    eprintln!("{trials} kills at random points: {short} left permits to give back");
+    assert!(short > 0, "no kill landed while a permit was out");
+}
+
 #[test]
 fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
     use multiproc_sync::Barrier;

@@ -480,14 +480,15 @@ impl Semaphore {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             let v = count(s);
-            let Some(new) = v.checked_add(n).filter(|&x| x <= limit) else {
+            if v.checked_add(n).is_none_or(|x| x > limit) {
                 return Err(too_large(v, n, limit));
-            };
+            }
+            // The count stays within u32: `s + n` leaves the tag alone.
             // SYNC: SeqCst (a Release) pairs with the Acquire in `try_acquire`, and
             // with the sleepers protocol described in `sleep_while_empty`.
             match self.state.compare_exchange_weak(
                 s,
-                state_of(tag(s), new),
+                s + u64::from(n),
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {

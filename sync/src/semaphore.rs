@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::primitive::{
     current_process, process_alive, wait_low, wake_low, AtomicU32, AtomicU64, Deadline, Ordering,
 };
-use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, Fail, RawMutex};
+use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, RawMutex};
 use crate::slots::SLOTS;
 use crate::{Error, Result};
 
@@ -264,26 +264,30 @@ impl Semaphore {
     ) -> Option<SemaphoreGuard<'_>> {
         let deadline = deadline_after(timeout);
         let guard = |permit| SemaphoreGuard { sem: self, permit };
+        // After the deadline, one last try, as `acquire` makes, waiting for the
+        // ledger no longer than a check interval.
+        let mut last = false;
         loop {
-            match self.take_owned(deadline, step) {
+            let until = if last {
+                Deadline::after(owner_check_interval())
+            } else {
+                deadline
+            };
+            match self.take_owned(until, step) {
                 Owned::Taken(i) => return Some(guard(Permit::Seat(i))),
+                Owned::Untracked if last => {
+                    return self.try_acquire().then(|| guard(Permit::Untracked))
+                }
                 Owned::Untracked => {
                     return self
                         .acquire_until(deadline)
                         .then(|| guard(Permit::Untracked))
                 }
                 Owned::TimedOut => return None,
+                Owned::Empty if last => return None,
                 Owned::Empty => {}
             }
-            if !self.sleep_while_empty(deadline) {
-                // One last try, as `acquire` makes, waiting for the ledger no
-                // longer than a check interval.
-                return match self.take_owned(Deadline::after(owner_check_interval()), step) {
-                    Owned::Taken(i) => Some(guard(Permit::Seat(i))),
-                    Owned::Untracked => self.try_acquire().then(|| guard(Permit::Untracked)),
-                    Owned::Empty | Owned::TimedOut => None,
-                };
-            }
+            last = !self.sleep_while_empty(deadline);
         }
     }
 
@@ -393,9 +397,7 @@ impl Semaphore {
         let died = match self.ledger.lock(deadline.as_ref()) {
             Ok(Acquired::Clean) => false,
             Ok(Acquired::OwnerDied) => true,
-            Err(Fail::Timeout | Fail::NotRecoverable | Fail::WouldDeadlock | Fail::WouldBlock) => {
-                return None
-            }
+            Err(_) => return None,
         };
         let ledger = Ledger(&self.ledger);
         self.finish_step();
@@ -448,8 +450,8 @@ impl Semaphore {
                 n += self.give_back(i, None, &|_| {});
             }
         }
-        if n > 0 && self.sleepers.load(Ordering::SeqCst) > 0 {
-            wake_low(&self.state, n);
+        if n > 0 {
+            self.wake_sleepers(n);
         }
     }
 
@@ -496,10 +498,16 @@ impl Semaphore {
                 Err(now) => s = now,
             }
         }
+        self.wake_sleepers(n);
+        Ok(())
+    }
+
+    /// Wakes up to `n` waiters for permits, if any sleep (see `sleep_while_empty`).
+    #[inline]
+    fn wake_sleepers(&self, n: u32) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             wake_low(&self.state, n);
         }
-        Ok(())
     }
 
     /// The current count (a hint: it may change at once).
@@ -577,10 +585,8 @@ impl SemaphoreGuard<'_> {
         let me = current_process() & !HOLDING;
         match sem.lock_ledger(None) {
             Some(_ledger) => {
-                if sem.give_back(i, Some(me | HOLDING), step) > 0
-                    && sem.sleepers.load(Ordering::SeqCst) > 0
-                {
-                    wake_low(&sem.state, 1);
+                if sem.give_back(i, Some(me | HOLDING), step) > 0 {
+                    sem.wake_sleepers(1);
                 }
             }
             // A ledger a peer scribbled over: give the permit back untracked.

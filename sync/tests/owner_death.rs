@@ -326,26 +326,14 @@ fn owned_permits_of_holders_killed_at_random_points_all_come_back() {
     let mut seed = 0x2545_f491_4f6c_dd1d;
     let (mut short, mut trials) = (0, 0);
     while trials < 200 {
-        running.store(0, Ordering::SeqCst);
         // The victim takes and gives back owned permits, one or two at a time.
-        let mut child = fork(|| loop {
+        kill_while_holding(&running, &mut seed, || loop {
             let a = sem.acquire_owned(None).unwrap();
             running.store(1, Ordering::SeqCst);
             let b = sem.acquire_owned(None).unwrap();
             drop(a);
             drop(b);
         });
-        let start = Instant::now();
-        while running.load(Ordering::SeqCst) == 0 {
-            assert!(start.elapsed() < BOUND, "the victim never took a permit");
-            std::hint::spin_loop();
-        }
-        std::thread::sleep(Duration::from_micros(next(&mut seed) % 300));
-        child.signal(libc::SIGKILL);
-        assert_eq!(
-            child.wait_timeout(BOUND),
-            Some(ChildExit::Signaled(libc::SIGKILL))
-        );
         if sem.value() < 2 {
             short += 1;
         }

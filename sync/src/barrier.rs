@@ -39,8 +39,9 @@ pub const MAX_PARTIES: u32 = COUNT_MASK;
 /// [`join`](Barrier::join) are recorded in participant slots (up to
 /// [`SLOTS`](crate::SLOTS)); their waiters check the slots every owner check
 /// interval, and a member that died without leaving breaks the barrier:
-/// everyone waiting gets [`Error::BrokenBarrier`] instead of hanging. Plain
-/// [`wait`](Barrier::wait) is anonymous and relies on its timeout.
+/// everyone waiting gets [`Error::BrokenBarrier`] instead of hanging. The dead
+/// member keeps breaking members' waits until [`reset`](Barrier::reset) forgets
+/// it. Plain [`wait`](Barrier::wait) is anonymous and relies on its timeout.
 ///
 /// `#[repr(C)]`, 144 bytes.
 ///
@@ -272,7 +273,10 @@ impl Barrier {
     }
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now fail
-    /// with [`Error::BrokenBarrier`].
+    /// with [`Error::BrokenBarrier`]. It also forgets the members that died
+    /// without leaving (see "When a party dies"): until then each of them breaks
+    /// every member's wait, so after a death the survivors reset the barrier
+    /// (and let a replacement [`join`](Barrier::join)) to carry on.
     ///
     /// # Examples
     /// ```
@@ -284,6 +288,8 @@ impl Barrier {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn reset(&self) {
+        // First, so that no wait of the new generation sees a death from before.
+        self.members.forget_dead();
         let w = self.word.load(Ordering::Acquire);
         let gen = (w >> GEN_SHIFT) & GEN_MASK;
         self.reset_gen.store(gen | VALID, Ordering::Release);

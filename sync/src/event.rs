@@ -136,10 +136,12 @@ impl Event {
 
 impl Event {
     /// Registers this process as one that will set the event (see "When the
-    /// setter dies"). Leaves on drop.
+    /// setter dies"). Leaves on drop. A newcomer may take the place of a
+    /// registered setter that died, so dead setters never fill the table.
     ///
     /// # Errors
-    /// [`Error::Full`] when [`SLOTS`](crate::SLOTS) setters are registered already.
+    /// [`Error::Full`] when [`SLOTS`](crate::SLOTS) live setters are registered
+    /// already.
     ///
     /// # Examples
     /// ```
@@ -153,7 +155,7 @@ impl Event {
     pub fn register_setter(&self) -> Result<EventSetter<'_>> {
         Ok(EventSetter {
             event: self,
-            _seat: self.setters.take_seat_or_full()?,
+            _seat: self.setters.take_seat_reclaiming()?,
         })
     }
 

@@ -32,8 +32,9 @@
 //! Permits taken with [`Semaphore::acquire_owned`], parties registered with
 //! [`Barrier::join`] and setters registered with [`Event::register_setter`] are
 //! recorded in per-participant slots, so a dead holder's permit is returned, a dead
-//! party breaks the barrier, and a waiter whose setters all died is told so —
-//! instead of hanging; otherwise waiters rely on timeouts, and every blocking call
+//! party breaks the barrier (until a [`reset`](Barrier::reset) forgets it), and a
+//! waiter whose setters all died is told so (a new setter may take a dead one's
+//! place) — instead of hanging; otherwise waiters rely on timeouts, and every blocking call
 //! has a timed form. An owned permit survives its holder being killed at any
 //! instruction of taking or giving it back: the count and the seat it is recorded
 //! in are changed in one step (see [`Semaphore`]).

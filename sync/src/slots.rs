@@ -1,7 +1,9 @@
 //! Per-participant slots for primitives without an owner word: each slot holds the
 //! record of one live participant (`pid << 32 | low 32 bits of its start time`), or
 //! 0 when free. A participant that died leaves its record behind, and a waiter that
-//! checks the slots finds it.
+//! checks the slots finds it. A dead record stays until something decides the
+//! death has been dealt with: a new registration that may stand in for it
+//! ([`Slots::take_seat_reclaiming`]), or an explicit [`Slots::forget_dead`].
 
 use crate::primitive::{current_process, process_alive, AtomicU64, Ordering};
 
@@ -41,6 +43,31 @@ impl Slots {
             .ok_or(crate::Error::Full { capacity: SLOTS })
     }
 
+    /// As [`take_seat_or_full`](Slots::take_seat_or_full), but when no slot is
+    /// free it takes over one whose participant died, so that dead records do not
+    /// fill the table for good. Only for tables where a live newcomer may stand in
+    /// for the dead (an event's setters), not where a death must be seen (a
+    /// barrier's members).
+    pub(crate) fn take_seat_reclaiming(&self) -> crate::Result<Seat<'_>> {
+        let me = current_process();
+        let index = self.claim(me).or_else(|| {
+            self.slot.iter().position(|s| {
+                let rec = s.load(Ordering::Relaxed);
+                rec != 0
+                    && !process_alive(rec)
+                    && s.compare_exchange(rec, me, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+            })
+        });
+        index
+            .map(|index| Seat {
+                slots: self,
+                index,
+                me,
+            })
+            .ok_or(crate::Error::Full { capacity: SLOTS })
+    }
+
     /// Takes a free slot for `me`; `None` when all are taken.
     fn claim(&self, me: u64) -> Option<usize> {
         self.slot.iter().position(|s| {
@@ -48,6 +75,16 @@ impl Slots {
                 && s.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
         })
+    }
+
+    /// Frees every slot whose participant died.
+    pub(crate) fn forget_dead(&self) {
+        for s in &self.slot {
+            let rec = s.load(Ordering::Relaxed);
+            if rec != 0 && !process_alive(rec) {
+                let _ = s.compare_exchange(rec, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Frees slot `i` if it still holds `me`.

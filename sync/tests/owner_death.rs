@@ -414,3 +414,71 @@ fn a_waiter_is_told_when_every_setter_of_an_event_died() {
     .wait_ok(BOUND);
     assert!(e2.wait_checked(Some(Duration::from_secs(1))).unwrap());
 }
+
+#[test]
+fn after_a_member_died_a_reset_lets_the_survivors_and_a_replacement_pass() {
+    use multiproc_sync::Barrier;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier reset after a death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let barrier = Shared::anonymous(Barrier::new(2).unwrap()).unwrap();
+    let mut doomed = fork_parked(|| barrier.join().unwrap());
+    doomed.signal(libc::SIGKILL);
+    assert_eq!(
+        doomed.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    let me = barrier.join().unwrap();
+    assert!(matches!(
+        me.wait(Some(Duration::from_secs(20))),
+        Err(Error::BrokenBarrier)
+    ));
+    barrier.reset();
+    // The replacement comes well after our first member check: a dead record
+    // left behind would break this wait long before it arrives.
+    let replacement = fork(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        match barrier.join().unwrap().wait(Some(Duration::from_secs(20))) {
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
+    });
+    let got = me.wait(Some(Duration::from_secs(20)));
+    assert!(got.is_ok(), "after the reset: {got:?}");
+    replacement.wait_ok(BOUND);
+}
+
+#[test]
+fn setters_that_died_do_not_fill_an_events_table() {
+    use multiproc_sync::{Event, SLOTS};
+    let _dog = Watchdog::arm(Duration::from_secs(60), "dead setters");
+    set_owner_check_interval(Duration::from_millis(5));
+    let event = Shared::anonymous(Event::new()).unwrap();
+    for _ in 0..SLOTS {
+        // Dies registered: the seat is never dropped.
+        fork(|| {
+            std::mem::forget(event.register_setter().unwrap());
+            0
+        })
+        .wait_ok(BOUND);
+    }
+    assert!(matches!(
+        event.wait_checked(Some(Duration::from_secs(20))),
+        Err(Error::NoLiveSetter)
+    ));
+    let live: Vec<_> = (0..SLOTS)
+        .map(|i| {
+            event
+                .register_setter()
+                .unwrap_or_else(|e| panic!("setter {i} in place of a dead one: {e}"))
+        })
+        .collect();
+    assert!(
+        matches!(event.register_setter(), Err(Error::Full { .. })),
+        "live setters are never displaced"
+    );
+    assert!(
+        !event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
+        "live setters: just a timeout"
+    );
+    drop(live);
+}

@@ -4,7 +4,8 @@
 //! Control (9 216 bytes, 128-aligned)
 //!   line 0   tail: next position a producer claims          (producers write)
 //!   line 1   head: next position a consumer claims          (consumers write)
-//!   line 2   futex words and waiter counts, lost-message count, tasks done
+//!   line 2   futex words, sleeper masks (a bit per participant) and the join
+//!            waiter count, lost-message count, tasks done
 //!   line 3   geometry (layout version, capacity, message size, slot size, fixed
 //!            or variable length) and the closed flag
 //!   64 × Participant  {thread record, positions it is putting (first, end),
@@ -40,6 +41,8 @@ use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 /// Threads that can use one queue at once with dead-peer detection (4 under loom,
 /// to keep the models small).
 pub const PARTICIPANTS: usize = if cfg!(multiproc_loom) { 4 } else { 64 };
+// One bit per participant in the sleeper masks (`Wake::get_sleepers`).
+const _: () = assert!(PARTICIPANTS <= 64);
 /// Processes that can hold one queue open for writing at once.
 pub const WRITERS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
 /// A participant's first-position field when it is not putting or getting anything.
@@ -50,7 +53,7 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const MAX_MESSAGE: usize = 1 << 24;
 /// The version of this layout, in every control block: a queue made by a build
 /// with another layout is refused with a clear error, not misread.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 
 /// One cache line (128 bytes: two 64-byte lines, as adjacent-line prefetch pairs them).
 #[repr(C, align(128))]
@@ -60,14 +63,20 @@ pub(crate) struct Line<T>(pub(crate) T);
 pub(crate) struct Wake {
     /// Bumped by a producer that wakes consumers; consumers sleep on it.
     pub(crate) put_seq: AtomicU32,
-    pub(crate) get_waiters: AtomicU32,
     /// Bumped by a consumer that wakes producers; producers sleep on it.
     pub(crate) get_seq: AtomicU32,
-    pub(crate) put_waiters: AtomicU32,
     /// JoinableQueue: bumped when the unfinished count reaches zero; `join`
     /// sleeps on it.
     pub(crate) join_seq: AtomicU32,
     pub(crate) join_waiters: AtomicU32,
+    /// Consumers asleep, or about to sleep, on `put_seq`: bit `i` for
+    /// participant `i`. A bit per sleeper rather than a count, so that the bit
+    /// of a thread killed asleep can be told apart and cleared
+    /// (`Ring::forget_dead_sleepers`); a count would stay up for good, and every
+    /// put would pay a futex wake for the dead.
+    pub(crate) get_sleepers: AtomicU64,
+    /// Producers asleep, or about to sleep, on `get_seq`, as for consumers.
+    pub(crate) put_sleepers: AtomicU64,
     /// Messages lost to a dead producer or consumer, or to corruption.
     pub(crate) lost: AtomicU64,
     /// JoinableQueue: `task_done` calls. The unfinished count is the positions
@@ -184,11 +193,11 @@ pub(crate) unsafe fn init(
             head: Line(AtomicU64::new(0)),
             wake: Line(Wake {
                 put_seq: AtomicU32::new(0),
-                get_waiters: AtomicU32::new(0),
                 get_seq: AtomicU32::new(0),
-                put_waiters: AtomicU32::new(0),
                 join_seq: AtomicU32::new(0),
                 join_waiters: AtomicU32::new(0),
+                get_sleepers: AtomicU64::new(0),
+                put_sleepers: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
                 done: AtomicU64::new(0),
             }),

@@ -15,7 +15,8 @@
 //! and `ring` modules): one CAS claims a slot (or a run of slots, for
 //! [`Queue::put_many`]/[`Queue::get_many`]), a sequence number publishes it. A
 //! blocking call spins briefly, then sleeps on a futex; a put or get makes a
-//! wake-up syscall only when someone sleeps.
+//! wake-up syscall only when someone sleeps (the sleepers are one bit each in a
+//! word the fast path reads).
 //!
 //! # When a peer dies
 //! A producer killed between claiming a slot and publishing it — in a `put`, or
@@ -27,6 +28,9 @@
 //! the same for a consumer killed between claiming messages and freeing their
 //! slots. Nothing is delivered twice. When every process that had the queue
 //! open for writing is gone, a blocked `get` returns [`Error::Disconnected`].
+//! A consumer (producer) killed while asleep leaves its bit in a mask of
+//! sleepers; the first put (get) whose wake-up finds nobody asleep clears the
+//! bits of the dead, so later ones make no syscall for them.
 //!
 //! Memory: a 9 KiB control block, then one slot per message of capacity. A slot
 //! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a

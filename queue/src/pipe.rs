@@ -205,7 +205,8 @@ impl Connection {
     /// Whether a message is waiting, waiting at most `timeout` (Python's `poll`).
     ///
     /// # Errors
-    /// [`Error::Closed`] once the other end closed and everything was read.
+    /// [`Error::Closed`] once the other end closed and everything was read;
+    /// as for [`ByteQueue::poll`](crate::ByteQueue::poll).
     ///
     /// # Examples
     /// ```

@@ -13,9 +13,10 @@ mod imp {
         multiproc_sync::futex::wait(word, expected, deadline)
     }
 
+    /// Wakes up to `n` sleepers on `word`; returns how many it woke.
     #[inline]
-    pub(crate) fn wake(word: &AtomicU32, n: u32) {
-        multiproc_sync::futex::wake(word, n);
+    pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
+        multiproc_sync::futex::wake(word, n)
     }
 
     #[inline]
@@ -54,7 +55,10 @@ mod imp {
         true
     }
 
-    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+    /// Says it woke one: the models never look for sleepers killed asleep.
+    pub(crate) fn wake(_word: &AtomicU32, _n: u32) -> u32 {
+        1
+    }
 
     loom::lazy_static! {
         /// Thread numbers, and the threads a model declared dead (`model::die`);

@@ -643,6 +643,13 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.claim_put_and_stop();
     }
 
+    /// Test hook: how many consumers and producers are recorded as asleep (or
+    /// about to sleep), live or not.
+    #[doc(hidden)]
+    pub fn __sleepers(&self) -> (u32, u32) {
+        self.raw.ring().sleepers()
+    }
+
     /// Test hook: claims the next message without taking it or freeing its slot.
     #[doc(hidden)]
     pub fn __claim_get_and_stop(&self) {
@@ -1090,7 +1097,9 @@ impl ByteQueue {
     /// Waits until a message is there, at most `timeout`; `false` on timeout.
     ///
     /// # Errors
-    /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`].
+    /// [`Error::Closed`] once closed and drained; [`Error::Disconnected`];
+    /// [`Error::TooManyParticipants`], as for a get (a thread that waits takes
+    /// a participant entry, so that a put can wake it).
     ///
     /// # Examples
     /// ```

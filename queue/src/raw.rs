@@ -218,11 +218,10 @@ impl RawQueue {
         self.ring.ctl()
     }
 
-    fn participant(&self) -> Result<Option<&layout::Participant>> {
-        match self.ring.participant() {
-            Some(p) => Ok(Some(p)),
-            None => Err(Error::TooManyParticipants(PARTICIPANTS)),
-        }
+    fn participant(&self) -> Result<&layout::Participant> {
+        self.ring
+            .participant()
+            .ok_or(Error::TooManyParticipants(PARTICIPANTS))
     }
 
     // --- writers ---
@@ -327,7 +326,7 @@ impl RawQueue {
                 return (done, Err(Error::Closed));
             }
             let batch = &msgs[done..];
-            let pushed = self.ring.try_push(part, batch);
+            let pushed = self.ring.try_push(Some(part), batch);
             let n = *pushed.as_ref().unwrap_or(&0);
             let step = match pushed {
                 Ok(_) => {
@@ -340,13 +339,13 @@ impl RawQueue {
                 Err(PushFail::Full) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_room(),
-                    || self.sleep_for_room(deadline.as_ref(), false),
+                    || self.sleep_for_room(part, deadline.as_ref(), false),
                 ),
                 Err(PushFail::ConsumerInFlight(round)) => waiter.in_flight(
                     deadline.as_ref(),
                     || self.ring.has_room(),
                     || self.ring.skip_dead_consumer(round),
-                    || self.sleep_for_room(deadline.as_ref(), true),
+                    || self.sleep_for_room(part, deadline.as_ref(), true),
                 ),
             };
             if let Err(e) = step {
@@ -359,11 +358,17 @@ impl RawQueue {
     /// Sleeps until a consumer frees a slot, or a check interval passes. With
     /// `in_flight` (a live consumer is slow to free the slot we need), a claimed
     /// slot is no reason to stay awake: its free wakes us.
-    fn sleep_for_room(&self, deadline: Option<&Deadline>, in_flight: bool) -> Result<()> {
+    fn sleep_for_room(
+        &self,
+        part: &layout::Participant,
+        deadline: Option<&Deadline>,
+        in_flight: bool,
+    ) -> Result<()> {
         let w = &self.ctl().wake.0;
+        let bit = self.ring.sleeper_bit(part);
         let seen = w.get_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
-        w.put_waiters.fetch_add(1, Ordering::SeqCst);
+        w.put_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_room()
             || (!in_flight && self.ring.room_claimed())
             || self.is_closed()
@@ -373,7 +378,7 @@ impl RawQueue {
                 Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
                     .as_ref(),
             );
-        w.put_waiters.fetch_sub(1, Ordering::SeqCst);
+        w.put_sleepers.fetch_and(!bit, Ordering::SeqCst);
         if !woke && deadline.is_some_and(Deadline::passed) {
             return Err(Error::Timeout);
         }
@@ -400,7 +405,10 @@ impl RawQueue {
             waiter.spin_until(|| self.ring.has_message());
         }
         loop {
-            let step = match self.ring.try_pop(part, max.max(1), scratch, &mut sink) {
+            let step = match self
+                .ring
+                .try_pop(Some(part), max.max(1), scratch, &mut sink)
+            {
                 Ok(n) => return Ok(n),
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                 Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
@@ -408,13 +416,13 @@ impl RawQueue {
                 Err(PopFail::Empty) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_message(),
-                    || self.sleep_for_message(deadline.as_ref(), false),
+                    || self.sleep_for_message(part, deadline.as_ref(), false),
                 ),
                 Err(PopFail::ProducerInFlight(pos)) => waiter.in_flight(
                     deadline.as_ref(),
                     || self.ring.has_message(),
                     || self.ring.skip_dead_producer(pos),
-                    || self.sleep_for_message(deadline.as_ref(), true),
+                    || self.sleep_for_message(part, deadline.as_ref(), true),
                 ),
             };
             step?;
@@ -425,11 +433,17 @@ impl RawQueue {
     /// that nobody can write to any more is `Disconnected`. With `in_flight` (a
     /// live producer is slow to publish the message we need), a claimed message is
     /// no reason to stay awake: its publish wakes us.
-    fn sleep_for_message(&self, deadline: Option<&Deadline>, in_flight: bool) -> Result<()> {
+    fn sleep_for_message(
+        &self,
+        part: &layout::Participant,
+        deadline: Option<&Deadline>,
+        in_flight: bool,
+    ) -> Result<()> {
         let w = &self.ctl().wake.0;
+        let bit = self.ring.sleeper_bit(part);
         let seen = w.put_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
-        w.get_waiters.fetch_add(1, Ordering::SeqCst);
+        w.get_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_message()
             || (!in_flight && self.ring.message_claimed())
             || self.is_closed()
@@ -439,7 +453,7 @@ impl RawQueue {
                 Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
                     .as_ref(),
             );
-        w.get_waiters.fetch_sub(1, Ordering::SeqCst);
+        w.get_sleepers.fetch_and(!bit, Ordering::SeqCst);
         if !woke {
             if deadline.is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
@@ -455,6 +469,7 @@ impl RawQueue {
     /// on timeout. A claim still in flight is waited out as a get does, and
     /// skipped if its producer died: it is no message to read.
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> Result<bool> {
+        let part = self.participant()?;
         let mut waiter = Waiter::new(self.spins);
         loop {
             if self.ring.has_message() {
@@ -465,12 +480,12 @@ impl RawQueue {
                     deadline.as_ref(),
                     || self.ring.has_message(),
                     || self.ring.skip_dead_producer(pos),
-                    || self.sleep_for_message(deadline.as_ref(), true),
+                    || self.sleep_for_message(part, deadline.as_ref(), true),
                 )
             } else if self.is_closed() {
                 return Err(Error::Closed);
             } else {
-                self.sleep_for_message(deadline.as_ref(), false)
+                self.sleep_for_message(part, deadline.as_ref(), false)
             };
             match step {
                 Err(Error::Timeout) => return Ok(false),

@@ -304,6 +304,11 @@ impl Ring {
             {
                 Claims::puts(p).clear();
                 Claims::gets(p).clear();
+                // A dead owner may have been killed asleep; we are not.
+                let w = &self.ctl().wake.0;
+                let bit = self.sleeper_bit(p);
+                w.get_sleepers.fetch_and(!bit, Ordering::AcqRel);
+                w.put_sleepers.fetch_and(!bit, Ordering::AcqRel);
                 return Some(p);
             }
         }
@@ -758,14 +763,14 @@ impl Ring {
     /// Wakes sleeping consumers after a publication.
     ///
     /// No wake-up is lost although the publication is a plain Release store: our
-    /// SeqCst CAS on `tail` precedes this SeqCst load of `get_waiters`, and a
-    /// consumer increments `get_waiters` (SeqCst) before it reads `tail` (SeqCst)
-    /// to decide whether to sleep. If this load misses the consumer, the consumer's
+    /// SeqCst CAS on `tail` precedes this SeqCst load of `get_sleepers`, and a
+    /// consumer sets its bit there (SeqCst) before it reads `tail` (SeqCst) to
+    /// decide whether to sleep. If this load misses the consumer, the consumer's
     /// read sees our claim, and it waits for the publication without sleeping on
     /// the futex (see `RawQueue::sleep_for_message`).
     #[inline]
     fn wake_consumers(&self, n: u32) {
-        if self.ctl().wake.0.get_waiters.load(Ordering::SeqCst) != 0 {
+        if self.ctl().wake.0.get_sleepers.load(Ordering::SeqCst) != 0 {
             self.wake_consumers_now(n);
         }
     }
@@ -776,14 +781,16 @@ impl Ring {
     fn wake_consumers_now(&self, n: u32) {
         let w = &self.ctl().wake.0;
         w.put_seq.fetch_add(1, Ordering::Release);
-        wake(&w.put_seq, n);
+        if wake(&w.put_seq, n) == 0 {
+            self.forget_dead_sleepers(&w.get_sleepers);
+        }
     }
 
     /// Wakes sleeping producers after slots were freed; the mirror image of
-    /// `wake_consumers`, with `head` and `put_waiters`.
+    /// `wake_consumers`, with `head` and `put_sleepers`.
     #[inline]
     fn wake_producers(&self, n: u32) {
-        if self.ctl().wake.0.put_waiters.load(Ordering::SeqCst) != 0 {
+        if self.ctl().wake.0.put_sleepers.load(Ordering::SeqCst) != 0 {
             self.wake_producers_now(n);
         }
     }
@@ -794,7 +801,49 @@ impl Ring {
     fn wake_producers_now(&self, n: u32) {
         let w = &self.ctl().wake.0;
         w.get_seq.fetch_add(1, Ordering::Release);
-        wake(&w.get_seq, n);
+        if wake(&w.get_seq, n) == 0 {
+            self.forget_dead_sleepers(&w.put_sleepers);
+        }
+    }
+
+    /// The bit of participant `p` in the sleeper masks (`Wake::get_sleepers`).
+    pub(crate) fn sleeper_bit(&self, p: &Participant) -> u64 {
+        let first = self.ctl().participants.as_ptr() as usize;
+        let index = (p as *const Participant as usize - first) / std::mem::size_of::<Participant>();
+        1 << index
+    }
+
+    /// How many consumers and producers the sleeper masks hold (for tests).
+    pub(crate) fn sleepers(&self) -> (u32, u32) {
+        let w = &self.ctl().wake.0;
+        (
+            w.get_sleepers.load(Ordering::Relaxed).count_ones(),
+            w.put_sleepers.load(Ordering::Relaxed).count_ones(),
+        )
+    }
+
+    /// Clears the bits in a sleeper mask of threads that cannot be asleep: their
+    /// participant entry is free, or its owner is dead. A thread killed asleep
+    /// never clears its own bit, and every put (or get) would pay a futex wake
+    /// for it from then on. Called only when a wake found nobody asleep, so its
+    /// `/proc` reads stay off the fast paths (a live sleeper between setting its
+    /// bit and sleeping costs one such look, and keeps its bit).
+    ///
+    /// A bit cleared just as a new thread takes the entry over and goes to sleep
+    /// loses that thread's wake-up, which costs it one check interval: every
+    /// sleep is bounded by one.
+    #[cold]
+    fn forget_dead_sleepers(&self, mask: &AtomicU64) {
+        let parts = &self.ctl().participants;
+        let mut m = mask.load(Ordering::Acquire);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let owner = parts.get(i).map_or(0, |p| p.owner.load(Ordering::Acquire));
+            if owner == 0 || !thread_alive(owner) {
+                mask.fetch_and(!(1u64 << i), Ordering::AcqRel);
+            }
+        }
     }
 
     /// Whether the slot the next put needs is free (a re-check before sleeping).

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
 use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::sleepers::Sleepers;
 use crate::slots::{Seat, Slots};
 use crate::{Error, Result};
 
@@ -14,9 +15,10 @@ use crate::{Error, Result};
 /// [`wait_checked`](Event::wait_checked) then answers [`Error::NoLiveSetter`] —
 /// within an owner check interval — once the event is clear and every registered
 /// setter has died without leaving, instead of waiting forever. Plain
-/// [`wait`](Event::wait) relies on its timeout.
+/// [`wait`](Event::wait) relies on its timeout. A waiter killed asleep is
+/// forgotten within about a second: `set` does not pay a syscall for it.
 ///
-/// `#[repr(C)]`, 136 bytes; all-zero bytes are a clear event.
+/// `#[repr(C)]`, 152 bytes; all-zero bytes are a clear event.
 ///
 /// # Examples
 /// ```
@@ -33,7 +35,9 @@ use crate::{Error, Result};
 pub struct Event {
     /// 0 clear, anything else set.
     state: AtomicU32,
-    sleepers: AtomicU32,
+    reserved: AtomicU32,
+    /// Threads asleep in `wait`; forgets those killed asleep.
+    sleepers: Sleepers,
     /// Processes registered as setters.
     setters: Slots,
 }
@@ -58,7 +62,8 @@ impl Event {
     pub fn new() -> Event {
         Event {
             state: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
+            sleepers: Sleepers::new(),
             setters: Slots::new(),
         }
     }
@@ -75,8 +80,11 @@ impl Event {
     pub fn set(&self) {
         // SYNC: SeqCst (a Release) pairs with the Acquire in `is_set`, and orders the
         // store before the read of `sleepers` (see `wait`).
-        if self.state.swap(1, Ordering::SeqCst) == 0 && self.sleepers.load(Ordering::SeqCst) > 0 {
-            wake(&self.state, u32::MAX);
+        if self.state.swap(1, Ordering::SeqCst) == 0
+            && self.sleepers.any()
+            && wake(&self.state, u32::MAX) == 0
+        {
+            self.sleepers.woke_nobody();
         }
     }
 
@@ -120,14 +128,21 @@ impl Event {
         let deadline = deadline_after(timeout);
         loop {
             // SYNC: SeqCst orders this before the futex's read of `state`, against
-            // `set`'s store then read of `sleepers`.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let woke = wait(&self.state, 0, deadline.as_ref());
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            // `set`'s store then read of `sleepers`. Each sleep is bounded by the
+            // owner check interval, which lets the count forget a waiter killed
+            // asleep (see `Sleepers`).
+            let interval = owner_check_interval();
+            let ticket = self.sleepers.enter(interval);
+            let woke = wait(
+                &self.state,
+                0,
+                Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
+            );
+            self.sleepers.leave(ticket);
             if self.is_set() {
                 return true;
             }
-            if !woke {
+            if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
                 return false;
             }
         }
@@ -135,6 +150,12 @@ impl Event {
 }
 
 impl Event {
+    /// Test hook: threads counted asleep (live or not).
+    #[doc(hidden)]
+    pub fn __sleepers(&self) -> u32 {
+        self.sleepers.count()
+    }
+
     /// Registers this process as one that will set the event (see "When the
     /// setter dies"). Leaves on drop. A newcomer may take the place of a
     /// registered setter that died, so dead setters never fill the table.
@@ -178,14 +199,14 @@ impl Event {
         }
         let deadline = deadline_after(timeout);
         loop {
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let check_at = Deadline::after(owner_check_interval());
+            let interval = owner_check_interval();
+            let ticket = self.sleepers.enter(interval);
             let woke = wait(
                 &self.state,
                 0,
-                Deadline::earliest(deadline, check_at).as_ref(),
+                Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
             );
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            self.sleepers.leave(ticket);
             if self.is_set() {
                 return Ok(true);
             }

@@ -74,6 +74,7 @@ mod mutex;
 mod primitive;
 mod raw_mutex;
 mod semaphore;
+mod sleepers;
 mod slots;
 mod sys;
 #[cfg(not(multiproc_loom))]

@@ -3,7 +3,7 @@
 //! Everything in this crate that touches an atomic or sleeps goes through here, so
 //! that under `--cfg multiproc_loom` the algorithms run against loom's atomics and a
 //! futex stand-in: `wait` yields (a futex wait may always wake spuriously, so this
-//! is a correct, if busy, futex), `wake` does nothing, every owner is alive, and
+//! is a correct, if busy, futex), `wake` does nothing (and says it woke one), every owner is alive, and
 //! each loom thread has its own owner id.
 
 #[cfg(not(multiproc_loom))]
@@ -18,10 +18,10 @@ mod imp {
         crate::sys::futex_wait(word, expected, deadline)
     }
 
-    /// Wakes up to `n` sleepers on `word`.
+    /// Wakes up to `n` sleepers on `word`; returns how many it woke.
     #[inline]
-    pub(crate) fn wake(word: &AtomicU32, n: u32) {
-        crate::sys::futex_wake(word, n);
+    pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
+        crate::sys::futex_wake(word, n)
     }
 
     /// `wait` on the low 32 bits of a 64-bit word.
@@ -32,8 +32,8 @@ mod imp {
 
     /// `wake` on the low 32 bits of a 64-bit word.
     #[inline]
-    pub(crate) fn wake_low(word: &AtomicU64, n: u32) {
-        crate::sys::futex_wake_low(word, n);
+    pub(crate) fn wake_low(word: &AtomicU64, n: u32) -> u32 {
+        crate::sys::futex_wake_low(word, n)
     }
 
     /// This thread's owner record.
@@ -77,7 +77,10 @@ mod imp {
         true
     }
 
-    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+    /// Says it woke one (see `Sleepers::woke_nobody`, which the models never reach).
+    pub(crate) fn wake(_word: &AtomicU32, _n: u32) -> u32 {
+        1
+    }
 
     pub(crate) fn wait_low(word: &AtomicU64, expected: u32, _deadline: Option<&Deadline>) -> bool {
         if word.load(Ordering::SeqCst) as u32 == expected {
@@ -86,7 +89,9 @@ mod imp {
         true
     }
 
-    pub(crate) fn wake_low(_word: &AtomicU64, _n: u32) {}
+    pub(crate) fn wake_low(_word: &AtomicU64, _n: u32) -> u32 {
+        1
+    }
 
     pub(crate) fn current_owner() -> u64 {
         use std::cell::Cell;

@@ -60,7 +60,10 @@ static CHECK_INTERVAL_NS: std::sync::atomic::AtomicU64 =
 ///
 /// A holder's death is noticed at most this long (plus a `/proc` read) after the
 /// first waiter started to sleep, so the default of 50 ms keeps recovery within
-/// 100 ms. Applies to this process's waiters; clamped to 1 ms – 60 s.
+/// 100 ms. Applies to this process's waiters; clamped to 1 ms – 60 s. Waiters
+/// in a [`Semaphore`](crate::Semaphore), an [`Event`](crate::Event) and a
+/// `multiproc-queue` queue also wake this often, so that one killed asleep is
+/// soon forgotten by the counts that spare wakers a syscall.
 ///
 /// # Examples
 /// ```

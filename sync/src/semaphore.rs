@@ -6,13 +6,16 @@ use crate::primitive::{
     current_process, process_alive, wait_low, wake_low, AtomicU32, AtomicU64, Deadline, Ordering,
 };
 use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, RawMutex};
+use crate::sleepers::Sleepers;
 use crate::slots::SLOTS;
 use crate::{Error, Result};
 
 /// A counting semaphore, process-shared.
 ///
 /// The count is the futex word (the low half of a 64-bit state word); a count of
-/// sleepers lets `release` skip the wake-up syscall when nobody sleeps. A bounded
+/// sleepers lets `release` skip the wake-up syscall when nobody sleeps, and
+/// forgets a sleeper killed asleep within about a second (so `release` does
+/// not pay a syscall for the dead from then on). A bounded
 /// semaphore refuses a `release` that would take the count above its initial
 /// value, as Python's `BoundedSemaphore` does.
 ///
@@ -31,7 +34,7 @@ use crate::{Error, Result};
 /// knows whether the count moved. Plain `acquire`/`release` never take the
 /// ledger and leave that name alone.
 ///
-/// `#[repr(C)]`, 160 bytes. All-zero bytes are an unbounded semaphore with count 0.
+/// `#[repr(C)]`, 176 bytes. All-zero bytes are an unbounded semaphore with count 0.
 ///
 /// # Examples
 /// ```
@@ -50,9 +53,10 @@ pub struct Semaphore {
     /// Low half: the count, which is the futex word. High half: the owned-permit
     /// step in flight, naming its seat ([`acquiring`], [`releasing`]), or 0.
     state: AtomicU64,
-    sleepers: AtomicU32,
+    sleepers: Sleepers,
     /// Largest allowed value; 0 means unbounded.
     bound: AtomicU32,
+    reserved: AtomicU32,
     /// Held for each owned-permit step (a few instructions; never while
     /// sleeping for a permit). Robust: a holder killed in a step leaves its
     /// seat named in `state`, and the next holder finishes the step.
@@ -154,8 +158,9 @@ impl Semaphore {
     fn with_bound(value: u32, bound: u32) -> Semaphore {
         Semaphore {
             state: AtomicU64::new(u64::from(value)),
-            sleepers: AtomicU32::new(0),
+            sleepers: Sleepers::new(),
             bound: AtomicU32::new(bound),
+            reserved: AtomicU32::new(0),
             ledger: RawMutex::new(),
             seats: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -220,14 +225,14 @@ impl Semaphore {
         // SYNC: SeqCst orders this increment before the futex's read of the
         // count, against `release`'s SeqCst add then read of `sleepers`: either
         // the releaser sees us, or we see its permit.
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let check_at = Deadline::after(owner_check_interval());
+        let interval = owner_check_interval();
+        let ticket = self.sleepers.enter(interval);
         let woke = wait_low(
             &self.state,
             0,
-            Deadline::earliest(deadline, check_at).as_ref(),
+            Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
         );
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.sleepers.leave(ticket);
         if !woke {
             if deadline.as_ref().is_some_and(Deadline::passed) {
                 return false;
@@ -502,11 +507,17 @@ impl Semaphore {
         Ok(())
     }
 
+    /// Test hook: threads counted asleep (live or not).
+    #[doc(hidden)]
+    pub fn __sleepers(&self) -> u32 {
+        self.sleepers.count()
+    }
+
     /// Wakes up to `n` waiters for permits, if any sleep (see `sleep_while_empty`).
     #[inline]
     fn wake_sleepers(&self, n: u32) {
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            wake_low(&self.state, n);
+        if self.sleepers.any() && wake_low(&self.state, n) == 0 {
+            self.sleepers.woke_nobody();
         }
     }
 

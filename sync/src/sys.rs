@@ -92,7 +92,7 @@ impl Deadline {
     }
 }
 
-fn now() -> libc::timespec {
+pub(crate) fn now() -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -482,3 +482,133 @@ fn setters_that_died_do_not_fill_an_events_table() {
     );
     drop(live);
 }
+
+/// Waits until `count()` says `want`.
+fn wait_for_count(count: impl Fn() -> u32, want: u32, what: &str) {
+    let start = Instant::now();
+    while count() != want {
+        assert!(start.elapsed() < BOUND, "{what}: never saw {want}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A waiter killed asleep in `acquire` stays counted only until its sleep would
+/// have ended (plus a second's slack); then the first release that wakes
+/// nobody drops the count, and later releases make no syscall for the dead
+/// (with a plain count, every later release did: ~350 ns instead of ~11).
+#[test]
+fn a_semaphore_waiter_killed_asleep_is_forgotten() {
+    use multiproc_sync::Semaphore;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "semaphore sleeper death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let sem = Shared::anonymous(Semaphore::new(0)).unwrap();
+    let mut child = fork(|| {
+        sem.acquire(Some(Duration::from_secs(30)));
+        0
+    });
+    wait_for_count(|| sem.__sleepers(), 1, "asleep");
+    child.signal(libc::SIGKILL);
+    assert_eq!(
+        child.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    sem.release(1).unwrap();
+    assert_eq!(
+        sem.__sleepers(),
+        1,
+        "too soon to tell it from a slow sleeper"
+    );
+    assert!(sem.try_acquire());
+    std::thread::sleep(Duration::from_millis(1_100));
+    sem.release(1).unwrap();
+    assert_eq!(
+        sem.__sleepers(),
+        0,
+        "forgotten once its sleep would have ended"
+    );
+    // A live sleeper is still counted and woken.
+    let child = fork(|| {
+        if sem.acquire(Some(Duration::from_secs(20))) {
+            0
+        } else {
+            1
+        }
+    });
+    assert!(sem.try_acquire());
+    wait_for_count(|| sem.__sleepers(), 1, "a live sleeper");
+    sem.release(1).unwrap();
+    child.wait_ok(BOUND);
+    assert_eq!(sem.__sleepers(), 0);
+}
+
+/// Waiters killed at random points around their sleeps (short timeouts), 50
+/// trials in quick succession: the count holds at most one per kill (never
+/// wraps), comes back to zero once their sleeps would have ended, and a live
+/// waiter is still woken.
+#[test]
+fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
+    use multiproc_sync::Semaphore;
+    let _dog = Watchdog::arm(Duration::from_secs(120), "semaphore sleepers killed");
+    set_owner_check_interval(Duration::from_millis(5));
+    let sem = Shared::anonymous(Semaphore::new(0)).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut counted = 0;
+    for trial in 1..=50 {
+        let mut child = fork(|| loop {
+            sem.acquire(Some(Duration::from_micros(300)));
+        });
+        std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
+        child.signal(libc::SIGKILL);
+        assert_eq!(
+            child.wait_timeout(BOUND),
+            Some(ChildExit::Signaled(libc::SIGKILL))
+        );
+        // The dead stay counted for a second: at most one per kill so far.
+        assert!(sem.__sleepers() >= counted && sem.__sleepers() <= trial);
+        counted = sem.__sleepers();
+    }
+    eprintln!("{counted} of 50 waiters were killed counted");
+    assert!(counted > 0, "no kill landed while a waiter was counted");
+    std::thread::sleep(Duration::from_millis(1_100));
+    sem.release(1).unwrap();
+    assert_eq!(sem.__sleepers(), 0);
+    assert!(sem.try_acquire());
+    let child = fork(|| {
+        if sem.acquire(Some(Duration::from_secs(20))) {
+            0
+        } else {
+            1
+        }
+    });
+    wait_for_count(|| sem.__sleepers(), 1, "a live sleeper");
+    sem.release(1).unwrap();
+    child.wait_ok(BOUND);
+}
+
+/// The same for an event: a waiter killed asleep is forgotten by a later `set`.
+#[test]
+fn an_event_waiter_killed_asleep_is_forgotten() {
+    use multiproc_sync::Event;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "event sleeper death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let event = Shared::anonymous(Event::new()).unwrap();
+    let mut child = fork(|| {
+        event.wait(None);
+        0
+    });
+    wait_for_count(|| event.__sleepers(), 1, "asleep");
+    child.signal(libc::SIGKILL);
+    assert_eq!(
+        child.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    std::thread::sleep(Duration::from_millis(1_100));
+    event.set();
+    assert_eq!(event.__sleepers(), 0);
+    // A live waiter with no timeout is still woken.
+    event.clear();
+    let child = fork(|| if event.wait(None) { 0 } else { 1 });
+    wait_for_count(|| event.__sleepers(), 1, "a live sleeper");
+    event.set();
+    child.wait_ok(BOUND);
+}

@@ -4,8 +4,8 @@
 //! Control (9 216 bytes, 128-aligned)
 //!   line 0   tail: next position a producer claims          (producers write)
 //!   line 1   head: next position a consumer claims          (consumers write)
-//!   line 2   futex words, sleeper masks (a bit per participant) and the join
-//!            waiter count, lost-message count, tasks done
+//!   line 2   futex words, sleeper masks (a bit per participant) and the
+//!            joiners' count, lost-message count, tasks done
 //!   line 3   geometry (layout version, capacity, message size, slot size, fixed
 //!            or variable length) and the closed flag
 //!   64 × Participant  {thread record, positions it is putting (first, end),
@@ -68,7 +68,9 @@ pub(crate) struct Wake {
     /// JoinableQueue: bumped when the unfinished count reaches zero; `join`
     /// sleeps on it.
     pub(crate) join_seq: AtomicU32,
-    pub(crate) join_waiters: AtomicU32,
+    pub(crate) reserved: AtomicU32,
+    /// Threads asleep in `join` (a count that forgets those killed asleep).
+    pub(crate) join_sleepers: multiproc_sync::futex::Sleepers,
     /// Consumers asleep, or about to sleep, on `put_seq`: bit `i` for
     /// participant `i`. A bit per sleeper rather than a count, so that the bit
     /// of a thread killed asleep can be told apart and cleared
@@ -195,7 +197,8 @@ pub(crate) unsafe fn init(
                 put_seq: AtomicU32::new(0),
                 get_seq: AtomicU32::new(0),
                 join_seq: AtomicU32::new(0),
-                join_waiters: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
+                join_sleepers: multiproc_sync::futex::Sleepers::new(),
                 get_sleepers: AtomicU64::new(0),
                 put_sleepers: AtomicU64::new(0),
                 lost: AtomicU64::new(0),

@@ -836,6 +836,12 @@ impl<T: ShmSafe + Copy> JoinableQueue<T> {
         self.q.raw.unfinished()
     }
 
+    /// Test hook: threads counted asleep in `join`, live or not.
+    #[doc(hidden)]
+    pub fn __joiners(&self) -> u32 {
+        self.q.raw.ring().ctl().wake.0.join_sleepers.count()
+    }
+
     /// Test hook: as [`Queue::__claim_put_and_stop`] (the claimed position counts
     /// as an unfinished item, as every put's does).
     #[doc(hidden)]

@@ -541,10 +541,17 @@ impl RawQueue {
             let seen = w.join_seq.load(Ordering::SeqCst);
             // SYNC: register, then look again (SeqCst both): a task_done or a loss
             // that brings the count to zero after our look sees us registered
-            // and bumps join_seq, so the wait below returns.
-            w.join_waiters.fetch_add(1, Ordering::SeqCst);
-            let woke = self.ring.unfinished() == 0 || wait(&w.join_seq, seen, deadline.as_ref());
-            w.join_waiters.fetch_sub(1, Ordering::SeqCst);
+            // and bumps join_seq, so the wait below returns. Each sleep is
+            // bounded, so that a joiner killed asleep is forgotten.
+            let interval = owner_check_interval();
+            let ticket = w.join_sleepers.enter(interval);
+            let woke = self.ring.unfinished() == 0
+                || wait(
+                    &w.join_seq,
+                    seen,
+                    Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
+                );
+            w.join_sleepers.leave(ticket);
             if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
             }

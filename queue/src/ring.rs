@@ -737,9 +737,11 @@ impl Ring {
     /// Wakes the threads in `join` if nothing is unfinished any more.
     pub(crate) fn wake_joiners(&self) {
         let w = &self.ctl().wake.0;
-        if w.join_waiters.load(Ordering::SeqCst) != 0 && self.unfinished() == 0 {
+        if w.join_sleepers.any() && self.unfinished() == 0 {
             w.join_seq.fetch_add(1, Ordering::SeqCst);
-            wake(&w.join_seq, u32::MAX);
+            if wake(&w.join_seq, u32::MAX) == 0 {
+                w.join_sleepers.woke_nobody();
+            }
         }
     }
 

@@ -695,3 +695,46 @@ fn consumers_killed_around_their_sleep_leave_no_mark() {
     q.put(42).unwrap();
     child.wait_ok(BOUND);
 }
+
+/// A joiner killed asleep in `join` is forgotten by the `task_done` that brings
+/// the count to zero, once its sleep would have ended: later ones do not wake
+/// anybody for it.
+#[test]
+fn a_joiner_killed_asleep_is_forgotten() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "joiner killed asleep");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = JoinableQueue::<u64>::new(4).unwrap();
+    q.put(1).unwrap();
+    let mut child = fork(|| {
+        let _ = q.join(None);
+        0
+    });
+    let start = Instant::now();
+    while q.__joiners() != 1 {
+        assert!(start.elapsed() < BOUND, "the joiner never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.signal(libc::SIGKILL);
+    assert_eq!(
+        child.wait_timeout(BOUND),
+        Some(ChildExit::Signaled(libc::SIGKILL))
+    );
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    assert_eq!(q.__joiners(), 0);
+    // A live joiner is still woken.
+    q.put(2).unwrap();
+    let child = fork(|| match q.join(Some(Duration::from_secs(20))) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    });
+    let start = Instant::now();
+    while q.__joiners() != 1 {
+        assert!(start.elapsed() < BOUND, "the live joiner never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(q.get().unwrap(), 2);
+    q.task_done().unwrap();
+    child.wait_ok(BOUND);
+}

@@ -1,20 +1,6 @@
 //! [`Sleepers`]: how many threads sleep on a futex word, so that a waker can skip
 //! the wake-up syscall when nobody does — a count that forgets threads killed
 //! asleep.
-//!
-//! A plain count stays up for good when a sleeper is killed between counting
-//! itself in and out, and from then on every wake-up (every `release` of a
-//! semaphore) pays a futex syscall for nobody: 30 times the cost of the
-//! operation. Here every sleep is bounded (callers sleep at most one owner
-//! check interval and then look again), and each sleeper pushes forward the
-//! time by which every counted sleeper will have woken by itself. A waker whose
-//! syscall woke nobody, past that time, knows the count holds only the dead (or
-//! threads stopped for that long) and starts it afresh in a new epoch; a thread
-//! still counted in the old epoch then leaves without touching the new count.
-//!
-//! The slack makes a live thread that is merely slow between counting itself in
-//! and sleeping (descheduled for over a second) the only one a reset can miss:
-//! it loses one wake-up, which its own bounded sleep makes good.
 
 use std::time::Duration;
 
@@ -23,10 +9,46 @@ use crate::primitive::{AtomicU64, Ordering};
 /// Added to each sleeper's bound before its count may be called stale.
 const SLACK_MS: u64 = 1_000;
 
-/// A count of sleepers (see the module docs). `#[repr(C)]`, 16 bytes; all-zero
-/// bytes are an empty count.
+/// A count of threads asleep on a futex word, so that a waker can skip the
+/// wake-up syscall when nobody sleeps — which forgets threads killed asleep.
+///
+/// A plain count stays up for good when a sleeper is killed between counting
+/// itself in and out, and from then on every wake-up (every `release` of a
+/// semaphore) pays a futex syscall for nobody: 30 times the cost of the
+/// operation. Here every sleep is bounded (by what the sleeper gives
+/// [`enter`](Sleepers::enter); this crate's waiters sleep at most one owner
+/// check interval at a time), and each sleeper pushes forward the
+/// time by which every counted sleeper will have woken by itself. A waker whose
+/// syscall woke nobody, past that time, knows the count holds only the dead (or
+/// threads stopped for that long) and starts it afresh in a new epoch; a thread
+/// still counted in the old epoch then leaves without touching the new count.
+///
+/// The slack makes a live thread that is merely slow between counting itself in
+/// and sleeping (descheduled for over a second) the only one a reset can miss:
+/// it loses one wake-up, which its own bounded sleep makes good.
+///
+/// `#[repr(C)]`, 16 bytes; all-zero bytes are an empty count.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+/// use multiproc_sync::futex::{wait, wake, Deadline, Sleepers};
+///
+/// let (word, sleepers) = (AtomicU32::new(0), Sleepers::new());
+/// // A sleeper: counted in, a bounded sleep, counted out.
+/// let bound = Duration::from_millis(1);
+/// let ticket = sleepers.enter(bound);
+/// wait(&word, 0, Deadline::after(bound).as_ref());
+/// sleepers.leave(ticket);
+/// // A waker: a syscall only when someone may sleep.
+/// if sleepers.any() && wake(&word, 1) == 0 {
+///     sleepers.woke_nobody();
+/// }
+/// assert_eq!(sleepers.count(), 0);
+/// ```
 #[repr(C)]
-pub(crate) struct Sleepers {
+pub struct Sleepers {
     /// High half: the epoch, bumped when a stale count is dropped. Low half:
     /// threads asleep or about to sleep.
     word: AtomicU64,
@@ -37,10 +59,17 @@ pub(crate) struct Sleepers {
 
 /// What a sleeper leaves with: the epoch it was counted in.
 #[must_use]
-pub(crate) struct Ticket(u32);
+pub struct Ticket(u32);
+
+impl Default for Sleepers {
+    fn default() -> Sleepers {
+        Sleepers::new()
+    }
+}
 
 impl Sleepers {
-    pub(crate) fn new() -> Sleepers {
+    /// An empty count.
+    pub fn new() -> Sleepers {
         Sleepers {
             word: AtomicU64::new(0),
             until: AtomicU64::new(0),
@@ -51,13 +80,14 @@ impl Sleepers {
     /// read after their own SeqCst change of the futex word, against
     /// [`enter`](Sleepers::enter) before the sleeper's read of it.
     #[inline]
-    pub(crate) fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.word.load(Ordering::SeqCst) as u32 != 0
     }
 
     /// Counts the caller in before it sleeps at most `bound` (SeqCst, see
-    /// [`any`](Sleepers::any)).
-    pub(crate) fn enter(&self, bound: Duration) -> Ticket {
+    /// [`any`](Sleepers::any)). A sleep without a bound must be cut into
+    /// bounded ones, each counted in and out.
+    pub fn enter(&self, bound: Duration) -> Ticket {
         let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
         let until = now_ms().saturating_add(bound_ms).saturating_add(SLACK_MS);
         self.until.fetch_max(until, Ordering::SeqCst);
@@ -65,7 +95,7 @@ impl Sleepers {
     }
 
     /// Counts the caller out, unless its count was dropped as stale meanwhile.
-    pub(crate) fn leave(&self, ticket: Ticket) {
+    pub fn leave(&self, ticket: Ticket) {
         let mut w = self.word.load(Ordering::Relaxed);
         // A word a peer scribbled over may say anything: the loop ends when the
         // epoch moved, the count is 0, or the decrement lands.
@@ -82,7 +112,7 @@ impl Sleepers {
 
     /// After a wake-up that woke nobody: drops the count if it is stale.
     #[cold]
-    pub(crate) fn woke_nobody(&self) {
+    pub fn woke_nobody(&self) {
         let w = self.word.load(Ordering::SeqCst);
         if w as u32 != 0 && now_ms() > self.until.load(Ordering::SeqCst) {
             let next_epoch = u64::from(((w >> 32) as u32).wrapping_add(1)) << 32;
@@ -92,8 +122,8 @@ impl Sleepers {
         }
     }
 
-    /// Sleepers counted now (for tests and `Debug`).
-    pub(crate) fn count(&self) -> u32 {
+    /// Sleepers counted now, live or not (for tests and diagnostics).
+    pub fn count(&self) -> u32 {
         self.word.load(Ordering::Relaxed) as u32
     }
 }

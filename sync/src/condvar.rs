@@ -4,21 +4,24 @@ use std::time::Duration;
 
 use crate::mutex::MutexGuard;
 use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
-use crate::raw_mutex::deadline_after;
+use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::sleepers::Sleepers;
 use crate::LockResult;
 
 /// A condition variable for [`Mutex`](crate::Mutex), process-shared.
 ///
 /// A sequence counter is the futex word: `wait` reads it while holding the mutex,
 /// unlocks, and sleeps only while it is unchanged; every `notify` bumps it first.
-/// So a notify that comes between the unlock and the sleep is never lost.
+/// So a notify that comes between the unlock and the sleep is never lost. A
+/// count of sleepers ([`Sleepers`](crate::futex::Sleepers)) spares `notify` the
+/// wake-up syscall when nobody waits.
 ///
 /// As with every condition variable, a wait may return without a notify (a
 /// spurious wake-up, a timeout): wait in a loop on the condition, or use
 /// [`wait_while`](Condvar::wait_while), Python's `wait_for`. A waiter whose
 /// notifier died is woken by its timeout — use the timed waits where that matters.
 ///
-/// `#[repr(C)]`, 8 bytes; all-zero bytes are a new condition variable.
+/// `#[repr(C)]`, 24 bytes; all-zero bytes are a new condition variable.
 ///
 /// # Examples
 /// ```
@@ -37,6 +40,7 @@ use crate::LockResult;
 pub struct Condvar {
     seq: AtomicU32,
     reserved: AtomicU32,
+    sleepers: Sleepers,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -64,6 +68,7 @@ impl Condvar {
         Condvar {
             seq: AtomicU32::new(0),
             reserved: AtomicU32::new(0),
+            sleepers: Sleepers::new(),
         }
     }
 
@@ -180,7 +185,21 @@ impl Condvar {
         let seq = self.seq.load(Ordering::Acquire);
         let mutex = guard.mutex();
         drop(guard);
-        let woke = wait(&self.seq, seq, deadline);
+        let woke = loop {
+            // SYNC: SeqCst (in `enter`) orders our count before the futex's read
+            // of `seq`, against `notify`'s SeqCst bump then read of the count:
+            // either it sees us, or we see its bump. Each sleep is bounded, so
+            // that a waiter killed asleep is forgotten; a bound that passes
+            // before the deadline is slept again, not returned as a wake-up.
+            let interval = owner_check_interval();
+            let ticket = self.sleepers.enter(interval);
+            let bounded = Deadline::earliest(deadline.copied(), Deadline::after(interval));
+            let woke = wait(&self.seq, seq, bounded.as_ref());
+            self.sleepers.leave(ticket);
+            if woke || deadline.is_some_and(Deadline::passed) {
+                break woke;
+            }
+        };
         match mutex.lock() {
             Ok(g) => Ok((g, !woke)),
             Err(e) => Err(e.map(|g| (g, !woke))),
@@ -206,9 +225,12 @@ impl Condvar {
     /// c.notify(2); // Python's notify(n)
     /// ```
     pub fn notify(&self, n: u32) {
-        // SYNC: Release pairs with the Acquire load in `wait_until`.
-        self.seq.fetch_add(1, Ordering::Release);
-        wake(&self.seq, n);
+        // SYNC: Release pairs with the Acquire load in `wait_until`; SeqCst, then
+        // the SeqCst read of the count: see `wait_until`.
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.any() && wake(&self.seq, n) == 0 {
+            self.sleepers.woke_nobody();
+        }
     }
 
     /// Wakes every waiter (Python's `notify_all()`).

@@ -276,7 +276,7 @@ fn sizes_are_what_the_docs_say() {
     use std::mem::size_of;
     assert_eq!(size_of::<Lock>(), 16);
     assert_eq!(size_of::<RLock>(), 24);
-    assert_eq!(size_of::<Condvar>(), 8);
+    assert_eq!(size_of::<Condvar>(), 24);
     assert_eq!(size_of::<Semaphore>(), 176);
     assert_eq!(size_of::<Event>(), 152);
     assert_eq!(size_of::<Barrier>(), 144);

@@ -160,6 +160,73 @@ fn put_many_timeout_counts_what_went_in() {
     consumer.wait_ok(LIMIT);
 }
 
+/// Sleeping hand-offs with the owner check interval at a minute, so that each
+/// sleep ends only by a wake-up and one lost wake-up hangs the test (the
+/// watchdog fails it): a ping-pong through two one-slot queues that never spin
+/// (consumers asleep on empty, producers asleep on full), then two producers
+/// and two consumers through a two-slot ring, and `join` woken by the last
+/// `task_done`, many times.
+#[test]
+fn sleeping_hand_offs_lose_no_wake_up() {
+    let _dog = Watchdog::arm(LIMIT, "sleeping hand-offs");
+    multiproc_sync::set_owner_check_interval(Duration::from_secs(60));
+    const ROUNDS: u64 = 5_000;
+    let mut ping = Queue::<u64>::new(1).unwrap();
+    let mut pong = Queue::<u64>::new(1).unwrap();
+    ping.set_spin_limit(0);
+    pong.set_spin_limit(0);
+    let child = fork(|| {
+        for i in 0..ROUNDS {
+            assert_eq!(ping.get().unwrap(), i);
+            pong.put(i).unwrap();
+        }
+        0
+    });
+    for i in 0..ROUNDS {
+        ping.put(i).unwrap();
+        assert_eq!(pong.get().unwrap(), i);
+    }
+    child.wait_ok(LIMIT);
+
+    let mut q = Queue::<u64>::new(2).unwrap();
+    q.set_spin_limit(0);
+    let sum = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let kids: Vec<_> = (0..4u64)
+        .map(|k| {
+            let (q, sum) = (&q, &sum);
+            fork(move || {
+                for i in 0..ROUNDS {
+                    if k < 2 {
+                        q.put(i).unwrap();
+                    } else {
+                        sum.fetch_add(q.get().unwrap(), Ordering::Relaxed);
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for k in kids {
+        k.wait_ok(LIMIT);
+    }
+    assert_eq!(sum.load(Ordering::Relaxed), ROUNDS * (ROUNDS - 1));
+
+    let mut jq = JoinableQueue::<u64>::new(1).unwrap();
+    jq.set_spin_limit(0);
+    let worker = fork(|| {
+        for i in 0..1_000 {
+            assert_eq!(jq.get().unwrap(), i);
+            jq.task_done().unwrap();
+        }
+        0
+    });
+    for i in 0..1_000 {
+        jq.put(i).unwrap();
+        jq.join(None).unwrap();
+    }
+    worker.wait_ok(LIMIT);
+}
+
 /// Python's JoinableQueue pattern across processes: workers get and mark each
 /// item done after handling it; `join` returns only once every item put was
 /// handled, and then at once.

@@ -281,3 +281,49 @@ fn unrelated_processes_share_a_named_mutex() {
     }
     assert_eq!(*m.lock().unwrap(), 3 * ITERS);
 }
+
+/// Sleeping ping-pong between two processes through a condition variable and
+/// through two semaphores, with the owner check interval at a minute: each
+/// sleep then ends only by a wake-up, so one lost wake-up hangs the test (and
+/// the watchdog fails it) instead of costing a check interval.
+#[test]
+fn sleeping_hand_offs_lose_no_wake_up() {
+    let _dog = Watchdog::arm(LIMIT, "sleeping_hand_offs_lose_no_wake_up");
+    multiproc_sync::set_owner_check_interval(Duration::from_secs(60));
+    const ROUNDS: u64 = 5_000;
+    // A condition variable: the turn passes between the two.
+    let turn = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let changed = Shared::anonymous(Condvar::new()).unwrap();
+    let play = |me: u64| {
+        for r in 0..ROUNDS {
+            let mut g = changed
+                .wait_while(turn.lock().unwrap(), |t| *t % 2 != me)
+                .unwrap();
+            assert_eq!(*g, 2 * r + me);
+            *g += 1;
+            drop(g);
+            changed.notify_one();
+        }
+    };
+    let child = fork(|| {
+        play(1);
+        0
+    });
+    play(0);
+    child.wait_ok(LIMIT);
+    // Two semaphores: each side releases the other's.
+    let ping = Shared::anonymous(Semaphore::new(0)).unwrap();
+    let pong = Shared::anonymous(Semaphore::new(0)).unwrap();
+    let child = fork(|| {
+        for _ in 0..ROUNDS {
+            assert!(ping.acquire(None));
+            pong.release(1).unwrap();
+        }
+        0
+    });
+    for _ in 0..ROUNDS {
+        ping.release(1).unwrap();
+        assert!(pong.acquire(None));
+    }
+    child.wait_ok(LIMIT);
+}

@@ -358,3 +358,31 @@ mod cross_process_model {
         }
     }
 }
+
+/// A producer that finds the ring full waits a while for a quarter of it to
+/// free (so that it does not fill the line the consumers are freeing); when a
+/// consumer frees one slot and takes no more, the put still goes in.
+#[test]
+fn a_put_on_a_full_ring_goes_in_when_one_slot_frees() {
+    let _dog = Watchdog::arm(LIMIT, "put on a full ring");
+    let q = Queue::<u64>::new(64).unwrap();
+    for i in 0..64 {
+        q.put(i).unwrap();
+    }
+    let done = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let consumer = fork(|| {
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(q.get().unwrap(), 0);
+        while done.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0
+    });
+    q.put(64).unwrap();
+    assert_eq!(q.qsize(), 64);
+    done.store(1, Ordering::SeqCst);
+    consumer.wait_ok(LIMIT);
+    for i in 1..=64 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+}

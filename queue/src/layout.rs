@@ -79,6 +79,10 @@ pub(crate) struct Wake {
     pub(crate) get_sleepers: AtomicU64,
     /// Producers asleep, or about to sleep, on `get_seq`, as for consumers.
     pub(crate) put_sleepers: AtomicU64,
+    /// When every thread recorded in the two masks has surely woken by itself
+    /// (`multiproc_sync::futex::sleep_ends_by`): until then, a bit may belong to
+    /// a live thread on its way to sleep, and nobody looks for the dead.
+    pub(crate) sleep_until: AtomicU64,
     /// Messages lost to a dead producer or consumer, or to corruption.
     pub(crate) lost: AtomicU64,
     /// JoinableQueue: `task_done` calls. The unfinished count is the positions
@@ -201,6 +205,7 @@ pub(crate) unsafe fn init(
                 join_sleepers: multiproc_sync::futex::Sleepers::new(),
                 get_sleepers: AtomicU64::new(0),
                 put_sleepers: AtomicU64::new(0),
+                sleep_until: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
                 done: AtomicU64::new(0),
             }),

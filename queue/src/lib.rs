@@ -29,8 +29,9 @@
 //! slots. Nothing is delivered twice. When every process that had the queue
 //! open for writing is gone, a blocked `get` returns [`Error::Disconnected`].
 //! A consumer (producer) killed while asleep leaves its bit in a mask of
-//! sleepers; the first put (get) whose wake-up finds nobody asleep clears the
-//! bits of the dead, so later ones make no syscall for them.
+//! sleepers; once every recorded sleep has surely ended (about a second), the
+//! first put (get) whose wake-up finds nobody asleep clears the bits of the
+//! dead, so later ones make no syscall for them.
 //!
 //! Memory: a 9 KiB control block, then one slot per message of capacity. A slot
 //! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use multiproc_shm::{Location, Segment, TypeInfo};
+use multiproc_sync::futex::sleep_ends_by;
 use multiproc_sync::owner_check_interval;
 
 use crate::layout::{self, Control, PARTICIPANTS};
@@ -368,6 +369,10 @@ impl RawQueue {
         let bit = self.ring.sleeper_bit(part);
         let seen = w.get_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
+        let interval = owner_check_interval();
+        // Before the bit (whose SeqCst publishes it to a waker that sees the bit).
+        w.sleep_until
+            .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
         w.put_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_room()
             || (!in_flight && self.ring.room_claimed())
@@ -375,8 +380,7 @@ impl RawQueue {
             || wait(
                 &w.get_seq,
                 seen,
-                Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
-                    .as_ref(),
+                Deadline::earliest(deadline.copied(), Deadline::after(interval)).as_ref(),
             );
         w.put_sleepers.fetch_and(!bit, Ordering::SeqCst);
         if !woke && deadline.is_some_and(Deadline::passed) {
@@ -443,6 +447,10 @@ impl RawQueue {
         let bit = self.ring.sleeper_bit(part);
         let seen = w.put_seq.load(Ordering::Acquire);
         // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
+        let interval = owner_check_interval();
+        // Before the bit (whose SeqCst publishes it to a waker that sees the bit).
+        w.sleep_until
+            .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
         w.get_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_message()
             || (!in_flight && self.ring.message_claimed())
@@ -450,8 +458,7 @@ impl RawQueue {
             || wait(
                 &w.put_seq,
                 seen,
-                Deadline::earliest(deadline.copied(), Deadline::after(owner_check_interval()))
-                    .as_ref(),
+                Deadline::earliest(deadline.copied(), Deadline::after(interval)).as_ref(),
             );
         w.get_sleepers.fetch_and(!bit, Ordering::SeqCst);
         if !woke {

@@ -31,6 +31,7 @@ use crate::layout::{Checked, Control, Participant, IDLE, PARTICIPANTS};
 #[cfg(multiproc_loom)]
 use crate::primitive::DataCells;
 use crate::primitive::{current_thread, thread_alive, wake, AtomicU32, AtomicU64, Ordering};
+use multiproc_sync::futex::overdue;
 
 /// Why a push did not happen.
 #[derive(Debug, PartialEq, Eq)]
@@ -791,7 +792,7 @@ impl Ring {
     fn wake_consumers_now(&self, n: u32) {
         let w = &self.ctl().wake.0;
         w.put_seq.fetch_add(1, Ordering::Release);
-        if wake(&w.put_seq, n) == 0 {
+        if wake(&w.put_seq, n) == 0 && overdue(w.sleep_until.load(Ordering::Acquire)) {
             self.forget_dead_sleepers(&w.get_sleepers);
         }
     }
@@ -811,7 +812,7 @@ impl Ring {
     fn wake_producers_now(&self, n: u32) {
         let w = &self.ctl().wake.0;
         w.get_seq.fetch_add(1, Ordering::Release);
-        if wake(&w.get_seq, n) == 0 {
+        if wake(&w.get_seq, n) == 0 && overdue(w.sleep_until.load(Ordering::Acquire)) {
             self.forget_dead_sleepers(&w.put_sleepers);
         }
     }
@@ -835,9 +836,11 @@ impl Ring {
     /// Clears the bits in a sleeper mask of threads that cannot be asleep: their
     /// participant entry is free, or its owner is dead. A thread killed asleep
     /// never clears its own bit, and every put (or get) would pay a futex wake
-    /// for it from then on. Called only when a wake found nobody asleep, so its
-    /// `/proc` reads stay off the fast paths (a live sleeper between setting its
-    /// bit and sleeping costs one such look, and keeps its bit).
+    /// for it from then on. Called only when a wake found nobody asleep and every
+    /// recorded sleep has surely ended (`Wake::sleep_until`): a live sleeper
+    /// between setting its bit and sleeping — common in a sleeping ping-pong —
+    /// costs no `/proc` reads, and a dead one is cleared about a second after
+    /// it died.
     ///
     /// A bit cleared just as a new thread takes the entry over and goes to sleep
     /// loses that thread's wake-up, which costs it one check interval: every

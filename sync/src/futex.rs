@@ -22,7 +22,7 @@
 
 use std::sync::atomic::AtomicU32;
 
-pub use crate::sleepers::{Sleepers, Ticket};
+pub use crate::sleepers::{overdue, sleep_ends_by, Sleepers, Ticket};
 pub use crate::sys::Deadline;
 
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns `false`

@@ -88,9 +88,7 @@ impl Sleepers {
     /// [`any`](Sleepers::any)). A sleep without a bound must be cut into
     /// bounded ones, each counted in and out.
     pub fn enter(&self, bound: Duration) -> Ticket {
-        let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
-        let until = now_ms().saturating_add(bound_ms).saturating_add(SLACK_MS);
-        self.until.fetch_max(until, Ordering::SeqCst);
+        self.until.fetch_max(sleep_ends_by(bound), Ordering::SeqCst);
         Ticket((self.word.fetch_add(1, Ordering::SeqCst) >> 32) as u32)
     }
 
@@ -114,7 +112,7 @@ impl Sleepers {
     #[cold]
     pub fn woke_nobody(&self) {
         let w = self.word.load(Ordering::SeqCst);
-        if w as u32 != 0 && now_ms() > self.until.load(Ordering::SeqCst) {
+        if w as u32 != 0 && overdue(self.until.load(Ordering::SeqCst)) {
             let next_epoch = u64::from(((w >> 32) as u32).wrapping_add(1)) << 32;
             let _ = self
                 .word
@@ -128,6 +126,30 @@ impl Sleepers {
     }
 }
 
+/// A time stamp for shared memory: the `CLOCK_MONOTONIC` millisecond by which a
+/// sleep of at most `bound` that starts now has surely ended — a second of slack
+/// included, for a thread descheduled between stamping and sleeping. Every
+/// process reads the same clock; see [`overdue`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use multiproc_sync::futex::{overdue, sleep_ends_by};
+/// assert!(!overdue(sleep_ends_by(Duration::from_millis(1))));
+/// assert!(overdue(0));
+/// ```
+pub fn sleep_ends_by(bound: Duration) -> u64 {
+    let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    now_ms().saturating_add(bound_ms).saturating_add(SLACK_MS)
+}
+
+/// Whether the time [`sleep_ends_by`] stamped has passed: every sleep it
+/// covered has ended, so a sleeper still recorded then is dead (or stopped).
+/// Never true under loom, whose futex stand-in never says it woke nobody.
+pub fn overdue(stamp: u64) -> bool {
+    !cfg!(multiproc_loom) && now_ms() > stamp
+}
+
 /// `CLOCK_MONOTONIC` in milliseconds: one clock for every process.
 #[cfg(not(multiproc_loom))]
 fn now_ms() -> u64 {
@@ -135,8 +157,7 @@ fn now_ms() -> u64 {
     (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
 }
 
-/// Under loom no count is ever stale (the stand-in futex never says it woke
-/// nobody).
+/// Under loom no count is ever stale (see `overdue`).
 #[cfg(multiproc_loom)]
 fn now_ms() -> u64 {
     0

@@ -368,11 +368,11 @@ impl RawQueue {
         let w = &self.ctl().wake.0;
         let bit = self.ring.sleeper_bit(part);
         let seen = w.get_seq.load(Ordering::Acquire);
-        // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
         let interval = owner_check_interval();
-        // Before the bit (whose SeqCst publishes it to a waker that sees the bit).
+        // Before the bit, which publishes it to a waker that sees the bit.
         w.sleep_until
             .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
+        // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
         w.put_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_room()
             || (!in_flight && self.ring.room_claimed())
@@ -446,11 +446,11 @@ impl RawQueue {
         let w = &self.ctl().wake.0;
         let bit = self.ring.sleeper_bit(part);
         let seen = w.put_seq.load(Ordering::Acquire);
-        // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
         let interval = owner_check_interval();
-        // Before the bit (whose SeqCst publishes it to a waker that sees the bit).
+        // Before the bit, which publishes it to a waker that sees the bit.
         w.sleep_until
             .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
+        // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
         w.get_sleepers.fetch_or(bit, Ordering::SeqCst);
         let woke = self.ring.has_message()
             || (!in_flight && self.ring.message_claimed())

@@ -10,7 +10,9 @@ use multiproc_sync::futex::sleep_ends_by;
 use multiproc_sync::owner_check_interval;
 
 use crate::layout::{self, Control, PARTICIPANTS};
-use crate::primitive::{current_process, process_alive, spin, wait, wake, Deadline, Ordering};
+use crate::primitive::{
+    current_process, process_alive, spin, wait, wake, AtomicU64, Deadline, Ordering,
+};
 use crate::ring::{Msg, PopFail, PushFail, Ring};
 use crate::{Error, Result};
 
@@ -356,6 +358,29 @@ impl RawQueue {
         (done, Ok(()))
     }
 
+    /// One bounded sleep of `part`'s thread, marked in a sleeper mask
+    /// (`get_sleepers` or `put_sleepers`): stamps when the sleep surely ends,
+    /// sets the thread's bit (SeqCst; the stamp first, so that a waker that sees
+    /// the bit sees the stamp), calls `sleep` with the earlier of `deadline` and
+    /// one check interval, and clears the bit. Returns what `sleep` returned.
+    fn marked_asleep(
+        &self,
+        mask: &AtomicU64,
+        part: &layout::Participant,
+        deadline: Option<&Deadline>,
+        sleep: impl FnOnce(Option<&Deadline>) -> bool,
+    ) -> bool {
+        let bit = self.ring.sleeper_bit(part);
+        let interval = owner_check_interval();
+        let w = &self.ctl().wake.0;
+        w.sleep_until
+            .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
+        mask.fetch_or(bit, Ordering::SeqCst);
+        let woke = sleep(Deadline::earliest(deadline.copied(), Deadline::after(interval)).as_ref());
+        mask.fetch_and(!bit, Ordering::SeqCst);
+        woke
+    }
+
     /// Sleeps until a consumer frees a slot, or a check interval passes. With
     /// `in_flight` (a live consumer is slow to free the slot we need), a claimed
     /// slot is no reason to stay awake: its free wakes us.
@@ -366,23 +391,15 @@ impl RawQueue {
         in_flight: bool,
     ) -> Result<()> {
         let w = &self.ctl().wake.0;
-        let bit = self.ring.sleeper_bit(part);
         let seen = w.get_seq.load(Ordering::Acquire);
-        let interval = owner_check_interval();
-        // Before the bit, which publishes it to a waker that sees the bit.
-        w.sleep_until
-            .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
-        // SYNC: SeqCst, then the SeqCst reads in room_claimed: see Ring::wake_producers.
-        w.put_sleepers.fetch_or(bit, Ordering::SeqCst);
-        let woke = self.ring.has_room()
-            || (!in_flight && self.ring.room_claimed())
-            || self.is_closed()
-            || wait(
-                &w.get_seq,
-                seen,
-                Deadline::earliest(deadline.copied(), Deadline::after(interval)).as_ref(),
-            );
-        w.put_sleepers.fetch_and(!bit, Ordering::SeqCst);
+        // SYNC: marked (SeqCst), then the SeqCst reads in room_claimed: see
+        // Ring::wake_producers.
+        let woke = self.marked_asleep(&w.put_sleepers, part, deadline, |d| {
+            self.ring.has_room()
+                || (!in_flight && self.ring.room_claimed())
+                || self.is_closed()
+                || wait(&w.get_seq, seen, d)
+        });
         if !woke && deadline.is_some_and(Deadline::passed) {
             return Err(Error::Timeout);
         }
@@ -444,23 +461,15 @@ impl RawQueue {
         in_flight: bool,
     ) -> Result<()> {
         let w = &self.ctl().wake.0;
-        let bit = self.ring.sleeper_bit(part);
         let seen = w.put_seq.load(Ordering::Acquire);
-        let interval = owner_check_interval();
-        // Before the bit, which publishes it to a waker that sees the bit.
-        w.sleep_until
-            .fetch_max(sleep_ends_by(interval), Ordering::Relaxed);
-        // SYNC: SeqCst, then the SeqCst reads in message_claimed: see Ring::wake_consumers.
-        w.get_sleepers.fetch_or(bit, Ordering::SeqCst);
-        let woke = self.ring.has_message()
-            || (!in_flight && self.ring.message_claimed())
-            || self.is_closed()
-            || wait(
-                &w.put_seq,
-                seen,
-                Deadline::earliest(deadline.copied(), Deadline::after(interval)).as_ref(),
-            );
-        w.get_sleepers.fetch_and(!bit, Ordering::SeqCst);
+        // SYNC: marked (SeqCst), then the SeqCst reads in message_claimed: see
+        // Ring::wake_consumers.
+        let woke = self.marked_asleep(&w.get_sleepers, part, deadline, |d| {
+            self.ring.has_message()
+                || (!in_flight && self.ring.message_claimed())
+                || self.is_closed()
+                || wait(&w.put_seq, seen, d)
+        });
         if !woke {
             if deadline.is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
@@ -550,15 +559,9 @@ impl RawQueue {
             // that brings the count to zero after our look sees us registered
             // and bumps join_seq, so the wait below returns. Each sleep is
             // bounded, so that a joiner killed asleep is forgotten.
-            let interval = owner_check_interval();
-            let ticket = w.join_sleepers.enter(interval);
-            let woke = self.ring.unfinished() == 0
-                || wait(
-                    &w.join_seq,
-                    seen,
-                    Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
-                );
-            w.join_sleepers.leave(ticket);
+            let woke = w.join_sleepers.sleep(deadline, |d| {
+                self.ring.unfinished() == 0 || wait(&w.join_seq, seen, d)
+            });
             if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
-use multiproc_testkit::{fork, ChildExit, Watchdog};
+use multiproc_testkit::{fork, wait_until, ChildExit, Watchdog};
 
 /// Trials per test: 200 producer kills and 200 consumer kills.
 const TRIALS: u64 = 200;
@@ -138,16 +138,12 @@ fn a_consumer_killed_at_random_points() {
             }
             0
         });
-        let mut victim = fork(|| loop {
+        let victim = fork(|| loop {
             let i = q.get().unwrap();
             victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
         });
         std::thread::sleep(Duration::from_micros(next(&mut seed) % 2000));
-        victim.signal(libc::SIGKILL);
-        assert_eq!(
-            victim.wait_timeout(BOUND),
-            Some(ChildExit::Signaled(libc::SIGKILL))
-        );
+        victim.kill(BOUND);
         let mut mine = vec![false; K as usize];
         let t = Instant::now();
         let mut producer = Some(producer);
@@ -596,15 +592,6 @@ fn a_corrupted_geometry_is_refused_on_open() {
     assert!(Queue::<u64>::open(&name).is_err());
 }
 
-/// Waits until `q` records `want` (consumers, producers) asleep.
-fn wait_for_sleepers(q: &Queue<u64>, want: (u32, u32)) {
-    let start = Instant::now();
-    while q.__sleepers() != want {
-        assert!(start.elapsed() < BOUND, "never saw {want:?} asleep");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A consumer killed while asleep in `get` leaves its mark. Until every
 /// recorded sleep has surely ended (its bound and a second's slack) the mark
 /// could be a live thread on its way to sleep, and stays; after that, the first
@@ -617,16 +604,12 @@ fn a_consumer_killed_asleep_is_forgotten_by_a_later_put() {
     set_owner_check_interval(Duration::from_millis(5));
     let mut q = Queue::<u64>::new(4).unwrap();
     q.set_spin_limit(0);
-    let mut child = fork(|| {
+    let child = fork(|| {
         let _ = q.get_timeout(Duration::from_secs(30));
         0
     });
-    wait_for_sleepers(&q, (1, 0));
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    wait_until(BOUND, "a consumer asleep", || q.__sleepers() == (1, 0));
+    child.kill(BOUND);
     q.put(7).unwrap();
     assert_eq!(
         q.__sleepers(),
@@ -649,16 +632,12 @@ fn a_producer_killed_asleep_is_forgotten_by_a_later_get() {
     let mut q = Queue::<u64>::new(1).unwrap();
     q.set_spin_limit(0);
     q.put(1).unwrap();
-    let mut child = fork(|| {
+    let child = fork(|| {
         let _ = q.put_timeout(2, Duration::from_secs(30));
         0
     });
-    wait_for_sleepers(&q, (0, 1));
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    wait_until(BOUND, "a producer asleep", || q.__sleepers() == (0, 1));
+    child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(q.get().unwrap(), 1);
     assert_eq!(q.__sleepers(), (0, 0), "the get found the sleeper dead");
@@ -680,15 +659,11 @@ fn consumers_killed_around_their_sleep_leave_no_mark() {
     let mut marked = 0;
     for trial in 0..100 {
         let before = q.__sleepers().0;
-        let mut child = fork(|| loop {
+        let child = fork(|| loop {
             let _ = q.get_timeout(Duration::from_micros(200));
         });
         std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
-        child.signal(libc::SIGKILL);
-        assert_eq!(
-            child.wait_timeout(BOUND),
-            Some(ChildExit::Signaled(libc::SIGKILL))
-        );
+        child.kill(BOUND);
         // A new child may take over a dead one's entry (and clear its mark).
         marked += u32::from(q.__sleepers().0 > before);
         q.put(trial).unwrap();
@@ -708,7 +683,7 @@ fn consumers_killed_around_their_sleep_leave_no_mark() {
         Ok(42) => 0,
         _ => 1,
     });
-    wait_for_sleepers(&q, (1, 0));
+    wait_until(BOUND, "a consumer asleep", || q.__sleepers() == (1, 0));
     q.put(42).unwrap();
     child.wait_ok(BOUND);
 }
@@ -722,20 +697,12 @@ fn a_joiner_killed_asleep_is_forgotten() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = JoinableQueue::<u64>::new(4).unwrap();
     q.put(1).unwrap();
-    let mut child = fork(|| {
+    let child = fork(|| {
         let _ = q.join(None);
         0
     });
-    let start = Instant::now();
-    while q.__joiners() != 1 {
-        assert!(start.elapsed() < BOUND, "the joiner never slept");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    wait_until(BOUND, "the joiner never slept", || q.__joiners() == 1);
+    child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(q.get().unwrap(), 1);
     q.task_done().unwrap();
@@ -746,11 +713,7 @@ fn a_joiner_killed_asleep_is_forgotten() {
         Ok(()) => 0,
         Err(_) => 1,
     });
-    let start = Instant::now();
-    while q.__joiners() != 1 {
-        assert!(start.elapsed() < BOUND, "the live joiner never slept");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(BOUND, "the live joiner never slept", || q.__joiners() == 1);
     assert_eq!(q.get().unwrap(), 2);
     q.task_done().unwrap();
     child.wait_ok(BOUND);

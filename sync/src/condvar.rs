@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::mutex::MutexGuard;
 use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
-use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::raw_mutex::deadline_after;
 use crate::sleepers::Sleepers;
 use crate::LockResult;
 
@@ -186,16 +186,14 @@ impl Condvar {
         let mutex = guard.mutex();
         drop(guard);
         let woke = loop {
-            // SYNC: SeqCst (in `enter`) orders our count before the futex's read
+            // SYNC: SeqCst (counting in) orders our count before the futex's read
             // of `seq`, against `notify`'s SeqCst bump then read of the count:
             // either it sees us, or we see its bump. Each sleep is bounded, so
             // that a waiter killed asleep is forgotten; a bound that passes
             // before the deadline is slept again, not returned as a wake-up.
-            let interval = owner_check_interval();
-            let ticket = self.sleepers.enter(interval);
-            let bounded = Deadline::earliest(deadline.copied(), Deadline::after(interval));
-            let woke = wait(&self.seq, seq, bounded.as_ref());
-            self.sleepers.leave(ticket);
+            let woke = self
+                .sleepers
+                .sleep(deadline.copied(), |d| wait(&self.seq, seq, d));
             if woke || deadline.is_some_and(Deadline::passed) {
                 break woke;
             }

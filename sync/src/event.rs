@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::primitive::{wait, wake, AtomicU32, Deadline, Ordering};
-use crate::raw_mutex::{deadline_after, owner_check_interval};
+use crate::raw_mutex::deadline_after;
 use crate::sleepers::Sleepers;
 use crate::slots::{Seat, Slots};
 use crate::{Error, Result};
@@ -127,18 +127,10 @@ impl Event {
         }
         let deadline = deadline_after(timeout);
         loop {
-            // SYNC: SeqCst orders this before the futex's read of `state`, against
-            // `set`'s store then read of `sleepers`. Each sleep is bounded by the
-            // owner check interval, which lets the count forget a waiter killed
-            // asleep (see `Sleepers`).
-            let interval = owner_check_interval();
-            let ticket = self.sleepers.enter(interval);
-            let woke = wait(
-                &self.state,
-                0,
-                Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
-            );
-            self.sleepers.leave(ticket);
+            // SYNC: SeqCst (counting in) orders this before the futex's read of
+            // `state`, against `set`'s store then read of `sleepers`. Each sleep
+            // is bounded, which lets the count forget a waiter killed asleep.
+            let woke = self.sleepers.sleep(deadline, |d| wait(&self.state, 0, d));
             if self.is_set() {
                 return true;
             }
@@ -199,14 +191,7 @@ impl Event {
         }
         let deadline = deadline_after(timeout);
         loop {
-            let interval = owner_check_interval();
-            let ticket = self.sleepers.enter(interval);
-            let woke = wait(
-                &self.state,
-                0,
-                Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
-            );
-            self.sleepers.leave(ticket);
+            let woke = self.sleepers.sleep(deadline, |d| wait(&self.state, 0, d));
             if self.is_set() {
                 return Ok(true);
             }

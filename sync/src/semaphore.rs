@@ -225,14 +225,9 @@ impl Semaphore {
         // SYNC: SeqCst orders this increment before the futex's read of the
         // count, against `release`'s SeqCst add then read of `sleepers`: either
         // the releaser sees us, or we see its permit.
-        let interval = owner_check_interval();
-        let ticket = self.sleepers.enter(interval);
-        let woke = wait_low(
-            &self.state,
-            0,
-            Deadline::earliest(deadline, Deadline::after(interval)).as_ref(),
-        );
-        self.sleepers.leave(ticket);
+        let woke = self
+            .sleepers
+            .sleep(deadline, |d| wait_low(&self.state, 0, d));
         if !woke {
             if deadline.as_ref().is_some_and(Deadline::passed) {
                 return false;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::primitive::{AtomicU64, Ordering};
+use crate::primitive::{AtomicU64, Deadline, Ordering};
+use crate::raw_mutex::owner_check_interval;
 
 /// Added to each sleeper's bound before its count may be called stale.
 const SLACK_MS: u64 = 1_000;
@@ -37,10 +38,9 @@ const SLACK_MS: u64 = 1_000;
 ///
 /// let (word, sleepers) = (AtomicU32::new(0), Sleepers::new());
 /// // A sleeper: counted in, a bounded sleep, counted out.
-/// let bound = Duration::from_millis(1);
-/// let ticket = sleepers.enter(bound);
-/// wait(&word, 0, Deadline::after(bound).as_ref());
-/// sleepers.leave(ticket);
+/// let deadline = Deadline::after(Duration::from_millis(1));
+/// let woke = sleepers.sleep(deadline, |d| wait(&word, 0, d));
+/// assert!(!woke); // nobody changed the word: its deadline passed
 /// // A waker: a syscall only when someone may sleep.
 /// if sleepers.any() && wake(&word, 1) == 0 {
 ///     sleepers.woke_nobody();
@@ -106,6 +106,22 @@ impl Sleepers {
                 Err(now) => w = now,
             }
         }
+    }
+
+    /// One counted, bounded sleep: counts the caller in, calls `wait` with the
+    /// earlier of `deadline` and one owner check interval from now, counts the
+    /// caller out, and returns what `wait` returned. Callers loop, looking
+    /// again between sleeps, until their condition or their own deadline.
+    pub fn sleep(
+        &self,
+        deadline: Option<Deadline>,
+        wait: impl FnOnce(Option<&Deadline>) -> bool,
+    ) -> bool {
+        let interval = owner_check_interval();
+        let ticket = self.enter(interval);
+        let woke = wait(Deadline::earliest(deadline, Deadline::after(interval)).as_ref());
+        self.leave(ticket);
+        woke
     }
 
     /// After a wake-up that woke nobody: drops the count if it is stale.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_shm::Shared;
 use multiproc_sync::{set_owner_check_interval, Error, Lock, LockError, Mutex, RLock};
-use multiproc_testkit::{fork, ChildExit, Watchdog};
+use multiproc_testkit::{fork, wait_until, ChildExit, Watchdog};
 
 const TRIALS: usize = 100;
 /// Generous: recovery normally takes one check interval; this only catches hangs.
@@ -35,7 +35,7 @@ fn next(x: &mut u64) -> u64 {
 /// until it says it holds the lock, sleeps a random 0–300 µs, and SIGKILLs it.
 fn kill_while_holding(holding: &AtomicU32, seed: &mut u64, hold: impl FnOnce()) {
     holding.store(0, Ordering::SeqCst);
-    let mut child = fork(|| {
+    let child = fork(|| {
         hold();
         3 // unreachable: `hold` never returns
     });
@@ -45,11 +45,7 @@ fn kill_while_holding(holding: &AtomicU32, seed: &mut u64, hold: impl FnOnce()) 
         std::hint::spin_loop();
     }
     std::thread::sleep(Duration::from_micros(next(seed) % 300));
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    child.kill(BOUND);
 }
 
 /// Forks a child that runs `setup` (taking a lock, joining a barrier …), then
@@ -151,7 +147,7 @@ fn lock_and_rlock_holders_killed_at_random_points() {
 fn a_sleeping_waiter_in_another_process_gets_the_lock() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "sleeping waiter");
     let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    let mut holder = fork_parked(|| m.lock().unwrap());
+    let holder = fork_parked(|| m.lock().unwrap());
     // The waiter uses the default check interval (50 ms): it is asleep in the
     // futex when the holder dies, and must notice within its next check.
     let waiter = fork(|| match m.lock_timeout(Duration::from_secs(10)) {
@@ -164,11 +160,7 @@ fn a_sleeping_waiter_in_another_process_gets_the_lock() {
         Err(_) => 11,
     });
     std::thread::sleep(Duration::from_millis(30));
-    holder.signal(libc::SIGKILL);
-    assert_eq!(
-        holder.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    holder.kill(BOUND);
     waiter.wait_ok(Duration::from_secs(20));
     assert_eq!(*m.lock().unwrap(), 42);
 }
@@ -356,7 +348,7 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
         0
     })
     .wait_ok(BOUND);
-    let mut doomed = fork_parked(|| barrier.join().unwrap());
+    let doomed = fork_parked(|| barrier.join().unwrap());
     let waiter = fork(|| {
         let m = barrier.join().unwrap();
         match m.wait(Some(Duration::from_secs(20))) {
@@ -365,11 +357,7 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
         }
     });
     std::thread::sleep(Duration::from_millis(20));
-    doomed.signal(libc::SIGKILL);
-    assert_eq!(
-        doomed.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    doomed.kill(BOUND);
     let me = barrier.join().unwrap();
     let t = Instant::now();
     assert!(matches!(
@@ -389,16 +377,12 @@ fn a_waiter_is_told_when_every_setter_of_an_event_died() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "event setter death");
     set_owner_check_interval(Duration::from_millis(5));
     let event = Shared::anonymous(Event::new()).unwrap();
-    let mut setter = fork_parked(|| event.register_setter().unwrap());
+    let setter = fork_parked(|| event.register_setter().unwrap());
     assert!(
         !event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
         "alive: just a timeout"
     );
-    setter.signal(libc::SIGKILL);
-    assert_eq!(
-        setter.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    setter.kill(BOUND);
     let t = Instant::now();
     assert!(matches!(
         event.wait_checked(Some(Duration::from_secs(20))),
@@ -421,12 +405,8 @@ fn after_a_member_died_a_reset_lets_the_survivors_and_a_replacement_pass() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "barrier reset after a death");
     set_owner_check_interval(Duration::from_millis(5));
     let barrier = Shared::anonymous(Barrier::new(2).unwrap()).unwrap();
-    let mut doomed = fork_parked(|| barrier.join().unwrap());
-    doomed.signal(libc::SIGKILL);
-    assert_eq!(
-        doomed.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    let doomed = fork_parked(|| barrier.join().unwrap());
+    doomed.kill(BOUND);
     let me = barrier.join().unwrap();
     assert!(matches!(
         me.wait(Some(Duration::from_secs(20))),
@@ -483,15 +463,6 @@ fn setters_that_died_do_not_fill_an_events_table() {
     drop(live);
 }
 
-/// Waits until `count()` says `want`.
-fn wait_for_count(count: impl Fn() -> u32, want: u32, what: &str) {
-    let start = Instant::now();
-    while count() != want {
-        assert!(start.elapsed() < BOUND, "{what}: never saw {want}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A waiter killed asleep in `acquire` stays counted only until its sleep would
 /// have ended (plus a second's slack); then the first release that wakes
 /// nobody drops the count, and later releases make no syscall for the dead
@@ -502,16 +473,12 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "semaphore sleeper death");
     set_owner_check_interval(Duration::from_millis(5));
     let sem = Shared::anonymous(Semaphore::new(0)).unwrap();
-    let mut child = fork(|| {
+    let child = fork(|| {
         sem.acquire(Some(Duration::from_secs(30)));
         0
     });
-    wait_for_count(|| sem.__sleepers(), 1, "asleep");
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    wait_until(BOUND, "asleep", || sem.__sleepers() == 1);
+    child.kill(BOUND);
     sem.release(1).unwrap();
     assert_eq!(
         sem.__sleepers(),
@@ -535,7 +502,7 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
         }
     });
     assert!(sem.try_acquire());
-    wait_for_count(|| sem.__sleepers(), 1, "a live sleeper");
+    wait_until(BOUND, "a live sleeper", || sem.__sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);
     assert_eq!(sem.__sleepers(), 0);
@@ -554,15 +521,11 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut counted = 0;
     for trial in 1..=50 {
-        let mut child = fork(|| loop {
+        let child = fork(|| loop {
             sem.acquire(Some(Duration::from_micros(300)));
         });
         std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
-        child.signal(libc::SIGKILL);
-        assert_eq!(
-            child.wait_timeout(BOUND),
-            Some(ChildExit::Signaled(libc::SIGKILL))
-        );
+        child.kill(BOUND);
         // The dead stay counted for a second: at most one per kill so far.
         assert!(sem.__sleepers() >= counted && sem.__sleepers() <= trial);
         counted = sem.__sleepers();
@@ -580,7 +543,7 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
             1
         }
     });
-    wait_for_count(|| sem.__sleepers(), 1, "a live sleeper");
+    wait_until(BOUND, "a live sleeper", || sem.__sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);
 }
@@ -592,23 +555,19 @@ fn an_event_waiter_killed_asleep_is_forgotten() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "event sleeper death");
     set_owner_check_interval(Duration::from_millis(5));
     let event = Shared::anonymous(Event::new()).unwrap();
-    let mut child = fork(|| {
+    let child = fork(|| {
         event.wait(None);
         0
     });
-    wait_for_count(|| event.__sleepers(), 1, "asleep");
-    child.signal(libc::SIGKILL);
-    assert_eq!(
-        child.wait_timeout(BOUND),
-        Some(ChildExit::Signaled(libc::SIGKILL))
-    );
+    wait_until(BOUND, "asleep", || event.__sleepers() == 1);
+    child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     event.set();
     assert_eq!(event.__sleepers(), 0);
     // A live waiter with no timeout is still woken.
     event.clear();
     let child = fork(|| if event.wait(None) { 0 } else { 1 });
-    wait_for_count(|| event.__sleepers(), 1, "a live sleeper");
+    wait_until(BOUND, "a live sleeper", || event.__sleepers() == 1);
     event.set();
     child.wait_ok(BOUND);
 }

@@ -194,6 +194,18 @@ impl Child {
         assert_eq!(exit, ChildExit::Exited(0), "child {pid} did not succeed");
     }
 
+    /// SIGKILLs the child and reaps it within `timeout`, asserting that the
+    /// signal is what ended it.
+    pub fn kill(mut self, timeout: Duration) {
+        let pid = self.pid;
+        self.signal(libc::SIGKILL);
+        assert_eq!(
+            self.wait_timeout(timeout),
+            Some(ChildExit::Signaled(libc::SIGKILL)),
+            "child {pid} did not die of SIGKILL"
+        );
+    }
+
     fn kill_and_reap(&mut self) {
         if !self.reaped {
             self.signal(libc::SIGKILL);
@@ -208,6 +220,16 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         self.kill_and_reap();
+    }
+}
+
+/// Polls `done` every millisecond until it holds; panics naming `what` once
+/// `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        thread::sleep(Duration::from_millis(1));
     }
 }
 

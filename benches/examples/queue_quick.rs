@@ -71,6 +71,46 @@ fn main() {
             );
             return;
         }
+        Some("pipe") => {
+            // Our Pipe (recv_bytes, recv_bytes_into) beside Queue<u64> and a pipe,
+            // best of 7 interleaved rounds.
+            let t = interleaved(
+                7,
+                &mut [
+                    &mut || ours_pipe(1_000_000, false),
+                    &mut || ours_pipe(1_000_000, true),
+                    &mut || ours_1p1c(2_000_000, 64, 1),
+                    &mut || pipe_stream(200_000),
+                ],
+            );
+            let [bytes, into, typed, pipe] = [0, 1, 2, 3].map(|i| best(&t[i]));
+            println!(
+                "Pipe recv_bytes {bytes:.1} ns/msg, recv_bytes_into {into:.1}, \
+                 Queue<u64> (64 slots) {typed:.1}, pipe(2) {pipe:.1}: pipe/ours {:.1}x, {:.1}x",
+                pipe / bytes,
+                pipe / into
+            );
+            return;
+        }
+        Some("pipesizes") => {
+            let t = interleaved(
+                5,
+                &mut [
+                    &mut || ours_pipe_sized(1_000_000, true, 64, 16384),
+                    &mut || ours_pipe_sized(1_000_000, true, 64, 8),
+                    &mut || ours_pipe_sized(1_000_000, true, 1024, 8),
+                    &mut || ours_pipe_sized(1_000_000, true, 1024, 120),
+                ],
+            );
+            println!(
+                "64x16K {:.1}, 64x8 {:.1}, 1024x8 {:.1}, 1024x120 {:.1}",
+                best(&t[0]),
+                best(&t[1]),
+                best(&t[2]),
+                best(&t[3])
+            );
+            return;
+        }
         Some("single") => {
             let t = interleaved(
                 7,

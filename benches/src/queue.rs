@@ -342,3 +342,68 @@ pub fn python_queue_ns(n: u64) -> Option<f64> {
     );
     crate::run_python(&script)
 }
+
+/// Nanoseconds per 8-byte message through our one-way [`Pipe`](multiproc_queue::Pipe)
+/// (`send_bytes` in a child process, `recv_bytes` in the parent). With `into`,
+/// the parent receives with `recv_bytes_into` into one reused buffer.
+pub fn ours_pipe(n: u64, into: bool) -> f64 {
+    ours_pipe_sized(
+        n,
+        into,
+        multiproc_queue::PIPE_CAPACITY,
+        multiproc_queue::PIPE_MESSAGE,
+    )
+}
+
+/// As [`ours_pipe`], through a pipe of `capacity` messages of up to `max_message` bytes.
+pub fn ours_pipe_sized(n: u64, into: bool, capacity: usize, max_message: usize) -> f64 {
+    let (rx, tx) =
+        multiproc_queue::Pipe::with_capacity(false, capacity, max_message).expect("pipe");
+    let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let child = fork_child(|| {
+        go.fetch_add(1, Ordering::SeqCst);
+        for i in 0..n {
+            tx.send_bytes(&i.to_ne_bytes()).expect("send_bytes");
+        }
+    });
+    drop(tx);
+    while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    if into {
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            rx.recv_bytes_into(&mut buf).expect("recv_bytes_into");
+            std::hint::black_box(&buf);
+        }
+    } else {
+        for _ in 0..n {
+            std::hint::black_box(rx.recv_bytes().expect("recv_bytes"));
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per 8-byte message through Python's `multiprocessing.Pipe`
+/// (`send_bytes`/`recv_bytes`, one way, a forked producer), measured by `python3`;
+/// `None` without it.
+pub fn python_pipe_ns(n: u64) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def prod(c, n):\n\
+         \x20   b = bytes(8)\n\
+         \x20   for i in range(n): c.send_bytes(b)\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   r, w = mp.Pipe(False)\n\
+         \x20   p = mp.Process(target=prod, args=(w, {n}))\n\
+         \x20   t = time.perf_counter(); p.start()\n\
+         \x20   for _ in range({n}): r.recv_bytes()\n\
+         \x20   dt = time.perf_counter() - t; p.join()\n\
+         \x20   print(dt / {n} * 1e9)\n"
+    );
+    crate::run_python(&script)
+}

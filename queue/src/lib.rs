@@ -8,7 +8,7 @@
 //! | `Queue(maxsize)` | [`Queue<T>`] for plain-data `T`; [`ByteQueue`] for byte (or serde) messages |
 //! | `SimpleQueue()` | [`Queue`] (it is already lock-free) |
 //! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`] |
-//! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `poll`, `close` | [`Pipe::new`], [`Connection`] |
+//! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `recv_bytes_into`, `poll`, `close` | [`Pipe::new`], [`Connection`] (`recv_bytes_into` grows a `Vec` to fit) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`], and [`Error::Timeout`], [`Error::Closed`], [`Error::Disconnected`] |
 //!
 //! The ring is Vyukov's bounded MPMC queue with 64-bit positions (see the `layout`
@@ -165,6 +165,21 @@ pub mod model {
         assert!(ring.fits_fixed::<u64>(), "a fixed_ring");
         // SAFETY: checked just above; a u64 is valid for any bytes.
         unsafe { ring.pop_one(ring.participant()) }
+    }
+
+    /// `ByteQueue`'s one-message fast path of the puts on a [`ring`]: whether
+    /// `msg` went in.
+    pub fn push_bytes_one(ring: &Ring, msg: &[u8]) -> bool {
+        assert!(msg.len() <= ring.msg_max(), "a message that fits");
+        ring.push_bytes_one(ring.participant(), msg)
+    }
+
+    /// `ByteQueue`'s one-message fast path of the gets on a [`ring`]: the
+    /// message, if one was there (`Err` says what was corrupted).
+    pub fn pop_bytes_one(ring: &Ring) -> Option<Result<Vec<u8>, String>> {
+        let mut out = Vec::new();
+        ring.pop_bytes_one(ring.participant(), &mut out)
+            .map(|r| r.map(|()| out))
     }
 
     fn make(capacity: usize, msg_max: usize, fixed: bool) -> Ring {

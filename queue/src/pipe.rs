@@ -186,6 +186,47 @@ impl Connection {
         self.receiver()?.get_bytes()
     }
 
+    /// Receives a message into `buf`, replacing what it held, and returns its
+    /// length (Python's `recv_bytes_into`, except that the buffer grows to fit:
+    /// no `BufferTooShort`). Reusing one buffer saves an allocation per message.
+    ///
+    /// # Errors
+    /// As for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::Pipe::new(false)?;
+    /// let mut buf = Vec::new();
+    /// for msg in [&b"one"[..], b"three"] {
+    ///     b.send_bytes(msg)?;
+    ///     assert_eq!(a.recv_bytes_into(&mut buf)?, msg.len());
+    ///     assert_eq!(buf, msg);
+    /// }
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.receiver()?.get_bytes_into(buf)
+    }
+
+    /// Receives a message into `buf`, waiting at most `timeout` (see
+    /// [`recv_bytes_into`](Connection::recv_bytes_into)).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
+    /// let mut buf = Vec::new();
+    /// assert!(matches!(a.recv_bytes_into_timeout(&mut buf, Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn recv_bytes_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.receiver()?
+            .get_bytes_into_with(buf, Some(timeout), false)
+    }
+
     /// Receives a message, waiting at most `timeout`.
     ///
     /// # Errors

@@ -260,50 +260,24 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.set_spins(spins);
     }
 
-    /// The one-message fast path: `true` if `item` went in. With `spins`, it
-    /// keeps trying while the next slot is not free yet, as `fast_get` does for
-    /// messages.
+    /// The one-message fast path: `true` if `item` went in (see
+    /// `RawQueue::fast_put`).
     #[inline(always)]
-    fn fast_put(&self, item: &T, mut spins: u32) -> bool {
-        let ring = self.raw.ring();
-        if !self.raw.fast_put_allowed() {
-            return false;
-        }
-        let Some(part) = ring.participant() else {
-            return false;
-        };
-        loop {
-            // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw).
-            if unsafe { ring.push_one(Some(part), item) } {
-                return true;
-            }
-            if spins == 0 {
-                return false;
-            }
-            ring.spin_for_room(&mut spins);
-        }
+    fn fast_put(&self, item: &T, spins: u32) -> bool {
+        // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw).
+        self.raw.fast_put(spins, |ring, part| unsafe {
+            ring.push_one(Some(part), item)
+        })
     }
 
-    /// The one-message fast path: the next item, if it got one. With `spins`, it
-    /// keeps trying while the next message is not there yet, reading only that
-    /// slot's sequence between tries (see `Ring::spin_for_message`), and takes a
-    /// message that arrives at once — what a hand-off between spinning
-    /// processes costs.
+    /// The one-message fast path: the next item, if it got one (see
+    /// `RawQueue::fast_get`).
     #[inline(always)]
-    fn fast_get(&self, mut spins: u32) -> Option<T> {
-        let ring = self.raw.ring();
-        let part = ring.participant()?;
-        loop {
-            // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw);
-            // T is ShmSafe, so valid for any bytes.
-            if let Some(v) = unsafe { ring.pop_one::<T>(Some(part)) } {
-                return Some(v);
-            }
-            if spins == 0 {
-                return None;
-            }
-            ring.spin_for_message(&mut spins);
-        }
+    fn fast_get(&self, spins: u32) -> Option<T> {
+        // SAFETY: a Queue<T> attaches only to a ring that fits T (from_raw); T is
+        // ShmSafe, so valid for any bytes.
+        self.raw
+            .fast_get(spins, |ring, part| unsafe { ring.pop_one::<T>(Some(part)) })
     }
 
     /// Puts `item`, waiting for room.
@@ -1016,11 +990,37 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
+        if self.fast_put(msg, self.raw.spins()) {
+            return Ok(());
+        }
+        self.put_bytes_slow(msg, deadline(timeout), false)
+    }
+
+    /// The one-message fast path of the puts: `true` if `msg` went in (see
+    /// `RawQueue::fast_put`); a message over the size is the general path's to
+    /// refuse.
+    #[inline(always)]
+    fn fast_put(&self, msg: &[u8], spins: u32) -> bool {
+        msg.len() <= self.max_message()
+            && self
+                .raw
+                .fast_put(spins, |ring, part| ring.push_bytes_one(Some(part), msg))
+    }
+
+    /// The general path of the puts (waiting, sleeping, and every error).
+    #[cold]
+    #[inline(never)]
+    fn put_bytes_slow(
+        &self,
+        msg: &[u8],
+        deadline: Option<multiproc_sync::futex::Deadline>,
+        nowait: bool,
+    ) -> Result<()> {
         let m = Msg {
             ptr: msg.as_ptr(),
             len: msg.len(),
         };
-        self.raw.put(&[m], deadline(timeout), false).1
+        self.raw.put(&[m], deadline, nowait).1
     }
 
     /// Puts a message, waiting for room.
@@ -1051,11 +1051,10 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn put_bytes_nowait(&self, msg: &[u8]) -> Result<()> {
-        let m = Msg {
-            ptr: msg.as_ptr(),
-            len: msg.len(),
-        };
-        self.raw.put(&[m], None, true).1
+        if self.fast_put(msg, 0) {
+            return Ok(());
+        }
+        self.put_bytes_slow(msg, None, true)
     }
 
     /// Takes the next message, waiting at most `timeout` (forever if `None`);
@@ -1071,17 +1070,92 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_bytes_with(&self, timeout: Option<Duration>, nowait: bool) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_bytes_into_with(&mut out, timeout, nowait)?;
+        Ok(out)
+    }
+
+    /// Takes the next message into `buf`, replacing what it held, and returns
+    /// its length; waits at most `timeout` (forever if `None`), and `nowait`
+    /// answers [`Error::Empty`] instead of waiting. A buffer reused from one
+    /// message to the next saves an allocation per message (Python's
+    /// `recv_bytes_into`, except that the buffer grows to fit: no
+    /// `BufferTooShort`). On an error `buf` is left as it was.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"hello")?;
+    /// q.put_bytes(b"hi")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(q.get_bytes_into_with(&mut buf, None, false)?, 5);
+    /// assert_eq!(buf, b"hello");
+    /// assert_eq!(q.get_bytes_into_with(&mut buf, None, false)?, 2);
+    /// assert_eq!(buf, b"hi");
+    /// assert!(matches!(q.get_bytes_into_with(&mut buf, None, true), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_into_with(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Option<Duration>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let spins = if nowait { 0 } else { self.raw.spins() };
+        match self
+            .raw
+            .fast_get(spins, |ring, part| ring.pop_bytes_one(Some(part), buf))
+        {
+            Some(Ok(())) => Ok(buf.len()),
+            Some(Err(e)) => Err(Error::Corrupted(e)),
+            None => self.get_bytes_slow(buf, deadline(timeout), nowait),
+        }
+    }
+
+    /// The general path of the gets (waiting, sleeping, and every error), through
+    /// this thread's scratch buffer of a slot's size.
+    #[cold]
+    #[inline(never)]
+    fn get_bytes_slow(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<multiproc_sync::futex::Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
         let max = self.max_message().max(1);
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < max {
                 s.resize(max, 0);
             }
-            let mut out = Vec::new();
-            self.raw
-                .get(1, deadline(timeout), nowait, &mut s, |m| out = m.to_vec())?;
-            Ok(out)
+            self.raw.get(1, deadline, nowait, &mut s, |m| {
+                buf.clear();
+                buf.extend_from_slice(m);
+            })?;
+            Ok(buf.len())
         })
+    }
+
+    /// Takes the next message into `buf`, waiting for one (see
+    /// [`get_bytes_into_with`](ByteQueue::get_bytes_into_with)).
+    ///
+    /// # Errors
+    /// As for [`Queue::get`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"abc")?;
+    /// let mut buf = Vec::with_capacity(16);
+    /// assert_eq!(q.get_bytes_into(&mut buf)?, 3);
+    /// assert_eq!(buf, b"abc");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.get_bytes_into_with(buf, None, false)
     }
 
     /// Takes the next message, waiting for one.
@@ -1213,8 +1287,10 @@ impl ByteQueue {
         value: &V,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let bytes = postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))?;
-        self.put_bytes_timeout(&bytes, timeout)
+        with_codec_buffer(|buf| {
+            postcard::to_io(value, &mut *buf).map_err(|e| Error::Codec(e.to_string()))?;
+            self.put_bytes_timeout(buf, timeout)
+        })
     }
 
     /// Takes a message and decodes it (postcard).
@@ -1256,9 +1332,36 @@ impl ByteQueue {
         &self,
         timeout: Option<Duration>,
     ) -> Result<V> {
-        let bytes = self.get_bytes_with(timeout, false)?;
-        postcard::from_bytes(&bytes).map_err(|e| Error::Codec(e.to_string()))
+        with_codec_buffer(|buf| {
+            self.get_bytes_into_with(buf, timeout, false)?;
+            postcard::from_bytes(buf).map_err(|e| Error::Codec(e.to_string()))
+        })
     }
+}
+
+#[cfg(feature = "serde")]
+thread_local! {
+    static CODEC: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's empty encoding buffer (a fresh one if it is in
+/// use: a `Serialize` that puts while it is serialised), so that `put_value`
+/// and `get_value` do not allocate per message. A buffer grown past 64 KiB is
+/// given back afterwards.
+#[cfg(feature = "serde")]
+fn with_codec_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    const KEEP: usize = 64 * 1024;
+    CODEC.with(|c| match c.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > KEEP {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 impl std::fmt::Debug for ByteQueue {

@@ -297,6 +297,59 @@ impl RawQueue {
         self.ctl().geometry.0.closed.load(Ordering::Relaxed) == 0
     }
 
+    /// The one-message fast path of a put: `push` (one of the ring's one-message
+    /// pushes) if the queue is open and this thread has its participant entry;
+    /// with `spins`, it keeps trying while the next slot is not free yet (see
+    /// `Ring::spin_for_room`). `false` leaves the general path to find out why.
+    #[inline(always)]
+    pub(crate) fn fast_put(
+        &self,
+        mut spins: u32,
+        push: impl Fn(&Ring, &layout::Participant) -> bool,
+    ) -> bool {
+        if !self.fast_put_allowed() {
+            return false;
+        }
+        let ring = &self.ring;
+        let Some(part) = ring.participant() else {
+            return false;
+        };
+        loop {
+            if push(ring, part) {
+                return true;
+            }
+            if spins == 0 {
+                return false;
+            }
+            ring.spin_for_room(&mut spins);
+        }
+    }
+
+    /// The one-message fast path of a get: what `pop` (one of the ring's
+    /// one-message pops) took, if it took one; with `spins`, it keeps trying
+    /// while the next message is not there yet, reading only that slot's
+    /// sequence between tries (see `Ring::spin_for_message`), and takes a
+    /// message that arrives at once — what a hand-off between spinning
+    /// processes costs.
+    #[inline(always)]
+    pub(crate) fn fast_get<R>(
+        &self,
+        mut spins: u32,
+        mut pop: impl FnMut(&Ring, &layout::Participant) -> Option<R>,
+    ) -> Option<R> {
+        let ring = &self.ring;
+        let part = ring.participant()?;
+        loop {
+            if let Some(r) = pop(ring, part) {
+                return Some(r);
+            }
+            if spins == 0 {
+                return None;
+            }
+            ring.spin_for_message(&mut spins);
+        }
+    }
+
     fn is_closed(&self) -> bool {
         self.ctl().geometry.0.closed.load(Ordering::Acquire) != 0
     }

@@ -558,11 +558,7 @@ impl Ring {
                 sink(&scratch[..len]);
             } else {
                 self.count_lost();
-                bad.get_or_insert(format!(
-                    "message of position {} claims {len} bytes, over the {} a slot holds",
-                    pos.wrapping_add(i),
-                    self.msg_max
-                ));
+                bad.get_or_insert_with(|| self.oversize(pos.wrapping_add(i), len));
             }
         }
         self.wake_producers(n as u32);
@@ -570,6 +566,15 @@ impl Ring {
             Some(e) => Err(PopFail::Corrupted(e)),
             None => Ok(n),
         }
+    }
+
+    /// What `Corrupted` says of a message whose length is over what a slot holds.
+    #[cold]
+    fn oversize(&self, pos: u64, len: usize) -> String {
+        format!(
+            "message of position {pos} claims {len} bytes, over the {} a slot holds",
+            self.msg_max
+        )
     }
 
     /// Test hook: announce and claim the next position for putting, then stop (as
@@ -595,8 +600,7 @@ impl Ring {
         msg: Msg,
         pause: impl FnOnce(),
     ) -> bool {
-        let Some((pos, _, _)) =
-            self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
+        let Some((pos, _)) = self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
         else {
             return false;
         };
@@ -616,7 +620,7 @@ impl Ring {
         scratch: &mut [u8],
         pause: impl FnOnce(),
     ) -> bool {
-        let Some((pos, _, _)) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))
+        let Some((pos, _)) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))
         else {
             return false;
         };
@@ -901,18 +905,12 @@ impl Ring {
         self.fixed && self.msg_max == std::mem::size_of::<T>()
     }
 
-    /// The header and data of the slot for `pos` in a fixed-length ring.
+    /// The sequence of the slot for `pos` (in either kind of ring: it starts
+    /// every slot).
     #[inline(always)]
-    fn fixed_slot(&self, pos: u64) -> (&AtomicU64, *mut u8) {
-        debug_assert!(self.fixed);
-        let p = self.slot_start(pos);
-        // SAFETY: as in `slot`; in a fixed-length ring the data follows the sequence.
-        unsafe {
-            (
-                &*p.cast::<AtomicU64>(),
-                p.add(crate::layout::slot_header(true)),
-            )
-        }
+    fn seq_of(&self, pos: u64) -> &AtomicU64 {
+        // SAFETY: as in `slot`.
+        unsafe { &*self.slot_start(pos).cast::<AtomicU64>() }
     }
 
     /// Pauses (taking one of `spins` per pause) while the slot of `pos` still says
@@ -926,7 +924,7 @@ impl Ring {
     /// out ends even when the slot holds something unexpected (a peer's garbage).
     #[inline(always)]
     fn spin_on_slot(&self, pos: u64, waiting: u64, spins: &mut u32) {
-        let (seq, _) = self.fixed_slot(pos);
+        let seq = self.seq_of(pos);
         loop {
             *spins = spins.saturating_sub(1);
             crate::primitive::spin();
@@ -962,24 +960,38 @@ impl Ring {
         }
     }
 
-    /// Claims the next position of `cursor` (`tail` or `head`) in a fixed-length
-    /// ring if its slot says `ready(pos)` and nobody claims it first, announcing
-    /// it in `announce` before the claim (see the module docs): the shared first
-    /// half of `push_one` and `pop_one`.
+    /// Claims the next position of `cursor` (`tail` or `head`) if its slot says
+    /// `ready(pos)` and nobody claims it first, announcing it in `announce`
+    /// before the claim (see the module docs): the shared first half of the
+    /// one-message fast paths. Returns the position and its slot's sequence.
     #[inline(always)]
     fn claim_one(
         &self,
         cursor: &AtomicU64,
         ready: fn(u64) -> u64,
         claims: Option<Claims<'_>>,
-    ) -> Option<(u64, &AtomicU64, *mut u8)> {
+    ) -> Option<(u64, &AtomicU64)> {
         let pos = cursor.load(Ordering::Relaxed);
-        let (seq, data) = self.fixed_slot(pos);
+        let seq = self.seq_of(pos);
         if seq.load(Ordering::Acquire) != ready(pos) {
             return None;
         }
         self.claim(cursor, pos, 1, claims).ok()?;
-        Some((pos, seq, data))
+        Some((pos, seq))
+    }
+
+    /// Where the data of the slot whose sequence is `seq` begins, in a ring of
+    /// fixed-length messages or not (`fixed`, which the fast paths know).
+    #[inline(always)]
+    fn data_after(seq: &AtomicU64, fixed: bool) -> *mut u8 {
+        // SAFETY: seq starts a slot (seq_of), whose data follows its header
+        // inside the slot.
+        unsafe {
+            (seq as *const AtomicU64)
+                .cast::<u8>()
+                .cast_mut()
+                .add(crate::layout::slot_header(fixed))
+        }
     }
 
     /// Puts one `T` if the next slot is free and nobody else claims it first: the
@@ -992,11 +1004,11 @@ impl Ring {
     #[inline(always)]
     pub(crate) unsafe fn push_one<T: Copy>(&self, part: Option<&Participant>, item: &T) -> bool {
         debug_assert!(self.fits_fixed::<T>());
-        let Some((pos, seq, data)) =
-            self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
+        let Some((pos, seq)) = self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
         else {
             return false;
         };
+        let data = Ring::data_after(seq, true);
         self.track_write(pos);
         // SAFETY: the claim gives us the slot; its data area holds msg_max ==
         // size_of::<T>() bytes (the caller's promise).
@@ -1017,8 +1029,8 @@ impl Ring {
     #[inline(always)]
     pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
         debug_assert!(self.fits_fixed::<T>());
-        let (pos, seq, data) =
-            self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
+        let (pos, seq) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
+        let data = Ring::data_after(seq, true);
         self.track_read(pos);
         let item = if std::mem::align_of::<T>() <= 8 {
             // SAFETY: the claim gives us the slot; data is 8-aligned (so aligned for
@@ -1042,6 +1054,60 @@ impl Ring {
         seq.store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
         self.wake_producers(1);
         Some(item)
+    }
+
+    /// Puts one byte message (at most `msg_max` bytes: the caller checked) if
+    /// the next slot is free and nobody else claims it first: the fast path of
+    /// `ByteQueue`'s puts, as `push_one` is of `Queue`'s.
+    #[inline(always)]
+    pub(crate) fn push_bytes_one(&self, part: Option<&Participant>, msg: &[u8]) -> bool {
+        debug_assert!(msg.len() <= self.msg_max);
+        let Some((pos, _)) = self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
+        else {
+            return false;
+        };
+        self.publish_claimed(
+            pos,
+            &[Msg {
+                ptr: msg.as_ptr(),
+                len: msg.len(),
+            }],
+        );
+        self.wake_consumers(1);
+        true
+    }
+
+    /// Takes one message into `out` (replacing what it held) if the next message
+    /// is published and nobody else claims it first: the fast path of
+    /// `ByteQueue`'s gets. `None` leaves the general path to find out why. A
+    /// length over `msg_max` (a peer's garbage) frees the slot, counts it lost
+    /// and answers what is wrong, as `try_pop`'s `Corrupted` does.
+    #[inline(always)]
+    pub(crate) fn pop_bytes_one(
+        &self,
+        part: Option<&Participant>,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), String>> {
+        let (pos, _) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
+        let (h, data) = self.slot(pos);
+        // Read once: the check and the copy use this private value.
+        let len = self.len_of(&h);
+        let ok = len <= self.msg_max;
+        if ok {
+            self.track_read(pos);
+            // Zero-fills only what the buffer grows by; the copy overwrites all.
+            out.resize(len, 0);
+            copy_out(data, out);
+        }
+        // SYNC: frees the slot (pairs with the Acquire load of seq in the puts).
+        h.seq
+            .store(free_for(pos.wrapping_add(self.cap)), Ordering::Release);
+        self.wake_producers(1);
+        if ok {
+            return Some(Ok(()));
+        }
+        self.count_lost();
+        Some(Err(self.oversize(pos, len)))
     }
 
     /// Messages in the ring now (approximate while others work).

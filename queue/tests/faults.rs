@@ -38,25 +38,112 @@ fn msg(p: u64, i: u64) -> u64 {
     (p << 48) | i
 }
 
+/// What the random-kill tests do to a queue: `Queue<u64>`, and `ByteQueue`,
+/// whose one-message paths are its own. Messages are u64s; a byte queue carries
+/// each as 8 to 24 bytes (see `encode`), checked whole when taken.
+trait Ops: Sized {
+    const NAME: &'static str;
+    fn make(capacity: usize) -> Self;
+    fn put(&self, m: u64);
+    fn get_timeout(&self, d: Duration) -> Result<u64, Error>;
+    fn get_nowait(&self) -> Result<u64, Error>;
+    fn lost(&self) -> u64;
+    fn empty(&self) -> bool;
+}
+
+impl Ops for Queue<u64> {
+    const NAME: &'static str = "Queue<u64>";
+    fn make(capacity: usize) -> Self {
+        Queue::new(capacity).unwrap()
+    }
+    fn put(&self, m: u64) {
+        Queue::put(self, m).unwrap();
+    }
+    fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
+        Queue::get_timeout(self, d)
+    }
+    fn get_nowait(&self) -> Result<u64, Error> {
+        Queue::get_nowait(self)
+    }
+    fn lost(&self) -> u64 {
+        Queue::lost(self)
+    }
+    fn empty(&self) -> bool {
+        Queue::empty(self)
+    }
+}
+
+/// A byte queue and the buffer its gets reuse.
+struct Bytes(ByteQueue, std::cell::RefCell<Vec<u8>>);
+
+/// `m`'s 8 bytes, then `m % 17` copies of its low byte.
+fn encode(m: u64) -> Vec<u8> {
+    let mut v = m.to_le_bytes().to_vec();
+    v.resize(8 + (m % 17) as usize, m as u8);
+    v
+}
+
+/// The message `encode` made `b` from; panics on anything else (a torn message).
+fn decode(b: &[u8]) -> u64 {
+    let m = u64::from_le_bytes(b[..8].try_into().expect("at least 8 bytes"));
+    assert_eq!(b, encode(m), "a message arrived whole");
+    m
+}
+
+impl Ops for Bytes {
+    const NAME: &'static str = "ByteQueue";
+    fn make(capacity: usize) -> Self {
+        Bytes(ByteQueue::new(capacity, 24).unwrap(), Default::default())
+    }
+    fn put(&self, m: u64) {
+        self.0.put_bytes(&encode(m)).unwrap();
+    }
+    fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
+        let mut buf = self.1.borrow_mut();
+        self.0.get_bytes_into_with(&mut buf, Some(d), false)?;
+        Ok(decode(&buf))
+    }
+    fn get_nowait(&self) -> Result<u64, Error> {
+        let mut buf = self.1.borrow_mut();
+        self.0.get_bytes_into_with(&mut buf, None, true)?;
+        Ok(decode(&buf))
+    }
+    fn lost(&self) -> u64 {
+        self.0.lost()
+    }
+    fn empty(&self) -> bool {
+        self.0.qsize() == 0
+    }
+}
+
 /// A producer is killed mid-stream; the survivor's messages all arrive, in order,
 /// once; the victim's arrive in order, once, with at most one lost.
 #[test]
 fn a_producer_killed_at_random_points() {
+    producer_kills::<Queue<u64>>(0x1357_9bdf_2468_ace0);
+}
+
+/// As `a_producer_killed_at_random_points`, through a byte queue.
+#[test]
+fn a_byte_producer_killed_at_random_points() {
+    producer_kills::<Bytes>(0x2468_ace0_1357_9bdf);
+}
+
+fn producer_kills<Q: Ops>(mut seed: u64) {
     let _dog = Watchdog::arm(Duration::from_secs(300), "producer kills");
     set_owner_check_interval(Duration::from_millis(5));
-    let mut seed = 0x1357_9bdf_2468_ace0;
     let mut lost_total = 0;
     for trial in 0..TRIALS {
-        let q = Queue::<u64>::new(8).unwrap();
+        let q = Q::make(8);
         let mut victim = fork(|| {
             for i in 0.. {
-                q.put(msg(0, i)).unwrap();
+                q.put(msg(0, i));
             }
             0
         });
         let survivor = fork(|| {
             for i in 0..K {
-                q.put(msg(1, i)).unwrap();
+                q.put(msg(1, i));
             }
             0
         });
@@ -111,8 +198,9 @@ fn a_producer_killed_at_random_points() {
     }
     // Each lost message is a kill that landed between claim and publish.
     eprintln!(
-        "{TRIALS} producer kills: {lost_total} landed between claim and publish \
-         (that message counted lost), the rest between puts"
+        "{}: {TRIALS} producer kills: {lost_total} landed between claim and publish \
+         (that message counted lost), the rest between puts",
+        Q::NAME
     );
 }
 
@@ -121,25 +209,34 @@ fn a_producer_killed_at_random_points() {
 /// victim held.
 #[test]
 fn a_consumer_killed_at_random_points() {
+    consumer_kills::<Queue<u64>>(0x0f1e_2d3c_4b5a_6978);
+}
+
+/// As `a_consumer_killed_at_random_points`, through a byte queue.
+#[test]
+fn a_byte_consumer_killed_at_random_points() {
+    consumer_kills::<Bytes>(0x4b5a_6978_0f1e_2d3c);
+}
+
+fn consumer_kills<Q: Ops>(mut seed: u64) {
     let _dog = Watchdog::arm(Duration::from_secs(300), "consumer kills");
     set_owner_check_interval(Duration::from_millis(5));
-    let mut seed = 0x0f1e_2d3c_4b5a_6978;
     let mut lost_total = 0;
     // Enough messages that the victim is still taking them when it is killed
     // (up to 2 ms in): a kill lands in the middle of a get, not on a consumer
     // asleep on an empty ring.
     const K: u64 = 50_000;
     for trial in 0..TRIALS {
-        let q = Queue::<u64>::new(4).unwrap();
+        let q = Q::make(4);
         let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();
         let producer = fork(|| {
             for i in 0..K {
-                q.put(i).unwrap();
+                q.put(i);
             }
             0
         });
         let victim = fork(|| loop {
-            let i = q.get().unwrap();
+            let i = q.get_timeout(BOUND).unwrap();
             victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
         });
         std::thread::sleep(Duration::from_micros(next(&mut seed) % 2000));
@@ -184,8 +281,9 @@ fn a_consumer_killed_at_random_points() {
         lost_total += q.lost();
     }
     eprintln!(
-        "{TRIALS} consumer kills: {lost_total} landed between claim and free \
-         (that message counted lost), the rest between gets"
+        "{}: {TRIALS} consumer kills: {lost_total} landed between claim and free \
+         (that message counted lost), the rest between gets",
+        Q::NAME
     );
 }
 
@@ -515,19 +613,7 @@ fn garbage_in_the_ring_never_panics_or_hangs() {
     for _ in 0..300 {
         let q = Queue::<u64>::new(5).unwrap();
         q.put_many(&[1, 2, 3]).unwrap();
-        let seg = q.segment();
-        let words = seg.len() / 8;
-        for _ in 0..1 + next(&mut seed) % 6 {
-            let at = (next(&mut seed) % words as u64) as usize;
-            let value = match next(&mut seed) % 4 {
-                0 => next(&mut seed),
-                1 => next(&mut seed) % 64,
-                2 => u64::MAX - next(&mut seed) % 4,
-                _ => 0,
-            };
-            // SAFETY: `at` is a word inside the segment's contents; we are its only user.
-            unsafe { seg.as_ptr().cast::<u64>().add(at).write_volatile(value) };
-        }
+        scribble(q.segment(), &mut seed);
         let t = Instant::now();
         let results = [
             q.put_timeout(7, Duration::from_millis(2)).err(),
@@ -546,6 +632,100 @@ fn garbage_in_the_ring_never_panics_or_hangs() {
         assert!(t.elapsed() < Duration::from_secs(5), "bounded");
     }
     eprintln!("300 scribbled rings: {corrupted} operations answered Corrupted");
+}
+
+/// Writes 1 to 6 words of garbage at random places in `seg`.
+fn scribble(seg: &multiproc_shm::Segment, seed: &mut u64) {
+    let words = seg.len() / 8;
+    for _ in 0..1 + next(seed) % 6 {
+        let at = (next(seed) % words as u64) as usize;
+        let value = match next(seed) % 4 {
+            0 => next(seed),
+            1 => next(seed) % 64,
+            2 => u64::MAX - next(seed) % 4,
+            _ => 0,
+        };
+        // SAFETY: `at` is a word inside the segment's contents; we are its only user.
+        unsafe { seg.as_ptr().cast::<u64>().add(at).write_volatile(value) };
+    }
+}
+
+/// As `garbage_in_the_ring_never_panics_or_hangs`, for a byte queue: lengths
+/// are garbage too, and no get returns more than a slot holds.
+#[test]
+fn garbage_in_a_byte_ring_never_panics_or_hangs() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "byte garbage");
+    set_owner_check_interval(Duration::from_millis(1));
+    let mut seed = 0x0bad_f00d_dead_beef_u64;
+    let mut corrupted = 0;
+    for _ in 0..300 {
+        let q = ByteQueue::new(5, 24).unwrap();
+        for m in [&b"one"[..], b"", &[7; 24]] {
+            q.put_bytes(m).unwrap();
+        }
+        scribble(q.segment(), &mut seed);
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        let short = Some(Duration::from_millis(2));
+        let results = [
+            q.put_bytes_timeout(b"x", short).err(),
+            q.get_bytes_into_with(&mut buf, short, false).err(),
+            q.get_bytes_with(None, true).map(|v| buf = v).err(),
+            q.put_bytes_nowait(&[1; 20]).err(),
+            q.get_bytes_into_with(&mut buf, None, true).err(),
+            q.poll(short).err(),
+        ];
+        assert!(buf.len() <= 24, "a get returned {} bytes", buf.len());
+        let _ = (q.qsize(), q.lost());
+        corrupted += results
+            .iter()
+            .flatten()
+            .filter(|e| matches!(e, Error::Corrupted(_)))
+            .count();
+        assert!(t.elapsed() < Duration::from_secs(5), "bounded");
+    }
+    eprintln!("300 scribbled byte rings: {corrupted} operations answered Corrupted");
+}
+
+/// A message whose length a peer overwrote with more than a slot holds: the
+/// get answers `Corrupted` and copies nothing, the message is counted lost, and
+/// the next one arrives.
+#[test]
+fn a_scribbled_length_is_refused_and_counted() {
+    let q = ByteQueue::new(4, 16).unwrap();
+    let marker = *b"\xa5marker\x5a";
+    q.put_bytes(&marker).unwrap();
+    q.put_bytes(b"next").unwrap();
+    // Find the message in the segment; its slot's length (a u32) is the word
+    // before its data.
+    let seg = q.segment();
+    // SAFETY: the segment's contents are seg.len() bytes, ours alone here.
+    let bytes = unsafe { std::slice::from_raw_parts(seg.as_ptr(), seg.len()) };
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the message is in the segment");
+    let len_at = at - 8;
+    assert_eq!(
+        bytes[len_at..len_at + 4],
+        8u32.to_ne_bytes(),
+        "the length word"
+    );
+    // SAFETY: a u32 inside the segment, 8-aligned (slot data is).
+    unsafe {
+        seg.as_ptr()
+            .add(len_at)
+            .cast::<u32>()
+            .write_volatile(1 << 20)
+    };
+    let mut buf = vec![1, 2, 3];
+    match q.get_bytes_into(&mut buf) {
+        Err(Error::Corrupted(msg)) => assert!(msg.contains("1048576 bytes"), "{msg}"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    assert_eq!(buf.len(), 3, "nothing was copied");
+    assert_eq!(q.lost(), 1);
+    assert_eq!(q.get_bytes().unwrap(), b"next");
 }
 
 #[test]

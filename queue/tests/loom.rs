@@ -1,6 +1,7 @@
 //! loom models of the ring: put/get, a full ring, close, skipping a dead
-//! producer's slot (also after a live one lost the race for it), and the one-message fast paths of `Queue<T>` mixed with the
-//! general ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
+//! producer's slot (also after a live one lost the race for it), and the
+//! one-message fast paths of `Queue<T>` and `ByteQueue` mixed with the general
+//! ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
 #![cfg(multiproc_loom)]
 
 use loom::sync::Arc;
@@ -237,5 +238,37 @@ fn fast_and_general_paths_mixed() {
         assert_eq!(got, [1, 2]);
         fast.join().unwrap();
         general.join().unwrap();
+    });
+}
+
+/// `ByteQueue`'s fast pop, spinning until a message is there.
+fn pop_bytes_fast(ring: &Ring) -> Vec<u8> {
+    loop {
+        match model::pop_bytes_one(ring) {
+            Some(m) => return m.unwrap(),
+            None => thread::yield_now(),
+        }
+    }
+}
+
+/// `ByteQueue`'s fast paths through a variable-length ring of one slot, with a
+/// general-path put between: in order, each message whole at its own length.
+#[test]
+fn byte_fast_paths_through_one_slot() {
+    loom::model(|| {
+        let ring = Arc::new(model::ring(1, 8));
+        let r = ring.clone();
+        let t = thread::spawn(move || {
+            while !model::push_bytes_one(&r, b"abc") {
+                thread::yield_now();
+            }
+            push(&r, 0x0102_0304_0506_0708);
+        });
+        assert_eq!(pop_bytes_fast(&ring), b"abc");
+        assert_eq!(
+            pop_bytes_fast(&ring),
+            0x0102_0304_0506_0708u64.to_ne_bytes()
+        );
+        t.join().unwrap();
     });
 }

@@ -35,6 +35,39 @@ fn a_duplex_pipe_between_parent_and_child() {
     );
 }
 
+/// `recv_bytes_into` across processes: one buffer, messages that grow and
+/// shrink, each replacing the last; a receive with a timeout that runs out
+/// leaves the buffer as it was.
+#[test]
+fn receives_into_one_buffer_across_processes() {
+    let _dog = Watchdog::arm(LIMIT, "recv_bytes_into");
+    let (reader, writer) = Pipe::with_capacity(false, 4, 300).unwrap();
+    let kid = fork(|| {
+        for i in 0..1000usize {
+            writer.send_bytes(&vec![i as u8; i % 300]).unwrap();
+        }
+        0
+    });
+    drop(writer);
+    let mut buf = Vec::new();
+    for i in 0..1000usize {
+        let n = if i % 2 == 0 {
+            reader.recv_bytes_into(&mut buf).unwrap()
+        } else {
+            reader.recv_bytes_into_timeout(&mut buf, LIMIT).unwrap()
+        };
+        assert_eq!(n, i % 300);
+        assert_eq!(buf, vec![i as u8; i % 300]);
+    }
+    kid.wait_ok(LIMIT);
+    buf = b"kept".to_vec();
+    assert!(matches!(
+        reader.recv_bytes_into_timeout(&mut buf, Duration::from_millis(5)),
+        Err(Error::Timeout | Error::Disconnected)
+    ));
+    assert_eq!(buf, b"kept");
+}
+
 #[test]
 fn a_one_way_pipe_only_goes_one_way() {
     let (reader, writer) = Pipe::new(false).unwrap();
@@ -86,6 +119,26 @@ fn serde_values_cross_a_pipe() {
         .unwrap();
     assert_eq!(parent.recv::<(u32, usize)>().unwrap(), (42, 6));
     kid.wait_ok(LIMIT);
+}
+
+/// Values encoded and decoded through the thread's reused buffer: small and
+/// large ones in turn (the buffer kept, then given back past 64 KiB), and one
+/// over the pipe's message size refused whole.
+#[cfg(feature = "serde")]
+#[test]
+fn serde_values_of_every_size_cross_in_turn() {
+    let (a, b) = Pipe::with_capacity(true, 4, 200 * 1024).unwrap();
+    for n in [0usize, 5, 100_000, 3, 150_000, 1] {
+        let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        a.send(&v).unwrap();
+        assert_eq!(b.recv::<Vec<u8>>().unwrap(), v);
+    }
+    assert!(matches!(
+        a.send(&vec![1u8; 300 * 1024]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    a.send(&"after").unwrap();
+    assert_eq!(b.recv::<String>().unwrap(), "after");
 }
 
 /// Every blocking call of a `Connection` has a timeout: a sender facing a full

@@ -15,14 +15,72 @@ fn msg(p: u64, i: u64) -> u64 {
     (p << 48) | i
 }
 
+/// What the consumers saw, in memory they share with the test: one bit per
+/// message, set by whoever receives it (a bit already set is a duplicate), and
+/// counts of duplicates, messages out of their producer's order, and messages.
+struct Tally {
+    producers: u64,
+    per_producer: u64,
+    seen: SharedSlice<AtomicU64>,
+    dups: Shared<AtomicU64>,
+    disorder: Shared<AtomicU64>,
+    received: Shared<AtomicU64>,
+}
+
+impl Tally {
+    fn new(producers: u64, per_producer: u64) -> Tally {
+        let total = producers * per_producer;
+        Tally {
+            producers,
+            per_producer,
+            seen: SharedSlice::anonymous(total.div_ceil(64) as usize).unwrap(),
+            dups: Shared::anonymous(AtomicU64::new(0)).unwrap(),
+            disorder: Shared::anonymous(AtomicU64::new(0)).unwrap(),
+            received: Shared::anonymous(AtomicU64::new(0)).unwrap(),
+        }
+    }
+
+    /// A consumer's record of the last message it had from each producer.
+    fn last(&self) -> Vec<Option<u64>> {
+        vec![None; self.producers as usize]
+    }
+
+    /// Records message `m` (see `msg`), received by the consumer whose record is `last`.
+    fn record(&self, m: u64, last: &mut [Option<u64>]) {
+        let (p, i) = ((m >> 48) as usize, m & ((1 << 48) - 1));
+        if last[p].is_some_and(|l| l >= i) {
+            self.disorder.fetch_add(1, Ordering::Relaxed);
+        }
+        last[p] = Some(i);
+        let bit = p as u64 * self.per_producer + i;
+        if self.seen[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed)
+            & (1 << (bit % 64))
+            != 0
+        {
+            self.dups.fetch_add(1, Ordering::Relaxed);
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every message received once, each producer's in order.
+    fn check(&self) {
+        assert_eq!(self.dups.load(Ordering::Relaxed), 0, "duplicates");
+        assert_eq!(
+            self.disorder.load(Ordering::Relaxed),
+            0,
+            "a producer's messages out of order"
+        );
+        assert_eq!(
+            self.received.load(Ordering::Relaxed),
+            self.producers * self.per_producer,
+            "every message once"
+        );
+    }
+}
+
 fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
     let q = Queue::<u64>::new(capacity).unwrap();
-    let total = producers * per_producer;
-    // One bit per message: set by whoever receives it; a bit already set is a duplicate.
-    let seen = SharedSlice::<AtomicU64>::anonymous(total.div_ceil(64) as usize).unwrap();
-    let dups = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let disorder = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let received = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let tally = Tally::new(producers, per_producer);
 
     let prods: Vec<_> = (0..producers)
         .map(|p| {
@@ -51,7 +109,7 @@ fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
     let cons: Vec<_> = (0..consumers)
         .map(|_| {
             fork(|| {
-                let mut last = vec![None::<u64>; producers as usize];
+                let mut last = tally.last();
                 let mut out = Vec::with_capacity(32);
                 loop {
                     out.clear();
@@ -62,19 +120,7 @@ fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
                         Err(e) => panic!("{e}"),
                     }
                     for &m in &out {
-                        let (p, i) = ((m >> 48) as usize, m & ((1 << 48) - 1));
-                        if last[p].is_some_and(|l| l >= i) {
-                            disorder.fetch_add(1, Ordering::Relaxed);
-                        }
-                        last[p] = Some(i);
-                        let bit = p as u64 * per_producer + i;
-                        if seen[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed)
-                            & (1 << (bit % 64))
-                            != 0
-                        {
-                            dups.fetch_add(1, Ordering::Relaxed);
-                        }
-                        received.fetch_add(1, Ordering::Relaxed);
+                        tally.record(m, &mut last);
                     }
                 }
                 0
@@ -89,17 +135,77 @@ fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
     for c in cons {
         c.wait_ok(LIMIT);
     }
-    assert_eq!(dups.load(Ordering::Relaxed), 0, "duplicates");
-    assert_eq!(
-        disorder.load(Ordering::Relaxed),
-        0,
-        "a producer's messages out of order"
-    );
-    assert_eq!(
-        received.load(Ordering::Relaxed),
-        total,
-        "every message once"
-    );
+    tally.check();
+    assert_eq!(q.lost(), 0);
+}
+
+/// `m`'s 8 bytes, then `m % 41` bytes that depend on it: 8 to 48 bytes.
+fn encode(m: u64) -> Vec<u8> {
+    let mut v = m.to_le_bytes().to_vec();
+    v.extend((0..m % 41).map(|k| (m as u8).wrapping_add(k as u8)));
+    v
+}
+
+/// As `run`, through a byte queue of messages of 8 to 48 bytes (each checked
+/// whole): producers put one at a time (now and then without waiting, retrying
+/// when full), consumers take them into one reused buffer, some into a new one.
+fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
+    let q = ByteQueue::new(capacity, 48).unwrap();
+    let tally = Tally::new(producers, per_producer);
+    let prods: Vec<_> = (0..producers)
+        .map(|p| {
+            let q = &q;
+            fork(move || {
+                for i in 0..per_producer {
+                    let m = encode(msg(p, i));
+                    if i % 5 == 0 {
+                        while let Err(e) = q.put_bytes_nowait(&m) {
+                            assert!(matches!(e, multiproc_queue::Error::Full), "{e}");
+                            std::hint::spin_loop();
+                        }
+                    } else {
+                        q.put_bytes(&m).unwrap();
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    let cons: Vec<_> = (0..consumers)
+        .map(|_| {
+            fork(|| {
+                let mut last = tally.last();
+                let mut buf = Vec::new();
+                for k in 0u64.. {
+                    let got = if k % 7 == 0 {
+                        q.get_bytes_with(Some(Duration::from_millis(200)), false)
+                            .map(|v| buf = v)
+                    } else {
+                        q.get_bytes_into_with(&mut buf, Some(Duration::from_millis(200)), false)
+                            .map(drop)
+                    };
+                    match got {
+                        Ok(()) => {}
+                        Err(multiproc_queue::Error::Closed) => break,
+                        Err(multiproc_queue::Error::Timeout) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                    let m = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    assert_eq!(buf, encode(m), "a message arrived whole");
+                    tally.record(m, &mut last);
+                }
+                0
+            })
+        })
+        .collect();
+    for p in prods {
+        p.wait_ok(LIMIT);
+    }
+    q.close();
+    for c in cons {
+        c.wait_ok(LIMIT);
+    }
+    tally.check();
     assert_eq!(q.lost(), 0);
 }
 
@@ -131,6 +237,24 @@ fn one_producer_four_consumers() {
 fn three_by_three_through_a_tiny_ring() {
     let _dog = Watchdog::arm(LIMIT, "3x3 tiny");
     run(3, 3, 50_000, 3);
+}
+
+#[test]
+fn bytes_one_producer_one_consumer() {
+    let _dog = Watchdog::arm(LIMIT, "bytes 1x1");
+    run_bytes(1, 1, 500_000, 64);
+}
+
+#[test]
+fn bytes_two_producers_two_consumers() {
+    let _dog = Watchdog::arm(LIMIT, "bytes 2x2");
+    run_bytes(2, 2, 200_000, 16);
+}
+
+#[test]
+fn bytes_three_by_three_through_a_tiny_ring() {
+    let _dog = Watchdog::arm(LIMIT, "bytes 3x3 tiny");
+    run_bytes(3, 3, 30_000, 3);
 }
 
 /// A batch put with a timeout into a ring a slow consumer process drains: what

@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, pipe_stream, python_queue_ns,
-    slot_handoff_ping_pong,
+    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, pipe_stream, python_pipe_ns,
+    python_queue_ns, slot_handoff_ping_pong,
 };
 use multiproc_bench::{
     best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
@@ -239,9 +239,12 @@ fn main() {
             &mut || ours_1p1c(4_000_000, 1024, 32),
             &mut || arrayqueue(2_000_000, 1, 1, 1024),
             &mut || pipe_stream(200_000),
+            &mut || ours_pipe(1_000_000, false),
+            &mut || ours_pipe(1_000_000, true),
         ],
     );
-    let [q_one, q_batch, aq_one, pipe] = [0, 1, 2, 3].map(|i| best(&t[i]));
+    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into] =
+        [0, 1, 2, 3, 4, 5].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -284,6 +287,33 @@ fn main() {
             ok: q_one * 100.0 <= py,
         }),
         None => println!("(python3 not found: the Python queue comparison is skipped)"),
+    }
+    rows.push(Row {
+        what: "Pipe 1P→1C, 8 B (ns/msg)",
+        ours: our_pipe,
+        peer_name: "pipe, 8-byte writes",
+        peer: pipe,
+        target: "(recv_bytes: a Vec each)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "same, recv_bytes_into",
+        ours: our_pipe_into,
+        peer_name: "pipe, 8-byte writes",
+        peer: pipe,
+        target: "(one buffer reused)",
+        ok: true,
+    });
+    match python_pipe_ns(100_000) {
+        Some(py) => rows.push(Row {
+            what: "Pipe 1P→1C, 8 B (ns/msg)",
+            ours: our_pipe,
+            peer_name: "Python mp.Pipe, send_bytes",
+            peer: py,
+            target: "(for reference)",
+            ok: true,
+        }),
+        None => println!("(python3 not found: the Python pipe comparison is skipped)"),
     }
     let t = interleaved(
         3,

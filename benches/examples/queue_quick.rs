@@ -9,6 +9,9 @@ fn main() {
     // `queue_quick hop`: put then get in one thread, ours against ArrayQueue.
     // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
     // best of 7 interleaved rounds (for comparing builds quickly).
+    // `queue_quick pipe`: our Pipe (recv_bytes, recv_bytes_into) beside
+    // Queue<u64> and a pipe. `queue_quick pipesizes`: Pipe with recv_bytes_into
+    // at four capacity × message-size geometries.
     match std::env::args().nth(1).as_deref() {
         Some("pingpong") => {
             for _ in 0..6 {
@@ -72,8 +75,7 @@ fn main() {
             return;
         }
         Some("pipe") => {
-            // Our Pipe (recv_bytes, recv_bytes_into) beside Queue<u64> and a pipe,
-            // best of 7 interleaved rounds.
+            // Best of 7 interleaved rounds.
             let t = interleaved(
                 7,
                 &mut [

@@ -867,6 +867,28 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on this thread's scratch buffer of at least `len` bytes (at least
+/// one), which the general gets copy each message into before handing it on.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len.max(1) {
+            s.resize(len.max(1), 0);
+        }
+        f(&mut s)
+    })
+}
+
+/// The ring's view of byte messages (pointers into `msgs`, which outlive it).
+fn as_msgs<M: AsRef<[u8]>>(msgs: &[M]) -> Vec<Msg> {
+    msgs.iter()
+        .map(|m| Msg {
+            ptr: m.as_ref().as_ptr(),
+            len: m.as_ref().len(),
+        })
+        .collect()
+}
+
 impl ByteQueue {
     /// An anonymous queue of `maxsize` messages of up to `max_message` bytes.
     ///
@@ -1016,11 +1038,7 @@ impl ByteQueue {
         deadline: Option<multiproc_sync::futex::Deadline>,
         nowait: bool,
     ) -> Result<()> {
-        let m = Msg {
-            ptr: msg.as_ptr(),
-            len: msg.len(),
-        };
-        self.raw.put(&[m], deadline, nowait).1
+        self.raw.put(&as_msgs(&[msg]), deadline, nowait).1
     }
 
     /// Puts a message, waiting for room.
@@ -1125,18 +1143,13 @@ impl ByteQueue {
         deadline: Option<multiproc_sync::futex::Deadline>,
         nowait: bool,
     ) -> Result<usize> {
-        let max = self.max_message().max(1);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < max {
-                s.resize(max, 0);
-            }
-            self.raw.get(1, deadline, nowait, &mut s, |m| {
+        with_scratch(self.max_message(), |s| {
+            self.raw.get(1, deadline, nowait, s, |m| {
                 buf.clear();
                 buf.extend_from_slice(m);
-            })?;
-            Ok(buf.len())
-        })
+            })
+        })?;
+        Ok(buf.len())
     }
 
     /// Takes the next message into `buf`, waiting for one (see
@@ -1156,6 +1169,80 @@ impl ByteQueue {
     /// ```
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
         self.get_bytes_into_with(buf, None, false)
+    }
+
+    /// Puts every message, in order, claiming as many slots at once as are free
+    /// (as [`Queue::put_many`]). A message over the size refuses the whole
+    /// batch before any of it goes in.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], and as for [`put_bytes`](ByteQueue::put_bytes);
+    /// messages before another failure went in.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// q.put_bytes_many(&[&b"a"[..], b"bc", b""])?;
+    /// assert_eq!(q.qsize(), 3);
+    /// assert!(q.put_bytes_many(&[&b"d"[..], &[0; 17]]).is_err());
+    /// assert_eq!(q.qsize(), 3, "nothing of a refused batch went in");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_bytes_many<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<()> {
+        self.raw.put(&as_msgs(msgs), None, false).1
+    }
+
+    /// Puts messages in order, as [`put_bytes_many`](ByteQueue::put_bytes_many)
+    /// does, until all went in or `timeout` passes; returns how many went in
+    /// (fewer than `msgs.len()` when the time ran out after some went in).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when none went in in time, and as for
+    /// [`put_bytes_many`](ByteQueue::put_bytes_many) when the first failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(2, 16)?;
+    /// assert_eq!(q.put_bytes_many_timeout(&[b"1", b"2", b"3"], Duration::from_millis(1))?, 2);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_bytes_many_timeout<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        timeout: Duration,
+    ) -> Result<usize> {
+        match self.raw.put(&as_msgs(msgs), deadline(Some(timeout)), false) {
+            (0, Err(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
+    /// Takes up to `max` messages at once, appending them to `out`, waiting at
+    /// most `timeout` (forever if `None`) for the first; returns how many.
+    ///
+    /// # Errors
+    /// As for [`get_bytes_with`](ByteQueue::get_bytes_with).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// q.put_bytes_many(&[&b"a"[..], b"bc"])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(q.get_bytes_many(&mut out, 10, None)?, 2);
+    /// assert_eq!(out, [&b"a"[..], b"bc"]);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_many(
+        &self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        with_scratch(self.max_message(), |s| {
+            self.raw
+                .get(max, deadline(timeout), false, s, |m| out.push(m.to_vec()))
+        })
     }
 
     /// Takes the next message, waiting for one.

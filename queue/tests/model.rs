@@ -65,16 +65,37 @@ proptest! {
         }
     }
 
-    /// Byte messages of any length up to the maximum come out as they went in.
+    /// Byte messages of any length up to the maximum come out as they went in,
+    /// through a ring that wraps, put one at a time or in batches, taken one
+    /// at a time (into a new `Vec` or one reused buffer) or in batches.
     #[test]
-    fn byte_messages_round_trip(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..20)) {
-        let q = ByteQueue::new(32, 40).unwrap();
-        for m in &msgs {
-            q.put_bytes(m).unwrap();
+    fn byte_messages_round_trip(
+        msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..60),
+        ways in proptest::collection::vec(0u8..3, 60),
+    ) {
+        let q = ByteQueue::new(8, 40).unwrap();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for (k, chunk) in msgs.chunks(8).enumerate() {
+            match ways[k] {
+                0 => chunk.iter().try_for_each(|m| q.put_bytes(m)).unwrap(),
+                _ => q.put_bytes_many(chunk).unwrap(),
+            }
+            while got.len() < (k * 8 + chunk.len()) {
+                match ways[(k + got.len()) % ways.len()] {
+                    0 => got.push(q.get_bytes().unwrap()),
+                    1 => {
+                        q.get_bytes_into(&mut buf).unwrap();
+                        got.push(buf.clone());
+                    }
+                    _ => {
+                        q.get_bytes_many(&mut got, 3, None).unwrap();
+                    }
+                }
+            }
         }
-        for m in &msgs {
-            prop_assert_eq!(&q.get_bytes().unwrap(), m);
-        }
+        prop_assert_eq!(got, msgs);
+        prop_assert!(matches!(q.get_bytes_with(None, true), Err(multiproc_queue::Error::Empty)));
     }
 }
 

@@ -148,7 +148,8 @@ fn encode(m: u64) -> Vec<u8> {
 
 /// As `run`, through a byte queue of messages of 8 to 48 bytes (each checked
 /// whole): producers put one at a time (now and then without waiting, retrying
-/// when full), consumers take them into one reused buffer, some into a new one.
+/// when full) and in batches; consumers take them into one reused buffer, some
+/// into a new one, some in batches.
 fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
     let q = ByteQueue::new(capacity, 48).unwrap();
     let tally = Tally::new(producers, per_producer);
@@ -156,17 +157,29 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
         .map(|p| {
             let q = &q;
             fork(move || {
+                let mut batch = Vec::new();
+                let flush = |batch: &mut Vec<Vec<u8>>| {
+                    q.put_bytes_many(batch).unwrap();
+                    batch.clear();
+                };
                 for i in 0..per_producer {
                     let m = encode(msg(p, i));
-                    if i % 5 == 0 {
-                        while let Err(e) = q.put_bytes_nowait(&m) {
-                            assert!(matches!(e, multiproc_queue::Error::Full), "{e}");
-                            std::hint::spin_loop();
+                    match i % 8 {
+                        0 => {
+                            flush(&mut batch);
+                            while let Err(e) = q.put_bytes_nowait(&m) {
+                                assert!(matches!(e, multiproc_queue::Error::Full), "{e}");
+                                std::hint::spin_loop();
+                            }
                         }
-                    } else {
-                        q.put_bytes(&m).unwrap();
+                        1..=4 => batch.push(m),
+                        _ => {
+                            flush(&mut batch);
+                            q.put_bytes(&m).unwrap();
+                        }
                     }
                 }
+                flush(&mut batch);
                 0
             })
         })
@@ -176,13 +189,16 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
             fork(|| {
                 let mut last = tally.last();
                 let mut buf = Vec::new();
+                let mut many = Vec::new();
+                let wait = Some(Duration::from_millis(200));
                 for k in 0u64.. {
-                    let got = if k % 7 == 0 {
-                        q.get_bytes_with(Some(Duration::from_millis(200)), false)
-                            .map(|v| buf = v)
-                    } else {
-                        q.get_bytes_into_with(&mut buf, Some(Duration::from_millis(200)), false)
-                            .map(drop)
+                    many.clear();
+                    let got = match k % 7 {
+                        0 => q.get_bytes_with(wait, false).map(|v| many.push(v)),
+                        1 => q.get_bytes_many(&mut many, 5, wait).map(drop),
+                        _ => q.get_bytes_into_with(&mut buf, wait, false).map(|_| {
+                            many.push(std::mem::take(&mut buf));
+                        }),
                     };
                     match got {
                         Ok(()) => {}
@@ -190,9 +206,12 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
                         Err(multiproc_queue::Error::Timeout) => continue,
                         Err(e) => panic!("{e}"),
                     }
-                    let m = u64::from_le_bytes(buf[..8].try_into().unwrap());
-                    assert_eq!(buf, encode(m), "a message arrived whole");
-                    tally.record(m, &mut last);
+                    for b in many.drain(..) {
+                        let m = u64::from_le_bytes(b[..8].try_into().unwrap());
+                        assert_eq!(b, encode(m), "a message arrived whole");
+                        tally.record(m, &mut last);
+                        buf = b;
+                    }
                 }
                 0
             })

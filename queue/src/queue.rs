@@ -1020,7 +1020,7 @@ impl ByteQueue {
 
     /// The one-message fast path of the puts: `true` if `msg` went in (see
     /// `RawQueue::fast_put`); a message over the size is the general path's to
-    /// refuse.
+    /// refuse, at once rather than after spinning.
     #[inline(always)]
     fn fast_put(&self, msg: &[u8], spins: u32) -> bool {
         msg.len() <= self.max_message()

@@ -1056,12 +1056,15 @@ impl Ring {
         Some(item)
     }
 
-    /// Puts one byte message (at most `msg_max` bytes: the caller checked) if
-    /// the next slot is free and nobody else claims it first: the fast path of
-    /// `ByteQueue`'s puts, as `push_one` is of `Queue`'s.
+    /// Puts one byte message if it fits a slot, the next slot is free and
+    /// nobody else claims it first: the fast path of `ByteQueue`'s puts, as
+    /// `push_one` is of `Queue`'s. `false` leaves the general path to find out
+    /// why (and to refuse a message that does not fit).
     #[inline(always)]
     pub(crate) fn push_bytes_one(&self, part: Option<&Participant>, msg: &[u8]) -> bool {
-        debug_assert!(msg.len() <= self.msg_max);
+        if msg.len() > self.msg_max {
+            return false;
+        }
         let Some((pos, _)) = self.claim_one(&self.ctl().tail.0, free_for, part.map(Claims::puts))
         else {
             return false;

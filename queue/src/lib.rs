@@ -126,6 +126,17 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
                     let _ = ring.pop_one::<u64>(part);
                 }
             }
+            if !checked.fixed {
+                // The fast paths of a ByteQueue, which attaches only to such a ring.
+                let _ = ring.push_bytes_one(part, &item[..checked.msg_max.min(8)]);
+                let mut out = Vec::new();
+                if let Some(Ok(())) = ring.pop_bytes_one(part, &mut out) {
+                    assert!(out.len() <= checked.msg_max);
+                }
+            }
+            let mut spins = 3;
+            ring.spin_for_message(&mut spins);
+            ring.spin_for_room(&mut spins);
         }
     }
     // SAFETY: allocated above with this layout.

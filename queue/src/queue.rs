@@ -879,6 +879,17 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
+/// `raw`, if its ring is one of variable-length messages, as every byte queue's
+/// is; a segment that says otherwise was written by something else.
+fn byte_ring(raw: RawQueue) -> Result<RawQueue> {
+    if raw.ring().is_fixed() {
+        return Err(Error::Corrupted(
+            "a byte queue's segment describes a ring of fixed-length messages".into(),
+        ));
+    }
+    Ok(raw)
+}
+
 /// The ring's view of byte messages (pointers into `msgs`, which outlive it).
 fn as_msgs<M: AsRef<[u8]>>(msgs: &[M]) -> Vec<Msg> {
     msgs.iter()
@@ -958,7 +969,7 @@ impl ByteQueue {
     /// ```
     pub fn open(name: &str) -> Result<ByteQueue> {
         Ok(ByteQueue {
-            raw: RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, true)?,
+            raw: byte_ring(RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, true)?)?,
         })
     }
 
@@ -983,7 +994,7 @@ impl ByteQueue {
             .try_clone_to_owned()
             .map_err(|e| Error::InvalidArgument(format!("dup of the queue's memfd: {e}")))?;
         Ok(ByteQueue {
-            raw: RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, true)?,
+            raw: byte_ring(RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, true)?)?,
         })
     }
 

@@ -898,6 +898,11 @@ impl Ring {
         c.head.0.load(Ordering::SeqCst).saturating_add(self.cap) > tail
     }
 
+    /// Whether every message of this ring is `msg_max` bytes long.
+    pub(crate) fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
     /// Whether this ring can carry `T`s on the one-message fast paths: fixed
     /// length, and messages of exactly `size_of::<T>()` bytes. `Queue<T>` checks
     /// it once, when it attaches.

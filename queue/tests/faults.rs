@@ -772,6 +772,26 @@ fn a_corrupted_geometry_is_refused_on_open() {
     assert!(Queue::<u64>::open(&name).is_err());
 }
 
+/// A byte queue's segment whose geometry says fixed-length messages (with the
+/// slot size to match, so the geometry alone is consistent) is refused: a byte
+/// queue's puts would leave lengths where that ring keeps none.
+#[test]
+fn a_byte_queue_said_to_be_fixed_is_refused_on_open() {
+    let name = multiproc_testkit::unique_name("qbfix");
+    let q = ByteQueue::create(&name, 4, 8).unwrap();
+    let geometry = q.segment().as_ptr().wrapping_add(3 * 128);
+    // SAFETY: inside the segment (see a_corrupted_geometry_is_refused_on_open);
+    // no one else uses it. Fixed flag, then slot size (8-byte seq + 8 bytes).
+    unsafe {
+        geometry.add(4).cast::<u32>().write_volatile(1);
+        geometry.add(24).cast::<u64>().write_volatile(16);
+    }
+    match ByteQueue::open(&name) {
+        Err(Error::Corrupted(msg)) => assert!(msg.contains("fixed-length"), "{msg}"),
+        other => panic!("opened a byte queue said to be fixed: {other:?}"),
+    }
+}
+
 /// A consumer killed while asleep in `get` leaves its mark. Until every
 /// recorded sleep has surely ended (its bound and a second's slack) the mark
 /// could be a live thread on its way to sleep, and stays; after that, the first

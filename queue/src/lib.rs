@@ -76,28 +76,32 @@ pub use queue::{ByteQueue, JoinableQueue, Queue};
 /// Runs the ring's checks and operations over `bytes` taken as a queue's memory
 /// (control block and slots), as another process could have written it: the
 /// entry point of the `queue_memory` fuzz target. Never panics, never touches
-/// memory outside a copy of `bytes`.
+/// memory outside a copy of `bytes`. Returns how many messages the gets took,
+/// or why the bytes were refused before any operation (too short, or the
+/// geometry check's answer).
 #[cfg(not(multiproc_loom))]
 #[doc(hidden)]
-pub fn __fuzz_ring_bytes(bytes: &[u8]) {
+pub fn __fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     if bytes.len() < std::mem::size_of::<layout::Control>() {
-        return;
+        return Err(format!("{} bytes hold no control block", bytes.len()));
     }
     let Ok(mem) = Layout::from_size_align(bytes.len(), 128) else {
-        return;
+        return Err("no such allocation".into());
     };
     // SAFETY: a non-zero size; checked for NULL below.
     let Some(base) = std::ptr::NonNull::new(unsafe { alloc_zeroed(mem) }) else {
-        return;
+        return Err("allocation failed".into());
     };
     // SAFETY: base is valid for bytes.len() bytes and does not overlap `bytes`.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.as_ptr(), bytes.len()) };
     // SAFETY: 128-aligned memory of at least a Control, made of atomics only.
     let ctl = unsafe { base.cast::<layout::Control>().as_ref() };
-    if let Ok(checked) = layout::check(ctl, bytes.len()) {
+    let checked = layout::check(ctl, bytes.len());
+    let mut taken = 0;
+    if let Ok(checked) = &checked {
         // SAFETY: the geometry was checked against this allocation, which outlives the ring.
-        let ring = unsafe { ring::Ring::new(base, &checked) };
+        let ring = unsafe { ring::Ring::new(base, checked) };
         // A fixed-length ring takes messages of exactly msg_max bytes.
         let item = vec![0x5a_u8; checked.msg_max];
         let msg = ring::Msg {
@@ -112,9 +116,11 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
         let part = ring.participant();
         for _ in 0..4 {
             let _ = ring.try_push(part, &[msg, msg]);
-            let _ = ring.try_pop(part, 3, &mut scratch, |m| {
-                assert!(m.len() <= checked.msg_max)
-            });
+            taken += ring
+                .try_pop(part, 3, &mut scratch, |m| {
+                    assert!(m.len() <= checked.msg_max)
+                })
+                .unwrap_or(0);
             let _ = ring.len();
             let _ = ring.has_room();
             let _ = ring.has_message();
@@ -123,7 +129,7 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
                 // SAFETY: checked just above; a u64 is valid for any bytes.
                 unsafe {
                     let _ = ring.push_one(part, &0x5a5a_u64);
-                    let _ = ring.pop_one::<u64>(part);
+                    taken += usize::from(ring.pop_one::<u64>(part).is_some());
                 }
             }
             if !checked.fixed {
@@ -132,6 +138,7 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
                 let mut out = Vec::new();
                 if let Some(Ok(())) = ring.pop_bytes_one(part, &mut out) {
                     assert!(out.len() <= checked.msg_max);
+                    taken += 1;
                 }
             }
             let mut spins = 3;
@@ -141,6 +148,7 @@ pub fn __fuzz_ring_bytes(bytes: &[u8]) {
     }
     // SAFETY: allocated above with this layout.
     unsafe { dealloc(base.as_ptr(), mem) };
+    checked.map(|_| taken)
 }
 
 /// The ring's algorithm on heap memory, for the loom models only.

@@ -772,6 +772,24 @@ fn a_corrupted_geometry_is_refused_on_open() {
     assert!(Queue::<u64>::open(&name).is_err());
 }
 
+/// The fuzz target's seeds are well-formed queues of the current layout, so the
+/// fuzzer starts past the geometry checks (a layout change makes them stale:
+/// see fuzz/README.md), and the target's operations take messages from them.
+#[test]
+fn the_fuzz_seeds_are_queues_of_this_layout() {
+    for seed in ["valid-capacity-2", "valid-bytes-capacity-3"] {
+        let path = format!(
+            "{}/../fuzz/seeds/queue_memory/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        match multiproc_queue::__fuzz_ring_bytes(&bytes) {
+            Ok(taken) => assert!(taken >= 1, "{seed}: no message taken"),
+            Err(why) => panic!("{seed} is stale (regenerate it): {why}"),
+        }
+    }
+}
+
 /// A byte queue's segment whose geometry says fixed-length messages (with the
 /// slot size to match, so the geometry alone is consistent) is refused: a byte
 /// queue's puts would leave lengths where that ring keeps none.

@@ -246,6 +246,40 @@ pub fn reexec(test: &str, role: &str) -> Command {
     cmd
 }
 
+/// Runs the example `name` of the crate under test with `args` (it is built
+/// beside the test binary: `cargo test` and `cargo nextest run` build a crate's
+/// examples) within `timeout`, and returns its standard output; fails the test
+/// if the example is missing, fails, or runs past the timeout (it is killed).
+pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .expect("the test binary lies in target/<profile>/deps");
+    assert!(
+        path.exists(),
+        "example {name} not built at {} (cargo test builds examples; a feature it \
+         requires may be off)",
+        path.display()
+    );
+    let child = Command::new(&path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the example");
+    let out = wait_command(child, timeout);
+    assert!(
+        out.status.success(),
+        "example {name} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("the example prints UTF-8")
+}
+
 /// The role this process was re-executed for by [`reexec`], if any.
 pub fn role() -> Option<String> {
     std::env::var("MULTIPROC_TEST_ROLE").ok()

@@ -1,0 +1,65 @@
+//! The synchronisation examples (the tutorials' printing race, condition and
+//! shared counters) run as a user would run them, their output checked where
+//! it is determined: a `Lock` keeps each process's lines together, a
+//! `Condition` orders the worker after the notify, a locked counter is exact.
+
+use std::time::Duration;
+
+use multiproc_testkit::run_example;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn a_lock_keeps_each_processs_lines_together() {
+    let out = run_example("lock_printing", &[], LIMIT);
+    let locked: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("-- with a Lock"))
+        .skip(1)
+        .collect();
+    assert_eq!(locked.len(), 10, "{out}");
+    let mut seen = Vec::new();
+    for pair in locked.chunks(2) {
+        let who = |l: &str| l.split(" is ").next().unwrap_or_default().to_owned();
+        assert!(
+            pair[0].ends_with(" is running") && pair[1].ends_with(" is done"),
+            "{out}"
+        );
+        assert_eq!(who(pair[0]), who(pair[1]), "one process's two lines: {out}");
+        seen.push(who(pair[0]));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "five processes: {out}");
+}
+
+#[test]
+fn the_worker_goes_on_only_after_the_notify() {
+    assert_eq!(
+        run_example("condition", &[], LIMIT),
+        "inside worker\nWorker is waiting\nMain is notifying worker\nWorker is done waiting\n"
+    );
+}
+
+#[test]
+fn a_counter_under_its_lock_is_exact() {
+    let out = run_example("shared_counter", &[], LIMIT);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    // Without the lock, anything up to 10000 (updates may be lost or not).
+    let unlocked: u32 = lines[0]
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!((1..=10_000).contains(&unlocked), "{out}");
+    assert!(
+        lines[1].starts_with("under get_lock():") && lines[1].ends_with("10000 (expected 10000)"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        "Manager().dict() counter, 10 processes under a Lock: 10"
+    );
+}

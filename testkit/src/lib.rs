@@ -246,24 +246,46 @@ pub fn reexec(test: &str, role: &str) -> Command {
     cmd
 }
 
-/// Runs the example `name` of the crate under test with `args` (it is built
-/// beside the test binary: `cargo test` and `cargo nextest run` build a crate's
-/// examples) within `timeout`, and returns its standard output; fails the test
-/// if the example is missing, fails, or runs past the timeout (it is killed).
+/// Runs the example `name` of the crate under test with `args` within
+/// `timeout`, and returns its standard output; fails the test if the example
+/// is missing, fails, or runs past the timeout (it is killed).
+///
+/// The example is the one built beside the test binary: `cargo test` and
+/// `cargo nextest run` build a crate's examples (as `examples/NAME-HASH`, a
+/// plain program when the example says `harness = false`; `cargo build` also
+/// leaves `examples/NAME`). The newest build of the name is run.
 pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
-    let path = exe
+    // target/<profile>/deps/<test binary> → target/<profile>/examples
+    let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join(name))
+        .map(|profile| profile.join("examples"))
         .expect("the test binary lies in target/<profile>/deps");
-    assert!(
-        path.exists(),
-        "example {name} not built at {} (cargo test builds examples; a feature it \
-         requires may be off)",
-        path.display()
-    );
+    let hashed = format!("{name}-");
+    let path = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            file == name
+                || (file.starts_with(&hashed)
+                    && !file.contains('.')
+                    && file[hashed.len()..].chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| {
+            panic!(
+                "example {name} not built in {}: `cargo test` and `cargo nextest run` \
+                 build a crate's examples unless targets are picked (add `--examples` \
+                 beside `--test`), and an example that requires a feature needs it on",
+                dir.display()
+            )
+        });
     let child = Command::new(&path)
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -273,7 +295,8 @@ pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
     let out = wait_command(child, timeout);
     assert!(
         out.status.success(),
-        "example {name} failed ({}): {}",
+        "example {name} ({}) failed ({}): {}",
+        path.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -250,42 +250,25 @@ pub fn reexec(test: &str, role: &str) -> Command {
 /// `timeout`, and returns its standard output; fails the test if the example
 /// is missing, fails, or runs past the timeout (it is killed).
 ///
-/// The example is the one built beside the test binary: `cargo test` and
-/// `cargo nextest run` build a crate's examples (as `examples/NAME-HASH`, a
-/// plain program when the example says `harness = false`; `cargo build` also
-/// leaves `examples/NAME`). The newest build of the name is run.
+/// The example is the program `cargo build --examples` leaves in
+/// `target/<profile>/examples/NAME`, beside the test binary's `deps`
+/// (`scripts/test-all` builds them before the tests; `cargo test` builds
+/// examples only as test harnesses, which are not the program).
 pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary> → target/<profile>/examples
-    let dir = exe
+    // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
+    let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples"))
+        .map(|profile| profile.join("examples").join(name))
         .expect("the test binary lies in target/<profile>/deps");
-    let hashed = format!("{name}-");
-    let path = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let file = e.file_name();
-            let file = file.to_string_lossy();
-            file == name
-                || (file.starts_with(&hashed)
-                    && !file.contains('.')
-                    && file[hashed.len()..].chars().all(|c| c.is_ascii_hexdigit()))
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max()
-        .map(|(_, path)| path)
-        .unwrap_or_else(|| {
-            panic!(
-                "example {name} not built in {}: `cargo test` and `cargo nextest run` \
-                 build a crate's examples unless targets are picked (add `--examples` \
-                 beside `--test`), and an example that requires a feature needs it on",
-                dir.display()
-            )
-        });
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run `cargo build --workspace --examples \
+         --all-features` (with `--release` for release tests) first, as \
+         scripts/test-all does",
+        path.display()
+    );
     let child = Command::new(&path)
         .args(args)
         .stdout(std::process::Stdio::piped())

@@ -1,4 +1,5 @@
-//! Queue throughput and latency beside crossbeam's ArrayQueue (threads) and a pipe.
+//! Queue and Pipe throughput and latency beside crossbeam's ArrayQueue (threads)
+//! and a pipe.
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    ours_1p1c, ours_ping_pong, pipe_stream, slot_handoff_ping_pong,
+    ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, slot_handoff_ping_pong,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -23,6 +24,12 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("multiproc Queue, processes, batches of 32", |b| {
         b.iter_custom(|iters| total(iters, ours_1p1c(iters.max(1024) / 32 * 32, 1024, 32)))
+    });
+    g.bench_function("multiproc Pipe, processes, recv_bytes", |b| {
+        b.iter_custom(|iters| total(iters, ours_pipe(iters.max(1000), false)))
+    });
+    g.bench_function("multiproc Pipe, processes, recv_bytes_into", |b| {
+        b.iter_custom(|iters| total(iters, ours_pipe(iters.max(1000), true)))
     });
     g.bench_function("crossbeam ArrayQueue, threads", |b| {
         b.iter_custom(|iters| total(iters, arrayqueue(iters.max(1000), 1, 1, 1024)))

@@ -968,9 +968,46 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<ByteQueue> {
+        ByteQueue::open_as(name, true)
+    }
+
+    /// Opens a named byte queue without counting as a writer, so that a blocked
+    /// get can see [`Error::Disconnected`] when the writers are gone (as
+    /// [`Queue::open_receiver`]).
+    ///
+    /// # Errors
+    /// As for [`open`](ByteQueue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-bq-recv-{}", std::process::id());
+    /// let w = multiproc_queue::ByteQueue::create(&name, 4, 16)?;
+    /// let r = multiproc_queue::ByteQueue::open_receiver(&name)?;
+    /// w.put_bytes(b"hi")?;
+    /// assert_eq!(r.get_bytes()?, b"hi");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open_receiver(name: &str) -> Result<ByteQueue> {
+        ByteQueue::open_as(name, false)
+    }
+
+    fn open_as(name: &str, writer: bool) -> Result<ByteQueue> {
         Ok(ByteQueue {
-            raw: byte_ring(RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, true)?)?,
+            raw: byte_ring(RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, writer)?)?,
         })
+    }
+
+    /// How many times a blocking put or get of this handle retries before it
+    /// yields and then sleeps (see [`Queue::set_spin_limit`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.set_spin_limit(0); // sleep at once when empty
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        self.raw.set_spins(spins);
     }
 
     /// Stops counting this handle as a writer.
@@ -1307,6 +1344,54 @@ impl ByteQueue {
     /// ```
     pub fn qsize(&self) -> usize {
         self.raw.ring().len()
+    }
+
+    /// Whether it looks empty (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::new(2, 4)?.empty());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether it looks full (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"a")?;
+    /// assert!(q.full());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn full(&self) -> bool {
+        self.qsize() >= self.capacity()
+    }
+
+    /// The number of slots (messages it holds).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(5, 4)?.capacity(), 5);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.raw.ring().capacity()
+    }
+
+    /// Whether it was closed.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(2, 4)?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.raw.closed()
     }
 
     /// Closes it (see [`Queue::close`]).

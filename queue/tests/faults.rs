@@ -602,6 +602,40 @@ fn a_blocked_get_is_disconnected_when_every_writer_is_gone() {
     ));
 }
 
+/// A byte queue opened with `open_receiver` by another process does not count as
+/// a writer: once the creator (the only writer) drops its handle, the receiver's
+/// blocked get answers `Disconnected`, after the message left for it.
+#[test]
+fn a_byte_receiver_is_disconnected_when_the_writer_is_gone() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "byte receiver");
+    set_owner_check_interval(Duration::from_millis(5));
+    let name = multiproc_testkit::unique_name("qbrecv");
+    let opened = SharedSlice::<AtomicU64>::anonymous(1).unwrap();
+    // Forked before the queue exists, so that it holds no copy of the writer's
+    // handle (a process forked with one counts as a writer).
+    let receiver = fork(|| {
+        let r = std::cell::RefCell::new(None);
+        wait_until(BOUND, "the queue exists", || {
+            *r.borrow_mut() = ByteQueue::open_receiver(&name).ok();
+            r.borrow().is_some()
+        });
+        let r = r.into_inner().unwrap();
+        opened[0].store(1, Ordering::SeqCst);
+        assert_eq!(r.get_bytes_with(Some(BOUND), false).unwrap(), b"last");
+        match r.get_bytes_with(Some(BOUND), false) {
+            Err(Error::Disconnected) => 0,
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+    });
+    let w = ByteQueue::create(&name, 4, 16).unwrap();
+    wait_until(BOUND, "the receiver opened the queue", || {
+        opened[0].load(Ordering::SeqCst) == 1
+    });
+    w.put_bytes(b"last").unwrap();
+    drop(w); // the only writer; also unlinks the name
+    receiver.wait_ok(BOUND);
+}
+
 /// Garbage over every part of the ring: operations answer (a value or an error)
 /// within their timeouts, never panic, never touch memory outside the segment.
 #[test]

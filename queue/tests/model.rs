@@ -81,6 +81,10 @@ proptest! {
                 0 => chunk.iter().try_for_each(|m| q.put_bytes(m)).unwrap(),
                 _ => q.put_bytes_many(chunk).unwrap(),
             }
+            let held = k * 8 + chunk.len() - got.len();
+            prop_assert_eq!(q.qsize(), held);
+            prop_assert_eq!(q.empty(), held == 0);
+            prop_assert_eq!(q.full(), held == q.capacity());
             while got.len() < (k * 8 + chunk.len()) {
                 match ways[(k + got.len()) % ways.len()] {
                     0 => got.push(q.get_bytes().unwrap()),

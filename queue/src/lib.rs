@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `Queue(maxsize)` | [`Queue<T>`] for plain-data `T`; [`ByteQueue`] for byte (or serde) messages |
 //! | `SimpleQueue()` | [`Queue`] (it is already lock-free) |
-//! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`] |
+//! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`]; [`JoinableByteQueue`] for byte (or serde) messages |
 //! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `recv_bytes_into`, `poll`, `close` | [`Pipe::new`], [`Connection`] (`recv_bytes_into` grows a `Vec` to fit) |
 //! | `queue.Full`, `queue.Empty` | [`Error::Full`], [`Error::Empty`], and [`Error::Timeout`], [`Error::Closed`], [`Error::Disconnected`] |
 //!
@@ -71,7 +71,7 @@ mod ring;
 
 pub use error::{Error, Result};
 pub use pipe::{Connection, Pipe, PIPE_CAPACITY, PIPE_MESSAGE};
-pub use queue::{ByteQueue, JoinableQueue, Queue};
+pub use queue::{ByteQueue, JoinableByteQueue, JoinableQueue, Queue};
 
 /// Runs the ring's checks and operations over `bytes` taken as a queue's memory
 /// (control block and slots), as another process could have written it: the

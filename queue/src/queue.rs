@@ -863,6 +863,15 @@ pub struct ByteQueue {
 
 const BYTE_QUEUE: &str = "multiproc_queue::ByteQueue";
 
+/// The type name a byte queue's segment header carries.
+fn byte_queue_type_name(joinable: bool) -> &'static str {
+    if joinable {
+        "multiproc_queue::JoinableByteQueue"
+    } else {
+        BYTE_QUEUE
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -945,14 +954,23 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn new_in(location: Location<'_>, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
+        ByteQueue::make(location, maxsize, max_message, false)
+    }
+
+    fn make(
+        location: Location<'_>,
+        maxsize: usize,
+        max_message: usize,
+        joinable: bool,
+    ) -> Result<ByteQueue> {
         Ok(ByteQueue {
             raw: RawQueue::create(Spec {
                 location,
                 capacity: maxsize,
                 msg_max: max_message,
                 fixed: false,
-                type_name: BYTE_QUEUE.to_owned(),
-                joinable: false,
+                type_name: byte_queue_type_name(joinable).to_owned(),
+                joinable,
             })?,
         })
     }
@@ -968,7 +986,7 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<ByteQueue> {
-        ByteQueue::open_as(name, true)
+        ByteQueue::open_as(name, false, true)
     }
 
     /// Opens a named byte queue without counting as a writer, so that a blocked
@@ -988,12 +1006,13 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn open_receiver(name: &str) -> Result<ByteQueue> {
-        ByteQueue::open_as(name, false)
+        ByteQueue::open_as(name, false, false)
     }
 
-    fn open_as(name: &str, writer: bool) -> Result<ByteQueue> {
+    fn open_as(name: &str, joinable: bool, writer: bool) -> Result<ByteQueue> {
+        let type_name = byte_queue_type_name(joinable);
         Ok(ByteQueue {
-            raw: byte_ring(RawQueue::attach(Segment::open(name)?, BYTE_QUEUE, writer)?)?,
+            raw: byte_ring(RawQueue::attach(Segment::open(name)?, type_name, writer)?)?,
         })
     }
 
@@ -1545,6 +1564,148 @@ fn with_codec_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         }
         Err(_) => f(&mut Vec::new()),
     })
+}
+
+/// Python's `JoinableQueue` for byte (or, with the `serde` feature, any
+/// `Serialize`) messages: a [`ByteQueue`] that counts unfinished messages, with
+/// [`task_done`](JoinableByteQueue::task_done) and
+/// [`join`](JoinableByteQueue::join), as [`JoinableQueue`] does for plain data.
+///
+/// # Examples
+/// ```
+/// let q = multiproc_queue::JoinableByteQueue::new(4, 64)?;
+/// q.put_bytes(b"job")?;
+/// assert_eq!(q.get_bytes()?, b"job");
+/// q.task_done()?;
+/// q.join(None)?; // every message put has been marked done
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub struct JoinableByteQueue {
+    q: ByteQueue,
+}
+
+impl JoinableByteQueue {
+    /// An anonymous joinable byte queue of `maxsize` messages of up to
+    /// `max_message` bytes.
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableByteQueue::new(2, 8)?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn new(maxsize: usize, max_message: usize) -> Result<JoinableByteQueue> {
+        Ok(JoinableByteQueue {
+            q: ByteQueue::make(Location::Anonymous, maxsize, max_message, true)?,
+        })
+    }
+
+    /// A named joinable byte queue.
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-jbq-{}", std::process::id());
+    /// let q = multiproc_queue::JoinableByteQueue::create(&name, 2, 8)?;
+    /// q.put_bytes(b"x")?;
+    /// assert_eq!(multiproc_queue::JoinableByteQueue::open(&name)?.unfinished(), 1);
+    /// // A plain byte queue of that name it is not:
+    /// assert!(multiproc_queue::ByteQueue::open(&name).is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn create(name: &str, maxsize: usize, max_message: usize) -> Result<JoinableByteQueue> {
+        Ok(JoinableByteQueue {
+            q: ByteQueue::make(Location::Named(name), maxsize, max_message, true)?,
+        })
+    }
+
+    /// Opens a named joinable byte queue (a write handle).
+    ///
+    /// # Errors
+    /// As for [`ByteQueue::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::JoinableByteQueue::open("no-such-jbq-here").is_err());
+    /// ```
+    pub fn open(name: &str) -> Result<JoinableByteQueue> {
+        Ok(JoinableByteQueue {
+            q: ByteQueue::open_as(name, true, true)?,
+        })
+    }
+
+    /// Marks one message taken with a get as processed.
+    ///
+    /// # Errors
+    /// [`Error::TaskDoneTooMany`] when called more often than messages were put.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableByteQueue::new(2, 8)?;
+    /// assert!(q.task_done().is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        self.q.raw.task_done()
+    }
+
+    /// Waits until every message put has been marked done, at most `timeout`
+    /// (see [`JoinableQueue::join`]: a lost message counts as done).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::JoinableByteQueue::new(2, 8)?;
+    /// q.put_bytes(b"x")?;
+    /// assert!(matches!(q.join(Some(Duration::from_millis(1))), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        self.q.raw.join(deadline(timeout))
+    }
+
+    /// Messages put and not yet marked done.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::JoinableByteQueue::new(2, 8)?;
+    /// q.put_bytes(b"x")?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn unfinished(&self) -> u32 {
+        self.q.raw.unfinished()
+    }
+}
+
+impl std::ops::Deref for JoinableByteQueue {
+    type Target = ByteQueue;
+    fn deref(&self) -> &ByteQueue {
+        &self.q
+    }
+}
+
+impl std::ops::DerefMut for JoinableByteQueue {
+    fn deref_mut(&mut self) -> &mut ByteQueue {
+        &mut self.q
+    }
+}
+
+impl std::fmt::Debug for JoinableByteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinableByteQueue")
+            .field("queue", &self.q)
+            .field("unfinished", &self.unfinished())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ByteQueue {

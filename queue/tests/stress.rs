@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use multiproc_queue::{ByteQueue, JoinableQueue, Queue};
+use multiproc_queue::{ByteQueue, JoinableByteQueue, JoinableQueue, Queue};
 use multiproc_shm::{Shared, SharedSlice};
 use multiproc_testkit::{fork, reexec, role, unique_name, wait_command, Watchdog};
 
@@ -375,17 +375,74 @@ fn sleeping_hand_offs_lose_no_wake_up() {
 /// handled, and then at once.
 #[test]
 fn join_waits_for_every_task_across_processes() {
+    joinable_workers(&JoinableQueue::<u64>::new(64).unwrap());
+}
+
+/// As `join_waits_for_every_task_across_processes`, for byte messages.
+#[test]
+fn join_waits_for_every_byte_task_across_processes() {
+    joinable_workers(&JoinableByteQueue::new(64, 8).unwrap());
+}
+
+/// What `joinable_workers` does to a joinable queue.
+trait Joinable: Sync {
+    fn add(&self, i: u64);
+    fn take(&self, d: Duration) -> Result<u64, multiproc_queue::Error>;
+    fn done(&self);
+    fn wait_all(&self, d: Duration);
+    fn left(&self) -> u32;
+}
+
+impl Joinable for JoinableQueue<u64> {
+    fn add(&self, i: u64) {
+        Queue::put(self, i).unwrap();
+    }
+    fn take(&self, d: Duration) -> Result<u64, multiproc_queue::Error> {
+        Queue::get_timeout(self, d)
+    }
+    fn done(&self) {
+        JoinableQueue::task_done(self).unwrap();
+    }
+    fn wait_all(&self, d: Duration) {
+        JoinableQueue::join(self, Some(d)).unwrap();
+    }
+    fn left(&self) -> u32 {
+        JoinableQueue::unfinished(self)
+    }
+}
+
+impl Joinable for JoinableByteQueue {
+    fn add(&self, i: u64) {
+        self.put_bytes(&i.to_le_bytes()).unwrap();
+    }
+    fn take(&self, d: Duration) -> Result<u64, multiproc_queue::Error> {
+        let b = self.get_bytes_with(Some(d), false)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn done(&self) {
+        JoinableByteQueue::task_done(self).unwrap();
+    }
+    fn wait_all(&self, d: Duration) {
+        JoinableByteQueue::join(self, Some(d)).unwrap();
+    }
+    fn left(&self) -> u32 {
+        JoinableByteQueue::unfinished(self)
+    }
+}
+
+/// Two worker processes take items and mark each done after handling it;
+/// `join` returns only once every item put was handled.
+fn joinable_workers(q: &impl Joinable) {
     let _dog = Watchdog::arm(LIMIT, "joinable workers");
     const N: u64 = 20_000;
-    let q = JoinableQueue::<u64>::new(64).unwrap();
     let handled = Shared::anonymous(AtomicU64::new(0)).unwrap();
     let workers: Vec<_> = (0..2)
         .map(|_| {
             fork(|| loop {
-                match q.get_timeout(Duration::from_millis(200)) {
+                match q.take(Duration::from_millis(200)) {
                     Ok(_) => {
                         handled.fetch_add(1, Ordering::SeqCst);
-                        q.task_done().unwrap();
+                        q.done();
                     }
                     Err(multiproc_queue::Error::Timeout) => return 0,
                     Err(e) => panic!("{e}"),
@@ -394,15 +451,15 @@ fn join_waits_for_every_task_across_processes() {
         })
         .collect();
     for i in 0..N {
-        q.put(i).unwrap();
+        q.add(i);
     }
-    q.join(Some(LIMIT)).unwrap();
+    q.wait_all(LIMIT);
     assert_eq!(
         handled.load(Ordering::SeqCst),
         N,
         "join returned before all were done"
     );
-    assert_eq!(q.unfinished(), 0);
+    assert_eq!(q.left(), 0);
     for w in workers {
         w.wait_ok(LIMIT);
     }

@@ -30,6 +30,15 @@ pub enum Error {
         /// The capacity asked for.
         expected: usize,
     },
+    /// An opened byte queue carries messages of another size than the opener
+    /// expected.
+    #[error("the queue carries messages of up to {found} bytes, not the {expected} expected; open it with its own size")]
+    MessageSizeMismatch {
+        /// Its message size.
+        found: usize,
+        /// The message size asked for.
+        expected: usize,
+    },
     /// A message is larger than the queue's message size.
     #[error("message of {len} bytes is larger than the {max} bytes this queue was made for")]
     MessageTooLarge {

@@ -989,6 +989,40 @@ impl ByteQueue {
         ByteQueue::open_as(name, false, true)
     }
 
+    /// Opens the named byte queue `name`, which must hold exactly `maxsize`
+    /// messages of up to `max_message` bytes.
+    ///
+    /// # Errors
+    /// [`Error::CapacityMismatch`] or [`Error::MessageSizeMismatch`] for another
+    /// size, then as for [`open`](ByteQueue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_queue::{ByteQueue, Error};
+    /// let name = format!("doc-bq-sized-{}", std::process::id());
+    /// let _q = ByteQueue::create(&name, 8, 64)?;
+    /// assert!(ByteQueue::open_sized(&name, 8, 64).is_ok());
+    /// assert!(matches!(ByteQueue::open_sized(&name, 16, 64), Err(Error::CapacityMismatch { found: 8, expected: 16 })));
+    /// assert!(matches!(ByteQueue::open_sized(&name, 8, 32), Err(Error::MessageSizeMismatch { found: 64, expected: 32 })));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open_sized(name: &str, maxsize: usize, max_message: usize) -> Result<ByteQueue> {
+        let q = ByteQueue::open(name)?;
+        if q.capacity() != maxsize {
+            return Err(Error::CapacityMismatch {
+                found: q.capacity(),
+                expected: maxsize,
+            });
+        }
+        if q.max_message() != max_message {
+            return Err(Error::MessageSizeMismatch {
+                found: q.max_message(),
+                expected: max_message,
+            });
+        }
+        Ok(q)
+    }
+
     /// Opens a named byte queue without counting as a writer, so that a blocked
     /// get can see [`Error::Disconnected`] when the writers are gone (as
     /// [`Queue::open_receiver`]).

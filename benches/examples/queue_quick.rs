@@ -94,6 +94,40 @@ fn main() {
             );
             return;
         }
+        Some("piperpc") => {
+            let t = interleaved(
+                7,
+                &mut [
+                    &mut || ours_pipe_round_trip(20_000),
+                    &mut || ours_ping_pong(20_000, 200),
+                    &mut || pipe_round_trip(20_000),
+                ],
+            );
+            println!("Pipe request+reply {:?}", t[0]);
+            println!("Queue ping-pong, default spins {:?}", t[1]);
+            println!("two pipes {:?}", t[2]);
+            return;
+        }
+        Some("spins") => {
+            let limits = [200u32, 1000, 5000, 50_000, u32::MAX];
+            let mut fs: Vec<Box<dyn FnMut() -> f64>> = limits
+                .iter()
+                .map(|&l| Box::new(move || ours_ping_pong(20_000, l)) as Box<dyn FnMut() -> f64>)
+                .collect();
+            let mut refs: Vec<&mut dyn FnMut() -> f64> = fs
+                .iter_mut()
+                .map(|f| f.as_mut() as &mut dyn FnMut() -> f64)
+                .collect();
+            let t = interleaved(5, &mut refs);
+            for (l, r) in limits.iter().zip(&t) {
+                println!(
+                    "spin limit {l}: median {:.0} ns, rounds {:?}",
+                    median(r),
+                    r.iter().map(|x| *x as u64).collect::<Vec<_>>()
+                );
+            }
+            return;
+        }
         Some("pipesizes") => {
             let t = interleaved(
                 5,

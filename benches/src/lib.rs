@@ -31,6 +31,23 @@ pub fn fork_child(f: impl FnOnce()) -> libc::pid_t {
     pid
 }
 
+/// As [`fork_child`], but returns only once the child is running `f`'s first
+/// instruction, so that a measurement started afterwards does not count the
+/// child's start (for round trips, where the first one would otherwise wait for
+/// it).
+pub fn fork_running_child(f: impl FnOnce()) -> libc::pid_t {
+    let started =
+        multiproc_shm::Shared::anonymous(std::sync::atomic::AtomicU32::new(0)).expect("start flag");
+    let pid = fork_child(|| {
+        started.store(1, std::sync::atomic::Ordering::SeqCst);
+        f();
+    });
+    while started.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    pid
+}
+
 /// Reaps a child made by [`fork_child`].
 ///
 /// # Panics

@@ -9,7 +9,7 @@ use crossbeam_queue::ArrayQueue;
 use multiproc_queue::Queue;
 use multiproc_shm::Shared;
 
-use crate::{fork_child, wait_child};
+use crate::{fork_child, fork_running_child, wait_child};
 
 /// Nanoseconds per message: one producer process → one consumer process through
 /// our queue, 8-byte messages, single `put`/`get` (or batches of `batch`).
@@ -166,7 +166,7 @@ pub fn ours_ping_pong(n: u64, spin_limit: u32) -> f64 {
     let mut pong = Queue::<u64>::new(1).expect("queue");
     ping.set_spin_limit(spin_limit);
     pong.set_spin_limit(spin_limit);
-    let child = fork_child(|| {
+    let child = fork_running_child(|| {
         for _ in 0..n {
             let v = ping.get().expect("get");
             pong.put(v).expect("put");
@@ -185,7 +185,7 @@ pub fn ours_ping_pong(n: u64, spin_limit: u32) -> f64 {
 /// The floor: one cache line bounced between two spinning processes, per round trip.
 pub fn cache_line_ping_pong(n: u64) -> f64 {
     let line = Shared::anonymous(AtomicU64::new(0)).expect("line");
-    let child = fork_child(|| answer_bounces(&line, n));
+    let child = fork_running_child(|| answer_bounces(&line, n));
     let ns = serve_bounces(&line, n);
     wait_child(child);
     ns
@@ -245,7 +245,7 @@ pub fn slot_handoff_ping_pong(n: u64) -> f64 {
         words[slot].store(2 * i + 2, Ordering::Release);
         v
     };
-    let child = fork_child(|| {
+    let child = fork_running_child(|| {
         for i in 0..n {
             put(PONG, i, get(PING, i));
         }
@@ -302,7 +302,7 @@ pub fn cache_line_ping_pong_threads(n: u64) -> f64 {
 pub fn futex_ping_pong(n: u64) -> f64 {
     use multiproc_sync::futex::{wait, wake};
     let words = Shared::anonymous([AtomicU32::new(0), AtomicU32::new(0)]).expect("words");
-    let child = fork_child(|| {
+    let child = fork_running_child(|| {
         for i in 0..n as u32 {
             while words[0].load(Ordering::Acquire) == i {
                 wait(&words[0], i, None);
@@ -402,6 +402,89 @@ pub fn python_pipe_ns(n: u64) -> Option<f64> {
          \x20   p = mp.Process(target=prod, args=(w, {n}))\n\
          \x20   t = time.perf_counter(); p.start()\n\
          \x20   for _ in range({n}): r.recv_bytes()\n\
+         \x20   dt = time.perf_counter() - t; p.join()\n\
+         \x20   print(dt / {n} * 1e9)\n"
+    );
+    crate::run_python(&script)
+}
+
+/// Nanoseconds per request and reply between two processes through our duplex
+/// [`Pipe`](multiproc_queue::Pipe), 8-byte messages, each side receiving into one
+/// reused buffer (default waiting: a short spin, then sleep).
+pub fn ours_pipe_round_trip(n: u64) -> f64 {
+    let (a, b) = multiproc_queue::Pipe::new(true).expect("pipe");
+    let child = fork_running_child(|| {
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            b.recv_bytes_into(&mut buf).expect("recv");
+            b.send_bytes(&buf).expect("send");
+        }
+    });
+    let mut buf = Vec::new();
+    let t = Instant::now();
+    for i in 0..n {
+        a.send_bytes(&i.to_ne_bytes()).expect("send");
+        a.recv_bytes_into(&mut buf).expect("recv");
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per request and reply of 8 bytes through two pipes(2) between
+/// two processes (blocking reads).
+pub fn pipe_round_trip(n: u64) -> f64 {
+    let (mut there, mut back) = ([0; 2], [0; 2]);
+    // SAFETY: valid out-arrays.
+    assert_eq!(unsafe { libc::pipe(there.as_mut_ptr()) }, 0);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::pipe(back.as_mut_ptr()) }, 0);
+    let hop = |from: i32, to: i32| {
+        let mut b = [0u8; 8];
+        // SAFETY: b is 8 writable bytes; the descriptors are ours.
+        let r = unsafe { libc::read(from, b.as_mut_ptr().cast(), 8) };
+        assert_eq!(r, 8);
+        // SAFETY: b is 8 valid bytes.
+        assert_eq!(unsafe { libc::write(to, b.as_ptr().cast(), 8) }, 8);
+    };
+    let child = fork_running_child(|| {
+        for _ in 0..n {
+            hop(there[0], back[1]);
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        let b = i.to_ne_bytes();
+        // SAFETY: b is 8 valid bytes.
+        assert_eq!(unsafe { libc::write(there[1], b.as_ptr().cast(), 8) }, 8);
+        let mut r = [0u8; 8];
+        // SAFETY: r is 8 writable bytes.
+        assert_eq!(unsafe { libc::read(back[0], r.as_mut_ptr().cast(), 8) }, 8);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    for fd in there.into_iter().chain(back) {
+        // SAFETY: our descriptors, closed once.
+        unsafe { libc::close(fd) };
+    }
+    ns
+}
+
+/// Nanoseconds per request and reply of 8 bytes through Python's duplex
+/// `multiprocessing.Pipe` (`send_bytes`/`recv_bytes`), measured by `python3`;
+/// `None` without it.
+pub fn python_pipe_round_trip_ns(n: u64) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def echo(c, n):\n\
+         \x20   for _ in range(n): c.send_bytes(c.recv_bytes())\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   a, b = mp.Pipe()\n\
+         \x20   p = mp.Process(target=echo, args=(b, {n})); p.start()\n\
+         \x20   m = bytes(8); t = time.perf_counter()\n\
+         \x20   for _ in range({n}):\n\
+         \x20       a.send_bytes(m); a.recv_bytes()\n\
          \x20   dt = time.perf_counter() - t; p.join()\n\
          \x20   print(dt / {n} * 1e9)\n"
     );

@@ -7,8 +7,9 @@ use std::hint::black_box;
 
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, pipe_stream, python_pipe_ns,
-    python_queue_ns, slot_handoff_ping_pong,
+    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_round_trip,
+    pipe_round_trip, pipe_stream, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns,
+    slot_handoff_ping_pong,
 };
 use multiproc_bench::{
     best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
@@ -314,6 +315,33 @@ fn main() {
             ok: true,
         }),
         None => println!("(python3 not found: the Python pipe comparison is skipped)"),
+    }
+    // Request and reply through a duplex Pipe (default waiting), beside two
+    // pipe(2)s and Python's Pipe: medians, as for the ping-pongs.
+    let t = interleaved(
+        ROUNDS,
+        &mut [&mut || ours_pipe_round_trip(20_000), &mut || {
+            pipe_round_trip(20_000)
+        }],
+    );
+    let (rt_ours, rt_pipe) = (median(&t[0]), median(&t[1]));
+    rows.push(Row {
+        what: "Pipe request+reply, 8 B (ns)",
+        ours: rt_ours,
+        peer_name: "two pipes, blocking reads",
+        peer: rt_pipe,
+        target: "(default waiting)",
+        ok: true,
+    });
+    if let Some(py) = python_pipe_round_trip_ns(20_000) {
+        rows.push(Row {
+            what: "Pipe request+reply, 8 B (ns)",
+            ours: rt_ours,
+            peer_name: "Python mp.Pipe, send_bytes",
+            peer: py,
+            target: "(for reference)",
+            ok: true,
+        });
     }
     let t = interleaved(
         3,

@@ -262,6 +262,26 @@ impl Connection {
         self.receiver()?.poll(timeout)
     }
 
+    /// How many times this end's blocking sends and receives retry before they
+    /// yield and then sleep (see [`Queue::set_spin_limit`](crate::Queue::set_spin_limit);
+    /// default 200, about 5 µs). A request/reply loop between processes whose
+    /// replies take longer than that, or that are often off their cores, may
+    /// trade CPU for latency with a larger limit; 0 sleeps at once.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut a, b) = multiproc_queue::Pipe::new(true)?;
+    /// a.set_spin_limit(20_000);
+    /// b.send_bytes(b"x")?;
+    /// assert_eq!(a.recv_bytes()?, b"x");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        for q in [&mut self.send, &mut self.recv].into_iter().flatten() {
+            q.set_spin_limit(spins);
+        }
+    }
+
     /// Closes this end: the other end's receives drain, then answer [`Error::Closed`].
     ///
     /// # Examples

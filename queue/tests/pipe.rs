@@ -68,6 +68,36 @@ fn receives_into_one_buffer_across_processes() {
     assert_eq!(buf, b"kept");
 }
 
+/// Request and reply through a duplex pipe whose ends never spin (each receive
+/// sleeps at once, each send into a one-message direction may too), with the
+/// owner check interval at a minute: a lost wake-up in the byte queues' sleep
+/// paths hangs the test, and the watchdog fails it.
+#[test]
+fn sleeping_requests_and_replies_lose_no_wake_up() {
+    let _dog = Watchdog::arm(LIMIT, "sleeping pipe");
+    multiproc_sync::set_owner_check_interval(Duration::from_secs(60));
+    const ROUNDS: u32 = 3_000;
+    let (mut a, mut b) = Pipe::with_capacity(true, 1, 8).unwrap();
+    a.set_spin_limit(0);
+    b.set_spin_limit(0);
+    let kid = fork(|| {
+        let mut buf = Vec::new();
+        for i in 0..ROUNDS {
+            b.recv_bytes_into(&mut buf).unwrap();
+            assert_eq!(buf, i.to_le_bytes());
+            b.send_bytes(&(i + 1).to_le_bytes()).unwrap();
+        }
+        0
+    });
+    let mut buf = Vec::new();
+    for i in 0..ROUNDS {
+        a.send_bytes(&i.to_le_bytes()).unwrap();
+        a.recv_bytes_into(&mut buf).unwrap();
+        assert_eq!(buf, (i + 1).to_le_bytes());
+    }
+    kid.wait_ok(LIMIT);
+}
+
 #[test]
 fn a_one_way_pipe_only_goes_one_way() {
     let (reader, writer) = Pipe::new(false).unwrap();

@@ -78,6 +78,24 @@ impl Tally {
     }
 }
 
+/// Waits for every producer, then closes the queue (`close`), which lets the
+/// consumers drain it and stop, waits for them, and checks what they saw.
+fn finish(
+    prods: Vec<multiproc_testkit::Child>,
+    cons: Vec<multiproc_testkit::Child>,
+    close: impl Fn(),
+    tally: &Tally,
+) {
+    for p in prods {
+        p.wait_ok(LIMIT);
+    }
+    close();
+    for c in cons {
+        c.wait_ok(LIMIT);
+    }
+    tally.check();
+}
+
 fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
     let q = Queue::<u64>::new(capacity).unwrap();
     let tally = Tally::new(producers, per_producer);
@@ -127,15 +145,7 @@ fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
             })
         })
         .collect();
-    for p in prods {
-        p.wait_ok(LIMIT);
-    }
-    // Every producer is done: closing lets consumers drain, then stop.
-    q.close();
-    for c in cons {
-        c.wait_ok(LIMIT);
-    }
-    tally.check();
+    finish(prods, cons, || q.close(), &tally);
     assert_eq!(q.lost(), 0);
 }
 
@@ -217,14 +227,7 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
             })
         })
         .collect();
-    for p in prods {
-        p.wait_ok(LIMIT);
-    }
-    q.close();
-    for c in cons {
-        c.wait_ok(LIMIT);
-    }
-    tally.check();
+    finish(prods, cons, || q.close(), &tally);
     assert_eq!(q.lost(), 0);
 }
 

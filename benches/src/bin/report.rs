@@ -63,14 +63,12 @@ fn main() {
             }),
             &mut timed(ITERS, |n| {
                 for _ in 0..n {
-                    black_box(&p).lock();
-                    p.unlock();
+                    black_box(&p).increment();
                 }
             }),
             &mut timed(ITERS, |n| {
                 for _ in 0..n {
-                    black_box(&robust).lock();
-                    robust.unlock();
+                    black_box(&robust).increment();
                 }
             }),
             &mut timed(ITERS, |n| {
@@ -157,13 +155,7 @@ fn main() {
             }),
             &mut hammered(&|n| {
                 for _ in 0..n {
-                    p.lock();
-                    let d = p.data();
-                    d.store(
-                        d.load(std::sync::atomic::Ordering::Relaxed) + 1,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    p.unlock();
+                    p.increment();
                 }
             }),
         ],

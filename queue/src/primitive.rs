@@ -40,6 +40,25 @@ mod imp {
     pub(crate) fn spin() {
         std::hint::spin_loop();
     }
+
+    /// Asks for the cache line at `p` in a state this core may write
+    /// (`prefetchw`): a hint, which never faults and changes no memory. Where the
+    /// instruction is missing it does nothing.
+    #[inline(always)]
+    pub(crate) fn prefetch_for_write(p: *const u8) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetchw only hints the cache; it reads and writes nothing
+        // architecturally and never faults, whatever the address.
+        unsafe {
+            std::arch::asm!(
+                "prefetchw [{0}]",
+                in(reg) p,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
 }
 
 #[cfg(multiproc_loom)]
@@ -95,6 +114,9 @@ mod imp {
     pub(crate) fn spin() {
         loom::thread::yield_now();
     }
+
+    /// Nothing: a cache hint, which the models need not see.
+    pub(crate) fn prefetch_for_write(_p: *const u8) {}
 
     /// One loom cell per slot, touched wherever the slot's data is read or
     /// written: the data is plain memory, which loom does not see, so this is how

@@ -155,6 +155,10 @@ pub struct Ring {
     /// How far ahead a producer that found the ring full waits for room before
     /// it goes on (see `spin_for_room`): a quarter of the capacity, 0 below 8.
     slip: u64,
+    /// How many positions on the slot whose line a producer asks for after it
+    /// published (see `claim_next_line`): the first slot of the next cache
+    /// line; 0 in a ring of fewer than four such lines.
+    next_line: u64,
     /// Accesses to slot data, for the loom models.
     #[cfg(multiproc_loom)]
     cells: DataCells,
@@ -191,6 +195,10 @@ impl Ring {
             } else {
                 0
             },
+            next_line: next_line_step(
+                checked.capacity as u64,
+                crate::layout::slot_size(checked.msg_max, checked.fixed),
+            ),
             #[cfg(multiproc_loom)]
             cells: DataCells::new(checked.capacity),
         }
@@ -416,6 +424,7 @@ impl Ring {
                     Ok(()) => {
                         self.publish_claimed(pos, &msgs[..n.min(publish)]);
                         if publish >= n {
+                            self.claim_next_line(pos.wrapping_add(n as u64 - 1));
                             self.wake_consumers(n as u32);
                         }
                         return Ok(n);
@@ -965,6 +974,25 @@ impl Ring {
         }
     }
 
+    /// Asks for the cache line of the next slot that does not share `pos`'s
+    /// line, for writing, once `pos` is published: the consumers freed it a lap
+    /// ago and hold it, and without the hint the producer's next claim (a locked
+    /// instruction, which waits for every earlier store) would wait for it to
+    /// cross. One producer to one consumer process, 8-byte messages, on an
+    /// Intel Xeon VM whose line bounces in about 120 ns: 22-27 ns per message
+    /// without (median of 7 rounds), 14-16 with, alternating builds; the
+    /// report's rows went from 17.8-19.0 to 13.2-13.4 ns, and two producers
+    /// and two consumers from 29.5-32.1 to 25.2-26.1. Two to four lines ahead
+    /// did worse (15-27 ns), as did the same hint in the consumer. Not in a
+    /// ring of fewer than four lines, where the next line may hold what a
+    /// consumer is reading (a ping-pong through a ring of one slot).
+    #[inline(always)]
+    fn claim_next_line(&self, pos: u64) {
+        if self.next_line != 0 {
+            crate::primitive::prefetch_for_write(self.slot_start(pos.wrapping_add(self.next_line)));
+        }
+    }
+
     /// Claims the next position of `cursor` (`tail` or `head`) if its slot says
     /// `ready(pos)` and nobody claims it first, announcing it in `announce`
     /// before the claim (see the module docs): the shared first half of the
@@ -1020,6 +1048,7 @@ impl Ring {
         unsafe { data.cast::<T>().write_unaligned(*item) };
         // SYNC: publishes the message (pairs with the Acquire load of seq in pop).
         seq.store(holding(pos), Ordering::Release);
+        self.claim_next_line(pos);
         self.wake_consumers(1);
         true
     }
@@ -1081,6 +1110,7 @@ impl Ring {
                 len: msg.len(),
             }],
         );
+        self.claim_next_line(pos);
         self.wake_consumers(1);
         true
     }
@@ -1140,6 +1170,19 @@ fn holding(pos: u64) -> u64 {
     pos.wrapping_mul(2).wrapping_add(1)
 }
 
+/// `Ring::next_line` for `capacity` slots of `slot_size` bytes (a power of two
+/// up to a line, else whole lines; slots start on a line): the positions from a
+/// slot to the first slot of the next line, or 0 when the ring has fewer than
+/// four lines' worth of such steps.
+fn next_line_step(capacity: u64, slot_size: usize) -> u64 {
+    let step = (64 / slot_size).max(1) as u64;
+    if capacity >= 4 * step {
+        step
+    } else {
+        0
+    }
+}
+
 /// Where this thread's participant entry is looked for first: its tid modulo the
 /// entries (tids are handed out in sequence, so threads started together land
 /// apart; a collision only sends one of them on to the next free entry).
@@ -1161,5 +1204,27 @@ fn copy_out(src: *const u8, out: &mut [u8]) {
     for (i, b) in out.iter_mut().enumerate().skip(words * 8) {
         // SAFETY: as above, one byte at a time for the tail.
         *b = unsafe { src.add(i).read_volatile() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_line_step;
+
+    #[test]
+    fn the_line_a_producer_asks_for_is_the_next_one_and_never_its_own() {
+        // 8-byte messages: 16-byte slots, four to a line.
+        assert_eq!(next_line_step(1024, 16), 4);
+        assert_eq!(next_line_step(16, 16), 4);
+        // Fewer than four lines: no hint (it could take the line a consumer reads).
+        assert_eq!(next_line_step(8, 16), 0);
+        assert_eq!(next_line_step(1, 16), 0);
+        // A slot of a line or more: the next slot.
+        assert_eq!(next_line_step(64, 16 * 1024), 1);
+        assert_eq!(next_line_step(4, 64), 1);
+        assert_eq!(next_line_step(3, 128), 0);
+        // Eight-byte slots (a u32 without header cannot happen, but the rule holds).
+        assert_eq!(next_line_step(64, 8), 8);
+        assert_eq!(next_line_step(31, 8), 0);
     }
 }

@@ -159,6 +159,9 @@ pub struct Ring {
     /// published (see `claim_next_line`): the first slot of the next cache
     /// line; 0 in a ring of fewer than four such lines.
     next_line: u64,
+    /// Whether a consumer asks for the next slot's line too (see
+    /// `claim_next_line`): where each slot has a line or more to itself.
+    consumer_hint: bool,
     /// Accesses to slot data, for the loom models.
     #[cfg(multiproc_loom)]
     cells: DataCells,
@@ -177,6 +180,10 @@ impl Ring {
     /// - `base` holds a control block whose geometry `checked` was read from and
     ///   validated against the mapping, which outlives the Ring.
     pub(crate) unsafe fn new(base: NonNull<u8>, checked: &Checked) -> Ring {
+        let next_line = next_line_step(
+            checked.capacity as u64,
+            crate::layout::slot_size(checked.msg_max, checked.fixed),
+        );
         Ring {
             ctl: base.cast(),
             // SAFETY: the slots follow the control block inside the mapping (checked).
@@ -195,10 +202,8 @@ impl Ring {
             } else {
                 0
             },
-            next_line: next_line_step(
-                checked.capacity as u64,
-                crate::layout::slot_size(checked.msg_max, checked.fixed),
-            ),
+            next_line,
+            consumer_hint: next_line == 1,
             #[cfg(multiproc_loom)]
             cells: DataCells::new(checked.capacity),
         }
@@ -975,17 +980,27 @@ impl Ring {
     }
 
     /// Asks for the cache line of the next slot that does not share `pos`'s
-    /// line, for writing, once `pos` is published: the consumers freed it a lap
-    /// ago and hold it, and without the hint the producer's next claim (a locked
-    /// instruction, which waits for every earlier store) would wait for it to
-    /// cross. One producer to one consumer process, 8-byte messages, on an
-    /// Intel Xeon VM whose line bounces in about 120 ns: 22-27 ns per message
-    /// without (median of 7 rounds), 14-16 with, alternating builds; the
-    /// report's rows went from 17.8-19.0 to 13.2-13.4 ns, and two producers
-    /// and two consumers from 29.5-32.1 to 25.2-26.1. Two to four lines ahead
-    /// did worse (15-27 ns), as did the same hint in the consumer. Not in a
-    /// ring of fewer than four lines, where the next line may hold what a
-    /// consumer is reading (a ping-pong through a ring of one slot).
+    /// line, for writing. A producer asks once `pos` is published: the
+    /// consumers freed that line a lap ago and hold it, and without the hint
+    /// the producer's next claim (a locked instruction, which waits for every
+    /// earlier store) would wait for it to cross. One producer to one consumer
+    /// process, 8-byte messages, on an Intel Xeon VM whose line bounces in
+    /// about 120 ns: 22-27 ns per message without (median of 7 rounds), 14-16
+    /// with, alternating builds; the report's rows went from 17.8-19.0 to
+    /// 13.2-13.4 ns, and two producers and two consumers from 29.5-32.1 to
+    /// 25.2-26.1. Two to four lines ahead did worse (15-27 ns).
+    ///
+    /// A consumer asks as soon as it has claimed `pos`, only where every slot
+    /// has a line or more to itself (`consumer_hint`), so that the next
+    /// message's line crosses while this one is copied out: through a `Pipe`
+    /// (16 KiB slots), `recv_bytes` went from 71-77 to 56-58 ns per message
+    /// and `recv_bytes_into` from 49-51 to 48. With slots that share a line
+    /// the consumer's hint took lines its producer was filling: 8-byte
+    /// messages, 20-22 ns per message against 32-40.
+    ///
+    /// Neither asks in a ring of fewer than four lines, where the next line
+    /// may hold what a peer is reading or writing (a ping-pong through a ring
+    /// of one slot).
     #[inline(always)]
     fn claim_next_line(&self, pos: u64) {
         if self.next_line != 0 {
@@ -1064,6 +1079,9 @@ impl Ring {
     pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
         debug_assert!(self.fits_fixed::<T>());
         let (pos, seq) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
+        if self.consumer_hint {
+            self.claim_next_line(pos);
+        }
         let data = Ring::data_after(seq, true);
         self.track_read(pos);
         let item = if std::mem::align_of::<T>() <= 8 {
@@ -1127,6 +1145,9 @@ impl Ring {
         out: &mut Vec<u8>,
     ) -> Option<Result<(), String>> {
         let (pos, _) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
+        if self.consumer_hint {
+            self.claim_next_line(pos);
+        }
         let (h, data) = self.slot(pos);
         // Read once: the check and the copy use this private value.
         let len = self.len_of(&h);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, slot_handoff_ping_pong,
+    ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, slot_handoff_ping_pong, two_flags_ping_pong,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -49,6 +49,9 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("bare one-slot hand-off", |b| {
         b.iter_custom(|iters| total(iters, slot_handoff_ping_pong(iters.max(100))))
+    });
+    g.bench_function("two flags, one line each way", |b| {
+        b.iter_custom(|iters| total(iters, two_flags_ping_pong(iters.max(100))))
     });
     g.finish();
 

@@ -3,7 +3,8 @@ use multiproc_bench::queue::*;
 use multiproc_bench::{best, interleaved, median};
 fn main() {
     // `queue_quick pingpong`: spinning ping-pong against one bounced cache line
-    // and a bare one-slot hand-off, and ArrayQueue between threads against the
+    // and a bare one-slot hand-off and two flags (one line each way), and
+    // ArrayQueue between threads against the
     // line between threads, median
     // of 7 interleaved rounds (as the report), six times.
     // `queue_quick hop`: put then get in one thread, ours against ArrayQueue.
@@ -23,17 +24,19 @@ fn main() {
                         &mut || arrayqueue_ping_pong(50_000),
                         &mut || cache_line_ping_pong_threads(50_000),
                         &mut || slot_handoff_ping_pong(50_000),
+                        &mut || two_flags_ping_pong(50_000),
                     ],
                 );
                 let (ours, line) = (median(&t[0]), median(&t[1]));
                 let (aq, line_t) = (median(&t[2]), median(&t[3]));
-                let handoff = median(&t[4]);
+                let (handoff, flags) = (median(&t[4]), median(&t[5]));
                 println!(
                     "ping-pong {ours:.1} ns, cache line {line:.1} ns: {:.2}x \
-                     (bare slot hand-off {handoff:.1} ns: {:.2}x; ArrayQueue {aq:.1} ns, \
-                     line between threads {line_t:.1} ns: {:.2}x)",
+                     (bare slot hand-off {handoff:.1} ns: {:.2}x; two flags {flags:.1} ns: \
+                     {:.2}x; ArrayQueue {aq:.1} ns, line between threads {line_t:.1} ns: {:.2}x)",
                     ours / line,
                     handoff / line,
+                    flags / line,
                     aq / line_t
                 );
             }

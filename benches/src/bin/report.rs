@@ -9,7 +9,7 @@ use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_round_trip,
     pipe_round_trip, pipe_stream, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns,
-    slot_handoff_ping_pong,
+    slot_handoff_ping_pong, two_flags_ping_pong,
 };
 use multiproc_bench::{
     best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
@@ -360,7 +360,8 @@ fn main() {
     // compare-and-swap per put and per get) pays on this placement.
     // The bare one-slot hand-off is the floor of any ring that frees its slot
     // (its line changes hands twice per hop): when the two processes are one
-    // core's siblings it alone measured 1.9-2.1× the bounce here.
+    // core's siblings it alone measured 1.9-2.1× the bounce here. Two flags,
+    // one line each way, are the floor of any round trip through two queues.
     let t = interleaved(
         7,
         &mut [
@@ -369,11 +370,12 @@ fn main() {
             &mut || arrayqueue_ping_pong(50_000),
             &mut || cache_line_ping_pong_threads(50_000),
             &mut || slot_handoff_ping_pong(50_000),
+            &mut || two_flags_ping_pong(50_000),
         ],
     );
     let (pp_spin, line) = (median(&t[0]), median(&t[1]));
     let (aq_pp, line_threads) = (median(&t[2]), median(&t[3]));
-    let handoff = median(&t[4]);
+    let (handoff, flags) = (median(&t[4]), median(&t[5]));
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
     let cas4 = 4.0 * best(&interleaved(5, &mut [&mut timed(ITERS, dependent_cas)])[0]);
@@ -443,6 +445,13 @@ fn main() {
          round trip, {:.2}× the bounce; ours is {:.2}× that hand-off.",
         handoff / line,
         pp_spin / handoff
+    );
+    println!(
+        "two flags, one line each way (each written by one process, watched by the \
+         other: the floor of any round trip through two queues) take {flags:.1} ns, \
+         {:.2}× the bounce; ours is {:.2}× that.",
+        flags / line,
+        pp_spin / flags
     );
 }
 

@@ -51,7 +51,10 @@ fn throughput(c: &mut Criterion) {
         b.iter_custom(|iters| total(iters, slot_handoff_ping_pong(iters.max(100))))
     });
     g.bench_function("two flags, one line each way", |b| {
-        b.iter_custom(|iters| total(iters, two_flags_ping_pong(iters.max(100))))
+        b.iter_custom(|iters| total(iters, two_flags_ping_pong(iters.max(100), false)))
+    });
+    g.bench_function("two flags in one line", |b| {
+        b.iter_custom(|iters| total(iters, two_flags_ping_pong(iters.max(100), true)))
     });
     g.finish();
 

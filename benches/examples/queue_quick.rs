@@ -24,7 +24,7 @@ fn main() {
                         &mut || arrayqueue_ping_pong(50_000),
                         &mut || cache_line_ping_pong_threads(50_000),
                         &mut || slot_handoff_ping_pong(50_000),
-                        &mut || two_flags_ping_pong(50_000),
+                        &mut || two_flags_ping_pong(50_000, false),
                     ],
                 );
                 let (ours, line) = (median(&t[0]), median(&t[1]));

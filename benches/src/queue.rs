@@ -216,18 +216,20 @@ fn serve_bounces(line: &AtomicU64, n: u64) -> f64 {
 }
 
 /// The floor of any round trip through two queues, whatever they do: two flags
-/// on lines of their own, one written by each process and watched by the
-/// other. Each carries the round-trip count and nothing else; no slot is
-/// freed, claimed or checked. Where the bounce moves one line that each side
-/// reads and then writes, this moves two lines, each written by one side while
-/// the other spins on it. Nanoseconds per round trip.
-pub fn two_flags_ping_pong(n: u64) -> f64 {
-    // The ping flag at word 0, the pong flag at word 32: 256 bytes apart.
+/// on lines of their own (`one_line` false), one written by each process and
+/// watched by the other. Each carries the round-trip count and nothing else;
+/// no slot is freed, claimed or checked. Where the bounce moves one line that
+/// each side reads and then writes, this moves two lines, each written by one
+/// side while the other spins on it. With `one_line`, the two flags share a
+/// line (words 0 and 4): what a duplex channel whose request and reply lie in
+/// one line could reach. Nanoseconds per round trip.
+pub fn two_flags_ping_pong(n: u64, one_line: bool) -> f64 {
+    // The ping flag at word 0, the pong flag at word 32 (256 bytes on) or 4.
     let words = Shared::anonymous(std::array::from_fn::<AtomicU64, 48, _>(|_| {
         AtomicU64::new(0)
     }))
     .expect("flags");
-    let (ping, pong) = (&words[0], &words[32]);
+    let (ping, pong) = (&words[0], &words[if one_line { 4 } else { 32 }]);
     let child = fork_running_child(|| {
         for i in 1..=n {
             while ping.load(Ordering::Acquire) != i {

@@ -370,12 +370,13 @@ fn main() {
             &mut || arrayqueue_ping_pong(50_000),
             &mut || cache_line_ping_pong_threads(50_000),
             &mut || slot_handoff_ping_pong(50_000),
-            &mut || two_flags_ping_pong(50_000),
+            &mut || two_flags_ping_pong(50_000, false),
+            &mut || two_flags_ping_pong(50_000, true),
         ],
     );
     let (pp_spin, line) = (median(&t[0]), median(&t[1]));
     let (aq_pp, line_threads) = (median(&t[2]), median(&t[3]));
-    let (handoff, flags) = (median(&t[4]), median(&t[5]));
+    let (handoff, flags, flags_one_line) = (median(&t[4]), median(&t[5]), median(&t[6]));
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
     let cas4 = 4.0 * best(&interleaved(5, &mut [&mut timed(ITERS, dependent_cas)])[0]);
@@ -452,6 +453,11 @@ fn main() {
          {:.2}× the bounce; ours is {:.2}× that.",
         flags / line,
         pp_spin / flags
+    );
+    println!(
+        "the same two flags in one line take {flags_one_line:.1} ns, {:.2}× the bounce: \
+         a duplex channel whose request and reply share lines could come that close.",
+        flags_one_line / line
     );
 }
 

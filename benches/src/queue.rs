@@ -221,8 +221,8 @@ fn serve_bounces(line: &AtomicU64, n: u64) -> f64 {
 /// no slot is freed, claimed or checked. Where the bounce moves one line that
 /// each side reads and then writes, this moves two lines, each written by one
 /// side while the other spins on it. With `one_line`, the two flags share a
-/// line (words 0 and 4): what a duplex channel whose request and reply lie in
-/// one line could reach. Nanoseconds per round trip.
+/// line (words 0 and 4): what a duplex channel of one slot each way, its
+/// request and reply in one line, could reach. Nanoseconds per round trip.
 pub fn two_flags_ping_pong(n: u64, one_line: bool) -> f64 {
     // The ping flag at word 0, the pong flag at word 32 (256 bytes on) or 4.
     let words = Shared::anonymous(std::array::from_fn::<AtomicU64, 48, _>(|_| {

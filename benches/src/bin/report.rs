@@ -456,7 +456,8 @@ fn main() {
     );
     println!(
         "the same two flags in one line take {flags_one_line:.1} ns, {:.2}× the bounce: \
-         a duplex channel whose request and reply share lines could come that close.",
+         a duplex channel of one slot each way, its request and reply in one line, \
+         could come that close.",
         flags_one_line / line
     );
 }

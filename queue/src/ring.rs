@@ -417,6 +417,9 @@ impl Ring {
             let seq = h.seq.load(Ordering::Acquire);
             let dif = seq.wrapping_sub(free_for(pos)) as i64;
             if dif == 0 {
+                if msgs.len() > 1 {
+                    self.claim_lines(pos, msgs.len() as u64);
+                }
                 // Free slots in a row from pos (at least this one).
                 let n = 1
                     + (1..msgs.len() as u64)
@@ -1005,6 +1008,26 @@ impl Ring {
     fn claim_next_line(&self, pos: u64) {
         if self.next_line != 0 {
             crate::primitive::prefetch_for_write(self.slot_start(pos.wrapping_add(self.next_line)));
+        }
+    }
+
+    /// Asks for the lines of the slots from `pos` on that a batch of `n` puts
+    /// will fill (at most a ring's worth), for writing, before the batch reads
+    /// their sequences: the lines then cross once, together, instead of one
+    /// after another and twice each (read, then written). One producer to one
+    /// consumer process in batches of 32 8-byte messages, on the Intel Xeon VM
+    /// of `claim_next_line`: 10.9-14.1 ns per message without (best of 7
+    /// rounds, 16 runs), 9.7-11.8 with, alternating builds; the same in a
+    /// consumer's batch did worse (13-14.5 ns against 11.3-13.4). Not in a
+    /// ring of fewer than four lines.
+    fn claim_lines(&self, pos: u64, n: u64) {
+        if self.next_line == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i < n.min(self.cap) {
+            crate::primitive::prefetch_for_write(self.slot_start(pos.wrapping_add(i)));
+            i += self.next_line;
         }
     }
 

@@ -811,7 +811,12 @@ fn a_corrupted_geometry_is_refused_on_open() {
 /// see fuzz/README.md), and the target's operations take messages from them.
 #[test]
 fn the_fuzz_seeds_are_queues_of_this_layout() {
-    for seed in ["valid-capacity-2", "valid-bytes-capacity-3"] {
+    for seed in [
+        "valid-capacity-2",
+        "valid-bytes-capacity-3",
+        "valid-capacity-16",
+        "valid-bytes-capacity-4-of-64",
+    ] {
         let path = format!(
             "{}/../fuzz/seeds/queue_memory/{seed}",
             env!("CARGO_MANIFEST_DIR")

@@ -159,7 +159,7 @@ pub struct Ring {
     /// published (see `claim_next_line`): the first slot of the next cache
     /// line; 0 in a ring of fewer than four such lines.
     next_line: u64,
-    /// Whether a consumer asks for the next slot's line too (see
+    /// Whether a byte queue's consumer asks for the next slot's line too (see
     /// `claim_next_line`): where each slot has a line or more to itself.
     consumer_hint: bool,
     /// Accesses to slot data, for the loom models.
@@ -993,13 +993,15 @@ impl Ring {
     /// 13.2-13.4 ns, and two producers and two consumers from 29.5-32.1 to
     /// 25.2-26.1. Two to four lines ahead did worse (15-27 ns).
     ///
-    /// A consumer asks as soon as it has claimed `pos`, only where every slot
-    /// has a line or more to itself (`consumer_hint`), so that the next
-    /// message's line crosses while this one is copied out: through a `Pipe`
-    /// (16 KiB slots), `recv_bytes` went from 71-77 to 56-58 ns per message
-    /// and `recv_bytes_into` from 49-51 to 48. With slots that share a line
-    /// the consumer's hint took lines its producer was filling: 8-byte
-    /// messages, 20-22 ns per message against 32-40.
+    /// A byte queue's consumer asks as soon as it has claimed `pos`, only
+    /// where every slot has a line or more to itself (`consumer_hint`), so
+    /// that the next message's line crosses while this one is copied out:
+    /// through a `Pipe` (16 KiB slots), `recv_bytes` went from 71-77 to 56-58
+    /// ns per message and `recv_bytes_into` from 49-51 to 48. With slots that
+    /// share a line the consumer's hint took lines its producer was filling:
+    /// 8-byte messages, 20-22 ns per message against 32-40. In a
+    /// `Queue<[u64; 8]>` (128-byte slots) it made no difference we could see
+    /// (49-61 ns against 51-60), so `pop_one` does not ask.
     ///
     /// Neither asks in a ring of fewer than four lines, where the next line
     /// may hold what a peer is reading or writing (a ping-pong through a ring
@@ -1102,9 +1104,6 @@ impl Ring {
     pub(crate) unsafe fn pop_one<T: Copy>(&self, part: Option<&Participant>) -> Option<T> {
         debug_assert!(self.fits_fixed::<T>());
         let (pos, seq) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
-        if self.consumer_hint {
-            self.claim_next_line(pos);
-        }
         let data = Ring::data_after(seq, true);
         self.track_read(pos);
         let item = if std::mem::align_of::<T>() <= 8 {
@@ -1267,7 +1266,7 @@ mod tests {
         assert_eq!(next_line_step(64, 16 * 1024), 1);
         assert_eq!(next_line_step(4, 64), 1);
         assert_eq!(next_line_step(3, 128), 0);
-        // Eight-byte slots (a u32 without header cannot happen, but the rule holds).
+        // Eight-byte slots (a queue of a zero-sized type: the sequence alone).
         assert_eq!(next_line_step(64, 8), 8);
         assert_eq!(next_line_step(31, 8), 0);
     }

@@ -16,7 +16,10 @@
 //! [`Queue::put_many`]/[`Queue::get_many`]), a sequence number publishes it. A
 //! blocking call spins briefly, then sleeps on a futex; a put or get makes a
 //! wake-up syscall only when someone sleeps (the sleepers are one bit each in a
-//! word the fast path reads).
+//! word the fast path reads). A producer that has published asks for the next
+//! slot line for writing (`prefetchw` on x86-64), so that its next claim does not
+//! wait for that line to come back from the consumers that freed it; a batch put
+//! asks for all the lines it will fill (see `Ring::claim_next_line` in `ring`).
 //!
 //! # When a peer dies
 //! A producer killed between claiming a slot and publishing it — in a `put`, or

@@ -189,6 +189,46 @@ pub fn hammer(iters: u64, work: impl Fn(u64)) -> Duration {
     elapsed
 }
 
+/// What a lock hand-off costs between two processes when the lock is held
+/// briefly: `n` times, this process takes the lock through `critical` (which
+/// locks, runs its argument, unlocks), tells a forked child to come and holds
+/// the lock for `hold`; the child, told, takes the lock (waiting for the
+/// release) and says so. Nanoseconds per hand-off beyond the hold: how soon a
+/// waiter gets a lock released under it, which a spinning waiter makes short
+/// and a sleeping one long.
+///
+/// # Panics
+/// If `fork` fails or the child does not exit cleanly.
+pub fn lock_handoff(n: u64, hold: Duration, critical: impl Fn(&dyn Fn())) -> f64 {
+    let turn =
+        multiproc_shm::Shared::anonymous(std::sync::atomic::AtomicU64::new(0)).expect("turn");
+    let wait_for = |v: u64| {
+        while turn.load(std::sync::atomic::Ordering::Acquire) != v {
+            std::hint::spin_loop();
+        }
+    };
+    let child = fork_running_child(|| {
+        for i in 0..n {
+            wait_for(2 * i + 1);
+            critical(&|| turn.store(2 * i + 2, std::sync::atomic::Ordering::Release));
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        critical(&|| {
+            turn.store(2 * i + 1, std::sync::atomic::Ordering::Release);
+            let held = Instant::now();
+            while held.elapsed() < hold {
+                std::hint::spin_loop();
+            }
+        });
+        wait_for(2 * i + 2);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64 - hold.as_nanos() as f64;
+    wait_child(child);
+    ns
+}
+
 /// Nanoseconds per iteration of `f`, the best of `rounds` runs of `iters`.
 pub fn ns_per_iter(rounds: u32, iters: u64, mut f: impl FnMut(u64)) -> f64 {
     (0..rounds)

@@ -12,12 +12,13 @@ use multiproc_bench::queue::{
     slot_handoff_ping_pong, two_flags_ping_pong,
 };
 use multiproc_bench::{
-    best, hammer, interleaved, median, ns_per_iter, python_process_start_join_us,
+    best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
     raw_fork_exit_wait, timed, PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
+use std::time::Duration;
 
 const ROUNDS: u32 = 7;
 const ITERS: u64 = 2_000_000;
@@ -172,6 +173,38 @@ fn main() {
         peer: c_p,
         target: "≤ 1.0× (throughput ≥)",
         ok: c_ours <= c_p,
+    });
+
+    // A lock held for 1 µs by one process while another waits for it: what the
+    // waiter's short spin buys (pthread's normal mutex sleeps at once). Medians:
+    // a hand-off that sleeps swings with the futex wake-up.
+    let hold = Duration::from_micros(1);
+    let t = interleaved(
+        ROUNDS,
+        &mut [
+            &mut || {
+                lock_handoff(2_000, hold, |f| {
+                    let _held = ours.lock().unwrap();
+                    f();
+                })
+            },
+            &mut || {
+                lock_handoff(2_000, hold, |f| {
+                    p.lock();
+                    f();
+                    p.unlock();
+                })
+            },
+        ],
+    );
+    let (h_ours, h_p) = (median(&t[0]), median(&t[1]));
+    rows.push(Row {
+        what: "lock hand-off after 1 µs held (ns)",
+        ours: h_ours,
+        peer_name: "pthread_mutex, shared",
+        peer: h_p,
+        target: "(for reference)",
+        ok: true,
     });
 
     // Process start + join, µs (fork dominates: few iterations suffice). Rounds

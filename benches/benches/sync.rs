@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use multiproc_bench::{hammer, PthreadMutex};
+use multiproc_bench::{hammer, lock_handoff, PthreadMutex};
 use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
 
@@ -78,5 +78,42 @@ fn two_processes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, uncontended, two_processes);
+/// A lock held 1 µs by one process while another waits for it: nanoseconds per
+/// hand-off beyond the hold.
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lock hand-off after 1 µs held");
+    g.sample_size(10);
+    let hold = std::time::Duration::from_micros(1);
+    let total = |iters: u64, ns: f64| std::time::Duration::from_nanos((ns * iters as f64) as u64);
+    let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    g.bench_function("multiproc Mutex", |b| {
+        b.iter_custom(|iters| {
+            let n = iters.max(10);
+            total(
+                iters,
+                lock_handoff(n, hold, |f| {
+                    let _held = ours.lock().unwrap();
+                    f();
+                }),
+            )
+        })
+    });
+    let p = PthreadMutex::new(false);
+    g.bench_function("pthread_mutex (process-shared)", |b| {
+        b.iter_custom(|iters| {
+            let n = iters.max(10);
+            total(
+                iters,
+                lock_handoff(n, hold, |f| {
+                    p.lock();
+                    f();
+                    p.unlock();
+                }),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, two_processes, handoff);
 criterion_main!(benches);

@@ -2,11 +2,10 @@
 use multiproc_bench::queue::*;
 use multiproc_bench::{best, interleaved, median};
 fn main() {
-    // `queue_quick pingpong`: spinning ping-pong against one bounced cache line
-    // and a bare one-slot hand-off and two flags (one line each way), and
-    // ArrayQueue between threads against the
-    // line between threads, median
-    // of 7 interleaved rounds (as the report), six times.
+    // `queue_quick pingpong`: spinning ping-pong against one bounced cache line,
+    // a bare one-slot hand-off and two flags (one line each way), and ArrayQueue
+    // between threads against the line between threads; median of 7
+    // interleaved rounds (as the report), six times.
     // `queue_quick hop`: put then get in one thread, ours against ArrayQueue.
     // `queue_quick single`: only the single-message 1P→1C row beside the pipe,
     // best of 7 interleaved rounds (for comparing builds quickly).

@@ -395,10 +395,11 @@ fn main() {
     // ArrayQueue between threads, against the line bounced between threads, is
     // the peer's own distance from the floor: what a lock-free MPMC ring (one
     // compare-and-swap per put and per get) pays on this placement.
-    // The bare one-slot hand-off is the floor of any ring that frees its slot
-    // (its line changes hands twice per hop): when the two processes are one
-    // core's siblings it alone measured 1.9-2.1× the bounce here. Two flags,
-    // one line each way, are the floor of any round trip through two queues.
+    // The bare one-slot hand-off is the floor of any ring that frees its slot:
+    // when the two processes are one core's siblings it alone measured 1.9-2.1×
+    // the bounce. Two flags, one line each way, are the floor of any round trip
+    // through two queues; on the Intel Xeon VMs the hand-off cost what they did
+    // (2.1-2.4× the bounce), so the price there is in using two lines.
     let t = interleaved(
         7,
         &mut [

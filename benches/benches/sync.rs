@@ -85,32 +85,21 @@ fn handoff(c: &mut Criterion) {
     g.sample_size(10);
     let hold = std::time::Duration::from_micros(1);
     let total = |iters: u64, ns: f64| std::time::Duration::from_nanos((ns * iters as f64) as u64);
+    let mut bench = |name: &str, critical: &dyn Fn(&dyn Fn())| {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| total(iters, lock_handoff(iters.max(10), hold, critical)))
+        });
+    };
     let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    g.bench_function("multiproc Mutex", |b| {
-        b.iter_custom(|iters| {
-            let n = iters.max(10);
-            total(
-                iters,
-                lock_handoff(n, hold, |f| {
-                    let _held = ours.lock().unwrap();
-                    f();
-                }),
-            )
-        })
+    bench("multiproc Mutex", &|f| {
+        let _held = ours.lock().unwrap();
+        f();
     });
     let p = PthreadMutex::new(false);
-    g.bench_function("pthread_mutex (process-shared)", |b| {
-        b.iter_custom(|iters| {
-            let n = iters.max(10);
-            total(
-                iters,
-                lock_handoff(n, hold, |f| {
-                    p.lock();
-                    f();
-                    p.unlock();
-                }),
-            )
-        })
+    bench("pthread_mutex (process-shared)", &|f| {
+        p.lock();
+        f();
+        p.unlock();
     });
     g.finish();
 }

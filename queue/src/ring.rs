@@ -159,9 +159,6 @@ pub struct Ring {
     /// published (see `claim_next_line`): the first slot of the next cache
     /// line; 0 in a ring of fewer than four such lines.
     next_line: u64,
-    /// Whether a byte queue's consumer asks for the next slot's line too (see
-    /// `claim_next_line`): where each slot has a line or more to itself.
-    consumer_hint: bool,
     /// Accesses to slot data, for the loom models.
     #[cfg(multiproc_loom)]
     cells: DataCells,
@@ -180,10 +177,6 @@ impl Ring {
     /// - `base` holds a control block whose geometry `checked` was read from and
     ///   validated against the mapping, which outlives the Ring.
     pub(crate) unsafe fn new(base: NonNull<u8>, checked: &Checked) -> Ring {
-        let next_line = next_line_step(
-            checked.capacity as u64,
-            crate::layout::slot_size(checked.msg_max, checked.fixed),
-        );
         Ring {
             ctl: base.cast(),
             // SAFETY: the slots follow the control block inside the mapping (checked).
@@ -202,8 +195,10 @@ impl Ring {
             } else {
                 0
             },
-            next_line,
-            consumer_hint: next_line == 1,
+            next_line: next_line_step(
+                checked.capacity as u64,
+                crate::layout::slot_size(checked.msg_max, checked.fixed),
+            ),
             #[cfg(multiproc_loom)]
             cells: DataCells::new(checked.capacity),
         }
@@ -994,7 +989,7 @@ impl Ring {
     /// 25.2-26.1. Two to four lines ahead did worse (15-27 ns).
     ///
     /// A byte queue's consumer asks as soon as it has claimed `pos`, only
-    /// where every slot has a line or more to itself (`consumer_hint`), so
+    /// where every slot has a line or more to itself (`next_line` is 1), so
     /// that the next message's line crosses while this one is copied out:
     /// through a `Pipe` (16 KiB slots), `recv_bytes` went from 71-77 to 56-58
     /// ns per message and `recv_bytes_into` from 49-51 to 48. With slots that
@@ -1167,7 +1162,8 @@ impl Ring {
         out: &mut Vec<u8>,
     ) -> Option<Result<(), String>> {
         let (pos, _) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
-        if self.consumer_hint {
+        // Only where every slot has a line or more to itself (see claim_next_line).
+        if self.next_line == 1 {
             self.claim_next_line(pos);
         }
         let (h, data) = self.slot(pos);

@@ -26,7 +26,7 @@
 //! anywhere in a [`Queue::put_many`] — does not stall the consumers: each claim is
 //! announced (the whole run of slots, for a batch) before it is made, so a
 //! consumer that waits on the slot past the owner-check interval finds the
-//! claimer, sees that its thread is gone (its start time guards against a reused
+//! claimer, sees that its thread is gone (its identity token guards against a reused
 //! pid), skips the slot and counts the message in [`Queue::lost`]. Producers do
 //! the same for a consumer killed between claiming messages and freeing their
 //! slots. Nothing is delivered twice. When every process that had the queue

@@ -24,7 +24,7 @@ pub struct StaleSegment {
 /// A segment counts when its header carries this crate's magic, it is not marked
 /// persistent (see [`Segment::set_unlink_on_drop`](crate::Segment::set_unlink_on_drop)),
 /// and the process recorded as its creator no longer exists — a recycled pid with
-/// another start time counts as dead. Files that cannot be read are skipped.
+/// another identity token counts as dead. Files that cannot be read are skipped.
 ///
 /// # Errors
 /// [`Error::Io`] if `/dev/shm` cannot be listed.

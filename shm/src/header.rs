@@ -17,7 +17,7 @@
 //! | 64 | `type_hash` | FNV-1a 64 of `type_name::<T>()`, size and align |
 //! | 72 | `creator_pid` | the creating process |
 //! | 76 | reserved | 0 |
-//! | 80 | `creator_start` | its start time (`/proc/PID/stat` field 22), so a recycled pid is not taken for it |
+//! | 80 | `creator_token` | its identity token ([`ProcessIdentity::token`](crate::ProcessIdentity)), so a recycled pid is not taken for it |
 //! | 88 | `type_name` | the first 40 bytes of `type_name::<T>()`, for error messages |
 //!
 //! Every field is an atomic: the header lives in memory other processes write, so
@@ -59,7 +59,7 @@ pub(crate) struct Header {
     type_hash: AtomicU64,
     creator_pid: AtomicU32,
     reserved: AtomicU32,
-    creator_start: AtomicU64,
+    creator_token: AtomicU64,
     type_name: [AtomicU8; TYPE_NAME_LEN],
 }
 
@@ -198,8 +198,8 @@ pub struct Snapshot {
     pub info: TypeInfo,
     /// The creator's pid.
     pub creator_pid: u32,
-    /// The creator's start time.
-    pub creator_start: u64,
+    /// The creator's identity token.
+    pub creator_token: u64,
 }
 
 impl Header {
@@ -217,8 +217,7 @@ impl Header {
         self.count.store(info.count, Ordering::Relaxed);
         self.type_hash.store(info.type_hash, Ordering::Relaxed);
         self.creator_pid.store(creator.pid, Ordering::Relaxed);
-        self.creator_start
-            .store(creator.start_time, Ordering::Relaxed);
+        self.creator_token.store(creator.token, Ordering::Relaxed);
         for (slot, b) in self
             .type_name
             .iter()
@@ -272,7 +271,7 @@ impl Snapshot {
                 h.elem_align.load(Ordering::Relaxed),
                 h.count.load(Ordering::Relaxed),
                 h.type_hash.load(Ordering::Relaxed),
-                h.creator_start.load(Ordering::Relaxed),
+                h.creator_token.load(Ordering::Relaxed),
             ],
             &name,
         )
@@ -312,7 +311,7 @@ impl Snapshot {
         version: u32,
         state: u32,
         [header_len, flags, creator_pid]: [u32; 3],
-        [payload_offset, payload_len, elem_size, elem_align, count, type_hash, creator_start]: [u64; 7],
+        [payload_offset, payload_len, elem_size, elem_align, count, type_hash, creator_token]: [u64; 7],
         name: &[u8; TYPE_NAME_LEN],
     ) -> Snapshot {
         let end = name.iter().position(|&b| b == 0).unwrap_or(TYPE_NAME_LEN);
@@ -332,7 +331,7 @@ impl Snapshot {
                 type_name: String::from_utf8_lossy(&name[..end]).into_owned(),
             },
             creator_pid,
-            creator_start,
+            creator_token,
         }
     }
 
@@ -346,7 +345,7 @@ impl Snapshot {
     pub fn creator(&self) -> crate::ProcessIdentity {
         crate::ProcessIdentity {
             pid: self.creator_pid,
-            start_time: self.creator_start,
+            token: self.creator_token,
         }
     }
 

@@ -1,13 +1,31 @@
-//! Who a process is, in a form that survives pid reuse: pid plus start time.
+//! Who a process or thread is, in a form that survives id reuse.
 //!
-//! A pid alone is not an identity: after a process dies its pid is handed out again.
-//! The start time (field 22 of `/proc/PID/stat`, in clock ticks since boot) tells a
-//! recycled pid from the process that first had it. The segment header records its
-//! creator this way, and `multiproc-sync` records lock owners this way.
+//! A pid (or tid) alone is not an identity: after a task dies its id is handed out
+//! again. Each is paired here with a 64-bit *token* that tells a recycled id from
+//! the task that first had it:
+//!
+//! - the **pidfs inode number** of the task (`fstat` of a pidfd; Linux 6.9 and
+//!   later, with `PIDFD_THREAD` for threads). The kernel takes it from a 64-bit
+//!   counter bumped for every task it creates, so no two tasks of one boot share
+//!   it (checked here: it kept growing past a wrap of the pid space);
+//! - where pidfds or `PIDFD_THREAD` are missing, the task's **start time** in
+//!   clock ticks after boot (field 22 of `/proc/ID/stat`). That leaves a window:
+//!   a task that dies and whose id is handed to a new task *within the same
+//!   clock tick of its start* (10 ms at the usual `USER_HZ` of 100) is taken for
+//!   the new one. The kernel hands ids out in a cycle, so that takes `pid_max`
+//!   task creations within one tick.
+//!
+//! A token says which kind it is ([`TOKEN_PIDFS`]); a check recomputes the token of
+//! the same kind. The segment header records its creator this way, and
+//! `multiproc-sync` records lock owners and participants this way.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A process's pid and start time.
+/// Set in a token that is a pidfs inode number (clear: a start time in ticks).
+pub const TOKEN_PIDFS: u64 = 1 << 63;
+
+/// A process's pid and identity token.
 ///
 /// # Examples
 /// ```
@@ -20,13 +38,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ProcessIdentity {
     /// The process id.
     pub pid: u32,
-    /// Start time in clock ticks after boot (`/proc/PID/stat` field 22); 0 if unknown.
-    pub start_time: u64,
+    /// What tells this process from a later one with the same pid (see the
+    /// [module docs](crate::identity)); 0 if unknown.
+    pub token: u64,
 }
 
-/// `pid << 32 | low 32 bits of start time`, cached for `current()`; 0 = not cached.
+/// This process's pid and token, cached; recomputed after `fork` (when the pid changes).
 static CURRENT_PID: AtomicU64 = AtomicU64::new(0);
-static CURRENT_START: AtomicU64 = AtomicU64::new(0);
+static CURRENT_TOKEN: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessIdentity {
     /// The calling process. Cached, and recomputed after `fork` (when the pid changes).
@@ -41,13 +60,13 @@ impl ProcessIdentity {
         if CURRENT_PID.load(Ordering::Acquire) == u64::from(pid) {
             return ProcessIdentity {
                 pid,
-                start_time: CURRENT_START.load(Ordering::Relaxed),
+                token: CURRENT_TOKEN.load(Ordering::Relaxed),
             };
         }
-        let start_time = read_stat(pid).map(|s| s.start_time).unwrap_or(0);
-        CURRENT_START.store(start_time, Ordering::Relaxed);
+        let token = token_of(pid, Task::Process, Kind::Best).unwrap_or(0);
+        CURRENT_TOKEN.store(token, Ordering::Relaxed);
         CURRENT_PID.store(u64::from(pid), Ordering::Release);
-        ProcessIdentity { pid, start_time }
+        ProcessIdentity { pid, token }
     }
 
     /// The live process that now has `pid`, or `None` if there is none (or it is a
@@ -59,46 +78,151 @@ impl ProcessIdentity {
     /// assert_eq!(multiproc_shm::ProcessIdentity::of(me.pid), Some(me));
     /// ```
     pub fn of(pid: u32) -> Option<ProcessIdentity> {
-        let stat = read_stat(pid)?;
-        (!stat.zombie).then_some(ProcessIdentity {
-            pid,
-            start_time: stat.start_time,
-        })
+        let token = token_of(pid, Task::Process, Kind::Best)?;
+        Some(ProcessIdentity { pid, token })
     }
 
     /// Whether this very process still runs: its pid exists, is not a zombie, and
-    /// has the same start time (so it was not recycled).
-    ///
-    /// When `/proc` cannot be read (hidepid, another user), falls back to `kill(pid, 0)`.
+    /// has the same token (so it was not recycled). A token of 0 (unknown) checks
+    /// the pid only.
     ///
     /// # Examples
     /// ```
     /// assert!(multiproc_shm::ProcessIdentity::current().is_alive());
     /// ```
     pub fn is_alive(&self) -> bool {
-        if self.pid == 0 {
-            return false;
-        }
-        match read_stat(self.pid) {
-            Some(stat) => {
-                !stat.zombie && (self.start_time == 0 || stat.start_time == self.start_time)
-            }
-            // No stat file: the process is gone, unless /proc itself is unreadable.
-            None if std::path::Path::new("/proc/self/stat").exists() => false,
-            None => crate::sys::pid_exists(self.pid),
-        }
+        self.pid != 0 && task_alive(self.pid, Task::Process, self.token)
     }
 }
 
-struct Stat {
-    zombie: bool,
-    start_time: u64,
+/// A process (thread-group leader) or a single thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A process: its pid.
+    Process,
+    /// One thread: its tid.
+    Thread,
 }
 
-fn read_stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields resume
-    // after the last ')'. Then field 3 is the state and field 22 the start time.
+/// Which token to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The pidfs inode if this kernel offers it, else the start time.
+    Best,
+    /// The start time (to compare with a token of that kind).
+    StartTime,
+}
+
+/// The token of the live task `id` (see the module docs), or `None` when there is
+/// no such task or it has ended (a zombie).
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::identity::{task_token, Task};
+/// let me = task_token(std::process::id(), Task::Process).unwrap();
+/// assert_eq!(task_token(std::process::id(), Task::Process), Some(me));
+/// assert_eq!(task_token(0x3fff_fff0, Task::Thread), None); // no such thread
+/// ```
+pub fn task_token(id: u32, task: Task) -> Option<u64> {
+    token_of(id, task, Kind::Best)
+}
+
+/// Whether the task `id` runs and still has `token` (computed the same way as
+/// `token` was: a pidfs token is compared with a pidfs token). A `token` of 0
+/// (unknown) checks that some live task has `id`.
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::identity::{task_alive, task_token, Task};
+/// let pid = std::process::id();
+/// let me = task_token(pid, Task::Process).unwrap();
+/// assert!(task_alive(pid, Task::Process, me));
+/// assert!(!task_alive(pid, Task::Process, me ^ 1)); // another token: a recycled pid
+/// ```
+pub fn task_alive(id: u32, task: Task, token: u64) -> bool {
+    match task_token_like(id, task, token) {
+        None => false,
+        Some(now) => token == 0 || now == token,
+    }
+}
+
+/// The token of the live task `id` of the same kind as `like` (a pidfs inode
+/// number when `like` has [`TOKEN_PIDFS`] or is 0, else a start time), for
+/// callers that keep only part of a token and compare that part.
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::identity::{task_token, task_token_like, Task, TOKEN_PIDFS};
+/// let pid = std::process::id();
+/// let best = task_token(pid, Task::Process).unwrap();
+/// assert_eq!(task_token_like(pid, Task::Process, best), Some(best));
+/// let start = task_token_like(pid, Task::Process, 1).unwrap(); // a start time
+/// assert_eq!(start & TOKEN_PIDFS, 0);
+/// ```
+pub fn task_token_like(id: u32, task: Task, like: u64) -> Option<u64> {
+    let kind = if like & TOKEN_PIDFS != 0 || like == 0 {
+        Kind::Best
+    } else {
+        Kind::StartTime
+    };
+    token_of(id, task, kind)
+}
+
+fn token_of(id: u32, task: Task, kind: Kind) -> Option<u64> {
+    if id == 0 || id > i32::MAX as u32 {
+        return None;
+    }
+    if kind == Kind::Best {
+        match pidfs_token(id, task) {
+            Pidfs::Token(t) => return Some(t),
+            Pidfs::Gone => return None,
+            Pidfs::Unsupported => {}
+        }
+    }
+    let stat = read_stat(id)?;
+    (!stat.zombie).then_some(stat.start_time & !TOKEN_PIDFS)
+}
+
+enum Pidfs {
+    Token(u64),
+    /// No such task, or it has ended.
+    Gone,
+    /// This kernel has no pidfds, or none for threads: fall back to `/proc`.
+    Unsupported,
+}
+
+fn pidfs_token(id: u32, task: Task) -> Pidfs {
+    let fd = match crate::sys::pidfd_open(id, task == Task::Thread) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Pidfs::Gone,
+        Err(_) => return Pidfs::Unsupported,
+    };
+    // A pidfd is readable once its task has ended (a zombie, for a process).
+    match crate::sys::poll_readable_now(fd.as_fd()) {
+        Ok(true) => return Pidfs::Gone,
+        Ok(false) => {}
+        Err(_) => return Pidfs::Unsupported,
+    }
+    match crate::sys::inode(fd.as_fd()) {
+        // Before pidfs (Linux 6.9) every pidfd shared one anonymous inode.
+        Ok(ino) if ino > 1 => Pidfs::Token(ino | TOKEN_PIDFS),
+        _ => Pidfs::Unsupported,
+    }
+}
+
+/// What `/proc/ID/stat` says of a task.
+pub(crate) struct Stat {
+    /// State `Z` or `X`: ended, not reaped.
+    pub(crate) zombie: bool,
+    /// Field 22: start time in clock ticks after boot.
+    pub(crate) start_time: u64,
+}
+
+/// Parses `/proc/ID/stat` (ID a pid or a tid). The command name (field 2) may hold
+/// spaces and parentheses: fields resume after the last `)`, then field 3 is the
+/// state and field 22 the start time.
+pub(crate) fn read_stat(id: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
     let rest = text.get(text.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
@@ -119,17 +243,36 @@ mod tests {
         assert!(me.is_alive());
         assert_eq!(ProcessIdentity::of(me.pid), Some(me));
         let recycled = ProcessIdentity {
-            start_time: me.start_time + 1,
+            token: me.token ^ 1,
             ..me
         };
-        assert!(
-            !recycled.is_alive(),
-            "a different start time means a recycled pid"
-        );
-        assert!(!ProcessIdentity {
-            pid: 0,
-            start_time: 0
-        }
-        .is_alive());
+        assert!(!recycled.is_alive(), "another token means a recycled pid");
+        assert!(!ProcessIdentity { pid: 0, token: 0 }.is_alive());
+    }
+
+    #[test]
+    fn threads_have_tokens_of_their_own_that_end_with_them() {
+        let tid = || {
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::gettid() as u32 }
+        };
+        let main = task_token(tid(), Task::Thread).unwrap();
+        let (other, other_tid) = std::thread::spawn(move || {
+            let t = tid();
+            (task_token(t, Task::Thread).unwrap(), t)
+        })
+        .join()
+        .unwrap();
+        assert_ne!(main, other);
+        assert!(task_alive(tid(), Task::Thread, main));
+        assert!(!task_alive(other_tid, Task::Thread, other), "it exited");
+    }
+
+    #[test]
+    fn a_start_time_token_is_compared_as_one() {
+        let pid = std::process::id();
+        let start = read_stat(pid).unwrap().start_time;
+        assert!(task_alive(pid, Task::Process, start));
+        assert!(!task_alive(pid, Task::Process, start + 1));
     }
 }

@@ -22,7 +22,7 @@
 //! # The header
 //! Every segment starts with a 128-byte [header]: magic, format version, the
 //! size, alignment, count and type fingerprint of what it holds, its creator's pid
-//! and start time, and an init state. Opening checks all of it and answers a bad
+//! and [identity token](identity), and an init state. Opening checks all of it and answers a bad
 //! segment with a distinct [`Error`] — [`TooSmall`](Error::TooSmall),
 //! [`NotMultiproc`](Error::NotMultiproc), [`VersionMismatch`](Error::VersionMismatch),
 //! [`LayoutMismatch`](Error::LayoutMismatch), [`Corrupted`](Error::Corrupted) — and
@@ -70,7 +70,7 @@
 mod cleanup;
 mod error;
 pub mod header;
-mod identity;
+pub mod identity;
 mod name;
 mod segment;
 mod sys;

@@ -107,12 +107,7 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 
 /// The size of the file behind `fd` (`fstat`).
 pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: st points to writable memory of the size of `struct stat`.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the struct (and it was zeroed before).
-    let st = unsafe { st.assume_init() };
-    Ok(st.st_size as u64)
+    Ok(fstat(fd)?.st_size as u64)
 }
 
 /// Clears `FD_CLOEXEC` on `fd`, so that a program started by `exec` inherits it.
@@ -145,21 +140,6 @@ pub(crate) fn page_size() -> usize {
     }
 }
 
-/// Whether a process with this pid exists (as anything but a zombie), by `kill(pid, 0)`.
-///
-/// `EPERM` means it exists but belongs to someone else: alive.
-pub(crate) fn pid_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 performs only the existence and permission check.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// Reads up to `buf.len()` bytes at `offset` (`pread`), retrying on `EINTR`.
 pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let off =
@@ -181,4 +161,43 @@ pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
     // SAFETY: fcntl(F_ADD_SEALS) on a valid borrowed descriptor with integer flags.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// `pidfd_open(id, 0)` for a process, or with `PIDFD_THREAD` (Linux 6.9) for a thread.
+pub(crate) fn pidfd_open(id: u32, thread: bool) -> io::Result<OwnedFd> {
+    // PIDFD_THREAD has the value of O_EXCL (include/uapi/linux/pidfd.h).
+    let flags = if thread { libc::O_EXCL } else { 0 };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, id as libc::pid_t, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Whether `fd` is readable right now (`poll` with a zero timeout).
+pub(crate) fn poll_readable_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout never blocks.
+    let n = retry(|| cvt(unsafe { libc::poll(&mut pfd, 1, 0) }))?;
+    Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
+}
+
+/// The inode number of the file behind `fd` (`fstat`).
+pub(crate) fn inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(fstat(fd)?.st_ino)
+}
+
+/// `fstat(fd)`.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: st points to writable memory of the size of `struct stat`.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the struct (and it was zeroed before).
+    Ok(unsafe { st.assume_init() })
 }

@@ -1,12 +1,27 @@
-//! Who holds a lock: the holding thread's id and start time, packed in a `u64`.
+//! Who holds a lock: the holding thread's id and identity token, packed in a `u64`.
 //!
 //! A lock word holds the owner's thread id (tid); the lock's owner record holds
-//! `tid << 32 | low 32 bits of the thread's start time`. A waiter that suspects the
-//! owner is dead checks `/proc/TID/stat`: no such thread, a zombie, or a thread with
-//! another start time (the tid was recycled) all mean the owner died.
+//! `tid << 32 | low 32 bits of the thread's identity token` (see
+//! [`multiproc_shm::identity`]: the pidfs inode number of the thread where the
+//! kernel has one, else its start time), with bit 63 saying which kind. A waiter
+//! that suspects the owner is dead recomputes the token: no such thread, one that
+//! ended, or one with another token (the tid was recycled) all mean the owner
+//! died.
+//!
+//! With pidfs tokens a recycled tid is told apart unless 2³² tasks were created
+//! since the holder (the low 32 bits of the kernel's inode counter came round
+//! again, with the same tid). With start times, unless the tid was recycled
+//! within the clock tick (10 ms) in which the holder started.
 
 use std::cell::Cell;
 use std::sync::Once;
+
+use multiproc_shm::identity::{task_token, task_token_like, Task, TOKEN_PIDFS};
+
+/// Set in a record whose low half comes from a pidfs token.
+const PIDFS_RECORD: u64 = 1 << 63;
+/// The bits of a record's high half that hold the id.
+const ID_BITS: u32 = 0x7fff_ffff;
 
 thread_local! {
     /// This thread's owner record, 0 until first computed. Reset in a forked child,
@@ -14,7 +29,7 @@ thread_local! {
     static ME: Cell<u64> = const { Cell::new(0) };
 }
 
-/// This thread's owner record (`tid << 32 | start time low bits`).
+/// This thread's owner record.
 #[inline]
 pub(crate) fn current() -> u64 {
     let v = ME.with(Cell::get);
@@ -30,64 +45,78 @@ fn current_slow() -> u64 {
     static AT_FORK: Once = Once::new();
     AT_FORK.call_once(|| crate::sys::at_fork_child(reset_after_fork));
     let tid = crate::sys::gettid();
-    let start = thread_start_time(tid).unwrap_or(0);
-    let v = pack(tid, start);
+    let v = record(tid, task_token(tid, Task::Thread).unwrap_or(0));
     ME.with(|m| m.set(v));
     v
 }
 
 extern "C" fn reset_after_fork() {
     // The child's one thread is the one that called fork: forget the parent's tid.
+    // (A thread-local write: no allocation, no lock.)
     ME.with(|m| m.set(0));
 }
 
-/// `tid << 32 | start & 0xffff_ffff`.
-pub(crate) fn pack(tid: u32, start: u64) -> u64 {
-    (u64::from(tid) << 32) | (start & 0xffff_ffff)
+/// The record of task `id` with identity `token`.
+pub(crate) fn record(id: u32, token: u64) -> u64 {
+    let kind = if token & TOKEN_PIDFS != 0 {
+        PIDFS_RECORD
+    } else {
+        0
+    };
+    kind | (u64::from(id & ID_BITS) << 32) | (token & 0xffff_ffff)
 }
 
-/// The tid in a record.
+/// `id << 32 | low`: a record from its parts (the loom models make up their own).
+#[cfg(multiproc_loom)]
+pub(crate) fn pack(id: u32, low: u64) -> u64 {
+    (u64::from(id & ID_BITS) << 32) | (low & 0xffff_ffff)
+}
+
+/// The tid (or pid) in a record.
 pub(crate) fn tid_of(record: u64) -> u32 {
-    (record >> 32) as u32
+    (record >> 32) as u32 & ID_BITS
 }
 
-/// Field 22 of `/proc/TID/stat` (start time in clock ticks), or `None` if the
-/// thread does not exist or is a zombie.
-fn thread_start_time(tid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
-    let rest = text.get(text.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+/// Whether task `id` runs and matches `record` (its token recomputed the same way).
+fn matches(id: u32, task: Task, record: u64) -> bool {
+    let like = if record & PIDFS_RECORD != 0 {
+        TOKEN_PIDFS
+    } else {
+        // Any start time: asks for a token of that kind.
+        1
+    };
+    task_token_like(id, task, like).is_some_and(|t| self::record(id, t) == record)
 }
 
 /// Whether the thread `tid` that holds a lock is alive, given the lock's owner
 /// `record` (which may be stale: written just after the lock word, or scribbled).
 ///
-/// Dead means: no such thread, a zombie, or — when the record names this tid — a
-/// thread with another start time (the tid was recycled).
+/// Dead means: no such thread, one that ended, or — when the record names this
+/// tid — a thread with another token (the tid was recycled).
 pub(crate) fn owner_alive(tid: u32, record: u64) -> bool {
-    match thread_start_time(tid) {
-        None => false,
-        Some(start) => tid_of(record) != tid || pack(tid, start) == record,
+    if tid_of(record) != tid {
+        // A stale record does not condemn a live tid.
+        return task_token(tid, Task::Thread).is_some();
     }
+    matches(tid, Task::Thread, record)
 }
 
-/// This process's participant record: `pid << 32 | low 32 bits of its start time`.
+/// This process's participant record.
 pub(crate) fn current_process() -> u64 {
     let me = multiproc_shm::ProcessIdentity::current();
-    pack(me.pid, me.start_time)
+    record(me.pid, me.token)
 }
 
 /// Whether the process in a participant record still runs (and is not a recycled pid).
 pub(crate) fn process_alive(record: u64) -> bool {
-    match multiproc_shm::ProcessIdentity::of(tid_of(record)) {
-        Some(p) => pack(p.pid, p.start_time) == record,
-        None => false,
-    }
+    let pid = tid_of(record);
+    pid != 0 && matches(pid, Task::Process, record)
+}
+
+/// Whether the thread in a record still runs (and is not a recycled tid).
+pub(crate) fn thread_alive(record: u64) -> bool {
+    let tid = tid_of(record);
+    tid != 0 && matches(tid, Task::Thread, record)
 }
 
 #[cfg(test)]
@@ -100,12 +129,13 @@ mod tests {
         let tid = tid_of(me);
         assert_eq!(tid, crate::sys::gettid());
         assert!(owner_alive(tid, me));
+        assert!(thread_alive(me));
         assert!(
             !owner_alive(tid, me ^ 1),
-            "same tid, another start time: recycled"
+            "same tid, another token: recycled"
         );
         assert!(
-            owner_alive(tid, pack(tid + 1, 0)),
+            owner_alive(tid, record(tid + 1, 0)),
             "a stale record does not condemn a live tid"
         );
         assert!(!owner_alive(0x3fff_fff0, 0), "no such thread");
@@ -115,5 +145,26 @@ mod tests {
             !owner_alive(tid_of(other), other),
             "an exited thread is dead"
         );
+        assert!(process_alive(current_process()));
+        assert!(!process_alive(current_process() ^ 1));
+    }
+
+    #[test]
+    fn records_use_pidfs_tokens_where_the_kernel_has_them() {
+        // Linux 6.9 and later give every thread a pidfs inode of its own.
+        let me = current();
+        let pidfs = me & PIDFS_RECORD != 0;
+        eprintln!(
+            "owner records use {}",
+            if pidfs {
+                "pidfs inode numbers"
+            } else {
+                "start times"
+            }
+        );
+        // A start-time record of this thread is recognised too.
+        let tid = crate::sys::gettid();
+        let start = task_token_like(tid, Task::Thread, 1).unwrap();
+        assert!(owner_alive(tid, record(tid, start)));
     }
 }

@@ -93,7 +93,8 @@ pub use raw_mutex::{owner_check_interval, set_owner_check_interval};
 /// Identities of threads and processes that survive id reuse, for structures in
 /// shared memory that record who is working on them (`multiproc-queue` does).
 pub mod owner {
-    /// The calling thread's record: `tid << 32 | low 32 bits of its start time`.
+    /// The calling thread's record: `tid << 32 | low 32 bits of its identity token`
+    /// (see [`multiproc_shm::identity`]).
     ///
     /// # Examples
     /// ```
@@ -114,11 +115,10 @@ pub mod owner {
     /// assert!(!multiproc_sync::owner::thread_alive(0));
     /// ```
     pub fn thread_alive(record: u64) -> bool {
-        let tid = crate::identity::tid_of(record);
-        tid != 0 && crate::identity::owner_alive(tid, record)
+        crate::identity::thread_alive(record)
     }
 
-    /// The calling process's record: `pid << 32 | low 32 bits of its start time`.
+    /// The calling process's record: `pid << 32 | low 32 bits of its identity token`.
     ///
     /// # Examples
     /// ```

@@ -22,7 +22,7 @@
 //! | 31 | [`OWNER_DIED`] | the holder took the lock over from a dead holder and has not yet called `mark_consistent` |
 //! | all of 0–29, no flags | [`NOT_RECOVERABLE`] | a recovered lock was released without `mark_consistent`: every acquire fails |
 //!
-//! The owner record beside the word holds `tid << 32 | start time` of the holder
+//! The owner record beside the word holds `tid << 32 | identity token` of the holder
 //! (written right after the CAS that takes the lock), so that a waiter can tell a
 //! recycled tid from the thread that took the lock.
 //!

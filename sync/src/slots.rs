@@ -1,5 +1,5 @@
 //! Per-participant slots for primitives without an owner word: each slot holds the
-//! record of one live participant (`pid << 32 | low 32 bits of its start time`), or
+//! record of one live participant (`pid << 32 | low 32 bits of its identity token`), or
 //! 0 when free. A participant that died leaves its record behind, and a waiter that
 //! checks the slots finds it. A dead record stays until something decides the
 //! death has been dealt with: a new registration that may stand in for it

@@ -571,3 +571,80 @@ fn an_event_waiter_killed_asleep_is_forgotten() {
     event.set();
     child.wait_ok(BOUND);
 }
+
+/// Forks parked children until one gets `pid` (a killed holder's), and returns
+/// it: through `/proc/sys/kernel/ns_last_pid` where this process may write it
+/// (root), else by forking through the pid space when it is small. `None` when
+/// neither worked.
+fn recycle_pid(pid: libc::pid_t) -> Option<multiproc_testkit::Child> {
+    for _ in 0..50 {
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).is_err() {
+            break;
+        }
+        let child = fork_parked(|| ());
+        if child.pid() == pid {
+            return Some(child);
+        }
+        // Another process of the machine took it first: try again.
+    }
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if pid_max > 65_536 {
+        return None;
+    }
+    for _ in 0..2 * pid_max {
+        let child = fork(|| 0);
+        if child.pid() == pid {
+            drop(child);
+            // The next one may get it now that it is free again; look at it.
+        } else {
+            child.wait_ok(BOUND);
+            continue;
+        }
+        let parked = fork_parked(|| ());
+        if parked.pid() == pid {
+            return Some(parked);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_holder_whose_pid_went_to_a_new_process_is_known_dead() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "recycled pid");
+    set_owner_check_interval(Duration::from_millis(5));
+    let m = Shared::anonymous(Mutex::new(7u64)).unwrap();
+    let holder = fork_parked(|| std::mem::forget(m.lock().unwrap()));
+    let pid = holder.pid();
+    holder.kill(BOUND);
+    let imposter = recycle_pid(pid);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match &imposter {
+        Some(p) => assert_eq!(p.pid(), pid),
+        // As root, ns_last_pid always lets us hand the pid on.
+        None => assert!(!root, "could not give pid {pid} to a new process as root"),
+    }
+    eprintln!(
+        "the dead holder's pid {pid} {}",
+        if imposter.is_some() {
+            "now belongs to a live process"
+        } else {
+            "could not be recycled here (not root, large pid_max): only the plain death is checked"
+        }
+    );
+    let start = Instant::now();
+    match m.lock_timeout(BOUND) {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(*g, 7);
+            g.mark_consistent();
+        }
+        Err(e) => panic!("the lock of a dead holder whose pid was recycled: {e}"),
+        Ok(_) => panic!("the lock was free: the holder never held it"),
+    }
+    assert!(start.elapsed() < BOUND);
+    drop(imposter);
+}

@@ -3,7 +3,7 @@
 //! A lock word holds the owner's thread id (tid); the lock's owner record holds
 //! `tid << 32 | low 32 bits of the thread's identity token` (see
 //! [`multiproc_shm::identity`]: the pidfs inode number of the thread where the
-//! kernel has one, else its start time), with bit 63 saying which kind. A waiter
+//! kernel has one, else its start time), with bit 61 saying which kind. A waiter
 //! that suspects the owner is dead recomputes the token: no such thread, one that
 //! ended, or one with another token (the tid was recycled) all mean the owner
 //! died.
@@ -18,10 +18,12 @@ use std::sync::Once;
 
 use multiproc_shm::identity::{task_token, task_token_like, Task, TOKEN_PIDFS};
 
-/// Set in a record whose low half comes from a pidfs token.
-const PIDFS_RECORD: u64 = 1 << 63;
-/// The bits of a record's high half that hold the id.
-const ID_BITS: u32 = 0x7fff_ffff;
+/// Set in a record whose low half comes from a pidfs token. Bits 62 and 63 are
+/// never set in a record: structures that keep records may use them as marks
+/// (the semaphore's seats do).
+const PIDFS_RECORD: u64 = 1 << 61;
+/// The bits of a record's high half that hold the id (Linux ids are below 2²²).
+const ID_BITS: u32 = (1 << 29) - 1;
 
 thread_local! {
     /// This thread's owner record, 0 until first computed. Reset in a forked child,

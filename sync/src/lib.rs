@@ -123,10 +123,21 @@ pub mod owner {
     /// # Examples
     /// ```
     /// let me = multiproc_sync::owner::current_process();
-    /// assert_eq!(me >> 32, u64::from(std::process::id()));
+    /// assert_eq!(multiproc_sync::owner::id_of(me), std::process::id());
     /// ```
     pub fn current_process() -> u64 {
         crate::identity::current_process()
+    }
+
+    /// The tid or pid in a record.
+    ///
+    /// # Examples
+    /// ```
+    /// let me = multiproc_sync::owner::current_thread();
+    /// assert_ne!(multiproc_sync::owner::id_of(me), 0);
+    /// ```
+    pub fn id_of(record: u64) -> u32 {
+        crate::identity::tid_of(record)
     }
 
     /// Whether the process in `record` still runs (not exited, not a recycled pid).

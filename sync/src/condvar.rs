@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn garbage_never_underflows() {
         let c = Condvar::new();
-        c.state.store(TOKEN * 3 | 7, Ordering::Relaxed); // tokens, no waiters
+        c.state.store((TOKEN * 3) | 7, Ordering::Relaxed); // tokens, no waiters
         let me = Registration::At(6);
         assert!(c.try_claim(me).is_ok());
         assert!(c.leave(me));

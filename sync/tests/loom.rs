@@ -171,12 +171,12 @@ fn barrier_two_parties() {
         let (b2, before2) = (b.clone(), before.clone());
         let t = thread::spawn(move || {
             before2.fetch_add(1, Ordering::Relaxed);
-            let i = b2.wait(None).unwrap();
+            let i = b2.wait().unwrap();
             assert_eq!(before2.load(Ordering::Relaxed), 2);
             i
         });
         before.fetch_add(1, Ordering::Relaxed);
-        let i = b.wait(None).unwrap();
+        let i = b.wait().unwrap();
         assert_eq!(before.load(Ordering::Relaxed), 2);
         let j = t.join().unwrap();
         assert_ne!(i, j);

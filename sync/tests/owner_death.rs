@@ -351,7 +351,7 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
     let doomed = fork_parked(|| barrier.join().unwrap());
     let waiter = fork(|| {
         let m = barrier.join().unwrap();
-        match m.wait(Some(Duration::from_secs(20))) {
+        match m.wait_timeout(Duration::from_secs(20)) {
             Err(Error::BrokenBarrier) => 0,
             _ => 1,
         }
@@ -361,7 +361,7 @@ fn a_barrier_member_killed_before_arriving_breaks_the_barrier() {
     let me = barrier.join().unwrap();
     let t = Instant::now();
     assert!(matches!(
-        me.wait(Some(Duration::from_secs(20))),
+        me.wait_timeout(Duration::from_secs(20)),
         Err(Error::BrokenBarrier)
     ));
     assert!(
@@ -409,7 +409,7 @@ fn after_a_member_died_a_reset_lets_the_survivors_and_a_replacement_pass() {
     doomed.kill(BOUND);
     let me = barrier.join().unwrap();
     assert!(matches!(
-        me.wait(Some(Duration::from_secs(20))),
+        me.wait_timeout(Duration::from_secs(20)),
         Err(Error::BrokenBarrier)
     ));
     barrier.reset();
@@ -417,12 +417,16 @@ fn after_a_member_died_a_reset_lets_the_survivors_and_a_replacement_pass() {
     // left behind would break this wait long before it arrives.
     let replacement = fork(|| {
         std::thread::sleep(Duration::from_millis(100));
-        match barrier.join().unwrap().wait(Some(Duration::from_secs(20))) {
+        match barrier
+            .join()
+            .unwrap()
+            .wait_timeout(Duration::from_secs(20))
+        {
             Ok(_) => 0,
             Err(_) => 1,
         }
     });
-    let got = me.wait(Some(Duration::from_secs(20)));
+    let got = me.wait_timeout(Duration::from_secs(20));
     assert!(got.is_ok(), "after the reset: {got:?}");
     replacement.wait_ok(BOUND);
 }

@@ -119,26 +119,26 @@ fn event_wait_returns_the_flag_on_timeout() {
 fn barrier_timeout_breaks_it_for_everyone_until_reset() {
     let b = Barrier::new(3).unwrap();
     std::thread::scope(|s| {
-        let other = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
+        let other = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
         assert!(matches!(
-            b.wait(Some(Duration::from_millis(20))),
-            Err(Error::Timeout)
+            b.wait_timeout(Duration::from_millis(20)),
+            Err(Error::BrokenBarrier)
         ));
         assert!(matches!(other.join().unwrap(), Err(Error::BrokenBarrier)));
     });
     assert!(b.broken());
-    assert!(matches!(b.wait(None), Err(Error::BrokenBarrier)));
+    assert!(matches!(b.wait(), Err(Error::BrokenBarrier)));
     b.reset();
     assert!(!b.broken());
     let b1 = Barrier::new(1).unwrap();
-    assert_eq!(b1.wait(None).unwrap(), 0);
+    assert_eq!(b1.wait().unwrap(), 0);
 }
 
 #[test]
 fn barrier_reset_fails_current_waiters() {
     let b = Barrier::new(2).unwrap();
     std::thread::scope(|s| {
-        let w = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
+        let w = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
         while b.n_waiting() == 0 {
             std::thread::yield_now();
         }
@@ -147,8 +147,8 @@ fn barrier_reset_fails_current_waiters() {
     });
     // Usable again afterwards.
     std::thread::scope(|s| {
-        let w = s.spawn(|| b.wait(Some(Duration::from_secs(10))));
-        b.wait(Some(Duration::from_secs(10))).unwrap();
+        let w = s.spawn(|| b.wait_timeout(Duration::from_secs(10)));
+        b.wait_timeout(Duration::from_secs(10)).unwrap();
         w.join().unwrap().unwrap();
     });
 }
@@ -256,7 +256,7 @@ proptest! {
             let hs: Vec<_> = (0..parties).map(|_| s.spawn(|| {
                 (0..rounds).map(|r| {
                     arrived.fetch_add(1, Ordering::SeqCst);
-                    let i = b.wait(Some(Duration::from_secs(10))).unwrap();
+                    let i = b.wait_timeout(Duration::from_secs(10)).unwrap();
                     assert!(arrived.load(Ordering::SeqCst) >= (r as u32 + 1) * parties);
                     i
                 }).collect()
@@ -279,5 +279,5 @@ fn sizes_are_what_the_docs_say() {
     assert_eq!(size_of::<Condvar>(), 24);
     assert_eq!(size_of::<Semaphore>(), 176);
     assert_eq!(size_of::<Event>(), 152);
-    assert_eq!(size_of::<Barrier>(), 144);
+    assert_eq!(size_of::<Barrier>(), 152);
 }

@@ -178,3 +178,231 @@ fn a_notify_does_not_wake_later_waiters() {
     assert_eq!(c.notified.load(Ordering::SeqCst), 1);
     assert_eq!(c.timed_out.load(Ordering::SeqCst), 1);
 }
+
+multiproc_shm::shm_struct! {
+    /// A barrier and what its parties count.
+    struct Round {
+        barrier: multiproc_sync::Barrier,
+        /// Arrivals before the first and second wait of each pass (CPython's
+        /// `multipass` results[0] and results[1]).
+        before: AtomicU32,
+        between: AtomicU32,
+        /// Actions run.
+        actions: AtomicU32,
+        /// Waits that failed with BrokenBarrier.
+        broken: AtomicU32,
+        /// Per arrival index, how often it was handed out.
+        index: [AtomicU32; 8],
+    }
+}
+
+fn new_round(barrier: multiproc_sync::Barrier) -> Shared<Round> {
+    Shared::anonymous(Round {
+        barrier,
+        before: AtomicU32::new(0),
+        between: AtomicU32::new(0),
+        actions: AtomicU32::new(0),
+        broken: AtomicU32::new(0),
+        index: Default::default(),
+    })
+    .unwrap()
+}
+
+/// Six processes looping on one barrier of three: every round hands out the
+/// indices 0, 1 and 2 once, the action runs once per round, and no wait fails
+/// until the parent stops them. (An arrival while a round was opening answered
+/// `Corrupted` before.) Each child loops until told to stop; the parent then
+/// aborts the barrier, which releases a round left short of parties.
+#[test]
+fn six_processes_loop_on_a_barrier_of_three() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "six on a barrier of three");
+    const ROUNDS: u32 = 600;
+    let r = new_round(multiproc_sync::Barrier::new(3).unwrap());
+    let stop = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            fork(|| {
+                let b = r.barrier.with_action(|| {
+                    r.actions.fetch_add(1, Ordering::SeqCst);
+                });
+                while stop.load(Ordering::SeqCst) == 0 {
+                    match b.wait_timeout(BOUND) {
+                        Ok(i) => {
+                            r.index[i as usize].fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(multiproc_sync::Error::BrokenBarrier)
+                            if stop.load(Ordering::SeqCst) != 0 => {}
+                        Err(e) => {
+                            eprintln!("wait failed: {e}");
+                            return 1;
+                        }
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    wait_until(BOUND, "the rounds", || {
+        r.actions.load(Ordering::SeqCst) >= ROUNDS
+    });
+    stop.store(1, Ordering::SeqCst);
+    r.barrier.abort();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    let actions = r.actions.load(Ordering::SeqCst);
+    let handed: Vec<u32> = (0..3).map(|i| r.index[i].load(Ordering::SeqCst)).collect();
+    // Every round that opened handed out each index once; the abort may cut
+    // one short after its action ran.
+    assert!(
+        handed[0] == handed[1] && handed[1] == handed[2],
+        "{handed:?}"
+    );
+    assert!(
+        handed[0] == actions || handed[0] + 1 == actions,
+        "{handed:?} {actions}"
+    );
+    assert!(actions >= ROUNDS);
+    for k in 3..8 {
+        assert_eq!(r.index[k].load(Ordering::SeqCst), 0);
+    }
+}
+
+/// CPython's `multipass`: parties pass in lockstep, ten times, between processes.
+#[test]
+fn processes_pass_a_barrier_in_lockstep() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier lockstep");
+    const N: u32 = 5;
+    const PASSES: u32 = 10;
+    let r = new_round(multiproc_sync::Barrier::new(N).unwrap());
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            fork(|| {
+                for i in 0..PASSES {
+                    r.before.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(r.between.load(Ordering::SeqCst), i * N);
+                    r.barrier.wait_timeout(BOUND).unwrap();
+                    r.between.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(r.before.load(Ordering::SeqCst), (i + 1) * N);
+                    r.barrier.wait_timeout(BOUND).unwrap();
+                }
+                0
+            })
+        })
+        .collect();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    assert_eq!(r.barrier.n_waiting(), 0);
+    assert!(!r.barrier.broken());
+}
+
+/// CPython's `test_timeout`: one party is late; the wait that times out breaks
+/// the barrier, and every party of the round gets `BrokenBarrier` — the one that
+/// timed out too. `n_waiting` is 0 once broken.
+#[test]
+fn a_timed_out_wait_breaks_the_round_for_everyone() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier timeout");
+    let r = new_round(multiproc_sync::Barrier::new(4).unwrap());
+    let r = &r;
+    let children: Vec<_> = (0..3)
+        .map(|k| {
+            fork(move || {
+                let timeout = if k == 0 {
+                    Duration::from_millis(200)
+                } else {
+                    BOUND
+                };
+                match r.barrier.wait_timeout(timeout) {
+                    Err(multiproc_sync::Error::BrokenBarrier) => {
+                        r.broken.fetch_add(1, Ordering::SeqCst);
+                        0
+                    }
+                    other => {
+                        eprintln!("expected BrokenBarrier, got {other:?}");
+                        1
+                    }
+                }
+            })
+        })
+        .collect();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    assert_eq!(r.broken.load(Ordering::SeqCst), 3);
+    assert!(r.barrier.broken());
+    assert_eq!(r.barrier.n_waiting(), 0, "n_waiting of a broken barrier");
+    // The late party finds it broken too.
+    assert!(matches!(
+        r.barrier.wait_timeout(BOUND),
+        Err(multiproc_sync::Error::BrokenBarrier)
+    ));
+    r.barrier.reset();
+    assert!(!r.barrier.broken());
+}
+
+/// CPython's `test_default_timeout`: a barrier made with a timeout applies it
+/// to every plain wait.
+#[test]
+fn a_default_timeout_applies_to_plain_waits() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier default timeout");
+    let r =
+        new_round(multiproc_sync::Barrier::with_timeout(3, Duration::from_millis(300)).unwrap());
+    let start = Instant::now();
+    let child = fork(|| match r.barrier.wait() {
+        Err(multiproc_sync::Error::BrokenBarrier) => 0,
+        _ => 1,
+    });
+    assert!(matches!(
+        r.barrier.wait(),
+        Err(multiproc_sync::Error::BrokenBarrier)
+    ));
+    child.wait_ok(BOUND);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+/// CPython's `test_action`, and an action that panics breaks the barrier for
+/// the others while its own party sees the panic.
+#[test]
+fn the_action_runs_once_and_a_panicking_one_breaks_the_barrier() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "barrier action");
+    let r = new_round(multiproc_sync::Barrier::new(3).unwrap());
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let action = || {
+                    r.actions.fetch_add(1, Ordering::SeqCst);
+                };
+                r.barrier.with_action(action).wait_timeout(BOUND).unwrap();
+                0
+            })
+        })
+        .collect();
+    r.barrier
+        .with_action(|| {
+            r.actions.fetch_add(1, Ordering::SeqCst);
+        })
+        .wait_timeout(BOUND)
+        .unwrap();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    assert_eq!(r.actions.load(Ordering::SeqCst), 1);
+
+    let two = new_round(multiproc_sync::Barrier::new(2).unwrap());
+    let child = fork(|| match two.barrier.wait_timeout(BOUND) {
+        Err(multiproc_sync::Error::BrokenBarrier) => 0,
+        _ => 1,
+    });
+    wait_until(BOUND, "the other party to wait", || {
+        two.barrier.n_waiting() == 1
+    });
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        two.barrier
+            .with_action(|| panic!("the action failed"))
+            .wait_timeout(BOUND)
+    }));
+    assert!(panicked.is_err(), "the panic goes on in the last party");
+    child.wait_ok(BOUND);
+    assert!(two.barrier.broken());
+}

@@ -185,13 +185,13 @@ fn barrier_keeps_processes_in_step() {
     run_children(PROCS, |i| {
         for r in 1..=ROUNDS {
             rounds[i].store(r, Ordering::SeqCst);
-            let idx = barrier.wait(Some(Duration::from_secs(20))).unwrap();
+            let idx = barrier.wait_timeout(Duration::from_secs(20)).unwrap();
             assert!(idx < PROCS as u32);
             // Past the barrier, every party has reached round r.
             for other in rounds.iter() {
                 assert!(other.load(Ordering::SeqCst) >= r);
             }
-            barrier.wait(Some(Duration::from_secs(20))).unwrap();
+            barrier.wait_timeout(Duration::from_secs(20)).unwrap();
         }
     });
     assert!(!barrier.broken());

@@ -10,7 +10,7 @@
 //! | `Lock()` | [`Lock`] (Python's shape) or [`Mutex<T>`] (std's shape, with the data inside) |
 //! | `RLock()` | [`RLock`] |
 //! | `Condition(lock)` | [`Condition`] (= [`Condvar`]) with a [`Mutex`] |
-//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`Semaphore::bounded`] |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] |
 //! | `Event()` | [`Event`] |
 //! | `Barrier(n)` | [`Barrier`] |
 //! | `Value('i', 0)`, `Array('d', 10)` | [`Value<i32>`](Value), [`Array<f64, 10>`](Array) |

@@ -15,9 +15,9 @@ use crate::{Error, Result};
 /// The count is the futex word (the low half of a 64-bit state word); a count of
 /// sleepers lets `release` skip the wake-up syscall when nobody sleeps, and
 /// forgets a sleeper killed asleep within about a second (so `release` does
-/// not pay a syscall for the dead from then on). A bounded
-/// semaphore refuses a `release` that would take the count above its initial
-/// value, as Python's `BoundedSemaphore` does.
+/// not pay a syscall for the dead from then on). Its bounded form,
+/// [`BoundedSemaphore`], refuses a `release` that would take the count above
+/// its initial value.
 ///
 /// # When a holder dies
 /// A semaphore has no owner: one process may release what another acquired, and
@@ -34,18 +34,17 @@ use crate::{Error, Result};
 /// knows whether the count moved. Plain `acquire`/`release` never take the
 /// ledger and leave that name alone.
 ///
-/// `#[repr(C)]`, 176 bytes. All-zero bytes are an unbounded semaphore with count 0.
+/// `#[repr(C)]`, 176 bytes. All-zero bytes are a semaphore with count 0.
 ///
 /// # Examples
 /// ```
 /// use multiproc_sync::Semaphore;
-/// let s = Semaphore::bounded(2);
+/// let s = Semaphore::new(2);
 /// assert!(s.try_acquire());
 /// assert!(s.try_acquire());
 /// assert!(!s.try_acquire());
-/// s.release(2)?;
-/// assert!(s.release(1).is_err()); // above the bound
-/// assert_eq!(s.value(), 2);
+/// s.release(3)?; // no bound: Python's Semaphore
+/// assert_eq!(s.value(), 3);
 /// # Ok::<(), multiproc_sync::Error>(())
 /// ```
 #[repr(C)]
@@ -54,9 +53,10 @@ pub struct Semaphore {
     /// step in flight, naming its seat ([`acquiring`], [`releasing`]), or 0.
     state: AtomicU64,
     sleepers: Sleepers,
-    /// Largest allowed value; 0 means unbounded.
+    /// The largest value a release may make, when `flags` has [`BOUNDED`].
     bound: AtomicU32,
-    reserved: AtomicU32,
+    /// [`BOUNDED`], or 0.
+    flags: AtomicU32,
     /// Held for each owned-permit step (a few instructions; never while
     /// sleeping for a permit). Robust: a holder killed in a step leaves its
     /// seat named in `state`, and the next holder finishes the step.
@@ -72,8 +72,11 @@ pub struct Semaphore {
 // every value is handled (a count is a count, a garbage seat or step is cleared).
 unsafe impl multiproc_shm::ShmSafe for Semaphore {}
 
-/// Python's `BoundedSemaphore`: a [`Semaphore`] made with [`Semaphore::bounded`].
-pub type BoundedSemaphore = Semaphore;
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Semaphore>() == 176);
+
+/// `flags` bit: `bound` limits releases (a [`BoundedSemaphore`]).
+const BOUNDED: u32 = 1;
 
 /// A seat's mark for a permit held. Process records never set the top two bits
 /// (a pid is at most 2^22), so the mark cannot be mistaken for part of one.
@@ -140,27 +143,15 @@ impl Semaphore {
     /// assert_eq!(multiproc_sync::Semaphore::new(3).value(), 3);
     /// ```
     pub fn new(value: u32) -> Semaphore {
-        Semaphore::with_bound(value, 0)
+        Semaphore::with_bound(value, None)
     }
 
-    /// A semaphore with `value` permits that may never hold more
-    /// (Python's `BoundedSemaphore(value)`).
-    ///
-    /// # Examples
-    /// ```
-    /// let s = multiproc_sync::BoundedSemaphore::bounded(1);
-    /// assert!(s.release(1).is_err());
-    /// ```
-    pub fn bounded(value: u32) -> Semaphore {
-        Semaphore::with_bound(value, value.max(1))
-    }
-
-    fn with_bound(value: u32, bound: u32) -> Semaphore {
+    fn with_bound(value: u32, bound: Option<u32>) -> Semaphore {
         Semaphore {
             state: AtomicU64::new(u64::from(value)),
             sleepers: Sleepers::new(),
-            bound: AtomicU32::new(bound),
-            reserved: AtomicU32::new(0),
+            bound: AtomicU32::new(bound.unwrap_or(0)),
+            flags: AtomicU32::new(if bound.is_some() { BOUNDED } else { 0 }),
             ledger: RawMutex::new(),
             seats: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -457,16 +448,17 @@ impl Semaphore {
 
     /// The largest count allowed.
     fn limit(&self) -> u32 {
-        match self.bound.load(Ordering::Relaxed) {
-            0 => u32::MAX,
-            b => b,
+        if self.flags.load(Ordering::Relaxed) & BOUNDED != 0 {
+            self.bound.load(Ordering::Relaxed)
+        } else {
+            u32::MAX
         }
     }
 
     /// Returns `n` permits and wakes up to `n` waiters.
     ///
     /// # Errors
-    /// [`Error::ValueTooLarge`] when a bounded semaphore would exceed its bound, or
+    /// [`Error::ValueTooLarge`] when a [`BoundedSemaphore`] would exceed its bound, or
     /// the count would pass `u32::MAX`; nothing is released then.
     ///
     /// # Examples
@@ -625,6 +617,77 @@ pub struct HookedGuard<'a> {
 impl Drop for HookedGuard<'_> {
     fn drop(&mut self) {
         self.guard.release_with(self.hook);
+    }
+}
+
+/// Python's `BoundedSemaphore`: a [`Semaphore`] whose value may never go above
+/// the value it was made with — a `release` that would take it there fails with
+/// [`Error::ValueTooLarge`] and changes nothing. `BoundedSemaphore::new(0)` can
+/// never be released.
+///
+/// It is a `Semaphore` (through `Deref`) whose bound lives in the shared state,
+/// so every handle on it refuses the same releases. A separate type, so that
+/// the bounded kind cannot be made by mistake for the plain one, and a segment
+/// made for one cannot be opened as the other.
+///
+/// `#[repr(transparent)]` over a [`Semaphore`]: 176 bytes.
+///
+/// # Examples
+/// ```
+/// use multiproc_sync::BoundedSemaphore;
+/// let s = BoundedSemaphore::new(2);
+/// assert!(s.try_acquire());
+/// s.release(1)?;
+/// assert!(s.release(1).is_err()); // above the initial value
+/// assert_eq!(s.value(), 2);
+/// assert!(BoundedSemaphore::new(0).release(1).is_err());
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+#[repr(transparent)]
+pub struct BoundedSemaphore(Semaphore);
+
+#[cfg(not(multiproc_loom))]
+// SAFETY: a transparent wrapper of a Semaphore, which is ShmSafe.
+unsafe impl multiproc_shm::ShmSafe for BoundedSemaphore {}
+
+impl BoundedSemaphore {
+    /// A semaphore with `value` permits that may never hold more (Python's
+    /// `BoundedSemaphore(value)`).
+    ///
+    /// # Examples
+    /// ```
+    /// let s = multiproc_sync::BoundedSemaphore::new(1);
+    /// assert_eq!(s.bound(), 1);
+    /// assert!(s.release(1).is_err());
+    /// ```
+    pub fn new(value: u32) -> BoundedSemaphore {
+        BoundedSemaphore(Semaphore::with_bound(value, Some(value)))
+    }
+
+    /// The largest value (the initial one).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::BoundedSemaphore::new(3).bound(), 3);
+    /// ```
+    pub fn bound(&self) -> u32 {
+        self.0.limit()
+    }
+}
+
+impl std::ops::Deref for BoundedSemaphore {
+    type Target = Semaphore;
+    fn deref(&self) -> &Semaphore {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("value", &self.value())
+            .field("bound", &self.bound())
+            .finish()
     }
 }
 

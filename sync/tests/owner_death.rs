@@ -222,7 +222,7 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
     use multiproc_sync::Semaphore;
     let _dog = Watchdog::arm(Duration::from_secs(120), "semaphore owner death");
     set_owner_check_interval(Duration::from_millis(5));
-    let sem = Shared::anonymous(Semaphore::bounded(2)).unwrap();
+    let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(2)).unwrap();
     let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let mut seed = 0x1234_5678_9abc_def1;
     for trial in 0..20 {
@@ -313,7 +313,7 @@ fn owned_permits_of_holders_killed_at_random_points_all_come_back() {
     use multiproc_sync::Semaphore;
     let _dog = Watchdog::arm(Duration::from_secs(300), "owned permit random kills");
     set_owner_check_interval(Duration::from_millis(5));
-    let sem = Shared::anonymous(Semaphore::bounded(2)).unwrap();
+    let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(2)).unwrap();
     let running = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1d;
     let (mut short, mut trials) = (0, 0);

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_sync::{
-    Barrier, Condvar, Error, Event, Lock, LockError, Mutex, RLock, Semaphore, SharedDict,
+    Barrier, BoundedSemaphore, Condvar, Error, Event, Lock, LockError, Mutex, RLock, Semaphore,
+    SharedDict,
 };
 use proptest::prelude::*;
 
@@ -200,8 +201,9 @@ proptest! {
     #[test]
     fn semaphore_matches_a_counter(initial in 0u32..5, bounded in any::<bool>(), ops in proptest::collection::vec(
         prop_oneof![Just(SemOp::TryAcquire), (1u32..4).prop_map(SemOp::Release)], 0..64)) {
-        let s = if bounded { Semaphore::bounded(initial) } else { Semaphore::new(initial) };
-        let bound = if bounded { initial.max(1) } else { u32::MAX };
+        let (plain, bounded_sem) = (Semaphore::new(initial), BoundedSemaphore::new(initial));
+        let s: &Semaphore = if bounded { &bounded_sem } else { &plain };
+        let bound = if bounded { initial } else { u32::MAX };
         let mut model = initial;
         for op in ops {
             match op {

@@ -406,3 +406,43 @@ fn the_action_runs_once_and_a_panicking_one_breaks_the_barrier() {
     child.wait_ok(BOUND);
     assert!(two.barrier.broken());
 }
+
+/// CPython's `test_bounded_semaphore`, with the check it leaves out (a release
+/// above the initial value is refused, `ValueError` in Python), from another
+/// process too; `BoundedSemaphore(0)` can never be released; and a segment made
+/// for one kind does not open as the other.
+#[test]
+fn a_bounded_semaphore_refuses_releases_above_its_initial_value() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "bounded semaphore");
+    use multiproc_sync::{BoundedSemaphore, Error, Semaphore};
+    let sem = Shared::anonymous(BoundedSemaphore::new(2)).unwrap();
+    assert!(sem.try_acquire());
+    assert!(sem.try_acquire());
+    assert_eq!(sem.value(), 0);
+    fork(|| {
+        sem.release(2).unwrap();
+        match sem.release(1) {
+            Err(Error::ValueTooLarge {
+                value: 3, limit: 2, ..
+            }) => 0,
+            other => {
+                eprintln!("a third release: {other:?}");
+                1
+            }
+        }
+    })
+    .wait_ok(BOUND);
+    assert_eq!(sem.value(), 2);
+    assert!(BoundedSemaphore::new(0).release(1).is_err());
+    let plain = Semaphore::new(0);
+    plain.release(5).unwrap();
+    assert_eq!(plain.value(), 5, "a plain semaphore has no bound");
+
+    let name = multiproc_testkit::unique_name("bounded-sem");
+    let _made = Shared::create(&name, BoundedSemaphore::new(1)).unwrap();
+    assert!(matches!(
+        Shared::<Semaphore>::open(&name),
+        Err(multiproc_shm::Error::LayoutMismatch { .. })
+    ));
+    assert_eq!(Shared::<BoundedSemaphore>::open(&name).unwrap().bound(), 1);
+}

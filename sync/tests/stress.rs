@@ -79,7 +79,7 @@ fn rlock_counter_is_exact() {
 #[test]
 fn semaphore_as_a_lock_is_exact() {
     let _dog = Watchdog::arm(LIMIT, "semaphore_as_a_lock_is_exact");
-    let sem = Shared::anonymous(Semaphore::bounded(1)).unwrap();
+    let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(1)).unwrap();
     let counter = Shared::anonymous(0u64).unwrap();
     let p = counter.as_ptr() as usize;
     run_children(PROCS, |_| {

@@ -219,7 +219,6 @@ fn a_killed_child_that_was_not_holding_leaves_the_lock_free() {
 
 #[test]
 fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
-    use multiproc_sync::Semaphore;
     let _dog = Watchdog::arm(Duration::from_secs(120), "semaphore owner death");
     set_owner_check_interval(Duration::from_millis(5));
     let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(2)).unwrap();
@@ -310,7 +309,6 @@ fn an_owned_permit_of_a_holder_killed_at_any_step_is_neither_lost_nor_doubled() 
 
 #[test]
 fn owned_permits_of_holders_killed_at_random_points_all_come_back() {
-    use multiproc_sync::Semaphore;
     let _dog = Watchdog::arm(Duration::from_secs(300), "owned permit random kills");
     set_owner_check_interval(Duration::from_millis(5));
     let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(2)).unwrap();

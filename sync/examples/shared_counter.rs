@@ -42,7 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exact = Value::new(0i64)?;
     run_all(|| {
         for _ in 0..TIMES {
-            *exact.get_lock().lock().expect("lock") += 1;
+            let _held = exact.get_lock().lock().expect("lock"); // with n.get_lock():
+            exact.set(exact.get().expect("get") + 1).expect("set"); //     n.value += 1
         }
     })?;
     println!(

@@ -86,7 +86,7 @@ pub use condvar::{Condition, Condvar};
 pub use dict::SharedDict;
 pub use error::{Error, LockError, LockResult, Result};
 pub use event::{Event, EventSetter};
-pub use lock::{Lock, RLock, RLockGuard};
+pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{owner_check_interval, set_owner_check_interval};
 
@@ -155,4 +155,4 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use semaphore::{HookedGuard, OwnedStep};
 pub use slots::SLOTS;
 #[cfg(not(multiproc_loom))]
-pub use value::{Array, Value};
+pub use value::{Array, Value, ValueGuard};

@@ -146,6 +146,141 @@ impl Lock {
             unsafe { self.raw.mark_consistent() };
         }
     }
+
+    /// Takes the lock and returns a guard that releases it on drop: Python's
+    /// `with lock:`, which no early return or `?` can leave held.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (holding the guard: repair, then
+    /// [`mark_consistent`](LockGuard::mark_consistent)) when the last holder
+    /// died holding it; [`LockError::NotRecoverable`];
+    /// [`LockError::WouldDeadlock`] when this thread holds it already.
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// {
+    ///     let _held = l.lock().unwrap(); // with lock:
+    ///     assert!(l.locked());
+    /// }
+    /// assert!(!l.locked());
+    /// ```
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        self.guard(self.raw.lock(None))
+    }
+
+    /// [`lock`](Lock::lock), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for [`lock`](Lock::lock), and [`LockError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let l = multiproc_sync::Lock::new();
+    /// let _held = l.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(matches!(
+    ///         l.lock_timeout(Duration::from_millis(5)),
+    ///         Err(multiproc_sync::LockError::Timeout)
+    ///     )));
+    /// });
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<LockGuard<'_>> {
+        self.guard(self.raw.lock(deadline_after(Some(timeout)).as_ref()))
+    }
+
+    /// [`lock`](Lock::lock) if the lock is free now.
+    ///
+    /// # Errors
+    /// [`LockError::WouldBlock`] when it is held, [`LockError::NotRecoverable`].
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// let _held = l.try_lock().unwrap();
+    /// assert!(matches!(l.try_lock(), Err(multiproc_sync::LockError::WouldBlock)));
+    /// ```
+    pub fn try_lock(&self) -> LockResult<LockGuard<'_>> {
+        self.guard(self.raw.try_lock())
+    }
+
+    fn guard(&self, r: std::result::Result<Acquired, Fail>) -> LockResult<LockGuard<'_>> {
+        let guard = |recovered| LockGuard {
+            lock: self,
+            recovered,
+            _not_send: std::marker::PhantomData,
+        };
+        match r {
+            Ok(Acquired::Clean) => Ok(guard(false)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(guard(true))),
+            Err(f) => Err(fail_to_error(f)),
+        }
+    }
+}
+
+/// A held [`Lock`] (see [`Lock::lock`]); releases it on drop.
+///
+/// A guard from [`LockError::OwnerDied`] is *recovered*: call
+/// [`mark_consistent`](LockGuard::mark_consistent) once the data is repaired, or
+/// the lock becomes not recoverable when the guard drops.
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    recovered: bool,
+    /// The lock is owned by this thread's id: the guard must not move to another thread.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl LockGuard<'_> {
+    /// Whether this guard took the lock over from a holder that died.
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// assert!(!l.lock().unwrap().is_recovered());
+    /// ```
+    pub fn is_recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// Declares the data repaired after an [`OwnerDied`](LockError::OwnerDied).
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// let mut g = match l.lock() {
+    ///     Ok(g) => g,
+    ///     Err(multiproc_sync::LockError::OwnerDied(mut g)) => { g.mark_consistent(); g }
+    ///     Err(e) => panic!("{e}"),
+    /// };
+    /// ```
+    pub fn mark_consistent(&mut self) {
+        if self.recovered {
+            // SAFETY: this guard holds the lock.
+            unsafe { self.lock.raw.mark_consistent() };
+            self.recovered = false;
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if self.recovered {
+            // SAFETY: this guard holds the lock; it was recovered and not repaired.
+            unsafe { self.lock.raw.unlock_not_recoverable() };
+        } else {
+            // SAFETY: this guard holds the lock.
+            unsafe { self.lock.raw.unlock() };
+        }
+    }
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("recovered", &self.recovered)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Lock {

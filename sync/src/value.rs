@@ -1,15 +1,61 @@
-//! [`Value<T>`] and [`Array<T, N>`]: Python's `Value` and `Array`, a [`Mutex`]
-//! around plain data in a shared-memory segment.
+//! [`Value<T>`] and [`Array<T, N>`]: Python's `Value` and `Array`, plain data
+//! behind a re-entrant process-shared lock in a shared-memory segment.
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 
 use multiproc_shm::{Location, Segment, Shared, ShmSafe};
 
-use crate::{LockError, LockResult, Mutex, MutexGuard, Result};
+use crate::primitive::{AtomicU32, Ordering};
+use crate::{Error, LockError, LockResult, RLock, Result};
 
-/// A `T` in shared memory behind a process-shared [`Mutex`]: Python's
+/// What a [`Value`]'s segment holds: its lock, the data, and whether the
+/// holding thread has a [`ValueGuard`] out.
+#[repr(C)]
+struct ValueCell<T> {
+    lock: RLock,
+    /// 1 while the thread that holds `lock` has a [`ValueGuard`] (so a `&mut T`)
+    /// out: its `get`/`set`/`lock` then answer `WouldDeadlock` instead of
+    /// aliasing it. Written only by the holder; cleared by the outermost acquire,
+    /// so a dead holder's flag does not outlive it.
+    borrowed: AtomicU32,
+    reserved: AtomicU32,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only by the thread holding `lock` (one at a time,
+// in any process); sharing the cell is sharing a lock-protected T: Send.
+unsafe impl<T: Send> Sync for ValueCell<T> {}
+
+// SAFETY: #[repr(C)] of an RLock (ShmSafe), two atomics and an UnsafeCell of a
+// ShmSafe T: no pointers, every bit pattern valid (the flag is only a hint that
+// the outermost acquire resets).
+unsafe impl<T: ShmSafe + Send> ShmSafe for ValueCell<T> {}
+
+/// A `T` in shared memory behind a re-entrant process-shared lock: Python's
 /// `multiprocessing.Value`.
 ///
-/// As in Python, `get` and `set` each take the lock, so a read-modify-write needs
-/// the lock held across it: `*v.lock()? += 1`, Python's `with v.get_lock(): v.value += 1`.
+/// As in Python, [`get`](Value::get) and [`set`](Value::set) each take the lock,
+/// and the lock is an [`RLock`]: so Python's idiom for a read-modify-write,
+/// `with v.get_lock(): v.value += 1`, works as it reads —
+///
+/// ```
+/// # let v = multiproc_sync::Value::new(0i32)?;
+/// let _held = v.get_lock().lock().unwrap(); // with v.get_lock():
+/// v.set(v.get()? + 1)?;                     //     v.value += 1
+/// # drop(_held);
+/// # assert_eq!(v.get()?, 1);
+/// # Ok::<(), multiproc_sync::Error>(())
+/// ```
+///
+/// — and so does Rust's, through a guard that holds the lock and derefs to the
+/// data: `*v.lock()? += 1`. While this thread has such a guard out, its `get`,
+/// `set` and `lock` answer [`WouldDeadlock`](crate::Error::WouldDeadlock) (they
+/// would alias the guard's `&mut T`); use the guard.
+///
+/// A lock recovered from a dead holder is marked consistent by `get` and `set`
+/// (one plain value has no invariant to repair); [`lock`](Value::lock) hands the
+/// recovery to the caller as [`LockError::OwnerDied`].
 ///
 /// # Examples
 /// The tutorial's counter: ten processes add one each, under the lock.
@@ -34,7 +80,7 @@ use crate::{LockError, LockResult, Mutex, MutexGuard, Result};
 /// # Ok::<(), multiproc_sync::Error>(())
 /// ```
 pub struct Value<T: ShmSafe + Send> {
-    cell: Shared<Mutex<T>>,
+    cell: Shared<ValueCell<T>>,
 }
 
 /// Python's `multiprocessing.Array`: `N` values of `T` behind one lock.
@@ -43,7 +89,9 @@ pub struct Value<T: ShmSafe + Send> {
 /// ```
 /// let a = multiproc_sync::Array::new([0u32; 4])?;
 /// a.lock().unwrap()[2] = 7;
-/// assert_eq!(a.get()?, [0, 0, 7, 0]);
+/// a.set_at(3, 9)?;
+/// assert_eq!(a.get()?, [0, 0, 7, 9]);
+/// assert_eq!(a.get_at(2)?, 7);
 /// # Ok::<(), multiproc_sync::Error>(())
 /// ```
 pub type Array<T, const N: usize> = Value<[T; N]>;
@@ -93,7 +141,15 @@ impl<T: ShmSafe + Send> Value<T> {
     /// ```
     pub fn new_in(location: Location<'_>, value: T) -> Result<Value<T>> {
         Ok(Value {
-            cell: Shared::new_in(location, Mutex::new(value))?,
+            cell: Shared::new_in(
+                location,
+                ValueCell {
+                    lock: RLock::new(),
+                    borrowed: AtomicU32::new(0),
+                    reserved: AtomicU32::new(0),
+                    data: UnsafeCell::new(value),
+                },
+            )?,
         })
     }
 
@@ -113,42 +169,109 @@ impl<T: ShmSafe + Send> Value<T> {
         })
     }
 
-    /// The lock (Python's `get_lock()`).
+    /// The lock (Python's `get_lock()`): re-entrant, so `get` and `set` work
+    /// while this thread holds it.
     ///
     /// # Examples
     /// ```
     /// let v = multiproc_sync::Value::new(0i32)?;
-    /// *v.get_lock().lock().unwrap() += 1; // Python: with v.get_lock(): v.value += 1
+    /// {
+    ///     let _held = v.get_lock().lock().unwrap(); // Python: with v.get_lock():
+    ///     v.set(v.get()? + 1)?;                     //     v.value += 1
+    /// }
     /// assert_eq!(v.get()?, 1);
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
-    pub fn get_lock(&self) -> &Mutex<T> {
-        &self.cell
+    pub fn get_lock(&self) -> &RLock {
+        &self.cell.lock
     }
 
-    /// Locks and returns the guard.
+    /// Takes the lock (re-entering it if this thread holds it) and returns a
+    /// guard that derefs to the value.
     ///
     /// # Errors
-    /// As for [`Mutex::lock`].
+    /// [`LockError::OwnerDied`] (with the guard) when the last holder died
+    /// holding the lock; [`LockError::NotRecoverable`]; [`LockError::WouldDeadlock`]
+    /// when this thread has a guard out already.
     ///
     /// # Examples
     /// ```
     /// let v = multiproc_sync::Value::new(0i32)?;
     /// *v.lock().unwrap() += 2;
     /// assert_eq!(v.get()?, 2);
+    /// let g = v.lock().unwrap();
+    /// assert!(v.lock().is_err()); // one guard at a time
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
-    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        self.cell.lock()
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        let recovered = match self.enter() {
+            Ok(()) => false,
+            Err(Error::OwnerDied) => true,
+            Err(Error::NotRecoverable) => return Err(LockError::NotRecoverable),
+            Err(_) => return Err(LockError::WouldDeadlock),
+        };
+        let cell = &*self.cell;
+        if cell.borrowed.load(Ordering::Relaxed) != 0 {
+            // This thread has a guard out: leave the lock as it was.
+            let _ = cell.lock.release();
+            return Err(LockError::WouldDeadlock);
+        }
+        cell.borrowed.store(1, Ordering::Relaxed);
+        let guard = ValueGuard {
+            cell,
+            _not_send: PhantomData,
+        };
+        if recovered {
+            Err(LockError::OwnerDied(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Takes the lock (or re-enters it): `Err(OwnerDied)` when it was taken
+    /// over from a dead holder (and is held then). The outermost acquire clears
+    /// a guard flag that no guard of this thread can have left.
+    fn enter(&self) -> Result<()> {
+        let cell = &*self.cell;
+        let r = match cell.lock.acquire(true, None) {
+            Ok(true) => Ok(()),
+            // A blocking acquire without a timeout never gives up.
+            Ok(false) => return Err(Error::Timeout),
+            Err(Error::OwnerDied) => Err(Error::OwnerDied),
+            Err(e) => return Err(e),
+        };
+        if cell.lock.count() == 1 {
+            cell.borrowed.store(0, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Runs `f` on the value under the lock (re-entering it if held), marking a
+    /// lock recovered from a dead holder consistent.
+    fn with_value<R>(&self, f: impl FnOnce(*mut T) -> R) -> Result<R> {
+        match self.enter() {
+            Ok(()) | Err(Error::OwnerDied) => {}
+            Err(e) => return Err(e),
+        }
+        let cell = &*self.cell;
+        // One plain value has no invariant to repair.
+        cell.lock.mark_consistent();
+        if cell.borrowed.load(Ordering::Relaxed) != 0 {
+            let _ = cell.lock.release();
+            return Err(Error::WouldDeadlock);
+        }
+        let r = f(cell.data.get());
+        // Cannot fail: this thread holds the lock.
+        let _ = cell.lock.release();
+        Ok(r)
     }
 
     /// Reads the value under the lock (Python's `.value`).
     ///
-    /// A lock recovered from a dead holder is marked consistent: one plain value has
-    /// no invariant to repair (lock it yourself when yours spans several fields).
-    ///
     /// # Errors
-    /// [`Error::NotRecoverable`](crate::Error::NotRecoverable), [`Error::WouldDeadlock`](crate::Error::WouldDeadlock).
+    /// [`Error::NotRecoverable`](crate::Error::NotRecoverable);
+    /// [`Error::WouldDeadlock`](crate::Error::WouldDeadlock) when this thread has
+    /// a [`ValueGuard`] out.
     ///
     /// # Examples
     /// ```
@@ -159,7 +282,9 @@ impl<T: ShmSafe + Send> Value<T> {
     where
         T: Copy,
     {
-        Ok(*self.lock_consistent()?)
+        // SAFETY: the pointer is the cell's data, valid and aligned; this thread
+        // holds the lock and has no guard (so no reference) out.
+        self.with_value(|p| unsafe { p.read() })
     }
 
     /// Writes the value under the lock (Python's `.value = x`).
@@ -175,19 +300,8 @@ impl<T: ShmSafe + Send> Value<T> {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn set(&self, value: T) -> Result<()> {
-        *self.lock_consistent()? = value;
-        Ok(())
-    }
-
-    fn lock_consistent(&self) -> Result<MutexGuard<'_, T>> {
-        match self.cell.lock() {
-            Ok(g) => Ok(g),
-            Err(LockError::OwnerDied(mut g)) => {
-                g.mark_consistent();
-                Ok(g)
-            }
-            Err(e) => Err(e.into()),
-        }
+        // SAFETY: as in `get`; the old value is dropped in place.
+        self.with_value(|p| unsafe { *p = value })
     }
 
     /// The segment underneath (name, unlink).
@@ -203,10 +317,134 @@ impl<T: ShmSafe + Send> Value<T> {
     }
 }
 
+impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
+    /// Element `i`, read under the lock (Python's `arr[i]`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) past the end, and
+    /// as for [`get`](Value::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_sync::Array::new([5u8, 6])?;
+    /// assert_eq!(a.get_at(1)?, 6);
+    /// assert!(a.get_at(2).is_err());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn get_at(&self, i: usize) -> Result<T> {
+        check_index(i, N)?;
+        // SAFETY: i < N, so the element lies in the array; as in `get`.
+        self.with_value(|p| unsafe { p.cast::<T>().add(i).read() })
+    }
+
+    /// Writes element `i` under the lock (Python's `arr[i] = x`).
+    ///
+    /// # Errors
+    /// As for [`get_at`](Value::get_at).
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_sync::Array::new([0i64; 3])?;
+    /// a.set_at(0, -1)?;
+    /// assert_eq!(a.get()?, [-1, 0, 0]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn set_at(&self, i: usize, value: T) -> Result<()> {
+        check_index(i, N)?;
+        // SAFETY: i < N, so the element lies in the array; as in `get`.
+        self.with_value(|p| unsafe { p.cast::<T>().add(i).write(value) })
+    }
+
+    /// The number of elements (Python's `len(arr)`).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::Array::new([0u8; 5])?.len(), 5);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        N
+    }
+
+    /// Whether it has no elements.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_sync::Array::new([0u8; 5])?.is_empty());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        N == 0
+    }
+}
+
+fn check_index(i: usize, n: usize) -> Result<()> {
+    if i >= n {
+        return Err(Error::InvalidArgument(format!(
+            "index {i} is past the end of an array of {n}"
+        )));
+    }
+    Ok(())
+}
+
 impl<T: ShmSafe + Send> std::fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Value")
             .field("segment", self.segment())
             .finish()
+    }
+}
+
+/// The lock of a [`Value`], held, with access to the value; releases one level
+/// of the lock on drop.
+pub struct ValueGuard<'a, T> {
+    cell: &'a ValueCell<T>,
+    /// The lock is owned by this thread's id: the guard must not move to another thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T> ValueGuard<'_, T> {
+    /// Declares the value repaired after an [`OwnerDied`](LockError::OwnerDied).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::new(1u8)?;
+    /// let mut g = v.lock().unwrap();
+    /// g.mark_consistent(); // only matters after OwnerDied
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn mark_consistent(&mut self) {
+        self.cell.lock.mark_consistent();
+    }
+}
+
+impl<T> std::ops::Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this thread holds the lock and this guard is its only way to
+        // the data (the borrowed flag turns away get/set/lock meanwhile).
+        unsafe { &*self.cell.data.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref; &mut self excludes other uses of this guard.
+        unsafe { &mut *self.cell.data.get() }
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.cell.borrowed.store(0, Ordering::Relaxed);
+        // Cannot fail: this thread holds the lock. An unrepaired recovery makes
+        // the lock not recoverable, as a Mutex's guard does.
+        let _ = self.cell.lock.release();
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }

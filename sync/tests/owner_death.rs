@@ -650,3 +650,22 @@ fn a_holder_whose_pid_went_to_a_new_process_is_known_dead() {
     assert!(start.elapsed() < BOUND);
     drop(imposter);
 }
+
+#[test]
+fn a_lock_guard_of_a_killed_holder_is_recovered_by_the_next_guard() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "lock guard owner death");
+    set_owner_check_interval(Duration::from_millis(5));
+    let lock = Shared::anonymous(Lock::new()).unwrap();
+    let holder = fork_parked(|| lock.lock().unwrap());
+    holder.kill(BOUND);
+    match lock.lock_timeout(BOUND) {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert!(g.is_recovered());
+            g.mark_consistent();
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("the lock was free"),
+    }
+    assert!(!lock.locked());
+    drop(lock.lock().unwrap());
+}

@@ -446,3 +446,97 @@ fn a_bounded_semaphore_refuses_releases_above_its_initial_value() {
     ));
     assert_eq!(Shared::<BoundedSemaphore>::open(&name).unwrap().bound(), 1);
 }
+
+/// Python's documented idiom for a `Value`, `with v.get_lock(): v.value += 1`:
+/// the lock is re-entrant, so `get` and `set` work while it is held; ten
+/// processes adding under it never lose an update (inside the guard, `get`
+/// answered `WouldDeadlock` before).
+#[test]
+fn a_value_is_updated_under_get_lock_as_in_python() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "value under get_lock");
+    let v = multiproc_sync::Value::new(0i64).unwrap();
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            fork(|| {
+                for _ in 0..500 {
+                    let _held = v.get_lock().lock().unwrap(); // with v.get_lock():
+                    v.set(v.get().unwrap() + 1).unwrap(); //     v.value += 1
+                }
+                0
+            })
+        })
+        .collect();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    assert_eq!(v.get().unwrap(), 5000);
+    // The Rust way: a guard that derefs to the value; get/set/lock refuse to
+    // alias it while it is out, and work again after.
+    let mut g = v.lock().unwrap();
+    *g += 1;
+    assert!(matches!(v.get(), Err(multiproc_sync::Error::WouldDeadlock)));
+    assert!(v.lock().is_err());
+    drop(g);
+    assert_eq!(v.get().unwrap(), 5001);
+}
+
+/// CPython's `test_array`: a child turns an `Array` into its prefix sums, element
+/// by element under the lock.
+#[test]
+fn an_array_is_shared_with_a_child() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "array");
+    let seq = [680i32, 626, 934, 821, 150, 233, 548, 982, 714, 831];
+    let arr = multiproc_sync::Array::new(seq).unwrap();
+    assert_eq!(arr.len(), seq.len());
+    assert_eq!(arr.get_at(3).unwrap(), seq[3]);
+    fork(|| {
+        for i in 1..arr.len() {
+            let _held = arr.get_lock().lock().unwrap();
+            arr.set_at(i, arr.get_at(i).unwrap() + arr.get_at(i - 1).unwrap())
+                .unwrap();
+        }
+        0
+    })
+    .wait_ok(BOUND);
+    let mut expected = seq;
+    for i in 1..expected.len() {
+        expected[i] += expected[i - 1];
+    }
+    assert_eq!(arr.get().unwrap(), expected);
+}
+
+/// Python's `with lock:`: a guard that no early return leaves held, between
+/// processes.
+#[test]
+fn a_lock_guard_is_released_by_every_way_out() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "lock guard");
+    let lock = Shared::anonymous(multiproc_sync::Lock::new()).unwrap();
+    let count = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    fn bump(lock: &multiproc_sync::Lock, count: &AtomicU32, fail: bool) -> Result<(), ()> {
+        let _held = lock.lock().map_err(drop)?;
+        let n = count.load(Ordering::SeqCst);
+        if fail {
+            return Err(()); // an early return: the guard still releases
+        }
+        count.store(n + 1, Ordering::SeqCst);
+        Ok(())
+    }
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            fork(|| {
+                for i in 0..200 {
+                    let _ = bump(&lock, &count, (i + k) % 3 == 0);
+                }
+                0
+            })
+        })
+        .collect();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    assert!(!lock.locked());
+    let expected: u32 = (0..4)
+        .map(|k| (0..200).filter(|i| (i + k) % 3 != 0).count() as u32)
+        .sum();
+    assert_eq!(count.load(Ordering::SeqCst), expected);
+}

@@ -101,7 +101,7 @@ fn value_counter_of_ten_processes_is_exact() {
     let v = Value::new(0i64).unwrap();
     run_children(10, |_| {
         for _ in 0..1000 {
-            *v.get_lock().lock().unwrap() += 1;
+            *v.lock().unwrap() += 1;
         }
     });
     assert_eq!(v.get().unwrap(), 10_000);

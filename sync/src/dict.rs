@@ -39,9 +39,10 @@ unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<
 /// A hash map of byte strings with room for `CAP` entries, keys of up to `K` bytes
 /// and values of up to `V` bytes, in shared memory, under one lock.
 ///
-/// Every operation takes the lock. Lengths and states read from shared memory are
-/// checked: a table another process wrote garbage into answers
-/// [`Error::Corrupted`], never reads out of bounds. When a process dies holding the
+/// Every operation takes the lock. Lengths, counts and states read from shared
+/// memory are checked before use: a table another process wrote garbage into
+/// answers [`Error::Corrupted`] (or a count no larger than the capacity), never
+/// reads out of bounds or allocates what a peer wrote. When a process dies holding the
 /// lock, the next operation recounts the table and marks it consistent: an insert
 /// cut short leaves no entry, an overwrite cut short may leave a torn value.
 ///
@@ -268,7 +269,7 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn len(&self) -> Result<usize> {
-        Ok(self.lock()?.len as usize)
+        Ok(self.lock()?.count())
     }
 
     /// Whether it is empty.
@@ -302,7 +303,8 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// ```
     pub fn items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let table = self.lock()?;
-        let mut out = Vec::with_capacity(table.len as usize);
+        // The count is a peer's word: no more than the table can hold.
+        let mut out = Vec::with_capacity(table.count());
         for e in &table.entries {
             match e.state {
                 FULL => out.push((e.key()?.to_vec(), e.value()?.to_vec())),
@@ -406,6 +408,12 @@ impl<const K: usize, const V: usize> Entry<K, V> {
 }
 
 impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
+    /// The entry count as recorded, bounded by the capacity (a peer may have
+    /// written any value there).
+    fn count(&self) -> usize {
+        (self.len as usize).min(CAP)
+    }
+
     /// The slot holding `key`, probing at most CAP slots.
     fn find(&self, key: &[u8]) -> Result<Option<usize>> {
         let h = hash(key);

@@ -1,0 +1,81 @@
+//! A hostile or buggy peer may write anything into the shared memory of a
+//! primitive. Every operation then answers an error or a sane value: never a
+//! panic, an abort, an allocation of what the peer wrote, or a hang.
+//!
+//! Each trial scribbles in a forked child (the peer), then runs the operations
+//! in another child, so that an abort shows as that child's signal, not as the
+//! end of the test.
+
+use std::time::Duration;
+
+use multiproc_sync::{set_owner_check_interval, Error, SharedDict};
+use multiproc_testkit::{fork, ChildExit, Watchdog};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// Every u32 of `len` bytes at `at`, in turn, set to each of `values`.
+fn scribble_each_word(at: *mut u8, len: usize, values: &[u32], mut check: impl FnMut(usize, u32)) {
+    for offset in (0..len).step_by(4) {
+        for &v in values {
+            // SAFETY: at..at + len lies in the segment (the caller's), 4-aligned.
+            let word = unsafe { at.add(offset).cast::<u32>() };
+            // SAFETY: as above.
+            let old = unsafe { word.read_volatile() };
+            let peer = fork(|| {
+                // SAFETY: as above: the peer writes one word of the segment.
+                unsafe { word.write_volatile(v) };
+                0
+            });
+            peer.wait_ok(BOUND);
+            check(offset, v);
+            // SAFETY: as above.
+            unsafe { word.write_volatile(old) };
+        }
+    }
+}
+
+/// A dictionary whose every word — its length, tombstone count, each entry's
+/// state, lengths and hash — was overwritten by a peer: every operation in
+/// another process answers without aborting (`items()` allocated the length a
+/// peer wrote before).
+#[test]
+fn a_dictionary_a_peer_scribbled_over_never_aborts_a_reader() {
+    let _dog = Watchdog::arm(Duration::from_secs(240), "scribbled dictionary");
+    set_owner_check_interval(Duration::from_millis(2));
+    let d = SharedDict::<8, 8, 8>::new().unwrap();
+    for k in ["a", "bb", "ccc"] {
+        d.insert(k, k.repeat(2)).unwrap();
+    }
+    // The table starts after the mutex's 16-byte lock word and owner record:
+    // len, tombstones, then the entries' state, klen, vlen, reserved, hash.
+    let table = d.segment().as_ptr().wrapping_add(16);
+    let header = 8 + 2 * (24 + 16); // two counts, then two entries' fixed fields
+    let mut trials = 0;
+    scribble_each_word(table, header, &[u32::MAX, 0x8000_0001, 7], |offset, v| {
+        let reader = fork(|| {
+            let _ = d.len();
+            let _ = d.items();
+            let _ = d.keys();
+            let _ = d.get("a");
+            let _ = d.contains_key("bb");
+            let _ = d.insert("dddd", "x");
+            let _ = d.remove("dddd");
+            match d.len() {
+                Ok(n) if n > d.capacity() => 3,
+                Ok(_) | Err(Error::Corrupted(_)) => 0,
+                Err(e) => {
+                    eprintln!("word {offset} = {v:#x}: {e}");
+                    0
+                }
+            }
+        });
+        let exit = reader.wait(BOUND);
+        assert_eq!(
+            exit,
+            ChildExit::Exited(0),
+            "word at offset {offset} set to {v:#x}"
+        );
+        trials += 1;
+    });
+    assert_eq!(trials, header / 4 * 3);
+}

@@ -4,6 +4,7 @@
 use std::os::fd::AsFd;
 
 use crate::header::{Snapshot, FLAG_PERSISTENT, HEADER_LEN, MAGIC};
+use crate::segment::check_trusted;
 use crate::{name, sys, Error, ProcessIdentity, Result};
 
 /// Where POSIX shared-memory objects live on Linux.
@@ -24,7 +25,13 @@ pub struct StaleSegment {
 /// A segment counts when its header carries this crate's magic, it is not marked
 /// persistent (see [`Segment::set_unlink_on_drop`](crate::Segment::set_unlink_on_drop)),
 /// and the process recorded as its creator no longer exists — a recycled pid with
-/// another identity token counts as dead. Files that cannot be read are skipped.
+/// another identity token counts as dead.
+///
+/// Only files this user could have made are looked at: regular files (read from
+/// the directory entry, no link followed), owned by this user, with no
+/// permission for group or others; they are opened without blocking (a FIFO
+/// placed under the prefix cannot stall the scan) and read, never mapped.
+/// Anything else, and files that cannot be read, are skipped.
 ///
 /// # Errors
 /// [`Error::Io`] if `/dev/shm` cannot be listed.
@@ -43,7 +50,8 @@ pub fn stale_segments(prefix: &str) -> Result<Vec<StaleSegment>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !name.starts_with(prefix) {
+        // The entry's own type (readdir's d_type): a symlink is not followed.
+        if !name.starts_with(prefix) || !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         let Some(snap) = read_header(&name) else {
@@ -91,10 +99,14 @@ pub fn remove_stale(prefix: &str) -> Result<Vec<StaleSegment>> {
     Ok(removed)
 }
 
-/// The header of `/dev/shm/NAME`, read with `pread` (no mapping), if it has one.
+/// The header of `/dev/shm/NAME`, read with `pread` (no mapping), if it is a
+/// segment file this user could have made.
 fn read_header(name: &str) -> Option<Snapshot> {
     let (_, cname) = name::validate(name).ok()?;
+    // Non-blocking and without following a symlink (see sys::shm_open); then
+    // refused unless it is this user's private regular file.
     let fd = sys::shm_open(&cname, false).ok()?;
+    check_trusted(fd.as_fd(), name, false).ok()?;
     let mut buf = [0u8; HEADER_LEN];
     let n = sys::read_at(fd.as_fd(), &mut buf, 0).ok()?;
     (n == HEADER_LEN).then(|| Snapshot::from_bytes(&buf))

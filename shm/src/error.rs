@@ -117,6 +117,21 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// The segment's file is not one this process could have made, so its
+    /// contents cannot be trusted: another user's, open to group or others, or
+    /// not a regular file.
+    #[error(
+        "{what} is {problem}: it may be a stranger's. If it is not yours, remove it; \
+         if you share it with other users on purpose, open it with \
+         `OpenOptions::new().any_user(true)`"
+    )]
+    NotTrusted {
+        /// The segment or file.
+        what: String,
+        /// What is wrong with it.
+        problem: TrustProblem,
+    },
+
     /// The header's fields contradict each other: another process wrote over it.
     #[error("{what} has a corrupted header: {reason}")]
     Corrupted {
@@ -125,6 +140,46 @@ pub enum Error {
         /// Which check failed.
         reason: String,
     },
+}
+
+/// Why a segment's file is not trusted (see [`Error::NotTrusted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrustProblem {
+    /// A FIFO, a directory, a device…: no segment this crate makes.
+    NotRegularFile {
+        /// The file type bits of its mode (`st_mode & S_IFMT`).
+        file_type: u32,
+    },
+    /// Owned by another user.
+    Owner {
+        /// Its owner.
+        uid: u32,
+        /// This process's effective user.
+        euid: u32,
+    },
+    /// Group or others may read or write it.
+    Permissions {
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+impl std::fmt::Display for TrustProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustProblem::NotRegularFile { file_type } => {
+                write!(f, "not a regular file (file type {file_type:#o})")
+            }
+            TrustProblem::Owner { uid, euid } => {
+                write!(f, "owned by user {uid}, not by this process's user {euid}")
+            }
+            TrustProblem::Permissions { mode } => write!(
+                f,
+                "readable or writable by group or others (mode {mode:#o}, not 0600)"
+            ),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -77,9 +77,9 @@ mod sys;
 mod typed;
 
 pub use cleanup::{remove_stale, stale_segments, StaleSegment};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TrustProblem};
 pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
 pub use name::MAX_NAME_LEN;
-pub use segment::{Kind, Location, Segment, DEFAULT_INIT_TIMEOUT};
+pub use segment::{Kind, Location, OpenOptions, Segment, DEFAULT_INIT_TIMEOUT};
 pub use typed::{Shared, SharedArray, SharedSlice, ShmSafe};

@@ -1,7 +1,7 @@
 //! [`Segment`]: a mapping of bytes that several processes see, behind a checked header.
 
 use std::ffi::CString;
-use std::fs::OpenOptions;
+
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::header::{
     self, Header, Snapshot, TypeInfo, FLAG_PERSISTENT, HEADER_LEN, MAGIC, STATE_READY,
 };
-use crate::{name, sys, Error, ProcessIdentity, Result};
+use crate::{name, sys, Error, ProcessIdentity, Result, TrustProblem};
 
 /// How long [`Segment::open`] waits, by default, for a creator to finish initialising.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -241,6 +241,15 @@ impl Segment {
         let payload_len = info.payload_len().ok_or_else(|| Error::InvalidSize {
             reason: format!("{} overflows", info.describe()),
         })?;
+        if payload_len == 0 {
+            return Err(Error::InvalidSize {
+                reason: format!(
+                    "{} is 0 bytes: a segment holds at least one byte (Python's \
+                     SharedMemory refuses size 0 too)",
+                    info.describe()
+                ),
+            });
+        }
         if info.elem_align > sys::page_size() as u64 {
             return Err(Error::InvalidSize {
                 reason: format!("alignment {} is larger than a page", info.elem_align),
@@ -304,10 +313,17 @@ impl Segment {
     /// Opens the named segment `name`, waiting up to [`DEFAULT_INIT_TIMEOUT`] for
     /// its creator to finish initialising it.
     ///
+    /// The segment must be a regular file owned by this process's effective user
+    /// with no permission for group or others — one that this user could have
+    /// made with [`create`](Segment::create) — or it is refused with
+    /// [`Error::NotTrusted`]: a name another user took first (squatting) would
+    /// otherwise connect this process to a stranger. To share segments between
+    /// users on purpose, see [`OpenOptions::any_user`].
+    ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::TooSmall`],
-    /// [`Error::NotMultiproc`], [`Error::VersionMismatch`], [`Error::Corrupted`],
-    /// [`Error::NotReady`], [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::NotTrusted`],
+    /// [`Error::TooSmall`], [`Error::NotMultiproc`], [`Error::VersionMismatch`],
+    /// [`Error::Corrupted`], [`Error::NotReady`], [`Error::Io`].
     ///
     /// # Examples
     /// ```
@@ -317,7 +333,7 @@ impl Segment {
     /// ));
     /// ```
     pub fn open(name: &str) -> Result<Segment> {
-        Segment::open_timeout(name, DEFAULT_INIT_TIMEOUT)
+        OpenOptions::new().open(name)
     }
 
     /// [`open`](Segment::open), waiting at most `timeout` for the creator.
@@ -335,21 +351,7 @@ impl Segment {
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Segment> {
-        let (bare, cname) = name::validate(name)?;
-        let fd = sys::shm_open(&cname, true).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                name: bare.clone(),
-                source: e,
-            },
-            _ => Error::io("shm_open", format!("segment {bare:?}"), e),
-        })?;
-        let checked = map_checked(fd.as_fd(), &format!("segment {bare:?}"), timeout)?;
-        Ok(checked.into_segment(Backing::Named {
-            name: bare,
-            cname,
-            unlink_on_drop: false,
-            creator_pid: 0,
-        }))
+        OpenOptions::new().init_timeout(timeout).open(name)
     }
 
     /// Maps the segment behind `fd`: a memfd received from another process (passed
@@ -377,52 +379,65 @@ impl Segment {
         Ok(checked.into_segment(Backing::Memfd { fd }))
     }
 
-    /// Opens a segment file made by [`create_file`](Segment::create_file).
+    /// Opens a segment file made by [`create_file`](Segment::create_file), with
+    /// the checks of [`open`](Segment::open) (a regular file of this user's, no
+    /// permission for group or others).
     ///
     /// # Errors
     /// [`Error::NotFound`] if there is no such file, then as for [`open`](Segment::open).
     ///
     /// # Examples
     /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::fs::OpenOptionsExt;
     /// let path = std::env::temp_dir().join(format!("doc-foreign-{}", std::process::id()));
-    /// std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    /// std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?
+    ///     .write_all(&[b'x'; 4096])?;
     /// assert!(matches!(
     ///     multiproc_shm::Segment::open_file(&path),
     ///     Err(multiproc_shm::Error::NotMultiproc { .. })
     /// ));
     /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_file(path: impl AsRef<Path>) -> Result<Segment> {
-        let path = path.as_ref();
-        let what = format!("file {}", path.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound {
-                    name: path.display().to_string(),
-                    source: e,
-                },
-                _ => Error::io("open", what.clone(), e),
-            })?;
-        let deadline = Instant::now() + DEFAULT_INIT_TIMEOUT;
-        let file_len = wait_for_len(file.as_fd(), &what, deadline)?;
-        // SAFETY: memmap2 requires that the file is not truncated while mapped; a
-        // segment file is only ever grown by its creator before publishing. A
-        // process that truncates it anyway breaks that promise, as for any mapping.
-        let mut map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(file_len as usize)
-                .map_mut(&file)
+        OpenOptions::new().open_file(path)
+    }
+
+    /// Lets group or others open the segment: sets the permission bits of a
+    /// named or file-backed segment (`fchmod`; 0600 at creation). Openers on the
+    /// other side use [`OpenOptions::any_user`]. No effect on other kinds.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the name or file cannot be opened or changed.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{OpenOptions, Segment};
+    /// let name = format!("doc-mode-{}", std::process::id());
+    /// let seg = Segment::create(&name, 8)?;
+    /// seg.set_mode(0o660)?; // the group may open it too
+    /// assert!(Segment::open(&name).is_err()); // no longer a private segment
+    /// assert!(OpenOptions::new().any_user(true).open(&name).is_ok());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        let chmod = |fd: BorrowedFd<'_>, what: String| {
+            sys::fchmod(fd, mode & 0o7777).map_err(|e| Error::io("fchmod", what, e))
+        };
+        match &self.backing {
+            Backing::Named { name, cname, .. } => {
+                let fd = sys::shm_open(cname, false)
+                    .map_err(|e| Error::io("shm_open", format!("segment {name:?}"), e))?;
+                chmod(fd.as_fd(), format!("segment {name:?}"))
+            }
+            Backing::File { path, .. } => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Error::io("open", path.display().to_string(), e))?;
+                chmod(file.as_fd(), path.display().to_string())
+            }
+            Backing::Anonymous | Backing::Memfd { .. } => Ok(()),
         }
-        .map_err(|e| Error::io("mmap", what.clone(), e))?;
-        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns NULL");
-        let checked = check_mapping(base, map.len(), &what, deadline)?;
-        Ok(checked.into_segment(Backing::File {
-            _map: map,
-            path: path.to_owned(),
-        }))
     }
 
     fn header(&self) -> &Header {
@@ -763,6 +778,183 @@ impl Drop for Segment {
     }
 }
 
+/// How [`Segment::open`] and [`Segment::open_file`] open: how long to wait for a
+/// creator still initialising, and whom to trust.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use multiproc_shm::{OpenOptions, Segment};
+/// let name = format!("doc-options-{}", std::process::id());
+/// let _a = Segment::create(&name, 4)?;
+/// let b = OpenOptions::new().init_timeout(Duration::from_millis(50)).open(&name)?;
+/// assert_eq!(b.len(), 4);
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    init_timeout: Duration,
+    any_user: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions::new()
+    }
+}
+
+impl OpenOptions {
+    /// Wait [`DEFAULT_INIT_TIMEOUT`]; trust only this user's private segments.
+    ///
+    /// # Examples
+    /// ```
+    /// let o = multiproc_shm::OpenOptions::new();
+    /// # let _ = o;
+    /// ```
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            any_user: false,
+        }
+    }
+
+    /// How long to wait for a creator that has not finished initialising.
+    ///
+    /// # Examples
+    /// ```
+    /// let o = multiproc_shm::OpenOptions::new().init_timeout(std::time::Duration::ZERO);
+    /// # let _ = o;
+    /// ```
+    pub fn init_timeout(mut self, timeout: Duration) -> OpenOptions {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// Opens segments owned by other users, or open to group or others, too —
+    /// for segments shared between users on purpose (made with
+    /// [`Segment::set_mode`]). The segment must still be a regular file, and its
+    /// header is still checked; what it holds is as trustworthy as those users.
+    ///
+    /// # Examples
+    /// ```
+    /// let o = multiproc_shm::OpenOptions::new().any_user(true);
+    /// # let _ = o;
+    /// ```
+    pub fn any_user(mut self, yes: bool) -> OpenOptions {
+        self.any_user = yes;
+        self
+    }
+
+    /// Opens the named segment `name` (see [`Segment::open`]).
+    ///
+    /// # Errors
+    /// As for [`Segment::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::OpenOptions::new().open("no-such-segment-here").is_err());
+    /// ```
+    pub fn open(&self, name: &str) -> Result<Segment> {
+        let (bare, cname) = name::validate(name)?;
+        let what = format!("segment {bare:?}");
+        let fd = sys::shm_open(&cname, true).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                name: bare.clone(),
+                source: e,
+            },
+            _ => Error::io("shm_open", what.clone(), e),
+        })?;
+        check_trusted(fd.as_fd(), &what, self.any_user)?;
+        let checked = map_checked(fd.as_fd(), &what, self.init_timeout)?;
+        Ok(checked.into_segment(Backing::Named {
+            name: bare,
+            cname,
+            unlink_on_drop: false,
+            creator_pid: 0,
+        }))
+    }
+
+    /// Opens the segment file at `path` (see [`Segment::open_file`]).
+    ///
+    /// # Errors
+    /// As for [`Segment::open_file`].
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_shm::OpenOptions::new().open_file("/no/such/file").is_err());
+    /// ```
+    pub fn open_file(&self, path: impl AsRef<Path>) -> Result<Segment> {
+        let path = path.as_ref();
+        let what = format!("file {}", path.display());
+        let file = OpenOptions::open_regular(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                name: path.display().to_string(),
+                source: e,
+            },
+            _ => Error::io("open", what.clone(), e),
+        })?;
+        check_trusted(file.as_fd(), &what, self.any_user)?;
+        let deadline = Instant::now() + self.init_timeout;
+        let file_len = wait_for_len(file.as_fd(), &what, deadline)?;
+        // SAFETY: memmap2 requires that the file is not truncated while mapped; a
+        // segment file is only ever grown by its creator before publishing. A
+        // process that truncates it anyway breaks that promise, as for any mapping.
+        let mut map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(file_len as usize)
+                .map_mut(&file)
+        }
+        .map_err(|e| Error::io("mmap", what.clone(), e))?;
+        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns NULL");
+        let checked = check_mapping(base, map.len(), &what, deadline)?;
+        Ok(checked.into_segment(Backing::File {
+            _map: map,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// Opens `path` for reading and writing without following a final symlink
+    /// or blocking on a FIFO.
+    fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    }
+}
+
+/// Refuses a file this user could not have made as a segment: not a regular
+/// file, or (unless `any_user`) another user's, or open to group or others.
+pub(crate) fn check_trusted(fd: BorrowedFd<'_>, what: &str, any_user: bool) -> Result<()> {
+    let st = sys::fstat(fd).map_err(|e| Error::io("fstat", what.to_owned(), e))?;
+    let problem = if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        Some(TrustProblem::NotRegularFile {
+            file_type: st.st_mode & libc::S_IFMT,
+        })
+    } else if any_user {
+        None
+    } else if st.st_uid != sys::geteuid() {
+        Some(TrustProblem::Owner {
+            uid: st.st_uid,
+            euid: sys::geteuid(),
+        })
+    } else if st.st_mode & 0o077 != 0 {
+        Some(TrustProblem::Permissions {
+            mode: st.st_mode & 0o7777,
+        })
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::NotTrusted {
+            what: what.to_owned(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Backing)> {
     let (bare, cname) = name::validate(name)?;
     let fd = sys::shm_create(&cname).map_err(|e| match e.kind() {
@@ -798,7 +990,7 @@ fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Ba
 
 fn create_file(path: &Path, map_len: usize) -> Result<(NonNull<u8>, Backing)> {
     let what = || format!("file {}", path.display());
-    let file = OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)

@@ -73,9 +73,13 @@ pub(crate) fn shm_create(name: &CString) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `shm_open(name, O_RDWR | O_CLOEXEC)`, or read-only when `write` is false.
+/// `shm_open(name, O_RDWR | O_NONBLOCK | O_CLOEXEC)`, or read-only when `write`
+/// is false. `O_NONBLOCK` so that a FIFO someone placed under that name does not
+/// block the open (glibc's `shm_open` passes the flag on, and adds `O_NOFOLLOW`);
+/// the caller then refuses anything but a regular file.
 pub(crate) fn shm_open(name: &CString, write: bool) -> io::Result<OwnedFd> {
-    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_CLOEXEC;
+    let flags =
+        if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_CLOEXEC;
     // SAFETY: name is a valid NUL-terminated string; without O_CREAT the mode is ignored.
     let fd = retry(|| cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0) }))?;
     // SAFETY: shm_open returned a new descriptor that nothing else owns.
@@ -200,4 +204,16 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
     // SAFETY: fstat succeeded, so it filled the struct (and it was zeroed before).
     Ok(unsafe { st.assume_init() })
+}
+
+/// The effective user id of this process.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `fchmod(fd, mode)`.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: fchmod takes a valid borrowed descriptor and a mode.
+    retry(|| cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })).map(drop)
 }

@@ -521,11 +521,12 @@ impl<T: ShmSafe> SharedSlice<T> {
         self.seg.len() / std::mem::size_of::<T>().max(1)
     }
 
-    /// Whether there are none.
+    /// Whether there are none (only in a segment made by another program: this
+    /// crate makes none of 0 bytes).
     ///
     /// # Examples
     /// ```
-    /// assert!(multiproc_shm::SharedSlice::<u64>::anonymous(0)?.is_empty());
+    /// assert!(!multiproc_shm::SharedSlice::<u64>::anonymous(1)?.is_empty());
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn is_empty(&self) -> bool {

@@ -17,9 +17,20 @@ struct Crafted {
 }
 
 impl Crafted {
+    /// Written as this user's private file (mode 0600), as a segment of ours
+    /// would be: the header checks are what the test is about.
     fn new(tag: &str, bytes: &[u8]) -> Crafted {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let name = unique_name(tag);
-        std::fs::write(format!("/dev/shm/{name}"), bytes).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
         Crafted { name }
     }
 

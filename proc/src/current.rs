@@ -1,6 +1,9 @@
 //! The thin layer: `fork`, `wait_any`, pids, the current and parent process,
 //! children, CPU count, subreaper.
 
+use std::os::fd::AsFd;
+use std::time::Duration;
+
 use crate::registry;
 use crate::status::WaitStatus;
 use crate::{sys, Error, Result};
@@ -128,19 +131,146 @@ pub fn current_process() -> ProcessInfo {
 }
 
 /// The process that started this one with [`Process`](crate::Process), or `None`
-/// in a process not started that way (Python's `parent_process()`).
+/// in a process not started that way (Python's `parent_process()`): its pid and
+/// name, whether it still runs, and a way to wait for it to end.
 ///
 /// # Examples
 /// ```
 /// assert!(multiproc_proc::parent_process().is_none()); // not started by Process
+/// let mut p = multiproc_proc::Process::new(|| {
+///     let parent = multiproc_proc::parent_process().expect("started by Process");
+///     i32::from(!(parent.is_alive() && parent.pid() == multiproc_proc::getppid()))
+/// });
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), multiproc_proc::Error>(())
 /// ```
-pub fn parent_process() -> Option<ProcessInfo> {
+pub fn parent_process() -> Option<ParentProcess> {
     let st = registry::lock();
-    st.me.parent.clone().map(|(pid, name)| ProcessInfo {
-        pid,
-        name,
-        daemon: false,
-    })
+    let (pid, name) = st.me.parent.clone()?;
+    // A copy of the pidfd opened right after fork; none if that failed (then
+    // the parent had died already, or the kernel has no pidfds).
+    let pidfd = st
+        .me
+        .parent_pidfd
+        .as_ref()
+        .and_then(|fd| fd.try_clone().ok());
+    Some(ParentProcess { pid, name, pidfd })
+}
+
+/// The parent of a process started by [`Process`](crate::Process) (see
+/// [`parent_process`]), held by a pidfd opened right after the fork: it cannot
+/// be confused with a later process that got the same pid.
+#[derive(Debug)]
+pub struct ParentProcess {
+    pid: u32,
+    name: String,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl ParentProcess {
+    /// Its pid.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| {
+    ///     multiproc_proc::parent_process().map_or(1, |p| i32::from(p.pid() != multiproc_proc::getppid()))
+    /// });
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its name (`MainProcess` for a program's main process).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| {
+    ///     multiproc_proc::parent_process().map_or(1, |p| i32::from(p.name() != "MainProcess"))
+    /// });
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it still runs.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| {
+    ///     i32::from(!multiproc_proc::parent_process().is_some_and(|p| p.is_alive()))
+    /// });
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => !sys::poll_readable(fd.as_fd(), Some(Duration::ZERO)).unwrap_or(true),
+            None => false,
+        }
+    }
+
+    /// Waits until it has ended (Python's `parent_process().join()`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if waiting fails.
+    ///
+    /// # Examples
+    /// See [`join_timeout`](ParentProcess::join_timeout).
+    pub fn join(&self) -> Result<()> {
+        self.join_timeout_inner(None).map(drop)
+    }
+
+    /// Waits at most `timeout` for it to end; `true` once it has.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if waiting fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let mut p = multiproc_proc::Process::new(|| {
+    ///     let parent = multiproc_proc::parent_process().unwrap();
+    ///     // The parent waits for us: it does not end within 10 ms.
+    ///     i32::from(parent.join_timeout(Duration::from_millis(10)).unwrap())
+    /// });
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.join_timeout_inner(Some(timeout))
+    }
+
+    fn join_timeout_inner(&self, timeout: Option<Duration>) -> Result<bool> {
+        match &self.pidfd {
+            Some(fd) => sys::poll_readable(fd.as_fd(), timeout).map_err(Error::io("poll")),
+            None => Ok(true),
+        }
+    }
+
+    /// The pidfd (Python's `sentinel`): readable once the parent has ended.
+    /// `None` when the parent had ended before this process could open one.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = multiproc_proc::Process::new(|| {
+    ///     i32::from(multiproc_proc::parent_process().unwrap().sentinel().is_none())
+    /// });
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
 }
 
 /// This process's children that still run (Python's `active_children()`); as in

@@ -42,7 +42,7 @@ mod sys;
 
 pub use current::{
     active_children, cpu_count, current_process, fork, getpid, getppid, parent_process,
-    reap_orphans, set_child_subreaper, wait_any, Fork, ProcessInfo,
+    reap_orphans, set_child_subreaper, wait_any, Fork, ParentProcess, ProcessInfo,
 };
 pub use error::{Error, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};

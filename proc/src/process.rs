@@ -47,9 +47,11 @@ enum State {
 /// A child is reaped by `join`, by `is_alive`/`exitcode` once it has ended, by
 /// `drop` if it has ended by then, and otherwise later: at the next `start` or
 /// [`active_children`](crate::active_children) call, or when this process exits
-/// (which waits for non-daemonic children, as Python does). A daemonic child is
-/// terminated (then killed after a grace second) when its handle is dropped or this
-/// process exits, and killed by the kernel if this process dies abruptly.
+/// (which waits for non-daemonic children, as Python does). Dropping the handle
+/// never ends the child (as in Python, and as with `std::process::Child`): a
+/// daemonic child runs on until this process exits — which terminates it, then
+/// kills it after a grace second — or is killed by the kernel if this process
+/// dies abruptly.
 ///
 /// The kernel's part of that (the parent-death signal) fires when the *thread*
 /// that called `start` ends, not only the process: start daemons from a thread
@@ -238,7 +240,13 @@ impl<'a> Process<'a> {
             // page the child would copy): the child leaves by exit_now below and
             // never drops `self`, so the String has one owner here.
             st.me.name = Some(unsafe { std::ptr::read(&self.name) });
+            let parent_pid = parent.0;
             st.me.parent = Some(parent);
+            // While the parent is our parent its pid cannot be recycled: open the
+            // pidfd, then make sure it still is (parent_process() waits on it).
+            st.me.parent_pidfd = sys::pidfd_open(parent_pid as libc::pid_t)
+                .ok()
+                .filter(|_| sys::getppid() == parent_pid);
             drop(st);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);
             registry::exit_cleanup();
@@ -519,20 +527,12 @@ impl Drop for Process<'_> {
         else {
             return;
         };
-        if self.daemon {
-            // A daemon does not outlive its handle: terminate, then kill after a grace.
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM);
-            if !sys::poll_readable(pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
-                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            }
-            let _ = sys::wait_pidfd(pidfd.as_fd(), false);
-            registry::lock().remove(pid);
-        } else {
-            // Leave it running; the registry reaps it later (see "Reaping").
-            let mut st = registry::lock();
-            if let Some(e) = st.children.iter_mut().find(|e| e.pid == pid) {
-                e.orphan = Some(pidfd);
-            }
+        // Leave it running, daemon or not, as Python and std's `Child` do; the
+        // registry reaps it later, and terminates a daemon when this process
+        // exits (see "Reaping").
+        let mut st = registry::lock();
+        if let Some(e) = st.children.iter_mut().find(|e| e.pid == pid) {
+            e.orphan = Some(pidfd);
         }
     }
 }

@@ -23,10 +23,13 @@ pub(crate) struct Entry {
 }
 
 /// Who this process is.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Me {
     pub(crate) name: Option<String>,
     pub(crate) parent: Option<(u32, String)>,
+    /// A pidfd of the parent, opened in the child right after `fork` (`None` if
+    /// the parent had died by then, or the kernel has no pidfds).
+    pub(crate) parent_pidfd: Option<OwnedFd>,
 }
 
 pub(crate) struct State {
@@ -40,6 +43,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     me: Me {
         name: None,
         parent: None,
+        parent_pidfd: None,
     },
     at_exit_registered: false,
 });

@@ -101,7 +101,9 @@ impl std::fmt::Display for WaitStatus {
 ///
 /// `()` is 0; an integer is itself (masked to 0–255 by the kernel); `Ok(x)` is
 /// `x`'s code; `Err(e)` prints `e` to stderr and is 1 — as an uncaught exception
-/// is in Python.
+/// is in Python. A closure that never returns (`|| loop { .. }`, Python's
+/// `while True:` worker) needs no annotation: its type, `!`, is a `ChildResult`
+/// too.
 pub trait ChildResult {
     /// The exit code.
     fn exit_code(self) -> i32;
@@ -122,6 +124,30 @@ impl ChildResult for i32 {
 impl ChildResult for u8 {
     fn exit_code(self) -> i32 {
         i32::from(self)
+    }
+}
+
+/// Names the never type (`!`, the type of `loop {}`) on stable Rust: the output
+/// of a function pointer that never returns.
+mod never {
+    pub trait Returns {
+        type Output;
+    }
+
+    impl<R> Returns for fn() -> R {
+        type Output = R;
+    }
+
+    /// `!`: what a closure that loops for ever (`|| loop { .. }`, Python's
+    /// `while True` worker) returns.
+    pub type Never = <fn() -> ! as Returns>::Output;
+}
+
+/// A closure that never returns has no exit code of its own: the process ends
+/// by a signal or by `exit` inside it.
+impl ChildResult for never::Never {
+    fn exit_code(self) -> i32 {
+        self
     }
 }
 

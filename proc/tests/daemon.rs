@@ -1,5 +1,6 @@
-//! Daemonic children never outlive their parent: not when its handle drops, not
-//! when it exits normally, not when it is SIGKILLed. And a subreaper adopts orphans.
+//! Daemonic children never outlive their parent: not when it exits normally, not
+//! when it is SIGKILLed; a dropped handle does not end them. And a subreaper adopts
+//! orphans.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,16 +41,55 @@ fn sleeper() {
     }
 }
 
+/// Dropping a daemon's handle leaves it running, at once (it used to terminate
+/// it and block up to a second): it ends when its parent exits.
 #[test]
-fn a_daemon_is_terminated_when_its_handle_drops() {
+fn a_daemon_outlives_its_dropped_handle_until_its_parent_exits() {
     let _dog = Watchdog::arm(LIMIT, "daemon drop");
-    let mut d = Process::new(sleeper).daemon(true);
-    d.start().unwrap();
-    let fd = d.sentinel().unwrap().try_clone_to_owned().unwrap();
-    drop(d);
+    let daemon_pid = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let watched = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let dropped = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let parent = fork(|| {
+        let mut d = Process::new(sleeper).daemon(true);
+        d.start().unwrap();
+        daemon_pid.store(d.pid().unwrap(), Ordering::SeqCst);
+        while watched.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = std::time::Instant::now();
+        drop(d);
+        let took = t.elapsed();
+        dropped.store(1, Ordering::SeqCst);
+        while watched.load(Ordering::SeqCst) == 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Leaving runs the exit handlers, which terminate the daemon.
+        std::process::exit(i32::from(took > Duration::from_millis(100)))
+    });
+    let t = std::time::Instant::now();
+    while daemon_pid.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < LIMIT);
+        std::thread::yield_now();
+    }
+    let daemon = pidfd(daemon_pid.load(Ordering::SeqCst));
+    watched.store(1, Ordering::SeqCst);
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < LIMIT);
+        std::thread::yield_now();
+    }
     assert!(
-        ends_within(&fd, Duration::ZERO),
-        "the drop terminated and reaped it"
+        !ends_within(&daemon, Duration::from_millis(200)),
+        "the daemon runs on after its handle dropped"
+    );
+    watched.store(2, Ordering::SeqCst);
+    assert_eq!(
+        parent.wait(LIMIT),
+        ChildExit::Exited(0),
+        "the drop did not block"
+    );
+    assert!(
+        ends_within(&daemon, Duration::ZERO),
+        "terminated when its parent exited"
     );
 }
 

@@ -147,7 +147,7 @@ fn names_and_identities() {
     let mut p = Process::new(move || {
         let cur = current_process();
         let parent = parent_process().expect("a started child knows its parent");
-        i32::from(!(cur.name == "worker" && parent.pid == me && parent.name == "MainProcess"))
+        i32::from(!(cur.name == "worker" && parent.pid() == me && parent.name() == "MainProcess"))
     })
     .name("worker");
     assert_eq!(p.get_name(), "worker");
@@ -258,4 +258,63 @@ fn a_child_joins_its_own_children_before_it_exits() {
     p.start().unwrap();
     p.join().unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+/// Python's `parent_process()`: a child sees whether its parent still runs and
+/// can wait for it to end — here a grandchild whose parent leaves first.
+#[test]
+fn a_child_sees_its_parent_end_and_can_wait_for_it() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(30), "parent_process");
+    let seen = multiproc_shm::Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut middle = Process::new(|| {
+        let mut grandchild = Process::new(|| {
+            let parent = parent_process().expect("started by Process");
+            if !parent.is_alive() || parent.join_timeout(Duration::from_millis(20)).unwrap() {
+                return 1; // its parent waits for the signal below
+            }
+            seen.store(1, Ordering::SeqCst);
+            // The parent leaves now; wait for it, then see it gone.
+            if !parent.join_timeout(Duration::from_secs(10)).unwrap() {
+                return 2;
+            }
+            seen.store(if parent.is_alive() { 3 } else { 4 }, Ordering::SeqCst);
+            0
+        });
+        grandchild.start().unwrap();
+        while seen.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Leave without joining it (exit handlers would wait for it).
+        // SAFETY: _exit ends this process at once.
+        unsafe { libc::_exit(0) }
+    });
+    middle.start().unwrap();
+    assert_eq!(middle.join().unwrap(), 0);
+    let start = std::time::Instant::now();
+    while seen.load(Ordering::SeqCst) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the grandchild never saw its parent end"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        4,
+        "is_alive after the parent ended"
+    );
+}
+
+/// Python's common worker, `while True: ...`, without a type annotation: the
+/// closure's type is `!`.
+#[test]
+fn a_worker_that_loops_for_ever_needs_no_annotation() {
+    let mut p = Process::new(|| loop {
+        std::thread::sleep(Duration::from_millis(10));
+    });
+    p.start().unwrap();
+    assert!(p.is_alive());
+    p.terminate().unwrap();
+    assert_eq!(p.join().unwrap(), -libc::SIGTERM);
 }

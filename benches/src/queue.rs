@@ -42,7 +42,7 @@ pub fn ours_1p1c(n: u64, capacity: usize, batch: usize) -> f64 {
         let mut got = 0;
         while got < (n / batch as u64) * batch as u64 {
             out.clear();
-            got += q.get_many(&mut out, batch, None).expect("get_many") as u64;
+            got += q.get_many(&mut out, batch).expect("get_many") as u64;
         }
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
@@ -379,7 +379,7 @@ pub fn python_queue_ns(n: u64) -> Option<f64> {
     crate::run_python(&script)
 }
 
-/// Nanoseconds per 8-byte message through our one-way [`Pipe`](multiproc_queue::Pipe)
+/// Nanoseconds per 8-byte message through our one-way [`pipe`](multiproc_queue::pipe)
 /// (`send_bytes` in a child process, `recv_bytes` in the parent). With `into`,
 /// the parent receives with `recv_bytes_into` into one reused buffer.
 pub fn ours_pipe(n: u64, into: bool) -> f64 {
@@ -393,8 +393,7 @@ pub fn ours_pipe(n: u64, into: bool) -> f64 {
 
 /// As [`ours_pipe`], through a pipe of `capacity` messages of up to `max_message` bytes.
 pub fn ours_pipe_sized(n: u64, into: bool, capacity: usize, max_message: usize) -> f64 {
-    let (rx, tx) =
-        multiproc_queue::Pipe::with_capacity(false, capacity, max_message).expect("pipe");
+    let (rx, tx) = multiproc_queue::pipe_with(false, capacity, max_message).expect("pipe");
     let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
     let child = fork_child(|| {
         go.fetch_add(1, Ordering::SeqCst);
@@ -445,10 +444,10 @@ pub fn python_pipe_ns(n: u64) -> Option<f64> {
 }
 
 /// Nanoseconds per request and reply between two processes through our duplex
-/// [`Pipe`](multiproc_queue::Pipe), 8-byte messages, each side receiving into one
+/// [`pipe`](multiproc_queue::pipe), 8-byte messages, each side receiving into one
 /// reused buffer (default waiting: a short spin, then sleep).
 pub fn ours_pipe_round_trip(n: u64) -> f64 {
-    let (a, b) = multiproc_queue::Pipe::new(true).expect("pipe");
+    let (a, b) = multiproc_queue::pipe(true).expect("pipe");
     let child = fork_running_child(|| {
         let mut buf = Vec::new();
         for _ in 0..n {

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = multiproc_queue::__fuzz_ring_bytes(data);
+    let _ = multiproc_queue::fuzz_ring_bytes(data);
 });

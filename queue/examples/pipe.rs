@@ -6,26 +6,27 @@
 //! `cargo run -p multiproc-queue --features serde --example pipe`
 
 use multiproc_proc::Process;
-use multiproc_queue::{Error, Pipe};
+use multiproc_queue::{pipe, Error};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // def f(conn): conn.send([42, None, 'hello']); conn.close()
-    let (parent_conn, child_conn) = Pipe::new(true)?;
-    let mut p = Process::new(|| {
+    let (parent_conn, mut child_conn) = pipe(true)?;
+    let mut p = Process::new(move || {
         child_conn.send(&(42, None::<i32>, "hello")).expect("send");
         child_conn.close();
     });
     p.start()?;
+    // The child's end went into its closure: the parent holds none of it.
     let got: (i32, Option<i32>, String) = parent_conn.recv()?;
     println!("{got:?}"); // (42, None, "hello")
     p.join()?;
     match parent_conn.recv::<u8>() {
-        Err(Error::Closed) => println!("the child closed its end"),
+        Err(Error::Disconnected) => println!("the child closed its end"),
         other => println!("unexpected: {other:?}"),
     }
 
     // Requests and replies: the child upper-cases what it gets until "bye".
-    let (parent_conn, child_conn) = Pipe::new(true)?;
+    let (parent_conn, child_conn) = pipe(true)?;
     let mut p = Process::new(|| {
         let mut buf = Vec::new();
         loop {

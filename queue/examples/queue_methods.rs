@@ -19,14 +19,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(Error::Timeout) => println!("put with a timeout on a full queue: timed out"),
         other => println!("unexpected: {other:?}"),
     }
-    match q.put_nowait(4) {
+    match q.try_put(4) {
         Err(Error::Full) => println!("put_nowait on a full queue: Full"),
         other => println!("unexpected: {other:?}"),
     }
     while !q.empty() {
         println!("got {}", q.get()?);
     }
-    match q.get_nowait() {
+    match q.try_get() {
         Err(Error::Empty) => println!("get_nowait on an empty queue: Empty"),
         other => println!("unexpected: {other:?}"),
     }

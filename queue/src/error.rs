@@ -17,11 +17,24 @@ pub enum Error {
     /// The queue was closed: no more puts; gets drain what is left, then answer this.
     #[error("the queue is closed")]
     Closed,
-    /// The queue is empty and no live process holds it open for writing.
+    /// Nobody is left at the other end: a get found the queue empty and no live
+    /// process holds it open for writing (Python's `EOFError` on a pipe), or a
+    /// send into a pipe found no live process holding the receiving end
+    /// (Python's `BrokenPipeError`).
     #[error(
-        "the queue is empty and every process that could write to it has exited or dropped it"
+        "the other end is gone: every process that could write to this queue (or read this \
+         pipe direction) has exited, closed it or dropped it"
     )]
     Disconnected,
+    /// This end of a pipe was closed with `Connection::close`.
+    #[error("this end of the pipe was closed; it can neither send nor receive")]
+    EndClosed,
+    /// A one-way pipe's end was asked to do what the other end does.
+    #[error("this end of a one-way pipe only {}", if *.sends { "sends" } else { "receives" })]
+    OneWay {
+        /// Whether this end is the sending one.
+        sends: bool,
+    },
     /// An opened queue has another capacity than the opener expected.
     #[error("the queue has {found} slots, not the {expected} expected; open it with its own size")]
     CapacityMismatch {
@@ -39,8 +52,12 @@ pub enum Error {
         /// The message size asked for.
         expected: usize,
     },
-    /// A message is larger than the queue's message size.
-    #[error("message of {len} bytes is larger than the {max} bytes this queue was made for")]
+    /// A message over a slot's size, which only a put that may wait can carry
+    /// (it streams), was given to a `try_put`.
+    #[error(
+        "a message of {len} bytes is over the {max} bytes of a slot: it streams, which may wait; \
+         use put or put_timeout"
+    )]
     MessageTooLarge {
         /// Its length.
         len: usize,
@@ -61,9 +78,32 @@ pub enum Error {
     /// An invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// Encoding or decoding a value (the `serde` feature).
-    #[error("could not encode or decode a message: {0}")]
-    Codec(String),
+    /// A value could not be encoded (the `serde` feature).
+    #[cfg(feature = "serde")]
+    #[error("could not encode the value: {source}")]
+    Encode {
+        /// postcard's error.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A message could not be decoded as the type asked for (the `serde`
+    /// feature); the message is taken.
+    #[cfg(feature = "serde")]
+    #[error("the message is not a value of the type asked for: {source}")]
+    Decode {
+        /// postcard's error.
+        #[source]
+        source: postcard::Error,
+    },
+    /// An operating-system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Creating or opening the segment failed.
     #[error(transparent)]
     Shm(#[from] multiproc_shm::Error),

@@ -7,11 +7,14 @@
 //!   line 2   futex words, sleeper masks (a bit per participant) and the
 //!            joiners' count, lost-message count, tasks done
 //!   line 3   geometry (layout version, capacity, message size, slot size, fixed
-//!            or variable length) and the closed flag
+//!            or variable length, pipe or queue, lane size) and the `ends` word:
+//!            the closed flag and the write and read handles held (see `ends`)
 //!   64 × Participant  {thread record, positions it is putting (first, end),
 //!                     positions it is getting (first, end)}, 128 bytes each (no
 //!                     false sharing)
-//!   32 × Writer       {process record, open write handles}
+//!   32 × Holder       {process record, write handles it holds}
+//!   32 × Holder       {process record, read handles it holds} (pipes only)
+//!   line     the large-message lane's control (see `large`)
 //! Slot × capacity, each slot_size bytes: 8, 16, 32 or 64 (several slots to a
 //! cache line) or a multiple of 64
 //!   seq: u64   Vyukov's sequence, doubled: == 2·pos free for the producer of pos,
@@ -20,7 +23,10 @@
 //!   len: u32   message length, then 4 bytes of padding — only in a variable-length
 //!              ring (`ByteQueue`, `Pipe`); in a fixed-length one (`Queue<T>`) every
 //!              message is exactly the message size and data follows seq
-//!   data: [u8; message size, rounded up to 8]
+//!   data: [u8; message size, rounded up to 8 (at least 16 in a variable-length
+//!              ring: the announcement of a large message)]
+//! Lane: lane_bytes of a variable-length ring (0 for a fixed one), through which
+//! a message larger than a slot streams (see `large`).
 //! ```
 //!
 //! Small slots share cache lines on purpose: a producer that fills four 16-byte
@@ -43,17 +49,24 @@ use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 pub const PARTICIPANTS: usize = if cfg!(multiproc_loom) { 4 } else { 64 };
 // One bit per participant in the sleeper masks (`Wake::get_sleepers`).
 const _: () = assert!(PARTICIPANTS <= 64);
-/// Processes that can hold one queue open for writing at once.
-pub const WRITERS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
+/// Processes that can hold one queue open for writing (or a pipe direction
+/// open for reading) at once and be tracked.
+pub const HOLDERS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
 /// A participant's first-position field when it is not putting or getting anything.
 pub(crate) const IDLE: u64 = u64::MAX;
 /// Largest capacity (positions are 64-bit; capacities fit the header's count).
 pub const MAX_CAPACITY: usize = 1 << 30;
-/// Largest message size.
+/// Largest message a slot can hold (larger ones stream through the lane).
 pub const MAX_MESSAGE: usize = 1 << 24;
+/// Bytes of a byte queue's lane by default: larger messages stream through it
+/// in turn.
+pub const LANE_BYTES: usize = if cfg!(multiproc_loom) { 64 } else { 256 * 1024 };
+/// The smallest and largest lane a byte queue may have.
+pub(crate) const LANE_MIN: usize = 64;
+pub(crate) const LANE_MAX: usize = 1 << 30;
 /// The version of this layout, in every control block: a queue made by a build
 /// with another layout is refused with a clear error, not misread.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 
 /// One cache line (128 bytes: two 64-byte lines, as adjacent-line prefetch pairs them).
 #[repr(C, align(128))]
@@ -100,8 +113,15 @@ pub(crate) struct Geometry {
     pub(crate) capacity: AtomicU64,
     pub(crate) msg_max: AtomicU64,
     pub(crate) slot_size: AtomicU64,
-    pub(crate) closed: AtomicU32,
+    /// The closed flag and the handle counts (see `ends`): the word a put's
+    /// fast path reads.
+    pub(crate) ends: AtomicU64,
     pub(crate) joinable: AtomicU32,
+    /// 1 for a pipe direction: its read handles are counted too, and a put
+    /// with none left fails at once.
+    pub(crate) pipe: AtomicU32,
+    /// Bytes of the lane after the slots (0: no large messages).
+    pub(crate) lane_bytes: AtomicU64,
 }
 
 /// One thread's entry: who it is and which positions it is claiming. Each has its
@@ -121,12 +141,43 @@ pub struct Participant {
     pub(crate) get_end: AtomicU64,
 }
 
+/// A process that holds handles of one role (writing, or reading a pipe).
 #[repr(C)]
-pub(crate) struct Writer {
+pub(crate) struct Holder {
     /// Process record, 0 when free.
     pub(crate) owner: AtomicU64,
-    /// Write handles that process holds.
+    /// Handles of that role the process holds.
     pub(crate) handles: AtomicU64,
+}
+
+/// The large-message lane's control (see `large` for the protocol).
+#[repr(C)]
+pub(crate) struct Lane {
+    /// Held by the producer streaming a message through the lane.
+    pub(crate) send: multiproc_sync::Lock,
+    /// Thread record of that producer.
+    pub(crate) producer: AtomicU64,
+    /// Thread record of the receiver of the current stream, 0 until one took
+    /// its announcement.
+    pub(crate) receiver: AtomicU64,
+    /// The stream the lane carries now.
+    pub(crate) stream: AtomicU64,
+    /// Its length in bytes.
+    pub(crate) total: AtomicU64,
+    /// The ring position of its announcement.
+    pub(crate) first_pos: AtomicU64,
+    /// `stream << 48 | bytes written` of the current stream.
+    pub(crate) written: AtomicU64,
+    /// `stream << 48 | bytes read` of the current stream.
+    pub(crate) read: AtomicU64,
+    /// Bumped after each write; the receiver sleeps on it.
+    pub(crate) write_seq: AtomicU32,
+    /// Bumped after each read; the producer sleeps on it.
+    pub(crate) read_seq: AtomicU32,
+    /// Bit 0: the receiver may be asleep on `write_seq`; bit 1: the producer
+    /// may be asleep on `read_seq`.
+    pub(crate) sleeping: AtomicU32,
+    pub(crate) reserved: AtomicU32,
 }
 
 #[repr(C)]
@@ -136,12 +187,17 @@ pub(crate) struct Control {
     pub(crate) wake: Line<Wake>,
     pub(crate) geometry: Line<Geometry>,
     pub(crate) participants: [Participant; PARTICIPANTS],
-    pub(crate) writers: [Writer; WRITERS],
+    pub(crate) writers: [Holder; HOLDERS],
+    pub(crate) readers: [Holder; HOLDERS],
+    pub(crate) lane: Line<Lane>,
 }
 
 #[cfg(not(multiproc_loom))]
-const _: () =
-    assert!(std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 128 + WRITERS * 16);
+const _: () = assert!(
+    std::mem::size_of::<Control>() == 4 * 128 + PARTICIPANTS * 128 + 2 * HOLDERS * 16 + 128
+);
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Lane>() <= 128);
 
 /// Where a slot's length (a u32) lies, in a variable-length ring: after the
 /// sequence (8 bytes; more under loom, whose atomics are larger).
@@ -159,10 +215,19 @@ pub(crate) fn slot_header(fixed: bool) -> usize {
     }
 }
 
+/// Bytes of a large message's announcement in a slot: its stream and length.
+pub(crate) const ANNOUNCEMENT: usize = 16;
+
 /// Bytes per slot for messages of up to `msg_max` bytes: a power of two up to a
-/// cache line (so that no slot straddles two), else whole lines.
+/// cache line (so that no slot straddles two), else whole lines. A
+/// variable-length slot holds at least a large message's announcement.
 pub(crate) fn slot_size(msg_max: usize, fixed: bool) -> usize {
-    let raw = slot_header(fixed) + msg_max.next_multiple_of(8);
+    let data = if fixed {
+        msg_max
+    } else {
+        msg_max.max(ANNOUNCEMENT)
+    };
+    let raw = slot_header(fixed) + data.next_multiple_of(8);
     if raw <= 64 {
         raw.next_power_of_two()
     } else {
@@ -170,15 +235,25 @@ pub(crate) fn slot_size(msg_max: usize, fixed: bool) -> usize {
     }
 }
 
-/// Bytes of the whole structure.
-pub(crate) fn total_len(capacity: usize, msg_max: usize, fixed: bool) -> usize {
-    std::mem::size_of::<Control>() + capacity * slot_size(msg_max, fixed)
+/// Bytes of the whole structure, with a lane of `lane` bytes (0 for a fixed ring).
+pub(crate) fn total_len(capacity: usize, msg_max: usize, fixed: bool, lane: usize) -> usize {
+    std::mem::size_of::<Control>() + capacity * slot_size(msg_max, fixed) + lane
+}
+
+/// Whether `lane` bytes are a lane a ring of this kind may have: none for a
+/// fixed-length ring; a multiple of 64 from [`LANE_MIN`] to [`LANE_MAX`] else.
+pub(crate) fn lane_ok(lane: u64, fixed: bool) -> bool {
+    if fixed {
+        lane == 0
+    } else {
+        (LANE_MIN as u64..=LANE_MAX as u64).contains(&lane) && lane.is_multiple_of(64)
+    }
 }
 
 /// Writes a fresh control block and slots at `base`.
 ///
 /// # Safety
-/// - `base` is aligned to 128 and valid for writes of `total_len(capacity, msg_max)` bytes;
+/// - `base` is aligned to 128 and valid for writes of `total_len(capacity, msg_max, fixed, lane)` bytes;
 /// - nothing else uses that memory until this returns;
 /// - `capacity` is 1 to [`MAX_CAPACITY`], `msg_max` ≤ [`MAX_MESSAGE`].
 pub(crate) unsafe fn init(
@@ -187,9 +262,12 @@ pub(crate) unsafe fn init(
     msg_max: usize,
     fixed: bool,
     joinable: bool,
+    pipe: bool,
+    lane: usize,
 ) {
     debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
     debug_assert!(msg_max <= MAX_MESSAGE);
+    debug_assert!(lane_ok(lane as u64, fixed));
     debug_assert_eq!(base as usize % 128, 0);
     let ctl = base.cast::<Control>();
     // SAFETY: base is valid and aligned for a Control (caller), and unused.
@@ -215,8 +293,10 @@ pub(crate) unsafe fn init(
                 capacity: AtomicU64::new(capacity as u64),
                 msg_max: AtomicU64::new(msg_max as u64),
                 slot_size: AtomicU64::new(slot_size(msg_max, fixed) as u64),
-                closed: AtomicU32::new(0),
+                ends: AtomicU64::new(0),
                 joinable: AtomicU32::new(u32::from(joinable)),
+                pipe: AtomicU32::new(u32::from(pipe)),
+                lane_bytes: AtomicU64::new(lane as u64),
             }),
             participants: std::array::from_fn(|_| Participant {
                 owner: AtomicU64::new(0),
@@ -225,9 +305,27 @@ pub(crate) unsafe fn init(
                 get_pos: AtomicU64::new(IDLE),
                 get_end: AtomicU64::new(IDLE),
             }),
-            writers: std::array::from_fn(|_| Writer {
+            writers: std::array::from_fn(|_| Holder {
                 owner: AtomicU64::new(0),
                 handles: AtomicU64::new(0),
+            }),
+            readers: std::array::from_fn(|_| Holder {
+                owner: AtomicU64::new(0),
+                handles: AtomicU64::new(0),
+            }),
+            lane: Line(Lane {
+                send: multiproc_sync::Lock::new(),
+                producer: AtomicU64::new(0),
+                receiver: AtomicU64::new(0),
+                stream: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                first_pos: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+                read: AtomicU64::new(0),
+                write_seq: AtomicU32::new(0),
+                read_seq: AtomicU32::new(0),
+                sleeping: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
             }),
         })
     };
@@ -253,6 +351,8 @@ pub(crate) struct Checked {
     pub(crate) capacity: usize,
     pub(crate) msg_max: usize,
     pub(crate) fixed: bool,
+    pub(crate) pipe: bool,
+    pub(crate) lane_bytes: usize,
 }
 
 /// Checks the geometry of the control block at `ctl` against `len` bytes of mapping.
@@ -285,14 +385,32 @@ pub(crate) fn check(ctl: &Control, len: usize) -> Result<Checked, String> {
             "slot size {slot} does not fit messages of {msg_max} bytes"
         ));
     }
-    if total_len(capacity, msg_max, fixed) > len {
+    let pipe = match g.pipe.load(Ordering::Relaxed) {
+        0 => false,
+        1 => true,
+        f => return Err(format!("pipe flag is {f}, not 0 or 1")),
+    };
+    let lane = g.lane_bytes.load(Ordering::Relaxed);
+    if !lane_ok(lane, fixed) {
         return Err(format!(
-            "{capacity} slots of {slot} bytes do not fit in {len} bytes"
+            "a lane of {lane} bytes in a ring of {} messages",
+            if fixed {
+                "fixed-length"
+            } else {
+                "variable-length"
+            }
+        ));
+    }
+    if total_len(capacity, msg_max, fixed, lane as usize) > len {
+        return Err(format!(
+            "{capacity} slots of {slot} bytes and a lane of {lane} do not fit in {len} bytes"
         ));
     }
     Ok(Checked {
         capacity,
         msg_max,
         fixed,
+        pipe,
+        lane_bytes: lane as usize,
     })
 }

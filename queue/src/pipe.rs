@@ -1,17 +1,34 @@
-//! [`Pipe`]: Python's `Pipe(duplex)`, a pair of [`Connection`]s over byte queues.
+//! [`pipe`]: Python's `Pipe(duplex)`, a pair of [`Connection`]s over byte queues.
 
 use std::time::Duration;
 
+use crate::raw::Roles;
 use crate::{ByteQueue, Error, Result};
 
-/// One end of a pipe: `send_bytes`/`recv_bytes`, `poll`, `close` (and `send`/`recv`
-/// of any serde type with the `serde` feature).
+/// Messages each direction of a pipe holds in its slots by default.
+pub const PIPE_CAPACITY: usize = 64;
+/// The largest message that goes in a slot of its own by default; larger ones
+/// stream through the direction's lane (any size works).
+pub const PIPE_MESSAGE: usize = 16 * 1024;
+
+/// One end of a pipe: `send_bytes`/`recv_bytes`, `poll`, `close` (and
+/// `send`/`recv` of any serde type with the `serde` feature).
+///
+/// Each direction of a pipe is a [`ByteQueue`] (in a memfd, shared with children
+/// forked after the pipe was made) whose ends are counted: a receive answers
+/// [`Error::Disconnected`] once the sending end is gone (every copy of it
+/// closed or dropped, in every process — as Python's `recv` raises `EOFError`),
+/// and a send answers [`Error::Disconnected`] once the receiving end is gone (as
+/// Python's `send` raises `BrokenPipeError`): at once when the ends were closed
+/// or dropped, and when the process holding them was killed, as soon as the
+/// send would otherwise have to wait (the direction is full), or within an
+/// owner check interval for a receive.
 ///
 /// # Examples
 /// ```
-/// let (a, b) = multiproc_queue::Pipe::new(true)?;
+/// let (a, b) = multiproc_queue::pipe(true)?;
 /// a.send_bytes(b"ping")?;
-/// assert!(b.poll(Some(std::time::Duration::from_secs(1)))?);
+/// assert!(b.poll_timeout(std::time::Duration::from_secs(1))?);
 /// assert_eq!(b.recv_bytes()?, b"ping");
 /// b.send_bytes(b"pong")?;
 /// assert_eq!(a.recv_bytes()?, b"pong");
@@ -21,127 +38,110 @@ use crate::{ByteQueue, Error, Result};
 pub struct Connection {
     send: Option<ByteQueue>,
     recv: Option<ByteQueue>,
+    closed: bool,
 }
 
-/// Makes pipes.
-#[derive(Debug)]
-pub struct Pipe;
-
-/// Messages a pipe direction holds by default.
-pub const PIPE_CAPACITY: usize = 64;
-/// The largest message a pipe carries by default.
-pub const PIPE_MESSAGE: usize = 16 * 1024;
-
-impl Pipe {
-    /// A pipe (anonymous: shared with children forked later). With `duplex` both
-    /// ends send and receive; without, the first end only receives and the second
-    /// only sends, as in Python.
-    ///
-    /// As in Python, where a reader gets `EOFError` once every copy of the write
-    /// end is closed: a receive answers [`Error::Disconnected`] once no live
-    /// process holds the other end — so after forking, drop the end the child
-    /// uses in the parent (and the parent's end in the child, if it may outlive
-    /// the parent), and a child that exits without `close` is noticed within the
-    /// owner-check interval.
-    ///
-    /// # Errors
-    /// [`Error::Shm`] when the segments cannot be made.
-    ///
-    /// # Examples
-    /// ```
-    /// let (a, b) = multiproc_queue::Pipe::new(false)?; // a receives, b sends
-    /// b.send_bytes(b"x")?;
-    /// assert_eq!(a.recv_bytes()?, b"x");
-    /// # Ok::<(), multiproc_queue::Error>(())
-    /// ```
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
-        Pipe::with_capacity(duplex, PIPE_CAPACITY, PIPE_MESSAGE)
-    }
-
-    /// A pipe whose directions hold `capacity` messages of up to `max_message` bytes.
-    ///
-    /// # Errors
-    /// As for [`Pipe::new`].
-    ///
-    /// # Examples
-    /// ```
-    /// let (a, b) = multiproc_queue::Pipe::with_capacity(true, 2, 8)?;
-    /// assert!(a.send_bytes(&[0; 9]).is_err());
-    /// b.send_bytes(&[1; 8])?;
-    /// assert_eq!(a.recv_bytes()?, [1; 8]);
-    /// # Ok::<(), multiproc_queue::Error>(())
-    /// ```
-    pub fn with_capacity(
-        duplex: bool,
-        capacity: usize,
-        max_message: usize,
-    ) -> Result<(Connection, Connection)> {
-        let memfd = multiproc_shm::Location::Memfd;
-        let there = ByteQueue::new_in(memfd, capacity, max_message)?;
-        if duplex {
-            let mut back = ByteQueue::new_in(memfd, capacity, max_message)?;
-            let back2 = clone_anonymous(&back)?;
-            let mut there2 = clone_anonymous(&there)?;
-            // A receiving handle is no writer: once every process holding the
-            // sending end is gone, a receive answers Disconnected.
-            back.stop_writing();
-            there2.stop_writing();
-            Ok((
-                Connection {
-                    send: Some(there),
-                    recv: Some(back),
-                },
-                Connection {
-                    send: Some(back2),
-                    recv: Some(there2),
-                },
-            ))
-        } else {
-            let there2 = clone_anonymous(&there)?;
-            let mut there = there;
-            there.stop_writing();
-            Ok((
-                Connection {
-                    send: None,
-                    recv: Some(there),
-                },
-                Connection {
-                    send: Some(there2),
-                    recv: None,
-                },
-            ))
-        }
-    }
+/// A pipe (Python's `Pipe(duplex)`), shared with children forked later. With
+/// `duplex` both ends send and receive; without, the first end only receives
+/// and the second only sends, as in Python. Messages of any size: up to
+/// [`PIPE_MESSAGE`] bytes go in a slot each ([`PIPE_CAPACITY`] of them per
+/// direction), larger ones stream.
+///
+/// After forking, drop (or [`close`](Connection::close)) the end each process
+/// does not use, as Python's documentation says: an end stays open while any
+/// process holds it.
+///
+/// # Errors
+/// [`Error::Shm`] when the segments cannot be made.
+///
+/// # Examples
+/// ```
+/// let (a, b) = multiproc_queue::pipe(false)?; // a receives, b sends
+/// b.send_bytes(b"x")?;
+/// assert_eq!(a.recv_bytes()?, b"x");
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
+    pipe_with(duplex, PIPE_CAPACITY, PIPE_MESSAGE)
 }
 
-/// A second handle on a pipe direction's queue: a pipe's queues are memfd-backed,
-/// so the other end maps the same descriptor.
-fn clone_anonymous(q: &ByteQueue) -> Result<ByteQueue> {
-    q.handle_clone()
+/// A pipe whose directions hold `capacity` messages of up to `max_inline` bytes
+/// in their slots (larger ones stream). Smaller slots make small messages
+/// cheaper: several share a cache line.
+///
+/// # Errors
+/// As for [`pipe`].
+///
+/// # Examples
+/// ```
+/// let (a, b) = multiproc_queue::pipe_with(true, 2, 8)?;
+/// b.send_bytes(&[1; 8])?;
+/// assert_eq!(a.recv_bytes()?, [1; 8]);
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub fn pipe_with(
+    duplex: bool,
+    capacity: usize,
+    max_inline: usize,
+) -> Result<(Connection, Connection)> {
+    // A direction: the creating handle writes; a second handle on the same memfd
+    // is its counted reader.
+    let direction = || -> Result<(ByteQueue, ByteQueue)> {
+        let w = ByteQueue::make(
+            multiproc_shm::Location::Memfd,
+            capacity,
+            max_inline,
+            false,
+            true,
+        )?;
+        let r = w.handle_clone(Roles::READER)?;
+        Ok((w, r))
+    };
+    let connection = |send, recv| Connection {
+        send,
+        recv,
+        closed: false,
+    };
+    let (there_w, there_r) = direction()?;
+    if duplex {
+        let (back_w, back_r) = direction()?;
+        Ok((
+            connection(Some(there_w), Some(back_r)),
+            connection(Some(back_w), Some(there_r)),
+        ))
+    } else {
+        Ok((
+            connection(None, Some(there_r)),
+            connection(Some(there_w), None),
+        ))
+    }
 }
 
 impl Connection {
     fn sender(&self) -> Result<&ByteQueue> {
-        self.send.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("this end of a one-way pipe only receives".into())
-        })
+        if self.closed {
+            return Err(Error::EndClosed);
+        }
+        self.send.as_ref().ok_or(Error::OneWay { sends: false })
     }
 
     fn receiver(&self) -> Result<&ByteQueue> {
-        self.recv
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("this end of a one-way pipe only sends".into()))
+        if self.closed {
+            return Err(Error::EndClosed);
+        }
+        self.recv.as_ref().ok_or(Error::OneWay { sends: true })
     }
 
-    /// Sends a message (Python's `send_bytes`).
+    /// Sends a message of any size (Python's `send_bytes`).
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`], [`Error::Closed`] after the other end closed.
+    /// [`Error::Disconnected`] when the other end is gone, [`Error::EndClosed`]
+    /// after [`close`](Connection::close), [`Error::OneWay`] on the receiving end
+    /// of a one-way pipe.
     ///
     /// # Examples
     /// ```
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// let (a, b) = multiproc_queue::pipe(true)?;
     /// a.send_bytes(b"hi")?;
     /// assert_eq!(b.recv_bytes()?, b"hi");
     /// # Ok::<(), multiproc_queue::Error>(())
@@ -150,8 +150,8 @@ impl Connection {
         self.sender()?.put_bytes(msg)
     }
 
-    /// Sends a message, waiting at most `timeout` for room (the pipe holds
-    /// [`PIPE_CAPACITY`] messages unless made with [`Pipe::with_capacity`]).
+    /// Sends a message, waiting at most `timeout` for room (and for a large
+    /// message, for the other end to take it).
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`send_bytes`](Connection::send_bytes).
@@ -159,31 +159,46 @@ impl Connection {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// let (a, _b) = multiproc_queue::Pipe::with_capacity(true, 1, 8)?;
+    /// let (a, _b) = multiproc_queue::pipe_with(true, 1, 8)?;
     /// a.send_bytes(b"1")?;
     /// assert!(matches!(a.send_bytes_timeout(b"2", Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn send_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.sender()?.put_bytes_timeout(msg, Some(timeout))
+        self.sender()?.put_bytes_timeout(msg, timeout)
     }
 
     /// Receives a message (Python's `recv_bytes`).
     ///
     /// # Errors
-    /// [`Error::Closed`] once the other end closed and everything was read;
-    /// [`Error::Disconnected`] once no live process holds the other end (see
-    /// [`Pipe::new`]).
+    /// [`Error::Disconnected`] once the other end is gone and everything it sent
+    /// was received; [`Error::EndClosed`]; [`Error::OneWay`].
     ///
     /// # Examples
     /// ```
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// let (a, b) = multiproc_queue::pipe(true)?;
     /// b.send_bytes(b"yo")?;
     /// assert_eq!(a.recv_bytes()?, b"yo");
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.receiver()?.get_bytes()
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::pipe(true)?;
+    /// assert!(matches!(a.recv_bytes_timeout(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.receiver()?.get_bytes_timeout(timeout)
     }
 
     /// Receives a message into `buf`, replacing what it held, and returns its
@@ -195,7 +210,7 @@ impl Connection {
     ///
     /// # Examples
     /// ```
-    /// let (a, b) = multiproc_queue::Pipe::new(false)?;
+    /// let (a, b) = multiproc_queue::pipe(false)?;
     /// let mut buf = Vec::new();
     /// for msg in [&b"one"[..], b"three"] {
     ///     b.send_bytes(msg)?;
@@ -208,8 +223,7 @@ impl Connection {
         self.receiver()?.get_bytes_into(buf)
     }
 
-    /// Receives a message into `buf`, waiting at most `timeout` (see
-    /// [`recv_bytes_into`](Connection::recv_bytes_into)).
+    /// [`recv_bytes_into`](Connection::recv_bytes_into), waiting at most `timeout`.
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
@@ -217,49 +231,50 @@ impl Connection {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
+    /// let (a, _b) = multiproc_queue::pipe(true)?;
     /// let mut buf = Vec::new();
     /// assert!(matches!(a.recv_bytes_into_timeout(&mut buf, Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn recv_bytes_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-        self.receiver()?
-            .get_bytes_into_with(buf, Some(timeout), false)
+        self.receiver()?.get_bytes_into_timeout(buf, timeout)
     }
 
-    /// Receives a message, waiting at most `timeout`.
+    /// Whether a message is waiting now (Python's `poll()`).
     ///
     /// # Errors
-    /// [`Error::Timeout`], and as for [`recv_bytes`](Connection::recv_bytes).
+    /// [`Error::Disconnected`] once the other end is gone and nothing is left;
+    /// [`Error::EndClosed`]; [`Error::OneWay`].
     ///
     /// # Examples
     /// ```
-    /// use std::time::Duration;
-    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
-    /// assert!(matches!(a.recv_bytes_timeout(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
-    /// # Ok::<(), multiproc_queue::Error>(())
-    /// ```
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.receiver()?.get_bytes_with(Some(timeout), false)
-    }
-
-    /// Whether a message is waiting, waiting at most `timeout` (Python's `poll`).
-    ///
-    /// # Errors
-    /// [`Error::Closed`] once the other end closed and everything was read;
-    /// as for [`ByteQueue::poll`](crate::ByteQueue::poll).
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
-    /// assert!(!a.poll(Some(Duration::from_millis(1)))?);
+    /// let (a, b) = multiproc_queue::pipe(true)?;
+    /// assert!(!a.poll()?);
     /// b.send_bytes(b"!")?;
-    /// assert!(a.poll(None)?);
+    /// assert!(a.poll()?);
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.receiver()?.poll(timeout)
+    pub fn poll(&self) -> Result<bool> {
+        self.receiver()?.poll()
+    }
+
+    /// Whether a message is waiting, waiting at most `timeout` for one (Python's
+    /// `poll(timeout)`; `Duration::MAX` for `poll(None)`).
+    ///
+    /// # Errors
+    /// As for [`poll`](Connection::poll).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc_queue::pipe(true)?;
+    /// assert!(!a.poll_timeout(Duration::from_millis(1))?);
+    /// b.send_bytes(b"!")?;
+    /// assert!(a.poll_timeout(Duration::MAX)?);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.receiver()?.poll_timeout(timeout)
     }
 
     /// How many times this end's blocking sends and receives retry before they
@@ -270,7 +285,7 @@ impl Connection {
     ///
     /// # Examples
     /// ```
-    /// let (mut a, b) = multiproc_queue::Pipe::new(true)?;
+    /// let (mut a, b) = multiproc_queue::pipe(true)?;
     /// a.set_spin_limit(20_000);
     /// b.send_bytes(b"x")?;
     /// assert_eq!(a.recv_bytes()?, b"x");
@@ -282,78 +297,105 @@ impl Connection {
         }
     }
 
-    /// Closes this end: the other end's receives drain, then answer [`Error::Closed`].
+    /// Closes this end, in both directions (Python's `close()`): it can no longer
+    /// send or receive ([`Error::EndClosed`]); the other end receives what was
+    /// sent, then [`Error::Disconnected`], and its sends fail with
+    /// [`Error::Disconnected`] — once no other process holds a copy of this end.
+    /// Dropping the end does the same.
     ///
     /// # Examples
     /// ```
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// use multiproc_queue::Error;
+    /// let (mut a, b) = multiproc_queue::pipe(true)?;
     /// a.send_bytes(b"last")?;
     /// a.close();
+    /// assert!(matches!(a.recv_bytes(), Err(Error::EndClosed)));
     /// assert_eq!(b.recv_bytes()?, b"last");
-    /// assert!(matches!(b.recv_bytes(), Err(multiproc_queue::Error::Closed)));
+    /// assert!(matches!(b.recv_bytes(), Err(Error::Disconnected)));
+    /// assert!(matches!(b.send_bytes(b"?"), Err(Error::Disconnected)));
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    pub fn close(&self) {
-        if let Some(q) = &self.send {
-            q.close();
-        }
+    pub fn close(&mut self) {
+        self.send = None;
+        self.recv = None;
+        self.closed = true;
     }
 
-    /// Sends any `Serialize` value (Python's `send`).
-    ///
-    /// # Errors
-    /// [`Error::Codec`], and as for [`send_bytes`](Connection::send_bytes).
+    /// Whether [`close`](Connection::close) was called on this end.
     ///
     /// # Examples
     /// ```
-    /// # #[cfg(feature = "serde")] {
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
-    /// a.send(&(1u8, "two".to_string()))?;
-    /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
-    /// # }
+    /// let (mut a, _b) = multiproc_queue::pipe(true)?;
+    /// a.close();
+    /// assert!(a.is_closed());
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    #[cfg(feature = "serde")]
-    pub fn send<V: serde::Serialize>(&self, value: &V) -> Result<()> {
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The receiving direction's queue (for [`wait`](crate::wait)).
+    pub(crate) fn receiving(&self) -> Option<&ByteQueue> {
+        if self.closed {
+            None
+        } else {
+            self.recv.as_ref()
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Connection {
+    /// Sends any `Serialize` value, of any encoded size (Python's `send`).
+    ///
+    /// # Errors
+    /// [`Error::Encode`], and as for [`send_bytes`](Connection::send_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let (a, b) = multiproc_queue::pipe(true)?;
+    /// a.send(&(1u8, "two".to_string()))?;
+    /// assert_eq!(b.recv::<(u8, String)>()?, (1, "two".to_string()));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn send<V: serde::Serialize + ?Sized>(&self, value: &V) -> Result<()> {
         self.sender()?.put_value(value)
     }
 
-    /// Sends a value, waiting at most `timeout` for room.
+    /// Sends a value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Codec`], and as for [`send_bytes_timeout`](Connection::send_bytes_timeout).
+    /// [`Error::Encode`], and as for [`send_bytes_timeout`](Connection::send_bytes_timeout).
     ///
     /// # Examples
     /// ```
-    /// # #[cfg(feature = "serde")] {
     /// use std::time::Duration;
-    /// let (a, b) = multiproc_queue::Pipe::with_capacity(true, 1, 64)?;
+    /// let (a, b) = multiproc_queue::pipe_with(true, 1, 64)?;
     /// a.send_timeout(&"one", Duration::from_secs(1))?;
     /// assert!(matches!(a.send_timeout(&"two", Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
     /// assert_eq!(b.recv::<String>()?, "one");
-    /// # }
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    #[cfg(feature = "serde")]
-    pub fn send_timeout<V: serde::Serialize>(&self, value: &V, timeout: Duration) -> Result<()> {
-        self.sender()?.put_value_timeout(value, Some(timeout))
+    pub fn send_timeout<V: serde::Serialize + ?Sized>(
+        &self,
+        value: &V,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.sender()?.put_value_timeout(value, timeout)
     }
 
     /// Receives a value (Python's `recv`).
     ///
     /// # Errors
-    /// [`Error::Codec`], and as for [`recv_bytes`](Connection::recv_bytes).
+    /// [`Error::Decode`], and as for [`recv_bytes`](Connection::recv_bytes).
     ///
     /// # Examples
     /// ```
-    /// # #[cfg(feature = "serde")] {
-    /// let (a, b) = multiproc_queue::Pipe::new(true)?;
+    /// let (a, b) = multiproc_queue::pipe(true)?;
     /// b.send(&vec![1.5f64])?;
     /// assert_eq!(a.recv::<Vec<f64>>()?, [1.5]);
-    /// # }
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    #[cfg(feature = "serde")]
     pub fn recv<V: serde::de::DeserializeOwned>(&self) -> Result<V> {
         self.receiver()?.get_value()
     }
@@ -361,19 +403,16 @@ impl Connection {
     /// Receives a value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Codec`], and as for [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
+    /// [`Error::Decode`], and as for [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
     ///
     /// # Examples
     /// ```
-    /// # #[cfg(feature = "serde")] {
     /// use std::time::Duration;
-    /// let (a, _b) = multiproc_queue::Pipe::new(true)?;
+    /// let (a, _b) = multiproc_queue::pipe(true)?;
     /// assert!(matches!(a.recv_timeout::<u32>(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
-    /// # }
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
-    #[cfg(feature = "serde")]
     pub fn recv_timeout<V: serde::de::DeserializeOwned>(&self, timeout: Duration) -> Result<V> {
-        self.receiver()?.get_value_timeout(Some(timeout))
+        self.receiver()?.get_value_timeout(timeout)
     }
 }

@@ -1,121 +1,20 @@
-//! [`RawQueue`]: a ring in a segment, with blocking, closing, joining and the
-//! register of processes that hold it open for writing.
+//! [`RawQueue`]: a ring in a segment, with this handle's roles (writer, reader),
+//! blocking put and get, closing and joining. The typed queues, the byte queue
+//! and the pipe are thin layers over it.
 
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use multiproc_shm::{Location, Segment, TypeInfo};
 use multiproc_sync::futex::sleep_ends_by;
 use multiproc_sync::owner_check_interval;
 
+use crate::ends::{self, Role};
 use crate::layout::{self, Control, PARTICIPANTS};
-use crate::primitive::{
-    current_process, process_alive, spin, wait, wake, AtomicU64, Deadline, Ordering,
-};
+use crate::primitive::{wait, wake, AtomicU64, Deadline, Ordering};
 use crate::ring::{Msg, PopFail, PushFail, Ring};
+use crate::waiter::{Waiter, SPINS};
 use crate::{Error, Result};
-
-/// Tries before a blocking call sleeps: a hand-off by spinning costs ~0.15 µs here,
-/// by sleeping ~40 µs.
-const SPINS: u32 = 200;
-
-/// Control blocks of the queues this process holds write handles on (one entry per
-/// handle), so that a child forked with those handles is registered as a writer
-/// too (see `register_children`). Atomics only: the fork handler may not lock.
-static WRITE_HANDLES: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
-
-/// How a blocked put or get waits, step by step: spin a little, then sleep on the
-/// futex (for a full or empty ring), or yield while a peer is mid-operation on the
-/// slot we need — checking every owner check interval whether that peer died.
-struct Waiter {
-    spins_left: u32,
-    yields_left: u32,
-    in_flight_since: Option<std::time::Instant>,
-}
-
-/// Yields before sleeping, after the spins: when processes outnumber cores, the
-/// peer we wait for may need our core, and a yield is far cheaper than a futex
-/// sleep and the wake-up syscall it costs the peer.
-const YIELDS: u32 = 32;
-
-impl Waiter {
-    fn new(spins: u32) -> Waiter {
-        Waiter {
-            spins_left: spins,
-            yields_left: if spins == 0 { 0 } else { YIELDS },
-            in_flight_since: None,
-        }
-    }
-
-    /// Spins until `ready` (or the spins run out). `ready` looks only at the slot
-    /// we need: reading the other side's index while spinning would pull its
-    /// cache line away from it on every probe.
-    fn spin_until(&mut self, ready: impl Fn() -> bool) {
-        while self.spins_left > 0 && !ready() {
-            self.spins_left -= 1;
-            spin();
-        }
-    }
-
-    /// One step of waiting for room or a message: spin (until `ready`), yield,
-    /// or `sleep`.
-    fn wait(
-        &mut self,
-        deadline: Option<&Deadline>,
-        ready: impl Fn() -> bool,
-        sleep: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        self.in_flight_since = None;
-        if self.spins_left > 0 {
-            self.spin_until(ready);
-            return Ok(());
-        }
-        if self.yields_left > 0 {
-            self.yields_left -= 1;
-            std::thread::yield_now();
-            return Ok(());
-        }
-        if deadline.is_some_and(Deadline::passed) {
-            return Err(Error::Timeout);
-        }
-        sleep()
-    }
-
-    /// One step of waiting for a peer that claimed our slot to finish with it.
-    /// It finishes within nanoseconds unless it was descheduled or died, so this
-    /// spins, then yields. After a check interval, `skip` checks for a dead peer;
-    /// a peer still alive then is stopped or starved, so from there on each step
-    /// naps (`nap`: sleeps until the peer's publish or free wakes it, or another
-    /// check interval passes) and checks again, instead of burning a core.
-    fn in_flight(
-        &mut self,
-        deadline: Option<&Deadline>,
-        ready: impl Fn() -> bool,
-        skip: impl FnOnce() -> bool,
-        nap: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        if self.spins_left > 0 {
-            self.spin_until(ready);
-            return Ok(());
-        }
-        if deadline.is_some_and(Deadline::passed) {
-            return Err(Error::Timeout);
-        }
-        let since = *self
-            .in_flight_since
-            .get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < owner_check_interval() {
-            std::thread::yield_now();
-            return Ok(());
-        }
-        if skip() {
-            self.in_flight_since = None;
-            return Ok(());
-        }
-        nap()
-    }
-}
 
 /// A queue's shared state plus this handle's view of it.
 pub(crate) struct RawQueue {
@@ -123,8 +22,37 @@ pub(crate) struct RawQueue {
     ring: Ring,
     /// Whether this handle counts as a writer (see `Error::Disconnected`).
     writer: bool,
+    /// Whether it counts as a reader (pipe directions only).
+    reader: bool,
     /// Tries before a blocking call sleeps (this handle only).
     spins: u32,
+}
+
+/// The roles a new handle takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Roles {
+    /// Counted as a writer.
+    pub(crate) writer: bool,
+    /// Counted as a reader (pipe directions only).
+    pub(crate) reader: bool,
+}
+
+impl Roles {
+    /// A queue handle: every one writes, as in Python.
+    pub(crate) const WRITER: Roles = Roles {
+        writer: true,
+        reader: false,
+    };
+    /// A receiving handle: neither (see `open_receiver`).
+    pub(crate) const NONE: Roles = Roles {
+        writer: false,
+        reader: false,
+    };
+    /// The receiving end of a pipe direction.
+    pub(crate) const READER: Roles = Roles {
+        writer: false,
+        reader: true,
+    };
 }
 
 /// How a new queue is made.
@@ -136,6 +64,11 @@ pub(crate) struct Spec<'a> {
     pub(crate) fixed: bool,
     pub(crate) type_name: String,
     pub(crate) joinable: bool,
+    /// A pipe direction: read handles are counted, and a put with none left
+    /// fails at once.
+    pub(crate) pipe: bool,
+    /// Bytes of the large-message lane (0 for a fixed-length ring).
+    pub(crate) lane: usize,
 }
 
 impl RawQueue {
@@ -155,20 +88,36 @@ impl RawQueue {
             )));
         }
         let capacity = spec.capacity;
-        let len = layout::total_len(capacity, spec.msg_max, spec.fixed);
+        if !layout::lane_ok(spec.lane as u64, spec.fixed) {
+            return Err(Error::InvalidArgument(format!(
+                "a lane of {} bytes: a multiple of 64 from 64 bytes to 1 GiB",
+                spec.lane
+            )));
+        }
+        let len = layout::total_len(capacity, spec.msg_max, spec.fixed, spec.lane);
         // Described as 128-byte lines, the alignment of the control block.
         let info = TypeInfo::custom(&spec.type_name, 128, 128, len.div_ceil(128) as u64);
         let seg = Segment::create_typed(spec.location, info, |p| {
             // SAFETY: create_typed passes 128-aligned, zeroed memory of len bytes
             // that nobody else sees before it publishes the header; the geometry
             // was checked above.
-            unsafe { layout::init(p, capacity, spec.msg_max, spec.fixed, spec.joinable) }
+            unsafe {
+                layout::init(
+                    p,
+                    capacity,
+                    spec.msg_max,
+                    spec.fixed,
+                    spec.joinable,
+                    spec.pipe,
+                    spec.lane,
+                )
+            }
         })?;
-        RawQueue::attach(seg, &spec.type_name, true)
+        RawQueue::attach(seg, &spec.type_name, Roles::WRITER)
     }
 
-    /// Checks an opened segment and attaches to it.
-    pub(crate) fn attach(seg: Segment, type_name: &str, writer: bool) -> Result<RawQueue> {
+    /// Checks an opened segment and attaches to it, taking `roles`.
+    pub(crate) fn attach(seg: Segment, type_name: &str, roles: Roles) -> Result<RawQueue> {
         let want = TypeInfo::custom(type_name, 128, 128, 0);
         if !seg.type_info().same_type(&want) {
             return Err(Error::Shm(multiproc_shm::Error::LayoutMismatch {
@@ -193,16 +142,27 @@ impl RawQueue {
         // SAFETY: geometry checked against this mapping, which `seg` keeps alive
         // for as long as the RawQueue (the Ring is dropped with it).
         let ring = unsafe { Ring::new(base, &checked) };
-        let q = RawQueue {
+        let mut q = RawQueue {
             seg,
             ring,
-            writer,
+            writer: false,
+            reader: false,
             spins: SPINS,
         };
-        if writer {
-            q.register_writer();
-        }
+        q.take_roles(roles);
         Ok(q)
+    }
+
+    /// Registers this handle in `roles` (beyond those it has).
+    pub(crate) fn take_roles(&mut self, roles: Roles) {
+        if roles.writer && !self.writer {
+            ends::open_handle(self.ctl(), Role::Write);
+            self.writer = true;
+        }
+        if roles.reader && !self.reader && self.ring.is_pipe() {
+            ends::open_handle(self.ctl(), Role::Read);
+            self.reader = true;
+        }
     }
 
     pub(crate) fn segment(&self) -> &Segment {
@@ -227,50 +187,36 @@ impl RawQueue {
             .ok_or(Error::TooManyParticipants(PARTICIPANTS))
     }
 
-    // --- writers ---
+    // --- roles ---
 
-    /// Counts this process as holding one more write handle.
-    fn register_writer(&self) {
-        ensure_fork_handler();
-        add_writer(self.ctl());
-        // Past 64 write handles in this process, children forked with the extra
-        // ones are not counted as writers (documented on the queue types).
-        let addr = self.ctl() as *const Control as usize;
-        let _ = WRITE_HANDLES.iter().any(|s| {
-            s.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        });
+    /// Stops counting this handle as a writer (it can still put).
+    pub(crate) fn unregister_writer(&mut self) {
+        if std::mem::replace(&mut self.writer, false) {
+            ends::close_handle(self.ctl(), Role::Write);
+        }
     }
 
-    /// Stops counting this handle as a writer.
-    pub(crate) fn unregister_writer(&mut self) {
-        if !std::mem::replace(&mut self.writer, false) {
-            return;
-        }
-        let addr = self.ctl() as *const Control as usize;
-        let _ = WRITE_HANDLES.iter().any(|s| {
-            s.compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        });
-        let me = current_process();
-        for w in &self.ctl().writers {
-            if w.owner.load(Ordering::Acquire) == me {
-                if w.handles.fetch_sub(1, Ordering::AcqRel) <= 1 {
-                    let _ = w
-                        .owner
-                        .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
-                }
-                return;
-            }
+    /// Stops counting this handle as a reader.
+    pub(crate) fn unregister_reader(&mut self) {
+        if std::mem::replace(&mut self.reader, false) {
+            ends::close_handle(self.ctl(), Role::Read);
         }
     }
 
     /// Whether any live process holds the queue open for writing.
     fn any_live_writer(&self) -> bool {
-        self.ctl().writers.iter().any(|w| {
-            let o = w.owner.load(Ordering::Acquire);
-            o != 0 && w.handles.load(Ordering::Acquire) > 0 && process_alive(o)
-        })
+        ends::any_live(self.ctl(), Role::Write)
+    }
+
+    /// Whether no process holds a write handle at all (the count is 0): then no
+    /// message can come, and nothing needs checking.
+    fn no_writer_left(&self) -> bool {
+        ends::count(ends::load(self.ctl()), Role::Write) == 0
+    }
+
+    /// In a pipe direction, whether no live process can read what is put.
+    pub(crate) fn no_reader_left(&self) -> bool {
+        self.ring.is_pipe() && !ends::any_live(self.ctl(), Role::Read)
     }
 
     // --- putting ---
@@ -291,10 +237,11 @@ impl RawQueue {
         self.spins
     }
 
-    /// Whether a put may take the one-message fast path (the queue is open).
+    /// Whether a put may take the one-message fast path: the queue is open and,
+    /// in a pipe direction, someone holds a read handle.
     #[inline(always)]
     pub(crate) fn fast_put_allowed(&self) -> bool {
-        self.ctl().geometry.0.closed.load(Ordering::Relaxed) == 0
+        ends::put_allowed(ends::load(self.ctl()), self.ring.is_pipe())
     }
 
     /// The one-message fast path of a put: `push` (one of the ring's one-message
@@ -351,7 +298,20 @@ impl RawQueue {
     }
 
     fn is_closed(&self) -> bool {
-        self.ctl().geometry.0.closed.load(Ordering::Acquire) != 0
+        ends::load(self.ctl()) & ends::CLOSED != 0
+    }
+
+    /// Why a put cannot go on at all, if it cannot: closed, or a pipe direction
+    /// whose every reader is gone.
+    fn put_refused(&self) -> Option<Error> {
+        let e = ends::load(self.ctl());
+        if e & ends::CLOSED != 0 {
+            return Some(Error::Closed);
+        }
+        if self.ring.is_pipe() && ends::count(e, Role::Read) == 0 {
+            return Some(Error::Disconnected);
+        }
+        None
     }
 
     /// Puts `msgs` (in order), waiting for room until `deadline` (forever if
@@ -363,7 +323,26 @@ impl RawQueue {
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> (usize, Result<()>) {
-        if let Some(m) = msgs.iter().find(|m| m.len > self.ring.msg_max()) {
+        self.put_at(msgs, deadline, nowait, &mut None)
+    }
+
+    /// [`put`](RawQueue::put), recording in `first` the position the first
+    /// message went to.
+    pub(crate) fn put_at(
+        &self,
+        msgs: &[Msg],
+        deadline: Option<Deadline>,
+        nowait: bool,
+        first: &mut Option<u64>,
+    ) -> (usize, Result<()>) {
+        if let Some(m) = msgs.iter().find(|m| {
+            m.len
+                > if m.large {
+                    self.ring.data_max()
+                } else {
+                    self.ring.msg_max()
+                }
+        }) {
             return (0, self.check_len(m.len));
         }
         let part = match self.participant() {
@@ -378,20 +357,24 @@ impl RawQueue {
             waiter.spin_until(|| self.ring.has_room());
         }
         while done < msgs.len() {
-            if self.is_closed() {
-                return (done, Err(Error::Closed));
+            if let Some(e) = self.put_refused() {
+                return (done, Err(e));
             }
             let batch = &msgs[done..];
-            let pushed = self.ring.try_push(Some(part), batch);
-            let n = *pushed.as_ref().unwrap_or(&0);
+            let pushed = self.ring.try_push_at(Some(part), batch);
+            let n = pushed.as_ref().map_or(0, |&(n, _)| n);
             let step = match pushed {
-                Ok(_) => {
+                Ok((_, pos)) => {
+                    first.get_or_insert(pos);
                     done += n;
                     waiter = Waiter::new(self.spins);
                     continue;
                 }
                 Err(PushFail::Corrupted(e)) => return (done, Err(Error::Corrupted(e))),
                 Err(_) if nowait => return (done, Err(Error::Full)),
+                // A full pipe direction whose readers were all killed would
+                // wait for ever: nobody frees a slot.
+                Err(_) if self.no_reader_left() => return (done, Err(Error::Disconnected)),
                 Err(PushFail::Full) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_room(),
@@ -469,7 +452,7 @@ impl RawQueue {
         deadline: Option<Deadline>,
         nowait: bool,
         scratch: &mut [u8],
-        mut sink: impl FnMut(&[u8]),
+        mut sink: impl FnMut(&[u8], bool),
     ) -> Result<usize> {
         debug_assert!(scratch.len() >= self.ring.msg_max());
         let part = self.participant()?;
@@ -486,6 +469,19 @@ impl RawQueue {
                 Ok(n) => return Ok(n),
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                 Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
+                Err(PopFail::Empty) if self.no_writer_left() => {
+                    // The count reached 0 after the last writer published
+                    // (AcqRel): one more look sees its last message.
+                    match self
+                        .ring
+                        .try_pop(Some(part), max.max(1), scratch, &mut sink)
+                    {
+                        Ok(n) => return Ok(n),
+                        Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
+                        Err(PopFail::Empty) => return Err(Error::Disconnected),
+                        Err(PopFail::ProducerInFlight(_)) => Ok(()),
+                    }
+                }
                 Err(_) if nowait => return Err(Error::Empty),
                 Err(PopFail::Empty) => waiter.wait(
                     deadline.as_ref(),
@@ -534,6 +530,31 @@ impl RawQueue {
         Ok(())
     }
 
+    /// Whether a get would not block now: a message is there, or the queue is
+    /// closed, or no writer is left (for [`wait`](crate::wait)).
+    pub(crate) fn readable_now(&self) -> bool {
+        self.ring.has_message() || self.is_closed() || self.no_writer_left()
+    }
+
+    /// Counts this thread as a consumer asleep on this queue (so that a put
+    /// wakes it) until the mark drops: for [`wait`](crate::wait), which sleeps
+    /// on several queues at once.
+    pub(crate) fn mark_waiting_for_message(&self) -> Result<WaitingMark<'_>> {
+        let part = self.participant()?;
+        let bit = self.ring.sleeper_bit(part);
+        let w = &self.ctl().wake.0;
+        let seen = w.put_seq.load(Ordering::Acquire);
+        w.sleep_until
+            .fetch_max(sleep_ends_by(owner_check_interval()), Ordering::Relaxed);
+        // SYNC: SeqCst, then the caller's look at the ring: see Ring::wake_consumers.
+        w.get_sleepers.fetch_or(bit, Ordering::SeqCst);
+        Ok(WaitingMark {
+            raw: self,
+            bit,
+            seen,
+        })
+    }
+
     /// Waits until the next message is published (without taking it); `false`
     /// on timeout. A claim still in flight is waited out as a get does, and
     /// skipped if its producer died: it is no message to read.
@@ -553,6 +574,12 @@ impl RawQueue {
                 )
             } else if self.is_closed() {
                 return Err(Error::Closed);
+            } else if self.no_writer_left() {
+                return if self.ring.has_message() {
+                    Ok(true)
+                } else {
+                    Err(Error::Disconnected)
+                };
             } else {
                 self.sleep_for_message(part, deadline.as_ref(), false)
             };
@@ -568,7 +595,16 @@ impl RawQueue {
 
     pub(crate) fn close(&self) {
         let c = self.ctl();
-        c.geometry.0.closed.store(1, Ordering::Release);
+        ends::close(c);
+        c.wake.0.put_seq.fetch_add(1, Ordering::Release);
+        c.wake.0.get_seq.fetch_add(1, Ordering::Release);
+        wake(&c.wake.0.put_seq, u32::MAX);
+        wake(&c.wake.0.get_seq, u32::MAX);
+    }
+
+    /// Wakes every sleeper, producers and consumers, so that each looks again.
+    pub(crate) fn wake_all(&self) {
+        let c = self.ctl();
         c.wake.0.put_seq.fetch_add(1, Ordering::Release);
         c.wake.0.get_seq.fetch_add(1, Ordering::Release);
         wake(&c.wake.0.put_seq, u32::MAX);
@@ -622,6 +658,7 @@ impl RawQueue {
     }
 
     /// Test hook: claims the next slot and stops (a producer killed there).
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn claim_put_and_stop(&self) {
         self.ring.claim_put_and_stop(self.ring.participant());
     }
@@ -634,53 +671,40 @@ impl RawQueue {
 impl Drop for RawQueue {
     fn drop(&mut self) {
         self.unregister_writer();
+        self.unregister_reader();
+        // A reader or writer leaving may be what a sleeper waits for: its put
+        // (get) then fails with Disconnected.
+        if self.ring.is_pipe() {
+            self.wake_all();
+        }
         self.ring.release_participant();
     }
 }
 
-/// Adds one write handle of this process to `ctl`'s writer register.
-fn add_writer(ctl: &Control) {
-    let me = current_process();
-    for w in &ctl.writers {
-        if w.owner.load(Ordering::Acquire) == me {
-            w.handles.fetch_add(1, Ordering::AcqRel);
-            return;
-        }
-    }
-    for w in &ctl.writers {
-        let o = w.owner.load(Ordering::Acquire);
-        let free = o == 0 || !process_alive(o);
-        if free
-            && w.owner
-                .compare_exchange(o, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            w.handles.store(1, Ordering::Release);
-            return;
-        }
-    }
-    // More than WRITERS live writer processes: this one is not counted, so a
-    // reader may report Disconnected while it lives. Documented on the types.
+/// A thread counted asleep on a queue's `put_seq` (see
+/// `RawQueue::mark_waiting_for_message`); uncounted on drop.
+pub(crate) struct WaitingMark<'a> {
+    raw: &'a RawQueue,
+    bit: u64,
+    seen: u32,
 }
 
-fn ensure_fork_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        extern "C" fn child() {
-            // A forked child inherits its parent's write handles: count it as a
-            // writer of each. Only atomics and the mapping are touched.
-            for slot in &WRITE_HANDLES {
-                let addr = slot.load(Ordering::Acquire);
-                if addr != 0 {
-                    // SAFETY: addr is the control block of a queue a live handle of
-                    // this process (inherited from the parent) keeps mapped.
-                    add_writer(unsafe { &*(addr as *const Control) });
-                }
-            }
-        }
-        // SAFETY: the handler is a plain function with static lifetime.
-        unsafe { libc::pthread_atfork(None, None, Some(child)) };
-    });
+impl WaitingMark<'_> {
+    /// The futex word to sleep on, and the value it held before the mark.
+    pub(crate) fn word(&self) -> (&crate::primitive::AtomicU32, u32) {
+        (&self.raw.ctl().wake.0.put_seq, self.seen)
+    }
+}
+
+impl Drop for WaitingMark<'_> {
+    fn drop(&mut self) {
+        self.raw
+            .ctl()
+            .wake
+            .0
+            .get_sleepers
+            .fetch_and(!self.bit, Ordering::SeqCst);
+    }
 }
 
 /// Converts an optional timeout into a deadline.

@@ -46,7 +46,7 @@ trait Ops: Sized {
     fn make(capacity: usize) -> Self;
     fn put(&self, m: u64);
     fn get_timeout(&self, d: Duration) -> Result<u64, Error>;
-    fn get_nowait(&self) -> Result<u64, Error>;
+    fn try_get(&self) -> Result<u64, Error>;
     fn lost(&self) -> u64;
     fn empty(&self) -> bool;
 }
@@ -62,8 +62,8 @@ impl Ops for Queue<u64> {
     fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
         Queue::get_timeout(self, d)
     }
-    fn get_nowait(&self) -> Result<u64, Error> {
-        Queue::get_nowait(self)
+    fn try_get(&self) -> Result<u64, Error> {
+        Queue::try_get(self)
     }
     fn lost(&self) -> u64 {
         Queue::lost(self)
@@ -100,12 +100,12 @@ impl Ops for Bytes {
     }
     fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
         let mut buf = self.1.borrow_mut();
-        self.0.get_bytes_into_with(&mut buf, Some(d), false)?;
+        self.0.get_bytes_into_timeout(&mut buf, d)?;
         Ok(decode(&buf))
     }
-    fn get_nowait(&self) -> Result<u64, Error> {
+    fn try_get(&self) -> Result<u64, Error> {
         let mut buf = self.1.borrow_mut();
-        self.0.get_bytes_into_with(&mut buf, None, true)?;
+        self.0.try_get_bytes_into(&mut buf)?;
         Ok(decode(&buf))
     }
     fn lost(&self) -> u64 {
@@ -188,7 +188,7 @@ fn producer_kills<Q: Ops>(mut seed: u64) {
         );
         survivor.wait_ok(BOUND);
         // Drain what the victim left; nothing it put twice.
-        while let Ok(m) = q.get_nowait() {
+        while let Ok(m) = q.try_get() {
             let i = m & ((1 << 48) - 1);
             assert!(last_v.is_none_or(|l| i > l));
             last_v = Some(i);
@@ -296,7 +296,7 @@ fn a_producer_dead_between_claim_and_publish_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
     q.put(1).unwrap();
-    die_after(|| q.__claim_put_and_stop());
+    die_after(|| q.hook_claim_put_and_stop());
     q.put(3).unwrap();
     assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
     let t = Instant::now();
@@ -317,7 +317,7 @@ fn a_consumer_dead_between_claim_and_free_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(2).unwrap();
     q.put_many(&[1, 2]).unwrap();
-    die_after(|| q.__claim_get_and_stop());
+    die_after(|| q.hook_claim_get_and_stop());
     assert_eq!(q.get().unwrap(), 2);
     q.put(3).unwrap(); // into the free slot
     let t = Instant::now();
@@ -338,7 +338,7 @@ fn a_producer_dead_halfway_through_a_batch_is_skipped() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "batch claim then die (put)");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(8).unwrap();
-    die_after(|| assert_eq!(q.__put_many_and_stop(&[10, 11, 12, 13], 1), 4));
+    die_after(|| assert_eq!(q.hook_put_many_and_stop(&[10, 11, 12, 13], 1), 4));
     q.put(20).unwrap();
     assert_eq!(q.get_timeout(BOUND).unwrap(), 10);
     let t = Instant::now();
@@ -360,7 +360,7 @@ fn a_consumer_dead_halfway_through_a_batch_is_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
     q.put_many(&[1, 2, 3, 4]).unwrap();
-    die_after(|| assert_eq!(q.__get_many_and_stop(4, 1), 4));
+    die_after(|| assert_eq!(q.hook_get_many_and_stop(4, 1), 4));
     q.put(5).unwrap(); // into the slot it freed
     let t = Instant::now();
     for v in 6..=8 {
@@ -382,10 +382,10 @@ fn a_lost_put_race_leaves_no_claim_behind() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "lost put race");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
-    die_after(|| q.__claim_put_and_stop()); // position 0
+    die_after(|| q.hook_claim_put_and_stop()); // position 0
     q.put(7).unwrap(); // position 1
     assert!(
-        !q.__claim_at(0, 1, false),
+        !q.hook_claim_at(0, 1, false),
         "position 0 was the dead child's"
     );
     let t = Instant::now();
@@ -406,10 +406,10 @@ fn a_lost_batch_race_leaves_no_range_behind() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "lost batch race");
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(8).unwrap();
-    die_after(|| q.__claim_put_and_stop()); // position 0
-    assert!(!q.__claim_at(0, 4, false), "0..4 was raced for and lost");
+    die_after(|| q.hook_claim_put_and_stop()); // position 0
+    assert!(!q.hook_claim_at(0, 4, false), "0..4 was raced for and lost");
     q.put(7).unwrap(); // position 1, by this (live) thread
-    die_after(|| q.__claim_put_and_stop()); // position 2, inside the lost batch's range
+    die_after(|| q.hook_claim_put_and_stop()); // position 2, inside the lost batch's range
     let writer = fork(|| {
         q.put(9).unwrap(); // position 3
         0
@@ -434,8 +434,11 @@ fn a_lost_get_race_leaves_no_claim_behind() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(2).unwrap();
     q.put_many(&[1, 2]).unwrap();
-    die_after(|| q.__claim_get_and_stop()); // message 1, position 0
-    assert!(!q.__claim_at(0, 1, true), "message 1 was the dead child's");
+    die_after(|| q.hook_claim_get_and_stop()); // message 1, position 0
+    assert!(
+        !q.hook_claim_at(0, 1, true),
+        "message 1 was the dead child's"
+    );
     let t = Instant::now();
     q.put_timeout(3, BOUND)
         .expect("the dead winner's slot is freed although this (live) thread raced for it");
@@ -453,17 +456,17 @@ fn lost_messages_do_not_hold_up_join() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "join after losses");
     set_owner_check_interval(Duration::from_millis(5));
     let q = JoinableQueue::<u64>::new(2).unwrap();
-    die_after(|| q.__claim_put_and_stop());
+    die_after(|| q.hook_claim_put_and_stop());
     q.put(1).unwrap();
     assert_eq!(q.unfinished(), 2, "the dead producer's item was counted");
     assert_eq!(q.get_timeout(BOUND).unwrap(), 1, "its slot skipped");
     q.task_done().unwrap();
-    q.join(Some(BOUND))
+    q.join_timeout(BOUND)
         .expect("the lost item is not waited for");
 
     q.put(2).unwrap();
     q.put(3).unwrap();
-    die_after(|| q.__claim_get_and_stop()); // takes 2, never frees it
+    die_after(|| q.hook_claim_get_and_stop()); // takes 2, never frees it
     assert_eq!(q.get().unwrap(), 3);
     q.task_done().unwrap();
     q.put_timeout(4, BOUND)
@@ -471,7 +474,7 @@ fn lost_messages_do_not_hold_up_join() {
     assert_eq!(q.get().unwrap(), 4);
     q.task_done().unwrap();
     assert_eq!(q.lost(), 2);
-    q.join(Some(BOUND))
+    q.join_timeout(BOUND)
         .expect("the item lost with its consumer is not waited for");
 }
 
@@ -482,9 +485,9 @@ fn poll_is_not_fooled_by_a_dead_producers_claim() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "poll and a dead claim");
     set_owner_check_interval(Duration::from_millis(5));
     let q = ByteQueue::new(4, 8).unwrap();
-    die_after(|| q.__claim_put_and_stop());
+    die_after(|| q.hook_claim_put_and_stop());
     assert!(
-        !q.poll(Some(Duration::from_millis(300))).unwrap(),
+        !q.poll_timeout(Duration::from_millis(300)).unwrap(),
         "nothing can be read: the only claim is a dead producer's"
     );
     assert_eq!(q.lost(), 1, "and poll skipped it");
@@ -493,7 +496,7 @@ fn poll_is_not_fooled_by_a_dead_producers_claim() {
         q.put_bytes(b"x").unwrap();
         0
     });
-    assert!(q.poll(Some(BOUND)).unwrap());
+    assert!(q.poll_timeout(BOUND).unwrap());
     assert_eq!(q.get_bytes().unwrap(), b"x");
     writer.wait_ok(BOUND);
 }
@@ -526,7 +529,7 @@ fn a_stopped_producers_claim_is_waited_for_not_skipped() {
     set_owner_check_interval(Duration::from_millis(5));
     let q = Queue::<u64>::new(4).unwrap();
     let child = fork(|| {
-        assert!(q.__put_with_pause(42, stop_self));
+        assert!(q.hook_put_with_pause(42, stop_self));
         0
     });
     wait_until_stopped(child.pid());
@@ -549,7 +552,7 @@ fn a_stopped_consumers_claim_is_waited_for_not_skipped() {
     let q = Queue::<u64>::new(1).unwrap();
     q.put(1).unwrap();
     let child = fork(|| {
-        assert!(q.__get_with_pause(stop_self));
+        assert!(q.hook_get_with_pause(stop_self));
         0
     });
     wait_until_stopped(child.pid());
@@ -621,8 +624,8 @@ fn a_byte_receiver_is_disconnected_when_the_writer_is_gone() {
         });
         let r = r.into_inner().unwrap();
         opened[0].store(1, Ordering::SeqCst);
-        assert_eq!(r.get_bytes_with(Some(BOUND), false).unwrap(), b"last");
-        match r.get_bytes_with(Some(BOUND), false) {
+        assert_eq!(r.get_bytes_timeout(BOUND).unwrap(), b"last");
+        match r.get_bytes_timeout(BOUND) {
             Err(Error::Disconnected) => 0,
             other => panic!("expected Disconnected, got {other:?}"),
         }
@@ -652,9 +655,9 @@ fn garbage_in_the_ring_never_panics_or_hangs() {
         let results = [
             q.put_timeout(7, Duration::from_millis(2)).err(),
             q.get_timeout(Duration::from_millis(2)).err(),
-            q.get_nowait().err(),
-            q.put_nowait(8).err(),
-            q.get_many(&mut Vec::new(), 4, Some(Duration::from_millis(2)))
+            q.try_get().err(),
+            q.try_put(8).err(),
+            q.get_many_timeout(&mut Vec::new(), 4, Duration::from_millis(2))
                 .err(),
         ];
         let _ = (q.qsize(), q.empty(), q.full(), q.lost());
@@ -700,14 +703,14 @@ fn garbage_in_a_byte_ring_never_panics_or_hangs() {
         scribble(q.segment(), &mut seed);
         let t = Instant::now();
         let mut buf = Vec::new();
-        let short = Some(Duration::from_millis(2));
+        let short = Duration::from_millis(2);
         let results = [
             q.put_bytes_timeout(b"x", short).err(),
-            q.get_bytes_into_with(&mut buf, short, false).err(),
-            q.get_bytes_with(None, true).map(|v| buf = v).err(),
-            q.put_bytes_nowait(&[1; 20]).err(),
-            q.get_bytes_into_with(&mut buf, None, true).err(),
-            q.poll(short).err(),
+            q.get_bytes_into_timeout(&mut buf, short).err(),
+            q.try_get_bytes().map(|v| buf = v).err(),
+            q.try_put_bytes(&[1; 20]).err(),
+            q.try_get_bytes_into(&mut buf).err(),
+            q.poll_timeout(short).err(),
         ];
         assert!(buf.len() <= 24, "a get returned {} bytes", buf.len());
         let _ = (q.qsize(), q.lost());
@@ -806,23 +809,39 @@ fn a_corrupted_geometry_is_refused_on_open() {
     assert!(Queue::<u64>::open(&name).is_err());
 }
 
+/// Writes the fuzz seeds afresh (after a layout change):
+/// `cargo test -p multiproc-queue --test faults write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/seeds; run by hand after a layout change"]
+fn write_fuzz_seeds() {
+    for seed in FUZZ_SEEDS {
+        let path = format!(
+            "{}/../fuzz/seeds/queue_memory/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::write(&path, multiproc_queue::fuzz_seed(seed).unwrap()).unwrap();
+    }
+}
+
+const FUZZ_SEEDS: [&str; 4] = [
+    "valid-capacity-2",
+    "valid-bytes-capacity-3",
+    "valid-capacity-16",
+    "valid-bytes-capacity-4-of-64",
+];
+
 /// The fuzz target's seeds are well-formed queues of the current layout, so the
 /// fuzzer starts past the geometry checks (a layout change makes them stale:
 /// see fuzz/README.md), and the target's operations take messages from them.
 #[test]
 fn the_fuzz_seeds_are_queues_of_this_layout() {
-    for seed in [
-        "valid-capacity-2",
-        "valid-bytes-capacity-3",
-        "valid-capacity-16",
-        "valid-bytes-capacity-4-of-64",
-    ] {
+    for seed in FUZZ_SEEDS {
         let path = format!(
             "{}/../fuzz/seeds/queue_memory/{seed}",
             env!("CARGO_MANIFEST_DIR")
         );
         let bytes = std::fs::read(&path).unwrap();
-        match multiproc_queue::__fuzz_ring_bytes(&bytes) {
+        match multiproc_queue::fuzz_ring_bytes(&bytes) {
             Ok(taken) => assert!(taken >= 1, "{seed}: no message taken"),
             Err(why) => panic!("{seed} is stale (regenerate it): {why}"),
         }
@@ -838,10 +857,12 @@ fn a_byte_queue_said_to_be_fixed_is_refused_on_open() {
     let q = ByteQueue::create(&name, 4, 8).unwrap();
     let geometry = q.segment().as_ptr().wrapping_add(3 * 128);
     // SAFETY: inside the segment (see a_corrupted_geometry_is_refused_on_open);
-    // no one else uses it. Fixed flag, then slot size (8-byte seq + 8 bytes).
+    // no one else uses it. Fixed flag, slot size (8-byte seq + 8 bytes), and no
+    // lane (a fixed ring has none).
     unsafe {
         geometry.add(4).cast::<u32>().write_volatile(1);
         geometry.add(24).cast::<u64>().write_volatile(16);
+        geometry.add(48).cast::<u64>().write_volatile(0);
     }
     match ByteQueue::open(&name) {
         Err(Error::Corrupted(msg)) => assert!(msg.contains("fixed-length"), "{msg}"),
@@ -865,18 +886,18 @@ fn a_consumer_killed_asleep_is_forgotten_by_a_later_put() {
         let _ = q.get_timeout(Duration::from_secs(30));
         0
     });
-    wait_until(BOUND, "a consumer asleep", || q.__sleepers() == (1, 0));
+    wait_until(BOUND, "a consumer asleep", || q.hook_sleepers() == (1, 0));
     child.kill(BOUND);
     q.put(7).unwrap();
     assert_eq!(
-        q.__sleepers(),
+        q.hook_sleepers(),
         (1, 0),
         "too soon to tell it from a live one"
     );
     assert_eq!(q.get().unwrap(), 7);
     std::thread::sleep(Duration::from_millis(1_100));
     q.put(8).unwrap();
-    assert_eq!(q.__sleepers(), (0, 0), "the put found the sleeper dead");
+    assert_eq!(q.hook_sleepers(), (0, 0), "the put found the sleeper dead");
     assert_eq!(q.get().unwrap(), 8);
 }
 
@@ -893,11 +914,11 @@ fn a_producer_killed_asleep_is_forgotten_by_a_later_get() {
         let _ = q.put_timeout(2, Duration::from_secs(30));
         0
     });
-    wait_until(BOUND, "a producer asleep", || q.__sleepers() == (0, 1));
+    wait_until(BOUND, "a producer asleep", || q.hook_sleepers() == (0, 1));
     child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.__sleepers(), (0, 0), "the get found the sleeper dead");
+    assert_eq!(q.hook_sleepers(), (0, 0), "the get found the sleeper dead");
     q.put(3).unwrap();
     assert_eq!(q.get().unwrap(), 3);
 }
@@ -915,14 +936,14 @@ fn consumers_killed_around_their_sleep_leave_no_mark() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut marked = 0;
     for trial in 0..100 {
-        let before = q.__sleepers().0;
+        let before = q.hook_sleepers().0;
         let child = fork(|| loop {
             let _ = q.get_timeout(Duration::from_micros(200));
         });
         std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
         child.kill(BOUND);
         // A new child may take over a dead one's entry (and clear its mark).
-        marked += u32::from(q.__sleepers().0 > before);
+        marked += u32::from(q.hook_sleepers().0 > before);
         q.put(trial).unwrap();
         assert_eq!(q.get().unwrap(), trial);
     }
@@ -933,14 +954,14 @@ fn consumers_killed_around_their_sleep_leave_no_mark() {
     );
     std::thread::sleep(Duration::from_millis(1_100));
     q.put(100).unwrap();
-    assert_eq!(q.__sleepers(), (0, 0));
+    assert_eq!(q.hook_sleepers(), (0, 0));
     assert_eq!(q.get().unwrap(), 100);
     // A live sleeper keeps its mark and is woken.
     let child = fork(|| match q.get_timeout(Duration::from_secs(20)) {
         Ok(42) => 0,
         _ => 1,
     });
-    wait_until(BOUND, "a consumer asleep", || q.__sleepers() == (1, 0));
+    wait_until(BOUND, "a consumer asleep", || q.hook_sleepers() == (1, 0));
     q.put(42).unwrap();
     child.wait_ok(BOUND);
 }
@@ -955,23 +976,96 @@ fn a_joiner_killed_asleep_is_forgotten() {
     let q = JoinableQueue::<u64>::new(4).unwrap();
     q.put(1).unwrap();
     let child = fork(|| {
-        let _ = q.join(None);
+        let _ = q.join();
         0
     });
-    wait_until(BOUND, "the joiner never slept", || q.__joiners() == 1);
+    wait_until(BOUND, "the joiner never slept", || q.hook_joiners() == 1);
     child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(q.get().unwrap(), 1);
     q.task_done().unwrap();
-    assert_eq!(q.__joiners(), 0);
+    assert_eq!(q.hook_joiners(), 0);
     // A live joiner is still woken.
     q.put(2).unwrap();
-    let child = fork(|| match q.join(Some(Duration::from_secs(20))) {
+    let child = fork(|| match q.join_timeout(Duration::from_secs(20)) {
         Ok(()) => 0,
         Err(_) => 1,
     });
-    wait_until(BOUND, "the live joiner never slept", || q.__joiners() == 1);
+    wait_until(BOUND, "the live joiner never slept", || {
+        q.hook_joiners() == 1
+    });
     assert_eq!(q.get().unwrap(), 2);
     q.task_done().unwrap();
     child.wait_ok(BOUND);
+}
+
+/// A producer killed while it streams a large message (the lane full, waiting
+/// for the receiver) costs that message, counted in `lost`; the receiver goes on
+/// to the next message, and the next large message streams through.
+#[test]
+fn a_large_message_whose_producer_is_killed_mid_stream_is_counted_lost() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "large message, producer killed");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = ByteQueue::new(8, 64).unwrap();
+    let big: Vec<u8> = (0..4usize << 20).map(|i| i as u8).collect();
+    let child = fork(|| {
+        q.put_bytes(&big).unwrap();
+        0
+    });
+    // The announcement is in the ring; the lane (256 KiB) fills and the
+    // producer waits for room: kill it there.
+    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill(BOUND);
+    q.put_bytes(b"after").unwrap();
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
+    assert_eq!(q.lost(), 1);
+    // The lane is usable again (its last producer's lock is taken over).
+    let next = fork(|| {
+        q.put_bytes(&big).unwrap();
+        0
+    });
+    assert!(q.get_bytes_timeout(BOUND).unwrap() == big);
+    next.wait_ok(BOUND);
+    assert_eq!(q.lost(), 1);
+}
+
+/// A receiver killed while it takes a large message: the producer, stalled,
+/// finds it dead, counts the message lost and returns; the next large message
+/// reaches another receiver whole.
+#[test]
+fn a_large_message_whose_receiver_is_killed_mid_stream_is_counted_lost() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "large message, receiver killed");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = ByteQueue::new(8, 64).unwrap();
+    let ready = multiproc_shm::Shared::anonymous(std::sync::atomic::AtomicU32::new(0)).unwrap();
+    let receiver = fork(|| {
+        ready.store(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = q.get_bytes();
+        0
+    });
+    wait_until(BOUND, "the receiver", || {
+        ready.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let big = vec![0x5a_u8; 512 << 20];
+    std::thread::scope(|s| {
+        let put = s.spawn(|| q.put_bytes(&big));
+        std::thread::sleep(Duration::from_millis(20));
+        receiver.kill(BOUND);
+        let t = Instant::now();
+        put.join().unwrap().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "the put did not hang");
+    });
+    assert_eq!(q.lost(), 1, "killed mid-stream (512 MiB take longer than 20 ms)");
+    let small: Vec<u8> = vec![7; 300_000];
+    let next = fork(|| {
+        if q.get_bytes_timeout(BOUND).unwrap() == small {
+            0
+        } else {
+            1
+        }
+    });
+    q.put_bytes(&small).unwrap();
+    next.wait_ok(BOUND);
+    assert_eq!(q.lost(), 1);
 }

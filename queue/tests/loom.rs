@@ -13,6 +13,7 @@ fn msg(v: &u64) -> Msg {
     Msg {
         ptr: (v as *const u64).cast(),
         len: 8,
+        large: false,
     }
 }
 
@@ -21,7 +22,7 @@ fn pop(ring: &Ring) -> u64 {
     let mut buf = [0u8; 8];
     loop {
         let mut got = None;
-        match ring.try_pop(ring.participant(), 1, &mut buf, |m| {
+        match ring.try_pop(ring.participant(), 1, &mut buf, |m, _| {
             got = Some(u64::from_ne_bytes(m.try_into().unwrap()))
         }) {
             Ok(1) => return got.unwrap(),
@@ -94,7 +95,7 @@ fn close_after_put_is_drained() {
         let mut got = Vec::new();
         let mut buf = [0u8; 8];
         loop {
-            match ring.try_pop(ring.participant(), 1, &mut buf, |m| got.push(m[0])) {
+            match ring.try_pop(ring.participant(), 1, &mut buf, |m, _| got.push(m[0])) {
                 Ok(_) => {}
                 Err(PopFail::Empty) if model::is_closed(&ring) => {
                     // Closed was seen after an empty pop: re-check once, as get does
@@ -133,7 +134,7 @@ fn a_dead_producers_slot_is_skipped() {
         let mut buf = [0u8; 8];
         let mut got = Vec::new();
         loop {
-            match ring.try_pop(ring.participant(), 1, &mut buf, |m| got.push(m[0])) {
+            match ring.try_pop(ring.participant(), 1, &mut buf, |m, _| got.push(m[0])) {
                 Ok(_) => {}
                 Err(PopFail::ProducerInFlight(pos)) => {
                     ring.skip_dead_producer(pos);
@@ -175,7 +176,7 @@ fn a_lost_race_leaves_no_claim_behind() {
         let mut buf = [0u8; 8];
         let mut got = Vec::new();
         loop {
-            match ring.try_pop(ring.participant(), 1, &mut buf, |m| got.push(m[0])) {
+            match ring.try_pop(ring.participant(), 1, &mut buf, |m, _| got.push(m[0])) {
                 Ok(_) => {}
                 Err(PopFail::ProducerInFlight(pos)) => assert!(
                     ring.skip_dead_producer(pos),

@@ -29,7 +29,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Put(v) => {
-                    let r = q.put_nowait(v);
+                    let r = q.try_put(v);
                     if model.len() == cap {
                         prop_assert!(matches!(r, Err(Error::Full)));
                     } else {
@@ -38,8 +38,8 @@ proptest! {
                     }
                 }
                 Op::Get => match model.pop_front() {
-                    Some(v) => prop_assert_eq!(q.get_nowait().unwrap(), v),
-                    None => prop_assert!(matches!(q.get_nowait(), Err(Error::Empty))),
+                    Some(v) => prop_assert_eq!(q.try_get().unwrap(), v),
+                    None => prop_assert!(matches!(q.try_get(), Err(Error::Empty))),
                 },
                 Op::PutMany(vs) => {
                     if model.len() + vs.len() <= cap {
@@ -49,10 +49,10 @@ proptest! {
                 }
                 Op::GetMany(n) => {
                     if model.is_empty() {
-                        prop_assert!(matches!(q.get_many(&mut Vec::new(), n, Some(Duration::ZERO)), Err(Error::Timeout)));
+                        prop_assert!(matches!(q.get_many_timeout(&mut Vec::new(), n, Duration::ZERO), Err(Error::Timeout)));
                     } else {
                         let mut out = Vec::new();
-                        let k = q.get_many(&mut out, n, None).unwrap();
+                        let k = q.get_many(&mut out, n).unwrap();
                         prop_assert!(k >= 1 && k <= n);
                         let want: Vec<u32> = model.drain(..k).collect();
                         prop_assert_eq!(out, want);
@@ -93,13 +93,57 @@ proptest! {
                         got.push(buf.clone());
                     }
                     _ => {
-                        q.get_bytes_many(&mut got, 3, None).unwrap();
+                        q.get_bytes_many(&mut got, 3).unwrap();
                     }
                 }
             }
         }
         prop_assert_eq!(got, msgs);
-        prop_assert!(matches!(q.get_bytes_with(None, true), Err(multiproc_queue::Error::Empty)));
+        prop_assert!(matches!(q.try_get_bytes(), Err(multiproc_queue::Error::Empty)));
+    }
+}
+
+proptest! {
+    /// Messages of any size — most in a slot, some many times a slot, some
+    /// larger than the lane — come out as they went in, one after the other,
+    /// through every kind of get.
+    #[test]
+    fn byte_messages_of_any_size_round_trip(
+        sizes in proptest::collection::vec(prop_oneof![0usize..40, 40usize..2_000, 200_000usize..600_000], 1..12),
+        ways in proptest::collection::vec(0u8..4, 12),
+    ) {
+        let q = ByteQueue::new(4, 40).unwrap();
+        let mut buf = Vec::new();
+        for (k, &n) in sizes.iter().enumerate() {
+            let msg: Vec<u8> = (0..n).map(|i| (i as u8) ^ (k as u8)).collect();
+            let got = if n > multiproc_queue::LANE_BYTES {
+                // Larger than the lane: the put waits for its receiver.
+                std::thread::scope(|s| {
+                    let h = s.spawn(|| q.get_bytes().unwrap());
+                    q.put_bytes(&msg).unwrap();
+                    h.join().unwrap()
+                })
+            } else {
+                q.put_bytes(&msg).unwrap();
+                match ways[k] {
+                    0 => q.get_bytes().unwrap(),
+                    1 => {
+                        q.get_bytes_into(&mut buf).unwrap();
+                        buf.clone()
+                    }
+                    2 => q.get_bytes_timeout(std::time::Duration::from_secs(10)).unwrap(),
+                    _ => {
+                        let mut out = Vec::new();
+                        q.get_bytes_many(&mut out, 3).unwrap();
+                        prop_assert_eq!(out.len(), 1);
+                        out.pop().unwrap()
+                    }
+                }
+            };
+            prop_assert_eq!(got, msg);
+        }
+        prop_assert_eq!(q.lost(), 0);
+        prop_assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
     }
 }
 
@@ -127,7 +171,7 @@ fn items_of_every_slot_size_round_trip() {
                 let mut out = Vec::new();
                 while out.len() < n {
                     if round % 3 == 0 {
-                        q.get_many(&mut out, n, None).unwrap();
+                        q.get_many(&mut out, n).unwrap();
                     } else {
                         out.push(q.get().unwrap());
                     }
@@ -159,7 +203,7 @@ fn the_tutorials_queue_of_three() {
         q.put_timeout(9, Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
-    assert!(matches!(q.put_nowait(9), Err(Error::Full)));
+    assert!(matches!(q.try_put(9), Err(Error::Full)));
     for i in 0..3 {
         assert_eq!(q.get().unwrap(), i);
     }
@@ -168,7 +212,7 @@ fn the_tutorials_queue_of_three() {
         q.get_timeout(Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
 }
 
 #[test]
@@ -195,15 +239,20 @@ fn close_wakes_a_blocked_getter() {
     });
 }
 
+/// A message over the slot size streams through the lane; `try_put` refuses
+/// it whole (streaming may wait), leaving nothing half-written.
 #[test]
-fn too_large_messages_are_refused_whole() {
+fn large_messages_stream_and_try_put_refuses_them_whole() {
     let q = ByteQueue::new(2, 8).unwrap();
     assert!(matches!(
-        q.put_bytes(&[0; 9]),
+        q.try_put_bytes(&[0; 9]),
         Err(Error::MessageTooLarge { len: 9, max: 8 })
     ));
     assert_eq!(q.qsize(), 0, "nothing half-written");
+    q.put_bytes(&[5; 9]).unwrap();
     q.put_bytes(&[7; 8]).unwrap();
+    assert_eq!(q.qsize(), 2, "an announcement and a message");
+    assert_eq!(q.get_bytes().unwrap(), [5; 9]);
     assert_eq!(q.get_bytes().unwrap(), [7; 8]);
 }
 
@@ -220,13 +269,13 @@ fn joinable_queue_counts_tasks() {
                 q.task_done().unwrap();
             }
         });
-        q.join(Some(Duration::from_secs(20))).unwrap();
+        q.join_timeout(Duration::from_secs(20)).unwrap();
     });
     assert_eq!(q.unfinished(), 0);
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
     q.put(4).unwrap();
     assert!(matches!(
-        q.join(Some(Duration::from_millis(10))),
+        q.join_timeout(Duration::from_millis(10)),
         Err(Error::Timeout)
     ));
 }

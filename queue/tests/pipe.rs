@@ -1,8 +1,9 @@
-//! Pipe between processes: both directions, one-way ends, close, serde values.
+//! Pipe between processes: both directions, one-way ends, close, ends that go
+//! away, messages of every size, serde values.
 
 use std::time::Duration;
 
-use multiproc_queue::{Error, Pipe};
+use multiproc_queue::{pipe, pipe_with, Error};
 use multiproc_testkit::{fork, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -10,7 +11,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 #[test]
 fn a_duplex_pipe_between_parent_and_child() {
     let _dog = Watchdog::arm(LIMIT, "duplex pipe");
-    let (parent, child) = Pipe::new(true).unwrap();
+    let (parent, mut child) = pipe(true).unwrap();
     let kid = fork(|| {
         for _ in 0..100 {
             let m = child.recv_bytes().unwrap();
@@ -21,6 +22,8 @@ fn a_duplex_pipe_between_parent_and_child() {
         child.close();
         0
     });
+    // As Python's documentation says: close the other end in this process.
+    drop(child);
     for i in 0..100u32 {
         let m = format!("message {i}");
         parent.send_bytes(m.as_bytes()).unwrap();
@@ -30,9 +33,10 @@ fn a_duplex_pipe_between_parent_and_child() {
     }
     kid.wait_ok(LIMIT);
     assert!(
-        matches!(parent.recv_bytes(), Err(Error::Closed)),
+        matches!(parent.recv_bytes(), Err(Error::Disconnected)),
         "the child closed its end"
     );
+    assert!(matches!(parent.send_bytes(b"?"), Err(Error::Disconnected)));
 }
 
 /// `recv_bytes_into` across processes: one buffer, messages that grow and
@@ -41,7 +45,7 @@ fn a_duplex_pipe_between_parent_and_child() {
 #[test]
 fn receives_into_one_buffer_across_processes() {
     let _dog = Watchdog::arm(LIMIT, "recv_bytes_into");
-    let (reader, writer) = Pipe::with_capacity(false, 4, 300).unwrap();
+    let (reader, writer) = pipe_with(false, 4, 300).unwrap();
     let kid = fork(|| {
         for i in 0..1000usize {
             writer.send_bytes(&vec![i as u8; i % 300]).unwrap();
@@ -77,7 +81,7 @@ fn sleeping_requests_and_replies_lose_no_wake_up() {
     let _dog = Watchdog::arm(LIMIT, "sleeping pipe");
     multiproc_sync::set_owner_check_interval(Duration::from_secs(60));
     const ROUNDS: u32 = 3_000;
-    let (mut a, mut b) = Pipe::with_capacity(true, 1, 8).unwrap();
+    let (mut a, mut b) = pipe_with(true, 1, 8).unwrap();
     a.set_spin_limit(0);
     b.set_spin_limit(0);
     let kid = fork(|| {
@@ -100,28 +104,31 @@ fn sleeping_requests_and_replies_lose_no_wake_up() {
 
 #[test]
 fn a_one_way_pipe_only_goes_one_way() {
-    let (reader, writer) = Pipe::new(false).unwrap();
+    let (reader, writer) = pipe(false).unwrap();
     writer.send_bytes(b"x").unwrap();
-    assert!(reader.poll(Some(Duration::from_secs(1))).unwrap());
+    assert!(reader.poll_timeout(Duration::from_secs(1)).unwrap());
     assert_eq!(reader.recv_bytes().unwrap(), b"x");
     assert!(matches!(
         reader.send_bytes(b"y"),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OneWay { sends: false })
     ));
     assert!(matches!(
         writer.recv_bytes(),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OneWay { sends: true })
     ));
-    assert!(!reader.poll(Some(Duration::from_millis(5))).unwrap());
+    assert!(!reader.poll_timeout(Duration::from_millis(5)).unwrap());
 }
 
+/// A message over the slot size streams: the sender returns once its bytes
+/// are in the lane, so a large one needs the receiver (here in this thread,
+/// for one that fits the lane).
 #[test]
-fn messages_over_the_size_are_refused() {
-    let (a, _b) = Pipe::with_capacity(true, 4, 16).unwrap();
-    assert!(matches!(
-        a.send_bytes(&[0; 17]),
-        Err(Error::MessageTooLarge { len: 17, max: 16 })
-    ));
+fn a_message_over_the_slot_size_goes_through() {
+    let (a, b) = pipe_with(true, 4, 16).unwrap();
+    a.send_bytes(&[9; 17]).unwrap();
+    a.send_bytes(b"small").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), [9; 17]);
+    assert_eq!(b.recv_bytes().unwrap(), b"small");
 }
 
 #[cfg(feature = "serde")]
@@ -134,7 +141,7 @@ fn serde_values_cross_a_pipe() {
         weights: Vec<f64>,
     }
     let _dog = Watchdog::arm(LIMIT, "serde pipe");
-    let (parent, child) = Pipe::new(true).unwrap();
+    let (parent, child) = pipe(true).unwrap();
     let kid = fork(|| {
         let job: Job = child.recv().unwrap();
         child.send(&(job.id * 2, job.name.len())).unwrap();
@@ -152,23 +159,26 @@ fn serde_values_cross_a_pipe() {
 }
 
 /// Values encoded and decoded through the thread's reused buffer: small and
-/// large ones in turn (the buffer kept, then given back past 64 KiB), and one
-/// over the pipe's message size refused whole.
+/// large ones in turn (the buffer kept, then given back past 64 KiB), the
+/// largest over the slot size (streamed).
 #[cfg(feature = "serde")]
 #[test]
 fn serde_values_of_every_size_cross_in_turn() {
-    let (a, b) = Pipe::with_capacity(true, 4, 200 * 1024).unwrap();
-    for n in [0usize, 5, 100_000, 3, 150_000, 1] {
+    let _dog = Watchdog::arm(LIMIT, "serde sizes");
+    let (a, b) = pipe_with(true, 4, 200 * 1024).unwrap();
+    let kid = fork(|| {
+        for _ in 0..7 {
+            let v: Vec<u8> = a.recv().unwrap();
+            a.send(&v).unwrap();
+        }
+        0
+    });
+    for n in [0usize, 5, 100_000, 3, 150_000, 1, 3 << 20] {
         let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
-        a.send(&v).unwrap();
+        b.send(&v).unwrap();
         assert_eq!(b.recv::<Vec<u8>>().unwrap(), v);
     }
-    assert!(matches!(
-        a.send(&vec![1u8; 300 * 1024]),
-        Err(Error::MessageTooLarge { .. })
-    ));
-    a.send(&"after").unwrap();
-    assert_eq!(b.recv::<String>().unwrap(), "after");
+    kid.wait_ok(LIMIT);
 }
 
 /// Every blocking call of a `Connection` has a timeout: a sender facing a full
@@ -177,7 +187,7 @@ fn serde_values_of_every_size_cross_in_turn() {
 #[test]
 fn sends_and_receives_time_out_across_processes() {
     let _dog = Watchdog::arm(LIMIT, "pipe timeouts");
-    let (parent, child) = Pipe::with_capacity(true, 2, 16).unwrap();
+    let (parent, child) = pipe_with(true, 2, 16).unwrap();
     let kid = fork(|| {
         // Busy at first: the parent's third message finds the pipe full.
         std::thread::sleep(Duration::from_millis(200));
@@ -207,7 +217,7 @@ fn sends_and_receives_time_out_across_processes() {
 #[cfg(feature = "serde")]
 #[test]
 fn serde_sends_and_receives_time_out() {
-    let (a, b) = Pipe::with_capacity(true, 1, 64).unwrap();
+    let (a, b) = pipe_with(true, 1, 64).unwrap();
     a.send_timeout(&1u32, LIMIT).unwrap();
     assert!(matches!(
         a.send_timeout(&2u32, Duration::from_millis(5)),
@@ -228,7 +238,7 @@ fn serde_sends_and_receives_time_out() {
 fn a_receive_is_disconnected_when_the_other_end_is_gone() {
     let _dog = Watchdog::arm(LIMIT, "pipe disconnected");
     multiproc_sync::set_owner_check_interval(Duration::from_millis(5));
-    let (parent, child) = Pipe::new(true).unwrap();
+    let (parent, child) = pipe(true).unwrap();
     let kid = fork(|| {
         child.send_bytes(b"bye").unwrap();
         0 // exits without closing
@@ -240,4 +250,115 @@ fn a_receive_is_disconnected_when_the_other_end_is_gone() {
         parent.recv_bytes_timeout(LIMIT),
         Err(Error::Disconnected)
     ));
+}
+
+/// Python's `close`: this end can neither send nor receive; the other end
+/// receives what was sent, then `Disconnected`; its sends fail at once.
+#[test]
+fn closing_an_end_closes_both_directions() {
+    let (mut a, b) = pipe(true).unwrap();
+    b.send_bytes(b"to a").unwrap();
+    a.send_bytes(b"to b").unwrap();
+    a.close();
+    assert!(a.is_closed());
+    assert!(matches!(a.recv_bytes(), Err(Error::EndClosed)));
+    assert!(matches!(a.send_bytes(b"x"), Err(Error::EndClosed)));
+    assert!(matches!(a.poll(), Err(Error::EndClosed)));
+    assert_eq!(b.recv_bytes().unwrap(), b"to b");
+    let t = std::time::Instant::now();
+    assert!(matches!(b.recv_bytes(), Err(Error::Disconnected)));
+    assert!(matches!(b.send_bytes(b"x"), Err(Error::Disconnected)));
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "at once, not after a wait"
+    );
+}
+
+/// A peer that exits — through `exit`, which runs no destructor of its end —
+/// leaves no reader: the next send fails at once, not once the pipe is full.
+#[test]
+fn a_send_to_a_peer_that_exited_fails_at_once() {
+    let _dog = Watchdog::arm(LIMIT, "send to an exited peer");
+    let (parent, child) = pipe(true).unwrap();
+    let kid = fork(|| {
+        child.send_bytes(b"ready").unwrap();
+        // std::process::exit runs the exit handlers, which give back this
+        // process's ends; the closure's `child` is never dropped.
+        std::process::exit(0)
+    });
+    drop(child);
+    assert_eq!(parent.recv_bytes_timeout(LIMIT).unwrap(), b"ready");
+    kid.wait_ok(LIMIT);
+    assert!(matches!(parent.send_bytes(b"?"), Err(Error::Disconnected)));
+    assert!(matches!(parent.recv_bytes(), Err(Error::Disconnected)));
+}
+
+/// A peer SIGKILLed holding its end gives nothing back: its sends counted
+/// still. A send fails with `Disconnected` as soon as it would otherwise wait
+/// (the direction is full), never blocks for good.
+#[test]
+fn a_send_to_a_killed_peer_fails_once_it_would_wait() {
+    let _dog = Watchdog::arm(LIMIT, "send to a killed peer");
+    multiproc_sync::set_owner_check_interval(Duration::from_millis(5));
+    let (parent, child) = pipe_with(true, 4, 16).unwrap();
+    let kid = fork(|| {
+        child.send_bytes(b"ready").unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    drop(child);
+    assert_eq!(parent.recv_bytes_timeout(LIMIT).unwrap(), b"ready");
+    kid.kill(LIMIT);
+    let mut sent = 0;
+    let err = loop {
+        match parent.send_bytes(b"x") {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent <= 4, "more sends than the direction holds");
+    };
+    assert!(matches!(err, Error::Disconnected), "{err}");
+    assert!(matches!(parent.recv_bytes(), Err(Error::Disconnected)));
+}
+
+/// CPython sends 16 MiB through a pipe and back; here 16 MiB and then 1 GiB
+/// with the default pipe, checked byte for byte, and a message of 0 bytes.
+#[test]
+fn messages_of_0_bytes_to_1_gib_cross_a_default_pipe() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "large messages");
+    let (parent, child) = pipe(true).unwrap();
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+    let kid = fork(|| {
+        // Echo the 16 MiB message, then send 1 GiB of our own.
+        let m = child.recv_bytes().unwrap();
+        child.send_bytes(&m).unwrap();
+        drop(m);
+        child.send_bytes(&pattern(1 << 30, 7)).unwrap();
+        child.send_bytes(b"").unwrap();
+        0
+    });
+    let big = pattern(16 << 20, 3);
+    parent.send_bytes(&big).unwrap();
+    assert!(
+        parent.recv_bytes_timeout(LIMIT).unwrap() == big,
+        "16 MiB came back intact"
+    );
+    drop(big);
+    let mut buf = Vec::new();
+    let t = std::time::Instant::now();
+    parent.recv_bytes_into(&mut buf).unwrap();
+    let took = t.elapsed();
+    assert_eq!(buf.len(), 1 << 30);
+    assert!(buf == pattern(1 << 30, 7), "1 GiB intact");
+    eprintln!(
+        "1 GiB through a pipe in {took:?} ({:.2} GB/s)",
+        1.073_741_824 / took.as_secs_f64()
+    );
+    assert_eq!(parent.recv_bytes().unwrap(), b"");
+    kid.wait_ok(LIMIT);
 }

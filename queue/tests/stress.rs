@@ -131,7 +131,7 @@ fn run(producers: u64, consumers: u64, per_producer: u64, capacity: usize) {
                 let mut out = Vec::with_capacity(32);
                 loop {
                     out.clear();
-                    match q.get_many(&mut out, 32, Some(Duration::from_millis(200))) {
+                    match q.get_many_timeout(&mut out, 32, Duration::from_millis(200)) {
                         Ok(_) => {}
                         Err(multiproc_queue::Error::Closed) => break,
                         Err(multiproc_queue::Error::Timeout) => continue,
@@ -177,7 +177,7 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
                     match i % 8 {
                         0 => {
                             flush(&mut batch);
-                            while let Err(e) = q.put_bytes_nowait(&m) {
+                            while let Err(e) = q.try_put_bytes(&m) {
                                 assert!(matches!(e, multiproc_queue::Error::Full), "{e}");
                                 std::hint::spin_loop();
                             }
@@ -200,13 +200,13 @@ fn run_bytes(producers: u64, consumers: u64, per_producer: u64, capacity: usize)
                 let mut last = tally.last();
                 let mut buf = Vec::new();
                 let mut many = Vec::new();
-                let wait = Some(Duration::from_millis(200));
+                let wait = Duration::from_millis(200);
                 for k in 0u64.. {
                     many.clear();
                     let got = match k % 7 {
-                        0 => q.get_bytes_with(wait, false).map(|v| many.push(v)),
-                        1 => q.get_bytes_many(&mut many, 5, wait).map(drop),
-                        _ => q.get_bytes_into_with(&mut buf, wait, false).map(|_| {
+                        0 => q.get_bytes_timeout(wait).map(|v| many.push(v)),
+                        1 => q.get_bytes_many_timeout(&mut many, 5, wait).map(drop),
+                        _ => q.get_bytes_into_timeout(&mut buf, wait).map(|_| {
                             many.push(std::mem::take(&mut buf));
                         }),
                     };
@@ -368,7 +368,7 @@ fn sleeping_hand_offs_lose_no_wake_up() {
     });
     for i in 0..1_000 {
         jq.put(i).unwrap();
-        jq.join(None).unwrap();
+        jq.join().unwrap();
     }
     worker.wait_ok(LIMIT);
 }
@@ -407,7 +407,7 @@ impl Joinable for JoinableQueue<u64> {
         JoinableQueue::task_done(self).unwrap();
     }
     fn wait_all(&self, d: Duration) {
-        JoinableQueue::join(self, Some(d)).unwrap();
+        JoinableQueue::join_timeout(self, d).unwrap();
     }
     fn left(&self) -> u32 {
         JoinableQueue::unfinished(self)
@@ -419,14 +419,14 @@ impl Joinable for JoinableByteQueue {
         self.put_bytes(&i.to_le_bytes()).unwrap();
     }
     fn take(&self, d: Duration) -> Result<u64, multiproc_queue::Error> {
-        let b = self.get_bytes_with(Some(d), false)?;
+        let b = self.get_bytes_timeout(d)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn done(&self) {
         JoinableByteQueue::task_done(self).unwrap();
     }
     fn wait_all(&self, d: Duration) {
-        JoinableByteQueue::join(self, Some(d)).unwrap();
+        JoinableByteQueue::join_timeout(self, d).unwrap();
     }
     fn left(&self) -> u32 {
         JoinableByteQueue::unfinished(self)
@@ -553,7 +553,7 @@ mod cross_process_model {
             });
             let mut got = Vec::with_capacity(items.len());
             while got.len() < items.len() {
-                q.get_many(&mut got, get_batch, Some(Duration::from_secs(20))).unwrap();
+                q.get_many_timeout(&mut got, get_batch, Duration::from_secs(20)).unwrap();
             }
             producer.wait_ok(LIMIT);
             prop_assert_eq!(got, items);

@@ -18,6 +18,10 @@
 //! A token says which kind it is ([`TOKEN_PIDFS`]); a check recomputes the token of
 //! the same kind. The segment header records its creator this way, and
 //! `multiproc-sync` records lock owners and participants this way.
+//!
+//! Computing a token allocates nothing and takes no lock (plain syscalls and a
+//! stack buffer), so a fork handler may do it in the child of a multi-threaded
+//! program.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -220,16 +224,32 @@ pub(crate) struct Stat {
 
 /// Parses `/proc/ID/stat` (ID a pid or a tid). The command name (field 2) may hold
 /// spaces and parentheses: fields resume after the last `)`, then field 3 is the
-/// state and field 22 the start time.
+/// state and field 22 the start time. Read into a stack buffer with plain
+/// syscalls: no allocation, so a fork handler may call it.
 pub(crate) fn read_stat(id: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
-    let rest = text.get(text.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
+    let mut buf = [0u8; 1024];
+    let n = crate::sys::read_proc_stat(id, &mut buf)?;
+    let text = &buf[..n];
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let mut fields = text.get(close + 2..)?.split(|&b| b == b' ');
     let state = fields.next()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
+    let start_time = parse_u64(fields.nth(18)?)?;
     Some(Stat {
-        zombie: state == "Z" || state == "X",
+        zombie: state == b"Z" || state == b"X",
         start_time,
+    })
+}
+
+/// A decimal number (possibly followed by a newline), without allocating.
+fn parse_u64(field: &[u8]) -> Option<u64> {
+    let digits = field.strip_suffix(b"\n").unwrap_or(field);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+            .flatten()
     })
 }
 
@@ -266,6 +286,18 @@ mod tests {
         assert_ne!(main, other);
         assert!(task_alive(tid(), Task::Thread, main));
         assert!(!task_alive(other_tid, Task::Thread, other), "it exited");
+    }
+
+    #[test]
+    fn stat_fields_are_read_without_allocating() {
+        assert_eq!(parse_u64(b"12345"), Some(12345));
+        assert_eq!(parse_u64(b"7\n"), Some(7));
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"1x"), None);
+        assert_eq!(parse_u64(b"99999999999999999999999"), None);
+        let me = read_stat(std::process::id()).unwrap();
+        assert!(!me.zombie && me.start_time > 0);
+        assert!(read_stat(0x3fff_fff0).is_none());
     }
 
     #[test]

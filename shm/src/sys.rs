@@ -217,3 +217,60 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: fchmod takes a valid borrowed descriptor and a mode.
     retry(|| cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })).map(drop)
 }
+
+/// Reads `/proc/ID/stat` into `buf` with plain syscalls (no allocation); the
+/// bytes read, or `None` when there is no such task.
+pub(crate) fn read_proc_stat(id: u32, buf: &mut [u8]) -> Option<usize> {
+    // "/proc/" + up to 10 digits + "/stat" + NUL
+    let mut path = [0u8; 32];
+    let mut len = 0;
+    for &b in b"/proc/" {
+        path[len] = b;
+        len += 1;
+    }
+    let mut digits = [0u8; 10];
+    let mut n = id;
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[len] = digits[d];
+        len += 1;
+    }
+    for &b in b"/stat" {
+        path[len] = b;
+        len += 1;
+    }
+    let fd = retry(|| {
+        // SAFETY: path is NUL-terminated (zeroed past len) and lives across the call.
+        cvt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) })
+    })
+    .ok()?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the range is inside buf, which is valid for writes.
+        let r = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf[filled..].as_mut_ptr().cast(),
+                buf.len() - filled,
+            )
+        };
+        match r {
+            0 => break,
+            r if r > 0 => filled += r as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+    Some(filled)
+}

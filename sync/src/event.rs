@@ -143,8 +143,9 @@ impl Event {
 
 impl Event {
     /// Test hook: threads counted asleep (live or not).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn __sleepers(&self) -> u32 {
+    pub fn hook_sleepers(&self) -> u32 {
         self.sleepers.count()
     }
 

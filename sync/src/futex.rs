@@ -23,7 +23,7 @@
 use std::sync::atomic::AtomicU32;
 
 pub use crate::sleepers::{overdue, sleep_ends_by, Sleepers, Ticket};
-pub use crate::sys::Deadline;
+pub use crate::sys::{Deadline, WAIT_ANY_MAX};
 
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns `false`
 /// only when the deadline passed; `true` on a wake-up (possibly spurious) or when
@@ -62,4 +62,24 @@ pub fn wake(word: &AtomicU32, n: u32) -> u32 {
 #[inline]
 pub fn wake_all(word: &AtomicU32) -> u32 {
     crate::sys::futex_wake(word, u32::MAX)
+}
+
+/// Sleeps until one of `words` does not hold its expected value, or is woken,
+/// or `deadline` passes (`futex_waitv`): how one thread waits on several
+/// queues at once. Returns `false` only when the deadline passed; callers look
+/// again after every return. At most [`WAIT_ANY_MAX`] words.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+/// use multiproc_sync::futex::{wait_any, Deadline};
+/// let (a, b) = (AtomicU32::new(0), AtomicU32::new(5));
+/// // Neither changes: the deadline passes.
+/// assert!(!wait_any(&[(&a, 0), (&b, 5)], Deadline::after(Duration::from_millis(1)).as_ref()));
+/// // b does not hold 4: no sleep at all.
+/// assert!(wait_any(&[(&a, 0), (&b, 4)], None));
+/// ```
+pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<&Deadline>) -> bool {
+    crate::sys::futex_wait_any(words, deadline)
 }

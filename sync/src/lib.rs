@@ -151,6 +151,7 @@ pub mod owner {
     }
 }
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use semaphore::{HookedGuard, OwnedStep};
 pub use slots::SLOTS;

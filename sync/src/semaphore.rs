@@ -107,7 +107,7 @@ fn state_of(tag: u32, count: u32) -> u64 {
 }
 
 /// Steps of an owned acquire or release, named for the fault tests, which kill a
-/// holder right after one (see `__die_after`).
+/// holder right after one (see `hook_acquire_owned_with_hook`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[doc(hidden)]
 pub enum OwnedStep {
@@ -495,8 +495,9 @@ impl Semaphore {
     }
 
     /// Test hook: threads counted asleep (live or not).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn __sleepers(&self) -> u32 {
+    pub fn hook_sleepers(&self) -> u32 {
         self.sleepers.count()
     }
 
@@ -521,8 +522,9 @@ impl Semaphore {
     /// Test hook: `acquire_owned`, then on drop of the guard `release`, calling
     /// `die` after each step: the fault tests SIGKILL the process at a chosen
     /// step there. Not part of the API.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn __acquire_owned_with_hook<'a>(
+    pub fn hook_acquire_owned_with_hook<'a>(
         &'a self,
         timeout: Option<Duration>,
         hook: &'a dyn Fn(OwnedStep),
@@ -607,13 +609,15 @@ impl Drop for SemaphoreGuard<'_> {
     }
 }
 
-/// The test hook's guard (see `Semaphore::__acquire_owned_with_hook`).
+/// The test hook's guard (see `Semaphore::hook_acquire_owned_with_hook`).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub struct HookedGuard<'a> {
     guard: SemaphoreGuard<'a>,
     hook: &'a dyn Fn(OwnedStep),
 }
 
+#[cfg(feature = "test-hooks")]
 impl Drop for HookedGuard<'_> {
     fn drop(&mut self) {
         self.guard.release_with(self.hook);

@@ -176,3 +176,65 @@ pub fn at_fork_child(child: extern "C" fn()) {
     // and parent handlers are allowed.
     unsafe { libc::pthread_atfork(None, None, Some(child)) };
 }
+
+/// One futex for [`futex_wait_any`]: `struct futex_waitv` of the kernel.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: the word is 32 bits (and, without `FUTEX2_PRIVATE`, may be
+/// shared between processes).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// The most words one `futex_waitv` takes (`FUTEX_WAITV_MAX`).
+pub const WAIT_ANY_MAX: usize = 128;
+
+/// Sleeps until one of `words` no longer holds its expected value or is woken,
+/// or `deadline` passes (`futex_waitv`, Linux 5.16; shared futexes). Returns
+/// `false` only when the deadline passed. On a kernel without `futex_waitv` it
+/// naps a millisecond and returns `true`: callers look again either way.
+pub fn futex_wait_any(words: &[(&AtomicU32, u32)], deadline: Option<&Deadline>) -> bool {
+    debug_assert!(!words.is_empty() && words.len() <= WAIT_ANY_MAX);
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .take(WAIT_ANY_MAX)
+        .map(|(w, expected)| FutexWaitv {
+            val: u64::from(*expected),
+            uaddr: w.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    let ts = deadline.map_or(std::ptr::null(), |d| &d.ts as *const libc::timespec);
+    loop {
+        // SAFETY: waiters points to waiters.len() valid futex_waitv entries whose
+        // uaddr fields are live, aligned u32 words; ts is NULL or a valid absolute
+        // CLOCK_MONOTONIC timespec.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                waiters.as_ptr(),
+                waiters.len() as libc::c_uint,
+                0 as libc::c_uint,
+                ts,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if r >= 0 {
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ETIMEDOUT) => return false,
+            Some(libc::ENOSYS) => {
+                std::thread::sleep(Duration::from_millis(1));
+                return deadline.is_none_or(|d| !d.passed());
+            }
+            _ => return true, // EAGAIN: a word changed before we slept.
+        }
+    }
+}

@@ -293,7 +293,7 @@ fn an_owned_permit_of_a_holder_killed_at_any_step_is_neither_lost_nor_doubled() 
                         unsafe { libc::raise(libc::SIGKILL) };
                     }
                 };
-                let g = sem.__acquire_owned_with_hook(None, &die);
+                let g = sem.hook_acquire_owned_with_hook(None, &die);
                 drop(g);
                 0 // the steps after PermitTaken come in the drop
             });
@@ -479,11 +479,11 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
         sem.acquire(Some(Duration::from_secs(30)));
         0
     });
-    wait_until(BOUND, "asleep", || sem.__sleepers() == 1);
+    wait_until(BOUND, "asleep", || sem.hook_sleepers() == 1);
     child.kill(BOUND);
     sem.release(1).unwrap();
     assert_eq!(
-        sem.__sleepers(),
+        sem.hook_sleepers(),
         1,
         "too soon to tell it from a slow sleeper"
     );
@@ -491,7 +491,7 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
     std::thread::sleep(Duration::from_millis(1_100));
     sem.release(1).unwrap();
     assert_eq!(
-        sem.__sleepers(),
+        sem.hook_sleepers(),
         0,
         "forgotten once its sleep would have ended"
     );
@@ -504,10 +504,10 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
         }
     });
     assert!(sem.try_acquire());
-    wait_until(BOUND, "a live sleeper", || sem.__sleepers() == 1);
+    wait_until(BOUND, "a live sleeper", || sem.hook_sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);
-    assert_eq!(sem.__sleepers(), 0);
+    assert_eq!(sem.hook_sleepers(), 0);
 }
 
 /// Waiters killed at random points around their sleeps (short timeouts), 50
@@ -529,14 +529,14 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
         std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
         child.kill(BOUND);
         // The dead stay counted for a second: at most one per kill so far.
-        assert!(sem.__sleepers() >= counted && sem.__sleepers() <= trial);
-        counted = sem.__sleepers();
+        assert!(sem.hook_sleepers() >= counted && sem.hook_sleepers() <= trial);
+        counted = sem.hook_sleepers();
     }
     eprintln!("{counted} of 50 waiters were killed counted");
     assert!(counted > 0, "no kill landed while a waiter was counted");
     std::thread::sleep(Duration::from_millis(1_100));
     sem.release(1).unwrap();
-    assert_eq!(sem.__sleepers(), 0);
+    assert_eq!(sem.hook_sleepers(), 0);
     assert!(sem.try_acquire());
     let child = fork(|| {
         if sem.acquire(Some(Duration::from_secs(20))) {
@@ -545,7 +545,7 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
             1
         }
     });
-    wait_until(BOUND, "a live sleeper", || sem.__sleepers() == 1);
+    wait_until(BOUND, "a live sleeper", || sem.hook_sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);
 }
@@ -561,15 +561,15 @@ fn an_event_waiter_killed_asleep_is_forgotten() {
         event.wait(None);
         0
     });
-    wait_until(BOUND, "asleep", || event.__sleepers() == 1);
+    wait_until(BOUND, "asleep", || event.hook_sleepers() == 1);
     child.kill(BOUND);
     std::thread::sleep(Duration::from_millis(1_100));
     event.set();
-    assert_eq!(event.__sleepers(), 0);
+    assert_eq!(event.hook_sleepers(), 0);
     // A live waiter with no timeout is still woken.
     event.clear();
     let child = fork(|| if event.wait(None) { 0 } else { 1 });
-    wait_until(BOUND, "a live sleeper", || event.__sleepers() == 1);
+    wait_until(BOUND, "a live sleeper", || event.hook_sleepers() == 1);
     event.set();
     child.wait_ok(BOUND);
 }

@@ -1,0 +1,886 @@
+//! [`ByteQueue`]: byte messages of any size (and, with the `serde` feature, any
+//! `Serialize` type): those up to the slot size in a slot each, larger ones
+//! streamed through the lane (see [`large`](crate::large)).
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use multiproc_shm::{Location, Segment};
+use multiproc_sync::futex::Deadline;
+
+use crate::large::Received;
+use crate::layout::ANNOUNCEMENT;
+use crate::raw::{deadline, RawQueue, Roles, Spec};
+use crate::ring::Msg;
+use crate::{Error, Result};
+
+/// A bounded queue of byte messages of any size, between threads and processes:
+/// Python's `Queue` for bytes (or, with the `serde` feature, any `Serialize`
+/// value).
+///
+/// A message up to `max_inline` bytes (fixed at creation) is copied into a slot
+/// of its own, in one step: the fast path. A larger one is announced in a slot
+/// and streamed through the queue's lane of 256 KiB, while small messages keep
+/// flowing; only one large message streams at a time, and its `put` returns once
+/// its last byte is in the lane (as a write into a pipe does), so a large
+/// message needs a receiver to go through. Choose `max_inline` for the usual
+/// message: every slot is that big.
+///
+/// | Python | here |
+/// |---|---|
+/// | `put(b)`, `put(b, timeout=t)`, `put_nowait(b)` | [`put_bytes`](ByteQueue::put_bytes), [`put_bytes_timeout`](ByteQueue::put_bytes_timeout), [`try_put_bytes`](ByteQueue::try_put_bytes) |
+/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get_bytes`](ByteQueue::get_bytes), [`get_bytes_timeout`](ByteQueue::get_bytes_timeout), [`try_get_bytes`](ByteQueue::try_get_bytes) (and `_into` forms that reuse a buffer) |
+/// | any picklable object | [`put_value`](ByteQueue::put_value) / [`get_value`](ByteQueue::get_value) (feature `serde`), or [`ValueQueue`](crate::ValueQueue) for one type |
+///
+/// Otherwise it behaves as [`Queue`](crate::Queue): the same errors, the same
+/// handling of dead peers (a large message whose producer or receiver dies
+/// mid-stream is counted in [`lost`](ByteQueue::lost)).
+///
+/// # Examples
+/// ```
+/// let q = multiproc_queue::ByteQueue::new(16, 64)?;
+/// q.put_bytes(b"hello")?;
+/// assert_eq!(q.get_bytes()?, b"hello");
+/// q.put_bytes(&[7; 65])?; // over the slot size: streamed through the lane
+/// assert_eq!(q.get_bytes()?, [7; 65]);
+/// # Ok::<(), multiproc_queue::Error>(())
+/// ```
+pub struct ByteQueue {
+    pub(crate) raw: RawQueue,
+}
+
+pub(crate) const BYTE_QUEUE: &str = "multiproc_queue::ByteQueue";
+
+/// The type name a byte queue's segment header carries.
+fn byte_queue_type_name(joinable: bool) -> &'static str {
+    if joinable {
+        "multiproc_queue::JoinableByteQueue"
+    } else {
+        BYTE_QUEUE
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of at least `len` bytes (at least
+/// one), which the general gets copy each message into before handing it on.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            if s.len() < len.max(1) {
+                s.resize(len.max(1), 0);
+            }
+            f(&mut s)
+        }
+        // In use further up this thread's stack: a fresh one.
+        Err(_) => f(&mut vec![0; len.max(1)]),
+    })
+}
+
+/// `raw`, if its ring is one of variable-length messages, as every byte queue's
+/// is; a segment that says otherwise was written by something else.
+pub(crate) fn byte_ring(raw: RawQueue) -> Result<RawQueue> {
+    if raw.ring().is_fixed() {
+        return Err(Error::Corrupted(
+            "a byte queue's segment describes a ring of fixed-length messages".into(),
+        ));
+    }
+    Ok(raw)
+}
+
+/// What the general path of a get took: a message, or a large one's announcement.
+struct Taken {
+    bytes: Vec<u8>,
+    large: bool,
+}
+
+impl ByteQueue {
+    /// An anonymous queue of `maxsize` slots for messages of any size, each up
+    /// to `max_inline` bytes in a slot of its own (larger ones streamed).
+    ///
+    /// # Errors
+    /// As for [`Queue::new`](crate::Queue::new), and [`Error::InvalidArgument`]
+    /// for a `max_inline` over 16 MiB.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 100)?;
+    /// assert_eq!(q.max_inline(), 100);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn new(maxsize: usize, max_inline: usize) -> Result<ByteQueue> {
+        ByteQueue::new_in(Location::Anonymous, maxsize, max_inline)
+    }
+
+    /// A named byte queue.
+    ///
+    /// # Errors
+    /// As for [`new`](ByteQueue::new), plus naming errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-bq-{}", std::process::id());
+    /// let q = multiproc_queue::ByteQueue::create(&name, 4, 16)?;
+    /// q.put_bytes(b"x")?;
+    /// assert_eq!(multiproc_queue::ByteQueue::open(&name)?.get_bytes()?, b"x");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn create(name: &str, maxsize: usize, max_inline: usize) -> Result<ByteQueue> {
+        ByteQueue::new_in(Location::Named(name), maxsize, max_inline)
+    }
+
+    /// A byte queue at `location`.
+    ///
+    /// # Errors
+    /// As for [`new`](ByteQueue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new_in(multiproc_shm::Location::Memfd, 4, 16)?;
+    /// assert!(q.segment().fd().is_some());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn new_in(location: Location<'_>, maxsize: usize, max_inline: usize) -> Result<ByteQueue> {
+        ByteQueue::make(location, maxsize, max_inline, false, false)
+    }
+
+    pub(crate) fn make(
+        location: Location<'_>,
+        maxsize: usize,
+        max_inline: usize,
+        joinable: bool,
+        pipe: bool,
+    ) -> Result<ByteQueue> {
+        ByteQueue::make_with_lane(
+            location,
+            maxsize,
+            max_inline,
+            joinable,
+            pipe,
+            crate::LANE_BYTES,
+        )
+    }
+
+    pub(crate) fn make_with_lane(
+        location: Location<'_>,
+        maxsize: usize,
+        max_inline: usize,
+        joinable: bool,
+        pipe: bool,
+        lane: usize,
+    ) -> Result<ByteQueue> {
+        Ok(ByteQueue {
+            raw: RawQueue::create(Spec {
+                location,
+                capacity: maxsize,
+                msg_max: max_inline,
+                fixed: false,
+                type_name: byte_queue_type_name(joinable).to_owned(),
+                joinable,
+                pipe,
+                lane,
+            })?,
+        })
+    }
+
+    /// Opens a named byte queue (a write handle).
+    ///
+    /// # Errors
+    /// As for [`Queue::open`](crate::Queue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::open("no-such-bq-here").is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<ByteQueue> {
+        ByteQueue::open_as(name, false, Roles::WRITER)
+    }
+
+    /// Opens the named byte queue `name`, which must hold exactly `maxsize`
+    /// messages of up to `max_inline` bytes in their slots.
+    ///
+    /// # Errors
+    /// [`Error::CapacityMismatch`] or [`Error::MessageSizeMismatch`] for another
+    /// size, then as for [`open`](ByteQueue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_queue::{ByteQueue, Error};
+    /// let name = format!("doc-bq-sized-{}", std::process::id());
+    /// let _q = ByteQueue::create(&name, 8, 64)?;
+    /// assert!(ByteQueue::open_sized(&name, 8, 64).is_ok());
+    /// assert!(matches!(ByteQueue::open_sized(&name, 16, 64), Err(Error::CapacityMismatch { found: 8, expected: 16 })));
+    /// assert!(matches!(ByteQueue::open_sized(&name, 8, 32), Err(Error::MessageSizeMismatch { found: 64, expected: 32 })));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open_sized(name: &str, maxsize: usize, max_inline: usize) -> Result<ByteQueue> {
+        let q = ByteQueue::open(name)?;
+        if q.capacity() != maxsize {
+            return Err(Error::CapacityMismatch {
+                found: q.capacity(),
+                expected: maxsize,
+            });
+        }
+        if q.max_inline() != max_inline {
+            return Err(Error::MessageSizeMismatch {
+                found: q.max_inline(),
+                expected: max_inline,
+            });
+        }
+        Ok(q)
+    }
+
+    /// Opens a named byte queue without counting as a writer, so that a blocked
+    /// get can see [`Error::Disconnected`] when the writers are gone (as
+    /// [`Queue::open_receiver`](crate::Queue::open_receiver)).
+    ///
+    /// # Errors
+    /// As for [`open`](ByteQueue::open).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-bq-recv-{}", std::process::id());
+    /// let w = multiproc_queue::ByteQueue::create(&name, 4, 16)?;
+    /// let r = multiproc_queue::ByteQueue::open_receiver(&name)?;
+    /// w.put_bytes(b"hi")?;
+    /// assert_eq!(r.get_bytes()?, b"hi");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn open_receiver(name: &str) -> Result<ByteQueue> {
+        ByteQueue::open_as(name, false, Roles::NONE)
+    }
+
+    pub(crate) fn open_as(name: &str, joinable: bool, roles: Roles) -> Result<ByteQueue> {
+        let type_name = byte_queue_type_name(joinable);
+        Ok(ByteQueue {
+            raw: byte_ring(RawQueue::attach(Segment::open(name)?, type_name, roles)?)?,
+        })
+    }
+
+    /// How many times a blocking put or get of this handle retries before it
+    /// yields and then sleeps (see [`Queue::set_spin_limit`](crate::Queue::set_spin_limit)).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.set_spin_limit(0); // sleep at once when empty
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        self.raw.set_spins(spins);
+    }
+
+    /// Stops counting this handle as a writer.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.stop_writing();
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn stop_writing(&mut self) {
+        self.raw.unregister_writer();
+    }
+
+    /// The largest message that goes in a slot of its own (larger ones stream).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(4, 16)?.max_inline(), 16);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn max_inline(&self) -> usize {
+        self.raw.ring().msg_max()
+    }
+
+    /// The one-message fast path of the puts: `true` if `msg` went in (see
+    /// `RawQueue::fast_put`); a message over the slot size is the general path's.
+    #[inline(always)]
+    fn fast_put(&self, msg: &[u8], spins: u32) -> bool {
+        msg.len() <= self.max_inline()
+            && self
+                .raw
+                .fast_put(spins, |ring, part| ring.push_bytes_one(Some(part), msg))
+    }
+
+    /// The general path of the puts (waiting, sleeping, large messages, and
+    /// every error).
+    #[cold]
+    #[inline(never)]
+    fn put_bytes_slow(&self, msg: &[u8], deadline: Option<Deadline>, nowait: bool) -> Result<()> {
+        if msg.len() > self.max_inline() {
+            if nowait {
+                return Err(Error::MessageTooLarge {
+                    len: msg.len(),
+                    max: self.max_inline(),
+                });
+            }
+            return self.raw.put_large(msg, deadline);
+        }
+        self.raw.put(&[Msg::of(msg)], deadline, nowait).1
+    }
+
+    /// Puts a message, waiting for room.
+    ///
+    /// # Errors
+    /// As for [`Queue::put`](crate::Queue::put).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"abcd")?;
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[inline]
+    pub fn put_bytes(&self, msg: &[u8]) -> Result<()> {
+        if self.fast_put(msg, self.raw.spins()) {
+            return Ok(());
+        }
+        self.put_bytes_slow(msg, None, false)
+    }
+
+    /// Puts a message, waiting at most `timeout` for room (and, for a large one,
+    /// for its receiver to take its bytes: past the timeout the message is
+    /// abandoned, and counted lost).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`put_bytes`](ByteQueue::put_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.put_bytes(b"a")?;
+    /// assert!(matches!(q.put_bytes_timeout(b"b", Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        if self.fast_put(msg, self.raw.spins()) {
+            return Ok(());
+        }
+        self.put_bytes_slow(msg, deadline(Some(timeout)), false)
+    }
+
+    /// Puts a message if there is room now (Python's `put_nowait`). A message
+    /// over the slot size is refused: streaming it would wait for a receiver.
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::MessageTooLarge`] for a message over
+    /// [`max_inline`](ByteQueue::max_inline), and as for
+    /// [`put_bytes`](ByteQueue::put_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// q.try_put_bytes(b"a")?;
+    /// assert!(matches!(q.try_put_bytes(b"b"), Err(multiproc_queue::Error::Full)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[doc(alias = "put_nowait")]
+    pub fn try_put_bytes(&self, msg: &[u8]) -> Result<()> {
+        if self.fast_put(msg, 0) {
+            return Ok(());
+        }
+        self.put_bytes_slow(msg, None, true)
+    }
+
+    /// Puts every message, in order, claiming as many slots at once as are free
+    /// (as [`Queue::put_many`](crate::Queue::put_many)); a message over the slot
+    /// size streams in its turn.
+    ///
+    /// # Errors
+    /// As for [`put_bytes`](ByteQueue::put_bytes); messages before a failure
+    /// went in.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// q.put_bytes_many(&[&b"a"[..], b"bc", b""])?;
+    /// assert_eq!(q.qsize(), 3);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_bytes_many<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<()> {
+        self.put_bytes_many_with(msgs, None).1
+    }
+
+    /// Puts messages in order, as [`put_bytes_many`](ByteQueue::put_bytes_many)
+    /// does, until all went in or `timeout` passes; returns how many went in
+    /// (fewer than `msgs.len()` when the time ran out after some went in).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when none went in in time, and as for
+    /// [`put_bytes`](ByteQueue::put_bytes) when the first failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(2, 16)?;
+    /// assert_eq!(q.put_bytes_many_timeout(&[b"a", b"b", b"c"], Duration::from_millis(1))?, 2);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_bytes_many_timeout<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        timeout: Duration,
+    ) -> Result<usize> {
+        match self.put_bytes_many_with(msgs, deadline(Some(timeout))) {
+            (0, Err(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
+    /// Runs of messages that fit a slot go in a batch each; larger ones stream.
+    fn put_bytes_many_with<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        deadline: Option<Deadline>,
+    ) -> (usize, Result<()>) {
+        let max = self.max_inline();
+        let mut done = 0;
+        while done < msgs.len() {
+            let rest = &msgs[done..];
+            let small = rest.iter().take_while(|m| m.as_ref().len() <= max).count();
+            if small == 0 {
+                if let Err(e) = self.raw.put_large(rest[0].as_ref(), deadline) {
+                    return (done, Err(e));
+                }
+                done += 1;
+                continue;
+            }
+            let batch: Vec<Msg> = rest[..small].iter().map(|m| Msg::of(m.as_ref())).collect();
+            let (n, r) = self.raw.put(&batch, deadline, false);
+            done += n;
+            if r.is_err() {
+                return (done, r);
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Takes the next message, waiting for one.
+    ///
+    /// # Errors
+    /// As for [`Queue::get`](crate::Queue::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"abc")?;
+    /// assert_eq!(q.get_bytes()?, b"abc");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into_with(&mut out, None, false)?;
+        Ok(out)
+    }
+
+    /// Takes the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// assert!(matches!(q.get_bytes_timeout(Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into_with(&mut out, deadline(Some(timeout)), false)?;
+        Ok(out)
+    }
+
+    /// Takes the next message if there is one (Python's `get_nowait`).
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 4)?;
+    /// assert!(matches!(q.try_get_bytes(), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[doc(alias = "get_nowait")]
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into_with(&mut out, None, true)?;
+        Ok(out)
+    }
+
+    /// Takes the next message into `buf`, replacing what it held, and returns
+    /// its length. A buffer reused from one message to the next saves an
+    /// allocation per message (Python's `recv_bytes_into`, except that the
+    /// buffer grows to fit: no `BufferTooShort`). On an error `buf` holds no
+    /// message.
+    ///
+    /// # Errors
+    /// As for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"hello")?;
+    /// q.put_bytes(b"hi")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(q.get_bytes_into(&mut buf)?, 5);
+    /// assert_eq!(buf, b"hello");
+    /// assert_eq!(q.get_bytes_into(&mut buf)?, 2);
+    /// assert_eq!(buf, b"hi");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.get_into_with(buf, None, false)
+    }
+
+    /// [`get_bytes_into`](ByteQueue::get_bytes_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// let mut buf = Vec::new();
+    /// assert!(q.get_bytes_into_timeout(&mut buf, Duration::from_millis(1)).is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.get_into_with(buf, deadline(Some(timeout)), false)
+    }
+
+    /// [`get_bytes_into`](ByteQueue::get_bytes_into) if a message is there now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// let mut buf = Vec::new();
+    /// assert!(matches!(q.try_get_bytes_into(&mut buf), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.get_into_with(buf, None, true)
+    }
+
+    /// Every get: the fast path, then the general one; an announcement goes on
+    /// to receive its large message (a lost one, to the next message).
+    #[inline]
+    fn get_into_with(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let spins = if nowait { 0 } else { self.raw.spins() };
+        match self
+            .raw
+            .fast_get(spins, |ring, part| ring.pop_bytes_one(Some(part), buf))
+        {
+            Some(Ok(false)) => Ok(buf.len()),
+            Some(Ok(true)) => self.receive_announced(buf, deadline, nowait),
+            Some(Err(e)) => Err(Error::Corrupted(e)),
+            None => self.get_bytes_slow(buf, deadline, nowait),
+        }
+    }
+
+    /// The general path of the gets (waiting, sleeping, and every error), through
+    /// this thread's scratch buffer of a slot's size.
+    #[cold]
+    #[inline(never)]
+    fn get_bytes_slow(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let mut large = false;
+        with_scratch(self.raw.ring().data_max(), |s| {
+            self.raw.get(1, deadline, nowait, s, |m, is_large| {
+                buf.clear();
+                buf.extend_from_slice(m);
+                large = is_large;
+            })
+        })?;
+        if large {
+            return self.receive_announced(buf, deadline, nowait);
+        }
+        Ok(buf.len())
+    }
+
+    /// `buf` holds an announcement: receive its message into `buf`; when it was
+    /// lost, take the next message instead (within the same deadline).
+    #[cold]
+    fn receive_announced(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let mut ann = [0u8; ANNOUNCEMENT];
+        let n = buf.len().min(ANNOUNCEMENT);
+        ann[..n].copy_from_slice(&buf[..n]);
+        match self.raw.get_large(&ann, buf, deadline)? {
+            Received::Whole => Ok(buf.len()),
+            Received::Lost => self.get_into_with(buf, deadline, nowait),
+        }
+    }
+
+    /// Takes up to `max` messages at once into `out`, waiting for the first;
+    /// returns how many.
+    ///
+    /// # Errors
+    /// As for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// q.put_bytes_many(&[&b"a"[..], b"bc"])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(q.get_bytes_many(&mut out, 8)?, 2);
+    /// assert_eq!(out, [b"a".to_vec(), b"bc".to_vec()]);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_many(&self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        self.get_bytes_many_with(out, max, None, false)
+    }
+
+    /// [`get_bytes_many`](ByteQueue::get_bytes_many), waiting at most `timeout`
+    /// for the first.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// let mut out = Vec::new();
+    /// assert!(q.get_bytes_many_timeout(&mut out, 8, Duration::from_millis(1)).is_err());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_bytes_many_timeout(
+        &self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.get_bytes_many_with(out, max, deadline(Some(timeout)), false)
+    }
+
+    /// [`get_bytes_many`](ByteQueue::get_bytes_many) of what is there now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and as for [`get_bytes`](ByteQueue::get_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(8, 16)?;
+    /// let mut out = Vec::new();
+    /// assert!(matches!(q.try_get_bytes_many(&mut out, 8), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn try_get_bytes_many(&self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        self.get_bytes_many_with(out, max, None, true)
+    }
+
+    fn get_bytes_many_with(
+        &self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let mut taken = Vec::new();
+        with_scratch(self.raw.ring().data_max(), |s| {
+            self.raw.get(max, deadline, nowait, s, |m, large| {
+                taken.push(Taken {
+                    bytes: m.to_vec(),
+                    large,
+                })
+            })
+        })?;
+        // The batch is out of the ring; now the large messages it announced, in
+        // their turn. A lost one is left out.
+        let mut n = 0;
+        for t in taken {
+            if t.large {
+                let mut msg = Vec::new();
+                if let Received::Whole = self.raw.get_large(&t.bytes, &mut msg, deadline)? {
+                    out.push(msg);
+                    n += 1;
+                }
+            } else {
+                out.push(t.bytes);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether a message is waiting now (Python's `poll()`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained, [`Error::Disconnected`] once
+    /// empty with no writer left.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// assert!(!q.poll()?);
+    /// q.put_bytes(b"x")?;
+    /// assert!(q.poll()?);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn poll(&self) -> Result<bool> {
+        self.raw.wait_readable(Deadline::after(Duration::ZERO))
+    }
+
+    /// Whether a message is waiting, waiting at most `timeout` for one (Python's
+    /// `poll(timeout)`; `Duration::MAX` waits as long as it takes).
+    ///
+    /// # Errors
+    /// As for [`poll`](ByteQueue::poll).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// assert!(!q.poll_timeout(Duration::from_millis(1))?);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.raw.wait_readable(deadline(Some(timeout)))
+    }
+
+    /// Messages in the queue (approximate, as in Python); a large message counts
+    /// once.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"x")?;
+    /// assert_eq!(q.qsize(), 1);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn qsize(&self) -> usize {
+        self.raw.ring().len()
+    }
+
+    /// Whether it looks empty (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::new(4, 16)?.empty());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether every slot looks taken (approximate).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(1, 16)?;
+    /// q.put_bytes(b"x")?;
+    /// assert!(q.full());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn full(&self) -> bool {
+        self.qsize() >= self.capacity()
+    }
+
+    /// The number of slots.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(4, 16)?.capacity(), 4);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.raw.ring().capacity()
+    }
+
+    /// Whether it was closed.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.raw.closed()
+    }
+
+    /// Closes it for everyone (see [`Queue::close`](crate::Queue::close)).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.put_bytes(b"last")?;
+    /// q.close();
+    /// assert_eq!(q.get_bytes()?, b"last");
+    /// assert!(matches!(q.get_bytes(), Err(multiproc_queue::Error::Closed)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    /// Messages lost to dead producers or consumers, or to corruption.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_queue::ByteQueue::new(4, 16)?.lost(), 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn lost(&self) -> u64 {
+        self.raw.lost()
+    }
+
+    /// The segment underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(multiproc_queue::ByteQueue::new(4, 16)?.segment().len() > 0);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn segment(&self) -> &Segment {
+        self.raw.segment()
+    }
+
+    /// A second handle on a memfd-backed queue (for the other end of a pipe),
+    /// taking `roles`.
+    pub(crate) fn handle_clone(&self, roles: Roles) -> Result<ByteQueue> {
+        let fd = self
+            .segment()
+            .fd()
+            .ok_or_else(|| Error::InvalidArgument("only a memfd queue can be cloned".into()))?
+            .try_clone_to_owned()
+            .map_err(|e| Error::InvalidArgument(format!("dup of the queue's memfd: {e}")))?;
+        Ok(ByteQueue {
+            raw: byte_ring(RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, roles)?)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("capacity", &self.raw.ring().capacity())
+            .field("max_inline", &self.max_inline())
+            .finish()
+    }
+}

@@ -1,0 +1,217 @@
+//! Test hooks: a producer or consumer stopped between the steps of an
+//! operation (as one killed there would be), counts of sleepers, and the fuzz
+//! entry point. Not part of the API: compiled with the `test-hooks` feature,
+//! which this crate's own tests and the fuzz targets turn on, and hidden from
+//! the documentation.
+
+use crate::ring::Msg;
+use crate::{ByteQueue, Joinable, Queue};
+use multiproc_shm::ShmSafe;
+
+#[doc(hidden)]
+impl<T: ShmSafe + Copy> Queue<T> {
+    /// Claims the next slot for putting and returns without publishing, as a
+    /// producer killed right after its claim. The slot stays stuck until this
+    /// thread is dead.
+    pub fn hook_claim_put_and_stop(&self) {
+        self.raw.claim_put_and_stop();
+    }
+
+    /// How many consumers and producers are recorded as asleep (or about to
+    /// sleep), live or not.
+    pub fn hook_sleepers(&self) -> (u32, u32) {
+        self.raw.ring().sleepers()
+    }
+
+    /// Claims the next message without taking it or freeing its slot.
+    pub fn hook_claim_get_and_stop(&self) {
+        self.raw
+            .ring()
+            .claim_get_and_stop(self.raw.ring().participant());
+    }
+
+    /// Claims the next slot, calls `pause` (where a test stops the process),
+    /// then publishes `item`; whether it claimed.
+    pub fn hook_put_with_pause(&self, item: T, pause: impl FnOnce()) -> bool {
+        let ring = self.raw.ring();
+        ring.put_with_pause(ring.participant(), Queue::item_msg(&item), pause)
+    }
+
+    /// Claims the next message, calls `pause`, then takes it (and drops it) and
+    /// frees its slot; whether it claimed.
+    pub fn hook_get_with_pause(&self, pause: impl FnOnce()) -> bool {
+        let ring = self.raw.ring();
+        let mut scratch = vec![0u8; std::mem::size_of::<T>()];
+        ring.get_with_pause(ring.participant(), &mut scratch, pause)
+    }
+
+    /// Claims slots for all of `items` at once (if that many are free) and
+    /// publishes only the first `publish`, as a producer killed halfway through
+    /// `put_many`; how many slots it claimed.
+    pub fn hook_put_many_and_stop(&self, items: &[T], publish: usize) -> usize {
+        let msgs: Vec<Msg> = items.iter().map(Queue::item_msg).collect();
+        let ring = self.raw.ring();
+        ring.push_some_and_stop(ring.participant(), &msgs, publish)
+            .unwrap_or(0)
+    }
+
+    /// Claims up to `max` messages at once and takes only the first `take`, as a
+    /// consumer killed halfway through `get_many`; how many it claimed.
+    pub fn hook_get_many_and_stop(&self, max: usize, take: usize) -> usize {
+        let ring = self.raw.ring();
+        let mut scratch = vec![0u8; std::mem::size_of::<T>()];
+        ring.pop_some_and_stop(ring.participant(), max, take, &mut scratch)
+            .unwrap_or(0)
+    }
+
+    /// Tries to claim positions `pos..pos + n` for putting (`get`: for
+    /// getting), as a claimer that read the cursor as `pos` and raced another
+    /// for it would; whether it won.
+    pub fn hook_claim_at(&self, pos: u64, n: u64, get: bool) -> bool {
+        let ring = self.raw.ring();
+        ring.claim_at(ring.participant(), pos, n, get)
+    }
+}
+
+#[doc(hidden)]
+impl<Q> Joinable<Q>
+where
+    Q: crate::joinable::Inner,
+{
+    /// Threads counted asleep in `join`, live or not.
+    pub fn hook_joiners(&self) -> u32 {
+        crate::joinable::raw_of(self)
+            .ring()
+            .ctl()
+            .wake
+            .0
+            .join_sleepers
+            .count()
+    }
+}
+
+#[doc(hidden)]
+impl ByteQueue {
+    /// As [`Queue::hook_claim_put_and_stop`].
+    pub fn hook_claim_put_and_stop(&self) {
+        self.raw.claim_put_and_stop();
+    }
+}
+
+/// The bytes of a well-formed queue for the fuzz seed `name` (see
+/// `fuzz/README.md`), holding one message; byte queues with the smallest lane,
+/// so that seeds stay small.
+pub fn fuzz_seed(name: &str) -> Option<Vec<u8>> {
+    use multiproc_shm::{Location, Segment};
+    fn bytes(seg: &Segment) -> Vec<u8> {
+        let mut b = vec![0; seg.len()];
+        seg.read_volatile(0, &mut b).expect("inside the segment");
+        b
+    }
+    let byte_queue = |capacity, max_inline, msg: &[u8]| {
+        let q = ByteQueue::make_with_lane(
+            Location::Anonymous,
+            capacity,
+            max_inline,
+            false,
+            false,
+            crate::layout::LANE_MIN,
+        )
+        .ok()?;
+        q.put_bytes(msg).ok()?;
+        Some(bytes(q.segment()))
+    };
+    let queue = |capacity| {
+        let q = Queue::<u64>::new(capacity).ok()?;
+        q.put(0x5eed).ok()?;
+        Some(bytes(q.segment()))
+    };
+    match name {
+        "valid-capacity-2" => queue(2),
+        "valid-capacity-16" => queue(16),
+        "valid-bytes-capacity-3" => byte_queue(3, 24, b"seed"),
+        "valid-bytes-capacity-4-of-64" => byte_queue(4, 64, &[0x5e; 64]),
+        _ => None,
+    }
+}
+
+/// Runs the ring's checks and operations over `bytes` taken as a queue's memory
+/// (control block and slots), as another process could have written it: the
+/// entry point of the `queue_memory` fuzz target. Never panics, never touches
+/// memory outside a copy of `bytes`. Returns how many messages the gets took,
+/// or why the bytes were refused before any operation (too short, or the
+/// geometry check's answer).
+pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
+    use crate::{layout, ring};
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    if bytes.len() < std::mem::size_of::<layout::Control>() {
+        return Err(format!("{} bytes hold no control block", bytes.len()));
+    }
+    let Ok(mem) = Layout::from_size_align(bytes.len(), 128) else {
+        return Err("no such allocation".into());
+    };
+    // SAFETY: a non-zero size; checked for NULL below.
+    let Some(base) = std::ptr::NonNull::new(unsafe { alloc_zeroed(mem) }) else {
+        return Err("allocation failed".into());
+    };
+    // SAFETY: base is valid for bytes.len() bytes and does not overlap `bytes`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.as_ptr(), bytes.len()) };
+    // SAFETY: 128-aligned memory of at least a Control, made of atomics only.
+    let ctl = unsafe { base.cast::<layout::Control>().as_ref() };
+    let checked = layout::check(ctl, bytes.len());
+    let mut taken = 0;
+    if let Ok(checked) = &checked {
+        // SAFETY: the geometry was checked against this allocation, which outlives the ring.
+        let ring = unsafe { ring::Ring::new(base, checked) };
+        // A fixed-length ring takes messages of exactly msg_max bytes.
+        let item = vec![0x5a_u8; checked.msg_max];
+        let msg = ring::Msg {
+            ptr: item.as_ptr(),
+            len: if checked.fixed {
+                checked.msg_max
+            } else {
+                checked.msg_max.min(8)
+            },
+            large: false,
+        };
+        let mut scratch = vec![0u8; checked.msg_max.max(layout::ANNOUNCEMENT)];
+        let part = ring.participant();
+        for _ in 0..4 {
+            let _ = ring.try_push(part, &[msg, msg]);
+            taken += ring
+                .try_pop(part, 3, &mut scratch, |m, _| {
+                    assert!(m.len() <= checked.msg_max.max(layout::ANNOUNCEMENT))
+                })
+                .unwrap_or(0);
+            let _ = ring.len();
+            let _ = ring.has_room();
+            let _ = ring.has_message();
+            if ring.fits_fixed::<u64>() {
+                // The fast paths of a Queue<u64>, as Queue checks before using them.
+                // SAFETY: checked just above; a u64 is valid for any bytes.
+                unsafe {
+                    let _ = ring.push_one(part, &0x5a5a_u64);
+                    taken += usize::from(ring.pop_one::<u64>(part).is_some());
+                }
+            }
+            if !checked.fixed {
+                // The fast paths of a ByteQueue, which attaches only to such a ring.
+                let _ = ring.push_bytes_one(part, &item[..checked.msg_max.min(8)]);
+                let mut out = Vec::new();
+                if let Some(Ok(large)) = ring.pop_bytes_one(part, &mut out) {
+                    assert!(
+                        out.len() <= checked.msg_max
+                            || (large && out.len() == layout::ANNOUNCEMENT)
+                    );
+                    taken += 1;
+                }
+            }
+            let mut spins = 3;
+            ring.spin_for_message(&mut spins);
+            ring.spin_for_room(&mut spins);
+        }
+    }
+    // SAFETY: allocated above with this layout.
+    unsafe { dealloc(base.as_ptr(), mem) };
+    checked.map(|_| taken)
+}

@@ -1,0 +1,244 @@
+//! Announcing claims, and finding and skipping the claim of a dead peer (see
+//! the module docs of [`ring`](super)).
+//!
+//! A single claim (every `put`/`get` fast path) writes only the first position
+//! of its announcement; the end left by an earlier batch of the same thread is
+//! then at most that position (the cursor only grows, and a lost batch resets
+//! it), which reads as "one position": one store less per operation.
+
+use super::{free_for, holding, Ring};
+use crate::layout::{Participant, IDLE, PARTICIPANTS};
+use crate::primitive::{current_thread, thread_alive, AtomicU64, Ordering};
+
+/// Where a claimer announces the positions it is about to claim: one of a
+/// participant's two ranges (putting or getting).
+#[derive(Clone, Copy)]
+pub(crate) struct Claims<'a> {
+    first: &'a AtomicU64,
+    end: &'a AtomicU64,
+}
+
+impl Claims<'_> {
+    /// The positions `p` is putting.
+    pub(crate) fn puts(p: &Participant) -> Claims<'_> {
+        Claims {
+            first: &p.put_pos,
+            end: &p.put_end,
+        }
+    }
+
+    /// The positions `p` is getting.
+    pub(crate) fn gets(p: &Participant) -> Claims<'_> {
+        Claims {
+            first: &p.get_pos,
+            end: &p.get_end,
+        }
+    }
+
+    /// Announces `first..first + n` (before the claim). A single position writes
+    /// only `first`: the `end` a batch left is at most any position its owner
+    /// claims later (the cursor only grows), and reads as "one position".
+    #[inline(always)]
+    fn announce(self, first: u64, n: u64) {
+        self.first.store(first, Ordering::Relaxed);
+        if n != 1 {
+            self.end.store(first.wrapping_add(n), Ordering::Relaxed);
+        }
+    }
+
+    /// The announced positions as `(first, end)`, if any: one position when
+    /// `end` is not past `first` (read from shared memory, so the arithmetic
+    /// wraps rather than trusting either).
+    fn range(self) -> Option<(u64, u64)> {
+        let first = self.first.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        if first == IDLE {
+            return None;
+        }
+        let len = end.wrapping_sub(first);
+        Some((
+            first,
+            first.wrapping_add(if len as i64 > 0 { len } else { 1 }),
+        ))
+    }
+
+    /// Whether the announced range holds `pos`.
+    fn covers(self, pos: u64) -> bool {
+        self.range()
+            .is_some_and(|(first, end)| pos.wrapping_sub(first) < end.wrapping_sub(first))
+    }
+
+    /// Announces nothing (and forgets a batch's end, which a lost claim may have
+    /// left past positions its owner claims next).
+    #[inline(always)]
+    fn clear(self) {
+        self.first.store(IDLE, Ordering::Relaxed);
+        self.end.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Ring {
+    /// This thread's participant entry, claimed on first use.
+    #[inline]
+    pub fn participant(&self) -> Option<&Participant> {
+        let me = current_thread();
+        let parts = &self.ctl().participants;
+        let start = start_index(me);
+        let p = &parts[start];
+        if p.owner.load(Ordering::Relaxed) == me {
+            return Some(p);
+        }
+        self.participant_slow(me, start)
+    }
+    #[cold]
+    pub(super) fn participant_slow(&self, me: u64, start: usize) -> Option<&Participant> {
+        let parts = &self.ctl().participants;
+        let order = || (0..PARTICIPANTS).map(|i| &parts[(start + i) % PARTICIPANTS]);
+        if let Some(p) = order().find(|p| p.owner.load(Ordering::Relaxed) == me) {
+            return Some(p);
+        }
+        for p in order() {
+            let owner = p.owner.load(Ordering::Acquire);
+            let free = owner == 0 || (!thread_alive(owner) && self.settled(p));
+            if free
+                && p.owner
+                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                Claims::puts(p).clear();
+                Claims::gets(p).clear();
+                // A dead owner may have been killed asleep; we are not.
+                let w = &self.ctl().wake.0;
+                let bit = self.sleeper_bit(p);
+                w.get_sleepers.fetch_and(!bit, Ordering::AcqRel);
+                w.put_sleepers.fetch_and(!bit, Ordering::AcqRel);
+                return Some(p);
+            }
+        }
+        None
+    }
+    /// Whether a dead participant's last claims are resolved, so that its entry may
+    /// be reused without hiding a claim a waiter still needs to find.
+    pub(super) fn settled(&self, p: &Participant) -> bool {
+        let c = self.ctl();
+        // Every position it put has been taken; every slot it got has been
+        // refilled for the next lap (so it was freed).
+        Claims::puts(p)
+            .range()
+            .is_none_or(|(_, end)| end <= c.head.0.load(Ordering::Acquire))
+            && Claims::gets(p).range().is_none_or(|(_, end)| {
+                end.saturating_add(self.cap) <= c.tail.0.load(Ordering::Acquire)
+            })
+    }
+    /// Claims `pos..pos + n` of `cursor` (`tail` or `head`) if nobody else claimed
+    /// `pos` first, announcing the range in `claims` before (see the module docs)
+    /// and withdrawing it if the claim fails. `Err` holds the cursor's value.
+    #[inline(always)]
+    pub(super) fn claim(
+        &self,
+        cursor: &AtomicU64,
+        pos: u64,
+        n: u64,
+        claims: Option<Claims<'_>>,
+    ) -> Result<(), u64> {
+        let end = pos.wrapping_add(n);
+        if let Some(c) = claims {
+            c.announce(pos, n);
+        }
+        // SYNC: a peer that sees the cursor past pos (Acquire) also sees the
+        // announcement. SeqCst: see `wake_consumers` and `wake_producers`.
+        match cursor.compare_exchange(pos, end, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => Ok(()),
+            Err(now) => {
+                // Lost to another claimer: withdraw the announcement (two
+                // stores, inline: a call here costs the fast paths registers).
+                if let Some(c) = claims {
+                    c.clear();
+                }
+                Err(now)
+            }
+        }
+    }
+    /// Frees this thread's entry (when its handle goes away).
+    pub(crate) fn release_participant(&self) {
+        let me = current_thread();
+        for p in &self.ctl().participants {
+            let _ = p
+                .owner
+                .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+    /// Consumer side: if every thread that may have claimed `pos` for putting is
+    /// dead, take the position, free its slot and count the message lost.
+    pub fn skip_dead_producer(&self, pos: u64) -> bool {
+        let c = self.ctl();
+        let (h, _) = self.slot(pos);
+        if h.seq.load(Ordering::Acquire) != free_for(pos) || !self.claimers_dead(pos, Claims::puts)
+        {
+            return false;
+        }
+        if c.head
+            .0
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        h.seq
+            .store(free_for(pos.wrapping_add(self.cap)), Ordering::SeqCst);
+        self.count_lost();
+        self.wake_producers(1);
+        true
+    }
+    /// Producer side: if every thread that may have claimed position `round` for
+    /// getting is dead, free its slot and count the message lost.
+    pub(crate) fn skip_dead_consumer(&self, round: u64) -> bool {
+        if !self.claimers_dead(round, Claims::gets) {
+            return false;
+        }
+        let (h, _) = self.slot(round);
+        let freed = h
+            .seq
+            .compare_exchange(
+                holding(round),
+                free_for(round.wrapping_add(self.cap)),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if freed {
+            self.count_lost();
+            self.wake_producers(1);
+        }
+        freed
+    }
+    /// Whether at least one participant announced a range holding `pos` in
+    /// `claims`, and all that did are dead.
+    pub(super) fn claimers_dead(&self, pos: u64, claims: fn(&Participant) -> Claims<'_>) -> bool {
+        let mut dead = false;
+        for p in &self.ctl().participants {
+            let owner = p.owner.load(Ordering::Acquire);
+            if owner == 0 || !claims(p).covers(pos) {
+                continue;
+            }
+            if thread_alive(owner) {
+                return false;
+            }
+            dead = true;
+        }
+        dead
+    }
+}
+
+/// Where this thread's participant entry is looked for first: its tid modulo the
+/// entries (tids are handed out in sequence, so threads started together land
+/// apart; a collision only sends one of them on to the next free entry).
+#[inline]
+fn start_index(me: u64) -> usize {
+    (me >> 32) as usize % PARTICIPANTS
+}

@@ -1054,9 +1054,16 @@ fn a_large_message_whose_receiver_is_killed_mid_stream_is_counted_lost() {
         receiver.kill(BOUND);
         let t = Instant::now();
         put.join().unwrap().unwrap();
-        assert!(t.elapsed() < Duration::from_secs(10), "the put did not hang");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the put did not hang"
+        );
     });
-    assert_eq!(q.lost(), 1, "killed mid-stream (512 MiB take longer than 20 ms)");
+    assert_eq!(
+        q.lost(),
+        1,
+        "killed mid-stream (512 MiB take longer than 20 ms)"
+    );
     let small: Vec<u8> = vec![7; 300_000];
     let next = fork(|| {
         if q.get_bytes_timeout(BOUND).unwrap() == small {

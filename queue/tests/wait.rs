@@ -38,7 +38,10 @@ fn a_queue_a_pipe_and_a_sentinel_each_wake_the_waiter() {
     });
     let t = Instant::now();
     assert_eq!(wait(&[&a, &q]).unwrap(), [1]);
-    assert!(t.elapsed() < Duration::from_secs(10), "woken, not timed out");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "woken, not timed out"
+    );
     assert_eq!(q.get_bytes().unwrap(), b"q");
     child.wait_ok(LIMIT);
 

@@ -422,6 +422,77 @@ pub fn ours_pipe_sized(n: u64, into: bool, capacity: usize, max_message: usize) 
     ns
 }
 
+/// Nanoseconds per byte of `count` messages of `size` bytes through our default
+/// one-way [`pipe`](multiproc_queue::pipe) (over its slot size they stream
+/// through the lane), received into one reused buffer.
+pub fn ours_pipe_large(size: usize, count: u64) -> f64 {
+    let (rx, tx) = multiproc_queue::pipe(false).expect("pipe");
+    let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let msg = vec![0x5a_u8; size];
+    let child = fork_child(|| {
+        go.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..count {
+            tx.send_bytes(&msg).expect("send_bytes");
+        }
+    });
+    drop(tx);
+    while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    for _ in 0..count {
+        rx.recv_bytes_into(&mut buf).expect("recv_bytes_into");
+        std::hint::black_box(&buf);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / (size as f64 * count as f64);
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per byte of `count` writes of `size` bytes through a pipe(2),
+/// the reader reading into one buffer of `size`.
+pub fn pipe_stream_large(size: usize, count: u64) -> f64 {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let msg = vec![0x5a_u8; size];
+    let child = fork_child(|| {
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        for _ in 0..count {
+            let mut off = 0;
+            while off < size {
+                // SAFETY: the range is inside msg.
+                let w = unsafe { libc::write(fds[1], msg[off..].as_ptr().cast(), size - off) };
+                if w <= 0 {
+                    return;
+                }
+                off += w as usize;
+            }
+        }
+    });
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let total = size as u64 * count;
+    let mut buf = vec![0u8; size];
+    let t = Instant::now();
+    let mut got = 0u64;
+    while got < total {
+        // SAFETY: buf is writable for its length.
+        let r = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        got += r as u64;
+    }
+    let ns = t.elapsed().as_nanos() as f64 / total as f64;
+    // SAFETY: our read end.
+    unsafe { libc::close(fds[0]) };
+    wait_child(child);
+    ns
+}
+
 /// Nanoseconds per 8-byte message through Python's `multiprocessing.Pipe`
 /// (`send_bytes`/`recv_bytes`, one way, a forked producer), measured by `python3`;
 /// `None` without it.

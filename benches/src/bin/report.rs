@@ -7,9 +7,9 @@ use std::hint::black_box;
 
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_round_trip,
-    pipe_round_trip, pipe_stream, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns,
-    slot_handoff_ping_pong, two_flags_ping_pong,
+    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_large,
+    ours_pipe_round_trip, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
+    python_pipe_round_trip_ns, python_queue_ns, slot_handoff_ping_pong, two_flags_ping_pong,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -344,6 +344,32 @@ fn main() {
             ok: true,
         }),
         None => println!("(python3 not found: the Python pipe comparison is skipped)"),
+    }
+    // Large messages (over the slot size: streamed through the lane), beside a
+    // pipe(2) carrying the same bytes in writes of the same size.
+    for (size, count, what) in [
+        (1usize << 20, 200u64, "Pipe 1P→1C, 1 MiB (ns/byte)"),
+        (64 << 20, 4, "Pipe 1P→1C, 64 MiB (ns/byte)"),
+    ] {
+        let t = interleaved(
+            ROUNDS,
+            &mut [&mut || ours_pipe_large(size, count), &mut || {
+                pipe_stream_large(size, count)
+            }],
+        );
+        let (ours, peer) = (best(&t[0]), best(&t[1]));
+        rows.push(Row {
+            what,
+            ours,
+            peer_name: "pipe, writes of that size",
+            peer,
+            target: if size < 2 << 20 {
+                "(per byte: GB/s = 1/ns)"
+            } else {
+                "(any size, default pipe)"
+            },
+            ok: true,
+        });
     }
     // Request and reply through a duplex Pipe (default waiting), beside two
     // pipe(2)s and Python's Pipe: medians, as for the ping-pongs.

@@ -7,7 +7,7 @@ fn main() {
         Some("semaphore") => {
             let s = multiproc_shm::Shared::anonymous(multiproc_sync::Semaphore::new(1)).unwrap();
             for _ in 0..N {
-                std::hint::black_box(&s).try_acquire();
+                let _ = std::hint::black_box(&s).try_acquire();
                 s.release(1).unwrap();
             }
         }

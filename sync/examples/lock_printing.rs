@@ -12,7 +12,7 @@ use multiproc_sync::Lock;
 
 fn work(n: u64, lock: Option<&Lock>) {
     if let Some(l) = lock {
-        l.acquire(true, None).expect("acquire");
+        l.acquire().expect("acquire");
     }
     println!("{n}: {} is running", getpid());
     std::thread::sleep(Duration::from_millis(50 + 37 * ((n * 7) % 5)));

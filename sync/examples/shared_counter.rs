@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lock = Shared::anonymous(Lock::new())?;
     d.insert("value", 0u64.to_le_bytes())?;
     run_all(|| {
-        lock.acquire(true, None).expect("acquire");
+        lock.acquire().expect("acquire");
         let v = u64::from_le_bytes(
             d.get("value")
                 .expect("get")

@@ -133,7 +133,7 @@ impl Barrier {
     /// timeout.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 or more than [`MAX_PARTIES`].
+    /// [`Error::OutOfRange`] for 0 or more than [`MAX_PARTIES`].
     ///
     /// # Examples
     /// ```
@@ -144,9 +144,12 @@ impl Barrier {
     /// ```
     pub fn new(parties: u32) -> Result<Barrier> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::InvalidArgument(format!(
-                "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
-            )));
+            return Err(Error::OutOfRange {
+                what: "a barrier's parties",
+                value: u64::from(parties),
+                min: 1,
+                max: u64::from(MAX_PARTIES),
+            });
         }
         Ok(Barrier {
             word: AtomicU64::new(0),
@@ -333,7 +336,10 @@ impl Barrier {
     ) -> Result<u32> {
         let parties = self.parties();
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(Error::Corrupted(format!("barrier has {parties} parties")));
+            return Err(Error::Corrupted {
+                what: "a barrier's parties",
+                value: u64::from(parties),
+            });
         }
         let deadline = deadline_after(timeout);
         let (index, gen) = self.arrive(parties, deadline.as_ref(), check_members)?;
@@ -374,9 +380,10 @@ impl Barrier {
             }
             let arrived = count(w);
             if arrived > parties {
-                return Err(Error::Corrupted(format!(
-                    "{arrived} parties arrived at a barrier for {parties}"
-                )));
+                return Err(Error::Corrupted {
+                    what: "the parties arrived at a barrier",
+                    value: u64::from(arrived),
+                });
             }
             if arrived == parties {
                 // The round is opening: this arrival is for the next one.
@@ -615,10 +622,10 @@ mod tests {
         b.word.store(4 << 32, Ordering::Relaxed);
         assert!(matches!(
             b.wait_timeout(Duration::from_secs(5)),
-            Err(Error::Corrupted(_))
+            Err(Error::Corrupted { .. })
         ));
         b.parties.store(0, Ordering::Relaxed);
-        assert!(matches!(b.wait(), Err(Error::Corrupted(_))));
+        assert!(matches!(b.wait(), Err(Error::Corrupted { .. })));
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// An empty dictionary in a new anonymous segment (shared with children forked later).
     ///
     /// # Errors
-    /// [`Error::Shm`] when the segment cannot be made; [`Error::InvalidArgument`]
+    /// [`Error::Shm`] when the segment cannot be made; [`Error::OutOfRange`]
     /// for a capacity of 0 or above `u32::MAX`.
     ///
     /// # Examples
@@ -108,10 +108,12 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// ```
     pub fn new_in(location: Location<'_>) -> Result<Self> {
         if CAP == 0 || CAP > u32::MAX as usize {
-            return Err(Error::InvalidArgument(format!(
-                "a dictionary needs a capacity of 1 to {}, not {CAP}",
-                u32::MAX
-            )));
+            return Err(Error::OutOfRange {
+                what: "a dictionary's capacity",
+                value: CAP as u64,
+                min: 1,
+                max: u64::from(u32::MAX),
+            });
         }
         // All zeroes: an unlocked mutex around an empty table.
         Ok(SharedDict {
@@ -376,7 +378,10 @@ fn check_len(what: &'static str, bytes: &[u8], max: usize) -> Result<()> {
 }
 
 fn corrupted_state(s: u32) -> Error {
-    Error::Corrupted(format!("dictionary slot in state {s}"))
+    Error::Corrupted {
+        what: "a dictionary slot's state",
+        value: u64::from(s),
+    }
 }
 
 fn hash(key: &[u8]) -> u64 {
@@ -390,15 +395,17 @@ fn hash(key: &[u8]) -> u64 {
 
 impl<const K: usize, const V: usize> Entry<K, V> {
     fn key(&self) -> Result<&[u8]> {
-        self.key
-            .get(..self.klen as usize)
-            .ok_or_else(|| Error::Corrupted(format!("key length {} over {K}", self.klen)))
+        self.key.get(..self.klen as usize).ok_or(Error::Corrupted {
+            what: "a dictionary key's length",
+            value: u64::from(self.klen),
+        })
     }
 
     fn value(&self) -> Result<&[u8]> {
-        self.val
-            .get(..self.vlen as usize)
-            .ok_or_else(|| Error::Corrupted(format!("value length {} over {V}", self.vlen)))
+        self.val.get(..self.vlen as usize).ok_or(Error::Corrupted {
+            what: "a dictionary value's length",
+            value: u64::from(self.vlen),
+        })
     }
 
     fn set_value(&mut self, value: &[u8]) {

@@ -14,9 +14,12 @@ pub enum Error {
     /// A recovered lock was released without `mark_consistent`; it cannot be used again.
     #[error("the lock is not recoverable: a holder that recovered it from a dead process released it without mark_consistent()")]
     NotRecoverable,
-    /// The wait timed out.
+    /// The wait timed out (an `op_timeout`).
     #[error("timed out")]
     Timeout,
+    /// Taking it would have to wait (a `try_op`).
+    #[error("not available without waiting")]
+    WouldBlock,
     /// The calling thread already holds this (non-reentrant) lock.
     #[error("the calling thread already holds this lock; acquiring it again would deadlock (use RLock to re-enter)")]
     WouldDeadlock,
@@ -61,11 +64,25 @@ pub enum Error {
         max: usize,
     },
     /// A value read from shared memory is impossible: another process wrote over it.
-    #[error("shared state is corrupted: {0}")]
-    Corrupted(String),
-    /// An invalid argument.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("shared state is corrupted: {what} is {value}")]
+    Corrupted {
+        /// What was read (`"a barrier's parties"`, `"a dictionary slot's state"` …).
+        what: &'static str,
+        /// The impossible value.
+        value: u64,
+    },
+    /// A count, size or index outside what is allowed.
+    #[error("{what} must be {min} to {max}, not {value}")]
+    OutOfRange {
+        /// What was given.
+        what: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
     /// Creating or opening the shared-memory segment failed.
     #[error(transparent)]
     Shm(#[from] multiproc_shm::Error),
@@ -164,7 +181,8 @@ impl<G> From<LockError<G>> for Error {
         match e {
             LockError::OwnerDied(_) => Error::OwnerDied,
             LockError::NotRecoverable => Error::NotRecoverable,
-            LockError::Timeout | LockError::WouldBlock => Error::Timeout,
+            LockError::Timeout => Error::Timeout,
+            LockError::WouldBlock => Error::WouldBlock,
             LockError::WouldDeadlock => Error::WouldDeadlock,
         }
     }

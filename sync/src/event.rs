@@ -15,7 +15,8 @@ use crate::{Error, Result};
 /// [`wait_checked`](Event::wait_checked) then answers [`Error::NoLiveSetter`] —
 /// within an owner check interval — once the event is clear and every registered
 /// setter has died without leaving, instead of waiting forever. Plain
-/// [`wait`](Event::wait) relies on its timeout. A waiter killed asleep is
+/// [`wait`](Event::wait) waits for the flag alone;
+/// [`wait_timeout`](Event::wait_timeout) bounds it. A waiter killed asleep is
 /// forgotten within about a second: `set` does not pay a syscall for it.
 ///
 /// `#[repr(C)]`, 152 bytes; all-zero bytes are a clear event.
@@ -25,9 +26,10 @@ use crate::{Error, Result};
 /// use std::time::Duration;
 /// use multiproc_sync::Event;
 /// let e = Event::new();
-/// assert!(!e.wait(Some(Duration::from_millis(1))));
+/// assert!(e.wait_timeout(Duration::from_millis(1)).is_err());
 /// e.set();
-/// assert!(e.is_set() && e.wait(None));
+/// e.wait();
+/// assert!(e.is_set());
 /// e.clear();
 /// assert!(!e.is_set());
 /// ```
@@ -113,29 +115,60 @@ impl Event {
         self.state.load(Ordering::Acquire) != 0
     }
 
-    /// Waits until the flag is set or `timeout` passes; returns the flag, as Python does.
+    /// Waits until the flag is set (Python's `wait()`).
     ///
     /// # Examples
     /// ```
     /// let e = multiproc_sync::Event::new();
     /// e.set();
-    /// assert!(e.wait(None));
+    /// e.wait();
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait(&self) {
+        // Without a deadline or the setter check, it returns only once set.
+        let _ = self.wait_checking(None, false);
+    }
+
+    /// Waits until the flag is set, at most `timeout` (Python's
+    /// `wait(timeout)`, whose `False` is this `Err(Timeout)`).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when `timeout` passed with the flag still clear.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::{Error, Event};
+    /// let e = Event::new();
+    /// assert!(matches!(e.wait_timeout(Duration::from_millis(5)), Err(Error::Timeout)));
+    /// e.set();
+    /// e.wait_timeout(Duration::from_millis(5))?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_checking(deadline_after(Some(timeout)), false)
+    }
+
+    /// Waits until the flag is set or `deadline` passes; with `check`, answers
+    /// [`Error::NoLiveSetter`] once every registered setter died.
+    fn wait_checking(&self, deadline: Option<Deadline>, check: bool) -> Result<()> {
         if self.is_set() {
-            return true;
+            return Ok(());
         }
-        let deadline = deadline_after(timeout);
         loop {
             // SYNC: SeqCst (counting in) orders this before the futex's read of
             // `state`, against `set`'s store then read of `sleepers`. Each sleep
             // is bounded, which lets the count forget a waiter killed asleep.
             let woke = self.sleepers.sleep(deadline, |d| wait(&self.state, 0, d));
             if self.is_set() {
-                return true;
+                return Ok(());
             }
-            if !woke && deadline.as_ref().is_some_and(Deadline::passed) {
-                return false;
+            if !woke {
+                if deadline.as_ref().is_some_and(Deadline::passed) {
+                    return Err(Error::Timeout);
+                }
+                if check && self.setters.any_dead() && !self.setters.any_alive() {
+                    return Err(Error::NoLiveSetter);
+                }
             }
         }
     }
@@ -163,7 +196,7 @@ impl Event {
     /// let e = multiproc_sync::Event::new();
     /// let setter = e.register_setter()?;
     /// setter.set();
-    /// assert!(e.wait_checked(Some(Duration::from_secs(1)))?);
+    /// e.wait_checked_timeout(Duration::from_secs(1))?;
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn register_setter(&self) -> Result<EventSetter<'_>> {
@@ -181,30 +214,31 @@ impl Event {
     ///
     /// # Examples
     /// ```
-    /// use std::time::Duration;
     /// let e = multiproc_sync::Event::new();
-    /// assert!(!e.wait_checked(Some(Duration::from_millis(1)))?); // no setters registered: a plain timeout
+    /// let setter = e.register_setter()?;
+    /// setter.set();
+    /// e.wait_checked()?;
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
-    pub fn wait_checked(&self, timeout: Option<Duration>) -> Result<bool> {
-        if self.is_set() {
-            return Ok(true);
-        }
-        let deadline = deadline_after(timeout);
-        loop {
-            let woke = self.sleepers.sleep(deadline, |d| wait(&self.state, 0, d));
-            if self.is_set() {
-                return Ok(true);
-            }
-            if !woke {
-                if deadline.as_ref().is_some_and(Deadline::passed) {
-                    return Ok(false);
-                }
-                if self.setters.any_dead() && !self.setters.any_alive() {
-                    return Err(Error::NoLiveSetter);
-                }
-            }
-        }
+    pub fn wait_checked(&self) -> Result<()> {
+        self.wait_checking(None, true)
+    }
+
+    /// [`wait_checked`](Event::wait_checked), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::NoLiveSetter`], [`Error::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::{Error, Event};
+    /// let e = Event::new();
+    /// // No setters registered: a plain timeout.
+    /// assert!(matches!(e.wait_checked_timeout(Duration::from_millis(1)), Err(Error::Timeout)));
+    /// ```
+    pub fn wait_checked_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_checking(deadline_after(Some(timeout)), true)
     }
 }
 

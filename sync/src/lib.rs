@@ -16,6 +16,20 @@
 //! | `Value('i', 0)`, `Array('d', 10)` | [`Value<i32>`](Value), [`Array<f64, 10>`](Array) |
 //! | `Manager().dict()` | [`SharedDict`] |
 //!
+//! # Blocking, timeouts, not waiting
+//! Every blocking call comes in three forms: `op()` waits as long as it takes;
+//! `try_op()` never waits (answering [`Error::WouldBlock`], or
+//! [`LockError::WouldBlock`] from the guard-returning locks); `op_timeout(d)`
+//! waits at most `d` (answering [`Error::Timeout`] / [`LockError::Timeout`]).
+//! So `acquire`/`try_acquire`/`acquire_timeout` on [`Lock`], [`RLock`] and
+//! [`Semaphore`] (and `acquire_owned`… for owned permits), `lock`/`try_lock`/
+//! `lock_timeout` on [`Mutex`], [`Lock`], [`RLock`] and [`Value`], and
+//! `wait`/`wait_timeout` on [`Event`], [`Barrier`] and [`Condvar`] (whose
+//! `wait_while` and `wait_timeout_while` are std's, and Python's `wait_for`).
+//! Where Python answers `False` — `acquire(block=False)`, `acquire(timeout=t)`,
+//! `Event.wait(t)` — this crate answers the error that says which. A call that
+//! cannot wait has one form.
+//!
 //! Every type is `#[repr(C)]` and [`ShmSafe`](multiproc_shm::ShmSafe): put it in a
 //! segment from `multiproc-shm` — anonymous before `fork`, or named and opened by
 //! an unrelated process.

@@ -8,14 +8,12 @@ use crate::primitive::{AtomicU32, Ordering};
 use crate::raw_mutex::{deadline_after, Acquired, Fail, RawMutex};
 use crate::{Error, LockError, LockResult, Result};
 
-/// Maps a raw acquire to Python's `acquire` answer: `Ok(true)` acquired, `Ok(false)`
-/// not acquired (held, or the timeout passed), `Err(OwnerDied)` acquired from a
-/// dead holder.
-fn python_answer(r: std::result::Result<Acquired, Fail>) -> Result<bool> {
+/// Maps a raw acquire to this crate's answer: `Ok(())` acquired, `Err(OwnerDied)`
+/// acquired from a dead holder, and the failures.
+fn acquired(r: std::result::Result<Acquired, Fail>) -> Result<()> {
     match r {
-        Ok(Acquired::Clean) => Ok(true),
+        Ok(Acquired::Clean) => Ok(()),
         Ok(Acquired::OwnerDied) => Err(Error::OwnerDied),
-        Err(Fail::WouldBlock | Fail::Timeout) => Ok(false),
         Err(f) => Err(Error::from(fail_to_error::<()>(f))),
     }
 }
@@ -29,9 +27,9 @@ fn python_answer(r: std::result::Result<Acquired, Fail>) -> Result<bool> {
 /// ```
 /// use multiproc_sync::Lock;
 /// let lock = Lock::new();
-/// assert!(lock.acquire(true, None)?);
+/// lock.acquire()?;
 /// assert!(lock.locked());
-/// assert!(!lock.acquire(false, None)?);  // held: non-blocking attempt fails
+/// assert!(lock.try_acquire().is_err());  // held: the attempt that does not wait fails
 /// lock.release()?;
 /// assert!(lock.release().is_err());      // releasing an unlocked lock is an error
 /// # Ok::<(), multiproc_sync::Error>(())
@@ -64,8 +62,7 @@ impl Lock {
         }
     }
 
-    /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` when acquired,
-    /// `Ok(false)` when not (held and `block` is false, or `timeout` passed).
+    /// Takes the lock, waiting as long as it takes (Python's `acquire()`).
     ///
     /// # Errors
     /// [`Error::OwnerDied`]: acquired, but the previous holder died — repair, then
@@ -74,17 +71,53 @@ impl Lock {
     ///
     /// # Examples
     /// ```
-    /// use std::time::Duration;
     /// let l = multiproc_sync::Lock::new();
-    /// assert!(l.acquire(true, Some(Duration::from_secs(1)))?);
+    /// l.acquire()?;
+    /// assert!(l.locked());
     /// l.release()?;
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        if !block {
-            return python_answer(self.raw.try_lock());
-        }
-        python_answer(self.raw.lock(deadline_after(timeout).as_ref()))
+    pub fn acquire(&self) -> Result<()> {
+        acquired(self.raw.lock(None))
+    }
+
+    /// Takes the lock if it is free now (Python's `acquire(block=False)`).
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when it is held, and as for [`acquire`](Lock::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// let l = multiproc_sync::Lock::new();
+    /// l.try_acquire()?;
+    /// assert!(matches!(l.try_acquire(), Err(multiproc_sync::Error::WouldBlock)));
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<()> {
+        acquired(self.raw.try_lock())
+    }
+
+    /// Takes the lock, waiting at most `timeout` (Python's `acquire(timeout=t)`).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`acquire`](Lock::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let l = multiproc_sync::Lock::new();
+    /// l.acquire_timeout(Duration::from_secs(1))?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(matches!(
+    ///         l.acquire_timeout(Duration::from_millis(5)),
+    ///         Err(multiproc_sync::Error::Timeout)
+    ///     )));
+    /// });
+    /// l.release()?;
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        acquired(self.raw.lock(deadline_after(Some(timeout)).as_ref()))
     }
 
     /// Python's `release()`. As in Python, any thread may release a held `Lock`.
@@ -96,7 +129,7 @@ impl Lock {
     /// # Examples
     /// ```
     /// let l = multiproc_sync::Lock::new();
-    /// l.acquire(true, None)?;
+    /// l.acquire()?;
     /// l.release()?;
     /// assert!(matches!(l.release(), Err(multiproc_sync::Error::NotLocked)));
     /// # Ok::<(), multiproc_sync::Error>(())
@@ -120,7 +153,7 @@ impl Lock {
     /// # Examples
     /// ```
     /// let l = multiproc_sync::Lock::new();
-    /// l.acquire(true, None)?;
+    /// l.acquire()?;
     /// assert!(l.locked());
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
@@ -133,7 +166,7 @@ impl Lock {
     /// # Examples
     /// ```
     /// let l = multiproc_sync::Lock::new();
-    /// match l.acquire(true, None) {
+    /// match l.acquire() {
     ///     Err(multiproc_sync::Error::OwnerDied) => { /* repair */ l.mark_consistent(); }
     ///     other => { other?; }
     /// }
@@ -300,8 +333,8 @@ impl std::fmt::Debug for Lock {
 /// ```
 /// use multiproc_sync::{Error, RLock};
 /// let r = RLock::new();
-/// assert!(r.acquire(true, None)?);
-/// assert!(r.acquire(true, None)?);     // again, same thread
+/// r.acquire()?;
+/// r.acquire()?;                        // again, same thread
 /// assert_eq!(r.count(), 2);
 /// r.release()?;
 /// r.release()?;
@@ -342,7 +375,8 @@ impl RLock {
         }
     }
 
-    /// Python's `acquire(block=True, timeout=None)`; re-entering adds one to the count.
+    /// Takes the lock, waiting as long as it takes (Python's `acquire()`);
+    /// re-entering adds one to the count.
     ///
     /// # Errors
     /// As for [`Lock::acquire`], and [`Error::ValueTooLarge`] past 2³² − 1 entries.
@@ -350,11 +384,51 @@ impl RLock {
     /// # Examples
     /// ```
     /// let r = multiproc_sync::RLock::new();
-    /// assert!(r.acquire(true, None)? && r.acquire(false, None)?);
+    /// r.acquire()?;
+    /// r.acquire()?;
     /// assert_eq!(r.count(), 2);
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+    pub fn acquire(&self) -> Result<()> {
+        self.enter(|| self.raw.lock(None))
+    }
+
+    /// Takes the lock if it is free now or held by this thread.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when another thread holds it, and as for
+    /// [`acquire`](RLock::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// r.try_acquire()?;
+    /// r.try_acquire()?; // this thread holds it: re-entered
+    /// assert_eq!(r.count(), 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<()> {
+        self.enter(|| self.raw.try_lock())
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`acquire`](RLock::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let r = multiproc_sync::RLock::new();
+    /// r.acquire_timeout(Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        self.enter(|| self.raw.lock(deadline_after(Some(timeout)).as_ref()))
+    }
+
+    /// Re-enters if this thread holds the lock, else takes it with `take`.
+    fn enter(&self, take: impl FnOnce() -> std::result::Result<Acquired, Fail>) -> Result<()> {
         if self.raw.is_held_by_current_thread() {
             let n = self.count.load(Ordering::Relaxed);
             let n = n.checked_add(1).ok_or(Error::ValueTooLarge {
@@ -363,15 +437,10 @@ impl RLock {
                 limit: u64::from(u32::MAX),
             })?;
             self.count.store(n, Ordering::Relaxed);
-            return Ok(true);
+            return Ok(());
         }
-        let r = if block {
-            self.raw.lock(deadline_after(timeout).as_ref())
-        } else {
-            self.raw.try_lock()
-        };
-        let answer = python_answer(r);
-        if matches!(answer, Ok(true) | Err(Error::OwnerDied)) {
+        let answer = acquired(take());
+        if matches!(answer, Ok(()) | Err(Error::OwnerDied)) {
             self.count.store(1, Ordering::Relaxed);
         }
         answer
@@ -385,7 +454,7 @@ impl RLock {
     /// # Examples
     /// ```
     /// let r = multiproc_sync::RLock::new();
-    /// r.acquire(true, None)?;
+    /// r.acquire()?;
     /// r.release()?;
     /// assert!(!r.locked());
     /// # Ok::<(), multiproc_sync::Error>(())
@@ -415,7 +484,7 @@ impl RLock {
     /// # Examples
     /// ```
     /// let r = multiproc_sync::RLock::new();
-    /// r.acquire(true, None)?;
+    /// r.acquire()?;
     /// assert_eq!(r.count(), 1);
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
@@ -468,12 +537,69 @@ impl RLock {
             lock: self,
             _not_send: std::marker::PhantomData,
         };
-        match self.acquire(true, None) {
-            Ok(_) => Ok(guard),
-            Err(Error::OwnerDied) => Err(LockError::OwnerDied(guard)),
-            Err(Error::NotRecoverable) => Err(LockError::NotRecoverable),
-            // Only the recursion count overflowing (2³² entries) lands here.
-            Err(_) => Err(LockError::WouldDeadlock),
+        rlock_guard(self.acquire(), guard)
+    }
+
+    /// [`lock`](RLock::lock) if the lock is free now or held by this thread.
+    ///
+    /// # Errors
+    /// [`LockError::WouldBlock`] when another thread holds it, and as for
+    /// [`lock`](RLock::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// let r = multiproc_sync::RLock::new();
+    /// let g = r.try_lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(matches!(r.try_lock(), Err(multiproc_sync::LockError::WouldBlock))));
+    /// });
+    /// ```
+    pub fn try_lock(&self) -> LockResult<RLockGuard<'_>> {
+        let guard = RLockGuard {
+            lock: self,
+            _not_send: std::marker::PhantomData,
+        };
+        rlock_guard(self.try_acquire(), guard)
+    }
+
+    /// [`lock`](RLock::lock), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockError::Timeout`], and as for [`lock`](RLock::lock).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let r = multiproc_sync::RLock::new();
+    /// let g = r.lock_timeout(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(r.count(), 1);
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<RLockGuard<'_>> {
+        let guard = RLockGuard {
+            lock: self,
+            _not_send: std::marker::PhantomData,
+        };
+        rlock_guard(self.acquire_timeout(timeout), guard)
+    }
+}
+
+/// The guard-returning answer for an `RLock` acquire's answer.
+fn rlock_guard<'a>(r: Result<()>, guard: RLockGuard<'a>) -> LockResult<RLockGuard<'a>> {
+    match r {
+        Ok(()) => Ok(guard),
+        Err(Error::OwnerDied) => Err(LockError::OwnerDied(guard)),
+        Err(e) => {
+            // Not taken: the guard must release nothing (this thread may hold
+            // the lock at an outer level).
+            std::mem::forget(guard);
+            Err(match e {
+                Error::NotRecoverable => LockError::NotRecoverable,
+                Error::WouldBlock => LockError::WouldBlock,
+                Error::Timeout => LockError::Timeout,
+                // Re-entering never deadlocks: only the recursion count
+                // overflowing (2³² entries) lands here.
+                _ => LockError::WouldDeadlock,
+            })
         }
     }
 }

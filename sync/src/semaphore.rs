@@ -40,9 +40,9 @@ use crate::{Error, Result};
 /// ```
 /// use multiproc_sync::Semaphore;
 /// let s = Semaphore::new(2);
-/// assert!(s.try_acquire());
-/// assert!(s.try_acquire());
-/// assert!(!s.try_acquire());
+/// s.try_acquire()?;
+/// s.acquire();
+/// assert!(s.try_acquire().is_err());
 /// s.release(3)?; // no bound: Python's Semaphore
 /// assert_eq!(s.value(), 3);
 /// # Ok::<(), multiproc_sync::Error>(())
@@ -157,16 +157,65 @@ impl Semaphore {
         }
     }
 
-    /// Takes a permit if one is free.
+    /// Takes a permit if one is free now (Python's `acquire(block=False)`).
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when none is free.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::{Error, Semaphore};
+    /// let s = Semaphore::new(1);
+    /// s.try_acquire()?;
+    /// assert!(matches!(s.try_acquire(), Err(Error::WouldBlock)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<()> {
+        if self.take() {
+            Ok(())
+        } else {
+            Err(Error::WouldBlock)
+        }
+    }
+
+    /// Takes a permit, waiting as long as it takes (Python's `acquire()`).
     ///
     /// # Examples
     /// ```
     /// let s = multiproc_sync::Semaphore::new(1);
-    /// assert!(s.try_acquire());
-    /// assert!(!s.try_acquire());
+    /// s.acquire();
+    /// assert_eq!(s.value(), 0);
     /// ```
+    pub fn acquire(&self) {
+        if !self.take() {
+            self.acquire_until(None);
+        }
+    }
+
+    /// Takes a permit, waiting at most `timeout` (Python's `acquire(timeout=t)`).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when `timeout` passed first.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::{Error, Semaphore};
+    /// let s = Semaphore::new(0);
+    /// assert!(matches!(s.acquire_timeout(Duration::from_millis(5)), Err(Error::Timeout)));
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.take() || self.acquire_until(deadline_after(Some(timeout))) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Takes a permit if one is free: the fast path of every acquire.
     #[inline]
-    pub fn try_acquire(&self) -> bool {
+    fn take(&self) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
         while count(s) > 0 {
             // The count is the low half and above 0: `s - 1` leaves the tag alone.
@@ -182,29 +231,14 @@ impl Semaphore {
         false
     }
 
-    /// Takes a permit, waiting at most `timeout` (forever if `None`); `false` on timeout.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// let s = multiproc_sync::Semaphore::new(0);
-    /// assert!(!s.acquire(Some(Duration::from_millis(5))));
-    /// ```
-    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
-        if self.try_acquire() {
-            return true;
-        }
-        self.acquire_until(deadline_after(timeout))
-    }
-
     /// `acquire` with a deadline.
     fn acquire_until(&self, deadline: Option<Deadline>) -> bool {
         loop {
-            if self.try_acquire() {
+            if self.take() {
                 return true;
             }
             if !self.sleep_while_empty(deadline) {
-                return self.try_acquire();
+                return self.take();
             }
         }
     }
@@ -228,22 +262,68 @@ impl Semaphore {
         true
     }
 
-    /// Takes a permit like a lock: the returned guard gives it back on drop, and if
-    /// this process dies holding it, a waiter gives it back for it.
+    /// Takes a permit like a lock, waiting as long as it takes: the returned
+    /// guard gives it back on drop, and if this process dies holding it, a
+    /// waiter gives it back for it.
     ///
-    /// `None` when `timeout` passed. Past [`SLOTS`](crate::SLOTS) owned permits at once
-    /// the extra ones work, but are not returned if their holder dies.
+    /// Past [`SLOTS`](crate::SLOTS) owned permits at once the extra ones work,
+    /// but are not returned if their holder dies.
     ///
     /// # Examples
     /// ```
     /// let s = multiproc_sync::Semaphore::new(1);
-    /// let permit = s.acquire_owned(None).unwrap();
+    /// let permit = s.acquire_owned();
     /// assert_eq!(s.value(), 0);
     /// drop(permit);
     /// assert_eq!(s.value(), 1);
     /// ```
-    pub fn acquire_owned(&self, timeout: Option<Duration>) -> Option<SemaphoreGuard<'_>> {
-        self.acquire_owned_stepping(timeout, &|_| {})
+    pub fn acquire_owned(&self) -> SemaphoreGuard<'_> {
+        loop {
+            if let Some(g) = self.acquire_owned_stepping(None, &|_| {}) {
+                return g;
+            }
+        }
+    }
+
+    /// [`acquire_owned`](Semaphore::acquire_owned) if a permit is free now.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when none is free (or another process is
+    /// recording its own owned permit this instant).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_sync::{Error, Semaphore};
+    /// let s = Semaphore::new(1);
+    /// let permit = s.try_acquire_owned()?;
+    /// assert!(matches!(s.try_acquire_owned(), Err(Error::WouldBlock)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_acquire_owned(&self) -> Result<SemaphoreGuard<'_>> {
+        self.acquire_owned_stepping(Some(Duration::ZERO), &|_| {})
+            .ok_or(Error::WouldBlock)
+    }
+
+    /// [`acquire_owned`](Semaphore::acquire_owned), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when `timeout` passed first.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_sync::{Error, Semaphore};
+    /// let s = Semaphore::new(1);
+    /// let permit = s.acquire_owned_timeout(Duration::from_secs(1))?;
+    /// assert!(matches!(
+    ///     s.acquire_owned_timeout(Duration::from_millis(5)),
+    ///     Err(Error::Timeout)
+    /// ));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn acquire_owned_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
+        self.acquire_owned_stepping(Some(timeout), &|_| {})
+            .ok_or(Error::Timeout)
     }
 
     /// `acquire_owned`, calling `step` after each step (the fault tests' hook).
@@ -266,9 +346,7 @@ impl Semaphore {
             };
             match self.take_owned(until, step) {
                 Owned::Taken(i) => return Some(guard(Permit::Seat(i))),
-                Owned::Untracked if last => {
-                    return self.try_acquire().then(|| guard(Permit::Untracked))
-                }
+                Owned::Untracked if last => return self.take().then(|| guard(Permit::Untracked)),
                 Owned::Untracked => {
                     return self
                         .acquire_until(deadline)
@@ -310,7 +388,7 @@ impl Semaphore {
                 self.seats[i].store(0, Ordering::Relaxed);
                 return Owned::Empty;
             }
-            // SYNC: Acquire pairs with the Release in `release`, as in try_acquire.
+            // SYNC: Acquire pairs with the Release in `release`, as in `take`.
             match self.state.compare_exchange_weak(
                 s,
                 state_of(acquiring(i), count(s) - 1),
@@ -640,7 +718,7 @@ impl Drop for HookedGuard<'_> {
 /// ```
 /// use multiproc_sync::BoundedSemaphore;
 /// let s = BoundedSemaphore::new(2);
-/// assert!(s.try_acquire());
+/// s.try_acquire()?;
 /// s.release(1)?;
 /// assert!(s.release(1).is_err()); // above the initial value
 /// assert_eq!(s.value(), 2);

@@ -233,10 +233,8 @@ impl<T: ShmSafe + Send> Value<T> {
     /// a guard flag that no guard of this thread can have left.
     fn enter(&self) -> Result<()> {
         let cell = &*self.cell;
-        let r = match cell.lock.acquire(true, None) {
-            Ok(true) => Ok(()),
-            // A blocking acquire without a timeout never gives up.
-            Ok(false) => return Err(Error::Timeout),
+        let r = match cell.lock.acquire() {
+            Ok(()) => Ok(()),
             Err(Error::OwnerDied) => Err(Error::OwnerDied),
             Err(e) => return Err(e),
         };
@@ -321,7 +319,7 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     /// Element `i`, read under the lock (Python's `arr[i]`).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) past the end, and
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) past the end, and
     /// as for [`get`](Value::get).
     ///
     /// # Examples
@@ -380,9 +378,12 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
 
 fn check_index(i: usize, n: usize) -> Result<()> {
     if i >= n {
-        return Err(Error::InvalidArgument(format!(
-            "index {i} is past the end of an array of {n}"
-        )));
+        return Err(Error::OutOfRange {
+            what: "an array index",
+            value: i as u64,
+            min: 0,
+            max: n.saturating_sub(1) as u64,
+        });
     }
     Ok(())
 }

@@ -62,7 +62,7 @@ fn a_dictionary_a_peer_scribbled_over_never_aborts_a_reader() {
             let _ = d.remove("dddd");
             match d.len() {
                 Ok(n) if n > d.capacity() => 3,
-                Ok(_) | Err(Error::Corrupted(_)) => 0,
+                Ok(_) | Err(Error::Corrupted { .. }) => 0,
                 Err(e) => {
                     eprintln!("word {offset} = {v:#x}: {e}");
                     0

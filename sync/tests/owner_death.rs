@@ -118,22 +118,22 @@ fn lock_and_rlock_holders_killed_at_random_points() {
     let mut seed = 0x9e37_79b9_7f4a_7c15;
     for trial in 0..TRIALS {
         kill_while_holding(&holding, &mut seed, || {
-            assert!(lock.acquire(true, None).unwrap());
-            assert!(rlock.acquire(true, None).unwrap());
-            assert!(rlock.acquire(true, None).unwrap());
+            lock.acquire().unwrap();
+            rlock.acquire().unwrap();
+            rlock.acquire().unwrap();
             holding.store(1, Ordering::SeqCst);
             loop {
                 std::hint::spin_loop();
             }
         });
         assert!(
-            matches!(lock.acquire(true, Some(BOUND)), Err(Error::OwnerDied)),
+            matches!(lock.acquire_timeout(BOUND), Err(Error::OwnerDied)),
             "trial {trial}"
         );
         lock.mark_consistent();
         lock.release().unwrap();
         assert!(
-            matches!(rlock.acquire(true, Some(BOUND)), Err(Error::OwnerDied)),
+            matches!(rlock.acquire_timeout(BOUND), Err(Error::OwnerDied)),
             "trial {trial}"
         );
         assert_eq!(rlock.count(), 1, "a recovered RLock starts at one level");
@@ -226,8 +226,8 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
     let mut seed = 0x1234_5678_9abc_def1;
     for trial in 0..20 {
         kill_while_holding(&holding, &mut seed, || {
-            let _a = sem.acquire_owned(None).unwrap();
-            let _b = sem.acquire_owned(None).unwrap();
+            let _a = sem.acquire_owned();
+            let _b = sem.acquire_owned();
             holding.store(1, Ordering::SeqCst);
             loop {
                 std::hint::spin_loop();
@@ -235,13 +235,16 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
         });
         // Both permits come back: a waiter notices the dead holder.
         let a = sem
-            .acquire_owned(Some(BOUND))
-            .unwrap_or_else(|| panic!("trial {trial}: first permit"));
+            .acquire_owned_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("trial {trial}: first permit"));
         let b = sem
-            .acquire_owned(Some(BOUND))
-            .unwrap_or_else(|| panic!("trial {trial}: second permit"));
+            .acquire_owned_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("trial {trial}: second permit"));
         assert!(
-            sem.acquire_owned(Some(Duration::from_millis(20))).is_none(),
+            matches!(
+                sem.acquire_owned_timeout(Duration::from_millis(20)),
+                Err(Error::Timeout)
+            ),
             "never more than the bound"
         );
         drop((a, b));
@@ -255,12 +258,15 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
 fn all_permits_come_back(sem: &multiproc_sync::Semaphore, bound: u32, what: &str) {
     let permits: Vec<_> = (0..bound)
         .map(|k| {
-            sem.acquire_owned(Some(BOUND))
-                .unwrap_or_else(|| panic!("{what}: permit {k} of {bound} never came back"))
+            sem.acquire_owned_timeout(BOUND)
+                .unwrap_or_else(|_| panic!("{what}: permit {k} of {bound} never came back"))
         })
         .collect();
     assert!(
-        sem.acquire_owned(Some(Duration::from_millis(10))).is_none(),
+        matches!(
+            sem.acquire_owned_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout)
+        ),
         "{what}: a permit more than the bound (one given back twice)"
     );
     drop(permits);
@@ -318,9 +324,9 @@ fn owned_permits_of_holders_killed_at_random_points_all_come_back() {
     while trials < 200 {
         // The victim takes and gives back owned permits, one or two at a time.
         kill_while_holding(&running, &mut seed, || loop {
-            let a = sem.acquire_owned(None).unwrap();
+            let a = sem.acquire_owned();
             running.store(1, Ordering::SeqCst);
-            let b = sem.acquire_owned(None).unwrap();
+            let b = sem.acquire_owned();
             drop(a);
             drop(b);
         });
@@ -377,13 +383,16 @@ fn a_waiter_is_told_when_every_setter_of_an_event_died() {
     let event = Shared::anonymous(Event::new()).unwrap();
     let setter = fork_parked(|| event.register_setter().unwrap());
     assert!(
-        !event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
+        matches!(
+            event.wait_checked_timeout(Duration::from_millis(30)),
+            Err(Error::Timeout)
+        ),
         "alive: just a timeout"
     );
     setter.kill(BOUND);
     let t = Instant::now();
     assert!(matches!(
-        event.wait_checked(Some(Duration::from_secs(20))),
+        event.wait_checked_timeout(Duration::from_secs(20)),
         Err(Error::NoLiveSetter)
     ));
     assert!(t.elapsed() < BOUND);
@@ -394,7 +403,7 @@ fn a_waiter_is_told_when_every_setter_of_an_event_died() {
         0
     })
     .wait_ok(BOUND);
-    assert!(e2.wait_checked(Some(Duration::from_secs(1))).unwrap());
+    e2.wait_checked_timeout(Duration::from_secs(1)).unwrap();
 }
 
 #[test]
@@ -444,7 +453,7 @@ fn setters_that_died_do_not_fill_an_events_table() {
         .wait_ok(BOUND);
     }
     assert!(matches!(
-        event.wait_checked(Some(Duration::from_secs(20))),
+        event.wait_checked_timeout(Duration::from_secs(20)),
         Err(Error::NoLiveSetter)
     ));
     let live: Vec<_> = (0..SLOTS)
@@ -459,7 +468,10 @@ fn setters_that_died_do_not_fill_an_events_table() {
         "live setters are never displaced"
     );
     assert!(
-        !event.wait_checked(Some(Duration::from_millis(30))).unwrap(),
+        matches!(
+            event.wait_checked_timeout(Duration::from_millis(30)),
+            Err(Error::Timeout)
+        ),
         "live setters: just a timeout"
     );
     drop(live);
@@ -476,7 +488,7 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
     set_owner_check_interval(Duration::from_millis(5));
     let sem = Shared::anonymous(Semaphore::new(0)).unwrap();
     let child = fork(|| {
-        sem.acquire(Some(Duration::from_secs(30)));
+        let _ = sem.acquire_timeout(Duration::from_secs(30));
         0
     });
     wait_until(BOUND, "asleep", || sem.hook_sleepers() == 1);
@@ -487,7 +499,7 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
         1,
         "too soon to tell it from a slow sleeper"
     );
-    assert!(sem.try_acquire());
+    sem.try_acquire().unwrap();
     std::thread::sleep(Duration::from_millis(1_100));
     sem.release(1).unwrap();
     assert_eq!(
@@ -497,13 +509,13 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
     );
     // A live sleeper is still counted and woken.
     let child = fork(|| {
-        if sem.acquire(Some(Duration::from_secs(20))) {
+        if sem.acquire_timeout(Duration::from_secs(20)).is_ok() {
             0
         } else {
             1
         }
     });
-    assert!(sem.try_acquire());
+    sem.try_acquire().unwrap();
     wait_until(BOUND, "a live sleeper", || sem.hook_sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);
@@ -524,7 +536,7 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
     let mut counted = 0;
     for trial in 1..=50 {
         let child = fork(|| loop {
-            sem.acquire(Some(Duration::from_micros(300)));
+            let _ = sem.acquire_timeout(Duration::from_micros(300));
         });
         std::thread::sleep(Duration::from_micros(100 + next(&mut seed) % 2_000));
         child.kill(BOUND);
@@ -537,9 +549,9 @@ fn semaphore_waiters_killed_around_their_sleep_are_all_forgotten() {
     std::thread::sleep(Duration::from_millis(1_100));
     sem.release(1).unwrap();
     assert_eq!(sem.hook_sleepers(), 0);
-    assert!(sem.try_acquire());
+    sem.try_acquire().unwrap();
     let child = fork(|| {
-        if sem.acquire(Some(Duration::from_secs(20))) {
+        if sem.acquire_timeout(Duration::from_secs(20)).is_ok() {
             0
         } else {
             1
@@ -558,7 +570,7 @@ fn an_event_waiter_killed_asleep_is_forgotten() {
     set_owner_check_interval(Duration::from_millis(5));
     let event = Shared::anonymous(Event::new()).unwrap();
     let child = fork(|| {
-        event.wait(None);
+        event.wait();
         0
     });
     wait_until(BOUND, "asleep", || event.hook_sleepers() == 1);
@@ -568,7 +580,10 @@ fn an_event_waiter_killed_asleep_is_forgotten() {
     assert_eq!(event.hook_sleepers(), 0);
     // A live waiter with no timeout is still woken.
     event.clear();
-    let child = fork(|| if event.wait(None) { 0 } else { 1 });
+    let child = fork(|| {
+        event.wait();
+        0
+    });
     wait_until(BOUND, "a live sleeper", || event.hook_sleepers() == 1);
     event.set();
     child.wait_ok(BOUND);

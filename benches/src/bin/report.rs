@@ -74,7 +74,7 @@ fn main() {
             }),
             &mut timed(ITERS, |n| {
                 for _ in 0..n {
-                    black_box(&sem).try_acquire();
+                    let _ = black_box(&sem).try_acquire();
                     sem.release(1).unwrap();
                 }
             }),

@@ -225,13 +225,13 @@ impl ParentProcess {
     /// # Examples
     /// See [`join_timeout`](ParentProcess::join_timeout).
     pub fn join(&self) -> Result<()> {
-        self.join_timeout_inner(None).map(drop)
+        self.join_until(None)
     }
 
-    /// Waits at most `timeout` for it to end; `true` once it has.
+    /// [`join`](ParentProcess::join), waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Io`] if waiting fails.
+    /// [`Error::Timeout`] if it still runs; [`Error::Io`] if waiting fails.
     ///
     /// # Examples
     /// ```
@@ -239,20 +239,28 @@ impl ParentProcess {
     /// let mut p = multiproc_proc::Process::new(|| {
     ///     let parent = multiproc_proc::parent_process().unwrap();
     ///     // The parent waits for us: it does not end within 10 ms.
-    ///     i32::from(parent.join_timeout(Duration::from_millis(10)).unwrap())
+    ///     match parent.join_timeout(Duration::from_millis(10)) {
+    ///         Err(multiproc_proc::Error::Timeout) => 0,
+    ///         _ => 1,
+    ///     }
     /// });
     /// p.start()?;
     /// assert_eq!(p.join()?, 0);
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.join_timeout_inner(Some(timeout))
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.join_until(Some(timeout))
     }
 
-    fn join_timeout_inner(&self, timeout: Option<Duration>) -> Result<bool> {
-        match &self.pidfd {
-            Some(fd) => sys::poll_readable(fd.as_fd(), timeout).map_err(Error::io("poll")),
-            None => Ok(true),
+    /// Waits for the pidfd to turn readable, forever when `timeout` is `None`.
+    fn join_until(&self, timeout: Option<Duration>) -> Result<()> {
+        let Some(fd) = &self.pidfd else {
+            return Ok(());
+        };
+        if sys::poll_readable(fd.as_fd(), timeout).map_err(Error::io("poll"))? {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
         }
     }
 

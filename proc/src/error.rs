@@ -36,12 +36,24 @@ pub enum Error {
     /// allowed to have children").
     #[error("daemonic processes are not allowed to have children")]
     DaemonChildren,
+    /// The wait timed out (an `op_timeout`): the process still runs.
+    #[error("timed out; the process still runs")]
+    Timeout,
     /// The fork server was asked for an entry it does not know.
-    #[error("the fork server has no entry named {0:?}; register it before starting the server")]
-    UnknownEntry(String),
+    #[error("the fork server has no entry named {name:?}; register it before starting the server")]
+    UnknownEntry {
+        /// The name asked for.
+        name: String,
+    },
     /// The fork server could not start the child.
-    #[error("the fork server could not start the child: {0}")]
-    SpawnFailed(String),
+    #[error("the fork server could not start the child: its {op} failed: {source}")]
+    SpawnFailed {
+        /// The server's call that failed (`"fork"`, `"pidfd_open"`).
+        op: &'static str,
+        /// The server's OS error.
+        #[source]
+        source: io::Error,
+    },
     /// The fork server must be started while the process has one thread.
     #[error("the fork server must be started while this process is single-threaded ({threads} threads now); start it first thing in main")]
     NotSingleThreaded {
@@ -57,8 +69,12 @@ pub enum Error {
         max: usize,
     },
     /// The fork server is gone (it died, or was shut down).
-    #[error("the fork server is gone: {0}")]
-    ServerGone(String),
+    #[error("the fork server is gone: {why}")]
+    ServerGone {
+        /// How it was found gone.
+        #[source]
+        why: Gone,
+    },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
     Io {
@@ -67,6 +83,25 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: io::Error,
+    },
+}
+
+/// How a fork server was found gone ([`Error::ServerGone`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Gone {
+    /// It closed the connection: it exited or was killed.
+    #[error("it closed the connection (it exited or was killed)")]
+    Closed,
+    /// Talking to it failed.
+    #[error("talking to it failed: {0}")]
+    Io(#[source] io::Error),
+    /// It sent a message this side cannot read: a different build, or memory
+    /// trouble in the server.
+    #[error("it sent a malformed message of {len} bytes")]
+    Malformed {
+        /// The message's length.
+        len: usize,
     },
 }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::status::WaitStatus;
-use crate::{sys, Error, Result};
+use crate::{sys, Error, Gone, Result};
 
 /// An entry point the fork server can start: gets the request's argument bytes,
 /// returns the exit code.
@@ -18,12 +18,20 @@ pub type Entry = fn(&[u8]) -> i32;
 /// The most argument bytes one request carries.
 pub const MAX_ARGS: usize = 64 * 1024;
 
+// The protocol: the client sends SPAWN, entry name length (u32), name, args;
+// the server answers SPAWNED, pid (i32), with the pidfd attached, or FAILED,
+// a failure kind, errno (i32), and for UNKNOWN the name; it reports each
+// child's end unasked as EXITED, pid (i32), raw wait status (i32). All little
+// endian, one message per datagram.
 const SPAWN: u8 = b'S';
 const SPAWNED: u8 = b'P';
 const FAILED: u8 = b'E';
 const EXITED: u8 = b'X';
-/// Prefix of a FAILED message's text for an unknown entry.
-const UNKNOWN: &str = "unknown entry: ";
+/// FAILED kinds.
+const UNKNOWN: u8 = 1;
+const FORK_FAILED: u8 = 2;
+const PIDFD_FAILED: u8 = 3;
+const BAD_REQUEST: u8 = 4;
 
 /// A fork server and the connection to it.
 ///
@@ -198,12 +206,7 @@ impl ForkServer {
                         status: None,
                     })
                 }
-                Msg::Failed(text) => {
-                    return Err(match text.strip_prefix(UNKNOWN) {
-                        Some(name) => Error::UnknownEntry(name.to_owned()),
-                        None => Error::SpawnFailed(text),
-                    })
-                }
+                Msg::Failed(e) => return Err(e),
                 Msg::Exited => {} // recorded by recv
             }
         }
@@ -211,12 +214,13 @@ impl ForkServer {
 }
 
 fn gone(e: std::io::Error) -> Error {
-    Error::ServerGone(e.to_string())
+    Error::ServerGone { why: Gone::Io(e) }
 }
 
 enum Msg {
     Spawned(u32, OwnedFd),
-    Failed(String),
+    /// The server's answer to a spawn that failed.
+    Failed(Error),
     /// An exit report (recorded in `Conn::exited`).
     Exited,
 }
@@ -231,18 +235,33 @@ impl Conn {
             msg.get(at..at + 4)
                 .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
         };
+        let failed = |op| {
+            let source = std::io::Error::from_raw_os_error(int(2).unwrap_or(0));
+            Ok(Msg::Failed(Error::SpawnFailed { op, source }))
+        };
         match (msg.first(), int(1), int(5), fd) {
-            (None, ..) => Err(Error::ServerGone("it closed the connection".into())),
+            (None, ..) => Err(Error::ServerGone { why: Gone::Closed }),
             (Some(&SPAWNED), Some(pid), _, Some(fd)) => Ok(Msg::Spawned(pid as u32, fd)),
-            (Some(&FAILED), ..) => Ok(Msg::Failed(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            (Some(&FAILED), ..) => match (msg.get(1), msg.get(6..)) {
+                (Some(&UNKNOWN), Some(name)) => Ok(Msg::Failed(Error::UnknownEntry {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                })),
+                (Some(&FORK_FAILED), _) => failed("fork"),
+                (Some(&PIDFD_FAILED), _) => failed("pidfd_open"),
+                // A request this side built cannot be malformed unless the
+                // two sides differ: treat it as a server that cannot be used.
+                _ => Err(Error::ServerGone {
+                    why: Gone::Malformed { len: n },
+                }),
+            },
             (Some(&EXITED), Some(pid), Some(raw), _) => {
                 let status = WaitStatus::from_raw(raw);
                 self.exited.insert(pid as u32, status);
                 Ok(Msg::Exited)
             }
-            _ => Err(Error::ServerGone(format!(
-                "it sent a malformed message of {n} bytes"
-            ))),
+            _ => Err(Error::ServerGone {
+                why: Gone::Malformed { len: n },
+            }),
         }
     }
 }
@@ -323,21 +342,21 @@ impl ServerChild<'_> {
         Ok(self.join_inner(None)?.expect("no timeout"))
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if it still runs.
+    /// [`join`](ServerChild::join), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As for [`join`](ServerChild::join).
+    /// [`Error::Timeout`] if it still runs, and as for [`join`](ServerChild::join).
     ///
     /// # Examples
     /// ```
     /// use std::time::Duration;
     /// fn echo(args: &[u8]) -> i32 { i32::from(args.first().copied().unwrap_or(0)) }
     /// let server = multiproc_proc::ForkServer::builder().entry("echo", echo).start()?;
-    /// assert_eq!(server.spawn("echo", &[2])?.join_timeout(Duration::from_secs(10))?, Some(2));
+    /// assert_eq!(server.spawn("echo", &[2])?.join_timeout(Duration::from_secs(10))?, 2);
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        self.join_inner(Some(timeout))
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<i32> {
+        self.join_inner(Some(timeout))?.ok_or(Error::Timeout)
     }
 
     fn join_inner(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
@@ -454,7 +473,7 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
             .and_then(|len| Some((req.get(5..5 + len)?, req.get(5 + len..)?)));
         let Some((name, args)) = parsed else {
-            let _ = sys::send_msg(sock.as_fd(), b"Emalformed request", None);
+            let _ = sys::send_msg(sock.as_fd(), &failure(BAD_REQUEST, 0, b""), None);
             continue;
         };
         let Some(entry) = entries
@@ -462,10 +481,7 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
             .find(|(n, _)| n.as_bytes() == name)
             .map(|(_, e)| *e)
         else {
-            let mut msg = vec![FAILED];
-            msg.extend_from_slice(UNKNOWN.as_bytes());
-            msg.extend_from_slice(name);
-            let _ = sys::send_msg(sock.as_fd(), &msg, None);
+            let _ = sys::send_msg(sock.as_fd(), &failure(UNKNOWN, 0, name), None);
             continue;
         };
         // SAFETY: the server is single-threaded; the child runs the entry and _exits.
@@ -478,11 +494,15 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
                 sys::exit_now(code);
             }
             Ok(pid) => {
-                let Ok(fd) = sys::pidfd_open(pid) else {
-                    let _ = sys::kill(pid as u32, libc::SIGKILL);
-                    let _ = sys::waitpid(pid as u32, false);
-                    let _ = sys::send_msg(sock.as_fd(), b"Epidfd_open failed", None);
-                    continue;
+                let fd = match sys::pidfd_open(pid) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        let _ = sys::kill(pid as u32, libc::SIGKILL);
+                        let _ = sys::waitpid(pid as u32, false);
+                        let msg = failure(PIDFD_FAILED, e.raw_os_error().unwrap_or(0), b"");
+                        let _ = sys::send_msg(sock.as_fd(), &msg, None);
+                        continue;
+                    }
                 };
                 let mut msg = vec![SPAWNED];
                 msg.extend_from_slice(&pid.to_le_bytes());
@@ -491,9 +511,18 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
                 }
                 children.push((pid as u32, fd));
             }
-            Err(_) => {
-                let _ = sys::send_msg(sock.as_fd(), b"Efork failed", None);
+            Err(e) => {
+                let msg = failure(FORK_FAILED, e.raw_os_error().unwrap_or(0), b"");
+                let _ = sys::send_msg(sock.as_fd(), &msg, None);
             }
         }
     }
+}
+
+/// A FAILED message: its kind, the errno, and the entry name for UNKNOWN.
+fn failure(kind: u8, errno: i32, name: &[u8]) -> Vec<u8> {
+    let mut msg = vec![FAILED, kind];
+    msg.extend_from_slice(&errno.to_le_bytes());
+    msg.extend_from_slice(name);
+    msg
 }

@@ -3,14 +3,22 @@
 //!
 //! | Python | here |
 //! |---|---|
-//! | `Process(target=f, name=n, daemon=d)` | [`Process::new(f)`](Process::new)`.name(n).daemon(d)` |
+//! | `Process(target=f, name=n, daemon=d)` | [`Process::new(f)`](Process::new)`.named(n).daemon(d)` |
 //! | `p.start()`, `p.join(timeout)` | [`Process::start`], [`Process::join`], [`Process::join_timeout`] |
-//! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`], [`Process::get_name`] |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`], [`Process::name`] |
 //! | `p.terminate()`, `p.kill()`, `p.sentinel`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] (a pidfd), [`Process::close`] |
 //! | `os.fork()`, `os.wait()` | [`fork`], [`wait_any`] with [`WaitStatus`] |
 //! | `os.getpid()`, `os.getppid()` | [`getpid`], [`getppid`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | start method `forkserver` | [`ForkServer`] |
+//!
+//! # Blocking, timeouts, not waiting
+//! As in the other crates of the workspace, a blocking call `op()` waits as
+//! long as it takes and `op_timeout(d)` waits at most `d`, answering
+//! [`Error::Timeout`] when the process still runs: [`Process::join`] /
+//! [`Process::join_timeout`], the same on [`ParentProcess`] and
+//! [`ServerChild`]. Looking without waiting is [`Process::is_alive`] (or
+//! [`Process::exitcode`]), as in Python.
 //!
 //! # Example: blocking and not
 //! Two children joined one after the other run in parallel all the same; what
@@ -44,7 +52,7 @@ pub use current::{
     active_children, cpu_count, current_process, fork, getpid, getppid, parent_process,
     reap_orphans, set_child_subreaper, wait_any, Fork, ParentProcess, ProcessInfo,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Gone, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};
 pub use process::Process;
 pub use status::{ChildResult, WaitStatus};

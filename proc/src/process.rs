@@ -66,7 +66,7 @@ enum State {
 /// # Examples
 /// ```
 /// use multiproc_proc::Process;
-/// let mut p = Process::new(|| 3).name("worker");
+/// let mut p = Process::new(|| 3).named("worker");
 /// p.start()?;
 /// assert_eq!(p.join()?, 3);
 /// assert_eq!(p.exitcode(), Some(3));
@@ -99,14 +99,14 @@ impl<'a> Process<'a> {
         }
     }
 
-    /// Sets the name (builder style).
+    /// Sets the name (builder style; Python's `Process(name=...)`).
     ///
     /// # Examples
     /// ```
-    /// let p = multiproc_proc::Process::new(|| ()).name("loader");
-    /// assert_eq!(p.get_name(), "loader");
+    /// let p = multiproc_proc::Process::new(|| ()).named("loader");
+    /// assert_eq!(p.name(), "loader");
     /// ```
-    pub fn name(mut self, name: impl Into<String>) -> Process<'a> {
+    pub fn named(mut self, name: impl Into<String>) -> Process<'a> {
         self.name = name.into();
         self
     }
@@ -124,13 +124,13 @@ impl<'a> Process<'a> {
         self
     }
 
-    /// The name.
+    /// The name (`Process-N` unless [`named`](Process::named); Python's `name`).
     ///
     /// # Examples
     /// ```
-    /// assert!(multiproc_proc::Process::new(|| ()).get_name().starts_with("Process-"));
+    /// assert!(multiproc_proc::Process::new(|| ()).name().starts_with("Process-"));
     /// ```
-    pub fn get_name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
@@ -287,24 +287,28 @@ impl<'a> Process<'a> {
         Ok(self.join_timeout_inner(None)?.expect("no timeout"))
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if it still runs (Python's `join(timeout)`
-    /// followed by a look at `exitcode`).
+    /// [`join`](Process::join), waiting at most `timeout` (Python's
+    /// `join(timeout)` followed by a look at `exitcode`).
     ///
     /// # Errors
-    /// As for [`join`](Process::join).
+    /// [`Error::Timeout`] if it still runs, and as for [`join`](Process::join).
     ///
     /// # Examples
     /// ```
     /// use std::time::Duration;
     /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(Duration::from_secs(5)));
     /// p.start()?;
-    /// assert_eq!(p.join_timeout(Duration::from_millis(10))?, None);
+    /// assert!(matches!(
+    ///     p.join_timeout(Duration::from_millis(10)),
+    ///     Err(multiproc_proc::Error::Timeout)
+    /// ));
     /// p.kill()?;
     /// assert_eq!(p.join()?, -9);
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        self.join_timeout_inner(Some(timeout))
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<i32> {
+        self.join_timeout_inner(Some(timeout))?
+            .ok_or(Error::Timeout)
     }
 
     fn join_timeout_inner(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {

@@ -46,10 +46,12 @@ fn host() -> i32 {
     for (i, child) in &mut children {
         assert_eq!(child.join().unwrap(), i32::from(*i) * 3 % 256, "child {i}");
     }
-    assert!(matches!(server.spawn("nope", b""), Err(Error::UnknownEntry(name)) if name == "nope"));
+    assert!(
+        matches!(server.spawn("nope", b""), Err(Error::UnknownEntry { name }) if name == "nope")
+    );
     assert_eq!(server.spawn("crash", b"").unwrap().join().unwrap(), 1);
     let mut long = server.spawn("triple", &[1]).unwrap();
-    long.join_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    long.join_timeout(Duration::from_secs(10)).unwrap();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -62,4 +64,34 @@ fn a_multi_threaded_process_starts_100_children_through_the_fork_server() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "fork server");
     let h = fork(host);
     assert_eq!(h.wait(Duration::from_secs(100)), ChildExit::Exited(0));
+}
+
+/// Runs in a forked child: a server killed under its client is reported gone,
+/// with the way it was found, and a child it started is still joined.
+fn server_killed() -> i32 {
+    let server = ForkServer::builder()
+        .entry("triple", triple)
+        .start()
+        .expect("start the fork server");
+    let mut child = server.spawn("triple", &[2]).unwrap();
+    assert_eq!(child.join().unwrap(), 6);
+    // SAFETY: kill(2) on the server's pid, which this process has not reaped.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let answer = match server.spawn("triple", &[1]) {
+        Err(Error::ServerGone { why }) => {
+            assert!(!why.to_string().is_empty());
+            0
+        }
+        Err(e) => panic!("expected ServerGone, got {e}"),
+        Ok(_) => 1,
+    };
+    answer
+}
+
+#[test]
+fn a_killed_fork_server_is_reported_gone() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "fork server killed");
+    let h = fork(server_killed);
+    assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }

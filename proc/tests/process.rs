@@ -61,10 +61,13 @@ fn join_timeout_on_a_sleeping_child() {
     let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(300)));
     p.start().unwrap();
     let t = Instant::now();
-    assert_eq!(p.join_timeout(Duration::from_millis(50)).unwrap(), None);
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(50));
     assert!(p.is_alive());
-    assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), Some(0));
+    assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), 0);
 }
 
 /// The tutorial: joining each child before starting the next serialises them
@@ -149,12 +152,12 @@ fn names_and_identities() {
         let parent = parent_process().expect("a started child knows its parent");
         i32::from(!(cur.name == "worker" && parent.pid() == me && parent.name() == "MainProcess"))
     })
-    .name("worker");
-    assert_eq!(p.get_name(), "worker");
+    .named("worker");
+    assert_eq!(p.name(), "worker");
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
     let q = Process::new(|| ());
-    assert!(q.get_name().starts_with("Process-"));
+    assert!(q.name().starts_with("Process-"));
 }
 
 #[test]
@@ -270,12 +273,17 @@ fn a_child_sees_its_parent_end_and_can_wait_for_it() {
     let mut middle = Process::new(|| {
         let mut grandchild = Process::new(|| {
             let parent = parent_process().expect("started by Process");
-            if !parent.is_alive() || parent.join_timeout(Duration::from_millis(20)).unwrap() {
+            if !parent.is_alive()
+                || !matches!(
+                    parent.join_timeout(Duration::from_millis(20)),
+                    Err(multiproc_proc::Error::Timeout)
+                )
+            {
                 return 1; // its parent waits for the signal below
             }
             seen.store(1, Ordering::SeqCst);
             // The parent leaves now; wait for it, then see it gone.
-            if !parent.join_timeout(Duration::from_secs(10)).unwrap() {
+            if parent.join_timeout(Duration::from_secs(10)).is_err() {
                 return 2;
             }
             seen.store(if parent.is_alive() { 3 } else { 4 }, Ordering::SeqCst);

@@ -12,6 +12,7 @@ use crate::large::Received;
 use crate::layout::ANNOUNCEMENT;
 use crate::raw::{deadline, RawQueue, Roles, Spec};
 use crate::ring::Msg;
+use crate::Corruption;
 use crate::{Error, Result};
 
 /// A bounded queue of byte messages of any size, between threads and processes:
@@ -83,9 +84,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 /// is; a segment that says otherwise was written by something else.
 pub(crate) fn byte_ring(raw: RawQueue) -> Result<RawQueue> {
     if raw.ring().is_fixed() {
-        return Err(Error::Corrupted(
-            "a byte queue's segment describes a ring of fixed-length messages".into(),
-        ));
+        return Err(Error::Corrupted(Corruption::FixedRing));
     }
     Ok(raw)
 }
@@ -101,7 +100,7 @@ impl ByteQueue {
     /// to `max_inline` bytes in a slot of its own (larger ones streamed).
     ///
     /// # Errors
-    /// As for [`Queue::new`](crate::Queue::new), and [`Error::InvalidArgument`]
+    /// As for [`Queue::new`](crate::Queue::new), and [`Error::OutOfRange`]
     /// for a `max_inline` over 16 MiB.
     ///
     /// # Examples
@@ -867,9 +866,9 @@ impl ByteQueue {
         let fd = self
             .segment()
             .fd()
-            .ok_or_else(|| Error::InvalidArgument("only a memfd queue can be cloned".into()))?
+            .expect("a pipe's queues live in memfds")
             .try_clone_to_owned()
-            .map_err(|e| Error::InvalidArgument(format!("dup of the queue's memfd: {e}")))?;
+            .map_err(|source| Error::Io { op: "dup", source })?;
         Ok(ByteQueue {
             raw: byte_ring(RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, roles)?)?,
         })

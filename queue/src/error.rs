@@ -64,9 +64,10 @@ pub enum Error {
         /// The queue's message size.
         max: usize,
     },
-    /// Shared state is impossible: another process wrote over it.
+    /// Shared state is impossible: another process wrote over it (or a
+    /// different build of this crate made it; see [`Corruption`]).
     #[error("the queue's shared memory is corrupted: {0}")]
-    Corrupted(String),
+    Corrupted(Corruption),
     /// More threads use the queue at once than it has participant entries for.
     #[error(
         "more than {0} threads use this queue at once; each needs an entry for dead-peer detection"
@@ -75,9 +76,25 @@ pub enum Error {
     /// `task_done` called more times than there were messages (Python's `ValueError`).
     #[error("task_done() called more times than there were items")]
     TaskDoneTooMany,
-    /// An invalid argument.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    /// A count or size outside what is allowed.
+    #[error("{what} must be {min} to {max}, not {value}")]
+    OutOfRange {
+        /// What was given.
+        what: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// A large-message lane of a size that is not a multiple of 64 bytes from
+    /// 64 bytes to 1 GiB.
+    #[error("a lane of {bytes} bytes: it must be a multiple of 64 from 64 bytes to 1 GiB")]
+    LaneSize {
+        /// The size asked for.
+        bytes: usize,
+    },
     /// A value could not be encoded (the `serde` feature).
     #[cfg(feature = "serde")]
     #[error("could not encode the value: {source}")]
@@ -107,6 +124,101 @@ pub enum Error {
     /// Creating or opening the segment failed.
     #[error(transparent)]
     Shm(#[from] multiproc_shm::Error),
+}
+
+/// What a queue's shared memory holds that cannot be (in [`Error::Corrupted`]).
+///
+/// Everything a queue reads from shared memory is checked before it is used;
+/// a value no well-behaved peer writes is answered with one of these, and the
+/// operation changes nothing it should not (a message that cannot be read is
+/// counted lost, its slot freed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// The segment was laid out by another version of this crate.
+    #[error(
+        "queue layout version {found}, this build reads version {expected}: use the same \
+         multiproc version on both sides"
+    )]
+    LayoutVersion {
+        /// The segment's version.
+        found: u64,
+        /// This build's.
+        expected: u64,
+    },
+    /// A field of the segment's geometry has an impossible value.
+    #[error("{what} is {value}")]
+    Field {
+        /// The field (`"the capacity"`, `"the pipe flag"` …).
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The slot size does not match the message size.
+    #[error("slot size {slot} does not fit messages of {msg_max} bytes")]
+    SlotSize {
+        /// The slot size read.
+        slot: u64,
+        /// The message size read.
+        msg_max: u64,
+    },
+    /// A large-message lane size the ring cannot have.
+    #[error("a lane of {bytes} bytes in a ring of {} messages", if *.fixed { "fixed-length" } else { "variable-length" })]
+    Lane {
+        /// The lane size read.
+        bytes: u64,
+        /// Whether the ring is of fixed-length messages.
+        fixed: bool,
+    },
+    /// The geometry needs more bytes than the segment has.
+    #[error("the queue needs {needed} bytes; the segment has {len}")]
+    TooSmall {
+        /// Bytes the geometry needs.
+        needed: usize,
+        /// The segment's length.
+        len: usize,
+    },
+    /// A byte queue's segment describes a ring of fixed-length messages.
+    #[error("a byte queue's segment describes a ring of fixed-length messages")]
+    FixedRing,
+    /// A typed queue's segment does not carry fixed items of the type's size.
+    #[error("the queue carries messages of up to {msg_max} bytes, not fixed {size}-byte items")]
+    NotItems {
+        /// The ring's message size.
+        msg_max: u64,
+        /// The type's size.
+        size: usize,
+    },
+    /// A slot's sequence number is impossible for its position.
+    #[error("the slot of position {pos} has sequence {seq}")]
+    Sequence {
+        /// The position.
+        pos: u64,
+        /// The sequence read.
+        seq: u64,
+    },
+    /// A slot claims a message longer than a slot holds.
+    #[error("the message of position {pos} claims {len} bytes, over the {max} a slot holds")]
+    Length {
+        /// The position.
+        pos: u64,
+        /// The length read.
+        len: usize,
+        /// The slot's message size.
+        max: usize,
+    },
+    /// A typed queue's message has another size than its items.
+    #[error("a message of {len} bytes in a queue of {size}-byte items")]
+    ItemSize {
+        /// The message's length.
+        len: usize,
+        /// The item size.
+        size: usize,
+    },
+    /// The lock of the large-message lane cannot be used (a holder recovered it
+    /// and left it inconsistent, or a peer wrote over it).
+    #[error("the large-message lane's lock is unusable")]
+    LaneLock,
 }
 
 /// `Result` with this crate's [`Error`].

@@ -213,5 +213,5 @@ pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
     }
     // SAFETY: allocated above with this layout.
     unsafe { dealloc(base.as_ptr(), mem) };
-    checked.map(|_| taken)
+    checked.map(|_| taken).map_err(|e| e.to_string())
 }

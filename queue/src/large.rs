@@ -75,6 +75,7 @@ use crate::layout::{Lane, ANNOUNCEMENT};
 use crate::primitive::{current_thread, thread_alive, wait, wake, Deadline, Ordering};
 use crate::raw::RawQueue;
 use crate::ring::{copy_out, Msg};
+use crate::Corruption;
 use crate::{Error, Result};
 
 /// Bits of a position word that count bytes; the rest tags the stream.
@@ -157,17 +158,23 @@ impl RawQueue {
     /// # Errors
     /// [`Error::Timeout`] (the stream, if started, is abandoned: its receiver
     /// counts it lost), [`Error::Closed`], [`Error::Disconnected`],
-    /// [`Error::InvalidArgument`] past 2⁴⁸ bytes.
+    /// [`Error::OutOfRange`] past 2⁴⁸ bytes.
     pub(crate) fn put_large(&self, msg: &[u8], deadline: Option<Deadline>) -> Result<()> {
         let total = msg.len() as u64;
         if total > MAX_LARGE {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {total} bytes is over the {MAX_LARGE} a stream carries"
-            )));
+            return Err(Error::OutOfRange {
+                what: "a large message's length",
+                value: total,
+                min: 0,
+                max: MAX_LARGE,
+            });
         }
         let (_, lane_bytes) = self.ring().lane();
         if lane_bytes == 0 {
-            return Err(Error::Corrupted("a byte queue without a lane".into()));
+            return Err(Error::Corrupted(Corruption::Lane {
+                bytes: 0,
+                fixed: false,
+            }));
         }
         let lane = self.lane();
         let guard = match deadline {
@@ -183,11 +190,7 @@ impl RawQueue {
                 g
             }
             Err(LockError::Timeout) => return Err(Error::Timeout),
-            Err(e) => {
-                return Err(Error::Corrupted(format!(
-                    "the large-message lane's lock: {e}"
-                )))
-            }
+            Err(_) => return Err(Error::Corrupted(Corruption::LaneLock)),
         };
         self.wait_lane_free(deadline)?;
         let stream = lane.stream.load(Ordering::Relaxed).wrapping_add(1).max(1);

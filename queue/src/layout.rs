@@ -43,6 +43,7 @@
 //! the message size, and copies a message out before looking at it.
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
+use crate::Corruption;
 
 /// Threads that can use one queue at once with dead-peer detection (4 under loom,
 /// to keep the models small).
@@ -356,55 +357,48 @@ pub(crate) struct Checked {
 }
 
 /// Checks the geometry of the control block at `ctl` against `len` bytes of mapping.
-pub(crate) fn check(ctl: &Control, len: usize) -> Result<Checked, String> {
+pub(crate) fn check(ctl: &Control, len: usize) -> Result<Checked, Corruption> {
     let g = &ctl.geometry.0;
     let layout = g.layout.load(Ordering::Relaxed);
     if layout != LAYOUT_VERSION {
-        return Err(format!(
-            "queue layout version {layout}, this build reads version {LAYOUT_VERSION}: \
-             use the same multiproc version on both sides"
-        ));
+        return Err(Corruption::LayoutVersion {
+            found: layout.into(),
+            expected: LAYOUT_VERSION.into(),
+        });
     }
     let fixed = match g.fixed.load(Ordering::Relaxed) {
         0 => false,
         1 => true,
-        f => return Err(format!("fixed-length flag is {f}, not 0 or 1")),
+        f => return Err(field("the fixed-length flag", f.into())),
     };
     let capacity = g.capacity.load(Ordering::Relaxed);
     let msg_max = g.msg_max.load(Ordering::Relaxed);
     let slot = g.slot_size.load(Ordering::Relaxed);
     if capacity == 0 || capacity > MAX_CAPACITY as u64 {
-        return Err(format!("capacity {capacity} is not 1 to {MAX_CAPACITY}"));
+        return Err(field("the capacity", capacity));
     }
     if msg_max > MAX_MESSAGE as u64 {
-        return Err(format!("message size {msg_max} is over {MAX_MESSAGE}"));
+        return Err(field("the message size", msg_max));
     }
     let (capacity, msg_max) = (capacity as usize, msg_max as usize);
     if slot != slot_size(msg_max, fixed) as u64 {
-        return Err(format!(
-            "slot size {slot} does not fit messages of {msg_max} bytes"
-        ));
+        return Err(Corruption::SlotSize {
+            slot,
+            msg_max: msg_max as u64,
+        });
     }
     let pipe = match g.pipe.load(Ordering::Relaxed) {
         0 => false,
         1 => true,
-        f => return Err(format!("pipe flag is {f}, not 0 or 1")),
+        f => return Err(field("the pipe flag", f.into())),
     };
     let lane = g.lane_bytes.load(Ordering::Relaxed);
     if !lane_ok(lane, fixed) {
-        return Err(format!(
-            "a lane of {lane} bytes in a ring of {} messages",
-            if fixed {
-                "fixed-length"
-            } else {
-                "variable-length"
-            }
-        ));
+        return Err(Corruption::Lane { bytes: lane, fixed });
     }
-    if total_len(capacity, msg_max, fixed, lane as usize) > len {
-        return Err(format!(
-            "{capacity} slots of {slot} bytes and a lane of {lane} do not fit in {len} bytes"
-        ));
+    let needed = total_len(capacity, msg_max, fixed, lane as usize);
+    if needed > len {
+        return Err(Corruption::TooSmall { needed, len });
     }
     Ok(Checked {
         capacity,
@@ -413,4 +407,9 @@ pub(crate) fn check(ctl: &Control, len: usize) -> Result<Checked, String> {
         pipe,
         lane_bytes: lane as usize,
     })
+}
+
+/// A geometry field of an impossible value.
+fn field(what: &'static str, value: u64) -> Corruption {
+    Corruption::Field { what, value }
 }

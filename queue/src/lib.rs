@@ -104,7 +104,7 @@ mod wait;
 mod waiter;
 
 pub use bytes::ByteQueue;
-pub use error::{Error, Result};
+pub use error::{Corruption, Error, Result};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use hooks::{fuzz_ring_bytes, fuzz_seed};

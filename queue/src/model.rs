@@ -40,7 +40,7 @@ pub fn push_bytes_one(ring: &Ring, msg: &[u8]) -> bool {
 
 /// `ByteQueue`'s one-message fast path of the gets on a [`ring`]: the
 /// message, if one was there (`Err` says what was corrupted).
-pub fn pop_bytes_one(ring: &Ring) -> Option<Result<Vec<u8>, String>> {
+pub fn pop_bytes_one(ring: &Ring) -> Option<Result<Vec<u8>, crate::Corruption>> {
     let mut out = Vec::new();
     ring.pop_bytes_one(ring.participant(), &mut out)
         .map(|r| r.map(|_| out))

@@ -14,6 +14,7 @@ use crate::layout::{self, Control, PARTICIPANTS};
 use crate::primitive::{wait, wake, AtomicU64, Deadline, Ordering};
 use crate::ring::{Msg, PopFail, PushFail, Ring};
 use crate::waiter::{Waiter, SPINS};
+use crate::Corruption;
 use crate::{Error, Result};
 
 /// A queue's shared state plus this handle's view of it.
@@ -74,25 +75,24 @@ pub(crate) struct Spec<'a> {
 impl RawQueue {
     pub(crate) fn create(spec: Spec<'_>) -> Result<RawQueue> {
         if spec.capacity == 0 || spec.capacity > layout::MAX_CAPACITY {
-            return Err(Error::InvalidArgument(format!(
-                "capacity must be 1 to {}, not {}",
-                layout::MAX_CAPACITY,
-                spec.capacity
-            )));
+            return Err(Error::OutOfRange {
+                what: "a queue's capacity",
+                value: spec.capacity as u64,
+                min: 1,
+                max: layout::MAX_CAPACITY as u64,
+            });
         }
         if spec.msg_max > layout::MAX_MESSAGE {
-            return Err(Error::InvalidArgument(format!(
-                "message size must be at most {}, not {}",
-                layout::MAX_MESSAGE,
-                spec.msg_max
-            )));
+            return Err(Error::OutOfRange {
+                what: "a queue's message size",
+                value: spec.msg_max as u64,
+                min: 0,
+                max: layout::MAX_MESSAGE as u64,
+            });
         }
         let capacity = spec.capacity;
         if !layout::lane_ok(spec.lane as u64, spec.fixed) {
-            return Err(Error::InvalidArgument(format!(
-                "a lane of {} bytes: a multiple of 64 from 64 bytes to 1 GiB",
-                spec.lane
-            )));
+            return Err(Error::LaneSize { bytes: spec.lane });
         }
         let len = layout::total_len(capacity, spec.msg_max, spec.fixed, spec.lane);
         // Described as 128-byte lines, the alignment of the control block.
@@ -129,10 +129,10 @@ impl RawQueue {
             }));
         }
         if seg.len() < std::mem::size_of::<Control>() {
-            return Err(Error::Corrupted(format!(
-                "{} bytes cannot hold a queue",
-                seg.len()
-            )));
+            return Err(Error::Corrupted(Corruption::TooSmall {
+                needed: std::mem::size_of::<Control>(),
+                len: seg.len(),
+            }));
         }
         let base = NonNull::new(seg.as_ptr()).expect("a mapping is never at NULL");
         // SAFETY: the segment holds at least a Control, 128-aligned (its header

@@ -8,7 +8,7 @@ use multiproc_shm::{Location, Segment, ShmSafe};
 
 use crate::raw::{deadline, RawQueue, Roles, Spec};
 use crate::ring::Msg;
-use crate::{Error, Result};
+use crate::{Corruption, Error, Result};
 
 /// A bounded queue of `T` between threads and processes: Python's
 /// `multiprocessing.Queue(maxsize)`, without pipes or pickling.
@@ -81,11 +81,10 @@ fn as_msg<T>(item: &T) -> Msg {
 /// Reads a `T` from the bytes of one message.
 fn read_item<T: ShmSafe>(bytes: &[u8]) -> Result<T> {
     if bytes.len() != std::mem::size_of::<T>() {
-        return Err(Error::Corrupted(format!(
-            "a message of {} bytes in a queue of {}-byte items",
-            bytes.len(),
-            std::mem::size_of::<T>()
-        )));
+        return Err(Error::Corrupted(Corruption::ItemSize {
+            len: bytes.len(),
+            size: std::mem::size_of::<T>(),
+        }));
     }
     // SAFETY: the bytes are size_of::<T>() long and private; T is ShmSafe, so any
     // bytes are a valid T; read_unaligned needs no alignment.
@@ -107,7 +106,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// with children forked after it.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a `maxsize` of 0 or over 2³⁰; [`Error::Shm`].
+    /// [`Error::OutOfRange`] for a `maxsize` of 0 or over 2³⁰; [`Error::Shm`].
     ///
     /// # Examples
     /// ```
@@ -170,11 +169,10 @@ impl<T: ShmSafe + Copy> Queue<T> {
     /// says so already, but only a peer wrote it; the fast paths rely on this.
     fn from_raw(raw: RawQueue) -> Result<Queue<T>> {
         if !raw.ring().fits_fixed::<T>() {
-            return Err(Error::Corrupted(format!(
-                "the queue carries messages of up to {} bytes, not fixed {}-byte items",
-                raw.ring().msg_max(),
-                std::mem::size_of::<T>()
-            )));
+            return Err(Error::Corrupted(Corruption::NotItems {
+                msg_max: raw.ring().msg_max() as u64,
+                size: std::mem::size_of::<T>(),
+            }));
         }
         Ok(Queue {
             raw,
@@ -501,7 +499,8 @@ impl<T: ShmSafe + Copy> Queue<T> {
                 out = Some(read_item::<T>(m))
             })
         })?;
-        out.unwrap_or_else(|| Err(Error::Corrupted("a get returned no message".into())))
+        // A get that answers Ok has handed its message to the sink: `out` is set.
+        out.unwrap_or(Err(Error::Empty))
     }
 
     /// Takes up to `max` items at once into `out`, waiting for the first; returns

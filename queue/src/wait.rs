@@ -103,7 +103,7 @@ impl<F: AsFd> sealed::Sealed for F {
 ///
 /// # Errors
 /// [`Error::TooManyParticipants`] when this thread cannot take a participant
-/// entry in one of the queues; [`Error::InvalidArgument`] past 128 queues;
+/// entry in one of the queues; [`Error::OutOfRange`] past 128 queues;
 /// [`Error::Io`] when `poll` fails.
 ///
 /// # Examples
@@ -147,10 +147,12 @@ fn wait_until(objects: &[&dyn Waitable], deadline: Option<Deadline>) -> Result<V
     let ons: Vec<WaitOn<'_>> = objects.iter().map(|o| o.wait_on()).collect();
     let queues = ons.iter().filter(|o| matches!(o.0, On::Queue(_))).count();
     if queues > WAIT_ANY_MAX - 1 {
-        return Err(Error::InvalidArgument(format!(
-            "wait takes at most {} queues at once, not {queues}",
-            WAIT_ANY_MAX - 1
-        )));
+        return Err(Error::OutOfRange {
+            what: "the queues in one wait",
+            value: queues as u64,
+            min: 0,
+            max: (WAIT_ANY_MAX - 1) as u64,
+        });
     }
     loop {
         let ready = ready_now(&ons)?;

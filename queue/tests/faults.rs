@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
+use multiproc_queue::{ByteQueue, Corruption, Error, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::{fork, wait_until, ChildExit, Watchdog};
@@ -757,7 +757,7 @@ fn a_scribbled_length_is_refused_and_counted() {
     };
     let mut buf = vec![1, 2, 3];
     match q.get_bytes_into(&mut buf) {
-        Err(Error::Corrupted(msg)) => assert!(msg.contains("1048576 bytes"), "{msg}"),
+        Err(Error::Corrupted(Corruption::Length { len, .. })) => assert_eq!(len, 1 << 20),
         other => panic!("expected Corrupted, got {other:?}"),
     }
     assert_eq!(buf.len(), 3, "nothing was copied");
@@ -773,12 +773,18 @@ fn a_corrupted_geometry_is_refused_on_open() {
     // fixed-length flag (u32), capacity (u64), ...
     let geometry = q.segment().as_ptr().wrapping_add(3 * 128);
     let refused = || match Queue::<u64>::open(&name) {
-        Err(Error::Corrupted(msg)) => msg,
+        Err(Error::Corrupted(what)) => what,
         other => panic!("opened a corrupted queue: {other:?}"),
     };
     // SAFETY: inside the segment; no one else uses it.
     unsafe { geometry.add(8).cast::<u64>().write_volatile(1 << 40) };
-    assert!(refused().contains("capacity"));
+    assert_eq!(
+        refused(),
+        Corruption::Field {
+            what: "the capacity",
+            value: 1 << 40
+        }
+    );
     // SAFETY: as above.
     unsafe { geometry.add(8).cast::<u64>().write_volatile(4) };
     Queue::<u64>::open(&name).unwrap();
@@ -786,24 +792,40 @@ fn a_corrupted_geometry_is_refused_on_open() {
     // fast paths would copy 8 bytes per item, so the open is refused.
     // SAFETY: as above; msg_max follows capacity.
     unsafe { geometry.add(16).cast::<u64>().write_volatile(4) };
-    assert!(refused().contains("not fixed 8-byte items"));
+    assert_eq!(
+        refused(),
+        Corruption::NotItems {
+            msg_max: 4,
+            size: 8
+        }
+    );
     // SAFETY: as above.
     unsafe { geometry.add(16).cast::<u64>().write_volatile(8) };
     // SAFETY: as above.
     unsafe { geometry.add(4).cast::<u32>().write_volatile(2) };
-    assert!(refused().contains("fixed-length flag"));
+    assert_eq!(
+        refused(),
+        Corruption::Field {
+            what: "the fixed-length flag",
+            value: 2
+        }
+    );
     // SAFETY: as above.
     unsafe { geometry.add(4).cast::<u32>().write_volatile(0) };
     assert!(
-        refused().contains("slot size"),
+        matches!(refused(), Corruption::SlotSize { slot: 16, .. }),
         "a variable-length ring of 8-byte slots"
     );
     // SAFETY: as above.
     unsafe { geometry.cast::<u32>().write_volatile(1) };
-    let msg = refused();
+    let what = refused();
     assert!(
-        msg.contains("layout version 1") && msg.contains("same multiproc version"),
-        "{msg}"
+        matches!(what, Corruption::LayoutVersion { found: 1, .. }),
+        "{what:?}"
+    );
+    assert!(
+        what.to_string().contains("same multiproc version"),
+        "{what}"
     );
     drop(q); // the creator's handle unlinks the name
     assert!(Queue::<u64>::open(&name).is_err());
@@ -865,7 +887,7 @@ fn a_byte_queue_said_to_be_fixed_is_refused_on_open() {
         geometry.add(48).cast::<u64>().write_volatile(0);
     }
     match ByteQueue::open(&name) {
-        Err(Error::Corrupted(msg)) => assert!(msg.contains("fixed-length"), "{msg}"),
+        Err(Error::Corrupted(what)) => assert_eq!(what, Corruption::FixedRing),
         other => panic!("opened a byte queue said to be fixed: {other:?}"),
     }
 }

@@ -300,10 +300,17 @@ fn threads_hand_off_through_a_tiny_queue() {
 fn invalid_sizes_are_refused() {
     assert!(matches!(
         Queue::<u8>::new(0),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange {
+            value: 0,
+            min: 1,
+            ..
+        })
     ));
     assert!(matches!(
         ByteQueue::new(1, 1 << 30),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange {
+            value: 0x4000_0000,
+            ..
+        })
     ));
 }

@@ -81,6 +81,7 @@ use crate::layout::{Checked, Control, Participant, ANNOUNCEMENT};
 #[cfg(multiproc_loom)]
 use crate::primitive::DataCells;
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
+use crate::Corruption;
 use hints::next_line_step;
 
 /// Why a push did not happen.
@@ -91,7 +92,7 @@ pub enum PushFail {
     /// The slot for the next position is being emptied by a consumer (of position `0`).
     ConsumerInFlight(u64),
     /// A value in shared memory is impossible.
-    Corrupted(String),
+    Corrupted(Corruption),
 }
 
 /// Why a pop did not happen.
@@ -102,7 +103,7 @@ pub enum PopFail {
     /// A producer claimed position `0` and has not published it yet.
     ProducerInFlight(u64),
     /// A value in shared memory is impossible.
-    Corrupted(String),
+    Corrupted(Corruption),
 }
 
 /// A message to copy in: raw bytes (a `T` may have padding, so no `&[u8]`).
@@ -398,9 +399,7 @@ impl Ring {
                 }
             } else if dif < 0 {
                 let Some(round) = pos.checked_sub(self.cap) else {
-                    return Err(PushFail::Corrupted(format!(
-                        "slot of position {pos} has sequence {seq}"
-                    )));
+                    return Err(PushFail::Corrupted(Corruption::Sequence { pos, seq }));
                 };
                 // The slot still holds round `round`'s message: full, unless a
                 // consumer has claimed it and not yet freed it.
@@ -412,9 +411,7 @@ impl Ring {
             } else {
                 let t = c.tail.0.load(Ordering::Relaxed);
                 if t == pos {
-                    return Err(PushFail::Corrupted(format!(
-                        "slot of position {pos} has sequence {seq}, ahead of the tail"
-                    )));
+                    return Err(PushFail::Corrupted(Corruption::Sequence { pos, seq }));
                 }
                 pos = t;
             }
@@ -491,9 +488,7 @@ impl Ring {
             } else {
                 let hd = c.head.0.load(Ordering::Relaxed);
                 if hd == pos {
-                    return Err(PopFail::Corrupted(format!(
-                        "slot of position {pos} has sequence {seq}, ahead of the head"
-                    )));
+                    return Err(PopFail::Corrupted(Corruption::Sequence { pos, seq }));
                 }
                 pos = hd;
             }
@@ -545,11 +540,12 @@ impl Ring {
 
     /// What `Corrupted` says of a message whose length is over what a slot holds.
     #[cold]
-    fn oversize(&self, pos: u64, len: usize) -> String {
-        format!(
-            "message of position {pos} claims {len} bytes, over the {} a slot holds",
-            self.msg_max
-        )
+    fn oversize(&self, pos: u64, len: usize) -> Corruption {
+        Corruption::Length {
+            pos,
+            len,
+            max: self.msg_max,
+        }
     }
 
     /// Whether the slot the next put needs is free (a re-check before sleeping).
@@ -792,7 +788,7 @@ impl Ring {
         &self,
         part: Option<&Participant>,
         out: &mut Vec<u8>,
-    ) -> Option<Result<bool, String>> {
+    ) -> Option<Result<bool, Corruption>> {
         let (pos, _) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
         // Only where every slot has a line or more to itself (see claim_next_line).
         if self.next_line == 1 {

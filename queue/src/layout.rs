@@ -199,6 +199,14 @@ const _: () = assert!(
 );
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Lane>() <= 128);
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(
+    std::mem::size_of::<Wake>() == 72
+        && std::mem::size_of::<Geometry>() == 56
+        && std::mem::size_of::<Participant>() == 128
+        && std::mem::size_of::<Holder>() == 16
+        && std::mem::size_of::<Lane>() == 88
+);
 
 /// Where a slot's length (a u32) lies, in a variable-length ring: after the
 /// sequence (8 bytes; more under loom, whose atomics are larger).

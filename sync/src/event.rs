@@ -48,6 +48,9 @@ pub struct Event {
 // SAFETY: #[repr(C)] of atomics; any state value means clear (0) or set.
 unsafe impl multiproc_shm::ShmSafe for Event {}
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Event>() == 152);
+
 impl Default for Event {
     fn default() -> Event {
         Event::new()

@@ -43,6 +43,9 @@ pub struct Lock {
 // SAFETY: #[repr(C)] around a RawMutex: atomics only, every bit pattern handled.
 unsafe impl multiproc_shm::ShmSafe for Lock {}
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Lock>() == 16);
+
 impl Default for Lock {
     fn default() -> Lock {
         Lock::new()
@@ -353,6 +356,9 @@ pub struct RLock {
 // SAFETY: #[repr(C)] of a RawMutex and atomics; every bit pattern handled (the
 // count is only trusted by the thread that holds the lock, and checked).
 unsafe impl multiproc_shm::ShmSafe for RLock {}
+
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<RLock>() == 24);
 
 impl Default for RLock {
     fn default() -> RLock {

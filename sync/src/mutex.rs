@@ -48,6 +48,11 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // algorithm) and an UnsafeCell<T> with T: ShmSafe (no pointers, any bits valid).
 unsafe impl<T: multiproc_shm::ShmSafe + Send> multiproc_shm::ShmSafe for Mutex<T> {}
 
+// The lock word and owner record, then the data.
+#[cfg(not(multiproc_loom))]
+const _: () =
+    assert!(std::mem::size_of::<Mutex<()>>() == 16 && std::mem::size_of::<Mutex<u64>>() == 24);
+
 impl<T> Mutex<T> {
     /// A new, unlocked mutex around `value`.
     ///

@@ -117,6 +117,9 @@ pub(crate) struct RawMutex {
     owner: AtomicU64,
 }
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<RawMutex>() == 16);
+
 impl RawMutex {
     pub(crate) fn new() -> RawMutex {
         RawMutex {

@@ -732,6 +732,9 @@ pub struct BoundedSemaphore(Semaphore);
 // SAFETY: a transparent wrapper of a Semaphore, which is ShmSafe.
 unsafe impl multiproc_shm::ShmSafe for BoundedSemaphore {}
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<BoundedSemaphore>() == 176);
+
 impl BoundedSemaphore {
     /// A semaphore with `value` permits that may never hold more (Python's
     /// `BoundedSemaphore(value)`).

@@ -57,6 +57,9 @@ pub struct Sleepers {
     until: AtomicU64,
 }
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Sleepers>() == 16);
+
 /// What a sleeper leaves with: the epoch it was counted in.
 #[must_use]
 pub struct Ticket(u32);

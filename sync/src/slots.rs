@@ -18,6 +18,9 @@ pub(crate) struct Slots {
     slot: [AtomicU64; SLOTS],
 }
 
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(std::mem::size_of::<Slots>() == SLOTS * 8);
+
 impl Slots {
     pub(crate) fn new() -> Slots {
         Slots {

@@ -13,7 +13,9 @@ const CHILDREN: usize = 4;
 const PER_CHILD: usize = 8;
 
 fn main() -> Result<(), multiproc_shm::Error> {
-    let mut table = SharedSlice::<u64>::anonymous(CHILDREN * PER_CHILD)?;
+    // Plain numbers that several processes write: copied in and out with
+    // volatile accesses (a `&[u64]` into memory others write would be a data race).
+    let table = SharedSlice::<u64>::anonymous(CHILDREN * PER_CHILD)?;
     let written = Shared::anonymous(AtomicU64::new(0))?;
     let mut private = 0u64; // not shared: each child gets its own copy
 
@@ -27,7 +29,7 @@ fn main() -> Result<(), multiproc_shm::Error> {
         }
         if pid == 0 {
             for i in child * PER_CHILD..(child + 1) * PER_CHILD {
-                table[i] = (i * i) as u64;
+                table.write_volatile(i, (i * i) as u64)?;
                 written.fetch_add(1, Ordering::SeqCst);
                 private += 1;
             }
@@ -46,13 +48,17 @@ fn main() -> Result<(), multiproc_shm::Error> {
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 
-    println!("squares written by the children: {:?}", &table[..]);
+    let squares = table.to_vec_volatile();
+    println!("squares written by the children: {squares:?}");
     println!(
         "shared counter: {} (expected {}); the parent's private counter: {private} (children changed only their copies)",
         written.load(Ordering::SeqCst),
         CHILDREN * PER_CHILD
     );
-    assert!(table.iter().enumerate().all(|(i, &v)| v == (i * i) as u64));
+    assert!(squares
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == (i * i) as u64));
     assert_eq!(
         written.load(Ordering::SeqCst),
         (CHILDREN * PER_CHILD) as u64

@@ -26,6 +26,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An element range reaches past the end of a [`SharedSlice`](crate::SharedSlice).
+    #[error("elements {start}..{start}+{count} reach past the {len} elements of the slice")]
+    OutOfBounds {
+        /// The first element asked for.
+        start: usize,
+        /// How many.
+        count: usize,
+        /// The slice's length.
+        len: usize,
+    },
+
     /// `create` found a segment of that name already there.
     #[error(
         "shared-memory segment {name:?} already exists; open it, pick another name, or remove \

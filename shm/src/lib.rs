@@ -19,6 +19,25 @@
 //! any process), `memfd` (shared through its descriptor) and file-backed (memmap2,
 //! persistent).
 //!
+//! # Reading and writing memory others write
+//! Another process may write shared memory at any instruction, and a Rust
+//! reference (`&T`, `&mut T`) promises the compiler that nobody does while it
+//! lives. So the safe surface gives references only where that holds and
+//! copies everywhere else:
+//! - [`ShmSync`] types — atomics, the primitives of `multiproc-sync`, and
+//!   [`shm_struct!`]`{ sync struct … }`s of them — are used in place, through
+//!   `&T` ([`Shared`] and [`SharedSlice`] dereference to them);
+//! - plain data ([`ShmSafe`] but not `ShmSync`: numbers, arrays and structs of
+//!   them) is copied in and out with volatile accesses —
+//!   [`Shared::read_volatile`]/[`Shared::write_volatile`],
+//!   [`SharedSlice::read_volatile`], [`SharedSlice::write_slice_volatile`],
+//!   [`SharedSlice::to_vec_volatile`], [`Segment::read_volatile`] — or kept
+//!   behind a `multiproc_sync::Mutex`;
+//! - where the processes cooperate and a reference is wanted,
+//!   [`Shared::get_unchecked`], [`SharedSlice::as_slice`] and
+//!   [`Segment::as_slice`] (and their `_mut` forms) are `unsafe`, with the
+//!   promise to keep spelled out in their `# Safety`.
+//!
 //! # The header
 //! Every segment starts with a 128-byte [header]: magic, format version, the
 //! size, alignment, count and type fingerprint of what it holds, its creator's pid
@@ -36,8 +55,8 @@
 //! let name = format!("doc-lib-{}", std::process::id());
 //! // Process A creates a counter and a table.
 //! let counter = Shared::create(&format!("{name}-n"), AtomicU64::new(0))?;
-//! let mut table = SharedSlice::<f64>::create(&format!("{name}-t"), 3)?;
-//! table[1] = 2.5;
+//! let table = SharedSlice::<f64>::create(&format!("{name}-t"), 3)?;
+//! table.write_volatile(1, 2.5)?;
 //!
 //! // Process B opens them by name; the header check makes sure the types match.
 //! let counter_b = Shared::<AtomicU64>::open(&format!("{name}-n"))?;
@@ -52,16 +71,16 @@
 //! # Across `fork`
 //! ```no_run
 //! use multiproc_shm::SharedSlice;
-//! let mut squares = SharedSlice::<u64>::anonymous(4)?;
+//! let squares = SharedSlice::<u64>::anonymous(4)?;
 //! // SAFETY: the child only writes into the mapping and calls _exit.
 //! match unsafe { libc::fork() } {
 //!     0 => {
-//!         for i in 0..4 { squares[i] = (i * i) as u64; }
+//!         for i in 0..4 { squares.write_volatile(i, (i * i) as u64)?; }
 //!         unsafe { libc::_exit(0) };
 //!     }
 //!     pid => unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0); },
 //! }
-//! assert_eq!(&squares[..], &[0, 1, 4, 9]);
+//! assert_eq!(squares.to_vec_volatile(), [0, 1, 4, 9]);
 //! # Ok::<(), multiproc_shm::Error>(())
 //! ```
 
@@ -75,6 +94,7 @@ mod name;
 mod segment;
 mod sys;
 mod typed;
+mod volatile;
 
 pub use cleanup::{remove_stale, stale_segments, StaleSegment};
 pub use error::{Error, Result, TrustProblem};
@@ -82,4 +102,4 @@ pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
 pub use name::MAX_NAME_LEN;
 pub use segment::{Kind, Location, OpenOptions, Segment, DEFAULT_INIT_TIMEOUT};
-pub use typed::{Shared, SharedArray, SharedSlice, ShmSafe};
+pub use typed::{Shared, SharedArray, SharedSlice, ShmSafe, ShmSync};

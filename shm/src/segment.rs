@@ -1,5 +1,6 @@
 //! [`Segment`]: a mapping of bytes that several processes see, behind a checked header.
 
+use crate::volatile;
 use std::ffi::CString;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -69,10 +70,17 @@ enum Backing {
 /// [header](crate::header); the contents after it are what this type gives access to.
 ///
 /// # Sharing and races
-/// [`Deref`](std::ops::Deref) to `[u8]` is for processes that cooperate (one writes
-/// while the others wait on a lock or a message). Bytes that a peer may be writing
-/// are read with [`read_volatile`](Segment::read_volatile), which copies them into
-/// private memory first.
+/// Other processes may write the contents at any moment, so a `Segment` hands
+/// out no `&[u8]` or `&mut [u8]` to them safely: in Rust's model a reference
+/// promises that nobody else writes what it points to. Bytes go in and out
+/// with [`read_volatile`](Segment::read_volatile) and
+/// [`write_volatile`](Segment::write_volatile), which copy between the segment
+/// and private memory. Where the processes cooperate (one writes while the
+/// others wait on a lock or a message), [`as_slice`](Segment::as_slice) and
+/// [`as_mut_slice`](Segment::as_mut_slice) give the bytes as a slice, `unsafe`
+/// because the compiler cannot check that promise (memmap2's mutable mappings
+/// are `unsafe` for the same reason). Typed values go in
+/// [`Shared`](crate::Shared) and [`SharedSlice`](crate::SharedSlice).
 ///
 /// A named segment can be shrunk by any process that opens it (`ftruncate`), and
 /// touching memory past the new end raises `SIGBUS`; memfd segments are sealed
@@ -83,10 +91,12 @@ enum Backing {
 /// ```
 /// use multiproc_shm::Segment;
 /// let name = format!("doc-segment-{}", std::process::id());
-/// let mut a = Segment::create(&name, 64)?;
-/// a[..5].copy_from_slice(b"hello");
+/// let a = Segment::create(&name, 64)?;
+/// a.write_volatile(0, b"hello")?;
 /// let b = Segment::open(&name)?;
-/// assert_eq!(&b[..5], b"hello");
+/// let mut buf = [0u8; 5];
+/// b.read_volatile(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
 /// # Ok::<(), multiproc_shm::Error>(())
 /// ```
 pub struct Segment {
@@ -103,7 +113,7 @@ pub struct Segment {
 // thread that made them. Access to the bytes follows the same rules as memmap2's
 // `MmapMut`, which is Send and Sync: `&mut` access needs `&mut Segment`.
 unsafe impl Send for Segment {}
-// SAFETY: as above; `&Segment` gives only shared (`&[u8]`) or volatile access.
+// SAFETY: as above; `&Segment` gives only volatile access, or `unsafe` slices.
 unsafe impl Sync for Segment {}
 
 impl std::fmt::Debug for Segment {
@@ -128,7 +138,9 @@ impl Segment {
     /// ```
     /// let seg = multiproc_shm::Segment::anonymous(4096)?;
     /// assert_eq!(seg.len(), 4096);
-    /// assert!(seg.iter().all(|&b| b == 0));
+    /// let mut bytes = vec![1u8; 4096];
+    /// seg.read_volatile(0, &mut bytes)?;
+    /// assert!(bytes.iter().all(|&b| b == 0));
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn anonymous(len: usize) -> Result<Segment> {
@@ -183,10 +195,12 @@ impl Segment {
     /// # Examples
     /// ```
     /// let path = std::env::temp_dir().join(format!("doc-file-{}", std::process::id()));
-    /// let mut seg = multiproc_shm::Segment::create_file(&path, 8)?;
-    /// seg[0] = 42;
+    /// let seg = multiproc_shm::Segment::create_file(&path, 8)?;
+    /// seg.write_volatile(0, &[42])?;
     /// drop(seg);
-    /// assert_eq!(multiproc_shm::Segment::open_file(&path)?[0], 42);
+    /// let mut first = [0u8];
+    /// multiproc_shm::Segment::open_file(&path)?.read_volatile(0, &mut first)?;
+    /// assert_eq!(first, [42]);
     /// std::fs::remove_file(&path).unwrap();
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
@@ -230,7 +244,9 @@ impl Segment {
     ///     // SAFETY: p is valid for 256 bytes, and nothing else sees them yet.
     ///     unsafe { p.write(42) };
     /// })?;
-    /// assert_eq!(seg[0], 42);
+    /// let mut first = [0u8];
+    /// seg.read_volatile(0, &mut first)?;
+    /// assert_eq!(first, [42]);
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn create_typed(
@@ -363,11 +379,13 @@ impl Segment {
     /// # Examples
     /// ```
     /// use std::os::fd::AsFd;
-    /// let mut a = multiproc_shm::Segment::memfd(4)?;
-    /// a[0] = 7;
+    /// let a = multiproc_shm::Segment::memfd(4)?;
+    /// a.write_volatile(0, &[7])?;
     /// let fd = a.fd().unwrap().try_clone_to_owned().unwrap();
     /// let b = multiproc_shm::Segment::from_fd(fd)?;
-    /// assert_eq!(b[0], 7);
+    /// let mut first = [0u8];
+    /// b.read_volatile(0, &mut first)?;
+    /// assert_eq!(first, [7]);
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
@@ -502,11 +520,9 @@ impl Segment {
     /// ```
     pub fn read_volatile(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
-        let src = self.as_ptr().wrapping_add(offset);
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: offset + i < len (checked above), so the byte is inside the mapping.
-            *b = unsafe { src.add(i).read_volatile() };
-        }
+        // SAFETY: offset + buf.len() <= len (checked above): inside the mapping,
+        // which lives as long as self; buf is private memory.
+        unsafe { volatile::copy_out(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
@@ -517,19 +533,63 @@ impl Segment {
     ///
     /// # Examples
     /// ```
-    /// let mut seg = multiproc_shm::Segment::anonymous(4)?;
+    /// let seg = multiproc_shm::Segment::anonymous(4)?;
     /// seg.write_volatile(1, &[9, 9])?;
-    /// assert_eq!(&seg[..], &[0, 9, 9, 0]);
+    /// let mut all = [1u8; 4];
+    /// seg.read_volatile(0, &mut all)?;
+    /// assert_eq!(all, [0, 9, 9, 0]);
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
-    pub fn write_volatile(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+    pub fn write_volatile(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
-        let dst = self.as_ptr().wrapping_add(offset);
-        for (i, &b) in data.iter().enumerate() {
-            // SAFETY: offset + i < len (checked above), so the byte is inside the mapping.
-            unsafe { dst.add(i).write_volatile(b) };
-        }
+        // SAFETY: offset + data.len() <= len (checked above): inside the
+        // writable mapping, which lives as long as self; data is private.
+        unsafe { volatile::copy_in(data, self.as_ptr().add(offset)) };
         Ok(())
+    }
+
+    /// The contents as a slice.
+    ///
+    /// # Safety
+    /// While the slice lives, no process (this one included, through another
+    /// handle or a pointer) may write the contents: a lock, a message or the
+    /// program's structure must ensure it. Reading bytes a peer writes at the
+    /// same time through a slice is a data race, which is undefined behaviour;
+    /// use [`read_volatile`](Segment::read_volatile) for those.
+    ///
+    /// # Examples
+    /// ```
+    /// let seg = multiproc_shm::Segment::anonymous(4)?;
+    /// seg.write_volatile(0, b"abcd")?;
+    /// // SAFETY: nobody else has this anonymous segment.
+    /// assert_eq!(unsafe { seg.as_slice() }, b"abcd");
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: len bytes inside the live mapping; u8 has no invalid values;
+        // nobody writes them meanwhile (the caller's contract).
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The contents as a mutable slice.
+    ///
+    /// # Safety
+    /// While the slice lives, no other process may read or write the contents
+    /// (and none of this process's other handles on the segment).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut seg = multiproc_shm::Segment::anonymous(4)?;
+    /// // SAFETY: nobody else has this anonymous segment.
+    /// unsafe { seg.as_mut_slice() }.copy_from_slice(b"wxyz");
+    /// let mut buf = [0u8; 4];
+    /// seg.read_volatile(0, &mut buf)?;
+    /// assert_eq!(&buf, b"wxyz");
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in as_slice; nobody else touches the bytes meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
     }
 
     fn check_range(&self, offset: usize, n: usize) -> Result<()> {
@@ -733,23 +793,6 @@ impl Segment {
             }
             Backing::Anonymous | Backing::Memfd { .. } => Ok(()),
         }
-    }
-}
-
-impl std::ops::Deref for Segment {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the contents are len bytes inside the live mapping; u8 has no
-        // invalid values. Concurrent writers in other processes are the caller's to
-        // coordinate, as documented on the type.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for Segment {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in deref; &mut self excludes other references in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
     }
 }
 

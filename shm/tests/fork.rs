@@ -16,14 +16,14 @@ const LIMIT: Duration = Duration::from_secs(20);
 #[test]
 fn anonymous_segment_is_shared_with_a_forked_child() {
     let _dog = Watchdog::arm(LIMIT, "anonymous_segment_is_shared_with_a_forked_child");
-    let mut seg = Segment::anonymous(4096).unwrap();
-    let mut squares = SharedSlice::<u64>::anonymous(16).unwrap();
+    let seg = Segment::anonymous(4096).unwrap();
+    let squares = SharedSlice::<u64>::anonymous(16).unwrap();
     let counter = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let mut value = Shared::anonymous(0.0f64).unwrap();
+    let value = Shared::anonymous(0.0f64).unwrap();
     fork(|| {
-        seg[100..105].copy_from_slice(b"child");
-        for (i, x) in squares.iter_mut().enumerate() {
-            *x = (i * i) as u64;
+        seg.write_volatile(100, b"child").unwrap();
+        for i in 0..16 {
+            squares.write_volatile(i, (i * i) as u64).unwrap();
         }
         counter.fetch_add(7, Ordering::SeqCst);
         value.write_volatile(2.5);
@@ -74,8 +74,8 @@ fn named_segment_opened_by_a_forked_child() {
     let creator = SharedSlice::<u32>::create(&name, 8).unwrap();
     let child_name = name.clone();
     fork(move || {
-        let mut s = SharedSlice::<u32>::open(&child_name).unwrap();
-        s.write_volatile(5, 0xfeed);
+        let s = SharedSlice::<u32>::open(&child_name).unwrap();
+        s.write_volatile(5, 0xfeed).unwrap();
         assert_eq!(s.segment().kind(), Kind::Named);
         0
     })
@@ -119,10 +119,9 @@ fn memfd_segment_seen_by_a_forked_child_through_proc_fd() {
             .write(true)
             .open(format!("/proc/{parent}/fd/{fd}"))
             .unwrap();
-        let mut s =
-            SharedSlice::<u64>::from_segment(Segment::from_fd(OwnedFd::from(file)).unwrap())
-                .unwrap();
-        s.write_volatile(3, 99);
+        let s = SharedSlice::<u64>::from_segment(Segment::from_fd(OwnedFd::from(file)).unwrap())
+            .unwrap();
+        s.write_volatile(3, 99).unwrap();
         0
     })
     .wait_ok(LIMIT);
@@ -134,10 +133,10 @@ fn play_role() -> bool {
     match role().as_deref() {
         Some("named-writer") => {
             let name = std::env::var("MP_NAME").unwrap();
-            let mut s = SharedSlice::<u64>::open(&name).unwrap();
+            let s = SharedSlice::<u64>::open(&name).unwrap();
             for i in 0..s.len() {
                 let v = s.read_volatile(i).unwrap();
-                s.write_volatile(i, v + 1);
+                s.write_volatile(i, v + 1).unwrap();
             }
             true
         }
@@ -146,8 +145,8 @@ fn play_role() -> bool {
             // SAFETY: the parent cleared FD_CLOEXEC on this descriptor and passed its
             // number; nothing else in this process owns it.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
-            let mut s = SharedSlice::<u64>::from_segment(Segment::from_fd(fd).unwrap()).unwrap();
-            s.write_volatile(0, 4242);
+            let s = SharedSlice::<u64>::from_segment(Segment::from_fd(fd).unwrap()).unwrap();
+            s.write_volatile(0, 4242).unwrap();
             true
         }
         _ => false,

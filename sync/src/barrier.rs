@@ -124,6 +124,10 @@ pub struct Barrier {
 // SAFETY: #[repr(C)] of atomics; impossible values (parties 0, more arrived than
 // parties) are detected and reported as Corrupted.
 unsafe impl multiproc_shm::ShmSafe for Barrier {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for Barrier {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Barrier>() == 152);

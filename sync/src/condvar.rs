@@ -120,6 +120,10 @@ pub struct Condvar {
 // SAFETY: #[repr(C)] of atomics; every value of the word is a state (garbage
 // counts cost spurious wake-ups at most, never a hang or a bad access).
 unsafe impl multiproc_shm::ShmSafe for Condvar {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for Condvar {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Condvar>() == 24);

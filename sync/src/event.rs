@@ -47,6 +47,10 @@ pub struct Event {
 #[cfg(not(multiproc_loom))]
 // SAFETY: #[repr(C)] of atomics; any state value means clear (0) or set.
 unsafe impl multiproc_shm::ShmSafe for Event {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for Event {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Event>() == 152);

@@ -42,6 +42,10 @@ pub struct Lock {
 #[cfg(not(multiproc_loom))]
 // SAFETY: #[repr(C)] around a RawMutex: atomics only, every bit pattern handled.
 unsafe impl multiproc_shm::ShmSafe for Lock {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for Lock {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Lock>() == 16);
@@ -356,6 +360,10 @@ pub struct RLock {
 // SAFETY: #[repr(C)] of a RawMutex and atomics; every bit pattern handled (the
 // count is only trusted by the thread that holds the lock, and checked).
 unsafe impl multiproc_shm::ShmSafe for RLock {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for RLock {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<RLock>() == 24);

@@ -47,6 +47,10 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: #[repr(C)] of a RawMutex (atomics only, every bit pattern handled by the
 // algorithm) and an UnsafeCell<T> with T: ShmSafe (no pointers, any bits valid).
 unsafe impl<T: multiproc_shm::ShmSafe + Send> multiproc_shm::ShmSafe for Mutex<T> {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: `&self` reaches the lock word through atomics and the data only
+// under the process-shared lock.
+unsafe impl<T: multiproc_shm::ShmSafe + Send> multiproc_shm::ShmSync for Mutex<T> {}
 
 // The lock word and owner record, then the data.
 #[cfg(not(multiproc_loom))]

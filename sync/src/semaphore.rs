@@ -71,6 +71,10 @@ pub struct Semaphore {
 // SAFETY: #[repr(C)] of atomics and a RawMutex (valid for every bit pattern);
 // every value is handled (a count is a count, a garbage seat or step is cleared).
 unsafe impl multiproc_shm::ShmSafe for Semaphore {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for Semaphore {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<Semaphore>() == 176);
@@ -731,6 +735,10 @@ pub struct BoundedSemaphore(Semaphore);
 #[cfg(not(multiproc_loom))]
 // SAFETY: a transparent wrapper of a Semaphore, which is ShmSafe.
 unsafe impl multiproc_shm::ShmSafe for BoundedSemaphore {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: every access through `&self` is atomic (or under its own robust
+// lock), made to work with other processes doing the same.
+unsafe impl multiproc_shm::ShmSync for BoundedSemaphore {}
 
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(std::mem::size_of::<BoundedSemaphore>() == 176);

@@ -31,6 +31,10 @@ unsafe impl<T: Send> Sync for ValueCell<T> {}
 // ShmSafe T: no pointers, every bit pattern valid (the flag is only a hint that
 // the outermost acquire resets).
 unsafe impl<T: ShmSafe + Send> ShmSafe for ValueCell<T> {}
+#[cfg(not(multiproc_loom))]
+// SAFETY: `&self` reaches the lock word through atomics and the data only
+// under the process-shared lock.
+unsafe impl<T: ShmSafe + Send> multiproc_shm::ShmSync for ValueCell<T> {}
 
 /// A `T` in shared memory behind a re-entrant process-shared lock: Python's
 /// `multiprocessing.Value`.

@@ -15,7 +15,7 @@ const BOUND: Duration = Duration::from_secs(20);
 
 multiproc_shm::shm_struct! {
     /// A condition, its mutex (guarding how many waiters are inside), and counts.
-    struct Cond {
+    sync struct Cond {
         /// Waiters that took the mutex and are about to wait (under the mutex).
         inside: Mutex<u32>,
         cond: Condvar,
@@ -181,7 +181,7 @@ fn a_notify_does_not_wake_later_waiters() {
 
 multiproc_shm::shm_struct! {
     /// A barrier and what its parties count.
-    struct Round {
+    sync struct Round {
         barrier: multiproc_sync::Barrier,
         /// Arrivals before the first and second wait of each pass (CPython's
         /// `multipass` results[0] and results[1]).

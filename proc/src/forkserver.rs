@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::status::WaitStatus;
@@ -73,10 +73,15 @@ struct Conn {
     exited: HashMap<u32, WaitStatus>,
 }
 
+/// An entry as the server holds it: a function, or a closure made before the
+/// server was forked (which it inherits, with everything it owns).
+type BoxedEntry = Box<dyn Fn(&[u8]) -> i32>;
+
 /// Builds a [`ForkServer`] with its entries.
 #[derive(Default)]
 pub struct ForkServerBuilder {
-    entries: Vec<(String, Entry)>,
+    entries: Vec<(String, BoxedEntry)>,
+    allow_threads: bool,
 }
 
 impl ForkServerBuilder {
@@ -89,14 +94,61 @@ impl ForkServerBuilder {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn entry(mut self, name: &str, entry: Entry) -> ForkServerBuilder {
-        self.entries.push((name.to_owned(), entry));
+        self.entries.push((name.to_owned(), Box::new(entry)));
+        self
+    }
+
+    /// Registers a closure under `name`. The server is forked with it, so it
+    /// may own anything made before [`start`](ForkServerBuilder::start) (a
+    /// model loaded once, say); every child the entry starts inherits it.
+    ///
+    /// # Examples
+    /// ```
+    /// let table = vec![10, 20, 30];
+    /// let server = multiproc_proc::ForkServer::builder()
+    ///     .entry_fn("lookup", move |args| table[usize::from(args[0])])
+    ///     .start()?;
+    /// assert_eq!(server.spawn("lookup", &[2])?.join()?, 30);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn entry_fn(
+        mut self,
+        name: &str,
+        entry: impl Fn(&[u8]) -> i32 + 'static,
+    ) -> ForkServerBuilder {
+        self.entries.push((name.to_owned(), Box::new(entry)));
+        self
+    }
+
+    /// Lets [`start`](ForkServerBuilder::start) fork the server from a process
+    /// that already runs other threads. The server then holds a copy of the
+    /// memory those threads were using, and a lock one of them held at the
+    /// fork stays held in it for good: the server itself takes none (glibc's
+    /// allocator is made safe across `fork`), and an entry must not take one
+    /// either (stdout's, or the program's own). Threads started after `start`
+    /// are no concern: the server never sees them.
+    ///
+    /// # Examples
+    /// ```
+    /// fn one(_: &[u8]) -> i32 { 1 }
+    /// std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(100)));
+    /// let server = multiproc_proc::ForkServer::builder()
+    ///     .entry("one", one)
+    ///     .allow_threads()
+    ///     .start()?;
+    /// assert_eq!(server.spawn("one", b"")?.join()?, 1);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn allow_threads(mut self) -> ForkServerBuilder {
+        self.allow_threads = true;
         self
     }
 
     /// Forks the server.
     ///
     /// # Errors
-    /// [`Error::NotSingleThreaded`] if this process already has other threads;
+    /// [`Error::NotSingleThreaded`] if this process already has other threads
+    /// (unless [`allow_threads`](ForkServerBuilder::allow_threads));
     /// [`Error::Io`] if the socket or `fork` fails.
     ///
     /// # Examples
@@ -108,15 +160,16 @@ impl ForkServerBuilder {
     /// ```
     pub fn start(self) -> Result<ForkServer> {
         let threads = sys::thread_count();
-        if threads > 1 {
+        if threads > 1 && !self.allow_threads {
             return Err(Error::NotSingleThreaded { threads });
         }
         let (client, server) = sys::seqpacket_pair().map_err(Error::io("socketpair"))?;
         let parent = sys::getpid();
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        // SAFETY: this process has one thread (checked above), so the child may run
-        // ordinary code; it never returns from serve().
+        // SAFETY: this process has one thread (checked above), or the caller
+        // took on allow_threads' terms: the child runs only the server's code
+        // and the entries; it never returns from serve().
         let pid = unsafe { sys::fork() }.map_err(Error::io("fork"))?;
         if pid == 0 {
             drop(client);
@@ -183,6 +236,47 @@ impl ForkServer {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn spawn(&self, entry: &str, args: &[u8]) -> Result<ServerChild<'_>> {
+        let (pid, pidfd) = self.spawn_raw(entry, args)?;
+        Ok(ServerChild {
+            server: ServerRef::Borrowed(self),
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    /// [`spawn`](ForkServer::spawn) for a server behind an `Arc`: the child's
+    /// handle holds the server alive itself, so it may be kept anywhere.
+    ///
+    /// # Errors
+    /// As for [`spawn`](ForkServer::spawn).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// fn echo(args: &[u8]) -> i32 { i32::from(args[0]) }
+    /// let server = Arc::new(multiproc_proc::ForkServer::builder().entry("echo", echo).start()?);
+    /// let mut child = server.spawn_shared("echo", &[4])?;
+    /// drop(server); // the child's handle keeps it
+    /// assert_eq!(child.join()?, 4);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn spawn_shared(
+        self: &Arc<Self>,
+        entry: &str,
+        args: &[u8],
+    ) -> Result<ServerChild<'static>> {
+        let (pid, pidfd) = self.spawn_raw(entry, args)?;
+        Ok(ServerChild {
+            server: ServerRef::Shared(Arc::clone(self)),
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    /// Asks the server for a child; its pid and pidfd.
+    fn spawn_raw(&self, entry: &str, args: &[u8]) -> Result<(u32, OwnedFd)> {
         if args.len() > MAX_ARGS {
             return Err(Error::TooLarge {
                 len: args.len(),
@@ -198,17 +292,26 @@ impl ForkServer {
         sys::send_msg(conn.sock.as_fd(), &req, None).map_err(gone)?;
         loop {
             match conn.recv()? {
-                Msg::Spawned(pid, pidfd) => {
-                    return Ok(ServerChild {
-                        server: self,
-                        pid,
-                        pidfd,
-                        status: None,
-                    })
-                }
+                Msg::Spawned(pid, pidfd) => return Ok((pid, pidfd)),
                 Msg::Failed(e) => return Err(e),
                 Msg::Exited => {} // recorded by recv
             }
+        }
+    }
+}
+
+/// The server a [`ServerChild`] reports through.
+enum ServerRef<'a> {
+    Borrowed(&'a ForkServer),
+    Shared(Arc<ForkServer>),
+}
+
+impl std::ops::Deref for ServerRef<'_> {
+    type Target = ForkServer;
+    fn deref(&self) -> &ForkServer {
+        match self {
+            ServerRef::Borrowed(s) => s,
+            ServerRef::Shared(s) => s,
         }
     }
 }
@@ -288,7 +391,7 @@ impl std::fmt::Debug for ForkServer {
 
 /// A child started by a [`ForkServer`].
 pub struct ServerChild<'a> {
-    server: &'a ForkServer,
+    server: ServerRef<'a>,
     pid: u32,
     pidfd: OwnedFd,
     status: Option<WaitStatus>,
@@ -430,7 +533,7 @@ impl Drop for ServerChild<'_> {
 }
 
 /// The server's loop: never returns.
-fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
+fn serve(sock: OwnedFd, entries: &[(String, BoxedEntry)]) -> ! {
     let mut children: Vec<(u32, OwnedFd)> = Vec::new();
     let mut buf = vec![0u8; 5 + 4096 + MAX_ARGS];
     loop {
@@ -479,7 +582,7 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
         let Some(entry) = entries
             .iter()
             .find(|(n, _)| n.as_bytes() == name)
-            .map(|(_, e)| *e)
+            .map(|(_, e)| e)
         else {
             let _ = sys::send_msg(sock.as_fd(), &failure(UNKNOWN, 0, name), None);
             continue;
@@ -488,7 +591,10 @@ fn serve(sock: OwnedFd, entries: &[(String, Entry)]) -> ! {
         match unsafe { sys::fork() } {
             Ok(0) => {
                 drop(sock);
-                let code = std::panic::catch_unwind(|| entry(args)).unwrap_or(1);
+                // The child exits right after: nothing a panic left half-done is
+                // used again.
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry(args)))
+                    .unwrap_or(1);
                 let _ = std::io::stdout().flush();
                 let _ = std::io::stderr().flush();
                 sys::exit_now(code);

@@ -1,5 +1,86 @@
-//! A process `Pool` and `pmap`.
+//! A process pool for Linux: Python's `multiprocessing.Pool` that never hangs
+//! when a worker dies, and [`pmap`].
 //!
-//! **Not yet written.** This crate is a placeholder in the workspace so that its
-//! name, place and dependencies are fixed; it has no public items yet. See
-//! DESIGN.md in the project's shared folder for what it will hold.
+//! | Python | here |
+//! |---|---|
+//! | `Pool(processes, initializer, maxtasksperchild)` | [`Pool::new`], [`Pool::builder`] |
+//! | `pool.apply(f, (x,))` | [`Pool::apply`]`(f, x)` |
+//! | `pool.apply_async(f, (x,), callback, error_callback)` | [`Pool::apply_async`], [`Pool::apply_async_with`] → [`AsyncResult`] (`get`, `get_timeout`, `wait`, `ready`, `successful`) |
+//! | `pool.map(f, xs, chunksize)`, `map_async` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::map_async`] |
+//! | `pool.starmap(f, pairs)` | [`Pool::starmap`] |
+//! | `pool.imap(f, xs, chunksize, buffersize)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_with`], [`Pool::imap_unordered`] |
+//! | `close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`], drop |
+//! | a pool around one loaded model | [`Pool::with_fn`] → [`FnPool`] |
+//!
+//! # Tasks
+//! A task names a function every worker has — a `fn` item, or a closure that
+//! captures nothing — and carries its argument and result encoded with serde
+//! (postcard); several arguments go as a tuple or through
+//! [`starmap`](Pool::starmap). A function is sent as its offset from a
+//! function of this crate, checked against the worker's build identity, so a
+//! mismatched peer is an error and never a jump. A closure that captures goes
+//! into the pool when it is made ([`Pool::with_fn`]), or into [`pmap`], whose
+//! workers are forked for the call.
+//!
+//! # Workers, and their deaths
+//! The pool forks a small single-threaded *zygote* when it starts, and the
+//! zygote forks every worker and every replacement: a pool made in a program
+//! that runs threads works, and keeps working after it starts more. Each
+//! worker has an inbox of its own and a slot in shared memory naming the
+//! task and item it runs, written before the item starts; answers come back
+//! through one shared queue, one message per task. So when a worker is
+//! killed, crashes, aborts or exits mid-task, exactly the item it was running
+//! fails with [`Error::WorkerDied`] (its pid and signal or exit code), the
+//! rest of its tasks run on other workers, and the worker is replaced:
+//! nothing waits forever. An item of a chunk that finished before the one
+//! that crashed lost its answer with the worker and runs a second time; no
+//! item after it ran. A task that panics answers [`Error::Panicked`] with the
+//! message and location, and its worker goes on. An initializer that fails
+//! three workers in a row fails everything pending with
+//! [`Error::InitializerFailed`] instead of respawning forever. Workers die
+//! with the pool's process (parent-death signals down the chain), and
+//! dropping the pool kills them: nothing is left behind, and no segment is
+//! named (the pool's memory is anonymous, inherited through `fork`).
+//!
+//! # Who does the work in this process
+//! No thread per duty: whoever waits on the pool reads its answers (so a
+//! blocking [`apply`](Pool::apply) sees its answer the moment the worker
+//! publishes it), and a background thread drives only while work is
+//! outstanding and nobody waits. Callbacks run on whichever of these files
+//! the answer.
+//!
+//! # Blocking, timeouts, not waiting
+//! As everywhere in the workspace: `op()` waits as long as it takes,
+//! `op_timeout(d)` at most `d` ([`Error::Timeout`]):
+//! [`AsyncResult::get`]/[`AsyncResult::get_timeout`],
+//! [`AsyncResult::wait`]/[`AsyncResult::wait_timeout`],
+//! [`Pool::join`]/[`Pool::join_timeout`]. A per-task limit is a setting
+//! ([`Builder::task_timeout`]).
+//!
+//! # Example
+//! ```
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//! let pool = multiproc_pool::Pool::new(2)?;
+//! assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+//! let pending = pool.apply_async(square, 12)?;
+//! assert_eq!(pending.get()?, 144);
+//! # Ok::<(), multiproc_pool::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod core;
+mod error;
+mod pmap;
+mod pool;
+mod wire;
+mod worker;
+
+pub use error::{Error, Exit, Result};
+pub use pmap::{pmap, pmap_with, PmapOptions};
+pub use pool::{
+    AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool, DEFAULT_INBOX,
+    DEFAULT_MAX_INLINE,
+};

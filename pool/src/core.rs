@@ -1,0 +1,874 @@
+//! The pool's parent side: jobs, tasks, workers, and the driver that moves
+//! answers from the result queue to the jobs.
+//!
+//! # Who does the work
+//! There is no thread per duty as in Python's pool. Whoever waits drives: a
+//! thread waiting for a result takes the driver's lock (if free), reads the
+//! result queue itself — so a blocking `apply` sees its answer as soon as the
+//! worker publishes it, without a hand-off — files each answer under its job,
+//! sends queued tasks to the workers that freed room, notices dead workers and
+//! late tasks, and goes back to waiting. Threads that find the driver busy
+//! sleep on a condition variable the driver signals. A background thread
+//! drives only while nobody waits and work is outstanding (`map_async` with
+//! callbacks, say), and looks for dead workers now and then when idle.
+//!
+//! # A worker's death
+//! Each worker has an inbox of its own and a slot in shared memory naming
+//! the task (and item) it runs, written before the task starts. When a
+//! worker's pidfd turns readable, the driver first files every answer
+//! already published, then: the task the slot names, if still unanswered,
+//! failed at the item the slot names (`WorkerDied`, or `TimedOut` when the
+//! driver killed it for its timeout); the items of that task before and after
+//! it, and every other task sent to that worker and unanswered, go back to
+//! the front of the queue under new numbers (so an item before the crashed
+//! one, whose answer died unpublished, runs a second time); the inbox is
+//! emptied and the worker replaced. Nothing else fails and nothing waits
+//! forever.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use multiproc_proc::{ForkServer, ServerChild};
+
+use crate::error::{Error, Exit, Result};
+use crate::wire;
+use crate::worker::{Channels, READY};
+
+/// Consecutive deaths before `READY` after which the pool stops replacing
+/// workers (CPython's pool respawns forever: gh-87472).
+pub(crate) const MAX_INIT_DEATHS: u32 = 3;
+
+/// How long a driver sleeps on the result queue before it looks at the
+/// workers' pidfds and the task timeouts.
+const CHECK_EVERY: Duration = Duration::from_millis(5);
+
+/// Where a task's function is: a `fn` (offsets from the anchor) or the pool's
+/// closure.
+#[derive(Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) kind: u8,
+    pub(crate) fns: (i64, i64),
+}
+
+/// A chunk of a job's items, queued or sent.
+pub(crate) struct Task {
+    pub(crate) job: u64,
+    /// Index of its first item in the job.
+    pub(crate) first: usize,
+    pub(crate) count: u32,
+    pub(crate) target: Target,
+    /// The encoded arguments, concatenated.
+    pub(crate) args: Vec<u8>,
+    /// Where each item's arguments start in `args` (for a task of more than one
+    /// item: a death splits it).
+    pub(crate) starts: Vec<u32>,
+    /// Its number once sent; the worker it went to.
+    seq: u64,
+    worker: usize,
+}
+
+impl Task {
+    pub(crate) fn new(
+        job: u64,
+        first: usize,
+        count: u32,
+        target: Target,
+        args: Vec<u8>,
+        starts: Vec<u32>,
+    ) -> Task {
+        Task {
+            job,
+            first,
+            count,
+            target,
+            args,
+            starts,
+            seq: 0,
+            worker: usize::MAX,
+        }
+    }
+
+    /// The items `range` of this task, as a task of their own.
+    fn sub(&self, range: std::ops::Range<usize>) -> Task {
+        let start = |i: usize| self.starts.get(i).map_or(self.args.len(), |&s| s as usize);
+        let base = start(range.start);
+        let args = self.args[base..start(range.end)].to_vec();
+        let starts = (range.start..range.end)
+            .map(|i| (start(i) - base) as u32)
+            .collect();
+        Task::new(
+            self.job,
+            self.first + range.start,
+            range.len() as u32,
+            self.target,
+            args,
+            starts,
+        )
+    }
+
+    /// The message for a worker's inbox.
+    fn message(&self) -> Vec<u8> {
+        let mut msg = Vec::with_capacity(wire::TASK_HEADER + self.args.len());
+        wire::task_header(
+            &mut msg,
+            self.seq,
+            self.target.kind,
+            self.target.fns,
+            self.count,
+        );
+        msg.extend_from_slice(&self.args);
+        msg
+    }
+}
+
+/// One answer message, filed under its job.
+pub(crate) struct Part {
+    /// Index of its first item in the job.
+    pub(crate) first: usize,
+    pub(crate) count: u32,
+    /// The whole answer message; the entries start at `wire::ANSWER_HEADER`.
+    pub(crate) msg: Vec<u8>,
+}
+
+impl Part {
+    pub(crate) fn entries(&self) -> &[u8] {
+        self.msg.get(wire::ANSWER_HEADER..).unwrap_or(&[])
+    }
+}
+
+/// What a job has gathered: answers, and items that failed without one.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    pub(crate) parts: Vec<Part>,
+    pub(crate) failed: Vec<(usize, Error)>,
+}
+
+/// Turns a finished job's answers into its typed outcome (a `Result<T>` in a
+/// box), running its callbacks: made where the types are known.
+pub(crate) type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send> + Send>;
+
+/// A job: one `apply`, one `map`, one `imap`.
+pub(crate) struct Job {
+    /// Items submitted so far.
+    pub(crate) total: usize,
+    /// More items may come (an `imap` still reading its input).
+    pub(crate) feeding: bool,
+    /// Items answered or failed so far.
+    pub(crate) answered: usize,
+    pub(crate) gathered: Gathered,
+    /// Run by the driver when the job completes (callbacks, or decoding ahead
+    /// of `get`); `None` for jobs their caller decodes.
+    pub(crate) finisher: Option<Finisher>,
+    /// The finisher's output.
+    pub(crate) outcome: Option<Box<dyn Any + Send>>,
+    /// Cancelled, or failed as a whole (terminate, broken pool).
+    pub(crate) aborted: Option<Error>,
+}
+
+impl Job {
+    pub(crate) fn new(feeding: bool, finisher: Option<Finisher>) -> Job {
+        Job {
+            total: 0,
+            feeding,
+            answered: 0,
+            gathered: Gathered::default(),
+            finisher,
+            outcome: None,
+            aborted: None,
+        }
+    }
+
+    /// Every item has an outcome (and no more will be added).
+    pub(crate) fn complete(&self) -> bool {
+        self.aborted.is_some() || (!self.feeding && self.answered >= self.total)
+    }
+
+    /// Whether the job is complete and its outcome (if it has a finisher) is there.
+    pub(crate) fn done(&self) -> bool {
+        self.complete()
+            && (self.finisher.is_none() || self.outcome.is_some() || self.aborted.is_some())
+    }
+}
+
+/// A worker slot's parent-side record.
+struct Worker {
+    child: Option<ServerChild<'static>>,
+    pid: u32,
+    /// Tasks sent to it and not answered.
+    sent: usize,
+    /// The (task, item) its slot named at the last look, and since when.
+    running: Option<((u64, u64), Instant)>,
+    /// The task it was killed for (its timeout).
+    killed_for: Option<u64>,
+}
+
+/// Everything the pool's threads share, under one lock.
+pub(crate) struct State {
+    workers: Vec<Worker>,
+    inflight: HashMap<u64, Task>,
+    pending: VecDeque<Task>,
+    pub(crate) jobs: HashMap<u64, Job>,
+    next_seq: u64,
+    next_job: u64,
+    /// No new tasks (close or terminate).
+    pub(crate) closed: bool,
+    pub(crate) terminated: bool,
+    /// The initializer keeps failing: the error every task gets.
+    broken: Option<(u32, Exit)>,
+    init_deaths: u32,
+    /// Threads inside a wait (driving, or on the condition variable).
+    pub(crate) waiting: usize,
+    /// Threads asleep on `changed`.
+    sleepers: usize,
+    /// The background thread sleeps on `idle`.
+    bg_asleep: bool,
+    shutdown: bool,
+    /// When the driver last looked at the workers.
+    last_check: Instant,
+}
+
+/// The pool's parent side.
+pub(crate) struct Inner {
+    pub(crate) channels: Arc<Channels>,
+    zygote: Arc<ForkServer>,
+    pub(crate) processes: usize,
+    depth: usize,
+    task_timeout: Option<Duration>,
+    pub(crate) state: Mutex<State>,
+    /// Signalled when jobs complete (and when the driver's lock is released).
+    changed: Condvar,
+    /// The background thread's sleep.
+    idle: Condvar,
+    /// Held by the thread that reads the result queue.
+    driver: Mutex<()>,
+}
+
+/// Messages to put into inboxes once the state lock is released.
+pub(crate) type Outbox = Vec<(usize, Vec<u8>)>;
+
+impl Inner {
+    pub(crate) fn new(
+        channels: Arc<Channels>,
+        zygote: ForkServer,
+        processes: usize,
+        depth: usize,
+        task_timeout: Option<Duration>,
+    ) -> Inner {
+        let workers = (0..processes)
+            .map(|_| Worker {
+                child: None,
+                pid: 0,
+                sent: 0,
+                running: None,
+                killed_for: None,
+            })
+            .collect();
+        Inner {
+            channels,
+            zygote: Arc::new(zygote),
+            processes,
+            depth,
+            task_timeout,
+            state: Mutex::new(State {
+                workers,
+                inflight: HashMap::new(),
+                pending: VecDeque::new(),
+                jobs: HashMap::new(),
+                next_seq: 1,
+                next_job: 1,
+                closed: false,
+                terminated: false,
+                broken: None,
+                init_deaths: 0,
+                waiting: 0,
+                sleepers: 0,
+                bg_asleep: false,
+                shutdown: false,
+                last_check: Instant::now(),
+            }),
+            changed: Condvar::new(),
+            idle: Condvar::new(),
+            driver: Mutex::new(()),
+        }
+    }
+
+    /// The state, even if a thread panicked holding it (every update is
+    /// made whole before anything that can panic).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts every worker.
+    pub(crate) fn start_workers(&self) -> Result<()> {
+        let mut st = self.lock();
+        for w in 0..self.processes {
+            self.spawn(&mut st, w)?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or replaces) the worker of slot `w`.
+    fn spawn(&self, st: &mut State, w: usize) -> Result<()> {
+        let slot = &self.channels.slots[w];
+        slot.task.store(0, Ordering::Relaxed);
+        slot.item.store(0, Ordering::Relaxed);
+        slot.state.store(0, Ordering::Relaxed);
+        // The worker's slot, and the zygote's pid (its parent must be that).
+        let mut args = (w as u32).to_le_bytes().to_vec();
+        args.extend_from_slice(&self.zygote.pid().to_le_bytes());
+        let child = self.zygote.spawn_shared("worker", &args)?;
+        let worker = &mut st.workers[w];
+        worker.pid = child.pid();
+        worker.child = Some(child);
+        worker.sent = 0;
+        worker.running = None;
+        worker.killed_for = None;
+        Ok(())
+    }
+
+    /// A new job's number.
+    pub(crate) fn new_job(&self, st: &mut State, job: Job) -> Result<u64> {
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let id = st.next_job;
+        st.next_job += 1;
+        st.jobs.insert(id, job);
+        Ok(id)
+    }
+
+    /// Queues `task` for its job (whose count it adds to), and sends what fits.
+    pub(crate) fn queue(&self, st: &mut State, task: Task, out: &mut Outbox) {
+        if let Some(job) = st.jobs.get_mut(&task.job) {
+            job.total += task.count as usize;
+        }
+        if let Some((deaths, last)) = st.broken {
+            fail_task(st, &task, || Error::InitializerFailed { deaths, last });
+            return;
+        }
+        st.pending.push_back(task);
+        self.fill(st, out);
+    }
+
+    /// Sends queued tasks to the workers with room in their inboxes (fewest
+    /// outstanding first); the messages go in `out`, to be put after the lock
+    /// is released.
+    pub(crate) fn fill(&self, st: &mut State, out: &mut Outbox) {
+        while !st.pending.is_empty() {
+            let Some(w) = (0..st.workers.len())
+                .filter(|&w| st.workers[w].child.is_some() && st.workers[w].sent < self.depth)
+                .min_by_key(|&w| st.workers[w].sent)
+            else {
+                return;
+            };
+            let mut task = st.pending.pop_front().expect("checked non-empty");
+            task.seq = st.next_seq;
+            st.next_seq += 1;
+            task.worker = w;
+            st.workers[w].sent += 1;
+            out.push((w, task.message()));
+            st.inflight.insert(task.seq, task);
+        }
+    }
+
+    /// Puts the messages into their inboxes (outside the state lock: a large
+    /// message streams while its worker reads it).
+    pub(crate) fn send(&self, out: Outbox) {
+        for (w, msg) in out {
+            let inbox = &self.channels.inboxes[w];
+            // A full inbox cannot happen (at most `depth` sent, unanswered);
+            // a closed or failing one belongs to a pool being torn down, or a
+            // worker being replaced: its task is re-sent from `inflight`.
+            if let Err(multiproc_queue::Error::MessageTooLarge { .. }) = inbox.try_put_bytes(&msg) {
+                let _ = inbox.put_bytes(&msg);
+            }
+        }
+    }
+
+    /// Waits until `done(state)`, driving while it waits; `Err(Timeout)` past
+    /// `deadline`. The caller has counted itself in `waiting`; this counts it out.
+    pub(crate) fn wait_until<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+        done: &dyn Fn(&State) -> bool,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let result = loop {
+            if done(&st) {
+                break Ok(());
+            }
+            if st.terminated || st.shutdown {
+                break Ok(()); // the caller finds its job aborted
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break Err(Error::Timeout),
+                },
+                None => None,
+            };
+            let slice = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY));
+            match self.driver.try_lock() {
+                Ok(driving) => {
+                    drop(st);
+                    self.drive_once(slice);
+                    drop(driving);
+                    st = self.lock();
+                    // Someone may be waiting for the driver's lock to be free.
+                    if st.sleepers > 0 {
+                        self.changed.notify_all();
+                    }
+                }
+                Err(_) => {
+                    st.sleepers += 1;
+                    st = self
+                        .changed
+                        .wait_timeout(st, slice)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    st.sleepers -= 1;
+                }
+            }
+        };
+        st.waiting -= 1;
+        if st.waiting == 0 && st.bg_asleep && outstanding(&st) {
+            self.idle.notify_one();
+        }
+        (st, result)
+    }
+
+    /// One round of the driver: waits up to `slice` for answers, files them,
+    /// sends what fits, runs finished jobs' finishers; then looks at the
+    /// workers. Called with the driver's lock held and the state's released.
+    pub(crate) fn drive_once(&self, slice: Duration) {
+        let results = &self.channels.results;
+        let mut answers = Vec::new();
+        // A timeout (or a message lost to a dead worker) leaves the list empty:
+        // the workers are looked at below.
+        if let Ok(msg) = results.get_bytes_timeout(slice) {
+            answers.push(msg);
+            while answers.len() < 256 {
+                match results.try_get_bytes() {
+                    Ok(msg) => answers.push(msg),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut out = Outbox::new();
+        let mut finished = Vec::new();
+        {
+            let mut st = self.lock();
+            let idle = answers.is_empty();
+            for msg in answers {
+                file_answer(&mut st, msg, &mut finished);
+            }
+            // Looking costs a poll(2): on every idle round, and every
+            // CHECK_EVERY while answers keep coming.
+            let now = Instant::now();
+            if idle || now.duration_since(st.last_check) >= CHECK_EVERY {
+                st.last_check = now;
+                self.check_workers(&mut st, &mut finished);
+            }
+            self.fill(&mut st, &mut out);
+            if !finished.is_empty() && st.sleepers > 0 {
+                self.changed.notify_all();
+            }
+        }
+        self.send(out);
+        self.finish(finished);
+    }
+
+    /// Runs the finishers of `jobs` (outside the state lock) and signals waiters.
+    fn finish(&self, jobs: Vec<u64>) {
+        let mut any = false;
+        for id in jobs {
+            let taken = {
+                let mut st = self.lock();
+                st.jobs.get_mut(&id).and_then(|job| {
+                    let f = job.finisher.take()?;
+                    Some((f, std::mem::take(&mut job.gathered), job.total))
+                })
+            };
+            if let Some((f, gathered, total)) = taken {
+                let outcome = f(gathered, total);
+                let mut st = self.lock();
+                if let Some(job) = st.jobs.get_mut(&id) {
+                    job.outcome = Some(outcome);
+                }
+                any = true;
+            }
+        }
+        if any {
+            let st = self.lock();
+            if st.sleepers > 0 {
+                self.changed.notify_all();
+            }
+        }
+    }
+
+    /// Looks for workers that died (pidfd readable) and tasks past their
+    /// timeout; handles both.
+    fn check_workers(&self, st: &mut State, finished: &mut Vec<u64>) {
+        let mut fds = Vec::with_capacity(st.workers.len());
+        let mut which = Vec::with_capacity(st.workers.len());
+        for (w, worker) in st.workers.iter().enumerate() {
+            if let Some(child) = &worker.child {
+                fds.push(libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&child.sentinel().as_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                which.push(w);
+            }
+        }
+        if !fds.is_empty() {
+            // SAFETY: fds is a valid array of pollfds on open descriptors.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+            if n > 0 {
+                for (fd, &w) in fds.iter().zip(&which) {
+                    if fd.revents != 0 {
+                        self.worker_died(st, w, finished);
+                    }
+                }
+            }
+        }
+        if let Some(limit) = self.task_timeout {
+            self.check_timeouts(st, limit);
+        }
+    }
+
+    /// Kills the workers whose current item has run past `limit`.
+    fn check_timeouts(&self, st: &mut State, limit: Duration) {
+        let now = Instant::now();
+        for (w, worker) in st.workers.iter_mut().enumerate() {
+            let slot = &self.channels.slots[w];
+            let at = (
+                slot.task.load(Ordering::Acquire),
+                slot.item.load(Ordering::Relaxed),
+            );
+            if at.0 == 0 || worker.child.is_none() {
+                worker.running = None;
+                continue;
+            }
+            match worker.running {
+                Some((was, since)) if was == at => {
+                    if now.duration_since(since) > limit && worker.killed_for.is_none() {
+                        worker.killed_for = Some(at.0);
+                        if let Some(child) = &worker.child {
+                            let _ = child.kill();
+                        }
+                    }
+                }
+                _ => worker.running = Some((at, now)),
+            }
+        }
+    }
+
+    /// Worker `w` has ended: attributes its task, re-queues the rest, replaces it.
+    fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
+        // Every answer it published before it died is filed first.
+        while let Ok(msg) = self.channels.results.try_get_bytes() {
+            file_answer(st, msg, finished);
+        }
+        let Some(mut child) = st.workers[w].child.take() else {
+            return;
+        };
+        let pid = st.workers[w].pid;
+        let how = match child.join() {
+            Ok(code) => exit_of(code),
+            Err(_) => Exit::Signal(libc::SIGKILL),
+        };
+        drop(child);
+        let slot = &self.channels.slots[w];
+        let running = slot.task.load(Ordering::Acquire);
+        let item = slot.item.load(Ordering::Acquire) as usize;
+        let ready = slot.state.load(Ordering::Acquire) == READY;
+        let killed_for = st.workers[w].killed_for;
+        // Its unanswered tasks, oldest first.
+        let mut mine: Vec<u64> = st
+            .inflight
+            .iter()
+            .filter(|(_, t)| t.worker == w)
+            .map(|(&s, _)| s)
+            .collect();
+        mine.sort_unstable();
+        let mut requeue = Vec::new();
+        for seq in mine {
+            let task = st.inflight.remove(&seq).expect("listed above");
+            if seq == running && item < task.count as usize {
+                let error = if killed_for == Some(seq) {
+                    Error::TimedOut {
+                        pid,
+                        limit: self.task_timeout.unwrap_or_default(),
+                    }
+                } else {
+                    Error::WorkerDied { pid, how }
+                };
+                fail_item(st, task.job, task.first + item, error, finished);
+                if item > 0 {
+                    requeue.push(task.sub(0..item));
+                }
+                if item + 1 < task.count as usize {
+                    requeue.push(task.sub(item + 1..task.count as usize));
+                }
+            } else {
+                requeue.push(task);
+            }
+        }
+        for task in requeue.into_iter().rev() {
+            st.pending.push_front(task);
+        }
+        st.workers[w].sent = 0;
+        // What it never took stays in its inbox: it was re-queued above.
+        while self.channels.inboxes[w].try_get_bytes().is_ok() {}
+        if ready {
+            st.init_deaths = 0;
+        } else {
+            st.init_deaths += 1;
+            if st.init_deaths >= MAX_INIT_DEATHS {
+                self.break_pool(st, (st.init_deaths, how), finished);
+                return;
+            }
+        }
+        if st.terminated || st.shutdown {
+            return;
+        }
+        if self.spawn(st, w).is_err() {
+            // The zygote is gone: nothing can be replaced any more.
+            let (deaths, last) = (st.init_deaths, how);
+            self.break_pool(st, (deaths.max(1), last), finished);
+        }
+    }
+
+    /// The initializer keeps failing (or workers cannot be started): fails
+    /// everything queued and sent, and stops the remaining workers.
+    fn break_pool(&self, st: &mut State, why: (u32, Exit), finished: &mut Vec<u64>) {
+        st.broken = Some(why);
+        let (deaths, last) = why;
+        let tasks: Vec<Task> = st
+            .pending
+            .drain(..)
+            .chain(st.inflight.drain().map(|(_, t)| t))
+            .collect();
+        for task in &tasks {
+            fail_task(st, task, || Error::InitializerFailed { deaths, last });
+            finished.push(task.job);
+        }
+        for worker in &mut st.workers {
+            if let Some(child) = &worker.child {
+                let _ = child.kill();
+            }
+        }
+    }
+
+    /// Ends every worker at once and fails what has not answered with
+    /// `Terminated` (Python's `terminate`).
+    pub(crate) fn terminate(&self) {
+        let children: Vec<ServerChild<'static>> = {
+            let mut st = self.lock();
+            st.closed = true;
+            st.terminated = true;
+            st.pending.clear();
+            st.inflight.clear();
+            for job in st.jobs.values_mut() {
+                if !job.complete() {
+                    job.aborted = Some(Error::Terminated);
+                }
+            }
+            st.workers
+                .iter_mut()
+                .filter_map(|w| w.child.take())
+                .collect()
+        };
+        for inbox in &self.channels.inboxes {
+            inbox.close();
+        }
+        for mut child in children {
+            let _ = child.kill();
+            let _ = child.join();
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until every job is complete, then lets the workers finish and
+    /// joins them (Python's `close` then `join`).
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
+        let mut st = self.lock();
+        st.waiting += 1;
+        let (st, r) = self.wait_until(st, deadline, &|st| st.terminated || !outstanding(st));
+        r?;
+        let children: Vec<ServerChild<'static>> = {
+            let mut st = st;
+            st.workers
+                .iter_mut()
+                .filter_map(|w| w.child.take())
+                .collect()
+        };
+        for inbox in &self.channels.inboxes {
+            inbox.close();
+        }
+        for mut child in children {
+            let _ = match deadline {
+                Some(d) => child.join_timeout(d.saturating_duration_since(Instant::now())),
+                None => child.join(),
+            };
+            let _ = child.kill();
+            let _ = child.join();
+        }
+        Ok(())
+    }
+
+    /// The background thread: drives while work is outstanding and nobody
+    /// waits; otherwise looks at the workers every so often.
+    pub(crate) fn background(self: Arc<Self>) {
+        loop {
+            let mut st = self.lock();
+            if st.shutdown {
+                return;
+            }
+            if st.waiting == 0 && outstanding(&st) {
+                drop(st);
+                if let Ok(driving) = self.driver.try_lock() {
+                    self.drive_once(CHECK_EVERY * 4);
+                    drop(driving);
+                    let st = self.lock();
+                    if st.sleepers > 0 {
+                        self.changed.notify_all();
+                    }
+                }
+                continue;
+            }
+            st.bg_asleep = true;
+            st = self
+                .idle
+                .wait_timeout(st, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            st.bg_asleep = false;
+            // Idle: replace workers that died meanwhile.
+            if st.waiting == 0 && !st.terminated && !st.shutdown {
+                if let Ok(driving) = self.driver.try_lock() {
+                    let mut finished = Vec::new();
+                    let mut out = Outbox::new();
+                    self.check_workers(&mut st, &mut finished);
+                    self.fill(&mut st, &mut out);
+                    drop(st);
+                    self.send(out);
+                    self.finish(finished);
+                    drop(driving);
+                }
+            }
+        }
+    }
+
+    /// Wakes the background thread if work came while it sleeps and nobody waits.
+    pub(crate) fn nudge(&self, st: &State) {
+        if st.bg_asleep && st.waiting == 0 {
+            self.idle.notify_one();
+        }
+    }
+
+    /// Stops the background thread (it exits at its next look).
+    pub(crate) fn shut_down(&self) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        drop(st);
+        self.idle.notify_all();
+        self.changed.notify_all();
+    }
+
+    /// Cancels the job's tasks that no worker has been sent; `true` if the
+    /// whole job was still unsent (it then fails with `Cancelled`).
+    pub(crate) fn cancel(&self, job: u64) -> bool {
+        let mut st = self.lock();
+        if st.inflight.values().any(|t| t.job == job) {
+            return false;
+        }
+        let before = st.pending.len();
+        st.pending.retain(|t| t.job != job);
+        let removed = before != st.pending.len();
+        match st.jobs.get_mut(&job) {
+            Some(j) if removed && j.answered == 0 => {
+                j.aborted = Some(Error::Cancelled);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The pids of the running workers.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let st = self.lock();
+        st.workers
+            .iter()
+            .filter(|w| w.child.is_some())
+            .map(|w| w.pid)
+            .collect()
+    }
+}
+
+/// Whether any task is queued or sent.
+pub(crate) fn outstanding(st: &State) -> bool {
+    !st.pending.is_empty() || !st.inflight.is_empty()
+}
+
+/// Files one answer under its job; notes the job in `finished` if complete.
+fn file_answer(st: &mut State, msg: Vec<u8>, finished: &mut Vec<u64>) {
+    let Some((seq, _, _)) = wire::read_answer(&msg) else {
+        return; // not an answer: a peer's garbage
+    };
+    // An answer for a task no longer in flight (re-sent after a death, or
+    // terminated) is dropped: each item gets one outcome.
+    let Some(task) = st.inflight.remove(&seq) else {
+        return;
+    };
+    if let Some(w) = st.workers.get_mut(task.worker) {
+        w.sent = w.sent.saturating_sub(1);
+    }
+    if let Some(job) = st.jobs.get_mut(&task.job) {
+        job.answered += task.count as usize;
+        job.gathered.parts.push(Part {
+            first: task.first,
+            count: task.count,
+            msg,
+        });
+        if job.complete() {
+            finished.push(task.job);
+        }
+    }
+}
+
+/// Records item `index` of `job` as failed.
+fn fail_item(st: &mut State, job: u64, index: usize, error: Error, finished: &mut Vec<u64>) {
+    if let Some(j) = st.jobs.get_mut(&job) {
+        j.answered += 1;
+        j.gathered.failed.push((index, error));
+        if j.complete() {
+            finished.push(job);
+        }
+    }
+}
+
+/// Records every item of `task` as failed with `error()`.
+fn fail_task(st: &mut State, task: &Task, error: impl Fn() -> Error) {
+    if let Some(j) = st.jobs.get_mut(&task.job) {
+        for i in 0..task.count as usize {
+            j.answered += 1;
+            j.gathered.failed.push((task.first + i, error()));
+        }
+    }
+}
+
+/// A raw wait status as an `Exit`.
+fn exit_of(code: i32) -> Exit {
+    // ServerChild::join answers Python's exitcode: -N for signal N.
+    if code < 0 {
+        Exit::Signal(-code)
+    } else {
+        Exit::Code(code)
+    }
+}

@@ -1,0 +1,148 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code (`exit`, or returning from its loop).
+    Code(i32),
+    /// A signal killed it (`SIGKILL` = 9, `SIGSEGV` = 11, `SIGABRT` = 6 …).
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal(s) => write!(f, "was killed by signal {s}"),
+        }
+    }
+}
+
+/// Why a task, or a call on the pool, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked in its worker; the worker goes on.
+    #[error("the task panicked at {location}: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+        /// Where it panicked (`file:line:column`).
+        location: String,
+    },
+    /// The worker running the task died (killed, crashed, or called `exit`)
+    /// before answering. Exactly the task it was running fails so; the tasks
+    /// queued behind it run on other workers.
+    #[error("the worker (pid {pid}) running the task {how} before answering")]
+    WorkerDied {
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        how: Exit,
+    },
+    /// The task ran past the pool's per-task timeout: its worker was killed
+    /// (and replaced).
+    #[error(
+        "the task ran past the pool's task timeout of {limit:?}; its worker (pid {pid}) was killed"
+    )]
+    TimedOut {
+        /// The worker's pid.
+        pid: u32,
+        /// The timeout.
+        limit: Duration,
+    },
+    /// Workers kept dying before taking a task (the initializer failed or
+    /// killed them): the pool stopped replacing them and fails what is pending.
+    #[error("{deaths} workers in a row died before taking a task (the last {last}): the initializer fails; nothing more will run")]
+    InitializerFailed {
+        /// Consecutive deaths before any task.
+        deaths: u32,
+        /// How the last one ended.
+        last: Exit,
+    },
+    /// The arguments could not be encoded (in this process).
+    #[error("could not encode the task's arguments: {0}")]
+    EncodeArgs(#[source] postcard::Error),
+    /// The result could not be decoded as the type asked for (in this process).
+    #[error("could not decode the task's result: {0}")]
+    DecodeResult(#[source] postcard::Error),
+    /// The worker could not decode the arguments or encode the result (its
+    /// message: the error itself stayed in the worker).
+    #[error("the worker could not {what}: {message}")]
+    WorkerCodec {
+        /// `"decode the arguments"` or `"encode the result"`.
+        what: &'static str,
+        /// The codec's message.
+        message: String,
+    },
+    /// A callback given with the task panicked; the pool goes on.
+    #[error("the task's callback panicked: {message}")]
+    CallbackPanicked {
+        /// The panic's message.
+        message: String,
+    },
+    /// A map's item failed (the lowest index among those that did).
+    #[error("item {index} failed: {source}")]
+    Item {
+        /// The item's index in the input.
+        index: usize,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Submitting to a pool that was closed or terminated (Python's
+    /// `ValueError: Pool not running`).
+    #[error("the pool is closed: it takes no new tasks")]
+    Closed,
+    /// `join` on a pool that was neither closed nor terminated (Python's
+    /// `ValueError: Pool is still running`).
+    #[error("join() needs close() or terminate() first")]
+    NotClosed,
+    /// The result was taken already (by `get` or a successful `get_timeout`).
+    #[error("the result was taken already")]
+    AlreadyTaken,
+    /// The pool was terminated (or dropped) before the task answered.
+    #[error("the pool was terminated before the task answered")]
+    Terminated,
+    /// The task was cancelled before it was sent to a worker.
+    #[error("the task was cancelled")]
+    Cancelled,
+    /// A wait's timeout passed (`get_timeout`, `wait_timeout`, `join_timeout`).
+    #[error("timed out")]
+    Timeout,
+    /// A worker runs another build of the program than this process, so the
+    /// functions named in tasks would not be the same.
+    #[error("a worker runs another build of the program (build identity {found:#x}, expected {expected:#x})")]
+    BuildMismatch {
+        /// The worker's build identity.
+        found: u64,
+        /// This process's.
+        expected: u64,
+    },
+    /// A count or size out of range (a pool of 0 processes after `cpu_count`, …).
+    #[error("{what} must be {min} to {max}, not {value}")]
+    OutOfRange {
+        /// What was given.
+        what: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// A queue between the pool and its workers failed.
+    #[error(transparent)]
+    Queue(#[from] multiproc_queue::Error),
+    /// Starting or controlling a process failed.
+    #[error(transparent)]
+    Proc(#[from] multiproc_proc::Error),
+    /// Shared memory failed.
+    #[error(transparent)]
+    Shm(#[from] multiproc_shm::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,288 @@
+//! [`pmap`]: a parallel map whose workers are forked for the call, so the
+//! closure may capture and borrow anything.
+//!
+//! Workers claim chunks of item indices from a shared cursor, note in their
+//! slot the chunk and the item they are on, and send each chunk's results
+//! back through a queue (serde, as the pool's answers). The caller gathers
+//! the results while it waits. A worker that dies fails exactly the item its
+//! slot names ([`Error::WorkerDied`]); the rest of its chunk — items before it,
+//! whose results died unsent, and items after it, never run — goes to a
+//! second round of workers once the first has ended.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiproc_proc::Process;
+use multiproc_queue::ByteQueue;
+use multiproc_shm::{Shared, SharedSlice};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Exit, Result};
+use crate::wire;
+
+multiproc_shm::shm_struct! {
+    /// A pmap worker's record: the chunk it claimed and the item it runs.
+    sync struct PSlot {
+        /// The claimed chunk, `first..end` (both 0 between chunks).
+        first: AtomicU64,
+        end: AtomicU64,
+        /// The item it runs now, plus one (0: none).
+        item: AtomicU64,
+        reserved: [AtomicU64; 13],
+    }
+}
+
+/// How [`pmap_with`] splits the work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PmapOptions {
+    /// Worker processes (0: one per CPU).
+    pub processes: usize,
+    /// Items a worker claims at once (0: Python's map chunk size,
+    /// `len / (4 × processes)` rounded up).
+    pub chunksize: usize,
+}
+
+/// `f` over `items` in worker processes forked for the call, in order.
+///
+/// The closure may capture and borrow anything: the workers are copies of
+/// this process made at the call. Only results travel back. Forking copies
+/// only the calling thread: as with any fork, a lock another thread holds
+/// stays held in the workers (see `multiproc_proc::Process`).
+///
+/// # Errors
+/// [`Error::Item`] with the lowest failing index: [`Error::Panicked`],
+/// [`Error::WorkerDied`], a codec error; [`Error::Proc`] if workers cannot
+/// be started.
+///
+/// # Examples
+/// ```
+/// let offset = 10u64; // borrowed by the workers
+/// let squares = multiproc_pool::pmap(&[1u64, 2, 3], |x| x * x + offset)?;
+/// assert_eq!(squares, [11, 14, 19]);
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+pub fn pmap<T, R, F>(items: &[T], f: F) -> Result<Vec<R>>
+where
+    T: Sync,
+    F: Fn(&T) -> R + Sync,
+    R: Serialize + DeserializeOwned,
+{
+    pmap_with(items, f, PmapOptions::default())
+}
+
+/// [`pmap`] with a number of processes and a chunk size.
+///
+/// # Errors
+/// As for [`pmap`].
+pub fn pmap_with<T, R, F>(items: &[T], f: F, options: PmapOptions) -> Result<Vec<R>>
+where
+    T: Sync,
+    F: Fn(&T) -> R + Sync,
+    R: Serialize + DeserializeOwned,
+{
+    let mut results: Vec<Option<Result<R>>> = (0..items.len()).map(|_| None).collect();
+    let mut todo: Vec<usize> = (0..items.len()).collect();
+    while !todo.is_empty() {
+        let redo = round(items, &f, options, &todo, &mut results)?;
+        if redo.len() == todo.len() {
+            // Workers that die before they claim anything: no round would
+            // ever end it. Every item left fails.
+            for &index in &redo {
+                results[index] = Some(Err(Error::WorkerDied {
+                    pid: 0,
+                    how: Exit::Signal(libc::SIGKILL),
+                }));
+            }
+            break;
+        }
+        todo = redo;
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            r.unwrap_or(Err(Error::Terminated))
+                .map_err(|e| Error::Item {
+                    index,
+                    source: Box::new(e),
+                })
+        })
+        .collect()
+}
+
+/// One round over the items `todo` (indices into `items`); returns the
+/// indices to run again (those without an outcome: the unsent rest of dead
+/// workers' chunks).
+fn round<T, R, F>(
+    items: &[T],
+    f: &F,
+    options: PmapOptions,
+    todo: &[usize],
+    results: &mut [Option<Result<R>>],
+) -> Result<Vec<usize>>
+where
+    T: Sync,
+    F: Fn(&T) -> R + Sync,
+    R: Serialize + DeserializeOwned,
+{
+    let processes = if options.processes == 0 {
+        multiproc_proc::cpu_count()
+    } else {
+        options.processes
+    }
+    .clamp(1, todo.len().max(1));
+    let chunk = if options.chunksize == 0 {
+        todo.len().div_ceil(4 * processes)
+    } else {
+        options.chunksize
+    }
+    .max(1) as u64;
+    // Everything the workers share, made before they are forked.
+    let cursor = Shared::anonymous(AtomicU64::new(0))?;
+    let slots = SharedSlice::<PSlot>::anonymous(processes)?;
+    let queue = ByteQueue::new(4 * processes + 4, crate::DEFAULT_MAX_INLINE)?;
+    let n = todo.len() as u64;
+    let mut workers = Vec::with_capacity(processes);
+    for w in 0..processes {
+        let (cursor, slot, queue) = (&cursor, &slots[w], &queue);
+        let mut p =
+            Process::new(move || work(items, f, todo, chunk, n, cursor, slot, queue)).daemon(true);
+        p.start()?;
+        workers.push(p);
+    }
+    let mut alive = processes;
+    let mut ended = vec![false; processes];
+    while alive > 0 {
+        // Each chunk's results, as they come; then a look at the workers.
+        if let Ok(msg) = queue.get_bytes_timeout(Duration::from_millis(2)) {
+            file(&msg, todo, results);
+        }
+        for (w, p) in workers.iter_mut().enumerate() {
+            if ended[w] || !ended_now(p) {
+                continue;
+            }
+            ended[w] = true;
+            alive -= 1;
+            // Its last chunk's results were sent before it exited, if at all.
+            while let Ok(msg) = queue.try_get_bytes() {
+                file(&msg, todo, results);
+            }
+            let code = p.join().unwrap_or(-libc::SIGKILL);
+            let slot = &slots[w];
+            let (first, end, item) = (
+                slot.first.load(Ordering::Acquire),
+                slot.end.load(Ordering::Acquire),
+                slot.item.load(Ordering::Acquire),
+            );
+            if code == 0 || end <= first {
+                continue;
+            }
+            let how = if code < 0 {
+                Exit::Signal(-code)
+            } else {
+                Exit::Code(code)
+            };
+            let pid = p.pid().unwrap_or(0);
+            if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
+                let index = todo[(item - 1) as usize];
+                if results[index].is_none() {
+                    results[index] = Some(Err(Error::WorkerDied { pid, how }));
+                }
+            }
+        }
+    }
+    // The rest of dead workers' chunks (and anything claimed by a worker that
+    // died before noting it) runs again.
+    Ok(todo
+        .iter()
+        .copied()
+        .filter(|&i| results[i].is_none())
+        .collect())
+}
+
+/// Whether `p` has ended (its pidfd is readable).
+fn ended_now(p: &Process<'_>) -> bool {
+    let Ok(fd) = p.sentinel() else { return true };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on an open descriptor.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+}
+
+/// A worker: claims chunks of `todo` until none is left.
+#[allow(clippy::too_many_arguments)]
+fn work<T, R, F>(
+    items: &[T],
+    f: &F,
+    todo: &[usize],
+    chunk: u64,
+    n: u64,
+    cursor: &AtomicU64,
+    slot: &PSlot,
+    queue: &ByteQueue,
+) -> i32
+where
+    F: Fn(&T) -> R,
+    R: Serialize,
+{
+    crate::worker::quiet_panics();
+    let mut out = Vec::new();
+    loop {
+        let first = cursor.fetch_add(chunk, Ordering::AcqRel);
+        if first >= n {
+            return 0;
+        }
+        let end = (first + chunk).min(n);
+        slot.item.store(0, Ordering::Relaxed);
+        slot.first.store(first, Ordering::Relaxed);
+        slot.end.store(end, Ordering::Release);
+        out.clear();
+        wire::answer_header(&mut out, first, (end - first) as u32);
+        for k in first..end {
+            slot.item.store(k + 1, Ordering::Release);
+            let item = &items[todo[k as usize]];
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item))) {
+                Ok(value) => {
+                    let mark = out.len();
+                    out.push(wire::OK);
+                    if let Err(e) = wire::encode_into(&value, &mut out) {
+                        out.truncate(mark);
+                        out.push(wire::ENCODE_FAILED);
+                        let _ = wire::encode_into(&e.to_string(), &mut out);
+                    }
+                }
+                Err(payload) => {
+                    let (message, location) = crate::worker::last_panic(&*payload);
+                    out.push(wire::PANICKED);
+                    let _ = wire::encode_into(&(message, location), &mut out);
+                }
+            }
+        }
+        if queue.put_bytes(&out).is_err() {
+            return 1;
+        }
+        slot.first.store(0, Ordering::Relaxed);
+        slot.end.store(0, Ordering::Release);
+    }
+}
+
+/// Files a chunk's results.
+fn file<R: DeserializeOwned>(msg: &[u8], todo: &[usize], results: &mut [Option<Result<R>>]) {
+    let Some((first, count, mut entries)) = wire::read_answer(msg) else {
+        return;
+    };
+    for k in first..first + u64::from(count) {
+        let (r, rest) = wire::read_item::<R>(entries);
+        entries = rest;
+        if let Some(&index) = todo.get(k as usize) {
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(r);
+            }
+        }
+    }
+}

@@ -1,0 +1,1241 @@
+//! [`Pool`], its [`Builder`], and [`FnPool`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use multiproc_proc::ForkServer;
+use multiproc_queue::ByteQueue;
+use multiproc_shm::SharedSlice;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::core::{Finisher, Gathered, Inner, Job, Outbox, Target, Task};
+use crate::error::{Error, Result};
+use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
+use crate::worker::{self, Channels, Closure, Setup, Slot};
+
+/// Default tasks a worker's inbox holds (sent, not yet answered).
+pub const DEFAULT_INBOX: usize = 8;
+/// Default largest message (arguments or results of one task) carried in a
+/// queue slot; larger ones stream through the queue's lane.
+pub const DEFAULT_MAX_INLINE: usize = 16 * 1024;
+
+/// Configures a [`Pool`] (Python's `Pool(processes, initializer, initargs,
+/// maxtasksperchild)`, and this crate's own knobs).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let pool = multiproc_pool::Pool::builder()
+///     .processes(2)
+///     .maxtasksperchild(100)
+///     .task_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(pool.processes(), 2);
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+#[must_use]
+pub struct Builder {
+    processes: usize,
+    initializer: Option<Box<dyn Fn() + Send>>,
+    max_tasks: Option<u64>,
+    inbox: usize,
+    max_inline: usize,
+    task_timeout: Option<Duration>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            processes: 0,
+            initializer: None,
+            max_tasks: None,
+            inbox: DEFAULT_INBOX,
+            max_inline: DEFAULT_MAX_INLINE,
+            task_timeout: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Worker processes; 0 (the default) is [`cpu_count`](multiproc_proc::cpu_count).
+    pub fn processes(mut self, n: usize) -> Builder {
+        self.processes = n;
+        self
+    }
+
+    /// Runs `f` in each worker when it starts, before its first task (Python's
+    /// `initializer`; capture what would be `initargs`). A worker whose
+    /// initializer panics or kills it is replaced; after three such deaths in
+    /// a row the pool stops replacing them and fails every pending task with
+    /// [`Error::InitializerFailed`].
+    pub fn initializer(mut self, f: impl Fn() + Send + 'static) -> Builder {
+        self.initializer = Some(Box::new(f));
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's
+    /// `maxtasksperchild`; a task is one chunk of a map).
+    pub fn maxtasksperchild(mut self, n: u64) -> Builder {
+        self.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Tasks sent ahead to each worker (default [`DEFAULT_INBOX`]).
+    pub fn inbox_depth(mut self, n: usize) -> Builder {
+        self.inbox = n.max(1);
+        self
+    }
+
+    /// The largest task message carried in a queue slot (default
+    /// [`DEFAULT_MAX_INLINE`]); larger ones stream. Any size works either way.
+    pub fn max_inline(mut self, bytes: usize) -> Builder {
+        self.max_inline = bytes;
+        self
+    }
+
+    /// Kills the worker of an item that runs longer than `limit`; the item
+    /// fails with [`Error::TimedOut`] and the worker is replaced. Checked
+    /// every few milliseconds while someone waits on the pool, or its
+    /// background thread drives it.
+    pub fn task_timeout(mut self, limit: Duration) -> Builder {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Starts the pool.
+    ///
+    /// # Errors
+    /// [`Error::Shm`]/[`Error::Queue`] if the shared memory cannot be made,
+    /// [`Error::Proc`] if the processes cannot be started.
+    pub fn build(self) -> Result<Pool> {
+        self.start(None)
+    }
+
+    /// Starts a pool around one closure: `f` is captured once, here, and
+    /// every worker (and replacement) inherits it — a model loaded once, a
+    /// table built once — so tasks carry only the arguments.
+    ///
+    /// # Errors
+    /// As for [`build`](Builder::build).
+    pub fn build_with_fn<A, R>(self, f: impl Fn(A) -> R + Send + 'static) -> Result<FnPool<A, R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let closure: Box<Closure> =
+            Box::new(move |input, count, out, at| wire::run_items(&f, input, count, out, at));
+        Ok(FnPool {
+            pool: self.start(Some(closure))?,
+            _types: PhantomData,
+        })
+    }
+
+    fn start(self, closure: Option<Box<Closure>>) -> Result<Pool> {
+        let processes = if self.processes == 0 {
+            multiproc_proc::cpu_count()
+        } else {
+            self.processes
+        };
+        const MAX_PROCESSES: usize = 4096;
+        if processes > MAX_PROCESSES {
+            return Err(Error::OutOfRange {
+                what: "a pool's processes",
+                value: processes as u64,
+                min: 0,
+                max: MAX_PROCESSES as u64,
+            });
+        }
+        let depth = self.inbox;
+        // Room for every answer that can be outstanding: a worker never waits
+        // on a full result queue while the driver waits on it.
+        let results = ByteQueue::new(processes * depth + processes + 1, self.max_inline)?;
+        let inboxes = (0..processes)
+            .map(|_| ByteQueue::new(depth, self.max_inline))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let slots = SharedSlice::<Slot>::anonymous(processes)?;
+        let channels = Arc::new(Channels {
+            results,
+            inboxes,
+            slots,
+        });
+        let setup = Setup {
+            channels: Arc::clone(&channels),
+            initializer: self.initializer,
+            closure,
+            max_tasks: self.max_tasks,
+            build: wire::build_id(),
+        };
+        let task_timeout = self.task_timeout;
+        // The pool's thread forks the zygote: a zygote dies with the thread
+        // that forked it (its parent-death signal), and this thread lives as
+        // long as the pool.
+        let (tx, rx) = mpsc::channel();
+        let background = std::thread::Builder::new()
+            .name("multiproc-pool".into())
+            .spawn(move || {
+                let zygote = ForkServer::builder()
+                    .entry_fn("worker", move |args| {
+                        let word = |i: usize| {
+                            args.get(i..i + 4)
+                                .and_then(|b| b.try_into().ok())
+                                .map_or(u32::MAX, u32::from_le_bytes)
+                        };
+                        worker::run(&setup, word(0) as usize, word(4))
+                    })
+                    .allow_threads()
+                    .start();
+                let inner = match zygote {
+                    Ok(z) => Arc::new(Inner::new(channels, z, processes, depth, task_timeout)),
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::from(e)));
+                        return;
+                    }
+                };
+                if tx.send(Ok(Arc::clone(&inner))).is_ok() {
+                    inner.background();
+                }
+            })
+            .map_err(|source| {
+                Error::Proc(multiproc_proc::Error::Io {
+                    op: "spawn a thread",
+                    source,
+                })
+            })?;
+        let inner = rx.recv().map_err(|_| {
+            Error::Proc(multiproc_proc::Error::ServerGone {
+                why: multiproc_proc::Gone::Closed,
+            })
+        })??;
+        let pool = Pool {
+            inner,
+            background: Some(background),
+        };
+        pool.inner.start_workers()?;
+        Ok(pool)
+    }
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`, for Linux,
+/// that never hangs when a worker dies.
+///
+/// Tasks name a function every worker has: a `fn` item (or a closure that
+/// captures nothing), whose arguments and result travel encoded with serde
+/// (postcard). Several arguments travel as a tuple, or through
+/// [`starmap`](Pool::starmap). For a closure that captures (a model loaded
+/// once), make the pool around it: [`Pool::with_fn`].
+///
+/// Dropping the pool terminates it (Python's `with Pool() as p:`); to let
+/// queued work finish first, [`close`](Pool::close) then [`join`](Pool::join).
+///
+/// # Examples
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// let pool = multiproc_pool::Pool::new(2)?;
+/// assert_eq!(pool.apply(square, 7)?, 49);
+/// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+/// let r = pool.apply_async(square, 3)?;
+/// assert_eq!(r.get()?, 9);
+/// # Ok::<(), multiproc_pool::Error>(())
+/// ```
+pub struct Pool {
+    inner: Arc<Inner>,
+    background: Option<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// A pool of `processes` workers (0: one per CPU).
+    ///
+    /// # Errors
+    /// As for [`Builder::build`].
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for the other settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A pool of `processes` workers around `f` (see [`Builder::build_with_fn`]).
+    ///
+    /// # Errors
+    /// As for [`Builder::build`].
+    ///
+    /// # Examples
+    /// ```
+    /// let table: Vec<u64> = (0..1000).map(|i| i * 3).collect(); // built once
+    /// let pool = multiproc_pool::Pool::with_fn(2, move |i: usize| table[i])?;
+    /// assert_eq!(pool.map([1, 10, 100])?, [3, 30, 300]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn with_fn<A, R>(
+        processes: usize,
+        f: impl Fn(A) -> R + Send + 'static,
+    ) -> Result<FnPool<A, R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Pool::builder().processes(processes).build_with_fn(f)
+    }
+
+    /// Its number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.inner.processes
+    }
+
+    /// The pids of its workers now (a dead one is replaced under a new pid).
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner.pids()
+    }
+
+    /// Runs `f(args)` in a worker and waits for the result (Python's `apply`).
+    ///
+    /// # Errors
+    /// The task's own failure ([`Error::Panicked`], [`Error::WorkerDied`],
+    /// [`Error::TimedOut`], a codec error), or [`Error::Closed`].
+    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_target(fn_target(f as usize, wire::tramp::<A, R>), args)
+    }
+
+    /// Sends `f(args)` to a worker; the result comes through the handle
+    /// (Python's `apply_async`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], or [`Error::EncodeArgs`].
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        self.submit_one(target, args, None)
+    }
+
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and
+    /// `error_callback`: one of them runs in this process when the task ends,
+    /// on the thread that drives the pool then (one waiting on it, or the
+    /// pool's background thread); keep them short. A callback that panics
+    /// makes the job's result [`Error::CallbackPanicked`]; the pool goes on.
+    ///
+    /// # Errors
+    /// As for [`apply_async`](Pool::apply_async).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// fn cube(x: i64) -> i64 { x * x * x }
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let s = Arc::clone(&seen);
+    /// let r = pool.apply_async_with(cube, 3, move |v| s.lock().unwrap().push(*v), |_| {})?;
+    /// assert_eq!(r.get()?, 27);
+    /// assert_eq!(*seen.lock().unwrap(), [27]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let finisher = finisher(decode_one::<R>, callback, error_callback);
+        self.submit_one(target, args, Some(finisher))
+    }
+
+    /// `f` over `items`, in order (Python's `map`), in chunks of Python's size:
+    /// `len / (4 × processes)`, rounded up.
+    ///
+    /// # Errors
+    /// [`Error::Item`] with the lowest failing index and its error;
+    /// [`Error::Closed`].
+    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_chunked(f, items, None)?.get()
+    }
+
+    /// [`map`](Pool::map) with a chunk size of the caller's choosing (Python's
+    /// `chunksize`).
+    ///
+    /// # Errors
+    /// As for [`map`](Pool::map).
+    pub fn map_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_chunked(f, items, Some(chunksize))?.get()
+    }
+
+    /// [`map`](Pool::map) without waiting (Python's `map_async`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Item`] if an argument cannot be encoded.
+    pub fn map_async<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_chunked(f, items, None)
+    }
+
+    /// [`map_async`](Pool::map_async) with a chunk size.
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn map_async_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        self.submit_map(target, items.into_iter().collect(), chunksize, None)
+    }
+
+    /// [`map_async`](Pool::map_async) with Python's `callback` (given the
+    /// whole list) and `error_callback` (see
+    /// [`apply_async_with`](Pool::apply_async_with)).
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn map_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let finisher = finisher(decode_map::<R>, callback, error_callback);
+        self.submit_map(target, items.into_iter().collect(), None, Some(finisher))
+    }
+
+    /// `f(a, b)` over pairs, in order (Python's `starmap`; for more
+    /// arguments, take a tuple and use [`map`](Pool::map)).
+    ///
+    /// # Errors
+    /// As for [`map`](Pool::map).
+    ///
+    /// # Examples
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        self.submit_map(target, items.into_iter().collect(), None, None)?
+            .get()
+    }
+
+    /// `f` over `items`, lazily and in order (Python's `imap`): items are read
+    /// and sent as results are taken, at most `processes + buffersize` chunks
+    /// ahead (here: `buffersize` = `processes`, chunks of 1), so an endless
+    /// input works. Each result is a `Result`: a failed item does not end the
+    /// iteration.
+    ///
+    /// # Examples
+    /// ```
+    /// fn double(x: u64) -> u64 { 2 * x }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let firsts: Vec<u64> = pool.imap(double, 0..).take(3).map(Result::unwrap).collect();
+    /// assert_eq!(firsts, [0, 2, 4]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> IMap<'_, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.imap_with(f, items, 1, self.processes())
+    }
+
+    /// [`imap`](Pool::imap) with Python's `chunksize` and `buffersize`.
+    pub fn imap_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<'_, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        IMap::new(self, target, items.into_iter(), chunksize, buffersize, true)
+    }
+
+    /// [`imap`](Pool::imap) in the order results come (Python's
+    /// `imap_unordered`), each with its item's index.
+    ///
+    /// # Examples
+    /// ```
+    /// fn double(x: u64) -> u64 { 2 * x }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let mut got: Vec<(usize, u64)> =
+    ///     pool.imap_unordered(double, [5, 6, 7]).map(|(i, r)| (i, r.unwrap())).collect();
+    /// got.sort();
+    /// assert_eq!(got, [(0, 10), (1, 12), (2, 14)]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn imap_unordered<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+    ) -> IMapUnordered<'_, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        IMapUnordered(IMap::new(
+            self,
+            target,
+            items.into_iter(),
+            1,
+            self.processes(),
+            false,
+        ))
+    }
+
+    /// Takes no more tasks; those queued still run (Python's `close`).
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+    }
+
+    /// Waits for every task to end and every worker to exit (Python's `join`).
+    ///
+    /// # Errors
+    /// [`Error::NotClosed`] unless [`close`](Pool::close) or
+    /// [`terminate`](Pool::terminate) came first.
+    pub fn join(&self) -> Result<()> {
+        if !self.inner.lock().closed {
+            return Err(Error::NotClosed);
+        }
+        self.inner.join(None)
+    }
+
+    /// [`join`](Pool::join), waiting at most `timeout` for the tasks.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`join`](Pool::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if !self.inner.lock().closed {
+            return Err(Error::NotClosed);
+        }
+        self.inner.join(Some(Instant::now() + timeout))
+    }
+
+    /// Kills the workers now; what has not answered fails with
+    /// [`Error::Terminated`] (Python's `terminate`).
+    pub fn terminate(&self) {
+        self.inner.terminate();
+    }
+
+    fn apply_target<A, R>(&self, target: Target, args: A) -> Result<R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit_one::<A, R>(target, args, None)?.get()
+    }
+
+    fn submit_one<A, R>(
+        &self,
+        target: Target,
+        args: A,
+        finisher: Option<Finisher>,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let mut bytes = Vec::new();
+        wire::encode_into(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+        let mut out = Outbox::new();
+        let job = {
+            let mut st = self.inner.lock();
+            let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
+            self.inner.queue(
+                &mut st,
+                Task::new(job, 0, 1, target, bytes, Vec::new()),
+                &mut out,
+            );
+            self.inner.nudge(&st);
+            job
+        };
+        self.inner.send(out);
+        Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
+    }
+
+    fn submit_map<A, R>(
+        &self,
+        target: Target,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+        finisher: Option<Finisher>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let chunk = chunksize
+            .unwrap_or_else(|| python_chunksize(items.len(), self.processes()))
+            .max(1);
+        let mut tasks = Vec::with_capacity(items.len().div_ceil(chunk));
+        for (c, chunk_items) in items.chunks(chunk).enumerate() {
+            let (args, starts) = encode_chunk(chunk_items, c * chunk)?;
+            tasks.push((c * chunk, chunk_items.len() as u32, args, starts));
+        }
+        let mut out = Outbox::new();
+        let job = {
+            let mut st = self.inner.lock();
+            let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
+            for (first, count, args, starts) in tasks {
+                self.inner.queue(
+                    &mut st,
+                    Task::new(job, first, count, target, args, starts),
+                    &mut out,
+                );
+            }
+            self.inner.nudge(&st);
+            job
+        };
+        self.inner.send(out);
+        Ok(AsyncResult::new(&self.inner, job, decode_map::<R>))
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.terminate();
+        self.inner.shut_down();
+        if let Some(bg) = self.background.take() {
+            let _ = bg.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.inner.processes)
+            .field("pids", &self.pids())
+            .finish()
+    }
+}
+
+/// A pool made around one closure ([`Pool::with_fn`]): the same calls as
+/// [`Pool`]'s, without the function argument.
+pub struct FnPool<A, R> {
+    pool: Pool,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+const CLOSURE: Target = Target {
+    kind: TARGET_CLOSURE,
+    fns: (0, 0),
+};
+
+impl<A, R> FnPool<A, R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// The pool underneath (its workers run only the closure).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// [`Pool::apply`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::apply`].
+    pub fn apply(&self, args: A) -> Result<R> {
+        self.pool.apply_target(CLOSURE, args)
+    }
+
+    /// [`Pool::apply_async`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::apply_async`].
+    pub fn apply_async(&self, args: A) -> Result<AsyncResult<R>> {
+        self.pool.submit_one(CLOSURE, args, None)
+    }
+
+    /// [`Pool::map`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map`].
+    pub fn map(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
+        self.pool
+            .submit_map(CLOSURE, items.into_iter().collect(), None, None)?
+            .get()
+    }
+
+    /// [`Pool::map_async`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map_async`].
+    pub fn map_async(&self, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>> {
+        self.pool
+            .submit_map(CLOSURE, items.into_iter().collect(), None, None)
+    }
+
+    /// [`Pool::imap`] of the closure.
+    pub fn imap<I: IntoIterator<Item = A>>(&self, items: I) -> IMap<'_, R, I::IntoIter> {
+        IMap::new(
+            &self.pool,
+            CLOSURE,
+            items.into_iter(),
+            1,
+            self.pool.processes(),
+            true,
+        )
+    }
+
+    /// [`Pool::imap_unordered`] of the closure.
+    pub fn imap_unordered<I: IntoIterator<Item = A>>(
+        &self,
+        items: I,
+    ) -> IMapUnordered<'_, R, I::IntoIter> {
+        IMapUnordered(IMap::new(
+            &self.pool,
+            CLOSURE,
+            items.into_iter(),
+            1,
+            self.pool.processes(),
+            false,
+        ))
+    }
+
+    /// [`Pool::close`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// [`Pool::join`].
+    ///
+    /// # Errors
+    /// As for [`Pool::join`].
+    pub fn join(&self) -> Result<()> {
+        self.pool.join()
+    }
+
+    /// [`Pool::terminate`].
+    pub fn terminate(&self) {
+        self.pool.terminate();
+    }
+}
+
+/// A task's target for `fn` `f` with trampoline `tramp`.
+fn fn_target(f: usize, tramp: wire::Tramp) -> Target {
+    Target {
+        kind: TARGET_FN,
+        fns: (wire::offset_of(f), wire::offset_of(tramp as usize)),
+    }
+}
+
+/// Python's default chunk size for a map of `len` items.
+fn python_chunksize(len: usize, processes: usize) -> usize {
+    // divmod(len, 4 × processes), plus one if there is a remainder.
+    len.div_ceil(4 * processes.max(1))
+}
+
+/// Encodes a chunk's items: their bytes, and where each starts.
+fn encode_chunk<A: Serialize>(items: &[A], first: usize) -> Result<(Vec<u8>, Vec<u32>)> {
+    let mut args = Vec::new();
+    let mut starts = Vec::with_capacity(if items.len() > 1 { items.len() } else { 0 });
+    for (i, item) in items.iter().enumerate() {
+        if items.len() > 1 {
+            starts.push(args.len() as u32);
+        }
+        wire::encode_into(item, &mut args).map_err(|e| Error::Item {
+            index: first + i,
+            source: Box::new(Error::EncodeArgs(e)),
+        })?;
+    }
+    Ok((args, starts))
+}
+
+/// Every item's outcome, in order.
+fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>> {
+    let mut out: Vec<Option<Result<R>>> = (0..total).map(|_| None).collect();
+    for part in &g.parts {
+        let mut entries = part.entries();
+        for i in 0..part.count as usize {
+            let (r, rest) = wire::read_item::<R>(entries);
+            entries = rest;
+            if let Some(slot) = out.get_mut(part.first + i) {
+                *slot = Some(r);
+            }
+        }
+    }
+    for (i, e) in g.failed {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(Err(e));
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or(Err(Error::Terminated)))
+        .collect()
+}
+
+/// An `apply`'s outcome.
+fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
+    decode_items(g, total.max(1))
+        .into_iter()
+        .next()
+        .unwrap_or(Err(Error::Terminated))
+}
+
+/// A `map`'s outcome: every result, or the lowest failing item's error.
+fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
+    decode_items(g, total)
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            r.map_err(|e| Error::Item {
+                index,
+                source: Box::new(e),
+            })
+        })
+        .collect()
+}
+
+/// A finisher that decodes with `decode` and runs the callback that fits.
+fn finisher<T: Send + 'static>(
+    decode: fn(Gathered, usize) -> Result<T>,
+    callback: impl FnOnce(&T) + Send + 'static,
+    error_callback: impl FnOnce(&Error) + Send + 'static,
+) -> Finisher {
+    Box::new(move |g, total| {
+        let r = decode(g, total);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &r {
+            Ok(v) => callback(v),
+            Err(e) => error_callback(e),
+        }));
+        let r = match ran {
+            Ok(()) => r,
+            Err(p) => Err(Error::CallbackPanicked {
+                message: worker::panic_text(&*p),
+            }),
+        };
+        Box::new(r)
+    })
+}
+
+/// The handle of an [`apply_async`](Pool::apply_async) (Python's `AsyncResult`).
+pub struct AsyncResult<T> {
+    inner: Arc<Inner>,
+    job: Option<u64>,
+    decode: fn(Gathered, usize) -> Result<T>,
+}
+
+/// The handle of a [`map_async`](Pool::map_async) (Python's `MapResult`).
+pub type MapResult<R> = AsyncResult<Vec<R>>;
+
+impl<T: Send + 'static> AsyncResult<T> {
+    fn new(
+        inner: &Arc<Inner>,
+        job: u64,
+        decode: fn(Gathered, usize) -> Result<T>,
+    ) -> AsyncResult<T> {
+        AsyncResult {
+            inner: Arc::clone(inner),
+            job: Some(job),
+            decode,
+        }
+    }
+
+    /// Waits for the result and takes it (Python's `get()`).
+    ///
+    /// # Errors
+    /// The task's failure, [`Error::Terminated`], [`Error::Cancelled`].
+    pub fn get(mut self) -> Result<T> {
+        self.take(None)
+    }
+
+    /// [`get`](AsyncResult::get), waiting at most `timeout`; after a
+    /// [`Error::Timeout`] the handle may be asked again.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; as for [`get`](AsyncResult::get); and
+    /// [`Error::AlreadyTaken`] after a successful call.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.take(Some(Instant::now() + timeout))
+    }
+
+    /// Waits until the result is there (Python's `wait()`).
+    pub fn wait(&self) {
+        let _ = self.wait_until(None);
+    }
+
+    /// Waits at most `timeout` for the result (Python's `wait(timeout)`).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the result is there (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        let Some(job) = self.job else { return true };
+        let st = self.inner.lock();
+        st.jobs.get(&job).is_none_or(Job::done) || st.terminated
+    }
+
+    /// Whether it succeeded; `None` while not [`ready`](AsyncResult::ready)
+    /// (Python raises `ValueError` then).
+    pub fn successful(&self) -> Option<bool> {
+        let job = self.job?;
+        let mut st = self.inner.lock();
+        let terminated = st.terminated;
+        let j = st.jobs.get_mut(&job)?;
+        if !j.done() && !terminated {
+            return None;
+        }
+        if j.aborted.is_some() || (!j.done() && terminated) {
+            return Some(false);
+        }
+        if j.outcome.is_none() {
+            let total = j.total;
+            let r = (self.decode)(std::mem::take(&mut j.gathered), total);
+            j.outcome = Some(Box::new(r));
+        }
+        j.outcome
+            .as_ref()
+            .and_then(|o| o.downcast_ref::<Result<T>>())
+            .map(Result::is_ok)
+    }
+
+    /// Takes it out of the queue if no worker has been sent it yet; `true` if
+    /// so (its `get` then answers [`Error::Cancelled`]).
+    pub fn cancel(&self) -> bool {
+        self.job.is_some_and(|job| self.inner.cancel(job))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<()> {
+        let Some(job) = self.job else { return Ok(()) };
+        let mut st = self.inner.lock();
+        st.waiting += 1;
+        let (_st, r) = self
+            .inner
+            .wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));
+        r
+    }
+
+    fn take(&mut self, deadline: Option<Instant>) -> Result<T> {
+        let Some(job) = self.job else {
+            return Err(Error::AlreadyTaken);
+        };
+        let mut st = self.inner.lock();
+        st.waiting += 1;
+        let (mut st, r) = self
+            .inner
+            .wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));
+        r?;
+        self.job = None;
+        let Some(j) = st.jobs.remove(&job) else {
+            return Err(Error::Terminated);
+        };
+        drop(st);
+        if let Some(e) = j.aborted {
+            return Err(e);
+        }
+        if !j.complete() {
+            return Err(Error::Terminated);
+        }
+        if let Some(outcome) = j.outcome {
+            return match outcome.downcast::<Result<T>>() {
+                Ok(r) => *r,
+                Err(_) => Err(Error::Terminated), // never: made for this T
+            };
+        }
+        (self.decode)(j.gathered, j.total)
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job {
+            // Its answers, if they still come, are dropped on arrival.
+            self.inner.lock().jobs.remove(&job);
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+/// The iterator of [`Pool::imap`]: each item's result, in order.
+pub struct IMap<'p, R, I> {
+    pool: &'p Pool,
+    target: Target,
+    input: I,
+    job: Option<u64>,
+    chunksize: usize,
+    /// Items that may be read ahead of those taken.
+    ahead: usize,
+    fed: usize,
+    taken: usize,
+    exhausted: bool,
+    ordered: bool,
+    /// Results come but not yet taken (in order: by index).
+    ready: BTreeMap<usize, Result<R>>,
+    arrived: VecDeque<(usize, Result<R>)>,
+    /// Why the iteration cannot go on (an item that cannot be encoded, a
+    /// closed pool): yielded once, then the end.
+    stop: Option<Error>,
+}
+
+impl<'p, R, I, A> IMap<'p, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    fn new(
+        pool: &'p Pool,
+        target: Target,
+        input: I,
+        chunksize: usize,
+        buffersize: usize,
+        ordered: bool,
+    ) -> IMap<'p, R, I> {
+        let chunksize = chunksize.max(1);
+        let mut st = pool.inner.lock();
+        let job = pool.inner.new_job(&mut st, Job::new(true, None));
+        drop(st);
+        let (job, stop) = match job {
+            Ok(j) => (Some(j), None),
+            Err(e) => (None, Some(e)),
+        };
+        IMap {
+            pool,
+            target,
+            input,
+            job,
+            chunksize,
+            ahead: (pool.processes() + buffersize) * chunksize,
+            fed: 0,
+            taken: 0,
+            exhausted: false,
+            ordered,
+            ready: BTreeMap::new(),
+            arrived: VecDeque::new(),
+            stop,
+        }
+    }
+
+    /// Reads and sends chunks while fewer than `ahead` items are out.
+    fn feed(&mut self, job: u64) {
+        let mut out = Outbox::new();
+        let mut tasks = Vec::new();
+        while !self.exhausted && self.fed - self.taken < self.ahead {
+            let items: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
+            if items.len() < self.chunksize {
+                self.exhausted = true;
+            }
+            if items.is_empty() {
+                break;
+            }
+            match encode_chunk(&items, self.fed) {
+                Ok((args, starts)) => tasks.push((self.fed, items.len() as u32, args, starts)),
+                Err(e) => {
+                    self.stop = Some(e);
+                    self.exhausted = true;
+                    break;
+                }
+            }
+            self.fed += items.len();
+        }
+        let mut st = self.pool.inner.lock();
+        for (first, count, args, starts) in tasks {
+            self.pool.inner.queue(
+                &mut st,
+                Task::new(job, first, count, self.target, args, starts),
+                &mut out,
+            );
+        }
+        if self.exhausted {
+            if let Some(j) = st.jobs.get_mut(&job) {
+                j.feeding = false;
+            }
+        }
+        self.pool.inner.nudge(&st);
+        drop(st);
+        self.pool.inner.send(out);
+    }
+
+    /// Waits for answers and decodes them into `ready` / `arrived`.
+    fn gather(&mut self, job: u64) {
+        let mut st = self.pool.inner.lock();
+        st.waiting += 1;
+        let has_news = |st: &crate::core::State| {
+            st.jobs.get(&job).is_none_or(|j| {
+                !j.gathered.parts.is_empty() || !j.gathered.failed.is_empty() || j.aborted.is_some()
+            })
+        };
+        let (mut st, _) = self.pool.inner.wait_until(st, None, &has_news);
+        let (gathered, aborted) = match st.jobs.get_mut(&job) {
+            Some(j) => (std::mem::take(&mut j.gathered), j.aborted.take()),
+            None => (Gathered::default(), Some(Error::Terminated)),
+        };
+        drop(st);
+        if let Some(e) = aborted {
+            self.stop = Some(e);
+            self.exhausted = true;
+            return;
+        }
+        for part in &gathered.parts {
+            let mut entries = part.entries();
+            for i in 0..part.count as usize {
+                let (r, rest) = wire::read_item::<R>(entries);
+                entries = rest;
+                self.put(part.first + i, r);
+            }
+        }
+        for (i, e) in gathered.failed {
+            self.put(i, Err(e));
+        }
+    }
+
+    fn put(&mut self, index: usize, r: Result<R>) {
+        if self.ordered {
+            self.ready.insert(index, r);
+        } else {
+            self.arrived.push_back((index, r));
+        }
+    }
+
+    fn next_result(&mut self) -> Option<(usize, Result<R>)> {
+        loop {
+            if self.ordered {
+                if let Some(r) = self.ready.remove(&self.taken) {
+                    self.taken += 1;
+                    return Some((self.taken - 1, r));
+                }
+            } else if let Some((i, r)) = self.arrived.pop_front() {
+                self.taken += 1;
+                return Some((i, r));
+            }
+            let Some(job) = self.job else {
+                return self.stop.take().map(|e| (self.taken, Err(e)));
+            };
+            if self.stop.is_some() && self.taken >= self.fed {
+                self.finish();
+                return self.stop.take().map(|e| (self.taken, Err(e)));
+            }
+            if self.exhausted && self.taken >= self.fed {
+                self.finish();
+                return None;
+            }
+            if self.stop.is_none() {
+                self.feed(job);
+            }
+            if self.taken >= self.fed && self.exhausted {
+                continue;
+            }
+            self.gather(job);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.pool.inner.lock().jobs.remove(&job);
+        }
+    }
+}
+
+impl<R, I> Drop for IMap<'_, R, I> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.pool.inner.lock().jobs.remove(&job);
+        }
+    }
+}
+
+impl<R, I, A> Iterator for IMap<'_, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_result().map(|(_, r)| r)
+    }
+}
+
+/// The iterator of [`Pool::imap_unordered`]: `(index, result)` as they come.
+pub struct IMapUnordered<'p, R, I>(IMap<'p, R, I>);
+
+impl<R, I, A> Iterator for IMapUnordered<'_, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = (usize, Result<R>);
+    fn next(&mut self) -> Option<(usize, Result<R>)> {
+        self.0.next_result()
+    }
+}

@@ -1,0 +1,429 @@
+//! What travels between the pool and its workers, and how a worker runs it.
+//!
+//! # A task
+//! One message in a worker's inbox carries a *chunk*: one or more items of one
+//! job, for one function. Header (little endian), then the items' arguments,
+//! each postcard-encoded (self-delimiting, so they are simply concatenated):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | `seq`: the task's number, unique in the pool, never 0 |
+//! | 1 | target: [`TARGET_FN`] or [`TARGET_CLOSURE`] |
+//! | 8 | the function's offset from [`anchor`] (`TARGET_FN`) |
+//! | 8 | the trampoline's offset from [`anchor`] (`TARGET_FN`) |
+//! | 4 | `count`: items in the chunk |
+//!
+//! A function is named by its offset from a function of this crate, not by
+//! its address: workers are forked from the same image, where the two are the
+//! same, but an offset also holds in a process that runs the same binary at
+//! another base address (a later MPI backend). Before it takes a task, a
+//! worker checks that its [`build_id`] is the pool's: a stranger's offset is
+//! then an error, never a jump.
+//!
+//! The trampoline is the generic function `tramp::<A, R>` monomorphised in
+//! the parent for the task's types: it turns the offset back into a
+//! `fn(A) -> R`, decodes each argument, calls, and encodes each result.
+//!
+//! # An answer
+//! One message in the shared result queue per task: its `seq` (8 bytes), its
+//! `count` (4), then one entry per item: a tag byte and a postcard body —
+//! [`OK`] and the result, [`PANICKED`] and `(message, location)`,
+//! [`ENCODE_FAILED`] / [`DECODE_FAILED`] and the codec's message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// The task names a function by its offset (see the module's doc).
+pub(crate) const TARGET_FN: u8 = 0;
+/// The task is for the closure the pool was made around (`Pool::with_fn`).
+pub(crate) const TARGET_CLOSURE: u8 = 1;
+
+/// Bytes of a task's header.
+pub(crate) const TASK_HEADER: usize = 29;
+/// Bytes of an answer's header.
+pub(crate) const ANSWER_HEADER: usize = 12;
+
+/// Item tags in an answer.
+pub(crate) const OK: u8 = 0;
+pub(crate) const PANICKED: u8 = 1;
+pub(crate) const ENCODE_FAILED: u8 = 2;
+pub(crate) const DECODE_FAILED: u8 = 3;
+
+/// The fixed point functions are named from. Never inlined, so it has an
+/// address; its body keeps two anchors from being merged into one.
+#[inline(never)]
+pub(crate) fn anchor() -> u64 {
+    std::hint::black_box(0x6d70_706f_6f6c)
+}
+
+/// `addr`'s offset from [`anchor`].
+pub(crate) fn offset_of(addr: usize) -> i64 {
+    (addr as i64).wrapping_sub(anchor_address() as i64)
+}
+
+fn anchor_address() -> usize {
+    let f: fn() -> u64 = anchor;
+    f as usize
+}
+
+/// The address at `offset` from [`anchor`].
+pub(crate) fn address_at(offset: i64) -> usize {
+    (anchor_address() as i64).wrapping_add(offset) as usize
+}
+
+/// Writes a task's header.
+pub(crate) fn task_header(out: &mut Vec<u8>, seq: u64, target: u8, fns: (i64, i64), count: u32) {
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(target);
+    out.extend_from_slice(&fns.0.to_le_bytes());
+    out.extend_from_slice(&fns.1.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+/// A task's header as read by a worker.
+pub(crate) struct TaskHeader {
+    pub(crate) seq: u64,
+    pub(crate) target: u8,
+    pub(crate) fn_off: i64,
+    pub(crate) tramp_off: i64,
+    pub(crate) count: u32,
+}
+
+/// Reads a task's header; `None` for a message too short to hold one.
+pub(crate) fn read_task(msg: &[u8]) -> Option<(TaskHeader, &[u8])> {
+    let u64_at = |i: usize| Some(u64::from_le_bytes(msg.get(i..i + 8)?.try_into().ok()?));
+    let header = TaskHeader {
+        seq: u64_at(0)?,
+        target: *msg.get(8)?,
+        fn_off: u64_at(9)? as i64,
+        tramp_off: u64_at(17)? as i64,
+        count: u32::from_le_bytes(msg.get(25..29)?.try_into().ok()?),
+    };
+    Some((header, &msg[TASK_HEADER..]))
+}
+
+/// Writes an answer's header.
+pub(crate) fn answer_header(out: &mut Vec<u8>, seq: u64, count: u32) {
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+/// Reads an answer's header: `(seq, count, items)`.
+pub(crate) fn read_answer(msg: &[u8]) -> Option<(u64, u32, &[u8])> {
+    let seq = u64::from_le_bytes(msg.get(0..8)?.try_into().ok()?);
+    let count = u32::from_le_bytes(msg.get(8..12)?.try_into().ok()?);
+    Some((seq, count, &msg[ANSWER_HEADER..]))
+}
+
+/// postcard into the end of a `Vec` (postcard's own `to_extend` wants the
+/// `Vec` by value).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`, postcard-encoded, to `out`. On error `out` may hold part
+/// of it: callers that go on truncate.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// Where a worker says which item it is running: the parent reads it when the
+/// worker dies, to know which item died with it.
+pub(crate) type Progress = AtomicU64;
+
+/// A trampoline: runs `count` items of `input` with the function at `f`,
+/// appending one answer entry per item to `out`.
+///
+/// # Safety
+/// `f` must be the address of a `fn` of the types the trampoline was
+/// monomorphised for.
+pub(crate) type Tramp =
+    unsafe fn(f: usize, input: &[u8], count: u32, out: &mut Vec<u8>, at: &Progress);
+
+/// The trampoline of `fn(A) -> R`.
+///
+/// # Safety
+/// `f` is the address of a `fn(A) -> R` (see [`Tramp`]).
+pub(crate) unsafe fn tramp<A: DeserializeOwned, R: Serialize>(
+    f: usize,
+    input: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    at: &Progress,
+) {
+    // SAFETY: the parent sent the address of a fn(A) -> R, with this very
+    // trampoline (the caller's contract; the build identity was checked).
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
+    run_items(&f, input, count, out, at);
+}
+
+/// The trampoline of `fn(A, B) -> R` over `(A, B)` arguments (`starmap`).
+///
+/// # Safety
+/// `f` is the address of a `fn(A, B) -> R` (see [`Tramp`]).
+pub(crate) unsafe fn tramp2<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
+    f: usize,
+    input: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    at: &Progress,
+) {
+    // SAFETY: as in tramp, for a fn(A, B) -> R.
+    let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
+    run_items(&|(a, b): (A, B)| f(a, b), input, count, out, at);
+}
+
+/// Runs each item: decodes its argument, calls `call` (catching a panic),
+/// encodes the result; records the item's index in `at` first.
+pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
+    call: &dyn Fn(A) -> R,
+    input: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    at: &Progress,
+) {
+    let mut rest = input;
+    for i in 0..count {
+        at.store(u64::from(i), Ordering::Release);
+        let arg = match postcard::take_from_bytes::<A>(rest) {
+            Ok((arg, after)) => {
+                rest = after;
+                arg
+            }
+            Err(e) => {
+                // The items after it cannot be found either.
+                for _ in i..count {
+                    failed(out, DECODE_FAILED, &e.to_string());
+                }
+                return;
+            }
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(arg))) {
+            Ok(value) => {
+                let mark = out.len();
+                out.push(OK);
+                if let Err(e) = encode_into(&value, out) {
+                    out.truncate(mark);
+                    failed(out, ENCODE_FAILED, &e.to_string());
+                }
+            }
+            Err(payload) => {
+                let (message, location) = crate::worker::last_panic(&*payload);
+                out.push(PANICKED);
+                // Two strings always encode.
+                let _ = encode_into(&(message, location), out);
+            }
+        }
+    }
+}
+
+/// Appends a failed item's entry.
+fn failed(out: &mut Vec<u8>, tag: u8, message: &str) {
+    out.push(tag);
+    let _ = encode_into(message, out);
+}
+
+/// Reads one item's entry from an answer: the result, or why there is none;
+/// and the rest of the entries.
+pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error>, &[u8]) {
+    let Some((&tag, body)) = entries.split_first() else {
+        let e = postcard::Error::DeserializeUnexpectedEnd;
+        return (Err(Error::DecodeResult(e)), entries);
+    };
+    match tag {
+        OK => match postcard::take_from_bytes::<R>(body) {
+            Ok((value, rest)) => (Ok(value), rest),
+            // A result that is not an R: the entry's end is unknown, so the
+            // answer's later entries are lost with it.
+            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        PANICKED => match postcard::take_from_bytes::<(String, String)>(body) {
+            Ok(((message, location), rest)) => (Err(Error::Panicked { message, location }), rest),
+            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        ENCODE_FAILED | DECODE_FAILED => match postcard::take_from_bytes::<String>(body) {
+            Ok((message, rest)) => {
+                let what = if tag == ENCODE_FAILED {
+                    "encode the result"
+                } else {
+                    "decode the arguments"
+                };
+                (Err(Error::WorkerCodec { what, message }), rest)
+            }
+            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        _ => {
+            let e = postcard::Error::DeserializeBadEncoding;
+            (Err(Error::DecodeResult(e)), &[])
+        }
+    }
+}
+
+/// This build's identity: the main executable's GNU build-id where the
+/// linker wrote one, the crate's version, and the distance between two of
+/// its functions (which moves with any change to the code around them).
+pub(crate) fn build_id() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let mut h = Fnv::new();
+        h.write(env!("CARGO_PKG_VERSION").as_bytes());
+        let t: Tramp = tramp::<u64, u64>;
+        h.write(&offset_of(t as usize).to_le_bytes());
+        h.write(&gnu_build_id());
+        h.finish()
+    })
+}
+
+/// FNV-1a, 64 bits: enough to tell builds apart.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The main executable's `NT_GNU_BUILD_ID` note, or nothing.
+fn gnu_build_id() -> Vec<u8> {
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info for the duration of the
+        // call, and `data` is the Vec given below.
+        let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<u8>>()) };
+        if info.dlpi_phdr.is_null() {
+            return 1;
+        }
+        // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+        let headers =
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        for ph in headers.iter().filter(|p| p.p_type == libc::PT_NOTE) {
+            let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+            // SAFETY: a loaded PT_NOTE segment is mapped readable, p_memsz long.
+            let notes =
+                unsafe { std::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
+            if let Some(id) = find_build_id(notes) {
+                out.extend_from_slice(id);
+                break;
+            }
+        }
+        1 // the first object is the executable: stop there
+    }
+    let mut out = Vec::new();
+    // SAFETY: the callback only reads the headers it is given and writes `out`.
+    unsafe { libc::dl_iterate_phdr(Some(first_object), (&mut out as *mut Vec<u8>).cast()) };
+    out
+}
+
+/// The descriptor of the GNU build-id note among ELF `notes`.
+fn find_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |b: &[u8], i: usize| Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    while notes.len() >= 12 {
+        let (name_len, desc_len, kind) = (
+            word(notes, 0)? as usize,
+            word(notes, 4)? as usize,
+            word(notes, 8)?,
+        );
+        let name_end = 12 + name_len.next_multiple_of(4);
+        let desc_end = name_end.checked_add(desc_len.next_multiple_of(4))?;
+        let name = notes.get(12..12 + name_len)?;
+        let desc = notes.get(name_end..name_end + desc_len)?;
+        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" {
+            return Some(desc);
+        }
+        notes = notes.get(desc_end..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_come_back_to_the_same_function() {
+        fn double(x: u64) -> u64 {
+            2 * x
+        }
+        let off = offset_of(double as fn(u64) -> u64 as usize);
+        // SAFETY: the address of `double`, a fn(u64) -> u64.
+        let f = unsafe { std::mem::transmute::<usize, fn(u64) -> u64>(address_at(off)) };
+        assert_eq!(f(21), 42);
+    }
+
+    #[test]
+    fn the_build_identity_is_stable_and_has_the_executables_note() {
+        assert_eq!(build_id(), build_id());
+        // Debian's toolchain links with --build-id.
+        assert!(!gnu_build_id().is_empty());
+    }
+
+    #[test]
+    fn items_round_trip_with_panics_and_bad_arguments() {
+        let mut input = Vec::new();
+        for x in [1u32, 0, 3] {
+            encode_into(&x, &mut input).unwrap();
+        }
+        let at = Progress::new(0);
+        let mut out = Vec::new();
+        crate::worker::quiet_panics();
+        run_items(&|x: u32| 12 / x, &input, 3, &mut out, &at);
+        let (a, rest) = read_item::<u32>(&out);
+        let (b, rest) = read_item::<u32>(rest);
+        let (c, rest) = read_item::<u32>(rest);
+        assert_eq!(a.unwrap(), 12);
+        assert!(
+            matches!(b, Err(Error::Panicked { ref message, .. }) if message.contains("divide by zero")),
+            "{b:?}"
+        );
+        assert_eq!(c.unwrap(), 4);
+        assert!(rest.is_empty());
+        assert_eq!(at.load(Ordering::Relaxed), 2);
+        // Arguments that are not u32s: every item says so.
+        let mut out = Vec::new();
+        run_items(
+            &|x: u32| x,
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            2,
+            &mut out,
+            &at,
+        );
+        let (a, rest) = read_item::<u32>(&out);
+        let (b, _) = read_item::<u32>(rest);
+        assert!(
+            matches!(a, Err(Error::WorkerCodec { .. }))
+                && matches!(b, Err(Error::WorkerCodec { .. }))
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! What runs in each worker process: take a task from the inbox, say which
+//! one it is in the worker's slot, run it, answer, and again.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use multiproc_queue::ByteQueue;
+use multiproc_shm::SharedSlice;
+
+use crate::wire::{self, Progress, Tramp, TARGET_CLOSURE, TARGET_FN};
+
+multiproc_shm::shm_struct! {
+    /// One worker's record in shared memory, a 128-byte line of its own (the
+    /// worker writes it on every task; a shared line would bounce).
+    pub(crate) sync struct Slot {
+        /// The task it runs now (its `seq`), 0 between tasks: written before
+        /// the task starts and cleared after its answer is published. When
+        /// the worker dies, the task named here is the one that died with it.
+        pub(crate) task: AtomicU64,
+        /// The item of that task it runs now (0-based).
+        pub(crate) item: AtomicU64,
+        /// [`READY`] once its initializer has returned; 0 before.
+        pub(crate) state: AtomicU64,
+        /// Its build identity ([`wire::build_id`]), written at start.
+        pub(crate) build: AtomicU64,
+        reserved: [AtomicU64; 12],
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128);
+
+/// `Slot::state` of a worker past its initializer.
+pub(crate) const READY: u64 = 1;
+
+/// Exit codes of a worker that stops by itself.
+pub(crate) const EXIT_DONE: i32 = 0;
+/// Its initializer panicked.
+pub(crate) const EXIT_INITIALIZER: i32 = 70;
+/// It runs another build than the pool (never for forked workers).
+pub(crate) const EXIT_BUILD: i32 = 71;
+/// Its parent (the zygote) was gone when it started.
+pub(crate) const EXIT_ORPHAN: i32 = 72;
+
+/// A closure-made pool's function, erased: runs `count` items of its input.
+pub(crate) type Closure = dyn Fn(&[u8], u32, &mut Vec<u8>, &Progress) + Send;
+
+/// The memory the pool shares with its workers, made before the zygote is
+/// forked: every worker (and replacement) inherits it.
+pub(crate) struct Channels {
+    /// Every worker's answers; the pool reads them.
+    pub(crate) results: ByteQueue,
+    /// One inbox per worker slot: the pool writes, the worker reads.
+    pub(crate) inboxes: Vec<ByteQueue>,
+    /// One record per worker slot.
+    pub(crate) slots: SharedSlice<Slot>,
+}
+
+/// What a worker is started with (inherited through the zygote).
+pub(crate) struct Setup {
+    pub(crate) channels: std::sync::Arc<Channels>,
+    pub(crate) initializer: Option<Box<dyn Fn() + Send>>,
+    pub(crate) closure: Option<Box<Closure>>,
+    pub(crate) max_tasks: Option<u64>,
+    /// The pool's build identity.
+    pub(crate) build: u64,
+}
+
+/// The worker's loop; returns its exit code.
+pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
+    // Die with the zygote, and so with the pool's process (the zygote dies
+    // with it the same way).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } as u32 != zygote {
+        return EXIT_ORPHAN;
+    }
+    quiet_panics();
+    let ch = &setup.channels;
+    let (Some(slot), Some(inbox)) = (ch.slots.get(index), ch.inboxes.get(index)) else {
+        return EXIT_ORPHAN;
+    };
+    let build = wire::build_id();
+    slot.build.store(build, Ordering::Relaxed);
+    if build != setup.build {
+        return EXIT_BUILD;
+    }
+    if let Some(init) = &setup.initializer {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(init)).is_err() {
+            return EXIT_INITIALIZER;
+        }
+    }
+    slot.state.store(READY, Ordering::Release);
+    let mut msg = Vec::new();
+    let mut out = Vec::new();
+    let mut done = 0u64;
+    loop {
+        // Closed (the pool joins) or gone: this worker's work is over.
+        if inbox.get_bytes_into(&mut msg).is_err() {
+            return EXIT_DONE;
+        }
+        let Some((task, items)) = wire::read_task(&msg) else {
+            continue; // not a task: nothing to answer
+        };
+        slot.item.store(0, Ordering::Relaxed);
+        // SYNC: Release orders the item reset before; the pool reads the slot
+        // only after this process ended (its pidfd), which orders everything.
+        slot.task.store(task.seq, Ordering::Release);
+        out.clear();
+        wire::answer_header(&mut out, task.seq, task.count);
+        match task.target {
+            TARGET_FN => {
+                // SAFETY: the pool wrote a trampoline's offset and a function of
+                // its types, in the same build (checked above): both addresses
+                // are of those functions.
+                unsafe {
+                    let tramp =
+                        std::mem::transmute::<usize, Tramp>(wire::address_at(task.tramp_off));
+                    tramp(
+                        wire::address_at(task.fn_off),
+                        items,
+                        task.count,
+                        &mut out,
+                        &slot.item,
+                    );
+                }
+            }
+            TARGET_CLOSURE => match &setup.closure {
+                Some(f) => f(items, task.count, &mut out, &slot.item),
+                None => continue,
+            },
+            _ => continue,
+        }
+        if ch.results.put_bytes(&out).is_err() {
+            return EXIT_DONE; // the pool is gone
+        }
+        slot.task.store(0, Ordering::Release);
+        done += 1;
+        if setup.max_tasks.is_some_and(|max| done >= max) {
+            return EXIT_DONE;
+        }
+    }
+}
+
+thread_local! {
+    /// The last panic's message and location, recorded by the worker's hook.
+    static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+}
+
+/// Replaces the panic hook: a task's panic is recorded for its answer, not
+/// printed (the caller gets it, as Python's pool re-raises in the parent).
+pub(crate) fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_text(info.payload());
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
+    }));
+}
+
+/// The message and location of the panic whose payload is `payload`.
+pub(crate) fn last_panic(payload: &(dyn std::any::Any + Send)) -> (String, String) {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| (panic_text(payload), String::new()))
+}
+
+/// A panic payload's text.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

@@ -156,8 +156,15 @@ where
     let mut ended = vec![false; processes];
     while alive > 0 {
         // Each chunk's results, as they come; then a look at the workers.
-        if let Ok(msg) = queue.get_bytes_timeout(Duration::from_millis(2)) {
-            file(&msg, todo, results);
+        // (Not get_bytes_timeout: a large result outlasting it would be
+        // abandoned mid-stream; try_get_bytes receives a stream it took whole.)
+        if queue
+            .poll_timeout(Duration::from_millis(2))
+            .unwrap_or(false)
+        {
+            if let Ok(msg) = queue.try_get_bytes() {
+                file(&msg, todo, results);
+            }
         }
         for (w, p) in workers.iter_mut().enumerate() {
             if ended[w] || !ended_now(p) {

@@ -1,0 +1,576 @@
+//! The pool's behaviour as a user of Python's `Pool` expects it, and what it
+//! does better: every call, every failure, nothing left behind.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use multiproc_pool::{pmap, pmap_with, Error, Exit, PmapOptions, Pool};
+use multiproc_testkit::{zombie_children, Watchdog};
+use proptest::prelude::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn add(a: u32, b: u32) -> u64 {
+    u64::from(a) + u64::from(b)
+}
+
+fn boom(x: u32) -> u32 {
+    if x == 3 {
+        panic!("no threes, got {x}");
+    }
+    x
+}
+
+fn die(how: u32) -> u32 {
+    match how {
+        // SAFETY: raising a signal at ourselves.
+        0 => unsafe {
+            libc::raise(libc::SIGKILL);
+        },
+        1 => std::process::abort(),
+        // SAFETY: exiting this worker at once, on purpose.
+        2 => unsafe { libc::_exit(3) },
+        // SAFETY: the default action for SIGSEGV (std handles it to report
+        // stack overflows), then raising it at ourselves.
+        3 => unsafe {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+            libc::raise(libc::SIGSEGV);
+        },
+        _ => {}
+    }
+    how
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn my_pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn bytes_len(v: Vec<u8>) -> (usize, u8) {
+    (v.len(), v.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
+}
+
+fn make_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| i as u8).collect()
+}
+
+/// The worker pids are gone once the pool is: no process is left behind.
+fn assert_gone(pids: &[u32]) {
+    for &pid in pids {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid as i32, 0) } == 0 {
+            assert!(Instant::now() < deadline, "worker {pid} outlived its pool");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(
+        zombie_children().is_empty(),
+        "zombies: {:?}",
+        zombie_children()
+    );
+}
+
+#[test]
+fn apply_map_starmap_and_async_give_pythons_answers() {
+    let _dog = Watchdog::arm(LIMIT, "basics");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    assert_eq!(
+        pool.map(square, 0..10).unwrap(),
+        (0..10).map(square).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(pool.starmap(add, [(1, 2), (30, 40)]).unwrap(), [3, 70]);
+    let r = pool.apply_async(square, 5).unwrap();
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    assert_eq!(r.get().unwrap(), 25);
+    let m = pool.map_async(square, [2, 3]).unwrap();
+    assert_eq!(m.get().unwrap(), [4, 9]);
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 2);
+    drop(pool);
+    assert_gone(&pids);
+}
+
+#[test]
+fn a_panicking_task_reports_message_and_location_and_the_worker_goes_on() {
+    let _dog = Watchdog::arm(LIMIT, "panics");
+    let pool = Pool::new(1).unwrap();
+    let before = pool.pids();
+    match pool.apply(boom, 3) {
+        Err(Error::Panicked { message, location }) => {
+            assert!(message.contains("no threes, got 3"), "{message}");
+            assert!(location.contains("tests/pool.rs"), "{location}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(pool.apply(boom, 4).unwrap(), 4);
+    assert_eq!(pool.pids(), before, "the worker survived its task's panic");
+    match pool.map(boom, 0..6) {
+        Err(Error::Item { index: 3, source }) => assert!(matches!(*source, Error::Panicked { .. })),
+        other => panic!("expected item 3 to fail, got {other:?}"),
+    }
+    // imap reports the failed item and goes on.
+    let got: Vec<_> = pool.imap(boom, 0..6).collect();
+    assert_eq!(got.len(), 6);
+    assert!(
+        got[3].is_err()
+            && got
+                .iter()
+                .enumerate()
+                .all(|(i, r)| i == 3 || r.as_ref().ok() == Some(&(i as u32)))
+    );
+}
+
+#[test]
+fn exactly_the_task_of_a_worker_that_dies_fails_and_the_rest_complete() {
+    let _dog = Watchdog::arm(LIMIT, "deaths");
+    let pool = Pool::new(2).unwrap();
+    for (how, expect) in [
+        (0, Exit::Signal(libc::SIGKILL)),
+        (1, Exit::Signal(libc::SIGABRT)),
+        (2, Exit::Code(3)),
+        (3, Exit::Signal(libc::SIGSEGV)),
+    ] {
+        let before = pool.pids();
+        let others: Vec<_> = (0..20)
+            .map(|i| pool.apply_async(square, i).unwrap())
+            .collect();
+        match pool.apply(die, how) {
+            Err(Error::WorkerDied { pid, how: got }) => {
+                assert_eq!(got, expect, "death {how}");
+                assert!(before.contains(&pid), "{pid} was a worker");
+            }
+            other => panic!("death {how}: expected WorkerDied, got {other:?}"),
+        }
+        for (i, r) in others.into_iter().enumerate() {
+            assert_eq!(
+                r.get().unwrap(),
+                square(i as u64),
+                "death {how}: task {i} was not lost"
+            );
+        }
+        let after = pool.pids();
+        assert_eq!(after.len(), 2, "the dead worker was replaced");
+        assert_ne!(after, before);
+    }
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+}
+
+#[test]
+fn a_death_in_a_chunk_fails_one_item_and_reruns_the_others() {
+    let _dog = Watchdog::arm(LIMIT, "chunk death");
+    let pool = Pool::new(2).unwrap();
+    // One chunk of ten with the killer in the middle.
+    let items: Vec<u32> = (10..20).map(|i| if i == 15 { 0 } else { i }).collect();
+    let out: Vec<_> = pool.imap_with(die, items.clone(), 10, 1).collect();
+    for (i, r) in out.iter().enumerate() {
+        if items[i] == 0 {
+            assert!(
+                matches!(r, Err(Error::WorkerDied { .. })),
+                "item {i}: {r:?}"
+            );
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), items[i], "item {i}");
+        }
+    }
+}
+
+#[test]
+fn a_task_past_its_timeout_is_killed_and_its_worker_replaced() {
+    let _dog = Watchdog::arm(LIMIT, "timeout");
+    let pool = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let quick = pool.apply_async(nap, 10).unwrap();
+    let t = Instant::now();
+    match pool.apply(nap, 30_000) {
+        Err(Error::TimedOut { limit, .. }) => assert_eq!(limit, Duration::from_millis(200)),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert_eq!(quick.get().unwrap(), 10);
+    assert_eq!(pool.apply(nap, 1).unwrap(), 1);
+}
+
+#[test]
+fn maxtasksperchild_replaces_workers_and_the_initializer_runs_in_each() {
+    let _dog = Watchdog::arm(LIMIT, "maxtasks");
+    let dir = std::env::temp_dir().join(multiproc_testkit::unique_name("init"));
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.clone();
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(3)
+        .initializer(move || {
+            std::fs::write(d.join(std::process::id().to_string()), b"").unwrap();
+        })
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = (0..30).map(|_| pool.apply(my_pid, ()).unwrap()).collect();
+    assert!(
+        pids.len() >= 10,
+        "30 tasks, 3 per worker: {} workers",
+        pids.len()
+    );
+    let inited: HashSet<u32> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    assert!(
+        pids.is_subset(&inited),
+        "every worker that ran a task ran the initializer first"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn failing_init() {
+    panic!("the initializer fails");
+}
+
+#[test]
+fn an_initializer_that_keeps_failing_fails_what_is_pending_instead_of_respawning_forever() {
+    let _dog = Watchdog::arm(LIMIT, "init fails");
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(failing_init)
+        .build()
+        .unwrap();
+    match pool.apply(square, 2) {
+        Err(Error::InitializerFailed { deaths, last }) => {
+            assert_eq!(deaths, 3);
+            assert_eq!(last, Exit::Code(70));
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    assert!(matches!(
+        pool.apply(square, 2),
+        Err(Error::InitializerFailed { .. })
+    ));
+}
+
+#[test]
+fn callbacks_run_in_this_process_and_a_panicking_one_is_the_jobs_error() {
+    let _dog = Watchdog::arm(LIMIT, "callbacks");
+    let pool = Pool::new(2).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for i in 0..6u32 {
+        let (s, e) = (Arc::clone(&seen), Arc::clone(&errors));
+        handles.push(
+            pool.apply_async_with(
+                boom,
+                i,
+                move |v| s.lock().unwrap().push(*v),
+                move |_| {
+                    e.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap(),
+        );
+    }
+    // Nobody waits: the background thread files the answers and runs the callbacks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() + errors.load(Ordering::SeqCst) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "callbacks did not run by themselves"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut got = seen.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, 4, 5]);
+    assert_eq!(errors.load(Ordering::SeqCst), 1);
+    drop(handles);
+    // A callback that panics: the job's result says so; the pool goes on.
+    let r = pool
+        .apply_async_with(square, 3, |_| panic!("callback trouble"), |_| {})
+        .unwrap();
+    match r.get() {
+        Err(Error::CallbackPanicked { message }) => assert!(message.contains("callback trouble")),
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+    let m = pool
+        .map_async_with(square, [1, 2, 3], |v| assert_eq!(v, &[1, 4, 9]), |_| {})
+        .unwrap();
+    assert_eq!(m.get().unwrap(), [1, 4, 9]);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+#[test]
+fn close_join_terminate_and_submitting_after_them() {
+    let _dog = Watchdog::arm(LIMIT, "close join");
+    let pool = Pool::new(2).unwrap();
+    assert!(matches!(pool.join(), Err(Error::NotClosed)));
+    let rs: Vec<_> = (0..5)
+        .map(|i| pool.apply_async(nap, 20 + i).unwrap())
+        .collect();
+    let pids = pool.pids();
+    pool.close();
+    assert!(matches!(pool.apply_async(square, 1), Err(Error::Closed)));
+    pool.join().unwrap();
+    for (i, r) in rs.into_iter().enumerate() {
+        assert_eq!(
+            r.get().unwrap(),
+            20 + i as u64,
+            "queued work finished before join returned"
+        );
+    }
+    assert_gone(&pids);
+    // terminate: what has not answered fails, nothing waits.
+    let pool = Pool::new(2).unwrap();
+    let long = pool.apply_async(nap, 30_000).unwrap();
+    let queued: Vec<_> = (0..20)
+        .map(|_| pool.apply_async(nap, 30_000).unwrap())
+        .collect();
+    let pids = pool.pids();
+    let t = Instant::now();
+    pool.terminate();
+    assert!(matches!(long.get(), Err(Error::Terminated)));
+    for q in queued {
+        assert!(matches!(q.get(), Err(Error::Terminated | Error::Cancelled)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(matches!(pool.apply(square, 1), Err(Error::Closed)));
+    assert_gone(&pids);
+}
+
+#[test]
+fn get_timeout_ready_successful_and_cancel() {
+    let _dog = Watchdog::arm(LIMIT, "async result");
+    let pool = Pool::new(1).unwrap();
+    let mut slow = pool.apply_async(nap, 300).unwrap();
+    assert!(!slow.ready());
+    assert_eq!(slow.successful(), None);
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    // Queued behind the slow one in a pool of one with an inbox of 8: the
+    // ninth is still unsent.
+    let queued: Vec<_> = (0..8).map(|_| pool.apply_async(nap, 1).unwrap()).collect();
+    let last = pool.apply_async(nap, 1).unwrap();
+    assert!(last.cancel());
+    assert!(matches!(last.get(), Err(Error::Cancelled)));
+    assert_eq!(slow.get_timeout(Duration::from_secs(20)).unwrap(), 300);
+    assert!(matches!(
+        slow.get_timeout(Duration::from_secs(1)),
+        Err(Error::AlreadyTaken)
+    ));
+    for q in queued {
+        assert_eq!(q.get().unwrap(), 1);
+    }
+    let bad = pool.apply_async(boom, 3).unwrap();
+    bad.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(bad.successful(), Some(false));
+}
+
+#[test]
+fn arguments_and_results_of_any_size() {
+    let _dog = Watchdog::arm(LIMIT, "sizes");
+    let pool = Pool::new(2).unwrap();
+    for n in [0usize, 1, 1000, 16 * 1024, 100_000, 4 << 20, 64 << 20] {
+        let v = make_bytes(n);
+        let sum = v.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        assert_eq!(pool.apply(bytes_len, v).unwrap(), (n, sum), "{n} bytes in");
+        let back = pool.apply(make_bytes, n).unwrap();
+        assert_eq!(back.len(), n, "{n} bytes out");
+        assert!(back.iter().enumerate().all(|(i, &b)| b == i as u8));
+    }
+}
+
+/// Reads items while counting how many were read.
+struct Counted<'a> {
+    next: u64,
+    read: &'a AtomicUsize,
+}
+
+impl Iterator for Counted<'_> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.read.fetch_add(1, Ordering::SeqCst);
+        self.next += 1;
+        Some(self.next - 1)
+    }
+}
+
+#[test]
+fn imap_over_an_endless_input_reads_a_bounded_way_ahead() {
+    let _dog = Watchdog::arm(LIMIT, "imap endless");
+    let pool = Pool::new(2).unwrap();
+    let read = AtomicUsize::new(0);
+    let (chunk, buffer) = (3, 2);
+    let mut it = pool.imap_with(
+        square,
+        Counted {
+            next: 0,
+            read: &read,
+        },
+        chunk,
+        buffer,
+    );
+    for i in 0..50u64 {
+        assert_eq!(it.next().unwrap().unwrap(), square(i));
+        let ahead = read.load(Ordering::SeqCst) as u64 - (i + 1);
+        assert!(
+            ahead <= ((2 + buffer) * chunk) as u64,
+            "read {ahead} items ahead at {i}"
+        );
+    }
+    drop(it);
+    let got: Vec<u64> = pool
+        .imap(
+            square,
+            Counted {
+                next: 0,
+                read: &read,
+            },
+        )
+        .take(5)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, [0, 1, 4, 9, 16]);
+}
+
+fn pid_after(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn a_pool_in_a_process_with_busy_threads_starts_replaces_and_recycles_workers() {
+    let _dog = Watchdog::arm(LIMIT, "threads");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, busy) = (Arc::clone(&stop), Arc::clone(&busy));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    *busy.lock().unwrap() += 1; // a lock a fork could copy held
+                    let _ = Vec::<u8>::with_capacity(64); // and the allocator's
+                }
+            })
+        })
+        .collect();
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(2)
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = (0..12).map(|_| pool.apply(pid_after, 1).unwrap()).collect();
+    assert!(pids.len() >= 6, "recycled every two tasks: {pids:?}");
+    assert!(matches!(pool.apply(die, 0), Err(Error::WorkerDied { .. })));
+    assert_eq!(
+        pool.map(square, 0..100).unwrap(),
+        (0..100).map(square).collect::<Vec<_>>()
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_pool_around_a_closure_keeps_what_it_captured_in_every_worker() {
+    let _dog = Watchdog::arm(LIMIT, "with_fn");
+    let table: Vec<u64> = (0..10_000).map(|i| i * 7).collect();
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(2)
+        .build_with_fn(move |i: usize| table[i])
+        .unwrap();
+    assert_eq!(pool.apply(3).unwrap(), 21);
+    assert_eq!(pool.map([1, 2, 9999]).unwrap(), [7, 14, 69_993]);
+    let got: Vec<u64> = pool.imap(0..10).map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).map(|i| i * 7).collect::<Vec<_>>());
+    // Replacements (every two tasks) inherit it too.
+    for i in 0..10 {
+        assert_eq!(pool.apply(i).unwrap(), i as u64 * 7);
+    }
+}
+
+#[test]
+fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
+    let _dog = Watchdog::arm(LIMIT, "pmap");
+    let offset = 5u64;
+    let items: Vec<u64> = (0..1000).collect();
+    let out = pmap(&items, |x| x * 2 + offset).unwrap();
+    assert_eq!(
+        out,
+        items.iter().map(|x| x * 2 + offset).collect::<Vec<_>>()
+    );
+    assert_eq!(pmap(&Vec::<u64>::new(), |x| *x).unwrap(), Vec::<u64>::new());
+    let opts = PmapOptions {
+        processes: 2,
+        chunksize: 50,
+    };
+    let r = pmap_with(
+        &items,
+        |&x| {
+            if x == 321 {
+                // SAFETY: raising a signal at ourselves.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            x
+        },
+        opts,
+    );
+    match r {
+        Err(Error::Item { index: 321, source }) => {
+            assert!(matches!(*source, Error::WorkerDied { .. }))
+        }
+        other => panic!("expected item 321 to fail, got {other:?}"),
+    }
+    let r = pmap_with(&items, |&x| if x == 7 { panic!("seven") } else { x }, opts);
+    assert!(matches!(r, Err(Error::Item { index: 7, .. })));
+    assert!(zombie_children().is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// Every way of mapping gives the sequential map's results.
+    #[test]
+    fn every_map_equals_the_sequential_map(
+        items in proptest::collection::vec(any::<u64>(), 0..300),
+        processes in 1usize..4,
+        chunksize in 1usize..40,
+    ) {
+        let _dog = Watchdog::arm(LIMIT, "proptest maps");
+        let want: Vec<u64> = items.iter().copied().map(square).collect();
+        let pool = Pool::new(processes).unwrap();
+        prop_assert_eq!(&pool.map(square, items.clone()).unwrap(), &want);
+        prop_assert_eq!(&pool.map_chunked(square, items.clone(), chunksize).unwrap(), &want);
+        let got: Vec<u64> = pool.imap_with(square, items.clone(), chunksize, 2).map(Result::unwrap).collect();
+        prop_assert_eq!(&got, &want);
+        let mut un: Vec<(usize, u64)> = pool.imap_unordered(square, items.clone()).map(|(i, r)| (i, r.unwrap())).collect();
+        un.sort_unstable();
+        prop_assert_eq!(un, want.iter().copied().enumerate().collect::<Vec<_>>());
+        let pairs: Vec<(u32, u32)> = items.iter().map(|&x| (x as u32, (x >> 32) as u32)).collect();
+        let sums: Vec<u64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
+        prop_assert_eq!(pool.starmap(add, pairs).unwrap(), sums);
+        let p = pmap_with(&items, |&x| square(x), PmapOptions { processes, chunksize }).unwrap();
+        prop_assert_eq!(p, want);
+    }
+}

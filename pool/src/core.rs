@@ -234,6 +234,8 @@ pub(crate) struct State {
     shutdown: bool,
     /// When the driver last looked at the workers.
     last_check: Instant,
+    /// Large task messages to stream: (worker, seq, message).
+    streams: VecDeque<(usize, u64, Vec<u8>)>,
 }
 
 /// The pool's parent side.
@@ -251,9 +253,6 @@ pub(crate) struct Inner {
     /// Held by the thread that reads the result queue.
     driver: Mutex<()>,
 }
-
-/// Messages to put into inboxes once the state lock is released.
-pub(crate) type Outbox = Vec<(usize, Vec<u8>)>;
 
 impl Inner {
     pub(crate) fn new(
@@ -294,6 +293,7 @@ impl Inner {
                 bg_asleep: false,
                 shutdown: false,
                 last_check: Instant::now(),
+                streams: VecDeque::new(),
             }),
             changed: Condvar::new(),
             idle: Condvar::new(),
@@ -347,7 +347,7 @@ impl Inner {
     }
 
     /// Queues `task` for its job (whose count it adds to), and sends what fits.
-    pub(crate) fn queue(&self, st: &mut State, task: Task, out: &mut Outbox) {
+    pub(crate) fn queue(&self, st: &mut State, task: Task) {
         if let Some(job) = st.jobs.get_mut(&task.job) {
             job.total += task.count as usize;
         }
@@ -356,16 +356,24 @@ impl Inner {
             return;
         }
         st.pending.push_back(task);
-        self.fill(st, out);
+        self.fill(st);
     }
 
     /// Sends queued tasks to the workers with room in their inboxes (fewest
-    /// outstanding first); the messages go in `out`, to be put after the lock
-    /// is released.
-    pub(crate) fn fill(&self, st: &mut State, out: &mut Outbox) {
+    /// outstanding first), under the state lock: a message is in a worker's
+    /// inbox exactly when its task is in flight to that worker, so the inbox
+    /// a death empties holds nothing sent later. A message too large for a slot
+    /// streams, which waits for the worker to read it: it is queued in
+    /// `streams` for a thread that may block (see [`Inner::send_streams`]).
+    pub(crate) fn fill(&self, st: &mut State) {
+        let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
         while !st.pending.is_empty() {
             let Some(w) = (0..st.workers.len())
-                .filter(|&w| st.workers[w].child.is_some() && st.workers[w].sent < self.depth)
+                .filter(|&w| {
+                    st.workers[w].child.is_some()
+                        && st.workers[w].sent < self.depth
+                        && (w >= 64 || refused & (1 << w) == 0)
+                })
                 .min_by_key(|&w| st.workers[w].sent)
             else {
                 return;
@@ -374,23 +382,53 @@ impl Inner {
             task.seq = st.next_seq;
             st.next_seq += 1;
             task.worker = w;
+            let msg = task.message();
+            match self.channels.inboxes[w].try_put_bytes(&msg) {
+                Ok(()) => {}
+                Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
+                    st.streams.push_back((w, task.seq, msg));
+                }
+                // Full (a stale stream landed after a death emptied it), or
+                // closed (the pool ends): the task waits for another turn.
+                Err(_) => {
+                    st.pending.push_front(task);
+                    if w < 64 {
+                        refused |= 1 << w;
+                        continue;
+                    }
+                    return;
+                }
+            }
             st.workers[w].sent += 1;
-            out.push((w, task.message()));
             st.inflight.insert(task.seq, task);
         }
     }
 
-    /// Puts the messages into their inboxes (outside the state lock: a large
-    /// message streams while its worker reads it).
-    pub(crate) fn send(&self, out: Outbox) {
-        for (w, msg) in out {
-            let inbox = &self.channels.inboxes[w];
-            // A full inbox cannot happen (at most `depth` sent, unanswered);
-            // a closed or failing one belongs to a pool being torn down, or a
-            // worker being replaced: its task is re-sent from `inflight`.
-            if let Err(multiproc_queue::Error::MessageTooLarge { .. }) = inbox.try_put_bytes(&msg) {
-                let _ = inbox.put_bytes(&msg);
-            }
+    /// Streams the large task messages `fill` queued, each into its worker's
+    /// inbox; blocks while the worker is busy. Never called by the driver: a
+    /// worker that dies while its stream waits is replaced by whoever drives,
+    /// and the replacement takes the stream (its task, re-sent meanwhile under
+    /// a new number, is then run twice; the stale answer is dropped).
+    pub(crate) fn send_streams(&self) {
+        loop {
+            let next = {
+                let mut st = self.lock();
+                loop {
+                    match st.streams.pop_front() {
+                        // Still in flight to that worker?
+                        Some((w, seq, msg))
+                            if st.inflight.get(&seq).is_some_and(|t| t.worker == w) =>
+                        {
+                            break Some((w, msg));
+                        }
+                        Some(_) => continue,
+                        None => break None,
+                    }
+                }
+            };
+            let Some((w, msg)) = next else { return };
+            // Fails only when the pool ends (the inbox is closed).
+            let _ = self.channels.inboxes[w].put_bytes(&msg);
         }
     }
 
@@ -463,7 +501,6 @@ impl Inner {
                 }
             }
         }
-        let mut out = Outbox::new();
         let mut finished = Vec::new();
         {
             let mut st = self.lock();
@@ -478,12 +515,14 @@ impl Inner {
                 st.last_check = now;
                 self.check_workers(&mut st, &mut finished);
             }
-            self.fill(&mut st, &mut out);
+            self.fill(&mut st);
             if !finished.is_empty() && st.sleepers > 0 {
                 self.changed.notify_all();
             }
+            if !st.streams.is_empty() {
+                self.nudge_streams(&st);
+            }
         }
-        self.send(out);
         self.finish(finished);
     }
 
@@ -681,6 +720,7 @@ impl Inner {
             st.terminated = true;
             st.pending.clear();
             st.inflight.clear();
+            st.streams.clear();
             for job in st.jobs.values_mut() {
                 if !job.complete() {
                     job.aborted = Some(Error::Terminated);
@@ -737,6 +777,11 @@ impl Inner {
             if st.shutdown {
                 return;
             }
+            if !st.streams.is_empty() {
+                drop(st);
+                self.send_streams();
+                continue;
+            }
             if st.waiting == 0 && outstanding(&st) {
                 drop(st);
                 if let Ok(driving) = self.driver.try_lock() {
@@ -760,15 +805,21 @@ impl Inner {
             if st.waiting == 0 && !st.terminated && !st.shutdown {
                 if let Ok(driving) = self.driver.try_lock() {
                     let mut finished = Vec::new();
-                    let mut out = Outbox::new();
                     self.check_workers(&mut st, &mut finished);
-                    self.fill(&mut st, &mut out);
+                    self.fill(&mut st);
                     drop(st);
-                    self.send(out);
                     self.finish(finished);
                     drop(driving);
                 }
             }
+        }
+    }
+
+    /// Wakes the background thread to stream the large messages a driver
+    /// queued (the driver itself must not block on a worker).
+    fn nudge_streams(&self, st: &State) {
+        if st.bg_asleep {
+            self.idle.notify_one();
         }
     }
 

@@ -12,7 +12,7 @@ use multiproc_shm::SharedSlice;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{Finisher, Gathered, Inner, Job, Outbox, Target, Task};
+use crate::core::{Finisher, Gathered, Inner, Job, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot};
@@ -603,19 +603,15 @@ impl Pool {
     {
         let mut bytes = Vec::new();
         wire::encode_into(&args, &mut bytes).map_err(Error::EncodeArgs)?;
-        let mut out = Outbox::new();
         let job = {
             let mut st = self.inner.lock();
             let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
-            self.inner.queue(
-                &mut st,
-                Task::new(job, 0, 1, target, bytes, Vec::new()),
-                &mut out,
-            );
+            self.inner
+                .queue(&mut st, Task::new(job, 0, 1, target, bytes, Vec::new()));
             self.inner.nudge(&st);
             job
         };
-        self.inner.send(out);
+        self.inner.send_streams();
         Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
     }
 
@@ -638,21 +634,17 @@ impl Pool {
             let (args, starts) = encode_chunk(chunk_items, c * chunk)?;
             tasks.push((c * chunk, chunk_items.len() as u32, args, starts));
         }
-        let mut out = Outbox::new();
         let job = {
             let mut st = self.inner.lock();
             let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
             for (first, count, args, starts) in tasks {
-                self.inner.queue(
-                    &mut st,
-                    Task::new(job, first, count, target, args, starts),
-                    &mut out,
-                );
+                self.inner
+                    .queue(&mut st, Task::new(job, first, count, target, args, starts));
             }
             self.inner.nudge(&st);
             job
         };
-        self.inner.send(out);
+        self.inner.send_streams();
         Ok(AsyncResult::new(&self.inner, job, decode_map::<R>))
     }
 }
@@ -1087,7 +1079,6 @@ where
 
     /// Reads and sends chunks while fewer than `ahead` items are out.
     fn feed(&mut self, job: u64) {
-        let mut out = Outbox::new();
         let mut tasks = Vec::new();
         while !self.exhausted && self.fed - self.taken < self.ahead {
             let items: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
@@ -1112,7 +1103,6 @@ where
             self.pool.inner.queue(
                 &mut st,
                 Task::new(job, first, count, self.target, args, starts),
-                &mut out,
             );
         }
         if self.exhausted {
@@ -1122,7 +1112,7 @@ where
         }
         self.pool.inner.nudge(&st);
         drop(st);
-        self.pool.inner.send(out);
+        self.pool.inner.send_streams();
     }
 
     /// Waits for answers and decodes them into `ready` / `arrived`.

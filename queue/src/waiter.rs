@@ -69,7 +69,8 @@ impl Waiter {
 
     /// One step of waiting for a peer that claimed our slot to finish with it.
     /// It finishes within nanoseconds unless it was descheduled or died, so this
-    /// spins, then yields. After a check interval, `skip` checks for a dead peer;
+    /// spins, then yields. After a check interval, or when `deadline` has
+    /// passed, `skip` checks for a dead peer;
     /// a peer still alive then is stopped or starved, so from there on each step
     /// naps (`nap`: sleeps until the peer's publish or free wakes it, or another
     /// check interval passes) and checks again, instead of burning a core.
@@ -85,6 +86,13 @@ impl Waiter {
             return Ok(());
         }
         if deadline.is_some_and(Deadline::passed) {
+            // One look for a dead peer before giving up: a caller that only
+            // ever waits briefly (shorter than the check interval) would
+            // otherwise never skip a dead producer's claim, and stall for good.
+            if skip() {
+                self.in_flight_since = None;
+                return Ok(());
+            }
             return Err(Error::Timeout);
         }
         let since = *self

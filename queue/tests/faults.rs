@@ -309,6 +309,43 @@ fn a_producer_dead_between_claim_and_publish_is_skipped() {
     assert_eq!(q.lost(), 1);
 }
 
+/// A consumer that only ever waits briefly — each wait shorter than the owner
+/// check interval, as a driver that looks at other things between waits does
+/// — still skips a dead producer's claim: each timed-out wait looks once.
+#[test]
+fn short_waits_still_skip_a_dead_producers_claim() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "short waits and a dead claim");
+    set_owner_check_interval(Duration::from_millis(200));
+    let q = ByteQueue::new(4, 8).unwrap();
+    die_after(|| q.hook_claim_put_and_stop());
+    q.put_bytes(b"after").unwrap();
+    let t = Instant::now();
+    let got = loop {
+        match q.get_bytes_timeout(Duration::from_millis(2)) {
+            Ok(m) => break m,
+            Err(multiproc_queue::Error::Timeout) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(
+            t.elapsed() < BOUND,
+            "short waits never got past the dead claim"
+        );
+    };
+    assert_eq!(got, b"after");
+    assert_eq!(q.lost(), 1);
+    let q = ByteQueue::new(4, 8).unwrap();
+    die_after(|| q.hook_claim_put_and_stop());
+    q.put_bytes(b"x").unwrap();
+    let t = Instant::now();
+    while !q.poll_timeout(Duration::from_millis(2)).unwrap() {
+        assert!(
+            t.elapsed() < BOUND,
+            "short polls never got past the dead claim"
+        );
+    }
+    assert_eq!(q.get_bytes().unwrap(), b"x");
+}
+
 /// A consumer that dies between claiming a message and freeing its slot: the
 /// producer at the wrap-around frees it within the bound and counts it lost.
 #[test]

@@ -1,0 +1,208 @@
+//! Workers SIGKILLed at random points of long maps, over many trials: every
+//! other result is right, the affected items are reported, nothing hangs, and
+//! nothing is left behind — the same when the pool's own process is killed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_pool::{Error, Pool};
+use multiproc_shm::Shared;
+use multiproc_testkit::{fork, zombie_children, ChildExit, Watchdog};
+
+const TRIALS: u64 = 50;
+const ITEMS: u64 = 10_000;
+
+/// A few microseconds of work, so that a map of 10 000 lasts tens of ms.
+fn work(x: u64) -> u64 {
+    let mut h = x;
+    for _ in 0..200 {
+        h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7) ^ x;
+    }
+    std::hint::black_box(h) & 0 | x * 3
+}
+
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Kills a random worker of `pool` after a random delay, from another thread.
+fn kill_later(pool: &Pool, seed: &mut u64) -> std::thread::JoinHandle<()> {
+    let pids = pool.pids();
+    let victim = pids[(next(seed) % pids.len() as u64) as usize];
+    let delay = Duration::from_micros(next(seed) % 20_000);
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        // SAFETY: kill(2); the pid is a worker of ours (alive, or a zombie of
+        // the zygote at worst).
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    })
+}
+
+/// Counts outcomes by kind.
+fn tally(counts: &mut HashMap<&'static str, u64>, what: &'static str) {
+    *counts.entry(what).or_default() += 1;
+}
+
+#[test]
+fn workers_killed_during_maps_fail_only_their_items() {
+    let _dog = Watchdog::arm(Duration::from_secs(600), "killed during map");
+    let pool = Pool::new(2).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d;
+    let mut counts = HashMap::new();
+    for trial in 0..TRIALS {
+        let killer = kill_later(&pool, &mut seed);
+        let t = Instant::now();
+        match pool.map_chunked(work, 0..ITEMS, 1 + (next(&mut seed) % 64) as usize) {
+            Ok(v) => {
+                assert!(
+                    v.iter().enumerate().all(|(i, &r)| r == i as u64 * 3),
+                    "trial {trial}"
+                );
+                tally(&mut counts, "map whole");
+            }
+            Err(Error::Item { index, source }) => {
+                assert!(
+                    matches!(*source, Error::WorkerDied { .. }),
+                    "trial {trial}: {source:?}"
+                );
+                assert!(index < ITEMS as usize);
+                tally(&mut counts, "map item died");
+            }
+            Err(e) => panic!("trial {trial}: {e:?}"),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "trial {trial} took {:?}",
+            t.elapsed()
+        );
+        killer.join().unwrap();
+    }
+    eprintln!("map, {TRIALS} trials: {counts:?}");
+    assert_eq!(pool.processes(), pool.pids().len());
+}
+
+#[test]
+fn workers_killed_during_imap_and_apply_async_fail_only_their_items() {
+    let _dog = Watchdog::arm(Duration::from_secs(600), "killed during imap");
+    let pool = Pool::new(2).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15;
+    let mut counts = HashMap::new();
+    for trial in 0..TRIALS {
+        let killer = kill_later(&pool, &mut seed);
+        let mut died = 0;
+        for (i, r) in pool.imap_with(work, 0..ITEMS, 25, 4).enumerate() {
+            match r {
+                Ok(v) => assert_eq!(v, i as u64 * 3, "trial {trial}, item {i}"),
+                Err(Error::WorkerDied { .. }) => died += 1,
+                Err(e) => panic!("trial {trial}, item {i}: {e:?}"),
+            }
+        }
+        assert!(died <= 1, "trial {trial}: one kill failed {died} items");
+        tally(
+            &mut counts,
+            if died == 1 {
+                "imap item died"
+            } else {
+                "imap whole"
+            },
+        );
+        killer.join().unwrap();
+
+        let killer = kill_later(&pool, &mut seed);
+        let handles: Vec<_> = (0..2_000)
+            .map(|i| pool.apply_async(work, i).unwrap())
+            .collect();
+        let mut died = 0;
+        for (i, h) in handles.into_iter().enumerate() {
+            match h.get() {
+                Ok(v) => assert_eq!(v, i as u64 * 3, "trial {trial}, task {i}"),
+                Err(Error::WorkerDied { .. }) => died += 1,
+                Err(e) => panic!("trial {trial}, task {i}: {e:?}"),
+            }
+        }
+        assert!(died <= 1, "trial {trial}: one kill failed {died} tasks");
+        tally(
+            &mut counts,
+            if died == 1 {
+                "apply_async task died"
+            } else {
+                "apply_async whole"
+            },
+        );
+        killer.join().unwrap();
+    }
+    eprintln!("imap and apply_async, {TRIALS} trials each: {counts:?}");
+}
+
+/// The parent pid of `pid`, from /proc.
+fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` has ended: no such process, or a zombie (dead; whether its
+/// new parent reaps it is that parent's business).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
+}
+
+#[test]
+fn a_pool_whose_process_is_killed_mid_map_leaves_no_process_behind() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "owner killed");
+    let pids = Shared::anonymous([
+        AtomicU32::new(0),
+        AtomicU32::new(0),
+        AtomicU32::new(0),
+        AtomicU32::new(0),
+    ])
+    .unwrap();
+    let owner = fork(|| {
+        let pool = Pool::new(3).unwrap();
+        for (slot, pid) in pids.iter().zip(pool.pids()) {
+            slot.store(pid, Ordering::SeqCst);
+        }
+        // The zygote: the workers' parent.
+        pids[3].store(ppid_of(pool.pids()[0]).unwrap_or(0), Ordering::SeqCst);
+        loop {
+            let _ = pool.map(work, 0..ITEMS * 10);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids[3].load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the pool did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // mid-map
+    owner.signal(libc::SIGKILL);
+    assert!(matches!(
+        owner.wait(Duration::from_secs(20)),
+        ChildExit::Signaled(libc::SIGKILL)
+    ));
+    for slot in pids.iter() {
+        let pid = slot.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} outlived the pool's process"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(zombie_children().is_empty());
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_shm::Segment;
 
+pub mod pool;
 pub mod queue;
 
 /// Forks a child that runs `f` and exits 0.
@@ -303,10 +304,18 @@ pub fn python_process_start_join_us(rounds: u32, n: u32) -> Option<f64> {
 /// Runs `script` with `python3 -c` and parses the number it prints; `None`
 /// without `python3` or without a number.
 pub fn run_python(script: &str) -> Option<f64> {
+    run_python_line(script)?.parse().ok()
+}
+
+/// What `script`, run by `python3`, printed (trimmed); `None` without `python3`
+/// or when it failed.
+pub fn run_python_line(script: &str) -> Option<String> {
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -250,6 +250,8 @@ pub(crate) struct Inner {
     changed: Condvar,
     /// The background thread's sleep.
     idle: Condvar,
+    /// The streamer's sleep (see [`Inner::streamer`]).
+    streams_ready: Condvar,
     /// Held by the thread that reads the result queue.
     driver: Mutex<()>,
 }
@@ -297,6 +299,7 @@ impl Inner {
             }),
             changed: Condvar::new(),
             idle: Condvar::new(),
+            streams_ready: Condvar::new(),
             driver: Mutex::new(()),
         }
     }
@@ -364,7 +367,7 @@ impl Inner {
     /// inbox exactly when its task is in flight to that worker, so the inbox
     /// a death empties holds nothing sent later. A message too large for a slot
     /// streams, which waits for the worker to read it: it is queued in
-    /// `streams` for a thread that may block (see [`Inner::send_streams`]).
+    /// `streams` for the streamer thread (see [`Inner::streamer`]).
     pub(crate) fn fill(&self, st: &mut State) {
         let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
         while !st.pending.is_empty() {
@@ -387,6 +390,7 @@ impl Inner {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
                     st.streams.push_back((w, task.seq, msg));
+                    self.streams_ready.notify_one();
                 }
                 // Full (a stale stream landed after a death emptied it), or
                 // closed (the pool ends): the task waits for another turn.
@@ -404,29 +408,39 @@ impl Inner {
         }
     }
 
-    /// Streams the large task messages `fill` queued, each into its worker's
-    /// inbox; blocks while the worker is busy. Never called by the driver: a
-    /// worker that dies while its stream waits is replaced by whoever drives,
-    /// and the replacement takes the stream (its task, re-sent meanwhile under
-    /// a new number, is then run twice; the stale answer is dropped).
-    pub(crate) fn send_streams(&self) {
+    /// The streamer thread: puts the large task messages `fill` queued into
+    /// their workers' inboxes, one stream at a time. A stream waits for its
+    /// worker to read it, so no thread that drives (or submits) may do this:
+    /// a driver blocked on a busy worker would leave that worker's own large
+    /// answer unread, and both would wait for good. A worker that dies while
+    /// its stream waits is replaced by whoever drives, and the replacement
+    /// takes the stream (its task, re-sent meanwhile under a new number, then
+    /// runs twice; the stale answer is dropped).
+    pub(crate) fn streamer(self: Arc<Self>) {
         loop {
-            let next = {
+            let (w, msg) = {
                 let mut st = self.lock();
                 loop {
+                    if st.shutdown {
+                        return;
+                    }
                     match st.streams.pop_front() {
                         // Still in flight to that worker?
                         Some((w, seq, msg))
                             if st.inflight.get(&seq).is_some_and(|t| t.worker == w) =>
                         {
-                            break Some((w, msg));
+                            break (w, msg);
                         }
                         Some(_) => continue,
-                        None => break None,
+                        None => {
+                            st = self
+                                .streams_ready
+                                .wait(st)
+                                .unwrap_or_else(|e| e.into_inner());
+                        }
                     }
                 }
             };
-            let Some((w, msg)) = next else { return };
             // Fails only when the pool ends (the inbox is closed).
             let _ = self.channels.inboxes[w].put_bytes(&msg);
         }
@@ -518,9 +532,6 @@ impl Inner {
             self.fill(&mut st);
             if !finished.is_empty() && st.sleepers > 0 {
                 self.changed.notify_all();
-            }
-            if !st.streams.is_empty() {
-                self.nudge_streams(&st);
             }
         }
         self.finish(finished);
@@ -777,11 +788,6 @@ impl Inner {
             if st.shutdown {
                 return;
             }
-            if !st.streams.is_empty() {
-                drop(st);
-                self.send_streams();
-                continue;
-            }
             if st.waiting == 0 && outstanding(&st) {
                 drop(st);
                 if let Ok(driving) = self.driver.try_lock() {
@@ -815,14 +821,6 @@ impl Inner {
         }
     }
 
-    /// Wakes the background thread to stream the large messages a driver
-    /// queued (the driver itself must not block on a worker).
-    fn nudge_streams(&self, st: &State) {
-        if st.bg_asleep {
-            self.idle.notify_one();
-        }
-    }
-
     /// Wakes the background thread if work came while it sleeps and nobody waits.
     pub(crate) fn nudge(&self, st: &State) {
         if st.bg_asleep && st.waiting == 0 {
@@ -837,6 +835,7 @@ impl Inner {
         drop(st);
         self.idle.notify_all();
         self.changed.notify_all();
+        self.streams_ready.notify_all();
     }
 
     /// Cancels the job's tasks that no worker has been sent; `true` if the

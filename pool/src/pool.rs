@@ -210,10 +210,24 @@ impl Builder {
                 why: multiproc_proc::Gone::Closed,
             })
         })??;
-        let pool = Pool {
+        // From here on, dropping `pool` stops what was started.
+        let mut pool = Pool {
             inner,
             background: Some(background),
+            streamer: None,
         };
+        let streaming = Arc::clone(&pool.inner);
+        pool.streamer = Some(
+            std::thread::Builder::new()
+                .name("multiproc-pool-streamer".into())
+                .spawn(move || streaming.streamer())
+                .map_err(|source| {
+                    Error::Proc(multiproc_proc::Error::Io {
+                        op: "spawn a thread",
+                        source,
+                    })
+                })?,
+        );
         pool.inner.start_workers()?;
         Ok(pool)
     }
@@ -246,6 +260,7 @@ impl Builder {
 pub struct Pool {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
+    streamer: Option<JoinHandle<()>>,
 }
 
 impl Pool {
@@ -611,7 +626,6 @@ impl Pool {
             self.inner.nudge(&st);
             job
         };
-        self.inner.send_streams();
         Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
     }
 
@@ -644,7 +658,6 @@ impl Pool {
             self.inner.nudge(&st);
             job
         };
-        self.inner.send_streams();
         Ok(AsyncResult::new(&self.inner, job, decode_map::<R>))
     }
 }
@@ -653,8 +666,11 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.inner.terminate();
         self.inner.shut_down();
-        if let Some(bg) = self.background.take() {
-            let _ = bg.join();
+        for t in [self.background.take(), self.streamer.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = t.join();
         }
     }
 }
@@ -1112,7 +1128,6 @@ where
         }
         self.pool.inner.nudge(&st);
         drop(st);
-        self.pool.inner.send_streams();
     }
 
     /// Waits for answers and decodes them into `ready` / `arrived`.

@@ -481,6 +481,8 @@ fn main() {
         ok: pp_sleep <= 1.2 * futex,
     });
 
+    pool_rows(&mut rows);
+
     println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
     println!(
         "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22}",
@@ -524,6 +526,119 @@ fn main() {
          could come that close.",
         flags_one_line / line
     );
+}
+
+/// The pool: `apply`, pipelined `apply_async` and `map` of trivial tasks
+/// beside Python's `Pool` (and rayon for `map`), a CPU-bound map beside a
+/// sequential loop and rayon, `pmap` beside the pool's `map`, and a `pmap`
+/// worker's fork beside a raw fork.
+fn pool_rows(rows: &mut Vec<Row>) {
+    use multiproc_bench::pool::{
+        apply_async_pipelined, apply_one, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential,
+        map_trivial, pmap_fork_per_worker, python_pool, rayon_trivial,
+    };
+    let cpus = multiproc_proc::cpu_count();
+    let pool = multiproc_pool::Pool::new(cpus).expect("pool");
+    apply_one(&pool, 2_000); // the workers are up and warm
+    let t = interleaved(
+        5,
+        &mut [
+            &mut || apply_one(&pool, 20_000),
+            &mut || apply_async_pipelined(&pool, 100_000),
+            &mut || map_trivial(&pool, 1_000_000),
+            &mut || rayon_trivial(1_000_000),
+        ],
+    );
+    let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    match python_pool(cpus, 2_000, 20_000, 1_000_000) {
+        Some((py_apply, py_async, py_map)) => {
+            rows.push(Row {
+                what: "Pool.apply, 1 in flight (ns)",
+                ours: apply,
+                peer_name: "Python Pool.apply",
+                peer: py_apply,
+                target: "≤ 1 µs, ≤ 1/200×",
+                ok: apply <= 1_000.0 && apply * 200.0 <= py_apply,
+            });
+            rows.push(Row {
+                what: "apply_async pipelined (ns/task)",
+                ours: pipelined,
+                peer_name: "Python Pool.apply_async",
+                peer: py_async,
+                target: "≤ 200 ns, ≤ 1/200×",
+                ok: pipelined <= 200.0 && pipelined * 200.0 <= py_async,
+            });
+            rows.push(Row {
+                what: "map 1M trivial u64 (ns/item)",
+                ours: map,
+                peer_name: "Python Pool.map, default",
+                peer: py_map,
+                target: "≤ 4 ns, ≤ 1/50×",
+                ok: map <= 4.0 && map * 50.0 <= py_map,
+            });
+        }
+        None => println!("(python3 not found: the Python pool comparison is skipped)"),
+    }
+    rows.push(Row {
+        what: "map 1M trivial u64 (ns/item)",
+        ours: map,
+        peer_name: "rayon par_iter (threads)",
+        peer: rayon,
+        target: "(for reference)",
+        ok: true,
+    });
+    let items = 400;
+    let t = interleaved(
+        3,
+        &mut [
+            &mut || cpu_sequential(items),
+            &mut || cpu_pool(&pool, items),
+            &mut || cpu_rayon(items),
+            &mut || cpu_pmap(items, cpus),
+        ],
+    );
+    let [seq, on_pool, on_rayon, on_pmap] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    let ideal = seq / cpus as f64;
+    rows.push(Row {
+        what: "CPU-bound map, 400 × ~60 µs (ms)",
+        ours: on_pool,
+        peer_name: "sequential ÷ cores",
+        peer: ideal,
+        target: "≤ 1.11× (speed-up ≥ 0.9×)",
+        ok: on_pool * 0.9 <= ideal,
+    });
+    rows.push(Row {
+        what: "same (ms)",
+        ours: on_pool,
+        peer_name: "rayon par_iter",
+        peer: on_rayon,
+        target: "≤ 1.11× (throughput ≥ 0.9×)",
+        ok: on_pool * 0.9 <= on_rayon,
+    });
+    rows.push(Row {
+        what: "same with pmap (ms)",
+        ours: on_pmap,
+        peer_name: "the pool's map",
+        peer: on_pool,
+        target: "≈ 1× (its forks included)",
+        ok: on_pmap <= 1.1 * on_pool,
+    });
+    drop(pool);
+    let t = interleaved(
+        5,
+        &mut [&mut || pmap_fork_per_worker(cpus, 100), &mut || {
+            ns_per_iter(1, 200, |n| (0..n).for_each(|_| raw_fork_exit_wait())) / 1000.0
+        }],
+    );
+    let (per_worker, raw) = (median(&t[0]), median(&t[1]));
+    rows.push(Row {
+        what: "pmap fork+join per worker (µs)",
+        ours: per_worker,
+        peer_name: "raw fork+_exit+waitpid",
+        peer: raw,
+        target: "≤ 1.2×",
+        ok: per_worker <= 1.2 * raw,
+    });
 }
 
 /// `n` compare-and-swaps, each on the value the last one left: the latency of

@@ -386,7 +386,16 @@ impl Inner {
             st.next_seq += 1;
             task.worker = w;
             let msg = task.message();
-            match self.channels.inboxes[w].try_put_bytes(&msg) {
+            let inbox = &self.channels.inboxes[w];
+            // An inbox the bookkeeping says has room but the queue finds full
+            // holds a slot a dead worker claimed and never freed (killed inside
+            // its get): a put that times out at once looks for the dead
+            // claimer and frees the slot (a `try_put` never does).
+            let put = match inbox.try_put_bytes(&msg) {
+                Err(multiproc_queue::Error::Full) => inbox.put_bytes_timeout(&msg, Duration::ZERO),
+                other => other,
+            };
+            match put {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
                     st.streams.push_back((w, task.seq, msg));
@@ -538,7 +547,7 @@ impl Inner {
     }
 
     /// Runs the finishers of `jobs` (outside the state lock) and signals waiters.
-    fn finish(&self, jobs: Vec<u64>) {
+    pub(crate) fn finish(&self, jobs: Vec<u64>) {
         let mut any = false;
         for id in jobs {
             let taken = {
@@ -855,6 +864,14 @@ impl Inner {
             }
             _ => false,
         }
+    }
+
+    /// Forgets job `job`: its queued tasks are dropped, and its answers, if
+    /// they still come, are dropped on arrival.
+    pub(crate) fn abandon(&self, job: u64) {
+        let mut st = self.lock();
+        st.pending.retain(|t| t.job != job);
+        st.jobs.remove(&job);
     }
 
     /// The pids of the running workers.

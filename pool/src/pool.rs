@@ -643,21 +643,46 @@ impl Pool {
         let chunk = chunksize
             .unwrap_or_else(|| python_chunksize(items.len(), self.processes()))
             .max(1);
-        let mut tasks = Vec::with_capacity(items.len().div_ceil(chunk));
-        for (c, chunk_items) in items.chunks(chunk).enumerate() {
-            let (args, starts) = encode_chunk(chunk_items, c * chunk)?;
-            tasks.push((c * chunk, chunk_items.len() as u32, args, starts));
-        }
+        // Each chunk is sent as soon as it is encoded, so the workers start
+        // while the rest is encoded; the job counts as fed once all are in.
         let job = {
             let mut st = self.inner.lock();
-            let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
-            for (first, count, args, starts) in tasks {
-                self.inner
-                    .queue(&mut st, Task::new(job, first, count, target, args, starts));
-            }
+            let job = self.inner.new_job(&mut st, Job::new(true, finisher))?;
             self.inner.nudge(&st);
             job
         };
+        for (c, chunk_items) in items.chunks(chunk).enumerate() {
+            let (args, starts) = match encode_chunk(chunk_items, c * chunk) {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    self.inner.abandon(job);
+                    return Err(e);
+                }
+            };
+            let task = Task::new(
+                job,
+                c * chunk,
+                chunk_items.len() as u32,
+                target,
+                args,
+                starts,
+            );
+            let mut st = self.inner.lock();
+            self.inner.queue(&mut st, task);
+        }
+        let complete = {
+            let mut st = self.inner.lock();
+            let complete = st.jobs.get_mut(&job).is_some_and(|j| {
+                j.feeding = false;
+                j.complete()
+            });
+            self.inner.nudge(&st);
+            complete
+        };
+        if complete {
+            // Every answer came before the job was fed: its finisher runs here.
+            self.inner.finish(vec![job]);
+        }
         Ok(AsyncResult::new(&self.inner, job, decode_map::<R>))
     }
 }
@@ -849,17 +874,41 @@ fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
 }
 
 /// A `map`'s outcome: every result, or the lowest failing item's error.
-fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
-    decode_items(g, total)
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| {
-            r.map_err(|e| Error::Item {
-                index,
-                source: Box::new(e),
-            })
-        })
-        .collect()
+/// Decodes straight into the result vector, part after part in item order,
+/// stopping at the first failure (a million results are a million small
+/// values: no per-item `Result` on the way).
+fn decode_map<R: DeserializeOwned>(mut g: Gathered, total: usize) -> Result<Vec<R>> {
+    g.parts.sort_unstable_by_key(|p| p.first);
+    g.failed.sort_unstable_by_key(|(i, _)| *i);
+    let mut failed = g.failed.into_iter().peekable();
+    let mut parts = g.parts.iter().peekable();
+    let mut out = Vec::with_capacity(total);
+    let item_error = |index, e| Error::Item {
+        index,
+        source: Box::new(e),
+    };
+    while out.len() < total {
+        let index = out.len();
+        if let Some(part) = parts.next_if(|p| p.first == index) {
+            let mut entries = part.entries();
+            for i in 0..part.count as usize {
+                match wire::read_item::<R>(entries) {
+                    (Ok(v), rest) => {
+                        out.push(v);
+                        entries = rest;
+                    }
+                    (Err(e), _) => return Err(item_error(index + i, e)),
+                }
+            }
+            continue;
+        }
+        return Err(match failed.next_if(|(i, _)| *i == index) {
+            Some((_, e)) => item_error(index, e),
+            // No answer and no failure: the job was cut short.
+            None => item_error(index, Error::Terminated),
+        });
+    }
+    Ok(out)
 }
 
 /// A finisher that decodes with `decode` and runs the callback that fits.

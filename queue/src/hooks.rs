@@ -96,6 +96,13 @@ impl ByteQueue {
     pub fn hook_claim_put_and_stop(&self) {
         self.raw.claim_put_and_stop();
     }
+
+    /// As [`Queue::hook_claim_get_and_stop`].
+    pub fn hook_claim_get_and_stop(&self) {
+        self.raw
+            .ring()
+            .claim_get_and_stop(self.raw.ring().participant());
+    }
 }
 
 /// The bytes of a well-formed queue for the fuzz seed `name` (see

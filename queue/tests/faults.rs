@@ -366,6 +366,32 @@ fn a_consumer_dead_between_claim_and_free_is_skipped() {
     assert_eq!(q.get().unwrap(), 4);
 }
 
+/// A put that does not wait (a zero timeout) still frees the slot of a consumer
+/// that died inside its get, when the owner check interval is long: the
+/// timed-out wait looks once for the dead claimer. (`try_put` answers Full.)
+#[test]
+fn a_put_with_a_zero_timeout_frees_a_dead_consumers_slot() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "zero-timeout put and a dead get");
+    set_owner_check_interval(Duration::from_secs(5));
+    let q = ByteQueue::new(2, 8).unwrap();
+    q.put_bytes_many(&[&b"1"[..], b"2"]).unwrap();
+    die_after(|| q.hook_claim_get_and_stop());
+    assert_eq!(q.get_bytes().unwrap(), b"2");
+    // The next put wraps around to the slot the dead consumer holds.
+    assert!(matches!(q.try_put_bytes(b"3"), Err(Error::Full)));
+    let t = Instant::now();
+    q.put_bytes_timeout(b"3", Duration::ZERO)
+        .expect("the zero-timeout put freed the dead consumer's slot");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "it did not wait an interval"
+    );
+    assert_eq!(q.lost(), 1);
+    q.put_bytes(b"4").unwrap();
+    assert_eq!(q.get_bytes().unwrap(), b"3");
+    assert_eq!(q.get_bytes().unwrap(), b"4");
+}
+
 /// A producer killed halfway through `put_many`, after publishing the first of
 /// the four slots it claimed: the consumer gets that one, skips the other three
 /// (all announced by the dead producer's claim), counts them lost, and gets the

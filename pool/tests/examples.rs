@@ -82,7 +82,9 @@ fn a_pool_of_four_runs_the_fifth_task_on_a_freed_worker() {
     let out = run_example("pool_tasks", &[], LIMIT);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("Parent process "), "{out}");
-    assert_eq!(lines[1], "Waiting for all subprocesses done...", "{out}");
+    // The workers may print before the parent's next line: apply_async does
+    // not wait, and they start at once.
+    assert!(lines.contains(&"Waiting for all subprocesses done..."), "{out}");
     assert_eq!(*lines.last().unwrap(), "All subprocesses done.", "{out}");
     let pid_of = |task: u32| {
         let prefix = format!("Run task {task} (");

@@ -603,7 +603,10 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_one::<A, R>(target, args, None)?.get()
+        // Counted as waiting from the submission on, so that the background
+        // thread is not woken to drive a job its caller drives at once.
+        let mut r = self.submit_one_as::<A, R>(target, args, None, true)?;
+        r.take_counted(None)
     }
 
     fn submit_one<A, R>(
@@ -616,6 +619,22 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_one_as(target, args, finisher, false)
+    }
+
+    /// `submit_one`; with `waiting`, the caller is counted as waiting for it
+    /// already (it calls `take_counted` next).
+    fn submit_one_as<A, R>(
+        &self,
+        target: Target,
+        args: A,
+        finisher: Option<Finisher>,
+        waiting: bool,
+    ) -> Result<AsyncResult<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
         let mut bytes = Vec::new();
         wire::encode_into(&args, &mut bytes).map_err(Error::EncodeArgs)?;
         let job = {
@@ -623,7 +642,11 @@ impl Pool {
             let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
             self.inner
                 .queue(&mut st, Task::new(job, 0, 1, target, bytes, Vec::new()));
-            self.inner.nudge(&st);
+            if waiting {
+                st.waiting += 1;
+            } else {
+                self.inner.nudge(&st);
+            }
             job
         };
         Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
@@ -1035,11 +1058,19 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 
     fn take(&mut self, deadline: Option<Instant>) -> Result<T> {
+        if self.job.is_none() {
+            return Err(Error::AlreadyTaken);
+        }
+        self.inner.lock().waiting += 1;
+        self.take_counted(deadline)
+    }
+
+    /// `take`, the caller counted in `waiting` already.
+    fn take_counted(&mut self, deadline: Option<Instant>) -> Result<T> {
         let Some(job) = self.job else {
             return Err(Error::AlreadyTaken);
         };
-        let mut st = self.inner.lock();
-        st.waiting += 1;
+        let st = self.inner.lock();
         let (mut st, r) = self
             .inner
             .wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));

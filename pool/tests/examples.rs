@@ -84,7 +84,10 @@ fn a_pool_of_four_runs_the_fifth_task_on_a_freed_worker() {
     assert!(lines[0].starts_with("Parent process "), "{out}");
     // The workers may print before the parent's next line: apply_async does
     // not wait, and they start at once.
-    assert!(lines.contains(&"Waiting for all subprocesses done..."), "{out}");
+    assert!(
+        lines.contains(&"Waiting for all subprocesses done..."),
+        "{out}"
+    );
     assert_eq!(*lines.last().unwrap(), "All subprocesses done.", "{out}");
     let pid_of = |task: u32| {
         let prefix = format!("Run task {task} (");

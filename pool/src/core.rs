@@ -39,8 +39,7 @@ use crate::wire;
 use crate::worker::{Channels, READY};
 
 /// A map keyed by the pool's own sequence numbers (jobs, tasks): no hostile
-/// keys, so a multiplicative hash instead of SipHash (a third of a pipelined
-/// task's parent-side cost went to hashing).
+/// keys, so a multiplicative hash instead of SipHash (`benches/NOTES.md`).
 pub(crate) type SeqMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<SeqHasher>>;
 
 /// Fibonacci hashing of one `u64`.
@@ -909,7 +908,7 @@ impl Inner {
 }
 
 /// Tries before the driver sleeps on the result queue: a hand-off by spinning
-/// costs a fraction of a microsecond, by sleeping tens (the queue's own figure).
+/// costs a fraction of a microsecond, by sleeping tens (`benches/NOTES.md`).
 const SPINS: u32 = 200;
 
 /// The next answer, waiting at most `slice`. Not `get_bytes_timeout`: a large

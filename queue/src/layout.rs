@@ -30,11 +30,8 @@
 //! ```
 //!
 //! Small slots share cache lines on purpose: a producer that fills four 16-byte
-//! slots moves one line to the consumer, not four. Measured with one producer and
-//! one consumer process and 8-byte messages, alternating builds: 25-35 ns per
-//! message with 64-byte slots, 10-12 ns with 16-byte ones (a bare Vyukov ring
-//! in the same setting: 21 ns against 4.8 ns), each message's locked claim on
-//! `tail`/`head` otherwise waiting for its own line.
+//! slots moves one line to the consumer, not four (a third of the time per
+//! message; see `benches/NOTES.md`).
 //!
 //! Positions are 64-bit and never wrap, so the capacity need not be a power of
 //! two: slot `pos % capacity` serves positions `pos`, `pos + capacity`, … (a mask

@@ -6,8 +6,8 @@ use multiproc_sync::owner_check_interval;
 use crate::primitive::{spin, Deadline};
 use crate::{Error, Result};
 
-/// Tries before a blocking call sleeps: a hand-off by spinning costs ~0.15 µs here,
-/// by sleeping ~40 µs.
+/// Tries before a blocking call sleeps: a hand-off by spinning costs a fraction
+/// of a microsecond, by sleeping tens (`benches/NOTES.md`).
 pub(crate) const SPINS: u32 = 200;
 
 /// How a blocked put or get waits, step by step: spin a little, then sleep on the

@@ -149,11 +149,8 @@ impl RawMutex {
 
     /// Takes the lock, waiting until `deadline` (forever if `None`).
     ///
-    /// Inline, unlike glibc's `pthread_mutex_lock`. On an Intel Xeon VM a
-    /// lock+unlock loop whose compare-and-swap sat in a called function took
-    /// 12.4 ns against 13.9 inlined (pthread 12.9), but two processes taking
-    /// turns at one lock then did worse: a median 50-69 ns per lock+unlock
-    /// against 48-52, alternating builds. The contended case was kept.
+    /// Inline, unlike glibc's `pthread_mutex_lock`: out of line, two processes
+    /// taking turns at one lock did worse (`benches/NOTES.md`).
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<&Deadline>) -> Result<Acquired, Fail> {
         let me = current_owner();

@@ -1,4 +1,47 @@
 //! [`Semaphore`] and its bounded form: Python's `Semaphore` / `BoundedSemaphore`.
+//!
+//! # The state word
+//!
+//! | bits | name | meaning |
+//! |---|---|---|
+//! | 0–31 | count | permits free now; the futex word waiters sleep on |
+//! | 32–62 | seat | the owned-permit step in flight: seat `i` + 1, or 0 for none |
+//! | 63 | [`RELEASING`] | that step gives a permit back (clear: it takes one) |
+//!
+//! Beside it, [`SLOTS`](crate::SLOTS) seats record who holds an owned permit:
+//!
+//! | seat value | meaning |
+//! |---|---|
+//! | 0 | free |
+//! | a process record | that process is taking a permit (only under the ledger) |
+//! | record \| [`HOLDING`] | that process holds a permit; it is given back if the process dies |
+//!
+//! # Transitions
+//!
+//! | operation | steps (each a single atomic write) | under the ledger |
+//! |---|---|---|
+//! | `acquire` | count − 1 (CAS while count > 0) | no |
+//! | `release(n)` | count + n (CAS, refused past the bound) | no |
+//! | `acquire_owned` | seat 0 → record; CAS count − 1 *and* seat tag := `i` + 1; seat → record \| HOLDING; tag := 0 | yes |
+//! | owned release | CAS count + 1 *and* tag := (`i` + 1) \| RELEASING; seat → 0; tag := 0 | yes |
+//! | the dead's permits | for each seat HOLDING a dead record: the owned release, on its behalf | yes |
+//!
+//! The ledger is a robust [`RawMutex`]. Its next holder after a death first
+//! finishes what the state word's tag names (`finish_step`): a permit taken for
+//! seat `i` marks it HOLDING; a permit given back frees it. Then it frees every
+//! seat holding a bare record (taken, no permit). So a process killed between
+//! any two steps neither loses its permit nor has it returned twice: the one
+//! write that moves the count also says which seat it was for.
+//!
+//! # Memory ordering
+//! `SYNC:` pairs: a taker's Acquire CAS on the state pairs with a releaser's
+//! Release (or SeqCst) CAS, so what the releaser wrote before is seen by the
+//! taker. Sleeping: a waiter counts itself in `sleepers` (SeqCst) before the
+//! futex reads the count; a releaser adds to the count (SeqCst) before it reads
+//! `sleepers`: either the releaser sees the sleeper and wakes it, or the sleeper
+//! sees the permit. Seats are read and written under the ledger only (Relaxed),
+//! except by `give_back`'s CAS of a holder's own seat when the ledger is
+//! unusable.
 
 use std::time::Duration;
 
@@ -7,7 +50,7 @@ use crate::primitive::{
 };
 use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, RawMutex};
 use crate::sleepers::Sleepers;
-use crate::slots::SLOTS;
+use crate::slots::Slots;
 use crate::{Error, Result};
 
 /// A counting semaphore, process-shared.
@@ -64,7 +107,7 @@ pub struct Semaphore {
     /// Holders of owned permits: 0 when free; a process record while that
     /// process takes a permit (only under `ledger`); record | [`HOLDING`] once
     /// it holds one.
-    seats: [AtomicU64; SLOTS],
+    seats: Slots,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -157,7 +200,7 @@ impl Semaphore {
             bound: AtomicU32::new(bound.unwrap_or(0)),
             flags: AtomicU32::new(if bound.is_some() { BOUNDED } else { 0 }),
             ledger: RawMutex::new(),
-            seats: std::array::from_fn(|_| AtomicU64::new(0)),
+            seats: Slots::new(),
         }
     }
 
@@ -379,17 +422,14 @@ impl Semaphore {
             };
         };
         let me = current_process() & !HOLDING;
-        let Some(i) = self.seats.iter().position(|s| {
-            s.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        }) else {
+        let Some(i) = self.seats.claim(me) else {
             return Owned::Untracked;
         };
         step(OwnedStep::SeatTaken);
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if count(s) == 0 {
-                self.seats[i].store(0, Ordering::Relaxed);
+                self.seats.records()[i].store(0, Ordering::Relaxed);
                 return Owned::Empty;
             }
             // SYNC: Acquire pairs with the Release in `release`, as in `take`.
@@ -404,7 +444,7 @@ impl Semaphore {
             }
         }
         step(OwnedStep::PermitTaken);
-        self.seats[i].store(me | HOLDING, Ordering::Relaxed);
+        self.seats.records()[i].store(me | HOLDING, Ordering::Relaxed);
         step(OwnedStep::SeatMarked);
         self.clear_step();
         Owned::Taken(i)
@@ -416,7 +456,7 @@ impl Semaphore {
     /// Nothing is returned when the seat no longer holds `holder` (a waiter
     /// judged its holder dead and returned the permit already).
     fn give_back(&self, i: usize, holder: Option<u64>, step: &dyn Fn(OwnedStep)) -> u32 {
-        let seat = self.seats[i].load(Ordering::Relaxed);
+        let seat = self.seats.records()[i].load(Ordering::Relaxed);
         if seat & HOLDING == 0 || holder.is_some_and(|h| h != seat) {
             return 0;
         }
@@ -426,7 +466,7 @@ impl Semaphore {
             if count(s) >= limit {
                 // Only a peer's garbage gets here: this permit was counted out of
                 // the bound. Free the seat without passing the bound.
-                self.seats[i].store(0, Ordering::Relaxed);
+                self.seats.records()[i].store(0, Ordering::Relaxed);
                 return 0;
             }
             // SYNC: Release pairs with the Acquire of the next taker, as in release.
@@ -441,7 +481,7 @@ impl Semaphore {
             }
         }
         step(OwnedStep::PermitReturned);
-        self.seats[i].store(0, Ordering::Relaxed);
+        self.seats.records()[i].store(0, Ordering::Relaxed);
         step(OwnedStep::SeatFreed);
         self.clear_step();
         1
@@ -477,7 +517,7 @@ impl Semaphore {
         if died {
             // A seat taken without a permit by the dead holder (the state word
             // named none, or `finish_step` has marked it): free it.
-            for seat in &self.seats {
+            for seat in self.seats.records() {
                 let s = seat.load(Ordering::Relaxed);
                 if s != 0 && s & HOLDING == 0 {
                     seat.store(0, Ordering::Relaxed);
@@ -499,7 +539,7 @@ impl Semaphore {
             return;
         }
         let i = (t & !RELEASING) as usize;
-        if let Some(seat) = i.checked_sub(1).and_then(|i| self.seats.get(i)) {
+        if let Some(seat) = i.checked_sub(1).and_then(|i| self.seats.records().get(i)) {
             let s = seat.load(Ordering::Relaxed);
             if t & RELEASING != 0 {
                 seat.store(0, Ordering::Relaxed);
@@ -517,7 +557,7 @@ impl Semaphore {
             return;
         };
         let mut n = 0;
-        for (i, seat) in self.seats.iter().enumerate() {
+        for (i, seat) in self.seats.records().iter().enumerate() {
             let s = seat.load(Ordering::Relaxed);
             if s & HOLDING != 0 && !process_alive(s & !HOLDING) {
                 n += self.give_back(i, None, &|_| {});
@@ -673,7 +713,7 @@ impl SemaphoreGuard<'_> {
             }
             // A ledger a peer scribbled over: give the permit back untracked.
             None => {
-                let seat = &sem.seats[i];
+                let seat = &sem.seats.records()[i];
                 if seat
                     .compare_exchange(me | HOLDING, 0, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()

@@ -72,7 +72,10 @@ impl Slots {
     }
 
     /// Takes a free slot for `me`; `None` when all are taken.
-    fn claim(&self, me: u64) -> Option<usize> {
+    /// Claims a free slot for `me` without a [`Seat`] to free it: for a
+    /// caller that keeps its own protocol over the slots (the semaphore's
+    /// owned permits). Its index.
+    pub(crate) fn claim(&self, me: u64) -> Option<usize> {
         self.slot.iter().position(|s| {
             s.load(Ordering::Relaxed) == 0
                 && s.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
@@ -98,6 +101,11 @@ impl Slots {
     }
 
     /// Whether any recorded participant is alive.
+    /// The slots themselves, for such a caller.
+    pub(crate) fn records(&self) -> &[AtomicU64; SLOTS] {
+        &self.slot
+    }
+
     pub(crate) fn any_alive(&self) -> bool {
         self.slot.iter().any(|s| {
             let rec = s.load(Ordering::Relaxed);

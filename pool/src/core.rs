@@ -83,42 +83,60 @@ pub(crate) struct Task {
     pub(crate) first: usize,
     pub(crate) count: u32,
     pub(crate) target: Target,
-    /// The encoded arguments, concatenated.
-    pub(crate) args: Vec<u8>,
-    /// Where each item's arguments start in `args` (for a task of more than one
-    /// item: a death splits it).
+    /// The whole inbox message: the header (its `seq` written when sent),
+    /// then the encoded arguments, concatenated. Made once: sending puts
+    /// these bytes as they are.
+    msg: Vec<u8>,
+    /// Where each item's arguments start, from the start of the arguments
+    /// (for a task of more than one item: a death splits it).
     pub(crate) starts: Vec<u32>,
     /// Its number once sent; the worker it went to.
     seq: u64,
     worker: usize,
 }
 
+/// A buffer to encode a task's arguments into: room for the header first.
+pub(crate) fn task_buffer() -> Vec<u8> {
+    vec![0; wire::TASK_HEADER]
+}
+
 impl Task {
+    /// A task of `count` items whose arguments were encoded into `msg` after
+    /// the room [`task_buffer`] left for the header.
     pub(crate) fn new(
         job: u64,
         first: usize,
         count: u32,
         target: Target,
-        args: Vec<u8>,
+        mut msg: Vec<u8>,
         starts: Vec<u32>,
     ) -> Task {
+        let mut header = Vec::with_capacity(wire::TASK_HEADER);
+        wire::task_header(&mut header, 0, target.kind, target.fns, count);
+        msg[..wire::TASK_HEADER].copy_from_slice(&header);
         Task {
             job,
             first,
             count,
             target,
-            args,
+            msg,
             starts,
             seq: 0,
             worker: usize::MAX,
         }
     }
 
+    fn args(&self) -> &[u8] {
+        &self.msg[wire::TASK_HEADER..]
+    }
+
     /// The items `range` of this task, as a task of their own.
     fn sub(&self, range: std::ops::Range<usize>) -> Task {
-        let start = |i: usize| self.starts.get(i).map_or(self.args.len(), |&s| s as usize);
+        let args = self.args();
+        let start = |i: usize| self.starts.get(i).map_or(args.len(), |&s| s as usize);
         let base = start(range.start);
-        let args = self.args[base..start(range.end)].to_vec();
+        let mut msg = task_buffer();
+        msg.extend_from_slice(&args[base..start(range.end)]);
         let starts = (range.start..range.end)
             .map(|i| (start(i) - base) as u32)
             .collect();
@@ -127,23 +145,16 @@ impl Task {
             self.first + range.start,
             range.len() as u32,
             self.target,
-            args,
+            msg,
             starts,
         )
     }
 
-    /// The message for a worker's inbox.
-    fn message(&self) -> Vec<u8> {
-        let mut msg = Vec::with_capacity(wire::TASK_HEADER + self.args.len());
-        wire::task_header(
-            &mut msg,
-            self.seq,
-            self.target.kind,
-            self.target.fns,
-            self.count,
-        );
-        msg.extend_from_slice(&self.args);
-        msg
+    /// Numbers it `seq` (in its message too), for worker `w`.
+    fn number(&mut self, seq: u64, w: usize) {
+        self.seq = seq;
+        self.worker = w;
+        self.msg[..8].copy_from_slice(&seq.to_le_bytes());
     }
 }
 
@@ -404,23 +415,23 @@ impl Inner {
                 return;
             };
             let mut task = st.pending.pop_front().expect("checked non-empty");
-            task.seq = st.next_seq;
+            task.number(st.next_seq, w);
             st.next_seq += 1;
-            task.worker = w;
-            let msg = task.message();
             let inbox = &self.channels.inboxes[w];
             // An inbox the bookkeeping says has room but the queue finds full
             // holds a slot a dead worker claimed and never freed (killed inside
             // its get): a put that times out at once looks for the dead
             // claimer and frees the slot (a `try_put` never does).
-            let put = match inbox.try_put_bytes(&msg) {
-                Err(multiproc_queue::Error::Full) => inbox.put_bytes_timeout(&msg, Duration::ZERO),
+            let put = match inbox.try_put_bytes(&task.msg) {
+                Err(multiproc_queue::Error::Full) => {
+                    inbox.put_bytes_timeout(&task.msg, Duration::ZERO)
+                }
                 other => other,
             };
             match put {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
-                    st.streams.push_back((w, task.seq, msg));
+                    st.streams.push_back((w, task.seq, task.msg.clone()));
                     self.streams_ready.notify_one();
                 }
                 // Full (a stale stream landed after a death emptied it), or

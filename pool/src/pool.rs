@@ -12,7 +12,7 @@ use multiproc_shm::SharedSlice;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{Finisher, Gathered, Inner, Job, Target, Task};
+use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot};
@@ -635,7 +635,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        let mut bytes = Vec::new();
+        let mut bytes = task_buffer();
         wire::encode_into(&args, &mut bytes).map_err(Error::EncodeArgs)?;
         let job = {
             let mut st = self.inner.lock();
@@ -851,18 +851,18 @@ fn python_chunksize(len: usize, processes: usize) -> usize {
 
 /// Encodes a chunk's items: their bytes, and where each starts.
 fn encode_chunk<A: Serialize>(items: &[A], first: usize) -> Result<(Vec<u8>, Vec<u32>)> {
-    let mut args = Vec::new();
+    let mut msg = task_buffer();
     let mut starts = Vec::with_capacity(if items.len() > 1 { items.len() } else { 0 });
     for (i, item) in items.iter().enumerate() {
         if items.len() > 1 {
-            starts.push(args.len() as u32);
+            starts.push((msg.len() - wire::TASK_HEADER) as u32);
         }
-        wire::encode_into(item, &mut args).map_err(|e| Error::Item {
+        wire::encode_into(item, &mut msg).map_err(|e| Error::Item {
             index: first + i,
             source: Box::new(Error::EncodeArgs(e)),
         })?;
     }
-    Ok((args, starts))
+    Ok((msg, starts))
 }
 
 /// Every item's outcome, in order.

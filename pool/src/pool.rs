@@ -215,6 +215,7 @@ impl Builder {
             inner,
             background: Some(background),
             streamer: None,
+            owner: std::process::id(),
         };
         let streaming = Arc::clone(&pool.inner);
         pool.streamer = Some(
@@ -261,6 +262,8 @@ pub struct Pool {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
     streamer: Option<JoinHandle<()>>,
+    /// The process that made it: only it stops the workers on drop.
+    owner: u32,
 }
 
 impl Pool {
@@ -712,6 +715,15 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A copy in a forked child (a closure that owned the pool): the
+            // workers, threads and zygote are the parent's. Leave them be, and
+            // free nothing that another process's threads may hold.
+            std::mem::forget(self.background.take());
+            std::mem::forget(self.streamer.take());
+            std::mem::forget(Arc::clone(&self.inner));
+            return;
+        }
         self.inner.terminate();
         self.inner.shut_down();
         for t in [self.background.take(), self.streamer.take()]

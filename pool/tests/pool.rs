@@ -574,3 +574,21 @@ proptest! {
         prop_assert_eq!(p, want);
     }
 }
+
+#[test]
+fn a_forked_child_that_drops_its_copy_of_the_pool_leaves_the_parents_workers_alone() {
+    let _dog = Watchdog::arm(LIMIT, "child drop");
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    // What a child does with a pool its closure owned: it drops it on exit.
+    let child = multiproc_testkit::fork(|| {
+        // SAFETY: a bitwise copy that the child alone drops; the parent's
+        // `pool` is untouched in the parent.
+        let copy = unsafe { std::ptr::read(&pool) };
+        drop(copy);
+        0
+    });
+    child.wait_ok(Duration::from_secs(20));
+    assert_eq!(pool.pids(), pids, "the parent's workers still run");
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}

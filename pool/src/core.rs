@@ -273,6 +273,8 @@ pub(crate) struct State {
 
 /// The pool's parent side.
 pub(crate) struct Inner {
+    /// The process that made the pool.
+    pub(crate) owner: u32,
     pub(crate) channels: Arc<Channels>,
     zygote: Arc<ForkServer>,
     pub(crate) processes: usize,
@@ -307,6 +309,7 @@ impl Inner {
             })
             .collect();
         Inner {
+            owner: std::process::id(),
             channels,
             zygote: Arc::new(zygote),
             processes,
@@ -373,6 +376,9 @@ impl Inner {
 
     /// A new job's number.
     pub(crate) fn new_job(&self, st: &mut State, job: Job) -> Result<u64> {
+        if std::process::id() != self.owner {
+            return Err(Error::OtherProcess { owner: self.owner });
+        }
         if st.closed {
             return Err(Error::Closed);
         }

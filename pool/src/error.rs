@@ -96,6 +96,13 @@ pub enum Error {
     /// `ValueError: Pool not running`).
     #[error("the pool is closed: it takes no new tasks")]
     Closed,
+    /// A pool used from a process other than the one that made it (a forked
+    /// child's copy): its workers answer to their own pool only.
+    #[error("this pool belongs to process {owner}; a forked child cannot use it (make a pool in the child)")]
+    OtherProcess {
+        /// The process that made the pool.
+        owner: u32,
+    },
     /// `join` on a pool that was neither closed nor terminated (Python's
     /// `ValueError: Pool is still running`).
     #[error("join() needs close() or terminate() first")]

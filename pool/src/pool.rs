@@ -215,7 +215,6 @@ impl Builder {
             inner,
             background: Some(background),
             streamer: None,
-            owner: std::process::id(),
         };
         let streaming = Arc::clone(&pool.inner);
         pool.streamer = Some(
@@ -246,6 +245,9 @@ impl Builder {
 /// Dropping the pool terminates it (Python's `with Pool() as p:`); to let
 /// queued work finish first, [`close`](Pool::close) then [`join`](Pool::join).
 ///
+/// A pool belongs to the process that made it: a forked child's copy answers
+/// [`Error::OtherProcess`] and its drop leaves the workers alone.
+///
 /// # Examples
 /// ```
 /// fn square(x: u64) -> u64 {
@@ -262,8 +264,6 @@ pub struct Pool {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
     streamer: Option<JoinHandle<()>>,
-    /// The process that made it: only it stops the workers on drop.
-    owner: u32,
 }
 
 impl Pool {
@@ -715,7 +715,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if std::process::id() != self.owner {
+        if std::process::id() != self.inner.owner {
             // A copy in a forked child (a closure that owned the pool): the
             // workers, threads and zygote are the parent's. Leave them be, and
             // free nothing that another process's threads may hold.

@@ -684,7 +684,7 @@ impl Inner {
         };
         let pid = st.workers[w].pid;
         let how = match child.join() {
-            Ok(code) => exit_of(code),
+            Ok(code) => Exit::of_exitcode(code),
             Err(_) => Exit::Signal(libc::SIGKILL),
         };
         drop(child);
@@ -785,35 +785,16 @@ impl Inner {
                     job.aborted = Some(Error::Terminated);
                 }
             }
-            st.workers
-                .iter_mut()
-                .filter_map(|w| w.child.take())
-                .collect()
+            take_children(&mut st)
         };
-        for inbox in &self.channels.inboxes {
-            inbox.close();
-        }
-        for mut child in children {
-            let _ = child.kill();
-            let _ = child.join();
-        }
+        self.stop_workers(children, Some(Instant::now()));
         self.changed.notify_all();
     }
 
-    /// Waits until every job is complete, then lets the workers finish and
-    /// joins them (Python's `close` then `join`).
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
-        let mut st = self.lock();
-        st.waiting += 1;
-        let (st, r) = self.wait_until(st, deadline, &|st| st.terminated || !outstanding(st));
-        r?;
-        let children: Vec<ServerChild<'static>> = {
-            let mut st = st;
-            st.workers
-                .iter_mut()
-                .filter_map(|w| w.child.take())
-                .collect()
-        };
+    /// Closes the inboxes (a worker exits when it finds its own closed and
+    /// empty), waits for `children` until `deadline`, then kills and reaps
+    /// what is left.
+    fn stop_workers(&self, children: Vec<ServerChild<'static>>, deadline: Option<Instant>) {
         for inbox in &self.channels.inboxes {
             inbox.close();
         }
@@ -825,6 +806,19 @@ impl Inner {
             let _ = child.kill();
             let _ = child.join();
         }
+    }
+
+    /// Waits until every job is complete, then lets the workers finish and
+    /// joins them (Python's `close` then `join`).
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
+        let mut st = self.lock();
+        st.waiting += 1;
+        let (st, r) = self.wait_until(st, deadline, &|st| st.terminated || !outstanding(st));
+        r?;
+        let mut st = st;
+        let children = take_children(&mut st);
+        drop(st);
+        self.stop_workers(children, deadline);
         Ok(())
     }
 
@@ -946,6 +940,14 @@ fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<
     }
 }
 
+/// The workers' handles, taken out of the state (no more replacing them).
+fn take_children(st: &mut State) -> Vec<ServerChild<'static>> {
+    st.workers
+        .iter_mut()
+        .filter_map(|w| w.child.take())
+        .collect()
+}
+
 /// Whether any task is queued or sent.
 pub(crate) fn outstanding(st: &State) -> bool {
     !st.pending.is_empty() || !st.inflight.is_empty()
@@ -995,15 +997,5 @@ fn fail_task(st: &mut State, task: &Task, error: impl Fn() -> Error) {
             j.answered += 1;
             j.gathered.failed.push((task.first + i, error()));
         }
-    }
-}
-
-/// A raw wait status as an `Exit`.
-fn exit_of(code: i32) -> Exit {
-    // ServerChild::join answers Python's exitcode: -N for signal N.
-    if code < 0 {
-        Exit::Signal(-code)
-    } else {
-        Exit::Code(code)
     }
 }

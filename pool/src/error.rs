@@ -11,6 +11,17 @@ pub enum Exit {
     Signal(i32),
 }
 
+impl Exit {
+    /// From Python's `exitcode` (what `join` answers): `-N` for signal `N`.
+    pub(crate) fn of_exitcode(code: i32) -> Exit {
+        if code < 0 {
+            Exit::Signal(-code)
+        } else {
+            Exit::Code(code)
+        }
+    }
+}
+
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -9,7 +9,6 @@
 //! whose results died unsent, and items after it, never run — goes to a
 //! second round of workers once the first has ended.
 
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -167,16 +166,21 @@ where
             }
         }
         for (w, p) in workers.iter_mut().enumerate() {
-            if ended[w] || !ended_now(p) {
+            if ended[w] {
                 continue;
             }
+            // Ended (and reaped) if its pidfd is readable now.
+            let code = match p.join_timeout(Duration::ZERO) {
+                Err(multiproc_proc::Error::Timeout) => continue,
+                Ok(code) => code,
+                Err(_) => -libc::SIGKILL,
+            };
             ended[w] = true;
             alive -= 1;
             // Its last chunk's results were sent before it exited, if at all.
             while let Ok(msg) = queue.try_get_bytes() {
                 file(&msg, todo, results);
             }
-            let code = p.join().unwrap_or(-libc::SIGKILL);
             let slot = &slots[w];
             let (first, end, item) = (
                 slot.first.load(Ordering::Acquire),
@@ -186,11 +190,7 @@ where
             if code == 0 || end <= first {
                 continue;
             }
-            let how = if code < 0 {
-                Exit::Signal(-code)
-            } else {
-                Exit::Code(code)
-            };
+            let how = Exit::of_exitcode(code);
             let pid = p.pid().unwrap_or(0);
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
                 let index = todo[(item - 1) as usize];
@@ -207,18 +207,6 @@ where
         .copied()
         .filter(|&i| results[i].is_none())
         .collect())
-}
-
-/// Whether `p` has ended (its pidfd is readable).
-fn ended_now(p: &Process<'_>) -> bool {
-    let Ok(fd) = p.sentinel() else { return true };
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on an open descriptor.
-    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
 }
 
 /// A worker: claims chunks of `todo` until none is left.
@@ -253,22 +241,7 @@ where
         for k in first..end {
             slot.item.store(k + 1, Ordering::Release);
             let item = &items[todo[k as usize]];
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item))) {
-                Ok(value) => {
-                    let mark = out.len();
-                    out.push(wire::OK);
-                    if let Err(e) = wire::encode_into(&value, &mut out) {
-                        out.truncate(mark);
-                        out.push(wire::ENCODE_FAILED);
-                        let _ = wire::encode_into(&e.to_string(), &mut out);
-                    }
-                }
-                Err(payload) => {
-                    let (message, location) = crate::worker::last_panic(&*payload);
-                    out.push(wire::PANICKED);
-                    let _ = wire::encode_into(&(message, location), &mut out);
-                }
-            }
+            wire::answer_item(&mut out, || f(item));
         }
         if queue.put_bytes(&out).is_err() {
             return 1;

@@ -218,21 +218,27 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                 return;
             }
         };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(arg))) {
-            Ok(value) => {
-                let mark = out.len();
-                out.push(OK);
-                if let Err(e) = encode_into(&value, out) {
-                    out.truncate(mark);
-                    failed(out, ENCODE_FAILED, &e.to_string());
-                }
+        answer_item(out, || call(arg));
+    }
+}
+
+/// Runs `call` (catching a panic) and appends its answer entry: its result,
+/// or why there is none.
+pub(crate) fn answer_item<R: Serialize>(out: &mut Vec<u8>, call: impl FnOnce() -> R) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(value) => {
+            let mark = out.len();
+            out.push(OK);
+            if let Err(e) = encode_into(&value, out) {
+                out.truncate(mark);
+                failed(out, ENCODE_FAILED, &e.to_string());
             }
-            Err(payload) => {
-                let (message, location) = crate::worker::last_panic(&*payload);
-                out.push(PANICKED);
-                // Two strings always encode.
-                let _ = encode_into(&(message, location), out);
-            }
+        }
+        Err(payload) => {
+            let (message, location) = crate::worker::last_panic(&*payload);
+            out.push(PANICKED);
+            // Two strings always encode.
+            let _ = encode_into(&(message, location), out);
         }
     }
 }

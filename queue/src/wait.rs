@@ -163,15 +163,19 @@ fn wait_until(objects: &[&dyn Waitable], deadline: Option<Deadline>) -> Result<V
     }
 }
 
-/// The indices of the objects ready now.
-fn ready_now(ons: &[WaitOn<'_>]) -> Result<Vec<usize>> {
-    let fds: Vec<BorrowedFd<'_>> = ons
-        .iter()
+/// The descriptors among `ons`, in order.
+fn descriptors<'a>(ons: &[WaitOn<'a>]) -> Vec<BorrowedFd<'a>> {
+    ons.iter()
         .filter_map(|o| match o.0 {
             On::Fd(fd) => Some(fd),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The indices of the objects ready now.
+fn ready_now(ons: &[WaitOn<'_>]) -> Result<Vec<usize>> {
+    let fds = descriptors(ons);
     let mut fd_ready = if fds.is_empty() {
         Vec::new()
     } else {
@@ -197,13 +201,7 @@ fn ready_now(ons: &[WaitOn<'_>]) -> Result<Vec<usize>> {
 /// readable (see the module docs).
 fn sleep_until_change(ons: &[WaitOn<'_>], deadline: Option<Deadline>) -> Result<()> {
     let until = Deadline::earliest(deadline, Deadline::after(owner_check_interval()));
-    let fds: Vec<BorrowedFd<'_>> = ons
-        .iter()
-        .filter_map(|o| match o.0 {
-            On::Fd(fd) => Some(fd),
-            _ => None,
-        })
-        .collect();
+    let fds = descriptors(ons);
     let queues: Vec<&RawQueue> = ons
         .iter()
         .filter_map(|o| match o.0 {

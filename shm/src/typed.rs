@@ -139,20 +139,18 @@ macro_rules! shm_struct {
             $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
         }
     ) => {
-        $(#[$meta])*
-        #[repr(C)]
-        $vis struct $name {
-            $( $(#[$fmeta])* $fvis $field : $ty ),*
+        $crate::shm_struct! {
+            $(#[$meta])*
+            $vis struct $name {
+                $( $(#[$fmeta])* $fvis $field : $ty ),*
+            }
         }
         const _: () = {
             const fn field_is_shm_sync<T: $crate::ShmSync>() {}
             $( field_is_shm_sync::<$ty>(); )*
         };
-        // SAFETY: #[repr(C)] and every field is ShmSync (checked just above), so
-        // ShmSafe: a fixed layout, no pointers, every bit pattern valid.
-        unsafe impl $crate::ShmSafe for $name {}
         // SAFETY: every field tolerates concurrent use through `&` (checked
-        // above), and the struct adds no access of its own.
+        // just above), and the struct adds no access of its own.
         unsafe impl $crate::ShmSync for $name {}
     };
     (

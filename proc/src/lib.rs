@@ -28,14 +28,14 @@
 //! use multiproc_proc::Process;
 //!
 //! let t = Instant::now();
-//! let mut a = Process::new(|| std::thread::sleep(Duration::from_millis(500)));
-//! let mut b = Process::new(|| std::thread::sleep(Duration::from_millis(500)));
+//! let mut a = Process::new(|| std::thread::sleep(Duration::from_secs(1)));
+//! let mut b = Process::new(|| std::thread::sleep(Duration::from_secs(1)));
 //! a.start()?;
 //! b.start()?;
 //! a.join()?;
 //! b.join()?;
-//! // max(t1, t2), not t1 + t2 (with room for a loaded machine)
-//! assert!(t.elapsed() < Duration::from_millis(950));
+//! // max(t1, t2), not t1 + t2 (with 0.9 s of room for a loaded machine)
+//! assert!(t.elapsed() < Duration::from_millis(1900));
 //! # Ok::<(), multiproc_proc::Error>(())
 //! ```
 

@@ -269,7 +269,7 @@ fn closing_an_end_closes_both_directions() {
     assert!(matches!(b.recv_bytes(), Err(Error::Disconnected)));
     assert!(matches!(b.send_bytes(b"x"), Err(Error::Disconnected)));
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < Duration::from_secs(5),
         "at once, not after a wait"
     );
 }

@@ -401,7 +401,7 @@ mod tests {
             let t = std::time::Instant::now();
             let r = m.lock(Deadline::after(Duration::from_millis(20)).as_ref());
             assert!(
-                t.elapsed() < Duration::from_secs(2),
+                t.elapsed() < Duration::from_secs(10),
                 "{x:#x} took {:?}",
                 t.elapsed()
             );

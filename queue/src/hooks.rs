@@ -103,6 +103,11 @@ impl ByteQueue {
             .ring()
             .claim_get_and_stop(self.raw.ring().participant());
     }
+
+    /// As [`Queue::hook_sleepers`].
+    pub fn hook_sleepers(&self) -> (u32, u32) {
+        self.raw.ring().sleepers()
+    }
 }
 
 /// The bytes of a well-formed queue for the fuzz seed `name` (see

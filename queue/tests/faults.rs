@@ -225,7 +225,7 @@ fn consumer_kills<Q: Ops>(mut seed: u64) {
     // Enough messages that the victim is still taking them when it is killed
     // (up to 2 ms in): a kill lands in the middle of a get, not on a consumer
     // asleep on an empty ring.
-    const K: u64 = 50_000;
+    const K: u64 = 5_000;
     for trial in 0..TRIALS {
         let q = Q::make(4);
         let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();

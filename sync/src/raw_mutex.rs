@@ -317,7 +317,7 @@ impl RawMutex {
     }
 
     /// The raw word, for tests and diagnostics.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn word(&self) -> &AtomicU32 {
         &self.word
     }

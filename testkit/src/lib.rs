@@ -12,6 +12,9 @@
 //! The child side of [`fork`] runs the closure, catches a panic, and leaves with
 //! `_exit`, so the parent's destructors and exit handlers never run twice.
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod every_write;
+
 use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

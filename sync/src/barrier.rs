@@ -417,7 +417,12 @@ impl Barrier {
             .flatten();
         let until = Deadline::earliest(deadline.copied(), check_at);
         let woke = wait_low(&self.word, (w & LOW) as u32, until.as_ref());
+        // A round that opened (or broke) while this waiter slept counts, even
+        // if the one who opened it died before its wake-up came.
+        // SYNC: Acquire pairs with the Release in `open`/`reset`.
+        let changed = self.word.load(Ordering::Acquire) & LOW != w & LOW;
         let given_up = !woke
+            && !changed
             && (deadline.is_some_and(Deadline::passed)
                 || (check_members && self.members.any_dead()));
         if given_up {

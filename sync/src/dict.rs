@@ -469,7 +469,12 @@ impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
         e.klen = key.len() as u32;
         e.set_value(value);
         e.hash = h;
-        e.state = FULL; // last: an insert cut short leaves no entry
+        // Last: an insert cut short leaves no entry. A process killed here sees
+        // its stores in program order (the processor keeps them so); the fence
+        // keeps the compiler from moving the key and value after the state.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        e.state = FULL;
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         self.len = self.len.saturating_add(1);
         if was_tombstone {
             self.tombstones = self.tombstones.saturating_sub(1);

@@ -168,6 +168,13 @@ impl Lock {
         self.raw.is_locked()
     }
 
+    /// Whether the lock word says a waiter may be asleep (its `WAITERS` bit).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn hook_waiters(&self) -> bool {
+        self.raw.word().load(crate::primitive::Ordering::Relaxed) & crate::raw_mutex::WAITERS != 0
+    }
+
     /// Declares the data repaired after [`Error::OwnerDied`]; call before `release`.
     ///
     /// # Examples

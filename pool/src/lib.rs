@@ -75,6 +75,7 @@ mod core;
 mod error;
 mod pmap;
 mod pool;
+mod raw;
 mod wire;
 mod worker;
 

@@ -639,7 +639,7 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
     {
         let mut bytes = task_buffer();
-        wire::encode_into(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+        wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
         let job = {
             let mut st = self.inner.lock();
             let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
@@ -869,7 +869,7 @@ fn encode_chunk<A: Serialize>(items: &[A], first: usize) -> Result<(Vec<u8>, Vec
         if items.len() > 1 {
             starts.push((msg.len() - wire::TASK_HEADER) as u32);
         }
-        wire::encode_into(item, &mut msg).map_err(|e| Error::Item {
+        wire::encode_arg(item, &mut msg).map_err(|e| Error::Item {
             index: first + i,
             source: Box::new(Error::EncodeArgs(e)),
         })?;

@@ -3,7 +3,9 @@
 //! # A task
 //! One message in a worker's inbox carries a *chunk*: one or more items of one
 //! job, for one function. Header (little endian), then the items' arguments,
-//! each postcard-encoded (self-delimiting, so they are simply concatenated):
+//! concatenated, each a tag byte and a body: [`ARG`] and the value
+//! postcard-encoded (self-delimiting), or a primitive number's raw tag and its
+//! little-endian bytes (see [`raw`](crate::raw)):
 //!
 //! | bytes | field |
 //! |---|---|
@@ -28,7 +30,11 @@
 //! One message in the shared result queue per task: its `seq` (8 bytes), its
 //! `count` (4), then one entry per item: a tag byte and a postcard body —
 //! [`OK`] and the result, [`PANICKED`] and `(message, location)`,
-//! [`ENCODE_FAILED`] / [`DECODE_FAILED`] and the codec's message.
+//! [`ENCODE_FAILED`] / [`DECODE_FAILED`] and the codec's message — or, for a
+//! result that is a primitive number, its raw tag and bytes.
+//!
+//! A worker runs a chunk's items under one `catch_unwind`: a panic ends that
+//! run at its item (whose entry says so), and the next run starts after it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +42,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::raw::{self, Prim};
 
 /// The task names a function by its offset (see the module's doc).
 pub(crate) const TARGET_FN: u8 = 0;
@@ -47,7 +54,10 @@ pub(crate) const TASK_HEADER: usize = 29;
 /// Bytes of an answer's header.
 pub(crate) const ANSWER_HEADER: usize = 12;
 
-/// Item tags in an answer.
+/// The tag of an argument encoded by postcard (raw ones have [`raw`](crate::raw)'s tags).
+pub(crate) const ARG: u8 = 0;
+
+/// Item tags in an answer (raw results have [`raw`](crate::raw)'s tags).
 pub(crate) const OK: u8 = 0;
 pub(crate) const PANICKED: u8 = 1;
 pub(crate) const ENCODE_FAILED: u8 = 2;
@@ -129,8 +139,18 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
         self.0.push(data);
         Ok(())
     }
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // A varint is 1 to 10 bytes: byte pushes beat a call to memcpy
+        // (which extend_from_slice makes for a length it cannot see).
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
     fn finalize(self) -> postcard::Result<()> {
@@ -145,6 +165,49 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> postcard::Result<()> {
     postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// Appends one argument: raw if it is a primitive number, else [`ARG`] and
+/// its postcard encoding. On error `out` may hold part of it.
+#[inline(always)]
+pub(crate) fn encode_arg<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    if raw::put(value, out) {
+        return Ok(());
+    }
+    out.push(ARG);
+    encode_into(value, out)
+}
+
+/// Reads the argument at the start of `bytes`: it and the rest, or why not.
+#[inline(always)]
+fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<(A, &[u8]), String> {
+    match bytes.split_first() {
+        Some((&ARG, body)) => postcard::take_from_bytes::<A>(body).map_err(|e| e.to_string()),
+        Some((&tag, body)) => match Prim::of_tag(tag) {
+            Some(prim) => raw::get::<A>(prim, body)
+                .ok_or_else(|| format!("a raw {prim:?} that is not this argument's type")),
+            None => Err(format!("an argument tagged {tag}")),
+        },
+        None => Err("the arguments end early".to_owned()),
+    }
+}
+
+/// Appends a result's entry: raw if it is a primitive number, else [`OK`]
+/// and its postcard encoding, or [`ENCODE_FAILED`].
+#[inline(always)]
+fn put_result<R: Serialize>(value: &R, out: &mut Vec<u8>) {
+    if raw::put(value, out) {
+        return;
+    }
+    let mark = out.len();
+    out.push(OK);
+    if let Err(e) = encode_into(value, out) {
+        out.truncate(mark);
+        failed(out, ENCODE_FAILED, &e.to_string());
+    }
 }
 
 /// Where a worker says which item it is running: the parent reads it when the
@@ -203,43 +266,62 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     at: &Progress,
 ) {
     let mut rest = input;
-    for i in 0..count {
-        at.store(u64::from(i), Ordering::Release);
-        let arg = match postcard::take_from_bytes::<A>(rest) {
-            Ok((arg, after)) => {
-                rest = after;
-                arg
+    let mut i = 0u32;
+    while i < count {
+        // One catch_unwind for a run of items: it costs a call through the
+        // unwinding machinery, too much for every item of a trivial map.
+        let (mut mark, mut decoded) = (out.len(), false);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while i < count {
+                at.store(u64::from(i), Ordering::Relaxed);
+                (mark, decoded) = (out.len(), false);
+                let arg = match decode_arg::<A>(rest) {
+                    Ok((arg, after)) => {
+                        rest = after;
+                        arg
+                    }
+                    Err(message) => {
+                        // The items after it cannot be found either.
+                        for _ in i..count {
+                            failed(out, DECODE_FAILED, &message);
+                        }
+                        i = count;
+                        return;
+                    }
+                };
+                decoded = true;
+                put_result(&call(arg), out);
+                i += 1;
             }
-            Err(e) => {
-                // The items after it cannot be found either.
-                for _ in i..count {
-                    failed(out, DECODE_FAILED, &e.to_string());
-                }
-                return;
+        }));
+        let Err(payload) = run else { break };
+        out.truncate(mark);
+        if !decoded {
+            // A Deserialize that panicked: where the next item starts is unknown.
+            for _ in i..count {
+                failed(out, DECODE_FAILED, "the argument's Deserialize panicked");
             }
-        };
-        answer_item(out, || call(arg));
+            return;
+        }
+        let (message, location) = crate::worker::last_panic(&*payload);
+        out.push(PANICKED);
+        // Two strings always encode.
+        let _ = encode_into(&(message, location), out);
+        i += 1;
     }
 }
 
 /// Runs `call` (catching a panic) and appends its answer entry: its result,
 /// or why there is none.
 pub(crate) fn answer_item<R: Serialize>(out: &mut Vec<u8>, call: impl FnOnce() -> R) {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(value) => {
-            let mark = out.len();
-            out.push(OK);
-            if let Err(e) = encode_into(&value, out) {
-                out.truncate(mark);
-                failed(out, ENCODE_FAILED, &e.to_string());
-            }
-        }
-        Err(payload) => {
-            let (message, location) = crate::worker::last_panic(&*payload);
-            out.push(PANICKED);
-            // Two strings always encode.
-            let _ = encode_into(&(message, location), out);
-        }
+    let mark = out.len();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| put_result(&call(), out)));
+    if let Err(payload) = run {
+        out.truncate(mark);
+        let (message, location) = crate::worker::last_panic(&*payload);
+        out.push(PANICKED);
+        // Two strings always encode.
+        let _ = encode_into(&(message, location), out);
     }
 }
 
@@ -278,10 +360,13 @@ pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error
             }
             Err(e) => (Err(Error::DecodeResult(e)), &[]),
         },
-        _ => {
-            let e = postcard::Error::DeserializeBadEncoding;
-            (Err(Error::DecodeResult(e)), &[])
-        }
+        tag => match Prim::of_tag(tag).and_then(|prim| raw::get::<R>(prim, body)) {
+            Some((value, rest)) => (Ok(value), rest),
+            None => {
+                let e = postcard::Error::DeserializeBadEncoding;
+                (Err(Error::DecodeResult(e)), &[])
+            }
+        },
     }
 }
 
@@ -399,7 +484,7 @@ mod tests {
     fn items_round_trip_with_panics_and_bad_arguments() {
         let mut input = Vec::new();
         for x in [1u32, 0, 3] {
-            encode_into(&x, &mut input).unwrap();
+            encode_arg(&x, &mut input).unwrap();
         }
         let at = Progress::new(0);
         let mut out = Vec::new();
@@ -431,5 +516,39 @@ mod tests {
             matches!(a, Err(Error::WorkerCodec { .. }))
                 && matches!(b, Err(Error::WorkerCodec { .. }))
         );
+    }
+
+    #[test]
+    fn primitive_numbers_travel_raw_and_the_rest_by_postcard() {
+        let at = Progress::new(0);
+        // Raw arguments and raw results: a tag and 8 bytes each.
+        let mut input = Vec::new();
+        for x in [1.5f64, -2.0] {
+            encode_arg(&x, &mut input).unwrap();
+        }
+        assert_eq!(input.len(), 18);
+        let mut out = Vec::new();
+        run_items(&|x: f64| x * 2.0, &input, 2, &mut out, &at);
+        assert_eq!(out.len(), 18, "two raw results");
+        let (a, rest) = read_item::<f64>(&out);
+        let (b, _) = read_item::<f64>(rest);
+        assert_eq!((a.unwrap(), b.unwrap()), (3.0, -4.0));
+        // A raw result read as a type that does not take it: a decode error.
+        let (c, _) = read_item::<u8>(&out);
+        assert!(matches!(c, Err(Error::DecodeResult(_))), "{c:?}");
+        // Compound values go by postcard, tagged.
+        let mut input = Vec::new();
+        encode_arg(&(7u64, "seven".to_owned()), &mut input).unwrap();
+        assert_eq!(input[0], ARG);
+        let mut out = Vec::new();
+        run_items(
+            &|(n, s): (u64, String)| format!("{s}={n}"),
+            &input,
+            1,
+            &mut out,
+            &at,
+        );
+        assert_eq!(out[0], OK);
+        assert_eq!(read_item::<String>(&out).0.unwrap(), "seven=7");
     }
 }

@@ -10,10 +10,16 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let pause = std::env::var("PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for _ in 0..10 {
+        let m = map_trivial(&pool, n);
+        std::thread::sleep(std::time::Duration::from_millis(pause));
         println!(
             "map {:.1} ns/item, rayon {:.2} ns/item",
-            map_trivial(&pool, n),
+            m,
             rayon_trivial(n)
         );
     }

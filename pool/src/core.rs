@@ -89,10 +89,34 @@ pub(crate) struct Task {
     msg: Vec<u8>,
     /// Where each item's arguments start, from the start of the arguments
     /// (for a task of more than one item: a death splits it).
-    pub(crate) starts: Vec<u32>,
+    pub(crate) starts: Starts,
     /// Its number once sent; the worker it went to.
     seq: u64,
     worker: usize,
+}
+
+/// Where each item of a task starts in its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Starts {
+    /// Item `i` starts at `i × stride`: every item is as long (a chunk of
+    /// raw numbers, or a single item), and no list is kept.
+    Stride(u32),
+    /// Item `i` starts at `list[i]`.
+    List(Vec<u32>),
+}
+
+impl Starts {
+    /// Where item `i` starts, in arguments `len` bytes long (`len` for the
+    /// end, or an item past it).
+    pub(crate) fn of(&self, i: usize, len: usize) -> usize {
+        match self {
+            Starts::Stride(_) if i == 0 => 0,
+            // A stride of 0: a task of one item.
+            Starts::Stride(0) => len,
+            Starts::Stride(s) => i.saturating_mul(*s as usize).min(len),
+            Starts::List(v) => v.get(i).map_or(len, |&s| s as usize),
+        }
+    }
 }
 
 /// A buffer to encode a task's arguments into: room for the header first.
@@ -109,7 +133,7 @@ impl Task {
         count: u32,
         target: Target,
         mut msg: Vec<u8>,
-        starts: Vec<u32>,
+        starts: Starts,
     ) -> Task {
         let mut header = Vec::with_capacity(wire::TASK_HEADER);
         wire::task_header(&mut header, 0, target.kind, target.fns, count);
@@ -133,13 +157,18 @@ impl Task {
     /// The items `range` of this task, as a task of their own.
     fn sub(&self, range: std::ops::Range<usize>) -> Task {
         let args = self.args();
-        let start = |i: usize| self.starts.get(i).map_or(args.len(), |&s| s as usize);
+        let start = |i: usize| self.starts.of(i, args.len());
         let base = start(range.start);
         let mut msg = task_buffer();
         msg.extend_from_slice(&args[base..start(range.end)]);
-        let starts = (range.start..range.end)
-            .map(|i| (start(i) - base) as u32)
-            .collect();
+        let starts = match &self.starts {
+            Starts::Stride(s) => Starts::Stride(*s),
+            Starts::List(_) => Starts::List(
+                (range.start..range.end)
+                    .map(|i| (start(i) - base) as u32)
+                    .collect(),
+            ),
+        };
         Task::new(
             self.job,
             self.first + range.start,

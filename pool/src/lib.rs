@@ -15,7 +15,10 @@
 //! # Tasks
 //! A task names a function every worker has — a `fn` item, or a closure that
 //! captures nothing — and carries its argument and result encoded with serde
-//! (postcard); several arguments go as a tuple or through
+//! (postcard; a value that serializes as one primitive number, such as a
+//! `u64`, an `f64` or a newtype of one, travels as its little-endian bytes,
+//! which spares a map of numbers most of its coding); several arguments go as
+//! a tuple or through
 //! [`starmap`](Pool::starmap). A function is sent as its offset from a
 //! function of this crate, checked against the worker's build identity, so a
 //! mismatched peer is an error and never a jump. A closure that captures goes

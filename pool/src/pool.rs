@@ -12,7 +12,7 @@ use multiproc_shm::SharedSlice;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Target, Task};
+use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Starts, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot};
@@ -440,7 +440,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let target = fn_target(f as usize, wire::tramp::<A, R>);
-        self.submit_map(target, items.into_iter().collect(), chunksize, None)
+        self.submit_map(target, items, chunksize, None)
     }
 
     /// [`map_async`](Pool::map_async) with Python's `callback` (given the
@@ -462,7 +462,7 @@ impl Pool {
     {
         let target = fn_target(f as usize, wire::tramp::<A, R>);
         let finisher = finisher(decode_map::<R>, callback, error_callback);
-        self.submit_map(target, items.into_iter().collect(), None, Some(finisher))
+        self.submit_map(target, items, None, Some(finisher))
     }
 
     /// `f(a, b)` over pairs, in order (Python's `starmap`; for more
@@ -489,8 +489,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
-        self.submit_map(target, items.into_iter().collect(), None, None)?
-            .get()
+        self.submit_map(target, items, None, None)?.get()
     }
 
     /// `f` over `items`, lazily and in order (Python's `imap`): items are read
@@ -643,8 +642,10 @@ impl Pool {
         let job = {
             let mut st = self.inner.lock();
             let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
-            self.inner
-                .queue(&mut st, Task::new(job, 0, 1, target, bytes, Vec::new()));
+            self.inner.queue(
+                &mut st,
+                Task::new(job, 0, 1, target, bytes, Starts::Stride(0)),
+            );
             if waiting {
                 st.waiting += 1;
             } else {
@@ -658,7 +659,33 @@ impl Pool {
     fn submit_map<A, R>(
         &self,
         target: Target,
-        items: Vec<A>,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        finisher: Option<Finisher>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        // Python's chunk size needs the length: an iterator that knows it
+        // exactly (a range, a Vec) is encoded as it goes, any other is
+        // collected first.
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.feed_map(target, lo, items, chunksize, finisher),
+            _ => {
+                let items: Vec<A> = items.collect();
+                self.feed_map(target, items.len(), items.into_iter(), chunksize, finisher)
+            }
+        }
+    }
+
+    /// Sends the `len` items of `items` as chunks of a new job.
+    fn feed_map<A, R>(
+        &self,
+        target: Target,
+        len: usize,
+        mut items: impl Iterator<Item = A>,
         chunksize: Option<usize>,
         finisher: Option<Finisher>,
     ) -> Result<MapResult<R>>
@@ -667,7 +694,7 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
     {
         let chunk = chunksize
-            .unwrap_or_else(|| python_chunksize(items.len(), self.processes()))
+            .unwrap_or_else(|| python_chunksize(len, self.processes()))
             .max(1);
         // Each chunk is sent as soon as it is encoded, so the workers start
         // while the rest is encoded; the job counts as fed once all are in.
@@ -677,24 +704,24 @@ impl Pool {
             self.inner.nudge(&st);
             job
         };
-        for (c, chunk_items) in items.chunks(chunk).enumerate() {
-            let (args, starts) = match encode_chunk(chunk_items, c * chunk) {
+        let mut first = 0;
+        loop {
+            // An iterator whose size hint was wrong only makes more or fewer
+            // chunks: the job's total is what was sent.
+            let (args, starts, n) = match encode_chunk(items.by_ref(), chunk, first) {
                 Ok(encoded) => encoded,
                 Err(e) => {
                     self.inner.abandon(job);
                     return Err(e);
                 }
             };
-            let task = Task::new(
-                job,
-                c * chunk,
-                chunk_items.len() as u32,
-                target,
-                args,
-                starts,
-            );
+            if n == 0 {
+                break;
+            }
+            let task = Task::new(job, first, n as u32, target, args, starts);
             let mut st = self.inner.lock();
             self.inner.queue(&mut st, task);
+            first += n;
         }
         let complete = {
             let mut st = self.inner.lock();
@@ -787,9 +814,7 @@ where
     /// # Errors
     /// As for [`Pool::map`].
     pub fn map(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
-        self.pool
-            .submit_map(CLOSURE, items.into_iter().collect(), None, None)?
-            .get()
+        self.pool.submit_map(CLOSURE, items, None, None)?.get()
     }
 
     /// [`Pool::map_async`] of the closure.
@@ -797,8 +822,7 @@ where
     /// # Errors
     /// As for [`Pool::map_async`].
     pub fn map_async(&self, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>> {
-        self.pool
-            .submit_map(CLOSURE, items.into_iter().collect(), None, None)
+        self.pool.submit_map(CLOSURE, items, None, None)
     }
 
     /// [`Pool::imap`] of the closure.
@@ -861,20 +885,43 @@ fn python_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(4 * processes.max(1))
 }
 
-/// Encodes a chunk's items: their bytes, and where each starts.
-fn encode_chunk<A: Serialize>(items: &[A], first: usize) -> Result<(Vec<u8>, Vec<u32>)> {
+/// Encodes up to `max` items of a chunk: their bytes, where each starts, and
+/// how many there were.
+fn encode_chunk<T: Serialize>(
+    items: impl Iterator<Item = T>,
+    max: usize,
+    first: usize,
+) -> Result<(Vec<u8>, Starts, usize)> {
     let mut msg = task_buffer();
-    let mut starts = Vec::with_capacity(if items.len() > 1 { items.len() } else { 0 });
-    for (i, item) in items.iter().enumerate() {
-        if items.len() > 1 {
-            starts.push((msg.len() - wire::TASK_HEADER) as u32);
+    // Items as long as the first need no list of starts (a chunk of raw
+    // numbers); the list is made at the first item that is not.
+    let (mut stride, mut list) = (0u32, None::<Vec<u32>>);
+    let mut n = 0;
+    for item in items.take(max) {
+        let at = (msg.len() - wire::TASK_HEADER) as u32;
+        if n == 1 {
+            stride = at;
+            // Room for the rest at the first item's size: one allocation
+            // instead of a doubling series of copies for a large chunk.
+            msg.reserve((at as usize).saturating_mul(max - 1));
         }
-        wire::encode_arg(item, &mut msg).map_err(|e| Error::Item {
-            index: first + i,
+        match &mut list {
+            Some(list) => list.push(at),
+            None if n > 1 && at as usize != n * stride as usize => {
+                let mut l: Vec<u32> = (0..n as u32).map(|k| k * stride).collect();
+                l.push(at);
+                list = Some(l);
+            }
+            None => {}
+        }
+        wire::encode_arg(&item, &mut msg).map_err(|e| Error::Item {
+            index: first + n,
             source: Box::new(Error::EncodeArgs(e)),
         })?;
+        n += 1;
     }
-    Ok((msg, starts))
+    let starts = list.map_or(Starts::Stride(stride), Starts::List);
+    Ok((msg, starts, n))
 }
 
 /// Every item's outcome, in order.
@@ -927,6 +974,11 @@ fn decode_map<R: DeserializeOwned>(mut g: Gathered, total: usize) -> Result<Vec<
         if let Some(part) = parts.next_if(|p| p.first == index) {
             let mut entries = part.entries();
             for i in 0..part.count as usize {
+                if let Some((v, rest)) = wire::read_raw_item::<R>(entries) {
+                    out.push(v);
+                    entries = rest;
+                    continue;
+                }
                 match wire::read_item::<R>(entries) {
                     (Ok(v), rest) => {
                         out.push(v);
@@ -1196,8 +1248,8 @@ where
             if items.is_empty() {
                 break;
             }
-            match encode_chunk(&items, self.fed) {
-                Ok((args, starts)) => tasks.push((self.fed, items.len() as u32, args, starts)),
+            match encode_chunk(items.iter(), items.len(), self.fed) {
+                Ok((args, starts, n)) => tasks.push((self.fed, n as u32, args, starts)),
                 Err(e) => {
                     self.stop = Some(e);
                     self.exhausted = true;
@@ -1334,5 +1386,31 @@ where
     type Item = (usize, Result<R>);
     fn next(&mut self) -> Option<(usize, Result<R>)> {
         self.0.next_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where each item starts, as the task records it.
+    fn starts_of(items: &[impl Serialize]) -> (Starts, Vec<usize>, usize) {
+        let (msg, starts, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();
+        let len = msg.len() - wire::TASK_HEADER;
+        let at = (0..=n).map(|i| starts.of(i, len)).collect();
+        (starts, at, n)
+    }
+
+    #[test]
+    fn a_chunk_of_equal_items_keeps_a_stride_and_any_other_a_list() {
+        let (s, at, n) = starts_of(&[1u64, 2, 3]);
+        assert_eq!((s, at, n), (Starts::Stride(9), vec![0, 9, 18, 27], 3));
+        // Strings of different lengths: postcard, a list from the first odd one.
+        let (s, at, _) = starts_of(&["a", "b", "ccc", "d"]);
+        assert!(matches!(s, Starts::List(_)), "{s:?}");
+        assert_eq!(at, vec![0, 3, 6, 11, 14]);
+        // One item: its arguments are everything.
+        let (s, at, _) = starts_of(&["only"]);
+        assert_eq!((s, at), (Starts::Stride(0), vec![0, 6]));
     }
 }

@@ -331,6 +331,15 @@ fn failed(out: &mut Vec<u8>, tag: u8, message: &str) {
     let _ = encode_into(message, out);
 }
 
+/// Reads one item's entry if it is a raw result that reads as an `R` (the
+/// common case of a map of numbers, kept free of the error's size);
+/// `None` for anything else, which [`read_item`] then reads.
+#[inline(always)]
+pub(crate) fn read_raw_item<R: DeserializeOwned>(entries: &[u8]) -> Option<(R, &[u8])> {
+    let (&tag, body) = entries.split_first()?;
+    raw::get::<R>(Prim::of_tag(tag)?, body)
+}
+
 /// Reads one item's entry from an answer: the result, or why there is none;
 /// and the rest of the entries.
 pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error>, &[u8]) {

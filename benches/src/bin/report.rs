@@ -540,13 +540,23 @@ fn pool_rows(rows: &mut Vec<Row>) {
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
     apply_one(&pool, 2_000); // the workers are up and warm
+                             // A pause before each: right after a map of a million items frees its
+                             // buffers, the next big allocation (rayon's output, or the map's) ran up
+                             // to 3× slower here for some tens of milliseconds.
+    let settle = || std::thread::sleep(Duration::from_millis(100));
     let t = interleaved(
         5,
         &mut [
             &mut || apply_one(&pool, 20_000),
             &mut || apply_async_pipelined(&pool, 100_000),
-            &mut || map_trivial(&pool, 1_000_000),
-            &mut || rayon_trivial(1_000_000),
+            &mut || {
+                settle();
+                map_trivial(&pool, 1_000_000)
+            },
+            &mut || {
+                settle();
+                rayon_trivial(1_000_000)
+            },
         ],
     );
     let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));

@@ -12,7 +12,14 @@
 //! | `shm.unlink()` | [`Segment::unlink`] (the creator also unlinks on drop) |
 //! | `RawValue(c_double, 0.0)` | [`Shared::anonymous(0.0f64)`](Shared::anonymous) |
 //! | `RawArray(c_int, 10)` | [`SharedSlice::<i32>::anonymous(10)`](SharedSlice::anonymous) |
-//! | the resource tracker | [`remove_stale`] |
+//! | the resource tracker | a tracker process per creator, started with its first named segment (see [`set_tracking`]); [`remove_stale`] for the rest |
+//!
+//! A creator that dies without removing its named segments (killed, or ended
+//! by `_exit`) leaves nothing behind: the first named segment a process
+//! creates starts a small tracker process that holds a pidfd of it and, once
+//! it is dead, removes each name it registered that is still its own and that
+//! no live process maps (a name still in use is removed when its last user is
+//! gone). [`set_tracking`] describes the tracker and turns it off.
 //!
 //! Four kinds of memory ([`Location`]): anonymous (`MAP_SHARED | MAP_ANONYMOUS`,
 //! inherited by children after `fork`), named (POSIX `shm_open`, opened by name from
@@ -93,6 +100,7 @@ pub mod identity;
 mod name;
 mod segment;
 mod sys;
+mod tracker;
 mod typed;
 mod volatile;
 
@@ -102,4 +110,5 @@ pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
 pub use name::MAX_NAME_LEN;
 pub use segment::{Kind, Location, OpenOptions, Segment, DEFAULT_INIT_TIMEOUT};
+pub use tracker::set_tracking;
 pub use typed::{Shared, SharedArray, SharedSlice, ShmSafe, ShmSync};

@@ -1,5 +1,6 @@
 //! [`Segment`]: a mapping of bytes that several processes see, behind a checked header.
 
+use crate::tracker;
 use crate::volatile;
 use std::ffi::CString;
 
@@ -748,6 +749,7 @@ impl Segment {
     pub fn set_unlink_on_drop(&mut self, unlink: bool) {
         let pid = sys::getpid();
         if let Backing::Named {
+            name,
             unlink_on_drop,
             creator_pid,
             ..
@@ -755,6 +757,12 @@ impl Segment {
         {
             *unlink_on_drop = unlink;
             *creator_pid = pid;
+            // The tracker removes what this process would have removed.
+            if unlink {
+                tracker::track(name);
+            } else {
+                tracker::untrack(name);
+            }
             self.header().set_flag(FLAG_PERSISTENT, !unlink);
         }
     }
@@ -786,6 +794,7 @@ impl Segment {
                 ..
             } => {
                 *unlink_on_drop = false;
+                tracker::untrack(name);
                 sys::shm_unlink(cname).map_err(|e| not_found(name.clone(), e))
             }
             Backing::File { path, .. } => {
@@ -807,15 +816,16 @@ impl Drop for Segment {
             }
         }
         if let Backing::Named {
+            name,
             cname,
             unlink_on_drop: true,
             creator_pid,
-            ..
         } = &self.backing
         {
             if *creator_pid == sys::getpid() {
                 // Someone may have unlinked it already; nothing to do about that here.
                 let _ = sys::shm_unlink(cname);
+                tracker::untrack(name);
             }
         }
     }
@@ -1000,7 +1010,11 @@ pub(crate) fn check_trusted(fd: BorrowedFd<'_>, what: &str, any_user: bool) -> R
 
 fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Backing)> {
     let (bare, cname) = name::validate(name)?;
-    let fd = sys::shm_create(&cname).map_err(|e| match e.kind() {
+    // Registered before it exists: a creator killed right after the create
+    // leaves nothing the tracker does not know of.
+    tracker::track(&bare);
+    let fd = sys::shm_create(&cname).inspect_err(|_| tracker::untrack(&bare));
+    let fd = fd.map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
             name: bare.clone(),
             source: e,
@@ -1026,6 +1040,7 @@ fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Ba
         Err(e) => {
             // Do not leave a half-made segment behind; the original error matters more.
             let _ = sys::shm_unlink(&cname);
+            tracker::untrack(&bare);
             Err(e)
         }
     }

@@ -11,6 +11,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// Forks a child that creates `name` and is SIGKILLed before it can unlink it.
 fn leave_behind(name: &str, persistent: bool) -> u32 {
     let child = fork(|| {
+        // Left behind on purpose: no tracker to remove it.
+        multiproc_shm::set_tracking(false);
         let mut seg = Segment::create(name, 16).unwrap();
         if persistent {
             seg.set_unlink_on_drop(false);

@@ -76,6 +76,8 @@
 
 mod core;
 mod error;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod pmap;
 mod pool;
 mod raw;
@@ -88,3 +90,7 @@ pub use pool::{
     AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool, DEFAULT_INBOX,
     DEFAULT_MAX_INLINE,
 };
+
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use hooks::fuzz_messages;

@@ -46,6 +46,8 @@ fn scanning_skips_fifos_links_and_files_not_made_private() {
     // A leftover whose creator is dead, but open to everyone: skipped.
     let open_to_all = format!("{prefix}-open");
     let child = fork(|| {
+        // Leftovers on purpose: no tracker removes them.
+        multiproc_shm::set_tracking(false);
         let seg = Segment::create(&open_to_all, 16).unwrap();
         seg.set_mode(0o666).unwrap();
         // SAFETY: raise takes a plain signal number; the child dies here.
@@ -56,6 +58,7 @@ fn scanning_skips_fifos_links_and_files_not_made_private() {
     // A dead creator's private leftover, and a link to it.
     let dead = format!("{prefix}-dead");
     let child = fork(|| {
+        multiproc_shm::set_tracking(false);
         let _seg = Segment::create(&dead, 16).unwrap();
         // SAFETY: as above.
         unsafe { libc::raise(libc::SIGKILL) };

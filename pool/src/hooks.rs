@@ -1,0 +1,52 @@
+//! The fuzz entry point (see `fuzz/`). Not part of the API: compiled with the
+//! `test-hooks` feature and hidden from the documentation.
+
+use crate::wire::{self, Progress};
+
+/// Reads `data` as the pool reads an answer (its entries decoded as a few
+/// result types) and as a worker reads a task (its arguments run through
+/// functions of a few types, and the answer that makes decoded again).
+/// Whatever the bytes, this returns; it never panics.
+#[doc(hidden)]
+pub fn fuzz_messages(data: &[u8]) {
+    // The pool bounds a decode by its own task's count, never the answer's.
+    const COUNT: u32 = 4096;
+    if let Some((_, count, entries)) = wire::read_answer(data) {
+        let count = count.min(COUNT);
+        read_all::<u64>(entries, count);
+        read_all::<String>(entries, count);
+        read_all::<(u64, String)>(entries, count);
+        read_all::<f32>(entries, count);
+    }
+    read_all::<Vec<u8>>(data, COUNT);
+    if let Some((task, args)) = wire::read_task(data) {
+        let count = task.count.min(COUNT);
+        let at = Progress::new(0);
+        let mut out = Vec::new();
+        wire::run_items(&|x: u64| x.wrapping_mul(3), args, count, &mut out, &at);
+        read_all::<u64>(&out, count);
+        out.clear();
+        wire::run_items(&|s: String| s.len() as u64, args, count, &mut out, &at);
+        read_all::<u64>(&out, count);
+        out.clear();
+        wire::run_items(
+            &|(a, b): (i32, f64)| f64::from(a) + b,
+            args,
+            count,
+            &mut out,
+            &at,
+        );
+        read_all::<f64>(&out, count);
+    }
+}
+
+fn read_all<R: serde::de::DeserializeOwned>(mut entries: &[u8], count: u32) {
+    for _ in 0..count {
+        if let Some((_, rest)) = wire::read_raw_item::<R>(entries) {
+            entries = rest;
+            continue;
+        }
+        let (_, rest) = wire::read_item::<R>(entries);
+        entries = rest;
+    }
+}

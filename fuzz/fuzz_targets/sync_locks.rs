@@ -4,27 +4,46 @@
 //! `WouldDeadlock`, `NotRecoverable`) and never panics or hangs.
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::Fresh;
 use libfuzzer_sys::fuzz_target;
 use multiproc_shm::Shared;
 use multiproc_sync::{set_owner_check_interval, Lock, LockError, Mutex, RLock};
 
-/// Writes `bytes` over the value in `shared`, as a peer would.
-fn scribble<T: multiproc_shm::ShmSafe>(shared: &Shared<T>, bytes: &[u8]) {
-    let n = bytes.len().min(std::mem::size_of::<T>());
-    shared.segment().write_volatile(0, &bytes[..n]).unwrap();
+struct Prims {
+    m: Shared<Mutex<u64>>,
+    l: Shared<Lock>,
+    r: Shared<RLock>,
+    fresh: [Fresh; 3],
+}
+
+fn prims() -> &'static Prims {
+    static P: OnceLock<Prims> = OnceLock::new();
+    P.get_or_init(|| {
+        set_owner_check_interval(Duration::from_millis(1));
+        let (m, l, r) = (
+            Shared::anonymous(Mutex::new(0u64)).unwrap(),
+            Shared::anonymous(Lock::new()).unwrap(),
+            Shared::anonymous(RLock::new()).unwrap(),
+        );
+        let fresh = [Fresh::of(m.segment()), Fresh::of(l.segment()), Fresh::of(r.segment())];
+        Prims { m, l, r, fresh }
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    set_owner_check_interval(Duration::from_millis(1));
+    let p = prims();
     let (ops, bytes) = data.split_at(data.len().min(1));
     let op = ops.first().copied().unwrap_or(0);
 
-    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
-    scribble(&m, bytes);
-    let _ = m.is_locked();
-    for attempt in [m.try_lock(), m.lock_timeout(Duration::ZERO)] {
+    p.fresh[0].reset_and_scribble(p.m.segment(), bytes, std::mem::size_of::<Mutex<u64>>());
+    let _ = p.m.is_locked();
+    for attempt in [p.m.try_lock(), p.m.lock_timeout(Duration::ZERO)] {
         match attempt {
             Ok(mut g) => *g += 1,
             Err(LockError::OwnerDied(mut g)) if op & 1 == 1 => g.mark_consistent(),
@@ -32,27 +51,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let l = Shared::anonymous(Lock::new()).unwrap();
-    scribble(&l, bytes);
-    let _ = l.locked();
-    if l.try_acquire().is_ok() || l.acquire_timeout(Duration::ZERO).is_ok() {
-        let _ = l.release();
+    p.fresh[1].reset_and_scribble(p.l.segment(), bytes, std::mem::size_of::<Lock>());
+    let _ = p.l.locked();
+    if p.l.try_acquire().is_ok() || p.l.acquire_timeout(Duration::ZERO).is_ok() {
+        let _ = p.l.release();
     }
     if op & 2 != 0 {
-        l.mark_consistent();
+        p.l.mark_consistent();
     }
-    let _ = l.release();
+    let _ = p.l.release();
 
-    let r = Shared::anonymous(RLock::new()).unwrap();
-    scribble(&r, bytes);
-    let _ = (r.count(), r.locked());
-    if r.acquire_timeout(Duration::ZERO).is_ok() {
-        let _ = r.acquire_timeout(Duration::ZERO);
-        let _ = r.release();
+    p.fresh[2].reset_and_scribble(p.r.segment(), bytes, std::mem::size_of::<RLock>());
+    let _ = (p.r.count(), p.r.locked());
+    if p.r.acquire_timeout(Duration::ZERO).is_ok() {
+        let _ = p.r.acquire_timeout(Duration::ZERO);
+        let _ = p.r.release();
     }
     if op & 4 != 0 {
-        r.mark_consistent();
+        p.r.mark_consistent();
     }
-    let _ = r.release();
-    let _ = r.release();
+    let _ = p.r.release();
+    let _ = p.r.release();
 });

@@ -1,6 +1,8 @@
 //! [`SharedDict`]: Python's `Manager().dict()` as a fixed-capacity hash map in
 //! shared memory, under a process-shared lock.
 
+use std::time::Duration;
+
 use multiproc_shm::{Location, Segment, Shared, ShmSafe};
 
 use crate::{Error, LockError, Mutex, MutexGuard, Result};
@@ -45,6 +47,9 @@ unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<
 /// reads out of bounds or allocates what a peer wrote. When a process dies holding the
 /// lock, the next operation recounts the table and marks it consistent: an insert
 /// cut short leaves no entry, an overwrite cut short may leave a torn value.
+/// An operation waits for the lock as long as another process holds it, or at
+/// most the handle's [`set_timeout`](SharedDict::set_timeout) (then
+/// [`Error::Timeout`]).
 ///
 /// # Examples
 /// ```
@@ -58,6 +63,9 @@ unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<
 /// ```
 pub struct SharedDict<const CAP: usize, const K: usize, const V: usize> {
     table: Shared<Mutex<Table<CAP, K, V>>>,
+    /// How long this handle's operations wait for the lock (`None`: as long
+    /// as it takes).
+    timeout: Option<Duration>,
 }
 
 impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
@@ -118,6 +126,7 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         // All zeroes: an unlocked mutex around an empty table.
         Ok(SharedDict {
             table: Shared::zeroed_in(location)?,
+            timeout: None,
         })
     }
 
@@ -134,6 +143,7 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     pub fn open(name: &str) -> Result<Self> {
         Ok(SharedDict {
             table: Shared::open(name)?,
+            timeout: None,
         })
     }
 
@@ -160,8 +170,41 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         CAP
     }
 
+    /// Makes every operation of this handle wait at most `timeout` for the
+    /// dictionary's lock and answer [`Error::Timeout`] past it (`None`, the
+    /// default: wait as long as another process holds it).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let mut d = multiproc_sync::SharedDict::<4, 4, 4>::new()?;
+    /// d.set_timeout(Some(Duration::from_millis(100)));
+    /// assert_eq!(d.timeout(), Some(Duration::from_millis(100)));
+    /// d.insert("k", "v")?;
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// How long this handle's operations wait for the lock (see
+    /// [`set_timeout`](SharedDict::set_timeout)).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_sync::SharedDict::<4, 4, 4>::new()?.timeout(), None);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Table<CAP, K, V>>> {
-        match self.table.lock() {
+        let locked = match self.timeout {
+            None => self.table.lock(),
+            Some(t) => self.table.lock_timeout(t),
+        };
+        match locked {
             Ok(g) => Ok(g),
             Err(LockError::OwnerDied(mut g)) => {
                 g.repair();

@@ -170,11 +170,13 @@ impl Event {
                 return Ok(());
             }
             if !woke {
-                if deadline.as_ref().is_some_and(Deadline::passed) {
-                    return Err(Error::Timeout);
-                }
+                // Before the timeout: a caller that only ever waits a little
+                // must still hear that every setter died.
                 if check && self.setters.any_dead() && !self.setters.any_alive() {
                     return Err(Error::NoLiveSetter);
+                }
+                if deadline.as_ref().is_some_and(Deadline::passed) {
+                    return Err(Error::Timeout);
                 }
             }
         }

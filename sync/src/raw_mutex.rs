@@ -207,6 +207,17 @@ impl RawMutex {
             if holder == tid {
                 return Err(Fail::WouldDeadlock);
             }
+            if deadline.is_some_and(Deadline::passed) {
+                // Out of time (or none given, as in a zero timeout): no sleep,
+                // and no WAITERS bit to cost the holder a wake-up. One look at
+                // the holder first, so that callers that only ever wait a
+                // little (less than a check interval) still take over a dead
+                // holder's lock.
+                return match self.take_over_if_dead(w, holder, me) {
+                    Some(taken) => Ok(taken),
+                    None => Err(Fail::Timeout),
+                };
+            }
             if w & WAITERS == 0 {
                 if let Err(now) =
                     self.word
@@ -219,34 +230,39 @@ impl RawMutex {
             }
             let check_at = Deadline::after(owner_check_interval());
             let until = Deadline::earliest(deadline.copied(), check_at);
-            if !wait(&self.word, w, until.as_ref()) {
-                if deadline.is_some_and(Deadline::passed) {
-                    return Err(Fail::Timeout);
-                }
+            // Past the deadline, the top of the loop looks at the holder once
+            // and gives up.
+            if !wait(&self.word, w, until.as_ref()) && !deadline.is_some_and(Deadline::passed) {
                 // A whole check interval with the same holder: is it still alive?
-                if self.word.load(Ordering::Relaxed) == w
-                    && !owner_alive(holder, self.owner.load(Ordering::Relaxed))
-                {
-                    // SYNC: Acquire pairs with whatever Release the dead holder's
-                    // predecessor made; the dead holder's own writes are suspect,
-                    // which is what OWNER_DIED tells the new holder.
-                    if self
-                        .word
-                        .compare_exchange(
-                            w,
-                            tid | WAITERS | OWNER_DIED,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                    {
-                        self.owner.store(me, Ordering::Relaxed);
-                        return Ok(Acquired::OwnerDied);
-                    }
+                if let Some(taken) = self.take_over_if_dead(w, holder, me) {
+                    return Ok(taken);
                 }
             }
             w = self.word.load(Ordering::Relaxed);
         }
+    }
+
+    /// Takes the lock over from `holder` if the word is still `w` and the
+    /// holder is dead (a `/proc` read): `Some(OwnerDied)` then.
+    fn take_over_if_dead(&self, w: u32, holder: u32, me: u64) -> Option<Acquired> {
+        if self.word.load(Ordering::Relaxed) != w
+            || owner_alive(holder, self.owner.load(Ordering::Relaxed))
+        {
+            return None;
+        }
+        // SYNC: Acquire pairs with whatever Release the dead holder's
+        // predecessor made; the dead holder's own writes are suspect, which is
+        // what OWNER_DIED tells the new holder. WAITERS: others may sleep.
+        self.word
+            .compare_exchange(
+                w,
+                tid_of(me) | WAITERS | OWNER_DIED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        self.owner.store(me, Ordering::Relaxed);
+        Some(Acquired::OwnerDied)
     }
 
     /// Spins a little while the lock is held and nobody sleeps; returns the word.

@@ -301,10 +301,13 @@ impl Semaphore {
             .sleepers
             .sleep(deadline, |d| wait_low(&self.state, 0, d));
         if !woke {
+            // Also when the deadline passed: callers that only ever wait a
+            // little (less than a check interval) must still get the permits
+            // of the dead back.
+            self.return_permits_of_the_dead();
             if deadline.as_ref().is_some_and(Deadline::passed) {
                 return false;
             }
-            self.return_permits_of_the_dead();
         }
         true
     }

@@ -3,6 +3,7 @@
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use multiproc_shm::{Location, Segment, Shared, ShmSafe};
 
@@ -208,10 +209,32 @@ impl<T: ShmSafe + Send> Value<T> {
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        let recovered = match self.enter() {
+        self.lock_within(None)
+    }
+
+    /// [`lock`](Value::lock), waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// As for [`lock`](Value::lock), and [`LockError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let v = multiproc_sync::Value::new(1u8)?;
+    /// *v.lock_timeout(Duration::from_millis(10)).unwrap() += 1;
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ValueGuard<'_, T>> {
+        self.lock_within(Some(timeout))
+    }
+
+    fn lock_within(&self, timeout: Option<Duration>) -> LockResult<ValueGuard<'_, T>> {
+        let recovered = match self.enter(timeout) {
             Ok(()) => false,
             Err(Error::OwnerDied) => true,
             Err(Error::NotRecoverable) => return Err(LockError::NotRecoverable),
+            Err(Error::Timeout) => return Err(LockError::Timeout),
             Err(_) => return Err(LockError::WouldDeadlock),
         };
         let cell = &*self.cell;
@@ -235,9 +258,13 @@ impl<T: ShmSafe + Send> Value<T> {
     /// Takes the lock (or re-enters it): `Err(OwnerDied)` when it was taken
     /// over from a dead holder (and is held then). The outermost acquire clears
     /// a guard flag that no guard of this thread can have left.
-    fn enter(&self) -> Result<()> {
+    fn enter(&self, timeout: Option<Duration>) -> Result<()> {
         let cell = &*self.cell;
-        let r = match cell.lock.acquire() {
+        let acquired = match timeout {
+            None => cell.lock.acquire(),
+            Some(t) => cell.lock.acquire_timeout(t),
+        };
+        let r = match acquired {
             Ok(()) => Ok(()),
             Err(Error::OwnerDied) => Err(Error::OwnerDied),
             Err(e) => return Err(e),
@@ -250,8 +277,8 @@ impl<T: ShmSafe + Send> Value<T> {
 
     /// Runs `f` on the value under the lock (re-entering it if held), marking a
     /// lock recovered from a dead holder consistent.
-    fn with_value<R>(&self, f: impl FnOnce(*mut T) -> R) -> Result<R> {
-        match self.enter() {
+    fn with_value<R>(&self, timeout: Option<Duration>, f: impl FnOnce(*mut T) -> R) -> Result<R> {
+        match self.enter(timeout) {
             Ok(()) | Err(Error::OwnerDied) => {}
             Err(e) => return Err(e),
         }
@@ -286,7 +313,26 @@ impl<T: ShmSafe + Send> Value<T> {
     {
         // SAFETY: the pointer is the cell's data, valid and aligned; this thread
         // holds the lock and has no guard (so no reference) out.
-        self.with_value(|p| unsafe { p.read() })
+        self.with_value(None, |p| unsafe { p.read() })
+    }
+
+    /// [`get`](Value::get), waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// As for [`get`](Value::get), and [`Error::Timeout`](crate::Error::Timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(multiproc_sync::Value::new(7u16)?.get_timeout(Duration::ZERO)?, 7);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T>
+    where
+        T: Copy,
+    {
+        // SAFETY: as in `get`.
+        self.with_value(Some(timeout), |p| unsafe { p.read() })
     }
 
     /// Writes the value under the lock (Python's `.value = x`).
@@ -303,7 +349,25 @@ impl<T: ShmSafe + Send> Value<T> {
     /// ```
     pub fn set(&self, value: T) -> Result<()> {
         // SAFETY: as in `get`; the old value is dropped in place.
-        self.with_value(|p| unsafe { *p = value })
+        self.with_value(None, |p| unsafe { *p = value })
+    }
+
+    /// [`set`](Value::set), waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// As for [`get_timeout`](Value::get_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let v = multiproc_sync::Value::new(0u16)?;
+    /// v.set_timeout(3, Duration::from_millis(10))?;
+    /// assert_eq!(v.get()?, 3);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn set_timeout(&self, value: T, timeout: Duration) -> Result<()> {
+        // SAFETY: as in `set`.
+        self.with_value(Some(timeout), |p| unsafe { *p = value })
     }
 
     /// The segment underneath (name, unlink).
@@ -336,7 +400,7 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     pub fn get_at(&self, i: usize) -> Result<T> {
         check_index(i, N)?;
         // SAFETY: i < N, so the element lies in the array; as in `get`.
-        self.with_value(|p| unsafe { p.cast::<T>().add(i).read() })
+        self.with_value(None, |p| unsafe { p.cast::<T>().add(i).read() })
     }
 
     /// Writes element `i` under the lock (Python's `arr[i] = x`).
@@ -354,7 +418,46 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     pub fn set_at(&self, i: usize, value: T) -> Result<()> {
         check_index(i, N)?;
         // SAFETY: i < N, so the element lies in the array; as in `get`.
-        self.with_value(|p| unsafe { p.cast::<T>().add(i).write(value) })
+        self.with_value(None, |p| unsafe { p.cast::<T>().add(i).write(value) })
+    }
+
+    /// [`get_at`](Value::get_at), waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// As for [`get_at`](Value::get_at), and [`Error::Timeout`](crate::Error::Timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let a = multiproc_sync::Array::new([5u8, 6])?;
+    /// assert_eq!(a.get_at_timeout(0, Duration::ZERO)?, 5);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn get_at_timeout(&self, i: usize, timeout: Duration) -> Result<T> {
+        check_index(i, N)?;
+        // SAFETY: as in `get_at`.
+        self.with_value(Some(timeout), |p| unsafe { p.cast::<T>().add(i).read() })
+    }
+
+    /// [`set_at`](Value::set_at), waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// As for [`get_at_timeout`](Value::get_at_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let a = multiproc_sync::Array::new([0i8; 2])?;
+    /// a.set_at_timeout(1, -1, Duration::ZERO)?;
+    /// assert_eq!(a.get()?, [0, -1]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn set_at_timeout(&self, i: usize, value: T, timeout: Duration) -> Result<()> {
+        check_index(i, N)?;
+        // SAFETY: as in `set_at`.
+        self.with_value(Some(timeout), |p| unsafe {
+            p.cast::<T>().add(i).write(value)
+        })
     }
 
     /// The number of elements (Python's `len(arr)`).

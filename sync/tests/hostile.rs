@@ -79,3 +79,25 @@ fn a_dictionary_a_peer_scribbled_over_never_aborts_a_reader() {
     });
     assert_eq!(trials, header / 4 * 3);
 }
+
+/// A dictionary whose lock word names a live process that never lets go (a
+/// scribbler wrote init's pid there): with a timeout on the handle, every
+/// operation answers `Timeout` instead of waiting for good.
+#[test]
+fn a_dict_held_for_good_answers_timeout_with_a_timeout() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "dict timeout");
+    let mut d = multiproc_sync::SharedDict::<4, 4, 4>::new().unwrap();
+    d.insert("k", "v").unwrap();
+    // The lock word (the table's mutex comes first): held by pid 1, alive.
+    d.segment().write_volatile(0, &1u32.to_ne_bytes()).unwrap();
+    d.set_timeout(Some(Duration::from_millis(20)));
+    assert!(matches!(d.get("k"), Err(multiproc_sync::Error::Timeout)));
+    assert!(matches!(
+        d.insert("j", "w"),
+        Err(multiproc_sync::Error::Timeout)
+    ));
+    assert!(matches!(d.len(), Err(multiproc_sync::Error::Timeout)));
+    // Released (as the holder would): the handle works again.
+    d.segment().write_volatile(0, &0u32.to_ne_bytes()).unwrap();
+    assert_eq!(d.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}

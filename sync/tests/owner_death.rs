@@ -687,3 +687,70 @@ fn a_lock_guard_of_a_killed_holder_is_recovered_by_the_next_guard() {
     assert!(!lock.locked());
     drop(lock.lock().unwrap());
 }
+
+/// A caller that only ever waits a little (1 ms, far below the 50 ms check
+/// interval) still takes over a dead holder's lock, gets a dead owner's permit
+/// back and hears that every setter died: a timed wait that runs out looks at
+/// the holders once. (Each used to answer `Timeout` for good.)
+#[test]
+fn short_timed_waits_still_recover_from_the_dead() {
+    use multiproc_sync::{BoundedSemaphore, Event};
+    let _dog = Watchdog::arm(Duration::from_secs(60), "short timed waits");
+    set_owner_check_interval(Duration::from_millis(50));
+    let short = Duration::from_millis(1);
+    let within = |what: &str, mut attempt: Box<dyn FnMut() -> bool + '_>| {
+        // A few tries: the first one that runs out after the death must do it.
+        assert!(
+            (0..20).any(|_| attempt()),
+            "{what}: never recovered with short waits"
+        );
+    };
+
+    let m = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let child = fork_parked(|| std::mem::forget(m.lock().unwrap()));
+    child.kill(BOUND);
+    within(
+        "mutex",
+        Box::new(|| match m.lock_timeout(short) {
+            Err(LockError::OwnerDied(mut g)) => {
+                g.mark_consistent();
+                true
+            }
+            Err(LockError::Timeout) => false,
+            other => panic!("{:?}", other.map(|_| ())),
+        }),
+    );
+    assert!(!m.is_locked());
+    // A zero timeout is a try that looks at the holder: it never sleeps.
+    let child = fork_parked(|| std::mem::forget(m.lock().unwrap()));
+    assert!(matches!(
+        m.lock_timeout(Duration::ZERO),
+        Err(LockError::Timeout)
+    ));
+    child.kill(BOUND);
+    assert!(matches!(
+        m.lock_timeout(Duration::ZERO),
+        Err(LockError::OwnerDied(_))
+    ));
+
+    let sem = Shared::anonymous(BoundedSemaphore::new(1)).unwrap();
+    let child = fork_parked(|| std::mem::forget(sem.acquire_owned()));
+    child.kill(BOUND);
+    within(
+        "owned permit",
+        Box::new(|| sem.acquire_owned_timeout(short).is_ok()),
+    );
+    assert_eq!(sem.value(), 1);
+
+    let e = Shared::anonymous(Event::new()).unwrap();
+    let child = fork_parked(|| std::mem::forget(e.register_setter().unwrap()));
+    child.kill(BOUND);
+    within(
+        "event",
+        Box::new(|| match e.wait_checked_timeout(short) {
+            Err(Error::NoLiveSetter) => true,
+            Err(Error::Timeout) => false,
+            other => panic!("{other:?}"),
+        }),
+    );
+}

@@ -480,6 +480,37 @@ fn a_value_is_updated_under_get_lock_as_in_python() {
     assert_eq!(v.get().unwrap(), 5001);
 }
 
+/// While another process holds a `Value`'s lock, every timed access gives up
+/// after its timeout (a plain `get` would wait for as long as it holds it).
+#[test]
+fn a_value_held_by_another_process_times_out() {
+    use multiproc_sync::{Error, LockError};
+    let _dog = Watchdog::arm(Duration::from_secs(60), "value timeouts");
+    let v = multiproc_sync::Array::new([1u32, 2]).unwrap();
+    let held = multiproc_shm::Shared::anonymous(std::sync::atomic::AtomicU32::new(0)).unwrap();
+    let child = fork(|| {
+        let _g = v.get_lock().lock().unwrap();
+        held.store(1, std::sync::atomic::Ordering::SeqCst);
+        while held.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0
+    });
+    multiproc_testkit::wait_until(BOUND, "the child holds the lock", || {
+        held.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let t = Duration::from_millis(20);
+    assert!(matches!(v.get_timeout(t), Err(Error::Timeout)));
+    assert!(matches!(v.set_timeout([0, 0], t), Err(Error::Timeout)));
+    assert!(matches!(v.get_at_timeout(0, t), Err(Error::Timeout)));
+    assert!(matches!(v.set_at_timeout(1, 9, t), Err(Error::Timeout)));
+    assert!(matches!(v.lock_timeout(t), Err(LockError::Timeout)));
+    held.store(2, std::sync::atomic::Ordering::SeqCst);
+    child.wait_ok(BOUND);
+    v.set_at_timeout(1, 9, BOUND).unwrap();
+    assert_eq!(v.get_timeout(BOUND).unwrap(), [1, 9]);
+}
+
 /// CPython's `test_array`: a child turns an `Array` into its prefix sums, element
 /// by element under the lock.
 #[test]

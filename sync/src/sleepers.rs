@@ -120,6 +120,11 @@ impl Sleepers {
         deadline: Option<Deadline>,
         wait: impl FnOnce(Option<&Deadline>) -> bool,
     ) -> bool {
+        if deadline.as_ref().is_some_and(Deadline::passed) {
+            // Out of time already (a zero timeout): no sleep, no futex call,
+            // no count to take back.
+            return false;
+        }
         let interval = owner_check_interval();
         let ticket = self.enter(interval);
         let woke = wait(Deadline::earliest(deadline, Deadline::after(interval)).as_ref());

@@ -4,10 +4,19 @@
 //! error and never panics, allocates what the bytes ask for, or hangs.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
+use multiproc_queue::Connection;
+
+/// One pipe for the whole run (a new one per input would be mostly mmap).
+fn pipe() -> &'static (Connection, Connection) {
+    static P: OnceLock<(Connection, Connection)> = OnceLock::new();
+    P.get_or_init(|| multiproc_queue::pipe(false).unwrap())
+}
 
 fuzz_target!(|data: &[u8]| {
-    let (a, b) = multiproc_queue::pipe(false).unwrap();
+    let (a, b) = pipe();
     for _ in 0..3 {
         b.send_bytes(data).unwrap();
     }

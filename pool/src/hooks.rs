@@ -42,6 +42,10 @@ pub fn fuzz_messages(data: &[u8]) {
 
 fn read_all<R: serde::de::DeserializeOwned>(mut entries: &[u8], count: u32) {
     for _ in 0..count {
+        // What the pool does past the end (an error per item) says nothing new.
+        if entries.is_empty() {
+            return;
+        }
         if let Some((_, rest)) = wire::read_raw_item::<R>(entries) {
             entries = rest;
             continue;

@@ -265,6 +265,9 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
     at: &Progress,
 ) {
+    // Every item takes at least its tag byte: a count larger than the
+    // arguments (a scribbled header) would only multiply error entries.
+    let count = count.min(u32::try_from(input.len()).unwrap_or(u32::MAX));
     let mut rest = input;
     let mut i = 0u32;
     while i < count {
@@ -559,5 +562,22 @@ mod tests {
         );
         assert_eq!(out[0], OK);
         assert_eq!(read_item::<String>(&out).0.unwrap(), "seven=7");
+    }
+
+    #[test]
+    fn a_count_larger_than_the_arguments_does_not_multiply_the_answer() {
+        let at = Progress::new(0);
+        let mut out = Vec::new();
+        // Three bytes of garbage claiming a million items: at most three entries.
+        run_items(&|x: u64| x, &[0xee, 1, 2], 1_000_000, &mut out, &at);
+        let mut entries = &out[..];
+        let mut n = 0;
+        while !entries.is_empty() {
+            let (r, rest) = read_item::<u64>(entries);
+            assert!(matches!(r, Err(Error::WorkerCodec { .. })), "{r:?}");
+            entries = rest;
+            n += 1;
+        }
+        assert!((1..=3).contains(&n), "{n} entries");
     }
 }

@@ -1,0 +1,162 @@
+//! The same checks over every backing: anonymous, named (`shm_open`), memfd
+//! and file. A forked child's writes are seen; a reopened segment (by name,
+//! path or descriptor) holds the same typed contents and refuses another
+//! type; a header a peer scribbled over is refused on reopen.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use multiproc_shm::{Error, Location, Segment, SharedSlice};
+use multiproc_testkit::{fork, unique_name, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A backing under test, and how to reach it again.
+enum Backing {
+    Anonymous,
+    Named(String),
+    Memfd,
+    File(PathBuf),
+}
+
+impl Backing {
+    fn all() -> Vec<Backing> {
+        vec![
+            Backing::Anonymous,
+            Backing::Named(unique_name("backing")),
+            Backing::Memfd,
+            Backing::File(std::env::temp_dir().join(unique_name("backing-file"))),
+        ]
+    }
+
+    fn location(&self) -> Location<'_> {
+        match self {
+            Backing::Anonymous => Location::Anonymous,
+            Backing::Named(n) => Location::Named(n),
+            Backing::Memfd => Location::Memfd,
+            Backing::File(p) => Location::File(p),
+        }
+    }
+
+    /// Opens it again as a slice of `T` (`None` for anonymous memory, which
+    /// has no name, path or descriptor).
+    fn reopen<T: multiproc_shm::ShmSafe>(
+        &self,
+        first: &Segment,
+    ) -> Option<multiproc_shm::Result<SharedSlice<T>>> {
+        Some(match self {
+            Backing::Anonymous => return None,
+            Backing::Named(n) => SharedSlice::open(n),
+            Backing::Memfd => {
+                let fd: OwnedFd = first.fd()?.try_clone_to_owned().unwrap();
+                Segment::from_fd(fd).and_then(SharedSlice::from_segment)
+            }
+            Backing::File(p) => SharedSlice::open_file(p),
+        })
+    }
+
+    /// Writes `bytes` at the very start of the file under it (the header), as
+    /// a peer would; `false` for anonymous memory.
+    fn scribble_header(&self, first: &Segment, bytes: &[u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        let file = match self {
+            Backing::Anonymous => return false,
+            Backing::Named(n) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{n}"))
+                .unwrap(),
+            Backing::Memfd => {
+                std::fs::File::from(first.fd().unwrap().try_clone_to_owned().unwrap())
+            }
+            Backing::File(p) => std::fs::OpenOptions::new().write(true).open(p).unwrap(),
+        };
+        file.write_all_at(bytes, 0).unwrap();
+        true
+    }
+
+    fn clean_up(&self) {
+        match self {
+            Backing::Named(n) => {
+                let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+            }
+            Backing::File(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_backing_shares_reopens_and_checks_its_header() {
+    let _dog = Watchdog::arm(LIMIT, "every backing");
+    for b in Backing::all() {
+        let what = format!("{:?}", b.location());
+        let squares = SharedSlice::<u64>::new_in(b.location(), 16).unwrap();
+        // A forked child's writes are seen here.
+        fork(|| {
+            for i in 0..16 {
+                squares.write_volatile(i, (i * i) as u64).unwrap();
+            }
+            0
+        })
+        .wait_ok(LIMIT);
+        let want: Vec<u64> = (0..16).map(|i| i * i).collect();
+        assert_eq!(squares.to_vec_volatile(), want, "{what}");
+        // Reopened: the same contents, and only as the same type.
+        if let Some(again) = b.reopen::<u64>(squares.segment()) {
+            let again = again.unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            assert_eq!(again.to_vec_volatile(), want, "{what}");
+            again.write_volatile(0, 99).unwrap();
+            assert_eq!(squares.read_volatile(0), Some(99), "{what}: one memory");
+            assert!(
+                matches!(
+                    b.reopen::<u32>(squares.segment()).unwrap(),
+                    Err(Error::LayoutMismatch { .. })
+                ),
+                "{what}: another type is refused"
+            );
+        }
+        // A peer scribbled over the header: refused on reopen, never mapped.
+        if b.scribble_header(squares.segment(), b"not a multiproc header") {
+            let r = b.reopen::<u64>(squares.segment()).unwrap();
+            assert!(
+                matches!(r, Err(Error::NotMultiproc { .. } | Error::Corrupted { .. })),
+                "{what}: a scribbled header: {:?}",
+                r.map(|_| ())
+            );
+        }
+        drop(squares);
+        b.clean_up();
+    }
+}
+
+#[test]
+fn every_backing_refuses_size_zero_and_takes_any_other() {
+    for b in Backing::all() {
+        let what = format!("{:?}", b.location());
+        assert!(
+            matches!(
+                Segment::new_in(b.location(), 0),
+                Err(Error::InvalidSize { .. })
+            ),
+            "{what}"
+        );
+        for len in [1, 4095, 4096, 4097, 1 << 20] {
+            let seg = Segment::new_in(b.location(), len).unwrap();
+            assert_eq!(seg.len(), len, "{what}");
+            let last = [0xa5u8];
+            seg.write_volatile(len - 1, &last).unwrap();
+            assert!(
+                seg.write_volatile(len, &last).is_err(),
+                "{what}: past the end"
+            );
+            let mut back = [0u8];
+            seg.read_volatile(len - 1, &mut back).unwrap();
+            assert_eq!(back, last, "{what}");
+            drop(seg);
+            b.clean_up();
+        }
+    }
+}

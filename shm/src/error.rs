@@ -3,6 +3,33 @@
 use std::io;
 use std::time::Duration;
 
+/// Why a size cannot be a segment's ([`Error::InvalidSize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SizeProblem {
+    /// It is 0 bytes: a segment holds at least one (Python's `SharedMemory`
+    /// refuses size 0 too).
+    #[error(
+        "is 0 bytes: a segment holds at least one byte (Python's SharedMemory refuses size 0 too)"
+    )]
+    Zero,
+    /// Its size in bytes overflows.
+    #[error("overflows: its size in bytes is larger than 2^64")]
+    Overflow,
+    /// Its alignment is larger than a page.
+    #[error("needs an alignment of {align} bytes, larger than a page")]
+    AlignmentAbovePage {
+        /// The alignment asked for.
+        align: u64,
+    },
+    /// It does not fit in the address space.
+    #[error("of {bytes} bytes does not fit in the address space")]
+    AboveAddressSpace {
+        /// Its size in bytes.
+        bytes: u64,
+    },
+}
+
 /// Everything that can go wrong creating, opening or using a segment.
 ///
 /// Each variant says what happened and what to do; OS errors keep their
@@ -20,10 +47,23 @@ pub enum Error {
     },
 
     /// A size or count cannot be mapped (zero, or too large for the address space).
-    #[error("invalid segment size: {reason}")]
+    #[error("invalid segment size: {what} {problem}")]
     InvalidSize {
-        /// What was wrong with it.
-        reason: String,
+        /// What was to be mapped: the contents' type and count, or the file.
+        what: String,
+        /// What is wrong with its size.
+        problem: SizeProblem,
+    },
+
+    /// A byte range reaches past the end of a [`Segment`](crate::Segment).
+    #[error("{bytes} bytes at offset {offset} reach past the {len} bytes of the segment")]
+    PastEnd {
+        /// Where the range starts.
+        offset: usize,
+        /// How many bytes it has.
+        bytes: usize,
+        /// The segment's length.
+        len: usize,
     },
 
     /// An element range reaches past the end of a [`SharedSlice`](crate::SharedSlice).

@@ -105,7 +105,7 @@ mod typed;
 mod volatile;
 
 pub use cleanup::{remove_stale, stale_segments, StaleSegment};
-pub use error::{Error, Result, TrustProblem};
+pub use error::{Error, Result, SizeProblem, TrustProblem};
 pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
 pub use name::MAX_NAME_LEN;

@@ -1,5 +1,6 @@
 //! [`Segment`]: a mapping of bytes that several processes see, behind a checked header.
 
+use crate::error::SizeProblem;
 use crate::tracker;
 use crate::volatile;
 use std::ffi::CString;
@@ -255,30 +256,30 @@ impl Segment {
         info: TypeInfo,
         init: impl FnOnce(*mut u8),
     ) -> Result<Segment> {
-        let payload_len = info.payload_len().ok_or_else(|| Error::InvalidSize {
-            reason: format!("{} overflows", info.describe()),
-        })?;
+        let invalid = |problem| Error::InvalidSize {
+            what: info.describe(),
+            problem,
+        };
+        let payload_len = info
+            .payload_len()
+            .ok_or_else(|| invalid(SizeProblem::Overflow))?;
         if payload_len == 0 {
-            return Err(Error::InvalidSize {
-                reason: format!(
-                    "{} is 0 bytes: a segment holds at least one byte (Python's \
-                     SharedMemory refuses size 0 too)",
-                    info.describe()
-                ),
-            });
+            return Err(invalid(SizeProblem::Zero));
         }
         if info.elem_align > sys::page_size() as u64 {
-            return Err(Error::InvalidSize {
-                reason: format!("alignment {} is larger than a page", info.elem_align),
-            });
+            return Err(invalid(SizeProblem::AlignmentAbovePage {
+                align: info.elem_align,
+            }));
         }
         let offset = header::payload_offset(info.elem_align);
         let map_len = offset
             .checked_add(payload_len)
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= isize::MAX as usize)
-            .ok_or_else(|| Error::InvalidSize {
-                reason: format!("{} does not fit in the address space", info.describe()),
+            .ok_or_else(|| {
+                invalid(SizeProblem::AboveAddressSpace {
+                    bytes: offset.saturating_add(payload_len),
+                })
             })?;
         let creator = ProcessIdentity::current();
         let (base, backing) = match location {
@@ -596,11 +597,10 @@ impl Segment {
     fn check_range(&self, offset: usize, n: usize) -> Result<()> {
         match offset.checked_add(n) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(Error::InvalidSize {
-                reason: format!(
-                    "{n} bytes at offset {offset} reach past the {} bytes of the segment",
-                    self.len
-                ),
+            _ => Err(Error::PastEnd {
+                offset,
+                bytes: n,
+                len: self.len,
             }),
         }
     }
@@ -1139,7 +1139,8 @@ fn map_checked(fd: BorrowedFd<'_>, what: &str, timeout: Duration) -> Result<Chec
     let deadline = Instant::now() + timeout;
     let file_len = wait_for_len(fd, what, deadline)?;
     let map_len = usize::try_from(file_len).map_err(|_| Error::InvalidSize {
-        reason: format!("{what} of {file_len} bytes does not fit in the address space"),
+        what: what.to_owned(),
+        problem: SizeProblem::AboveAddressSpace { bytes: file_len },
     })?;
     let base =
         sys::map_shared(map_len, Some(fd)).map_err(|e| Error::io("mmap", what.to_owned(), e))?;

@@ -21,7 +21,12 @@ fn an_empty_segment_is_refused_with_a_reason() {
         Segment::create(&unique_name("empty"), 0),
     ] {
         match r {
-            Err(Error::InvalidSize { reason }) => assert!(reason.contains("0 bytes"), "{reason}"),
+            Err(
+                e @ Error::InvalidSize {
+                    problem: multiproc_shm::SizeProblem::Zero,
+                    ..
+                },
+            ) => assert!(e.to_string().contains("0 bytes"), "{e}"),
             other => panic!("a segment of 0 bytes: {other:?}"),
         }
     }

@@ -32,7 +32,9 @@
 //! table of names, its buffers and its paths are fixed arrays. It is made
 //! with the raw `clone` system call, not `fork`, so that no fork handler runs
 //! in it (a queue's handler would count it as a holder of the creator's
-//! queues). It closes every descriptor it inherited but its two, ignores
+//! queues). It unmaps every shared mapping it inherited (the creator's
+//! segments: holding them would keep their memory alive after the creator
+//! drops them), closes every descriptor it inherited but its two, ignores
 //! `SIGINT`, `SIGTERM` and `SIGHUP` (a Ctrl-C to the program must not stop
 //! the cleanup), and names itself `mp-shm-tracker`.
 //!
@@ -272,6 +274,7 @@ fn tracker_main(sock: RawFd, pidfd: RawFd, creator: ProcessIdentity) -> ! {
         libc::prctl(libc::PR_SET_NAME, c"mp-shm-tracker".as_ptr());
         libc::setsid();
     }
+    unmap_shared();
     let (sock, pidfd) = (3, 4);
     let mut buf = [0u8; 1 + NAME_MAX];
     let mut creator_gone = false;
@@ -322,6 +325,59 @@ fn tracker_main(sock: RawFd, pidfd: RawFd, creator: ProcessIdentity) -> ! {
             }
         }
     }
+}
+
+/// Unmaps every shared mapping the tracker inherited from its creator (its
+/// segments, queues, locks): the tracker needs none of them, and holding
+/// them would keep their memory alive after the creator drops them. Its
+/// code, stack and data are private mappings, left alone.
+fn unmap_shared() {
+    // SAFETY: system calls on our own buffers; only shared mappings, which
+    // nothing in the tracker refers to, are unmapped.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return;
+        }
+        // Read it whole first: unmapping while reading changes the file.
+        static mut MAPS: [u8; 1 << 20] = [0; 1 << 20];
+        let maps = &mut *std::ptr::addr_of_mut!(MAPS);
+        let mut len = 0;
+        while len < maps.len() {
+            let n = libc::read(fd, maps[len..].as_mut_ptr().cast(), maps.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::close(fd);
+        // "start-end perms ...": unmap where perms' fourth letter is 's'.
+        for line in maps[..len].split(|&b| b == b'\n') {
+            let Some(dash) = line.iter().position(|&b| b == b'-') else {
+                continue;
+            };
+            let Some(space) = line.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            if line.get(space + 4) != Some(&b's') {
+                continue;
+            }
+            let (Some(start), Some(end)) = (hex(&line[..dash]), hex(&line[dash + 1..space])) else {
+                continue;
+            };
+            libc::munmap(start as *mut libc::c_void, end.saturating_sub(start));
+        }
+    }
+}
+
+fn hex(digits: &[u8]) -> Option<usize> {
+    digits.iter().try_fold(0usize, |n, &d| {
+        let v = (d as char).to_digit(16)? as usize;
+        n.checked_mul(16)?.checked_add(v)
+    })
 }
 
 enum Verdict {

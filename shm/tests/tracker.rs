@@ -155,3 +155,52 @@ fn with_tracking_off_a_killed_creators_segment_stays() {
     assert_eq!(left(&name), std::slice::from_ref(&name));
     Segment::open(&name).unwrap().unlink().unwrap();
 }
+
+/// The tracker holds none of its creator's shared memory: a segment the
+/// creator mapped before the tracker started is not mapped by the tracker
+/// (which would keep its memory alive after the creator drops it).
+#[test]
+fn the_tracker_maps_none_of_its_creators_memory() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "tracker mappings");
+    let before = unique_name("trk-before");
+    let after = unique_name("trk-after");
+    let ready = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let (b, a) = (before.clone(), after.clone());
+    let creator = fork(|| {
+        multiproc_shm::set_tracking(false);
+        let _first = Segment::create(&b, 1 << 20).unwrap();
+        multiproc_shm::set_tracking(true);
+        let _second = Segment::create(&a, 64).unwrap(); // starts the tracker
+        ready.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    wait_until(BOUND, "made", || ready.load(Ordering::SeqCst) == 1);
+    let path = format!("/dev/shm/{before}");
+    let trackers_mapping_it = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "mp-shm-tracker")
+            })
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                    .is_ok_and(|m| m.lines().any(|l| l.ends_with(&path)))
+            })
+            .count()
+    };
+    // The tracker exists (it removes `after` below) and maps nothing of it.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(trackers_mapping_it(), 0);
+    creator.kill(BOUND);
+    wait_until(BOUND, "the tracked one removed", || left(&after).is_empty());
+    assert_eq!(
+        left(&before),
+        std::slice::from_ref(&before),
+        "untracked: left"
+    );
+    Segment::open(&before).unwrap().unlink().unwrap();
+}

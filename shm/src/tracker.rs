@@ -308,23 +308,45 @@ fn tracker_main(sock: RawFd, pidfd: RawFd, creator: ProcessIdentity) -> ! {
             }
             table.apply(&buf[..n as usize]);
         }
-        if creator_gone {
-            let mut left = 0;
-            for i in 0..NAMES {
-                if table.used[i] {
-                    let name = &table.names[i][..usize::from(table.lens[i])];
-                    match remove_if_abandoned(name, creator) {
-                        Verdict::Gone => table.used[i] = false,
-                        Verdict::InUse => left += 1,
-                    }
-                }
-            }
-            if left == 0 {
-                // SAFETY: the tracker's work is done.
-                unsafe { libc::_exit(0) }
-            }
+        if creator_gone && remove_abandoned(table, creator) == 0 {
+            // SAFETY: the tracker's work is done.
+            unsafe { libc::_exit(0) }
         }
     }
+}
+
+/// One round of removal: forgets the names that are not the creator's to
+/// remove, marks those some live process maps (one pass over `/proc`), and
+/// removes the rest; how many are left for a later round.
+fn remove_abandoned(table: &mut Table, creator: ProcessIdentity) -> usize {
+    for i in 0..NAMES {
+        if table.used[i]
+            && !still_the_creators(&table.names[i][..usize::from(table.lens[i])], creator)
+        {
+            table.used[i] = false;
+        }
+    }
+    if !table.used.contains(&true) {
+        return 0;
+    }
+    let mut in_use = [false; NAMES];
+    mark_mapped(table, &mut in_use);
+    let mut left = 0;
+    for (i, &used) in in_use.iter().enumerate() {
+        if !table.used[i] {
+            continue;
+        }
+        if used {
+            left += 1;
+            continue;
+        }
+        let mut path = [0u8; 16 + NAME_MAX + 1];
+        shm_path(&table.names[i][..usize::from(table.lens[i])], &mut path);
+        // SAFETY: unlink of a NUL-terminated path in our buffer.
+        unsafe { libc::unlink(path.as_ptr().cast()) };
+        table.used[i] = false;
+    }
+    left
 }
 
 /// Unmaps every shared mapping the tracker inherited from its creator (its
@@ -380,14 +402,6 @@ fn hex(digits: &[u8]) -> Option<usize> {
     })
 }
 
-enum Verdict {
-    /// Removed, or not the creator's to remove (another's, persistent,
-    /// already gone): forget it.
-    Gone,
-    /// Still mapped by a live process: look again later.
-    InUse,
-}
-
 /// `/dev/shm/` then `name`, NUL-terminated, in `out`; its length without the NUL.
 fn shm_path(name: &[u8], out: &mut [u8; 16 + NAME_MAX + 1]) -> usize {
     const DIR: &[u8] = b"/dev/shm/";
@@ -397,9 +411,12 @@ fn shm_path(name: &[u8], out: &mut [u8; 16 + NAME_MAX + 1]) -> usize {
     DIR.len() + name.len()
 }
 
-fn remove_if_abandoned(name: &[u8], creator: ProcessIdentity) -> Verdict {
+/// Whether the file under `name` is still the creator's to remove: a regular
+/// file of this user whose header names the creator and is not marked
+/// persistent, or has no header yet (the creator died making it).
+fn still_the_creators(name: &[u8], creator: ProcessIdentity) -> bool {
     let mut path = [0u8; 16 + NAME_MAX + 1];
-    let len = shm_path(name, &mut path);
+    shm_path(name, &mut path);
     // SAFETY: system calls on our own buffers and descriptors.
     unsafe {
         let fd = libc::open(
@@ -407,7 +424,7 @@ fn remove_if_abandoned(name: &[u8], creator: ProcessIdentity) -> Verdict {
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
         );
         if fd < 0 {
-            return Verdict::Gone;
+            return false;
         }
         let mut st: libc::stat = std::mem::zeroed();
         let ours = libc::fstat(fd, &mut st) == 0
@@ -430,21 +447,14 @@ fn remove_if_abandoned(name: &[u8], creator: ProcessIdentity) -> Verdict {
                 }
             };
         libc::close(fd);
-        if !ours {
-            return Verdict::Gone;
-        }
-        if mapped_by_anyone(&path[..len]) {
-            return Verdict::InUse;
-        }
-        libc::unlink(path.as_ptr().cast());
+        ours
     }
-    Verdict::Gone
 }
 
-/// Whether some live process (other than this one, which inherited the
-/// creator's mappings) maps the file at `path`: its line in
-/// `/proc/<pid>/maps` ends with the path.
-fn mapped_by_anyone(path: &[u8]) -> bool {
+/// Marks in `in_use` each registered name that some live process (other
+/// than this one) maps: a line of its `/proc/<pid>/maps` ends with
+/// ` /dev/shm/<name>`. One pass over `/proc` for all the names.
+fn mark_mapped(table: &Table, in_use: &mut [bool; NAMES]) {
     // SAFETY: system calls on our own buffers and descriptors.
     unsafe {
         let me = libc::getpid();
@@ -453,11 +463,10 @@ fn mapped_by_anyone(path: &[u8]) -> bool {
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         );
         if dir < 0 {
-            return false;
+            return;
         }
         let mut ents = [0u8; 4096];
-        let mut found = false;
-        'dirs: loop {
+        loop {
             let n =
                 libc::syscall(libc::SYS_getdents64, dir, ents.as_mut_ptr(), ents.len()) as isize;
             if n <= 0 {
@@ -466,21 +475,16 @@ fn mapped_by_anyone(path: &[u8]) -> bool {
             let mut at = 0usize;
             while at + 19 < n as usize {
                 let reclen = u16::from_ne_bytes([ents[at + 16], ents[at + 17]]) as usize;
-                let name = &ents[at + 19..at + reclen];
+                let name = &ents[at + 19..(at + reclen).min(n as usize)];
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
                 at += reclen.max(1);
-                let Some(pid) = parse_pid(name) else { continue };
-                if pid == me {
-                    continue;
-                }
-                if maps_contain(name, path) {
-                    found = true;
-                    break 'dirs;
+                match parse_pid(name) {
+                    Some(pid) if pid != me => scan_maps(name, table, in_use),
+                    _ => {}
                 }
             }
         }
         libc::close(dir);
-        found
     }
 }
 
@@ -494,12 +498,12 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
     )
 }
 
-/// Whether `/proc/<pid>/maps` (pid given as its digits) has a line ending
-/// with `path`.
-fn maps_contain(pid: &[u8], path: &[u8]) -> bool {
+/// Marks the registered names that `/proc/<pid>/maps` (pid given as its
+/// digits) maps.
+fn scan_maps(pid: &[u8], table: &Table, in_use: &mut [bool; NAMES]) {
+    const SHM: &[u8] = b" /dev/shm/";
     let mut file = [0u8; 32];
-    let prefix = b"/proc/";
-    let suffix = b"/maps\0";
+    let (prefix, suffix) = (b"/proc/", b"/maps\0");
     file[..prefix.len()].copy_from_slice(prefix);
     file[prefix.len()..prefix.len() + pid.len()].copy_from_slice(pid);
     file[prefix.len() + pid.len()..prefix.len() + pid.len() + suffix.len()].copy_from_slice(suffix);
@@ -507,31 +511,38 @@ fn maps_contain(pid: &[u8], path: &[u8]) -> bool {
     unsafe {
         let fd = libc::open(file.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
-            return false; // gone, or not ours to read (then it cannot map our 0600 file)
+            return; // gone, or not ours to read (then it cannot map our 0600 file)
         }
-        // A line is "<fields> <path>\n": look for " <path>\n", keeping the
-        // last bytes of each read in front of the next.
-        let mut buf = [0u8; 8192];
-        let keep = path.len() + 1;
+        // Whole lines: what is left of a line at the end of a read moves to
+        // the front before the next.
+        let mut buf = [0u8; 16384];
         let mut have = 0usize;
-        let mut found = false;
         loop {
             let n = libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have);
             if n <= 0 {
                 break;
             }
             let end = have + n as usize;
-            found = buf[..end]
-                .windows(path.len() + 2)
-                .any(|w| w[0] == b' ' && &w[1..=path.len()] == path && w[path.len() + 1] == b'\n');
-            if found {
-                break;
+            let mut start = 0;
+            while let Some(nl) = buf[start..end].iter().position(|&b| b == b'\n') {
+                let line = &buf[start..start + nl];
+                if let Some(at) = line.windows(SHM.len()).position(|w| w == SHM) {
+                    let mapped = &line[at + SHM.len()..];
+                    if let Some(i) = table.find(mapped) {
+                        in_use[i] = true;
+                    }
+                }
+                start += nl + 1;
             }
-            let tail = end.saturating_sub(keep + 1);
-            buf.copy_within(tail..end, 0);
-            have = end - tail;
+            // A line longer than the buffer is dropped (no path is that long).
+            let rest = if end - start == buf.len() {
+                0
+            } else {
+                end - start
+            };
+            buf.copy_within(end - rest..end, 0);
+            have = rest;
         }
         libc::close(fd);
-        found
     }
 }

@@ -37,14 +37,21 @@ fn a_killed_creators_segments_are_removed_by_its_tracker() {
     for trial in 0..100 {
         let prefix = unique_name(&format!("trk{trial}"));
         let p = prefix.clone();
-        let mut creator = fork(move || {
+        let first = Shared::anonymous(AtomicU32::new(0)).unwrap();
+        let mut creator = fork(|| {
             let mut keep = Vec::new();
             for i in 0.. {
                 keep.push(Segment::create(&format!("{p}-{i}"), 4096).unwrap());
+                first.store(1, Ordering::SeqCst);
             }
             0
         });
-        std::thread::sleep(Duration::from_micros(200 + next(&mut seed) % 3000));
+        // Under way (on a slow machine, or under a sanitizer, the first create
+        // may take longer than the whole random delay), then a random moment.
+        wait_until(BOUND, "the first segment", || {
+            first.load(Ordering::SeqCst) == 1
+        });
+        std::thread::sleep(Duration::from_micros(next(&mut seed) % 3000));
         creator.signal(libc::SIGKILL);
         assert_eq!(
             creator.wait_timeout(BOUND),

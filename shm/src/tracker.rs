@@ -9,8 +9,9 @@
 //! pair. Before each [`create`](crate::Segment::create) the creator sends
 //! `R` and the name; when it removes the name (drop, `unlink`) or keeps it on
 //! purpose (`set_unlink_on_drop(false)`), `U` and the name. A send never
-//! blocks and never raises `SIGPIPE`; one that fails loses only the tracking
-//! of that name ([`remove_stale`](crate::remove_stale) still finds it).
+//! raises `SIGPIPE` and waits at most a second for a lagging tracker; one that
+//! fails loses only the tracking of that name
+//! ([`remove_stale`](crate::remove_stale) still finds it).
 //!
 //! When the creator dies (its pidfd becomes readable) the tracker removes
 //! each name still registered, if the file under it
@@ -124,13 +125,16 @@ fn send(op: u8, name: &str, start: bool) {
     rec[0] = op;
     rec[1..=name.len()].copy_from_slice(name);
     // SAFETY: sending a valid buffer on our socket; MSG_NOSIGNAL spares the
-    // process a SIGPIPE if the tracker is gone, MSG_DONTWAIT never blocks.
+    // process a SIGPIPE if the tracker is gone. A tracker that lags (a burst
+    // of creates on a busy machine) makes this wait, at most the socket's
+    // send timeout (see `spawn`): a record dropped at once would leave that
+    // name untracked.
     unsafe {
         libc::send(
             t.sock.as_raw_fd(),
             rec.as_ptr().cast(),
             1 + name.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            libc::MSG_NOSIGNAL,
         )
     };
 }
@@ -169,6 +173,22 @@ fn spawn() -> Option<Tracker> {
     }
     // SAFETY: new descriptors that nothing else owns.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    // A send waits for a lagging tracker, but never more than a second (a
+    // tracker that is stopped must not stop the creator).
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a valid timeval of the right size.
+    unsafe {
+        libc::setsockopt(
+            ours.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
     // SAFETY: pidfd_open of this very process.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, me.pid, 0) } as RawFd;
     if pidfd < 0 {

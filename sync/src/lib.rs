@@ -23,7 +23,9 @@
 //! waits at most `d` (answering [`Error::Timeout`] / [`LockError::Timeout`]).
 //! So `acquire`/`try_acquire`/`acquire_timeout` on [`Lock`], [`RLock`] and
 //! [`Semaphore`] (and `acquire_owned`… for owned permits), `lock`/`try_lock`/
-//! `lock_timeout` on [`Mutex`], [`Lock`], [`RLock`] and [`Value`], and
+//! `lock_timeout` on [`Mutex`], [`Lock`], [`RLock`] and [`Value`] (with
+//! `get_timeout`/`set_timeout` too; [`SharedDict`] takes a per-handle
+//! timeout, `set_timeout`), and
 //! `wait`/`wait_timeout` on [`Event`], [`Barrier`] and [`Condvar`] (whose
 //! `wait_while` and `wait_timeout_while` are std's, and Python's `wait_for`).
 //! Where Python answers `False` — `acquire(block=False)`, `acquire(timeout=t)`,
@@ -49,7 +51,9 @@
 //! party breaks the barrier (until a [`reset`](Barrier::reset) forgets it), and a
 //! waiter whose setters all died is told so (a new setter may take a dead one's
 //! place) — instead of hanging; otherwise waiters rely on timeouts, and every blocking call
-//! has a timed form. An owned permit survives its holder being killed at any
+//! has a timed form. A timed call whose time runs out before a check interval
+//! has passed still looks at the holders once, so callers that only ever wait
+//! a little recover from the dead too. An owned permit survives its holder being killed at any
 //! instruction of taking or giving it back: the count and the seat it is recorded
 //! in are changed in one step (see [`Semaphore`]).
 //!

@@ -63,6 +63,31 @@ fn kill_a_worker(pool: &Pool, seed: &mut u64) {
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
 }
 
+/// Takes `results` (of `busy_work` over 0, 1, …) in order, killing a worker
+/// when it comes to result `kill_at`: every result is right but at most one
+/// `WorkerDied`; whether there was one.
+fn take_killing_at(
+    pool: &Pool,
+    seed: &mut u64,
+    kill_at: u64,
+    results: impl Iterator<Item = Result<u64, Error>>,
+    trial: u64,
+) -> bool {
+    let mut died = 0;
+    for (i, r) in results.enumerate() {
+        if i as u64 == kill_at {
+            kill_a_worker(pool, seed);
+        }
+        match r {
+            Ok(v) => assert_eq!(v, i as u64 * 3, "trial {trial}, item {i}"),
+            Err(Error::WorkerDied { .. }) => died += 1,
+            Err(e) => panic!("trial {trial}, item {i}: {e:?}"),
+        }
+    }
+    assert!(died <= 1, "trial {trial}: one kill failed {died} items");
+    died == 1
+}
+
 /// Counts outcomes by kind.
 fn tally(counts: &mut HashMap<&'static str, u64>, what: &'static str) {
     *counts.entry(what).or_default() += 1;
@@ -124,46 +149,22 @@ fn workers_killed_during_imap_and_apply_async_fail_only_their_items() {
         // (a delay in time missed every imap under AddressSanitizer).
         const N: u64 = 1_000;
         let kill_at = next(&mut seed) % (N / 2);
-        let mut died = 0;
-        for (i, r) in pool.imap_with(busy_work, 0..N, 5, 4).enumerate() {
-            if i as u64 == kill_at {
-                kill_a_worker(&pool, &mut seed);
-            }
-            match r {
-                Ok(v) => assert_eq!(v, i as u64 * 3, "trial {trial}, item {i}"),
-                Err(Error::WorkerDied { .. }) => died += 1,
-                Err(e) => panic!("trial {trial}, item {i}: {e:?}"),
-            }
-        }
-        assert!(died <= 1, "trial {trial}: one kill failed {died} items");
+        let imap = pool.imap_with(busy_work, 0..N, 5, 4);
+        let died = take_killing_at(&pool, &mut seed, kill_at, imap, trial);
         tally(
             &mut counts,
-            if died == 1 {
-                "imap item died"
-            } else {
-                "imap whole"
-            },
+            if died { "imap item died" } else { "imap whole" },
         );
 
         let kill_at = next(&mut seed) % (N / 2);
         let handles: Vec<_> = (0..N)
             .map(|i| pool.apply_async(busy_work, i).unwrap())
             .collect();
-        let mut died = 0;
-        for (i, h) in handles.into_iter().enumerate() {
-            if i as u64 == kill_at {
-                kill_a_worker(&pool, &mut seed);
-            }
-            match h.get() {
-                Ok(v) => assert_eq!(v, i as u64 * 3, "trial {trial}, task {i}"),
-                Err(Error::WorkerDied { .. }) => died += 1,
-                Err(e) => panic!("trial {trial}, task {i}: {e:?}"),
-            }
-        }
-        assert!(died <= 1, "trial {trial}: one kill failed {died} tasks");
+        let results = handles.into_iter().map(|h| h.get());
+        let died = take_killing_at(&pool, &mut seed, kill_at, results, trial);
         tally(
             &mut counts,
-            if died == 1 {
+            if died {
                 "apply_async task died"
             } else {
                 "apply_async whole"

@@ -64,6 +64,13 @@ impl Row {
         self.worst = Some(self.worst.map_or(d, |w| w.max(d)));
     }
 
+    /// A loss a survivor in another process was told of at `told_ns`, after
+    /// the kill at `killed_ns` (both `now_ns` times).
+    fn reported(&mut self, told_ns: u64, killed_ns: u64) {
+        self.lost_reported += 1;
+        self.recovered_after(Duration::from_nanos(told_ns.saturating_sub(killed_ns)));
+    }
+
     fn clean(&self) -> bool {
         self.hangs == 0 && self.dups == 0 && self.lost_unreported == 0 && self.crashes == 0
     }
@@ -204,10 +211,7 @@ fn holder_killed_with_a_waiter(trials: u32) -> Row {
         let _ = holder.wait_timeout(BOUND);
         match waiter.wait_timeout(BOUND) {
             Some(ChildExit::Exited(0)) => {
-                row.lost_reported += 1;
-                row.recovered_after(Duration::from_nanos(
-                    took.load(Ordering::SeqCst).saturating_sub(killed),
-                ));
+                row.reported(took.load(Ordering::SeqCst), killed);
             }
             Some(ChildExit::Exited(1)) => row.lost_unreported += 1,
             Some(ChildExit::Exited(2)) | None => row.hangs += 1,
@@ -274,10 +278,7 @@ fn barrier_member_killed(trials: u32) -> Row {
         };
         match partner.wait_timeout(BOUND) {
             Some(ChildExit::Exited(0)) => {
-                row.lost_reported += 1;
-                row.recovered_after(Duration::from_nanos(
-                    broke.load(Ordering::SeqCst).saturating_sub(killed),
-                ));
+                row.reported(broke.load(Ordering::SeqCst), killed);
             }
             Some(ChildExit::Exited(1)) => row.crashes += 1, // passed with one of two
             Some(ChildExit::Exited(2)) | None => row.hangs += 1,
@@ -309,10 +310,7 @@ fn event_setter_killed(trials: u32) -> Row {
             _ => 1,
         });
         if row.child_ended(&mut waiter, ChildExit::Exited(0)) {
-            row.lost_reported += 1;
-            row.recovered_after(Duration::from_nanos(
-                told.load(Ordering::SeqCst).saturating_sub(killed),
-            ));
+            row.reported(told.load(Ordering::SeqCst), killed);
         }
     }
     row

@@ -6,35 +6,9 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-    pub(crate) use multiproc_sync::futex::Deadline;
-
-    #[inline]
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
-        multiproc_sync::futex::wait(word, expected, deadline)
-    }
-
-    /// Wakes up to `n` sleepers on `word`; returns how many it woke.
-    #[inline]
-    pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
-        multiproc_sync::futex::wake(word, n)
-    }
-
-    #[inline]
-    pub(crate) fn current_thread() -> u64 {
-        multiproc_sync::owner::current_thread()
-    }
-
-    pub(crate) fn thread_alive(record: u64) -> bool {
-        multiproc_sync::owner::thread_alive(record)
-    }
-
-    pub(crate) fn current_process() -> u64 {
-        multiproc_sync::owner::current_process()
-    }
-
-    pub(crate) fn process_alive(record: u64) -> bool {
-        multiproc_sync::owner::process_alive(record)
-    }
+    pub(crate) use multiproc_sync::futex::{wait, wake, Deadline};
+    pub(crate) use multiproc_sync::owner::{current_process, process_alive};
+    pub(crate) use multiproc_sync::owner::{current_thread, thread_alive};
 
     #[inline]
     pub(crate) fn spin() {

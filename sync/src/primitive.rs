@@ -10,57 +10,15 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+    pub(crate) use crate::futex::{wait, wait_low, wake, wake_low};
+    pub(crate) use crate::identity::{current as current_owner, owner_alive};
+    pub(crate) use crate::identity::{current_process, process_alive};
     pub(crate) use crate::sys::Deadline;
-
-    /// Sleeps while `*word == expected`, until woken or `deadline`; `false` on timeout.
-    #[inline]
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
-        crate::sys::futex_wait(word, expected, deadline)
-    }
-
-    /// Wakes up to `n` sleepers on `word`; returns how many it woke.
-    #[inline]
-    pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
-        crate::sys::futex_wake(word, n)
-    }
-
-    /// `wait` on the low 32 bits of a 64-bit word.
-    #[inline]
-    pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<&Deadline>) -> bool {
-        crate::sys::futex_wait_low(word, expected, deadline)
-    }
-
-    /// `wake` on the low 32 bits of a 64-bit word.
-    #[inline]
-    pub(crate) fn wake_low(word: &AtomicU64, n: u32) -> u32 {
-        crate::sys::futex_wake_low(word, n)
-    }
-
-    /// This thread's owner record.
-    #[inline]
-    pub(crate) fn current_owner() -> u64 {
-        crate::identity::current()
-    }
-
-    /// Whether the lock owner `tid` (with owner record `record`) still runs.
-    pub(crate) fn owner_alive(tid: u32, record: u64) -> bool {
-        crate::identity::owner_alive(tid, record)
-    }
 
     /// One round of a spin-wait.
     #[inline]
     pub(crate) fn spin() {
         std::hint::spin_loop();
-    }
-
-    /// This process's participant record.
-    pub(crate) fn current_process() -> u64 {
-        crate::identity::current_process()
-    }
-
-    /// Whether the process in a participant record still runs.
-    pub(crate) fn process_alive(record: u64) -> bool {
-        crate::identity::process_alive(record)
     }
 }
 

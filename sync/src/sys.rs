@@ -1,6 +1,6 @@
-//! Every libc call of this crate: the futex syscall, the monotonic clock, thread ids.
+//! The libc calls of this crate other than the futex ones (those are in
+//! [`crate::futex`]): the monotonic clock, thread ids, fork handlers.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 /// An absolute point on `CLOCK_MONOTONIC`, the clock futex timeouts use.
@@ -9,7 +9,7 @@ use std::time::Duration;
 /// spuriously, or retried after `EINTR`, does not start its timeout again.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
-    ts: libc::timespec,
+    pub(crate) ts: libc::timespec,
 }
 
 impl Deadline {
@@ -102,68 +102,6 @@ pub(crate) fn now() -> libc::timespec {
     ts
 }
 
-/// `FUTEX_WAIT_BITSET` (shared, not private) until `deadline`: sleeps while
-/// `*word == expected`. Returns `false` only when the deadline passed.
-///
-/// Retries on `EINTR`; returns `true` at once on `EAGAIN` (the value had changed)
-/// and on a wake-up, which may be spurious: callers re-check their condition.
-pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
-    futex_wait_at(word.as_ptr(), expected, deadline)
-}
-
-/// [`futex_wait`] on the low half of a 64-bit word (its first four bytes: this
-/// crate builds only for little-endian targets), for a futex word that shares
-/// one atomic with other state.
-pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, deadline: Option<&Deadline>) -> bool {
-    futex_wait_at(word.as_ptr().cast::<u32>(), expected, deadline)
-}
-
-/// [`futex_wake`] on the low half of a 64-bit word (see [`futex_wait_low`]).
-pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) -> u32 {
-    futex_wake_at(word.as_ptr().cast::<u32>(), n)
-}
-
-fn futex_wait_at(word: *mut u32, expected: u32, deadline: Option<&Deadline>) -> bool {
-    let ts = deadline.map_or(std::ptr::null(), |d| &d.ts as *const libc::timespec);
-    loop {
-        // SAFETY: word points to a live, aligned u32 (the callers pass an
-        // AtomicU32, or the first half of an AtomicU64). FUTEX_WAIT_BITSET reads ts as an absolute CLOCK_MONOTONIC time; ts
-        // is NULL or a valid timespec. No FUTEX_PRIVATE_FLAG: the word may be in
-        // memory shared with other processes.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word,
-                libc::FUTEX_WAIT_BITSET,
-                expected,
-                ts,
-                std::ptr::null::<u32>(),
-                libc::FUTEX_BITSET_MATCH_ANY,
-            )
-        };
-        if r == 0 {
-            return true;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ETIMEDOUT) => return false,
-            _ => return true, // EAGAIN: the value changed before we slept.
-        }
-    }
-}
-
-/// `FUTEX_WAKE` (shared): wakes up to `n` waiters on `word`; returns how many woke.
-pub fn futex_wake(word: &AtomicU32, n: u32) -> u32 {
-    futex_wake_at(word.as_ptr(), n)
-}
-
-fn futex_wake_at(word: *mut u32, n: u32) -> u32 {
-    let n = n.min(i32::MAX as u32);
-    // SAFETY: word points to a live, aligned u32; FUTEX_WAKE takes no other pointer.
-    let r = unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, n) };
-    r.max(0) as u32
-}
-
 /// The calling thread's kernel thread id.
 pub fn gettid() -> u32 {
     // SAFETY: gettid has no preconditions and cannot fail.
@@ -175,66 +113,4 @@ pub fn at_fork_child(child: extern "C" fn()) {
     // SAFETY: the handler is a plain function with static lifetime; NULL prepare
     // and parent handlers are allowed.
     unsafe { libc::pthread_atfork(None, None, Some(child)) };
-}
-
-/// One futex for [`futex_wait_any`]: `struct futex_waitv` of the kernel.
-#[repr(C)]
-struct FutexWaitv {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
-
-/// `FUTEX2_SIZE_U32`: the word is 32 bits (and, without `FUTEX2_PRIVATE`, may be
-/// shared between processes).
-const FUTEX2_SIZE_U32: u32 = 0x02;
-
-/// The most words one `futex_waitv` takes (`FUTEX_WAITV_MAX`).
-pub const WAIT_ANY_MAX: usize = 128;
-
-/// Sleeps until one of `words` no longer holds its expected value or is woken,
-/// or `deadline` passes (`futex_waitv`, Linux 5.16; shared futexes). Returns
-/// `false` only when the deadline passed. On a kernel without `futex_waitv` it
-/// naps a millisecond and returns `true`: callers look again either way.
-pub fn futex_wait_any(words: &[(&AtomicU32, u32)], deadline: Option<&Deadline>) -> bool {
-    debug_assert!(!words.is_empty() && words.len() <= WAIT_ANY_MAX);
-    let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .take(WAIT_ANY_MAX)
-        .map(|(w, expected)| FutexWaitv {
-            val: u64::from(*expected),
-            uaddr: w.as_ptr() as u64,
-            flags: FUTEX2_SIZE_U32,
-            reserved: 0,
-        })
-        .collect();
-    let ts = deadline.map_or(std::ptr::null(), |d| &d.ts as *const libc::timespec);
-    loop {
-        // SAFETY: waiters points to waiters.len() valid futex_waitv entries whose
-        // uaddr fields are live, aligned u32 words; ts is NULL or a valid absolute
-        // CLOCK_MONOTONIC timespec.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex_waitv,
-                waiters.as_ptr(),
-                waiters.len() as libc::c_uint,
-                0 as libc::c_uint,
-                ts,
-                libc::CLOCK_MONOTONIC,
-            )
-        };
-        if r >= 0 {
-            return true;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ETIMEDOUT) => return false,
-            Some(libc::ENOSYS) => {
-                std::thread::sleep(Duration::from_millis(1));
-                return deadline.is_none_or(|d| !d.passed());
-            }
-            _ => return true, // EAGAIN: a word changed before we slept.
-        }
-    }
 }

@@ -27,7 +27,6 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -647,27 +646,23 @@ impl Inner {
     /// Looks for workers that died (pidfd readable) and tasks past their
     /// timeout; handles both.
     fn check_workers(&self, st: &mut State, finished: &mut Vec<u64>) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
         let mut fds = Vec::with_capacity(st.workers.len());
         let mut which = Vec::with_capacity(st.workers.len());
         for (w, worker) in st.workers.iter().enumerate() {
             if let Some(child) = &worker.child {
-                fds.push(libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&child.sentinel().as_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                fds.push(PollFd::new(child.sentinel(), PollFlags::POLLIN));
                 which.push(w);
             }
         }
-        if !fds.is_empty() {
-            // SAFETY: fds is a valid array of pollfds on open descriptors.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
-            if n > 0 {
-                for (fd, &w) in fds.iter().zip(&which) {
-                    if fd.revents != 0 {
-                        self.worker_died(st, w, finished);
-                    }
-                }
+        if !fds.is_empty() && nix::poll::poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            let dead: Vec<usize> = (fds.iter().zip(&which))
+                .filter(|(fd, _)| fd.any().unwrap_or(false))
+                .map(|(_, &w)| w)
+                .collect();
+            drop(fds);
+            for w in dead {
+                self.worker_died(st, w, finished);
             }
         }
         if let Some(limit) = self.task_timeout {

@@ -69,10 +69,8 @@ pub(crate) struct Setup {
 pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
     // Die with the zygote, and so with the pool's process (the zygote dies
     // with it the same way).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } as u32 != zygote {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if nix::unistd::getppid().as_raw() as u32 != zygote {
         return EXIT_ORPHAN;
     }
     quiet_panics();

@@ -1,17 +1,27 @@
-//! Every libc call of this crate.
+//! Every system call of this crate: through `nix` where it has a safe wrapper;
+//! raw `libc` for what it lacks (`pidfd_open`, `pidfd_send_signal`, `atexit`,
+//! `_exit`)
+//! and for `wait`/`waitpid`/`waitid`, whose nix forms decode the status into
+//! nix's `Signal` and fail with `EINVAL` (after reaping the child) when a
+//! real-time signal killed it: its exit status would be lost.
 
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::unistd::Pid;
+
+/// A libc call's `-1`-on-error return as a `Result` (for the raw calls).
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    Errno::result(r).map_err(io::Error::from)
 }
 
+/// Runs `f` again while it fails with `EINTR`.
 fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
@@ -27,13 +37,10 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 /// - in the child, only async-signal-safe work may follow if the parent had other
 ///   threads (see [`crate::fork`]).
 pub(crate) unsafe fn fork() -> io::Result<libc::pid_t> {
-    // SAFETY: fork has no memory-safety preconditions of its own; the caller
-    // upholds what the child may do afterwards.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(pid)
+    // SAFETY: the caller upholds what the child may do afterwards.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+        nix::unistd::ForkResult::Child => Ok(0),
     }
 }
 
@@ -104,33 +111,20 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {
-        let ms = match deadline {
-            None => -1,
+        let wait = match deadline {
+            None => PollTimeout::NONE,
             Some(d) => {
                 let left = d.saturating_duration_since(std::time::Instant::now());
                 // Round up so a sub-millisecond remainder still waits.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: p is one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r > 0 {
-            return Ok(true);
-        }
-        if r == 0 {
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Ok(false);
-            }
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match nix::poll::poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], wait) {
+            Ok(n) if n > 0 => return Ok(true),
+            Ok(_) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => return Ok(false),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -145,54 +139,40 @@ pub(crate) fn wait_any() -> io::Result<(libc::pid_t, i32)> {
 
 /// `prctl(PR_SET_PDEATHSIG, sig)`.
 pub(crate) fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
+    Ok(nix::sys::prctl::set_pdeathsig(Signal::try_from(sig)?)?)
 }
 
 /// `prctl(PR_SET_CHILD_SUBREAPER, on)`.
 pub(crate) fn set_child_subreaper(on: bool) -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    cvt(unsafe {
-        libc::prctl(
-            libc::PR_SET_CHILD_SUBREAPER,
-            libc::c_ulong::from(on),
-            0,
-            0,
-            0,
-        )
-    })
-    .map(drop)
+    Ok(nix::sys::prctl::set_child_subreaper(on)?)
 }
 
 /// `getpid()`.
 pub(crate) fn getpid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::getpid() as u32 }
+    nix::unistd::getpid().as_raw() as u32
 }
 
 /// `getppid()`.
 pub(crate) fn getppid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::getppid() as u32 }
+    nix::unistd::getppid().as_raw() as u32
 }
 
 /// `_exit(code)`: leaves at once, running no destructors or exit handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
+    // SAFETY: _exit is async-signal-safe and never returns (nix has no wrapper).
     unsafe { libc::_exit(code) }
 }
 
 /// The number of CPUs in this thread's affinity mask (`sched_getaffinity`).
 pub(crate) fn affinity_cpus() -> io::Result<usize> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is valid writable memory of the size passed.
-    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
-    // SAFETY: CPU_COUNT reads the set sched_getaffinity filled.
-    Ok(unsafe { libc::CPU_COUNT(&set) } as usize)
+    use nix::sched::CpuSet;
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .count())
 }
 
-/// `atexit(f)`.
+/// `atexit(f)` (nix has none).
 pub(crate) fn at_exit(f: extern "C" fn()) {
     // SAFETY: f is a plain function with static lifetime.
     unsafe { libc::atexit(f) };
@@ -200,18 +180,8 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
 pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: socketpair returned two new descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (ty, flags) = (socket::SockType::SeqPacket, socket::SockFlag::SOCK_CLOEXEC);
+    Ok(socket::socketpair(AddressFamily::Unix, ty, None, flags)?)
 }
 
 /// Sends one message, with `fd` attached (SCM_RIGHTS) if given.
@@ -220,41 +190,21 @@ pub(crate) fn send_msg(
     data: &[u8],
     fd: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // u64 array: aligned for cmsghdr.
-    let mut cbuf = [0u64; 8];
-    // SAFETY: an all-zero msghdr is valid (no name, no control).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-        debug_assert!(space <= std::mem::size_of_val(&cbuf));
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: msg_control points to `space` aligned bytes, enough for one
-        // cmsghdr carrying one fd; CMSG_FIRSTHDR/CMSG_DATA stay inside it.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
-        }
-    }
+    let fds = fd.map(|fd| [fd.as_raw_fd()]);
+    let rights: Vec<ControlMessage<'_>> =
+        fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
     retry(|| {
-        // SAFETY: msg points to valid iovec and control buffers that outlive the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let iov = [IoSlice::new(data)];
+        let flags = MsgFlags::MSG_NOSIGNAL;
+        Ok(socket::sendmsg::<()>(
+            sock.as_raw_fd(),
+            &iov,
+            &rights,
+            flags,
+            None,
+        )?)
     })
+    .map(drop)
 }
 
 /// Receives one message into `buf`; returns its length (0 at end of stream) and an
@@ -263,58 +213,38 @@ pub(crate) fn recv_msg(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; 8];
-    // SAFETY: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
-    let n = retry(|| {
-        // SAFETY: msg points to valid buffers that outlive the call; MSG_CMSG_CLOEXEC
-        // makes a received descriptor close-on-exec.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, raws) = retry(|| {
+        let mut iov = [IoSliceMut::new(buf)];
+        // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec.
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+        let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+        let mut raws = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                raws.extend(fds);
+            }
         }
+        Ok((msg.bytes, raws))
     })?;
     let mut fd = None;
-    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsghdrs;
-    // CMSG_FIRSTHDR/CMSG_NXTHDR walk within them.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-                fd = Some(OwnedFd::from_raw_fd(raw));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
+    for raw in raws {
+        // SAFETY: SCM_RIGHTS gave this process a new descriptor that nothing else
+        // owns; all but the last of several (none expected) are closed by the drop.
+        fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
     }
     Ok((n, fd))
 }
 
 /// Poll several descriptors for readability; returns which are readable.
 pub(crate) fn poll_many(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    let mut p: Vec<libc::pollfd> = fds
+    let mut p: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
-    retry(|| {
-        // SAFETY: p is a valid array of p.len() pollfds.
-        cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) })
-    })?;
-    Ok(p.iter().map(|x| x.revents != 0).collect())
+    let wait = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    retry(|| Ok(nix::poll::poll(&mut p, wait)?))?;
+    Ok(p.iter().map(|x| x.any().unwrap_or(false)).collect())
 }
 
 /// How many threads this process has (entries in `/proc/self/task`).
@@ -326,8 +256,10 @@ pub(crate) fn thread_count() -> usize {
 
 /// `kill(pid, sig)`. Only for our own unreaped children, whose pid cannot be recycled.
 pub(crate) fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: kill takes plain integers.
-    cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
+    Ok(nix::sys::signal::kill(
+        Pid::from_raw(pid as libc::pid_t),
+        Signal::try_from(sig)?,
+    )?)
 }
 
 /// `waitpid(pid, WNOHANG?)`: `Some(raw status)` once reaped.
@@ -339,9 +271,8 @@ pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
     Ok((r != 0).then_some(status))
 }
 
-/// `shutdown(sock, SHUT_RDWR)`: the peer sees end of stream.
+/// `shutdown(sock, SHUT_RDWR)`: the peer sees end of stream. An error (not
+/// connected) means the peer is gone already, which is what we want.
 pub(crate) fn shutdown(sock: BorrowedFd<'_>) {
-    // SAFETY: shutdown on a valid borrowed socket. An error (not connected) means
-    // the peer is gone already, which is what we want.
-    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
+    let _ = socket::shutdown(sock.as_raw_fd(), socket::Shutdown::Both);
 }

@@ -55,6 +55,35 @@ fn signals_give_negative_exit_codes() {
     t.terminate().unwrap(); // after it ended: nothing happens, no error
 }
 
+/// A real-time signal (outside the classic set that some wrappers decode into
+/// an enum and reject) still gives its number as Python's negative exit code,
+/// through a handle's pidfd and through `wait_any`.
+#[test]
+fn real_time_signals_give_negative_exit_codes() {
+    let _dog = Watchdog::arm(LIMIT, "real-time signals");
+    let sig = libc::SIGRTMIN() + 2;
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+    p.start().unwrap();
+    p.send(sig).unwrap();
+    assert_eq!(p.join().unwrap(), -sig);
+    assert_eq!(p.wait_status().unwrap().signal(), Some(sig));
+
+    // SAFETY: the child only sleeps (a system call) until the signal ends it.
+    match unsafe { fork() }.unwrap() {
+        Fork::Child => loop {
+            // SAFETY: pause is async-signal-safe.
+            unsafe { libc::pause() };
+        },
+        Fork::Parent { child: pid } => {
+            // SAFETY: kill takes plain integers; pid is our unreaped child.
+            assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+            let (reaped, status) = wait_any().unwrap();
+            assert_eq!(reaped, pid);
+            assert_eq!(status.exitcode(), -sig);
+        }
+    }
+}
+
 #[test]
 fn join_timeout_on_a_sleeping_child() {
     let _dog = Watchdog::arm(LIMIT, "join_timeout");

@@ -20,6 +20,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
 use multiproc_sync::futex::{self, Deadline, WAIT_ANY_MAX};
 use multiproc_sync::owner_check_interval;
 
@@ -230,9 +232,10 @@ fn sleep_until_change(ons: &[WaitOn<'_>], deadline: Option<Deadline>) -> Result<
     }
     // Descriptors too: a helper polls them and wakes us through `fd_ready`.
     let fd_ready = AtomicU32::new(0);
-    let stop = sys::eventfd().map_err(|source| Error::Io {
+    let flags = EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK;
+    let stop = EventFd::from_flags(flags).map_err(|e| Error::Io {
         op: "eventfd",
-        source,
+        source: e.into(),
     })?;
     let raw_fds: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     std::thread::scope(|s| {
@@ -255,7 +258,8 @@ fn sleep_until_change(ons: &[WaitOn<'_>], deadline: Option<Deadline>) -> Result<
         });
         words.push((&fd_ready, 0));
         futex::wait_any(&words, until.as_ref());
-        sys::signal_eventfd(stop.as_fd());
+        // An error (the counter at its maximum) leaves it readable anyway.
+        let _ = stop.write(1);
         // A panic in the helper would be a bug in poll's wrapper; nothing to
         // recover there: readiness is looked at again by the caller anyway.
         let _ = helper.join();

@@ -1,54 +1,45 @@
-//! Every libc call of this crate. The modules above this one never call libc.
+//! The system calls of this crate, through `nix` where it has a safe wrapper and
+//! raw `libc` for what it lacks (`pidfd_open`). The one other module that makes
+//! system calls is the tracker, which keeps to raw `libc` on purpose: its process
+//! is made by a raw `clone` and works on raw descriptors and fixed buffers, each
+//! call with its own safety argument (see `tracker.rs`).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::num::NonZeroUsize;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-/// Converts a libc `-1`-on-error return into an `io::Result`.
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag, SealFlag};
+use nix::sys::memfd::MFdFlags;
+use nix::sys::mman::{MapFlags, ProtFlags};
+use nix::sys::stat::Mode;
 
-/// Retries `f` while it fails with `EINTR`.
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// Runs `f` again while it fails with `EINTR`; the error as an `io::Error`.
+fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     loop {
         match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
         }
     }
 }
 
-/// `mmap(NULL, len, READ|WRITE, MAP_SHARED | extra, fd, 0)`.
-///
-/// `fd` is `None` for an anonymous shared mapping.
+/// `mmap(NULL, len, READ|WRITE, MAP_SHARED, fd, 0)`, or an anonymous shared
+/// mapping when `fd` is `None`.
 pub(crate) fn map_shared(len: usize, fd: Option<BorrowedFd<'_>>) -> io::Result<NonNull<u8>> {
-    debug_assert!(len > 0);
-    let (flags, raw) = match fd {
-        Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
-        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
-    };
-    // SAFETY: a NULL hint lets the kernel choose an unused address, so no existing
-    // mapping is replaced; the result is checked against MAP_FAILED before use.
+    let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+    // SAFETY: no address hint, so the kernel chooses an unused range and no
+    // existing mapping (nor any Rust object) is replaced.
     let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            raw,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))
+        match fd {
+            Some(fd) => nix::sys::mman::mmap(None, len, prot, MapFlags::MAP_SHARED, fd, 0),
+            None => nix::sys::mman::mmap_anonymous(None, len, prot, MapFlags::MAP_SHARED),
+        }
+    }?;
+    Ok(p.cast::<u8>())
 }
 
 /// Unmaps a mapping made by [`map_shared`].
@@ -60,53 +51,45 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
     // SAFETY: the caller guarantees ptr/len name a live mapping of ours that nothing
     // refers to any more. An error (only EINVAL for bad arguments) cannot happen for
     // such a mapping and cannot be acted on in a drop, so it is ignored.
-    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+    let _ = unsafe { nix::sys::mman::munmap(ptr.cast(), len) };
 }
 
 /// `shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)`.
-pub(crate) fn shm_create(name: &CString) -> io::Result<OwnedFd> {
-    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
-    // SAFETY: name is a valid NUL-terminated string; the mode is passed as the
-    // variadic argument shm_open expects with O_CREAT.
-    let fd = retry(|| cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0o600 as libc::mode_t) }))?;
-    // SAFETY: shm_open returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub(crate) fn shm_create(name: &CStr) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+    retry(|| nix::sys::mman::shm_open(name, flags, Mode::S_IRUSR | Mode::S_IWUSR))
 }
 
 /// `shm_open(name, O_RDWR | O_NONBLOCK | O_CLOEXEC)`, or read-only when `write`
 /// is false. `O_NONBLOCK` so that a FIFO someone placed under that name does not
 /// block the open (glibc's `shm_open` passes the flag on, and adds `O_NOFOLLOW`);
 /// the caller then refuses anything but a regular file.
-pub(crate) fn shm_open(name: &CString, write: bool) -> io::Result<OwnedFd> {
-    let flags =
-        if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    // SAFETY: name is a valid NUL-terminated string; without O_CREAT the mode is ignored.
-    let fd = retry(|| cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0) }))?;
-    // SAFETY: shm_open returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub(crate) fn shm_open(name: &CStr, write: bool) -> io::Result<OwnedFd> {
+    let access = if write {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
+    let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    retry(|| nix::sys::mman::shm_open(name, flags, Mode::empty()))
 }
 
 /// `shm_unlink(name)`.
-pub(crate) fn shm_unlink(name: &CString) -> io::Result<()> {
-    // SAFETY: name is a valid NUL-terminated string.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    Ok(nix::sys::mman::shm_unlink(name)?)
 }
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
 pub(crate) fn memfd_create(name: &CString) -> io::Result<OwnedFd> {
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: name is a valid NUL-terminated string.
-    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
-    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    Ok(nix::sys::memfd::memfd_create(name.as_c_str(), flags)?)
 }
 
 /// `ftruncate(fd, len)`.
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len =
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: ftruncate takes a valid borrowed descriptor and a length.
-    retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })).map(drop)
+    retry(|| nix::unistd::ftruncate(fd, len))
 }
 
 /// The size of the file behind `fd` (`fstat`).
@@ -116,31 +99,22 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
 
 /// Clears `FD_CLOEXEC` on `fd`, so that a program started by `exec` inherits it.
 pub(crate) fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Result<()> {
-    // SAFETY: fcntl(F_GETFD) on a valid borrowed descriptor.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
-    let flags = if inheritable {
-        flags & !libc::FD_CLOEXEC
-    } else {
-        flags | libc::FD_CLOEXEC
-    };
-    // SAFETY: fcntl(F_SETFD) on a valid borrowed descriptor with integer flags.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
+    let mut flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);
+    flags.set(FdFlag::FD_CLOEXEC, !inheritable);
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
 }
 
 /// The calling process's id.
 pub(crate) fn getpid() -> u32 {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    unsafe { libc::getpid() as u32 }
+    nix::unistd::getpid().as_raw() as u32
 }
 
 /// The page size.
 pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let r = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if r > 0 {
-        r as usize
-    } else {
-        4096
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 4096,
     }
 }
 
@@ -148,26 +122,19 @@ pub(crate) fn page_size() -> usize {
 pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let off =
         libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    retry(|| {
-        // SAFETY: buf is valid writable memory of buf.len() bytes.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    })
+    retry(|| nix::sys::uio::pread(fd, buf, off))
 }
 
 /// Seals a memfd's size (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`), so no process
 /// that maps it can be made to fault by a peer truncating it.
 pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-    // SAFETY: fcntl(F_ADD_SEALS) on a valid borrowed descriptor with integer flags.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+    fcntl(fd, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(())
 }
 
-/// `pidfd_open(id, 0)` for a process, or with `PIDFD_THREAD` (Linux 6.9) for a thread.
+/// `pidfd_open(id, 0)` for a process, or with `PIDFD_THREAD` (Linux 6.9) for a
+/// thread. Raw libc: nix has no `pidfd_open`.
 pub(crate) fn pidfd_open(id: u32, thread: bool) -> io::Result<OwnedFd> {
     // PIDFD_THREAD has the value of O_EXCL (include/uapi/linux/pidfd.h).
     let flags = if thread { libc::O_EXCL } else { 0 };
@@ -182,14 +149,13 @@ pub(crate) fn pidfd_open(id: u32, thread: bool) -> io::Result<OwnedFd> {
 
 /// Whether `fd` is readable right now (`poll` with a zero timeout).
 pub(crate) fn poll_readable_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; a zero timeout never blocks.
-    let n = retry(|| cvt(unsafe { libc::poll(&mut pfd, 1, 0) }))?;
-    Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+    let n = retry(|| nix::poll::poll(&mut pfd, PollTimeout::ZERO))?;
+    Ok(n > 0
+        && pfd[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN)))
 }
 
 /// The inode number of the file behind `fd` (`fstat`).
@@ -199,23 +165,18 @@ pub(crate) fn inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
 
 /// `fstat(fd)`.
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: st points to writable memory of the size of `struct stat`.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the struct (and it was zeroed before).
-    Ok(unsafe { st.assume_init() })
+    Ok(nix::sys::stat::fstat(fd)?)
 }
 
 /// The effective user id of this process.
 pub(crate) fn geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// `fchmod(fd, mode)`.
 pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    // SAFETY: fchmod takes a valid borrowed descriptor and a mode.
-    retry(|| cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })).map(drop)
+    let mode = Mode::from_bits_truncate(mode as libc::mode_t);
+    retry(|| nix::sys::stat::fchmod(fd, mode))
 }
 
 /// Reads `/proc/ID/stat` into `buf` with plain syscalls (no allocation); the
@@ -248,28 +209,17 @@ pub(crate) fn read_proc_stat(id: u32, buf: &mut [u8]) -> Option<usize> {
         path[len] = b;
         len += 1;
     }
-    let fd = retry(|| {
-        // SAFETY: path is NUL-terminated (zeroed past len) and lives across the call.
-        cvt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) })
-    })
-    .ok()?;
-    // SAFETY: open returned a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = CStr::from_bytes_until_nul(&path).ok()?;
+    // nix's open and read of a `CStr` path allocate nothing.
+    let fd =
+        retry(|| nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())).ok()?;
     let mut filled = 0;
     while filled < buf.len() {
-        // SAFETY: the range is inside buf, which is valid for writes.
-        let r = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-            )
-        };
-        match r {
-            0 => break,
-            r if r > 0 => filled += r as usize,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => return None,
+        match nix::unistd::read(&fd, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => {}
+            Err(_) => return None,
         }
     }
     Some(filled)

@@ -161,6 +161,15 @@ impl Condvar {
         }
     }
 
+    /// The state word's waiters and tokens (registered waiters, wake-ups granted
+    /// and not yet taken).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn hook_counts(&self) -> (u64, u64) {
+        let s = self.state.load(Ordering::Acquire);
+        (s >> 48, (s >> 32) & MAX_COUNT)
+    }
+
     /// Unlocks `guard`'s mutex, sleeps until notified, relocks.
     ///
     /// A recovered guard that was not marked consistent is released as abandoned

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use multiproc_shm::Shared;
 use multiproc_sync::{
-    set_owner_check_interval, Barrier, BoundedSemaphore, Error, Event, Lock, LockError, Mutex,
-    RLock, Semaphore, SharedDict,
+    set_owner_check_interval, Barrier, BoundedSemaphore, Condvar, Error, Event, Lock, LockError,
+    Mutex, RLock, Semaphore, SharedDict,
 };
 use multiproc_testkit::every_write::{armed, every_write, Outcome, Report};
 use multiproc_testkit::{fork, wait_until, Child, ChildExit, Watchdog};
@@ -576,6 +576,120 @@ fn an_event_set_killed_at_every_store() {
         &report,
         classes,
         &["no live setter", "set"],
+    );
+}
+
+multiproc_shm::shm_struct! {
+    /// A flag under a mutex and the condition that announces it, in one
+    /// segment (the harness protects one region).
+    sync struct Announced {
+        flag: Mutex<u64>,
+        cond: Condvar,
+    }
+}
+
+/// Python's notify under the lock (lock, set the flag, `notify(1)`, unlock)
+/// killed at every store into the mutex and the condition, while a waiter
+/// sleeps in `wait`. After each kill the parent takes the lock (recovering it
+/// from the dead), and notifies in its turn: the waiter must wake notified
+/// exactly once (a wake-up the victim granted and the parent's are one, not
+/// two), see the flag as the victim left it, and leave the condition with no
+/// waiter and no wake-up left over; a fresh wait must then time out.
+#[test]
+fn a_condition_notify_killed_at_every_store() {
+    let _dog = Watchdog::arm(
+        Duration::from_secs(120),
+        "condition notify killed at every store",
+    );
+    let classes = RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            set_owner_check_interval(Duration::from_millis(5));
+            let a = Shared::anonymous(Announced {
+                flag: Mutex::new(0),
+                cond: Condvar::new(),
+            })
+            .unwrap();
+            let waiter = fork(|| {
+                let g = a.flag.lock().unwrap();
+                // Exit code: 1 when notified, + 2 when it recovered the mutex,
+                // + 4 × the flag it saw; 99 when it timed out.
+                let (notified, recovered, flag) = match a.cond.wait_timeout(g, BOUND) {
+                    Ok((g, timed_out)) => (!timed_out, false, *g),
+                    Err(LockError::OwnerDied((mut g, timed_out))) => {
+                        g.mark_consistent();
+                        (!timed_out, true, *g)
+                    }
+                    Err(_) => return 98,
+                };
+                if !notified {
+                    return 99;
+                }
+                1 + 2 * i32::from(recovered) + 4 * flag as i32
+            });
+            (a, RefCell::new(waiter))
+        },
+        |(a, _)| region(a),
+        |(a, _)| {
+            wait_until(BOUND, "the waiter waits", || a.cond.hook_counts().0 == 1);
+            armed(|| {
+                let mut g = a.flag.lock().unwrap();
+                *g = 1;
+                a.cond.notify(1);
+                drop(g);
+            })
+        },
+        |(a, waiter), outcome| {
+            // The parent's turn: take the lock, then notify as the victim would.
+            let (flag, parent_recovered) = match a.flag.lock_timeout(BOUND) {
+                Ok(g) => {
+                    a.cond.notify(1);
+                    (*g, false)
+                }
+                Err(LockError::OwnerDied(mut g)) => {
+                    g.mark_consistent();
+                    a.cond.notify(1);
+                    (*g, true)
+                }
+                Err(e) => panic!("{outcome:?}: {e:?}"),
+            };
+            let code = match waiter.borrow_mut().wait_timeout(BOUND) {
+                Some(ChildExit::Exited(code)) if code & 1 == 1 && code < 98 => code,
+                other => panic!("{outcome:?}: the waiter {other:?}"),
+            };
+            let recovered = parent_recovered || code & 2 != 0;
+            let seen = (code >> 2) as u64;
+            assert!(
+                seen <= 1 && flag <= 1,
+                "{outcome:?}: flag {flag}, waiter saw {seen}"
+            );
+            assert_eq!(
+                a.cond.hook_counts(),
+                (0, 0),
+                "{outcome:?}: waiters and wake-ups left over"
+            );
+            // A fresh wait finds no stray wake-up: it times out.
+            let g = a.flag.lock_timeout(BOUND).unwrap();
+            let (g, timed_out) = a.cond.wait_timeout(g, Duration::from_millis(20)).unwrap();
+            assert!(timed_out, "{outcome:?}: a stray wake-up");
+            drop(g);
+            let class = match (recovered, flag.max(seen)) {
+                (false, 0) => 0,
+                (true, _) => 1,
+                (false, 1) => 2,
+                other => panic!("{outcome:?}: {other:?}"),
+            };
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    let classes = classes.into_inner();
+    assert_eq!(classes.last(), Some(&2), "killed after the unlock: clean");
+    in_order(
+        "Condition lock, set, notify(1), unlock; a waiter asleep",
+        &report,
+        classes,
+        &["not taken", "died holding", "released"],
     );
 }
 

@@ -105,7 +105,10 @@ impl<Q: Inner> Joinable<Q> {
 
     /// Waits until every item put has been marked done. An item lost to a dead
     /// producer or consumer (see `lost`) counts as done: nobody could ever mark
-    /// it. A consumer that dies after `get` returned an item, before its
+    /// it. `join` itself looks for such items on every round (a put claimed and
+    /// never published, a get claimed and never finished, by a process that
+    /// died), so it does not wait for a later `get` or `put` to find them. A
+    /// consumer that dies after `get` returned an item, before its
     /// `task_done`, still holds `join` up (as in Python): see
     /// [`join_timeout`](Joinable::join_timeout).
     ///

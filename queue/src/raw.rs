@@ -643,6 +643,12 @@ impl RawQueue {
             if self.ring.unfinished() == 0 {
                 return Ok(());
             }
+            // An item a dead peer claimed counts as done once it is counted
+            // lost; nobody else may ever come to count it (no more puts or
+            // gets): look for such claims on every round.
+            if self.ring.resolve_dead_claims() > 0 {
+                continue;
+            }
             let seen = w.join_seq.load(Ordering::SeqCst);
             // SYNC: register, then look again (SeqCst both): a task_done or a loss
             // that brings the count to zero after our look sees us registered

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{ByteQueue, Error, Queue};
+use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::every_write::{armed, every_write, Outcome, Report};
 use multiproc_testkit::{fork, wait_until, Child, ChildExit, Watchdog};
@@ -548,6 +548,180 @@ fn a_queue_get_from_a_full_queue_killed_at_every_store() {
 #[test]
 fn a_byte_queue_get_from_a_full_queue_killed_at_every_store() {
     get_from_full::<ByteQueue>();
+}
+
+/// A worker's `get` and `task_done` killed at every store, while a joiner
+/// sleeps in `join`. The parent, as the surviving worker, then takes what is
+/// left (or finds it counted lost), and marks done an item the victim took and
+/// could not mark (as a Python program must: `join` waits for it). The joiner
+/// must return within the bound every time — a loss counts as done and wakes it
+/// — and the count must end at zero with the queue working. Classes in kill
+/// order: never taken, lost in the get, taken and not done, done.
+#[test]
+fn a_joinable_queue_get_and_task_done_killed_at_every_store() {
+    let _dog = Watchdog::arm(
+        Duration::from_secs(120),
+        "joinable get and task_done killed at every store",
+    );
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            set_owner_check_interval(Duration::from_millis(5));
+            let q = JoinableQueue::<u64>::new(CAPACITY).unwrap();
+            q.put(1).unwrap();
+            assert_eq!(q.get().unwrap(), 1);
+            q.task_done().unwrap();
+            q.put(7).unwrap();
+            let joiner = fork(|| match q.join_timeout(BOUND) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            });
+            (q, std::cell::RefCell::new(joiner))
+        },
+        |(q, _)| (q.segment().as_ptr(), q.segment().len()),
+        |(q, _)| {
+            wait_until(BOUND, "the joiner asleep", || q.hook_joiners() == 1);
+            armed(|| {
+                assert_eq!(q.get().unwrap(), 7);
+                q.task_done().unwrap();
+            })
+        },
+        |(q, joiner), outcome| {
+            // A join looks for claims of the dead: a slot the victim claimed
+            // and did not free is counted lost after it, deterministically.
+            let _ = q.join_timeout(Duration::ZERO);
+            let class = match q.get_timeout(Duration::from_millis(50)) {
+                Ok(7) => {
+                    q.task_done().unwrap();
+                    0
+                }
+                Ok(other) => panic!("{outcome:?}: got {other}"),
+                Err(Error::Timeout | Error::Empty) if q.lost() == 1 => 1,
+                Err(Error::Timeout | Error::Empty) if q.unfinished() == 1 => {
+                    q.task_done().unwrap();
+                    2
+                }
+                Err(Error::Timeout | Error::Empty) => 3,
+                Err(e) => panic!("{outcome:?}: {e}"),
+            };
+            assert!(q.lost() <= 1, "{outcome:?}: lost {}", q.lost());
+            assert_eq!(
+                joiner.borrow_mut().wait_timeout(BOUND),
+                Some(ChildExit::Exited(0)),
+                "{outcome:?}: the joiner (class {class})"
+            );
+            assert_eq!(q.unfinished(), 0, "{outcome:?}");
+            assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
+            // Works as new, twice round the ring (so a producer meets any slot
+            // the victim claimed and did not free): the count is exactly the
+            // items put and not done at every step.
+            for lap in 0..2u64 {
+                for i in 0..CAPACITY as u64 {
+                    q.put_timeout(100 + i, BOUND)
+                        .unwrap_or_else(|e| panic!("{outcome:?}: lap {lap} put {i}: {e}"));
+                }
+                assert_eq!(
+                    q.unfinished(),
+                    CAPACITY as u32,
+                    "{outcome:?}: lap {lap}, lost {}",
+                    q.lost()
+                );
+                for i in 0..CAPACITY as u64 {
+                    assert_eq!(q.get_timeout(BOUND).unwrap(), 100 + i, "{outcome:?}");
+                    q.task_done().unwrap();
+                }
+                q.join_timeout(BOUND).unwrap();
+            }
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    let classes = classes.into_inner();
+    assert_eq!(classes.last(), Some(&3), "killed after task_done: done");
+    assert!(classes.contains(&1) && classes.contains(&2), "{classes:?}");
+    check_order(
+        "JoinableQueue<u64>",
+        "get, task_done; a joiner asleep",
+        &report,
+        &classes,
+        &["never taken", "lost in the get", "taken, not done", "done"],
+    );
+}
+
+/// A producer's `put` into a joinable queue killed at every store, while a
+/// joiner waits for an item already there. The parent takes that item and
+/// marks it done, then takes the victim's item if it arrived: a put the victim
+/// claimed and never published must not hold `join` up for ever (nobody may
+/// come to get it), so the joiner returns every time. Classes in kill order:
+/// never sent, counted lost, delivered.
+#[test]
+fn a_joinable_queue_put_killed_at_every_store() {
+    let _dog = Watchdog::arm(
+        Duration::from_secs(120),
+        "joinable put killed at every store",
+    );
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            set_owner_check_interval(Duration::from_millis(5));
+            let q = JoinableQueue::<u64>::new(CAPACITY).unwrap();
+            q.put(1).unwrap();
+            assert_eq!(q.get().unwrap(), 1);
+            q.task_done().unwrap();
+            q.put(6).unwrap();
+            let joiner = fork(|| match q.join_timeout(BOUND) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            });
+            (q, std::cell::RefCell::new(joiner))
+        },
+        |(q, _)| (q.segment().as_ptr(), q.segment().len()),
+        |(q, _)| {
+            wait_until(BOUND, "the joiner asleep", || q.hook_joiners() == 1);
+            armed(|| q.put(7).unwrap())
+        },
+        |(q, joiner), outcome| {
+            assert_eq!(q.get_timeout(BOUND).unwrap(), 6, "{outcome:?}");
+            q.task_done().unwrap();
+            let _ = q.join_timeout(Duration::ZERO);
+            let class = match q.try_get() {
+                Ok(7) => {
+                    q.task_done().unwrap();
+                    2
+                }
+                Ok(other) => panic!("{outcome:?}: got {other}"),
+                Err(Error::Empty) if q.lost() == 1 => 1,
+                Err(Error::Empty) => 0,
+                Err(e) => panic!("{outcome:?}: {e}"),
+            };
+            assert_eq!(
+                joiner.borrow_mut().wait_timeout(BOUND),
+                Some(ChildExit::Exited(0)),
+                "{outcome:?}: the joiner (class {class})"
+            );
+            assert_eq!(q.unfinished(), 0, "{outcome:?}");
+            for i in 0..2 * CAPACITY as u64 {
+                q.put_timeout(100 + i, BOUND).unwrap();
+                assert_eq!(q.get_timeout(BOUND).unwrap(), 100 + i, "{outcome:?}");
+                q.task_done().unwrap();
+            }
+            q.join_timeout(BOUND).unwrap();
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    let classes = classes.into_inner();
+    assert!(
+        classes.contains(&1),
+        "no kill between claim and publication: {classes:?}"
+    );
+    check_order(
+        "JoinableQueue<u64>",
+        "put; a joiner waiting",
+        &report,
+        &classes,
+        &["never sent", "lost", "delivered"],
+    );
 }
 
 /// A message over the slot size, streamed through the lane.

@@ -217,6 +217,40 @@ impl Ring {
         }
         freed
     }
+    /// A joiner's look for dead claims that nobody else may ever resolve: the
+    /// message at `head` that a dead producer claimed and never published (a
+    /// consumer resolves it only when it comes to get), and every slot a dead
+    /// consumer claimed and never freed (a producer resolves it only when it
+    /// comes round to put). Each is freed and counted lost exactly once (the
+    /// same compare-and-swaps as the skips above), so the unfinished count no
+    /// longer waits for puts or gets that may never come. How many it resolved.
+    pub(crate) fn resolve_dead_claims(&self) -> u64 {
+        let c = self.ctl();
+        let head = c.head.0.load(Ordering::Acquire);
+        let mut resolved = 0;
+        if c.tail.0.load(Ordering::Acquire) > head && self.skip_dead_producer(head) {
+            resolved += 1;
+        }
+        for p in &c.participants {
+            if p.owner.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let Some((first, end)) = Claims::gets(p).range() else {
+                continue;
+            };
+            // Positions already claimed (below head), at most a ring's worth
+            // (the range is read from shared memory).
+            let end = end.min(head);
+            for pos in first.max(end.saturating_sub(self.cap))..end {
+                let (h, _) = self.slot(pos);
+                if h.seq.load(Ordering::Acquire) == holding(pos) && self.skip_dead_consumer(pos) {
+                    resolved += 1;
+                }
+            }
+        }
+        resolved
+    }
+
     /// Whether at least one participant announced a range holding `pos` in
     /// `claims`, and all that did are dead.
     pub(super) fn claimers_dead(&self, pos: u64, claims: fn(&Participant) -> Claims<'_>) -> bool {

@@ -55,6 +55,9 @@
 //! claim can never be completed: the consumer takes the position itself, frees
 //! the slot for the next lap, and counts the message lost. Producers do the same
 //! for a consumer that died between claiming a message and freeing its slot. A
+//! joinable queue's `join` does both on every round
+//! ([`Ring::resolve_dead_claims`]): its count must not wait for a get or a put
+//! that may never come. A
 //! batch announces its whole range, so a claimer that dies halfway through
 //! publishing (or freeing) a batch leaves every slot it did not finish findable.
 //! A claimer whose CAS fails withdraws its announcement at once; a single claim

@@ -48,7 +48,7 @@ use std::time::Duration;
 use crate::primitive::{
     current_process, process_alive, wait_low, wake_low, AtomicU32, AtomicU64, Deadline, Ordering,
 };
-use crate::raw_mutex::{deadline_after, owner_check_interval, Acquired, RawMutex};
+use crate::raw_mutex::{deadline_after, Acquired, RawMutex};
 use crate::sleepers::Sleepers;
 use crate::slots::Slots;
 use crate::{Error, Result};
@@ -124,6 +124,13 @@ const _: () = assert!(std::mem::size_of::<Semaphore>() == 176);
 
 /// `flags` bit: `bound` limits releases (a [`BoundedSemaphore`]).
 const BOUNDED: u32 = 1;
+
+/// How long a call that is out of time (a `try_` form, a zero timeout, a
+/// deadline just passed) waits for the ledger before giving up on its last
+/// look: the ledger is held for a few atomic steps, so a holder that keeps it
+/// longer is descheduled or dead. The ledger's timed lock looks at its holder
+/// once when this runs out, so a dead holder is still taken over.
+const LEDGER_PATIENCE: Duration = Duration::from_micros(200);
 
 /// A seat's mark for a permit held. Process records never set the top two bits
 /// (a pid is at most 2^22), so the mark cannot be mistaken for part of one.
@@ -338,8 +345,9 @@ impl Semaphore {
     /// [`acquire_owned`](Semaphore::acquire_owned) if a permit is free now.
     ///
     /// # Errors
-    /// [`Error::WouldBlock`] when none is free (or another process is
-    /// recording its own owned permit this instant).
+    /// [`Error::WouldBlock`] when none is free (or another process is in the
+    /// middle of recording its own owned permit and does not finish within
+    /// 200 µs).
     ///
     /// # Examples
     /// ```
@@ -385,12 +393,12 @@ impl Semaphore {
     ) -> Option<SemaphoreGuard<'_>> {
         let deadline = deadline_after(timeout);
         let guard = |permit| SemaphoreGuard { sem: self, permit };
-        // After the deadline, one last try, as `acquire` makes, waiting for the
-        // ledger no longer than a check interval.
+        // After the deadline (at once, for a zero timeout), one last try, as
+        // `acquire` makes, waiting for the ledger at most `LEDGER_PATIENCE`.
         let mut last = false;
         loop {
             let until = if last {
-                Deadline::after(owner_check_interval())
+                Deadline::after(LEDGER_PATIENCE)
             } else {
                 deadline
             };
@@ -556,7 +564,7 @@ impl Semaphore {
     /// Gives back the owned permits whose holders died, under the ledger (a
     /// waiter that finds it busy for long leaves it to the next check).
     fn return_permits_of_the_dead(&self) {
-        let Some(_ledger) = self.lock_ledger(Deadline::after(owner_check_interval() * 2)) else {
+        let Some(_ledger) = self.lock_ledger(Deadline::after(LEDGER_PATIENCE)) else {
             return;
         };
         let mut n = 0;

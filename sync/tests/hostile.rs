@@ -101,3 +101,53 @@ fn a_dict_held_for_good_answers_timeout_with_a_timeout() {
     d.segment().write_volatile(0, &0u32.to_ne_bytes()).unwrap();
     assert_eq!(d.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A peer stalled in the middle of its own owned step (holding the semaphore's
+/// ledger, here a thread paused by the step hook) does not make a call that is
+/// out of time sleep behind it: `try_acquire_owned`, a zero-timeout owned
+/// acquire and a zero-timeout plain acquire on an empty semaphore answer at
+/// once. They used to wait for the ledger one or two check intervals (here
+/// 20 s each, so the bound below tells the two apart).
+#[test]
+fn calls_out_of_time_do_not_wait_behind_a_stalled_owned_step() {
+    use multiproc_sync::{OwnedStep, Semaphore};
+    use std::sync::mpsc;
+    let _dog = Watchdog::arm(Duration::from_secs(120), "stalled owned step");
+    set_owner_check_interval(Duration::from_secs(20));
+    let s = Semaphore::new(1);
+    let (stalled_tx, stalled_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let s = &s;
+        sc.spawn(move || {
+            let hook = move |step: OwnedStep| {
+                if step == OwnedStep::SeatTaken {
+                    stalled_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                }
+            };
+            drop(s.hook_acquire_owned_with_hook(None, &hook));
+        });
+        stalled_rx.recv().unwrap();
+        let t = std::time::Instant::now();
+        assert!(matches!(s.try_acquire_owned(), Err(Error::WouldBlock)));
+        assert!(matches!(
+            s.acquire_owned_timeout(Duration::ZERO),
+            Err(Error::Timeout)
+        ));
+        // The permit is free, but the stalled step holds the ledger.
+        s.try_acquire().unwrap();
+        assert!(matches!(
+            s.acquire_timeout(Duration::ZERO),
+            Err(Error::Timeout)
+        ));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "waited {:?} behind the ledger",
+            t.elapsed()
+        );
+        s.release(1).unwrap();
+        go_tx.send(()).unwrap();
+    });
+    assert_eq!(s.value(), 1);
+}

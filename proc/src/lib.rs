@@ -55,5 +55,5 @@ pub use current::{
 };
 pub use error::{Error, Gone, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};
-pub use process::Process;
+pub use process::{Process, Run};
 pub use status::{ChildResult, WaitStatus};

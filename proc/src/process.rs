@@ -99,6 +99,43 @@ impl<'a> Process<'a> {
         }
     }
 
+    /// A process made from a value that says what it runs: Python's subclass
+    /// of `Process` that overrides `run` (and may set `name`). The value is
+    /// moved into the child, which calls [`Run::run`] on it.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_proc::{Process, Run};
+    ///
+    /// struct Chat {
+    ///     person: String,
+    /// }
+    ///
+    /// impl Run for Chat {
+    ///     type Output = ();
+    ///     fn run(self) {
+    ///         println!("{} is chatting", self.person);
+    ///     }
+    ///     fn name(&self) -> Option<String> {
+    ///         Some(format!("chat with {}", self.person))
+    ///     }
+    /// }
+    ///
+    /// let mut p = Process::from_run(Chat { person: "Ann".into() });
+    /// assert_eq!(p.name(), "chat with Ann");
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn from_run<T: Run + 'a>(target: T) -> Process<'a> {
+        let name = target.name();
+        let p = Process::new(move || target.run());
+        match name {
+            Some(name) => p.named(name),
+            None => p,
+        }
+    }
+
     /// Sets the name (builder style; Python's `Process(name=...)`).
     ///
     /// # Examples
@@ -554,5 +591,21 @@ impl std::fmt::Debug for Process<'_> {
             .field("daemon", &self.daemon)
             .field("state", &state)
             .finish()
+    }
+}
+
+/// What a process runs, as a type: Python's subclass of `Process` with its own
+/// `__init__` state and `run`. Make the process with [`Process::from_run`].
+pub trait Run {
+    /// What `run` returns; it becomes the exit code (see [`ChildResult`]).
+    type Output: ChildResult;
+
+    /// The body of the process (Python's `run`), called in the child.
+    fn run(self) -> Self::Output;
+
+    /// The process's name (Python's `self.name = ...` in `__init__`); `None`
+    /// keeps the default `Process-N`.
+    fn name(&self) -> Option<String> {
+        None
     }
 }

@@ -99,3 +99,87 @@ fn fork_wait_sees_status_256_for_a_failed_child() {
         "{out}"
     );
 }
+
+/// The number after `prefix` on the first line that starts with it.
+fn number_after(out: &str, prefix: &str) -> u32 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {prefix:?} in:\n{out}"))
+}
+
+/// Where the first line containing `text` is.
+fn line_of(out: &str, text: &str) -> usize {
+    out.lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in:\n{out}"))
+}
+
+#[test]
+fn a_process_made_from_a_type_runs_its_run_with_its_name() {
+    let out = run_example("subclass", &[], LIMIT);
+    let chats: Vec<&str> = out.lines().filter(|l| l.ends_with("is chatting")).collect();
+    assert_eq!(chats.len(), 3, "{out}");
+    for person in ["Jedan", "Taibai", "alex"] {
+        assert!(
+            chats.iter().any(|l| l.contains(&format!(": {person} is"))),
+            "{out}"
+        );
+    }
+    let mut pids: Vec<&str> = chats.iter().map(|l| l.split(':').next().unwrap()).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three processes: {out}");
+    // The parent's lines come while the child sleeps; the pid it prints is
+    // the one the child reports under its own name.
+    assert!(
+        line_of(&out, "start") < line_of(&out, "egon is done"),
+        "{out}"
+    );
+    let pid = out
+        .lines()
+        .skip(line_of(&out, "start") + 1)
+        .find_map(|l| l.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no pid after start: {out}"));
+    assert_eq!(number_after(&out, "egon is running (pid "), pid, "{out}");
+}
+
+#[test]
+fn a_child_is_started_asynchronously_and_its_memory_is_its_own() {
+    let out = run_example("pids", &[], LIMIT);
+    assert!(
+        line_of(&out, "**********") < line_of(&out, "12345"),
+        "{out}"
+    );
+    assert_eq!(
+        number_after(&out, "child's parent: pid "),
+        number_after(&out, "parent: pid "),
+        "{out}"
+    );
+    assert_ne!(
+        number_after(&out, "child: pid "),
+        number_after(&out, "parent: pid "),
+        "{out}"
+    );
+    assert!(out.contains("in the child: 0\nin the parent: 100"), "{out}");
+}
+
+#[test]
+fn a_zombie_stays_until_reaped_and_an_orphan_is_adopted() {
+    let out = run_example("orphan_zombie", &[], LIMIT);
+    assert!(out.contains("not yet waited for: state Z"), "{out}");
+    assert_eq!(
+        number_after(&out, "zombie: reaped "),
+        number_after(&out, "zombie: child "),
+        "{out}"
+    );
+    assert!(out.contains("in the process table now: false"), "{out}");
+    let first_parent = number_after(&out, "orphan: my parent is ");
+    let adopter = number_after(&out, "orphan: my parent ended; adopted by ");
+    assert_ne!(adopter, first_parent, "{out}");
+    let line = &out.lines().nth(line_of(&out, "adopted by")).unwrap();
+    let program = number_after(line.split_once("(the program, ").unwrap().1, "");
+    assert_eq!(adopter, program, "adopted by the subreaper: {out}");
+    assert!(out.contains("program: reaped both"), "{out}");
+}

@@ -79,3 +79,21 @@ fn pipe_prints_what_pythons_example_prints() {
          pipe -> PIPE\n"
     );
 }
+
+#[test]
+fn joinable_queue_join_returns_after_every_item_is_done() {
+    let out = run_example("joinable", &[], LIMIT);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"main: all 10 items done (0 unfinished)"),
+        "{out}"
+    );
+    let mut items: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.split_once(": item "))
+        .map(|(_, rest)| rest.trim_end_matches(" done").parse().unwrap())
+        .collect();
+    items.sort_unstable();
+    assert_eq!(items, (0..10).collect::<Vec<_>>(), "{out}");
+}

@@ -81,3 +81,46 @@ fn a_counter_under_its_lock_is_exact() {
         "Manager().dict() counter, 10 processes under a Lock: 10"
     );
 }
+
+#[test]
+fn a_semaphore_of_two_lets_at_most_two_in_and_takes_three_rounds() {
+    let out = run_example("semaphore", &[], LIMIT);
+    let inside: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.strip_suffix(" inside"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(inside.len(), 5, "{out}");
+    assert!(inside.iter().all(|&n| (1..=2).contains(&n)), "{out}");
+    for i in 0..5 {
+        assert!(
+            out.find(&format!("task {i} in")) < out.find(&format!("task {i} out")),
+            "{out}"
+        );
+    }
+    // Five tasks of 300 ms through two permits cannot take less than three
+    // rounds, however the machine schedules them.
+    let secs: f64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit(": ").next())
+        .and_then(|s| s.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("no time on the last line: {out}"));
+    assert!(secs >= 0.9, "{secs} s: more than two at once? {out}");
+}
+
+#[test]
+fn every_worker_wakes_after_the_event_is_set() {
+    let out = run_example("event", &[], LIMIT);
+    let set = out.find("setting the event").expect("the set line");
+    assert!(out.contains("main: is_set false; setting"), "{out}");
+    for i in 0..3 {
+        let waiting = out.find(&format!("worker {i}: waiting")).expect("waiting");
+        let woke = out
+            .find(&format!("worker {i}: the event is set"))
+            .unwrap_or_else(|| panic!("worker {i} never woke: {out}"));
+        assert!(waiting < woke && set < woke, "{out}");
+    }
+    assert!(out.contains("main: is_set true"), "{out}");
+    assert!(out.contains("a wait of 100 ms timed out: true"), "{out}");
+}

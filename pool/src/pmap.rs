@@ -33,6 +33,9 @@ multiproc_shm::shm_struct! {
     }
 }
 
+// A line of 128 bytes of its own per worker: a shared one would bounce.
+const _: () = assert!(std::mem::size_of::<PSlot>() == 128);
+
 /// How [`pmap_with`] splits the work.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PmapOptions {

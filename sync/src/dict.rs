@@ -38,6 +38,15 @@ unsafe impl<const K: usize, const V: usize> ShmSafe for Entry<K, V> {}
 // SAFETY: as above.
 unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<CAP, K, V> {}
 
+// The layout every process must agree on: a 24-byte entry header, then the
+// key and value bytes (no padding for 8-aligned sizes); the table's two counts
+// then its entries.
+const _: () = assert!(
+    std::mem::size_of::<Entry<16, 16>>() == 24 + 32
+        && std::mem::size_of::<Entry<8, 24>>() == 24 + 32
+        && std::mem::size_of::<Table<4, 16, 16>>() == 8 + 4 * (24 + 32)
+);
+
 /// A hash map of byte strings with room for `CAP` entries, keys of up to `K` bytes
 /// and values of up to `V` bytes, in shared memory, under one lock.
 ///

@@ -37,6 +37,14 @@ unsafe impl<T: ShmSafe + Send> ShmSafe for ValueCell<T> {}
 // under the process-shared lock.
 unsafe impl<T: ShmSafe + Send> multiproc_shm::ShmSync for ValueCell<T> {}
 
+// The layout every process must agree on: the RLock, the flag and
+// its pad, then the value, padded to the lock's alignment.
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(
+    std::mem::size_of::<ValueCell<u64>>() == std::mem::size_of::<crate::RLock>() + 8 + 8
+        && std::mem::size_of::<ValueCell<[u8; 3]>>() == std::mem::size_of::<crate::RLock>() + 8 + 8
+);
+
 /// A `T` in shared memory behind a re-entrant process-shared lock: Python's
 /// `multiprocessing.Value`.
 ///

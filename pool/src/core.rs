@@ -946,10 +946,12 @@ impl Inner {
 /// costs a fraction of a microsecond, by sleeping tens (`benches/NOTES.md`).
 const SPINS: u32 = 200;
 
-/// The next answer, waiting at most `slice`. Not `get_bytes_timeout`: a large
-/// answer whose stream outlasted the slice would be abandoned by it. So: spin
-/// on `try_get_bytes` (which, once it takes a large answer's announcement,
-/// receives the whole stream), then sleep until one is there, then take it.
+/// The next answer, waiting at most `slice` for one to arrive: spin on
+/// `try_get_bytes` (which, once it takes a large answer's announcement,
+/// receives the whole stream, however long it takes), then sleep until one is
+/// there, then take it. (`get_bytes_timeout` would give up on a large answer
+/// whose worker stalls for a check interval past the slice: a worker may be
+/// descheduled that long on a loaded machine, and the answer would be lost.)
 fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<u8>> {
     for _ in 0..SPINS {
         match results.try_get_bytes() {

@@ -477,7 +477,13 @@ impl ByteQueue {
         Ok(out)
     }
 
-    /// Takes the next message, waiting at most `timeout`.
+    /// Takes the next message, waiting at most `timeout` for one to arrive.
+    ///
+    /// A large message whose stream has begun is read whole, past the timeout
+    /// if its bytes are still coming (as Python's `get` reads a message whole
+    /// once it has begun): taken from the queue, it would otherwise be lost.
+    /// Only a stream that stalls for an owner check interval after the timeout
+    /// is given up (answered `Timeout`, counted in [`lost`](ByteQueue::lost)).
     ///
     /// # Errors
     /// [`Error::Timeout`], and as for [`get_bytes`](ByteQueue::get_bytes).

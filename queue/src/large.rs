@@ -62,11 +62,18 @@
 //! check interval, finds `producer` dead and counts the message lost; the next
 //! producer takes `send` over and resets the lane. A receiver that dies
 //! mid-stream: the producer, stalled, finds `receiver` dead, counts the message
-//! lost and returns; the next producer finds the lane free. A receiver whose
-//! timeout passes mid-stream marks `read` [`ABANDONED`] (and counts the message
-//! lost), and the producer stops; a producer whose timeout passes marks
-//! `written`, and the receiver stops. Every loss is counted in the queue's
-//! `lost()`, never silent.
+//! lost and returns; the next producer finds the lane free.
+//!
+//! A receiver's timeout bounds the wait for a message to begin. Once it has
+//! taken the announcement the message is no longer in the queue for anyone
+//! else, so it reads on past its deadline while the bytes keep coming (as
+//! Python's `get` reads a message whole once it has begun); only when the
+//! stream stalls for a check interval after the deadline does it give up:
+//! it marks `read` [`ABANDONED`] (and counts the message lost), and the
+//! producer stops. A producer whose timeout passes mid-stream marks
+//! `written` (its put answers `Timeout`: the message was not sent), and the
+//! receiver stops. Every loss is counted in the queue's `lost()`, never
+//! silent.
 
 use multiproc_sync::owner_check_interval;
 use multiproc_sync::LockError;
@@ -342,8 +349,8 @@ impl RawQueue {
     /// held (see the module docs).
     ///
     /// # Errors
-    /// [`Error::Timeout`] when `deadline` passes mid-stream (the message is then
-    /// abandoned, and counted lost).
+    /// [`Error::Timeout`] when the stream stalls for a check interval after
+    /// `deadline` has passed (the message is then abandoned, and counted lost).
     pub(crate) fn get_large(
         &self,
         ann: &[u8],
@@ -405,14 +412,21 @@ impl RawQueue {
             }
             let ready = pos_of(w).min(total) - got;
             if ready == 0 {
-                if deadline.as_ref().is_some_and(Deadline::passed) {
-                    self.give_up_reading(stream, got);
-                    return Err(Error::Timeout);
+                // The message is taken: past the deadline it is still read
+                // whole while its bytes keep coming, and given up only when
+                // they stop for a check interval (module docs).
+                let late = deadline.as_ref().is_some_and(Deadline::passed);
+                if stall.long() {
+                    if !thread_alive(lane.producer.load(Ordering::Acquire)) {
+                        return Ok(false);
+                    }
+                    if late {
+                        self.give_up_reading(stream, got);
+                        return Err(Error::Timeout);
+                    }
                 }
-                if stall.long() && !thread_alive(lane.producer.load(Ordering::Acquire)) {
-                    return Ok(false);
-                }
-                self.sleep_on_lane(&lane.write_seq, RECEIVER_ASLEEP, deadline, || {
+                let until = if late { None } else { deadline };
+                self.sleep_on_lane(&lane.write_seq, RECEIVER_ASLEEP, until, || {
                     lane.written.load(Ordering::Acquire) != w
                 });
                 continue;

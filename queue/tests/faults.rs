@@ -1177,3 +1177,55 @@ fn a_large_message_whose_receiver_is_killed_mid_stream_is_counted_lost() {
     next.wait_ok(BOUND);
     assert_eq!(q.lost(), 1);
 }
+
+/// A large message: 8 MiB (32 lanes' worth), every byte telling its place.
+fn eight_mib() -> Vec<u8> {
+    (0..8usize << 20).map(|i| (i % 251) as u8).collect()
+}
+
+/// A large message whose stream has begun is taken from the queue: a get
+/// whose timeout passes while its bytes are still coming reads it whole
+/// (Python's `get` reads a begun message whole), instead of abandoning it as
+/// lost. Its timeout of 1 µs passes before the second lane-full is written.
+#[test]
+fn a_large_message_begun_in_time_is_read_whole_past_the_timeout() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "large past the timeout");
+    set_owner_check_interval(Duration::from_millis(50));
+    let q = ByteQueue::new(4, 64).unwrap();
+    let producer = fork(|| {
+        q.put_bytes(&eight_mib()).unwrap();
+        0
+    });
+    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    let got = q.get_bytes_timeout(Duration::from_micros(1)).unwrap();
+    assert!(got == eight_mib(), "{} bytes, damaged", got.len());
+    assert_eq!(q.lost(), 0);
+    producer.wait_ok(BOUND);
+}
+
+/// A stream that stalls after the timeout (its producer stopped, alive) is
+/// given up after a check interval: the get answers `Timeout`, the message
+/// is counted lost, and the producer, let go on, stops and the queue works.
+#[test]
+fn a_large_message_that_stalls_past_the_timeout_is_given_up_and_counted() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "stalled large message");
+    set_owner_check_interval(Duration::from_millis(50));
+    let q = ByteQueue::new(4, 64).unwrap();
+    let producer = fork(|| {
+        q.put_bytes(&eight_mib()).unwrap();
+        0
+    });
+    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    producer.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    assert!(matches!(
+        q.get_bytes_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    assert!(t.elapsed() < BOUND, "given up in time");
+    assert_eq!(q.lost(), 1);
+    producer.signal(libc::SIGCONT);
+    producer.wait_ok(BOUND);
+    q.put_bytes(&[9; 100]).unwrap();
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), [9; 100]);
+}

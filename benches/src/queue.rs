@@ -130,23 +130,45 @@ pub fn pipe_stream(n: u64) -> f64 {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid out-array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    stream_8b(n, fds[0], fds[1])
+}
+
+/// Nanoseconds per 8-byte message streamed through a Unix domain socket pair
+/// (`SOCK_STREAM`, or `SOCK_SEQPACKET`: one datagram per message) between two
+/// processes.
+pub fn unix_socket_stream(n: u64, seqpacket: bool) -> f64 {
+    let mut fds = [0; 2];
+    let ty = if seqpacket {
+        libc::SOCK_SEQPACKET
+    } else {
+        libc::SOCK_STREAM
+    };
+    // SAFETY: fds is a valid out-array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    stream_8b(n, fds[0], fds[1])
+}
+
+/// `n` 8-byte writes into `wr` by a forked child, read back in 8-byte reads
+/// from `rd` here: nanoseconds per message. Closes both.
+fn stream_8b(n: u64, rd: i32, wr: i32) -> f64 {
     let child = fork_child(|| {
         // SAFETY: closing our copy of the read end.
-        unsafe { libc::close(fds[0]) };
+        unsafe { libc::close(rd) };
         for i in 0..n {
             let b = i.to_ne_bytes();
             // SAFETY: b is 8 valid bytes.
-            unsafe { libc::write(fds[1], b.as_ptr().cast(), 8) };
+            unsafe { libc::write(wr, b.as_ptr().cast(), 8) };
         }
     });
     // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(fds[1]) };
+    unsafe { libc::close(wr) };
     let t = Instant::now();
     let mut got = 0u64;
     let mut b = [0u8; 8];
     while got < n * 8 {
         // SAFETY: b is 8 writable bytes.
-        let r = unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 8) };
+        let r = unsafe { libc::read(rd, b.as_mut_ptr().cast(), 8) };
         if r <= 0 {
             break;
         }
@@ -154,9 +176,37 @@ pub fn pipe_stream(n: u64) -> f64 {
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     // SAFETY: our read end.
-    unsafe { libc::close(fds[0]) };
+    unsafe { libc::close(rd) };
     wait_child(child);
     ns
+}
+
+/// Nanoseconds per 8-byte message from one thread to another through rtrb, a
+/// wait-free single-producer single-consumer ring: the floor a 1P→1C queue is
+/// held against.
+pub fn rtrb_spsc(n: u64, capacity: usize) -> f64 {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(capacity);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n {
+                while tx.push(i).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut got = 0;
+        while got < n {
+            match rx.pop() {
+                Ok(v) => {
+                    std::hint::black_box(v);
+                    got += 1;
+                }
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+    });
+    t.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// Nanoseconds per round trip between two processes through two queues. With

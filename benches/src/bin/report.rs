@@ -1,7 +1,14 @@
 //! The comparison report: each multiproc primitive beside its peers, measured in
 //! one run, printed as ratios. Absolute times are shown for orientation only.
 //!
-//! Run: `cargo run --release -p multiproc-bench --bin report`
+//! Run: `cargo run --release -p multiproc-bench --bin report [-- OPTIONS]`
+//!
+//! - `--quick`: a short run (two rounds, a twentieth of the work): for CI, which
+//!   checks that the report runs, never its ratios;
+//! - `--filter WORD`: only the sections whose name contains `WORD` (`locks`,
+//!   `contended`, `process`, `queue`, `large`, `mpmc`, `ping-pong`, `pool`);
+//! - `--json FILE`: every row (section, measure, ours, peer, unit, ratio,
+//!   target, met, rounds) and the machine (CPU, cores, kernel, date) as JSON.
 
 use std::hint::black_box;
 
@@ -9,7 +16,8 @@ use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_large,
     ours_pipe_round_trip, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
-    python_pipe_round_trip_ns, python_queue_ns, slot_handoff_ping_pong, two_flags_ping_pong,
+    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, slot_handoff_ping_pong,
+    two_flags_ping_pong, unix_socket_stream,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -20,9 +28,71 @@ use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
 use std::time::Duration;
 
-const ROUNDS: u32 = 7;
-const ITERS: u64 = 2_000_000;
-const CONTENDED_ITERS: u64 = 500_000;
+/// What the command line asked for.
+struct Cfg {
+    quick: bool,
+    filter: Option<String>,
+    json: Option<std::path::PathBuf>,
+    /// Rounds of the interleaved measurements that take seven.
+    rounds: u32,
+    /// Iterations of the uncontended loops.
+    iters: u64,
+}
+
+impl Cfg {
+    fn from_args() -> Result<Cfg, String> {
+        let mut cfg = Cfg {
+            quick: false,
+            filter: None,
+            json: None,
+            rounds: 7,
+            iters: 2_000_000,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => cfg.quick = true,
+                "--filter" => cfg.filter = Some(args.next().ok_or("--filter needs a word")?),
+                "--json" => cfg.json = Some(args.next().ok_or("--json needs a file")?.into()),
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            }
+        }
+        if cfg.quick {
+            cfg.rounds = 2;
+            cfg.iters /= 20;
+        }
+        Ok(cfg)
+    }
+
+    /// `n` iterations, a twentieth of them (at least one) in a quick run.
+    fn n(&self, n: u64) -> u64 {
+        if self.quick {
+            (n / 20).max(1)
+        } else {
+            n
+        }
+    }
+
+    /// `r` rounds, at most two in a quick run.
+    fn r(&self, r: u32) -> u32 {
+        if self.quick {
+            r.min(2)
+        } else {
+            r
+        }
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| section.contains(f))
+    }
+}
+
+const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE]
+  --quick        a short run (for CI: checks that it runs, not its ratios)
+  --filter WORD  only sections whose name contains WORD: locks, contended,
+                 process, queue, large, mpmc, ping-pong, pool
+  --json FILE    every row and the machine, as JSON";
 
 struct Row {
     what: &'static str,
@@ -33,11 +103,133 @@ struct Row {
     ok: bool,
 }
 
-fn main() {
-    let mut rows = Vec::new();
+/// A section of the report: its rows, and lines of notes printed after the table.
+type Section = fn(&Cfg, &mut Vec<Row>, &mut Vec<String>);
 
+fn main() {
+    let cfg = Cfg::from_args().unwrap_or_else(|msg| {
+        eprintln!("{msg}");
+        std::process::exit(2)
+    });
+    let sections: [(&str, Section); 8] = [
+        ("locks", locks),
+        ("contended", contended),
+        ("process", process),
+        ("queue", queue),
+        ("large", large_and_round_trips),
+        ("mpmc", mpmc),
+        ("ping-pong", ping_pong),
+        ("pool", pool_rows),
+    ];
+    let chosen: Vec<_> = sections
+        .iter()
+        .filter(|(name, _)| cfg.wants(name))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!("no section matches {:?}\n{USAGE}", cfg.filter);
+        std::process::exit(2);
+    }
+    let mut rows: Vec<(&str, Row)> = Vec::new();
+    let mut notes = Vec::new();
+    for (i, (name, run)) in chosen.iter().enumerate() {
+        eprintln!("report: [{}/{}] {name}", i + 1, chosen.len());
+        let mut section = Vec::new();
+        run(&cfg, &mut section, &mut notes);
+        rows.extend(section.into_iter().map(|r| (*name, r)));
+    }
+
+    println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
+    println!(
+        "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22}",
+        "measure", "ours", "peer", "peer's", "ratio", "target"
+    );
+    for (_, r) in &rows {
+        println!(
+            "{:<32} {:>10.2}  {:<30} {:>10.2} {:>7.2}×  {:<22} {}",
+            r.what,
+            r.ours,
+            r.peer_name,
+            r.peer,
+            r.ours / r.peer,
+            r.target,
+            if r.ok { "met" } else { "NOT MET" }
+        );
+    }
+    for note in &notes {
+        println!("\n{note}");
+    }
+    if let Some(path) = &cfg.json {
+        match std::fs::write(path, json(&cfg, &rows)) {
+            Ok(()) => eprintln!("report: rows written to {}", path.display()),
+            Err(e) => {
+                eprintln!("report: cannot write {}: {e}", path.display());
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// The rows and the machine as JSON (see the module docs).
+fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> String {
+    let mut unit = "";
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(section, r)| {
+            // A row's unit is in its name's last parentheses; a row named
+            // "same, ..." without them has its predecessor's.
+            if let Some(u) = r
+                .what
+                .strip_suffix(')')
+                .and_then(|w| w.rsplit_once('('))
+                .map(|(_, u)| u)
+            {
+                unit = u;
+            }
+            serde_json::json!({
+                "section": section,
+                "measure": r.what,
+                "ours": r.ours,
+                "peer": r.peer_name,
+                "peer_value": r.peer,
+                "unit": unit,
+                "ratio": r.ours / r.peer,
+                "target": r.target,
+                "met": r.ok,
+            })
+        })
+        .collect();
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "machine": {
+            "cpu": cpu,
+            "cores": multiproc_proc::cpu_count(),
+            "kernel": read("/proc/sys/kernel/osrelease").trim(),
+            "date": date,
+        },
+        "quick": cfg.quick,
+        "filter": cfg.filter,
+        "rounds": cfg.rounds,
+        "rows": rows,
+    });
+    serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+}
+
+/// Uncontended lock+unlock beside std's, parking_lot's and pthread's, and the
+/// semaphore's and event's fast paths.
+fn locks(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
     let std_m = std::sync::Mutex::new(0u64);
+    let pl = parking_lot::Mutex::new(0u64);
     let p = PthreadMutex::new(false);
     let robust = PthreadMutex::new(true);
     let local = Mutex::new(0u64);
@@ -45,40 +237,45 @@ fn main() {
     let ev = Shared::anonymous(Event::new()).unwrap();
     // Every uncontended row in alternating rounds (see `interleaved`).
     let t = interleaved(
-        ROUNDS,
+        cfg.rounds,
         &mut [
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     *black_box(&ours).lock().unwrap() += 1;
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     *black_box(&local).lock().unwrap() += 1;
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     *black_box(&std_m).lock().unwrap() += 1;
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    *black_box(&pl).lock() += 1;
+                }
+            }),
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     black_box(&p).increment();
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     black_box(&robust).increment();
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     let _ = black_box(&sem).try_acquire();
                     sem.release(1).unwrap();
                 }
             }),
-            &mut timed(ITERS, |n| {
+            &mut timed(cfg.iters, |n| {
                 for _ in 0..n {
                     black_box(&ev).set();
                     black_box(ev.is_set());
@@ -87,8 +284,8 @@ fn main() {
         ],
     );
     let t: Vec<f64> = t.iter().map(|s| best(s)).collect();
-    let [t_ours, t_local, t_std, t_p, t_r, t_sem, t_ev] = t[..] else {
-        unreachable!("seven measures")
+    let [t_ours, t_local, t_std, t_pl, t_p, t_r, t_sem, t_ev] = t[..] else {
+        unreachable!("eight measures")
     };
     rows.push(Row {
         what: "uncontended lock+unlock (ns)",
@@ -97,6 +294,14 @@ fn main() {
         peer: t_std,
         target: "≤ 1.0×",
         ok: t_ours <= t_std * 1.0,
+    });
+    rows.push(Row {
+        what: "uncontended lock+unlock (ns)",
+        ours: t_ours,
+        peer_name: "parking_lot::Mutex",
+        peer: t_pl,
+        target: "≤ 1.0×",
+        ok: t_ours <= t_pl,
     });
     rows.push(Row {
         what: "same, our Mutex in private memory",
@@ -139,7 +344,12 @@ fn main() {
         target: "≤ 2.0×",
         ok: t_ev <= 2.0 * t_ours,
     });
+}
 
+/// Two processes hammering one lock, and a hand-off after 1 µs held.
+fn contended(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
+    let ours = Shared::anonymous(Mutex::new(0u64)).unwrap();
+    let p = PthreadMutex::new(false);
     // Two processes hammering one lock: ns per lock+unlock over both (lower is
     // better), the median of interleaved rounds. Not the best round: on these
     // VMs a round in which one process was off its core for a while measures a
@@ -147,18 +357,19 @@ fn main() {
     // usual 45-55, and the row read 1.78× for that alone; six runs of 7 rounds
     // here gave best-round ratios 0.68-0.97, medians 0.80-0.85). Both sides
     // increment the value the lock protects, which lies in the lock's line.
-    fn hammered(f: &dyn Fn(u64)) -> impl FnMut() -> f64 + '_ {
-        move || hammer(CONTENDED_ITERS, f).as_nanos() as f64 / (2 * CONTENDED_ITERS) as f64
+    fn hammered(iters: u64, f: &dyn Fn(u64)) -> impl FnMut() -> f64 + '_ {
+        move || hammer(iters, f).as_nanos() as f64 / (2 * iters) as f64
     }
+    let iters = cfg.n(500_000);
     let t = interleaved(
-        ROUNDS,
+        cfg.rounds,
         &mut [
-            &mut hammered(&|n| {
+            &mut hammered(iters, &|n| {
                 for _ in 0..n {
                     *ours.lock().unwrap() += 1;
                 }
             }),
-            &mut hammered(&|n| {
+            &mut hammered(iters, &|n| {
                 for _ in 0..n {
                     p.increment();
                 }
@@ -180,7 +391,7 @@ fn main() {
     // a hand-off that sleeps swings with the futex wake-up.
     let hold = Duration::from_micros(1);
     let t = interleaved(
-        ROUNDS,
+        cfg.rounds,
         &mut [
             &mut || {
                 lock_handoff(2_000, hold, |f| {
@@ -206,7 +417,10 @@ fn main() {
         target: "(for reference)",
         ok: true,
     });
+}
 
+/// Process start+join beside raw fork and Python's `Process`.
+fn process(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // Process start + join, µs (fork dominates: few iterations suffice). Rounds
     // interleaved, and the median of each side: the speed of fork here swings by
     // tens of percent from one round to the next.
@@ -218,10 +432,10 @@ fn main() {
         }
     };
     let t = interleaved(
-        15,
+        cfg.r(15),
         &mut [
-            &mut timed(60, start_join),
-            &mut timed(60, |n| {
+            &mut timed(cfg.n(60), start_join),
+            &mut timed(cfg.n(60), |n| {
                 for _ in 0..n {
                     raw_fork_exit_wait();
                 }
@@ -239,7 +453,7 @@ fn main() {
     });
     // Python: one python3 per round (100 start+joins), our rounds between them.
     let (mut py, mut p_ours_py) = (Some(f64::INFINITY), f64::INFINITY);
-    for _ in 0..5 {
+    for _ in 0..cfg.r(5) {
         p_ours_py = p_ours_py.min(ns_per_iter(1, 100, start_join) / 1000.0);
         py = py
             .zip(python_process_start_join_us(1, 100))
@@ -256,25 +470,32 @@ fn main() {
         }),
         None => println!("(python3 not found: the Python comparison is skipped)"),
     }
+}
 
+/// The queue and the Pipe, 8-byte messages, beside threads' rings, pipes,
+/// Unix sockets and Python.
+fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // The queue: best of seven rounds each, the rounds interleaved (lower ns is
     // better). One producer streaming to one consumer swings by 2× from round to
     // round (a consumer that catches up reads the very line the producer is
     // filling, and both slow down until it falls behind again); three rounds
     // missed the fast ones often enough to move the ratio to the pipe by a third.
     let t = interleaved(
-        ROUNDS,
+        cfg.rounds,
         &mut [
-            &mut || ours_1p1c(2_000_000, 1024, 1),
-            &mut || ours_1p1c(4_000_000, 1024, 32),
-            &mut || arrayqueue(2_000_000, 1, 1, 1024),
-            &mut || pipe_stream(200_000),
-            &mut || ours_pipe(1_000_000, false),
-            &mut || ours_pipe(1_000_000, true),
+            &mut || ours_1p1c(cfg.n(2_000_000), 1024, 1),
+            &mut || ours_1p1c(cfg.n(4_000_000), 1024, 32),
+            &mut || arrayqueue(cfg.n(2_000_000), 1, 1, 1024),
+            &mut || pipe_stream(cfg.n(200_000)),
+            &mut || ours_pipe(cfg.n(1_000_000), false),
+            &mut || ours_pipe(cfg.n(1_000_000), true),
+            &mut || rtrb_spsc(cfg.n(2_000_000), 1024),
+            &mut || unix_socket_stream(cfg.n(200_000), false),
+            &mut || unix_socket_stream(cfg.n(200_000), true),
         ],
     );
-    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into] =
-        [0, 1, 2, 3, 4, 5].map(|i| best(&t[i]));
+    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, uds, uds_packet] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -282,6 +503,14 @@ fn main() {
         peer: aq_one,
         target: "≤ 1.0× (throughput ≥)",
         ok: q_one <= aq_one,
+    });
+    rows.push(Row {
+        what: "queue 1P→1C, 8 B (ns/msg)",
+        ours: q_one,
+        peer_name: "rtrb SPSC ring, threads",
+        peer: spsc,
+        target: "≤ 1.0× (throughput ≥)",
+        ok: q_one <= spsc,
     });
     rows.push(Row {
         what: "same, batches of 32 (ns/msg)",
@@ -307,7 +536,7 @@ fn main() {
         target: "≤ 0.05× (20× faster)",
         ok: q_batch * 20.0 <= pipe,
     });
-    match python_queue_ns(100_000) {
+    match python_queue_ns(cfg.n(100_000)) {
         Some(py) => rows.push(Row {
             what: "queue 1P→1C, 8 B (ns/msg)",
             ours: q_one,
@@ -334,7 +563,23 @@ fn main() {
         target: "(one buffer reused)",
         ok: true,
     });
-    match python_pipe_ns(100_000) {
+    rows.push(Row {
+        what: "Pipe 1P→1C, 8 B (ns/msg)",
+        ours: our_pipe,
+        peer_name: "Unix socket pair, stream",
+        peer: uds,
+        target: "(for reference)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "Pipe 1P→1C, 8 B (ns/msg)",
+        ours: our_pipe,
+        peer_name: "Unix socket pair, seqpacket",
+        peer: uds_packet,
+        target: "(for reference)",
+        ok: true,
+    });
+    match python_pipe_ns(cfg.n(100_000)) {
         Some(py) => rows.push(Row {
             what: "Pipe 1P→1C, 8 B (ns/msg)",
             ours: our_pipe,
@@ -345,14 +590,22 @@ fn main() {
         }),
         None => println!("(python3 not found: the Python pipe comparison is skipped)"),
     }
+}
+
+/// Large messages through the Pipe, and request+reply round trips.
+fn large_and_round_trips(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // Large messages (over the slot size: streamed through the lane), beside a
     // pipe(2) carrying the same bytes in writes of the same size.
     for (size, count, what) in [
-        (1usize << 20, 200u64, "Pipe 1P→1C, 1 MiB (ns/byte)"),
-        (64 << 20, 4, "Pipe 1P→1C, 64 MiB (ns/byte)"),
+        (1usize << 20, cfg.n(200), "Pipe 1P→1C, 1 MiB (ns/byte)"),
+        (
+            64 << 20,
+            if cfg.quick { 1 } else { 4 },
+            "Pipe 1P→1C, 64 MiB (ns/byte)",
+        ),
     ] {
         let t = interleaved(
-            ROUNDS,
+            cfg.rounds,
             &mut [&mut || ours_pipe_large(size, count), &mut || {
                 pipe_stream_large(size, count)
             }],
@@ -374,9 +627,9 @@ fn main() {
     // Request and reply through a duplex Pipe (default waiting), beside two
     // pipe(2)s and Python's Pipe: medians, as for the ping-pongs.
     let t = interleaved(
-        ROUNDS,
-        &mut [&mut || ours_pipe_round_trip(20_000), &mut || {
-            pipe_round_trip(20_000)
+        cfg.rounds,
+        &mut [&mut || ours_pipe_round_trip(cfg.n(20_000)), &mut || {
+            pipe_round_trip(cfg.n(20_000))
         }],
     );
     let (rt_ours, rt_pipe) = (median(&t[0]), median(&t[1]));
@@ -388,7 +641,7 @@ fn main() {
         target: "(default waiting)",
         ok: true,
     });
-    if let Some(py) = python_pipe_round_trip_ns(20_000) {
+    if let Some(py) = python_pipe_round_trip_ns(cfg.n(20_000)) {
         rows.push(Row {
             what: "Pipe request+reply, 8 B (ns)",
             ours: rt_ours,
@@ -398,10 +651,14 @@ fn main() {
             ok: true,
         });
     }
+}
+
+/// Two producers and two consumers.
+fn mpmc(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     let t = interleaved(
-        3,
-        &mut [&mut || ours_mpmc(500_000, 2, 2, 1024), &mut || {
-            arrayqueue(500_000, 2, 2, 1024)
+        cfg.r(3),
+        &mut [&mut || ours_mpmc(cfg.n(500_000), 2, 2, 1024), &mut || {
+            arrayqueue(cfg.n(500_000), 2, 2, 1024)
         }],
     );
     let (q_mpmc, aq_mpmc) = (best(&t[0]), best(&t[1]));
@@ -413,6 +670,10 @@ fn main() {
         target: "≤ 1.11× (throughput ≥ 0.9×)",
         ok: q_mpmc * 0.9 <= aq_mpmc,
     });
+}
+
+/// Round trips between two processes, spinning and sleeping, beside the floors.
+fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     // Interleaved rounds, the median of each: where the two processes land (the
     // same core's siblings, two cores, two dies) changes both by up to 6× here,
     // and the placement can flip between two rounds; with the best of each, one
@@ -427,15 +688,15 @@ fn main() {
     // through two queues; on the Intel Xeon VMs the hand-off cost what they did
     // (2.1-2.4× the bounce), so the price there is in using two lines.
     let t = interleaved(
-        7,
+        cfg.r(7),
         &mut [
-            &mut || ours_ping_pong(50_000, u32::MAX),
-            &mut || cache_line_ping_pong(50_000),
-            &mut || arrayqueue_ping_pong(50_000),
-            &mut || cache_line_ping_pong_threads(50_000),
-            &mut || slot_handoff_ping_pong(50_000),
-            &mut || two_flags_ping_pong(50_000, false),
-            &mut || two_flags_ping_pong(50_000, true),
+            &mut || ours_ping_pong(cfg.n(50_000), u32::MAX),
+            &mut || cache_line_ping_pong(cfg.n(50_000)),
+            &mut || arrayqueue_ping_pong(cfg.n(50_000)),
+            &mut || cache_line_ping_pong_threads(cfg.n(50_000)),
+            &mut || slot_handoff_ping_pong(cfg.n(50_000)),
+            &mut || two_flags_ping_pong(cfg.n(50_000), false),
+            &mut || two_flags_ping_pong(cfg.n(50_000), true),
         ],
     );
     let (pp_spin, line) = (median(&t[0]), median(&t[1]));
@@ -443,7 +704,7 @@ fn main() {
     let (handoff, flags, flags_one_line) = (median(&t[4]), median(&t[5]), median(&t[6]));
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
-    let cas4 = 4.0 * best(&interleaved(5, &mut [&mut timed(ITERS, dependent_cas)])[0]);
+    let cas4 = 4.0 * best(&interleaved(cfg.r(5), &mut [&mut timed(cfg.iters, dependent_cas)])[0]);
     rows.push(Row {
         what: "ping-pong, spinning (ns/RT)",
         ours: pp_spin,
@@ -466,9 +727,9 @@ fn main() {
     // Nine pairs: the ratio of one pair ranges 0.8-1.4 here, and the median of
     // five still moved by ±0.15 from run to run.
     let t = interleaved(
-        9,
-        &mut [&mut || futex_ping_pong(10_000), &mut || {
-            ours_ping_pong(10_000, 0)
+        cfg.r(9),
+        &mut [&mut || futex_ping_pong(cfg.n(10_000)), &mut || {
+            ours_ping_pong(cfg.n(10_000), 0)
         }],
     );
     let (futex, pp_sleep) = (median(&t[0]), median(&t[1]));
@@ -481,58 +742,39 @@ fn main() {
         ok: pp_sleep <= 1.2 * futex,
     });
 
-    pool_rows(&mut rows);
-
-    println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
-    println!(
-        "{:<32} {:>10}  {:<30} {:>10} {:>8}  {:<22}",
-        "measure", "ours", "peer", "peer's", "ratio", "target"
-    );
-    for r in &rows {
-        println!(
-            "{:<32} {:>10.2}  {:<30} {:>10.2} {:>7.2}×  {:<22} {}",
-            r.what,
-            r.ours,
-            r.peer_name,
-            r.peer,
-            r.ours / r.peer,
-            r.target,
-            if r.ok { "met" } else { "NOT MET" }
-        );
-    }
-    println!(
-        "\nspinning ping-pong: a round trip makes four claims (a compare-and-swap each, \
+    notes.push(format!(
+        "spinning ping-pong: a round trip makes four claims (a compare-and-swap each, \
          one after another); four dependent ones take {cas4:.1} ns here, so a queue \
          that claims that way is at best {:.2}× the bounce.",
         (line + cas4) / line
-    );
-    println!(
+    ));
+    notes.push(format!(
         "a bare one-slot hand-off between the same two processes (the slot marked \
          full, then free again: nothing claimed or checked) takes {handoff:.1} ns per \
          round trip, {:.2}× the bounce; ours is {:.2}× that hand-off.",
         handoff / line,
         pp_spin / handoff
-    );
-    println!(
+    ));
+    notes.push(format!(
         "two flags, one line each way (each written by one process, watched by the \
          other: the floor of any round trip through two queues) take {flags:.1} ns, \
          {:.2}× the bounce; ours is {:.2}× that.",
         flags / line,
         pp_spin / flags
-    );
-    println!(
+    ));
+    notes.push(format!(
         "the same two flags in one line take {flags_one_line:.1} ns, {:.2}× the bounce: \
          a duplex channel of one slot each way, its request and reply in one line, \
          could come that close.",
         flags_one_line / line
-    );
+    ));
 }
 
 /// The pool: `apply`, pipelined `apply_async` and `map` of trivial tasks
 /// beside Python's `Pool` (and rayon for `map`), a CPU-bound map beside a
 /// sequential loop and rayon, `pmap` beside the pool's `map`, and a `pmap`
 /// worker's fork beside a raw fork.
-fn pool_rows(rows: &mut Vec<Row>) {
+fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
         apply_async_pipelined, apply_one, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential,
         map_trivial, pmap_fork_per_worker, python_pool, rayon_trivial,
@@ -545,22 +787,22 @@ fn pool_rows(rows: &mut Vec<Row>) {
                              // to 3× slower here for some tens of milliseconds.
     let settle = || std::thread::sleep(Duration::from_millis(100));
     let t = interleaved(
-        5,
+        cfg.r(5),
         &mut [
-            &mut || apply_one(&pool, 20_000),
-            &mut || apply_async_pipelined(&pool, 100_000),
+            &mut || apply_one(&pool, cfg.n(20_000)),
+            &mut || apply_async_pipelined(&pool, cfg.n(100_000)),
             &mut || {
                 settle();
-                map_trivial(&pool, 1_000_000)
+                map_trivial(&pool, cfg.n(1_000_000))
             },
             &mut || {
                 settle();
-                rayon_trivial(1_000_000)
+                rayon_trivial(cfg.n(1_000_000))
             },
         ],
     );
     let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
-    match python_pool(cpus, 2_000, 20_000, 1_000_000) {
+    match python_pool(cpus, cfg.n(2_000), cfg.n(20_000), cfg.n(1_000_000)) {
         Some((py_apply, py_async, py_map)) => {
             rows.push(Row {
                 what: "Pool.apply, 1 in flight (ns)",
@@ -597,9 +839,9 @@ fn pool_rows(rows: &mut Vec<Row>) {
         target: "(for reference)",
         ok: true,
     });
-    let items = 400;
+    let items = cfg.n(400);
     let t = interleaved(
-        3,
+        cfg.r(3),
         &mut [
             &mut || cpu_sequential(items),
             &mut || cpu_pool(&pool, items),
@@ -635,10 +877,13 @@ fn pool_rows(rows: &mut Vec<Row>) {
     });
     drop(pool);
     let t = interleaved(
-        5,
-        &mut [&mut || pmap_fork_per_worker(cpus, 100), &mut || {
-            ns_per_iter(1, 200, |n| (0..n).for_each(|_| raw_fork_exit_wait())) / 1000.0
-        }],
+        cfg.r(5),
+        &mut [
+            &mut || pmap_fork_per_worker(cpus, cfg.n(100) as u32),
+            &mut || {
+                ns_per_iter(1, cfg.n(200), |n| (0..n).for_each(|_| raw_fork_exit_wait())) / 1000.0
+            },
+        ],
     );
     let (per_worker, raw) = (median(&t[0]), median(&t[1]));
     rows.push(Row {

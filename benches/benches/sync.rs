@@ -20,6 +20,10 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("std::sync::Mutex", |b| {
         b.iter(|| *black_box(&std_m).lock().unwrap() += 1)
     });
+    let pl = parking_lot::Mutex::new(0u64);
+    g.bench_function("parking_lot::Mutex", |b| {
+        b.iter(|| *black_box(&pl).lock() += 1)
+    });
     let p = PthreadMutex::new(false);
     g.bench_function("pthread_mutex (process-shared)", |b| {
         b.iter(|| {

@@ -156,24 +156,39 @@ where
     }
     let mut alive = processes;
     let mut ended = vec![false; processes];
+    let mut missing = todo.len();
     while alive > 0 {
         // Each chunk's results, as they come; then a look at the workers.
-        // (Not get_bytes_timeout: a large result outlasting it would be
-        // abandoned mid-stream; try_get_bytes receives a stream it took whole.)
-        if queue
-            .poll_timeout(Duration::from_millis(2))
-            .unwrap_or(false)
+        // (try_get_bytes receives a large result it took whole, however long
+        // its stream takes; see `core::receive`.)
+        if missing > 0
+            && queue
+                .poll_timeout(Duration::from_millis(2))
+                .unwrap_or(false)
         {
             if let Ok(msg) = queue.try_get_bytes() {
-                file(&msg, todo, results);
+                missing -= file(&msg, todo, results);
             }
         }
         for (w, p) in workers.iter_mut().enumerate() {
             if ended[w] {
                 continue;
             }
-            // Ended (and reaped) if its pidfd is readable now.
-            let code = match p.join_timeout(Duration::ZERO) {
+            // Ended (and reaped) if its pidfd is readable now. Once every
+            // result is in, each worker is on its way out (the cursor is
+            // spent): wait for it rather than look again in 2 ms, which cost
+            // a call of short items most of its time.
+            let wait = if missing == 0 {
+                Duration::from_secs(10)
+            } else {
+                Duration::ZERO
+            };
+            let code = match p.join_timeout(wait) {
+                Err(multiproc_proc::Error::Timeout) if missing == 0 => {
+                    // Stuck on its way out: nothing of ours is left in it.
+                    let _ = p.kill();
+                    p.join().unwrap_or(-libc::SIGKILL)
+                }
                 Err(multiproc_proc::Error::Timeout) => continue,
                 Ok(code) => code,
                 Err(_) => -libc::SIGKILL,
@@ -182,7 +197,7 @@ where
             alive -= 1;
             // Its last chunk's results were sent before it exited, if at all.
             while let Ok(msg) = queue.try_get_bytes() {
-                file(&msg, todo, results);
+                missing -= file(&msg, todo, results);
             }
             let slot = &slots[w];
             let (first, end, item) = (
@@ -254,18 +269,25 @@ where
     }
 }
 
-/// Files a chunk's results.
-fn file<R: DeserializeOwned>(msg: &[u8], todo: &[usize], results: &mut [Option<Result<R>>]) {
+/// Files a chunk's results; how many items had none before.
+fn file<R: DeserializeOwned>(
+    msg: &[u8],
+    todo: &[usize],
+    results: &mut [Option<Result<R>>],
+) -> usize {
     let Some((first, count, mut entries)) = wire::read_answer(msg) else {
-        return;
+        return 0;
     };
-    for k in first..first + u64::from(count) {
+    let mut filed = 0;
+    for k in first..first.saturating_add(u64::from(count)) {
         let (r, rest) = wire::read_item::<R>(entries);
         entries = rest;
         if let Some(&index) = todo.get(k as usize) {
             if let Some(slot) = results.get_mut(index) {
+                filed += usize::from(slot.is_none());
                 *slot = Some(r);
             }
         }
     }
+    filed
 }

@@ -742,7 +742,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if std::process::id() != self.inner.owner {
+        if crate::core::my_pid() != self.inner.owner {
             // A copy in a forked child (a closure that owned the pool): the
             // workers, threads and zygote are the parent's. Leave them be, and
             // free nothing that another process's threads may hold.

@@ -1,0 +1,24 @@
+//! The pool's blocking `apply` (one task in flight) and pipelined
+//! `apply_async`, trivial tasks, median of a few rounds: for A/B runs with
+//! `scripts/ab` and for profiles (`perf record`).
+use multiproc_bench::median;
+use multiproc_bench::pool::{apply_async_pipelined, apply_one};
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let pool = multiproc_pool::Pool::new(multiproc_proc::cpu_count()).expect("pool");
+    apply_one(&pool, 2_000);
+    let (mut a, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(apply_one(&pool, n / 5));
+        p.push(apply_async_pipelined(&pool, n));
+    }
+    println!(
+        "apply {:.0} ns, apply_async pipelined {:.0} ns/task",
+        median(&a),
+        median(&p)
+    );
+}

@@ -506,15 +506,30 @@ pub fn pipe_stream_large(size: usize, count: u64) -> f64 {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid out-array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    stream_sized(size, count, fds[0], fds[1])
+}
+
+/// As [`pipe_stream_large`], through a Unix domain stream socket pair.
+pub fn unix_stream_large(size: usize, count: u64) -> f64 {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    stream_sized(size, count, fds[0], fds[1])
+}
+
+/// `count` writes of `size` bytes into `wr` by a forked child, read back here
+/// from `rd` into one buffer of `size`: nanoseconds per byte. Closes both.
+fn stream_sized(size: usize, count: u64, rd: i32, wr: i32) -> f64 {
     let msg = vec![0x5a_u8; size];
     let child = fork_child(|| {
         // SAFETY: closing our copy of the read end.
-        unsafe { libc::close(fds[0]) };
+        unsafe { libc::close(rd) };
         for _ in 0..count {
             let mut off = 0;
             while off < size {
                 // SAFETY: the range is inside msg.
-                let w = unsafe { libc::write(fds[1], msg[off..].as_ptr().cast(), size - off) };
+                let w = unsafe { libc::write(wr, msg[off..].as_ptr().cast(), size - off) };
                 if w <= 0 {
                     return;
                 }
@@ -523,14 +538,14 @@ pub fn pipe_stream_large(size: usize, count: u64) -> f64 {
         }
     });
     // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(fds[1]) };
+    unsafe { libc::close(wr) };
     let total = size as u64 * count;
     let mut buf = vec![0u8; size];
     let t = Instant::now();
     let mut got = 0u64;
     while got < total {
         // SAFETY: buf is writable for its length.
-        let r = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        let r = unsafe { libc::read(rd, buf.as_mut_ptr().cast(), buf.len()) };
         if r <= 0 {
             break;
         }
@@ -538,7 +553,7 @@ pub fn pipe_stream_large(size: usize, count: u64) -> f64 {
     }
     let ns = t.elapsed().as_nanos() as f64 / total as f64;
     // SAFETY: our read end.
-    unsafe { libc::close(fds[0]) };
+    unsafe { libc::close(rd) };
     wait_child(child);
     ns
 }

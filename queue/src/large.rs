@@ -79,9 +79,9 @@ use multiproc_sync::owner_check_interval;
 use multiproc_sync::LockError;
 
 use crate::layout::{Lane, ANNOUNCEMENT};
-use crate::primitive::{current_thread, thread_alive, wait, wake, Deadline, Ordering};
+use crate::primitive::{current_thread, spin, thread_alive, wait, wake, Deadline, Ordering};
 use crate::raw::RawQueue;
-use crate::ring::{copy_out, Msg};
+use crate::ring::{copy_out_raw, Msg};
 use crate::Corruption;
 use crate::{Error, Result};
 
@@ -92,6 +92,12 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 pub(crate) const ABANDONED: u64 = POS_MASK;
 /// The largest message: below [`ABANDONED`].
 pub(crate) const MAX_LARGE: u64 = ABANDONED - 1;
+/// How long a side of the lane spins (yielding now and then) before it sleeps.
+/// The other side's step it waits for — a receiver copying what is in the lane
+/// (256 KiB in some tens of µs), a producer starting the next message — takes
+/// about as long as a futex wake-up here, and sleeping there made every
+/// message of 64 KiB cost two wake-ups (`benches/NOTES.md`).
+const LANE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// `sleeping` bits.
 const RECEIVER_ASLEEP: u32 = 1;
 const PRODUCER_ASLEEP: u32 = 2;
@@ -435,10 +441,15 @@ impl RawQueue {
             let at = (got % lane_bytes as u64) as usize;
             let n = ready.min((lane_bytes - at) as u64) as usize;
             let start = out.len();
-            out.resize(start + n, 0);
-            // Volatile copies: a peer may be writing these bytes (it should not).
-            // SAFETY: at + n <= lane_bytes, inside the lane.
-            copy_out(unsafe { buf.add(at) }, &mut out[start..]);
+            out.reserve(n);
+            // Copies as volatile reads do: a peer may be writing these bytes
+            // (it should not). Into the spare capacity, not zeroed first.
+            // SAFETY: at + n <= lane_bytes, inside the lane; `reserve` made
+            // room for n bytes after `start`, all of which the copy writes.
+            unsafe {
+                copy_out_raw(buf.add(at), out.as_mut_ptr().add(start), n);
+                out.set_len(start + n);
+            }
             // The lane may have been reset while we copied: then what we copied
             // belongs to another stream.
             if tag_of(lane.written.load(Ordering::Acquire)) != tag(stream) {
@@ -487,7 +498,8 @@ impl RawQueue {
     }
 
     /// One bounded sleep on `seq` (at most a check interval, or until
-    /// `deadline`) unless `changed` already: marks `asleep` first.
+    /// `deadline`) unless `changed` already: spins up to [`LANE_SPIN`] first,
+    /// then marks `asleep` and sleeps.
     fn sleep_on_lane(
         &self,
         seq: &crate::primitive::AtomicU32,
@@ -495,6 +507,23 @@ impl RawQueue {
         deadline: Option<Deadline>,
         changed: impl Fn() -> bool,
     ) {
+        let started = std::time::Instant::now();
+        let mut spins = 0u32;
+        while !changed() {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                if started.elapsed() >= LANE_SPIN {
+                    break;
+                }
+                // The other side may need this core (more processes than cores).
+                std::thread::yield_now();
+            } else {
+                spin();
+            }
+        }
+        if changed() {
+            return;
+        }
         let lane = self.lane();
         let seen = seq.load(Ordering::SeqCst);
         lane.sleeping.fetch_or(asleep, Ordering::SeqCst);

@@ -17,7 +17,7 @@ use multiproc_bench::queue::{
     futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_large,
     ours_pipe_round_trip, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
     python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream,
+    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -594,10 +594,16 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
 
 /// Large messages through the Pipe, and request+reply round trips.
 fn large_and_round_trips(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
-    // Large messages (over the slot size: streamed through the lane), beside a
-    // pipe(2) carrying the same bytes in writes of the same size.
+    // Messages of every size from 8 bytes to 64 MiB (over the slot size they
+    // stream through the lane), beside a pipe(2) and a Unix stream socket
+    // carrying the same bytes in writes of the same size; per byte, so that
+    // GB/s = 1/ns (messages/s = 1e9 / (ns × size)).
     for (size, count, what) in [
-        (1usize << 20, cfg.n(200), "Pipe 1P→1C, 1 MiB (ns/byte)"),
+        (8usize, cfg.n(200_000), "Pipe 1P→1C, 8 B (ns/byte)"),
+        (64, cfg.n(200_000), "Pipe 1P→1C, 64 B (ns/byte)"),
+        (1 << 10, cfg.n(100_000), "Pipe 1P→1C, 1 KiB (ns/byte)"),
+        (64 << 10, cfg.n(4_000), "Pipe 1P→1C, 64 KiB (ns/byte)"),
+        (1 << 20, cfg.n(200), "Pipe 1P→1C, 1 MiB (ns/byte)"),
         (
             64 << 20,
             if cfg.quick { 1 } else { 4 },
@@ -606,21 +612,27 @@ fn large_and_round_trips(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String
     ] {
         let t = interleaved(
             cfg.rounds,
-            &mut [&mut || ours_pipe_large(size, count), &mut || {
-                pipe_stream_large(size, count)
-            }],
+            &mut [
+                &mut || ours_pipe_large(size, count),
+                &mut || pipe_stream_large(size, count),
+                &mut || unix_stream_large(size, count),
+            ],
         );
-        let (ours, peer) = (best(&t[0]), best(&t[1]));
+        let (ours, pipe, uds) = (best(&t[0]), best(&t[1]), best(&t[2]));
         rows.push(Row {
             what,
             ours,
             peer_name: "pipe, writes of that size",
-            peer,
-            target: if size < 2 << 20 {
-                "(per byte: GB/s = 1/ns)"
-            } else {
-                "(any size, default pipe)"
-            },
+            peer: pipe,
+            target: "(per byte: GB/s = 1/ns)",
+            ok: true,
+        });
+        rows.push(Row {
+            what: "same",
+            ours,
+            peer_name: "Unix stream socket, same writes",
+            peer: uds,
+            target: "(per byte: GB/s = 1/ns)",
             ok: true,
         });
     }

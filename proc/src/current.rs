@@ -296,15 +296,28 @@ impl ParentProcess {
 pub fn active_children() -> Vec<ProcessInfo> {
     let mut st = registry::lock();
     st.reap_orphans();
-    st.children
+    let mut orphan_ended = false;
+    let active = st
+        .children
         .iter()
-        .filter(|e| !registry::is_zombie(e.pid))
+        .filter(|e| {
+            let ended = registry::is_zombie(e.pid);
+            orphan_ended |= ended && e.orphan.is_some();
+            !ended
+        })
         .map(|e| ProcessInfo {
             pid: e.pid,
             name: e.name.clone(),
             daemon: e.daemon,
         })
-        .collect()
+        .collect();
+    if orphan_ended {
+        // A child whose handle was dropped ended between the reaping above and
+        // this look: reap it too, rather than leave a zombie that the list no
+        // longer shows.
+        st.reap_orphans();
+    }
+    active
 }
 
 /// The number of CPUs this process may run on (its affinity mask; Python's

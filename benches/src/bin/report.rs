@@ -131,12 +131,25 @@ fn main() {
     }
     let mut rows: Vec<(&str, Row)> = Vec::new();
     let mut notes = Vec::new();
+    // On a terminal, a bar of the sections done; elsewhere (CI logs) a line each.
+    let bar = indicatif::ProgressBar::new(chosen.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "report {bar:24} {pos}/{len} measuring {msg} ({elapsed})",
+        )
+        .expect("a valid template"),
+    );
+    let on_terminal = !bar.is_hidden();
     for (i, (name, run)) in chosen.iter().enumerate() {
-        eprintln!("report: [{}/{}] {name}", i + 1, chosen.len());
+        bar.set_message(*name);
+        if !on_terminal {
+            eprintln!("report: [{}/{}] {name}", i + 1, chosen.len());
+        }
         let mut section = Vec::new();
         run(&cfg, &mut section, &mut notes);
         rows.extend(section.into_iter().map(|r| (*name, r)));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
 
     println!("multiproc comparison report (one run; ratios are ours / peer, lower is better)\n");
     println!(

@@ -1,5 +1,5 @@
 //! Queue and Pipe throughput and latency beside crossbeam's ArrayQueue and
-//! rtrb (threads), a pipe and Unix socket pairs.
+//! rtrb (threads), a pipe, Unix socket pairs and ipc-channel.
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
@@ -8,8 +8,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, rtrb_spsc, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream,
+    ipc_channel_stream, ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, rtrb_spsc,
+    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -37,6 +37,9 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("pipe, processes", |b| {
         b.iter_custom(|iters| total(iters, pipe_stream(iters.max(1000))))
+    });
+    g.bench_function("ipc-channel bytes channel, processes", |b| {
+        b.iter_custom(|iters| total(iters, ipc_channel_stream(iters.max(1000))))
     });
     g.bench_function("rtrb SPSC ring, threads", |b| {
         b.iter_custom(|iters| total(iters, rtrb_spsc(iters.max(1000), 1024)))

@@ -661,3 +661,44 @@ pub fn python_pipe_round_trip_ns(n: u64) -> Option<f64> {
     );
     crate::run_python(&script)
 }
+
+/// Nanoseconds per 8-byte message streamed from a forked child through
+/// ipc-channel's bytes channel (Servo's inter-process channels; a Unix
+/// seqpacket socket underneath on Linux), received as a `Vec` each.
+pub fn ipc_channel_stream(n: u64) -> f64 {
+    let (tx, rx) = ipc_channel::ipc::bytes_channel().expect("ipc channel");
+    let child = fork_running_child(|| {
+        for i in 0..n {
+            tx.send(&i.to_ne_bytes()).expect("send");
+        }
+    });
+    drop(tx);
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(rx.recv().expect("recv"));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per request and reply of 8 bytes through two ipc-channel bytes
+/// channels between two processes.
+pub fn ipc_channel_round_trip(n: u64) -> f64 {
+    let (there_tx, there_rx) = ipc_channel::ipc::bytes_channel().expect("ipc channel");
+    let (back_tx, back_rx) = ipc_channel::ipc::bytes_channel().expect("ipc channel");
+    let child = fork_running_child(|| {
+        for _ in 0..n {
+            let m = there_rx.recv().expect("recv");
+            back_tx.send(&m).expect("send");
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        there_tx.send(&i.to_ne_bytes()).expect("send");
+        std::hint::black_box(back_rx.recv().expect("recv"));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}

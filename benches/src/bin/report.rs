@@ -14,10 +14,10 @@ use std::hint::black_box;
 
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    futex_ping_pong, ours_1p1c, ours_mpmc, ours_ping_pong, ours_pipe, ours_pipe_large,
-    ours_pipe_round_trip, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
-    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream, ours_1p1c, ours_mpmc,
+    ours_ping_pong, ours_pipe, ours_pipe_large, ours_pipe_round_trip, pipe_round_trip, pipe_stream,
+    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc,
+    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -505,10 +505,11 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             &mut || rtrb_spsc(cfg.n(2_000_000), 1024),
             &mut || unix_socket_stream(cfg.n(200_000), false),
             &mut || unix_socket_stream(cfg.n(200_000), true),
+            &mut || ipc_channel_stream(cfg.n(200_000)),
         ],
     );
-    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, uds, uds_packet] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| best(&t[i]));
+    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, uds, uds_packet, ipc] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -574,6 +575,14 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer_name: "pipe, 8-byte writes",
         peer: pipe,
         target: "(one buffer reused)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "Pipe 1P→1C, 8 B (ns/msg)",
+        ours: our_pipe,
+        peer_name: "ipc-channel, bytes",
+        peer: ipc,
+        target: "(both a Vec each)",
         ok: true,
     });
     rows.push(Row {
@@ -653,11 +662,21 @@ fn large_and_round_trips(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String
     // pipe(2)s and Python's Pipe: medians, as for the ping-pongs.
     let t = interleaved(
         cfg.rounds,
-        &mut [&mut || ours_pipe_round_trip(cfg.n(20_000)), &mut || {
-            pipe_round_trip(cfg.n(20_000))
-        }],
+        &mut [
+            &mut || ours_pipe_round_trip(cfg.n(20_000)),
+            &mut || pipe_round_trip(cfg.n(20_000)),
+            &mut || ipc_channel_round_trip(cfg.n(20_000)),
+        ],
     );
-    let (rt_ours, rt_pipe) = (median(&t[0]), median(&t[1]));
+    let (rt_ours, rt_pipe, rt_ipc) = (median(&t[0]), median(&t[1]), median(&t[2]));
+    rows.push(Row {
+        what: "Pipe request+reply, 8 B (ns)",
+        ours: rt_ours,
+        peer_name: "ipc-channel, two channels",
+        peer: rt_ipc,
+        target: "(for reference)",
+        ok: true,
+    });
     rows.push(Row {
         what: "Pipe request+reply, 8 B (ns)",
         ours: rt_ours,

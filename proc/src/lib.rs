@@ -4,6 +4,7 @@
 //! | Python | here |
 //! |---|---|
 //! | `Process(target=f, name=n, daemon=d)` | [`Process::new(f)`](Process::new)`.named(n).daemon(d)` |
+//! | `class P(Process): def run(self): ...`, `P(...)` | a type implementing [`Run`], [`Process::from_run`] |
 //! | `p.start()`, `p.join(timeout)` | [`Process::start`], [`Process::join`], [`Process::join_timeout`] |
 //! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`], [`Process::name`] |
 //! | `p.terminate()`, `p.kill()`, `p.sentinel`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] (a pidfd), [`Process::close`] |

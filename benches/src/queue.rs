@@ -583,7 +583,17 @@ pub fn python_pipe_ns(n: u64) -> Option<f64> {
 /// [`pipe`](multiproc_queue::pipe), 8-byte messages, each side receiving into one
 /// reused buffer (default waiting: a short spin, then sleep).
 pub fn ours_pipe_round_trip(n: u64) -> f64 {
-    let (a, b) = multiproc_queue::pipe(true).expect("pipe");
+    ours_pipe_round_trip_spinning(n, None)
+}
+
+/// As [`ours_pipe_round_trip`], both ends spinning up to `spins` (`None`: the
+/// default) before they sleep.
+pub fn ours_pipe_round_trip_spinning(n: u64, spins: Option<u32>) -> f64 {
+    let (mut a, mut b) = multiproc_queue::pipe(true).expect("pipe");
+    if let Some(spins) = spins {
+        a.set_spin_limit(spins);
+        b.set_spin_limit(spins);
+    }
     let child = fork_running_child(|| {
         let mut buf = Vec::new();
         for _ in 0..n {

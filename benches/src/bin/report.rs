@@ -15,9 +15,10 @@ use std::hint::black_box;
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream, ours_1p1c, ours_mpmc,
-    ours_ping_pong, ours_pipe, ours_pipe_large, ours_pipe_round_trip, pipe_round_trip, pipe_stream,
-    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc,
-    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    ours_ping_pong, ours_pipe, ours_pipe_large, ours_pipe_round_trip,
+    ours_pipe_round_trip_spinning, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
+    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, slot_handoff_ping_pong,
+    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -735,6 +736,7 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         cfg.r(7),
         &mut [
             &mut || ours_ping_pong(cfg.n(50_000), u32::MAX),
+            &mut || ours_pipe_round_trip_spinning(cfg.n(50_000), Some(u32::MAX)),
             &mut || cache_line_ping_pong(cfg.n(50_000)),
             &mut || arrayqueue_ping_pong(cfg.n(50_000)),
             &mut || cache_line_ping_pong_threads(cfg.n(50_000)),
@@ -743,9 +745,9 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             &mut || two_flags_ping_pong(cfg.n(50_000), true),
         ],
     );
-    let (pp_spin, line) = (median(&t[0]), median(&t[1]));
-    let (aq_pp, line_threads) = (median(&t[2]), median(&t[3]));
-    let (handoff, flags, flags_one_line) = (median(&t[4]), median(&t[5]), median(&t[6]));
+    let (pp_spin, pipe_spin, line) = (median(&t[0]), median(&t[1]), median(&t[2]));
+    let (aq_pp, line_threads) = (median(&t[3]), median(&t[4]));
+    let (handoff, flags, flags_one_line) = (median(&t[5]), median(&t[6]), median(&t[7]));
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
     let cas4 = 4.0 * best(&interleaved(cfg.r(5), &mut [&mut timed(cfg.iters, dependent_cas)])[0]);
@@ -756,6 +758,14 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         peer: line,
         target: "≤ 2.0×",
         ok: pp_spin <= 2.0 * line,
+    });
+    rows.push(Row {
+        what: "Pipe request+reply, spinning (ns)",
+        ours: pipe_spin,
+        peer_name: "two Queue<u64>, spinning",
+        peer: pp_spin,
+        target: "≤ 1.2×",
+        ok: pipe_spin <= 1.2 * pp_spin,
     });
     rows.push(Row {
         what: "same, ArrayQueue, 2 threads",

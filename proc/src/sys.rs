@@ -1,9 +1,8 @@
 //! Every system call of this crate: through `nix` where it has a safe wrapper;
 //! raw `libc` for what it lacks (`pidfd_open`, `pidfd_send_signal`, `atexit`,
-//! `_exit`)
-//! and for `wait`/`waitpid`/`waitid`, whose nix forms decode the status into
-//! nix's `Signal` and fail with `EINVAL` (after reaping the child) when a
-//! real-time signal killed it: its exit status would be lost.
+//! `_exit`) and for `wait`/`waitpid`/`waitid`, whose nix forms decode the
+//! status into nix's `Signal` and fail with `EINVAL` (after reaping the child)
+//! when a real-time signal killed it: its exit status would be lost.
 
 use std::io;
 use std::io::{IoSlice, IoSliceMut};

@@ -18,6 +18,12 @@ impl Ring {
     /// slots that share a line its hint took lines its producer was filling,
     /// and `pop_one` does not ask.
     ///
+    /// A byte queue's producer does not ask where every slot has a line or
+    /// more to itself: there the next slot's line is the one an idle consumer
+    /// is watching for the next message, and taking it from under the
+    /// consumer cost a Pipe's request+reply 1.3-1.9× (the consumer's own hint
+    /// there, and streaming, measured the same either way; `benches/NOTES.md`).
+    ///
     /// Neither asks in a ring of fewer than four lines, where the next line
     /// may hold what a peer is reading or writing (a ping-pong through a ring
     /// of one slot).

@@ -775,7 +775,10 @@ impl Ring {
             return false;
         };
         self.publish_claimed(pos, &[Msg::of(msg)]);
-        self.claim_next_line(pos);
+        // Not where every slot has a line or more to itself (see claim_next_line).
+        if self.next_line != 1 {
+            self.claim_next_line(pos);
+        }
         self.wake_consumers(1);
         true
     }

@@ -589,7 +589,23 @@ pub fn ours_pipe_round_trip(n: u64) -> f64 {
 /// As [`ours_pipe_round_trip`], both ends spinning up to `spins` (`None`: the
 /// default) before they sleep.
 pub fn ours_pipe_round_trip_spinning(n: u64, spins: Option<u32>) -> f64 {
-    let (mut a, mut b) = multiproc_queue::pipe(true).expect("pipe");
+    ours_pipe_round_trip_shaped(
+        n,
+        spins,
+        multiproc_queue::PIPE_CAPACITY,
+        multiproc_queue::PIPE_MESSAGE,
+    )
+}
+
+/// As [`ours_pipe_round_trip_spinning`], through a pipe of `capacity`
+/// messages of up to `max_inline` bytes each way.
+pub fn ours_pipe_round_trip_shaped(
+    n: u64,
+    spins: Option<u32>,
+    capacity: usize,
+    max_inline: usize,
+) -> f64 {
+    let (mut a, mut b) = multiproc_queue::pipe_with(true, capacity, max_inline).expect("pipe");
     if let Some(spins) = spins {
         a.set_spin_limit(spins);
         b.set_spin_limit(spins);

@@ -550,6 +550,32 @@ fn a_byte_queue_get_from_a_full_queue_killed_at_every_store() {
     get_from_full::<ByteQueue>();
 }
 
+/// A used joinable queue holding `waiting` (one item put, taken and done
+/// before it), and a forked joiner waiting in `join` (exit 0 once it returns,
+/// 1 if it times out).
+fn joinable_with_a_joiner(waiting: u64) -> (JoinableQueue<u64>, std::cell::RefCell<Child>) {
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = JoinableQueue::<u64>::new(CAPACITY).unwrap();
+    q.put(1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    q.put(waiting).unwrap();
+    let joiner = fork(|| match q.join_timeout(BOUND) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    });
+    (q, std::cell::RefCell::new(joiner))
+}
+
+/// The joiner of [`joinable_with_a_joiner`] returned from `join`, within the bound.
+fn joiner_returned(joiner: &std::cell::RefCell<Child>, outcome: Outcome, class: usize) {
+    assert_eq!(
+        joiner.borrow_mut().wait_timeout(BOUND),
+        Some(ChildExit::Exited(0)),
+        "{outcome:?}: the joiner (class {class})"
+    );
+}
+
 /// A worker's `get` and `task_done` killed at every store, while a joiner
 /// sleeps in `join`. The parent, as the surviving worker, then takes what is
 /// left (or finds it counted lost), and marks done an item the victim took and
@@ -565,19 +591,7 @@ fn a_joinable_queue_get_and_task_done_killed_at_every_store() {
     );
     let classes = std::cell::RefCell::new(Vec::new());
     let report = every_write(
-        || {
-            set_owner_check_interval(Duration::from_millis(5));
-            let q = JoinableQueue::<u64>::new(CAPACITY).unwrap();
-            q.put(1).unwrap();
-            assert_eq!(q.get().unwrap(), 1);
-            q.task_done().unwrap();
-            q.put(7).unwrap();
-            let joiner = fork(|| match q.join_timeout(BOUND) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            });
-            (q, std::cell::RefCell::new(joiner))
-        },
+        || joinable_with_a_joiner(7),
         |(q, _)| (q.segment().as_ptr(), q.segment().len()),
         |(q, _)| {
             wait_until(BOUND, "the joiner asleep", || q.hook_joiners() == 1);
@@ -605,11 +619,7 @@ fn a_joinable_queue_get_and_task_done_killed_at_every_store() {
                 Err(e) => panic!("{outcome:?}: {e}"),
             };
             assert!(q.lost() <= 1, "{outcome:?}: lost {}", q.lost());
-            assert_eq!(
-                joiner.borrow_mut().wait_timeout(BOUND),
-                Some(ChildExit::Exited(0)),
-                "{outcome:?}: the joiner (class {class})"
-            );
+            joiner_returned(joiner, outcome, class);
             assert_eq!(q.unfinished(), 0, "{outcome:?}");
             assert!(matches!(q.task_done(), Err(Error::TaskDoneTooMany)));
             // Works as new, twice round the ring (so a producer meets any slot
@@ -662,19 +672,7 @@ fn a_joinable_queue_put_killed_at_every_store() {
     );
     let classes = std::cell::RefCell::new(Vec::new());
     let report = every_write(
-        || {
-            set_owner_check_interval(Duration::from_millis(5));
-            let q = JoinableQueue::<u64>::new(CAPACITY).unwrap();
-            q.put(1).unwrap();
-            assert_eq!(q.get().unwrap(), 1);
-            q.task_done().unwrap();
-            q.put(6).unwrap();
-            let joiner = fork(|| match q.join_timeout(BOUND) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            });
-            (q, std::cell::RefCell::new(joiner))
-        },
+        || joinable_with_a_joiner(6),
         |(q, _)| (q.segment().as_ptr(), q.segment().len()),
         |(q, _)| {
             wait_until(BOUND, "the joiner asleep", || q.hook_joiners() == 1);
@@ -694,11 +692,7 @@ fn a_joinable_queue_put_killed_at_every_store() {
                 Err(Error::Empty) => 0,
                 Err(e) => panic!("{outcome:?}: {e}"),
             };
-            assert_eq!(
-                joiner.borrow_mut().wait_timeout(BOUND),
-                Some(ChildExit::Exited(0)),
-                "{outcome:?}: the joiner (class {class})"
-            );
+            joiner_returned(joiner, outcome, class);
             assert_eq!(q.unfinished(), 0, "{outcome:?}");
             for i in 0..2 * CAPACITY as u64 {
                 q.put_timeout(100 + i, BOUND).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use multiproc_queue::{ByteQueue, Corruption, Error, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
-use multiproc_testkit::{fork, wait_until, ChildExit, Watchdog};
+use multiproc_testkit::{fork, wait_until, Child, ChildExit, Watchdog};
 
 /// Trials per test: 200 producer kills and 200 consumer kills.
 const TRIALS: u64 = 200;
@@ -1183,13 +1183,9 @@ fn eight_mib() -> Vec<u8> {
     (0..8usize << 20).map(|i| (i % 251) as u8).collect()
 }
 
-/// A large message whose stream has begun is taken from the queue: a get
-/// whose timeout passes while its bytes are still coming reads it whole
-/// (Python's `get` reads a begun message whole), instead of abandoning it as
-/// lost. Its timeout of 1 µs passes before the second lane-full is written.
-#[test]
-fn a_large_message_begun_in_time_is_read_whole_past_the_timeout() {
-    let _dog = Watchdog::arm(Duration::from_secs(60), "large past the timeout");
+/// A byte queue and a forked producer that has begun to stream
+/// [`eight_mib`] into it (its announcement is in the ring).
+fn a_large_message_begun() -> (ByteQueue, Child) {
     set_owner_check_interval(Duration::from_millis(50));
     let q = ByteQueue::new(4, 64).unwrap();
     let producer = fork(|| {
@@ -1197,6 +1193,17 @@ fn a_large_message_begun_in_time_is_read_whole_past_the_timeout() {
         0
     });
     wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    (q, producer)
+}
+
+/// A large message whose stream has begun is taken from the queue: a get
+/// whose timeout passes while its bytes are still coming reads it whole
+/// (Python's `get` reads a begun message whole), instead of abandoning it as
+/// lost. Its timeout of 1 µs passes before the second lane-full is written.
+#[test]
+fn a_large_message_begun_in_time_is_read_whole_past_the_timeout() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "large past the timeout");
+    let (q, producer) = a_large_message_begun();
     let got = q.get_bytes_timeout(Duration::from_micros(1)).unwrap();
     assert!(got == eight_mib(), "{} bytes, damaged", got.len());
     assert_eq!(q.lost(), 0);
@@ -1209,13 +1216,7 @@ fn a_large_message_begun_in_time_is_read_whole_past_the_timeout() {
 #[test]
 fn a_large_message_that_stalls_past_the_timeout_is_given_up_and_counted() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "stalled large message");
-    set_owner_check_interval(Duration::from_millis(50));
-    let q = ByteQueue::new(4, 64).unwrap();
-    let producer = fork(|| {
-        q.put_bytes(&eight_mib()).unwrap();
-        0
-    });
-    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    let (q, producer) = a_large_message_begun();
     producer.signal(libc::SIGSTOP);
     let t = Instant::now();
     assert!(matches!(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_shm::Segment;
 
+pub mod page;
 pub mod pool;
 pub mod queue;
 

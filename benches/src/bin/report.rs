@@ -8,7 +8,10 @@
 //! - `--filter WORD`: only the sections whose name contains `WORD` (`locks`,
 //!   `contended`, `process`, `queue`, `large`, `mpmc`, `ping-pong`, `pool`);
 //! - `--json FILE`: every row (section, measure, ours, peer, unit, ratio,
-//!   target, met, rounds) and the machine (CPU, cores, kernel, date) as JSON.
+//!   target, met, rounds) and the machine (CPU, cores, kernel, date) as JSON;
+//! - `--html FILE`: where the page of charts goes (by default
+//!   `target/report/index.html`; its path is printed at the end);
+//! - `--draw FILE`: measure nothing; draw the page of a saved `--json` run.
 
 use std::hint::black_box;
 
@@ -34,6 +37,8 @@ struct Cfg {
     quick: bool,
     filter: Option<String>,
     json: Option<std::path::PathBuf>,
+    html: Option<std::path::PathBuf>,
+    draw: Option<std::path::PathBuf>,
     /// Rounds of the interleaved measurements that take seven.
     rounds: u32,
     /// Iterations of the uncontended loops.
@@ -46,6 +51,8 @@ impl Cfg {
             quick: false,
             filter: None,
             json: None,
+            html: None,
+            draw: None,
             rounds: 7,
             iters: 2_000_000,
         };
@@ -55,6 +62,8 @@ impl Cfg {
                 "--quick" => cfg.quick = true,
                 "--filter" => cfg.filter = Some(args.next().ok_or("--filter needs a word")?),
                 "--json" => cfg.json = Some(args.next().ok_or("--json needs a file")?.into()),
+                "--html" => cfg.html = Some(args.next().ok_or("--html needs a file")?.into()),
+                "--draw" => cfg.draw = Some(args.next().ok_or("--draw needs a file")?.into()),
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
@@ -89,11 +98,13 @@ impl Cfg {
     }
 }
 
-const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE]
+const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE] [--html FILE]
   --quick        a short run (for CI: checks that it runs, not its ratios)
   --filter WORD  only sections whose name contains WORD: locks, contended,
                  process, queue, large, mpmc, ping-pong, pool
-  --json FILE    every row and the machine, as JSON";
+  --json FILE    every row and the machine, as JSON
+  --html FILE    the page of charts (default: target/report/index.html)
+  --draw FILE    measure nothing: draw the page of a saved --json run";
 
 struct Row {
     what: &'static str,
@@ -112,6 +123,17 @@ fn main() {
         eprintln!("{msg}");
         std::process::exit(2)
     });
+    if let Some(saved) = &cfg.draw {
+        let doc = std::fs::read_to_string(saved)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| {
+                eprintln!("report: cannot read {}: {e}", saved.display());
+                std::process::exit(1)
+            });
+        draw(&cfg, &doc);
+        return;
+    }
     let sections: [(&str, Section); 8] = [
         ("locks", locks),
         ("contended", contended),
@@ -172,19 +194,60 @@ fn main() {
     for note in &notes {
         println!("\n{note}");
     }
+    let doc = json(&cfg, &rows);
     if let Some(path) = &cfg.json {
-        match std::fs::write(path, json(&cfg, &rows)) {
-            Ok(()) => eprintln!("report: rows written to {}", path.display()),
-            Err(e) => {
-                eprintln!("report: cannot write {}: {e}", path.display());
-                std::process::exit(1);
+        let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+        write_or_exit(path, &text);
+        eprintln!("report: rows written to {}", path.display());
+    }
+    draw(&cfg, &doc);
+}
+
+/// Writes the page of charts of `doc` and prints its path.
+fn draw(cfg: &Cfg, doc: &serde_json::Value) {
+    let page = cfg.html.clone().unwrap_or_else(default_page);
+    let drawn = multiproc_bench::page::html(doc)
+        .and_then(|html| Ok((html, multiproc_bench::page::charts(doc)?)));
+    match drawn {
+        Ok((html, charts)) => {
+            let dir = page.parent().unwrap_or(std::path::Path::new("."));
+            let _ = std::fs::create_dir_all(dir);
+            write_or_exit(&page, &html);
+            // Each chart also as a file of its own beside the page.
+            for c in charts {
+                write_or_exit(&dir.join(format!("{}.svg", c.name)), &c.svg);
             }
+            println!("\ncharts: {}", page.display());
+        }
+        Err(e) => {
+            eprintln!("report: {e}");
+            std::process::exit(1);
         }
     }
 }
 
+fn write_or_exit(path: &std::path::Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("report: cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+}
+
+/// `report/index.html` in cargo's target directory: `CARGO_TARGET_DIR` when
+/// set, else the one this binary was built in (`target/release/report`).
+fn default_page() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| "target".into());
+    target.join("report").join("index.html")
+}
+
 /// The rows and the machine as JSON (see the module docs).
-fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> String {
+fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> serde_json::Value {
     let mut unit = "";
     let rows: Vec<serde_json::Value> = rows
         .iter()
@@ -223,7 +286,7 @@ fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let doc = serde_json::json!({
+    serde_json::json!({
         "machine": {
             "cpu": cpu,
             "cores": multiproc_proc::cpu_count(),
@@ -234,8 +297,7 @@ fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> String {
         "filter": cfg.filter,
         "rounds": cfg.rounds,
         "rows": rows,
-    });
-    serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+    })
 }
 
 /// Uncontended lock+unlock beside std's, parking_lot's and pthread's, and the

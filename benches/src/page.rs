@@ -82,13 +82,28 @@ fn rows(doc: &Value) -> Result<Vec<Row>, PageError> {
     Ok(out)
 }
 
-/// The sweep's points: (message size in bytes, GB/s of ours, of each peer by
-/// name), from the rows whose unit is ns/byte.
-fn sweep(rows: &[Row]) -> Vec<(u64, String, f64, f64)> {
+/// A point of the size sweep: one message size beside one peer.
+struct Point {
+    /// The message size in bytes.
+    size: u64,
+    peer: String,
+    /// GB/s (1 / ns per byte) of ours and of the peer.
+    ours: f64,
+    theirs: f64,
+}
+
+/// The sweep's points, from the rows whose unit is ns/byte.
+fn sweep(rows: &[Row]) -> Vec<Point> {
     rows.iter()
         .filter(|r| r.unit == "ns/byte" && r.ours > 0.0 && r.peer_value > 0.0)
-        .filter_map(|r| Some((size_of_measure(&r.measure)?, r)))
-        .map(|(size, r)| (size, r.peer.clone(), 1.0 / r.ours, 1.0 / r.peer_value))
+        .filter_map(|r| {
+            Some(Point {
+                size: size_of_measure(&r.measure)?,
+                peer: r.peer.clone(),
+                ours: 1.0 / r.ours,
+                theirs: 1.0 / r.peer_value,
+            })
+        })
         .collect()
 }
 
@@ -264,22 +279,22 @@ fn ratio_chart(title: &str, rows: &[Row]) -> Result<String, PageError> {
 
 /// Throughput in GB/s against message size (both on log scales): ours and
 /// each peer as a line.
-fn sweep_chart(points: &[(u64, String, f64, f64)]) -> Result<String, PageError> {
+fn sweep_chart(points: &[Point]) -> Result<String, PageError> {
     let mut peers: Vec<&str> = Vec::new();
-    for (_, p, _, _) in points {
-        if !peers.contains(&p.as_str()) {
-            peers.push(p);
+    for p in points {
+        if !peers.contains(&p.peer.as_str()) {
+            peers.push(&p.peer);
         }
     }
     let mut ours: Vec<(f64, f64)> = Vec::new();
-    for (size, _, gb, _) in points {
-        if !ours.iter().any(|(s, _)| *s == *size as f64) {
-            ours.push((*size as f64, *gb));
+    for p in points {
+        if !ours.iter().any(|(s, _)| *s == p.size as f64) {
+            ours.push((p.size as f64, p.ours));
         }
     }
-    let sizes = points.iter().map(|p| p.0 as f64);
+    let sizes = points.iter().map(|p| p.size as f64);
     let (xmin, xmax) = sizes.fold((f64::MAX, 0.0f64), |(a, b), s| (a.min(s), b.max(s)));
-    let speeds = points.iter().flat_map(|p| [p.2, p.3]);
+    let speeds = points.iter().flat_map(|p| [p.ours, p.theirs]);
     let (ymin, ymax) = speeds.fold((f64::MAX, 0.0f64), |(a, b), s| (a.min(s), b.max(s)));
     let mut svg = String::new();
     {
@@ -311,15 +326,14 @@ fn sweep_chart(points: &[(u64, String, f64, f64)]) -> Result<String, PageError> 
             .draw()
             .map_err(draw_error)?;
         let palette = [MET, RGBColor(70, 100, 200), RGBColor(220, 140, 30), NOT_MET];
-        let mut lines: Vec<(String, Vec<(f64, f64)>, RGBColor)> =
-            vec![("ours (multiproc Pipe)".into(), ours, palette[0])];
+        let mut lines = vec![("ours (multiproc Pipe)", ours, palette[0])];
         for (k, peer) in peers.iter().enumerate() {
             let line = points
                 .iter()
-                .filter(|p| p.1 == *peer)
-                .map(|p| (p.0 as f64, p.3))
+                .filter(|p| p.peer == *peer)
+                .map(|p| (p.size as f64, p.theirs))
                 .collect();
-            lines.push((peer.to_string(), line, palette[(k + 1) % palette.len()]));
+            lines.push((peer, line, palette[(k + 1) % palette.len()]));
         }
         for (name, line, c) in lines {
             chart

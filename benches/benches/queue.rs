@@ -8,8 +8,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    ipc_channel_stream, ours_1p1c, ours_ping_pong, ours_pipe, pipe_stream, rtrb_spsc,
-    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
+    ipc_channel_stream, ours_1p1c, ours_ping_pong, ours_pipe, ours_pipe_large, pipe_stream,
+    pipe_stream_large, rtrb_spsc, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
+    unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -50,6 +51,51 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("Unix socket pair (seqpacket), processes", |b| {
         b.iter_custom(|iters| total(iters, unix_socket_stream(iters.max(1000), true)))
     });
+    #[cfg(feature = "iceoryx2")]
+    g.bench_function("iceoryx2 publish-subscribe (u64), processes", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                multiproc_bench::iceoryx2_peer::stream_8b(iters.max(1000)),
+            )
+        })
+    });
+    g.finish();
+
+    #[cfg(feature = "iceoryx2")]
+    {
+        let mut g = c.benchmark_group("1 KiB messages, one producer process to one consumer");
+        g.sample_size(10);
+        g.bench_function("multiproc Pipe", |b| {
+            b.iter_custom(|iters| total(iters, 1024.0 * ours_pipe_large(1024, iters.max(1000))))
+        });
+        g.bench_function("iceoryx2 publish-subscribe ([u64; 128])", |b| {
+            b.iter_custom(|iters| {
+                total(
+                    iters,
+                    multiproc_bench::iceoryx2_peer::stream_1k(iters.max(1000)),
+                )
+            })
+        });
+        g.finish();
+    }
+
+    // The report's size sweep: per message of each size, beside a pipe(2) and a
+    // Unix stream socket carrying writes of the same size.
+    let mut g = c.benchmark_group("messages by size, one producer process to one consumer");
+    g.sample_size(10);
+    for size in [64usize, 1 << 10, 64 << 10, 1 << 20] {
+        let per_message = |ns_per_byte: f64| ns_per_byte * size as f64;
+        g.bench_function(format!("multiproc Pipe, {size} B"), |b| {
+            b.iter_custom(|iters| total(iters, per_message(ours_pipe_large(size, iters.max(10)))))
+        });
+        g.bench_function(format!("pipe(2), {size} B"), |b| {
+            b.iter_custom(|iters| total(iters, per_message(pipe_stream_large(size, iters.max(10)))))
+        });
+        g.bench_function(format!("Unix stream socket, {size} B"), |b| {
+            b.iter_custom(|iters| total(iters, per_message(unix_stream_large(size, iters.max(10)))))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("ping-pong round trip between two processes");
@@ -68,6 +114,15 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("two flags in one line", |b| {
         b.iter_custom(|iters| total(iters, two_flags_ping_pong(iters.max(100), true)))
+    });
+    #[cfg(feature = "iceoryx2")]
+    g.bench_function("iceoryx2, two publish-subscribe services, spinning", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                multiproc_bench::iceoryx2_peer::round_trip(iters.max(100)),
+            )
+        })
     });
     g.finish();
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use multiproc_shm::Segment;
 
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2_peer;
 pub mod page;
 pub mod pool;
 pub mod queue;

@@ -61,6 +61,12 @@ fn rows(doc: &Value) -> Result<Vec<Row>, PageError> {
         };
         let measure = text("measure")?;
         let measure = match measure.strip_prefix("same") {
+            // "same, batches of 32 (ns/msg)" under "queue 1P→1C, 8 B (ns/msg)":
+            // the unit once, at the end.
+            Some(rest) if !named.is_empty() && rest.ends_with(')') => {
+                let base = named.rsplit_once(" (").map_or(named.as_str(), |(b, _)| b);
+                format!("{base}{rest}")
+            }
             Some(rest) if !named.is_empty() => format!("{named}{rest}"),
             _ => {
                 named.clone_from(&measure);
@@ -156,6 +162,16 @@ fn powers_of(base: f64, lo: f64, hi: f64) -> Vec<f64> {
         t *= base;
     }
     out
+}
+
+/// A ratio with two significant digits at least: 0.0049, 0.12, 1.59, 26.32.
+fn ratio_text(r: f64) -> String {
+    let digits = if r > 0.0 && r < 0.1 {
+        (1 - r.log10().floor() as i32) as usize
+    } else {
+        2
+    };
+    format!("{r:.digits$}")
 }
 
 fn size_label(bytes: u64) -> String {
@@ -261,9 +277,9 @@ fn ratio_chart(title: &str, rows: &[Row]) -> Result<String, PageError> {
             ))
             .map_err(draw_error)?;
             let (text, pos) = if r.ratio < 1.0 {
-                (format!("{:.2}× ", r.ratio), HPos::Right)
+                (format!("{}× ", ratio_text(r.ratio)), HPos::Right)
             } else {
-                (format!(" {:.2}×", r.ratio), HPos::Left)
+                (format!(" {}×", ratio_text(r.ratio)), HPos::Left)
             };
             root.draw(&Text::new(
                 text,
@@ -456,13 +472,13 @@ pub fn html(doc: &Value) -> Result<String, PageError> {
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.3}</td><td>{}</td>\
-             <td class=\"n\">{:.3}</td><td class=\"n\">{:.2}×</td><td>{}</td>{}</tr>",
+             <td class=\"n\">{:.3}</td><td class=\"n\">{}×</td><td>{}</td>{}</tr>",
             escape(&r.section),
             escape(&r.measure),
             r.ours,
             escape(&r.peer),
             r.peer_value,
-            r.ratio,
+            ratio_text(r.ratio),
             escape(&r.target),
             if r.met {
                 "<td>met</td>"
@@ -492,7 +508,7 @@ mod tests {
             "quick": true,
             "rows": [
                 row("locks", "lock+unlock (ns)", "std <Mutex>", 4.0, 5.0, "ns"),
-                row("locks", "same, private", "pthread", 9.0, 3.0, "ns"),
+                row("locks", "same, private (ns)", "pthread", 9.0, 3.0, "ns"),
                 row("large", "Pipe 1P→1C, 8 B (ns/byte)", "pipe", 2.0, 40.0, "ns/byte"),
                 row("large", "same", "socket", 2.0, 100.0, "ns/byte"),
                 row("large", "Pipe 1P→1C, 64 KiB (ns/byte)", "pipe", 0.1, 0.6, "ns/byte"),
@@ -512,7 +528,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["ratios-locks", "ratios-large", "sweep"]);
         // "same" rows read as the row above's name, and text is escaped.
-        assert!(page.contains("lock+unlock (ns), private"));
+        assert!(
+            page.contains("lock+unlock, private (ns)"),
+            "the unit once, at the end"
+        );
         assert!(page.contains("std &lt;Mutex&gt;"));
         assert!(!page.contains("std <Mutex>"));
         // Ratios printed beside the bars: 0.80× and 3.00×.
@@ -522,6 +541,14 @@ mod tests {
         assert!(page.contains("64 KiB"));
         assert!(page.contains("ours (multiproc Pipe)"));
         assert!(page.contains("<td class=\"no\">not met</td>"));
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(ratio_text(0.0049), "0.0049");
+        assert_eq!(ratio_text(0.012), "0.012");
+        assert_eq!(ratio_text(0.59), "0.59");
+        assert_eq!(ratio_text(3.812), "3.81");
     }
 
     #[test]

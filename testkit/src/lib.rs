@@ -268,7 +268,7 @@ pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
     assert!(
         path.exists(),
         "example {name} not built at {}: run `cargo build --workspace --examples \
-         --all-features` (with `--release` for release tests) first, as \
+         $(scripts/features)` (with `--release` for release tests) first, as \
          scripts/test-all does",
         path.display()
     );

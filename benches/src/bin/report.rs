@@ -6,7 +6,8 @@
 //! - `--quick`: a short run (two rounds, a twentieth of the work): for CI, which
 //!   checks that the report runs, never its ratios;
 //! - `--filter WORD`: only the sections whose name contains `WORD` (`locks`,
-//!   `contended`, `process`, `queue`, `large`, `mpmc`, `ping-pong`, `pool`);
+//!   `contended`, `process`, `queue`, `large`, `mpmc`, `iceoryx2`, `ping-pong`,
+//!   `pool`);
 //! - `--json FILE`: every row (section, measure, ours, peer, unit, ratio,
 //!   target, met, rounds) and the machine (CPU, cores, kernel, date) as JSON;
 //! - `--html FILE`: where the page of charts goes (by default
@@ -101,7 +102,7 @@ impl Cfg {
 const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE] [--html FILE]
   --quick        a short run (for CI: checks that it runs, not its ratios)
   --filter WORD  only sections whose name contains WORD: locks, contended,
-                 process, queue, large, mpmc, ping-pong, pool
+                 process, queue, large, mpmc, iceoryx2, ping-pong, pool
   --json FILE    every row and the machine, as JSON
   --html FILE    the page of charts (default: target/report/index.html)
   --draw FILE    measure nothing: draw the page of a saved --json run";
@@ -134,13 +135,14 @@ fn main() {
         draw(&cfg, &doc);
         return;
     }
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("locks", locks),
         ("contended", contended),
         ("process", process),
         ("queue", queue),
         ("large", large_and_round_trips),
         ("mpmc", mpmc),
+        ("iceoryx2", iceoryx2_rows),
         ("ping-pong", ping_pong),
         ("pool", pool_rows),
     ];
@@ -298,6 +300,72 @@ fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> serde_json::Value {
         "rounds": cfg.rounds,
         "rows": rows,
     })
+}
+
+/// iceoryx2's publish-subscribe between two processes beside our queue, Pipe
+/// and spinning ping-pong; without the `iceoryx2` feature, a note on how to
+/// turn it on.
+#[cfg(feature = "iceoryx2")]
+fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
+    use multiproc_bench::iceoryx2_peer;
+    let t = interleaved(
+        cfg.rounds,
+        &mut [
+            &mut || ours_1p1c(cfg.n(2_000_000), 1024, 1),
+            &mut || iceoryx2_peer::stream_8b(cfg.n(500_000)),
+            &mut || ours_pipe_large(1024, cfg.n(500_000)) * 1024.0,
+            &mut || iceoryx2_peer::stream_1k(cfg.n(200_000)),
+        ],
+    );
+    let [ours_8, ice_8, ours_1k, ice_1k] = [0, 1, 2, 3].map(|i| best(&t[i]));
+    // Round trips swing most from round to round: medians, as for the other
+    // ping-pongs.
+    let t = interleaved(
+        cfg.rounds,
+        &mut [&mut || ours_ping_pong(cfg.n(50_000), u32::MAX), &mut || {
+            iceoryx2_peer::round_trip(cfg.n(50_000))
+        }],
+    );
+    let (ours_rt, ice_rt) = (median(&t[0]), median(&t[1]));
+    for (what, ours, peer_name, peer) in [
+        (
+            "queue 1P→1C, 8 B (ns/msg)",
+            ours_8,
+            "iceoryx2 publish-subscribe, u64",
+            ice_8,
+        ),
+        (
+            "Pipe 1P→1C, 1 KiB (ns/msg)",
+            ours_1k,
+            "iceoryx2 publish-subscribe, 1 KiB",
+            ice_1k,
+        ),
+        (
+            "ping-pong, spinning (ns/RT)",
+            ours_rt,
+            "iceoryx2, two services, spinning",
+            ice_rt,
+        ),
+    ] {
+        rows.push(Row {
+            what,
+            ours,
+            peer_name,
+            peer,
+            target: "≤ 1.0×",
+            ok: ours <= peer,
+        });
+    }
+}
+
+#[cfg(not(feature = "iceoryx2"))]
+fn iceoryx2_rows(_cfg: &Cfg, _rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    notes.push(
+        "iceoryx2: skipped: the peer is built only with the `iceoryx2` feature, which \
+         needs libclang (bindgen). To measure it: `apt-get install libclang-dev`, then \
+         `cargo run --release -p multiproc-bench --features iceoryx2 --bin report`."
+            .to_owned(),
+    );
 }
 
 /// Uncontended lock+unlock beside std's, parking_lot's and pthread's, and the

@@ -84,8 +84,8 @@ pub(crate) struct Task {
     pub(crate) target: Target,
     /// The whole inbox message: the header (its `seq` written when sent),
     /// then the encoded arguments, concatenated. Made once: sending puts
-    /// these bytes as they are.
-    msg: Vec<u8>,
+    /// these bytes as they are, and a stream shares them (no copy).
+    msg: Arc<Vec<u8>>,
     /// Where each item's arguments start, from the start of the arguments
     /// (for a task of more than one item: a death splits it).
     pub(crate) starts: Starts,
@@ -123,6 +123,69 @@ pub(crate) fn task_buffer() -> Vec<u8> {
     vec![0; wire::TASK_HEADER]
 }
 
+/// [`task_buffer`] for a chunk of `items` items: a large one reuses a spare
+/// buffer (see [`spare`]).
+pub(crate) fn chunk_buffer(items: usize) -> Vec<u8> {
+    if items < spare::CHUNK_ITEMS {
+        return task_buffer();
+    }
+    let mut msg = spare::take();
+    msg.resize(wire::TASK_HEADER, 0);
+    msg
+}
+
+/// Large message buffers kept for reuse, process-wide. A map's chunks and
+/// their answers are buffers of a megabyte or more; freed, glibc hands them
+/// back to the kernel, and the next map pays a page fault per 4 KiB to get
+/// them again (about half the parent's time in a trivial map). At most
+/// [`KEPT`](spare::KEPT) buffers and [`KEPT_BYTES`](spare::KEPT_BYTES) are
+/// kept. Only `try_lock` is used: a forked child whose copy of the lock was
+/// held by another thread at the fork allocates as usual instead of waiting.
+pub(crate) mod spare {
+    use std::sync::Mutex;
+
+    /// Smaller buffers come cheaply from malloc's free lists: not kept.
+    pub(crate) const MIN: usize = 64 << 10;
+    /// At most this many buffers…
+    pub(crate) const KEPT: usize = 16;
+    /// …of at most this many bytes in all.
+    pub(crate) const KEPT_BYTES: usize = 32 << 20;
+    /// A chunk of this many items or more is encoded into a spare buffer.
+    pub(crate) const CHUNK_ITEMS: usize = 4096;
+
+    static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// A spare buffer, empty; or a new empty one.
+    pub(crate) fn take() -> Vec<u8> {
+        let mut v = SPARE
+            .try_lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        v.clear();
+        v
+    }
+
+    /// Keeps `v` for reuse if it is large and there is room; frees it otherwise.
+    pub(crate) fn give(v: Vec<u8>) {
+        if v.capacity() < MIN || v.capacity() > KEPT_BYTES {
+            return;
+        }
+        if let Ok(mut s) = SPARE.try_lock() {
+            let kept: usize = s.iter().map(Vec::capacity).sum();
+            if s.len() < KEPT && kept + v.capacity() <= KEPT_BYTES {
+                s.push(v);
+            }
+        }
+    }
+
+    /// How many buffers are kept (for tests).
+    #[cfg(test)]
+    pub(crate) fn kept() -> usize {
+        SPARE.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
 impl Task {
     /// A task of `count` items whose arguments were encoded into `msg` after
     /// the room [`task_buffer`] left for the header.
@@ -142,7 +205,7 @@ impl Task {
             first,
             count,
             target,
-            msg,
+            msg: Arc::new(msg),
             starts,
             seq: 0,
             worker: usize::MAX,
@@ -182,7 +245,17 @@ impl Task {
     fn number(&mut self, seq: u64, w: usize) {
         self.seq = seq;
         self.worker = w;
-        self.msg[..8].copy_from_slice(&seq.to_le_bytes());
+        // Shared only with a stream still queued for a worker that died:
+        // then the bytes are copied, and the stream keeps the old number.
+        Arc::make_mut(&mut self.msg)[..8].copy_from_slice(&seq.to_le_bytes());
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(msg) = Arc::get_mut(&mut self.msg) {
+            spare::give(std::mem::take(msg));
+        }
     }
 }
 
@@ -198,6 +271,12 @@ pub(crate) struct Part {
 impl Part {
     pub(crate) fn entries(&self) -> &[u8] {
         self.msg.get(wire::ANSWER_HEADER..).unwrap_or(&[])
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.msg));
     }
 }
 
@@ -296,7 +375,7 @@ pub(crate) struct State {
     /// When the driver last looked at the workers.
     last_check: Instant,
     /// Large task messages to stream: (worker, seq, message).
-    streams: VecDeque<(usize, u64, Vec<u8>)>,
+    streams: VecDeque<(usize, u64, Arc<Vec<u8>>)>,
 }
 
 /// The pool's parent side.
@@ -465,7 +544,7 @@ impl Inner {
             match put {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
-                    st.streams.push_back((w, task.seq, task.msg.clone()));
+                    st.streams.push_back((w, task.seq, Arc::clone(&task.msg)));
                     self.streams_ready.notify_one();
                 }
                 // Full (a stale stream landed after a death emptied it), or
@@ -585,7 +664,7 @@ impl Inner {
         if let Some(msg) = receive(results, slice) {
             answers.push(msg);
             while answers.len() < 256 {
-                match results.try_get_bytes() {
+                match try_take_answer(results) {
                     Ok(msg) => answers.push(msg),
                     Err(_) => break,
                 }
@@ -700,7 +779,7 @@ impl Inner {
     /// Worker `w` has ended: attributes its task, re-queues the rest, replaces it.
     fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
         // Every answer it published before it died is filed first.
-        while let Ok(msg) = self.channels.results.try_get_bytes() {
+        while let Ok(msg) = try_take_answer(&self.channels.results) {
             file_answer(st, msg, finished);
         }
         let Some(mut child) = st.workers[w].child.take() else {
@@ -977,16 +1056,38 @@ const SPINS: u32 = 200;
 /// descheduled that long on a loaded machine, and the answer would be lost.)
 fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<u8>> {
     for _ in 0..SPINS {
-        match results.try_get_bytes() {
+        match try_take_answer(results) {
             Ok(msg) => return Some(msg),
             Err(multiproc_queue::Error::Empty) => std::hint::spin_loop(),
             Err(_) => return None,
         }
     }
     match results.poll_timeout(slice) {
-        Ok(true) => results.try_get_bytes().ok(),
+        Ok(true) => try_take_answer(results).ok(),
         _ => None,
     }
+}
+
+/// `try_get_bytes`, received into a buffer this thread keeps: a small answer
+/// is copied out to a `Vec` of its size, a large one keeps the buffer (a
+/// spare one, if there is, takes its place; it goes back to the spares at the
+/// next small answer, so that a thread holds no large buffer between maps).
+fn try_take_answer(results: &multiproc_queue::ByteQueue) -> multiproc_queue::Result<Vec<u8>> {
+    thread_local! {
+        static RX: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    RX.with_borrow_mut(|rx| {
+        let n = results.try_get_bytes_into(rx)?;
+        Ok(if n < spare::MIN {
+            let msg = rx[..n].to_vec();
+            if rx.capacity() >= spare::MIN {
+                spare::give(std::mem::take(rx));
+            }
+            msg
+        } else {
+            std::mem::replace(rx, spare::take())
+        })
+    })
 }
 
 /// The workers' handles, taken out of the state (no more replacing them).
@@ -1046,5 +1147,41 @@ fn fail_task(st: &mut State, task: &Task, error: impl Fn() -> Error) {
             j.answered += 1;
             j.gathered.failed.push((task.first + i, error()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spare;
+
+    #[test]
+    fn spare_buffers_are_kept_within_their_bounds_and_come_back_empty() {
+        // Small buffers are not kept.
+        spare::give(Vec::with_capacity(spare::MIN - 1));
+        assert_eq!(spare::kept(), 0);
+        // A large one is, and comes back empty with its room.
+        let mut big = Vec::with_capacity(spare::MIN);
+        big.extend_from_slice(b"left over");
+        spare::give(big);
+        assert_eq!(spare::kept(), 1);
+        let v = spare::take();
+        assert!(v.is_empty() && v.capacity() >= spare::MIN);
+        assert_eq!(spare::kept(), 0);
+        // Nothing kept: a new, empty buffer.
+        assert_eq!(spare::take().capacity(), 0);
+        // At most KEPT buffers, and at most KEPT_BYTES in all.
+        for _ in 0..spare::KEPT + 3 {
+            spare::give(Vec::with_capacity(spare::MIN));
+        }
+        assert_eq!(spare::kept(), spare::KEPT);
+        while spare::kept() > 0 {
+            drop(spare::take());
+        }
+        let half = spare::KEPT_BYTES / 2 + 1;
+        spare::give(Vec::with_capacity(half));
+        spare::give(Vec::with_capacity(half));
+        assert_eq!(spare::kept(), 1, "two halves and a byte are over the bound");
+        spare::give(Vec::with_capacity(spare::KEPT_BYTES + 1));
+        assert_eq!(spare::kept(), 1, "a buffer over the bound on its own");
     }
 }

@@ -892,7 +892,7 @@ fn encode_chunk<T: Serialize>(
     max: usize,
     first: usize,
 ) -> Result<(Vec<u8>, Starts, usize)> {
-    let mut msg = task_buffer();
+    let mut msg = crate::core::chunk_buffer(max);
     // Items as long as the first need no list of starts (a chunk of raw
     // numbers); the list is made at the first item that is not.
     let (mut stride, mut list) = (0u32, None::<Vec<u32>>);

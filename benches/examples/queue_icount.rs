@@ -1,12 +1,30 @@
-//! Instructions per put+get in one thread, ours against ArrayQueue: run under
-//! `valgrind --tool=callgrind` (counts are repeatable, unlike times here).
+//! Instructions per put+get in one thread, ours (`ours`: `Queue<u64>`;
+//! `bytes`: a `ByteQueue`; `pipe`: a duplex `Pipe`'s send and receive) against
+//! ArrayQueue: run under `valgrind --tool=callgrind` or `perf stat -e
+//! instructions` (counts are repeatable, unlike times here).
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n: u64 = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    if which == "ours" {
+    if which == "pipe" {
+        let (a, b) = multiproc_queue::pipe(true).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            a.send_bytes(&i.to_ne_bytes()).unwrap();
+            b.recv_bytes_into(&mut buf).unwrap();
+            std::hint::black_box(&buf);
+        }
+    } else if which == "bytes" {
+        let q = multiproc_queue::ByteQueue::new(64, 64).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            q.put_bytes(&i.to_ne_bytes()).unwrap();
+            q.get_bytes_into(&mut buf).unwrap();
+            std::hint::black_box(&buf);
+        }
+    } else if which == "ours" {
         let q = multiproc_queue::Queue::<u64>::new(1024).unwrap();
         for i in 0..n {
             q.put(i).unwrap();

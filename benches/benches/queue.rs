@@ -9,8 +9,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     ipc_channel_stream, ours_1p1c, ours_ping_pong, ours_pipe, ours_pipe_large, pipe_stream,
-    pipe_stream_large, rtrb_spsc, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
-    unix_stream_large,
+    pipe_stream_large, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
+    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -44,6 +44,9 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("rtrb SPSC ring, threads", |b| {
         b.iter_custom(|iters| total(iters, rtrb_spsc(iters.max(1000), 1024)))
+    });
+    g.bench_function("rtrb + a wake-up check a message, threads", |b| {
+        b.iter_custom(|iters| total(iters, rtrb_spsc_with_wakeup_check(iters.max(1000), 1024)))
     });
     g.bench_function("Unix socket pair (stream), processes", |b| {
         b.iter_custom(|iters| total(iters, unix_socket_stream(iters.max(1000), false)))

@@ -12,7 +12,29 @@ fn main() {
     // `queue_quick pipe`: our Pipe (recv_bytes, recv_bytes_into) beside
     // Queue<u64> and a pipe. `queue_quick pipesizes`: Pipe with recv_bytes_into
     // at four capacity × message-size geometries.
+    // `queue_quick spsc`: the 1P→1C row beside rtrb and beside rtrb with the
+    // wake-up check a blocking queue adds to each put and get.
     match std::env::args().nth(1).as_deref() {
+        Some("spsc") => {
+            for _ in 0..6 {
+                let t = interleaved(
+                    7,
+                    &mut [
+                        &mut || ours_1p1c(2_000_000, 1024, 1),
+                        &mut || rtrb_spsc(2_000_000, 1024),
+                        &mut || rtrb_spsc_with_wakeup_check(2_000_000, 1024),
+                    ],
+                );
+                let (ours, rtrb, checked) = (best(&t[0]), best(&t[1]), best(&t[2]));
+                println!(
+                    "ours {ours:.2} ns, rtrb {rtrb:.2} ns ({:.2}x), rtrb + wake-up check \
+                     {checked:.2} ns ({:.2}x)",
+                    ours / rtrb,
+                    ours / checked
+                );
+            }
+            return;
+        }
         Some("pingpong") => {
             for _ in 0..6 {
                 let t = interleaved(

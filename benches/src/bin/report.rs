@@ -21,8 +21,8 @@ use multiproc_bench::queue::{
     futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream, ours_1p1c, ours_mpmc,
     ours_ping_pong, ours_pipe, ours_pipe_large, ours_pipe_round_trip,
     ours_pipe_round_trip_spinning, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
-    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, rtrb_spsc_with_wakeup_check,
+    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -634,13 +634,14 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             &mut || ours_pipe(cfg.n(1_000_000), false),
             &mut || ours_pipe(cfg.n(1_000_000), true),
             &mut || rtrb_spsc(cfg.n(2_000_000), 1024),
+            &mut || rtrb_spsc_with_wakeup_check(cfg.n(2_000_000), 1024),
             &mut || unix_socket_stream(cfg.n(200_000), false),
             &mut || unix_socket_stream(cfg.n(200_000), true),
             &mut || ipc_channel_stream(cfg.n(200_000)),
         ],
     );
-    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, uds, uds_packet, ipc] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|i| best(&t[i]));
+    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, spsc_checked, uds, uds_packet, ipc] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -656,6 +657,14 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer: spsc,
         target: "≤ 1.0× (throughput ≥)",
         ok: q_one <= spsc,
+    });
+    rows.push(Row {
+        what: "queue 1P→1C, 8 B (ns/msg)",
+        ours: q_one,
+        peer_name: "rtrb + a wake-up check a message",
+        peer: spsc_checked,
+        target: "(rtrb made blocking)",
+        ok: true,
     });
     rows.push(Row {
         what: "same, batches of 32 (ns/msg)",

@@ -12,9 +12,17 @@ fn main() {
     let pool = multiproc_pool::Pool::new(multiproc_proc::cpu_count()).expect("pool");
     apply_one(&pool, 2_000);
     let (mut a, mut p) = (Vec::new(), Vec::new());
+    // APPLY_ONLY=1: only the blocking apply (for a profile of it alone).
+    let only_apply = std::env::var_os("APPLY_ONLY").is_some();
     for _ in 0..5 {
         a.push(apply_one(&pool, n / 5));
-        p.push(apply_async_pipelined(&pool, n));
+        if !only_apply {
+            p.push(apply_async_pipelined(&pool, n));
+        }
+    }
+    if only_apply {
+        println!("apply {:.0} ns", median(&a));
+        return;
     }
     println!(
         "apply {:.0} ns, apply_async pipelined {:.0} ns/task",

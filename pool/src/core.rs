@@ -1056,6 +1056,13 @@ const SPINS: u32 = 200;
 /// descheduled that long on a loaded machine, and the answer would be lost.)
 fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<u8>> {
     for _ in 0..SPINS {
+        // A look at the ring's two positions first: an empty try goes through
+        // the queue's general path (its end checks, its scratch buffer),
+        // several times as long, and an answer that lands meanwhile waits.
+        if results.empty() {
+            std::hint::spin_loop();
+            continue;
+        }
         match try_take_answer(results) {
             Ok(msg) => return Some(msg),
             Err(multiproc_queue::Error::Empty) => std::hint::spin_loop(),

@@ -1,7 +1,8 @@
 //! Benches of multiproc's hot paths and the comparison report against its peers.
 //!
 //! - `cargo bench -p multiproc-bench` runs the criterion benches (`benches/`).
-//! - `cargo run --release -p multiproc-bench --bin report` runs every primitive
+//! - `scripts/report` (`cargo run --release -p multiproc-bench --bin report`,
+//!   with the `iceoryx2` feature when libclang is there) runs every primitive
 //!   beside its peers in one run and prints ratios: the only numbers worth quoting
 //!   on a shared, noisy machine.
 //!

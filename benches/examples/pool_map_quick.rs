@@ -17,6 +17,27 @@ fn main() {
     // NO_RAYON=1: the map alone (rayon's own allocations change what malloc
     // keeps between maps).
     let rayon = std::env::var_os("NO_RAYON").is_none();
+    if std::env::var_os("SPLIT").is_some() {
+        // How long map_async takes to encode and send every chunk, then how
+        // long the get waits and decodes.
+        for _ in 0..10 {
+            let t0 = std::time::Instant::now();
+            let chunk: Option<usize> = std::env::var("CHUNK").ok().and_then(|c| c.parse().ok());
+            let r = pool
+                .map_async_chunked(multiproc_bench::pool::trivial, 0..n, chunk)
+                .expect("map_async");
+            let t1 = std::time::Instant::now();
+            let out = r.get().expect("get");
+            let t2 = std::time::Instant::now();
+            assert_eq!(out.len() as u64, n);
+            println!(
+                "submit {:.1} ns/item, get {:.1} ns/item",
+                (t1 - t0).as_nanos() as f64 / n as f64,
+                (t2 - t1).as_nanos() as f64 / n as f64
+            );
+        }
+        return;
+    }
     for _ in 0..10 {
         let m = map_trivial(&pool, n);
         std::thread::sleep(std::time::Duration::from_millis(pause));

@@ -545,7 +545,8 @@ impl Inner {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
                     st.streams.push_back((w, task.seq, Arc::clone(&task.msg)));
-                    self.streams_ready.notify_one();
+                    // Each streamer takes only its worker's streams.
+                    self.streams_ready.notify_all();
                 }
                 // Full (a stale stream landed after a death emptied it), or
                 // closed (the pool ends): the task waits for another turn.
@@ -563,28 +564,32 @@ impl Inner {
         }
     }
 
-    /// The streamer thread: puts the large task messages `fill` queued into
-    /// their workers' inboxes, one stream at a time. A stream waits for its
-    /// worker to read it, so no thread that drives (or submits) may do this:
+    /// The streamer thread of worker `w` (one per worker): puts the large task
+    /// messages `fill` queued for it into its inbox, one stream at a time. A
+    /// stream waits for its worker to read it, so one thread for all the
+    /// workers would keep every other worker's next chunk behind a busy
+    /// worker's (a map of large chunks ran its two workers at 1.3 cores in
+    /// all); and no thread that drives (or submits) may do this:
     /// a driver blocked on a busy worker would leave that worker's own large
     /// answer unread, and both would wait for good. A worker that dies while
     /// its stream waits is replaced by whoever drives, and the replacement
     /// takes the stream (its task, re-sent meanwhile under a new number, then
     /// runs twice; the stale answer is dropped).
-    pub(crate) fn streamer(self: Arc<Self>) {
+    pub(crate) fn streamer(self: Arc<Self>, w: usize) {
         loop {
-            let (w, msg) = {
+            let msg = {
                 let mut st = self.lock();
                 loop {
                     if st.shutdown {
                         return;
                     }
-                    match st.streams.pop_front() {
+                    let mine = st.streams.iter().position(|(to, _, _)| *to == w);
+                    match mine.and_then(|i| st.streams.remove(i)) {
                         // Still in flight to that worker?
-                        Some((w, seq, msg))
+                        Some((_, seq, msg))
                             if st.inflight.get(&seq).is_some_and(|t| t.worker == w) =>
                         {
-                            break (w, msg);
+                            break msg;
                         }
                         Some(_) => continue,
                         None => {

@@ -12,7 +12,7 @@ use multiproc_shm::SharedSlice;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Starts, Target, Task};
+use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Part, Starts, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot};
@@ -214,20 +214,24 @@ impl Builder {
         let mut pool = Pool {
             inner,
             background: Some(background),
-            streamer: None,
+            streamers: Vec::new(),
         };
-        let streaming = Arc::clone(&pool.inner);
-        pool.streamer = Some(
-            std::thread::Builder::new()
-                .name("multiproc-pool-streamer".into())
-                .spawn(move || streaming.streamer())
-                .map_err(|source| {
-                    Error::Proc(multiproc_proc::Error::Io {
-                        op: "spawn a thread",
-                        source,
-                    })
-                })?,
-        );
+        for w in 0..pool.processes() {
+            let streaming = Arc::clone(&pool.inner);
+            pool.streamers.push(
+                std::thread::Builder::new()
+                    .name("multiproc-pool-streamer".into())
+                    // It only puts a message's bytes through a queue.
+                    .stack_size(256 << 10)
+                    .spawn(move || streaming.streamer(w))
+                    .map_err(|source| {
+                        Error::Proc(multiproc_proc::Error::Io {
+                            op: "spawn a thread",
+                            source,
+                        })
+                    })?,
+            );
+        }
         pool.inner.start_workers()?;
         Ok(pool)
     }
@@ -263,7 +267,8 @@ impl Builder {
 pub struct Pool {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
-    streamer: Option<JoinHandle<()>>,
+    /// One per worker (see `Inner::streamer`).
+    streamers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
@@ -696,6 +701,7 @@ impl Pool {
         let chunk = chunksize
             .unwrap_or_else(|| python_chunksize(len, self.processes()))
             .max(1);
+        let finisher_none = finisher.is_none();
         // Each chunk is sent as soon as it is encoded, so the workers start
         // while the rest is encoded; the job counts as fed once all are in.
         let job = {
@@ -736,7 +742,15 @@ impl Pool {
             // Every answer came before the job was fed: its finisher runs here.
             self.inner.finish(vec![job]);
         }
-        Ok(AsyncResult::new(&self.inner, job, decode_map::<R>))
+        let mut result = AsyncResult::new(&self.inner, job, decode_map::<R>);
+        if finisher_none {
+            result.early = Some(Early {
+                start: Vec::with_capacity,
+                step: decode_part_onto::<R>,
+                rest: decode_map_onto::<R>,
+            });
+        }
+        Ok(result)
     }
 }
 
@@ -747,15 +761,17 @@ impl Drop for Pool {
             // workers, threads and zygote are the parent's. Leave them be, and
             // free nothing that another process's threads may hold.
             std::mem::forget(self.background.take());
-            std::mem::forget(self.streamer.take());
+            std::mem::forget(std::mem::take(&mut self.streamers));
             std::mem::forget(Arc::clone(&self.inner));
             return;
         }
         self.inner.terminate();
         self.inner.shut_down();
-        for t in [self.background.take(), self.streamer.take()]
+        for t in self
+            .background
+            .take()
             .into_iter()
-            .flatten()
+            .chain(self.streamers.drain(..))
         {
             let _ = t.join();
         }
@@ -959,12 +975,21 @@ fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
 /// Decodes straight into the result vector, part after part in item order,
 /// stopping at the first failure (a million results are a million small
 /// values: no per-item `Result` on the way).
-fn decode_map<R: DeserializeOwned>(mut g: Gathered, total: usize) -> Result<Vec<R>> {
+fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
+    decode_map_onto(Vec::with_capacity(total), g, total)
+}
+
+/// [`decode_map`] onto the first `out.len()` items, decoded already (their
+/// parts are no longer in `g`).
+fn decode_map_onto<R: DeserializeOwned>(
+    mut out: Vec<R>,
+    mut g: Gathered,
+    total: usize,
+) -> Result<Vec<R>> {
     g.parts.sort_unstable_by_key(|p| p.first);
     g.failed.sort_unstable_by_key(|(i, _)| *i);
     let mut failed = g.failed.into_iter().peekable();
     let mut parts = g.parts.iter().peekable();
-    let mut out = Vec::with_capacity(total);
     let item_error = |index, e| Error::Item {
         index,
         source: Box::new(e),
@@ -998,6 +1023,31 @@ fn decode_map<R: DeserializeOwned>(mut g: Gathered, total: usize) -> Result<Vec<
     Ok(out)
 }
 
+/// Appends the items of `part` to `out` if every one of them is a result of
+/// type `R`; `false`, and `out` as it was, if not.
+fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Part) -> bool {
+    let before = out.len();
+    let mut entries = part.entries();
+    for _ in 0..part.count {
+        if let Some((v, rest)) = wire::read_raw_item::<R>(entries) {
+            out.push(v);
+            entries = rest;
+            continue;
+        }
+        match wire::read_item::<R>(entries) {
+            (Ok(v), rest) => {
+                out.push(v);
+                entries = rest;
+            }
+            (Err(_), _) => {
+                out.truncate(before);
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// A finisher that decodes with `decode` and runs the callback that fits.
 fn finisher<T: Send + 'static>(
     decode: fn(Gathered, usize) -> Result<T>,
@@ -1025,6 +1075,22 @@ pub struct AsyncResult<T> {
     inner: Arc<Inner>,
     job: Option<u64>,
     decode: fn(Gathered, usize) -> Result<T>,
+    /// A map's way of decoding its answers while it runs (see [`Early`]).
+    early: Option<Early<T>>,
+}
+
+/// How a blocking `get` of a map decodes each chunk's answer as soon as it
+/// and every chunk before it are in, while the workers run the rest: decoded
+/// at the end instead, a million trivial items left the workers idle for the
+/// last few milliseconds of the call (`benches/NOTES.md`).
+struct Early<T> {
+    /// An empty output with room for `total` items.
+    start: fn(usize) -> T,
+    /// Appends a part's items to the output; `false` (the output as before)
+    /// if one of them is not a result, which the end then reports.
+    step: fn(&mut T, &Part) -> bool,
+    /// Decodes the parts left onto the output (as `decode` does from none).
+    rest: fn(T, Gathered, usize) -> Result<T>,
 }
 
 /// The handle of a [`map_async`](Pool::map_async) (Python's `MapResult`).
@@ -1040,6 +1106,7 @@ impl<T: Send + 'static> AsyncResult<T> {
             inner: Arc::clone(inner),
             job: Some(job),
             decode,
+            early: None,
         }
     }
 
@@ -1048,7 +1115,10 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// # Errors
     /// The task's failure, [`Error::Terminated`], [`Error::Cancelled`].
     pub fn get(mut self) -> Result<T> {
-        self.take(None)
+        match self.early.take() {
+            Some(early) if self.job.is_some() => self.take_early(early),
+            _ => self.take(None),
+        }
     }
 
     /// [`get`](AsyncResult::get), waiting at most `timeout`; after a
@@ -1127,6 +1197,77 @@ impl<T: Send + 'static> AsyncResult<T> {
         }
         self.inner.lock().waiting += 1;
         self.take_counted(deadline)
+    }
+
+    /// `get` of a map: decodes each chunk's answer once it and every chunk
+    /// before it are in, then the rest as `take` does.
+    fn take_early(&mut self, early: Early<T>) -> Result<T> {
+        let Some(job) = self.job else {
+            return Err(Error::AlreadyTaken);
+        };
+        let mut st = self.inner.lock();
+        let mut out = (early.start)(st.jobs.get(&job).map_or(0, |j| j.total));
+        let mut next = 0usize;
+        loop {
+            // Counted as waiting only while it waits (and so drives): while
+            // it decodes, the background thread takes the answers.
+            st.waiting += 1;
+            let (s, r) = self.inner.wait_until(st, None, &|st| {
+                st.jobs
+                    .get(&job)
+                    .is_none_or(|j| j.done() || j.gathered.parts.iter().any(|p| p.first == next))
+            });
+            st = s;
+            r?;
+            let Some(j) = st.jobs.get_mut(&job) else {
+                break;
+            };
+            // Every part in order from `next` (one lock for a run of them).
+            let mut run = Vec::new();
+            let mut at = next;
+            while let Some(k) = j.gathered.parts.iter().position(|p| p.first == at) {
+                let part = j.gathered.parts.swap_remove(k);
+                at += part.count as usize;
+                run.push(part);
+            }
+            if run.is_empty() {
+                break; // done, and nothing in order to decode: the end does the rest
+            }
+            drop(st);
+            let mut bad = Vec::new();
+            for part in run {
+                if bad.is_empty() && (early.step)(&mut out, &part) {
+                    next += part.count as usize;
+                } else {
+                    bad.push(part);
+                }
+            }
+            st = self.inner.lock();
+            if !bad.is_empty() {
+                // The end finds what is wrong, in order.
+                if let Some(j) = st.jobs.get_mut(&job) {
+                    j.gathered.parts.append(&mut bad);
+                }
+                break;
+            }
+        }
+        st.waiting += 1;
+        let (mut st, r) = self
+            .inner
+            .wait_until(st, None, &|st| st.jobs.get(&job).is_none_or(Job::done));
+        r?;
+        self.job = None;
+        let Some(j) = st.jobs.remove(&job) else {
+            return Err(Error::Terminated);
+        };
+        drop(st);
+        if let Some(e) = j.aborted {
+            return Err(e);
+        }
+        if !j.complete() {
+            return Err(Error::Terminated);
+        }
+        (early.rest)(out, j.gathered, j.total)
     }
 
     /// `take`, the caller counted in `waiting` already.

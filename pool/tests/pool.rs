@@ -399,6 +399,52 @@ fn arguments_and_results_of_any_size() {
     }
 }
 
+/// A large argument whose first byte says whether its worker dies (1) on it.
+fn sum_or_die(v: Vec<u8>) -> (usize, u8) {
+    if v.first() == Some(&1) {
+        std::process::abort();
+    }
+    bytes_len(v)
+}
+
+#[test]
+fn large_chunks_stream_to_every_worker_at_once_and_a_death_among_them_fails_one_item() {
+    let _dog = Watchdog::arm(LIMIT, "large chunks");
+    let pool = Pool::new(2).unwrap();
+    // Items of 100 KB, one a chunk: every task streams (past the inline
+    // size), to both workers at a time; item 5 kills its worker mid-map.
+    let items: Vec<Vec<u8>> = (0..12u8)
+        .map(|i| {
+            let mut v = make_bytes(100_000 + usize::from(i));
+            v[0] = if i == 5 { 1 } else { 2 };
+            v
+        })
+        .collect();
+    let want: Vec<(usize, u8)> = items.iter().map(|v| bytes_len(v.clone())).collect();
+    let out: Vec<_> = pool.imap_with(sum_or_die, items.clone(), 1, 4).collect();
+    assert_eq!(out.len(), items.len());
+    for (i, r) in out.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(r, Err(Error::WorkerDied { .. })),
+                "item {i}: {r:?}"
+            );
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &want[i], "item {i}");
+        }
+    }
+    // A map of the same items without the killer gives them all, in order.
+    let fine: Vec<Vec<u8>> = items
+        .into_iter()
+        .map(|mut v| {
+            v[0] = 2;
+            v
+        })
+        .collect();
+    let want: Vec<(usize, u8)> = fine.iter().map(|v| bytes_len(v.clone())).collect();
+    assert_eq!(pool.map_chunked(sum_or_die, fine, 1).unwrap(), want);
+}
+
 /// Reads items while counting how many were read.
 struct Counted<'a> {
     next: u64,

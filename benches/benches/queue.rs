@@ -8,9 +8,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    ipc_channel_stream, ours_1p1c, ours_ping_pong, ours_pipe, ours_pipe_large, pipe_stream,
-    pipe_stream_large, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    crossbeam_channel_ping_pong, ipc_channel_stream, ours_1p1c, ours_ping_pong,
+    ours_ping_pong_default, ours_pipe, ours_pipe_large, pipe_stream, pipe_stream_large, rtrb_spsc,
+    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
+    unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -106,6 +107,9 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("multiproc Queue, spinning", |b| {
         b.iter_custom(|iters| total(iters, ours_ping_pong(iters.max(100), u32::MAX)))
     });
+    g.bench_function("multiproc Queue, default waiting", |b| {
+        b.iter_custom(|iters| total(iters, ours_ping_pong_default(iters.max(100))))
+    });
     g.bench_function("one cache line", |b| {
         b.iter_custom(|iters| total(iters, cache_line_ping_pong(iters.max(100))))
     });
@@ -134,6 +138,12 @@ fn throughput(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("crossbeam ArrayQueue, spinning", |b| {
         b.iter_custom(|iters| total(iters, arrayqueue_ping_pong(iters.max(100))))
+    });
+    g.bench_function("crossbeam-channel bounded(1), spinning", |b| {
+        b.iter_custom(|iters| total(iters, crossbeam_channel_ping_pong(iters.max(100), true)))
+    });
+    g.bench_function("crossbeam-channel bounded(1), recv", |b| {
+        b.iter_custom(|iters| total(iters, crossbeam_channel_ping_pong(iters.max(100), false)))
     });
     g.bench_function("one cache line", |b| {
         b.iter_custom(|iters| total(iters, cache_line_ping_pong_threads(iters.max(100))))

@@ -262,10 +262,22 @@ pub fn rtrb_spsc_with_wakeup_check(n: u64, capacity: usize) -> f64 {
 /// Nanoseconds per round trip between two processes through two queues. With
 /// `spin_limit` 0 both sides sleep on the futex at once; large, they spin.
 pub fn ours_ping_pong(n: u64, spin_limit: u32) -> f64 {
+    ours_ping_pong_with(n, Some(spin_limit))
+}
+
+/// [`ours_ping_pong`] with the queues' default waiting (spin a little, then
+/// sleep), as a program that sets nothing gets.
+pub fn ours_ping_pong_default(n: u64) -> f64 {
+    ours_ping_pong_with(n, None)
+}
+
+fn ours_ping_pong_with(n: u64, spin_limit: Option<u32>) -> f64 {
     let mut ping = Queue::<u64>::new(1).expect("queue");
     let mut pong = Queue::<u64>::new(1).expect("queue");
-    ping.set_spin_limit(spin_limit);
-    pong.set_spin_limit(spin_limit);
+    if let Some(spins) = spin_limit {
+        ping.set_spin_limit(spins);
+        pong.set_spin_limit(spins);
+    }
     let child = fork_running_child(|| {
         for _ in 0..n {
             let v = ping.get().expect("get");
@@ -418,6 +430,39 @@ pub fn arrayqueue_ping_pong(n: u64) -> f64 {
         for i in 0..n {
             ping.push(i).expect("ping has room");
             std::hint::black_box(spin_pop(&pong));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+/// Nanoseconds per round trip between two threads through two
+/// crossbeam-channel `bounded(1)` channels: spinning on `try_recv`, or with
+/// its blocking `recv` (which spins a little, then parks the thread).
+pub fn crossbeam_channel_ping_pong(n: u64, spinning: bool) -> f64 {
+    let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(1);
+    let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(1);
+    let take = move |rx: &crossbeam_channel::Receiver<u64>| {
+        if !spinning {
+            return rx.recv().expect("sender alive");
+        }
+        loop {
+            if let Ok(v) = rx.try_recv() {
+                return v;
+            }
+            std::hint::spin_loop();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..n {
+                let v = take(&ping_rx);
+                pong_tx.send(v).expect("receiver alive");
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            ping_tx.send(i).expect("receiver alive");
+            std::hint::black_box(take(&pong_rx));
         }
         t.elapsed().as_nanos() as f64 / n as f64
     })

@@ -18,11 +18,12 @@ use std::hint::black_box;
 
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream, ours_1p1c, ours_mpmc,
-    ours_ping_pong, ours_pipe, ours_pipe_large, ours_pipe_round_trip,
-    ours_pipe_round_trip_spinning, pipe_round_trip, pipe_stream, pipe_stream_large, python_pipe_ns,
-    python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc, rtrb_spsc_with_wakeup_check,
-    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    crossbeam_channel_ping_pong, futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream,
+    ours_1p1c, ours_mpmc, ours_ping_pong, ours_ping_pong_default, ours_pipe, ours_pipe_large,
+    ours_pipe_round_trip, ours_pipe_round_trip_spinning, pipe_round_trip, pipe_stream,
+    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc,
+    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
+    unix_stream_large,
 };
 use multiproc_bench::{
     best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
@@ -882,11 +883,13 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             &mut || slot_handoff_ping_pong(cfg.n(50_000)),
             &mut || two_flags_ping_pong(cfg.n(50_000), false),
             &mut || two_flags_ping_pong(cfg.n(50_000), true),
+            &mut || crossbeam_channel_ping_pong(cfg.n(50_000), true),
         ],
     );
     let (pp_spin, pipe_spin, line) = (median(&t[0]), median(&t[1]), median(&t[2]));
     let (aq_pp, line_threads) = (median(&t[3]), median(&t[4]));
     let (handoff, flags, flags_one_line) = (median(&t[5]), median(&t[6]), median(&t[7]));
+    let cb_spin = median(&t[8]);
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
     let cas4 = 4.0 * best(&interleaved(cfg.r(5), &mut [&mut timed(cfg.iters, dependent_cas)])[0]);
@@ -905,6 +908,14 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         peer: pp_spin,
         target: "≤ 1.2×",
         ok: pipe_spin <= 1.2 * pp_spin,
+    });
+    rows.push(Row {
+        what: "ping-pong, spinning (ns/RT)",
+        ours: pp_spin,
+        peer_name: "crossbeam-channel bounded(1), 2 threads",
+        peer: cb_spin,
+        target: "≤ 1.0×",
+        ok: pp_spin <= cb_spin,
     });
     rows.push(Row {
         what: "same, ArrayQueue, 2 threads",
@@ -926,6 +937,23 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         }],
     );
     let (futex, pp_sleep) = (median(&t[0]), median(&t[1]));
+    // Both with the waiting a program gets by default: ours spins a little,
+    // then sleeps on the futex; crossbeam-channel's recv spins, then parks.
+    let t = interleaved(
+        cfg.r(9),
+        &mut [&mut || ours_ping_pong_default(cfg.n(20_000)), &mut || {
+            crossbeam_channel_ping_pong(cfg.n(20_000), false)
+        }],
+    );
+    let (pp_default, cb_default) = (median(&t[0]), median(&t[1]));
+    rows.push(Row {
+        what: "ping-pong, default waiting (ns/RT)",
+        ours: pp_default,
+        peer_name: "crossbeam-channel bounded(1), recv",
+        peer: cb_default,
+        target: "≤ 1.0×",
+        ok: pp_default <= cb_default,
+    });
     rows.push(Row {
         what: "ping-pong, sleeping (ns/RT)",
         ours: pp_sleep,

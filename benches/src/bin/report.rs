@@ -9,7 +9,9 @@
 //!   `contended`, `process`, `queue`, `large`, `mpmc`, `iceoryx2`, `ping-pong`,
 //!   `pool`);
 //! - `--json FILE`: every row (section, measure, ours, peer, unit, ratio,
-//!   target, met, rounds) and the machine (CPU, cores, kernel, date) as JSON;
+//!   target, met, and for ours and the peer the rounds measured with their
+//!   lowest and highest value) and the machine (CPU, cores, kernel, date) as
+//!   JSON;
 //! - `--html FILE`: where the page of charts goes (by default
 //!   `target/report/index.html`; its path is printed at the end);
 //! - `--draw FILE`: measure nothing; draw the page of a saved `--json` run.
@@ -26,7 +28,7 @@ use multiproc_bench::queue::{
     unix_stream_large,
 };
 use multiproc_bench::{
-    best, hammer, interleaved, lock_handoff, median, ns_per_iter, python_process_start_join_us,
+    hammer, interleaved, lock_handoff, ns_per_iter, python_process_start_join_us,
     raw_fork_exit_wait, timed, PthreadMutex,
 };
 use multiproc_proc::Process;
@@ -249,6 +251,41 @@ fn default_page() -> std::path::PathBuf {
     target.join("report").join("index.html")
 }
 
+thread_local! {
+    /// Every value `best` or `median` made, with the rounds it came from: a
+    /// row's value found here gets its rounds and spread in the JSON (a
+    /// value computed from others, such as sequential ÷ cores, has none).
+    static ROUNDS: std::cell::RefCell<std::collections::HashMap<u64, Vec<f64>>> =
+        std::cell::RefCell::default();
+}
+
+/// The best round (see `multiproc_bench::best`), its rounds kept for the JSON.
+fn best(samples: &[f64]) -> f64 {
+    let v = multiproc_bench::best(samples);
+    ROUNDS.with_borrow_mut(|r| r.insert(v.to_bits(), samples.to_vec()));
+    v
+}
+
+/// The median round (see `multiproc_bench::median`), its rounds kept too.
+fn median(samples: &[f64]) -> f64 {
+    let v = multiproc_bench::median(samples);
+    ROUNDS.with_borrow_mut(|r| r.insert(v.to_bits(), samples.to_vec()));
+    v
+}
+
+/// A value's rounds as JSON: how many, the lowest and the highest; `null`
+/// for a value that no `best` or `median` made.
+fn rounds_of(value: f64) -> serde_json::Value {
+    ROUNDS.with_borrow(|r| match r.get(&value.to_bits()) {
+        Some(v) => serde_json::json!({
+            "rounds": v.len(),
+            "min": multiproc_bench::best(v),
+            "max": v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }),
+        None => serde_json::Value::Null,
+    })
+}
+
 /// The rows and the machine as JSON (see the module docs).
 fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> serde_json::Value {
     let mut unit = "";
@@ -275,6 +312,8 @@ fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> serde_json::Value {
                 "ratio": r.ours / r.peer,
                 "target": r.target,
                 "met": r.ok,
+                "ours_rounds": rounds_of(r.ours),
+                "peer_rounds": rounds_of(r.peer),
             })
         })
         .collect();

@@ -1267,6 +1267,13 @@ impl<T: Send + 'static> AsyncResult<T> {
         if !j.complete() {
             return Err(Error::Terminated);
         }
+        if let Some(outcome) = j.outcome {
+            // `successful` decoded it all already (before this get took any).
+            return match outcome.downcast::<Result<T>>() {
+                Ok(r) => *r,
+                Err(_) => Err(Error::Terminated), // never: made for this T
+            };
+        }
         (early.rest)(out, j.gathered, j.total)
     }
 

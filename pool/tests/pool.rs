@@ -383,6 +383,26 @@ fn get_timeout_ready_successful_and_cancel() {
     let bad = pool.apply_async(boom, 3).unwrap();
     bad.wait_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(bad.successful(), Some(false));
+    // A map asked whether it succeeded, then taken; a map taken at once
+    // (decoded chunk by chunk as it runs), one with a failing item, and one
+    // taken after a timed-out get.
+    let want: Vec<u64> = (0..100).map(square).collect();
+    let asked = pool.map_async_chunked(square, 0..100u64, Some(7)).unwrap();
+    asked.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(asked.successful(), Some(true));
+    assert_eq!(asked.get().unwrap(), want);
+    let at_once = pool.map_async_chunked(square, 0..100u64, Some(7)).unwrap();
+    assert_eq!(at_once.get().unwrap(), want);
+    let failing = pool.map_async_chunked(boom, 0..10u32, Some(2)).unwrap();
+    assert!(matches!(failing.get(), Err(Error::Item { index: 3, .. })));
+    let mut later = pool
+        .map_async_chunked(nap, [300u64, 1, 1], Some(1))
+        .unwrap();
+    assert!(matches!(
+        later.get_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(later.get().unwrap(), [300, 1, 1]);
 }
 
 #[test]

@@ -471,6 +471,7 @@ impl ByteQueue {
     /// assert_eq!(q.get_bytes()?, b"abc");
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
+    #[inline]
     pub fn get_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.get_into_with(&mut out, None, false)?;
@@ -540,6 +541,7 @@ impl ByteQueue {
     /// assert_eq!(buf, b"hi");
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
+    #[inline]
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
         self.get_into_with(buf, None, false)
     }

@@ -152,6 +152,7 @@ impl Connection {
     /// assert_eq!(b.recv_bytes()?, b"hi");
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
+    #[inline]
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
         self.sender()?.put_bytes(msg)
     }
@@ -187,6 +188,7 @@ impl Connection {
     /// assert_eq!(a.recv_bytes()?, b"yo");
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
+    #[inline]
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         self.receiver()?.get_bytes()
     }
@@ -225,6 +227,7 @@ impl Connection {
     /// }
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
+    #[inline]
     pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
         self.receiver()?.get_bytes_into(buf)
     }

@@ -299,10 +299,30 @@ impl ByteQueue {
     /// `RawQueue::fast_put`); a message over the slot size is the general path's.
     #[inline(always)]
     fn fast_put(&self, msg: &[u8], spins: u32) -> bool {
-        msg.len() <= self.max_inline()
-            && self
-                .raw
-                .fast_put(spins, |ring, part| ring.push_bytes_one(Some(part), msg))
+        if msg.len() > self.max_inline() {
+            return false;
+        }
+        // One try here (the message going in is the common case), written
+        // out rather than through `RawQueue::fast_put`'s closure, which the
+        // compiler kept out of line; the spinning is that function's.
+        if !self.raw.fast_put_allowed() {
+            return false;
+        }
+        let ring = self.raw.ring();
+        let Some(part) = ring.participant() else {
+            return false;
+        };
+        if ring.push_bytes_one(Some(part), msg) {
+            return true;
+        }
+        spins > 0 && self.fast_put_spinning(msg, spins)
+    }
+
+    /// The rest of [`fast_put`](Self::fast_put): spinning for room.
+    #[inline(never)]
+    fn fast_put_spinning(&self, msg: &[u8], spins: u32) -> bool {
+        self.raw
+            .fast_put(spins, |ring, part| ring.push_bytes_one(Some(part), msg))
     }
 
     /// The general path of the puts (waiting, sleeping, large messages, and
@@ -579,10 +599,33 @@ impl ByteQueue {
         self.get_into_with(buf, None, true)
     }
 
-    /// Every get: the fast path, then the general one; an announcement goes on
-    /// to receive its large message (a lost one, to the next message).
-    #[inline]
+    /// Every get: one try of the fast path here (a message that is there is
+    /// the common case; written out rather than through `RawQueue::fast_get`'s
+    /// closure, which the compiler kept out of line), then the rest out of
+    /// line.
+    #[inline(always)]
     fn get_into_with(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        let ring = self.raw.ring();
+        if let Some(part) = ring.participant() {
+            match ring.pop_bytes_one(Some(part), buf) {
+                Some(Ok(false)) => return Ok(buf.len()),
+                Some(Ok(true)) => return self.receive_announced(buf, deadline, nowait),
+                Some(Err(e)) => return Err(Error::Corrupted(e)),
+                None => {} // nothing taken
+            }
+        }
+        self.get_into_rest(buf, deadline, nowait)
+    }
+
+    /// The rest of every get: spinning for a message, an announcement's large
+    /// message (a lost one, to the next message), and the general path.
+    #[inline(never)]
+    fn get_into_rest(
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Deadline>,

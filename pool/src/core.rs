@@ -137,7 +137,7 @@ pub(crate) fn chunk_buffer(items: usize) -> Vec<u8> {
 /// Large message buffers kept for reuse, process-wide. A map's chunks and
 /// their answers are buffers of a megabyte or more; freed, glibc hands them
 /// back to the kernel, and the next map pays a page fault per 4 KiB to get
-/// them again (about half the parent's time in a trivial map). At most
+/// them again (two fifths of the parent's time in a trivial map). At most
 /// [`KEPT`](spare::KEPT) buffers and [`KEPT_BYTES`](spare::KEPT_BYTES) are
 /// kept. Only `try_lock` is used: a forked child whose copy of the lock was
 /// held by another thread at the fork allocates as usual instead of waiting.
@@ -603,6 +603,11 @@ impl Inner {
             };
             // Fails only when the pool ends (the inbox is closed).
             let _ = self.channels.inboxes[w].put_bytes(&msg);
+            // The last holder of the bytes (the task was answered meanwhile)
+            // gives the buffer back.
+            if let Ok(bytes) = Arc::try_unwrap(msg) {
+                spare::give(bytes);
+            }
         }
     }
 

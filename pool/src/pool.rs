@@ -1080,9 +1080,9 @@ pub struct AsyncResult<T> {
 }
 
 /// How a blocking `get` of a map decodes each chunk's answer as soon as it
-/// and every chunk before it are in, while the workers run the rest: decoded
-/// at the end instead, a million trivial items left the workers idle for the
-/// last few milliseconds of the call (`benches/NOTES.md`).
+/// and every chunk before it are in, while the workers run the rest, so that
+/// the decoding overlaps their run instead of following it
+/// (`benches/NOTES.md`).
 struct Early<T> {
     /// An empty output with room for `total` items.
     start: fn(usize) -> T,

@@ -13,8 +13,16 @@ fn main() {
     apply_one(&pool, 2_000);
     let (mut a, mut p) = (Vec::new(), Vec::new());
     // APPLY_ONLY=1: only the blocking apply (for a profile of it alone).
+    // IDLE_MS=N: the pool idles N ms before each round.
     let only_apply = std::env::var_os("APPLY_ONLY").is_some();
+    let idle = std::env::var("IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis);
     for _ in 0..5 {
+        if let Some(idle) = idle {
+            std::thread::sleep(idle);
+        }
         a.push(apply_one(&pool, n / 5));
         if !only_apply {
             p.push(apply_async_pipelined(&pool, n));

@@ -408,6 +408,30 @@ pub fn slot_handoff_ping_pong(n: u64) -> f64 {
     ns
 }
 
+/// Nanoseconds per round trip between this thread and another: `there` sends
+/// a request, `serve` takes it, `answer` sends it back, `back` takes the reply.
+fn threads_ping_pong(
+    n: u64,
+    there: impl Fn(u64),
+    serve: impl Fn() -> u64 + Send,
+    answer: impl Fn(u64) + Send,
+    back: impl Fn() -> u64,
+) -> f64 {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for _ in 0..n {
+                answer(serve());
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            there(i);
+            std::hint::black_box(back());
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
 /// The peer for spinning round trips: two `ArrayQueue`s of one slot between two
 /// threads, each side spinning on `pop` (crossbeam's queue has no blocking).
 pub fn arrayqueue_ping_pong(n: u64) -> f64 {
@@ -419,20 +443,13 @@ pub fn arrayqueue_ping_pong(n: u64) -> f64 {
         }
         std::hint::spin_loop();
     };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for _ in 0..n {
-                let v = spin_pop(&ping);
-                pong.push(v).expect("pong has room");
-            }
-        });
-        let t = Instant::now();
-        for i in 0..n {
-            ping.push(i).expect("ping has room");
-            std::hint::black_box(spin_pop(&pong));
-        }
-        t.elapsed().as_nanos() as f64 / n as f64
-    })
+    threads_ping_pong(
+        n,
+        |i| ping.push(i).expect("ping has room"),
+        || spin_pop(&ping),
+        |v| pong.push(v).expect("pong has room"),
+        || spin_pop(&pong),
+    )
 }
 
 /// Nanoseconds per round trip between two threads through two
@@ -452,20 +469,13 @@ pub fn crossbeam_channel_ping_pong(n: u64, spinning: bool) -> f64 {
             std::hint::spin_loop();
         }
     };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for _ in 0..n {
-                let v = take(&ping_rx);
-                pong_tx.send(v).expect("receiver alive");
-            }
-        });
-        let t = Instant::now();
-        for i in 0..n {
-            ping_tx.send(i).expect("receiver alive");
-            std::hint::black_box(take(&pong_rx));
-        }
-        t.elapsed().as_nanos() as f64 / n as f64
-    })
+    threads_ping_pong(
+        n,
+        |i| ping_tx.send(i).expect("receiver alive"),
+        || take(&ping_rx),
+        |v| pong_tx.send(v).expect("receiver alive"),
+        || take(&pong_rx),
+    )
 }
 
 /// The thread floor beside `arrayqueue_ping_pong`: one cache line bounced

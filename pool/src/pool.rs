@@ -1252,33 +1252,24 @@ impl<T: Send + 'static> AsyncResult<T> {
             }
         }
         st.waiting += 1;
-        let (mut st, r) = self
-            .inner
-            .wait_until(st, None, &|st| st.jobs.get(&job).is_none_or(Job::done));
-        r?;
-        self.job = None;
-        let Some(j) = st.jobs.remove(&job) else {
-            return Err(Error::Terminated);
-        };
         drop(st);
-        if let Some(e) = j.aborted {
-            return Err(e);
-        }
-        if !j.complete() {
-            return Err(Error::Terminated);
-        }
-        if let Some(outcome) = j.outcome {
-            // `successful` decoded it all already (before this get took any).
-            return match outcome.downcast::<Result<T>>() {
-                Ok(r) => *r,
-                Err(_) => Err(Error::Terminated), // never: made for this T
-            };
-        }
-        (early.rest)(out, j.gathered, j.total)
+        self.take_counted_with(None, |g, total| (early.rest)(out, g, total))
     }
 
     /// `take`, the caller counted in `waiting` already.
     fn take_counted(&mut self, deadline: Option<Instant>) -> Result<T> {
+        let decode = self.decode;
+        self.take_counted_with(deadline, decode)
+    }
+
+    /// Waits until the job is done and takes it: its failure, what
+    /// `successful` (or a finisher) decoded already, or what `decode` makes
+    /// of its answers. The caller counted itself in `waiting` already.
+    fn take_counted_with(
+        &mut self,
+        deadline: Option<Instant>,
+        decode: impl FnOnce(Gathered, usize) -> Result<T>,
+    ) -> Result<T> {
         let Some(job) = self.job else {
             return Err(Error::AlreadyTaken);
         };
@@ -1304,7 +1295,7 @@ impl<T: Send + 'static> AsyncResult<T> {
                 Err(_) => Err(Error::Terminated), // never: made for this T
             };
         }
-        (self.decode)(j.gathered, j.total)
+        decode(j.gathered, j.total)
     }
 }
 

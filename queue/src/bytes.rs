@@ -614,8 +614,7 @@ impl ByteQueue {
         if let Some(part) = ring.participant() {
             match ring.pop_bytes_one(Some(part), buf) {
                 Some(Ok(false)) => return Ok(buf.len()),
-                Some(Ok(true)) => return self.receive_announced(buf, deadline, nowait),
-                Some(Err(e)) => return Err(Error::Corrupted(e)),
+                Some(taken) => return self.got(taken, buf, deadline, nowait),
                 None => {} // nothing taken
             }
         }
@@ -636,10 +635,25 @@ impl ByteQueue {
             .raw
             .fast_get(spins, |ring, part| ring.pop_bytes_one(Some(part), buf))
         {
-            Some(Ok(false)) => Ok(buf.len()),
-            Some(Ok(true)) => self.receive_announced(buf, deadline, nowait),
-            Some(Err(e)) => Err(Error::Corrupted(e)),
+            Some(taken) => self.got(taken, buf, deadline, nowait),
             None => self.get_bytes_slow(buf, deadline, nowait),
+        }
+    }
+
+    /// What a get's fast path took into `buf`: a message, a large message's
+    /// announcement (its message is received next), or a corrupt slot.
+    #[inline]
+    fn got(
+        &self,
+        taken: std::result::Result<bool, crate::Corruption>,
+        buf: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        nowait: bool,
+    ) -> Result<usize> {
+        match taken {
+            Ok(false) => Ok(buf.len()),
+            Ok(true) => self.receive_announced(buf, deadline, nowait),
+            Err(e) => Err(Error::Corrupted(e)),
         }
     }
 

@@ -875,26 +875,12 @@ fn holding(pos: u64) -> u64 {
 #[inline(always)]
 unsafe fn copy_in(src: *const u8, dst: *mut u8, len: usize) {
     // SAFETY: in every arm, both ranges are valid for len bytes (the
-    // caller's) and each access lies inside them (0..8 and len - 8..len for
-    // 8..=16, likewise with 4 bytes, then single bytes).
+    // caller's), which the words (8 or 4 bytes, len at least that) and the
+    // single bytes stay inside.
     unsafe {
         match len {
-            8..=16 => {
-                let (a, b) = (
-                    src.cast::<u64>().read_unaligned(),
-                    src.add(len - 8).cast::<u64>().read_unaligned(),
-                );
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(len - 8).cast::<u64>().write_unaligned(b);
-            }
-            4..=7 => {
-                let (a, b) = (
-                    src.cast::<u32>().read_unaligned(),
-                    src.add(len - 4).cast::<u32>().read_unaligned(),
-                );
-                dst.cast::<u32>().write_unaligned(a);
-                dst.add(len - 4).cast::<u32>().write_unaligned(b);
-            }
+            8..=16 => copy_two_words::<u64>(src, dst, len),
+            4..=7 => copy_two_words::<u32>(src, dst, len),
             0..=3 => {
                 for i in 0..len {
                     dst.add(i).write(src.add(i).read());
@@ -902,6 +888,26 @@ unsafe fn copy_in(src: *const u8, dst: *mut u8, len: usize) {
             }
             _ => std::ptr::copy_nonoverlapping(src, dst, len),
         }
+    }
+}
+
+/// Copies `len` bytes as two words of `W` that overlap when `len` is less
+/// than two of them: the first word and the last.
+///
+/// # Safety
+/// As [`copy_in`], with `size_of::<W>() <= len <= 2 * size_of::<W>()`.
+#[inline(always)]
+unsafe fn copy_two_words<W: Copy>(src: *const u8, dst: *mut u8, len: usize) {
+    let last = len - std::mem::size_of::<W>();
+    // SAFETY: both words lie inside the caller's ranges (0..size and
+    // last..len); unaligned reads and writes.
+    unsafe {
+        let (a, b) = (
+            src.cast::<W>().read_unaligned(),
+            src.add(last).cast::<W>().read_unaligned(),
+        );
+        dst.cast::<W>().write_unaligned(a);
+        dst.add(last).cast::<W>().write_unaligned(b);
     }
 }
 

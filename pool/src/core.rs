@@ -481,18 +481,22 @@ impl Inner {
         Ok(())
     }
 
-    /// A new job's number.
-    pub(crate) fn new_job(&self, st: &mut State, job: Job) -> Result<u64> {
+    /// A new job's number, and the state, locked. The owner is checked
+    /// before the lock is taken: in a forked child (a closure that owned a
+    /// copy of the pool) a parent's thread that held the lock at the fork
+    /// holds it there for ever.
+    pub(crate) fn new_job(&self, job: Job) -> Result<(MutexGuard<'_, State>, u64)> {
         if my_pid() != self.owner {
             return Err(Error::OtherProcess { owner: self.owner });
         }
+        let mut st = self.lock();
         if st.closed {
             return Err(Error::Closed);
         }
         let id = st.next_job;
         st.next_job += 1;
         st.jobs.insert(id, job);
-        Ok(id)
+        Ok((st, id))
     }
 
     /// Queues `task` for its job (whose count it adds to), and sends what fits.

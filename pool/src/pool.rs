@@ -645,8 +645,7 @@ impl Pool {
         let mut bytes = task_buffer();
         wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
         let job = {
-            let mut st = self.inner.lock();
-            let job = self.inner.new_job(&mut st, Job::new(false, finisher))?;
+            let (mut st, job) = self.inner.new_job(Job::new(false, finisher))?;
             self.inner.queue(
                 &mut st,
                 Task::new(job, 0, 1, target, bytes, Starts::Stride(0)),
@@ -705,8 +704,7 @@ impl Pool {
         // Each chunk is sent as soon as it is encoded, so the workers start
         // while the rest is encoded; the job counts as fed once all are in.
         let job = {
-            let mut st = self.inner.lock();
-            let job = self.inner.new_job(&mut st, Job::new(true, finisher))?;
+            let (st, job) = self.inner.new_job(Job::new(true, finisher))?;
             self.inner.nudge(&st);
             job
         };
@@ -1352,9 +1350,7 @@ where
         ordered: bool,
     ) -> IMap<'p, R, I> {
         let chunksize = chunksize.max(1);
-        let mut st = pool.inner.lock();
-        let job = pool.inner.new_job(&mut st, Job::new(true, None));
-        drop(st);
+        let job = pool.inner.new_job(Job::new(true, None)).map(|(_, job)| job);
         let (job, stop) = match job {
             Ok(j) => (Some(j), None),
             Err(e) => (None, Some(e)),

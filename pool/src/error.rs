@@ -139,6 +139,15 @@ pub enum Error {
         /// This process's.
         expected: u64,
     },
+    /// A rank of a pool spread over MPI (`multiproc-pool-mpi`) failed, died
+    /// or refused: which, and why.
+    #[error("rank {rank}: {message}")]
+    Rank {
+        /// The rank, in `MPI_COMM_WORLD`.
+        rank: usize,
+        /// What happened.
+        message: String,
+    },
     /// A count or size out of range (a pool of 0 processes after `cpu_count`, …).
     #[error("{what} must be {min} to {max}, not {value}")]
     OutOfRange {

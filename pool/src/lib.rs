@@ -91,6 +91,16 @@ pub use pool::{
     DEFAULT_MAX_INLINE,
 };
 
+/// This build's identity: what a worker checks before it takes a function
+/// named by its offset (see [Tasks](crate#tasks)). Two processes that run the
+/// same executable agree on it; another build of the program (or another
+/// program) does not. A pool in other processes that are not forked from this
+/// one, such as `multiproc-pool-mpi`'s ranks, compares it before sending them
+/// any task.
+pub fn build_id() -> u64 {
+    wire::build_id()
+}
+
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use hooks::fuzz_messages;

@@ -470,6 +470,61 @@ impl Pool {
         self.submit_map(target, items, None, Some(finisher))
     }
 
+    /// [`map_async`](Pool::map_async) that answers every item's own outcome,
+    /// in order, instead of the first failure: an item that panicked or whose
+    /// worker died fails alone, and the others' results are kept (as
+    /// [`imap`](Pool::imap) gives them, but for the whole input at once and in
+    /// chunks). `chunksize` `None` is Python's.
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    ///
+    /// # Examples
+    /// ```
+    /// fn inverse(x: u32) -> u32 { 12 / x }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let each = pool.map_each_async(inverse, [1, 0, 3], None)?.get()?;
+    /// assert_eq!(each[0].as_ref().ok(), Some(&12));
+    /// assert!(matches!(each[1], Err(multiproc_pool::Error::Panicked { .. })));
+    /// assert_eq!(each[2].as_ref().ok(), Some(&4));
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn map_each_async<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_each(fn_target(f as usize, wire::tramp::<A, R>), items, chunksize)
+    }
+
+    /// [`map_each_async`](Pool::map_each_async) for [`starmap`](Pool::starmap)'s
+    /// two-argument functions.
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn starmap_each_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_each(
+            fn_target(f as usize, wire::tramp2::<A, B, R>),
+            items,
+            chunksize,
+        )
+    }
+
     /// `f(a, b)` over pairs, in order (Python's `starmap`; for more
     /// arguments, take a tuple and use [`map`](Pool::map)).
     ///
@@ -671,20 +726,55 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_map_as(target, items, chunksize, finisher, false)
+    }
+
+    /// Every item's own outcome, for [`map_each_async`](Pool::map_each_async).
+    fn submit_each<A, R>(
+        &self,
+        target: Target,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let r = self.submit_map_as::<A, R>(target, items, chunksize, None, true)?;
+        Ok(r.retyped(|g, total| Ok(decode_items::<R>(g, total))))
+    }
+
+    fn submit_map_as<A, R>(
+        &self,
+        target: Target,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        finisher: Option<Finisher>,
+        each: bool,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
         // Python's chunk size needs the length: an iterator that knows it
         // exactly (a range, a Vec) is encoded as it goes, any other is
         // collected first.
         let items = items.into_iter();
         match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => self.feed_map(target, lo, items, chunksize, finisher),
+            (lo, Some(hi)) if lo == hi => {
+                self.feed_map(target, lo, items, chunksize, finisher, each)
+            }
             _ => {
                 let items: Vec<A> = items.collect();
-                self.feed_map(target, items.len(), items.into_iter(), chunksize, finisher)
+                let len = items.len();
+                self.feed_map(target, len, items.into_iter(), chunksize, finisher, each)
             }
         }
     }
 
-    /// Sends the `len` items of `items` as chunks of a new job.
+    /// Sends the `len` items of `items` as chunks of a new job; with `each`,
+    /// the handle decodes every item's own outcome instead (see
+    /// [`map_each_async`](Pool::map_each_async)), and is re-typed by its caller.
     fn feed_map<A, R>(
         &self,
         target: Target,
@@ -692,6 +782,7 @@ impl Pool {
         mut items: impl Iterator<Item = A>,
         chunksize: Option<usize>,
         finisher: Option<Finisher>,
+        each: bool,
     ) -> Result<MapResult<R>>
     where
         A: Serialize,
@@ -741,7 +832,7 @@ impl Pool {
             self.inner.finish(vec![job]);
         }
         let mut result = AsyncResult::new(&self.inner, job, decode_map::<R>);
-        if finisher_none {
+        if finisher_none && !each {
             result.early = Some(Early {
                 start: Vec::with_capacity,
                 step: decode_part_onto::<R>,
@@ -1103,6 +1194,19 @@ impl<T: Send + 'static> AsyncResult<T> {
         AsyncResult {
             inner: Arc::clone(inner),
             job: Some(job),
+            decode,
+            early: None,
+        }
+    }
+
+    /// The same job, decoded by `decode` into another type.
+    fn retyped<U: Send + 'static>(
+        mut self,
+        decode: fn(Gathered, usize) -> Result<U>,
+    ) -> AsyncResult<U> {
+        AsyncResult {
+            inner: Arc::clone(&self.inner),
+            job: self.job.take(),
             decode,
             early: None,
         }

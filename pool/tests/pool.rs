@@ -659,3 +659,52 @@ fn a_forked_child_that_drops_its_copy_of_the_pool_leaves_the_parents_workers_alo
     assert_eq!(pool.pids(), pids, "the parent's workers still run");
     assert_eq!(pool.apply(square, 6).unwrap(), 36);
 }
+
+fn add_u32(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[test]
+fn map_each_keeps_every_other_items_result_when_one_item_kills_its_worker() {
+    let _dog = Watchdog::arm(LIMIT, "map_each");
+    let pool = Pool::new(2).unwrap();
+    // 0 kills its worker; 9 is harmless: the rest answer for themselves.
+    let xs: Vec<u32> = (0..40).map(|i| if i == 17 { 0 } else { 9 }).collect();
+    let each = pool
+        .map_each_async(die, xs, Some(4))
+        .unwrap()
+        .get()
+        .unwrap();
+    assert_eq!(each.len(), 40);
+    for (i, r) in each.iter().enumerate() {
+        if i == 17 {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::WorkerDied {
+                        how: Exit::Signal(9),
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.as_ref().ok(), Some(&9), "item {i}: {r:?}");
+        }
+    }
+    let pairs = pool
+        .starmap_each_async(add_u32, [(1, 2), (3, 4)], None)
+        .unwrap()
+        .get()
+        .unwrap();
+    assert_eq!(
+        pairs.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [3, 7]
+    );
+    assert!(pool
+        .map_each_async(square, Vec::<u64>::new(), None)
+        .unwrap()
+        .get()
+        .unwrap()
+        .is_empty());
+}

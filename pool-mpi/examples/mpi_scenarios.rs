@@ -1,0 +1,282 @@
+//! What `tests/mpi.rs` runs under `mpirun`: one scenario per run, named by
+//! the first argument; rank 0 prints `ok <scenario>` when every check passed
+//! (a failed check panics, and the job exits non-zero).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use multiproc_pool::Error;
+use multiproc_pool_mpi::{MpiPool, Tasks};
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn describe(v: (u32, String)) -> String {
+    format!("{}:{}", v.0, v.1.len())
+}
+
+fn add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+fn inverse(x: u32) -> u32 {
+    1000 / x
+}
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+/// Kills its own worker process when given 0.
+fn die_on_zero(x: u32) -> u32 {
+    if x == 0 {
+        // SAFETY: a plain kill of this process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn echo(v: Vec<u8>) -> Vec<u8> {
+    v.iter().map(|b| b.wrapping_add(1)).collect()
+}
+
+/// A small deterministic generator: the inputs are random but the run can
+/// be repeated from its seed (printed on failure).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn random_maps(pool: &MpiPool) {
+    let seed = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    let mut rng = Rng(seed);
+    for case in 0..24 {
+        let n = (rng.next() % 600) as usize * usize::from(case % 6 != 0);
+        let xs: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+        let want: Vec<u64> = xs.iter().map(|&x| square(x)).collect();
+        let chunk = 1 + (rng.next() % 64) as usize;
+        assert_eq!(
+            pool.map(square, xs.clone()).unwrap(),
+            want,
+            "seed {seed} case {case}"
+        );
+        assert_eq!(
+            pool.map_chunked(square, xs.clone(), chunk).unwrap(),
+            want,
+            "seed {seed}"
+        );
+        let imapped: Vec<u64> = pool.imap(square, xs.clone()).map(Result::unwrap).collect();
+        assert_eq!(imapped, want, "seed {seed} case {case}");
+        let mut unordered: Vec<(usize, u64)> = pool
+            .imap_unordered(square, xs.clone())
+            .map(|(i, r)| (i, r.unwrap()))
+            .collect();
+        unordered.sort_unstable();
+        assert_eq!(
+            unordered,
+            want.iter().copied().enumerate().collect::<Vec<_>>(),
+            "seed {seed} case {case}"
+        );
+        let pairs: Vec<(i64, i64)> = (0..n)
+            .map(|_| (rng.next() as i64, rng.next() as i64))
+            .collect();
+        let sums: Vec<i64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
+        assert_eq!(
+            pool.starmap(add, pairs).unwrap(),
+            sums,
+            "seed {seed} case {case}"
+        );
+        let structs: Vec<(u32, String)> = (0..n.min(50))
+            .map(|i| (i as u32, "x".repeat((rng.next() % 40) as usize)))
+            .collect();
+        let want: Vec<String> = structs.iter().cloned().map(describe).collect();
+        assert_eq!(pool.map(describe, structs).unwrap(), want, "seed {seed}");
+    }
+}
+
+fn apply_and_callbacks(pool: &MpiPool) {
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..40u32)
+        .map(|i| {
+            let (s, e) = (Arc::clone(&seen), Arc::clone(&errors));
+            pool.apply_async_with(
+                inverse,
+                i % 10,
+                move |v| s.lock().unwrap().push(*v),
+                move |err| e.lock().unwrap().push(err.to_string()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.get();
+        if i % 10 == 0 {
+            assert!(
+                matches!(r, Err(Error::Panicked { ref message, .. }) if message.contains("divide by zero")),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.unwrap(), 1000 / (i as u32 % 10));
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), 36);
+    assert_eq!(errors.lock().unwrap().len(), 4);
+    // A callback that panics is that job's error; the pool goes on.
+    let r = pool
+        .apply_async_with(square, 3, |_| panic!("callback boom"), |_| {})
+        .unwrap();
+    assert!(
+        matches!(r.get(), Err(Error::CallbackPanicked { ref message }) if message.contains("boom"))
+    );
+    // Timeouts, readiness, success.
+    let mut slow = pool.apply_async(sleep_ms, 300).unwrap();
+    assert!(!slow.ready() && slow.successful().is_none());
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    slow.wait();
+    assert_eq!(slow.successful(), Some(true));
+    assert_eq!(slow.get_timeout(Duration::from_secs(1)).unwrap(), 300);
+    // Large arguments and results (past MPI's eager limit): 8 MiB each way.
+    let big = vec![7u8; 8 << 20];
+    let back = pool.apply(echo, big).unwrap();
+    assert!(back.len() == 8 << 20 && back.iter().all(|&b| b == 8));
+    // Every rank's workers took part.
+    let pids: std::collections::BTreeSet<u32> = pool
+        .map_chunked(pid_of, 0..400, 1)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(pids.len() >= 2, "{pids:?}");
+    // map_async with callback.
+    let got = Arc::new(Mutex::new(0usize));
+    let g = Arc::clone(&got);
+    let r = pool
+        .map_async_with(
+            square,
+            0..100,
+            move |v| *g.lock().unwrap() = v.len(),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap().len(), 100);
+    assert_eq!(*got.lock().unwrap(), 100);
+}
+
+/// Python's `imap` over an endless input: results come while reading only a
+/// bounded window ahead.
+fn imap_endless(pool: &MpiPool) {
+    let read = Arc::new(Mutex::new(0u64));
+    let r = Arc::clone(&read);
+    let endless = (0u64..).inspect(move |_| *r.lock().unwrap() += 1);
+    let first: Vec<u64> = pool
+        .imap(square, endless)
+        .take(10)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, (0..10).map(square).collect::<Vec<_>>());
+    let read = *read.lock().unwrap();
+    let bound = (10 + 2 * pool.processes()) as u64;
+    assert!(
+        read <= bound,
+        "read {read} items ahead of 10 taken (bound {bound})"
+    );
+}
+
+/// A worker process killed inside a rank: that item fails with
+/// `WorkerDied`, the rest complete, and the pool goes on.
+fn kill_worker(pool: &MpiPool) {
+    let xs: Vec<u32> = (0..2000)
+        .map(|i| if i % 500 == 250 { 0 } else { i + 1 })
+        .collect();
+    let each: Vec<multiproc_pool::Result<u32>> = pool.imap(die_on_zero, xs.clone()).collect();
+    for (x, r) in xs.iter().zip(&each) {
+        if *x == 0 {
+            assert!(matches!(r, Err(Error::WorkerDied { .. })), "{r:?}");
+        } else {
+            assert_eq!(r.as_ref().unwrap(), x);
+        }
+    }
+    let r = pool.map(die_on_zero, [1, 2, 0, 4]);
+    assert!(
+        matches!(r, Err(Error::Item { index: 2, ref source }) if matches!(**source, Error::WorkerDied { .. })),
+        "{r:?}"
+    );
+    assert_eq!(pool.map(square, 0..100).unwrap().len(), 100);
+}
+
+/// Closing and joining lets what was sent finish; terminate fails the rest;
+/// a closed pool refuses new tasks.
+fn lifecycle(pool: &MpiPool) {
+    let pending: Vec<_> = (0..6)
+        .map(|_| pool.apply_async(sleep_ms, 50).unwrap())
+        .collect();
+    pool.close();
+    assert!(matches!(pool.apply_async(square, 1), Err(Error::Closed)));
+    let t = Instant::now();
+    pool.join().unwrap();
+    assert!(
+        pending.iter().all(|p| p.ready()),
+        "join returned with tasks pending"
+    );
+    for p in pending {
+        assert_eq!(p.get().unwrap(), 50);
+    }
+    println!("joined in {:?}", t.elapsed());
+}
+
+/// Prints this rank-0 process's pid and every rank's, then runs a map long
+/// enough for a test to kill a rank in the middle.
+fn long_map(pool: &MpiPool) {
+    let ranks: BTreeMap<usize, u32> = pool.ranks().iter().map(|r| (r.rank, r.pid)).collect();
+    println!("pids {} {ranks:?}", std::process::id());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let r = pool.map_chunked(sleep_ms, std::iter::repeat_n(20, 3000), 1);
+    println!("map ended: {:?}", r.map(|v| v.len()));
+}
+
+fn main() {
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    let pool = multiproc_pool_mpi::init_with(|| multiproc_pool::Pool::new(2)).unwrap();
+    match scenario.as_str() {
+        "random" => random_maps(&pool),
+        "apply" => apply_and_callbacks(&pool),
+        "imap-endless" => imap_endless(&pool),
+        "kill-worker" => kill_worker(&pool),
+        "lifecycle" => lifecycle(&pool),
+        "kill-rank" => long_map(&pool),
+        "trait" => {
+            fn total(p: &impl Tasks) -> u64 {
+                p.map(square, 0..10u64).unwrap().into_iter().sum()
+            }
+            let local = multiproc_pool::Pool::new(1).unwrap();
+            assert_eq!(total(&pool), total(&local));
+        }
+        other => panic!("unknown scenario {other:?}"),
+    }
+    println!("ok {scenario}");
+}

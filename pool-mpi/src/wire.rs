@@ -1,0 +1,459 @@
+//! What travels between rank 0 and the ranks that serve it.
+//!
+//! Every message is a byte buffer with an MPI tag that says what it is:
+//!
+//! | tag | from → to | bytes (little endian) |
+//! |---|---|---|
+//! | [`HELLO`] | rank k → 0, once | build identity (8), pid (4), local processes (4), host name's length (4), host name, then why it cannot serve (empty if it can) |
+//! | [`TASK`] | 0 → k | chunk id (8), function offset (8), server offset (8), items (4), local chunk size (4, 0 = Python's), then each item's argument by postcard |
+//! | [`ANSWER`] | k → 0 | chunk id (8), items (4), then one entry per item |
+//! | [`STOP`] | 0 → k | 1 byte: [`STOP_JOIN`] (finish what was sent) or [`STOP_NOW`] |
+//!
+//! An entry is [`OK`] and the result by postcard, or [`FAILED`] and a
+//! [`RemoteError`] by postcard. A function is named by its offset from
+//! [`anchor`], as in `multiproc-pool`: ranks run the same executable, maybe
+//! at other base addresses, and a rank whose build identity is not rank 0's
+//! is refused before any task is sent to it.
+
+// Without the `mpi` feature only the unit tests use this module.
+#![cfg_attr(not(feature = "mpi"), allow(dead_code))]
+
+use std::time::Duration;
+
+use multiproc_pool::{Error, Exit};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// MPI tags (MPI promises tags up to 32767 only).
+pub(crate) const HELLO: i32 = 7101;
+pub(crate) const TASK: i32 = 7102;
+pub(crate) const ANSWER: i32 = 7103;
+pub(crate) const STOP: i32 = 7104;
+
+/// [`STOP`]'s byte.
+pub(crate) const STOP_JOIN: u8 = 0;
+pub(crate) const STOP_NOW: u8 = 1;
+
+/// Entry tags.
+pub(crate) const OK: u8 = 0;
+pub(crate) const FAILED: u8 = 1;
+
+/// Bytes of a task's header.
+pub(crate) const TASK_HEADER: usize = 32;
+/// Bytes of an answer's header.
+pub(crate) const ANSWER_HEADER: usize = 12;
+
+/// The fixed point functions are named from (never inlined, so it has an
+/// address; its body keeps it from being merged with another function).
+#[inline(never)]
+pub(crate) fn anchor() -> u64 {
+    std::hint::black_box(0x6d70_6d70_6900)
+}
+
+fn anchor_address() -> usize {
+    let f: fn() -> u64 = anchor;
+    f as usize
+}
+
+/// `addr`'s offset from [`anchor`].
+pub(crate) fn offset_of(addr: usize) -> i64 {
+    (addr as i64).wrapping_sub(anchor_address() as i64)
+}
+
+/// The address at `offset` from [`anchor`].
+pub(crate) fn address_at(offset: i64) -> usize {
+    (anchor_address() as i64).wrapping_add(offset) as usize
+}
+
+/// A serving rank's greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) build: u64,
+    pub(crate) pid: u32,
+    pub(crate) processes: u32,
+    pub(crate) host: String,
+    /// Why the rank cannot serve (its pool could not be made).
+    pub(crate) problem: Option<String>,
+}
+
+impl Hello {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + self.host.len());
+        out.extend_from_slice(&self.build.to_le_bytes());
+        out.extend_from_slice(&self.pid.to_le_bytes());
+        out.extend_from_slice(&self.processes.to_le_bytes());
+        let host_len = u32::try_from(self.host.len()).unwrap_or(0);
+        out.extend_from_slice(&host_len.to_le_bytes());
+        out.extend_from_slice(&self.host.as_bytes()[..host_len as usize]);
+        if let Some(p) = &self.problem {
+            out.extend_from_slice(p.as_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(msg: &[u8]) -> Option<Hello> {
+        let u32_at = |i: usize| Some(u32::from_le_bytes(msg.get(i..i + 4)?.try_into().ok()?));
+        let host_len = u32_at(16)? as usize;
+        let host = msg.get(20..20usize.checked_add(host_len)?)?;
+        let problem = &msg[20 + host_len..];
+        Some(Hello {
+            build: u64::from_le_bytes(msg.get(0..8)?.try_into().ok()?),
+            pid: u32_at(8)?,
+            processes: u32_at(12)?,
+            host: String::from_utf8_lossy(host).into_owned(),
+            problem: (!problem.is_empty()).then(|| String::from_utf8_lossy(problem).into_owned()),
+        })
+    }
+}
+
+/// A task's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskHeader {
+    pub(crate) id: u64,
+    pub(crate) fn_off: i64,
+    pub(crate) serve_off: i64,
+    pub(crate) count: u32,
+    pub(crate) chunk: u32,
+}
+
+impl TaskHeader {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.fn_off.to_le_bytes());
+        out.extend_from_slice(&self.serve_off.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.chunk.to_le_bytes());
+    }
+
+    /// The header and the arguments; `None` for a message too short.
+    pub(crate) fn read(msg: &[u8]) -> Option<(TaskHeader, &[u8])> {
+        let u64_at = |i: usize| Some(u64::from_le_bytes(msg.get(i..i + 8)?.try_into().ok()?));
+        let u32_at = |i: usize| Some(u32::from_le_bytes(msg.get(i..i + 4)?.try_into().ok()?));
+        let h = TaskHeader {
+            id: u64_at(0)?,
+            fn_off: u64_at(8)? as i64,
+            serve_off: u64_at(16)? as i64,
+            count: u32_at(24)?,
+            chunk: u32_at(28)?,
+        };
+        Some((h, &msg[TASK_HEADER..]))
+    }
+}
+
+/// Writes an answer's header.
+pub(crate) fn answer_header(out: &mut Vec<u8>, id: u64, count: u32) {
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+/// Reads an answer's header: `(id, count, entries)`.
+pub(crate) fn read_answer(msg: &[u8]) -> Option<(u64, u32, &[u8])> {
+    let id = u64::from_le_bytes(msg.get(0..8)?.try_into().ok()?);
+    let count = u32::from_le_bytes(msg.get(8..12)?.try_into().ok()?);
+    Some((id, count, &msg[ANSWER_HEADER..]))
+}
+
+/// A task's failure as it crosses ranks: the local pool's [`Error`] for an
+/// item, in a form that encodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RemoteError {
+    Panicked {
+        message: String,
+        location: String,
+    },
+    WorkerDied {
+        pid: u32,
+        how: RemoteExit,
+    },
+    TimedOut {
+        pid: u32,
+        limit_ns: u64,
+    },
+    InitializerFailed {
+        deaths: u32,
+        last: RemoteExit,
+    },
+    /// The rank could not decode the arguments (`true`) or its worker could
+    /// not encode the result or decode the arguments (`WorkerCodec`).
+    Codec {
+        what: CodecWhat,
+        message: String,
+    },
+    /// Anything else, as its message.
+    Other(String),
+}
+
+/// [`Exit`], encodable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RemoteExit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Which codec failed (the pool's `WorkerCodec::what`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CodecWhat {
+    DecodeArgs,
+    EncodeResult,
+}
+
+impl CodecWhat {
+    fn text(self) -> &'static str {
+        match self {
+            CodecWhat::DecodeArgs => "decode the arguments",
+            CodecWhat::EncodeResult => "encode the result",
+        }
+    }
+}
+
+impl From<Exit> for RemoteExit {
+    fn from(e: Exit) -> RemoteExit {
+        match e {
+            Exit::Code(c) => RemoteExit::Code(c),
+            Exit::Signal(s) => RemoteExit::Signal(s),
+        }
+    }
+}
+
+impl From<RemoteExit> for Exit {
+    fn from(e: RemoteExit) -> Exit {
+        match e {
+            RemoteExit::Code(c) => Exit::Code(c),
+            RemoteExit::Signal(s) => Exit::Signal(s),
+        }
+    }
+}
+
+impl RemoteError {
+    /// The serving rank's view of a local failure.
+    pub(crate) fn of(e: &Error) -> RemoteError {
+        match e {
+            Error::Panicked { message, location } => RemoteError::Panicked {
+                message: message.clone(),
+                location: location.clone(),
+            },
+            Error::WorkerDied { pid, how } => RemoteError::WorkerDied {
+                pid: *pid,
+                how: (*how).into(),
+            },
+            Error::TimedOut { pid, limit } => RemoteError::TimedOut {
+                pid: *pid,
+                limit_ns: u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX),
+            },
+            Error::InitializerFailed { deaths, last } => RemoteError::InitializerFailed {
+                deaths: *deaths,
+                last: (*last).into(),
+            },
+            Error::WorkerCodec { what, message } => RemoteError::Codec {
+                what: if what.starts_with("decode") {
+                    CodecWhat::DecodeArgs
+                } else {
+                    CodecWhat::EncodeResult
+                },
+                message: message.clone(),
+            },
+            // A map's item error carries the item's own.
+            Error::Item { source, .. } => RemoteError::of(source),
+            other => RemoteError::Other(other.to_string()),
+        }
+    }
+
+    /// Rank 0's error for an item that failed on `rank`.
+    pub(crate) fn into_error(self, rank: usize) -> Error {
+        match self {
+            RemoteError::Panicked { message, location } => Error::Panicked { message, location },
+            RemoteError::WorkerDied { pid, how } => Error::WorkerDied {
+                pid,
+                how: how.into(),
+            },
+            RemoteError::TimedOut { pid, limit_ns } => Error::TimedOut {
+                pid,
+                limit: Duration::from_nanos(limit_ns),
+            },
+            RemoteError::InitializerFailed { deaths, last } => Error::InitializerFailed {
+                deaths,
+                last: last.into(),
+            },
+            RemoteError::Codec { what, message } => Error::WorkerCodec {
+                what: what.text(),
+                message,
+            },
+            RemoteError::Other(message) => Error::Rank { rank, message },
+        }
+    }
+}
+
+/// Appends one item's entry: its result, or why there is none.
+pub(crate) fn put_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &Result<R, Error>) {
+    match outcome {
+        Ok(value) => {
+            let mark = out.len();
+            out.push(OK);
+            if let Err(e) = postcard_append(value, out) {
+                out.truncate(mark);
+                put_failure(
+                    out,
+                    &RemoteError::Codec {
+                        what: CodecWhat::EncodeResult,
+                        message: e.to_string(),
+                    },
+                );
+            }
+        }
+        Err(e) => put_failure(out, &RemoteError::of(e)),
+    }
+}
+
+/// Appends a failed item's entry.
+pub(crate) fn put_failure(out: &mut Vec<u8>, e: &RemoteError) {
+    out.push(FAILED);
+    // An enum of strings and numbers always encodes.
+    let _ = postcard_append(e, out);
+}
+
+/// Appends `value` by postcard.
+pub(crate) fn postcard_append<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    let bytes = postcard::to_stdvec(value)?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+/// Reads one entry, answered by `rank`: the item's outcome and the rest of
+/// the entries (empty when an entry cannot be read: where the next one
+/// starts is unknown).
+pub(crate) fn read_entry<R: DeserializeOwned>(
+    entries: &[u8],
+    rank: usize,
+) -> (Result<R, Error>, &[u8]) {
+    match entries.split_first() {
+        Some((&OK, body)) => match postcard::take_from_bytes::<R>(body) {
+            Ok((v, rest)) => (Ok(v), rest),
+            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        Some((&FAILED, body)) => match postcard::take_from_bytes::<RemoteError>(body) {
+            Ok((e, rest)) => (Err(e.into_error(rank)), rest),
+            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        Some((&tag, _)) => (
+            Err(Error::Rank {
+                rank,
+                message: format!("an answer's entry tagged {tag}"),
+            }),
+            &[],
+        ),
+        None => (
+            Err(Error::Rank {
+                rank,
+                message: "an answer with fewer entries than items".to_owned(),
+            }),
+            &[],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_short_messages_are_refused() {
+        let h = TaskHeader {
+            id: 7,
+            fn_off: -12345,
+            serve_off: 678,
+            count: 3,
+            chunk: 2,
+        };
+        let mut msg = Vec::new();
+        h.write(&mut msg);
+        msg.extend_from_slice(b"args");
+        assert_eq!(msg.len(), TASK_HEADER + 4);
+        assert_eq!(TaskHeader::read(&msg), Some((h, &b"args"[..])));
+        assert_eq!(TaskHeader::read(&msg[..TASK_HEADER - 1]), None);
+
+        let mut a = Vec::new();
+        answer_header(&mut a, 9, 2);
+        assert_eq!(read_answer(&a), Some((9, 2, &[][..])));
+        assert_eq!(read_answer(&a[..11]), None);
+
+        let hello = Hello {
+            build: 0xdead_beef,
+            pid: 42,
+            processes: 4,
+            host: "node-1".into(),
+            problem: None,
+        };
+        assert_eq!(Hello::decode(&hello.encode()), Some(hello.clone()));
+        let sick = Hello {
+            problem: Some("fork failed".into()),
+            ..hello
+        };
+        assert_eq!(Hello::decode(&sick.encode()), Some(sick));
+        assert_eq!(Hello::decode(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn every_item_failure_crosses_ranks_as_the_pools_own_error() {
+        let cases = [
+            Error::Panicked {
+                message: "boom".into(),
+                location: "a.rs:1:2".into(),
+            },
+            Error::WorkerDied {
+                pid: 5,
+                how: Exit::Signal(9),
+            },
+            Error::TimedOut {
+                pid: 6,
+                limit: Duration::from_millis(250),
+            },
+            Error::InitializerFailed {
+                deaths: 3,
+                last: Exit::Code(2),
+            },
+            Error::WorkerCodec {
+                what: "encode the result",
+                message: "too deep".into(),
+            },
+        ];
+        for e in cases {
+            let mut out = Vec::new();
+            put_outcome::<u8>(&mut out, &Err(e));
+            let (back, rest) = read_entry::<u8>(&out, 3);
+            assert!(rest.is_empty());
+            let back = back.unwrap_err();
+            let e2 = match &back {
+                Error::Panicked { message, location } => {
+                    message == "boom" && location == "a.rs:1:2"
+                }
+                Error::WorkerDied { pid, how } => *pid == 5 && *how == Exit::Signal(9),
+                Error::TimedOut { pid, limit } => *pid == 6 && *limit == Duration::from_millis(250),
+                Error::InitializerFailed { deaths, last } => *deaths == 3 && *last == Exit::Code(2),
+                Error::WorkerCodec { what, message } => {
+                    *what == "encode the result" && message == "too deep"
+                }
+                _ => false,
+            };
+            assert!(e2, "{back:?}");
+        }
+        // Anything else names the rank.
+        let mut out = Vec::new();
+        put_outcome::<u8>(&mut out, &Err(Error::Terminated));
+        let (back, _) = read_entry::<u8>(&out, 4);
+        assert!(
+            matches!(back, Err(Error::Rank { rank: 4, ref message }) if message.contains("terminated")),
+            "{back:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_entries_are_errors_not_panics() {
+        for bytes in [&[][..], &[9], &[OK], &[FAILED, 200, 200], &[OK, 0xff, 0xff]] {
+            let (r, _) = read_entry::<String>(bytes, 1);
+            assert!(r.is_err(), "{bytes:?}");
+        }
+    }
+}

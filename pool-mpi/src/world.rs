@@ -1,0 +1,1693 @@
+//! The MPI backend: [`init`], the serving ranks' loop, and [`MpiPool`] on
+//! rank 0.
+//!
+//! # Protocol
+//! | who | does |
+//! |---|---|
+//! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
+//! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each task goes to the local pool at once, and one thread sends the answers back in the order the tasks came; then `MPI_Finalize` and exit |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each |
+//! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
+//!
+//! # Waiting
+//! MPI's blocking receive spins a core. On a machine whose cores run the
+//! workers, both sides look for messages with `MPI_Improbe` and back off:
+//! spinning for a while after the last message, then sleeping up to
+//! [`MAX_NAP`]. Rank 0's receiver sleeps on a condition variable while
+//! nothing is in flight.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mpi::environment::Universe;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::Threading;
+use multiproc_pool::{Error, Pool, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::serve::{self, Server};
+use crate::wire::{self, Hello};
+
+/// Chunks in flight on a rank, per local worker process: enough that a
+/// rank's workers never wait for rank 0 between chunks.
+pub const DEPTH: usize = 2;
+
+/// The longest sleep between two looks for a message.
+const MAX_NAP: Duration = Duration::from_micros(200);
+
+/// How long rank 0 waits for every rank's hello.
+const HELLO_LIMIT: Duration = Duration::from_secs(120);
+
+/// Starts MPI and, on every rank but 0, serves tasks in a local pool of this
+/// machine's cores until rank 0 is done, then exits the process. On rank 0,
+/// returns the pool over the other ranks. Call it first in `main`, before
+/// anything whose effects the serving ranks must not repeat.
+///
+/// # Errors
+/// On rank 0: [`Error::Rank`] when MPI was started already, lacks
+/// `MPI_THREAD_MULTIPLE`, runs on one rank only, or a rank runs another
+/// build or could not make its pool.
+pub fn init() -> Result<MpiPool> {
+    init_with(|| Pool::new(0))
+}
+
+/// [`init`], with the serving ranks' local pool made by `make_pool` (its
+/// size, initializer, `maxtasksperchild`, task timeout …).
+///
+/// # Errors
+/// As for [`init`].
+pub fn init_with(make_pool: impl FnOnce() -> Result<Pool>) -> Result<MpiPool> {
+    let fail = |message: &str| Error::Rank {
+        rank: 0,
+        message: message.to_owned(),
+    };
+    let (universe, level) = mpi::initialize_with_threading(Threading::Multiple)
+        .ok_or_else(|| fail("MPI was initialised already in this process"))?;
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size());
+    if rank != 0 {
+        let code = serve_rank(universe, level, make_pool);
+        std::process::exit(code);
+    }
+    if level < Threading::Multiple {
+        drop(universe);
+        return Err(fail("the MPI library does not offer MPI_THREAD_MULTIPLE"));
+    }
+    if size < 2 {
+        drop(universe);
+        return Err(fail(
+            "one rank only: run the program under mpirun -np N with N ≥ 2 (rank 0 runs the \
+             program, the others serve it), or use multiproc_pool::Pool on one machine",
+        ));
+    }
+    let ranks = match greet(&world, size as usize) {
+        Ok(ranks) => ranks,
+        Err(e) => {
+            stop_all(&world, size as usize, wire::STOP_NOW);
+            drop(universe);
+            return Err(e);
+        }
+    };
+    Ok(MpiPool::start(universe, ranks))
+}
+
+/// A serving rank, as rank 0 saw it greet.
+#[derive(Debug, Clone)]
+pub struct RankInfo {
+    /// Its rank in `MPI_COMM_WORLD`.
+    pub rank: usize,
+    /// Its process id, on its host.
+    pub pid: u32,
+    /// Its host's name.
+    pub host: String,
+    /// Its local pool's worker processes.
+    pub processes: usize,
+}
+
+/// Receives every rank's hello; refuses another build, or a rank whose pool
+/// failed.
+fn greet(world: &SimpleCommunicator, size: usize) -> Result<Vec<RankInfo>> {
+    let mut ranks: Vec<Option<RankInfo>> = vec![None; size];
+    let deadline = Instant::now() + HELLO_LIMIT;
+    let mut nap = Napper::default();
+    let mut seen = 0;
+    while seen < size - 1 {
+        let Some(m) = world
+            .any_process()
+            .immediate_matched_probe_with_tag(wire::HELLO)
+        else {
+            if Instant::now() > deadline {
+                let missing: Vec<usize> = (1..size).filter(|&r| ranks[r].is_none()).collect();
+                return Err(Error::Rank {
+                    rank: missing.first().copied().unwrap_or(0),
+                    message: format!("ranks {missing:?} did not start within {HELLO_LIMIT:?}"),
+                });
+            }
+            nap.nap();
+            continue;
+        };
+        let (msg, status) = m.matched_receive_vec::<u8>();
+        nap.reset();
+        let rank = usize::try_from(status.source_rank()).unwrap_or(0);
+        let bad = |message: String| Err(Error::Rank { rank, message });
+        let Some(hello) = Hello::decode(&msg) else {
+            return bad("its greeting is too short".to_owned());
+        };
+        if let Some(problem) = hello.problem {
+            return bad(format!("could not make its local pool: {problem}"));
+        }
+        let expected = multiproc_pool::build_id();
+        if hello.build != expected {
+            return bad(format!(
+                "runs another build of the program (build identity {:#x}, rank 0's {expected:#x}): \
+                 every rank must run the same executable",
+                hello.build
+            ));
+        }
+        if rank == 0 || rank >= size || ranks[rank].is_some() {
+            return bad("greeted twice".to_owned());
+        }
+        ranks[rank] = Some(RankInfo {
+            rank,
+            pid: hello.pid,
+            host: hello.host,
+            processes: hello.processes as usize,
+        });
+        seen += 1;
+    }
+    Ok(ranks.into_iter().flatten().collect())
+}
+
+fn stop_all(world: &SimpleCommunicator, size: usize, how: u8) {
+    for r in 1..size {
+        world
+            .process_at_rank(r as i32)
+            .send_with_tag(&[how][..], wire::STOP);
+    }
+}
+
+/// Spins, then sleeps longer and longer, while no message comes.
+#[derive(Default)]
+struct Napper {
+    idle: u32,
+}
+
+impl Napper {
+    fn nap(&mut self) {
+        self.idle = self.idle.saturating_add(1);
+        match self.idle {
+            0..=200 => std::hint::spin_loop(),
+            201..=400 => std::thread::yield_now(),
+            n => std::thread::sleep((Duration::from_micros(u64::from(n - 400))).min(MAX_NAP)),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.idle = 0;
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A serving rank's life: the process's exit code.
+fn serve_rank(
+    universe: Universe,
+    level: Threading,
+    make_pool: impl FnOnce() -> Result<Pool>,
+) -> i32 {
+    let world = universe.world();
+    let pool = if level < Threading::Multiple {
+        Err("the MPI library does not offer MPI_THREAD_MULTIPLE".to_owned())
+    } else {
+        make_pool().map_err(|e| e.to_string())
+    };
+    let hello = Hello {
+        build: multiproc_pool::build_id(),
+        pid: std::process::id(),
+        processes: pool.as_ref().map_or(0, |p| p.processes() as u32),
+        host: host_name(),
+        problem: pool.as_ref().err().cloned(),
+    };
+    let root = world.process_at_rank(0);
+    root.send_with_tag(&hello.encode()[..], wire::HELLO);
+    let Ok(pool) = pool else {
+        // Rank 0 answers with a stop.
+        let _ = receive_stop(&world);
+        drop(universe);
+        return 1;
+    };
+    let pool = Arc::new(pool);
+    let stopped_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u32, serve::Answering)>();
+    let answerer = {
+        let stopped_now = Arc::clone(&stopped_now);
+        std::thread::spawn(move || {
+            let world = SimpleCommunicator::world();
+            for (id, count, answering) in rx {
+                let entries = answering();
+                if stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue; // rank 0 no longer listens
+                }
+                let mut msg = Vec::with_capacity(wire::ANSWER_HEADER + entries.len());
+                wire::answer_header(&mut msg, id, count);
+                msg.extend_from_slice(&entries);
+                world
+                    .process_at_rank(0)
+                    .send_with_tag(&msg[..], wire::ANSWER);
+            }
+        })
+    };
+    let mut nap = Napper::default();
+    let how = loop {
+        if let Some(m) = root.immediate_matched_probe_with_tag(wire::TASK) {
+            let (msg, _) = m.matched_receive_vec::<u8>();
+            nap.reset();
+            // SAFETY: rank 0 runs this build (its greeting was checked before
+            // it sent any task), so the offsets name a server and a function
+            // of matching types.
+            if let Some((h, answering)) = unsafe { serve::run_task(&pool, &msg) } {
+                let _ = tx.send((h.id, h.count, answering));
+            }
+            continue;
+        }
+        if let Some(m) = root.immediate_matched_probe_with_tag(wire::STOP) {
+            let (msg, _) = m.matched_receive_vec::<u8>();
+            break msg.first().copied().unwrap_or(wire::STOP_NOW);
+        }
+        nap.nap();
+    };
+    if how == wire::STOP_NOW {
+        stopped_now.store(true, std::sync::atomic::Ordering::Relaxed);
+        pool.terminate();
+    }
+    drop(tx);
+    let _ = answerer.join();
+    pool.close();
+    let _ = pool.join();
+    drop(pool);
+    drop(universe);
+    0
+}
+
+fn receive_stop(world: &SimpleCommunicator) -> u8 {
+    let (msg, _) = world
+        .process_at_rank(0)
+        .matched_probe_with_tag(wire::STOP)
+        .matched_receive_vec::<u8>();
+    msg.first().copied().unwrap_or(wire::STOP_NOW)
+}
+
+/// What a finished job's answers are, before they are decoded.
+#[derive(Default)]
+struct Gathered {
+    /// `(first item, rank, entries)` per answered chunk.
+    parts: Vec<(usize, usize, Vec<u8>)>,
+    /// Items that failed without an answer.
+    failed: Vec<(usize, Error)>,
+}
+
+type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send> + Send>;
+
+struct Job {
+    total: usize,
+    feeding: bool,
+    answered: usize,
+    gathered: Gathered,
+    /// Decodes and runs the callbacks when the job completes (`None` for an
+    /// `imap`, whose iterator takes the parts as they come).
+    finisher: Option<Finisher>,
+    outcome: Option<Box<dyn Any + Send>>,
+    /// Failed as a whole (terminated, cancelled, a rank died).
+    aborted: Option<Aborted>,
+    finishing: bool,
+}
+
+#[derive(Clone)]
+enum Aborted {
+    Terminated,
+    Cancelled,
+    Rank(usize, String),
+}
+
+impl Aborted {
+    fn error(&self) -> Error {
+        match self {
+            Aborted::Terminated => Error::Terminated,
+            Aborted::Cancelled => Error::Cancelled,
+            Aborted::Rank(rank, message) => Error::Rank {
+                rank: *rank,
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+impl Job {
+    fn complete(&self) -> bool {
+        self.aborted.is_some() || (!self.feeding && self.answered >= self.total)
+    }
+    fn done(&self) -> bool {
+        self.aborted.is_some()
+            || (self.complete()
+                && !self.finishing
+                && (self.finisher.is_none() || self.outcome.is_some()))
+    }
+}
+
+/// A chunk sent or waiting to be.
+struct Chunk {
+    job: u64,
+    first: usize,
+    count: u32,
+    /// Its message while not sent yet.
+    msg: Option<Vec<u8>>,
+    rank: usize,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    jobs: HashMap<u64, Job>,
+    chunks: HashMap<u64, Chunk>,
+    /// Chunk ids not sent yet, oldest first.
+    unsent: VecDeque<u64>,
+    /// Chunks in flight per rank (index = rank).
+    load: Vec<usize>,
+    capacity: Vec<usize>,
+    closed: bool,
+    /// The receiver thread is to end once nothing is in flight.
+    stopping: bool,
+    stopped: bool,
+    broken: Option<Aborted>,
+}
+
+struct Hub {
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The pool over MPI ranks, on rank 0: the calls of
+/// [`multiproc_pool::Pool`] (and [`Tasks`](crate::Tasks)), each task run in
+/// the local pool of one of the other ranks.
+///
+/// Dropping it terminates it (Python's context manager), stops every rank
+/// and finalises MPI; [`close`](MpiPool::close) then [`join`](MpiPool::join)
+/// first to let the tasks sent finish.
+pub struct MpiPool {
+    hub: Arc<Hub>,
+    ranks: Vec<RankInfo>,
+    receiver: Mutex<Option<JoinHandle<()>>>,
+    universe: Mutex<Option<Universe>>,
+    size: usize,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for MpiPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiPool")
+            .field("ranks", &self.ranks)
+            .finish()
+    }
+}
+
+impl MpiPool {
+    fn start(universe: Universe, ranks: Vec<RankInfo>) -> MpiPool {
+        let size = ranks.len() + 1;
+        let mut st = State {
+            next_id: 1,
+            load: vec![0; size],
+            capacity: vec![0; size],
+            ..State::default()
+        };
+        for r in &ranks {
+            st.capacity[r.rank] = DEPTH * r.processes.max(1);
+        }
+        let hub = Arc::new(Hub {
+            st: Mutex::new(st),
+            cv: Condvar::new(),
+        });
+        let receiver = {
+            let hub = Arc::clone(&hub);
+            let ranks = ranks.clone();
+            std::thread::Builder::new()
+                .name("mpi-answers".into())
+                .spawn(move || receive_answers(&hub, &ranks))
+                .expect("spawn the MPI receiver thread")
+        };
+        MpiPool {
+            hub,
+            ranks,
+            receiver: Mutex::new(Some(receiver)),
+            universe: Mutex::new(Some(universe)),
+            size,
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The serving ranks, as they greeted rank 0.
+    pub fn ranks(&self) -> &[RankInfo] {
+        &self.ranks
+    }
+
+    /// Worker processes on all ranks together.
+    pub fn processes(&self) -> usize {
+        self.ranks.iter().map(|r| r.processes).sum()
+    }
+
+    /// Runs `f(args)` on a rank and waits for it (Python's `apply`).
+    ///
+    /// # Errors
+    /// The task's failure ([`Error::Panicked`], [`Error::WorkerDied`] …),
+    /// [`Error::Closed`], [`Error::Rank`].
+    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Sends `f(args)` to a rank (Python's `apply_async`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::EncodeArgs`], [`Error::Rank`].
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, |_| {}, |_| {})
+    }
+
+    /// [`apply_async`](MpiPool::apply_async) with Python's `callback` and
+    /// `error_callback`, run in this process on the thread that receives
+    /// answers; a callback that panics makes the result
+    /// [`Error::CallbackPanicked`].
+    ///
+    /// # Errors
+    /// As for [`apply_async`](MpiPool::apply_async).
+    pub fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MpiResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut args_bytes = Vec::new();
+        wire::postcard_append(&args, &mut args_bytes).map_err(Error::EncodeArgs)?;
+        let finisher = finisher(decode_one::<R>, callback, error_callback);
+        let job = self.new_job(Some(finisher), false)?;
+        self.send_chunk(
+            job,
+            0,
+            f as usize,
+            serve::server::<A, R>,
+            1,
+            None,
+            &args_bytes,
+        )?;
+        Ok(MpiResult::new(&self.hub, job))
+    }
+
+    /// `f` over `items`, in order (Python's `map`), in chunks of Python's
+    /// size for all the ranks' processes: `len / (4 × processes)`, rounded
+    /// up. Each rank splits a chunk again for its own workers.
+    ///
+    /// # Errors
+    /// [`Error::Item`] with the lowest failing index and its error;
+    /// [`Error::Closed`]; [`Error::Rank`].
+    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`map`](MpiPool::map) with a chunk size (Python's `chunksize`).
+    ///
+    /// # Errors
+    /// As for [`map`](MpiPool::map).
+    pub fn map_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        self.feed_map(
+            f as usize,
+            serve::server::<A, R>,
+            items,
+            Some(chunksize),
+            None,
+        )?
+        .get()
+    }
+
+    /// [`map`](MpiPool::map) without waiting (Python's `map_async`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Item`] for an argument that does not
+    /// encode, [`Error::Rank`].
+    pub fn map_async<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        self.feed_map(f as usize, serve::server::<A, R>, items, None, None)
+    }
+
+    /// [`map_async`](MpiPool::map_async) with Python's `callback` (given
+    /// the whole list) and `error_callback`.
+    ///
+    /// # Errors
+    /// As for [`map_async`](MpiPool::map_async).
+    pub fn map_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let fin = finisher(decode_map::<R>, callback, error_callback);
+        self.feed_map(f as usize, serve::server::<A, R>, items, None, Some(fin))
+    }
+
+    /// `f(a, b)` over pairs, in order (Python's `starmap`).
+    ///
+    /// # Errors
+    /// As for [`map`](MpiPool::map).
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        self.feed_map(f as usize, serve::server2::<A, B, R>, items, None, None)?
+            .get()
+    }
+
+    /// `f` over `items`, lazily and in order (Python's `imap`): chunks of
+    /// one item, at most `processes + processes` of them ahead of what was
+    /// taken. A failed item does not end the iteration.
+    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> MpiIMap<'_, A, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.imap_with(f, items, 1, self.processes())
+    }
+
+    /// [`imap`](MpiPool::imap) with Python's `chunksize` and `buffersize`:
+    /// at most `processes + buffersize` chunks are read ahead.
+    pub fn imap_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> MpiIMap<'_, A, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiIMap::new(self, f, items.into_iter(), chunksize, buffersize, true)
+    }
+
+    /// [`imap`](MpiPool::imap) in the order results come, each with its
+    /// item's index (Python's `imap_unordered`).
+    pub fn imap_unordered<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+    ) -> MpiIMapUnordered<'_, A, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiIMapUnordered(MpiIMap::new(
+            self,
+            f,
+            items.into_iter(),
+            1,
+            self.processes(),
+            false,
+        ))
+    }
+
+    /// Takes no new tasks; those sent still run (Python's `close`).
+    pub fn close(&self) {
+        self.hub.lock().closed = true;
+    }
+
+    /// Waits for every task after [`close`](MpiPool::close), then stops the
+    /// ranks (Python's `join`).
+    ///
+    /// # Errors
+    /// [`Error::NotClosed`].
+    pub fn join(&self) -> Result<()> {
+        {
+            let mut st = self.hub.lock();
+            if !st.closed {
+                return Err(Error::NotClosed);
+            }
+            while st.broken.is_none() && !(st.chunks.is_empty() && st.jobs.values().all(Job::done))
+            {
+                st = self
+                    .hub
+                    .cv
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+        self.end(wire::STOP_JOIN);
+        Ok(())
+    }
+
+    /// Stops at once: every pending task fails with [`Error::Terminated`],
+    /// and the ranks stop their workers (Python's `terminate`).
+    pub fn terminate(&self) {
+        {
+            let mut st = self.hub.lock();
+            st.closed = true;
+            abort_all(&mut st, &Aborted::Terminated);
+        }
+        self.hub.cv.notify_all();
+        self.end(wire::STOP_NOW);
+    }
+
+    /// Stops the receiver thread and the ranks, once.
+    fn end(&self, how: u8) {
+        if self.ended.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut st = self.hub.lock();
+            st.stopping = true;
+            if how == wire::STOP_NOW {
+                st.chunks.clear();
+                st.unsent.clear();
+            }
+        }
+        self.hub.cv.notify_all();
+        if let Some(t) = self.receiver.lock().ok().and_then(|mut r| r.take()) {
+            let _ = t.join();
+        }
+        stop_all(&SimpleCommunicator::world(), self.size, how);
+    }
+
+    fn new_job(&self, finisher: Option<Finisher>, feeding: bool) -> Result<u64> {
+        let mut st = self.hub.lock();
+        if let Some(b) = &st.broken {
+            return Err(b.error());
+        }
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.jobs.insert(
+            id,
+            Job {
+                total: 0,
+                feeding,
+                answered: 0,
+                gathered: Gathered::default(),
+                finisher,
+                outcome: None,
+                aborted: None,
+                finishing: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Queues one chunk of `job` and sends what the ranks have room for.
+    #[allow(clippy::too_many_arguments)]
+    fn send_chunk(
+        &self,
+        job: u64,
+        first: usize,
+        f: usize,
+        server: Server,
+        count: u32,
+        local_chunk: Option<usize>,
+        args: &[u8],
+    ) -> Result<()> {
+        let sends = {
+            let mut st = self.hub.lock();
+            if let Some(b) = &st.broken {
+                return Err(b.error());
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            let msg = serve::task_message(id, f, server, count, local_chunk, args);
+            if i32::try_from(msg.len()).is_err() {
+                return Err(Error::OutOfRange {
+                    what: "a chunk's bytes (one MPI message)",
+                    value: msg.len() as u64,
+                    min: 0,
+                    max: i32::MAX as u64,
+                });
+            }
+            if let Some(j) = st.jobs.get_mut(&job) {
+                j.total += count as usize;
+            }
+            st.chunks.insert(
+                id,
+                Chunk {
+                    job,
+                    first,
+                    count,
+                    msg: Some(msg),
+                    rank: 0,
+                },
+            );
+            st.unsent.push_back(id);
+            dispatch(&mut st)
+        };
+        self.hub.cv.notify_all();
+        send_all(sends);
+        Ok(())
+    }
+
+    /// Sends `items` as chunks of a new map job.
+    fn feed_map<A: Serialize, T>(
+        &self,
+        f: usize,
+        server: Server,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+        finisher_given: Option<Finisher>,
+    ) -> Result<MpiResult<T>>
+    where
+        T: MapOutcome + Send + 'static,
+    {
+        let len = items.len();
+        let chunk = chunksize
+            .unwrap_or_else(|| len.div_ceil(4 * self.processes().max(1)))
+            .max(1);
+        let fin = finisher_given.unwrap_or_else(|| T::finisher());
+        let job = self.new_job(Some(fin), true)?;
+        let mut bytes = Vec::new();
+        let mut items = items.into_iter().enumerate().peekable();
+        while items.peek().is_some() {
+            bytes.clear();
+            let mut first = None;
+            let mut n = 0u32;
+            for (i, item) in items.by_ref().take(chunk) {
+                first.get_or_insert(i);
+                if let Err(e) = wire::postcard_append(&item, &mut bytes) {
+                    self.abandon(job);
+                    return Err(Error::Item {
+                        index: i,
+                        source: Box::new(Error::EncodeArgs(e)),
+                    });
+                }
+                n += 1;
+            }
+            if let Err(e) = self.send_chunk(job, first.unwrap_or(0), f, server, n, None, &bytes) {
+                self.abandon(job);
+                return Err(e);
+            }
+        }
+        let finished = {
+            let mut st = self.hub.lock();
+            st.jobs.get_mut(&job).and_then(|j| {
+                j.feeding = false;
+                take_finisher(j)
+            })
+        };
+        if let Some((fin, g, total)) = finished {
+            self.finish(job, fin, g, total);
+        }
+        Ok(MpiResult::new(&self.hub, job))
+    }
+
+    fn finish(&self, job: u64, fin: Finisher, g: Gathered, total: usize) {
+        run_finisher(&self.hub, job, fin, g, total);
+    }
+
+    /// Forgets a job whose feeding failed.
+    fn abandon(&self, job: u64) {
+        let mut st = self.hub.lock();
+        st.jobs.remove(&job);
+        let stale: Vec<u64> = st
+            .unsent
+            .iter()
+            .copied()
+            .filter(|c| st.chunks.get(c).is_some_and(|c| c.job == job))
+            .collect();
+        for c in stale {
+            st.chunks.remove(&c);
+        }
+        let chunks = &st.chunks;
+        let keep: VecDeque<u64> = st
+            .unsent
+            .iter()
+            .copied()
+            .filter(|c| chunks.contains_key(c))
+            .collect();
+        st.unsent = keep;
+    }
+}
+
+impl Drop for MpiPool {
+    fn drop(&mut self) {
+        self.terminate();
+        let universe = self.universe.lock().ok().and_then(|mut u| u.take());
+        // MPI_Finalize: every rank calls it as it stops.
+        drop(universe);
+    }
+}
+
+/// Fails every job as a whole.
+fn abort_all(st: &mut State, why: &Aborted) {
+    for job in st.jobs.values_mut() {
+        if !job.done() && job.aborted.is_none() {
+            job.aborted = Some(why.clone());
+        }
+    }
+}
+
+/// Assigns unsent chunks to the least loaded ranks with room: the messages
+/// to send, by rank.
+fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
+    let mut sends = Vec::new();
+    while let Some(&id) = st.unsent.front() {
+        let best = (1..st.load.len())
+            .filter(|&r| st.load[r] < st.capacity[r])
+            .min_by_key(|&r| st.load[r] * 1024 / st.capacity[r].max(1));
+        let Some(rank) = best else { break };
+        st.unsent.pop_front();
+        let Some(chunk) = st.chunks.get_mut(&id) else {
+            continue;
+        };
+        let Some(msg) = chunk.msg.take() else {
+            continue;
+        };
+        chunk.rank = rank;
+        st.load[rank] += 1;
+        sends.push((rank, msg));
+    }
+    sends
+}
+
+fn send_all(sends: Vec<(usize, Vec<u8>)>) {
+    if sends.is_empty() {
+        return;
+    }
+    let world = SimpleCommunicator::world();
+    for (rank, msg) in sends {
+        world
+            .process_at_rank(rank as i32)
+            .send_with_tag(&msg[..], wire::TASK);
+    }
+}
+
+/// Takes a complete job's finisher to run outside the lock.
+fn take_finisher(j: &mut Job) -> Option<(Finisher, Gathered, usize)> {
+    if !j.complete() || j.aborted.is_some() || j.finishing {
+        return None;
+    }
+    let fin = j.finisher.take()?;
+    j.finishing = true;
+    Some((fin, std::mem::take(&mut j.gathered), j.total))
+}
+
+fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
+    let outcome = fin(g, total);
+    {
+        let mut st = hub.lock();
+        if let Some(j) = st.jobs.get_mut(&job) {
+            j.outcome = Some(outcome);
+            j.finishing = false;
+        }
+    }
+    hub.cv.notify_all();
+}
+
+/// The receiver thread: files answers, sends what waits, watches the ranks
+/// on this host.
+fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
+    let world = SimpleCommunicator::world();
+    let here = host_name();
+    let watch: Vec<(usize, std::os::fd::OwnedFd, u32)> = ranks
+        .iter()
+        .filter(|r| r.host == here)
+        .filter_map(|r| pidfd(r.pid).map(|fd| (r.rank, fd, r.pid)))
+        .collect();
+    let mut nap = Napper::default();
+    let mut last_watch = Instant::now();
+    loop {
+        if let Some(m) = world
+            .any_process()
+            .immediate_matched_probe_with_tag(wire::ANSWER)
+        {
+            let (msg, status) = m.matched_receive_vec::<u8>();
+            nap.reset();
+            let rank = usize::try_from(status.source_rank()).unwrap_or(0);
+            file_answer(hub, rank, msg);
+            continue;
+        }
+        if last_watch.elapsed() > Duration::from_millis(20) {
+            last_watch = Instant::now();
+            if let Some((rank, pid)) = dead_rank(&watch) {
+                let why = Aborted::Rank(
+                    rank,
+                    format!(
+                        "rank {rank} (pid {pid} on {here}) died; MPI ends the whole job \
+                         when a rank dies"
+                    ),
+                );
+                eprintln!("multiproc-pool-mpi: {}", why.error());
+                let mut st = hub.lock();
+                abort_all(&mut st, &why);
+                st.broken = Some(why);
+                st.chunks.clear();
+                st.unsent.clear();
+                drop(st);
+                hub.cv.notify_all();
+            }
+        }
+        let mut st = hub.lock();
+        if st.chunks.values().all(|c| c.msg.is_some()) {
+            // Nothing in flight: sleep until a submission (or the end).
+            if st.stopping {
+                st.stopped = true;
+                return;
+            }
+            let (g, _) = hub
+                .cv
+                .wait_timeout(st, Duration::from_millis(20))
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            drop(g);
+            nap.reset();
+            continue;
+        }
+        drop(st);
+        nap.nap();
+    }
+}
+
+fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; nix has no wrapper for it.
+    let fd = unsafe { libc_pidfd_open(pid) };
+    // SAFETY: a descriptor just returned to us, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_open(pid, 0)`.
+///
+/// # Safety
+/// None beyond the system call's: it only returns a descriptor.
+unsafe fn libc_pidfd_open(pid: u32) -> i32 {
+    // SAFETY: a plain system call with integer arguments.
+    unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) as i32 }
+}
+
+/// The first watched rank whose process ended.
+fn dead_rank(watch: &[(usize, std::os::fd::OwnedFd, u32)]) -> Option<(usize, u32)> {
+    use std::os::fd::AsRawFd;
+    for (rank, fd, pid) in watch {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n > 0 && p.revents & libc::POLLIN != 0 {
+            return Some((*rank, *pid));
+        }
+    }
+    None
+}
+
+/// Files one answer under its job; sends what the freed room allows; runs a
+/// completed job's finisher.
+fn file_answer(hub: &Hub, rank: usize, msg: Vec<u8>) {
+    let Some((id, count, _)) = wire::read_answer(&msg) else {
+        return;
+    };
+    let (sends, finish) = {
+        let mut st = hub.lock();
+        let Some(chunk) = st.chunks.remove(&id) else {
+            return; // a chunk of a job that is gone
+        };
+        if let Some(l) = st.load.get_mut(chunk.rank) {
+            *l = l.saturating_sub(1);
+        }
+        let sends = dispatch(&mut st);
+        let mut finish = None;
+        if let Some(j) = st.jobs.get_mut(&chunk.job) {
+            let mut msg = msg;
+            if count != chunk.count || chunk.rank != rank {
+                // Not what was sent there: every item of the chunk fails.
+                let e = format!(
+                    "answered {count} items for a chunk of {} sent to rank {}",
+                    chunk.count, chunk.rank
+                );
+                for i in 0..chunk.count as usize {
+                    j.gathered.failed.push((
+                        chunk.first + i,
+                        Error::Rank {
+                            rank,
+                            message: e.clone(),
+                        },
+                    ));
+                }
+            } else {
+                msg.drain(..wire::ANSWER_HEADER);
+                j.gathered.parts.push((chunk.first, rank, msg));
+            }
+            j.answered += chunk.count as usize;
+            finish = take_finisher(j).map(|f| (chunk.job, f));
+        }
+        (sends, finish)
+    };
+    send_all(sends);
+    if let Some((job, (fin, g, total))) = finish {
+        run_finisher(hub, job, fin, g, total);
+    } else {
+        hub.cv.notify_all();
+    }
+}
+
+/// Every item's outcome, in order.
+fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>> {
+    let mut out: Vec<Option<Result<R>>> = (0..total).map(|_| None).collect();
+    for (first, rank, entries) in &g.parts {
+        let mut rest = &entries[..];
+        let mut i = *first;
+        while i < total && out[i].is_none() {
+            let (r, after) = wire::read_entry::<R>(rest, *rank);
+            out[i] = Some(r);
+            rest = after;
+            i += 1;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+    for (i, e) in g.failed {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(Err(e));
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or(Err(Error::Terminated)))
+        .collect()
+}
+
+fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
+    decode_items(g, total.max(1))
+        .into_iter()
+        .next()
+        .unwrap_or(Err(Error::Terminated))
+}
+
+fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(total);
+    for (index, r) in decode_items::<R>(g, total).into_iter().enumerate() {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                return Err(Error::Item {
+                    index,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A map's outcome type knows its plain finisher.
+trait MapOutcome: Sized {
+    fn finisher() -> Finisher;
+}
+
+impl<R: DeserializeOwned + Send + 'static> MapOutcome for Vec<R> {
+    fn finisher() -> Finisher {
+        finisher(decode_map::<R>, |_| {}, |_| {})
+    }
+}
+
+fn finisher<T: Send + 'static>(
+    decode: fn(Gathered, usize) -> Result<T>,
+    callback: impl FnOnce(&T) + Send + 'static,
+    error_callback: impl FnOnce(&Error) + Send + 'static,
+) -> Finisher {
+    Box::new(move |g, total| {
+        let r = decode(g, total);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &r {
+            Ok(v) => callback(v),
+            Err(e) => error_callback(e),
+        }));
+        let r = match ran {
+            Ok(()) => r,
+            Err(p) => Err(Error::CallbackPanicked {
+                message: panic_text(&*p),
+            }),
+        };
+        Box::new(r)
+    })
+}
+
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// A pending result of an [`MpiPool`] (Python's `AsyncResult`).
+pub struct MpiResult<T> {
+    hub: Arc<Hub>,
+    job: Option<u64>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for MpiResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiResult").field("job", &self.job).finish()
+    }
+}
+
+impl<T: Send + 'static> MpiResult<T> {
+    fn new(hub: &Arc<Hub>, job: u64) -> MpiResult<T> {
+        MpiResult {
+            hub: Arc::clone(hub),
+            job: Some(job),
+            _t: PhantomData,
+        }
+    }
+
+    /// Waits for the result and takes it (Python's `get()`).
+    ///
+    /// # Errors
+    /// The task's failure, [`Error::Terminated`], [`Error::Rank`].
+    pub fn get(mut self) -> Result<T> {
+        self.take(None)
+    }
+
+    /// [`get`](MpiResult::get), waiting at most `timeout`; after
+    /// [`Error::Timeout`] the handle may be asked again.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; as for [`get`](MpiResult::get);
+    /// [`Error::AlreadyTaken`] after a successful call.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.take(Some(Instant::now() + timeout))
+    }
+
+    /// Waits until the result is there.
+    pub fn wait(&self) {
+        let _ = self.wait_until(None);
+    }
+
+    /// [`wait`](MpiResult::wait), at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the result is there.
+    pub fn ready(&self) -> bool {
+        let Some(job) = self.job else { return true };
+        self.hub.lock().jobs.get(&job).is_none_or(Job::done)
+    }
+
+    /// Whether the task succeeded; `None` while it runs.
+    pub fn successful(&self) -> Option<bool> {
+        let job = self.job?;
+        let st = self.hub.lock();
+        let j = st.jobs.get(&job)?;
+        if j.aborted.is_some() {
+            return Some(false);
+        }
+        let outcome = j.outcome.as_ref()?;
+        outcome.downcast_ref::<Result<T>>().map(Result::is_ok)
+    }
+
+    /// Takes the task back if it was not sent to a rank yet; whether it was.
+    pub fn cancel(&self) -> bool {
+        let Some(job) = self.job else { return false };
+        let mut st = self.hub.lock();
+        let unsent: Vec<u64> = st
+            .chunks
+            .iter()
+            .filter(|(_, c)| c.job == job)
+            .map(|(&id, c)| (id, c.msg.is_some()))
+            .filter_map(|(id, unsent)| unsent.then_some(id))
+            .collect();
+        let all = st.chunks.values().filter(|c| c.job == job).count();
+        if unsent.is_empty() || unsent.len() != all {
+            return false;
+        }
+        for id in &unsent {
+            st.chunks.remove(id);
+        }
+        let chunks = &st.chunks;
+        let keep: VecDeque<u64> = st
+            .unsent
+            .iter()
+            .copied()
+            .filter(|c| chunks.contains_key(c))
+            .collect();
+        st.unsent = keep;
+        if let Some(j) = st.jobs.get_mut(&job) {
+            j.aborted = Some(Aborted::Cancelled);
+        }
+        drop(st);
+        self.hub.cv.notify_all();
+        true
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<()> {
+        let Some(job) = self.job else { return Ok(()) };
+        let mut st = self.hub.lock();
+        loop {
+            if st.jobs.get(&job).is_none_or(Job::done) {
+                return Ok(());
+            }
+            st = match deadline {
+                None => self
+                    .hub
+                    .cv
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout);
+                    }
+                    self.hub
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    fn take(&mut self, deadline: Option<Instant>) -> Result<T> {
+        let Some(job) = self.job else {
+            return Err(Error::AlreadyTaken);
+        };
+        self.wait_until(deadline)?;
+        let j = self.hub.lock().jobs.remove(&job);
+        self.job = None;
+        let Some(j) = j else {
+            return Err(Error::Terminated);
+        };
+        if let Some(a) = &j.aborted {
+            return Err(a.error());
+        }
+        match j.outcome.map(|o| o.downcast::<Result<T>>()) {
+            Some(Ok(r)) => *r,
+            _ => Err(Error::Terminated),
+        }
+    }
+}
+
+impl<T> Drop for MpiResult<T> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job {
+            self.hub.lock().jobs.remove(&job);
+        }
+    }
+}
+
+/// The iterator of [`MpiPool::imap`]: each item's `Result<R>`, in order.
+pub struct MpiIMap<'p, A, R, I> {
+    pool: &'p MpiPool,
+    job: Option<u64>,
+    f: fn(A) -> R,
+    items: I,
+    chunk: usize,
+    /// Chunks allowed ahead of what was taken.
+    window: usize,
+    ordered: bool,
+    /// Items sent so far, and yielded so far.
+    sent: usize,
+    yielded: usize,
+    exhausted: bool,
+    ready: BTreeMap<usize, Result<R>>,
+    /// The first failure to send, yielded once.
+    error: Option<Error>,
+}
+
+impl<'p, A, R, I> MpiIMap<'p, A, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn new(
+        pool: &'p MpiPool,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+        ordered: bool,
+    ) -> Self {
+        let (job, error) = match pool.new_job(None, true) {
+            Ok(j) => (Some(j), None),
+            Err(e) => (None, Some(e)),
+        };
+        MpiIMap {
+            pool,
+            job,
+            f,
+            items,
+            chunk: chunksize.max(1),
+            window: pool.processes() + buffersize,
+            ordered,
+            sent: 0,
+            yielded: 0,
+            exhausted: false,
+            ready: BTreeMap::new(),
+            error,
+        }
+    }
+
+    /// The unordered form's items: `(index, result)`.
+    fn next_indexed(&mut self) -> Option<(usize, Result<R>)> {
+        if let Some(e) = self.error.take() {
+            self.exhausted = true;
+            return Some((self.yielded, Err(e)));
+        }
+        let job = self.job?;
+        loop {
+            self.top_up(job);
+            let taken = if self.ordered {
+                self.ready.remove(&self.yielded).map(|r| (self.yielded, r))
+            } else {
+                self.ready.pop_first()
+            };
+            if let Some(got) = taken {
+                self.yielded += 1;
+                return Some(got);
+            }
+            if self.exhausted && self.yielded >= self.sent {
+                return None;
+            }
+            // Wait for parts of this job.
+            let mut st = self.pool.hub.lock();
+            loop {
+                let j = st.jobs.get_mut(&job)?;
+                if let Some(a) = &j.aborted {
+                    // Every item not answered fails the same way.
+                    let e = a.clone();
+                    for i in self.yielded..self.sent {
+                        self.ready.entry(i).or_insert_with(|| Err(e.error()));
+                    }
+                    break;
+                }
+                let g = std::mem::take(&mut j.gathered);
+                if !g.parts.is_empty() || !g.failed.is_empty() {
+                    drop(st);
+                    self.file(g);
+                    break;
+                }
+                st = self
+                    .pool
+                    .hub
+                    .cv
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+    }
+
+    fn file(&mut self, g: Gathered) {
+        for (first, rank, entries) in g.parts {
+            let mut rest = &entries[..];
+            let mut i = first;
+            while !rest.is_empty() && i < self.sent {
+                let (r, after) = wire::read_entry::<R>(rest, rank);
+                self.ready.insert(i, r);
+                rest = after;
+                i += 1;
+            }
+        }
+        for (i, e) in g.failed {
+            self.ready.insert(i, Err(e));
+        }
+    }
+
+    /// Sends chunks while fewer than `window` are ahead of what was taken.
+    fn top_up(&mut self, job: u64) {
+        while !self.exhausted && self.sent < self.yielded + self.window * self.chunk {
+            let mut bytes = Vec::new();
+            let first = self.sent;
+            let mut n = 0u32;
+            for item in self.items.by_ref().take(self.chunk) {
+                if let Err(e) = wire::postcard_append(&item, &mut bytes) {
+                    self.ready
+                        .insert(first + n as usize, Err(Error::EncodeArgs(e)));
+                    // Its place is taken by the error; the chunk sends the rest.
+                    self.sent += 1;
+                    continue;
+                }
+                n += 1;
+            }
+            if n == 0 {
+                if self.sent == first {
+                    self.exhausted = true;
+                    let mut st = self.pool.hub.lock();
+                    if let Some(j) = st.jobs.get_mut(&job) {
+                        j.feeding = false;
+                    }
+                }
+                continue;
+            }
+            // Items whose encoding failed were counted into `sent` as they came.
+            let first = self.sent;
+            self.sent += n as usize;
+            let server = serve::server::<A, R>;
+            if let Err(e) =
+                self.pool
+                    .send_chunk(job, first, self.f as usize, server, n, Some(1), &bytes)
+            {
+                for i in first..self.sent {
+                    self.ready.insert(i, Err(copy_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The error again, for each item it fails.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Closed => Error::Closed,
+        Error::Terminated => Error::Terminated,
+        Error::Rank { rank, message } => Error::Rank {
+            rank: *rank,
+            message: message.clone(),
+        },
+        other => Error::Rank {
+            rank: 0,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The iterator of [`MpiPool::imap_unordered`]: `(index, result)` in the
+/// order results come.
+pub struct MpiIMapUnordered<'p, A, R, I>(MpiIMap<'p, A, R, I>);
+
+impl<A, R, I> Iterator for MpiIMapUnordered<'_, A, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = (usize, Result<R>);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_indexed()
+    }
+}
+
+impl<A, R, I> Iterator for MpiIMap<'_, A, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_indexed().map(|(_, r)| r)
+    }
+}
+
+impl<A, R, I> Drop for MpiIMap<'_, A, R, I> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            // Answers still coming are dropped as they arrive.
+            self.pool.hub.lock().jobs.remove(&job);
+        }
+    }
+}
+
+impl<T: Send + 'static> crate::Pending<T> for MpiResult<T> {
+    fn get(self) -> Result<T> {
+        MpiResult::get(self)
+    }
+    fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        MpiResult::get_timeout(self, timeout)
+    }
+    fn wait(&self) {
+        MpiResult::wait(self);
+    }
+    fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        MpiResult::wait_timeout(self, timeout)
+    }
+    fn ready(&self) -> bool {
+        MpiResult::ready(self)
+    }
+    fn successful(&self) -> Option<bool> {
+        MpiResult::successful(self)
+    }
+}
+
+impl crate::Tasks for MpiPool {
+    type Pending<T: Send + 'static> = MpiResult<T>;
+
+    fn processes(&self) -> usize {
+        MpiPool::processes(self)
+    }
+
+    fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::apply(self, f, args)
+    }
+
+    fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::apply_async(self, f, args)
+    }
+
+    fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MpiResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::apply_async_with(self, f, args, callback, error_callback)
+    }
+
+    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::map(self, f, items)
+    }
+
+    fn map_async<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::map_async(self, f, items)
+    }
+
+    fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::starmap(self, f, items)
+    }
+
+    fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::imap(self, f, items)
+    }
+
+    fn imap_unordered<'a, A, R, I>(
+        &'a self,
+        f: fn(A) -> R,
+        items: I,
+    ) -> impl Iterator<Item = (usize, Result<R>)> + 'a
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::imap_unordered(self, f, items)
+    }
+
+    fn close(&self) {
+        MpiPool::close(self);
+    }
+
+    fn join(&self) -> Result<()> {
+        MpiPool::join(self)
+    }
+
+    fn terminate(&self) {
+        MpiPool::terminate(self);
+    }
+}

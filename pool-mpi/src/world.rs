@@ -12,8 +12,8 @@
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
-//! spinning for a while after the last message, then sleeping up to
-//! [`MAX_NAP`]. Rank 0's receiver sleeps on a condition variable while
+//! spinning, then yielding, for [`HOT`] after the last message, then
+//! sleeping longer and longer, up to [`MAX_NAP`]. Rank 0's receiver sleeps on a condition variable while
 //! nothing is in flight.
 
 use std::any::Any;
@@ -172,24 +172,43 @@ fn stop_all(world: &SimpleCommunicator, size: usize, how: u8) {
     }
 }
 
-/// Spins, then sleeps longer and longer, while no message comes.
-#[derive(Default)]
+/// Spins, then yields, then sleeps longer and longer, while no message
+/// comes: a rank that just had a message stays hot for the next (a stream
+/// of tasks, or the answer a caller waits for), an idle one costs little.
 struct Napper {
-    idle: u32,
+    since: Instant,
+    sleep: Duration,
 }
+
+impl Default for Napper {
+    fn default() -> Napper {
+        Napper {
+            since: Instant::now(),
+            sleep: Duration::ZERO,
+        }
+    }
+}
+
+/// Spinning, then yielding, for this long after the last message.
+const SPIN: Duration = Duration::from_micros(20);
+const HOT: Duration = Duration::from_micros(300);
 
 impl Napper {
     fn nap(&mut self) {
-        self.idle = self.idle.saturating_add(1);
-        match self.idle {
-            0..=200 => std::hint::spin_loop(),
-            201..=400 => std::thread::yield_now(),
-            n => std::thread::sleep((Duration::from_micros(u64::from(n - 400))).min(MAX_NAP)),
+        let idle = self.since.elapsed();
+        if idle < SPIN {
+            std::hint::spin_loop();
+        } else if idle < HOT {
+            std::thread::yield_now();
+        } else {
+            self.sleep = (self.sleep * 2).clamp(Duration::from_micros(10), MAX_NAP);
+            std::thread::sleep(self.sleep);
         }
     }
 
     fn reset(&mut self) {
-        self.idle = 0;
+        self.since = Instant::now();
+        self.sleep = Duration::ZERO;
     }
 }
 

@@ -56,6 +56,9 @@
 //! [`Pending`] traits only.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Without the `mpi` feature, `init` and `MpiPool`, which the docs name, are
+// not built.
+#![cfg_attr(not(feature = "mpi"), allow(rustdoc::broken_intra_doc_links))]
 
 mod api;
 // The wire format and the serving side need MPI only to move their bytes:

@@ -863,37 +863,26 @@ impl MpiPool {
             })
         };
         if let Some((fin, g, total)) = finished {
-            self.finish(job, fin, g, total);
+            run_finisher(&self.hub, job, fin, g, total);
         }
         Ok(MpiResult::new(&self.hub, job))
-    }
-
-    fn finish(&self, job: u64, fin: Finisher, g: Gathered, total: usize) {
-        run_finisher(&self.hub, job, fin, g, total);
     }
 
     /// Forgets a job whose feeding failed.
     fn abandon(&self, job: u64) {
         let mut st = self.hub.lock();
         st.jobs.remove(&job);
-        let stale: Vec<u64> = st
-            .unsent
-            .iter()
-            .copied()
-            .filter(|c| st.chunks.get(c).is_some_and(|c| c.job == job))
-            .collect();
-        for c in stale {
-            st.chunks.remove(&c);
-        }
-        let chunks = &st.chunks;
-        let keep: VecDeque<u64> = st
-            .unsent
-            .iter()
-            .copied()
-            .filter(|c| chunks.contains_key(c))
-            .collect();
-        st.unsent = keep;
+        forget_unsent(&mut st, job);
     }
+}
+
+/// Drops the chunks of `job` not sent yet; how many there were.
+fn forget_unsent(st: &mut State, job: u64) -> usize {
+    let before = st.chunks.len();
+    st.chunks.retain(|_, c| c.job != job || c.msg.is_none());
+    let chunks = &st.chunks;
+    st.unsent.retain(|c| chunks.contains_key(c));
+    before - st.chunks.len()
 }
 
 impl Drop for MpiPool {
@@ -1036,20 +1025,11 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
 
 fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; nix has no wrapper for it.
-    let fd = unsafe { libc_pidfd_open(pid) };
+    // SAFETY: pidfd_open(pid, 0), integer arguments only; it returns a new
+    // descriptor or -1 (nix has no wrapper for it).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(pid), 0) } as i32;
     // SAFETY: a descriptor just returned to us, owned by nothing else.
     (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
-/// `pidfd_open(pid, 0)`.
-///
-/// # Safety
-/// None beyond the system call's: it only returns a descriptor.
-unsafe fn libc_pidfd_open(pid: u32) -> i32 {
-    // SAFETY: a plain system call with integer arguments.
-    unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) as i32 }
 }
 
 /// The first watched rank whose process ended.
@@ -1284,28 +1264,12 @@ impl<T: Send + 'static> MpiResult<T> {
     pub fn cancel(&self) -> bool {
         let Some(job) = self.job else { return false };
         let mut st = self.hub.lock();
-        let unsent: Vec<u64> = st
-            .chunks
-            .iter()
-            .filter(|(_, c)| c.job == job)
-            .map(|(&id, c)| (id, c.msg.is_some()))
-            .filter_map(|(id, unsent)| unsent.then_some(id))
-            .collect();
-        let all = st.chunks.values().filter(|c| c.job == job).count();
-        if unsent.is_empty() || unsent.len() != all {
+        // Only a job none of whose chunks went out can be taken back.
+        if st.chunks.values().any(|c| c.job == job && c.msg.is_none())
+            || forget_unsent(&mut st, job) == 0
+        {
             return false;
         }
-        for id in &unsent {
-            st.chunks.remove(id);
-        }
-        let chunks = &st.chunks;
-        let keep: VecDeque<u64> = st
-            .unsent
-            .iter()
-            .copied()
-            .filter(|c| chunks.contains_key(c))
-            .collect();
-        st.unsent = keep;
         if let Some(j) = st.jobs.get_mut(&job) {
             j.aborted = Some(Aborted::Cancelled);
         }

@@ -2,18 +2,24 @@
 //!
 //! ```text
 //! cargo build --release -p multiproc-pool-mpi --features mpi --example mpi_bench
-//! mpirun -np 2 target/release/examples/mpi_bench pingpong   # bare rsmpi 8-byte round trip
-//! mpirun -np 2 target/release/examples/mpi_bench pool       # the pool's rows
+//! mpirun --bind-to none -np 2 target/release/examples/mpi_bench pingpong  # bare rsmpi 8-byte round trip
+//! mpirun --bind-to none -np 2 target/release/examples/mpi_bench pool      # the pool's rows
 //! ```
 //!
 //! `pingpong` times 8-byte round trips between rank 0 and rank 1 with
-//! rsmpi's blocking send and receive. `pool` times, on rank 0: trivial
-//! `apply_async` tasks pipelined over the ranks and over a local pool of the
-//! same size; and a CPU-bound `map` (items of about 50 µs) over the ranks
-//! and over the local pool. Each prints `name value unit` lines; run the
-//! two modes in alternation to compare (benches/NOTES.md).
+//! rsmpi's blocking send and receive. `pool` times, on rank 0, alternating
+//! the MPI pool (rank 1 serving with a local pool of 2) and a local pool of
+//! the same size on rank 0: trivial `apply_async` tasks pipelined, a
+//! blocking `apply`, and a CPU-bound `map` (items of about 100 µs). Each
+//! prints `name value unit` lines, the median of its rounds; `--quick` is a
+//! short run. `scripts/report` runs the two modes in alternation for its
+//! `mpi` section (the bare round trip needs MPI to itself: one mpirun each).
+//!
+//! `--bind-to none`: mpirun binds each rank to one core by default when it
+//! starts two, and a rank's local pool then runs all its workers on that
+//! core.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mpi::point_to_point::{Destination, Source};
 use mpi::topology::Communicator;
@@ -23,7 +29,7 @@ fn trivial(x: u64) -> u64 {
     x + 1
 }
 
-/// About 50 µs of arithmetic.
+/// About 100 µs of arithmetic.
 fn busy(seed: u64) -> u64 {
     let mut x = seed | 1;
     for _ in 0..60_000 {
@@ -34,10 +40,10 @@ fn busy(seed: u64) -> u64 {
     x
 }
 
-fn pingpong() {
+fn pingpong(quick: bool) {
     let universe = mpi::initialize().expect("MPI");
     let world = universe.world();
-    let rounds = 20_000;
+    let rounds = if quick { 2_000 } else { 20_000 };
     let mut buf = [0u8; 8];
     if world.rank() == 0 {
         let other = world.process_at_rank(1);
@@ -62,88 +68,120 @@ fn pingpong() {
     }
 }
 
-fn per_task(f: impl Fn(u64) -> u64, n: u64) -> f64 {
+/// Nanoseconds per call of `f` over `n` calls.
+fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
     let t = Instant::now();
-    let mut sum = 0;
     for i in 0..n {
-        sum += f(i);
+        f(i);
     }
-    std::hint::black_box(sum);
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
-fn pool_rows() {
+/// `n` tasks, `window` in flight: submit a window, then take its results.
+fn pipelined<H>(n: u64, submit: impl Fn(u64) -> H, take: impl Fn(H) -> u64) -> f64 {
+    let window = 64;
+    let t = Instant::now();
+    let mut sum = 0;
+    for w in 0..n / window {
+        let handles: Vec<H> = (w * window..(w + 1) * window).map(&submit).collect();
+        sum += handles.into_iter().map(&take).sum::<u64>();
+    }
+    std::hint::black_box(sum);
+    t.elapsed().as_nanos() as f64 / (n / window * window) as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn pool_rows(quick: bool) {
     let processes = 2;
     let pool = multiproc_pool_mpi::init_with(|| Pool::new(processes)).expect("init");
     let local = Pool::new(processes).expect("local pool");
-    let n = 20_000u64;
-    let window = 64;
-    // Pipelined trivial tasks: `window` in flight.
-    let pipelined = |apply: &dyn Fn(u64) -> Box<dyn FnOnce() -> u64>| {
-        per_task(
-            |i| {
-                if i % window == 0 {
-                    let handles: Vec<_> = (i..i + window).map(apply).collect();
-                    handles.into_iter().map(|h| h()).sum()
-                } else {
-                    0
-                }
-            },
+    let (rounds, n, applies, items) = if quick {
+        (2, 4_096, 1_000, 200)
+    } else {
+        (5, 20_480, 5_000, 2_000)
+    };
+    let over_ranks = || {
+        pipelined(
             n,
+            |i| pool.apply_async(trivial, i).expect("apply_async"),
+            |h| h.get().expect("get"),
         )
     };
-    let over_ranks = |i| -> Box<dyn FnOnce() -> u64> {
-        let h = pool.apply_async(trivial, i).expect("apply_async");
-        Box::new(move || h.get().expect("get"))
+    let on_local = || {
+        pipelined(
+            n,
+            |i| local.apply_async(trivial, i).expect("apply_async"),
+            |h| h.get().expect("get"),
+        )
     };
-    let on_local = |i| -> Box<dyn FnOnce() -> u64> {
-        let h = local.apply_async(trivial, i).expect("apply_async");
-        Box::new(move || h.get().expect("get"))
-    };
-    pipelined(&over_ranks);
-    pipelined(&on_local);
-    for round in 0..3 {
-        let a = pipelined(&over_ranks);
-        let b = pipelined(&on_local);
-        println!("round {round}: apply_async_over_ranks {a:.0} ns, apply_async_local {b:.0} ns");
+    // Warm both.
+    over_ranks();
+    on_local();
+    if std::env::var_os("ONLY_ASYNC").is_some() {
+        // For a profiler: the MPI pool's pipelined tasks alone.
+        for _ in 0..20 {
+            println!("apply_async_over_ranks {:.0} ns", over_ranks());
+        }
+        return;
     }
-    let one = per_task(|i| pool.apply(trivial, i).expect("apply"), 5000);
-    println!("apply_over_ranks {one:.0} ns");
-    // CPU-bound map: 2000 items of ~50 µs.
-    let t = Instant::now();
-    for i in 0..1000 {
-        std::hint::black_box(busy(i));
+    if std::env::var_os("ONLY_APPLY").is_some() {
+        for _ in 0..20 {
+            let ns = per_call(applies, |i| {
+                pool.apply(trivial, i).expect("apply");
+            });
+            println!("apply_over_ranks {ns:.0} ns");
+        }
+        return;
     }
-    let item = t.elapsed() / 1000;
-    println!("busy_item {:.1} us", item.as_secs_f64() * 1e6);
-    let items: Vec<u64> = (0..2000).collect();
-    for round in 0..3 {
-        let t = Instant::now();
-        let a = pool.map(busy, items.clone()).expect("map over ranks");
-        let over_ranks = t.elapsed();
-        let t = Instant::now();
-        let b = local.map(busy, items.clone()).expect("local map");
-        let on_local = t.elapsed();
+    let mut t: [Vec<f64>; 6] = Default::default();
+    let work: Vec<u64> = (0..items).collect();
+    let mut seq = Vec::new();
+    for _ in 0..rounds {
+        t[0].push(over_ranks());
+        t[1].push(on_local());
+        t[2].push(per_call(applies, |i| {
+            pool.apply(trivial, i).expect("apply");
+        }));
+        t[3].push(per_call(applies, |i| {
+            local.apply(trivial, i).expect("apply");
+        }));
+        let s = Instant::now();
+        let a = pool.map(busy, work.clone()).expect("map over ranks");
+        t[4].push(s.elapsed().as_secs_f64() * 1e3);
+        let s = Instant::now();
+        let b = local.map(busy, work.clone()).expect("local map");
+        t[5].push(s.elapsed().as_secs_f64() * 1e3);
         assert_eq!(a, b);
-        let ideal = item * 2000 / processes as u32;
-        println!(
-            "round {round}: map_over_ranks {:.1} ms, map_local {:.1} ms, ideal {:.1} ms, throughput ratio {:.2}",
-            ms(over_ranks),
-            ms(on_local),
-            ms(ideal),
-            on_local.as_secs_f64() / over_ranks.as_secs_f64()
-        );
+        let s = Instant::now();
+        for i in 0..items / 20 {
+            std::hint::black_box(busy(i));
+        }
+        seq.push(s.elapsed().as_secs_f64() * 1e3 * 20.0);
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    let names = [
+        ("apply_async_over_ranks", "ns"),
+        ("apply_async_local", "ns"),
+        ("apply_over_ranks", "ns"),
+        ("apply_local", "ns"),
+        ("map_over_ranks", "ms"),
+        ("map_local", "ms"),
+    ];
+    for ((name, unit), samples) in names.iter().zip(t) {
+        println!("{name} {:.1} {unit}", median(samples));
+    }
+    println!("map_sequential {:.1} ms", median(seq));
 }
 
 fn main() {
-    match std::env::args().nth(1).as_deref() {
-        Some("pingpong") => pingpong(),
-        Some("pool") | None => pool_rows(),
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mode = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    match mode.as_deref() {
+        Some("pingpong") => pingpong(quick),
+        Some("pool") | None => pool_rows(quick),
         Some(other) => panic!("unknown mode {other:?}: pingpong or pool"),
     }
 }

@@ -72,4 +72,6 @@ mod world;
 
 pub use api::{Pending, Tasks};
 #[cfg(feature = "mpi")]
-pub use world::{init, init_with, MpiIMap, MpiIMapUnordered, MpiPool, MpiResult, RankInfo, DEPTH};
+pub use world::{
+    init, init_with, MpiIMap, MpiIMapUnordered, MpiPool, MpiResult, RankInfo, DEPTH, ITEMS_AHEAD,
+};

@@ -7,24 +7,147 @@
 // Without the `mpi` feature only the unit tests use this module.
 #![cfg_attr(not(feature = "mpi"), allow(dead_code))]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
 use multiproc_pool::{AsyncResult, Error, Pool};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{self, CodecWhat, RemoteError, TaskHeader};
 
-/// The outcome of a task sent to the local pool: waits for it and returns
-/// the answer's entries.
-pub(crate) type Answering = Box<dyn FnOnce() -> Vec<u8> + Send>;
+/// One answer for rank 0, framed: length, chunk id, items, entries.
+pub(crate) type Answer = Vec<u8>;
 
-/// A server: starts `count` items of `args` with the function at `f` on
-/// `pool` (local chunks of `chunk` items, `None` for Python's size).
+/// The largest message MPI carries (its counts are `int`).
+const MAX_MESSAGE: usize = i32::MAX as usize;
+
+/// Where a task's answer goes, once: the local pool's callback gives it as
+/// the job ends, or the serving loop for a job that ended without one (its
+/// pool terminated). `None` through the channel ends the answerer.
+pub(crate) struct Reply {
+    id: u64,
+    count: u32,
+    sent: AtomicBool,
+    to: Sender<Option<Answer>>,
+}
+
+impl Reply {
+    pub(crate) fn new(id: u64, count: u32, to: Sender<Option<Answer>>) -> Arc<Reply> {
+        Arc::new(Reply {
+            id,
+            count,
+            sent: AtomicBool::new(false),
+            to,
+        })
+    }
+
+    /// Sends the answer whose entries `entries` writes, unless one was sent.
+    /// A `Serialize` that panics, or an answer larger than one MPI message,
+    /// fails every item instead: rank 0 always hears of the chunk.
+    fn answer(&self, entries: impl FnOnce(&mut Vec<u8>)) {
+        if self.sent.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut out = Vec::new();
+        let at = wire::start_frame(&mut out);
+        wire::answer_header(&mut out, self.id, self.count);
+        let mark = out.len();
+        let fail = |out: &mut Vec<u8>, e: RemoteError| {
+            out.truncate(mark);
+            for _ in 0..self.count {
+                wire::put_failure(out, &e);
+            }
+        };
+        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entries(&mut out)));
+        if wrote.is_err() {
+            let e = RemoteError::Codec {
+                what: CodecWhat::EncodeResult,
+                message: "the result's Serialize panicked".to_owned(),
+            };
+            fail(&mut out, e);
+        }
+        if out.len() > MAX_MESSAGE {
+            let e = RemoteError::Other(format!(
+                "the chunk's answer of {} bytes is more than one MPI message carries \
+                 (2 GiB): use smaller chunks",
+                out.len()
+            ));
+            fail(&mut out, e);
+        }
+        wire::end_frame(&mut out, at);
+        let _ = self.to.send(Some(out));
+    }
+
+    /// Every item failed with `e`.
+    fn fail_all(&self, e: &RemoteError) {
+        self.answer(|out| {
+            for _ in 0..self.count {
+                wire::put_failure(out, e);
+            }
+        });
+    }
+}
+
+/// A task the local pool runs: kept until it ends (dropping the local
+/// handle would forget the job and its callback).
+pub(crate) struct Held {
+    reply: Arc<Reply>,
+    job: Box<dyn LocalJob>,
+}
+
+impl Held {
+    /// Whether the local job ended; if it ended without its callback
+    /// answering (its pool was terminated), answers for it.
+    pub(crate) fn settled(self) -> Result<(), Held> {
+        if !self.job.ready() {
+            return Err(self);
+        }
+        let Held { reply, job } = self;
+        reply.fail_all(&RemoteError::of(&job.failure()));
+        Ok(())
+    }
+}
+
+/// The local handle, whatever its type.
+trait LocalJob: Send {
+    fn ready(&self) -> bool;
+    /// Why a job that ended without its callback failed.
+    fn failure(self: Box<Self>) -> Error;
+}
+
+impl<R: Send + 'static> LocalJob for AsyncResult<Vec<Result<R, Error>>> {
+    fn ready(&self) -> bool {
+        AsyncResult::ready(self)
+    }
+
+    fn failure(self: Box<Self>) -> Error {
+        match (*self).get() {
+            Err(e) => e,
+            Ok(_) => Error::Rank {
+                rank: 0,
+                message: "the local job ended without answering".to_owned(),
+            },
+        }
+    }
+}
+
+/// A server: starts the items of `args` with the function at `f` on `pool`
+/// (local chunks of `chunk` items, `None` for Python's size); the local
+/// pool's callback answers through `reply`. `None`: answered already (the
+/// arguments did not decode, the pool refused the job).
 ///
 /// # Safety
 /// `f` must be the address of a `fn` of the types the server was
 /// monomorphised for.
-pub(crate) type Server =
-    unsafe fn(pool: &Pool, f: usize, args: &[u8], count: u32, chunk: Option<usize>) -> Answering;
+pub(crate) type Server = unsafe fn(
+    pool: &Pool,
+    f: usize,
+    args: &[u8],
+    chunk: Option<usize>,
+    reply: Arc<Reply>,
+) -> Option<Held>;
 
 /// The server of `fn(A) -> R`.
 ///
@@ -34,9 +157,9 @@ pub(crate) unsafe fn server<A, R>(
     pool: &Pool,
     f: usize,
     args: &[u8],
-    count: u32,
     chunk: Option<usize>,
-) -> Answering
+    reply: Arc<Reply>,
+) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned + Send + 'static,
@@ -44,10 +167,10 @@ where
     // SAFETY: rank 0 sent the address of a fn(A) -> R with this very server
     // (the caller's contract; the build identity was checked at start).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    match decode_args::<A>(args, count) {
-        Ok(items) => answering(pool.map_each_async(f, items, chunk), count),
-        Err(message) => all_failed(count, CodecWhat::DecodeArgs, message),
-    }
+    let items = decoded::<A>(args, &reply)?;
+    let answers = Arc::clone(&reply);
+    let job = pool.map_each_async_with(f, items, chunk, move |each| answer_each(&answers, each));
+    held(job, reply)
 }
 
 /// The server of `fn(A, B) -> R` over `(A, B)` arguments (`starmap`).
@@ -58,9 +181,9 @@ pub(crate) unsafe fn server2<A, B, R>(
     pool: &Pool,
     f: usize,
     args: &[u8],
-    count: u32,
     chunk: Option<usize>,
-) -> Answering
+    reply: Arc<Reply>,
+) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
@@ -68,48 +191,57 @@ where
 {
     // SAFETY: as in `server`, for a fn(A, B) -> R.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    match decode_args::<(A, B)>(args, count) {
-        Ok(items) => answering(pool.starmap_each_async(f, items, chunk), count),
-        Err(message) => all_failed(count, CodecWhat::DecodeArgs, message),
+    let items = decoded::<(A, B)>(args, &reply)?;
+    let answers = Arc::clone(&reply);
+    let job =
+        pool.starmap_each_async_with(f, items, chunk, move |each| answer_each(&answers, each));
+    held(job, reply)
+}
+
+/// The arguments, or `None` once every item is answered as undecodable.
+fn decoded<A: DeserializeOwned>(args: &[u8], reply: &Reply) -> Option<Vec<A>> {
+    decode_args::<A>(args, reply.count)
+        .map_err(|message| {
+            reply.fail_all(&RemoteError::Codec {
+                what: CodecWhat::DecodeArgs,
+                message,
+            });
+        })
+        .ok()
+}
+
+/// The local pool's callback: every item's outcome, encoded.
+fn answer_each<R: Serialize>(reply: &Reply, each: &[Result<R, Error>]) {
+    if each.len() != reply.count as usize {
+        // Never seen: the local pool answers every item.
+        let e = RemoteError::Other(format!(
+            "the local pool answered {} items of {}",
+            each.len(),
+            reply.count
+        ));
+        return reply.fail_all(&e);
     }
+    reply.answer(|out| {
+        for o in each {
+            wire::put_outcome(out, o);
+        }
+    });
 }
 
-/// Waits for the local pool's outcomes and encodes them.
-fn answering<R>(
-    handle: multiproc_pool::Result<AsyncResult<Vec<Result<R, Error>>>>,
-    count: u32,
-) -> Answering
-where
-    R: Serialize + Send + 'static,
-{
-    Box::new(move || {
-        let mut out = Vec::new();
-        match handle.and_then(AsyncResult::get) {
-            Ok(outcomes) => {
-                for o in &outcomes {
-                    wire::put_outcome(&mut out, o);
-                }
-            }
-            Err(e) => {
-                let e = RemoteError::of(&e);
-                for _ in 0..count {
-                    wire::put_failure(&mut out, &e);
-                }
-            }
+fn held<R: Send + 'static>(
+    job: multiproc_pool::Result<AsyncResult<Vec<Result<R, Error>>>>,
+    reply: Arc<Reply>,
+) -> Option<Held> {
+    match job {
+        Ok(job) => Some(Held {
+            reply,
+            job: Box::new(job),
+        }),
+        Err(e) => {
+            reply.fail_all(&RemoteError::of(&e));
+            None
         }
-        out
-    })
-}
-
-fn all_failed(count: u32, what: CodecWhat, message: String) -> Answering {
-    Box::new(move || {
-        let mut out = Vec::new();
-        let e = RemoteError::Codec { what, message };
-        for _ in 0..count {
-            wire::put_failure(&mut out, &e);
-        }
-        out
-    })
+    }
 }
 
 /// `count` arguments by postcard, one after another. A `Deserialize` that
@@ -134,26 +266,31 @@ fn decode_args<A: DeserializeOwned>(mut bytes: &[u8], count: u32) -> Result<Vec<
     }
 }
 
-/// Runs one task message on `pool`: the answering to wait on (which yields
-/// the whole answer message), or `None` for a message too short to name its
+/// Runs one task (a frame of a [`wire::TASK`] message) on `pool`, its
+/// answer to go through `to`: the local job to keep until it ends, or `None`
+/// when it is answered already, or when the task is too short to name its
 /// chunk (nothing can be answered).
 ///
 /// # Safety
 /// The message comes from rank 0 of the same build (checked at start): its
 /// offsets name a function and its server of matching types.
-pub(crate) unsafe fn run_task(pool: &Pool, msg: &[u8]) -> Option<(TaskHeader, Answering)> {
-    let (h, args) = TaskHeader::read(msg)?;
+pub(crate) unsafe fn run_task(
+    pool: &Pool,
+    task: &[u8],
+    to: &Sender<Option<Answer>>,
+) -> Option<Held> {
+    let (h, args) = TaskHeader::read(task)?;
     let f = wire::address_at(h.fn_off);
     // SAFETY: the caller's contract: the offset names a Server.
     let serve = unsafe { std::mem::transmute::<usize, Server>(wire::address_at(h.serve_off)) };
     let chunk = (h.chunk > 0).then_some(h.chunk as usize);
+    let reply = Reply::new(h.id, h.count, to.clone());
     // SAFETY: the caller's contract: `f` matches the server's types.
-    let answering = unsafe { serve(pool, f, args, h.count, chunk) };
-    Some((h, answering))
+    unsafe { serve(pool, f, args, chunk, reply) }
 }
 
-/// Encodes a task for [`run_task`]: `f` with its server `serve`, over
-/// `items` (`count` of them, encoded already).
+/// Encodes a task, framed, for [`run_task`]: `f` with its server `serve`,
+/// over `items` (`count` of them, encoded already).
 pub(crate) fn task_message(
     id: u64,
     f: usize,
@@ -162,7 +299,8 @@ pub(crate) fn task_message(
     chunk: Option<usize>,
     args: &[u8],
 ) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(wire::TASK_HEADER + args.len());
+    let mut msg = Vec::with_capacity(wire::FRAME + wire::TASK_HEADER + args.len());
+    let at = wire::start_frame(&mut msg);
     TaskHeader {
         id,
         fn_off: wire::offset_of(f),
@@ -172,11 +310,17 @@ pub(crate) fn task_message(
     }
     .write(&mut msg);
     msg.extend_from_slice(args);
+    // Longer than a frame holds: the caller refuses it (longer than an MPI
+    // message).
+    wire::end_frame(&mut msg, at);
     msg
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc::{channel, Receiver};
+    use std::time::Duration;
+
     use super::*;
 
     fn inverse(x: u32) -> u32 {
@@ -195,20 +339,42 @@ mod tests {
         out
     }
 
-    fn outcomes<R: DeserializeOwned>(mut entries: &[u8], n: usize) -> Vec<Result<R, Error>> {
+    /// The task inside its frame.
+    fn unframed(msg: &[u8]) -> &[u8] {
+        let mut f = wire::frames(msg);
+        let task = f.next().unwrap();
+        assert!(f.next().is_none() && !f.torn);
+        task
+    }
+
+    /// The next answer through `rx`: its chunk id and outcomes.
+    fn answer<R: DeserializeOwned>(rx: &Receiver<Option<Answer>>) -> (u64, Vec<Result<R, Error>>) {
+        let frame = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+        let (id, count, mut entries) = wire::read_answer(unframed(&frame)).unwrap();
         let mut out = Vec::new();
-        for _ in 0..n {
+        for _ in 0..count {
             let (r, rest) = wire::read_entry::<R>(entries, 1);
             out.push(r);
             entries = rest;
         }
         assert!(entries.is_empty());
-        out
+        (id, out)
+    }
+
+    /// Settles `held`, which is to end within seconds.
+    fn settled_soon(mut held: Held) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(h) = held.settled() {
+            held = h;
+            assert!(std::time::Instant::now() < deadline, "never settled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
     fn a_task_runs_on_the_local_pool_and_each_item_answers_for_itself() {
         let pool = Pool::new(2).unwrap();
+        let (tx, rx) = channel();
         let args = encode(&[1u32, 0, 3, 4]);
         let msg = task_message(
             5,
@@ -219,9 +385,11 @@ mod tests {
             &args,
         );
         // SAFETY: the offsets name `inverse` and its server, in this build.
-        let (h, answering) = unsafe { run_task(&pool, &msg) }.unwrap();
-        assert_eq!((h.id, h.count), (5, 4));
-        let got = outcomes::<u32>(&answering(), 4);
+        let held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        // Answered by the local pool's callback, without anyone waiting.
+        let (id, got) = answer::<u32>(&rx);
+        assert_eq!(id, 5);
+        assert_eq!(got.len(), 4);
         assert_eq!(got[0].as_ref().ok(), Some(&12));
         assert!(
             matches!(got[1], Err(Error::Panicked { .. })),
@@ -230,13 +398,18 @@ mod tests {
         );
         assert_eq!(got[2].as_ref().ok(), Some(&4));
         assert_eq!(got[3].as_ref().ok(), Some(&3));
+        // Settled soon after (the callback answers just before its job is
+        // marked done), and settling sends nothing more.
+        settled_soon(held);
+        assert!(rx.try_recv().is_err());
 
         let pairs = encode(&[("a".to_owned(), 1u8), ("b".to_owned(), 2)]);
         let f = join as fn(String, u8) -> String as usize;
         let msg = task_message(6, f, server2::<String, u8, String>, 2, None, &pairs);
         // SAFETY: as above, for `join`.
-        let (_, answering) = unsafe { run_task(&pool, &msg) }.unwrap();
-        let got = outcomes::<String>(&answering(), 2);
+        let _held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        let (id, got) = answer::<String>(&rx);
+        assert_eq!(id, 6);
         assert_eq!(got[0].as_ref().ok().map(String::as_str), Some("a1"));
         assert_eq!(got[1].as_ref().ok().map(String::as_str), Some("b2"));
     }
@@ -244,13 +417,16 @@ mod tests {
     #[test]
     fn arguments_that_do_not_decode_fail_every_item_of_the_task() {
         let pool = Pool::new(1).unwrap();
+        let (tx, rx) = channel();
         let f = inverse as fn(u32) -> u32 as usize;
         // Three items announced, one given; then one given with bytes left over.
         for (count, args) in [(3, encode(&[1u32])), (1, encode(&[1u32, 2]))] {
             let msg = task_message(1, f, server::<u32, u32>, count, None, &args);
             // SAFETY: the offsets name `inverse` and its server.
-            let (_, answering) = unsafe { run_task(&pool, &msg) }.unwrap();
-            let got = outcomes::<u32>(&answering(), count as usize);
+            let held = unsafe { run_task(&pool, unframed(&msg), &tx) };
+            assert!(held.is_none(), "answered at once");
+            let (_, got) = answer::<u32>(&rx);
+            assert_eq!(got.len(), count as usize);
             assert!(
                 got.iter().all(|r| matches!(
                     r,
@@ -263,6 +439,63 @@ mod tests {
             );
         }
         // SAFETY: too short to be run at all.
-        assert!(unsafe { run_task(&pool, &[0; 10]) }.is_none());
+        assert!(unsafe { run_task(&pool, &[0; 10], &tx) }.is_none());
+        assert!(rx.try_recv().is_err());
+    }
+
+    fn nap(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+
+    #[test]
+    fn a_job_its_pool_terminated_is_answered_by_settling_it() {
+        let pool = Pool::new(1).unwrap();
+        let (tx, rx) = channel();
+        let f = nap as fn(u64) -> u64 as usize;
+        let msg = task_message(
+            8,
+            f,
+            server::<u64, u64>,
+            2,
+            Some(1),
+            &encode(&[5_000u64, 1]),
+        );
+        // SAFETY: the offsets name `nap` and its server.
+        let held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        pool.terminate();
+        // No callback for a terminated job: settling answers for it.
+        settled_soon(held);
+        let (id, got) = answer::<u64>(&rx);
+        assert_eq!(id, 8);
+        assert!(
+            got.len() == 2
+                && got.iter().all(
+                    |r| matches!(r, Err(Error::Rank { message, .. }) if message.contains("terminated"))
+                ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_answer_is_sent_once_and_a_panicking_encoder_fails_its_items() {
+        let (tx, rx) = channel();
+        let reply = Reply::new(3, 2, tx);
+        reply.answer(|_| panic!("a Serialize that panics"));
+        reply.fail_all(&RemoteError::Other("late".into()));
+        let (id, got) = answer::<u8>(&rx);
+        assert_eq!(id, 3);
+        assert!(
+            got.iter().all(|r| matches!(
+                r,
+                Err(Error::WorkerCodec {
+                    what: "encode the result",
+                    ..
+                })
+            )),
+            "{got:?}"
+        );
+        assert!(rx.try_recv().is_err(), "a second answer went out");
     }
 }

@@ -5,9 +5,13 @@
 //! | tag | from → to | bytes (little endian) |
 //! |---|---|---|
 //! | [`HELLO`] | rank k → 0, once | build identity (8), pid (4), local processes (4), host name's length (4), host name, then why it cannot serve (empty if it can) |
-//! | [`TASK`] | 0 → k | chunk id (8), function offset (8), server offset (8), items (4), local chunk size (4, 0 = Python's), then each item's argument by postcard |
-//! | [`ANSWER`] | k → 0 | chunk id (8), items (4), then one entry per item |
+//! | [`TASK`] | 0 → k | one or more frames, each a task: chunk id (8), function offset (8), server offset (8), items (4), local chunk size (4, 0 = Python's), then each item's argument by postcard |
+//! | [`ANSWER`] | k → 0 | one or more frames, each an answer: chunk id (8), items (4), then one entry per item |
 //! | [`STOP`] | 0 → k | 1 byte: [`STOP_JOIN`] (finish what was sent) or [`STOP_NOW`] |
+//!
+//! A frame is its length (4) and that many bytes: small tasks and answers
+//! that are ready together travel as one message (up to [`BATCH`] bytes), so
+//! a stream of trivial tasks pays one MPI message and one wake-up for many.
 //!
 //! An entry is [`OK`] and the result by postcard, or [`FAILED`] and a
 //! [`RemoteError`] by postcard. A function is named by its offset from
@@ -137,6 +141,70 @@ impl TaskHeader {
             chunk: u32_at(28)?,
         };
         Some((h, &msg[TASK_HEADER..]))
+    }
+}
+
+/// Bytes of a frame's length.
+pub(crate) const FRAME: usize = 4;
+
+/// Frames are put together in one message while it stays this small; a
+/// larger frame travels alone.
+pub(crate) const BATCH: usize = 64 * 1024;
+
+/// Starts a frame at the end of `out`: where its length goes, for
+/// [`end_frame`].
+pub(crate) fn start_frame(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; FRAME]);
+    at
+}
+
+/// Writes the length of the frame started at `at`; `false` when it is too
+/// long for one (4 GiB), which no MPI message carries anyway.
+pub(crate) fn end_frame(out: &mut [u8], at: usize) -> bool {
+    let Ok(len) = u32::try_from(out.len() - at - FRAME) else {
+        return false;
+    };
+    out[at..at + FRAME].copy_from_slice(&len.to_le_bytes());
+    true
+}
+
+/// The frames of a message, in order. A length that runs past the end
+/// stops them there and sets [`Frames::torn`].
+pub(crate) struct Frames<'m> {
+    rest: &'m [u8],
+    pub(crate) torn: bool,
+}
+
+pub(crate) fn frames(msg: &[u8]) -> Frames<'_> {
+    Frames {
+        rest: msg,
+        torn: false,
+    }
+}
+
+impl<'m> Iterator for Frames<'m> {
+    type Item = &'m [u8];
+
+    fn next(&mut self) -> Option<&'m [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let len = self
+            .rest
+            .get(..FRAME)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        match len.and_then(|len| self.rest.get(FRAME..FRAME.checked_add(len)?)) {
+            Some(frame) => {
+                self.rest = &self.rest[FRAME + frame.len()..];
+                Some(frame)
+            }
+            None => {
+                self.torn = true;
+                self.rest = &[];
+                None
+            }
+        }
     }
 }
 
@@ -378,6 +446,27 @@ mod tests {
         answer_header(&mut a, 9, 2);
         assert_eq!(read_answer(&a), Some((9, 2, &[][..])));
         assert_eq!(read_answer(&a[..11]), None);
+
+        let mut batch = Vec::new();
+        for part in [&b"one"[..], b"", b"three"] {
+            let at = start_frame(&mut batch);
+            batch.extend_from_slice(part);
+            assert!(end_frame(&mut batch, at));
+        }
+        let mut f = frames(&batch);
+        assert_eq!(f.by_ref().collect::<Vec<_>>(), [&b"one"[..], b"", b"three"]);
+        assert!(!f.torn);
+        // A length past the end (or cut short) stops the frames there.
+        for cut in [batch.len() - 1, FRAME + 3 + 2] {
+            let mut f = frames(&batch[..cut]);
+            let got: Vec<_> = f.by_ref().collect();
+            assert!(f.torn && got.len() < 3, "{cut}: {got:?}");
+        }
+        let mut huge = batch.clone();
+        huge[..FRAME].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut f = frames(&huge);
+        assert_eq!(f.next(), None);
+        assert!(f.torn);
 
         let hello = Hello {
             build: 0xdead_beef,

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
 //! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each task goes to the local pool at once, and one thread sends the answers back in the order the tasks came; then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]) |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting
@@ -37,6 +37,12 @@ use crate::wire::{self, Hello};
 /// Chunks in flight on a rank, per local worker process: enough that a
 /// rank's workers never wait for rank 0 between chunks.
 pub const DEPTH: usize = 2;
+
+/// Items in flight on a rank, per local worker process, while its chunks
+/// are small (a stream of `apply_async`, a map of small chunks): more than
+/// [`DEPTH`] chunks, so that a round trip to the rank is paid for many
+/// tasks at once.
+pub const ITEMS_AHEAD: usize = 32;
 
 /// The longest sleep between two looks for a message.
 const MAX_NAP: Duration = Duration::from_micros(200);
@@ -245,57 +251,112 @@ fn serve_rank(
         drop(universe);
         return 1;
     };
-    let pool = Arc::new(pool);
     let stopped_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, u32, serve::Answering)>();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<serve::Answer>>();
     let answerer = {
         let stopped_now = Arc::clone(&stopped_now);
-        std::thread::spawn(move || {
-            let world = SimpleCommunicator::world();
-            for (id, count, answering) in rx {
-                let entries = answering();
-                if stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
-                    continue; // rank 0 no longer listens
-                }
-                let mut msg = Vec::with_capacity(wire::ANSWER_HEADER + entries.len());
-                wire::answer_header(&mut msg, id, count);
-                msg.extend_from_slice(&entries);
-                world
-                    .process_at_rank(0)
-                    .send_with_tag(&msg[..], wire::ANSWER);
-            }
-        })
+        std::thread::Builder::new()
+            .name("mpi-answerer".into())
+            .spawn(move || send_answers(&rx, &stopped_now))
+            .expect("spawn the answering thread")
     };
+    // Local jobs until they end, oldest first.
+    let mut held: VecDeque<serve::Held> = VecDeque::new();
+    let mut last_settle = Instant::now();
     let mut nap = Napper::default();
     let how = loop {
         if let Some(m) = root.immediate_matched_probe_with_tag(wire::TASK) {
             let (msg, _) = m.matched_receive_vec::<u8>();
             nap.reset();
-            // SAFETY: rank 0 runs this build (its greeting was checked before
-            // it sent any task), so the offsets name a server and a function
-            // of matching types.
-            if let Some((h, answering)) = unsafe { serve::run_task(&pool, &msg) } {
-                let _ = tx.send((h.id, h.count, answering));
+            let mut tasks = wire::frames(&msg);
+            for task in tasks.by_ref() {
+                // SAFETY: rank 0 runs this build (its greeting was checked
+                // before it sent any task), so the offsets name a server and
+                // a function of matching types.
+                held.extend(unsafe { serve::run_task(&pool, task, &tx) });
             }
+            if tasks.torn {
+                eprintln!("multiproc-pool-mpi: a task message from rank 0 was cut short");
+            }
+            settle(&mut held);
             continue;
         }
         if let Some(m) = root.immediate_matched_probe_with_tag(wire::STOP) {
             let (msg, _) = m.matched_receive_vec::<u8>();
             break msg.first().copied().unwrap_or(wire::STOP_NOW);
         }
+        if last_settle.elapsed() > Duration::from_millis(1) {
+            last_settle = Instant::now();
+            settle(&mut held);
+        }
         nap.nap();
     };
     if how == wire::STOP_NOW {
         stopped_now.store(true, std::sync::atomic::Ordering::Relaxed);
         pool.terminate();
+    } else {
+        // Every job sent ends, and its callback answers.
+        pool.close();
+        let _ = pool.join();
     }
-    drop(tx);
+    for h in held {
+        // Ended: answered by its callback, or now.
+        let _ = h.settled();
+    }
+    let _ = tx.send(None);
     let _ = answerer.join();
-    pool.close();
-    let _ = pool.join();
     drop(pool);
     drop(universe);
     0
+}
+
+/// Drops the oldest local jobs that ended (answering for those that ended
+/// without their callback).
+fn settle(held: &mut VecDeque<serve::Held>) {
+    while let Some(h) = held.pop_front() {
+        if let Err(h) = h.settled() {
+            held.push_front(h);
+            return;
+        }
+    }
+}
+
+/// The answering thread of a serving rank: sends each answer as it comes,
+/// with those that came with it in the same message (up to [`wire::BATCH`]
+/// bytes), until `None`.
+fn send_answers(
+    rx: &std::sync::mpsc::Receiver<Option<serve::Answer>>,
+    stopped_now: &std::sync::atomic::AtomicBool,
+) {
+    let world = SimpleCommunicator::world();
+    let root = world.process_at_rank(0);
+    let send = |msg: &[u8]| {
+        if !stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
+            root.send_with_tag(msg, wire::ANSWER); // else rank 0 no longer listens
+        }
+    };
+    while let Ok(Some(first)) = rx.recv() {
+        let mut batch = first;
+        let mut end = false;
+        while batch.len() < wire::BATCH {
+            match rx.try_recv() {
+                Ok(Some(a)) if batch.len() + a.len() <= wire::BATCH => batch.extend_from_slice(&a),
+                Ok(Some(a)) => {
+                    send(&batch);
+                    batch = a;
+                }
+                Ok(None) => {
+                    end = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        send(&batch);
+        if end {
+            return;
+        }
+    }
 }
 
 fn receive_stop(world: &SimpleCommunicator) -> u8 {
@@ -373,6 +434,14 @@ struct Chunk {
     rank: usize,
 }
 
+/// A rank's chunks and items in flight, and its local processes.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    chunks: usize,
+    items: usize,
+    processes: usize,
+}
+
 #[derive(Default)]
 struct State {
     next_id: u64,
@@ -380,9 +449,8 @@ struct State {
     chunks: HashMap<u64, Chunk>,
     /// Chunk ids not sent yet, oldest first.
     unsent: VecDeque<u64>,
-    /// Chunks in flight per rank (index = rank).
-    load: Vec<usize>,
-    capacity: Vec<usize>,
+    /// What each rank has in flight (index = rank).
+    ranks: Vec<Load>,
     closed: bool,
     /// The receiver thread is to end once nothing is in flight.
     stopping: bool,
@@ -432,12 +500,11 @@ impl MpiPool {
         let size = ranks.len() + 1;
         let mut st = State {
             next_id: 1,
-            load: vec![0; size],
-            capacity: vec![0; size],
+            ranks: vec![Load::default(); size],
             ..State::default()
         };
         for r in &ranks {
-            st.capacity[r.rank] = DEPTH * r.processes.max(1);
+            st.ranks[r.rank].processes = r.processes.max(1);
         }
         let hub = Arc::new(Hub {
             st: Mutex::new(st),
@@ -904,13 +971,23 @@ fn abort_all(st: &mut State, why: &Aborted) {
 }
 
 /// Assigns unsent chunks to the least loaded ranks with room: the messages
-/// to send, by rank.
+/// to send, by rank. A rank has room while it has fewer than [`DEPTH`]
+/// chunks per local process in flight, or fewer than [`ITEMS_AHEAD`] items
+/// per process (small tasks); the least loaded has the fewest items in
+/// flight per process.
 fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
     let mut sends = Vec::new();
     while let Some(&id) = st.unsent.front() {
-        let best = (1..st.load.len())
-            .filter(|&r| st.load[r] < st.capacity[r])
-            .min_by_key(|&r| st.load[r] * 1024 / st.capacity[r].max(1));
+        let Some(count) = st.chunks.get(&id).map(|c| c.count as usize) else {
+            st.unsent.pop_front();
+            continue;
+        };
+        let best = (1..st.ranks.len())
+            .filter(|&r| {
+                let k = &st.ranks[r];
+                k.chunks < DEPTH * k.processes || k.items + count <= ITEMS_AHEAD * k.processes
+            })
+            .min_by_key(|&r| st.ranks[r].items * 1024 / st.ranks[r].processes.max(1));
         let Some(rank) = best else { break };
         st.unsent.pop_front();
         let Some(chunk) = st.chunks.get_mut(&id) else {
@@ -920,21 +997,43 @@ fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
             continue;
         };
         chunk.rank = rank;
-        st.load[rank] += 1;
+        st.ranks[rank].chunks += 1;
+        st.ranks[rank].items += count;
         sends.push((rank, msg));
     }
     sends
 }
 
-fn send_all(sends: Vec<(usize, Vec<u8>)>) {
+/// Sends the tasks, those to one rank together in messages of up to
+/// [`wire::BATCH`] bytes (a larger one alone).
+fn send_all(mut sends: Vec<(usize, Vec<u8>)>) {
     if sends.is_empty() {
         return;
     }
     let world = SimpleCommunicator::world();
-    for (rank, msg) in sends {
+    let send = |rank: usize, msg: &[u8]| {
         world
             .process_at_rank(rank as i32)
-            .send_with_tag(&msg[..], wire::TASK);
+            .send_with_tag(msg, wire::TASK);
+    };
+    // By rank, each rank's tasks in the order they were given.
+    sends.sort_by_key(|(rank, _)| *rank);
+    let mut batch: Option<(usize, Vec<u8>)> = None;
+    for (rank, msg) in sends {
+        match &mut batch {
+            Some((r, b)) if *r == rank && b.len() + msg.len() <= wire::BATCH => {
+                b.extend_from_slice(&msg);
+            }
+            _ => {
+                if let Some((r, b)) = batch.take() {
+                    send(r, &b);
+                }
+                batch = Some((rank, msg));
+            }
+        }
+    }
+    if let Some((r, b)) = batch {
+        send(r, &b);
     }
 }
 
@@ -980,7 +1079,7 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
             let (msg, status) = m.matched_receive_vec::<u8>();
             nap.reset();
             let rank = usize::try_from(status.source_rank()).unwrap_or(0);
-            file_answer(hub, rank, msg);
+            file_answers(hub, rank, msg);
             continue;
         }
         if last_watch.elapsed() > Duration::from_millis(20) {
@@ -1050,54 +1149,76 @@ fn dead_rank(watch: &[(usize, std::os::fd::OwnedFd, u32)]) -> Option<(usize, u32
     None
 }
 
-/// Files one answer under its job; sends what the freed room allows; runs a
-/// completed job's finisher.
-fn file_answer(hub: &Hub, rank: usize, msg: Vec<u8>) {
-    let Some((id, count, _)) = wire::read_answer(&msg) else {
-        return;
-    };
-    let (sends, finish) = {
+/// Files the answers of one message under their jobs; sends what the freed
+/// room allows; runs the finishers of the jobs they completed.
+fn file_answers(hub: &Hub, rank: usize, mut msg: Vec<u8>) {
+    let mut answers = wire::frames(&msg);
+    let first = answers.next().map(<[u8]>::len);
+    let alone = first.is_some() && answers.next().is_none() && !answers.torn;
+    let (sends, finished) = {
         let mut st = hub.lock();
-        let Some(chunk) = st.chunks.remove(&id) else {
-            return; // a chunk of a job that is gone
-        };
-        if let Some(l) = st.load.get_mut(chunk.rank) {
-            *l = l.saturating_sub(1);
-        }
-        let sends = dispatch(&mut st);
-        let mut finish = None;
-        if let Some(j) = st.jobs.get_mut(&chunk.job) {
-            let mut msg = msg;
-            if count != chunk.count || chunk.rank != rank {
-                // Not what was sent there: every item of the chunk fails.
-                let e = format!(
-                    "answered {count} items for a chunk of {} sent to rank {}",
-                    chunk.count, chunk.rank
-                );
-                for i in 0..chunk.count as usize {
-                    j.gathered.failed.push((
-                        chunk.first + i,
-                        Error::Rank {
-                            rank,
-                            message: e.clone(),
-                        },
-                    ));
-                }
-            } else {
-                msg.drain(..wire::ANSWER_HEADER);
-                j.gathered.parts.push((chunk.first, rank, msg));
+        let mut finished = Vec::new();
+        if alone {
+            // One answer: its entries keep the message's buffer.
+            msg.drain(..wire::FRAME);
+            if let Some(done) = file_answer(&mut st, rank, msg) {
+                finished.push(done);
             }
-            j.answered += chunk.count as usize;
-            finish = take_finisher(j).map(|f| (chunk.job, f));
+        } else {
+            let mut answers = wire::frames(&msg);
+            for a in answers.by_ref() {
+                if let Some(done) = file_answer(&mut st, rank, a.to_vec()) {
+                    finished.push(done);
+                }
+            }
+            if answers.torn {
+                eprintln!("multiproc-pool-mpi: an answer message from rank {rank} was cut short");
+            }
         }
-        (sends, finish)
+        (dispatch(&mut st), finished)
     };
     send_all(sends);
-    if let Some((job, (fin, g, total))) = finish {
+    for (job, (fin, g, total)) in finished {
         run_finisher(hub, job, fin, g, total);
-    } else {
-        hub.cv.notify_all();
     }
+    hub.cv.notify_all();
+}
+
+/// Files one answer (chunk id, items, entries) under its job: the job's
+/// finisher to run, if the answer completed it.
+fn file_answer(
+    st: &mut State,
+    rank: usize,
+    mut answer: Vec<u8>,
+) -> Option<(u64, (Finisher, Gathered, usize))> {
+    let (id, count, _) = wire::read_answer(&answer)?;
+    let chunk = st.chunks.remove(&id)?; // else a chunk of a job that is gone
+    if let Some(k) = st.ranks.get_mut(chunk.rank) {
+        k.chunks = k.chunks.saturating_sub(1);
+        k.items = k.items.saturating_sub(chunk.count as usize);
+    }
+    let j = st.jobs.get_mut(&chunk.job)?;
+    if count != chunk.count || chunk.rank != rank {
+        // Not what was sent there: every item of the chunk fails.
+        let e = format!(
+            "answered {count} items for a chunk of {} sent to rank {}",
+            chunk.count, chunk.rank
+        );
+        for i in 0..chunk.count as usize {
+            j.gathered.failed.push((
+                chunk.first + i,
+                Error::Rank {
+                    rank,
+                    message: e.clone(),
+                },
+            ));
+        }
+    } else {
+        answer.drain(..wire::ANSWER_HEADER);
+        j.gathered.parts.push((chunk.first, rank, answer));
+    }
+    j.answered += chunk.count as usize;
+    take_finisher(j).map(|f| (chunk.job, f))
 }
 
 /// Every item's outcome, in order.

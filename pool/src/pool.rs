@@ -499,7 +499,56 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_each(fn_target(f as usize, wire::tramp::<A, R>), items, chunksize)
+        self.submit_each(
+            fn_target(f as usize, wire::tramp::<A, R>),
+            items,
+            chunksize,
+            None,
+        )
+    }
+
+    /// [`map_each_async`](Pool::map_each_async) with Python's `callback`,
+    /// given every item's outcome and run in this process as for
+    /// [`apply_async_with`](Pool::apply_async_with). It runs even when nobody
+    /// asks the handle, as long as the handle lives (dropping an
+    /// [`AsyncResult`] forgets its job). Items fail one by one here, so there
+    /// is no `error_callback`: a job that is cancelled or whose pool is
+    /// terminated ends without a callback, as every job of the pool does.
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::mpsc;
+    /// fn inverse(x: u32) -> u32 { 12 / x }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel::<Vec<bool>>();
+    /// let handle = pool.map_each_async_with(inverse, [1, 0, 3], None, move |each| {
+    ///     tx.send(each.iter().map(|r| r.is_ok()).collect()).unwrap();
+    /// })?;
+    /// assert_eq!(rx.recv().unwrap(), [true, false, true]);
+    /// # drop(handle);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn map_each_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        self.submit_each(
+            fn_target(f as usize, wire::tramp::<A, R>),
+            items,
+            chunksize,
+            Some(finisher),
+        )
     }
 
     /// [`map_each_async`](Pool::map_each_async) for [`starmap`](Pool::starmap)'s
@@ -522,6 +571,33 @@ impl Pool {
             fn_target(f as usize, wire::tramp2::<A, B, R>),
             items,
             chunksize,
+            None,
+        )
+    }
+
+    /// [`starmap_each_async`](Pool::starmap_each_async) with a callback, as
+    /// [`map_each_async_with`](Pool::map_each_async_with).
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn starmap_each_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        self.submit_each(
+            fn_target(f as usize, wire::tramp2::<A, B, R>),
+            items,
+            chunksize,
+            Some(finisher),
         )
     }
 
@@ -735,13 +811,14 @@ impl Pool {
         target: Target,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
+        finisher: Option<Finisher>,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        let r = self.submit_map_as::<A, R>(target, items, chunksize, None, true)?;
-        Ok(r.retyped(|g, total| Ok(decode_items::<R>(g, total))))
+        let r = self.submit_map_as::<A, R>(target, items, chunksize, finisher, true)?;
+        Ok(r.retyped(decode_each::<R>))
     }
 
     fn submit_map_as<A, R>(
@@ -1027,6 +1104,11 @@ fn encode_chunk<T: Serialize>(
     }
     let starts = list.map_or(Starts::Stride(stride), Starts::List);
     Ok((msg, starts, n))
+}
+
+/// [`decode_items`] as a job's decoding (it cannot fail as a whole).
+fn decode_each<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<Result<R>>> {
+    Ok(decode_items(g, total))
 }
 
 /// Every item's outcome, in order.

@@ -708,3 +708,29 @@ fn map_each_keeps_every_other_items_result_when_one_item_kills_its_worker() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn map_each_callbacks_run_without_get() {
+    let _dog = Watchdog::arm(LIMIT, "map_each_with");
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<bool>>();
+    let xs: Vec<u32> = (0..12).map(|i| if i == 5 { 0 } else { 9 }).collect();
+    // Nobody asks the handles: the callbacks still get every item's outcome.
+    let ok = tx.clone();
+    let _each = pool
+        .map_each_async_with(die, xs, Some(3), move |each| {
+            ok.send(each.iter().map(std::result::Result::is_ok).collect())
+                .unwrap();
+        })
+        .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(got, (0..12).map(|i| i != 5).collect::<Vec<_>>());
+    let _pairs = pool
+        .starmap_each_async_with(add_u32, [(1, 2), (3, 4)], None, move |each| {
+            tx.send(each.iter().map(|r| r.as_ref().ok() == Some(&3)).collect())
+                .unwrap();
+        })
+        .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(got, [true, false]);
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc_pool::Error;
-use multiproc_pool_mpi::{MpiPool, Tasks};
+use multiproc_pool_mpi::{MpiPool, MpiResult, Tasks};
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
@@ -164,6 +164,38 @@ fn apply_and_callbacks(pool: &MpiPool) {
     let big = vec![7u8; 8 << 20];
     let back = pool.apply(echo, big).unwrap();
     assert!(back.len() == 8 << 20 && back.iter().all(|&b| b == 8));
+    // Many small tasks of three functions in flight at once, and answers
+    // either side of the size that a rank sends from the local pool's thread
+    // (64 KiB): tasks share messages, answers take both ways; each result is
+    // its own task's.
+    enum Sent {
+        Square(u64, MpiResult<u64>),
+        Inverse(u32, MpiResult<u32>),
+        Echo(usize, MpiResult<Vec<u8>>),
+    }
+    let sent: Vec<Sent> = (0..900u64)
+        .map(|i| match i % 3 {
+            0 => Sent::Square(i, pool.apply_async(square, i).unwrap()),
+            1 => Sent::Inverse(
+                i as u32 % 7 + 1,
+                pool.apply_async(inverse, i as u32 % 7 + 1).unwrap(),
+            ),
+            _ => {
+                let len = [0, 100, 60 << 10, 70 << 10][(i / 3 % 4) as usize];
+                Sent::Echo(len, pool.apply_async(echo, vec![1u8; len]).unwrap())
+            }
+        })
+        .collect();
+    for s in sent {
+        match s {
+            Sent::Square(x, h) => assert_eq!(h.get().unwrap(), x * x),
+            Sent::Inverse(x, h) => assert_eq!(h.get().unwrap(), 1000 / x),
+            Sent::Echo(len, h) => {
+                let v = h.get().unwrap();
+                assert!(v.len() == len && v.iter().all(|&b| b == 2), "{len}");
+            }
+        }
+    }
     // Every rank's workers took part.
     let pids: std::collections::BTreeSet<u32> = pool
         .map_chunked(pid_of, 0..400, 1)

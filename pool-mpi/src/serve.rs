@@ -23,23 +23,58 @@ pub(crate) type Answer = Vec<u8>;
 /// The largest message MPI carries (its counts are `int`).
 const MAX_MESSAGE: usize = i32::MAX as usize;
 
+/// Where a serving rank's answers go: small ones straight to rank 0 from
+/// the thread that has them (the local pool's callback: no hand-over to
+/// another thread), larger ones through the answering thread (a channel
+/// whose `None` ends it), so that a large send never holds up the local
+/// pool's thread.
+pub(crate) struct Outbox {
+    to: Sender<Option<Answer>>,
+    /// Sends an answer itself (a serving rank's MPI send); `None`: every
+    /// answer goes through the channel (the unit tests read them there).
+    direct: Option<Direct>,
+}
+
+/// A send of one small answer to rank 0.
+pub(crate) type Direct = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+impl Outbox {
+    pub(crate) fn new(to: Sender<Option<Answer>>, direct: Option<Direct>) -> Arc<Outbox> {
+        Arc::new(Outbox { to, direct })
+    }
+
+    /// Ends the answering thread once the answers given before are sent.
+    pub(crate) fn end(&self) {
+        let _ = self.to.send(None);
+    }
+
+    fn post(&self, answer: Answer) {
+        match &self.direct {
+            Some(send) if answer.len() <= wire::BATCH => send(&answer),
+            _ => {
+                let _ = self.to.send(Some(answer));
+            }
+        }
+    }
+}
+
 /// Where a task's answer goes, once: the local pool's callback gives it as
 /// the job ends, or the serving loop for a job that ended without one (its
-/// pool terminated). `None` through the channel ends the answerer.
+/// pool terminated).
 pub(crate) struct Reply {
     id: u64,
     count: u32,
     sent: AtomicBool,
-    to: Sender<Option<Answer>>,
+    out: Arc<Outbox>,
 }
 
 impl Reply {
-    pub(crate) fn new(id: u64, count: u32, to: Sender<Option<Answer>>) -> Arc<Reply> {
+    pub(crate) fn new(id: u64, count: u32, out: Arc<Outbox>) -> Arc<Reply> {
         Arc::new(Reply {
             id,
             count,
             sent: AtomicBool::new(false),
-            to,
+            out,
         })
     }
 
@@ -77,7 +112,7 @@ impl Reply {
             fail(&mut out, e);
         }
         wire::end_frame(&mut out, at);
-        let _ = self.to.send(Some(out));
+        self.out.post(out);
     }
 
     /// Every item failed with `e`.
@@ -267,24 +302,20 @@ fn decode_args<A: DeserializeOwned>(mut bytes: &[u8], count: u32) -> Result<Vec<
 }
 
 /// Runs one task (a frame of a [`wire::TASK`] message) on `pool`, its
-/// answer to go through `to`: the local job to keep until it ends, or `None`
+/// answer to go to `out`: the local job to keep until it ends, or `None`
 /// when it is answered already, or when the task is too short to name its
 /// chunk (nothing can be answered).
 ///
 /// # Safety
 /// The message comes from rank 0 of the same build (checked at start): its
 /// offsets name a function and its server of matching types.
-pub(crate) unsafe fn run_task(
-    pool: &Pool,
-    task: &[u8],
-    to: &Sender<Option<Answer>>,
-) -> Option<Held> {
+pub(crate) unsafe fn run_task(pool: &Pool, task: &[u8], out: &Arc<Outbox>) -> Option<Held> {
     let (h, args) = TaskHeader::read(task)?;
     let f = wire::address_at(h.fn_off);
     // SAFETY: the caller's contract: the offset names a Server.
     let serve = unsafe { std::mem::transmute::<usize, Server>(wire::address_at(h.serve_off)) };
     let chunk = (h.chunk > 0).then_some(h.chunk as usize);
-    let reply = Reply::new(h.id, h.count, to.clone());
+    let reply = Reply::new(h.id, h.count, Arc::clone(out));
     // SAFETY: the caller's contract: `f` matches the server's types.
     unsafe { serve(pool, f, args, chunk, reply) }
 }
@@ -375,6 +406,7 @@ mod tests {
     fn a_task_runs_on_the_local_pool_and_each_item_answers_for_itself() {
         let pool = Pool::new(2).unwrap();
         let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
         let args = encode(&[1u32, 0, 3, 4]);
         let msg = task_message(
             5,
@@ -385,7 +417,7 @@ mod tests {
             &args,
         );
         // SAFETY: the offsets name `inverse` and its server, in this build.
-        let held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        let held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
         // Answered by the local pool's callback, without anyone waiting.
         let (id, got) = answer::<u32>(&rx);
         assert_eq!(id, 5);
@@ -407,7 +439,7 @@ mod tests {
         let f = join as fn(String, u8) -> String as usize;
         let msg = task_message(6, f, server2::<String, u8, String>, 2, None, &pairs);
         // SAFETY: as above, for `join`.
-        let _held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        let _held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
         let (id, got) = answer::<String>(&rx);
         assert_eq!(id, 6);
         assert_eq!(got[0].as_ref().ok().map(String::as_str), Some("a1"));
@@ -418,12 +450,13 @@ mod tests {
     fn arguments_that_do_not_decode_fail_every_item_of_the_task() {
         let pool = Pool::new(1).unwrap();
         let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
         let f = inverse as fn(u32) -> u32 as usize;
         // Three items announced, one given; then one given with bytes left over.
         for (count, args) in [(3, encode(&[1u32])), (1, encode(&[1u32, 2]))] {
             let msg = task_message(1, f, server::<u32, u32>, count, None, &args);
             // SAFETY: the offsets name `inverse` and its server.
-            let held = unsafe { run_task(&pool, unframed(&msg), &tx) };
+            let held = unsafe { run_task(&pool, unframed(&msg), &out) };
             assert!(held.is_none(), "answered at once");
             let (_, got) = answer::<u32>(&rx);
             assert_eq!(got.len(), count as usize);
@@ -439,7 +472,7 @@ mod tests {
             );
         }
         // SAFETY: too short to be run at all.
-        assert!(unsafe { run_task(&pool, &[0; 10], &tx) }.is_none());
+        assert!(unsafe { run_task(&pool, &[0; 10], &out) }.is_none());
         assert!(rx.try_recv().is_err());
     }
 
@@ -452,6 +485,7 @@ mod tests {
     fn a_job_its_pool_terminated_is_answered_by_settling_it() {
         let pool = Pool::new(1).unwrap();
         let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
         let f = nap as fn(u64) -> u64 as usize;
         let msg = task_message(
             8,
@@ -462,7 +496,7 @@ mod tests {
             &encode(&[5_000u64, 1]),
         );
         // SAFETY: the offsets name `nap` and its server.
-        let held = unsafe { run_task(&pool, unframed(&msg), &tx) }.unwrap();
+        let held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
         std::thread::sleep(Duration::from_millis(50));
         pool.terminate();
         // No callback for a terminated job: settling answers for it.
@@ -481,7 +515,7 @@ mod tests {
     #[test]
     fn an_answer_is_sent_once_and_a_panicking_encoder_fails_its_items() {
         let (tx, rx) = channel();
-        let reply = Reply::new(3, 2, tx);
+        let reply = Reply::new(3, 2, Outbox::new(tx, None));
         reply.answer(|_| panic!("a Serialize that panics"));
         reply.fail_all(&RemoteError::Other("late".into()));
         let (id, got) = answer::<u8>(&rx);

@@ -47,6 +47,9 @@ pub const ITEMS_AHEAD: usize = 32;
 /// The longest sleep between two looks for a message.
 const MAX_NAP: Duration = Duration::from_micros(200);
 
+/// How long a caller waiting for a result watches for it before sleeping.
+const WATCH: Duration = Duration::from_micros(100);
+
 /// How long rank 0 waits for every rank's hello.
 const HELLO_LIMIT: Duration = Duration::from_secs(120);
 
@@ -257,8 +260,21 @@ fn serve_rank(
         let stopped_now = Arc::clone(&stopped_now);
         std::thread::Builder::new()
             .name("mpi-answerer".into())
-            .spawn(move || send_answers(&rx, &stopped_now))
+            .spawn(move || {
+                while let Ok(Some(answer)) = rx.recv() {
+                    answer_root(&answer, &stopped_now);
+                }
+            })
             .expect("spawn the answering thread")
+    };
+    let outbox = {
+        let stopped_now = Arc::clone(&stopped_now);
+        serve::Outbox::new(
+            tx,
+            Some(Box::new(move |answer: &[u8]| {
+                answer_root(answer, &stopped_now)
+            })),
+        )
     };
     // Local jobs until they end, oldest first.
     let mut held: VecDeque<serve::Held> = VecDeque::new();
@@ -273,7 +289,7 @@ fn serve_rank(
                 // SAFETY: rank 0 runs this build (its greeting was checked
                 // before it sent any task), so the offsets name a server and
                 // a function of matching types.
-                held.extend(unsafe { serve::run_task(&pool, task, &tx) });
+                held.extend(unsafe { serve::run_task(&pool, task, &outbox) });
             }
             if tasks.torn {
                 eprintln!("multiproc-pool-mpi: a task message from rank 0 was cut short");
@@ -303,7 +319,7 @@ fn serve_rank(
         // Ended: answered by its callback, or now.
         let _ = h.settled();
     }
-    let _ = tx.send(None);
+    outbox.end();
     let _ = answerer.join();
     drop(pool);
     drop(universe);
@@ -321,41 +337,12 @@ fn settle(held: &mut VecDeque<serve::Held>) {
     }
 }
 
-/// The answering thread of a serving rank: sends each answer as it comes,
-/// with those that came with it in the same message (up to [`wire::BATCH`]
-/// bytes), until `None`.
-fn send_answers(
-    rx: &std::sync::mpsc::Receiver<Option<serve::Answer>>,
-    stopped_now: &std::sync::atomic::AtomicBool,
-) {
-    let world = SimpleCommunicator::world();
-    let root = world.process_at_rank(0);
-    let send = |msg: &[u8]| {
-        if !stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
-            root.send_with_tag(msg, wire::ANSWER); // else rank 0 no longer listens
-        }
-    };
-    while let Ok(Some(first)) = rx.recv() {
-        let mut batch = first;
-        let mut end = false;
-        while batch.len() < wire::BATCH {
-            match rx.try_recv() {
-                Ok(Some(a)) if batch.len() + a.len() <= wire::BATCH => batch.extend_from_slice(&a),
-                Ok(Some(a)) => {
-                    send(&batch);
-                    batch = a;
-                }
-                Ok(None) => {
-                    end = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        send(&batch);
-        if end {
-            return;
-        }
+/// Sends one answer (message) to rank 0, unless rank 0 stopped listening.
+fn answer_root(answer: &[u8], stopped_now: &std::sync::atomic::AtomicBool) {
+    if !stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
+        SimpleCommunicator::world()
+            .process_at_rank(0)
+            .send_with_tag(answer, wire::ANSWER);
     }
 }
 
@@ -461,9 +448,19 @@ struct State {
 struct Hub {
     st: Mutex<State>,
     cv: Condvar,
+    /// Counts [`Hub::wake`]s: a waiter watches it for a while before it
+    /// sleeps on `cv`.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
+    /// Wakes every waiter: something was filed or changed.
+    fn wake(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.cv.notify_all();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.st
             .lock()
@@ -509,6 +506,7 @@ impl MpiPool {
         let hub = Arc::new(Hub {
             st: Mutex::new(st),
             cv: Condvar::new(),
+            changes: std::sync::atomic::AtomicU64::new(0),
         });
         let receiver = {
             let hub = Arc::clone(&hub);
@@ -783,7 +781,7 @@ impl MpiPool {
             st.closed = true;
             abort_all(&mut st, &Aborted::Terminated);
         }
-        self.hub.cv.notify_all();
+        self.hub.wake();
         self.end(wire::STOP_NOW);
     }
 
@@ -800,7 +798,7 @@ impl MpiPool {
                 st.unsent.clear();
             }
         }
-        self.hub.cv.notify_all();
+        self.hub.wake();
         if let Some(t) = self.receiver.lock().ok().and_then(|mut r| r.take()) {
             let _ = t.join();
         }
@@ -877,7 +875,7 @@ impl MpiPool {
             st.unsent.push_back(id);
             dispatch(&mut st)
         };
-        self.hub.cv.notify_all();
+        self.hub.wake();
         send_all(sends);
         Ok(())
     }
@@ -1056,7 +1054,7 @@ fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
             j.finishing = false;
         }
     }
-    hub.cv.notify_all();
+    hub.wake();
 }
 
 /// The receiver thread: files answers, sends what waits, watches the ranks
@@ -1099,7 +1097,7 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
                 st.chunks.clear();
                 st.unsent.clear();
                 drop(st);
-                hub.cv.notify_all();
+                hub.wake();
             }
         }
         let mut st = hub.lock();
@@ -1181,7 +1179,7 @@ fn file_answers(hub: &Hub, rank: usize, mut msg: Vec<u8>) {
     for (job, (fin, g, total)) in finished {
         run_finisher(hub, job, fin, g, total);
     }
-    hub.cv.notify_all();
+    hub.wake();
 }
 
 /// Files one answer (chunk id, items, entries) under its job: the job's
@@ -1395,16 +1393,32 @@ impl<T: Send + 'static> MpiResult<T> {
             j.aborted = Some(Aborted::Cancelled);
         }
         drop(st);
-        self.hub.cv.notify_all();
+        self.hub.wake();
         true
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<()> {
         let Some(job) = self.job else { return Ok(()) };
         let mut st = self.hub.lock();
+        // An answer often comes within microseconds: watch for a change a
+        // little (yielding) before sleeping, which costs a trip through the
+        // scheduler to wake from.
+        let watch_until = Instant::now() + WATCH;
         loop {
             if st.jobs.get(&job).is_none_or(Job::done) {
                 return Ok(());
+            }
+            let now = Instant::now();
+            if now < watch_until && deadline.is_none_or(|d| now < d) {
+                let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
+                drop(st);
+                while self.hub.changes.load(std::sync::atomic::Ordering::Acquire) == seen
+                    && Instant::now() < watch_until
+                {
+                    std::thread::yield_now();
+                }
+                st = self.hub.lock();
+                continue;
             }
             st = match deadline {
                 None => self

@@ -7,7 +7,7 @@
 //!   checks that the report runs, never its ratios;
 //! - `--filter WORD`: only the sections whose name contains `WORD` (`locks`,
 //!   `contended`, `process`, `queue`, `large`, `mpmc`, `iceoryx2`, `ping-pong`,
-//!   `pool`);
+//!   `pool`, `mpi`);
 //! - `--json FILE`: every row (section, measure, ours, peer, unit, ratio,
 //!   target, met, and for ours and the peer the rounds measured with their
 //!   lowest and highest value) and the machine (CPU, cores, kernel, date) as
@@ -105,7 +105,7 @@ impl Cfg {
 const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE] [--html FILE]
   --quick        a short run (for CI: checks that it runs, not its ratios)
   --filter WORD  only sections whose name contains WORD: locks, contended,
-                 process, queue, large, mpmc, iceoryx2, ping-pong, pool
+                 process, queue, large, mpmc, iceoryx2, ping-pong, pool, mpi
   --json FILE    every row and the machine, as JSON
   --html FILE    the page of charts (default: target/report/index.html)
   --draw FILE    measure nothing: draw the page of a saved --json run";
@@ -138,7 +138,7 @@ fn main() {
         draw(&cfg, &doc);
         return;
     }
-    let sections: [(&str, Section); 9] = [
+    let sections: [(&str, Section); 10] = [
         ("locks", locks),
         ("contended", contended),
         ("process", process),
@@ -148,6 +148,7 @@ fn main() {
         ("iceoryx2", iceoryx2_rows),
         ("ping-pong", ping_pong),
         ("pool", pool_rows),
+        ("mpi", mpi_rows),
     ];
     let chosen: Vec<_> = sections
         .iter()
@@ -1165,6 +1166,125 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         target: "≤ 1.2×",
         ok: per_worker <= 1.2 * raw,
     });
+}
+
+/// The pool over MPI ranks (`multiproc-pool-mpi`) beside its floors: two
+/// ranks of this machine under `mpirun`, the bare rsmpi round trip and the
+/// pool's rows (`pool-mpi/examples/mpi_bench.rs`) measured in alternating
+/// runs. `scripts/report` builds that example when MPI is here and names it
+/// in `MULTIPROC_MPI_BENCH`; without it, a note says how to get the rows.
+fn mpi_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    let Some(bench) = std::env::var_os("MULTIPROC_MPI_BENCH") else {
+        notes.push(
+            "mpi: skipped: needs an MPI library, mpirun and libclang (apt-get install \
+             libopenmpi-dev openmpi-bin libclang-dev); scripts/report then builds \
+             pool-mpi's mpi_bench and runs it"
+                .to_owned(),
+        );
+        return;
+    };
+    let run = |mode: &str| -> Result<std::collections::HashMap<String, f64>, String> {
+        let mut cmd = std::process::Command::new("mpirun");
+        // Two ranks, not bound to a core each (mpirun's default for two): a
+        // rank's local pool runs on every core, as on a node of its own.
+        cmd.args(["--oversubscribe", "--bind-to", "none", "--timeout", "600"])
+            .args(["-np", "2"])
+            .arg(&bench)
+            .arg(mode)
+            .args(cfg.quick.then_some("--quick"))
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        let out = cmd.output().map_err(|e| format!("mpirun: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "mpirun {mode} failed ({}): {}{}",
+                out.status,
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_owned(), w.next()?.parse().ok()?))
+            })
+            .collect())
+    };
+    let mut t: [Vec<f64>; 7] = Default::default();
+    let keys = [
+        "pingpong_round_trip",
+        "apply_async_over_ranks",
+        "apply_async_local",
+        "apply_over_ranks",
+        "apply_local",
+        "map_over_ranks",
+        "map_local",
+    ];
+    for _ in 0..cfg.r(3) {
+        let mut got = match run("pingpong").and_then(|a| Ok((a, run("pool")?))) {
+            Ok((mut a, b)) => {
+                a.extend(b);
+                a
+            }
+            Err(e) => {
+                // The report goes on: CI fails on a crash, never on a peer.
+                notes.push(format!("mpi: skipped: {e}"));
+                return;
+            }
+        };
+        for (i, k) in keys.iter().enumerate() {
+            match got.remove(*k) {
+                Some(v) => t[i].push(v),
+                None => {
+                    notes.push(format!("mpi: skipped: mpi_bench printed no {k}"));
+                    return;
+                }
+            }
+        }
+    }
+    let [round_trip, over_async, local_async, over_apply, local_apply, over_map, local_map] =
+        [0, 1, 2, 3, 4, 5, 6].map(|i| median(&t[i]));
+    rows.push(Row {
+        what: "MPI apply_async pipelined (ns/task)",
+        ours: over_async,
+        peer_name: "bare rsmpi 8 B round trip",
+        peer: round_trip,
+        target: "≤ 1.5×",
+        ok: over_async <= 1.5 * round_trip,
+    });
+    rows.push(Row {
+        what: "same (ns/task)",
+        ours: over_async,
+        peer_name: "local pool's apply_async",
+        peer: local_async,
+        target: "(the floor's larger part)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "MPI apply, 1 in flight (ns)",
+        ours: over_apply,
+        peer_name: "round trip + local apply",
+        peer: round_trip + local_apply,
+        target: "(the floor)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "MPI CPU-bound map (ms)",
+        ours: over_map,
+        peer_name: "the serving rank's pool, local",
+        peer: local_map,
+        target: "≤ 1.11× (throughput ≥ 0.9×)",
+        ok: over_map * 0.9 <= local_map,
+    });
+    notes.push(format!(
+        "mpi: two ranks of this machine; rank 1 serves with a local pool of 2, \
+         rank 0 has one of 2 beside it for the local rows. A task over MPI crosses \
+         both: its floor is the round trip ({round_trip:.0} ns) plus the local pool's \
+         own cost ({local_async:.0} ns a pipelined task here), so ≤ 1.5× the bare \
+         round trip is below what any design can reach while tasks run in a local pool."
+    ));
 }
 
 /// `n` compare-and-swaps, each on the value the last one left: the latency of

@@ -10,7 +10,7 @@
 //! }
 //! ```
 //! ```text
-//! mpirun -np 3 target/release/my_program
+//! mpirun --bind-to none -np 3 target/release/my_program
 //! ```
 //!
 //! # How it runs
@@ -19,7 +19,9 @@
 //! makes a local [`Pool`](multiproc_pool::Pool) of its machine's cores,
 //! serves rank 0's tasks in it, and exits when rank 0 drops the pool (or
 //! ends). One rank per node is the intended layout (`mpirun --map-by
-//! ppr:1:node`, plus one for rank 0).
+//! ppr:1:node --bind-to none`, plus one for rank 0). Give `--bind-to none`:
+//! by default `mpirun` binds each rank to one core (with one or two ranks)
+//! or one socket, and a rank's pool then runs every worker there.
 //!
 //! A task crosses ranks as it crosses processes in the local pool: a `fn`
 //! named by its offset from a function of this crate (ranks run the same

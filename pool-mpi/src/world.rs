@@ -5,16 +5,20 @@
 //! | who | does |
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
-//! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each task goes to the local pool at once, and one thread sends the answers back in the order the tasks came; then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]) |
+//! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each task goes to the local pool at once, and the local pool's callback sends its answer (one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]), those ready together in one message |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
 //! spinning, then yielding, for [`HOT`] after the last message, then
-//! sleeping longer and longer, up to [`MAX_NAP`]. Rank 0's receiver sleeps on a condition variable while
-//! nothing is in flight.
+//! sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
+//! sleeping early: a thread woken on an idle core of a virtual machine can
+//! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
+//! sleeps on a condition variable while nothing is in flight; a caller
+//! waiting for a result watches for it for [`WATCH`], yielding, before it
+//! sleeps.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -1407,13 +1407,13 @@ impl<T: Send + 'static> MpiResult<T> {
         // An answer often comes within microseconds: watch for a change a
         // little (yielding) before sleeping, which costs a trip through the
         // scheduler to wake from.
-        let watch_until = Instant::now() + WATCH;
+        let watch_until =
+            deadline.map_or(Instant::now() + WATCH, |d| d.min(Instant::now() + WATCH));
         loop {
             if st.jobs.get(&job).is_none_or(Job::done) {
                 return Ok(());
             }
-            let now = Instant::now();
-            if now < watch_until && deadline.is_none_or(|d| now < d) {
+            if Instant::now() < watch_until {
                 let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
                 drop(st);
                 while self.hub.changes.load(std::sync::atomic::Ordering::Acquire) == seen

@@ -523,7 +523,12 @@ impl RawQueue {
             if deadline.is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
             }
-            if self.ring.len() == 0 && !self.any_live_writer() {
+            // SYNC: the writers first (Acquire, pairing with the last
+            // writer's AcqRel release of its count, which follows its last
+            // publish), then the ring: read the other way round, an empty
+            // ring seen before that publish and no writer seen after it lost
+            // the last message (seen under ASan: `Disconnected` before it).
+            if !self.any_live_writer() && self.ring.len() == 0 {
                 return Err(Error::Disconnected);
             }
         }

@@ -9,9 +9,11 @@
 //! | [`ANSWER`] | k → 0 | one or more frames, each an answer: chunk id (8), items (4), then one entry per item |
 //! | [`STOP`] | 0 → k | 1 byte: [`STOP_JOIN`] (finish what was sent) or [`STOP_NOW`] |
 //!
-//! A frame is its length (4) and that many bytes: small tasks and answers
+//! A frame is its length (4) and that many bytes: small tasks for one rank
 //! that are ready together travel as one message (up to [`BATCH`] bytes), so
-//! a stream of trivial tasks pays one MPI message and one wake-up for many.
+//! that they pay one MPI message for many. A serving rank sends each answer
+//! as its own message today (from the local pool's thread, without a
+//! hand-over); rank 0 reads any number of frames in one.
 //!
 //! An entry is [`OK`] and the result by postcard, or [`FAILED`] and a
 //! [`RemoteError`] by postcard. A function is named by its offset from

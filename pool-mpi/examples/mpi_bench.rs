@@ -129,6 +129,7 @@ fn pool_rows(quick: bool) {
         return;
     }
     if std::env::var_os("ONLY_APPLY").is_some() {
+        // For a profiler: blocking applies over the ranks alone.
         for _ in 0..20 {
             let ns = per_call(applies, |i| {
                 pool.apply(trivial, i).expect("apply");

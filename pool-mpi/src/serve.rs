@@ -202,10 +202,9 @@ where
     // SAFETY: rank 0 sent the address of a fn(A) -> R with this very server
     // (the caller's contract; the build identity was checked at start).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let items = decoded::<A>(args, &reply)?;
-    let answers = Arc::clone(&reply);
-    let job = pool.map_each_async_with(f, items, chunk, move |each| answer_each(&answers, each));
-    held(job, reply)
+    start(args, reply, |items, answer| {
+        pool.map_each_async_with(f, items, chunk, answer)
+    })
 }
 
 /// The server of `fn(A, B) -> R` over `(A, B)` arguments (`starmap`).
@@ -226,11 +225,41 @@ where
 {
     // SAFETY: as in `server`, for a fn(A, B) -> R.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    let items = decoded::<(A, B)>(args, &reply)?;
+    start(args, reply, |items, answer| {
+        pool.starmap_each_async_with(f, items, chunk, answer)
+    })
+}
+
+/// The local pool's callback of a task: answers every item's outcome.
+type AnswerEach<R> = Box<dyn FnOnce(&Vec<Result<R, Error>>) + Send>;
+
+/// Decodes a task's arguments and starts them with `submit` on the local
+/// pool, whose callback answers through `reply`; `None` once answered
+/// already (the arguments did not decode, the pool refused the job).
+fn start<T, R>(
+    args: &[u8],
+    reply: Arc<Reply>,
+    submit: impl FnOnce(
+        Vec<T>,
+        AnswerEach<R>,
+    ) -> multiproc_pool::Result<AsyncResult<Vec<Result<R, Error>>>>,
+) -> Option<Held>
+where
+    T: DeserializeOwned,
+    R: Serialize + Send + 'static,
+{
+    let items = decoded::<T>(args, &reply)?;
     let answers = Arc::clone(&reply);
-    let job =
-        pool.starmap_each_async_with(f, items, chunk, move |each| answer_each(&answers, each));
-    held(job, reply)
+    match submit(items, Box::new(move |each| answer_each(&answers, each))) {
+        Ok(job) => Some(Held {
+            reply,
+            job: Box::new(job),
+        }),
+        Err(e) => {
+            reply.fail_all(&RemoteError::of(&e));
+            None
+        }
+    }
 }
 
 /// The arguments, or `None` once every item is answered as undecodable.
@@ -261,22 +290,6 @@ fn answer_each<R: Serialize>(reply: &Reply, each: &[Result<R, Error>]) {
             wire::put_outcome(out, o);
         }
     });
-}
-
-fn held<R: Send + 'static>(
-    job: multiproc_pool::Result<AsyncResult<Vec<Result<R, Error>>>>,
-    reply: Arc<Reply>,
-) -> Option<Held> {
-    match job {
-        Ok(job) => Some(Held {
-            reply,
-            job: Box::new(job),
-        }),
-        Err(e) => {
-            reply.fail_all(&RemoteError::of(&e));
-            None
-        }
-    }
 }
 
 /// `count` arguments by postcard, one after another. A `Deserialize` that

@@ -1154,9 +1154,9 @@ fn dead_rank(watch: &[(usize, std::os::fd::OwnedFd, u32)]) -> Option<(usize, u32
 /// Files the answers of one message under their jobs; sends what the freed
 /// room allows; runs the finishers of the jobs they completed.
 fn file_answers(hub: &Hub, rank: usize, mut msg: Vec<u8>) {
-    let mut answers = wire::frames(&msg);
-    let first = answers.next().map(<[u8]>::len);
-    let alone = first.is_some() && answers.next().is_none() && !answers.torn;
+    let alone = wire::frames(&msg)
+        .next()
+        .is_some_and(|a| wire::FRAME + a.len() == msg.len());
     let (sends, finished) = {
         let mut st = hub.lock();
         let mut finished = Vec::new();

@@ -16,18 +16,7 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join(name))
-        .expect("the test binary lies in target/<profile>/deps");
-    assert!(
-        path.exists(),
-        "example {name} not built at {}: run scripts/test-mpi (it builds the examples first)",
-        path.display()
-    );
-    path
+    multiproc_testkit::example_path(name, "run scripts/test-mpi (it builds the examples first)")
 }
 
 /// `mpirun` for `-np ranks` of `programs` (one program: all ranks run it;

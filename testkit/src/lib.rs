@@ -249,15 +249,10 @@ pub fn reexec(test: &str, role: &str) -> Command {
     cmd
 }
 
-/// Runs the example `name` of the crate under test with `args` within
-/// `timeout`, and returns its standard output; fails the test if the example
-/// is missing, fails, or runs past the timeout (it is killed).
-///
-/// The example is the program `cargo build --examples` leaves in
-/// `target/<profile>/examples/NAME`, beside the test binary's `deps`
-/// (`scripts/test-all` builds them before the tests; `cargo test` builds
-/// examples only as test harnesses, which are not the program).
-pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
+/// The program of the example `name` of the crate under test:
+/// `target/<profile>/examples/NAME`, beside the test binary's `deps`. Fails
+/// the test, saying `how_to_build`, when it is not built.
+pub fn example_path(name: &str, how_to_build: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
     let path = exe
@@ -267,10 +262,25 @@ pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
         .expect("the test binary lies in target/<profile>/deps");
     assert!(
         path.exists(),
-        "example {name} not built at {}: run `cargo build --workspace --examples \
-         $(scripts/features)` (with `--release` for release tests) first, as \
-         scripts/test-all does",
+        "example {name} not built at {}: {how_to_build}",
         path.display()
+    );
+    path
+}
+
+/// Runs the example `name` of the crate under test with `args` within
+/// `timeout`, and returns its standard output; fails the test if the example
+/// is missing, fails, or runs past the timeout (it is killed).
+///
+/// The example is the program `cargo build --examples` leaves in
+/// `target/<profile>/examples/NAME`, beside the test binary's `deps`
+/// (`scripts/test-all` builds them before the tests; `cargo test` builds
+/// examples only as test harnesses, which are not the program).
+pub fn run_example(name: &str, args: &[&str], timeout: Duration) -> String {
+    let path = example_path(
+        name,
+        "run `cargo build --workspace --examples $(scripts/features)` (with \
+         `--release` for release tests) first, as scripts/test-all does",
     );
     let child = Command::new(&path)
         .args(args)

@@ -173,8 +173,10 @@ fn apply_and_callbacks(pool: &MpiPool) {
         Inverse(u32, MpiResult<u32>),
         Echo(usize, MpiResult<Vec<u8>>),
     }
-    let sent: Vec<Sent> = (0..900u64)
-        .map(|i| match i % 3 {
+    // The first 600 are all `square`: tasks in a row for one function, which
+    // a rank runs as one local job.
+    let sent: Vec<Sent> = (0..1500u64)
+        .map(|i| match if i < 600 { 0 } else { i % 3 } {
             0 => Sent::Square(i, pool.apply_async(square, i).unwrap()),
             1 => Sent::Inverse(
                 i as u32 % 7 + 1,
@@ -250,6 +252,20 @@ fn kill_worker(pool: &MpiPool) {
             assert!(matches!(r, Err(Error::WorkerDied { .. })), "{r:?}");
         } else {
             assert_eq!(r.as_ref().unwrap(), x);
+        }
+    }
+    // The same as a stream of apply_async (tasks that share local jobs on
+    // the ranks): only the killed worker's task fails.
+    let handles: Vec<_> = xs[..800]
+        .iter()
+        .map(|&x| (x, pool.apply_async(die_on_zero, x).unwrap()))
+        .collect();
+    for (x, h) in handles {
+        let r = h.get();
+        if x == 0 {
+            assert!(matches!(r, Err(Error::WorkerDied { .. })), "{r:?}");
+        } else {
+            assert_eq!(r.unwrap(), x);
         }
     }
     let r = pool.map(die_on_zero, [1, 2, 0, 4]);

@@ -48,6 +48,25 @@ impl Outbox {
         let _ = self.to.send(None);
     }
 
+    /// Posts answers, those that fit together in messages of up to
+    /// [`wire::BATCH`] bytes.
+    fn post_all(&self, answers: impl IntoIterator<Item = Answer>) {
+        let mut batch = Vec::new();
+        for a in answers {
+            if !batch.is_empty() && batch.len() + a.len() > wire::BATCH {
+                self.post(std::mem::take(&mut batch));
+            }
+            if batch.is_empty() {
+                batch = a;
+            } else {
+                batch.extend_from_slice(&a);
+            }
+        }
+        if !batch.is_empty() {
+            self.post(batch);
+        }
+    }
+
     fn post(&self, answer: Answer) {
         match &self.direct {
             Some(send) if answer.len() <= wire::BATCH => send(&answer),
@@ -79,11 +98,19 @@ impl Reply {
     }
 
     /// Sends the answer whose entries `entries` writes, unless one was sent.
-    /// A `Serialize` that panics, or an answer larger than one MPI message,
-    /// fails every item instead: rank 0 always hears of the chunk.
     fn answer(&self, entries: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(a) = self.frame(entries) {
+            self.out.post(a);
+        }
+    }
+
+    /// The answer whose entries `entries` writes, framed; `None` if one was
+    /// given already. A `Serialize` that panics, or an answer larger than
+    /// one MPI message, fails every item instead: rank 0 always hears of the
+    /// chunk.
+    fn frame(&self, entries: impl FnOnce(&mut Vec<u8>)) -> Option<Answer> {
         if self.sent.swap(true, Ordering::AcqRel) {
-            return;
+            return None;
         }
         let mut out = Vec::new();
         let at = wire::start_frame(&mut out);
@@ -112,7 +139,7 @@ impl Reply {
             fail(&mut out, e);
         }
         wire::end_frame(&mut out, at);
-        self.out.post(out);
+        Some(out)
     }
 
     /// Every item failed with `e`.
@@ -125,22 +152,25 @@ impl Reply {
     }
 }
 
-/// A task the local pool runs: kept until it ends (dropping the local
+/// A local job of one or more tasks: kept until it ends (dropping the local
 /// handle would forget the job and its callback).
 pub(crate) struct Held {
-    reply: Arc<Reply>,
+    replies: Vec<Arc<Reply>>,
     job: Box<dyn LocalJob>,
 }
 
 impl Held {
     /// Whether the local job ended; if it ended without its callback
-    /// answering (its pool was terminated), answers for it.
+    /// answering (its pool was terminated), answers for its tasks.
     pub(crate) fn settled(self) -> Result<(), Held> {
         if !self.job.ready() {
             return Err(self);
         }
-        let Held { reply, job } = self;
-        reply.fail_all(&RemoteError::of(&job.failure()));
+        let Held { replies, job } = self;
+        let e = RemoteError::of(&job.failure());
+        for r in &replies {
+            r.fail_all(&e);
+        }
         Ok(())
     }
 }
@@ -168,21 +198,24 @@ impl<R: Send + 'static> LocalJob for AsyncResult<Vec<Result<R, Error>>> {
     }
 }
 
-/// A server: starts the items of `args` with the function at `f` on `pool`
-/// (local chunks of `chunk` items, `None` for Python's size); the local
-/// pool's callback answers through `reply`. `None`: answered already (the
-/// arguments did not decode, the pool refused the job).
+/// One task of a [`wire::TASK`] message: its arguments, and where its
+/// answer goes.
+pub(crate) struct Task<'m> {
+    args: &'m [u8],
+    reply: Arc<Reply>,
+}
+
+/// A server: starts the items of `tasks` with the function at `f` on `pool`
+/// as one local job (local chunks of `chunk` items, `None` for Python's
+/// size); the local pool's callback answers each task through its reply.
+/// `None`: every task answered already (its arguments did not decode, or
+/// the pool refused the job).
 ///
 /// # Safety
 /// `f` must be the address of a `fn` of the types the server was
 /// monomorphised for.
-pub(crate) type Server = unsafe fn(
-    pool: &Pool,
-    f: usize,
-    args: &[u8],
-    chunk: Option<usize>,
-    reply: Arc<Reply>,
-) -> Option<Held>;
+pub(crate) type Server =
+    unsafe fn(pool: &Pool, f: usize, tasks: Vec<Task<'_>>, chunk: Option<usize>) -> Option<Held>;
 
 /// The server of `fn(A) -> R`.
 ///
@@ -191,9 +224,8 @@ pub(crate) type Server = unsafe fn(
 pub(crate) unsafe fn server<A, R>(
     pool: &Pool,
     f: usize,
-    args: &[u8],
+    tasks: Vec<Task<'_>>,
     chunk: Option<usize>,
-    reply: Arc<Reply>,
 ) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
@@ -202,7 +234,7 @@ where
     // SAFETY: rank 0 sent the address of a fn(A) -> R with this very server
     // (the caller's contract; the build identity was checked at start).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    start(args, reply, |items, answer| {
+    start(tasks, |items, answer| {
         pool.map_each_async_with(f, items, chunk, answer)
     })
 }
@@ -214,9 +246,8 @@ where
 pub(crate) unsafe fn server2<A, B, R>(
     pool: &Pool,
     f: usize,
-    args: &[u8],
+    tasks: Vec<Task<'_>>,
     chunk: Option<usize>,
-    reply: Arc<Reply>,
 ) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
@@ -225,20 +256,20 @@ where
 {
     // SAFETY: as in `server`, for a fn(A, B) -> R.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    start(args, reply, |items, answer| {
+    start(tasks, |items, answer| {
         pool.starmap_each_async_with(f, items, chunk, answer)
     })
 }
 
-/// The local pool's callback of a task: answers every item's outcome.
+/// The local pool's callback of a job: answers every item's outcome.
 type AnswerEach<R> = Box<dyn FnOnce(&Vec<Result<R, Error>>) + Send>;
 
-/// Decodes a task's arguments and starts them with `submit` on the local
-/// pool, whose callback answers through `reply`; `None` once answered
-/// already (the arguments did not decode, the pool refused the job).
+/// Decodes the tasks' arguments (a task whose arguments do not decode is
+/// answered so at once) and starts them with `submit` as one local job,
+/// whose callback answers each task; `None` once every task is answered
+/// already.
 fn start<T, R>(
-    args: &[u8],
-    reply: Arc<Reply>,
+    tasks: Vec<Task<'_>>,
     submit: impl FnOnce(
         Vec<T>,
         AnswerEach<R>,
@@ -248,48 +279,66 @@ where
     T: DeserializeOwned,
     R: Serialize + Send + 'static,
 {
-    let items = decoded::<T>(args, &reply)?;
-    let answers = Arc::clone(&reply);
+    let mut items = Vec::new();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match decode_args::<T>(t.args, t.reply.count) {
+            Ok(mut v) => {
+                items.append(&mut v);
+                replies.push(t.reply);
+            }
+            Err(message) => t.reply.fail_all(&RemoteError::Codec {
+                what: CodecWhat::DecodeArgs,
+                message,
+            }),
+        }
+    }
+    if replies.is_empty() {
+        return None;
+    }
+    let answers = replies.clone();
     match submit(items, Box::new(move |each| answer_each(&answers, each))) {
         Ok(job) => Some(Held {
-            reply,
+            replies,
             job: Box::new(job),
         }),
         Err(e) => {
-            reply.fail_all(&RemoteError::of(&e));
+            let e = RemoteError::of(&e);
+            for r in &replies {
+                r.fail_all(&e);
+            }
             None
         }
     }
 }
 
-/// The arguments, or `None` once every item is answered as undecodable.
-fn decoded<A: DeserializeOwned>(args: &[u8], reply: &Reply) -> Option<Vec<A>> {
-    decode_args::<A>(args, reply.count)
-        .map_err(|message| {
-            reply.fail_all(&RemoteError::Codec {
-                what: CodecWhat::DecodeArgs,
-                message,
-            });
-        })
-        .ok()
-}
-
-/// The local pool's callback: every item's outcome, encoded.
-fn answer_each<R: Serialize>(reply: &Reply, each: &[Result<R, Error>]) {
-    if each.len() != reply.count as usize {
+/// The local pool's callback: each task's items' outcomes, encoded, the
+/// answers that fit together in one message.
+fn answer_each<R: Serialize>(replies: &[Arc<Reply>], each: &[Result<R, Error>]) {
+    let expected: usize = replies.iter().map(|r| r.count as usize).sum();
+    if each.len() != expected {
         // Never seen: the local pool answers every item.
         let e = RemoteError::Other(format!(
-            "the local pool answered {} items of {}",
-            each.len(),
-            reply.count
+            "the local pool answered {} items of {expected}",
+            each.len()
         ));
-        return reply.fail_all(&e);
-    }
-    reply.answer(|out| {
-        for o in each {
-            wire::put_outcome(out, o);
+        for r in replies {
+            r.fail_all(&e);
         }
+        return;
+    }
+    let Some(first) = replies.first() else { return };
+    let mut rest = each;
+    let answers = replies.iter().filter_map(|r| {
+        let (mine, after) = rest.split_at(r.count as usize);
+        rest = after;
+        r.frame(|out| {
+            for o in mine {
+                wire::put_outcome(out, o);
+            }
+        })
     });
+    first.out.post_all(answers);
 }
 
 /// `count` arguments by postcard, one after another. A `Deserialize` that
@@ -314,23 +363,65 @@ fn decode_args<A: DeserializeOwned>(mut bytes: &[u8], count: u32) -> Result<Vec<
     }
 }
 
-/// Runs one task (a frame of a [`wire::TASK`] message) on `pool`, its
-/// answer to go to `out`: the local job to keep until it ends, or `None`
-/// when it is answered already, or when the task is too short to name its
-/// chunk (nothing can be answered).
+/// Runs the tasks of a [`wire::TASK`] message (its frames) on `pool`, their
+/// answers to go to `out`: the local jobs to keep until they end. Single
+/// items in a row for one function (a stream of `apply_async`) become one
+/// local job, each item still its own local chunk; every other task is a
+/// job of its own. A task too short to name its chunk is dropped (nothing
+/// can be answered).
 ///
 /// # Safety
 /// The message comes from rank 0 of the same build (checked at start): its
 /// offsets name a function and its server of matching types.
-pub(crate) unsafe fn run_task(pool: &Pool, task: &[u8], out: &Arc<Outbox>) -> Option<Held> {
-    let (h, args) = TaskHeader::read(task)?;
-    let f = wire::address_at(h.fn_off);
-    // SAFETY: the caller's contract: the offset names a Server.
-    let serve = unsafe { std::mem::transmute::<usize, Server>(wire::address_at(h.serve_off)) };
-    let chunk = (h.chunk > 0).then_some(h.chunk as usize);
-    let reply = Reply::new(h.id, h.count, Arc::clone(out));
-    // SAFETY: the caller's contract: `f` matches the server's types.
-    unsafe { serve(pool, f, args, chunk, reply) }
+pub(crate) unsafe fn run_tasks<'m>(
+    pool: &Pool,
+    frames: impl Iterator<Item = &'m [u8]>,
+    out: &Arc<Outbox>,
+) -> Vec<Held> {
+    let mut held = Vec::new();
+    let mut group: Option<(TaskHeader, Vec<Task<'m>>)> = None;
+    let mut run = |(h, tasks): (TaskHeader, Vec<Task<'m>>)| {
+        let f = wire::address_at(h.fn_off);
+        // SAFETY: the caller's contract: the offset names a Server.
+        let serve = unsafe { std::mem::transmute::<usize, Server>(wire::address_at(h.serve_off)) };
+        // A group of single items: each its own local chunk, as each was
+        // its own task.
+        let chunk = if tasks.len() > 1 {
+            Some(1)
+        } else {
+            (h.chunk > 0).then_some(h.chunk as usize)
+        };
+        // SAFETY: the caller's contract: `f` matches the server's types.
+        held.extend(unsafe { serve(pool, f, tasks, chunk) });
+    };
+    for frame in frames {
+        let Some((h, args)) = TaskHeader::read(frame) else {
+            continue;
+        };
+        let task = Task {
+            args,
+            reply: Reply::new(h.id, h.count, Arc::clone(out)),
+        };
+        match &mut group {
+            Some((g, tasks))
+                if h.count == 1
+                    && g.count == 1
+                    && (g.fn_off, g.serve_off, g.chunk) == (h.fn_off, h.serve_off, h.chunk) =>
+            {
+                tasks.push(task);
+            }
+            _ => {
+                if let Some(g) = group.take() {
+                    run(g);
+                }
+                group = Some((h, vec![task]));
+            }
+        }
+    }
+    if let Some(g) = group {
+        run(g);
+    }
+    held
 }
 
 /// Encodes a task, framed, for [`run_task`]: `f` with its server `serve`,
@@ -394,7 +485,23 @@ mod tests {
     /// The next answer through `rx`: its chunk id and outcomes.
     fn answer<R: DeserializeOwned>(rx: &Receiver<Option<Answer>>) -> (u64, Vec<Result<R, Error>>) {
         let frame = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-        let (id, count, mut entries) = wire::read_answer(unframed(&frame)).unwrap();
+        let (id, count, entries) = wire::read_answer(unframed(&frame)).unwrap();
+        (id, outcomes(count, entries))
+    }
+
+    /// Runs the one task of the message `msg`.
+    ///
+    /// # Safety
+    /// As for [`run_tasks`].
+    unsafe fn run_one(pool: &Pool, msg: &[u8], out: &Arc<Outbox>) -> Option<Held> {
+        // SAFETY: the caller's.
+        let mut held = unsafe { run_tasks(pool, wire::frames(msg), out) };
+        assert!(held.len() <= 1);
+        held.pop()
+    }
+
+    /// An answer's items' outcomes.
+    fn outcomes<R: DeserializeOwned>(count: u32, mut entries: &[u8]) -> Vec<Result<R, Error>> {
         let mut out = Vec::new();
         for _ in 0..count {
             let (r, rest) = wire::read_entry::<R>(entries, 1);
@@ -402,7 +509,7 @@ mod tests {
             entries = rest;
         }
         assert!(entries.is_empty());
-        (id, out)
+        out
     }
 
     /// Settles `held`, which is to end within seconds.
@@ -430,7 +537,7 @@ mod tests {
             &args,
         );
         // SAFETY: the offsets name `inverse` and its server, in this build.
-        let held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
+        let held = unsafe { run_one(&pool, &msg, &out) }.unwrap();
         // Answered by the local pool's callback, without anyone waiting.
         let (id, got) = answer::<u32>(&rx);
         assert_eq!(id, 5);
@@ -452,7 +559,7 @@ mod tests {
         let f = join as fn(String, u8) -> String as usize;
         let msg = task_message(6, f, server2::<String, u8, String>, 2, None, &pairs);
         // SAFETY: as above, for `join`.
-        let _held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
+        let _held = unsafe { run_one(&pool, &msg, &out) }.unwrap();
         let (id, got) = answer::<String>(&rx);
         assert_eq!(id, 6);
         assert_eq!(got[0].as_ref().ok().map(String::as_str), Some("a1"));
@@ -469,7 +576,7 @@ mod tests {
         for (count, args) in [(3, encode(&[1u32])), (1, encode(&[1u32, 2]))] {
             let msg = task_message(1, f, server::<u32, u32>, count, None, &args);
             // SAFETY: the offsets name `inverse` and its server.
-            let held = unsafe { run_task(&pool, unframed(&msg), &out) };
+            let held = unsafe { run_one(&pool, &msg, &out) };
             assert!(held.is_none(), "answered at once");
             let (_, got) = answer::<u32>(&rx);
             assert_eq!(got.len(), count as usize);
@@ -484,8 +591,9 @@ mod tests {
                 "{got:?}"
             );
         }
+        let short = [&10u32.to_le_bytes()[..], &[0; 10]].concat();
         // SAFETY: too short to be run at all.
-        assert!(unsafe { run_task(&pool, &[0; 10], &out) }.is_none());
+        assert!(unsafe { run_one(&pool, &short, &out) }.is_none());
         assert!(rx.try_recv().is_err());
     }
 
@@ -509,7 +617,7 @@ mod tests {
             &encode(&[5_000u64, 1]),
         );
         // SAFETY: the offsets name `nap` and its server.
-        let held = unsafe { run_task(&pool, unframed(&msg), &out) }.unwrap();
+        let held = unsafe { run_one(&pool, &msg, &out) }.unwrap();
         std::thread::sleep(Duration::from_millis(50));
         pool.terminate();
         // No callback for a terminated job: settling answers for it.
@@ -544,5 +652,119 @@ mod tests {
             "{got:?}"
         );
         assert!(rx.try_recv().is_err(), "a second answer went out");
+    }
+
+    #[test]
+    fn single_items_in_a_row_for_one_function_run_as_one_job_and_answer_together() {
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
+        let inv = inverse as fn(u32) -> u32 as usize;
+        let mut msg = Vec::new();
+        // Five single items of `inverse` (one panics), one whose arguments
+        // do not decode, one of `join`, one chunk of two of `inverse`.
+        for (id, x) in [(10, 1u32), (11, 2), (12, 0), (13, 3), (14, 4)] {
+            msg.extend(task_message(
+                id,
+                inv,
+                server::<u32, u32>,
+                1,
+                None,
+                &encode(&[x]),
+            ));
+        }
+        msg.extend(task_message(
+            15,
+            inv,
+            server::<u32, u32>,
+            1,
+            None,
+            &encode(&[1u32, 2]),
+        ));
+        let pair = encode(&[("c".to_owned(), 3u8)]);
+        let f = join as fn(String, u8) -> String as usize;
+        msg.extend(task_message(
+            16,
+            f,
+            server2::<String, u8, String>,
+            1,
+            None,
+            &pair,
+        ));
+        msg.extend(task_message(
+            17,
+            inv,
+            server::<u32, u32>,
+            2,
+            None,
+            &encode(&[6u32, 12]),
+        ));
+        // SAFETY: the offsets name `inverse`, `join` and their servers.
+        let held = unsafe { run_tasks(&pool, wire::frames(&msg), &out) };
+        assert_eq!(
+            held.len(),
+            3,
+            "one job for the six single items, one each for the rest"
+        );
+        let mut by_id = std::collections::BTreeMap::new();
+        let mut messages = Vec::new();
+        while by_id.len() < 8 {
+            let m = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+            let mut ids = Vec::new();
+            let mut frames = wire::frames(&m);
+            for a in frames.by_ref() {
+                let (id, count, entries) = wire::read_answer(a).unwrap();
+                ids.push(id);
+                assert!(
+                    by_id.insert(id, (count, entries.to_vec())).is_none(),
+                    "{id} twice"
+                );
+            }
+            assert!(!frames.torn);
+            messages.push(ids);
+        }
+        // The undecodable one at once, alone; the group's five in one message.
+        assert!(messages.contains(&vec![15]), "{messages:?}");
+        assert!(messages.contains(&vec![10, 11, 12, 13, 14]), "{messages:?}");
+        for (id, want) in [
+            (10, Some(12)),
+            (11, Some(6)),
+            (12, None),
+            (13, Some(4)),
+            (14, Some(3)),
+        ] {
+            let (count, entries) = &by_id[&id];
+            let got = outcomes::<u32>(*count, entries);
+            match want {
+                Some(v) => assert_eq!(got[0].as_ref().ok(), Some(&v), "{id}"),
+                None => assert!(matches!(got[0], Err(Error::Panicked { .. })), "{got:?}"),
+            }
+        }
+        let (count, entries) = &by_id[&15];
+        assert!(matches!(
+            outcomes::<u32>(*count, entries)[0],
+            Err(Error::WorkerCodec {
+                what: "decode the arguments",
+                ..
+            })
+        ));
+        let (count, entries) = &by_id[&16];
+        assert_eq!(
+            outcomes::<String>(*count, entries)[0]
+                .as_ref()
+                .ok()
+                .map(String::as_str),
+            Some("c3")
+        );
+        let (count, entries) = &by_id[&17];
+        let got = outcomes::<u32>(*count, entries);
+        assert_eq!(
+            (got[0].as_ref().ok(), got[1].as_ref().ok()),
+            (Some(&2), Some(&1))
+        );
+        for h in held {
+            settled_soon(h);
+        }
+        assert!(rx.try_recv().is_err(), "an answer twice");
     }
 }

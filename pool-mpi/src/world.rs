@@ -219,6 +219,12 @@ impl Napper {
         }
     }
 
+    /// Still spinning or yielding: a message now is seen within
+    /// microseconds.
+    fn hot(&self) -> bool {
+        self.since.elapsed() < HOT
+    }
+
     fn reset(&mut self) {
         self.since = Instant::now();
         self.sleep = Duration::ZERO;
@@ -289,12 +295,10 @@ fn serve_rank(
             let (msg, _) = m.matched_receive_vec::<u8>();
             nap.reset();
             let mut tasks = wire::frames(&msg);
-            for task in tasks.by_ref() {
-                // SAFETY: rank 0 runs this build (its greeting was checked
-                // before it sent any task), so the offsets name a server and
-                // a function of matching types.
-                held.extend(unsafe { serve::run_task(&pool, task, &outbox) });
-            }
+            // SAFETY: rank 0 runs this build (its greeting was checked
+            // before it sent any task), so the offsets name a server and a
+            // function of matching types.
+            held.extend(unsafe { serve::run_tasks(&pool, tasks.by_ref(), &outbox) });
             if tasks.torn {
                 eprintln!("multiproc-pool-mpi: a task message from rank 0 was cut short");
             }
@@ -442,6 +446,9 @@ struct State {
     unsent: VecDeque<u64>,
     /// What each rank has in flight (index = rank).
     ranks: Vec<Load>,
+    /// Tasks for ranks that were busy, left for the receiver thread to send
+    /// together (see [`MpiPool::send_chunk`]).
+    deferred: Vec<(usize, Vec<u8>)>,
     closed: bool,
     /// The receiver thread is to end once nothing is in flight.
     stopping: bool,
@@ -455,6 +462,10 @@ struct Hub {
     /// Counts [`Hub::wake`]s: a waiter watches it for a while before it
     /// sleeps on `cv`.
     changes: std::sync::atomic::AtomicU64,
+    /// The receiver thread is looking for messages without sleeping.
+    hot: std::sync::atomic::AtomicBool,
+    /// `State::deferred` has tasks.
+    has_deferred: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -511,6 +522,8 @@ impl MpiPool {
             st: Mutex::new(st),
             cv: Condvar::new(),
             changes: std::sync::atomic::AtomicU64::new(0),
+            hot: std::sync::atomic::AtomicBool::new(false),
+            has_deferred: std::sync::atomic::AtomicBool::new(false),
         });
         let receiver = {
             let hub = Arc::clone(&hub);
@@ -800,6 +813,7 @@ impl MpiPool {
             if how == wire::STOP_NOW {
                 st.chunks.clear();
                 st.unsent.clear();
+                st.deferred.clear();
             }
         }
         self.hub.wake();
@@ -877,7 +891,26 @@ impl MpiPool {
                 },
             );
             st.unsent.push_back(id);
-            dispatch(&mut st)
+            let sends = dispatch(&mut st);
+            // A task for a rank that has others in flight, while the receiver
+            // thread is awake to send it within microseconds, waits for it:
+            // the tasks a caller submits in a row then share a message, and
+            // the rank runs them as one local job. A task for an idle rank
+            // goes now.
+            if self.hub.hot.load(std::sync::atomic::Ordering::Relaxed) {
+                let (later, now): (Vec<_>, Vec<_>) = sends.into_iter().partition(|(rank, msg)| {
+                    st.ranks[*rank].chunks > 1 && msg.len() <= wire::BATCH
+                });
+                if !later.is_empty() {
+                    st.deferred.extend(later);
+                    self.hub
+                        .has_deferred
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                now
+            } else {
+                sends
+            }
         };
         self.hub.wake();
         send_all(sends);
@@ -1074,6 +1107,15 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
     let mut nap = Napper::default();
     let mut last_watch = Instant::now();
     loop {
+        hub.hot
+            .store(nap.hot(), std::sync::atomic::Ordering::Relaxed);
+        if hub
+            .has_deferred
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            let sends = std::mem::take(&mut hub.lock().deferred);
+            send_all(sends);
+        }
         if let Some(m) = world
             .any_process()
             .immediate_matched_probe_with_tag(wire::ANSWER)
@@ -1100,6 +1142,7 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
                 st.broken = Some(why);
                 st.chunks.clear();
                 st.unsent.clear();
+                st.deferred.clear();
                 drop(st);
                 hub.wake();
             }

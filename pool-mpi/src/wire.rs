@@ -11,9 +11,8 @@
 //!
 //! A frame is its length (4) and that many bytes: small tasks for one rank
 //! that are ready together travel as one message (up to [`BATCH`] bytes), so
-//! that they pay one MPI message for many. A serving rank sends each answer
-//! as its own message today (from the local pool's thread, without a
-//! hand-over); rank 0 reads any number of frames in one.
+//! that they pay one MPI message for many, and a serving rank answers the
+//! tasks of one local job in one message too.
 //!
 //! An entry is [`OK`] and the result by postcard, or [`FAILED`] and a
 //! [`RemoteError`] by postcard. A function is named by its offset from

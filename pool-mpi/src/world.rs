@@ -5,8 +5,8 @@
 //! | who | does |
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
-//! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each task goes to the local pool at once, and the local pool's callback sends its answer (one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]), those ready together in one message |
+//! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each message's tasks go to the local pool at once (single items in a row for one function as one local job), and the local pool's callback sends their answers (together when they fit 64 KiB; one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting

@@ -424,7 +424,7 @@ pub(crate) unsafe fn run_tasks<'m>(
     held
 }
 
-/// Encodes a task, framed, for [`run_task`]: `f` with its server `serve`,
+/// Encodes a task, framed, for [`run_tasks`]: `f` with its server `serve`,
 /// over `items` (`count` of them, encoded already).
 pub(crate) fn task_message(
     id: u64,

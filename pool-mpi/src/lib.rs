@@ -65,6 +65,8 @@
 mod api;
 // The wire format and the serving side need MPI only to move their bytes:
 // their unit tests run without it, against a real local pool.
+#[cfg(feature = "mpi")]
+mod handles;
 #[cfg(any(feature = "mpi", test))]
 mod serve;
 #[cfg(any(feature = "mpi", test))]
@@ -74,6 +76,6 @@ mod world;
 
 pub use api::{Pending, Tasks};
 #[cfg(feature = "mpi")]
-pub use world::{
-    init, init_with, MpiIMap, MpiIMapUnordered, MpiPool, MpiResult, RankInfo, DEPTH, ITEMS_AHEAD,
-};
+pub use handles::{MpiIMap, MpiIMapUnordered, MpiResult};
+#[cfg(feature = "mpi")]
+pub use world::{init, init_with, MpiPool, RankInfo, DEPTH, ITEMS_AHEAD};

@@ -1,5 +1,6 @@
 //! The MPI backend: [`init`], the serving ranks' loop, and [`MpiPool`] on
-//! rank 0.
+//! rank 0 with its hub and receiver thread (the handles its calls return
+//! are in `handles.rs`).
 //!
 //! # Protocol
 //! | who | does |
@@ -21,8 +22,7 @@
 //! sleeps.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::marker::PhantomData;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,6 +35,7 @@ use multiproc_pool::{Error, Pool, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::handles::{MpiIMap, MpiIMapUnordered, MpiResult};
 use crate::serve::{self, Server};
 use crate::wire::{self, Hello};
 
@@ -52,7 +53,7 @@ pub const ITEMS_AHEAD: usize = 32;
 const MAX_NAP: Duration = Duration::from_micros(200);
 
 /// How long a caller waiting for a result watches for it before sleeping.
-const WATCH: Duration = Duration::from_micros(100);
+pub(crate) const WATCH: Duration = Duration::from_micros(100);
 
 /// How long rank 0 waits for every rank's hello.
 const HELLO_LIMIT: Duration = Duration::from_secs(120);
@@ -364,38 +365,38 @@ fn receive_stop(world: &SimpleCommunicator) -> u8 {
 
 /// What a finished job's answers are, before they are decoded.
 #[derive(Default)]
-struct Gathered {
+pub(crate) struct Gathered {
     /// `(first item, rank, entries)` per answered chunk.
-    parts: Vec<(usize, usize, Vec<u8>)>,
+    pub(crate) parts: Vec<(usize, usize, Vec<u8>)>,
     /// Items that failed without an answer.
-    failed: Vec<(usize, Error)>,
+    pub(crate) failed: Vec<(usize, Error)>,
 }
 
 type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send> + Send>;
 
-struct Job {
+pub(crate) struct Job {
     total: usize,
-    feeding: bool,
+    pub(crate) feeding: bool,
     answered: usize,
-    gathered: Gathered,
+    pub(crate) gathered: Gathered,
     /// Decodes and runs the callbacks when the job completes (`None` for an
     /// `imap`, whose iterator takes the parts as they come).
     finisher: Option<Finisher>,
-    outcome: Option<Box<dyn Any + Send>>,
+    pub(crate) outcome: Option<Box<dyn Any + Send>>,
     /// Failed as a whole (terminated, cancelled, a rank died).
-    aborted: Option<Aborted>,
+    pub(crate) aborted: Option<Aborted>,
     finishing: bool,
 }
 
 #[derive(Clone)]
-enum Aborted {
+pub(crate) enum Aborted {
     Terminated,
     Cancelled,
     Rank(usize, String),
 }
 
 impl Aborted {
-    fn error(&self) -> Error {
+    pub(crate) fn error(&self) -> Error {
         match self {
             Aborted::Terminated => Error::Terminated,
             Aborted::Cancelled => Error::Cancelled,
@@ -411,7 +412,7 @@ impl Job {
     fn complete(&self) -> bool {
         self.aborted.is_some() || (!self.feeding && self.answered >= self.total)
     }
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.aborted.is_some()
             || (self.complete()
                 && !self.finishing
@@ -438,9 +439,9 @@ struct Load {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     next_id: u64,
-    jobs: HashMap<u64, Job>,
+    pub(crate) jobs: HashMap<u64, Job>,
     chunks: HashMap<u64, Chunk>,
     /// Chunk ids not sent yet, oldest first.
     unsent: VecDeque<u64>,
@@ -456,27 +457,27 @@ struct State {
     broken: Option<Aborted>,
 }
 
-struct Hub {
-    st: Mutex<State>,
-    cv: Condvar,
+pub(crate) struct Hub {
+    pub(crate) st: Mutex<State>,
+    pub(crate) cv: Condvar,
     /// Counts [`Hub::wake`]s: a waiter watches it for a while before it
     /// sleeps on `cv`.
-    changes: std::sync::atomic::AtomicU64,
+    pub(crate) changes: std::sync::atomic::AtomicU64,
     /// The receiver thread is looking for messages without sleeping.
-    hot: std::sync::atomic::AtomicBool,
+    pub(crate) hot: std::sync::atomic::AtomicBool,
     /// `State::deferred` has tasks.
-    has_deferred: std::sync::atomic::AtomicBool,
+    pub(crate) has_deferred: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
     /// Wakes every waiter: something was filed or changed.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.changes
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         self.cv.notify_all();
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.st
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -491,7 +492,7 @@ impl Hub {
 /// and finalises MPI; [`close`](MpiPool::close) then [`join`](MpiPool::join)
 /// first to let the tasks sent finish.
 pub struct MpiPool {
-    hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     ranks: Vec<RankInfo>,
     receiver: Mutex<Option<JoinHandle<()>>>,
     universe: Mutex<Option<Universe>>,
@@ -823,7 +824,7 @@ impl MpiPool {
         stop_all(&SimpleCommunicator::world(), self.size, how);
     }
 
-    fn new_job(&self, finisher: Option<Finisher>, feeding: bool) -> Result<u64> {
+    pub(crate) fn new_job(&self, finisher: Option<Finisher>, feeding: bool) -> Result<u64> {
         let mut st = self.hub.lock();
         if let Some(b) = &st.broken {
             return Err(b.error());
@@ -851,7 +852,7 @@ impl MpiPool {
 
     /// Queues one chunk of `job` and sends what the ranks have room for.
     #[allow(clippy::too_many_arguments)]
-    fn send_chunk(
+    pub(crate) fn send_chunk(
         &self,
         job: u64,
         first: usize,
@@ -978,8 +979,17 @@ impl MpiPool {
     }
 }
 
+impl State {
+    /// Whether a chunk of `job` went to a rank.
+    pub(crate) fn sent_any(&self, job: u64) -> bool {
+        self.chunks
+            .values()
+            .any(|c| c.job == job && c.msg.is_none())
+    }
+}
+
 /// Drops the chunks of `job` not sent yet; how many there were.
-fn forget_unsent(st: &mut State, job: u64) -> usize {
+pub(crate) fn forget_unsent(st: &mut State, job: u64) -> usize {
     let before = st.chunks.len();
     st.chunks.retain(|_, c| c.job != job || c.msg.is_none());
     let chunks = &st.chunks;
@@ -1353,506 +1363,4 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// A pending result of an [`MpiPool`] (Python's `AsyncResult`).
-pub struct MpiResult<T> {
-    hub: Arc<Hub>,
-    job: Option<u64>,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> std::fmt::Debug for MpiResult<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpiResult").field("job", &self.job).finish()
-    }
-}
-
-impl<T: Send + 'static> MpiResult<T> {
-    fn new(hub: &Arc<Hub>, job: u64) -> MpiResult<T> {
-        MpiResult {
-            hub: Arc::clone(hub),
-            job: Some(job),
-            _t: PhantomData,
-        }
-    }
-
-    /// Waits for the result and takes it (Python's `get()`).
-    ///
-    /// # Errors
-    /// The task's failure, [`Error::Terminated`], [`Error::Rank`].
-    pub fn get(mut self) -> Result<T> {
-        self.take(None)
-    }
-
-    /// [`get`](MpiResult::get), waiting at most `timeout`; after
-    /// [`Error::Timeout`] the handle may be asked again.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`]; as for [`get`](MpiResult::get);
-    /// [`Error::AlreadyTaken`] after a successful call.
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        self.take(Some(Instant::now() + timeout))
-    }
-
-    /// Waits until the result is there.
-    pub fn wait(&self) {
-        let _ = self.wait_until(None);
-    }
-
-    /// [`wait`](MpiResult::wait), at most `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        self.wait_until(Some(Instant::now() + timeout))
-    }
-
-    /// Whether the result is there.
-    pub fn ready(&self) -> bool {
-        let Some(job) = self.job else { return true };
-        self.hub.lock().jobs.get(&job).is_none_or(Job::done)
-    }
-
-    /// Whether the task succeeded; `None` while it runs.
-    pub fn successful(&self) -> Option<bool> {
-        let job = self.job?;
-        let st = self.hub.lock();
-        let j = st.jobs.get(&job)?;
-        if j.aborted.is_some() {
-            return Some(false);
-        }
-        let outcome = j.outcome.as_ref()?;
-        outcome.downcast_ref::<Result<T>>().map(Result::is_ok)
-    }
-
-    /// Takes the task back if it was not sent to a rank yet; whether it was.
-    pub fn cancel(&self) -> bool {
-        let Some(job) = self.job else { return false };
-        let mut st = self.hub.lock();
-        // Only a job none of whose chunks went out can be taken back.
-        if st.chunks.values().any(|c| c.job == job && c.msg.is_none())
-            || forget_unsent(&mut st, job) == 0
-        {
-            return false;
-        }
-        if let Some(j) = st.jobs.get_mut(&job) {
-            j.aborted = Some(Aborted::Cancelled);
-        }
-        drop(st);
-        self.hub.wake();
-        true
-    }
-
-    fn wait_until(&self, deadline: Option<Instant>) -> Result<()> {
-        let Some(job) = self.job else { return Ok(()) };
-        let mut st = self.hub.lock();
-        // An answer often comes within microseconds: watch for a change a
-        // little (yielding) before sleeping, which costs a trip through the
-        // scheduler to wake from.
-        let watch_until =
-            deadline.map_or(Instant::now() + WATCH, |d| d.min(Instant::now() + WATCH));
-        loop {
-            if st.jobs.get(&job).is_none_or(Job::done) {
-                return Ok(());
-            }
-            if Instant::now() < watch_until {
-                let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
-                drop(st);
-                while self.hub.changes.load(std::sync::atomic::Ordering::Acquire) == seen
-                    && Instant::now() < watch_until
-                {
-                    std::thread::yield_now();
-                }
-                st = self.hub.lock();
-                continue;
-            }
-            st = match deadline {
-                None => self
-                    .hub
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::Timeout);
-                    }
-                    self.hub
-                        .cv
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
-    }
-
-    fn take(&mut self, deadline: Option<Instant>) -> Result<T> {
-        let Some(job) = self.job else {
-            return Err(Error::AlreadyTaken);
-        };
-        self.wait_until(deadline)?;
-        let j = self.hub.lock().jobs.remove(&job);
-        self.job = None;
-        let Some(j) = j else {
-            return Err(Error::Terminated);
-        };
-        if let Some(a) = &j.aborted {
-            return Err(a.error());
-        }
-        match j.outcome.map(|o| o.downcast::<Result<T>>()) {
-            Some(Ok(r)) => *r,
-            _ => Err(Error::Terminated),
-        }
-    }
-}
-
-impl<T> Drop for MpiResult<T> {
-    fn drop(&mut self) {
-        if let Some(job) = self.job {
-            self.hub.lock().jobs.remove(&job);
-        }
-    }
-}
-
-/// The iterator of [`MpiPool::imap`]: each item's `Result<R>`, in order.
-pub struct MpiIMap<'p, A, R, I> {
-    pool: &'p MpiPool,
-    job: Option<u64>,
-    f: fn(A) -> R,
-    items: I,
-    chunk: usize,
-    /// Chunks allowed ahead of what was taken.
-    window: usize,
-    ordered: bool,
-    /// Items sent so far, and yielded so far.
-    sent: usize,
-    yielded: usize,
-    exhausted: bool,
-    ready: BTreeMap<usize, Result<R>>,
-    /// The first failure to send, yielded once.
-    error: Option<Error>,
-}
-
-impl<'p, A, R, I> MpiIMap<'p, A, R, I>
-where
-    I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    fn new(
-        pool: &'p MpiPool,
-        f: fn(A) -> R,
-        items: I,
-        chunksize: usize,
-        buffersize: usize,
-        ordered: bool,
-    ) -> Self {
-        let (job, error) = match pool.new_job(None, true) {
-            Ok(j) => (Some(j), None),
-            Err(e) => (None, Some(e)),
-        };
-        MpiIMap {
-            pool,
-            job,
-            f,
-            items,
-            chunk: chunksize.max(1),
-            window: pool.processes() + buffersize,
-            ordered,
-            sent: 0,
-            yielded: 0,
-            exhausted: false,
-            ready: BTreeMap::new(),
-            error,
-        }
-    }
-
-    /// The unordered form's items: `(index, result)`.
-    fn next_indexed(&mut self) -> Option<(usize, Result<R>)> {
-        if let Some(e) = self.error.take() {
-            self.exhausted = true;
-            return Some((self.yielded, Err(e)));
-        }
-        let job = self.job?;
-        loop {
-            self.top_up(job);
-            let taken = if self.ordered {
-                self.ready.remove(&self.yielded).map(|r| (self.yielded, r))
-            } else {
-                self.ready.pop_first()
-            };
-            if let Some(got) = taken {
-                self.yielded += 1;
-                return Some(got);
-            }
-            if self.exhausted && self.yielded >= self.sent {
-                return None;
-            }
-            // Wait for parts of this job.
-            let mut st = self.pool.hub.lock();
-            loop {
-                let j = st.jobs.get_mut(&job)?;
-                if let Some(a) = &j.aborted {
-                    // Every item not answered fails the same way.
-                    let e = a.clone();
-                    for i in self.yielded..self.sent {
-                        self.ready.entry(i).or_insert_with(|| Err(e.error()));
-                    }
-                    break;
-                }
-                let g = std::mem::take(&mut j.gathered);
-                if !g.parts.is_empty() || !g.failed.is_empty() {
-                    drop(st);
-                    self.file(g);
-                    break;
-                }
-                st = self
-                    .pool
-                    .hub
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-        }
-    }
-
-    fn file(&mut self, g: Gathered) {
-        for (first, rank, entries) in g.parts {
-            let mut rest = &entries[..];
-            let mut i = first;
-            while !rest.is_empty() && i < self.sent {
-                let (r, after) = wire::read_entry::<R>(rest, rank);
-                self.ready.insert(i, r);
-                rest = after;
-                i += 1;
-            }
-        }
-        for (i, e) in g.failed {
-            self.ready.insert(i, Err(e));
-        }
-    }
-
-    /// Sends chunks while fewer than `window` are ahead of what was taken.
-    fn top_up(&mut self, job: u64) {
-        while !self.exhausted && self.sent < self.yielded + self.window * self.chunk {
-            let mut bytes = Vec::new();
-            let first = self.sent;
-            let mut n = 0u32;
-            for item in self.items.by_ref().take(self.chunk) {
-                if let Err(e) = wire::postcard_append(&item, &mut bytes) {
-                    self.ready
-                        .insert(first + n as usize, Err(Error::EncodeArgs(e)));
-                    // Its place is taken by the error; the chunk sends the rest.
-                    self.sent += 1;
-                    continue;
-                }
-                n += 1;
-            }
-            if n == 0 {
-                if self.sent == first {
-                    self.exhausted = true;
-                    let mut st = self.pool.hub.lock();
-                    if let Some(j) = st.jobs.get_mut(&job) {
-                        j.feeding = false;
-                    }
-                }
-                continue;
-            }
-            // Items whose encoding failed were counted into `sent` as they came.
-            let first = self.sent;
-            self.sent += n as usize;
-            let server = serve::server::<A, R>;
-            if let Err(e) =
-                self.pool
-                    .send_chunk(job, first, self.f as usize, server, n, Some(1), &bytes)
-            {
-                for i in first..self.sent {
-                    self.ready.insert(i, Err(copy_error(&e)));
-                }
-            }
-        }
-    }
-}
-
-/// The error again, for each item it fails.
-fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::Closed => Error::Closed,
-        Error::Terminated => Error::Terminated,
-        Error::Rank { rank, message } => Error::Rank {
-            rank: *rank,
-            message: message.clone(),
-        },
-        other => Error::Rank {
-            rank: 0,
-            message: other.to_string(),
-        },
-    }
-}
-
-/// The iterator of [`MpiPool::imap_unordered`]: `(index, result)` in the
-/// order results come.
-pub struct MpiIMapUnordered<'p, A, R, I>(MpiIMap<'p, A, R, I>);
-
-impl<A, R, I> Iterator for MpiIMapUnordered<'_, A, R, I>
-where
-    I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Item = (usize, Result<R>);
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.next_indexed()
-    }
-}
-
-impl<A, R, I> Iterator for MpiIMap<'_, A, R, I>
-where
-    I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Item = Result<R>;
-    fn next(&mut self) -> Option<Result<R>> {
-        self.next_indexed().map(|(_, r)| r)
-    }
-}
-
-impl<A, R, I> Drop for MpiIMap<'_, A, R, I> {
-    fn drop(&mut self) {
-        if let Some(job) = self.job.take() {
-            // Answers still coming are dropped as they arrive.
-            self.pool.hub.lock().jobs.remove(&job);
-        }
-    }
-}
-
-impl<T: Send + 'static> crate::Pending<T> for MpiResult<T> {
-    fn get(self) -> Result<T> {
-        MpiResult::get(self)
-    }
-    fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        MpiResult::get_timeout(self, timeout)
-    }
-    fn wait(&self) {
-        MpiResult::wait(self);
-    }
-    fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        MpiResult::wait_timeout(self, timeout)
-    }
-    fn ready(&self) -> bool {
-        MpiResult::ready(self)
-    }
-    fn successful(&self) -> Option<bool> {
-        MpiResult::successful(self)
-    }
-}
-
-impl crate::Tasks for MpiPool {
-    type Pending<T: Send + 'static> = MpiResult<T>;
-
-    fn processes(&self) -> usize {
-        MpiPool::processes(self)
-    }
-
-    fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::apply(self, f, args)
-    }
-
-    fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::apply_async(self, f, args)
-    }
-
-    fn apply_async_with<A, R>(
-        &self,
-        f: fn(A) -> R,
-        args: A,
-        callback: impl FnOnce(&R) + Send + 'static,
-        error_callback: impl FnOnce(&Error) + Send + 'static,
-    ) -> Result<MpiResult<R>>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::apply_async_with(self, f, args, callback, error_callback)
-    }
-
-    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::map(self, f, items)
-    }
-
-    fn map_async<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<MpiResult<Vec<R>>>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::map_async(self, f, items)
-    }
-
-    fn starmap<A, B, R>(
-        &self,
-        f: fn(A, B) -> R,
-        items: impl IntoIterator<Item = (A, B)>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::starmap(self, f, items)
-    }
-
-    fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
-    where
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::imap(self, f, items)
-    }
-
-    fn imap_unordered<'a, A, R, I>(
-        &'a self,
-        f: fn(A) -> R,
-        items: I,
-    ) -> impl Iterator<Item = (usize, Result<R>)> + 'a
-    where
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        MpiPool::imap_unordered(self, f, items)
-    }
-
-    fn close(&self) {
-        MpiPool::close(self);
-    }
-
-    fn join(&self) -> Result<()> {
-        MpiPool::join(self)
-    }
-
-    fn terminate(&self) {
-        MpiPool::terminate(self);
-    }
 }

@@ -768,7 +768,11 @@ impl MpiPool {
     }
 
     /// Waits for every task after [`close`](MpiPool::close), then stops the
-    /// ranks (Python's `join`).
+    /// ranks (Python's `join`). An [`imap`](MpiPool::imap) iterator still
+    /// alive keeps its job open, reading its input as results are taken:
+    /// `join` waits until it is exhausted or dropped (as Python's does for an
+    /// `imap` with a `buffersize`), so drop it first, or join from another
+    /// thread than the one that takes its results.
     ///
     /// # Errors
     /// [`Error::NotClosed`].

@@ -138,8 +138,33 @@ fn pool_rows(quick: bool) {
         }
         return;
     }
-    let mut t: [Vec<f64>; 6] = Default::default();
     let work: Vec<u64> = (0..items).collect();
+    if let Some(only) = std::env::var_os("ONLY_MAP") {
+        // For A/B runs: the CPU-bound map over the ranks and locally;
+        // `ONLY_MAP=ranks`: 40 maps over the ranks alone (for a profiler).
+        if only == "ranks" {
+            for _ in 0..40 {
+                let s = Instant::now();
+                pool.map(busy, work.clone()).expect("map over ranks");
+                println!("map_over_ranks {:.1} ms", s.elapsed().as_secs_f64() * 1e3);
+            }
+            return;
+        }
+        for _ in 0..rounds {
+            let s = Instant::now();
+            pool.map(busy, work.clone()).expect("map over ranks");
+            let over = s.elapsed().as_secs_f64() * 1e3;
+            let s = Instant::now();
+            local.map(busy, work.clone()).expect("local map");
+            let here = s.elapsed().as_secs_f64() * 1e3;
+            println!(
+                "map_over_ranks {over:.1} ms map_local {here:.1} ms ratio {:.3}",
+                here / over
+            );
+        }
+        return;
+    }
+    let mut t: [Vec<f64>; 6] = Default::default();
     let mut seq = Vec::new();
     for _ in 0..rounds {
         t[0].push(over_ranks());

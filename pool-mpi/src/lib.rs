@@ -67,6 +67,8 @@ mod api;
 // their unit tests run without it, against a real local pool.
 #[cfg(feature = "mpi")]
 mod handles;
+#[cfg(feature = "mpi")]
+mod posted;
 #[cfg(any(feature = "mpi", test))]
 mod serve;
 #[cfg(any(feature = "mpi", test))]

@@ -19,7 +19,10 @@
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
 //! sleeps on a condition variable while nothing is in flight; a caller
 //! waiting for a result watches for it for [`WATCH`], yielding, before it
-//! sleeps.
+//! sleeps. Tasks and answers are posted without waiting for the receiving
+//! rank (`posted`): a blocking send between ranks of one machine spins until
+//! that rank's poller runs, which can be milliseconds while its workers
+//! fill the cores.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -36,6 +39,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::handles::{MpiIMap, MpiIMapUnordered, MpiResult};
+use crate::posted;
 use crate::serve::{self, Server};
 use crate::wire::{self, Hello};
 
@@ -54,6 +58,10 @@ const MAX_NAP: Duration = Duration::from_micros(200);
 
 /// How long a caller waiting for a result watches for it before sleeping.
 pub(crate) const WATCH: Duration = Duration::from_micros(100);
+
+/// How long a rank waits at its end for the messages it posted to be
+/// taken (see `posted`).
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long rank 0 waits for every rank's hello.
 const HELLO_LIMIT: Duration = Duration::from_secs(120);
@@ -273,7 +281,7 @@ fn serve_rank(
             .name("mpi-answerer".into())
             .spawn(move || {
                 while let Ok(Some(answer)) = rx.recv() {
-                    answer_root(&answer, &stopped_now);
+                    answer_root(answer, &stopped_now);
                 }
             })
             .expect("spawn the answering thread")
@@ -283,7 +291,7 @@ fn serve_rank(
         serve::Outbox::new(
             tx,
             Some(Box::new(move |answer: &[u8]| {
-                answer_root(answer, &stopped_now)
+                answer_root(answer.to_vec(), &stopped_now)
             })),
         )
     };
@@ -292,6 +300,7 @@ fn serve_rank(
     let mut last_settle = Instant::now();
     let mut nap = Napper::default();
     let how = loop {
+        posted::complete();
         if let Some(m) = root.immediate_matched_probe_with_tag(wire::TASK) {
             let (msg, _) = m.matched_receive_vec::<u8>();
             nap.reset();
@@ -330,6 +339,10 @@ fn serve_rank(
     }
     outbox.end();
     let _ = answerer.join();
+    let leaked = posted::drain(DRAIN_LIMIT);
+    if leaked > 0 {
+        eprintln!("multiproc-pool-mpi: {leaked} answers to rank 0 were not taken before the end");
+    }
     drop(pool);
     drop(universe);
     0
@@ -346,12 +359,10 @@ fn settle(held: &mut VecDeque<serve::Held>) {
     }
 }
 
-/// Sends one answer (message) to rank 0, unless rank 0 stopped listening.
-fn answer_root(answer: &[u8], stopped_now: &std::sync::atomic::AtomicBool) {
+/// Posts one answer (message) to rank 0, unless rank 0 stopped listening.
+fn answer_root(answer: Vec<u8>, stopped_now: &std::sync::atomic::AtomicBool) {
     if !stopped_now.load(std::sync::atomic::Ordering::Relaxed) {
-        SimpleCommunicator::world()
-            .process_at_rank(0)
-            .send_with_tag(answer, wire::ANSWER);
+        posted::post(0, wire::ANSWER, answer);
     }
 }
 
@@ -825,6 +836,10 @@ impl MpiPool {
         if let Some(t) = self.receiver.lock().ok().and_then(|mut r| r.take()) {
             let _ = t.join();
         }
+        // The ranks complete the tasks posted to them while they poll, before
+        // they see the stop; a rank that died never will.
+        let broken = self.hub.lock().broken.is_some();
+        posted::drain(if broken { Duration::ZERO } else { DRAIN_LIMIT });
         stop_all(&SimpleCommunicator::world(), self.size, how);
     }
 
@@ -1059,12 +1074,7 @@ fn send_all(mut sends: Vec<(usize, Vec<u8>)>) {
     if sends.is_empty() {
         return;
     }
-    let world = SimpleCommunicator::world();
-    let send = |rank: usize, msg: &[u8]| {
-        world
-            .process_at_rank(rank as i32)
-            .send_with_tag(msg, wire::TASK);
-    };
+    let send = |rank: usize, msg: Vec<u8>| posted::post(rank, wire::TASK, msg);
     // By rank, each rank's tasks in the order they were given.
     sends.sort_by_key(|(rank, _)| *rank);
     let mut batch: Option<(usize, Vec<u8>)> = None;
@@ -1075,14 +1085,14 @@ fn send_all(mut sends: Vec<(usize, Vec<u8>)>) {
             }
             _ => {
                 if let Some((r, b)) = batch.take() {
-                    send(r, &b);
+                    send(r, b);
                 }
                 batch = Some((rank, msg));
             }
         }
     }
     if let Some((r, b)) = batch {
-        send(r, &b);
+        send(r, b);
     }
 }
 
@@ -1121,6 +1131,7 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
     let mut nap = Napper::default();
     let mut last_watch = Instant::now();
     loop {
+        posted::complete();
         hub.hot
             .store(nap.hot(), std::sync::atomic::Ordering::Relaxed);
         if hub

@@ -5,8 +5,9 @@
 //! machine (OpenMPI's shared-memory transport) returns only once the
 //! receiving rank has called into MPI, and spins until then. On a machine
 //! whose cores that rank's workers fill, its polling thread can wait
-//! milliseconds for a core: sends of a CPU-bound map's chunks took 1-8 ms
-//! each, spinning a core the workers needed (`benches/NOTES.md`). So task
+//! milliseconds for a core: sends of a CPU-bound map's chunks took from
+//! 30 µs to 8 ms (most 1-7 ms), spinning a core the workers needed
+//! (`benches/NOTES.md`). So task
 //! and answer messages are posted here and the polling threads, which call
 //! into MPI anyway, complete them.
 //!

@@ -2,7 +2,7 @@
 //! `apply_async`, trivial tasks, median of a few rounds: for A/B runs with
 //! `scripts/ab` and for profiles (`perf record`).
 use multiproc_bench::median;
-use multiproc_bench::pool::{apply_async_pipelined, apply_one};
+use multiproc_bench::pool::{apply_async_pipelined, apply_one, trivial};
 
 fn main() {
     let n: u64 = std::env::args()
@@ -31,6 +31,26 @@ fn main() {
     if only_apply {
         println!("apply {:.0} ns", median(&a));
         return;
+    }
+    // WINDOWS=1: the pipelined tasks also in windows of 64, 1 024 and
+    // 16 384 in flight (submitted, then taken), beside all n at once.
+    if std::env::var_os("WINDOWS").is_some() {
+        for window in [64, 1_024, 16_384] {
+            let mut w = Vec::new();
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for start in (0..n).step_by(window) {
+                    let handles: Vec<_> = (start..(start + window as u64).min(n))
+                        .map(|i| pool.apply_async(trivial, i).expect("apply_async"))
+                        .collect();
+                    for h in handles {
+                        std::hint::black_box(h.get().expect("get"));
+                    }
+                }
+                w.push(t.elapsed().as_nanos() as f64 / n as f64);
+            }
+            println!("apply_async, {window} in flight: {:.0} ns/task", median(&w));
+        }
     }
     println!(
         "apply {:.0} ns, apply_async pipelined {:.0} ns/task",

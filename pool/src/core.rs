@@ -34,11 +34,13 @@ use std::time::{Duration, Instant};
 use multiproc_proc::{ForkServer, ServerChild};
 
 use crate::error::{Error, Exit, Result};
+use crate::seq::SeqTable;
 use crate::wire;
 use crate::worker::{Channels, READY};
 
-/// A map keyed by the pool's own sequence numbers (jobs, tasks): no hostile
-/// keys, so a multiplicative hash instead of SipHash (`benches/NOTES.md`).
+/// A map keyed by the pool's own sequence numbers (the side map of a
+/// [`SeqTable`]): no hostile keys, so a multiplicative hash instead of
+/// SipHash (`benches/NOTES.md`).
 pub(crate) type SeqMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<SeqHasher>>;
 
 /// Fibonacci hashing of one `u64`.
@@ -197,9 +199,12 @@ impl Task {
         mut msg: Vec<u8>,
         starts: Starts,
     ) -> Task {
-        let mut header = Vec::with_capacity(wire::TASK_HEADER);
-        wire::task_header(&mut header, 0, target.kind, target.fns, count);
-        msg[..wire::TASK_HEADER].copy_from_slice(&header);
+        msg[..wire::TASK_HEADER].copy_from_slice(&wire::task_header(
+            0,
+            target.kind,
+            target.fns,
+            count,
+        ));
         Task {
             job,
             first,
@@ -354,9 +359,9 @@ struct Worker {
 /// Everything the pool's threads share, under one lock.
 pub(crate) struct State {
     workers: Vec<Worker>,
-    inflight: SeqMap<Task>,
+    inflight: SeqTable<Task>,
     pending: VecDeque<Task>,
-    pub(crate) jobs: SeqMap<Job>,
+    pub(crate) jobs: SeqTable<Job>,
     next_seq: u64,
     next_job: u64,
     /// No new tasks (close or terminate).
@@ -424,9 +429,9 @@ impl Inner {
             task_timeout,
             state: Mutex::new(State {
                 workers,
-                inflight: SeqMap::default(),
+                inflight: SeqTable::default(),
                 pending: VecDeque::new(),
-                jobs: SeqMap::default(),
+                jobs: SeqTable::default(),
                 next_seq: 1,
                 next_job: 1,
                 closed: false,
@@ -815,7 +820,7 @@ impl Inner {
             .inflight
             .iter()
             .filter(|(_, t)| t.worker == w)
-            .map(|(&s, _)| s)
+            .map(|(s, _)| s)
             .collect();
         mine.sort_unstable();
         let mut requeue = Vec::new();

@@ -81,6 +81,7 @@ mod hooks;
 mod pmap;
 mod pool;
 mod raw;
+mod seq;
 mod wire;
 mod worker;
 

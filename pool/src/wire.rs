@@ -85,13 +85,15 @@ pub(crate) fn address_at(offset: i64) -> usize {
     (anchor_address() as i64).wrapping_add(offset) as usize
 }
 
-/// Writes a task's header.
-pub(crate) fn task_header(out: &mut Vec<u8>, seq: u64, target: u8, fns: (i64, i64), count: u32) {
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.push(target);
-    out.extend_from_slice(&fns.0.to_le_bytes());
-    out.extend_from_slice(&fns.1.to_le_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
+/// A task's header.
+pub(crate) fn task_header(seq: u64, target: u8, fns: (i64, i64), count: u32) -> [u8; TASK_HEADER] {
+    let mut h = [0; TASK_HEADER];
+    h[..8].copy_from_slice(&seq.to_le_bytes());
+    h[8] = target;
+    h[9..17].copy_from_slice(&fns.0.to_le_bytes());
+    h[17..25].copy_from_slice(&fns.1.to_le_bytes());
+    h[25..29].copy_from_slice(&count.to_le_bytes());
+    h
 }
 
 /// A task's header as read by a worker.

@@ -1,0 +1,291 @@
+//! [`SeqTable`]: the pool's jobs and tasks in flight, keyed by their
+//! sequence numbers.
+//!
+//! The pool hands its numbers out in increasing order and retires them in
+//! about that order, so the live keys form a window that slides forward. A
+//! hash map scatters neighbouring keys across its table: with 100 000 jobs
+//! in flight every lookup of a pipelined `apply_async` was a cache miss
+//! (about a sixth of the parent's time, `benches/NOTES.md`). Here the window
+//! is a ring indexed by `key - base`, so neighbours are neighbours in memory.
+//!
+//! A key that stays live while many after it are retired (a handle kept and
+//! never taken) would stretch the window without bound; once the window is
+//! more than half empty and longer than [`WINDOW_MIN`], its oldest entries
+//! move to a hash map on the side, so the ring never holds more than twice
+//! the live entries (or [`WINDOW_MIN`]) and each entry moves at most once.
+
+use std::collections::VecDeque;
+
+use crate::core::SeqMap;
+
+/// The window is never shrunk below this many slots by moving live entries
+/// out (small in tests, so that they move often).
+const WINDOW_MIN: usize = if cfg!(test) { 16 } else { 1024 };
+
+/// Values keyed by increasing `u64` sequence numbers (see the module).
+pub(crate) struct SeqTable<V> {
+    /// The key of `window[0]`.
+    base: u64,
+    /// Slot `i` holds the value of key `base + i`, if live.
+    window: VecDeque<Option<V>>,
+    /// Live entries in `window`.
+    live: usize,
+    /// Live entries older than `base`.
+    old: SeqMap<V>,
+}
+
+impl<V> Default for SeqTable<V> {
+    fn default() -> SeqTable<V> {
+        SeqTable {
+            base: 0,
+            window: VecDeque::new(),
+            live: 0,
+            old: SeqMap::default(),
+        }
+    }
+}
+
+impl<V> SeqTable<V> {
+    /// Whether nothing is live.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0 && self.old.is_empty()
+    }
+
+    /// How many entries are live.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.live + self.old.len()
+    }
+
+    /// Sets `key` to `value`, returning the value it replaces.
+    pub(crate) fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        // On the side already (never for the pool, whose keys are new).
+        if !self.old.is_empty() {
+            if let Some(v) = self.old.get_mut(&key) {
+                return Some(std::mem::replace(v, value));
+            }
+        }
+        if self.window.is_empty() && key >= self.base {
+            self.base = key;
+        }
+        if key < self.base {
+            return self.old.insert(key, value);
+        }
+        let at = usize::try_from(key - self.base).unwrap_or(usize::MAX);
+        if at >= self.window.len() {
+            // A key far past the window (never from the pool, whose keys
+            // come one by one): kept on the side rather than a huge ring.
+            if at - self.window.len() > WINDOW_MIN.max(self.window.len()) {
+                return self.old.insert(key, value);
+            }
+            self.window.resize_with(at + 1, || None);
+        }
+        let before = self.window[at].replace(value);
+        if before.is_none() {
+            self.live += 1;
+            self.compact();
+        }
+        before
+    }
+
+    pub(crate) fn get(&self, key: &u64) -> Option<&V> {
+        match self.slot(*key) {
+            Some(at) => self.window[at].as_ref(),
+            None => self.old.get(key),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
+        match self.slot(*key) {
+            Some(at) => self.window[at].as_mut(),
+            None => self.old.get_mut(key),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &u64) -> Option<V> {
+        let Some(at) = self.slot(*key) else {
+            return self.old.remove(key);
+        };
+        let value = self.window[at].take()?;
+        self.live -= 1;
+        // Retired from the front: the window slides on past every dead slot.
+        while let Some(None) = self.window.front() {
+            self.window.pop_front();
+            self.base += 1;
+        }
+        self.compact();
+        Some(value)
+    }
+
+    /// Every live entry, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        let base = self.base;
+        self.window
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, v)| Some((base + i as u64, v.as_ref()?)))
+            .chain(self.old.iter().map(|(&k, v)| (k, v)))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.window
+            .iter_mut()
+            .filter_map(Option::as_mut)
+            .chain(self.old.values_mut())
+    }
+
+    /// Takes every entry out, in no particular order.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (u64, V)> {
+        let base = self.base;
+        let window = std::mem::take(&mut self.window);
+        self.live = 0;
+        window
+            .into_iter()
+            .enumerate()
+            .filter_map(move |(i, v)| Some((base + i as u64, v?)))
+            .chain(std::mem::take(&mut self.old))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.window.clear();
+        self.live = 0;
+        self.old.clear();
+    }
+
+    /// Where `key` is in the window, if it is in the window's range.
+    fn slot(&self, key: u64) -> Option<usize> {
+        let at = usize::try_from(key.checked_sub(self.base)?).ok()?;
+        (at < self.window.len()).then_some(at)
+    }
+
+    /// Moves the oldest entries to the side while the window is more than
+    /// half empty and longer than [`WINDOW_MIN`].
+    fn compact(&mut self) {
+        while self.window.len() > WINDOW_MIN && self.live * 2 < self.window.len() {
+            if let Some(Some(value)) = self.window.pop_front() {
+                self.live -= 1;
+                self.old.insert(self.base, value);
+            }
+            self.base += 1;
+            while let Some(None) = self.window.front() {
+                self.window.pop_front();
+                self.base += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Insert the next key (as the pool does), or one `skip` further on.
+        Next {
+            skip: u16,
+        },
+        /// Remove the live key at this rank (modulo the live count).
+        Remove(usize),
+        /// Insert again at a live key of this rank.
+        Replace(usize),
+        Clear,
+        Drain,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u16..3).prop_map(|skip| Op::Next { skip }),
+            1 => Just(Op::Next { skip: 40 }),
+            6 => any::<usize>().prop_map(Op::Remove),
+            1 => any::<usize>().prop_map(Op::Replace),
+            1 => Just(Op::Clear),
+            1 => Just(Op::Drain),
+        ]
+    }
+
+    fn same(t: &SeqTable<u64>, m: &BTreeMap<u64, u64>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(t.len(), m.len());
+        prop_assert_eq!(t.is_empty(), m.is_empty());
+        let mut all: Vec<(u64, u64)> = t.iter().map(|(k, &v)| (k, v)).collect();
+        all.sort_unstable();
+        let want: Vec<(u64, u64)> = m.iter().map(|(&k, &v)| (k, v)).collect();
+        prop_assert_eq!(all, want);
+        // The window holds at most twice the live entries, or WINDOW_MIN.
+        prop_assert!(t.window.len() <= (2 * t.live).max(WINDOW_MIN) + 1);
+        Ok(())
+    }
+
+    proptest! {
+        /// Any sequence of the pool's operations leaves the table holding
+        /// what a map would, with its window bounded.
+        #[test]
+        fn acts_as_a_map(ops in proptest::collection::vec(op(), 1..800)) {
+            let mut t = SeqTable::default();
+            let mut m = BTreeMap::new();
+            let mut next = 7u64;
+            for op in ops {
+                match op {
+                    Op::Next { skip } => {
+                        next += u64::from(skip);
+                        prop_assert_eq!(t.insert(next, next * 3), None);
+                        m.insert(next, next * 3);
+                        next += 1;
+                    }
+                    Op::Remove(r) if !m.is_empty() => {
+                        let k = *m.keys().nth(r % m.len()).unwrap();
+                        prop_assert_eq!(t.remove(&k), m.remove(&k));
+                        prop_assert_eq!(t.remove(&k), None);
+                    }
+                    Op::Replace(r) if !m.is_empty() => {
+                        let k = *m.keys().nth(r % m.len()).unwrap();
+                        prop_assert_eq!(t.insert(k, 1), m.insert(k, 1));
+                        *t.get_mut(&k).unwrap() += 1;
+                        *m.get_mut(&k).unwrap() += 1;
+                    }
+                    Op::Remove(_) | Op::Replace(_) => {}
+                    Op::Clear => {
+                        t.clear();
+                        m.clear();
+                    }
+                    Op::Drain => {
+                        let mut got: Vec<(u64, u64)> = t.drain().collect();
+                        got.sort_unstable();
+                        let want: Vec<(u64, u64)> = std::mem::take(&mut m).into_iter().collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                same(&t, &m)?;
+                for k in next.saturating_sub(5)..next + 2 {
+                    prop_assert_eq!(t.get(&k), m.get(&k));
+                }
+            }
+            for v in t.values_mut() {
+                *v += 1;
+            }
+            prop_assert_eq!(t.values().count(), m.len());
+            prop_assert!(t.iter().all(|(k, &v)| m.get(&k).map(|w| w + 1) == Some(v)));
+        }
+    }
+
+    #[test]
+    fn one_key_kept_while_many_pass_moves_aside() {
+        let mut t = SeqTable::default();
+        t.insert(0, 0u64);
+        for k in 1..100_000 {
+            t.insert(k, k);
+            t.remove(&k);
+        }
+        assert_eq!(t.len(), 1);
+        assert!(t.window.len() <= WINDOW_MIN + 1, "{}", t.window.len());
+        assert_eq!(t.get(&0), Some(&0));
+        assert_eq!(t.remove(&0), Some(0));
+        assert!(t.is_empty());
+    }
+}

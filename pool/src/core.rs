@@ -122,7 +122,10 @@ impl Starts {
 
 /// A buffer to encode a task's arguments into: room for the header first.
 pub(crate) fn task_buffer() -> Vec<u8> {
-    vec![0; wire::TASK_HEADER]
+    // Room for small arguments too: growing it costs a realloc.
+    let mut msg = Vec::with_capacity(64);
+    msg.resize(wire::TASK_HEADER, 0);
+    msg
 }
 
 /// [`task_buffer`] for a chunk of `items` items: a large one reuses a spare

@@ -87,13 +87,47 @@ pub(crate) struct Task {
     /// The whole inbox message: the header (its `seq` written when sent),
     /// then the encoded arguments, concatenated. Made once: sending puts
     /// these bytes as they are, and a stream shares them (no copy).
-    msg: Arc<Vec<u8>>,
+    msg: Msg,
     /// Where each item's arguments start, from the start of the arguments
     /// (for a task of more than one item: a death splits it).
     pub(crate) starts: Starts,
     /// Its number once sent; the worker it went to.
     seq: u64,
     worker: usize,
+}
+
+/// A task's message: its own until a stream needs it too (most tasks never
+/// stream, and an `Arc` for each cost an allocation a task).
+enum Msg {
+    Own(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Msg {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Msg::Own(v) => v,
+            Msg::Shared(v) => v,
+        }
+    }
+
+    /// The bytes to write (copied first if a stream still holds them).
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Msg::Own(v) => v,
+            Msg::Shared(v) => Arc::make_mut(v).as_mut_slice(),
+        }
+    }
+
+    /// The bytes, shared (with a stream), without a copy.
+    fn shared(&mut self) -> Arc<Vec<u8>> {
+        let shared = match std::mem::replace(self, Msg::Own(Vec::new())) {
+            Msg::Own(v) => Arc::new(v),
+            Msg::Shared(v) => v,
+        };
+        *self = Msg::Shared(Arc::clone(&shared));
+        shared
+    }
 }
 
 /// Where each item of a task starts in its arguments.
@@ -213,7 +247,7 @@ impl Task {
             first,
             count,
             target,
-            msg: Arc::new(msg),
+            msg: Msg::Own(msg),
             starts,
             seq: 0,
             worker: usize::MAX,
@@ -221,7 +255,7 @@ impl Task {
     }
 
     fn args(&self) -> &[u8] {
-        &self.msg[wire::TASK_HEADER..]
+        &self.msg.bytes()[wire::TASK_HEADER..]
     }
 
     /// The items `range` of this task, as a task of their own.
@@ -255,14 +289,19 @@ impl Task {
         self.worker = w;
         // Shared only with a stream still queued for a worker that died:
         // then the bytes are copied, and the stream keeps the old number.
-        Arc::make_mut(&mut self.msg)[..8].copy_from_slice(&seq.to_le_bytes());
+        self.msg.bytes_mut()[..8].copy_from_slice(&seq.to_le_bytes());
     }
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(msg) = Arc::get_mut(&mut self.msg) {
-            spare::give(std::mem::take(msg));
+        match &mut self.msg {
+            Msg::Own(msg) => spare::give(std::mem::take(msg)),
+            Msg::Shared(msg) => {
+                if let Some(msg) = Arc::get_mut(msg) {
+                    spare::give(std::mem::take(msg));
+                }
+            }
         }
     }
 }
@@ -273,18 +312,41 @@ pub(crate) struct Part {
     pub(crate) first: usize,
     pub(crate) count: u32,
     /// The whole answer message; the entries start at `wire::ANSWER_HEADER`.
-    pub(crate) msg: Vec<u8>,
+    msg: Answer,
 }
 
 impl Part {
     pub(crate) fn entries(&self) -> &[u8] {
-        self.msg.get(wire::ANSWER_HEADER..).unwrap_or(&[])
+        self.msg.bytes().get(wire::ANSWER_HEADER..).unwrap_or(&[])
     }
 }
 
-impl Drop for Part {
+/// The longest answer kept inline in an [`Answer`]: the header and a few
+/// raw results.
+const ANSWER_INLINE: usize = 48;
+
+/// An answer message as received: a small one (a trivial `apply`'s) inline,
+/// so that taking and filing it costs no allocation; a large one in a spare
+/// buffer given back when it is dropped.
+pub(crate) enum Answer {
+    Inline { len: u8, buf: [u8; ANSWER_INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl Answer {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Answer::Inline { len, buf } => &buf[..usize::from(*len)],
+            Answer::Heap(v) => v,
+        }
+    }
+}
+
+impl Drop for Answer {
     fn drop(&mut self) {
-        spare::give(std::mem::take(&mut self.msg));
+        if let Answer::Heap(v) = self {
+            spare::give(std::mem::take(v));
+        }
     }
 }
 
@@ -314,7 +376,8 @@ pub(crate) struct Job {
     /// The finisher's output.
     pub(crate) outcome: Option<Box<dyn Any + Send>>,
     /// Cancelled, or failed as a whole (terminate, broken pool).
-    pub(crate) aborted: Option<Error>,
+    /// (Boxed: an `Error` inline would make every job 72 bytes longer.)
+    pub(crate) aborted: Option<Box<Error>>,
     /// Its finisher runs now (outside the lock): not done yet.
     finishing: bool,
 }
@@ -547,16 +610,16 @@ impl Inner {
             // holds a slot a dead worker claimed and never freed (killed inside
             // its get): a put that times out at once looks for the dead
             // claimer and frees the slot (a `try_put` never does).
-            let put = match inbox.try_put_bytes(&task.msg) {
+            let put = match inbox.try_put_bytes(task.msg.bytes()) {
                 Err(multiproc_queue::Error::Full) => {
-                    inbox.put_bytes_timeout(&task.msg, Duration::ZERO)
+                    inbox.put_bytes_timeout(task.msg.bytes(), Duration::ZERO)
                 }
                 other => other,
             };
             match put {
                 Ok(()) => {}
                 Err(multiproc_queue::Error::MessageTooLarge { .. }) => {
-                    st.streams.push_back((w, task.seq, Arc::clone(&task.msg)));
+                    st.streams.push_back((w, task.seq, task.msg.shared()));
                     // Each streamer takes only its worker's streams.
                     self.streams_ready.notify_all();
                 }
@@ -907,7 +970,7 @@ impl Inner {
             st.streams.clear();
             for job in st.jobs.values_mut() {
                 if !job.complete() {
-                    job.aborted = Some(Error::Terminated);
+                    job.aborted = Some(Box::new(Error::Terminated));
                 }
             }
             take_children(&mut st)
@@ -1017,7 +1080,7 @@ impl Inner {
         let removed = before != st.pending.len();
         match st.jobs.get_mut(&job) {
             Some(j) if removed && j.answered == 0 => {
-                j.aborted = Some(Error::Cancelled);
+                j.aborted = Some(Box::new(Error::Cancelled));
                 true
             }
             _ => false,
@@ -1076,7 +1139,7 @@ const SPINS: u32 = 200;
 /// there, then take it. (`get_bytes_timeout` would give up on a large answer
 /// whose worker stalls for a check interval past the slice: a worker may be
 /// descheduled that long on a loaded machine, and the answer would be lost.)
-fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<u8>> {
+fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Answer> {
     for _ in 0..SPINS {
         // A look at the ring's two positions first: an empty try goes through
         // the queue's general path (its end checks, its scratch buffer),
@@ -1101,13 +1164,18 @@ fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Vec<
 /// is copied out to a `Vec` of its size, a large one keeps the buffer (a
 /// spare one, if there is, takes its place; it goes back to the spares at the
 /// next small answer, so that a thread holds no large buffer between maps).
-fn try_take_answer(results: &multiproc_queue::ByteQueue) -> multiproc_queue::Result<Vec<u8>> {
+fn try_take_answer(results: &multiproc_queue::ByteQueue) -> multiproc_queue::Result<Answer> {
     thread_local! {
         static RX: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     RX.with_borrow_mut(|rx| {
         let n = results.try_get_bytes_into(rx)?;
-        Ok(if n < spare::MIN {
+        if n <= ANSWER_INLINE {
+            let mut buf = [0; ANSWER_INLINE];
+            buf[..n].copy_from_slice(&rx[..n]);
+            return Ok(Answer::Inline { len: n as u8, buf });
+        }
+        Ok(Answer::Heap(if n < spare::MIN {
             let msg = rx[..n].to_vec();
             if rx.capacity() >= spare::MIN {
                 spare::give(std::mem::take(rx));
@@ -1115,7 +1183,7 @@ fn try_take_answer(results: &multiproc_queue::ByteQueue) -> multiproc_queue::Res
             msg
         } else {
             std::mem::replace(rx, spare::take())
-        })
+        }))
     })
 }
 
@@ -1133,8 +1201,8 @@ pub(crate) fn outstanding(st: &State) -> bool {
 }
 
 /// Files one answer under its job; notes the job in `finished` if complete.
-fn file_answer(st: &mut State, msg: Vec<u8>, finished: &mut Vec<u64>) {
-    let Some((seq, _, _)) = wire::read_answer(&msg) else {
+fn file_answer(st: &mut State, msg: Answer, finished: &mut Vec<u64>) {
+    let Some((seq, _, _)) = wire::read_answer(msg.bytes()) else {
         return; // not an answer: a peer's garbage
     };
     // An answer for a task no longer in flight (re-sent after a death, or

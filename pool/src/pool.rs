@@ -1468,7 +1468,7 @@ impl<T: Send + 'static> AsyncResult<T> {
         };
         drop(st);
         if let Some(e) = j.aborted {
-            return Err(e);
+            return Err(*e);
         }
         if !j.complete() {
             return Err(Error::Terminated);
@@ -1606,7 +1606,10 @@ where
         };
         let (mut st, _) = self.pool.inner.wait_until(st, None, &has_news);
         let (gathered, aborted) = match st.jobs.get_mut(&job) {
-            Some(j) => (std::mem::take(&mut j.gathered), j.aborted.take()),
+            Some(j) => (
+                std::mem::take(&mut j.gathered),
+                j.aborted.take().map(|e| *e),
+            ),
             None => (Gathered::default(), Some(Error::Terminated)),
         };
         drop(st);

@@ -353,7 +353,7 @@ impl Drop for Answer {
 /// What a job has gathered: answers, and items that failed without one.
 #[derive(Default)]
 pub(crate) struct Gathered {
-    pub(crate) parts: Vec<Part>,
+    pub(crate) parts: smallvec::SmallVec<[Part; 1]>,
     pub(crate) failed: Vec<(usize, Error)>,
 }
 

@@ -1430,7 +1430,7 @@ impl<T: Send + 'static> AsyncResult<T> {
             if !bad.is_empty() {
                 // The end finds what is wrong, in order.
                 if let Some(j) = st.jobs.get_mut(&job) {
-                    j.gathered.parts.append(&mut bad);
+                    j.gathered.parts.extend(bad);
                 }
                 break;
             }

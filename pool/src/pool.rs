@@ -1136,6 +1136,13 @@ fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>
 
 /// An `apply`'s outcome.
 fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
+    // The usual case, one answer for the one item: read at once, with no
+    // list of outcomes made for it.
+    if let ([part], []) = (&g.parts[..], &g.failed[..]) {
+        if part.first == 0 && part.count == 1 {
+            return wire::read_item::<R>(part.entries()).0;
+        }
+    }
     decode_items(g, total.max(1))
         .into_iter()
         .next()

@@ -72,7 +72,14 @@ impl<V> SeqTable<V> {
             return self.old.insert(key, value);
         }
         let at = usize::try_from(key - self.base).unwrap_or(usize::MAX);
-        if at >= self.window.len() {
+        if at == self.window.len() {
+            // The pool's case: the next number.
+            self.window.push_back(Some(value));
+            self.live += 1;
+            self.compact();
+            return None;
+        }
+        if at > self.window.len() {
             // A key far past the window (never from the pool, whose keys
             // come one by one): kept on the side rather than a huge ring.
             if at - self.window.len() > WINDOW_MIN.max(self.window.len()) {

@@ -9,7 +9,17 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let pool = multiproc_pool::Pool::new(multiproc_proc::cpu_count()).expect("pool");
+    // PROCS=N: a pool of N workers (default: one per CPU).
+    let procs = std::env::var("PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(multiproc_proc::cpu_count);
+    // DEPTH=N: each worker's inbox holds N tasks (default: the pool's).
+    let mut builder = multiproc_pool::Pool::builder().processes(procs);
+    if let Some(depth) = std::env::var("DEPTH").ok().and_then(|v| v.parse().ok()) {
+        builder = builder.inbox_depth(depth);
+    }
+    let pool = builder.build().expect("pool");
     apply_one(&pool, 2_000);
     let (mut a, mut p) = (Vec::new(), Vec::new());
     // APPLY_ONLY=1: only the blocking apply (for a profile of it alone).

@@ -775,8 +775,12 @@ impl Inner {
             if !finished.is_empty() && st.sleepers > 0 {
                 self.changed.notify_all();
             }
+            // Only jobs with a finisher need another look (and the lock again).
+            finished.retain(|id| st.jobs.get(id).is_some_and(|j| j.finisher.is_some()));
         }
-        self.finish(finished);
+        if !finished.is_empty() {
+            self.finish(finished);
+        }
     }
 
     /// Runs the finishers of `jobs` (outside the state lock) and signals waiters.

@@ -433,6 +433,8 @@ pub(crate) struct State {
     /// No new tasks (close or terminate).
     pub(crate) closed: bool,
     pub(crate) terminated: bool,
+    /// `join` stopped the workers: nothing queued would ever run.
+    joined: bool,
     /// The initializer keeps failing: the error every task gets.
     broken: Option<(u32, Exit)>,
     init_deaths: u32,
@@ -502,6 +504,7 @@ impl Inner {
                 next_job: 1,
                 closed: false,
                 terminated: false,
+                joined: false,
                 broken: None,
                 init_deaths: 0,
                 waiting: 0,
@@ -572,6 +575,19 @@ impl Inner {
 
     /// Queues `task` for its job (whose count it adds to), and sends what fits.
     pub(crate) fn queue(&self, st: &mut State, task: Task) {
+        if st.joined || st.terminated {
+            // No worker will run it (an `imap` read on after `join` or
+            // `terminate`): its job ends with what it has, and this error.
+            if let Some(job) = st.jobs.get_mut(&task.job) {
+                let why = if st.terminated {
+                    Error::Terminated
+                } else {
+                    Error::Joined
+                };
+                job.aborted.get_or_insert_with(|| Box::new(why));
+            }
+            return;
+        }
         if let Some(job) = st.jobs.get_mut(&task.job) {
             job.total += task.count as usize;
         }
@@ -1010,6 +1026,7 @@ impl Inner {
         let (st, r) = self.wait_until(st, deadline, &|st| st.terminated || !outstanding(st));
         r?;
         let mut st = st;
+        st.joined = true;
         let children = take_children(&mut st);
         drop(st);
         self.stop_workers(children, deadline);

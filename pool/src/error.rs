@@ -114,6 +114,12 @@ pub enum Error {
         /// The process that made the pool.
         owner: u32,
     },
+    /// An `imap` read on after `join` stopped the workers, with input not
+    /// yet sent: `imap` reads its input as its results are taken (Python's
+    /// sends all of it at once), so take an `imap`'s results before `join`.
+    /// Its results that came before are yielded first.
+    #[error("join() stopped the workers before this imap's input was all sent; take an imap's results before join()")]
+    Joined,
     /// `join` on a pool that was neither closed nor terminated (Python's
     /// `ValueError: Pool is still running`).
     #[error("join() needs close() or terminate() first")]

@@ -634,6 +634,13 @@ impl Pool {
     /// input works. Each result is a `Result`: a failed item does not end the
     /// iteration.
     ///
+    /// Because the input is read as results are taken (Python's `imap` sends
+    /// all of it at once), take an `imap`'s results before
+    /// [`join`](Pool::join): read on after `join` has stopped the workers, it
+    /// yields the results of what was already sent, then [`Error::Joined`],
+    /// then ends; after [`terminate`](Pool::terminate), what had come, then
+    /// [`Error::Terminated`]. It never waits for workers that are gone.
+    ///
     /// # Examples
     /// ```
     /// fn double(x: u64) -> u64 { 2 * x }
@@ -1526,6 +1533,9 @@ pub struct IMap<'p, R, I> {
     /// Why the iteration cannot go on (an item that cannot be encoded, a
     /// closed pool): yielded once, then the end.
     stop: Option<Error>,
+    /// The job ended before every item sent was answered (`terminate`, or
+    /// fed after `join`): `stop` is yielded after what is in order.
+    aborted: bool,
 }
 
 impl<'p, R, I, A> IMap<'p, R, I>
@@ -1562,6 +1572,7 @@ where
             ready: BTreeMap::new(),
             arrived: VecDeque::new(),
             stop,
+            aborted: false,
         }
     }
 
@@ -1620,11 +1631,6 @@ where
             None => (Gathered::default(), Some(Error::Terminated)),
         };
         drop(st);
-        if let Some(e) = aborted {
-            self.stop = Some(e);
-            self.exhausted = true;
-            return;
-        }
         for part in &gathered.parts {
             let mut entries = part.entries();
             for i in 0..part.count as usize {
@@ -1635,6 +1641,13 @@ where
         }
         for (i, e) in gathered.failed {
             self.put(i, Err(e));
+        }
+        if let Some(e) = aborted {
+            // Nothing more will come: what is in order is yielded, then
+            // this error, then the end.
+            self.stop = Some(e);
+            self.exhausted = true;
+            self.aborted = true;
         }
     }
 
@@ -1660,7 +1673,7 @@ where
             let Some(job) = self.job else {
                 return self.stop.take().map(|e| (self.taken, Err(e)));
             };
-            if self.stop.is_some() && self.taken >= self.fed {
+            if self.aborted || (self.stop.is_some() && self.taken >= self.fed) {
                 self.finish();
                 return self.stop.take().map(|e| (self.taken, Err(e)));
             }

@@ -518,6 +518,63 @@ fn imap_over_an_endless_input_reads_a_bounded_way_ahead() {
     assert_eq!(got, [0, 1, 4, 9, 16]);
 }
 
+/// An `imap` read on after `terminate` or after `join` (which stop the
+/// workers) ends: its results that came are yielded in order, then one error
+/// saying why, then the end — never a wait for workers that are gone (it once
+/// spun for ever after `terminate`, and slept for ever after `join`).
+#[test]
+fn an_imap_read_on_after_terminate_or_join_ends_with_an_error() {
+    let _dog = Watchdog::arm(LIMIT, "imap after the end");
+    let read = AtomicUsize::new(0);
+    let endless = || Counted {
+        next: 0,
+        read: &read,
+    };
+    for unordered in [false, true] {
+        // Terminated: everything not yet taken fails at once.
+        let pool = Pool::new(2).unwrap();
+        let mut rest: Vec<Result<u64, Error>> = if unordered {
+            let mut it = pool.imap_unordered(nap, (0..100).map(|_| 5));
+            assert!(it.next().unwrap().1.is_ok());
+            pool.terminate();
+            it.map(|(_, r)| r).collect()
+        } else {
+            let mut it = pool.imap(nap, (0..100).map(|_| 5));
+            assert!(it.next().unwrap().is_ok());
+            pool.terminate();
+            it.collect()
+        };
+        assert!(
+            matches!(rest.pop(), Some(Err(Error::Terminated))),
+            "unordered {unordered}"
+        );
+        assert!(
+            rest.len() < 99 && rest.iter().all(Result::is_ok),
+            "{rest:?}"
+        );
+
+        // Joined: what was sent ahead is answered and yielded, then Joined,
+        // even over an endless input.
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool.imap_with(square, endless(), 1, 2);
+        assert_eq!(it.next().unwrap().unwrap(), 0);
+        pool.close();
+        pool.join().unwrap();
+        let rest: Vec<_> = it.by_ref().take(1000).collect();
+        let (last, before) = rest.split_last().unwrap();
+        assert!(matches!(last, Err(Error::Joined)), "{last:?}");
+        for (i, r) in before.iter().enumerate() {
+            assert_eq!(*r.as_ref().unwrap(), square(i as u64 + 1));
+        }
+        assert!(before.len() <= 4, "{} sent ahead", before.len());
+        assert!(it.next().is_none());
+        assert!(matches!(
+            pool.imap(square, 0..3).next(),
+            Some(Err(Error::Closed))
+        ));
+    }
+}
+
 fn pid_after(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()

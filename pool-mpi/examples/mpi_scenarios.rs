@@ -296,6 +296,37 @@ fn lifecycle(pool: &MpiPool) {
     println!("joined in {:?}", t.elapsed());
 }
 
+/// An imap read on after `join`, its input endless and its iterator in this
+/// very thread: `join` returns once what was sent is in, and the iterator
+/// then yields those results, `Joined`, and ends.
+fn imap_after_join(pool: &MpiPool) {
+    let mut it = pool.imap(square, 0u64..);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    pool.join().unwrap();
+    let rest: Vec<_> = it.by_ref().take(1000).collect();
+    let (last, before) = rest.split_last().unwrap();
+    assert!(matches!(last, Err(Error::Joined)), "{last:?}");
+    for (i, r) in before.iter().enumerate() {
+        assert_eq!(*r.as_ref().unwrap(), square(i as u64 + 1));
+    }
+    assert!(it.next().is_none());
+}
+
+/// An imap read on after `terminate`, its input endless: what was out
+/// fails with `Terminated`, and the iteration ends.
+fn imap_after_terminate(pool: &MpiPool) {
+    let mut it = pool.imap(sleep_ms, std::iter::repeat(20u64));
+    assert!(it.next().unwrap().is_ok());
+    pool.terminate();
+    let rest: Vec<_> = it.by_ref().take(1000).collect();
+    assert!(rest.len() < 1000, "the iteration did not end");
+    assert!(
+        matches!(rest.last(), Some(Err(Error::Terminated))),
+        "{rest:?}"
+    );
+}
+
 /// Prints this rank-0 process's pid and every rank's, then runs a map long
 /// enough for a test to kill a rank in the middle.
 fn long_map(pool: &MpiPool) {
@@ -316,6 +347,8 @@ fn main() {
         "imap-endless" => imap_endless(&pool),
         "kill-worker" => kill_worker(&pool),
         "lifecycle" => lifecycle(&pool),
+        "imap-join" => imap_after_join(&pool),
+        "imap-terminate" => imap_after_terminate(&pool),
         "kill-rank" => long_map(&pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {

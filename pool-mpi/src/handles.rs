@@ -294,6 +294,18 @@ where
 
     /// Sends chunks while fewer than `window` are ahead of what was taken.
     fn top_up(&mut self, job: u64) {
+        if !self.exhausted
+            && self
+                .pool
+                .hub
+                .lock()
+                .jobs
+                .get(&job)
+                .is_some_and(|j| j.aborted.is_some())
+        {
+            // Terminated (or a rank died): no more input is read.
+            self.exhausted = true;
+        }
         while !self.exhausted && self.sent < self.yielded + self.window * self.chunk {
             let mut bytes = Vec::new();
             let first = self.sent;
@@ -329,6 +341,12 @@ where
                 for i in first..self.sent {
                     self.ready.insert(i, Err(copy_error(&e)));
                 }
+                // Nothing more can be sent (the pool ended, or broke): the
+                // iteration ends after these.
+                self.exhausted = true;
+                if let Some(j) = self.pool.hub.lock().jobs.get_mut(&job) {
+                    j.feeding = false;
+                }
             }
         }
     }
@@ -338,6 +356,7 @@ where
 fn copy_error(e: &Error) -> Error {
     match e {
         Error::Closed => Error::Closed,
+        Error::Joined => Error::Joined,
         Error::Terminated => Error::Terminated,
         Error::Rank { rank, message } => Error::Rank {
             rank: *rank,

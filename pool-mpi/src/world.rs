@@ -724,7 +724,11 @@ impl MpiPool {
 
     /// `f` over `items`, lazily and in order (Python's `imap`): chunks of
     /// one item, at most `processes + processes` of them ahead of what was
-    /// taken. A failed item does not end the iteration.
+    /// taken. A failed item does not end the iteration. Take its results
+    /// before [`join`](MpiPool::join): read on after `join`, it yields the
+    /// results of what was sent, then [`Error::Joined`], then ends; after
+    /// [`terminate`](MpiPool::terminate), what is not answered fails with
+    /// [`Error::Terminated`], and it ends.
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> MpiIMap<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
@@ -778,12 +782,12 @@ impl MpiPool {
         self.hub.lock().closed = true;
     }
 
-    /// Waits for every task after [`close`](MpiPool::close), then stops the
-    /// ranks (Python's `join`). An [`imap`](MpiPool::imap) iterator still
-    /// alive keeps its job open, reading its input as results are taken:
-    /// `join` waits until it is exhausted or dropped (as Python's does for an
-    /// `imap` with a `buffersize`), so drop it first, or join from another
-    /// thread than the one that takes its results.
+    /// Waits for every task sent after [`close`](MpiPool::close), then
+    /// stops the ranks (Python's `join`). An [`imap`](MpiPool::imap) reads its
+    /// input as its results are taken (Python's sends all of it at once), so
+    /// take its results before `join`: read on after `join`, it yields the
+    /// results of what was already sent, then [`Error::Joined`], then ends
+    /// (as the local pool's does).
     ///
     /// # Errors
     /// [`Error::NotClosed`].
@@ -793,7 +797,10 @@ impl MpiPool {
             if !st.closed {
                 return Err(Error::NotClosed);
             }
-            while st.broken.is_none() && !(st.chunks.is_empty() && st.jobs.values().all(Job::done))
+            // A job still fed (an imap) counts once what it sent is in: its
+            // iterator may be in this very thread.
+            while st.broken.is_none()
+                && !(st.chunks.is_empty() && st.jobs.values().all(|j| j.done() || j.feeding))
             {
                 st = self
                     .hub
@@ -885,6 +892,13 @@ impl MpiPool {
             let mut st = self.hub.lock();
             if let Some(b) = &st.broken {
                 return Err(b.error());
+            }
+            if st.stopping {
+                // After join or terminate (an imap read on): no rank would run it.
+                return Err(match st.jobs.get(&job).and_then(|j| j.aborted.as_ref()) {
+                    Some(a) => a.error(),
+                    None => Error::Joined,
+                });
             }
             let id = st.next_id;
             st.next_id += 1;

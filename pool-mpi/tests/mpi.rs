@@ -196,6 +196,12 @@ fn close_then_join_lets_what_was_sent_finish() {
 }
 
 #[test]
+fn an_imap_read_on_after_join_or_terminate_ends_with_an_error() {
+    passes(2, "imap-join");
+    passes(2, "imap-terminate");
+}
+
+#[test]
 fn code_written_against_tasks_runs_on_either_pool() {
     passes(2, "trait");
 }

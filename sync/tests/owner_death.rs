@@ -510,7 +510,10 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
         0,
         "forgotten once its sleep would have ended"
     );
-    // A live sleeper is still counted and woken.
+    // A live sleeper is still counted and woken. (The permit just released
+    // is taken first: taken after the fork, the child could win it and the
+    // take fail, as it once did on a loaded machine.)
+    sem.try_acquire().unwrap();
     let child = fork(|| {
         if sem.acquire_timeout(Duration::from_secs(20)).is_ok() {
             0
@@ -518,7 +521,6 @@ fn a_semaphore_waiter_killed_asleep_is_forgotten() {
             1
         }
     });
-    sem.try_acquire().unwrap();
     wait_until(BOUND, "a live sleeper", || sem.hook_sleepers() == 1);
     sem.release(1).unwrap();
     child.wait_ok(BOUND);

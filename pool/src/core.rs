@@ -61,6 +61,28 @@ impl std::hash::Hasher for SeqHasher {
     }
 }
 
+thread_local! {
+    /// The pool whose driver's lock this thread holds (its `Inner`'s
+    /// address; 0: none). Finishers — the user's callbacks — run under that
+    /// lock, so a callback that calls its pool again and waits would wait for
+    /// the driver forever (Python's pool deadlocks so); it drives itself
+    /// instead ([`Inner::wait_until`]).
+    static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The driver's lock, held, and this thread marked as its holder until dropped.
+struct Driving<'a> {
+    _guard: MutexGuard<'a, ()>,
+    /// What the mark was before (another pool's, when drives nest).
+    outer: usize,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(self.outer));
+    }
+}
+
 /// Consecutive deaths before `READY` after which the pool stops replacing
 /// workers (CPython's pool respawns forever: gh-87472).
 pub(crate) const MAX_INIT_DEATHS: u32 = 3;
@@ -725,8 +747,13 @@ impl Inner {
                 None => None,
             };
             let slice = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY));
-            match self.driver.try_lock() {
-                Ok(driving) => {
+            let driving = self.try_drive();
+            // This thread drives already, further up its stack: a callback
+            // (run by the driver) that calls its pool again. It drives from
+            // here too, rather than wait for itself for ever.
+            let nested = driving.is_none() && self.driven_here();
+            match driving {
+                Some(driving) => {
                     drop(st);
                     self.drive_once(slice);
                     drop(driving);
@@ -736,7 +763,12 @@ impl Inner {
                         self.changed.notify_all();
                     }
                 }
-                Err(_) => {
+                None if nested => {
+                    drop(st);
+                    self.drive_once(slice);
+                    st = self.lock();
+                }
+                None => {
                     st.sleepers += 1;
                     st = self
                         .changed
@@ -1043,7 +1075,7 @@ impl Inner {
             }
             if st.waiting == 0 && outstanding(&st) {
                 drop(st);
-                if let Ok(driving) = self.driver.try_lock() {
+                if let Some(driving) = self.try_drive() {
                     self.drive_once(CHECK_EVERY * 4);
                     drop(driving);
                     let st = self.lock();
@@ -1062,7 +1094,7 @@ impl Inner {
             st.bg_asleep = false;
             // Idle: replace workers that died meanwhile.
             if st.waiting == 0 && !st.terminated && !st.shutdown {
-                if let Ok(driving) = self.driver.try_lock() {
+                if let Some(driving) = self.try_drive() {
                     let mut finished = Vec::new();
                     self.check_workers(&mut st, &mut finished);
                     self.fill(&mut st);
@@ -1072,6 +1104,23 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The driver's lock, if free, marked as held by this thread (see
+    /// [`Driving`]).
+    fn try_drive(&self) -> Option<Driving<'_>> {
+        let guard = self.driver.try_lock().ok()?;
+        let pool = self as *const Inner as usize;
+        let outer = DRIVING.with(|d| d.replace(pool));
+        Some(Driving {
+            _guard: guard,
+            outer,
+        })
+    }
+
+    /// Whether this thread holds this pool's driver's lock.
+    fn driven_here(&self) -> bool {
+        DRIVING.with(|d| d.get() == self as *const Inner as usize)
     }
 
     /// Wakes the background thread if work came while it sleeps and nobody waits.

@@ -350,6 +350,9 @@ impl Pool {
     /// on the thread that drives the pool then (one waiting on it, or the
     /// pool's background thread); keep them short. A callback that panics
     /// makes the job's result [`Error::CallbackPanicked`]; the pool goes on.
+    /// A callback may call the pool again and wait (`apply`, `get`): the
+    /// thread that runs it drives the pool meanwhile (Python's pool
+    /// deadlocks there).
     ///
     /// # Errors
     /// As for [`apply_async`](Pool::apply_async).

@@ -575,6 +575,50 @@ fn an_imap_read_on_after_terminate_or_join_ends_with_an_error() {
     }
 }
 
+/// A callback that calls its pool again and waits (a blocking `apply`, an
+/// `apply_async` with a callback of its own) completes, whether the caller's
+/// own `get` or the background thread runs it: the thread that runs callbacks
+/// drives the nested call itself (Python's pool deadlocks here).
+#[test]
+fn a_callback_that_calls_its_pool_again_completes() {
+    let _dog = Watchdog::arm(LIMIT, "callback calls its pool");
+    let pool = Arc::new(Pool::new(2).unwrap());
+    for wait_first in [false, true] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (p, s) = (Arc::clone(&pool), Arc::clone(&seen));
+        let r = pool
+            .apply_async_with(
+                square,
+                3,
+                move |v: &u64| {
+                    let a = p.apply(square, *v).unwrap();
+                    let inner = Arc::clone(&s);
+                    let b = p
+                        .apply_async_with(
+                            square,
+                            a,
+                            move |w: &u64| inner.lock().unwrap().push(*w),
+                            |_| {},
+                        )
+                        .unwrap()
+                        .get()
+                        .unwrap();
+                    s.lock().unwrap().extend([a, b]);
+                },
+                |_| {},
+            )
+            .unwrap();
+        if wait_first {
+            // Nobody waits: the background thread runs the callback.
+            while !r.ready() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(r.get().unwrap(), 9);
+        assert_eq!(*seen.lock().unwrap(), [6561, 81, 6561]);
+    }
+}
+
 fn pid_after(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()

@@ -327,6 +327,39 @@ fn imap_after_terminate(pool: &MpiPool) {
     );
 }
 
+/// A callback that calls its pool again and waits (a blocking `apply`, an
+/// `apply_async` with a callback of its own) completes, as with the local
+/// pool.
+fn callback_calls_its_pool(pool: MpiPool) {
+    let pool = Arc::new(pool);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (p, s) = (Arc::clone(&pool), Arc::clone(&seen));
+    let r = pool
+        .apply_async_with(
+            square,
+            3,
+            move |v: &u64| {
+                let a = p.apply(square, *v).unwrap();
+                let inner = Arc::clone(&s);
+                let b = p
+                    .apply_async_with(
+                        square,
+                        a,
+                        move |w: &u64| inner.lock().unwrap().push(*w),
+                        |_| {},
+                    )
+                    .unwrap()
+                    .get()
+                    .unwrap();
+                s.lock().unwrap().extend([a, b]);
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 9);
+    assert_eq!(*seen.lock().unwrap(), [6561, 81, 6561]);
+}
+
 /// Prints this rank-0 process's pid and every rank's, then runs a map long
 /// enough for a test to kill a rank in the middle.
 fn long_map(pool: &MpiPool) {
@@ -350,6 +383,7 @@ fn main() {
         "imap-join" => imap_after_join(&pool),
         "imap-terminate" => imap_after_terminate(&pool),
         "kill-rank" => long_map(&pool),
+        "callback-nested" => callback_calls_its_pool(pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {
                 p.map(square, 0..10u64).unwrap().into_iter().sum()

@@ -114,6 +114,16 @@ impl<T: Send + 'static> MpiResult<T> {
             if st.jobs.get(&job).is_none_or(Job::done) {
                 return Ok(());
             }
+            if let Some(receiver) = crate::world::receiver_here(&self.hub) {
+                // A callback waiting: the answer comes through this thread.
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::Timeout);
+                }
+                drop(st);
+                receiver.step();
+                st = self.hub.lock();
+                continue;
+            }
             if Instant::now() < watch_until {
                 let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
                 drop(st);
@@ -265,6 +275,13 @@ where
                     drop(st);
                     self.file(g);
                     break;
+                }
+                if let Some(receiver) = crate::world::receiver_here(&self.pool.hub) {
+                    // Iterated in a callback: the answers come through this thread.
+                    drop(st);
+                    receiver.step();
+                    st = self.pool.hub.lock();
+                    continue;
                 }
                 st = self
                     .pool

@@ -542,7 +542,7 @@ impl MpiPool {
             let ranks = ranks.clone();
             std::thread::Builder::new()
                 .name("mpi-answers".into())
-                .spawn(move || receive_answers(&hub, &ranks))
+                .spawn(move || receive_answers(hub, &ranks))
                 .expect("spawn the MPI receiver thread")
         };
         MpiPool {
@@ -593,7 +593,9 @@ impl MpiPool {
     /// [`apply_async`](MpiPool::apply_async) with Python's `callback` and
     /// `error_callback`, run in this process on the thread that receives
     /// answers; a callback that panics makes the result
-    /// [`Error::CallbackPanicked`].
+    /// [`Error::CallbackPanicked`]. A callback may call the pool again and
+    /// wait (`apply`, `get`, an `imap`): that thread receives meanwhile
+    /// (Python's pool deadlocks there).
     ///
     /// # Errors
     /// As for [`apply_async`](MpiPool::apply_async).
@@ -1134,20 +1136,65 @@ fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
 
 /// The receiver thread: files answers, sends what waits, watches the ranks
 /// on this host.
-fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
-    let world = SimpleCommunicator::world();
-    let here = host_name();
-    let watch: Vec<(usize, std::os::fd::OwnedFd, u32)> = ranks
-        .iter()
-        .filter(|r| r.host == here)
-        .filter_map(|r| pidfd(r.pid).map(|fd| (r.rank, fd, r.pid)))
-        .collect();
-    let mut nap = Napper::default();
-    let mut last_watch = Instant::now();
-    loop {
+fn receive_answers(hub: Arc<Hub>, ranks: &[RankInfo]) {
+    let receiver = std::rc::Rc::new(Receiver::new(hub, ranks));
+    RECEIVER.with(|r| *r.borrow_mut() = Some(std::rc::Rc::clone(&receiver)));
+    while receiver.step() {}
+    RECEIVER.with(|r| *r.borrow_mut() = None);
+}
+
+thread_local! {
+    /// On the receiver thread, its loop. The finishers — the user's
+    /// callbacks — run on this thread (see [`file_answers`]); a callback that
+    /// waits on the pool would wait for this very thread, for ever, so it
+    /// runs the loop's steps itself while it waits ([`receiver_here`]).
+    static RECEIVER: std::cell::RefCell<Option<std::rc::Rc<Receiver>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The receiver loop of `hub`, if this thread is its receiver thread.
+pub(crate) fn receiver_here(hub: &Hub) -> Option<std::rc::Rc<Receiver>> {
+    RECEIVER
+        .with(|r| r.borrow().clone())
+        .filter(|r| std::ptr::eq(&*r.hub, hub))
+}
+
+/// The receiver loop's state. Its steps may nest (a callback run by one
+/// step waits, and runs steps): what changes is in cells, borrowed only
+/// between calls that could run a callback.
+pub(crate) struct Receiver {
+    hub: Arc<Hub>,
+    world: SimpleCommunicator,
+    here: String,
+    watch: Vec<(usize, std::os::fd::OwnedFd, u32)>,
+    nap: std::cell::RefCell<Napper>,
+    last_watch: std::cell::Cell<Instant>,
+}
+
+impl Receiver {
+    fn new(hub: Arc<Hub>, ranks: &[RankInfo]) -> Receiver {
+        let here = host_name();
+        let watch = ranks
+            .iter()
+            .filter(|r| r.host == here)
+            .filter_map(|r| pidfd(r.pid).map(|fd| (r.rank, fd, r.pid)))
+            .collect();
+        Receiver {
+            hub,
+            world: SimpleCommunicator::world(),
+            here,
+            watch,
+            nap: std::cell::RefCell::new(Napper::default()),
+            last_watch: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    /// One round of the loop; `false` once the receiver is to end.
+    pub(crate) fn step(&self) -> bool {
+        let hub = &*self.hub;
         posted::complete();
-        hub.hot
-            .store(nap.hot(), std::sync::atomic::Ordering::Relaxed);
+        let hot = self.nap.borrow().hot();
+        hub.hot.store(hot, std::sync::atomic::Ordering::Relaxed);
         if hub
             .has_deferred
             .swap(false, std::sync::atomic::Ordering::Acquire)
@@ -1155,19 +1202,22 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
             let sends = std::mem::take(&mut hub.lock().deferred);
             send_all(sends);
         }
-        if let Some(m) = world
+        if let Some(m) = self
+            .world
             .any_process()
             .immediate_matched_probe_with_tag(wire::ANSWER)
         {
             let (msg, status) = m.matched_receive_vec::<u8>();
-            nap.reset();
+            self.nap.borrow_mut().reset();
             let rank = usize::try_from(status.source_rank()).unwrap_or(0);
+            // Runs the finishers of the jobs it completes (callbacks).
             file_answers(hub, rank, msg);
-            continue;
+            return true;
         }
-        if last_watch.elapsed() > Duration::from_millis(20) {
-            last_watch = Instant::now();
-            if let Some((rank, pid)) = dead_rank(&watch) {
+        if self.last_watch.get().elapsed() > Duration::from_millis(20) {
+            self.last_watch.set(Instant::now());
+            if let Some((rank, pid)) = dead_rank(&self.watch) {
+                let here = &self.here;
                 let why = Aborted::Rank(
                     rank,
                     format!(
@@ -1191,18 +1241,19 @@ fn receive_answers(hub: &Hub, ranks: &[RankInfo]) {
             // Nothing in flight: sleep until a submission (or the end).
             if st.stopping {
                 st.stopped = true;
-                return;
+                return false;
             }
             let (g, _) = hub
                 .cv
                 .wait_timeout(st, Duration::from_millis(20))
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             drop(g);
-            nap.reset();
-            continue;
+            self.nap.borrow_mut().reset();
+            return true;
         }
         drop(st);
-        nap.nap();
+        self.nap.borrow_mut().nap();
+        true
     }
 }
 

@@ -202,6 +202,11 @@ fn an_imap_read_on_after_join_or_terminate_ends_with_an_error() {
 }
 
 #[test]
+fn a_callback_that_calls_its_pool_again_completes() {
+    passes(2, "callback-nested");
+}
+
+#[test]
 fn code_written_against_tasks_runs_on_either_pool() {
     passes(2, "trait");
 }

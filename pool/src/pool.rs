@@ -943,13 +943,19 @@ impl Drop for Pool {
         }
         self.inner.terminate();
         self.inner.shut_down();
+        let here = std::thread::current().id();
         for t in self
             .background
             .take()
             .into_iter()
             .chain(self.streamers.drain(..))
         {
-            let _ = t.join();
+            // Dropped by a callback that the background thread runs (which
+            // held the last handle): that thread cannot join itself; it ends
+            // on its own once the callback returns (shut down above).
+            if t.thread().id() != here {
+                let _ = t.join();
+            }
         }
     }
 }

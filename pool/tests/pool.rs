@@ -619,6 +619,41 @@ fn a_callback_that_calls_its_pool_again_completes() {
     }
 }
 
+/// A callback, run by the background thread, that holds the last handle of
+/// its pool and drops it: the pool ends (its workers with it) and the
+/// callback returns normally (the thread once tried to join itself and
+/// panicked).
+#[test]
+fn a_callback_that_drops_the_last_handle_of_its_pool_ends_it() {
+    let _dog = Watchdog::arm(LIMIT, "callback drops its pool");
+    let pool = Arc::new(Pool::new(1).unwrap());
+    let pids = pool.pids();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mine = Arc::clone(&pool);
+    let r = pool
+        .apply_async_with(
+            square,
+            4,
+            move |_: &u64| {
+                drop(mine);
+                tx.send(()).unwrap();
+            },
+            |_| {},
+        )
+        .unwrap();
+    drop(pool);
+    // Sent after the drop: the drop returned.
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the callback did not get past dropping its pool");
+    // The pool was terminated while the callback ran: its result, or
+    // Terminated if the get came first; never the callback's panic.
+    match r.get() {
+        Ok(v) => assert_eq!(v, 16),
+        Err(e) => assert!(matches!(e, Error::Terminated), "{e}"),
+    }
+    assert_gone(&pids);
+}
+
 fn pid_after(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()

@@ -268,6 +268,8 @@ where
                     for i in self.yielded..self.sent {
                         self.ready.entry(i).or_insert_with(|| Err(e.error()));
                     }
+                    // Terminated (or a rank died): no more input is read.
+                    self.exhausted = true;
                     break;
                 }
                 let g = std::mem::take(&mut j.gathered);
@@ -311,18 +313,6 @@ where
 
     /// Sends chunks while fewer than `window` are ahead of what was taken.
     fn top_up(&mut self, job: u64) {
-        if !self.exhausted
-            && self
-                .pool
-                .hub
-                .lock()
-                .jobs
-                .get(&job)
-                .is_some_and(|j| j.aborted.is_some())
-        {
-            // Terminated (or a rank died): no more input is read.
-            self.exhausted = true;
-        }
         while !self.exhausted && self.sent < self.yielded + self.window * self.chunk {
             let mut bytes = Vec::new();
             let first = self.sent;

@@ -15,6 +15,17 @@ fn main() {
     // `queue_quick spsc`: the 1P→1C row beside rtrb and beside rtrb with the
     // wake-up check a blocking queue adds to each put and get.
     match std::env::args().nth(1).as_deref() {
+        Some("spsc-only") => {
+            for _ in 0..5 {
+                println!(
+                    "SpscQueue {:.2} ns, try loops {:.2} ns, rtrb {:.2} ns",
+                    ours_spsc(2_000_000, 1024),
+                    ours_spsc_try(2_000_000, 1024),
+                    rtrb_spsc(2_000_000, 1024)
+                );
+            }
+            return;
+        }
         Some("spsc") => {
             for _ in 0..6 {
                 let t = interleaved(
@@ -23,14 +34,17 @@ fn main() {
                         &mut || ours_1p1c(2_000_000, 1024, 1),
                         &mut || rtrb_spsc(2_000_000, 1024),
                         &mut || rtrb_spsc_with_wakeup_check(2_000_000, 1024),
+                        &mut || ours_spsc(2_000_000, 1024),
                     ],
                 );
                 let (ours, rtrb, checked) = (best(&t[0]), best(&t[1]), best(&t[2]));
+                let spsc = best(&t[3]);
                 println!(
                     "ours {ours:.2} ns, rtrb {rtrb:.2} ns ({:.2}x), rtrb + wake-up check \
-                     {checked:.2} ns ({:.2}x)",
+                     {checked:.2} ns ({:.2}x), SpscQueue {spsc:.2} ns ({:.2}x rtrb)",
                     ours / rtrb,
-                    ours / checked
+                    ours / checked,
+                    spsc / rtrb
                 );
             }
             return;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use multiproc_queue::Queue;
+use multiproc_queue::{Queue, SpscQueue};
 use multiproc_shm::Shared;
 
 use crate::{fork_child, fork_running_child, wait_child};
@@ -43,6 +43,65 @@ pub fn ours_1p1c(n: u64, capacity: usize, batch: usize) -> f64 {
         while got < (n / batch as u64) * batch as u64 {
             out.clear();
             got += q.get_many(&mut out, batch).expect("get_many") as u64;
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// Nanoseconds per 8-byte message through an `SpscQueue<u64>` of `capacity`
+/// slots, from a forked child (the producer) to this process (the consumer),
+/// with blocking `put` and `get`.
+pub fn ours_spsc(n: u64, capacity: usize) -> f64 {
+    let q = SpscQueue::<u64>::new(capacity).expect("queue");
+    let mut rx = q.consumer().expect("consumer");
+    let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let child = fork_child(|| {
+        let mut tx = q.producer().expect("producer");
+        go.fetch_add(1, Ordering::SeqCst);
+        for i in 0..n {
+            tx.put(i).expect("put");
+        }
+    });
+    while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(rx.get().expect("get"));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// As [`ours_spsc`], with `try_put`/`try_get` in spinning loops (rtrb's bench).
+pub fn ours_spsc_try(n: u64, capacity: usize) -> f64 {
+    let q = SpscQueue::<u64>::new(capacity).expect("queue");
+    let mut rx = q.consumer().expect("consumer");
+    let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let child = fork_child(|| {
+        let mut tx = q.producer().expect("producer");
+        go.fetch_add(1, Ordering::SeqCst);
+        for i in 0..n {
+            while tx.try_put(i).is_err() {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    while go.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    let t = Instant::now();
+    let mut got = 0;
+    while got < n {
+        match rx.try_get() {
+            Ok(v) => {
+                std::hint::black_box(v);
+                got += 1;
+            }
+            Err(_) => std::hint::spin_loop(),
         }
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;

@@ -68,6 +68,28 @@ pub enum Error {
     /// different build of this crate made it; see [`Corruption`]).
     #[error("the queue's shared memory is corrupted: {0}")]
     Corrupted(Corruption),
+    /// An end of an [`SpscQueue`](crate::SpscQueue) was asked for while a live
+    /// process holds it (this one, too: an end is held once).
+    #[error(
+        "the {end} end of this SPSC queue is held by process {pid}; it has one {end} at a \
+         time: drop that handle first, or use a Queue for several"
+    )]
+    EndTaken {
+        /// `"producer"` or `"consumer"`.
+        end: &'static str,
+        /// The holder's pid.
+        pid: u32,
+    },
+    /// An [`SpscQueue`](crate::SpscQueue) end was used in a process forked from
+    /// the one that took it: the copy is the parent's.
+    #[error(
+        "this {end} end was taken by the parent of this forked process; take the end again \
+         here (SpscQueue::{end}) once the parent has dropped its own"
+    )]
+    NotThisProcess {
+        /// `"producer"` or `"consumer"`.
+        end: &'static str,
+    },
     /// More threads use the queue at once than it has participant entries for.
     #[error(
         "more than {0} threads use this queue at once; each needs an entry for dead-peer detection"

@@ -94,6 +94,10 @@ mod pipe;
 mod primitive;
 mod raw;
 mod ring;
+// Its fast paths have no loom model: their barrier is membarrier(2) (see the
+// module), which loom cannot express.
+#[cfg(not(multiproc_loom))]
+mod spsc;
 mod sys;
 mod typed;
 #[cfg(feature = "serde")]
@@ -111,6 +115,11 @@ pub use hooks::{fuzz_ring_bytes, fuzz_seed};
 pub use joinable::{Joinable, JoinableByteQueue, JoinableQueue};
 pub use layout::{HOLDERS, LANE_BYTES, MAX_CAPACITY, MAX_MESSAGE, PARTICIPANTS};
 pub use pipe::{pipe, pipe_with, Connection, PIPE_CAPACITY, PIPE_MESSAGE};
+#[cfg(all(feature = "test-hooks", not(multiproc_loom)))]
+#[doc(hidden)]
+pub use spsc::refuse_membarrier_here;
+#[cfg(not(multiproc_loom))]
+pub use spsc::{Consumer, Producer, SpscQueue};
 pub use typed::Queue;
 #[cfg(feature = "serde")]
 pub use value::{ValueQueue, VALUE_INLINE};

@@ -9,9 +9,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     crossbeam_channel_ping_pong, ipc_channel_stream, ours_1p1c, ours_ping_pong,
-    ours_ping_pong_default, ours_pipe, ours_pipe_large, pipe_stream, pipe_stream_large, rtrb_spsc,
-    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
-    unix_stream_large,
+    ours_ping_pong_default, ours_pipe, ours_pipe_large, ours_spsc, ours_spsc_threads, pipe_stream,
+    pipe_stream_large, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
+    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -27,6 +27,12 @@ fn throughput(c: &mut Criterion) {
     });
     g.bench_function("multiproc Queue, processes, batches of 32", |b| {
         b.iter_custom(|iters| total(iters, ours_1p1c(iters.max(1024) / 32 * 32, 1024, 32)))
+    });
+    g.bench_function("multiproc SpscQueue, processes", |b| {
+        b.iter_custom(|iters| total(iters, ours_spsc(iters.max(1000), 1024)))
+    });
+    g.bench_function("multiproc SpscQueue, threads", |b| {
+        b.iter_custom(|iters| total(iters, ours_spsc_threads(iters.max(1000), 1024)))
     });
     g.bench_function("multiproc Pipe, processes, recv_bytes", |b| {
         b.iter_custom(|iters| total(iters, ours_pipe(iters.max(1000), false)))

@@ -15,13 +15,37 @@ fn main() {
     // `queue_quick spsc`: the 1P→1C row beside rtrb and beside rtrb with the
     // wake-up check a blocking queue adds to each put and get.
     match std::env::args().nth(1).as_deref() {
+        Some("spsc-threads") => {
+            let t = interleaved(
+                7,
+                &mut [&mut || ours_spsc_threads(2_000_000, 1024), &mut || {
+                    rtrb_spsc(2_000_000, 1024)
+                }],
+            );
+            let (ours, rtrb) = (best(&t[0]), best(&t[1]));
+            println!(
+                "SpscQueue {ours:.2} ns, rtrb {rtrb:.2} ns: {:.2}x",
+                ours / rtrb
+            );
+            return;
+        }
         Some("spsc-only") => {
             for _ in 0..5 {
+                let t = interleaved(
+                    7,
+                    &mut [
+                        &mut || ours_spsc(2_000_000, 1024),
+                        &mut || ours_spsc_try(2_000_000, 1024),
+                        &mut || ours_spsc_threads(2_000_000, 1024),
+                        &mut || rtrb_spsc(2_000_000, 1024),
+                    ],
+                );
                 println!(
-                    "SpscQueue {:.2} ns, try loops {:.2} ns, rtrb {:.2} ns",
-                    ours_spsc(2_000_000, 1024),
-                    ours_spsc_try(2_000_000, 1024),
-                    rtrb_spsc(2_000_000, 1024)
+                    "SpscQueue {:.2} ns, try loops {:.2} ns, threads {:.2} ns, rtrb {:.2} ns",
+                    best(&t[0]),
+                    best(&t[1]),
+                    best(&t[2]),
+                    best(&t[3])
                 );
             }
             return;

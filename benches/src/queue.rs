@@ -76,6 +76,25 @@ pub fn ours_spsc(n: u64, capacity: usize) -> f64 {
     ns
 }
 
+/// As [`ours_spsc`], between two threads of this process (rtrb's setting).
+pub fn ours_spsc_threads(n: u64, capacity: usize) -> f64 {
+    let q = SpscQueue::<u64>::new(capacity).expect("queue");
+    let mut rx = q.consumer().expect("consumer");
+    let mut tx = q.producer().expect("producer");
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n {
+                tx.put(i).expect("put");
+            }
+        });
+        for _ in 0..n {
+            std::hint::black_box(rx.get().expect("get"));
+        }
+    });
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
 /// As [`ours_spsc`], with `try_put`/`try_get` in spinning loops (rtrb's bench).
 pub fn ours_spsc_try(n: u64, capacity: usize) -> f64 {
     let q = SpscQueue::<u64>::new(capacity).expect("queue");

@@ -138,17 +138,26 @@ impl End {
     }
 }
 
-/// The mapping and what was checked of it.
+/// Where the control block and the slots are, and what was checked of them:
+/// copied into each end, so that a put or get reads them from its own handle.
+/// Every holder of one also holds the `Arc<Segment>` it points into.
 struct Shared<T> {
-    seg: Segment,
     ctl: NonNull<Control>,
     slots: NonNull<T>,
     cap: u64,
 }
 
-// SAFETY: pointers into a mapping the Shared owns; everything touched there is
-// atomic, or a slot copied in and out under the protocol above (T: ShmSafe,
-// any bytes are a T).
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Shared<T> {}
+
+// SAFETY: pointers into a mapping that every holder keeps alive (see above);
+// everything touched there is atomic, or a slot copied in and out under the
+// protocol above (T: ShmSafe, any bytes are a T).
 unsafe impl<T> Send for Shared<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for Shared<T> {}
@@ -239,14 +248,16 @@ impl<T> Shared<T> {
 /// # Ok::<(), multiproc_queue::Error>(())
 /// ```
 pub struct SpscQueue<T> {
-    shared: Arc<Shared<T>>,
+    seg: Arc<Segment>,
+    shared: Shared<T>,
     _t: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Clone for SpscQueue<T> {
     fn clone(&self) -> Self {
         SpscQueue {
-            shared: Arc::clone(&self.shared),
+            seg: Arc::clone(&self.seg),
+            shared: self.shared,
             _t: PhantomData,
         }
     }
@@ -421,12 +432,12 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
         // for T (align ≤ 128, as the header's type check says).
         let slots = unsafe { base.add(std::mem::size_of::<Control>()) }.cast::<T>();
         Ok(SpscQueue {
-            shared: Arc::new(Shared {
+            seg: Arc::new(seg),
+            shared: Shared {
                 ctl: base.cast(),
                 slots,
                 cap,
-                seg,
-            }),
+            },
             _t: PhantomData,
         })
     }
@@ -455,7 +466,8 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
             }
         };
         Ok(Producer {
-            shared: Arc::clone(&self.shared),
+            _seg: Arc::clone(&self.seg),
+            shared: self.shared,
             index: tail % self.shared.cap,
             tail,
             head_seen: head,
@@ -486,7 +498,8 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
             }
         };
         Ok(Consumer {
-            shared: Arc::clone(&self.shared),
+            _seg: Arc::clone(&self.seg),
+            shared: self.shared,
             index: head % self.shared.cap,
             head,
             tail_seen: tail,
@@ -556,7 +569,7 @@ impl<T> SpscQueue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn segment(&self) -> &Segment {
-        &self.shared.seg
+        &self.seg
     }
 }
 
@@ -803,7 +816,9 @@ impl Naps {
 /// The producing end of an [`SpscQueue`], held by one process (see
 /// [`SpscQueue::producer`]); dropping it gives the end back.
 pub struct Producer<T> {
-    shared: Arc<Shared<T>>,
+    /// Keeps the mapping that `shared` points into.
+    _seg: Arc<Segment>,
+    shared: Shared<T>,
     /// `tail % capacity`.
     index: u64,
     /// The next position to fill (the shared `tail` is a copy of it).
@@ -954,10 +969,11 @@ impl<T: ShmSafe + Copy> Producer<T> {
         let deadline = deadline.as_ref();
         let mut waiter = Waiter::new(self.spins);
         let mut naps = Naps::default();
+        self.taken.here()?;
+        // As in `Consumer::get_slow`: wait for `head` to move, then try.
         loop {
-            match self.push_or_why(item) {
-                Err(Error::Full) => {}
-                r => return r,
+            if self.shared.other_gone(End::Producer, false) {
+                return self.push_or_why(item);
             }
             if naps.check_due() && self.shared.other_gone(End::Producer, true) {
                 return Err(Error::Disconnected);
@@ -970,6 +986,10 @@ impl<T: ShmSafe + Copy> Producer<T> {
                 sleep_on(shared, End::Producer, deadline, room);
                 Ok(())
             })?;
+            match self.push_or_why(item) {
+                Err(Error::Full) => {}
+                r => return r,
+            }
         }
     }
 
@@ -1003,7 +1023,9 @@ impl<T> std::fmt::Debug for Producer<T> {
 /// The consuming end of an [`SpscQueue`], held by one process (see
 /// [`SpscQueue::consumer`]); dropping it gives the end back.
 pub struct Consumer<T> {
-    shared: Arc<Shared<T>>,
+    /// Keeps the mapping that `shared` points into.
+    _seg: Arc<Segment>,
+    shared: Shared<T>,
     /// `head % capacity`.
     index: u64,
     /// The next position to take (the shared `head` is a copy of it).
@@ -1153,10 +1175,13 @@ impl<T: ShmSafe + Copy> Consumer<T> {
         let deadline = deadline.as_ref();
         let mut waiter = Waiter::new(self.spins);
         let mut naps = Naps::default();
+        self.taken.here()?;
+        // The fast path found the ring empty a moment ago: wait for `tail` to
+        // move before the next try, rather than try again at once (each look
+        // at `tail` pulls the line the producer is about to write).
         loop {
-            match self.pop_or_why() {
-                Err(Error::Empty) => {}
-                r => return r,
+            if self.shared.other_gone(End::Consumer, false) {
+                return self.pop_or_why();
             }
             if naps.check_due() && self.shared.other_gone(End::Consumer, true) {
                 // Dead: whatever it published is there; nothing more comes.
@@ -1170,6 +1195,10 @@ impl<T: ShmSafe + Copy> Consumer<T> {
                 sleep_on(shared, End::Consumer, deadline, any);
                 Ok(())
             })?;
+            match self.pop_or_why() {
+                Err(Error::Empty) => {}
+                r => return r,
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! | `Queue(maxsize)` of plain data | [`Queue<T>`]: `T` copied into a slot, no encoding |
 //! | `Queue(maxsize)` of bytes | [`ByteQueue`]: any size (small ones in a slot each, large ones streamed) |
 //! | `SimpleQueue()` | [`Queue`] (it is already lock-free) |
+//! | a `Queue` that one process puts into and one gets from | [`SpscQueue<T>`]: no compare-and-swap and no barrier on a put or get; each end held by one process at a time |
 //! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`]; [`JoinableByteQueue`] |
 //! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `recv_bytes_into`, `poll`, `close` | [`pipe`], [`Connection`] (`recv_bytes_into` grows a `Vec` to fit) |
 //! | `connection.wait(objects, timeout)` | [`wait`], [`wait_timeout`]: connections, queues, process sentinels |

@@ -824,3 +824,120 @@ fn a_large_get_killed_at_every_store() {
         &["not taken", "lost", "taken"],
     );
 }
+
+/// An `SpscQueue` and the parent's end of it, for the every-store tests.
+struct Spsc<E> {
+    q: multiproc_queue::SpscQueue<u64>,
+    end: std::cell::RefCell<E>,
+}
+
+impl<E> Spsc<E> {
+    fn region(&self) -> (*mut u8, usize) {
+        (self.q.segment().as_ptr(), self.q.segment().len())
+    }
+}
+
+/// The victim takes the producing end and puts 7 into an `SpscQueue` holding
+/// 3; the parent holds the consumer. Classes in kill order: not sent (the
+/// consumer then sees `Disconnected` after 3), delivered. A new producer takes
+/// the end over either way.
+#[test]
+fn an_spsc_put_killed_at_every_store() {
+    set_owner_check_interval(Duration::from_millis(5));
+    let _dog = Watchdog::arm(Duration::from_secs(120), "spsc put killed at every store");
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
+            q.producer().unwrap().put(3).unwrap();
+            let end = std::cell::RefCell::new(q.consumer().unwrap());
+            Spsc { q, end }
+        },
+        Spsc::region,
+        |s| {
+            let mut tx = s.q.producer().unwrap();
+            armed(|| tx.put(7).unwrap());
+            std::mem::forget(tx); // as _exit would: the end stays this process's
+        },
+        |s, outcome| {
+            let mut rx = s.end.borrow_mut();
+            assert_eq!(rx.get_timeout(BOUND).unwrap(), 3, "{outcome:?}");
+            let class = match rx.get_timeout(BOUND) {
+                Err(Error::Disconnected) => 0,
+                Ok(7) => 1,
+                other => panic!("{outcome:?}: {other:?}"),
+            };
+            if outcome == Outcome::Completed {
+                assert_eq!(class, 1, "a completed put is delivered");
+            } else if class == 1 {
+                assert!(matches!(rx.get_timeout(BOUND), Err(Error::Disconnected)));
+            }
+            let mut tx = s.q.producer().expect("the dead producer's end, taken over");
+            tx.put(8).unwrap();
+            assert_eq!(rx.get_timeout(BOUND).unwrap(), 8, "{outcome:?}");
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    check_order(
+        "SpscQueue<u64>",
+        "put",
+        &report,
+        &classes.into_inner(),
+        &["not sent", "delivered"],
+    );
+}
+
+/// The victim takes the consuming end and gets from an `SpscQueue` holding 3,
+/// 4; the parent holds the producer. Classes in kill order: not taken (the next
+/// consumer gets 3), taken by the victim (the next gets 4). Never both lost
+/// and never given twice.
+#[test]
+fn an_spsc_get_killed_at_every_store() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "spsc get killed at every store");
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
+            let mut tx = q.producer().unwrap();
+            tx.put(3).unwrap();
+            tx.put(4).unwrap();
+            Spsc {
+                q,
+                end: std::cell::RefCell::new(tx),
+            }
+        },
+        Spsc::region,
+        |s| {
+            let mut rx = s.q.consumer().unwrap();
+            assert_eq!(armed(|| rx.get().unwrap()), 3);
+            std::mem::forget(rx);
+        },
+        |s, outcome| {
+            let mut rx = s.q.consumer().expect("the dead consumer's end, taken over");
+            let class = match rx.try_get() {
+                Ok(3) => 0,
+                Ok(4) => 1,
+                other => panic!("{outcome:?}: {other:?}"),
+            };
+            if outcome == Outcome::Completed {
+                assert_eq!(class, 1, "a completed get took its item");
+            }
+            if class == 0 {
+                assert_eq!(rx.try_get().unwrap(), 4);
+            }
+            assert!(matches!(rx.try_get(), Err(Error::Empty)), "{outcome:?}");
+            s.end.borrow_mut().put(5).unwrap();
+            assert_eq!(rx.try_get().unwrap(), 5);
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    check_order(
+        "SpscQueue<u64>",
+        "get",
+        &report,
+        &classes.into_inner(),
+        &["not taken", "taken"],
+    );
+}

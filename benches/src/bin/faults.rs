@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_pool::Pool;
 use multiproc_proc::{ForkServer, Process};
-use multiproc_queue::{pipe, ByteQueue, Error as QError, Queue};
+use multiproc_queue::{pipe, ByteQueue, Error as QError, Queue, SpscQueue};
 use multiproc_shm::{Shared, SharedSlice};
 use multiproc_sync::{
     set_owner_check_interval, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, LockError,
@@ -462,6 +462,141 @@ fn consumer_killed(trials: u32) -> Row {
         row.lost_reported += lost;
         // One message may have reached the victim, which died before noting it.
         row.lost_unreported += missing.saturating_sub(lost + 1);
+    }
+    row
+}
+
+/// An `SpscQueue` producer killed mid-stream: everything it published arrives,
+/// in order, once; the consumer is told (`Disconnected`) and a new producer
+/// takes the end over.
+fn spsc_producer_killed(trials: u32) -> Row {
+    let mut row = Row::new("SpscQueue producer killed mid-stream, taken over");
+    let mut seed = 0x5eed_0f5b_5c0d_e001;
+    for _ in 0..trials {
+        row.trials += 1;
+        let q = SpscQueue::<u64>::new(8).unwrap();
+        let mut rx = q.consumer().unwrap();
+        let mut victim = fork(|| {
+            let mut tx = q.producer().unwrap();
+            for i in 1.. {
+                tx.put(i).unwrap();
+            }
+            0
+        });
+        let kill_after = Duration::from_micros(next(&mut seed) % 3000);
+        let start = Instant::now();
+        let (mut killed_ns, mut last) = (None, 0);
+        loop {
+            if killed_ns.is_none() && start.elapsed() >= kill_after {
+                victim.signal(libc::SIGKILL);
+                killed_ns = Some(now_ns());
+            }
+            match rx.get_timeout(BOUND) {
+                Ok(m) => {
+                    if m <= last {
+                        row.dups += 1;
+                    } else {
+                        row.lost_unreported += m - last - 1;
+                    }
+                    last = m;
+                }
+                Err(QError::Disconnected) => {
+                    if let Some(k) = killed_ns {
+                        row.recovered_after(Duration::from_nanos(now_ns().saturating_sub(k)));
+                    } else {
+                        row.crashes += 1;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    row.hangs += 1;
+                    break;
+                }
+            }
+        }
+        let _ = victim.wait_timeout(BOUND);
+        match q.producer() {
+            Ok(mut tx) => {
+                let ok = tx.put(1 << 48).is_ok() && matches!(rx.try_get(), Ok(m) if m == 1 << 48);
+                if !ok {
+                    row.crashes += 1;
+                }
+            }
+            Err(_) => row.crashes += 1,
+        }
+    }
+    row
+}
+
+/// An `SpscQueue` consumer killed mid-stream: nothing it took is taken again by
+/// the next consumer, and nothing is missing but (at most) the one item the
+/// victim took just before its death and had not noted; the producer is told.
+fn spsc_consumer_killed(trials: u32) -> Row {
+    let mut row = Row::new("SpscQueue consumer killed mid-stream, taken over");
+    let mut seed = 0x0dd5_eed5_c0ff_ee01;
+    const K: u64 = 50_000;
+    for _ in 0..trials {
+        row.trials += 1;
+        let q = SpscQueue::<u64>::new(4).unwrap();
+        let mut tx = q.producer().unwrap();
+        let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();
+        let mut victim = fork(|| {
+            let mut rx = q.consumer().unwrap();
+            loop {
+                let i = rx.get().unwrap();
+                victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
+            }
+        });
+        let kill_after = Duration::from_micros(next(&mut seed) % 2000);
+        let start = Instant::now();
+        let (mut killed_ns, mut put) = (None, 0);
+        while put < K {
+            if killed_ns.is_none() && start.elapsed() >= kill_after {
+                victim.signal(libc::SIGKILL);
+                killed_ns = Some(now_ns());
+            }
+            match tx.put_timeout(put, BOUND) {
+                Ok(()) => put += 1,
+                Err(QError::Disconnected) if killed_ns.is_some() => {
+                    row.recovered_after(Duration::from_nanos(
+                        now_ns().saturating_sub(killed_ns.unwrap_or(0)),
+                    ));
+                    break;
+                }
+                Err(QError::Timeout) => {
+                    row.hangs += 1;
+                    break;
+                }
+                Err(_) => {
+                    row.crashes += 1;
+                    break;
+                }
+            }
+        }
+        if killed_ns.is_none() {
+            victim.signal(libc::SIGKILL);
+        }
+        let _ = victim.wait_timeout(BOUND);
+        let mut mine = vec![false; K as usize];
+        match q.consumer() {
+            Ok(mut rx) => {
+                while let Ok(i) = rx.try_get() {
+                    match mine.get_mut(i as usize) {
+                        Some(seen) if !*seen => *seen = true,
+                        Some(_) => row.dups += 1,
+                        None => row.crashes += 1,
+                    }
+                }
+            }
+            Err(_) => row.crashes += 1,
+        }
+        let theirs =
+            |i: u64| victim_got[(i / 64) as usize].load(Ordering::SeqCst) & (1 << (i % 64)) != 0;
+        row.dups += (0..put).filter(|&i| mine[i as usize] && theirs(i)).count() as u64;
+        let missing = (0..put)
+            .filter(|&i| !mine[i as usize] && !theirs(i))
+            .count() as u64;
+        row.lost_unreported += missing.saturating_sub(1);
     }
     row
 }
@@ -956,6 +1091,8 @@ fn main() {
         event_setter_killed(n(100)),
         producer_killed(n(200)),
         consumer_killed(n(100)),
+        spsc_producer_killed(n(100)),
+        spsc_consumer_killed(n(100)),
         large_producer_killed(n(50)),
         pipe_peer_killed(n(50)),
         scribbled_queue(n(50)),

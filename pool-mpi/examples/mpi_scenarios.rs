@@ -360,6 +360,43 @@ fn callback_calls_its_pool(pool: MpiPool) {
     assert_eq!(*seen.lock().unwrap(), [6561, 81, 6561]);
 }
 
+/// A callback that holds the last handle of its pool and drops it: the pool
+/// ends there, on the thread that runs callbacks (which cannot join itself),
+/// and the program goes on and ends cleanly, every rank stopped.
+fn callback_drops_its_pool(pool: MpiPool) {
+    let slot = Arc::new(Mutex::new(Some(pool)));
+    let done = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
+    let (s, d) = (Arc::clone(&slot), Arc::clone(&done));
+    let r = slot
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .apply_async_with(
+            square,
+            4,
+            move |v: &u64| {
+                let last = s.lock().unwrap().take();
+                drop(last);
+                *d.0.lock().unwrap() = Some(*v);
+                d.1.notify_all();
+            },
+            |_| {},
+        )
+        .unwrap();
+    let (got, cv) = &*done;
+    let (got, timeout) = cv
+        .wait_timeout_while(got.lock().unwrap(), Duration::from_secs(30), |g| {
+            g.is_none()
+        })
+        .unwrap();
+    assert!(!timeout.timed_out(), "the callback never finished");
+    assert_eq!(*got, Some(16));
+    drop(got);
+    assert!(slot.lock().unwrap().is_none());
+    drop(r);
+}
+
 /// Prints this rank-0 process's pid and every rank's, then runs a map long
 /// enough for a test to kill a rank in the middle.
 fn long_map(pool: &MpiPool) {
@@ -384,6 +421,7 @@ fn main() {
         "imap-terminate" => imap_after_terminate(&pool),
         "kill-rank" => long_map(&pool),
         "callback-nested" => callback_calls_its_pool(pool),
+        "callback-drop" => callback_drops_its_pool(pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {
                 p.map(square, 0..10u64).unwrap().into_iter().sum()

@@ -478,6 +478,11 @@ pub(crate) struct Hub {
     pub(crate) hot: std::sync::atomic::AtomicBool,
     /// `State::deferred` has tasks.
     pub(crate) has_deferred: std::sync::atomic::AtomicBool,
+    /// MPI was finalized (the pool dropped): the receiver loop makes no MPI
+    /// call any more. Set by a drop on the receiver thread itself (a callback
+    /// that held the last handle), whose loop goes on once the callback
+    /// returns.
+    pub(crate) finalized: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -536,6 +541,7 @@ impl MpiPool {
             changes: std::sync::atomic::AtomicU64::new(0),
             hot: std::sync::atomic::AtomicBool::new(false),
             has_deferred: std::sync::atomic::AtomicBool::new(false),
+            finalized: std::sync::atomic::AtomicBool::new(false),
         });
         let receiver = {
             let hub = Arc::clone(&hub);
@@ -843,7 +849,13 @@ impl MpiPool {
         }
         self.hub.wake();
         if let Some(t) = self.receiver.lock().ok().and_then(|mut r| r.take()) {
-            let _ = t.join();
+            // Ended by a callback on the receiver thread (it dropped the last
+            // handle): that thread cannot join itself. It does the rest of
+            // the ending here, and its loop stops at its next step (see
+            // `Hub::finalized`).
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
         // The ranks complete the tasks posted to them while they poll, before
         // they see the stop; a rank that died never will.
@@ -1036,6 +1048,9 @@ impl Drop for MpiPool {
     fn drop(&mut self) {
         self.terminate();
         let universe = self.universe.lock().ok().and_then(|mut u| u.take());
+        self.hub
+            .finalized
+            .store(true, std::sync::atomic::Ordering::Release);
         // MPI_Finalize: every rank calls it as it stops.
         drop(universe);
     }
@@ -1192,6 +1207,9 @@ impl Receiver {
     /// One round of the loop; `false` once the receiver is to end.
     pub(crate) fn step(&self) -> bool {
         let hub = &*self.hub;
+        if hub.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
         posted::complete();
         let hot = self.nap.borrow().hot();
         hub.hot.store(hot, std::sync::atomic::Ordering::Relaxed);

@@ -207,6 +207,11 @@ fn a_callback_that_calls_its_pool_again_completes() {
 }
 
 #[test]
+fn a_callback_that_drops_the_last_handle_of_its_pool_ends_it() {
+    passes(2, "callback-drop");
+}
+
+#[test]
 fn code_written_against_tasks_runs_on_either_pool() {
     passes(2, "trait");
 }

@@ -959,14 +959,13 @@ impl<T: ShmSafe + Copy> Producer<T> {
         if self.push(item) {
             Ok(())
         } else {
-            self.put_slow(item, Deadline::after(timeout))
+            self.put_slow(item, Deadline::after(timeout).as_ref())
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn put_slow(&mut self, item: T, deadline: Option<Deadline>) -> Result<()> {
-        let deadline = deadline.as_ref();
+    fn put_slow(&mut self, item: T, deadline: Option<&Deadline>) -> Result<()> {
         let mut waiter = Waiter::new(self.spins);
         let mut naps = Naps::default();
         self.taken.here()?;
@@ -990,6 +989,123 @@ impl<T: ShmSafe + Copy> Producer<T> {
                 Err(Error::Full) => {}
                 r => return r,
             }
+        }
+    }
+
+    /// Puts as many of `items` as there is room for now, in order, with one
+    /// store of `tail`; how many. 0 also when this handle is not its
+    /// process's (the callers' slow paths say why).
+    #[inline]
+    fn push_many(&mut self, items: &[T]) -> usize {
+        if FORKS.load(Ordering::Relaxed) != self.taken.generation {
+            return 0;
+        }
+        let cap = self.shared.cap;
+        if cap - (self.tail - self.head_seen) < items.len() as u64 {
+            self.reload_head();
+        }
+        let room = cap - (self.tail - self.head_seen);
+        let n = (items.len() as u64).min(room) as usize;
+        if n == 0 {
+            return 0;
+        }
+        for item in &items[..n] {
+            // SAFETY: index < cap; the n slots from tail are free (n ≤ room)
+            // and only this end writes them until tail moves past them.
+            unsafe { std::ptr::write_volatile(self.shared.slot(self.index), *item) };
+            self.index += 1;
+            if self.index == cap {
+                self.index = 0;
+            }
+        }
+        self.tail += n as u64;
+        let ctl = self.shared.ctl();
+        ctl.tail.0.store(self.tail, Ordering::Release);
+        self.taken.after_store(&ctl.consumer.0);
+        n
+    }
+
+    /// Puts `items` in order, waiting for room while `deadline` allows: how
+    /// many went in, and why it stopped short.
+    fn put_many_until(&mut self, items: &[T], deadline: Option<&Deadline>) -> (usize, Result<()>) {
+        let mut done = self.push_many(items);
+        while done < items.len() {
+            // One item through the waiting path, then what room there is.
+            if let Err(e) = self.put_slow(items[done], deadline) {
+                return (done, Err(e));
+            }
+            done += 1;
+            done += self.push_many(&items[done..]);
+        }
+        (done, Ok(()))
+    }
+
+    /// Puts every item, in order, as many at once as there is room for (one
+    /// store of the shared position for each run), waiting for room.
+    ///
+    /// # Errors
+    /// As for [`put`](Producer::put); the items before the failure went in.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(8)?;
+    /// q.producer()?.put_many(&[1, 2, 3])?;
+    /// assert_eq!(q.qsize(), 3);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_many(&mut self, items: &[T]) -> Result<()> {
+        self.put_many_until(items, None).1
+    }
+
+    /// Puts items in order, as [`put_many`](Producer::put_many) does, until
+    /// all went in or `timeout` passes; how many went in.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when none went in in time, and as for
+    /// [`put`](Producer::put) when the first failed.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(2)?;
+    /// let _rx = q.consumer()?;
+    /// let mut tx = q.producer()?;
+    /// assert_eq!(tx.put_many_timeout(&[1, 2, 3], Duration::from_millis(1))?, 2);
+    /// assert!(matches!(
+    ///     tx.put_many_timeout(&[4], Duration::from_millis(1)),
+    ///     Err(multiproc_queue::Error::Timeout)
+    /// ));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn put_many_timeout(&mut self, items: &[T], timeout: Duration) -> Result<usize> {
+        match self.put_many_until(items, Deadline::after(timeout).as_ref()) {
+            (0, Err(e)) => Err(e),
+            (n, _) => Ok(n),
+        }
+    }
+
+    /// Puts items in order while there is room now; how many went in.
+    ///
+    /// # Errors
+    /// [`Error::Full`] when none fit (and there were some to put), and as for
+    /// [`try_put`](Producer::try_put).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(2)?;
+    /// let mut tx = q.producer()?;
+    /// assert_eq!(tx.try_put_many(&[1, 2, 3])?, 2);
+    /// assert!(matches!(tx.try_put_many(&[4]), Err(multiproc_queue::Error::Full)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn try_put_many(&mut self, items: &[T]) -> Result<usize> {
+        let n = self.push_many(items);
+        match items.get(n) {
+            Some(&first) if n == 0 => {
+                self.push_or_why(first)?;
+                Ok(1 + self.push_many(&items[1..]))
+            }
+            _ => Ok(n),
         }
     }
 
@@ -1165,14 +1281,13 @@ impl<T: ShmSafe + Copy> Consumer<T> {
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
         match self.pop() {
             Some(item) => Ok(item),
-            None => self.get_slow(Deadline::after(timeout)),
+            None => self.get_slow(Deadline::after(timeout).as_ref()),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn get_slow(&mut self, deadline: Option<Deadline>) -> Result<T> {
-        let deadline = deadline.as_ref();
+    fn get_slow(&mut self, deadline: Option<&Deadline>) -> Result<T> {
         let mut waiter = Waiter::new(self.spins);
         let mut naps = Naps::default();
         self.taken.here()?;
@@ -1200,6 +1315,128 @@ impl<T: ShmSafe + Copy> Consumer<T> {
                 r => return r,
             }
         }
+    }
+
+    /// Takes up to `max` items that are there now into `out`, with one store
+    /// of `head`; how many. 0 also when this handle is not its process's.
+    #[inline]
+    fn pop_many(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        if FORKS.load(Ordering::Relaxed) != self.taken.generation {
+            return 0;
+        }
+        if self.tail_seen - self.head < max as u64 {
+            self.reload_tail();
+        }
+        let n = (self.tail_seen - self.head).min(max as u64) as usize;
+        if n == 0 {
+            return 0;
+        }
+        out.reserve(n);
+        let cap = self.shared.cap;
+        for _ in 0..n {
+            // SAFETY: index < cap; the n slots from head hold items (n ≤ tail −
+            // head) that only this end reads until head moves past them. T is
+            // ShmSafe: any bytes are a T.
+            out.push(unsafe { std::ptr::read_volatile(self.shared.slot(self.index)) });
+            self.index += 1;
+            if self.index == cap {
+                self.index = 0;
+            }
+        }
+        self.head += n as u64;
+        let ctl = self.shared.ctl();
+        ctl.head.0.store(self.head, Ordering::Release);
+        self.taken.after_store(&ctl.producer.0);
+        n
+    }
+
+    /// Takes up to `max` items at once into `out`, waiting for the first;
+    /// returns how many (0 only for a `max` of 0).
+    ///
+    /// # Errors
+    /// As for [`get`](Consumer::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(8)?;
+    /// q.producer()?.put_many(&[1, 2, 3])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(q.consumer()?.get_many(&mut out, 10)?, 3);
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_many(&mut self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        self.get_many_until(out, max, None)
+    }
+
+    /// [`get_many`](Consumer::get_many), waiting at most `timeout` for the
+    /// first.
+    ///
+    /// # Errors
+    /// As for [`get_timeout`](Consumer::get_timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(8)?;
+    /// let _tx = q.producer()?;
+    /// let mut out = Vec::new();
+    /// let e = q.consumer()?.get_many_timeout(&mut out, 4, Duration::from_millis(1));
+    /// assert!(matches!(e, Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn get_many_timeout(
+        &mut self,
+        out: &mut Vec<T>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.get_many_until(out, max, Deadline::after(timeout).as_ref())
+    }
+
+    fn get_many_until(
+        &mut self,
+        out: &mut Vec<T>,
+        max: usize,
+        deadline: Option<&Deadline>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.pop_many(out, max);
+        if n > 0 {
+            return Ok(n);
+        }
+        out.push(self.get_slow(deadline)?);
+        Ok(1 + self.pop_many(out, max - 1))
+    }
+
+    /// [`get_many`](Consumer::get_many) of what is there now.
+    ///
+    /// # Errors
+    /// As for [`try_get`](Consumer::try_get).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::SpscQueue::<u32>::new(8)?;
+    /// let mut tx = q.producer()?;
+    /// tx.put(9)?;
+    /// let mut rx = q.consumer()?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(rx.try_get_many(&mut out, 4)?, 1);
+    /// assert!(matches!(rx.try_get_many(&mut out, 4), Err(multiproc_queue::Error::Empty)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn try_get_many(&mut self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.pop_many(out, max);
+        if n > 0 {
+            return Ok(n);
+        }
+        out.push(self.pop_or_why()?);
+        Ok(1 + self.pop_many(out, max - 1))
     }
 
     /// Tries before a blocked get sleeps (default 200; 0 sleeps at once).

@@ -941,3 +941,107 @@ fn an_spsc_get_killed_at_every_store() {
         &["not taken", "taken"],
     );
 }
+
+/// The victim puts 7, 8, 9 with one `put_many` into an `SpscQueue` holding 3:
+/// all three arrive or none does (one store publishes the batch).
+#[test]
+fn an_spsc_put_many_killed_at_every_store() {
+    set_owner_check_interval(Duration::from_millis(5));
+    let _dog = Watchdog::arm(
+        Duration::from_secs(120),
+        "spsc put_many killed at every store",
+    );
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
+            q.producer().unwrap().put(3).unwrap();
+            let end = std::cell::RefCell::new(q.consumer().unwrap());
+            Spsc { q, end }
+        },
+        Spsc::region,
+        |s| {
+            let mut tx = s.q.producer().unwrap();
+            armed(|| tx.put_many(&[7, 8, 9]).unwrap());
+            std::mem::forget(tx);
+        },
+        |s, outcome| {
+            let mut rx = s.end.borrow_mut();
+            let mut out = Vec::new();
+            while let Ok(v) = rx.get_timeout(BOUND) {
+                out.push(v);
+            }
+            let class = match out.as_slice() {
+                [3] => 0,
+                [3, 7, 8, 9] => 1,
+                other => panic!("{outcome:?}: {other:?}"),
+            };
+            if outcome == Outcome::Completed {
+                assert_eq!(class, 1, "a completed put_many is delivered");
+            }
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    check_order(
+        "SpscQueue<u64>",
+        "put_many",
+        &report,
+        &classes.into_inner(),
+        &["none sent", "all delivered"],
+    );
+}
+
+/// The victim takes up to three with one `get_many` from an `SpscQueue`
+/// holding 3, 4, 5, 6: the next consumer gets from 3 (nothing taken) or from
+/// 6 (all three taken), never from between.
+#[test]
+fn an_spsc_get_many_killed_at_every_store() {
+    let _dog = Watchdog::arm(
+        Duration::from_secs(120),
+        "spsc get_many killed at every store",
+    );
+    let classes = std::cell::RefCell::new(Vec::new());
+    let report = every_write(
+        || {
+            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
+            let mut tx = q.producer().unwrap();
+            tx.put_many(&[3, 4, 5, 6]).unwrap();
+            Spsc {
+                q,
+                end: std::cell::RefCell::new(tx),
+            }
+        },
+        Spsc::region,
+        |s| {
+            let mut rx = s.q.consumer().unwrap();
+            let mut out = Vec::new();
+            assert_eq!(armed(|| rx.get_many(&mut out, 3).unwrap()), 3);
+            std::mem::forget(rx);
+        },
+        |s, outcome| {
+            let mut rx = s.q.consumer().expect("the dead consumer's end, taken over");
+            let mut out = Vec::new();
+            while let Ok(v) = rx.try_get() {
+                out.push(v);
+            }
+            let class = match out.as_slice() {
+                [3, 4, 5, 6] => 0,
+                [6] => 1,
+                other => panic!("{outcome:?}: {other:?}"),
+            };
+            if outcome == Outcome::Completed {
+                assert_eq!(class, 1, "a completed get_many took its items");
+            }
+            classes.borrow_mut().push(class);
+        },
+        BOUND,
+    );
+    check_order(
+        "SpscQueue<u64>",
+        "get_many",
+        &report,
+        &classes.into_inner(),
+        &["none taken", "all taken"],
+    );
+}

@@ -514,3 +514,85 @@ fn sizes_and_timeouts_read_as_python_s() {
     let got: Vec<u16> = (0..3).map(|_| rx.try_get().unwrap()).collect();
     assert_eq!(got, [1, 2, 3]);
 }
+
+/// Batches of random sizes each way, through rings of several sizes, with
+/// single puts and gets mixed in: the order is the order put, and nothing
+/// is lost or repeated.
+#[test]
+fn batches_of_any_size_keep_the_order() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "spsc batches");
+    const N: u64 = 100_000;
+    for capacity in [1, 3, 64, 1000] {
+        let q = SpscQueue::<u64>::new(capacity).unwrap();
+        let mut rx = q.consumer().unwrap();
+        let child = fork(|| {
+            let mut tx = q.producer().unwrap();
+            let mut seed = 0x1234_5678_9abc_def1 ^ capacity as u64;
+            let mut i = 0;
+            while i < N {
+                let k = (next(&mut seed) % 70).min(N - i);
+                let items: Vec<u64> = (i..i + k).collect();
+                match next(&mut seed) % 4 {
+                    0 => tx.put_many(&items).unwrap(),
+                    1 => {
+                        let mut done = 0;
+                        while done < items.len() {
+                            done += tx
+                                .put_many_timeout(&items[done..], Duration::from_millis(1))
+                                .or_else(|e| match e {
+                                    Error::Timeout => Ok(0),
+                                    e => Err(e),
+                                })
+                                .unwrap();
+                        }
+                    }
+                    2 => {
+                        let mut done = 0;
+                        while done < items.len() {
+                            done += match tx.try_put_many(&items[done..]) {
+                                Ok(n) => n,
+                                Err(Error::Full) => 0,
+                                Err(e) => panic!("{e}"),
+                            };
+                        }
+                    }
+                    _ => {
+                        for &v in &items {
+                            tx.put(v).unwrap();
+                        }
+                    }
+                }
+                i += k;
+            }
+            drop(tx);
+            0
+        });
+        let mut seed = 0x0fed_cba9_8765_4321 ^ capacity as u64;
+        let mut out = Vec::new();
+        let mut expect = 0;
+        loop {
+            out.clear();
+            let max = (next(&mut seed) % 50) as usize + 1;
+            let got = match next(&mut seed) % 3 {
+                0 => rx.get_many(&mut out, max),
+                1 => rx.get_many_timeout(&mut out, max, Duration::from_millis(1)),
+                _ => rx.try_get_many(&mut out, max),
+            };
+            match got {
+                Ok(n) => {
+                    assert!(n >= 1 && n <= max && n == out.len(), "{n} of {max}");
+                    for &v in &out {
+                        assert_eq!(v, expect, "capacity {capacity}");
+                        expect += 1;
+                    }
+                }
+                Err(Error::Timeout | Error::Empty) => {}
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(expect, N, "capacity {capacity}");
+        assert_eq!(rx.get_many(&mut out, 0).unwrap(), 0);
+        child.wait_ok(BOUND);
+    }
+}

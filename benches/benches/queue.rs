@@ -29,7 +29,10 @@ fn throughput(c: &mut Criterion) {
         b.iter_custom(|iters| total(iters, ours_1p1c(iters.max(1024) / 32 * 32, 1024, 32)))
     });
     g.bench_function("multiproc SpscQueue, processes", |b| {
-        b.iter_custom(|iters| total(iters, ours_spsc(iters.max(1000), 1024)))
+        b.iter_custom(|iters| total(iters, ours_spsc(iters.max(1000), 1024, 1)))
+    });
+    g.bench_function("multiproc SpscQueue, processes, batches of 32", |b| {
+        b.iter_custom(|iters| total(iters, ours_spsc(iters.max(1024) / 32 * 32, 1024, 32)))
     });
     g.bench_function("multiproc SpscQueue, threads", |b| {
         b.iter_custom(|iters| total(iters, ours_spsc_threads(iters.max(1000), 1024)))

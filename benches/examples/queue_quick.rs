@@ -34,7 +34,7 @@ fn main() {
                 let t = interleaved(
                     7,
                     &mut [
-                        &mut || ours_spsc(2_000_000, 1024),
+                        &mut || ours_spsc(2_000_000, 1024, 1),
                         &mut || ours_spsc_try(2_000_000, 1024),
                         &mut || ours_spsc_threads(2_000_000, 1024),
                         &mut || rtrb_spsc(2_000_000, 1024),
@@ -58,7 +58,7 @@ fn main() {
                         &mut || ours_1p1c(2_000_000, 1024, 1),
                         &mut || rtrb_spsc(2_000_000, 1024),
                         &mut || rtrb_spsc_with_wakeup_check(2_000_000, 1024),
-                        &mut || ours_spsc(2_000_000, 1024),
+                        &mut || ours_spsc(2_000_000, 1024, 1),
                     ],
                 );
                 let (ours, rtrb, checked) = (best(&t[0]), best(&t[1]), best(&t[2]));

@@ -52,24 +52,46 @@ pub fn ours_1p1c(n: u64, capacity: usize, batch: usize) -> f64 {
 
 /// Nanoseconds per 8-byte message through an `SpscQueue<u64>` of `capacity`
 /// slots, from a forked child (the producer) to this process (the consumer),
-/// with blocking `put` and `get`.
-pub fn ours_spsc(n: u64, capacity: usize) -> f64 {
+/// with blocking `put` and `get` (`batch` ≤ 1), or `put_many`/`get_many` of
+/// `batch` items.
+pub fn ours_spsc(n: u64, capacity: usize, batch: usize) -> f64 {
     let q = SpscQueue::<u64>::new(capacity).expect("queue");
     let mut rx = q.consumer().expect("consumer");
     let go = Shared::anonymous(AtomicU32::new(0)).expect("flag");
+    let n = if batch <= 1 {
+        n
+    } else {
+        n / batch as u64 * batch as u64
+    };
     let child = fork_child(|| {
         let mut tx = q.producer().expect("producer");
         go.fetch_add(1, Ordering::SeqCst);
-        for i in 0..n {
-            tx.put(i).expect("put");
+        if batch <= 1 {
+            for i in 0..n {
+                tx.put(i).expect("put");
+            }
+        } else {
+            let items: Vec<u64> = (0..batch as u64).collect();
+            for _ in 0..n / batch as u64 {
+                tx.put_many(&items).expect("put_many");
+            }
         }
     });
     while go.load(Ordering::SeqCst) == 0 {
         std::hint::spin_loop();
     }
     let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(rx.get().expect("get"));
+    if batch <= 1 {
+        for _ in 0..n {
+            std::hint::black_box(rx.get().expect("get"));
+        }
+    } else {
+        let mut out = Vec::with_capacity(batch);
+        let mut got = 0;
+        while got < n {
+            out.clear();
+            got += rx.get_many(&mut out, batch).expect("get_many") as u64;
+        }
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     wait_child(child);

@@ -679,11 +679,12 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             &mut || unix_socket_stream(cfg.n(200_000), false),
             &mut || unix_socket_stream(cfg.n(200_000), true),
             &mut || ipc_channel_stream(cfg.n(200_000)),
-            &mut || ours_spsc(cfg.n(2_000_000), 1024),
+            &mut || ours_spsc(cfg.n(2_000_000), 1024, 1),
+            &mut || ours_spsc(cfg.n(4_000_000), 1024, 32),
         ],
     );
-    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, spsc_checked, uds, uds_packet, ipc, our_spsc] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map(|i| best(&t[i]));
+    let [q_one, q_batch, aq_one, pipe, our_pipe, our_pipe_into, spsc, spsc_checked, uds, uds_packet, ipc, our_spsc, our_spsc_batch] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map(|i| best(&t[i]));
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",
         ours: q_one,
@@ -707,6 +708,14 @@ fn queue(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer: spsc,
         target: "≤ 1.0× (throughput ≥)",
         ok: our_spsc <= spsc,
+    });
+    rows.push(Row {
+        what: "same, batches of 32 (ns/msg)",
+        ours: our_spsc_batch,
+        peer_name: "rtrb SPSC ring, threads",
+        peer: spsc,
+        target: "(put_many/get_many)",
+        ok: true,
     });
     rows.push(Row {
         what: "queue 1P→1C, 8 B (ns/msg)",

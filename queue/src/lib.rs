@@ -118,7 +118,7 @@ pub use layout::{HOLDERS, LANE_BYTES, MAX_CAPACITY, MAX_MESSAGE, PARTICIPANTS};
 pub use pipe::{pipe, pipe_with, Connection, PIPE_CAPACITY, PIPE_MESSAGE};
 #[cfg(all(feature = "test-hooks", not(multiproc_loom)))]
 #[doc(hidden)]
-pub use spsc::refuse_membarrier_here;
+pub use spsc::{fuzz_spsc_bytes, refuse_membarrier_here};
 #[cfg(not(multiproc_loom))]
 pub use spsc::{Consumer, Producer, SpscQueue};
 pub use typed::Queue;

@@ -1465,3 +1465,36 @@ impl<T> std::fmt::Debug for Consumer<T> {
             .finish()
     }
 }
+
+/// The fuzz entry point (`fuzz/fuzz_targets/spsc_memory.rs`): `bytes` as the
+/// memory of an `SpscQueue<u64>` — control block and slots — as a buggy or
+/// hostile process may have left it. Opening checks it; then both ends are
+/// taken and puts and gets of every kind that do not wait run over it. None
+/// may panic, wait, or touch memory outside the segment. How many items the
+/// gets took, or why the queue was refused.
+#[cfg(feature = "test-hooks")]
+pub fn fuzz_spsc_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let lines = bytes.len().div_ceil(128).max(1);
+    let info = TypeInfo::custom(&type_name::<u64>(), 128, 128, lines as u64);
+    let seg = Segment::create_typed(Location::Anonymous, info, |p| {
+        // SAFETY: create_typed passes at least lines × 128 writable bytes,
+        // which hold `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    })
+    .map_err(|e| e.to_string())?;
+    let q = SpscQueue::<u64>::attach(seg).map_err(|e| e.to_string())?;
+    let _ = q.qsize();
+    let mut tx = q.producer().map_err(|e| e.to_string())?;
+    let mut rx = q.consumer().map_err(|e| e.to_string())?;
+    let mut taken = 0;
+    let mut out = Vec::new();
+    for i in 0..4 {
+        let _ = tx.try_put(i);
+        taken += usize::from(rx.try_get().is_ok());
+        let _ = tx.try_put_many(&[i, i + 1, i + 2]);
+        out.clear();
+        taken += rx.try_get_many(&mut out, 3).unwrap_or(0);
+        let _ = q.qsize();
+    }
+    Ok(taken)
+}

@@ -596,3 +596,51 @@ fn batches_of_any_size_keep_the_order() {
         child.wait_ok(BOUND);
     }
 }
+
+/// The fuzz target's entry over its seed (a well-formed queue holding two
+/// items, so the fuzzer starts past the checks) and over random images of
+/// every size up to a few slots past the control block: never a panic.
+#[test]
+fn random_memory_images_are_refused_or_survived() {
+    let seed = std::fs::read(format!(
+        "{}/../fuzz/seeds/spsc_memory/valid-capacity-4",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    match multiproc_queue::fuzz_spsc_bytes(&seed) {
+        Ok(taken) => assert!(taken >= 2, "the seed's two items were not taken"),
+        Err(why) => panic!("the seed is stale (regenerate it): {why}"),
+    }
+    let mut x = 0x243f_6a88_85a3_08d3_u64;
+    let (mut refused, mut survived) = (0, 0);
+    for round in 0..2000 {
+        let mut bytes = seed.clone();
+        if round % 4 == 0 {
+            bytes.truncate((next(&mut x) % 800) as usize);
+        }
+        // A few random words over it, or all random.
+        if round % 10 == 0 {
+            for b in &mut bytes {
+                *b = next(&mut x) as u8;
+            }
+        } else {
+            for _ in 0..(next(&mut x) % 4 + 1) {
+                let at = (next(&mut x) % 100) as usize * 8;
+                if at + 8 <= bytes.len() {
+                    let v = match next(&mut x) % 3 {
+                        0 => next(&mut x),
+                        1 => next(&mut x) % 16,
+                        _ => u64::MAX - next(&mut x) % 16,
+                    };
+                    bytes[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+                }
+            }
+        }
+        match multiproc_queue::fuzz_spsc_bytes(&bytes) {
+            Ok(_) => survived += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!("random SpscQueue images: {refused} refused, {survived} survived");
+    assert!(refused > 0 && survived > 0);
+}

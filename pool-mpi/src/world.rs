@@ -1051,7 +1051,11 @@ impl Drop for MpiPool {
         self.hub
             .finalized
             .store(true, std::sync::atomic::Ordering::Release);
-        // MPI_Finalize: every rank calls it as it stops.
+        // MPI_Finalize: every rank calls it as it stops. Dropped by a callback,
+        // this runs on the receiver thread, not the one that initialised MPI:
+        // the standard says finalize "should" run on that one; OpenMPI (with
+        // MPI_THREAD_MULTIPLE, which `init` requires) accepts it, as the test
+        // of that case shows.
         drop(universe);
     }
 }

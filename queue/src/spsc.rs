@@ -136,6 +136,13 @@ impl End {
             End::Consumer => "consumer",
         }
     }
+
+    fn other(self) -> End {
+        match self {
+            End::Producer => End::Consumer,
+            End::Consumer => End::Producer,
+        }
+    }
 }
 
 /// Where the control block and the slots are, and what was checked of them:
@@ -199,11 +206,7 @@ impl<T> Shared<T> {
     /// Whether the other end of `end` is gone for good: given back, or held by
     /// a process that died (looked up only when `check_alive`: a few syscalls).
     fn other_gone(&self, end: End, check_alive: bool) -> bool {
-        let other = match end {
-            End::Producer => End::Consumer,
-            End::Consumer => End::Producer,
-        };
-        match self.side(other).holder.load(Ordering::Acquire) {
+        match self.side(end.other()).holder.load(Ordering::Acquire) {
             NEVER => false,
             RELEASED => true,
             record => check_alive && !process_alive(record),
@@ -457,14 +460,7 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn producer(&self) -> Result<Producer<T>> {
-        let taken = Taken::take(&self.shared, End::Producer)?;
-        let (tail, head) = match self.shared.positions() {
-            Ok(p) => p,
-            Err(e) => {
-                taken.release(&self.shared);
-                return Err(e);
-            }
-        };
+        let (taken, tail, head) = self.take(End::Producer)?;
         Ok(Producer {
             _seg: Arc::clone(&self.seg),
             shared: self.shared,
@@ -489,14 +485,7 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn consumer(&self) -> Result<Consumer<T>> {
-        let taken = Taken::take(&self.shared, End::Consumer)?;
-        let (tail, head) = match self.shared.positions() {
-            Ok(p) => p,
-            Err(e) => {
-                taken.release(&self.shared);
-                return Err(e);
-            }
-        };
+        let (taken, tail, head) = self.take(End::Consumer)?;
         Ok(Consumer {
             _seg: Arc::clone(&self.seg),
             shared: self.shared,
@@ -510,6 +499,19 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
 }
 
 impl<T> SpscQueue<T> {
+    /// Takes `end` for this process, with the positions it starts from
+    /// (checked; the end is given back if they cannot be).
+    fn take(&self, end: End) -> Result<(Taken, u64, u64)> {
+        let taken = Taken::take(&self.shared, end)?;
+        match self.shared.positions() {
+            Ok((tail, head)) => Ok((taken, tail, head)),
+            Err(e) => {
+                taken.release(&self.shared);
+                Err(e)
+            }
+        }
+    }
+
     /// How many items it holds now (0 if a peer wrote nonsense over the count).
     ///
     /// # Examples
@@ -715,11 +717,7 @@ impl Taken {
                 Ordering::Relaxed,
             );
             // Wake the other end, which may now answer Disconnected.
-            let other = match self.end {
-                End::Producer => End::Consumer,
-                End::Consumer => End::Producer,
-            };
-            let flag = &shared.side(other).sleeps;
+            let flag = &shared.side(self.end.other()).sleeps;
             if flag.swap(0, Ordering::SeqCst) != 0 {
                 wake(flag, 1);
             }
@@ -765,12 +763,8 @@ fn sleep_on<T>(
         side.sleeps.store(0, Ordering::Relaxed);
         return;
     }
-    let other = match end {
-        End::Producer => End::Consumer,
-        End::Consumer => End::Producer,
-    };
     // Without the heavy barrier, a light other end can miss the flag: nap.
-    let blind = !heavy && shared.side(other).light.load(Ordering::Relaxed) != 0;
+    let blind = !heavy && shared.side(end.other()).light.load(Ordering::Relaxed) != 0;
     let nap = if blind {
         BLIND_NAP
     } else {
@@ -833,7 +827,7 @@ pub struct Producer<T> {
 impl<T: ShmSafe + Copy> Producer<T> {
     /// The fast path: puts `item` if this handle is its process's and there is
     /// room (`head` reloaded only when the cached one says full). `false`: not
-    /// put, and [`why_not`](Producer::why_not) says why. Small on purpose: no
+    /// put, and [`push_or_why`](Producer::push_or_why) says why. Small on purpose: no
     /// `Error` is made or moved on the way.
     #[inline(always)]
     fn push(&mut self, item: T) -> bool {
@@ -857,14 +851,25 @@ impl<T: ShmSafe + Copy> Producer<T> {
         true
     }
 
-    /// Reloads `head`: whether there is room. A `head` that cannot be is not
-    /// taken (no room; `why_not` reports it).
-    #[cold]
-    fn reload_head(&mut self) -> bool {
+    /// `head` as read now, checked against this end's `tail`.
+    fn head_now(&self) -> Result<u64> {
         let head = self.shared.ctl().head.0.load(Ordering::Acquire);
         if head > self.tail || self.tail - head > self.shared.cap {
-            return false;
+            return Err(Error::Corrupted(Corruption::Field {
+                what: "an SPSC queue's head, against its producer's tail",
+                value: head,
+            }));
         }
+        Ok(head)
+    }
+
+    /// Reloads `head`: whether there is room. A `head` that cannot be is not
+    /// taken (no room; `push_or_why` reports it).
+    #[cold]
+    fn reload_head(&mut self) -> bool {
+        let Ok(head) = self.head_now() else {
+            return false;
+        };
         self.head_seen = head;
         self.tail - head < self.shared.cap
     }
@@ -880,13 +885,7 @@ impl<T: ShmSafe + Copy> Producer<T> {
         if self.push(item) {
             return Ok(());
         }
-        let head = self.shared.ctl().head.0.load(Ordering::Acquire);
-        if head > self.tail || self.tail - head > self.shared.cap {
-            return Err(Error::Corrupted(Corruption::Field {
-                what: "an SPSC queue's head, against its producer's tail",
-                value: head,
-            }));
-        }
+        self.head_now()?;
         Err(if gone {
             Error::Disconnected
         } else {
@@ -1180,14 +1179,25 @@ impl<T: ShmSafe + Copy> Consumer<T> {
         Some(item)
     }
 
+    /// `tail` as read now, checked against this end's `head`.
+    fn tail_now(&self) -> Result<u64> {
+        let tail = self.shared.ctl().tail.0.load(Ordering::Acquire);
+        if tail < self.head || tail - self.head > self.shared.cap {
+            return Err(Error::Corrupted(Corruption::Field {
+                what: "an SPSC queue's tail, against its consumer's head",
+                value: tail,
+            }));
+        }
+        Ok(tail)
+    }
+
     /// Reloads `tail`: whether an item is there. A `tail` that cannot be is not
     /// taken (nothing there; `pop_or_why` reports it).
     #[cold]
     fn reload_tail(&mut self) -> bool {
-        let tail = self.shared.ctl().tail.0.load(Ordering::Acquire);
-        if tail < self.head || tail - self.head > self.shared.cap {
+        let Ok(tail) = self.tail_now() else {
             return false;
-        }
+        };
         self.tail_seen = tail;
         tail > self.head
     }
@@ -1203,13 +1213,7 @@ impl<T: ShmSafe + Copy> Consumer<T> {
         if let Some(item) = self.pop() {
             return Ok(item);
         }
-        let tail = self.shared.ctl().tail.0.load(Ordering::Acquire);
-        if tail < self.head || tail - self.head > self.shared.cap {
-            return Err(Error::Corrupted(Corruption::Field {
-                what: "an SPSC queue's tail, against its consumer's head",
-                value: tail,
-            }));
-        }
+        self.tail_now()?;
         Err(if gone {
             Error::Disconnected
         } else {

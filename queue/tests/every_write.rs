@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
+use multiproc_queue::{ByteQueue, Consumer, Error, JoinableQueue, Producer, Queue, SpscQueue};
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::every_write::{armed, every_write, Outcome, Report};
 use multiproc_testkit::{fork, wait_until, Child, ChildExit, Watchdog};
@@ -827,7 +827,7 @@ fn a_large_get_killed_at_every_store() {
 
 /// An `SpscQueue` and the parent's end of it, for the every-store tests.
 struct Spsc<E> {
-    q: multiproc_queue::SpscQueue<u64>,
+    q: SpscQueue<u64>,
     end: std::cell::RefCell<E>,
 }
 
@@ -837,40 +837,56 @@ impl<E> Spsc<E> {
     }
 }
 
-/// The victim takes the producing end and puts 7 into an `SpscQueue` holding
-/// 3; the parent holds the consumer. Classes in kill order: not sent (the
-/// consumer then sees `Disconnected` after 3), delivered. A new producer takes
-/// the end over either way.
-#[test]
-fn an_spsc_put_killed_at_every_store() {
+/// An `SpscQueue` holding `items`, its consumer the parent's.
+fn spsc_for_a_producer(items: &[u64]) -> Spsc<Consumer<u64>> {
+    let q = SpscQueue::<u64>::new(CAPACITY).unwrap();
+    q.producer().unwrap().put_many(items).unwrap();
+    let end = std::cell::RefCell::new(q.consumer().unwrap());
+    Spsc { q, end }
+}
+
+/// An `SpscQueue` holding `items`, its producer the parent's.
+fn spsc_for_a_consumer(items: &[u64]) -> Spsc<Producer<u64>> {
+    let q = SpscQueue::<u64>::new(CAPACITY).unwrap();
+    let mut tx = q.producer().unwrap();
+    tx.put_many(items).unwrap();
+    let end = std::cell::RefCell::new(tx);
+    Spsc { q, end }
+}
+
+/// The victim takes the producing end of an `SpscQueue` holding 3 and makes
+/// `put` (of `sent`); the parent holds the consumer. Classes in kill order:
+/// not sent (the consumer then sees `Disconnected` after 3), all delivered. A
+/// new producer takes the end over either way.
+fn spsc_put_killed(what: &str, put: fn(&mut Producer<u64>), sent: &[u64]) {
     set_owner_check_interval(Duration::from_millis(5));
     let _dog = Watchdog::arm(Duration::from_secs(120), "spsc put killed at every store");
     let classes = std::cell::RefCell::new(Vec::new());
     let report = every_write(
-        || {
-            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
-            q.producer().unwrap().put(3).unwrap();
-            let end = std::cell::RefCell::new(q.consumer().unwrap());
-            Spsc { q, end }
-        },
+        || spsc_for_a_producer(&[3]),
         Spsc::region,
         |s| {
             let mut tx = s.q.producer().unwrap();
-            armed(|| tx.put(7).unwrap());
+            armed(|| put(&mut tx));
             std::mem::forget(tx); // as _exit would: the end stays this process's
         },
         |s, outcome| {
             let mut rx = s.end.borrow_mut();
-            assert_eq!(rx.get_timeout(BOUND).unwrap(), 3, "{outcome:?}");
-            let class = match rx.get_timeout(BOUND) {
-                Err(Error::Disconnected) => 0,
-                Ok(7) => 1,
-                other => panic!("{outcome:?}: {other:?}"),
+            let mut got = Vec::new();
+            let end = loop {
+                match rx.get_timeout(BOUND) {
+                    Ok(v) => got.push(v),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(end, Error::Disconnected), "{outcome:?}: {end}");
+            let class = match got.split_first() {
+                Some((3, [])) => 0,
+                Some((3, rest)) if rest == sent => 1,
+                _ => panic!("{outcome:?}: {got:?}"),
             };
             if outcome == Outcome::Completed {
-                assert_eq!(class, 1, "a completed put is delivered");
-            } else if class == 1 {
-                assert!(matches!(rx.get_timeout(BOUND), Err(Error::Disconnected)));
+                assert_eq!(class, 1, "a completed {what} is delivered");
             }
             let mut tx = s.q.producer().expect("the dead producer's end, taken over");
             tx.put(8).unwrap();
@@ -881,52 +897,45 @@ fn an_spsc_put_killed_at_every_store() {
     );
     check_order(
         "SpscQueue<u64>",
-        "put",
+        what,
         &report,
         &classes.into_inner(),
         &["not sent", "delivered"],
     );
 }
 
-/// The victim takes the consuming end and gets from an `SpscQueue` holding 3,
-/// 4; the parent holds the producer. Classes in kill order: not taken (the next
-/// consumer gets 3), taken by the victim (the next gets 4). Never both lost
-/// and never given twice.
-#[test]
-fn an_spsc_get_killed_at_every_store() {
+/// The victim takes the consuming end of an `SpscQueue` holding 3, 4, 5, 6
+/// and makes `get` (of `taken` items); the parent holds the producer. Classes
+/// in kill order: nothing taken (the next consumer gets from 3), all taken
+/// (the next gets from after them). Never part, never given twice.
+fn spsc_get_killed(what: &str, get: fn(&mut Consumer<u64>), taken: usize) {
     let _dog = Watchdog::arm(Duration::from_secs(120), "spsc get killed at every store");
     let classes = std::cell::RefCell::new(Vec::new());
+    let all = [3, 4, 5, 6];
     let report = every_write(
-        || {
-            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
-            let mut tx = q.producer().unwrap();
-            tx.put(3).unwrap();
-            tx.put(4).unwrap();
-            Spsc {
-                q,
-                end: std::cell::RefCell::new(tx),
-            }
-        },
+        || spsc_for_a_consumer(&all),
         Spsc::region,
         |s| {
             let mut rx = s.q.consumer().unwrap();
-            assert_eq!(armed(|| rx.get().unwrap()), 3);
+            armed(|| get(&mut rx));
             std::mem::forget(rx);
         },
         |s, outcome| {
             let mut rx = s.q.consumer().expect("the dead consumer's end, taken over");
-            let class = match rx.try_get() {
-                Ok(3) => 0,
-                Ok(4) => 1,
-                other => panic!("{outcome:?}: {other:?}"),
+            let mut got = Vec::new();
+            while let Ok(v) = rx.try_get() {
+                got.push(v);
+            }
+            let class = if got == all {
+                0
+            } else if got == all[taken..] {
+                1
+            } else {
+                panic!("{outcome:?}: {got:?}")
             };
             if outcome == Outcome::Completed {
-                assert_eq!(class, 1, "a completed get took its item");
+                assert_eq!(class, 1, "a completed {what} took its items");
             }
-            if class == 0 {
-                assert_eq!(rx.try_get().unwrap(), 4);
-            }
-            assert!(matches!(rx.try_get(), Err(Error::Empty)), "{outcome:?}");
             s.end.borrow_mut().put(5).unwrap();
             assert_eq!(rx.try_get().unwrap(), 5);
             classes.borrow_mut().push(class);
@@ -935,113 +944,38 @@ fn an_spsc_get_killed_at_every_store() {
     );
     check_order(
         "SpscQueue<u64>",
-        "get",
-        &report,
-        &classes.into_inner(),
-        &["not taken", "taken"],
-    );
-}
-
-/// The victim puts 7, 8, 9 with one `put_many` into an `SpscQueue` holding 3:
-/// all three arrive or none does (one store publishes the batch).
-#[test]
-fn an_spsc_put_many_killed_at_every_store() {
-    set_owner_check_interval(Duration::from_millis(5));
-    let _dog = Watchdog::arm(
-        Duration::from_secs(120),
-        "spsc put_many killed at every store",
-    );
-    let classes = std::cell::RefCell::new(Vec::new());
-    let report = every_write(
-        || {
-            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
-            q.producer().unwrap().put(3).unwrap();
-            let end = std::cell::RefCell::new(q.consumer().unwrap());
-            Spsc { q, end }
-        },
-        Spsc::region,
-        |s| {
-            let mut tx = s.q.producer().unwrap();
-            armed(|| tx.put_many(&[7, 8, 9]).unwrap());
-            std::mem::forget(tx);
-        },
-        |s, outcome| {
-            let mut rx = s.end.borrow_mut();
-            let mut out = Vec::new();
-            while let Ok(v) = rx.get_timeout(BOUND) {
-                out.push(v);
-            }
-            let class = match out.as_slice() {
-                [3] => 0,
-                [3, 7, 8, 9] => 1,
-                other => panic!("{outcome:?}: {other:?}"),
-            };
-            if outcome == Outcome::Completed {
-                assert_eq!(class, 1, "a completed put_many is delivered");
-            }
-            classes.borrow_mut().push(class);
-        },
-        BOUND,
-    );
-    check_order(
-        "SpscQueue<u64>",
-        "put_many",
-        &report,
-        &classes.into_inner(),
-        &["none sent", "all delivered"],
-    );
-}
-
-/// The victim takes up to three with one `get_many` from an `SpscQueue`
-/// holding 3, 4, 5, 6: the next consumer gets from 3 (nothing taken) or from
-/// 6 (all three taken), never from between.
-#[test]
-fn an_spsc_get_many_killed_at_every_store() {
-    let _dog = Watchdog::arm(
-        Duration::from_secs(120),
-        "spsc get_many killed at every store",
-    );
-    let classes = std::cell::RefCell::new(Vec::new());
-    let report = every_write(
-        || {
-            let q = multiproc_queue::SpscQueue::<u64>::new(CAPACITY).unwrap();
-            let mut tx = q.producer().unwrap();
-            tx.put_many(&[3, 4, 5, 6]).unwrap();
-            Spsc {
-                q,
-                end: std::cell::RefCell::new(tx),
-            }
-        },
-        Spsc::region,
-        |s| {
-            let mut rx = s.q.consumer().unwrap();
-            let mut out = Vec::new();
-            assert_eq!(armed(|| rx.get_many(&mut out, 3).unwrap()), 3);
-            std::mem::forget(rx);
-        },
-        |s, outcome| {
-            let mut rx = s.q.consumer().expect("the dead consumer's end, taken over");
-            let mut out = Vec::new();
-            while let Ok(v) = rx.try_get() {
-                out.push(v);
-            }
-            let class = match out.as_slice() {
-                [3, 4, 5, 6] => 0,
-                [6] => 1,
-                other => panic!("{outcome:?}: {other:?}"),
-            };
-            if outcome == Outcome::Completed {
-                assert_eq!(class, 1, "a completed get_many took its items");
-            }
-            classes.borrow_mut().push(class);
-        },
-        BOUND,
-    );
-    check_order(
-        "SpscQueue<u64>",
-        "get_many",
+        what,
         &report,
         &classes.into_inner(),
         &["none taken", "all taken"],
+    );
+}
+
+#[test]
+fn an_spsc_put_killed_at_every_store() {
+    spsc_put_killed("put", |tx| tx.put(7).unwrap(), &[7]);
+}
+
+/// One store publishes the whole batch: all three arrive, or none does.
+#[test]
+fn an_spsc_put_many_killed_at_every_store() {
+    spsc_put_killed(
+        "put_many",
+        |tx| tx.put_many(&[7, 8, 9]).unwrap(),
+        &[7, 8, 9],
+    );
+}
+
+#[test]
+fn an_spsc_get_killed_at_every_store() {
+    spsc_get_killed("get", |rx| assert_eq!(rx.get().unwrap(), 3), 1);
+}
+
+#[test]
+fn an_spsc_get_many_killed_at_every_store() {
+    spsc_get_killed(
+        "get_many",
+        |rx| assert_eq!(rx.get_many(&mut Vec::new(), 3).unwrap(), 3),
+        3,
     );
 }

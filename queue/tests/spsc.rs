@@ -291,6 +291,50 @@ fn a_dropped_or_killed_consumer_disconnects_a_put_on_a_full_ring() {
     }
 }
 
+/// Forks a child that runs `body` — which calls its argument once it holds
+/// its end, then works — and SIGKILLs it 0-3 ms (at random) after that call.
+fn kill_at_random(seed: &mut u64, body: impl FnOnce(&dyn Fn())) {
+    let started = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let child = fork(|| {
+        body(&|| started.store(1, Ordering::SeqCst));
+        // Stays until killed.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    while started.load(Ordering::SeqCst) == 0 {
+        std::hint::spin_loop();
+    }
+    std::thread::sleep(Duration::from_micros(next(seed) % 3000));
+    child.kill(BOUND);
+}
+
+/// Where the kills of a random-kill test landed, by how far the victim got
+/// of `k` items.
+#[derive(Default)]
+struct Landed {
+    none: u64,
+    some: u64,
+    all: u64,
+}
+
+impl Landed {
+    fn count(&mut self, done: u64, k: u64) {
+        match done {
+            0 => self.none += 1,
+            d if d == k => self.all += 1,
+            _ => self.some += 1,
+        }
+    }
+
+    /// Prints the tally; fails unless some kill landed mid-stream.
+    fn check(&self, who: &str) {
+        let Landed { none, some, all } = self;
+        eprintln!("{who} killed: {none} before any item, {some} mid-stream, {all} after all");
+        assert!(*some > 0, "no kill landed mid-stream");
+    }
+}
+
 /// A producer SIGKILLed at a random point of a stream — between puts, or
 /// inside one (after the item's write, before `tail`'s store) — leaves the
 /// items it published, in order, and nothing else; the end is taken over and
@@ -302,26 +346,16 @@ fn a_producer_killed_at_random_points_leaves_a_prefix_and_is_taken_over() {
     const TRIALS: u64 = 100;
     const K: u64 = 100_000;
     let mut seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
-    let (mut none, mut some, mut all) = (0, 0, 0);
+    let mut landed = Landed::default();
     for trial in 0..TRIALS {
         let q = SpscQueue::<u64>::new(K as usize + 16).unwrap();
-        let started = Shared::anonymous(AtomicU64::new(0)).unwrap();
-        let child = fork(|| {
+        kill_at_random(&mut seed, |started| {
             let mut tx = q.producer().unwrap();
-            started.store(1, Ordering::SeqCst);
+            started();
             for i in 0..K {
                 tx.put(i).unwrap();
             }
-            // Stays until killed.
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
         });
-        while started.load(Ordering::SeqCst) == 0 {
-            std::hint::spin_loop();
-        }
-        std::thread::sleep(Duration::from_micros(next(&mut seed) % 3000));
-        child.kill(BOUND);
         let mut tx = q.producer().unwrap();
         for i in 0..5 {
             tx.put(K + i).unwrap();
@@ -340,14 +374,9 @@ fn a_producer_killed_at_random_points_leaves_a_prefix_and_is_taken_over() {
         for i in 1..5 {
             assert_eq!(rx.get().unwrap(), K + i);
         }
-        match n {
-            0 => none += 1,
-            K => all += 1,
-            _ => some += 1,
-        }
+        landed.count(n, K);
     }
-    eprintln!("producer killed: {none} before any put, {some} mid-stream, {all} after all");
-    assert!(some > 0, "no kill landed mid-stream");
+    landed.check("producer");
 }
 
 /// A consumer SIGKILLed at a random point — between gets, or inside one
@@ -361,7 +390,7 @@ fn a_consumer_killed_at_random_points_is_taken_over_without_loss_or_repeat() {
     const TRIALS: u64 = 100;
     const K: u64 = 100_000;
     let mut seed = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
-    let (mut none, mut some, mut all) = (0, 0, 0);
+    let mut landed = Landed::default();
     for trial in 0..TRIALS {
         let q = SpscQueue::<u64>::new(K as usize).unwrap();
         {
@@ -373,26 +402,19 @@ fn a_consumer_killed_at_random_points_is_taken_over_without_loss_or_repeat() {
         // What the child's gets returned: one more than the last item, stored
         // after each get returned it.
         let seen = Shared::anonymous(AtomicU64::new(0)).unwrap();
-        let started = Shared::anonymous(AtomicU64::new(0)).unwrap();
-        let child = fork(|| {
+        kill_at_random(&mut seed, |started| {
             let mut rx = q.consumer().unwrap();
-            started.store(1, Ordering::SeqCst);
+            started();
             for i in 0..K {
                 let v = rx.get().unwrap();
                 if v != i {
-                    return 1;
+                    // Out of order: exits, and the parent's kill finds no SIGKILL.
+                    // SAFETY: ends this forked child at once.
+                    unsafe { libc::_exit(1) };
                 }
                 seen.store(v + 1, Ordering::SeqCst);
             }
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
         });
-        while started.load(Ordering::SeqCst) == 0 {
-            std::hint::spin_loop();
-        }
-        std::thread::sleep(Duration::from_micros(next(&mut seed) % 3000));
-        child.kill(BOUND);
         let recorded = seen.load(Ordering::SeqCst);
         let mut rx = q.consumer().unwrap();
         let first = match rx.try_get() {
@@ -410,14 +432,9 @@ fn a_consumer_killed_at_random_points_is_taken_over_without_loss_or_repeat() {
             assert_eq!(rx.get().unwrap(), i, "trial {trial}");
         }
         assert!(matches!(rx.try_get(), Err(Error::Disconnected)));
-        match recorded {
-            0 => none += 1,
-            K => all += 1,
-            _ => some += 1,
-        }
+        landed.count(recorded, K);
     }
-    eprintln!("consumer killed: {none} before any get, {some} mid-stream, {all} after all");
-    assert!(some > 0, "no kill landed mid-stream");
+    landed.check("consumer");
 }
 
 #[test]

@@ -11,8 +11,10 @@
 //! | `tail` | the producer (a plain store) | the next position it fills |
 //! | `head` | the consumer (a plain store) | the next position it takes |
 //!
-//! Positions are 64-bit and never wrap; position `p` uses slot `p % capacity`.
-//! `head ≤ tail ≤ head + capacity` always; a value read that breaks it was
+//! Positions are 64-bit and never wrap. The slots are `capacity` rounded up
+//! to a power of two, so position `p` uses slot `p & (slots − 1)`: no index
+//! to keep beside the position, one store fewer a message. The ring still
+//! holds at most `capacity`: `head ≤ tail ≤ head + capacity` always; a value read that breaks it was
 //! written by a hostile peer and is [`Error::Corrupted`], never an access out
 //! of the ring. Each end keeps its own position in its handle and a cached copy
 //! of the other's, which it reloads only when the cache says full (empty), as
@@ -78,7 +80,11 @@ use crate::waiter::{Waiter, SPINS};
 use crate::{Corruption, Error, Result};
 
 /// The layout this build writes and reads (in the geometry line).
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
+/// The largest position an end starts from: 2⁶² items, over a century at a
+/// nanosecond each, so that an end's own position never overflows while a
+/// scribbled one near 2⁶⁴ is refused.
+const MAX_POSITION: u64 = 1 << 62;
 /// An end never taken.
 const NEVER: u64 = 0;
 /// An end given back. Process records never set bit 62.
@@ -152,6 +158,9 @@ struct Shared<T> {
     ctl: NonNull<Control>,
     slots: NonNull<T>,
     cap: u64,
+    /// The slot count less one: the slots are `cap` rounded up to a power of
+    /// two, so that a position's slot is `position & mask` (no wrap to keep).
+    mask: u64,
 }
 
 impl<T> Clone for Shared<T> {
@@ -183,17 +192,26 @@ impl<T> Shared<T> {
         }
     }
 
-    fn slot(&self, index: u64) -> *mut T {
-        debug_assert!(index < self.cap);
-        // SAFETY: index < cap, and the mapping holds cap slots after the control
-        // block (checked when made or opened).
-        unsafe { self.slots.as_ptr().add(index as usize) }
+    /// The slot of `position` (a `tail` or `head`).
+    #[inline(always)]
+    fn slot(&self, position: u64) -> *mut T {
+        // SAFETY: the index is at most mask, and the mapping holds mask + 1
+        // slots after the control block (checked when made or opened).
+        unsafe { self.slots.as_ptr().add((position & self.mask) as usize) }
     }
 
-    /// `tail` and `head` as read now, checked: `head ≤ tail ≤ head + capacity`.
+    /// `tail` and `head` as read now, checked: `head ≤ tail ≤ head + capacity`,
+    /// and `tail ≤ MAX_POSITION` (an end starts from them, and adds to its
+    /// own without further checks).
     fn positions(&self) -> Result<(u64, u64)> {
         let head = self.ctl().head.0.load(Ordering::Acquire);
         let tail = self.ctl().tail.0.load(Ordering::Acquire);
+        if tail > MAX_POSITION {
+            return Err(Error::Corrupted(Corruption::Field {
+                what: "an SPSC queue's tail (more items than any queue carries)",
+                value: tail,
+            }));
+        }
         if tail < head || tail - head > self.cap {
             return Err(Error::Corrupted(Corruption::Field {
                 what: "an SPSC queue's count (tail − head)",
@@ -292,12 +310,19 @@ fn check_align<T>() -> Result<()> {
 
 /// Bytes of a queue of `capacity` `T`s.
 fn total_len<T>(capacity: usize) -> usize {
-    std::mem::size_of::<Control>() + capacity * std::mem::size_of::<T>()
+    std::mem::size_of::<Control>() + slot_count(capacity) * std::mem::size_of::<T>()
+}
+
+/// The slots a queue of `capacity` items has: `capacity` rounded up to a
+/// power of two (at most 2³⁰). The ring never holds more than `capacity`.
+fn slot_count(capacity: usize) -> usize {
+    capacity.next_power_of_two()
 }
 
 impl<T: ShmSafe + Copy> SpscQueue<T> {
     /// An anonymous queue of `capacity` items, shared with children forked after
-    /// it.
+    /// it. It holds `capacity` items; its mapping has room for `capacity`
+    /// rounded up to a power of two (see the module source).
     ///
     /// # Errors
     /// [`Error::OutOfRange`] for a capacity of 0 or over 2³⁰; [`Error::Shm`].
@@ -440,6 +465,7 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
                 ctl: base.cast(),
                 slots,
                 cap,
+                mask: slot_count(cap as usize) as u64 - 1,
             },
             _t: PhantomData,
         })
@@ -464,7 +490,6 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
         Ok(Producer {
             _seg: Arc::clone(&self.seg),
             shared: self.shared,
-            index: tail % self.shared.cap,
             tail,
             head_seen: head,
             taken,
@@ -489,7 +514,6 @@ impl<T: ShmSafe + Copy> SpscQueue<T> {
         Ok(Consumer {
             _seg: Arc::clone(&self.seg),
             shared: self.shared,
-            index: head % self.shared.cap,
             head,
             tail_seen: tail,
             taken,
@@ -658,6 +682,10 @@ struct Taken {
     generation: u64,
     /// Its fast path needs only a compiler barrier.
     light: bool,
+    /// `generation` for a light end, `u64::MAX` (never a generation) for
+    /// another: one comparison with `FORKS` says both that the handle is its
+    /// process's and that its fast path needs no fence.
+    fast: u64,
 }
 
 impl Taken {
@@ -691,6 +719,7 @@ impl Taken {
             record: me,
             generation,
             light,
+            fast: if light { generation } else { u64::MAX },
         })
     }
 
@@ -724,18 +753,34 @@ impl Taken {
         }
     }
 
+    /// Whether a put or get may take the light path: the handle is its
+    /// process's, and its process is registered for `membarrier`.
+    #[inline(always)]
+    fn light_here(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) == self.fast
+    }
+
     /// After this end's store of its position: the barrier of its fast path,
     /// then a look at the other end's flag, and a wake-up if it sleeps.
     #[inline(always)]
     fn after_store(&self, other: &Side) {
         if self.light {
-            compiler_fence(Ordering::SeqCst);
+            after_store_as::<true>(other);
         } else {
-            fence(Ordering::SeqCst);
+            after_store_as::<false>(other);
         }
-        if other.sleeps.load(Ordering::Relaxed) != 0 {
-            wake_other(other);
-        }
+    }
+}
+
+/// [`Taken::after_store`] for an end known to be light (`LIGHT`) or not.
+#[inline(always)]
+fn after_store_as<const LIGHT: bool>(other: &Side) {
+    if !LIGHT {
+        fence(Ordering::SeqCst);
+    }
+    compiler_fence(Ordering::SeqCst);
+    if other.sleeps.load(Ordering::Relaxed) != 0 {
+        wake_other(other);
     }
 }
 
@@ -813,8 +858,6 @@ pub struct Producer<T> {
     /// Keeps the mapping that `shared` points into.
     _seg: Arc<Segment>,
     shared: Shared<T>,
-    /// `tail % capacity`.
-    index: u64,
     /// The next position to fill (the shared `tail` is a copy of it).
     tail: u64,
     /// `head` when last read: a put needs no look at it while `tail − head_seen
@@ -831,30 +874,51 @@ impl<T: ShmSafe + Copy> Producer<T> {
     /// `Error` is made or moved on the way.
     #[inline(always)]
     fn push(&mut self, item: T) -> bool {
-        if FORKS.load(Ordering::Relaxed) != self.taken.generation {
+        if self.taken.light_here() {
+            self.push_as::<true>(item)
+        } else {
+            self.push_fenced(item)
+        }
+    }
+
+    /// [`push`](Producer::push) for an end that is not light, or a copy
+    /// made by `fork` (which puts nothing). Out of line: its fence costs
+    /// more than the call.
+    #[inline(never)]
+    fn push_fenced(&mut self, item: T) -> bool {
+        self.taken.here().is_ok() && self.push_as::<false>(item)
+    }
+
+    /// The put itself, for a handle that is its process's; `LIGHT`: its fast
+    /// path needs only a compiler barrier.
+    #[inline(always)]
+    fn push_as<const LIGHT: bool>(&mut self, item: T) -> bool {
+        // Read once into locals: after the slot's volatile write the compiler
+        // would read every field again.
+        let (shared, tail) = (self.shared, self.tail);
+        if tail - self.head_seen >= shared.cap && !self.reload_head() {
             return false;
         }
-        if self.tail - self.head_seen >= self.shared.cap && !self.reload_head() {
-            return false;
-        }
-        // SAFETY: index < cap; the slot is free (tail − head < cap) and only
-        // this end writes it until tail moves past it.
-        unsafe { std::ptr::write_volatile(self.shared.slot(self.index), item) };
-        self.tail += 1;
-        self.index += 1;
-        if self.index == self.shared.cap {
-            self.index = 0;
-        }
-        let ctl = self.shared.ctl();
-        ctl.tail.0.store(self.tail, Ordering::Release);
-        self.taken.after_store(&ctl.consumer.0);
+        // SAFETY: the slot is free (tail − head < cap) and only this end
+        // writes it until tail moves past it.
+        unsafe { std::ptr::write_volatile(shared.slot(tail), item) };
+        self.tail = tail + 1;
+        let ctl = shared.ctl();
+        ctl.tail.0.store(tail + 1, Ordering::Release);
+        after_store_as::<LIGHT>(&ctl.consumer.0);
         true
+    }
+
+    /// Whether `head` can be, against this end's `tail`.
+    #[inline(always)]
+    fn head_can_be(&self, head: u64) -> bool {
+        head <= self.tail && self.tail - head <= self.shared.cap
     }
 
     /// `head` as read now, checked against this end's `tail`.
     fn head_now(&self) -> Result<u64> {
         let head = self.shared.ctl().head.0.load(Ordering::Acquire);
-        if head > self.tail || self.tail - head > self.shared.cap {
+        if !self.head_can_be(head) {
             return Err(Error::Corrupted(Corruption::Field {
                 what: "an SPSC queue's head, against its producer's tail",
                 value: head,
@@ -864,12 +928,14 @@ impl<T: ShmSafe + Copy> Producer<T> {
     }
 
     /// Reloads `head`: whether there is room. A `head` that cannot be is not
-    /// taken (no room; `push_or_why` reports it).
-    #[cold]
+    /// taken (no room; `push_or_why` reports it). Inline: a producer that
+    /// keeps the ring nearly full reloads on most puts.
+    #[inline(always)]
     fn reload_head(&mut self) -> bool {
-        let Ok(head) = self.head_now() else {
+        let head = self.shared.ctl().head.0.load(Ordering::Acquire);
+        if !self.head_can_be(head) {
             return false;
-        };
+        }
         self.head_seen = head;
         self.tail - head < self.shared.cap
     }
@@ -1008,16 +1074,13 @@ impl<T: ShmSafe + Copy> Producer<T> {
         if n == 0 {
             return 0;
         }
-        for item in &items[..n] {
-            // SAFETY: index < cap; the n slots from tail are free (n ≤ room)
-            // and only this end writes them until tail moves past them.
-            unsafe { std::ptr::write_volatile(self.shared.slot(self.index), *item) };
-            self.index += 1;
-            if self.index == cap {
-                self.index = 0;
-            }
+        let (shared, tail) = (self.shared, self.tail);
+        for (k, item) in items[..n].iter().enumerate() {
+            // SAFETY: the n slots from tail are free (n ≤ room) and only this
+            // end writes them until tail moves past them.
+            unsafe { std::ptr::write_volatile(shared.slot(tail + k as u64), *item) };
         }
-        self.tail += n as u64;
+        self.tail = tail + n as u64;
         let ctl = self.shared.ctl();
         ctl.tail.0.store(self.tail, Ordering::Release);
         self.taken.after_store(&ctl.consumer.0);
@@ -1141,8 +1204,6 @@ pub struct Consumer<T> {
     /// Keeps the mapping that `shared` points into.
     _seg: Arc<Segment>,
     shared: Shared<T>,
-    /// `head % capacity`.
-    index: u64,
     /// The next position to take (the shared `head` is a copy of it).
     head: u64,
     /// `tail` when last read: a get needs no look at it while `head <
@@ -1158,31 +1219,50 @@ impl<T: ShmSafe + Copy> Consumer<T> {
     /// nothing taken, and [`pop_or_why`](Consumer::pop_or_why) says why.
     #[inline(always)]
     fn pop(&mut self) -> Option<T> {
-        if FORKS.load(Ordering::Relaxed) != self.taken.generation {
-            return None;
+        if self.taken.light_here() {
+            self.pop_as::<true>()
+        } else {
+            self.pop_fenced()
         }
+    }
+
+    /// [`pop`](Consumer::pop) for an end that is not light, or a copy made
+    /// by `fork` (which takes nothing). Out of line, as `Producer::push_fenced`.
+    #[inline(never)]
+    fn pop_fenced(&mut self) -> Option<T> {
+        self.taken.here().ok()?;
+        self.pop_as::<false>()
+    }
+
+    /// The get itself, for a handle that is its process's; `LIGHT` as in
+    /// `Producer::push_as`.
+    #[inline(always)]
+    fn pop_as<const LIGHT: bool>(&mut self) -> Option<T> {
         if self.head == self.tail_seen && !self.reload_tail() {
             return None;
         }
-        // SAFETY: index < cap; the slot holds an item (head < tail) that only
-        // this end reads until head moves past it. T is ShmSafe: any bytes are
-        // a T.
-        let item = unsafe { std::ptr::read_volatile(self.shared.slot(self.index)) };
-        self.head += 1;
-        self.index += 1;
-        if self.index == self.shared.cap {
-            self.index = 0;
-        }
-        let ctl = self.shared.ctl();
-        ctl.head.0.store(self.head, Ordering::Release);
-        self.taken.after_store(&ctl.producer.0);
+        // Read once into locals (see `Producer::push`).
+        let (shared, head) = (self.shared, self.head);
+        // SAFETY: the slot holds an item (head < tail) that only this end
+        // reads until head moves past it. T is ShmSafe: any bytes are a T.
+        let item = unsafe { std::ptr::read_volatile(shared.slot(head)) };
+        self.head = head + 1;
+        let ctl = shared.ctl();
+        ctl.head.0.store(head + 1, Ordering::Release);
+        after_store_as::<LIGHT>(&ctl.producer.0);
         Some(item)
+    }
+
+    /// Whether `tail` can be, against this end's `head`.
+    #[inline(always)]
+    fn tail_can_be(&self, tail: u64) -> bool {
+        tail >= self.head && tail - self.head <= self.shared.cap
     }
 
     /// `tail` as read now, checked against this end's `head`.
     fn tail_now(&self) -> Result<u64> {
         let tail = self.shared.ctl().tail.0.load(Ordering::Acquire);
-        if tail < self.head || tail - self.head > self.shared.cap {
+        if !self.tail_can_be(tail) {
             return Err(Error::Corrupted(Corruption::Field {
                 what: "an SPSC queue's tail, against its consumer's head",
                 value: tail,
@@ -1192,12 +1272,14 @@ impl<T: ShmSafe + Copy> Consumer<T> {
     }
 
     /// Reloads `tail`: whether an item is there. A `tail` that cannot be is not
-    /// taken (nothing there; `pop_or_why` reports it).
-    #[cold]
+    /// taken (nothing there; `pop_or_why` reports it). Inline: a consumer that
+    /// keeps up with its producer reloads on most gets.
+    #[inline(always)]
     fn reload_tail(&mut self) -> bool {
-        let Ok(tail) = self.tail_now() else {
+        let tail = self.shared.ctl().tail.0.load(Ordering::Acquire);
+        if !self.tail_can_be(tail) {
             return false;
-        };
+        }
         self.tail_seen = tail;
         tail > self.head
     }
@@ -1336,18 +1418,14 @@ impl<T: ShmSafe + Copy> Consumer<T> {
             return 0;
         }
         out.reserve(n);
-        let cap = self.shared.cap;
-        for _ in 0..n {
-            // SAFETY: index < cap; the n slots from head hold items (n ≤ tail −
-            // head) that only this end reads until head moves past them. T is
-            // ShmSafe: any bytes are a T.
-            out.push(unsafe { std::ptr::read_volatile(self.shared.slot(self.index)) });
-            self.index += 1;
-            if self.index == cap {
-                self.index = 0;
-            }
+        let (shared, head) = (self.shared, self.head);
+        for k in 0..n as u64 {
+            // SAFETY: the n slots from head hold items (n ≤ tail − head) that
+            // only this end reads until head moves past them. T is ShmSafe:
+            // any bytes are a T.
+            out.push(unsafe { std::ptr::read_volatile(shared.slot(head + k)) });
         }
-        self.head += n as u64;
+        self.head = head + n as u64;
         let ctl = self.shared.ctl();
         ctl.head.0.store(self.head, Ordering::Release);
         self.taken.after_store(&ctl.producer.0);

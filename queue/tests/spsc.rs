@@ -467,6 +467,18 @@ fn scribbled_positions_are_errors_not_accesses() {
     tx.put(5).unwrap();
     assert_eq!(rx.get().unwrap(), 4);
     assert_eq!(rx.get().unwrap(), 5);
+    // Positions near 2^64 (consistent with each other): a new end refuses to
+    // start from them, where its first put would overflow.
+    drop((tx, rx));
+    word(&q, HEAD_AT).store(u64::MAX - 1, Ordering::SeqCst);
+    word(&q, TAIL_AT).store(u64::MAX, Ordering::SeqCst);
+    assert!(matches!(q.producer(), Err(Error::Corrupted(_))));
+    assert!(matches!(q.consumer(), Err(Error::Corrupted(_))));
+    word(&q, HEAD_AT).store(5, Ordering::SeqCst);
+    word(&q, TAIL_AT).store(5, Ordering::SeqCst);
+    let (mut tx, mut rx) = (q.producer().unwrap(), q.consumer().unwrap());
+    tx.put(6).unwrap();
+    assert_eq!(rx.get().unwrap(), 6);
 }
 
 #[test]
@@ -530,6 +542,64 @@ fn sizes_and_timeouts_read_as_python_s() {
     tx.put_timeout(3, Duration::from_millis(5)).unwrap();
     let got: Vec<u16> = (0..3).map(|_| rx.try_get().unwrap()).collect();
     assert_eq!(got, [1, 2, 3]);
+}
+
+/// The slots are the capacity rounded up to a power of two, but the ring
+/// holds exactly its capacity, single or batched, however often its
+/// positions have wrapped around the slots.
+#[test]
+fn a_ring_holds_its_capacity_not_its_slot_count() {
+    for capacity in (1..=20).chain([127, 1000, 1024, 1025]) {
+        let q = SpscQueue::<u32>::new(capacity).unwrap();
+        let mut tx = q.producer().unwrap();
+        let mut rx = q.consumer().unwrap();
+        let mut next_in = 0u32;
+        let mut next_out = 0u32;
+        for round in 0..5 {
+            // Start each round at another offset within the slots.
+            for _ in 0..round * 3 % capacity.max(1) {
+                tx.put(next_in).unwrap();
+                next_in += 1;
+                assert_eq!(rx.get().unwrap(), next_out);
+                next_out += 1;
+            }
+            if round % 2 == 0 {
+                for _ in 0..capacity {
+                    tx.try_put(next_in).unwrap();
+                    next_in += 1;
+                }
+            } else {
+                let items: Vec<u32> = (next_in..next_in + capacity as u32 + 5).collect();
+                assert_eq!(
+                    tx.try_put_many(&items).unwrap(),
+                    capacity,
+                    "capacity {capacity}"
+                );
+                next_in += capacity as u32;
+            }
+            assert_eq!(q.qsize(), capacity);
+            assert!(q.full());
+            assert!(
+                matches!(tx.try_put(0), Err(Error::Full)),
+                "capacity {capacity}"
+            );
+            assert!(matches!(tx.try_put_many(&[0]), Err(Error::Full)));
+            let mut out = Vec::new();
+            assert_eq!(rx.try_get_many(&mut out, capacity + 5).unwrap(), capacity);
+            for v in out {
+                assert_eq!(v, next_out, "capacity {capacity}");
+                next_out += 1;
+            }
+            assert!(matches!(rx.try_get(), Err(Error::Empty)));
+        }
+        // The mapping holds the rounded slot count, not more.
+        let slots = capacity.next_power_of_two();
+        assert!(q.segment().len() >= 640 + slots * 4);
+        assert!(
+            q.segment().len() < 640 + slots * 4 + 4096,
+            "capacity {capacity}"
+        );
+    }
 }
 
 /// Batches of random sizes each way, through rings of several sizes, with

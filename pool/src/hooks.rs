@@ -41,16 +41,19 @@ pub fn fuzz_messages(data: &[u8]) {
 }
 
 fn read_all<R: serde::de::DeserializeOwned>(mut entries: &[u8], count: u32) {
-    for _ in 0..count {
+    let (mut left, mut values) = (count as usize, Vec::new());
+    while left > 0 {
         // What the pool does past the end (an error per item) says nothing new.
         if entries.is_empty() {
             return;
         }
-        if let Some((_, rest)) = wire::read_raw_item::<R>(entries) {
-            entries = rest;
-            continue;
+        // As the pool reads them: runs of raw results, the rest one by one.
+        let (n, rest) = wire::read_raw_run::<R>(entries, left, &mut values);
+        (left, entries) = (left - n, rest);
+        values.clear();
+        if n == 0 {
+            let (_, rest) = wire::read_item::<R>(entries);
+            (left, entries) = (left - 1, rest);
         }
-        let (_, rest) = wire::read_item::<R>(entries);
-        entries = rest;
     }
 }

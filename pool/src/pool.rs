@@ -1091,34 +1091,48 @@ fn encode_chunk<T: Serialize>(
     first: usize,
 ) -> Result<(Vec<u8>, Starts, usize)> {
     let mut msg = crate::core::chunk_buffer(max);
-    // Items as long as the first need no list of starts (a chunk of raw
-    // numbers); the list is made at the first item that is not.
-    let (mut stride, mut list) = (0u32, None::<Vec<u32>>);
-    let mut n = 0;
-    for item in items.take(max) {
-        let at = (msg.len() - wire::TASK_HEADER) as u32;
-        if n == 1 {
-            stride = at;
-            // Room for the rest at the first item's size: one allocation
-            // instead of a doubling series of copies for a large chunk.
-            msg.reserve((at as usize).saturating_mul(max - 1));
-        }
-        match &mut list {
-            Some(list) => list.push(at),
-            None if n > 1 && at as usize != n * stride as usize => {
-                let mut l: Vec<u32> = (0..n as u32).map(|k| k * stride).collect();
-                l.push(at);
-                list = Some(l);
-            }
-            None => {}
-        }
-        wire::encode_arg(&item, &mut msg).map_err(|e| Error::Item {
-            index: first + n,
+    let mut items = items.take(max);
+    // Appends item `i`: how long it is.
+    let put = |item: &T, msg: &mut Vec<u8>, i: usize| -> Result<usize> {
+        let before = msg.len();
+        wire::encode_arg(item, msg).map_err(|e| Error::Item {
+            index: first + i,
             source: Box::new(Error::EncodeArgs(e)),
         })?;
+        Ok(msg.len() - before)
+    };
+    let Some(item) = items.next() else {
+        return Ok((msg, Starts::Stride(0), 0));
+    };
+    let stride = put(&item, &mut msg, 0)?;
+    // Room for the rest at the first item's size: one allocation instead of
+    // a doubling series of copies for a large chunk.
+    msg.reserve(stride.saturating_mul(max - 1));
+    // Items as long as the first need no list of starts (a chunk of raw
+    // numbers): a loop that only checks each length, until one differs.
+    let mut n = 1;
+    let mut list = None::<Vec<u32>>;
+    for item in items.by_ref() {
+        let len = put(&item, &mut msg, n)?;
         n += 1;
+        if len != stride {
+            list = Some((0..n as u32).map(|k| k * stride as u32).collect());
+            break;
+        }
     }
-    let starts = list.map_or(Starts::Stride(stride), Starts::List);
+    if let Some(list) = &mut list {
+        for item in items {
+            list.push((msg.len() - wire::TASK_HEADER) as u32);
+            put(&item, &mut msg, n)?;
+            n += 1;
+        }
+    }
+    let starts = match list {
+        Some(list) => Starts::List(list),
+        // A task of one item needs no stride.
+        None if n == 1 => Starts::Stride(0),
+        None => Starts::Stride(stride as u32),
+    };
     Ok((msg, starts, n))
 }
 
@@ -1191,17 +1205,19 @@ fn decode_map_onto<R: DeserializeOwned>(
     while out.len() < total {
         let index = out.len();
         if let Some(part) = parts.next_if(|p| p.first == index) {
-            let mut entries = part.entries();
-            for i in 0..part.count as usize {
-                if let Some((v, rest)) = wire::read_raw_item::<R>(entries) {
-                    out.push(v);
-                    entries = rest;
-                    continue;
+            let (count, mut entries) = (part.count as usize, part.entries());
+            let mut i = 0;
+            while i < count {
+                let (n, rest) = wire::read_raw_run(entries, count - i, &mut out);
+                (i, entries) = (i + n, rest);
+                if i == count {
+                    break;
                 }
                 match wire::read_item::<R>(entries) {
                     (Ok(v), rest) => {
                         out.push(v);
                         entries = rest;
+                        i += 1;
                     }
                     (Err(e), _) => return Err(item_error(index + i, e)),
                 }
@@ -1221,17 +1237,19 @@ fn decode_map_onto<R: DeserializeOwned>(
 /// type `R`; `false`, and `out` as it was, if not.
 fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Part) -> bool {
     let before = out.len();
-    let mut entries = part.entries();
-    for _ in 0..part.count {
-        if let Some((v, rest)) = wire::read_raw_item::<R>(entries) {
-            out.push(v);
-            entries = rest;
-            continue;
+    let (count, mut entries) = (part.count as usize, part.entries());
+    let mut i = 0;
+    while i < count {
+        let (n, rest) = wire::read_raw_run(entries, count - i, out);
+        (i, entries) = (i + n, rest);
+        if i == count {
+            break;
         }
         match wire::read_item::<R>(entries) {
             (Ok(v), rest) => {
                 out.push(v);
                 entries = rest;
+                i += 1;
             }
             (Err(_), _) => {
                 out.truncate(before);
@@ -1765,5 +1783,13 @@ mod tests {
         // One item: its arguments are everything.
         let (s, at, _) = starts_of(&["only"]);
         assert_eq!((s, at), (Starts::Stride(0), vec![0, 6]));
+        // The second item differs, or only the last one does.
+        let (s, at, _) = starts_of(&["a", "bb"]);
+        assert!(matches!(s, Starts::List(_)), "{s:?}");
+        assert_eq!(at, vec![0, 3, 7]);
+        let (_, at, _) = starts_of(&[Some(1u8), Some(2), None]);
+        assert_eq!(at, vec![0, 3, 6, 8]);
+        let (s, at, n) = starts_of(&[0u8; 0]);
+        assert_eq!((s, at, n), (Starts::Stride(0), vec![0], 0));
     }
 }

@@ -89,6 +89,55 @@ pub(crate) fn get<T: DeserializeOwned>(prim: Prim, bytes: &[u8]) -> Option<(T, &
     Some((value, rest))
 }
 
+/// Calls `$body` with `$k` (a `u8` const: the kind's index) and `$w` (a
+/// `usize` const: its width) for the kind `$prim`, so that `$body` can be a
+/// loop made for one kind, where the kind's checks fold away.
+macro_rules! by_kind {
+    ($prim:expr, |$k:ident, $w:ident| $body:expr) => {
+        match $prim {
+            $crate::raw::Prim::U8 => $crate::raw::by_kind!(@ 0, 1, $k, $w, $body),
+            $crate::raw::Prim::U16 => $crate::raw::by_kind!(@ 1, 2, $k, $w, $body),
+            $crate::raw::Prim::U32 => $crate::raw::by_kind!(@ 2, 4, $k, $w, $body),
+            $crate::raw::Prim::U64 => $crate::raw::by_kind!(@ 3, 8, $k, $w, $body),
+            $crate::raw::Prim::I8 => $crate::raw::by_kind!(@ 4, 1, $k, $w, $body),
+            $crate::raw::Prim::I16 => $crate::raw::by_kind!(@ 5, 2, $k, $w, $body),
+            $crate::raw::Prim::I32 => $crate::raw::by_kind!(@ 6, 4, $k, $w, $body),
+            $crate::raw::Prim::I64 => $crate::raw::by_kind!(@ 7, 8, $k, $w, $body),
+            $crate::raw::Prim::F32 => $crate::raw::by_kind!(@ 8, 4, $k, $w, $body),
+            $crate::raw::Prim::F64 => $crate::raw::by_kind!(@ 9, 8, $k, $w, $body),
+        }
+    };
+    (@ $kv:expr, $wv:expr, $k:ident, $w:ident, $body:expr) => {{
+        const $k: u8 = $kv;
+        const $w: usize = $wv;
+        $body
+    }};
+}
+pub(crate) use by_kind;
+
+/// The entry of kind `K` (its index, `W` bytes wide) at the start of
+/// `bytes`, read as a `T`: the value and the rest; `None` for an entry of
+/// another tag, a short one, or a number `T` does not accept. For loops made
+/// for one kind (see [`by_kind`]): the tag and width are constants there.
+#[inline(always)]
+pub(crate) fn get_known<T: DeserializeOwned, const K: u8, const W: usize>(
+    bytes: &[u8],
+) -> Option<(T, &[u8])> {
+    let (&tag, body) = bytes.split_first()?;
+    if tag != BASE + K {
+        return None;
+    }
+    let (b, rest) = body.split_first_chunk::<W>()?;
+    let mut le = [0u8; 8];
+    le[..W].copy_from_slice(b);
+    let value = T::deserialize(In {
+        prim: ALL[usize::from(K)],
+        bits: u64::from_le_bytes(le),
+    })
+    .ok()?;
+    Some((value, rest))
+}
+
 /// Not a primitive number: [`put`] wrote nothing.
 #[derive(Debug)]
 pub(crate) struct NotRaw;
@@ -114,9 +163,20 @@ struct Out<'a>(&'a mut Vec<u8>);
 impl Out<'_> {
     #[inline(always)]
     fn write<const N: usize>(self, prim: Prim, bytes: [u8; N]) -> Result<(), NotRaw> {
-        self.0.reserve(1 + N);
-        self.0.push(BASE + prim as u8);
-        self.0.extend_from_slice(&bytes);
+        // One capacity check and one length update, where a push and an
+        // extend make two of each (this runs for every item of a map).
+        let v = self.0;
+        v.reserve(1 + N);
+        let len = v.len();
+        let mut entry = [0u8; 9];
+        entry[0] = BASE + prim as u8;
+        entry[1..=N].copy_from_slice(&bytes);
+        // SAFETY: reserve made room for 1 + N bytes past len; they are
+        // written before the length covers them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), v.as_mut_ptr().add(len), 1 + N);
+            v.set_len(len + 1 + N);
+        }
         Ok(())
     }
 }
@@ -338,6 +398,30 @@ mod tests {
         assert!(!put(&true, &mut out));
         assert!(!put(&vec![1u8], &mut out));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_loop_made_for_one_kind_reads_that_kind_only() {
+        let mut out = Vec::new();
+        put(&-5i16, &mut out);
+        put(&7u64, &mut out);
+        let prim = Prim::of_tag(out[0]).unwrap();
+        let (v, rest) = by_kind!(prim, |K, W| get_known::<i16, K, W>(&out)).unwrap();
+        assert_eq!(v, -5);
+        // The next entry is another kind: refused, for the general path.
+        assert!(by_kind!(prim, |K, W| get_known::<i16, K, W>(rest)).is_none());
+        let prim = Prim::of_tag(rest[0]).unwrap();
+        assert_eq!(
+            by_kind!(prim, |K, W| get_known::<u64, K, W>(rest))
+                .unwrap()
+                .0,
+            7
+        );
+        // Short, or too large for the type.
+        assert!(by_kind!(prim, |K, W| get_known::<u64, K, W>(&rest[..5])).is_none());
+        let mut big = Vec::new();
+        put(&300u64, &mut big);
+        assert!(by_kind!(prim, |K, W| get_known::<u8, K, W>(&big)).is_none());
     }
 
     #[test]

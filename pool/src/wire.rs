@@ -261,7 +261,7 @@ pub(crate) unsafe fn tramp2<A: DeserializeOwned, B: DeserializeOwned, R: Seriali
 /// Runs each item: decodes its argument, calls `call` (catching a panic),
 /// encodes the result; records the item's index in `at` first.
 pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
-    call: &dyn Fn(A) -> R,
+    call: &impl Fn(A) -> R,
     input: &[u8],
     count: u32,
     out: &mut Vec<u8>,
@@ -270,40 +270,54 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     // Every item takes at least its tag byte: a count larger than the
     // arguments (a scribbled header) would only multiply error entries.
     let count = count.min(u32::try_from(input.len()).unwrap_or(u32::MAX));
-    let mut rest = input;
-    let mut i = 0u32;
-    while i < count {
+    let mut c = Cursor {
+        rest: input,
+        i: 0,
+        mark: out.len(),
+        decoded: false,
+    };
+    while c.i < count {
         // One catch_unwind for a run of items: it costs a call through the
         // unwinding machinery, too much for every item of a trivial map.
-        let (mut mark, mut decoded) = (out.len(), false);
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            while i < count {
-                at.store(u64::from(i), Ordering::Relaxed);
-                (mark, decoded) = (out.len(), false);
-                let arg = match decode_arg::<A>(rest) {
+            while c.i < count {
+                // A run of raw arguments of one kind goes through a loop made
+                // for that kind; anything else (and a raw number the type
+                // refuses) one item at a time.
+                if let Some(prim) = c.rest.first().and_then(|&t| Prim::of_tag(t)) {
+                    let ran = raw::by_kind!(prim, |K, W| run_raw::<A, R, K, W>(
+                        call, &mut c, count, out, at
+                    ));
+                    if ran > 0 {
+                        continue;
+                    }
+                }
+                at.store(u64::from(c.i), Ordering::Relaxed);
+                (c.mark, c.decoded) = (out.len(), false);
+                let arg = match decode_arg::<A>(c.rest) {
                     Ok((arg, after)) => {
-                        rest = after;
+                        c.rest = after;
                         arg
                     }
                     Err(message) => {
                         // The items after it cannot be found either.
-                        for _ in i..count {
+                        for _ in c.i..count {
                             failed(out, DECODE_FAILED, &message);
                         }
-                        i = count;
+                        c.i = count;
                         return;
                     }
                 };
-                decoded = true;
+                c.decoded = true;
                 put_result(&call(arg), out);
-                i += 1;
+                c.i += 1;
             }
         }));
         let Err(payload) = run else { break };
-        out.truncate(mark);
-        if !decoded {
+        out.truncate(c.mark);
+        if !c.decoded {
             // A Deserialize that panicked: where the next item starts is unknown.
-            for _ in i..count {
+            for _ in c.i..count {
                 failed(out, DECODE_FAILED, "the argument's Deserialize panicked");
             }
             return;
@@ -312,8 +326,45 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
         out.push(PANICKED);
         // Two strings always encode.
         let _ = encode_into(&(message, location), out);
-        i += 1;
+        c.i += 1;
     }
+}
+
+/// Where [`run_items`] is: the arguments left, the item's index, where its
+/// entry starts in the answer, and whether its argument was decoded (a panic
+/// after that is the call's).
+struct Cursor<'a> {
+    rest: &'a [u8],
+    i: u32,
+    mark: usize,
+    decoded: bool,
+}
+
+/// Runs items while their arguments are raw numbers of kind `K` (`W` bytes)
+/// that an `A` accepts: the loop of a map of numbers, made for one kind so
+/// that the tag check and the conversion fold to a few instructions. How
+/// many it ran; the cursor is kept as [`run_items`] keeps it, item by item,
+/// for a panic in the call.
+#[inline(never)]
+fn run_raw<A: DeserializeOwned, R: Serialize, const K: u8, const W: usize>(
+    call: &impl Fn(A) -> R,
+    c: &mut Cursor<'_>,
+    count: u32,
+    out: &mut Vec<u8>,
+    at: &Progress,
+) -> u32 {
+    let first = c.i;
+    while c.i < count {
+        let Some((arg, after)) = raw::get_known::<A, K, W>(c.rest) else {
+            break;
+        };
+        at.store(u64::from(c.i), Ordering::Relaxed);
+        (c.mark, c.decoded) = (out.len(), true);
+        c.rest = after;
+        put_result(&call(arg), out);
+        c.i += 1;
+    }
+    c.i - first
 }
 
 /// Runs `call` (catching a panic) and appends its answer entry: its result,
@@ -336,13 +387,37 @@ fn failed(out: &mut Vec<u8>, tag: u8, message: &str) {
     let _ = encode_into(message, out);
 }
 
-/// Reads one item's entry if it is a raw result that reads as an `R` (the
-/// common case of a map of numbers, kept free of the error's size);
-/// `None` for anything else, which [`read_item`] then reads.
-#[inline(always)]
-pub(crate) fn read_raw_item<R: DeserializeOwned>(entries: &[u8]) -> Option<(R, &[u8])> {
-    let (&tag, body) = entries.split_first()?;
-    raw::get::<R>(Prim::of_tag(tag)?, body)
+/// Reads entries while they are raw results of one kind that read as `R`s,
+/// at most `max`, appending them to `out`: how many, and the rest of the
+/// entries. A loop made for the first entry's kind (see
+/// [`by_kind`](crate::raw::by_kind)); 0 when it is not a raw result.
+pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
+    entries: &'a [u8],
+    max: usize,
+    out: &mut Vec<R>,
+) -> (usize, &'a [u8]) {
+    #[inline(never)]
+    fn run<'a, R: DeserializeOwned, const K: u8, const W: usize>(
+        mut entries: &'a [u8],
+        max: usize,
+        out: &mut Vec<R>,
+    ) -> (usize, &'a [u8]) {
+        out.reserve(max.min(entries.len() / (1 + W)));
+        let mut n = 0;
+        while n < max {
+            let Some((v, rest)) = raw::get_known::<R, K, W>(entries) else {
+                break;
+            };
+            out.push(v);
+            entries = rest;
+            n += 1;
+        }
+        (n, entries)
+    }
+    match entries.first().and_then(|&t| Prim::of_tag(t)) {
+        Some(prim) => raw::by_kind!(prim, |K, W| run::<R, K, W>(entries, max, out)),
+        None => (0, entries),
+    }
 }
 
 /// Reads one item's entry from an answer: the result, or why there is none;
@@ -564,6 +639,84 @@ mod tests {
         );
         assert_eq!(out[0], OK);
         assert_eq!(read_item::<String>(&out).0.unwrap(), "seven=7");
+    }
+
+    /// A number whose kind depends on its value: arguments and results of
+    /// several raw kinds in one chunk, which the loops made for one kind
+    /// must hand over to each other (and to the general path) in order.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone, Copy)]
+    #[serde(untagged)]
+    enum Num {
+        Small(u8),
+        Big(u64),
+        Neg(i32),
+        Real(f64),
+    }
+
+    #[test]
+    fn runs_of_raw_numbers_of_mixed_kinds_keep_their_order() {
+        let at = Progress::new(0);
+        let args: Vec<Num> = (0..200u64)
+            .map(|i| match i % 7 {
+                0..=2 => Num::Big(1000 + i),
+                3 => Num::Small(i as u8),
+                4 => Num::Neg(-(i as i32)),
+                _ => Num::Real(i as f64 / 4.0),
+            })
+            .collect();
+        let mut input = Vec::new();
+        for a in &args {
+            encode_arg(a, &mut input).unwrap();
+        }
+        // Results change kind on another rhythm; every 50th panics.
+        let f = |n: Num| -> Num {
+            let v = match n {
+                Num::Small(x) => u64::from(x),
+                Num::Big(x) => x,
+                Num::Neg(x) => x.unsigned_abs().into(),
+                Num::Real(x) => x as u64,
+            };
+            assert!(v % 50 != 7, "fifty");
+            if v % 3 == 0 {
+                Num::Neg(-(v as i32))
+            } else {
+                Num::Big(v * 2)
+            }
+        };
+        crate::worker::quiet_panics();
+        let mut out = Vec::new();
+        run_items(&f, &input, args.len() as u32, &mut out, &at);
+        let mut entries = &out[..];
+        let mut got: Vec<Result<Num, String>> = Vec::new();
+        while got.len() < args.len() {
+            let mut run = Vec::new();
+            let (n, rest) = read_raw_run::<Num>(entries, args.len() - got.len(), &mut run);
+            got.extend(run.into_iter().map(Ok));
+            entries = rest;
+            if n == 0 {
+                let (r, rest) = read_item::<Num>(entries);
+                got.push(r.map_err(|e| e.to_string()));
+                entries = rest;
+            }
+        }
+        assert!(entries.is_empty());
+        for (a, g) in args.iter().zip(&got) {
+            let expect = std::panic::catch_unwind(|| f(*a)).map_err(|_| ());
+            // Untagged, a value comes back as the first variant that takes
+            // it (Big(8) as Small(8)): compare the numbers.
+            let value = |n: Num| match n {
+                Num::Small(x) => f64::from(x),
+                Num::Big(x) => x as f64,
+                Num::Neg(x) => f64::from(x),
+                Num::Real(x) => x,
+            };
+            match (expect, g) {
+                (Ok(e), Ok(g)) => assert_eq!(value(e), value(*g), "{a:?}"),
+                (Err(()), Err(msg)) => assert!(msg.contains("fifty"), "{msg}"),
+                (e, g) => panic!("{a:?}: expected {e:?}, got {g:?}"),
+            }
+        }
+        assert!(got.iter().any(Result::is_err), "no item panicked");
     }
 
     #[test]

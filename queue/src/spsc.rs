@@ -14,9 +14,9 @@
 //! Positions are 64-bit and never wrap. The slots are `capacity` rounded up
 //! to a power of two, so position `p` uses slot `p & (slots − 1)`: no index
 //! to keep beside the position, one store fewer a message. The ring still
-//! holds at most `capacity`: `head ≤ tail ≤ head + capacity` always; a value read that breaks it was
-//! written by a hostile peer and is [`Error::Corrupted`], never an access out
-//! of the ring. Each end keeps its own position in its handle and a cached copy
+//! holds at most `capacity`: `head ≤ tail ≤ head + capacity` always; a value
+//! read that breaks it was written by a hostile peer and is
+//! [`Error::Corrupted`], never an access out of the ring. Each end keeps its own position in its handle and a cached copy
 //! of the other's, which it reloads only when the cache says full (empty), as
 //! SPSC rings do: a put or get that finds room touches one shared line, the
 //! ring's.

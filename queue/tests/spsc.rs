@@ -137,6 +137,98 @@ fn no_wake_up_is_lost_with_membarrier_on_one_side_only() {
     ping_pong_asleep(20_000, (true, false));
 }
 
+/// A put that lands while the consumer is announcing its sleep, many times
+/// over: the put must wake it. Without the barrier between the put's store
+/// of `tail` and its look at the consumer's flag (a fence on a fenced fast
+/// path; the consumer's `membarrier` on a light one), the store can still
+/// wait in the producer's store buffer when it looks at the flag (not yet
+/// raised there), while the consumer, flag raised, reads the old `tail` and
+/// sleeps on an item: such a get waits out a whole owner check interval, and
+/// is counted here. The producer starts each put at a delay of its own after
+/// both are released, so that some land in the window. `refuse`: both
+/// processes without `membarrier`.
+///
+/// Only an optimized build can fail it: in a debug build the instructions
+/// between the store and the look take longer than the store takes to leave
+/// the buffer, and the window never opens (the mutation is caught within a
+/// second in release, never in debug). `scripts/test-all` runs these two in
+/// release.
+/// Spins until `word` reads `value`, yielding now and then (the other
+/// process may need this core).
+fn wait_for(word: &AtomicU64, value: u64) {
+    let mut spins = 0u32;
+    while word.load(Ordering::Acquire) != value {
+        spins += 1;
+        if spins.is_multiple_of(256) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn put_racing_a_consumer_going_to_sleep(refuse: bool) {
+    const ROUNDS: u64 = 200_000;
+    let check = Duration::from_millis(300);
+    set_owner_check_interval(check);
+    let _dog = Watchdog::arm(Duration::from_secs(100), "spsc racing wake-up");
+    let q = SpscQueue::<u64>::new(4).unwrap();
+    // The round the consumer released (2r + 1) and the producer took up (2r + 2).
+    let go = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let child = fork(|| {
+        if refuse {
+            refuse_membarrier_here();
+        }
+        let mut tx = q.producer().unwrap();
+        tx.set_spin_limit(0);
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for r in 0..ROUNDS {
+            wait_for(&go, 2 * r + 1);
+            go.store(2 * r + 2, Ordering::Release);
+            for k in 0..next(&mut x) % 512 {
+                std::hint::black_box(k);
+            }
+            tx.put(r).unwrap();
+        }
+        0
+    });
+    if refuse {
+        refuse_membarrier_here();
+    }
+    let mut rx = q.consumer().unwrap();
+    rx.set_spin_limit(0);
+    let mut stranded = 0;
+    for r in 0..ROUNDS {
+        go.store(2 * r + 1, Ordering::Release);
+        wait_for(&go, 2 * r + 2);
+        let t = Instant::now();
+        assert_eq!(rx.get().unwrap(), r);
+        if t.elapsed() >= check / 2 {
+            stranded += 1;
+            if stranded == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        stranded, 0,
+        "gets that slept on an item until their check interval"
+    );
+    child.wait_ok(BOUND);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
+fn a_put_racing_a_consumer_going_to_sleep_wakes_it() {
+    put_racing_a_consumer_going_to_sleep(false);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
+fn a_put_racing_a_consumer_going_to_sleep_wakes_it_without_membarrier() {
+    put_racing_a_consumer_going_to_sleep(true);
+}
+
 #[test]
 fn an_end_is_held_once_even_by_its_own_process() {
     let _dog = Watchdog::arm(Duration::from_secs(30), "spsc ends");

@@ -137,22 +137,93 @@ fn no_wake_up_is_lost_with_membarrier_on_one_side_only() {
     ping_pong_asleep(20_000, (true, false));
 }
 
-/// A put that lands while the consumer is announcing its sleep, many times
-/// over: the put must wake it. Without the barrier between the put's store
-/// of `tail` and its look at the consumer's flag (a fence on a fenced fast
-/// path; the consumer's `membarrier` on a light one), the store can still
-/// wait in the producer's store buffer when it looks at the flag (not yet
-/// raised there), while the consumer, flag raised, reads the old `tail` and
-/// sleeps on an item: such a get waits out a whole owner check interval, and
-/// is counted here. The producer starts each put at a delay of its own after
-/// both are released, so that some land in the window. `refuse`: both
-/// processes without `membarrier`.
+/// A put that lands while the consumer is announcing its sleep (or a get
+/// while the producer is), many times over: it must wake the sleeper.
+/// Without the barrier between the racer's store of its position and its
+/// look at the sleeper's flag (a fence on a fenced fast path; the sleeper's
+/// `membarrier` on a light one), the store can still wait in the racer's
+/// store buffer when it looks at the flag (not yet raised there), while the
+/// sleeper, flag raised, reads the old position and sleeps: such a call waits
+/// out a whole owner check interval, and is counted here. The racer starts
+/// each call at a delay of its own after both are released, so that some land
+/// in the window. `refuse`: both processes without `membarrier`.
 ///
 /// Only an optimized build can fail it: in a debug build the instructions
 /// between the store and the look take longer than the store takes to leave
-/// the buffer, and the window never opens (the mutation is caught within a
-/// second in release, never in debug). `scripts/test-all` runs these two in
+/// the buffer, and the window never opens (the mutations are caught within a
+/// second in release, never in debug). `scripts/test-all` runs these in
 /// release.
+fn racing(sleeper: End, refuse: bool) {
+    const ROUNDS: u64 = 200_000;
+    let check = Duration::from_millis(300);
+    set_owner_check_interval(check);
+    let _dog = Watchdog::arm(Duration::from_secs(100), "spsc racing wake-up");
+    // A sleeping consumer waits on an empty ring; a sleeping producer on a
+    // full ring of one, which holds item r when round r starts.
+    let q = SpscQueue::<u64>::new(if sleeper == End::Consumer { 4 } else { 1 }).unwrap();
+    // The round the sleeper released (2r + 1) and the racer took up (2r + 2).
+    let go = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    let child = fork(|| {
+        if refuse {
+            refuse_membarrier_here();
+        }
+        let (mut tx, mut rx) = match sleeper {
+            End::Consumer => (Some(q.producer().unwrap()), None),
+            End::Producer => (None, Some(q.consumer().unwrap())),
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for r in 0..ROUNDS {
+            wait_for(&go, 2 * r + 1);
+            go.store(2 * r + 2, Ordering::Release);
+            for k in 0..next(&mut x) % 512 {
+                std::hint::black_box(k);
+            }
+            match (&mut tx, &mut rx) {
+                (Some(tx), _) => tx.put(r).unwrap(),
+                (_, Some(rx)) => assert_eq!(rx.get().unwrap(), r),
+                _ => unreachable!(),
+            }
+        }
+        0
+    });
+    if refuse {
+        refuse_membarrier_here();
+    }
+    let (mut tx, mut rx) = match sleeper {
+        End::Consumer => (None, Some(q.consumer().unwrap())),
+        End::Producer => (Some(q.producer().unwrap()), None),
+    };
+    if let Some(tx) = &mut tx {
+        tx.put(0).unwrap();
+        tx.set_spin_limit(0);
+    }
+    if let Some(rx) = &mut rx {
+        rx.set_spin_limit(0);
+    }
+    let mut stranded = 0;
+    for r in 0..ROUNDS {
+        go.store(2 * r + 1, Ordering::Release);
+        wait_for(&go, 2 * r + 2);
+        let t = Instant::now();
+        match (&mut tx, &mut rx) {
+            (Some(tx), _) => tx.put(r + 1).unwrap(),
+            (_, Some(rx)) => assert_eq!(rx.get().unwrap(), r),
+            _ => unreachable!(),
+        }
+        if t.elapsed() >= check / 2 {
+            stranded += 1;
+            if stranded == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        stranded, 0,
+        "{sleeper:?}: calls that slept past their wake-up until their check interval"
+    );
+    child.wait_ok(BOUND);
+}
+
 /// Spins until `word` reads `value`, yielding now and then (the other
 /// process may need this core).
 fn wait_for(word: &AtomicU64, value: u64) {
@@ -167,66 +238,35 @@ fn wait_for(word: &AtomicU64, value: u64) {
     }
 }
 
-fn put_racing_a_consumer_going_to_sleep(refuse: bool) {
-    const ROUNDS: u64 = 200_000;
-    let check = Duration::from_millis(300);
-    set_owner_check_interval(check);
-    let _dog = Watchdog::arm(Duration::from_secs(100), "spsc racing wake-up");
-    let q = SpscQueue::<u64>::new(4).unwrap();
-    // The round the consumer released (2r + 1) and the producer took up (2r + 2).
-    let go = Shared::anonymous(AtomicU64::new(0)).unwrap();
-    let child = fork(|| {
-        if refuse {
-            refuse_membarrier_here();
-        }
-        let mut tx = q.producer().unwrap();
-        tx.set_spin_limit(0);
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        for r in 0..ROUNDS {
-            wait_for(&go, 2 * r + 1);
-            go.store(2 * r + 2, Ordering::Release);
-            for k in 0..next(&mut x) % 512 {
-                std::hint::black_box(k);
-            }
-            tx.put(r).unwrap();
-        }
-        0
-    });
-    if refuse {
-        refuse_membarrier_here();
-    }
-    let mut rx = q.consumer().unwrap();
-    rx.set_spin_limit(0);
-    let mut stranded = 0;
-    for r in 0..ROUNDS {
-        go.store(2 * r + 1, Ordering::Release);
-        wait_for(&go, 2 * r + 2);
-        let t = Instant::now();
-        assert_eq!(rx.get().unwrap(), r);
-        if t.elapsed() >= check / 2 {
-            stranded += 1;
-            if stranded == 3 {
-                break;
-            }
-        }
-    }
-    assert_eq!(
-        stranded, 0,
-        "gets that slept on an item until their check interval"
-    );
-    child.wait_ok(BOUND);
+/// The end that goes to sleep in [`racing`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    Producer,
+    Consumer,
 }
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
 fn a_put_racing_a_consumer_going_to_sleep_wakes_it() {
-    put_racing_a_consumer_going_to_sleep(false);
+    racing(End::Consumer, false);
 }
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
 fn a_put_racing_a_consumer_going_to_sleep_wakes_it_without_membarrier() {
-    put_racing_a_consumer_going_to_sleep(true);
+    racing(End::Consumer, true);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
+fn a_get_racing_a_producer_going_to_sleep_wakes_it() {
+    racing(End::Producer, false);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "only an optimized build can fail it")]
+fn a_get_racing_a_producer_going_to_sleep_wakes_it_without_membarrier() {
+    racing(End::Producer, true);
 }
 
 #[test]

@@ -17,6 +17,22 @@ fn main() {
     // NO_RAYON=1: the map alone (rayon's own allocations change what malloc
     // keeps between maps).
     let rayon = std::env::var_os("NO_RAYON").is_none();
+    if std::env::var_os("PMAP").is_some() {
+        // pmap over the same items (its forks included), beside the pool's map.
+        let items: Vec<u64> = (0..n).collect();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let out =
+                multiproc_pool::pmap(&items, |&x| multiproc_bench::pool::trivial(x)).expect("pmap");
+            let p = t.elapsed().as_nanos() as f64 / n as f64;
+            assert_eq!(out.len() as u64, n);
+            println!(
+                "pmap {p:.1} ns/item, map {:.1} ns/item",
+                map_trivial(&pool, n)
+            );
+        }
+        return;
+    }
     if std::env::var_os("SPLIT").is_some() {
         // How long map_async takes to encode and send every chunk, then how
         // long the get waits and decodes.

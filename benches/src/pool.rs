@@ -52,6 +52,17 @@ pub fn map_trivial(pool: &Pool, n: u64) -> f64 {
     dt
 }
 
+/// Nanoseconds per item of `pmap` over `n` trivial `u64` items (its forks
+/// included: a millisecond or two, about a nanosecond an item here).
+pub fn pmap_trivial(n: u64) -> f64 {
+    let items: Vec<u64> = (0..n).collect();
+    let t = Instant::now();
+    let out = multiproc_pool::pmap(&items, |&x| trivial(x)).expect("pmap");
+    let dt = t.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(out.len() as u64, n);
+    dt
+}
+
 /// Nanoseconds per item of rayon's `par_iter` over the same job.
 pub fn rayon_trivial(n: u64) -> f64 {
     let items: Vec<u64> = (0..n).collect();

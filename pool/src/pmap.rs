@@ -9,6 +9,7 @@
 //! whose results died unsent, and items after it, never run — goes to a
 //! second round of workers once the first has ended.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -84,34 +85,79 @@ where
     F: Fn(&T) -> R + Sync,
     R: Serialize + DeserializeOwned,
 {
-    let mut results: Vec<Option<Result<R>>> = (0..items.len()).map(|_| None).collect();
+    let mut out = Outcomes {
+        results: Vec::new(),
+        failed: BTreeMap::new(),
+    };
     let mut todo: Vec<usize> = (0..items.len()).collect();
     while !todo.is_empty() {
-        let redo = round(items, &f, options, &todo, &mut results)?;
+        let redo = round(items, &f, options, &todo, &mut out)?;
         if redo.len() == todo.len() {
             // Workers that die before they claim anything: no round would
             // ever end it. Every item left fails.
             for &index in &redo {
-                results[index] = Some(Err(Error::WorkerDied {
-                    pid: 0,
-                    how: Exit::Signal(libc::SIGKILL),
-                }));
+                out.failed.insert(
+                    index,
+                    Error::WorkerDied {
+                        pid: 0,
+                        how: Exit::Signal(libc::SIGKILL),
+                    },
+                );
             }
             break;
         }
         todo = redo;
     }
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| {
-            r.unwrap_or(Err(Error::Terminated))
-                .map_err(|e| Error::Item {
-                    index,
-                    source: Box::new(e),
-                })
-        })
-        .collect()
+    // The lowest index without a result says why (or that it never ran).
+    let lowest = out
+        .results
+        .iter()
+        .position(Option::is_none)
+        .or_else(|| (out.results.len() < items.len()).then_some(out.results.len()));
+    if let Some(index) = lowest {
+        let e = out.failed.remove(&index).unwrap_or(Error::Terminated);
+        return Err(Error::Item {
+            index,
+            source: Box::new(e),
+        });
+    }
+    Ok(out.results.into_iter().flatten().collect())
+}
+
+/// What [`pmap_with`] has of each item: its result, or why there is none.
+struct Outcomes<R> {
+    /// Made once the first round's workers are forked: pages the caller
+    /// writes after the fork are its own, where pages it made before would be
+    /// copied on the first write of each while the workers live.
+    results: Vec<Option<R>>,
+    failed: BTreeMap<usize, Error>,
+}
+
+impl<R> Outcomes<R> {
+    /// Whether item `index` has an outcome.
+    fn has(&self, index: usize) -> bool {
+        self.results.get(index).is_some_and(Option::is_some) || self.failed.contains_key(&index)
+    }
+
+    /// Files item `index`'s outcome (an index out of range is ignored); 1 if
+    /// it had none before.
+    fn file(&mut self, index: Option<&usize>, r: Result<R>) -> usize {
+        let Some(&index) = index.filter(|&&i| i < self.results.len()) else {
+            return 0;
+        };
+        let new = usize::from(!self.has(index));
+        match r {
+            Ok(v) => {
+                self.results[index] = Some(v);
+                self.failed.remove(&index);
+            }
+            Err(e) => {
+                self.results[index] = None;
+                self.failed.insert(index, e);
+            }
+        }
+        new
+    }
 }
 
 /// One round over the items `todo` (indices into `items`); returns the
@@ -122,7 +168,7 @@ fn round<T, R, F>(
     f: &F,
     options: PmapOptions,
     todo: &[usize],
-    results: &mut [Option<Result<R>>],
+    out: &mut Outcomes<R>,
 ) -> Result<Vec<usize>>
 where
     T: Sync,
@@ -154,6 +200,9 @@ where
         p.start()?;
         workers.push(p);
     }
+    if out.results.len() < items.len() {
+        out.results.resize_with(items.len(), || None);
+    }
     let mut alive = processes;
     let mut ended = vec![false; processes];
     let mut missing = todo.len();
@@ -167,7 +216,7 @@ where
                 .unwrap_or(false)
         {
             if let Ok(msg) = queue.try_get_bytes() {
-                missing -= file(&msg, todo, results);
+                missing -= file(&msg, todo, out);
             }
         }
         for (w, p) in workers.iter_mut().enumerate() {
@@ -197,7 +246,7 @@ where
             alive -= 1;
             // Its last chunk's results were sent before it exited, if at all.
             while let Ok(msg) = queue.try_get_bytes() {
-                missing -= file(&msg, todo, results);
+                missing -= file(&msg, todo, out);
             }
             let slot = &slots[w];
             let (first, end, item) = (
@@ -212,19 +261,15 @@ where
             let pid = p.pid().unwrap_or(0);
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
                 let index = todo[(item - 1) as usize];
-                if results[index].is_none() {
-                    results[index] = Some(Err(Error::WorkerDied { pid, how }));
+                if !out.has(index) {
+                    out.file(Some(&index), Err(Error::WorkerDied { pid, how }));
                 }
             }
         }
     }
     // The rest of dead workers' chunks (and anything claimed by a worker that
     // died before noting it) runs again.
-    Ok(todo
-        .iter()
-        .copied()
-        .filter(|&i| results[i].is_none())
-        .collect())
+    Ok(todo.iter().copied().filter(|&i| !out.has(i)).collect())
 }
 
 /// A worker: claims chunks of `todo` until none is left.
@@ -256,11 +301,13 @@ where
         slot.end.store(end, Ordering::Release);
         out.clear();
         wire::answer_header(&mut out, first, (end - first) as u32);
-        for k in first..end {
-            slot.item.store(k + 1, Ordering::Release);
-            let item = &items[todo[k as usize]];
-            wire::answer_item(&mut out, || f(item));
-        }
+        let todo = &todo[first as usize..end as usize];
+        wire::answer_items(
+            &mut out,
+            todo.len(),
+            |k| f(&items[todo[k]]),
+            |k| slot.item.store(first + k as u64 + 1, Ordering::Release),
+        );
         if queue.put_bytes(&out).is_err() {
             return 1;
         }
@@ -270,23 +317,26 @@ where
 }
 
 /// Files a chunk's results; how many items had none before.
-fn file<R: DeserializeOwned>(
-    msg: &[u8],
-    todo: &[usize],
-    results: &mut [Option<Result<R>>],
-) -> usize {
+fn file<R: DeserializeOwned>(msg: &[u8], todo: &[usize], out: &mut Outcomes<R>) -> usize {
     let Some((first, count, mut entries)) = wire::read_answer(msg) else {
         return 0;
     };
-    let mut filed = 0;
-    for k in first..first.saturating_add(u64::from(count)) {
-        let (r, rest) = wire::read_item::<R>(entries);
+    let (mut k, end) = (first, first.saturating_add(u64::from(count)));
+    let (mut filed, mut run) = (0, Vec::new());
+    while k < end {
+        // Runs of raw results through the loop made for their kind, anything
+        // else one entry at a time.
+        let (n, rest) = wire::read_raw_run::<R>(entries, (end - k) as usize, &mut run);
         entries = rest;
-        if let Some(&index) = todo.get(k as usize) {
-            if let Some(slot) = results.get_mut(index) {
-                filed += usize::from(slot.is_none());
-                *slot = Some(r);
-            }
+        for v in run.drain(..) {
+            filed += out.file(todo.get(k as usize), Ok(v));
+            k += 1;
+        }
+        if n == 0 {
+            let (r, rest) = wire::read_item::<R>(entries);
+            entries = rest;
+            filed += out.file(todo.get(k as usize), r);
+            k += 1;
         }
     }
     filed

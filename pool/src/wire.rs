@@ -367,17 +367,34 @@ fn run_raw<A: DeserializeOwned, R: Serialize, const K: u8, const W: usize>(
     c.i - first
 }
 
-/// Runs `call` (catching a panic) and appends its answer entry: its result,
-/// or why there is none.
-pub(crate) fn answer_item<R: Serialize>(out: &mut Vec<u8>, call: impl FnOnce() -> R) {
-    let mark = out.len();
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| put_result(&call(), out)));
-    if let Err(payload) = run {
+/// Appends the answer entries of items `0..count`: `call(k)`'s result, or
+/// why there is none (a panic's message). `before(k)` runs first for each
+/// item (where the caller notes it runs). One `catch_unwind` for a run of
+/// items, as in [`run_items`]: a panic ends the run at its item, and the next
+/// run starts after it.
+pub(crate) fn answer_items<R: Serialize>(
+    out: &mut Vec<u8>,
+    count: usize,
+    call: impl Fn(usize) -> R,
+    before: impl Fn(usize),
+) {
+    let (mut k, mut mark) = (0, out.len());
+    while k < count {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while k < count {
+                before(k);
+                mark = out.len();
+                put_result(&call(k), out);
+                k += 1;
+            }
+        }));
+        let Err(payload) = run else { break };
         out.truncate(mark);
         let (message, location) = crate::worker::last_panic(&*payload);
         out.push(PANICKED);
         // Two strings always encode.
         let _ = encode_into(&(message, location), out);
+        k += 1;
     }
 }
 
@@ -717,6 +734,37 @@ mod tests {
             }
         }
         assert!(got.iter().any(Result::is_err), "no item panicked");
+    }
+
+    #[test]
+    fn answers_of_a_run_keep_their_places_around_panics() {
+        crate::worker::quiet_panics();
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut out = Vec::new();
+        answer_items(
+            &mut out,
+            6,
+            |k| {
+                assert!(k % 3 != 1, "item {k}");
+                k as u64 * 10
+            },
+            |k| seen.borrow_mut().push(k),
+        );
+        assert_eq!(*seen.borrow(), [0, 1, 2, 3, 4, 5]);
+        let mut entries = &out[..];
+        for k in 0..6u64 {
+            let (r, rest) = read_item::<u64>(entries);
+            entries = rest;
+            match r {
+                Ok(v) => assert_eq!(v, k * 10),
+                Err(Error::Panicked { message, .. }) => {
+                    assert_eq!(k % 3, 1);
+                    assert!(message.contains(&format!("item {k}")), "{message}");
+                }
+                Err(e) => panic!("item {k}: {e}"),
+            }
+        }
+        assert!(entries.is_empty());
     }
 
     #[test]

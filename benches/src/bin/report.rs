@@ -1056,7 +1056,7 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
         apply_async_pipelined, apply_one, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential,
-        map_trivial, pmap_fork_per_worker, python_pool, rayon_trivial,
+        map_trivial, pmap_fork_per_worker, pmap_trivial, python_pool, rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1078,9 +1078,13 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
                 settle();
                 rayon_trivial(cfg.n(1_000_000))
             },
+            &mut || {
+                settle();
+                pmap_trivial(cfg.n(1_000_000))
+            },
         ],
     );
-    let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, pmap] = [0, 1, 2, 3, 4].map(|i| median(&t[i]));
     match python_pool(cpus, cfg.n(2_000), cfg.n(20_000), cfg.n(1_000_000)) {
         Some((py_apply, py_async, py_map)) => {
             rows.push(Row {
@@ -1116,6 +1120,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer_name: "rayon par_iter (threads)",
         peer: rayon,
         target: "(for reference)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "same with pmap (ns/item)",
+        ours: pmap,
+        peer_name: "the pool's map",
+        peer: map,
+        target: "(its forks included)",
         ok: true,
     });
     let items = cfg.n(400);

@@ -1205,22 +1205,8 @@ fn decode_map_onto<R: DeserializeOwned>(
     while out.len() < total {
         let index = out.len();
         if let Some(part) = parts.next_if(|p| p.first == index) {
-            let (count, mut entries) = (part.count as usize, part.entries());
-            let mut i = 0;
-            while i < count {
-                let (n, rest) = wire::read_raw_run(entries, count - i, &mut out);
-                (i, entries) = (i + n, rest);
-                if i == count {
-                    break;
-                }
-                match wire::read_item::<R>(entries) {
-                    (Ok(v), rest) => {
-                        out.push(v);
-                        entries = rest;
-                        i += 1;
-                    }
-                    (Err(e), _) => return Err(item_error(index + i, e)),
-                }
+            if let Err((i, e)) = wire::read_results(part.entries(), part.count as usize, &mut out) {
+                return Err(item_error(index + i, e));
             }
             continue;
         }
@@ -1237,27 +1223,11 @@ fn decode_map_onto<R: DeserializeOwned>(
 /// type `R`; `false`, and `out` as it was, if not.
 fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Part) -> bool {
     let before = out.len();
-    let (count, mut entries) = (part.count as usize, part.entries());
-    let mut i = 0;
-    while i < count {
-        let (n, rest) = wire::read_raw_run(entries, count - i, out);
-        (i, entries) = (i + n, rest);
-        if i == count {
-            break;
-        }
-        match wire::read_item::<R>(entries) {
-            (Ok(v), rest) => {
-                out.push(v);
-                entries = rest;
-                i += 1;
-            }
-            (Err(_), _) => {
-                out.truncate(before);
-                return false;
-            }
-        }
+    let read = wire::read_results(part.entries(), part.count as usize, out);
+    if read.is_err() {
+        out.truncate(before);
     }
-    true
+    read.is_ok()
 }
 
 /// A finisher that decodes with `decode` and runs the callback that fits.

@@ -437,6 +437,33 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
     }
 }
 
+/// Reads `count` results into `out`: runs of raw results through
+/// [`read_raw_run`], anything else one entry at a time. Stops at the first
+/// entry that is not an `R`: its place among the `count`, and why.
+pub(crate) fn read_results<R: DeserializeOwned>(
+    mut entries: &[u8],
+    count: usize,
+    out: &mut Vec<R>,
+) -> Result<(), (usize, Error)> {
+    let mut i = 0;
+    while i < count {
+        let (n, rest) = read_raw_run(entries, count - i, out);
+        (i, entries) = (i + n, rest);
+        if i == count {
+            break;
+        }
+        match read_item::<R>(entries) {
+            (Ok(v), rest) => {
+                out.push(v);
+                entries = rest;
+                i += 1;
+            }
+            (Err(e), _) => return Err((i, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Reads one item's entry from an answer: the result, or why there is none;
 /// and the rest of the entries.
 pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error>, &[u8]) {

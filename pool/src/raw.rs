@@ -51,6 +51,7 @@ impl Prim {
         ALL.get(usize::from(tag.checked_sub(BASE)?)).copied()
     }
 
+    #[cfg(test)]
     fn width(self) -> usize {
         match self {
             Prim::U8 | Prim::I8 => 1,
@@ -66,27 +67,6 @@ impl Prim {
 #[inline(always)]
 pub(crate) fn put<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
     value.serialize(Out(out)).is_ok()
-}
-
-/// Reads a raw value of kind `prim` from the start of `bytes` as a `T`: the
-/// value and the rest; `None` when `bytes` is too short or `T` does not
-/// accept that number.
-#[inline(always)]
-pub(crate) fn get<T: DeserializeOwned>(prim: Prim, bytes: &[u8]) -> Option<(T, &[u8])> {
-    // Fixed-size reads: a copy of a length the compiler cannot see would be
-    // a call to memcpy per item.
-    fn take<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {
-        let (b, rest) = bytes.split_first_chunk::<N>()?;
-        Some((*b, rest))
-    }
-    let (bits, rest) = match prim.width() {
-        1 => take::<1>(bytes).map(|(b, r)| (u64::from(b[0]), r))?,
-        2 => take::<2>(bytes).map(|(b, r)| (u64::from(u16::from_le_bytes(b)), r))?,
-        4 => take::<4>(bytes).map(|(b, r)| (u64::from(u32::from_le_bytes(b)), r))?,
-        _ => take::<8>(bytes).map(|(b, r)| (u64::from_le_bytes(b), r))?,
-    };
-    let value = T::deserialize(In { prim, bits }).ok()?;
-    Some((value, rest))
 }
 
 /// Calls `$body` with `$k` (a `u8` const: the kind's index) and `$w` (a
@@ -127,7 +107,25 @@ pub(crate) fn get_known<T: DeserializeOwned, const K: u8, const W: usize>(
     if tag != BASE + K {
         return None;
     }
-    let (b, rest) = body.split_first_chunk::<W>()?;
+    body_known::<T, K, W>(body)
+}
+
+/// Reads a raw value of kind `prim` from the start of `bytes` (past its
+/// tag) as a `T`: the value and the rest; `None` when `bytes` is too short
+/// or `T` does not accept that number.
+#[inline]
+pub(crate) fn get<T: DeserializeOwned>(prim: Prim, bytes: &[u8]) -> Option<(T, &[u8])> {
+    by_kind!(prim, |K, W| body_known::<T, K, W>(bytes))
+}
+
+/// The body of a raw value of kind `K` (`W` bytes) at the start of `bytes`,
+/// as a `T`. Fixed-size reads: a copy of a length the compiler cannot see
+/// would be a call to memcpy per item.
+#[inline(always)]
+fn body_known<T: DeserializeOwned, const K: u8, const W: usize>(
+    bytes: &[u8],
+) -> Option<(T, &[u8])> {
+    let (b, rest) = bytes.split_first_chunk::<W>()?;
     let mut le = [0u8; 8];
     le[..W].copy_from_slice(b);
     let value = T::deserialize(In {

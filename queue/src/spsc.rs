@@ -87,6 +87,9 @@ const VERSION: u64 = 2;
 const MAX_POSITION: u64 = 1 << 62;
 /// An end never taken.
 const NEVER: u64 = 0;
+/// `Taken::fast` of an end that fences on its fast path: never a fork
+/// generation.
+const FENCED: u64 = u64::MAX;
 /// An end given back. Process records never set bit 62.
 const RELEASED: u64 = 1 << 62;
 /// The longest a sleeper that could not make the heavy barrier sleeps before it
@@ -680,11 +683,10 @@ struct Taken {
     end: End,
     record: u64,
     generation: u64,
-    /// Its fast path needs only a compiler barrier.
-    light: bool,
-    /// `generation` for a light end, `u64::MAX` (never a generation) for
-    /// another: one comparison with `FORKS` says both that the handle is its
-    /// process's and that its fast path needs no fence.
+    /// `generation` for a light end (its fast path needs only a compiler
+    /// barrier), [`FENCED`] for another: one comparison with `FORKS` says
+    /// both that the handle is its process's and that its fast path needs no
+    /// fence.
     fast: u64,
 }
 
@@ -718,8 +720,7 @@ impl Taken {
             end,
             record: me,
             generation,
-            light,
-            fast: if light { generation } else { u64::MAX },
+            fast: if light { generation } else { FENCED },
         })
     }
 
@@ -764,7 +765,7 @@ impl Taken {
     /// then a look at the other end's flag, and a wake-up if it sleeps.
     #[inline(always)]
     fn after_store(&self, other: &Side) {
-        if self.light {
+        if self.fast != FENCED {
             after_store_as::<true>(other);
         } else {
             after_store_as::<false>(other);

@@ -3,6 +3,7 @@
 //! streamed through the lane (see [`large`](crate::large)).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use multiproc_shm::{Location, Segment};
@@ -48,6 +49,11 @@ use crate::{Error, Result};
 /// ```
 pub struct ByteQueue {
     pub(crate) raw: RawQueue,
+    /// This handle's last `poll` or `empty` found no message, and no get
+    /// took one since: as a consumer it is caught up with its producers, and
+    /// its next get does not ask for the next slot's line (see
+    /// `get_into_with`). A cache hint's switch only.
+    caught_up: AtomicBool,
 }
 
 pub(crate) const BYTE_QUEUE: &str = "multiproc_queue::ByteQueue";
@@ -170,18 +176,33 @@ impl ByteQueue {
         pipe: bool,
         lane: usize,
     ) -> Result<ByteQueue> {
-        Ok(ByteQueue {
-            raw: RawQueue::create(Spec {
-                location,
-                capacity: maxsize,
-                msg_max: max_inline,
-                fixed: false,
-                type_name: byte_queue_type_name(joinable).to_owned(),
-                joinable,
-                pipe,
-                lane,
-            })?,
-        })
+        Ok(ByteQueue::from_raw(RawQueue::create(Spec {
+            location,
+            capacity: maxsize,
+            msg_max: max_inline,
+            fixed: false,
+            type_name: byte_queue_type_name(joinable).to_owned(),
+            joinable,
+            pipe,
+            lane,
+        })?))
+    }
+
+    /// A handle on `raw` (a ring of byte slots).
+    pub(crate) fn from_raw(raw: RawQueue) -> ByteQueue {
+        ByteQueue {
+            raw,
+            caught_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that a look for a message found none (a store only on a change:
+    /// the line may be shared by threads using this handle).
+    #[inline(always)]
+    fn set_caught_up(&self, now: bool) {
+        if self.caught_up.load(Ordering::Relaxed) != now {
+            self.caught_up.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Opens a named byte queue (a write handle).
@@ -254,9 +275,11 @@ impl ByteQueue {
 
     pub(crate) fn open_as(name: &str, joinable: bool, roles: Roles) -> Result<ByteQueue> {
         let type_name = byte_queue_type_name(joinable);
-        Ok(ByteQueue {
-            raw: byte_ring(RawQueue::attach(Segment::open(name)?, type_name, roles)?)?,
-        })
+        Ok(ByteQueue::from_raw(byte_ring(RawQueue::attach(
+            Segment::open(name)?,
+            type_name,
+            roles,
+        )?)?))
     }
 
     /// How many times a blocking put or get of this handle retries before it
@@ -602,7 +625,11 @@ impl ByteQueue {
     /// Every get: one try of the fast path here (a message that is there is
     /// the common case; written out rather than through `RawQueue::fast_get`'s
     /// closure, which the compiler kept out of line), then the rest out of
-    /// line.
+    /// line. A get that finds its message at this first look is behind its
+    /// producer and asks for the next slot's line (`Ring::claim_next_line`),
+    /// unless this handle's last `poll` or `empty` found the queue empty (a
+    /// consumer that polls, then gets: caught up, as one that waited in its
+    /// get, whose rest does not ask either).
     #[inline(always)]
     fn get_into_with(
         &self,
@@ -612,7 +639,12 @@ impl ByteQueue {
     ) -> Result<usize> {
         let ring = self.raw.ring();
         if let Some(part) = ring.participant() {
-            match ring.pop_bytes_one(Some(part), buf) {
+            let caught_up = self.caught_up.load(Ordering::Relaxed);
+            let taken = ring.pop_bytes_one(Some(part), buf, !caught_up);
+            if taken.is_some() && caught_up {
+                self.set_caught_up(false);
+            }
+            match taken {
                 Some(Ok(false)) => return Ok(buf.len()),
                 Some(taken) => return self.got(taken, buf, deadline, nowait),
                 None => {} // nothing taken
@@ -631,10 +663,9 @@ impl ByteQueue {
         nowait: bool,
     ) -> Result<usize> {
         let spins = if nowait { 0 } else { self.raw.spins() };
-        match self
-            .raw
-            .fast_get(spins, |ring, part| ring.pop_bytes_one(Some(part), buf))
-        {
+        match self.raw.fast_get(spins, |ring, part| {
+            ring.pop_bytes_one(Some(part), buf, false)
+        }) {
             Some(taken) => self.got(taken, buf, deadline, nowait),
             None => self.get_bytes_slow(buf, deadline, nowait),
         }
@@ -806,7 +837,7 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn poll(&self) -> Result<bool> {
-        self.raw.wait_readable(Deadline::after(Duration::ZERO))
+        self.poll_until(Deadline::after(Duration::ZERO))
     }
 
     /// Whether a message is waiting, waiting at most `timeout` for one (Python's
@@ -823,7 +854,13 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn poll_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.raw.wait_readable(deadline(Some(timeout)))
+        self.poll_until(deadline(Some(timeout)))
+    }
+
+    /// The polls: waits for a message, noting whether there was none at first.
+    fn poll_until(&self, deadline: Option<Deadline>) -> Result<bool> {
+        self.set_caught_up(!self.raw.ring().has_message());
+        self.raw.wait_readable(deadline)
     }
 
     /// Messages in the queue (approximate, as in Python); a large message counts
@@ -848,7 +885,11 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn empty(&self) -> bool {
-        self.qsize() == 0
+        let empty = self.qsize() == 0;
+        if empty {
+            self.set_caught_up(true);
+        }
+        empty
     }
 
     /// Whether every slot looks taken (approximate).
@@ -934,9 +975,11 @@ impl ByteQueue {
             .expect("a pipe's queues live in memfds")
             .try_clone_to_owned()
             .map_err(|source| Error::Io { op: "dup", source })?;
-        Ok(ByteQueue {
-            raw: byte_ring(RawQueue::attach(Segment::from_fd(fd)?, BYTE_QUEUE, roles)?)?,
-        })
+        Ok(ByteQueue::from_raw(byte_ring(RawQueue::attach(
+            Segment::from_fd(fd)?,
+            BYTE_QUEUE,
+            roles,
+        )?)?))
     }
 }
 
@@ -946,5 +989,36 @@ impl std::fmt::Debug for ByteQueue {
             .field("capacity", &self.raw.ring().capacity())
             .field("max_inline", &self.max_inline())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The consumer's cache hint follows what the handle last saw: a poll or
+    /// `empty` that found nothing marks it caught up (its next get does not
+    /// ask for the next slot's line), a get that takes a message unmarks it,
+    /// and a poll that finds a message leaves it behind.
+    #[test]
+    fn a_handle_is_caught_up_after_finding_nothing_until_a_get_takes_a_message() {
+        let q = ByteQueue::new(8, 16).unwrap();
+        let caught_up = |q: &ByteQueue| q.caught_up.load(Ordering::Relaxed);
+        assert!(!caught_up(&q));
+        assert!(!q.poll().unwrap());
+        assert!(caught_up(&q));
+        q.put_bytes(b"one").unwrap();
+        q.put_bytes(b"two").unwrap();
+        assert!(!q.empty());
+        assert!(caught_up(&q), "a look that finds a message changes nothing");
+        assert_eq!(q.get_bytes().unwrap(), b"one");
+        assert!(!caught_up(&q));
+        assert!(q.poll().unwrap());
+        assert!(!caught_up(&q));
+        assert_eq!(q.try_get_bytes().unwrap(), b"two");
+        assert!(q.empty());
+        assert!(caught_up(&q));
+        assert!(!q.poll_timeout(Duration::from_millis(1)).unwrap());
+        assert!(caught_up(&q));
     }
 }

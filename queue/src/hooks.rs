@@ -210,7 +210,7 @@ pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
                 // The fast paths of a ByteQueue, which attaches only to such a ring.
                 let _ = ring.push_bytes_one(part, &item[..checked.msg_max.min(8)]);
                 let mut out = Vec::new();
-                if let Some(Ok(large)) = ring.pop_bytes_one(part, &mut out) {
+                if let Some(Ok(large)) = ring.pop_bytes_one(part, &mut out, true) {
                     assert!(
                         out.len() <= checked.msg_max
                             || (large && out.len() == layout::ANNOUNCEMENT)

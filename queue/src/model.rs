@@ -42,7 +42,7 @@ pub fn push_bytes_one(ring: &Ring, msg: &[u8]) -> bool {
 /// message, if one was there (`Err` says what was corrupted).
 pub fn pop_bytes_one(ring: &Ring) -> Option<Result<Vec<u8>, crate::Corruption>> {
     let mut out = Vec::new();
-    ring.pop_bytes_one(ring.participant(), &mut out)
+    ring.pop_bytes_one(ring.participant(), &mut out, true)
         .map(|r| r.map(|_| out))
 }
 

@@ -260,7 +260,7 @@ impl<V: Serialize + DeserializeOwned> ValueQueue<V> {
             lane: crate::LANE_BYTES,
         })?;
         Ok(ValueQueue {
-            q: ByteQueue { raw },
+            q: ByteQueue::from_raw(raw),
             _v: PhantomData,
         })
     }
@@ -278,9 +278,7 @@ impl<V: Serialize + DeserializeOwned> ValueQueue<V> {
     pub fn open(name: &str) -> Result<ValueQueue<V>> {
         let raw = RawQueue::attach(Segment::open(name)?, &value_type_name::<V>(), Roles::WRITER)?;
         Ok(ValueQueue {
-            q: ByteQueue {
-                raw: byte_ring(raw)?,
-            },
+            q: ByteQueue::from_raw(byte_ring(raw)?),
             _v: PhantomData,
         })
     }

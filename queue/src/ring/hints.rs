@@ -16,7 +16,12 @@ impl Ring {
     /// where every slot has a line or more to itself (`next_line` is 1), so
     /// that the next message's line crosses while this one is copied out; with
     /// slots that share a line its hint took lines its producer was filling,
-    /// and `pop_one` does not ask.
+    /// and `pop_one` does not ask. It asks only when the message was there at
+    /// its get's first look (it is behind its producer, and the next message
+    /// is likely written): a consumer that waited for its message is caught
+    /// up, the next slot is the one its producer writes next, and taking that
+    /// line from under the producer cost a Pipe's request+reply 1.5-1.8×
+    /// (64 slots of 16 KiB each way; `benches/NOTES.md`).
     ///
     /// A byte queue's producer does not ask where every slot has a line or
     /// more to itself: there the next slot's line is the one an idle consumer

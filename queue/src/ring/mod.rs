@@ -810,16 +810,21 @@ impl Ring {
     /// `ByteQueue`'s gets; `Ok(true)` when what it took is a large message's
     /// announcement. `None` leaves the general path to find out why. A length
     /// over `msg_max` (a peer's garbage) frees the slot, counts it lost and
-    /// answers what is wrong, as `try_pop`'s `Corrupted` does.
+    /// answers what is wrong, as `try_pop`'s `Corrupted` does. `behind`: the
+    /// message was there at the get's first look, so the consumer is behind
+    /// its producer and may ask for the next slot's line (see
+    /// `claim_next_line`).
     #[inline(always)]
     pub(crate) fn pop_bytes_one(
         &self,
         part: Option<&Participant>,
         out: &mut Vec<u8>,
+        behind: bool,
     ) -> Option<Result<bool, Corruption>> {
         let (pos, seq) = self.claim_one(&self.ctl().head.0, holding, part.map(Claims::gets))?;
-        // Only where every slot has a line or more to itself (see claim_next_line).
-        if self.next_line == 1 {
+        // Only where every slot has a line or more to itself, and only for a
+        // consumer that is behind (see claim_next_line).
+        if behind && self.next_line == 1 {
             self.claim_next_line(pos);
         }
         let (h, data) = self.slot_of_seq(seq);

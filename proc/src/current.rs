@@ -146,10 +146,19 @@ pub fn current_process() -> ProcessInfo {
 /// # Ok::<(), multiproc_proc::Error>(())
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
-    let st = registry::lock();
+    let mut st = registry::lock();
     let (pid, name) = st.me.parent.clone()?;
-    // A copy of the pidfd opened right after fork; none if that failed (then
-    // the parent had died already, or the kernel has no pidfds).
+    if st.me.parent_pidfd.is_none() {
+        // Opened at the first call (not at the fork: most children never
+        // ask). While the parent is this process's parent its pid cannot be
+        // recycled, and when it ends this process is given another parent at
+        // once: a pidfd opened first and checked after against getppid is the
+        // parent's. None when the parent has ended (or the kernel has no
+        // pidfds); the next call tries again.
+        st.me.parent_pidfd = sys::pidfd_open(pid as libc::pid_t)
+            .ok()
+            .filter(|_| sys::getppid() == pid);
+    }
     let pidfd = st
         .me
         .parent_pidfd
@@ -159,8 +168,9 @@ pub fn parent_process() -> Option<ParentProcess> {
 }
 
 /// The parent of a process started by [`Process`](crate::Process) (see
-/// [`parent_process`]), held by a pidfd opened right after the fork: it cannot
-/// be confused with a later process that got the same pid.
+/// [`parent_process`]), held by a pidfd opened while it was still this
+/// process's parent: it cannot be confused with a later process that got the
+/// same pid.
 #[derive(Debug)]
 pub struct ParentProcess {
     pid: u32,

@@ -277,13 +277,11 @@ impl<'a> Process<'a> {
             // page the child would copy): the child leaves by exit_now below and
             // never drops `self`, so the String has one owner here.
             st.me.name = Some(unsafe { std::ptr::read(&self.name) });
-            let parent_pid = parent.0;
             st.me.parent = Some(parent);
-            // While the parent is our parent its pid cannot be recycled: open the
-            // pidfd, then make sure it still is (parent_process() waits on it).
-            st.me.parent_pidfd = sys::pidfd_open(parent_pid as libc::pid_t)
-                .ok()
-                .filter(|_| sys::getppid() == parent_pid);
+            // Its pidfd is opened by the first parent_process() call, not here:
+            // a system call and a page less for every child (the one inherited
+            // names this process's own parent, if any: not ours).
+            st.me.parent_pidfd = None;
             drop(st);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);
             registry::exit_cleanup();

@@ -27,8 +27,9 @@ pub(crate) struct Entry {
 pub(crate) struct Me {
     pub(crate) name: Option<String>,
     pub(crate) parent: Option<(u32, String)>,
-    /// A pidfd of the parent, opened in the child right after `fork` (`None` if
-    /// the parent had died by then, or the kernel has no pidfds).
+    /// A pidfd of the parent, opened by the first `parent_process()` call
+    /// while the parent was still this process's parent (`None` before, after
+    /// the parent ended, or when the kernel has no pidfds).
     pub(crate) parent_pidfd: Option<OwnedFd>,
 }
 

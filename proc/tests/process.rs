@@ -345,6 +345,61 @@ fn a_child_sees_its_parent_end_and_can_wait_for_it() {
     );
 }
 
+/// A child that first asks for its parent after the parent has ended (its
+/// pidfd is opened at that first call, not at the fork) sees it gone, under
+/// the pid it had, and does not wait for it.
+#[test]
+fn a_child_that_first_asks_after_its_parent_ended_sees_it_gone() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(30), "parent gone");
+    let seen = multiproc_shm::Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let mut middle = Process::new(|| {
+        let middle_pid = std::process::id();
+        let mut grandchild = Process::new(|| {
+            // Wait until the parent has ended (this process is given another).
+            let start = std::time::Instant::now();
+            while multiproc_proc::getppid() == middle_pid {
+                if start.elapsed() > Duration::from_secs(10) {
+                    return 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let parent = parent_process().expect("started by Process");
+            let quick = std::time::Instant::now();
+            let code = if parent.pid() != middle_pid {
+                2
+            } else if parent.is_alive() {
+                3
+            } else if parent.join().is_err() || quick.elapsed() > Duration::from_secs(5) {
+                4
+            } else {
+                5
+            };
+            seen.store(code, Ordering::SeqCst);
+            0
+        });
+        grandchild.start().unwrap();
+        // Leave at once, without joining it (exit handlers would wait for it).
+        // SAFETY: _exit ends this process at once.
+        unsafe { libc::_exit(0) }
+    });
+    middle.start().unwrap();
+    assert_eq!(middle.join().unwrap(), 0);
+    let start = std::time::Instant::now();
+    while seen.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the grandchild never answered"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        5,
+        "1: parent never ended, 2: wrong pid, 3: seen alive, 4: join waited"
+    );
+}
+
 /// Python's common worker, `while True: ...`, without a type annotation: the
 /// closure's type is `!`.
 #[test]

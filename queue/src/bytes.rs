@@ -49,10 +49,10 @@ use crate::{Error, Result};
 /// ```
 pub struct ByteQueue {
     pub(crate) raw: RawQueue,
-    /// This handle's last `poll` or `empty` found no message, and no get
-    /// took one since: as a consumer it is caught up with its producers, and
-    /// its next get does not ask for the next slot's line (see
-    /// `get_into_with`). A cache hint's switch only.
+    /// This handle's last `poll` or `empty` found no message, and no get has
+    /// found one at its first look since: as a consumer it is caught up with
+    /// its producers, and its next get does not ask for the next slot's line
+    /// (see `get_into_with`). A cache hint's switch only.
     caught_up: AtomicBool,
 }
 
@@ -998,8 +998,8 @@ mod tests {
 
     /// The consumer's cache hint follows what the handle last saw: a poll or
     /// `empty` that found nothing marks it caught up (its next get does not
-    /// ask for the next slot's line), a get that takes a message unmarks it,
-    /// and a poll that finds a message leaves it behind.
+    /// ask for the next slot's line), a get that finds a message at its first
+    /// look unmarks it, and a poll that finds a message leaves it behind.
     #[test]
     fn a_handle_is_caught_up_after_finding_nothing_until_a_get_takes_a_message() {
         let q = ByteQueue::new(8, 16).unwrap();

@@ -330,14 +330,11 @@ fn a_child_sees_its_parent_end_and_can_wait_for_it() {
     });
     middle.start().unwrap();
     assert_eq!(middle.join().unwrap(), 0);
-    let start = std::time::Instant::now();
-    while seen.load(Ordering::SeqCst) < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the grandchild never saw its parent end"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    multiproc_testkit::wait_until(
+        Duration::from_secs(10),
+        "the grandchild never saw its parent end",
+        || seen.load(Ordering::SeqCst) >= 3,
+    );
     assert_eq!(
         seen.load(Ordering::SeqCst),
         4,
@@ -385,14 +382,11 @@ fn a_child_that_first_asks_after_its_parent_ended_sees_it_gone() {
     });
     middle.start().unwrap();
     assert_eq!(middle.join().unwrap(), 0);
-    let start = std::time::Instant::now();
-    while seen.load(Ordering::SeqCst) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the grandchild never answered"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    multiproc_testkit::wait_until(
+        Duration::from_secs(20),
+        "the grandchild never answered",
+        || seen.load(Ordering::SeqCst) != 0,
+    );
     assert_eq!(
         seen.load(Ordering::SeqCst),
         5,

@@ -1,6 +1,9 @@
 //! Times the pool's map of 1 M trivial u64 items a few times (for perf).
 //!
 //! Run: `cargo run --release -p multiproc-bench --example pool_map_quick`
+//! (`PMAP=1`: a `pmap` of the same items before each map; `FORK=1`: a
+//! trivial fork before each map, and the map's page faults; `SPLIT=1`: the
+//! submitting and the taking halves apart).
 use multiproc_bench::pool::{map_trivial, rayon_trivial};
 use multiproc_pool::Pool;
 
@@ -29,6 +32,27 @@ fn main() {
             println!(
                 "pmap {p:.1} ns/item, map {:.1} ns/item",
                 map_trivial(&pool, n)
+            );
+        }
+        return;
+    }
+    if std::env::var_os("FORK").is_some() {
+        // A trivial fork and wait before each map (the first-touch cost of a
+        // fork in the caller's process), with the map's page faults counted.
+        for _ in 0..10 {
+            // SAFETY: the child only calls `_exit`, which is safe after fork.
+            unsafe {
+                let pid = libc::fork();
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            let before = minor_faults();
+            let m = map_trivial(&pool, n);
+            println!(
+                "after a fork: map {m:.1} ns/item, {} page faults",
+                minor_faults() - before
             );
         }
         return;
@@ -66,5 +90,15 @@ fn main() {
         } else {
             println!("map {m:.1} ns/item");
         }
+    }
+}
+
+/// This process's minor page faults so far.
+fn minor_faults() -> i64 {
+    // SAFETY: getrusage writes one `rusage` it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u.ru_minflt
     }
 }

@@ -833,9 +833,15 @@ impl Ring {
         let ok = self.checked_len(len, large);
         if ok {
             self.track_read(pos);
-            // Zero-fills only what the buffer grows by; the copy overwrites all.
-            out.resize(len, 0);
-            copy_out(data, out);
+            // Into the spare capacity: nothing is zero-filled first.
+            out.clear();
+            out.reserve(len);
+            // SAFETY: the slot's data area holds len <= msg_max bytes (checked);
+            // `out` has room for len bytes, all written before they count.
+            unsafe {
+                copy_out_raw(data, out.as_mut_ptr(), len);
+                out.set_len(len);
+            }
         }
         // SYNC: frees the slot (pairs with the Acquire load of seq in the puts).
         h.seq

@@ -25,6 +25,8 @@ fn main() {
     // APPLY_ONLY=1: only the blocking apply (for a profile of it alone).
     // IDLE_MS=N: the pool idles N ms before each round.
     let only_apply = std::env::var_os("APPLY_ONLY").is_some();
+    // ASYNC_ONLY=1: only the pipelined apply_async (for a profile of it).
+    let only_async = std::env::var_os("ASYNC_ONLY").is_some();
     let idle = std::env::var("IDLE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -33,7 +35,9 @@ fn main() {
         if let Some(idle) = idle {
             std::thread::sleep(idle);
         }
-        a.push(apply_one(&pool, n / 5));
+        if !only_async {
+            a.push(apply_one(&pool, n / 5));
+        }
         if !only_apply {
             p.push(apply_async_pipelined(&pool, n));
         }
@@ -61,6 +65,10 @@ fn main() {
             }
             println!("apply_async, {window} in flight: {:.0} ns/task", median(&w));
         }
+    }
+    if only_async {
+        println!("apply_async pipelined {:.0} ns/task", median(&p));
+        return;
     }
     println!(
         "apply {:.0} ns, apply_async pipelined {:.0} ns/task",

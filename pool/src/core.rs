@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use multiproc_proc::{ForkServer, ServerChild};
 
 use crate::error::{Error, Exit, Result};
+use crate::pace::Pace;
 use crate::seq::SeqTable;
 use crate::wire;
 use crate::worker::{Channels, READY};
@@ -93,7 +94,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(5);
 
 /// Where a task's function is: a `fn` (offsets from the anchor) or the pool's
 /// closure.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Target {
     pub(crate) kind: u8,
     pub(crate) fns: (i64, i64),
@@ -489,6 +490,9 @@ struct Worker {
     running: Option<((u64, u64), Instant)>,
     /// The task it was killed for (its timeout).
     killed_for: Option<u64>,
+    /// When its current task started, as the driver saw it (the round that
+    /// filed the answer before it); `None` when not known (see [`Pace`]).
+    since: Option<Instant>,
 }
 
 /// Everything the pool's threads share, under one lock.
@@ -518,6 +522,8 @@ pub(crate) struct State {
     last_check: Instant,
     /// Large task messages to stream: (worker, seq, message).
     streams: VecDeque<(usize, u64, Arc<Vec<u8>>)>,
+    /// How long tasks take, by function: how many a worker may hold.
+    pace: Pace,
 }
 
 /// The pool's parent side.
@@ -555,6 +561,7 @@ impl Inner {
                 sent: 0,
                 running: None,
                 killed_for: None,
+                since: None,
             })
             .collect();
         Inner {
@@ -582,6 +589,7 @@ impl Inner {
                 shutdown: false,
                 last_check: Instant::now(),
                 streams: VecDeque::new(),
+                pace: Pace::default(),
             }),
             changed: Condvar::new(),
             idle: Condvar::new(),
@@ -621,6 +629,7 @@ impl Inner {
         worker.sent = 0;
         worker.running = None;
         worker.killed_for = None;
+        worker.since = None;
         Ok(())
     }
 
@@ -676,11 +685,14 @@ impl Inner {
     /// `streams` for the streamer thread (see [`Inner::streamer`]).
     pub(crate) fn fill(&self, st: &mut State) {
         let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
-        while !st.pending.is_empty() {
+        while let Some(next) = st.pending.front() {
+            // As many as cover a short while of this task's kind (see `Pace`).
+            let (target, count) = (next.target, next.count);
+            let limit = st.pace.in_flight(target, count, self.depth);
             let Some(w) = (0..st.workers.len())
                 .filter(|&w| {
                     st.workers[w].child.is_some()
-                        && st.workers[w].sent < self.depth
+                        && st.workers[w].sent < limit
                         && (w >= 64 || refused & (1 << w) == 0)
                 })
                 .min_by_key(|&w| st.workers[w].sent)
@@ -856,12 +868,12 @@ impl Inner {
         {
             let mut st = self.lock();
             let idle = answers.is_empty();
+            let now = Instant::now();
             for msg in answers {
-                file_answer(&mut st, msg, &mut finished);
+                file_answer(&mut st, msg, now, &mut finished);
             }
             // Looking costs a poll(2): on every idle round, and every
             // CHECK_EVERY while answers keep coming.
-            let now = Instant::now();
             if idle || now.duration_since(st.last_check) >= CHECK_EVERY {
                 st.last_check = now;
                 self.check_workers(&mut st, &mut finished);
@@ -966,7 +978,7 @@ impl Inner {
     fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
         // Every answer it published before it died is filed first.
         while let Ok(msg) = try_take_answer(&self.channels.results) {
-            file_answer(st, msg, finished);
+            file_answer(st, msg, Instant::now(), finished);
         }
         let Some(mut child) = st.workers[w].child.take() else {
             return;
@@ -1017,6 +1029,7 @@ impl Inner {
             st.pending.push_front(task);
         }
         st.workers[w].sent = 0;
+        st.workers[w].since = None;
         // What it never took stays in its inbox: it was re-queued above.
         while self.channels.inboxes[w].try_get_bytes().is_ok() {}
         if ready {
@@ -1320,7 +1333,9 @@ pub(crate) fn outstanding(st: &State) -> bool {
 }
 
 /// Files one answer under its job; notes the job in `finished` if complete.
-fn file_answer(st: &mut State, msg: Answer, finished: &mut Vec<u64>) {
+/// `now` is the driver's round's time: the task is timed by it (see
+/// [`Pace`]).
+fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Vec<u64>) {
     let Some((seq, _, _)) = wire::read_answer(msg.bytes()) else {
         return; // not an answer: a peer's garbage
     };
@@ -1330,7 +1345,16 @@ fn file_answer(st: &mut State, msg: Answer, finished: &mut Vec<u64>) {
         return;
     };
     if let Some(w) = st.workers.get_mut(task.worker) {
+        if let Some(since) = w.since {
+            st.pace.record(
+                task.target,
+                now.saturating_duration_since(since),
+                task.count,
+            );
+        }
         w.sent = w.sent.saturating_sub(1);
+        // Its next task (if it holds one) starts now, as far as is known.
+        w.since = (w.sent > 0).then_some(now);
     }
     if let Some(job) = st.jobs.get_mut(&task.job) {
         job.answered += task.count as usize;

@@ -45,6 +45,16 @@
 //! dropping the pool kills them: nothing is left behind, and no segment is
 //! named (the pool's memory is anonymous, inherited through `fork`).
 //!
+//! # Which worker runs a task
+//! Python's `Pool` gives each task to whichever worker is free. Here tasks
+//! are sent ahead into the inboxes (a worker that waited for the parent
+//! between short tasks would idle most of the time), to the worker with the
+//! fewest outstanding, but only as many as cover about a millisecond of
+//! work by the measured time of the task's function (at most
+//! [`Builder::inbox_depth`], at least the running task and the next): behind
+//! a long task at most one more waits while another worker is free. A
+//! function's first tasks, not timed yet, go two to a worker.
+//!
 //! # Who does the work in this process
 //! No thread per duty: whoever waits on the pool reads its answers (so a
 //! blocking [`apply`](Pool::apply) sees its answer the moment the worker
@@ -78,6 +88,7 @@ mod core;
 mod error;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod pace;
 mod pmap;
 mod pool;
 mod raw;

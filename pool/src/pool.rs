@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot};
 
-/// Default tasks a worker's inbox holds (sent, not yet answered).
+/// Default most tasks a worker's inbox holds (sent, not yet answered); long
+/// tasks are sent fewer at a time (see the crate's "Which worker runs a task").
 pub const DEFAULT_INBOX: usize = 8;
 /// Default largest message (arguments or results of one task) carried in a
 /// queue slot; larger ones stream through the queue's lane.
@@ -84,7 +85,9 @@ impl Builder {
         self
     }
 
-    /// Tasks sent ahead to each worker (default [`DEFAULT_INBOX`]).
+    /// The most tasks sent ahead to each worker (default [`DEFAULT_INBOX`]);
+    /// tasks measured to take long go fewer at a time (see the crate's
+    /// "Which worker runs a task").
     pub fn inbox_depth(mut self, n: usize) -> Builder {
         self.inbox = n.max(1);
         self

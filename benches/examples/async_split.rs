@@ -15,7 +15,9 @@ fn main() {
     }
     for round in 0..6 {
         let t0 = Instant::now();
-        let handles: Vec<_> = (0..n).map(|i| pool.apply_async(trivial, i).unwrap()).collect();
+        let handles: Vec<_> = (0..n)
+            .map(|i| pool.apply_async(trivial, i).unwrap())
+            .collect();
         let t1 = Instant::now();
         if round % 2 == 1 {
             // Let every answer come in first.
@@ -32,10 +34,18 @@ fn main() {
         let ns = |a: Instant, b: Instant| (b - a).as_nanos() as f64 / n as f64;
         println!(
             "{}: submit {:.0} ns/task, get {:.0} ns/task{}",
-            if round % 2 == 1 { "answers in first" } else { "pipelined" },
+            if round % 2 == 1 {
+                "answers in first"
+            } else {
+                "pipelined"
+            },
             ns(t0, t1),
             ns(t2, t3),
-            if round % 2 == 1 { String::new() } else { format!(", all {:.0}", ns(t0, t3)) }
+            if round % 2 == 1 {
+                String::new()
+            } else {
+                format!(", all {:.0}", ns(t0, t3))
+            }
         );
     }
 }

@@ -211,10 +211,10 @@ pub(crate) fn chunk_buffer(items: usize) -> Vec<u8> {
 /// (6.2 ns an item against 4.5 without them). So while a buffer of
 /// [`WIPE_MIN`](spare::WIPE_MIN) or more is kept, its whole pages are marked
 /// `MADV_WIPEONFORK`: a fork leaves them writable here and gives the child
-/// zeros (its copy of the list is only ever taken empty, and the mark is
-/// cleared there too when it is taken). The mark is cleared when the buffer is
-/// taken, before anyone writes or frees it, so memory that the allocator
-/// hands out again never carries it (a child would see zeros in its data).
+/// zeros (its copy of the list is only ever taken empty). The mark is
+/// cleared when a buffer is taken (in a child too), before anyone writes or
+/// frees it, so memory that the allocator hands out again never carries it
+/// (a child would see zeros in its data).
 pub(crate) mod spare {
     use std::sync::Mutex;
 

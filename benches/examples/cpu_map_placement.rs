@@ -4,17 +4,8 @@
 //! ended (ms from the map's start), the time its items took, and the CPUs it
 //! ran on. The map's start is printed in `CLOCK_MONOTONIC` ns, to find it in
 //! `perf record -k CLOCK_MONOTONIC -e sched:sched_switch -e sched:sched_wakeup -a`.
+use multiproc_bench::monotonic_ns as mono_ns;
 use multiproc_bench::pool::*;
-
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn timed_item(x: u64) -> (u32, i32, u64, u64) {
     let t0 = mono_ns();

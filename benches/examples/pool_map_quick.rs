@@ -4,6 +4,7 @@
 //! (`PMAP=1`: a `pmap` of the same items before each map; `FORK=1`: a
 //! trivial fork before each map, and the map's page faults; `SPLIT=1`: the
 //! submitting and the taking halves apart).
+use multiproc_bench::minor_faults;
 use multiproc_bench::pool::{map_trivial, rayon_trivial};
 use multiproc_pool::Pool;
 
@@ -48,11 +49,11 @@ fn main() {
                 }
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
-            let before = minor_faults();
+            let before = minor_faults(libc::RUSAGE_SELF);
             let m = map_trivial(&pool, n);
             println!(
                 "after a fork: map {m:.1} ns/item, {} page faults",
-                minor_faults() - before
+                minor_faults(libc::RUSAGE_SELF) - before
             );
         }
         return;
@@ -90,15 +91,5 @@ fn main() {
         } else {
             println!("map {m:.1} ns/item");
         }
-    }
-}
-
-/// This process's minor page faults so far.
-fn minor_faults() -> i64 {
-    // SAFETY: getrusage writes one `rusage` it is given.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u.ru_minflt
     }
 }

@@ -1,16 +1,8 @@
 //! Start+join against raw fork+_exit+waitpid, rounds interleaved, with the page
 //! faults each side takes per start+join (parent and child, from getrusage).
-use multiproc_bench::{median, raw_fork_exit_wait};
+use multiproc_bench::{median, minor_faults as faults, raw_fork_exit_wait};
 use multiproc_proc::Process;
 use std::time::Instant;
-
-fn faults(who: i32) -> i64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: u is a valid out-pointer.
-    unsafe { libc::getrusage(who, u.as_mut_ptr()) };
-    // SAFETY: zeroed and filled by getrusage.
-    unsafe { u.assume_init() }.ru_minflt
-}
 
 fn round(n: u32, f: &dyn Fn()) -> (f64, f64, f64) {
     let (s0, c0) = (faults(libc::RUSAGE_SELF), faults(libc::RUSAGE_CHILDREN));

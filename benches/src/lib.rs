@@ -263,6 +263,28 @@ pub fn best(samples: &[f64]) -> f64 {
     samples.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: a time other processes (and `perf
+/// record -k CLOCK_MONOTONIC`) can compare.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Minor page faults so far of `who` (`RUSAGE_SELF`, `RUSAGE_CHILDREN`), from
+/// `getrusage`.
+pub fn minor_faults(who: i32) -> i64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: u is a valid out-pointer.
+    unsafe { libc::getrusage(who, u.as_mut_ptr()) };
+    // SAFETY: zeroed and filled by getrusage.
+    unsafe { u.assume_init() }.ru_minflt
+}
+
 /// The median sample: for costs that swing from round to round (process start,
 /// sleeping hand-offs), where the best round of either side is luck more than speed.
 pub fn median(samples: &[f64]) -> f64 {

@@ -686,10 +686,19 @@ impl Inner {
     /// `streams` for the streamer thread (see [`Inner::streamer`]).
     pub(crate) fn fill(&self, st: &mut State) {
         let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
+                                // As many as cover a short while of the task's kind (see `Pace`),
+                                // worked out again only for a task of another kind or size.
+        let mut limit_of: Option<((Target, u32), usize)> = None;
         while let Some(next) = st.pending.front() {
-            // As many as cover a short while of this task's kind (see `Pace`).
-            let (target, count) = (next.target, next.count);
-            let limit = st.pace.in_flight(target, count, self.depth);
+            let kind = (next.target, next.count);
+            let limit = match limit_of {
+                Some((k, limit)) if k == kind => limit,
+                _ => {
+                    let limit = st.pace.in_flight(kind.0, kind.1, self.depth);
+                    limit_of = Some((kind, limit));
+                    limit
+                }
+            };
             let Some(w) = (0..st.workers.len())
                 .filter(|&w| {
                     st.workers[w].child.is_some()

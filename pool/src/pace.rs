@@ -49,28 +49,30 @@ pub(crate) struct Pace {
 }
 
 impl Pace {
-    /// Nanoseconds per item of `target`'s tasks, if any was timed.
-    fn per_item(&mut self, target: Target) -> Option<u64> {
-        if let Some(&(t, ns)) = self.known.get(self.last) {
-            if t == target {
-                return Some(ns);
-            }
+    /// The entry of `target`, if it has one (the last one found first).
+    fn find(&mut self, target: Target) -> Option<usize> {
+        if self.known.get(self.last).is_some_and(|&(t, _)| t == target) {
+            return Some(self.last);
         }
         let i = self.known.iter().position(|&(t, _)| t == target)?;
         self.last = i;
-        Some(self.known[i].1)
+        Some(i)
+    }
+
+    /// Nanoseconds per item of `target`'s tasks, if any was timed.
+    fn per_item(&mut self, target: Target) -> Option<u64> {
+        self.find(target).map(|i| self.known[i].1)
     }
 
     /// Records that a task of `items` items of `target` took `took`.
     pub(crate) fn record(&mut self, target: Target, took: Duration, items: u32) {
-        let sample = u64::try_from(took.as_nanos() / u128::from(items.max(1))).unwrap_or(u64::MAX);
-        match self.known.iter().position(|&(t, _)| t == target) {
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / u64::from(items.max(1));
+        match self.find(target) {
             // Smoothed over the last few tasks: one slow or fast one moves
             // it by a quarter.
             Some(i) => {
                 let ns = &mut self.known[i].1;
                 *ns = (*ns - *ns / 4).saturating_add(sample / 4);
-                self.last = i;
             }
             None if self.known.len() < REMEMBERED => {
                 self.known.push((target, sample));

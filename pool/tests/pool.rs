@@ -876,12 +876,6 @@ fn map_each_callbacks_run_without_get() {
     assert_eq!(got, [true, false]);
 }
 
-/// Sleeps `ms`, then names the worker.
-fn pid_after_nap(ms: u64) -> u32 {
-    std::thread::sleep(Duration::from_millis(ms));
-    std::process::id()
-}
-
 /// Python's `Pool` gives each task to whichever worker is free. Ours sends
 /// tasks ahead into each worker's inbox, but only as many as cover a short
 /// while of the task's measured time: behind a long task, at most the next
@@ -893,9 +887,9 @@ fn short_tasks_are_not_kept_waiting_behind_a_long_one_while_a_worker_is_free() {
     let pool = Pool::new(2).unwrap();
     // Twice: untimed, then timed by the first round.
     for round in 0..2 {
-        let long = pool.apply_async(pid_after_nap, 600).unwrap();
+        let long = pool.apply_async(pid_after, 600).unwrap();
         let short: Vec<_> = (0..9)
-            .map(|_| pool.apply_async(pid_after_nap, 40).unwrap())
+            .map(|_| pool.apply_async(pid_after, 40).unwrap())
             .collect();
         let long_pid = long.get().unwrap();
         let short_pids: Vec<u32> = short.into_iter().map(|r| r.get().unwrap()).collect();

@@ -27,6 +27,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use multiproc_bench::monotonic_ns as now_ns;
 use multiproc_pool::Pool;
 use multiproc_proc::{ForkServer, Process};
 use multiproc_queue::{pipe, ByteQueue, Error as QError, Queue, SpscQueue};
@@ -97,17 +98,6 @@ fn next(x: &mut u64) -> u64 {
     *x ^= *x >> 7;
     *x ^= *x << 17;
     *x
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: a time other processes can compare.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Forks a child that runs `hold` (which takes something and raises `ready`,

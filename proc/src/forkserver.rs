@@ -71,6 +71,8 @@ struct Conn {
     sock: OwnedFd,
     /// Exit statuses reported for children not joined yet.
     exited: HashMap<u32, WaitStatus>,
+    /// [`ForkServer::shut_down`] ran.
+    shut: bool,
 }
 
 /// An entry as the server holds it: a function, or a closure made before the
@@ -185,6 +187,7 @@ impl ForkServerBuilder {
             conn: Mutex::new(Conn {
                 sock: client,
                 exited: HashMap::new(),
+                shut: false,
             }),
             pid,
             pidfd,
@@ -215,6 +218,35 @@ impl ForkServer {
     /// ```
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Ends the server now rather than when it is dropped, and reaps it (as a
+    /// drop does): for a holder that cannot drop it yet, or whose server may
+    /// have died already (its parent-death signal fires when the thread that
+    /// started it ends). Children it started keep running; they are
+    /// re-parented, and reaped by init (or a subreaper). A spawn after it
+    /// fails with [`Error::ServerGone`]. A second call does nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// let server = multiproc_proc::ForkServer::builder().start()?;
+    /// server.shut_down();
+    /// assert!(server.spawn("x", b"").is_err());
+    /// # Ok::<(), multiproc_proc::Error>(())
+    /// ```
+    pub fn shut_down(&self) {
+        let mut conn = self.conn();
+        if conn.shut {
+            return;
+        }
+        conn.shut = true;
+        // Closing our end tells the server to exit; then reap it.
+        sys::shutdown(conn.sock.as_fd());
+        drop(conn);
+        if !sys::poll_readable(self.pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
+            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        }
+        let _ = sys::wait_pidfd(self.pidfd.as_fd(), false);
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Conn> {
@@ -371,13 +403,7 @@ impl Conn {
 
 impl Drop for ForkServer {
     fn drop(&mut self) {
-        // Closing our end tells the server to exit; then reap it. Its children,
-        // if any still run, are re-parented and reaped by init (or a subreaper).
-        sys::shutdown(self.conn().sock.as_fd());
-        if !sys::poll_readable(self.pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
-            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-        }
-        let _ = sys::wait_pidfd(self.pidfd.as_fd(), false);
+        self.shut_down();
     }
 }
 

@@ -95,3 +95,37 @@ fn a_killed_fork_server_is_reported_gone() {
     let h = fork(server_killed);
     assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }
+
+/// Runs in a forked child: `shut_down` ends and reaps the server while the
+/// handle is still held (no zombie), a spawn after it is refused, and a
+/// second call and the drop do nothing more.
+fn shut_down_early() -> i32 {
+    let server = ForkServer::builder()
+        .entry("triple", triple)
+        .start()
+        .expect("start the fork server");
+    assert_eq!(server.spawn("triple", &[3]).unwrap().join().unwrap(), 9);
+    server.shut_down();
+    assert!(
+        multiproc_testkit::zombie_children().is_empty(),
+        "the server is left a zombie"
+    );
+    // SAFETY: kill with signal 0 only checks that the process exists; the
+    // server was reaped, so its pid names nothing (or a stranger, unlikely
+    // this soon).
+    assert_ne!(unsafe { libc::kill(server.pid() as i32, 0) }, 0);
+    assert!(matches!(
+        server.spawn("triple", &[1]),
+        Err(Error::ServerGone { .. })
+    ));
+    server.shut_down();
+    drop(server);
+    0
+}
+
+#[test]
+fn shut_down_reaps_the_server_while_its_handle_is_held() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "fork server shut down");
+    let h = fork(shut_down_early);
+    assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}

@@ -1200,6 +1200,13 @@ impl Inner {
         }
     }
 
+    /// Ends and reaps the zygote, which dies anyway with the background
+    /// thread that forked it (its parent-death signal): a result handle that
+    /// outlives the pool keeps this state, and would keep a zombie with it.
+    pub(crate) fn end_zygote(&self) {
+        self.zygote.shut_down();
+    }
+
     /// Stops the background thread (it exits at its next look).
     pub(crate) fn shut_down(&self) {
         let mut st = self.lock();

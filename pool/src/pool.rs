@@ -960,6 +960,7 @@ impl Drop for Pool {
                 let _ = t.join();
             }
         }
+        self.inner.end_zygote();
     }
 }
 

@@ -900,3 +900,21 @@ fn short_tasks_are_not_kept_waiting_behind_a_long_one_while_a_worker_is_free() {
         );
     }
 }
+
+/// A result handle kept after its pool is dropped: the pool is terminated and
+/// every process of it reaped at the drop (the handle keeps the pool's
+/// bookkeeping, not its fork server); the handle's `get` returns at once, with
+/// the answer if it came, `Terminated` if not (Python's would wait for good).
+#[test]
+fn a_result_handle_kept_past_its_pool_leaves_no_process_behind() {
+    let _dog = Watchdog::arm(LIMIT, "handle past pool");
+    let pool = Pool::new(2).unwrap();
+    let quick = pool.apply_async(square, 3).unwrap();
+    quick.wait();
+    let slow = pool.apply_async(nap, 10_000).unwrap();
+    let pids = pool.pids();
+    drop(pool);
+    assert_gone(&pids);
+    assert_eq!(quick.get().unwrap(), 9);
+    assert!(matches!(slow.get(), Err(Error::Terminated)));
+}

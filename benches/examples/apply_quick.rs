@@ -43,7 +43,7 @@ fn main() {
         }
     }
     if only_apply {
-        println!("apply {:.0} ns", median(&a));
+        println!("apply {:.0} ns (rounds {:.0?})", median(&a), a);
         return;
     }
     // WINDOWS=1: the pipelined tasks also in windows of 64, 1 024 and

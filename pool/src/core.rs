@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_proc::{ForkServer, ServerChild};
 
+use crate::colocation;
 use crate::error::{Error, Exit, Result};
 use crate::pace::Pace;
 use crate::seq::SeqTable;
@@ -689,6 +690,7 @@ impl Inner {
                                 // As many as cover a short while of the task's kind (see `Pace`),
                                 // worked out again only for a task of another kind or size.
         let mut limit_of: Option<((Target, u32), usize)> = None;
+        let mut cpu = None; // this thread's, read at the first send
         while let Some(next) = st.pending.front() {
             let kind = (next.target, next.count);
             let limit = match limit_of {
@@ -741,6 +743,8 @@ impl Inner {
                     return;
                 }
             }
+            let cpu = *cpu.get_or_insert_with(colocation::this_cpu);
+            colocation::note(&self.channels.slots[w].driver_cpu, cpu);
             st.workers[w].sent += 1;
             st.inflight.insert(task.seq, task);
         }
@@ -863,7 +867,7 @@ impl Inner {
         let mut answers = Vec::new();
         // A timeout (or a message lost to a dead worker) leaves the list empty:
         // the workers are looked at below.
-        if let Some(msg) = receive(results, slice) {
+        if let Some(msg) = receive(&self.channels, slice) {
             answers.push(msg);
             // (A look at the ring's positions first: an empty try costs
             // several times as much, see `receive`.)
@@ -1284,24 +1288,47 @@ const SPINS: u32 = 200;
 
 /// The next answer, waiting at most `slice` for one to arrive: spin on
 /// `try_get_bytes` (which, once it takes a large answer's announcement,
-/// receives the whole stream, however long it takes), then sleep until one is
-/// there, then take it. (`get_bytes_timeout` would give up on a large answer
+/// receives the whole stream, however long it takes), or yield if the
+/// workers share this CPU, then sleep until one is there, then take it. (`get_bytes_timeout` would give up on a large answer
 /// whose worker stalls for a check interval past the slice: a worker may be
 /// descheduled that long on a loaded machine, and the answer would be lost.)
-fn receive(results: &multiproc_queue::ByteQueue, slice: Duration) -> Option<Answer> {
-    for _ in 0..SPINS {
-        // A look at the ring's two positions first: an empty try goes through
-        // the queue's general path (its end checks, its scratch buffer),
-        // several times as long, and an answer that lands meanwhile waits.
+fn receive(ch: &Channels, slice: Duration) -> Option<Answer> {
+    let results = &ch.results;
+    // An answer if one is there (`Some(None)`: the ring failed). A look at
+    // the ring's two positions first: an empty try goes through the queue's
+    // general path (its end checks, its scratch buffer), several times as
+    // long, and an answer that lands meanwhile waits.
+    let look = || -> Option<Option<Answer>> {
         if results.empty() {
-            std::hint::spin_loop();
-            continue;
+            return None;
         }
         match try_take_answer(results) {
-            Ok(msg) => return Some(msg),
-            Err(multiproc_queue::Error::Empty) => std::hint::spin_loop(),
-            Err(_) => return None,
+            Ok(msg) => Some(Some(msg)),
+            Err(multiproc_queue::Error::Empty) => None,
+            Err(_) => Some(None),
         }
+    };
+    for i in 0..SPINS {
+        if let Some(answer) = look() {
+            return answer;
+        }
+        // Past a round trip's worth, a look at where the workers run: when
+        // they share this thread's CPU, spinning only holds them off
+        // (`colocation`); a yield runs them.
+        if i == colocation::EARLY_SPINS && colocation::shares_cpu(ch, colocation::this_cpu()) {
+            let until = Instant::now() + slice;
+            for _ in 0..colocation::SHARED_YIELDS {
+                std::thread::yield_now();
+                if let Some(answer) = look() {
+                    return answer;
+                }
+                if Instant::now() >= until {
+                    return None;
+                }
+            }
+            break;
+        }
+        std::hint::spin_loop();
     }
     match results.poll_timeout(slice) {
         Ok(true) => try_take_answer(results).ok(),

@@ -62,6 +62,15 @@
 //! outstanding and nobody waits. Callbacks run on whichever of these files
 //! the answer.
 //!
+//! Whoever waits (this process for an answer, a worker for its next task)
+//! spins for a few microseconds before it sleeps, which makes a round trip
+//! between two CPUs a fraction of a microsecond. When the two sides find
+//! themselves on one CPU (a scheduler that puts a woken task beside the one
+//! that woke it does this), each yields to the other instead, and a worker
+//! that keeps finding its caller on its own CPU moves itself to another of
+//! the CPUs it may run on (its allowed set is left as it was). A blocking
+//! `apply` on one shared CPU took 17.6 µs before, 3.9 µs with the yields.
+//!
 //! # Blocking, timeouts, not waiting
 //! As everywhere in the workspace: `op()` waits as long as it takes,
 //! `op_timeout(d)` at most `d` ([`Error::Timeout`]):
@@ -84,6 +93,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod colocation;
 mod core;
 mod error;
 #[cfg(feature = "test-hooks")]

@@ -3,15 +3,18 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use multiproc_queue::ByteQueue;
 use multiproc_shm::SharedSlice;
 
+use crate::colocation::{move_off, note, this_cpu, MOVE_AFTER, SHARED_YIELDS};
 use crate::wire::{self, Progress, Tramp, TARGET_CLOSURE, TARGET_FN};
 
 multiproc_shm::shm_struct! {
-    /// One worker's record in shared memory, a 128-byte line of its own (the
-    /// worker writes it on every task; a shared line would bounce).
+    /// One worker's record in shared memory, two 64-byte lines of its own
+    /// (the worker writes the first on every task; a shared line would
+    /// bounce).
     pub(crate) sync struct Slot {
         /// The task it runs now (its `seq`), 0 between tasks: written before
         /// the task starts and cleared after its answer is published. When
@@ -23,11 +26,53 @@ multiproc_shm::shm_struct! {
         pub(crate) state: AtomicU64,
         /// Its build identity ([`wire::build_id`]), written at start.
         pub(crate) build: AtomicU64,
-        reserved: [AtomicU64; 12],
+        reserved: [AtomicU64; 4],
+        // The second line, written only when a value changes, so that each
+        // side reads the other's from its own cache (see `colocation`).
+        /// The CPU the worker last waited on (a `this_cpu`).
+        pub(crate) cpu: AtomicU64,
+        /// The CPU of the thread that last sent it a task (a `this_cpu`).
+        pub(crate) driver_cpu: AtomicU64,
+        reserved_2: [AtomicU64; 6],
     }
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() == 128);
+
+/// The next task into `msg`. A worker whose driver last sent from the CPU it
+/// runs on yields to it, then sleeps, instead of spinning out the queue's
+/// budget while the driver waits for that CPU; one that finds it so
+/// [`MOVE_AFTER`] times running moves to another CPU (see `colocation`).
+fn next_task(
+    inbox: &ByteQueue,
+    slot: &Slot,
+    msg: &mut Vec<u8>,
+    shared_run: &mut u32,
+) -> multiproc_queue::Result<usize> {
+    let cpu = this_cpu();
+    note(&slot.cpu, cpu);
+    if cpu == 0 || slot.driver_cpu.load(Ordering::Relaxed) != cpu {
+        *shared_run = 0;
+        return inbox.get_bytes_into(msg);
+    }
+    *shared_run += 1;
+    if *shared_run >= MOVE_AFTER {
+        *shared_run = 0;
+        if move_off(cpu) {
+            return inbox.get_bytes_into(msg);
+        }
+    }
+    for _ in 0..SHARED_YIELDS {
+        std::thread::yield_now();
+        if inbox.qsize() != 0 {
+            return inbox.get_bytes_into(msg);
+        }
+    }
+    // A poll sleeps at once on an empty ring; it fails as a get would once
+    // the pool is gone.
+    while !inbox.poll_timeout(Duration::from_secs(1))? {}
+    inbox.get_bytes_into(msg)
+}
 
 /// `Slot::state` of a worker past its initializer.
 pub(crate) const READY: u64 = 1;
@@ -92,9 +137,10 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
     let mut msg = Vec::new();
     let mut out = Vec::new();
     let mut done = 0u64;
+    let mut shared_run = 0;
     loop {
         // Closed (the pool joins) or gone: this worker's work is over.
-        if inbox.get_bytes_into(&mut msg).is_err() {
+        if next_task(inbox, slot, &mut msg, &mut shared_run).is_err() {
             return EXIT_DONE;
         }
         let Some((task, items)) = wire::read_task(&msg) else {

@@ -901,6 +901,84 @@ fn short_tasks_are_not_kept_waiting_behind_a_long_one_while_a_worker_is_free() {
     }
 }
 
+/// Pins `pid` (0: this thread) to `cpu` alone; returns the CPUs it had.
+fn pin(pid: u32, cpu: usize) -> libc::cpu_set_t {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: zeroed sets are empty; the calls read and write sets of the
+    // size given, for `pid`.
+    unsafe {
+        let mut had: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(pid as i32, size, &mut had), 0);
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        assert_eq!(libc::sched_setaffinity(pid as i32, size, &only), 0);
+        had
+    }
+}
+
+/// The CPUs `pid` may run on, as a count and whether `cpu` is one.
+fn allowed(pid: u32, cpu: usize) -> (i32, bool) {
+    // SAFETY: a zeroed set, filled for `pid`; the macros only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of_val(&set);
+        assert_eq!(libc::sched_getaffinity(pid as i32, size, &mut set), 0);
+        (libc::CPU_COUNT(&set), libc::CPU_ISSET(cpu, &set))
+    }
+}
+
+/// A caller and its workers held on one CPU (as a scheduler that packs
+/// woken tasks together leaves them for a while): each side finds the other
+/// on its own CPU, yields to it and sleeps rather than spin, and a worker
+/// that would move off cannot. Every call still gives its answer, waits keep
+/// their timeouts, and the workers' CPUs are left as they were.
+#[test]
+fn every_call_works_when_the_caller_and_its_workers_share_one_cpu() {
+    let _dog = Watchdog::arm(LIMIT, "one cpu");
+    let pool = Pool::new(2).unwrap();
+    // SAFETY: no arguments.
+    let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
+    let had = pin(0, cpu);
+    let pids = pool.pids();
+    for &pid in &pids {
+        pin(pid, cpu);
+    }
+    // Enough blocking applies for a worker to try to move several times.
+    for i in 0..3_000 {
+        assert_eq!(pool.apply(square, i).unwrap(), i * i);
+    }
+    assert_eq!(
+        pool.map(square, 0..10_000).unwrap(),
+        (0..10_000).map(square).collect::<Vec<_>>()
+    );
+    let handles: Vec<_> = (0..1_000)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.get().unwrap(), square(i as u64));
+    }
+    let mut late = pool.apply_async(nap, 300).unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        late.get_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(late.get_timeout(Duration::from_secs(10)).unwrap(), 300);
+    drop(late);
+    for &pid in &pids {
+        assert_eq!(allowed(pid, cpu), (1, true), "worker {pid}'s CPUs changed");
+    }
+    // SAFETY: a set read from this thread, of its own size.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+    drop(pool);
+    assert_gone(&pids);
+}
+
 /// A result handle kept after its pool is dropped: the pool is terminated and
 /// every process of it reaped at the drop (the handle keeps the pool's
 /// bookkeeping, not its fork server); the handle's `get` returns at once, with

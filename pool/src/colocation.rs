@@ -28,10 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::worker::Channels;
 
-/// Spins before a waiting driver asks where its workers run: about a
-/// microsecond (a spin is some 25 ns here), several times a trivial task's
-/// round trip between two CPUs, so that the fast case never asks.
-pub(crate) const EARLY_SPINS: u32 = 40;
+/// Spins before a waiting driver asks where its workers run: about two
+/// microseconds (a spin is some 25 ns here), twice a trivial task's round
+/// trip between two CPUs on the slowest placements seen here (0.4-1 µs), so
+/// that the fast case never asks (asking reads lines the workers write).
+pub(crate) const EARLY_SPINS: u32 = 80;
 
 /// Yields, before it sleeps, of a waiting side whose peer shares its CPU. A
 /// yield runs the peer at once; and while both are runnable the scheduler's

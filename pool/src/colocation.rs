@@ -1,32 +1,41 @@
-//! A driver and a worker that share one CPU.
+//! Workers, and the driver, that share one CPU while another idles.
 //!
-//! A blocking `apply` is a hand-off each way: the driver puts a task and
-//! waits for its answer, the worker answers and waits for the next task, each
-//! spinning a few microseconds before it sleeps. On two CPUs that is a round
-//! trip of about 0.4 µs. But a scheduler may place a woken task on the CPU of
-//! the task that woke it (a VM's kernel that packs tasks onto running vCPUs
-//! does so even when the other vCPU is idle), and then the two take turns on
-//! one CPU: each side's spin only keeps the other from running, and as each
-//! sleeps in turn the scheduler sees one task there and never spreads them
-//! out. Seen here for tens of milliseconds at a time after the pool idled:
-//! `apply` took 17.6 µs pinned to one CPU.
+//! A scheduler may place a woken task on the CPU of the task that woke it, or
+//! beside another running one (a VM's kernel that packs tasks onto running
+//! vCPUs does so even when the other vCPU is idle); the idle CPU takes work
+//! only at a balancing tick, milliseconds later. Two cases cost the pool:
+//!
+//! - A blocking `apply` is a hand-off each way: the driver puts a task and
+//!   waits for its answer, the worker answers and waits for the next task,
+//!   each spinning a few microseconds before it sleeps. On two CPUs that is a
+//!   round trip of 0.4-1 µs. On one, each side's spin only keeps the other
+//!   from running, and as each sleeps in turn the scheduler sees one task
+//!   there and never spreads them out: seen for tens of milliseconds at a
+//!   time after the pool idled, and 17.6 µs an `apply` pinned to one CPU.
+//! - A map's first chunks wake every worker at once, and two of them queued
+//!   on one CPU run one after the other until the balancer moves one: a
+//!   CPU-bound map of 28 ms took 31-36 in most rounds.
 //!
 //! What each side does about it:
 //!
-//! | who    | publishes (in the worker's `Slot`, on a change)  | when it finds its peer on its own CPU                         |
-//! |--------|--------------------------------------------------|---------------------------------------------------------------|
-//! | driver | `driver_cpu`, when it sends the worker a task    | after [`EARLY_SPINS`], yields (up to [`SHARED_YIELDS`]), sleeps |
-//! | worker | `cpu`, each time it waits for a task             | yields at once (up to [`SHARED_YIELDS`]), sleeps; after [`MOVE_AFTER`] such waits in a row, moves to another CPU |
+//! | who    | publishes (in the worker's `Slot`, on a change) | when                                | what                                                        |
+//! |--------|-------------------------------------------------|-------------------------------------|-------------------------------------------------------------|
+//! | driver | `driver_cpu`, when it sends the worker a task   | waits, after [`EARLY_SPINS`], and every busy worker waited on its CPU | yields (up to [`SHARED_YIELDS`]), then sleeps      |
+//! | worker | `cpu`, each time it waits for a task            | waits, and its driver sent from its CPU | yields at once (up to [`SHARED_YIELDS`]), then sleeps; after [`MOVE_AFTER`] such waits in a row, moves to another CPU |
+//! | worker | `pid`, at start                                 | starts a chunk, and another worker with an unstarted task is runnable on its CPU (`/proc`, at most every [`LOOK_EVERY`]) | moves to another CPU |
 //!
-//! A yield runs the peer at once (3.9 µs an `apply` on one CPU). The move
-//! ends the sharing: the scheduler migrates the worker at once and leaves it
-//! where it is, and from there both sides spin again. Every decision here
-//! changes only how a side waits, never what it waits for: a wrong guess
-//! costs time, not an answer.
+//! A yield runs the peer at once (3.9 µs an `apply` on one CPU). A move ends
+//! the sharing: the scheduler migrates the worker at once and leaves it
+//! where it is (its allowed CPUs are given back unchanged). Every decision
+//! here changes only how or where a side waits or runs, never what it waits
+//! for: a wrong guess costs time, not an answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::worker::Channels;
+use multiproc_queue::ByteQueue;
+
+use crate::worker::{Channels, Slot};
 
 /// Spins before a waiting driver asks where its workers run: about two
 /// microseconds (a spin is some 25 ns here), twice a trivial task's round
@@ -69,6 +78,61 @@ pub(crate) fn shares_cpu(ch: &Channels, cpu: u64) -> bool {
             slot.cpu.load(Ordering::Relaxed) == cpu
                 || (slot.task.load(Ordering::Relaxed) == 0 && inbox.qsize() == 0)
         })
+}
+
+/// How often a worker may look in `/proc` for a worker queued behind it.
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(1);
+
+/// Called by worker `me` as it starts a chunk of a map: if another worker
+/// has a task it has not started and is queued on this worker's CPU (woken
+/// there, behind this one), this one moves off, so that both run. A look in
+/// `/proc` (some microseconds) is made only when another worker has an
+/// unstarted task, and at most once per [`LOOK_EVERY`].
+pub(crate) fn spread(ch: &Channels, me: usize, next_look: &mut Option<Instant>) {
+    let unstarted = |(w, (other, inbox)): &(usize, (&Slot, &ByteQueue))| {
+        *w != me && other.task.load(Ordering::Relaxed) == 0 && inbox.qsize() != 0
+    };
+    let mut others = ch.slots.iter().zip(&ch.inboxes).enumerate();
+    if !others.any(|o| unstarted(&o)) {
+        return;
+    }
+    let now = Instant::now();
+    if next_look.is_some_and(|t| now < t) {
+        return;
+    }
+    *next_look = Some(now + LOOK_EVERY);
+    let cpu = this_cpu();
+    let stacked = cpu != 0
+        && ch
+            .slots
+            .iter()
+            .zip(&ch.inboxes)
+            .enumerate()
+            .filter(|o| unstarted(o))
+            .any(|(_, (other, _))| runnable_on(other.pid.load(Ordering::Relaxed), cpu));
+    if stacked {
+        move_off(cpu);
+    }
+}
+
+/// Whether process `pid` is runnable and queued on (or running on) `cpu` (a
+/// [`this_cpu`]), by its state and CPU in `/proc/<pid>/stat`.
+fn runnable_on(pid: u64, cpu: u64) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The fields after the command (which may hold spaces) start after the
+    // last ')': the state is field 3, the CPU field 39.
+    let Some(rest) = stat.rfind(") ").map(|i| &stat[i + 2..]) else {
+        return false;
+    };
+    let mut fields = rest.split(' ');
+    let state = fields.next();
+    let on = fields.nth(35).and_then(|c| c.parse::<u64>().ok());
+    state == Some("R") && on.map(|c| c + 1) == Some(cpu)
 }
 
 /// Moves this process off `cpu` (a [`this_cpu`]) to another of the CPUs it
@@ -124,6 +188,128 @@ mod tests {
     fn same(a: &libc::cpu_set_t, b: &libc::cpu_set_t) -> bool {
         // SAFETY: CPU_EQUAL only reads both sets.
         unsafe { libc::CPU_EQUAL(a, b) }
+    }
+
+    fn only(cpu: usize) -> libc::cpu_set_t {
+        // SAFETY: a zeroed set is empty; CPU_SET writes inside it.
+        unsafe {
+            let mut only: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut only);
+            only
+        }
+    }
+
+    /// Two CPUs this thread may run on (0-based), if it has two.
+    fn two_cpus() -> Option<(usize, usize)> {
+        let set = allowed();
+        // SAFETY: CPU_ISSET only reads the set.
+        let mut cpus =
+            (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) });
+        Some((cpus.next()?, cpus.next()?))
+    }
+
+    /// A forked child that spins on `cpu` (0-based) until it is killed.
+    fn spinner(cpu: usize) -> multiproc_testkit::Child {
+        let child = multiproc_testkit::fork(move || {
+            set_allowed(&only(cpu));
+            loop {
+                std::hint::spin_loop();
+            }
+        });
+        let pid = child.pid() as u64;
+        multiproc_testkit::wait_until(Duration::from_secs(10), "the spinner runs", || {
+            runnable_on(pid, cpu as u64 + 1)
+        });
+        child
+    }
+
+    /// Two workers' channels in this process, the second one with a task in
+    /// its inbox that it has not started, and `pid` as its process.
+    fn second_worker_waiting(pid: u64) -> Channels {
+        let ch = Channels {
+            results: ByteQueue::new(4, 64).unwrap(),
+            inboxes: vec![
+                ByteQueue::new(4, 64).unwrap(),
+                ByteQueue::new(4, 64).unwrap(),
+            ],
+            slots: multiproc_shm::SharedSlice::<Slot>::anonymous(2).unwrap(),
+        };
+        ch.inboxes[1].put_bytes(b"a task").unwrap();
+        ch.slots[1].pid.store(pid, Ordering::Relaxed);
+        ch
+    }
+
+    #[test]
+    fn runnable_on_reads_a_process_state_and_cpu() {
+        let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(60), "runnable_on");
+        let Some((a, b)) = two_cpus() else {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        };
+        let spinning = spinner(a);
+        let pid = spinning.pid() as u64;
+        assert!(runnable_on(pid, a as u64 + 1));
+        assert!(!runnable_on(pid, b as u64 + 1));
+        let sleeping = multiproc_testkit::fork(|| {
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!runnable_on(sleeping.pid() as u64, a as u64 + 1));
+        assert!(!runnable_on(sleeping.pid() as u64, b as u64 + 1));
+        assert!(!runnable_on(0, a as u64 + 1));
+        spinning.kill(Duration::from_secs(10));
+        sleeping.kill(Duration::from_secs(10));
+    }
+
+    /// Worker 0 (this thread) starts a chunk on CPU `a` while worker 1, its
+    /// task not started, is runnable on `a` too: worker 0 moves off, and its
+    /// CPUs are as they were. (The thread is held on `a`, then let go: a
+    /// scheduler that moved it in between would make the try say nothing, so
+    /// it is tried again.)
+    #[test]
+    fn a_worker_moves_off_a_cpu_where_another_waits_to_start() {
+        let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(60), "spread");
+        let Some((a, _)) = two_cpus() else {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        };
+        let before = allowed();
+        let other = spinner(a);
+        let ch = second_worker_waiting(other.pid() as u64);
+        let moved = (0..20).any(|_| {
+            set_allowed(&only(a));
+            set_allowed(&before);
+            let here = this_cpu();
+            spread(&ch, 0, &mut None);
+            here == a as u64 + 1 && this_cpu() != here
+        });
+        assert!(moved, "worker 0 stayed on the CPU where worker 1 waits");
+        assert!(same(&allowed(), &before), "its CPUs were not given back");
+        other.kill(Duration::from_secs(10));
+    }
+
+    /// The same with worker 1 runnable on another CPU: worker 0 stays.
+    #[test]
+    fn a_worker_stays_when_the_other_waits_on_another_cpu() {
+        let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(60), "spread stays");
+        let Some((a, b)) = two_cpus() else {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        };
+        let before = allowed();
+        let elsewhere = spinner(b);
+        let ch = second_worker_waiting(elsewhere.pid() as u64);
+        set_allowed(&only(a));
+        set_allowed(&before);
+        let here = this_cpu();
+        spread(&ch, 0, &mut None);
+        assert_eq!(
+            this_cpu(),
+            here,
+            "worker 0 moved though nobody waits on its CPU"
+        );
+        elsewhere.kill(Duration::from_secs(10));
     }
 
     #[test]

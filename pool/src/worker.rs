@@ -8,7 +8,7 @@ use std::time::Duration;
 use multiproc_queue::ByteQueue;
 use multiproc_shm::SharedSlice;
 
-use crate::colocation::{move_off, note, this_cpu, MOVE_AFTER, SHARED_YIELDS};
+use crate::colocation::{move_off, note, spread, this_cpu, MOVE_AFTER, SHARED_YIELDS};
 use crate::wire::{self, Progress, Tramp, TARGET_CLOSURE, TARGET_FN};
 
 multiproc_shm::shm_struct! {
@@ -33,7 +33,9 @@ multiproc_shm::shm_struct! {
         pub(crate) cpu: AtomicU64,
         /// The CPU of the thread that last sent it a task (a `this_cpu`).
         pub(crate) driver_cpu: AtomicU64,
-        reserved_2: [AtomicU64; 6],
+        /// Its pid, written at start.
+        pub(crate) pid: AtomicU64,
+        reserved_2: [AtomicU64; 5],
     }
 }
 
@@ -133,11 +135,14 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
             return EXIT_INITIALIZER;
         }
     }
+    slot.pid
+        .store(u64::from(std::process::id()), Ordering::Relaxed);
     slot.state.store(READY, Ordering::Release);
     let mut msg = Vec::new();
     let mut out = Vec::new();
     let mut done = 0u64;
     let mut shared_run = 0;
+    let mut next_look = None;
     loop {
         // Closed (the pool joins) or gone: this worker's work is over.
         if next_task(inbox, slot, &mut msg, &mut shared_run).is_err() {
@@ -146,6 +151,9 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
         let Some((task, items)) = wire::read_task(&msg) else {
             continue; // not a task: nothing to answer
         };
+        if task.count > 1 {
+            spread(ch, index, &mut next_look);
+        }
         slot.item.store(0, Ordering::Relaxed);
         // SYNC: Release orders the item reset before; the pool reads the slot
         // only after this process ended (its pidfd), which orders everything.

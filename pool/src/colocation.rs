@@ -14,7 +14,8 @@
 //!   time after the pool idled, and 17.6 µs an `apply` pinned to one CPU.
 //! - A map's first chunks wake every worker at once, and two of them queued
 //!   on one CPU run one after the other until the balancer moves one: a
-//!   CPU-bound map of 28 ms took 31-36 in most rounds.
+//!   CPU-bound map of 28 ms took 31-36 in most rounds. `pmap`'s workers,
+//!   forked for the call, met the same.
 //!
 //! What each side does about it:
 //!
@@ -23,6 +24,7 @@
 //! | driver | `driver_cpu`, when it sends the worker a task   | waits, after [`EARLY_SPINS`], and every busy worker waited on its CPU | yields (up to [`SHARED_YIELDS`]), then sleeps      |
 //! | worker | `cpu`, each time it waits for a task            | waits, and its driver sent from its CPU | yields at once (up to [`SHARED_YIELDS`]), then sleeps; after [`MOVE_AFTER`] such waits in a row, moves to another CPU |
 //! | worker | `pid`, at start                                 | starts a chunk, and another worker with an unstarted task is runnable on its CPU (`/proc`, at most every [`LOOK_EVERY`]) | moves to another CPU |
+//! | `pmap`'s parent | —                                      | in the first milliseconds of a call, two of its workers are runnable on one CPU (`/proc`) | moves the later one to another CPU ([`spread_processes`]) |
 //!
 //! A yield runs the peer at once (3.9 µs an `apply` on one CPU). A move ends
 //! the sharing: the scheduler migrates the worker at once and leaves it
@@ -116,30 +118,54 @@ pub(crate) fn spread(ch: &Channels, me: usize, next_look: &mut Option<Instant>) 
 }
 
 /// Whether process `pid` is runnable and queued on (or running on) `cpu` (a
-/// [`this_cpu`]), by its state and CPU in `/proc/<pid>/stat`.
+/// [`this_cpu`]).
 fn runnable_on(pid: u64, cpu: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The fields after the command (which may hold spaces) start after the
-    // last ')': the state is field 3, the CPU field 39.
-    let Some(rest) = stat.rfind(") ").map(|i| &stat[i + 2..]) else {
-        return false;
-    };
-    let mut fields = rest.split(' ');
-    let state = fields.next();
-    let on = fields.nth(35).and_then(|c| c.parse::<u64>().ok());
-    state == Some("R") && on.map(|c| c + 1) == Some(cpu)
+    runnable_cpu(pid) == Some(cpu)
 }
 
-/// Moves this process off `cpu` (a [`this_cpu`]) to another of the CPUs it
+/// The CPU (a [`this_cpu`]) process `pid` is queued on or runs on, if it is
+/// runnable: its state and CPU in `/proc/<pid>/stat`.
+fn runnable_cpu(pid: u64) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command (which may hold spaces) start after the
+    // last ')': the state is field 3, the CPU field 39.
+    let rest = &stat[stat.rfind(") ")? + 2..];
+    let mut fields = rest.split(' ');
+    if fields.next() != Some("R") {
+        return None;
+    }
+    fields.nth(35)?.parse::<u64>().ok().map(|c| c + 1)
+}
+
+/// For the parent of worker processes just started (`pmap`'s): if two of
+/// `pids` are runnable on one CPU, moves the later one to another of its
+/// allowed CPUs. True if it moved one. (A look in `/proc` per process.)
+pub(crate) fn spread_processes(pids: &[u32]) -> bool {
+    let cpus: Vec<Option<u64>> = pids.iter().map(|&p| runnable_cpu(u64::from(p))).collect();
+    for (i, &cpu) in cpus.iter().enumerate() {
+        if let Some(cpu) = cpu {
+            if cpus[..i].contains(&Some(cpu)) {
+                return libc::pid_t::try_from(pids[i]).is_ok_and(|pid| move_task_off(pid, cpu));
+            }
+        }
+    }
+    false
+}
+
+/// Moves this thread off `cpu` (a [`this_cpu`]) to another of the CPUs it
 /// may run on, then allows it all of them again: the scheduler migrates it at
 /// once and leaves it where it is. False if it may run nowhere else (or the
 /// system refuses).
 pub(crate) fn move_off(cpu: u64) -> bool {
+    move_task_off(0, cpu)
+}
+
+/// [`move_off`] for task `tid` (0: this thread); a task queued on `cpu` is
+/// moved as well as a running one.
+fn move_task_off(tid: libc::pid_t, cpu: u64) -> bool {
     let Some(c) = cpu.checked_sub(1).and_then(|c| usize::try_from(c).ok()) else {
         return false;
     };
@@ -149,16 +175,16 @@ pub(crate) fn move_off(cpu: u64) -> bool {
     // the size given.
     unsafe {
         let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+        if libc::sched_getaffinity(tid, size, &mut allowed) != 0 {
             return false;
         }
         let mut others = allowed;
         libc::CPU_CLR(c, &mut others);
-        if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(0, size, &others) != 0 {
+        if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(tid, size, &others) != 0 {
             return false;
         }
         // Back to what it was (a failure would leave it off one CPU only).
-        libc::sched_setaffinity(0, size, &allowed);
+        libc::sched_setaffinity(tid, size, &allowed);
     }
     true
 }
@@ -310,6 +336,66 @@ mod tests {
             "worker 0 moved though nobody waits on its CPU"
         );
         elsewhere.kill(Duration::from_secs(10));
+    }
+
+    fn allowed_of(pid: libc::pid_t) -> libc::cpu_set_t {
+        // SAFETY: a zeroed set, filled for `pid`.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of_val(&set);
+            assert_eq!(libc::sched_getaffinity(pid, size, &mut set), 0);
+            set
+        }
+    }
+
+    fn set_allowed_of(pid: libc::pid_t, set: &libc::cpu_set_t) {
+        // SAFETY: a valid set of its own size, for `pid`.
+        let rc = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(set), set) };
+        assert_eq!(rc, 0);
+    }
+
+    /// Two spinning workers on one CPU (held there, then let go): the parent
+    /// moves one off, and both keep the CPUs they had. (A scheduler that
+    /// spreads them first makes the try say nothing; it is tried again.)
+    #[test]
+    fn a_parent_spreads_two_workers_runnable_on_one_cpu() {
+        let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(60), "spread processes");
+        let Some((a, _)) = two_cpus() else {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        };
+        let all = allowed();
+        let spinners = [spinner(a), spinner(a)];
+        let pids = spinners.each_ref().map(|s| s.pid());
+        let on_a = Some(a as u64 + 1);
+        let moved = (0..20).any(|_| {
+            for &pid in &pids {
+                set_allowed_of(pid, &only(a));
+            }
+            for &pid in &pids {
+                set_allowed_of(pid, &all);
+            }
+            spread_processes(&pids.map(|p| p as u32))
+                && runnable_cpu(pids[1] as u64).is_some_and(|c| Some(c) != on_a)
+        });
+        assert!(moved, "the second was not moved off the CPU they shared");
+        for &pid in &pids {
+            assert!(same(&allowed_of(pid), &all), "worker {pid}'s CPUs changed");
+        }
+        // Each held on a CPU of its own: nothing to do.
+        let b = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: CPU_ISSET only reads the set.
+            .find(|&c| c != a && unsafe { libc::CPU_ISSET(c, &all) })
+            .expect("a second CPU");
+        set_allowed_of(pids[0], &only(a));
+        set_allowed_of(pids[1], &only(b));
+        multiproc_testkit::wait_until(Duration::from_secs(10), "apart", || {
+            runnable_cpu(pids[1] as u64) == Some(b as u64 + 1)
+        });
+        assert!(!spread_processes(&pids.map(|p| p as u32)));
+        for s in spinners {
+            s.kill(Duration::from_secs(10));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_proc::Process;
 use multiproc_queue::ByteQueue;
@@ -206,15 +206,21 @@ where
     let mut alive = processes;
     let mut ended = vec![false; processes];
     let mut missing = todo.len();
+    // In the first milliseconds, two workers forked onto one CPU would run
+    // one after the other until the scheduler's balancing moves one: look
+    // more often, and move one off (`colocation`).
+    let spread_until = Instant::now() + SPREAD_FOR;
+    let pids: Vec<u32> = workers.iter().filter_map(Process::pid).collect();
     while alive > 0 {
+        let spreading = alive > 1 && Instant::now() < spread_until;
+        if spreading {
+            crate::colocation::spread_processes(&pids);
+        }
         // Each chunk's results, as they come; then a look at the workers.
         // (try_get_bytes receives a large result it took whole, however long
         // its stream takes; see `core::receive`.)
-        if missing > 0
-            && queue
-                .poll_timeout(Duration::from_millis(2))
-                .unwrap_or(false)
-        {
+        let look = if spreading { SPREAD_LOOK } else { LOOK };
+        if missing > 0 && queue.poll_timeout(look).unwrap_or(false) {
             if let Ok(msg) = queue.try_get_bytes() {
                 missing -= file(&msg, todo, out);
             }
@@ -271,6 +277,14 @@ where
     // died before noting it) runs again.
     Ok(todo.iter().copied().filter(|&i| !out.has(i)).collect())
 }
+
+/// How long the parent waits for results before it looks at its workers.
+const LOOK: Duration = Duration::from_millis(2);
+
+/// For how long after the workers start the parent looks whether two share a
+/// CPU, and how often.
+const SPREAD_FOR: Duration = Duration::from_millis(6);
+const SPREAD_LOOK: Duration = Duration::from_micros(500);
 
 /// A worker: claims chunks of `todo` until none is left.
 #[allow(clippy::too_many_arguments)]

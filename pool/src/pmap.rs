@@ -210,10 +210,14 @@ where
     // one after the other until the scheduler's balancing moves one: look
     // more often, and move one off (`colocation`).
     let spread_until = Instant::now() + SPREAD_FOR;
-    let pids: Vec<u32> = workers.iter().filter_map(Process::pid).collect();
     while alive > 0 {
         let spreading = alive > 1 && Instant::now() < spread_until;
         if spreading {
+            // Only workers not reaped yet: their pids are still theirs.
+            let pids: Vec<u32> = (workers.iter().zip(&ended))
+                .filter(|(_, &ended)| !ended)
+                .filter_map(|(p, _)| p.pid())
+                .collect();
             crate::colocation::spread_processes(&pids);
         }
         // Each chunk's results, as they come; then a look at the workers.

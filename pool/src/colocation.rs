@@ -26,6 +26,9 @@
 //! | worker | `pid`, at start                                 | starts a chunk, and another worker with an unstarted task is runnable on its CPU (`/proc`, at most every [`LOOK_EVERY`]) | moves to another CPU |
 //! | `pmap`'s parent | —                                      | in the first milliseconds of a call, two of its workers are runnable on one CPU (`/proc`) | moves the later one to another CPU ([`spread_processes`]) |
 //!
+//! The last two only where there are no more workers than CPUs to run them
+//! on: past that, some must share a CPU whatever anyone does.
+//!
 //! A yield runs the peer at once (3.9 µs an `apply` on one CPU). A move ends
 //! the sharing: the scheduler migrates the worker at once and leaves it
 //! where it is (its allowed CPUs are given back unchanged). Every decision
@@ -103,6 +106,10 @@ pub(crate) fn spread(ch: &Channels, me: usize, next_look: &mut Option<Instant>) 
         return;
     }
     *next_look = Some(now + LOOK_EVERY);
+    // More workers than CPUs: some share one whatever this one does.
+    if ch.slots.len() > allowed_cpus() {
+        return;
+    }
     let cpu = this_cpu();
     let stacked = cpu != 0
         && ch
@@ -144,6 +151,10 @@ fn runnable_cpu(pid: u64) -> Option<u64> {
 /// `pids` are runnable on one CPU, moves the later one to another of its
 /// allowed CPUs. True if it moved one. (A look in `/proc` per process.)
 pub(crate) fn spread_processes(pids: &[u32]) -> bool {
+    // More workers than CPUs: some share one whatever the parent does.
+    if pids.len() > allowed_cpus() {
+        return false;
+    }
     let cpus: Vec<Option<u64>> = pids.iter().map(|&p| runnable_cpu(u64::from(p))).collect();
     for (i, &cpu) in cpus.iter().enumerate() {
         if let Some(cpu) = cpu {
@@ -153,6 +164,19 @@ pub(crate) fn spread_processes(pids: &[u32]) -> bool {
         }
     }
     false
+}
+
+/// How many CPUs this thread may run on (0 if the system will not say).
+fn allowed_cpus() -> usize {
+    // SAFETY: a zeroed set, filled by the call for this thread; CPU_COUNT
+    // only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
+            return 0;
+        }
+        usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(0)
+    }
 }
 
 /// Moves this thread off `cpu` (a [`this_cpu`]) to another of the CPUs it
@@ -252,13 +276,15 @@ mod tests {
     /// Two workers' channels in this process, the second one with a task in
     /// its inbox that it has not started, and `pid` as its process.
     fn second_worker_waiting(pid: u64) -> Channels {
+        workers_with_the_second_waiting(2, pid)
+    }
+
+    /// [`second_worker_waiting`] among `n` workers.
+    fn workers_with_the_second_waiting(n: usize, pid: u64) -> Channels {
         let ch = Channels {
             results: ByteQueue::new(4, 64).unwrap(),
-            inboxes: vec![
-                ByteQueue::new(4, 64).unwrap(),
-                ByteQueue::new(4, 64).unwrap(),
-            ],
-            slots: multiproc_shm::SharedSlice::<Slot>::anonymous(2).unwrap(),
+            inboxes: (0..n).map(|_| ByteQueue::new(4, 64).unwrap()).collect(),
+            slots: multiproc_shm::SharedSlice::<Slot>::anonymous(n).unwrap(),
         };
         ch.inboxes[1].put_bytes(b"a task").unwrap();
         ch.slots[1].pid.store(pid, Ordering::Relaxed);
@@ -312,6 +338,30 @@ mod tests {
         });
         assert!(moved, "worker 0 stayed on the CPU where worker 1 waits");
         assert!(same(&allowed(), &before), "its CPUs were not given back");
+        other.kill(Duration::from_secs(10));
+    }
+
+    /// The same with more workers than CPUs: worker 0 stays (some must
+    /// share a CPU).
+    #[test]
+    fn a_worker_stays_when_workers_outnumber_cpus() {
+        let _dog = multiproc_testkit::Watchdog::arm(Duration::from_secs(60), "spread many");
+        let Some((a, _)) = two_cpus() else {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        };
+        let before = allowed();
+        let other = spinner(a);
+        let ch = workers_with_the_second_waiting(allowed_cpus() + 1, other.pid() as u64);
+        set_allowed(&only(a));
+        set_allowed(&before);
+        let here = this_cpu();
+        spread(&ch, 0, &mut None);
+        assert_eq!(
+            this_cpu(),
+            here,
+            "worker 0 moved though workers outnumber CPUs"
+        );
         other.kill(Duration::from_secs(10));
     }
 
@@ -382,6 +432,13 @@ mod tests {
         for &pid in &pids {
             assert!(same(&allowed_of(pid), &all), "worker {pid}'s CPUs changed");
         }
+        // Listed more times than there are CPUs: nothing to do either.
+        set_allowed_of(pids[1], &only(a));
+        set_allowed_of(pids[1], &all);
+        let many: Vec<u32> = (pids.iter().cycle().take(allowed_cpus() + 1))
+            .map(|&p| p as u32)
+            .collect();
+        assert!(!spread_processes(&many));
         // Each held on a CPU of its own: nothing to do.
         let b = (0..libc::CPU_SETSIZE as usize)
             // SAFETY: CPU_ISSET only reads the set.

@@ -1138,9 +1138,12 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             &mut || cpu_pool(&pool, items),
             &mut || cpu_rayon(items),
             &mut || cpu_pmap(items, cpus),
+            // The forks' cost under the same conditions (after rayon's round,
+            // the pool alive), to take out of pmap's time below.
+            &mut || pmap_fork_per_worker(cpus, cfg.n(10) as u32),
         ],
     );
-    let [seq, on_pool, on_rayon, on_pmap] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    let [seq, on_pool, on_rayon, on_pmap, fork_here] = [0, 1, 2, 3, 4].map(|i| median(&t[i]));
     let ideal = seq / cpus as f64;
     rows.push(Row {
         what: "CPU-bound map, 400 × ~60 µs (ms)",
@@ -1178,8 +1181,9 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     );
     let (per_worker, raw) = (median(&t[0]), median(&t[1]));
     // The measure: pmap as fast as the pool's map once its forks are
-    // paid for (its time less a fork+join per worker, measured just above).
-    let forked = on_pmap - cpus as f64 * per_worker / 1000.0;
+    // paid for (its time less a fork+join per worker, measured in the same
+    // rounds: a fork there cost up to twice what it does in rounds of its own).
+    let forked = on_pmap - cpus as f64 * fork_here / 1000.0;
     rows.push(Row {
         what: "same with pmap, forks taken out (ms)",
         ours: forked,

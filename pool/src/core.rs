@@ -1289,9 +1289,10 @@ const SPINS: u32 = 200;
 /// The next answer, waiting at most `slice` for one to arrive: spin on
 /// `try_get_bytes` (which, once it takes a large answer's announcement,
 /// receives the whole stream, however long it takes), or yield if the
-/// workers share this CPU, then sleep until one is there, then take it. (`get_bytes_timeout` would give up on a large answer
-/// whose worker stalls for a check interval past the slice: a worker may be
-/// descheduled that long on a loaded machine, and the answer would be lost.)
+/// workers share this CPU, then sleep until one is there, then take it.
+/// (`get_bytes_timeout` would give up on a large answer whose worker stalls
+/// for a check interval past the slice: a worker may be descheduled that
+/// long on a loaded machine, and the answer would be lost.)
 fn receive(ch: &Channels, slice: Duration) -> Option<Answer> {
     let results = &ch.results;
     // An answer if one is there (`Some(None)`: the ring failed). A look at

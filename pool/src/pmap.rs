@@ -210,9 +210,12 @@ where
     // one after the other until the scheduler's balancing moves one: look
     // more often, and move one off (`colocation`).
     let spread_until = Instant::now() + SPREAD_FOR;
+    let mut next_spread = Instant::now();
     while alive > 0 {
-        let spreading = alive > 1 && Instant::now() < spread_until;
-        if spreading {
+        let now = Instant::now();
+        let spreading = alive > 1 && now < spread_until;
+        if spreading && now >= next_spread {
+            next_spread = now + SPREAD_LOOK;
             // Only workers not reaped yet: their pids are still theirs.
             let pids: Vec<u32> = (workers.iter().zip(&ended))
                 .filter(|(_, &ended)| !ended)

@@ -996,3 +996,28 @@ fn a_result_handle_kept_past_its_pool_leaves_no_process_behind() {
     assert_eq!(quick.get().unwrap(), 9);
     assert!(matches!(slow.get(), Err(Error::Terminated)));
 }
+
+/// An input iterator that panics (Python's `map` over a generator that
+/// raises): the panic reaches the caller of `map` or of the `imap` it reads,
+/// and the pool goes on serving every call.
+#[test]
+fn an_input_that_panics_reaches_the_caller_and_the_pool_goes_on() {
+    let _dog = Watchdog::arm(LIMIT, "panicking input");
+    let pool = Pool::new(2).unwrap();
+    let bad = || (0..100u64).map(|x| if x == 50 { panic!("bad item") } else { x });
+    let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map(square, bad())));
+    assert!(
+        mapped.is_err(),
+        "map's input panic did not reach its caller"
+    );
+    assert_eq!(pool.map(square, 0..5).unwrap(), [0, 1, 4, 9, 16]);
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.imap(square, bad()).map(|r| r.unwrap()).sum::<u64>()
+    }));
+    assert!(read.is_err(), "imap's input panic did not reach its reader");
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    assert_eq!(pool.apply_async(square, 3).unwrap().get().unwrap(), 9);
+    let pids = pool.pids();
+    drop(pool);
+    assert_gone(&pids);
+}

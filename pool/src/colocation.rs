@@ -168,14 +168,21 @@ pub(crate) fn spread_processes(pids: &[u32]) -> bool {
 
 /// How many CPUs this thread may run on (0 if the system will not say).
 fn allowed_cpus() -> usize {
-    // SAFETY: a zeroed set, filled by the call for this thread; CPU_COUNT
-    // only reads it.
+    allowed_set(0).map_or(0, |set| {
+        // SAFETY: CPU_COUNT only reads the set.
+        let n = unsafe { libc::CPU_COUNT(&set) };
+        usize::try_from(n).unwrap_or(0)
+    })
+}
+
+/// The CPUs task `tid` (0: this thread) may run on, if the system says.
+fn allowed_set(tid: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is an empty set, which the call fills, of
+    // the size given.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) != 0 {
-            return 0;
-        }
-        usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(0)
+        let size = std::mem::size_of_val(&set);
+        (libc::sched_getaffinity(tid, size, &mut set) == 0).then_some(set)
     }
 }
 
@@ -193,15 +200,13 @@ fn move_task_off(tid: libc::pid_t, cpu: u64) -> bool {
     let Some(c) = cpu.checked_sub(1).and_then(|c| usize::try_from(c).ok()) else {
         return false;
     };
+    let Some(allowed) = allowed_set(tid) else {
+        return false;
+    };
     let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: a zeroed cpu_set_t is an empty set; `CPU_CLR` ignores a CPU
-    // past the set's size; the calls read and write only the sets given, of
-    // the size given.
+    // SAFETY: `CPU_CLR` ignores a CPU past the set's size; the calls read
+    // only the sets given, of the size given.
     unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(tid, size, &mut allowed) != 0 {
-            return false;
-        }
         let mut others = allowed;
         libc::CPU_CLR(c, &mut others);
         if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(tid, size, &others) != 0 {
@@ -217,21 +222,22 @@ fn move_task_off(tid: libc::pid_t, cpu: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// The CPUs this thread may run on.
     fn allowed() -> libc::cpu_set_t {
-        // SAFETY: a zeroed set, filled by the call for this thread.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(
-                libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
-                0
-            );
-            set
-        }
+        allowed_of(0)
+    }
+
+    fn allowed_of(pid: libc::pid_t) -> libc::cpu_set_t {
+        allowed_set(pid).expect("sched_getaffinity")
     }
 
     fn set_allowed(set: &libc::cpu_set_t) {
-        // SAFETY: a valid set of its own size, for this thread.
-        let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) };
+        set_allowed_of(0, set);
+    }
+
+    fn set_allowed_of(pid: libc::pid_t, set: &libc::cpu_set_t) {
+        // SAFETY: a valid set of its own size, for `pid`.
+        let rc = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(set), set) };
         assert_eq!(rc, 0);
     }
 
@@ -353,14 +359,11 @@ mod tests {
         let before = allowed();
         let other = spinner(a);
         let ch = workers_with_the_second_waiting(allowed_cpus() + 1, other.pid() as u64);
-        set_allowed(&only(a));
-        set_allowed(&before);
-        let here = this_cpu();
-        spread(&ch, 0, &mut None);
-        assert_eq!(
-            this_cpu(),
-            here,
-            "worker 0 moved though workers outnumber CPUs"
+        stays_on(
+            a,
+            &before,
+            &ch,
+            "worker 0 moved though workers outnumber CPUs",
         );
         other.kill(Duration::from_secs(10));
     }
@@ -376,32 +379,23 @@ mod tests {
         let before = allowed();
         let elsewhere = spinner(b);
         let ch = second_worker_waiting(elsewhere.pid() as u64);
-        set_allowed(&only(a));
-        set_allowed(&before);
-        let here = this_cpu();
-        spread(&ch, 0, &mut None);
-        assert_eq!(
-            this_cpu(),
-            here,
-            "worker 0 moved though nobody waits on its CPU"
+        stays_on(
+            a,
+            &before,
+            &ch,
+            "worker 0 moved though nobody waits on its CPU",
         );
         elsewhere.kill(Duration::from_secs(10));
     }
 
-    fn allowed_of(pid: libc::pid_t) -> libc::cpu_set_t {
-        // SAFETY: a zeroed set, filled for `pid`.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of_val(&set);
-            assert_eq!(libc::sched_getaffinity(pid, size, &mut set), 0);
-            set
-        }
-    }
-
-    fn set_allowed_of(pid: libc::pid_t, set: &libc::cpu_set_t) {
-        // SAFETY: a valid set of its own size, for `pid`.
-        let rc = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(set), set) };
-        assert_eq!(rc, 0);
+    /// Holds this thread (worker 0) on CPU `a`, lets it go back to `before`,
+    /// and asserts that starting a chunk leaves it where it is.
+    fn stays_on(a: usize, before: &libc::cpu_set_t, ch: &Channels, why: &str) {
+        set_allowed(&only(a));
+        set_allowed(before);
+        let here = this_cpu();
+        spread(ch, 0, &mut None);
+        assert_eq!(this_cpu(), here, "{why}");
     }
 
     /// Two spinning workers on one CPU (held there, then let go): the parent

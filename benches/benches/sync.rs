@@ -1,12 +1,13 @@
-//! Lock, semaphore and event hot paths beside their peers: `std::sync::Mutex`, and
-//! process-shared (plain and robust) `pthread_mutex`.
+//! Lock, semaphore and event hot paths beside their peers: `std::sync::Mutex`,
+//! `parking_lot::Mutex`, process-shared (plain and robust) `pthread_mutex`, and
+//! the floors under them (`BareLock`, `BareByteLock`).
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use multiproc_bench::{hammer, lock_handoff, PthreadMutex};
+use multiproc_bench::{hammer, lock_handoff, BareByteLock, BareLock, PthreadMutex};
 use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
 
@@ -34,6 +35,18 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("pthread_mutex (process-shared, robust)", |b| {
         b.iter(|| {
             black_box(&r).increment();
+        })
+    });
+    let floor = BareLock::default();
+    g.bench_function("the floor: a CAS and a swap, 4-byte word", |b| {
+        b.iter(|| {
+            black_box(&floor).increment();
+        })
+    });
+    let byte_floor = BareByteLock::default();
+    g.bench_function("parking_lot's floor: two CAS, 1-byte word", |b| {
+        b.iter(|| {
+            black_box(&byte_floor).increment();
         })
     });
     g.finish();

@@ -7,8 +7,8 @@
 //!   on a shared, noisy machine.
 //!
 //! This library holds what both use: the peers that are not crates
-//! ([`PthreadMutex`], process-shared and optionally robust) and the two-process
-//! harness [`hammer`].
+//! ([`PthreadMutex`], process-shared and optionally robust), the floor of the
+//! lock rows ([`BareLock`], [`BareByteLock`]) and the two-process harness [`hammer`].
 
 use std::time::{Duration, Instant};
 
@@ -148,6 +148,73 @@ impl PthreadMutex {
         // SAFETY: the segment holds DATA_OFFSET + 8 bytes, zeroed, 8-aligned at
         // DATA_OFFSET; it lives as long as self.
         unsafe { &*self.seg.as_ptr().add(DATA_OFFSET).cast() }
+    }
+}
+
+/// The floor of an uncontended lock+unlock: a compare-and-swap that takes a
+/// 32-bit word and a swap that frees it (each a locked instruction on x86),
+/// with the same increment between them as the lock rows make. No waiting, no
+/// owner, no sleeper's wake-up: not a lock anyone should use, only what every
+/// lock that can put a waiter to sleep pays at least (a plain store to free
+/// the word could overwrite the bit a waiter sets just before it sleeps, and
+/// that waiter would never be woken). `std`'s mutex and ours take and free
+/// their word with exactly these two instructions; ours needs the 32 bits to
+/// hold the holder's tid, which is how a waiter finds a dead holder.
+#[derive(Default)]
+pub struct BareLock {
+    word: std::sync::atomic::AtomicU32,
+    data: std::sync::atomic::AtomicU64,
+}
+
+impl BareLock {
+    /// Takes the word, adds one to the value beside it, frees the word (the
+    /// work of `*mutex.lock().unwrap() += 1`).
+    ///
+    /// # Panics
+    /// If the word is taken already (another thread uses this one).
+    #[inline]
+    pub fn increment(&self) {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        let taken = self.word.compare_exchange(0, 1, Acquire, Relaxed).is_ok();
+        assert!(taken, "BareLock is for one thread");
+        self.data.store(self.data.load(Relaxed) + 1, Relaxed);
+        // A lock looks at what the swap returned for sleepers to wake; this
+        // one checks it was still the holder.
+        assert_eq!(self.word.swap(0, Release), 1, "BareLock is for one thread");
+    }
+
+    /// The value incremented so far.
+    pub fn value(&self) -> u64 {
+        self.data.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// [`BareLock`] with `parking_lot`'s pair of instructions: a compare-and-swap
+/// of a one-byte word to take it, another to free it. A byte holds no tid.
+#[derive(Default)]
+pub struct BareByteLock {
+    word: std::sync::atomic::AtomicU8,
+    data: std::sync::atomic::AtomicU64,
+}
+
+impl BareByteLock {
+    /// As [`BareLock::increment`].
+    ///
+    /// # Panics
+    /// If the word is taken already (another thread uses this one).
+    #[inline]
+    pub fn increment(&self) {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        let taken = self.word.compare_exchange(0, 1, Acquire, Relaxed).is_ok();
+        assert!(taken, "BareByteLock is for one thread");
+        self.data.store(self.data.load(Relaxed) + 1, Relaxed);
+        let freed = self.word.compare_exchange(1, 0, Release, Relaxed).is_ok();
+        assert!(freed, "BareByteLock is for one thread");
+    }
+
+    /// The value incremented so far.
+    pub fn value(&self) -> u64 {
+        self.data.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -344,4 +411,19 @@ pub fn run_python_line(script: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BareByteLock, BareLock};
+
+    #[test]
+    fn the_bare_locks_count_their_increments_and_free_their_words() {
+        let (floor, byte) = (BareLock::default(), BareByteLock::default());
+        for _ in 0..3 {
+            floor.increment();
+            byte.increment();
+        }
+        assert_eq!((floor.value(), byte.value()), (3, 3));
+    }
 }

@@ -29,7 +29,7 @@ use multiproc_bench::queue::{
 };
 use multiproc_bench::{
     hammer, interleaved, lock_handoff, ns_per_iter, python_process_start_join_us,
-    raw_fork_exit_wait, timed, PthreadMutex,
+    raw_fork_exit_wait, timed, BareByteLock, BareLock, PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
@@ -420,6 +420,8 @@ fn locks(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     let local = Mutex::new(0u64);
     let sem = Shared::anonymous(Semaphore::new(1)).unwrap();
     let ev = Shared::anonymous(Event::new()).unwrap();
+    let floor = BareLock::default();
+    let byte_floor = BareByteLock::default();
     // Every uncontended row in alternating rounds (see `interleaved`).
     let t = interleaved(
         cfg.rounds,
@@ -466,11 +468,21 @@ fn locks(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
                     black_box(ev.is_set());
                 }
             }),
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    black_box(&floor).increment();
+                }
+            }),
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    black_box(&byte_floor).increment();
+                }
+            }),
         ],
     );
     let t: Vec<f64> = t.iter().map(|s| best(s)).collect();
-    let [t_ours, t_local, t_std, t_pl, t_p, t_r, t_sem, t_ev] = t[..] else {
-        unreachable!("eight measures")
+    let [t_ours, t_local, t_std, t_pl, t_p, t_r, t_sem, t_ev, t_floor, t_byte] = t[..] else {
+        unreachable!("ten measures")
     };
     rows.push(Row {
         what: "uncontended lock+unlock (ns)",
@@ -487,6 +499,33 @@ fn locks(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer: t_pl,
         target: "≤ 1.0×",
         ok: t_ours <= t_pl,
+    });
+    // The floors under the two rows above (see `BareLock`): ours and std's
+    // take and free a 4-byte word with a compare-and-swap and a swap,
+    // parking_lot a 1-byte word with two compare-and-swaps.
+    rows.push(Row {
+        what: "uncontended lock+unlock (ns)",
+        ours: t_ours,
+        peer_name: "a CAS and a swap, 4-byte word",
+        peer: t_floor,
+        target: "(the floor)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "same, parking_lot::Mutex",
+        ours: t_pl,
+        peer_name: "two CAS, 1-byte word",
+        peer: t_byte,
+        target: "(the peer's floor)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "two CAS, 1-byte word (ns)",
+        ours: t_byte,
+        peer_name: "a CAS and a swap, 4-byte word",
+        peer: t_floor,
+        target: "(a byte holds no tid)",
+        ok: true,
     });
     rows.push(Row {
         what: "same, our Mutex in private memory",

@@ -22,10 +22,11 @@ use crate::{Error, Result};
 ///
 /// A message up to `max_inline` bytes (fixed at creation) is copied into a slot
 /// of its own, in one step: the fast path. A larger one is announced in a slot
-/// and streamed through the queue's lane of 256 KiB, while small messages keep
-/// flowing; only one large message streams at a time, and its `put` returns once
-/// its last byte is in the lane (as a write into a pipe does), so a large
-/// message needs a receiver to go through. Choose `max_inline` for the usual
+/// and streamed through the queue's lane of 256 KiB (or the size given to
+/// [`with_lane`](ByteQueue::with_lane)), while small messages keep flowing;
+/// only one large message streams at a time, and its `put` returns once its
+/// last byte is in the lane (as a write into a pipe does), so a message larger
+/// than the lane needs a receiver to go through. Choose `max_inline` for the usual
 /// message: every slot is that big.
 ///
 /// | Python | here |
@@ -149,6 +150,37 @@ impl ByteQueue {
     /// ```
     pub fn new_in(location: Location<'_>, maxsize: usize, max_inline: usize) -> Result<ByteQueue> {
         ByteQueue::make(location, maxsize, max_inline, false, false)
+    }
+
+    /// A byte queue at `location` whose lane holds `lane_bytes` (the default,
+    /// [`LANE_BYTES`](crate::LANE_BYTES), is 256 KiB): a large message up to
+    /// the lane's size is `put` whole before any receiver reads it, where a
+    /// larger one waits for its receiver to make room as it streams. A
+    /// producer and a consumer that share a CPU then take turns once a
+    /// message, not once a lane's worth. The lane is part of the queue's
+    /// memory; only as much of it as the largest message is ever touched.
+    ///
+    /// # Errors
+    /// [`Error::LaneSize`] unless `lane_bytes` is a multiple of 64 from 64
+    /// bytes to 1 GiB; otherwise as for [`new`](ByteQueue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::Location;
+    /// use std::time::Duration;
+    /// let q = multiproc_queue::ByteQueue::with_lane(Location::Anonymous, 4, 64, 1 << 20)?;
+    /// // 600 KiB with nobody reading yet: in the lane at once.
+    /// q.put_bytes_timeout(&vec![7; 600 << 10], Duration::ZERO)?;
+    /// assert_eq!(q.get_bytes()?.len(), 600 << 10);
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn with_lane(
+        location: Location<'_>,
+        maxsize: usize,
+        max_inline: usize,
+        lane_bytes: usize,
+    ) -> Result<ByteQueue> {
+        ByteQueue::make_with_lane(location, maxsize, max_inline, false, false, lane_bytes)
     }
 
     pub(crate) fn make(

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use multiproc_queue::{ByteQueue, Error, JoinableQueue, Queue};
+use multiproc_shm::Location;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -254,6 +255,43 @@ fn large_messages_stream_and_try_put_refuses_them_whole() {
     assert_eq!(q.qsize(), 2, "an announcement and a message");
     assert_eq!(q.get_bytes().unwrap(), [5; 9]);
     assert_eq!(q.get_bytes().unwrap(), [7; 8]);
+}
+
+/// A message up to the lane's size goes in whole before anyone reads it; one
+/// larger (here, over the default lane) waits for a receiver; a lane size that
+/// is no lane is refused; a named queue's lane comes with it to `open`.
+#[test]
+fn a_message_up_to_the_lane_goes_in_before_anyone_reads_it() {
+    let msg = vec![3u8; 600 << 10];
+    let default = ByteQueue::new(4, 64).unwrap();
+    assert!(matches!(
+        default.put_bytes_timeout(&msg, Duration::ZERO),
+        Err(Error::Timeout)
+    ));
+    let q = ByteQueue::with_lane(Location::Anonymous, 4, 64, 1 << 20).unwrap();
+    q.put_bytes_timeout(&msg, Duration::ZERO).unwrap();
+    assert_eq!(q.get_bytes().unwrap(), msg);
+    // Two lanes' worth streams while a thread reads it.
+    let big: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| q.get_bytes_timeout(Duration::from_secs(20)));
+        q.put_bytes_timeout(&big, Duration::from_secs(20)).unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), big);
+    });
+    for bad in [0, 63, 1000, (1 << 30) + 64] {
+        assert!(matches!(
+            ByteQueue::with_lane(Location::Anonymous, 4, 64, bad),
+            Err(Error::LaneSize { bytes }) if bytes == bad
+        ));
+    }
+    let name = format!("mq-lane-{}", std::process::id());
+    let made = ByteQueue::with_lane(Location::Named(&name), 4, 64, 1 << 20).unwrap();
+    let opened = ByteQueue::open(&name).unwrap();
+    opened.put_bytes_timeout(&msg, Duration::ZERO).unwrap();
+    assert_eq!(made.get_bytes().unwrap(), msg);
+    drop(opened);
+    drop(made); // the creator's handle unlinks the name
+    assert!(ByteQueue::open(&name).is_err());
 }
 
 #[test]

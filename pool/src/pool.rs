@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_proc::ForkServer;
 use multiproc_queue::ByteQueue;
-use multiproc_shm::SharedSlice;
+use multiproc_shm::{Location, SharedSlice};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -23,6 +23,10 @@ pub const DEFAULT_INBOX: usize = 8;
 /// Default largest message (arguments or results of one task) carried in a
 /// queue slot; larger ones stream through the queue's lane.
 pub const DEFAULT_MAX_INLINE: usize = 16 * 1024;
+/// Default bytes of the lane of each worker's inbox and of the answers'
+/// queue (see [`Builder::lane_bytes`]): a map of a million numbers in Python's
+/// chunks sends chunks and answers of about 1.1 MB.
+pub const DEFAULT_LANE: usize = 2 << 20;
 
 /// Configures a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild)`, and this crate's own knobs).
@@ -45,6 +49,7 @@ pub struct Builder {
     max_tasks: Option<u64>,
     inbox: usize,
     max_inline: usize,
+    lane: usize,
     task_timeout: Option<Duration>,
 }
 
@@ -56,6 +61,7 @@ impl Default for Builder {
             max_tasks: None,
             inbox: DEFAULT_INBOX,
             max_inline: DEFAULT_MAX_INLINE,
+            lane: DEFAULT_LANE,
             task_timeout: None,
         }
     }
@@ -97,6 +103,21 @@ impl Builder {
     /// [`DEFAULT_MAX_INLINE`]); larger ones stream. Any size works either way.
     pub fn max_inline(mut self, bytes: usize) -> Builder {
         self.max_inline = bytes;
+        self
+    }
+
+    /// Bytes of the lane of each worker's inbox and of the answers' queue
+    /// (default [`DEFAULT_LANE`]), through which a task or an answer larger
+    /// than [`max_inline`](Builder::max_inline) streams. One up to this size
+    /// is sent whole without waiting for its reader: a map's next chunk goes
+    /// into its worker's inbox while the worker still runs the one before,
+    /// and a worker's answer goes out while the parent is busy. A larger one
+    /// streams as the reader makes room, the two sides taking turns when they
+    /// share a CPU. A lane's memory is touched only up to the largest message
+    /// sent through it. A multiple of 64 from 64 bytes to 1 GiB
+    /// ([`Error::Queue`] with `LaneSize` otherwise, from `build`).
+    pub fn lane_bytes(mut self, bytes: usize) -> Builder {
+        self.lane = bytes;
         self
     }
 
@@ -155,9 +176,14 @@ impl Builder {
         let depth = self.inbox;
         // Room for every answer that can be outstanding: a worker never waits
         // on a full result queue while the driver waits on it.
-        let results = ByteQueue::new(processes * depth + processes + 1, self.max_inline)?;
+        let results = ByteQueue::with_lane(
+            Location::Anonymous,
+            processes * depth + processes + 1,
+            self.max_inline,
+            self.lane,
+        )?;
         let inboxes = (0..processes)
-            .map(|_| ByteQueue::new(depth, self.max_inline))
+            .map(|_| ByteQueue::with_lane(Location::Anonymous, depth, self.max_inline, self.lane))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let slots = SharedSlice::<Slot>::anonymous(processes)?;
         let channels = Arc::new(Channels {

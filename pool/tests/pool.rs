@@ -422,6 +422,25 @@ fn arguments_and_results_of_any_size() {
         assert_eq!(back.len(), n, "{n} bytes out");
         assert!(back.iter().enumerate().all(|(i, &b)| b == i as u8));
     }
+    // The sizes above fit the default lane (2 MiB) or pass it; with a lane
+    // of 64 KiB the same messages all stream past it.
+    let small = Pool::builder()
+        .processes(2)
+        .lane_bytes(64 << 10)
+        .build()
+        .unwrap();
+    for n in [100_000usize, 4 << 20] {
+        let v = make_bytes(n);
+        let sum = v.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        assert_eq!(small.apply(bytes_len, v).unwrap(), (n, sum), "{n} bytes in");
+        assert_eq!(small.apply(make_bytes, n).unwrap(), make_bytes(n));
+    }
+    assert!(matches!(
+        Pool::builder().processes(1).lane_bytes(1000).build(),
+        Err(Error::Queue(multiproc_queue::Error::LaneSize {
+            bytes: 1000
+        }))
+    ));
 }
 
 /// A large argument whose first byte says whether its worker dies (1) on it.

@@ -3,7 +3,9 @@
 //! Run: `cargo run --release -p multiproc-bench --example pool_map_quick`
 //! (`PMAP=1`: a `pmap` of the same items before each map; `FORK=1`: a
 //! trivial fork before each map, and the map's page faults; `SPLIT=1`: the
-//! submitting and the taking halves apart).
+//! submitting and the taking halves apart; `CHUNKS=a,b,...`: maps with each
+//! chunk size in turn, 0 for Python's, medians of 30 each; `AS_REPORT=`:
+//! the report's rounds of the pool, leaving out the parts named).
 use multiproc_bench::minor_faults;
 use multiproc_bench::pool::{map_trivial, rayon_trivial};
 use multiproc_pool::Pool;
@@ -58,6 +60,76 @@ fn main() {
         }
         return;
     }
+    if let Ok(skip) = std::env::var("AS_REPORT") {
+        // AS_REPORT=...: the report's rounds of the pool (apply, pipelined
+        // apply_async, then map, rayon and pmap each after a 100 ms pause),
+        // leaving out those named (apply, async, rayon, pmap); the map's
+        // median and quartiles over 15 rounds.
+        use multiproc_bench::pool::{apply_async_pipelined, apply_one, pmap_trivial};
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(100));
+        let (mut t, mut faults) = (Vec::new(), Vec::new());
+        apply_one(&pool, 2_000);
+        for _ in 0..15 {
+            if !skip.contains("apply") {
+                apply_one(&pool, 20_000);
+            }
+            if !skip.contains("async") {
+                apply_async_pipelined(&pool, 100_000);
+            }
+            settle();
+            let before = minor_faults(libc::RUSAGE_SELF);
+            t.push(map_trivial(&pool, n));
+            faults.push(minor_faults(libc::RUSAGE_SELF) - before);
+            if !skip.contains("rayon") {
+                settle();
+                rayon_trivial(n);
+            }
+            if !skip.contains("pmap") {
+                settle();
+                pmap_trivial(n);
+            }
+        }
+        t.sort_by(f64::total_cmp);
+        faults.sort_unstable();
+        println!(
+            "map, skipping {skip:?}: median {:.2} ns/item (quartiles {:.2}-{:.2}), \
+             median {} page faults in this process",
+            t[t.len() / 2],
+            t[t.len() / 4],
+            t[3 * t.len() / 4],
+            faults[faults.len() / 2]
+        );
+        return;
+    }
+    if let Ok(sizes) = std::env::var("CHUNKS") {
+        // CHUNKS=a,b,...: maps with each chunk size in turn (0: Python's),
+        // 30 rounds, the median and quartiles of each (PAUSE_MS before each).
+        let sizes: Vec<usize> = sizes.split(',').filter_map(|c| c.parse().ok()).collect();
+        let mut times = vec![Vec::new(); sizes.len()];
+        for _ in 0..30 {
+            for (i, &c) in sizes.iter().enumerate() {
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+                let chunk = (c > 0).then_some(c);
+                let t = std::time::Instant::now();
+                let out = pool
+                    .map_async_chunked(multiproc_bench::pool::trivial, 0..n, chunk)
+                    .and_then(|r| r.get())
+                    .expect("map");
+                times[i].push(t.elapsed().as_nanos() as f64 / n as f64);
+                assert_eq!(out.len() as u64, n);
+            }
+        }
+        for (c, mut t) in sizes.into_iter().zip(times) {
+            t.sort_by(f64::total_cmp);
+            println!(
+                "chunk {c}: median {:.2} ns/item (quartiles {:.2}-{:.2})",
+                t[t.len() / 2],
+                t[t.len() / 4],
+                t[3 * t.len() / 4]
+            );
+        }
+        return;
+    }
     if std::env::var_os("SPLIT").is_some() {
         // How long map_async takes to encode and send every chunk, then how
         // long the get waits and decodes.
@@ -80,16 +152,18 @@ fn main() {
         return;
     }
     for _ in 0..10 {
+        let before = minor_faults(libc::RUSAGE_SELF);
         let m = map_trivial(&pool, n);
+        let faults = minor_faults(libc::RUSAGE_SELF) - before;
         std::thread::sleep(std::time::Duration::from_millis(pause));
         if rayon {
             println!(
-                "map {:.1} ns/item, rayon {:.2} ns/item",
+                "map {:.1} ns/item ({faults} page faults in this process), rayon {:.2} ns/item",
                 m,
                 rayon_trivial(n)
             );
         } else {
-            println!("map {m:.1} ns/item");
+            println!("map {m:.1} ns/item, {faults} page faults in this process");
         }
     }
 }

@@ -1104,26 +1104,40 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
                              // buffers, the next big allocation (rayon's output, or the map's) ran up
                              // to 3× slower here for some tens of milliseconds.
     let settle = || std::thread::sleep(Duration::from_millis(100));
+    let (mut apply_f, mut async_f) = (
+        || apply_one(&pool, cfg.n(20_000)),
+        || apply_async_pipelined(&pool, cfg.n(100_000)),
+    );
+    let mut map_f = || {
+        settle();
+        map_trivial(&pool, cfg.n(1_000_000))
+    };
+    let mut rayon_f = || {
+        settle();
+        rayon_trivial(cfg.n(1_000_000))
+    };
+    let fs: &mut [&mut dyn FnMut() -> f64] =
+        &mut [&mut apply_f, &mut async_f, &mut map_f, &mut rayon_f];
+    // A round first, not counted: the first map of a million items faults in
+    // its buffers (about 4 800 page faults, 10-12 ns an item, where the
+    // rounds after take none or a few hundred), and with five rounds that one
+    // moved the median.
+    interleaved(1, fs);
+    let t = interleaved(cfg.r(5), fs);
+    let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    // pmap in rounds of its own: a fork write-protects every page of the
+    // caller, so the first write to each page after it faults, whoever
+    // writes. In the same rounds as pmap, the map that followed took about
+    // 1 100 page faults writing its output into memory pmap's fork had shared
+    // (none without pmap), 0.8 ns an item more (`pool_map_quick AS_REPORT=`).
     let t = interleaved(
         cfg.r(5),
-        &mut [
-            &mut || apply_one(&pool, cfg.n(20_000)),
-            &mut || apply_async_pipelined(&pool, cfg.n(100_000)),
-            &mut || {
-                settle();
-                map_trivial(&pool, cfg.n(1_000_000))
-            },
-            &mut || {
-                settle();
-                rayon_trivial(cfg.n(1_000_000))
-            },
-            &mut || {
-                settle();
-                pmap_trivial(cfg.n(1_000_000))
-            },
-        ],
+        &mut [&mut || {
+            settle();
+            pmap_trivial(cfg.n(1_000_000))
+        }],
     );
-    let [apply, pipelined, map, rayon, pmap] = [0, 1, 2, 3, 4].map(|i| median(&t[i]));
+    let pmap = median(&t[0]);
     match python_pool(cpus, cfg.n(2_000), cfg.n(20_000), cfg.n(1_000_000)) {
         Some((py_apply, py_async, py_map)) => {
             rows.push(Row {

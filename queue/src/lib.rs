@@ -56,7 +56,9 @@
 //! [`ByteQueue`], its length; slots up to a cache line are rounded up to a power
 //! of two and share lines (a `Queue<u64>` slot is 16 bytes, four to a line, and a
 //! 1024-slot `Queue<u64>` takes 26 KiB), larger ones take whole lines. A byte
-//! queue adds a 256 KiB lane for large messages.
+//! queue adds a 256 KiB lane for large messages (another size with
+//! [`ByteQueue::with_lane`]), touched only as far as the largest message
+//! streamed through it.
 //!
 //! # Example: two processes
 //! ```

@@ -443,6 +443,44 @@ fn arguments_and_results_of_any_size() {
     ));
 }
 
+/// The `VmFlags` of the mapping of this process that holds `addr`.
+fn vm_flags_at(addr: usize) -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line.split(' ').next().and_then(|r| r.split_once('-'));
+        if let Some((lo, hi)) = range.filter(|_| !line.starts_with("VmFlags")) {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+                continue;
+            }
+        }
+        if inside && line.starts_with("VmFlags:") {
+            return line.to_owned();
+        }
+    }
+    panic!("no mapping holds {addr:#x}");
+}
+
+#[test]
+fn a_maps_output_of_32_mib_or_more_is_advised_huge_pages() {
+    let _dog = Watchdog::arm(LIMIT, "huge output");
+    let pool = Pool::new(2).unwrap();
+    let n = 5_000_000u64; // 40 MB of results
+    let out = pool.map(square, 0..n).unwrap();
+    assert_eq!(out.len() as u64, n);
+    assert!(out
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == i as u64 * i as u64));
+    // Without transparent huge pages in the kernel the advice is refused.
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        let flags = vm_flags_at(out.as_ptr() as usize + (8 << 20));
+        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
+    }
+}
+
 /// A large argument whose first byte says whether its worker dies (1) on it.
 fn sum_or_die(v: Vec<u8>) -> (usize, u8) {
     if v.first() == Some(&1) {

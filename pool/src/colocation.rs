@@ -265,6 +265,10 @@ mod tests {
     }
 
     /// A forked child that spins on `cpu` (0-based) until it is killed.
+    /// Returned once it has pinned itself there: a child only queued on that
+    /// CPU, before its first instruction, already reads as runnable there
+    /// (this VM's scheduler queues a new task on a busy CPU), and would pin
+    /// itself later, over what the test set meanwhile.
     fn spinner(cpu: usize) -> multiproc_testkit::Child {
         let child = multiproc_testkit::fork(move || {
             set_allowed(&only(cpu));
@@ -274,7 +278,7 @@ mod tests {
         });
         let pid = child.pid() as u64;
         multiproc_testkit::wait_until(Duration::from_secs(10), "the spinner runs", || {
-            runnable_on(pid, cpu as u64 + 1)
+            same(&allowed_of(pid as libc::pid_t), &only(cpu)) && runnable_on(pid, cpu as u64 + 1)
         });
         child
     }

@@ -121,7 +121,9 @@ where
             source: Box::new(e),
         });
     }
-    Ok(out.results.into_iter().flatten().collect())
+    let mut results = crate::pool::output(items.len());
+    results.extend(out.results.into_iter().flatten());
+    Ok(results)
 }
 
 /// What [`pmap_with`] has of each item: its result, or why there is none.
@@ -201,6 +203,10 @@ where
         workers.push(p);
     }
     if out.results.len() < items.len() {
+        if out.results.capacity() == 0 {
+            // Huge pages for a large one (see `pool::output`).
+            out.results = crate::pool::output(items.len());
+        }
         out.results.resize_with(items.len(), || None);
     }
     let mut alive = processes;

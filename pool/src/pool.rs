@@ -1226,7 +1226,7 @@ fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> 
 /// goes with it, where a smaller one may come from its heap, whose memory
 /// outlives the buffer. A kernel without transparent huge pages refuses the
 /// advice, which only leaves the faults as they were.
-fn output<R>(total: usize) -> Vec<R> {
+pub(crate) fn output<R>(total: usize) -> Vec<R> {
     let v: Vec<R> = Vec::with_capacity(total);
     let bytes = v.capacity().saturating_mul(std::mem::size_of::<R>());
     if bytes >= HUGE_MIN {

@@ -481,6 +481,19 @@ fn a_maps_output_of_32_mib_or_more_is_advised_huge_pages() {
     }
 }
 
+#[test]
+fn a_pmaps_output_of_32_mib_or_more_is_advised_huge_pages() {
+    let _dog = Watchdog::arm(LIMIT, "huge pmap output");
+    let items: Vec<u64> = (0..5_000_000).collect(); // 40 MB of results
+    let out = multiproc_pool::pmap(&items, |&x| square(x)).unwrap();
+    assert_eq!(out.len(), items.len());
+    assert!(out.iter().zip(&items).all(|(&v, &x)| v == square(x)));
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        let flags = vm_flags_at(out.as_ptr() as usize + (8 << 20));
+        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
+    }
+}
+
 /// A large argument whose first byte says whether its worker dies (1) on it.
 fn sum_or_die(v: Vec<u8>) -> (usize, u8) {
     if v.first() == Some(&1) {

@@ -89,8 +89,9 @@ where
         results: Vec::new(),
         failed: BTreeMap::new(),
     };
-    let mut todo: Vec<usize> = (0..items.len()).collect();
-    while !todo.is_empty() {
+    // Every item at first, without a list of a word an item.
+    let mut todo = Todo::All(items.len());
+    while todo.len() > 0 {
         let redo = round(items, &f, options, &todo, &mut out)?;
         if redo.len() == todo.len() {
             // Workers that die before they claim anything: no round would
@@ -106,7 +107,7 @@ where
             }
             break;
         }
-        todo = redo;
+        todo = Todo::Listed(redo);
     }
     // The lowest index without a result says why (or that it never ran).
     let lowest = out
@@ -162,6 +163,38 @@ impl<R> Outcomes<R> {
     }
 }
 
+/// The items a round runs: indices into `items`, in the order the workers
+/// claim them (a chunk is a run of them).
+enum Todo {
+    /// `0..n`: every item, the first round.
+    All(usize),
+    /// Those left by a round whose workers died.
+    Listed(Vec<usize>),
+}
+
+impl Todo {
+    fn len(&self) -> usize {
+        match self {
+            Todo::All(n) => *n,
+            Todo::Listed(v) => v.len(),
+        }
+    }
+
+    /// The `k`th, if there is one (`k` may come from a worker's answer).
+    fn get(&self, k: u64) -> Option<usize> {
+        let k = usize::try_from(k).ok()?;
+        match self {
+            Todo::All(n) => (k < *n).then_some(k),
+            Todo::Listed(v) => v.get(k).copied(),
+        }
+    }
+
+    /// The `k`th, which is there (`k` below [`len`](Todo::len)).
+    fn at(&self, k: u64) -> usize {
+        self.get(k).expect("an index below the round's length")
+    }
+}
+
 /// One round over the items `todo` (indices into `items`); returns the
 /// indices to run again (those without an outcome: the unsent rest of dead
 /// workers' chunks).
@@ -169,7 +202,7 @@ fn round<T, R, F>(
     items: &[T],
     f: &F,
     options: PmapOptions,
-    todo: &[usize],
+    todo: &Todo,
     out: &mut Outcomes<R>,
 ) -> Result<Vec<usize>>
 where
@@ -279,7 +312,7 @@ where
             let how = Exit::of_exitcode(code);
             let pid = p.pid().unwrap_or(0);
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
-                let index = todo[(item - 1) as usize];
+                let index = todo.at(item - 1);
                 if !out.has(index) {
                     out.file(Some(&index), Err(Error::WorkerDied { pid, how }));
                 }
@@ -288,7 +321,10 @@ where
     }
     // The rest of dead workers' chunks (and anything claimed by a worker that
     // died before noting it) runs again.
-    Ok(todo.iter().copied().filter(|&i| !out.has(i)).collect())
+    Ok((0..n)
+        .map(|k| todo.at(k))
+        .filter(|&i| !out.has(i))
+        .collect())
 }
 
 /// How long the parent waits for results before it looks at its workers.
@@ -304,7 +340,7 @@ const SPREAD_LOOK: Duration = Duration::from_micros(500);
 fn work<T, R, F>(
     items: &[T],
     f: &F,
-    todo: &[usize],
+    todo: &Todo,
     chunk: u64,
     n: u64,
     cursor: &AtomicU64,
@@ -328,11 +364,10 @@ where
         slot.end.store(end, Ordering::Release);
         out.clear();
         wire::answer_header(&mut out, first, (end - first) as u32);
-        let todo = &todo[first as usize..end as usize];
         wire::answer_items(
             &mut out,
-            todo.len(),
-            |k| f(&items[todo[k]]),
+            (end - first) as usize,
+            |k| f(&items[todo.at(first + k as u64)]),
             |k| slot.item.store(first + k as u64 + 1, Ordering::Release),
         );
         if queue.put_bytes(&out).is_err() {
@@ -344,7 +379,7 @@ where
 }
 
 /// Files a chunk's results; how many items had none before.
-fn file<R: DeserializeOwned>(msg: &[u8], todo: &[usize], out: &mut Outcomes<R>) -> usize {
+fn file<R: DeserializeOwned>(msg: &[u8], todo: &Todo, out: &mut Outcomes<R>) -> usize {
     let Some((first, count, mut entries)) = wire::read_answer(msg) else {
         return 0;
     };
@@ -356,13 +391,13 @@ fn file<R: DeserializeOwned>(msg: &[u8], todo: &[usize], out: &mut Outcomes<R>) 
         let (n, rest) = wire::read_raw_run::<R>(entries, (end - k) as usize, &mut run);
         entries = rest;
         for v in run.drain(..) {
-            filed += out.file(todo.get(k as usize), Ok(v));
+            filed += out.file(todo.get(k).as_ref(), Ok(v));
             k += 1;
         }
         if n == 0 {
             let (r, rest) = wire::read_item::<R>(entries);
             entries = rest;
-            filed += out.file(todo.get(k as usize), r);
+            filed += out.file(todo.get(k).as_ref(), r);
             k += 1;
         }
     }

@@ -152,7 +152,9 @@ impl<R> Outcomes<R> {
         match r {
             Ok(v) => {
                 self.results[index] = Some(v);
-                self.failed.remove(&index);
+                if !self.failed.is_empty() {
+                    self.failed.remove(&index);
+                }
             }
             Err(e) => {
                 self.results[index] = None;
@@ -181,6 +183,7 @@ impl Todo {
     }
 
     /// The `k`th, if there is one (`k` may come from a worker's answer).
+    #[inline]
     fn get(&self, k: u64) -> Option<usize> {
         let k = usize::try_from(k).ok()?;
         match self {
@@ -190,6 +193,7 @@ impl Todo {
     }
 
     /// The `k`th, which is there (`k` below [`len`](Todo::len)).
+    #[inline]
     fn at(&self, k: u64) -> usize {
         self.get(k).expect("an index below the round's length")
     }
@@ -318,6 +322,10 @@ where
                 }
             }
         }
+    }
+    // Every item of the round has its outcome (the count is of new ones).
+    if missing == 0 {
+        return Ok(Vec::new());
     }
     // The rest of dead workers' chunks (and anything claimed by a worker that
     // died before noting it) runs again.

@@ -10,6 +10,7 @@
 //! second round of workers once the first has ended.
 
 use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -86,7 +87,7 @@ where
     R: Serialize + DeserializeOwned,
 {
     let mut out = Outcomes {
-        results: Vec::new(),
+        results: Slots::new(),
         failed: BTreeMap::new(),
     };
     // Every item at first, without a list of a word an item.
@@ -110,11 +111,7 @@ where
         todo = Todo::Listed(redo);
     }
     // The lowest index without a result says why (or that it never ran).
-    let lowest = out
-        .results
-        .iter()
-        .position(Option::is_none)
-        .or_else(|| (out.results.len() < items.len()).then_some(out.results.len()));
+    let lowest = (0..items.len()).find(|&i| !out.results.is_written(i));
     if let Some(index) = lowest {
         let e = out.failed.remove(&index).unwrap_or(Error::Terminated);
         return Err(Error::Item {
@@ -122,9 +119,8 @@ where
             source: Box::new(e),
         });
     }
-    let mut results = crate::pool::output(items.len());
-    results.extend(out.results.into_iter().flatten());
-    Ok(results)
+    // Every item has its result: the slots are the answer.
+    out.results.into_vec().ok_or(Error::Terminated)
 }
 
 /// What [`pmap_with`] has of each item: its result, or why there is none.
@@ -132,14 +128,14 @@ struct Outcomes<R> {
     /// Made once the first round's workers are forked: pages the caller
     /// writes after the fork are its own, where pages it made before would be
     /// copied on the first write of each while the workers live.
-    results: Vec<Option<R>>,
+    results: Slots<R>,
     failed: BTreeMap<usize, Error>,
 }
 
 impl<R> Outcomes<R> {
     /// Whether item `index` has an outcome.
     fn has(&self, index: usize) -> bool {
-        self.results.get(index).is_some_and(Option::is_some) || self.failed.contains_key(&index)
+        self.results.is_written(index) || self.failed.contains_key(&index)
     }
 
     /// Files item `index`'s outcome (an index out of range is ignored); 1 if
@@ -151,17 +147,105 @@ impl<R> Outcomes<R> {
         let new = usize::from(!self.has(index));
         match r {
             Ok(v) => {
-                self.results[index] = Some(v);
+                self.results.put(index, v);
                 if !self.failed.is_empty() {
                     self.failed.remove(&index);
                 }
             }
             Err(e) => {
-                self.results[index] = None;
+                self.results.clear(index);
                 self.failed.insert(index, e);
             }
         }
         new
+    }
+}
+
+/// One result an item, written in any order: a `Vec<R>` being filled, and a
+/// flag an item saying which are written. Once every item has its result
+/// this memory is what [`pmap_with`] returns (no `Option` an item, and no
+/// second `Vec` to collect them into).
+struct Slots<R> {
+    data: Vec<MaybeUninit<R>>,
+    written: Vec<bool>,
+}
+
+impl<R> Slots<R> {
+    fn new() -> Slots<R> {
+        Slots {
+            data: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Room for `n` results (it never shrinks), none of the new ones written.
+    fn reserve_items(&mut self, n: usize) {
+        if self.data.len() >= n {
+            return;
+        }
+        if self.data.capacity() == 0 {
+            // Huge pages for a large one (see `pool::output`).
+            self.data = crate::pool::output(n);
+        }
+        self.data.resize_with(n, MaybeUninit::uninit);
+        self.written.resize(n, false);
+    }
+
+    fn is_written(&self, i: usize) -> bool {
+        self.written.get(i).copied().unwrap_or(false)
+    }
+
+    /// Writes item `i`'s result (`i` below [`len`](Slots::len)), over the
+    /// one it had.
+    fn put(&mut self, i: usize, v: R) {
+        self.clear(i);
+        self.data[i].write(v);
+        self.written[i] = true;
+    }
+
+    /// Drops item `i`'s result, if it has one.
+    fn clear(&mut self, i: usize) {
+        if self
+            .written
+            .get_mut(i)
+            .is_some_and(|w| std::mem::replace(w, false))
+        {
+            // SAFETY: its flag said it was written; the flag is down before
+            // the drop, so a drop that panics leaves nothing to drop twice.
+            unsafe { self.data[i].assume_init_drop() };
+        }
+    }
+
+    /// The results, if every item has one.
+    fn into_vec(mut self) -> Option<Vec<R>> {
+        if !self.written.iter().all(|&w| w) {
+            return None;
+        }
+        // Nothing is left for `drop` to drop.
+        self.written.clear();
+        let mut data = std::mem::ManuallyDrop::new(std::mem::take(&mut self.data));
+        // SAFETY: every element is written (checked above), and a
+        // `MaybeUninit<R>` has `R`'s size and alignment, so this is an
+        // allocation of `R`s of the same length and capacity.
+        Some(unsafe {
+            Vec::from_raw_parts(data.as_mut_ptr().cast::<R>(), data.len(), data.capacity())
+        })
+    }
+}
+
+impl<R> Drop for Slots<R> {
+    fn drop(&mut self) {
+        for (slot, w) in self.data.iter_mut().zip(&mut self.written) {
+            if std::mem::replace(w, false) {
+                // SAFETY: written (its flag said so), and dropped once: the
+                // flag is down first.
+                unsafe { slot.assume_init_drop() };
+            }
+        }
     }
 }
 
@@ -239,13 +323,7 @@ where
         p.start()?;
         workers.push(p);
     }
-    if out.results.len() < items.len() {
-        if out.results.capacity() == 0 {
-            // Huge pages for a large one (see `pool::output`).
-            out.results = crate::pool::output(items.len());
-        }
-        out.results.resize_with(items.len(), || None);
-    }
+    out.results.reserve_items(items.len());
     let mut alive = processes;
     let mut ended = vec![false; processes];
     let mut missing = todo.len();
@@ -410,4 +488,57 @@ fn file<R: DeserializeOwned>(msg: &[u8], todo: &Todo, out: &mut Outcomes<R>) -> 
         }
     }
     filed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its drops in `DROPS`.
+    struct Counted(u32);
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn slots_drop_each_result_once_whatever_is_written_and_in_what_order() {
+        let drops = || DROPS.load(Ordering::SeqCst);
+        let before = drops();
+        // Written out of order, one twice, one cleared, one never: dropped
+        // with holes.
+        let mut s = Slots::new();
+        s.reserve_items(4);
+        assert_eq!(s.len(), 4);
+        s.put(2, Counted(2));
+        s.put(0, Counted(0));
+        s.put(2, Counted(22)); // the first 2 is dropped here
+        s.put(3, Counted(3));
+        s.clear(3);
+        s.clear(1); // never written: nothing
+        assert!(s.is_written(0) && !s.is_written(1) && s.is_written(2) && !s.is_written(3));
+        assert!(!s.is_written(9));
+        assert_eq!(drops() - before, 2);
+        assert!(s.into_vec().is_none(), "a Vec with holes");
+        assert_eq!(
+            drops() - before,
+            4,
+            "the holed slots dropped what they held"
+        );
+        // Every slot written: the Vec holds them in order, dropped with it.
+        let mut s = Slots::new();
+        s.reserve_items(3);
+        for i in [1u32, 2, 0] {
+            s.put(i as usize, Counted(i));
+        }
+        s.reserve_items(2); // never shrinks
+        let v = s.into_vec().expect("every slot written");
+        assert_eq!(v.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(drops() - before, 4, "nothing dropped by into_vec");
+        drop(v);
+        assert_eq!(drops() - before, 7);
+    }
 }

@@ -38,9 +38,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_queue::ByteQueue;
-
-use crate::worker::{Channels, Slot};
+use crate::worker::Channels;
 
 /// Spins before a waiting driver asks where its workers run: about two
 /// microseconds (a spin is some 25 ns here), twice a trivial task's round
@@ -94,11 +92,18 @@ pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(1);
 /// `/proc` (some microseconds) is made only when another worker has an
 /// unstarted task, and at most once per [`LOOK_EVERY`].
 pub(crate) fn spread(ch: &Channels, me: usize, next_look: &mut Option<Instant>) {
-    let unstarted = |(w, (other, inbox)): &(usize, (&Slot, &ByteQueue))| {
-        *w != me && other.task.load(Ordering::Relaxed) == 0 && inbox.qsize() != 0
+    // The other workers with a task they have not started.
+    let unstarted = || {
+        ch.slots
+            .iter()
+            .zip(&ch.inboxes)
+            .enumerate()
+            .filter(move |&(w, (other, inbox))| {
+                w != me && other.task.load(Ordering::Relaxed) == 0 && inbox.qsize() != 0
+            })
+            .map(|(_, (other, _))| other)
     };
-    let mut others = ch.slots.iter().zip(&ch.inboxes).enumerate();
-    if !others.any(|o| unstarted(&o)) {
+    if unstarted().next().is_none() {
         return;
     }
     let now = Instant::now();
@@ -111,14 +116,8 @@ pub(crate) fn spread(ch: &Channels, me: usize, next_look: &mut Option<Instant>) 
         return;
     }
     let cpu = this_cpu();
-    let stacked = cpu != 0
-        && ch
-            .slots
-            .iter()
-            .zip(&ch.inboxes)
-            .enumerate()
-            .filter(|o| unstarted(o))
-            .any(|(_, (other, _))| runnable_on(other.pid.load(Ordering::Relaxed), cpu));
+    let stacked =
+        cpu != 0 && unstarted().any(|other| runnable_on(other.pid.load(Ordering::Relaxed), cpu));
     if stacked {
         move_off(cpu);
     }
@@ -221,6 +220,8 @@ fn move_task_off(tid: libc::pid_t, cpu: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::Slot;
+    use multiproc_queue::ByteQueue;
 
     /// The CPUs this thread may run on.
     fn allowed() -> libc::cpu_set_t {

@@ -197,6 +197,22 @@ pub(crate) fn chunk_buffer(items: usize) -> Vec<u8> {
     msg
 }
 
+/// Gives `advice` to the whole `page`-sized pages inside `v`'s allocation
+/// (its capacity), if there are any: advice that changes nothing this process
+/// reads there (how faults fill the pages, what a child sees). A refusal (a
+/// kernel without the advice) only leaves the pages as they were.
+pub(crate) fn advise_whole_pages<T>(v: &Vec<T>, page: usize, advice: libc::c_int) {
+    let bytes = v.capacity().saturating_mul(std::mem::size_of::<T>());
+    let start = (v.as_ptr() as usize).next_multiple_of(page);
+    let end = (v.as_ptr() as usize).saturating_add(bytes) / page * page;
+    if end > start {
+        // SAFETY: the range is whole pages inside `v`'s allocation, which `v`
+        // owns (no allocator data lies there), and the advice leaves what
+        // this process reads there as it is (the caller's contract above).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+    }
+}
+
 /// Large message buffers kept for reuse, process-wide. A map's chunks and
 /// their answers are buffers of a megabyte or more; freed, glibc hands them
 /// back to the kernel, and the next map pays a page fault per 4 KiB to get
@@ -274,20 +290,14 @@ pub(crate) mod spare {
             n if n > 0 => n as usize,
             _ => return,
         };
-        let start = (v.as_ptr() as usize).next_multiple_of(page);
-        let end = (v.as_ptr() as usize + v.capacity()) / page * page;
-        if end <= start {
-            return;
-        }
+        // Neither advice changes what this process reads there: only what a
+        // later fork's child sees.
         let advice = if wipe {
             libc::MADV_WIPEONFORK
         } else {
             libc::MADV_KEEPONFORK
         };
-        // SAFETY: the range is whole pages inside `v`'s allocation, which
-        // `v` owns (no allocator data lies there), and neither advice changes
-        // what this process reads there: only what a later fork's child sees.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+        super::advise_whole_pages(v, page, advice);
     }
 
     /// How many buffers are kept (for tests).

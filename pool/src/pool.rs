@@ -1228,16 +1228,8 @@ fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> 
 /// advice, which only leaves the faults as they were.
 pub(crate) fn output<R>(total: usize) -> Vec<R> {
     let v: Vec<R> = Vec::with_capacity(total);
-    let bytes = v.capacity().saturating_mul(std::mem::size_of::<R>());
-    if bytes >= HUGE_MIN {
-        let start = (v.as_ptr() as usize).next_multiple_of(HUGE_PAGE);
-        let end = (v.as_ptr() as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
-        if end > start {
-            // SAFETY: the range is whole pages inside `v`'s allocation, which
-            // `v` owns (no allocator data lies there), and the advice changes
-            // nothing this process reads there: only how later faults fill it.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
+    if v.capacity().saturating_mul(std::mem::size_of::<R>()) >= HUGE_MIN {
+        crate::core::advise_whole_pages(&v, HUGE_PAGE, libc::MADV_HUGEPAGE);
     }
     v
 }

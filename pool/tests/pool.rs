@@ -463,6 +463,15 @@ fn vm_flags_at(addr: usize) -> String {
     panic!("no mapping holds {addr:#x}");
 }
 
+/// The mapping that holds `addr` is advised huge pages (`hg`), unless the
+/// kernel has no transparent huge pages (it refuses the advice then).
+fn assert_huge_pages_advised(addr: usize) {
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        let flags = vm_flags_at(addr);
+        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
+    }
+}
+
 #[test]
 fn a_maps_output_of_32_mib_or_more_is_advised_huge_pages() {
     let _dog = Watchdog::arm(LIMIT, "huge output");
@@ -474,11 +483,7 @@ fn a_maps_output_of_32_mib_or_more_is_advised_huge_pages() {
         .iter()
         .enumerate()
         .all(|(i, &v)| v == i as u64 * i as u64));
-    // Without transparent huge pages in the kernel the advice is refused.
-    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
-        let flags = vm_flags_at(out.as_ptr() as usize + (8 << 20));
-        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
-    }
+    assert_huge_pages_advised(out.as_ptr() as usize + (8 << 20));
 }
 
 #[test]
@@ -488,10 +493,7 @@ fn a_pmaps_output_of_32_mib_or_more_is_advised_huge_pages() {
     let out = multiproc_pool::pmap(&items, |&x| square(x)).unwrap();
     assert_eq!(out.len(), items.len());
     assert!(out.iter().zip(&items).all(|(&v, &x)| v == square(x)));
-    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
-        let flags = vm_flags_at(out.as_ptr() as usize + (8 << 20));
-        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
-    }
+    assert_huge_pages_advised(out.as_ptr() as usize + (8 << 20));
 }
 
 /// A large argument whose first byte says whether its worker dies (1) on it.

@@ -112,6 +112,18 @@ fn random_maps(pool: &MpiPool) {
         let want: Vec<String> = structs.iter().cloned().map(describe).collect();
         assert_eq!(pool.map(describe, structs).unwrap(), want, "seed {seed}");
     }
+    // A chunk size (and a buffer) far larger than the input: one chunk, as in
+    // Python, and no overflow in the reading ahead.
+    let xs: Vec<u64> = (0..10).collect();
+    let want: Vec<u64> = xs.iter().map(|&x| square(x)).collect();
+    for chunk in [1 << 40, usize::MAX] {
+        assert_eq!(pool.map_chunked(square, xs.clone(), chunk).unwrap(), want);
+        let got: Vec<u64> = pool
+            .imap_with(square, xs.clone(), chunk, usize::MAX)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, want);
+    }
 }
 
 fn apply_and_callbacks(pool: &MpiPool) {

@@ -227,7 +227,7 @@ where
             f,
             items,
             chunk: chunksize.max(1),
-            window: pool.processes() + buffersize,
+            window: pool.processes().saturating_add(buffersize),
             ordered,
             sent: 0,
             yielded: 0,
@@ -313,7 +313,12 @@ where
 
     /// Sends chunks while fewer than `window` are ahead of what was taken.
     fn top_up(&mut self, job: u64) {
-        while !self.exhausted && self.sent < self.yielded + self.window * self.chunk {
+        while !self.exhausted
+            && self.sent
+                < self
+                    .yielded
+                    .saturating_add(self.window.saturating_mul(self.chunk))
+        {
             let mut bytes = Vec::new();
             let first = self.sent;
             let mut n = 0u32;

@@ -1113,6 +1113,10 @@ fn python_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(4 * processes.max(1))
 }
 
+/// The most bytes of room a chunk is given ahead of an input that does not
+/// say how long it is (past them it grows as any `Vec`).
+const UNHINTED_ROOM: usize = 1 << 20;
+
 /// Encodes up to `max` items of a chunk: their bytes, where each starts, and
 /// how many there were.
 fn encode_chunk<T: Serialize>(
@@ -1136,8 +1140,14 @@ fn encode_chunk<T: Serialize>(
     };
     let stride = put(&item, &mut msg, 0)?;
     // Room for the rest at the first item's size: one allocation instead of
-    // a doubling series of copies for a large chunk.
-    msg.reserve(stride.saturating_mul(max - 1));
+    // a doubling series of copies for a large chunk. For the items the input
+    // says it has, not for the chunk size, which may be far larger than the
+    // input (Python's `chunksize=10**12` makes one chunk; a room of that many
+    // items would abort the process): as many as its upper bound, and no
+    // more than its lower bound or `UNHINTED_ROOM` bytes' worth.
+    let (lower, upper) = items.size_hint();
+    let guess = lower.max(UNHINTED_ROOM / stride.max(1));
+    msg.reserve(stride.saturating_mul(upper.unwrap_or(guess).min(guess)));
     // Items as long as the first need no list of starts (a chunk of raw
     // numbers): a loop that only checks each length, until one differs.
     let mut n = 1;
@@ -1613,7 +1623,7 @@ where
             input,
             job,
             chunksize,
-            ahead: (pool.processes() + buffersize) * chunksize,
+            ahead: (pool.processes().saturating_add(buffersize)).saturating_mul(chunksize),
             fed: 0,
             taken: 0,
             exhausted: false,

@@ -846,6 +846,55 @@ fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
     assert!(zombie_children().is_empty());
 }
 
+/// A chunk size far larger than the input makes one chunk (as in Python),
+/// whatever kind of input: room is made for the items there are, not for
+/// the chunk size (a chunk of 2^40 numbers asked for 9.9 TB and aborted).
+#[test]
+fn a_chunk_size_far_larger_than_the_input_makes_one_chunk() {
+    let _dog = Watchdog::arm(LIMIT, "huge chunks");
+    let pool = Pool::new(2).unwrap();
+    let want: Vec<u64> = (0..10).map(square).collect();
+    for chunksize in [1 << 40, usize::MAX] {
+        assert_eq!(pool.map_chunked(square, 0..10u64, chunksize).unwrap(), want);
+        // An input that does not know its length, and items that are not numbers.
+        let odd = (0..20u64).filter(|x| x % 2 == 1);
+        let got = pool.map_chunked(square, odd, chunksize).unwrap();
+        assert_eq!(
+            got,
+            (0..20u64)
+                .filter(|x| x % 2 == 1)
+                .map(square)
+                .collect::<Vec<_>>()
+        );
+        let words: Vec<String> = (0..10).map(|i| "x".repeat(i)).collect();
+        assert_eq!(
+            pool.map_chunked(str_len, words.clone(), chunksize).unwrap(),
+            (0..10).collect::<Vec<usize>>()
+        );
+        let got: Vec<u64> = pool
+            .imap_with(square, (0..10u64).filter(|_| true), chunksize, usize::MAX)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, want);
+        let items: Vec<u64> = (0..10).collect();
+        let p = pmap_with(
+            &items,
+            |&x| square(x),
+            PmapOptions {
+                processes: 2,
+                chunksize,
+            },
+        )
+        .unwrap();
+        assert_eq!(p, want);
+    }
+    assert!(zombie_children().is_empty());
+}
+
+fn str_len(s: String) -> usize {
+    s.len()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
 

@@ -172,6 +172,10 @@ fn apply_and_callbacks(pool: &MpiPool) {
     slow.wait();
     assert_eq!(slow.successful(), Some(true));
     assert_eq!(slow.get_timeout(Duration::from_secs(1)).unwrap(), 300);
+    // A timeout too large for the clock ("for ever") waits as `get` does.
+    let mut long = pool.apply_async(sleep_ms, 30).unwrap();
+    long.wait_timeout(Duration::MAX).unwrap();
+    assert_eq!(long.get_timeout(Duration::MAX).unwrap(), 30);
     // Large arguments and results (past MPI's eager limit): 8 MiB each way.
     let big = vec![7u8; 8 << 20];
     let back = pool.apply(echo, big).unwrap();

@@ -52,7 +52,8 @@ impl<T: Send + 'static> MpiResult<T> {
     /// [`Error::Timeout`]; as for [`get`](MpiResult::get);
     /// [`Error::AlreadyTaken`] after a successful call.
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        self.take(Some(Instant::now() + timeout))
+        // A timeout too large for the clock waits for ever.
+        self.take(Instant::now().checked_add(timeout))
     }
 
     /// Waits until the result is there.
@@ -65,7 +66,7 @@ impl<T: Send + 'static> MpiResult<T> {
     /// # Errors
     /// [`Error::Timeout`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Whether the result is there.

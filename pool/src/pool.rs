@@ -766,7 +766,8 @@ impl Pool {
         if !self.inner.lock().closed {
             return Err(Error::NotClosed);
         }
-        self.inner.join(Some(Instant::now() + timeout))
+        // A timeout too large for the clock waits for ever.
+        self.inner.join(Instant::now().checked_add(timeout))
     }
 
     /// Kills the workers now; what has not answered fails with
@@ -1379,13 +1380,16 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 
     /// [`get`](AsyncResult::get), waiting at most `timeout`; after a
-    /// [`Error::Timeout`] the handle may be asked again.
+    /// [`Error::Timeout`] the handle may be asked again. A timeout too large
+    /// for the clock (`Duration::MAX`) waits as `get` does; so for every
+    /// `_timeout` call of the pool.
     ///
     /// # Errors
     /// [`Error::Timeout`]; as for [`get`](AsyncResult::get); and
     /// [`Error::AlreadyTaken`] after a successful call.
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        self.take(Some(Instant::now() + timeout))
+        // A timeout too large for the clock waits for ever.
+        self.take(Instant::now().checked_add(timeout))
     }
 
     /// Waits until the result is there (Python's `wait()`).
@@ -1398,7 +1402,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// # Errors
     /// [`Error::Timeout`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Whether the result is there (Python's `ready()`).

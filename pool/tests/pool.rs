@@ -333,7 +333,7 @@ fn close_join_terminate_and_submitting_after_them() {
     let pids = pool.pids();
     pool.close();
     assert!(matches!(pool.apply_async(square, 1), Err(Error::Closed)));
-    pool.join().unwrap();
+    pool.join_timeout(Duration::MAX).unwrap();
     for (i, r) in rs.into_iter().enumerate() {
         assert_eq!(
             r.get().unwrap(),
@@ -385,6 +385,11 @@ fn get_timeout_ready_successful_and_cancel() {
     for q in queued {
         assert_eq!(q.get().unwrap(), 1);
     }
+    // A timeout too large for the clock ("for ever") waits as `get` does (it
+    // panicked on the `Instant` it overflowed).
+    let mut long = pool.apply_async(nap, 30).unwrap();
+    long.wait_timeout(Duration::MAX).unwrap();
+    assert_eq!(long.get_timeout(Duration::MAX).unwrap(), 30);
     let bad = pool.apply_async(boom, 3).unwrap();
     bad.wait_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(bad.successful(), Some(false));

@@ -323,7 +323,8 @@ impl<'a> Process<'a> {
     }
 
     /// [`join`](Process::join), waiting at most `timeout` (Python's
-    /// `join(timeout)` followed by a look at `exitcode`).
+    /// `join(timeout)` followed by a look at `exitcode`). A timeout too large
+    /// for the clock (`Duration::MAX`) waits as `join` does.
     ///
     /// # Errors
     /// [`Error::Timeout`] if it still runs, and as for [`join`](Process::join).

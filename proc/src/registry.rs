@@ -138,7 +138,8 @@ fn wait_for(e: &Entry, timeout: Option<Duration>) -> Option<WaitStatus> {
                 .map(WaitStatus::from_raw)
         }
         None => {
-            let deadline = timeout.map(|t| std::time::Instant::now() + t);
+            // A timeout too large for the clock waits for ever.
+            let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
             loop {
                 match sys::waitpid(e.pid, deadline.is_some()) {
                     Ok(Some(s)) => return Some(WaitStatus::from_raw(s)),

@@ -108,7 +108,8 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
 
 /// Waits until `fd` is readable (a pidfd: its process exited) or `timeout` passes.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    // A timeout too large for the clock waits for ever.
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {
         let wait = match deadline {
             None => PollTimeout::NONE,

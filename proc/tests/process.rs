@@ -97,6 +97,11 @@ fn join_timeout_on_a_sleeping_child() {
     assert!(t.elapsed() >= Duration::from_millis(50));
     assert!(p.is_alive());
     assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), 0);
+    // A timeout too large for the clock ("for ever") waits as `join` does (it
+    // panicked on the `Instant` it overflowed).
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(30)));
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(Duration::MAX).unwrap(), 0);
 }
 
 /// The tutorial: joining each child before starting the next serialises them

@@ -19,7 +19,8 @@ pub(crate) fn poll_readable(
         .iter()
         .map(|&fd| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    // A timeout too large for the clock waits for ever.
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {
         let wait = match deadline {
             None => PollTimeout::NONE,

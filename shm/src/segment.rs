@@ -354,7 +354,8 @@ impl Segment {
         OpenOptions::new().open(name)
     }
 
-    /// [`open`](Segment::open), waiting at most `timeout` for the creator.
+    /// [`open`](Segment::open), waiting at most `timeout` for the creator (a
+    /// timeout too large for the clock, such as `Duration::MAX`, for ever).
     ///
     /// # Errors
     /// As for [`open`](Segment::open).
@@ -947,7 +948,8 @@ impl OpenOptions {
             _ => Error::io("open", what.clone(), e),
         })?;
         check_trusted(file.as_fd(), &what, self.any_user)?;
-        let deadline = Instant::now() + self.init_timeout;
+        // A timeout too large for the clock waits for ever.
+        let deadline = Instant::now().checked_add(self.init_timeout);
         let file_len = wait_for_len(file.as_fd(), &what, deadline)?;
         // SAFETY: memmap2 requires that the file is not truncated while mapped; a
         // segment file is only ever grown by its creator before publishing. A
@@ -1092,14 +1094,14 @@ fn create_file(path: &Path, map_len: usize) -> Result<(NonNull<u8>, Backing)> {
 /// Waits (bounded) until the file behind `fd` has a size: its creator sizes it
 /// right after creating it. A non-zero size below a header's is never a segment
 /// being made, so it fails at once.
-fn wait_for_len(fd: BorrowedFd<'_>, what: &str, deadline: Instant) -> Result<u64> {
+fn wait_for_len(fd: BorrowedFd<'_>, what: &str, deadline: Option<Instant>) -> Result<u64> {
     let mut pause = Duration::from_micros(50);
     loop {
         let len = sys::file_len(fd).map_err(|e| Error::io("fstat", what.to_owned(), e))?;
         if len >= HEADER_LEN as u64 {
             return Ok(len);
         }
-        if len > 0 || Instant::now() >= deadline {
+        if len > 0 || deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::TooSmall {
                 what: what.to_owned(),
                 needed: HEADER_LEN as u64,
@@ -1136,7 +1138,8 @@ impl Checked {
 
 /// Maps the whole file behind `fd` and checks its header; unmaps again on error.
 fn map_checked(fd: BorrowedFd<'_>, what: &str, timeout: Duration) -> Result<Checked> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for the clock waits for ever.
+    let deadline = Instant::now().checked_add(timeout);
     let file_len = wait_for_len(fd, what, deadline)?;
     let map_len = usize::try_from(file_len).map_err(|_| Error::InvalidSize {
         what: what.to_owned(),
@@ -1155,7 +1158,7 @@ fn check_mapping(
     base: NonNull<u8>,
     map_len: usize,
     what: &str,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<Checked> {
     let snap = wait_ready(base, what, deadline)?;
     let (offset, len) = snap.validate(what, map_len as u64)?;
@@ -1170,7 +1173,7 @@ fn check_mapping(
 
 /// Polls the header at `base` until its creator publishes it, `deadline` passes,
 /// or it turns out foreign, of another version, or orphaned by a dead creator.
-fn wait_ready(base: NonNull<u8>, what: &str, deadline: Instant) -> Result<Snapshot> {
+fn wait_ready(base: NonNull<u8>, what: &str, deadline: Option<Instant>) -> Result<Snapshot> {
     // SAFETY: the caller mapped at least HEADER_LEN bytes at base (page-aligned), and
     // Header is atomics only.
     let header = unsafe { base.cast::<Header>().as_ref() };
@@ -1196,7 +1199,7 @@ fn wait_ready(base: NonNull<u8>, what: &str, deadline: Instant) -> Result<Snapsh
         }
         let creator_dead =
             snap.magic == MAGIC && snap.creator_pid != 0 && !snap.creator().is_alive();
-        if creator_dead || Instant::now() >= deadline {
+        if creator_dead || deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::NotReady {
                 what: what.to_owned(),
                 creator_pid: snap.creator_pid,

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use multiproc_shm::header::{FORMAT_VERSION, HEADER_LEN, MAGIC};
-use multiproc_shm::{check_header_bytes, Error, Location, Segment, Shared, SharedSlice};
+use multiproc_shm::{
+    check_header_bytes, Error, Location, OpenOptions, Segment, Shared, SharedSlice,
+};
 use multiproc_testkit::unique_name;
 use proptest::prelude::*;
 
@@ -168,6 +170,40 @@ fn contradicting_fields_are_corrupted() {
     put_u64(&mut bytes, 32, u64::MAX); // payload_len
     let c = Crafted::new("overflow", &bytes);
     assert!(matches!(c.open(), Err(Error::Corrupted { .. })));
+}
+
+/// A timeout too large for the clock (`Duration::MAX`, "for ever") waits as
+/// long as it takes: it panicked on the `Instant` it overflowed.
+#[test]
+fn a_timeout_too_large_for_the_clock_waits_for_ever() {
+    let mut bytes = valid_bytes(&[5]);
+    put_u32(&mut bytes, 12, 0); // state: CREATING, creator: this (live) process
+    let c = Crafted::new("forever", &bytes);
+    let path = format!("/dev/shm/{}", c.name);
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(&1u32.to_le_bytes(), 12).unwrap();
+    });
+    let seg = Segment::open_timeout(&c.name, Duration::MAX).unwrap();
+    publisher.join().unwrap();
+    assert_eq!(
+        SharedSlice::<u64>::from_segment(seg)
+            .unwrap()
+            .read_volatile(0),
+        Some(5)
+    );
+    let seg = OpenOptions::new()
+        .init_timeout(Duration::MAX)
+        .open(&c.name)
+        .unwrap();
+    assert_eq!(
+        SharedSlice::<u64>::from_segment(seg)
+            .unwrap()
+            .read_volatile(0),
+        Some(5)
+    );
 }
 
 #[test]

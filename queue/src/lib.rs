@@ -15,6 +15,11 @@
 //! | `connection.wait(objects, timeout)` | [`wait`], [`wait_timeout`]: connections, queues, process sentinels |
 //! | `queue.Full`, `queue.Empty`, `EOFError`, `BrokenPipeError` | [`Error::Full`], [`Error::Empty`], [`Error::Disconnected`], and [`Error::Timeout`], [`Error::Closed`] |
 //!
+//! Python's `Queue()` with no `maxsize` (or one of 0 or less) has no bound; a
+//! ring in shared memory is sized when it is made, so here `maxsize` is at
+//! least 1 (0 is [`Error::OutOfRange`]): give the most messages that may wait
+//! at once (a slot of a `Queue<u64>` takes 16 bytes).
+//!
 //! # Blocking, timeouts, not waiting
 //! Every blocking call comes in three forms, in every type of this crate: `op()`
 //! waits as long as it takes; `try_op()` never waits (answering [`Error::Full`]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc_pool::Error;
-use multiproc_pool_mpi::{MpiPool, MpiResult, Tasks};
+use multiproc_pool_mpi::{MpiPool, MpiResult, Pending, Tasks};
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
@@ -102,10 +102,28 @@ fn random_maps(pool: &MpiPool) {
             .collect();
         let sums: Vec<i64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
         assert_eq!(
-            pool.starmap(add, pairs).unwrap(),
+            pool.starmap(add, pairs.clone()).unwrap(),
             sums,
             "seed {seed} case {case}"
         );
+        assert_eq!(
+            pool.starmap_chunked(add, pairs.clone(), chunk).unwrap(),
+            sums,
+            "seed {seed} case {case}"
+        );
+        let seen = Arc::new(Mutex::new(None));
+        let s = Arc::clone(&seen);
+        let r = pool
+            .starmap_async_with(
+                add,
+                pairs.clone(),
+                move |v| *s.lock().unwrap() = Some(v.clone()),
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(r.get().unwrap(), sums, "seed {seed} case {case}");
+        assert_eq!(seen.lock().unwrap().as_ref(), Some(&sums));
+        assert_eq!(pool.starmap_async(add, pairs).unwrap().get().unwrap(), sums);
         let structs: Vec<(u32, String)> = (0..n.min(50))
             .map(|i| (i as u32, "x".repeat((rng.next() % 40) as usize)))
             .collect();
@@ -124,6 +142,26 @@ fn random_maps(pool: &MpiPool) {
             .collect();
         assert_eq!(got, want);
     }
+    // An input that panics at item 7, in chunks of 2: the results of the
+    // three chunks before it, then the panic (where Python raises).
+    let failing = || {
+        (0..20u64).map(|i| {
+            if i == 7 {
+                panic!("input fails at 7")
+            } else {
+                i
+            }
+        })
+    };
+    let mut taken = Vec::new();
+    let mut it = pool.imap_with(square, failing(), 2, 2);
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for r in it.by_ref() {
+            taken.push(r.unwrap());
+        }
+    }));
+    assert!(read.is_err(), "imap read past a failing input");
+    assert_eq!(taken, (0..6).map(square).collect::<Vec<_>>());
 }
 
 fn apply_and_callbacks(pool: &MpiPool) {
@@ -440,7 +478,10 @@ fn main() {
         "callback-drop" => callback_drops_its_pool(pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {
-                p.map(square, 0..10u64).unwrap().into_iter().sum()
+                let squares: u64 = p.map(square, 0..10u64).unwrap().into_iter().sum();
+                let pairs = (0..10i64).map(|i| (i, -2 * i));
+                let sums = p.starmap_async(add, pairs).unwrap().get().unwrap();
+                squares + sums.into_iter().map(i64::unsigned_abs).sum::<u64>()
             }
             let local = multiproc_pool::Pool::new(1).unwrap();
             assert_eq!(total(&pool), total(&local));

@@ -149,6 +149,20 @@ pub trait Tasks {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static;
 
+    /// [`starmap`](Tasks::starmap) without waiting (Python's `starmap_async`).
+    ///
+    /// # Errors
+    /// As for [`map_async`](Tasks::map_async).
+    fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Self::Pending<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static;
+
     /// `f` over `items`, lazily and in order (Python's `imap`); a failed
     /// item does not end the iteration.
     fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
@@ -253,6 +267,19 @@ impl Tasks for Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::starmap(self, f, items)
+    }
+
+    fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Pool::starmap_async(self, f, items)
     }
 
     fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a

@@ -202,6 +202,9 @@ pub struct MpiIMap<'p, A, R, I> {
     ready: BTreeMap<usize, Result<R>>,
     /// The first failure to send, yielded once.
     error: Option<Error>,
+    /// The input panicked while a chunk was read: resumed in the reader once
+    /// every result sent before it is taken (as [`multiproc_pool::Pool::imap`]).
+    input_panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl<'p, A, R, I> MpiIMap<'p, A, R, I>
@@ -235,6 +238,7 @@ where
             exhausted: false,
             ready: BTreeMap::new(),
             error,
+            input_panic: None,
         }
     }
 
@@ -257,6 +261,9 @@ where
                 return Some(got);
             }
             if self.exhausted && self.yielded >= self.sent {
+                if let Some(payload) = self.input_panic.take() {
+                    std::panic::resume_unwind(payload);
+                }
                 return None;
             }
             // Wait for parts of this job.
@@ -323,15 +330,29 @@ where
             let mut bytes = Vec::new();
             let first = self.sent;
             let mut n = 0u32;
-            for item in self.items.by_ref().take(self.chunk) {
-                if let Err(e) = wire::postcard_append(&item, &mut bytes) {
-                    self.ready
-                        .insert(first + n as usize, Err(Error::EncodeArgs(e)));
-                    // Its place is taken by the error; the chunk sends the rest.
-                    self.sent += 1;
-                    continue;
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for item in self.items.by_ref().take(self.chunk) {
+                    if let Err(e) = wire::postcard_append(&item, &mut bytes) {
+                        self.ready
+                            .insert(first + n as usize, Err(Error::EncodeArgs(e)));
+                        // Its place is taken by the error; the chunk sends the rest.
+                        self.sent += 1;
+                        continue;
+                    }
+                    n += 1;
                 }
-                n += 1;
+            }));
+            if let Err(payload) = read {
+                // The chunk being read is lost, as in Python; the input is
+                // not read again.
+                self.ready.retain(|&i, _| i < first);
+                self.sent = first;
+                self.input_panic = Some(payload);
+                self.exhausted = true;
+                if let Some(j) = self.pool.hub.lock().jobs.get_mut(&job) {
+                    j.feeding = false;
+                }
+                break;
             }
             if n == 0 {
                 if self.sent == first {
@@ -508,6 +529,19 @@ impl crate::Tasks for MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::starmap(self, f, items)
+    }
+
+    fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        MpiPool::starmap_async(self, f, items)
     }
 
     fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a

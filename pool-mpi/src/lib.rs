@@ -1,5 +1,5 @@
 //! The calls of [`multiproc_pool::Pool`] — `apply`, `apply_async`, `map`,
-//! `imap`, `imap_unordered`, `starmap`, callbacks, `close`/`join`/`terminate`
+//! `imap`, `imap_unordered`, `starmap`, `starmap_async`, callbacks, `close`/`join`/`terminate`
 //! — spread over MPI ranks, as `mpi4py.futures` does for Python.
 //!
 //! ```text

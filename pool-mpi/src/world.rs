@@ -725,9 +725,70 @@ impl MpiPool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// [`starmap`](MpiPool::starmap) with a chunk size of the caller's
+    /// choosing (Python's `chunksize`).
+    ///
+    /// # Errors
+    /// As for [`map`](MpiPool::map).
+    pub fn starmap_chunked<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let items: Vec<(A, B)> = items.into_iter().collect();
-        self.feed_map(f as usize, serve::server2::<A, B, R>, items, None, None)?
+        let server = serve::server2::<A, B, R>;
+        self.feed_map(f as usize, server, items, Some(chunksize), None)?
             .get()
+    }
+
+    /// [`starmap`](MpiPool::starmap) without waiting (Python's `starmap_async`).
+    ///
+    /// # Errors
+    /// As for [`map_async`](MpiPool::map_async).
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        self.feed_map(f as usize, serve::server2::<A, B, R>, items, None, None)
+    }
+
+    /// [`starmap_async`](MpiPool::starmap_async) with Python's `callback` and
+    /// `error_callback`.
+    ///
+    /// # Errors
+    /// As for [`map_async`](MpiPool::map_async).
+    pub fn starmap_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let fin = finisher(decode_map::<R>, callback, error_callback);
+        let server = serve::server2::<A, B, R>;
+        self.feed_map(f as usize, server, items, None, Some(fin))
     }
 
     /// `f` over `items`, lazily and in order (Python's `imap`): chunks of

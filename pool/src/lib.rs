@@ -7,8 +7,8 @@
 //! | `pool.apply(f, (x,))` | [`Pool::apply`]`(f, x)` |
 //! | `pool.apply_async(f, (x,), callback, error_callback)` | [`Pool::apply_async`], [`Pool::apply_async_with`] → [`AsyncResult`] (`get`, `get_timeout`, `wait`, `ready`, `successful`) |
 //! | `pool.map(f, xs, chunksize)`, `map_async` | [`Pool::map`], [`Pool::map_chunked`], [`Pool::map_async`] |
-//! | `pool.starmap(f, pairs)` | [`Pool::starmap`] |
-//! | `pool.imap(f, xs, chunksize, buffersize)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_with`], [`Pool::imap_unordered`] |
+//! | `pool.starmap(f, pairs, chunksize)`, `starmap_async` | [`Pool::starmap`], [`Pool::starmap_chunked`], [`Pool::starmap_async`], [`Pool::starmap_async_with`] |
+//! | `pool.imap(f, xs, chunksize, buffersize)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_with`], [`Pool::imap_unordered`], [`Pool::imap_unordered_with`] |
 //! | `close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`], drop |
 //! | a pool around one loaded model | [`Pool::with_fn`] → [`FnPool`] |
 //!

@@ -85,17 +85,20 @@ impl Builder {
     }
 
     /// Replaces each worker after it has run `n` tasks (Python's
-    /// `maxtasksperchild`; a task is one chunk of a map).
+    /// `maxtasksperchild`; a task is one chunk of a map). As in Python, `n`
+    /// is at least 1: [`build`](Builder::build) refuses 0 with
+    /// [`Error::OutOfRange`].
     pub fn maxtasksperchild(mut self, n: u64) -> Builder {
-        self.max_tasks = Some(n.max(1));
+        self.max_tasks = Some(n);
         self
     }
 
-    /// The most tasks sent ahead to each worker (default [`DEFAULT_INBOX`]);
-    /// tasks measured to take long go fewer at a time (see the crate's
-    /// "Which worker runs a task").
+    /// The most tasks sent ahead to each worker (default [`DEFAULT_INBOX`]),
+    /// 1 to 2³⁰ ([`build`](Builder::build) refuses others with
+    /// [`Error::OutOfRange`]); tasks measured to take long go fewer at a time
+    /// (see the crate's "Which worker runs a task").
     pub fn inbox_depth(mut self, n: usize) -> Builder {
-        self.inbox = n.max(1);
+        self.inbox = n;
         self
     }
 
@@ -173,12 +176,31 @@ impl Builder {
                 max: MAX_PROCESSES as u64,
             });
         }
+        if self.max_tasks == Some(0) {
+            return Err(Error::OutOfRange {
+                what: "a pool's maxtasksperchild",
+                value: 0,
+                min: 1,
+                max: u64::MAX,
+            });
+        }
         let depth = self.inbox;
+        if !(1..=multiproc_queue::MAX_CAPACITY).contains(&depth) {
+            return Err(Error::OutOfRange {
+                what: "a pool's inbox depth",
+                value: depth as u64,
+                min: 1,
+                max: multiproc_queue::MAX_CAPACITY as u64,
+            });
+        }
         // Room for every answer that can be outstanding: a worker never waits
-        // on a full result queue while the driver waits on it.
+        // on a full result queue while the driver waits on it. (Too many for
+        // a queue is its `OutOfRange`.)
         let results = ByteQueue::with_lane(
             Location::Anonymous,
-            processes * depth + processes + 1,
+            processes
+                .saturating_mul(depth)
+                .saturating_add(processes + 1),
             self.max_inline,
             self.lane,
         )?;
@@ -656,8 +678,93 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.starmap_async_chunked(f, items, None)?.get()
+    }
+
+    /// [`starmap`](Pool::starmap) with a chunk size of the caller's choosing
+    /// (Python's `chunksize`).
+    ///
+    /// # Errors
+    /// As for [`map`](Pool::map).
+    pub fn starmap_chunked<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_chunked(f, items, Some(chunksize))?.get()
+    }
+
+    /// [`starmap`](Pool::starmap) without waiting (Python's `starmap_async`).
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    ///
+    /// # Examples
+    /// ```
+    /// fn mul(a: u64, b: u64) -> u64 { a * b }
+    /// let pool = multiproc_pool::Pool::new(2)?;
+    /// let r = pool.starmap_async(mul, [(2, 3), (4, 5)])?;
+    /// assert_eq!(r.get()?, [6, 20]);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_chunked(f, items, None)
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with a chunk size.
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn starmap_async_chunked<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
-        self.submit_map(target, items, None, None)?.get()
+        self.submit_map(target, items, chunksize, None)
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with Python's `callback` and
+    /// `error_callback`, as [`map_async_with`](Pool::map_async_with).
+    ///
+    /// # Errors
+    /// As for [`map_async`](Pool::map_async).
+    pub fn starmap_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MapResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        let finisher = finisher(decode_map::<R>, callback, error_callback);
+        self.submit_map(target, items, None, Some(finisher))
     }
 
     /// `f` over `items`, lazily and in order (Python's `imap`): items are read
@@ -672,6 +779,12 @@ impl Pool {
     /// yields the results of what was already sent, then [`Error::Joined`],
     /// then ends; after [`terminate`](Pool::terminate), what had come, then
     /// [`Error::Terminated`]. It never waits for workers that are gone.
+    ///
+    /// An input that panics is read no further: the results of the chunks
+    /// read before it are yielded first, then the panic resumes in the
+    /// reader (where Python's `imap` raises the input's exception; the items
+    /// of the chunk being read are lost, as there). So in
+    /// [`imap_unordered`](Pool::imap_unordered), after every result sent.
     ///
     /// # Examples
     /// ```
@@ -730,15 +843,26 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.imap_unordered_with(f, items, 1, self.processes())
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) with Python's `chunksize`
+    /// and `buffersize`.
+    pub fn imap_unordered_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMapUnordered<'_, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let target = fn_target(f as usize, wire::tramp::<A, R>);
-        IMapUnordered(IMap::new(
-            self,
-            target,
-            items.into_iter(),
-            1,
-            self.processes(),
-            false,
-        ))
+        let input = items.into_iter();
+        IMapUnordered(IMap::new(self, target, input, chunksize, buffersize, false))
     }
 
     /// Takes no more tasks; those queued still run (Python's `close`).
@@ -1599,6 +1723,10 @@ pub struct IMap<'p, R, I> {
     /// The job ended before every item sent was answered (`terminate`, or
     /// fed after `join`): `stop` is yielded after what is in order.
     aborted: bool,
+    /// The input panicked while a chunk was read: resumed in the reader once
+    /// the results of every chunk sent before it are taken (where Python's
+    /// `imap` raises the input's exception).
+    input_panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl<'p, R, I, A> IMap<'p, R, I>
@@ -1636,6 +1764,7 @@ where
             arrived: VecDeque::new(),
             stop,
             aborted: false,
+            input_panic: None,
         }
     }
 
@@ -1643,7 +1772,20 @@ where
     fn feed(&mut self, job: u64) {
         let mut tasks = Vec::new();
         while !self.exhausted && self.fed - self.taken < self.ahead {
-            let items: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
+            let input = &mut self.input;
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                input.by_ref().take(self.chunksize).collect::<Vec<A>>()
+            }));
+            let items = match read {
+                Ok(items) => items,
+                Err(payload) => {
+                    // The chunk being read is lost, as in Python; the input
+                    // is not read again.
+                    self.input_panic = Some(payload);
+                    self.exhausted = true;
+                    break;
+                }
+            };
             if items.len() < self.chunksize {
                 self.exhausted = true;
             }
@@ -1739,6 +1881,12 @@ where
             if self.aborted || (self.stop.is_some() && self.taken >= self.fed) {
                 self.finish();
                 return self.stop.take().map(|e| (self.taken, Err(e)));
+            }
+            if self.taken >= self.fed {
+                if let Some(payload) = self.input_panic.take() {
+                    self.finish();
+                    std::panic::resume_unwind(payload);
+                }
             }
             if self.exhausted && self.taken >= self.fed {
                 self.finish();

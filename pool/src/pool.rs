@@ -783,8 +783,9 @@ impl Pool {
     /// An input that panics is read no further: the results of the chunks
     /// read before it are yielded first, then the panic resumes in the
     /// reader (where Python's `imap` raises the input's exception; the items
-    /// of the chunk being read are lost, as there). So in
-    /// [`imap_unordered`](Pool::imap_unordered), after every result sent.
+    /// of the chunk being read are lost, as there);
+    /// [`imap_unordered`](Pool::imap_unordered) resumes it once every result
+    /// sent before it is taken.
     ///
     /// # Examples
     /// ```

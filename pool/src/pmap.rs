@@ -304,12 +304,14 @@ where
         options.processes
     }
     .clamp(1, todo.len().max(1));
+    // A chunk larger than the input is the whole input (and the workers'
+    // claims, each a chunk further, cannot overflow the cursor).
     let chunk = if options.chunksize == 0 {
         todo.len().div_ceil(4 * processes)
     } else {
         options.chunksize
     }
-    .max(1) as u64;
+    .clamp(1, todo.len().max(1)) as u64;
     // Everything the workers share, made before they are forked.
     let cursor = Shared::anonymous(AtomicU64::new(0))?;
     let slots = SharedSlice::<PSlot>::anonymous(processes)?;

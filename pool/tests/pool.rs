@@ -859,7 +859,7 @@ fn a_chunk_size_far_larger_than_the_input_makes_one_chunk() {
     let _dog = Watchdog::arm(LIMIT, "huge chunks");
     let pool = Pool::new(2).unwrap();
     let want: Vec<u64> = (0..10).map(square).collect();
-    for chunksize in [1 << 40, usize::MAX] {
+    for chunksize in [1 << 40, (1 << 63) + 1, usize::MAX] {
         assert_eq!(pool.map_chunked(square, 0..10u64, chunksize).unwrap(), want);
         // An input that does not know its length, and items that are not numbers.
         let odd = (0..20u64).filter(|x| x % 2 == 1);
@@ -881,17 +881,27 @@ fn a_chunk_size_far_larger_than_the_input_makes_one_chunk() {
             .map(Result::unwrap)
             .collect();
         assert_eq!(got, want);
+        // pmap's workers run each item once (a claim past the end wrapped
+        // around the shared cursor and ran items again).
         let items: Vec<u64> = (0..10).collect();
+        let runs = multiproc_shm::Shared::anonymous(AtomicUsize::new(0)).unwrap();
+        let counted = |&x: &u64| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            // Long enough that every worker claims before the first is done.
+            std::thread::sleep(Duration::from_millis(5));
+            square(x)
+        };
         let p = pmap_with(
             &items,
-            |&x| square(x),
+            counted,
             PmapOptions {
-                processes: 2,
+                processes: 3,
                 chunksize,
             },
         )
         .unwrap();
         assert_eq!(p, want);
+        assert_eq!(runs.load(Ordering::SeqCst), 10, "chunk size {chunksize}");
     }
     assert!(zombie_children().is_empty());
 }

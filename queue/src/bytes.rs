@@ -763,7 +763,7 @@ impl ByteQueue {
     }
 
     /// Takes up to `max` messages at once into `out`, waiting for the first;
-    /// returns how many.
+    /// returns how many (0 at once for a `max` of 0).
     ///
     /// # Errors
     /// As for [`get_bytes`](ByteQueue::get_bytes).
@@ -827,6 +827,10 @@ impl ByteQueue {
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
+        // Up to none: nothing is taken or waited for (as `SpscQueue`).
+        if max == 0 {
+            return Ok(0);
+        }
         let mut taken = Vec::new();
         with_scratch(self.raw.ring().data_max(), |s| {
             self.raw.get(max, deadline, nowait, s, |m, large| {

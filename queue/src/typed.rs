@@ -504,7 +504,7 @@ impl<T: ShmSafe + Copy> Queue<T> {
     }
 
     /// Takes up to `max` items at once into `out`, waiting for the first; returns
-    /// how many.
+    /// how many (0 at once for a `max` of 0).
     ///
     /// # Errors
     /// As for [`get`](Queue::get).
@@ -569,6 +569,10 @@ impl<T: ShmSafe + Copy> Queue<T> {
         deadline: Option<multiproc_sync::futex::Deadline>,
         nowait: bool,
     ) -> Result<usize> {
+        // Up to none: nothing is taken or waited for (as `SpscQueue`).
+        if max == 0 {
+            return Ok(0);
+        }
         let mut bad = None;
         let n = with_item_scratch::<T, _>(|bytes| {
             self.raw.get(max, deadline, nowait, bytes, |m, _| {

@@ -23,7 +23,7 @@ proptest! {
         any::<u32>().prop_map(Op::Put),
         Just(Op::Get),
         proptest::collection::vec(any::<u32>(), 0..6).prop_map(Op::PutMany),
-        (1usize..6).prop_map(Op::GetMany),
+        (0usize..6).prop_map(Op::GetMany),
     ], 0..100)) {
         let q = Queue::<u32>::new(cap).unwrap();
         let mut model = VecDeque::new();
@@ -47,6 +47,13 @@ proptest! {
                         q.put_many(&vs).unwrap();
                         model.extend(vs);
                     }
+                }
+                Op::GetMany(0) => {
+                    // Up to none: nothing taken, nothing waited for.
+                    let mut out = Vec::new();
+                    prop_assert_eq!(q.get_many(&mut out, 0).unwrap(), 0);
+                    prop_assert_eq!(q.try_get_many(&mut out, 0).unwrap(), 0);
+                    prop_assert!(out.is_empty());
                 }
                 Op::GetMany(n) => {
                     if model.is_empty() {
@@ -214,6 +221,36 @@ fn the_tutorials_queue_of_three() {
         Err(Error::Timeout)
     ));
     assert!(matches!(q.try_get(), Err(Error::Empty)));
+}
+
+/// Taking up to no messages takes none and waits for none, in every queue
+/// (the MPMC ones took one).
+#[test]
+fn taking_up_to_none_takes_nothing() {
+    let q = Queue::<u32>::new(4).unwrap();
+    q.put(1).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(q.get_many(&mut out, 0).unwrap(), 0);
+    assert_eq!(q.try_get_many(&mut out, 0).unwrap(), 0);
+    assert_eq!(
+        q.get_many_timeout(&mut out, 0, Duration::from_secs(5))
+            .unwrap(),
+        0
+    );
+    assert!(out.is_empty() && q.qsize() == 1);
+    let b = ByteQueue::new(4, 16).unwrap();
+    b.put_bytes(b"kept").unwrap();
+    let mut out = Vec::new();
+    assert_eq!(b.get_bytes_many(&mut out, 0).unwrap(), 0);
+    assert_eq!(b.try_get_bytes_many(&mut out, 0).unwrap(), 0);
+    assert!(out.is_empty());
+    assert_eq!(b.get_bytes().unwrap(), b"kept");
+    let s = multiproc_queue::SpscQueue::<u32>::new(4).unwrap();
+    let (mut p, mut c) = (s.producer().unwrap(), s.consumer().unwrap());
+    p.put(2).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(c.get_many(&mut out, 0).unwrap(), 0);
+    assert_eq!(c.get().unwrap(), 2);
 }
 
 #[test]

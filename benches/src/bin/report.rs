@@ -1108,12 +1108,25 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         || apply_one(&pool, cfg.n(20_000)),
         || apply_async_pipelined(&pool, cfg.n(100_000)),
     );
+    // Python's map is timed right after its other calls, its workers busy a
+    // moment before; each of ours follows the pause above, after which the
+    // workers sleep (a halted vCPU takes tens of µs to wake here). So each
+    // round times a map that follows a small one, as Python's follows its
+    // `apply_async`s; a map straight after the pause is a row of its own
+    // (and so for rayon).
+    let (mut map_cold, mut rayon_cold) = (Vec::new(), Vec::new());
     let mut map_f = || {
         settle();
+        map_cold.push(map_trivial(&pool, cfg.n(1_000_000)));
+        settle();
+        map_trivial(&pool, 1_000);
         map_trivial(&pool, cfg.n(1_000_000))
     };
     let mut rayon_f = || {
         settle();
+        rayon_cold.push(rayon_trivial(cfg.n(1_000_000)));
+        settle();
+        rayon_trivial(1_000);
         rayon_trivial(cfg.n(1_000_000))
     };
     let fs: &mut [&mut dyn FnMut() -> f64] =
@@ -1125,6 +1138,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
     let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    // (The round not counted made the first of each.)
+    let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
     // caller, so the first write to each page after it faults, whoever
     // writes. In the same rounds as pmap, the map that followed took about
@@ -1173,6 +1188,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer_name: "rayon par_iter (threads)",
         peer: rayon,
         target: "(for reference)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "same, the first after a pause (ns/item)",
+        ours: map_cold,
+        peer_name: "rayon, the first after a pause",
+        peer: rayon_cold,
+        target: "(100 ms idle before)",
         ok: true,
     });
     rows.push(Row {

@@ -1041,17 +1041,18 @@ impl Pool {
             self.inner.nudge(&st);
             job
         };
+        // A job fed no further (an item that cannot be encoded, or an input
+        // or a `Serialize` that panics) is forgotten: its queued chunks are
+        // dropped, its answers too as they come, and no entry is left behind.
+        let mut unfed = Abandon {
+            inner: &self.inner,
+            job: Some(job),
+        };
         let mut first = 0;
         loop {
             // An iterator whose size hint was wrong only makes more or fewer
             // chunks: the job's total is what was sent.
-            let (args, starts, n) = match encode_chunk(items.by_ref(), chunk, first) {
-                Ok(encoded) => encoded,
-                Err(e) => {
-                    self.inner.abandon(job);
-                    return Err(e);
-                }
-            };
+            let (args, starts, n) = encode_chunk(items.by_ref(), chunk, first)?;
             if n == 0 {
                 break;
             }
@@ -1060,6 +1061,7 @@ impl Pool {
             self.inner.queue(&mut st, task);
             first += n;
         }
+        unfed.job = None;
         let complete = {
             let mut st = self.inner.lock();
             let complete = st.jobs.get_mut(&job).is_some_and(|j| {
@@ -1461,6 +1463,20 @@ struct Early<T> {
     step: fn(&mut T, &Part) -> bool,
     /// Decodes the parts left onto the output (as `decode` does from none).
     rest: fn(T, Gathered, usize) -> Result<T>,
+}
+
+/// Forgets its job when dropped while still armed (see `feed_map`).
+struct Abandon<'a> {
+    inner: &'a Inner,
+    job: Option<u64>,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job {
+            self.inner.abandon(job);
+        }
+    }
 }
 
 /// The handle of a [`map_async`](Pool::map_async) (Python's `MapResult`).
@@ -1948,6 +1964,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sq(x: u64) -> u64 {
+        x * x
+    }
+
+    /// A map whose input panics, or whose item cannot be encoded, leaves no
+    /// job in the pool's table (an input that panicked left one for good).
+    #[test]
+    fn a_map_fed_no_further_leaves_no_job_behind() {
+        let pool = Pool::new(1).unwrap();
+        let bad = (0..100u64).map(|x| if x == 50 { panic!("bad item") } else { x });
+        let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.map_chunked(sq, bad, 10)
+        }));
+        assert!(mapped.is_err());
+        assert_eq!(pool.map(sq, 0..4).unwrap(), [0, 1, 4, 9]);
+        assert_eq!(pool.inner.lock().jobs.len(), 0);
+        #[derive(serde::Deserialize)]
+        struct Unencodable;
+        impl Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        fn zero(_: Unencodable) -> u64 {
+            0
+        }
+        let items = (0..30).map(|_| Unencodable);
+        assert!(matches!(
+            pool.map_chunked(zero, items, 10),
+            Err(Error::Item { index: 0, .. })
+        ));
+        assert_eq!(pool.inner.lock().jobs.len(), 0);
+    }
 
     /// Where each item starts, as the task records it.
     fn starts_of(items: &[impl Serialize]) -> (Starts, Vec<usize>, usize) {

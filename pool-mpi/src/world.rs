@@ -744,10 +744,7 @@ impl MpiPool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = items.into_iter().collect();
-        let server = serve::server2::<A, B, R>;
-        self.feed_map(f as usize, server, items, Some(chunksize), None)?
-            .get()
+        self.feed_starmap(f, items, Some(chunksize), None)?.get()
     }
 
     /// [`starmap`](MpiPool::starmap) without waiting (Python's `starmap_async`).
@@ -764,8 +761,7 @@ impl MpiPool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = items.into_iter().collect();
-        self.feed_map(f as usize, serve::server2::<A, B, R>, items, None, None)
+        self.feed_starmap(f, items, None, None)
     }
 
     /// [`starmap_async`](MpiPool::starmap_async) with Python's `callback` and
@@ -785,10 +781,25 @@ impl MpiPool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<(A, B)> = items.into_iter().collect();
         let fin = finisher(decode_map::<R>, callback, error_callback);
-        let server = serve::server2::<A, B, R>;
-        self.feed_map(f as usize, server, items, None, Some(fin))
+        self.feed_starmap(f, items, None, Some(fin))
+    }
+
+    /// The starmaps' [`feed_map`](MpiPool::feed_map): pairs to `f`'s server.
+    fn feed_starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+        fin: Option<Finisher>,
+    ) -> Result<MpiResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        self.feed_map(f as usize, serve::server2::<A, B, R>, items, chunksize, fin)
     }
 
     /// `f` over `items`, lazily and in order (Python's `imap`): chunks of

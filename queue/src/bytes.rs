@@ -827,10 +827,6 @@ impl ByteQueue {
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
-        // Up to none: nothing is taken or waited for (as `SpscQueue`).
-        if max == 0 {
-            return Ok(0);
-        }
         let mut taken = Vec::new();
         with_scratch(self.raw.ring().data_max(), |s| {
             self.raw.get(max, deadline, nowait, s, |m, large| {

@@ -444,8 +444,9 @@ impl RawQueue {
 
     // --- getting ---
 
-    /// Takes up to `max` messages (at least one), waiting until `deadline`;
-    /// `nowait` fails with `Empty` instead of waiting.
+    /// Takes up to `max` messages (at least one, waiting until `deadline`;
+    /// `nowait` fails with `Empty` instead of waiting); up to none takes
+    /// nothing and waits for nothing.
     pub(crate) fn get(
         &self,
         max: usize,
@@ -455,6 +456,9 @@ impl RawQueue {
         mut sink: impl FnMut(&[u8], bool),
     ) -> Result<usize> {
         debug_assert!(scratch.len() >= self.ring.msg_max());
+        if max == 0 {
+            return Ok(0);
+        }
         let part = self.participant()?;
         let mut waiter = Waiter::new(self.spins);
         if !nowait {
@@ -462,20 +466,14 @@ impl RawQueue {
             waiter.spin_until(|| self.ring.has_message());
         }
         loop {
-            let step = match self
-                .ring
-                .try_pop(Some(part), max.max(1), scratch, &mut sink)
-            {
+            let step = match self.ring.try_pop(Some(part), max, scratch, &mut sink) {
                 Ok(n) => return Ok(n),
                 Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                 Err(PopFail::Empty) if self.is_closed() => return Err(Error::Closed),
                 Err(PopFail::Empty) if self.no_writer_left() => {
                     // The count reached 0 after the last writer published
                     // (AcqRel): one more look sees its last message.
-                    match self
-                        .ring
-                        .try_pop(Some(part), max.max(1), scratch, &mut sink)
-                    {
+                    match self.ring.try_pop(Some(part), max, scratch, &mut sink) {
                         Ok(n) => return Ok(n),
                         Err(PopFail::Corrupted(e)) => return Err(Error::Corrupted(e)),
                         Err(PopFail::Empty) => return Err(Error::Disconnected),

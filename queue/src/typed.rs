@@ -569,10 +569,6 @@ impl<T: ShmSafe + Copy> Queue<T> {
         deadline: Option<multiproc_sync::futex::Deadline>,
         nowait: bool,
     ) -> Result<usize> {
-        // Up to none: nothing is taken or waited for (as `SpscQueue`).
-        if max == 0 {
-            return Ok(0);
-        }
         let mut bad = None;
         let n = with_item_scratch::<T, _>(|bytes| {
             self.raw.get(max, deadline, nowait, bytes, |m, _| {

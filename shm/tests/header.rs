@@ -39,6 +39,18 @@ impl Crafted {
     fn open(&self) -> Result<Segment, Error> {
         Segment::open_timeout(&self.name, Duration::from_millis(50))
     }
+
+    /// Publishes the header (its state to ready) from another thread after
+    /// `delay`, as a creator still initialising would.
+    fn publish_after(&self, delay: Duration) -> std::thread::JoinHandle<()> {
+        let path = format!("/dev/shm/{}", self.name);
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            f.write_all_at(&1u32.to_le_bytes(), 12).unwrap();
+        })
+    }
 }
 
 impl Drop for Crafted {
@@ -179,13 +191,7 @@ fn a_timeout_too_large_for_the_clock_waits_for_ever() {
     let mut bytes = valid_bytes(&[5]);
     put_u32(&mut bytes, 12, 0); // state: CREATING, creator: this (live) process
     let c = Crafted::new("forever", &bytes);
-    let path = format!("/dev/shm/{}", c.name);
-    let publisher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(30));
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        f.write_all_at(&1u32.to_le_bytes(), 12).unwrap();
-    });
+    let publisher = c.publish_after(Duration::from_millis(30));
     let seg = Segment::open_timeout(&c.name, Duration::MAX).unwrap();
     publisher.join().unwrap();
     assert_eq!(
@@ -216,14 +222,8 @@ fn open_waits_for_a_creator_still_initialising() {
     assert!(t.elapsed() >= Duration::from_millis(50));
 
     // Publish from another thread after 30 ms, as the creator would: open waits for it.
-    let path = format!("/dev/shm/{}", c.name);
     let name = c.name.clone();
-    let publisher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(30));
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        f.write_all_at(&1u32.to_le_bytes(), 12).unwrap();
-    });
+    let publisher = c.publish_after(Duration::from_millis(30));
     let seg = Segment::open_timeout(&name, Duration::from_secs(5)).unwrap();
     publisher.join().unwrap();
     assert_eq!(

@@ -162,6 +162,36 @@ fn random_maps(pool: &MpiPool) {
     }));
     assert!(read.is_err(), "imap read past a failing input");
     assert_eq!(taken, (0..6).map(square).collect::<Vec<_>>());
+    // A map whose item 13 panics as it is encoded, after the chunks before
+    // it went to the ranks: the panic reaches the caller and rank 0 keeps no
+    // job for it (nothing would ever end one).
+    let kept = pool.jobs_kept();
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.map_chunked(unlucky, (0..40).map(Unlucky), 2)
+    }));
+    assert!(encoded.is_err(), "an item whose Serialize panics was sent");
+    assert_eq!(pool.jobs_kept(), kept, "the failed map left its job behind");
+    assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+}
+
+/// A number whose `Serialize` panics at 13 (a user's type with a bug).
+struct Unlucky(u64);
+
+impl serde::Serialize for Unlucky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, 13, "13 cannot be encoded");
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unlucky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Unlucky, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(Unlucky)
+    }
+}
+
+fn unlucky(x: Unlucky) -> u64 {
+    x.0
 }
 
 fn apply_and_callbacks(pool: &MpiPool) {

@@ -1055,6 +1055,12 @@ impl MpiPool {
             .max(1);
         let fin = finisher_given.unwrap_or_else(|| T::finisher());
         let job = self.new_job(Some(fin), true)?;
+        // Until every chunk is sent, a way out (an error, or an item whose
+        // `Serialize` panics) forgets the job: nothing would ever end it.
+        let mut unfed = Abandon {
+            pool: self,
+            job: Some(job),
+        };
         let mut bytes = Vec::new();
         let mut items = items.into_iter().enumerate().peekable();
         while items.peek().is_some() {
@@ -1064,7 +1070,6 @@ impl MpiPool {
             for (i, item) in items.by_ref().take(chunk) {
                 first.get_or_insert(i);
                 if let Err(e) = wire::postcard_append(&item, &mut bytes) {
-                    self.abandon(job);
                     return Err(Error::Item {
                         index: i,
                         source: Box::new(Error::EncodeArgs(e)),
@@ -1072,11 +1077,9 @@ impl MpiPool {
                 }
                 n += 1;
             }
-            if let Err(e) = self.send_chunk(job, first.unwrap_or(0), f, server, n, None, &bytes) {
-                self.abandon(job);
-                return Err(e);
-            }
+            self.send_chunk(job, first.unwrap_or(0), f, server, n, None, &bytes)?;
         }
+        unfed.job = None;
         let finished = {
             let mut st = self.hub.lock();
             st.jobs.get_mut(&job).and_then(|j| {
@@ -1095,6 +1098,27 @@ impl MpiPool {
         let mut st = self.hub.lock();
         st.jobs.remove(&job);
         forget_unsent(&mut st, job);
+    }
+
+    /// How many jobs rank 0 keeps (not yet taken or dropped): for tests
+    /// that look for a job left behind.
+    #[doc(hidden)]
+    pub fn jobs_kept(&self) -> usize {
+        self.hub.lock().jobs.len()
+    }
+}
+
+/// Forgets its job when dropped while still armed (see `feed_map`).
+struct Abandon<'a> {
+    pool: &'a MpiPool,
+    job: Option<u64>,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job {
+            self.pool.abandon(job);
+        }
     }
 }
 

@@ -13,7 +13,8 @@
 //! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] |
 //! | `Event()` | [`Event`] |
 //! | `Barrier(n)` | [`Barrier`] |
-//! | `Value('i', 0)`, `Array('d', 10)` | [`Value<i32>`](Value), [`Array<f64, 10>`](Array) |
+//! | `Value('i', 0)`, `Array('d', [1.0, 2.0])` | [`Value::new(0i32)`](Value::new), [`Array::new([1.0f64, 2.0])`](Array) |
+//! | `Array('d', 1_000_000)` (zeroed, from its size); `arr[:]`, `arr[:] = xs` | [`Array::<f64, 1_000_000>::zeroed()`](Value::zeroed) (built in place: no copy on the stack); [`to_vec`](Value::to_vec), [`copy_from_slice`](Value::copy_from_slice) |
 //! | `Manager().dict()` | [`SharedDict`] |
 //!
 //! # Blocking, timeouts, not waiting

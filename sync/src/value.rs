@@ -111,6 +111,8 @@ pub type Array<T, const N: usize> = Value<[T; N]>;
 
 impl<T: ShmSafe + Send> Value<T> {
     /// `value` in a new anonymous segment, shared with children forked later.
+    /// The value passes through the stack on its way (a few copies of it in
+    /// a debug build): make a large array with [`zeroed`](Value::zeroed).
     ///
     /// # Errors
     /// [`Error::Shm`](crate::Error::Shm) when the segment cannot be made.
@@ -163,6 +165,66 @@ impl<T: ShmSafe + Send> Value<T> {
                     data: UnsafeCell::new(value),
                 },
             )?,
+        })
+    }
+
+    /// A zeroed `T` in a new anonymous segment, built in place (Python's
+    /// `Array(typecode, size)` and `Value(typecode)`, whose contents start
+    /// zeroed). No copy of the value passes through the stack, as one does
+    /// through [`new`](Value::new)'s argument: an array of megabytes is made
+    /// so (and read through [`lock`](Value::lock),
+    /// [`get_at`](Value::get_at) or [`to_vec`](Value::to_vec) rather than
+    /// [`get`](Value::get), which returns a copy). All-zero bytes are a valid
+    /// value of every [`ShmSafe`] type, and an unlocked lock.
+    ///
+    /// # Errors
+    /// [`Error::Shm`](crate::Error::Shm) when the segment cannot be made.
+    ///
+    /// # Examples
+    /// ```
+    /// // Python: Array('d', 1_000_000) — 8 MB, more than a thread's stack.
+    /// let a = multiproc_sync::Array::<f64, 1_000_000>::zeroed()?;
+    /// a.set_at(999_999, 2.5)?;
+    /// assert_eq!(a.lock().unwrap().iter().sum::<f64>(), 2.5);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn zeroed() -> Result<Value<T>> {
+        Value::zeroed_in(Location::Anonymous)
+    }
+
+    /// [`zeroed`](Value::zeroed) in a new named segment.
+    ///
+    /// # Errors
+    /// [`Error::Shm`](crate::Error::Shm) (invalid name, already exists, …).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-value-zeroed-{}", std::process::id());
+    /// let v = multiproc_sync::Array::<u32, 4>::create_zeroed(&name)?;
+    /// assert_eq!(multiproc_sync::Array::<u32, 4>::open(&name)?.get()?, [0; 4]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn create_zeroed(name: &str) -> Result<Value<T>> {
+        Value::zeroed_in(Location::Named(name))
+    }
+
+    /// [`zeroed`](Value::zeroed) in a new segment at `location`.
+    ///
+    /// # Errors
+    /// [`Error::Shm`](crate::Error::Shm).
+    ///
+    /// # Examples
+    /// ```
+    /// let v = multiproc_sync::Value::<u64>::zeroed_in(multiproc_shm::Location::Memfd)?;
+    /// assert_eq!(v.get()?, 0);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn zeroed_in(location: Location<'_>) -> Result<Value<T>> {
+        // The cell is #[repr(C)] of an RLock (all zeros: unlocked, no owner,
+        // count 0), two zero atomics and the data: a ShmSafe cell whose
+        // zeroed bytes are the state `new` would write with a zeroed `T`.
+        Ok(Value {
+            cell: Shared::zeroed_in(location)?,
         })
     }
 
@@ -465,6 +527,60 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
         // SAFETY: as in `set_at`.
         self.with_value(Some(timeout), |p| unsafe {
             p.cast::<T>().add(i).write(value)
+        })
+    }
+
+    /// Every element, copied out under the lock into a `Vec` (Python's
+    /// `arr[:]`): for an array too large to copy onto the stack, as
+    /// [`get`](Value::get) does.
+    ///
+    /// # Errors
+    /// As for [`get`](Value::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_sync::Array::new([1u16, 2, 3])?;
+    /// assert_eq!(a.to_vec()?, vec![1, 2, 3]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        // SAFETY: the pointer is the array's, valid for N elements; this
+        // thread holds the lock and has no guard out, as in `get`.
+        self.with_value(None, |p| unsafe {
+            std::slice::from_raw_parts(p.cast::<T>(), N).to_vec()
+        })
+    }
+
+    /// Writes every element from `values` under the lock (Python's
+    /// `arr[:] = values`, which also needs as many).
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) when `values` has
+    /// another length than the array (nothing is written then), and as for
+    /// [`set`](Value::set).
+    ///
+    /// # Examples
+    /// ```
+    /// let a = multiproc_sync::Array::<i32, 3>::zeroed()?;
+    /// a.copy_from_slice(&[4, 5, 6])?;
+    /// assert_eq!(a.get()?, [4, 5, 6]);
+    /// assert!(a.copy_from_slice(&[1, 2]).is_err());
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<()> {
+        if values.len() != N {
+            return Err(Error::OutOfRange {
+                what: "the length of the values for a whole array",
+                value: values.len() as u64,
+                min: N as u64,
+                max: N as u64,
+            });
+        }
+        // SAFETY: the pointer is the array's, valid for N elements; this
+        // thread holds the lock and has no guard out (`with_value` refuses
+        // then), as in `set`; `copy` allows the ranges to overlap.
+        self.with_value(None, |p| unsafe {
+            std::ptr::copy(values.as_ptr(), p.cast::<T>(), N)
         })
     }
 

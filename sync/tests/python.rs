@@ -536,6 +536,54 @@ fn an_array_is_shared_with_a_child() {
     assert_eq!(arr.get().unwrap(), expected);
 }
 
+/// CPython's `test_array_from_size`: an `Array` made from its size is
+/// zeroed. Here one of 8 MiB, made on a thread whose stack is 64 KiB (nothing
+/// of it may pass through the stack), filled by a child in place, read back
+/// whole and written whole.
+#[test]
+fn an_array_made_from_its_size_is_zeroed_and_needs_no_room_on_the_stack() {
+    const N: usize = 1 << 20;
+    let _dog = Watchdog::arm(Duration::from_secs(60), "array from size");
+    let arr = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(|| multiproc_sync::Array::<u64, N>::zeroed().unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(arr.len(), N);
+    assert!(arr.to_vec().unwrap().iter().all(|&x| x == 0));
+    fork(|| {
+        let mut held = arr.lock().unwrap();
+        for (i, x) in held.iter_mut().enumerate() {
+            *x = i as u64;
+        }
+        0
+    })
+    .wait_ok(BOUND);
+    let seen = arr.to_vec().unwrap();
+    assert!(seen.iter().enumerate().all(|(i, &x)| x == i as u64));
+    assert_eq!(arr.get_at(N - 1).unwrap(), N as u64 - 1);
+    // Python's `arr[:] = values`: as many values as elements, or nothing moves.
+    let doubled: Vec<u64> = seen.iter().map(|x| x * 2).collect();
+    assert!(matches!(
+        arr.copy_from_slice(&doubled[1..]),
+        Err(multiproc_sync::Error::OutOfRange { .. })
+    ));
+    assert_eq!(arr.get_at(7).unwrap(), 7);
+    arr.copy_from_slice(&doubled).unwrap();
+    assert_eq!(arr.get_at(7).unwrap(), 14);
+    // A guard out: the whole-array calls refuse rather than alias it.
+    let held = arr.lock().unwrap();
+    assert!(matches!(
+        arr.to_vec(),
+        Err(multiproc_sync::Error::WouldDeadlock)
+    ));
+    assert!(matches!(
+        arr.copy_from_slice(&held[..]),
+        Err(multiproc_sync::Error::WouldDeadlock)
+    ));
+}
+
 /// Python's `with lock:`: a guard that no early return leaves held, between
 /// processes.
 #[test]

@@ -134,6 +134,22 @@ pub enum Error {
         #[source]
         source: postcard::Error,
     },
+    /// A message decoded as the type asked for with bytes left over (the
+    /// `serde` feature): it was sent as another type, whose first bytes
+    /// happen to read as one of these (postcard's encoding carries no type,
+    /// so a type that reads exactly the same bytes, `u32` for a `u64`, is
+    /// not told apart); the message is taken.
+    #[cfg(feature = "serde")]
+    #[error(
+        "the message is not a value of the type asked for: {left} of its {len} bytes are \
+         left over once one is read (was it sent as another type?)"
+    )]
+    DecodeLeftOver {
+        /// Bytes not read.
+        left: usize,
+        /// The message's length.
+        len: usize,
+    },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
     Io {

@@ -396,7 +396,8 @@ impl Connection {
     /// Receives a value (Python's `recv`).
     ///
     /// # Errors
-    /// [`Error::Decode`], and as for [`recv_bytes`](Connection::recv_bytes).
+    /// [`Error::Decode`] or [`Error::DecodeLeftOver`] when the message is
+    /// not a `V`, and as for [`recv_bytes`](Connection::recv_bytes).
     ///
     /// # Examples
     /// ```
@@ -412,7 +413,8 @@ impl Connection {
     /// Receives a value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`Error::Decode`], and as for [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
+    /// [`Error::Decode`] or [`Error::DecodeLeftOver`], and as for
+    /// [`recv_bytes_timeout`](Connection::recv_bytes_timeout).
     ///
     /// # Examples
     /// ```

@@ -43,8 +43,19 @@ fn encode<V: Serialize + ?Sized>(value: &V, buf: &mut Vec<u8>) -> Result<()> {
         .map_err(|source| Error::Encode { source })
 }
 
+/// `buf` as one `V`, every byte of it: a value sent as another type often
+/// reads as a `V` from its first bytes (a string's length as a number), and
+/// what is left over tells it.
 fn decode<V: DeserializeOwned>(buf: &[u8]) -> Result<V> {
-    postcard::from_bytes(buf).map_err(|source| Error::Decode { source })
+    let (value, rest) =
+        postcard::take_from_bytes(buf).map_err(|source| Error::Decode { source })?;
+    if !rest.is_empty() {
+        return Err(Error::DecodeLeftOver {
+            left: rest.len(),
+            len: buf.len(),
+        });
+    }
+    Ok(value)
 }
 
 impl ByteQueue {
@@ -114,8 +125,9 @@ impl ByteQueue {
     /// Takes the next message as a `V` (Python's `get`).
     ///
     /// # Errors
-    /// [`Error::Decode`] when the message is not a `V` (the message is gone),
-    /// and as for [`get_bytes`](ByteQueue::get_bytes).
+    /// [`Error::Decode`] or [`Error::DecodeLeftOver`] when the message is
+    /// not a `V` (the message is gone), and as for
+    /// [`get_bytes`](ByteQueue::get_bytes).
     ///
     /// # Examples
     /// ```
@@ -335,7 +347,8 @@ impl<V: Serialize + DeserializeOwned> ValueQueue<V> {
     /// Takes the next value, waiting for one.
     ///
     /// # Errors
-    /// [`Error::Decode`], and as for [`ByteQueue::get_bytes`].
+    /// [`Error::Decode`], [`Error::DecodeLeftOver`], and as for
+    /// [`ByteQueue::get_bytes`].
     ///
     /// # Examples
     /// ```

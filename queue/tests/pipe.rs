@@ -158,6 +158,49 @@ fn serde_values_cross_a_pipe() {
     kid.wait_ok(LIMIT);
 }
 
+/// A value received as another type than it was sent as is an error, not a
+/// wrong value: a string read as a number used to give its length, and a
+/// pair read as one number its first half (Python's pickle carries the type
+/// and cannot be misread so). The message is taken; the next one is read
+/// right. Also through a `ByteQueue`'s `get_value`, a large value streamed,
+/// and another process's sends.
+#[cfg(feature = "serde")]
+#[test]
+fn a_value_read_as_another_type_is_an_error_not_a_wrong_value() {
+    use multiproc_queue::Error;
+    let _dog = Watchdog::arm(LIMIT, "serde types");
+    let (a, b) = pipe_with(true, 4, 64).unwrap();
+    let kid = fork(|| {
+        a.send(&"hello").unwrap();
+        a.send(&(7u8, 9u8)).unwrap();
+        a.send(&vec![1u8; 100_000]).unwrap();
+        a.send(&123u64).unwrap();
+        0
+    });
+    assert!(matches!(
+        b.recv::<u64>(),
+        Err(Error::DecodeLeftOver { left: 5, len: 6 })
+    ));
+    assert!(matches!(
+        b.recv::<u8>(),
+        Err(Error::DecodeLeftOver { left: 1, len: 2 })
+    ));
+    let e = b.recv::<(u8, u8)>().unwrap_err();
+    assert!(matches!(e, Error::DecodeLeftOver { .. }), "{e:?}");
+    assert!(e.to_string().contains("another type"), "{e}");
+    assert_eq!(b.recv::<u64>().unwrap(), 123);
+    kid.wait_ok(LIMIT);
+
+    let q = multiproc_queue::ByteQueue::new(4, 64).unwrap();
+    q.put_value(&String::from("abc")).unwrap();
+    assert!(matches!(
+        q.get_value::<u8>(),
+        Err(Error::DecodeLeftOver { left: 3, len: 4 })
+    ));
+    q.put_value(&()).unwrap();
+    q.get_value::<()>().unwrap();
+}
+
 /// Values encoded and decoded through the thread's reused buffer: small and
 /// large ones in turn (the buffer kept, then given back past 64 KiB), the
 /// largest over the slot size (streamed).

@@ -36,6 +36,15 @@ pub enum Error {
     /// allowed to have children").
     #[error("daemonic processes are not allowed to have children")]
     DaemonChildren,
+    /// `send` of a number no signal has: 0 (a check that the process is
+    /// there) to `SIGRTMAX` are, whatever state the process is in.
+    #[error("{signal} is not a signal number: signals are 0 to {max} (see signal(7))")]
+    InvalidSignal {
+        /// The number given.
+        signal: i32,
+        /// The largest signal number here (`SIGRTMAX`).
+        max: i32,
+    },
     /// The wait timed out (an `op_timeout`): the process still runs.
     #[error("timed out; the process still runs")]
     Timeout,

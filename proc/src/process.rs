@@ -473,10 +473,14 @@ impl<'a> Process<'a> {
         self.send(libc::SIGKILL)
     }
 
-    /// Sends `signal` through the pidfd.
+    /// Sends `signal` through the pidfd. Nothing happens if it has ended
+    /// (as for [`terminate`](Process::terminate)); 0 sends nothing and only
+    /// checks, as `kill(2)` does.
     ///
     /// # Errors
-    /// As for [`terminate`](Process::terminate).
+    /// [`Error::InvalidSignal`] for a number no signal has (in any state:
+    /// not only while the process runs, when the kernel would refuse it);
+    /// as for [`terminate`](Process::terminate).
     ///
     /// # Examples
     /// ```
@@ -487,6 +491,10 @@ impl<'a> Process<'a> {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn send(&self, signal: i32) -> Result<()> {
+        let max = libc::SIGRTMAX();
+        if !(0..=max).contains(&signal) {
+            return Err(Error::InvalidSignal { signal, max });
+        }
         match &self.state {
             State::New => Err(Error::NotStarted {
                 name: self.name.clone(),

@@ -168,10 +168,25 @@ fn misuse_gives_typed_errors() {
     assert!(matches!(p.join(), Err(Error::NotStarted { .. })));
     assert!(matches!(p.terminate(), Err(Error::NotStarted { .. })));
     assert!(matches!(p.sentinel(), Err(Error::NotStarted { .. })));
+    // A number no signal has is refused in every state, not only while the
+    // kernel would see it (after the end it was taken as a no-op).
+    let invalid = |p: &Process| {
+        for bad in [-1, libc::SIGRTMAX() + 1, 9999, i32::MIN] {
+            assert!(
+                matches!(p.send(bad), Err(Error::InvalidSignal { signal, .. }) if signal == bad),
+                "{bad}"
+            );
+        }
+    };
+    invalid(&p);
     p.start().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted { .. })));
     assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
+    invalid(&p);
+    p.send(0).unwrap(); // only a check
     p.join().unwrap();
+    invalid(&p);
+    p.send(0).unwrap();
     p.close().unwrap();
     assert!(matches!(p.join(), Err(Error::Closed { .. })));
     assert!(matches!(p.start(), Err(Error::Closed { .. })));

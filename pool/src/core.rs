@@ -38,7 +38,7 @@ use crate::error::{Error, Exit, Result};
 use crate::pace::Pace;
 use crate::seq::SeqTable;
 use crate::wire;
-use crate::worker::{Channels, READY};
+use crate::worker::{Channels, EXIT_CORRUPTED, READY};
 
 /// A map keyed by the pool's own sequence numbers (the side map of a
 /// [`SeqTable`]): no hostile keys, so a multiplicative hash instead of
@@ -520,8 +520,11 @@ pub(crate) struct State {
     pub(crate) terminated: bool,
     /// `join` stopped the workers: nothing queued would ever run.
     joined: bool,
-    /// The initializer keeps failing: the error every task gets.
-    broken: Option<(u32, Exit)>,
+    /// Why the pool stopped for good (see [`Broken`]).
+    broken: Option<Broken>,
+    /// The shared memory was found written over where the pool could not
+    /// stop at once (sending): the next driving round does.
+    corrupted: Option<String>,
     init_deaths: u32,
     /// Threads inside a wait (driving, or on the condition variable).
     pub(crate) waiting: usize,
@@ -594,6 +597,7 @@ impl Inner {
                 terminated: false,
                 joined: false,
                 broken: None,
+                corrupted: None,
                 init_deaths: 0,
                 waiting: 0,
                 sleepers: 0,
@@ -681,8 +685,8 @@ impl Inner {
         if let Some(job) = st.jobs.get_mut(&task.job) {
             job.total += task.count as usize;
         }
-        if let Some((deaths, last)) = st.broken {
-            fail_task(st, &task, || Error::InitializerFailed { deaths, last });
+        if let Some(broken) = st.broken.clone() {
+            fail_task(st, &task, || broken.error());
             return;
         }
         st.pending.push_back(task);
@@ -741,6 +745,15 @@ impl Inner {
                     st.streams.push_back((w, task.seq, task.msg.shared()));
                     // Each streamer takes only its worker's streams.
                     self.streams_ready.notify_all();
+                }
+                // Written over: nothing sent to it can be trusted to arrive.
+                // The next driving round stops the pool (it has no place to
+                // report the tasks that fail from here).
+                Err(e) if corrupts(&e, st) => {
+                    st.corrupted
+                        .get_or_insert_with(|| format!("worker slot {w}'s inbox: {e}"));
+                    st.pending.push_front(task);
+                    return;
                 }
                 // Full (a stale stream landed after a death emptied it), or
                 // closed (the pool ends): the task waits for another turn.
@@ -875,18 +888,26 @@ impl Inner {
     pub(crate) fn drive_once(&self, slice: Duration) {
         let results = &self.channels.results;
         let mut answers = Vec::new();
+        let mut failed = None;
         // A timeout (or a message lost to a dead worker) leaves the list empty:
         // the workers are looked at below.
-        if let Some(msg) = receive(&self.channels, slice) {
-            answers.push(msg);
-            // (A look at the ring's positions first: an empty try costs
-            // several times as much, see `receive`.)
-            while answers.len() < 256 && !results.empty() {
-                match try_take_answer(results) {
-                    Ok(msg) => answers.push(msg),
-                    Err(_) => break,
+        match receive(&self.channels, slice) {
+            Ok(Some(msg)) => {
+                answers.push(msg);
+                // (A look at the ring's positions first: an empty try costs
+                // several times as much, see `receive`.)
+                while answers.len() < 256 && !results.empty() {
+                    match try_take_answer(results) {
+                        Ok(msg) => answers.push(msg),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 }
             }
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
         }
         let mut finished = Vec::new();
         {
@@ -896,6 +917,10 @@ impl Inner {
             for msg in answers {
                 file_answer(&mut st, msg, now, &mut finished);
             }
+            if let Some(e) = failed.filter(|e| corrupts(e, &st)) {
+                st.corrupted
+                    .get_or_insert_with(|| format!("the workers' answer queue: {e}"));
+            }
             // Looking costs a poll(2): on every idle round, and every
             // CHECK_EVERY while answers keep coming.
             if idle || now.duration_since(st.last_check) >= CHECK_EVERY {
@@ -903,6 +928,9 @@ impl Inner {
                 self.check_workers(&mut st, &mut finished);
             }
             self.fill(&mut st);
+            if let Some(what) = st.corrupted.take() {
+                self.break_pool(&mut st, Broken::Corrupted(what), &mut finished);
+            }
             if !finished.is_empty() && st.sleepers > 0 {
                 self.changed.notify_all();
             }
@@ -1013,6 +1041,18 @@ impl Inner {
             Err(_) => Exit::Signal(libc::SIGKILL),
         };
         drop(child);
+        // A worker that found its queues written over, or whose inbox reads
+        // as closed while the pool still runs (no replacement could take a
+        // task from it): the pool stops.
+        let inbox = &self.channels.inboxes[w];
+        if how == Exit::Code(EXIT_CORRUPTED) || (inbox.is_closed() && !stopping(st)) {
+            let what = if how == Exit::Code(EXIT_CORRUPTED) {
+                format!("worker {pid} found its queues written over")
+            } else {
+                format!("worker slot {w}'s inbox reads as closed")
+            };
+            self.break_pool(st, Broken::Corrupted(what), finished);
+        }
         let slot = &self.channels.slots[w];
         let running = slot.task.load(Ordering::Acquire);
         let item = slot.item.load(Ordering::Acquire) as usize;
@@ -1061,34 +1101,36 @@ impl Inner {
         } else {
             st.init_deaths += 1;
             if st.init_deaths >= MAX_INIT_DEATHS {
-                self.break_pool(st, (st.init_deaths, how), finished);
+                let deaths = st.init_deaths;
+                self.break_pool(st, Broken::Initializer { deaths, last: how }, finished);
                 return;
             }
         }
-        if st.terminated || st.shutdown {
+        if st.terminated || st.shutdown || st.broken.is_some() {
             return;
         }
         if self.spawn(st, w).is_err() {
             // The zygote is gone: nothing can be replaced any more.
-            let (deaths, last) = (st.init_deaths, how);
-            self.break_pool(st, (deaths.max(1), last), finished);
+            let deaths = st.init_deaths.max(1);
+            self.break_pool(st, Broken::Initializer { deaths, last: how }, finished);
         }
     }
 
-    /// The initializer keeps failing (or workers cannot be started): fails
-    /// everything queued and sent, and stops the remaining workers.
-    fn break_pool(&self, st: &mut State, why: (u32, Exit), finished: &mut Vec<u64>) {
-        st.broken = Some(why);
-        let (deaths, last) = why;
+    /// The pool stops for good (see [`Broken`]): fails everything queued and
+    /// sent, and stops the remaining workers (none is replaced from now on).
+    fn break_pool(&self, st: &mut State, why: Broken, finished: &mut Vec<u64>) {
+        // The first reason stands (a second worker may find the same harm).
+        let why = st.broken.get_or_insert(why).clone();
         let tasks: Vec<Task> = st
             .pending
             .drain(..)
             .chain(st.inflight.drain().map(|(_, t)| t))
             .collect();
         for task in &tasks {
-            fail_task(st, task, || Error::InitializerFailed { deaths, last });
+            fail_task(st, task, || why.error());
             finished.push(task.job);
         }
+        st.streams.clear();
         for worker in &mut st.workers {
             if let Some(child) = &worker.child {
                 let _ = child.kill();
@@ -1303,20 +1345,20 @@ const SPINS: u32 = 200;
 /// (`get_bytes_timeout` would give up on a large answer whose worker stalls
 /// for a check interval past the slice: a worker may be descheduled that
 /// long on a loaded machine, and the answer would be lost.)
-fn receive(ch: &Channels, slice: Duration) -> Option<Answer> {
+fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Answer>> {
     let results = &ch.results;
-    // An answer if one is there (`Some(None)`: the ring failed). A look at
+    // An answer if one is there (`Some(Err)`: the ring failed). A look at
     // the ring's two positions first: an empty try goes through the queue's
     // general path (its end checks, its scratch buffer), several times as
     // long, and an answer that lands meanwhile waits.
-    let look = || -> Option<Option<Answer>> {
+    let look = || -> Option<multiproc_queue::Result<Option<Answer>>> {
         if results.empty() {
             return None;
         }
         match try_take_answer(results) {
-            Ok(msg) => Some(Some(msg)),
+            Ok(msg) => Some(Ok(Some(msg))),
             Err(multiproc_queue::Error::Empty) => None,
-            Err(_) => Some(None),
+            Err(e) => Some(Err(e)),
         }
     };
     for i in 0..SPINS {
@@ -1334,7 +1376,7 @@ fn receive(ch: &Channels, slice: Duration) -> Option<Answer> {
                     return answer;
                 }
                 if Instant::now() >= until {
-                    return None;
+                    return Ok(None);
                 }
             }
             break;
@@ -1342,8 +1384,13 @@ fn receive(ch: &Channels, slice: Duration) -> Option<Answer> {
         std::hint::spin_loop();
     }
     match results.poll_timeout(slice) {
-        Ok(true) => try_take_answer(results).ok(),
-        _ => None,
+        Ok(true) => match try_take_answer(results) {
+            Ok(msg) => Ok(Some(msg)),
+            Err(multiproc_queue::Error::Empty) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Ok(false) | Err(multiproc_queue::Error::Timeout) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -1380,6 +1427,44 @@ fn take_children(st: &mut State) -> Vec<ServerChild<'static>> {
         .iter_mut()
         .filter_map(|w| w.child.take())
         .collect()
+}
+
+/// Why a pool stopped for good: every task not answered fails with its
+/// error, and so does every task submitted after.
+#[derive(Clone)]
+enum Broken {
+    /// Workers kept dying before their first task (or could not be started).
+    Initializer { deaths: u32, last: Exit },
+    /// The shared memory was written over where this says.
+    Corrupted(String),
+}
+
+impl Broken {
+    fn error(&self) -> Error {
+        match self {
+            Broken::Initializer { deaths, last } => Error::InitializerFailed {
+                deaths: *deaths,
+                last: *last,
+            },
+            Broken::Corrupted(what) => Error::Corrupted { what: what.clone() },
+        }
+    }
+}
+
+/// Whether the pool is ending its workers itself (so closed inboxes are its own).
+fn stopping(st: &State) -> bool {
+    st.joined || st.terminated || st.shutdown
+}
+
+/// Whether `e`, from one of the pool's queues, says its memory was written
+/// over: a check of the queue failed, or it reads as closed while the pool,
+/// the only one that closes them, has not.
+fn corrupts(e: &multiproc_queue::Error, st: &State) -> bool {
+    match e {
+        multiproc_queue::Error::Corrupted(_) => true,
+        multiproc_queue::Error::Closed => !stopping(st),
+        _ => false,
+    }
 }
 
 /// Whether any task is queued or sent.

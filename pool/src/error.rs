@@ -73,6 +73,15 @@ pub enum Error {
         /// How the last one ended.
         last: Exit,
     },
+    /// The memory the pool shares with its workers was written over (by a
+    /// task's unsafe code, or another process): what is read from it cannot
+    /// be trusted, so the pool stopped its workers, and fails every task not
+    /// answered before and every task submitted after. Make a new pool.
+    #[error("the pool's shared memory was written over ({what}); its answers cannot be trusted, so it stopped: make a new pool")]
+    Corrupted {
+        /// Where it was found.
+        what: String,
+    },
     /// The arguments could not be encoded (in this process).
     #[error("could not encode the task's arguments: {0}")]
     EncodeArgs(#[source] postcard::Error),

@@ -40,7 +40,13 @@
 //! item after it ran. A task that panics answers [`Error::Panicked`] with the
 //! message and location, and its worker goes on. An initializer that fails
 //! three workers in a row fails everything pending with
-//! [`Error::InitializerFailed`] instead of respawning forever. Workers die
+//! [`Error::InitializerFailed`] instead of respawning forever. A task whose
+//! unsafe code writes over the memory the pool shares with its workers (an
+//! inbox, the answer queue) is found by the queues' checks (or by an inbox
+//! that reads as closed while the pool runs): the pool stops its workers and
+//! fails every task not answered, and every later one, with
+//! [`Error::Corrupted`], rather than wait for answers that cannot come or
+//! trust ones it cannot check; make a new pool. Workers die
 //! with the pool's process (parent-death signals down the chain), and
 //! dropping the pool kills them: nothing is left behind, and no segment is
 //! named (the pool's memory is anonymous, inherited through `fork`).

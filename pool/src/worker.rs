@@ -87,6 +87,8 @@ pub(crate) const EXIT_INITIALIZER: i32 = 70;
 pub(crate) const EXIT_BUILD: i32 = 71;
 /// Its parent (the zygote) was gone when it started.
 pub(crate) const EXIT_ORPHAN: i32 = 72;
+/// Its inbox or the answer queue was written over (a check failed).
+pub(crate) const EXIT_CORRUPTED: i32 = 73;
 
 /// A closure-made pool's function, erased: runs `count` items of its input.
 pub(crate) type Closure = dyn Fn(&[u8], u32, &mut Vec<u8>, &Progress) + Send;
@@ -144,9 +146,12 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
     let mut shared_run = 0;
     let mut next_look = None;
     loop {
-        // Closed (the pool joins) or gone: this worker's work is over.
-        if next_task(inbox, slot, &mut msg, &mut shared_run).is_err() {
-            return EXIT_DONE;
+        // Closed (the pool joins) or gone: this worker's work is over; its
+        // inbox written over: the pool must know (it cannot be replaced).
+        match next_task(inbox, slot, &mut msg, &mut shared_run) {
+            Ok(_) => {}
+            Err(multiproc_queue::Error::Corrupted(_)) => return EXIT_CORRUPTED,
+            Err(_) => return EXIT_DONE,
         }
         let Some((task, items)) = wire::read_task(&msg) else {
             continue; // not a task: nothing to answer
@@ -183,8 +188,10 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
             },
             _ => continue,
         }
-        if ch.results.put_bytes(&out).is_err() {
-            return EXIT_DONE; // the pool is gone
+        match ch.results.put_bytes(&out) {
+            Ok(()) => {}
+            Err(multiproc_queue::Error::Corrupted(_)) => return EXIT_CORRUPTED,
+            Err(_) => return EXIT_DONE, // the pool is gone
         }
         slot.task.store(0, Ordering::Release);
         done += 1;

@@ -250,3 +250,103 @@ fn a_pool_whose_process_is_killed_mid_map_leaves_no_process_behind() {
     }
     assert!(zombie_children().is_empty());
 }
+
+/// A task whose unsafe code runs wild: writes garbage over the first 64 KiB
+/// of every shared writable mapping of its worker (the pool's inboxes, its
+/// answer queue, the workers' slots), then answers `seed`.
+fn scribble(seed: u64) -> u64 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut x = seed | 1;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some("rw-s")) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        for at in (a..b.min(a + (64 << 10))).step_by(8) {
+            // SAFETY: inside a mapping this process has writable; what it
+            // holds is the pool's shared memory, which the test means to ruin.
+            unsafe { (at as *mut u64).write_volatile(next(&mut x)) };
+        }
+    }
+    seed
+}
+
+/// A worker that writes over the memory it shares with the pool: the pool
+/// finds it (a queue's check fails, or an inbox reads as closed while the
+/// pool runs), stops its workers and fails every task not answered with
+/// `Corrupted` — and every task after — instead of waiting for answers that
+/// will never come (it did, for ever) or replacing workers that die at once
+/// on the same ruined inbox (a thousand forks a second). No answer is wrong,
+/// no call hangs (no timeouts here: the watchdog is the bound), nothing is
+/// left behind. Over trials with other garbage each time.
+#[test]
+fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "scribbling worker");
+    let mut counts = HashMap::new();
+    for trial in 0..20u64 {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.pids();
+        assert_eq!(pool.apply(work, 3).unwrap(), 9);
+        let before: Vec<_> = (0..50)
+            .map(|i| pool.apply_async(work, i).unwrap())
+            .collect();
+        let seed = 0x9e37_79b9 ^ (trial << 32) ^ trial;
+        let wild = pool.apply_async(scribble, seed).unwrap();
+        let after: Vec<_> = (0..50)
+            .map(|i| pool.apply_async(work, i).unwrap())
+            .collect();
+        let mut stopped = false;
+        let mut outcome = |r: Result<u64, Error>, want: u64, what: &'static str| match r {
+            Ok(v) => {
+                assert_eq!(v, want, "trial {trial}: a wrong {what} answer");
+                tally(&mut counts, what);
+            }
+            Err(Error::Corrupted { .. }) => {
+                stopped = true;
+                tally(&mut counts, "failed: Corrupted");
+            }
+            Err(Error::WorkerDied { .. }) => tally(&mut counts, "failed: WorkerDied"),
+            Err(e) => panic!("trial {trial}, {what}: {e:?}"),
+        };
+        for (i, h) in before.into_iter().enumerate() {
+            outcome(h.get(), i as u64 * 3, "answered before");
+        }
+        outcome(wild.get(), seed, "the scribbler's own");
+        for (i, h) in after.into_iter().enumerate() {
+            outcome(h.get(), i as u64 * 3, "answered after");
+        }
+        if stopped {
+            tally(&mut counts, "trials: pool stopped");
+            // Stopped for good: a new task fails at once, with the same error.
+            assert!(matches!(pool.apply(work, 1), Err(Error::Corrupted { .. })));
+        }
+        // Ended either way: closed and joined (every other trial), or dropped.
+        if trial % 2 == 0 {
+            pool.close();
+            pool.join().unwrap();
+        }
+        drop(pool);
+        for pid in pids {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !gone(pid) {
+                assert!(
+                    Instant::now() < deadline,
+                    "trial {trial}: worker {pid} outlived its pool"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    eprintln!("outcomes: {counts:?}");
+    assert!(
+        counts.get("trials: pool stopped").copied().unwrap_or(0) >= 10,
+        "the garbage was found in too few trials: {counts:?}"
+    );
+    assert!(zombie_children().is_empty());
+}

@@ -58,7 +58,8 @@ pub struct PmapOptions {
 /// # Errors
 /// [`Error::Item`] with the lowest failing index: [`Error::Panicked`],
 /// [`Error::WorkerDied`], a codec error; [`Error::Proc`] if workers cannot
-/// be started.
+/// be started; [`Error::Corrupted`] if the closure's unsafe code wrote over
+/// the call's shared memory where the result queue's checks find it.
 ///
 /// # Examples
 /// ```
@@ -325,6 +326,8 @@ where
         p.start()?;
         workers.push(p);
     }
+    // (Taken now: a handle forgets its pid once it reaps the process.)
+    let pids: Vec<u32> = workers.iter().map(|p| p.pid().unwrap_or(0)).collect();
     out.results.reserve_items(items.len());
     let mut alive = processes;
     let mut ended = vec![false; processes];
@@ -350,9 +353,30 @@ where
         // (try_get_bytes receives a large result it took whole, however long
         // its stream takes; see `core::receive`.)
         let look = if spreading { SPREAD_LOOK } else { LOOK };
-        if missing > 0 && queue.poll_timeout(look).unwrap_or(false) {
-            if let Ok(msg) = queue.try_get_bytes() {
-                missing -= file(&msg, todo, out);
+        if missing > 0 {
+            let got = match queue.poll_timeout(look) {
+                Ok(true) => queue.try_get_bytes().map(Some),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(Some(msg)) => missing -= file(&msg, todo, out),
+                Ok(None) | Err(multiproc_queue::Error::Empty | multiproc_queue::Error::Timeout) => {
+                }
+                // Its checks failed, or it reads as closed (only this process
+                // would close it): a worker wrote over it, and no result read
+                // from it can be trusted; nor will the workers' results come.
+                Err(e) => {
+                    for p in &workers {
+                        let _ = p.kill();
+                    }
+                    for p in &mut workers {
+                        let _ = p.join();
+                    }
+                    return Err(Error::Corrupted {
+                        what: format!("pmap's result queue: {e}"),
+                    });
+                }
             }
         }
         for (w, p) in workers.iter_mut().enumerate() {
@@ -394,7 +418,7 @@ where
                 continue;
             }
             let how = Exit::of_exitcode(code);
-            let pid = p.pid().unwrap_or(0);
+            let pid = pids[w];
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
                 let index = todo.at(item - 1);
                 if !out.has(index) {
@@ -471,7 +495,14 @@ fn file<R: DeserializeOwned>(msg: &[u8], todo: &Todo, out: &mut Outcomes<R>) -> 
     let Some((first, count, mut entries)) = wire::read_answer(msg) else {
         return 0;
     };
-    let (mut k, end) = (first, first.saturating_add(u64::from(count)));
+    // (No further than the round's items: a count written over would
+    // otherwise be walked item by item, up to 2³² of them.)
+    let (mut k, end) = (
+        first,
+        first
+            .saturating_add(u64::from(count))
+            .min(todo.len() as u64),
+    );
     let (mut filed, mut run) = (0, Vec::new());
     while k < end {
         // Runs of raw results through the loop made for their kind, anything

@@ -293,7 +293,7 @@ mod tests {
     /// [`second_worker_waiting`] among `n` workers.
     fn workers_with_the_second_waiting(n: usize, pid: u64) -> Channels {
         let ch = Channels {
-            results: ByteQueue::new(4, 64).unwrap(),
+            results: vec![ByteQueue::new(4, 64).unwrap()],
             inboxes: (0..n).map(|_| ByteQueue::new(4, 64).unwrap()).collect(),
             slots: multiproc_shm::SharedSlice::<Slot>::anonymous(n).unwrap(),
         };

@@ -886,7 +886,6 @@ impl Inner {
     /// sends what fits, runs finished jobs' finishers; then looks at the
     /// workers. Called with the driver's lock held and the state's released.
     pub(crate) fn drive_once(&self, slice: Duration) {
-        let results = &self.channels.results;
         let mut answers = Vec::new();
         let mut failed = None;
         // A timeout (or a message lost to a dead worker) leaves the list empty:
@@ -896,12 +895,14 @@ impl Inner {
                 answers.push(msg);
                 // (A look at the ring's positions first: an empty try costs
                 // several times as much, see `receive`.)
-                while answers.len() < 256 && !results.empty() {
-                    match try_take_answer(results) {
-                        Ok(msg) => answers.push(msg),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
+                'batch: for results in &self.channels.results {
+                    while answers.len() < 256 && !results.empty() {
+                        match try_take_answer(results) {
+                            Ok(msg) => answers.push(msg),
+                            Err(e) => {
+                                failed = Some(e);
+                                break 'batch;
+                            }
                         }
                     }
                 }
@@ -1029,7 +1030,7 @@ impl Inner {
     /// Worker `w` has ended: attributes its task, re-queues the rest, replaces it.
     fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
         // Every answer it published before it died is filed first.
-        while let Ok(msg) = try_take_answer(&self.channels.results) {
+        while let Ok(msg) = try_take_answer(self.channels.answers_of(w)) {
             file_answer(st, msg, Instant::now(), finished);
         }
         let Some(mut child) = st.workers[w].child.take() else {
@@ -1346,20 +1347,22 @@ const SPINS: u32 = 200;
 /// for a check interval past the slice: a worker may be descheduled that
 /// long on a loaded machine, and the answer would be lost.)
 fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Answer>> {
-    let results = &ch.results;
-    // An answer if one is there (`Some(Err)`: the ring failed). A look at
-    // the ring's two positions first: an empty try goes through the queue's
-    // general path (its end checks, its scratch buffer), several times as
-    // long, and an answer that lands meanwhile waits.
+    // An answer if one is there, in any of the answer queues (`Some(Err)`: a
+    // ring failed). A look at each ring's two positions first: an empty try
+    // goes through the queue's general path (its end checks, its scratch
+    // buffer), several times as long, and an answer that lands meanwhile waits.
     let look = || -> Option<multiproc_queue::Result<Option<Answer>>> {
-        if results.empty() {
-            return None;
+        for results in &ch.results {
+            if results.empty() {
+                continue;
+            }
+            match try_take_answer(results) {
+                Ok(msg) => return Some(Ok(Some(msg))),
+                Err(multiproc_queue::Error::Empty) => {}
+                Err(e) => return Some(Err(e)),
+            }
         }
-        match try_take_answer(results) {
-            Ok(msg) => Some(Ok(Some(msg))),
-            Err(multiproc_queue::Error::Empty) => None,
-            Err(e) => Some(Err(e)),
-        }
+        None
     };
     for i in 0..SPINS {
         if let Some(answer) = look() {
@@ -1383,12 +1386,18 @@ fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Ans
         }
         std::hint::spin_loop();
     }
-    match results.poll_timeout(slice) {
-        Ok(true) => match try_take_answer(results) {
-            Ok(msg) => Ok(Some(msg)),
-            Err(multiproc_queue::Error::Empty) => Ok(None),
-            Err(e) => Err(e),
-        },
+    let ready = match ch.results.as_slice() {
+        [results] => results.poll_timeout(slice),
+        all => {
+            let all: Vec<&dyn multiproc_queue::Waitable> = all
+                .iter()
+                .map(|q| q as &dyn multiproc_queue::Waitable)
+                .collect();
+            multiproc_queue::wait_timeout(&all, slice).map(|ready| !ready.is_empty())
+        }
+    };
+    match ready {
+        Ok(true) => look().unwrap_or(Ok(None)),
         Ok(false) | Err(multiproc_queue::Error::Timeout) => Ok(None),
         Err(e) => Err(e),
     }

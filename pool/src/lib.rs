@@ -31,7 +31,8 @@
 //! that runs threads works, and keeps working after it starts more. Each
 //! worker has an inbox of its own and a slot in shared memory naming the
 //! task and item it runs, written before the item starts; answers come back
-//! through one shared queue, one message per task. So when a worker is
+//! through a queue shared by each group of 32 workers (a queue tracks at most
+//! 64 threads), one message per task. So when a worker is
 //! killed, crashes, aborts or exits mid-task, exactly the item it was running
 //! fails with [`Error::WorkerDied`] (its pid and signal or exit code), the
 //! rest of its tasks run on other workers, and the worker is replaced:

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Exit, Result};
 use crate::wire;
+use crate::worker::ANSWER_GROUP;
 
 multiproc_shm::shm_struct! {
     /// A pmap worker's record: the chunk it claimed and the item it runs.
@@ -316,11 +317,19 @@ where
     // Everything the workers share, made before they are forked.
     let cursor = Shared::anonymous(AtomicU64::new(0))?;
     let slots = SharedSlice::<PSlot>::anonymous(processes)?;
-    let queue = ByteQueue::new(4 * processes + 4, crate::DEFAULT_MAX_INLINE)?;
+    // A result queue for each group of workers (see `worker::ANSWER_GROUP`:
+    // one queue took at most 63 writers besides this thread).
+    let queues = (0..processes.div_ceil(ANSWER_GROUP))
+        .map(|g| {
+            let writers = (processes - g * ANSWER_GROUP).min(ANSWER_GROUP);
+            ByteQueue::new(4 * writers + 4, crate::DEFAULT_MAX_INLINE)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let queue_of = |w: usize| &queues[w / ANSWER_GROUP];
     let n = todo.len() as u64;
     let mut workers = Vec::with_capacity(processes);
     for w in 0..processes {
-        let (cursor, slot, queue) = (&cursor, &slots[w], &queue);
+        let (cursor, slot, queue) = (&cursor, &slots[w], queue_of(w));
         let mut p =
             Process::new(move || work(items, f, todo, chunk, n, cursor, slot, queue)).daemon(true);
         p.start()?;
@@ -354,27 +363,54 @@ where
         // its stream takes; see `core::receive`.)
         let look = if spreading { SPREAD_LOOK } else { LOOK };
         if missing > 0 {
-            let got = match queue.poll_timeout(look) {
-                Ok(true) => queue.try_get_bytes().map(Some),
-                Ok(false) => Ok(None),
-                Err(e) => Err(e),
-            };
-            match got {
-                Ok(Some(msg)) => missing -= file(&msg, todo, out),
-                Ok(None) | Err(multiproc_queue::Error::Empty | multiproc_queue::Error::Timeout) => {
+            let ready = match queues.as_slice() {
+                [queue] => queue
+                    .poll_timeout(look)
+                    .map(|r| if r { vec![0] } else { Vec::new() }),
+                all => {
+                    let all: Vec<&dyn multiproc_queue::Waitable> = all
+                        .iter()
+                        .map(|q| q as &dyn multiproc_queue::Waitable)
+                        .collect();
+                    multiproc_queue::wait_timeout(&all, look)
                 }
-                // Its checks failed, or it reads as closed (only this process
-                // would close it): a worker wrote over it, and no result read
-                // from it can be trusted; nor will the workers' results come.
-                Err(e) => {
+            };
+            let (ready, mut failed) = match ready {
+                Ok(ready) => (ready, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            for q in ready {
+                match queues[q].try_get_bytes() {
+                    Ok(msg) => missing -= file(&msg, todo, out),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            match failed {
+                None
+                | Some(
+                    multiproc_queue::Error::Empty
+                    | multiproc_queue::Error::Timeout
+                    // Every writer gone: the workers' ends are seen below.
+                    | multiproc_queue::Error::Disconnected,
+                ) => {}
+                Some(e) => {
                     for p in &workers {
                         let _ = p.kill();
                     }
                     for p in &mut workers {
                         let _ = p.join();
                     }
-                    return Err(Error::Corrupted {
-                        what: format!("pmap's result queue: {e}"),
+                    return Err(match e {
+                        // Its checks failed, or it reads as closed (only this
+                        // process would close it): a worker wrote over it, and
+                        // no result read from it can be trusted; nor will the
+                        // workers' results come.
+                        multiproc_queue::Error::Corrupted(_) | multiproc_queue::Error::Closed => {
+                            Error::Corrupted {
+                                what: format!("pmap's result queue: {e}"),
+                            }
+                        }
+                        e => Error::Queue(e),
                     });
                 }
             }
@@ -405,7 +441,7 @@ where
             ended[w] = true;
             alive -= 1;
             // Its last chunk's results were sent before it exited, if at all.
-            while let Ok(msg) = queue.try_get_bytes() {
+            while let Ok(msg) = queue_of(w).try_get_bytes() {
                 missing -= file(&msg, todo, out);
             }
             let slot = &slots[w];

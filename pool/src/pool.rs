@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Part, Starts, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
-use crate::worker::{self, Channels, Closure, Setup, Slot};
+use crate::worker::{self, Channels, Closure, Setup, Slot, ANSWER_GROUP};
 
 /// Default most tasks a worker's inbox holds (sent, not yet answered); long
 /// tasks are sent fewer at a time (see the crate's "Which worker runs a task").
@@ -193,17 +193,21 @@ impl Builder {
                 max: multiproc_queue::MAX_CAPACITY as u64,
             });
         }
-        // Room for every answer that can be outstanding: a worker never waits
-        // on a full result queue while the driver waits on it. (Too many for
-        // a queue is its `OutOfRange`.)
-        let results = ByteQueue::with_lane(
-            Location::Anonymous,
-            processes
-                .saturating_mul(depth)
-                .saturating_add(processes + 1),
-            self.max_inline,
-            self.lane,
-        )?;
+        // An answer queue for each group of workers, with room for every
+        // answer its workers can have outstanding: a worker never waits on a
+        // full answer queue while the driver waits on it. (Too many for a
+        // queue is its `OutOfRange`.)
+        let results = (0..processes.div_ceil(ANSWER_GROUP).max(1))
+            .map(|g| {
+                let workers = (processes - g * ANSWER_GROUP).min(ANSWER_GROUP);
+                ByteQueue::with_lane(
+                    Location::Anonymous,
+                    workers.saturating_mul(depth).saturating_add(workers + 1),
+                    self.max_inline,
+                    self.lane,
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let inboxes = (0..processes)
             .map(|_| ByteQueue::with_lane(Location::Anonymous, depth, self.max_inline, self.lane))
             .collect::<std::result::Result<Vec<_>, _>>()?;

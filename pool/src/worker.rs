@@ -96,12 +96,27 @@ pub(crate) type Closure = dyn Fn(&[u8], u32, &mut Vec<u8>, &Progress) + Send;
 /// The memory the pool shares with its workers, made before the zygote is
 /// forked: every worker (and replacement) inherits it.
 pub(crate) struct Channels {
-    /// Every worker's answers; the pool reads them.
-    pub(crate) results: ByteQueue,
+    /// The workers' answers, one queue for each [`ANSWER_GROUP`] workers
+    /// (see [`Channels::answers_of`]); the pool reads them all.
+    pub(crate) results: Vec<ByteQueue>,
     /// One inbox per worker slot: the pool writes, the worker reads.
     pub(crate) inboxes: Vec<ByteQueue>,
     /// One record per worker slot.
     pub(crate) slots: SharedSlice<Slot>,
+}
+
+/// Workers that share one answer queue. A queue keeps an entry for each
+/// thread that uses it (its dead-peer detection), 64 at most: 32 workers
+/// leave 32 for the pool's threads that read. One queue for every worker
+/// refused the 64th (a pool of `cpu_count()` on a machine of 64 CPUs failed
+/// every map).
+pub(crate) const ANSWER_GROUP: usize = 32;
+
+impl Channels {
+    /// The answer queue of worker slot `w`.
+    pub(crate) fn answers_of(&self, w: usize) -> &ByteQueue {
+        &self.results[(w / ANSWER_GROUP).min(self.results.len() - 1)]
+    }
 }
 
 /// What a worker is started with (inherited through the zygote).
@@ -127,6 +142,7 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
     let (Some(slot), Some(inbox)) = (ch.slots.get(index), ch.inboxes.get(index)) else {
         return EXIT_ORPHAN;
     };
+    let answers = ch.answers_of(index);
     let build = wire::build_id();
     slot.build.store(build, Ordering::Relaxed);
     if build != setup.build {
@@ -188,7 +204,7 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
             },
             _ => continue,
         }
-        match ch.results.put_bytes(&out) {
+        match answers.put_bytes(&out) {
             Ok(()) => {}
             Err(multiproc_queue::Error::Corrupted(_)) => return EXIT_CORRUPTED,
             Err(_) => return EXIT_DONE, // the pool is gone

@@ -741,6 +741,44 @@ fn pid_after(ms: u64) -> u32 {
     std::process::id()
 }
 
+/// More workers than one queue takes writers (64, with the pool's own
+/// threads): a pool of `cpu_count()` on a machine of 64 CPUs or more. Each
+/// group of workers answers through a queue of its own; before, every worker
+/// past the queue's table exited at its first answer and every map failed
+/// (`WorkerDied`, exit code 0), and so did a `pmap` of 64 processes.
+#[test]
+fn a_pool_and_a_pmap_of_more_workers_than_one_queue_takes_work() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "many workers");
+    let pool = Pool::new(100).unwrap();
+    let pids: HashSet<u32> = pool.pids().into_iter().collect();
+    assert_eq!(pids.len(), 100);
+    for _ in 0..2 {
+        let got = pool.map(square, 0..3_000u64).unwrap();
+        assert_eq!(got, (0..3_000u64).map(square).collect::<Vec<_>>());
+    }
+    // One task for each worker at least, and who ran it: every group answers.
+    let handles: Vec<_> = (0..400)
+        .map(|_| pool.apply_async(my_pid, ()).unwrap())
+        .collect();
+    let ran: HashSet<u32> = handles.into_iter().map(|h| h.get().unwrap()).collect();
+    assert!(ran.is_subset(&pids));
+    assert!(ran.len() > 64, "only {} workers answered", ran.len());
+    let got: Vec<u64> = pool
+        .imap_with(square, 0..1_000u64, 1, 200)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..1_000u64).map(square).collect::<Vec<_>>());
+    drop(pool);
+    let items: Vec<u64> = (0..3_000).collect();
+    let options = PmapOptions {
+        processes: 100,
+        chunksize: 1,
+    };
+    let got = pmap_with(&items, |&x| square(x), options).unwrap();
+    assert_eq!(got, items.iter().map(|&x| square(x)).collect::<Vec<_>>());
+    assert!(zombie_children().is_empty());
+}
+
 #[test]
 fn a_pool_in_a_process_with_busy_threads_starts_replaces_and_recycles_workers() {
     let _dog = Watchdog::arm(LIMIT, "threads");

@@ -401,15 +401,17 @@ where
                         let _ = p.join();
                     }
                     return Err(match e {
-                        // Its checks failed, or it reads as closed (only this
-                        // process would close it): a worker wrote over it, and
+                        // Its checks failed, it reads as closed (only this
+                        // process would close it), or its table of threads
+                        // as full (it has this thread and at most
+                        // `ANSWER_GROUP` workers): a worker wrote over it, and
                         // no result read from it can be trusted; nor will the
                         // workers' results come.
-                        multiproc_queue::Error::Corrupted(_) | multiproc_queue::Error::Closed => {
-                            Error::Corrupted {
-                                what: format!("pmap's result queue: {e}"),
-                            }
-                        }
+                        multiproc_queue::Error::Corrupted(_)
+                        | multiproc_queue::Error::Closed
+                        | multiproc_queue::Error::TooManyParticipants(_) => Error::Corrupted {
+                            what: format!("pmap's result queue: {e}"),
+                        },
                         e => Error::Queue(e),
                     });
                 }

@@ -56,6 +56,19 @@
 //! first put (get) whose wake-up finds nobody asleep clears the bits of the
 //! dead, so later ones make no syscall for them.
 //!
+//! # How many at once
+//! A queue keeps an entry for each thread that uses it, in any process, for
+//! the dead-peer detection above: at most [`PARTICIPANTS`] (64) at once. A
+//! thread takes its entry at its first put or get and keeps it while it
+//! lives; a thread of a process that ended (or a thread that ended) leaves its
+//! entry free for the next. One more is refused with
+//! [`Error::TooManyParticipants`] at once, a typed error rather than a wait
+//! (Python's `Queue` has no such bound). So with more producer processes than
+//! that, a consumer that comes last could find every entry taken: take the
+//! consumer's entry first (a `try_get` before the producers start), or give
+//! each group of producers a queue of its own (the process pool answers
+//! through one queue for each 32 workers).
+//!
 //! Memory: a 10 KiB control block, then one slot per message of capacity. A slot
 //! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a
 //! [`ByteQueue`], its length; slots up to a cache line are rounded up to a power

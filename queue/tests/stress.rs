@@ -607,3 +607,66 @@ fn full_ring_put(put: impl Fn(u64), get: impl Fn() -> u64, qsize: impl Fn() -> u
         assert_eq!(get(), i);
     }
 }
+
+/// More producer processes than a queue has entries for threads (64): the
+/// consumer that took its entry first (a `try_get` before the producers
+/// start) is never refused and receives every message put; a producer past
+/// the table is refused at its first put with `TooManyParticipants` (at
+/// once), having put nothing; entries of producers that ended are taken by
+/// later ones.
+#[test]
+fn more_producers_than_entries_are_refused_at_once_and_nothing_is_lost() {
+    use multiproc_queue::{Error, PARTICIPANTS};
+    let _dog = Watchdog::arm(LIMIT, "participants");
+    let producers = PARTICIPANTS as u64 + 16;
+    let q = Queue::<u64>::new(64).unwrap();
+    assert!(
+        matches!(q.try_get(), Err(Error::Empty)),
+        "the consumer's entry"
+    );
+    let mut children: Vec<_> = (0..producers)
+        .map(|p| {
+            let q = &q;
+            fork(move || {
+                for i in 0..100 {
+                    match q.put_timeout(msg(p, i), LIMIT) {
+                        Ok(()) => {}
+                        Err(Error::TooManyParticipants(n)) if i == 0 && n == PARTICIPANTS => {
+                            return 5
+                        }
+                        Err(_) => return 6,
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    let (mut got, mut ok, mut refused) = (0u64, 0u64, 0u64);
+    while !children.is_empty() || !q.empty() {
+        match q.get_timeout(Duration::from_millis(20)) {
+            Ok(_) => got += 1,
+            Err(Error::Timeout) => {}
+            Err(e) => panic!("the consumer: {e:?}"),
+        }
+        children.retain_mut(|c| match c.wait_timeout(Duration::ZERO) {
+            None => true,
+            Some(multiproc_testkit::ChildExit::Exited(0)) => {
+                ok += 1;
+                false
+            }
+            Some(multiproc_testkit::ChildExit::Exited(5)) => {
+                refused += 1;
+                false
+            }
+            Some(other) => panic!("a producer: {other:?}"),
+        });
+    }
+    assert_eq!(ok + refused, producers);
+    assert!(ok > 0);
+    assert_eq!(
+        got,
+        100 * ok,
+        "{ok} producers put all, {refused} were refused"
+    );
+    eprintln!("{ok} producers put all their messages, {refused} were refused");
+}

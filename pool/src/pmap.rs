@@ -54,7 +54,11 @@ pub struct PmapOptions {
 /// The closure may capture and borrow anything: the workers are copies of
 /// this process made at the call. Only results travel back. Forking copies
 /// only the calling thread: as with any fork, a lock another thread holds
-/// stays held in the workers (see `multiproc_proc::Process`).
+/// stays held in the workers (see `multiproc_proc::Process`). The workers are
+/// daemonic, as Python's pool workers are, so that none outlives the call's
+/// process: a `pmap` inside the closure answers
+/// `Error::Proc(DaemonChildren)` (Python's "daemonic processes are not
+/// allowed to have children"); a [`Pool`](crate::Pool) made inside it works.
 ///
 /// # Errors
 /// [`Error::Item`] with the lowest failing index: [`Error::Panicked`],

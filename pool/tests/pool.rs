@@ -741,6 +741,34 @@ fn pid_after(ms: u64) -> u32 {
     std::process::id()
 }
 
+/// A `pmap` in a `pmap`'s closure is refused as Python refuses children to
+/// its daemonic pool workers; a pool made in a pmap worker, and a pmap in a
+/// pool's task, work.
+#[test]
+fn a_pmap_inside_a_pmap_is_refused_and_the_other_nestings_work() {
+    let _dog = Watchdog::arm(LIMIT, "nested");
+    let inner = pmap(&[1u64, 2], |&x| {
+        matches!(
+            pmap(&[x], |&y| y),
+            Err(Error::Proc(multiproc_proc::Error::DaemonChildren))
+        )
+    })
+    .unwrap();
+    assert_eq!(inner, [true, true]);
+    fn pmap_in_a_task(x: u64) -> u64 {
+        pmap(&[1u64, 2, 3], |y| y * x).unwrap().iter().sum()
+    }
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(pmap_in_a_task, [1u64, 10]).unwrap(), [6, 60]);
+    let sums = pmap(&[3u64, 4], |&n| {
+        let pool = Pool::new(2).unwrap();
+        pool.map(square, 0..n).unwrap().iter().sum::<u64>()
+    })
+    .unwrap();
+    assert_eq!(sums, [5, 14]);
+    assert!(zombie_children().is_empty());
+}
+
 /// More workers than one queue takes writers (64, with the pool's own
 /// threads): a pool of `cpu_count()` on a machine of 64 CPUs or more. Each
 /// group of workers answers through a queue of its own; before, every worker

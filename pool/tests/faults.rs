@@ -251,6 +251,25 @@ fn a_pool_whose_process_is_killed_mid_map_leaves_no_process_behind() {
     assert!(zombie_children().is_empty());
 }
 
+/// How a trial run in `child` ended: the name `outcomes` gives its exit
+/// code, or that it was still waiting after 5 s (it is killed then, and the
+/// processes it made die with it). Any other end fails the test, naming
+/// `trial`.
+fn trial_outcome(
+    mut child: multiproc_testkit::Child,
+    outcomes: &[(i32, &'static str)],
+    trial: &str,
+) -> &'static str {
+    let Some(exit) = child.wait_timeout(Duration::from_secs(5)) else {
+        return "waited for ever (killed)"; // the drop kills it
+    };
+    outcomes
+        .iter()
+        .find(|&&(code, _)| exit == ChildExit::Exited(code))
+        .map(|&(_, name)| name)
+        .unwrap_or_else(|| panic!("{trial}: {exit:?}"))
+}
+
 /// A task whose unsafe code runs wild: writes garbage over the first 64 KiB
 /// of every shared writable mapping of its worker (the pool's inboxes, its
 /// answer queue, the workers' slots), then answers `seed`.
@@ -294,7 +313,7 @@ fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang(
     let trials = 20u64;
     for trial in 0..trials {
         let seed = 0x9e37_79b9 ^ (trial << 32) ^ trial;
-        let mut child = fork(move || {
+        let child = fork(move || {
             let pool = Pool::new(2).unwrap();
             let pids = pool.pids();
             assert_eq!(pool.apply(work, 3).unwrap(), 9);
@@ -342,14 +361,12 @@ fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang(
                 1
             }
         });
-        let what = match child.wait_timeout(Duration::from_secs(5)) {
-            Some(ChildExit::Exited(1)) => "every answer right",
-            Some(ChildExit::Exited(2)) => "stopped: Corrupted",
-            Some(other) => panic!("trial {trial} (seed {seed:#x}): {other:?}"),
-            None => "waited for ever (killed)",
-        };
+        let what = trial_outcome(
+            child,
+            &[(1, "every answer right"), (2, "stopped: Corrupted")],
+            &format!("trial {trial} (seed {seed:#x})"),
+        );
         tally(&mut counts, what);
-        drop(child); // kills it if still running; its pool's processes die with it
     }
     eprintln!("outcomes: {counts:?}");
     // Here: 18-19 stopped and 1-2 that waited, run after run.
@@ -381,7 +398,7 @@ fn a_pmap_whose_closure_writes_over_its_memory_answers_an_error_or_right_results
     let trials = 16u64;
     for trial in 0..trials {
         let seed = 0x5eed_0000 ^ (trial << 24) ^ trial;
-        let mut child = fork(move || {
+        let child = fork(move || {
             let items: Vec<u64> = (0..1000).collect();
             let r =
                 multiproc_pool::pmap(&items, |&x| if x == 500 { scribble(seed) } else { x * 3 });
@@ -406,15 +423,16 @@ fn a_pmap_whose_closure_writes_over_its_memory_answers_an_error_or_right_results
                 Err(_) => 8,
             }
         });
-        let what = match child.wait_timeout(Duration::from_secs(5)) {
-            Some(ChildExit::Exited(1)) => "right results",
-            Some(ChildExit::Exited(2)) => "Corrupted",
-            Some(ChildExit::Exited(3)) => "an item's WorkerDied",
-            Some(other) => panic!("trial {trial} (seed {seed:#x}): {other:?}"),
-            None => "waited for ever (killed)",
-        };
+        let what = trial_outcome(
+            child,
+            &[
+                (1, "right results"),
+                (2, "Corrupted"),
+                (3, "an item's WorkerDied"),
+            ],
+            &format!("trial {trial} (seed {seed:#x})"),
+        );
         tally(&mut counts, what);
-        drop(child); // kills it if still running; its workers die with it
     }
     eprintln!("outcomes: {counts:?}");
     // Here: 6-7 Corrupted and 3 that waited, run after run (the bounds leave

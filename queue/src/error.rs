@@ -235,6 +235,19 @@ pub enum Corruption {
         /// The sequence read.
         seq: u64,
     },
+    /// The head and tail positions are impossible together: a consumer ahead
+    /// of every producer, or producers more than a capacity ahead of every
+    /// consumer (no run of the protocol makes either; see the ring's
+    /// "Positions").
+    #[error("the queue's head {head} and tail {tail} are impossible for a capacity of {capacity}")]
+    Positions {
+        /// The head read.
+        head: u64,
+        /// The tail read.
+        tail: u64,
+        /// The ring's capacity.
+        capacity: u64,
+    },
     /// A slot claims a message longer than a slot holds.
     #[error("the message of position {pos} claims {len} bytes, over the {max} a slot holds")]
     Length {

@@ -568,7 +568,7 @@ impl RawQueue {
             if self.ring.has_message() {
                 return Ok(true);
             }
-            let step = if let Some(pos) = self.ring.claim_in_flight() {
+            let step = if let Some(pos) = self.ring.claim_in_flight().map_err(Error::Corrupted)? {
                 waiter.in_flight(
                     deadline.as_ref(),
                     || self.ring.has_message(),

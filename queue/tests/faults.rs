@@ -803,6 +803,136 @@ fn garbage_in_a_byte_ring_never_panics_or_hangs() {
     eprintln!("300 scribbled byte rings: {corrupted} operations answered Corrupted");
 }
 
+/// The word at byte `at` of `seg`'s contents, checked to read `was`, set to `now`.
+fn overwrite(seg: &multiproc_shm::Segment, at: usize, was: u64, now: u64) {
+    assert!(at + 8 <= seg.len() && at.is_multiple_of(8));
+    // SAFETY: an aligned word inside the segment's contents; the test is
+    // the segment's only user.
+    let word = unsafe { &*seg.as_ptr().add(at).cast::<AtomicU64>() };
+    assert_eq!(word.load(Ordering::SeqCst), was, "the word at {at}");
+    word.store(now, Ordering::SeqCst);
+}
+
+/// Where the ring's positions lie: the tail on the control block's first
+/// line, the head on its second (the layout's table).
+const TAIL_AT: usize = 0;
+const HEAD_AT: usize = 128;
+
+/// The byte offset of the slot sequence of the `u64` message `marker`, put
+/// last into `q` (a `Queue<u64>`: the sequence is the word before the data).
+fn seq_offset_of(q: &Queue<u64>, marker: u64) -> usize {
+    let seg = q.segment();
+    // SAFETY: the segment's contents are seg.len() bytes, ours alone here.
+    let bytes = unsafe { std::slice::from_raw_parts(seg.as_ptr(), seg.len()) };
+    let at = bytes
+        .windows(8)
+        .rposition(|w| w == marker.to_ne_bytes())
+        .expect("the message is in the segment");
+    at - 8
+}
+
+/// A tail written far past the head (more than a capacity: no producer can
+/// have claimed those positions): a get answers `Corrupted` at once, without
+/// a timeout too (before: each phantom position was taken for a producer's
+/// claim in flight, yielded on for a check interval, and the get spent its
+/// whole timeout so, at 100 % of a core; a get without one, for ever).
+#[test]
+fn a_tail_past_the_capacity_is_corrupted_not_waited_on() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "phantom tail");
+    let q = Queue::<u64>::new(4).unwrap();
+    q.put(1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    overwrite(q.segment(), TAIL_AT, 1, 1 + 1000);
+    let t = Instant::now();
+    match q.get_timeout(BOUND) {
+        Err(Error::Corrupted(Corruption::Positions {
+            head,
+            tail,
+            capacity,
+        })) => assert_eq!((head, tail, capacity), (1, 1001, 4)),
+        other => panic!("expected Corrupted(Positions), got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < BOUND / 2,
+        "answered without waiting out the timeout"
+    );
+    assert!(matches!(q.get(), Err(Error::Corrupted(_))));
+    assert!(matches!(q.try_get(), Err(Error::Corrupted(_))));
+    let b = ByteQueue::new(4, 16).unwrap();
+    overwrite(b.segment(), TAIL_AT, 0, 1 << 40);
+    assert!(matches!(b.poll_timeout(BOUND), Err(Error::Corrupted(_))));
+    assert!(matches!(b.get_bytes(), Err(Error::Corrupted(_))));
+    assert_eq!(
+        (q.lost(), b.lost()),
+        (0, 0),
+        "no phantom message counted lost"
+    );
+}
+
+/// A head written past the tail (a consumer ahead of every producer): a
+/// message put after it is not silently out of reach — the get answers
+/// `Corrupted` (before: `Empty` for ever, the message never seen).
+#[test]
+fn a_head_past_the_tail_is_corrupted_not_empty() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "head past tail");
+    let q = Queue::<u64>::new(4).unwrap();
+    overwrite(q.segment(), HEAD_AT, 0, 2);
+    q.put(5).unwrap();
+    match q.get_timeout(BOUND) {
+        Err(Error::Corrupted(Corruption::Positions { head, tail, .. })) => {
+            assert_eq!((head, tail), (2, 1))
+        }
+        other => panic!("expected Corrupted(Positions), got {other:?}"),
+    }
+}
+
+/// A full queue whose head was written far ahead: the producer answers
+/// `Corrupted`, and no message is freed as if a dead consumer had claimed it
+/// (before: the put took the slot for one a consumer was emptying and waited
+/// out its timeout).
+#[test]
+fn a_head_written_ahead_does_not_free_a_full_queues_messages() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "head ahead");
+    let q = Queue::<u64>::new(2).unwrap();
+    q.put_many(&[1, 2]).unwrap();
+    overwrite(q.segment(), HEAD_AT, 0, 1000);
+    match q.put_timeout(3, BOUND) {
+        Err(Error::Corrupted(Corruption::Positions { head, tail, .. })) => {
+            assert_eq!((head, tail), (1000, 2))
+        }
+        other => panic!("expected Corrupted(Positions), got {other:?}"),
+    }
+    assert_eq!(q.lost(), 0, "no message was freed");
+}
+
+/// A claimed position whose slot reads as older than the claim (its sequence
+/// written back by a peer): a get answers `Corrupted` at once (before: it
+/// slept in rounds of a check interval for a publish that cannot come, for
+/// ever or until its timeout).
+#[test]
+fn a_claimed_slot_older_than_its_claim_is_corrupted_not_waited_on() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "old slot");
+    let q = Queue::<u64>::new(4).unwrap();
+    q.put_many(&[1, 2, 3, 4]).unwrap();
+    for i in 1..=4 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    let marker = 0xa5a5_5a5a_0123_4567;
+    q.put(marker).unwrap();
+    // Position 4 holds the marker: sequence 2·4 + 1. Written back to 2
+    // (position 1's "free"), older than the claim the tail (5) says was made.
+    overwrite(q.segment(), seq_offset_of(&q, marker), 9, 2);
+    let t = Instant::now();
+    match q.get_timeout(BOUND) {
+        Err(Error::Corrupted(Corruption::Sequence { pos, seq })) => assert_eq!((pos, seq), (4, 2)),
+        other => panic!("expected Corrupted(Sequence), got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < BOUND / 2,
+        "answered without waiting out the timeout"
+    );
+}
+
 /// A message whose length a peer overwrote with more than a slot holds: the
 /// get answers `Corrupted` and copies nothing, the message is counted lost, and
 /// the next one arrives.

@@ -17,6 +17,13 @@
 //! (a mask when the capacity is a power of two). A claim moves a cursor from `p`
 //! to `p + n` with one compare-and-swap, taking positions `p..p + n`.
 //!
+//! Every run keeps `head ≤ tail ≤ head + capacity` (a consumer claims only
+//! published positions; a producer only a slot whose last message was taken).
+//! The cold paths, where a ring reads as empty or full, check it
+//! ([`Ring::positions`]), and check that a claimed slot is not older than its
+//! claim: a peer's garbage there is `Corrupted`, never a wait for a claim that
+//! no thread made.
+//!
 //! # The states of a slot
 //!
 //! A slot's sequence, for the position `p` it serves (doubled, so that the three
@@ -68,7 +75,8 @@
 //! are reduced to a slot index before use, a length is checked against the slot
 //! before the message is copied out (with volatile reads, into private memory),
 //! and a sequence ahead of the cursor is `Corrupted`, never an out-of-bounds
-//! access.
+//! access; so are cursors apart by more than the protocol allows, and a
+//! claimed slot whose sequence is older than the claim (see "Positions").
 
 mod claims;
 mod hints;
@@ -414,16 +422,7 @@ impl Ring {
                     Err(t) => pos = t,
                 }
             } else if dif < 0 {
-                let Some(round) = pos.checked_sub(self.cap) else {
-                    return Err(PushFail::Corrupted(Corruption::Sequence { pos, seq }));
-                };
-                // The slot still holds round `round`'s message: full, unless a
-                // consumer has claimed it and not yet freed it.
-                return Err(if c.head.0.load(Ordering::Acquire) > round {
-                    PushFail::ConsumerInFlight(round)
-                } else {
-                    PushFail::Full
-                });
+                return Err(self.push_blocked(pos, seq));
             } else {
                 let t = c.tail.0.load(Ordering::Relaxed);
                 if t == pos {
@@ -496,11 +495,7 @@ impl Ring {
                     Err(hd) => pos = hd,
                 }
             } else if dif < 0 {
-                return Err(if c.tail.0.load(Ordering::Acquire) > pos {
-                    PopFail::ProducerInFlight(pos)
-                } else {
-                    PopFail::Empty
-                });
+                return Err(self.pop_blocked(pos));
             } else {
                 let hd = c.head.0.load(Ordering::Relaxed);
                 if hd == pos {
@@ -509,6 +504,86 @@ impl Ring {
                 pos = hd;
             }
         }
+    }
+
+    /// Why the producer of `pos` found its slot not yet free (at sequence
+    /// `seq`): full, a consumer's claim of the slot's last message not yet
+    /// freed, or shared memory that no run of the protocol leaves.
+    #[cold]
+    #[inline(never)]
+    fn push_blocked(&self, pos: u64, seq: u64) -> PushFail {
+        let Some(round) = pos.checked_sub(self.cap) else {
+            return PushFail::Corrupted(Corruption::Sequence { pos, seq });
+        };
+        let head = match self.positions() {
+            Ok((head, _)) => head,
+            Err(e) => return PushFail::Corrupted(e),
+        };
+        // The slot still holds round `round`'s message: full, unless a
+        // consumer has claimed it and not yet freed it.
+        if head <= round {
+            return PushFail::Full;
+        }
+        // SYNC: the Acquire load of `head` past `round` (in `positions`)
+        // synchronizes with the CAS that took `round` (every later one is a
+        // read-modify-write in its release sequence); its maker loaded
+        // `holding(round)` before it (a consumer) or `free_for(round)` (one
+        // skipping a dead producer's claim), so this later load reads at least
+        // that (read-read coherence; a slot's sequence only grows).
+        let now = self.slot(pos).0.seq.load(Ordering::Acquire);
+        if (now.wrapping_sub(free_for(round)) as i64) < 0 {
+            return PushFail::Corrupted(Corruption::Sequence { pos, seq: now });
+        }
+        PushFail::ConsumerInFlight(round)
+    }
+
+    /// Why the consumer of `pos` found no message there: empty, a producer's
+    /// claim not yet published, or shared memory that no run of the protocol
+    /// leaves.
+    #[cold]
+    #[inline(never)]
+    fn pop_blocked(&self, pos: u64) -> PopFail {
+        let tail = match self.positions() {
+            Ok((_, tail)) => tail,
+            Err(e) => return PopFail::Corrupted(e),
+        };
+        if tail <= pos {
+            return PopFail::Empty;
+        }
+        // SYNC: the Acquire load of `tail` past `pos` synchronizes with the
+        // CAS that claimed `pos` (every later claim is a read-modify-write in
+        // its release sequence); the claimer loaded `free_for(pos)` before it,
+        // so this later load reads that or a later value.
+        let seq = self.slot(pos).0.seq.load(Ordering::Acquire);
+        if (seq.wrapping_sub(free_for(pos)) as i64) < 0 {
+            return PopFail::Corrupted(Corruption::Sequence { pos, seq });
+        }
+        PopFail::ProducerInFlight(pos)
+    }
+
+    /// The head and the tail, read head, tail, head (all Acquire), checked
+    /// against what every run of the protocol keeps: `head ≤ tail ≤ head +
+    /// capacity`. A consumer claims only published positions, so the tail
+    /// was past the head it read; a producer claims only a slot whose last
+    /// message a consumer took, so the head was within a capacity of the tail
+    /// it read (the cursors only grow, and each load is ordered after the
+    /// claim that wrote the value before it). Read only on the cold paths (a
+    /// ring that looks empty or full): garbage there would otherwise have a
+    /// waiter skip positions one by one that no producer claimed, or wait
+    /// for a consumer that no claim names.
+    pub(crate) fn positions(&self) -> Result<(u64, u64), Corruption> {
+        let c = self.ctl();
+        let first = c.head.0.load(Ordering::Acquire);
+        let tail = c.tail.0.load(Ordering::Acquire);
+        let head = c.head.0.load(Ordering::Acquire);
+        if first > tail || tail > head.saturating_add(self.cap) {
+            return Err(Corruption::Positions {
+                head,
+                tail,
+                capacity: self.cap,
+            });
+        }
+        Ok((head, tail))
     }
 
     /// Copies out and frees the `n` slots claimed from `pos` (only the first
@@ -585,10 +660,13 @@ impl Ring {
 
     /// The next position, if a producer has claimed it and not yet published
     /// it (or died before it could).
-    pub(crate) fn claim_in_flight(&self) -> Option<u64> {
-        let c = self.ctl();
-        let pos = c.head.0.load(Ordering::Acquire);
-        (c.tail.0.load(Ordering::Acquire) > pos && !self.has_message()).then_some(pos)
+    pub(crate) fn claim_in_flight(&self) -> Result<Option<u64>, Corruption> {
+        let pos = self.ctl().head.0.load(Ordering::Acquire);
+        match self.pop_blocked(pos) {
+            PopFail::ProducerInFlight(pos) if !self.has_message() => Ok(Some(pos)),
+            PopFail::Corrupted(e) => Err(e),
+            _ => Ok(None),
+        }
     }
 
     /// Whether a consumer has claimed the message in the slot the next put needs

@@ -95,22 +95,20 @@ where
     let mut out = Outcomes {
         results: Slots::new(),
         failed: BTreeMap::new(),
+        last_death: None,
     };
     // Every item at first, without a list of a word an item.
     let mut todo = Todo::All(items.len());
     while todo.len() > 0 {
         let redo = round(items, &f, options, &todo, &mut out)?;
         if redo.len() == todo.len() {
-            // Workers that die before they claim anything: no round would
-            // ever end it. Every item left fails.
+            // Workers that die before they note a claim: no round would ever
+            // end it. Every item left fails, with the last such death (one
+            // there always is: a worker leaves with code 0 only once every
+            // item is claimed, and this round finished none).
+            let (pid, how) = out.last_death.unwrap_or((0, Exit::Signal(libc::SIGKILL)));
             for &index in &redo {
-                out.failed.insert(
-                    index,
-                    Error::WorkerDied {
-                        pid: 0,
-                        how: Exit::Signal(libc::SIGKILL),
-                    },
-                );
+                out.failed.insert(index, Error::WorkerDied { pid, how });
             }
             break;
         }
@@ -136,6 +134,8 @@ struct Outcomes<R> {
     /// copied on the first write of each while the workers live.
     results: Slots<R>,
     failed: BTreeMap<usize, Error>,
+    /// The last worker that ended with anything but code 0: its pid and how.
+    last_death: Option<(u32, Exit)>,
 }
 
 impl<R> Outcomes<R> {
@@ -449,6 +449,9 @@ where
             // Its last chunk's results were sent before it exited, if at all.
             while let Ok(msg) = queue_of(w).try_get_bytes() {
                 missing -= file(&msg, todo, out);
+            }
+            if code != 0 {
+                out.last_death = Some((pids[w], Exit::of_exitcode(code)));
             }
             let slot = &slots[w];
             let (first, end, item) = (

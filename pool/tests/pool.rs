@@ -860,6 +860,43 @@ fn a_pool_around_a_closure_keeps_what_it_captured_in_every_worker() {
     }
 }
 
+/// `pmap` whose workers all die before they claim an item (here: aborted by
+/// a fork handler, as a worker killed at its start would be): every item
+/// fails with the real death — a worker's pid and its signal — and the call
+/// returns instead of forking round after round (the error used to name pid
+/// 0 and a SIGKILL nobody sent).
+#[test]
+fn a_pmap_whose_workers_die_at_their_start_names_a_real_death() {
+    let _dog = Watchdog::arm(LIMIT, "pmap workers dying at start");
+    extern "C" fn abort_in_child() {
+        // SAFETY: abort is async-signal-safe; this forked child dies here.
+        unsafe { libc::abort() };
+    }
+    let child = multiproc_testkit::fork(|| {
+        // SAFETY: registers a plain function, in this child only.
+        unsafe { libc::pthread_atfork(None, None, Some(abort_in_child)) };
+        let items: Vec<u64> = (0..100).collect();
+        match pmap(&items, |x| x + 1) {
+            Err(Error::Item { index: 0, source }) => match *source {
+                Error::WorkerDied {
+                    pid,
+                    how: Exit::Signal(libc::SIGABRT),
+                } if pid != 0 && pid != std::process::id() => 0,
+                other => {
+                    eprintln!("{other:?}");
+                    2
+                }
+            },
+            other => {
+                eprintln!("{other:?}");
+                3
+            }
+        }
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+    assert!(zombie_children().is_empty());
+}
+
 #[test]
 fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
     let _dog = Watchdog::arm(LIMIT, "pmap");

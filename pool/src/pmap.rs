@@ -7,7 +7,9 @@
 //! the results while it waits. A worker that dies fails exactly the item its
 //! slot names ([`Error::WorkerDied`]); the rest of its chunk — items before it,
 //! whose results died unsent, and items after it, never run — goes to a
-//! second round of workers once the first has ended.
+//! second round of workers once the first has ended; only the items below
+//! the lowest failure so far, the only ones that can still change the answer
+//! (the call fails with the lowest failing item).
 
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
@@ -62,7 +64,9 @@ pub struct PmapOptions {
 ///
 /// # Errors
 /// [`Error::Item`] with the lowest failing index: [`Error::Panicked`],
-/// [`Error::WorkerDied`], a codec error; [`Error::Proc`] if workers cannot
+/// [`Error::WorkerDied`], a codec error. Items above it that a dead worker
+/// left unrun are not run again (their results would only be dropped).
+/// [`Error::Proc`] if workers cannot
 /// be started; [`Error::Corrupted`] if the closure's unsafe code wrote over
 /// the call's shared memory where the result queue's checks find it.
 ///
@@ -112,7 +116,12 @@ where
             }
             break;
         }
-        todo = Todo::Listed(redo);
+        // Only an item below the lowest failure can change the answer now:
+        // the rest of the dead workers' chunks above it would run only to be
+        // dropped (and a closure that kills its worker on every item would
+        // fork a round for every item or two).
+        let below = out.failed.keys().next().copied().unwrap_or(usize::MAX);
+        todo = Todo::Listed(redo.into_iter().filter(|&i| i < below).collect());
     }
     // The lowest index without a result says why (or that it never ran).
     let lowest = (0..items.len()).find(|&i| !out.results.is_written(i));

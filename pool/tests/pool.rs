@@ -897,6 +897,46 @@ fn a_pmap_whose_workers_die_at_their_start_names_a_real_death() {
     assert!(zombie_children().is_empty());
 }
 
+/// `pmap` whose closure kills its worker on every item: the call fails with
+/// item 0 after one round, having called the closure once a worker, instead
+/// of a round of forks for every item or two to learn the fate of items
+/// whose results it would drop (it called the closure 4 000 times).
+#[test]
+fn a_pmap_whose_every_item_kills_its_worker_stops_at_the_lowest_failure() {
+    let _dog = Watchdog::arm(LIMIT, "pmap of deaths");
+    let calls = multiproc_shm::Shared::anonymous(AtomicUsize::new(0)).unwrap();
+    let items: Vec<u64> = (0..4000).collect();
+    let opts = PmapOptions {
+        processes: 2,
+        chunksize: 0,
+    };
+    let r = pmap_with(
+        &items,
+        |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: raising a signal at ourselves (a worker).
+            unsafe { libc::raise(libc::SIGKILL) };
+            0u64
+        },
+        opts,
+    );
+    match r {
+        Err(Error::Item { index: 0, source }) => assert!(
+            matches!(
+                *source,
+                Error::WorkerDied {
+                    how: Exit::Signal(libc::SIGKILL),
+                    ..
+                }
+            ),
+            "{source:?}"
+        ),
+        other => panic!("expected item 0 to fail, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call a worker");
+    assert!(zombie_children().is_empty());
+}
+
 #[test]
 fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
     let _dog = Watchdog::arm(LIMIT, "pmap");

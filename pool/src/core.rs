@@ -462,6 +462,12 @@ pub(crate) struct Job {
     pub(crate) aborted: Option<Box<Error>>,
     /// Its finisher runs now (outside the lock): not done yet.
     finishing: bool,
+    /// Its answer is its lowest failing item's error once one fails (a
+    /// `map`, a `starmap`): see [`Job::fail_fast`].
+    fail_fast: bool,
+    /// Items from here on are not run (`usize::MAX`: all are): the lowest
+    /// item of a fail-fast job that a worker's death or timeout failed.
+    run_below: usize,
 }
 
 impl Job {
@@ -475,7 +481,26 @@ impl Job {
             outcome: None,
             aborted: None,
             finishing: false,
+            fail_fast: false,
+            run_below: usize::MAX,
         }
+    }
+
+    /// This job answers its lowest failing item's error, nothing else, once
+    /// one fails: its queued tasks wholly above an item that a worker's death
+    /// or a timeout failed are not run (counted as answered; their results
+    /// would only be dropped). A map whose every item kills its worker fails
+    /// after a few deaths, not one death and one replacement an item.
+    /// (Failures the workers answer, panics, are read only when the job is
+    /// decoded, and stop nothing: they cost no replacement.)
+    pub(crate) fn fail_fast(mut self) -> Job {
+        self.fail_fast = true;
+        self
+    }
+
+    /// Whether `task` (of this job) need not run: wholly above a failure.
+    fn skips(&self, task: &Task) -> bool {
+        task.first > self.run_below
     }
 
     /// Every item has an outcome (and no more will be added).
@@ -684,6 +709,10 @@ impl Inner {
         }
         if let Some(job) = st.jobs.get_mut(&task.job) {
             job.total += task.count as usize;
+            if job.skips(&task) {
+                job.answered += task.count as usize;
+                return;
+            }
         }
         if let Some(broken) = st.broken.clone() {
             fail_task(st, &task, || broken.error());
@@ -1093,6 +1122,7 @@ impl Inner {
         for task in requeue.into_iter().rev() {
             st.pending.push_front(task);
         }
+        skip_above_failures(st, finished);
         st.workers[w].sent = 0;
         st.workers[w].since = None;
         // What it never took stays in its inbox: it was re-queued above.
@@ -1522,11 +1552,30 @@ fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Vec<u64
 fn fail_item(st: &mut State, job: u64, index: usize, error: Error, finished: &mut Vec<u64>) {
     if let Some(j) = st.jobs.get_mut(&job) {
         j.answered += 1;
+        if j.fail_fast {
+            j.run_below = j.run_below.min(index);
+        }
         j.gathered.failed.push((index, error));
         if j.complete() {
             finished.push(job);
         }
     }
+}
+
+/// Drops the queued tasks that their fail-fast jobs need no longer run (see
+/// [`Job::fail_fast`]), counting their items as answered.
+fn skip_above_failures(st: &mut State, finished: &mut Vec<u64>) {
+    let State { pending, jobs, .. } = st;
+    pending.retain(|task| {
+        let Some(j) = jobs.get_mut(&task.job).filter(|j| j.skips(task)) else {
+            return true;
+        };
+        j.answered += task.count as usize;
+        if j.complete() && !finished.contains(&task.job) {
+            finished.push(task.job);
+        }
+        false
+    });
 }
 
 /// Records every item of `task` as failed with `error()`.

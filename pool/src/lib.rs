@@ -38,7 +38,10 @@
 //! rest of its tasks run on other workers, and the worker is replaced:
 //! nothing waits forever. An item of a chunk that finished before the one
 //! that crashed lost its answer with the worker and runs a second time; no
-//! item after it ran. A task that panics answers [`Error::Panicked`] with the
+//! item after it ran. A `map`, whose answer is then that failure, drops its
+//! chunks above it still queued in the parent (and the dead worker's), rather
+//! than run them to discard their results. A task that panics answers
+//! [`Error::Panicked`] with the
 //! message and location, and its worker goes on. An initializer that fails
 //! three workers in a row fails everything pending with
 //! [`Error::InitializerFailed`] instead of respawning forever. A task whose

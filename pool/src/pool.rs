@@ -445,7 +445,13 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::Item`] with the lowest failing index and its error;
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]. Once a worker's death or a timeout fails an item,
+    /// the map's chunks wholly above it still queued in the parent (or sent
+    /// to the dead worker) are not run (the answer is that failure, or a
+    /// lower one, already: a map whose
+    /// every item kills its worker fails after a few deaths, not one an
+    /// item); [`map_each_async`](Pool::map_each_async) runs every item and
+    /// answers each one's outcome.
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned,
@@ -1041,7 +1047,11 @@ impl Pool {
         // Each chunk is sent as soon as it is encoded, so the workers start
         // while the rest is encoded; the job counts as fed once all are in.
         let job = {
-            let (st, job) = self.inner.new_job(Job::new(true, finisher))?;
+            let job = Job::new(true, finisher);
+            // A map answers its lowest failing item's error; each item's own
+            // outcome is wanted only with `each`.
+            let job = if each { job } else { job.fail_fast() };
+            let (st, job) = self.inner.new_job(job)?;
             self.inner.nudge(&st);
             job
         };

@@ -461,7 +461,8 @@ impl Pool {
     }
 
     /// [`map`](Pool::map) with a chunk size of the caller's choosing (Python's
-    /// `chunksize`).
+    /// `chunksize`). A `chunksize` of 0 counts as 1 (Python's `map` answers
+    /// a list of `None`s for it).
     ///
     /// # Errors
     /// As for [`map`](Pool::map).
@@ -814,7 +815,12 @@ impl Pool {
         self.imap_with(f, items, 1, self.processes())
     }
 
-    /// [`imap`](Pool::imap) with Python's `chunksize` and `buffersize`.
+    /// [`imap`](Pool::imap) with Python's `chunksize` and `buffersize`: up to
+    /// `processes + buffersize` chunks of `chunksize` items are read ahead of
+    /// the results taken. A `chunksize` of 0 counts as 1 (Python's `imap`
+    /// raises `ValueError` for it); a `buffersize` of 0 reads only as many
+    /// chunks ahead as there are workers (Python's `buffersize` must be 1 or
+    /// more, or `None` for no bound).
     pub fn imap_with<A, R, I>(
         &self,
         f: fn(A) -> R,
@@ -858,7 +864,8 @@ impl Pool {
     }
 
     /// [`imap_unordered`](Pool::imap_unordered) with Python's `chunksize`
-    /// and `buffersize`.
+    /// and `buffersize` (as [`imap_with`](Pool::imap_with) reads them, 0s
+    /// included).
     pub fn imap_unordered_with<A, R, I>(
         &self,
         f: fn(A) -> R,

@@ -1060,6 +1060,36 @@ fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
 /// A chunk size far larger than the input makes one chunk (as in Python),
 /// whatever kind of input: room is made for the items there are, not for
 /// the chunk size (a chunk of 2^40 numbers asked for 9.9 TB and aborted).
+/// A chunk size (or an imap's buffer size) of 0 counts as 1: every call
+/// answers as with 1 (Python's `imap` raises for it, and its `map` answers
+/// a list of `None`s).
+#[test]
+fn a_chunk_size_of_0_counts_as_1() {
+    let _dog = Watchdog::arm(LIMIT, "chunks of 0");
+    let pool = Pool::new(2).unwrap();
+    let want: Vec<u64> = (0..10).map(square).collect();
+    assert_eq!(pool.map_chunked(square, 0..10u64, 0).unwrap(), want);
+    let got: Vec<u64> = pool
+        .imap_with(square, 0..10u64, 0, 0)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    let mut got: Vec<(usize, u64)> = pool
+        .imap_unordered_with(square, 0..10u64, 0, 0)
+        .map(|(i, r)| (i, r.unwrap()))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want.iter().copied().enumerate().collect::<Vec<_>>());
+    let opts = PmapOptions {
+        processes: 0,
+        chunksize: 0,
+    };
+    assert_eq!(
+        pmap_with(&[3u64, 4], |&x| square(x), opts).unwrap(),
+        [9, 16]
+    );
+}
+
 #[test]
 fn a_chunk_size_far_larger_than_the_input_makes_one_chunk() {
     let _dog = Watchdog::arm(LIMIT, "huge chunks");

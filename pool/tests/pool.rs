@@ -919,8 +919,16 @@ fn a_map_whose_every_item_kills_its_worker_fails_after_a_few_deaths() {
         .iter()
         .all(|r| matches!(r, Err(Error::WorkerDied { .. }))));
     assert_eq!(begun.load(Ordering::SeqCst), 20, "every item ran");
-    // The pool goes on.
+    // The pool goes on, and closes and joins (CPython's test_map_no_failfast:
+    // a map that failed fast once left join waiting).
     assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+    assert!(matches!(
+        pool.map_chunked(count_and_die, 0..1000u64, 1),
+        Err(Error::Item { index: 0, .. })
+    ));
+    pool.close();
+    pool.join().unwrap();
+    assert!(zombie_children().is_empty());
 }
 
 /// `pmap` whose workers all die before they claim an item (here: aborted by

@@ -198,6 +198,7 @@ pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
             let _ = ring.len();
             let _ = ring.has_room();
             let _ = ring.has_message();
+            let _ = ring.claim_in_flight();
             if ring.fits_fixed::<u64>() {
                 // The fast paths of a Queue<u64>, as Queue checks before using them.
                 // SAFETY: checked just above; a u64 is valid for any bytes.

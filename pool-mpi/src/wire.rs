@@ -257,6 +257,7 @@ pub(crate) enum RemoteError {
 pub(crate) enum RemoteExit {
     Code(i32),
     Signal(i32),
+    Unknown,
 }
 
 /// Which codec failed (the pool's `WorkerCodec::what`).
@@ -280,6 +281,7 @@ impl From<Exit> for RemoteExit {
         match e {
             Exit::Code(c) => RemoteExit::Code(c),
             Exit::Signal(s) => RemoteExit::Signal(s),
+            Exit::Unknown => RemoteExit::Unknown,
         }
     }
 }
@@ -289,6 +291,7 @@ impl From<RemoteExit> for Exit {
         match e {
             RemoteExit::Code(c) => Exit::Code(c),
             RemoteExit::Signal(s) => Exit::Signal(s),
+            RemoteExit::Unknown => Exit::Unknown,
         }
     }
 }

@@ -9,6 +9,11 @@ pub enum Exit {
     Code(i32),
     /// A signal killed it (`SIGKILL` = 9, `SIGSEGV` = 11, `SIGABRT` = 6 …).
     Signal(i32),
+    /// It ended, and how is not known: the calling process ignores
+    /// `SIGCHLD`, so the kernel reaped it and discarded its status (a `pmap`
+    /// worker; the pool's workers are reaped by its fork server, which keeps
+    /// their statuses whatever `SIGCHLD`'s action).
+    Unknown,
 }
 
 impl Exit {
@@ -27,6 +32,10 @@ impl std::fmt::Display for Exit {
         match self {
             Exit::Code(c) => write!(f, "exited with code {c}"),
             Exit::Signal(s) => write!(f, "was killed by signal {s}"),
+            Exit::Unknown => write!(
+                f,
+                "ended, its status discarded (this process ignores SIGCHLD)"
+            ),
         }
     }
 }

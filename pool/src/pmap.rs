@@ -443,15 +443,23 @@ where
             } else {
                 Duration::ZERO
             };
-            let code = match p.join_timeout(wait) {
+            // How it ended: `None` when it left with code 0.
+            let how = match p.join_timeout(wait) {
                 Err(multiproc_proc::Error::Timeout) if missing == 0 => {
                     // Stuck on its way out: nothing of ours is left in it.
                     let _ = p.kill();
-                    p.join().unwrap_or(-libc::SIGKILL)
+                    Some(
+                        p.join()
+                            .map_or(Exit::Signal(libc::SIGKILL), Exit::of_exitcode),
+                    )
                 }
                 Err(multiproc_proc::Error::Timeout) => continue,
-                Ok(code) => code,
-                Err(_) => -libc::SIGKILL,
+                Ok(0) => None,
+                Ok(code) => Some(Exit::of_exitcode(code)),
+                // Reaped by the kernel (this process ignores SIGCHLD): if its
+                // slot names a claim, it died in it.
+                Err(multiproc_proc::Error::StatusDiscarded { .. }) => Some(Exit::Unknown),
+                Err(_) => Some(Exit::Signal(libc::SIGKILL)),
             };
             ended[w] = true;
             alive -= 1;
@@ -459,8 +467,8 @@ where
             while let Ok(msg) = queue_of(w).try_get_bytes() {
                 missing -= file(&msg, todo, out);
             }
-            if code != 0 {
-                out.last_death = Some((pids[w], Exit::of_exitcode(code)));
+            if let Some(how) = how {
+                out.last_death = Some((pids[w], how));
             }
             let slot = &slots[w];
             let (first, end, item) = (
@@ -468,10 +476,9 @@ where
                 slot.end.load(Ordering::Acquire),
                 slot.item.load(Ordering::Acquire),
             );
-            if code == 0 || end <= first {
+            let Some(how) = how.filter(|_| end > first) else {
                 continue;
-            }
-            let how = Exit::of_exitcode(code);
+            };
             let pid = pids[w];
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
                 let index = todo.at(item - 1);

@@ -931,6 +931,55 @@ fn a_map_whose_every_item_kills_its_worker_fails_after_a_few_deaths() {
     assert!(zombie_children().is_empty());
 }
 
+/// In a process that ignores `SIGCHLD` (the kernel reaps its children and
+/// discards their statuses): a pool worker's death is still reported with its
+/// signal (the pool's fork server reaps its workers itself; it reported exit
+/// code 0), and a `pmap` worker's, whose status is gone, as `Exit::Unknown`
+/// (it read as a SIGKILL nobody sent).
+#[test]
+fn deaths_are_reported_truly_in_a_process_that_ignores_sigchld() {
+    let _dog = Watchdog::arm(LIMIT, "SIGCHLD ignored");
+    let child = multiproc_testkit::fork(|| {
+        // SAFETY: setting a signal's action to SIG_IGN, in this child only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let pool = Pool::new(2).unwrap();
+        match pool.apply(die, 0) {
+            Err(Error::WorkerDied {
+                how: Exit::Signal(libc::SIGKILL),
+                ..
+            }) => {}
+            other => panic!("expected WorkerDied by SIGKILL, got {other:?}"),
+        }
+        assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+        drop(pool);
+        let items: Vec<u64> = (0..100).collect();
+        let r = pmap(&items, |&x| {
+            if x == 42 {
+                // SAFETY: raising a signal at ourselves (a worker).
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            x
+        });
+        match r {
+            Err(Error::Item { index: 42, source }) => assert!(
+                matches!(
+                    *source,
+                    Error::WorkerDied {
+                        how: Exit::Unknown,
+                        ..
+                    }
+                ),
+                "{source:?}"
+            ),
+            other => panic!("expected item 42 to fail, got {other:?}"),
+        }
+        assert_eq!(pmap(&items, |&x| x + 1).unwrap()[99], 100);
+        0
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+    assert!(zombie_children().is_empty());
+}
+
 /// `pmap` whose workers all die before they claim an item (here: aborted by
 /// a fork handler, as a worker killed at its start would be): every item
 /// fails with the real death — a worker's pid and its signal — and the call

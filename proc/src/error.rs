@@ -84,6 +84,20 @@ pub enum Error {
         #[source]
         why: Gone,
     },
+    /// The child ended, and its exit status is gone: this process ignores
+    /// `SIGCHLD` (its action is `SIG_IGN`, or it has `SA_NOCLDWAIT`), so the
+    /// kernel reaps its children itself and keeps no status for a wait.
+    /// (Python's `Process` answers `exitcode` `None` then, and `is_alive`
+    /// `True`, for ever.)
+    #[error(
+        "process {pid} ended but its exit status was discarded: this process ignores SIGCHLD \
+         (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps its children; restore SIGCHLD's \
+         default action (SIG_DFL) before starting processes"
+    )]
+    StatusDiscarded {
+        /// The child's pid.
+        pid: u32,
+    },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
     Io {

@@ -43,7 +43,9 @@ const BAD_REQUEST: u8 = 4;
 ///
 /// Each child is held by a pidfd the server passes back (opened before the server
 /// can reap it, so never a recycled pid); the server reaps its children and reports
-/// their exit statuses. The server dies with the process that started it
+/// their exit statuses, even when the process that started it ignores `SIGCHLD`
+/// (the server sets its own action back to the default, and gives each child
+/// the starting process's action before its entry runs). The server dies with the process that started it
 /// (parent-death signal) and ends when its handle is dropped.
 ///
 /// # Examples
@@ -560,6 +562,11 @@ impl Drop for ServerChild<'_> {
 
 /// The server's loop: never returns.
 fn serve(sock: OwnedFd, entries: &[(String, BoxedEntry)]) -> ! {
+    // The server reaps its children itself, with their statuses: a process
+    // that ignores SIGCHLD would have the kernel reap them and discard those
+    // (every child then read as exit code 0). Each child gets the action
+    // back before its entry runs.
+    let sigchld = sys::default_sigchld();
     let mut children: Vec<(u32, OwnedFd)> = Vec::new();
     let mut buf = vec![0u8; 5 + 4096 + MAX_ARGS];
     loop {
@@ -617,6 +624,9 @@ fn serve(sock: OwnedFd, entries: &[(String, BoxedEntry)]) -> ! {
         match unsafe { sys::fork() } {
             Ok(0) => {
                 drop(sock);
+                if let Some(action) = &sigchld {
+                    sys::restore_sigchld(action);
+                }
                 // The child exits right after: nothing a panic left half-done is
                 // used again.
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry(args)))

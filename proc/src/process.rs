@@ -309,7 +309,11 @@ impl<'a> Process<'a> {
     /// Waits for the child to end; returns its [exitcode](Process::exitcode).
     ///
     /// # Errors
-    /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`].
+    /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`];
+    /// [`Error::StatusDiscarded`] once the child has ended if this process
+    /// ignores `SIGCHLD` (the kernel then reaps children and keeps no status;
+    /// [`is_alive`](Process::is_alive) answers `false` and
+    /// [`exitcode`](Process::exitcode) `None`).
     ///
     /// # Examples
     /// ```
@@ -373,8 +377,16 @@ impl<'a> Process<'a> {
         let State::Running { pid, pidfd } = &self.state else {
             return Ok(None);
         };
-        let Some(raw) = sys::wait_pidfd(pidfd.as_fd(), nohang).map_err(Error::io("waitid"))? else {
-            return Ok(None);
+        let raw = match sys::wait_pidfd(pidfd.as_fd(), nohang) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(None),
+            // Ended, and reaped by the kernel: no status is left to wait for.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ECHILD) && sys::children_reaped_by_kernel() =>
+            {
+                return Err(Error::StatusDiscarded { pid: *pid });
+            }
+            Err(e) => return Err(Error::io("waitid")(e)),
         };
         let pid = *pid;
         let status = WaitStatus::from_raw(raw);

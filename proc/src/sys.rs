@@ -106,6 +106,43 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
     }))
 }
 
+/// Whether this process's children are reaped by the kernel when they end
+/// (`SIGCHLD`'s action is `SIG_IGN`, or it has `SA_NOCLDWAIT`): their exit
+/// statuses are then discarded.
+pub(crate) fn children_reaped_by_kernel() -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, valid
+    // writable memory for a sigaction.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), old.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded and filled it (zeroed before besides).
+    let old = unsafe { old.assume_init() };
+    old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0
+}
+
+/// Sets `SIGCHLD` to its default action (children are kept as zombies until
+/// waited for, their statuses with them); returns the action it had, to
+/// [`restore_sigchld`] in a child.
+pub(crate) fn default_sigchld() -> Option<libc::sigaction> {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    let mut new = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a zeroed sigaction is SIG_DFL (0) with no flags and an empty
+    // mask; both pointers are valid for a sigaction.
+    let r = unsafe {
+        (*new.as_mut_ptr()).sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGCHLD, new.as_ptr(), old.as_mut_ptr())
+    };
+    // SAFETY: sigaction succeeded and filled `old`.
+    (r == 0).then(|| unsafe { old.assume_init() })
+}
+
+/// Puts back a `SIGCHLD` action [`default_sigchld`] returned.
+pub(crate) fn restore_sigchld(action: &libc::sigaction) {
+    // SAFETY: `action` is a sigaction the kernel gave; a null old action.
+    unsafe { libc::sigaction(libc::SIGCHLD, action, std::ptr::null_mut()) };
+}
+
 /// Waits until `fd` is readable (a pidfd: its process exited) or `timeout` passes.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
     // A timeout too large for the clock waits for ever.

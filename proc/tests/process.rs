@@ -426,3 +426,56 @@ fn a_worker_that_loops_for_ever_needs_no_annotation() {
     p.terminate().unwrap();
     assert_eq!(p.join().unwrap(), -libc::SIGTERM);
 }
+
+/// A process that ignores `SIGCHLD` (many daemons do): the kernel reaps its
+/// children and discards their statuses. `join` answers
+/// `Error::StatusDiscarded`, naming the cause and the fix, every time it is
+/// asked, and `is_alive` answers `false` (it answered `Io { op: "waitid" }`,
+/// "No child processes"; Python's `Process` answers `exitcode` `None` and
+/// `is_alive` `True` for ever). A fork server started from such a process
+/// still reaps its own children with their statuses (it read every one as
+/// exit code 0), and its children get `SIGCHLD`'s action back.
+#[test]
+fn a_process_that_ignores_sigchld_is_told_why_no_status_is_left() {
+    let _dog = Watchdog::arm(LIMIT, "SIGCHLD ignored");
+    let child = multiproc_testkit::fork(|| {
+        // SAFETY: setting a signal's action to SIG_IGN, in this child only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let mut p = Process::new(|| 7);
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        for _ in 0..2 {
+            match p.join() {
+                Err(e @ Error::StatusDiscarded { pid: named }) => {
+                    assert_eq!(named, pid);
+                    assert!(e.to_string().contains("SIGCHLD"), "{e}");
+                }
+                other => panic!("expected StatusDiscarded, got {other:?}"),
+            }
+        }
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        fn die(_: &[u8]) -> i32 {
+            // SAFETY: raising a signal at ourselves.
+            unsafe { libc::raise(libc::SIGKILL) };
+            0
+        }
+        fn sigchld_ignored(_: &[u8]) -> i32 {
+            // SAFETY: a sigaction is plain data; all zeros is a valid one.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: a null new action only reads the current one into `old`.
+            unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) };
+            i32::from(old.sa_sigaction == libc::SIG_IGN)
+        }
+        let server = multiproc_proc::ForkServer::builder()
+            .entry("die", die)
+            .entry("ignored", sigchld_ignored)
+            .start()
+            .unwrap();
+        assert_eq!(server.spawn("die", b"").unwrap().join().unwrap(), -9);
+        assert_eq!(server.spawn("ignored", b"").unwrap().join().unwrap(), 1);
+        0
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+    assert!(zombie_children().is_empty());
+}

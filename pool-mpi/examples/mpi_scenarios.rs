@@ -363,13 +363,46 @@ fn kill_worker(pool: &MpiPool) {
 /// Closing and joining lets what was sent finish; terminate fails the rest;
 /// a closed pool refuses new tasks.
 fn lifecycle(pool: &MpiPool) {
+    // An imap's next_timeout: a result not in yet times out, nothing taken,
+    // and the iteration goes on.
+    let mut it = pool.imap(sleep_ms, [300u64, 0]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(
+        it.next_timeout(Duration::from_secs(60))
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        300
+    );
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    assert!(it.next_timeout(Duration::from_secs(60)).unwrap().is_none());
+    drop(it);
+    let mut it = pool.imap_unordered(sleep_ms, [300u64]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(
+        it.next_timeout(Duration::from_secs(60)).unwrap().unwrap().0,
+        0
+    );
+    drop(it);
     let pending: Vec<_> = (0..6)
         .map(|_| pool.apply_async(sleep_ms, 50).unwrap())
         .collect();
     pool.close();
     assert!(matches!(pool.apply_async(square, 1), Err(Error::Closed)));
+    // join_timeout: too short for the tasks, the ranks are left running;
+    // then long enough.
+    assert!(matches!(
+        pool.join_timeout(Duration::from_millis(1)),
+        Err(Error::Timeout)
+    ));
     let t = Instant::now();
-    pool.join().unwrap();
+    pool.join_timeout(Duration::from_secs(60)).unwrap();
     assert!(
         pending.iter().all(|p| p.ready()),
         "join returned with tasks pending"

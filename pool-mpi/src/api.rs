@@ -194,6 +194,12 @@ pub trait Tasks {
     /// [`Error::NotClosed`].
     fn join(&self) -> Result<()>;
 
+    /// [`join`](Tasks::join), waiting at most `timeout` for the tasks.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`join`](Tasks::join).
+    fn join_timeout(&self, timeout: Duration) -> Result<()>;
+
     /// Stops at once: pending tasks fail with [`Error::Terminated`]
     /// (Python's `terminate`).
     fn terminate(&self);
@@ -312,6 +318,10 @@ impl Tasks for Pool {
 
     fn join(&self) -> Result<()> {
         Pool::join(self)
+    }
+
+    fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        Pool::join_timeout(self, timeout)
     }
 
     fn terminate(&self) {

@@ -242,13 +242,16 @@ where
         }
     }
 
-    /// The unordered form's items: `(index, result)`.
-    fn next_indexed(&mut self) -> Option<(usize, Result<R>)> {
+    /// The unordered form's items: `(index, result)`; waiting for one until
+    /// `deadline` (`Err(Timeout)` past it, nothing taken).
+    fn next_indexed(&mut self, deadline: Option<Instant>) -> Result<Option<(usize, Result<R>)>> {
         if let Some(e) = self.error.take() {
             self.exhausted = true;
-            return Some((self.yielded, Err(e)));
+            return Ok(Some((self.yielded, Err(e))));
         }
-        let job = self.job?;
+        let Some(job) = self.job else {
+            return Ok(None);
+        };
         loop {
             self.top_up(job);
             let taken = if self.ordered {
@@ -258,18 +261,20 @@ where
             };
             if let Some(got) = taken {
                 self.yielded += 1;
-                return Some(got);
+                return Ok(Some(got));
             }
             if self.exhausted && self.yielded >= self.sent {
                 if let Some(payload) = self.input_panic.take() {
                     std::panic::resume_unwind(payload);
                 }
-                return None;
+                return Ok(None);
             }
             // Wait for parts of this job.
             let mut st = self.pool.hub.lock();
             loop {
-                let j = st.jobs.get_mut(&job)?;
+                let Some(j) = st.jobs.get_mut(&job) else {
+                    return Ok(None);
+                };
                 if let Some(a) = &j.aborted {
                     // Every item not answered fails the same way.
                     let e = a.clone();
@@ -286,6 +291,13 @@ where
                     self.file(g);
                     break;
                 }
+                let left = match deadline {
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return Err(Error::Timeout),
+                    },
+                    None => None,
+                };
                 if let Some(receiver) = crate::world::receiver_here(&self.pool.hub) {
                     // Iterated in a callback: the answers come through this thread.
                     drop(st);
@@ -293,14 +305,36 @@ where
                     st = self.pool.hub.lock();
                     continue;
                 }
-                st = self
-                    .pool
-                    .hub
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = match left {
+                    None => self
+                        .pool
+                        .hub
+                        .cv
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    Some(left) => {
+                        self.pool
+                            .hub
+                            .cv
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
+                    }
+                };
             }
         }
+    }
+
+    /// [`next`](Iterator::next), waiting at most `timeout` for the result, as
+    /// [`multiproc_pool::IMap::next_timeout`] does: `Err(Error::Timeout)` when it
+    /// did not come in time (the iteration goes on), `Ok(None)` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        // A timeout too large for the clock waits for ever.
+        let deadline = Instant::now().checked_add(timeout);
+        Ok(self.next_indexed(deadline)?.map(|(_, r)| r))
     }
 
     fn file(&mut self, g: Gathered) {
@@ -415,7 +449,26 @@ where
 {
     type Item = (usize, Result<R>);
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next_indexed()
+        let yielded = self.0.yielded;
+        self.0
+            .next_indexed(None)
+            .unwrap_or_else(|e| Some((yielded, Err(e))))
+    }
+}
+
+impl<A, R, I> MpiIMapUnordered<'_, A, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// [`next`](Iterator::next), waiting at most `timeout` for a result (see
+    /// [`MpiIMap::next_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(usize, Result<R>)>> {
+        self.0.next_indexed(Instant::now().checked_add(timeout))
     }
 }
 
@@ -427,7 +480,10 @@ where
 {
     type Item = Result<R>;
     fn next(&mut self) -> Option<Result<R>> {
-        self.next_indexed().map(|(_, r)| r)
+        let yielded = self.yielded;
+        self.next_indexed(None)
+            .unwrap_or_else(|e| Some((yielded, Err(e))))
+            .map(|(_, r)| r)
     }
 }
 
@@ -574,6 +630,10 @@ impl crate::Tasks for MpiPool {
 
     fn join(&self) -> Result<()> {
         MpiPool::join(self)
+    }
+
+    fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        MpiPool::join_timeout(self, timeout)
     }
 
     fn terminate(&self) {

@@ -872,6 +872,21 @@ impl MpiPool {
     /// # Errors
     /// [`Error::NotClosed`].
     pub fn join(&self) -> Result<()> {
+        self.join_until(None)
+    }
+
+    /// [`join`](MpiPool::join), waiting at most `timeout` for the tasks; on
+    /// [`Error::Timeout`] the ranks are not stopped, and `join` may be asked
+    /// again.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`join`](MpiPool::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        // A timeout too large for the clock waits for ever.
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
         {
             let mut st = self.hub.lock();
             if !st.closed {
@@ -882,11 +897,23 @@ impl MpiPool {
             while st.broken.is_none()
                 && !(st.chunks.is_empty() && st.jobs.values().all(|j| j.done() || j.feeding))
             {
-                st = self
-                    .hub
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = match deadline {
+                    None => self
+                        .hub
+                        .cv
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    Some(d) => {
+                        let Some(left) = d.checked_duration_since(Instant::now()) else {
+                            return Err(Error::Timeout);
+                        };
+                        self.hub
+                            .cv
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
+                    }
+                };
             }
         }
         self.end(wire::STOP_JOIN);

@@ -1242,6 +1242,14 @@ where
         self.pool.join()
     }
 
+    /// [`Pool::join_timeout`].
+    ///
+    /// # Errors
+    /// As for [`Pool::join_timeout`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.pool.join_timeout(timeout)
+    }
+
     /// [`Pool::terminate`].
     pub fn terminate(&self) {
         self.pool.terminate();
@@ -1856,8 +1864,9 @@ where
         drop(st);
     }
 
-    /// Waits for answers and decodes them into `ready` / `arrived`.
-    fn gather(&mut self, job: u64) {
+    /// Waits for answers (until `deadline`: `Err(Timeout)` past it) and
+    /// decodes those that came into `ready` / `arrived`.
+    fn gather(&mut self, job: u64, deadline: Option<Instant>) -> Result<()> {
         let mut st = self.pool.inner.lock();
         st.waiting += 1;
         let has_news = |st: &crate::core::State| {
@@ -1865,7 +1874,7 @@ where
                 !j.gathered.parts.is_empty() || !j.gathered.failed.is_empty() || j.aborted.is_some()
             })
         };
-        let (mut st, _) = self.pool.inner.wait_until(st, None, &has_news);
+        let (mut st, waited) = self.pool.inner.wait_until(st, deadline, &has_news);
         let (gathered, aborted) = match st.jobs.get_mut(&job) {
             Some(j) => (
                 std::mem::take(&mut j.gathered),
@@ -1892,6 +1901,7 @@ where
             self.exhausted = true;
             self.aborted = true;
         }
+        waited
     }
 
     fn put(&mut self, index: usize, r: Result<R>) {
@@ -1902,23 +1912,26 @@ where
         }
     }
 
-    fn next_result(&mut self) -> Option<(usize, Result<R>)> {
+    /// The next result (with its index), `None` at the end; waiting for it
+    /// until `deadline` (`Err(Timeout)` past it, nothing taken).
+    fn next_result(&mut self, deadline: Option<Instant>) -> Result<Option<(usize, Result<R>)>> {
+        let mut timed_out = false;
         loop {
             if self.ordered {
                 if let Some(r) = self.ready.remove(&self.taken) {
                     self.taken += 1;
-                    return Some((self.taken - 1, r));
+                    return Ok(Some((self.taken - 1, r)));
                 }
             } else if let Some((i, r)) = self.arrived.pop_front() {
                 self.taken += 1;
-                return Some((i, r));
+                return Ok(Some((i, r)));
             }
             let Some(job) = self.job else {
-                return self.stop.take().map(|e| (self.taken, Err(e)));
+                return Ok(self.stop.take().map(|e| (self.taken, Err(e))));
             };
             if self.aborted || (self.stop.is_some() && self.taken >= self.fed) {
                 self.finish();
-                return self.stop.take().map(|e| (self.taken, Err(e)));
+                return Ok(self.stop.take().map(|e| (self.taken, Err(e))));
             }
             if self.taken >= self.fed {
                 if let Some(payload) = self.input_panic.take() {
@@ -1928,7 +1941,10 @@ where
             }
             if self.exhausted && self.taken >= self.fed {
                 self.finish();
-                return None;
+                return Ok(None);
+            }
+            if timed_out {
+                return Err(Error::Timeout);
             }
             if self.stop.is_none() {
                 self.feed(job);
@@ -1936,7 +1952,7 @@ where
             if self.taken >= self.fed && self.exhausted {
                 continue;
             }
-            self.gather(job);
+            timed_out = self.gather(job, deadline).is_err();
         }
     }
 
@@ -1963,7 +1979,41 @@ where
 {
     type Item = Result<R>;
     fn next(&mut self) -> Option<Result<R>> {
-        self.next_result().map(|(_, r)| r)
+        self.next_result(None)
+            .unwrap_or_else(|e| Some((self.taken, Err(e))))
+            .map(|(_, r)| r)
+    }
+}
+
+impl<R, I, A> IMap<'_, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// [`next`](Iterator::next), waiting at most `timeout` for the result
+    /// (Python's `next(timeout)`): `Err(Error::Timeout)` when it did not come
+    /// in time, and the iteration goes on (the next call waits for the same
+    /// result); `Ok(None)` at the end. Only the wait for results is bounded:
+    /// reading the input, as results are taken, is not.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = multiproc_pool::Pool::new(1)?;
+    /// let mut it = pool.imap(nap, [300, 0]);
+    /// assert!(matches!(it.next_timeout(Duration::from_millis(1)), Err(multiproc_pool::Error::Timeout)));
+    /// assert_eq!(it.next_timeout(Duration::from_secs(60))?.unwrap()?, 300);
+    /// # Ok::<(), multiproc_pool::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        // A timeout too large for the clock waits for ever.
+        let deadline = Instant::now().checked_add(timeout);
+        Ok(self.next_result(deadline)?.map(|(_, r)| r))
     }
 }
 
@@ -1978,7 +2028,26 @@ where
 {
     type Item = (usize, Result<R>);
     fn next(&mut self) -> Option<(usize, Result<R>)> {
-        self.0.next_result()
+        let taken = self.0.taken;
+        self.0
+            .next_result(None)
+            .unwrap_or_else(|e| Some((taken, Err(e))))
+    }
+}
+
+impl<R, I, A> IMapUnordered<'_, R, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// [`next`](Iterator::next), waiting at most `timeout` for a result (see
+    /// [`IMap::next_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(usize, Result<R>)>> {
+        self.0.next_result(Instant::now().checked_add(timeout))
     }
 }
 

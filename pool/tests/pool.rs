@@ -858,6 +858,13 @@ fn a_pool_around_a_closure_keeps_what_it_captured_in_every_worker() {
     for i in 0..10 {
         assert_eq!(pool.apply(i).unwrap(), i as u64 * 7);
     }
+    // Its blocking calls have their timeout forms too.
+    let mut it = pool.imap(0..3);
+    assert_eq!(it.next_timeout(LIMIT).unwrap().unwrap().unwrap(), 0);
+    drop(it);
+    assert!(matches!(pool.join_timeout(LIMIT), Err(Error::NotClosed)));
+    pool.close();
+    pool.join_timeout(LIMIT).unwrap();
 }
 
 /// Items a worker began in [`count_and_die`]: made before the pool (whose
@@ -1117,6 +1124,41 @@ fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
 /// A chunk size far larger than the input makes one chunk (as in Python),
 /// whatever kind of input: room is made for the items there are, not for
 /// the chunk size (a chunk of 2^40 numbers asked for 9.9 TB and aborted).
+/// `imap`'s and `imap_unordered`'s `next_timeout` (Python's
+/// `next(timeout)`): a result not in within the timeout is `Err(Timeout)`,
+/// nothing is taken, and the iteration goes on; the end is `Ok(None)`.
+#[test]
+fn imap_next_timeout_times_out_and_the_iteration_goes_on() {
+    let _dog = Watchdog::arm(LIMIT, "imap next_timeout");
+    let pool = Pool::new(2).unwrap();
+    let mut it = pool.imap(nap, [400, 0, 1]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        it.next_timeout(Duration::ZERO),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(it.next_timeout(LIMIT).unwrap().unwrap().unwrap(), 400);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    assert_eq!(it.next_timeout(Duration::MAX).unwrap().unwrap().unwrap(), 1);
+    assert!(it.next_timeout(LIMIT).unwrap().is_none());
+    assert!(it.next().is_none());
+
+    let mut it = pool.imap_unordered(nap, [400, 400]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    let mut got: Vec<usize> = (0..2)
+        .map(|_| it.next_timeout(LIMIT).unwrap().unwrap().0)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1]);
+    assert!(it.next_timeout(LIMIT).unwrap().is_none());
+}
+
 /// A chunk size (or an imap's buffer size) of 0 counts as 1: every call
 /// answers as with 1 (Python's `imap` raises for it, and its `map` answers
 /// a list of `None`s).

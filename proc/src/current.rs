@@ -82,6 +82,69 @@ pub fn wait_any() -> Result<(u32, WaitStatus)> {
     Ok((pid as u32, WaitStatus::from_raw(raw)))
 }
 
+/// [`wait_any`] without waiting: a child that has ended, reaped, or `None`
+/// while every child still runs (Python's `os.waitpid(-1, os.WNOHANG)`).
+///
+/// # Errors
+/// [`Error::Io`] with `ECHILD` when there are no children.
+///
+/// # Examples
+/// ```
+/// use multiproc_proc::{fork, try_wait_any, Fork};
+/// // SAFETY: single-threaded doctest; the child only sleeps and calls _exit.
+/// if let Fork::Child = unsafe { fork() }? {
+///     unsafe { libc::sleep(1); libc::_exit(0) };
+/// }
+/// assert!(try_wait_any()?.is_none());
+/// # multiproc_proc::wait_any()?;
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub fn try_wait_any() -> Result<Option<(u32, WaitStatus)>> {
+    let reaped = sys::try_wait_any().map_err(Error::io("waitpid"))?;
+    Ok(reaped.map(|(pid, raw)| (pid as u32, WaitStatus::from_raw(raw))))
+}
+
+/// [`wait_any`], waiting at most `timeout`: [`Error::Timeout`] if no child
+/// ended by then. No descriptor stands for "any child", so this looks with
+/// [`try_wait_any`] in naps that grow from 50 µs to 1 ms: a child that ends
+/// is seen within about a millisecond.
+///
+/// # Errors
+/// [`Error::Timeout`]; [`Error::Io`] with `ECHILD` when there are no children.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use multiproc_proc::{fork, wait_any_timeout, Error, Fork};
+/// // SAFETY: single-threaded doctest; the child only sleeps and calls _exit.
+/// if let Fork::Child = unsafe { fork() }? {
+///     unsafe { libc::usleep(200_000); libc::_exit(4) };
+/// }
+/// assert!(matches!(wait_any_timeout(Duration::from_millis(10)), Err(Error::Timeout)));
+/// assert_eq!(wait_any_timeout(Duration::from_secs(60))?.1.exit_code(), Some(4));
+/// # Ok::<(), multiproc_proc::Error>(())
+/// ```
+pub fn wait_any_timeout(timeout: std::time::Duration) -> Result<(u32, WaitStatus)> {
+    use std::time::{Duration, Instant};
+    // A timeout too large for the clock waits for ever.
+    let deadline = Instant::now().checked_add(timeout);
+    let mut nap = Duration::from_micros(50);
+    loop {
+        if let Some(reaped) = try_wait_any()? {
+            return Ok(reaped);
+        }
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Err(Error::Timeout),
+            },
+            None => nap,
+        };
+        std::thread::sleep(nap.min(left));
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
+}
+
 /// This process's pid (`os.getpid()`).
 ///
 /// # Examples

@@ -8,7 +8,7 @@
 //! | `p.start()`, `p.join(timeout)` | [`Process::start`], [`Process::join`], [`Process::join_timeout`] |
 //! | `p.is_alive()`, `p.exitcode`, `p.pid`, `p.name` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`], [`Process::name`] |
 //! | `p.terminate()`, `p.kill()`, `p.sentinel`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] (a pidfd), [`Process::close`] |
-//! | `os.fork()`, `os.wait()` | [`fork`], [`wait_any`] with [`WaitStatus`] |
+//! | `os.fork()`, `os.wait()`, `os.waitpid(-1, os.WNOHANG)` | [`fork`], [`wait_any`] (and [`wait_any_timeout`]), [`try_wait_any`], with [`WaitStatus`] |
 //! | `os.getpid()`, `os.getppid()` | [`getpid`], [`getppid`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | start method `forkserver` | [`ForkServer`] |
@@ -52,7 +52,8 @@ mod sys;
 
 pub use current::{
     active_children, cpu_count, current_process, fork, getpid, getppid, parent_process,
-    reap_orphans, set_child_subreaper, wait_any, Fork, ParentProcess, ProcessInfo,
+    reap_orphans, set_child_subreaper, try_wait_any, wait_any, wait_any_timeout, Fork,
+    ParentProcess, ProcessInfo,
 };
 pub use error::{Error, Gone, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};

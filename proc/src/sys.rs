@@ -174,6 +174,14 @@ pub(crate) fn wait_any() -> io::Result<(libc::pid_t, i32)> {
     Ok((pid, status))
 }
 
+/// `waitpid(-1, &status, WNOHANG)`: any child that has ended, if one has.
+pub(crate) fn try_wait_any() -> io::Result<Option<(libc::pid_t, i32)>> {
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer.
+    let pid = retry(|| cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }))?;
+    Ok((pid > 0).then_some((pid, status)))
+}
+
 /// `prctl(PR_SET_PDEATHSIG, sig)`.
 pub(crate) fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(Signal::try_from(sig)?)?)

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_proc::{
-    active_children, current_process, fork, parent_process, wait_any, Error, Fork, Process,
+    active_children, current_process, fork, parent_process, try_wait_any, wait_any,
+    wait_any_timeout, Error, Fork, Process,
 };
 use multiproc_shm::Shared;
 use multiproc_testkit::{zombie_children, Watchdog};
@@ -477,5 +478,37 @@ fn a_process_that_ignores_sigchld_is_told_why_no_status_is_left() {
         0
     });
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+    assert!(zombie_children().is_empty());
+}
+
+/// `wait_any`'s forms that do not wait for ever: `try_wait_any` (Python's
+/// `os.waitpid(-1, os.WNOHANG)`) answers `None` while every child runs,
+/// `wait_any_timeout` answers `Timeout`, then the child once it ends; with
+/// no child at all, both answer `ECHILD` at once.
+#[test]
+fn wait_any_has_a_form_that_does_not_wait_and_one_with_a_timeout() {
+    let _dog = Watchdog::arm(LIMIT, "wait_any_timeout");
+    let no_child = |r: Result<(), Error>| matches!(r, Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ECHILD));
+    assert!(no_child(try_wait_any().map(|_| ())));
+    assert!(no_child(wait_any_timeout(LIMIT).map(|_| ())));
+    // SAFETY: the child only sleeps and exits (system calls).
+    match unsafe { fork() }.unwrap() {
+        Fork::Child => {
+            // SAFETY: usleep and _exit are async-signal-safe.
+            unsafe {
+                libc::usleep(300_000);
+                libc::_exit(4)
+            }
+        }
+        Fork::Parent { child: pid } => {
+            assert!(try_wait_any().unwrap().is_none());
+            assert!(matches!(
+                wait_any_timeout(Duration::from_millis(20)),
+                Err(Error::Timeout)
+            ));
+            let (reaped, status) = wait_any_timeout(LIMIT).unwrap();
+            assert_eq!((reaped, status.exit_code()), (pid, Some(4)));
+        }
+    }
     assert!(zombie_children().is_empty());
 }

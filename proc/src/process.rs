@@ -244,6 +244,15 @@ impl<'a> Process<'a> {
             orphan: None,
         });
         let slot = st.children.len() - 1;
+        // In a process that ignores SIGCHLD the kernel reaps a child the
+        // moment it ends, and its pid cannot be opened after that: the child
+        // then waits until its parent holds its pidfd (a pipe; only then, as
+        // it costs the child a wake-up).
+        let handshake = if sys::children_reaped_by_kernel() {
+            Some(sys::handshake_pipe().map_err(Error::io("pipe2"))?)
+        } else {
+            None
+        };
         // Buffered output would otherwise be written twice, by parent and child.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
@@ -258,6 +267,13 @@ impl<'a> Process<'a> {
             }
         };
         if pid == 0 {
+            if let Some((read, write)) = handshake {
+                // Its own write end closed first: a parent that dies before
+                // writing leaves the read at end of file, not blocked.
+                drop(write);
+                sys::await_byte(read.as_fd());
+                drop(read);
+            }
             if self.daemon
                 && (sys::set_parent_death_signal(libc::SIGKILL).is_err()
                     || sys::getppid() != parent.0)
@@ -290,7 +306,12 @@ impl<'a> Process<'a> {
             sys::exit_now(code);
         }
         let pid = pid as u32;
-        let pidfd = match sys::pidfd_open(pid as libc::pid_t) {
+        let pidfd = sys::pidfd_open(pid as libc::pid_t);
+        if let Some((read, write)) = handshake {
+            sys::send_byte(write.as_fd());
+            drop((read, write));
+        }
+        let pidfd = match pidfd {
             Ok(fd) => fd,
             Err(e) => {
                 // Without a pidfd we cannot control it safely: end it now.

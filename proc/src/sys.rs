@@ -121,6 +121,37 @@ pub(crate) fn children_reaped_by_kernel() -> bool {
     old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0
 }
 
+/// A pipe (both ends close-on-exec): a child started while the kernel reaps
+/// children waits on it for its parent to open its pidfd (see
+/// `Process::start`).
+pub(crate) fn handshake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is valid for two descriptors.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded: both are open descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Blocks until a byte can be read from `fd`, or its writers are gone.
+/// Async-signal-safe (a child after `fork`).
+pub(crate) fn await_byte(fd: BorrowedFd<'_>) {
+    let mut b = [0u8; 1];
+    let _ = retry(|| {
+        // SAFETY: b is valid for one byte; fd is open.
+        let n = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        cvt(n as libc::c_int)
+    });
+}
+
+/// Writes one byte to `fd` (the other side of [`await_byte`]).
+pub(crate) fn send_byte(fd: BorrowedFd<'_>) {
+    let _ = retry(|| {
+        // SAFETY: a one-byte buffer; fd is open.
+        let n = unsafe { libc::write(fd.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+        cvt(n as libc::c_int)
+    });
+}
+
 /// Sets `SIGCHLD` to its default action (children are kept as zombies until
 /// waited for, their statuses with them); returns the action it had, to
 /// [`restore_sigchld`] in a child.

@@ -106,6 +106,7 @@ pub fn cpu_pmap(n: u64, processes: usize) -> f64 {
         PmapOptions {
             processes,
             chunksize: 0,
+            timeout: None,
         },
     )
     .expect("pmap");
@@ -126,6 +127,7 @@ pub fn pmap_fork_per_worker(processes: usize, calls: u32) -> f64 {
                 PmapOptions {
                     processes,
                     chunksize: 1,
+                    timeout: None,
                 },
             )
             .expect("pmap"),

@@ -49,6 +49,13 @@ pub struct PmapOptions {
     /// Items a worker claims at once (0: Python's map chunk size,
     /// `len / (4 × processes)` rounded up).
     pub chunksize: usize,
+    /// How long one item may run (`None`: as long as it takes): a worker
+    /// still on an item past it is killed, and the item fails with
+    /// [`Error::TimedOut`], as the pool's
+    /// [`task_timeout`](crate::Builder::task_timeout) does. Measured from
+    /// when the caller first sees the worker on the item, so an item is
+    /// given up between `timeout` and a few milliseconds more.
+    pub timeout: Option<Duration>,
 }
 
 /// `f` over `items` in worker processes forked for the call, in order.
@@ -64,7 +71,8 @@ pub struct PmapOptions {
 ///
 /// # Errors
 /// [`Error::Item`] with the lowest failing index: [`Error::Panicked`],
-/// [`Error::WorkerDied`], a codec error. Items above it that a dead worker
+/// [`Error::WorkerDied`], [`Error::TimedOut`] (see
+/// [`PmapOptions::timeout`]), a codec error. Items above it that a dead worker
 /// left unrun are not run again (their results would only be dropped).
 /// [`Error::Proc`] if workers cannot
 /// be started; [`Error::Corrupted`] if the closure's unsafe code wrote over
@@ -353,6 +361,10 @@ where
     out.results.reserve_items(items.len());
     let mut alive = processes;
     let mut ended = vec![false; processes];
+    // Each worker's item as last seen (its slot's word) and since when; and
+    // whether it was killed for its timeout.
+    let mut on_item: Vec<(u64, Instant)> = vec![(0, Instant::now()); processes];
+    let mut timed_out = vec![false; processes];
     let mut missing = todo.len();
     // In the first milliseconds, two workers forked onto one CPU would run
     // one after the other until the scheduler's balancing moves one: look
@@ -430,6 +442,22 @@ where
                 }
             }
         }
+        if let Some(limit) = options.timeout {
+            let now = Instant::now();
+            for (w, p) in workers.iter().enumerate() {
+                if ended[w] || timed_out[w] {
+                    continue;
+                }
+                let item = slots[w].item.load(Ordering::Acquire);
+                if item != on_item[w].0 {
+                    on_item[w] = (item, now);
+                } else if item != 0 && now.duration_since(on_item[w].1) > limit {
+                    // Still on the same item: its death below fails it.
+                    let _ = p.kill();
+                    timed_out[w] = true;
+                }
+            }
+        }
         for (w, p) in workers.iter_mut().enumerate() {
             if ended[w] {
                 continue;
@@ -483,7 +511,11 @@ where
             if (first..end.min(n)).contains(&item.wrapping_sub(1)) {
                 let index = todo.at(item - 1);
                 if !out.has(index) {
-                    out.file(Some(&index), Err(Error::WorkerDied { pid, how }));
+                    let error = match options.timeout {
+                        Some(limit) if timed_out[w] => Error::TimedOut { pid, limit },
+                        _ => Error::WorkerDied { pid, how },
+                    };
+                    out.file(Some(&index), Err(error));
                 }
             }
         }
@@ -543,6 +575,10 @@ where
             |k| f(&items[todo.at(first + k as u64)]),
             |k| slot.item.store(first + k as u64 + 1, Ordering::Release),
         );
+        // On no item now: a death while the results are sent reruns the
+        // chunk (their results die with it) and fails none of its items, and
+        // a wait for room in the queue is no item past its timeout.
+        slot.item.store(0, Ordering::Release);
         if queue.put_bytes(&out).is_err() {
             return 1;
         }

@@ -801,6 +801,7 @@ fn a_pool_and_a_pmap_of_more_workers_than_one_queue_takes_work() {
     let options = PmapOptions {
         processes: 100,
         chunksize: 1,
+        timeout: None,
     };
     let got = pmap_with(&items, |&x| square(x), options).unwrap();
     assert_eq!(got, items.iter().map(|&x| square(x)).collect::<Vec<_>>());
@@ -1036,6 +1037,7 @@ fn a_pmap_whose_every_item_kills_its_worker_stops_at_the_lowest_failure() {
     let opts = PmapOptions {
         processes: 2,
         chunksize: 0,
+        timeout: None,
     };
     let r = pmap_with(
         &items,
@@ -1064,6 +1066,62 @@ fn a_pmap_whose_every_item_kills_its_worker_stops_at_the_lowest_failure() {
     assert!(zombie_children().is_empty());
 }
 
+/// `pmap` with a per-item `timeout`: an item that hangs has its worker
+/// killed and fails with `TimedOut` (the call returned only when the item
+/// did), an item under the limit is left to finish, and without a timeout
+/// nothing is killed.
+#[test]
+fn a_pmap_item_past_its_timeout_fails_with_timed_out() {
+    let _dog = Watchdog::arm(LIMIT, "pmap timeout");
+    let items: Vec<u64> = (0..20).collect();
+    let opts = PmapOptions {
+        processes: 2,
+        chunksize: 1,
+        timeout: Some(Duration::from_millis(300)),
+    };
+    let t = Instant::now();
+    let r = pmap_with(
+        &items,
+        |&x| {
+            match x {
+                3 => std::thread::sleep(Duration::from_millis(50)),
+                7 => std::thread::sleep(Duration::from_secs(40)),
+                _ => {}
+            }
+            x * 2
+        },
+        opts,
+    );
+    match r {
+        Err(Error::Item { index: 7, source }) => match *source {
+            Error::TimedOut { pid, limit } => {
+                assert!(pid > 0);
+                assert_eq!(limit, Duration::from_millis(300));
+            }
+            other => panic!("expected TimedOut, got {other:?}"),
+        },
+        other => panic!("expected item 7 to time out, got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the call waited for the hung item"
+    );
+    let slow = PmapOptions {
+        timeout: Some(Duration::from_secs(20)),
+        ..opts
+    };
+    let r = pmap_with(
+        &items,
+        |&x| {
+            std::thread::sleep(Duration::from_millis(if x == 5 { 400 } else { 1 }));
+            x * 2
+        },
+        slow,
+    );
+    assert_eq!(r.unwrap(), items.iter().map(|x| x * 2).collect::<Vec<_>>());
+    assert!(zombie_children().is_empty());
+}
+
 #[test]
 fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
     let _dog = Watchdog::arm(LIMIT, "pmap");
@@ -1078,6 +1136,7 @@ fn pmap_borrows_and_fails_only_the_item_whose_worker_died() {
     let opts = PmapOptions {
         processes: 2,
         chunksize: 50,
+        timeout: None,
     };
     let r = pmap_with(
         &items,
@@ -1182,6 +1241,7 @@ fn a_chunk_size_of_0_counts_as_1() {
     let opts = PmapOptions {
         processes: 0,
         chunksize: 0,
+        timeout: None,
     };
     assert_eq!(
         pmap_with(&[3u64, 4], |&x| square(x), opts).unwrap(),
@@ -1232,6 +1292,7 @@ fn a_chunk_size_far_larger_than_the_input_makes_one_chunk() {
             PmapOptions {
                 processes: 3,
                 chunksize,
+                timeout: None,
             },
         )
         .unwrap();
@@ -1268,7 +1329,7 @@ proptest! {
         let pairs: Vec<(u32, u32)> = items.iter().map(|&x| (x as u32, (x >> 32) as u32)).collect();
         let sums: Vec<u64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
         prop_assert_eq!(pool.starmap(add, pairs).unwrap(), sums);
-        let p = pmap_with(&items, |&x| square(x), PmapOptions { processes, chunksize }).unwrap();
+        let p = pmap_with(&items, |&x| square(x), PmapOptions { processes, chunksize, timeout: None }).unwrap();
         prop_assert_eq!(p, want);
     }
 }

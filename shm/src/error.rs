@@ -100,6 +100,25 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The filesystem under a named or file segment has no room for it (a
+    /// full or small `/dev/shm`, as containers often have). Its pages are
+    /// reserved when it is made, so that this is an error then rather than a
+    /// `SIGBUS` at the first touch of a page past the room.
+    #[error(
+        "no room for {what} of {len} bytes on its filesystem ({source}): free room there \
+         (for /dev/shm in a container, a larger --shm-size), or make the segment anonymous \
+         or memfd, which /dev/shm's size does not bound"
+    )]
+    NoRoom {
+        /// The segment or file.
+        what: String,
+        /// Its size.
+        len: u64,
+        /// The OS error (`ENOSPC`, or `EFBIG` past the filesystem's largest file).
+        #[source]
+        source: io::Error,
+    },
+
     /// An operating-system call failed.
     #[error("{op} failed for {what}: {source}")]
     Io {

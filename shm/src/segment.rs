@@ -88,6 +88,14 @@ enum Backing {
 /// touching memory past the new end raises `SIGBUS`; memfd segments are sealed
 /// against that. Share named segments only with processes you trust that far.
 ///
+/// A named or file segment has its pages reserved on its filesystem when it is
+/// made (`fallocate`): a filesystem without room for it (a full or small
+/// `/dev/shm`, as containers often have) refuses it then, with
+/// [`Error::NoRoom`], instead of a `SIGBUS` at the first write past the room
+/// (Python's `SharedMemory` gives the `SIGBUS`). The pages are allocated at
+/// once, not as they are first touched; anonymous and memfd segments, which
+/// `/dev/shm`'s size does not bound, are allocated as touched.
+///
 /// # Examples
 /// Create a named segment and open it again, as a second process would:
 /// ```
@@ -155,7 +163,8 @@ impl Segment {
     /// [`set_unlink_on_drop(false)`](Segment::set_unlink_on_drop) is called.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::InvalidSize`], [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::InvalidSize`],
+    /// [`Error::NoRoom`] (no room on `/dev/shm`), [`Error::Io`].
     ///
     /// # Examples
     /// ```
@@ -192,7 +201,8 @@ impl Segment {
     /// The file stays when the handle is dropped: that is what file-backed is for.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if the file exists, [`Error::InvalidSize`], [`Error::Io`].
+    /// [`Error::AlreadyExists`] if the file exists, [`Error::InvalidSize`],
+    /// [`Error::NoRoom`] (no room on its filesystem), [`Error::Io`].
     ///
     /// # Examples
     /// ```
@@ -1010,6 +1020,19 @@ pub(crate) fn check_trusted(fd: BorrowedFd<'_>, what: &str, any_user: bool) -> R
     }
 }
 
+/// Reserves a new segment's `len` bytes on its filesystem (see
+/// [`Error::NoRoom`]).
+fn reserve(fd: BorrowedFd<'_>, len: usize, what: impl FnOnce() -> String) -> Result<()> {
+    sys::reserve(fd, len as u64).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EFBIG) => Error::NoRoom {
+            what: what(),
+            len: len as u64,
+            source: e,
+        },
+        _ => Error::io("fallocate", what(), e),
+    })
+}
+
 fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Backing)> {
     let (bare, cname) = name::validate(name)?;
     // Registered before it exists: a creator killed right after the create
@@ -1025,6 +1048,7 @@ fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Ba
     })?;
     let mapped = sys::set_len(fd.as_fd(), map_len as u64)
         .map_err(|e| Error::io("ftruncate", format!("segment {bare:?}"), e))
+        .and_then(|()| reserve(fd.as_fd(), map_len, || format!("segment {bare:?}")))
         .and_then(|()| {
             sys::map_shared(map_len, Some(fd.as_fd()))
                 .map_err(|e| Error::io("mmap", format!("segment {bare:?}"), e))
@@ -1066,6 +1090,7 @@ fn create_file(path: &Path, map_len: usize) -> Result<(NonNull<u8>, Backing)> {
     let mapped = file
         .set_len(map_len as u64)
         .map_err(|e| Error::io("ftruncate", what(), e))
+        .and_then(|()| reserve(file.as_fd(), map_len, what))
         .and_then(|()| {
             // SAFETY: the file was just created by us with O_EXCL and sized; see
             // open_file for the truncation caveat that memmap2 documents.

@@ -92,6 +92,19 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     retry(|| nix::unistd::ftruncate(fd, len))
 }
 
+/// Allocates the file's blocks (pages, on tmpfs) for its first `len` bytes
+/// (`fallocate`), so that a filesystem without room says so now, with
+/// `ENOSPC`, instead of a `SIGBUS` at a later first write. A filesystem that
+/// cannot (`EOPNOTSUPP`) is left as it was.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match retry(|| nix::fcntl::fallocate(fd, nix::fcntl::FallocateFlags::empty(), 0, len)) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+        other => other,
+    }
+}
+
 /// The size of the file behind `fd` (`fstat`).
 pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(fstat(fd)?.st_size as u64)

@@ -84,19 +84,16 @@ pub enum Error {
         #[source]
         why: Gone,
     },
-    /// The child ended, and its exit status is gone: this process ignores
-    /// `SIGCHLD` (its action is `SIG_IGN`, or it has `SA_NOCLDWAIT`), so the
-    /// kernel reaps its children itself and keeps no status for a wait.
-    /// (Python's `Process` answers `exitcode` `None` then, and `is_alive`
-    /// `True`, for ever.)
-    #[error(
-        "process {pid} ended but its exit status was discarded: this process ignores SIGCHLD \
-         (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps its children; restore SIGCHLD's \
-         default action (SIG_DFL) before starting processes"
-    )]
+    /// The child ended, and its exit status is gone: the kernel reaped it
+    /// (this process ignores `SIGCHLD`), or another wait in this process did
+    /// (see [`Discarded`]). (Python's `Process` answers `exitcode` `None`
+    /// then, and `is_alive` `True`, for ever.)
+    #[error("process {pid} ended but its exit status is gone: {why}")]
     StatusDiscarded {
         /// The child's pid.
         pid: u32,
+        /// Who took the status.
+        why: Discarded,
     },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
@@ -107,6 +104,28 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// Who took a child's exit status before its handle could
+/// ([`Error::StatusDiscarded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Discarded {
+    /// The kernel: this process ignores `SIGCHLD` (`SIG_IGN`, or
+    /// `SA_NOCLDWAIT`), so children are reaped as they end and no status is
+    /// kept.
+    #[error(
+        "this process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps its \
+         children; restore SIGCHLD's default action (SIG_DFL) before starting processes"
+    )]
+    SigchldIgnored,
+    /// Another wait in this process reaped it first: a `SIGCHLD` handler or a
+    /// wait for any child (`wait_any`, `waitpid(-1, …)`).
+    #[error(
+        "another wait in this process reaped it first (a SIGCHLD handler, or a wait for any \
+         child such as wait_any or waitpid(-1)); wait there only for pids of your own"
+    )]
+    ReapedElsewhere,
 }
 
 /// How a fork server was found gone ([`Error::ServerGone`]).

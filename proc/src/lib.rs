@@ -55,7 +55,7 @@ pub use current::{
     reap_orphans, set_child_subreaper, try_wait_any, wait_any, wait_any_timeout, Fork,
     ParentProcess, ProcessInfo,
 };
-pub use error::{Error, Gone, Result};
+pub use error::{Discarded, Error, Gone, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};
 pub use process::{Process, Run};
 pub use status::{ChildResult, WaitStatus};

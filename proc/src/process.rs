@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::registry::{self, Entry};
 use crate::status::{ChildResult, WaitStatus};
-use crate::{sys, Error, Result};
+use crate::{sys, Discarded, Error, Result};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -332,9 +332,11 @@ impl<'a> Process<'a> {
     /// # Errors
     /// [`Error::NotStarted`], [`Error::Closed`], [`Error::Io`];
     /// [`Error::StatusDiscarded`] once the child has ended if this process
-    /// ignores `SIGCHLD` (the kernel then reaps children and keeps no status;
-    /// [`is_alive`](Process::is_alive) answers `false` and
-    /// [`exitcode`](Process::exitcode) `None`).
+    /// ignores `SIGCHLD` (the kernel then reaps children and keeps no status),
+    /// or if another wait in this process reaped it first (a `SIGCHLD`
+    /// handler, [`wait_any`](crate::wait_any));
+    /// [`is_alive`](Process::is_alive) then answers `false` and
+    /// [`exitcode`](Process::exitcode) `None`.
     ///
     /// # Examples
     /// ```
@@ -401,11 +403,15 @@ impl<'a> Process<'a> {
         let raw = match sys::wait_pidfd(pidfd.as_fd(), nohang) {
             Ok(Some(raw)) => raw,
             Ok(None) => return Ok(None),
-            // Ended, and reaped by the kernel: no status is left to wait for.
-            Err(e)
-                if e.raw_os_error() == Some(libc::ECHILD) && sys::children_reaped_by_kernel() =>
-            {
-                return Err(Error::StatusDiscarded { pid: *pid });
+            // Ended, and reaped by someone else (the pidfd is ours, so the
+            // child was ours): no status is left to wait for.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                let why = if sys::children_reaped_by_kernel() {
+                    Discarded::SigchldIgnored
+                } else {
+                    Discarded::ReapedElsewhere
+                };
+                return Err(Error::StatusDiscarded { pid: *pid, why });
             }
             Err(e) => return Err(Error::io("waitid")(e)),
         };

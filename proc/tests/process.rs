@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_proc::{
     active_children, current_process, fork, parent_process, try_wait_any, wait_any,
-    wait_any_timeout, Error, Fork, Process,
+    wait_any_timeout, Discarded, Error, Fork, Process,
 };
 use multiproc_shm::Shared;
 use multiproc_testkit::{zombie_children, Watchdog};
@@ -448,7 +448,12 @@ fn a_process_that_ignores_sigchld_is_told_why_no_status_is_left() {
         let pid = p.pid().unwrap();
         for _ in 0..2 {
             match p.join() {
-                Err(e @ Error::StatusDiscarded { pid: named }) => {
+                Err(
+                    e @ Error::StatusDiscarded {
+                        pid: named,
+                        why: Discarded::SigchldIgnored,
+                    },
+                ) => {
                     assert_eq!(named, pid);
                     assert!(e.to_string().contains("SIGCHLD"), "{e}");
                 }
@@ -520,5 +525,21 @@ fn wait_any_has_a_form_that_does_not_wait_and_one_with_a_timeout() {
             assert_eq!((reaped, status.exit_code()), (pid, Some(4)));
         }
     }
+    // A wait for any child takes a `Process`'s child too: its `join` then
+    // says who took the status (it answered `Io { op: "waitid" }`).
+    let mut p = Process::new(|| 5);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert_eq!(wait_any().unwrap().0, pid);
+    match p.join() {
+        Err(
+            e @ Error::StatusDiscarded {
+                why: Discarded::ReapedElsewhere,
+                ..
+            },
+        ) => assert!(e.to_string().contains("wait_any"), "{e}"),
+        other => panic!("expected StatusDiscarded, got {other:?}"),
+    }
+    assert!(!p.is_alive());
     assert!(zombie_children().is_empty());
 }

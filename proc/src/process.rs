@@ -245,10 +245,10 @@ impl<'a> Process<'a> {
         });
         let slot = st.children.len() - 1;
         // In a process that ignores SIGCHLD the kernel reaps a child the
-        // moment it ends, and its pid cannot be opened after that: the child
-        // then waits until its parent holds its pidfd (a pipe; only then, as
-        // it costs the child a wake-up).
-        let handshake = if sys::children_reaped_by_kernel() {
+        // moment it ends (and a SIGCHLD handler may), and its pid cannot be
+        // opened after that: the child then waits until its parent holds its
+        // pidfd (a pipe; only then, as it costs the child a wake-up).
+        let handshake = if sys::reaping() != sys::Reaping::Waited {
             Some(sys::handshake_pipe().map_err(Error::io("pipe2"))?)
         } else {
             None
@@ -406,7 +406,7 @@ impl<'a> Process<'a> {
             // Ended, and reaped by someone else (the pidfd is ours, so the
             // child was ours): no status is left to wait for.
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                let why = if sys::children_reaped_by_kernel() {
+                let why = if sys::reaping() == sys::Reaping::ByKernel {
                     Discarded::SigchldIgnored
                 } else {
                     Discarded::ReapedElsewhere

@@ -106,23 +106,40 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
     }))
 }
 
-/// Whether this process's children are reaped by the kernel when they end
-/// (`SIGCHLD`'s action is `SIG_IGN`, or it has `SA_NOCLDWAIT`): their exit
-/// statuses are then discarded.
-pub(crate) fn children_reaped_by_kernel() -> bool {
+/// What becomes of this process's children when they end, by `SIGCHLD`'s
+/// action.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reaping {
+    /// They stay zombies until waited for (`SIG_DFL`).
+    Waited,
+    /// The kernel reaps them as they end and discards their statuses
+    /// (`SIG_IGN`, or `SA_NOCLDWAIT`).
+    ByKernel,
+    /// A handler runs, which may reap any child (`waitpid(-1)`) at once.
+    MaybeByHandler,
+}
+
+/// [`Reaping`] now (one `sigaction` that changes nothing).
+pub(crate) fn reaping() -> Reaping {
     let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: a null new action only reads the current one into `old`, valid
     // writable memory for a sigaction.
     if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), old.as_mut_ptr()) } != 0 {
-        return false;
+        return Reaping::Waited;
     }
     // SAFETY: sigaction succeeded and filled it (zeroed before besides).
     let old = unsafe { old.assume_init() };
-    old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0
+    if old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0 {
+        Reaping::ByKernel
+    } else if old.sa_sigaction == libc::SIG_DFL {
+        Reaping::Waited
+    } else {
+        Reaping::MaybeByHandler
+    }
 }
 
-/// A pipe (both ends close-on-exec): a child started while the kernel reaps
-/// children waits on it for its parent to open its pidfd (see
+/// A pipe (both ends close-on-exec): a child started while something other
+/// than its handle may reap it waits on it for its parent to open its pidfd (see
 /// `Process::start`).
 pub(crate) fn handshake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];

@@ -123,8 +123,8 @@ mod worker;
 pub use error::{Error, Exit, Result};
 pub use pmap::{pmap, pmap_with, PmapOptions};
 pub use pool::{
-    AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool, DEFAULT_INBOX,
-    DEFAULT_LANE, DEFAULT_MAX_INLINE,
+    default_processes, AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool,
+    DEFAULT_INBOX, DEFAULT_LANE, DEFAULT_MAX_INLINE,
 };
 
 /// This build's identity: what a worker checks before it takes a function

@@ -44,7 +44,8 @@ const _: () = assert!(std::mem::size_of::<PSlot>() == 128);
 /// How [`pmap_with`] splits the work.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PmapOptions {
-    /// Worker processes (0: one per CPU).
+    /// Worker processes (0: one per CPU this process may use, see
+    /// [`default_processes`](crate::default_processes)).
     pub processes: usize,
     /// Items a worker claims at once (0: Python's map chunk size,
     /// `len / (4 × processes)` rounded up).
@@ -322,7 +323,7 @@ where
     R: Serialize + DeserializeOwned,
 {
     let processes = if options.processes == 0 {
-        multiproc_proc::cpu_count()
+        crate::default_processes()
     } else {
         options.processes
     }

@@ -68,7 +68,8 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Worker processes; 0 (the default) is [`cpu_count`](multiproc_proc::cpu_count).
+    /// Worker processes; 0 (the default) is one per CPU this process may use
+    /// (see [`default_processes`]).
     pub fn processes(mut self, n: usize) -> Builder {
         self.processes = n;
         self
@@ -163,7 +164,7 @@ impl Builder {
 
     fn start(self, closure: Option<Box<Closure>>) -> Result<Pool> {
         let processes = if self.processes == 0 {
-            multiproc_proc::cpu_count()
+            default_processes()
         } else {
             self.processes
         };
@@ -327,7 +328,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool of `processes` workers (0: one per CPU).
+    /// A pool of `processes` workers (0: one per CPU this process may use, see
+    /// [`default_processes`]).
     ///
     /// # Errors
     /// As for [`Builder::build`].
@@ -1254,6 +1256,25 @@ where
     pub fn terminate(&self) {
         self.pool.terminate();
     }
+}
+
+/// Workers when none is asked for (a pool of 0, `pmap`'s default): one per
+/// CPU this process may use — its affinity mask
+/// ([`cpu_count`](multiproc_proc::cpu_count)), bounded by a cgroup CPU quota
+/// (a container's `--cpus`, a pod's CPU limit), as
+/// `std::thread::available_parallelism` and rayon count them. Python's
+/// `Pool()` takes `os.cpu_count()`, every CPU of the machine, and so runs 64
+/// workers in a container limited to 2 CPUs of a 64-CPU host, each getting a
+/// thirty-second of a CPU.
+///
+/// # Examples
+/// ```
+/// let n = multiproc_pool::default_processes();
+/// assert!(n >= 1 && n <= multiproc_proc::cpu_count());
+/// ```
+pub fn default_processes() -> usize {
+    let mask = multiproc_proc::cpu_count();
+    std::thread::available_parallelism().map_or(mask, |n| n.get().min(mask))
 }
 
 /// A task's target for `fn` `f` with trampoline `tramp`.

@@ -1573,3 +1573,52 @@ fn an_input_that_panics_reaches_the_caller_and_the_pool_goes_on() {
     drop(pool);
     assert_gone(&pids);
 }
+
+/// A pool (and a `pmap`) of 0 processes in a cgroup whose CPU quota is one
+/// CPU: one worker, where it made one per CPU of the machine (Python's
+/// `Pool()` does so too, and oversubscribes every container limited to fewer
+/// CPUs than its host). Needs a writable cgroup v1 `cpu` hierarchy (root
+/// here; elsewhere it says it was skipped).
+#[test]
+fn a_pool_of_0_processes_counts_the_cgroup_cpu_quota() {
+    let _dog = Watchdog::arm(LIMIT, "cgroup quota");
+    let group =
+        std::path::Path::new("/sys/fs/cgroup/cpu").join(multiproc_testkit::unique_name("quota"));
+    let made = std::fs::create_dir(&group).is_ok()
+        && std::fs::write(group.join("cpu.cfs_period_us"), "100000").is_ok()
+        && std::fs::write(group.join("cpu.cfs_quota_us"), "100000").is_ok();
+    let child = multiproc_testkit::fork(|| {
+        if !made || std::fs::write(group.join("tasks"), std::process::id().to_string()).is_err() {
+            eprintln!("skipped: needs a writable cgroup v1 cpu hierarchy");
+            return 2;
+        }
+        assert_eq!(multiproc_pool::default_processes(), 1);
+        let pool = Pool::new(0).unwrap();
+        assert_eq!(pool.processes(), 1);
+        assert_eq!(pool.map(square, 0..10u64).unwrap()[3], 9);
+        drop(pool);
+        let items: Vec<u64> = (0..64).collect();
+        let pids = pmap(&items, |_| {
+            std::thread::sleep(Duration::from_millis(1));
+            std::process::id()
+        })
+        .unwrap();
+        assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 1);
+        0
+    });
+    let exit = child.wait(LIMIT);
+    if made {
+        // Empty once its one process has exited.
+        std::fs::remove_dir(&group).unwrap();
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let cgroup_v1 = std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists();
+    let want: &[i32] = if root && cgroup_v1 { &[0] } else { &[0, 2] };
+    assert!(
+        want.iter()
+            .any(|&c| exit == multiproc_testkit::ChildExit::Exited(c)),
+        "{exit:?}"
+    );
+    assert!(zombie_children().is_empty());
+}

@@ -45,8 +45,9 @@ const BAD_REQUEST: u8 = 4;
 /// can reap it, so never a recycled pid); the server reaps its children and reports
 /// their exit statuses, even when the process that started it ignores `SIGCHLD`
 /// (the server sets its own action back to the default, and gives each child
-/// the starting process's action before its entry runs). The server dies with the process that started it
-/// (parent-death signal) and ends when its handle is dropped.
+/// the starting process's action before its entry runs). The server dies with
+/// the process that started it (parent-death signal) and ends when its handle
+/// is dropped.
 ///
 /// # Examples
 /// ```

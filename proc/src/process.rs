@@ -230,6 +230,15 @@ impl<'a> Process<'a> {
         if registry::is_daemon() {
             return Err(Error::DaemonChildren);
         }
+        // In a process that ignores SIGCHLD the kernel reaps a child the
+        // moment it ends (and a SIGCHLD handler may), and its pid cannot be
+        // opened after that: the child then waits until its parent holds its
+        // pidfd (a pipe; only then, as it costs the child a wake-up).
+        let handshake = if sys::reaping() != sys::Reaping::Waited {
+            Some(sys::handshake_pipe().map_err(Error::io("pipe2"))?)
+        } else {
+            None
+        };
         let target = self.target.take().expect("a new process has its target");
         let mut st = registry::lock();
         st.reap_orphans();
@@ -244,15 +253,6 @@ impl<'a> Process<'a> {
             orphan: None,
         });
         let slot = st.children.len() - 1;
-        // In a process that ignores SIGCHLD the kernel reaps a child the
-        // moment it ends (and a SIGCHLD handler may), and its pid cannot be
-        // opened after that: the child then waits until its parent holds its
-        // pidfd (a pipe; only then, as it costs the child a wake-up).
-        let handshake = if sys::reaping() != sys::Reaping::Waited {
-            Some(sys::handshake_pipe().map_err(Error::io("pipe2"))?)
-        } else {
-            None
-        };
         // Buffered output would otherwise be written twice, by parent and child.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();

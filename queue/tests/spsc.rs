@@ -423,9 +423,30 @@ fn a_dropped_or_killed_consumer_disconnects_a_put_on_a_full_ring() {
     }
 }
 
+/// How long `K` puts of a `u64` take in this process (the best of three
+/// runs): the window the random kills are spread over, so that they land
+/// mid-stream on a fast machine and a slow build alike (a fixed 0-3 ms
+/// window saw a release build stream all 100 000 items first, every trial).
+fn stream_time(k: u64) -> Duration {
+    (0..3)
+        .map(|_| {
+            let q = SpscQueue::<u64>::new(k as usize).unwrap();
+            let mut tx = q.producer().unwrap();
+            let t = Instant::now();
+            for i in 0..k {
+                tx.put(i).unwrap();
+            }
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::from_millis(3))
+}
+
 /// Forks a child that runs `body` — which calls its argument once it holds
-/// its end, then works — and SIGKILLs it 0-3 ms (at random) after that call.
-fn kill_at_random(seed: &mut u64, body: impl FnOnce(&dyn Fn())) {
+/// its end, then works — and SIGKILLs it at a random point of `window` after
+/// that call (waited for by spinning: a sleep's own latency is as long as a
+/// fast stream).
+fn kill_at_random(seed: &mut u64, window: Duration, body: impl FnOnce(&dyn Fn())) {
     let started = Shared::anonymous(AtomicU64::new(0)).unwrap();
     let child = fork(|| {
         body(&|| started.store(1, Ordering::SeqCst));
@@ -437,7 +458,12 @@ fn kill_at_random(seed: &mut u64, body: impl FnOnce(&dyn Fn())) {
     while started.load(Ordering::SeqCst) == 0 {
         std::hint::spin_loop();
     }
-    std::thread::sleep(Duration::from_micros(next(seed) % 3000));
+    let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let delay = Duration::from_nanos(next(seed) % window);
+    let t = Instant::now();
+    while t.elapsed() < delay {
+        std::hint::spin_loop();
+    }
     child.kill(BOUND);
 }
 
@@ -479,9 +505,10 @@ fn a_producer_killed_at_random_points_leaves_a_prefix_and_is_taken_over() {
     const K: u64 = 100_000;
     let mut seed = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
     let mut landed = Landed::default();
+    let window = stream_time(K) * 6 / 5;
     for trial in 0..TRIALS {
         let q = SpscQueue::<u64>::new(K as usize + 16).unwrap();
-        kill_at_random(&mut seed, |started| {
+        kill_at_random(&mut seed, window, |started| {
             let mut tx = q.producer().unwrap();
             started();
             for i in 0..K {
@@ -523,6 +550,8 @@ fn a_consumer_killed_at_random_points_is_taken_over_without_loss_or_repeat() {
     const K: u64 = 100_000;
     let mut seed = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
     let mut landed = Landed::default();
+    // A get costs about what a put does.
+    let window = stream_time(K) * 6 / 5;
     for trial in 0..TRIALS {
         let q = SpscQueue::<u64>::new(K as usize).unwrap();
         {
@@ -534,7 +563,7 @@ fn a_consumer_killed_at_random_points_is_taken_over_without_loss_or_repeat() {
         // What the child's gets returned: one more than the last item, stored
         // after each get returned it.
         let seen = Shared::anonymous(AtomicU64::new(0)).unwrap();
-        kill_at_random(&mut seed, |started| {
+        kill_at_random(&mut seed, window, |started| {
             let mut rx = q.consumer().unwrap();
             started();
             for i in 0..K {

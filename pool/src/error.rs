@@ -9,8 +9,9 @@ pub enum Exit {
     Code(i32),
     /// A signal killed it (`SIGKILL` = 9, `SIGSEGV` = 11, `SIGABRT` = 6 …).
     Signal(i32),
-    /// It ended, and how is not known: the calling process ignores
-    /// `SIGCHLD`, so the kernel reaped it and discarded its status (a `pmap`
+    /// It ended, and how is not known: its status was taken before the call
+    /// could read it — the calling process ignores `SIGCHLD` (the kernel
+    /// reaps children), or a `SIGCHLD` handler there reaped it (a `pmap`
     /// worker; the pool's workers are reaped by its fork server, which keeps
     /// their statuses whatever `SIGCHLD`'s action).
     Unknown,
@@ -34,7 +35,7 @@ impl std::fmt::Display for Exit {
             Exit::Signal(s) => write!(f, "was killed by signal {s}"),
             Exit::Unknown => write!(
                 f,
-                "ended, its status discarded (this process ignores SIGCHLD)"
+                "ended, its status taken first (this process ignores SIGCHLD, or a handler reaped it)"
             ),
         }
     }

@@ -485,8 +485,8 @@ where
                 Err(multiproc_proc::Error::Timeout) => continue,
                 Ok(0) => None,
                 Ok(code) => Some(Exit::of_exitcode(code)),
-                // Reaped by the kernel (this process ignores SIGCHLD): if its
-                // slot names a claim, it died in it.
+                // Reaped by the kernel (this process ignores SIGCHLD) or by a
+                // SIGCHLD handler: if its slot names a claim, it died in it.
                 Err(multiproc_proc::Error::StatusDiscarded { .. }) => Some(Exit::Unknown),
                 Err(_) => Some(Exit::Signal(libc::SIGKILL)),
             };

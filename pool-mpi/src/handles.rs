@@ -136,24 +136,7 @@ impl<T: Send + 'static> MpiResult<T> {
                 st = self.hub.lock();
                 continue;
             }
-            st = match deadline {
-                None => self
-                    .hub
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::Timeout);
-                    }
-                    self.hub
-                        .cv
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
-            };
+            st = self.hub.wait(st, deadline)?;
         }
     }
 
@@ -291,36 +274,17 @@ where
                     self.file(g);
                     break;
                 }
-                let left = match deadline {
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left),
-                        _ => return Err(Error::Timeout),
-                    },
-                    None => None,
-                };
                 if let Some(receiver) = crate::world::receiver_here(&self.pool.hub) {
                     // Iterated in a callback: the answers come through this thread.
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::Timeout);
+                    }
                     drop(st);
                     receiver.step();
                     st = self.pool.hub.lock();
                     continue;
                 }
-                st = match left {
-                    None => self
-                        .pool
-                        .hub
-                        .cv
-                        .wait(st)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    Some(left) => {
-                        self.pool
-                            .hub
-                            .cv
-                            .wait_timeout(st, left)
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .0
-                    }
-                };
+                st = self.pool.hub.wait(st, deadline)?;
             }
         }
     }

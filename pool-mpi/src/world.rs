@@ -498,6 +498,28 @@ impl Hub {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Sleeps on the condition variable until a change is signalled, or
+    /// `deadline` (`None`: no limit); `Err(Timeout)` if it has passed already.
+    pub(crate) fn wait<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'a, State>> {
+        use std::sync::PoisonError;
+        Ok(match deadline {
+            None => self.cv.wait(st).unwrap_or_else(PoisonError::into_inner),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => {
+                    self.cv
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                _ => return Err(Error::Timeout),
+            },
+        })
+    }
 }
 
 /// The pool over MPI ranks, on rank 0: the calls of
@@ -897,23 +919,7 @@ impl MpiPool {
             while st.broken.is_none()
                 && !(st.chunks.is_empty() && st.jobs.values().all(|j| j.done() || j.feeding))
             {
-                st = match deadline {
-                    None => self
-                        .hub
-                        .cv
-                        .wait(st)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    Some(d) => {
-                        let Some(left) = d.checked_duration_since(Instant::now()) else {
-                            return Err(Error::Timeout);
-                        };
-                        self.hub
-                            .cv
-                            .wait_timeout(st, left)
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .0
-                    }
-                };
+                st = self.hub.wait(st, deadline)?;
             }
         }
         self.end(wire::STOP_JOIN);

@@ -196,6 +196,20 @@ fn unlucky(x: Unlucky) -> u64 {
 
 fn apply_and_callbacks(pool: &MpiPool) {
     assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    // A burst of tasks out at once, taken: rank 0's tables give its room back.
+    let burst: Vec<_> = (0..20_000u64)
+        .map(|i| pool.apply_async(square, i).unwrap())
+        .collect();
+    let during = pool.room_kept();
+    assert!(during >= 20_000, "the burst was not out at once: {during}");
+    for (i, h) in burst.into_iter().enumerate() {
+        assert_eq!(h.get().unwrap(), square(i as u64));
+    }
+    let after = pool.room_kept();
+    assert!(
+        after <= 16 * 1024,
+        "room kept after the burst: {after} (during {during})"
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = (0..40u32)

@@ -145,7 +145,7 @@ impl<T: Send + 'static> MpiResult<T> {
             return Err(Error::AlreadyTaken);
         };
         self.wait_until(deadline)?;
-        let j = self.hub.lock().jobs.remove(&job);
+        let j = self.hub.lock().forget_job(job);
         self.job = None;
         let Some(j) = j else {
             return Err(Error::Terminated);
@@ -163,7 +163,7 @@ impl<T: Send + 'static> MpiResult<T> {
 impl<T> Drop for MpiResult<T> {
     fn drop(&mut self) {
         if let Some(job) = self.job {
-            self.hub.lock().jobs.remove(&job);
+            self.hub.lock().forget_job(job);
         }
     }
 }
@@ -455,7 +455,7 @@ impl<A, R, I> Drop for MpiIMap<'_, A, R, I> {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
             // Answers still coming are dropped as they arrive.
-            self.pool.hub.lock().jobs.remove(&job);
+            self.pool.hub.lock().forget_job(job);
         }
     }
 }

@@ -468,6 +468,38 @@ pub(crate) struct State {
     broken: Option<Aborted>,
 }
 
+/// Room a table of rank 0 keeps however few entries it holds.
+const ROOM_KEPT: usize = 1024;
+
+impl State {
+    /// Takes `job` out of the table, and gives back the room a burst left.
+    pub(crate) fn forget_job(&mut self, job: u64) -> Option<Job> {
+        let j = self.jobs.remove(&job);
+        trim_map(&mut self.jobs);
+        j
+    }
+}
+
+/// Gives back most of a table's room once it uses a quarter of it or less,
+/// keeping room for twice what it holds (at least [`ROOM_KEPT`]): a burst
+/// of `apply_async`s grows rank 0's tables, and a hash map never gives its
+/// room back by itself (the local pool's tables the same, see its `seq`
+/// module). A cut rehashes what is left, paid for by the removals before it.
+fn trim_map<V>(map: &mut HashMap<u64, V>) {
+    let need = map.len().max(ROOM_KEPT);
+    if map.capacity() / 4 > need {
+        map.shrink_to(2 * need);
+    }
+}
+
+/// [`trim_map`] for a queue.
+fn trim_queue<T>(queue: &mut VecDeque<T>) {
+    let need = queue.len().max(ROOM_KEPT);
+    if queue.capacity() / 4 > need {
+        queue.shrink_to(2 * need);
+    }
+}
+
 pub(crate) struct Hub {
     pub(crate) st: Mutex<State>,
     pub(crate) cv: Condvar,
@@ -1129,8 +1161,16 @@ impl MpiPool {
     /// Forgets a job whose feeding failed.
     fn abandon(&self, job: u64) {
         let mut st = self.hub.lock();
-        st.jobs.remove(&job);
+        st.forget_job(job);
         forget_unsent(&mut st, job);
+    }
+
+    /// The room rank 0's tables hold (entries they have room for): for a
+    /// test that a burst's room goes back once it is taken.
+    #[doc(hidden)]
+    pub fn room_kept(&self) -> usize {
+        let st = self.hub.lock();
+        st.jobs.capacity() + st.chunks.capacity() + st.unsent.capacity()
     }
 
     /// How many jobs rank 0 keeps (not yet taken or dropped): for tests
@@ -1218,6 +1258,7 @@ fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
             .min_by_key(|&r| st.ranks[r].items * 1024 / st.ranks[r].processes.max(1));
         let Some(rank) = best else { break };
         st.unsent.pop_front();
+        trim_queue(&mut st.unsent);
         let Some(chunk) = st.chunks.get_mut(&id) else {
             continue;
         };
@@ -1479,6 +1520,7 @@ fn file_answer(
 ) -> Option<(u64, (Finisher, Gathered, usize))> {
     let (id, count, _) = wire::read_answer(&answer)?;
     let chunk = st.chunks.remove(&id)?; // else a chunk of a job that is gone
+    trim_map(&mut st.chunks);
     if let Some(k) = st.ranks.get_mut(chunk.rank) {
         k.chunks = k.chunks.saturating_sub(1);
         k.items = k.items.saturating_sub(chunk.count as usize);

@@ -36,7 +36,7 @@ use multiproc_proc::{ForkServer, ServerChild};
 use crate::colocation;
 use crate::error::{Error, Exit, Result};
 use crate::pace::Pace;
-use crate::seq::SeqTable;
+use crate::seq::{self, SeqTable};
 use crate::wire;
 use crate::worker::{Channels, EXIT_CORRUPTED, READY};
 
@@ -88,6 +88,19 @@ impl Drop for Driving<'_> {
 /// Consecutive deaths before `READY` after which the pool stops replacing
 /// workers (CPython's pool respawns forever: gh-87472).
 pub(crate) const MAX_INIT_DEATHS: u32 = 3;
+
+/// Room the queue of unsent tasks keeps however short it gets (see
+/// [`seq::trim`]).
+const PENDING_KEPT: usize = 1024;
+
+/// The background thread's idle looks (one each [`IDLE_LOOK`]) with nothing
+/// outstanding after which the tables give back the room a burst left
+/// ([`State::trim`]): about a second.
+const IDLE_LOOKS_BEFORE_TRIM: u32 = 10;
+
+/// How long the background thread sleeps when idle before it looks at the
+/// workers.
+const IDLE_LOOK: Duration = Duration::from_millis(100);
 
 /// How long a driver sleeps on the result queue before it looks at the
 /// workers' pidfds and the task timeouts.
@@ -564,6 +577,31 @@ pub(crate) struct State {
     streams: VecDeque<(usize, u64, Arc<Vec<u8>>)>,
     /// How long tasks take, by function: how many a worker may hold.
     pace: Pace,
+}
+
+impl State {
+    /// Gives back the room a burst of tasks left in the tables: a million
+    /// `apply_async`s grew them to about 300 MB, held for as long as the
+    /// pool lived (and copied as page tables by every later `fork` of the
+    /// process). Called once the pool has been idle a while, so that bursts
+    /// back to back keep their room.
+    fn trim(&mut self) {
+        self.jobs.trim();
+        self.inflight.trim();
+        seq::trim(&mut self.pending, PENDING_KEPT);
+    }
+}
+
+#[cfg(test)]
+impl State {
+    /// The room the tables of tasks hold (for tests).
+    pub(crate) fn inflight_capacity(&self) -> usize {
+        self.inflight.capacity()
+    }
+
+    pub(crate) fn pending_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
 }
 
 /// The pool's parent side.
@@ -1225,12 +1263,15 @@ impl Inner {
     /// The background thread: drives while work is outstanding and nobody
     /// waits; otherwise looks at the workers every so often.
     pub(crate) fn background(self: Arc<Self>) {
+        // Idle looks in a row (see `IDLE_LOOKS_BEFORE_TRIM`).
+        let mut idle_looks = 0u32;
         loop {
             let mut st = self.lock();
             if st.shutdown {
                 return;
             }
             if st.waiting == 0 && outstanding(&st) {
+                idle_looks = 0;
                 drop(st);
                 if let Some(driving) = self.try_drive() {
                     self.drive_once(CHECK_EVERY * 4);
@@ -1245,10 +1286,18 @@ impl Inner {
             st.bg_asleep = true;
             st = self
                 .idle
-                .wait_timeout(st, Duration::from_millis(100))
+                .wait_timeout(st, IDLE_LOOK)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
             st.bg_asleep = false;
+            if st.waiting == 0 && !outstanding(&st) {
+                idle_looks += 1;
+                if idle_looks == IDLE_LOOKS_BEFORE_TRIM {
+                    st.trim();
+                }
+            } else {
+                idle_looks = 0;
+            }
             // Idle: replace workers that died meanwhile.
             if st.waiting == 0 && !st.terminated && !st.shutdown {
                 if let Some(driving) = self.try_drive() {

@@ -2113,6 +2113,48 @@ mod tests {
         assert_eq!(pool.inner.lock().jobs.len(), 0);
     }
 
+    /// A burst of `apply_async`s taken leaves no room held in the pool's
+    /// tables (a million held 276 MB for as long as the pool lived).
+    #[test]
+    fn a_burst_of_tasks_taken_gives_the_tables_room_back() {
+        let pool = Pool::new(2).unwrap();
+        let held = |pool: &Pool| {
+            let st = pool.inner.lock();
+            (
+                st.jobs.capacity(),
+                st.inflight_capacity(),
+                st.pending_capacity(),
+            )
+        };
+        let before = held(&pool);
+        let handles: Vec<_> = (0..50_000u64)
+            .map(|i| pool.apply_async(sq, i).unwrap())
+            .collect();
+        let during = held(&pool);
+        assert!(
+            during.0 >= 10_000,
+            "the burst was not out at once: {during:?}"
+        );
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.get().unwrap(), (i * i) as u64);
+        }
+        // Kept while the pool is busy (bursts back to back keep their room)...
+        assert_eq!(pool.apply(sq, 3).unwrap(), 9);
+        assert!(held(&pool).0 >= 10_000, "trimmed while busy");
+        // ...and given back once it idles (about a second).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut after = held(&pool);
+        while !(after.0 <= 64 && after.1 <= 64 && after.2 <= 4 * 1024) {
+            assert!(
+                Instant::now() < deadline,
+                "room kept after the burst: {after:?} (before {before:?}, during {during:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            after = held(&pool);
+        }
+        assert_eq!(pool.apply(sq, 4).unwrap(), 16);
+    }
+
     /// Where each item starts, as the task records it.
     fn starts_of(items: &[impl Serialize]) -> (Starts, Vec<usize>, usize) {
         let (msg, starts, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();

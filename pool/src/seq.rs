@@ -13,6 +13,15 @@
 //! more than half empty and longer than [`WINDOW_MIN`], its oldest entries
 //! move to a hash map on the side, so the ring never holds more than twice
 //! the live entries (or [`WINDOW_MIN`]) and each entry moves at most once.
+//!
+//! A burst (a million `apply_async`s out at once) grows the ring to a million
+//! slots, 180 MB of jobs; a ring never gives its room back by itself, and the
+//! pool held that memory for as long as it lived, which also made every later
+//! `fork` of the process (a `pmap`, a `Process`) copy that many more page
+//! table entries. [`SeqTable::trim`] cuts the room to twice what the window
+//! needs once it needs a quarter of it or less; the pool calls it when it
+//! has been idle a while (`core`'s background thread), so that bursts back
+//! to back keep their room rather than grow it again each time.
 
 use std::collections::VecDeque;
 
@@ -124,6 +133,20 @@ impl<V> SeqTable<V> {
         Some(value)
     }
 
+    /// Gives back the room a burst left (see the module).
+    pub(crate) fn trim(&mut self) {
+        trim(&mut self.window, WINDOW_MIN);
+        if self.old.is_empty() && self.old.capacity() > WINDOW_MIN {
+            self.old = SeqMap::default();
+        }
+    }
+
+    /// The slots the ring has room for (for tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.window.capacity() + self.old.capacity()
+    }
+
     /// Every live entry, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let base = self.base;
@@ -158,9 +181,9 @@ impl<V> SeqTable<V> {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.window.clear();
+        self.window = VecDeque::new();
         self.live = 0;
-        self.old.clear();
+        self.old = SeqMap::default();
     }
 
     /// Where `key` is in the window, if it is in the window's range.
@@ -183,6 +206,17 @@ impl<V> SeqTable<V> {
                 self.base += 1;
             }
         }
+    }
+}
+
+/// Gives back most of `ring`'s room once it uses a quarter of it or less
+/// (and more than `floor` slots are kept): it keeps room for twice its length
+/// (at least `floor`), so a ring that grows again does not shrink at once,
+/// and the copy a cut makes is paid for by the removals before it.
+pub(crate) fn trim<T>(ring: &mut VecDeque<T>, floor: usize) {
+    let need = ring.len().max(floor);
+    if ring.capacity() / 4 > need {
+        ring.shrink_to(2 * need);
     }
 }
 
@@ -224,8 +258,19 @@ mod tests {
         all.sort_unstable();
         let want: Vec<(u64, u64)> = m.iter().map(|(&k, &v)| (k, v)).collect();
         prop_assert_eq!(all, want);
-        // The window holds at most twice the live entries, or WINDOW_MIN.
+        // The window holds at most twice the live entries, or WINDOW_MIN;
+        // and keeps room for at most four times what it holds.
         prop_assert!(t.window.len() <= (2 * t.live).max(WINDOW_MIN) + 1);
+        let mut trimmed = SeqTable {
+            base: t.base,
+            window: t.window.clone(),
+            live: t.live,
+            old: t.old.clone(),
+        };
+        trimmed.window.reserve(4 * t.window.len() + 4 * WINDOW_MIN);
+        trimmed.trim();
+        prop_assert!(trimmed.window.capacity() <= 4 * t.window.len().max(WINDOW_MIN));
+        prop_assert_eq!(trimmed.iter().count(), m.len());
         Ok(())
     }
 
@@ -279,6 +324,57 @@ mod tests {
             prop_assert_eq!(t.values().count(), m.len());
             prop_assert!(t.iter().all(|(k, &v)| m.get(&k).map(|w| w + 1) == Some(v)));
         }
+    }
+
+    /// A burst's room goes back once it is taken and the table trimmed (the
+    /// pool kept 180 MB for good after a million `apply_async`s), and the
+    /// table works on after.
+    #[test]
+    fn a_burst_taken_gives_its_room_back() {
+        let mut t = SeqTable::default();
+        for k in 0..100_000u64 {
+            t.insert(k, [k; 8]);
+        }
+        assert!(t.capacity() >= 100_000);
+        for k in 0..100_000u64 {
+            assert_eq!(t.remove(&k), Some([k; 8]));
+        }
+        assert!(t.is_empty());
+        assert!(t.capacity() >= 100_000, "kept until trimmed");
+        t.trim();
+        assert!(
+            t.capacity() <= 4 * WINDOW_MIN,
+            "room for {} kept",
+            t.capacity()
+        );
+        t.insert(100_000, [1; 8]);
+        assert_eq!(t.get(&100_000), Some(&[1; 8]));
+        // Half taken keeps room for the rest.
+        for k in 100_001..200_000u64 {
+            t.insert(k, [k; 8]);
+        }
+        for k in 100_000..150_000u64 {
+            t.remove(&k);
+        }
+        t.trim();
+        assert!(t.capacity() >= 50_000);
+        assert_eq!(t.get(&199_999), Some(&[199_999; 8]));
+    }
+
+    #[test]
+    fn a_trimmed_ring_keeps_twice_its_length_and_its_floor() {
+        let mut ring: VecDeque<u32> = (0..10_000).collect();
+        ring.truncate(100);
+        trim(&mut ring, 16);
+        assert!((200..400).contains(&ring.capacity()), "{}", ring.capacity());
+        assert_eq!(ring.iter().copied().sum::<u32>(), (0..100).sum());
+        let before = ring.capacity();
+        ring.truncate(60);
+        trim(&mut ring, 16);
+        assert_eq!(ring.capacity(), before, "more than a quarter used: kept");
+        ring.clear();
+        trim(&mut ring, 1024);
+        assert_eq!(ring.capacity(), before, "within four times the floor: kept");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use multiproc_shm::{Location, SharedSlice};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Part, Starts, Target, Task};
+use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Part, Starts, State, Target, Task};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot, ANSWER_GROUP};
@@ -1647,8 +1647,11 @@ impl<T: Send + 'static> AsyncResult<T> {
         if self.job.is_none() {
             return Err(Error::AlreadyTaken);
         }
-        self.inner.lock().waiting += 1;
-        self.take_counted(deadline)
+        // One lock to count itself in and take what is there (a pipelined
+        // caller's results are mostly in when it asks).
+        let mut st = self.inner.lock();
+        st.waiting += 1;
+        take_locked(&self.inner, &mut self.job, st, deadline, self.decode)
     }
 
     /// `get` of a map: decodes each chunk's answer once it and every chunk
@@ -1704,51 +1707,54 @@ impl<T: Send + 'static> AsyncResult<T> {
             }
         }
         st.waiting += 1;
-        drop(st);
-        self.take_counted_with(None, |g, total| (early.rest)(out, g, total))
+        take_locked(&self.inner, &mut self.job, st, None, |g, total| {
+            (early.rest)(out, g, total)
+        })
     }
 
     /// `take`, the caller counted in `waiting` already.
     fn take_counted(&mut self, deadline: Option<Instant>) -> Result<T> {
-        let decode = self.decode;
-        self.take_counted_with(deadline, decode)
-    }
-
-    /// Waits until the job is done and takes it: its failure, what
-    /// `successful` (or a finisher) decoded already, or what `decode` makes
-    /// of its answers. The caller counted itself in `waiting` already.
-    fn take_counted_with(
-        &mut self,
-        deadline: Option<Instant>,
-        decode: impl FnOnce(Gathered, usize) -> Result<T>,
-    ) -> Result<T> {
-        let Some(job) = self.job else {
-            return Err(Error::AlreadyTaken);
-        };
         let st = self.inner.lock();
-        let (mut st, r) = self
-            .inner
-            .wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));
-        r?;
-        self.job = None;
-        let Some(j) = st.jobs.remove(&job) else {
-            return Err(Error::Terminated);
-        };
-        drop(st);
-        if let Some(e) = j.aborted {
-            return Err(*e);
-        }
-        if !j.complete() {
-            return Err(Error::Terminated);
-        }
-        if let Some(outcome) = j.outcome {
-            return match outcome.downcast::<Result<T>>() {
-                Ok(r) => *r,
-                Err(_) => Err(Error::Terminated), // never: made for this T
-            };
-        }
-        decode(j.gathered, j.total)
+        take_locked(&self.inner, &mut self.job, st, deadline, self.decode)
     }
+}
+
+/// Waits until the job is done and takes it: its failure, what
+/// `successful` (or a finisher) decoded already, or what `decode` makes
+/// of its answers. The caller counted itself in `waiting` already, and
+/// holds the state. (A function of its own: the guard borrows the
+/// handle's `inner` while its `job` is taken.)
+fn take_locked<'a, T: Send + 'static>(
+    inner: &'a Inner,
+    handle_job: &mut Option<u64>,
+    mut st: MutexGuard<'a, State>,
+    deadline: Option<Instant>,
+    decode: impl FnOnce(Gathered, usize) -> Result<T>,
+) -> Result<T> {
+    let Some(job) = *handle_job else {
+        st.waiting -= 1;
+        return Err(Error::AlreadyTaken);
+    };
+    let (mut st, r) = inner.wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));
+    r?;
+    *handle_job = None;
+    let Some(j) = st.jobs.remove(&job) else {
+        return Err(Error::Terminated);
+    };
+    drop(st);
+    if let Some(e) = j.aborted {
+        return Err(*e);
+    }
+    if !j.complete() {
+        return Err(Error::Terminated);
+    }
+    if let Some(outcome) = j.outcome {
+        return match outcome.downcast::<Result<T>>() {
+            Ok(r) => *r,
+            Err(_) => Err(Error::Terminated), // never: made for this T
+        };
+    }
+    decode(j.gathered, j.total)
 }
 
 impl<T> Drop for AsyncResult<T> {

@@ -85,6 +85,12 @@
 //! run at once; and for the first milliseconds of a [`pmap`] its parent moves
 //! one of two workers it finds runnable on one CPU.
 //!
+//! A burst of tasks out at once grows the pool's tables (a million
+//! `apply_async`s, about 300 MB); once the pool has had nothing outstanding
+//! for about a second, the background thread gives that room back (bursts
+//! back to back keep it). Held memory matters beyond its size: every `fork`
+//! of the process copies its page tables.
+//!
 //! # Blocking, timeouts, not waiting
 //! As everywhere in the workspace: `op()` waits as long as it takes,
 //! `op_timeout(d)` at most `d` ([`Error::Timeout`]):

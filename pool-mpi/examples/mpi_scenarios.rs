@@ -38,6 +38,22 @@ fn die_on_zero(x: u32) -> u32 {
     x
 }
 
+/// Notes that it began (a byte appended to the file at `path`), then kills
+/// its worker.
+fn note_and_die((path, _): (String, u32)) -> u32 {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+    {
+        let _ = f.write_all(b".");
+    }
+    // SAFETY: a plain kill of this process.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    0
+}
+
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -366,6 +382,20 @@ fn kill_worker(pool: &MpiPool) {
             assert_eq!(r.unwrap(), x);
         }
     }
+    // A map whose every item kills its worker fails with item 0 after a few
+    // deaths on each rank: every one of its 2 000 items ran (each costing a
+    // new worker) before.
+    let path = std::env::temp_dir().join(format!("mpi_deaths_{}", std::process::id()));
+    let items: Vec<(String, u32)> = (0..2000).map(|i| (path.display().to_string(), i)).collect();
+    let r = pool.map(note_and_die, items);
+    let begun = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        matches!(r, Err(Error::Item { index: 0, ref source }) if matches!(**source, Error::WorkerDied { .. })),
+        "{r:?}"
+    );
+    println!("a map of 2000 deaths: {begun} items begun");
+    assert!((1..=200).contains(&begun), "{begun} items begun");
     let r = pool.map(die_on_zero, [1, 2, 0, 4]);
     assert!(
         matches!(r, Err(Error::Item { index: 2, ref source }) if matches!(**source, Error::WorkerDied { .. })),

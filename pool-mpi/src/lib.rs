@@ -38,7 +38,13 @@
 //!   killed mid-task fails exactly that item with
 //!   [`Error::WorkerDied`](multiproc_pool::Error::WorkerDied) (its pid is on
 //!   that rank's host), and the rest complete; a panic is
-//!   [`Error::Panicked`](multiproc_pool::Error::Panicked).
+//!   [`Error::Panicked`](multiproc_pool::Error::Panicked). A `map`, which
+//!   answers its lowest failing item, stops early as the local pool's does:
+//!   once a death or a timeout fails an item, rank 0 sends none of the
+//!   chunks wholly above it, and a rank runs none of its chunk's items above
+//!   it that its local pool has not sent yet (a map whose every item kills
+//!   its worker costs a few deaths on each rank, not one an item). `imap`
+//!   and `apply_async` run every item.
 //! - A rank that dies ends the job: MPI is fail-stop, and `mpirun` kills the
 //!   other ranks and exits non-zero, naming the rank. Rank 0 also watches the
 //!   ranks on its own host (pidfds): when one dies, every pending task fails

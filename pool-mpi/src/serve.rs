@@ -99,22 +99,26 @@ impl Reply {
 
     /// Sends the answer whose entries `entries` writes, unless one was sent.
     fn answer(&self, entries: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(a) = self.frame(entries) {
+        if let Some(a) = self.frame(None, entries) {
             self.out.post(a);
         }
     }
 
-    /// The answer whose entries `entries` writes, framed; `None` if one was
-    /// given already. A `Serialize` that panics, or an answer larger than
-    /// one MPI message, fails every item instead: rank 0 always hears of the
-    /// chunk.
-    fn frame(&self, entries: impl FnOnce(&mut Vec<u8>)) -> Option<Answer> {
+    /// The answer whose entries `entries` writes, framed, naming the first
+    /// item a worker's death or a timeout failed; `None` if one was given
+    /// already. A `Serialize` that panics, or an answer larger than one MPI
+    /// message, fails every item instead: rank 0 always hears of the chunk.
+    fn frame(
+        &self,
+        first_death: Option<u32>,
+        entries: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Answer> {
         if self.sent.swap(true, Ordering::AcqRel) {
             return None;
         }
         let mut out = Vec::new();
         let at = wire::start_frame(&mut out);
-        wire::answer_header(&mut out, self.id, self.count);
+        wire::answer_header(&mut out, self.id, self.count, first_death);
         let mark = out.len();
         let fail = |out: &mut Vec<u8>, e: RemoteError| {
             out.truncate(mark);
@@ -208,14 +212,21 @@ pub(crate) struct Task<'m> {
 /// A server: starts the items of `tasks` with the function at `f` on `pool`
 /// as one local job (local chunks of `chunk` items, `None` for Python's
 /// size); the local pool's callback answers each task through its reply.
-/// `None`: every task answered already (its arguments did not decode, or
-/// the pool refused the job).
+/// With `below_death` (a chunk of a `map`, see [`wire::BELOW_DEATH`]), the
+/// items above the first that a worker's death or a timeout fails are not
+/// run if not sent yet. `None`: every task answered already (its arguments
+/// did not decode, or the pool refused the job).
 ///
 /// # Safety
 /// `f` must be the address of a `fn` of the types the server was
 /// monomorphised for.
-pub(crate) type Server =
-    unsafe fn(pool: &Pool, f: usize, tasks: Vec<Task<'_>>, chunk: Option<usize>) -> Option<Held>;
+pub(crate) type Server = unsafe fn(
+    pool: &Pool,
+    f: usize,
+    tasks: Vec<Task<'_>>,
+    chunk: Option<usize>,
+    below_death: bool,
+) -> Option<Held>;
 
 /// The server of `fn(A) -> R`.
 ///
@@ -226,6 +237,7 @@ pub(crate) unsafe fn server<A, R>(
     f: usize,
     tasks: Vec<Task<'_>>,
     chunk: Option<usize>,
+    below_death: bool,
 ) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
@@ -235,7 +247,11 @@ where
     // (the caller's contract; the build identity was checked at start).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
     start(tasks, |items, answer| {
-        pool.map_each_async_with(f, items, chunk, answer)
+        if below_death {
+            pool.map_each_below_death_async_with(f, items, chunk, answer)
+        } else {
+            pool.map_each_async_with(f, items, chunk, answer)
+        }
     })
 }
 
@@ -248,6 +264,7 @@ pub(crate) unsafe fn server2<A, B, R>(
     f: usize,
     tasks: Vec<Task<'_>>,
     chunk: Option<usize>,
+    below_death: bool,
 ) -> Option<Held>
 where
     A: Serialize + DeserializeOwned,
@@ -257,7 +274,11 @@ where
     // SAFETY: as in `server`, for a fn(A, B) -> R.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
     start(tasks, |items, answer| {
-        pool.starmap_each_async_with(f, items, chunk, answer)
+        if below_death {
+            pool.starmap_each_below_death_async_with(f, items, chunk, answer)
+        } else {
+            pool.starmap_each_async_with(f, items, chunk, answer)
+        }
     })
 }
 
@@ -332,7 +353,11 @@ fn answer_each<R: Serialize>(replies: &[Arc<Reply>], each: &[Result<R, Error>]) 
     let answers = replies.iter().filter_map(|r| {
         let (mine, after) = rest.split_at(r.count as usize);
         rest = after;
-        r.frame(|out| {
+        let first_death = mine
+            .iter()
+            .position(|o| matches!(o, Err(Error::WorkerDied { .. } | Error::TimedOut { .. })))
+            .and_then(|i| u32::try_from(i).ok());
+        r.frame(first_death, |out| {
             for o in mine {
                 wire::put_outcome(out, o);
             }
@@ -391,8 +416,9 @@ pub(crate) unsafe fn run_tasks<'m>(
         } else {
             (h.chunk > 0).then_some(h.chunk as usize)
         };
+        let below_death = h.flags & wire::BELOW_DEATH != 0;
         // SAFETY: the caller's contract: `f` matches the server's types.
-        held.extend(unsafe { serve(pool, f, tasks, chunk) });
+        held.extend(unsafe { serve(pool, f, tasks, chunk, below_death) });
     };
     for frame in frames {
         let Some((h, args)) = TaskHeader::read(frame) else {
@@ -406,7 +432,8 @@ pub(crate) unsafe fn run_tasks<'m>(
             Some((g, tasks))
                 if h.count == 1
                     && g.count == 1
-                    && (g.fn_off, g.serve_off, g.chunk) == (h.fn_off, h.serve_off, h.chunk) =>
+                    && (g.fn_off, g.serve_off, g.chunk, g.flags)
+                        == (h.fn_off, h.serve_off, h.chunk, h.flags) =>
             {
                 tasks.push(task);
             }
@@ -425,13 +452,15 @@ pub(crate) unsafe fn run_tasks<'m>(
 }
 
 /// Encodes a task, framed, for [`run_tasks`]: `f` with its server `serve`,
-/// over `items` (`count` of them, encoded already).
+/// over `items` (`count` of them, encoded already); `flags` as
+/// [`wire::BELOW_DEATH`].
 pub(crate) fn task_message(
     id: u64,
     f: usize,
     serve: Server,
     count: u32,
     chunk: Option<usize>,
+    flags: u32,
     args: &[u8],
 ) -> Vec<u8> {
     let mut msg = Vec::with_capacity(wire::FRAME + wire::TASK_HEADER + args.len());
@@ -442,6 +471,7 @@ pub(crate) fn task_message(
         serve_off: wire::offset_of(serve as usize),
         count,
         chunk: chunk.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
+        flags,
     }
     .write(&mut msg);
     msg.extend_from_slice(args);
@@ -485,7 +515,8 @@ mod tests {
     /// The next answer through `rx`: its chunk id and outcomes.
     fn answer<R: DeserializeOwned>(rx: &Receiver<Option<Answer>>) -> (u64, Vec<Result<R, Error>>) {
         let frame = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-        let (id, count, entries) = wire::read_answer(unframed(&frame)).unwrap();
+        let (wire::AnswerHeader { id, count, .. }, entries) =
+            wire::read_answer(unframed(&frame)).unwrap();
         (id, outcomes(count, entries))
     }
 
@@ -534,6 +565,7 @@ mod tests {
             server::<u32, u32>,
             4,
             Some(1),
+            0,
             &args,
         );
         // SAFETY: the offsets name `inverse` and its server, in this build.
@@ -557,7 +589,7 @@ mod tests {
 
         let pairs = encode(&[("a".to_owned(), 1u8), ("b".to_owned(), 2)]);
         let f = join as fn(String, u8) -> String as usize;
-        let msg = task_message(6, f, server2::<String, u8, String>, 2, None, &pairs);
+        let msg = task_message(6, f, server2::<String, u8, String>, 2, None, 0, &pairs);
         // SAFETY: as above, for `join`.
         let _held = unsafe { run_one(&pool, &msg, &out) }.unwrap();
         let (id, got) = answer::<String>(&rx);
@@ -574,7 +606,7 @@ mod tests {
         let f = inverse as fn(u32) -> u32 as usize;
         // Three items announced, one given; then one given with bytes left over.
         for (count, args) in [(3, encode(&[1u32])), (1, encode(&[1u32, 2]))] {
-            let msg = task_message(1, f, server::<u32, u32>, count, None, &args);
+            let msg = task_message(1, f, server::<u32, u32>, count, None, 0, &args);
             // SAFETY: the offsets name `inverse` and its server.
             let held = unsafe { run_one(&pool, &msg, &out) };
             assert!(held.is_none(), "answered at once");
@@ -602,6 +634,70 @@ mod tests {
         ms
     }
 
+    /// Notes that it began (a byte appended to the file at `path`), then
+    /// kills its worker.
+    fn note_and_die((path, _): (String, u32)) -> u32 {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+        {
+            let _ = f.write_all(b".");
+        }
+        // SAFETY: a plain kill of this process (a worker).
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        0
+    }
+
+    /// A chunk of a `map` (`BELOW_DEATH`) whose every item kills its worker:
+    /// its answer names item 0 as the first death, and what the local pool
+    /// had not sent when it died is not run (every item ran, each costing a
+    /// new worker, before). Without the flag every item runs.
+    #[test]
+    fn a_map_chunk_whose_items_kill_their_workers_stops_at_the_first_death() {
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
+        let path = std::env::temp_dir().join(format!("serve_deaths_{}", std::process::id()));
+        let f = note_and_die as fn((String, u32)) -> u32 as usize;
+        for (id, count, flags) in [(1, 400u32, wire::BELOW_DEATH), (2, 20, 0)] {
+            let _ = std::fs::remove_file(&path);
+            let items: Vec<(String, u32)> = (0..count)
+                .map(|i| (path.display().to_string(), i))
+                .collect();
+            let msg = task_message(
+                id,
+                f,
+                server::<(String, u32), u32>,
+                count,
+                None,
+                flags,
+                &encode(&items),
+            );
+            // SAFETY: the offsets name `note_and_die` and its server.
+            let held = unsafe { run_one(&pool, &msg, &out) }.unwrap();
+            let frame = rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+            let (h, entries) = wire::read_answer(unframed(&frame)).unwrap();
+            drop(held);
+            let begun = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let _ = std::fs::remove_file(&path);
+            assert_eq!((h.id, h.count, h.first_death), (id, count, Some(0)));
+            let got = outcomes::<u32>(count, entries);
+            assert!(
+                matches!(got[0], Err(Error::WorkerDied { .. })),
+                "{:?}",
+                got[0]
+            );
+            assert!(got.iter().all(Result::is_err));
+            if flags == wire::BELOW_DEATH {
+                assert!((1..=64).contains(&begun), "{begun} items begun");
+            } else {
+                assert_eq!(begun, u64::from(count), "every item runs without the flag");
+            }
+        }
+    }
+
     #[test]
     fn a_job_its_pool_terminated_is_answered_by_settling_it() {
         let pool = Pool::new(1).unwrap();
@@ -614,6 +710,7 @@ mod tests {
             server::<u64, u64>,
             2,
             Some(1),
+            0,
             &encode(&[5_000u64, 1]),
         );
         // SAFETY: the offsets name `nap` and its server.
@@ -670,6 +767,7 @@ mod tests {
                 server::<u32, u32>,
                 1,
                 None,
+                0,
                 &encode(&[x]),
             ));
         }
@@ -679,6 +777,7 @@ mod tests {
             server::<u32, u32>,
             1,
             None,
+            0,
             &encode(&[1u32, 2]),
         ));
         let pair = encode(&[("c".to_owned(), 3u8)]);
@@ -689,6 +788,7 @@ mod tests {
             server2::<String, u8, String>,
             1,
             None,
+            0,
             &pair,
         ));
         msg.extend(task_message(
@@ -697,6 +797,7 @@ mod tests {
             server::<u32, u32>,
             2,
             None,
+            0,
             &encode(&[6u32, 12]),
         ));
         // SAFETY: the offsets name `inverse`, `join` and their servers.
@@ -713,7 +814,7 @@ mod tests {
             let mut ids = Vec::new();
             let mut frames = wire::frames(&m);
             for a in frames.by_ref() {
-                let (id, count, entries) = wire::read_answer(a).unwrap();
+                let (wire::AnswerHeader { id, count, .. }, entries) = wire::read_answer(a).unwrap();
                 ids.push(id);
                 assert!(
                     by_id.insert(id, (count, entries.to_vec())).is_none(),

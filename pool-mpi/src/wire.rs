@@ -44,9 +44,18 @@ pub(crate) const OK: u8 = 0;
 pub(crate) const FAILED: u8 = 1;
 
 /// Bytes of a task's header.
-pub(crate) const TASK_HEADER: usize = 32;
+pub(crate) const TASK_HEADER: usize = 36;
 /// Bytes of an answer's header.
-pub(crate) const ANSWER_HEADER: usize = 12;
+pub(crate) const ANSWER_HEADER: usize = 16;
+
+/// A task's flag: a chunk of a `map`, which answers only its lowest failing
+/// item: once a worker's death or a timeout fails one of its items, the
+/// serving rank runs none of the items above it that its local pool has not
+/// sent yet (see `serve`).
+pub(crate) const BELOW_DEATH: u32 = 1;
+
+/// An answer's "no item died" (see [`answer_header`]).
+const NO_DEATH: u32 = u32::MAX;
 
 /// The fixed point functions are named from (never inlined, so it has an
 /// address; its body keeps it from being merged with another function).
@@ -119,6 +128,8 @@ pub(crate) struct TaskHeader {
     pub(crate) serve_off: i64,
     pub(crate) count: u32,
     pub(crate) chunk: u32,
+    /// [`BELOW_DEATH`] or 0.
+    pub(crate) flags: u32,
 }
 
 impl TaskHeader {
@@ -128,6 +139,7 @@ impl TaskHeader {
         out.extend_from_slice(&self.serve_off.to_le_bytes());
         out.extend_from_slice(&self.count.to_le_bytes());
         out.extend_from_slice(&self.chunk.to_le_bytes());
+        out.extend_from_slice(&self.flags.to_le_bytes());
     }
 
     /// The header and the arguments; `None` for a message too short.
@@ -140,6 +152,7 @@ impl TaskHeader {
             serve_off: u64_at(16)? as i64,
             count: u32_at(24)?,
             chunk: u32_at(28)?,
+            flags: u32_at(32)?,
         };
         Some((h, &msg[TASK_HEADER..]))
     }
@@ -209,17 +222,41 @@ impl<'m> Iterator for Frames<'m> {
     }
 }
 
-/// Writes an answer's header.
-pub(crate) fn answer_header(out: &mut Vec<u8>, id: u64, count: u32) {
+/// Writes an answer's header: its task's id, its items, and the first of
+/// them (from the task's first) that a worker's death or a timeout failed.
+pub(crate) fn answer_header(out: &mut Vec<u8>, id: u64, count: u32, first_death: Option<u32>) {
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&first_death.unwrap_or(NO_DEATH).to_le_bytes());
 }
 
-/// Reads an answer's header: `(id, count, entries)`.
-pub(crate) fn read_answer(msg: &[u8]) -> Option<(u64, u32, &[u8])> {
+/// An answer's header and entries.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AnswerHeader {
+    pub(crate) id: u64,
+    pub(crate) count: u32,
+    /// See [`answer_header`]; a value past `count` (a peer's garbage) reads
+    /// as none. Rank 0 only skips work with it: a rank that named a death
+    /// where there was none would make a map fail with
+    /// [`Error::Terminated`](multiproc_pool::Error::Terminated) for an item
+    /// not run, an error, never a wrong result.
+    pub(crate) first_death: Option<u32>,
+}
+
+/// Reads an answer's header: the header and the entries.
+pub(crate) fn read_answer(msg: &[u8]) -> Option<(AnswerHeader, &[u8])> {
+    let u32_at = |i: usize| Some(u32::from_le_bytes(msg.get(i..i + 4)?.try_into().ok()?));
     let id = u64::from_le_bytes(msg.get(0..8)?.try_into().ok()?);
-    let count = u32::from_le_bytes(msg.get(8..12)?.try_into().ok()?);
-    Some((id, count, &msg[ANSWER_HEADER..]))
+    let count = u32_at(8)?;
+    let first_death = Some(u32_at(12)?).filter(|&d| d < count);
+    Some((
+        AnswerHeader {
+            id,
+            count,
+            first_death,
+        },
+        &msg[ANSWER_HEADER..],
+    ))
 }
 
 /// A task's failure as it crosses ranks: the local pool's [`Error`] for an
@@ -438,6 +475,7 @@ mod tests {
             serve_off: 678,
             count: 3,
             chunk: 2,
+            flags: BELOW_DEATH,
         };
         let mut msg = Vec::new();
         h.write(&mut msg);
@@ -446,10 +484,22 @@ mod tests {
         assert_eq!(TaskHeader::read(&msg), Some((h, &b"args"[..])));
         assert_eq!(TaskHeader::read(&msg[..TASK_HEADER - 1]), None);
 
+        let header = |id, count, first_death| AnswerHeader {
+            id,
+            count,
+            first_death,
+        };
         let mut a = Vec::new();
-        answer_header(&mut a, 9, 2);
-        assert_eq!(read_answer(&a), Some((9, 2, &[][..])));
-        assert_eq!(read_answer(&a[..11]), None);
+        answer_header(&mut a, 9, 2, None);
+        assert_eq!(read_answer(&a), Some((header(9, 2, None), &[][..])));
+        assert_eq!(read_answer(&a[..ANSWER_HEADER - 1]), None);
+        a.clear();
+        answer_header(&mut a, 9, 2, Some(1));
+        assert_eq!(read_answer(&a), Some((header(9, 2, Some(1)), &[][..])));
+        // A first death past the items (garbage) reads as none.
+        a.clear();
+        answer_header(&mut a, 9, 2, Some(2));
+        assert_eq!(read_answer(&a), Some((header(9, 2, None), &[][..])));
 
         let mut batch = Vec::new();
         for part in [&b"one"[..], b"", b"three"] {

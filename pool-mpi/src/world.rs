@@ -397,6 +397,14 @@ pub(crate) struct Job {
     /// Failed as a whole (terminated, cancelled, a rank died).
     pub(crate) aborted: Option<Aborted>,
     finishing: bool,
+    /// A `map`, which answers its lowest failing item's error: its chunks
+    /// carry [`wire::BELOW_DEATH`], and once a worker's death or a timeout
+    /// fails item `run_below`, its chunks wholly above it not sent yet are
+    /// not sent (counted as answered; they would only be dropped). A map
+    /// whose every item kills its worker then costs a few deaths on each
+    /// rank, not one (and a new worker) an item.
+    below_death: bool,
+    run_below: usize,
 }
 
 #[derive(Clone)]
@@ -1022,6 +1030,8 @@ impl MpiPool {
                 outcome: None,
                 aborted: None,
                 finishing: false,
+                below_death: false,
+                run_below: usize::MAX,
             },
         );
         Ok(id)
@@ -1051,9 +1061,20 @@ impl MpiPool {
                     None => Error::Joined,
                 });
             }
+            let below_death = match st.jobs.get_mut(&job) {
+                // Wholly above an item that a death failed: not run.
+                Some(j) if first > j.run_below => {
+                    j.total += count as usize;
+                    j.answered += count as usize;
+                    return Ok(());
+                }
+                Some(j) => j.below_death,
+                None => false,
+            };
             let id = st.next_id;
             st.next_id += 1;
-            let msg = serve::task_message(id, f, server, count, local_chunk, args);
+            let flags = if below_death { wire::BELOW_DEATH } else { 0 };
+            let msg = serve::task_message(id, f, server, count, local_chunk, flags, args);
             if i32::try_from(msg.len()).is_err() {
                 return Err(Error::OutOfRange {
                     what: "a chunk's bytes (one MPI message)",
@@ -1120,6 +1141,10 @@ impl MpiPool {
             .max(1);
         let fin = finisher_given.unwrap_or_else(|| T::finisher());
         let job = self.new_job(Some(fin), true)?;
+        if let Some(j) = self.hub.lock().jobs.get_mut(&job) {
+            // Answers its lowest failing item only (`decode_map`).
+            j.below_death = true;
+        }
         // Until every chunk is sent, a way out (an error, or an item whose
         // `Serialize` panics) forgets the job: nothing would ever end it.
         let mut unfed = Abandon {
@@ -1518,7 +1543,14 @@ fn file_answer(
     rank: usize,
     mut answer: Vec<u8>,
 ) -> Option<(u64, (Finisher, Gathered, usize))> {
-    let (id, count, _) = wire::read_answer(&answer)?;
+    let (
+        wire::AnswerHeader {
+            id,
+            count,
+            first_death,
+        },
+        _,
+    ) = wire::read_answer(&answer)?;
     let chunk = st.chunks.remove(&id)?; // else a chunk of a job that is gone
     trim_map(&mut st.chunks);
     if let Some(k) = st.ranks.get_mut(chunk.rank) {
@@ -1546,7 +1578,34 @@ fn file_answer(
         j.gathered.parts.push((chunk.first, rank, answer));
     }
     j.answered += chunk.count as usize;
+    if let Some(d) = first_death.filter(|_| j.below_death && count == chunk.count) {
+        let at = chunk.first + d as usize;
+        if at < j.run_below {
+            j.run_below = at;
+            let skipped = forget_unsent_above(st, chunk.job, at);
+            if let Some(j) = st.jobs.get_mut(&chunk.job) {
+                j.answered += skipped;
+            }
+        }
+    }
+    let j = st.jobs.get_mut(&chunk.job)?;
     take_finisher(j).map(|f| (chunk.job, f))
+}
+
+/// Forgets `job`'s chunks not sent yet that lie wholly above item `at`:
+/// how many items they held.
+fn forget_unsent_above(st: &mut State, job: u64, at: usize) -> usize {
+    let mut items = 0;
+    st.chunks.retain(|_, c| {
+        let skip = c.job == job && c.msg.is_some() && c.first > at;
+        if skip {
+            items += c.count as usize;
+        }
+        !skip
+    });
+    let chunks = &st.chunks;
+    st.unsent.retain(|c| chunks.contains_key(c));
+    items
 }
 
 /// Every item's outcome, in order.

@@ -571,6 +571,7 @@ impl Pool {
             items,
             chunksize,
             None,
+            Outcomes::Each,
         )
     }
 
@@ -615,6 +616,7 @@ impl Pool {
             items,
             chunksize,
             Some(finisher),
+            Outcomes::Each,
         )
     }
 
@@ -639,6 +641,7 @@ impl Pool {
             items,
             chunksize,
             None,
+            Outcomes::Each,
         )
     }
 
@@ -665,6 +668,61 @@ impl Pool {
             items,
             chunksize,
             Some(finisher),
+            Outcomes::Each,
+        )
+    }
+
+    /// [`map_each_async_with`](Pool::map_each_async_with), except that once a
+    /// worker's death or a timeout fails an item, the items above it that
+    /// have not been sent yet are not run: each answers
+    /// [`Error::Terminated`]. Not part of the API: how the MPI pool's ranks
+    /// run a chunk of a `map`, which answers only its lowest failing item, so
+    /// that a map whose every item kills its worker costs a few deaths, not
+    /// one (and a new worker) an item.
+    #[doc(hidden)]
+    pub fn map_each_below_death_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        self.submit_each(
+            fn_target(f as usize, wire::tramp::<A, R>),
+            items,
+            chunksize,
+            Some(finisher),
+            Outcomes::EachBelowDeath,
+        )
+    }
+
+    /// [`map_each_below_death_async_with`](Pool::map_each_below_death_async_with)
+    /// for two-argument functions. Not part of the API.
+    #[doc(hidden)]
+    pub fn starmap_each_below_death_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        self.submit_each(
+            fn_target(f as usize, wire::tramp2::<A, B, R>),
+            items,
+            chunksize,
+            Some(finisher),
+            Outcomes::EachBelowDeath,
         )
     }
 
@@ -986,22 +1044,24 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_map_as(target, items, chunksize, finisher, false)
+        self.submit_map_as(target, items, chunksize, finisher, Outcomes::Lowest)
     }
 
-    /// Every item's own outcome, for [`map_each_async`](Pool::map_each_async).
+    /// Every item's own outcome, for [`map_each_async`](Pool::map_each_async)
+    /// (`Outcomes::Each` or `Outcomes::EachBelowDeath`).
     fn submit_each<A, R>(
         &self,
         target: Target,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         finisher: Option<Finisher>,
+        outcomes: Outcomes,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        let r = self.submit_map_as::<A, R>(target, items, chunksize, finisher, true)?;
+        let r = self.submit_map_as::<A, R>(target, items, chunksize, finisher, outcomes)?;
         Ok(r.retyped(decode_each::<R>))
     }
 
@@ -1011,7 +1071,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         finisher: Option<Finisher>,
-        each: bool,
+        outcomes: Outcomes,
     ) -> Result<MapResult<R>>
     where
         A: Serialize,
@@ -1023,19 +1083,27 @@ impl Pool {
         let items = items.into_iter();
         match items.size_hint() {
             (lo, Some(hi)) if lo == hi => {
-                self.feed_map(target, lo, items, chunksize, finisher, each)
+                self.feed_map(target, lo, items, chunksize, finisher, outcomes)
             }
             _ => {
                 let items: Vec<A> = items.collect();
                 let len = items.len();
-                self.feed_map(target, len, items.into_iter(), chunksize, finisher, each)
+                self.feed_map(
+                    target,
+                    len,
+                    items.into_iter(),
+                    chunksize,
+                    finisher,
+                    outcomes,
+                )
             }
         }
     }
 
-    /// Sends the `len` items of `items` as chunks of a new job; with `each`,
-    /// the handle decodes every item's own outcome instead (see
-    /// [`map_each_async`](Pool::map_each_async)), and is re-typed by its caller.
+    /// Sends the `len` items of `items` as chunks of a new job; unless
+    /// `outcomes` is `Lowest`, the handle decodes every item's own outcome
+    /// instead (see [`map_each_async`](Pool::map_each_async)), and is
+    /// re-typed by its caller.
     fn feed_map<A, R>(
         &self,
         target: Target,
@@ -1043,7 +1111,7 @@ impl Pool {
         mut items: impl Iterator<Item = A>,
         chunksize: Option<usize>,
         finisher: Option<Finisher>,
-        each: bool,
+        outcomes: Outcomes,
     ) -> Result<MapResult<R>>
     where
         A: Serialize,
@@ -1058,8 +1126,12 @@ impl Pool {
         let job = {
             let job = Job::new(true, finisher);
             // A map answers its lowest failing item's error; each item's own
-            // outcome is wanted only with `each`.
-            let job = if each { job } else { job.fail_fast() };
+            // outcome is wanted only with `Outcomes::Each`.
+            let job = if outcomes == Outcomes::Each {
+                job
+            } else {
+                job.fail_fast()
+            };
             let (st, job) = self.inner.new_job(job)?;
             self.inner.nudge(&st);
             job
@@ -1099,7 +1171,7 @@ impl Pool {
             self.inner.finish(vec![job]);
         }
         let mut result = AsyncResult::new(&self.inner, job, decode_map::<R>);
-        if finisher_none && !each {
+        if finisher_none && outcomes == Outcomes::Lowest {
             result.early = Some(Early {
                 start: output::<R>,
                 step: decode_part_onto::<R>,
@@ -1513,6 +1585,21 @@ struct Early<T> {
     step: fn(&mut T, &Part) -> bool,
     /// Decodes the parts left onto the output (as `decode` does from none).
     rest: fn(T, Gathered, usize) -> Result<T>,
+}
+
+/// What a map's handle answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcomes {
+    /// Its lowest failing item's error, or every result (`map`): once a
+    /// death or a timeout fails an item, the items above it not sent yet
+    /// are not run (see `Job::fail_fast`).
+    Lowest,
+    /// Every item's own outcome (`map_each`): every item runs.
+    Each,
+    /// Every item's own outcome up to the lowest item a death or a timeout
+    /// failed; the items above it not sent yet are not run and answer
+    /// [`Error::Terminated`] (the MPI pool's chunks of a `map`).
+    EachBelowDeath,
 }
 
 /// Forgets its job when dropped while still armed (see `feed_map`).

@@ -927,6 +927,25 @@ fn a_map_whose_every_item_kills_its_worker_fails_after_a_few_deaths() {
         .iter()
         .all(|r| matches!(r, Err(Error::WorkerDied { .. }))));
     assert_eq!(begun.load(Ordering::SeqCst), 20, "every item ran");
+    // Every item's outcome up to the first death, the rest not run (how the
+    // MPI pool's ranks run a map's chunk): a few deaths, not 4 000.
+    begun.store(0, Ordering::SeqCst);
+    let each = pool
+        .map_each_below_death_async_with(count_and_die, 0..4000u64, Some(1), |_| {})
+        .unwrap()
+        .get()
+        .unwrap();
+    assert_eq!(each.len(), 4000);
+    assert!(
+        matches!(each[0], Err(Error::WorkerDied { .. })),
+        "{:?}",
+        each[0]
+    );
+    assert!(each
+        .iter()
+        .all(|r| matches!(r, Err(Error::WorkerDied { .. } | Error::Terminated))));
+    let n = begun.load(Ordering::SeqCst);
+    assert!((1..=64).contains(&n), "{n} items begun");
     // The pool goes on, and closes and joins (CPython's test_map_no_failfast:
     // a map that failed fast once left join waiting).
     assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);

@@ -226,6 +226,30 @@ pub(crate) fn advise_whole_pages<T>(v: &Vec<T>, page: usize, advice: libc::c_int
     }
 }
 
+/// Marks (`wipe`) or unmarks the whole pages inside `v`'s allocation
+/// `MADV_WIPEONFORK`: a fork then leaves them writable here (no copy on the
+/// next write to each while the child lives, and no fault once it is gone)
+/// and gives the child zeros. Only for memory no child reads, and unmarked
+/// before it is freed: the allocator may hand it out again to data a child
+/// needs. A kernel or an allocator's mapping that refuses the advice leaves
+/// the pages as they were: the error is only a missed saving, and unmarking
+/// an unmarked page does nothing.
+pub(crate) fn wipe_on_fork<T>(v: &Vec<T>, wipe: bool) {
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => return,
+    };
+    // Neither advice changes what this process reads there: only what a
+    // later fork's child sees.
+    let advice = if wipe {
+        libc::MADV_WIPEONFORK
+    } else {
+        libc::MADV_KEEPONFORK
+    };
+    advise_whole_pages(v, page, advice);
+}
+
 /// Large message buffers kept for reuse, process-wide. A map's chunks and
 /// their answers are buffers of a megabyte or more; freed, glibc hands them
 /// back to the kernel, and the next map pays a page fault per 4 KiB to get
@@ -289,28 +313,11 @@ pub(crate) mod spare {
         }
     }
 
-    /// Marks (`wipe`) or unmarks the whole pages inside `v`'s allocation
-    /// `MADV_WIPEONFORK`, if it is [`WIPE_MIN`] or more. A kernel or an
-    /// allocator's mapping that refuses the advice leaves the pages as they
-    /// were: the error is only a missed saving, and unmarking an unmarked
-    /// page does nothing.
+    /// [`super::wipe_on_fork`] for a buffer of [`WIPE_MIN`] or more.
     fn wipe_on_fork(v: &Vec<u8>, wipe: bool) {
-        if v.capacity() < WIPE_MIN {
-            return;
+        if v.capacity() >= WIPE_MIN {
+            super::wipe_on_fork(v, wipe);
         }
-        // SAFETY: sysconf has no preconditions.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            n if n > 0 => n as usize,
-            _ => return,
-        };
-        // Neither advice changes what this process reads there: only what a
-        // later fork's child sees.
-        let advice = if wipe {
-            libc::MADV_WIPEONFORK
-        } else {
-            libc::MADV_KEEPONFORK
-        };
-        super::advise_whole_pages(v, page, advice);
     }
 
     /// How many buffers are kept (for tests).

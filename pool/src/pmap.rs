@@ -110,6 +110,9 @@ where
         failed: BTreeMap::new(),
         last_death: None,
     };
+    // Room for every result, made before the first fork and kept from it.
+    out.results.reserve_items(items.len());
+    out.results.keep_from_forks();
     // Every item at first, without a list of a word an item.
     let mut todo = Todo::All(items.len());
     while todo.len() > 0 {
@@ -147,9 +150,9 @@ where
 
 /// What [`pmap_with`] has of each item: its result, or why there is none.
 struct Outcomes<R> {
-    /// Made once the first round's workers are forked: pages the caller
-    /// writes after the fork are its own, where pages it made before would be
-    /// copied on the first write of each while the workers live.
+    /// Made before the first round's workers are forked, and kept from
+    /// their forks ([`Slots::keep_from_forks`]): pages the workers shared
+    /// would be copied on the caller's first write to each while they live.
     results: Slots<R>,
     failed: BTreeMap<usize, Error>,
     /// The last worker that ended with anything but code 0: its pid and how.
@@ -192,13 +195,44 @@ impl<R> Outcomes<R> {
 struct Slots<R> {
     data: Vec<MaybeUninit<R>>,
     written: Vec<bool>,
+    /// Its pages are marked wipe-on-fork (see [`Slots::keep_from_forks`]).
+    wiped: bool,
 }
+
+/// Slots of this many bytes or more are kept from the workers' forks.
+const WIPE_MIN: usize = 1 << 20;
 
 impl<R> Slots<R> {
     fn new() -> Slots<R> {
         Slots {
             data: Vec::new(),
             written: Vec::new(),
+            wiped: false,
+        }
+    }
+
+    /// Marks its whole pages wipe-on-fork ([`crate::core::wipe_on_fork`]),
+    /// if it holds [`WIPE_MIN`] bytes or more, until it is dropped or taken:
+    /// a worker forked after it gets zeros there (it never reads them), and
+    /// the caller's writes to them while the workers live are not copies of
+    /// shared pages. Made before the first fork and marked, a trivial map's
+    /// results went in without the copy-on-write faults they took when the
+    /// slots came from memory the workers shared.
+    fn keep_from_forks(&mut self) {
+        let bytes = self.data.capacity() * std::mem::size_of::<R>() + self.written.capacity();
+        if !self.wiped && bytes >= WIPE_MIN {
+            crate::core::wipe_on_fork(&self.data, true);
+            crate::core::wipe_on_fork(&self.written, true);
+            self.wiped = true;
+        }
+    }
+
+    /// Unmarks what [`keep_from_forks`](Slots::keep_from_forks) marked:
+    /// before its memory goes back to the allocator or to the caller.
+    fn give_back_to_forks(&mut self) {
+        if std::mem::replace(&mut self.wiped, false) {
+            crate::core::wipe_on_fork(&self.data, false);
+            crate::core::wipe_on_fork(&self.written, false);
         }
     }
 
@@ -272,6 +306,7 @@ impl<R> Slots<R> {
         if !self.written.iter().all(|&w| w) {
             return None;
         }
+        self.give_back_to_forks();
         // Nothing is left for `drop` to drop.
         self.written.clear();
         let mut data = std::mem::ManuallyDrop::new(std::mem::take(&mut self.data));
@@ -286,6 +321,7 @@ impl<R> Slots<R> {
 
 impl<R> Drop for Slots<R> {
     fn drop(&mut self) {
+        self.give_back_to_forks();
         for (slot, w) in self.data.iter_mut().zip(&mut self.written) {
             if std::mem::replace(w, false) {
                 // SAFETY: written (its flag said so), and dropped once: the
@@ -669,6 +705,82 @@ mod tests {
         fn drop(&mut self) {
             DROPS.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// The byte at `addr` as a child forked now reads it (its exit code).
+    fn byte_in_a_child(addr: usize) -> multiproc_testkit::ChildExit {
+        multiproc_testkit::fork(move || {
+            // SAFETY: `addr` is inside a live buffer of the parent, which the
+            // child has a copy of (or zeros, where marked wipe-on-fork).
+            i32::from(unsafe { std::ptr::read_volatile(addr as *const u8) })
+        })
+        .wait(std::time::Duration::from_secs(60))
+    }
+
+    /// Slots kept from forks read as zeros in a child forked meanwhile (the
+    /// workers never read them), and as what they hold once given back or
+    /// taken: memory handed to the caller, or back to the allocator, must
+    /// reach a later fork's child whole.
+    #[test]
+    fn slots_kept_from_forks_are_zeros_in_a_child_until_given_back() {
+        use multiproc_testkit::ChildExit::Exited;
+        let n = super::WIPE_MIN / 8 + 1024;
+        let mid = n / 2;
+        let filled = |s: &mut Slots<u64>| {
+            s.reserve_items(n);
+            s.keep_from_forks();
+            let mut run = vec![0xA5_u64; n];
+            assert_eq!(s.put_run(0, &mut run), n);
+            s.data.as_ptr() as usize + mid * 8
+        };
+        let mut s = Slots::new();
+        let addr = filled(&mut s);
+        assert_eq!(byte_in_a_child(addr), Exited(0), "kept: zeros in a child");
+        s.give_back_to_forks();
+        assert_eq!(byte_in_a_child(addr), Exited(0xA5), "given back: copied");
+        // Taken (how a pmap returns them): unmarked on the way out.
+        let mut s = Slots::new();
+        let addr = filled(&mut s);
+        assert_eq!(byte_in_a_child(addr), Exited(0));
+        let v = s.into_vec().expect("every item written");
+        assert_eq!((v[mid], v.as_ptr() as usize + mid * 8), (0xA5, addr));
+        assert_eq!(byte_in_a_child(addr), Exited(0xA5), "taken: copied");
+        // Small slots are not marked.
+        let mut s: Slots<u64> = Slots::new();
+        s.reserve_items(16);
+        s.keep_from_forks();
+        assert!(!s.wiped);
+    }
+
+    /// Mappings of this process marked wipe-on-fork (`wf` in smaps).
+    fn marked_mappings() -> usize {
+        std::fs::read_to_string("/proc/self/smaps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "wf"))
+            .count()
+    }
+
+    /// Slots dropped with their marks (a pmap that failed) are unmarked
+    /// before their memory goes back to the allocator, which would hand it
+    /// out again to data a later fork's child reads.
+    #[test]
+    fn slots_dropped_while_kept_from_forks_leave_no_mark_behind() {
+        // From malloc's heap, which stays mapped once they are freed (a
+        // mapping of their own would go with them, marks and all).
+        // SAFETY: mallopt takes plain integers; this test's process only.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) };
+        assert_eq!(marked_mappings(), 0);
+        let mut s: Slots<u64> = Slots::new();
+        s.reserve_items(super::WIPE_MIN / 8 + 1024);
+        s.keep_from_forks();
+        assert!(marked_mappings() > 0, "the slots were not marked");
+        drop(s);
+        assert_eq!(
+            marked_mappings(),
+            0,
+            "a dropped slots' mark was left behind"
+        );
     }
 
     #[test]

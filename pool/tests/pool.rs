@@ -501,6 +501,30 @@ fn a_pmaps_output_of_32_mib_or_more_is_advised_huge_pages() {
     assert_huge_pages_advised(out.as_ptr() as usize + (8 << 20));
 }
 
+/// A pmap's results are made before its workers are forked and kept from
+/// their forks (a child forked meanwhile gets zeros there, where the caller's
+/// writes took a copy-on-write fault a page): what it returns is plain
+/// memory again, which a child forked afterwards reads whole. (That a failed
+/// pmap's results are unmarked before they are freed is a unit test in
+/// `pmap.rs`, which can see the marks.)
+#[test]
+fn a_pmaps_results_reach_a_child_forked_after_it() {
+    let _dog = Watchdog::arm(LIMIT, "pmap results after a fork");
+    let items: Vec<u64> = (0..400_000).collect(); // 3.2 MB of results
+    let want: u64 = items.iter().map(|&x| square(x)).fold(0, u64::wrapping_add);
+    let check = |out: &[u64]| {
+        let (ptr, len) = (out.as_ptr() as usize, out.len());
+        multiproc_testkit::fork(move || {
+            // SAFETY: the parent's live vector, copied into this child.
+            let out = unsafe { std::slice::from_raw_parts(ptr as *const u64, len) };
+            i32::from(out.iter().fold(0, |a: u64, &v| a.wrapping_add(v)) != want)
+        })
+        .wait(LIMIT)
+    };
+    let out = multiproc_pool::pmap(&items, |&x| square(x)).unwrap();
+    assert_eq!(check(&out), multiproc_testkit::ChildExit::Exited(0));
+}
+
 /// A large argument whose first byte says whether its worker dies (1) on it.
 fn sum_or_die(v: Vec<u8>) -> (usize, u8) {
     if v.first() == Some(&1) {

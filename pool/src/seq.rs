@@ -209,10 +209,9 @@ impl<V> SeqTable<V> {
     }
 }
 
-/// Gives back most of `ring`'s room once it uses a quarter of it or less
-/// (and more than `floor` slots are kept): it keeps room for twice its length
-/// (at least `floor`), so a ring that grows again does not shrink at once,
-/// and the copy a cut makes is paid for by the removals before it.
+/// Gives back most of `ring`'s room when it uses a quarter of it or less,
+/// keeping room for twice its length (at least `floor` slots), so that a
+/// ring about to grow again is not cut to the bone.
 pub(crate) fn trim<T>(ring: &mut VecDeque<T>, floor: usize) {
     let need = ring.len().max(floor);
     if ring.capacity() / 4 > need {
@@ -259,7 +258,7 @@ mod tests {
         let want: Vec<(u64, u64)> = m.iter().map(|(&k, &v)| (k, v)).collect();
         prop_assert_eq!(all, want);
         // The window holds at most twice the live entries, or WINDOW_MIN;
-        // and keeps room for at most four times what it holds.
+        // trimmed, it keeps room for at most four times what it holds.
         prop_assert!(t.window.len() <= (2 * t.live).max(WINDOW_MIN) + 1);
         let mut trimmed = SeqTable {
             base: t.base,

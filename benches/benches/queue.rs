@@ -1,5 +1,6 @@
 //! Queue and Pipe throughput and latency beside crossbeam's ArrayQueue and
-//! rtrb (threads), a pipe, Unix socket pairs and ipc-channel.
+//! rtrb (threads), a pipe, Unix socket pairs and ipc-channel; round trips
+//! beside their floors (a cache line, two flags, a bare futex).
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
@@ -8,10 +9,11 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
-    crossbeam_channel_ping_pong, ipc_channel_stream, ours_1p1c, ours_ping_pong,
-    ours_ping_pong_default, ours_pipe, ours_pipe_large, ours_spsc, ours_spsc_threads, pipe_stream,
-    pipe_stream_large, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    crossbeam_channel_ping_pong, futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream,
+    ours_1p1c, ours_mpmc, ours_ping_pong, ours_ping_pong_default, ours_pipe, ours_pipe_large,
+    ours_pipe_round_trip, ours_pipe_round_trip_spinning, ours_spsc, ours_spsc_threads,
+    pipe_round_trip, pipe_stream, pipe_stream_large, rtrb_spsc, rtrb_spsc_with_wakeup_check,
+    slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -139,6 +141,49 @@ fn throughput(c: &mut Criterion) {
                 multiproc_bench::iceoryx2_peer::round_trip(iters.max(100)),
             )
         })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("request+reply of 8 bytes between two processes");
+    g.sample_size(10);
+    g.bench_function("multiproc Pipe, default waiting", |b| {
+        b.iter_custom(|iters| total(iters, ours_pipe_round_trip(iters.max(100))))
+    });
+    g.bench_function("multiproc Pipe, spinning", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                ours_pipe_round_trip_spinning(iters.max(100), Some(u32::MAX)),
+            )
+        })
+    });
+    g.bench_function("two pipes, blocking reads", |b| {
+        b.iter_custom(|iters| total(iters, pipe_round_trip(iters.max(100))))
+    });
+    g.bench_function("ipc-channel, two channels", |b| {
+        b.iter_custom(|iters| total(iters, ipc_channel_round_trip(iters.max(100))))
+    });
+    g.finish();
+
+    // Both sides asleep between messages: ours against the bare futex
+    // wake/wait it stands on.
+    let mut g = c.benchmark_group("ping-pong round trip between two processes, sleeping");
+    g.sample_size(10);
+    g.bench_function("multiproc Queue, no spinning", |b| {
+        b.iter_custom(|iters| total(iters, ours_ping_pong(iters.max(100), 0)))
+    });
+    g.bench_function("raw futex wake/wait", |b| {
+        b.iter_custom(|iters| total(iters, futex_ping_pong(iters.max(100))))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("2 producers -> 2 consumers, 8-byte messages (per message)");
+    g.sample_size(10);
+    g.bench_function("multiproc Queue, processes", |b| {
+        b.iter_custom(|iters| total(iters, ours_mpmc(iters.max(1000).div_ceil(2), 2, 2, 1024)))
+    });
+    g.bench_function("crossbeam ArrayQueue, threads", |b| {
+        b.iter_custom(|iters| total(iters, arrayqueue(iters.max(1000).div_ceil(2), 2, 2, 1024)))
     });
     g.finish();
 

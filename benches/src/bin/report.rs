@@ -998,6 +998,18 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         target: "≤ 2.0×",
         ok: pp_spin <= 2.0 * line,
     });
+    // The floor of that target: any round trip through two queues moves two
+    // lines (the request's and the reply's), where the bounce moves one; on
+    // placements where two flags cost more than 2× the bounce, the row above
+    // cannot be met by any pair of queues.
+    rows.push(Row {
+        what: "same, against its floor",
+        ours: pp_spin,
+        peer_name: "two flags, one line each way",
+        peer: flags,
+        target: "(the floor: two lines)",
+        ok: true,
+    });
     rows.push(Row {
         what: "Pipe request+reply, spinning (ns)",
         ours: pipe_spin,

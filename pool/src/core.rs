@@ -609,6 +609,15 @@ impl State {
     pub(crate) fn pending_capacity(&self) -> usize {
         self.pending.capacity()
     }
+
+    /// Tasks sent and not answered, and tasks not sent (for tests).
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 /// The pool's parent side.

@@ -2248,6 +2248,55 @@ mod tests {
         assert_eq!(pool.apply(sq, 4).unwrap(), 16);
     }
 
+    /// CPython's `test_release_task_refs` (issue 29861): a task's arguments
+    /// and results are not kept alive once they are done with. Here the
+    /// pool holds only their bytes: once a `map` and an `apply_async` are
+    /// taken, no value made in this process is left (the results the caller
+    /// dropped were the only copies), and no job, task or answer is left in
+    /// the pool's tables.
+    #[test]
+    fn a_tasks_arguments_and_results_are_not_kept_once_taken() {
+        use std::sync::atomic::{AtomicIsize, Ordering};
+        static LIVE: AtomicIsize = AtomicIsize::new(0);
+        #[derive(serde::Serialize)]
+        struct Counted(u64);
+        impl Counted {
+            fn new(x: u64) -> Counted {
+                LIVE.fetch_add(1, Ordering::SeqCst);
+                Counted(x)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for Counted {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Counted, D::Error> {
+                Ok(Counted::new(u64::deserialize(d)?))
+            }
+        }
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                LIVE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        fn identity(c: Counted) -> Counted {
+            c
+        }
+        let pool = Pool::new(2).unwrap();
+        let objs: Vec<Counted> = (0..10).map(Counted::new).collect();
+        let out = pool.map(identity, objs).unwrap();
+        assert_eq!(out.iter().map(|c| c.0).sum::<u64>(), 45);
+        drop(out);
+        let one = pool.apply_async(identity, Counted::new(7)).unwrap();
+        assert_eq!(one.get().unwrap().0, 7);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0, "a value outlived its task");
+        let st = pool.inner.lock();
+        assert_eq!(
+            (st.jobs.len(), st.inflight_len(), st.pending_len()),
+            (0, 0, 0),
+            "a job or task was kept"
+        );
+    }
+
     /// Where each item starts, as the task records it.
     fn starts_of(items: &[impl Serialize]) -> (Starts, Vec<usize>, usize) {
         let (msg, starts, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();

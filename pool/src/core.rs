@@ -95,8 +95,12 @@ const PENDING_KEPT: usize = 1024;
 
 /// The background thread's idle looks (one each [`IDLE_LOOK`]) with nothing
 /// outstanding after which the tables give back the room a burst left
-/// ([`State::trim`]): about a second.
-const IDLE_LOOKS_BEFORE_TRIM: u32 = 10;
+/// ([`State::trim`]): about ten seconds (one in unit tests). Growing the
+/// room again is dear (a fresh pool's first burst of 100 000 tasks took
+/// 46-71 ms, the next ones 29-43: the tables doubling, fresh pages): a
+/// program that sends bursts every few seconds keeps it, one that goes
+/// quiet gives it back.
+const IDLE_LOOKS_BEFORE_TRIM: u32 = if cfg!(test) { 10 } else { 100 };
 
 /// How long the background thread sleeps when idle before it looks at the
 /// workers.

@@ -1578,7 +1578,9 @@ fn file_answer(
         j.gathered.parts.push((chunk.first, rank, answer));
     }
     j.answered += chunk.count as usize;
-    if let Some(d) = first_death.filter(|_| j.below_death && count == chunk.count) {
+    // (An answer that is not what was sent there failed its items above.)
+    let as_sent = count == chunk.count && chunk.rank == rank;
+    if let Some(d) = first_death.filter(|_| j.below_death && as_sent) {
         let at = chunk.first + d as usize;
         if at < j.run_below {
             j.run_below = at;

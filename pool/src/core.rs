@@ -317,6 +317,19 @@ pub(crate) mod spare {
         }
     }
 
+    /// Frees every kept buffer (a pool that went quiet: see `State::trim`),
+    /// unmarked first. Only `try_lock`, as everywhere here: kept buffers a
+    /// busy thread holds the list for are freed at the next quiet spell.
+    pub(crate) fn release() {
+        let kept = SPARE
+            .try_lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        for v in kept {
+            wipe_on_fork(&v, false);
+        }
+    }
+
     /// [`super::wipe_on_fork`] for a buffer of [`WIPE_MIN`] or more.
     fn wipe_on_fork(v: &Vec<u8>, wipe: bool) {
         if v.capacity() >= WIPE_MIN {
@@ -591,15 +604,18 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Gives back the room a burst of tasks left in the tables: a million
+    /// Gives back the room a burst of tasks left in the tables (a million
     /// `apply_async`s grew them to about 300 MB, held for as long as the
-    /// pool lived (and copied as page tables by every later `fork` of the
-    /// process). Called once the pool has been idle a while, so that bursts
-    /// back to back keep their room.
+    /// pool lived, and copied as page tables by every later `fork` of the
+    /// process), and the spare buffers of large maps. Called once the pool
+    /// has been idle a while, so that bursts back to back keep their room.
     fn trim(&mut self) {
         self.jobs.trim();
         self.inflight.trim();
         seq::trim(&mut self.pending, PENDING_KEPT);
+        // And the large buffers kept for the next map (process-wide, up to
+        // `spare::KEPT_BYTES`; another pool that still maps makes them anew).
+        spare::release();
     }
 }
 

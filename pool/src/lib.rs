@@ -88,8 +88,9 @@
 //! A burst of tasks out at once grows the pool's tables (a million
 //! `apply_async`s, about 300 MB); once the pool has had nothing outstanding
 //! for about ten seconds, the background thread gives that room back
-//! (bursts a few seconds apart keep it). Held memory matters beyond its
-//! size: every `fork` of the process copies its page tables.
+//! (bursts a few seconds apart keep it), and the buffers kept for the next
+//! large map (up to 32 MiB). Held memory matters beyond its size: every
+//! `fork` of the process copies its page tables.
 //!
 //! # Blocking, timeouts, not waiting
 //! As everywhere in the workspace: `op()` waits as long as it takes,

@@ -2207,10 +2207,13 @@ mod tests {
     }
 
     /// A burst of `apply_async`s taken leaves no room held in the pool's
-    /// tables (a million held 276 MB for as long as the pool lived).
+    /// tables (a million held 276 MB for as long as the pool lived), nor the
+    /// spare buffers of a large map, once the pool is quiet.
     #[test]
     fn a_burst_of_tasks_taken_gives_the_tables_room_back() {
         let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.map(sq, 0..1_000_000u64).unwrap().len(), 1_000_000);
+        assert!(crate::core::spare::kept() > 0, "a large map kept no buffer");
         let held = |pool: &Pool| {
             let st = pool.inner.lock();
             (
@@ -2246,6 +2249,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             after = held(&pool);
         }
+        assert_eq!(crate::core::spare::kept(), 0, "spare buffers kept");
         assert_eq!(pool.apply(sq, 4).unwrap(), 16);
     }
 

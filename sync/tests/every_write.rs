@@ -631,7 +631,14 @@ fn a_condition_notify_killed_at_every_store() {
         },
         |(a, _)| region(a),
         |(a, _)| {
-            wait_until(BOUND, "the waiter waits", || a.cond.hook_counts().0 == 1);
+            // Counted as a waiter, and the mutex let go: a waiter counted
+            // but still holding the mutex (it unlocks after it counts
+            // itself) made the victim's lock contended, which moved its
+            // stores (a kill point then read "not taken" after one read
+            // "died holding", once in a run under AddressSanitizer).
+            wait_until(BOUND, "the waiter waits", || {
+                a.cond.hook_counts().0 == 1 && !a.flag.is_locked()
+            });
             armed(|| {
                 let mut g = a.flag.lock().unwrap();
                 *g = 1;

@@ -610,14 +610,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let finisher = finisher(decode_each::<R>, callback, |_| {});
-        self.submit_each(
-            fn_target(f as usize, wire::tramp::<A, R>),
-            items,
-            chunksize,
-            Some(finisher),
-            Outcomes::Each,
-        )
+        self.map_each_as(f, items, chunksize, callback, Outcomes::Each)
     }
 
     /// [`map_each_async`](Pool::map_each_async) for [`starmap`](Pool::starmap)'s
@@ -662,14 +655,7 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let finisher = finisher(decode_each::<R>, callback, |_| {});
-        self.submit_each(
-            fn_target(f as usize, wire::tramp2::<A, B, R>),
-            items,
-            chunksize,
-            Some(finisher),
-            Outcomes::Each,
-        )
+        self.starmap_each_as(f, items, chunksize, callback, Outcomes::Each)
     }
 
     /// [`map_each_async_with`](Pool::map_each_async_with), except that once a
@@ -691,14 +677,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let finisher = finisher(decode_each::<R>, callback, |_| {});
-        self.submit_each(
-            fn_target(f as usize, wire::tramp::<A, R>),
-            items,
-            chunksize,
-            Some(finisher),
-            Outcomes::EachBelowDeath,
-        )
+        self.map_each_as(f, items, chunksize, callback, Outcomes::EachBelowDeath)
     }
 
     /// [`map_each_below_death_async_with`](Pool::map_each_below_death_async_with)
@@ -716,14 +695,7 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let finisher = finisher(decode_each::<R>, callback, |_| {});
-        self.submit_each(
-            fn_target(f as usize, wire::tramp2::<A, B, R>),
-            items,
-            chunksize,
-            Some(finisher),
-            Outcomes::EachBelowDeath,
-        )
+        self.starmap_each_as(f, items, chunksize, callback, Outcomes::EachBelowDeath)
     }
 
     /// `f(a, b)` over pairs, in order (Python's `starmap`; for more
@@ -1045,6 +1017,44 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
     {
         self.submit_map_as(target, items, chunksize, finisher, Outcomes::Lowest)
+    }
+
+    /// `map_each` with a callback, answering `outcomes` (`Each`, or
+    /// `EachBelowDeath` for the MPI pool's chunks).
+    fn map_each_as<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+        outcomes: Outcomes,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        self.submit_each(target, items, chunksize, Some(finisher), outcomes)
+    }
+
+    /// [`map_each_as`](Pool::map_each_as) for two-argument functions.
+    fn starmap_each_as<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+        outcomes: Outcomes,
+    ) -> Result<AsyncResult<Vec<Result<R>>>>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        self.submit_each(target, items, chunksize, Some(finisher), outcomes)
     }
 
     /// Every item's own outcome, for [`map_each_async`](Pool::map_each_async)

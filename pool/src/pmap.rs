@@ -478,28 +478,7 @@ where
                     // Every writer gone: the workers' ends are seen below.
                     | multiproc_queue::Error::Disconnected,
                 ) => {}
-                Some(e) => {
-                    for p in &workers {
-                        let _ = p.kill();
-                    }
-                    for p in &mut workers {
-                        let _ = p.join();
-                    }
-                    return Err(match e {
-                        // Its checks failed, it reads as closed (only this
-                        // process would close it), or its table of threads
-                        // as full (it has this thread and at most
-                        // `ANSWER_GROUP` workers): a worker wrote over it, and
-                        // no result read from it can be trusted; nor will the
-                        // workers' results come.
-                        multiproc_queue::Error::Corrupted(_)
-                        | multiproc_queue::Error::Closed
-                        | multiproc_queue::Error::TooManyParticipants(_) => Error::Corrupted {
-                            what: format!("pmap's result queue: {e}"),
-                        },
-                        e => Error::Queue(e),
-                    });
-                }
+                Some(e) => return Err(stop(&mut workers, e)),
             }
         }
         if let Some(limit) = options.timeout {
@@ -552,8 +531,20 @@ where
             ended[w] = true;
             alive -= 1;
             // Its last chunk's results were sent before it exited, if at all.
-            while let Ok(msg) = queue_of(w).try_get_bytes() {
-                missing -= file(&msg, todo, out);
+            // A queue that fails here fails the call as above: a worker that
+            // wrote over it ends (its own answer cannot be sent), and its
+            // slot, written over too, would name a random item as the one
+            // it died in.
+            loop {
+                match queue_of(w).try_get_bytes() {
+                    Ok(msg) => missing -= file(&msg, todo, out),
+                    Err(
+                        multiproc_queue::Error::Empty
+                        | multiproc_queue::Error::Timeout
+                        | multiproc_queue::Error::Disconnected,
+                    ) => break,
+                    Err(e) => return Err(stop(&mut workers, e)),
+                }
             }
             if let Some(how) = how {
                 out.last_death = Some((pids[w], how));
@@ -590,6 +581,30 @@ where
         .map(|k| todo.at(k))
         .filter(|&i| !out.has(i))
         .collect())
+}
+
+/// Ends a round whose result queue failed `e`: kills and reaps its workers;
+/// the call's error.
+fn stop(workers: &mut [Process], e: multiproc_queue::Error) -> Error {
+    for p in workers.iter() {
+        let _ = p.kill();
+    }
+    for p in workers.iter_mut() {
+        let _ = p.join();
+    }
+    match e {
+        // Its checks failed, it reads as closed (only this process would
+        // close it), or its table of threads as full (it has this thread and
+        // at most `ANSWER_GROUP` workers): a worker wrote over it, and no
+        // result read from it can be trusted; nor will the workers' results
+        // come.
+        multiproc_queue::Error::Corrupted(_)
+        | multiproc_queue::Error::Closed
+        | multiproc_queue::Error::TooManyParticipants(_) => Error::Corrupted {
+            what: format!("pmap's result queue: {e}"),
+        },
+        e => Error::Queue(e),
+    }
 }
 
 /// How long the parent waits for results before it looks at its workers.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_pool::{Error, Pool};
+use multiproc_pool::{Error, PmapOptions, Pool};
 use multiproc_shm::Shared;
 use multiproc_testkit::{fork, zombie_children, ChildExit, Watchdog};
 
@@ -386,18 +386,30 @@ fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang(
 /// right results; never a wrong result. Each trial runs in a child of its own
 /// with a deadline; every one answers `Corrupted` (3 of 16 used to wait for
 /// ever, on garbage cursors taken for claims in flight, until the queue
-/// checked them).
+/// checked them; and a call whose workers had all ended took the scribbler's
+/// exit for a death in item 500, and the queue's failure went unread, until
+/// the queue was read for a worker's last results with the same checks).
 #[test]
 fn a_pmap_whose_closure_writes_over_its_memory_answers_an_error_or_right_results() {
     let _dog = Watchdog::arm(Duration::from_secs(300), "pmap scribbler");
     let mut counts = HashMap::new();
-    let trials = 16u64;
+    let trials = 48u64;
     for trial in 0..trials {
         let seed = 0x5eed_0000 ^ (trial << 24) ^ trial;
         let child = fork(move || {
             let items: Vec<u64> = (0..1000).collect();
-            let r =
-                multiproc_pool::pmap(&items, |&x| if x == 500 { scribble(seed) } else { x * 3 });
+            // One worker in every other trial: the call then learns of the
+            // queue's ruin when its last worker ends (the scribbler, whose
+            // answer cannot be sent) rather than while others still run.
+            let options = PmapOptions {
+                processes: if trial % 2 == 0 { 1 } else { 0 },
+                ..PmapOptions::default()
+            };
+            let r = multiproc_pool::pmap_with(
+                &items,
+                |&x| if x == 500 { scribble(seed) } else { x * 3 },
+                options,
+            );
             match r {
                 Ok(v) => {
                     let right = v.len() == 1000

@@ -1132,9 +1132,24 @@ impl Inner {
 
     /// Worker `w` has ended: attributes its task, re-queues the rest, replaces it.
     fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
-        // Every answer it published before it died is filed first.
-        while let Ok(msg) = try_take_answer(self.channels.answers_of(w)) {
-            file_answer(st, msg, Instant::now(), finished);
+        // Every answer it published before it died is filed first. A queue
+        // that fails its checks here stops the pool now, as it would at the
+        // next driving round, before the slot (likely written over with it)
+        // is read for the task the worker died in.
+        loop {
+            match try_take_answer(self.channels.answers_of(w)) {
+                Ok(msg) => file_answer(st, msg, Instant::now(), finished),
+                Err(e) => {
+                    if corrupts(&e, st) {
+                        st.corrupted
+                            .get_or_insert_with(|| format!("the workers' answer queue: {e}"));
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(what) = st.corrupted.take() {
+            self.break_pool(st, Broken::Corrupted(what), finished);
         }
         let Some(mut child) = st.workers[w].child.take() else {
             return;

@@ -1182,11 +1182,11 @@ impl Pool {
         }
         let mut result = AsyncResult::new(&self.inner, job, decode_map::<R>);
         if finisher_none && outcomes == Outcomes::Lowest {
-            result.early = Some(Early {
+            result.early = Some(Box::new(Early {
                 start: output::<R>,
                 step: decode_part_onto::<R>,
                 rest: decode_map_onto::<R>,
-            });
+            }));
         }
         Ok(result)
     }
@@ -1580,7 +1580,11 @@ pub struct AsyncResult<T> {
     job: Option<u64>,
     decode: fn(Gathered, usize) -> Result<T>,
     /// A map's way of decoding its answers while it runs (see [`Early`]).
-    early: Option<Early<T>>,
+    /// (Boxed: inline, its three `fn`s made every handle 56 bytes, not 40;
+    /// 100 000 pipelined `apply_async` handles held 5.6 MB of fresh pages,
+    /// and the smaller handle took them 9 % faster, 325 ns a task against
+    /// 357, medians of ten alternated runs.)
+    early: Option<Box<Early<T>>>,
 }
 
 /// How a blocking `get` of a map decodes each chunk's answer as soon as it
@@ -1662,7 +1666,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// The task's failure, [`Error::Terminated`], [`Error::Cancelled`].
     pub fn get(mut self) -> Result<T> {
         match self.early.take() {
-            Some(early) if self.job.is_some() => self.take_early(early),
+            Some(early) if self.job.is_some() => self.take_early(*early),
             _ => self.take(None),
         }
     }

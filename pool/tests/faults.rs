@@ -446,3 +446,127 @@ fn a_pmap_whose_closure_writes_over_its_memory_answers_an_error_or_right_results
     assert_eq!(counts.get("Corrupted").copied(), Some(trials), "{counts:?}");
     assert!(zombie_children().is_empty());
 }
+
+/// Whether `r` is `want`, or the failure of a worker's death (counted in
+/// `died`); any other answer fails the test.
+fn right_or_died(r: Result<u64, Error>, want: u64, died: &AtomicU32, what: &str) {
+    match r {
+        Ok(v) => assert_eq!(v, want, "{what}: a wrong answer"),
+        Err(Error::WorkerDied { .. }) => {
+            died.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Error::Item { source, .. }) if matches!(*source, Error::WorkerDied { .. }) => {
+            died.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+/// One pool, six threads, each a random mix of `apply`, a burst of
+/// `apply_async`, `map`, `imap`, `imap_unordered` and `get_timeout`, while
+/// another thread SIGKILLs a random worker every few milliseconds: every
+/// answer is right or its item's `WorkerDied`, no call waits for ever (the
+/// watchdog), and the dropped pool leaves no process. Whichever thread waits
+/// drives the pool, so deaths are met by each of them in turn.
+#[test]
+fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "threads and kills");
+    let pool = Pool::new(2).unwrap();
+    let first_pids = pool.pids();
+    let (died, kills) = (AtomicU32::new(0), AtomicU32::new(0));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let callers: Vec<_> = (0..6u64)
+            .map(|th| {
+                let (pool, died) = (&pool, &died);
+                s.spawn(move || {
+                    let mut seed = th * 7919 + 1;
+                    for i in 0..300u64 {
+                        let x = next(&mut seed);
+                        let what = format!("thread {th}, call {i}, kind {}", x % 6);
+                        let n = x % 300;
+                        match x % 6 {
+                            0 => right_or_died(pool.apply(work, i), i * 3, died, &what),
+                            1 => {
+                                let handles: Vec<_> = (0..20)
+                                    .map(|j| pool.apply_async(work, i + j).unwrap())
+                                    .collect();
+                                for (j, h) in (0..).zip(handles) {
+                                    right_or_died(h.get(), (i + j) * 3, died, &what);
+                                }
+                            }
+                            2 => match pool.map(work, 0..n) {
+                                Ok(v) => assert_eq!(v, (0..n).map(|k| k * 3).collect::<Vec<_>>()),
+                                Err(e) => right_or_died(Err(e), 0, died, &what),
+                            },
+                            3 => {
+                                let mut k = 0;
+                                for r in pool.imap(work, 0..n) {
+                                    right_or_died(r, k * 3, died, &what);
+                                    k += 1;
+                                }
+                                assert_eq!(k, n, "{what}: imap's items");
+                            }
+                            4 => {
+                                let mut h = pool.apply_async(work, i).unwrap();
+                                match h.get_timeout(Duration::from_micros(n)) {
+                                    Ok(v) => assert_eq!(v, i * 3, "{what}"),
+                                    Err(Error::Timeout) => {
+                                        right_or_died(h.get(), i * 3, died, &what)
+                                    }
+                                    Err(e) => right_or_died(Err(e), 0, died, &what),
+                                }
+                            }
+                            _ => {
+                                let mut seen = vec![false; n as usize];
+                                for (k, r) in pool.imap_unordered(work, 0..n) {
+                                    assert!(
+                                        !std::mem::replace(&mut seen[k], true),
+                                        "{what}: {k} twice"
+                                    );
+                                    right_or_died(r, k as u64 * 3, died, &what);
+                                }
+                                assert!(seen.iter().all(|&s| s), "{what}: an item missing");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (pool, stop, kills) = (&pool, &stop, &kills);
+        s.spawn(move || {
+            let mut seed = 12345;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(500 + next(&mut seed) % 5_000));
+                let pids = pool.pids();
+                if let Some(&victim) =
+                    pids.get((next(&mut seed) % pids.len().max(1) as u64) as usize)
+                {
+                    // SAFETY: kill(2); the pid is a worker of ours (alive, or
+                    // a zombie of the zygote at worst).
+                    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+                    kills.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        for c in callers {
+            c.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "{} kills, {} answers of a death",
+        kills.load(Ordering::Relaxed),
+        died.load(Ordering::Relaxed)
+    );
+    assert!(died.load(Ordering::Relaxed) > 0, "no kill met a task");
+    drop(pool);
+    for pid in first_pids {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(Instant::now() < deadline, "worker {pid} outlived its pool");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(zombie_children().is_empty());
+}

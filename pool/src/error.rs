@@ -75,8 +75,9 @@ pub enum Error {
         limit: Duration,
     },
     /// Workers kept dying before taking a task (the initializer failed or
-    /// killed them): the pool stopped replacing them and fails what is pending.
-    #[error("{deaths} workers in a row died before taking a task (the last {last}): the initializer fails; nothing more will run")]
+    /// killed them, or something kills them as they start): the pool stopped
+    /// replacing them and fails what is pending.
+    #[error("{deaths} workers in a row died before taking a task (the last {last}): the initializer fails, or something kills them as they start; nothing more will run")]
     InitializerFailed {
         /// Consecutive deaths before any task.
         deaths: u32,

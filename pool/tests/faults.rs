@@ -473,7 +473,6 @@ fn right_or_died(r: Result<u64, Error>, want: u64, died: &AtomicU32, what: &str)
 fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
     let _dog = Watchdog::arm(Duration::from_secs(300), "threads and kills");
     let pool = Pool::new(4).unwrap();
-    let first_pids = pool.pids();
     let (died, kills) = (AtomicU32::new(0), AtomicU32::new(0));
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -497,7 +496,11 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
                                 }
                             }
                             2 => match pool.map(busy_work, 0..n) {
-                                Ok(v) => assert_eq!(v, (0..n).map(|k| k * 3).collect::<Vec<_>>()),
+                                Ok(v) => assert_eq!(
+                                    v,
+                                    (0..n).map(|k| k * 3).collect::<Vec<_>>(),
+                                    "{what}"
+                                ),
                                 Err(e) => right_or_died(Err(e), 0, died, &what),
                             },
                             3 => {
@@ -578,8 +581,9 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
         died.load(Ordering::Relaxed)
     );
     assert!(died.load(Ordering::Relaxed) > 0, "no kill met a task");
+    let last_pids = pool.pids();
     drop(pool);
-    for pid in first_pids {
+    for pid in last_pids {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !gone(pid) {
             assert!(Instant::now() < deadline, "worker {pid} outlived its pool");

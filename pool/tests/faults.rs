@@ -274,6 +274,11 @@ fn trial_outcome(
 /// of every shared writable mapping of its worker (the pool's inboxes, its
 /// answer queue, the workers' slots), then answers `seed`.
 fn scribble(seed: u64) -> u64 {
+    scribble_over(seed, 64 << 10)
+}
+
+/// [`scribble`] over the first `span` bytes of every such mapping.
+fn scribble_over(seed: u64, span: usize) -> u64 {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut x = seed | 1;
     for line in maps.lines() {
@@ -287,7 +292,7 @@ fn scribble(seed: u64) -> u64 {
         let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
             continue;
         };
-        for at in (a..b.min(a + (64 << 10))).step_by(8) {
+        for at in (a..b.min(a.saturating_add(span))).step_by(8) {
             // SAFETY: inside a mapping this process has writable; what it
             // holds is the pool's shared memory, which the test means to ruin.
             unsafe { (at as *mut u64).write_volatile(next(&mut x)) };
@@ -464,11 +469,12 @@ fn right_or_died(r: Result<u64, Error>, want: u64, died: &AtomicU32, what: &str)
 
 /// One pool of four, six threads, each a random mix of `apply`, a burst of
 /// `apply_async`, `map`, `imap`, `imap_unordered` and `get_timeout` of
-/// 20-µs tasks, while another thread SIGKILLs a random worker every few
-/// milliseconds (about 800 kills, 300 of them in a task, in 5 s): every
-/// answer is right or its item's `WorkerDied`, no call waits for ever (the
-/// watchdog), and the dropped pool leaves no process. Whichever thread waits
-/// drives the pool, so deaths are met by each of them in turn.
+/// 20-µs tasks, while another thread SIGKILLs a random worker at least
+/// 100 ms old every few milliseconds (about 290 kills, 110 of them in a
+/// task, in 5 s): every answer is right or its item's `WorkerDied`, no call
+/// waits for ever (the watchdog), and the dropped pool leaves no process.
+/// Whichever thread waits drives the pool, so deaths are met by each of
+/// them in turn.
 #[test]
 fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
     let _dog = Watchdog::arm(Duration::from_secs(300), "threads and kills");
@@ -542,8 +548,8 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
             let mut seed = 12345;
             // Only workers seen for a while: one killed as it starts counts
             // toward the pool's giving up on an initializer that keeps
-            // failing (three in a row, as under AddressSanitizer, where a
-            // start takes milliseconds).
+            // failing (three in a row did, under AddressSanitizer, where a
+            // start takes milliseconds; a loaded machine can take longer).
             let mut seen = HashMap::new();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_micros(500 + next(&mut seed) % 5_000));
@@ -553,7 +559,7 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
                     .into_iter()
                     .filter(|&pid| {
                         now.duration_since(*seen.entry(pid).or_insert(now))
-                            >= Duration::from_millis(30)
+                            >= Duration::from_millis(100)
                     })
                     .collect();
                 let pick = (next(&mut seed) % old.len().max(1) as u64) as usize;
@@ -590,5 +596,58 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    assert!(zombie_children().is_empty());
+}
+
+/// The seed of [`scribble_at_50_000`], set before each trial's pool is made
+/// (its workers inherit it).
+static MAP_SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `x * 3`, but item 50 000 writes garbage over the whole of every shared
+/// writable mapping of its worker (the queues' rings and the lanes that
+/// large chunks stream through).
+fn scribble_at_50_000(x: u64) -> u64 {
+    if x == 50_000 {
+        scribble_over(MAP_SEED.load(Ordering::Relaxed), usize::MAX);
+        x * 3
+    } else {
+        x * 3
+    }
+}
+
+/// A `map` of 100 000 items on two workers, whose chunks (12 500 items, more
+/// than a ring's slot holds) stream through the inboxes' lanes, with a task
+/// that writes over all of its worker's shared memory mid-map: the map
+/// answers `Corrupted` (or, if the garbage missed everything in use, right
+/// results), never a wrong one, within its trial's deadline.
+#[test]
+fn a_map_of_streamed_chunks_whose_task_writes_over_all_its_memory_answers_corrupted() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "scribbled map");
+    let mut counts = HashMap::new();
+    for trial in 0..16u64 {
+        let seed = 0x6d61_7000 ^ (trial << 20) ^ trial;
+        let child = fork(move || {
+            MAP_SEED.store(seed, Ordering::Relaxed);
+            let pool = Pool::new(2).unwrap();
+            match pool.map(scribble_at_50_000, 0..100_000u64) {
+                Ok(v) if v.iter().enumerate().all(|(i, &y)| y == i as u64 * 3) => 1,
+                Ok(_) => 9,
+                Err(Error::Item { source, .. }) if matches!(*source, Error::Corrupted { .. }) => 2,
+                Err(Error::Corrupted { .. }) => 2,
+                Err(e) => {
+                    eprintln!("trial {trial}: {e:?}");
+                    8
+                }
+            }
+        });
+        let what = trial_outcome(
+            child,
+            &[(1, "right results"), (2, "Corrupted")],
+            &format!("trial {trial} (seed {seed:#x})"),
+        );
+        tally(&mut counts, what);
+    }
+    eprintln!("outcomes: {counts:?}");
+    assert_eq!(counts.get("Corrupted").copied(), Some(16), "{counts:?}");
     assert!(zombie_children().is_empty());
 }

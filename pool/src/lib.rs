@@ -44,7 +44,9 @@
 //! [`Error::Panicked`] with the
 //! message and location, and its worker goes on. An initializer that fails
 //! three workers in a row fails everything pending with
-//! [`Error::InitializerFailed`] instead of respawning forever. A task whose
+//! [`Error::InitializerFailed`] instead of respawning forever; so do three
+//! workers in a row killed from outside before they take a task (the pool
+//! cannot tell the two apart). A task whose
 //! unsafe code writes over the memory the pool shares with its workers (an
 //! inbox, the answer queue) is found by the queues' checks (or by an inbox
 //! that reads as closed while the pool runs): the pool stops its workers and

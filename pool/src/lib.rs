@@ -133,7 +133,7 @@ pub use error::{Error, Exit, Result};
 pub use pmap::{pmap, pmap_with, PmapOptions};
 pub use pool::{
     default_processes, AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool,
-    DEFAULT_INBOX, DEFAULT_LANE, DEFAULT_MAX_INLINE,
+    DEFAULT_INBOX, DEFAULT_LANE, DEFAULT_MAX_INLINE, IMAP_BUFFER,
 };
 
 /// This build's identity: what a worker checks before it takes a function

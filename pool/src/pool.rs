@@ -1575,12 +1575,13 @@ fn finisher<T: Send + 'static>(
     })
 }
 
-/// The `buffersize` of [`Pool::imap`] and [`Pool::imap_unordered`] (at
-/// least; `processes` if more): the chunks read ahead of the results taken,
-/// beyond one a worker. Each result taken waits, every `processes +
-/// buffersize` items, for a round trip to the workers; with `processes` (2)
-/// an ordered `imap` of trivial items took 4.9 µs an item, with 8 2.1, with
-/// 64 0.7 (`benches/NOTES.md`). Python's `imap` reads its whole input ahead.
+/// The `buffersize` of [`Pool::imap`] and [`Pool::imap_unordered`], or
+/// `processes` if that is more: they read up to `processes + buffersize`
+/// chunks ahead of the results taken. Reading ahead hides the round trip to
+/// the workers, paid once every `processes + buffersize` items: with a
+/// `buffersize` of 2 (the pool's `processes`, the former default) an ordered
+/// `imap` of trivial items took 4.9 µs an item, with 8 2.1, with 64 0.7
+/// (`benches/NOTES.md`). Python's `imap` reads its whole input ahead.
 pub const IMAP_BUFFER: usize = 64;
 
 /// The handle of an [`apply_async`](Pool::apply_async) (Python's `AsyncResult`).

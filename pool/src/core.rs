@@ -1021,9 +1021,8 @@ impl Inner {
             for msg in answers {
                 file_answer(&mut st, msg, now, &mut finished);
             }
-            if let Some(e) = failed.filter(|e| corrupts(e, &st)) {
-                st.corrupted
-                    .get_or_insert_with(|| format!("the workers' answer queue: {e}"));
+            if let Some(e) = failed {
+                note_answers_failed(&mut st, &e);
             }
             // Looking costs a poll(2): on every idle round, and every
             // CHECK_EVERY while answers keep coming.
@@ -1140,10 +1139,7 @@ impl Inner {
             match try_take_answer(self.channels.answers_of(w)) {
                 Ok(msg) => file_answer(st, msg, Instant::now(), finished),
                 Err(e) => {
-                    if corrupts(&e, st) {
-                        st.corrupted
-                            .get_or_insert_with(|| format!("the workers' answer queue: {e}"));
-                    }
+                    note_answers_failed(st, &e);
                     break;
                 }
             }
@@ -1603,6 +1599,15 @@ fn corrupts(e: &multiproc_queue::Error, st: &State) -> bool {
         multiproc_queue::Error::Corrupted(_) => true,
         multiproc_queue::Error::Closed => !stopping(st),
         _ => false,
+    }
+}
+
+/// Notes `e`, from reading the workers' answer queue, for the driving round
+/// to stop the pool if it says the queue was written over (see [`corrupts`]).
+fn note_answers_failed(st: &mut State, e: &multiproc_queue::Error) {
+    if corrupts(e, st) {
+        st.corrupted
+            .get_or_insert_with(|| format!("the workers' answer queue: {e}"));
     }
 }
 

@@ -85,6 +85,16 @@ impl Drop for Driving<'_> {
     }
 }
 
+/// The jobs a driving round completed. A round of a pipelined
+/// `apply_async` completes a job an answer, about eight a round, and
+/// growing a `Vec` for them (and for the answers, [`Batch`]) cost a few
+/// allocations a round (`benches/NOTES.md`).
+pub(crate) type Finished = smallvec::SmallVec<[u64; 16]>;
+
+/// The answers a driving round takes (up to 256; a round of small tasks
+/// takes about as many as the workers hold).
+type Batch = smallvec::SmallVec<[Answer; 16]>;
+
 /// Consecutive deaths before `READY` after which the pool stops replacing
 /// workers (CPython's pool respawns forever: gh-87472).
 pub(crate) const MAX_INIT_DEATHS: u32 = 3;
@@ -592,7 +602,8 @@ pub(crate) struct State {
     pub(crate) waiting: usize,
     /// Threads asleep on `changed`.
     sleepers: usize,
-    /// The background thread sleeps on `idle`.
+    /// The background thread sleeps on `idle` and nobody woke it yet (the
+    /// waker clears it: see [`Inner::nudge`]).
     bg_asleep: bool,
     shutdown: bool,
     /// When the driver last looked at the workers.
@@ -980,6 +991,8 @@ impl Inner {
         };
         st.waiting -= 1;
         if st.waiting == 0 && st.bg_asleep && outstanding(&st) {
+            // Once a sleep, as in `nudge`.
+            st.bg_asleep = false;
             self.idle.notify_one();
         }
         (st, result)
@@ -989,7 +1002,7 @@ impl Inner {
     /// sends what fits, runs finished jobs' finishers; then looks at the
     /// workers. Called with the driver's lock held and the state's released.
     pub(crate) fn drive_once(&self, slice: Duration) {
-        let mut answers = Vec::new();
+        let mut answers = Batch::new();
         let mut failed = None;
         // A timeout (or a message lost to a dead worker) leaves the list empty:
         // the workers are looked at below.
@@ -1013,7 +1026,7 @@ impl Inner {
             Ok(None) => {}
             Err(e) => failed = Some(e),
         }
-        let mut finished = Vec::new();
+        let mut finished = Finished::new();
         {
             let mut st = self.lock();
             let idle = answers.is_empty();
@@ -1041,14 +1054,14 @@ impl Inner {
             finished.retain(|id| st.jobs.get(id).is_some_and(|j| j.finisher.is_some()));
         }
         if !finished.is_empty() {
-            self.finish(finished);
+            self.finish(&finished);
         }
     }
 
     /// Runs the finishers of `jobs` (outside the state lock) and signals waiters.
-    pub(crate) fn finish(&self, jobs: Vec<u64>) {
+    pub(crate) fn finish(&self, jobs: &[u64]) {
         let mut any = false;
-        for id in jobs {
+        for &id in jobs {
             let taken = {
                 let mut st = self.lock();
                 st.jobs.get_mut(&id).and_then(|job| {
@@ -1077,7 +1090,7 @@ impl Inner {
 
     /// Looks for workers that died (pidfd readable) and tasks past their
     /// timeout; handles both.
-    fn check_workers(&self, st: &mut State, finished: &mut Vec<u64>) {
+    fn check_workers(&self, st: &mut State, finished: &mut Finished) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
         let mut fds = Vec::with_capacity(st.workers.len());
         let mut which = Vec::with_capacity(st.workers.len());
@@ -1130,7 +1143,7 @@ impl Inner {
     }
 
     /// Worker `w` has ended: attributes its task, re-queues the rest, replaces it.
-    fn worker_died(&self, st: &mut State, w: usize, finished: &mut Vec<u64>) {
+    fn worker_died(&self, st: &mut State, w: usize, finished: &mut Finished) {
         // Every answer it published before it died is filed first. A queue
         // that fails its checks here stops the pool now, as it would at the
         // next driving round, before the slot (likely written over with it)
@@ -1234,7 +1247,7 @@ impl Inner {
 
     /// The pool stops for good (see [`Broken`]): fails everything queued and
     /// sent, and stops the remaining workers (none is replaced from now on).
-    fn break_pool(&self, st: &mut State, why: Broken, finished: &mut Vec<u64>) {
+    fn break_pool(&self, st: &mut State, why: Broken, finished: &mut Finished) {
         // The first reason stands (a second worker may find the same harm).
         let why = st.broken.get_or_insert(why).clone();
         let tasks: Vec<Task> = st
@@ -1348,11 +1361,11 @@ impl Inner {
             // Idle: replace workers that died meanwhile.
             if st.waiting == 0 && !st.terminated && !st.shutdown {
                 if let Some(driving) = self.try_drive() {
-                    let mut finished = Vec::new();
+                    let mut finished = Finished::new();
                     self.check_workers(&mut st, &mut finished);
                     self.fill(&mut st);
                     drop(st);
-                    self.finish(finished);
+                    self.finish(&finished);
                     drop(driving);
                 }
             }
@@ -1376,9 +1389,15 @@ impl Inner {
         DRIVING.with(|d| d.get() == self as *const Inner as usize)
     }
 
-    /// Wakes the background thread if work came while it sleeps and nobody waits.
-    pub(crate) fn nudge(&self, st: &State) {
+    /// Wakes the background thread if work came while it sleeps and nobody
+    /// waits. Once a sleep: the flag is cleared here, not only when the thread
+    /// runs again, so the submissions made before it runs do not each pay a
+    /// wake (`std`'s `notify_one` is a futex call even with nobody asleep;
+    /// one a task made a pipelined `apply_async` on a pool of one worker a
+    /// third slower, `benches/NOTES.md`).
+    pub(crate) fn nudge(&self, st: &mut State) {
         if st.bg_asleep && st.waiting == 0 {
+            st.bg_asleep = false;
             self.idle.notify_one();
         }
     }
@@ -1619,7 +1638,7 @@ pub(crate) fn outstanding(st: &State) -> bool {
 /// Files one answer under its job; notes the job in `finished` if complete.
 /// `now` is the driver's round's time: the task is timed by it (see
 /// [`Pace`]).
-fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Vec<u64>) {
+fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Finished) {
     let Some((seq, _, _)) = wire::read_answer(msg.bytes()) else {
         return; // not an answer: a peer's garbage
     };
@@ -1654,7 +1673,7 @@ fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Vec<u64
 }
 
 /// Records item `index` of `job` as failed.
-fn fail_item(st: &mut State, job: u64, index: usize, error: Error, finished: &mut Vec<u64>) {
+fn fail_item(st: &mut State, job: u64, index: usize, error: Error, finished: &mut Finished) {
     if let Some(j) = st.jobs.get_mut(&job) {
         j.answered += 1;
         if j.fail_fast {
@@ -1669,7 +1688,7 @@ fn fail_item(st: &mut State, job: u64, index: usize, error: Error, finished: &mu
 
 /// Drops the queued tasks that their fail-fast jobs need no longer run (see
 /// [`Job::fail_fast`]), counting their items as answered.
-fn skip_above_failures(st: &mut State, finished: &mut Vec<u64>) {
+fn skip_above_failures(st: &mut State, finished: &mut Finished) {
     let State { pending, jobs, .. } = st;
     pending.retain(|task| {
         let Some(j) = jobs.get_mut(&task.job).filter(|j| j.skips(task)) else {

@@ -999,7 +999,7 @@ impl Pool {
             if waiting {
                 st.waiting += 1;
             } else {
-                self.inner.nudge(&st);
+                self.inner.nudge(&mut st);
             }
             job
         };
@@ -1143,8 +1143,8 @@ impl Pool {
             } else {
                 job.fail_fast()
             };
-            let (st, job) = self.inner.new_job(job)?;
-            self.inner.nudge(&st);
+            let (mut st, job) = self.inner.new_job(job)?;
+            self.inner.nudge(&mut st);
             job
         };
         // A job fed no further (an item that cannot be encoded, or an input
@@ -1174,12 +1174,12 @@ impl Pool {
                 j.feeding = false;
                 j.complete()
             });
-            self.inner.nudge(&st);
+            self.inner.nudge(&mut st);
             complete
         };
         if complete {
             // Every answer came before the job was fed: its finisher runs here.
-            self.inner.finish(vec![job]);
+            self.inner.finish(&[job]);
         }
         let mut result = AsyncResult::new(&self.inner, job, decode_map::<R>);
         if finisher_none && outcomes == Outcomes::Lowest {
@@ -2025,7 +2025,7 @@ where
                 j.feeding = false;
             }
         }
-        self.pool.inner.nudge(&st);
+        self.pool.inner.nudge(&mut st);
         drop(st);
     }
 

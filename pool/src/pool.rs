@@ -19,7 +19,11 @@ use crate::worker::{self, Channels, Closure, Setup, Slot, ANSWER_GROUP};
 
 /// Default most tasks a worker's inbox holds (sent, not yet answered); long
 /// tasks are sent fewer at a time (see the crate's "Which worker runs a task").
-pub const DEFAULT_INBOX: usize = 8;
+/// Sixteen: pipelined trivial `apply_async`s ran about 7 % faster than with
+/// eight (each driving round files and sends more at once), and only trivial
+/// tasks fill it. (Each slot is a queue slot of the largest inline message,
+/// mapped but touched only as far as messages reach.)
+pub const DEFAULT_INBOX: usize = 16;
 /// Default largest message (arguments or results of one task) carried in a
 /// queue slot; larger ones stream through the queue's lane.
 pub const DEFAULT_MAX_INLINE: usize = 16 * 1024;

@@ -138,6 +138,24 @@ fn pool_rows(quick: bool) {
         }
         return;
     }
+    if std::env::var_os("ONLY_IMAP").is_some() {
+        // For A/B runs: an ordered `imap` of trivial items over the ranks,
+        // read ahead `processes` chunks (the default before) and more.
+        let n: u64 = if quick { 2_000 } else { 20_000 };
+        for _ in 0..rounds {
+            for ahead in [pool.processes(), multiproc_pool::IMAP_BUFFER] {
+                let s = Instant::now();
+                let sum: u64 = pool
+                    .imap_with(trivial, 0..n, 1, ahead)
+                    .map(|r| r.expect("imap"))
+                    .sum();
+                assert_eq!(sum, n * (n + 1) / 2);
+                let per = s.elapsed().as_nanos() as f64 / n as f64;
+                println!("imap_over_ranks ahead {ahead}: {per:.0} ns an item");
+            }
+        }
+        return;
+    }
     let work: Vec<u64> = (0..items).collect();
     if let Some(only) = std::env::var_os("ONLY_MAP") {
         // For A/B runs: the CPU-bound map over the ranks and locally;

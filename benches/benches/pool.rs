@@ -1,6 +1,7 @@
 //! The pool's hot paths beside their peers (the report's pool rows at finer
 //! grain): a blocking `apply` beside the queue round trip it stands on and
-//! Python's `Pool.apply`; pipelined `apply_async` beside Python's; `map` of
+//! Python's `Pool.apply`; pipelined `apply_async` beside Python's and beside
+//! its floor (the same tasks through the pool's queues alone); `map` of
 //! trivial items beside rayon and Python's `Pool.map`; a CPU-bound map beside
 //! a sequential loop and rayon; `pmap` beside the pool's `map` and its forks
 //! beside a raw fork. Python's rows are skipped, saying so, without `python3`.
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, cpu_item, cpu_pmap, pmap_fork_per_worker, python_pool, trivial,
+    apply_async_pipelined, bare_pipeline, cpu_item, cpu_pmap, pmap_fork_per_worker, python_pool,
+    trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -90,6 +92,15 @@ fn pool_calls(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("multiproc Pool.apply_async", |b| {
         b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
+    });
+    // The floor: the same tasks through the pool's queues alone.
+    g.bench_function("the pool's queues alone, one thread", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                bare_pipeline(procs, multiproc_pool::DEFAULT_INBOX, iters.max(10_000)),
+            )
+        })
     });
     if has_python {
         g.bench_function("Python Pool.apply_async", |b| {

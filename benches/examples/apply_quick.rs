@@ -2,7 +2,7 @@
 //! `apply_async`, trivial tasks, median of a few rounds: for A/B runs with
 //! `scripts/ab` and for profiles (`perf record`).
 use multiproc_bench::median;
-use multiproc_bench::pool::{apply_async_pipelined, apply_one, trivial};
+use multiproc_bench::pool::{apply_async_pipelined, apply_one, bare_pipeline, trivial};
 
 fn main() {
     let n: u64 = std::env::args()
@@ -31,6 +31,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(std::time::Duration::from_millis);
+    // FLOOR=1: the same tasks through the pool's queues alone, one thread
+    // and as many forked workers, alternated with the pipelined rounds.
+    let floor = std::env::var_os("FLOOR").is_some();
+    let mut f = Vec::new();
     for _ in 0..5 {
         if let Some(idle) = idle {
             std::thread::sleep(idle);
@@ -41,6 +45,19 @@ fn main() {
         if !only_apply {
             p.push(apply_async_pipelined(&pool, n));
         }
+        if floor {
+            f.push(bare_pipeline(
+                procs,
+                std::env::var("DEPTH")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(multiproc_pool::DEFAULT_INBOX),
+                n,
+            ));
+        }
+    }
+    if floor {
+        println!("the queues alone (bare pipeline) {:.0} ns/task", median(&f));
     }
     if only_apply {
         println!("apply {:.0} ns (rounds {:.0?})", median(&a), a);

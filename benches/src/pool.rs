@@ -43,6 +43,85 @@ pub fn apply_async_pipelined(pool: &Pool, n: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// The floor of a pipelined `apply_async` through the pool's own queues:
+/// nanoseconds per task of `n` trivial tasks that one thread of this process
+/// sends to `workers` forked processes (an inbox of `depth` slots each, as
+/// the pool's: [`multiproc_pool::DEFAULT_INBOX`] deep, slots of
+/// [`multiproc_pool::DEFAULT_MAX_INLINE`]) and whose answers it reads from
+/// one shared answer queue, refilling each inbox as its answers come. No job
+/// or task is recorded, no handle made, nothing encoded by serde, no death
+/// looked for: what is left is the queues, the processes and the CPUs.
+///
+/// # Panics
+/// If a queue or a fork fails, or an answer is wrong.
+pub fn bare_pipeline(workers: usize, depth: usize, n: u64) -> f64 {
+    use multiproc_queue::ByteQueue;
+    let inline = multiproc_pool::DEFAULT_MAX_INLINE;
+    let inboxes: Vec<ByteQueue> = (0..workers)
+        .map(|_| ByteQueue::new(depth, inline).expect("inbox"))
+        .collect();
+    let answers = ByteQueue::new(workers * depth + workers + 1, inline).expect("answers");
+    let children: Vec<libc::pid_t> = (0..workers)
+        .map(|w| {
+            let (inbox, answers) = (&inboxes[w], &answers);
+            crate::fork_running_child(move || {
+                let mut task = Vec::with_capacity(64);
+                loop {
+                    task.clear();
+                    // An empty message (or a failure): the run is over.
+                    if inbox.get_bytes_into(&mut task).is_err() || task.len() != 16 {
+                        return;
+                    }
+                    let seq = u64::from_le_bytes(task[..8].try_into().expect("8 bytes"));
+                    let x = u64::from_le_bytes(task[8..].try_into().expect("8 bytes"));
+                    let mut answer = [0u8; 24];
+                    answer[..8].copy_from_slice(&seq.to_le_bytes());
+                    answer[8..16].copy_from_slice(&(w as u64).to_le_bytes());
+                    answer[16..].copy_from_slice(&trivial(x).to_le_bytes());
+                    if answers.put_bytes(&answer).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut out = vec![0u64; n as usize];
+    let mut held = vec![0usize; workers];
+    let (mut next, mut got) = (0u64, 0u64);
+    let mut answer = Vec::with_capacity(64);
+    let t = Instant::now();
+    while got < n {
+        // Fill every inbox (the emptiest first), as the pool's driver does.
+        while next < n {
+            let w = (0..workers).min_by_key(|&w| held[w]).expect("a worker");
+            if held[w] >= depth {
+                break;
+            }
+            let mut task = [0u8; 16];
+            task[..8].copy_from_slice(&next.to_le_bytes());
+            task[8..].copy_from_slice(&next.to_le_bytes());
+            inboxes[w].try_put_bytes(&task).expect("inbox has room");
+            held[w] += 1;
+            next += 1;
+        }
+        answer.clear();
+        answers.get_bytes_into(&mut answer).expect("answer");
+        let word = |i: usize| u64::from_le_bytes(answer[i..i + 8].try_into().expect("8 bytes"));
+        out[word(0) as usize] = word(16);
+        held[word(8) as usize] -= 1;
+        got += 1;
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    for inbox in &inboxes {
+        inbox.put_bytes(&[]).expect("inbox");
+    }
+    for pid in children {
+        crate::wait_child(pid);
+    }
+    assert!(out.iter().enumerate().all(|(i, &r)| r == trivial(i as u64)));
+    ns
+}
+
 /// Nanoseconds per item of `map` over `n` trivial `u64` items (Python's chunking).
 pub fn map_trivial(pool: &Pool, n: u64) -> f64 {
     let t = Instant::now();

@@ -1108,8 +1108,9 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_one, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential,
-        map_trivial, pmap_fork_per_worker, pmap_trivial, python_pool, rayon_trivial,
+        apply_async_pipelined, apply_one, bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon,
+        cpu_sequential, map_trivial, pmap_fork_per_worker, pmap_trivial, python_pool,
+        rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1122,6 +1123,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         || apply_one(&pool, cfg.n(20_000)),
         || apply_async_pipelined(&pool, cfg.n(100_000)),
     );
+    // The same tasks through the pool's queues alone (its floor).
+    let mut bare_f = || bare_pipeline(cpus, multiproc_pool::DEFAULT_INBOX, cfg.n(100_000));
     // Python's map is timed right after its other calls, its workers busy a
     // moment before; each of ours follows the pause above, after which the
     // workers sleep (a halted vCPU takes tens of µs to wake here). So each
@@ -1143,15 +1146,20 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         rayon_trivial(1_000);
         rayon_trivial(cfg.n(1_000_000))
     };
-    let fs: &mut [&mut dyn FnMut() -> f64] =
-        &mut [&mut apply_f, &mut async_f, &mut map_f, &mut rayon_f];
+    let fs: &mut [&mut dyn FnMut() -> f64] = &mut [
+        &mut apply_f,
+        &mut async_f,
+        &mut map_f,
+        &mut rayon_f,
+        &mut bare_f,
+    ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
     // rounds after take none or a few hundred), and with five rounds that one
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon] = [0, 1, 2, 3].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare] = [0, 1, 2, 3, 4].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1196,6 +1204,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         }
         None => println!("(python3 not found: the Python pool comparison is skipped)"),
     }
+    rows.push(Row {
+        what: "apply_async pipelined (ns/task)",
+        ours: pipelined,
+        peer_name: "the pool's queues alone, one thread",
+        peer: bare,
+        target: "(the floor: no job kept, no check)",
+        ok: true,
+    });
     rows.push(Row {
         what: "map 1M trivial u64 (ns/item)",
         ours: map,

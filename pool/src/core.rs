@@ -142,9 +142,11 @@ pub(crate) struct Task {
     /// Where each item's arguments start, from the start of the arguments
     /// (for a task of more than one item: a death splits it).
     pub(crate) starts: Starts,
-    /// Its number once sent; the worker it went to.
+    /// Its number once sent; the worker it went to (`u32::MAX`: none yet;
+    /// a `u32` so that it packs beside `count`: a task record a burst keeps
+    /// by the hundred thousand, `benches/NOTES.md`).
     seq: u64,
-    worker: usize,
+    worker: u32,
 }
 
 /// A task's message: its own until a stream needs it too (most tasks never
@@ -187,8 +189,8 @@ pub(crate) enum Starts {
     /// Item `i` starts at `i × stride`: every item is as long (a chunk of
     /// raw numbers, or a single item), and no list is kept.
     Stride(u32),
-    /// Item `i` starts at `list[i]`.
-    List(Vec<u32>),
+    /// Item `i` starts at `list[i]` (boxed: 8 bytes shorter than a `Vec`).
+    List(Box<[u32]>),
 }
 
 impl Starts {
@@ -379,8 +381,13 @@ impl Task {
             msg: Msg::Own(msg),
             starts,
             seq: 0,
-            worker: usize::MAX,
+            worker: u32::MAX,
         }
+    }
+
+    /// The worker slot it went to (`u32::MAX` as a `usize`: none yet).
+    fn worker(&self) -> usize {
+        self.worker as usize
     }
 
     fn args(&self) -> &[u8] {
@@ -415,7 +422,8 @@ impl Task {
     /// Numbers it `seq` (in its message too), for worker `w`.
     fn number(&mut self, seq: u64, w: usize) {
         self.seq = seq;
-        self.worker = w;
+        // Worker slots number at most 4 096 (`Builder::build`'s bound).
+        self.worker = w as u32;
         // Shared only with a stream still queued for a worker that died:
         // then the bytes are copied, and the stream keeps the old number.
         self.msg.bytes_mut()[..8].copy_from_slice(&seq.to_le_bytes());
@@ -483,12 +491,46 @@ impl Drop for Answer {
 #[derive(Default)]
 pub(crate) struct Gathered {
     pub(crate) parts: smallvec::SmallVec<[Part; 1]>,
-    pub(crate) failed: Vec<(usize, Error)>,
+    pub(crate) failed: Failed,
+}
+
+/// The items of a job that failed without an answer (a worker's death, a
+/// timeout, a stopped pool), in no order: none in almost every job, so the
+/// list is boxed, which keeps the job record 16 bytes shorter (a burst of
+/// `apply_async`s writes and reads one record a task, mostly out of the
+/// caches: `benches/NOTES.md`).
+#[derive(Default)]
+// The box is the point: one word in the record, where a `Vec` takes three.
+#[allow(clippy::box_collection)]
+pub(crate) struct Failed(Option<Box<Vec<(usize, Error)>>>);
+
+impl Failed {
+    pub(crate) fn push(&mut self, failure: (usize, Error)) {
+        self.0.get_or_insert_default().push(failure);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.is_empty())
+    }
+
+    pub(crate) fn as_slice(&self) -> &[(usize, Error)] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<(usize, Error)> {
+        self.0.map_or_else(Vec::new, |v| *v)
+    }
 }
 
 /// Turns a finished job's answers into its typed outcome (a `Result<T>` in a
 /// box), running its callbacks: made where the types are known.
 pub(crate) type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send> + Send>;
+
+// A burst of `apply_async`s keeps one job record and one task record a
+// task, mostly out of the caches: each byte of them shows in its time
+// (`benches/NOTES.md`). These say when a change makes them longer.
+const _: () = assert!(std::mem::size_of::<Job>() <= 168);
+const _: () = assert!(std::mem::size_of::<Task>() <= 96);
 
 /// A job: one `apply`, one `map`, one `imap`.
 pub(crate) struct Job {
@@ -910,7 +952,7 @@ impl Inner {
                     match mine.and_then(|i| st.streams.remove(i)) {
                         // Still in flight to that worker?
                         Some((_, seq, msg))
-                            if st.inflight.get(&seq).is_some_and(|t| t.worker == w) =>
+                            if st.inflight.get(&seq).is_some_and(|t| t.worker() == w) =>
                         {
                             break msg;
                         }
@@ -1190,7 +1232,7 @@ impl Inner {
         let mut mine: Vec<u64> = st
             .inflight
             .iter()
-            .filter(|(_, t)| t.worker == w)
+            .filter(|(_, t)| t.worker() == w)
             .map(|(s, _)| s)
             .collect();
         mine.sort_unstable();
@@ -1647,7 +1689,7 @@ fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Finishe
     let Some(task) = st.inflight.remove(&seq) else {
         return;
     };
-    if let Some(w) = st.workers.get_mut(task.worker) {
+    if let Some(w) = st.workers.get_mut(task.worker()) {
         if let Some(since) = w.since {
             st.pace.record(
                 task.target,

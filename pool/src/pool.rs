@@ -1433,7 +1433,7 @@ fn encode_chunk<T: Serialize>(
         }
     }
     let starts = match list {
-        Some(list) => Starts::List(list),
+        Some(list) => Starts::List(list.into_boxed_slice()),
         // A task of one item needs no stride.
         None if n == 1 => Starts::Stride(0),
         None => Starts::Stride(stride as u32),
@@ -1459,7 +1459,7 @@ fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>
             }
         }
     }
-    for (i, e) in g.failed {
+    for (i, e) in g.failed.into_vec() {
         if let Some(slot) = out.get_mut(i) {
             *slot = Some(Err(e));
         }
@@ -1473,7 +1473,7 @@ fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>
 fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
     // The usual case, one answer for the one item: read at once, with no
     // list of outcomes made for it.
-    if let ([part], []) = (&g.parts[..], &g.failed[..]) {
+    if let ([part], []) = (&g.parts[..], g.failed.as_slice()) {
         if part.first == 0 && part.count == 1 {
             return wire::read_item::<R>(part.entries()).0;
         }
@@ -1522,8 +1522,9 @@ fn decode_map_onto<R: DeserializeOwned>(
     total: usize,
 ) -> Result<Vec<R>> {
     g.parts.sort_unstable_by_key(|p| p.first);
-    g.failed.sort_unstable_by_key(|(i, _)| *i);
-    let mut failed = g.failed.into_iter().peekable();
+    let mut failed = g.failed.into_vec();
+    failed.sort_unstable_by_key(|(i, _)| *i);
+    let mut failed = failed.into_iter().peekable();
     let mut parts = g.parts.iter().peekable();
     let item_error = |index, e| Error::Item {
         index,
@@ -2060,7 +2061,7 @@ where
                 self.put(part.first + i, r);
             }
         }
-        for (i, e) in gathered.failed {
+        for (i, e) in gathered.failed.into_vec() {
             self.put(i, Err(e));
         }
         if let Some(e) = aborted {

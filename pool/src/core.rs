@@ -529,8 +529,21 @@ pub(crate) type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send
 // A burst of `apply_async`s keeps one job record and one task record a
 // task, mostly out of the caches: each byte of them shows in its time
 // (`benches/NOTES.md`). These say when a change makes them longer.
-const _: () = assert!(std::mem::size_of::<Job>() <= 168);
+const _: () = assert!(std::mem::size_of::<Job>() <= 152);
 const _: () = assert!(std::mem::size_of::<Task>() <= 96);
+
+/// What becomes of a job's answers once it is complete (one field, where a
+/// finisher and its output took two words each and a flag).
+pub(crate) enum Finish {
+    /// Its caller decodes them (`get`).
+    ByCaller,
+    /// The driver runs this first: callbacks, or decoding ahead of `get`.
+    Pending(Finisher),
+    /// The finisher runs now, outside the lock: not done yet.
+    Running,
+    /// What the finisher made, or what `successful` decoded.
+    Done(Box<dyn Any + Send>),
+}
 
 /// A job: one `apply`, one `map`, one `imap`.
 pub(crate) struct Job {
@@ -541,16 +554,11 @@ pub(crate) struct Job {
     /// Items answered or failed so far.
     pub(crate) answered: usize,
     pub(crate) gathered: Gathered,
-    /// Run by the driver when the job completes (callbacks, or decoding ahead
-    /// of `get`); `None` for jobs their caller decodes.
-    pub(crate) finisher: Option<Finisher>,
-    /// The finisher's output.
-    pub(crate) outcome: Option<Box<dyn Any + Send>>,
+    /// What becomes of its answers once it is complete.
+    pub(crate) finish: Finish,
     /// Cancelled, or failed as a whole (terminate, broken pool).
     /// (Boxed: an `Error` inline would make every job 72 bytes longer.)
     pub(crate) aborted: Option<Box<Error>>,
-    /// Its finisher runs now (outside the lock): not done yet.
-    finishing: bool,
     /// Its answer is its lowest failing item's error once one fails (a
     /// `map`, a `starmap`): see [`Job::fail_fast`].
     fail_fast: bool,
@@ -566,10 +574,8 @@ impl Job {
             feeding,
             answered: 0,
             gathered: Gathered::default(),
-            finisher,
-            outcome: None,
+            finish: finisher.map_or(Finish::ByCaller, Finish::Pending),
             aborted: None,
-            finishing: false,
             fail_fast: false,
             run_below: usize::MAX,
         }
@@ -600,9 +606,7 @@ impl Job {
     /// Whether the job is complete and its outcome (if it has a finisher) is there.
     pub(crate) fn done(&self) -> bool {
         self.aborted.is_some()
-            || (self.complete()
-                && !self.finishing
-                && (self.finisher.is_none() || self.outcome.is_some()))
+            || (self.complete() && matches!(self.finish, Finish::ByCaller | Finish::Done(_)))
     }
 }
 
@@ -1093,7 +1097,11 @@ impl Inner {
                 self.changed.notify_all();
             }
             // Only jobs with a finisher need another look (and the lock again).
-            finished.retain(|id| st.jobs.get(id).is_some_and(|j| j.finisher.is_some()));
+            finished.retain(|id| {
+                st.jobs
+                    .get(id)
+                    .is_some_and(|j| matches!(j.finish, Finish::Pending(_)))
+            });
         }
         if !finished.is_empty() {
             self.finish(&finished);
@@ -1107,17 +1115,22 @@ impl Inner {
             let taken = {
                 let mut st = self.lock();
                 st.jobs.get_mut(&id).and_then(|job| {
-                    let f = job.finisher.take()?;
-                    job.finishing = true;
-                    Some((f, std::mem::take(&mut job.gathered), job.total))
+                    match std::mem::replace(&mut job.finish, Finish::Running) {
+                        Finish::Pending(f) => {
+                            Some((f, std::mem::take(&mut job.gathered), job.total))
+                        }
+                        other => {
+                            job.finish = other;
+                            None
+                        }
+                    }
                 })
             };
             if let Some((f, gathered, total)) = taken {
                 let outcome = f(gathered, total);
                 let mut st = self.lock();
                 if let Some(job) = st.jobs.get_mut(&id) {
-                    job.outcome = Some(outcome);
-                    job.finishing = false;
+                    job.finish = Finish::Done(outcome);
                 }
                 any = true;
             }

@@ -12,7 +12,9 @@ use multiproc_shm::{Location, SharedSlice};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{task_buffer, Finisher, Gathered, Inner, Job, Part, Starts, State, Target, Task};
+use crate::core::{
+    task_buffer, Finish, Finisher, Gathered, Inner, Job, Part, Starts, State, Target, Task,
+};
 use crate::error::{Error, Result};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 use crate::worker::{self, Channels, Closure, Setup, Slot, ANSWER_GROUP};
@@ -1757,15 +1759,15 @@ impl<T: Send + 'static> AsyncResult<T> {
         if j.aborted.is_some() || (!j.done() && terminated) {
             return Some(false);
         }
-        if j.outcome.is_none() {
+        if !matches!(j.finish, Finish::Done(_)) {
             let total = j.total;
             let r = (self.decode)(std::mem::take(&mut j.gathered), total);
-            j.outcome = Some(Box::new(r));
+            j.finish = Finish::Done(Box::new(r));
         }
-        j.outcome
-            .as_ref()
-            .and_then(|o| o.downcast_ref::<Result<T>>())
-            .map(Result::is_ok)
+        match &j.finish {
+            Finish::Done(o) => o.downcast_ref::<Result<T>>().map(Result::is_ok),
+            _ => None,
+        }
     }
 
     /// Takes it out of the queue if no worker has been sent it yet; `true` if
@@ -1891,7 +1893,7 @@ fn take_locked<'a, T: Send + 'static>(
     if !j.complete() {
         return Err(Error::Terminated);
     }
-    if let Some(outcome) = j.outcome {
+    if let Finish::Done(outcome) = j.finish {
         return match outcome.downcast::<Result<T>>() {
             Ok(r) => *r,
             Err(_) => Err(Error::Terminated), // never: made for this T

@@ -353,6 +353,13 @@ fn imap_endless(pool: &MpiPool) {
         read <= bound,
         "read {read} items ahead of 10 taken (bound {bound})"
     );
+    // And it reads that far ahead (each chunk crosses ranks): more than the
+    // `processes` chunks it read ahead by default before.
+    let before = (10 + 2 * pool.processes()) as u64;
+    assert!(
+        read > before || pool.processes() >= multiproc_pool::IMAP_BUFFER,
+        "read only {read} items for 10 taken (the old default read {before})"
+    );
 }
 
 /// A worker process killed inside a rank: that item fails with

@@ -152,13 +152,24 @@ pub(crate) struct Task {
 /// A task's message: its own until a stream needs it too (most tasks never
 /// stream, and an `Arc` for each cost an allocation a task).
 enum Msg {
+    /// A small message (a single task's, most often) in the record itself:
+    /// no allocation by the submitting thread for the driver's to free.
+    Inline {
+        len: u8,
+        buf: [u8; MSG_INLINE],
+    },
     Own(Vec<u8>),
     Shared(Arc<Vec<u8>>),
 }
 
+/// The longest task message kept inline in its [`Task`] (the header and
+/// 19 bytes of arguments).
+const MSG_INLINE: usize = 48;
+
 impl Msg {
     fn bytes(&self) -> &[u8] {
         match self {
+            Msg::Inline { len, buf } => &buf[..usize::from(*len)],
             Msg::Own(v) => v,
             Msg::Shared(v) => v,
         }
@@ -167,6 +178,7 @@ impl Msg {
     /// The bytes to write (copied first if a stream still holds them).
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
+            Msg::Inline { len, buf } => &mut buf[..usize::from(*len)],
             Msg::Own(v) => v,
             Msg::Shared(v) => Arc::make_mut(v).as_mut_slice(),
         }
@@ -175,6 +187,7 @@ impl Msg {
     /// The bytes, shared (with a stream), without a copy.
     fn shared(&mut self) -> Arc<Vec<u8>> {
         let shared = match std::mem::replace(self, Msg::Own(Vec::new())) {
+            Msg::Inline { len, buf } => Arc::new(buf[..usize::from(len)].to_vec()),
             Msg::Own(v) => Arc::new(v),
             Msg::Shared(v) => v,
         };
@@ -209,10 +222,29 @@ impl Starts {
 
 /// A buffer to encode a task's arguments into: room for the header first.
 pub(crate) fn task_buffer() -> Vec<u8> {
-    // Room for small arguments too: growing it costs a realloc.
-    let mut msg = Vec::with_capacity(64);
+    // This thread's last small task's buffer, if it kept one (see `reuse`);
+    // else a new one with room for small arguments too (growing it costs a
+    // realloc).
+    let mut msg = ENCODE.take();
+    if msg.capacity() == 0 {
+        msg = Vec::with_capacity(64);
+    }
+    msg.clear();
     msg.resize(wire::TASK_HEADER, 0);
     msg
+}
+
+thread_local! {
+    /// A buffer to encode the next task into, left by the last small task
+    /// (whose bytes went inline into its record).
+    static ENCODE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Keeps `buf` for this thread's next [`task_buffer`], unless it is large.
+fn reuse(buf: Vec<u8>) {
+    if buf.capacity() <= 4096 {
+        ENCODE.set(buf);
+    }
 }
 
 /// [`task_buffer`] for a chunk of `items` items: a large one reuses a spare
@@ -378,7 +410,15 @@ impl Task {
             first,
             count,
             target,
-            msg: Msg::Own(msg),
+            msg: if msg.len() <= MSG_INLINE {
+                let mut buf = [0; MSG_INLINE];
+                buf[..msg.len()].copy_from_slice(&msg);
+                let len = msg.len() as u8;
+                reuse(msg);
+                Msg::Inline { len, buf }
+            } else {
+                Msg::Own(msg)
+            },
             starts,
             seq: 0,
             worker: u32::MAX,
@@ -433,6 +473,7 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         match &mut self.msg {
+            Msg::Inline { .. } => {}
             Msg::Own(msg) => spare::give(std::mem::take(msg)),
             Msg::Shared(msg) => {
                 if let Some(msg) = Arc::get_mut(msg) {
@@ -530,7 +571,7 @@ pub(crate) type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send
 // task, mostly out of the caches: each byte of them shows in its time
 // (`benches/NOTES.md`). These say when a change makes them longer.
 const _: () = assert!(std::mem::size_of::<Job>() <= 152);
-const _: () = assert!(std::mem::size_of::<Task>() <= 96);
+const _: () = assert!(std::mem::size_of::<Task>() <= 128);
 
 /// What becomes of a job's answers once it is complete (one field, where a
 /// finisher and its output took two words each and a flag).

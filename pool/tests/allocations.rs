@@ -1,0 +1,110 @@
+//! What a task costs the heap: a pipelined `apply_async` of a small argument,
+//! and a blocking `apply`, allocate nothing on the calling thread once the
+//! pool's tables have grown to the burst (a heap block a task, allocated by
+//! the caller and freed by the thread that files the answer, was a tenth of
+//! a pipelined task's time: `benches/NOTES.md`). Counted by a global
+//! allocator, for the thread under test only (the pool's background thread
+//! allocates now and then as it looks at its workers). Its own binary: the
+//! allocator is the whole process's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use multiproc_pool::Pool;
+use multiproc_testkit::{zombie_children, Watchdog};
+
+struct Counting;
+
+thread_local! {
+    /// Whether this thread's allocations are counted, and how many so far.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    // `try_with`: a thread being torn down has no thread-locals left.
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every call goes to `System`, unchanged; the count touches only
+// const-initialised thread-locals, which allocate nothing.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations this thread makes in `f`.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    COUNT.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    f();
+    COUNTING.with(|on| on.set(false));
+    COUNT.with(Cell::get)
+}
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+#[test]
+fn a_small_task_allocates_nothing_on_the_calling_thread() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "allocations");
+    const N: u64 = 10_000;
+    let pool = Pool::new(2).unwrap();
+    let mut handles = Vec::with_capacity(N as usize);
+    let burst = |handles: &mut Vec<_>| {
+        for i in 0..N {
+            handles.push(pool.apply_async(square, i).unwrap());
+        }
+        for (i, h) in handles.drain(..).enumerate() {
+            assert_eq!(h.get().unwrap(), square(i as u64));
+        }
+    };
+    // The tables grow to the burst once.
+    for _ in 0..3 {
+        burst(&mut handles);
+    }
+    let pipelined = allocations_in(|| burst(&mut handles));
+    for i in 0..1_000 {
+        pool.apply(square, i).unwrap();
+    }
+    let blocking = allocations_in(|| {
+        for i in 0..N {
+            assert_eq!(pool.apply(square, i).unwrap(), square(i));
+        }
+    });
+    // A few for the driver's looks at the workers (a list of their pidfds,
+    // every 5 ms of driving), none a task.
+    assert!(
+        pipelined <= N / 100,
+        "{pipelined} allocations for {N} pipelined apply_async"
+    );
+    assert!(
+        blocking <= N / 100,
+        "{blocking} allocations for {N} blocking apply"
+    );
+    drop(pool);
+    assert!(zombie_children().is_empty());
+}

@@ -2,10 +2,10 @@
 //! argument and taking its result allocate nothing on the calling thread
 //! once the pool's tables have grown to the burst (a heap block a task,
 //! allocated by the caller and freed by the thread that files the answer,
-//! was a tenth of a pipelined task's time: `benches/NOTES.md`). Counted by a global
-//! allocator, for the thread under test only (the pool's background thread
-//! allocates now and then as it looks at its workers). Its own binary: the
-//! allocator is the whole process's.
+//! cost a pipelined task a few percent of its time: `benches/NOTES.md`).
+//! Counted by a global allocator, for the thread under test only (the
+//! pool's background thread allocates now and then as it looks at its
+//! workers). Its own binary: the allocator is the whole process's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

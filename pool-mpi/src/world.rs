@@ -633,6 +633,12 @@ impl MpiPool {
         self.ranks.iter().map(|r| r.processes).sum()
     }
 
+    /// The `buffersize` of `imap` and `imap_unordered`: [`IMAP_BUFFER`], or
+    /// `processes` if more (as the local pool's).
+    fn imap_buffersize(&self) -> usize {
+        self.processes().max(IMAP_BUFFER)
+    }
+
     /// Runs `f(args)` on a rank and waits for it (Python's `apply`).
     ///
     /// # Errors
@@ -880,7 +886,7 @@ impl MpiPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.imap_with(f, items, 1, self.processes().max(IMAP_BUFFER))
+        self.imap_with(f, items, 1, self.imap_buffersize())
     }
 
     /// [`imap`](MpiPool::imap) with Python's `chunksize` and `buffersize`:
@@ -917,7 +923,7 @@ impl MpiPool {
             f,
             items.into_iter(),
             1,
-            self.processes().max(IMAP_BUFFER),
+            self.imap_buffersize(),
             false,
         ))
     }

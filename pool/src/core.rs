@@ -1077,10 +1077,8 @@ impl Inner {
             }
         };
         st.waiting -= 1;
-        if st.waiting == 0 && st.bg_asleep && outstanding(&st) {
-            // Once a sleep, as in `nudge`.
-            st.bg_asleep = false;
-            self.idle.notify_one();
+        if outstanding(&st) {
+            self.nudge(&mut st);
         }
         (st, result)
     }

@@ -376,6 +376,12 @@ impl Pool {
         self.inner.processes
     }
 
+    /// The `buffersize` of `imap` and `imap_unordered`: [`IMAP_BUFFER`], or
+    /// `processes` if more.
+    fn imap_buffersize(&self) -> usize {
+        self.processes().max(IMAP_BUFFER)
+    }
+
     /// The pids of its workers now (a dead one is replaced under a new pid).
     pub fn pids(&self) -> Vec<u32> {
         self.inner.pids()
@@ -851,7 +857,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.imap_with(f, items, 1, self.processes().max(IMAP_BUFFER))
+        self.imap_with(f, items, 1, self.imap_buffersize())
     }
 
     /// [`imap`](Pool::imap) with Python's `chunksize` and `buffersize`: up to
@@ -899,7 +905,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.imap_unordered_with(f, items, 1, self.processes().max(IMAP_BUFFER))
+        self.imap_unordered_with(f, items, 1, self.imap_buffersize())
     }
 
     /// [`imap_unordered`](Pool::imap_unordered) with Python's `chunksize`
@@ -1300,7 +1306,7 @@ where
             CLOSURE,
             items.into_iter(),
             1,
-            self.pool.processes().max(IMAP_BUFFER),
+            self.pool.imap_buffersize(),
             true,
         )
     }
@@ -1315,7 +1321,7 @@ where
             CLOSURE,
             items.into_iter(),
             1,
-            self.pool.processes().max(IMAP_BUFFER),
+            self.pool.imap_buffersize(),
             false,
         ))
     }

@@ -13,7 +13,7 @@
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
-//! spinning, then yielding, for [`HOT`] after the last message, then
+//! yielding (never spinning without it) for [`HOT`] after the last message, then
 //! sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
 //! sleeping early: a thread woken on an idle core of a virtual machine can
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
@@ -194,9 +194,13 @@ fn stop_all(world: &SimpleCommunicator, size: usize, how: u8) {
     }
 }
 
-/// Spins, then yields, then sleeps longer and longer, while no message
-/// comes: a rank that just had a message stays hot for the next (a stream
-/// of tasks, or the answer a caller waits for), an idle one costs little.
+/// Yields, then sleeps longer and longer, while no message comes: a rank
+/// that just had a message stays hot for the next (a stream of tasks, or
+/// the answer a caller waits for), an idle one costs little. It never spins
+/// without yielding: the thread it would keep off its vCPU is often the one
+/// it waits for (on one machine the other rank's, or this rank's local pool;
+/// a 20 µs spin first made a blocking `apply` over two ranks take twice as
+/// long, `benches/NOTES.md`).
 struct Napper {
     since: Instant,
     sleep: Duration,
@@ -211,16 +215,12 @@ impl Default for Napper {
     }
 }
 
-/// Spinning, then yielding, for this long after the last message.
-const SPIN: Duration = Duration::from_micros(20);
+/// Yielding for this long after the last message.
 const HOT: Duration = Duration::from_micros(300);
 
 impl Napper {
     fn nap(&mut self) {
-        let idle = self.since.elapsed();
-        if idle < SPIN {
-            std::hint::spin_loop();
-        } else if idle < HOT {
+        if self.since.elapsed() < HOT {
             std::thread::yield_now();
         } else {
             self.sleep = (self.sleep * 2).clamp(Duration::from_micros(10), MAX_NAP);
@@ -228,8 +228,7 @@ impl Napper {
         }
     }
 
-    /// Still spinning or yielding: a message now is seen within
-    /// microseconds.
+    /// Still yielding: a message now is seen within microseconds.
     fn hot(&self) -> bool {
         self.since.elapsed() < HOT
     }
@@ -1127,8 +1126,10 @@ impl MpiPool {
                 sends
             }
         };
-        self.hub.wake();
+        // Sent first, then the receiver woken (a wake of a sleeping thread
+        // is a system call that can take microseconds on a virtual machine).
         send_all(sends);
+        self.hub.wake();
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 //! grain): a blocking `apply` beside the queue round trip it stands on and
 //! Python's `Pool.apply`; pipelined `apply_async` beside Python's and beside
 //! its floor (the same tasks through the pool's queues alone); `map` of
-//! trivial items beside rayon and Python's `Pool.map`; a CPU-bound map beside
-//! a sequential loop and rayon; `pmap` beside the pool's `map` and its forks
-//! beside a raw fork. Python's rows are skipped, saying so, without `python3`.
+//! trivial items (Python's chunks, and chunks of 2 000) beside rayon and
+//! Python's `Pool.map`; a CPU-bound map beside a sequential loop and rayon;
+//! `pmap` beside the pool's `map` and its forks beside a raw fork. Python's
+//! rows are skipped, saying so, without `python3`.
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
@@ -118,6 +119,9 @@ fn pool_calls(c: &mut Criterion) {
     g.throughput(Throughput::Elements(MAP_ITEMS));
     g.bench_function("multiproc Pool.map", |b| {
         b.iter(|| black_box(pool.map(trivial, 0..MAP_ITEMS).expect("map")))
+    });
+    g.bench_function("multiproc Pool.map, chunks of 2 000", |b| {
+        b.iter(|| black_box(pool.map_chunked(trivial, 0..MAP_ITEMS, 2_000).expect("map")))
     });
     g.bench_function("multiproc pmap (its forks included)", |b| {
         let items: Vec<u64> = (0..MAP_ITEMS).collect();

@@ -616,7 +616,7 @@ fn scribble_at_50_000(x: u64) -> u64 {
 }
 
 /// A `map` of 100 000 items on two workers, whose chunks (12 500 items, more
-/// than a ring's slot holds) stream through the inboxes' lanes, with a task
+/// than a ring's slot of 16 KiB holds) stream through the inboxes' lanes, with a task
 /// that writes over all of its worker's shared memory mid-map: the map
 /// answers `Corrupted` (or, if the garbage missed everything in use, right
 /// results), never a wrong one, within its trial's deadline.
@@ -628,7 +628,11 @@ fn a_map_of_streamed_chunks_whose_task_writes_over_all_its_memory_answers_corrup
         let seed = 0x6d61_7000 ^ (trial << 20) ^ trial;
         let child = fork(move || {
             MAP_SEED.store(seed, Ordering::Relaxed);
-            let pool = Pool::new(2).unwrap();
+            let pool = Pool::builder()
+                .processes(2)
+                .max_inline(16 << 10)
+                .build()
+                .unwrap();
             match pool.map(scribble_at_50_000, 0..100_000u64) {
                 Ok(v) if v.iter().enumerate().all(|(i, &y)| y == i as u64 * 3) => 1,
                 Ok(_) => 9,

@@ -419,7 +419,20 @@ fn get_timeout_ready_successful_and_cancel() {
 fn arguments_and_results_of_any_size() {
     let _dog = Watchdog::arm(LIMIT, "sizes");
     let pool = Pool::new(2).unwrap();
-    for n in [0usize, 1, 1000, 16 * 1024, 100_000, 4 << 20, 64 << 20] {
+    // Up to a slot's size, just past it, past the lane, far past it.
+    let slot = multiproc_pool::DEFAULT_MAX_INLINE;
+    let sizes = [
+        0,
+        1,
+        1000,
+        16 << 10,
+        100_000,
+        slot,
+        slot + 1,
+        4 << 20,
+        64 << 20,
+    ];
+    for n in sizes {
         let v = make_bytes(n);
         let sum = v.iter().fold(0u8, |a, &b| a.wrapping_add(b));
         assert_eq!(pool.apply(bytes_len, v).unwrap(), (n, sum), "{n} bytes in");
@@ -427,10 +440,12 @@ fn arguments_and_results_of_any_size() {
         assert_eq!(back.len(), n, "{n} bytes out");
         assert!(back.iter().enumerate().all(|(i, &b)| b == i as u8));
     }
-    // The sizes above fit the default lane (2 MiB) or pass it; with a lane
-    // of 64 KiB the same messages all stream past it.
+    // The sizes above fit a slot, fit the default lane (2 MiB) or pass it;
+    // with slots of 16 KiB and a lane of 64 KiB the same messages all stream
+    // past the lane.
     let small = Pool::builder()
         .processes(2)
+        .max_inline(16 << 10)
         .lane_bytes(64 << 10)
         .build()
         .unwrap();
@@ -537,11 +552,11 @@ fn sum_or_die(v: Vec<u8>) -> (usize, u8) {
 fn large_chunks_stream_to_every_worker_at_once_and_a_death_among_them_fails_one_item() {
     let _dog = Watchdog::arm(LIMIT, "large chunks");
     let pool = Pool::new(2).unwrap();
-    // Items of 100 KB, one a chunk: every task streams (past the inline
-    // size), to both workers at a time; item 5 kills its worker mid-map.
+    // Items past the inline size, one a chunk: every task streams, to both
+    // workers at a time; item 5 kills its worker mid-map.
     let items: Vec<Vec<u8>> = (0..12u8)
         .map(|i| {
-            let mut v = make_bytes(100_000 + usize::from(i));
+            let mut v = make_bytes(multiproc_pool::DEFAULT_MAX_INLINE + 1000 + usize::from(i));
             v[0] = if i == 5 { 1 } else { 2 };
             v
         })

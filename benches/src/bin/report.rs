@@ -1109,8 +1109,8 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
         apply_async_pipelined, apply_one, bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon,
-        cpu_sequential, map_trivial, pmap_fork_per_worker, pmap_trivial, python_pool,
-        rayon_trivial,
+        cpu_sequential, map_trivial, map_trivial_chunked, pmap_fork_per_worker, pmap_trivial,
+        python_pool, rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1146,12 +1146,22 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         rayon_trivial(1_000);
         rayon_trivial(cfg.n(1_000_000))
     };
+    // A map in chunks of a size a user picks (messages of 18 KB), in rounds
+    // shaped as the counted map's above.
+    let mut chunked_f = || {
+        settle();
+        map_trivial_chunked(&pool, cfg.n(1_000_000), 2_000);
+        settle();
+        map_trivial(&pool, 1_000);
+        map_trivial_chunked(&pool, cfg.n(1_000_000), 2_000)
+    };
     let fs: &mut [&mut dyn FnMut() -> f64] = &mut [
         &mut apply_f,
         &mut async_f,
         &mut map_f,
         &mut rayon_f,
         &mut bare_f,
+        &mut chunked_f,
     ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
@@ -1159,7 +1169,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon, bare] = [0, 1, 2, 3, 4].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare, chunked] = [0, 1, 2, 3, 4, 5].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1227,6 +1237,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer: rayon_cold,
         target: "(100 ms idle before)",
         ok: true,
+    });
+    rows.push(Row {
+        what: "same in chunks of 2 000 (ns/item)",
+        ours: chunked,
+        peer_name: "the pool's map, Python's chunks",
+        peer: map,
+        target: "≤ 1.5× (no cliff past a slot)",
+        ok: chunked <= 1.5 * map,
     });
     rows.push(Row {
         what: "same with pmap (ns/item)",

@@ -509,7 +509,11 @@ fn trim_queue<T>(queue: &mut VecDeque<T>) {
 
 pub(crate) struct Hub {
     pub(crate) st: Mutex<State>,
-    pub(crate) cv: Condvar,
+    cv: Condvar,
+    /// Threads asleep on `cv` (counted under `st`'s lock): a wake with
+    /// none is no system call (one a task, before, when the receiver
+    /// polled and the caller watched).
+    sleepers: std::sync::atomic::AtomicUsize,
     /// Counts [`Hub::wake`]s: a waiter watches it for a while before it
     /// sleeps on `cv`.
     pub(crate) changes: std::sync::atomic::AtomicU64,
@@ -525,11 +529,38 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// Wakes every waiter: something was filed or changed.
+    /// Wakes every waiter: something was filed or changed. Called after
+    /// the change, made under `st`'s lock: a thread that counted itself in
+    /// `sleepers` before that lock was taken is seen (the lock orders the
+    /// two), and one that counts itself later saw the change.
     pub(crate) fn wake(&self) {
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
-        self.cv.notify_all();
+        use std::sync::atomic::Ordering;
+        self.changes.fetch_add(1, Ordering::Release);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Sleeps on `cv` for at most `limit`, counted in `sleepers`.
+    pub(crate) fn sleep<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        use std::sync::atomic::Ordering;
+        use std::sync::PoisonError;
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        let st = match limit {
+            None => self.cv.wait(st).unwrap_or_else(PoisonError::into_inner),
+            Some(left) => {
+                self.cv
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        st
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -545,16 +576,10 @@ impl Hub {
         st: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> Result<MutexGuard<'a, State>> {
-        use std::sync::PoisonError;
         Ok(match deadline {
-            None => self.cv.wait(st).unwrap_or_else(PoisonError::into_inner),
+            None => self.sleep(st, None),
             Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => {
-                    self.cv
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
+                Some(left) if !left.is_zero() => self.sleep(st, Some(left)),
                 _ => return Err(Error::Timeout),
             },
         })
@@ -599,6 +624,7 @@ impl MpiPool {
         let hub = Arc::new(Hub {
             st: Mutex::new(st),
             cv: Condvar::new(),
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
             changes: std::sync::atomic::AtomicU64::new(0),
             hot: std::sync::atomic::AtomicBool::new(false),
             has_deferred: std::sync::atomic::AtomicBool::new(false),
@@ -1470,11 +1496,7 @@ impl Receiver {
                 st.stopped = true;
                 return false;
             }
-            let (g, _) = hub
-                .cv
-                .wait_timeout(st, Duration::from_millis(20))
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            drop(g);
+            drop(hub.sleep(st, Some(Duration::from_millis(20))));
             self.nap.borrow_mut().reset();
             return true;
         }

@@ -13,8 +13,8 @@
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
-//! yielding (never spinning without it) for [`HOT`] after the last message, then
-//! sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
+//! yielding (never spinning without it) for [`HOT`] after the last message,
+//! then sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
 //! sleeping early: a thread woken on an idle core of a virtual machine can
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
 //! sleeps on a condition variable while nothing is in flight; a caller

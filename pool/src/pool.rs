@@ -30,11 +30,11 @@ pub const DEFAULT_INBOX: usize = 16;
 /// queue slot; larger ones stream through the queue's lane. A lane carries
 /// one message at a time, so a worker whose next chunk streams gets it only
 /// once it has read the one before, and a streamed message costs about 15-20
-/// µs of hand-offs on two vCPUs: with 16 KiB here, a `map` of a million
+/// µs of hand-offs on two vCPUs: when this was 16 KiB, a `map` of a million
 /// numbers in chunks of 2 000 (18 KB) took 9-11 ns an item, against 4-5 in
-/// chunks of 1 800, which fit (`benches/NOTES.md`). At 128 KiB only chunks
-/// large enough to amortise that stream. Slots are mapped at this size but
-/// touched only as far as the messages written into them reach: a slot
+/// chunks of 1 800, which fit (`benches/NOTES.md`). At 128 KiB, only chunks
+/// large enough to amortise that cost stream. Slots are mapped at this size
+/// but touched only as far as the messages written into them reach: a slot
 /// costs address space (16 slots for a worker's inbox, 17 for each worker in
 /// the answers' queues), not memory.
 pub const DEFAULT_MAX_INLINE: usize = 128 * 1024;

@@ -21,7 +21,10 @@
 //! ends). One rank per node is the intended layout (`mpirun --map-by
 //! ppr:1:node --bind-to none`, plus one for rank 0). Give `--bind-to none`:
 //! by default `mpirun` binds each rank to one core (with one or two ranks)
-//! or one socket, and a rank's pool then runs every worker there.
+//! or one socket, and a rank's pool then runs every worker there (and
+//! [`init`]'s pool, as large as the CPUs the rank may use, has one worker). A
+//! serving rank that may run on fewer CPUs than its launcher says so on
+//! stderr, once, with that advice.
 //!
 //! A task crosses ranks as it crosses processes in the local pool: a `fn`
 //! named by its offset from a function of this crate (ranks run the same

@@ -239,6 +239,28 @@ impl Napper {
     }
 }
 
+/// The CPUs this process may run on and those its parent (the launcher's
+/// process: mpirun's daemon, Slurm's step) may, when this process has fewer:
+/// it was bound at launch, and a pool made here (`init()`'s is as large as
+/// the CPUs it may use) runs every worker on them. A container's own limit
+/// binds the launcher too, so it does not count.
+fn bound_at_launch() -> Option<(usize, usize)> {
+    let count = |pid: libc::pid_t| {
+        // SAFETY: an all-zero `cpu_set_t` is an empty set, and the call
+        // writes at most `size_of::<cpu_set_t>()` bytes into it.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: as above; a pid that is gone is an error, not UB.
+        let r = unsafe { libc::sched_getaffinity(pid, size, &mut set) };
+        // SAFETY: counts the bits of a set the call filled.
+        (r == 0).then(|| unsafe { libc::CPU_COUNT(&set) } as usize)
+    };
+    let ours = count(0)?;
+    // SAFETY: getppid has no preconditions.
+    let launcher = count(unsafe { libc::getppid() })?;
+    (ours < launcher).then_some((ours, launcher))
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -272,6 +294,18 @@ fn serve_rank(
         drop(universe);
         return 1;
     };
+    if let Some((ours, launcher)) = bound_at_launch() {
+        eprintln!(
+            "multiproc-pool-mpi: rank {} (pid {} on {}) may run on {ours} of the {launcher} \
+             CPUs its launcher may, and its pool's {} workers share them: mpirun binds each \
+             rank to one core by default when it starts one or two; start it with \
+             `mpirun --bind-to none`",
+            world.rank(),
+            std::process::id(),
+            hello.host,
+            pool.processes()
+        );
+    }
     let stopped_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel::<Option<serve::Answer>>();
     let answerer = {

@@ -22,18 +22,18 @@ fn example(name: &str) -> PathBuf {
 /// `mpirun` for `-np ranks` of `programs` (one program: all ranks run it;
 /// several: `prog1 : prog2`, one rank each), in a process group of its own.
 fn mpirun(ranks: usize, programs: &[(&str, &[&str])]) -> Command {
-    adopt_orphans();
-    let mut cmd = Command::new("mpirun");
     // Not bound to a core each (mpirun's default for two ranks): a rank's
     // local pool runs on every core.
-    cmd.args([
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "--bind-to",
-        "none",
-    ])
-    .arg("--timeout")
-    .arg(LIMIT.as_secs().to_string());
+    mpirun_bound(ranks, programs, "none")
+}
+
+/// [`mpirun`] with `--bind-to bind`.
+fn mpirun_bound(ranks: usize, programs: &[(&str, &[&str])], bind: &str) -> Command {
+    adopt_orphans();
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "--bind-to", bind])
+        .arg("--timeout")
+        .arg(LIMIT.as_secs().to_string());
     for (i, (name, args)) in programs.iter().enumerate() {
         if i > 0 {
             cmd.arg(":");
@@ -168,6 +168,41 @@ fn passes(ranks: usize, name: &str) {
 #[test]
 fn random_maps_equal_the_sequential_map_on_two_ranks() {
     passes(2, "random");
+}
+
+/// The words of the hint a rank bound at launch prints.
+const BOUND_HINT: &str = "start it with `mpirun --bind-to none`";
+
+/// Ranks bound to a core each (mpirun's default for one or two ranks) work,
+/// and each serving rank says that its pool's workers share that core and
+/// how to start it instead; ranks not bound say nothing of it.
+#[test]
+fn a_rank_bound_to_one_core_at_launch_says_so() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        eprintln!("skipped: one CPU, so a rank bound to a core may run where its launcher may");
+        return;
+    }
+    let child = mpirun_bound(2, &[("mpi_scenarios", &["apply"])], "core")
+        .spawn()
+        .expect("spawn mpirun");
+    let ran = finish(child, String::new());
+    assert_nothing_left();
+    assert!(
+        ran.ok && ran.stdout.contains("ok apply"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.matches(BOUND_HINT).count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("rank 1 (pid") && ran.stderr.contains("may run on 1 of the"),
+        "{}",
+        ran.stderr
+    );
+    let free = scenario(2, "apply");
+    assert!(free.ok, "{}\n{}", free.stdout, free.stderr);
+    assert!(!free.stderr.contains(BOUND_HINT), "{}", free.stderr);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The pool's hot paths beside their peers (the report's pool rows at finer
 //! grain): a blocking `apply` beside the queue round trip it stands on and
-//! Python's `Pool.apply`; pipelined `apply_async` beside Python's and beside
+//! Python's `Pool.apply`; an `apply` of 1 MiB of bytes (a `ByteBuf`, a
+//! `Vec<u8>`) beside Python's; pipelined `apply_async` beside Python's and beside
 //! its floor (the same tasks through the pool's queues alone); `map` of
 //! trivial items (Python's chunks, and chunks of 2 000) beside rayon and
 //! Python's `Pool.map`; a CPU-bound map beside a sequential loop and rayon;
@@ -14,13 +15,21 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, bare_pipeline, cpu_item, cpu_pmap, pmap_fork_per_worker, python_pool,
-    trivial,
+    apply_async_pipelined, bare_pipeline, cpu_item, cpu_pmap, pmap_fork_per_worker,
+    python_apply_bytes, python_pool, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
 use multiproc_pool::Pool;
 use rayon::prelude::*;
+
+fn buf_len(v: serde_bytes::ByteBuf) -> usize {
+    v.len()
+}
+
+fn vec_len(v: Vec<u8>) -> usize {
+    v.len()
+}
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
 fn total(iters: u64, ns_per: f64) -> Duration {
@@ -109,6 +118,29 @@ fn pool_calls(c: &mut Criterion) {
                 let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, 100_000), 1)
                     .expect("python3 ran before");
                 total(iters, ns)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("pool: apply of 1 MiB of bytes");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(1 << 20));
+    let bytes = vec![7u8; 1 << 20];
+    g.bench_function("multiproc Pool.apply, a serde_bytes::ByteBuf", |b| {
+        b.iter(|| {
+            let arg = serde_bytes::ByteBuf::from(bytes.clone());
+            black_box(pool.apply(buf_len, arg).expect("apply"))
+        })
+    });
+    g.bench_function("multiproc Pool.apply, a Vec<u8>", |b| {
+        b.iter(|| black_box(pool.apply(vec_len, bytes.clone()).expect("apply")))
+    });
+    if has_python {
+        g.bench_function("Python Pool.apply, bytes", |b| {
+            b.iter_custom(|iters| {
+                let us = python_apply_bytes(procs, 1 << 20, 20).expect("python3 ran before");
+                total(iters, us * 1e3)
             })
         });
     }

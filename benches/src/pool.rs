@@ -229,6 +229,52 @@ pub fn pmap_fork_per_worker(processes: usize, calls: u32) -> f64 {
     t.elapsed().as_secs_f64() * 1e6 / f64::from(calls) / processes as f64
 }
 
+fn bytes_len(v: Vec<u8>) -> usize {
+    v.len()
+}
+
+fn buf_len(v: serde_bytes::ByteBuf) -> usize {
+    v.len()
+}
+
+/// Microseconds per blocking `apply` whose argument is `n` bytes, as a
+/// `Vec<u8>` (serde encodes it a byte at a time) or, with `as_buf`, a
+/// `serde_bytes::ByteBuf` (one block); `reps` calls.
+///
+/// # Panics
+/// If the pool fails or answers a wrong length.
+pub fn apply_bytes(pool: &Pool, n: usize, reps: u32, as_buf: bool) -> f64 {
+    let data = vec![7u8; n];
+    let t = Instant::now();
+    for _ in 0..reps {
+        let got = if as_buf {
+            pool.apply(buf_len, serde_bytes::ByteBuf::from(data.clone()))
+        } else {
+            pool.apply(bytes_len, data.clone())
+        };
+        assert_eq!(got.expect("apply"), n);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / f64::from(reps)
+}
+
+/// Python's `Pool.apply` of a `bytes` argument of `n` bytes, `reps` calls:
+/// microseconds per call, or `None` without `python3`.
+pub fn python_apply_bytes(processes: usize, n: usize, reps: u32) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def f(b): return len(b)\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   with mp.Pool({processes}) as p:\n\
+         \x20       d = bytes(7 for _ in range({n}))\n\
+         \x20       p.apply(f, (d,))\n\
+         \x20       t = time.perf_counter()\n\
+         \x20       for i in range({reps}): assert p.apply(f, (d,)) == {n}\n\
+         \x20       print((time.perf_counter() - t) / {reps} * 1e6)\n"
+    );
+    crate::run_python_line(&script)?.trim().parse().ok()
+}
+
 /// Python's `Pool(processes)`: nanoseconds per blocking `apply` of a trivial
 /// function, per pipelined `apply_async`, and per item of `map` over `n_map`
 /// items with its default chunks; `None` without `python3`.

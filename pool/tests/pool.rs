@@ -463,6 +463,33 @@ fn arguments_and_results_of_any_size() {
     ));
 }
 
+fn buf_len(v: serde_bytes::ByteBuf) -> (usize, u8) {
+    bytes_len(v.into_vec())
+}
+
+fn make_buf(n: usize) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(make_bytes(n))
+}
+
+/// Byte buffers that serde encodes as one block (the crate docs' advice for
+/// bytes), in and out, from nothing to past the lane.
+#[test]
+fn byte_buffers_go_in_and_out_whole() {
+    let _dog = Watchdog::arm(LIMIT, "byte buffers");
+    let pool = Pool::new(2).unwrap();
+    for n in [0usize, 1, 1000, 1 << 20, 3 << 20] {
+        let v = make_bytes(n);
+        let sum = v.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        let arg = serde_bytes::ByteBuf::from(v);
+        assert_eq!(pool.apply(buf_len, arg).unwrap(), (n, sum), "{n} bytes in");
+        assert_eq!(
+            pool.apply(make_buf, n).unwrap().into_vec(),
+            make_bytes(n),
+            "{n} out"
+        );
+    }
+}
+
 /// The `VmFlags` of the mapping of this process that holds `addr`.
 fn vm_flags_at(addr: usize) -> String {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();

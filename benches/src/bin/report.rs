@@ -1108,9 +1108,9 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_one, bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon,
-        cpu_sequential, map_trivial, map_trivial_chunked, pmap_fork_per_worker, pmap_trivial,
-        python_pool, rayon_trivial,
+        apply_async_pipelined, apply_bytes, apply_one, bare_pipeline, cpu_pmap, cpu_pool,
+        cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked, pmap_fork_per_worker,
+        pmap_trivial, python_apply_bytes, python_pool, rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1213,6 +1213,38 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             });
         }
         None => println!("(python3 not found: the Python pool comparison is skipped)"),
+    }
+    // A 1 MiB argument of bytes: a `Vec<u8>`, which serde encodes a byte at a
+    // time, and a `serde_bytes::ByteBuf`, one block (the crate docs' advice),
+    // beside Python's `bytes`.
+    let (bytes, reps) = (1 << 20, cfg.n(20) as u32);
+    let t = interleaved(
+        cfg.r(5),
+        &mut [&mut || apply_bytes(&pool, bytes, reps, true), &mut || {
+            apply_bytes(&pool, bytes, reps, false)
+        }],
+    );
+    let (as_buf, as_vec) = (median(&t[0]), median(&t[1]));
+    match python_apply_bytes(cpus, bytes, reps) {
+        Some(py) => {
+            rows.push(Row {
+                what: "Pool.apply, 1 MiB of bytes in (µs)",
+                ours: as_buf,
+                peer_name: "Python Pool.apply, bytes",
+                peer: py,
+                target: "≤ 1.0× (a serde_bytes::ByteBuf)",
+                ok: as_buf <= py,
+            });
+            rows.push(Row {
+                what: "same, a Vec<u8> (µs)",
+                ours: as_vec,
+                peer_name: "Python Pool.apply, bytes",
+                peer: py,
+                target: "(serde: a byte at a time)",
+                ok: true,
+            });
+        }
+        None => println!("(python3 not found: the bytes comparison is skipped)"),
     }
     rows.push(Row {
         what: "apply_async pipelined (ns/task)",

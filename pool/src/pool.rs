@@ -1,6 +1,7 @@
 //! [`Pool`], its [`Builder`], and [`FnPool`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::{mpsc, Arc, MutexGuard};
 use std::thread::JoinHandle;
@@ -1577,6 +1578,11 @@ fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Part) -> bool 
     read.is_ok()
 }
 
+/// Parts a map's `get` lets gather in its job's list before it takes them
+/// all (see `take_early`): it waits for the next part in order, looking
+/// through at most this many.
+const EARLY_SCAN: usize = 64;
+
 /// A finisher that decodes with `decode` and runs the callback that fits.
 fn finisher<T: Send + 'static>(
     decode: fn(Gathered, usize) -> Result<T>,
@@ -1825,30 +1831,49 @@ impl<T: Send + 'static> AsyncResult<T> {
         let mut st = self.inner.lock();
         let mut out = (early.start)(st.jobs.get(&job).map_or(0, |j| j.total));
         let mut next = 0usize;
+        // Parts taken from the job and not decoded yet (a later one came
+        // first), by their first item: the job's list is looked through only
+        // while it is short (it is emptied into this map once it holds
+        // `EARLY_SCAN`), where a scan of every part in for the next one made
+        // a map of 100 000 chunks spend half its time scanning.
+        let mut held: HashMap<usize, Part> = HashMap::new();
+        // A second part with the same first item (never seen): kept for the end.
+        let mut twins = Vec::new();
         loop {
             // Counted as waiting only while it waits (and so drives): while
             // it decodes, the background thread takes the answers.
             st.waiting += 1;
             let (s, r) = self.inner.wait_until(st, None, &|st| {
-                st.jobs
-                    .get(&job)
-                    .is_none_or(|j| j.done() || j.gathered.parts.iter().any(|p| p.first == next))
+                st.jobs.get(&job).is_none_or(|j| {
+                    let parts = &j.gathered.parts;
+                    j.done() || parts.len() >= EARLY_SCAN || parts.iter().any(|p| p.first == next)
+                })
             });
             st = s;
             r?;
             let Some(j) = st.jobs.get_mut(&job) else {
                 break;
             };
+            for part in j.gathered.parts.drain(..) {
+                match held.entry(part.first) {
+                    Entry::Vacant(e) => {
+                        e.insert(part);
+                    }
+                    Entry::Occupied(_) => twins.push(part),
+                }
+            }
             // Every part in order from `next` (one lock for a run of them).
             let mut run = Vec::new();
             let mut at = next;
-            while let Some(k) = j.gathered.parts.iter().position(|p| p.first == at) {
-                let part = j.gathered.parts.swap_remove(k);
+            while let Some(part) = held.remove(&at) {
                 at += part.count as usize;
                 run.push(part);
             }
             if run.is_empty() {
-                break; // done, and nothing in order to decode: the end does the rest
+                if j.done() {
+                    break; // nothing in order to decode: the end does the rest
+                }
+                continue;
             }
             drop(st);
             let mut bad = Vec::new();
@@ -1867,6 +1892,10 @@ impl<T: Send + 'static> AsyncResult<T> {
                 }
                 break;
             }
+        }
+        // What was taken and not decoded goes back for the end.
+        if let Some(j) = st.jobs.get_mut(&job) {
+            j.gathered.parts.extend(held.into_values().chain(twins));
         }
         st.waiting += 1;
         take_locked(&self.inner, &mut self.job, st, None, |g, total| {

@@ -27,7 +27,7 @@
 //!
 //! Bytes: serde encodes and decodes a `Vec<u8>` one byte at a time, and a
 //! blocking `apply` with a 1 MiB `Vec<u8>` argument took 1.1-2.0 ms here,
-//! about as long as Python's `Pool.apply` of 1 MiB of `bytes` (1.3-1.9 ms).
+//! about as long as Python's `Pool.apply` of 1 MiB of `bytes` (1.0-1.9 ms).
 //! Wrapped in `serde_bytes::ByteBuf` (or a field marked
 //! `#[serde(with = "serde_bytes")]`) the bytes travel as one block: 0.12-0.15
 //! ms (the report's bytes rows; `benches/NOTES.md`).

@@ -616,10 +616,10 @@ fn scribble_at_50_000(x: u64) -> u64 {
 }
 
 /// A `map` of 100 000 items on two workers, whose chunks (12 500 items, more
-/// than a ring's slot of 16 KiB holds) stream through the inboxes' lanes, with a task
-/// that writes over all of its worker's shared memory mid-map: the map
-/// answers `Corrupted` (or, if the garbage missed everything in use, right
-/// results), never a wrong one, within its trial's deadline.
+/// than a ring's slot of 16 KiB holds) stream through the inboxes' lanes,
+/// with a task that writes over all of its worker's shared memory mid-map:
+/// the map answers `Corrupted` (or, if the garbage missed everything in use,
+/// right results), never a wrong one, within its trial's deadline.
 #[test]
 fn a_map_of_streamed_chunks_whose_task_writes_over_all_its_memory_answers_corrupted() {
     let _dog = Watchdog::arm(Duration::from_secs(300), "scribbled map");

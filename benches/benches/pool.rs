@@ -15,21 +15,13 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, bare_pipeline, cpu_item, cpu_pmap, pmap_fork_per_worker,
-    python_apply_bytes, python_pool, trivial,
+    apply_async_pipelined, bare_pipeline, buf_len, bytes_len, cpu_item, cpu_pmap,
+    pmap_fork_per_worker, python_apply_bytes, python_pool, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
 use multiproc_pool::Pool;
 use rayon::prelude::*;
-
-fn buf_len(v: serde_bytes::ByteBuf) -> usize {
-    v.len()
-}
-
-fn vec_len(v: Vec<u8>) -> usize {
-    v.len()
-}
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
 fn total(iters: u64, ns_per: f64) -> Duration {
@@ -134,7 +126,7 @@ fn pool_calls(c: &mut Criterion) {
         })
     });
     g.bench_function("multiproc Pool.apply, a Vec<u8>", |b| {
-        b.iter(|| black_box(pool.apply(vec_len, bytes.clone()).expect("apply")))
+        b.iter(|| black_box(pool.apply(bytes_len, bytes.clone()).expect("apply")))
     });
     if has_python {
         g.bench_function("Python Pool.apply, bytes", |b| {

@@ -229,11 +229,13 @@ pub fn pmap_fork_per_worker(processes: usize, calls: u32) -> f64 {
     t.elapsed().as_secs_f64() * 1e6 / f64::from(calls) / processes as f64
 }
 
-fn bytes_len(v: Vec<u8>) -> usize {
+/// The length of a byte argument sent as a `Vec<u8>` (a byte at a time).
+pub fn bytes_len(v: Vec<u8>) -> usize {
     v.len()
 }
 
-fn buf_len(v: serde_bytes::ByteBuf) -> usize {
+/// The length of a byte argument sent as a `serde_bytes::ByteBuf` (one block).
+pub fn buf_len(v: serde_bytes::ByteBuf) -> usize {
     v.len()
 }
 

@@ -576,7 +576,7 @@ impl Hub {
     }
 
     /// Sleeps on `cv` for at most `limit`, counted in `sleepers`.
-    pub(crate) fn sleep<'a>(
+    fn sleep<'a>(
         &'a self,
         st: MutexGuard<'a, State>,
         limit: Option<Duration>,

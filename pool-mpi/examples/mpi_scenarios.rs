@@ -332,6 +332,50 @@ fn apply_and_callbacks(pool: &MpiPool) {
         .unwrap();
     assert_eq!(r.get().unwrap().len(), 100);
     assert_eq!(*got.lock().unwrap(), 100);
+    // Handles not kept (Python's `pool.apply_async(f, callback=cb)`): the
+    // callbacks run all the same, each once, and their jobs are forgotten
+    // once they have; a dropped handle without callbacks at once.
+    assert_eq!(pool.jobs_kept(), 0);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (ok, failed, all) = (tx.clone(), tx.clone(), tx);
+    drop(
+        pool.apply_async_with(
+            sleep_ms,
+            30,
+            move |v| ok.send(format!("ok {v}")).unwrap(),
+            |_| {},
+        )
+        .unwrap(),
+    );
+    drop(
+        pool.apply_async_with(
+            inverse,
+            0,
+            |_| {},
+            move |_| failed.send("failed".to_owned()).unwrap(),
+        )
+        .unwrap(),
+    );
+    drop(
+        pool.map_async_with(
+            square,
+            1..4,
+            move |v| all.send(format!("{v:?}")).unwrap(),
+            |_| {},
+        )
+        .unwrap(),
+    );
+    drop(pool.apply_async(sleep_ms, 40).unwrap());
+    let mut got: Vec<String> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["[1, 4, 9]", "failed", "ok 30"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pool.jobs_kept() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(pool.jobs_kept(), 0, "a dropped handle's job was kept");
 }
 
 /// Python's `imap` over an endless input: results come while reading only a

@@ -15,7 +15,9 @@ use serde::Serialize;
 use crate::world::{forget_unsent, Aborted, Gathered, Hub, Job, MpiPool, WATCH};
 use crate::{serve, wire};
 
-/// A pending result of an [`MpiPool`] (Python's `AsyncResult`).
+/// A pending result of an [`MpiPool`] (Python's `AsyncResult`). Dropping
+/// it forgets its job's result, but not its callbacks, which run all the
+/// same (as the local pool's [`AsyncResult`](multiproc_pool::AsyncResult)).
 pub struct MpiResult<T> {
     hub: Arc<Hub>,
     job: Option<u64>,
@@ -163,7 +165,14 @@ impl<T: Send + 'static> MpiResult<T> {
 impl<T> Drop for MpiResult<T> {
     fn drop(&mut self) {
         if let Some(job) = self.job {
-            self.hub.lock().forget_job(job);
+            let mut st = self.hub.lock();
+            // Kept while the user's callbacks are still to run; else
+            // forgotten now (answers still coming are dropped as they arrive).
+            if !st.jobs.get_mut(&job).is_some_and(Job::detach) {
+                let forgotten = st.forget_job(job);
+                drop(st);
+                drop(forgotten);
+            }
         }
     }
 }
@@ -204,7 +213,7 @@ where
         buffersize: usize,
         ordered: bool,
     ) -> Self {
-        let (job, error) = match pool.new_job(None, true) {
+        let (job, error) = match pool.new_job(None, true, false) {
             Ok(j) => (Some(j), None),
             Err(e) => (None, Some(e)),
         };

@@ -438,6 +438,12 @@ pub(crate) struct Job {
     /// rank, not one (and a new worker) an item.
     below_death: bool,
     run_below: usize,
+    /// Its finisher runs callbacks the user gave (not only the decoding).
+    calls_back: bool,
+    /// Its handle was dropped while those callbacks were still to run: kept
+    /// until they have run, as Python runs a callback whether or not its
+    /// `AsyncResult` is kept, then forgotten (see [`Job::detach`]).
+    detached: bool,
 }
 
 #[derive(Clone)]
@@ -469,6 +475,16 @@ impl Job {
             || (self.complete()
                 && !self.finishing
                 && (self.finisher.is_none() || self.outcome.is_some()))
+    }
+
+    /// Its handle is dropped: whether the job stays, detached, because the
+    /// user's callbacks are still to run (it is forgotten once they have);
+    /// if not, the caller forgets it now.
+    pub(crate) fn detach(&mut self) -> bool {
+        self.detached = self.calls_back
+            && self.aborted.is_none()
+            && (self.finisher.is_some() || self.finishing);
+        self.detached
     }
 }
 
@@ -720,7 +736,7 @@ impl MpiPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_with(f, args, |_| {}, |_| {})
+        self.submit_one(f, args, finisher(decode_one::<R>, |_| {}, |_| {}), false)
     }
 
     /// [`apply_async`](MpiPool::apply_async) with Python's `callback` and
@@ -728,7 +744,9 @@ impl MpiPool {
     /// answers; a callback that panics makes the result
     /// [`Error::CallbackPanicked`]. A callback may call the pool again and
     /// wait (`apply`, `get`, an `imap`): that thread receives meanwhile
-    /// (Python's pool deadlocks there).
+    /// (Python's pool deadlocks there). The callbacks run whether or not the
+    /// handle is kept, as Python's do (the local pool's
+    /// [`apply_async_with`](multiproc_pool::Pool::apply_async_with)).
     ///
     /// # Errors
     /// As for [`apply_async`](MpiPool::apply_async).
@@ -743,10 +761,26 @@ impl MpiPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let finisher = finisher(decode_one::<R>, callback, error_callback);
+        self.submit_one(f, args, finisher, true)
+    }
+
+    /// Sends one task whose finisher is `finisher` (`calls_back`: it runs
+    /// the user's callbacks).
+    fn submit_one<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        finisher: Finisher,
+        calls_back: bool,
+    ) -> Result<MpiResult<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let mut args_bytes = Vec::new();
         wire::postcard_append(&args, &mut args_bytes).map_err(Error::EncodeArgs)?;
-        let finisher = finisher(decode_one::<R>, callback, error_callback);
-        let job = self.new_job(Some(finisher), false)?;
+        let job = self.new_job(Some(finisher), false, calls_back)?;
         self.send_chunk(
             job,
             0,
@@ -1077,7 +1111,13 @@ impl MpiPool {
         stop_all(&SimpleCommunicator::world(), self.size, how);
     }
 
-    pub(crate) fn new_job(&self, finisher: Option<Finisher>, feeding: bool) -> Result<u64> {
+    /// A new job; `calls_back`: its finisher runs the user's callbacks.
+    pub(crate) fn new_job(
+        &self,
+        finisher: Option<Finisher>,
+        feeding: bool,
+        calls_back: bool,
+    ) -> Result<u64> {
         let mut st = self.hub.lock();
         if let Some(b) = &st.broken {
             return Err(b.error());
@@ -1100,6 +1140,8 @@ impl MpiPool {
                 finishing: false,
                 below_death: false,
                 run_below: usize::MAX,
+                calls_back,
+                detached: false,
             },
         );
         Ok(id)
@@ -1209,8 +1251,9 @@ impl MpiPool {
         let chunk = chunksize
             .unwrap_or_else(|| len.div_ceil(4 * self.processes().max(1)))
             .max(1);
+        let calls_back = finisher_given.is_some();
         let fin = finisher_given.unwrap_or_else(|| T::finisher());
-        let job = self.new_job(Some(fin), true)?;
+        let job = self.new_job(Some(fin), true, calls_back)?;
         if let Some(j) = self.hub.lock().jobs.get_mut(&job) {
             // Answers its lowest failing item only (`decode_map`).
             j.below_death = true;
@@ -1326,6 +1369,10 @@ impl Drop for MpiPool {
 
 /// Fails every job as a whole.
 fn abort_all(st: &mut State, why: &Aborted) {
+    // A detached job cut short: no callback runs for it now, and no handle
+    // will ask.
+    st.jobs
+        .retain(|_, job| !(job.detached && !job.done() && job.aborted.is_none()));
     for job in st.jobs.values_mut() {
         if !job.done() && job.aborted.is_none() {
             job.aborted = Some(why.clone());
@@ -1408,13 +1455,20 @@ fn take_finisher(j: &mut Job) -> Option<(Finisher, Gathered, usize)> {
 
 fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
     let outcome = fin(g, total);
-    {
+    let forgotten = {
         let mut st = hub.lock();
-        if let Some(j) = st.jobs.get_mut(&job) {
-            j.outcome = Some(outcome);
-            j.finishing = false;
+        match st.jobs.get_mut(&job) {
+            // Nobody will take the outcome (dropped after the lock).
+            Some(j) if j.detached => st.forget_job(job),
+            Some(j) => {
+                j.outcome = Some(outcome);
+                j.finishing = false;
+                None
+            }
+            None => None,
         }
-    }
+    };
+    drop(forgotten);
     hub.wake();
 }
 

@@ -64,7 +64,9 @@ fn main() -> Result<(), multiproc_pool::Error> {
         }
         "callback" => {
             let pool = Pool::new(3)?;
-            let _kettle = pool.apply_async_with(
+            // The handle is not kept (Python's `pool.apply_async(test,
+            // callback=fun_callback)`): the callback runs all the same.
+            pool.apply_async_with(
                 boil,
                 (),
                 |message| println!("{:>5}ms: callback: {message}", ms()),

@@ -606,6 +606,10 @@ pub(crate) struct Job {
     /// Items from here on are not run (`usize::MAX`: all are): the lowest
     /// item of a fail-fast job that a worker's death or timeout failed.
     run_below: usize,
+    /// Its handle was dropped while its callbacks were still to run: it is
+    /// kept until they have run (Python runs a callback whether or not its
+    /// `AsyncResult` is kept), then forgotten (see [`Job::detach`]).
+    detached: bool,
 }
 
 impl Job {
@@ -619,7 +623,18 @@ impl Job {
             aborted: None,
             fail_fast: false,
             run_below: usize::MAX,
+            detached: false,
         }
+    }
+
+    /// Its handle is dropped: whether the job stays in the table, detached,
+    /// because it has callbacks still to run (they run as they would have,
+    /// and the job is forgotten once they have); if not, the caller forgets
+    /// it now (its answers, if they still come, are dropped on arrival).
+    pub(crate) fn detach(&mut self) -> bool {
+        self.detached =
+            self.aborted.is_none() && matches!(self.finish, Finish::Pending(_) | Finish::Running);
+        self.detached
     }
 
     /// This job answers its lowest failing item's error, nothing else, once
@@ -1168,9 +1183,18 @@ impl Inner {
             if let Some((f, gathered, total)) = taken {
                 let outcome = f(gathered, total);
                 let mut st = self.lock();
-                if let Some(job) = st.jobs.get_mut(&id) {
-                    job.finish = Finish::Done(outcome);
-                }
+                // Detached: nobody will take the outcome (dropped after the
+                // lock, with the job).
+                let forgotten = match st.jobs.get_mut(&id) {
+                    Some(job) if job.detached => st.jobs.remove(&id),
+                    Some(job) => {
+                        job.finish = Finish::Done(outcome);
+                        None
+                    }
+                    None => None,
+                };
+                drop(st);
+                drop(forgotten);
                 any = true;
             }
         }
@@ -1371,6 +1395,15 @@ impl Inner {
             st.pending.clear();
             st.inflight.clear();
             st.streams.clear();
+            // A detached job cut short: no callback runs for it now, and no
+            // handle will ask.
+            let gone: Vec<u64> = (st.jobs.iter())
+                .filter(|(_, job)| job.detached && !job.complete())
+                .map(|(id, _)| id)
+                .collect();
+            for id in &gone {
+                st.jobs.remove(id);
+            }
             for job in st.jobs.values_mut() {
                 if !job.complete() {
                     job.aborted = Some(Box::new(Error::Terminated));

@@ -435,6 +435,12 @@ impl Pool {
     /// thread that runs it drives the pool meanwhile (Python's pool
     /// deadlocks there).
     ///
+    /// The callbacks run whether or not the handle is kept, as Python's do
+    /// when its `AsyncResult` is dropped (`pool.apply_async(f, callback=cb)`):
+    /// a handle dropped before they have run leaves its job to the pool until
+    /// they have, then the job is forgotten. [`terminate`](Pool::terminate)
+    /// drops the callbacks of the jobs it cuts short.
+    ///
     /// # Errors
     /// As for [`apply_async`](Pool::apply_async).
     ///
@@ -602,10 +608,10 @@ impl Pool {
     /// [`map_each_async`](Pool::map_each_async) with Python's `callback`,
     /// given every item's outcome and run in this process as for
     /// [`apply_async_with`](Pool::apply_async_with). It runs even when nobody
-    /// asks the handle, as long as the handle lives (dropping an
-    /// [`AsyncResult`] forgets its job). Items fail one by one here, so there
-    /// is no `error_callback`: a job that is cancelled or whose pool is
-    /// terminated ends without a callback, as every job of the pool does.
+    /// asks the handle, and when the handle is dropped (as there). Items
+    /// fail one by one here, so there is no `error_callback`: a job that is
+    /// cancelled or whose pool is terminated ends without a callback, as
+    /// every job of the pool does.
     ///
     /// # Errors
     /// As for [`map_async`](Pool::map_async).
@@ -616,11 +622,11 @@ impl Pool {
     /// fn inverse(x: u32) -> u32 { 12 / x }
     /// let pool = multiproc_pool::Pool::new(2)?;
     /// let (tx, rx) = mpsc::channel::<Vec<bool>>();
-    /// let handle = pool.map_each_async_with(inverse, [1, 0, 3], None, move |each| {
+    /// // The handle is not kept: the callback runs all the same.
+    /// pool.map_each_async_with(inverse, [1, 0, 3], None, move |each| {
     ///     tx.send(each.iter().map(|r| r.is_ok()).collect()).unwrap();
     /// })?;
     /// assert_eq!(rx.recv().unwrap(), [true, false, true]);
-    /// # drop(handle);
     /// # Ok::<(), multiproc_pool::Error>(())
     /// ```
     pub fn map_each_async_with<A, R>(
@@ -1615,6 +1621,11 @@ fn finisher<T: Send + 'static>(
 pub const IMAP_BUFFER: usize = 64;
 
 /// The handle of an [`apply_async`](Pool::apply_async) (Python's `AsyncResult`).
+///
+/// Dropping it forgets its job's result (its tasks still run; their
+/// answers are dropped as they come), but not its callbacks: those of an
+/// `_with` call run all the same, as in Python (see
+/// [`Pool::apply_async_with`]).
 pub struct AsyncResult<T> {
     inner: Arc<Inner>,
     job: JobId,
@@ -1951,8 +1962,14 @@ fn take_locked<'a, T: Send + 'static>(
 impl<T> Drop for AsyncResult<T> {
     fn drop(&mut self) {
         if let Some(job) = self.job.get() {
-            // Its answers, if they still come, are dropped on arrival.
-            self.inner.lock().jobs.remove(&job);
+            let mut st = self.inner.lock();
+            // Kept while callbacks are still to run; else forgotten now, and
+            // its answers, if they still come, are dropped on arrival.
+            if !st.jobs.get_mut(&job).is_some_and(Job::detach) {
+                let forgotten = st.jobs.remove(&job);
+                drop(st);
+                drop(forgotten);
+            }
         }
     }
 }
@@ -2406,6 +2423,77 @@ mod tests {
             (0, 0, 0),
             "a job or task was kept"
         );
+    }
+
+    /// Python runs a task's callback whether or not its `AsyncResult` is
+    /// kept (the tutorial's `pool.apply_async(test, callback=fun_callback)`).
+    /// A dropped handle's callbacks (and error callbacks) run here too, each
+    /// once, and its job is forgotten once they have; a dropped handle
+    /// without callbacks is forgotten at once; `terminate` forgets the
+    /// dropped handles' jobs it cuts short, whose callbacks never run.
+    #[test]
+    fn a_dropped_handles_callbacks_run_and_then_its_job_is_forgotten() {
+        use std::sync::mpsc;
+        fn nap(ms: u64) -> u64 {
+            assert!(ms < 1_000, "too long a nap");
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        }
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let ok = |tx: &mpsc::Sender<String>| {
+            let tx = tx.clone();
+            move |v: &u64| tx.send(format!("ok {v}")).unwrap()
+        };
+        let failed = |tx: &mpsc::Sender<String>| {
+            let tx = tx.clone();
+            move |_: &Error| tx.send("failed".to_owned()).unwrap()
+        };
+        drop(
+            pool.apply_async_with(nap, 30, ok(&tx), failed(&tx))
+                .unwrap(),
+        );
+        drop(
+            pool.apply_async_with(nap, 5_000, ok(&tx), failed(&tx))
+                .unwrap(),
+        );
+        let all = tx.clone();
+        drop(
+            pool.map_async_with(
+                sq,
+                1..4,
+                move |v| all.send(format!("{v:?}")).unwrap(),
+                |_| {},
+            )
+            .unwrap(),
+        );
+        // No callbacks: forgotten at once.
+        drop(pool.apply_async(nap, 40).unwrap());
+        let mut got: Vec<String> = (0..3)
+            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["[1, 4, 9]", "failed", "ok 30"]);
+        // Each job is forgotten once its callback has run (just after).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pool.inner.lock().jobs.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(pool.inner.lock().jobs.len(), 0, "a job was kept");
+        // A dropped handle's job that terminate cuts short: no callback, and
+        // no job left.
+        drop(
+            pool.apply_async_with(nap, 900, ok(&tx), failed(&tx))
+                .unwrap(),
+        );
+        let kept = pool
+            .apply_async_with(nap, 900, ok(&tx), failed(&tx))
+            .unwrap();
+        pool.terminate();
+        assert_eq!(pool.inner.lock().jobs.len(), 1, "only the kept one");
+        assert!(matches!(kept.get(), Err(Error::Terminated)));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        assert_eq!(pool.inner.lock().jobs.len(), 0);
     }
 
     /// Where each item starts, as the task records it.

@@ -206,6 +206,30 @@ impl<'de> serde::Deserialize<'de> for Unlucky {
     }
 }
 
+/// Set on rank 0 only (in the scenario): see [`Picky`].
+static PICKY_HERE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A result whose `Deserialize` panics (a user's type that checks its
+/// values by panicking): on 40 everywhere (so on the serving rank, which
+/// decodes its local pool's answer first), and on 30 where [`PICKY_HERE`]
+/// is set (rank 0, which decodes the answer last).
+#[derive(Debug, serde::Serialize)]
+struct Picky(u64);
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Picky, D::Error> {
+        let v = <u64 as serde::Deserialize>::deserialize(d)?;
+        assert!(v != 40, "forty is not allowed");
+        let here = PICKY_HERE.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!(here && v == 30), "thirty is not allowed here");
+        Ok(Picky(v))
+    }
+}
+
+fn times_ten(x: u64) -> Picky {
+    Picky(x * 10)
+}
+
 fn unlucky(x: Unlucky) -> u64 {
     x.0
 }
@@ -376,6 +400,35 @@ fn apply_and_callbacks(pool: &MpiPool) {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(pool.jobs_kept(), 0, "a dropped handle's job was kept");
+    // A result whose `Deserialize` panics, on the serving rank or on rank 0
+    // (in its receiver thread, for a callback): that task's error, and the
+    // pool goes on.
+    PICKY_HERE.store(true, std::sync::atomic::Ordering::Relaxed);
+    for x in [3, 4] {
+        let r = pool.apply(times_ten, x);
+        assert!(
+            matches!(r, Err(Error::DecodePanicked { ref message }) if message.contains("is not allowed")),
+            "{r:?}"
+        );
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    drop(
+        pool.apply_async_with(
+            times_ten,
+            3,
+            |_| {},
+            move |e| tx.send(e.to_string()).unwrap(),
+        )
+        .unwrap(),
+    );
+    let e = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(e.contains("thirty is not allowed here"), "{e}");
+    let m = pool.map_chunked(times_ten, 0..6, 2);
+    assert!(
+        matches!(m, Err(Error::Item { index: 3, ref source }) if matches!(**source, Error::DecodePanicked { .. })),
+        "{m:?}"
+    );
+    assert_eq!(pool.apply(times_ten, 1).unwrap().0, 10);
 }
 
 /// Python's `imap` over an endless input: results come while reading only a

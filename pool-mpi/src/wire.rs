@@ -285,6 +285,9 @@ pub(crate) enum RemoteError {
         what: CodecWhat,
         message: String,
     },
+    /// The result type's `Deserialize` panicked on the serving rank
+    /// (`DecodePanicked`).
+    DecodePanicked(String),
     /// Anything else, as its message.
     Other(String),
 }
@@ -361,6 +364,7 @@ impl RemoteError {
                 },
                 message: message.clone(),
             },
+            Error::DecodePanicked { message } => RemoteError::DecodePanicked(message.clone()),
             // A map's item error carries the item's own.
             Error::Item { source, .. } => RemoteError::of(source),
             other => RemoteError::Other(other.to_string()),
@@ -387,6 +391,7 @@ impl RemoteError {
                 what: what.text(),
                 message,
             },
+            RemoteError::DecodePanicked(message) => Error::DecodePanicked { message },
             RemoteError::Other(message) => Error::Rank { rank, message },
         }
     }
@@ -432,8 +437,30 @@ pub(crate) fn postcard_append<T: Serialize + ?Sized>(
 
 /// Reads one entry, answered by `rank`: the item's outcome and the rest of
 /// the entries (empty when an entry cannot be read: where the next one
-/// starts is unknown).
+/// starts is unknown). A `Deserialize` of `R` that panics (the user's code)
+/// is the item's [`Error::DecodePanicked`], not the end of the thread that
+/// reads (the receiver thread, running callbacks).
 pub(crate) fn read_entry<R: DeserializeOwned>(
+    entries: &[u8],
+    rank: usize,
+) -> (Result<R, Error>, &[u8]) {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_entry_unguarded(entries, rank)
+    }))
+    .unwrap_or_else(|p| {
+        let message = if let Some(s) = p.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = p.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_owned()
+        };
+        (Err(Error::DecodePanicked { message }), &[])
+    })
+}
+
+/// [`read_entry`], where `R`'s `Deserialize` may panic.
+fn read_entry_unguarded<R: DeserializeOwned>(
     entries: &[u8],
     rank: usize,
 ) -> (Result<R, Error>, &[u8]) {

@@ -99,6 +99,15 @@ pub enum Error {
     /// The result could not be decoded as the type asked for (in this process).
     #[error("could not decode the task's result: {0}")]
     DecodeResult(#[source] postcard::Error),
+    /// The result type's `Deserialize` panicked, in this process, on a
+    /// worker's answer: the panic's message. The answer's later items are
+    /// lost with it (where they start is unknown), as for
+    /// [`DecodeResult`](Error::DecodeResult).
+    #[error("the result's Deserialize panicked: {message}")]
+    DecodePanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// The worker could not decode the arguments or encode the result (its
     /// message: the error itself stayed in the worker).
     #[error("the worker could not {what}: {message}")]

@@ -48,7 +48,10 @@ fn read_all<R: serde::de::DeserializeOwned>(mut entries: &[u8], count: u32) {
             return;
         }
         // As the pool reads them: runs of raw results, the rest one by one.
-        let (n, rest) = wire::read_raw_run::<R>(entries, left, &mut values);
+        let (n, rest, failed) = wire::read_raw_run::<R>(entries, left, &mut values);
+        if failed.is_some() {
+            return; // (no Deserialize here panics)
+        }
         (left, entries) = (left - n, rest);
         values.clear();
         if n == 0 {

@@ -679,7 +679,7 @@ fn file<R: DeserializeOwned>(msg: &[u8], todo: &Todo, out: &mut Outcomes<R>) -> 
     while k < end {
         // Runs of raw results through the loop made for their kind, anything
         // else one entry at a time.
-        let (n, rest) = wire::read_raw_run::<R>(entries, (end - k) as usize, &mut run);
+        let (n, rest, failed) = wire::read_raw_run::<R>(entries, (end - k) as usize, &mut run);
         entries = rest;
         match todo {
             // The first round's items are their own indices: the run goes in
@@ -697,7 +697,12 @@ fn file<R: DeserializeOwned>(msg: &[u8], todo: &Todo, out: &mut Outcomes<R>) -> 
                 }
             }
         }
-        if n == 0 {
+        if let Some(e) = failed {
+            // `R`'s `Deserialize` panicked on item `k` (the entries after it
+            // are lost: each reads as an error below).
+            filed += out.file(todo.get(k).as_ref(), Err(e));
+            k += 1;
+        } else if n == 0 {
             let (r, rest) = wire::read_item::<R>(entries);
             entries = rest;
             filed += out.file(todo.get(k).as_ref(), r);

@@ -358,11 +358,15 @@ fn run_raw<A: DeserializeOwned, R: Serialize, const K: u8, const W: usize>(
 ) -> u32 {
     let first = c.i;
     while c.i < count {
+        // Before the decoding, as in `run_items`: an `A` whose `Deserialize`
+        // panics fails this item and those after it, not the item before
+        // (whose result this mark once cut off).
+        (c.mark, c.decoded) = (out.len(), false);
         let Some((arg, after)) = raw::get_known::<A, K, W>(c.rest) else {
             break;
         };
         at.store(u64::from(c.i), Ordering::Relaxed);
-        (c.mark, c.decoded) = (out.len(), true);
+        c.decoded = true;
         c.rest = after;
         put_result(&call(arg), out);
         c.i += 1;
@@ -407,15 +411,32 @@ fn failed(out: &mut Vec<u8>, tag: u8, message: &str) {
     let _ = encode_into(message, out);
 }
 
+/// Runs `decode`, which calls the result type's `Deserialize` (the user's
+/// code, run in this process): a panic there is an
+/// [`Error::DecodePanicked`] for the item, not the end of the thread that
+/// decodes (the pool's background thread, running a job's callbacks, died
+/// of one and left the job unfinished for ever).
+#[inline(always)]
+fn guarded<T>(decode: impl FnOnce() -> T) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|p| {
+        Error::DecodePanicked {
+            message: crate::worker::panic_text(&*p),
+        }
+    })
+}
+
 /// Reads entries while they are raw results of one kind that read as `R`s,
-/// at most `max`, appending them to `out`: how many, and the rest of the
-/// entries. A loop made for the first entry's kind (see
-/// [`by_kind`](crate::raw::by_kind)); 0 when it is not a raw result.
+/// at most `max`, appending them to `out`: how many, the rest of the
+/// entries, and the error of the entry after them if `R`'s `Deserialize`
+/// panicked there (the rest is then empty: the later entries are lost, as
+/// after any entry that cannot be read). A loop made for the first entry's
+/// kind (see [`by_kind`](crate::raw::by_kind)); 0 when it is not a raw
+/// result.
 pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
     entries: &'a [u8],
     max: usize,
     out: &mut Vec<R>,
-) -> (usize, &'a [u8]) {
+) -> (usize, &'a [u8], Option<Error>) {
     #[inline(never)]
     fn run<'a, R: DeserializeOwned, const K: u8, const W: usize>(
         mut entries: &'a [u8],
@@ -434,9 +455,14 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
         }
         (n, entries)
     }
-    match entries.first().and_then(|&t| Prim::of_tag(t)) {
-        Some(prim) => raw::by_kind!(prim, |K, W| run::<R, K, W>(entries, max, out)),
-        None => (0, entries),
+    let Some(prim) = entries.first().and_then(|&t| Prim::of_tag(t)) else {
+        return (0, entries, None);
+    };
+    let before = out.len();
+    // One guard for the run (one an item costs as much as the item).
+    match guarded(|| raw::by_kind!(prim, |K, W| run::<R, K, W>(entries, max, &mut *out))) {
+        Ok((n, rest)) => (n, rest, None),
+        Err(e) => (out.len() - before, &[], Some(e)),
     }
 }
 
@@ -450,8 +476,11 @@ pub(crate) fn read_results<R: DeserializeOwned>(
 ) -> Result<(), (usize, Error)> {
     let mut i = 0;
     while i < count {
-        let (n, rest) = read_raw_run(entries, count - i, out);
+        let (n, rest, failed) = read_raw_run(entries, count - i, out);
         (i, entries) = (i + n, rest);
+        if let Some(e) = failed {
+            return Err((i, e));
+        }
         if i == count {
             break;
         }
@@ -468,18 +497,23 @@ pub(crate) fn read_results<R: DeserializeOwned>(
 }
 
 /// Reads one item's entry from an answer: the result, or why there is none;
-/// and the rest of the entries.
+/// and the rest of the entries (none after an entry that cannot be read,
+/// or whose `Deserialize` panicked: where the next one starts is unknown).
 pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error>, &[u8]) {
     let Some((&tag, body)) = entries.split_first() else {
         let e = postcard::Error::DeserializeUnexpectedEnd;
         return (Err(Error::DecodeResult(e)), entries);
     };
+    // Only `R`'s own decoding is guarded, and it hands back no more than the
+    // value and where it ends: what a guard carries out is copied through
+    // memory, and a pipelined `apply_async` decodes an item a task.
     match tag {
-        OK => match postcard::take_from_bytes::<R>(body) {
-            Ok((value, rest)) => (Ok(value), rest),
+        OK => match guarded(|| postcard::take_from_bytes::<R>(body)) {
+            Ok(Ok((value, rest))) => (Ok(value), rest),
             // A result that is not an R: the entry's end is unknown, so the
             // answer's later entries are lost with it.
-            Err(e) => (Err(Error::DecodeResult(e)), &[]),
+            Ok(Err(e)) => (Err(Error::DecodeResult(e)), &[]),
+            Err(panicked) => (Err(panicked), &[]),
         },
         PANICKED => match postcard::take_from_bytes::<(String, String)>(body) {
             Ok(((message, location), rest)) => (Err(Error::Panicked { message, location }), rest),
@@ -496,9 +530,10 @@ pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error
             }
             Err(e) => (Err(Error::DecodeResult(e)), &[]),
         },
-        tag => match Prim::of_tag(tag).and_then(|prim| raw::get::<R>(prim, body)) {
-            Some((value, rest)) => (Ok(value), rest),
-            None => {
+        tag => match Prim::of_tag(tag).map(|prim| guarded(|| raw::get::<R>(prim, body))) {
+            Some(Ok(Some((value, rest)))) => (Ok(value), rest),
+            Some(Err(panicked)) => (Err(panicked), &[]),
+            _ => {
                 let e = postcard::Error::DeserializeBadEncoding;
                 (Err(Error::DecodeResult(e)), &[])
             }
@@ -654,6 +689,104 @@ mod tests {
         );
     }
 
+    /// A number whose `Deserialize` panics on 3 (a type that checks its
+    /// values by panicking): raw on the wire, as a `u64`.
+    #[derive(Debug, PartialEq)]
+    struct NoThree(u64);
+
+    impl<'de> serde::Deserialize<'de> for NoThree {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NoThree, D::Error> {
+            let v = u64::deserialize(d)?;
+            assert!(v != 3, "no three");
+            Ok(NoThree(v))
+        }
+    }
+
+    /// The same, by postcard (a struct is not raw).
+    #[derive(Debug, PartialEq, serde::Serialize)]
+    struct NoThreeField {
+        v: u64,
+    }
+
+    impl<'de> serde::Deserialize<'de> for NoThreeField {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NoThreeField, D::Error> {
+            #[derive(serde::Deserialize)]
+            struct Plain {
+                v: u64,
+            }
+            let p = Plain::deserialize(d)?;
+            assert!(p.v != 3, "no three");
+            Ok(NoThreeField { v: p.v })
+        }
+    }
+
+    /// In a worker, an argument whose `Deserialize` panics in a run of raw
+    /// numbers fails its own item and those after it (where they start is
+    /// not known in general): the items before it keep their results. (The
+    /// run's loop once kept the mark of the item before, so its result was
+    /// cut off, and the panic was filed as the item before's.)
+    #[test]
+    fn an_argument_whose_deserialize_panics_fails_from_its_own_item() {
+        let mut input = Vec::new();
+        for x in 1..=5u64 {
+            encode_arg(&x, &mut input).unwrap();
+        }
+        let at = Progress::new(0);
+        let mut out = Vec::new();
+        crate::worker::quiet_panics();
+        run_items(&|n: NoThree| n.0 * 10, &input, 5, &mut out, &at);
+        let mut entries = &out[..];
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let (r, rest) = read_item::<u64>(entries);
+            got.push(r);
+            entries = rest;
+        }
+        assert!(entries.is_empty());
+        assert_eq!(got[0].as_ref().ok(), Some(&10));
+        assert_eq!(got[1].as_ref().ok(), Some(&20));
+        for r in &got[2..] {
+            assert!(
+                matches!(r, Err(Error::WorkerCodec { what, .. }) if what.starts_with("decode")),
+                "{got:?}"
+            );
+        }
+    }
+
+    /// In this process, a result whose `Deserialize` panics is that item's
+    /// `DecodePanicked`, raw or by postcard, one at a time or in a run: the
+    /// results before it are kept, and the panic does not leave the decoder.
+    #[test]
+    fn a_result_whose_deserialize_panics_is_that_items_error() {
+        let mut out = Vec::new();
+        for x in 1..=5u64 {
+            put_result(&x, &mut out);
+        }
+        let mut got: Vec<NoThree> = Vec::new();
+        let (n, rest, failed) = read_raw_run::<NoThree>(&out, 5, &mut got);
+        assert_eq!((n, got.len(), rest.len()), (2, 2, 0));
+        assert!(
+            matches!(failed, Some(Error::DecodePanicked { ref message }) if message == "no three"),
+            "{failed:?}"
+        );
+        let mut all: Vec<NoThree> = Vec::new();
+        let r = read_results::<NoThree>(&out, 5, &mut all);
+        assert!(matches!(r, Err((2, Error::DecodePanicked { .. }))), "{r:?}");
+        assert_eq!(all, [NoThree(1), NoThree(2)]);
+        // One at a time, and by postcard.
+        let (r, _) = read_item::<NoThree>(&out[18..]);
+        assert!(matches!(r, Err(Error::DecodePanicked { .. })), "{r:?}");
+        let mut out = Vec::new();
+        for v in [1, 3, 4] {
+            put_result(&NoThreeField { v }, &mut out);
+        }
+        let (a, rest) = read_item::<NoThreeField>(&out);
+        let (b, rest) = read_item::<NoThreeField>(rest);
+        assert_eq!(a.unwrap(), NoThreeField { v: 1 });
+        assert!(matches!(b, Err(Error::DecodePanicked { .. })), "{b:?}");
+        assert!(rest.is_empty(), "the entries after it are lost");
+    }
+
     #[test]
     fn primitive_numbers_travel_raw_and_the_rest_by_postcard() {
         let at = Progress::new(0);
@@ -737,7 +870,8 @@ mod tests {
         let mut got: Vec<Result<Num, String>> = Vec::new();
         while got.len() < args.len() {
             let mut run = Vec::new();
-            let (n, rest) = read_raw_run::<Num>(entries, args.len() - got.len(), &mut run);
+            let (n, rest, failed) = read_raw_run::<Num>(entries, args.len() - got.len(), &mut run);
+            assert!(failed.is_none(), "{failed:?}");
             got.extend(run.into_iter().map(Ok));
             entries = rest;
             if n == 0 {

@@ -272,6 +272,78 @@ fn an_initializer_that_keeps_failing_fails_what_is_pending_instead_of_respawning
     ));
 }
 
+/// A result whose `Deserialize` panics on 30 (a type that checks its values
+/// by panicking). Decoded in this process, by whoever drives the pool.
+#[derive(Debug, serde::Serialize)]
+struct NoThirty(u64);
+
+impl<'de> serde::Deserialize<'de> for NoThirty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NoThirty, D::Error> {
+        let v = <u64 as serde::Deserialize>::deserialize(d)?;
+        assert!(v != 30, "thirty is not allowed");
+        Ok(NoThirty(v))
+    }
+}
+
+fn times_ten(x: u64) -> NoThirty {
+    NoThirty(x * 10)
+}
+
+/// A result type whose `Deserialize` panics, decoded by the pool's
+/// background thread (a job with callbacks, nobody waiting): the job fails
+/// with `DecodePanicked` and its error callback runs; the pool goes on. The
+/// background thread died of it, and the job's `get`, and the pool's `join`,
+/// waited for ever.
+#[test]
+fn a_result_whose_deserialize_panics_fails_its_item_and_the_pool_goes_on() {
+    let _dog = Watchdog::arm(LIMIT, "result Deserialize panics");
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (ok, failed) = (tx.clone(), tx.clone());
+    let mut h = pool
+        .apply_async_with(
+            times_ten,
+            3,
+            move |v| ok.send(format!("{v:?}")).unwrap(),
+            move |e| failed.send(e.to_string()).unwrap(),
+        )
+        .unwrap();
+    // Nobody waits: the background thread decodes, for the callbacks.
+    let called = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(called.contains("thirty is not allowed"), "{called}");
+    assert!(matches!(
+        h.get_timeout(Duration::from_secs(30)),
+        Err(Error::DecodePanicked { ref message }) if message == "thirty is not allowed"
+    ));
+    // A map: the item that panics is the error, by its index; each item of
+    // `map_each` alone.
+    assert!(matches!(
+        pool.map_chunked(times_ten, 0..10, 4),
+        Err(Error::Item { index: 3, ref source }) if matches!(**source, Error::DecodePanicked { .. })
+    ));
+    let each = pool
+        .map_each_async(times_ten, [1, 3, 4], Some(1))
+        .unwrap()
+        .get()
+        .unwrap();
+    assert_eq!(each[0].as_ref().unwrap().0, 10);
+    assert!(matches!(each[1], Err(Error::DecodePanicked { .. })));
+    assert_eq!(each[2].as_ref().unwrap().0, 40);
+    let got: Vec<u64> = pool
+        .imap(times_ten, [2u64, 3, 5])
+        .map(|r| r.map_or(0, |v| v.0))
+        .collect();
+    assert_eq!(got, [20, 0, 50]);
+    let p = pmap(&[1u64, 2, 3, 4], |&x| times_ten(x));
+    assert!(
+        matches!(p, Err(Error::Item { index: 2, ref source }) if matches!(**source, Error::DecodePanicked { .. })),
+        "{p:?}"
+    );
+    assert_eq!(pool.apply(times_ten, 1).unwrap().0, 10);
+    pool.close();
+    pool.join().unwrap();
+}
+
 #[test]
 fn callbacks_run_in_this_process_and_a_panicking_one_is_the_jobs_error() {
     let _dog = Watchdog::arm(LIMIT, "callbacks");

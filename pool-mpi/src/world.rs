@@ -1458,17 +1458,19 @@ fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
     let forgotten = {
         let mut st = hub.lock();
         match st.jobs.get_mut(&job) {
-            // Nobody will take the outcome (dropped after the lock).
-            Some(j) if j.detached => st.forget_job(job),
-            Some(j) => {
+            Some(j) if !j.detached => {
                 j.outcome = Some(outcome);
                 j.finishing = false;
                 None
             }
-            None => None,
+            // Detached (or gone): nobody will take the outcome.
+            Some(_) => Some((st.forget_job(job), outcome)),
+            None => Some((None, outcome)),
         }
     };
-    drop(forgotten);
+    // Dropped after the lock; its drop is the user's code: a `Drop` that
+    // panics must not end this thread (the receiver thread, most often).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(forgotten)));
     hub.wake();
 }
 

@@ -1183,18 +1183,20 @@ impl Inner {
             if let Some((f, gathered, total)) = taken {
                 let outcome = f(gathered, total);
                 let mut st = self.lock();
-                // Detached: nobody will take the outcome (dropped after the
-                // lock, with the job).
+                // Detached (or gone): nobody will take the outcome. It is
+                // dropped after the lock, and its drop is the user's code (a
+                // `Drop` that panics must not end this thread, which may be
+                // the background thread).
                 let forgotten = match st.jobs.get_mut(&id) {
-                    Some(job) if job.detached => st.jobs.remove(&id),
-                    Some(job) => {
+                    Some(job) if !job.detached => {
                         job.finish = Finish::Done(outcome);
                         None
                     }
-                    None => None,
+                    Some(_) => Some((st.jobs.remove(&id), outcome)),
+                    None => Some((None, outcome)),
                 };
                 drop(st);
-                drop(forgotten);
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(forgotten)));
                 any = true;
             }
         }

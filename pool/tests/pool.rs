@@ -344,6 +344,49 @@ fn a_result_whose_deserialize_panics_fails_its_item_and_the_pool_goes_on() {
     pool.join().unwrap();
 }
 
+/// The pid of the test's own process: [`DropPanics`] panics there only.
+static PARENT: AtomicUsize = AtomicUsize::new(0);
+
+/// A result whose `Drop` panics in the test's process (a user's type with a
+/// bug); in a worker it drops quietly.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DropPanics(u64);
+
+impl Drop for DropPanics {
+    fn drop(&mut self) {
+        let here = std::process::id() as usize == PARENT.load(Ordering::SeqCst);
+        if here && !std::thread::panicking() {
+            panic!("dropping {} panics", self.0);
+        }
+    }
+}
+
+fn drop_panics(x: u64) -> DropPanics {
+    DropPanics(x)
+}
+
+/// A dropped handle's job whose callbacks ran leaves its outcome to the
+/// pool, which drops it on the thread that ran them (here the background
+/// thread): a `Drop` that panics there does not end that thread, and the
+/// next such job's callbacks run too.
+#[test]
+fn a_dropped_handles_outcome_whose_drop_panics_leaves_the_pool_working() {
+    let _dog = Watchdog::arm(LIMIT, "outcome Drop panics");
+    PARENT.store(std::process::id() as usize, Ordering::SeqCst);
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    for x in [1, 2] {
+        let tx = tx.clone();
+        drop(
+            pool.apply_async_with(drop_panics, x, move |v| tx.send(v.0).unwrap(), |_| {})
+                .unwrap(),
+        );
+        // Nobody waits: the background thread runs the callback.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), x);
+    }
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
 #[test]
 fn callbacks_run_in_this_process_and_a_panicking_one_is_the_jobs_error() {
     let _dog = Watchdog::arm(LIMIT, "callbacks");

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, bare_pipeline, buf_len, bytes_len, cpu_item, cpu_pmap,
-    pmap_fork_per_worker, python_apply_bytes, python_pool, trivial,
+    apply_async_pipelined, apply_async_recycled, bare_pipeline, buf_len, bytes_len, cpu_item,
+    cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool, python_recycled, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -110,6 +110,26 @@ fn pool_calls(c: &mut Criterion) {
                 let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, 100_000), 1)
                     .expect("python3 ran before");
                 total(iters, ns)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("pool: apply_async, workers replaced after each task (per task)");
+    g.sample_size(10);
+    g.bench_function("multiproc Pool, maxtasksperchild(1)", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                apply_async_recycled(procs, iters.clamp(100, 2_000)) * 1e3,
+            )
+        })
+    });
+    if has_python {
+        g.bench_function("Python Pool, maxtasksperchild=1", |b| {
+            b.iter_custom(|iters| {
+                let us = python_recycled(procs, iters.clamp(100, 400)).expect("python3 ran before");
+                total(iters, us * 1e3)
             })
         });
     }

@@ -277,6 +277,50 @@ pub fn python_apply_bytes(processes: usize, n: usize, reps: u32) -> Option<f64> 
     crate::run_python_line(&script)?.trim().parse().ok()
 }
 
+/// Microseconds per task of `n` trivial `apply_async`s, sent then taken, in
+/// a pool of `processes` workers that each run one task and are replaced
+/// (Python's `maxtasksperchild=1`): a worker's start and end a task. The
+/// pool is made and its first workers replaced once before the clock starts.
+///
+/// # Panics
+/// If the pool cannot start, or a task fails.
+pub fn apply_async_recycled(processes: usize, n: u64) -> f64 {
+    let pool = Pool::builder()
+        .processes(processes)
+        .maxtasksperchild(1)
+        .build()
+        .expect("pool");
+    for i in 0..processes as u64 {
+        black_box(pool.apply(trivial, i).expect("apply"));
+    }
+    let t = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|i| pool.apply_async(trivial, i).expect("apply_async"))
+        .collect();
+    for h in handles {
+        black_box(h.get().expect("get"));
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// Python's [`apply_async_recycled`]: `Pool(processes, maxtasksperchild=1)`,
+/// microseconds per task; `None` without `python3`.
+pub fn python_recycled(processes: usize, n: u64) -> Option<f64> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def f(x): return x + 1\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   with mp.Pool({processes}, maxtasksperchild=1) as p:\n\
+         \x20       for i in range({processes}): p.apply(f, (i,))\n\
+         \x20       t = time.perf_counter()\n\
+         \x20       rs = [p.apply_async(f, (i,)) for i in range({n})]\n\
+         \x20       for r in rs: r.get()\n\
+         \x20       print((time.perf_counter() - t) / {n} * 1e6)\n"
+    );
+    crate::run_python_line(&script)?.trim().parse().ok()
+}
+
 /// Python's `Pool(processes)`: nanoseconds per blocking `apply` of a trivial
 /// function, per pipelined `apply_async`, and per item of `map` over `n_map`
 /// items with its default chunks; `None` without `python3`.

@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,11 @@ const IDLE_LOOK: Duration = Duration::from_millis(100);
 /// How long a driver sleeps on the result queue before it looks at the
 /// workers' pidfds and the task timeouts.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
+
+/// How long a driver waits for answers, at most, while a worker that ran its
+/// last task (`maxtasksperchild`) exits: a process's exit takes some tens of
+/// microseconds.
+const RETIRE_LOOK: Duration = Duration::from_micros(50);
 
 /// Where a task's function is: a `fn` (offsets from the anchor) or the pool's
 /// closure.
@@ -679,6 +684,8 @@ struct Worker {
     /// When its current task started, as the driver saw it (the round that
     /// filed the answer before it); `None` when not known (see [`Pace`]).
     since: Option<Instant>,
+    /// Tasks it answered (it exits after `maxtasksperchild` of them).
+    ran: u64,
 }
 
 /// Everything the pool's threads share, under one lock.
@@ -751,6 +758,12 @@ impl State {
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
     }
+
+    /// Tasks sent to each worker and not answered.
+    #[cfg(test)]
+    pub(crate) fn sent_by_worker(&self) -> Vec<usize> {
+        self.workers.iter().map(|w| w.sent).collect()
+    }
 }
 
 /// The pool's parent side.
@@ -762,6 +775,12 @@ pub(crate) struct Inner {
     pub(crate) processes: usize,
     depth: usize,
     task_timeout: Option<Duration>,
+    /// Python's `maxtasksperchild`: a worker exits after answering this many.
+    max_tasks: Option<u64>,
+    /// Workers that answered their last task and have not been replaced yet
+    /// (see [`Inner::drive_once`]): read without the lock, to shorten the
+    /// driver's wait for answers while one exits.
+    retiring: AtomicUsize,
     pub(crate) state: Mutex<State>,
     /// Signalled when jobs complete (and when the driver's lock is released).
     changed: Condvar,
@@ -780,6 +799,7 @@ impl Inner {
         processes: usize,
         depth: usize,
         task_timeout: Option<Duration>,
+        max_tasks: Option<u64>,
     ) -> Inner {
         let workers = (0..processes)
             .map(|_| Worker {
@@ -789,6 +809,7 @@ impl Inner {
                 running: None,
                 killed_for: None,
                 since: None,
+                ran: 0,
             })
             .collect();
         Inner {
@@ -798,6 +819,8 @@ impl Inner {
             processes,
             depth,
             task_timeout,
+            max_tasks,
+            retiring: AtomicUsize::new(0),
             state: Mutex::new(State {
                 workers,
                 inflight: SeqTable::default(),
@@ -858,7 +881,17 @@ impl Inner {
         worker.running = None;
         worker.killed_for = None;
         worker.since = None;
+        worker.ran = 0;
         Ok(())
+    }
+
+    /// How many more tasks worker `w` may be sent before it has all those it
+    /// will run (`maxtasksperchild`, counting those it holds): a task sent
+    /// past them would wait in its inbox for its replacement, while the
+    /// other workers may be free.
+    fn room_left(&self, w: &Worker) -> u64 {
+        self.max_tasks
+            .map_or(u64::MAX, |max| max.saturating_sub(w.ran + w.sent as u64))
     }
 
     /// A new job's number, and the state, locked. The owner is checked
@@ -935,6 +968,7 @@ impl Inner {
                 .filter(|&w| {
                     st.workers[w].child.is_some()
                         && st.workers[w].sent < limit
+                        && self.room_left(&st.workers[w]) > 0
                         && (w >= 64 || refused & (1 << w) == 0)
                 })
                 .min_by_key(|&w| st.workers[w].sent)
@@ -1102,6 +1136,13 @@ impl Inner {
     /// sends what fits, runs finished jobs' finishers; then looks at the
     /// workers. Called with the driver's lock held and the state's released.
     pub(crate) fn drive_once(&self, slice: Duration) {
+        // While a worker exits after its last task, its end is looked for
+        // soon (the round's wait for answers does not see it).
+        let slice = if self.retiring.load(Ordering::Relaxed) > 0 {
+            slice.min(RETIRE_LOOK)
+        } else {
+            slice
+        };
         let mut answers = Batch::new();
         let mut failed = None;
         // A timeout (or a message lost to a dead worker) leaves the list empty:
@@ -1137,9 +1178,19 @@ impl Inner {
             if let Some(e) = failed {
                 note_answers_failed(&mut st, &e);
             }
+            // A worker that answered its last task (`maxtasksperchild`)
+            // exits: it is looked for at every round until replaced, where a
+            // look every CHECK_EVERY left each replacement a few ms late
+            // (a pool of one task a worker ran 2.9 ms a task, Python's 1.8).
+            let retiring = self.max_tasks.map_or(0, |max| {
+                (st.workers.iter())
+                    .filter(|w| w.child.is_some() && w.ran >= max)
+                    .count()
+            });
+            self.retiring.store(retiring, Ordering::Relaxed);
             // Looking costs a poll(2): on every idle round, and every
             // CHECK_EVERY while answers keep coming.
-            if idle || now.duration_since(st.last_check) >= CHECK_EVERY {
+            if idle || retiring > 0 || now.duration_since(st.last_check) >= CHECK_EVERY {
                 st.last_check = now;
                 self.check_workers(&mut st, &mut finished);
             }
@@ -1785,6 +1836,7 @@ fn file_answer(st: &mut State, msg: Answer, now: Instant, finished: &mut Finishe
             );
         }
         w.sent = w.sent.saturating_sub(1);
+        w.ran += 1;
         // Its next task (if it holds one) starts now, as far as is known.
         w.since = (w.sent > 0).then_some(now);
     }

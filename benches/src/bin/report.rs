@@ -1108,9 +1108,10 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_bytes, apply_one, bare_pipeline, cpu_pmap, cpu_pool,
-        cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked, pmap_fork_per_worker,
-        pmap_trivial, python_apply_bytes, python_pool, rayon_trivial,
+        apply_async_pipelined, apply_async_recycled, apply_bytes, apply_one, bare_pipeline,
+        cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
+        pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
+        rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1245,6 +1246,24 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             });
         }
         None => println!("(python3 not found: the bytes comparison is skipped)"),
+    }
+    // Workers replaced after each task (Python's `maxtasksperchild=1`): a
+    // worker's end and its replacement's start, a task.
+    let t = interleaved(
+        cfg.r(3),
+        &mut [&mut || apply_async_recycled(cpus, cfg.n(2_000))],
+    );
+    let recycled = median(&t[0]);
+    match python_recycled(cpus, cfg.n(400)) {
+        Some(py) => rows.push(Row {
+            what: "apply_async, maxtasksperchild=1 (µs/task)",
+            ours: recycled,
+            peer_name: "Python, maxtasksperchild=1",
+            peer: py,
+            target: "≤ 1.0×",
+            ok: recycled <= py,
+        }),
+        None => println!("(python3 not found: the maxtasksperchild comparison is skipped)"),
     }
     rows.push(Row {
         what: "apply_async pipelined (ns/task)",

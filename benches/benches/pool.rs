@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, apply_async_recycled, bare_pipeline, buf_len, bytes_len, cpu_item,
-    cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool, python_recycled, trivial,
+    apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline, buf_len,
+    bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
+    python_recycled, python_worker_death, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -129,6 +130,27 @@ fn pool_calls(c: &mut Criterion) {
         g.bench_function("Python Pool, maxtasksperchild=1", |b| {
             b.iter_custom(|iters| {
                 let us = python_recycled(procs, iters.clamp(100, 400)).expect("python3 ran before");
+                total(iters, us * 1e3)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("pool: a task that kills its worker, until the error");
+    g.sample_size(10);
+    g.bench_function("multiproc Pool.apply, WorkerDied (the pool goes on)", |b| {
+        b.iter_custom(|iters| {
+            total(
+                iters,
+                apply_worker_death(&pool, iters.clamp(5, 40) as usize) * 1e3,
+            )
+        })
+    });
+    if has_python {
+        g.bench_function("Python ProcessPoolExecutor, BrokenProcessPool", |b| {
+            b.iter_custom(|iters| {
+                let us = python_worker_death(procs, iters.clamp(5, 20) as usize)
+                    .expect("python3 ran before");
                 total(iters, us * 1e3)
             })
         });

@@ -303,6 +303,60 @@ pub fn apply_async_recycled(processes: usize, n: u64) -> f64 {
     t.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
+/// A task that kills its own worker (`SIGKILL`).
+pub fn kill_own_worker(_: u64) -> u64 {
+    // SAFETY: a signal to this very process, a pool worker.
+    unsafe { libc::raise(libc::SIGKILL) };
+    0
+}
+
+/// Microseconds from a blocking `apply` of a task that kills its worker to
+/// its `WorkerDied` error, the median of `n` (the pool replaces the worker
+/// each time and goes on).
+///
+/// # Panics
+/// If a call answers anything but `WorkerDied`.
+pub fn apply_worker_death(pool: &Pool, n: usize) -> f64 {
+    let mut us: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let r = pool.apply(kill_own_worker, 0);
+            assert!(
+                matches!(r, Err(multiproc_pool::Error::WorkerDied { .. })),
+                "{r:?}"
+            );
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    us.sort_by(f64::total_cmp);
+    us[us.len() / 2]
+}
+
+/// Python's nearest: `concurrent.futures.ProcessPoolExecutor`, whose task
+/// kills its worker; microseconds from the submission to its
+/// `BrokenProcessPool` (the executor is then broken, so each of the `n`
+/// runs makes a new one), the median; `None` without `python3`.
+pub fn python_worker_death(processes: usize, n: usize) -> Option<f64> {
+    let script = format!(
+        "import concurrent.futures as cf, multiprocessing as mp, os, signal, time\n\
+         def die(x):\n\
+         \x20   if x: os.kill(os.getpid(), signal.SIGKILL)\n\
+         \x20   return x\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   ts = []\n\
+         \x20   for i in range({n}):\n\
+         \x20       with cf.ProcessPoolExecutor({processes}) as ex:\n\
+         \x20           ex.submit(die, 0).result()\n\
+         \x20           t = time.perf_counter()\n\
+         \x20           try: ex.submit(die, 1).result()\n\
+         \x20           except cf.process.BrokenProcessPool: ts.append(time.perf_counter() - t)\n\
+         \x20   ts.sort()\n\
+         \x20   print(ts[len(ts) // 2] * 1e6)\n"
+    );
+    crate::run_python_line(&script)?.trim().parse().ok()
+}
+
 /// Python's [`apply_async_recycled`]: `Pool(processes, maxtasksperchild=1)`,
 /// microseconds per task; `None` without `python3`.
 pub fn python_recycled(processes: usize, n: u64) -> Option<f64> {

@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -766,6 +766,23 @@ impl State {
     }
 }
 
+/// How the driver learns at once that a worker ended, rather than at its
+/// next look at the workers (every [`CHECK_EVERY`] while someone waits: a
+/// task that killed its worker took 5.4 ms to answer `WorkerDied`).
+struct Deaths {
+    /// Written to make the watcher look at the workers again (one was
+    /// started) or stop (the pool ends).
+    wake: nix::sys::eventfd::EventFd,
+    /// Set by the watcher when a worker's pidfd became readable: the next
+    /// driving round looks at the workers.
+    seen: AtomicBool,
+}
+
+/// The message the watcher puts into the answers to wake a driver that
+/// sleeps on them: an answer to no task (task numbers start at 1), which
+/// filing drops.
+const DEATH_NOTICE: [u8; wire::ANSWER_HEADER] = [0; wire::ANSWER_HEADER];
+
 /// The pool's parent side.
 pub(crate) struct Inner {
     /// The process that made the pool.
@@ -781,6 +798,8 @@ pub(crate) struct Inner {
     /// (see [`Inner::drive_once`]): read without the lock, to shorten the
     /// driver's wait for answers while one exits.
     retiring: AtomicUsize,
+    /// How a worker's end is known at once (see [`Inner::watcher`]).
+    deaths: Deaths,
     pub(crate) state: Mutex<State>,
     /// Signalled when jobs complete (and when the driver's lock is released).
     changed: Condvar,
@@ -821,6 +840,16 @@ impl Inner {
             task_timeout,
             max_tasks,
             retiring: AtomicUsize::new(0),
+            deaths: Deaths {
+                // Without it the watcher is never woken: workers started
+                // later are then seen at its next look (a second).
+                wake: nix::sys::eventfd::EventFd::from_flags(
+                    nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                        | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+                )
+                .expect("an eventfd"),
+                seen: AtomicBool::new(false),
+            },
             state: Mutex::new(State {
                 workers,
                 inflight: SeqTable::default(),
@@ -882,7 +911,74 @@ impl Inner {
         worker.killed_for = None;
         worker.since = None;
         worker.ran = 0;
+        // The watcher watches it too from now on.
+        let _ = self.deaths.wake.write(1);
         Ok(())
+    }
+
+    /// Whether the watcher saw a worker end since the last driving round.
+    #[cfg(test)]
+    pub(crate) fn deaths_seen(&self) -> bool {
+        self.deaths.seen.load(Ordering::Acquire)
+    }
+
+    /// The watcher thread: waits on every worker's pidfd at once, and when
+    /// one becomes readable (the worker ended) tells the driver, which may
+    /// be asleep on the answers: a flag, and a notice in the answers that
+    /// wakes it. Each end is told once; the set is made again when a worker
+    /// starts, and the thread ends with the pool.
+    pub(crate) fn watcher(self: Arc<Self>) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        // The pids whose end was told (until they are replaced).
+        let mut told: Vec<u32> = Vec::new();
+        loop {
+            // Their pidfds, duplicated: the driver closes its own when it
+            // reaps a worker.
+            let watched: Vec<(u32, std::os::fd::OwnedFd)> = {
+                let st = self.lock();
+                if st.shutdown {
+                    return;
+                }
+                told.retain(|pid| {
+                    st.workers
+                        .iter()
+                        .any(|w| w.child.is_some() && w.pid == *pid)
+                });
+                (st.workers.iter())
+                    .filter(|w| !told.contains(&w.pid))
+                    .filter_map(|w| {
+                        Some((
+                            w.pid,
+                            w.child.as_ref()?.sentinel().try_clone_to_owned().ok()?,
+                        ))
+                    })
+                    .collect()
+            };
+            let mut fds = vec![PollFd::new(self.deaths.wake.as_fd(), PollFlags::POLLIN)];
+            fds.extend(
+                watched
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+            );
+            // A second at most: the set is made again after it in any case.
+            if nix::poll::poll(&mut fds, PollTimeout::from(1_000u16)).is_err() {
+                std::thread::sleep(IDLE_LOOK);
+                continue;
+            }
+            let ended: Vec<u32> = (fds[1..].iter().zip(&watched))
+                .filter(|(fd, _)| fd.any().unwrap_or(false))
+                .map(|(_, (pid, _))| *pid)
+                .collect();
+            drop(fds);
+            let _ = self.deaths.wake.read();
+            if !ended.is_empty() {
+                told.extend(ended);
+                self.deaths.seen.store(true, Ordering::Release);
+                // Full: the driver has answers to take, and wakes anyway.
+                let _ = self.channels.results[0].try_put_bytes(&DEATH_NOTICE);
+            }
+        }
     }
 
     /// How many more tasks worker `w` may be sent before it has all those it
@@ -1188,9 +1284,12 @@ impl Inner {
                     .count()
             });
             self.retiring.store(retiring, Ordering::Relaxed);
-            // Looking costs a poll(2): on every idle round, and every
-            // CHECK_EVERY while answers keep coming.
-            if idle || retiring > 0 || now.duration_since(st.last_check) >= CHECK_EVERY {
+            // (A load first: a swap at every round would take the line.)
+            let ended = self.deaths.seen.load(Ordering::Relaxed)
+                && self.deaths.seen.swap(false, Ordering::Acquire);
+            // Looking costs a poll(2): on every idle round, when the watcher
+            // saw a worker end, and every CHECK_EVERY while answers keep coming.
+            if idle || ended || retiring > 0 || now.duration_since(st.last_check) >= CHECK_EVERY {
                 st.last_check = now;
                 self.check_workers(&mut st, &mut finished);
             }
@@ -1594,6 +1693,7 @@ impl Inner {
         let mut st = self.lock();
         st.shutdown = true;
         drop(st);
+        let _ = self.deaths.wake.write(1);
         self.idle.notify_all();
         self.changed.notify_all();
         self.streams_ready.notify_all();

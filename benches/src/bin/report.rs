@@ -1108,10 +1108,10 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_async_recycled, apply_bytes, apply_one, bare_pipeline,
-        cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
-        pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
-        rayon_trivial,
+        apply_async_pipelined, apply_async_recycled, apply_bytes, apply_one, apply_worker_death,
+        bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial,
+        map_trivial_chunked, pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool,
+        python_recycled, python_worker_death, rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1264,6 +1264,24 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             ok: recycled <= py,
         }),
         None => println!("(python3 not found: the maxtasksperchild comparison is skipped)"),
+    }
+    // A task that kills its worker: until its `WorkerDied` (Python's `Pool`
+    // waits for ever there; `ProcessPoolExecutor` answers, and is broken).
+    let t = interleaved(
+        cfg.r(3),
+        &mut [&mut || apply_worker_death(&pool, cfg.n(40) as usize)],
+    );
+    let death = median(&t[0]);
+    match python_worker_death(cpus, cfg.n(20) as usize) {
+        Some(py) => rows.push(Row {
+            what: "a task kills its worker: until the error (µs)",
+            ours: death,
+            peer_name: "Python ProcessPoolExecutor, broken",
+            peer: py,
+            target: "≤ 1.0× (and the pool goes on)",
+            ok: death <= py,
+        }),
+        None => println!("(python3 not found: the worker death comparison is skipped)"),
     }
     rows.push(Row {
         what: "apply_async pipelined (ns/task)",

@@ -94,7 +94,9 @@
 //! blocking [`apply`](Pool::apply) sees its answer the moment the worker
 //! publishes it), and a background thread drives only while work is
 //! outstanding and nobody waits. Callbacks run on whichever of these files
-//! the answer.
+//! the answer. (Besides, a thread a worker puts messages larger than a slot
+//! through its inbox's lane, and one thread waits on the workers' pidfds
+//! and wakes the driver when one ends; neither reads answers.)
 //!
 //! Whoever waits (this process for an answer, a worker for its next task)
 //! spins for a few microseconds before it sleeps, which makes a round trip

@@ -766,6 +766,17 @@ impl State {
     }
 }
 
+/// The watcher's eventfd (see [`Deaths::wake`]), made before the pool's
+/// threads start.
+///
+/// # Errors
+/// When the process may open no more descriptors.
+pub(crate) fn watcher_wake() -> std::io::Result<nix::sys::eventfd::EventFd> {
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map_err(std::io::Error::from)
+}
+
 /// How the driver learns at once that a worker ended, rather than at its
 /// next look at the workers (every [`CHECK_EVERY`] while someone waits: a
 /// task that killed its worker took 5.4 ms to answer `WorkerDied`).
@@ -819,6 +830,7 @@ impl Inner {
         depth: usize,
         task_timeout: Option<Duration>,
         max_tasks: Option<u64>,
+        wake: nix::sys::eventfd::EventFd,
     ) -> Inner {
         let workers = (0..processes)
             .map(|_| Worker {
@@ -841,13 +853,7 @@ impl Inner {
             max_tasks,
             retiring: AtomicUsize::new(0),
             deaths: Deaths {
-                // Without it the watcher is never woken: workers started
-                // later are then seen at its next look (a second).
-                wake: nix::sys::eventfd::EventFd::from_flags(
-                    nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
-                        | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
-                )
-                .expect("an eventfd"),
+                wake,
                 seen: AtomicBool::new(false),
             },
             state: Mutex::new(State {

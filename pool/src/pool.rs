@@ -262,17 +262,30 @@ impl Builder {
                     })
                     .allow_threads()
                     .start();
-                let inner = match zygote {
-                    Ok(z) => Arc::new(Inner::new(
+                // The watcher's eventfd, after the zygote's fork: no worker
+                // holds a copy.
+                let wake = crate::core::watcher_wake().map_err(|source| {
+                    Error::Proc(multiproc_proc::Error::Io {
+                        op: "make an eventfd",
+                        source,
+                    })
+                });
+                let inner = match (zygote, wake) {
+                    (Ok(z), Ok(wake)) => Arc::new(Inner::new(
                         channels,
                         z,
                         processes,
                         depth,
                         task_timeout,
                         max_tasks,
+                        wake,
                     )),
-                    Err(e) => {
+                    (Err(e), _) => {
                         let _ = tx.send(Err(Error::from(e)));
+                        return;
+                    }
+                    (_, Err(e)) => {
+                        let _ = tx.send(Err(e));
                         return;
                     }
                 };

@@ -122,7 +122,20 @@ struct Row {
 /// A section of the report: its rows, and lines of notes printed after the table.
 type Section = fn(&Cfg, &mut Vec<Row>, &mut Vec<String>);
 
+/// Set to `processes,tasks`, the report measures [`apply_async_recycled`]
+/// in this process and prints it, nothing else (see [`recycled_fresh`]).
+///
+/// [`apply_async_recycled`]: multiproc_bench::pool::apply_async_recycled
+const RECYCLED_ENV: &str = "MULTIPROC_REPORT_RECYCLED";
+
 fn main() {
+    if let Ok(spec) = std::env::var(RECYCLED_ENV) {
+        let mut it = spec.split(',').map(|v| v.parse::<u64>().unwrap_or(1));
+        let (processes, tasks) = (it.next().unwrap_or(1), it.next().unwrap_or(1));
+        let us = multiproc_bench::pool::apply_async_recycled(processes as usize, tasks);
+        println!("{us}");
+        return;
+    }
     let cfg = Cfg::from_args().unwrap_or_else(|msg| {
         eprintln!("{msg}");
         std::process::exit(2)
@@ -1102,16 +1115,34 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     ));
 }
 
+/// [`multiproc_bench::pool::apply_async_recycled`] in a fresh process (this
+/// binary again, told by [`RECYCLED_ENV`]): microseconds a task.
+fn recycled_fresh(processes: usize, tasks: u64) -> f64 {
+    let out = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .env(RECYCLED_ENV, format!("{processes},{tasks}"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+    });
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
 /// The pool: `apply`, pipelined `apply_async` and `map` of trivial tasks
 /// beside Python's `Pool` (and rayon for `map`), a CPU-bound map beside a
 /// sequential loop and rayon, `pmap` beside the pool's `map`, and a `pmap`
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_async_recycled, apply_bytes, apply_one, apply_worker_death,
-        bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial,
-        map_trivial_chunked, pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool,
-        python_recycled, python_worker_death, rayon_trivial,
+        apply_async_pipelined, apply_bytes, apply_one, apply_worker_death, bare_pipeline, cpu_pmap,
+        cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
+        pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
+        python_worker_death, rayon_trivial,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1248,11 +1279,11 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         None => println!("(python3 not found: the bytes comparison is skipped)"),
     }
     // Workers replaced after each task (Python's `maxtasksperchild=1`): a
-    // worker's end and its replacement's start, a task.
-    let t = interleaved(
-        cfg.r(3),
-        &mut [&mut || apply_async_recycled(cpus, cfg.n(2_000))],
-    );
+    // worker's end and its replacement's start, a task. Each fork copies the
+    // page tables of the process the pool was made in, so this is measured
+    // in a fresh process, as Python's is (in this one, hundreds of MB by now,
+    // a replacement cost 1.8 ms, against 0.2-0.3 in a small process).
+    let t = interleaved(cfg.r(3), &mut [&mut || recycled_fresh(cpus, cfg.n(2_000))]);
     let recycled = median(&t[0]);
     match python_recycled(cpus, cfg.n(400)) {
         Some(py) => rows.push(Row {

@@ -1352,14 +1352,106 @@ where
         self.pool.submit_map(CLOSURE, items, None, None)
     }
 
+    /// [`Pool::apply_async_with`] of the closure: Python's `callback` and
+    /// `error_callback`, which run whether or not the handle is kept.
+    ///
+    /// # Errors
+    /// As for [`Pool::apply_async`].
+    pub fn apply_async_with(
+        &self,
+        args: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<R>> {
+        let finisher = finisher(decode_one::<R>, callback, error_callback);
+        self.pool.submit_one(CLOSURE, args, Some(finisher))
+    }
+
+    /// [`Pool::map_chunked`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map`].
+    pub fn map_chunked(
+        &self,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>> {
+        self.map_async_chunked(items, Some(chunksize))?.get()
+    }
+
+    /// [`Pool::map_async_chunked`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map_async`].
+    pub fn map_async_chunked(
+        &self,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<R>> {
+        self.pool.submit_map(CLOSURE, items, chunksize, None)
+    }
+
+    /// [`Pool::map_async_with`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map_async`].
+    pub fn map_async_with(
+        &self,
+        items: impl IntoIterator<Item = A>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<MapResult<R>> {
+        let finisher = finisher(decode_map::<R>, callback, error_callback);
+        self.pool.submit_map(CLOSURE, items, None, Some(finisher))
+    }
+
+    /// [`Pool::map_each_async`] of the closure: every item's own outcome.
+    ///
+    /// # Errors
+    /// As for [`Pool::map_async`].
+    pub fn map_each_async(
+        &self,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<Result<R>>>> {
+        self.pool
+            .submit_each(CLOSURE, items, chunksize, None, Outcomes::Each)
+    }
+
+    /// [`Pool::map_each_async_with`] of the closure.
+    ///
+    /// # Errors
+    /// As for [`Pool::map_async`].
+    pub fn map_each_async_with(
+        &self,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<Result<R>>>> {
+        let finisher = finisher(decode_each::<R>, callback, |_| {});
+        self.pool
+            .submit_each(CLOSURE, items, chunksize, Some(finisher), Outcomes::Each)
+    }
+
     /// [`Pool::imap`] of the closure.
     pub fn imap<I: IntoIterator<Item = A>>(&self, items: I) -> IMap<'_, R, I::IntoIter> {
+        self.imap_with(items, 1, self.pool.imap_buffersize())
+    }
+
+    /// [`Pool::imap_with`] of the closure: Python's `chunksize`, and how
+    /// many chunks may be read ahead.
+    pub fn imap_with<I: IntoIterator<Item = A>>(
+        &self,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<'_, R, I::IntoIter> {
         IMap::new(
             &self.pool,
             CLOSURE,
             items.into_iter(),
-            1,
-            self.pool.imap_buffersize(),
+            chunksize,
+            buffersize,
             true,
         )
     }
@@ -1369,12 +1461,22 @@ where
         &self,
         items: I,
     ) -> IMapUnordered<'_, R, I::IntoIter> {
+        self.imap_unordered_with(items, 1, self.pool.imap_buffersize())
+    }
+
+    /// [`Pool::imap_unordered_with`] of the closure.
+    pub fn imap_unordered_with<I: IntoIterator<Item = A>>(
+        &self,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMapUnordered<'_, R, I::IntoIter> {
         IMapUnordered(IMap::new(
             &self.pool,
             CLOSURE,
             items.into_iter(),
-            1,
-            self.pool.imap_buffersize(),
+            chunksize,
+            buffersize,
             false,
         ))
     }

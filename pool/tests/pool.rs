@@ -1049,6 +1049,73 @@ fn a_pool_around_a_closure_keeps_what_it_captured_in_every_worker() {
     pool.join_timeout(LIMIT).unwrap();
 }
 
+/// A pool around a closure has `Pool`'s calls, without the function: the
+/// callbacks (run whether or not the handle is kept), the chunk sizes, every
+/// item's outcome, `imap`'s chunk and read-ahead. (It had only `apply`,
+/// `apply_async`, `map`, `map_async` and `imap`s of chunks of one.)
+#[test]
+fn a_pool_around_a_closure_has_the_pools_calls() {
+    let _dog = Watchdog::arm(LIMIT, "with_fn calls");
+    let offset = 100u64;
+    let pool = Pool::with_fn(2, move |x: u64| {
+        assert!(x != 13, "no thirteen");
+        x + offset
+    })
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for x in [1, 13] {
+        let (ok, failed) = (tx.clone(), tx.clone());
+        pool.apply_async_with(
+            x,
+            move |v| ok.send(format!("ok {v}")).unwrap(),
+            move |e| failed.send(format!("failed: {e}")).unwrap(),
+        )
+        .unwrap();
+    }
+    let mut got: Vec<String> = (0..2).map(|_| rx.recv_timeout(LIMIT).unwrap()).collect();
+    got.sort();
+    assert_eq!(got[1], "ok 101");
+    assert!(got[0].contains("no thirteen"), "{got:?}");
+    assert_eq!(
+        pool.map_chunked(0..10, 3).unwrap(),
+        (100..110).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        pool.map_async_chunked(0..4, None).unwrap().get().unwrap(),
+        [100, 101, 102, 103]
+    );
+    let all = tx.clone();
+    let m = pool
+        .map_async_with(0..3, move |v| all.send(format!("{v:?}")).unwrap(), |_| {})
+        .unwrap();
+    assert_eq!(m.get().unwrap(), [100, 101, 102]);
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), "[100, 101, 102]");
+    let each = pool.map_each_async(10..16, Some(2)).unwrap().get().unwrap();
+    assert_eq!(each.iter().filter(|r| r.is_ok()).count(), 5);
+    assert!(matches!(each[3], Err(Error::Panicked { .. })));
+    let oks = tx.clone();
+    pool.map_each_async_with(12..15, Some(1), move |each| {
+        oks.send(format!(
+            "{:?}",
+            each.iter().map(Result::is_ok).collect::<Vec<_>>()
+        ))
+        .unwrap();
+    })
+    .unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), "[true, false, true]");
+    let ordered: Vec<u64> = pool.imap_with(20..40, 4, 2).map(Result::unwrap).collect();
+    assert_eq!(ordered, (120..140).collect::<Vec<u64>>());
+    let mut unordered: Vec<(usize, u64)> = pool
+        .imap_unordered_with(20..40, 4, 2)
+        .map(|(i, r)| (i, r.unwrap()))
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(
+        unordered,
+        (0..20).map(|i| (i, i as u64 + 120)).collect::<Vec<_>>()
+    );
+}
+
 /// Items a worker began in [`count_and_die`]: made before the pool (whose
 /// workers are forked from a process forked at its start) so that every
 /// worker shares it.

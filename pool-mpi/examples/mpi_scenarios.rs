@@ -113,6 +113,17 @@ fn random_maps(pool: &MpiPool) {
             want.iter().copied().enumerate().collect::<Vec<_>>(),
             "seed {seed} case {case}"
         );
+        // In chunks, and with a small read-ahead.
+        let mut unordered: Vec<(usize, u64)> = pool
+            .imap_unordered_with(square, xs.clone(), chunk, 2)
+            .map(|(i, r)| (i, r.unwrap()))
+            .collect();
+        unordered.sort_unstable();
+        assert_eq!(
+            unordered,
+            want.iter().copied().enumerate().collect::<Vec<_>>(),
+            "seed {seed} case {case} chunk {chunk}"
+        );
         let pairs: Vec<(i64, i64)> = (0..n)
             .map(|_| (rng.next() as i64, rng.next() as i64))
             .collect();

@@ -1011,12 +1011,29 @@ impl MpiPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.imap_unordered_with(f, items, 1, self.imap_buffersize())
+    }
+
+    /// [`imap_unordered`](MpiPool::imap_unordered) with Python's `chunksize`
+    /// and `buffersize`, as [`imap_with`](MpiPool::imap_with).
+    pub fn imap_unordered_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> MpiIMapUnordered<'_, A, R, I::IntoIter>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         MpiIMapUnordered(MpiIMap::new(
             self,
             f,
             items.into_iter(),
-            1,
-            self.imap_buffersize(),
+            chunksize,
+            buffersize,
             false,
         ))
     }

@@ -1240,7 +1240,7 @@ impl Inner {
     pub(crate) fn drive_once(&self, slice: Duration) {
         // While a worker exits after its last task, its end is looked for
         // soon (the round's wait for answers does not see it).
-        let slice = if self.retiring.load(Ordering::Relaxed) > 0 {
+        let slice = if self.max_tasks.is_some() && self.retiring.load(Ordering::Relaxed) > 0 {
             slice.min(RETIRE_LOOK)
         } else {
             slice
@@ -1285,11 +1285,12 @@ impl Inner {
             // look every CHECK_EVERY left each replacement a few ms late
             // (a pool of one task a worker ran 2.9 ms a task, Python's 1.8).
             let retiring = self.max_tasks.map_or(0, |max| {
-                (st.workers.iter())
+                let n = (st.workers.iter())
                     .filter(|w| w.child.is_some() && w.ran >= max)
-                    .count()
+                    .count();
+                self.retiring.store(n, Ordering::Relaxed);
+                n
             });
-            self.retiring.store(retiring, Ordering::Relaxed);
             // (A load first: a swap at every round would take the line.)
             let ended = self.deaths.seen.load(Ordering::Relaxed)
                 && self.deaths.seen.swap(false, Ordering::Acquire);

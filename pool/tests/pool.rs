@@ -362,6 +362,9 @@ impl Drop for DropPanics {
 }
 
 fn drop_panics(x: u64) -> DropPanics {
+    // Long enough that the handle is dropped before the answer comes (else
+    // the outcome would be dropped with it, in the test's thread).
+    std::thread::sleep(Duration::from_millis(50));
     DropPanics(x)
 }
 

@@ -293,14 +293,7 @@ pub fn apply_async_recycled(processes: usize, n: u64) -> f64 {
     for i in 0..processes as u64 {
         black_box(pool.apply(trivial, i).expect("apply"));
     }
-    let t = Instant::now();
-    let handles: Vec<_> = (0..n)
-        .map(|i| pool.apply_async(trivial, i).expect("apply_async"))
-        .collect();
-    for h in handles {
-        black_box(h.get().expect("get"));
-    }
-    t.elapsed().as_secs_f64() * 1e6 / n as f64
+    apply_async_pipelined(&pool, n) / 1e3
 }
 
 /// A task that kills its own worker (`SIGKILL`).

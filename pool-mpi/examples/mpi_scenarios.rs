@@ -103,27 +103,22 @@ fn random_maps(pool: &MpiPool) {
         );
         let imapped: Vec<u64> = pool.imap(square, xs.clone()).map(Result::unwrap).collect();
         assert_eq!(imapped, want, "seed {seed} case {case}");
-        let mut unordered: Vec<(usize, u64)> = pool
-            .imap_unordered(square, xs.clone())
-            .map(|(i, r)| (i, r.unwrap()))
-            .collect();
-        unordered.sort_unstable();
-        assert_eq!(
-            unordered,
-            want.iter().copied().enumerate().collect::<Vec<_>>(),
-            "seed {seed} case {case}"
-        );
-        // In chunks, and with a small read-ahead.
-        let mut unordered: Vec<(usize, u64)> = pool
-            .imap_unordered_with(square, xs.clone(), chunk, 2)
-            .map(|(i, r)| (i, r.unwrap()))
-            .collect();
-        unordered.sort_unstable();
-        assert_eq!(
-            unordered,
-            want.iter().copied().enumerate().collect::<Vec<_>>(),
-            "seed {seed} case {case} chunk {chunk}"
-        );
+        // Chunks of one, and chunks of `chunk` with a small read-ahead.
+        for chunked in [false, true] {
+            let unordered = if chunked {
+                pool.imap_unordered_with(square, xs.clone(), chunk, 2)
+            } else {
+                pool.imap_unordered(square, xs.clone())
+            };
+            let mut unordered: Vec<(usize, u64)> =
+                unordered.map(|(i, r)| (i, r.unwrap())).collect();
+            unordered.sort_unstable();
+            assert_eq!(
+                unordered,
+                want.iter().copied().enumerate().collect::<Vec<_>>(),
+                "seed {seed} case {case} chunked {chunked}"
+            );
+        }
         let pairs: Vec<(i64, i64)> = (0..n)
             .map(|_| (rng.next() as i64, rng.next() as i64))
             .collect();

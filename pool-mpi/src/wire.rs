@@ -448,15 +448,18 @@ pub(crate) fn read_entry<R: DeserializeOwned>(
         read_entry_unguarded(entries, rank)
     }))
     .unwrap_or_else(|p| {
-        let message = if let Some(s) = p.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = p.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "Box<dyn Any>".to_owned()
-        };
+        let message = panic_text(&*p);
         (Err(Error::DecodePanicked { message }), &[])
     })
+}
+
+/// A panic payload's text.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// [`read_entry`], where `R`'s `Deserialize` may panic.

@@ -1823,17 +1823,9 @@ fn finisher<T: Send + 'static>(
         let r = match ran {
             Ok(()) => r,
             Err(p) => Err(Error::CallbackPanicked {
-                message: panic_text(&*p),
+                message: wire::panic_text(&*p),
             }),
         };
         Box::new(r)
     })
-}
-
-fn panic_text(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -308,11 +308,11 @@ impl Builder {
         let mut pool = Pool {
             inner,
             background: Some(background),
-            streamers: Vec::new(),
+            helpers: Vec::new(),
         };
         for w in 0..pool.processes() {
             let streaming = Arc::clone(&pool.inner);
-            pool.streamers.push(
+            pool.helpers.push(
                 std::thread::Builder::new()
                     .name("multiproc-pool-streamer".into())
                     // It only puts a message's bytes through a queue.
@@ -327,7 +327,7 @@ impl Builder {
             );
         }
         let watching = Arc::clone(&pool.inner);
-        pool.streamers.push(
+        pool.helpers.push(
             std::thread::Builder::new()
                 .name("multiproc-pool-watcher".into())
                 // It only polls descriptors.
@@ -375,9 +375,10 @@ impl Builder {
 pub struct Pool {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
-    /// One per worker (see `Inner::streamer`), and the watcher of the
-    /// workers' ends (`Inner::watcher`).
-    streamers: Vec<JoinHandle<()>>,
+    /// The pool's other threads: a streamer per worker (see
+    /// `Inner::streamer`) and the watcher of the workers' ends
+    /// (`Inner::watcher`).
+    helpers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
@@ -1265,7 +1266,7 @@ impl Drop for Pool {
             // workers, threads and zygote are the parent's. Leave them be, and
             // free nothing that another process's threads may hold.
             std::mem::forget(self.background.take());
-            std::mem::forget(std::mem::take(&mut self.streamers));
+            std::mem::forget(std::mem::take(&mut self.helpers));
             std::mem::forget(Arc::clone(&self.inner));
             return;
         }
@@ -1276,7 +1277,7 @@ impl Drop for Pool {
             .background
             .take()
             .into_iter()
-            .chain(self.streamers.drain(..))
+            .chain(self.helpers.drain(..))
         {
             // Dropped by a callback that the background thread runs (which
             // held the last handle): that thread cannot join itself; it ends

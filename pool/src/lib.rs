@@ -46,7 +46,11 @@
 //! # Workers, and their deaths
 //! The pool forks a small single-threaded *zygote* when it starts, and the
 //! zygote forks every worker and every replacement: a pool made in a program
-//! that runs threads works, and keeps working after it starts more. Each
+//! that runs threads works, and keeps working after it starts more. (It
+//! waits for a thread in the middle of a panic to leave the panic hook
+//! before it forks: a zygote forked meanwhile kept the hook's lock held,
+//! and every worker hung at start. A lock of the program's own that another
+//! thread holds at that moment stays held in the workers, as with any fork.) Each
 //! worker has an inbox of its own and a slot in shared memory naming the
 //! task and item it runs, written before the item starts; answers come back
 //! through a queue shared by each group of 32 workers (a queue tracks at most

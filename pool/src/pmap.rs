@@ -409,6 +409,8 @@ where
     let queue_of = |w: usize| &queues[w / ANSWER_GROUP];
     let n = todo.len() as u64;
     let mut workers = Vec::with_capacity(processes);
+    // The workers set the panic hook: see `no_panic_in_flight`.
+    crate::worker::no_panic_in_flight();
     for w in 0..processes {
         let (cursor, slot, queue) = (&cursor, &slots[w], queue_of(w));
         let mut p =

@@ -251,6 +251,8 @@ impl Builder {
         let background = std::thread::Builder::new()
             .name("multiproc-pool".into())
             .spawn(move || {
+                // Its workers set the panic hook: see `no_panic_in_flight`.
+                worker::no_panic_in_flight();
                 let zygote = ForkServer::builder()
                     .entry_fn("worker", move |args| {
                         let word = |i: usize| {

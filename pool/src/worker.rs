@@ -222,6 +222,18 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
 }
 
+/// Waits, before a fork, for any thread of this process that is running the
+/// panic hook. That thread holds the hook's lock (and, in the default hook,
+/// stderr's and the backtrace's) until the hook returns; a process forked
+/// meanwhile keeps them held for ever, and each worker forked from it then
+/// hung in [`quiet_panics`]'s `set_hook` (seen: a pool made while another
+/// thread printed a panic's backtrace never answered). Taking the hook waits
+/// for that thread; the hook is put back at once. (A panic that begins in
+/// the moment between the two uses the default hook.)
+pub(crate) fn no_panic_in_flight() {
+    std::panic::set_hook(std::panic::take_hook());
+}
+
 /// Replaces the panic hook: a task's panic is recorded for its answer, not
 /// printed (the caller gets it, as Python's pool re-raises in the parent).
 pub(crate) fn quiet_panics() {

@@ -1052,6 +1052,35 @@ fn a_pool_around_a_closure_keeps_what_it_captured_in_every_worker() {
     pool.join_timeout(LIMIT).unwrap();
 }
 
+/// A pool (and a `pmap`) made while another thread is in the middle of a
+/// panic, its hook still running: the thread holds the hook's lock until the
+/// hook returns, and a zygote forked meanwhile kept it held for ever, so
+/// every worker hung in its own `set_hook` at start and no task answered
+/// (seen with a backtrace being printed by a test beside it). The pool waits
+/// for the hook before it forks.
+#[test]
+fn a_pool_made_while_another_thread_panics_works() {
+    let _dog = Watchdog::arm(LIMIT, "pool made during a panic");
+    static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    std::panic::set_hook(Box::new(|_| {
+        // A hook that takes its time (a backtrace printed, a log flushed).
+        if SLOW.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }));
+    let panicking = std::thread::spawn(|| panic!("a panic elsewhere"));
+    // Inside the hook by now.
+    std::thread::sleep(Duration::from_millis(100));
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let panicking2 = std::thread::spawn(|| panic!("another panic elsewhere"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pmap(&[1u64, 2], |&x| square(x)).unwrap(), [1, 4]);
+    SLOW.store(false, Ordering::SeqCst);
+    assert!(panicking.join().is_err() && panicking2.join().is_err());
+    drop(std::panic::take_hook());
+}
+
 /// A pool around a closure has `Pool`'s calls, without the function: the
 /// callbacks (run whether or not the handle is kept), the chunk sizes, every
 /// item's outcome, `imap`'s chunk and read-ahead. (It had only `apply`,

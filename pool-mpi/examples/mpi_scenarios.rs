@@ -63,6 +63,29 @@ fn echo(v: Vec<u8>) -> Vec<u8> {
     v.iter().map(|b| b.wrapping_add(1)).collect()
 }
 
+/// The pid of rank 0's process: [`DropPanics`] panics there only.
+static RANK0: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A result whose `Drop` panics on rank 0 (a user's type with a bug); on the
+/// serving ranks it drops quietly.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DropPanics(u64);
+
+impl Drop for DropPanics {
+    fn drop(&mut self) {
+        let here = std::process::id() == RANK0.load(std::sync::atomic::Ordering::SeqCst);
+        if here && !std::thread::panicking() {
+            panic!("dropping {} panics", self.0);
+        }
+    }
+}
+
+/// A [`DropPanics`], but 2 panics in its worker.
+fn drop_panics_but_two(x: u64) -> DropPanics {
+    assert_ne!(x, 2, "two is refused");
+    DropPanics(x)
+}
+
 /// A small deterministic generator: the inputs are random but the run can
 /// be repeated from its seed (printed on failure).
 struct Rng(u64);
@@ -290,6 +313,31 @@ fn apply_and_callbacks(pool: &MpiPool) {
     assert!(
         matches!(r.get(), Err(Error::CallbackPanicked { ref message }) if message.contains("boom"))
     );
+    // The result that callback was given, and a map's results decoded before
+    // an item that failed, are dropped by the receiver thread: a `Drop` that
+    // panics there ends neither that thread nor the job.
+    RANK0.store(std::process::id(), std::sync::atomic::Ordering::SeqCst);
+    let r = pool
+        .apply_async_with(drop_panics_but_two, 1, |_| panic!("callback boom"), |_| {})
+        .unwrap();
+    assert!(
+        matches!(r.get(), Err(Error::CallbackPanicked { ref message }) if message.contains("boom"))
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let m = pool
+        .map_async_with(
+            drop_panics_but_two,
+            0..4u64,
+            |_| {},
+            move |e| tx.send(e.to_string()).unwrap(),
+        )
+        .unwrap();
+    let called = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(called.contains("two is refused"), "{called}");
+    assert!(matches!(
+        m.get(),
+        Err(Error::Item { index: 2, ref source }) if matches!(**source, Error::Panicked { .. })
+    ));
     // Timeouts, readiness, success.
     let mut slow = pool.apply_async(sleep_ms, 300).unwrap();
     assert!(!slow.ready() && slow.successful().is_none());

@@ -453,6 +453,14 @@ pub(crate) fn read_entry<R: DeserializeOwned>(
     })
 }
 
+/// Drops `value`, the user's type, on a thread of the pool's: a panic in its
+/// `Drop` (printed by the panic hook as any panic) must not end that thread,
+/// which may be the receiver thread, nor stand in for the error the caller
+/// is owed.
+pub(crate) fn drop_quietly<T>(value: T) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+}
+
 /// A panic payload's text.
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload

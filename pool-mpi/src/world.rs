@@ -745,7 +745,9 @@ impl MpiPool {
     /// [`Error::CallbackPanicked`]. A callback may call the pool again and
     /// wait (`apply`, `get`, an `imap`): that thread receives meanwhile
     /// (Python's pool deadlocks there). The callbacks run whether or not the
-    /// handle is kept, as Python's do (the local pool's
+    /// handle is kept, as Python's do, and a `Drop` of yours that panics on
+    /// that thread (a result nobody is left to take) goes no further (the
+    /// local pool's
     /// [`apply_async_with`](multiproc_pool::Pool::apply_async_with)).
     ///
     /// # Errors
@@ -1487,7 +1489,7 @@ fn run_finisher(hub: &Hub, job: u64, fin: Finisher, g: Gathered, total: usize) {
     };
     // Dropped after the lock; its drop is the user's code: a `Drop` that
     // panics must not end this thread (the receiver thread, most often).
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(forgotten)));
+    wire::drop_quietly(forgotten);
     hub.wake();
 }
 
@@ -1783,19 +1785,18 @@ fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
 }
 
 fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
-    let mut out = Vec::with_capacity(total);
-    for (index, r) in decode_items::<R>(g, total).into_iter().enumerate() {
-        match r {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                return Err(Error::Item {
-                    index,
-                    source: Box::new(e),
-                })
-            }
-        }
+    let mut items = decode_items::<R>(g, total);
+    if let Some(index) = items.iter().position(Result::is_err) {
+        let failed = items.swap_remove(index).err();
+        // The other results are the user's values, dropped here (on the
+        // receiver thread, most often).
+        wire::drop_quietly(items);
+        return Err(Error::Item {
+            index,
+            source: Box::new(failed.unwrap_or(Error::Terminated)),
+        });
     }
-    Ok(out)
+    Ok(items.into_iter().flatten().collect())
 }
 
 /// A map's outcome type knows its plain finisher.
@@ -1822,9 +1823,11 @@ fn finisher<T: Send + 'static>(
         }));
         let r = match ran {
             Ok(()) => r,
-            Err(p) => Err(Error::CallbackPanicked {
-                message: wire::panic_text(&*p),
-            }),
+            Err(p) => {
+                let message = wire::panic_text(&*p);
+                wire::drop_quietly(r);
+                Err(Error::CallbackPanicked { message })
+            }
         };
         Box::new(r)
     })

@@ -1353,7 +1353,7 @@ impl Inner {
                     None => Some((None, outcome)),
                 };
                 drop(st);
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(forgotten)));
+                crate::wire::drop_quietly(forgotten);
                 any = true;
             }
         }

@@ -479,6 +479,12 @@ impl Pool {
     /// they have, then the job is forgotten. [`terminate`](Pool::terminate)
     /// drops the callbacks of the jobs it cuts short.
     ///
+    /// The pool drops results of yours on its own threads where nobody is
+    /// left to take them: a forgotten job's outcome, the result a panicking
+    /// callback was given, a map's results decoded before an item that
+    /// failed. A `Drop` of yours that panics there is printed by the panic
+    /// hook and goes no further: the thread, and the job's answer, go on.
+    ///
     /// # Errors
     /// As for [`apply_async`](Pool::apply_async).
     ///
@@ -1698,17 +1704,21 @@ fn decode_map_onto<R: DeserializeOwned>(
     };
     while out.len() < total {
         let index = out.len();
-        if let Some(part) = parts.next_if(|p| p.first == index) {
-            if let Err((i, e)) = wire::read_results(part.entries(), part.count as usize, &mut out) {
-                return Err(item_error(index + i, e));
-            }
-            continue;
-        }
-        return Err(match failed.next_if(|(i, _)| *i == index) {
-            Some((_, e)) => item_error(index, e),
-            // No answer and no failure: the job was cut short.
-            None => item_error(index, Error::Terminated),
-        });
+        let e = match parts.next_if(|p| p.first == index) {
+            Some(part) => match wire::read_results(part.entries(), part.count as usize, &mut out) {
+                Ok(()) => continue,
+                Err((i, e)) => item_error(index + i, e),
+            },
+            None => match failed.next_if(|(i, _)| *i == index) {
+                Some((_, e)) => item_error(index, e),
+                // No answer and no failure: the job was cut short.
+                None => item_error(index, Error::Terminated),
+            },
+        };
+        // The results before it are the user's values, dropped here (often
+        // on the background thread).
+        wire::drop_quietly(out);
+        return Err(e);
     }
     Ok(out)
 }
@@ -1719,7 +1729,7 @@ fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Part) -> bool 
     let before = out.len();
     let read = wire::read_results(part.entries(), part.count as usize, out);
     if read.is_err() {
-        out.truncate(before);
+        wire::drop_quietly(out.drain(before..));
     }
     read.is_ok()
 }
@@ -1743,9 +1753,11 @@ fn finisher<T: Send + 'static>(
         }));
         let r = match ran {
             Ok(()) => r,
-            Err(p) => Err(Error::CallbackPanicked {
-                message: worker::panic_text(&*p),
-            }),
+            Err(p) => {
+                let message = worker::panic_text(&*p);
+                wire::drop_quietly(r);
+                Err(Error::CallbackPanicked { message })
+            }
         };
         Box::new(r)
     })
@@ -2553,7 +2565,7 @@ mod tests {
         let objs: Vec<Counted> = (0..10).map(Counted::new).collect();
         let out = pool.map(identity, objs).unwrap();
         assert_eq!(out.iter().map(|c| c.0).sum::<u64>(), 45);
-        drop(out);
+        wire::drop_quietly(out);
         let one = pool.apply_async(identity, Counted::new(7)).unwrap();
         assert_eq!(one.get().unwrap().0, 7);
         assert_eq!(LIVE.load(Ordering::SeqCst), 0, "a value outlived its task");

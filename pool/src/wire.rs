@@ -425,6 +425,14 @@ fn guarded<T>(decode: impl FnOnce() -> T) -> Result<T, Error> {
     })
 }
 
+/// Drops `value`, the user's type, on a thread of the pool's: a panic in its
+/// `Drop` (printed by the panic hook as any panic) must not end that thread,
+/// which may be the background thread, nor stand in for the error the caller
+/// is owed.
+pub(crate) fn drop_quietly<T>(value: T) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+}
+
 /// Reads entries while they are raw results of one kind that read as `R`s,
 /// at most `max`, appending them to `out`: how many, the rest of the
 /// entries, and the error of the entry after them if `R`'s `Deserialize`

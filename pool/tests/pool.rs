@@ -390,6 +390,66 @@ fn a_dropped_handles_outcome_whose_drop_panics_leaves_the_pool_working() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+/// [`drop_panics`], but item 2 of a map panics in the worker.
+fn drop_panics_but_two(x: u64) -> DropPanics {
+    assert_ne!(x, 2, "two is refused");
+    drop_panics(x)
+}
+
+/// The pool drops results of the user's type on its own threads in two more
+/// places: a result whose callback panicked (the job's outcome is then that
+/// panic), and a map's results decoded before a later item that failed (the
+/// outcome is that item's error). A `Drop` that panics there ends neither
+/// the thread nor the job: each handle answers its error, and the pool goes
+/// on (before, the background thread died there and `get` waited for ever).
+#[test]
+fn results_dropped_by_the_pool_whose_drop_panics_leave_it_working() {
+    let _dog = Watchdog::arm(LIMIT, "dropped results' Drop panics");
+    PARENT.store(std::process::id() as usize, Ordering::SeqCst);
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let said = tx.clone();
+    let mut h = pool
+        .apply_async_with(
+            drop_panics,
+            1,
+            move |v| {
+                said.send(format!("called with {}", v.0)).unwrap();
+                panic!("callback trouble")
+            },
+            |_| {},
+        )
+        .unwrap();
+    // Nobody waits: the background thread runs the callback, then drops
+    // the result it was given.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        "called with 1"
+    );
+    match h.get_timeout(Duration::from_secs(30)) {
+        Err(Error::CallbackPanicked { message }) => assert!(message.contains("callback trouble")),
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+    let said = tx.clone();
+    let mut m = pool
+        .map_async_with(
+            drop_panics_but_two,
+            0..4,
+            |_| {},
+            move |e| said.send(e.to_string()).unwrap(),
+        )
+        .unwrap();
+    let called = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(called.contains("two is refused"), "{called}");
+    assert!(matches!(
+        m.get_timeout(Duration::from_secs(30)),
+        Err(Error::Item { index: 2, ref source }) if matches!(**source, Error::Panicked { .. })
+    ));
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    pool.close();
+    pool.join().unwrap();
+}
+
 #[test]
 fn callbacks_run_in_this_process_and_a_panicking_one_is_the_jobs_error() {
     let _dog = Watchdog::arm(LIMIT, "callbacks");

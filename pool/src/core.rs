@@ -972,6 +972,17 @@ impl Inner {
                 std::thread::sleep(IDLE_LOOK);
                 continue;
             }
+            // Its wake descriptor closed by other code in this process
+            // (against Rust's I/O safety: a program that closes every
+            // descriptor): `poll` would answer at once for ever, a thread
+            // spinning on a CPU. The driver's periodic look at the workers
+            // does without the watcher (and finds their descriptors closed).
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLNVAL))
+            {
+                return;
+            }
             let ended: Vec<u32> = (fds[1..].iter().zip(&watched))
                 .filter(|(fd, _)| fd.any().unwrap_or(false))
                 .map(|(_, (pid, _))| *pid)
@@ -1369,6 +1380,7 @@ impl Inner {
     /// timeout; handles both.
     fn check_workers(&self, st: &mut State, finished: &mut Finished) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::{AsFd, AsRawFd};
         let mut fds = Vec::with_capacity(st.workers.len());
         let mut which = Vec::with_capacity(st.workers.len());
         for (w, worker) in st.workers.iter().enumerate() {
@@ -1378,6 +1390,26 @@ impl Inner {
             }
         }
         if !fds.is_empty() && nix::poll::poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            // A pidfd closed by other code in this process (against Rust's
+            // I/O safety) says nothing of its worker, which may well run:
+            // the pool cannot see its workers end any more, and stops
+            // rather than take every worker for dead and replace it (or
+            // fail every task with `InitializerFailed`, as it once did).
+            let closed = (fds.iter().zip(&which))
+                .find(|(fd, _)| {
+                    fd.revents()
+                        .is_some_and(|r| r.contains(PollFlags::POLLNVAL))
+                })
+                .map(|(fd, &w)| (w, fd.as_fd().as_raw_fd()));
+            if let Some((w, fd)) = closed {
+                drop(fds);
+                let what = format!(
+                    "worker slot {w}'s process descriptor (fd {fd}) was closed by other \
+                     code in this process, so the pool cannot see its workers end"
+                );
+                self.break_pool(st, Broken::Corrupted(what), finished);
+                return;
+            }
             let dead: Vec<usize> = (fds.iter().zip(&which))
                 .filter(|(fd, _)| fd.any().unwrap_or(false))
                 .map(|(_, &w)| w)

@@ -85,10 +85,13 @@ pub enum Error {
         last: Exit,
     },
     /// The memory the pool shares with its workers was written over (by a
-    /// task's unsafe code, or another process): what is read from it cannot
-    /// be trusted, so the pool stopped its workers, and fails every task not
-    /// answered before and every task submitted after. Make a new pool.
-    #[error("the pool's shared memory was written over ({what}); its answers cannot be trusted, so it stopped: make a new pool")]
+    /// task's unsafe code, or another process), or the descriptors by which
+    /// it sees its workers end were closed by other code in this process
+    /// (against Rust's I/O safety: a program that closes every descriptor
+    /// it does not know): what it reads from them cannot be trusted, so the
+    /// pool stopped its workers, and fails every task not answered before
+    /// and every task submitted after. Make a new pool.
+    #[error("the pool was damaged from outside ({what}); its answers cannot be trusted, so it stopped: make a new pool")]
     Corrupted {
         /// Where it was found.
         what: String,

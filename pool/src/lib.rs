@@ -78,7 +78,12 @@
 //! that reads as closed while the pool runs): the pool stops its workers and
 //! fails every task not answered, and every later one, with
 //! [`Error::Corrupted`], rather than wait for answers that cannot come or
-//! trust ones it cannot check; make a new pool. Workers die
+//! trust ones it cannot check; make a new pool. So does a pool whose
+//! descriptors (its workers' pidfds) other code in the process closed
+//! behind its back, against Rust's I/O safety (a late "close every
+//! descriptor"): it no longer takes each worker for dead, and no thread of
+//! it spins on a closed descriptor (a debug build of `std` aborts such a
+//! program first, at its own check, when the descriptor is dropped). Workers die
 //! with the pool's process (parent-death signals down the chain), and
 //! dropping the pool kills them: nothing is left behind, and no segment is
 //! named (the pool's memory is anonymous, inherited through `fork`).

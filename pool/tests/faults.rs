@@ -383,6 +383,97 @@ fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang(
     assert!(zombie_children().is_empty());
 }
 
+/// This process's CPU time, every thread's (not its children's).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, for this process.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(r.ru_utime) + tv(r.ru_stime)
+}
+
+/// Closes every pidfd, eventfd and socket of this process: the pool's
+/// descriptors, as a program that closes every descriptor it does not know
+/// (a daemon's start, done late) closes them behind the pool's back. The
+/// numbers it closed.
+fn close_the_pools_descriptors() -> Vec<i32> {
+    let mut closed = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if target.contains("[pidfd]")
+            || target.contains("[eventfd]")
+            || target.starts_with("socket:")
+        {
+            let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+            // SAFETY: against I/O safety on purpose: the test's point.
+            unsafe { libc::close(fd) };
+            closed.push(fd);
+        }
+    }
+    closed
+}
+
+/// A program that closes the pool's descriptors behind its back (against
+/// Rust's I/O safety, as a late daemon start that closes every descriptor
+/// does): the pool stops with `Corrupted`, saying so, rather than take every
+/// worker for dead, replace none and fail every task with
+/// `InitializerFailed`; no thread spins on the closed descriptors (the
+/// watcher's `poll` answered at once for ever: a CPU's worth while idle);
+/// and the pool's drop leaves no zombie (its fork server, reaped through
+/// its closed pidfd, stayed one) and no worker. In a child, so that the
+/// closing touches nothing of the test's. Release only: a debug build of
+/// std aborts the process that drops an `OwnedFd` already closed (its own
+/// I/O safety check, for any `File` as for the pool's descriptors);
+/// `scripts/test-all` runs it in release.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "std aborts a debug build that drops a closed OwnedFd"
+)]
+fn descriptors_closed_behind_the_pools_back_stop_it_with_an_error_and_no_spinning() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "closed descriptors");
+    let mut child = fork(|| {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.pids();
+        assert_eq!(pool.apply(work, 3).unwrap(), 9);
+        let closed = close_the_pools_descriptors();
+        assert!(closed.len() >= 3, "{closed:?}");
+        // Idle half a second: a thread spinning on a closed descriptor takes
+        // about that much CPU (less on a busy machine), an idle pool none.
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = cpu_time() - before;
+        assert!(
+            spent < Duration::from_millis(150),
+            "{spent:?} of CPU while idle"
+        );
+        match pool.apply(work, 1) {
+            Err(Error::Corrupted { what }) => {
+                assert!(what.contains("closed by other code"), "{what}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(pool);
+        assert_eq!(zombie_children(), Vec::<libc::pid_t>::new());
+        for pid in pids {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !gone(pid) {
+                assert!(Instant::now() < deadline, "worker {pid} outlived its pool");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        7
+    });
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)),
+        Some(ChildExit::Exited(7))
+    );
+}
+
 /// `pmap` with a closure whose unsafe code, at item 500, writes over the
 /// call's shared memory (its result queue, the workers' slots, the cursor):
 /// the call answers an error — `Corrupted` when the queue's checks fail or it

@@ -249,7 +249,18 @@ impl ForkServer {
         if !sys::poll_readable(self.pidfd.as_fd(), Some(Duration::from_secs(1))).unwrap_or(false) {
             let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
         }
-        let _ = sys::wait_pidfd(self.pidfd.as_fd(), false);
+        let waited = sys::wait_pidfd(self.pidfd.as_fd(), false);
+        // Its pidfd closed (EBADF) or its number reused by a file (EINVAL)
+        // by other code in this process, against Rust's I/O safety: the
+        // server, left unreaped, stayed a zombie (or ran on). By its pid
+        // then, only while it is still this process's child to reap (a
+        // `waitpid` that finds none names no other process).
+        if waited.is_err_and(|e| matches!(e.raw_os_error(), Some(libc::EBADF | libc::EINVAL))) {
+            if let Ok(None) = sys::waitpid(self.pid, true) {
+                let _ = sys::kill(self.pid, libc::SIGKILL);
+                let _ = sys::waitpid(self.pid, false);
+            }
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Conn> {

@@ -2565,7 +2565,7 @@ mod tests {
         let objs: Vec<Counted> = (0..10).map(Counted::new).collect();
         let out = pool.map(identity, objs).unwrap();
         assert_eq!(out.iter().map(|c| c.0).sum::<u64>(), 45);
-        wire::drop_quietly(out);
+        drop(out);
         let one = pool.apply_async(identity, Counted::new(7)).unwrap();
         assert_eq!(one.get().unwrap().0, 7);
         assert_eq!(LIVE.load(Ordering::SeqCst), 0, "a value outlived its task");

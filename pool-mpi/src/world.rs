@@ -1785,18 +1785,23 @@ fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
 }
 
 fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
-    let mut items = decode_items::<R>(g, total);
-    if let Some(index) = items.iter().position(Result::is_err) {
-        let failed = items.swap_remove(index).err();
-        // The other results are the user's values, dropped here (on the
-        // receiver thread, most often).
-        wire::drop_quietly(items);
-        return Err(Error::Item {
-            index,
-            source: Box::new(failed.unwrap_or(Error::Terminated)),
-        });
+    let mut out = Vec::with_capacity(total);
+    let mut items = decode_items::<R>(g, total).into_iter().enumerate();
+    while let Some((index, r)) = items.next() {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                // The other results are the user's values, dropped here (on
+                // the receiver thread, most often).
+                wire::drop_quietly((out, items));
+                return Err(Error::Item {
+                    index,
+                    source: Box::new(e),
+                });
+            }
+        }
     }
-    Ok(items.into_iter().flatten().collect())
+    Ok(out)
 }
 
 /// A map's outcome type knows its plain finisher.

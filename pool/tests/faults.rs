@@ -385,9 +385,9 @@ fn a_worker_that_writes_over_the_pools_memory_stops_it_with_an_error_not_a_hang(
 
 /// This process's CPU time, every thread's (not its children's).
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
+    // SAFETY: rusage is plain integers, for which all zeros is a value.
     let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, for this process.
+    // SAFETY: getrusage fills the struct it is given, for this process.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(r.ru_utime) + tv(r.ru_stime)

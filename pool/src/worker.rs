@@ -66,7 +66,7 @@ fn next_task(
     }
     for _ in 0..SHARED_YIELDS {
         std::thread::yield_now();
-        if inbox.qsize() != 0 {
+        if inbox.has_message() {
             return inbox.get_bytes_into(msg);
         }
     }

@@ -924,6 +924,35 @@ impl ByteQueue {
         empty
     }
 
+    /// Whether a message is there to take at once (approximate while others
+    /// work): one look at the slot a `get` would take next, with no system
+    /// call and no look at the queue's ends (a closed or abandoned queue says
+    /// so at the `get`). The look to spin on while waiting for a message:
+    /// [`empty`](ByteQueue::empty) compares the two positions, and the
+    /// producers claim theirs by compare-and-swap, so that each look takes
+    /// that line from a producer and its next claim waits to take it back
+    /// (a pool's blocking `apply` spent a quarter of its time there,
+    /// `benches/NOTES.md`). A message a producer has claimed and not yet
+    /// written, or never will (it died), is not there to take: `empty` counts
+    /// it, a `get` waits for it or skips it.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// assert!(!q.has_message());
+    /// q.put_bytes(b"x")?;
+    /// assert!(q.has_message());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[inline]
+    pub fn has_message(&self) -> bool {
+        let ready = self.raw.ring().has_message();
+        if !ready {
+            self.set_caught_up(true);
+        }
+        ready
+    }
+
     /// Whether every slot looks taken (approximate).
     ///
     /// # Examples

@@ -580,6 +580,28 @@ fn poll_is_not_fooled_by_a_dead_producers_claim() {
     writer.wait_ok(BOUND);
 }
 
+/// `has_message` looks only at the slot a get takes next: a producer's claim
+/// not published yet (here a dead one's) is no message there, where `empty`
+/// counts it; once a `poll` has skipped the dead claim, the message put
+/// behind it is there.
+#[test]
+fn has_message_looks_at_the_next_slot_not_at_the_claims() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "has_message and a dead claim");
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = ByteQueue::new(4, 8).unwrap();
+    assert!(!q.has_message() && q.empty());
+    die_after(|| q.hook_claim_put_and_stop());
+    assert!(!q.has_message(), "a claim is no message");
+    assert!(!q.empty(), "empty counts the claim");
+    q.put_bytes(b"x").unwrap();
+    assert!(!q.has_message(), "the next slot is still the dead claim's");
+    assert!(q.poll_timeout(BOUND).unwrap(), "poll skips the dead claim");
+    assert!(q.has_message());
+    assert_eq!(q.get_bytes().unwrap(), b"x");
+    assert!(!q.has_message() && q.empty());
+    assert_eq!(q.lost(), 1);
+}
+
 /// Waits until `pid` is stopped (state `T` in /proc/PID/stat).
 fn wait_until_stopped(pid: libc::pid_t) {
     let t = Instant::now();

@@ -9,7 +9,8 @@
 //! `pingpong` times 8-byte round trips between rank 0 and rank 1 with
 //! rsmpi's blocking send and receive. `pool` times, on rank 0, alternating
 //! the MPI pool (rank 1 serving with a local pool of 2) and a local pool of
-//! the same size on rank 0: trivial `apply_async` tasks pipelined, a
+//! the same size on rank 0: trivial `apply_async` tasks pipelined (in
+//! windows of 64 in flight, and all submitted at once, then taken), a
 //! blocking `apply`, and a CPU-bound `map` (items of about 100 µs). Each
 //! prints `name value unit` lines, the median of its rounds; `--quick` is a
 //! short run. `scripts/report` runs the two modes in alternation for its
@@ -78,8 +79,7 @@ fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
 }
 
 /// `n` tasks, `window` in flight: submit a window, then take its results.
-fn pipelined<H>(n: u64, submit: impl Fn(u64) -> H, take: impl Fn(H) -> u64) -> f64 {
-    let window = 64;
+fn pipelined<H>(n: u64, window: u64, submit: impl Fn(u64) -> H, take: impl Fn(H) -> u64) -> f64 {
     let t = Instant::now();
     let mut sum = 0;
     for w in 0..n / window {
@@ -104,27 +104,35 @@ fn pool_rows(quick: bool) {
     } else {
         (5, 20_480, 5_000, 2_000)
     };
-    let over_ranks = || {
+    // Windows of 64 in flight, or (`n`) all submitted, then all taken, as
+    // the local pool's own pipelined row is timed.
+    let over_ranks_in = |window| {
         pipelined(
             n,
+            window,
             |i| pool.apply_async(trivial, i).expect("apply_async"),
             |h| h.get().expect("get"),
         )
     };
-    let on_local = || {
+    let on_local_in = |window| {
         pipelined(
             n,
+            window,
             |i| local.apply_async(trivial, i).expect("apply_async"),
             |h| h.get().expect("get"),
         )
     };
+    let over_ranks = || over_ranks_in(64);
+    let on_local = || on_local_in(64);
     // Warm both.
     over_ranks();
     on_local();
-    if std::env::var_os("ONLY_ASYNC").is_some() {
-        // For a profiler: the MPI pool's pipelined tasks alone.
+    if let Some(only) = std::env::var_os("ONLY_ASYNC") {
+        // For a profiler: the MPI pool's pipelined tasks alone, in windows
+        // of 64 (`ONLY_ASYNC=burst`: all at once).
+        let window = if only == "burst" { n } else { 64 };
         for _ in 0..20 {
-            println!("apply_async_over_ranks {:.0} ns", over_ranks());
+            println!("apply_async_over_ranks {:.0} ns", over_ranks_in(window));
         }
         return;
     }
@@ -182,7 +190,7 @@ fn pool_rows(quick: bool) {
         }
         return;
     }
-    let mut t: [Vec<f64>; 6] = Default::default();
+    let mut t: [Vec<f64>; 8] = Default::default();
     let mut seq = Vec::new();
     for _ in 0..rounds {
         t[0].push(over_ranks());
@@ -205,6 +213,8 @@ fn pool_rows(quick: bool) {
             std::hint::black_box(busy(i));
         }
         seq.push(s.elapsed().as_secs_f64() * 1e3 * 20.0);
+        t[6].push(over_ranks_in(n));
+        t[7].push(on_local_in(n));
     }
     let names = [
         ("apply_async_over_ranks", "ns"),
@@ -213,6 +223,8 @@ fn pool_rows(quick: bool) {
         ("apply_local", "ns"),
         ("map_over_ranks", "ms"),
         ("map_local", "ms"),
+        ("apply_async_over_ranks_burst", "ns"),
+        ("apply_async_local_burst", "ns"),
     ];
     for ((name, unit), samples) in names.iter().zip(t) {
         println!("{name} {:.1} {unit}", median(samples));

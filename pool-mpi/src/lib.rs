@@ -89,4 +89,4 @@ pub use api::{Pending, Tasks};
 #[cfg(feature = "mpi")]
 pub use handles::{MpiIMap, MpiIMapUnordered, MpiResult};
 #[cfg(feature = "mpi")]
-pub use world::{init, init_with, MpiPool, RankInfo, DEPTH, ITEMS_AHEAD};
+pub use world::{init, init_with, MpiPool, RankInfo, DEPTH, ITEMS_AHEAD, MOST_AHEAD};

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
 //! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each message's tasks go to the local pool at once (single items in a row for one function as one local job), and the local pool's callback sends their answers (together when they fit 64 KiB; one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`] a process, twice as many each time a rank runs out, up to [`MOST_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting
@@ -50,8 +50,14 @@ pub const DEPTH: usize = 2;
 /// Items in flight on a rank, per local worker process, while its chunks
 /// are small (a stream of `apply_async`, a map of small chunks): more than
 /// [`DEPTH`] chunks, so that a round trip to the rank is paid for many
-/// tasks at once.
+/// tasks at once. The least: a rank that answers everything it had before
+/// more reaches it is given twice as many, up to [`MOST_AHEAD`] a process
+/// (see `Load::answered`).
 pub const ITEMS_AHEAD: usize = 32;
+
+/// The most items in flight on a rank per local worker process, however
+/// short its tasks.
+pub const MOST_AHEAD: usize = 4096;
 
 /// The longest sleep between two looks for a message.
 const MAX_NAP: Duration = Duration::from_micros(200);
@@ -498,12 +504,46 @@ struct Chunk {
     rank: usize,
 }
 
-/// A rank's chunks and items in flight, and its local processes.
+/// A rank's chunks and items in flight, its local processes, and how many
+/// items it may have in flight.
 #[derive(Default, Clone, Copy)]
 struct Load {
     chunks: usize,
     items: usize,
     processes: usize,
+    /// Its look-ahead in items beyond `ITEMS_AHEAD` a process (0: none yet).
+    grown: usize,
+}
+
+impl Load {
+    /// How many items it may have in flight (beyond [`DEPTH`] chunks a
+    /// process).
+    fn ahead(&self) -> usize {
+        ITEMS_AHEAD * self.processes + self.grown
+    }
+
+    /// Notes an answer message that answered `answered` items. A rank left
+    /// with less than one item a process had answered all it held, or
+    /// nearly: it waits for rank 0 now, and is given twice as many from
+    /// here on. A rank left with more than half its look-ahead still to
+    /// run has room to spare: its look-ahead shrinks by an eighth (never
+    /// below [`ITEMS_AHEAD`] a process). Short tasks so keep about a round
+    /// trip's worth in flight, and long ones no more than before.
+    fn answered(&mut self, answered: usize) {
+        if answered == 0 {
+            return;
+        }
+        let ahead = self.ahead();
+        let most = MOST_AHEAD * self.processes;
+        if self.items < self.processes {
+            self.grown = (2 * ahead)
+                .min(most)
+                .saturating_sub(ITEMS_AHEAD * self.processes);
+        } else if self.items > ahead / 2 {
+            // (Seven eighths, rounded down: it reaches nothing.)
+            self.grown = self.grown * 7 / 8;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -1401,9 +1441,10 @@ fn abort_all(st: &mut State, why: &Aborted) {
 
 /// Assigns unsent chunks to the least loaded ranks with room: the messages
 /// to send, by rank. A rank has room while it has fewer than [`DEPTH`]
-/// chunks per local process in flight, or fewer than [`ITEMS_AHEAD`] items
-/// per process (small tasks); the least loaded has the fewest items in
-/// flight per process.
+/// chunks per local process in flight, or fewer items than its look-ahead
+/// (small tasks: at least [`ITEMS_AHEAD`] a process, more for a rank that
+/// ran out of them, see `Load::answered`); the least loaded has the fewest
+/// items in flight per process.
 fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
     let mut sends = Vec::new();
     while let Some(&id) = st.unsent.front() {
@@ -1414,7 +1455,7 @@ fn dispatch(st: &mut State) -> Vec<(usize, Vec<u8>)> {
         let best = (1..st.ranks.len())
             .filter(|&r| {
                 let k = &st.ranks[r];
-                k.chunks < DEPTH * k.processes || k.items + count <= ITEMS_AHEAD * k.processes
+                k.chunks < DEPTH * k.processes || k.items + count <= k.ahead()
             })
             .min_by_key(|&r| st.ranks[r].items * 1024 / st.ranks[r].processes.max(1));
         let Some(rank) = best else { break };
@@ -1650,6 +1691,7 @@ fn file_answers(hub: &Hub, rank: usize, mut msg: Vec<u8>) {
         .is_some_and(|a| wire::FRAME + a.len() == msg.len());
     let (sends, finished) = {
         let mut st = hub.lock();
+        let before = st.ranks.get(rank).map_or(0, |k| k.items);
         let mut finished = Vec::new();
         if alone {
             // One answer: its entries keep the message's buffer.
@@ -1667,6 +1709,9 @@ fn file_answers(hub: &Hub, rank: usize, mut msg: Vec<u8>) {
             if answers.torn {
                 eprintln!("multiproc-pool-mpi: an answer message from rank {rank} was cut short");
             }
+        }
+        if let Some(k) = st.ranks.get_mut(rank) {
+            k.answered(before.saturating_sub(k.items));
         }
         (dispatch(&mut st), finished)
     };
@@ -1836,4 +1881,64 @@ fn finisher<T: Send + 'static>(
         };
         Box::new(r)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(processes: usize, items: usize) -> Load {
+        Load {
+            processes,
+            items,
+            ..Load::default()
+        }
+    }
+
+    #[test]
+    fn a_rank_that_runs_out_of_tasks_gets_twice_as_many_up_to_the_most() {
+        let mut k = load(2, 0);
+        assert_eq!(k.ahead(), 2 * ITEMS_AHEAD);
+        // It answered all it had (none left): doubled, and again.
+        k.answered(64);
+        assert_eq!(k.ahead(), 4 * ITEMS_AHEAD);
+        k.answered(128);
+        assert_eq!(k.ahead(), 8 * ITEMS_AHEAD);
+        // One item left for two processes is running out too.
+        k.items = 1;
+        k.answered(10);
+        assert_eq!(k.ahead(), 16 * ITEMS_AHEAD);
+        for _ in 0..20 {
+            k.answered(1);
+        }
+        assert_eq!(k.ahead(), 2 * MOST_AHEAD, "never past the most");
+    }
+
+    #[test]
+    fn room_to_spare_shrinks_it_by_an_eighth_never_below_the_least() {
+        let mut k = load(2, 0);
+        k.answered(1);
+        k.answered(1);
+        assert_eq!(k.ahead(), 256);
+        // More than half of it still to run: an eighth of what it grew.
+        k.items = 200;
+        k.answered(5);
+        assert_eq!(k.ahead(), 64 + 192 - 192 / 8);
+        for _ in 0..100 {
+            k.answered(5);
+        }
+        assert_eq!(
+            k.ahead(),
+            2 * ITEMS_AHEAD,
+            "never below ITEMS_AHEAD a process"
+        );
+        // Between the two (work for every process, not half the look-ahead
+        // left): unchanged. An answer of nothing changes nothing.
+        k.items = 10;
+        k.answered(5);
+        assert_eq!(k.ahead(), 64);
+        k.items = 0;
+        k.answered(0);
+        assert_eq!(k.ahead(), 64);
+    }
 }

@@ -1470,7 +1470,7 @@ fn mpi_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             })
             .collect())
     };
-    let mut t: [Vec<f64>; 7] = Default::default();
+    let mut t: [Vec<f64>; 9] = Default::default();
     let keys = [
         "pingpong_round_trip",
         "apply_async_over_ranks",
@@ -1479,6 +1479,8 @@ fn mpi_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         "apply_local",
         "map_over_ranks",
         "map_local",
+        "apply_async_over_ranks_burst",
+        "apply_async_local_burst",
     ];
     for _ in 0..cfg.r(3) {
         let mut got = match run("pingpong").and_then(|a| Ok((a, run("pool")?))) {
@@ -1502,8 +1504,8 @@ fn mpi_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             }
         }
     }
-    let [round_trip, over_async, local_async, over_apply, local_apply, over_map, local_map] =
-        [0, 1, 2, 3, 4, 5, 6].map(|i| median(&t[i]));
+    let [round_trip, over_async, local_async, over_apply, local_apply, over_map, local_map, over_burst, local_burst] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| median(&t[i]));
     rows.push(Row {
         what: "MPI apply_async pipelined (ns/task)",
         ours: over_async,
@@ -1518,6 +1520,14 @@ fn mpi_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         peer_name: "local pool's apply_async",
         peer: local_async,
         target: "(the floor's larger part)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "same, all submitted, then taken (ns/task)",
+        ours: over_burst,
+        peer_name: "local pool's apply_async, the same",
+        peer: local_burst,
+        target: "(as the pool's own pipelined row)",
         ok: true,
     });
     rows.push(Row {

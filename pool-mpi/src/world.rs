@@ -526,9 +526,12 @@ impl Load {
     /// with less than one item a process had answered all it held, or
     /// nearly: it waits for rank 0 now, and is given twice as many from
     /// here on. A rank left with more than half its look-ahead still to
-    /// run has room to spare: its look-ahead shrinks by an eighth (never
+    /// run has room to spare: what it grew shrinks by an eighth (never
     /// below [`ITEMS_AHEAD`] a process). Short tasks so keep about a round
-    /// trip's worth in flight, and long ones no more than before.
+    /// trip's worth in flight. A rank also runs dry at the end of each
+    /// burst, and starts the next one with twice its look-ahead; long tasks
+    /// never run it dry while they last, and bring it back to about
+    /// [`ITEMS_AHEAD`] a process within a few answers.
     fn answered(&mut self, answered: usize) {
         if answered == 0 {
             return;

@@ -539,6 +539,19 @@ impl RawQueue {
         self.ring.has_message() || self.is_closed() || self.no_writer_left()
     }
 
+    /// Skips the claim at the head if every thread that may have made it is
+    /// dead (counted lost), as a waiting get does, so that a message behind
+    /// it can be got: whether it skipped one. A live producer's claim is
+    /// never skipped.
+    pub(crate) fn skip_dead_claim(&self) -> Result<bool> {
+        Ok(
+            match self.ring.claim_in_flight().map_err(Error::Corrupted)? {
+                Some(pos) => self.ring.skip_dead_producer(pos),
+                None => false,
+            },
+        )
+    }
+
     /// Counts this thread as a consumer asleep on this queue (so that a put
     /// wakes it) until the mark drops: for [`wait`](crate::wait), which sleeps
     /// on several queues at once.

@@ -14,7 +14,8 @@
 //! wakes the waiting thread through a futex of its own among the others; the
 //! helper is stopped (an eventfd) and joined before `wait` returns. Every sleep
 //! is bounded by the owner check interval, and readiness is looked at again
-//! after each.
+//! after each, once the claims of dead producers at the queues' heads are
+//! skipped (as a get skips them: a message behind one is ready).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::AtomicU32;
@@ -158,11 +159,41 @@ fn wait_until(objects: &[&dyn Waitable], deadline: Option<Deadline>) -> Result<V
     }
     loop {
         let ready = ready_now(&ons)?;
-        if !ready.is_empty() || deadline.as_ref().is_some_and(Deadline::passed) {
+        if !ready.is_empty() {
             return Ok(ready);
         }
+        if deadline.as_ref().is_some_and(Deadline::passed) {
+            // One look for a dead producer's claim before giving up, as a
+            // get's: a caller that only ever waits briefly would otherwise
+            // never see what is behind it.
+            return if skip_dead_claims(&ons)? {
+                ready_now(&ons)
+            } else {
+                Ok(ready)
+            };
+        }
         sleep_until_change(&ons, deadline)?;
+        skip_dead_claims(&ons)?;
     }
+}
+
+/// Skips the claims of dead producers at the heads of the queues among
+/// `ons` (see [`RawQueue::skip_dead_claim`]): a queue whose head is such a
+/// claim, with a message behind it, is ready, since a get would skip the
+/// claim and return the message. Made after a sleep, so at most once a
+/// check interval while nothing changes: the look at the claimers' processes
+/// costs more than a look at the ring. Whether any was skipped.
+fn skip_dead_claims(ons: &[WaitOn<'_>]) -> Result<bool> {
+    let mut skipped = false;
+    for o in ons {
+        if let On::Queue(q) = o.0 {
+            // Several dead claims in a row are skipped one at a time.
+            while q.skip_dead_claim()? {
+                skipped = true;
+            }
+        }
+    }
+    Ok(skipped)
 }
 
 /// The descriptors among `ons`, in order.

@@ -602,6 +602,36 @@ fn has_message_looks_at_the_next_slot_not_at_the_claims() {
     assert_eq!(q.lost(), 1);
 }
 
+/// `wait` over several queues answers as a get would: a dead producer's
+/// claim at a queue's head, with a message behind it, is skipped within the
+/// check interval and the queue is ready (a pool of more than 32 workers,
+/// whose driver waits on several answer queues, never saw the answers
+/// behind a worker killed while it put one).
+#[test]
+fn wait_over_several_queues_skips_a_dead_producers_claim() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "wait and a dead claim");
+    set_owner_check_interval(Duration::from_millis(5));
+    let (a, b) = (ByteQueue::new(4, 8).unwrap(), ByteQueue::new(4, 8).unwrap());
+    die_after(|| b.hook_claim_put_and_stop());
+    b.put_bytes(b"behind").unwrap();
+    let ready = multiproc_queue::wait_timeout(&[&a, &b], Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        ready,
+        [1],
+        "the message behind the dead claim is there to get"
+    );
+    assert_eq!(b.lost(), 1, "and the dead claim was skipped");
+    assert_eq!(b.try_get_bytes().unwrap(), b"behind");
+    // Over one queue the same.
+    die_after(|| a.hook_claim_put_and_stop());
+    a.put_bytes(b"also").unwrap();
+    assert_eq!(
+        multiproc_queue::wait_timeout(&[&a], Duration::from_secs(2)).unwrap(),
+        [0]
+    );
+    assert_eq!(a.try_get_bytes().unwrap(), b"also");
+}
+
 /// Waits until `pid` is stopped (state `T` in /proc/PID/stat).
 fn wait_until_stopped(pid: libc::pid_t) {
     let t = Instant::now();

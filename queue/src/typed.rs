@@ -605,6 +605,23 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.qsize() == 0
     }
 
+    /// Whether an item is there to take at once (approximate while others
+    /// work): one look at the slot a `get` takes next, the look to spin on
+    /// (see [`ByteQueue::has_message`](crate::ByteQueue::has_message)).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// assert!(!q.has_message());
+    /// q.put(7)?;
+    /// assert!(q.has_message());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[inline]
+    pub fn has_message(&self) -> bool {
+        self.raw.ring().has_message()
+    }
+
     /// Whether it looks full (approximate).
     ///
     /// # Examples

@@ -417,6 +417,21 @@ impl<V: Serialize + DeserializeOwned> ValueQueue<V> {
         self.q.empty()
     }
 
+    /// Whether a value is there to take at once (approximate while others
+    /// work; see [`ByteQueue::has_message`](crate::ByteQueue::has_message)).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ValueQueue::<u8>::new(4)?;
+    /// assert!(!q.has_message());
+    /// q.put(&1)?;
+    /// assert!(q.has_message());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn has_message(&self) -> bool {
+        self.q.has_message()
+    }
+
     /// Whether it looks full (approximate).
     ///
     /// # Examples

@@ -1,5 +1,6 @@
-//! The fuzz entry point (see `fuzz/`). Not part of the API: compiled with the
-//! `test-hooks` feature and hidden from the documentation.
+//! The fuzz entry point (see `fuzz/`), and a task that has its worker die
+//! halfway through putting its answer. Not part of the API: compiled with
+//! the `test-hooks` feature and hidden from the documentation.
 
 use crate::wire::{self, Progress};
 
@@ -59,4 +60,14 @@ fn read_all<R: serde::de::DeserializeOwned>(mut entries: &[u8], count: u32) {
             (left, entries) = (left - 1, rest);
         }
     }
+}
+
+/// Called inside a task: its worker, once the task returns, claims the slot
+/// of its answer in the answer queue and is killed (`SIGKILL`) before it
+/// writes it, as a worker killed at that instruction would be: the claim
+/// stays at the queue's head, published by nobody, and the answers put
+/// behind it can be got only once the pool skips it.
+#[doc(hidden)]
+pub fn die_while_answering() {
+    crate::worker::DIE_WHILE_ANSWERING.store(true, std::sync::atomic::Ordering::Relaxed);
 }

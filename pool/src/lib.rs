@@ -191,4 +191,4 @@ pub fn build_id() -> u64 {
 
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use hooks::fuzz_messages;
+pub use hooks::{die_while_answering, fuzz_messages};

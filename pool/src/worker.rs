@@ -79,6 +79,12 @@ fn next_task(
 /// `Slot::state` of a worker past its initializer.
 pub(crate) const READY: u64 = 1;
 
+/// Set by `hooks::die_while_answering` inside a task: the worker claims its
+/// answer's slot and is killed before it writes it.
+#[cfg(feature = "test-hooks")]
+pub(crate) static DIE_WHILE_ANSWERING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Exit codes of a worker that stops by itself.
 pub(crate) const EXIT_DONE: i32 = 0;
 /// Its initializer panicked.
@@ -203,6 +209,11 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
                 None => continue,
             },
             _ => continue,
+        }
+        #[cfg(feature = "test-hooks")]
+        if DIE_WHILE_ANSWERING.load(Ordering::Relaxed) {
+            answers.hook_claim_put_and_stop();
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
         match answers.put_bytes(&out) {
             Ok(()) => {}

@@ -746,3 +746,48 @@ fn a_map_of_streamed_chunks_whose_task_writes_over_all_its_memory_answers_corrup
     assert_eq!(counts.get("Corrupted").copied(), Some(16), "{counts:?}");
     assert!(zombie_children().is_empty());
 }
+
+/// Task 100 has its worker die halfway through putting its answer (the
+/// slot claimed, never written); every task 2 µs of work.
+#[cfg(feature = "test-hooks")]
+fn dies_while_answering_at_100(x: u64) -> u64 {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(2) {}
+    if x == 100 {
+        multiproc_pool::die_while_answering();
+    }
+    x * 3
+}
+
+/// A worker killed between claiming its answer's slot and writing it: its
+/// task fails with `WorkerDied`, and every other answer, those put behind
+/// the dead claim too, arrives; in a pool of one answer queue (2 workers)
+/// and of two (34 workers, more than `ANSWER_GROUP`, which the driver waits
+/// on together). (That wait over several queues never skipped a dead claim:
+/// the answers behind it stayed unread, and their tasks waited for good.)
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_worker_killed_while_answering_loses_no_other_answer_with_one_answer_queue_or_two() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "a worker killed while answering");
+    for workers in [2, 34] {
+        let pool = Pool::new(workers).unwrap();
+        let handles: Vec<_> = (0..400u64)
+            .map(|x| pool.apply_async(dies_while_answering_at_100, x).unwrap())
+            .collect();
+        let mut died = Vec::new();
+        for (x, mut h) in (0u64..).zip(handles) {
+            match h.get_timeout(Duration::from_secs(30)) {
+                Ok(y) => assert_eq!(y, x * 3),
+                Err(Error::WorkerDied { .. }) => died.push(x),
+                Err(e) => panic!("{workers} workers, task {x}: {e:?}"),
+            }
+        }
+        assert_eq!(
+            died,
+            [100],
+            "{workers} workers: only the task whose worker died fails"
+        );
+        drop(pool);
+        assert!(zombie_children().is_empty());
+    }
+}

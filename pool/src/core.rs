@@ -1817,8 +1817,8 @@ fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Ans
     // scratch buffer), several times as long, and an answer that lands
     // meanwhile waits; and a look at the ring's positions (`empty`) would
     // take, at every spin, the line of the position that the workers claim
-    // by compare-and-swap when they answer (a blocking `apply` 0.85 → 0.65 µs
-    // when the spin stopped looking there, `benches/NOTES.md`).
+    // by compare-and-swap when they answer (a blocking `apply` took 0.78-0.84
+    // µs with that look, 0.60-0.63 without, `benches/NOTES.md`).
     let look = || -> Option<multiproc_queue::Result<Option<Answer>>> {
         for results in &ch.results {
             if !results.has_message() {

@@ -25,7 +25,7 @@
 //! fill the cores.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
-use multiproc_pool::{Error, Pool, Result, IMAP_BUFFER};
+use multiproc_pool::{Error, Pool, Result, SeqTable, IMAP_BUFFER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -551,9 +551,10 @@ impl Load {
 
 #[derive(Default)]
 pub(crate) struct State {
-    next_id: u64,
-    pub(crate) jobs: HashMap<u64, Job>,
-    chunks: HashMap<u64, Chunk>,
+    next_job: u64,
+    next_chunk: u64,
+    pub(crate) jobs: SeqTable<Job>,
+    chunks: SeqTable<Chunk>,
     /// Chunk ids not sent yet, oldest first.
     unsent: VecDeque<u64>,
     /// What each rank has in flight (index = rank).
@@ -575,24 +576,16 @@ impl State {
     /// Takes `job` out of the table, and gives back the room a burst left.
     pub(crate) fn forget_job(&mut self, job: u64) -> Option<Job> {
         let j = self.jobs.remove(&job);
-        trim_map(&mut self.jobs);
+        self.jobs.trim();
         j
     }
 }
 
-/// Gives back most of a table's room once it uses a quarter of it or less,
+/// Gives back most of a queue's room once it uses a quarter of it or less,
 /// keeping room for twice what it holds (at least [`ROOM_KEPT`]): a burst
-/// of `apply_async`s grows rank 0's tables, and a hash map never gives its
-/// room back by itself (the local pool's tables the same, see its `seq`
-/// module). A cut rehashes what is left, paid for by the removals before it.
-fn trim_map<V>(map: &mut HashMap<u64, V>) {
-    let need = map.len().max(ROOM_KEPT);
-    if map.capacity() / 4 > need {
-        map.shrink_to(2 * need);
-    }
-}
-
-/// [`trim_map`] for a queue.
+/// of `apply_async`s grows rank 0's tables, which never give their room
+/// back by themselves (its job and chunk tables are trimmed the same way,
+/// by [`SeqTable::trim`]).
 fn trim_queue<T>(queue: &mut VecDeque<T>) {
     let need = queue.len().max(ROOM_KEPT);
     if queue.capacity() / 4 > need {
@@ -707,7 +700,8 @@ impl MpiPool {
     fn start(universe: Universe, ranks: Vec<RankInfo>) -> MpiPool {
         let size = ranks.len() + 1;
         let mut st = State {
-            next_id: 1,
+            next_job: 1,
+            next_chunk: 1,
             ranks: vec![Load::default(); size],
             ..State::default()
         };
@@ -1187,8 +1181,8 @@ impl MpiPool {
         if st.closed {
             return Err(Error::Closed);
         }
-        let id = st.next_id;
-        st.next_id += 1;
+        let id = st.next_job;
+        st.next_job += 1;
         st.jobs.insert(
             id,
             Job {
@@ -1243,8 +1237,8 @@ impl MpiPool {
                 Some(j) => j.below_death,
                 None => false,
             };
-            let id = st.next_id;
-            st.next_id += 1;
+            let id = st.next_chunk;
+            st.next_chunk += 1;
             let flags = if below_death { wire::BELOW_DEATH } else { 0 };
             let msg = serve::task_message(id, f, server, count, local_chunk, flags, args);
             if i32::try_from(msg.len()).is_err() {
@@ -1741,7 +1735,7 @@ fn file_answer(
         _,
     ) = wire::read_answer(&answer)?;
     let chunk = st.chunks.remove(&id)?; // else a chunk of a job that is gone
-    trim_map(&mut st.chunks);
+    st.chunks.trim();
     if let Some(k) = st.ranks.get_mut(chunk.rank) {
         k.chunks = k.chunks.saturating_sub(1);
         k.items = k.items.saturating_sub(chunk.count as usize);

@@ -189,6 +189,11 @@ pub fn build_id() -> u64 {
     wire::build_id()
 }
 
+/// Not part of the API: the table the pool keeps its jobs and tasks in,
+/// which the MPI pool's rank 0 uses for its own (see the `seq` module).
+#[doc(hidden)]
+pub use seq::SeqTable;
+
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use hooks::{die_while_answering, fuzz_messages};

@@ -32,7 +32,7 @@ use crate::core::SeqMap;
 const WINDOW_MIN: usize = if cfg!(test) { 16 } else { 1024 };
 
 /// Values keyed by increasing `u64` sequence numbers (see the module).
-pub(crate) struct SeqTable<V> {
+pub struct SeqTable<V> {
     /// The key of `window[0]`.
     base: u64,
     /// Slot `i` holds the value of key `base + i`, if live.
@@ -56,18 +56,17 @@ impl<V> Default for SeqTable<V> {
 
 impl<V> SeqTable<V> {
     /// Whether nothing is live.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.live == 0 && self.old.is_empty()
     }
 
     /// How many entries are live.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.live + self.old.len()
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
-    pub(crate) fn insert(&mut self, key: u64, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
         // On the side already (never for the pool, whose keys are new).
         if !self.old.is_empty() {
             if let Some(v) = self.old.get_mut(&key) {
@@ -104,21 +103,24 @@ impl<V> SeqTable<V> {
         before
     }
 
-    pub(crate) fn get(&self, key: &u64) -> Option<&V> {
+    /// The value of `key`, if live.
+    pub fn get(&self, key: &u64) -> Option<&V> {
         match self.slot(*key) {
             Some(at) => self.window[at].as_ref(),
             None => self.old.get(key),
         }
     }
 
-    pub(crate) fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
+    /// The value of `key`, if live, to change.
+    pub fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
         match self.slot(*key) {
             Some(at) => self.window[at].as_mut(),
             None => self.old.get_mut(key),
         }
     }
 
-    pub(crate) fn remove(&mut self, key: &u64) -> Option<V> {
+    /// Takes `key`'s value out, if live.
+    pub fn remove(&mut self, key: &u64) -> Option<V> {
         let Some(at) = self.slot(*key) else {
             return self.old.remove(key);
         };
@@ -134,21 +136,20 @@ impl<V> SeqTable<V> {
     }
 
     /// Gives back the room a burst left (see the module).
-    pub(crate) fn trim(&mut self) {
+    pub fn trim(&mut self) {
         trim(&mut self.window, WINDOW_MIN);
         if self.old.is_empty() && self.old.capacity() > WINDOW_MIN {
             self.old = SeqMap::default();
         }
     }
 
-    /// The slots the ring has room for (for tests).
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
+    /// The entries it has room for, in the ring and on the side.
+    pub fn capacity(&self) -> usize {
         self.window.capacity() + self.old.capacity()
     }
 
     /// Every live entry, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let base = self.base;
         self.window
             .iter()
@@ -157,11 +158,13 @@ impl<V> SeqTable<V> {
             .chain(self.old.iter().map(|(&k, v)| (k, v)))
     }
 
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+    /// Every live value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
 
-    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+    /// Every live value, to change, in no particular order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.window
             .iter_mut()
             .filter_map(Option::as_mut)
@@ -169,7 +172,7 @@ impl<V> SeqTable<V> {
     }
 
     /// Takes every entry out, in no particular order.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (u64, V)> {
+    pub fn drain(&mut self) -> impl Iterator<Item = (u64, V)> {
         let base = self.base;
         let window = std::mem::take(&mut self.window);
         self.live = 0;
@@ -180,10 +183,34 @@ impl<V> SeqTable<V> {
             .chain(std::mem::take(&mut self.old))
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Forgets every entry and gives back the room.
+    pub fn clear(&mut self) {
         self.window = VecDeque::new();
         self.live = 0;
         self.old = SeqMap::default();
+    }
+
+    /// Whether `key` is live.
+    pub fn contains_key(&self, key: &u64) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Keeps only the entries for which `keep` (given each key and value, in
+    /// no particular order) says so.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &mut V) -> bool) {
+        let base = self.base;
+        for (i, slot) in self.window.iter_mut().enumerate() {
+            if slot.as_mut().is_some_and(|v| !keep(base + i as u64, v)) {
+                *slot = None;
+                self.live -= 1;
+            }
+        }
+        while let Some(None) = self.window.front() {
+            self.window.pop_front();
+            self.base += 1;
+        }
+        self.old.retain(|&k, v| keep(k, v));
+        self.compact();
     }
 
     /// Where `key` is in the window, if it is in the window's range.
@@ -237,6 +264,9 @@ mod tests {
         Replace(usize),
         Clear,
         Drain,
+        /// Keep the entries whose value modulo this is not 1 (and bump
+        /// what is kept), as the MPI pool forgets a job's chunks.
+        Retain(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -247,6 +277,7 @@ mod tests {
             1 => any::<usize>().prop_map(Op::Replace),
             1 => Just(Op::Clear),
             1 => Just(Op::Drain),
+            1 => (2u64..5).prop_map(Op::Retain),
         ]
     }
 
@@ -305,6 +336,20 @@ mod tests {
                         t.clear();
                         m.clear();
                     }
+                    Op::Retain(by) => {
+                        let mut seen = Vec::new();
+                        t.retain(|k, v| {
+                            seen.push(k);
+                            *v += 3;
+                            *v % by != 1
+                        });
+                        seen.sort_unstable();
+                        prop_assert_eq!(seen, m.keys().copied().collect::<Vec<_>>());
+                        m.retain(|_, v| {
+                            *v += 3;
+                            *v % by != 1
+                        });
+                    }
                     Op::Drain => {
                         let mut got: Vec<(u64, u64)> = t.drain().collect();
                         got.sort_unstable();
@@ -315,6 +360,7 @@ mod tests {
                 same(&t, &m)?;
                 for k in next.saturating_sub(5)..next + 2 {
                     prop_assert_eq!(t.get(&k), m.get(&k));
+                    prop_assert_eq!(t.contains_key(&k), m.contains_key(&k));
                 }
             }
             for v in t.values_mut() {

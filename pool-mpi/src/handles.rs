@@ -21,6 +21,9 @@ use crate::{serve, wire};
 pub struct MpiResult<T> {
     hub: Arc<Hub>,
     job: Option<u64>,
+    /// How its caller decodes the answer, for a job without a finisher (a
+    /// plain `apply_async`: the receiver thread only files its answer).
+    decode: Option<fn(Gathered, usize) -> Result<T>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -31,12 +34,26 @@ impl<T> std::fmt::Debug for MpiResult<T> {
 }
 
 impl<T: Send + 'static> MpiResult<T> {
+    /// The handle of a job whose finisher makes its outcome.
     pub(crate) fn new(hub: &Arc<Hub>, job: u64) -> MpiResult<T> {
         MpiResult {
             hub: Arc::clone(hub),
             job: Some(job),
+            decode: None,
             _t: PhantomData,
         }
+    }
+
+    /// The handle of a job without a finisher, whose answer its caller
+    /// decodes with `decode` (in `get`, or in `successful`).
+    pub(crate) fn decoded_by_caller(
+        hub: &Arc<Hub>,
+        job: u64,
+        decode: fn(Gathered, usize) -> Result<T>,
+    ) -> MpiResult<T> {
+        let mut r = MpiResult::new(hub, job);
+        r.decode = Some(decode);
+        r
     }
 
     /// Waits for the result and takes it (Python's `get()`).
@@ -80,10 +97,14 @@ impl<T: Send + 'static> MpiResult<T> {
     /// Whether the task succeeded; `None` while it runs.
     pub fn successful(&self) -> Option<bool> {
         let job = self.job?;
-        let st = self.hub.lock();
-        let j = st.jobs.get(&job)?;
+        let mut st = self.hub.lock();
+        let j = st.jobs.get_mut(&job)?;
         if j.aborted.is_some() {
             return Some(false);
+        }
+        if let Some(decode) = self.decode.filter(|_| j.outcome.is_none() && j.complete()) {
+            let r = decode(std::mem::take(&mut j.gathered), j.total);
+            j.outcome = Some(Box::new(r));
         }
         let outcome = j.outcome.as_ref()?;
         outcome.downcast_ref::<Result<T>>().map(Result::is_ok)
@@ -155,9 +176,13 @@ impl<T: Send + 'static> MpiResult<T> {
         if let Some(a) = &j.aborted {
             return Err(a.error());
         }
-        match j.outcome.map(|o| o.downcast::<Result<T>>()) {
-            Some(Ok(r)) => *r,
-            _ => Err(Error::Terminated),
+        let complete = j.complete();
+        match (j.outcome, self.decode) {
+            (Some(o), _) => o
+                .downcast::<Result<T>>()
+                .map_or(Err(Error::Terminated), |r| *r),
+            (None, Some(decode)) if complete => decode(j.gathered, j.total),
+            (None, _) => Err(Error::Terminated),
         }
     }
 }

@@ -425,7 +425,7 @@ pub(crate) struct Gathered {
 type Finisher = Box<dyn FnOnce(Gathered, usize) -> Box<dyn Any + Send> + Send>;
 
 pub(crate) struct Job {
-    total: usize,
+    pub(crate) total: usize,
     pub(crate) feeding: bool,
     answered: usize,
     pub(crate) gathered: Gathered,
@@ -473,7 +473,8 @@ impl Aborted {
 }
 
 impl Job {
-    fn complete(&self) -> bool {
+    /// Every item answered (or the job failed as a whole).
+    pub(crate) fn complete(&self) -> bool {
         self.aborted.is_some() || (!self.feeding && self.answered >= self.total)
     }
     pub(crate) fn done(&self) -> bool {
@@ -773,7 +774,9 @@ impl MpiPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_one(f, args, finisher(decode_one::<R>, |_| {}, |_| {}), false)
+        // No finisher: the receiver thread only files the answer, and `get`
+        // decodes it on the caller's thread (the local pool's way).
+        self.submit_one(f, args, None, false)
     }
 
     /// [`apply_async`](MpiPool::apply_async) with Python's `callback` and
@@ -801,16 +804,16 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let finisher = finisher(decode_one::<R>, callback, error_callback);
-        self.submit_one(f, args, finisher, true)
+        self.submit_one(f, args, Some(finisher), true)
     }
 
     /// Sends one task whose finisher is `finisher` (`calls_back`: it runs
-    /// the user's callbacks).
+    /// the user's callbacks); without one, its handle decodes the answer.
     fn submit_one<A, R>(
         &self,
         f: fn(A) -> R,
         args: A,
-        finisher: Finisher,
+        finisher: Option<Finisher>,
         calls_back: bool,
     ) -> Result<MpiResult<R>>
     where
@@ -819,7 +822,8 @@ impl MpiPool {
     {
         let mut args_bytes = Vec::new();
         wire::postcard_append(&args, &mut args_bytes).map_err(Error::EncodeArgs)?;
-        let job = self.new_job(Some(finisher), false, calls_back)?;
+        let by_caller = finisher.is_none();
+        let job = self.new_job(finisher, false, calls_back)?;
         self.send_chunk(
             job,
             0,
@@ -829,7 +833,11 @@ impl MpiPool {
             None,
             &args_bytes,
         )?;
-        Ok(MpiResult::new(&self.hub, job))
+        Ok(if by_caller {
+            MpiResult::decoded_by_caller(&self.hub, job, decode_one::<R>)
+        } else {
+            MpiResult::new(&self.hub, job)
+        })
     }
 
     /// `f` over `items`, in order (Python's `map`), in chunks of Python's
@@ -1819,11 +1827,18 @@ fn decode_items<R: DeserializeOwned>(g: Gathered, total: usize) -> Vec<Result<R>
         .collect()
 }
 
-fn decode_one<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<R> {
-    decode_items(g, total.max(1))
-        .into_iter()
-        .next()
-        .unwrap_or(Err(Error::Terminated))
+/// The one item of an `apply`: what [`decode_items`] would make of item 0,
+/// without a vector of every item (an `apply_async` decodes one a task).
+fn decode_one<R: DeserializeOwned>(g: Gathered, _total: usize) -> Result<R> {
+    let mut r = (g.parts.iter())
+        .find(|(first, _, _)| *first == 0)
+        .map(|(_, rank, entries)| wire::read_entry::<R>(entries, *rank).0);
+    for (i, e) in g.failed {
+        if i == 0 {
+            r = Some(Err(e));
+        }
+    }
+    r.unwrap_or(Err(Error::Terminated))
 }
 
 fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Result<Vec<R>> {
@@ -1889,6 +1904,46 @@ mod tests {
             processes,
             items,
             ..Load::default()
+        }
+    }
+
+    /// An apply's one item, decoded without a vector of items, reads as
+    /// `decode_items` reads item 0: its answer, an item failure in its
+    /// place, a failure without an answer over it, nothing at all.
+    #[test]
+    fn one_item_decodes_as_item_zero_of_the_items() {
+        let entry = |v: &Result<u64>| {
+            let mut out = Vec::new();
+            wire::put_outcome(&mut out, v);
+            out
+        };
+        let gathered = |parts: &[(usize, Vec<u8>)], failed: &[usize]| Gathered {
+            parts: parts
+                .iter()
+                .map(|(first, e)| (*first, 1, e.clone()))
+                .collect(),
+            failed: failed.iter().map(|&i| (i, Error::Cancelled)).collect(),
+        };
+        let (ok, failed) = (entry(&Ok(42)), entry(&Err(Error::Timeout)));
+        let cases: Vec<Gathered> = vec![
+            gathered(&[(0, ok.clone())], &[]),
+            gathered(&[(1, failed.clone()), (0, ok.clone())], &[1]),
+            gathered(&[(0, failed.clone())], &[]),
+            gathered(&[(0, ok.clone())], &[0]),
+            gathered(&[(0, Vec::new())], &[]),
+            gathered(&[(2, ok.clone())], &[]),
+            gathered(&[], &[]),
+        ];
+        for g in cases {
+            let copy = Gathered {
+                parts: g.parts.clone(),
+                failed: (g.failed.iter())
+                    .map(|&(i, _)| (i, Error::Cancelled))
+                    .collect(),
+            };
+            let one = format!("{:?}", decode_one::<u64>(g, 1));
+            let all = format!("{:?}", decode_items::<u64>(copy, 1).remove(0));
+            assert_eq!(one, all);
         }
     }
 

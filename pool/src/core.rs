@@ -116,6 +116,18 @@ const IDLE_LOOKS_BEFORE_TRIM: u32 = if cfg!(test) { 10 } else { 100 };
 /// workers.
 const IDLE_LOOK: Duration = Duration::from_millis(100);
 
+/// How long after a caller's last round of driving the background thread
+/// leaves outstanding work to callers: a caller that takes its results in
+/// windows (submits a few dozen tasks, then waits for them, and again)
+/// drives each window itself, and the background thread, woken by each
+/// window's first task, drove beside it, both spinning for the same answers
+/// on two CPUs with the workers, and the caller, finding the driver's lock
+/// taken, slept on the state until the background thread filed its answers.
+/// Windows of 64 `apply_async`s took 1.5-2.0 µs a task, 0.7-0.9 with this
+/// (`benches/NOTES.md`). Work nobody waits for (callbacks, a burst being
+/// submitted) is driven at most this late.
+const CALLER_DRIVES_GRACE: Duration = Duration::from_micros(200);
+
 /// How long a driver sleeps on the result queue before it looks at the
 /// workers' pidfds and the task timeouts.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
@@ -717,6 +729,9 @@ pub(crate) struct State {
     shutdown: bool,
     /// When the driver last looked at the workers.
     last_check: Instant,
+    /// When a caller (not the background thread) last ended a round of
+    /// driving (see [`CALLER_DRIVES_GRACE`]).
+    caller_drove: Instant,
     /// Large task messages to stream: (worker, seq, message).
     streams: VecDeque<(usize, u64, Arc<Vec<u8>>)>,
     /// How long tasks take, by function: how many a worker may hold.
@@ -874,6 +889,7 @@ impl Inner {
                 bg_asleep: false,
                 shutdown: false,
                 last_check: Instant::now(),
+                caller_drove: Instant::now(),
                 streams: VecDeque::new(),
                 pace: Pace::default(),
             }),
@@ -1214,7 +1230,7 @@ impl Inner {
             match driving {
                 Some(driving) => {
                     drop(st);
-                    self.drive_once(slice);
+                    self.drive_once(slice, true);
                     drop(driving);
                     st = self.lock();
                     // Someone may be waiting for the driver's lock to be free.
@@ -1224,7 +1240,7 @@ impl Inner {
                 }
                 None if nested => {
                     drop(st);
-                    self.drive_once(slice);
+                    self.drive_once(slice, true);
                     st = self.lock();
                 }
                 None => {
@@ -1247,8 +1263,10 @@ impl Inner {
 
     /// One round of the driver: waits up to `slice` for answers, files them,
     /// sends what fits, runs finished jobs' finishers; then looks at the
-    /// workers. Called with the driver's lock held and the state's released.
-    pub(crate) fn drive_once(&self, slice: Duration) {
+    /// workers. Called with the driver's lock held and the state's released;
+    /// `by_caller`: not by the background thread (see
+    /// [`CALLER_DRIVES_GRACE`]).
+    pub(crate) fn drive_once(&self, slice: Duration, by_caller: bool) {
         // While a worker exits after its last task, its end is looked for
         // soon (the round's wait for answers does not see it).
         let slice = if self.max_tasks.is_some() && self.retiring.load(Ordering::Relaxed) > 0 {
@@ -1285,6 +1303,9 @@ impl Inner {
             let mut st = self.lock();
             let idle = answers.is_empty();
             let now = Instant::now();
+            if by_caller {
+                st.caller_drove = now;
+            }
             for msg in answers {
                 file_answer(&mut st, msg, now, &mut finished);
             }
@@ -1639,7 +1660,8 @@ impl Inner {
     }
 
     /// The background thread: drives while work is outstanding and nobody
-    /// waits; otherwise looks at the workers every so often.
+    /// waits (nor drove in the last [`CALLER_DRIVES_GRACE`]); otherwise looks
+    /// at the workers every so often.
     pub(crate) fn background(self: Arc<Self>) {
         // Idle looks in a row (see `IDLE_LOOKS_BEFORE_TRIM`).
         let mut idle_looks = 0u32;
@@ -1650,9 +1672,16 @@ impl Inner {
             }
             if st.waiting == 0 && outstanding(&st) {
                 idle_looks = 0;
+                // A caller drives, or did a moment ago: left to it a while.
+                // (Not counted asleep: a submission does not wake this wait.)
+                let since = st.caller_drove.elapsed();
+                if since < CALLER_DRIVES_GRACE {
+                    drop(self.idle.wait_timeout(st, CALLER_DRIVES_GRACE - since));
+                    continue;
+                }
                 drop(st);
                 if let Some(driving) = self.try_drive() {
-                    self.drive_once(CHECK_EVERY * 4);
+                    self.drive_once(CHECK_EVERY * 4, false);
                     drop(driving);
                     let st = self.lock();
                     if st.sleepers > 0 {

@@ -293,6 +293,38 @@ fn times_ten(x: u64) -> NoThirty {
     NoThirty(x * 10)
 }
 
+/// A caller that drove a moment ago (a blocking `apply`) and then only
+/// submits, with callbacks, and never waits: the background thread, which
+/// leaves the driving to callers for a short while after they drive, takes
+/// it over, sends the tasks the inboxes had no room for, and runs every
+/// callback.
+#[test]
+fn work_a_caller_stops_driving_is_driven_for_it() {
+    let _dog = Watchdog::arm(LIMIT, "driving taken over");
+    let pool = Pool::new(2).unwrap();
+    for x in 0..50 {
+        assert_eq!(pool.apply(square, x).unwrap(), x * x);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let handles: Vec<_> = (0..500u64)
+        .map(|x| {
+            let tx = tx.clone();
+            pool.apply_async_with(square, x, move |&v| tx.send((x, v)).unwrap(), |_| {})
+                .unwrap()
+        })
+        .collect();
+    let mut got = HashSet::new();
+    for _ in 0..500 {
+        let (x, v) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a callback ran");
+        assert_eq!(v, x * x);
+        got.insert(x);
+    }
+    assert_eq!(got.len(), 500);
+    drop(handles);
+}
+
 /// A result type whose `Deserialize` panics, decoded by the pool's
 /// background thread (a job with callbacks, nobody waiting): the job fails
 /// with `DecodePanicked` and its error callback runs; the pool goes on. The

@@ -116,6 +116,16 @@ const IDLE_LOOKS_BEFORE_TRIM: u32 = if cfg!(test) { 10 } else { 100 };
 /// workers.
 const IDLE_LOOK: Duration = Duration::from_millis(100);
 
+/// Work (by the measured time of its tasks, see `Pace`) a worker that is
+/// awake on another CPU may have queued before a task goes to a worker that
+/// would need waking (asleep on its inbox, or sharing the sender's CPU)
+/// rather than behind it: waking a worker takes 10-20 µs on a VM, so a
+/// `map` of 10 trivial items spread over both workers of a 2-CPU pool took
+/// 23-25 µs, 4.2-4.8 on the one awake (`benches/NOTES.md`). Longer tasks
+/// spread as before: a worker that holds one already gets the next only if
+/// it has the fewest.
+const WAKE_WORTH: u64 = 20_000;
+
 /// How long after a caller's last round of driving the background thread
 /// leaves outstanding work to callers: a caller that takes its results in
 /// windows (submits a few dozen tasks, then waits for them, and again)
@@ -1082,7 +1092,7 @@ impl Inner {
                                 // As many as cover a short while of the task's kind (see `Pace`),
                                 // worked out again only for a task of another kind or size.
         let mut limit_of: Option<((Target, u32), usize)> = None;
-        let mut cpu = None; // this thread's, read at the first send
+        let mut cpu = None; // this thread's, read at the first choice
         while let Some(next) = st.pending.front() {
             let kind = (next.target, next.count);
             let limit = match limit_of {
@@ -1093,16 +1103,35 @@ impl Inner {
                     limit
                 }
             };
-            let Some(w) = (0..st.workers.len())
-                .filter(|&w| {
-                    st.workers[w].child.is_some()
-                        && st.workers[w].sent < limit
-                        && self.room_left(&st.workers[w]) > 0
-                        && (w >= 64 || refused & (1 << w) == 0)
-                })
+            let open = |w: usize| {
+                st.workers[w].child.is_some()
+                    && st.workers[w].sent < limit
+                    && self.room_left(&st.workers[w]) > 0
+                    && (w >= 64 || refused & (1 << w) == 0)
+            };
+            // The worker with the fewest in flight; but while it would need
+            // waking, a short task goes to one that is awake on another CPU
+            // and has little queued (see `WAKE_WORTH`).
+            let Some(fewest) = (0..st.workers.len())
+                .filter(|&w| open(w))
                 .min_by_key(|&w| st.workers[w].sent)
             else {
                 return;
+            };
+            let here = *cpu.get_or_insert_with(colocation::this_cpu);
+            let w = if self.ready_elsewhere(fewest, here) {
+                fewest
+            } else {
+                (st.pace.task_ns(kind.0, kind.1))
+                    .and_then(|ns| {
+                        (0..st.workers.len())
+                            .filter(|&w| open(w) && self.ready_elsewhere(w, here))
+                            .min_by_key(|&w| st.workers[w].sent)
+                            .filter(|&w| {
+                                (st.workers[w].sent as u64).saturating_mul(ns) < WAKE_WORTH
+                            })
+                    })
+                    .unwrap_or(fewest)
             };
             let mut task = st.pending.pop_front().expect("checked non-empty");
             task.number(st.next_seq, w);
@@ -1145,11 +1174,19 @@ impl Inner {
                     return;
                 }
             }
-            let cpu = *cpu.get_or_insert_with(colocation::this_cpu);
-            colocation::note(&self.channels.slots[w].driver_cpu, cpu);
+            colocation::note(&self.channels.slots[w].driver_cpu, here);
             st.workers[w].sent += 1;
             st.inflight.insert(task.seq, task);
         }
+    }
+
+    /// Whether worker `w` would take a task at once: not asleep on its inbox
+    /// (a put would have to wake it), and last seen waiting on a CPU other
+    /// than `here`, this thread's (where it runs only once this thread
+    /// yields). `here` 0: this thread's CPU is not known.
+    fn ready_elsewhere(&self, w: usize, here: u64) -> bool {
+        !self.channels.inboxes[w].consumers_asleep()
+            && (here == 0 || self.channels.slots[w].cpu.load(Ordering::Relaxed) != here)
     }
 
     /// The streamer thread of worker `w` (one per worker): puts the large task

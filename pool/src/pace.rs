@@ -88,6 +88,12 @@ impl Pace {
 
     /// How many tasks a worker may hold when the next to send is a task of
     /// `items` items of `target`, in an inbox of `depth`.
+    /// Nanoseconds a task of `items` items of `target` takes, if timed.
+    pub(crate) fn task_ns(&mut self, target: Target, items: u32) -> Option<u64> {
+        self.per_item(target)
+            .map(|ns| ns.saturating_mul(u64::from(items.max(1))))
+    }
+
     pub(crate) fn in_flight(&mut self, target: Target, items: u32, depth: usize) -> usize {
         let wanted = match self.per_item(target) {
             None => MIN_IN_FLIGHT,

@@ -953,6 +953,21 @@ impl ByteQueue {
         ready
     }
 
+    /// Whether a consumer is asleep on the queue, waiting for a message (a
+    /// put would wake it, which costs the putter a system call and the
+    /// consumer the time to be scheduled): a hint, out of date as soon as it
+    /// is read, for a producer that can choose between queues.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// assert!(!q.consumers_asleep());
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn consumers_asleep(&self) -> bool {
+        self.raw.ring().consumers_asleep()
+    }
+
     /// Whether every slot looks taken (approximate).
     ///
     /// # Examples

@@ -264,3 +264,26 @@ fn spsc_queue_delivers_each_once_in_order() {
     });
     assert!(matches!(rx.try_get(), Err(Error::Disconnected)));
 }
+
+/// `consumers_asleep` says so while a get sleeps on an empty queue (after its
+/// spins), and no longer once a put has woken it and it took the message.
+#[test]
+fn consumers_asleep_while_a_get_sleeps() {
+    let _dog = Watchdog::arm(LIMIT, "consumers_asleep");
+    let q = ByteQueue::new(4, 16).unwrap();
+    assert!(!q.consumers_asleep());
+    let seen_asleep = std::thread::scope(|s| {
+        let got = s.spawn(|| q.get_bytes().unwrap());
+        let start = std::time::Instant::now();
+        while !q.consumers_asleep() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let seen = q.consumers_asleep();
+        // Put either way, so that the get returns and the test ends.
+        q.put_bytes(b"wake").unwrap();
+        assert_eq!(got.join().unwrap(), b"wake");
+        seen
+    });
+    assert!(seen_asleep, "a get asleep on the empty queue was not seen");
+    assert!(!q.consumers_asleep(), "the woken get is no longer asleep");
+}

@@ -651,6 +651,13 @@ impl Ring {
         self.slot(pos).0.seq.load(Ordering::Acquire) == holding(pos)
     }
 
+    /// Whether a consumer sleeps on the ring (a put would wake it). One
+    /// relaxed load of the sleepers' mask, a line written only as consumers
+    /// go to sleep and wake.
+    pub(crate) fn consumers_asleep(&self) -> bool {
+        self.ctl().wake.0.get_sleepers.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether a producer has claimed the position a consumer needs next (so a
     /// message is coming: no need to sleep for it). SeqCst: see `wake_consumers`.
     pub(crate) fn message_claimed(&self) -> bool {

@@ -133,7 +133,7 @@ const WAKE_WORTH: u64 = 20_000;
 /// window's first task, drove beside it, both spinning for the same answers
 /// on two CPUs with the workers, and the caller, finding the driver's lock
 /// taken, slept on the state until the background thread filed its answers.
-/// Windows of 64 `apply_async`s took 1.5-2.0 µs a task, 0.7-0.9 with this
+/// Windows of 64 `apply_async`s took 1.2-1.8 µs a task, 0.6-0.7 with this
 /// (`benches/NOTES.md`). Work nobody waits for (callbacks, a burst being
 /// submitted) is driven at most this late.
 const CALLER_DRIVES_GRACE: Duration = Duration::from_micros(200);

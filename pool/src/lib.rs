@@ -109,8 +109,8 @@
 //! publishes it), and a background thread drives only while work is
 //! outstanding and nobody waits, nor drove in the last 200 µs (a caller
 //! that takes its results in windows drives each window itself; the
-//! background thread driving beside it made windows of 64 tasks two to
-//! three times slower). Callbacks run on whichever of these files the
+//! background thread driving beside it made windows of 64 tasks 1.6-2.8
+//! times slower). Callbacks run on whichever of these files the
 //! answer. (Besides, a thread a worker puts messages larger than a slot
 //! through its inbox's lane, and one thread waits on the workers' pidfds
 //! and wakes the driver when one ends; neither reads answers.)

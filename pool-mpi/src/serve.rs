@@ -48,25 +48,8 @@ impl Outbox {
         let _ = self.to.send(None);
     }
 
-    /// Posts answers, those that fit together in messages of up to
-    /// [`wire::BATCH`] bytes.
-    fn post_all(&self, answers: impl IntoIterator<Item = Answer>) {
-        let mut batch = Vec::new();
-        for a in answers {
-            if !batch.is_empty() && batch.len() + a.len() > wire::BATCH {
-                self.post(std::mem::take(&mut batch));
-            }
-            if batch.is_empty() {
-                batch = a;
-            } else {
-                batch.extend_from_slice(&a);
-            }
-        }
-        if !batch.is_empty() {
-            self.post(batch);
-        }
-    }
-
+    /// Sends one message of answers: to rank 0 at once when small, else
+    /// through the answering thread.
     fn post(&self, answer: Answer) {
         match &self.direct {
             Some(send) if answer.len() <= wire::BATCH => send(&answer),
@@ -106,19 +89,33 @@ impl Reply {
 
     /// The answer whose entries `entries` writes, framed, naming the first
     /// item a worker's death or a timeout failed; `None` if one was given
-    /// already. A `Serialize` that panics, or an answer larger than one MPI
-    /// message, fails every item instead: rank 0 always hears of the chunk.
+    /// already.
     fn frame(
         &self,
         first_death: Option<u32>,
         entries: impl FnOnce(&mut Vec<u8>),
     ) -> Option<Answer> {
-        if self.sent.swap(true, Ordering::AcqRel) {
-            return None;
-        }
         let mut out = Vec::new();
-        let at = wire::start_frame(&mut out);
-        wire::answer_header(&mut out, self.id, self.count, first_death);
+        self.frame_into(&mut out, first_death, entries)
+            .then_some(out)
+    }
+
+    /// [`frame`](Reply::frame), appended to `out` (answers batched into one
+    /// message are framed in place, with no buffer of their own); `false`
+    /// if an answer was given already (nothing appended). A `Serialize`
+    /// that panics, or an answer larger than one MPI message, fails every
+    /// item instead: rank 0 always hears of the chunk.
+    fn frame_into(
+        &self,
+        out: &mut Vec<u8>,
+        first_death: Option<u32>,
+        entries: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        if self.sent.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let at = wire::start_frame(out);
+        wire::answer_header(out, self.id, self.count, first_death);
         let mark = out.len();
         let fail = |out: &mut Vec<u8>, e: RemoteError| {
             out.truncate(mark);
@@ -126,24 +123,24 @@ impl Reply {
                 wire::put_failure(out, &e);
             }
         };
-        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entries(&mut out)));
+        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entries(out)));
         if wrote.is_err() {
             let e = RemoteError::Codec {
                 what: CodecWhat::EncodeResult,
                 message: "the result's Serialize panicked".to_owned(),
             };
-            fail(&mut out, e);
+            fail(out, e);
         }
-        if out.len() > MAX_MESSAGE {
+        if out.len() - at > MAX_MESSAGE {
             let e = RemoteError::Other(format!(
                 "the chunk's answer of {} bytes is more than one MPI message carries \
                  (2 GiB): use smaller chunks",
-                out.len()
+                out.len() - at
             ));
-            fail(&mut out, e);
+            fail(out, e);
         }
-        wire::end_frame(&mut out, at);
-        Some(out)
+        wire::end_frame(out, at);
+        true
     }
 
     /// Every item failed with `e`.
@@ -303,11 +300,8 @@ where
     let mut items = Vec::new();
     let mut replies = Vec::with_capacity(tasks.len());
     for t in tasks {
-        match decode_args::<T>(t.args, t.reply.count) {
-            Ok(mut v) => {
-                items.append(&mut v);
-                replies.push(t.reply);
-            }
+        match decode_args_into::<T>(t.args, t.reply.count, &mut items) {
+            Ok(()) => replies.push(t.reply),
             Err(message) => t.reply.fail_all(&RemoteError::Codec {
                 what: CodecWhat::DecodeArgs,
                 message,
@@ -349,29 +343,50 @@ fn answer_each<R: Serialize>(replies: &[Arc<Reply>], each: &[Result<R, Error>]) 
         return;
     }
     let Some(first) = replies.first() else { return };
+    // Framed straight into messages of up to `wire::BATCH` bytes; a larger
+    // answer goes alone.
+    let mut batch = Vec::with_capacity(256);
     let mut rest = each;
-    let answers = replies.iter().filter_map(|r| {
+    for r in replies {
         let (mine, after) = rest.split_at(r.count as usize);
         rest = after;
         let first_death = mine
             .iter()
             .position(|o| matches!(o, Err(Error::WorkerDied { .. } | Error::TimedOut { .. })))
             .and_then(|i| u32::try_from(i).ok());
-        r.frame(first_death, |out| {
+        let before = batch.len();
+        r.frame_into(&mut batch, first_death, |out| {
             for o in mine {
                 wire::put_outcome(out, o);
             }
-        })
-    });
-    first.out.post_all(answers);
+        });
+        if batch.len() > wire::BATCH && before > 0 {
+            // This answer does not fit beside the ones before it: they go
+            // now, and it starts the next message.
+            let this = batch.split_off(before);
+            first.out.post(std::mem::replace(&mut batch, this));
+        }
+        if batch.len() > wire::BATCH {
+            first.out.post(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.is_empty() {
+        first.out.post(batch);
+    }
 }
 
-/// `count` arguments by postcard, one after another. A `Deserialize` that
-/// panics is caught: a rank never dies of a bad argument.
-fn decode_args<A: DeserializeOwned>(mut bytes: &[u8], count: u32) -> Result<Vec<A>, String> {
+/// `count` arguments by postcard, one after another, appended to `items`
+/// (on failure, `items` is left as it was). A `Deserialize` that panics is
+/// caught: a rank never dies of a bad argument.
+fn decode_args_into<A: DeserializeOwned>(
+    mut bytes: &[u8],
+    count: u32,
+    items: &mut Vec<A>,
+) -> Result<(), String> {
+    let before = items.len();
     // Every item takes at least a byte: a scribbled count cannot make a
     // large allocation.
-    let mut items = Vec::with_capacity((count as usize).min(bytes.len()));
+    items.reserve((count as usize).min(bytes.len()));
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for _ in 0..count {
             let (a, rest) = postcard::take_from_bytes::<A>(bytes).map_err(|e| e.to_string())?;
@@ -380,12 +395,16 @@ fn decode_args<A: DeserializeOwned>(mut bytes: &[u8], count: u32) -> Result<Vec<
         }
         Ok::<(), String>(())
     }));
-    match run {
-        Ok(Ok(())) if bytes.is_empty() => Ok(items),
+    let r = match run {
+        Ok(Ok(())) if bytes.is_empty() => return Ok(()),
         Ok(Ok(())) => Err("the task has more bytes than its items".to_owned()),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("the argument's Deserialize panicked".to_owned()),
-    }
+    };
+    // The arguments decoded before the failure are the user's values,
+    // dropped here; a `Drop` that panics goes no further.
+    wire::drop_quietly(items.drain(before..).collect::<Vec<A>>());
+    r
 }
 
 /// Runs the tasks of a [`wire::TASK`] message (its frames) on `pool`, their
@@ -490,6 +509,11 @@ mod tests {
 
     fn inverse(x: u32) -> u32 {
         12 / x
+    }
+
+    /// `n` bytes of `n % 251`: answers of a chosen size.
+    fn bytes_of(n: u32) -> Vec<u8> {
+        vec![(n % 251) as u8; n as usize]
     }
 
     fn join(a: String, b: u8) -> String {
@@ -867,5 +891,69 @@ mod tests {
             settled_soon(h);
         }
         assert!(rx.try_recv().is_err(), "an answer twice");
+    }
+
+    /// Single items whose answers are too large to share one message
+    /// (`wire::BATCH`) go in several, each whole, each once; small ones
+    /// share: answers are framed straight into the messages.
+    #[test]
+    fn answers_too_large_to_share_a_message_go_in_several_each_whole() {
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = channel();
+        let out = Outbox::new(tx, None);
+        let f = bytes_of as fn(u32) -> Vec<u8> as usize;
+        let big = (wire::BATCH / 2 + 1000) as u32;
+        let sizes = [10u32, big, 20, big, big + 1, 30, 40, 2 * wire::BATCH as u32];
+        let mut msg = Vec::new();
+        for (id, n) in (100u64..).zip(sizes) {
+            msg.extend(task_message(
+                id,
+                f,
+                server::<u32, Vec<u8>>,
+                1,
+                None,
+                0,
+                &encode(&[n]),
+            ));
+        }
+        // SAFETY: the offset names `bytes_of` and its server.
+        let held = unsafe { run_tasks(&pool, wire::frames(&msg), &out) };
+        assert_eq!(held.len(), 1, "one job for the single items");
+        let mut got = std::collections::BTreeMap::new();
+        let mut messages = Vec::new();
+        while got.len() < sizes.len() {
+            let m = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+            let mut frames = wire::frames(&m);
+            let mut ids = Vec::new();
+            for a in frames.by_ref() {
+                let (wire::AnswerHeader { id, count, .. }, entries) = wire::read_answer(a).unwrap();
+                let r = outcomes::<Vec<u8>>(count, entries).remove(0).unwrap();
+                assert!(got.insert(id, r).is_none(), "{id} twice");
+                ids.push(id);
+            }
+            assert!(!frames.torn);
+            assert!(
+                m.len() <= wire::BATCH || ids.len() == 1,
+                "a message of {} bytes holds {ids:?}",
+                m.len()
+            );
+            messages.push(ids);
+        }
+        // In order, as many as fit in `BATCH` bytes together; the one
+        // larger than that alone.
+        assert_eq!(
+            messages,
+            [
+                vec![100, 101, 102],
+                vec![103],
+                vec![104, 105, 106],
+                vec![107]
+            ]
+        );
+        for (id, n) in (100u64..).zip(sizes) {
+            assert_eq!(got[&id], bytes_of(n), "answer {id}");
+        }
+        assert!(rx.try_recv().is_err(), "an answer went out twice");
+        settled_soon(held.into_iter().next().unwrap());
     }
 }

@@ -1277,7 +1277,10 @@ impl Inner {
                 }
                 None if nested => {
                     drop(st);
-                    self.drive_once(slice, true);
+                    // (Not counted as a caller's round: the round further up
+                    // this stack counted itself, and on the background
+                    // thread this one would hold that thread off itself.)
+                    self.drive_once(slice, false);
                     st = self.lock();
                 }
                 None => {

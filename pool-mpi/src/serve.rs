@@ -82,30 +82,20 @@ impl Reply {
 
     /// Sends the answer whose entries `entries` writes, unless one was sent.
     fn answer(&self, entries: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(a) = self.frame(None, entries) {
-            self.out.post(a);
+        let mut out = Vec::new();
+        if self.frame(&mut out, None, entries) {
+            self.out.post(out);
         }
     }
 
-    /// The answer whose entries `entries` writes, framed, naming the first
-    /// item a worker's death or a timeout failed; `None` if one was given
-    /// already.
+    /// The answer whose entries `entries` writes, framed and appended to
+    /// `out` (answers batched into one message are framed in place, with no
+    /// buffer of their own), naming the first item a worker's death or a
+    /// timeout failed; `false` if an answer was given already (nothing
+    /// appended). A `Serialize` that panics, or an answer larger than one
+    /// MPI message, fails every item instead: rank 0 always hears of the
+    /// chunk.
     fn frame(
-        &self,
-        first_death: Option<u32>,
-        entries: impl FnOnce(&mut Vec<u8>),
-    ) -> Option<Answer> {
-        let mut out = Vec::new();
-        self.frame_into(&mut out, first_death, entries)
-            .then_some(out)
-    }
-
-    /// [`frame`](Reply::frame), appended to `out` (answers batched into one
-    /// message are framed in place, with no buffer of their own); `false`
-    /// if an answer was given already (nothing appended). A `Serialize`
-    /// that panics, or an answer larger than one MPI message, fails every
-    /// item instead: rank 0 always hears of the chunk.
-    fn frame_into(
         &self,
         out: &mut Vec<u8>,
         first_death: Option<u32>,
@@ -355,7 +345,7 @@ fn answer_each<R: Serialize>(replies: &[Arc<Reply>], each: &[Result<R, Error>]) 
             .position(|o| matches!(o, Err(Error::WorkerDied { .. } | Error::TimedOut { .. })))
             .and_then(|i| u32::try_from(i).ok());
         let before = batch.len();
-        r.frame_into(&mut batch, first_death, |out| {
+        r.frame(&mut batch, first_death, |out| {
             for o in mine {
                 wire::put_outcome(out, o);
             }

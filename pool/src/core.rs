@@ -35,7 +35,7 @@ use multiproc_proc::{ForkServer, ServerChild};
 
 use crate::colocation;
 use crate::error::{Error, Exit, Result};
-use crate::pace::Pace;
+use crate::pace::{self, Pace};
 use crate::seq::{self, SeqTable};
 use crate::wire;
 use crate::worker::{Channels, EXIT_CORRUPTED, READY};
@@ -1089,18 +1089,20 @@ impl Inner {
     /// `streams` for the streamer thread (see [`Inner::streamer`]).
     pub(crate) fn fill(&self, st: &mut State) {
         let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
-                                // As many as cover a short while of the task's kind (see `Pace`),
-                                // worked out again only for a task of another kind or size.
-        let mut limit_of: Option<((Target, u32), usize)> = None;
+                                // The task's measured time and as many as cover a short while of
+                                // it (see `Pace`), worked out again only for a task of another
+                                // kind or size.
+        let mut pace_of: Option<((Target, u32), Option<u64>, usize)> = None;
         let mut cpu = None; // this thread's, read at the first choice
         while let Some(next) = st.pending.front() {
             let kind = (next.target, next.count);
-            let limit = match limit_of {
-                Some((k, limit)) if k == kind => limit,
+            let (task_ns, limit) = match pace_of {
+                Some((k, task_ns, limit)) if k == kind => (task_ns, limit),
                 _ => {
-                    let limit = st.pace.in_flight(kind.0, kind.1, self.depth);
-                    limit_of = Some((kind, limit));
-                    limit
+                    let task_ns = st.pace.task_ns(kind.0, kind.1);
+                    let limit = pace::in_flight_for(task_ns, self.depth);
+                    pace_of = Some((kind, task_ns, limit));
+                    (task_ns, limit)
                 }
             };
             let open = |w: usize| {
@@ -1122,7 +1124,7 @@ impl Inner {
             let w = if self.ready_elsewhere(fewest, here) {
                 fewest
             } else {
-                (st.pace.task_ns(kind.0, kind.1))
+                task_ns
                     .and_then(|ns| {
                         (0..st.workers.len())
                             .filter(|&w| open(w) && self.ready_elsewhere(w, here))
@@ -1183,7 +1185,9 @@ impl Inner {
     /// Whether worker `w` would take a task at once: not asleep on its inbox
     /// (a put would have to wake it), and last seen waiting on a CPU other
     /// than `here`, this thread's (where it runs only once this thread
-    /// yields). `here` 0: this thread's CPU is not known.
+    /// yields). `here` 0: this thread's CPU is not known. Both looks are at
+    /// words the worker writes in shared memory: hints, whatever their
+    /// value, which only choose among the live workers that have room.
     fn ready_elsewhere(&self, w: usize, here: u64) -> bool {
         !self.channels.inboxes[w].consumers_asleep()
             && (here == 0 || self.channels.slots[w].cpu.load(Ordering::Relaxed) != here)

@@ -94,20 +94,28 @@ impl Pace {
             .map(|ns| ns.saturating_mul(u64::from(items.max(1))))
     }
 
+    /// How many tasks of `items` items of `target` a worker may hold (the
+    /// driver caches the task time and calls [`in_flight_for`]).
+    #[cfg(test)]
     pub(crate) fn in_flight(&mut self, target: Target, items: u32, depth: usize) -> usize {
-        let wanted = match self.per_item(target) {
-            None => MIN_IN_FLIGHT,
-            Some(ns) => {
-                let task = ns.saturating_mul(u64::from(items.max(1)));
-                let ahead = LOOKAHEAD.as_nanos() as u64 / task.max(1);
-                usize::try_from(ahead)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1)
-                    .max(MIN_IN_FLIGHT)
-            }
-        };
-        wanted.min(depth).max(1)
+        in_flight_for(self.task_ns(target, items), depth)
     }
+}
+
+/// How many tasks that take `task_ns` each ([`Pace::task_ns`]; `None`: not
+/// timed yet) a worker may hold, with an inbox `depth` deep.
+pub(crate) fn in_flight_for(task_ns: Option<u64>, depth: usize) -> usize {
+    let wanted = match task_ns {
+        None => MIN_IN_FLIGHT,
+        Some(task) => {
+            let ahead = LOOKAHEAD.as_nanos() as u64 / task.max(1);
+            usize::try_from(ahead)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .max(MIN_IN_FLIGHT)
+        }
+    };
+    wanted.min(depth).max(1)
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Small maps in a loop, as a user of Python's `Pool.map` writes them:
 //! microseconds a `map` of `N` trivial items (default 10), in chunks of
 //! `CHUNK` (0, the default: Python's size), on a pool of `PROCS` workers (0,
-//! the default: one per CPU). For A/B runs of the pool's choice of worker
-//! (`benches/NOTES.md`, "A small map woke a sleeping worker").
+//! the default: one per CPU). `IMAP=1`: an `imap` of the items instead (its
+//! tasks are single items, sent one at a time as they are read). For A/B
+//! runs of the pool's choice of worker (`benches/NOTES.md`, "A small map
+//! woke a sleeping worker", "Small `imap`s").
 //!
 //! Run: `cargo run --release -p multiproc-bench --example small_maps -- N CHUNK PROCS`
 use multiproc_bench::pool::trivial;
@@ -17,17 +19,21 @@ fn main() {
     };
     let (n, chunk, procs) = (arg(1, 10), arg(2, 0) as usize, arg(3, 0) as usize);
     let pool = multiproc_pool::Pool::new(procs).expect("pool");
+    let imap = std::env::var_os("IMAP").is_some();
+    let what = if imap { "imap" } else { "map" };
     let reps = 20_000;
     for _ in 0..3 {
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            if chunk == 0 {
+            if imap {
+                black_box(pool.imap(trivial, 0..n).collect::<Vec<_>>());
+            } else if chunk == 0 {
                 black_box(pool.map(trivial, 0..n).expect("map"));
             } else {
                 black_box(pool.map_chunked(trivial, 0..n, chunk).expect("map"));
             }
         }
         let us = t.elapsed().as_nanos() as f64 / f64::from(reps) / 1e3;
-        println!("n={n} chunk={chunk}: map {us:.1} us");
+        println!("n={n} chunk={chunk}: {what} {us:.1} us");
     }
 }

@@ -789,6 +789,11 @@ impl State {
     pub(crate) fn sent_by_worker(&self) -> Vec<usize> {
         self.workers.iter().map(|w| w.sent).collect()
     }
+
+    /// The measured time of a single-item task of `target`, if any.
+    pub(crate) fn measured_ns(&mut self, target: Target) -> Option<u64> {
+        self.pace.task_ns(target, 1)
+    }
 }
 
 /// The watcher's eventfd (see [`Deaths::wake`]), made before the pool's
@@ -1088,10 +1093,11 @@ impl Inner {
     /// streams, which waits for the worker to read it: it is queued in
     /// `streams` for the streamer thread (see [`Inner::streamer`]).
     pub(crate) fn fill(&self, st: &mut State) {
-        let mut refused = 0u64; // inboxes that said full (up to 64 looked at)
-                                // The task's measured time and as many as cover a short while of
-                                // it (see `Pace`), worked out again only for a task of another
-                                // kind or size.
+        // Inboxes that said full (up to 64 looked at).
+        let mut refused = 0u64;
+        // The task's measured time and as many as cover a short while of it
+        // (see `Pace`), worked out again only for a task of another kind or
+        // size.
         let mut pace_of: Option<((Target, u32), Option<u64>, usize)> = None;
         let mut cpu = None; // this thread's, read at the first choice
         while let Some(next) = st.pending.front() {
@@ -1177,7 +1183,19 @@ impl Inner {
                 }
             }
             colocation::note(&self.channels.slots[w].driver_cpu, here);
-            st.workers[w].sent += 1;
+            let worker = &mut st.workers[w];
+            // A task sent to an idle worker that takes it at once is timed
+            // from here, while its function's measure is missing or says
+            // slow (see `Pace`): tasks sent one at a time (an `imap`'s, a
+            // blocking `apply`'s) get a measure, and a clock read a send
+            // only until they have one that says short.
+            if worker.sent == 0
+                && task_ns.is_none_or(|ns| ns >= WAKE_WORTH)
+                && self.ready_elsewhere(w, here)
+            {
+                worker.since = Some(Instant::now());
+            }
+            worker.sent += 1;
             st.inflight.insert(task.seq, task);
         }
     }

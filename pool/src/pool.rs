@@ -2577,6 +2577,37 @@ mod tests {
         );
     }
 
+    /// Tasks sent one at a time to idle workers (an `imap`'s single items)
+    /// are timed when the worker takes them at once, so that the driver
+    /// knows them for short and sends them to a worker that is awake rather
+    /// than wake one (`benches/NOTES.md`, "Small `imap`s": 13-14 µs an `imap`
+    /// of two items on two CPUs, 1.3-2.5 once timed). Such a send is timed
+    /// only while a worker is seen waiting awake on another CPU than the
+    /// driver's, which two CPUs give within a few rounds.
+    #[test]
+    fn tasks_sent_one_at_a_time_to_idle_workers_are_timed() {
+        fn plus_one(x: u64) -> u64 {
+            x + 1
+        }
+        if multiproc_proc::cpu_count() < 2 {
+            eprintln!("skipped: needs two CPUs (a worker awake beside the driver)");
+            return;
+        }
+        let pool = Pool::new(2).unwrap();
+        let target = fn_target(plus_one as fn(u64) -> u64 as usize, wire::tramp::<u64, u64>);
+        let mut rounds = 0;
+        while pool.inner.lock().measured_ns(target).is_none() && rounds < 20_000 {
+            let out: Vec<u64> = pool.imap(plus_one, [1, 2]).map(|r| r.unwrap()).collect();
+            assert_eq!(out, [2, 3]);
+            rounds += 1;
+        }
+        assert!(
+            pool.inner.lock().measured_ns(target).is_some(),
+            "{rounds} imaps of two items, and their function never timed"
+        );
+        eprintln!("timed after {rounds} imaps");
+    }
+
     /// Python runs a task's callback whether or not its `AsyncResult` is
     /// kept (the tutorial's `pool.apply_async(test, callback=fun_callback)`).
     /// A dropped handle's callbacks (and error callbacks) run here too, each

@@ -1118,8 +1118,10 @@ impl Inner {
                     && (w >= 64 || refused & (1 << w) == 0)
             };
             // The worker with the fewest in flight; but while it would need
-            // waking, a short task goes to one that is awake on another CPU
-            // and has little queued (see `WAKE_WORTH`).
+            // waking, or it is idle and shares its CPU with a worker that has
+            // tasks, a short task goes to one that is awake on another CPU
+            // and has little queued (see `WAKE_WORTH`), one alone on its CPU
+            // first (see `Inner::crowded`).
             let Some(fewest) = (0..st.workers.len())
                 .filter(|&w| open(w))
                 .min_by_key(|&w| st.workers[w].sent)
@@ -1127,17 +1129,21 @@ impl Inner {
                 return;
             };
             let here = *cpu.get_or_insert_with(colocation::this_cpu);
-            let w = if self.ready_elsewhere(fewest, here) {
+            let crowded = |w: usize| self.crowded(&st.workers, w);
+            let w = if self.ready_elsewhere(fewest, here)
+                && (st.workers[fewest].sent > 0 || !crowded(fewest))
+            {
                 fewest
             } else {
                 task_ns
                     .and_then(|ns| {
                         (0..st.workers.len())
-                            .filter(|&w| open(w) && self.ready_elsewhere(w, here))
-                            .min_by_key(|&w| st.workers[w].sent)
                             .filter(|&w| {
-                                (st.workers[w].sent as u64).saturating_mul(ns) < WAKE_WORTH
+                                open(w)
+                                    && self.ready_elsewhere(w, here)
+                                    && (st.workers[w].sent as u64).saturating_mul(ns) < WAKE_WORTH
                             })
+                            .min_by_key(|&w| (crowded(w), st.workers[w].sent))
                     })
                     .unwrap_or(fewest)
             };
@@ -1209,6 +1215,19 @@ impl Inner {
     fn ready_elsewhere(&self, w: usize, here: u64) -> bool {
         !self.channels.inboxes[w].consumers_asleep()
             && (here == 0 || self.channels.slots[w].cpu.load(Ordering::Relaxed) != here)
+    }
+
+    /// Whether another worker with tasks in flight last waited on the CPU
+    /// worker `w` last waited on: the two could only take turns there, and a
+    /// short task is better queued behind the other's (a hint, as in
+    /// [`Inner::ready_elsewhere`]).
+    fn crowded(&self, workers: &[Worker], w: usize) -> bool {
+        let slots = &self.channels.slots;
+        let cpu = slots[w].cpu.load(Ordering::Relaxed);
+        cpu != 0
+            && (workers.iter().zip(slots.iter()).enumerate()).any(|(v, (other, slot))| {
+                v != w && other.sent > 0 && slot.cpu.load(Ordering::Relaxed) == cpu
+            })
     }
 
     /// The streamer thread of worker `w` (one per worker): puts the large task

@@ -5,7 +5,8 @@
 //! its floor (the same tasks through the pool's queues alone); `map` of
 //! trivial items (Python's chunks, and chunks of 2 000) beside rayon and
 //! Python's `Pool.map`; a CPU-bound map beside a sequential loop and rayon;
-//! `pmap` beside the pool's `map` and its forks beside a raw fork. Python's
+//! `pmap` beside the pool's `map` and its forks beside a raw fork; small
+//! `map`s and `imap`s of 10 items in a loop beside Python's. Python's
 //! rows are skipped, saying so, without `python3`.
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
@@ -17,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
     apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline, buf_len,
     bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
-    python_recycled, python_worker_death, trivial,
+    python_recycled, python_small_calls, python_worker_death, small_calls, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -177,6 +178,30 @@ fn pool_calls(c: &mut Criterion) {
                 total(iters, us * 1e3)
             })
         });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("pool: small calls in a loop, 10 trivial items (per call)");
+    g.sample_size(20);
+    for (name, imap) in [("multiproc Pool.map", false), ("multiproc Pool.imap", true)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let calls = u32::try_from(iters).unwrap_or(u32::MAX);
+                total(iters, small_calls(&pool, 10, calls, imap) * 1e3)
+            })
+        });
+    }
+    if has_python {
+        for (name, imap) in [("Python Pool.map", false), ("Python Pool.imap", true)] {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let calls = u32::try_from(iters.clamp(20, 2_000)).unwrap_or(2_000);
+                    let (map, imap_us) =
+                        python_small_calls(procs, 10, calls).expect("python3 ran before");
+                    total(iters, if imap { imap_us } else { map } * 1e3)
+                })
+            });
+        }
     }
     g.finish();
 

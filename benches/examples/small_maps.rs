@@ -7,7 +7,7 @@
 //! woke a sleeping worker", "Small `imap`s").
 //!
 //! Run: `cargo run --release -p multiproc-bench --example small_maps -- N CHUNK PROCS`
-use multiproc_bench::pool::trivial;
+use multiproc_bench::pool::{small_calls, trivial};
 use std::hint::black_box;
 
 fn main() {
@@ -23,17 +23,15 @@ fn main() {
     let what = if imap { "imap" } else { "map" };
     let reps = 20_000;
     for _ in 0..3 {
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            if imap {
-                black_box(pool.imap(trivial, 0..n).collect::<Vec<_>>());
-            } else if chunk == 0 {
-                black_box(pool.map(trivial, 0..n).expect("map"));
-            } else {
+        let us = if imap || chunk == 0 {
+            small_calls(&pool, n, reps, imap)
+        } else {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
                 black_box(pool.map_chunked(trivial, 0..n, chunk).expect("map"));
             }
-        }
-        let us = t.elapsed().as_nanos() as f64 / f64::from(reps) / 1e3;
+            t.elapsed().as_nanos() as f64 / f64::from(reps) / 1e3
+        };
         println!("n={n} chunk={chunk}: {what} {us:.1} us");
     }
 }

@@ -134,6 +134,55 @@ pub fn map_trivial(pool: &Pool, n: u64) -> f64 {
     dt
 }
 
+/// Microseconds a call of `calls` small calls in a loop, as a user of
+/// Python's `Pool.map` writes them: a `map` of `items` trivial `u64`s
+/// (Python's chunks), or with `imap` an `imap` of them (single items, as
+/// Python's default `chunksize` of 1), collected.
+///
+/// # Panics
+/// If a call fails or answers wrong.
+pub fn small_calls(pool: &Pool, items: u64, calls: u32, imap: bool) -> f64 {
+    let t = Instant::now();
+    for _ in 0..calls {
+        let out: Vec<u64> = if imap {
+            pool.imap(trivial, 0..items)
+                .map(|r| r.expect("imap"))
+                .collect()
+        } else {
+            pool.map(trivial, 0..items).expect("map")
+        };
+        assert_eq!(black_box(out).len() as u64, items);
+    }
+    t.elapsed().as_nanos() as f64 / f64::from(calls.max(1)) / 1e3
+}
+
+/// Python's `Pool.map` and `Pool.imap` of `items` trivial items in loops of
+/// `calls` (as [`small_calls`]), microseconds a call: `(map, imap)`, or
+/// `None` without `python3`.
+pub fn python_small_calls(processes: usize, items: u64, calls: u32) -> Option<(f64, f64)> {
+    let script = format!(
+        "import multiprocessing as mp, time\n\
+         def f(x): return x + 1\n\
+         if __name__ == '__main__':\n\
+         \x20   mp.set_start_method('fork')\n\
+         \x20   with mp.Pool({processes}) as p:\n\
+         \x20       p.map(f, range(1000))\n\
+         \x20       t = time.perf_counter()\n\
+         \x20       for _ in range({calls}): p.map(f, range({items}))\n\
+         \x20       a = (time.perf_counter() - t) / {calls}\n\
+         \x20       t = time.perf_counter()\n\
+         \x20       for _ in range({calls}): list(p.imap(f, range({items})))\n\
+         \x20       b = (time.perf_counter() - t) / {calls}\n\
+         \x20   print(a * 1e6, b * 1e6)\n"
+    );
+    let out = crate::run_python_line(&script)?;
+    let v: Vec<f64> = out
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (v.len() == 2).then(|| (v[0], v[1]))
+}
+
 /// Nanoseconds per item of `map` over `n` trivial `u64` items in chunks of
 /// `chunk` items (a size a user picks; 2 000 make messages of 18 KB, which
 /// streamed one at a time through a lane while the pool's slots were 16 KiB).

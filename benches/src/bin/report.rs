@@ -1142,14 +1142,15 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         apply_async_pipelined, apply_bytes, apply_one, apply_worker_death, bare_pipeline, cpu_pmap,
         cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
         pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
-        python_worker_death, rayon_trivial,
+        python_small_calls, python_worker_death, rayon_trivial, small_calls,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
-    apply_one(&pool, 2_000); // the workers are up and warm
-                             // A pause before each: right after a map of a million items frees its
-                             // buffers, the next big allocation (rayon's output, or the map's) ran up
-                             // to 3× slower here for some tens of milliseconds.
+    // The workers are up and warm.
+    apply_one(&pool, 2_000);
+    // A pause before each: right after a map of a million items frees its
+    // buffers, the next big allocation (rayon's output, or the map's) ran up
+    // to 3× slower here for some tens of milliseconds.
     let settle = || std::thread::sleep(Duration::from_millis(100));
     let (mut apply_f, mut async_f) = (
         || apply_one(&pool, cfg.n(20_000)),
@@ -1245,6 +1246,39 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             });
         }
         None => println!("(python3 not found: the Python pool comparison is skipped)"),
+    }
+    // Small calls in a loop, as a user of Python's `Pool.map` writes them
+    // (each `imap` item a task of its own, as Python's default chunks): the
+    // workers wait between the calls, and where they wait decides the time
+    // (`benches/NOTES.md`, "Small `imap`s").
+    let (items, calls) = (10, cfg.n(2_000) as u32);
+    let t = interleaved(
+        cfg.r(5),
+        &mut [&mut || small_calls(&pool, items, calls, false), &mut || {
+            small_calls(&pool, items, calls, true)
+        }],
+    );
+    let (small_map, small_imap) = (median(&t[0]), median(&t[1]));
+    match python_small_calls(cpus, items, calls) {
+        Some((py_map, py_imap)) => {
+            rows.push(Row {
+                what: "map of 10 items, in a loop (µs/call)",
+                ours: small_map,
+                peer_name: "Python Pool.map, the same",
+                peer: py_map,
+                target: "(small calls, for reference)",
+                ok: true,
+            });
+            rows.push(Row {
+                what: "imap of 10 items, in a loop (µs/call)",
+                ours: small_imap,
+                peer_name: "Python Pool.imap, the same",
+                peer: py_imap,
+                target: "(small calls, for reference)",
+                ok: true,
+            });
+        }
+        None => println!("(python3 not found: the Python small calls are skipped)"),
     }
     // A 1 MiB argument of bytes: a `Vec<u8>`, which serde encodes a byte at a
     // time, and a `serde_bytes::ByteBuf`, one block (the crate docs' advice),

@@ -1120,8 +1120,8 @@ impl Inner {
             // The worker with the fewest in flight; but while it would need
             // waking, or it is idle and shares its CPU with a worker that has
             // tasks, a short task goes to one that is awake on another CPU
-            // and has little queued (see `WAKE_WORTH`), one alone on its CPU
-            // first (see `Inner::crowded`).
+            // and has little queued (see `WAKE_WORTH`), first one that shares
+            // its CPU with no worker that has tasks (see `Inner::crowded`).
             let Some(fewest) = (0..st.workers.len())
                 .filter(|&w| open(w))
                 .min_by_key(|&w| st.workers[w].sent)

@@ -19,14 +19,14 @@
 //! to this one at once, if it had it) to this task's answer. A task sent to
 //! an idle worker is timed from its send (a clock read) only while its
 //! function has no measure or one that says slow (at least `WAKE_WORTH`),
-//! and only when that worker is awake on another CPU (so it takes the task at
-//! once: a wake-up in the measure made trivial tasks look slow, and sent
+//! and only when that worker is awake on another CPU (so it takes the task
+//! at once: a wake-up in the measure made trivial tasks look slow, and sent
 //! them to sleeping workers; `benches/NOTES.md`). Tasks that only ever go
 //! one at a time (an `imap`'s single items) are timed that way; a blocking
 //! `apply` reads the clock only until its function has a short measure.
-//! Answers filed in the same round give the first of
-//! them the round's time and the rest none; the average over a run of tasks
-//! is still about right, and the decision needs only the order of magnitude.
+//! Answers filed in the same round give the first of them the round's time
+//! and the rest none; the average over a run of tasks is still about right,
+//! and the decision needs only the order of magnitude.
 
 use std::time::Duration;
 

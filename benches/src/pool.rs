@@ -160,6 +160,26 @@ pub fn small_calls(pool: &Pool, items: u64, calls: u32, imap: bool) -> f64 {
 /// `calls` (as [`small_calls`]), microseconds a call: `(map, imap)`, or
 /// `None` without `python3`.
 pub fn python_small_calls(processes: usize, items: u64, calls: u32) -> Option<(f64, f64)> {
+    let v = python_pool_timings(
+        processes,
+        &format!(
+            "\x20       t = time.perf_counter()\n\
+             \x20       for _ in range({calls}): p.map(f, range({items}))\n\
+             \x20       a = (time.perf_counter() - t) / {calls}\n\
+             \x20       t = time.perf_counter()\n\
+             \x20       for _ in range({calls}): list(p.imap(f, range({items})))\n\
+             \x20       b = (time.perf_counter() - t) / {calls}\n\
+             \x20   print(a * 1e6, b * 1e6)\n"
+        ),
+    )?;
+    (v.len() == 2).then(|| (v[0], v[1]))
+}
+
+/// Runs `body` (lines indented inside `with mp.Pool(processes) as p:`,
+/// where `f(x)` is `x + 1` and a map of 1 000 items has warmed the pool up,
+/// ending with a `print` of numbers at the script's level) and parses the
+/// numbers it prints; `None` without `python3`.
+fn python_pool_timings(processes: usize, body: &str) -> Option<Vec<f64>> {
     let script = format!(
         "import multiprocessing as mp, time\n\
          def f(x): return x + 1\n\
@@ -167,20 +187,14 @@ pub fn python_small_calls(processes: usize, items: u64, calls: u32) -> Option<(f
          \x20   mp.set_start_method('fork')\n\
          \x20   with mp.Pool({processes}) as p:\n\
          \x20       p.map(f, range(1000))\n\
-         \x20       t = time.perf_counter()\n\
-         \x20       for _ in range({calls}): p.map(f, range({items}))\n\
-         \x20       a = (time.perf_counter() - t) / {calls}\n\
-         \x20       t = time.perf_counter()\n\
-         \x20       for _ in range({calls}): list(p.imap(f, range({items})))\n\
-         \x20       b = (time.perf_counter() - t) / {calls}\n\
-         \x20   print(a * 1e6, b * 1e6)\n"
+         {body}"
     );
     let out = crate::run_python_line(&script)?;
-    let v: Vec<f64> = out
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    (v.len() == 2).then(|| (v[0], v[1]))
+    Some(
+        out.split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+    )
 }
 
 /// Nanoseconds per item of `map` over `n` trivial `u64` items in chunks of
@@ -426,29 +440,21 @@ pub fn python_pool(
     n_async: u64,
     n_map: u64,
 ) -> Option<(f64, f64, f64)> {
-    let script = format!(
-        "import multiprocessing as mp, time\n\
-         def f(x): return x + 1\n\
-         if __name__ == '__main__':\n\
-         \x20   mp.set_start_method('fork')\n\
-         \x20   with mp.Pool({processes}) as p:\n\
-         \x20       p.map(f, range(1000))\n\
-         \x20       t = time.perf_counter()\n\
-         \x20       for i in range({n_apply}): p.apply(f, (i,))\n\
-         \x20       a = (time.perf_counter() - t) / {n_apply}\n\
-         \x20       t = time.perf_counter()\n\
-         \x20       rs = [p.apply_async(f, (i,)) for i in range({n_async})]\n\
-         \x20       for r in rs: r.get()\n\
-         \x20       b = (time.perf_counter() - t) / {n_async}\n\
-         \x20       t = time.perf_counter()\n\
-         \x20       p.map(f, range({n_map}))\n\
-         \x20       c = (time.perf_counter() - t) / {n_map}\n\
-         \x20   print(a * 1e9, b * 1e9, c * 1e9)\n"
-    );
-    let out = crate::run_python_line(&script)?;
-    let v: Vec<f64> = out
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let v = python_pool_timings(
+        processes,
+        &format!(
+            "\x20       t = time.perf_counter()\n\
+             \x20       for i in range({n_apply}): p.apply(f, (i,))\n\
+             \x20       a = (time.perf_counter() - t) / {n_apply}\n\
+             \x20       t = time.perf_counter()\n\
+             \x20       rs = [p.apply_async(f, (i,)) for i in range({n_async})]\n\
+             \x20       for r in rs: r.get()\n\
+             \x20       b = (time.perf_counter() - t) / {n_async}\n\
+             \x20       t = time.perf_counter()\n\
+             \x20       p.map(f, range({n_map}))\n\
+             \x20       c = (time.perf_counter() - t) / {n_map}\n\
+             \x20   print(a * 1e9, b * 1e9, c * 1e9)\n"
+        ),
+    )?;
     (v.len() == 3).then(|| (v[0], v[1], v[2]))
 }

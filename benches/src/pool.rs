@@ -151,7 +151,8 @@ pub fn small_calls(pool: &Pool, items: u64, calls: u32, imap: bool) -> f64 {
         } else {
             pool.map(trivial, 0..items).expect("map")
         };
-        assert_eq!(black_box(out).len() as u64, items);
+        let out = black_box(out);
+        assert!(out.len() as u64 == items && (0..items).all(|i| out[i as usize] == trivial(i)));
     }
     t.elapsed().as_nanos() as f64 / f64::from(calls.max(1)) / 1e3
 }

@@ -123,7 +123,9 @@ const IDLE_LOOK: Duration = Duration::from_millis(100);
 /// `map` of 10 trivial items spread over both workers of a 2-CPU pool took
 /// 23-25 µs, 4.2-4.8 on the one awake (`benches/NOTES.md`). Longer tasks
 /// spread as before: a worker that holds one already gets the next only if
-/// it has the fewest.
+/// it has the fewest. A function measured at this or more also gets its
+/// sends to idle workers timed (see `Pace`), so that a measure that says
+/// slow can be corrected by them.
 const WAKE_WORTH: u64 = 20_000;
 
 /// How long after a caller's last round of driving the background thread

@@ -1874,11 +1874,6 @@ fn allowed(pid: u32, cpu: usize) -> (i32, bool) {
     }
 }
 
-/// The worker that ran an item.
-fn worker_pid(_: u64) -> u32 {
-    std::process::id()
-}
-
 /// Two workers held on one CPU and their caller on another (where a VM's
 /// scheduler was seen to leave them): a short `imap`'s items go to one of
 /// the two, not to both, which could only take turns on that CPU (an
@@ -1903,7 +1898,7 @@ fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
     }
     let (mut one, rounds) = (0, 400);
     for round in 0..rounds + 100 {
-        let ran: Vec<u32> = pool.imap(worker_pid, 0..10).map(|r| r.unwrap()).collect();
+        let ran: Vec<u32> = pool.imap(pid_after, [0; 10]).map(|r| r.unwrap()).collect();
         assert_eq!(ran.len(), 10);
         assert!(ran.iter().all(|p| pids.contains(p)), "{ran:?}");
         // (The first rounds time the function.)

@@ -69,6 +69,26 @@ pub(crate) fn put<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
     value.serialize(Out(out)).is_ok()
 }
 
+/// A raw entry made apart from any message: its tag and bytes, and how many
+/// of the 9 bytes it takes (see [`entry`]).
+pub(crate) struct Entry {
+    pub(crate) bytes: [u8; 9],
+    pub(crate) len: usize,
+}
+
+/// `value`'s raw entry, as [`put`] would write it, if it serializes as one
+/// primitive number. For loops that write many entries through one pointer
+/// (a `Vec` updated an item at a time keeps its length in memory).
+#[inline(always)]
+pub(crate) fn entry<T: Serialize + ?Sized>(value: &T) -> Option<Entry> {
+    let mut e = Entry {
+        bytes: [0; 9],
+        len: 0,
+    };
+    value.serialize(Out(&mut e)).ok()?;
+    Some(e)
+}
+
 /// Calls `$body` with `$k` (a `u8` const: the kind's index) and `$w` (a
 /// `usize` const: its width) for the kind `$prim`, so that `$body` can be a
 /// loop made for one kind, where the kind's checks fold away.
@@ -156,25 +176,43 @@ impl ser::Error for NotRaw {
 
 /// The serializer of [`put`]: accepts one primitive number, refuses the rest
 /// before writing anything.
-struct Out<'a>(&'a mut Vec<u8>);
+struct Out<S>(S);
 
-impl Out<'_> {
+/// Where [`Out`] writes the one entry it accepts.
+trait Sink {
+    fn write<const N: usize>(self, entry: [u8; 9]);
+}
+
+impl Sink for &mut Vec<u8> {
     #[inline(always)]
-    fn write<const N: usize>(self, prim: Prim, bytes: [u8; N]) -> Result<(), NotRaw> {
+    fn write<const N: usize>(self, entry: [u8; 9]) {
         // One capacity check and one length update, where a push and an
         // extend make two of each (this runs for every item of a map).
-        let v = self.0;
-        v.reserve(1 + N);
-        let len = v.len();
-        let mut entry = [0u8; 9];
-        entry[0] = BASE + prim as u8;
-        entry[1..=N].copy_from_slice(&bytes);
+        self.reserve(1 + N);
+        let len = self.len();
         // SAFETY: reserve made room for 1 + N bytes past len; they are
         // written before the length covers them.
         unsafe {
-            std::ptr::copy_nonoverlapping(entry.as_ptr(), v.as_mut_ptr().add(len), 1 + N);
-            v.set_len(len + 1 + N);
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), self.as_mut_ptr().add(len), 1 + N);
+            self.set_len(len + 1 + N);
         }
+    }
+}
+
+impl Sink for &mut Entry {
+    #[inline(always)]
+    fn write<const N: usize>(self, entry: [u8; 9]) {
+        (self.bytes, self.len) = (entry, 1 + N);
+    }
+}
+
+impl<S: Sink> Out<S> {
+    #[inline(always)]
+    fn write<const N: usize>(self, prim: Prim, bytes: [u8; N]) -> Result<(), NotRaw> {
+        let mut entry = [0u8; 9];
+        entry[0] = BASE + prim as u8;
+        entry[1..=N].copy_from_slice(&bytes);
+        self.0.write::<N>(entry);
         Ok(())
     }
 }
@@ -188,7 +226,7 @@ macro_rules! refuse {
     )*};
 }
 
-impl<'a> ser::Serializer for Out<'a> {
+impl<S: Sink> ser::Serializer for Out<S> {
     type Ok = ();
     type Error = NotRaw;
     type SerializeSeq = Impossible<(), NotRaw>;

@@ -451,13 +451,24 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
         max: usize,
         out: &mut Vec<R>,
     ) -> (usize, &'a [u8]) {
-        out.reserve(max.min(entries.len() / (1 + W)));
+        let room = max.min(entries.len() / (1 + W));
+        out.reserve(room);
+        // Written through one pointer, the length set once (and on a panic
+        // in `R`'s `Deserialize`, by the guard's drop): a `push` an item
+        // kept the length in memory.
+        let mut at = SetLenOnDrop {
+            len: out.len(),
+            vec: out,
+        };
         let mut n = 0;
-        while n < max {
+        while n < room {
             let Some((v, rest)) = raw::get_known::<R, K, W>(entries) else {
                 break;
             };
-            out.push(v);
+            // SAFETY: `room` values were reserved past the length the guard
+            // started at, and `n` of them are written.
+            unsafe { at.vec.as_mut_ptr().add(at.len).write(v) };
+            at.len += 1;
             entries = rest;
             n += 1;
         }
@@ -471,6 +482,20 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
     match guarded(|| raw::by_kind!(prim, |K, W| run::<R, K, W>(entries, max, &mut *out))) {
         Ok((n, rest)) => (n, rest, None),
         Err(e) => (out.len() - before, &[], Some(e)),
+    }
+}
+
+/// Sets a `Vec`'s length when dropped (at the end of a loop that writes
+/// past its length, or when that loop unwinds).
+struct SetLenOnDrop<'a, R> {
+    vec: &'a mut Vec<R>,
+    len: usize,
+}
+
+impl<R> Drop for SetLenOnDrop<'_, R> {
+    fn drop(&mut self) {
+        // SAFETY: the writer keeps `len` at the values written.
+        unsafe { self.vec.set_len(self.len) };
     }
 }
 

@@ -1585,14 +1585,20 @@ fn encode_chunk<T: Serialize>(
     // more than its lower bound or `UNHINTED_ROOM` bytes' worth.
     let (lower, upper) = items.size_hint();
     let guess = lower.max(UNHINTED_ROOM / stride.max(1));
-    msg.reserve(stride.saturating_mul(upper.unwrap_or(guess).min(guess)));
+    // (And the 8 bytes past the last a raw number's 9-byte copy may write:
+    // see `put_raw_run`.)
+    msg.reserve(
+        stride
+            .saturating_mul(upper.unwrap_or(guess).min(guess))
+            .saturating_add(8),
+    );
     // Items as long as the first need no list of starts (a chunk of raw
     // numbers): a loop that only checks each length, until one differs; raw
     // numbers first through a loop of their own.
     let mut n = 1;
     let mut held = None;
     let first_tag = msg.get(msg.len() - stride).copied();
-    if first_tag.and_then(raw::Prim::of_tag).is_some() {
+    if stride <= 9 && first_tag.and_then(raw::Prim::of_tag).is_some() {
         let (ran, left) = put_raw_run(&mut items, stride, &mut msg);
         n += ran;
         held = left;
@@ -1640,8 +1646,9 @@ fn put_raw_run<T: Serialize>(
             .size_hint()
             .1
             .map_or(RAW_BLOCK, |left| left.saturating_add(1).min(RAW_BLOCK));
-        // Each entry is copied as 9 bytes, past its own end when shorter.
-        msg.reserve(block * stride + 9);
+        // Each entry is copied as 9 bytes, past its own end when shorter:
+        // the last one needs 9 - stride bytes more than the block's.
+        msg.reserve(block * stride + (9 - stride));
         let spare = msg.spare_capacity_mut().as_mut_ptr().cast::<u8>();
         let (mut k, mut at) = (0, 0);
         while k < block {
@@ -1652,7 +1659,7 @@ fn put_raw_run<T: Serialize>(
                 return (n + k, Some(item));
             };
             // SAFETY: `at` is at most (block - 1) × stride here, and the room
-            // reserved past the length is block × stride + 9.
+            // reserved past the length is block × stride + 9 - stride.
             unsafe { std::ptr::copy_nonoverlapping(e.bytes.as_ptr(), spare.add(at), 9) };
             at += stride;
             k += 1;

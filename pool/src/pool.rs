@@ -1654,7 +1654,8 @@ fn put_raw_run<T: Serialize>(
         while k < block {
             let Some(item) = next.take() else { break };
             let Some(e) = raw::entry(&item).filter(|e| e.len == stride) else {
-                // SAFETY: the `at` bytes past the length were written below.
+                // SAFETY: the `at` bytes past the length were written by the
+                // turns before this one.
                 unsafe { msg.set_len(msg.len() + at) };
                 return (n + k, Some(item));
             };

@@ -229,7 +229,8 @@ fn put_whole<R: Serialize>(value: &R, out: &mut Vec<u8>) {
             self.0.truncate(self.1);
         }
     }
-    let guard = Truncate(out, out.len());
+    let mark = out.len();
+    let guard = Truncate(out, mark);
     put_result(value, guard.0);
     // Whole: keep it.
     std::mem::forget(guard);

@@ -1087,6 +1087,110 @@ mod tests {
         assert_eq!(at.load(Ordering::Relaxed), n - 1);
     }
 
+    thread_local! {
+        /// What [`Picky`] and [`Fickle`] panic on: a `Deserialize` on this
+        /// value, a `Serialize` on values `v % .1 == .2`.
+        static PANICS: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((u64::MAX, 1, 1)) };
+    }
+
+    /// An argument whose `Deserialize` panics on one value (see [`PANICS`]).
+    struct Picky(u64);
+
+    impl<'de> serde::Deserialize<'de> for Picky {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Picky, D::Error> {
+            let v = u64::deserialize(d)?;
+            assert!(v != PANICS.with(|p| p.get().0), "no {v}");
+            Ok(Picky(v))
+        }
+    }
+
+    /// A result that is raw when even and a postcard pair when odd, whose
+    /// `Serialize` panics after writing part of itself on some values (see
+    /// [`PANICS`]).
+    struct Fickle(u64);
+
+    impl serde::Serialize for Fickle {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeTuple;
+            let (_, m, r) = PANICS.with(|p| p.get());
+            if self.0.is_multiple_of(2) {
+                let out = s.serialize_u64(self.0);
+                assert!(self.0 % m != r, "after the number");
+                return out;
+            }
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&self.0)?;
+            assert!(self.0 % m != r, "half way");
+            t.serialize_element(&1u8)?;
+            t.end()
+        }
+    }
+
+    proptest::proptest! {
+        /// Runs of raw arguments of two kinds (8 bytes and 1), whose calls,
+        /// results' `Serialize` and arguments' `Deserialize` panic where the
+        /// case says, answer as the items would one by one: each a result,
+        /// or `Panicked`, and from a `Deserialize` that panicked on, every
+        /// item a decoding failure.
+        #[test]
+        fn raw_runs_answer_as_items_one_by_one(
+            items in proptest::collection::vec((proptest::bool::ANY, 0u16..1000), 0..3000),
+            call in (2u64..40, 0u64..40),
+            ser in (2u64..40, 0u64..40),
+            bad in 0u64..2000,
+        ) {
+            crate::worker::quiet_panics();
+            PANICS.with(|p| p.set((bad, ser.0, ser.1)));
+            let value = |&(wide, v): &(bool, u16)| if wide { u64::from(v) } else { u64::from(v as u8) };
+            let mut input = Vec::new();
+            for it in &items {
+                if it.0 {
+                    encode_arg(&value(it), &mut input).unwrap();
+                } else {
+                    encode_arg(&(value(it) as u8), &mut input).unwrap();
+                }
+            }
+            let at = Progress::new(0);
+            let mut out = Vec::new();
+            let f = |a: Picky| {
+                assert!(a.0 % call.0 != call.1, "call {}", a.0);
+                Fickle(a.0)
+            };
+            run_items(&f, &input, items.len() as u32, &mut out, &at);
+            let mut entries = &out[..];
+            let mut undecodable = false;
+            for (k, it) in items.iter().enumerate() {
+                let x = value(it);
+                undecodable |= x == bad;
+                let got: Result<(), Error> = if x.is_multiple_of(2) || undecodable {
+                    let (r, rest) = read_item::<u64>(entries);
+                    entries = rest;
+                    r.map(|v| assert_eq!(v, x, "item {k}"))
+                } else {
+                    let (r, rest) = read_item::<(u64, u8)>(entries);
+                    entries = rest;
+                    r.map(|v| assert_eq!(v, (x, 1), "item {k}"))
+                };
+                let want = if undecodable {
+                    Some("decode")
+                } else if x % call.0 == call.1 {
+                    Some("call")
+                } else if x % ser.0 == ser.1 {
+                    Some(if x.is_multiple_of(2) { "after the number" } else { "half way" })
+                } else {
+                    None
+                };
+                match (want, got) {
+                    (None, Ok(())) => {}
+                    (Some("decode"), Err(Error::WorkerCodec { what, .. })) if what.starts_with("decode") => {}
+                    (Some(m), Err(Error::Panicked { message, .. })) if message.contains(m) => {}
+                    (w, g) => proptest::prop_assert!(false, "item {k} ({x}): wanted {w:?}, got {g:?}"),
+                }
+            }
+            proptest::prop_assert!(entries.is_empty(), "{} bytes left", entries.len());
+        }
+    }
+
     #[test]
     fn a_count_larger_than_the_arguments_does_not_multiply_the_answer() {
         let at = Progress::new(0);

@@ -127,10 +127,7 @@ impl<V> SeqTable<V> {
         let value = self.window[at].take()?;
         self.live -= 1;
         // Retired from the front: the window slides on past every dead slot.
-        while let Some(None) = self.window.front() {
-            self.window.pop_front();
-            self.base += 1;
-        }
+        self.slide();
         self.compact();
         Some(value)
     }
@@ -228,10 +225,18 @@ impl<V> SeqTable<V> {
                 self.old.insert(self.base, value);
             }
             self.base += 1;
-            while let Some(None) = self.window.front() {
-                self.window.pop_front();
-                self.base += 1;
-            }
+            self.slide();
+        }
+    }
+
+    /// Drops the dead slots at the front of the window. In place: a
+    /// `pop_front` an empty slot copied the whole slot out (a job's is 160
+    /// bytes) only to drop it.
+    fn slide(&mut self) {
+        let dead = self.window.iter().take_while(|v| v.is_none()).count();
+        if dead > 0 {
+            self.window.drain(..dead);
+            self.base += dead as u64;
         }
     }
 }

@@ -132,6 +132,23 @@ impl<V> SeqTable<V> {
         Some(value)
     }
 
+    /// Drops `key`'s value where it lies, if live (no move out of the
+    /// table, for a caller that read what it needs by reference): whether
+    /// it was.
+    pub fn forget(&mut self, key: &u64) -> bool {
+        let Some(at) = self.slot(*key) else {
+            return self.old.remove(key).is_some();
+        };
+        if self.window[at].is_none() {
+            return false;
+        }
+        self.window[at] = None;
+        self.live -= 1;
+        self.slide();
+        self.compact();
+        true
+    }
+
     /// Gives back the room a burst left (see the module).
     pub fn trim(&mut self) {
         trim(&mut self.window, WINDOW_MIN);
@@ -267,6 +284,8 @@ mod tests {
         Remove(usize),
         /// Insert again at a live key of this rank.
         Replace(usize),
+        /// Forget (drop in place) the live key at this rank.
+        Forget(usize),
         Clear,
         Drain,
         /// Keep the entries whose value modulo this is not 1 (and bump
@@ -280,6 +299,7 @@ mod tests {
             1 => Just(Op::Next { skip: 40 }),
             6 => any::<usize>().prop_map(Op::Remove),
             1 => any::<usize>().prop_map(Op::Replace),
+            3 => any::<usize>().prop_map(Op::Forget),
             1 => Just(Op::Clear),
             1 => Just(Op::Drain),
             1 => (2u64..5).prop_map(Op::Retain),
@@ -336,7 +356,13 @@ mod tests {
                         *t.get_mut(&k).unwrap() += 1;
                         *m.get_mut(&k).unwrap() += 1;
                     }
-                    Op::Remove(_) | Op::Replace(_) => {}
+                    Op::Forget(r) if !m.is_empty() => {
+                        let k = *m.keys().nth(r % m.len()).unwrap();
+                        prop_assert!(t.forget(&k));
+                        m.remove(&k);
+                        prop_assert!(!t.forget(&k));
+                    }
+                    Op::Remove(_) | Op::Replace(_) | Op::Forget(_) => {}
                     Op::Clear => {
                         t.clear();
                         m.clear();
@@ -374,6 +400,26 @@ mod tests {
             prop_assert_eq!(t.values().count(), m.len());
             prop_assert!(t.iter().all(|(k, &v)| m.get(&k).map(|w| w + 1) == Some(v)));
         }
+    }
+
+    /// A forgotten value is dropped, in the window and on the side.
+    #[test]
+    fn forgetting_drops_the_value() {
+        let one = std::rc::Rc::new(());
+        let mut t = SeqTable::default();
+        for k in 0..3 * WINDOW_MIN as u64 {
+            t.insert(k, std::rc::Rc::clone(&one));
+        }
+        // Keys 1.. only: key 0 keeps the window from sliding, so that the
+        // oldest move to the side as the rest are forgotten.
+        for k in 1..3 * WINDOW_MIN as u64 {
+            assert!(t.forget(&k), "key {k}");
+        }
+        assert!(!t.forget(&1));
+        assert_eq!((t.len(), std::rc::Rc::strong_count(&one)), (1, 2));
+        assert_eq!((t.live, t.old.len()), (0, 1), "key 0 moved aside");
+        assert!(t.forget(&0));
+        assert_eq!((t.len(), std::rc::Rc::strong_count(&one)), (0, 1));
     }
 
     /// A burst's room goes back once it is taken and the table trimmed (the

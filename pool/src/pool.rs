@@ -2155,23 +2155,30 @@ fn take_locked<'a, T: Send + 'static>(
     let (mut st, r) = inner.wait_until(st, deadline, &|st| st.jobs.get(&job).is_none_or(Job::done));
     r?;
     handle_job.take();
-    let Some(j) = st.jobs.remove(&job) else {
+    // What the take needs, taken out where the record lies, which is then
+    // dropped there: moving the whole record out of the table copied it all.
+    let Some(j) = st.jobs.get_mut(&job) else {
         return Err(Error::Terminated);
     };
+    let (complete, total) = (j.complete(), j.total);
+    let aborted = j.aborted.take();
+    let finish = std::mem::replace(&mut j.finish, Finish::ByCaller);
+    let gathered = std::mem::take(&mut j.gathered);
+    st.jobs.forget(&job);
     drop(st);
-    if let Some(e) = j.aborted {
+    if let Some(e) = aborted {
         return Err(*e);
     }
-    if !j.complete() {
+    if !complete {
         return Err(Error::Terminated);
     }
-    if let Finish::Done(outcome) = j.finish {
+    if let Finish::Done(outcome) = finish {
         return match outcome.downcast::<Result<T>>() {
             Ok(r) => *r,
             Err(_) => Err(Error::Terminated), // never: made for this T
         };
     }
-    decode(j.gathered, j.total)
+    decode(gathered, total)
 }
 
 impl<T> Drop for AsyncResult<T> {

@@ -194,6 +194,7 @@ enum Msg {
 /// The longest task message kept inline in its [`Task`] (the header and
 /// 19 bytes of arguments).
 const MSG_INLINE: usize = 48;
+const _: () = assert!(wire::TASK_HEADER + 9 <= MSG_INLINE);
 
 impl Msg {
     fn bytes(&self) -> &[u8] {
@@ -449,6 +450,29 @@ impl Task {
                 Msg::Own(msg)
             },
             starts,
+            seq: 0,
+            worker: u32::MAX,
+        }
+    }
+
+    /// A task of one item whose argument is the raw entry `arg`: its message
+    /// made in the record itself, with no buffer to encode into and no
+    /// variable-length copy (the trivial pipelined `apply_async`'s case).
+    pub(crate) fn one_raw(job: u64, target: Target, arg: &crate::raw::Entry) -> Task {
+        let mut buf = [0; MSG_INLINE];
+        buf[..wire::TASK_HEADER].copy_from_slice(&wire::task_header(0, target.kind, target.fns, 1));
+        // Fixed-size: the entry's 9 bytes, of which `arg.len` count.
+        buf[wire::TASK_HEADER..wire::TASK_HEADER + 9].copy_from_slice(&arg.bytes);
+        Task {
+            job,
+            first: 0,
+            count: 1,
+            target,
+            msg: Msg::Inline {
+                len: (wire::TASK_HEADER + arg.len) as u8,
+                buf,
+            },
+            starts: Starts::Stride(0),
             seq: 0,
             worker: u32::MAX,
         }
@@ -2151,6 +2175,40 @@ mod tests {
     use super::spare;
     use multiproc_testkit::ChildExit;
     use std::time::Duration;
+
+    /// A single task of a raw argument made in its record says what one
+    /// encoded into a buffer says, byte for byte, for every width.
+    #[test]
+    fn a_raw_single_task_is_the_encoded_one() {
+        use super::{task_buffer, Starts, Target, Task};
+        fn both<T: serde::Serialize>(v: T) {
+            let target = Target {
+                kind: crate::wire::TARGET_FN,
+                fns: (-123_456, 789),
+            };
+            let mut bytes = task_buffer();
+            crate::wire::encode_arg(&v, &mut bytes).unwrap();
+            let encoded = Task::new(7, 0, 1, target, bytes, Starts::Stride(0));
+            let raw = Task::one_raw(7, target, &crate::raw::entry(&v).expect("raw"));
+            assert_eq!(raw.msg.bytes(), encoded.msg.bytes());
+            assert_eq!(
+                (raw.job, raw.first, raw.count, raw.target, &raw.starts),
+                (
+                    encoded.job,
+                    encoded.first,
+                    encoded.count,
+                    encoded.target,
+                    &encoded.starts
+                )
+            );
+        }
+        both(200u8);
+        both(-3i16);
+        both(u32::MAX);
+        both(0x0102_0304_0506_0708u64);
+        both(-1.5f64);
+        both(2.5f32);
+    }
 
     /// The byte at `addr` as a child forked now reads it (its exit code).
     fn byte_in_a_child(addr: usize) -> ChildExit {

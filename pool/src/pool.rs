@@ -1063,14 +1063,27 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        let mut bytes = task_buffer();
-        wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+        // A raw number goes straight into the task record; anything else is
+        // encoded into a buffer first.
+        enum Arg {
+            Raw(raw::Entry),
+            Encoded(Vec<u8>),
+        }
+        let arg = match raw::entry(&args) {
+            Some(e) => Arg::Raw(e),
+            None => {
+                let mut bytes = task_buffer();
+                wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+                Arg::Encoded(bytes)
+            }
+        };
         let job = {
             let (mut st, job) = self.inner.new_job(Job::new(false, finisher))?;
-            self.inner.queue(
-                &mut st,
-                Task::new(job, 0, 1, target, bytes, Starts::Stride(0)),
-            );
+            let task = match arg {
+                Arg::Raw(e) => Task::one_raw(job, target, &e),
+                Arg::Encoded(bytes) => Task::new(job, 0, 1, target, bytes, Starts::Stride(0)),
+            };
+            self.inner.queue(&mut st, task);
             if waiting {
                 st.waiting += 1;
             } else {

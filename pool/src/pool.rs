@@ -1073,7 +1073,7 @@ impl Pool {
             Some(e) => Arg::Raw(e),
             None => {
                 let mut bytes = task_buffer();
-                wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+                wire::encode_arg_by_postcard(&args, &mut bytes).map_err(Error::EncodeArgs)?;
                 Arg::Encoded(bytes)
             }
         };

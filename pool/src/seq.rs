@@ -247,7 +247,7 @@ impl<V> SeqTable<V> {
     }
 
     /// Drops the dead slots at the front of the window. In place: a
-    /// `pop_front` an empty slot copied the whole slot out (a job's is 160
+    /// `pop_front` an empty slot copied the whole slot out (a job's is 152
     /// bytes) only to drop it.
     fn slide(&mut self) {
         let dead = self.window.iter().take_while(|v| v.is_none()).count();

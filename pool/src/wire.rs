@@ -182,6 +182,15 @@ pub(crate) fn encode_arg<T: Serialize + ?Sized>(
     if raw::put(value, out) {
         return Ok(());
     }
+    encode_arg_by_postcard(value, out)
+}
+
+/// Appends one argument known not to be raw (its [`raw::entry`] was
+/// `None`): [`ARG`] and its postcard encoding, with no second try at raw.
+pub(crate) fn encode_arg_by_postcard<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
     out.push(ARG);
     encode_into(value, out)
 }

@@ -38,6 +38,14 @@ impl Ring {
             crate::primitive::prefetch_for_write(self.slot_start(pos.wrapping_add(self.next_line)));
         }
     }
+    /// Asks for the line of the slot the next put will fill, for writing (a
+    /// sole producer that knows that slot is free: see
+    /// `ByteQueue::ask_for_next_put`).
+    pub(crate) fn claim_next_put(&self) {
+        let tail = self.ctl().tail.0.load(std::sync::atomic::Ordering::Relaxed);
+        crate::primitive::prefetch_for_write(self.slot_start(tail));
+    }
+
     /// Asks for the lines of the slots from `pos` on that a batch of `n` puts
     /// will fill (at most a ring's worth), for writing, before the batch reads
     /// their sequences: the lines then cross once, together, instead of one

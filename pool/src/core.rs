@@ -435,24 +435,16 @@ impl Task {
             target.fns,
             count,
         ));
-        Task {
-            job,
-            first,
-            count,
-            target,
-            msg: if msg.len() <= MSG_INLINE {
-                let mut buf = [0; MSG_INLINE];
-                buf[..msg.len()].copy_from_slice(&msg);
-                let len = msg.len() as u8;
-                reuse(msg);
-                Msg::Inline { len, buf }
-            } else {
-                Msg::Own(msg)
-            },
-            starts,
-            seq: 0,
-            worker: u32::MAX,
-        }
+        let msg = if msg.len() <= MSG_INLINE {
+            let mut buf = [0; MSG_INLINE];
+            buf[..msg.len()].copy_from_slice(&msg);
+            let len = msg.len() as u8;
+            reuse(msg);
+            Msg::Inline { len, buf }
+        } else {
+            Msg::Own(msg)
+        };
+        Task::unsent(job, first, count, target, msg, starts)
     }
 
     /// A task of one item whose argument is the raw entry `arg`: its message
@@ -463,16 +455,35 @@ impl Task {
         buf[..wire::TASK_HEADER].copy_from_slice(&wire::task_header(0, target.kind, target.fns, 1));
         // Fixed-size: the entry's 9 bytes, of which `arg.len` count.
         buf[wire::TASK_HEADER..wire::TASK_HEADER + 9].copy_from_slice(&arg.bytes);
+        let len = (wire::TASK_HEADER + arg.len) as u8;
+        Task::unsent(
+            job,
+            0,
+            1,
+            target,
+            Msg::Inline { len, buf },
+            Starts::Stride(0),
+        )
+    }
+
+    /// The record of a task not sent yet (inline: it is built in place,
+    /// not moved, a task a submission).
+    #[inline(always)]
+    fn unsent(
+        job: u64,
+        first: usize,
+        count: u32,
+        target: Target,
+        msg: Msg,
+        starts: Starts,
+    ) -> Task {
         Task {
             job,
-            first: 0,
-            count: 1,
+            first,
+            count,
             target,
-            msg: Msg::Inline {
-                len: (wire::TASK_HEADER + arg.len) as u8,
-                buf,
-            },
-            starts: Starts::Stride(0),
+            msg,
+            starts,
             seq: 0,
             worker: u32::MAX,
         }

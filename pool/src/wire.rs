@@ -1050,7 +1050,7 @@ mod tests {
             let want = if x % 7 == 3 {
                 Some("call")
             } else if x % 11 == 4 {
-                Some(if x % 2 == 0 {
+                Some(if x.is_multiple_of(2) {
                     "after the number"
                 } else {
                     "half way"

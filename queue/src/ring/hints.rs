@@ -38,6 +38,7 @@ impl Ring {
             crate::primitive::prefetch_for_write(self.slot_start(pos.wrapping_add(self.next_line)));
         }
     }
+
     /// Asks for the line of the slot the next put will fill, for writing (a
     /// sole producer that knows that slot is free: see
     /// `ByteQueue::ask_for_next_put`).

@@ -1,7 +1,8 @@
 //! Messages another process may have sent: a `Pipe`'s serde values (postcard
 //! decoding into a few types), and the pool's tasks and answers (headers,
-//! item tags, raw numbers, postcard bodies). Decoding answers a value or an
-//! error and never panics, allocates what the bytes ask for, or hangs.
+//! item tags, raw numbers and tuples, postcard bodies). Decoding answers a
+//! value or an error and never panics, allocates what the bytes ask for, or
+//! hangs.
 #![no_main]
 
 use std::sync::OnceLock;

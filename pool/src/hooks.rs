@@ -18,6 +18,10 @@ pub fn fuzz_messages(data: &[u8]) {
         read_all::<String>(entries, count);
         read_all::<(u64, String)>(entries, count);
         read_all::<f32>(entries, count);
+        // Raw tuples, and a sequence, which takes any raw tuple.
+        read_all::<(u32, f64)>(entries, count);
+        read_all::<[i16; 3]>(entries, count);
+        read_all::<Vec<u64>>(entries, count);
     }
     read_all::<Vec<u8>>(data, COUNT);
     if let Some((task, args)) = wire::read_task(data) {
@@ -38,6 +42,15 @@ pub fn fuzz_messages(data: &[u8]) {
             &at,
         );
         read_all::<f64>(&out, count);
+        out.clear();
+        wire::run_items(
+            &|(a, b, c): (u8, i64, f32)| (f64::from(c), a, b),
+            args,
+            count,
+            &mut out,
+            &at,
+        );
+        read_all::<(f64, u8, i64)>(&out, count);
     }
 }
 

@@ -1063,8 +1063,8 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        // A raw number goes straight into the task record; anything else is
-        // encoded into a buffer first.
+        // A raw number goes straight into the task record; anything else
+        // (a raw tuple too) is encoded into a buffer first.
         enum Arg {
             Raw(raw::Entry),
             Encoded(Vec<u8>),
@@ -1073,7 +1073,7 @@ impl Pool {
             Some(e) => Arg::Raw(e),
             None => {
                 let mut bytes = task_buffer();
-                wire::encode_arg_by_postcard(&args, &mut bytes).map_err(Error::EncodeArgs)?;
+                wire::encode_arg(&args, &mut bytes).map_err(Error::EncodeArgs)?;
                 Arg::Encoded(bytes)
             }
         };
@@ -2841,6 +2841,19 @@ mod tests {
             Wide(u64),
             Narrow(u8),
             Text(String),
+            Pair(u64, u32),
+        }
+        /// An iterator whose size hint is wrong (as the `Iterator` contract
+        /// allows): it says nothing is left.
+        struct Liar<I>(I);
+        impl<I: Iterator> Iterator for Liar<I> {
+            type Item = I::Item;
+            fn next(&mut self) -> Option<I::Item> {
+                self.0.next()
+            }
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                (0, Some(0))
+            }
         }
         let wide = |k: u64| N::Wide(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let runs: Vec<Vec<N>> = vec![
@@ -2859,12 +2872,20 @@ mod tests {
                 .collect(),
             (0..1_100).map(|k| N::Narrow(k as u8)).collect(),
             vec![N::Text("first".into()), wide(1), wide(2)],
+            // Raw tuples, one stride, then a number, then tuples again.
+            (0..2_000)
+                .map(|k| if k == 999 { wide(k) } else { N::Pair(k, k as u32) })
+                .collect(),
         ];
-        for items in runs {
-            let (msg, starts, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();
+        for (items, liar) in runs.iter().flat_map(|r| [(r, false), (r, true)]) {
+            let (msg, starts, n) = if liar {
+                encode_chunk(Liar(items.iter()), items.len(), 0).unwrap()
+            } else {
+                encode_chunk(items.iter(), items.len(), 0).unwrap()
+            };
             let mut want = Vec::new();
             let mut at = Vec::new();
-            for item in &items {
+            for item in items {
                 at.push(want.len());
                 wire::encode_arg(item, &mut want).unwrap();
             }

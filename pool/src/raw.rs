@@ -9,6 +9,17 @@
 //! other. The reader gets the tag, so it needs no agreement beforehand:
 //! [`get`] hands the number to the type's `Deserialize` as a self-describing
 //! format would (`deserialize_any`), so a type reads back whatever it wrote.
+//!
+//! A tuple, array, tuple struct or struct of primitive numbers (`(u64, f32)`,
+//! `[u16; 3]`, `struct Point { x: f64, y: f64 }`: at most [`MAX_FIELDS`]
+//! fields of [`MAX_FIELD_BYTES`] in all) travels raw too, as one *raw
+//! tuple* entry: [`TUPLE`], the number of fields, each field's kind (one
+//! byte each, [`Prim`]'s index), then the fields' bytes. Its reader hands
+//! the fields to the type's `Deserialize` as a sequence (`visit_seq`), as
+//! postcard does. Postcard's varints cost several times the fixed copies
+//! here, and a chunk of tuples of one type is one stride wide, where varints
+//! of different lengths need a list of starts (a `starmap` of `(u64, u64)`
+//! pairs took about three times a map of `u64`s, `benches/NOTES.md`).
 
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
@@ -32,6 +43,16 @@ pub(crate) enum Prim {
 /// The first tag of a raw value; tags below it are the caller's.
 pub(crate) const BASE: u8 = 16;
 
+/// The tag of a raw tuple (see the module's doc): the tag after the last
+/// kind's.
+pub(crate) const TUPLE: u8 = BASE + ALL.len() as u8;
+/// The most fields a raw tuple has; a value with more goes by postcard.
+pub(crate) const MAX_FIELDS: usize = 16;
+/// The most bytes a raw tuple's fields take; a value with more goes by postcard.
+pub(crate) const MAX_FIELD_BYTES: usize = 64;
+/// The most bytes of a raw tuple's entry: tag, count, kinds, fields.
+const MAX_TUPLE: usize = 2 + MAX_FIELDS + MAX_FIELD_BYTES;
+
 const ALL: [Prim; 10] = [
     Prim::U8,
     Prim::U16,
@@ -51,7 +72,6 @@ impl Prim {
         ALL.get(usize::from(tag.checked_sub(BASE)?)).copied()
     }
 
-    #[cfg(test)]
     fn width(self) -> usize {
         match self {
             Prim::U8 | Prim::I8 => 1,
@@ -63,7 +83,8 @@ impl Prim {
 }
 
 /// Writes `value` raw (tag and bytes) if it serializes as one primitive
-/// number; whether it did. Writes nothing otherwise.
+/// number or as a raw tuple of them; whether it did. Writes nothing
+/// otherwise.
 #[inline(always)]
 pub(crate) fn put<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
     value.serialize(Out(out)).is_ok()
@@ -77,7 +98,8 @@ pub(crate) struct Entry {
 }
 
 /// `value`'s raw entry, as [`put`] would write it, if it serializes as one
-/// primitive number. For loops that write many entries through one pointer
+/// primitive number (`None` for a raw tuple, too long for an [`Entry`]:
+/// [`put`] writes those). For loops that write many entries through one pointer
 /// (a `Vec` updated an item at a time keeps its length in memory).
 #[inline(always)]
 pub(crate) fn entry<T: Serialize + ?Sized>(value: &T) -> Option<Entry> {
@@ -156,6 +178,88 @@ fn body_known<T: DeserializeOwned, const K: u8, const W: usize>(
     Some((value, rest))
 }
 
+/// Reads the raw tuple at the start of `entry` (at its [`TUPLE`] tag) as a
+/// `T`: the value and the rest; `None` when the entry is malformed (see
+/// [`Shape::of`]) or `T` does not accept those fields.
+#[inline]
+pub(crate) fn get_tuple<T: DeserializeOwned>(entry: &[u8]) -> Option<(T, &[u8])> {
+    Shape::of(entry)?.get(entry)
+}
+
+/// What a raw tuple's entry starts with (its tag, its number of fields and
+/// their kinds) and how long it is: tuples of one type share it, so that a
+/// run of them is read with one comparison an entry (as a run of numbers of
+/// one kind is read by a loop made for that kind).
+pub(crate) struct Shape {
+    head: [u8; 2 + MAX_FIELDS],
+    head_len: usize,
+    /// The entry's bytes, tag included: the stride of a run.
+    pub(crate) stride: usize,
+    /// The head as the low bytes of a word and the mask of those bytes,
+    /// for a head of at most 8 bytes (6 fields): one comparison.
+    head8: u64,
+    mask8: u64,
+}
+
+impl Shape {
+    /// The shape of the raw tuple at the start of `entry`, whole there;
+    /// `None` for another tag, no fields or more than [`MAX_FIELDS`], a kind
+    /// that is none, or fewer bytes than the kinds say.
+    pub(crate) fn of(entry: &[u8]) -> Option<Shape> {
+        let (&tag, body) = entry.split_first()?;
+        let n = usize::from(*body.first()?);
+        if tag != TUPLE || n == 0 || n > MAX_FIELDS {
+            return None;
+        }
+        let kinds = body.get(1..1 + n)?;
+        let mut width = 0;
+        for &k in kinds {
+            width += ALL.get(usize::from(k))?.width();
+        }
+        let (head_len, stride) = (2 + n, 2 + n + width);
+        if entry.len() < stride {
+            return None;
+        }
+        let mut head = [0; 2 + MAX_FIELDS];
+        head[..head_len].copy_from_slice(&entry[..head_len]);
+        let mut low = [0; 8];
+        let short = head_len.min(8);
+        low[..short].copy_from_slice(&head[..short]);
+        Some(Shape {
+            head,
+            head_len,
+            stride,
+            head8: u64::from_le_bytes(low),
+            mask8: u64::MAX >> (64 - 8 * short),
+        })
+    }
+
+    /// Reads the raw tuple at the start of `entry` if it has this shape: the
+    /// value as a `T` and the rest; `None` for an entry of another shape, a
+    /// short one, or fields `T` does not accept.
+    #[inline(always)]
+    pub(crate) fn get<'a, T: DeserializeOwned>(&self, entry: &'a [u8]) -> Option<(T, &'a [u8])> {
+        let (this, rest) = entry.split_at_checked(self.stride)?;
+        let fits = match this.first_chunk::<8>() {
+            Some(low) if self.head_len <= 8 => u64::from_le_bytes(*low) & self.mask8 == self.head8,
+            _ => this[..self.head_len] == self.head[..self.head_len],
+        };
+        if !fits {
+            return None;
+        }
+        // The fields are read from the rest of `entry`, not only this one's
+        // bytes: a field is read as 8 bytes where 8 are there (see
+        // `FieldsIn`), and the last field of a tuple is otherwise short of
+        // them; the kinds say how many bytes each field takes.
+        let value = T::deserialize(TupleIn {
+            kinds: &this[2..self.head_len],
+            fields: &entry[self.head_len..],
+        })
+        .ok()?;
+        Some((value, rest))
+    }
+}
+
 /// Not a primitive number: [`put`] wrote nothing.
 #[derive(Debug)]
 pub(crate) struct NotRaw;
@@ -179,13 +283,23 @@ impl ser::Error for NotRaw {
 struct Out<S>(S);
 
 /// Where [`Out`] writes the one entry it accepts.
-trait Sink {
-    fn write<const N: usize>(self, entry: [u8; 9]);
+trait Sink: Sized {
+    /// What writes a raw tuple here, field by field ([`Impossible`] where
+    /// none may be written).
+    type Tuple: ser::SerializeTuple<Ok = (), Error = NotRaw>
+        + ser::SerializeTupleStruct<Ok = (), Error = NotRaw>
+        + ser::SerializeStruct<Ok = (), Error = NotRaw>;
+    /// Writes a number's entry: its tag and `N` bytes (of the 9). Refuses
+    /// only when the sink is a raw tuple's field that is one too many.
+    fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw>;
+    /// Starts a raw tuple of `declared` fields, or refuses.
+    fn tuple(self, declared: usize) -> Result<Self::Tuple, NotRaw>;
 }
 
-impl Sink for &mut Vec<u8> {
+impl<'a> Sink for &'a mut Vec<u8> {
+    type Tuple = Tuple<'a>;
     #[inline(always)]
-    fn write<const N: usize>(self, entry: [u8; 9]) {
+    fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw> {
         // One capacity check and one length update, where a push and an
         // extend make two of each (this runs for every item of a map).
         self.reserve(1 + N);
@@ -196,13 +310,144 @@ impl Sink for &mut Vec<u8> {
             std::ptr::copy_nonoverlapping(entry.as_ptr(), self.as_mut_ptr().add(len), 1 + N);
             self.set_len(len + 1 + N);
         }
+        Ok(())
+    }
+    #[inline(always)]
+    fn tuple(self, declared: usize) -> Result<Tuple<'a>, NotRaw> {
+        if declared == 0 || declared > MAX_FIELDS {
+            return Err(NotRaw);
+        }
+        // The entry is written past the length, which covers it only once
+        // every field is there: a value that turns out not to be raw leaves
+        // nothing behind.
+        self.reserve(MAX_TUPLE);
+        let start = self.len();
+        let at = self.spare_capacity_mut();
+        at[0].write(TUPLE);
+        at[1].write(declared as u8);
+        Ok(Tuple {
+            out: self,
+            start,
+            declared,
+            written: 0,
+            end: 2 + declared,
+        })
     }
 }
 
 impl Sink for &mut Entry {
+    type Tuple = Impossible<(), NotRaw>;
     #[inline(always)]
-    fn write<const N: usize>(self, entry: [u8; 9]) {
+    fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw> {
         (self.bytes, self.len) = (entry, 1 + N);
+        Ok(())
+    }
+    #[inline(always)]
+    fn tuple(self, _: usize) -> Result<Self::Tuple, NotRaw> {
+        // Too long for an Entry: `put` writes raw tuples.
+        Err(NotRaw)
+    }
+}
+
+/// A raw tuple being written past the end of `out` (which has room for
+/// [`MAX_TUPLE`] bytes from `start`): [`TUPLE`] and the number of fields
+/// declared at `start`, then their kinds, then the bytes of the `written`
+/// fields so far, up to `end`.
+struct Tuple<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    declared: usize,
+    written: usize,
+    end: usize,
+}
+
+impl Tuple<'_> {
+    #[inline(always)]
+    fn field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
+        value.serialize(Out(self))
+    }
+
+    #[inline(always)]
+    fn finish(self) -> Result<(), NotRaw> {
+        // A `Serialize` that declared more fields than it wrote.
+        if self.written != self.declared {
+            return Err(NotRaw);
+        }
+        // SAFETY: the entry's `end` bytes past `start` are written (tag,
+        // count, a kind for each field, the fields' bytes), within the room
+        // `Sink::tuple` reserved.
+        unsafe { self.out.set_len(self.start + self.end) };
+        Ok(())
+    }
+}
+
+impl Sink for &mut Tuple<'_> {
+    // A field that is itself a tuple goes by postcard (with its tuple).
+    type Tuple = Impossible<(), NotRaw>;
+    #[inline(always)]
+    fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw> {
+        let (i, end) = (self.written, self.end);
+        if i >= self.declared || end + N > 2 + self.declared + MAX_FIELD_BYTES {
+            return Err(NotRaw);
+        }
+        // SAFETY: `Sink::tuple` reserved MAX_TUPLE bytes from `start`, and
+        // `2 + declared + MAX_FIELD_BYTES <= MAX_TUPLE`: the kind's byte and
+        // the field's N bytes are within them (spare capacity, not yet
+        // covered by the length).
+        unsafe {
+            let at = self.out.as_mut_ptr().add(self.start);
+            at.add(2 + i).write(entry[0] - BASE);
+            std::ptr::copy_nonoverlapping(entry.as_ptr().add(1), at.add(end), N);
+        }
+        (self.written, self.end) = (i + 1, end + N);
+        Ok(())
+    }
+    #[inline(always)]
+    fn tuple(self, _: usize) -> Result<Self::Tuple, NotRaw> {
+        Err(NotRaw)
+    }
+}
+
+impl ser::SerializeTuple for Tuple<'_> {
+    type Ok = ();
+    type Error = NotRaw;
+    #[inline(always)]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
+        self.field(value)
+    }
+    #[inline(always)]
+    fn end(self) -> Result<(), NotRaw> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Tuple<'_> {
+    type Ok = ();
+    type Error = NotRaw;
+    #[inline(always)]
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
+        self.field(value)
+    }
+    #[inline(always)]
+    fn end(self) -> Result<(), NotRaw> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Tuple<'_> {
+    type Ok = ();
+    type Error = NotRaw;
+    #[inline(always)]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), NotRaw> {
+        self.field(value)
+    }
+    #[inline(always)]
+    fn end(self) -> Result<(), NotRaw> {
+        self.finish()
     }
 }
 
@@ -212,8 +457,7 @@ impl<S: Sink> Out<S> {
         let mut entry = [0u8; 9];
         entry[0] = BASE + prim as u8;
         entry[1..=N].copy_from_slice(&bytes);
-        self.0.write::<N>(entry);
-        Ok(())
+        self.0.write::<N>(entry)
     }
 }
 
@@ -230,11 +474,11 @@ impl<S: Sink> ser::Serializer for Out<S> {
     type Ok = ();
     type Error = NotRaw;
     type SerializeSeq = Impossible<(), NotRaw>;
-    type SerializeTuple = Impossible<(), NotRaw>;
-    type SerializeTupleStruct = Impossible<(), NotRaw>;
+    type SerializeTuple = S::Tuple;
+    type SerializeTupleStruct = S::Tuple;
     type SerializeTupleVariant = Impossible<(), NotRaw>;
     type SerializeMap = Impossible<(), NotRaw>;
-    type SerializeStruct = Impossible<(), NotRaw>;
+    type SerializeStruct = S::Tuple;
     type SerializeStructVariant = Impossible<(), NotRaw>;
 
     #[inline(always)]
@@ -314,15 +558,17 @@ impl<S: Sink> ser::Serializer for Out<S> {
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotRaw> {
         Err(NotRaw)
     }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotRaw> {
-        Err(NotRaw)
+    #[inline(always)]
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, NotRaw> {
+        self.0.tuple(len)
     }
+    #[inline(always)]
     fn serialize_tuple_struct(
         self,
         _: &'static str,
-        _: usize,
+        len: usize,
     ) -> Result<Self::SerializeTupleStruct, NotRaw> {
-        Err(NotRaw)
+        self.0.tuple(len)
     }
     fn serialize_tuple_variant(
         self,
@@ -336,8 +582,13 @@ impl<S: Sink> ser::Serializer for Out<S> {
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotRaw> {
         Err(NotRaw)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotRaw> {
-        Err(NotRaw)
+    #[inline(always)]
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, NotRaw> {
+        self.0.tuple(len)
     }
     fn serialize_struct_variant(
         self,
@@ -386,10 +637,159 @@ impl<'de> de::Deserializer<'de> for In {
         v.visit_newtype_struct(self)
     }
 
+    // The kind the type asks for, a test and a visit; any other through
+    // `deserialize_any`, kept out of line, so that a field of a raw tuple
+    // (whose kind is known only when it is read) costs no call.
+    ask_for! {
+        deserialize_u8 U8 visit_u8 u8,
+        deserialize_u16 U16 visit_u16 u16,
+        deserialize_u32 U32 visit_u32 u32,
+        deserialize_u64 U64 visit_u64 u64,
+        deserialize_i8 I8 visit_i8 (u8 as i8),
+        deserialize_i16 I16 visit_i16 (u16 as i16),
+        deserialize_i32 I32 visit_i32 (u32 as i32),
+        deserialize_i64 I64 visit_i64 (i64),
+    }
+
+    #[inline(always)]
+    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.prim == Prim::F32 {
+            return v.visit_f32(f32::from_bits(self.bits as u32));
+        }
+        self.other(v)
+    }
+
+    #[inline(always)]
+    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.prim == Prim::F64 {
+            return v.visit_f64(f64::from_bits(self.bits));
+        }
+        self.other(v)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i128 u128 char str string
+        bytes byte_buf option unit unit_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl In {
+    /// [`de::Deserializer::deserialize_any`], out of line: a number of
+    /// another kind than the type asked for.
+    #[cold]
+    #[inline(never)]
+    fn other<'de, V: Visitor<'de>>(self, v: V) -> Result<V::Value, de::value::Error> {
+        de::Deserializer::deserialize_any(self, v)
+    }
+}
+
+/// `deserialize_$f` of [`In`]: `$visit` of the bits as `$conv` when the
+/// number is of kind `$prim`, else [`In::other`].
+macro_rules! ask_for {
+    ($($f:ident $prim:ident $visit:ident $conv:tt),* $(,)?) => {$(
+        #[inline(always)]
+        fn $f<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+            if self.prim == Prim::$prim {
+                return v.$visit(ask_for!(@conv self.bits, $conv));
+            }
+            self.other(v)
+        }
+    )*};
+    (@conv $b:expr, ($t:ty as $u:ty)) => { $b as $t as $u };
+    (@conv $b:expr, ($t:ty)) => { $b as $t };
+    (@conv $b:expr, $t:ty) => { $b as $t };
+}
+use ask_for;
+
+/// The deserializer of [`get_tuple`]: the fields of a raw tuple, offered as
+/// a sequence whatever the type asks for (a tuple, an array, a struct read
+/// as postcard reads one, or any sequence).
+struct TupleIn<'a> {
+    /// The kinds of the fields not yet read.
+    kinds: &'a [u8],
+    /// Their bytes, and maybe more after them (the next entries).
+    fields: &'a [u8],
+}
+
+impl<'de> de::Deserializer<'de> for TupleIn<'_> {
+    type Error = de::value::Error;
+
+    #[inline(always)]
+    fn deserialize_any<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, Self::Error> {
+        // (A `SeqAccess` of its own passed by value: serde's one for `&mut`
+        // of one was a call a field.)
+        let value = v.visit_seq(FieldsIn(&mut self))?;
+        // A type that read fewer fields than the entry has is not the type
+        // that wrote it.
+        if self.kinds.is_empty() {
+            Ok(value)
+        } else {
+            Err(de::Error::custom("a raw tuple with fields left over"))
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        v.visit_newtype_struct(self)
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf option unit unit_struct seq tuple
         tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The fields of a [`TupleIn`], one by one.
+struct FieldsIn<'a, 'b>(&'a mut TupleIn<'b>);
+
+impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
+    type Error = de::value::Error;
+
+    #[inline(always)]
+    fn next_element_seed<S: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let t = &mut *self.0;
+        let Some((&k, kinds)) = t.kinds.split_first() else {
+            return Ok(None);
+        };
+        // `Shape::of` checked every kind and that the fields' bytes are
+        // there; checked again (two predictable branches), not trusted.
+        let Some(&prim) = ALL.get(usize::from(k)) else {
+            return Err(de::Error::custom("a raw tuple's field of no kind"));
+        };
+        let width = prim.width();
+        let Some(after) = t.fields.get(width..) else {
+            return Err(de::Error::custom("a raw tuple's field cut short"));
+        };
+        let bits = match t.fields.first_chunk::<8>() {
+            // Eight bytes, masked to the field's: a copy of a size the
+            // compiler knows (`width` bytes would be a call to memcpy).
+            Some(eight) => u64::from_le_bytes(*eight) & (u64::MAX >> (64 - 8 * width)),
+            None => {
+                let mut le = [0u8; 8];
+                le[..width].copy_from_slice(&t.fields[..width]);
+                u64::from_le_bytes(le)
+            }
+        };
+        (t.kinds, t.fields) = (kinds, after);
+        seed.deserialize(In { prim, bits }).map(Some)
+    }
+
+    // (serde's own is left out of line: a call a field.)
+    #[inline(always)]
+    fn next_element<T: de::Deserialize<'de>>(&mut self) -> Result<Option<T>, Self::Error> {
+        self.next_element_seed(std::marker::PhantomData)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.kinds.len())
     }
 }
 
@@ -428,12 +828,190 @@ mod tests {
     #[test]
     fn anything_else_is_not_written() {
         let mut out = Vec::new();
-        assert!(!put(&(1u64, 2u64), &mut out));
+        assert!(!put(&(1u64, "two"), &mut out));
+        assert!(!put(&((1u8, 2u8), 3u8), &mut out));
+        assert!(!put(&[7u8; MAX_FIELDS + 1], &mut out));
+        assert!(!put(&[7u64; MAX_FIELD_BYTES / 8 + 1], &mut out));
+        assert!(!put(&[0u32; 0], &mut out));
+        assert!(!put(&Short, &mut out));
+        assert!(!put(&(1u8, Some(2u8)), &mut out));
         assert!(!put("text", &mut out));
         assert!(!put(&Some(1u8), &mut out));
         assert!(!put(&true, &mut out));
         assert!(!put(&vec![1u8], &mut out));
         assert!(out.is_empty());
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Point {
+        x: f64,
+        y: f32,
+        id: Meters,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Pair(i8, u64);
+
+    /// A struct whose `Serialize` leaves a field out when it is 0 (and
+    /// declares one field fewer), and whose `Deserialize` defaults it.
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Sparse {
+        a: u32,
+        #[serde(skip_serializing_if = "is_zero", default)]
+        b: u32,
+    }
+
+    fn is_zero(v: &u32) -> bool {
+        *v == 0
+    }
+
+    /// A tuple whose `Serialize` declares more fields than it writes.
+    struct Short;
+
+    impl Serialize for Short {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::SerializeTuple;
+            let mut t = s.serialize_tuple(3)?;
+            t.serialize_element(&1u8)?;
+            t.serialize_element(&2u8)?;
+            t.end()
+        }
+    }
+
+    /// `v` as a raw tuple: its entry, which reads back as `v`, whole, both
+    /// alone and through its shape.
+    fn tuple_round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        v: T,
+    ) -> Vec<u8> {
+        let mut out = vec![0xaa];
+        assert!(put(&v, &mut out), "{v:?} is raw");
+        let entry = out.split_off(1);
+        assert_eq!(entry[0], TUPLE);
+        let (back, rest) = get_tuple::<T>(&entry).unwrap();
+        assert_eq!(back, v);
+        assert!(rest.is_empty());
+        let shape = Shape::of(&entry).unwrap();
+        assert_eq!(shape.stride, entry.len());
+        assert_eq!(shape.get::<T>(&entry).unwrap().0, v);
+        assert!(entry_of(&v).is_none(), "an Entry takes no tuple");
+        entry
+    }
+
+    fn entry_of<T: Serialize>(v: &T) -> Option<Entry> {
+        entry(v)
+    }
+
+    #[test]
+    fn tuples_of_numbers_round_trip_raw() {
+        // Tag, count, kinds, then the fields' bytes, little-endian.
+        let e = tuple_round_trip((1u64, -2i16));
+        assert_eq!(
+            e,
+            [
+                TUPLE,
+                2,
+                Prim::U64 as u8,
+                Prim::I16 as u8,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0xfe,
+                0xff
+            ]
+        );
+        tuple_round_trip((7u8,));
+        tuple_round_trip((1.5f32, u64::MAX, i32::MIN, 3u16, -1i64, 0.25f64));
+        tuple_round_trip([3u16, 4, 5]);
+        tuple_round_trip([9u8; MAX_FIELDS]);
+        tuple_round_trip([u64::MAX; MAX_FIELD_BYTES / 8]);
+        tuple_round_trip(Pair(-3, 1 << 40));
+        tuple_round_trip(Point {
+            x: -0.5,
+            y: 2.0,
+            id: Meters(8.0),
+        });
+        // Seven fields and more: a head longer than one word.
+        tuple_round_trip((1u8, 2u16, 3u32, 4u64, 5i8, 6i16, 7i32, 8i64, 9.0f32));
+        // A struct that leaves out a field (and says so) is a tuple of the
+        // others, which its `Deserialize` reads as it would postcard's.
+        assert_eq!(tuple_round_trip(Sparse { a: 1, b: 2 })[1], 2);
+        assert_eq!(tuple_round_trip(Sparse { a: 1, b: 0 })[1], 1);
+    }
+
+    #[test]
+    fn a_raw_tuple_reads_as_any_type_of_those_fields_only() {
+        let e = tuple_round_trip((5u64, 6u64));
+        // Any sequence of such numbers takes it; a number, fewer or more
+        // fields, or fields of a kind the type refuses do not.
+        assert_eq!(get_tuple::<Vec<u64>>(&e).unwrap().0, [5, 6]);
+        assert_eq!(get_tuple::<[u32; 2]>(&e).unwrap().0, [5, 6]);
+        assert!(get_tuple::<u64>(&e).is_none());
+        assert!(get_tuple::<(u64,)>(&e).is_none());
+        assert!(get_tuple::<(u64, u64, u64)>(&e).is_none());
+        assert!(get_tuple::<(u64, String)>(&e).is_none());
+        let big = tuple_round_trip((1u8, 300u16));
+        assert!(get_tuple::<(u8, u8)>(&big).is_none());
+        // Another shape is not this one's, even when the type would take it.
+        let shape = Shape::of(&e).unwrap();
+        for other in [
+            tuple_round_trip((5u32, 6u64)),
+            tuple_round_trip((5i64, 6u64)),
+        ] {
+            assert!(shape.get::<(u64, u64)>(&other).is_none());
+            assert_eq!(get_tuple::<(u64, u64)>(&other).unwrap().0, (5, 6));
+        }
+    }
+
+    #[test]
+    fn a_malformed_raw_tuple_is_refused() {
+        let good = tuple_round_trip((1u32, 2u8));
+        let refused =
+            |bytes: &[u8]| Shape::of(bytes).is_none() && get_tuple::<(u32, u8)>(bytes).is_none();
+        // Cut short anywhere.
+        for len in 0..good.len() {
+            assert!(refused(&good[..len]), "{len} bytes");
+        }
+        // No fields, too many, a kind that is none, another tag.
+        let mut bad = good.clone();
+        bad[1] = 0;
+        assert!(refused(&bad));
+        bad[1] = MAX_FIELDS as u8 + 1;
+        assert!(refused(&[bad.clone(), vec![0; 200]].concat()));
+        let mut bad = good.clone();
+        bad[3] = ALL.len() as u8;
+        assert!(refused(&bad));
+        let mut bad = good.clone();
+        bad[0] = TUPLE + 1;
+        assert!(refused(&bad));
+        // A kind that says more bytes than there are.
+        let mut bad = good.clone();
+        bad[3] = Prim::U64 as u8;
+        assert!(refused(&bad));
+        // Fields the type does not read to the end.
+        assert!(get_tuple::<(u32,)>(&good).is_none());
+    }
+
+    #[test]
+    fn a_run_of_tuples_reads_past_each_entry_only_its_own_fields() {
+        // Entries of a short last field back to back: each field is read as
+        // eight bytes where eight are there, masked to its width.
+        let mut out = Vec::new();
+        for k in 0..5u32 {
+            assert!(put(&(k, k as u8), &mut out));
+        }
+        let shape = Shape::of(&out).unwrap();
+        let mut rest = &out[..];
+        for k in 0..5u32 {
+            let (v, after) = shape.get::<(u32, u8)>(rest).unwrap();
+            assert_eq!(v, (k, k as u8));
+            rest = after;
+        }
+        assert!(rest.is_empty());
     }
 
     #[test]

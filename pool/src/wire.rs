@@ -5,7 +5,8 @@
 //! job, for one function. Header (little endian), then the items' arguments,
 //! concatenated, each a tag byte and a body: [`ARG`] and the value
 //! postcard-encoded (self-delimiting), or a primitive number's raw tag and its
-//! little-endian bytes (see [`raw`](crate::raw)):
+//! little-endian bytes, or a raw tuple of such numbers (see
+//! [`raw`](crate::raw)):
 //!
 //! | bytes | field |
 //! |---|---|
@@ -31,7 +32,7 @@
 //! `count` (4), then one entry per item: a tag byte and a postcard body —
 //! [`OK`] and the result, [`PANICKED`] and `(message, location)`,
 //! [`ENCODE_FAILED`] / [`DECODE_FAILED`] and the codec's message — or, for a
-//! result that is a primitive number, its raw tag and bytes.
+//! result that is a primitive number or a tuple of them, its raw entry.
 //!
 //! A worker runs a chunk's items under one `catch_unwind`: a panic ends that
 //! run at its item (whose entry says so), and the next run starts after it.
@@ -172,8 +173,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     postcard::serialize_with_flavor(value, Append(out))
 }
 
-/// Appends one argument: raw if it is a primitive number, else [`ARG`] and
-/// its postcard encoding. On error `out` may hold part of it.
+/// Appends one argument: raw if it is a primitive number or a tuple of them,
+/// else [`ARG`] and its postcard encoding. On error `out` may hold part of it.
 #[inline(always)]
 pub(crate) fn encode_arg<T: Serialize + ?Sized>(
     value: &T,
@@ -182,15 +183,6 @@ pub(crate) fn encode_arg<T: Serialize + ?Sized>(
     if raw::put(value, out) {
         return Ok(());
     }
-    encode_arg_by_postcard(value, out)
-}
-
-/// Appends one argument known not to be raw (its [`raw::entry`] was
-/// `None`): [`ARG`] and its postcard encoding, with no second try at raw.
-pub(crate) fn encode_arg_by_postcard<T: Serialize + ?Sized>(
-    value: &T,
-    out: &mut Vec<u8>,
-) -> postcard::Result<()> {
     out.push(ARG);
     encode_into(value, out)
 }
@@ -200,6 +192,8 @@ pub(crate) fn encode_arg_by_postcard<T: Serialize + ?Sized>(
 fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<(A, &[u8]), String> {
     match bytes.split_first() {
         Some((&ARG, body)) => postcard::take_from_bytes::<A>(body).map_err(|e| e.to_string()),
+        Some((&raw::TUPLE, _)) => raw::get_tuple::<A>(bytes)
+            .ok_or_else(|| "a raw tuple that is not this argument's type".to_owned()),
         Some((&tag, body)) => match Prim::of_tag(tag) {
             Some(prim) => raw::get::<A>(prim, body)
                 .ok_or_else(|| format!("a raw {prim:?} that is not this argument's type")),
@@ -209,8 +203,8 @@ fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<(A, &[u8]), String> {
     }
 }
 
-/// Appends a result's entry: raw if it is a primitive number, else [`OK`]
-/// and its postcard encoding, or [`ENCODE_FAILED`].
+/// Appends a result's entry: raw if it is a primitive number or a tuple of
+/// them, else [`OK`] and its postcard encoding, or [`ENCODE_FAILED`].
 #[inline(always)]
 fn put_result<R: Serialize>(value: &R, out: &mut Vec<u8>) {
     if raw::put(value, out) {
@@ -316,13 +310,25 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             while c.i < count {
                 // A run of raw arguments of one kind goes through a loop made
-                // for that kind; anything else (and a raw number the type
-                // refuses) one item at a time.
+                // for that kind, a run of raw tuples of one shape through a
+                // loop that compares each entry's head with the first's;
+                // anything else (and a raw value the type refuses) one item
+                // at a time.
                 if let Some(prim) = c.rest.first().and_then(|&t| Prim::of_tag(t)) {
-                    let ran = raw::by_kind!(prim, |K, W| run_raw::<A, R, K, W>(
-                        call, &mut c, count, out, at
+                    let ran = raw::by_kind!(prim, |K, W| run_raw(
+                        call,
+                        &mut c,
+                        (count, 1 + W),
+                        out,
+                        at,
+                        raw::get_known::<A, K, W>
                     ));
                     if ran > 0 {
+                        continue;
+                    }
+                } else if let Some(shape) = raw::Shape::of(c.rest) {
+                    let read = |entry| shape.get::<A>(entry);
+                    if run_raw(call, &mut c, (count, shape.stride), out, at, read) > 0 {
                         continue;
                     }
                 }
@@ -396,31 +402,33 @@ struct RawRun<'a> {
     stride: usize,
 }
 
-/// Runs items while their arguments are raw numbers of kind `K` (`W` bytes)
-/// that an `A` accepts: the loop of a map of numbers, made for one kind so
-/// that the tag check and the conversion fold to a few instructions. How
-/// many it ran; the cursor is kept as [`run_items`] keeps it, item by item,
-/// for a panic in the call.
+/// Runs items while `read` finds their arguments: raw entries of one kind
+/// or shape, each `stride` bytes, that an `A` accepts (the loop of a map of
+/// numbers or tuples of numbers, made for one kind, or one type of tuple,
+/// so that the check of each entry's head and the conversion fold to a few
+/// instructions). How many it ran; the cursor is kept as [`run_items`] keeps
+/// it, item by item, for a panic in the call.
 #[inline(never)]
-fn run_raw<A: DeserializeOwned, R: Serialize, const K: u8, const W: usize>(
+fn run_raw<'a, A: DeserializeOwned, R: Serialize>(
     call: &impl Fn(A) -> R,
-    c: &mut Cursor<'_>,
-    count: u32,
+    c: &mut Cursor<'a>,
+    (count, stride): (u32, usize),
     out: &mut Vec<u8>,
     at: &Progress,
+    read: impl Fn(&'a [u8]) -> Option<(A, &'a [u8])>,
 ) -> u32 {
     let (first, mut rest) = (c.i, c.rest);
     c.run = Some(RawRun {
         first,
         start: rest,
-        stride: 1 + W,
+        stride,
     });
     let mut i = first;
     while i < count {
         // Before the decoding, as in `run_items`: an `A` whose `Deserialize`
         // panics fails this item and those after it.
         c.decoded = false;
-        let Some((arg, after)) = raw::get_known::<A, K, W>(rest) else {
+        let Some((arg, after)) = read(rest) else {
             break;
         };
         at.store(u64::from(i), Ordering::Relaxed);
@@ -493,25 +501,26 @@ pub(crate) fn drop_quietly<T>(value: T) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
 }
 
-/// Reads entries while they are raw results of one kind that read as `R`s,
-/// at most `max`, appending them to `out`: how many, the rest of the
-/// entries, and the error of the entry after them if `R`'s `Deserialize`
-/// panicked there (the rest is then empty: the later entries are lost, as
-/// after any entry that cannot be read). A loop made for the first entry's
-/// kind (see [`by_kind`](crate::raw::by_kind)); 0 when it is not a raw
-/// result.
+/// Reads entries while they are raw results of one kind (or raw tuples of
+/// one shape) that read as `R`s, at most `max`, appending them to `out`: how
+/// many, the rest of the entries, and the error of the entry after them if
+/// `R`'s `Deserialize` panicked there (the rest is then empty: the later
+/// entries are lost, as after any entry that cannot be read). A loop made
+/// for the first entry's kind (see [`by_kind`](crate::raw::by_kind)) or
+/// shape ([`Shape`](crate::raw::Shape)); 0 when it is not a raw result.
 pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
     entries: &'a [u8],
     max: usize,
     out: &mut Vec<R>,
 ) -> (usize, &'a [u8], Option<Error>) {
     #[inline(never)]
-    fn run<'a, R: DeserializeOwned, const K: u8, const W: usize>(
+    fn run<'a, R: DeserializeOwned>(
         mut entries: &'a [u8],
-        max: usize,
+        (max, stride): (usize, usize),
         out: &mut Vec<R>,
+        read: impl Fn(&'a [u8]) -> Option<(R, &'a [u8])>,
     ) -> (usize, &'a [u8]) {
-        let room = max.min(entries.len() / (1 + W));
+        let room = max.min(entries.len() / stride);
         out.reserve(room);
         // Written through one pointer, the length set once (and on a panic
         // in `R`'s `Deserialize`, by the guard's drop): a `push` an item
@@ -522,7 +531,7 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
         };
         let mut n = 0;
         while n < room {
-            let Some((v, rest)) = raw::get_known::<R, K, W>(entries) else {
+            let Some((v, rest)) = read(entries) else {
                 break;
             };
             // SAFETY: `room` values were reserved past the length the guard
@@ -534,12 +543,24 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
         }
         (n, entries)
     }
-    let Some(prim) = entries.first().and_then(|&t| Prim::of_tag(t)) else {
-        return (0, entries, None);
-    };
     let before = out.len();
     // One guard for the run (one an item costs as much as the item).
-    match guarded(|| raw::by_kind!(prim, |K, W| run::<R, K, W>(entries, max, &mut *out))) {
+    let ran = if let Some(prim) = entries.first().and_then(|&t| Prim::of_tag(t)) {
+        guarded(|| {
+            raw::by_kind!(prim, |K, W| run(
+                entries,
+                (max, 1 + W),
+                &mut *out,
+                raw::get_known::<R, K, W>
+            ))
+        })
+    } else if let Some(shape) = raw::Shape::of(entries) {
+        let read = |entry| shape.get::<R>(entry);
+        guarded(|| run(entries, (max, shape.stride), &mut *out, read))
+    } else {
+        return (0, entries, None);
+    };
+    match ran {
         Ok((n, rest)) => (n, rest, None),
         Err(e) => (out.len() - before, &[], Some(e)),
     }
@@ -622,6 +643,14 @@ pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error
                 (Err(Error::WorkerCodec { what, message }), rest)
             }
             Err(e) => (Err(Error::DecodeResult(e)), &[]),
+        },
+        raw::TUPLE => match guarded(|| raw::get_tuple::<R>(entries)) {
+            Ok(Some((value, rest))) => (Ok(value), rest),
+            Ok(None) => {
+                let e = postcard::Error::DeserializeBadEncoding;
+                (Err(Error::DecodeResult(e)), &[])
+            }
+            Err(panicked) => (Err(panicked), &[]),
         },
         tag => match Prim::of_tag(tag).map(|prim| guarded(|| raw::get::<R>(prim, body))) {
             Some(Ok(Some((value, rest)))) => (Ok(value), rest),
@@ -1058,15 +1087,8 @@ mod tests {
             } else {
                 None
             };
-            let got = if x.is_multiple_of(2) {
-                let (r, rest) = read_item::<u64>(entries);
-                entries = rest;
-                r.map(|v| assert_eq!(v, x))
-            } else {
-                let (r, rest) = read_item::<(u64, u8)>(entries);
-                entries = rest;
-                r.map(|v| assert_eq!(v, (x, 1)))
-            };
+            let (got, rest) = read_fickle(entries, x);
+            entries = rest;
             match (want, got) {
                 (None, Ok(())) => {}
                 (Some(m), Err(Error::Panicked { message, .. })) if message.contains(m) => {}
@@ -1094,7 +1116,8 @@ mod tests {
         }
     }
 
-    /// A result that is raw when even and a postcard pair when odd, whose
+    /// A result that is a raw number when even, a raw tuple `(x, 1u8)` when
+    /// `x % 4 == 1` and a postcard pair `("one", x)` when `x % 4 == 3`, whose
     /// `Serialize` panics after writing part of itself on some values (see
     /// [`PANICS`]).
     struct Fickle(u64);
@@ -1103,16 +1126,43 @@ mod tests {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeTuple;
             let (_, m, r) = PANICS.with(|p| p.get());
-            if self.0.is_multiple_of(2) {
-                let out = s.serialize_u64(self.0);
-                assert!(self.0 % m != r, "after the number");
+            let x = self.0;
+            if x.is_multiple_of(2) {
+                let out = s.serialize_u64(x);
+                assert!(x % m != r, "after the number");
                 return out;
             }
             let mut t = s.serialize_tuple(2)?;
-            t.serialize_element(&self.0)?;
-            assert!(self.0 % m != r, "half way");
-            t.serialize_element(&1u8)?;
+            if x % 4 == 1 {
+                t.serialize_element(&x)?;
+                assert!(x % m != r, "half way");
+                t.serialize_element(&1u8)?;
+            } else {
+                // The string refuses the raw tuple before the panic: it is
+                // postcard's bytes that are cut half way.
+                t.serialize_element("one")?;
+                assert!(x % m != r, "half way");
+                t.serialize_element(&x)?;
+            }
             t.end()
+        }
+    }
+
+    /// Reads a [`Fickle`]'s entry for `x`, checking its value.
+    fn read_fickle(entries: &[u8], x: u64) -> (Result<(), Error>, &[u8]) {
+        match x % 4 {
+            0 | 2 => {
+                let (r, rest) = read_item::<u64>(entries);
+                (r.map(|v| assert_eq!(v, x)), rest)
+            }
+            1 => {
+                let (r, rest) = read_item::<(u64, u8)>(entries);
+                (r.map(|v| assert_eq!(v, (x, 1))), rest)
+            }
+            _ => {
+                let (r, rest) = read_item::<(String, u64)>(entries);
+                (r.map(|v| assert_eq!(v, ("one".to_owned(), x))), rest)
+            }
         }
     }
 
@@ -1152,15 +1202,8 @@ mod tests {
             for (k, it) in items.iter().enumerate() {
                 let x = value(it);
                 undecodable |= x == bad;
-                let got: Result<(), Error> = if x.is_multiple_of(2) || undecodable {
-                    let (r, rest) = read_item::<u64>(entries);
-                    entries = rest;
-                    r.map(|v| assert_eq!(v, x, "item {k}"))
-                } else {
-                    let (r, rest) = read_item::<(u64, u8)>(entries);
-                    entries = rest;
-                    r.map(|v| assert_eq!(v, (x, 1), "item {k}"))
-                };
+                let (got, rest) = read_fickle(entries, x);
+                entries = rest;
                 let want = if undecodable {
                     Some("decode")
                 } else if x % call.0 == call.1 {
@@ -1178,6 +1221,104 @@ mod tests {
                 }
             }
             proptest::prop_assert!(entries.is_empty(), "{} bytes left", entries.len());
+        }
+    }
+
+    /// One number or a pair of them, of kinds that depend on the values: a
+    /// chunk of these is a mix of raw numbers and raw tuples of several
+    /// shapes, which the loops made for one kind or one shape must hand over
+    /// to each other in order.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone, Copy)]
+    #[serde(untagged)]
+    enum Shaped {
+        One(Num),
+        Two(Num, Num),
+    }
+
+    impl Shaped {
+        fn numbers(self) -> Vec<f64> {
+            let value = |n: Num| match n {
+                Num::Small(x) => f64::from(x),
+                Num::Big(x) => x as f64,
+                Num::Neg(x) => f64::from(x),
+                Num::Real(x) => x,
+            };
+            match self {
+                Shaped::One(a) => vec![value(a)],
+                Shaped::Two(a, b) => vec![value(a), value(b)],
+            }
+        }
+    }
+
+    fn num(kind: u8, v: u16) -> Num {
+        match kind % 4 {
+            0 => Num::Small(v as u8),
+            1 => Num::Big(u64::from(v) << 20),
+            2 => Num::Neg(-i32::from(v)),
+            _ => Num::Real(f64::from(v) / 8.0),
+        }
+    }
+
+    proptest::proptest! {
+        /// Chunks of raw numbers and raw tuples of changing shapes, whose
+        /// calls panic where the case says and whose results change shape on
+        /// another rhythm, answer as the items would one by one.
+        #[test]
+        fn raw_tuples_of_changing_shapes_answer_as_items_one_by_one(
+            items in proptest::collection::vec(
+                (0u8..3, 0u8..4, 0u8..4, proptest::num::u16::ANY, proptest::num::u16::ANY),
+                0..600,
+            ),
+            call in (2u64..40, 0u64..40),
+        ) {
+            crate::worker::quiet_panics();
+            let args: Vec<Shaped> = items
+                .iter()
+                .map(|&(pair, ka, kb, a, b)| match pair {
+                    0 => Shaped::One(num(ka, a)),
+                    _ => Shaped::Two(num(ka, a), num(kb, b)),
+                })
+                .collect();
+            let f = |s: Shaped| -> Shaped {
+                let n = s.numbers();
+                let sum = n.iter().sum::<f64>().abs() as u64;
+                assert!(sum % call.0 != call.1, "call {sum}");
+                match sum % 3 {
+                    0 => Shaped::One(Num::Big(sum)),
+                    1 => Shaped::Two(Num::Real(n[0]), Num::Small(n.len() as u8)),
+                    _ => Shaped::Two(Num::Neg(-(n.len() as i32)), Num::Big(sum)),
+                }
+            };
+            let mut input = Vec::new();
+            for a in &args {
+                encode_arg(a, &mut input).unwrap();
+            }
+            let at = Progress::new(0);
+            let mut out = Vec::new();
+            run_items(&f, &input, args.len() as u32, &mut out, &at);
+            let mut entries = &out[..];
+            let mut got: Vec<Result<Shaped, Error>> = Vec::new();
+            while got.len() < args.len() {
+                let mut run = Vec::new();
+                let (n, rest, failed) =
+                    read_raw_run::<Shaped>(entries, args.len() - got.len(), &mut run);
+                proptest::prop_assert!(failed.is_none(), "{failed:?}");
+                got.extend(run.into_iter().map(Ok));
+                entries = rest;
+                if n == 0 {
+                    let (r, rest) = read_item::<Shaped>(entries);
+                    got.push(r);
+                    entries = rest;
+                }
+            }
+            proptest::prop_assert!(entries.is_empty(), "{} bytes left", entries.len());
+            for (k, (a, g)) in args.iter().zip(&got).enumerate() {
+                match (std::panic::catch_unwind(|| f(*a)), g) {
+                    (Ok(e), Ok(g)) => proptest::prop_assert_eq!(e.numbers(), g.numbers(), "item {}", k),
+                    (Err(_), Err(Error::Panicked { message, .. })) if message.contains("call") => {}
+                    (e, g) => proptest::prop_assert!(false, "item {k} {a:?}: expected {e:?}, got {g:?}"),
+                }
+            }
         }
     }
 

@@ -1701,6 +1701,30 @@ fn str_len(s: String) -> usize {
     s.len()
 }
 
+/// A struct of numbers: one raw tuple entry each way.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone, Copy)]
+struct Point {
+    x: f64,
+    y: i16,
+    id: u64,
+}
+
+fn split(x: u64) -> (u32, i16, f64) {
+    (x as u32, (x >> 48) as i16, x as f64 / 3.0)
+}
+
+fn point(x: u64) -> Point {
+    Point {
+        x: x as f64 / 7.0,
+        y: x as i16,
+        id: x,
+    }
+}
+
+fn norm(p: Point, scale: f32) -> (f64, u64) {
+    (p.x * f64::from(scale), p.id ^ p.y as u64)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
 
@@ -1726,6 +1750,17 @@ proptest! {
         prop_assert_eq!(pool.starmap(add, pairs).unwrap(), sums);
         let p = pmap_with(&items, |&x| square(x), PmapOptions { processes, chunksize, timeout: None }).unwrap();
         prop_assert_eq!(p, want);
+        // Tuples and structs of numbers (raw tuples) as results and arguments.
+        let want: Vec<(u32, i16, f64)> = items.iter().map(|&x| split(x)).collect();
+        prop_assert_eq!(&pool.map_chunked(split, items.clone(), chunksize).unwrap(), &want);
+        let p = pmap_with(&items, |&x| split(x), PmapOptions { processes, chunksize, timeout: None }).unwrap();
+        prop_assert_eq!(p, want);
+        let points: Vec<Point> = items.iter().map(|&x| point(x)).collect();
+        let got: Vec<Point> = pool.imap_with(point, items.clone(), chunksize, 2).map(Result::unwrap).collect();
+        prop_assert_eq!(&got, &points);
+        let args: Vec<(Point, f32)> = points.iter().map(|&p| (p, p.y as f32)).collect();
+        let want: Vec<(f64, u64)> = args.iter().map(|&(p, s)| norm(p, s)).collect();
+        prop_assert_eq!(pool.starmap_chunked(norm, args, chunksize).unwrap(), want);
     }
 }
 

@@ -1612,9 +1612,8 @@ fn encode_chunk<T: Serialize>(
     let mut held = None;
     let first_tag = msg.get(msg.len() - stride).copied();
     if stride <= 9 && first_tag.and_then(raw::Prim::of_tag).is_some() {
-        let (ran, left) = put_raw_run(&mut items, stride, &mut msg);
-        n += ran;
-        held = left;
+        let (ran, left, rest) = put_raw_run(items, stride, &mut msg);
+        (n, held, items) = (n + ran, left, rest);
     }
     let mut list = None::<Vec<u32>>;
     for item in held.into_iter().chain(items.by_ref()) {
@@ -1642,48 +1641,52 @@ fn encode_chunk<T: Serialize>(
 }
 
 /// Appends the raw entries of `items` while each is a raw number `stride`
-/// bytes long (tag included): how many, and the first item that was not one
-/// (not written). The entries go through one pointer, a block at a time (as
-/// many as the input says it has left, at most [`RAW_BLOCK`]): a `Vec`
-/// grown an item at a time kept its length and capacity in memory (a
-/// trivial map of a million items took 5-8 % longer, `benches/NOTES.md`).
-fn put_raw_run<T: Serialize>(
-    items: &mut impl Iterator<Item = T>,
+/// bytes long (tag included): how many, the first item that was not one (not
+/// written), and the rest of `items`. The entries go through one pointer, a
+/// block at a time (as many as the input says it has left, at most
+/// [`RAW_BLOCK`]): a `Vec` grown an item at a time kept its length and
+/// capacity in memory (a trivial map of a million items took 5-8 % longer,
+/// `benches/NOTES.md`). The iterator is taken by value, so that its state
+/// stays in registers (through a `&mut`, each item stored it back to memory,
+/// which the bytes written may alias).
+fn put_raw_run<T: Serialize, I: Iterator<Item = T>>(
+    mut items: I,
     stride: usize,
     msg: &mut Vec<u8>,
-) -> (usize, Option<T>) {
+) -> (usize, Option<T>, I) {
     let mut n = 0;
-    let mut next = items.next();
-    while next.is_some() {
+    loop {
         let block = items
             .size_hint()
             .1
-            .map_or(RAW_BLOCK, |left| left.saturating_add(1).min(RAW_BLOCK));
+            .map_or(RAW_BLOCK, |left| left.clamp(1, RAW_BLOCK));
         // Each entry is copied as 9 bytes, past its own end when shorter:
         // the last one needs 9 - stride bytes more than the block's.
         msg.reserve(block * stride + (9 - stride));
         let spare = msg.spare_capacity_mut().as_mut_ptr().cast::<u8>();
         let (mut k, mut at) = (0, 0);
         while k < block {
-            let Some(item) = next.take() else { break };
-            let Some(e) = raw::entry(&item).filter(|e| e.len == stride) else {
+            let item = items.next();
+            let e = item
+                .as_ref()
+                .and_then(raw::entry)
+                .filter(|e| e.len == stride);
+            let Some(e) = e else {
                 // SAFETY: the `at` bytes past the length were written by the
                 // turns before this one.
                 unsafe { msg.set_len(msg.len() + at) };
-                return (n + k, Some(item));
+                return (n + k, item, items);
             };
             // SAFETY: `at` is at most (block - 1) × stride here, and the room
             // reserved past the length is block × stride + 9 - stride.
             unsafe { std::ptr::copy_nonoverlapping(e.bytes.as_ptr(), spare.add(at), 9) };
             at += stride;
             k += 1;
-            next = items.next();
         }
         // SAFETY: the `at` bytes past the length were written just above.
         unsafe { msg.set_len(msg.len() + at) };
         n += k;
     }
-    (n, None)
 }
 
 /// The most raw entries [`put_raw_run`] makes room for at a time.

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline, buf_len,
-    bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
-    python_recycled, python_small_calls, python_worker_death, small_calls, trivial,
+    add_pair, apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline,
+    buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
+    python_recycled, python_small_calls, python_starmap, python_worker_death, small_calls, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -229,6 +229,28 @@ fn pool_calls(c: &mut Criterion) {
         g.bench_function("Python Pool.map, default chunks", |b| {
             b.iter_custom(|iters| {
                 let (_, _, ns) = python_pool(procs, 1, 1, MAP_ITEMS).expect("python3 ran before");
+                total(iters, ns * MAP_ITEMS as f64)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("pool: starmap of 1 000 000 pairs of u64");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(MAP_ITEMS));
+    g.bench_function("multiproc Pool.starmap", |b| {
+        b.iter(|| {
+            let pairs = (0..MAP_ITEMS).map(|i| (i, i >> 1));
+            black_box(pool.starmap(add_pair, pairs).expect("starmap"))
+        })
+    });
+    g.bench_function("multiproc Pool.map of u64 (the same count)", |b| {
+        b.iter(|| black_box(pool.map(trivial, 0..MAP_ITEMS).expect("map")))
+    });
+    if has_python {
+        g.bench_function("Python Pool.starmap, default chunks", |b| {
+            b.iter_custom(|iters| {
+                let ns = python_starmap(procs, MAP_ITEMS).expect("python3 ran before");
                 total(iters, ns * MAP_ITEMS as f64)
             })
         });

@@ -176,14 +176,48 @@ pub fn python_small_calls(processes: usize, items: u64, calls: u32) -> Option<(f
     (v.len() == 2).then(|| (v[0], v[1]))
 }
 
+/// The trivial item of a `starmap`: two numbers in, one out.
+pub fn add_pair(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b)
+}
+
+/// Nanoseconds per item of `starmap` over `n` pairs of `u64`s (raw tuples
+/// each way: see `multiproc-pool`'s `raw` module), Python's chunks.
+pub fn starmap_pairs(pool: &Pool, n: u64) -> f64 {
+    let t = Instant::now();
+    let out = pool
+        .starmap(add_pair, (0..n).map(|i| (i, i >> 1)))
+        .expect("starmap");
+    let dt = t.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(out.len() as u64, n);
+    dt
+}
+
+/// Python's `Pool.starmap` over `n` pairs of ints, default chunks: ns/item;
+/// `None` without `python3`.
+pub fn python_starmap(processes: usize, n: u64) -> Option<f64> {
+    let v = python_pool_timings(
+        processes,
+        &format!(
+            "\x20       pairs = [(i, i >> 1) for i in range({n})]\n\
+             \x20       t = time.perf_counter()\n\
+             \x20       p.starmap(g, pairs)\n\
+             \x20       a = (time.perf_counter() - t) / {n}\n\
+             \x20   print(a * 1e9)\n"
+        ),
+    )?;
+    (v.len() == 1).then(|| v[0])
+}
+
 /// Runs `body` (lines indented inside `with mp.Pool(processes) as p:`,
-/// where `f(x)` is `x + 1` and a map of 1 000 items has warmed the pool up,
-/// ending with a `print` of numbers at the script's level) and parses the
-/// numbers it prints; `None` without `python3`.
+/// where `f(x)` is `x + 1`, `g(a, b)` is `a + b`, and a map of 1 000 items
+/// has warmed the pool up, ending with a `print` of numbers at the script's
+/// level) and parses the numbers it prints; `None` without `python3`.
 fn python_pool_timings(processes: usize, body: &str) -> Option<Vec<f64>> {
     let script = format!(
         "import multiprocessing as mp, time\n\
          def f(x): return x + 1\n\
+         def g(a, b): return a + b\n\
          if __name__ == '__main__':\n\
          \x20   mp.set_start_method('fork')\n\
          \x20   with mp.Pool({processes}) as p:\n\
@@ -420,6 +454,7 @@ pub fn python_recycled(processes: usize, n: u64) -> Option<f64> {
     let script = format!(
         "import multiprocessing as mp, time\n\
          def f(x): return x + 1\n\
+         def g(a, b): return a + b\n\
          if __name__ == '__main__':\n\
          \x20   mp.set_start_method('fork')\n\
          \x20   with mp.Pool({processes}, maxtasksperchild=1) as p:\n\

@@ -1142,7 +1142,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         apply_async_pipelined, apply_bytes, apply_one, apply_worker_death, bare_pipeline, cpu_pmap,
         cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
         pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
-        python_small_calls, python_worker_death, rayon_trivial, small_calls,
+        python_small_calls, python_starmap, python_worker_death, rayon_trivial, small_calls,
+        starmap_pairs,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1188,6 +1189,12 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         map_trivial(&pool, 1_000);
         map_trivial_chunked(&pool, cfg.n(1_000_000), 2_000)
     };
+    // A starmap of pairs (raw tuples), after the pause as the chunked map.
+    let mut starmap_f = || {
+        settle();
+        map_trivial(&pool, 1_000);
+        starmap_pairs(&pool, cfg.n(1_000_000))
+    };
     let fs: &mut [&mut dyn FnMut() -> f64] = &mut [
         &mut apply_f,
         &mut async_f,
@@ -1195,6 +1202,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         &mut rayon_f,
         &mut bare_f,
         &mut chunked_f,
+        &mut starmap_f,
     ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
@@ -1202,7 +1210,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon, bare, chunked] = [0, 1, 2, 3, 4, 5].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare, chunked, starmap] =
+        [0, 1, 2, 3, 4, 5, 6].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1246,6 +1255,17 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             });
         }
         None => println!("(python3 not found: the Python pool comparison is skipped)"),
+    }
+    match python_starmap(cpus, cfg.n(1_000_000)) {
+        Some(py) => rows.push(Row {
+            what: "starmap 1M pairs of u64 (ns/item)",
+            ours: starmap,
+            peer_name: "Python Pool.starmap, default",
+            peer: py,
+            target: "(tuples, for reference)",
+            ok: true,
+        }),
+        None => println!("(python3 not found: the Python starmap is skipped)"),
     }
     // Small calls in a loop, as a user of Python's `Pool.map` writes them
     // (each `imap` item a task of its own, as Python's default chunks): the

@@ -2877,7 +2877,13 @@ mod tests {
             vec![N::Text("first".into()), wide(1), wide(2)],
             // Raw tuples, one stride, then a number, then tuples again.
             (0..2_000)
-                .map(|k| if k == 999 { wide(k) } else { N::Pair(k, k as u32) })
+                .map(|k| {
+                    if k == 999 {
+                        wide(k)
+                    } else {
+                        N::Pair(k, k as u32)
+                    }
+                })
                 .collect(),
         ];
         for (items, liar) in runs.iter().flat_map(|r| [(r, false), (r, true)]) {

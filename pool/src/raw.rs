@@ -72,7 +72,7 @@ impl Prim {
         ALL.get(usize::from(tag.checked_sub(BASE)?)).copied()
     }
 
-    fn width(self) -> usize {
+    const fn width(self) -> usize {
         match self {
             Prim::U8 | Prim::I8 => 1,
             Prim::U16 | Prim::I16 => 2,
@@ -183,7 +183,11 @@ fn body_known<T: DeserializeOwned, const K: u8, const W: usize>(
 /// [`Shape::of`]) or `T` does not accept those fields.
 #[inline]
 pub(crate) fn get_tuple<T: DeserializeOwned>(entry: &[u8]) -> Option<(T, &[u8])> {
-    Shape::of(entry)?.get(entry)
+    let shape = Shape::of(entry)?;
+    match shape.same {
+        Some(prim) => by_kind!(prim, |K, W| shape.get_same::<T, K, W>(entry)),
+        None => shape.get(entry),
+    }
 }
 
 /// What a raw tuple's entry starts with (its tag, its number of fields and
@@ -199,6 +203,9 @@ pub(crate) struct Shape {
     /// for a head of at most 8 bytes (6 fields): one comparison.
     head8: u64,
     mask8: u64,
+    /// The fields' kind when they are all of one (a pair of `u64`s, an
+    /// array): read through [`Shape::get_same`], a loop made for that kind.
+    pub(crate) same: Option<Prim>,
 }
 
 impl Shape {
@@ -216,6 +223,10 @@ impl Shape {
         for &k in kinds {
             width += ALL.get(usize::from(k))?.width();
         }
+        let same = kinds
+            .iter()
+            .all(|&k| k == kinds[0])
+            .then(|| ALL[usize::from(kinds[0])]);
         let (head_len, stride) = (2 + n, 2 + n + width);
         if entry.len() < stride {
             return None;
@@ -231,7 +242,34 @@ impl Shape {
             stride,
             head8: u64::from_le_bytes(low),
             mask8: u64::MAX >> (64 - 8 * short),
+            same,
         })
+    }
+
+    /// `entry`'s tuple (its `stride` bytes) and the rest, if it has this
+    /// shape; `None` for an entry of another shape or a short one.
+    #[inline(always)]
+    fn fits<'a>(&self, entry: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        let (this, rest) = entry.split_at_checked(self.stride)?;
+        let fits = match this.first_chunk::<8>() {
+            Some(low) if self.head_len <= 8 => u64::from_le_bytes(*low) & self.mask8 == self.head8,
+            _ => this[..self.head_len] == self.head[..self.head_len],
+        };
+        fits.then_some((this, rest))
+    }
+
+    /// [`Shape::get`] for a shape whose fields are all of kind `K` (`W`
+    /// bytes: see [`by_kind`]), each read by a fixed-size copy and offered
+    /// as that kind with no test of its own kind.
+    #[inline(always)]
+    pub(crate) fn get_same<'a, T: DeserializeOwned, const K: u8, const W: usize>(
+        &self,
+        entry: &'a [u8],
+    ) -> Option<(T, &'a [u8])> {
+        let (this, rest) = self.fits(entry)?;
+        let fields = &this[self.head_len..];
+        let value = T::deserialize(SameIn::<K, W> { fields }).ok()?;
+        Some((value, rest))
     }
 
     /// Reads the raw tuple at the start of `entry` if it has this shape: the
@@ -239,14 +277,7 @@ impl Shape {
     /// short one, or fields `T` does not accept.
     #[inline(always)]
     pub(crate) fn get<'a, T: DeserializeOwned>(&self, entry: &'a [u8]) -> Option<(T, &'a [u8])> {
-        let (this, rest) = entry.split_at_checked(self.stride)?;
-        let fits = match this.first_chunk::<8>() {
-            Some(low) if self.head_len <= 8 => u64::from_le_bytes(*low) & self.mask8 == self.head8,
-            _ => this[..self.head_len] == self.head[..self.head_len],
-        };
-        if !fits {
-            return None;
-        }
+        let (this, rest) = self.fits(entry)?;
         // The fields are read from the rest of `entry`, not only this one's
         // bytes: a field is read as 8 bytes where 8 are there (see
         // `FieldsIn`), and the last field of a tuple is otherwise short of
@@ -702,6 +733,74 @@ macro_rules! ask_for {
 }
 use ask_for;
 
+/// The deserializer of [`Shape::get_same`]: the fields of a raw tuple whose
+/// fields are all of kind `K` (`W` bytes each), offered as a sequence
+/// whatever the type asks for (as [`TupleIn`]).
+struct SameIn<'a, const K: u8, const W: usize> {
+    /// The bytes of the fields not yet read: exactly theirs.
+    fields: &'a [u8],
+}
+
+impl<'de, const K: u8, const W: usize> de::Deserializer<'de> for SameIn<'_, K, W> {
+    type Error = de::value::Error;
+
+    #[inline(always)]
+    fn deserialize_any<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, Self::Error> {
+        let value = v.visit_seq(SameFieldsIn(&mut self))?;
+        if self.fields.is_empty() {
+            Ok(value)
+        } else {
+            Err(de::Error::custom("a raw tuple with fields left over"))
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The fields of a [`SameIn`], one by one.
+struct SameFieldsIn<'a, 'b, const K: u8, const W: usize>(&'a mut SameIn<'b, K, W>);
+
+impl<'de, const K: u8, const W: usize> de::SeqAccess<'de> for SameFieldsIn<'_, '_, K, W> {
+    type Error = de::value::Error;
+
+    #[inline(always)]
+    fn next_element_seed<S: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let Some((bytes, fields)) = self.0.fields.split_first_chunk::<W>() else {
+            return Ok(None);
+        };
+        self.0.fields = fields;
+        let mut le = [0u8; 8];
+        le[..W].copy_from_slice(bytes);
+        let (prim, bits) = (ALL[usize::from(K)], u64::from_le_bytes(le));
+        seed.deserialize(In { prim, bits }).map(Some)
+    }
+
+    // (As `FieldsIn`'s: serde's own is left out of line.)
+    #[inline(always)]
+    fn next_element<T: de::Deserialize<'de>>(&mut self) -> Result<Option<T>, Self::Error> {
+        self.next_element_seed(std::marker::PhantomData)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.fields.len() / W)
+    }
+}
+
 /// The deserializer of [`get_tuple`]: the fields of a raw tuple, offered as
 /// a sequence whatever the type asks for (a tuple, an array, a struct read
 /// as postcard reads one, or any sequence).
@@ -744,6 +843,19 @@ impl<'de> de::Deserializer<'de> for TupleIn<'_> {
     }
 }
 
+/// Each kind (by its index), its width and the mask of its bytes in a word:
+/// one load a field of a raw tuple whose kinds differ.
+const FIELD: [(Prim, usize, u64); 10] = {
+    let mut t = [(Prim::U8, 0, 0); 10];
+    let mut k = 0;
+    while k < 10 {
+        let (prim, width) = (ALL[k], ALL[k].width());
+        t[k] = (prim, width, u64::MAX >> (64 - 8 * width));
+        k += 1;
+    }
+    t
+};
+
 /// The fields of a [`TupleIn`], one by one.
 struct FieldsIn<'a, 'b>(&'a mut TupleIn<'b>);
 
@@ -761,17 +873,16 @@ impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
         };
         // `Shape::of` checked every kind and that the fields' bytes are
         // there; checked again (two predictable branches), not trusted.
-        let Some(&prim) = ALL.get(usize::from(k)) else {
+        let Some(&(prim, width, mask)) = FIELD.get(usize::from(k)) else {
             return Err(de::Error::custom("a raw tuple's field of no kind"));
         };
-        let width = prim.width();
         let Some(after) = t.fields.get(width..) else {
             return Err(de::Error::custom("a raw tuple's field cut short"));
         };
         let bits = match t.fields.first_chunk::<8>() {
             // Eight bytes, masked to the field's: a copy of a size the
             // compiler knows (`width` bytes would be a call to memcpy).
-            Some(eight) => u64::from_le_bytes(*eight) & (u64::MAX >> (64 - 8 * width)),
+            Some(eight) => u64::from_le_bytes(*eight) & mask,
             None => {
                 let mut le = [0u8; 8];
                 le[..width].copy_from_slice(&t.fields[..width]);
@@ -893,6 +1004,10 @@ mod tests {
         let shape = Shape::of(&entry).unwrap();
         assert_eq!(shape.stride, entry.len());
         assert_eq!(shape.get::<T>(&entry).unwrap().0, v);
+        if let Some(prim) = shape.same {
+            let (back, _) = by_kind!(prim, |K, W| shape.get_same::<T, K, W>(&entry)).unwrap();
+            assert_eq!(back, v);
+        }
         assert!(entry_of(&v).is_none(), "an Entry takes no tuple");
         entry
     }

@@ -327,8 +327,19 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                         continue;
                     }
                 } else if let Some(shape) = raw::Shape::of(c.rest) {
-                    let read = |entry| shape.get::<A>(entry);
-                    if run_raw(call, &mut c, (count, shape.stride), out, at, read) > 0 {
+                    let run = (count, shape.stride);
+                    let ran = match shape.same {
+                        Some(prim) => raw::by_kind!(prim, |K, W| run_raw(
+                            call,
+                            &mut c,
+                            run,
+                            out,
+                            at,
+                            |entry| shape.get_same::<A, K, W>(entry)
+                        )),
+                        None => run_raw(call, &mut c, run, out, at, |entry| shape.get(entry)),
+                    };
+                    if ran > 0 {
                         continue;
                     }
                 }
@@ -555,8 +566,13 @@ pub(crate) fn read_raw_run<'a, R: DeserializeOwned>(
             ))
         })
     } else if let Some(shape) = raw::Shape::of(entries) {
-        let read = |entry| shape.get::<R>(entry);
-        guarded(|| run(entries, (max, shape.stride), &mut *out, read))
+        let sized = (max, shape.stride);
+        guarded(|| match shape.same {
+            Some(prim) => raw::by_kind!(prim, |K, W| run(entries, sized, &mut *out, |entry| {
+                shape.get_same::<R, K, W>(entry)
+            })),
+            None => run(entries, sized, &mut *out, |entry| shape.get(entry)),
+        })
     } else {
         return (0, entries, None);
     };

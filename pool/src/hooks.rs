@@ -21,6 +21,7 @@ pub fn fuzz_messages(data: &[u8]) {
         // Raw tuples, and a sequence, which takes any raw tuple.
         read_all::<(u32, f64)>(entries, count);
         read_all::<[i16; 3]>(entries, count);
+        read_all::<[u8; 20]>(entries, count);
         read_all::<Vec<u64>>(entries, count);
     }
     read_all::<Vec<u8>>(data, COUNT);

@@ -18,9 +18,10 @@
 //! (postcard; a value that serializes as one primitive number, such as a
 //! `u64`, an `f64` or a newtype of one, travels as its little-endian bytes,
 //! which spares a map of numbers most of its coding, and so does a tuple, an
-//! array, a tuple struct or a struct of up to 16 such numbers, 64 bytes in
-//! all: its fields' kinds, then their bytes); several arguments go as a tuple
-//! or through [`starmap`](Pool::starmap). A function is sent as its offset from a
+//! array, a tuple struct or a struct of such numbers, 64 bytes of them at
+//! most (and 16 fields when their kinds differ): its fields' kinds, then
+//! their bytes); several arguments go as a tuple or through
+//! [`starmap`](Pool::starmap). A function is sent as its offset from a
 //! function of this crate, checked against the worker's build identity, so a
 //! mismatched peer is an error and never a jump. A closure that captures goes
 //! into the pool when it is made ([`Pool::with_fn`]), or into [`pmap`], whose

@@ -11,14 +11,15 @@
 //! format would (`deserialize_any`), so a type reads back whatever it wrote.
 //!
 //! A tuple, array, tuple struct or struct of primitive numbers (`(u64, f32)`,
-//! `[u16; 3]`, `struct Point { x: f64, y: f64 }`: at most [`MAX_FIELDS`]
-//! fields of [`MAX_FIELD_BYTES`] in all) travels raw too, as one *raw
-//! tuple* entry: [`TUPLE`], the number of fields, each field's kind (one
-//! byte each, [`Prim`]'s index), then the fields' bytes. Its reader hands
-//! the fields to the type's `Deserialize` as a sequence (`visit_seq`), as
-//! postcard does; fields all of one kind through a loop made for that kind
-//! ([`Shape::get_same`]), as a test of each field's kind cost more than
-//! postcard's fixed-size `u8`s and floats. Postcard's varints cost several times the fixed copies
+//! `[u16; 3]`, `struct Point { x: f64, y: f64 }`: [`MAX_FIELD_BYTES`] of
+//! fields at most, and at most [`MAX_FIELDS`] fields when their kinds
+//! differ) travels raw too, as one *raw tuple* entry: [`SAME`], the number
+//! of fields and their one kind ([`Prim`]'s index), or [`TUPLE`], the
+//! number of fields and each field's kind (a byte each); then the fields'
+//! bytes. Its reader hands the fields to the type's `Deserialize` as a
+//! sequence (`visit_seq`), as postcard does; fields all of one kind through
+//! a loop made for that kind ([`Shape::get_same`]), as a test of each
+//! field's kind cost more than postcard's fixed-size `u8`s and floats. Postcard's varints cost several times the fixed copies
 //! here, and a chunk of tuples of one type is one stride wide, where varints
 //! of different lengths need a list of starts (a `starmap` of `(u64, u64)`
 //! pairs took about three times a map of `u64`s, `benches/NOTES.md`).
@@ -45,15 +46,29 @@ pub(crate) enum Prim {
 /// The first tag of a raw value; tags below it are the caller's.
 pub(crate) const BASE: u8 = 16;
 
-/// The tag of a raw tuple (see the module's doc): the tag after the last
-/// kind's.
+/// The tag of a raw tuple of up to [`MAX_FIELDS`] fields (see the module's
+/// doc): the tag after the last kind's.
 pub(crate) const TUPLE: u8 = BASE + ALL.len() as u8;
-/// The most fields a raw tuple has; a value with more goes by postcard.
+/// The tag of a raw tuple of more fields, all of one kind: its kind once.
+pub(crate) const SAME: u8 = TUPLE + 1;
+/// The most fields of a [`TUPLE`], whose kinds may differ; a value with more
+/// goes as a [`SAME`] if they are all of one kind, else by postcard.
 pub(crate) const MAX_FIELDS: usize = 16;
 /// The most bytes a raw tuple's fields take; a value with more goes by postcard.
 pub(crate) const MAX_FIELD_BYTES: usize = 64;
-/// The most bytes of a raw tuple's entry: tag, count, kinds, fields.
-const MAX_TUPLE: usize = 2 + MAX_FIELDS + MAX_FIELD_BYTES;
+/// The room a raw tuple is written in: its longest head and fields.
+const MAX_TUPLE: usize = 2 + MAX_FIELDS / 2 + MAX_FIELD_BYTES;
+/// The head of a [`SAME`] entry: tag, count, kind.
+const SAME_HEAD: usize = 3;
+
+/// Where the fields of a raw tuple of `n` fields start: after its head.
+const fn fields_at(n: usize) -> usize {
+    if n <= MAX_FIELDS {
+        2 + n.div_ceil(2)
+    } else {
+        SAME_HEAD
+    }
+}
 
 const ALL: [Prim; 10] = [
     Prim::U8,
@@ -197,8 +212,11 @@ pub(crate) fn get_tuple<T: DeserializeOwned>(entry: &[u8]) -> Option<(T, &[u8])>
 /// run of them is read with one comparison an entry (as a run of numbers of
 /// one kind is read by a loop made for that kind).
 pub(crate) struct Shape {
-    head: [u8; 2 + MAX_FIELDS],
+    head: [u8; 2 + MAX_FIELDS / 2],
     head_len: usize,
+    /// Its fields' kinds, four bits each from the low end (a [`TUPLE`]'s).
+    kinds: u64,
+    n: usize,
     /// The entry's bytes, tag included: the stride of a run.
     pub(crate) stride: usize,
     /// The head as the low bytes of a word and the mask of those bytes,
@@ -212,28 +230,44 @@ pub(crate) struct Shape {
 
 impl Shape {
     /// The shape of the raw tuple at the start of `entry`, whole there;
-    /// `None` for another tag, no fields or more than [`MAX_FIELDS`], a kind
-    /// that is none, or fewer bytes than the kinds say.
+    /// `None` for another tag, no fields, more than [`MAX_FIELDS`] of
+    /// different kinds or more than [`MAX_FIELD_BYTES`] of one, a kind that
+    /// is none, or fewer bytes than the kinds say.
     pub(crate) fn of(entry: &[u8]) -> Option<Shape> {
         let (&tag, body) = entry.split_first()?;
         let n = usize::from(*body.first()?);
-        if tag != TUPLE || n == 0 || n > MAX_FIELDS {
-            return None;
-        }
-        let kinds = body.get(1..1 + n)?;
-        let mut width = 0;
-        for &k in kinds {
-            width += ALL.get(usize::from(k))?.width();
-        }
-        let same = kinds
-            .iter()
-            .all(|&k| k == kinds[0])
-            .then(|| ALL[usize::from(kinds[0])]);
-        let (head_len, stride) = (2 + n, 2 + n + width);
+        let (head_len, width, same, kinds) = match tag {
+            TUPLE if (1..=MAX_FIELDS).contains(&n) => {
+                let packed = body.get(1..1 + n.div_ceil(2))?;
+                let kinds = (packed.iter().rev()).fold(0u64, |k, &b| (k << 8) | u64::from(b));
+                // The four bits past an odd count's last kind are 0: one
+                // shape, one head.
+                if kinds.checked_shr(4 * n as u32).unwrap_or(0) != 0 {
+                    return None;
+                }
+                let kind = |i: usize| ALL.get(((kinds >> (4 * i)) & 15) as usize).copied();
+                let mut width = 0;
+                for i in 0..n {
+                    width += kind(i)?.width();
+                }
+                let first = kind(0)?;
+                let same = (1..n).all(|i| kind(i) == Some(first)).then_some(first);
+                (fields_at(n), width, same, kinds)
+            }
+            SAME if (1..=MAX_FIELD_BYTES).contains(&n) => {
+                let prim = *ALL.get(usize::from(*body.get(1)?))?;
+                if n * prim.width() > MAX_FIELD_BYTES {
+                    return None;
+                }
+                (SAME_HEAD, n * prim.width(), Some(prim), 0)
+            }
+            _ => return None,
+        };
+        let stride = head_len + width;
         if entry.len() < stride {
             return None;
         }
-        let mut head = [0; 2 + MAX_FIELDS];
+        let mut head = [0; 2 + MAX_FIELDS / 2];
         head[..head_len].copy_from_slice(&entry[..head_len]);
         let mut low = [0; 8];
         let short = head_len.min(8);
@@ -245,6 +279,8 @@ impl Shape {
             head8: u64::from_le_bytes(low),
             mask8: u64::MAX >> (64 - 8 * short),
             same,
+            kinds,
+            n,
         })
     }
 
@@ -276,16 +312,20 @@ impl Shape {
 
     /// Reads the raw tuple at the start of `entry` if it has this shape: the
     /// value as a `T` and the rest; `None` for an entry of another shape, a
-    /// short one, or fields `T` does not accept.
+    /// short one, or fields `T` does not accept. For a shape of fields of
+    /// different kinds (`same` is `None`); one of a single kind is read by
+    /// [`Shape::get_same`] (a [`SAME`] has no kinds here: `None`).
     #[inline(always)]
     pub(crate) fn get<'a, T: DeserializeOwned>(&self, entry: &'a [u8]) -> Option<(T, &'a [u8])> {
-        let (this, rest) = self.fits(entry)?;
+        let (_, rest) = self.fits(entry)?;
         // The fields are read from the rest of `entry`, not only this one's
         // bytes: a field is read as 8 bytes where 8 are there (see
         // `FieldsIn`), and the last field of a tuple is otherwise short of
-        // them; the kinds say how many bytes each field takes.
+        // them; the kinds say how many bytes each field takes. (They are
+        // this shape's: the entry's head is.)
         let value = T::deserialize(TupleIn {
-            kinds: &this[2..self.head_len],
+            kinds: self.kinds,
+            left: self.n,
             fields: &entry[self.head_len..],
         })
         .ok()?;
@@ -347,7 +387,7 @@ impl<'a> Sink for &'a mut Vec<u8> {
     }
     #[inline(always)]
     fn tuple(self, declared: usize) -> Result<Tuple<'a>, NotRaw> {
-        if declared == 0 || declared > MAX_FIELDS {
+        if declared == 0 || declared > MAX_FIELD_BYTES {
             return Err(NotRaw);
         }
         // The entry is written past the length, which covers it only once
@@ -355,15 +395,16 @@ impl<'a> Sink for &'a mut Vec<u8> {
         // nothing behind.
         self.reserve(MAX_TUPLE);
         let start = self.len();
-        let at = self.spare_capacity_mut();
-        at[0].write(TUPLE);
-        at[1].write(declared as u8);
+        let head = fields_at(declared);
         Ok(Tuple {
             out: self,
             start,
             declared,
             written: 0,
-            end: 2 + declared,
+            head,
+            end: head,
+            kinds: 0,
+            first: 0,
         })
     }
 }
@@ -383,15 +424,22 @@ impl Sink for &mut Entry {
 }
 
 /// A raw tuple being written past the end of `out` (which has room for
-/// [`MAX_TUPLE`] bytes from `start`): [`TUPLE`] and the number of fields
-/// declared at `start`, then their kinds, then the bytes of the `written`
-/// fields so far, up to `end`.
+/// [`MAX_TUPLE`] bytes from `start`): the bytes of the `written` fields so
+/// far from `start + head` up to `start + end`; for a [`TUPLE`], their kinds
+/// after the tag's and count's places, a byte for two, as they come (`kinds`
+/// holds them); the tag and count written at the end. Each store is of a
+/// value in hand: nothing written is read back (a read of bytes just stored
+/// in smaller pieces waits for them, and cost a copy of the fields 6 ns).
 struct Tuple<'a> {
     out: &'a mut Vec<u8>,
     start: usize,
     declared: usize,
     written: usize,
+    head: usize,
     end: usize,
+    kinds: u64,
+    /// The first field's kind: a [`SAME`]'s every field's.
+    first: u8,
 }
 
 impl Tuple<'_> {
@@ -402,14 +450,24 @@ impl Tuple<'_> {
 
     #[inline(always)]
     fn finish(self) -> Result<(), NotRaw> {
+        let n = self.written;
         // A `Serialize` that declared more fields than it wrote.
-        if self.written != self.declared {
+        if n != self.declared {
             return Err(NotRaw);
         }
-        // SAFETY: the entry's `end` bytes past `start` are written (tag,
-        // count, a kind for each field, the fields' bytes), within the room
-        // `Sink::tuple` reserved.
-        unsafe { self.out.set_len(self.start + self.end) };
+        // SAFETY: `Sink::tuple` reserved MAX_TUPLE bytes from `start`; the
+        // head's bytes are before `head` (at most 2 + MAX_FIELDS / 2), its
+        // kinds (a TUPLE's) and the fields up to `end` are written: the
+        // length covers just those.
+        unsafe {
+            let at = self.out.as_mut_ptr().add(self.start);
+            at.write(if n <= MAX_FIELDS { TUPLE } else { SAME });
+            at.add(1).write(n as u8);
+            if n > MAX_FIELDS {
+                at.add(2).write(self.first);
+            }
+            self.out.set_len(self.start + self.end);
+        }
         Ok(())
     }
 }
@@ -419,17 +477,29 @@ impl Sink for &mut Tuple<'_> {
     type Tuple = Impossible<(), NotRaw>;
     #[inline(always)]
     fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw> {
-        let (i, end) = (self.written, self.end);
-        if i >= self.declared || end + N > 2 + self.declared + MAX_FIELD_BYTES {
+        let (i, end, kind) = (self.written, self.end, entry[0] - BASE);
+        if i >= self.declared || end + N > self.head + MAX_FIELD_BYTES {
             return Err(NotRaw);
         }
-        // SAFETY: `Sink::tuple` reserved MAX_TUPLE bytes from `start`, and
-        // `2 + declared + MAX_FIELD_BYTES <= MAX_TUPLE`: the kind's byte and
-        // the field's N bytes are within them (spare capacity, not yet
-        // covered by the length).
+        if i == 0 {
+            self.first = kind;
+        }
+        let tuple = self.declared <= MAX_FIELDS;
+        // More fields than a TUPLE has: all of one kind (a SAME), or postcard.
+        if !tuple && kind != self.first {
+            return Err(NotRaw);
+        }
+        // SAFETY: `Sink::tuple` reserved MAX_TUPLE bytes from `start`; a
+        // TUPLE's kinds take bytes 2 .. 2 + declared / 2 (rounded up), below
+        // `head`, and `head + MAX_FIELD_BYTES <= MAX_TUPLE`: the field's N
+        // bytes are within the room (spare capacity, not yet covered by the
+        // length).
         unsafe {
             let at = self.out.as_mut_ptr().add(self.start);
-            at.add(2 + i).write(entry[0] - BASE);
+            if tuple {
+                self.kinds |= u64::from(kind) << (4 * i);
+                at.add(2 + i / 2).write((self.kinds >> (8 * (i / 2))) as u8);
+            }
             std::ptr::copy_nonoverlapping(entry.as_ptr().add(1), at.add(end), N);
         }
         (self.written, self.end) = (i + 1, end + N);
@@ -807,8 +877,10 @@ impl<'de, const K: u8, const W: usize> de::SeqAccess<'de> for SameFieldsIn<'_, '
 /// a sequence whatever the type asks for (a tuple, an array, a struct read
 /// as postcard reads one, or any sequence).
 struct TupleIn<'a> {
-    /// The kinds of the fields not yet read.
-    kinds: &'a [u8],
+    /// The kinds of the fields not yet read, four bits each from the low end.
+    kinds: u64,
+    /// How many fields are not yet read.
+    left: usize,
     /// Their bytes, and maybe more after them (the next entries).
     fields: &'a [u8],
 }
@@ -823,7 +895,7 @@ impl<'de> de::Deserializer<'de> for TupleIn<'_> {
         let value = v.visit_seq(FieldsIn(&mut self))?;
         // A type that read fewer fields than the entry has is not the type
         // that wrote it.
-        if self.kinds.is_empty() {
+        if self.left == 0 {
             Ok(value)
         } else {
             Err(de::Error::custom("a raw tuple with fields left over"))
@@ -870,9 +942,10 @@ impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
         let t = &mut *self.0;
-        let Some((&k, kinds)) = t.kinds.split_first() else {
+        if t.left == 0 {
             return Ok(None);
-        };
+        }
+        let (k, kinds) = ((t.kinds & 15) as u8, t.kinds >> 4);
         // `Shape::of` checked every kind and that the fields' bytes are
         // there; checked again (two predictable branches), not trusted.
         let Some(&(prim, width, mask)) = FIELD.get(usize::from(k)) else {
@@ -891,7 +964,7 @@ impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
                 u64::from_le_bytes(le)
             }
         };
-        (t.kinds, t.fields) = (kinds, after);
+        (t.kinds, t.left, t.fields) = (kinds, t.left - 1, after);
         seed.deserialize(In { prim, bits }).map(Some)
     }
 
@@ -902,7 +975,7 @@ impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.kinds.len())
+        Some(self.0.left)
     }
 }
 
@@ -943,7 +1016,8 @@ mod tests {
         let mut out = Vec::new();
         assert!(!put(&(1u64, "two"), &mut out));
         assert!(!put(&((1u8, 2u8), 3u8), &mut out));
-        assert!(!put(&[7u8; MAX_FIELDS + 1], &mut out));
+        assert!(!put(&Mixed(MAX_FIELDS + 1), &mut out));
+        assert!(!put(&Bytes(MAX_FIELD_BYTES + 1), &mut out));
         assert!(!put(&[7u64; MAX_FIELD_BYTES / 8 + 1], &mut out));
         assert!(!put(&[0u32; 0], &mut out));
         assert!(!put(&Short, &mut out));
@@ -978,6 +1052,38 @@ mod tests {
         *v == 0
     }
 
+    /// A tuple of this many fields of two kinds in turn (`u8`, `u16`, ...).
+    struct Mixed(usize);
+
+    impl Serialize for Mixed {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::SerializeTuple;
+            let mut t = s.serialize_tuple(self.0)?;
+            for k in 0..self.0 {
+                if k % 2 == 0 {
+                    t.serialize_element(&(k as u8))?;
+                } else {
+                    t.serialize_element(&(k as u16))?;
+                }
+            }
+            t.end()
+        }
+    }
+
+    /// A tuple of this many `7u8`s (serde's arrays stop at 32).
+    struct Bytes(usize);
+
+    impl Serialize for Bytes {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::SerializeTuple;
+            let mut t = s.serialize_tuple(self.0)?;
+            for _ in 0..self.0 {
+                t.serialize_element(&7u8)?;
+            }
+            t.end()
+        }
+    }
+
     /// A tuple whose `Serialize` declares more fields than it writes.
     struct Short;
 
@@ -999,16 +1105,27 @@ mod tests {
         let mut out = vec![0xaa];
         assert!(put(&v, &mut out), "{v:?} is raw");
         let entry = out.split_off(1);
-        assert_eq!(entry[0], TUPLE);
         let (back, rest) = get_tuple::<T>(&entry).unwrap();
         assert_eq!(back, v);
         assert!(rest.is_empty());
         let shape = Shape::of(&entry).unwrap();
         assert_eq!(shape.stride, entry.len());
-        assert_eq!(shape.get::<T>(&entry).unwrap().0, v);
-        if let Some(prim) = shape.same {
-            let (back, _) = by_kind!(prim, |K, W| shape.get_same::<T, K, W>(&entry)).unwrap();
-            assert_eq!(back, v);
+        // Up to MAX_FIELDS a TUPLE, more a SAME; fields of one kind read by
+        // the loop made for the kind, any other through their kinds.
+        assert_eq!(
+            entry[0],
+            if usize::from(entry[1]) <= MAX_FIELDS {
+                TUPLE
+            } else {
+                SAME
+            }
+        );
+        match shape.same {
+            Some(prim) => {
+                let (back, _) = by_kind!(prim, |K, W| shape.get_same::<T, K, W>(&entry)).unwrap();
+                assert_eq!(back, v);
+            }
+            None => assert_eq!(shape.get::<T>(&entry).unwrap().0, v),
         }
         assert!(entry_of(&v).is_none(), "an Entry takes no tuple");
         entry
@@ -1020,44 +1137,46 @@ mod tests {
 
     #[test]
     fn tuples_of_numbers_round_trip_raw() {
-        // Tag, count, kinds, then the fields' bytes, little-endian.
+        // Tag, count, kinds (four bits each, from the low end), then the
+        // fields' bytes, little-endian.
+        let e = tuple_round_trip([3u16, 4, 5]);
+        assert_eq!(e, [TUPLE, 3, 0x11, 0x01, 3, 0, 4, 0, 5, 0]);
         let e = tuple_round_trip((1u64, -2i16));
-        assert_eq!(
-            e,
-            [
-                TUPLE,
-                2,
-                Prim::U64 as u8,
-                Prim::I16 as u8,
-                1,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0xfe,
-                0xff
-            ]
-        );
+        assert_eq!(e, [TUPLE, 2, 0x53, 1, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff]);
+        // More than MAX_FIELDS, all of one kind: tag, count, the kind once.
+        let e = tuple_round_trip([9u8; 32]);
+        assert_eq!(e[..3], [SAME, 32, Prim::U8 as u8]);
+        assert_eq!(e[3..], [9; 32]);
         tuple_round_trip((7u8,));
         tuple_round_trip((1.5f32, u64::MAX, i32::MIN, 3u16, -1i64, 0.25f64));
-        tuple_round_trip([3u16, 4, 5]);
-        tuple_round_trip([9u8; MAX_FIELDS]);
+        tuple_round_trip([-1i16; MAX_FIELD_BYTES / 2]);
+        let mut out = Vec::new();
+        assert!(put(&Bytes(MAX_FIELD_BYTES), &mut out));
+        assert_eq!(out.len(), 3 + MAX_FIELD_BYTES);
+        assert_eq!(get_tuple::<Vec<u8>>(&out).unwrap().0, [7; MAX_FIELD_BYTES]);
         tuple_round_trip([u64::MAX; MAX_FIELD_BYTES / 8]);
+        tuple_round_trip((0.5f64, 1.5f64));
         tuple_round_trip(Pair(-3, 1 << 40));
         tuple_round_trip(Point {
             x: -0.5,
             y: 2.0,
             id: Meters(8.0),
         });
-        // Seven fields and more: a head longer than one word.
+        // Seven fields and more: a head longer than one word; as many of
+        // different kinds as there may be.
         tuple_round_trip((1u8, 2u16, 3u32, 4u64, 5i8, 6i16, 7i32, 8i64, 9.0f32));
+        let mut out = Vec::new();
+        assert!(put(&Mixed(MAX_FIELDS), &mut out));
+        assert_eq!((out[0], out.len()), (TUPLE, 2 + 8 + 8 + 16));
+        let back = get_tuple::<Vec<u16>>(&out).unwrap().0;
+        assert_eq!(back, (0..16).collect::<Vec<u16>>());
         // A struct that leaves out a field (and says so) is a tuple of the
         // others, which its `Deserialize` reads as it would postcard's.
         assert_eq!(tuple_round_trip(Sparse { a: 1, b: 2 })[1], 2);
         assert_eq!(tuple_round_trip(Sparse { a: 1, b: 0 })[1], 1);
+        // A tuple whose kinds differ only in its last field past the
+        // sixteenth has too many: postcard.
+        assert!(!put(&(Mixed(1), [0u8; 16]), &mut Vec::new()));
     }
 
     #[test]
@@ -1075,13 +1194,18 @@ mod tests {
         assert!(get_tuple::<(u8, u8)>(&big).is_none());
         // Another shape is not this one's, even when the type would take it.
         let shape = Shape::of(&e).unwrap();
+        let same = |e: &[u8]| {
+            by_kind!(Prim::U64, |K, W| shape.get_same::<(u64, u64), K, W>(e)).map(|(v, _)| v)
+        };
         for other in [
             tuple_round_trip((5u32, 6u64)),
             tuple_round_trip((5i64, 6u64)),
+            tuple_round_trip((5i64, 6i64)),
         ] {
-            assert!(shape.get::<(u64, u64)>(&other).is_none());
+            assert!(same(&other).is_none());
             assert_eq!(get_tuple::<(u64, u64)>(&other).unwrap().0, (5, 6));
         }
+        assert_eq!(same(&e), Some((5, 6)));
     }
 
     #[test]
@@ -1093,24 +1217,47 @@ mod tests {
         for len in 0..good.len() {
             assert!(refused(&good[..len]), "{len} bytes");
         }
-        // No fields, too many, a kind that is none, another tag.
+        // No fields, more than a TUPLE has, a kind that is none (in either
+        // half of the kinds' byte), another tag.
+        for (at, byte) in [(1, 0), (1, MAX_FIELDS as u8 + 1), (2, 0x0a), (2, 0xa2)] {
+            let mut bad = [good.clone(), vec![0; 200]].concat();
+            bad[at] = byte;
+            assert!(refused(&bad), "byte {at} = {byte:#x}");
+        }
         let mut bad = good.clone();
-        bad[1] = 0;
-        assert!(refused(&bad));
-        bad[1] = MAX_FIELDS as u8 + 1;
-        assert!(refused(&[bad.clone(), vec![0; 200]].concat()));
-        let mut bad = good.clone();
-        bad[3] = ALL.len() as u8;
-        assert!(refused(&bad));
-        let mut bad = good.clone();
-        bad[0] = TUPLE + 1;
+        bad[0] = SAME + 1;
         assert!(refused(&bad));
         // A kind that says more bytes than there are.
         let mut bad = good.clone();
-        bad[3] = Prim::U64 as u8;
+        bad[2] = Prim::U64 as u8;
         assert!(refused(&bad));
+        // Bits past an odd count's last kind.
+        let odd = tuple_round_trip((1u32, 2u8, 3u8));
+        assert_eq!(odd[3], 0x00);
+        let mut bad = odd.clone();
+        bad[3] = 0x10;
+        assert!(Shape::of(&bad).is_none());
         // Fields the type does not read to the end.
         assert!(get_tuple::<(u32,)>(&good).is_none());
+        // The same for a SAME: cut short, no fields, more bytes than a raw
+        // tuple has, a kind that is none.
+        let mut good = Vec::new();
+        assert!(put(&Bytes(20), &mut good));
+        assert_eq!(good[0], SAME);
+        let refused =
+            |bytes: &[u8]| Shape::of(bytes).is_none() && get_tuple::<Vec<u8>>(bytes).is_none();
+        for len in 0..good.len() {
+            assert!(refused(&good[..len]), "{len} bytes");
+        }
+        for (at, byte) in [(1, 0), (1, 65), (2, ALL.len() as u8), (2, Prim::U64 as u8)] {
+            let mut bad = [good.clone(), vec![0; 200]].concat();
+            bad[at] = byte;
+            assert!(refused(&bad), "byte {at} = {byte}");
+        }
+        let mut bad = good.clone();
+        bad[2] = Prim::U16 as u8;
+        assert!(refused(&bad));
+        assert!(get_tuple::<[u8; 19]>(&good).is_none());
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub(crate) fn encode_arg<T: Serialize + ?Sized>(
 fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<(A, &[u8]), String> {
     match bytes.split_first() {
         Some((&ARG, body)) => postcard::take_from_bytes::<A>(body).map_err(|e| e.to_string()),
-        Some((&raw::TUPLE, _)) => raw::get_tuple::<A>(bytes)
+        Some((&(raw::TUPLE | raw::SAME), _)) => raw::get_tuple::<A>(bytes)
             .ok_or_else(|| "a raw tuple that is not this argument's type".to_owned()),
         Some((&tag, body)) => match Prim::of_tag(tag) {
             Some(prim) => raw::get::<A>(prim, body)
@@ -660,7 +660,7 @@ pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error
             }
             Err(e) => (Err(Error::DecodeResult(e)), &[]),
         },
-        raw::TUPLE => match guarded(|| raw::get_tuple::<R>(entries)) {
+        raw::TUPLE | raw::SAME => match guarded(|| raw::get_tuple::<R>(entries)) {
             Ok(Some((value, rest))) => (Ok(value), rest),
             Ok(None) => {
                 let e = postcard::Error::DeserializeBadEncoding;

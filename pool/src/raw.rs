@@ -195,8 +195,8 @@ fn body_known<T: DeserializeOwned, const K: u8, const W: usize>(
     Some((value, rest))
 }
 
-/// Reads the raw tuple at the start of `entry` (at its [`TUPLE`] tag) as a
-/// `T`: the value and the rest; `None` when the entry is malformed (see
+/// Reads the raw tuple at the start of `entry` (at its [`TUPLE`] or [`SAME`]
+/// tag) as a `T`: the value and the rest; `None` when the entry is malformed (see
 /// [`Shape::of`]) or `T` does not accept those fields.
 #[inline]
 pub(crate) fn get_tuple<T: DeserializeOwned>(entry: &[u8]) -> Option<(T, &[u8])> {
@@ -220,7 +220,8 @@ pub(crate) struct Shape {
     /// The entry's bytes, tag included: the stride of a run.
     pub(crate) stride: usize,
     /// The head as the low bytes of a word and the mask of those bytes,
-    /// for a head of at most 8 bytes (6 fields): one comparison.
+    /// for a head of at most 8 bytes (a [`TUPLE`] of up to 12 fields, any
+    /// [`SAME`]): one comparison.
     head8: u64,
     mask8: u64,
     /// The fields' kind when they are all of one (a pair of `u64`s, an
@@ -312,11 +313,14 @@ impl Shape {
 
     /// Reads the raw tuple at the start of `entry` if it has this shape: the
     /// value as a `T` and the rest; `None` for an entry of another shape, a
-    /// short one, or fields `T` does not accept. For a shape of fields of
-    /// different kinds (`same` is `None`); one of a single kind is read by
-    /// [`Shape::get_same`] (a [`SAME`] has no kinds here: `None`).
+    /// short one, or fields `T` does not accept. For a [`TUPLE`]'s shape
+    /// (fields of one kind are read faster by [`Shape::get_same`]); a
+    /// [`SAME`] keeps no kind a field here: `None`.
     #[inline(always)]
     pub(crate) fn get<'a, T: DeserializeOwned>(&self, entry: &'a [u8]) -> Option<(T, &'a [u8])> {
+        if self.head[0] != TUPLE {
+            return None;
+        }
         let (_, rest) = self.fits(entry)?;
         // The fields are read from the rest of `entry`, not only this one's
         // bytes: a field is read as 8 bytes where 8 are there (see
@@ -1141,12 +1145,19 @@ mod tests {
         // fields' bytes, little-endian.
         let e = tuple_round_trip([3u16, 4, 5]);
         assert_eq!(e, [TUPLE, 3, 0x11, 0x01, 3, 0, 4, 0, 5, 0]);
+        // (A TUPLE of one kind reads through its kinds too.)
+        assert_eq!(
+            Shape::of(&e).unwrap().get::<[u16; 3]>(&e).unwrap().0,
+            [3, 4, 5]
+        );
         let e = tuple_round_trip((1u64, -2i16));
         assert_eq!(e, [TUPLE, 2, 0x53, 1, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff]);
         // More than MAX_FIELDS, all of one kind: tag, count, the kind once.
         let e = tuple_round_trip([9u8; 32]);
         assert_eq!(e[..3], [SAME, 32, Prim::U8 as u8]);
         assert_eq!(e[3..], [9; 32]);
+        // (Which keeps no kind a field for the reader of mixed kinds.)
+        assert!(Shape::of(&e).unwrap().get::<Vec<u8>>(&e).is_none());
         tuple_round_trip((7u8,));
         tuple_round_trip((1.5f32, u64::MAX, i32::MIN, 3u16, -1i64, 0.25f64));
         tuple_round_trip([-1i16; MAX_FIELD_BYTES / 2]);

@@ -454,7 +454,6 @@ pub fn python_recycled(processes: usize, n: u64) -> Option<f64> {
     let script = format!(
         "import multiprocessing as mp, time\n\
          def f(x): return x + 1\n\
-         def g(a, b): return a + b\n\
          if __name__ == '__main__':\n\
          \x20   mp.set_start_method('fork')\n\
          \x20   with mp.Pool({processes}, maxtasksperchild=1) as p:\n\

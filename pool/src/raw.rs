@@ -307,7 +307,7 @@ impl Shape {
     ) -> Option<(T, &'a [u8])> {
         let (this, rest) = self.fits(entry)?;
         let fields = &this[self.head_len..];
-        let value = T::deserialize(SameIn::<K, W> { fields }).ok()?;
+        let value = T::deserialize(FieldsDe(SameIn::<K, W> { fields })).ok()?;
         Some((value, rest))
     }
 
@@ -324,14 +324,14 @@ impl Shape {
         let (_, rest) = self.fits(entry)?;
         // The fields are read from the rest of `entry`, not only this one's
         // bytes: a field is read as 8 bytes where 8 are there (see
-        // `FieldsIn`), and the last field of a tuple is otherwise short of
+        // `TupleIn`), and the last field of a tuple is otherwise short of
         // them; the kinds say how many bytes each field takes. (They are
         // this shape's: the entry's head is.)
-        let value = T::deserialize(TupleIn {
+        let value = T::deserialize(FieldsDe(TupleIn {
             kinds: self.kinds,
             left: self.n,
             fields: &entry[self.head_len..],
-        })
+        }))
         .ok()?;
         Some((value, rest))
     }
@@ -809,21 +809,30 @@ macro_rules! ask_for {
 }
 use ask_for;
 
-/// The deserializer of [`Shape::get_same`]: the fields of a raw tuple whose
-/// fields are all of kind `K` (`W` bytes each), offered as a sequence
-/// whatever the type asks for (as [`TupleIn`]).
-struct SameIn<'a, const K: u8, const W: usize> {
-    /// The bytes of the fields not yet read: exactly theirs.
-    fields: &'a [u8],
+/// The fields of a raw tuple, one by one: each as the number [`In`]
+/// offers, `None` after the last.
+trait FieldSource {
+    fn next(&mut self) -> Result<Option<In>, de::value::Error>;
+    /// How many are left.
+    fn left(&self) -> usize;
 }
 
-impl<'de, const K: u8, const W: usize> de::Deserializer<'de> for SameIn<'_, K, W> {
+/// The deserializer of a raw tuple's fields (from [`SameIn`] or
+/// [`TupleIn`]): a sequence whatever the type asks for (a tuple, an array,
+/// a struct read as postcard reads one, or any sequence).
+struct FieldsDe<F>(F);
+
+impl<'de, F: FieldSource> de::Deserializer<'de> for FieldsDe<F> {
     type Error = de::value::Error;
 
     #[inline(always)]
     fn deserialize_any<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, Self::Error> {
-        let value = v.visit_seq(SameFieldsIn(&mut self))?;
-        if self.fields.is_empty() {
+        // (A `SeqAccess` of its own passed by value: serde's one for `&mut`
+        // of one was a call a field.)
+        let value = v.visit_seq(FieldsSeq(&mut self.0))?;
+        // A type that read fewer fields than the entry has is not the type
+        // that wrote it.
+        if self.0.left() == 0 {
             Ok(value)
         } else {
             Err(de::Error::custom("a raw tuple with fields left over"))
@@ -845,10 +854,10 @@ impl<'de, const K: u8, const W: usize> de::Deserializer<'de> for SameIn<'_, K, W
     }
 }
 
-/// The fields of a [`SameIn`], one by one.
-struct SameFieldsIn<'a, 'b, const K: u8, const W: usize>(&'a mut SameIn<'b, K, W>);
+/// The fields of a [`FieldsDe`] as serde's sequence.
+struct FieldsSeq<'a, F>(&'a mut F);
 
-impl<'de, const K: u8, const W: usize> de::SeqAccess<'de> for SameFieldsIn<'_, '_, K, W> {
+impl<'de, F: FieldSource> de::SeqAccess<'de> for FieldsSeq<'_, F> {
     type Error = de::value::Error;
 
     #[inline(always)]
@@ -856,30 +865,51 @@ impl<'de, const K: u8, const W: usize> de::SeqAccess<'de> for SameFieldsIn<'_, '
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
-        let Some((bytes, fields)) = self.0.fields.split_first_chunk::<W>() else {
-            return Ok(None);
-        };
-        self.0.fields = fields;
-        let mut le = [0u8; 8];
-        le[..W].copy_from_slice(bytes);
-        let (prim, bits) = (ALL[usize::from(K)], u64::from_le_bytes(le));
-        seed.deserialize(In { prim, bits }).map(Some)
+        match self.0.next()? {
+            Some(number) => seed.deserialize(number).map(Some),
+            None => Ok(None),
+        }
     }
 
-    // (As `FieldsIn`'s: serde's own is left out of line.)
+    // (serde's own is left out of line: a call a field.)
     #[inline(always)]
     fn next_element<T: de::Deserialize<'de>>(&mut self) -> Result<Option<T>, Self::Error> {
         self.next_element_seed(std::marker::PhantomData)
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.fields.len() / W)
+        Some(self.0.left())
     }
 }
 
-/// The deserializer of [`get_tuple`]: the fields of a raw tuple, offered as
-/// a sequence whatever the type asks for (a tuple, an array, a struct read
-/// as postcard reads one, or any sequence).
+/// The fields of a raw tuple all of kind `K` (`W` bytes each), read by
+/// [`Shape::get_same`]: each a fixed-size copy, offered as that kind with no
+/// test of its own.
+struct SameIn<'a, const K: u8, const W: usize> {
+    /// The bytes of the fields not yet read: exactly theirs.
+    fields: &'a [u8],
+}
+
+impl<const K: u8, const W: usize> FieldSource for SameIn<'_, K, W> {
+    #[inline(always)]
+    fn next(&mut self) -> Result<Option<In>, de::value::Error> {
+        let Some((bytes, fields)) = self.fields.split_first_chunk::<W>() else {
+            return Ok(None);
+        };
+        self.fields = fields;
+        let mut le = [0u8; 8];
+        le[..W].copy_from_slice(bytes);
+        let (prim, bits) = (ALL[usize::from(K)], u64::from_le_bytes(le));
+        Ok(Some(In { prim, bits }))
+    }
+
+    fn left(&self) -> usize {
+        self.fields.len() / W
+    }
+}
+
+/// The fields of a raw tuple whose kinds may differ, read by [`Shape::get`]:
+/// each through its kind's width and mask.
 struct TupleIn<'a> {
     /// The kinds of the fields not yet read, four bits each from the low end.
     kinds: u64,
@@ -889,35 +919,37 @@ struct TupleIn<'a> {
     fields: &'a [u8],
 }
 
-impl<'de> de::Deserializer<'de> for TupleIn<'_> {
-    type Error = de::value::Error;
-
+impl FieldSource for TupleIn<'_> {
     #[inline(always)]
-    fn deserialize_any<V: Visitor<'de>>(mut self, v: V) -> Result<V::Value, Self::Error> {
-        // (A `SeqAccess` of its own passed by value: serde's one for `&mut`
-        // of one was a call a field.)
-        let value = v.visit_seq(FieldsIn(&mut self))?;
-        // A type that read fewer fields than the entry has is not the type
-        // that wrote it.
+    fn next(&mut self) -> Result<Option<In>, de::value::Error> {
         if self.left == 0 {
-            Ok(value)
-        } else {
-            Err(de::Error::custom("a raw tuple with fields left over"))
+            return Ok(None);
         }
+        let (k, kinds) = ((self.kinds & 15) as u8, self.kinds >> 4);
+        // `Shape::of` checked every kind and that the fields' bytes are
+        // there; checked again (two predictable branches), not trusted.
+        let Some(&(prim, width, mask)) = FIELD.get(usize::from(k)) else {
+            return Err(de::Error::custom("a raw tuple's field of no kind"));
+        };
+        let Some(after) = self.fields.get(width..) else {
+            return Err(de::Error::custom("a raw tuple's field cut short"));
+        };
+        let bits = match self.fields.first_chunk::<8>() {
+            // Eight bytes, masked to the field's: a copy of a size the
+            // compiler knows (`width` bytes would be a call to memcpy).
+            Some(eight) => u64::from_le_bytes(*eight) & mask,
+            None => {
+                let mut le = [0u8; 8];
+                le[..width].copy_from_slice(&self.fields[..width]);
+                u64::from_le_bytes(le)
+            }
+        };
+        (self.kinds, self.left, self.fields) = (kinds, self.left - 1, after);
+        Ok(Some(In { prim, bits }))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        v: V,
-    ) -> Result<V::Value, Self::Error> {
-        v.visit_newtype_struct(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
+    fn left(&self) -> usize {
+        self.left
     }
 }
 
@@ -933,55 +965,6 @@ const FIELD: [(Prim, usize, u64); 10] = {
     }
     t
 };
-
-/// The fields of a [`TupleIn`], one by one.
-struct FieldsIn<'a, 'b>(&'a mut TupleIn<'b>);
-
-impl<'de> de::SeqAccess<'de> for FieldsIn<'_, '_> {
-    type Error = de::value::Error;
-
-    #[inline(always)]
-    fn next_element_seed<S: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: S,
-    ) -> Result<Option<S::Value>, Self::Error> {
-        let t = &mut *self.0;
-        if t.left == 0 {
-            return Ok(None);
-        }
-        let (k, kinds) = ((t.kinds & 15) as u8, t.kinds >> 4);
-        // `Shape::of` checked every kind and that the fields' bytes are
-        // there; checked again (two predictable branches), not trusted.
-        let Some(&(prim, width, mask)) = FIELD.get(usize::from(k)) else {
-            return Err(de::Error::custom("a raw tuple's field of no kind"));
-        };
-        let Some(after) = t.fields.get(width..) else {
-            return Err(de::Error::custom("a raw tuple's field cut short"));
-        };
-        let bits = match t.fields.first_chunk::<8>() {
-            // Eight bytes, masked to the field's: a copy of a size the
-            // compiler knows (`width` bytes would be a call to memcpy).
-            Some(eight) => u64::from_le_bytes(*eight) & mask,
-            None => {
-                let mut le = [0u8; 8];
-                le[..width].copy_from_slice(&t.fields[..width]);
-                u64::from_le_bytes(le)
-            }
-        };
-        (t.kinds, t.left, t.fields) = (kinds, t.left - 1, after);
-        seed.deserialize(In { prim, bits }).map(Some)
-    }
-
-    // (serde's own is left out of line: a call a field.)
-    #[inline(always)]
-    fn next_element<T: de::Deserialize<'de>>(&mut self) -> Result<Option<T>, Self::Error> {
-        self.next_element_seed(std::marker::PhantomData)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.0.left)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,20 @@
 //! Times the pool's `starmap` of 1 M pairs of `u64`s, a `map` returning
-//! `(u64, u32)` pairs and the `map` of 1 M trivial `u64`s beside them (raw
-//! tuples against raw numbers; for perf and A/B runs of builds).
+//! `(u64, u32)` pairs, one returning `bool`s and the `map` of 1 M trivial
+//! `u64`s beside them (raw tuples against raw numbers; for perf and A/B runs
+//! of builds).
 //!
 //! Run: `cargo run --release -p multiproc-bench --example tuples_quick`
-//! (`WHAT=star|pair|map`, default `star`; `R=` rounds, default 10; `CH=` a
+//! (`WHAT=star|pair|bool|map`, default `star`; `R=` rounds, default 10; `CH=` a
 //! chunk size for the `starmap`, Python's by default).
 use multiproc_bench::pool::{add_pair, trivial};
 use multiproc_pool::Pool;
 
 fn pair(a: u64) -> (u64, u32) {
     (a, a as u32)
+}
+
+fn odd(a: u64) -> bool {
+    a % 2 == 1
 }
 
 fn main() {
@@ -25,6 +30,7 @@ fn main() {
         let t = std::time::Instant::now();
         let len = match (what.as_str(), chunk) {
             ("pair", _) => pool.map(pair, 0..n).expect("map").len(),
+            ("bool", _) => pool.map(odd, 0..n).expect("map").len(),
             ("map", _) => pool.map(trivial, 0..n).expect("map").len(),
             (_, Some(c)) => {
                 let pairs = (0..n).map(|i| (i, i >> 1));

@@ -22,6 +22,7 @@ pub fn fuzz_messages(data: &[u8]) {
         read_all::<(u32, f64)>(entries, count);
         read_all::<[i16; 3]>(entries, count);
         read_all::<[u8; 20]>(entries, count);
+        read_all::<(bool, u16)>(entries, count);
         read_all::<Vec<u64>>(entries, count);
     }
     read_all::<Vec<u8>>(data, COUNT);

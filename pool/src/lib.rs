@@ -16,7 +16,7 @@
 //! A task names a function every worker has — a `fn` item, or a closure that
 //! captures nothing — and carries its argument and result encoded with serde
 //! (postcard; a value that serializes as one primitive number, such as a
-//! `u64`, an `f64` or a newtype of one, travels as its little-endian bytes,
+//! `u64`, an `f64`, a `bool` or a newtype of one, travels as its bytes,
 //! which spares a map of numbers most of its coding, and so does a tuple, an
 //! array, a tuple struct or a struct of such numbers, 64 bytes of them at
 //! most (and 16 fields when their kinds differ): its fields' kinds, then

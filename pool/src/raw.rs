@@ -1,7 +1,8 @@
 //! Primitive numbers as their little-endian bytes, through serde.
 //!
 //! A value whose `Serialize` is one call for a primitive number (`u64`,
-//! `f32`, a newtype around one …) travels as that number's bytes instead of
+//! `f32`, a newtype around one …; a `bool` counts as one, a byte of 0 or 1)
+//! travels as that number's bytes instead of
 //! postcard's encoding: a fixed-size copy each way, where postcard's varints
 //! cost several nanoseconds an item (most of a trivial map's time). The
 //! decision is made per value, by trying: [`put`] writes a value that is a
@@ -27,7 +28,8 @@
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 
-/// A primitive number's kind. Its tag in a message is `BASE + kind`.
+/// A primitive number's kind (a `bool` counts as one: a byte, 0 or 1). Its
+/// tag in a message is `BASE + kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Prim {
@@ -41,6 +43,7 @@ pub(crate) enum Prim {
     I64,
     F32,
     F64,
+    Bool,
 }
 
 /// The first tag of a raw value; tags below it are the caller's.
@@ -70,7 +73,7 @@ const fn fields_at(n: usize) -> usize {
     }
 }
 
-const ALL: [Prim; 10] = [
+const ALL: [Prim; 11] = [
     Prim::U8,
     Prim::U16,
     Prim::U32,
@@ -81,6 +84,7 @@ const ALL: [Prim; 10] = [
     Prim::I64,
     Prim::F32,
     Prim::F64,
+    Prim::Bool,
 ];
 
 impl Prim {
@@ -91,7 +95,7 @@ impl Prim {
 
     const fn width(self) -> usize {
         match self {
-            Prim::U8 | Prim::I8 => 1,
+            Prim::U8 | Prim::I8 | Prim::Bool => 1,
             Prim::U16 | Prim::I16 => 2,
             Prim::U32 | Prim::I32 | Prim::F32 => 4,
             Prim::U64 | Prim::I64 | Prim::F64 => 8,
@@ -144,6 +148,7 @@ macro_rules! by_kind {
             $crate::raw::Prim::I64 => $crate::raw::by_kind!(@ 7, 8, $k, $w, $body),
             $crate::raw::Prim::F32 => $crate::raw::by_kind!(@ 8, 4, $k, $w, $body),
             $crate::raw::Prim::F64 => $crate::raw::by_kind!(@ 9, 8, $k, $w, $body),
+            $crate::raw::Prim::Bool => $crate::raw::by_kind!(@ 10, 1, $k, $w, $body),
         }
     };
     (@ $kv:expr, $wv:expr, $k:ident, $w:ident, $body:expr) => {{
@@ -637,8 +642,12 @@ impl<S: Sink> ser::Serializer for Out<S> {
         value.serialize(self)
     }
 
+    #[inline(always)]
+    fn serialize_bool(self, v: bool) -> Result<(), NotRaw> {
+        self.write(Prim::Bool, [u8::from(v)])
+    }
+
     refuse!(
-        serialize_bool(bool),
         serialize_u128(u128),
         serialize_i128(i128),
         serialize_char(char),
@@ -733,6 +742,14 @@ impl<'de> de::Deserializer<'de> for In {
             Prim::I64 => v.visit_i64(b as i64),
             Prim::F32 => v.visit_f32(f32::from_bits(b as u32)),
             Prim::F64 => v.visit_f64(f64::from_bits(b)),
+            // A byte that is neither is no `bool` (postcard refuses it too).
+            Prim::Bool => match b {
+                0 | 1 => v.visit_bool(b == 1),
+                _ => Err(de::Error::invalid_value(
+                    de::Unexpected::Unsigned(b),
+                    &"a bool's 0 or 1",
+                )),
+            },
         }
     }
 
@@ -774,8 +791,16 @@ impl<'de> de::Deserializer<'de> for In {
         self.other(v)
     }
 
+    #[inline(always)]
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.prim == Prim::Bool && self.bits <= 1 {
+            return v.visit_bool(self.bits == 1);
+        }
+        self.other(v)
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i128 u128 char str string
+        i128 u128 char str string
         bytes byte_buf option unit unit_struct seq tuple
         tuple_struct map struct enum identifier ignored_any
     }
@@ -955,10 +980,10 @@ impl FieldSource for TupleIn<'_> {
 
 /// Each kind (by its index), its width and the mask of its bytes in a word:
 /// one load a field of a raw tuple whose kinds differ.
-const FIELD: [(Prim, usize, u64); 10] = {
-    let mut t = [(Prim::U8, 0, 0); 10];
+const FIELD: [(Prim, usize, u64); ALL.len()] = {
+    let mut t = [(Prim::U8, 0, 0); ALL.len()];
     let mut k = 0;
-    while k < 10 {
+    while k < ALL.len() {
         let (prim, width) = (ALL[k], ALL[k].width());
         t[k] = (prim, width, u64::MAX >> (64 - 8 * width));
         k += 1;
@@ -996,6 +1021,28 @@ mod tests {
         round_trip(1.5f32);
         round_trip(-0.25f64);
         round_trip(Meters(3.0));
+        round_trip(true);
+        round_trip(false);
+    }
+
+    #[test]
+    fn a_bool_is_a_byte_of_0_or_1_and_nothing_else() {
+        let mut out = Vec::new();
+        assert!(put(&true, &mut out));
+        assert_eq!(out, [BASE + Prim::Bool as u8, 1]);
+        // Any other byte is no bool; a number is no bool, nor a bool a number.
+        assert!(get::<bool>(Prim::Bool, &[2]).is_none());
+        assert!(get::<bool>(Prim::U8, &[1]).is_none());
+        assert!(get::<u8>(Prim::Bool, &[1]).is_none());
+        // The same in a tuple, whose fields of one kind are read another way.
+        let e = tuple_round_trip((7u64, true, false));
+        let mut bad = e.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert!(get_tuple::<(u64, bool, bool)>(&bad).is_none());
+        let e = tuple_round_trip([true, false, true]);
+        let mut bad = e.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert!(get_tuple::<[bool; 3]>(&bad).is_none());
     }
 
     #[test]
@@ -1011,7 +1058,6 @@ mod tests {
         assert!(!put(&(1u8, Some(2u8)), &mut out));
         assert!(!put("text", &mut out));
         assert!(!put(&Some(1u8), &mut out));
-        assert!(!put(&true, &mut out));
         assert!(!put(&vec![1u8], &mut out));
         assert!(out.is_empty());
     }
@@ -1213,7 +1259,7 @@ mod tests {
         }
         // No fields, more than a TUPLE has, a kind that is none (in either
         // half of the kinds' byte), another tag.
-        for (at, byte) in [(1, 0), (1, MAX_FIELDS as u8 + 1), (2, 0x0a), (2, 0xa2)] {
+        for (at, byte) in [(1, 0), (1, MAX_FIELDS as u8 + 1), (2, 0x0b), (2, 0xb2)] {
             let mut bad = [good.clone(), vec![0; 200]].concat();
             bad[at] = byte;
             assert!(refused(&bad), "byte {at} = {byte:#x}");
@@ -1302,6 +1348,6 @@ mod tests {
         // A u64 too large for a u8: the type's own range check refuses it.
         assert!(get::<u8>(Prim::U64, &300u64.to_le_bytes()).is_none());
         assert_eq!(get::<u64>(Prim::U8, &[7]).unwrap().0, 7);
-        assert!(Prim::of_tag(BASE + 10).is_none() && Prim::of_tag(3).is_none());
+        assert!(Prim::of_tag(TUPLE).is_none() && Prim::of_tag(3).is_none());
     }
 }

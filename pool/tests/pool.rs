@@ -1725,6 +1725,14 @@ fn norm(p: Point, scale: f32) -> (f64, u64) {
     (p.x * f64::from(scale), p.id ^ p.y as u64)
 }
 
+fn odd(x: u64) -> bool {
+    x % 2 == 1
+}
+
+fn halves(x: u64) -> (bool, u32, bool) {
+    (x > u64::MAX / 2, x as u32, x.is_multiple_of(3))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
 
@@ -1761,6 +1769,11 @@ proptest! {
         let args: Vec<(Point, f32)> = points.iter().map(|&p| (p, p.y as f32)).collect();
         let want: Vec<(f64, u64)> = args.iter().map(|&(p, s)| norm(p, s)).collect();
         prop_assert_eq!(pool.starmap_chunked(norm, args, chunksize).unwrap(), want);
+        // bools, alone and in tuples.
+        let want: Vec<bool> = items.iter().map(|&x| odd(x)).collect();
+        prop_assert_eq!(&pool.map_chunked(odd, items.clone(), chunksize).unwrap(), &want);
+        let want: Vec<(bool, u32, bool)> = items.iter().map(|&x| halves(x)).collect();
+        prop_assert_eq!(&pool.map_chunked(halves, items.clone(), chunksize).unwrap(), &want);
     }
 }
 

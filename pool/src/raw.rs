@@ -383,13 +383,17 @@ impl<'a> Sink for &'a mut Vec<u8> {
     #[inline(always)]
     fn write<const N: usize>(self, entry: [u8; 9]) -> Result<(), NotRaw> {
         // One capacity check and one length update, where a push and an
-        // extend make two of each (this runs for every item of a map).
-        self.reserve(1 + N);
+        // extend make two of each (this runs for every item of a map). All
+        // 9 bytes are copied, whatever N: a copy of 1 + N bytes read a short
+        // entry back from the stack as one word just stored byte by byte (a
+        // load that waits for the stores: 5.6 ns a `bool` against 1.05 a
+        // `u32`).
+        self.reserve(9);
         let len = self.len();
-        // SAFETY: reserve made room for 1 + N bytes past len; they are
-        // written before the length covers them.
+        // SAFETY: reserve made room for 9 bytes past len; the entry's 1 + N
+        // of them are covered by the length.
         unsafe {
-            std::ptr::copy_nonoverlapping(entry.as_ptr(), self.as_mut_ptr().add(len), 1 + N);
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), self.as_mut_ptr().add(len), 9);
             self.set_len(len + 1 + N);
         }
         Ok(())

@@ -524,31 +524,28 @@ impl Sink for &mut Tuple<'_> {
     }
 }
 
-impl ser::SerializeTuple for Tuple<'_> {
-    type Ok = ();
-    type Error = NotRaw;
-    #[inline(always)]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
-        self.field(value)
-    }
-    #[inline(always)]
-    fn end(self) -> Result<(), NotRaw> {
-        self.finish()
-    }
+/// The tuple and tuple struct serializers of a raw tuple (their one method
+/// of a field has two names).
+macro_rules! fields_of {
+    ($($tr:ident::$f:ident),*) => {$(
+        impl ser::$tr for Tuple<'_> {
+            type Ok = ();
+            type Error = NotRaw;
+            #[inline(always)]
+            fn $f<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
+                self.field(value)
+            }
+            #[inline(always)]
+            fn end(self) -> Result<(), NotRaw> {
+                self.finish()
+            }
+        }
+    )*};
 }
-
-impl ser::SerializeTupleStruct for Tuple<'_> {
-    type Ok = ();
-    type Error = NotRaw;
-    #[inline(always)]
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NotRaw> {
-        self.field(value)
-    }
-    #[inline(always)]
-    fn end(self) -> Result<(), NotRaw> {
-        self.finish()
-    }
-}
+fields_of!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeStruct for Tuple<'_> {
     type Ok = ();

@@ -2,28 +2,29 @@
 //!
 //! A value whose `Serialize` is one call for a primitive number (`u64`,
 //! `f32`, a newtype around one …; a `bool` counts as one, a byte of 0 or 1)
-//! travels as that number's bytes instead of
-//! postcard's encoding: a fixed-size copy each way, where postcard's varints
-//! cost several nanoseconds an item (most of a trivial map's time). The
-//! decision is made per value, by trying: [`put`] writes a value that is a
-//! primitive (its [`Prim`] tag, then its bytes) and writes nothing for any
-//! other. The reader gets the tag, so it needs no agreement beforehand:
-//! [`get`] hands the number to the type's `Deserialize` as a self-describing
-//! format would (`deserialize_any`), so a type reads back whatever it wrote.
+//! travels as that number's bytes instead of postcard's encoding: a
+//! fixed-size copy each way, where postcard's varints cost several
+//! nanoseconds an item (most of a trivial map's time). The decision is made
+//! per value, by trying: [`put`] writes a value that is a primitive (its
+//! [`Prim`] tag, then its bytes) and writes nothing for any other. The reader
+//! gets the tag, so it needs no agreement beforehand: [`get`] hands the
+//! number to the type's `Deserialize` as a self-describing format would
+//! (`deserialize_any`), so a type reads back whatever it wrote.
 //!
 //! A tuple, array, tuple struct or struct of primitive numbers (`(u64, f32)`,
 //! `[u16; 3]`, `struct Point { x: f64, y: f64 }`: [`MAX_FIELD_BYTES`] of
-//! fields at most, and at most [`MAX_FIELDS`] fields when their kinds
-//! differ) travels raw too, as one *raw tuple* entry: [`SAME`], the number
-//! of fields and their one kind ([`Prim`]'s index), or [`TUPLE`], the
-//! number of fields and each field's kind (a byte each); then the fields'
-//! bytes. Its reader hands the fields to the type's `Deserialize` as a
-//! sequence (`visit_seq`), as postcard does; fields all of one kind through
-//! a loop made for that kind ([`Shape::get_same`]), as a test of each
-//! field's kind cost more than postcard's fixed-size `u8`s and floats. Postcard's varints cost several times the fixed copies
-//! here, and a chunk of tuples of one type is one stride wide, where varints
-//! of different lengths need a list of starts (a `starmap` of `(u64, u64)`
-//! pairs took about three times a map of `u64`s, `benches/NOTES.md`).
+//! fields at most) travels raw too, as one *raw tuple* entry: [`TUPLE`], the
+//! number of fields (at most [`MAX_FIELDS`]) and their kinds ([`Prim`]'s
+//! index) four bits each; or, for more fields all of one kind, [`SAME`],
+//! the number of fields and the kind once; then the fields' bytes. Its
+//! reader hands the fields to the type's `Deserialize` as a sequence
+//! (`visit_seq`), as postcard does; fields all of one kind through a loop
+//! made for that kind ([`Shape::get_same`]), since a test of each field's
+//! kind cost more than postcard's fixed-size `u8`s and floats. Postcard's
+//! varints cost several times these fixed copies, and a chunk of tuples of
+//! one type is one stride wide, where varints of different lengths need a
+//! list of starts (a `starmap` of `(u64, u64)` pairs took about three times
+//! a map of `u64`s, `benches/NOTES.md`).
 
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};

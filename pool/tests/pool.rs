@@ -1758,7 +1758,8 @@ proptest! {
         prop_assert_eq!(pool.starmap(add, pairs).unwrap(), sums);
         let p = pmap_with(&items, |&x| square(x), PmapOptions { processes, chunksize, timeout: None }).unwrap();
         prop_assert_eq!(p, want);
-        // Tuples and structs of numbers (raw tuples) as results and arguments.
+        // Tuples and structs of numbers (raw tuples) as results, and as
+        // arguments (the pairs above); a struct inside a tuple, by postcard.
         let want: Vec<(u32, i16, f64)> = items.iter().map(|&x| split(x)).collect();
         prop_assert_eq!(&pool.map_chunked(split, items.clone(), chunksize).unwrap(), &want);
         let p = pmap_with(&items, |&x| split(x), PmapOptions { processes, chunksize, timeout: None }).unwrap();

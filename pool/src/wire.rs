@@ -223,18 +223,7 @@ fn put_result<R: Serialize>(value: &R, out: &mut Vec<u8>) {
 #[inline(always)]
 fn put_whole<R: Serialize>(value: &R, out: &mut Vec<u8>) {
     if let Some(e) = raw::entry(value) {
-        // The whole 9 bytes, a copy of a size the compiler knows: it keeps
-        // the entry in registers. A copy of `e.len` bytes read a `bool`'s
-        // entry back from the stack as one word just stored as two bytes (a
-        // load that waits for them: most of a map of `bool`s' workers' time).
-        out.reserve(9);
-        let len = out.len();
-        // SAFETY: reserve made room for 9 bytes past len; `e.len <= 9` of
-        // them are the entry, and only those are covered by the length.
-        unsafe {
-            std::ptr::copy_nonoverlapping(e.bytes.as_ptr(), out.as_mut_ptr().add(len), 9);
-            out.set_len(len + e.len);
-        }
+        raw::append(out, &e.bytes, e.len);
         return;
     }
     struct Truncate<'a>(&'a mut Vec<u8>, usize);

@@ -392,8 +392,9 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
 
 /// Where [`run_items`] is: the arguments left, the item's index, where its
 /// entry starts in the answer, and whether its argument was decoded (a panic
-/// after that is the call's); inside a raw run, only the item and whether
-/// its argument was decoded are kept up to date (see [`RawRun`]).
+/// after that is the call's); a raw run keeps them in its own loop and puts
+/// back only the item and whether its argument was decoded (see [`RawRun`]
+/// and [`RawLoop`]).
 struct Cursor<'a> {
     rest: &'a [u8],
     i: u32,
@@ -418,7 +419,8 @@ struct RawRun<'a> {
 /// numbers or tuples of numbers, made for one kind, or one type of tuple,
 /// so that the check of each entry's head and the conversion fold to a few
 /// instructions). How many it ran; the cursor is kept as [`run_items`] keeps
-/// it, item by item, for a panic in the call.
+/// it for a panic in the call, but in registers while the loop runs (see
+/// [`RawLoop`]).
 #[inline(never)]
 fn run_raw<'a, A: DeserializeOwned, R: Serialize>(
     call: &impl Fn(A) -> R,
@@ -428,29 +430,94 @@ fn run_raw<'a, A: DeserializeOwned, R: Serialize>(
     at: &Progress,
     read: impl Fn(&'a [u8]) -> Option<(A, &'a [u8])>,
 ) -> u32 {
-    let (first, mut rest) = (c.i, c.rest);
+    let (first, rest) = (c.i, c.rest);
     c.run = Some(RawRun {
         first,
         start: rest,
         stride,
     });
-    let mut i = first;
-    while i < count {
+    let mut l = RawLoop {
+        i: first,
+        decoded: false,
+        rest,
+        len: out.len(),
+        c,
+        out,
+    };
+    while l.i < count {
         // Before the decoding, as in `run_items`: an `A` whose `Deserialize`
         // panics fails this item and those after it.
-        c.decoded = false;
-        let Some((arg, after)) = read(rest) else {
+        l.decoded = false;
+        let Some((arg, after)) = read(l.rest) else {
             break;
         };
-        at.store(u64::from(i), Ordering::Relaxed);
-        c.decoded = true;
-        rest = after;
-        put_whole(&call(arg), out);
-        i += 1;
-        c.i = i;
+        at.store(u64::from(l.i), Ordering::Relaxed);
+        l.decoded = true;
+        l.rest = after;
+        let result = call(arg);
+        // The result is dropped before its entry is counted in: a `Drop`
+        // that panics fails the item (`Panicked`) and leaves no entry.
+        if let Some(e) = raw::entry(&result) {
+            drop(result);
+            l.append(&e);
+        } else {
+            // SAFETY: the first `len` bytes are written (`RawLoop`).
+            unsafe { l.out.set_len(l.len) };
+            put_whole(&result, l.out);
+            drop(result);
+            l.len = l.out.len();
+        }
+        l.i += 1;
     }
-    (c.rest, c.mark, c.run) = (rest, out.len(), None);
-    i - first
+    let ran = l.i - first;
+    drop(l);
+    (c.mark, c.run) = (out.len(), None);
+    ran
+}
+
+/// The state of [`run_raw`]'s loop: the item, whether its argument was
+/// decoded, the arguments left and the answer's length, put back into the
+/// cursor and the answer when the loop ends or a call in it panics (its
+/// `Drop`), rather than stored into them at every item. The answer's length
+/// counts an item's entry only once its result is dropped, so that a `Drop`
+/// that panics leaves no entry behind (a raw run once kept it, and added the
+/// panic's after it: every later result moved one place).
+///
+/// Its invariant: the answer's first `len` bytes are written.
+struct RawLoop<'c, 'a> {
+    i: u32,
+    decoded: bool,
+    rest: &'a [u8],
+    len: usize,
+    c: &'c mut Cursor<'a>,
+    out: &'c mut Vec<u8>,
+}
+
+impl RawLoop<'_, '_> {
+    /// Appends a raw entry (see [`raw::append`]), the length kept here.
+    #[inline(always)]
+    fn append(&mut self, e: &raw::Entry) {
+        if self.out.capacity() - self.len < 9 {
+            // SAFETY: the first `len` bytes are written (the invariant).
+            unsafe { self.out.set_len(self.len) };
+            self.out.reserve(9);
+        }
+        // SAFETY: there is room for 9 bytes past `len` (above); the entry's
+        // first `e.len` (at most 9) are counted in.
+        unsafe {
+            std::ptr::copy_nonoverlapping(e.bytes.as_ptr(), self.out.as_mut_ptr().add(self.len), 9);
+        }
+        self.len += e.len.min(9);
+    }
+}
+
+impl Drop for RawLoop<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: the first `len` bytes are written (the invariant), and
+        // `len` never passes the capacity (`append`, `put_whole`).
+        unsafe { self.out.set_len(self.len) };
+        (self.c.i, self.c.decoded, self.c.rest) = (self.i, self.decoded, self.rest);
+    }
 }
 
 /// Appends the answer entries of items `0..count`: `call(k)`'s result, or
@@ -1113,6 +1180,91 @@ mod tests {
         }
         assert!(entries.is_empty(), "{} bytes left", entries.len());
         assert_eq!(at.load(Ordering::Relaxed), n - 1);
+    }
+
+    /// A result whose `Drop` panics on some values, written as a number
+    /// (`raw`) or as text.
+    struct Sticky {
+        value: u64,
+        raw: bool,
+    }
+
+    impl Serialize for Sticky {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.raw {
+                s.serialize_u64(self.value)
+            } else {
+                s.serialize_str(&self.value.to_string())
+            }
+        }
+    }
+
+    impl Drop for Sticky {
+        fn drop(&mut self) {
+            if self.value % 5 == 2 {
+                panic!("drop {}", self.value);
+            }
+        }
+    }
+
+    /// A result whose `Drop` panics (after its entry may have been written)
+    /// fails its item with `Panicked` and leaves no entry of its own: every
+    /// other item keeps its result in its place, in a raw run and item by
+    /// item, for results written raw and by postcard. (A raw run once kept
+    /// such an item's entry and added the panic's after it: every later
+    /// result moved one place.)
+    #[test]
+    fn a_result_whose_drop_panics_fails_its_item_alone() {
+        crate::worker::quiet_panics();
+        let n = 200u64;
+        for raw_args in [true, false] {
+            for raw in [true, false] {
+                let mut input = Vec::new();
+                for x in 0..n {
+                    if raw_args {
+                        encode_arg(&x, &mut input).unwrap();
+                    } else {
+                        encode_arg(&x.to_string(), &mut input).unwrap();
+                    }
+                }
+                let at = Progress::new(0);
+                let mut out = Vec::new();
+                if raw_args {
+                    run_items(
+                        &|value: u64| Sticky { value, raw },
+                        &input,
+                        n as u32,
+                        &mut out,
+                        &at,
+                    );
+                } else {
+                    let call = |text: String| Sticky {
+                        value: text.parse().unwrap(),
+                        raw,
+                    };
+                    run_items(&call, &input, n as u32, &mut out, &at);
+                }
+                let mut entries = &out[..];
+                for x in 0..n {
+                    let got = if raw {
+                        let (got, rest) = read_item::<u64>(entries);
+                        entries = rest;
+                        got
+                    } else {
+                        let (got, rest) = read_item::<String>(entries);
+                        entries = rest;
+                        got.map(|t| t.parse().unwrap())
+                    };
+                    match got {
+                        Ok(v) if x % 5 != 2 && v == x => {}
+                        Err(Error::Panicked { message, .. })
+                            if x % 5 == 2 && message == format!("drop {x}") => {}
+                        g => panic!("raw args {raw_args}, raw {raw}: item {x} answered {g:?}"),
+                    }
+                }
+                assert!(entries.is_empty(), "{} bytes left", entries.len());
+            }
+        }
     }
 
     thread_local! {

@@ -85,7 +85,7 @@ pub trait Tasks {
     /// The task's failure, or [`Error::Closed`].
     fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// `f(args)` in a worker, without waiting (Python's `apply_async`).
@@ -94,7 +94,7 @@ pub trait Tasks {
     /// [`Error::Closed`], [`Error::EncodeArgs`].
     fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<Self::Pending<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// [`apply_async`](Tasks::apply_async) with Python's `callback` and
@@ -110,7 +110,7 @@ pub trait Tasks {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<Self::Pending<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// `f` over `items`, in order (Python's `map`).
@@ -119,7 +119,7 @@ pub trait Tasks {
     /// [`Error::Item`] with the lowest failing index; [`Error::Closed`].
     fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// [`map`](Tasks::map) without waiting (Python's `map_async`).
@@ -132,7 +132,7 @@ pub trait Tasks {
         items: impl IntoIterator<Item = A>,
     ) -> Result<Self::Pending<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// `f(a, b)` over pairs, in order (Python's `starmap`).
@@ -145,8 +145,8 @@ pub trait Tasks {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// [`starmap`](Tasks::starmap) without waiting (Python's `starmap_async`).
@@ -159,8 +159,8 @@ pub trait Tasks {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Self::Pending<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// `f` over `items`, lazily and in order (Python's `imap`); a failed
@@ -169,7 +169,7 @@ pub trait Tasks {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// [`imap`](Tasks::imap) in the order results come, each with its
@@ -182,7 +182,7 @@ pub trait Tasks {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
     /// Takes no new tasks; those sent still run (Python's `close`).
@@ -214,7 +214,7 @@ impl Tasks for Pool {
 
     fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::apply(self, f, args)
@@ -222,7 +222,7 @@ impl Tasks for Pool {
 
     fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::apply_async(self, f, args)
@@ -236,7 +236,7 @@ impl Tasks for Pool {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::apply_async_with(self, f, args, callback, error_callback)
@@ -244,7 +244,7 @@ impl Tasks for Pool {
 
     fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::map(self, f, items)
@@ -256,7 +256,7 @@ impl Tasks for Pool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::map_async(self, f, items)
@@ -268,8 +268,8 @@ impl Tasks for Pool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::starmap(self, f, items)
@@ -281,8 +281,8 @@ impl Tasks for Pool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::starmap_async(self, f, items)
@@ -292,7 +292,7 @@ impl Tasks for Pool {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::imap(self, f, items)
@@ -306,7 +306,7 @@ impl Tasks for Pool {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Pool::imap_unordered(self, f, items)

@@ -227,7 +227,7 @@ pub struct MpiIMap<'p, A, R, I> {
 impl<'p, A, R, I> MpiIMap<'p, A, R, I>
 where
     I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(
@@ -442,7 +442,7 @@ pub struct MpiIMapUnordered<'p, A, R, I>(pub(crate) MpiIMap<'p, A, R, I>);
 impl<A, R, I> Iterator for MpiIMapUnordered<'_, A, R, I>
 where
     I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     type Item = (usize, Result<R>);
@@ -457,7 +457,7 @@ where
 impl<A, R, I> MpiIMapUnordered<'_, A, R, I>
 where
     I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     /// [`next`](Iterator::next), waiting at most `timeout` for a result (see
@@ -473,7 +473,7 @@ where
 impl<A, R, I> Iterator for MpiIMap<'_, A, R, I>
 where
     I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     type Item = Result<R>;
@@ -524,7 +524,7 @@ impl crate::Tasks for MpiPool {
 
     fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::apply(self, f, args)
@@ -532,7 +532,7 @@ impl crate::Tasks for MpiPool {
 
     fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::apply_async(self, f, args)
@@ -546,7 +546,7 @@ impl crate::Tasks for MpiPool {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MpiResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::apply_async_with(self, f, args, callback, error_callback)
@@ -554,7 +554,7 @@ impl crate::Tasks for MpiPool {
 
     fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::map(self, f, items)
@@ -566,7 +566,7 @@ impl crate::Tasks for MpiPool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::map_async(self, f, items)
@@ -578,8 +578,8 @@ impl crate::Tasks for MpiPool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::starmap(self, f, items)
@@ -591,8 +591,8 @@ impl crate::Tasks for MpiPool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::starmap_async(self, f, items)
@@ -602,7 +602,7 @@ impl crate::Tasks for MpiPool {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::imap(self, f, items)
@@ -616,7 +616,7 @@ impl crate::Tasks for MpiPool {
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
-        A: Serialize + DeserializeOwned + 'a,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiPool::imap_unordered(self, f, items)

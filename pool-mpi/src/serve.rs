@@ -227,7 +227,7 @@ pub(crate) unsafe fn server<A, R>(
     below_death: bool,
 ) -> Option<Held>
 where
-    A: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     // SAFETY: rank 0 sent the address of a fn(A) -> R with this very server
@@ -254,8 +254,8 @@ pub(crate) unsafe fn server2<A, B, R>(
     below_death: bool,
 ) -> Option<Held>
 where
-    A: Serialize + DeserializeOwned,
-    B: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     // SAFETY: as in `server`, for a fn(A, B) -> R.

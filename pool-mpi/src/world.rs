@@ -759,7 +759,7 @@ impl MpiPool {
     /// [`Error::Closed`], [`Error::Rank`].
     pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async(f, args)?.get()
@@ -771,7 +771,7 @@ impl MpiPool {
     /// [`Error::Closed`], [`Error::EncodeArgs`], [`Error::Rank`].
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         // No finisher: the receiver thread only files the answer, and `get`
@@ -800,7 +800,7 @@ impl MpiPool {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MpiResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let finisher = finisher(decode_one::<R>, callback, error_callback);
@@ -817,7 +817,7 @@ impl MpiPool {
         calls_back: bool,
     ) -> Result<MpiResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let mut args_bytes = Vec::new();
@@ -849,7 +849,7 @@ impl MpiPool {
     /// [`Error::Closed`]; [`Error::Rank`].
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async(f, items)?.get()
@@ -866,7 +866,7 @@ impl MpiPool {
         chunksize: usize,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
@@ -891,7 +891,7 @@ impl MpiPool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
@@ -911,7 +911,7 @@ impl MpiPool {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
@@ -929,8 +929,8 @@ impl MpiPool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_async(f, items)?.get()
@@ -948,8 +948,8 @@ impl MpiPool {
         chunksize: usize,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.feed_starmap(f, items, Some(chunksize), None)?.get()
@@ -965,8 +965,8 @@ impl MpiPool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.feed_starmap(f, items, None, None)
@@ -985,8 +985,8 @@ impl MpiPool {
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let fin = finisher(decode_map::<R>, callback, error_callback);
@@ -1002,8 +1002,8 @@ impl MpiPool {
         fin: Option<Finisher>,
     ) -> Result<MpiResult<Vec<R>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<(A, B)> = items.into_iter().collect();
@@ -1023,7 +1023,7 @@ impl MpiPool {
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> MpiIMap<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.imap_with(f, items, 1, self.imap_buffersize())
@@ -1040,7 +1040,7 @@ impl MpiPool {
     ) -> MpiIMap<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiIMap::new(self, f, items.into_iter(), chunksize, buffersize, true)
@@ -1055,7 +1055,7 @@ impl MpiPool {
     ) -> MpiIMapUnordered<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.imap_unordered_with(f, items, 1, self.imap_buffersize())
@@ -1072,7 +1072,7 @@ impl MpiPool {
     ) -> MpiIMapUnordered<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         MpiIMapUnordered(MpiIMap::new(

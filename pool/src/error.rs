@@ -186,6 +186,19 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// A task's function is none that a worker has: a closure that
+    /// captures data of this process (of a pointer's size; larger ones are
+    /// refused as the program is compiled), or another type of a pointer's
+    /// size that calls (an `extern "C" fn`, a reference to a function). A
+    /// pool made around a closure ([`Pool::with_fn`](crate::Pool::with_fn))
+    /// or [`pmap`](crate::pmap) takes one that captures.
+    #[error("{function} holds {bytes} bytes that no worker has: a pool's task is a fn item, a closure that captures nothing, or a fn pointer (Pool::with_fn and pmap take a closure that captures)")]
+    Captures {
+        /// The closure's type.
+        function: &'static str,
+        /// The bytes it captures.
+        bytes: usize,
+    },
     /// A count or size out of range (a pool of 0 processes after `cpu_count`, …).
     #[error("{what} must be {min} to {max}, not {value}")]
     OutOfRange {

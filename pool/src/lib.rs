@@ -13,19 +13,35 @@
 //! | a pool around one loaded model | [`Pool::with_fn`] → [`FnPool`] |
 //!
 //! # Tasks
-//! A task names a function every worker has — a `fn` item, or a closure that
-//! captures nothing — and carries its argument and result encoded with serde
+//! A task names a function every worker has — a `fn` item, a closure that
+//! captures nothing, or a `fn` pointer — and carries its argument and result
+//! encoded with serde
 //! (postcard; a value that serializes as one primitive number, such as a
 //! `u64`, an `f64`, a `bool` or a newtype of one, travels as its bytes,
 //! which spares a map of numbers most of its coding, and so does a tuple, an
 //! array, a tuple struct or a struct of such numbers, 64 bytes of them at
 //! most (and 16 fields when their kinds differ): its fields' kinds, then
 //! their bytes); several arguments go as a tuple or through
-//! [`starmap`](Pool::starmap). A function is sent as its offset from a
-//! function of this crate, checked against the worker's build identity, so a
-//! mismatched peer is an error and never a jump. A closure that captures goes
-//! into the pool when it is made ([`Pool::with_fn`]), or into [`pmap`], whose
-//! workers are forked for the call.
+//! [`starmap`](Pool::starmap). A `fn` item or a closure that captures
+//! nothing (a type of its own, of no size) gets a trampoline made for it
+//! alone, which decodes each argument, calls it inline and encodes each
+//! result; a `fn` pointer, chosen as the program runs, is sent beside a
+//! trampoline made for its types, which calls through it (an item of a
+//! trivial map costs its workers about a fifth more that way). Either is
+//! sent as its offset from a function of this crate, checked against the
+//! worker's build identity, so a mismatched peer is an error and never a
+//! jump. A closure that captures goes into the pool when it is made
+//! ([`Pool::with_fn`]), or into [`pmap`], whose workers are forked for the
+//! call; given to a task, it does not compile, or (one that holds a
+//! pointer's worth, such as a `u64`) it is [`Error::Captures`].
+//!
+//! ```compile_fail
+//! let pool = multiproc_pool::Pool::new(1)?;
+//! let (low, high) = (10u64, 20u64);
+//! // Captures 16 bytes, which no worker has: refused as it is compiled.
+//! let kept = pool.map(move |x: u64| x.clamp(low, high), 0..100)?;
+//! # Ok::<(), multiproc_pool::Error>(())
+//! ```
 //!
 //! Bytes: serde encodes and decodes a `Vec<u8>` one byte at a time, and a
 //! blocking `apply` with a 1 MiB `Vec<u8>` argument took 1.1-2.0 ms here,

@@ -1,5 +1,6 @@
 //! [`Pool`], its [`Builder`], and [`FnPool`].
 
+use std::any::TypeId;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::marker::PhantomData;
@@ -351,8 +352,9 @@ impl Builder {
 /// A pool of worker processes: Python's `multiprocessing.Pool`, for Linux,
 /// that never hangs when a worker dies.
 ///
-/// Tasks name a function every worker has: a `fn` item (or a closure that
-/// captures nothing), whose arguments and result travel encoded with serde
+/// Tasks name a function every worker has: a `fn` item, a closure that
+/// captures nothing, or a `fn` pointer (see [Tasks](crate#tasks)), whose
+/// arguments and result travel encoded with serde
 /// (postcard). Several arguments travel as a tuple, or through
 /// [`starmap`](Pool::starmap). For a closure that captures (a model loaded
 /// once), make the pool around it: [`Pool::with_fn`].
@@ -443,12 +445,12 @@ impl Pool {
     /// # Errors
     /// The task's own failure ([`Error::Panicked`], [`Error::WorkerDied`],
     /// [`Error::TimedOut`], a codec error), or [`Error::Closed`].
-    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    pub fn apply<A, R>(&self, f: impl Fn(A) -> R + Copy + 'static, args: A) -> Result<R>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_target(fn_target(f as usize, wire::tramp::<A, R>), args)
+        self.apply_target(target_of(f)?, args)
     }
 
     /// Sends `f(args)` to a worker; the result comes through the handle
@@ -456,12 +458,16 @@ impl Pool {
     ///
     /// # Errors
     /// [`Error::Closed`], or [`Error::EncodeArgs`].
-    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
+    pub fn apply_async<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        args: A,
+    ) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let target = target_of(f)?;
         self.submit_one(target, args, None)
     }
 
@@ -503,16 +509,16 @@ impl Pool {
     /// ```
     pub fn apply_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         callback: impl FnOnce(&R) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<AsyncResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let target = target_of(f)?;
         let finisher = finisher(decode_one::<R>, callback, error_callback);
         self.submit_one(target, args, Some(finisher))
     }
@@ -529,9 +535,13 @@ impl Pool {
     /// every item kills its worker fails after a few deaths, not one an
     /// item); [`map_each_async`](Pool::map_each_async) runs every item and
     /// answers each one's outcome.
-    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    pub fn map<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async_chunked(f, items, None)?.get()
@@ -545,12 +555,12 @@ impl Pool {
     /// As for [`map`](Pool::map).
     pub fn map_chunked<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async_chunked(f, items, Some(chunksize))?.get()
@@ -562,11 +572,11 @@ impl Pool {
     /// [`Error::Closed`]; [`Error::Item`] if an argument cannot be encoded.
     pub fn map_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async_chunked(f, items, None)
@@ -578,15 +588,15 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn map_async_chunked<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let target = target_of(f)?;
         self.submit_map(target, items, chunksize, None)
     }
 
@@ -598,16 +608,16 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn map_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         callback: impl FnOnce(&Vec<R>) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let target = target_of(f)?;
         let finisher = finisher(decode_map::<R>, callback, error_callback);
         self.submit_map(target, items, None, Some(finisher))
     }
@@ -633,21 +643,15 @@ impl Pool {
     /// ```
     pub fn map_each_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_each(
-            fn_target(f as usize, wire::tramp::<A, R>),
-            items,
-            chunksize,
-            None,
-            Outcomes::Each,
-        )
+        self.submit_each(target_of(f)?, items, chunksize, None, Outcomes::Each)
     }
 
     /// [`map_each_async`](Pool::map_each_async) with Python's `callback`,
@@ -676,13 +680,13 @@ impl Pool {
     /// ```
     pub fn map_each_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_each_as(f, items, chunksize, callback, Outcomes::Each)
@@ -695,22 +699,16 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn starmap_each_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_each(
-            fn_target(f as usize, wire::tramp2::<A, B, R>),
-            items,
-            chunksize,
-            None,
-            Outcomes::Each,
-        )
+        self.submit_each(target_of2(f)?, items, chunksize, None, Outcomes::Each)
     }
 
     /// [`starmap_each_async`](Pool::starmap_each_async) with a callback, as
@@ -720,14 +718,14 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn starmap_each_async_with<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_each_as(f, items, chunksize, callback, Outcomes::Each)
@@ -743,13 +741,13 @@ impl Pool {
     #[doc(hidden)]
     pub fn map_each_below_death_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_each_as(f, items, chunksize, callback, Outcomes::EachBelowDeath)
@@ -760,14 +758,14 @@ impl Pool {
     #[doc(hidden)]
     pub fn starmap_each_below_death_async_with<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_each_as(f, items, chunksize, callback, Outcomes::EachBelowDeath)
@@ -788,12 +786,12 @@ impl Pool {
     /// ```
     pub fn starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_async_chunked(f, items, None)?.get()
@@ -806,13 +804,13 @@ impl Pool {
     /// As for [`map`](Pool::map).
     pub fn starmap_chunked<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: usize,
     ) -> Result<Vec<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_async_chunked(f, items, Some(chunksize))?.get()
@@ -833,12 +831,12 @@ impl Pool {
     /// ```
     pub fn starmap_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_async_chunked(f, items, None)
@@ -850,16 +848,16 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn starmap_async_chunked<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        let target = target_of2(f)?;
         self.submit_map(target, items, chunksize, None)
     }
 
@@ -870,17 +868,17 @@ impl Pool {
     /// As for [`map_async`](Pool::map_async).
     pub fn starmap_async_with<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         callback: impl FnOnce(&Vec<R>) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
     ) -> Result<MapResult<R>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        let target = target_of2(f)?;
         let finisher = finisher(decode_map::<R>, callback, error_callback);
         self.submit_map(target, items, None, Some(finisher))
     }
@@ -914,10 +912,14 @@ impl Pool {
     /// assert_eq!(firsts, [0, 2, 4]);
     /// # Ok::<(), multiproc_pool::Error>(())
     /// ```
-    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> IMap<'_, R, I::IntoIter>
+    pub fn imap<A, R, I>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: I,
+    ) -> IMap<'_, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.imap_with(f, items, 1, self.imap_buffersize())
@@ -931,18 +933,24 @@ impl Pool {
     /// more, or `None` for no bound).
     pub fn imap_with<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
         chunksize: usize,
         buffersize: usize,
     ) -> IMap<'_, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
-        IMap::new(self, target, items.into_iter(), chunksize, buffersize, true)
+        IMap::new(
+            self,
+            target_of(f),
+            items.into_iter(),
+            chunksize,
+            buffersize,
+            true,
+        )
     }
 
     /// [`imap`](Pool::imap) in the order results come (Python's
@@ -960,12 +968,12 @@ impl Pool {
     /// ```
     pub fn imap_unordered<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
     ) -> IMapUnordered<'_, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.imap_unordered_with(f, items, 1, self.imap_buffersize())
@@ -976,19 +984,25 @@ impl Pool {
     /// included).
     pub fn imap_unordered_with<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
         chunksize: usize,
         buffersize: usize,
     ) -> IMapUnordered<'_, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
         let input = items.into_iter();
-        IMapUnordered(IMap::new(self, target, input, chunksize, buffersize, false))
+        IMapUnordered(IMap::new(
+            self,
+            target_of(f),
+            input,
+            chunksize,
+            buffersize,
+            false,
+        ))
     }
 
     /// Takes no more tasks; those queued still run (Python's `close`).
@@ -1112,37 +1126,37 @@ impl Pool {
     /// `EachBelowDeath` for the MPI pool's chunks).
     fn map_each_as<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
         outcomes: Outcomes,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let finisher = finisher(decode_each::<R>, callback, |_| {});
-        let target = fn_target(f as usize, wire::tramp::<A, R>);
+        let target = target_of(f)?;
         self.submit_each(target, items, chunksize, Some(finisher), outcomes)
     }
 
     /// [`map_each_as`](Pool::map_each_as) for two-argument functions.
     fn starmap_each_as<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
         callback: impl FnOnce(&Vec<Result<R>>) + Send + 'static,
         outcomes: Outcomes,
     ) -> Result<AsyncResult<Vec<Result<R>>>>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let finisher = finisher(decode_each::<R>, callback, |_| {});
-        let target = fn_target(f as usize, wire::tramp2::<A, B, R>);
+        let target = target_of2(f)?;
         self.submit_each(target, items, chunksize, Some(finisher), outcomes)
     }
 
@@ -1471,7 +1485,7 @@ where
     ) -> IMap<'_, R, I::IntoIter> {
         IMap::new(
             &self.pool,
-            CLOSURE,
+            Ok(CLOSURE),
             items.into_iter(),
             chunksize,
             buffersize,
@@ -1496,7 +1510,7 @@ where
     ) -> IMapUnordered<'_, R, I::IntoIter> {
         IMapUnordered(IMap::new(
             &self.pool,
-            CLOSURE,
+            Ok(CLOSURE),
             items.into_iter(),
             chunksize,
             buffersize,
@@ -1555,6 +1569,83 @@ fn fn_target(f: usize, tramp: wire::Tramp) -> Target {
     Target {
         kind: TARGET_FN,
         fns: (wire::offset_of(f), wire::offset_of(tramp as usize)),
+    }
+}
+
+/// A task's target for a function whose trampoline `tramp` is made for it
+/// alone (it reads no function offset: 0).
+fn own_target(tramp: wire::Tramp) -> Target {
+    Target {
+        kind: TARGET_FN,
+        fns: (0, wire::offset_of(tramp as usize)),
+    }
+}
+
+/// The target of the function a task names (see [Tasks](crate#tasks)): a
+/// `fn` item or a closure that captures nothing (zero-sized, and `Copy`: a
+/// worker makes its own, as a copy would be) has a trampoline made for it,
+/// which calls it inline; a `fn` pointer is sent as its address, which its
+/// trampoline calls. Anything else holds data of this process that no
+/// worker has: most such closures are refused as the program is compiled,
+/// those of a pointer's size here ([`Error::Captures`]).
+fn target_of<F, A, R>(f: F) -> Result<Target>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    sized_as_a_function::<F>();
+    if std::mem::size_of::<F>() == 0 {
+        Ok(own_target(wire::tramp_zst::<F, A, R>))
+    } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
+        // SAFETY: F is fn(A) -> R (its type's identity, just compared).
+        let f = unsafe { std::mem::transmute_copy::<F, fn(A) -> R>(&f) };
+        Ok(fn_target(f as usize, wire::tramp::<A, R>))
+    } else {
+        Err(captures::<F>())
+    }
+}
+
+/// [`target_of`] for a two-argument function (`starmap`).
+fn target_of2<F, A, B, R>(f: F) -> Result<Target>
+where
+    F: Fn(A, B) -> R + Copy + 'static,
+    A: DeserializeOwned + 'static,
+    B: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    sized_as_a_function::<F>();
+    if std::mem::size_of::<F>() == 0 {
+        Ok(own_target(wire::tramp2_zst::<F, A, B, R>))
+    } else if TypeId::of::<F>() == TypeId::of::<fn(A, B) -> R>() {
+        // SAFETY: F is fn(A, B) -> R (its type's identity, just compared).
+        let f = unsafe { std::mem::transmute_copy::<F, fn(A, B) -> R>(&f) };
+        Ok(fn_target(f as usize, wire::tramp2::<A, B, R>))
+    } else {
+        Err(captures::<F>())
+    }
+}
+
+/// Refuses, as the program is compiled, a function that is neither
+/// zero-sized nor of a pointer's size: a closure that captures data. (An
+/// assertion on a generic type's size fails when the code is generated: a
+/// build or a test reports it, `cargo check` does not.)
+fn sized_as_a_function<F>() {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0
+                || std::mem::size_of::<F>() == std::mem::size_of::<fn()>(),
+            "a pool's task must be a fn item, a closure that captures nothing, or a fn pointer: \
+             a closure that captures data runs in a pool made around it (Pool::with_fn) or in pmap"
+        )
+    };
+}
+
+/// The error for a closure `F` that captures data of a pointer's size.
+fn captures<F>() -> Error {
+    Error::Captures {
+        function: std::any::type_name::<F>(),
+        bytes: std::mem::size_of::<F>(),
     }
 }
 
@@ -2254,16 +2345,24 @@ where
     A: Serialize,
     R: DeserializeOwned + Send + 'static,
 {
+    /// An `imap` of `target` (its error, if it has none, is the first and
+    /// last thing yielded).
     fn new(
         pool: &'p Pool,
-        target: Target,
+        target: Result<Target>,
         input: I,
         chunksize: usize,
         buffersize: usize,
         ordered: bool,
     ) -> IMap<'p, R, I> {
         let chunksize = chunksize.max(1);
-        let job = pool.inner.new_job(Job::new(true, None)).map(|(_, job)| job);
+        let (target, job) = match target {
+            Ok(t) => (
+                t,
+                pool.inner.new_job(Job::new(true, None)).map(|(_, job)| job),
+            ),
+            Err(e) => (CLOSURE, Err(e)),
+        };
         let (job, stop) = match job {
             Ok(j) => (Some(j), None),
             Err(e) => (None, Some(e)),
@@ -2680,7 +2779,7 @@ mod tests {
             return;
         }
         let pool = Pool::new(2).unwrap();
-        let target = fn_target(plus_one as fn(u64) -> u64 as usize, wire::tramp::<u64, u64>);
+        let target = target_of(plus_one).unwrap();
         let mut rounds = 0;
         while pool.inner.lock().measured_ns(target).is_none() && rounds < 20_000 {
             let out: Vec<u64> = pool.imap(plus_one, [1, 2]).map(|r| r.unwrap()).collect();

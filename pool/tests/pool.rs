@@ -113,6 +113,88 @@ fn apply_map_starmap_and_async_give_pythons_answers() {
     assert_gone(&pids);
 }
 
+/// A task's function may be a `fn` item, a closure that captures nothing
+/// (each with a trampoline of its own, which calls it inline) or a `fn`
+/// pointer chosen as the program runs (sent as its address): all answer
+/// alike, through every call that takes a function. A closure that
+/// captures a pointer's worth of data is refused with `Captures` by each of
+/// them (the data is in this process only; larger captures do not compile),
+/// and the pool goes on.
+#[test]
+fn functions_of_every_kind_run_and_a_closure_that_captures_is_refused() {
+    let _dog = Watchdog::arm(LIMIT, "kinds of functions");
+    let pool = Pool::new(2).unwrap();
+    let want: Vec<u64> = (0..100).map(square).collect();
+    let table: [fn(u64) -> u64; 2] = [square, |x| x * x];
+    let pointer = table[std::hint::black_box(1)];
+    assert_eq!(pool.map(square, 0..100).unwrap(), want);
+    assert_eq!(pool.map(|x: u64| x * x, 0..100).unwrap(), want);
+    assert_eq!(pool.map(pointer, 0..100).unwrap(), want);
+    assert_eq!(pool.map_chunked(pointer, 0..100, 7).unwrap(), want);
+    assert_eq!(pool.apply(pointer, 9).unwrap(), 81);
+    assert_eq!(pool.apply_async(pointer, 5).unwrap().get().unwrap(), 25);
+    let got: Vec<u64> = pool.imap(pointer, 0..100).map(Result::unwrap).collect();
+    assert_eq!(got, want);
+    let mut got: Vec<(usize, u64)> = (pool.imap_unordered(|x: u64| x * x, 0..100))
+        .map(|(i, r)| (i, r.unwrap()))
+        .collect();
+    got.sort_unstable();
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(k, &(i, v))| k == i && v == want[i]));
+    let pairs = [(1, 2), (30, 40)];
+    let add_pointer: fn(u32, u32) -> u64 = [add][std::hint::black_box(0)];
+    assert_eq!(pool.starmap(add, pairs).unwrap(), [3, 70]);
+    assert_eq!(pool.starmap(add_pointer, pairs).unwrap(), [3, 70]);
+    assert_eq!(
+        pool.starmap(|a: u32, b: u32| u64::from(a * b), pairs)
+            .unwrap(),
+        [2, 1200]
+    );
+
+    let k = std::hint::black_box(7u64);
+    let captures = move |x: u64| x + k;
+    let refused = |r: Result<(), Error>, call: &str| match r {
+        Err(Error::Captures { function, bytes: 8 }) if function.contains("closure") => {}
+        other => panic!("{call}: {other:?}"),
+    };
+    refused(pool.apply(captures, 1).map(drop), "apply");
+    refused(pool.apply_async(captures, 1).map(drop), "apply_async");
+    refused(
+        pool.apply_async_with(captures, 1, |_| {}, |_| {}).map(drop),
+        "apply_async_with",
+    );
+    refused(pool.map(captures, 0..10).map(drop), "map");
+    refused(pool.map_async(captures, 0..10).map(drop), "map_async");
+    refused(
+        pool.map_each_async(captures, 0..10, None).map(drop),
+        "map_each_async",
+    );
+    let mut imap = pool.imap(captures, 0..10);
+    refused(imap.next().unwrap().map(drop), "imap");
+    assert!(
+        imap.next().is_none(),
+        "an imap refused answers nothing more"
+    );
+    let mut unordered = pool.imap_unordered(captures, 0..10);
+    refused(unordered.next().unwrap().1.map(drop), "imap_unordered");
+    assert!(unordered.next().is_none());
+    let captures2 = move |a: u64, b: u64| a + b + k;
+    refused(pool.starmap(captures2, [(1, 2)]).map(drop), "starmap");
+    refused(
+        pool.starmap_async(captures2, [(1, 2)]).map(drop),
+        "starmap_async",
+    );
+    let message = pool.map(captures, 0..1).unwrap_err().to_string();
+    assert!(
+        message.contains("8 bytes") && message.contains("with_fn"),
+        "{message}"
+    );
+    // Nothing was sent, and the pool goes on.
+    assert_eq!(pool.map(square, 0..100).unwrap(), want);
+}
+
 #[test]
 fn a_panicking_task_reports_message_and_location_and_the_worker_goes_on() {
     let _dog = Watchdog::arm(LIMIT, "panics");

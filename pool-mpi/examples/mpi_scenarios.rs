@@ -728,6 +728,53 @@ fn long_map(pool: &MpiPool) {
     println!("map ended: {:?}", r.map(|v| v.len()));
 }
 
+/// A task's function of each kind crosses ranks: a `fn` item, a closure
+/// that captures nothing, a `fn` pointer chosen at run time; a closure that
+/// holds a pointer's worth of data is refused by each call
+/// (`Error::Captures`), and the pool goes on.
+fn functions(pool: &MpiPool) {
+    let want: Vec<u64> = (0..100).map(square).collect();
+    let table: [fn(u64) -> u64; 2] = [square, |x| x * x];
+    let pointer = table[std::hint::black_box(1)];
+    assert_eq!(pool.map(square, 0..100).unwrap(), want);
+    assert_eq!(pool.map(|x: u64| x * x, 0..100).unwrap(), want);
+    assert_eq!(pool.map(pointer, 0..100).unwrap(), want);
+    assert_eq!(pool.apply(pointer, 9).unwrap(), 81);
+    assert_eq!(pool.apply(|x: u64| x + 1, 9).unwrap(), 10);
+    let got: Vec<u64> = pool.imap(pointer, 0..100).map(Result::unwrap).collect();
+    assert_eq!(got, want);
+    let add_pointer: fn(i64, i64) -> i64 = [add][std::hint::black_box(0)];
+    let pairs = [(1, 2), (30, 40)];
+    assert_eq!(pool.starmap(add_pointer, pairs).unwrap(), [3, 70]);
+    assert_eq!(
+        pool.starmap(|a: i64, b: i64| a * b, pairs).unwrap(),
+        [2, 1200]
+    );
+
+    let k = std::hint::black_box(7u64);
+    let captures = move |x: u64| x + k;
+    let refused = |r: Result<(), Error>, call: &str| match r {
+        Err(Error::Captures { bytes: 8, .. }) => {}
+        other => panic!("{call}: {other:?}"),
+    };
+    refused(pool.apply(captures, 1).map(drop), "apply");
+    refused(pool.apply_async(captures, 1).map(drop), "apply_async");
+    refused(pool.map(captures, 0..10).map(drop), "map");
+    refused(pool.map_async(captures, 0..10).map(drop), "map_async");
+    let mut imap = pool.imap(captures, 0..10);
+    refused(imap.next().unwrap().map(drop), "imap");
+    assert!(
+        imap.next().is_none(),
+        "an imap refused answers nothing more"
+    );
+    let mut unordered = pool.imap_unordered(captures, 0..10);
+    refused(unordered.next().unwrap().1.map(drop), "imap_unordered");
+    assert!(unordered.next().is_none());
+    let captures2 = move |a: i64, b: i64| a + b + k as i64;
+    refused(pool.starmap(captures2, pairs).map(drop), "starmap");
+    assert_eq!(pool.map(square, 0..100).unwrap(), want);
+}
+
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     let pool = multiproc_pool_mpi::init_with(|| multiproc_pool::Pool::new(2)).unwrap();
@@ -737,6 +784,7 @@ fn main() {
         "imap-endless" => imap_endless(&pool),
         "kill-worker" => kill_worker(&pool),
         "lifecycle" => lifecycle(&pool),
+        "functions" => functions(&pool),
         "imap-join" => imap_after_join(&pool),
         "imap-terminate" => imap_after_terminate(&pool),
         "kill-rank" => long_map(&pool),

@@ -83,7 +83,7 @@ pub trait Tasks {
     ///
     /// # Errors
     /// The task's failure, or [`Error::Closed`].
-    fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    fn apply<A, R>(&self, f: impl Fn(A) -> R + Copy + 'static, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
@@ -92,7 +92,11 @@ pub trait Tasks {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::EncodeArgs`].
-    fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<Self::Pending<R>>
+    fn apply_async<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        args: A,
+    ) -> Result<Self::Pending<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
@@ -104,7 +108,7 @@ pub trait Tasks {
     /// As for [`apply_async`](Tasks::apply_async).
     fn apply_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         callback: impl FnOnce(&R) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -117,7 +121,11 @@ pub trait Tasks {
     ///
     /// # Errors
     /// [`Error::Item`] with the lowest failing index; [`Error::Closed`].
-    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    fn map<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
@@ -128,7 +136,7 @@ pub trait Tasks {
     /// [`Error::Closed`].
     fn map_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Self::Pending<Vec<R>>>
     where
@@ -141,7 +149,7 @@ pub trait Tasks {
     /// As for [`map`](Tasks::map).
     fn starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
@@ -155,7 +163,7 @@ pub trait Tasks {
     /// As for [`map_async`](Tasks::map_async).
     fn starmap_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Self::Pending<Vec<R>>>
     where
@@ -165,7 +173,11 @@ pub trait Tasks {
 
     /// `f` over `items`, lazily and in order (Python's `imap`); a failed
     /// item does not end the iteration.
-    fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
+    fn imap<'a, A, R, I>(
+        &'a self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: I,
+    ) -> impl Iterator<Item = Result<R>> + 'a
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
@@ -176,7 +188,7 @@ pub trait Tasks {
     /// item's index (Python's `imap_unordered`).
     fn imap_unordered<'a, A, R, I>(
         &'a self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
     ) -> impl Iterator<Item = (usize, Result<R>)> + 'a
     where
@@ -212,7 +224,7 @@ impl Tasks for Pool {
         Pool::processes(self)
     }
 
-    fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    fn apply<A, R>(&self, f: impl Fn(A) -> R + Copy + 'static, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -220,7 +232,11 @@ impl Tasks for Pool {
         Pool::apply(self, f, args)
     }
 
-    fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>>
+    fn apply_async<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        args: A,
+    ) -> Result<AsyncResult<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -230,7 +246,7 @@ impl Tasks for Pool {
 
     fn apply_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         callback: impl FnOnce(&R) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -242,7 +258,11 @@ impl Tasks for Pool {
         Pool::apply_async_with(self, f, args, callback, error_callback)
     }
 
-    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    fn map<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -252,7 +272,7 @@ impl Tasks for Pool {
 
     fn map_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
@@ -264,7 +284,7 @@ impl Tasks for Pool {
 
     fn starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
@@ -277,7 +297,7 @@ impl Tasks for Pool {
 
     fn starmap_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
@@ -288,7 +308,11 @@ impl Tasks for Pool {
         Pool::starmap_async(self, f, items)
     }
 
-    fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
+    fn imap<'a, A, R, I>(
+        &'a self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: I,
+    ) -> impl Iterator<Item = Result<R>> + 'a
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
@@ -300,7 +324,7 @@ impl Tasks for Pool {
 
     fn imap_unordered<'a, A, R, I>(
         &'a self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
     ) -> impl Iterator<Item = (usize, Result<R>)> + 'a
     where

@@ -206,7 +206,9 @@ impl<T> Drop for MpiResult<T> {
 pub struct MpiIMap<'p, A, R, I> {
     pool: &'p MpiPool,
     job: Option<u64>,
-    f: fn(A) -> R,
+    /// How its tasks cross (see [`serve::func_of`]).
+    func: (usize, serve::Server),
+    _args: PhantomData<fn(A)>,
     items: I,
     chunk: usize,
     /// Chunks allowed ahead of what was taken.
@@ -232,20 +234,26 @@ where
 {
     pub(crate) fn new(
         pool: &'p MpiPool,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
         chunksize: usize,
         buffersize: usize,
         ordered: bool,
     ) -> Self {
-        let (job, error) = match pool.new_job(None, true, false) {
+        // A function no rank has is the first and last thing yielded.
+        let (func, job) = match serve::func_of(f) {
+            Ok(func) => (func, pool.new_job(None, true, false)),
+            Err(e) => ((0, serve::server::<A, R> as serve::Server), Err(e)),
+        };
+        let (job, error) = match job {
             Ok(j) => (Some(j), None),
             Err(e) => (None, Some(e)),
         };
         MpiIMap {
             pool,
             job,
-            f,
+            func,
+            _args: PhantomData,
             items,
             chunk: chunksize.max(1),
             window: pool.processes().saturating_add(buffersize),
@@ -399,10 +407,10 @@ where
             // Items whose encoding failed were counted into `sent` as they came.
             let first = self.sent;
             self.sent += n as usize;
-            let server = serve::server::<A, R>;
-            if let Err(e) =
-                self.pool
-                    .send_chunk(job, first, self.f as usize, server, n, Some(1), &bytes)
+            let (f, server) = self.func;
+            if let Err(e) = self
+                .pool
+                .send_chunk(job, first, f, server, n, Some(1), &bytes)
             {
                 for i in first..self.sent {
                     self.ready.insert(i, Err(copy_error(&e)));
@@ -522,7 +530,7 @@ impl crate::Tasks for MpiPool {
         MpiPool::processes(self)
     }
 
-    fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    fn apply<A, R>(&self, f: impl Fn(A) -> R + Copy + 'static, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -530,7 +538,11 @@ impl crate::Tasks for MpiPool {
         MpiPool::apply(self, f, args)
     }
 
-    fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
+    fn apply_async<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        args: A,
+    ) -> Result<MpiResult<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -540,7 +552,7 @@ impl crate::Tasks for MpiPool {
 
     fn apply_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         callback: impl FnOnce(&R) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -552,7 +564,11 @@ impl crate::Tasks for MpiPool {
         MpiPool::apply_async_with(self, f, args, callback, error_callback)
     }
 
-    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    fn map<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -562,7 +578,7 @@ impl crate::Tasks for MpiPool {
 
     fn map_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MpiResult<Vec<R>>>
     where
@@ -574,7 +590,7 @@ impl crate::Tasks for MpiPool {
 
     fn starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
@@ -587,7 +603,7 @@ impl crate::Tasks for MpiPool {
 
     fn starmap_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<MpiResult<Vec<R>>>
     where
@@ -598,7 +614,11 @@ impl crate::Tasks for MpiPool {
         MpiPool::starmap_async(self, f, items)
     }
 
-    fn imap<'a, A, R, I>(&'a self, f: fn(A) -> R, items: I) -> impl Iterator<Item = Result<R>> + 'a
+    fn imap<'a, A, R, I>(
+        &'a self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: I,
+    ) -> impl Iterator<Item = Result<R>> + 'a
     where
         I: IntoIterator<Item = A>,
         I::IntoIter: 'a,
@@ -610,7 +630,7 @@ impl crate::Tasks for MpiPool {
 
     fn imap_unordered<'a, A, R, I>(
         &'a self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
     ) -> impl Iterator<Item = (usize, Result<R>)> + 'a
     where

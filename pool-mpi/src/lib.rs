@@ -26,10 +26,13 @@
 //! serving rank that may run on fewer CPUs than its launcher says so on
 //! stderr, once, with that advice.
 //!
-//! A task crosses ranks as it crosses processes in the local pool: a `fn`
-//! named by its offset from a function of this crate (ranks run the same
-//! executable, perhaps at other base addresses), arguments and results by
-//! serde (postcard). Every rank's build identity is compared with rank 0's
+//! A task crosses ranks as it crosses processes in the local pool: its
+//! function is a `fn` item or a closure that captures nothing, whose server
+//! is made for it (and the rank's local pool runs it inline), or a `fn`
+//! pointer, named by its offset from a function of this crate (ranks run the
+//! same executable, perhaps at other base addresses); arguments and results
+//! go by serde (postcard). A closure that captures is refused as the local
+//! pool refuses it. Every rank's build identity is compared with rank 0's
 //! before any task is sent: a rank that runs another build is refused
 //! ([`Error::Rank`](multiproc_pool::Error::Rank)), never jumped into.
 //! Arguments and results of any size up to 2 GiB a chunk (one MPI message;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use multiproc_pool::{AsyncResult, Error, Pool};
+use multiproc_pool::{AsyncResult, Error, Function, Pool};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -233,6 +233,45 @@ where
     // SAFETY: rank 0 sent the address of a fn(A) -> R with this very server
     // (the caller's contract; the build identity was checked at start).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
+    serve_with(pool, f, tasks, chunk, below_death)
+}
+
+/// The server of `F`, a `fn` item or a closure that captures nothing (see
+/// [`multiproc_pool::Function`]): made for it alone, so that the rank's
+/// local pool runs it with a trampoline of its own. `f` is not read.
+///
+/// # Safety
+/// `F` is zero-sized and `Copy` (see [`func_of`]).
+pub(crate) unsafe fn server_own<F, A, R>(
+    pool: &Pool,
+    _f: usize,
+    tasks: Vec<Task<'_>>,
+    chunk: Option<usize>,
+    below_death: bool,
+) -> Option<Held>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: F is zero-sized and Copy, and rank 0 holds one (the caller's
+    // contract).
+    let f = unsafe { multiproc_pool::conjure::<F>() };
+    serve_with(pool, f, tasks, chunk, below_death)
+}
+
+/// Starts `tasks` of `f` on the local pool (see [`Server`]).
+fn serve_with<A, R>(
+    pool: &Pool,
+    f: impl Fn(A) -> R + Copy + 'static,
+    tasks: Vec<Task<'_>>,
+    chunk: Option<usize>,
+    below_death: bool,
+) -> Option<Held>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
     start(tasks, |items, answer| {
         if below_death {
             pool.map_each_below_death_async_with(f, items, chunk, answer)
@@ -260,12 +299,79 @@ where
 {
     // SAFETY: as in `server`, for a fn(A, B) -> R.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
+    serve_with2(pool, f, tasks, chunk, below_death)
+}
+
+/// [`server_own`] for a two-argument function (`starmap`).
+///
+/// # Safety
+/// As for [`server_own`].
+pub(crate) unsafe fn server2_own<F, A, B, R>(
+    pool: &Pool,
+    _f: usize,
+    tasks: Vec<Task<'_>>,
+    chunk: Option<usize>,
+    below_death: bool,
+) -> Option<Held>
+where
+    F: Fn(A, B) -> R + Copy + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: as in `server_own`.
+    let f = unsafe { multiproc_pool::conjure::<F>() };
+    serve_with2(pool, f, tasks, chunk, below_death)
+}
+
+/// [`serve_with`] for a two-argument function.
+fn serve_with2<A, B, R>(
+    pool: &Pool,
+    f: impl Fn(A, B) -> R + Copy + 'static,
+    tasks: Vec<Task<'_>>,
+    chunk: Option<usize>,
+    below_death: bool,
+) -> Option<Held>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
     start(tasks, |items, answer| {
         if below_death {
             pool.starmap_each_below_death_async_with(f, items, chunk, answer)
         } else {
             pool.starmap_each_async_with(f, items, chunk, answer)
         }
+    })
+}
+
+/// How a task of `f` crosses to the ranks: the function's address (0 when
+/// its server is made for it) and its server (see
+/// [`multiproc_pool::Function`]).
+pub(crate) fn func_of<F, A, R>(f: F) -> Result<(usize, Server), Error>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    Ok(match multiproc_pool::function_of(f)? {
+        Function::Own => (0, server_own::<F, A, R>),
+        Function::Pointer(f) => (f, server::<A, R>),
+    })
+}
+
+/// [`func_of`] for a two-argument function (`starmap`).
+pub(crate) fn func_of2<F, A, B, R>(f: F) -> Result<(usize, Server), Error>
+where
+    F: Fn(A, B) -> R + Copy + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    Ok(match multiproc_pool::function_of2(f)? {
+        Function::Own => (0, server2_own::<F, A, B, R>),
+        Function::Pointer(f) => (f, server2::<A, B, R>),
     })
 }
 

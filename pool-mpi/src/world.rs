@@ -757,7 +757,7 @@ impl MpiPool {
     /// # Errors
     /// The task's failure ([`Error::Panicked`], [`Error::WorkerDied`] …),
     /// [`Error::Closed`], [`Error::Rank`].
-    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R>
+    pub fn apply<A, R>(&self, f: impl Fn(A) -> R + Copy + 'static, args: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -769,7 +769,11 @@ impl MpiPool {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::EncodeArgs`], [`Error::Rank`].
-    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<MpiResult<R>>
+    pub fn apply_async<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        args: A,
+    ) -> Result<MpiResult<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -794,7 +798,7 @@ impl MpiPool {
     /// As for [`apply_async`](MpiPool::apply_async).
     pub fn apply_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         callback: impl FnOnce(&R) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -811,7 +815,7 @@ impl MpiPool {
     /// the user's callbacks); without one, its handle decodes the answer.
     fn submit_one<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         args: A,
         finisher: Option<Finisher>,
         calls_back: bool,
@@ -820,19 +824,12 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let func = serve::func_of(f)?;
         let mut args_bytes = Vec::new();
         wire::postcard_append(&args, &mut args_bytes).map_err(Error::EncodeArgs)?;
         let by_caller = finisher.is_none();
         let job = self.new_job(finisher, false, calls_back)?;
-        self.send_chunk(
-            job,
-            0,
-            f as usize,
-            serve::server::<A, R>,
-            1,
-            None,
-            &args_bytes,
-        )?;
+        self.send_chunk(job, 0, func.0, func.1, 1, None, &args_bytes)?;
         Ok(if by_caller {
             MpiResult::decoded_by_caller(&self.hub, job, decode_one::<R>)
         } else {
@@ -847,7 +844,11 @@ impl MpiPool {
     /// # Errors
     /// [`Error::Item`] with the lowest failing index and its error;
     /// [`Error::Closed`]; [`Error::Rank`].
-    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    pub fn map<A, R>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -861,7 +862,7 @@ impl MpiPool {
     /// As for [`map`](MpiPool::map).
     pub fn map_chunked<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>>
@@ -869,15 +870,10 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let func = serve::func_of(f)?;
         let items: Vec<A> = items.into_iter().collect();
-        self.feed_map(
-            f as usize,
-            serve::server::<A, R>,
-            items,
-            Some(chunksize),
-            None,
-        )?
-        .get()
+        self.feed_map(func.0, func.1, items, Some(chunksize), None)?
+            .get()
     }
 
     /// [`map`](MpiPool::map) without waiting (Python's `map_async`).
@@ -887,15 +883,16 @@ impl MpiPool {
     /// encode, [`Error::Rank`].
     pub fn map_async<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MpiResult<Vec<R>>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let func = serve::func_of(f)?;
         let items: Vec<A> = items.into_iter().collect();
-        self.feed_map(f as usize, serve::server::<A, R>, items, None, None)
+        self.feed_map(func.0, func.1, items, None, None)
     }
 
     /// [`map_async`](MpiPool::map_async) with Python's `callback` (given
@@ -905,7 +902,7 @@ impl MpiPool {
     /// As for [`map_async`](MpiPool::map_async).
     pub fn map_async_with<A, R>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: impl IntoIterator<Item = A>,
         callback: impl FnOnce(&Vec<R>) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -914,9 +911,10 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let func = serve::func_of(f)?;
         let items: Vec<A> = items.into_iter().collect();
         let fin = finisher(decode_map::<R>, callback, error_callback);
-        self.feed_map(f as usize, serve::server::<A, R>, items, None, Some(fin))
+        self.feed_map(func.0, func.1, items, None, Some(fin))
     }
 
     /// `f(a, b)` over pairs, in order (Python's `starmap`).
@@ -925,7 +923,7 @@ impl MpiPool {
     /// As for [`map`](MpiPool::map).
     pub fn starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>>
     where
@@ -943,7 +941,7 @@ impl MpiPool {
     /// As for [`map`](MpiPool::map).
     pub fn starmap_chunked<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: usize,
     ) -> Result<Vec<R>>
@@ -961,7 +959,7 @@ impl MpiPool {
     /// As for [`map_async`](MpiPool::map_async).
     pub fn starmap_async<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<MpiResult<Vec<R>>>
     where
@@ -979,7 +977,7 @@ impl MpiPool {
     /// As for [`map_async`](MpiPool::map_async).
     pub fn starmap_async_with<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         callback: impl FnOnce(&Vec<R>) + Send + 'static,
         error_callback: impl FnOnce(&Error) + Send + 'static,
@@ -996,7 +994,7 @@ impl MpiPool {
     /// The starmaps' [`feed_map`](MpiPool::feed_map): pairs to `f`'s server.
     fn feed_starmap<A, B, R>(
         &self,
-        f: fn(A, B) -> R,
+        f: impl Fn(A, B) -> R + Copy + 'static,
         items: impl IntoIterator<Item = (A, B)>,
         chunksize: Option<usize>,
         fin: Option<Finisher>,
@@ -1006,8 +1004,9 @@ impl MpiPool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let func = serve::func_of2(f)?;
         let items: Vec<(A, B)> = items.into_iter().collect();
-        self.feed_map(f as usize, serve::server2::<A, B, R>, items, chunksize, fin)
+        self.feed_map(func.0, func.1, items, chunksize, fin)
     }
 
     /// `f` over `items`, lazily and in order (Python's `imap`): chunks of
@@ -1020,7 +1019,11 @@ impl MpiPool {
     /// results of what was sent, then [`Error::Joined`], then ends; after
     /// [`terminate`](MpiPool::terminate), what is not answered fails with
     /// [`Error::Terminated`], and it ends.
-    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> MpiIMap<'_, A, R, I::IntoIter>
+    pub fn imap<A, R, I>(
+        &self,
+        f: impl Fn(A) -> R + Copy + 'static,
+        items: I,
+    ) -> MpiIMap<'_, A, R, I::IntoIter>
     where
         I: IntoIterator<Item = A>,
         A: Serialize + DeserializeOwned + 'static,
@@ -1033,7 +1036,7 @@ impl MpiPool {
     /// at most `processes + buffersize` chunks are read ahead.
     pub fn imap_with<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
         chunksize: usize,
         buffersize: usize,
@@ -1050,7 +1053,7 @@ impl MpiPool {
     /// item's index (Python's `imap_unordered`).
     pub fn imap_unordered<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
     ) -> MpiIMapUnordered<'_, A, R, I::IntoIter>
     where
@@ -1065,7 +1068,7 @@ impl MpiPool {
     /// and `buffersize`, as [`imap_with`](MpiPool::imap_with).
     pub fn imap_unordered_with<A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: impl Fn(A) -> R + Copy + 'static,
         items: I,
         chunksize: usize,
         buffersize: usize,

@@ -247,6 +247,11 @@ fn a_callback_that_drops_the_last_handle_of_its_pool_ends_it() {
 }
 
 #[test]
+fn functions_of_every_kind_cross_ranks_and_a_closure_that_captures_is_refused() {
+    passes(2, "functions");
+}
+
+#[test]
 fn code_written_against_tasks_runs_on_either_pool() {
     passes(2, "trait");
 }

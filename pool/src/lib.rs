@@ -223,6 +223,13 @@ pub fn build_id() -> u64 {
     wire::build_id()
 }
 
+/// Not part of the API: what a task's function is, for the MPI pool, which
+/// sends its tasks as the pool does (see [Tasks](crate#tasks)).
+#[doc(hidden)]
+pub use pool::{function_of, function_of2, Function};
+#[doc(hidden)]
+pub use wire::conjure;
+
 /// Not part of the API: the table the pool keeps its jobs and tasks in,
 /// which the MPI pool's rank 0 uses for its own (see the `seq` module).
 #[doc(hidden)]

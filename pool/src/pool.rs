@@ -1581,29 +1581,73 @@ fn own_target(tramp: wire::Tramp) -> Target {
     }
 }
 
-/// The target of the function a task names (see [Tasks](crate#tasks)): a
-/// `fn` item or a closure that captures nothing (zero-sized, and `Copy`: a
-/// worker makes its own, as a copy would be) has a trampoline made for it,
-/// which calls it inline; a `fn` pointer is sent as its address, which its
-/// trampoline calls. Anything else holds data of this process that no
-/// worker has: most such closures are refused as the program is compiled,
-/// those of a pointer's size here ([`Error::Captures`]).
+/// What a task's function is (see [Tasks](crate#tasks)): a `fn` item or a
+/// closure that captures nothing (zero-sized, and `Copy`: a worker makes
+/// its own, as a copy would be), whose trampoline is made for it and calls
+/// it inline; or a `fn` pointer, sent as its address. Not part of the API:
+/// the MPI pool sends its tasks the same way.
+#[doc(hidden)]
+pub enum Function {
+    /// Made for it: see [`conjure`](crate::conjure).
+    Own,
+    /// A `fn` pointer's address.
+    Pointer(usize),
+}
+
+/// What `f` is (see [`Function`]). Anything else holds data of this process
+/// that no worker has: most such closures are refused as the program is
+/// compiled, those of a pointer's size here ([`Error::Captures`]).
+#[doc(hidden)]
+pub fn function_of<F, A, R>(f: F) -> Result<Function>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: 'static,
+    R: 'static,
+{
+    sized_as_a_function::<F>();
+    if std::mem::size_of::<F>() == 0 {
+        Ok(Function::Own)
+    } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
+        // SAFETY: F is fn(A) -> R (its type's identity, just compared).
+        let f = unsafe { std::mem::transmute_copy::<F, fn(A) -> R>(&f) };
+        Ok(Function::Pointer(f as usize))
+    } else {
+        Err(captures::<F>())
+    }
+}
+
+/// [`function_of`] for a two-argument function (`starmap`).
+#[doc(hidden)]
+pub fn function_of2<F, A, B, R>(f: F) -> Result<Function>
+where
+    F: Fn(A, B) -> R + Copy + 'static,
+    A: 'static,
+    B: 'static,
+    R: 'static,
+{
+    sized_as_a_function::<F>();
+    if std::mem::size_of::<F>() == 0 {
+        Ok(Function::Own)
+    } else if TypeId::of::<F>() == TypeId::of::<fn(A, B) -> R>() {
+        // SAFETY: F is fn(A, B) -> R (its type's identity, just compared).
+        let f = unsafe { std::mem::transmute_copy::<F, fn(A, B) -> R>(&f) };
+        Ok(Function::Pointer(f as usize))
+    } else {
+        Err(captures::<F>())
+    }
+}
+
+/// The target of a task of `f` (see [`Function`]).
 fn target_of<F, A, R>(f: F) -> Result<Target>
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    sized_as_a_function::<F>();
-    if std::mem::size_of::<F>() == 0 {
-        Ok(own_target(wire::tramp_zst::<F, A, R>))
-    } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
-        // SAFETY: F is fn(A) -> R (its type's identity, just compared).
-        let f = unsafe { std::mem::transmute_copy::<F, fn(A) -> R>(&f) };
-        Ok(fn_target(f as usize, wire::tramp::<A, R>))
-    } else {
-        Err(captures::<F>())
-    }
+    Ok(match function_of(f)? {
+        Function::Own => own_target(wire::tramp_zst::<F, A, R>),
+        Function::Pointer(f) => fn_target(f, wire::tramp::<A, R>),
+    })
 }
 
 /// [`target_of`] for a two-argument function (`starmap`).
@@ -1614,16 +1658,10 @@ where
     B: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    sized_as_a_function::<F>();
-    if std::mem::size_of::<F>() == 0 {
-        Ok(own_target(wire::tramp2_zst::<F, A, B, R>))
-    } else if TypeId::of::<F>() == TypeId::of::<fn(A, B) -> R>() {
-        // SAFETY: F is fn(A, B) -> R (its type's identity, just compared).
-        let f = unsafe { std::mem::transmute_copy::<F, fn(A, B) -> R>(&f) };
-        Ok(fn_target(f as usize, wire::tramp2::<A, B, R>))
-    } else {
-        Err(captures::<F>())
-    }
+    Ok(match function_of2(f)? {
+        Function::Own => own_target(wire::tramp2_zst::<F, A, B, R>),
+        Function::Pointer(f) => fn_target(f, wire::tramp2::<A, B, R>),
+    })
 }
 
 /// Refuses, as the program is compiled, a function that is neither

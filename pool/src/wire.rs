@@ -314,13 +314,16 @@ pub(crate) unsafe fn tramp2_zst<
     run_items(&|(a, b): (A, B)| f(a, b), input, count, out, at);
 }
 
-/// A value of the zero-sized type `F`.
+/// A value of the zero-sized type `F` (a task's function of
+/// [`Function::Own`](crate::Function::Own)). Not part of the API:
+/// the MPI pool's ranks make theirs so.
 ///
 /// # Safety
 /// `F` is zero-sized and `Copy`, and a value of it exists in the pool's
 /// process (a zero-sized `Copy` value has no bytes to differ in: this is a
 /// copy of it).
-unsafe fn conjure<F: Copy>() -> F {
+#[doc(hidden)]
+pub unsafe fn conjure<F: Copy>() -> F {
     // Folded away: made for zero-sized types only (`pool::target_of`),
     // though compiled for others beside them.
     assert!(std::mem::size_of::<F>() == 0, "a function with data");

@@ -353,8 +353,10 @@ impl Builder {
 /// that never hangs when a worker dies.
 ///
 /// Tasks name a function every worker has: a `fn` item, a closure that
-/// captures nothing, or a `fn` pointer (see [Tasks](crate#tasks)), whose
-/// arguments and result travel encoded with serde
+/// captures nothing, or a `fn` pointer (see [Tasks](crate#tasks); every
+/// call that takes a function answers [`Error::Captures`] for a closure
+/// that holds a pointer's worth of data, and a larger one does not
+/// compile), whose arguments and result travel encoded with serde
 /// (postcard). Several arguments travel as a tuple, or through
 /// [`starmap`](Pool::starmap). For a closure that captures (a model loaded
 /// once), make the pool around it: [`Pool::with_fn`].

@@ -1606,16 +1606,7 @@ where
     A: 'static,
     R: 'static,
 {
-    sized_as_a_function::<F>();
-    if std::mem::size_of::<F>() == 0 {
-        Ok(Function::Own)
-    } else if TypeId::of::<F>() == TypeId::of::<fn(A) -> R>() {
-        // SAFETY: F is fn(A) -> R (its type's identity, just compared).
-        let f = unsafe { std::mem::transmute_copy::<F, fn(A) -> R>(&f) };
-        Ok(Function::Pointer(f as usize))
-    } else {
-        Err(captures::<F>())
-    }
+    function_as::<F, fn(A) -> R>(f, |p| p as usize)
 }
 
 /// [`function_of`] for a two-argument function (`starmap`).
@@ -1627,13 +1618,23 @@ where
     B: 'static,
     R: 'static,
 {
+    function_as::<F, fn(A, B) -> R>(f, |p| p as usize)
+}
+
+/// [`function_of`] for `F` whose `fn` pointer type is `P` (`address` reads
+/// a `P`'s).
+fn function_as<F: Copy + 'static, P: Copy + 'static>(
+    f: F,
+    address: impl Fn(P) -> usize,
+) -> Result<Function> {
     sized_as_a_function::<F>();
     if std::mem::size_of::<F>() == 0 {
         Ok(Function::Own)
-    } else if TypeId::of::<F>() == TypeId::of::<fn(A, B) -> R>() {
-        // SAFETY: F is fn(A, B) -> R (its type's identity, just compared).
-        let f = unsafe { std::mem::transmute_copy::<F, fn(A, B) -> R>(&f) };
-        Ok(Function::Pointer(f as usize))
+    } else if TypeId::of::<F>() == TypeId::of::<P>() {
+        // SAFETY: F is P (its type's identity, just compared).
+        Ok(Function::Pointer(address(unsafe {
+            std::mem::transmute_copy::<F, P>(&f)
+        })))
     } else {
         Err(captures::<F>())
     }

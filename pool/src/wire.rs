@@ -481,8 +481,8 @@ struct RawRun<'a> {
 /// or shape, each `stride` bytes, that an `A` accepts (the loop of a map of
 /// numbers or tuples of numbers, made for one kind, or one type of tuple,
 /// so that the check of each entry's head and the conversion fold to a few
-/// instructions). How many it ran; the cursor is kept as [`run_items`] keeps
-/// it for a panic in the call, but in registers while the loop runs (see
+/// instructions). How many it ran; the cursor is left as [`run_items`]
+/// keeps it for a panic in the call, from the loop's own state (see
 /// [`RawLoop`]).
 #[inline(never)]
 fn run_raw<'a, A: DeserializeOwned, R: Serialize>(

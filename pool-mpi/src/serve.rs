@@ -206,7 +206,8 @@ pub(crate) struct Task<'m> {
 ///
 /// # Safety
 /// `f` must be the address of a `fn` of the types the server was
-/// monomorphised for.
+/// monomorphised for, unless the server is made for its function
+/// ([`server_own`], which does not read `f`).
 pub(crate) type Server = unsafe fn(
     pool: &Pool,
     f: usize,

@@ -246,12 +246,13 @@ fn put_whole<R: Serialize>(value: &R, out: &mut Vec<u8>) {
 /// worker dies, to know which item died with it.
 pub(crate) type Progress = AtomicU64;
 
-/// A trampoline: runs `count` items of `input` with the function at `f`,
-/// appending one answer entry per item to `out`.
+/// A trampoline: runs `count` items of `input` with the function at `f`
+/// (or, for one made for its function, [`tramp_zst`], that function; `f` is
+/// not read), appending one answer entry per item to `out`.
 ///
 /// # Safety
 /// `f` must be the address of a `fn` of the types the trampoline was
-/// monomorphised for.
+/// monomorphised for, unless the trampoline is made for its function.
 pub(crate) type Tramp =
     unsafe fn(f: usize, input: &[u8], count: u32, out: &mut Vec<u8>, at: &Progress);
 

@@ -212,11 +212,33 @@ fn forget(ctl: &Control, role: Role, h: &Holder, owner: u64) -> bool {
         return false;
     }
     h.handles.store(0, Ordering::Release);
-    // A peer's garbage may claim any number: take no more than the count holds.
-    for _ in 0..handles.min(role.mask() / role.one()) {
-        add_to_count(ctl, role, false);
-    }
+    take_from_count(ctl, role, handles);
     true
+}
+
+/// Takes `n` from the count of `role`, or what it holds if less, in one step:
+/// a peer's garbage may claim any number of handles (taking them one at a
+/// time took up to 2²⁴ steps an entry, seconds in a debug build, while a
+/// worker of the pool's scribbling tests looked for a writer).
+fn take_from_count(ctl: &Control, role: Role, n: u64) {
+    let ends = &ctl.geometry.0.ends;
+    let mut e = ends.load(Ordering::Relaxed);
+    loop {
+        let take = n.min(count(e, role));
+        if take == 0 {
+            return;
+        }
+        // SYNC: AcqRel, as in `add_to_count`.
+        match ends.compare_exchange_weak(
+            e,
+            e - take * role.one(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            Err(now) => e = now,
+        }
+    }
 }
 
 /// Whether a live process may hold a handle of `role`: the count is not 0, and

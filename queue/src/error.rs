@@ -266,6 +266,22 @@ pub enum Corruption {
         /// The item size.
         size: usize,
     },
+    /// A dead thread's entry in the table of threads that use the queue
+    /// announces positions no claim can have: past the cursor they are
+    /// claimed from, or more than a capacity of them. Found when no entry is
+    /// free for a new thread.
+    #[error(
+        "a dead thread's entry announces positions {first}..{end}, which no claim can have \
+         with the cursor at {cursor}"
+    )]
+    Claim {
+        /// The first position announced.
+        first: u64,
+        /// The end announced.
+        end: u64,
+        /// The cursor (tail for a put, head for a get) they are claimed from.
+        cursor: u64,
+    },
     /// The lock of the large-message lane cannot be used (a holder recovered it
     /// and left it inconsistent, or a peer wrote over it).
     #[error("the large-message lane's lock is unusable")]

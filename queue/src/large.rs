@@ -72,8 +72,11 @@
 //! it marks `read` [`ABANDONED`] (and counts the message lost), and the
 //! producer stops. A producer whose timeout passes mid-stream marks
 //! `written` (its put answers `Timeout`: the message was not sent), and the
-//! receiver stops. Every loss is counted in the queue's `lost()`, never
-//! silent.
+//! receiver stops. A `close` does the same to a producer that waits, for the
+//! lane to be free or for room in it (its put answers `Closed`; `close` wakes
+//! it): a stream whose consumers are gone may wait for ever otherwise, its
+//! announcement never taken. Every loss is counted in the queue's `lost()`,
+//! never silent.
 
 use multiproc_sync::owner_check_interval;
 use multiproc_sync::LockError;
@@ -271,6 +274,12 @@ impl RawQueue {
                 if deadline.as_ref().is_some_and(Deadline::passed) {
                     return Err(Error::Timeout);
                 }
+                // Closed while the stream waits for room: the put fails as a
+                // blocked put does at a close (the caller abandons the
+                // stream; a receiver counts it lost).
+                if self.closed() {
+                    return Err(Error::Closed);
+                }
                 if stall.long() {
                     if self.receiver_gone(lane) {
                         lane.written
@@ -340,6 +349,12 @@ impl RawQueue {
             }
             if deadline.as_ref().is_some_and(Deadline::passed) {
                 return Err(Error::Timeout);
+            }
+            // Closed meanwhile: this put has not begun, and fails as any put
+            // after a close does (a stream nobody will read may hold the lane
+            // for good: its announcement untaken, its consumers gone).
+            if self.closed() {
+                return Err(Error::Closed);
             }
             if stall.long() && self.receiver_gone(lane) {
                 self.ring().count_lost();

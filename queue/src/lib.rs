@@ -67,7 +67,10 @@
 //! that, a consumer that comes last could find every entry taken: take the
 //! consumer's entry first (a `try_get` before the producers start), or give
 //! each group of producers a queue of its own (the process pool answers
-//! through one queue for each 32 workers).
+//! through one queue for each 32 workers). A table that a peer wrote over —
+//! a dead thread's entry announcing positions no claim can have — answers
+//! [`Error::Corrupted`] ([`Corruption::Claim`]) instead, since it would
+//! never free.
 //!
 //! Memory: a 10 KiB control block, then one slot per message of capacity. A slot
 //! is an 8-byte sequence, the message (rounded up to 8 bytes) and, in a

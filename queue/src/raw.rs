@@ -184,7 +184,10 @@ impl RawQueue {
     fn participant(&self) -> Result<&layout::Participant> {
         self.ring
             .participant()
-            .ok_or(Error::TooManyParticipants(PARTICIPANTS))
+            .ok_or_else(|| match self.ring.garbage_participant() {
+                Some(c) => Error::Corrupted(c),
+                None => Error::TooManyParticipants(PARTICIPANTS),
+            })
     }
 
     // --- roles ---
@@ -616,6 +619,10 @@ impl RawQueue {
         c.wake.0.get_seq.fetch_add(1, Ordering::Release);
         wake(&c.wake.0.put_seq, u32::MAX);
         wake(&c.wake.0.get_seq, u32::MAX);
+        // A large put waiting on the lane looks again too.
+        let lane = &c.lane.0;
+        lane.read_seq.fetch_add(1, Ordering::SeqCst);
+        wake(&lane.read_seq, u32::MAX);
     }
 
     /// Wakes every sleeper, producers and consumers, so that each looks again.

@@ -1412,3 +1412,106 @@ fn a_large_message_that_stalls_past_the_timeout_is_given_up_and_counted() {
     q.put_bytes(&[9; 100]).unwrap();
     assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), [9; 100]);
 }
+
+/// Where the table of threads that use a queue lies: after the control
+/// block's four lines, an entry of 128 bytes (owner, put claim's first and
+/// end, get claim's first and end) for each of `PARTICIPANTS` threads.
+const PARTICIPANTS_AT: usize = 4 * 128;
+
+/// Every entry of the table of threads written over by a peer: owners that
+/// name no live thread, claims announced past the cursor or longer than the
+/// ring. A thread new to the queue answers `Corrupted` (before: the table
+/// read as full, `TooManyParticipants`, on every call for ever, which a
+/// pool took for a passing error and tried again in a loop), while a table
+/// of dead owners whose claims are plausible is taken over as before.
+#[test]
+fn a_table_of_threads_written_over_is_corrupted_not_full() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "garbage table");
+    let q = ByteQueue::new(4, 16).unwrap();
+    q.put_bytes(b"one").unwrap(); // tail 1, head 0
+    let seg = q.segment();
+    let word = |entry: usize, field: usize| PARTICIPANTS_AT + entry * 128 + field * 8;
+    let garbage = |first: u64, end: u64, get: bool| {
+        for i in 0..multiproc_queue::PARTICIPANTS {
+            // SAFETY: words inside the segment's contents, aligned; the test
+            // is the segment's only user while it writes them.
+            let field = |f: usize| unsafe { &*seg.as_ptr().add(word(i, f)).cast::<AtomicU64>() };
+            // A record naming no live thread (its id past any pid).
+            field(0).store(0x7fff_fff0_0000_0000 | i as u64, Ordering::SeqCst);
+            let (at, other) = if get { (3, 1) } else { (1, 3) };
+            field(at).store(first, Ordering::SeqCst);
+            field(at + 1).store(end, Ordering::SeqCst);
+            field(other).store(u64::MAX, Ordering::SeqCst);
+        }
+    };
+    let new_thread_gets = || {
+        std::thread::scope(|s| {
+            s.spawn(|| q.get_bytes_timeout(Duration::from_millis(50)))
+                .join()
+        })
+        .unwrap()
+    };
+    for (first, end, get, what) in [
+        (1 << 40, 0, false, "a put claimed past the tail"),
+        (0, 1 << 30, false, "a put claim longer than the ring"),
+        (5, 6, true, "a get claimed past the head"),
+    ] {
+        garbage(first, end, get);
+        match new_thread_gets() {
+            Err(Error::Corrupted(Corruption::Claim {
+                first: f,
+                end: e,
+                cursor,
+            })) => {
+                assert_eq!((f, cursor), (first, if get { 0 } else { 1 }), "{what}");
+                assert!(e == end || e == first + 1, "{what}: end {e}");
+            }
+            other => panic!("{what}: expected Corrupted(Claim), got {other:?}"),
+        }
+    }
+    // Dead owners, a put claimed at 0 not yet taken: not free, and no
+    // garbage either (a claim a producer killed mid-put leaves).
+    garbage(0, 1, false);
+    assert!(matches!(
+        new_thread_gets(),
+        Err(Error::TooManyParticipants(_))
+    ));
+    // Dead owners, nothing claimed: taken over.
+    garbage(u64::MAX, 0, false);
+    assert_eq!(new_thread_gets().unwrap(), b"one");
+}
+
+/// A large put that waits for the lane to be free (the last stream's
+/// announcement never taken) or for room in it (nobody reads) answers
+/// `Closed` when the queue is closed, as a blocked put does (before: it
+/// waited out its timeout, and without one for ever; a pool's streaming
+/// thread then kept its `Drop` waiting). The abandoned stream is counted
+/// lost by the get that drains its announcement.
+#[test]
+fn a_large_put_waiting_on_the_lane_answers_closed_at_a_close() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "large put at a close");
+    let fits = vec![3u8; 200 << 10]; // the lane holds all of it
+    let over = vec![4u8; 600 << 10]; // more than the lane holds
+    for (first, second, what) in [
+        (Some(&fits), &fits, "waiting for the lane"),
+        (None, &over, "waiting for room"),
+    ] {
+        let q = ByteQueue::new(4, 64).unwrap();
+        if let Some(first) = first {
+            q.put_bytes(first).unwrap();
+        }
+        let put = std::thread::scope(|s| {
+            let put = s.spawn(|| q.put_bytes_timeout(second, Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(100));
+            q.close();
+            put.join().unwrap()
+        });
+        assert!(matches!(put, Err(Error::Closed)), "{what}: {put:?}");
+        if first.is_some() {
+            assert!(q.get_bytes().unwrap() == fits, "{what}: the first, whole");
+        }
+        // The second's announcement (if it was made) is drained as lost.
+        assert!(matches!(q.get_bytes(), Err(Error::Closed)), "{what}");
+        assert_eq!(q.lost(), u64::from(first.is_none()), "{what}");
+    }
+}

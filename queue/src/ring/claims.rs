@@ -9,6 +9,7 @@
 use super::{free_for, holding, Ring};
 use crate::layout::{Participant, IDLE, PARTICIPANTS};
 use crate::primitive::{current_thread, thread_alive, AtomicU64, Ordering};
+use crate::Corruption;
 
 /// Where a claimer announces the positions it is about to claim: one of a
 /// participant's two ranges (putting or getting).
@@ -117,6 +118,34 @@ impl Ring {
         }
         None
     }
+    /// When no entry of the participant table can be taken: whether that is a
+    /// peer's garbage rather than 64 threads in use. An entry whose owner is
+    /// dead and whose announced claim no run of the protocol makes — positions
+    /// past the cursor they are claimed from (a claimer announces what it read
+    /// from the cursor, which only grows), or more than a capacity of them —
+    /// would never settle, and would keep every later thread out for good.
+    pub(crate) fn garbage_participant(&self) -> Option<Corruption> {
+        let c = self.ctl();
+        for p in &c.participants {
+            let owner = p.owner.load(Ordering::Acquire);
+            // Dead first: its claim and the cursor are read after its end, so
+            // the cursor is at least what the owner read from it.
+            if owner == 0 || thread_alive(owner) {
+                continue;
+            }
+            for (claims, cursor) in [(Claims::puts(p), &c.tail.0), (Claims::gets(p), &c.head.0)] {
+                let Some((first, end)) = claims.range() else {
+                    continue;
+                };
+                let cursor = cursor.load(Ordering::Acquire);
+                if first > cursor || end.wrapping_sub(first) > self.cap {
+                    return Some(Corruption::Claim { first, end, cursor });
+                }
+            }
+        }
+        None
+    }
+
     /// Whether a dead participant's last claims are resolved, so that its entry may
     /// be reused without hiding a claim a waiter still needs to find.
     pub(super) fn settled(&self, p: &Participant) -> bool {

@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,19 @@ thread_local! {
     /// the driver forever (Python's pool deadlocks so); it drives itself
     /// instead ([`Inner::wait_until`]).
     static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The pools (by [`Inner::id`]) whose answer queues had no entry free
+    /// for this thread: a queue keeps one for each thread that reads it, 64
+    /// at most, and a program of more threads that call one pool takes them
+    /// all. This thread then leaves the reading to the background thread,
+    /// which took its entries when the pool started ([`Inner::wait_until`]).
+    static NO_ENTRY: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether this thread is a pool's background thread.
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+
+/// Numbers the pools of this process, for [`NO_ENTRY`] (an address may be
+/// a later pool's).
+static POOL_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The driver's lock, held, and this thread marked as its holder until dropped.
 struct Driving<'a> {
@@ -768,6 +780,9 @@ pub(crate) struct State {
     init_deaths: u32,
     /// Threads inside a wait (driving, or on the condition variable).
     pub(crate) waiting: usize,
+    /// Of those, the ones that cannot read the answers ([`NO_ENTRY`]): the
+    /// background thread drives for them.
+    bystanders: usize,
     /// Threads asleep on `changed`.
     sleepers: usize,
     /// The background thread sleeps on `idle` and nobody woke it yet (the
@@ -863,6 +878,8 @@ const DEATH_NOTICE: [u8; wire::ANSWER_HEADER] = [0; wire::ANSWER_HEADER];
 
 /// The pool's parent side.
 pub(crate) struct Inner {
+    /// This pool's number in the process ([`POOL_IDS`]).
+    id: u64,
     /// The process that made the pool.
     pub(crate) owner: u32,
     pub(crate) channels: Arc<Channels>,
@@ -911,6 +928,7 @@ impl Inner {
             })
             .collect();
         Inner {
+            id: POOL_IDS.fetch_add(1, Ordering::Relaxed),
             owner: my_pid(),
             channels,
             zygote: Arc::new(zygote),
@@ -937,6 +955,7 @@ impl Inner {
                 corrupted: None,
                 init_deaths: 0,
                 waiting: 0,
+                bystanders: 0,
                 sleepers: 0,
                 bg_asleep: false,
                 shutdown: false,
@@ -1004,6 +1023,9 @@ impl Inner {
     pub(crate) fn watcher(self: Arc<Self>) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
+        // Its entry in the answer queue it tells deaths through, taken now
+        // (a poll takes it), as the background thread's are.
+        let _ = self.channels.results[0].poll_timeout(Duration::ZERO);
         // The pids whose end was told (until they are replaced).
         let mut told: Vec<u32> = Vec::new();
         loop {
@@ -1288,6 +1310,8 @@ impl Inner {
     /// takes the stream (its task, re-sent meanwhile under a new number, then
     /// runs twice; the stale answer is dropped).
     pub(crate) fn streamer(self: Arc<Self>, w: usize) {
+        // Its entry in the inbox, taken now (see `background`).
+        let _ = self.channels.inboxes[w].poll_timeout(Duration::ZERO);
         loop {
             let msg = {
                 let mut st = self.lock();
@@ -1331,6 +1355,7 @@ impl Inner {
         deadline: Option<Instant>,
         done: &dyn Fn(&State) -> bool,
     ) -> (MutexGuard<'a, State>, Result<()>) {
+        let mut bystander = self.no_entry_here();
         let result = loop {
             if done(&st) {
                 break Ok(());
@@ -1346,7 +1371,7 @@ impl Inner {
                 None => None,
             };
             let slice = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY));
-            let driving = self.try_drive();
+            let driving = if bystander { None } else { self.try_drive() };
             // This thread drives already, further up its stack: a callback
             // (run by the driver) that calls its pool again. It drives from
             // here too, rather than wait for itself for ever.
@@ -1361,6 +1386,9 @@ impl Inner {
                     if st.sleepers > 0 {
                         self.changed.notify_all();
                     }
+                    // The round found no entry for this thread: from now on
+                    // the background thread drives for it.
+                    bystander = self.no_entry_here();
                 }
                 None if nested => {
                     drop(st);
@@ -1372,12 +1400,19 @@ impl Inner {
                 }
                 None => {
                     st.sleepers += 1;
+                    if bystander {
+                        st.bystanders += 1;
+                        self.nudge(&mut st);
+                    }
                     st = self
                         .changed
                         .wait_timeout(st, slice)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                     st.sleepers -= 1;
+                    if bystander {
+                        st.bystanders -= 1;
+                    }
                 }
             }
         };
@@ -1437,7 +1472,7 @@ impl Inner {
                 file_answer(&mut st, msg, now, &mut finished);
             }
             if let Some(e) = failed {
-                note_answers_failed(&mut st, &e);
+                self.answers_failed(&mut st, &e);
             }
             // A worker that answered its last task (`maxtasksperchild`)
             // exits: it is looked for at every round until replaced, where a
@@ -1790,6 +1825,13 @@ impl Inner {
     /// waits (nor drove in the last [`CALLER_DRIVES_GRACE`]); otherwise looks
     /// at the workers every so often.
     pub(crate) fn background(self: Arc<Self>) {
+        BACKGROUND.with(|b| b.set(true));
+        // This thread's entry in each queue, taken now (a poll takes it):
+        // however many threads call the pool later, one can read the
+        // answers and send the tasks.
+        for q in self.channels.results.iter().chain(&self.channels.inboxes) {
+            let _ = q.poll_timeout(Duration::ZERO);
+        }
         // Idle looks in a row (see `IDLE_LOOKS_BEFORE_TRIM`).
         let mut idle_looks = 0u32;
         loop {
@@ -1797,7 +1839,7 @@ impl Inner {
             if st.shutdown {
                 return;
             }
-            if st.waiting == 0 && outstanding(&st) {
+            if st.waiting == st.bystanders && outstanding(&st) {
                 idle_looks = 0;
                 // A caller drives, or did a moment ago: left to it a while.
                 // (Not counted asleep: a submission does not wake this wait.)
@@ -1824,7 +1866,7 @@ impl Inner {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
             st.bg_asleep = false;
-            if st.waiting == 0 && !outstanding(&st) {
+            if st.waiting == st.bystanders && !outstanding(&st) {
                 idle_looks += 1;
                 if idle_looks == IDLE_LOOKS_BEFORE_TRIM {
                     st.trim();
@@ -1833,7 +1875,7 @@ impl Inner {
                 idle_looks = 0;
             }
             // Idle: replace workers that died meanwhile.
-            if st.waiting == 0 && !st.terminated && !st.shutdown {
+            if st.waiting == st.bystanders && !st.terminated && !st.shutdown {
                 if let Some(driving) = self.try_drive() {
                     let mut finished = Finished::new();
                     self.check_workers(&mut st, &mut finished);
@@ -1858,6 +1900,32 @@ impl Inner {
         })
     }
 
+    /// Whether this thread found no entry free for it in this pool's answer
+    /// queues ([`NO_ENTRY`]).
+    fn no_entry_here(&self) -> bool {
+        NO_ENTRY.with_borrow(|pools| !pools.is_empty() && pools.contains(&self.id))
+    }
+
+    /// Notes `e`, from reading the answer queues on this thread: no entry
+    /// free is this thread's to live with ([`NO_ENTRY`]), except on the
+    /// background thread, which took its entries at the start (lost, they
+    /// were written over); else see [`note_answers_failed`].
+    fn answers_failed(&self, st: &mut State, e: &multiproc_queue::Error) {
+        if !matches!(e, multiproc_queue::Error::TooManyParticipants(_)) {
+            note_answers_failed(st, e);
+        } else if BACKGROUND.with(|b| b.get()) {
+            st.corrupted.get_or_insert_with(|| {
+                format!("the workers' answer queue: the pool's own entry in it is gone ({e})")
+            });
+        } else {
+            NO_ENTRY.with_borrow_mut(|pools| {
+                if !pools.contains(&self.id) {
+                    pools.push(self.id);
+                }
+            });
+        }
+    }
+
     /// Whether this thread holds this pool's driver's lock.
     fn driven_here(&self) -> bool {
         DRIVING.with(|d| d.get() == self as *const Inner as usize)
@@ -1870,7 +1938,7 @@ impl Inner {
     /// one a task made a pipelined `apply_async` on a pool of one worker a
     /// third slower, `benches/NOTES.md`).
     pub(crate) fn nudge(&self, st: &mut State) {
-        if st.bg_asleep && st.waiting == 0 {
+        if st.bg_asleep && st.waiting == st.bystanders {
             st.bg_asleep = false;
             self.idle.notify_one();
         }

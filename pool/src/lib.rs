@@ -141,6 +141,15 @@
 //! through its inbox's lane, and one thread waits on the workers' pidfds
 //! and wakes the driver when one ends; neither reads answers.)
 //!
+//! Any number of threads may call one pool. A queue keeps an entry for each
+//! thread that uses it (64 at most, [`multiproc_queue::PARTICIPANTS`]); the
+//! workers and the pool's own threads take theirs when they start, so a
+//! program whose callers took all the rest still has its tasks sent and
+//! answered: a caller that finds no entry free leaves the driving to the
+//! background thread from then on (before, with some 60 threads that had
+//! called it, a later caller waited for ever and a worker that had not
+//! answered yet left).
+//!
 //! Whoever waits (this process for an answer, a worker for its next task)
 //! spins for a few microseconds before it sleeps, which makes a round trip
 //! between two CPUs a fraction of a microsecond. When the two sides find

@@ -159,6 +159,12 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
             return EXIT_INITIALIZER;
         }
     }
+    // Its entries in its two queues, taken now (a poll takes one): a queue
+    // keeps an entry for each thread that uses it, 64 at most, and the
+    // threads of a program that calls the pool from many could take them
+    // all before this worker's first answer (it then found none and left).
+    let _ = inbox.poll_timeout(std::time::Duration::ZERO);
+    let _ = answers.poll_timeout(std::time::Duration::ZERO);
     slot.pid
         .store(u64::from(std::process::id()), Ordering::Relaxed);
     slot.state.store(READY, Ordering::Release);
@@ -170,9 +176,13 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
     loop {
         // Closed (the pool joins) or gone: this worker's work is over; its
         // inbox written over: the pool must know (it cannot be replaced).
+        // (Its entry, taken at the start, gone: written over too.)
         match next_task(inbox, slot, &mut msg, &mut shared_run) {
             Ok(_) => {}
-            Err(multiproc_queue::Error::Corrupted(_)) => return EXIT_CORRUPTED,
+            Err(
+                multiproc_queue::Error::Corrupted(_)
+                | multiproc_queue::Error::TooManyParticipants(_),
+            ) => return EXIT_CORRUPTED,
             Err(_) => return EXIT_DONE,
         }
         let Some((task, items)) = wire::read_task(&msg) else {
@@ -217,7 +227,10 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
         }
         match answers.put_bytes(&out) {
             Ok(()) => {}
-            Err(multiproc_queue::Error::Corrupted(_)) => return EXIT_CORRUPTED,
+            Err(
+                multiproc_queue::Error::Corrupted(_)
+                | multiproc_queue::Error::TooManyParticipants(_),
+            ) => return EXIT_CORRUPTED,
             Err(_) => return EXIT_DONE, // the pool is gone
         }
         slot.task.store(0, Ordering::Release);

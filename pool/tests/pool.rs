@@ -2245,3 +2245,35 @@ fn an_imap_dropped_early_runs_only_what_its_workers_hold() {
     // The pool goes on.
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
+
+/// More threads than an answer queue has entries for (a queue keeps one for
+/// each thread that reads it: 64, 32 of them for the pool's own side), each
+/// calling the pool in turn and living on after its answer: every call is
+/// answered, whichever thread reads the answers.
+#[test]
+fn a_pool_called_by_more_threads_than_a_queue_has_entries_for_answers_each() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "many calling threads");
+    let pool = Pool::builder().processes(2).build().unwrap();
+    let threads = multiproc_queue::PARTICIPANTS + 8;
+    let (answered, answers) = std::sync::mpsc::channel();
+    let stay = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for i in 0..threads as u64 {
+            let (pool, answered, stay) = (&pool, answered.clone(), &stay);
+            s.spawn(move || {
+                let mapped = pool.map(square, 0..50u64);
+                answered.send((i, pool.apply(square, i), mapped)).unwrap();
+                // Alive until all are answered: its entries stay taken.
+                stay.wait();
+            });
+            // One call at a time, so that each thread drives its own.
+            let (j, got, mapped) = answers.recv_timeout(LIMIT).expect("answered in time");
+            assert_eq!((j, got.unwrap()), (i, i * i));
+            assert_eq!(
+                mapped.unwrap(),
+                (0..50u64).map(|x| x * x).collect::<Vec<_>>()
+            );
+        }
+        stay.wait();
+    });
+}

@@ -1142,7 +1142,12 @@ impl Inner {
             return;
         }
         st.pending.push_back(task);
-        self.fill(st);
+        if self.no_entry_here() {
+            // It cannot send (see `NO_ENTRY`): the background thread does.
+            self.nudge(st);
+        } else {
+            self.fill(st);
+        }
     }
 
     /// Sends queued tasks to the workers with room in their inboxes (fewest
@@ -1226,6 +1231,13 @@ impl Inner {
                     st.streams.push_back((w, task.seq, task.msg.shared()));
                     // Each streamer takes only its worker's streams.
                     self.streams_ready.notify_all();
+                }
+                // No entry free for this thread (it and others sent to the
+                // worker, living on): the background thread sends from now.
+                Err(e @ multiproc_queue::Error::TooManyParticipants(_)) => {
+                    self.no_entry(st, &format!("worker slot {w}'s inbox"), &e);
+                    st.pending.push_front(task);
+                    return;
                 }
                 // Written over: nothing sent to it can be trusted to arrive.
                 // The next driving round stops the pool (it has no place to
@@ -1911,11 +1923,20 @@ impl Inner {
     /// background thread, which took its entries at the start (lost, they
     /// were written over); else see [`note_answers_failed`].
     fn answers_failed(&self, st: &mut State, e: &multiproc_queue::Error) {
-        if !matches!(e, multiproc_queue::Error::TooManyParticipants(_)) {
+        if matches!(e, multiproc_queue::Error::TooManyParticipants(_)) {
+            self.no_entry(st, "the workers' answer queue", e);
+        } else {
             note_answers_failed(st, e);
-        } else if BACKGROUND.with(|b| b.get()) {
+        }
+    }
+
+    /// This thread found no entry free in `queue` (`e`): it marks itself a
+    /// bystander of this pool ([`NO_ENTRY`]); on the background thread,
+    /// whose entries were taken at its start, the queue was written over.
+    fn no_entry(&self, st: &mut State, queue: &str, e: &multiproc_queue::Error) {
+        if BACKGROUND.with(|b| b.get()) {
             st.corrupted.get_or_insert_with(|| {
-                format!("the workers' answer queue: the pool's own entry in it is gone ({e})")
+                format!("{queue}: the pool's own entry in it is gone ({e})")
             });
         } else {
             NO_ENTRY.with_borrow_mut(|pools| {

@@ -2277,3 +2277,30 @@ fn a_pool_called_by_more_threads_than_a_queue_has_entries_for_answers_each() {
         stay.wait();
     });
 }
+
+/// More threads than an inbox has entries for, each sending a task to a
+/// pool of one worker in turn and living on, while this thread waits for
+/// each answer: every task runs, though this thread and the later senders
+/// find no entry free in the inbox.
+#[test]
+fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "many sending threads");
+    let pool = Pool::builder().processes(1).build().unwrap();
+    let threads = multiproc_queue::PARTICIPANTS + 8;
+    let (sent, handles) = std::sync::mpsc::channel();
+    let stay = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for i in 0..threads as u64 {
+            let (pool, sent, stay) = (&pool, sent.clone(), &stay);
+            s.spawn(move || {
+                sent.send(pool.apply_async(square, i)).unwrap();
+                stay.wait();
+            });
+            let handle = handles.recv_timeout(LIMIT).expect("sent in time");
+            let got = handle.unwrap().get_timeout(LIMIT);
+            assert_eq!(got.unwrap(), i * i, "task {i}");
+        }
+        assert_eq!(pool.apply(square, 9).unwrap(), 81);
+        stay.wait();
+    });
+}

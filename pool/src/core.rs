@@ -70,11 +70,12 @@ thread_local! {
     /// the driver forever (Python's pool deadlocks so); it drives itself
     /// instead ([`Inner::wait_until`]).
     static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// The pools (by [`Inner::id`]) whose answer queues had no entry free
-    /// for this thread: a queue keeps one for each thread that reads it, 64
-    /// at most, and a program of more threads that call one pool takes them
-    /// all. This thread then leaves the reading to the background thread,
-    /// which took its entries when the pool started ([`Inner::wait_until`]).
+    /// The pools (by [`Inner::id`]) whose queues (the answers', or an
+    /// inbox) had no entry free for this thread: a queue keeps one for each
+    /// thread that uses it, 64 at most, and a program of more threads that
+    /// call one pool takes them all. This thread then leaves the reading
+    /// and the sending to the background thread, which took its entries
+    /// when the pool started ([`Inner::wait_until`], [`Inner::queue`]).
     static NO_ENTRY: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Whether this thread is a pool's background thread.
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -780,7 +781,7 @@ pub(crate) struct State {
     init_deaths: u32,
     /// Threads inside a wait (driving, or on the condition variable).
     pub(crate) waiting: usize,
-    /// Of those, the ones that cannot read the answers ([`NO_ENTRY`]): the
+    /// Of those, the ones that cannot use the queues ([`NO_ENTRY`]): the
     /// background thread drives for them.
     bystanders: usize,
     /// Threads asleep on `changed`.
@@ -1912,7 +1913,7 @@ impl Inner {
         })
     }
 
-    /// Whether this thread found no entry free for it in this pool's answer
+    /// Whether this thread found no entry free for it in one of this pool's
     /// queues ([`NO_ENTRY`]).
     fn no_entry_here(&self) -> bool {
         NO_ENTRY.with_borrow(|pools| !pools.is_empty() && pools.contains(&self.id))

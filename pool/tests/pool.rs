@@ -2304,3 +2304,39 @@ fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
         stay.wait();
     });
 }
+
+/// 200 threads calling pools of one, two and three workers at once, with
+/// every kind of call: each call is answered rightly (the threads that find
+/// no entry free in a queue, and the background thread driving for them,
+/// race the others).
+#[test]
+fn a_pool_called_by_200_threads_at_once_answers_every_call() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "200 threads at once");
+    for round in 0..6 {
+        let pool = Pool::builder().processes(1 + round % 3).build().unwrap();
+        std::thread::scope(|s| {
+            for i in 0..200u64 {
+                let pool = &pool;
+                s.spawn(move || {
+                    for k in 0..20u64 {
+                        match (i + k) % 4 {
+                            0 => assert_eq!(pool.apply(square, k).unwrap(), k * k),
+                            1 => assert_eq!(
+                                pool.map(square, 0..30u64).unwrap(),
+                                (0..30u64).map(|x| x * x).collect::<Vec<_>>()
+                            ),
+                            2 => {
+                                let h = pool.apply_async(square, k).unwrap();
+                                assert_eq!(h.get().unwrap(), k * k);
+                            }
+                            _ => assert_eq!(
+                                pool.imap(square, 0..10u64).map(|r| r.unwrap()).sum::<u64>(),
+                                285
+                            ),
+                        }
+                    }
+                });
+            }
+        });
+    }
+}

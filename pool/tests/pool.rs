@@ -2246,6 +2246,30 @@ fn an_imap_dropped_early_runs_only_what_its_workers_hold() {
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
 
+/// Runs `call(i)` on a thread of its own for each `i` below
+/// `PARTICIPANTS + 8`, one thread after the other, each living on until all
+/// have run (so that the entries it took in the pool's queues stay taken);
+/// `check(i, answer)` runs on this thread before the next thread starts.
+fn in_turn_from_many_threads<T: Send>(
+    call: impl Fn(u64) -> T + Sync,
+    mut check: impl FnMut(u64, T),
+) {
+    let threads = multiproc_queue::PARTICIPANTS + 8;
+    let (answered, answers) = std::sync::mpsc::channel();
+    let stay = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for i in 0..threads as u64 {
+            let (call, answered, stay) = (&call, answered.clone(), &stay);
+            s.spawn(move || {
+                answered.send(call(i)).unwrap();
+                stay.wait();
+            });
+            check(i, answers.recv_timeout(LIMIT).expect("answered in time"));
+        }
+        stay.wait();
+    });
+}
+
 /// More threads than an answer queue has entries for (a queue keeps one for
 /// each thread that reads it: 64, 32 of them for the pool's own side), each
 /// calling the pool in turn and living on after its answer: every call is
@@ -2254,28 +2278,16 @@ fn an_imap_dropped_early_runs_only_what_its_workers_hold() {
 fn a_pool_called_by_more_threads_than_a_queue_has_entries_for_answers_each() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "many calling threads");
     let pool = Pool::builder().processes(2).build().unwrap();
-    let threads = multiproc_queue::PARTICIPANTS + 8;
-    let (answered, answers) = std::sync::mpsc::channel();
-    let stay = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for i in 0..threads as u64 {
-            let (pool, answered, stay) = (&pool, answered.clone(), &stay);
-            s.spawn(move || {
-                let mapped = pool.map(square, 0..50u64);
-                answered.send((i, pool.apply(square, i), mapped)).unwrap();
-                // Alive until all are answered: its entries stay taken.
-                stay.wait();
-            });
-            // One call at a time, so that each thread drives its own.
-            let (j, got, mapped) = answers.recv_timeout(LIMIT).expect("answered in time");
-            assert_eq!((j, got.unwrap()), (i, i * i));
+    in_turn_from_many_threads(
+        |i| (pool.map(square, 0..50u64), pool.apply(square, i)),
+        |i, (mapped, got)| {
+            assert_eq!(got.unwrap(), i * i);
             assert_eq!(
                 mapped.unwrap(),
                 (0..50u64).map(|x| x * x).collect::<Vec<_>>()
             );
-        }
-        stay.wait();
-    });
+        },
+    );
 }
 
 /// More threads than an inbox has entries for, each sending a task to a
@@ -2286,23 +2298,14 @@ fn a_pool_called_by_more_threads_than_a_queue_has_entries_for_answers_each() {
 fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "many sending threads");
     let pool = Pool::builder().processes(1).build().unwrap();
-    let threads = multiproc_queue::PARTICIPANTS + 8;
-    let (sent, handles) = std::sync::mpsc::channel();
-    let stay = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for i in 0..threads as u64 {
-            let (pool, sent, stay) = (&pool, sent.clone(), &stay);
-            s.spawn(move || {
-                sent.send(pool.apply_async(square, i)).unwrap();
-                stay.wait();
-            });
-            let handle = handles.recv_timeout(LIMIT).expect("sent in time");
+    in_turn_from_many_threads(
+        |i| pool.apply_async(square, i),
+        |i, handle| {
             let got = handle.unwrap().get_timeout(LIMIT);
             assert_eq!(got.unwrap(), i * i, "task {i}");
-        }
-        assert_eq!(pool.apply(square, 9).unwrap(), 81);
-        stay.wait();
-    });
+        },
+    );
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
 }
 
 /// 200 threads calling pools of one, two and three workers at once, with

@@ -1502,7 +1502,14 @@ fn a_large_put_waiting_on_the_lane_answers_closed_at_a_close() {
         }
         let put = std::thread::scope(|s| {
             let put = s.spawn(|| q.put_bytes_timeout(second, Duration::from_secs(30)));
-            std::thread::sleep(Duration::from_millis(100));
+            if first.is_some() {
+                // Waits before it announces: nothing to see but time.
+                std::thread::sleep(Duration::from_millis(100));
+            } else {
+                // Announced, then streaming until the lane is full.
+                wait_until(BOUND, "the announcement", || q.qsize() == 1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
             q.close();
             put.join().unwrap()
         });

@@ -1024,9 +1024,9 @@ impl Inner {
     pub(crate) fn watcher(self: Arc<Self>) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
-        // Its entry in the answer queue it tells deaths through, taken now
-        // (a poll takes it), as the background thread's are.
-        let _ = self.channels.results[0].poll_timeout(Duration::ZERO);
+        // Its entry in the answer queue it tells deaths through, taken now,
+        // as the background thread's are.
+        let _ = self.channels.results[0].enter();
         // The pids whose end was told (until they are replaced).
         let mut told: Vec<u32> = Vec::new();
         loop {
@@ -1324,7 +1324,7 @@ impl Inner {
     /// runs twice; the stale answer is dropped).
     pub(crate) fn streamer(self: Arc<Self>, w: usize) {
         // Its entry in the inbox, taken now (see `background`).
-        let _ = self.channels.inboxes[w].poll_timeout(Duration::ZERO);
+        let _ = self.channels.inboxes[w].enter();
         loop {
             let msg = {
                 let mut st = self.lock();
@@ -1839,11 +1839,11 @@ impl Inner {
     /// at the workers every so often.
     pub(crate) fn background(self: Arc<Self>) {
         BACKGROUND.with(|b| b.set(true));
-        // This thread's entry in each queue, taken now (a poll takes it):
-        // however many threads call the pool later, one can read the
-        // answers and send the tasks.
+        // This thread's entry in each queue, taken now: however many
+        // threads call the pool later, one can read the answers and send
+        // the tasks.
         for q in self.channels.results.iter().chain(&self.channels.inboxes) {
-            let _ = q.poll_timeout(Duration::ZERO);
+            let _ = q.enter();
         }
         // Idle looks in a row (see `IDLE_LOOKS_BEFORE_TRIM`).
         let mut idle_looks = 0u32;

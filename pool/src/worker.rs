@@ -159,12 +159,12 @@ pub(crate) fn run(setup: &Setup, index: usize, zygote: u32) -> i32 {
             return EXIT_INITIALIZER;
         }
     }
-    // Its entries in its two queues, taken now (a poll takes one): a queue
-    // keeps an entry for each thread that uses it, 64 at most, and the
-    // threads of a program that calls the pool from many could take them
-    // all before this worker's first answer (it then found none and left).
-    let _ = inbox.poll_timeout(std::time::Duration::ZERO);
-    let _ = answers.poll_timeout(std::time::Duration::ZERO);
+    // Its entries in its two queues, taken now: a queue keeps an entry for
+    // each thread that uses it, 64 at most, and the threads of a program
+    // that calls the pool from many could take them all before this
+    // worker's first answer (it then found none and left).
+    let _ = inbox.enter();
+    let _ = answers.enter();
     slot.pid
         .store(u64::from(std::process::id()), Ordering::Relaxed);
     slot.state.store(READY, Ordering::Release);

@@ -1025,6 +1025,26 @@ impl ByteQueue {
         self.raw.closed()
     }
 
+    /// Takes this thread's entry in the queue's table of threads now, rather
+    /// than at its first put or get (see the crate's "How many at once"): a
+    /// thread that must be able to use the queue later, however many others
+    /// come meanwhile, takes it first. Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::TooManyParticipants`] when every entry is taken;
+    /// [`Error::Corrupted`] when the table was written over.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::ByteQueue::new(4, 16)?;
+    /// q.enter()?;
+    /// q.put_bytes(b"mine")?;
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn enter(&self) -> Result<()> {
+        self.raw.enter()
+    }
+
     /// Closes it for everyone (see [`Queue::close`](crate::Queue::close)).
     ///
     /// # Examples

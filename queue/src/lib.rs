@@ -65,7 +65,8 @@
 //! [`Error::TooManyParticipants`] at once, a typed error rather than a wait
 //! (Python's `Queue` has no such bound). So with more producer processes than
 //! that, a consumer that comes last could find every entry taken: take the
-//! consumer's entry first (a `try_get` before the producers start), or give
+//! consumer's entry first ([`Queue::enter`] or [`ByteQueue::enter`] before the
+//! producers start), or give
 //! each group of producers a queue of its own (the process pool answers
 //! through one queue for each 32 workers). A table that a peer wrote over —
 //! a dead thread's entry announcing positions no claim can have — answers

@@ -181,6 +181,11 @@ impl RawQueue {
         self.ring.ctl()
     }
 
+    /// Takes this thread's entry now (see `ByteQueue::enter`).
+    pub(crate) fn enter(&self) -> Result<()> {
+        self.participant().map(|_| ())
+    }
+
     fn participant(&self) -> Result<&layout::Participant> {
         self.ring
             .participant()

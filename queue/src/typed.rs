@@ -646,6 +646,23 @@ impl<T: ShmSafe + Copy> Queue<T> {
         self.raw.ring().capacity()
     }
 
+    /// Takes this thread's entry in the queue's table of threads now (see
+    /// [`ByteQueue::enter`](crate::ByteQueue::enter)).
+    ///
+    /// # Errors
+    /// [`Error::TooManyParticipants`] when every entry is taken;
+    /// [`Error::Corrupted`] when the table was written over.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = multiproc_queue::Queue::<u32>::new(2)?;
+    /// q.enter()?;
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn enter(&self) -> Result<()> {
+        self.raw.enter()
+    }
+
     /// Closes it for everyone: puts fail with [`Error::Closed`]; gets drain, then
     /// answer it. (Python's `Queue.close` only stops the calling process's puts;
     /// here it ends the queue, which is what a consumer loop waits for.)

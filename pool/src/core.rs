@@ -71,12 +71,14 @@ thread_local! {
     /// instead ([`Inner::wait_until`]).
     static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The pools (by [`Inner::id`]) whose queues (the answers', or an
-    /// inbox) had no entry free for this thread: a queue keeps one for each
-    /// thread that uses it, 64 at most, and a program of more threads that
-    /// call one pool takes them all. This thread then leaves the reading
-    /// and the sending to the background thread, which took its entries
-    /// when the pool started ([`Inner::wait_until`], [`Inner::queue`]).
-    static NO_ENTRY: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// inbox) had no entry free for this thread, and when it found so: a
+    /// queue keeps one for each thread that uses it, 64 at most, and a
+    /// program of more threads that call one pool takes them all. This
+    /// thread then leaves the reading and the sending to the background
+    /// thread, which took its entries when the pool started
+    /// ([`Inner::wait_until`], [`Inner::queue`]), for [`ENTRY_RETRY`]; then
+    /// it tries again (the threads that held the entries may have ended).
+    static NO_ENTRY: std::cell::RefCell<Vec<(u64, Instant)>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Whether this thread is a pool's background thread.
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -84,6 +86,12 @@ thread_local! {
 /// Numbers the pools of this process, for [`NO_ENTRY`] (an address may be
 /// a later pool's).
 static POOL_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// How long a thread that found no entry free in a pool's queues leaves
+/// them to the background thread before it tries again ([`NO_ENTRY`]). A
+/// try that finds the table still full looks at every entry's owner (some
+/// system calls each), so it stays rare.
+const ENTRY_RETRY: Duration = Duration::from_secs(1);
 
 /// The driver's lock, held, and this thread marked as its holder until dropped.
 struct Driving<'a> {
@@ -1914,9 +1922,23 @@ impl Inner {
     }
 
     /// Whether this thread found no entry free for it in one of this pool's
-    /// queues ([`NO_ENTRY`]).
-    fn no_entry_here(&self) -> bool {
-        NO_ENTRY.with_borrow(|pools| !pools.is_empty() && pools.contains(&self.id))
+    /// queues less than [`ENTRY_RETRY`] ago ([`NO_ENTRY`]). A mark that old
+    /// is dropped: the thread tries the queues again, and marks itself again
+    /// if they are still full.
+    pub(crate) fn no_entry_here(&self) -> bool {
+        NO_ENTRY.with_borrow_mut(|pools| {
+            if pools.is_empty() {
+                return false;
+            }
+            let Some(at) = pools.iter().position(|&(id, _)| id == self.id) else {
+                return false;
+            };
+            if pools[at].1.elapsed() < ENTRY_RETRY {
+                return true;
+            }
+            pools.swap_remove(at);
+            false
+        })
     }
 
     /// Notes `e`, from reading the answer queues on this thread: no entry
@@ -1941,9 +1963,9 @@ impl Inner {
             });
         } else {
             NO_ENTRY.with_borrow_mut(|pools| {
-                if !pools.contains(&self.id) {
-                    pools.push(self.id);
-                }
+                // Marks of pools that are gone, and old ones, go with it.
+                pools.retain(|&(id, at)| id != self.id && at.elapsed() < ENTRY_RETRY);
+                pools.push((self.id, Instant::now()));
             });
         }
     }

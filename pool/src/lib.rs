@@ -147,8 +147,10 @@
 //! program whose callers took all the rest still has its tasks sent and
 //! answered: a caller that finds no entry free, in the answers' queue or in
 //! an inbox, leaves the sending and the driving to the background thread
-//! from then on (before, with some 60 threads that had called it, a later
-//! caller waited for ever and a worker that had not answered yet left).
+//! (before, with some 60 threads that had called it, a later caller waited
+//! for ever and a worker that had not answered yet left). It tries the
+//! queues again a second later, when the threads that held their entries
+//! may have ended.
 //!
 //! Whoever waits (this process for an answer, a worker for its next task)
 //! spins for a few microseconds before it sleeps, which makes a round trip

@@ -389,6 +389,14 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Not part of the API: whether this thread leaves this pool's queues to
+    /// its background thread for now (it found no entry free in them).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn bystander_here(&self) -> bool {
+        self.inner.no_entry_here()
+    }
+
     /// A pool of `processes` workers (0: one per CPU this process may use, see
     /// [`default_processes`]).
     ///

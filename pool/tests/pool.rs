@@ -2308,6 +2308,46 @@ fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
     assert_eq!(pool.apply(square, 9).unwrap(), 81);
 }
 
+/// A thread that found no entry free in a pool's queues (more threads than
+/// a queue has entries for called the pool and live on) leaves them to the
+/// background thread for a while, then tries again: while the others live it
+/// finds them full again; once they have ended it takes an entry and uses
+/// the queues itself.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_thread_that_found_the_queues_full_uses_them_again_once_others_end() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "a bystander's retry");
+    let pool = Pool::builder().processes(1).build().unwrap();
+    let threads = multiproc_queue::PARTICIPANTS + 8;
+    let (entered, entries) = std::sync::mpsc::channel();
+    let stay = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for i in 0..threads as u64 {
+            let (pool, entered, stay) = (&pool, entered.clone(), &stay);
+            s.spawn(move || {
+                entered.send(pool.apply(square, i)).unwrap();
+                stay.wait();
+            });
+            entries
+                .recv_timeout(LIMIT)
+                .expect("answered in time")
+                .unwrap();
+        }
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        assert!(pool.bystander_here(), "every entry is taken");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(pool.apply(square, 4).unwrap(), 16);
+        assert!(pool.bystander_here(), "tried again, still full");
+        stay.wait();
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    assert!(!pool.bystander_here(), "tried again, and took an entry");
+    let many = pool.map(square, 0..1000u64).unwrap();
+    assert_eq!(many, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(!pool.bystander_here());
+}
+
 /// 200 threads calling pools of one, two and three workers at once, with
 /// every kind of call: each call is answered rightly (the threads that find
 /// no entry free in a queue, and the background thread driving for them,

@@ -204,11 +204,14 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod builder;
 mod colocation;
 mod core;
 mod error;
+mod handle;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod imap;
 mod pace;
 mod pmap;
 mod pool;
@@ -217,12 +220,12 @@ mod seq;
 mod wire;
 mod worker;
 
+pub use builder::{Builder, DEFAULT_INBOX, DEFAULT_LANE, DEFAULT_MAX_INLINE};
 pub use error::{Error, Exit, Result};
+pub use handle::{AsyncResult, MapResult};
+pub use imap::{IMap, IMapUnordered, IMAP_BUFFER};
 pub use pmap::{pmap, pmap_with, PmapOptions};
-pub use pool::{
-    default_processes, AsyncResult, Builder, FnPool, IMap, IMapUnordered, MapResult, Pool,
-    DEFAULT_INBOX, DEFAULT_LANE, DEFAULT_MAX_INLINE, IMAP_BUFFER,
-};
+pub use pool::{default_processes, FnPool, Pool};
 
 /// This build's identity: what a worker checks before it takes a function
 /// named by its offset (see [Tasks](crate#tasks)). Two processes that run the

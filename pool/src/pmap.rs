@@ -247,7 +247,7 @@ impl<R> Slots<R> {
         }
         if self.data.capacity() == 0 {
             // Huge pages for a large one (see `pool::output`).
-            self.data = crate::pool::output(n);
+            self.data = crate::handle::output(n);
         }
         self.data.resize_with(n, MaybeUninit::uninit);
         self.written.resize(n, false);

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::core::{Finish, Finisher, Gathered, Inner, Job, Part, State};
+use crate::core::{Inner, State};
 use crate::error::{Error, Result};
+use crate::job::{Finish, Finisher, Gathered, Job, Part};
 use crate::wire;
 use crate::worker;
 
@@ -419,7 +420,7 @@ pub(crate) fn decode_map<R: DeserializeOwned>(g: Gathered, total: usize) -> Resu
 pub(crate) fn output<R>(total: usize) -> Vec<R> {
     let v: Vec<R> = Vec::with_capacity(total);
     if v.capacity().saturating_mul(std::mem::size_of::<R>()) >= HUGE_MIN {
-        crate::core::advise_whole_pages(&v, HUGE_PAGE, libc::MADV_HUGEPAGE);
+        crate::buffers::advise_whole_pages(&v, HUGE_PAGE, libc::MADV_HUGEPAGE);
     }
     v
 }

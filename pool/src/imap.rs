@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::{Gathered, Job, Target, Task};
 use crate::error::{Error, Result};
+use crate::job::{Gathered, Job};
 use crate::pool::{encode_chunk, Pool, CLOSURE};
+use crate::task::{Target, Task};
 use crate::wire;
 
 /// The `buffersize` of [`Pool::imap`] and [`Pool::imap_unordered`], or

@@ -204,6 +204,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod buffers;
 mod builder;
 mod colocation;
 mod core;
@@ -212,11 +213,13 @@ mod handle;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod imap;
+mod job;
 mod pace;
 mod pmap;
 mod pool;
 mod raw;
 mod seq;
+mod task;
 mod wire;
 mod worker;
 

@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use crate::core::Target;
+use crate::task::Target;
 
 /// Work a worker has queued ahead of it: enough to cover the driver's
 /// response to an answer (tens of microseconds when it sleeps) many times over.
@@ -127,7 +127,7 @@ pub(crate) fn in_flight_for(task_ns: Option<u64>, depth: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{Pace, LOOKAHEAD, MIN_IN_FLIGHT, REMEMBERED};
-    use crate::core::Target;
+    use crate::task::Target;
     use std::time::Duration;
 
     fn f(n: i64) -> Target {

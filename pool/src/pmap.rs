@@ -211,7 +211,7 @@ impl<R> Slots<R> {
         }
     }
 
-    /// Marks its whole pages wipe-on-fork ([`crate::core::wipe_on_fork`]),
+    /// Marks its whole pages wipe-on-fork ([`crate::buffers::wipe_on_fork`]),
     /// if it holds [`WIPE_MIN`] bytes or more, until it is dropped or taken:
     /// a worker forked after it gets zeros there (it never reads them), and
     /// the caller's writes to them while the workers live are not copies of
@@ -221,8 +221,8 @@ impl<R> Slots<R> {
     fn keep_from_forks(&mut self) {
         let bytes = self.data.capacity() * std::mem::size_of::<R>() + self.written.capacity();
         if !self.wiped && bytes >= WIPE_MIN {
-            crate::core::wipe_on_fork(&self.data, true);
-            crate::core::wipe_on_fork(&self.written, true);
+            crate::buffers::wipe_on_fork(&self.data, true);
+            crate::buffers::wipe_on_fork(&self.written, true);
             self.wiped = true;
         }
     }
@@ -231,8 +231,8 @@ impl<R> Slots<R> {
     /// before its memory goes back to the allocator or to the caller.
     fn give_back_to_forks(&mut self) {
         if std::mem::replace(&mut self.wiped, false) {
-            crate::core::wipe_on_fork(&self.data, false);
-            crate::core::wipe_on_fork(&self.written, false);
+            crate::buffers::wipe_on_fork(&self.data, false);
+            crate::buffers::wipe_on_fork(&self.written, false);
         }
     }
 

@@ -9,15 +9,18 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::buffers::task_buffer;
 use crate::builder::Builder;
-use crate::core::{task_buffer, Finisher, Inner, Job, Starts, Target, Task};
+use crate::core::Inner;
 use crate::error::{Error, Result};
 use crate::handle::{
     decode_each, decode_map, decode_map_onto, decode_one, decode_part_onto, finisher, output,
     AsyncResult, Early, MapResult,
 };
 use crate::imap::{IMap, IMapUnordered, IMAP_BUFFER};
+use crate::job::{Finisher, Job};
 use crate::raw;
+use crate::task::{Starts, Target, Task};
 use crate::wire::{self, TARGET_CLOSURE, TARGET_FN};
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, for Linux,
@@ -1386,7 +1389,7 @@ pub(crate) fn encode_chunk<T: Serialize>(
     max: usize,
     first: usize,
 ) -> Result<(Vec<u8>, Starts, usize)> {
-    let mut msg = crate::core::chunk_buffer(max);
+    let mut msg = crate::buffers::chunk_buffer(max);
     let mut items = items.take(max);
     // Appends item `i`: how long it is.
     let put = |item: &T, msg: &mut Vec<u8>, i: usize| -> Result<usize> {
@@ -1580,7 +1583,10 @@ mod tests {
     fn a_burst_of_tasks_taken_gives_the_tables_room_back() {
         let pool = Pool::new(2).unwrap();
         assert_eq!(pool.map(sq, 0..1_000_000u64).unwrap().len(), 1_000_000);
-        assert!(crate::core::spare::kept() > 0, "a large map kept no buffer");
+        assert!(
+            crate::buffers::spare::kept() > 0,
+            "a large map kept no buffer"
+        );
         let held = |pool: &Pool| {
             let st = pool.inner.lock();
             (
@@ -1616,7 +1622,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             after = held(&pool);
         }
-        assert_eq!(crate::core::spare::kept(), 0, "spare buffers kept");
+        assert_eq!(crate::buffers::spare::kept(), 0, "spare buffers kept");
         assert_eq!(pool.apply(sq, 4).unwrap(), 16);
     }
 

@@ -2250,9 +2250,16 @@ fn an_imap_dropped_early_runs_only_what_its_workers_hold() {
 /// `PARTICIPANTS + 8`, one thread after the other, each living on until all
 /// have run (so that the entries it took in the pool's queues stay taken);
 /// `check(i, answer)` runs on this thread before the next thread starts.
-fn in_turn_from_many_threads<T: Send>(
+fn in_turn_from_many_threads<T: Send>(call: impl Fn(u64) -> T + Sync, check: impl FnMut(u64, T)) {
+    in_turn_from_many_threads_then(call, check, || {});
+}
+
+/// [`in_turn_from_many_threads`], running `meanwhile` on this thread once
+/// every thread has run, before they end.
+fn in_turn_from_many_threads_then<T: Send>(
     call: impl Fn(u64) -> T + Sync,
     mut check: impl FnMut(u64, T),
+    meanwhile: impl FnOnce(),
 ) {
     let threads = multiproc_queue::PARTICIPANTS + 8;
     let (answered, answers) = std::sync::mpsc::channel();
@@ -2266,6 +2273,7 @@ fn in_turn_from_many_threads<T: Send>(
             });
             check(i, answers.recv_timeout(LIMIT).expect("answered in time"));
         }
+        meanwhile();
         stay.wait();
     });
 }
@@ -2318,28 +2326,17 @@ fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
 fn a_thread_that_found_the_queues_full_uses_them_again_once_others_end() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "a bystander's retry");
     let pool = Pool::builder().processes(1).build().unwrap();
-    let threads = multiproc_queue::PARTICIPANTS + 8;
-    let (entered, entries) = std::sync::mpsc::channel();
-    let stay = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for i in 0..threads as u64 {
-            let (pool, entered, stay) = (&pool, entered.clone(), &stay);
-            s.spawn(move || {
-                entered.send(pool.apply(square, i)).unwrap();
-                stay.wait();
-            });
-            entries
-                .recv_timeout(LIMIT)
-                .expect("answered in time")
-                .unwrap();
-        }
-        assert_eq!(pool.apply(square, 3).unwrap(), 9);
-        assert!(pool.bystander_here(), "every entry is taken");
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(pool.apply(square, 4).unwrap(), 16);
-        assert!(pool.bystander_here(), "tried again, still full");
-        stay.wait();
-    });
+    in_turn_from_many_threads_then(
+        |i| pool.apply(square, i),
+        |i, got| assert_eq!(got.unwrap(), i * i),
+        || {
+            assert_eq!(pool.apply(square, 3).unwrap(), 9);
+            assert!(pool.bystander_here(), "every entry is taken");
+            std::thread::sleep(Duration::from_millis(1100));
+            assert_eq!(pool.apply(square, 4).unwrap(), 16);
+            assert!(pool.bystander_here(), "tried again, still full");
+        },
+    );
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
     assert!(!pool.bystander_here(), "tried again, and took an entry");

@@ -12,7 +12,9 @@ use multiproc_pool::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::world::{forget_unsent, Aborted, Gathered, Hub, Job, MpiPool, WATCH};
+use crate::hub::{forget_unsent, Aborted, Gathered, Hub, Job};
+use crate::pool::MpiPool;
+use crate::world::WATCH;
 use crate::{serve, wire};
 
 /// A pending result of an [`MpiPool`] (Python's `AsyncResult`). Dropping
@@ -138,7 +140,7 @@ impl<T: Send + 'static> MpiResult<T> {
             if st.jobs.get(&job).is_none_or(Job::done) {
                 return Ok(());
             }
-            if let Some(receiver) = crate::world::receiver_here(&self.hub) {
+            if let Some(receiver) = crate::receiver::receiver_here(&self.hub) {
                 // A callback waiting: the answer comes through this thread.
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Error::Timeout);
@@ -316,7 +318,7 @@ where
                     self.file(g);
                     break;
                 }
-                if let Some(receiver) = crate::world::receiver_here(&self.pool.hub) {
+                if let Some(receiver) = crate::receiver::receiver_here(&self.pool.hub) {
                     // Iterated in a callback: the answers come through this thread.
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Timeout);

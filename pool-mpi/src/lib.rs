@@ -80,7 +80,15 @@ mod api;
 #[cfg(feature = "mpi")]
 mod handles;
 #[cfg(feature = "mpi")]
+mod hub;
+#[cfg(feature = "mpi")]
+mod pool;
+#[cfg(feature = "mpi")]
 mod posted;
+#[cfg(feature = "mpi")]
+mod rank;
+#[cfg(feature = "mpi")]
+mod receiver;
 #[cfg(any(feature = "mpi", test))]
 mod serve;
 #[cfg(any(feature = "mpi", test))]
@@ -92,4 +100,6 @@ pub use api::{Pending, Tasks};
 #[cfg(feature = "mpi")]
 pub use handles::{MpiIMap, MpiIMapUnordered, MpiResult};
 #[cfg(feature = "mpi")]
-pub use world::{init, init_with, MpiPool, RankInfo, DEPTH, ITEMS_AHEAD, MOST_AHEAD};
+pub use pool::MpiPool;
+#[cfg(feature = "mpi")]
+pub use world::{init, init_with, RankInfo, DEPTH, ITEMS_AHEAD, MOST_AHEAD};

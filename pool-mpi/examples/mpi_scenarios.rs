@@ -777,6 +777,18 @@ fn functions(pool: &MpiPool) {
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
+    if scenario == "pool-fails" {
+        // The serving ranks' local pool cannot be made (a setting out of
+        // range): rank 0's init says which rank and why, and no task runs.
+        let made = multiproc_pool_mpi::init_with(|| {
+            multiproc_pool::Pool::builder().maxtasksperchild(0).build()
+        });
+        match made {
+            Ok(_) => println!("a pool was made"),
+            Err(e) => println!("refused: {e}"),
+        }
+        return;
+    }
     let pool = multiproc_pool_mpi::init_with(|| multiproc_pool::Pool::new(2)).unwrap();
     match scenario.as_str() {
         "random" => random_maps(&pool),

@@ -46,7 +46,10 @@ impl std::fmt::Debug for MpiPool {
 }
 
 impl MpiPool {
-    pub(crate) fn start(universe: Universe, ranks: Vec<RankInfo>) -> MpiPool {
+    /// Rank 0's pool over `ranks`, which have greeted it. A receiver
+    /// thread that cannot be started (the system's limit of threads) stops
+    /// every rank and is the error.
+    pub(crate) fn start(universe: Universe, ranks: Vec<RankInfo>) -> Result<MpiPool> {
         let size = ranks.len() + 1;
         let mut st = State {
             next_job: 1,
@@ -66,22 +69,34 @@ impl MpiPool {
             has_deferred: std::sync::atomic::AtomicBool::new(false),
             finalized: std::sync::atomic::AtomicBool::new(false),
         });
-        let receiver = {
+        let spawned = {
             let hub = Arc::clone(&hub);
             let ranks = ranks.clone();
             std::thread::Builder::new()
                 .name("mpi-answers".into())
                 .spawn(move || receive_answers(hub, &ranks))
-                .expect("spawn the MPI receiver thread")
         };
-        MpiPool {
+        let receiver = match spawned {
+            Ok(receiver) => receiver,
+            Err(source) => {
+                stop_all(&SimpleCommunicator::world(), size, wire::STOP_NOW);
+                drop(universe);
+                return Err(Error::Rank {
+                    rank: 0,
+                    message: format!(
+                        "could not start the thread that receives the ranks' answers: {source}"
+                    ),
+                });
+            }
+        };
+        Ok(MpiPool {
             hub,
             ranks,
             receiver: Mutex::new(Some(receiver)),
             universe: Mutex::new(Some(universe)),
             size,
             ended: std::sync::atomic::AtomicBool::new(false),
-        }
+        })
     }
 
     /// The serving ranks, as they greeted rank 0.

@@ -26,22 +26,50 @@ pub(crate) fn serve_rank(
     let pool = if level < Threading::Multiple {
         Err("the MPI library does not offer MPI_THREAD_MULTIPLE".to_owned())
     } else {
-        make_pool().map_err(|e| e.to_string())
+        make_pool().map_err(|e| format!("could not make its local pool: {e}"))
+    };
+    // The thread that sends answers over 64 KiB, started before the hello
+    // so that a rank that cannot start it (the system's limit of threads)
+    // says so there, as one whose pool failed does.
+    let stopped_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<Option<serve::Answer>>();
+    let answerer = {
+        let stopped_now = Arc::clone(&stopped_now);
+        std::thread::Builder::new()
+            .name("mpi-answerer".into())
+            .spawn(move || {
+                while let Ok(Some(answer)) = rx.recv() {
+                    answer_root(answer, &stopped_now);
+                }
+            })
+    };
+    let pool = match (pool, answerer) {
+        (Ok(pool), Ok(answerer)) => Ok((pool, answerer)),
+        (Err(problem), answerer) => Err((problem, answerer.ok())),
+        (Ok(_), Err(e)) => Err((format!("could not start its answering thread: {e}"), None)),
     };
     let hello = Hello {
         build: multiproc_pool::build_id(),
         pid: std::process::id(),
-        processes: pool.as_ref().map_or(0, |p| p.processes() as u32),
+        processes: pool.as_ref().map_or(0, |(p, _)| p.processes() as u32),
         host: host_name(),
-        problem: pool.as_ref().err().cloned(),
+        problem: pool.as_ref().err().map(|(problem, _)| problem.clone()),
     };
     let root = world.process_at_rank(0);
     root.send_with_tag(&hello.encode()[..], wire::HELLO);
-    let Ok(pool) = pool else {
-        // Rank 0 answers with a stop.
-        let _ = receive_stop(&world);
-        drop(universe);
-        return 1;
+    let (pool, answerer) = match pool {
+        Ok(started) => started,
+        Err((_, answerer)) => {
+            // Its channel closed, the answering thread ends.
+            drop(tx);
+            if let Some(answerer) = answerer {
+                let _ = answerer.join();
+            }
+            // Rank 0 answers with a stop.
+            let _ = receive_stop(&world);
+            drop(universe);
+            return 1;
+        }
     };
     if let Some((ours, launcher)) = bound_at_launch() {
         eprintln!(
@@ -55,19 +83,6 @@ pub(crate) fn serve_rank(
             pool.processes()
         );
     }
-    let stopped_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel::<Option<serve::Answer>>();
-    let answerer = {
-        let stopped_now = Arc::clone(&stopped_now);
-        std::thread::Builder::new()
-            .name("mpi-answerer".into())
-            .spawn(move || {
-                while let Ok(Some(answer)) = rx.recv() {
-                    answer_root(answer, &stopped_now);
-                }
-            })
-            .expect("spawn the answering thread")
-    };
     let outbox = {
         let stopped_now = Arc::clone(&stopped_now);
         serve::Outbox::new(

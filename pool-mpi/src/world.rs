@@ -72,8 +72,9 @@ const HELLO_LIMIT: Duration = Duration::from_secs(120);
 ///
 /// # Errors
 /// On rank 0: [`Error::Rank`] when MPI was started already, lacks
-/// `MPI_THREAD_MULTIPLE`, runs on one rank only, or a rank runs another
-/// build or could not make its pool.
+/// `MPI_THREAD_MULTIPLE`, runs on one rank only, a rank runs another build
+/// or could not make its pool, or rank 0 could not start the thread that
+/// receives the ranks' answers (every rank is stopped then).
 pub fn init() -> Result<MpiPool> {
     init_with(|| Pool::new(0))
 }
@@ -115,7 +116,7 @@ pub fn init_with(make_pool: impl FnOnce() -> Result<Pool>) -> Result<MpiPool> {
             return Err(e);
         }
     };
-    Ok(MpiPool::start(universe, ranks))
+    MpiPool::start(universe, ranks)
 }
 
 /// A serving rank, as rank 0 saw it greet.
@@ -161,7 +162,7 @@ fn greet(world: &SimpleCommunicator, size: usize) -> Result<Vec<RankInfo>> {
             return bad("its greeting is too short".to_owned());
         };
         if let Some(problem) = hello.problem {
-            return bad(format!("could not make its local pool: {problem}"));
+            return bad(problem);
         }
         let expected = multiproc_pool::build_id();
         if hello.build != expected {

@@ -312,6 +312,21 @@ fn a_rank_that_runs_another_build_is_refused_before_any_task() {
     assert!(!ran.stdout.contains("steps"), "no task ran: {}", ran.stdout);
 }
 
+/// A serving rank whose local pool cannot be made: rank 0's `init` answers
+/// an error naming that rank and the reason, and every rank ends.
+#[test]
+fn a_rank_that_cannot_make_its_pool_is_named_by_init() {
+    let ran = scenario(2, "pool-fails");
+    assert!(
+        ran.stdout
+            .contains("refused: rank 1: could not make its local pool")
+            && ran.stdout.contains("maxtasksperchild"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+}
+
 #[test]
 fn one_rank_alone_is_told_to_run_under_mpirun_with_more() {
     let ran = finish(

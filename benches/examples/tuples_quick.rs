@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo run --release -p multiproc-bench --example tuples_quick`
 //! (`WHAT=star|pair|bool|map`, default `star`; `R=` rounds, default 10; `CH=` a
-//! chunk size for the `starmap`, Python's by default).
+//! chunk size for the `starmap`, Python's by default; `LANE=` the pool's lane
+//! bytes, `Builder::lane_bytes`).
 use multiproc_bench::pool::{add_pair, trivial};
 use multiproc_pool::Pool;
 
@@ -18,7 +19,11 @@ fn odd(a: u64) -> bool {
 }
 
 fn main() {
-    let pool = Pool::new(0).expect("pool");
+    let mut builder = Pool::builder();
+    if let Some(lane) = std::env::var("LANE").ok().and_then(|v| v.parse().ok()) {
+        builder = builder.lane_bytes(lane);
+    }
+    let pool = builder.build().expect("pool");
     let n = 1_000_000u64;
     let what = std::env::var("WHAT").unwrap_or_else(|_| "star".to_owned());
     let chunk: Option<usize> = std::env::var("CH").ok().and_then(|v| v.parse().ok());

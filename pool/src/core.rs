@@ -815,6 +815,11 @@ impl Inner {
                 None => None,
             };
             let slice = left.map_or(CHECK_EVERY, |l| l.min(CHECK_EVERY));
+            // A bystander's mark that has run out is dropped here too, so
+            // that a long wait tries the queues again (see `ENTRY_RETRY`).
+            if bystander {
+                bystander = self.no_entry_here();
+            }
             let driving = if bystander { None } else { self.try_drive() };
             // This thread drives already, further up its stack: a callback
             // (run by the driver) that calls its pool again. It drives from
@@ -1362,6 +1367,14 @@ impl Inner {
             pools.swap_remove(at);
             false
         })
+    }
+
+    /// Whether this thread has a mark for this pool in [`NO_ENTRY`], run
+    /// out or not (for the tests: [`Inner::no_entry_here`] drops one that
+    /// ran out).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn no_entry_marked_here(&self) -> bool {
+        NO_ENTRY.with_borrow(|pools| pools.iter().any(|&(id, _)| id == self.id))
     }
 
     /// Notes `e`, from reading the answer queues on this thread: no entry

@@ -63,12 +63,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Not part of the API: whether this thread leaves this pool's queues to
-    /// its background thread for now (it found no entry free in them).
+    /// Not part of the API: whether this thread is marked as one that found
+    /// no entry free in this pool's queues (a mark that ran out included,
+    /// until the thread's next look drops it).
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn bystander_here(&self) -> bool {
-        self.inner.no_entry_here()
+        self.inner.no_entry_marked_here()
     }
 
     /// A pool of `processes` workers (0: one per CPU this process may use, see

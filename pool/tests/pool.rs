@@ -2345,6 +2345,31 @@ fn a_thread_that_found_the_queues_full_uses_them_again_once_others_end() {
     assert!(!pool.bystander_here());
 }
 
+/// The same retry in the middle of a long wait: a bystander waiting for a
+/// task of 2.5 s, the other threads gone early in the wait, drops its mark
+/// once it has run out and takes an entry before the wait ends.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_bystanders_long_wait_tries_the_queues_again_once_others_end() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "a bystander's long wait");
+    let pool = Pool::builder().processes(1).build().unwrap();
+    let mut long = None;
+    in_turn_from_many_threads_then(
+        |i| pool.apply(square, i),
+        |i, got| assert_eq!(got.unwrap(), i * i),
+        || {
+            assert_eq!(pool.apply(square, 3).unwrap(), 9);
+            assert!(pool.bystander_here(), "every entry is taken");
+            long = Some(pool.apply_async(nap, 2_500).unwrap());
+        },
+    );
+    assert_eq!(long.unwrap().get().unwrap(), 2_500);
+    assert!(
+        !pool.bystander_here(),
+        "the mark ran out during the wait and was tried again"
+    );
+}
+
 /// 200 threads calling pools of one, two and three workers at once, with
 /// every kind of call: each call is answered rightly (the threads that find
 /// no entry free in a queue, and the background thread driving for them,

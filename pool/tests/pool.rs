@@ -2316,6 +2316,22 @@ fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
     assert_eq!(pool.apply(square, 9).unwrap(), 81);
 }
 
+/// Runs `meanwhile` on this thread once it has found no entry free in
+/// `pool`'s queues (a pool of one worker that more threads than a queue has
+/// entries for have called, and that live on until `meanwhile` returns).
+#[cfg(feature = "test-hooks")]
+fn as_a_bystander_of(pool: &Pool, meanwhile: impl FnOnce()) {
+    in_turn_from_many_threads_then(
+        |i| pool.apply(square, i),
+        |i, got| assert_eq!(got.unwrap(), i * i),
+        || {
+            assert_eq!(pool.apply(square, 3).unwrap(), 9);
+            assert!(pool.bystander_here(), "every entry is taken");
+            meanwhile();
+        },
+    );
+}
+
 /// A thread that found no entry free in a pool's queues (more threads than
 /// a queue has entries for called the pool and live on) leaves them to the
 /// background thread for a while, then tries again: while the others live it
@@ -2326,17 +2342,11 @@ fn a_pool_sent_tasks_by_more_threads_than_an_inbox_has_entries_for_runs_each() {
 fn a_thread_that_found_the_queues_full_uses_them_again_once_others_end() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "a bystander's retry");
     let pool = Pool::builder().processes(1).build().unwrap();
-    in_turn_from_many_threads_then(
-        |i| pool.apply(square, i),
-        |i, got| assert_eq!(got.unwrap(), i * i),
-        || {
-            assert_eq!(pool.apply(square, 3).unwrap(), 9);
-            assert!(pool.bystander_here(), "every entry is taken");
-            std::thread::sleep(Duration::from_millis(1100));
-            assert_eq!(pool.apply(square, 4).unwrap(), 16);
-            assert!(pool.bystander_here(), "tried again, still full");
-        },
-    );
+    as_a_bystander_of(&pool, || {
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(pool.apply(square, 4).unwrap(), 16);
+        assert!(pool.bystander_here(), "tried again, still full");
+    });
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
     assert!(!pool.bystander_here(), "tried again, and took an entry");
@@ -2354,15 +2364,9 @@ fn a_bystanders_long_wait_tries_the_queues_again_once_others_end() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "a bystander's long wait");
     let pool = Pool::builder().processes(1).build().unwrap();
     let mut long = None;
-    in_turn_from_many_threads_then(
-        |i| pool.apply(square, i),
-        |i, got| assert_eq!(got.unwrap(), i * i),
-        || {
-            assert_eq!(pool.apply(square, 3).unwrap(), 9);
-            assert!(pool.bystander_here(), "every entry is taken");
-            long = Some(pool.apply_async(nap, 2_500).unwrap());
-        },
-    );
+    as_a_bystander_of(&pool, || {
+        long = Some(pool.apply_async(nap, 2_500).unwrap());
+    });
     assert_eq!(long.unwrap().get().unwrap(), 2_500);
     assert!(
         !pool.bystander_here(),

@@ -1409,8 +1409,11 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         ok: true,
     });
     let items = cfg.n(400);
+    // Seven rounds: a round's `pmap` swings by a tenth with where its forked
+    // workers land, and the median of three flipped the 1.05× row from one
+    // run to the next (`benches/NOTES.md`).
     let t = interleaved(
-        cfg.r(3),
+        cfg.r(7),
         &mut [
             &mut || cpu_sequential(items),
             &mut || cpu_pool(&pool, items),

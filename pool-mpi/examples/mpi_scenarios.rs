@@ -717,6 +717,73 @@ fn callback_drops_its_pool(pool: MpiPool) {
     drop(r);
 }
 
+/// A caller that waits for a result receives the ranks' answers itself (the
+/// receiver thread stands back meanwhile), so the callbacks of the answers it
+/// files run on its thread: counted over blocking calls in a row, each of
+/// which waits about one round trip.
+fn callbacks_run_on_a_waiting_caller(pool: &MpiPool) {
+    let caller = std::thread::current().id();
+    let on_caller = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = 200u64;
+    for i in 0..n {
+        let c = Arc::clone(&on_caller);
+        let h = pool
+            .apply_async_with(
+                square,
+                i,
+                move |_: &u64| {
+                    if std::thread::current().id() == caller {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(h.get().unwrap(), i * i);
+    }
+    let hits = on_caller.load(std::sync::atomic::Ordering::Relaxed);
+    println!("callbacks run on the waiting caller's thread: {hits} of {n}");
+    assert!(hits > 0, "the waiting caller received no answer itself");
+}
+
+/// A callback that drops the last handle of its pool while the caller waits
+/// for that very result: the callback runs on the thread that receives the
+/// answer (most often the caller's, inside its `get`, after the blocking
+/// calls before it; else the receiver thread); the pool ends there and the
+/// `get` answers the result or `Terminated`, never hangs, and the program
+/// ends cleanly.
+fn callback_drops_its_pool_while_waited_for(pool: MpiPool) {
+    let slot = Arc::new(Mutex::new(Some(pool)));
+    let caller = std::thread::current().id();
+    let on_caller = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, c) = (Arc::clone(&slot), Arc::clone(&on_caller));
+    let mut r = {
+        let held = slot.lock().unwrap();
+        let pool = held.as_ref().unwrap();
+        // Blocking calls first: this thread receives their answers, and the
+        // receiver thread stands back, as in a program that waits in a row.
+        for i in 0..20 {
+            assert_eq!(pool.apply(square, i).unwrap(), i * i);
+        }
+        pool.apply_async_with(
+            square,
+            5,
+            move |_: &u64| {
+                let here = std::thread::current().id() == caller;
+                c.store(here, std::sync::atomic::Ordering::Relaxed);
+                drop(s.lock().unwrap().take());
+            },
+            |_| {},
+        )
+        .unwrap()
+    };
+    let got = r.get_timeout(Duration::from_secs(30));
+    assert!(matches!(got, Ok(25) | Err(Error::Terminated)), "{got:?}");
+    assert!(slot.lock().unwrap().is_none(), "the callback did not run");
+    let here = on_caller.load(std::sync::atomic::Ordering::Relaxed);
+    println!("the callback ran on the waiting caller's thread: {here}");
+}
+
 /// Prints this rank-0 process's pid and every rank's, then runs a map long
 /// enough for a test to kill a rank in the middle.
 fn long_map(pool: &MpiPool) {
@@ -802,6 +869,8 @@ fn main() {
         "kill-rank" => long_map(&pool),
         "callback-nested" => callback_calls_its_pool(pool),
         "callback-drop" => callback_drops_its_pool(pool),
+        "callback-on-caller" => callbacks_run_on_a_waiting_caller(&pool),
+        "callback-drop-waited" => callback_drops_its_pool_while_waited_for(pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {
                 let squares: u64 = p.map(square, 0..10u64).unwrap().into_iter().sum();

@@ -24,7 +24,7 @@ pub struct MpiResult<T> {
     hub: Arc<Hub>,
     job: Option<u64>,
     /// How its caller decodes the answer, for a job without a finisher (a
-    /// plain `apply_async`: the receiver thread only files its answer).
+    /// plain `apply_async`: the thread that receives only files its answer).
     decode: Option<fn(Gathered, usize) -> Result<T>>,
     _t: PhantomData<fn() -> T>,
 }
@@ -153,14 +153,20 @@ impl<T: Send + 'static> MpiResult<T> {
             if Instant::now() < watch_until {
                 let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
                 drop(st);
+                // Receiving the answers itself meanwhile (the receiver thread
+                // stands back), yielding when none has come.
                 while self.hub.changes.load(std::sync::atomic::Ordering::Acquire) == seen
                     && Instant::now() < watch_until
                 {
-                    std::thread::yield_now();
+                    if !crate::receiver::receive_here(&self.hub) {
+                        std::thread::yield_now();
+                    }
                 }
                 st = self.hub.lock();
                 continue;
             }
+            // Asleep from here: the receiver thread receives again.
+            self.hub.note_stopped_driving();
             st = self.hub.wait(st, deadline)?;
         }
     }

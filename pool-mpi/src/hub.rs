@@ -160,8 +160,9 @@ pub(crate) struct State {
     pub(crate) unsent: VecDeque<u64>,
     /// What each rank has in flight (index = rank).
     pub(crate) ranks: Vec<Load>,
-    /// Tasks for ranks that were busy, left for the receiver thread to send
-    /// together (see [`MpiPool::send_chunk`]).
+    /// Tasks for ranks that were busy, left for the thread that looks for
+    /// messages (the receiver thread, or a waiting caller) to send together
+    /// (see [`MpiPool::send_chunk`]).
     pub(crate) deferred: Vec<(usize, Vec<u8>)>,
     pub(crate) closed: bool,
     /// The receiver thread is to end once nothing is in flight.
@@ -204,7 +205,9 @@ pub(crate) struct Hub {
     /// Counts [`Hub::wake`]s: a waiter watches it for a while before it
     /// sleeps on `cv`.
     pub(crate) changes: std::sync::atomic::AtomicU64,
-    /// The receiver thread is looking for messages without sleeping.
+    /// The receiver thread, or a waiting caller, is looking for messages
+    /// without sleeping: a task left in `State::deferred` is sent within
+    /// microseconds.
     pub(crate) hot: std::sync::atomic::AtomicBool,
     /// `State::deferred` has tasks.
     pub(crate) has_deferred: std::sync::atomic::AtomicBool,
@@ -213,9 +216,47 @@ pub(crate) struct Hub {
     /// that held the last handle), whose loop goes on once the callback
     /// returns.
     pub(crate) finalized: std::sync::atomic::AtomicBool,
+    /// When a waiting caller last looked for answers itself, in nanoseconds
+    /// since `epoch` (0: not since it stopped): the receiver thread stands
+    /// back meanwhile (see [`Hub::caller_drives`]).
+    pub(crate) drove: std::sync::atomic::AtomicU64,
+    pub(crate) epoch: Instant,
+    /// `true` while callers may make MPI calls to receive answers: the pool's
+    /// end sets it `false` (under the write lock, so after any caller's
+    /// receive in progress) before MPI is finalized.
+    pub(crate) callers_receive: std::sync::RwLock<bool>,
 }
 
+/// How long after a waiting caller's last look for answers the receiver
+/// thread stands back (it would only take turns with the caller at MPI's
+/// probe, and take a CPU the ranks' pollers and workers need).
+pub(crate) const DROVE: Duration = Duration::from_micros(200);
+
 impl Hub {
+    /// Notes that a waiting caller looks for answers itself now.
+    pub(crate) fn note_drove(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.drove
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Notes that the waiting caller stopped looking (it goes to sleep): the
+    /// receiver thread takes over at its next step. (A caller that has its
+    /// result says nothing: it most often waits again at once, and the
+    /// receiver thread takes over [`DROVE`] after its last look.)
+    pub(crate) fn note_stopped_driving(&self) {
+        self.drove.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a waiting caller looked for answers less than [`DROVE`] ago.
+    pub(crate) fn caller_drives(&self) -> bool {
+        let at = self.drove.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0
+            && Duration::from_nanos(at)
+                .checked_add(DROVE)
+                .is_some_and(|until| self.epoch.elapsed() < until)
+    }
+
     /// Wakes every waiter: something was filed or changed. Called after
     /// the change, made under `st`'s lock: a thread that counted itself in
     /// `sleepers` before that lock was taken is seen (the lock orders the

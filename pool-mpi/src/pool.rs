@@ -68,6 +68,9 @@ impl MpiPool {
             hot: std::sync::atomic::AtomicBool::new(false),
             has_deferred: std::sync::atomic::AtomicBool::new(false),
             finalized: std::sync::atomic::AtomicBool::new(false),
+            drove: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+            callers_receive: std::sync::RwLock::new(true),
         });
         let spawned = {
             let hub = Arc::clone(&hub);
@@ -141,14 +144,16 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        // No finisher: the receiver thread only files the answer, and `get`
+        // No finisher: the thread that receives only files the answer, and `get`
         // decodes it on the caller's thread (the local pool's way).
         self.submit_one(f, args, None, false)
     }
 
     /// [`apply_async`](MpiPool::apply_async) with Python's `callback` and
     /// `error_callback`, run in this process on the thread that receives
-    /// answers; a callback that panics makes the result
+    /// the answer: the pool's receiver thread, or a thread of yours waiting
+    /// on this pool for a result (it receives answers meanwhile, as a local
+    /// pool's caller drives it); a callback that panics makes the result
     /// [`Error::CallbackPanicked`]. A callback may call the pool again and
     /// wait (`apply`, `get`, an `imap`): that thread receives meanwhile
     /// (Python's pool deadlocks there). The callbacks run whether or not the
@@ -515,6 +520,13 @@ impl MpiPool {
         if self.ended.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
         }
+        // No caller receives from here on (one receiving now finishes first;
+        // none holds it while it runs a callback, which may be this call).
+        *self
+            .hub
+            .callers_receive
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
         {
             let mut st = self.hub.lock();
             st.stopping = true;

@@ -1,5 +1,7 @@
 //! Rank 0's receiver thread: takes the ranks' answers and files them
-//! under their jobs, and notices a rank that died.
+//! under their jobs, and notices a rank that died. A caller waiting for a
+//! result takes and files answers too ([`receive_here`]); the thread stands
+//! back while one does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,26 +80,26 @@ impl Receiver {
             return false;
         }
         posted::complete();
-        let hot = self.nap.borrow().hot();
+        // A caller that waits receives the answers itself (see
+        // [`receive_here`]): this thread stands back meanwhile, and tasks
+        // left for it to send are the caller's to send.
+        let driven = hub.caller_drives();
+        let hot = driven || self.nap.borrow().hot();
         hub.hot.store(hot, std::sync::atomic::Ordering::Relaxed);
-        if hub
-            .has_deferred
-            .swap(false, std::sync::atomic::Ordering::Acquire)
-        {
-            let sends = std::mem::take(&mut hub.lock().deferred);
-            send_all(sends);
-        }
-        if let Some(m) = self
-            .world
-            .any_process()
-            .immediate_matched_probe_with_tag(wire::ANSWER)
-        {
-            let (msg, status) = m.matched_receive_vec::<u8>();
-            self.nap.borrow_mut().reset();
-            let rank = usize::try_from(status.source_rank()).unwrap_or(0);
-            // Runs the finishers of the jobs it completes (callbacks).
-            file_answers(hub, rank, msg);
-            return true;
+        send_deferred(hub);
+        if !driven {
+            if let Some(m) = self
+                .world
+                .any_process()
+                .immediate_matched_probe_with_tag(wire::ANSWER)
+            {
+                let (msg, status) = m.matched_receive_vec::<u8>();
+                self.nap.borrow_mut().reset();
+                let rank = usize::try_from(status.source_rank()).unwrap_or(0);
+                // Runs the finishers of the jobs it completes (callbacks).
+                file_answers(hub, rank, msg);
+                return true;
+            }
         }
         if self.last_watch.get().elapsed() > Duration::from_millis(20) {
             self.last_watch.set(Instant::now());
@@ -133,9 +135,65 @@ impl Receiver {
             return true;
         }
         drop(st);
-        self.nap.borrow_mut().nap();
+        if driven {
+            // Off the CPU while the caller receives; hot again when it
+            // stops (answers are in flight).
+            self.nap.borrow_mut().reset();
+            std::thread::sleep(STAND_BACK);
+        } else {
+            self.nap.borrow_mut().nap();
+        }
         true
     }
+}
+
+/// The receiver thread's sleep between two looks at whether a caller still
+/// receives (the timer's slack makes it about 100 µs here).
+const STAND_BACK: Duration = Duration::from_micros(50);
+
+/// Sends the tasks left for the receiver thread to send (`State::deferred`).
+fn send_deferred(hub: &Hub) {
+    if hub
+        .has_deferred
+        .swap(false, std::sync::atomic::Ordering::Acquire)
+    {
+        let sends = std::mem::take(&mut hub.lock().deferred);
+        send_all(sends);
+    }
+}
+
+/// One look for answers by a caller that waits for a result, as the local
+/// pool's callers drive it: sends the tasks left for the receiver thread,
+/// takes one answer message if one has come, and files it, running the
+/// finishers it completes (callbacks included) on this thread. `false` when
+/// there was none, or when callers may no longer call MPI (the pool ends).
+/// The receiver thread stands back for [`DROVE`](crate::hub::DROVE) after a
+/// caller's last look (it took turns with the caller at MPI's probe, on the
+/// CPUs the ranks' pollers and workers need; `benches/NOTES.md`).
+pub(crate) fn receive_here(hub: &Hub) -> bool {
+    let (rank, msg) = {
+        // Held only for the MPI calls: a callback run below may end the pool,
+        // whose end takes this lock to write.
+        let Ok(open) = hub.callers_receive.try_read() else {
+            return false;
+        };
+        if !*open || hub.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        hub.note_drove();
+        posted::complete();
+        send_deferred(hub);
+        let Some(m) = SimpleCommunicator::world()
+            .any_process()
+            .immediate_matched_probe_with_tag(wire::ANSWER)
+        else {
+            return false;
+        };
+        let (msg, status) = m.matched_receive_vec::<u8>();
+        (usize::try_from(status.source_rank()).unwrap_or(0), msg)
+    };
+    file_answers(hub, rank, msg);
+    true
 }
 
 fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {

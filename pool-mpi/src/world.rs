@@ -8,7 +8,7 @@
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
 //! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each message's tasks go to the local pool at once (single items in a row for one function as one local job), and the local pool's callback sends their answers (together when they fit 64 KiB; one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers; chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`] a process, twice as many each time a rank runs out, up to [`MOST_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers (a caller waiting for a result receives them meanwhile); chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`] a process, twice as many each time a rank runs out, up to [`MOST_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting
@@ -18,9 +18,13 @@
 //! then sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
 //! sleeping early: a thread woken on an idle core of a virtual machine can
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
-//! sleeps on a condition variable while nothing is in flight; a caller
-//! waiting for a result watches for it for [`WATCH`], yielding, before it
-//! sleeps. Tasks and answers are posted without waiting for the receiving
+//! sleeps on a condition variable while nothing is in flight. A caller
+//! waiting for a result receives the answers itself for [`WATCH`]
+//! (yielding when none has come) before it sleeps, as a local pool's caller
+//! drives it, and the receiver thread stands back meanwhile (it took turns
+//! with the caller at MPI's probe, on the CPUs the ranks need;
+//! `benches/NOTES.md`): so a callback runs on whichever of the two filed its
+//! answer. Tasks and answers are posted without waiting for the receiving
 //! rank (`posted`): a blocking send between ranks of one machine spins until
 //! that rank's poller runs, which can be milliseconds while its workers
 //! fill the cores.
@@ -55,7 +59,8 @@ pub const MOST_AHEAD: usize = 4096;
 /// The longest sleep between two looks for a message.
 const MAX_NAP: Duration = Duration::from_micros(200);
 
-/// How long a caller waiting for a result watches for it before sleeping.
+/// How long a caller waiting for a result receives answers itself before
+/// it sleeps.
 pub(crate) const WATCH: Duration = Duration::from_micros(100);
 
 /// How long a rank waits at its end for the messages it posted to be

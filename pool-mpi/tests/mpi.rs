@@ -247,6 +247,36 @@ fn a_callback_that_drops_the_last_handle_of_its_pool_ends_it() {
 }
 
 #[test]
+fn a_caller_that_waits_receives_answers_and_runs_their_callbacks() {
+    passes(2, "callback-on-caller");
+}
+
+#[test]
+fn a_callback_that_drops_its_pool_while_its_caller_waits_ends_it() {
+    // The callback runs on whichever thread receives the answer; the case
+    // this test is for is the waiting caller's, so at least one of three
+    // runs must have hit it (the scenario prints where it ran).
+    let mut on_caller = 0;
+    for _ in 0..3 {
+        let ran = scenario(2, "callback-drop-waited");
+        assert!(
+            ran.ok && ran.stdout.contains("ok callback-drop-waited"),
+            "failed ({:?}):\n{}\n{}",
+            ran.code,
+            ran.stdout,
+            ran.stderr
+        );
+        if ran.stdout.contains("waiting caller's thread: true") {
+            on_caller += 1;
+        }
+    }
+    assert!(
+        on_caller > 0,
+        "the callback never ran on the waiting caller's thread"
+    );
+}
+
+#[test]
 fn functions_of_every_kind_cross_ranks_and_a_closure_that_captures_is_refused() {
     passes(2, "functions");
 }

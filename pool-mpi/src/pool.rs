@@ -651,7 +651,8 @@ impl MpiPool {
             st.unsent.push_back(id);
             let sends = dispatch(&mut st);
             // A task for a rank that has others in flight, while the receiver
-            // thread is awake to send it within microseconds, waits for it:
+            // thread (or a waiting caller) looks for messages and so sends it
+            // within microseconds, waits for it:
             // the tasks a caller submits in a row then share a message, and
             // the rank runs them as one local job. A task for an idle rank
             // goes now.

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | every rank | `MPI_Init_thread(MULTIPLE)` in [`init`] |
 //! | rank k > 0 | makes its local [`Pool`], sends [`HELLO`](wire::HELLO), then receives tasks until [`STOP`](wire::STOP); each message's tasks go to the local pool at once (single items in a row for one function as one local job), and the local pool's callback sends their answers (together when they fit 64 KiB; one over 64 KiB through an answering thread); then `MPI_Finalize` and exit |
-//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers (a caller waiting for a result receives them meanwhile); chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`] a process, twice as many each time a rank runs out, up to [`MOST_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread is awake, is left for that thread to send with the next ones |
+//! | rank 0 | receives every hello (refusing another build), returns the [`MpiPool`]; a thread receives answers (a caller waiting for a result receives them meanwhile); chunks go to the least loaded rank, at most [`DEPTH`] per local process in flight on each (more while they are small: [`ITEMS_AHEAD`] a process, twice as many each time a rank runs out, up to [`MOST_AHEAD`]), those ready together in one message; a task for a rank that is busy, while the receiver thread (or a caller waiting for a result) looks for messages, is left for it to send with the next ones |
 //! | rank 0, drop | `STOP` to every rank (join: after the last answer; terminate: at once), `MPI_Finalize` |
 //!
 //! # Waiting

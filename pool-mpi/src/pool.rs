@@ -652,7 +652,8 @@ impl MpiPool {
             let sends = dispatch(&mut st);
             // A task for a rank that has others in flight, while the receiver
             // thread (or a waiting caller) looks for messages and so sends it
-            // within microseconds, waits for it:
+            // soon (within microseconds, or the receiver thread's 50 µs nap
+            // while it stands back for a caller), waits for it:
             // the tasks a caller submits in a row then share a message, and
             // the rank runs them as one local job. A task for an idle rank
             // goes now.

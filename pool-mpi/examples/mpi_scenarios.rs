@@ -720,12 +720,16 @@ fn callback_drops_its_pool(pool: MpiPool) {
 /// A caller that waits for a result receives the ranks' answers itself (the
 /// receiver thread stands back meanwhile), so the callbacks of the answers it
 /// files run on its thread: counted over blocking calls in a row, each of
-/// which waits about one round trip.
+/// which waits about one round trip (until 20 such, or 2 000 calls: on a
+/// machine so busy that every answer takes longer than the caller's watch,
+/// the receiver thread files them all).
 fn callbacks_run_on_a_waiting_caller(pool: &MpiPool) {
     let caller = std::thread::current().id();
     let on_caller = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n = 200u64;
-    for i in 0..n {
+    let mut n = 0u64;
+    while n < 2_000 && on_caller.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        let i = n;
+        n += 1;
         let c = Arc::clone(&on_caller);
         let h = pool
             .apply_async_with(
@@ -760,10 +764,25 @@ fn callback_drops_its_pool_while_waited_for(pool: MpiPool) {
     let mut r = {
         let held = slot.lock().unwrap();
         let pool = held.as_ref().unwrap();
-        // Blocking calls first: this thread receives their answers, and the
-        // receiver thread stands back, as in a program that waits in a row.
-        for i in 0..20 {
-            assert_eq!(pool.apply(square, i).unwrap(), i * i);
+        // Calls waited for first, until this thread received one's answer
+        // (its callback ran here): the receiver thread stands back now, as
+        // in a program that waits in a row.
+        for i in 0..2_000 {
+            let here = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let h = Arc::clone(&here);
+            let r = pool.apply_async_with(
+                square,
+                i,
+                move |_: &u64| {
+                    let on = std::thread::current().id() == caller;
+                    h.store(on, std::sync::atomic::Ordering::Relaxed);
+                },
+                |_| {},
+            );
+            assert_eq!(r.unwrap().get().unwrap(), i * i);
+            if here.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
         }
         pool.apply_async_with(
             square,

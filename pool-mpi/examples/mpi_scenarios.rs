@@ -750,6 +750,44 @@ fn callbacks_run_on_a_waiting_caller(pool: &MpiPool) {
     assert!(hits > 0, "the waiting caller received no answer itself");
 }
 
+/// Four threads call the pool at once and each waits for its results, so
+/// several threads look for the ranks' answers at the same time (each files
+/// what it receives, whoever's it is): every result comes back right, and
+/// every callback runs once.
+fn callers_receive_side_by_side(pool: &MpiPool) {
+    let called = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let called = Arc::clone(&called);
+            s.spawn(move || {
+                for i in 0..300u64 {
+                    let x = t * 1_000 + i;
+                    if i % 3 == 0 {
+                        assert_eq!(pool.apply(square, x).unwrap(), x * x);
+                    } else {
+                        let c = Arc::clone(&called);
+                        let h = pool
+                            .apply_async_with(
+                                square,
+                                x,
+                                move |v: &u64| {
+                                    assert_eq!(*v, x * x);
+                                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                },
+                                |e| panic!("{e:?}"),
+                            )
+                            .unwrap();
+                        assert_eq!(h.get().unwrap(), x * x);
+                    }
+                }
+                let sums: u64 = pool.map(square, 0..50u64).unwrap().into_iter().sum();
+                assert_eq!(sums, (0..50u64).map(|v| v * v).sum());
+            });
+        }
+    });
+    assert_eq!(called.load(std::sync::atomic::Ordering::Relaxed), 4 * 200);
+}
+
 /// A callback that drops the last handle of its pool while the caller waits
 /// for that very result: the callback runs on the thread that receives the
 /// answer (most often the caller's, inside its `get`, after the blocking
@@ -889,6 +927,7 @@ fn main() {
         "callback-nested" => callback_calls_its_pool(pool),
         "callback-drop" => callback_drops_its_pool(pool),
         "callback-on-caller" => callbacks_run_on_a_waiting_caller(&pool),
+        "callers-side-by-side" => callers_receive_side_by_side(&pool),
         "callback-drop-waited" => callback_drops_its_pool_while_waited_for(pool),
         "trait" => {
             fn total(p: &impl Tasks) -> u64 {

@@ -252,6 +252,12 @@ fn a_caller_that_waits_receives_answers_and_runs_their_callbacks() {
 }
 
 #[test]
+fn threads_that_wait_side_by_side_each_get_their_own_results() {
+    passes(2, "callers-side-by-side");
+    passes(3, "callers-side-by-side");
+}
+
+#[test]
 fn a_callback_that_drops_its_pool_while_its_caller_waits_ends_it() {
     // The callback runs on whichever thread receives the answer; the case
     // this test is for is the waiting caller's, so at least one of three

@@ -206,8 +206,9 @@ pub(crate) struct Hub {
     /// sleeps on `cv`.
     pub(crate) changes: std::sync::atomic::AtomicU64,
     /// The receiver thread, or a waiting caller, is looking for messages
-    /// without sleeping: a task left in `State::deferred` is sent within
-    /// microseconds.
+    /// without sleeping: a task left in `State::deferred` is sent soon
+    /// (within microseconds, or the receiver thread's nap while it stands
+    /// back for a caller).
     pub(crate) hot: std::sync::atomic::AtomicBool,
     /// `State::deferred` has tasks.
     pub(crate) has_deferred: std::sync::atomic::AtomicBool,

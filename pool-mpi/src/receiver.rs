@@ -151,7 +151,7 @@ impl Receiver {
 /// receives (the timer's slack makes it about 100 µs here).
 const STAND_BACK: Duration = Duration::from_micros(50);
 
-/// Sends the tasks left for the receiver thread to send (`State::deferred`).
+/// Sends the tasks left for whoever looks for messages (`State::deferred`).
 fn send_deferred(hub: &Hub) {
     if hub
         .has_deferred

@@ -67,7 +67,11 @@ impl<T: Send + 'static> MpiResult<T> {
     }
 
     /// [`get`](MpiResult::get), waiting at most `timeout`; after
-    /// [`Error::Timeout`] the handle may be asked again.
+    /// [`Error::Timeout`] the handle may be asked again. While it waits,
+    /// this thread receives answers (see
+    /// [`apply_async_with`](MpiPool::apply_async_with)): a callback of
+    /// another job whose answer it files runs here, and the call returns
+    /// once that callback has, even past `timeout`.
     ///
     /// # Errors
     /// [`Error::Timeout`]; as for [`get`](MpiResult::get);

@@ -113,7 +113,10 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// [`get`](AsyncResult::get), waiting at most `timeout`; after a
     /// [`Error::Timeout`] the handle may be asked again. A timeout too large
     /// for the clock (`Duration::MAX`) waits as `get` does; so for every
-    /// `_timeout` call of the pool.
+    /// `_timeout` call of the pool. While it waits, this thread may file the
+    /// workers' answers (see the crate docs, "Who does the work in this
+    /// process"): a callback of another job it completes runs here, and the
+    /// call returns once that callback has, even past `timeout`.
     ///
     /// # Errors
     /// [`Error::Timeout`]; as for [`get`](AsyncResult::get); and

@@ -88,14 +88,8 @@ impl Receiver {
         hub.hot.store(hot, std::sync::atomic::Ordering::Relaxed);
         send_deferred(hub);
         if !driven {
-            if let Some(m) = self
-                .world
-                .any_process()
-                .immediate_matched_probe_with_tag(wire::ANSWER)
-            {
-                let (msg, status) = m.matched_receive_vec::<u8>();
+            if let Some((rank, msg)) = take_answer(&self.world) {
                 self.nap.borrow_mut().reset();
-                let rank = usize::try_from(status.source_rank()).unwrap_or(0);
                 // Runs the finishers of the jobs it completes (callbacks).
                 file_answers(hub, rank, msg);
                 return true;
@@ -183,17 +177,22 @@ pub(crate) fn receive_here(hub: &Hub) -> bool {
         hub.note_drove();
         posted::complete();
         send_deferred(hub);
-        let Some(m) = SimpleCommunicator::world()
-            .any_process()
-            .immediate_matched_probe_with_tag(wire::ANSWER)
-        else {
+        let Some(answer) = take_answer(&SimpleCommunicator::world()) else {
             return false;
         };
-        let (msg, status) = m.matched_receive_vec::<u8>();
-        (usize::try_from(status.source_rank()).unwrap_or(0), msg)
+        answer
     };
     file_answers(hub, rank, msg);
     true
+}
+
+/// One answer message from any rank, if one has come: its sender and bytes.
+fn take_answer(world: &SimpleCommunicator) -> Option<(usize, Vec<u8>)> {
+    let m = world
+        .any_process()
+        .immediate_matched_probe_with_tag(wire::ANSWER)?;
+    let (msg, status) = m.matched_receive_vec::<u8>();
+    Some((usize::try_from(status.source_rank()).unwrap_or(0), msg))
 }
 
 fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_pool::{Error, Result};
+use multiproc_sync::futex::try_yield;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -138,7 +139,7 @@ impl<T: Send + 'static> MpiResult<T> {
         // An answer often comes within microseconds: watch for a change a
         // little (yielding) before sleeping, which costs a trip through the
         // scheduler to wake from.
-        let watch_until =
+        let mut watch_until =
             deadline.map_or(Instant::now() + WATCH, |d| d.min(Instant::now() + WATCH));
         loop {
             if st.jobs.get(&job).is_none_or(Job::done) {
@@ -158,12 +159,13 @@ impl<T: Send + 'static> MpiResult<T> {
                 let seen = self.hub.changes.load(std::sync::atomic::Ordering::Acquire);
                 drop(st);
                 // Receiving the answers itself meanwhile (the receiver thread
-                // stands back), yielding when none has come.
+                // stands back), yielding when none has come; sleeping at once
+                // while yields hand a busy program a time slice (`try_yield`).
                 while self.hub.changes.load(std::sync::atomic::Ordering::Acquire) == seen
                     && Instant::now() < watch_until
                 {
-                    if !crate::receiver::receive_here(&self.hub) {
-                        std::thread::yield_now();
+                    if !crate::receiver::receive_here(&self.hub) && !try_yield() {
+                        watch_until = Instant::now();
                     }
                 }
                 st = self.hub.lock();

@@ -27,6 +27,7 @@ use mpi::datatype::Equivalence;
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::topology::SimpleCommunicator;
+use multiproc_sync::futex::try_yield;
 
 /// A posted send: its request, and the bytes MPI reads until it completes.
 struct Sent {
@@ -107,7 +108,9 @@ pub(crate) fn drain(limit: Duration) -> usize {
             std::mem::forget(left);
             return n;
         }
-        std::thread::yield_now();
+        if !try_yield() {
+            std::thread::sleep(Duration::from_micros(10));
+        }
     }
     0
 }

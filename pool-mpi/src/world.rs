@@ -14,7 +14,9 @@
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
-//! yielding (never spinning without it) for [`HOT`] after the last message,
+//! yielding (never spinning without it) for [`HOT`] after the last message
+//! (sleeping instead while a yield hands a busy program beside the job its
+//! time slice: `multiproc_sync::futex::try_yield`),
 //! then sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
 //! sleeping early: a thread woken on an idle core of a virtual machine can
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
@@ -35,6 +37,7 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 use multiproc_pool::{Error, Pool, Result};
+use multiproc_sync::futex::try_yield;
 
 use crate::pool::MpiPool;
 use crate::rank::serve_rank;
@@ -225,9 +228,9 @@ const HOT: Duration = Duration::from_micros(300);
 
 impl Napper {
     pub(crate) fn nap(&mut self) {
-        if self.since.elapsed() < HOT {
-            std::thread::yield_now();
-        } else {
+        // While hot, a yield; but not while yields here hand a busy program
+        // its time slice (see `try_yield`): the short sleeps then.
+        if self.since.elapsed() >= HOT || !try_yield() {
             self.sleep = (self.sleep * 2).clamp(Duration::from_micros(10), MAX_NAP);
             std::thread::sleep(self.sleep);
         }

@@ -224,9 +224,17 @@ impl Builder {
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        // A worker spins and yields for its next task itself, then sleeps
+        // in the inbox's get, which gets no spins of its own (and so no
+        // yields): see `worker::next_task`.
         let inboxes = (0..processes)
-            .map(|_| ByteQueue::with_lane(Location::Anonymous, depth, self.max_inline, self.lane))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|_| {
+                let mut inbox =
+                    ByteQueue::with_lane(Location::Anonymous, depth, self.max_inline, self.lane)?;
+                inbox.set_spin_limit(0);
+                Ok(inbox)
+            })
+            .collect::<std::result::Result<Vec<_>, multiproc_queue::Error>>()?;
         let slots = SharedSlice::<Slot>::anonymous(processes)?;
         let channels = Arc::new(Channels {
             results,

@@ -32,6 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use multiproc_proc::{ForkServer, ServerChild};
+use multiproc_sync::futex::try_yield;
 
 use crate::buffers::spare;
 use crate::colocation;
@@ -1546,7 +1547,11 @@ fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Ans
         if i == colocation::EARLY_SPINS && colocation::shares_cpu(ch, colocation::this_cpu()) {
             let until = Instant::now() + slice;
             for _ in 0..colocation::SHARED_YIELDS {
-                std::thread::yield_now();
+                // Past a yield that ran a busy task for a slice, the poll
+                // below sleeps until an answer comes instead.
+                if !try_yield() {
+                    break;
+                }
                 if let Some(answer) = look() {
                     return answer;
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use multiproc_queue::ByteQueue;
 use multiproc_shm::SharedSlice;
+use multiproc_sync::futex::try_yield;
 
 use crate::colocation::{move_off, note, spread, this_cpu, MOVE_AFTER, SHARED_YIELDS};
 use crate::wire::{self, Progress, Tramp, TARGET_CLOSURE, TARGET_FN};
@@ -41,10 +42,27 @@ multiproc_shm::shm_struct! {
 
 const _: () = assert!(std::mem::size_of::<Slot>() == 128);
 
+/// Looks at an empty inbox before a worker whose driver runs elsewhere
+/// yields: a task sent within a few microseconds is taken with no syscall
+/// (as many looks as the queue's blocking get made, its fast path's and its
+/// slow path's, before the pool took its waiting over).
+const WAIT_SPINS: u32 = 400;
+
+/// Yields after those looks before the worker sleeps: a task a few tens of
+/// microseconds away (a caller's own work between `apply`s) still finds it
+/// awake, where a sleeping worker costs a wake-up, tens of microseconds on a
+/// VM whose idle vCPUs halt (a blocking `apply` every 10 µs took 1.5-2.3 µs
+/// with the yields and 4.6 without, `benches/NOTES.md`). Each is a
+/// [`try_yield`]: the queue's own yields, made whatever they cost, handed a
+/// busy program beside the pool a time slice each while the driver's tasks
+/// waited, and the pool's pipelined `apply_async` took 80 times as long.
+const WAIT_YIELDS: u32 = 32;
+
 /// The next task into `msg`. A worker whose driver last sent from the CPU it
 /// runs on yields to it, then sleeps, instead of spinning out the queue's
 /// budget while the driver waits for that CPU; one that finds it so
 /// [`MOVE_AFTER`] times running moves to another CPU (see `colocation`).
+/// Any other looks, yields and sleeps ([`wait_then_get`]).
 fn next_task(
     inbox: &ByteQueue,
     slot: &Slot,
@@ -55,17 +73,21 @@ fn next_task(
     note(&slot.cpu, cpu);
     if cpu == 0 || slot.driver_cpu.load(Ordering::Relaxed) != cpu {
         *shared_run = 0;
-        return inbox.get_bytes_into(msg);
+        return wait_then_get(inbox, msg);
     }
     *shared_run += 1;
     if *shared_run >= MOVE_AFTER {
         *shared_run = 0;
         if move_off(cpu) {
-            return inbox.get_bytes_into(msg);
+            return wait_then_get(inbox, msg);
         }
     }
+    // (No more yields once one ran a busy task for a slice: the poll's
+    // sleep ends at the driver's put.)
     for _ in 0..SHARED_YIELDS {
-        std::thread::yield_now();
+        if !try_yield() {
+            break;
+        }
         if inbox.has_message() {
             return inbox.get_bytes_into(msg);
         }
@@ -73,6 +95,25 @@ fn next_task(
     // A poll sleeps at once on an empty ring; it fails as a get would once
     // the pool is gone.
     while !inbox.poll_timeout(Duration::from_secs(1))? {}
+    inbox.get_bytes_into(msg)
+}
+
+/// The next task into `msg`, for a worker whose driver runs on another CPU:
+/// [`WAIT_SPINS`] looks at the inbox, then up to [`WAIT_YIELDS`] yields
+/// while it stays empty (none once a yield has handed a busy program its
+/// slice), then the get, which sleeps at once on an empty inbox (its spin
+/// limit is 0) until the driver's put wakes it.
+fn wait_then_get(inbox: &ByteQueue, msg: &mut Vec<u8>) -> multiproc_queue::Result<usize> {
+    for look in 0..WAIT_SPINS + WAIT_YIELDS {
+        if inbox.has_message() {
+            break;
+        }
+        if look < WAIT_SPINS {
+            std::hint::spin_loop();
+        } else if !try_yield() {
+            break;
+        }
+    }
     inbox.get_bytes_into(msg)
 }
 

@@ -2,7 +2,8 @@
 //! `AtomicU32` that may live in memory shared between processes (never
 //! `FUTEX_PRIVATE_FLAG`). This crate's `primitive` module and
 //! `multiproc-queue`'s re-export these functions as they are (or loom's
-//! stand-ins under `--cfg multiproc_loom`).
+//! stand-ins under `--cfg multiproc_loom`); and [`try_yield`], the yield a
+//! waiter makes between spinning and sleeping.
 //!
 //! Public because `multiproc-queue` blocks on it too. Waits take an absolute
 //! [`Deadline`] on `CLOCK_MONOTONIC`, so that spurious wake-ups and `EINTR` retries
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use crate::sleepers::{overdue, sleep_ends_by, Sleepers, Ticket};
 pub use crate::sys::Deadline;
+pub use crate::yielding::{try_yield, SKIP_FOR, SLOW_YIELD};
 
 /// Sleeps while `*word == expected`, until woken or `deadline`
 /// (`FUTEX_WAIT_BITSET`, an absolute `CLOCK_MONOTONIC` time). Returns `false`

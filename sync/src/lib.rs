@@ -98,6 +98,7 @@ mod slots;
 mod sys;
 #[cfg(not(multiproc_loom))]
 mod value;
+mod yielding;
 
 pub use barrier::{Barrier, BarrierMember, MAX_PARTIES};
 pub use condvar::{Condition, Condvar};

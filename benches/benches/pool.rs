@@ -19,6 +19,7 @@ use multiproc_bench::pool::{
     add_pair, apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline,
     buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
     python_recycled, python_small_calls, python_starmap, python_worker_death, small_calls, trivial,
+    BusyProcess,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -115,6 +116,28 @@ fn pool_calls(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // The same beside a process that keeps one CPU busy (the report's rows
+    // "a busy process beside").
+    let mut g = c.benchmark_group(
+        "pool: pipelined apply_async beside a busy process, trivial tasks (per task)",
+    );
+    g.sample_size(10);
+    let busy = BusyProcess::start();
+    g.bench_function("multiproc Pool.apply_async", |b| {
+        b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
+    });
+    if has_python {
+        g.bench_function("Python Pool.apply_async", |b| {
+            b.iter_custom(|iters| {
+                let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, 10_000), 1)
+                    .expect("python3 ran before");
+                total(iters, ns)
+            })
+        });
+    }
+    drop(busy);
     g.finish();
 
     let mut g = c.benchmark_group("pool: apply_async, workers replaced after each task (per task)");

@@ -1143,7 +1143,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
         pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
         python_small_calls, python_starmap, python_worker_death, rayon_trivial, small_calls,
-        starmap_pairs,
+        starmap_pairs, BusyProcess,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1227,6 +1227,20 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         }],
     );
     let pmap = median(&t[0]);
+    // The blocking `apply` and the pipelined `apply_async` again, with a
+    // process that keeps one CPU busy beside the pool, and Python's pool
+    // beside the same (fewer calls: it slows down more than ours).
+    let (loaded, py_loaded) = {
+        let _busy = BusyProcess::start();
+        let t = interleaved(
+            cfg.r(5),
+            &mut [&mut || apply_one(&pool, cfg.n(20_000)), &mut || {
+                apply_async_pipelined(&pool, cfg.n(100_000))
+            }],
+        );
+        let py = python_pool(cpus, cfg.n(500), cfg.n(5_000), cfg.n(1_000));
+        ((median(&t[0]), median(&t[1])), py)
+    };
     match python_pool(cpus, cfg.n(2_000), cfg.n(20_000), cfg.n(1_000_000)) {
         Some((py_apply, py_async, py_map)) => {
             rows.push(Row {
@@ -1376,6 +1390,42 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         target: "(the floor: no job kept, no check)",
         ok: true,
     });
+    // A busy program beside the pool: each yield that hands it the CPU can
+    // cost a slice (ms); the pool's yields give way to sleeps then.
+    rows.push(Row {
+        what: "Pool.apply, a busy process beside (ns)",
+        ours: loaded.0,
+        peer_name: "the same, the machine idle",
+        peer: apply,
+        target: "(for reference: one CPU kept busy)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "apply_async pipelined, the same (ns/task)",
+        ours: loaded.1,
+        peer_name: "the same, the machine idle",
+        peer: pipelined,
+        target: "(for reference: one CPU kept busy)",
+        ok: true,
+    });
+    if let Some((py_apply, py_async, _)) = py_loaded {
+        rows.push(Row {
+            what: "Pool.apply, a busy process beside (ns)",
+            ours: loaded.0,
+            peer_name: "Python Pool.apply, the same",
+            peer: py_apply,
+            target: "(for reference)",
+            ok: true,
+        });
+        rows.push(Row {
+            what: "apply_async pipelined, the same (ns/task)",
+            ours: loaded.1,
+            peer_name: "Python Pool.apply_async, the same",
+            peer: py_async,
+            target: "(for reference)",
+            ok: true,
+        });
+    }
     rows.push(Row {
         what: "map 1M trivial u64 (ns/item)",
         ours: map,

@@ -82,7 +82,9 @@ use multiproc_sync::owner_check_interval;
 use multiproc_sync::LockError;
 
 use crate::layout::{Lane, ANNOUNCEMENT};
-use crate::primitive::{current_thread, spin, thread_alive, wait, wake, Deadline, Ordering};
+use crate::primitive::{
+    current_thread, spin, thread_alive, try_yield, wait, wake, Deadline, Ordering,
+};
 use crate::raw::RawQueue;
 use crate::ring::{copy_out_raw, Msg};
 use crate::Corruption;
@@ -530,8 +532,12 @@ impl RawQueue {
                 if started.elapsed() >= LANE_SPIN {
                     break;
                 }
-                // The other side may need this core (more processes than cores).
-                std::thread::yield_now();
+                // The other side may need this core (more processes than
+                // cores); but while a yield here hands a busy program its
+                // time slice instead, sleep at once (see `try_yield`).
+                if !try_yield() {
+                    break;
+                }
             } else {
                 spin();
             }

@@ -6,7 +6,7 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-    pub(crate) use multiproc_sync::futex::{wait, wake, Deadline};
+    pub(crate) use multiproc_sync::futex::{try_yield, wait, wake, Deadline};
     pub(crate) use multiproc_sync::owner::{current_process, process_alive};
     pub(crate) use multiproc_sync::owner::{current_thread, thread_alive};
 
@@ -87,6 +87,12 @@ mod imp {
 
     pub(crate) fn spin() {
         loom::thread::yield_now();
+    }
+
+    /// The OS's yield, which the models never see (nothing is timed there).
+    pub(crate) fn try_yield() -> bool {
+        std::thread::yield_now();
+        true
     }
 
     /// Nothing: a cache hint, which the models need not see.

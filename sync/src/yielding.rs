@@ -32,6 +32,14 @@
 //! Each thread keeps its own: a busy process beside one CPU slows only the
 //! threads that meet it. A wrong guess costs time, never an answer: a waiter
 //! that sleeps instead of yielding is woken by the same put.
+//!
+//! It is for a waiter whose one peer gives it work a little at a time (a
+//! pool's worker and its driver, a large message's lane, a rank's poller).
+//! A queue's blocking put and get keep yielding whatever it costs: with
+//! several producers and consumers on few CPUs, a yield that runs one of
+//! them for a whole slice is work the queue needs done, and they moved
+//! messages faster with every yield made, even beside a busy process
+//! (`benches/NOTES.md`).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};

@@ -19,10 +19,10 @@ use multiproc_bench::pool::{
     add_pair, apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline,
     buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
     python_recycled, python_small_calls, python_starmap, python_worker_death, small_calls, trivial,
-    BusyProcess,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
+use multiproc_bench::BusyProcess;
 use multiproc_pool::Pool;
 use rayon::prelude::*;
 

@@ -187,6 +187,20 @@ fn throughput(c: &mut Criterion) {
     });
     g.finish();
 
+    // Default waiting beside a process that keeps one CPU busy (the report's
+    // row "a busy process beside").
+    let mut g = c.benchmark_group("ping-pong round trip, default waiting, beside a busy process");
+    g.sample_size(10);
+    let busy = multiproc_bench::BusyProcess::start();
+    g.bench_function("multiproc Queue, processes", |b| {
+        b.iter_custom(|iters| total(iters, ours_ping_pong_default(iters.max(100))))
+    });
+    g.bench_function("crossbeam-channel bounded(1), recv, threads", |b| {
+        b.iter_custom(|iters| total(iters, crossbeam_channel_ping_pong(iters.max(100), false)))
+    });
+    drop(busy);
+    g.finish();
+
     // The peer's own distance from its floor, between threads.
     let mut g = c.benchmark_group("ping-pong round trip between two threads");
     g.sample_size(10);

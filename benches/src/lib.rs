@@ -53,6 +53,42 @@ pub fn fork_running_child(f: impl FnOnce()) -> libc::pid_t {
     pid
 }
 
+/// A process that keeps one CPU busy (a spin loop) for as long as it is
+/// held: the busy program in the report's rows "a busy process beside" (a
+/// build, a browser, another job on a shared machine).
+/// Killed and reaped when dropped; it dies with this process too.
+pub struct BusyProcess(libc::pid_t);
+
+impl BusyProcess {
+    /// Forks it, running once this returns.
+    ///
+    /// # Panics
+    /// If `fork` fails.
+    #[must_use]
+    pub fn start() -> BusyProcess {
+        BusyProcess(fork_running_child(|| {
+            // SAFETY: prctl with these arguments only sets a signal; the
+            // child then only spins (nothing else is safe in a fork of a
+            // process that runs threads, and nothing else is needed).
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            loop {
+                std::hint::spin_loop();
+            }
+        }))
+    }
+}
+
+impl Drop for BusyProcess {
+    fn drop(&mut self) {
+        // SAFETY: our child, killed then reaped; a null status pointer is
+        // allowed. (Errors ignored: nothing to do about them in a drop.)
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
 /// Reaps a child made by [`fork_child`].
 ///
 /// # Panics

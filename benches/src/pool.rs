@@ -22,42 +22,6 @@ pub fn cpu_item(seed: u64) -> u64 {
     h
 }
 
-/// A process that keeps one CPU busy (a spin loop) for as long as it is
-/// held: the busy program beside the pool in the report's rows "a busy
-/// process beside" (a build, a browser, another job on a shared machine).
-/// Killed and reaped when dropped; it dies with this process too.
-pub struct BusyProcess(libc::pid_t);
-
-impl BusyProcess {
-    /// Forks it, running once this returns.
-    ///
-    /// # Panics
-    /// If `fork` fails.
-    #[must_use]
-    pub fn start() -> BusyProcess {
-        BusyProcess(crate::fork_running_child(|| {
-            // SAFETY: prctl with these arguments only sets a signal; the
-            // child then only spins (nothing else is safe in a fork of a
-            // process that runs threads, and nothing else is needed).
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            loop {
-                std::hint::spin_loop();
-            }
-        }))
-    }
-}
-
-impl Drop for BusyProcess {
-    fn drop(&mut self) {
-        // SAFETY: our child, killed then reaped; a null status pointer is
-        // allowed. (Errors ignored: nothing to do about them in a drop.)
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
-        }
-    }
-}
-
 /// Nanoseconds per blocking `apply` of a trivial task, one in flight.
 pub fn apply_one(pool: &Pool, n: u64) -> f64 {
     let t = Instant::now();

@@ -33,9 +33,15 @@
 //! The ring is Vyukov's bounded MPMC queue with 64-bit positions (see the `layout`
 //! and `ring` modules): one CAS claims a slot (or a run of slots, for
 //! [`Queue::put_many`]/[`Queue::get_many`]), a sequence number publishes it. A
-//! blocking call spins briefly, then sleeps on a futex; a put or get makes a
-//! wake-up syscall only when someone sleeps (the sleepers are one bit each in a
-//! word the fast path reads). A producer that has published asks for the next
+//! blocking call spins briefly, yields a few times (a peer waiting for this CPU
+//! runs at once), then sleeps on a futex; a put or get makes a wake-up syscall
+//! only when someone sleeps (the sleepers are one bit each in a word the fast
+//! path reads). A yield that handed a busy program beside the queue a time
+//! slice, while the other side barely moved the ring, turns the thread's
+//! yields into sleeps for a while
+//! ([`multiproc_sync::futex::try_yield_watching`]): a request and its reply
+//! through two queues, beside one busy process on two CPUs, took 37 µs with
+//! every yield made and 0.7 µs so. A producer that has published asks for the next
 //! slot line for writing (`prefetchw` on x86-64), so that its next claim does not
 //! wait for that line to come back from the consumers that freed it; a batch put
 //! asks for all the lines it will fill (see `Ring::claim_next_line` in `ring`).

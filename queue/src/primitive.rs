@@ -6,7 +6,7 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-    pub(crate) use multiproc_sync::futex::{try_yield, wait, wake, Deadline};
+    pub(crate) use multiproc_sync::futex::{try_yield, try_yield_watching, wait, wake, Deadline};
     pub(crate) use multiproc_sync::owner::{current_process, process_alive};
     pub(crate) use multiproc_sync::owner::{current_thread, thread_alive};
 
@@ -93,6 +93,11 @@ mod imp {
     pub(crate) fn try_yield() -> bool {
         std::thread::yield_now();
         true
+    }
+
+    /// As `try_yield`.
+    pub(crate) fn try_yield_watching(_moved: impl Fn() -> u64, _enough: u64) -> bool {
+        try_yield()
     }
 
     /// Nothing: a cache hint, which the models need not see.

@@ -386,6 +386,7 @@ impl RawQueue {
                 Err(PushFail::Full) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_room(),
+                    || self.ring.head_now(),
                     || self.sleep_for_room(part, deadline.as_ref(), false),
                 ),
                 Err(PushFail::ConsumerInFlight(round)) => waiter.in_flight(
@@ -492,6 +493,7 @@ impl RawQueue {
                 Err(PopFail::Empty) => waiter.wait(
                     deadline.as_ref(),
                     || self.ring.has_message(),
+                    || self.ring.tail_now(),
                     || self.sleep_for_message(part, deadline.as_ref(), false),
                 ),
                 Err(PopFail::ProducerInFlight(pos)) => waiter.in_flight(

@@ -1046,7 +1046,8 @@ impl<T: ShmSafe + Copy> Producer<T> {
             let shared = &self.shared;
             let (tail, cap) = (self.tail, shared.cap);
             let room = || tail - shared.ctl().head.0.load(Ordering::Relaxed) < cap;
-            waiter.wait(deadline, room, || {
+            let moved = || shared.ctl().head.0.load(Ordering::Relaxed);
+            waiter.wait(deadline, room, moved, || {
                 naps.begin();
                 sleep_on(shared, End::Producer, deadline, room);
                 Ok(())
@@ -1392,7 +1393,8 @@ impl<T: ShmSafe + Copy> Consumer<T> {
             let shared = &self.shared;
             let head = self.head;
             let any = || shared.ctl().tail.0.load(Ordering::Relaxed) != head;
-            waiter.wait(deadline, any, || {
+            let moved = || shared.ctl().tail.0.load(Ordering::Relaxed);
+            waiter.wait(deadline, any, moved, || {
                 naps.begin();
                 sleep_on(shared, End::Consumer, deadline, any);
                 Ok(())

@@ -3,7 +3,7 @@
 
 use multiproc_sync::owner_check_interval;
 
-use crate::primitive::{spin, Deadline};
+use crate::primitive::{spin, try_yield_watching, Deadline};
 use crate::{Error, Result};
 
 /// Tries before a blocking call sleeps: a hand-off by spinning costs a fraction
@@ -21,8 +21,20 @@ pub(crate) struct Waiter {
 
 /// Yields before sleeping, after the spins: when processes outnumber cores, the
 /// peer we wait for may need our core, and a yield is far cheaper than a futex
-/// sleep and the wake-up syscall it costs the peer.
+/// sleep and the wake-up syscall it costs the peer. But a yield runs whichever
+/// task is runnable, and beside a busy program that is no peer it hands that
+/// program a time slice: each is a [`try_yield_watching`] of the ring's
+/// positions, and a slow one that saw them move by less than [`WORKED`] turns
+/// this thread's yields into sleeps for a while.
 const YIELDS: u32 = 32;
+
+/// Positions the other side must have moved the ring by during a yield that
+/// took a slice, for that slice to count as its work: more than the one
+/// message (or slot) a request and its reply make. A round trip through two
+/// queues beside a busy process took 37 µs with every yield made, 0.66 µs
+/// so; four processes at one queue on two CPUs, whose slices move the ring a
+/// long way, keep their yields (`benches/NOTES.md`).
+const WORKED: u64 = 2;
 
 impl Waiter {
     pub(crate) fn new(spins: u32) -> Waiter {
@@ -44,11 +56,13 @@ impl Waiter {
     }
 
     /// One step of waiting for room or a message: spin (until `ready`), yield,
-    /// or `sleep`.
+    /// or `sleep`. `moved` reads the position the other side moves (the tail
+    /// for a waiting consumer, the head for a waiting producer).
     pub(crate) fn wait(
         &mut self,
         deadline: Option<&Deadline>,
         ready: impl Fn() -> bool,
+        moved: impl Fn() -> u64,
         sleep: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         self.in_flight_since = None;
@@ -58,8 +72,11 @@ impl Waiter {
         }
         if self.yields_left > 0 {
             self.yields_left -= 1;
-            std::thread::yield_now();
-            return Ok(());
+            if try_yield_watching(moved, WORKED) {
+                return Ok(());
+            }
+            // Yields cost a busy program's slice here now: sleep.
+            self.yields_left = 0;
         }
         if deadline.is_some_and(Deadline::passed) {
             return Err(Error::Timeout);

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use crate::sleepers::{overdue, sleep_ends_by, Sleepers, Ticket};
 pub use crate::sys::Deadline;
-pub use crate::yielding::{try_yield, SKIP_FOR, SLOW_YIELD};
+pub use crate::yielding::{try_yield, try_yield_watching, SKIP_FOR, SLOW_YIELD};
 
 /// Sleeps while `*word == expected`, until woken or `deadline`
 /// (`FUTEX_WAIT_BITSET`, an absolute `CLOCK_MONOTONIC` time). Returns `false`

@@ -33,13 +33,14 @@
 //! threads that meet it. A wrong guess costs time, never an answer: a waiter
 //! that sleeps instead of yielding is woken by the same put.
 //!
-//! It is for a waiter whose one peer gives it work a little at a time (a
-//! pool's worker and its driver, a large message's lane, a rank's poller).
-//! A queue's blocking put and get keep yielding whatever it costs: with
-//! several producers and consumers on few CPUs, a yield that runs one of
-//! them for a whole slice is work the queue needs done, and they moved
-//! messages faster with every yield made, even beside a busy process
-//! (`benches/NOTES.md`).
+//! [`try_yield`] counts every slow yield. It is for a waiter whose one peer
+//! gives it work a little at a time (a pool's worker and its driver, a large
+//! message's lane, a rank's poller). A queue's blocking put and get use
+//! [`try_yield_watching`] with the ring's positions: with several producers
+//! and consumers on few CPUs, a yield that runs one of them for a whole
+//! slice is work the queue needs done (the ring moves a long way meanwhile),
+//! and they moved messages fastest with every such yield made, even beside
+//! a busy process (`benches/NOTES.md`).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -81,13 +82,35 @@ thread_local! {
 /// }
 /// ```
 pub fn try_yield() -> bool {
+    try_yield_watching(|| 0, 1)
+}
+
+/// [`try_yield`] for a waiter whose peers may hold its CPU for good reason:
+/// a slow yield marks the thread only if `progress()` (a count its peers move
+/// as they work, such as a queue's positions) moved by less than `enough`
+/// meanwhile. Where several producers and consumers share few CPUs, a yield
+/// that runs one of them for a whole slice moves the ring a long way, and
+/// yielding again pays; beside a busy program the peer moves it by the one
+/// message (or slot) the waiter waits for, if at all.
+///
+/// # Examples
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use multiproc_sync::futex::try_yield_watching;
+///
+/// let moved = AtomicU64::new(0); // a queue's tail, say
+/// let yielded = try_yield_watching(|| moved.load(Ordering::Relaxed), 2);
+/// # let _ = yielded;
+/// ```
+pub fn try_yield_watching(progress: impl Fn() -> u64, enough: u64) -> bool {
     let start = Instant::now();
     if SKIP_UNTIL.get().is_some_and(|until| start < until) {
         return false;
     }
+    let before = progress();
     std::thread::yield_now();
     let took = start.elapsed();
-    if took >= SLOW_YIELD {
+    if took >= SLOW_YIELD && progress().wrapping_sub(before) < enough {
         SKIP_UNTIL.set(Some(start + took + SKIP_FOR));
     }
     true
@@ -96,7 +119,7 @@ pub fn try_yield() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// Pins the calling thread to `cpu` alone; the CPUs it had.
     fn pin_to(cpu: usize) -> libc::cpu_set_t {
@@ -145,6 +168,49 @@ mod tests {
         // Once SKIP_FOR has passed, it yields again.
         std::thread::sleep(SKIP_FOR + Duration::from_millis(5));
         assert!(try_yield());
+    }
+
+    #[test]
+    fn a_slow_yield_that_saw_enough_progress_leaves_the_yields_on() {
+        // SAFETY: sched_getcpu takes nothing and touches no memory of ours.
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
+        let had = pin_to(cpu);
+        let (stop, count) = (AtomicBool::new(false), AtomicU64::new(0));
+        let (slow, marked) = std::thread::scope(|s| {
+            // A peer that works (counts) whenever it has the CPU.
+            s.spawn(|| {
+                pin_to(cpu);
+                while !stop.load(Ordering::Relaxed) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while count.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            // Each slow yield (the peer ran its slice), and whether it marked
+            // the thread. A virtual CPU the host takes away during a yield
+            // makes a slow one in which the peer did not run either, and that
+            // one marks: a few may.
+            let (mut slow, mut marked) = (0u32, 0u32);
+            for _ in 0..2_000 {
+                SKIP_UNTIL.set(None);
+                let t = Instant::now();
+                assert!(try_yield_watching(|| count.load(Ordering::Relaxed), 2));
+                if t.elapsed() >= SLOW_YIELD {
+                    slow += 1;
+                    marked += u32::from(SKIP_UNTIL.get().is_some());
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            (slow, marked)
+        });
+        // SAFETY: as in pin_to; `had` is the set this thread had.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+        assert!(slow >= 10, "{slow} yields ran the peer for a slice");
+        assert!(
+            marked * 4 <= slow,
+            "{marked} of {slow} slow yields, each of which ran a working peer, marked the thread"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use multiproc_bench::queue::{
 };
 use multiproc_bench::{
     hammer, interleaved, lock_handoff, ns_per_iter, python_process_start_join_us,
-    raw_fork_exit_wait, timed, BareByteLock, BareLock, PthreadMutex,
+    raw_fork_exit_wait, timed, BareByteLock, BareLock, BusyProcess, PthreadMutex,
 };
 use multiproc_proc::Process;
 use multiproc_shm::Shared;
@@ -1078,6 +1078,35 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         target: "≤ 1.0×",
         ok: pp_default <= cb_default,
     });
+    // The same beside a process that keeps one CPU busy: a yield hands it a
+    // time slice, unless the waiter sees that it did (see the queue's
+    // `Waiter`).
+    let t = {
+        let _busy = BusyProcess::start();
+        interleaved(
+            cfg.r(5),
+            &mut [&mut || ours_ping_pong_default(cfg.n(5_000)), &mut || {
+                crossbeam_channel_ping_pong(cfg.n(5_000), false)
+            }],
+        )
+    };
+    let (pp_busy, cb_busy) = (median(&t[0]), median(&t[1]));
+    rows.push(Row {
+        what: "ping-pong, default waiting, a busy process beside (ns/RT)",
+        ours: pp_busy,
+        peer_name: "crossbeam-channel, the same",
+        peer: cb_busy,
+        target: "≤ 1.0× (as idle)",
+        ok: pp_busy <= cb_busy,
+    });
+    rows.push(Row {
+        what: "same (ns/RT)",
+        ours: pp_busy,
+        peer_name: "ours, the machine idle",
+        peer: pp_default,
+        target: "(for reference: one CPU kept busy)",
+        ok: true,
+    });
     rows.push(Row {
         what: "ping-pong, sleeping (ns/RT)",
         ours: pp_sleep,
@@ -1143,7 +1172,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
         pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
         python_small_calls, python_starmap, python_worker_death, rayon_trivial, small_calls,
-        starmap_pairs, BusyProcess,
+        starmap_pairs,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");

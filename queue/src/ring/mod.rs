@@ -645,6 +645,18 @@ impl Ring {
         self.slot(pos).0.seq.load(Ordering::Acquire) == free_for(pos)
     }
 
+    /// The head as it is now: a hint of the consumers' progress (unchecked:
+    /// see [`Ring::positions`] for values to act on).
+    pub(crate) fn head_now(&self) -> u64 {
+        self.ctl().head.0.load(Ordering::Relaxed)
+    }
+
+    /// The tail as it is now: a hint of the producers' progress, as
+    /// [`Ring::head_now`].
+    pub(crate) fn tail_now(&self) -> u64 {
+        self.ctl().tail.0.load(Ordering::Relaxed)
+    }
+
     /// Whether the next message is published (a re-check before sleeping).
     pub(crate) fn has_message(&self) -> bool {
         let pos = self.ctl().head.0.load(Ordering::Acquire);

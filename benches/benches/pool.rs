@@ -93,52 +93,48 @@ fn pool_calls(c: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("pool: pipelined apply_async, trivial tasks (per task)");
-    g.sample_size(10);
-    g.bench_function("multiproc Pool.apply_async", |b| {
-        b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
-    });
-    // The floor: the same tasks through the pool's queues alone.
-    g.bench_function("the pool's queues alone, one thread", |b| {
-        b.iter_custom(|iters| {
-            total(
-                iters,
-                bare_pipeline(procs, multiproc_pool::DEFAULT_INBOX, iters.max(10_000)),
-            )
-        })
-    });
-    if has_python {
-        g.bench_function("Python Pool.apply_async", |b| {
-            b.iter_custom(|iters| {
-                let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, 100_000), 1)
-                    .expect("python3 ran before");
-                total(iters, ns)
-            })
+    // Idle, then beside a process that keeps one CPU busy (the report's rows
+    // "a busy process beside"; Python's pool slows down more there).
+    for (name, busy, python_most) in [
+        (
+            "pool: pipelined apply_async, trivial tasks (per task)",
+            false,
+            100_000,
+        ),
+        (
+            "pool: pipelined apply_async beside a busy process, trivial tasks (per task)",
+            true,
+            10_000,
+        ),
+    ] {
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        let _busy = busy.then(BusyProcess::start);
+        g.bench_function("multiproc Pool.apply_async", |b| {
+            b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
         });
+        // The floor: the same tasks through the pool's queues alone.
+        if !busy {
+            g.bench_function("the pool's queues alone, one thread", |b| {
+                b.iter_custom(|iters| {
+                    total(
+                        iters,
+                        bare_pipeline(procs, multiproc_pool::DEFAULT_INBOX, iters.max(10_000)),
+                    )
+                })
+            });
+        }
+        if has_python {
+            g.bench_function("Python Pool.apply_async", |b| {
+                b.iter_custom(|iters| {
+                    let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, python_most), 1)
+                        .expect("python3 ran before");
+                    total(iters, ns)
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    // The same beside a process that keeps one CPU busy (the report's rows
-    // "a busy process beside").
-    let mut g = c.benchmark_group(
-        "pool: pipelined apply_async beside a busy process, trivial tasks (per task)",
-    );
-    g.sample_size(10);
-    let busy = BusyProcess::start();
-    g.bench_function("multiproc Pool.apply_async", |b| {
-        b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
-    });
-    if has_python {
-        g.bench_function("Python Pool.apply_async", |b| {
-            b.iter_custom(|iters| {
-                let (_, ns, _) = python_pool(procs, 1, iters.clamp(1_000, 10_000), 1)
-                    .expect("python3 ran before");
-                total(iters, ns)
-            })
-        });
-    }
-    drop(busy);
-    g.finish();
 
     let mut g = c.benchmark_group("pool: apply_async, workers replaced after each task (per task)");
     g.sample_size(10);

@@ -188,15 +188,17 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 
     // Default waiting beside a process that keeps one CPU busy (the report's
-    // row "a busy process beside").
+    // row "a busy process beside"). At least 2 000 round trips a sample: each
+    // run starts a fresh process, whose first yields may each lose a time
+    // slice to the busy one before its waits learn to sleep instead.
     let mut g = c.benchmark_group("ping-pong round trip, default waiting, beside a busy process");
     g.sample_size(10);
     let busy = multiproc_bench::BusyProcess::start();
     g.bench_function("multiproc Queue, processes", |b| {
-        b.iter_custom(|iters| total(iters, ours_ping_pong_default(iters.max(100))))
+        b.iter_custom(|iters| total(iters, ours_ping_pong_default(iters.max(2_000))))
     });
     g.bench_function("crossbeam-channel bounded(1), recv, threads", |b| {
-        b.iter_custom(|iters| total(iters, crossbeam_channel_ping_pong(iters.max(100), false)))
+        b.iter_custom(|iters| total(iters, crossbeam_channel_ping_pong(iters.max(2_000), false)))
     });
     drop(busy);
     g.finish();

@@ -41,10 +41,12 @@
 //! yields into sleeps for a while
 //! ([`multiproc_sync::futex::try_yield_watching`]): a request and its reply
 //! through two queues, beside one busy process on two CPUs, took 37 µs with
-//! every yield made and 0.7 µs so. A producer that has published asks for the next
-//! slot line for writing (`prefetchw` on x86-64), so that its next claim does not
-//! wait for that line to come back from the consumers that freed it; a batch put
-//! asks for all the lines it will fill (see `Ring::claim_next_line` in `ring`).
+//! every yield made, 0.7 µs with those yields turned into sleeps.
+//!
+//! A producer that has published asks for the next slot line for writing
+//! (`prefetchw` on x86-64), so that its next claim does not wait for that line
+//! to come back from the consumers that freed it; a batch put asks for all the
+//! lines it will fill (see `Ring::claim_next_line` in `ring`).
 //!
 //! # When a peer dies
 //! A producer killed between claiming a slot and publishing it — in a `put`, or

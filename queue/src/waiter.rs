@@ -32,7 +32,7 @@ const YIELDS: u32 = 32;
 /// took a slice, for that slice to count as its work: more than the one
 /// message (or slot) a request and its reply make. A round trip through two
 /// queues beside a busy process took 37 µs with every yield made, 0.66 µs
-/// so; four processes at one queue on two CPUs, whose slices move the ring a
+/// with those turned into sleeps; four processes at one queue on two CPUs, whose slices move the ring a
 /// long way, keep their yields (`benches/NOTES.md`).
 const WORKED: u64 = 2;
 

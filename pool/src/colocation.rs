@@ -32,9 +32,9 @@
 //! A yield runs the peer at once (3.9 µs an `apply` on one CPU); each is a
 //! [`try_yield`](multiproc_sync::futex::try_yield), which a side skips (and
 //! sleeps at once) while its yields hand a busy program beside the pool a
-//! whole time slice instead. A move ends
-//! the sharing: the scheduler migrates the worker at once and leaves it
-//! where it is (its allowed CPUs are given back unchanged). Every decision
+//! whole time slice instead. A move ends the sharing: the scheduler
+//! migrates the worker at once and leaves it where it is (its allowed CPUs
+//! are given back unchanged). Every decision
 //! here changes only how or where a side waits or runs, never what it waits
 //! for: a wrong guess costs time, not an answer.
 

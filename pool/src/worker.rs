@@ -53,9 +53,14 @@ const WAIT_SPINS: u32 = 400;
 /// awake, where a sleeping worker costs a wake-up, tens of microseconds on a
 /// VM whose idle vCPUs halt (a blocking `apply` every 10 µs took 1.5-2.3 µs
 /// with the yields and 4.6 without, `benches/NOTES.md`). Each is a
-/// [`try_yield`]: the queue's own yields, made whatever they cost, handed a
-/// busy program beside the pool a time slice each while the driver's tasks
-/// waited, and the pool's pipelined `apply_async` took 80 times as long.
+/// [`try_yield`], which counts every slow yield against the busy program:
+/// the queue's own yields (a [`try_yield_watching`] of the ring) count a
+/// slice as the peers' work when the ring moved a few places meanwhile, as a
+/// driver refilling its worker's inbox moves it, and beside a busy process
+/// the queue's yields, then made whatever they cost, had the pool's
+/// pipelined `apply_async` take 80 times as long.
+///
+/// [`try_yield_watching`]: multiproc_sync::futex::try_yield_watching
 const WAIT_YIELDS: u32 = 32;
 
 /// The next task into `msg`. A worker whose driver last sent from the CPU it

@@ -11,6 +11,13 @@
 //! delivered: no sample is lost, as through our queue. The publishing child
 //! keeps its ports until the parent has everything (a pipe(2) it reads from),
 //! so that no sample in flight goes with a dropped publisher.
+//!
+//! Once in a full CI run (a busy process beside it, left by mistake) a
+//! stream's last sample never reached the subscriber although the publisher
+//! had sent it, and the report waited for it for good. So every wait here
+//! gives up after [`STALL`] without a sample: the round is dropped (NaN, which
+//! the report leaves out), the child is let go or killed, and a line on stderr
+//! says so.
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,6 +27,36 @@ use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
 use iceoryx2::prelude::*;
 
 use crate::{fork_child, wait_child};
+
+/// How long a side waits for a sample before it gives the round up.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Whether a side that spins on `receive` has waited [`STALL`] for a sample.
+/// It reads the clock only after many empty looks in a row, so that a timed
+/// loop does not pay for it.
+#[derive(Default)]
+struct Patience {
+    empty: u32,
+    since: Option<Instant>,
+}
+
+impl Patience {
+    /// A look found nothing: whether to give up.
+    fn empty(&mut self) -> bool {
+        self.empty += 1;
+        if self.empty < 1 << 16 {
+            return false;
+        }
+        self.empty = 0;
+        self.since.get_or_insert_with(Instant::now).elapsed() >= STALL
+    }
+
+    /// A look found a sample.
+    fn got(&mut self) {
+        self.empty = 0;
+        self.since = None;
+    }
+}
 
 /// A service name no other run uses.
 fn name(what: &str) -> String {
@@ -97,12 +134,47 @@ impl Release {
 
     /// In the parent: lets the child go and reaps it.
     fn release(self, child: libc::pid_t) {
+        self.close();
+        wait_child(child);
+    }
+
+    /// In the parent, after a round stalled (`what`): lets the child go, and
+    /// kills it if it has not exited within [`STALL`] (it may be stuck in a
+    /// send; its iceoryx2 files then stay behind); reaps it; NaN.
+    fn give_up(self, child: libc::pid_t, what: &str) -> f64 {
+        self.close();
+        let deadline = Instant::now() + STALL;
+        let mut killed = false;
+        loop {
+            // SAFETY: our child; a null status pointer is allowed.
+            let r = unsafe { libc::waitpid(child, std::ptr::null_mut(), libc::WNOHANG) };
+            if r != 0 {
+                break;
+            }
+            if Instant::now() >= deadline && !killed {
+                // SAFETY: our child, not reaped yet.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        eprintln!(
+            "report: iceoryx2 {what}: no sample for {STALL:?}; the round is left out{}",
+            if killed {
+                " (its publisher was killed: iceoryx2 files of it may remain in /dev/shm)"
+            } else {
+                ""
+            }
+        );
+        f64::NAN
+    }
+
+    fn close(&self) {
         // SAFETY: closing our two descriptors; the child's read then returns 0.
         unsafe {
             libc::close(self.rd);
             libc::close(self.wr);
         }
-        wait_child(child);
     }
 }
 
@@ -129,7 +201,12 @@ fn stream<T: Debug + ZeroCopySend + 'static>(
             let sample = publisher.loan_uninit().expect("loan");
             sample.write_payload(make(i)).send().expect("send")
         };
+        let deadline = Instant::now() + STALL;
         while send(0) == 0 {
+            if Instant::now() >= deadline {
+                release.wait();
+                return;
+            }
             std::thread::sleep(Duration::from_micros(50));
         }
         for i in 1..=n {
@@ -144,11 +221,17 @@ fn stream<T: Debug + ZeroCopySend + 'static>(
         .create()
         .expect("iceoryx2 subscriber");
     let mut start = None;
+    let mut patience = Patience::default();
     loop {
         let Some(sample) = subscriber.receive().expect("receive") else {
+            if patience.empty() {
+                drop(subscriber);
+                return release.give_up(child, "stream");
+            }
             std::hint::spin_loop();
             continue;
         };
+        patience.got();
         let s = seq(&sample);
         if s == 1 {
             start = Some(Instant::now());
@@ -201,11 +284,16 @@ pub fn round_trip(n: u64) -> f64 {
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
             .create()
             .expect("publisher");
+        let mut patience = Patience::default();
         loop {
             let Some(m) = subscriber.receive().expect("receive") else {
+                if patience.empty() {
+                    break;
+                }
                 std::hint::spin_loop();
                 continue;
             };
+            patience.got();
             let v = *m;
             drop(m);
             let reply = publisher.loan_uninit().expect("loan");
@@ -229,17 +317,27 @@ pub fn round_trip(n: u64) -> f64 {
         let m = publisher.loan_uninit().expect("loan");
         m.write_payload(i).send().expect("send")
     };
-    let reply = |want: u64| loop {
+    // Whether the reply `want` came (false: none for STALL).
+    let mut patience = Patience::default();
+    let mut reply = |want: u64| loop {
         if let Some(m) = subscriber.receive().expect("receive") {
+            patience.got();
             if *m == want {
-                return;
+                return true;
             }
+        } else if patience.empty() {
+            return false;
         } else {
             std::hint::spin_loop();
         }
     };
     // Warm up until the child is connected both ways and has echoed a 0.
+    let deadline = Instant::now() + STALL;
     'connected: loop {
+        if Instant::now() >= deadline {
+            drop((publisher, subscriber));
+            return release.give_up(child, "round trip (connecting)");
+        }
         if send(0) > 0 {
             let until = Instant::now() + Duration::from_millis(5);
             while Instant::now() < until {
@@ -256,10 +354,46 @@ pub fn round_trip(n: u64) -> f64 {
     let t = Instant::now();
     for i in 1..=n {
         send(i);
-        reply(i);
+        if !reply(i) {
+            drop((publisher, subscriber));
+            return release.give_up(child, "round trip");
+        }
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
     drop((publisher, subscriber));
     release.release(child);
     ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_given_up_lets_its_child_go_and_reaps_it() {
+        let release = Release::new();
+        let child = crate::fork_child(|| release.wait());
+        assert!(release.give_up(child, "test").is_nan());
+        // Reaped: no such child any more.
+        // SAFETY: a null status pointer is allowed.
+        let r = unsafe { libc::waitpid(child, std::ptr::null_mut(), libc::WNOHANG) };
+        assert_eq!(r, -1);
+    }
+
+    #[test]
+    fn patience_reads_the_clock_only_after_many_empty_looks() {
+        let mut p = Patience::default();
+        for _ in 0..(1 << 16) - 1 {
+            assert!(!p.empty());
+        }
+        assert!(p.since.is_none(), "no clock read yet");
+        assert!(!p.empty());
+        assert!(p.since.is_some());
+        p.got();
+        assert!(p.since.is_none() && p.empty == 0);
+        // A wait that began STALL ago gives up at the next reading.
+        p.since = Some(Instant::now() - STALL);
+        p.empty = (1 << 16) - 1;
+        assert!(p.empty());
+    }
 }

@@ -360,8 +360,14 @@ fn json(cfg: &Cfg, rows: &[(&str, Row)]) -> serde_json::Value {
 /// and spinning ping-pong; without the `iceoryx2` feature, a note on how to
 /// turn it on.
 #[cfg(feature = "iceoryx2")]
-fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
+fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     use multiproc_bench::iceoryx2_peer;
+    // A round the peer gave up (NaN: a sample never came, see
+    // `iceoryx2_peer`) is left out; a row whose every round was, too.
+    let kept = |v: &[f64], of: fn(&[f64]) -> f64| {
+        let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| of(&v))
+    };
     let t = interleaved(
         cfg.rounds,
         &mut [
@@ -371,7 +377,7 @@ fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             &mut || iceoryx2_peer::stream_1k(cfg.n(200_000)),
         ],
     );
-    let [ours_8, ice_8, ours_1k, ice_1k] = [0, 1, 2, 3].map(|i| best(&t[i]));
+    let [ours_8, ice_8, ours_1k, ice_1k] = [0, 1, 2, 3].map(|i| kept(&t[i], best));
     // Round trips swing most from round to round: medians, as for the other
     // ping-pongs.
     let t = interleaved(
@@ -380,7 +386,7 @@ fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             iceoryx2_peer::round_trip(cfg.n(50_000))
         }],
     );
-    let (ours_rt, ice_rt) = (median(&t[0]), median(&t[1]));
+    let (ours_rt, ice_rt) = (kept(&t[0], median), kept(&t[1], median));
     for (what, ours, peer_name, peer) in [
         (
             "queue 1P→1C, 8 B (ns/msg)",
@@ -401,6 +407,13 @@ fn iceoryx2_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
             ice_rt,
         ),
     ] {
+        let (Some(ours), Some(peer)) = (ours, peer) else {
+            notes.push(format!(
+                "iceoryx2: every round of \"{what}\" beside {peer_name} was left out \
+                 (the peer gave no sample for a while); no row"
+            ));
+            continue;
+        };
         rows.push(Row {
             what,
             ours,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc_pool::{pmap, pmap_with, Error, Exit, PmapOptions, Pool};
-use multiproc_testkit::{zombie_children, Watchdog};
+use multiproc_testkit::{pin, set_cpus, zombie_children, Watchdog};
 use proptest::prelude::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -1981,21 +1981,6 @@ fn short_tasks_are_not_kept_waiting_behind_a_long_one_while_a_worker_is_free() {
     }
 }
 
-/// Pins `pid` (0: this thread) to `cpu` alone; returns the CPUs it had.
-fn pin(pid: u32, cpu: usize) -> libc::cpu_set_t {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: zeroed sets are empty; the calls read and write sets of the
-    // size given, for `pid`.
-    unsafe {
-        let mut had: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(libc::sched_getaffinity(pid as i32, size, &mut had), 0);
-        let mut only: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut only);
-        assert_eq!(libc::sched_setaffinity(pid as i32, size, &only), 0);
-        had
-    }
-}
-
 /// The CPUs `pid` may run on, as a count and whether `cpu` is one.
 fn allowed(pid: u32, cpu: usize) -> (i32, bool) {
     // SAFETY: a zeroed set, filled for `pid`; the macros only read it.
@@ -2039,8 +2024,7 @@ fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
             one += 1;
         }
     }
-    // SAFETY: a set read from this thread, of its own size.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+    set_cpus(0, &had);
     drop(pool);
     assert_gone(&pids);
     // Under AddressSanitizer (`scripts/asan` sets ASAN_OPTIONS) the count
@@ -2104,8 +2088,7 @@ fn every_call_works_when_the_caller_and_its_workers_share_one_cpu() {
     for &pid in &pids {
         assert_eq!(allowed(pid, cpu), (1, true), "worker {pid}'s CPUs changed");
     }
-    // SAFETY: a set read from this thread, of its own size.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+    set_cpus(0, &had);
     drop(pool);
     assert_gone(&pids);
 }

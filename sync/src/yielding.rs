@@ -119,33 +119,19 @@ pub fn try_yield_watching(progress: impl Fn() -> u64, enough: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use multiproc_testkit::{pin, set_cpus};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-    /// Pins the calling thread to `cpu` alone; the CPUs it had.
-    fn pin_to(cpu: usize) -> libc::cpu_set_t {
-        // SAFETY: cpu_set_t is plain data (all zero: the empty set); the
-        // calls read and write only the sets given, for this thread (0).
-        unsafe {
-            let mut had: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of_val(&had);
-            assert_eq!(libc::sched_getaffinity(0, size, &mut had), 0);
-            let mut only: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut only);
-            assert_eq!(libc::sched_setaffinity(0, size, &only), 0);
-            had
-        }
-    }
 
     #[test]
     fn a_busy_task_on_the_cpu_turns_the_yields_off_and_they_come_back() {
         // This thread and a thread that never waits, on one CPU.
         // SAFETY: sched_getcpu takes nothing and touches no memory of ours.
         let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
-        let had = pin_to(cpu);
+        let had = pin(0, cpu);
         let stop = AtomicBool::new(false);
         let (found, then) = std::thread::scope(|s| {
             s.spawn(|| {
-                pin_to(cpu);
+                pin(0, cpu);
                 while !stop.load(Ordering::Relaxed) {
                     std::hint::spin_loop();
                 }
@@ -158,8 +144,7 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
             (found, then)
         });
-        // SAFETY: as in pin_to; `had` is the set this thread had.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+        set_cpus(0, &had);
         assert!(
             found.is_some(),
             "no yield was found slow beside a busy thread"
@@ -174,12 +159,12 @@ mod tests {
     fn a_slow_yield_that_saw_enough_progress_leaves_the_yields_on() {
         // SAFETY: sched_getcpu takes nothing and touches no memory of ours.
         let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap();
-        let had = pin_to(cpu);
+        let had = pin(0, cpu);
         let (stop, count) = (AtomicBool::new(false), AtomicU64::new(0));
         let (slow, marked) = std::thread::scope(|s| {
             // A peer that works (counts) whenever it has the CPU.
             s.spawn(|| {
-                pin_to(cpu);
+                pin(0, cpu);
                 while !stop.load(Ordering::Relaxed) {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -204,8 +189,7 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
             (slow, marked)
         });
-        // SAFETY: as in pin_to; `had` is the set this thread had.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&had), &had) };
+        set_cpus(0, &had);
         assert!(slow >= 10, "{slow} yields ran the peer for a slice");
         assert!(
             marked * 4 <= slow,

@@ -351,3 +351,28 @@ pub fn zombie_children() -> Vec<libc::pid_t> {
     }
     out
 }
+
+/// Pins `pid` (0: the calling thread) to `cpu` alone; returns the CPUs it
+/// had, for [`set_cpus`].
+///
+/// # Panics
+/// If either call fails (`pid` gone, `cpu` not one it may use).
+pub fn pin(pid: u32, cpu: usize) -> libc::cpu_set_t {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: zeroed sets are empty; the calls read and write sets of the
+    // size given, for `pid`.
+    unsafe {
+        let mut had: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(pid as i32, size, &mut had), 0);
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        assert_eq!(libc::sched_setaffinity(pid as i32, size, &only), 0);
+        had
+    }
+}
+
+/// Lets `pid` (0: the calling thread) run on `cpus` (a set [`pin`] returned).
+pub fn set_cpus(pid: u32, cpus: &libc::cpu_set_t) {
+    // SAFETY: a set of its own size, read by the call.
+    unsafe { libc::sched_setaffinity(pid as i32, std::mem::size_of_val(cpus), cpus) };
+}

@@ -162,7 +162,7 @@ pub(crate) struct State {
     pub(crate) ranks: Vec<Load>,
     /// Tasks for ranks that were busy, left for the thread that looks for
     /// messages (the receiver thread, or a waiting caller) to send together
-    /// (see [`MpiPool::send_chunk`]).
+    /// (see [`MpiPool::send_chunk`](crate::MpiPool::send_chunk)).
     pub(crate) deferred: Vec<(usize, Vec<u8>)>,
     pub(crate) closed: bool,
     /// The receiver thread is to end once nothing is in flight.

@@ -238,7 +238,7 @@ pub(crate) struct AnswerHeader {
     /// See [`answer_header`]; a value past `count` (a peer's garbage) reads
     /// as none. Rank 0 only skips work with it: a rank that named a death
     /// where there was none would make a map fail with
-    /// [`Error::Terminated`](multiproc_pool::Error::Terminated) for an item
+    /// [`Error::Terminated`] for an item
     /// not run, an error, never a wrong result.
     pub(crate) first_death: Option<u32>,
 }

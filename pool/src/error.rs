@@ -191,7 +191,7 @@ pub enum Error {
     /// refused as the program is compiled), or another type of a pointer's
     /// size that calls (an `extern "C" fn`, a reference to a function). A
     /// pool made around a closure ([`Pool::with_fn`](crate::Pool::with_fn))
-    /// or [`pmap`](crate::pmap) takes one that captures.
+    /// or [`pmap`](crate::pmap()) takes one that captures.
     #[error("{function} holds {bytes} bytes that no worker has: a pool's task is a fn item, a closure that captures nothing, or a fn pointer (Pool::with_fn and pmap take a closure that captures)")]
     Captures {
         /// The closure's type.

@@ -1,5 +1,5 @@
 //! A process pool for Linux: Python's `multiprocessing.Pool` that never hangs
-//! when a worker dies, and [`pmap`].
+//! when a worker dies, and [`pmap()`].
 //!
 //! | Python | here |
 //! |---|---|
@@ -31,7 +31,7 @@
 //! sent as its offset from a function of this crate, checked against the
 //! worker's build identity, so a mismatched peer is an error and never a
 //! jump. A closure that captures goes into the pool when it is made
-//! ([`Pool::with_fn`]), or into [`pmap`], whose workers are forked for the
+//! ([`Pool::with_fn`]), or into [`pmap()`], whose workers are forked for the
 //! call; given to a task, it does not compile, or (one that holds a
 //! pointer's worth, such as a `u64`) it is [`Error::Captures`].
 //!
@@ -162,7 +162,7 @@
 //! `apply` on one shared CPU took 17.6 µs before, 3.9 µs with the yields. In
 //! the same way a worker that starts a chunk of a map while another worker,
 //! woken with it, waits to start on the same CPU moves off, so that both
-//! run at once; and for the first milliseconds of a [`pmap`] its parent moves
+//! run at once; and for the first milliseconds of a [`pmap()`] its parent moves
 //! one of two workers it finds runnable on one CPU.
 //!
 //! A yield runs whichever task is runnable on the CPU, and beside a busy

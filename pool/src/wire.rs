@@ -6,7 +6,7 @@
 //! concatenated, each a tag byte and a body: [`ARG`] and the value
 //! postcard-encoded (self-delimiting), or a primitive number's raw tag and its
 //! little-endian bytes, or a raw tuple of such numbers (see
-//! [`raw`](crate::raw)):
+//! [`raw`]):
 //!
 //! | bytes | field |
 //! |---|---|
@@ -58,10 +58,10 @@ pub(crate) const TASK_HEADER: usize = 29;
 /// Bytes of an answer's header.
 pub(crate) const ANSWER_HEADER: usize = 12;
 
-/// The tag of an argument encoded by postcard (raw ones have [`raw`](crate::raw)'s tags).
+/// The tag of an argument encoded by postcard (raw ones have [`raw`]'s tags).
 pub(crate) const ARG: u8 = 0;
 
-/// Item tags in an answer (raw results have [`raw`](crate::raw)'s tags).
+/// Item tags in an answer (raw results have [`raw`]'s tags).
 pub(crate) const OK: u8 = 0;
 pub(crate) const PANICKED: u8 = 1;
 pub(crate) const ENCODE_FAILED: u8 = 2;

@@ -343,7 +343,7 @@ impl Connection {
         self.closed
     }
 
-    /// The receiving direction's queue (for [`wait`](crate::wait)).
+    /// The receiving direction's queue (for [`wait`](crate::wait())).
     pub(crate) fn receiving(&self) -> Option<&ByteQueue> {
         if self.closed {
             None

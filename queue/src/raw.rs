@@ -544,7 +544,7 @@ impl RawQueue {
     }
 
     /// Whether a get would not block now: a message is there, or the queue is
-    /// closed, or no writer is left (for [`wait`](crate::wait)).
+    /// closed, or no writer is left (for [`wait`](crate::wait())).
     pub(crate) fn readable_now(&self) -> bool {
         self.ring.has_message() || self.is_closed() || self.no_writer_left()
     }
@@ -563,7 +563,7 @@ impl RawQueue {
     }
 
     /// Counts this thread as a consumer asleep on this queue (so that a put
-    /// wakes it) until the mark drops: for [`wait`](crate::wait), which sleeps
+    /// wakes it) until the mark drops: for [`wait`](crate::wait()), which sleeps
     /// on several queues at once.
     pub(crate) fn mark_waiting_for_message(&self) -> Result<WaitingMark<'_>> {
         let part = self.participant()?;

@@ -69,7 +69,7 @@ enum Backing {
 ///
 /// Python's `shared_memory.SharedMemory`, and the ground under [`Shared`](crate::Shared)
 /// and [`SharedSlice`](crate::SharedSlice). The first 128 bytes of the mapping are the
-/// [header](crate::header); the contents after it are what this type gives access to.
+/// [header]; the contents after it are what this type gives access to.
 ///
 /// # Sharing and races
 /// Other processes may write the contents at any moment, so a `Segment` hands

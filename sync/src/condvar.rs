@@ -1,4 +1,4 @@
-//! [`Condvar`]: Python's `Condition`, bound at wait time to a [`Mutex`] guard,
+//! [`Condvar`]: Python's `Condition`, bound at wait time to a [`Mutex`](crate::Mutex) guard,
 //! where `notify(n)` wakes at most `n` waiters and a wait reports a notify only
 //! when it got one.
 //!

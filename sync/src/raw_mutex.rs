@@ -9,7 +9,7 @@
 //! from its first holder, and hands the lock off in FIFO order with a syscall on
 //! every contended unlock, which halves throughput under contention. So the word is
 //! a plain futex, and a waiter that has slept one check interval (default 50 ms,
-//! see [`set_owner_check_interval`](crate::set_owner_check_interval)) asks `/proc`
+//! see [`set_owner_check_interval`]) asks `/proc`
 //! whether the owner still lives; so does, once, a timed acquire whose time runs
 //! out first (a zero timeout makes no futex call and sets no `WAITERS` bit). The uncontended path is one CAS and one store to
 //! lock, one swap to unlock.

@@ -115,7 +115,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// a debug build): make a large array with [`zeroed`](Value::zeroed).
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm) when the segment cannot be made.
+    /// [`Error::Shm`] when the segment cannot be made.
     ///
     /// # Examples
     /// ```
@@ -130,7 +130,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// `value` in a new named segment.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm) (invalid name, already exists, …).
+    /// [`Error::Shm`] (invalid name, already exists, …).
     ///
     /// # Examples
     /// ```
@@ -146,7 +146,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// `value` in a new segment at `location`.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm).
+    /// [`Error::Shm`].
     ///
     /// # Examples
     /// ```
@@ -178,7 +178,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// value of every [`ShmSafe`] type, and an unlocked lock.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm) when the segment cannot be made.
+    /// [`Error::Shm`] when the segment cannot be made.
     ///
     /// # Examples
     /// ```
@@ -195,7 +195,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// [`zeroed`](Value::zeroed) in a new named segment.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm) (invalid name, already exists, …).
+    /// [`Error::Shm`] (invalid name, already exists, …).
     ///
     /// # Examples
     /// ```
@@ -211,7 +211,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// [`zeroed`](Value::zeroed) in a new segment at `location`.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm).
+    /// [`Error::Shm`].
     ///
     /// # Examples
     /// ```
@@ -231,7 +231,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// Opens the named segment `name`, which must hold a `Value<T>`.
     ///
     /// # Errors
-    /// [`Error::Shm`](crate::Error::Shm), among them `LayoutMismatch` for another `T`.
+    /// [`Error::Shm`], among them `LayoutMismatch` for another `T`.
     ///
     /// # Examples
     /// ```
@@ -368,8 +368,8 @@ impl<T: ShmSafe + Send> Value<T> {
     /// Reads the value under the lock (Python's `.value`).
     ///
     /// # Errors
-    /// [`Error::NotRecoverable`](crate::Error::NotRecoverable);
-    /// [`Error::WouldDeadlock`](crate::Error::WouldDeadlock) when this thread has
+    /// [`Error::NotRecoverable`];
+    /// [`Error::WouldDeadlock`] when this thread has
     /// a [`ValueGuard`] out.
     ///
     /// # Examples
@@ -389,7 +389,7 @@ impl<T: ShmSafe + Send> Value<T> {
     /// [`get`](Value::get), waiting at most `timeout` for the lock.
     ///
     /// # Errors
-    /// As for [`get`](Value::get), and [`Error::Timeout`](crate::Error::Timeout).
+    /// As for [`get`](Value::get), and [`Error::Timeout`].
     ///
     /// # Examples
     /// ```
@@ -457,7 +457,7 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     /// Element `i`, read under the lock (Python's `arr[i]`).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`](crate::Error::OutOfRange) past the end, and
+    /// [`Error::OutOfRange`] past the end, and
     /// as for [`get`](Value::get).
     ///
     /// # Examples
@@ -494,7 +494,7 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     /// [`get_at`](Value::get_at), waiting at most `timeout` for the lock.
     ///
     /// # Errors
-    /// As for [`get_at`](Value::get_at), and [`Error::Timeout`](crate::Error::Timeout).
+    /// As for [`get_at`](Value::get_at), and [`Error::Timeout`].
     ///
     /// # Examples
     /// ```
@@ -555,7 +555,7 @@ impl<T: ShmSafe + Send + Copy, const N: usize> Value<[T; N]> {
     /// `arr[:] = values`, which also needs as many).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`](crate::Error::OutOfRange) when `values` has
+    /// [`Error::OutOfRange`] when `values` has
     /// another length than the array (nothing is written then), and as for
     /// [`set`](Value::set).
     ///

@@ -21,7 +21,7 @@
 //! (`*/tests/every_write.rs`) cover the windows inside each operation store by
 //! store; these rows add real schedules, sleeping peers and garbage.
 //!
-//! Run: `scripts/faults` (or `scripts/faults --quick`, a tenth of the trials,
+//! Run: `scripts/faults` (or `scripts/faults --quick`, a 250th of the trials,
 //! which `.ci/run` runs).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -1013,7 +1013,8 @@ fn pool_owner_killed(trials: u32) -> Row {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    // The full run is about two minutes here; --quick a tenth of it.
+    // The full run is about two minutes here; --quick a 250th of the
+    // trials (at least one a row).
     let n = |full: u32| if quick { full.div_ceil(50) } else { full * 5 };
     set_owner_check_interval(Duration::from_millis(5));
     // Forks happen from this thread only; the pool rows, whose pools run

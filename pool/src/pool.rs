@@ -1413,13 +1413,22 @@ pub(crate) fn encode_chunk<T: Serialize>(
     // more than its lower bound or `UNHINTED_ROOM` bytes' worth.
     let (lower, upper) = items.size_hint();
     let guess = lower.max(UNHINTED_ROOM / stride.max(1));
-    // (And the 8 bytes past the last a raw number's 9-byte copy may write:
-    // see `put_raw_run`.)
-    msg.reserve(
-        stride
-            .saturating_mul(upper.unwrap_or(guess).min(guess))
-            .saturating_add(8),
-    );
+    // (And the 9 bytes `put_raw_run` reserves past the last item, for the
+    // look that finds the input at its end: with 8, as many as a 9-byte copy
+    // of the last entry may write, that look doubled the buffer of every
+    // chunk the hint had sized, an 18 KB copy for a chunk of 2 000 `u64`s.)
+    let room = stride
+        .saturating_mul(upper.unwrap_or(guess).min(guess))
+        .saturating_add(9);
+    if msg.capacity() - msg.len() < room {
+        // A new buffer of the size needed, the few bytes so far copied over:
+        // `reserve` would have grown a spare buffer a little too small (an
+        // answer's, a few bytes shorter than a task of as many items) to
+        // twice its size, copying all of it. The spare goes back.
+        let mut fresh = Vec::with_capacity(msg.len().saturating_add(room));
+        fresh.extend_from_slice(&msg);
+        crate::buffers::spare::give(std::mem::replace(&mut msg, fresh));
+    }
     // Items as long as the first need no list of starts (a chunk of raw
     // numbers): a loop that only checks each length, until one differs; raw
     // numbers first through a loop of their own.
@@ -1921,6 +1930,56 @@ mod tests {
             let len = want.len();
             assert_eq!((0..=n).map(|i| starts.of(i, len)).collect::<Vec<_>>(), at);
         }
+    }
+
+    /// A chunk whose input says how many items it has is encoded into one
+    /// allocation of the size it needs, for numbers of every width: growing
+    /// it once more copies the whole chunk.
+    #[test]
+    fn a_sized_chunk_of_raw_numbers_is_allocated_once() {
+        fn check<T: Serialize>(items: Vec<T>) {
+            let n = items.len();
+            let (msg, _, got) = encode_chunk(items.iter(), n, 0).unwrap();
+            assert_eq!(got, n);
+            assert!(
+                msg.capacity() <= (msg.len() + 9).max(64),
+                "{} items of {}: {} bytes in a buffer of {}",
+                n,
+                std::any::type_name::<T>(),
+                msg.len(),
+                msg.capacity()
+            );
+        }
+        // (Below `spare::CHUNK_ITEMS`: a larger chunk may reuse a spare buffer.)
+        for n in [2, 1_023, 1_024, 1_025, 2_000, 4_095] {
+            check((0..n as u64).collect());
+            check((0..n as u32).collect());
+            check((0..n).map(|k| k as u8).collect());
+            check((0..n).map(|k| k as f64).collect());
+        }
+    }
+
+    /// A large chunk takes a kept buffer; one a little too small for it (an
+    /// answer's, a few bytes shorter than a task of as many items) is given
+    /// back, and the chunk gets a buffer of its size, not one grown to twice
+    /// the kept one's.
+    #[test]
+    fn a_large_chunk_given_a_kept_buffer_too_small_gets_one_of_its_size() {
+        let items: Vec<u64> = (0..10_000).collect();
+        let need = wire::TASK_HEADER + 9 * items.len() + 9;
+        assert!(items.len() >= crate::buffers::spare::CHUNK_ITEMS);
+        assert!(need - 26 >= crate::buffers::spare::MIN);
+        crate::buffers::spare::give(Vec::with_capacity(need - 26));
+        let (msg, _, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();
+        assert_eq!(n, items.len());
+        assert_eq!(msg.len(), need - 9);
+        assert!(
+            msg.capacity() <= need,
+            "{} bytes in a buffer of {}",
+            msg.len(),
+            msg.capacity()
+        );
+        assert_eq!(crate::buffers::spare::kept(), 1, "the kept one went back");
     }
 
     #[test]

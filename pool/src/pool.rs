@@ -1413,13 +1413,13 @@ pub(crate) fn encode_chunk<T: Serialize>(
     // more than its lower bound or `UNHINTED_ROOM` bytes' worth.
     let (lower, upper) = items.size_hint();
     let guess = lower.max(UNHINTED_ROOM / stride.max(1));
-    // (And the 9 bytes `put_raw_run` reserves past the last item, for the
-    // look that finds the input at its end: with 8, as many as a 9-byte copy
-    // of the last entry may write, that look doubled the buffer of every
-    // chunk the hint had sized, an 18 KB copy for a chunk of 2 000 `u64`s.)
+    // (And the room a raw entry's write asks for past the length: with only
+    // what the entries take, the last writes doubled the buffer of every
+    // chunk the hint had sized, an 18 KB copy for a chunk of 2 000 `u64`s,
+    // 2.4 MB for one of Python's chunks of pairs.)
     let room = stride
         .saturating_mul(upper.unwrap_or(guess).min(guess))
-        .saturating_add(9);
+        .saturating_add(raw::ROOM_PAST);
     if msg.capacity() - msg.len() < room {
         // A new buffer of the size needed, the few bytes so far copied over:
         // `reserve` would have grown a spare buffer a little too small (an
@@ -1933,16 +1933,18 @@ mod tests {
     }
 
     /// A chunk whose input says how many items it has is encoded into one
-    /// allocation of the size it needs, for numbers of every width: growing
-    /// it once more copies the whole chunk.
+    /// allocation of the size it needs, for numbers of every width and raw
+    /// tuples: growing it once more copies the whole chunk.
     #[test]
-    fn a_sized_chunk_of_raw_numbers_is_allocated_once() {
+    fn a_sized_chunk_of_raw_numbers_or_tuples_is_allocated_once() {
         fn check<T: Serialize>(items: Vec<T>) {
             let n = items.len();
             let (msg, _, got) = encode_chunk(items.iter(), n, 0).unwrap();
             assert_eq!(got, n);
+            // (A chunk of a few items may stay in the buffer its first
+            // item's write grew from 64 bytes.)
             assert!(
-                msg.capacity() <= (msg.len() + 9).max(64),
+                msg.capacity() <= (msg.len() + raw::ROOM_PAST).max(128),
                 "{} items of {}: {} bytes in a buffer of {}",
                 n,
                 std::any::type_name::<T>(),
@@ -1956,6 +1958,8 @@ mod tests {
             check((0..n as u32).collect());
             check((0..n).map(|k| k as u8).collect());
             check((0..n).map(|k| k as f64).collect());
+            check((0..n as u64).map(|k| (k, k as u32)).collect());
+            check((0..n as u16).map(|k| (k, k, k as u8)).collect());
         }
     }
 
@@ -1966,13 +1970,13 @@ mod tests {
     #[test]
     fn a_large_chunk_given_a_kept_buffer_too_small_gets_one_of_its_size() {
         let items: Vec<u64> = (0..10_000).collect();
-        let need = wire::TASK_HEADER + 9 * items.len() + 9;
+        let need = wire::TASK_HEADER + 9 * items.len() + raw::ROOM_PAST;
         assert!(items.len() >= crate::buffers::spare::CHUNK_ITEMS);
         assert!(need - 26 >= crate::buffers::spare::MIN);
         crate::buffers::spare::give(Vec::with_capacity(need - 26));
         let (msg, _, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();
         assert_eq!(n, items.len());
-        assert_eq!(msg.len(), need - 9);
+        assert_eq!(msg.len(), need - raw::ROOM_PAST);
         assert!(
             msg.capacity() <= need,
             "{} bytes in a buffer of {}",

@@ -62,6 +62,10 @@ pub(crate) const MAX_FIELDS: usize = 16;
 pub(crate) const MAX_FIELD_BYTES: usize = 64;
 /// The room a raw tuple is written in: its longest head and fields.
 const MAX_TUPLE: usize = 2 + MAX_FIELDS / 2 + MAX_FIELD_BYTES;
+/// The most room a raw entry's write asks for past the length (a tuple's
+/// [`MAX_TUPLE`], a number's 9-byte copy): a buffer with this much left past
+/// the bytes its entries take is never grown while they are written.
+pub(crate) const ROOM_PAST: usize = if MAX_TUPLE > 9 { MAX_TUPLE } else { 9 };
 /// The head of a [`SAME`] entry: tag, count, kind.
 const SAME_HEAD: usize = 3;
 

@@ -598,6 +598,12 @@ pub(crate) fn answer_items<R: Serialize>(
     let (mut k, mut mark) = (0, out.len());
     while k < count {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if k == 0 {
+                before(0);
+                put_result(&call(0), out);
+                k = 1;
+                room_for_the_rest(out, out.len() - mark, count - 1);
+            }
             while k < count {
                 before(k);
                 mark = out.len();
@@ -614,6 +620,24 @@ pub(crate) fn answer_items<R: Serialize>(
         k += 1;
     }
 }
+
+/// Makes room in `out` for `left` more entries as long as the first, `len`
+/// bytes, when that one is raw (results of one type then all take as much),
+/// at most [`ROOM_FOR_REST`] bytes: a buffer grown by doubling copies what it
+/// holds at each step (a `pmap` worker's first answer of 125 000 numbers
+/// went through ten reallocations, 4 KiB to 2 MiB).
+fn room_for_the_rest(out: &mut Vec<u8>, len: usize, left: usize) {
+    if len <= raw::ROOM_PAST {
+        out.reserve_exact(
+            left.saturating_mul(len)
+                .min(ROOM_FOR_REST)
+                .saturating_add(raw::ROOM_PAST),
+        );
+    }
+}
+
+/// The most room [`room_for_the_rest`] makes ahead: past it, doubling.
+const ROOM_FOR_REST: usize = 64 << 20;
 
 /// Appends a failed item's entry.
 fn failed(out: &mut Vec<u8>, tag: u8, message: &str) {
@@ -1167,6 +1191,26 @@ mod tests {
             }
         }
         assert!(got.iter().any(Result::is_err), "no item panicked");
+    }
+
+    /// Answers of raw results are written into room made for all of them
+    /// after the first: one allocation, where doubling copied the answer at
+    /// every step.
+    #[test]
+    fn raw_answers_are_written_into_one_allocation() {
+        for count in [2usize, 1_000, 125_000] {
+            let mut out = Vec::new();
+            answer_items(&mut out, count, |k| k as u64, |_| {});
+            assert!(
+                out.capacity() <= out.len() + raw::ROOM_PAST,
+                "{count} answers: {} bytes in a buffer of {}",
+                out.len(),
+                out.capacity()
+            );
+            let mut out = Vec::new();
+            answer_items(&mut out, count, |k| (k as u32, k as u8), |_| {});
+            assert!(out.capacity() <= out.len() + raw::ROOM_PAST);
+        }
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub(crate) const MAX_LARGE: u64 = ABANDONED - 1;
 /// about as long as a futex wake-up here, and sleeping there made every
 /// message of 64 KiB cost two wake-ups (`benches/NOTES.md`).
 const LANE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// The most room a receiver makes ahead for a message (its announced length
+/// is a peer's word, not trusted for an allocation of any size); past it,
+/// the buffer grows as the bytes come.
+const RESERVE_AHEAD: usize = 64 << 20;
 /// `sleeping` bits.
 const RECEIVER_ASLEEP: u32 = 1;
 const PRODUCER_ASLEEP: u32 = 2;
@@ -399,6 +403,13 @@ impl RawQueue {
             return Ok(Received::Lost);
         }
         out.clear();
+        // Room for the whole message at once, up to `RESERVE_AHEAD` (the
+        // length is a peer's word): grown a piece at a time, `out` doubled
+        // and copied what it held at each step (a 1.1 MB message through a
+        // new `Vec` went through four reallocations). A refusal only leaves
+        // the growing to the pieces.
+        let _ =
+            out.try_reserve(usize::try_from(total).map_or(RESERVE_AHEAD, |t| t.min(RESERVE_AHEAD)));
         match self.receive_bytes(stream, total, out, deadline) {
             Ok(true) => Ok(Received::Whole),
             Ok(false) => {

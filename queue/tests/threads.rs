@@ -180,6 +180,32 @@ fn byte_queue_delivers_every_length_whole() {
     assert_eq!(got, (0..PRODUCERS * n).collect::<Vec<_>>());
 }
 
+/// A message through the lane into a new `Vec` is received into room made
+/// for all of it at once: grown piece by piece, the buffer was reallocated
+/// (and what it held copied) at every doubling, and ended up to twice the
+/// message's size.
+#[test]
+fn a_large_message_is_received_into_one_allocation_of_its_size() {
+    let _dog = Watchdog::arm(LIMIT, "one allocation");
+    let q = ByteQueue::new(4, 64).unwrap();
+    // Past every power of two it crosses: doubling would leave 2 MiB.
+    let sizes = [1_125_012usize, 300_001, 64 << 10 | 1];
+    std::thread::scope(|s| {
+        let q = &q;
+        s.spawn(move || {
+            for &len in &sizes {
+                q.put_bytes(&vec![len as u8; len]).unwrap();
+            }
+        });
+        for &len in &sizes {
+            let m = q.get_bytes().unwrap();
+            assert_eq!(m.len(), len);
+            assert!(m.iter().all(|&b| b == len as u8));
+            assert_eq!(m.capacity(), len, "a buffer of {} for {len}", m.capacity());
+        }
+    });
+}
+
 /// `join` returns only after every task was taken and marked done; what the
 /// workers wrote before `task_done` is seen after `join`.
 #[test]

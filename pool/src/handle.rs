@@ -218,6 +218,8 @@ impl<T: Send + 'static> AsyncResult<T> {
         let mut held: HashMap<usize, Part> = HashMap::new();
         // A second part with the same first item (never seen): kept for the end.
         let mut twins = Vec::new();
+        // The parts in order from `next`, taken in one lock.
+        let mut run = Vec::new();
         loop {
             // Counted as waiting only while it waits (and so drives): while
             // it decodes, the background thread takes the answers.
@@ -233,7 +235,17 @@ impl<T: Send + 'static> AsyncResult<T> {
             let Some(j) = st.jobs.get_mut(&job) else {
                 break;
             };
+            // Every part in order from `next` (one lock for a run of them):
+            // a part that comes in order goes straight to the run, so that
+            // a small map whose answers came in order makes no table.
+            let mut at = next;
+            run.reserve(j.gathered.parts.len());
             for part in j.gathered.parts.drain(..) {
+                if part.first == at {
+                    at += part.count as usize;
+                    run.push(part);
+                    continue;
+                }
                 match held.entry(part.first) {
                     Entry::Vacant(e) => {
                         e.insert(part);
@@ -241,9 +253,6 @@ impl<T: Send + 'static> AsyncResult<T> {
                     Entry::Occupied(_) => twins.push(part),
                 }
             }
-            // Every part in order from `next` (one lock for a run of them).
-            let mut run = Vec::new();
-            let mut at = next;
             while let Some(part) = held.remove(&at) {
                 at += part.count as usize;
                 run.push(part);
@@ -256,7 +265,7 @@ impl<T: Send + 'static> AsyncResult<T> {
             }
             drop(st);
             let mut bad = Vec::new();
-            for part in run {
+            for part in run.drain(..) {
                 if bad.is_empty() && (early.step)(&mut out, &part) {
                     next += part.count as usize;
                 } else {
@@ -484,7 +493,7 @@ pub(crate) fn decode_part_onto<R: DeserializeOwned>(out: &mut Vec<R>, part: &Par
 /// Parts a map's `get` lets gather in its job's list before it takes them
 /// all (see `take_early`): it waits for the next part in order, looking
 /// through at most this many.
-const EARLY_SCAN: usize = 64;
+pub(crate) const EARLY_SCAN: usize = 64;
 
 /// A finisher that decodes with `decode` and runs the callback that fits.
 pub(crate) fn finisher<T: Send + 'static>(

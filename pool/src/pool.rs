@@ -922,7 +922,13 @@ impl Pool {
         // Each chunk is sent as soon as it is encoded, so the workers start
         // while the rest is encoded; the job counts as fed once all are in.
         let job = {
-            let job = Job::new(true, finisher);
+            let mut job = Job::new(true, finisher);
+            // Room for its answers as they come, up to as many as its `get`
+            // lets gather before it takes them (a list grown an answer at a
+            // time made a small map reallocate three times).
+            job.gathered
+                .parts
+                .reserve(len.div_ceil(chunk).min(crate::handle::EARLY_SCAN));
             // A map answers its lowest failing item's error; each item's own
             // outcome is wanted only with `Outcomes::Each`.
             let job = if outcomes == Outcomes::Each {
@@ -1390,8 +1396,13 @@ pub(crate) fn encode_chunk<T: Serialize>(
     max: usize,
     first: usize,
 ) -> Result<(Vec<u8>, Starts, usize)> {
-    let mut msg = crate::buffers::chunk_buffer(max);
     let mut items = items.take(max);
+    // No item, no buffer (a map's last look at its input took this thread's
+    // kept one and dropped it: a small map allocated two a call).
+    let Some(item) = items.next() else {
+        return Ok((Vec::new(), Starts::Stride(0), 0));
+    };
+    let mut msg = crate::buffers::chunk_buffer(max);
     // Appends item `i`: how long it is.
     let put = |item: &T, msg: &mut Vec<u8>, i: usize| -> Result<usize> {
         let before = msg.len();
@@ -1400,9 +1411,6 @@ pub(crate) fn encode_chunk<T: Serialize>(
             source: Box::new(Error::EncodeArgs(e)),
         })?;
         Ok(msg.len() - before)
-    };
-    let Some(item) = items.next() else {
-        return Ok((msg, Starts::Stride(0), 0));
     };
     let stride = put(&item, &mut msg, 0)?;
     // Room for the rest at the first item's size: one allocation instead of
@@ -1421,13 +1429,17 @@ pub(crate) fn encode_chunk<T: Serialize>(
         .saturating_mul(upper.unwrap_or(guess).min(guess))
         .saturating_add(raw::ROOM_PAST);
     if msg.capacity() - msg.len() < room {
-        // A new buffer of the size needed, the few bytes so far copied over:
-        // `reserve` would have grown a spare buffer a little too small (an
-        // answer's, a few bytes shorter than a task of as many items) to
-        // twice its size, copying all of it. The spare goes back.
-        let mut fresh = Vec::with_capacity(msg.len().saturating_add(room));
-        fresh.extend_from_slice(&msg);
-        crate::buffers::spare::give(std::mem::replace(&mut msg, fresh));
+        if msg.capacity() >= crate::buffers::spare::MIN {
+            // A new buffer of the size needed, the few bytes so far copied
+            // over: `reserve` would have grown a kept buffer a little too
+            // small (an answer's, a few bytes shorter than a task of as many
+            // items) to twice its size, copying all of it. It goes back.
+            let mut fresh = Vec::with_capacity(msg.len().saturating_add(room));
+            fresh.extend_from_slice(&msg);
+            crate::buffers::spare::give(std::mem::replace(&mut msg, fresh));
+        } else {
+            msg.reserve_exact(room);
+        }
     }
     // Items as long as the first need no list of starts (a chunk of raw
     // numbers): a loop that only checks each length, until one differs; raw
@@ -1850,7 +1862,8 @@ mod tests {
     /// Where each item starts, as the task records it.
     fn starts_of(items: &[impl Serialize]) -> (Starts, Vec<usize>, usize) {
         let (msg, starts, n) = encode_chunk(items.iter(), items.len(), 0).unwrap();
-        let len = msg.len() - wire::TASK_HEADER;
+        // (No items: no message, not even a header.)
+        let len = msg.len().saturating_sub(wire::TASK_HEADER);
         let at = (0..=n).map(|i| starts.of(i, len)).collect();
         (starts, at, n)
     }

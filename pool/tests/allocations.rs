@@ -109,3 +109,29 @@ fn submitting_a_small_task_and_taking_its_result_allocate_nothing() {
     drop(pool);
     assert!(zombie_children().is_empty());
 }
+
+/// A small map, as a loop of Python's `Pool.map` calls makes them (ten
+/// items: five chunks of two, whose tasks and answers are kept inline): its
+/// job box, its result, its list of answers and the list its `get` decodes
+/// from are allocated once each (a table of answers out of order sometimes
+/// too). The lists grew an answer at a time, and the map's last look at its
+/// input took the thread's kept encoding buffer and dropped it: eleven
+/// allocations a map (`benches/NOTES.md`).
+#[test]
+fn a_small_map_allocates_a_few_blocks() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "small maps");
+    let pool = Pool::new(2).unwrap();
+    const CALLS: u64 = 200;
+    let map = || {
+        for _ in 0..CALLS {
+            let got = pool.map(square, 0..10).unwrap();
+            assert_eq!(got, (0..10).map(square).collect::<Vec<_>>());
+        }
+    };
+    map();
+    // Counted on this thread only (its waits file answers too).
+    let made = allocations_in(map);
+    assert!(made <= 6 * CALLS, "{made} allocations for {CALLS} maps");
+    drop(pool);
+    assert!(zombie_children().is_empty());
+}

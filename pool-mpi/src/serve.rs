@@ -486,7 +486,7 @@ fn decode_args_into<A: DeserializeOwned>(
     items.reserve((count as usize).min(bytes.len()));
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for _ in 0..count {
-            let (a, rest) = postcard::take_from_bytes::<A>(bytes).map_err(|e| e.to_string())?;
+            let (a, rest) = multiproc_pool::decode_value::<A>(bytes).map_err(|e| e.to_string())?;
             items.push(a);
             bytes = rest;
         }

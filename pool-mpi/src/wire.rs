@@ -425,14 +425,15 @@ pub(crate) fn put_failure(out: &mut Vec<u8>, e: &RemoteError) {
     let _ = postcard_append(e, out);
 }
 
-/// Appends `value` by postcard.
+/// Appends `value` by postcard, as the local pool encodes its tasks' (a
+/// `Vec<u8>` as one block, where serde writes it a byte at a time). On
+/// error `out` is left as it was (a chunk goes on past an item that fails).
 pub(crate) fn postcard_append<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> postcard::Result<()> {
-    let bytes = postcard::to_stdvec(value)?;
-    out.extend_from_slice(&bytes);
-    Ok(())
+    let mark = out.len();
+    multiproc_pool::encode_value(value, out).inspect_err(|_| out.truncate(mark))
 }
 
 /// Reads one entry, answered by `rank`: the item's outcome and the rest of
@@ -476,7 +477,7 @@ fn read_entry_unguarded<R: DeserializeOwned>(
     rank: usize,
 ) -> (Result<R, Error>, &[u8]) {
     match entries.split_first() {
-        Some((&OK, body)) => match postcard::take_from_bytes::<R>(body) {
+        Some((&OK, body)) => match multiproc_pool::decode_value::<R>(body) {
             Ok((v, rest)) => (Ok(v), rest),
             Err(e) => (Err(Error::DecodeResult(e)), &[]),
         },
@@ -504,6 +505,28 @@ fn read_entry_unguarded<R: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value that fails to encode leaves the buffer as it was (a chunk
+    /// goes on with the items after it), and a `Vec<u8>` is encoded as
+    /// postcard encodes it, whichever side reads it.
+    #[test]
+    fn an_item_that_fails_to_encode_leaves_nothing_behind() {
+        /// A sequence of unknown length, which postcard refuses.
+        struct Unknown;
+        impl Serialize for Unknown {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq((0..3u8).filter(|x| x % 2 == 0))
+            }
+        }
+        // Refused after a few bytes of it are written.
+        let failing = (7u8, vec![1u8; 3], Unknown);
+        let mut out = vec![1, 2, 3];
+        assert!(postcard_append(&failing, &mut out).is_err());
+        assert_eq!(out, [1, 2, 3]);
+        let bytes = vec![5u8; 300];
+        postcard_append(&bytes, &mut out).unwrap();
+        assert_eq!(out[3..], postcard::to_allocvec(&bytes).unwrap()[..]);
+    }
 
     #[test]
     fn headers_round_trip_and_short_messages_are_refused() {

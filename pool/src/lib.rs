@@ -43,21 +43,31 @@
 //! # Ok::<(), multiproc_pool::Error>(())
 //! ```
 //!
-//! Bytes: serde encodes and decodes a `Vec<u8>` one byte at a time, and a
-//! blocking `apply` with a 1 MiB `Vec<u8>` argument took 1.1-2.0 ms here,
-//! about as long as Python's `Pool.apply` of 1 MiB of `bytes` (1.0-1.9 ms).
-//! Wrapped in `serde_bytes::ByteBuf` (or a field marked
-//! `#[serde(with = "serde_bytes")]`) the bytes travel as one block: 0.12-0.15
-//! ms (the report's bytes rows; `benches/NOTES.md`).
+//! Bytes: an argument or result that is a `Vec<u8>` travels as one block
+//! (a blocking `apply` of 1 MiB: 0.3-0.4 ms here, a third of Python's
+//! `Pool.apply` of as many `bytes`), as a `serde_bytes::ByteBuf` does.
+//! Inside another type (a struct's field, a tuple) serde still encodes a
+//! `Vec<u8>` a byte at a time, which took 1.1-2.3 ms for 1 MiB: mark such a
+//! field `#[serde(with = "serde_bytes")]` (the report's bytes rows;
+//! `benches/NOTES.md`).
 //!
 //! ```
-//! use serde_bytes::ByteBuf;
-//! fn checksum(data: ByteBuf) -> u8 {
+//! fn checksum(data: Vec<u8>) -> u8 {
 //!     data.iter().fold(0, |a, &b| a.wrapping_add(b))
 //! }
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Named {
+//!     name: String,
+//!     #[serde(with = "serde_bytes")]
+//!     data: Vec<u8>,
+//! }
+//! fn named_checksum(n: Named) -> u8 {
+//!     checksum(n.data)
+//! }
 //! let pool = multiproc_pool::Pool::new(2)?;
-//! let data = ByteBuf::from(vec![1u8; 1 << 20]);
-//! assert_eq!(pool.apply(checksum, data)?, 0);
+//! assert_eq!(pool.apply(checksum, vec![1u8; 1 << 20])?, 0);
+//! let named = Named { name: "ones".into(), data: vec![1u8; 1 << 20] };
+//! assert_eq!(pool.apply(named_checksum, named)?, 0);
 //! # Ok::<(), multiproc_pool::Error>(())
 //! ```
 //!
@@ -258,6 +268,11 @@ pub fn build_id() -> u64 {
 pub use pool::{function_of, function_of2, Function};
 #[doc(hidden)]
 pub use wire::conjure;
+
+/// Not part of the API: a value's encoding as the pool's tasks carry it
+/// (postcard; a `Vec<u8>` as one block), for the MPI pool's.
+#[doc(hidden)]
+pub use wire::{decode_from as decode_value, encode_into as encode_value};
 
 /// Not part of the API: the table the pool keeps its jobs and tasks in,
 /// which the MPI pool's rank 0 uses for its own (see the `seq` module).

@@ -168,12 +168,88 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 }
 
 /// Appends `value`, postcard-encoded, to `out`. On error `out` may hold part
-/// of it: callers that go on truncate.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    value: &T,
-    out: &mut Vec<u8>,
-) -> postcard::Result<()> {
+/// of it: callers that go on truncate. A `Vec<u8>` goes as one block (see
+/// [`Block`]).
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
+    if let Some(bytes) = as_byte_vec(value) {
+        return postcard::serialize_with_flavor(&Block(bytes), Append(out));
+    }
     postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// Reads a `T`, postcard-encoded, from the start of `bytes`: it and the rest.
+/// A `Vec<u8>` is read as one block (see [`Block`]).
+#[inline(always)]
+pub fn decode_from<T: DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
+    if is_byte_vec::<T>() {
+        let (block, rest) = postcard::take_from_bytes::<OwnedBlock>(bytes)?;
+        if let Ok(value) = byte_vec_as::<T>(block.0) {
+            return Ok((value, rest));
+        }
+    }
+    postcard::take_from_bytes::<T>(bytes)
+}
+
+/// Bytes that serde encodes as one block (`serialize_bytes`), as postcard
+/// writes a `Vec<u8>` (its length, then its bytes) but with one copy, where
+/// serde's `Vec<u8>` makes a call a byte each way (a 1 MiB argument took
+/// 1.1-2.3 ms, as long as Python's `Pool.apply` of as many `bytes`:
+/// `benches/NOTES.md`). What either writes, either reads.
+struct Block<'a>(&'a [u8]);
+
+impl Serialize for Block<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A [`Block`] read back (one copy out of the message).
+struct OwnedBlock(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for OwnedBlock {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes).map(OwnedBlock)
+    }
+}
+
+/// Whether `T` is `Vec<u8>` (for types that need not be `'static`: an
+/// argument's or a result's).
+#[inline(always)]
+fn is_byte_vec<T: ?Sized>() -> bool {
+    typeid::of::<T>() == typeid::of::<Vec<u8>>()
+}
+
+/// `value` as the `Vec<u8>` it is, if it is one.
+#[inline(always)]
+fn as_byte_vec<T: ?Sized>(value: &T) -> Option<&Vec<u8>> {
+    // SAFETY: `T` is `Vec<u8>` (the same type identity, and `Vec<u8>` has no
+    // lifetime the identity could leave out): the pointer is to one.
+    is_byte_vec::<T>().then(|| unsafe { &*(value as *const T).cast::<Vec<u8>>() })
+}
+
+/// `bytes` as a `T`, if `T` is `Vec<u8>`; `bytes` back otherwise.
+#[inline(always)]
+fn byte_vec_as<T>(bytes: Vec<u8>) -> Result<T, Vec<u8>> {
+    if !is_byte_vec::<T>() {
+        return Err(bytes);
+    }
+    let bytes = std::mem::ManuallyDrop::new(bytes);
+    // SAFETY: `T` is `Vec<u8>` (see `as_byte_vec`); the value is moved out
+    // of the `ManuallyDrop`, which never drops it.
+    Ok(unsafe { std::ptr::read((&*bytes as *const Vec<u8>).cast::<T>()) })
 }
 
 /// Appends one argument: raw if it is a primitive number or a tuple of them,
@@ -194,7 +270,7 @@ pub(crate) fn encode_arg<T: Serialize + ?Sized>(
 #[inline(always)]
 fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<(A, &[u8]), String> {
     match bytes.split_first() {
-        Some((&ARG, body)) => postcard::take_from_bytes::<A>(body).map_err(|e| e.to_string()),
+        Some((&ARG, body)) => decode_from::<A>(body).map_err(|e| e.to_string()),
         Some((&(raw::TUPLE | raw::SAME), _)) => raw::get_tuple::<A>(bytes)
             .ok_or_else(|| "a raw tuple that is not this argument's type".to_owned()),
         Some((&tag, body)) => match Prim::of_tag(tag) {
@@ -793,7 +869,7 @@ pub(crate) fn read_item<R: DeserializeOwned>(entries: &[u8]) -> (Result<R, Error
     // value and where it ends: what a guard carries out is copied through
     // memory, and a pipelined `apply_async` decodes an item a task.
     match tag {
-        OK => match guarded(|| postcard::take_from_bytes::<R>(body)) {
+        OK => match guarded(|| decode_from::<R>(body)) {
             Ok(Ok((value, rest))) => (Ok(value), rest),
             // A result that is not an R: the entry's end is unknown, so the
             // answer's later entries are lost with it.
@@ -1191,6 +1267,57 @@ mod tests {
             }
         }
         assert!(got.iter().any(Result::is_err), "no item panicked");
+    }
+
+    /// A `Vec<u8>` goes as one block, in the very bytes postcard writes for
+    /// it a byte at a time, so either side reads what the other wrote; as
+    /// an argument and as a result, of every length a varint's byte count
+    /// changes at.
+    #[test]
+    fn a_byte_vec_is_one_block_in_postcards_own_encoding() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut ours = Vec::new();
+            encode_into(&v, &mut ours).unwrap();
+            let theirs = postcard::to_allocvec(&v).unwrap();
+            assert_eq!(ours, theirs, "{len} bytes");
+            // Read back by the block path and by postcard's own, with
+            // something after it.
+            ours.push(0xAB);
+            let (back, rest) = decode_from::<Vec<u8>>(&ours).unwrap();
+            assert_eq!((back, rest), (v.clone(), &[0xAB][..]));
+            let (back, _) = postcard::take_from_bytes::<Vec<u8>>(&ours).unwrap();
+            assert_eq!(back, v);
+            // As an argument, and as a result among others.
+            let mut arg = Vec::new();
+            encode_arg(&v, &mut arg).unwrap();
+            assert_eq!(decode_arg::<Vec<u8>>(&arg).unwrap().0, v);
+            let mut answer = Vec::new();
+            answer_items(
+                &mut answer,
+                2,
+                |k| if k == 0 { v.clone() } else { vec![9] },
+                |_| {},
+            );
+            let (first, rest) = read_item::<Vec<u8>>(&answer);
+            assert_eq!(first.unwrap(), v);
+            assert_eq!(read_item::<Vec<u8>>(rest).0.unwrap(), [9]);
+        }
+        // Cut short: an error, never a read past the end.
+        let mut cut = Vec::new();
+        encode_into(&vec![5u8; 1000], &mut cut).unwrap();
+        cut.truncate(500);
+        assert!(decode_from::<Vec<u8>>(&cut).is_err());
+        // The block path is the one taken, for this type only.
+        assert!(is_byte_vec::<Vec<u8>>() && as_byte_vec(&vec![1u8]).is_some());
+        assert!(!is_byte_vec::<Vec<i8>>() && !is_byte_vec::<[u8]>() && !is_byte_vec::<&[u8]>());
+        assert_eq!(byte_vec_as::<Vec<u8>>(vec![3]), Ok(vec![3]));
+        assert!(byte_vec_as::<String>(vec![3]).is_err());
+        // Other types are not taken for one.
+        let mut words = Vec::new();
+        encode_into(&vec![1u16, 2, 3], &mut words).unwrap();
+        assert_eq!(words, postcard::to_allocvec(&vec![1u16, 2, 3]).unwrap());
+        assert_eq!(decode_from::<Vec<u16>>(&words).unwrap().0, [1, 2, 3]);
     }
 
     /// Answers of raw results are written into room made for all of them

@@ -65,10 +65,15 @@ pub(crate) fn serve_rank(
             if let Some(answerer) = answerer {
                 let _ = answerer.join();
             }
-            // Rank 0 answers with a stop.
+            // Rank 0 answers with a stop, and its `init` returns the problem
+            // to the program, which says what it will of it. This rank ends
+            // with a success: a rank that exits non-zero has `mpirun` kill
+            // the others, rank 0 with them before it could print the error
+            // its `init` returned (seen under load: the program's output
+            // empty, only `mpirun`'s note about this rank's exit code).
             let _ = receive_stop(&world);
             drop(universe);
-            return 1;
+            return 0;
         }
     };
     if let Some((ours, launcher)) = bound_at_launch() {

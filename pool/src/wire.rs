@@ -169,7 +169,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
 /// Appends `value`, postcard-encoded, to `out`. On error `out` may hold part
 /// of it: callers that go on truncate. A `Vec<u8>` goes as one block (see
-/// [`Block`]).
+/// `Block`).
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
     if let Some(bytes) = as_byte_vec(value) {
         return postcard::serialize_with_flavor(&Block(bytes), Append(out));
@@ -178,7 +178,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postc
 }
 
 /// Reads a `T`, postcard-encoded, from the start of `bytes`: it and the rest.
-/// A `Vec<u8>` is read as one block (see [`Block`]).
+/// A `Vec<u8>` is read as one block (see `Block`).
 #[inline(always)]
 pub fn decode_from<T: DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
     if is_byte_vec::<T>() {

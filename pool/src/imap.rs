@@ -47,6 +47,12 @@ pub struct IMap<'p, R, I> {
     /// the results of every chunk sent before it are taken (where Python's
     /// `imap` raises the input's exception).
     input_panic: Option<Box<dyn std::any::Any + Send>>,
+    /// Lists kept from one round to the next, empty between (a round that
+    /// made its own allocated a few blocks an item: `benches/NOTES.md`):
+    /// the tasks a feed makes, and the job's list of answers, swapped in
+    /// for the one a gather takes.
+    tasks: Vec<Task>,
+    spare_parts: smallvec::SmallVec<[crate::job::Part; 1]>,
 }
 
 impl<'p, R, I, A> IMap<'p, R, I>
@@ -67,10 +73,17 @@ where
     ) -> IMap<'p, R, I> {
         let chunksize = chunksize.max(1);
         let (target, job) = match target {
-            Ok(t) => (
-                t,
-                pool.inner.new_job(Job::new(true, None)).map(|(_, job)| job),
-            ),
+            Ok(t) => {
+                // Room for the answers that may come between two looks: as
+                // many as its chunks in flight, as far as the input says.
+                let mut job = Job::new(true, None);
+                let ahead = pool.processes().saturating_add(buffersize);
+                let told = input.size_hint().1.map_or(ahead, |n| n.div_ceil(chunksize));
+                job.gathered
+                    .parts
+                    .reserve(ahead.min(told).min(crate::handle::EARLY_SCAN));
+                (t, pool.inner.new_job(job).map(|(_, job)| job))
+            }
             Err(e) => (CLOSURE, Err(e)),
         };
         let (job, stop) = match job {
@@ -93,16 +106,30 @@ where
             stop,
             aborted: false,
             input_panic: None,
+            tasks: Vec::new(),
+            spare_parts: smallvec::SmallVec::new(),
         }
     }
 
     /// Reads and sends chunks while fewer than `ahead` items are out.
     fn feed(&mut self, job: u64) {
-        let mut tasks = Vec::new();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        // Room for the chunks this round may read, as far as the input says.
+        let wanted = (self.ahead.saturating_sub(self.fed - self.taken)).div_ceil(self.chunksize);
+        let told = self
+            .input
+            .size_hint()
+            .1
+            .map_or(wanted, |n| n.div_ceil(self.chunksize));
+        tasks.reserve(wanted.min(told));
         while !self.exhausted && self.fed - self.taken < self.ahead {
             let input = &mut self.input;
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                input.by_ref().take(self.chunksize).collect::<Vec<A>>()
+                // (Inline for a chunk of one, the default: no allocation an item.)
+                input
+                    .by_ref()
+                    .take(self.chunksize)
+                    .collect::<smallvec::SmallVec<[A; 1]>>()
             }));
             let items = match read {
                 Ok(items) => items,
@@ -120,8 +147,19 @@ where
             if items.is_empty() {
                 break;
             }
+            // Made at once, so that a message small enough to go in its
+            // record gives its buffer back for the next chunk to encode in.
             match encode_chunk(items.iter(), items.len(), self.fed) {
-                Ok((args, starts, n)) => tasks.push((self.fed, n as u32, args, starts)),
+                Ok((args, starts, n)) => {
+                    tasks.push(Task::new(
+                        job,
+                        self.fed,
+                        n as u32,
+                        self.target,
+                        args,
+                        starts,
+                    ));
+                }
                 Err(e) => {
                     self.stop = Some(e);
                     self.exhausted = true;
@@ -131,12 +169,10 @@ where
             self.fed += items.len();
         }
         let mut st = self.pool.inner.lock();
-        for (first, count, args, starts) in tasks {
-            self.pool.inner.queue(
-                &mut st,
-                Task::new(job, first, count, self.target, args, starts),
-            );
+        for task in tasks.drain(..) {
+            self.pool.inner.queue(&mut st, task);
         }
+        self.tasks = tasks;
         if self.exhausted {
             if let Some(j) = st.jobs.get_mut(&job) {
                 j.feeding = false;
@@ -157,11 +193,17 @@ where
             })
         };
         let (mut st, waited) = self.pool.inner.wait_until(st, deadline, &has_news);
-        let (gathered, aborted) = match st.jobs.get_mut(&job) {
-            Some(j) => (
-                std::mem::take(&mut j.gathered),
-                j.aborted.take().map(|e| *e),
-            ),
+        let (mut gathered, aborted) = match st.jobs.get_mut(&job) {
+            Some(j) => {
+                std::mem::swap(&mut j.gathered.parts, &mut self.spare_parts);
+                (
+                    Gathered {
+                        parts: std::mem::take(&mut self.spare_parts),
+                        failed: std::mem::take(&mut j.gathered.failed),
+                    },
+                    j.aborted.take().map(|e| *e),
+                )
+            }
             None => (Gathered::default(), Some(Error::Terminated)),
         };
         drop(st);
@@ -173,6 +215,9 @@ where
                 self.put(part.first + i, r);
             }
         }
+        // The list, emptied, is the next gather's to swap in.
+        gathered.parts.clear();
+        self.spare_parts = std::mem::take(&mut gathered.parts);
         for (i, e) in gathered.failed.into_vec() {
             self.put(i, Err(e));
         }

@@ -135,3 +135,29 @@ fn a_small_map_allocates_a_few_blocks() {
     drop(pool);
     assert!(zombie_children().is_empty());
 }
+
+/// An `imap` of ten items, in a loop: its list of answers and of tasks are
+/// made once with room for its chunks, its chunks of one item are read
+/// with no allocation, and its table of results ready makes one node;
+/// before, about thirty blocks a call (a list an item read, lists grown a
+/// chunk at a time, a buffer an item encoded: `benches/NOTES.md`).
+#[test]
+fn a_small_imap_allocates_a_few_blocks() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "small imaps");
+    let pool = Pool::new(2).unwrap();
+    const CALLS: u64 = 200;
+    let mut got = Vec::with_capacity(10);
+    let mut imap = || {
+        for _ in 0..CALLS {
+            got.clear();
+            got.extend(pool.imap(square, 0..10u64).map(Result::unwrap));
+            assert_eq!(got, (0..10).map(square).collect::<Vec<_>>());
+        }
+    };
+    imap();
+    // Counted on this thread only (its waits file answers too).
+    let made = allocations_in(&mut imap);
+    assert!(made <= 6 * CALLS, "{made} allocations for {CALLS} imaps");
+    drop(pool);
+    assert!(zombie_children().is_empty());
+}

@@ -1,7 +1,8 @@
 //! Times the pool's map of 1 M trivial u64 items a few times (for perf).
 //!
 //! Run: `cargo run --release -p multiproc-bench --example pool_map_quick`
-//! (`PMAP=1`: a `pmap` of the same items before each map; `FORK=1`: a
+//! (`PMAP=1`: a `pmap` of the same items before each map, `PMAP=pause`:
+//! `pmap`s alone after pauses, as the report times them; `FORK=1`: a
 //! trivial fork before each map, and the map's page faults; `SPLIT=1`: the
 //! submitting and the taking halves apart; `CHUNKS=a,b,...`: maps with each
 //! chunk size in turn, 0 for Python's, medians of 30 each; `AS_REPORT=`:
@@ -23,6 +24,19 @@ fn main() {
     // NO_RAYON=1: the map alone (rayon's own allocations change what malloc
     // keeps between maps).
     let rayon = std::env::var_os("NO_RAYON").is_none();
+    if std::env::var("PMAP").is_ok_and(|v| v == "pause") {
+        // PMAP=pause: pmap alone, each after a 100 ms pause (the report's
+        // rounds of it), nine times; the median.
+        let mut t: Vec<f64> = (0..9)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                multiproc_bench::pool::pmap_trivial(n)
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        println!("pmap after a pause: median {:.2} ns/item", t[t.len() / 2]);
+        return;
+    }
     if std::env::var_os("PMAP").is_some() {
         // pmap over the same items (its forks included), beside the pool's map.
         let items: Vec<u64> = (0..n).collect();

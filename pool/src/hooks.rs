@@ -24,6 +24,8 @@ pub fn fuzz_messages(data: &[u8]) {
         read_all::<[u8; 20]>(entries, count);
         read_all::<(bool, u16)>(entries, count);
         read_all::<Vec<u64>>(entries, count);
+        // Bytes, read as one block.
+        read_all::<Vec<u8>>(entries, count);
     }
     read_all::<Vec<u8>>(data, COUNT);
     if let Some((task, args)) = wire::read_task(data) {
@@ -35,6 +37,9 @@ pub fn fuzz_messages(data: &[u8]) {
         out.clear();
         wire::run_items(&|s: String| s.len() as u64, args, count, &mut out, &at);
         read_all::<u64>(&out, count);
+        out.clear();
+        wire::run_items(&|v: Vec<u8>| v, args, count, &mut out, &at);
+        read_all::<Vec<u8>>(&out, count);
         out.clear();
         wire::run_items(
             &|(a, b): (i32, f64)| f64::from(a) + b,

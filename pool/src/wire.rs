@@ -698,10 +698,11 @@ pub(crate) fn answer_items<R: Serialize>(
 }
 
 /// Makes room in `out` for `left` more entries as long as the first, `len`
-/// bytes, when that one is raw (results of one type then all take as much),
-/// at most [`ROOM_FOR_REST`] bytes: a buffer grown by doubling copies what it
-/// holds at each step (a `pmap` worker's first answer of 125 000 numbers
-/// went through ten reallocations, 4 KiB to 2 MiB).
+/// bytes, when that one is short (as raw entries are, and raw results of
+/// one type all take as much; for others it is a guess), at most
+/// [`ROOM_FOR_REST`] bytes: a buffer grown by doubling copies what it holds
+/// at each step (a `pmap` worker's first answer of 125 000 numbers went
+/// through ten reallocations, 4 KiB to 2 MiB).
 fn room_for_the_rest(out: &mut Vec<u8>, len: usize, left: usize) {
     if len <= raw::ROOM_PAST {
         out.reserve_exact(

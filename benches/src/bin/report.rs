@@ -1076,13 +1076,17 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     let (futex, pp_sleep) = (median(&t[0]), median(&t[1]));
     // Both with the waiting a program gets by default: ours spins a little,
     // then sleeps on the futex; crossbeam-channel's recv spins, then parks.
-    let t = interleaved(
-        cfg.r(9),
-        &mut [&mut || ours_ping_pong_default(cfg.n(20_000)), &mut || {
-            crossbeam_channel_ping_pong(cfg.n(20_000), false)
-        }],
-    );
-    let (pp_default, cb_default) = (median(&t[0]), median(&t[1]));
+    // (Ours and crossbeam-channel's in alternated rounds: medians.)
+    let default_waiting = |rounds: u32, n: u64| {
+        let t = interleaved(
+            rounds,
+            &mut [&mut || ours_ping_pong_default(n), &mut || {
+                crossbeam_channel_ping_pong(n, false)
+            }],
+        );
+        (median(&t[0]), median(&t[1]))
+    };
+    let (pp_default, cb_default) = default_waiting(cfg.r(9), cfg.n(20_000));
     rows.push(Row {
         what: "ping-pong, default waiting (ns/RT)",
         ours: pp_default,
@@ -1094,16 +1098,10 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     // The same beside a process that keeps one CPU busy: a yield hands it a
     // time slice, unless the waiter sees that it did (see the queue's
     // `Waiter`).
-    let t = {
+    let (pp_busy, cb_busy) = {
         let _busy = BusyProcess::start();
-        interleaved(
-            cfg.r(5),
-            &mut [&mut || ours_ping_pong_default(cfg.n(5_000)), &mut || {
-                crossbeam_channel_ping_pong(cfg.n(5_000), false)
-            }],
-        )
+        default_waiting(cfg.r(5), cfg.n(5_000))
     };
-    let (pp_busy, cb_busy) = (median(&t[0]), median(&t[1]));
     rows.push(Row {
         what: "ping-pong, default waiting, a busy process beside (ns/RT)",
         ours: pp_busy,

@@ -1996,8 +1996,9 @@ fn allowed(pid: u32, cpu: usize) -> (i32, bool) {
 /// scheduler was seen to leave them): a short `imap`'s items go to one of
 /// the two, not to both, which could only take turns on that CPU (an
 /// `imap` of ten trivial items took 16-20 µs spread over both, 5.5-7 on
-/// one; `benches/NOTES.md`). Most such `imap`s run on one worker (without
-/// the preference, 1 in 20 000 did), and every result is right.
+/// one; `benches/NOTES.md`). Such `imap`s run on one worker (most of them
+/// alone, at least one in twenty beside other tests; without the
+/// preference, 1 in 20 000 did), and every result is right.
 #[test]
 fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
     let _dog = Watchdog::arm(LIMIT, "imap on a shared cpu");
@@ -2036,8 +2037,11 @@ fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
         eprintln!("{one} of {rounds} imaps of ten items ran on one worker (not judged here)");
         return;
     }
+    // At least one in twenty: alone it reads about three in four, but beside
+    // other tests on two CPUs a CI run read 60 of 400 (and passed its retry).
+    // Without the preference, about one in 20 000.
     assert!(
-        one * 4 >= rounds,
+        one * 20 >= rounds,
         "{one} of {rounds} imaps of ten items ran on one worker"
     );
 }

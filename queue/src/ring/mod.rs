@@ -751,6 +751,7 @@ impl Ring {
     /// Spins (see `spin_on_slot`) while the slot of the next message is empty.
     #[inline(always)]
     pub(crate) fn spin_for_message(&self, spins: &mut u32) {
+        hints::note_get_waited();
         let pos = self.ctl().head.0.load(Ordering::Relaxed);
         self.spin_on_slot(pos, free_for(pos), spins);
     }
@@ -829,7 +830,7 @@ impl Ring {
         unsafe { data.cast::<T>().write_unaligned(*item) };
         // SYNC: publishes the message (pairs with the Acquire load of seq in pop).
         seq.store(holding(pos), Ordering::Release);
-        self.claim_next_line(pos);
+        self.claim_next_line_unless_replying(pos);
         self.wake_consumers(1);
         true
     }
@@ -896,7 +897,7 @@ impl Ring {
         seq.store(holding(pos), Ordering::Release);
         // Not where every slot has a line or more to itself (see claim_next_line).
         if self.next_line != 1 {
-            self.claim_next_line(pos);
+            self.claim_next_line_unless_replying(pos);
         }
         self.wake_consumers(1);
         true

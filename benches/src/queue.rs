@@ -372,8 +372,22 @@ pub fn ours_ping_pong_default(n: u64) -> f64 {
 }
 
 fn ours_ping_pong_with(n: u64, spin_limit: Option<u32>) -> f64 {
-    let mut ping = Queue::<u64>::new(1).expect("queue");
-    let mut pong = Queue::<u64>::new(1).expect("queue");
+    queues_ping_pong(n, spin_limit, 1, |i| i)
+}
+
+/// Nanoseconds per round trip between two processes through two queues of
+/// `capacity` slots each, messages made by `make`; `spin_limit` as in
+/// [`ours_ping_pong`] (`None`: the queues' default waiting). A ring of
+/// several lines of slots is what a program that sizes its queues for a
+/// stream gets (see `benches/NOTES.md` on what the ring's size costs).
+pub fn queues_ping_pong<T: multiproc_shm::ShmSafe + Copy + Send + 'static>(
+    n: u64,
+    spin_limit: Option<u32>,
+    capacity: usize,
+    make: fn(u64) -> T,
+) -> f64 {
+    let mut ping = Queue::<T>::new(capacity).expect("queue");
+    let mut pong = Queue::<T>::new(capacity).expect("queue");
     if let Some(spins) = spin_limit {
         ping.set_spin_limit(spins);
         pong.set_spin_limit(spins);
@@ -386,7 +400,7 @@ fn ours_ping_pong_with(n: u64, spin_limit: Option<u32>) -> f64 {
     });
     let t = Instant::now();
     for i in 0..n {
-        ping.put(i).expect("put");
+        ping.put(make(i)).expect("put");
         std::hint::black_box(pong.get().expect("get"));
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;

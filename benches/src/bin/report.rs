@@ -23,9 +23,9 @@ use multiproc_bench::queue::{
     crossbeam_channel_ping_pong, futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream,
     ours_1p1c, ours_mpmc, ours_ping_pong, ours_ping_pong_default, ours_pipe, ours_pipe_large,
     ours_pipe_round_trip, ours_pipe_round_trip_spinning, ours_spsc, pipe_round_trip, pipe_stream,
-    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns, rtrb_spsc,
-    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
-    unix_stream_large,
+    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns,
+    queues_ping_pong, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
+    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
 };
 use multiproc_bench::{
     hammer, interleaved, lock_handoff, ns_per_iter, python_process_start_join_us,
@@ -1007,9 +1007,11 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             &mut || two_flags_ping_pong(cfg.n(50_000), false),
             &mut || two_flags_ping_pong(cfg.n(50_000), true),
             &mut || crossbeam_channel_ping_pong(cfg.n(50_000), true),
+            &mut || queues_ping_pong(cfg.n(50_000), Some(u32::MAX), 64, |i| i),
         ],
     );
     let (pp_spin, pipe_spin, line) = (median(&t[0]), median(&t[1]), median(&t[2]));
+    let pp_spin_64 = median(&t[9]);
     let (aq_pp, line_threads) = (median(&t[3]), median(&t[4]));
     let (handoff, flags, flags_one_line) = (median(&t[5]), median(&t[6]), median(&t[7]));
     let cb_spin = median(&t[8]);
@@ -1036,6 +1038,18 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         peer_name: "two flags, one line each way",
         peer: flags,
         target: "(a bare two-line round trip)",
+        ok: true,
+    });
+    // Queues sized for a stream: their producers ask for the next line of
+    // slots ahead, except in a put that follows a get that waited (a reply),
+    // where the ask took the line the consumer watched (1.2-1.35× these
+    // one-slot queues before; `benches/NOTES.md`).
+    rows.push(Row {
+        what: "same, two Queue<u64> of 64 slots",
+        ours: pp_spin_64,
+        peer_name: "two Queue<u64> of one slot",
+        peer: pp_spin,
+        target: "(what a ring's size costs)",
         ok: true,
     });
     rows.push(Row {

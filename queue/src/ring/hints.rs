@@ -7,8 +7,9 @@ use super::Ring;
 impl Ring {
     /// Asks for the cache line of the next slot that does not share `pos`'s
     /// line, for writing. A producer asks once `pos` is published (unless it
-    /// is replying: see [`claim_next_line_unless_replying`](Ring::claim_next_line_unless_replying)): the
-    /// consumers freed that line a lap ago and hold it, and without the hint
+    /// is replying: see
+    /// [`claim_next_line_unless_replying`](Ring::claim_next_line_unless_replying)):
+    /// the consumers freed that line a lap ago and hold it, and without the hint
     /// the producer's next claim (a locked instruction, which waits for every
     /// earlier store) would wait for it to cross (a third faster, one line
     /// ahead; more lines did worse).
@@ -51,7 +52,7 @@ impl Ring {
     /// two queues of 16 or more slots of 8 bytes cost 1.2-1.35× what it did
     /// through queues of fewer than four lines, where nothing asks, and
     /// through queues of four or more 56-byte slots 1.6-2.0×; without the ask
-    /// 1.0-1.1× and 1.0-1.5× (`benches/NOTES.md`). A producer that streams
+    /// 1.0-1.2× and 1.0-1.5× (`benches/NOTES.md`). A producer that streams
     /// never waits in a get, and asks as before.
     #[inline(always)]
     pub(super) fn claim_next_line_unless_replying(&self, pos: u64) {

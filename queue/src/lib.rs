@@ -47,7 +47,7 @@
 //! (`prefetchw` on x86-64), so that its next claim does not wait for that line
 //! to come back from the consumers that freed it; a batch put asks for all the
 //! lines it will fill (see `Ring::claim_next_line` in `ring`). A put made
-//! after its thread's last get waited for its message (a reply, or the next
+//! after its thread's last get spun waiting for its message (a reply, or the next
 //! request of a thread that waits for each answer) does not ask: its consumer
 //! likely waits too, and watches that next line once it has this one's
 //! messages (`Ring::claim_next_line_unless_replying`).

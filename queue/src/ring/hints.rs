@@ -42,8 +42,9 @@ impl Ring {
     }
 
     /// A producer's [`claim_next_line`](Ring::claim_next_line) after its put of
-    /// one message published `pos`, unless this thread's last get waited for
-    /// its message (see [`note_get_waited`]): such a put is most likely a
+    /// one message published `pos`, unless this thread's last get spun
+    /// waiting for its message (see [`note_get_waited`]; a get that sleeps at
+    /// once, with a spin limit of 0, leaves no mark): such a put is most likely a
     /// reply, or the next request of a thread that waits for each answer, and
     /// its consumer is as likely waiting for it. The next line is then the
     /// one that consumer watches once it has taken this line's messages: the
@@ -87,15 +88,15 @@ impl Ring {
 }
 
 std::thread_local! {
-    /// Whether this thread's last get on any queue waited for its message
+    /// Whether this thread's last get on any queue spun waiting for its message
     /// since its last put of one message (see
     /// [`Ring::claim_next_line_unless_replying`]): a hint, read and cleared
     /// by that put.
     static GET_WAITED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Notes that a get of this thread is waiting for its message (it spins for
-/// it): see [`Ring::claim_next_line_unless_replying`].
+/// Notes that a get of this thread is spinning, waiting for its message:
+/// see [`Ring::claim_next_line_unless_replying`].
 #[inline(always)]
 pub(super) fn note_get_waited() {
     GET_WAITED.set(true);
@@ -118,7 +119,7 @@ pub(super) fn next_line_step(capacity: u64, slot_size: usize) -> u64 {
 mod tests {
     use super::{next_line_step, GET_WAITED};
 
-    /// A get that waits for its message marks the thread; the next put into
+    /// A get that spins waiting for its message marks the thread; the next put into
     /// a ring where producers ask for lines reads and clears the mark (and
     /// does not ask), one into a ring where none ask leaves it; a put with
     /// no wait before it finds no mark (and asks, as a streaming producer).

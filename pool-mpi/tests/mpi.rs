@@ -260,10 +260,14 @@ fn threads_that_wait_side_by_side_each_get_their_own_results() {
 #[test]
 fn a_callback_that_drops_its_pool_while_its_caller_waits_ends_it() {
     // The callback runs on whichever thread receives the answer; the case
-    // this test is for is the waiting caller's, so at least one of three
-    // runs must have hit it (the scenario prints where it ran).
+    // this test is for is the waiting caller's, so one of up to ten runs
+    // must hit it (the scenario prints where it ran). Alone it hits in the
+    // first run as a rule; a CI run beside other tests missed in three.
     let mut on_caller = 0;
-    for _ in 0..3 {
+    for _ in 0..10 {
+        if on_caller > 0 {
+            break;
+        }
         let ran = scenario(2, "callback-drop-waited");
         assert!(
             ran.ok && ran.stdout.contains("ok callback-drop-waited"),

@@ -360,7 +360,7 @@ fn ensure_fork_handler() {
 
 /// The `ends` word's loads, for the handle: one place that names the ordering.
 /// Inline: every put's fast path reads it (`RawQueue::fast_put_allowed`), and
-/// a program's puts, inlined into its own crate, called it out of line.
+/// a `Pipe`'s send, inlined into the program's crate, called it out of line.
 #[inline]
 pub(crate) fn load(ctl: &Control) -> u64 {
     // SYNC: Acquire pairs with `add_to_count`'s AcqRel and `close`'s Release.

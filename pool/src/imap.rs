@@ -79,9 +79,7 @@ where
                 let mut job = Job::new(true, None);
                 let ahead = pool.processes().saturating_add(buffersize);
                 let told = input.size_hint().1.map_or(ahead, |n| n.div_ceil(chunksize));
-                job.gathered
-                    .parts
-                    .reserve(ahead.min(told).min(crate::handle::EARLY_SCAN));
+                job.expect_parts(ahead.min(told));
                 (t, pool.inner.new_job(job).map(|(_, job)| job))
             }
             Err(e) => (CLOSURE, Err(e)),
@@ -194,16 +192,16 @@ where
         };
         let (mut st, waited) = self.pool.inner.wait_until(st, deadline, &has_news);
         let (mut gathered, aborted) = match st.jobs.get_mut(&job) {
-            Some(j) => {
-                std::mem::swap(&mut j.gathered.parts, &mut self.spare_parts);
-                (
-                    Gathered {
-                        parts: std::mem::take(&mut self.spare_parts),
-                        failed: std::mem::take(&mut j.gathered.failed),
-                    },
-                    j.aborted.take().map(|e| *e),
-                )
-            }
+            Some(j) => (
+                Gathered {
+                    parts: std::mem::replace(
+                        &mut j.gathered.parts,
+                        std::mem::take(&mut self.spare_parts),
+                    ),
+                    failed: std::mem::take(&mut j.gathered.failed),
+                },
+                j.aborted.take().map(|e| *e),
+            ),
             None => (Gathered::default(), Some(Error::Terminated)),
         };
         drop(st);

@@ -151,6 +151,16 @@ impl Job {
         }
     }
 
+    /// Makes room in its list of answers for `parts` of them, at most as
+    /// many as a map's `get` lets gather before it takes them
+    /// ([`EARLY_SCAN`](crate::handle::EARLY_SCAN)): a list grown an answer at
+    /// a time made a small map reallocate three times.
+    pub(crate) fn expect_parts(&mut self, parts: usize) {
+        self.gathered
+            .parts
+            .reserve(parts.min(crate::handle::EARLY_SCAN));
+    }
+
     /// Its handle is dropped: whether the job stays in the table, detached,
     /// because it has callbacks still to run (they run as they would have,
     /// and the job is forgotten once they have); if not, the caller forgets

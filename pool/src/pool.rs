@@ -923,12 +923,7 @@ impl Pool {
         // while the rest is encoded; the job counts as fed once all are in.
         let job = {
             let mut job = Job::new(true, finisher);
-            // Room for its answers as they come, up to as many as its `get`
-            // lets gather before it takes them (a list grown an answer at a
-            // time made a small map reallocate three times).
-            job.gathered
-                .parts
-                .reserve(len.div_ceil(chunk).min(crate::handle::EARLY_SCAN));
+            job.expect_parts(len.div_ceil(chunk));
             // A map answers its lowest failing item's error; each item's own
             // outcome is wanted only with `Outcomes::Each`.
             let job = if outcomes == Outcomes::Each {

@@ -2398,3 +2398,49 @@ fn a_pool_called_by_200_threads_at_once_answers_every_call() {
         });
     }
 }
+
+/// Where `pidfd_open` is refused (a kernel before 5.3, valgrind 3.19, a
+/// seccomp profile), `Pool::new` answers the process crate's `Unsupported`,
+/// whose message names the call and what it needs, and leaves no process
+/// behind; `pmap`, which forks its own workers, answers the same. The
+/// refusal is a real one: a seccomp filter in a forked child.
+#[test]
+fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
+    let _dog = Watchdog::arm(LIMIT, "pool with pidfd_open refused");
+    let child = multiproc_testkit::fork(|| {
+        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        let says_so = |e: &Error| {
+            matches!(
+                e,
+                Error::Proc(multiproc_proc::Error::Unsupported {
+                    op: "pidfd_open",
+                    ..
+                })
+            ) && e.to_string().contains("Linux 5.3")
+        };
+        match Pool::new(2) {
+            Err(e) if says_so(&e) => {}
+            Err(e) => {
+                eprintln!("Pool::new: {e:?}");
+                return 10;
+            }
+            Ok(_) => return 11,
+        }
+        match pmap(&[1u64, 2, 3], |x| x + 1) {
+            Err(e) if says_so(&e) => {}
+            Err(e) => {
+                eprintln!("pmap: {e:?}");
+                return 12;
+            }
+            Ok(_) => return 13,
+        }
+        // Every process it forked is gone and reaped.
+        // SAFETY: waitpid with a null status pointer and WNOHANG.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD) {
+            return 14;
+        }
+        0
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+}

@@ -95,6 +95,28 @@ pub enum Error {
         /// Who took the status.
         why: Discarded,
     },
+    /// A system call this crate cannot do without is refused here: above
+    /// all `pidfd_open` (Linux 5.3), through which every [`Process`], fork
+    /// server and pool watches and signals its children without racing a
+    /// reused pid. The kernel is older than that, or the program runs under
+    /// a tool or sandbox that does not pass the call on: valgrind 3.19
+    /// (Debian 12's) answers `ENOSYS`, and some seccomp profiles `ENOSYS` or
+    /// `EPERM`. Python's `multiprocessing` does without pidfds; this crate
+    /// does not, so it says which call, and why, rather than an `Io` error.
+    ///
+    /// [`Process`]: crate::Process
+    #[error(
+        "{op} is not available here ({source}); this crate needs it to watch and signal \
+         its child processes: Linux 5.3 or later, and no tool or sandbox that refuses the \
+         call (valgrind 3.19 refuses it, as do some seccomp filters)"
+    )]
+    Unsupported {
+        /// The call refused (`"pidfd_open"`).
+        op: &'static str,
+        /// The OS error (`ENOSYS`, or `EPERM` from a filter).
+        #[source]
+        source: io::Error,
+    },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
     Io {
@@ -148,8 +170,23 @@ pub enum Gone {
 }
 
 impl Error {
+    /// An OS error of `op`: [`Error::Unsupported`] when the call is refused
+    /// as missing (`ENOSYS`; for `pidfd_open`, which has no other cause for
+    /// them, `EPERM` and `EACCES` too: a seccomp filter's), else
+    /// [`Error::Io`].
     pub(crate) fn io(op: &'static str) -> impl FnOnce(io::Error) -> Error {
-        move |source| Error::Io { op, source }
+        move |source| {
+            let missing = match source.raw_os_error() {
+                Some(libc::ENOSYS) => true,
+                Some(libc::EPERM | libc::EACCES) => op == "pidfd_open",
+                _ => false,
+            };
+            if missing {
+                Error::Unsupported { op, source }
+            } else {
+                Error::Io { op, source }
+            }
+        }
     }
 }
 

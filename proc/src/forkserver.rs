@@ -154,7 +154,8 @@ impl ForkServerBuilder {
     /// # Errors
     /// [`Error::NotSingleThreaded`] if this process already has other threads
     /// (unless [`allow_threads`](ForkServerBuilder::allow_threads));
-    /// [`Error::Io`] if the socket or `fork` fails.
+    /// [`Error::Io`] if the socket or `fork` fails; [`Error::Unsupported`]
+    /// where `pidfd_open` is refused.
     ///
     /// # Examples
     /// ```
@@ -185,7 +186,16 @@ impl ForkServerBuilder {
         }
         drop(server);
         let pid = pid as u32;
-        let pidfd = sys::pidfd_open(pid as libc::pid_t).map_err(Error::io("pidfd_open"))?;
+        let pidfd = match sys::pidfd_open(pid as libc::pid_t) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Without a pidfd the server cannot be watched: ended and
+                // reaped now, not left to exit on its own as a zombie.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::waitpid(pid, false);
+                return Err(Error::io("pidfd_open")(e));
+            }
+        };
         Ok(ForkServer {
             conn: Mutex::new(Conn {
                 sock: client,
@@ -386,7 +396,12 @@ impl Conn {
         };
         let failed = |op| {
             let source = std::io::Error::from_raw_os_error(int(2).unwrap_or(0));
-            Ok(Msg::Failed(Error::SpawnFailed { op, source }))
+            Ok(Msg::Failed(match Error::io(op)(source) {
+                // The server's call is refused as missing: said as such.
+                e @ Error::Unsupported { .. } => e,
+                Error::Io { op, source } => Error::SpawnFailed { op, source },
+                e => e,
+            }))
         };
         match (msg.first(), int(1), int(5), fd) {
             (None, ..) => Err(Error::ServerGone { why: Gone::Closed }),

@@ -13,6 +13,13 @@
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | start method `forkserver` | [`ForkServer`] |
 //!
+//! # What it needs
+//! Linux 5.3 or later: every child (and a fork server's) is watched and
+//! signalled through its pidfd, so that a reused pid is never mistaken for
+//! it. Where `pidfd_open` is refused — an older kernel, a tool that does
+//! not pass it on (valgrind 3.19), a seccomp profile — starting one answers
+//! [`Error::Unsupported`], which names the call.
+//!
 //! # Blocking, timeouts, not waiting
 //! As in the other crates of the workspace, a blocking call `op()` waits as
 //! long as it takes and `op_timeout(d)` waits at most `d`, answering

@@ -203,7 +203,9 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
-    /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails.
+    /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails,
+    /// [`Error::Unsupported`] where `pidfd_open` is refused (an old kernel, a
+    /// tool or sandbox that does not pass it on).
     ///
     /// # Examples
     /// ```

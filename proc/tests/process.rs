@@ -578,3 +578,61 @@ fn a_sigchld_handler_that_reaps_any_child_loses_no_start() {
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
     assert!(zombie_children().is_empty());
 }
+
+/// No child of this process is left, dead or alive: `waitpid(-1)` finds none.
+fn no_child_left() -> bool {
+    // SAFETY: waitpid with a null status pointer and WNOHANG.
+    let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+}
+
+/// Where `pidfd_open` is refused (a kernel before 5.3, valgrind 3.19, a
+/// seccomp profile), starting a `Process` or a fork server answers
+/// `Unsupported`, naming the call and what it needs, and leaves no process
+/// behind (each child it forked is killed and reaped; a fork server was
+/// left to exit unreaped). The refusal is a real one: a seccomp filter in a
+/// forked child, answering `ENOSYS` (a missing call) or `EPERM` (a filter's).
+#[test]
+fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
+    let _dog = Watchdog::arm(LIMIT, "refused pidfd_open");
+    for errno in [libc::ENOSYS, libc::EPERM] {
+        let child = multiproc_testkit::fork(move || {
+            multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, errno);
+            let says_so = |e: &Error| {
+                let text = e.to_string();
+                matches!(e, Error::Unsupported { op: "pidfd_open", source }
+                    if source.raw_os_error() == Some(errno))
+                    && text.contains("pidfd_open is not available here")
+                    && text.contains("Linux 5.3")
+            };
+            match Process::new(|| ()).start() {
+                Err(e) if says_so(&e) => {}
+                Err(e) => {
+                    eprintln!("Process::start: {e:?}");
+                    return 10;
+                }
+                Ok(()) => return 11,
+            }
+            if !no_child_left() {
+                return 12;
+            }
+            match multiproc_proc::ForkServer::builder().start() {
+                Err(e) if says_so(&e) => {}
+                Err(e) => {
+                    eprintln!("ForkServer::start: {e:?}");
+                    return 13;
+                }
+                Ok(_) => return 14,
+            }
+            if !no_child_left() {
+                return 15;
+            }
+            0
+        });
+        assert_eq!(
+            child.wait(LIMIT),
+            multiproc_testkit::ChildExit::Exited(0),
+            "pidfd_open refused with errno {errno}"
+        );
+    }
+}

@@ -376,3 +376,72 @@ pub fn set_cpus(pid: u32, cpus: &libc::cpu_set_t) {
     // SAFETY: a set of its own size, read by the call.
     unsafe { libc::sched_setaffinity(pid as i32, std::mem::size_of_val(cpus), cpus) };
 }
+
+/// Makes every later call of system call `nr` by this process, and by the
+/// processes it forks, fail with `errno`, through a seccomp filter: a real
+/// kernel refusal, as an older kernel or a sandbox gives. Call it in a
+/// forked test child only: a filter cannot be removed.
+///
+/// # Panics
+/// If the filter cannot be installed, or on an architecture it does not
+/// know (x86-64 and aarch64 only).
+pub fn refuse_syscall(nr: libc::c_long, errno: i32) {
+    // The `AUDIT_ARCH_*` of this build: a call of another architecture's
+    // numbering (a 32-bit call on x86-64) goes through untouched.
+    let arch: u32 = if cfg!(target_arch = "x86_64") {
+        0xC000_003E
+    } else if cfg!(target_arch = "aarch64") {
+        0xC000_00B7
+    } else {
+        panic!("refuse_syscall knows x86-64 and aarch64 only")
+    };
+    // `struct seccomp_data`: the call's number at offset 0, its
+    // architecture at 4.
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump_eq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = |offset: u32| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let ret = |k: u32| stmt(libc::BPF_RET | libc::BPF_K, k);
+    let mut filter = [
+        load(4),
+        jump_eq(arch, 1, 0),
+        ret(libc::SECCOMP_RET_ALLOW),
+        load(0),
+        jump_eq(nr as u32, 0, 1),
+        ret(libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: prctl with integer arguments; then a filter program that
+    // outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            0,
+            "PR_SET_NO_NEW_PRIVS: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ),
+            0,
+            "installing a seccomp filter: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

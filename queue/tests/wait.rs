@@ -86,3 +86,52 @@ fn an_end_whose_peer_is_gone_is_ready() {
     assert_eq!(wait(&[&idle, &a]).unwrap(), [1]);
     assert!(matches!(a.recv_bytes(), Err(Error::Disconnected)));
 }
+
+/// On a kernel without `futex_waitv` (before 5.16: Debian 11's, RHEL 9's,
+/// Ubuntu 22.04's first), `wait` naps a millisecond at a time instead of
+/// sleeping on every queue at once: it still returns when a queue gets a
+/// message from another process, when a process ends among queues (its
+/// helper thread's path), and after its timeout when nothing comes. The
+/// kernel's refusal is a real one: a seccomp filter in a forked child.
+#[test]
+fn wait_works_on_a_kernel_without_futex_waitv() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "wait without futex_waitv");
+    let child = fork(|| {
+        multiproc_testkit::refuse_syscall(libc::SYS_futex_waitv, libc::ENOSYS);
+        multiproc_sync::set_owner_check_interval(Duration::from_secs(60));
+        let (a, _b) = pipe(true).unwrap();
+        let q = ByteQueue::new(4, 16).unwrap();
+
+        // Nothing comes: the timeout ends it, with nothing ready.
+        let t = Instant::now();
+        if !wait_timeout(&[&a, &q], Duration::from_millis(50))
+            .unwrap()
+            .is_empty()
+            || t.elapsed() < Duration::from_millis(50)
+        {
+            return 10;
+        }
+
+        // A message from another process.
+        let putter = fork(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            q.put_bytes(b"q").unwrap();
+            0
+        });
+        if wait(&[&a, &q]).unwrap() != [1] || q.get_bytes().unwrap() != b"q" {
+            return 11;
+        }
+        putter.wait_ok(LIMIT);
+
+        // A process that ends, among the queues.
+        let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(50)));
+        p.start().unwrap();
+        let sentinel = p.sentinel().unwrap();
+        if wait(&[&a, &q, &sentinel]).unwrap() != [2] {
+            return 12;
+        }
+        p.join().unwrap();
+        0
+    });
+    child.wait_ok(LIMIT);
+}

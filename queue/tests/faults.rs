@@ -310,6 +310,10 @@ fn consumer_kills<Q: Ops>(mut seed: u64) {
 fn a_producer_dead_between_claim_and_publish_is_skipped() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "claim then die (put)");
     set_owner_check_interval(Duration::from_millis(5));
+    dead_producers_claim_is_skipped();
+}
+
+fn dead_producers_claim_is_skipped() {
     let q = Queue::<u64>::new(4).unwrap();
     q.put(1).unwrap();
     die_after(|| q.hook_claim_put_and_stop());
@@ -368,6 +372,10 @@ fn short_waits_still_skip_a_dead_producers_claim() {
 fn a_consumer_dead_between_claim_and_free_is_skipped() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "claim then die (get)");
     set_owner_check_interval(Duration::from_millis(5));
+    dead_consumers_claim_is_freed();
+}
+
+fn dead_consumers_claim_is_freed() {
     let q = Queue::<u64>::new(2).unwrap();
     q.put_many(&[1, 2]).unwrap();
     die_after(|| q.hook_claim_get_and_stop());
@@ -380,6 +388,37 @@ fn a_consumer_dead_between_claim_and_free_is_skipped() {
     assert_eq!(q.lost(), 1, "message 1 died with its consumer");
     assert_eq!(q.get().unwrap(), 3);
     assert_eq!(q.get().unwrap(), 4);
+}
+
+/// The dead claimers above, and producers and consumers killed at random
+/// points, where `pidfd_open` is refused: every participant and claim record
+/// then holds a start time, not a pidfs inode number, as on every kernel
+/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14), and a
+/// dead peer is found all the same. The refusal is a real one: a seccomp
+/// filter in a forked child, which runs the trials (and whose own children
+/// inherit it).
+#[test]
+fn dead_peers_are_found_where_tokens_are_start_times() {
+    use multiproc_shm::identity::{task_token, Task, TOKEN_PIDFS};
+    let _dog = Watchdog::arm(Duration::from_secs(300), "dead peers, start-time tokens");
+    let child = fork(|| {
+        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        set_owner_check_interval(Duration::from_millis(5));
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        let token = task_token(tid, Task::Thread).expect("this thread's token");
+        assert_eq!(
+            token & TOKEN_PIDFS,
+            0,
+            "a start-time token, not a pidfs one"
+        );
+        dead_producers_claim_is_skipped();
+        dead_consumers_claim_is_freed();
+        producer_kills::<Queue<u64>>(0x1357_9bdf_2468_ace0);
+        consumer_kills::<Bytes>(0x4b5a_6978_0f1e_2d3c);
+        0
+    });
+    assert_eq!(child.wait(Duration::from_secs(280)), ChildExit::Exited(0));
 }
 
 /// A put that does not wait (a zero timeout) still frees the slot of a consumer

@@ -29,6 +29,33 @@ fn leave_behind(name: &str, persistent: bool) -> u32 {
 #[test]
 fn segments_of_a_killed_creator_are_found_and_removed() {
     let _dog = Watchdog::arm(LIMIT, "stale");
+    stale_found_and_removed();
+}
+
+/// The same where `pidfd_open` is refused: every creator is then recorded
+/// with its start time, not a pidfs inode number, as on every kernel before
+/// 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14). The refusal is
+/// a real one: a seccomp filter in a forked child, which runs the test (and
+/// whose own children inherit it).
+#[test]
+fn segments_of_a_killed_creator_are_found_where_tokens_are_start_times() {
+    let _dog = Watchdog::arm(LIMIT, "stale, start-time tokens");
+    let child = fork(|| {
+        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        let me = multiproc_shm::ProcessIdentity::current();
+        assert_ne!(me.token, 0);
+        assert_eq!(
+            me.token & multiproc_shm::identity::TOKEN_PIDFS,
+            0,
+            "a start-time token, not a pidfs one"
+        );
+        stale_found_and_removed();
+        0
+    });
+    assert_eq!(child.wait(LIMIT), ChildExit::Exited(0));
+}
+
+fn stale_found_and_removed() {
     let prefix = unique_name("stale");
     let dead = format!("{prefix}-dead");
     let kept = format!("{prefix}-kept");

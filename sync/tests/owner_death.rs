@@ -71,11 +71,17 @@ fn fork_parked<T>(setup: impl FnOnce() -> T) -> multiproc_testkit::Child {
 fn mutex_holder_killed_at_random_points() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "mutex owner death");
     set_owner_check_interval(Duration::from_millis(5));
+    mutex_holders_killed(TRIALS);
+}
+
+/// `trials` holders of one `Mutex` killed at random points, each recovered
+/// with `OwnerDied` and repaired.
+fn mutex_holders_killed(trials: usize) {
     let m = Shared::anonymous(Mutex::new(Pair { a: 0, b: 0 })).unwrap();
     let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1d;
     let mut waits = Vec::new();
-    for trial in 0..TRIALS {
+    for trial in 0..trials {
         kill_while_holding(&holding, &mut seed, || {
             let mut g = m.lock().unwrap();
             holding.store(1, Ordering::SeqCst);
@@ -112,11 +118,17 @@ fn mutex_holder_killed_at_random_points() {
 fn lock_and_rlock_holders_killed_at_random_points() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "lock/rlock owner death");
     set_owner_check_interval(Duration::from_millis(5));
+    lock_and_rlock_holders_killed(TRIALS);
+}
+
+/// `trials` holders of a `Lock` and of an `RLock` (held twice) killed at
+/// random points, each lock recovered with `OwnerDied`.
+fn lock_and_rlock_holders_killed(trials: usize) {
     let lock = Shared::anonymous(Lock::new()).unwrap();
     let rlock = Shared::anonymous(RLock::new()).unwrap();
     let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15;
-    for trial in 0..TRIALS {
+    for trial in 0..trials {
         kill_while_holding(&holding, &mut seed, || {
             lock.acquire().unwrap();
             rlock.acquire().unwrap();
@@ -224,10 +236,16 @@ fn a_killed_child_that_was_not_holding_leaves_the_lock_free() {
 fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
     let _dog = Watchdog::arm(Duration::from_secs(120), "semaphore owner death");
     set_owner_check_interval(Duration::from_millis(5));
+    owned_permit_holders_killed(20);
+}
+
+/// `trials` holders of both owned permits of a `BoundedSemaphore(2)` killed
+/// at random points; both permits come back each time, never a third.
+fn owned_permit_holders_killed(trials: usize) {
     let sem = Shared::anonymous(multiproc_sync::BoundedSemaphore::new(2)).unwrap();
     let holding = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let mut seed = 0x1234_5678_9abc_def1;
-    for trial in 0..20 {
+    for trial in 0..trials {
         kill_while_holding(&holding, &mut seed, || {
             let _a = sem.acquire_owned();
             let _b = sem.acquire_owned();
@@ -253,6 +271,36 @@ fn an_owned_semaphore_permit_of_a_killed_holder_is_returned() {
         drop((a, b));
         assert_eq!(sem.value(), 2);
     }
+}
+
+/// The holders of a `Mutex`, a `Lock` and an `RLock`, and of owned permits,
+/// killed as above where `pidfd_open` is refused: every owner record then
+/// holds a thread's start time, not a pidfs inode number, as on every kernel
+/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14), and a
+/// killed holder is found all the same. The refusal is a real one: a seccomp
+/// filter in a forked child, which runs the trials (and whose own children
+/// inherit it).
+#[test]
+fn holders_killed_where_tokens_are_start_times() {
+    use multiproc_shm::identity::{task_token, Task, TOKEN_PIDFS};
+    let _dog = Watchdog::arm(Duration::from_secs(300), "owner death, start-time tokens");
+    let child = fork(|| {
+        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        set_owner_check_interval(Duration::from_millis(5));
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        let token = task_token(tid, Task::Thread).expect("this thread's token");
+        assert_eq!(
+            token & TOKEN_PIDFS,
+            0,
+            "a start-time token, not a pidfs one"
+        );
+        mutex_holders_killed(TRIALS / 2);
+        lock_and_rlock_holders_killed(TRIALS / 2);
+        owned_permit_holders_killed(20);
+        0
+    });
+    assert_eq!(child.wait(Duration::from_secs(280)), ChildExit::Exited(0));
 }
 
 /// After a holder of owned permits of `sem` (made with `bound` permits) died:

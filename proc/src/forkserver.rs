@@ -282,7 +282,10 @@ impl ForkServer {
     ///
     /// # Errors
     /// [`Error::UnknownEntry`], [`Error::TooLarge`] past [`MAX_ARGS`] bytes,
-    /// [`Error::ServerGone`] if the server died.
+    /// [`Error::ServerGone`] if the server died, or if this process could not
+    /// take in the new child's pidfd: it holds as many open files as
+    /// `RLIMIT_NOFILE` allows (the message says so, and how to raise it), and
+    /// that child runs on unwatched.
     ///
     /// # Examples
     /// ```

@@ -312,6 +312,11 @@ pub(crate) fn recv_msg(
         // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec.
         let flags = MsgFlags::MSG_CMSG_CLOEXEC;
         let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            // The descriptor sent with it was dropped: this process could not
+            // take one more (the kernel truncates the control data then).
+            return Err(descriptor_dropped());
+        }
         let mut raws = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = c {
@@ -327,6 +332,27 @@ pub(crate) fn recv_msg(
         fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
     }
     Ok((n, fd))
+}
+
+/// The error of a message whose descriptor was dropped on its way in: it
+/// names the limit of open files, which is what such a loss comes from, and
+/// how to raise it.
+fn descriptor_dropped() -> io::Error {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit it is given.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.to_string()
+    } else {
+        "unknown".to_owned()
+    };
+    io::Error::other(format!(
+        "a descriptor sent with its message was dropped: this process has as many open \
+         files as it may (RLIMIT_NOFILE {limit}); raise the limit (`ulimit -n`, setrlimit) \
+         or use fewer processes"
+    ))
 }
 
 /// Poll several descriptors for readability; returns which are readable.

@@ -129,3 +129,73 @@ fn shut_down_reaps_the_server_while_its_handle_is_held() {
     let h = fork(shut_down_early);
     assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }
+
+/// Runs in a forked child: at its limit of open files, the pidfd a spawn
+/// sends back cannot be taken in. The spawn fails saying so (the limit, and
+/// how to raise it), not with the bare `ENOBUFS` of a truncated message, and
+/// the server still shuts down and is reaped: no child of this process is
+/// left.
+fn out_of_descriptors() -> i32 {
+    let server = ForkServer::builder()
+        .entry("triple", triple)
+        .start()
+        .expect("start the fork server");
+    assert_eq!(server.spawn("triple", &[1]).unwrap().join().unwrap(), 3);
+    // Room for nothing more: a new descriptor takes the lowest free number,
+    // and the limit is on numbers, so it goes just there.
+    // SAFETY: dup of stdin returns a new descriptor (the lowest free), closed
+    // at once.
+    let lowest_free = unsafe {
+        let fd = libc::dup(0);
+        assert!(fd >= 0);
+        libc::close(fd);
+        fd as libc::rlim_t
+    };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit it is given; setrlimit reads it.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lowest_free; // the hard limit stays
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let answer = match server.spawn("triple", &[2]) {
+        Err(e @ Error::ServerGone { .. })
+            if e.to_string().contains("RLIMIT_NOFILE") && e.to_string().contains("ulimit -n") =>
+        {
+            0
+        }
+        Err(e) => {
+            eprintln!("spawn at the limit of open files: {e}");
+            10
+        }
+        Ok(_) => 11,
+    };
+    server.shut_down();
+    drop(server);
+    // The server was this process's one child: reaped by its shut-down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // SAFETY: waitpid with a null status pointer and WNOHANG.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        let none_left =
+            r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+        if none_left {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return 12;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    answer
+}
+
+#[test]
+fn a_spawn_at_the_limit_of_open_files_says_so() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "fork server out of descriptors");
+    let h = fork(out_of_descriptors);
+    assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}

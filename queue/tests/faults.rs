@@ -713,6 +713,56 @@ fn a_stopped_producers_claim_is_waited_for_not_skipped() {
     child.wait_ok(BOUND);
 }
 
+/// As above, with the consumer at its limit of open files: it cannot open a
+/// pidfd or `/proc` to read the producer's identity token, and must still
+/// take it for alive (it took the failed reads for "no such task", skipped
+/// the live producer's slot and counted its message lost).
+#[test]
+fn a_consumer_out_of_descriptors_still_waits_for_a_live_producers_claim() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "consumer out of descriptors");
+    let consumer = fork(|| {
+        set_owner_check_interval(Duration::from_millis(5));
+        let q = Queue::<u64>::new(4).unwrap();
+        let producer = fork(|| {
+            assert!(q.hook_put_with_pause(42, stop_self));
+            0
+        });
+        wait_until_stopped(producer.pid());
+        // Room for nothing more: a new descriptor takes the lowest free
+        // number, and the limit is on numbers.
+        // SAFETY: dup returns a new descriptor (the lowest free), closed at
+        // once; getrlimit fills the rlimit, setrlimit reads it.
+        unsafe {
+            let fd = libc::dup(0);
+            assert!(fd >= 0);
+            libc::close(fd);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            lim.rlim_cur = fd as libc::rlim_t;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+        let waited = matches!(
+            q.get_timeout(Duration::from_millis(300)),
+            Err(Error::Timeout)
+        );
+        let lost = q.lost();
+        producer.signal(libc::SIGCONT);
+        let got = q.get_timeout(BOUND);
+        producer.wait_ok(BOUND);
+        match (waited, lost, got) {
+            (true, 0, Ok(42)) => 0,
+            other => {
+                eprintln!("waited, lost, got: {other:?}");
+                10
+            }
+        }
+    });
+    assert_eq!(consumer.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}
+
 /// The same for a consumer stopped between claiming a message and freeing its
 /// slot: the producer at the wrap-around waits and never frees it itself.
 #[test]

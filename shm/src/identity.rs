@@ -19,6 +19,16 @@
 //! the same kind. The segment header records its creator this way, and
 //! `multiproc-sync` records lock owners and participants this way.
 //!
+//! Where neither can be had for a task that exists — no pidfs and no `/proc`
+//! mounted (a container or chroot on a kernel before 6.9), a `/proc` that
+//! hides other users' tasks (`hidepid`), a process at its limit of open files
+//! (both need a descriptor) — its token is 0, *unknown*, and a check against
+//! an unknown token, or against one of the other kind, says alive: a live
+//! owner is never taken for dead for want of a way to tell. What is lost
+//! there is only the recycled-id check (an owner's id taken by a new task
+//! reads alive while that task lives), and a process that died and is not yet
+//! reaped reads alive until it is (`kill(id, 0)` finds its zombie).
+//!
 //! Computing a token allocates nothing and takes no lock (plain syscalls and a
 //! stack buffer), so a fork handler may do it in the child of a multi-threaded
 //! program.
@@ -118,7 +128,8 @@ enum Kind {
 }
 
 /// The token of the live task `id` (see the module docs), or `None` when there is
-/// no such task or it has ended (a zombie).
+/// no such task or it has ended (a zombie); 0 for a task that exists when
+/// nothing here tells its token.
 ///
 /// # Examples
 /// ```
@@ -133,7 +144,8 @@ pub fn task_token(id: u32, task: Task) -> Option<u64> {
 
 /// Whether the task `id` runs and still has `token` (computed the same way as
 /// `token` was: a pidfs token is compared with a pidfs token). A `token` of 0
-/// (unknown) checks that some live task has `id`.
+/// (unknown) checks that some live task has `id`; so does a token that
+/// cannot be recomputed now (see the [module docs](crate::identity)).
 ///
 /// # Examples
 /// ```
@@ -146,8 +158,23 @@ pub fn task_token(id: u32, task: Task) -> Option<u64> {
 pub fn task_alive(id: u32, task: Task, token: u64) -> bool {
     match task_token_like(id, task, token) {
         None => false,
-        Some(now) => token == 0 || now == token,
+        Some(now) => !comparable(now, token) || now == token,
     }
+}
+
+/// Whether two tokens of one task tell a recycled id from the task: both
+/// known, and of one kind. A pidfs token recomputed as a start time (its
+/// `pidfd_open` failed for want of a descriptor), or as unknown, cannot.
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::identity::{comparable, TOKEN_PIDFS};
+/// assert!(comparable(5 | TOKEN_PIDFS, 6 | TOKEN_PIDFS));
+/// assert!(!comparable(5, 6 | TOKEN_PIDFS)); // a start time, a pidfs inode
+/// assert!(!comparable(0, 6)); // unknown
+/// ```
+pub fn comparable(now: u64, then: u64) -> bool {
+    now != 0 && then != 0 && (now ^ then) & TOKEN_PIDFS == 0
 }
 
 /// The token of the live task `id` of the same kind as `like` (a pidfs inode
@@ -183,8 +210,13 @@ fn token_of(id: u32, task: Task, kind: Kind) -> Option<u64> {
             Pidfs::Unsupported => {}
         }
     }
-    let stat = read_stat(id)?;
-    (!stat.zombie).then_some(stat.start_time & !TOKEN_PIDFS)
+    match read_stat(id) {
+        Some(stat) => (!stat.zombie).then_some(stat.start_time & !TOKEN_PIDFS),
+        // Nothing to read: the task is gone, or nothing here can say (no
+        // `/proc`, `hidepid`, no descriptor left). One that exists has an
+        // unknown token.
+        None => crate::sys::task_exists(id).then_some(0),
+    }
 }
 
 enum Pidfs {

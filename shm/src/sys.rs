@@ -192,6 +192,15 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     retry(|| nix::sys::stat::fchmod(fd, mode))
 }
 
+/// Whether a task (process or thread) with id `id` exists, a zombie
+/// included: `kill(id, 0)`, which sends nothing (`EPERM`: it exists, and
+/// belongs to another user). A plain syscall, no allocation.
+pub(crate) fn task_exists(id: u32) -> bool {
+    // SAFETY: signal 0 only checks that the task exists and may be signalled.
+    let r = unsafe { libc::kill(id as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Reads `/proc/ID/stat` into `buf` with plain syscalls (no allocation); the
 /// bytes read, or `None` when there is no such task.
 pub(crate) fn read_proc_stat(id: u32, buf: &mut [u8]) -> Option<usize> {

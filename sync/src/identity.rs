@@ -80,14 +80,27 @@ pub(crate) fn tid_of(record: u64) -> u32 {
 }
 
 /// Whether task `id` runs and matches `record` (its token recomputed the same way).
+/// A token unknown when the record was made (a start-time record of 0) or
+/// now, or recomputed as the other kind (a pidfs one that needed a
+/// descriptor this process did not have), cannot tell a recycled id: the
+/// live task with `id` is taken for the owner, never a live owner for dead
+/// (see [`multiproc_shm::identity::comparable`]).
 fn matches(id: u32, task: Task, record: u64) -> bool {
-    let like = if record & PIDFS_RECORD != 0 {
+    let pidfs = record & PIDFS_RECORD != 0;
+    let like = if pidfs {
         TOKEN_PIDFS
     } else {
         // Any start time: asks for a token of that kind.
         1
     };
-    task_token_like(id, task, like).is_some_and(|t| self::record(id, t) == record)
+    task_token_like(id, task, like).is_some_and(|now| {
+        let known_then = pidfs || record & 0xffff_ffff != 0;
+        let same_kind = (now & TOKEN_PIDFS != 0) == pidfs;
+        if now == 0 || !known_then || !same_kind {
+            return true;
+        }
+        self::record(id, now) == record
+    })
 }
 
 /// Whether the thread `tid` that holds a lock is alive, given the lock's owner

@@ -804,3 +804,163 @@ fn short_timed_waits_still_recover_from_the_dead() {
         }),
     );
 }
+
+/// Forks a child that takes `lock` and holds it until `release` reads 1,
+/// then releases it and exits; returns once it holds it.
+fn holder_until_told(lock: &Lock, release: &AtomicU32) -> multiproc_testkit::Child {
+    let held = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let child = fork(|| {
+        lock.acquire().unwrap();
+        held.store(1, Ordering::SeqCst);
+        while release.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        lock.release().unwrap();
+        0
+    });
+    wait_until(BOUND, "the holder took the lock", || {
+        held.load(Ordering::SeqCst) == 1
+    });
+    child
+}
+
+/// What a waiter must see where it cannot read an owner's identity token
+/// (run after making it so): a live holder is waited for, however many
+/// check intervals pass, and the lock comes when it is released; a holder
+/// killed holding it, once reaped, is found dead (`OwnerDied`).
+fn live_holders_are_waited_for_and_dead_ones_found() -> i32 {
+    set_owner_check_interval(Duration::from_millis(5));
+    let lock = Shared::anonymous(Lock::new()).unwrap();
+    let release = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let holder = holder_until_told(&lock, &release);
+    // Sixty check intervals: a live holder taken for dead is caught here.
+    match lock.acquire_timeout(Duration::from_millis(300)) {
+        Err(Error::Timeout) => {}
+        Err(Error::OwnerDied) => return 10,
+        other => {
+            eprintln!("acquire against a live holder: {other:?}");
+            return 11;
+        }
+    }
+    release.store(1, Ordering::SeqCst);
+    if lock.acquire_timeout(BOUND).is_err() {
+        return 12;
+    }
+    lock.release().unwrap();
+    if holder.wait(BOUND) != ChildExit::Exited(0) {
+        return 13;
+    }
+    // A holder killed holding it, reaped (`wait` does): dead.
+    let held = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let victim = fork(|| {
+        lock.acquire().unwrap();
+        held.store(1, Ordering::SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    wait_until(BOUND, "the victim took the lock", || {
+        held.load(Ordering::SeqCst) == 1
+    });
+    victim.kill(BOUND);
+    match lock.acquire_timeout(BOUND) {
+        Err(Error::OwnerDied) => 0,
+        other => {
+            eprintln!("acquire after the holder was killed: {other:?}");
+            14
+        }
+    }
+}
+
+/// A waiter at its limit of open files cannot open a pidfd or `/proc` to
+/// read its lock's owner's token: that owner, alive, must not be taken for
+/// dead (it was: the failed reads said "no such task", and the lock was
+/// taken from its live holder), and a killed owner is still found.
+#[test]
+fn a_waiter_out_of_descriptors_never_takes_a_live_holder_for_dead() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "waiter out of descriptors");
+    let child = fork(|| {
+        // Room for nothing more: a new descriptor takes the lowest free
+        // number, and the limit is on numbers.
+        // SAFETY: dup returns a new descriptor (the lowest free), closed at
+        // once; getrlimit fills the rlimit, setrlimit reads it.
+        unsafe {
+            let fd = libc::dup(0);
+            assert!(fd >= 0);
+            libc::close(fd);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            lim.rlim_cur = fd as libc::rlim_t;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+        live_holders_are_waited_for_and_dead_ones_found()
+    });
+    assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}
+
+/// Makes `/proc` empty for this process and its children (a private mount
+/// namespace, in a user namespace of its own, with a tmpfs over `/proc`),
+/// as in a container or chroot that mounts none. Must run single-threaded.
+/// `false` where namespaces are not allowed.
+fn hide_proc() -> bool {
+    // SAFETY: unshare and mount with constant arguments; nothing of ours is
+    // read or written but the strings, which live through the calls.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            eprintln!("unshare: {}", std::io::Error::last_os_error());
+            return false;
+        }
+        // Nothing mounted here reaches the namespace this one came from.
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            private,
+            std::ptr::null(),
+        ) != 0
+            || libc::mount(
+                c"none".as_ptr(),
+                c"/proc".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) != 0
+        {
+            eprintln!("mount: {}", std::io::Error::last_os_error());
+            return false;
+        }
+    }
+    true
+}
+
+/// Where neither pidfs nor `/proc` can tell an owner's identity (a
+/// container or chroot that mounts no `/proc`, on a kernel before 6.9:
+/// `pidfd_open` refused by a seccomp filter and a tmpfs over `/proc` here),
+/// every token is unknown: a live holder is waited for (it was taken for
+/// dead within a check interval, and its lock taken), and a killed one,
+/// once reaped, is found dead. Skipped, saying so, where namespaces are not
+/// allowed to a non-root user; as root it must run.
+#[test]
+fn a_live_holder_is_not_taken_for_dead_where_nothing_tells_identities() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "no /proc, no pidfs");
+    let child = fork(|| {
+        if !hide_proc() {
+            // SAFETY: geteuid has no preconditions.
+            return if unsafe { libc::geteuid() } == 0 {
+                20
+            } else {
+                0
+            };
+        }
+        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        if std::fs::read("/proc/self/stat").is_ok() {
+            return 21;
+        }
+        live_holders_are_waited_for_and_dead_ones_found()
+    });
+    assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}

@@ -636,3 +636,36 @@ fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
         );
     }
 }
+
+/// `active_children` lists a running child and forgets it once joined, where
+/// no `/proc` is mounted (a container's; here a tmpfs over it in a private
+/// namespace): it asks the kernel whether each child ended (it read `/proc`,
+/// and every child read as ended). Skipped, saying so, where namespaces are
+/// not allowed to a non-root user; as root it must run.
+#[test]
+fn active_children_without_proc_lists_the_running_ones() {
+    let _dog = Watchdog::arm(LIMIT, "active_children without /proc");
+    let child = multiproc_testkit::fork(|| {
+        if !multiproc_testkit::hide_proc() {
+            // SAFETY: geteuid has no preconditions.
+            return if unsafe { libc::geteuid() } == 0 {
+                20
+            } else {
+                0
+            };
+        }
+        if std::fs::read("/proc/self/stat").is_ok() {
+            return 21;
+        }
+        let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(300)));
+        p.start().unwrap();
+        let listed = active_children().iter().any(|c| Some(c.pid) == p.pid());
+        p.join().unwrap();
+        match (listed, active_children().is_empty()) {
+            (true, true) => 0,
+            (false, _) => 10,
+            (true, false) => 11,
+        }
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+}

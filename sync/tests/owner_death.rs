@@ -901,42 +901,6 @@ fn a_waiter_out_of_descriptors_never_takes_a_live_holder_for_dead() {
     assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }
 
-/// Makes `/proc` empty for this process and its children (a private mount
-/// namespace, in a user namespace of its own, with a tmpfs over `/proc`),
-/// as in a container or chroot that mounts none. Must run single-threaded.
-/// `false` where namespaces are not allowed.
-fn hide_proc() -> bool {
-    // SAFETY: unshare and mount with constant arguments; nothing of ours is
-    // read or written but the strings, which live through the calls.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-            eprintln!("unshare: {}", std::io::Error::last_os_error());
-            return false;
-        }
-        // Nothing mounted here reaches the namespace this one came from.
-        let private = libc::MS_REC | libc::MS_PRIVATE;
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            private,
-            std::ptr::null(),
-        ) != 0
-            || libc::mount(
-                c"none".as_ptr(),
-                c"/proc".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            ) != 0
-        {
-            eprintln!("mount: {}", std::io::Error::last_os_error());
-            return false;
-        }
-    }
-    true
-}
-
 /// Where neither pidfs nor `/proc` can tell an owner's identity (a
 /// container or chroot that mounts no `/proc`, on a kernel before 6.9:
 /// `pidfd_open` refused by a seccomp filter and a tmpfs over `/proc` here),
@@ -948,7 +912,7 @@ fn hide_proc() -> bool {
 fn a_live_holder_is_not_taken_for_dead_where_nothing_tells_identities() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "no /proc, no pidfs");
     let child = fork(|| {
-        if !hide_proc() {
+        if !multiproc_testkit::hide_proc() {
             // SAFETY: geteuid has no preconditions.
             return if unsafe { libc::geteuid() } == 0 {
                 20

@@ -445,3 +445,36 @@ pub fn refuse_syscall(nr: libc::c_long, errno: i32) {
         );
     }
 }
+
+/// Makes `/proc` empty for this process and the processes it forks from now
+/// on (a private mount namespace, in a user namespace of its own, with a
+/// tmpfs over `/proc`), as in a container or chroot that mounts none. Call
+/// it in a forked, single-threaded test child (`unshare` refuses a process
+/// with threads). `false`, saying why on stderr, where namespaces are not
+/// allowed.
+pub fn hide_proc() -> bool {
+    // SAFETY: unshare and mount with constant arguments and strings that
+    // live through the calls.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            eprintln!("unshare: {}", std::io::Error::last_os_error());
+            return false;
+        }
+        // Nothing mounted here reaches the namespace this one came from.
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        let none = std::ptr::null();
+        if libc::mount(none, c"/".as_ptr(), none, private, std::ptr::null()) != 0
+            || libc::mount(
+                c"none".as_ptr(),
+                c"/proc".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) != 0
+        {
+            eprintln!("mount: {}", std::io::Error::last_os_error());
+            return false;
+        }
+    }
+    true
+}

@@ -393,7 +393,7 @@ fn dead_consumers_claim_is_freed() {
 /// The dead claimers above, and producers and consumers killed at random
 /// points, where `pidfd_open` is refused: every participant and claim record
 /// then holds a start time, not a pidfs inode number, as on every kernel
-/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14), and a
+/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8), and a
 /// dead peer is found all the same. The refusal is a real one: a seccomp
 /// filter in a forked child, which runs the trials (and whose own children
 /// inherit it).

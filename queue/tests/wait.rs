@@ -87,8 +87,8 @@ fn an_end_whose_peer_is_gone_is_ready() {
     assert!(matches!(a.recv_bytes(), Err(Error::Disconnected)));
 }
 
-/// On a kernel without `futex_waitv` (before 5.16: Debian 11's, RHEL 9's,
-/// Ubuntu 22.04's first), `wait` naps a millisecond at a time instead of
+/// On a kernel without `futex_waitv` (before 5.16: Debian 11's 5.10, Ubuntu
+/// 22.04's 5.15), `wait` naps a millisecond at a time instead of
 /// sleeping on every queue at once: it still returns when a queue gets a
 /// message from another process, when a process ends among queues (its
 /// helper thread's path), and after its timeout when nothing comes. The

@@ -34,7 +34,7 @@ fn segments_of_a_killed_creator_are_found_and_removed() {
 
 /// The same where `pidfd_open` is refused: every creator is then recorded
 /// with its start time, not a pidfs inode number, as on every kernel before
-/// 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14). The refusal is
+/// 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8). The refusal is
 /// a real one: a seccomp filter in a forked child, which runs the test (and
 /// whose own children inherit it).
 #[test]

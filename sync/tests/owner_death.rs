@@ -276,7 +276,7 @@ fn owned_permit_holders_killed(trials: usize) {
 /// The holders of a `Mutex`, a `Lock` and an `RLock`, and of owned permits,
 /// killed as above where `pidfd_open` is refused: every owner record then
 /// holds a thread's start time, not a pidfs inode number, as on every kernel
-/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8, RHEL 9's 5.14), and a
+/// before 6.9 (Debian 12's 6.1, Ubuntu 24.04's 6.8), and a
 /// killed holder is found all the same. The refusal is a real one: a seccomp
 /// filter in a forked child, which runs the trials (and whose own children
 /// inherit it).

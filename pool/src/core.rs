@@ -1180,10 +1180,9 @@ impl Inner {
         if st.terminated || st.shutdown || st.broken.is_some() {
             return;
         }
-        if self.spawn(st, w).is_err() {
-            // The zygote is gone: nothing can be replaced any more.
-            let deaths = st.init_deaths.max(1);
-            self.break_pool(st, Broken::Initializer { deaths, last: how }, finished);
+        if let Err(e) = self.spawn(st, w) {
+            // The zygote is gone, or cannot fork: nothing is replaced any more.
+            self.break_pool(st, Broken::Replacement(e.to_string()), finished);
         }
     }
 
@@ -1623,6 +1622,8 @@ enum Broken {
     Initializer { deaths: u32, last: Exit },
     /// The shared memory was written over where this says.
     Corrupted(String),
+    /// A worker could not be replaced: why.
+    Replacement(String),
 }
 
 impl Broken {
@@ -1633,6 +1634,7 @@ impl Broken {
                 last: *last,
             },
             Broken::Corrupted(what) => Error::Corrupted { what: what.clone() },
+            Broken::Replacement(why) => Error::ReplacementFailed { why: why.clone() },
         }
     }
 }

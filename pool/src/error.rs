@@ -84,6 +84,18 @@ pub enum Error {
         /// How the last one ended.
         last: Exit,
     },
+    /// A worker that ended could not be replaced: the zygote that forks the
+    /// workers is gone (killed from outside), or its fork failed (`EAGAIN`
+    /// at a limit of processes, `ENOMEM`), or this process could not take in
+    /// the new worker's pidfd (at its limit of open files). The pool stopped,
+    /// as for [`Error::InitializerFailed`]: every task not answered, and every
+    /// task submitted after, fails with this. Make a new pool once the cause
+    /// is fixed.
+    #[error("a worker that ended could not be replaced ({why}); the pool stopped, and nothing more will run on it")]
+    ReplacementFailed {
+        /// What the start of its replacement answered.
+        why: String,
+    },
     /// The memory the pool shares with its workers was written over (by a
     /// task's unsafe code, or another process), or the descriptors by which
     /// it sees its workers end were closed by other code in this process

@@ -100,7 +100,9 @@
 //! three workers in a row fails everything pending with
 //! [`Error::InitializerFailed`] instead of respawning forever; so do three
 //! workers in a row killed from outside before they take a task (the pool
-//! cannot tell the two apart). A task whose
+//! cannot tell the two apart). A worker that cannot be replaced (its zygote
+//! killed from outside, a fork refused at a limit of processes) stops the
+//! pool the same way, with [`Error::ReplacementFailed`] saying why. A task whose
 //! unsafe code writes over the memory the pool shares with its workers (an
 //! inbox, the answer queue) is found by the queues' checks (or by an inbox
 //! that reads as closed while the pool runs): the pool stops its workers and

@@ -796,3 +796,59 @@ fn a_worker_killed_while_answering_loses_no_other_answer_with_one_answer_queue_o
         assert!(zombie_children().is_empty());
     }
 }
+
+/// The zygote (the process that forks the workers) killed from outside: its
+/// workers die with it, none can be replaced, and the pool stops saying
+/// why, `ReplacementFailed` naming the gone fork server (it said the
+/// initializer failed), for the tasks in flight and every later one; no
+/// call waits for good, and no process is left once the pool is dropped.
+#[test]
+fn a_pool_whose_zygote_is_killed_says_its_workers_cannot_be_replaced() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "zygote killed");
+    let child = fork(|| {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.apply(work, 1).map(|_| ()).ok(), Some(()));
+        let workers = pool.pids();
+        let zygote = ppid_of(workers[0]).expect("the zygote");
+        // SAFETY: kill(2) of a process this test made (the zygote).
+        assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
+        let says_why = |r: &Result<u64, Error>| matches!(r, Err(Error::ReplacementFailed { why }) if why.contains("fork server is gone"));
+        // Until the deaths are seen, a task may still run; then every one
+        // fails, and says why.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = pool
+                .apply_async(work, 2)
+                .and_then(|mut h| h.get_timeout(Duration::from_secs(20)));
+            if says_why(&r) {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("after the zygote was killed: {r:?}");
+                return 10;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let map = pool.map(work, 0..100);
+        let failed = match &map {
+            Err(Error::Item { source, .. }) => matches!(**source, Error::ReplacementFailed { .. }),
+            other => matches!(other, Err(Error::ReplacementFailed { .. })),
+        };
+        if !failed {
+            eprintln!("a map after it: {map:?}");
+            return 11;
+        }
+        drop(pool);
+        for pid in workers.into_iter().chain([zygote]) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !gone(pid) {
+                if Instant::now() > deadline {
+                    return 12;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        0
+    });
+    assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}

@@ -153,7 +153,9 @@ impl ForkServerBuilder {
     ///
     /// # Errors
     /// [`Error::NotSingleThreaded`] if this process already has other threads
-    /// (unless [`allow_threads`](ForkServerBuilder::allow_threads));
+    /// (unless [`allow_threads`](ForkServerBuilder::allow_threads); counted in
+    /// `/proc/self/task`, so where no `/proc` is mounted the check cannot
+    /// see them);
     /// [`Error::Io`] if the socket or `fork` fails; [`Error::Unsupported`]
     /// where `pidfd_open` is refused.
     ///

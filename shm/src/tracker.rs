@@ -22,7 +22,10 @@
 //!   while making it), and
 //! - is mapped by no live process (each `/proc/<pid>/maps` this user can
 //!   read is searched for it): one still in use waits, and is looked at again
-//!   every 100 ms until nobody maps it.
+//!   every 100 ms until nobody maps it. Where no `/proc` is mounted (some
+//!   containers and chroots) nothing can be found mapped, and the name is
+//!   removed as Python's tracker removes it: processes that map it keep
+//!   their mappings, and a later open by name fails.
 //!
 //! The tracker then exits. A forked child that creates segments starts a
 //! tracker of its own (it is another creator).

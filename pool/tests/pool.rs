@@ -2408,7 +2408,7 @@ fn a_pool_called_by_200_threads_at_once_answers_every_call() {
 fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
     let _dog = Watchdog::arm(LIMIT, "pool with pidfd_open refused");
     let child = multiproc_testkit::fork(|| {
-        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        multiproc_testkit::refuse_pidfd_open();
         let says_so = |e: &Error| {
             matches!(
                 e,

@@ -141,26 +141,7 @@ fn out_of_descriptors() -> i32 {
         .start()
         .expect("start the fork server");
     assert_eq!(server.spawn("triple", &[1]).unwrap().join().unwrap(), 3);
-    // Room for nothing more: a new descriptor takes the lowest free number,
-    // and the limit is on numbers, so it goes just there.
-    // SAFETY: dup of stdin returns a new descriptor (the lowest free), closed
-    // at once.
-    let lowest_free = unsafe {
-        let fd = libc::dup(0);
-        assert!(fd >= 0);
-        libc::close(fd);
-        fd as libc::rlim_t
-    };
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the rlimit it is given; setrlimit reads it.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lowest_free; // the hard limit stays
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+    multiproc_testkit::limit_open_files_to_those_open();
     let answer = match server.spawn("triple", &[2]) {
         Err(e @ Error::ServerGone { .. })
             if e.to_string().contains("RLIMIT_NOFILE") && e.to_string().contains("ulimit -n") =>

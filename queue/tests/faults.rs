@@ -399,19 +399,10 @@ fn dead_consumers_claim_is_freed() {
 /// inherit it).
 #[test]
 fn dead_peers_are_found_where_tokens_are_start_times() {
-    use multiproc_shm::identity::{task_token, Task, TOKEN_PIDFS};
     let _dog = Watchdog::arm(Duration::from_secs(300), "dead peers, start-time tokens");
     let child = fork(|| {
-        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        multiproc_testkit::refuse_pidfd_open();
         set_owner_check_interval(Duration::from_millis(5));
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
-        let token = task_token(tid, Task::Thread).expect("this thread's token");
-        assert_eq!(
-            token & TOKEN_PIDFS,
-            0,
-            "a start-time token, not a pidfs one"
-        );
         dead_producers_claim_is_skipped();
         dead_consumers_claim_is_freed();
         producer_kills::<Queue<u64>>(0x1357_9bdf_2468_ace0);
@@ -728,22 +719,7 @@ fn a_consumer_out_of_descriptors_still_waits_for_a_live_producers_claim() {
             0
         });
         wait_until_stopped(producer.pid());
-        // Room for nothing more: a new descriptor takes the lowest free
-        // number, and the limit is on numbers.
-        // SAFETY: dup returns a new descriptor (the lowest free), closed at
-        // once; getrlimit fills the rlimit, setrlimit reads it.
-        unsafe {
-            let fd = libc::dup(0);
-            assert!(fd >= 0);
-            libc::close(fd);
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-            lim.rlim_cur = fd as libc::rlim_t;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+        multiproc_testkit::limit_open_files_to_those_open();
         let waited = matches!(
             q.get_timeout(Duration::from_millis(300)),
             Err(Error::Timeout)

@@ -41,7 +41,7 @@ fn segments_of_a_killed_creator_are_found_and_removed() {
 fn segments_of_a_killed_creator_are_found_where_tokens_are_start_times() {
     let _dog = Watchdog::arm(LIMIT, "stale, start-time tokens");
     let child = fork(|| {
-        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        multiproc_testkit::refuse_pidfd_open();
         let me = multiproc_shm::ProcessIdentity::current();
         assert_ne!(me.token, 0);
         assert_eq!(

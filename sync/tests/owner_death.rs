@@ -282,19 +282,12 @@ fn owned_permit_holders_killed(trials: usize) {
 /// inherit it).
 #[test]
 fn holders_killed_where_tokens_are_start_times() {
-    use multiproc_shm::identity::{task_token, Task, TOKEN_PIDFS};
+    use multiproc_shm::identity::TOKEN_PIDFS;
     let _dog = Watchdog::arm(Duration::from_secs(300), "owner death, start-time tokens");
     let child = fork(|| {
-        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        multiproc_testkit::refuse_pidfd_open();
         set_owner_check_interval(Duration::from_millis(5));
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
-        let token = task_token(tid, Task::Thread).expect("this thread's token");
-        assert_eq!(
-            token & TOKEN_PIDFS,
-            0,
-            "a start-time token, not a pidfs one"
-        );
+        assert_eq!(my_token() & TOKEN_PIDFS, 0, "a start-time token");
         mutex_holders_killed(TRIALS / 2);
         lock_and_rlock_holders_killed(TRIALS / 2);
         owned_permit_holders_killed(20);
@@ -880,22 +873,7 @@ fn live_holders_are_waited_for_and_dead_ones_found() -> i32 {
 fn a_waiter_out_of_descriptors_never_takes_a_live_holder_for_dead() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "waiter out of descriptors");
     let child = fork(|| {
-        // Room for nothing more: a new descriptor takes the lowest free
-        // number, and the limit is on numbers.
-        // SAFETY: dup returns a new descriptor (the lowest free), closed at
-        // once; getrlimit fills the rlimit, setrlimit reads it.
-        unsafe {
-            let fd = libc::dup(0);
-            assert!(fd >= 0);
-            libc::close(fd);
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-            lim.rlim_cur = fd as libc::rlim_t;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+        multiproc_testkit::limit_open_files_to_those_open();
         live_holders_are_waited_for_and_dead_ones_found()
     });
     assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
@@ -920,11 +898,19 @@ fn a_live_holder_is_not_taken_for_dead_where_nothing_tells_identities() {
                 0
             };
         }
-        multiproc_testkit::refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+        multiproc_testkit::refuse_pidfd_open();
         if std::fs::read("/proc/self/stat").is_ok() {
             return 21;
         }
         live_holders_are_waited_for_and_dead_ones_found()
     });
     assert_eq!(child.wait(Duration::from_secs(50)), ChildExit::Exited(0));
+}
+
+/// This thread's identity token, as its owner records hold it.
+fn my_token() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    multiproc_shm::identity::task_token(tid, multiproc_shm::identity::Task::Thread)
+        .expect("this thread's token")
 }

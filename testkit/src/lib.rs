@@ -478,3 +478,45 @@ pub fn hide_proc() -> bool {
     }
     true
 }
+
+/// Refuses `pidfd_open` to this process and the processes it forks from now
+/// on ([`refuse_syscall`], `ENOSYS`), as a kernel before 5.3 or a sandbox
+/// does: identity tokens are then start times (`/proc/ID/stat`), as on
+/// every kernel before 6.9. Checks that the call is refused.
+///
+/// # Panics
+/// If the filter cannot be installed, or the call still goes through.
+pub fn refuse_pidfd_open() {
+    refuse_syscall(libc::SYS_pidfd_open, libc::ENOSYS);
+    // SAFETY: pidfd_open of this process; a descriptor it returned would be
+    // closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    assert!(
+        fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS),
+        "pidfd_open still answers"
+    );
+}
+
+/// Lowers this process's limit of open files (`RLIMIT_NOFILE`, the soft
+/// limit) to the descriptors it has: the limit is on numbers, and a new
+/// descriptor takes the lowest free one, so the limit goes just there and
+/// no descriptor more can be opened. For a forked test child.
+///
+/// # Panics
+/// If the limit cannot be read or set.
+pub fn limit_open_files_to_those_open() {
+    // SAFETY: dup returns a new descriptor (the lowest free), closed at
+    // once; getrlimit fills the rlimit, setrlimit reads it.
+    unsafe {
+        let fd = libc::dup(0);
+        assert!(fd >= 0, "dup: {}", std::io::Error::last_os_error());
+        libc::close(fd);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = fd as libc::rlim_t; // the hard limit stays
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}

@@ -160,6 +160,18 @@ pub enum Gone {
     /// Talking to it failed.
     #[error("talking to it failed: {0}")]
     Io(#[source] io::Error),
+    /// A descriptor it sent (a new child's pidfd) was dropped on its way in:
+    /// this process holds as many open files as `RLIMIT_NOFILE` allows. The
+    /// child it was for runs on, unwatched.
+    #[error(
+        "a descriptor it sent was dropped: this process has as many open files as it may \
+         (RLIMIT_NOFILE {}); raise the limit (`ulimit -n`, setrlimit) or use fewer processes",
+        limit.map_or_else(|| "unknown".to_owned(), |l| l.to_string())
+    )]
+    DescriptorDropped {
+        /// The limit, if it could be read.
+        limit: Option<u64>,
+    },
     /// It sent a message this side cannot read: a different build, or memory
     /// trouble in the server.
     #[error("it sent a malformed message of {len} bytes")]

@@ -284,10 +284,10 @@ impl ForkServer {
     ///
     /// # Errors
     /// [`Error::UnknownEntry`], [`Error::TooLarge`] past [`MAX_ARGS`] bytes,
-    /// [`Error::ServerGone`] if the server died, or if this process could not
-    /// take in the new child's pidfd: it holds as many open files as
-    /// `RLIMIT_NOFILE` allows (the message says so, and how to raise it), and
-    /// that child runs on unwatched.
+    /// [`Error::ServerGone`] if the server died, or ([`Gone::DescriptorDropped`])
+    /// if this process could not take in the new child's pidfd: it holds as
+    /// many open files as `RLIMIT_NOFILE` allows, and that child runs on
+    /// unwatched.
     ///
     /// # Examples
     /// ```
@@ -381,6 +381,18 @@ fn gone(e: std::io::Error) -> Error {
     Error::ServerGone { why: Gone::Io(e) }
 }
 
+/// [`gone`], for a message received: one whose descriptor this process
+/// could not take in (`EMFILE`, see `sys::recv_msg`) says so.
+fn gone_receiving(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EMFILE) {
+        let limit = sys::open_files_limit();
+        return Error::ServerGone {
+            why: Gone::DescriptorDropped { limit },
+        };
+    }
+    gone(e)
+}
+
 enum Msg {
     Spawned(u32, OwnedFd),
     /// The server's answer to a spawn that failed.
@@ -393,7 +405,7 @@ impl Conn {
     /// Reads one message from the server; records exit reports.
     fn recv(&mut self) -> Result<Msg> {
         let mut buf = [0u8; 512];
-        let (n, fd) = sys::recv_msg(self.sock.as_fd(), &mut buf).map_err(gone)?;
+        let (n, fd) = sys::recv_msg(self.sock.as_fd(), &mut buf).map_err(gone_receiving)?;
         let msg = &buf[..n];
         let int = |at: usize| {
             msg.get(at..at + 4)

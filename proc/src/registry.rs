@@ -156,32 +156,10 @@ fn wait_for(e: &Entry, timeout: Option<Duration>) -> Option<WaitStatus> {
 }
 
 /// Whether our child `pid` has ended: finished and not reaped (a zombie), or
-/// reaped already by someone else. Asked of the kernel (`waitid` with
-/// `WNOWAIT`, which leaves the status to be taken), not of `/proc`, which a
-/// container may not mount (every child then read as ended).
+/// reaped already by someone else. Asked of the kernel, not of `/proc`,
+/// which a container may not mount (every child then read as ended).
 pub(crate) fn is_zombie(pid: u32) -> bool {
-    // SAFETY: a zeroed siginfo_t is valid for waitid to fill.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waitid fills `info`; WNOWAIT leaves the child waitable.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            // SAFETY: waitid filled `info`; si_pid is 0 when no child has
-            // changed state.
-            return unsafe { info.si_pid() } != 0;
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // ECHILD: no such child of ours (reaped elsewhere): ended.
-            return true;
-        }
-    }
+    sys::child_ended(pid)
 }
 
 /// Marks this process as a daemonic child, if it is one.

@@ -106,6 +106,25 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
     }))
 }
 
+/// Whether our child `pid` has ended, without reaping it: `waitid(P_PID,
+/// WEXITED | WNOHANG | WNOWAIT)`, which leaves its status to be taken.
+/// `ECHILD` (no such child of ours: reaped already elsewhere) counts as
+/// ended.
+pub(crate) fn child_ended(pid: u32) -> bool {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    let r = retry(|| {
+        // SAFETY: info is valid writable memory for a siginfo_t.
+        cvt(unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, info.as_mut_ptr(), flags) })
+    });
+    match r {
+        // SAFETY: waitid succeeded on a zeroed struct; si_pid is 0 when no
+        // child of that pid has ended.
+        Ok(_) => unsafe { info.assume_init().si_pid() != 0 },
+        Err(_) => true,
+    }
+}
+
 /// What becomes of this process's children when they end, by `SIGCHLD`'s
 /// action.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -314,8 +333,9 @@ pub(crate) fn recv_msg(
         let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
         if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
             // The descriptor sent with it was dropped: this process could not
-            // take one more (the kernel truncates the control data then).
-            return Err(descriptor_dropped());
+            // take one more (the kernel truncates the control data then), as
+            // an `open` would have answered.
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
         }
         let mut raws = Vec::new();
         for c in msg.cmsgs()? {
@@ -334,25 +354,15 @@ pub(crate) fn recv_msg(
     Ok((n, fd))
 }
 
-/// The error of a message whose descriptor was dropped on its way in: it
-/// names the limit of open files, which is what such a loss comes from, and
-/// how to raise it.
-fn descriptor_dropped() -> io::Error {
+/// This process's limit of open files (`RLIMIT_NOFILE`, the soft limit), if
+/// it can be read.
+pub(crate) fn open_files_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills the rlimit it is given.
-    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur.to_string()
-    } else {
-        "unknown".to_owned()
-    };
-    io::Error::other(format!(
-        "a descriptor sent with its message was dropped: this process has as many open \
-         files as it may (RLIMIT_NOFILE {limit}); raise the limit (`ulimit -n`, setrlimit) \
-         or use fewer processes"
-    ))
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
 }
 
 /// Poll several descriptors for readability; returns which are readable.

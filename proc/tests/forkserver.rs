@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multiproc_proc::{Error, ForkServer};
+use multiproc_proc::{Error, ForkServer, Gone};
 use multiproc_testkit::{fork, ChildExit, Watchdog};
 
 fn triple(args: &[u8]) -> i32 {
@@ -143,11 +143,11 @@ fn out_of_descriptors() -> i32 {
     assert_eq!(server.spawn("triple", &[1]).unwrap().join().unwrap(), 3);
     multiproc_testkit::limit_open_files_to_those_open();
     let answer = match server.spawn("triple", &[2]) {
-        Err(e @ Error::ServerGone { .. })
-            if e.to_string().contains("RLIMIT_NOFILE") && e.to_string().contains("ulimit -n") =>
-        {
-            0
-        }
+        Err(
+            e @ Error::ServerGone {
+                why: Gone::DescriptorDropped { limit: Some(_) },
+            },
+        ) if e.to_string().contains("RLIMIT_NOFILE") && e.to_string().contains("ulimit -n") => 0,
         Err(e) => {
             eprintln!("spawn at the limit of open files: {e}");
             10

@@ -589,8 +589,8 @@ fn no_child_left() -> bool {
 /// Where `pidfd_open` is refused (a kernel before 5.3, valgrind 3.19, a
 /// seccomp profile), starting a `Process` or a fork server answers
 /// `Unsupported`, naming the call and what it needs, and leaves no process
-/// behind (each child it forked is killed and reaped; a fork server was
-/// left to exit unreaped). The refusal is a real one: a seccomp filter in a
+/// behind: each child it forked is killed and reaped (a fork server's used
+/// to be left a zombie). The refusal is a real one: a seccomp filter in a
 /// forked child, answering `ENOSYS` (a missing call) or `EPERM` (a filter's).
 #[test]
 fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {

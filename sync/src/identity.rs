@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::sync::Once;
 
-use multiproc_shm::identity::{task_token, task_token_like, Task, TOKEN_PIDFS};
+use multiproc_shm::identity::{comparable, task_token, task_token_like, Task, TOKEN_PIDFS};
 
 /// Set in a record whose low half comes from a pidfs token. Bits 62 and 63 are
 /// never set in a record: structures that keep records may use them as marks
@@ -93,14 +93,11 @@ fn matches(id: u32, task: Task, record: u64) -> bool {
         // Any start time: asks for a token of that kind.
         1
     };
-    task_token_like(id, task, like).is_some_and(|now| {
-        let known_then = pidfs || record & 0xffff_ffff != 0;
-        let same_kind = (now & TOKEN_PIDFS != 0) == pidfs;
-        if now == 0 || !known_then || !same_kind {
-            return true;
-        }
-        self::record(id, now) == record
-    })
+    // The recorded part of the token, with its kind: 0 (unknown) only for a
+    // start-time record of 0.
+    let then = (record & 0xffff_ffff) | if pidfs { TOKEN_PIDFS } else { 0 };
+    task_token_like(id, task, like)
+        .is_some_and(|now| !comparable(now, then) || self::record(id, now) == record)
 }
 
 /// Whether the thread `tid` that holds a lock is alive, given the lock's owner

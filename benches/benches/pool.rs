@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
-    add_pair, apply_async_pipelined, apply_async_recycled, apply_worker_death, bare_pipeline,
-    buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker, python_apply_bytes, python_pool,
-    python_recycled, python_small_calls, python_starmap, python_worker_death, small_calls, trivial,
+    add_pair, apply_async_pipelined, apply_async_recycled, apply_async_windows, apply_worker_death,
+    bare_pipeline, buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker,
+    python_apply_bytes, python_pool, python_recycled, python_small_calls, python_starmap,
+    python_worker_death, small_calls, trivial,
 };
 use multiproc_bench::queue::ours_ping_pong_default;
 use multiproc_bench::raw_fork_exit_wait;
@@ -112,6 +113,11 @@ fn pool_calls(c: &mut Criterion) {
         let _busy = busy.then(BusyProcess::start);
         g.bench_function("multiproc Pool.apply_async", |b| {
             b.iter_custom(|iters| total(iters, apply_async_pipelined(&pool, iters.max(10_000))))
+        });
+        // The same in windows of 64 (submitted, then taken): the report's
+        // row "apply_async, windows of 64".
+        g.bench_function("multiproc Pool.apply_async, windows of 64", |b| {
+            b.iter_custom(|iters| total(iters, apply_async_windows(&pool, iters.max(6_400), 64)))
         });
         // The floor: the same tasks through the pool's queues alone.
         if !busy {

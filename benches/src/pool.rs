@@ -43,6 +43,28 @@ pub fn apply_async_pipelined(pool: &Pool, n: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// Nanoseconds per task of `n` trivial `apply_async`s taken in windows of
+/// `window` in flight: a window submitted, then its results taken, and the
+/// next (a caller that works in batches, and the local part of the MPI
+/// pool's pipelined row). Between windows the workers run dry and the
+/// caller waits for the window's last answers: where either sleeps, a
+/// window pays the wake-ups.
+///
+/// # Panics
+/// If a call fails.
+pub fn apply_async_windows(pool: &Pool, n: u64, window: u64) -> f64 {
+    let t = Instant::now();
+    for start in (0..n).step_by(window.max(1) as usize) {
+        let handles: Vec<_> = (start..(start + window).min(n))
+            .map(|i| pool.apply_async(trivial, i).expect("apply_async"))
+            .collect();
+        for h in handles {
+            black_box(h.get().expect("get"));
+        }
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
 /// The floor of a pipelined `apply_async` through the pool's own queues:
 /// nanoseconds per task of `n` trivial tasks that one thread of this process
 /// sends to `workers` forked processes (an inbox of `depth` slots each, as

@@ -337,6 +337,11 @@ pub(crate) struct Inner {
     streams_ready: Condvar,
     /// Held by the thread that reads the result queue.
     driver: Mutex<()>,
+    /// The last task sent was of a function measured short (under
+    /// [`WAKE_WORTH`]): its answer is due within microseconds, and a driver
+    /// waiting for answers watches [`DUE_WATCH`] longer before it sleeps
+    /// (see [`receive`]).
+    pub(crate) answer_due: AtomicBool,
 }
 
 impl Inner {
@@ -401,6 +406,7 @@ impl Inner {
             idle: Condvar::new(),
             streams_ready: Condvar::new(),
             driver: Mutex::new(()),
+            answer_due: AtomicBool::new(false),
         }
     }
 
@@ -693,6 +699,12 @@ impl Inner {
                 }
             }
             colocation::note(&self.channels.slots[w].driver_cpu, here);
+            // (A load first: a store at every send would take the line from
+            // the other driving thread each time.)
+            let due = task_ns.is_some_and(|ns| ns < WAKE_WORTH);
+            if self.answer_due.load(Ordering::Relaxed) != due {
+                self.answer_due.store(due, Ordering::Relaxed);
+            }
             let worker = &mut st.workers[w];
             // A task sent to an idle worker that takes it at once is timed
             // from here, while its function's measure is missing or says
@@ -890,7 +902,12 @@ impl Inner {
         let mut failed = None;
         // A timeout (or a message lost to a dead worker) leaves the list empty:
         // the workers are looked at below.
-        match receive(&self.channels, slice) {
+        let watch = if self.answer_due.load(Ordering::Relaxed) {
+            DUE_WATCH
+        } else {
+            Duration::ZERO
+        };
+        match receive(&self.channels, slice, watch) {
             Ok(Some(msg)) => {
                 answers.push(msg);
                 // (A look at the next slot first: an empty try costs
@@ -1507,14 +1524,33 @@ pub(crate) fn my_pid() -> u32 {
 /// costs a fraction of a microsecond, by sleeping tens (`benches/NOTES.md`).
 const SPINS: u32 = 200;
 
+/// How much longer a driver looks for answers before it sleeps when one is
+/// due within microseconds (the last task sent was of a function measured
+/// short, see [`Inner::answer_due`]): about what a sleep and its wake-up
+/// cost where they cost most (a futex round trip took 38-41 µs on an AMD
+/// EPYC VM, 7-8 on an Intel one), so that a caller that takes results in
+/// windows (submits a few dozen tasks, then waits for them) does not sleep
+/// at each window's tail while its workers, left without tasks, go to sleep
+/// too (`benches/NOTES.md`).
+const DUE_WATCH: Duration = Duration::from_micros(40);
+
+/// Looks at the answer queues between two clock reads while a driver
+/// watches for [`DUE_WATCH`].
+const WATCH_LOOKS: u32 = 32;
+
 /// The next answer, waiting at most `slice` for one to arrive: spin on
 /// `try_get_bytes` (which, once it takes a large answer's announcement,
-/// receives the whole stream, however long it takes), or yield if the
+/// receives the whole stream, however long it takes) — for `watch` more
+/// when an answer is due soon (see [`DUE_WATCH`]) — or yield if the
 /// workers share this CPU, then sleep until one is there, then take it.
 /// (`get_bytes_timeout` would give up on a large answer whose worker stalls
 /// for a check interval past the slice: a worker may be descheduled that
 /// long on a loaded machine, and the answer would be lost.)
-fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Answer>> {
+fn receive(
+    ch: &Channels,
+    slice: Duration,
+    watch: Duration,
+) -> multiproc_queue::Result<Option<Answer>> {
     // An answer if one is there, in any of the answer queues (`Some(Err)`: a
     // ring failed). A look at the slot each ring's next get takes first: an
     // empty try goes through the queue's general path (its end checks, its
@@ -1561,6 +1597,22 @@ fn receive(ch: &Channels, slice: Duration) -> multiproc_queue::Result<Option<Ans
             break;
         }
         std::hint::spin_loop();
+        if i + 1 == SPINS && !watch.is_zero() {
+            // Spun out on a CPU of its own, an answer due soon: watched on
+            // rather than slept for (see `DUE_WATCH`).
+            let until = Instant::now() + watch.min(slice);
+            loop {
+                for _ in 0..WATCH_LOOKS {
+                    if let Some(answer) = look() {
+                        return answer;
+                    }
+                    std::hint::spin_loop();
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
     }
     let ready = match ch.results.as_slice() {
         [results] => results.poll_timeout(slice),

@@ -1723,6 +1723,87 @@ mod tests {
         eprintln!("timed after {rounds} imaps");
     }
 
+    /// A driver waits longer before it sleeps while the last task sent was
+    /// of a function measured short (its answer is due within microseconds;
+    /// `core::DUE_WATCH`), and not for one not measured yet or measured
+    /// slow.
+    #[test]
+    fn answers_are_watched_for_only_while_the_last_task_sent_is_short() {
+        use std::sync::atomic::Ordering;
+        fn plus_one(x: u64) -> u64 {
+            x + 1
+        }
+        fn nap(ms: u64) -> u64 {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        }
+        let pool = Pool::new(2).unwrap();
+        let (short, slow) = (target_of(plus_one).unwrap(), target_of(nap).unwrap());
+        assert!(
+            !pool.inner.answer_due.load(Ordering::Relaxed),
+            "nothing sent yet"
+        );
+        // Bursts measure the short function (back-to-back tasks are timed).
+        let mut rounds = 0;
+        while pool.inner.lock().measured_ns(short).is_none() && rounds < 1_000 {
+            let hs: Vec<_> = (0..64)
+                .map(|i| pool.apply_async(plus_one, i).unwrap())
+                .collect();
+            for (i, h) in (0..).zip(hs) {
+                assert_eq!(h.get().unwrap(), i + 1);
+            }
+            rounds += 1;
+        }
+        assert!(
+            pool.inner.lock().measured_ns(short).is_some(),
+            "never timed"
+        );
+        assert_eq!(pool.apply(plus_one, 1).unwrap(), 2);
+        assert!(
+            pool.inner.answer_due.load(Ordering::Relaxed),
+            "a short task was sent last"
+        );
+        // A function never timed: its answer may be long in coming.
+        let h = pool.apply_async(nap, 20).unwrap();
+        assert!(pool.inner.lock().measured_ns(slow).is_none());
+        assert!(
+            !pool.inner.answer_due.load(Ordering::Relaxed),
+            "an untimed task was sent last"
+        );
+        assert_eq!(h.get().unwrap(), 20);
+        assert_eq!(pool.apply(plus_one, 2).unwrap(), 3);
+        assert!(pool.inner.answer_due.load(Ordering::Relaxed));
+        // A function measured slow (tasks back to back on each worker are
+        // timed): not watched for either.
+        let mut rounds = 0;
+        while pool
+            .inner
+            .lock()
+            .measured_ns(slow)
+            .is_none_or(|ns| ns < 1_000_000)
+            && rounds < 20
+        {
+            let hs: Vec<_> = (0..4).map(|_| pool.apply_async(nap, 5).unwrap()).collect();
+            for h in hs {
+                assert_eq!(h.get().unwrap(), 5);
+            }
+            rounds += 1;
+        }
+        let measured = pool.inner.lock().measured_ns(slow);
+        assert!(
+            measured.is_some_and(|ns| ns >= 1_000_000),
+            "measured {measured:?}"
+        );
+        assert_eq!(pool.apply(plus_one, 3).unwrap(), 4);
+        assert!(pool.inner.answer_due.load(Ordering::Relaxed));
+        let h = pool.apply_async(nap, 5).unwrap();
+        assert!(
+            !pool.inner.answer_due.load(Ordering::Relaxed),
+            "a slow task was sent last"
+        );
+        assert_eq!(h.get().unwrap(), 5);
+    }
+
     /// Python runs a task's callback whether or not its `AsyncResult` is
     /// kept (the tutorial's `pool.apply_async(test, callback=fun_callback)`).
     /// A dropped handle's callbacks (and error callbacks) run here too, each

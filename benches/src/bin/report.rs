@@ -1193,11 +1193,11 @@ fn recycled_fresh(processes: usize, tasks: u64) -> f64 {
 /// worker's fork beside a raw fork.
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
-        apply_async_pipelined, apply_bytes, apply_one, apply_worker_death, bare_pipeline, cpu_pmap,
-        cpu_pool, cpu_rayon, cpu_sequential, map_trivial, map_trivial_chunked,
-        pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool, python_recycled,
-        python_small_calls, python_starmap, python_worker_death, rayon_trivial, small_calls,
-        starmap_pairs,
+        apply_async_pipelined, apply_async_windows, apply_bytes, apply_one, apply_worker_death,
+        bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial,
+        map_trivial_chunked, pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool,
+        python_recycled, python_small_calls, python_starmap, python_worker_death, rayon_trivial,
+        small_calls, starmap_pairs,
     };
     let cpus = multiproc_proc::cpu_count();
     let pool = multiproc_pool::Pool::new(cpus).expect("pool");
@@ -1207,9 +1207,10 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // buffers, the next big allocation (rayon's output, or the map's) ran up
     // to 3× slower here for some tens of milliseconds.
     let settle = || std::thread::sleep(Duration::from_millis(100));
-    let (mut apply_f, mut async_f) = (
+    let (mut apply_f, mut async_f, mut windows_f) = (
         || apply_one(&pool, cfg.n(20_000)),
         || apply_async_pipelined(&pool, cfg.n(100_000)),
+        || apply_async_windows(&pool, cfg.n(64_000), 64),
     );
     // The same tasks through the pool's queues alone (its floor).
     let mut bare_f = || bare_pipeline(cpus, multiproc_pool::DEFAULT_INBOX, cfg.n(100_000));
@@ -1257,6 +1258,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         &mut bare_f,
         &mut chunked_f,
         &mut starmap_f,
+        &mut windows_f,
     ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
@@ -1264,8 +1266,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon, bare, chunked, starmap] =
-        [0, 1, 2, 3, 4, 5, 6].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare, chunked, starmap, windows] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1442,6 +1444,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer_name: "the pool's queues alone, one thread",
         peer: bare,
         target: "(the floor: no job kept, no check)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "apply_async, windows of 64 (ns/task)",
+        ours: windows,
+        peer_name: "the same, all submitted at once",
+        peer: pipelined,
+        target: "(for reference: a caller in batches)",
         ok: true,
     });
     // A busy program beside the pool: each yield that hands it the CPU can

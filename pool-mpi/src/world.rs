@@ -14,9 +14,7 @@
 //! # Waiting
 //! MPI's blocking receive spins a core. On a machine whose cores run the
 //! workers, both sides look for messages with `MPI_Improbe` and back off:
-//! yielding (never spinning without it) for [`HOT`] after the last message
-//! (sleeping instead while a yield hands a busy program beside the job its
-//! time slice: `multiproc_sync::futex::try_yield`),
+//! yielding (never spinning without it) for [`HOT`] after the last message,
 //! then sleeping longer and longer, up to [`MAX_NAP`] (yielding rather than
 //! sleeping early: a thread woken on an idle core of a virtual machine can
 //! take tens of microseconds to run, `benches/NOTES.md`). Rank 0's receiver
@@ -37,7 +35,6 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::Threading;
 use multiproc_pool::{Error, Pool, Result};
-use multiproc_sync::futex::try_yield;
 
 use crate::pool::MpiPool;
 use crate::rank::serve_rank;
@@ -228,12 +225,21 @@ const HOT: Duration = Duration::from_micros(300);
 
 impl Napper {
     pub(crate) fn nap(&mut self) {
-        // While hot, a yield; but not while yields here hand a busy program
-        // its time slice (see `try_yield`): the short sleeps then.
-        if self.since.elapsed() >= HOT || !try_yield() {
-            self.sleep = (self.sleep * 2).clamp(Duration::from_micros(10), MAX_NAP);
-            std::thread::sleep(self.sleep);
+        // While hot, a yield, whatever the last one cost. A yield that ran
+        // another task for a slice turns a local pool's yields into sleeps
+        // for a while (`multiproc_sync::futex::try_yield`), as it did here;
+        // but on one machine the tasks a rank's poller yields to are mostly
+        // the job's own (the other rank's, the local pools'), and each nap
+        // instead cost ten to hundreds of microseconds before the next look:
+        // pipelined tasks over two ranks in windows of 64 took 3.3-4.2 µs a
+        // task with the sleeps, 2.5-3.0 with the yields, and beside a busy
+        // process 17-21 against 5.6-8.7 (`benches/NOTES.md`).
+        if self.since.elapsed() < HOT {
+            std::thread::yield_now();
+            return;
         }
+        self.sleep = (self.sleep * 2).clamp(Duration::from_micros(10), MAX_NAP);
+        std::thread::sleep(self.sleep);
     }
 
     /// Still yielding: a message now is seen within microseconds.

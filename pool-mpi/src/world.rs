@@ -227,13 +227,14 @@ impl Napper {
     pub(crate) fn nap(&mut self) {
         // While hot, a yield, whatever the last one cost. A yield that ran
         // another task for a slice turns a local pool's yields into sleeps
-        // for a while (`multiproc_sync::futex::try_yield`), as it did here;
-        // but on one machine the tasks a rank's poller yields to are mostly
-        // the job's own (the other rank's, the local pools'), and each nap
-        // instead cost ten to hundreds of microseconds before the next look:
-        // pipelined tasks over two ranks in windows of 64 took 3.3-4.2 µs a
-        // task with the sleeps, 2.5-3.0 with the yields, and beside a busy
-        // process 17-21 against 5.6-8.7 (`benches/NOTES.md`).
+        // for a while (`multiproc_sync::futex::try_yield`), and this
+        // poller's did the same until 2026-12-07; but on one machine the
+        // tasks a rank's poller yields to are mostly the job's own (the
+        // other rank's, the local pools'), and each nap cost tens to
+        // hundreds of microseconds before the next look: pipelined tasks
+        // over two ranks in windows of 64 took 6.2-8.9 µs a task with the
+        // naps, 2.5-4.4 with the yields, and beside a busy process 17-21
+        // against 5.6-8.7 (`benches/NOTES.md`).
         if self.since.elapsed() < HOT {
             std::thread::yield_now();
             return;

@@ -228,7 +228,7 @@ impl Napper {
         // While hot, a yield, whatever the last one cost. A yield that ran
         // another task for a slice turns a local pool's yields into sleeps
         // for a while (`multiproc_sync::futex::try_yield`), and this
-        // poller's did the same until 2026-12-07; but on one machine the
+        // poller's did the same at first; but on one machine the
         // tasks a rank's poller yields to are mostly the job's own (the
         // other rank's, the local pools'), and each nap cost tens to
         // hundreds of microseconds before the next look: pipelined tasks

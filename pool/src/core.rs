@@ -152,7 +152,7 @@ const IDLE_LOOK: Duration = Duration::from_millis(100);
 /// it has the fewest. A function measured at this or more also gets its
 /// sends to idle workers timed (see `Pace`), so that a measure that says
 /// slow can be corrected by them.
-const WAKE_WORTH: u64 = 20_000;
+pub(crate) const WAKE_WORTH: u64 = 20_000;
 
 /// How long after a caller's last round of driving the background thread
 /// leaves outstanding work to callers: a caller that takes its results in

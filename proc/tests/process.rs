@@ -646,16 +646,8 @@ fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
 fn active_children_without_proc_lists_the_running_ones() {
     let _dog = Watchdog::arm(LIMIT, "active_children without /proc");
     let child = multiproc_testkit::fork(|| {
-        if !multiproc_testkit::hide_proc() {
-            // SAFETY: geteuid has no preconditions.
-            return if unsafe { libc::geteuid() } == 0 {
-                20
-            } else {
-                0
-            };
-        }
-        if std::fs::read("/proc/self/stat").is_ok() {
-            return 21;
+        if let Err(code) = multiproc_testkit::hide_proc_or_exit_code() {
+            return code;
         }
         let mut p = Process::new(|| std::thread::sleep(Duration::from_millis(300)));
         p.start().unwrap();

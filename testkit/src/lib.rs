@@ -479,6 +479,26 @@ pub fn hide_proc() -> bool {
     true
 }
 
+/// [`hide_proc`] for a test child, with the exit code it returns where it
+/// cannot hide `/proc`: `Err(0)` (a skip, said on stderr) where namespaces
+/// are not allowed to a non-root user, `Err(20)` where they were refused to
+/// root (who must be able to run the test), `Err(21)` where `/proc` still
+/// reads afterwards.
+pub fn hide_proc_or_exit_code() -> Result<(), i32> {
+    if !hide_proc() {
+        // SAFETY: geteuid has no preconditions.
+        return Err(if unsafe { libc::geteuid() } == 0 {
+            20
+        } else {
+            0
+        });
+    }
+    if std::fs::read("/proc/self/stat").is_ok() {
+        return Err(21);
+    }
+    Ok(())
+}
+
 /// Refuses `pidfd_open` to this process and the processes it forks from now
 /// on ([`refuse_syscall`], `ENOSYS`), as a kernel before 5.3 or a sandbox
 /// does: identity tokens are then start times (`/proc/ID/stat`), as on

@@ -12,9 +12,9 @@ use multiproc_bench::queue::{
     crossbeam_channel_ping_pong, futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream,
     ours_1p1c, ours_mpmc, ours_ping_pong, ours_ping_pong_default, ours_pipe, ours_pipe_large,
     ours_pipe_round_trip, ours_pipe_round_trip_spinning, ours_spsc, ours_spsc_threads,
-    pipe_round_trip, pipe_stream, pipe_stream_large, queues_ping_pong, rtrb_spsc,
-    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
-    unix_stream_large,
+    pipe_round_trip, pipe_shape_ping_pong, pipe_stream, pipe_stream_large, queues_ping_pong,
+    rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong,
+    unix_socket_stream, unix_stream_large,
 };
 
 /// Turns a per-item cost in ns into criterion's total for `iters`.
@@ -165,6 +165,9 @@ fn throughput(c: &mut Criterion) {
                 ours_pipe_round_trip_spinning(iters.max(100), Some(u32::MAX)),
             )
         })
+    });
+    g.bench_function("two flags, a Pipe's 64 lines in turn (its floor)", |b| {
+        b.iter_custom(|iters| total(iters, pipe_shape_ping_pong(iters.max(100))))
     });
     g.bench_function("two pipes, blocking reads", |b| {
         b.iter_custom(|iters| total(iters, pipe_round_trip(iters.max(100))))

@@ -476,6 +476,49 @@ pub fn two_flags_ping_pong(n: u64, one_line: bool) -> f64 {
     ns
 }
 
+/// Two flags as in [`two_flags_ping_pong`], but round trip `i` uses flag
+/// `i % lines` of each direction, the flags `stride` bytes apart: the lines a
+/// ring of `lines` slots of `stride` bytes touches for small messages, and
+/// nothing else (no claim, no length, no check). With `lines` 1 it is the
+/// bare two-line round trip; with a `Pipe`'s shape it is the floor of that
+/// shape's request+reply. `stride` is a multiple of 8. Nanoseconds per round
+/// trip.
+pub fn rotating_flags_ping_pong(n: u64, lines: usize, stride: usize) -> f64 {
+    let words = stride / 8;
+    let flags =
+        multiproc_shm::SharedSlice::<AtomicU64>::anonymous(2 * lines * words).expect("flags");
+    let (ping, pong) = flags.split_at(lines * words);
+    let at = |i: u64| (i as usize % lines) * words;
+    let child = fork_running_child(|| {
+        for i in 1..=n {
+            while ping[at(i)].load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            pong[at(i)].store(i, Ordering::Release);
+        }
+    });
+    let t = Instant::now();
+    for i in 1..=n {
+        ping[at(i)].store(i, Ordering::Release);
+        while pong[at(i)].load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    wait_child(child);
+    ns
+}
+
+/// The bytes from one of a default `Pipe`'s slots to the next: a sequence and
+/// a length (16 bytes), then up to `PIPE_MESSAGE` bytes, in whole lines.
+pub const PIPE_SLOT: usize = (16 + multiproc_queue::PIPE_MESSAGE).next_multiple_of(64);
+
+/// [`rotating_flags_ping_pong`] over the lines a default `Pipe`'s small
+/// messages take: the floor of its request+reply's shape.
+pub fn pipe_shape_ping_pong(n: u64) -> f64 {
+    rotating_flags_ping_pong(n, multiproc_queue::PIPE_CAPACITY, PIPE_SLOT)
+}
+
 /// The floor for any queue that frees its slot: two one-slot hand-offs, each a
 /// sequence word and a data word on their own line. A put waits until the slot
 /// is free, writes the data and marks it full; a get waits until it is full,

@@ -22,16 +22,18 @@ use multiproc_bench::queue::{
     arrayqueue, arrayqueue_ping_pong, cache_line_ping_pong, cache_line_ping_pong_threads,
     crossbeam_channel_ping_pong, futex_ping_pong, ipc_channel_round_trip, ipc_channel_stream,
     ours_1p1c, ours_mpmc, ours_ping_pong, ours_ping_pong_default, ours_pipe, ours_pipe_large,
-    ours_pipe_round_trip, ours_pipe_round_trip_spinning, ours_spsc, pipe_round_trip, pipe_stream,
-    pipe_stream_large, python_pipe_ns, python_pipe_round_trip_ns, python_queue_ns,
-    queues_ping_pong, rtrb_spsc, rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong,
-    two_flags_ping_pong, unix_socket_stream, unix_stream_large,
+    ours_pipe_round_trip, ours_pipe_round_trip_spinning, ours_spsc, pipe_round_trip,
+    pipe_shape_ping_pong, pipe_stream, pipe_stream_large, python_pipe_ns,
+    python_pipe_round_trip_ns, python_queue_ns, queues_ping_pong, rtrb_spsc,
+    rtrb_spsc_with_wakeup_check, slot_handoff_ping_pong, two_flags_ping_pong, unix_socket_stream,
+    unix_stream_large,
 };
 use multiproc_bench::{
     hammer, interleaved, lock_handoff, ns_per_iter, python_process_start_join_us,
     raw_fork_exit_wait, timed, BareByteLock, BareLock, BusyProcess, PthreadMutex,
 };
 use multiproc_proc::Process;
+use multiproc_queue::PIPE_CAPACITY;
 use multiproc_shm::Shared;
 use multiproc_sync::{Event, Mutex, Semaphore};
 use std::time::Duration;
@@ -1008,6 +1010,7 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             &mut || two_flags_ping_pong(cfg.n(50_000), true),
             &mut || crossbeam_channel_ping_pong(cfg.n(50_000), true),
             &mut || queues_ping_pong(cfg.n(50_000), Some(u32::MAX), 64, |i| i),
+            &mut || pipe_shape_ping_pong(cfg.n(50_000)),
         ],
     );
     let (pp_spin, pipe_spin, line) = (median(&t[0]), median(&t[1]), median(&t[2]));
@@ -1015,6 +1018,7 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     let (aq_pp, line_threads) = (median(&t[3]), median(&t[4]));
     let (handoff, flags, flags_one_line) = (median(&t[5]), median(&t[6]), median(&t[7]));
     let cb_spin = median(&t[8]);
+    let pipe_shape = median(&t[10]);
     // What a queue whose every put and get claims with a compare-and-swap pays
     // on top of the bounce: a round trip makes four claims, one after another.
     let cas4 = 4.0 * best(&interleaved(cfg.r(5), &mut [&mut timed(cfg.iters, dependent_cas)])[0]);
@@ -1059,6 +1063,19 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         peer: pp_spin,
         target: "≤ 1.2×",
         ok: pipe_spin <= 1.2 * pp_spin,
+    });
+    // What the target above leaves out: a `Pipe`'s messages take its 64 slots
+    // in turn, a line each (16 KiB apart), where a one-slot queue reuses one
+    // line. Two bare flags taking the same lines in turn are that shape's
+    // floor; on the AMD EPYC VMs they alone cost 1.6-2.0× two flags that stay
+    // put (`benches/NOTES.md`), more than the 1.2× the target allows.
+    rows.push(Row {
+        what: "same, beside its shape bare",
+        ours: pipe_spin,
+        peer_name: "two flags taking 64 lines in turn",
+        peer: pipe_shape,
+        target: "(the floor of a Pipe's shape)",
+        ok: true,
     });
     rows.push(Row {
         what: "ping-pong, spinning (ns/RT)",
@@ -1159,6 +1176,15 @@ fn ping_pong(cfg: &Cfg, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
          other: the floor of any round trip through two queues) take {flags:.1} ns, \
          {:.2}× the bounce; ours is {:.2}× that.",
         flags / line,
+        pp_spin / flags
+    ));
+    notes.push(format!(
+        "two flags that take the lines of a Pipe's {PIPE_CAPACITY} slots each way in \
+         turn (as its messages do) take {pipe_shape:.1} ns, {:.2}× two flags that stay \
+         put: the part of the Pipe's ratio to two one-slot queues that is its shape's; \
+         the Pipe is {:.2}× that floor, the queues {:.2}× theirs.",
+        pipe_shape / flags,
+        pipe_spin / pipe_shape,
         pp_spin / flags
     ));
     notes.push(format!(

@@ -188,7 +188,7 @@ pub fn current_process() -> ProcessInfo {
     let st = registry::lock();
     ProcessInfo {
         pid: sys::getpid(),
-        name: st.my_name(),
+        name: st.my_name().to_string(),
         daemon: registry::is_daemon(),
     }
 }
@@ -227,7 +227,11 @@ pub fn parent_process() -> Option<ParentProcess> {
         .parent_pidfd
         .as_ref()
         .and_then(|fd| fd.try_clone().ok());
-    Some(ParentProcess { pid, name, pidfd })
+    Some(ParentProcess {
+        pid,
+        name: name.to_string(),
+        pidfd,
+    })
 }
 
 /// The parent of a process started by [`Process`](crate::Process) (see
@@ -380,7 +384,7 @@ pub fn active_children() -> Vec<ProcessInfo> {
         })
         .map(|e| ProcessInfo {
             pid: e.pid,
-            name: e.name.clone(),
+            name: e.name.to_string(),
             daemon: e.daemon,
         })
         .collect();

@@ -1,15 +1,13 @@
 //! [`Process`]: Python's `multiprocessing.Process`, started by `fork`.
 
+use std::cell::OnceCell;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::registry::{self, Entry};
+use crate::registry::{self, Entry, Name};
 use crate::status::{ChildResult, WaitStatus};
 use crate::{sys, Discarded, Error, Result};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 enum State {
     New,
@@ -73,7 +71,9 @@ enum State {
 /// # Ok::<(), multiproc_proc::Error>(())
 /// ```
 pub struct Process<'a> {
-    name: String,
+    name: Name,
+    /// `name` as text, made at the first [`name`](Process::name) call.
+    text: OnceCell<String>,
     daemon: bool,
     target: Option<Box<dyn FnOnce() -> i32 + 'a>>,
     state: State,
@@ -90,9 +90,10 @@ impl<'a> Process<'a> {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn new<R: ChildResult>(target: impl FnOnce() -> R + 'a) -> Process<'a> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = registry::lock().next_number();
         Process {
-            name: format!("Process-{n}"),
+            name: Name::Numbered(n),
+            text: OnceCell::new(),
             daemon: false,
             target: Some(Box::new(move || target().exit_code())),
             state: State::New,
@@ -144,7 +145,8 @@ impl<'a> Process<'a> {
     /// assert_eq!(p.name(), "loader");
     /// ```
     pub fn named(mut self, name: impl Into<String>) -> Process<'a> {
-        self.name = name.into();
+        self.name = Name::Given(name.into().into());
+        self.text = OnceCell::new();
         self
     }
 
@@ -168,7 +170,10 @@ impl<'a> Process<'a> {
     /// assert!(multiproc_proc::Process::new(|| ()).name().starts_with("Process-"));
     /// ```
     pub fn name(&self) -> &str {
-        &self.name
+        match &self.name {
+            Name::Given(name) => name,
+            name => self.text.get_or_init(|| name.to_string()),
+        }
     }
 
     /// Whether it is daemonic.
@@ -220,12 +225,12 @@ impl<'a> Process<'a> {
             State::New => {}
             State::Closed => {
                 return Err(Error::Closed {
-                    name: self.name.clone(),
+                    name: self.name().to_owned(),
                 })
             }
             _ => {
                 return Err(Error::AlreadyStarted {
-                    name: self.name.clone(),
+                    name: self.name().to_owned(),
                 })
             }
         }
@@ -255,9 +260,10 @@ impl<'a> Process<'a> {
             orphan: None,
         });
         let slot = st.children.len() - 1;
-        // Buffered output would otherwise be written twice, by parent and child.
+        // Buffered output would otherwise be written twice, by parent and
+        // child. Only stdout's: Rust's stderr holds no buffer, and its flush
+        // would only take its lock, writing a page the fork then shares.
         let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
         // SAFETY: the child below runs the closure and leaves with _exit; the
         // registry lock is held across fork, so the child does not inherit it held
         // by a thread it does not have. Other locks are the documented hazard.
@@ -379,10 +385,10 @@ impl<'a> Process<'a> {
     fn join_timeout_inner(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
         match &self.state {
             State::New => Err(Error::NotStarted {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
             State::Closed => Err(Error::Closed {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
             State::Finished { status, .. } => Ok(Some(status.exitcode())),
             State::Running { pidfd, .. } => {
@@ -538,10 +544,10 @@ impl<'a> Process<'a> {
         }
         match &self.state {
             State::New => Err(Error::NotStarted {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
             State::Closed => Err(Error::Closed {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
             State::Finished { .. } => Ok(()),
             State::Running { pidfd, .. } => match sys::pidfd_send_signal(pidfd.as_fd(), signal) {
@@ -571,10 +577,10 @@ impl<'a> Process<'a> {
         match &self.state {
             State::Running { pidfd, .. } | State::Finished { pidfd, .. } => Ok(pidfd.as_fd()),
             State::New => Err(Error::NotStarted {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
             State::Closed => Err(Error::Closed {
-                name: self.name.clone(),
+                name: self.name().to_owned(),
             }),
         }
     }
@@ -597,7 +603,7 @@ impl<'a> Process<'a> {
         if let State::Running { pid, .. } = self.state {
             if self.reap(true)?.is_none() {
                 return Err(Error::StillRunning {
-                    name: self.name.clone(),
+                    name: self.name().to_owned(),
                     pid,
                 });
             }
@@ -635,7 +641,7 @@ impl std::fmt::Debug for Process<'_> {
             State::Closed => "closed".to_owned(),
         };
         f.debug_struct("Process")
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("daemon", &self.daemon)
             .field("state", &state)
             .finish()

@@ -6,17 +6,46 @@
 //! holds it across `fork`, so the child never inherits it locked by a thread that
 //! does not exist there.
 
+use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::{status::WaitStatus, sys};
 
+/// A process's name, kept as what makes it until someone reads it as text.
+///
+/// Starting a process copies its name into the registry and the child, and
+/// its parent's name into the child: as `String`s that was three allocations
+/// and three frees a start+join, and after every `fork` each page the parent
+/// writes faults once (its pages are shared with the child, copy-on-write),
+/// which malloc's bookkeeping did on three pages. A default name is its
+/// number, a given one an `Arc<str>`: cloning either allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// `MainProcess`: a process not started by this crate.
+    Main,
+    /// `Process-N`.
+    Numbered(u32),
+    /// Given by the program.
+    Given(Arc<str>),
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Name::Main => f.write_str("MainProcess"),
+            Name::Numbered(n) => write!(f, "Process-{n}"),
+            Name::Given(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One child of this process.
 pub(crate) struct Entry {
     pub(crate) pid: u32,
-    pub(crate) name: String,
+    pub(crate) name: Name,
     pub(crate) daemon: bool,
     /// Set when its handle was dropped before it was reaped: the registry reaps it.
     pub(crate) orphan: Option<OwnedFd>,
@@ -25,8 +54,8 @@ pub(crate) struct Entry {
 /// Who this process is.
 #[derive(Debug)]
 pub(crate) struct Me {
-    pub(crate) name: Option<String>,
-    pub(crate) parent: Option<(u32, String)>,
+    pub(crate) name: Option<Name>,
+    pub(crate) parent: Option<(u32, Name)>,
     /// A pidfd of the parent, opened by the first `parent_process()` call
     /// while the parent was still this process's parent (`None` before, after
     /// the parent ended, or when the kernel has no pidfds).
@@ -37,6 +66,10 @@ pub(crate) struct State {
     pub(crate) children: Vec<Entry>,
     pub(crate) me: Me,
     at_exit_registered: bool,
+    /// The last `N` given to a `Process-N`. Here rather than in a static of
+    /// its own: a start writes this page anyway (the lock), and a page more
+    /// written between two forks is a copy-on-write fault more a start.
+    numbered: u32,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -47,6 +80,7 @@ static STATE: Mutex<State> = Mutex::new(State {
         parent_pidfd: None,
     },
     at_exit_registered: false,
+    numbered: 0,
 });
 
 /// Whether this process is a daemonic child (which may not have children).
@@ -83,11 +117,14 @@ impl State {
     }
 
     /// The name this process goes by ("MainProcess" unless it was started by us).
-    pub(crate) fn my_name(&self) -> String {
-        self.me
-            .name
-            .clone()
-            .unwrap_or_else(|| "MainProcess".to_owned())
+    pub(crate) fn my_name(&self) -> Name {
+        self.me.name.clone().unwrap_or(Name::Main)
+    }
+
+    /// The next `Process-N`'s number.
+    pub(crate) fn next_number(&mut self) -> u32 {
+        self.numbered = self.numbered.wrapping_add(1);
+        self.numbered
     }
 }
 

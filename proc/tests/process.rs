@@ -212,6 +212,56 @@ fn names_and_identities() {
     assert!(q.name().starts_with("Process-"));
 }
 
+/// Default names count up, as Python's `Process-N` do, and read the same in
+/// the parent, in the child (`current_process`), in `active_children` and in
+/// a grandchild (`parent_process`), as does a given name: the registry keeps
+/// a default name as its number until it is read.
+#[test]
+fn names_read_the_same_in_the_parent_the_child_the_registry_and_a_grandchild() {
+    let _dog = Watchdog::arm(LIMIT, "names everywhere");
+    let first = Process::new(|| ());
+    let n: u32 = first
+        .name()
+        .strip_prefix("Process-")
+        .and_then(|n| n.parse().ok())
+        .expect("a default name is Process-N");
+    let expected = format!("Process-{}", n + 1);
+    for given in [None, Some("loader")] {
+        let want = given.map_or(expected.clone(), str::to_owned);
+        let (mine, theirs) = (want.clone(), want.clone());
+        let go = Shared::anonymous(AtomicU32::new(0)).unwrap();
+        let go = &go;
+        let mut p = Process::new(move || {
+            while go.load(Ordering::Acquire) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut grandchild = Process::new(move || {
+                i32::from(parent_process().map(|p| p.name().to_owned()) != Some(theirs))
+            });
+            grandchild.start().unwrap();
+            match (current_process().name == mine, grandchild.join().unwrap()) {
+                (true, 0) => 0,
+                (false, _) => 10,
+                (true, _) => 11,
+            }
+        });
+        if let Some(name) = given {
+            p = p.named(name);
+        }
+        assert_eq!(p.name(), want);
+        p.start().unwrap();
+        let listed: Vec<_> = active_children()
+            .into_iter()
+            .filter(|c| Some(c.pid) == p.pid())
+            .map(|c| c.name)
+            .collect();
+        go.store(1, Ordering::Release);
+        assert_eq!(p.join().unwrap(), 0, "{want}");
+        assert_eq!(listed, [want.clone()]);
+        assert!(format!("{p:?}").contains(&format!("{want:?}")), "{p:?}");
+    }
+}
+
 #[test]
 fn a_daemon_may_not_have_children() {
     let _dog = Watchdog::arm(LIMIT, "daemon children");

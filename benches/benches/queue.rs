@@ -166,9 +166,10 @@ fn throughput(c: &mut Criterion) {
             )
         })
     });
-    g.bench_function("two flags, a Pipe's 64 lines in turn (its floor)", |b| {
-        b.iter_custom(|iters| total(iters, pipe_shape_ping_pong(iters.max(100))))
-    });
+    g.bench_function(
+        "two flags, a Pipe's 64 lines in turn (its shape, bare)",
+        |b| b.iter_custom(|iters| total(iters, pipe_shape_ping_pong(iters.max(100)))),
+    );
     g.bench_function("two pipes, blocking reads", |b| {
         b.iter_custom(|iters| total(iters, pipe_round_trip(iters.max(100))))
     });

@@ -480,8 +480,9 @@ pub fn two_flags_ping_pong(n: u64, one_line: bool) -> f64 {
 /// `i % lines` of each direction, the flags `stride` bytes apart: the lines a
 /// ring of `lines` slots of `stride` bytes touches for small messages, and
 /// nothing else (no claim, no length, no check). With `lines` 1 it is the
-/// bare two-line round trip; with a `Pipe`'s shape it is the floor of that
-/// shape's request+reply. `stride` is a multiple of 8. Nanoseconds per round
+/// bare two-line round trip; with a `Pipe`'s shape it gauges what lines taken
+/// in turn cost on this placement (not a strict floor: a `Pipe` has read
+/// 0.73× it). `stride` is a multiple of 8. Nanoseconds per round
 /// trip.
 pub fn rotating_flags_ping_pong(n: u64, lines: usize, stride: usize) -> f64 {
     let words = stride / 8;
@@ -514,7 +515,7 @@ pub fn rotating_flags_ping_pong(n: u64, lines: usize, stride: usize) -> f64 {
 pub const PIPE_SLOT: usize = (16 + multiproc_queue::PIPE_MESSAGE).next_multiple_of(64);
 
 /// [`rotating_flags_ping_pong`] over the lines a default `Pipe`'s small
-/// messages take: the floor of its request+reply's shape.
+/// messages take: its request+reply's shape, bare.
 pub fn pipe_shape_ping_pong(n: u64) -> f64 {
     rotating_flags_ping_pong(n, multiproc_queue::PIPE_CAPACITY, PIPE_SLOT)
 }

@@ -257,7 +257,7 @@ fn names_read_the_same_in_the_parent_the_child_the_registry_and_a_grandchild() {
             .collect();
         go.store(1, Ordering::Release);
         assert_eq!(p.join().unwrap(), 0, "{want}");
-        assert_eq!(listed, [want.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&want));
         assert!(format!("{p:?}").contains(&format!("{want:?}")), "{p:?}");
     }
 }

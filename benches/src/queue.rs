@@ -991,3 +991,27 @@ pub fn ipc_channel_round_trip(n: u64) -> f64 {
     wait_child(child);
     ns
 }
+
+#[cfg(test)]
+mod tests {
+    /// [`PIPE_SLOT`](super::PIPE_SLOT) is the stride of a `Pipe`'s slots:
+    /// byte queues of its message size, eight slots apart, differ by eight.
+    #[test]
+    fn pipe_slot_is_the_stride_of_a_pipes_slots() {
+        let size = |capacity: usize| {
+            let name = format!("bench-pipe-slot-{}-{capacity}", std::process::id());
+            let q =
+                multiproc_queue::ByteQueue::create(&name, capacity, multiproc_queue::PIPE_MESSAGE)
+                    .expect("queue");
+            let len = std::fs::metadata(format!("/dev/shm/{name}"))
+                .expect("its segment")
+                .len();
+            drop(q);
+            assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+            len
+        };
+        // Segments are sized in steps of 128 bytes: eight slots of 64-byte
+        // multiples are a whole number of steps.
+        assert_eq!((size(9) - size(1)) / 8, super::PIPE_SLOT as u64);
+    }
+}

@@ -450,34 +450,13 @@ fn serve_bounces(line: &AtomicU64, n: u64) -> f64 {
 /// line (words 0 and 4): what a duplex channel of one slot each way, its
 /// request and reply in one line, could reach. Nanoseconds per round trip.
 pub fn two_flags_ping_pong(n: u64, one_line: bool) -> f64 {
-    // The ping flag at word 0, the pong flag at word 32 (256 bytes on) or 4.
-    let words = Shared::anonymous(std::array::from_fn::<AtomicU64, 48, _>(|_| {
-        AtomicU64::new(0)
-    }))
-    .expect("flags");
-    let (ping, pong) = (&words[0], &words[if one_line { 4 } else { 32 }]);
-    let child = fork_running_child(|| {
-        for i in 1..=n {
-            while ping.load(Ordering::Acquire) != i {
-                std::hint::spin_loop();
-            }
-            pong.store(i, Ordering::Release);
-        }
-    });
-    let t = Instant::now();
-    for i in 1..=n {
-        ping.store(i, Ordering::Release);
-        while pong.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
-        }
-    }
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    wait_child(child);
-    ns
+    // The pong flag 256 bytes after the ping flag, or 32 (in its line).
+    rotating_flags_ping_pong(n, 1, if one_line { 32 } else { 256 })
 }
 
 /// Two flags as in [`two_flags_ping_pong`], but round trip `i` uses flag
-/// `i % lines` of each direction, the flags `stride` bytes apart: the lines a
+/// `i % lines` of each direction (the reply's flags after the request's),
+/// the flags `stride` bytes apart: the lines a
 /// ring of `lines` slots of `stride` bytes touches for small messages, and
 /// nothing else (no claim, no length, no check). With `lines` 1 it is the
 /// bare two-line round trip; with a `Pipe`'s shape it gauges what lines taken

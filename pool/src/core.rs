@@ -1572,6 +1572,9 @@ fn receive(
         }
         None
     };
+    // Whether the spin ran out on a CPU of its own (not given up for
+    // yields to workers on this one).
+    let mut spun_out = true;
     for i in 0..SPINS {
         if let Some(answer) = look() {
             return answer;
@@ -1594,23 +1597,24 @@ fn receive(
                     return Ok(None);
                 }
             }
+            spun_out = false;
             break;
         }
         std::hint::spin_loop();
-        if i + 1 == SPINS && !watch.is_zero() {
-            // Spun out on a CPU of its own, an answer due soon: watched on
-            // rather than slept for (see `DUE_WATCH`).
-            let until = Instant::now() + watch.min(slice);
-            loop {
-                for _ in 0..WATCH_LOOKS {
-                    if let Some(answer) = look() {
-                        return answer;
-                    }
-                    std::hint::spin_loop();
+    }
+    if spun_out && !watch.is_zero() {
+        // An answer due soon: watched on rather than slept for (see
+        // `DUE_WATCH`).
+        let until = Instant::now() + watch.min(slice);
+        loop {
+            for _ in 0..WATCH_LOOKS {
+                if let Some(answer) = look() {
+                    return answer;
                 }
-                if Instant::now() >= until {
-                    break;
-                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                break;
             }
         }
     }

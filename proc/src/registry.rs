@@ -63,7 +63,11 @@ pub(crate) struct Me {
 }
 
 pub(crate) struct State {
-    pub(crate) children: Vec<Entry>,
+    /// The first [`CHILDREN_INLINE`] in the static itself. A start records
+    /// its child's pid after `fork`, and a page the parent writes then is
+    /// copied (the child shares it until it ends): on the heap that was a
+    /// page more than the lock's, about 2 µs a start (`benches/NOTES.md`).
+    pub(crate) children: Children,
     pub(crate) me: Me,
     at_exit_registered: bool,
     /// The last `N` given to a `Process-N`. Here rather than in a static of
@@ -72,8 +76,22 @@ pub(crate) struct State {
     numbered: u32,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    children: Vec::new(),
+/// How many children the registry keeps beside its lock before it moves
+/// them to the heap.
+const CHILDREN_INLINE: usize = 8;
+
+pub(crate) type Children = smallvec::SmallVec<[Entry; CHILDREN_INLINE]>;
+
+/// The registry, aligned to its size so that it lies on one page: every
+/// write a start makes after `fork` (the child's pid, the unlock) faults
+/// once, on that page.
+#[repr(align(512))]
+struct OnePage(Mutex<State>);
+
+const _: () = assert!(std::mem::size_of::<OnePage>() == 512);
+
+static STATE: OnePage = OnePage(Mutex::new(State {
+    children: Children::new_const(),
     me: Me {
         name: None,
         parent: None,
@@ -81,7 +99,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     },
     at_exit_registered: false,
     numbered: 0,
-});
+}));
 
 /// Whether this process is a daemonic child (which may not have children).
 pub(crate) static IS_DAEMON: AtomicBool = AtomicBool::new(false);
@@ -92,7 +110,7 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 pub(crate) fn lock() -> MutexGuard<'static, State> {
     // A panic while holding it leaves the data consistent (every update is one push
     // or retain), so poisoning is ignored.
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+    STATE.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {

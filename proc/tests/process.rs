@@ -262,6 +262,69 @@ fn names_read_the_same_in_the_parent_the_child_the_registry_and_a_grandchild() {
     }
 }
 
+/// The registry keeps its first children beside its lock and the rest on the
+/// heap: with more than that running, every one is listed under its name,
+/// a child started then inherits none of them (nor terminates the daemonic
+/// one as it exits), dropped handles are reaped, and joins in any order
+/// leave nothing listed.
+#[test]
+fn more_children_than_the_registry_keeps_inline_are_listed_and_forgotten() {
+    let _dog = Watchdog::arm(LIMIT, "many children");
+    let go = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let go = &go;
+    // Released however the test ends, so that a failed assertion does not
+    // leave twenty children waiting.
+    struct Release<'a>(&'a AtomicU32);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(1, Ordering::Release);
+        }
+    }
+    let release = Release(go);
+    let mut running: Vec<Process> = (0..20)
+        .map(|i| {
+            let mut p = Process::new(move || {
+                while go.load(Ordering::Acquire) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                i
+            })
+            .named(format!("sibling-{i}"))
+            // A daemonic sibling: a child that took its parent's children
+            // for its own would terminate it when it exits.
+            .daemon(i == 7);
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    let mut last = Process::new(|| {
+        let me = current_process();
+        i32::from(!active_children().is_empty()) + 2 * i32::from(me.name != "last")
+    })
+    .named("last");
+    last.start().unwrap();
+    // (The last may have ended already, and an ended child is not active.)
+    let listed = active_children();
+    for p in &running {
+        let named: Vec<_> = listed.iter().filter(|c| Some(c.pid) == p.pid()).collect();
+        assert_eq!(named.len(), 1, "{p:?} in {listed:?}");
+        assert_eq!(named[0].name, p.name());
+    }
+    assert_eq!(last.join().unwrap(), 0, "1: the child listed its parent's children, 2: a wrong name");
+    // Three handles dropped while their children run (the registry reaps
+    // them), the others joined from the last.
+    let dropped: Vec<u32> = running.drain(3..6).map(|p| p.pid().unwrap()).collect();
+    drop(release);
+    while let Some(mut p) = running.pop() {
+        let code = p.join().unwrap();
+        assert_eq!(p.name(), format!("sibling-{code}"));
+    }
+    while !active_children().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(zombie_children().is_empty(), "dropped {dropped:?}");
+}
+
 #[test]
 fn a_daemon_may_not_have_children() {
     let _dog = Watchdog::arm(LIMIT, "daemon children");

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use crate::registry::{self, Entry, Name};
+use crate::registry::{self, Entry, Identity, Name};
 use crate::status::{ChildResult, WaitStatus};
 use crate::{sys, Discarded, Error, Result};
 
@@ -72,6 +72,8 @@ enum State {
 /// ```
 pub struct Process<'a> {
     name: Name,
+    /// Its identity (Python's `_identity`), which a `named` process keeps.
+    identity: Identity,
     /// `name` as text, made at the first [`name`](Process::name) call.
     text: OnceCell<String>,
     daemon: bool,
@@ -80,7 +82,9 @@ pub struct Process<'a> {
 }
 
 impl<'a> Process<'a> {
-    /// A process that will run `target` when started, named `Process-N`.
+    /// A process that will run `target` when started, named `Process-N`
+    /// (the N-th made in this process), or `Process-M:N` when this process
+    /// is `Process-M` (started by this crate), as Python numbers them.
     ///
     /// # Examples
     /// ```
@@ -90,9 +94,10 @@ impl<'a> Process<'a> {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn new<R: ChildResult>(target: impl FnOnce() -> R + 'a) -> Process<'a> {
-        let n = registry::lock().next_number();
+        let identity = registry::lock().next_identity();
         Process {
-            name: Name::Numbered(n),
+            name: Name::Numbered(identity.clone()),
+            identity,
             text: OnceCell::new(),
             daemon: false,
             target: Some(Box::new(move || target().exit_code())),
@@ -301,6 +306,8 @@ impl<'a> Process<'a> {
             // page the child would copy): the child leaves by exit_now below and
             // never drops `self`, so the String has one owner here.
             st.me.name = Some(unsafe { std::ptr::read(&self.name) });
+            // SAFETY: the same for the identity.
+            st.become_child(unsafe { std::ptr::read(&self.identity) });
             st.me.parent = Some(parent);
             // Its pidfd is opened by the first parent_process() call, not here:
             // a system call and a page less for every child (the one inherited

@@ -14,6 +14,13 @@ use std::time::Duration;
 
 use crate::{status::WaitStatus, sys};
 
+/// Where a process stands among those this crate started (Python's
+/// `_identity`): empty for a main process; a child's is its parent's and
+/// then its own number among its parent's processes, so the second process
+/// made in `Process-2` is `Process-2:2`. Kept beside the value up to six
+/// levels deep: copying it allocates nothing.
+pub(crate) type Identity = smallvec::SmallVec<[u32; 6]>;
+
 /// A process's name, kept as what makes it until someone reads it as text.
 ///
 /// Starting a process copies its name into the registry and the child, and
@@ -21,13 +28,13 @@ use crate::{status::WaitStatus, sys};
 /// and three frees a start+join, and after every `fork` each page the parent
 /// writes faults once (its pages are shared with the child, copy-on-write),
 /// which malloc's bookkeeping did on three pages. A default name is its
-/// number, a given one an `Arc<str>`: cloning either allocates nothing.
+/// identity, a given one an `Arc<str>`: cloning either allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Name {
     /// `MainProcess`: a process not started by this crate.
     Main,
-    /// `Process-N`.
-    Numbered(u32),
+    /// `Process-N`, `Process-N:M` in a process this crate started, …
+    Numbered(Identity),
     /// Given by the program.
     Given(Arc<str>),
 }
@@ -36,7 +43,13 @@ impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Name::Main => f.write_str("MainProcess"),
-            Name::Numbered(n) => write!(f, "Process-{n}"),
+            Name::Numbered(identity) => {
+                f.write_str("Process")?;
+                for (i, n) in identity.iter().enumerate() {
+                    write!(f, "{}{n}", if i == 0 { '-' } else { ':' })?;
+                }
+                Ok(())
+            }
             Name::Given(name) => f.write_str(name),
         }
     }
@@ -55,6 +68,8 @@ pub(crate) struct Entry {
 #[derive(Debug)]
 pub(crate) struct Me {
     pub(crate) name: Option<Name>,
+    /// Its [`Identity`], whatever its name.
+    pub(crate) identity: Identity,
     pub(crate) parent: Option<(u32, Name)>,
     /// A pidfd of the parent, opened by the first `parent_process()` call
     /// while the parent was still this process's parent (`None` before, after
@@ -70,7 +85,8 @@ pub(crate) struct State {
     pub(crate) children: Children,
     pub(crate) me: Me,
     at_exit_registered: bool,
-    /// The last `N` given to a `Process-N`. Here rather than in a static of
+    /// The last number given to a process made here (from 0 again in a
+    /// child: `Process-2`'s first is `Process-2:1`). Here rather than in a static of
     /// its own: a start writes this page anyway (the lock), and a page more
     /// written between two forks is a copy-on-write fault more a start.
     numbered: u32,
@@ -78,7 +94,7 @@ pub(crate) struct State {
 
 /// How many children the registry keeps beside its lock before it moves
 /// them to the heap.
-const CHILDREN_INLINE: usize = 8;
+const CHILDREN_INLINE: usize = 4;
 
 pub(crate) type Children = smallvec::SmallVec<[Entry; CHILDREN_INLINE]>;
 
@@ -94,6 +110,7 @@ static STATE: OnePage = OnePage(Mutex::new(State {
     children: Children::new_const(),
     me: Me {
         name: None,
+        identity: Identity::new_const(),
         parent: None,
         parent_pidfd: None,
     },
@@ -139,10 +156,20 @@ impl State {
         self.me.name.clone().unwrap_or(Name::Main)
     }
 
-    /// The next `Process-N`'s number.
-    pub(crate) fn next_number(&mut self) -> u32 {
+    /// The next process's identity: this process's, then the next number
+    /// (from 1 in each process, as Python's).
+    pub(crate) fn next_identity(&mut self) -> Identity {
         self.numbered = self.numbered.wrapping_add(1);
-        self.numbered
+        let mut identity = self.me.identity.clone();
+        identity.push(self.numbered);
+        identity
+    }
+
+    /// What a child started from here takes over as its own: its identity,
+    /// and a count of processes made there that starts again from 0.
+    pub(crate) fn become_child(&mut self, identity: Identity) {
+        self.me.identity = identity;
+        self.numbered = 0;
     }
 }
 

@@ -262,6 +262,59 @@ fn names_read_the_same_in_the_parent_the_child_the_registry_and_a_grandchild() {
     }
 }
 
+/// Python numbers the processes a child makes after the child's own number
+/// (its `_identity`), from 1 in each process: the first made in `Process-N`
+/// is `Process-N:1`, the first made there `Process-N:1:1`, and a named
+/// process's children take its number, not its name.
+#[test]
+fn processes_made_in_a_child_are_numbered_under_it_as_python_does() {
+    let _dog = Watchdog::arm(LIMIT, "nested names");
+    fn made_here(want: &[&str]) -> i32 {
+        let names: Vec<String> = want
+            .iter()
+            .map(|_| Process::new(|| ()).name().to_owned())
+            .collect();
+        i32::from(names != want)
+    }
+    let n: u32 = Process::new(|| ())
+        .name()
+        .strip_prefix("Process-")
+        .and_then(|n| n.parse().ok())
+        .expect("a default name is Process-N");
+    let (a, b) = (format!("Process-{}", n + 1), format!("Process-{}", n + 2));
+    let (a1, a2, a11) = (format!("{a}:1"), format!("{a}:2"), format!("{a}:1:1"));
+    let (a1c, a11c) = (a1.clone(), a11.clone());
+    let mut first = Process::new(move || {
+        let mut grandchild = Process::new(move || {
+            if current_process().name != a1c {
+                return 3;
+            }
+            made_here(&[&a11c])
+        });
+        if grandchild.name() != a1 || grandchild.start().is_err() {
+            return 2;
+        }
+        match grandchild.join() {
+            Ok(0) => 10 * made_here(&[&a2]),
+            Ok(code) => 20 + code,
+            Err(_) => 30,
+        }
+    });
+    assert_eq!(first.name(), a);
+    let b1 = format!("{b}:1");
+    let mut named = Process::new(move || made_here(&[&b1])).named("loader");
+    first.start().unwrap();
+    named.start().unwrap();
+    assert_eq!(
+        first.join().unwrap(),
+        0,
+        "2: the grandchild misnamed, 3: as it reads itself, 21: its own children, 10: the second"
+    );
+    assert_eq!(named.join().unwrap(), 0, "a named process's children");
+    // The parent's own count went on from where it was.
+    assert_eq!(Process::new(|| ()).name(), format!("Process-{}", n + 3));
+}
+
 /// The registry keeps its first children beside its lock and the rest on the
 /// heap: with more than that running, every one is listed under its name,
 /// a child started then inherits none of them (nor terminates the daemonic
@@ -310,7 +363,11 @@ fn more_children_than_the_registry_keeps_inline_are_listed_and_forgotten() {
         assert_eq!(named.len(), 1, "{p:?} in {listed:?}");
         assert_eq!(named[0].name, p.name());
     }
-    assert_eq!(last.join().unwrap(), 0, "1: the child listed its parent's children, 2: a wrong name");
+    assert_eq!(
+        last.join().unwrap(),
+        0,
+        "1: the child listed its parent's children, 2: a wrong name"
+    );
     // Three handles dropped while their children run (the registry reaps
     // them), the others joined from the last.
     let dropped: Vec<u32> = running.drain(3..6).map(|p| p.pid().unwrap()).collect();

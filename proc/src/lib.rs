@@ -10,6 +10,7 @@
 //! | `p.terminate()`, `p.kill()`, `p.sentinel`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] (a pidfd), [`Process::close`] |
 //! | `os.fork()`, `os.wait()`, `os.waitpid(-1, os.WNOHANG)` | [`fork`], [`wait_any`] (and [`wait_any_timeout`]), [`try_wait_any`], with [`WaitStatus`] |
 //! | `os.getpid()`, `os.getppid()` | [`getpid`], [`getppid`] |
+//! | default names `Process-1`, `Process-1:2` (made in `Process-1`), `P-3` (a subclass) | the same: [`Process::name`], [`Run::name`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
 //! | start method `forkserver` | [`ForkServer`] |
 //!

@@ -94,9 +94,17 @@ impl<'a> Process<'a> {
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn new<R: ChildResult>(target: impl FnOnce() -> R + 'a) -> Process<'a> {
+        Process::of_kind("Process", target)
+    }
+
+    /// [`new`](Process::new), with `kind` for `Process` in its default name.
+    fn of_kind<R: ChildResult>(kind: &'static str, target: impl FnOnce() -> R + 'a) -> Process<'a> {
         let identity = registry::lock().next_identity();
         Process {
-            name: Name::Numbered(identity.clone()),
+            name: Name::Numbered {
+                kind,
+                identity: identity.clone(),
+            },
             identity,
             text: OnceCell::new(),
             daemon: false,
@@ -135,7 +143,7 @@ impl<'a> Process<'a> {
     /// ```
     pub fn from_run<T: Run + 'a>(target: T) -> Process<'a> {
         let name = target.name();
-        let p = Process::new(move || target.run());
+        let p = Process::of_kind(type_name_alone::<T>(), move || target.run());
         match name {
             Some(name) => p.named(name),
             None => p,
@@ -665,8 +673,42 @@ pub trait Run {
     fn run(self) -> Self::Output;
 
     /// The process's name (Python's `self.name = ...` in `__init__`); `None`
-    /// keeps the default `Process-N`.
+    /// keeps the default: the type's name and the process's number, as
+    /// Python names a subclass's process (`Chat-1` for a `Chat`; the name
+    /// [`std::any::type_name`] gives, without its path or type parameters).
     fn name(&self) -> Option<String> {
         None
+    }
+}
+
+/// `T`'s name without its path or parameters: `Chat` for
+/// `my_crate::chat::Chat<u8>`.
+fn type_name_alone<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let path = full.split('<').next().unwrap_or(full);
+    let name = path.rsplit("::").next().unwrap_or(path);
+    // A tuple, a slice, a reference: no one word names it.
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    if !name.is_empty() && path.chars().all(|c| word(c) || c == ':') {
+        name
+    } else {
+        "Process"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_name_alone;
+
+    struct Chat<T>(T);
+
+    #[test]
+    fn a_type_is_named_by_its_last_word_or_not_at_all() {
+        assert_eq!(type_name_alone::<Chat<Vec<u8>>>(), "Chat");
+        assert_eq!(type_name_alone::<u64>(), "u64");
+        assert_eq!(type_name_alone::<(u8, Chat<u8>)>(), "Process");
+        assert_eq!(type_name_alone::<&str>(), "Process");
+        assert_eq!(type_name_alone::<[u8]>(), "Process");
+        let _ = Chat(0);
     }
 }

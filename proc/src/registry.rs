@@ -33,8 +33,14 @@ pub(crate) type Identity = smallvec::SmallVec<[u32; 6]>;
 pub(crate) enum Name {
     /// `MainProcess`: a process not started by this crate.
     Main,
-    /// `Process-N`, `Process-N:M` in a process this crate started, …
-    Numbered(Identity),
+    /// `Process-N`, `Process-N:M` in a process this crate started, …; a
+    /// process made from a [`Run`](crate::Run) value without a name of its
+    /// own takes its type's name for `Process` (Python's subclass `Chat`:
+    /// `Chat-1`).
+    Numbered {
+        kind: &'static str,
+        identity: Identity,
+    },
     /// Given by the program.
     Given(Arc<str>),
 }
@@ -43,8 +49,8 @@ impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Name::Main => f.write_str("MainProcess"),
-            Name::Numbered(identity) => {
-                f.write_str("Process")?;
+            Name::Numbered { kind, identity } => {
+                f.write_str(kind)?;
                 for (i, n) in identity.iter().enumerate() {
                     write!(f, "{}{n}", if i == 0 { '-' } else { ':' })?;
                 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_proc::{
     active_children, current_process, fork, parent_process, try_wait_any, wait_any,
-    wait_any_timeout, Discarded, Error, Fork, Process,
+    wait_any_timeout, Discarded, Error, Fork, Process, Run,
 };
 use multiproc_shm::Shared;
 use multiproc_testkit::{zombie_children, Watchdog};
@@ -313,6 +313,40 @@ fn processes_made_in_a_child_are_numbered_under_it_as_python_does() {
     assert_eq!(named.join().unwrap(), 0, "a named process's children");
     // The parent's own count went on from where it was.
     assert_eq!(Process::new(|| ()).name(), format!("Process-{}", n + 3));
+}
+
+/// Python names a subclass's process after the class (`Chat-1`): a process
+/// made from a `Run` value without a name of its own takes its type's name,
+/// without path or parameters, and reads it so in the child.
+#[test]
+fn a_process_made_from_a_type_is_named_after_it() {
+    let _dog = Watchdog::arm(LIMIT, "type names");
+    struct Chat(String);
+    impl Run for Chat {
+        type Output = i32;
+        fn run(self) -> i32 {
+            i32::from(current_process().name != self.0)
+        }
+    }
+    struct Wrapper<T>(T);
+    impl<T> Run for Wrapper<T> {
+        type Output = ();
+        fn run(self) {}
+    }
+    let n: u32 = Process::new(|| ())
+        .name()
+        .strip_prefix("Process-")
+        .and_then(|n| n.parse().ok())
+        .expect("a default name is Process-N");
+    let want = format!("Chat-{}", n + 1);
+    let mut chat = Process::from_run(Chat(want.clone()));
+    assert_eq!(chat.name(), want);
+    chat.start().unwrap();
+    assert_eq!(chat.join().unwrap(), 0, "the child reads another name");
+    assert_eq!(
+        Process::from_run(Wrapper(vec![1u8])).name(),
+        format!("Wrapper-{}", n + 2)
+    );
 }
 
 /// The registry keeps its first children beside its lock and the rest on the

@@ -2444,3 +2444,48 @@ fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
     });
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
 }
+
+fn exit_with(code: u32) -> u32 {
+    std::process::exit(code as i32)
+}
+
+/// A task that leaves its worker by `exit` runs the exit handlers there,
+/// which a worker inherited from its caller with the caller's list of
+/// children: they terminated the caller's daemonic children (a `Process`
+/// started before the pool, and before a `pmap`). They are not the
+/// worker's, and live on.
+#[test]
+fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
+    let _dog = Watchdog::arm(LIMIT, "exit in a worker");
+    let mut daemon = multiproc_proc::Process::new(|| loop {
+        std::thread::sleep(Duration::from_secs(1));
+    })
+    .daemon(true);
+    daemon.start().unwrap();
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(
+        pool.apply(exit_with, 3u32),
+        Err(Error::WorkerDied {
+            how: Exit::Code(3),
+            ..
+        })
+    ));
+    let r = pmap(&[4u32], |&code| exit_with(code));
+    assert!(
+        matches!(
+            &r,
+            Err(Error::Item { source, .. }) if matches!(**source, Error::WorkerDied { how: Exit::Code(4), .. })
+        ),
+        "{r:?}"
+    );
+    // A SIGTERM sent meanwhile would have fixed the daemon's end already (a
+    // fatal signal's status is set when it is sent): a kill reads -9 only
+    // if there was none.
+    assert!(daemon.is_alive());
+    daemon.kill().unwrap();
+    assert_eq!(
+        daemon.join().unwrap(),
+        -libc::SIGKILL,
+        "-15: a worker terminated its caller's daemon"
+    );
+}

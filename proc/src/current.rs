@@ -26,6 +26,10 @@ pub enum Fork {
 /// Prefer [`Process`](crate::Process), which holds the child by a pidfd, reaps it,
 /// and keeps the child from returning into the parent's code.
 ///
+/// The child has no children of its own: the parent's `Process` children are
+/// not listed by [`active_children`] there, and its `exit` (which runs the
+/// at-exit clean-up that terminates daemonic children) leaves them alone.
+///
 /// # Safety
 /// - If this process has other threads, the child has only the calling one: until
 ///   it calls `exec` or `_exit` it may only do what is async-signal-safe (see

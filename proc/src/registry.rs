@@ -96,6 +96,15 @@ pub(crate) struct State {
     /// its own: a start writes this page anyway (the lock), and a page more
     /// written between two forks is a copy-on-write fault more a start.
     numbered: u32,
+    /// The process whose children `children` are (0 before the first
+    /// look). A process forked by anything but [`Process::start`]
+    /// (`multiproc_proc::fork`, a fork server, a pool's workers, `pmap`'s)
+    /// inherits the list; [`lock`] empties it there, so that such a process
+    /// never signals or waits for its parent's children (at its `exit`,
+    /// the at-exit clean-up would terminate its parent's daemons).
+    ///
+    /// [`Process::start`]: crate::Process::start
+    pid: u32,
 }
 
 /// How many children the registry keeps beside its lock before it moves
@@ -122,6 +131,7 @@ static STATE: OnePage = OnePage(Mutex::new(State {
     },
     at_exit_registered: false,
     numbered: 0,
+    pid: 0,
 }));
 
 /// Whether this process is a daemonic child (which may not have children).
@@ -133,7 +143,14 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 pub(crate) fn lock() -> MutexGuard<'static, State> {
     // A panic while holding it leaves the data consistent (every update is one push
     // or retain), so poisoning is ignored.
-    STATE.0.lock().unwrap_or_else(|e| e.into_inner())
+    let mut st = STATE.0.lock().unwrap_or_else(|e| e.into_inner());
+    let me = sys::getpid();
+    if st.pid != me {
+        // A copy made by a fork: the children listed are the parent's.
+        st.children.clear();
+        st.pid = me;
+    }
+    st
 }
 
 impl State {

@@ -150,6 +150,28 @@ fn a_daemon_is_terminated_when_its_parent_exits_normally() {
     );
 }
 
+/// A process forked otherwise than by `Process::start` (`fork`, a fork
+/// server, a pool's workers, `pmap`'s) inherits the registry's list of
+/// children. When it leaves by `exit`, the exit handlers run there too, and
+/// must not terminate its parent's daemonic children: they are not its own.
+#[test]
+fn a_forked_copy_that_exits_leaves_its_parents_daemons_alone() {
+    let _dog = Watchdog::arm(LIMIT, "forked copy exits");
+    let mut d = Process::new(sleeper).daemon(true);
+    d.start().unwrap();
+    let copy = fork(|| std::process::exit(0));
+    assert_eq!(copy.wait(LIMIT), ChildExit::Exited(0));
+    // A SIGTERM the copy sent would have fixed the daemon's end already (a
+    // fatal signal's status is set when it is sent): a kill reads -9 only
+    // if there was none.
+    d.kill().unwrap();
+    assert_eq!(
+        d.join().unwrap(),
+        -libc::SIGKILL,
+        "-15: the copy terminated its parent's daemon"
+    );
+}
+
 #[test]
 fn a_subreaper_adopts_and_reaps_orphaned_grandchildren() {
     let _dog = Watchdog::arm(LIMIT, "subreaper");

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -96,15 +96,6 @@ pub(crate) struct State {
     /// its own: a start writes this page anyway (the lock), and a page more
     /// written between two forks is a copy-on-write fault more a start.
     numbered: u32,
-    /// The process whose children `children` are (0 before the first
-    /// look). A process forked by anything but [`Process::start`]
-    /// (`multiproc_proc::fork`, a fork server, a pool's workers, `pmap`'s)
-    /// inherits the list; [`lock`] empties it there, so that such a process
-    /// never signals or waits for its parent's children (at its `exit`,
-    /// the at-exit clean-up would terminate its parent's daemons).
-    ///
-    /// [`Process::start`]: crate::Process::start
-    pid: u32,
 }
 
 /// How many children the registry keeps beside its lock before it moves
@@ -117,22 +108,38 @@ pub(crate) type Children = smallvec::SmallVec<[Entry; CHILDREN_INLINE]>;
 /// write a start makes after `fork` (the child's pid, the unlock) faults
 /// once, on that page.
 #[repr(align(512))]
-struct OnePage(Mutex<State>);
+struct OnePage {
+    state: Mutex<State>,
+    /// The process whose children the state lists (0 before the first
+    /// look), written under its lock. A process forked by anything but
+    /// [`Process::start`] (`multiproc_proc::fork`, a fork server, a pool's
+    /// workers, `pmap`'s) inherits the list; [`lock`] empties it there, and
+    /// the at-exit clean-up of a process that never looked does nothing
+    /// (without taking the lock, which a fork may have copied held by a
+    /// thread the process does not have). Such a process never signals or
+    /// waits for its parent's children: at its `exit`, the clean-up would
+    /// have terminated its parent's daemons.
+    ///
+    /// [`Process::start`]: crate::Process::start
+    owner: AtomicU32,
+}
 
 const _: () = assert!(std::mem::size_of::<OnePage>() == 512);
 
-static STATE: OnePage = OnePage(Mutex::new(State {
-    children: Children::new_const(),
-    me: Me {
-        name: None,
-        identity: Identity::new_const(),
-        parent: None,
-        parent_pidfd: None,
-    },
-    at_exit_registered: false,
-    numbered: 0,
-    pid: 0,
-}));
+static STATE: OnePage = OnePage {
+    state: Mutex::new(State {
+        children: Children::new_const(),
+        me: Me {
+            name: None,
+            identity: Identity::new_const(),
+            parent: None,
+            parent_pidfd: None,
+        },
+        at_exit_registered: false,
+        numbered: 0,
+    }),
+    owner: AtomicU32::new(0),
+};
 
 /// Whether this process is a daemonic child (which may not have children).
 pub(crate) static IS_DAEMON: AtomicBool = AtomicBool::new(false);
@@ -143,12 +150,12 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 pub(crate) fn lock() -> MutexGuard<'static, State> {
     // A panic while holding it leaves the data consistent (every update is one push
     // or retain), so poisoning is ignored.
-    let mut st = STATE.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut st = STATE.state.lock().unwrap_or_else(|e| e.into_inner());
     let me = sys::getpid();
-    if st.pid != me {
+    if STATE.owner.load(Ordering::Relaxed) != me {
         // A copy made by a fork: the children listed are the parent's.
         st.children.clear();
-        st.pid = me;
+        STATE.owner.store(me, Ordering::Relaxed);
     }
     st
 }
@@ -200,6 +207,10 @@ impl State {
 /// does when a process ends. Runs at `exit` (registered with `atexit`) and at the
 /// end of every child this crate started.
 pub(crate) fn exit_cleanup() {
+    if STATE.owner.load(Ordering::Relaxed) != sys::getpid() {
+        // A copy made by a fork that never looked: nothing listed is its own.
+        return;
+    }
     let mut st = lock();
     for e in st.children.iter().filter(|e| e.daemon) {
         signal(e, libc::SIGTERM);

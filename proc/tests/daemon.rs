@@ -159,8 +159,16 @@ fn a_forked_copy_that_exits_leaves_its_parents_daemons_alone() {
     let _dog = Watchdog::arm(LIMIT, "forked copy exits");
     let mut d = Process::new(sleeper).daemon(true);
     d.start().unwrap();
+    // One that leaves at once, and one that first starts a process of its
+    // own (its list then holds its own child, and only that).
     let copy = fork(|| std::process::exit(0));
     assert_eq!(copy.wait(LIMIT), ChildExit::Exited(0));
+    let copy = fork(|| {
+        let mut own = Process::new(|| 5);
+        own.start().unwrap();
+        std::process::exit(own.join().unwrap())
+    });
+    assert_eq!(copy.wait(LIMIT), ChildExit::Exited(5));
     // A SIGTERM the copy sent would have fixed the daemon's end already (a
     // fatal signal's status is set when it is sent): a kill reads -9 only
     // if there was none.
@@ -170,6 +178,38 @@ fn a_forked_copy_that_exits_leaves_its_parents_daemons_alone() {
         -libc::SIGKILL,
         "-15: the copy terminated its parent's daemon"
     );
+}
+
+/// A copy forked while another thread held the registry's lock (a start
+/// holds it across its fork) has that lock held for ever, by a thread it
+/// does not have: its `exit` must not wait for it. Fifty copies forked
+/// while a thread starts and joins processes without a pause.
+#[test]
+fn a_copy_forked_while_another_thread_starts_processes_can_exit() {
+    let _dog = Watchdog::arm(LIMIT, "copies exit");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let mut p = Process::new(|| ());
+                p.start().unwrap();
+                p.join().unwrap();
+            }
+        });
+        for _ in 0..50 {
+            // SAFETY: `exit` runs the at-exit handlers, none of which
+            // allocates here (the crate's returns at once in this copy).
+            let mut copy = fork(|| unsafe { libc::exit(0) });
+            let exit = copy.wait_timeout(Duration::from_secs(5));
+            if exit.is_none() {
+                stop.store(true, Ordering::Relaxed);
+                copy.kill(LIMIT);
+                panic!("a copy hung in exit");
+            }
+            assert_eq!(exit, Some(ChildExit::Exited(0)));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
 }
 
 #[test]

@@ -307,9 +307,8 @@ impl<'a> Process<'a> {
             if self.daemon {
                 registry::set_daemon(true);
             }
-            // The parent's children are not ours. Forget them without freeing
-            // (freeing would write to, and so copy, heap pages).
-            std::mem::forget(std::mem::take(&mut st.children));
+            // The parent's children, still listed, are forgotten at this
+            // process's first look (`registry::lock`), if it makes one.
             // SAFETY: a bitwise copy of the name, without writing to `self` (whose
             // page the child would copy): the child leaves by exit_now below and
             // never drops `self`, so the String has one owner here.

@@ -2,14 +2,19 @@
 //! clean-up at exit that Python's `multiprocessing` does: terminate daemonic
 //! children, join the others.
 //!
-//! One `std::sync::Mutex` guards it all, and [`Process::start`](crate::Process::start)
-//! holds it across `fork`, so the child never inherits it locked by a thread that
-//! does not exist there.
+//! One lock guards it all, and [`Process::start`](crate::Process::start)
+//! holds it across `fork`, so that its child never inherits it locked by a
+//! thread that does not exist there. A process forked otherwise while
+//! another thread held it takes it over at its first look (the lock word
+//! names the holder's process: see `OnePage`).
 
+use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{status::WaitStatus, sys};
@@ -107,27 +112,65 @@ pub(crate) type Children = smallvec::SmallVec<[Entry; CHILDREN_INLINE]>;
 /// The registry, aligned to its size so that it lies on one page: every
 /// write a start makes after `fork` (the child's pid, the unlock) faults
 /// once, on that page.
+///
+/// # Its lock, and forks
+/// A `fork` copies the lock word, not the thread that held it: a process
+/// forked while another thread held the lock (a [`Process::start`] holds it
+/// across its own fork) would wait for that thread for ever at its first
+/// look. So the word names the *process* whose thread holds it, and a
+/// locker that finds it held by another process's thread takes it over: in
+/// this process no thread of that one exists.
+///
+/// | `word` | meaning |
+/// |---|---|
+/// | [`FREE`] | free |
+/// | `pid << 1` | held by a thread of process `pid` |
+/// | `pid << 1 \| WAITERS` | held, and a thread of `pid` may sleep on the word |
+///
+/// | who | does |
+/// |---|---|
+/// | locker, fast path | CAS `FREE` → `me << 1` |
+/// | locker, held here | sets [`WAITERS`], sleeps on the word (futex), tries again |
+/// | locker, held by another pid | CAS that word → `me << 1`: the copy of a hold from before a fork |
+/// | unlocker | swaps in `FREE`; wakes one sleeper if `WAITERS` was set |
+///
+/// A hold taken over may have been in the middle of an update: the list of
+/// children (the only field other threads change) is forgotten, never read
+/// or dropped, by the first look of a new process ([`lock`]); they are the
+/// parent's children anyway.
+///
+/// [`Process::start`]: crate::Process::start
 #[repr(align(512))]
 struct OnePage {
-    state: Mutex<State>,
+    word: AtomicU32,
     /// The process whose children the state lists (0 before the first
-    /// look), written under its lock. A process forked by anything but
+    /// look), written under the lock. A process forked by anything but
     /// [`Process::start`] (`multiproc_proc::fork`, a fork server, a pool's
-    /// workers, `pmap`'s) inherits the list; [`lock`] empties it there, and
+    /// workers, `pmap`'s) inherits the list; [`lock`] forgets it there, and
     /// the at-exit clean-up of a process that never looked does nothing
-    /// (without taking the lock, which a fork may have copied held by a
-    /// thread the process does not have). Such a process never signals or
-    /// waits for its parent's children: at its `exit`, the clean-up would
-    /// have terminated its parent's daemons.
+    /// (without taking the lock). Such a process never signals or waits for
+    /// its parent's children: at its `exit`, the clean-up would have
+    /// terminated its parent's daemons.
     ///
     /// [`Process::start`]: crate::Process::start
     owner: AtomicU32,
+    state: UnsafeCell<State>,
 }
+
+// SAFETY: `state` is reached only through a `Guard`, which holds `word`.
+unsafe impl Sync for OnePage {}
+
+/// The lock is free.
+const FREE: u32 = 0;
+/// A thread may sleep on the word: the unlock wakes one.
+const WAITERS: u32 = 1;
 
 const _: () = assert!(std::mem::size_of::<OnePage>() == 512);
 
 static STATE: OnePage = OnePage {
-    state: Mutex::new(State {
+    word: AtomicU32::new(FREE),
+    owner: AtomicU32::new(0),
+    state: UnsafeCell::new(State {
         children: Children::new_const(),
         me: Me {
             name: None,
@@ -138,8 +181,39 @@ static STATE: OnePage = OnePage {
         at_exit_registered: false,
         numbered: 0,
     }),
-    owner: AtomicU32::new(0),
 };
+
+/// The registry, locked (see [`OnePage`]); unlocked when dropped.
+pub(crate) struct Guard {
+    /// Not `Send`: unlocked by the thread that locked (or by its copy in a
+    /// forked child, which is that thread there).
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Deref for Guard {
+    type Target = State;
+    fn deref(&self) -> &State {
+        // SAFETY: this guard holds the lock.
+        unsafe { &*STATE.state.get() }
+    }
+}
+
+impl DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut State {
+        // SAFETY: this guard holds the lock.
+        unsafe { &mut *STATE.state.get() }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SYNC: Release pairs with the Acquire CAS of the next locker: what
+        // this holder wrote is seen by it.
+        if STATE.word.swap(FREE, Ordering::Release) & WAITERS != 0 {
+            sys::futex_wake_one(&STATE.word);
+        }
+    }
+}
 
 /// Whether this process is a daemonic child (which may not have children).
 pub(crate) static IS_DAEMON: AtomicBool = AtomicBool::new(false);
@@ -147,14 +221,47 @@ pub(crate) static IS_DAEMON: AtomicBool = AtomicBool::new(false);
 /// How long exit clean-up waits for a terminated daemon before killing it.
 const DAEMON_GRACE: Duration = Duration::from_secs(1);
 
-pub(crate) fn lock() -> MutexGuard<'static, State> {
-    // A panic while holding it leaves the data consistent (every update is one push
-    // or retain), so poisoning is ignored.
-    let mut st = STATE.state.lock().unwrap_or_else(|e| e.into_inner());
+/// The registry, locked by this thread. A panic while it is held leaves
+/// the data consistent (every update is one push or retain).
+pub(crate) fn lock() -> Guard {
     let me = sys::getpid();
+    // A thread that has slept takes the lock with `WAITERS` set: others may
+    // still sleep, and its unlock must wake the next.
+    let mut take = me << 1;
+    let mut word = FREE;
+    loop {
+        // SYNC: Acquire pairs with the Release swap of the last unlock (or
+        // of the unlock before a fork, for a hold taken over).
+        match STATE
+            .word
+            .compare_exchange(word, take, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(now) if now == FREE || now >> 1 != me => word = now,
+            Err(now) => {
+                // Held by a thread of this process: sleep until its unlock.
+                let waiting = now | WAITERS;
+                if now == waiting
+                    || STATE
+                        .word
+                        .compare_exchange(now, waiting, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    sys::futex_wait(&STATE.word, waiting);
+                }
+                take = (me << 1) | WAITERS;
+                word = FREE;
+            }
+        }
+    }
+    let mut st = Guard {
+        _not_send: PhantomData,
+    };
     if STATE.owner.load(Ordering::Relaxed) != me {
-        // A copy made by a fork: the children listed are the parent's.
-        st.children.clear();
+        // A copy made by a fork: the children listed are the parent's, and
+        // a hold taken over may have left the list half updated: forgotten,
+        // not dropped.
+        std::mem::forget(std::mem::take(&mut st.children));
         STATE.owner.store(me, Ordering::Relaxed);
     }
     st

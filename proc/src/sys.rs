@@ -405,3 +405,33 @@ pub(crate) fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<i32>> {
 pub(crate) fn shutdown(sock: BorrowedFd<'_>) {
     let _ = socket::shutdown(sock.as_raw_fd(), socket::Shutdown::Both);
 }
+
+/// Sleeps while `word` holds `expected` (a private futex: the word is this
+/// process's own memory). Returns on a wake, a signal, or a changed word.
+pub(crate) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: the address is a live, aligned u32; no timeout; the result is
+    // ignored (EAGAIN: the word changed; EINTR: a signal), the caller looks
+    // again either way.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wakes one thread asleep in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake_one(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: the address is a live, aligned u32; waking has no other effect.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}

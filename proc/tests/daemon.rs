@@ -181,9 +181,10 @@ fn a_forked_copy_that_exits_leaves_its_parents_daemons_alone() {
 }
 
 /// A copy forked while another thread held the registry's lock (a start
-/// holds it across its fork) has that lock held for ever, by a thread it
-/// does not have: its `exit` must not wait for it. Fifty copies forked
-/// while a thread starts and joins processes without a pause.
+/// holds it across its fork) has that lock held by a thread it does not
+/// have: its `exit` must not wait for it, nor its first look (it takes the
+/// lock over). Fifty copies of each kind forked while a thread starts and
+/// joins processes without a pause.
 #[test]
 fn a_copy_forked_while_another_thread_starts_processes_can_exit() {
     let _dog = Watchdog::arm(LIMIT, "copies exit");
@@ -196,10 +197,20 @@ fn a_copy_forked_while_another_thread_starts_processes_can_exit() {
                 p.join().unwrap();
             }
         });
-        for _ in 0..50 {
-            // SAFETY: `exit` runs the at-exit handlers, none of which
-            // allocates here (the crate's returns at once in this copy).
-            let mut copy = fork(|| unsafe { libc::exit(0) });
+        for i in 0..100 {
+            let mut copy = fork(move || {
+                let looked = if i % 2 == 0 {
+                    0
+                } else {
+                    let me = multiproc_proc::current_process();
+                    i32::from(me.pid != multiproc_proc::getpid())
+                        + 2 * i32::from(!multiproc_proc::active_children().is_empty())
+                };
+                // SAFETY: `exit` runs the at-exit handlers; the crate's
+                // returns at once in a copy that never looked, and finds
+                // no child of its own in one that did.
+                unsafe { libc::exit(looked) }
+            });
             let exit = copy.wait_timeout(Duration::from_secs(5));
             if exit.is_none() {
                 stop.store(true, Ordering::Relaxed);

@@ -349,11 +349,60 @@ fn a_process_made_from_a_type_is_named_after_it() {
     );
 }
 
+/// The registry's lock under contention: threads listing eight children
+/// (a look at each, under the lock) and threads making processes, as fast
+/// as they can; a sleeper whose wake-up was lost would hang here (the
+/// watchdog's limit).
+#[test]
+fn the_registry_lock_hands_over_between_threads_that_wait_on_it() {
+    let _dog = Watchdog::arm(LIMIT, "registry lock contention");
+    let go = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let go = &go;
+    let mut children: Vec<Process> = (0..8)
+        .map(|_| {
+            // Daemonic: they die with this process if it hangs and the
+            // watchdog ends it.
+            let mut p = Process::new(move || {
+                while go.load(Ordering::Acquire) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .daemon(true);
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    let first = Process::new(|| ()).name().to_owned();
+    let n: u32 = first["Process-".len()..].parse().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            s.spawn(move || {
+                for _ in 0..2_000 {
+                    if t % 2 == 0 {
+                        assert_eq!(active_children().len(), 8);
+                    } else {
+                        drop(Process::new(|| ()));
+                    }
+                }
+            });
+        }
+    });
+    go.store(1, Ordering::Release);
+    for p in &mut children {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    // Every number given once.
+    assert_eq!(
+        Process::new(|| ()).name(),
+        format!("Process-{}", n + 3 * 2_000 + 1)
+    );
+}
+
 /// The registry keeps its first children beside its lock and the rest on the
 /// heap: with more than that running, every one is listed under its name,
-/// a child started then inherits none of them (nor terminates the daemonic
-/// one as it exits), dropped handles are reaped, and joins in any order
-/// leave nothing listed.
+/// a child started then inherits none of them (nor terminates them, all
+/// daemonic, as it exits), dropped handles are reaped, and joins in any
+/// order leave nothing listed.
 #[test]
 fn more_children_than_the_registry_keeps_inline_are_listed_and_forgotten() {
     let _dog = Watchdog::arm(LIMIT, "many children");
@@ -377,9 +426,10 @@ fn more_children_than_the_registry_keeps_inline_are_listed_and_forgotten() {
                 i
             })
             .named(format!("sibling-{i}"))
-            // A daemonic sibling: a child that took its parent's children
-            // for its own would terminate it when it exits.
-            .daemon(i == 7);
+            // Daemonic, so that they die with this process if the watchdog
+            // ends it; a child that took its parent's children for its own
+            // would terminate them when it exits.
+            .daemon(true);
             p.start().unwrap();
             p
         })

@@ -265,6 +265,11 @@ impl Builder {
                                 .and_then(|b| b.try_into().ok())
                                 .map_or(u32::MAX, u32::from_le_bytes)
                         };
+                        // Python's name for a pool's worker process.
+                        multiproc_proc::set_current_process_name(format!(
+                            "ForkPoolWorker-{}",
+                            word(8)
+                        ));
                         worker::run(&setup, word(0) as usize, word(4))
                     })
                     .allow_threads()

@@ -231,6 +231,9 @@ pub(crate) struct State {
     streams: VecDeque<(usize, u64, Arc<Vec<u8>>)>,
     /// How long tasks take, by function: how many a worker may hold.
     pace: Pace,
+    /// Workers started so far, replacements too: the N of the next one's
+    /// name, `ForkPoolWorker-N` (Python's).
+    started: u32,
 }
 
 impl State {
@@ -386,6 +389,7 @@ impl Inner {
                 jobs: SeqTable::default(),
                 next_seq: 1,
                 next_job: 1,
+                started: 0,
                 closed: false,
                 terminated: false,
                 joined: false,
@@ -431,9 +435,12 @@ impl Inner {
         slot.task.store(0, Ordering::Relaxed);
         slot.item.store(0, Ordering::Relaxed);
         slot.state.store(0, Ordering::Relaxed);
-        // The worker's slot, and the zygote's pid (its parent must be that).
+        // The worker's slot, the zygote's pid (its parent must be that), and
+        // its number among the pool's workers (its name's).
+        st.started = st.started.wrapping_add(1);
         let mut args = (w as u32).to_le_bytes().to_vec();
         args.extend_from_slice(&self.zygote.pid().to_le_bytes());
+        args.extend_from_slice(&st.started.to_le_bytes());
         let child = self.zygote.spawn_shared("worker", &args)?;
         let worker = &mut st.workers[w];
         worker.pid = child.pid();

@@ -2489,3 +2489,42 @@ fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
         "-15: a worker terminated its caller's daemon"
     );
 }
+
+fn worker_name(_: u32) -> String {
+    multiproc_proc::current_process().name
+}
+
+/// A task's `current_process()` is its worker, named as Python names a
+/// pool's: `ForkPoolWorker-N`, N counting the pool's workers from 1, their
+/// replacements too.
+#[test]
+fn workers_are_named_as_pythons() {
+    let _dog = Watchdog::arm(LIMIT, "worker names");
+    let pool = Pool::new(2).unwrap();
+    let names: HashSet<String> = pool
+        .map(worker_name, 0..20u32)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(
+        !names.is_empty()
+            && names
+                .iter()
+                .all(|n| n == "ForkPoolWorker-1" || n == "ForkPoolWorker-2"),
+        "{names:?}"
+    );
+    assert_eq!(multiproc_proc::current_process().name, "MainProcess");
+    // Replaced after every task: each task meets the next worker.
+    let pool = Pool::builder()
+        .processes(1)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let names: Vec<String> = (0..3)
+        .map(|i| pool.apply(worker_name, i).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ForkPoolWorker-1", "ForkPoolWorker-2", "ForkPoolWorker-3"]
+    );
+}

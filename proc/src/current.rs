@@ -197,6 +197,20 @@ pub fn current_process() -> ProcessInfo {
     }
 }
 
+/// Renames this process (Python's `current_process().name = name`): what
+/// [`current_process`] says from now on here, and what the processes it
+/// starts see as their parent's name. A pool's workers are named so
+/// (`ForkPoolWorker-N`).
+///
+/// # Examples
+/// ```
+/// multiproc_proc::set_current_process_name("loader");
+/// assert_eq!(multiproc_proc::current_process().name, "loader");
+/// ```
+pub fn set_current_process_name(name: impl Into<String>) {
+    registry::lock().me.name = Some(registry::Name::Given(name.into().into()));
+}
+
 /// The process that started this one with [`Process`](crate::Process), or `None`
 /// in a process not started that way (Python's `parent_process()`): its pid and
 /// name, whether it still runs, and a way to wait for it to end.

@@ -12,6 +12,7 @@
 //! | `os.getpid()`, `os.getppid()` | [`getpid`], [`getppid`] |
 //! | default names `Process-1`, `Process-1:2` (made in `Process-1`), `P-3` (a subclass) | the same: [`Process::name`], [`Run::name`] |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `current_process().name = n` | [`set_current_process_name`] |
 //! | start method `forkserver` | [`ForkServer`] |
 //!
 //! # What it needs
@@ -60,8 +61,8 @@ mod sys;
 
 pub use current::{
     active_children, cpu_count, current_process, fork, getpid, getppid, parent_process,
-    reap_orphans, set_child_subreaper, try_wait_any, wait_any, wait_any_timeout, Fork,
-    ParentProcess, ProcessInfo,
+    reap_orphans, set_child_subreaper, set_current_process_name, try_wait_any, wait_any,
+    wait_any_timeout, Fork, ParentProcess, ProcessInfo,
 };
 pub use error::{Discarded, Error, Gone, Result};
 pub use forkserver::{Entry, ForkServer, ForkServerBuilder, ServerChild, MAX_ARGS};

@@ -2528,3 +2528,42 @@ fn workers_are_named_as_pythons() {
         ["ForkPoolWorker-1", "ForkPoolWorker-2", "ForkPoolWorker-3"]
     );
 }
+
+fn say(x: u32) -> u32 {
+    println!("task {x} says hello");
+    eprintln!("task {x} says hello");
+    x
+}
+
+/// A pool made while another thread prints: its zygote is forked then, and
+/// a stream's lock taken by that thread at the fork stayed taken for ever
+/// in the zygote and every worker it forks (2 pools in 20 had a worker that
+/// could not print). Twenty pools, each asked for one task that prints.
+#[test]
+fn workers_of_a_pool_made_while_another_thread_prints_can_print() {
+    let _dog = Watchdog::arm(LIMIT, "print in workers");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let out = std::io::stdout().lock();
+                let err = std::io::stderr().lock();
+                std::thread::sleep(Duration::from_micros(200));
+                drop((out, err));
+                std::thread::yield_now();
+            }
+        });
+        let hung = (0..20u32)
+            .filter(|&i| {
+                let pool = Pool::builder()
+                    .processes(1)
+                    .task_timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                pool.apply(say, i).is_err()
+            })
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(hung, 0, "pools whose worker could not print");
+    });
+}

@@ -149,7 +149,10 @@ impl ForkServerBuilder {
         self
     }
 
-    /// Forks the server.
+    /// Forks the server. As [`Process::start`](crate::Process::start), it
+    /// flushes stdout and holds stdout's and stderr's locks across the fork,
+    /// so that the server and its children can print whatever other threads
+    /// were doing.
     ///
     /// # Errors
     /// [`Error::NotSingleThreaded`] if this process already has other threads
@@ -173,12 +176,16 @@ impl ForkServerBuilder {
         }
         let (client, server) = sys::seqpacket_pair().map_err(Error::io("socketpair"))?;
         let parent = sys::getpid();
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
+        // Stdout flushed, and both streams held across the fork: with other
+        // threads (allow_threads), one printing at the fork would leave them
+        // taken for ever in the server and every process it forks (see
+        // `StdStreams`).
+        let streams = sys::hold_std_streams();
         // SAFETY: this process has one thread (checked above), or the caller
         // took on allow_threads' terms: the child runs only the server's code
         // and the entries; it never returns from serve().
         let pid = unsafe { sys::fork() }.map_err(Error::io("fork"))?;
+        drop(streams);
         if pid == 0 {
             drop(client);
             if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {

@@ -219,6 +219,14 @@ impl<'a> Process<'a> {
 
     /// Starts the child: forks, and runs the closure there.
     ///
+    /// Stdout is flushed first (what it holds would be written twice, as
+    /// Python's `start` flushes), and stdout's and stderr's locks are held
+    /// across the fork: a thread in the middle of a `println!` finishes it
+    /// first, and the child can print (a lock copied while another thread
+    /// held it stays held in the child, by a thread it does not have). A
+    /// thread that holds one stream's lock while it waits for the other's
+    /// would wait for this call, and this call for it.
+    ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
     /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails,
@@ -273,13 +281,13 @@ impl<'a> Process<'a> {
             orphan: None,
         });
         let slot = st.children.len() - 1;
-        // Buffered output would otherwise be written twice, by parent and
-        // child. Only stdout's: Rust's stderr holds no buffer, and its flush
-        // would only take its lock, writing a page the fork then shares.
-        let _ = std::io::stdout().flush();
+        // Stdout flushed (or what it holds is written twice, by parent and
+        // child), and both streams held across the fork (see `StdStreams`).
+        let streams = sys::hold_std_streams();
         // SAFETY: the child below runs the closure and leaves with _exit; the
-        // registry lock is held across fork, so the child does not inherit it held
-        // by a thread it does not have. Other locks are the documented hazard.
+        // registry lock and the standard streams' are held across fork, so the
+        // child does not inherit them held by a thread it does not have. Other
+        // locks are the documented hazard.
         let pid = match unsafe { sys::fork() } {
             Ok(pid) => pid,
             Err(e) => {
@@ -287,6 +295,7 @@ impl<'a> Process<'a> {
                 return Err(Error::io("fork")(e));
             }
         };
+        drop(streams);
         if pid == 0 {
             if let Some((read, write)) = handshake {
                 // Its own write end closed first: a parent that dies before

@@ -435,3 +435,30 @@ pub(crate) fn futex_wake_one(word: &std::sync::atomic::AtomicU32) {
         );
     }
 }
+
+/// Stdout's and stderr's locks, taken (stdout flushed) to be held across a
+/// `fork`; dropped on both sides after it.
+///
+/// A fork copies a lock, not the thread that holds it: a process forked
+/// while another thread was printing would find the stream taken for ever
+/// by a thread it does not have, and its first `println!` would hang (seen:
+/// 2 pools in 20 made while a thread printed had a worker that could not
+/// print, `benches/NOTES.md`). Held by the forking thread, they wait for
+/// that print to end, and the child gets them from this thread, which it
+/// has, and lets them go. Flushed first, the buffer is not written twice
+/// (by the parent and by the child).
+pub(crate) struct StdStreams {
+    _out: std::io::StdoutLock<'static>,
+    _err: std::io::StderrLock<'static>,
+}
+
+/// See [`StdStreams`].
+pub(crate) fn hold_std_streams() -> StdStreams {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.flush();
+    StdStreams {
+        _out: out,
+        _err: std::io::stderr().lock(),
+    }
+}

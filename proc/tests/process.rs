@@ -398,6 +398,42 @@ fn the_registry_lock_hands_over_between_threads_that_wait_on_it() {
     );
 }
 
+/// A fork copies a lock, not the thread that holds it: a child started
+/// while another thread held stderr's lock (mid-`eprintln!`) found it held
+/// for ever, and hung at its first `eprintln!`. `start` now waits for the
+/// standard streams and holds them across its fork.
+#[test]
+fn a_child_started_while_another_thread_prints_can_print() {
+    let _dog = Watchdog::arm(LIMIT, "print after fork");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let err = std::io::stderr().lock();
+        held_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(err);
+    });
+    held_rx.recv().unwrap();
+    // Daemonic: it dies with this process if it hangs and the watchdog
+    // ends the test.
+    let mut p = Process::new(|| {
+        eprintln!("a child's line");
+        println!("and another");
+    })
+    .daemon(true);
+    p.start().unwrap();
+    holder.join().unwrap();
+    let code = p.join_timeout(Duration::from_secs(10));
+    if matches!(code, Err(Error::Timeout)) {
+        p.kill().unwrap();
+        let _ = p.join();
+    }
+    assert_eq!(
+        code.ok(),
+        Some(0),
+        "the child hung on a stream held at its fork"
+    );
+}
+
 /// The registry keeps its first children beside its lock and the rest on the
 /// heap: with more than that running, every one is listed under its name,
 /// a child started then inherits none of them (nor terminates them, all

@@ -11,7 +11,7 @@
 //! | `pool.imap(f, xs, chunksize, buffersize)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_with`], [`Pool::imap_unordered`], [`Pool::imap_unordered_with`] |
 //! | `close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`], drop |
 //! | a pool around one loaded model | [`Pool::with_fn`] → [`FnPool`] |
-//! | `current_process().name` in a task: `ForkPoolWorker-N` | the same ([`multiproc_proc::current_process`]; N counts this pool's workers, replacements too, where Python counts every process the program made; a worker is not daemonic here, so a task may start processes and `pmap`s) |
+//! | `current_process().name` in a task: `ForkPoolWorker-N`; `parent_process()`: the pool's maker | the same ([`multiproc_proc::current_process`], [`multiproc_proc::parent_process`]; N counts this pool's workers, replacements too, where Python counts every process the program made; a worker is not daemonic here, so a task may start processes and `pmap`s) |
 //!
 //! # Tasks
 //! A task names a function every worker has — a `fn` item, a closure that

@@ -2567,3 +2567,19 @@ fn workers_of_a_pool_made_while_another_thread_prints_can_print() {
         assert_eq!(hung, 0, "pools whose worker could not print");
     });
 }
+
+fn parent_of_worker(_: u32) -> Option<(u32, String, bool)> {
+    multiproc_proc::parent_process().map(|p| (p.pid(), p.name().to_owned(), p.is_alive()))
+}
+
+/// A task's `parent_process()` is the process that made the pool, as in
+/// Python, though a worker is the zygote's child in the system's sense.
+#[test]
+fn a_workers_parent_is_the_process_that_made_the_pool() {
+    let _dog = Watchdog::arm(LIMIT, "worker's parent");
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(
+        pool.apply(parent_of_worker, 0).unwrap(),
+        Some((std::process::id(), "MainProcess".to_owned(), true))
+    );
+}

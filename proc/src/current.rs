@@ -211,9 +211,11 @@ pub fn set_current_process_name(name: impl Into<String>) {
     registry::lock().me.name = Some(registry::Name::Given(name.into().into()));
 }
 
-/// The process that started this one with [`Process`](crate::Process), or `None`
-/// in a process not started that way (Python's `parent_process()`): its pid and
-/// name, whether it still runs, and a way to wait for it to end.
+/// The process that started this one with [`Process`](crate::Process) (or,
+/// in a child of a [`ForkServer`](crate::ForkServer) such as a pool's
+/// worker, the process that made the server), or `None` in a process not
+/// started that way (Python's `parent_process()`): its pid and name,
+/// whether it still runs, and a way to wait for it to end.
 ///
 /// # Examples
 /// ```

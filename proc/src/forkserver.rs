@@ -176,6 +176,7 @@ impl ForkServerBuilder {
         }
         let (client, server) = sys::seqpacket_pair().map_err(Error::io("socketpair"))?;
         let parent = sys::getpid();
+        let parent_name = crate::registry::lock().my_name();
         // Stdout flushed, and both streams held across the fork: with other
         // threads (allow_threads), one printing at the fork would leave them
         // taken for ever in the server and every process it forks (see
@@ -191,6 +192,14 @@ impl ForkServerBuilder {
             if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {
                 sys::exit_now(1);
             }
+            // Its children's `parent_process()` is the process that made
+            // the server, as for Python's forkserver processes (and a pool's
+            // workers, as for Python's): held by a pidfd opened while that
+            // process is still this one's parent, which they inherit.
+            let pidfd = sys::pidfd_open(parent as libc::pid_t)
+                .ok()
+                .filter(|_| sys::getppid() == parent);
+            crate::registry::adopt_parent((parent, parent_name), pidfd);
             serve(server, &self.entries);
         }
         drop(server);

@@ -385,6 +385,14 @@ pub(crate) fn is_zombie(pid: u32) -> bool {
     sys::child_ended(pid)
 }
 
+/// Makes this process report `parent` as its parent (`parent_process()`),
+/// held by `pidfd`: a fork server's, which its children inherit.
+pub(crate) fn adopt_parent(parent: (u32, Name), pidfd: Option<OwnedFd>) {
+    let mut st = lock();
+    st.me.parent = Some(parent);
+    st.me.parent_pidfd = pidfd;
+}
+
 /// Marks this process as a daemonic child, if it is one.
 pub(crate) fn set_daemon(daemon: bool) {
     IS_DAEMON.store(daemon, Ordering::Relaxed);

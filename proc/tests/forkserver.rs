@@ -180,3 +180,36 @@ fn a_spawn_at_the_limit_of_open_files_says_so() {
     let h = fork(out_of_descriptors);
     assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }
+
+/// Exit code 0 when this process's `parent_process()` is the process whose
+/// pid `args` holds, under the name "maker", and is alive.
+fn parent_is(args: &[u8]) -> i32 {
+    let want = u32::from_le_bytes(args.try_into().unwrap_or([0; 4]));
+    match multiproc_proc::parent_process() {
+        None => 1,
+        Some(p) if p.pid() != want => 2,
+        Some(p) if p.name() != "maker" => 3,
+        Some(p) if !p.is_alive() => 4,
+        Some(_) => 0,
+    }
+}
+
+/// A fork server's child reads the process that made the server as its
+/// parent, as Python's forkserver processes (and a pool's workers) do,
+/// though the server is its parent in the system's sense.
+#[test]
+fn a_fork_servers_child_reads_the_servers_maker_as_its_parent() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "fork server's parent");
+    multiproc_proc::set_current_process_name("maker");
+    let server = ForkServer::builder()
+        .entry("parent_is", parent_is)
+        .allow_threads()
+        .start()
+        .unwrap();
+    let me = std::process::id().to_le_bytes();
+    let code = server.spawn("parent_is", &me).unwrap().join().unwrap();
+    assert_eq!(
+        code, 0,
+        "1: none, 2: another pid, 3: another name, 4: not alive"
+    );
+}

@@ -268,6 +268,11 @@ impl<'a> Process<'a> {
             None
         };
         let target = self.target.take().expect("a new process has its target");
+        // Stdout flushed (or what it holds is written twice, by parent and
+        // child), and both streams held across the fork (see `StdStreams`).
+        // Taken before the registry: a thread that holds a stream's lock may
+        // make a `Process` (which takes the registry) meanwhile.
+        let streams = sys::hold_std_streams();
         let mut st = registry::lock();
         st.reap_orphans();
         st.ensure_at_exit();
@@ -281,9 +286,6 @@ impl<'a> Process<'a> {
             orphan: None,
         });
         let slot = st.children.len() - 1;
-        // Stdout flushed (or what it holds is written twice, by parent and
-        // child), and both streams held across the fork (see `StdStreams`).
-        let streams = sys::hold_std_streams();
         // SAFETY: the child below runs the closure and leaves with _exit; the
         // registry lock and the standard streams' are held across fork, so the
         // child does not inherit them held by a thread it does not have. Other

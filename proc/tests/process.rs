@@ -434,6 +434,29 @@ fn a_child_started_while_another_thread_prints_can_print() {
     );
 }
 
+/// `start` takes the streams' locks before the registry's: a thread that
+/// holds stdout's lock and makes a `Process` meanwhile (which takes the
+/// registry's) must not wait on a start that waits on it.
+#[test]
+fn a_start_beside_a_thread_that_holds_stdout_and_makes_a_process_ends() {
+    let _dog = Watchdog::arm(LIMIT, "streams then registry");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let out = std::io::stdout().lock();
+        held_tx.send(()).unwrap();
+        // Long enough for the start below to be waiting for stdout.
+        std::thread::sleep(Duration::from_millis(100));
+        let made = Process::new(|| ()).name().to_owned();
+        drop(out);
+        made
+    });
+    held_rx.recv().unwrap();
+    let mut p = Process::new(|| ()).daemon(true);
+    p.start().unwrap();
+    assert!(holder.join().unwrap().starts_with("Process-"));
+    assert_eq!(p.join().unwrap(), 0);
+}
+
 /// The registry keeps its first children beside its lock and the rest on the
 /// heap: with more than that running, every one is listed under its name,
 /// a child started then inherits none of them (nor terminates them, all

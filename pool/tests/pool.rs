@@ -2543,7 +2543,15 @@ fn say(x: u32) -> u32 {
 fn workers_of_a_pool_made_while_another_thread_prints_can_print() {
     let _dog = Watchdog::arm(LIMIT, "print in workers");
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Set however the test ends, or the scope would wait for the printer.
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let stopping = Stop(&stop);
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let out = std::io::stdout().lock();
@@ -2563,7 +2571,7 @@ fn workers_of_a_pool_made_while_another_thread_prints_can_print() {
                 pool.apply(say, i).is_err()
             })
             .count();
-        stop.store(true, Ordering::Relaxed);
+        drop(stopping);
         assert_eq!(hung, 0, "pools whose worker could not print");
     });
 }

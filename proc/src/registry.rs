@@ -146,11 +146,10 @@ struct OnePage {
     /// The process whose children the state lists (0 before the first
     /// look), written under the lock. A process forked by anything but
     /// [`Process::start`] (`multiproc_proc::fork`, a fork server, a pool's
-    /// workers, `pmap`'s) inherits the list; [`lock`] forgets it there, and
-    /// the at-exit clean-up of a process that never looked does nothing
-    /// (without taking the lock). Such a process never signals or waits for
-    /// its parent's children: at its `exit`, the clean-up would have
-    /// terminated its parent's daemons.
+    /// workers, `pmap`'s) inherits the list; [`lock`] forgets it there at
+    /// the first look, the at-exit clean-up's included. Such a process never
+    /// signals or waits for its parent's children: at its `exit`, the
+    /// clean-up would have terminated its parent's daemons.
     ///
     /// [`Process::start`]: crate::Process::start
     owner: AtomicU32,
@@ -314,10 +313,8 @@ impl State {
 /// does when a process ends. Runs at `exit` (registered with `atexit`) and at the
 /// end of every child this crate started.
 pub(crate) fn exit_cleanup() {
-    if STATE.owner.load(Ordering::Relaxed) != sys::getpid() {
-        // A copy made by a fork that never looked: nothing listed is its own.
-        return;
-    }
+    // In a copy made by a fork, `lock` takes the lock over if it was held
+    // at the fork, and forgets the parent's children.
     let mut st = lock();
     for e in st.children.iter().filter(|e| e.daemon) {
         signal(e, libc::SIGTERM);

@@ -398,6 +398,26 @@ fn the_registry_lock_hands_over_between_threads_that_wait_on_it() {
     );
 }
 
+/// A thread that takes `take()`'s guard, holds it 100 ms (long enough for
+/// a start meanwhile to be waiting for it), runs `then` and lets go;
+/// returned once the guard is taken.
+fn holding<G, T: Send + 'static>(
+    take: impl FnOnce() -> G + Send + 'static,
+    then: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let guard = take();
+        held_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let done = then();
+        drop(guard);
+        done
+    });
+    held_rx.recv().unwrap();
+    holder
+}
+
 /// A fork copies a lock, not the thread that holds it: a child started
 /// while another thread held stderr's lock (mid-`eprintln!`) found it held
 /// for ever, and hung at its first `eprintln!`. `start` now waits for the
@@ -405,14 +425,7 @@ fn the_registry_lock_hands_over_between_threads_that_wait_on_it() {
 #[test]
 fn a_child_started_while_another_thread_prints_can_print() {
     let _dog = Watchdog::arm(LIMIT, "print after fork");
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let err = std::io::stderr().lock();
-        held_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        drop(err);
-    });
-    held_rx.recv().unwrap();
+    let holder = holding(|| std::io::stderr().lock(), || ());
     // Daemonic: it dies with this process if it hangs and the watchdog
     // ends the test.
     let mut p = Process::new(|| {
@@ -440,17 +453,10 @@ fn a_child_started_while_another_thread_prints_can_print() {
 #[test]
 fn a_start_beside_a_thread_that_holds_stdout_and_makes_a_process_ends() {
     let _dog = Watchdog::arm(LIMIT, "streams then registry");
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let out = std::io::stdout().lock();
-        held_tx.send(()).unwrap();
-        // Long enough for the start below to be waiting for stdout.
-        std::thread::sleep(Duration::from_millis(100));
-        let made = Process::new(|| ()).name().to_owned();
-        drop(out);
-        made
-    });
-    held_rx.recv().unwrap();
+    let holder = holding(
+        || std::io::stdout().lock(),
+        || Process::new(|| ()).name().to_owned(),
+    );
     let mut p = Process::new(|| ()).daemon(true);
     p.start().unwrap();
     assert!(holder.join().unwrap().starts_with("Process-"));

@@ -53,6 +53,7 @@
 
 mod current;
 mod error;
+mod fork_lock;
 mod forkserver;
 mod process;
 mod registry;

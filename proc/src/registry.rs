@@ -6,7 +6,7 @@
 //! holds it across `fork`, so that its child never inherits it locked by a
 //! thread that does not exist there. A process forked otherwise while
 //! another thread held it takes it over at its first look (the lock word
-//! names the holder's process: see `OnePage`).
+//! names the holder's process: see [`ForkLock`]).
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fork_lock::{ForkLock, FREE};
 use crate::{status::WaitStatus, sys};
 
 /// Where a process stands among those this crate started (Python's
@@ -113,36 +114,15 @@ pub(crate) type Children = smallvec::SmallVec<[Entry; CHILDREN_INLINE]>;
 /// write a start makes after `fork` (the child's pid, the unlock) faults
 /// once, on that page.
 ///
-/// # Its lock, and forks
-/// A `fork` copies the lock word, not the thread that held it: a process
-/// forked while another thread held the lock (a [`Process::start`] holds it
-/// across its own fork) would wait for that thread for ever at its first
-/// look. So the word names the *process* whose thread holds it, and a
-/// locker that finds it held by another process's thread takes it over: in
-/// this process no thread of that one exists.
-///
-/// | `word` | meaning |
-/// |---|---|
-/// | [`FREE`] | free |
-/// | `pid << 1` | held by a thread of process `pid` |
-/// | `pid << 1 \| WAITERS` | held, and a thread of `pid` may sleep on the word |
-///
-/// | who | does |
-/// |---|---|
-/// | locker, fast path | CAS `FREE` → `me << 1` |
-/// | locker, held here | sets [`WAITERS`], sleeps on the word (futex), tries again |
-/// | locker, held by another pid | CAS that word → `me << 1`: the copy of a hold from before a fork |
-/// | unlocker | swaps in `FREE`; wakes one sleeper if `WAITERS` was set |
-///
-/// A hold taken over may have been in the middle of an update: the list of
-/// children (the only field other threads change) is forgotten, never read
-/// or dropped, by the first look of a new process ([`lock`]); they are the
-/// parent's children anyway.
-///
-/// [`Process::start`]: crate::Process::start
+/// Its lock is a [`ForkLock`]: a process forked while another thread held
+/// it takes it over at its first look (the word names the holder's
+/// process). A hold taken over may have been in the middle of an update:
+/// the list of children (the only field other threads change) is
+/// forgotten, never read or dropped, by the first look of a new process
+/// ([`lock`]); they are the parent's children anyway.
 #[repr(align(512))]
 struct OnePage {
-    word: AtomicU32,
+    lock: ForkLock,
     /// The process whose children the state lists (0 before the first
     /// look), written under the lock. A process forked by anything but
     /// [`Process::start`] (`multiproc_proc::fork`, a fork server, a pool's
@@ -156,18 +136,13 @@ struct OnePage {
     state: UnsafeCell<State>,
 }
 
-// SAFETY: `state` is reached only through a `Guard`, which holds `word`.
+// SAFETY: `state` is reached only through a `Guard`, which holds `lock`.
 unsafe impl Sync for OnePage {}
-
-/// The lock is free.
-const FREE: u32 = 0;
-/// A thread may sleep on the word: the unlock wakes one.
-const WAITERS: u32 = 1;
 
 const _: () = assert!(std::mem::size_of::<OnePage>() == 512);
 
 static STATE: OnePage = OnePage {
-    word: AtomicU32::new(FREE),
+    lock: ForkLock::new(AtomicU32::new(FREE)),
     owner: AtomicU32::new(0),
     state: UnsafeCell::new(State {
         children: Children::new_const(),
@@ -206,11 +181,7 @@ impl DerefMut for Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // SYNC: Release pairs with the Acquire CAS of the next locker: what
-        // this holder wrote is seen by it.
-        if STATE.word.swap(FREE, Ordering::Release) & WAITERS != 0 {
-            sys::futex_wake_one(&STATE.word);
-        }
+        STATE.lock.unlock();
     }
 }
 
@@ -224,35 +195,7 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 /// the data consistent (every update is one push or retain).
 pub(crate) fn lock() -> Guard {
     let me = sys::getpid();
-    // A thread that has slept takes the lock with `WAITERS` set: others may
-    // still sleep, and its unlock must wake the next.
-    let mut take = me << 1;
-    let mut word = FREE;
-    loop {
-        // SYNC: Acquire pairs with the Release swap of the last unlock (or
-        // of the unlock before a fork, for a hold taken over).
-        match STATE
-            .word
-            .compare_exchange(word, take, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => break,
-            Err(now) if now == FREE || now >> 1 != me => word = now,
-            Err(now) => {
-                // Held by a thread of this process: sleep until its unlock.
-                let waiting = now | WAITERS;
-                if now == waiting
-                    || STATE
-                        .word
-                        .compare_exchange(now, waiting, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    sys::futex_wait(&STATE.word, waiting);
-                }
-                take = (me << 1) | WAITERS;
-                word = FREE;
-            }
-        }
-    }
+    STATE.lock.lock(me);
     let mut st = Guard {
         _not_send: PhantomData,
     };

@@ -40,9 +40,10 @@ fn exit_codes_follow_python() {
 #[test]
 fn signals_give_negative_exit_codes() {
     let _dog = Watchdog::arm(LIMIT, "signals");
+    // Daemonic, so that they die with the test if it fails first.
     let sleeper = || std::thread::sleep(Duration::from_secs(30));
-    let mut k = Process::new(sleeper);
-    let mut t = Process::new(sleeper);
+    let mut k = Process::new(sleeper).daemon(true);
+    let mut t = Process::new(sleeper).daemon(true);
     k.start().unwrap();
     t.start().unwrap();
     assert!(k.is_alive() && t.is_alive());
@@ -63,7 +64,7 @@ fn signals_give_negative_exit_codes() {
 fn real_time_signals_give_negative_exit_codes() {
     let _dog = Watchdog::arm(LIMIT, "real-time signals");
     let sig = libc::SIGRTMIN() + 2;
-    let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(30)));
+    let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(30))).daemon(true);
     p.start().unwrap();
     p.send(sig).unwrap();
     assert_eq!(p.join().unwrap(), -sig);
@@ -71,9 +72,16 @@ fn real_time_signals_give_negative_exit_codes() {
 
     // SAFETY: the child only sleeps (a system call) until the signal ends it.
     match unsafe { fork() }.unwrap() {
-        Fork::Child => loop {
-            // SAFETY: pause is async-signal-safe.
-            unsafe { libc::pause() };
+        // SAFETY: prctl, getppid, _exit and pause are async-signal-safe; it
+        // dies with the test if the test fails before its signal.
+        Fork::Child => unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+            loop {
+                libc::pause();
+            }
         },
         Fork::Parent { child: pid } => {
             // SAFETY: kill takes plain integers; pid is our unreaped child.
@@ -232,7 +240,13 @@ fn names_read_the_same_in_the_parent_the_child_the_registry_and_a_grandchild() {
         let go = Shared::anonymous(AtomicU32::new(0)).unwrap();
         let go = &go;
         let mut p = Process::new(move || {
+            // (Not daemonic: it makes a process. It gives up if the test
+            // failed before its word.)
+            let start = Instant::now();
             while go.load(Ordering::Acquire) == 0 {
+                if start.elapsed() > LIMIT {
+                    return 12;
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
             let mut grandchild = Process::new(move || {
@@ -661,7 +675,13 @@ fn a_child_sees_its_parent_end_and_can_wait_for_it() {
             0
         });
         grandchild.start().unwrap();
+        // (It gives up, and so does its child, if the child never looks.)
+        let start = std::time::Instant::now();
         while seen.load(Ordering::SeqCst) == 0 {
+            if start.elapsed() > Duration::from_secs(10) {
+                grandchild.kill().unwrap();
+                return 2;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         // Leave without joining it (exit handlers would wait for it).
@@ -738,9 +758,12 @@ fn a_child_that_first_asks_after_its_parent_ended_sees_it_gone() {
 /// closure's type is `!`.
 #[test]
 fn a_worker_that_loops_for_ever_needs_no_annotation() {
+    let _dog = Watchdog::arm(LIMIT, "a loop for ever");
+    // Daemonic, so that it dies with the test if the test fails first.
     let mut p = Process::new(|| loop {
         std::thread::sleep(Duration::from_millis(10));
-    });
+    })
+    .daemon(true);
     p.start().unwrap();
     assert!(p.is_alive());
     p.terminate().unwrap();

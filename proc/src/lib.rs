@@ -22,6 +22,19 @@
 //! not pass it on (valgrind 3.19), a seccomp profile — starting one answers
 //! [`Error::Unsupported`], which names the call.
 //!
+//! # Standard input in a child
+//! Python's child reads end of file from `sys.stdin` (its bootstrap opens
+//! `os.devnull` for it; file descriptor 0 stays open). Here a child keeps
+//! its parent's descriptor 0 and std's `stdin()` reads it, as after any
+//! `fork`: Rust's `stdin()` cannot be pointed elsewhere without replacing
+//! descriptor 0 for everything the child runs. So a child and its parent
+//! that both read standard input share one stream (tried as a new user
+//! would, with lines piped in: a child's `read_line` took lines the parent
+//! then never saw), and the bytes std's `stdin()` had buffered in the
+//! parent at the fork are read again by the child. Read standard input in
+//! one process only; a child that must not read it can replace descriptor 0
+//! with `/dev/null` first thing (`dup2`), as Python's effectively does.
+//!
 //! # Blocking, timeouts, not waiting
 //! As in the other crates of the workspace, a blocking call `op()` waits as
 //! long as it takes and `op_timeout(d)` waits at most `d`, answering

@@ -31,9 +31,14 @@
 //! that both read standard input share one stream (tried as a new user
 //! would, with lines piped in: a child's `read_line` took lines the parent
 //! then never saw), and the bytes std's `stdin()` had buffered in the
-//! parent at the fork are read again by the child. Read standard input in
-//! one process only; a child that must not read it can replace descriptor 0
-//! with `/dev/null` first thing (`dup2`), as Python's effectively does.
+//! parent at the fork are read again by the child; and a child forked
+//! while another thread of its parent waited in a read of `stdin()` finds
+//! std's lock of it held for good (its first read never returns; stdout's
+//! and stderr's locks are taken across the fork by [`Process::start`], but
+//! a thread may hold stdin's as long as nothing is typed). Read standard
+//! input in one process only; a child that must not read it can replace
+//! descriptor 0 with `/dev/null` first thing (`dup2`), as Python's
+//! effectively does.
 //!
 //! # Blocking, timeouts, not waiting
 //! As in the other crates of the workspace, a blocking call `op()` waits as

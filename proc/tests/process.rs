@@ -93,6 +93,38 @@ fn real_time_signals_give_negative_exit_codes() {
     }
 }
 
+/// CPython's `test_many_processes`: a hundred processes that sleep 10 ms
+/// all exit 0; a hundred terminated a millisecond after their start, most
+/// of them before their own code runs, all end by `SIGTERM` (-15).
+#[test]
+fn a_hundred_processes_end_as_they_should_even_terminated_at_their_start() {
+    let _dog = Watchdog::arm(LIMIT, "many processes");
+    let nap = || std::thread::sleep(Duration::from_millis(10));
+    let mut napping: Vec<_> = (0..100).map(|_| Process::new(nap)).collect();
+    for p in &mut napping {
+        p.start().unwrap();
+    }
+    for p in &mut napping {
+        assert_eq!(p.join().unwrap(), 0, "{p:?}");
+    }
+    // Daemonic, so that none outlives a failed test.
+    let sleep_some = || std::thread::sleep(Duration::from_secs(100));
+    let mut sleepers: Vec<_> = (0..100)
+        .map(|_| Process::new(sleep_some).daemon(true))
+        .collect();
+    for p in &mut sleepers {
+        p.start().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    for p in &sleepers {
+        p.terminate().unwrap();
+    }
+    for p in &mut sleepers {
+        assert_eq!(p.join().unwrap(), -libc::SIGTERM, "{p:?}");
+    }
+    assert!(active_children().is_empty());
+}
+
 #[test]
 fn join_timeout_on_a_sleeping_child() {
     let _dog = Watchdog::arm(LIMIT, "join_timeout");

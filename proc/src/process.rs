@@ -39,7 +39,11 @@ enum State {
 /// stdout and stderr are flushed, and the child leaves with `_exit`: the parent's
 /// exit handlers and destructors never run twice and the child never returns into
 /// the parent's code. Before it leaves, the child terminates its own daemonic
-/// children and joins the others, as Python does.
+/// children and joins the others, as Python does. Threads the closure started
+/// are not waited for: the child leaves once the closure returns, as a Rust
+/// program ends when `main` returns, where Python's child first joins its
+/// non-daemonic threads (CPython's `test_wait_for_threads`); Rust has no
+/// list of a process's threads to join, so join them in the closure.
 ///
 /// # Reaping
 /// A child is reaped by `join`, by `is_alive`/`exitcode` once it has ended, by

@@ -125,6 +125,21 @@ fn a_hundred_processes_end_as_they_should_even_terminated_at_their_start() {
     assert!(active_children().is_empty());
 }
 
+/// A child leaves once its closure returns, without waiting for threads it
+/// started (as a Rust program's `main`; Python's child joins them: a
+/// documented difference).
+#[test]
+fn a_child_leaves_without_waiting_for_its_threads() {
+    let _dog = Watchdog::arm(LIMIT, "threads of a child");
+    let mut p = Process::new(|| {
+        std::thread::spawn(|| std::thread::sleep(Duration::from_secs(60)));
+        4
+    })
+    .daemon(true);
+    p.start().unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 4);
+}
+
 #[test]
 fn join_timeout_on_a_sleeping_child() {
     let _dog = Watchdog::arm(LIMIT, "join_timeout");

@@ -42,8 +42,9 @@ enum State {
 /// children and joins the others, as Python does. Threads the closure started
 /// are not waited for: the child leaves once the closure returns, as a Rust
 /// program ends when `main` returns, where Python's child first joins its
-/// non-daemonic threads (CPython's `test_wait_for_threads`); Rust has no
-/// list of a process's threads to join, so join them in the closure.
+/// non-daemonic threads (CPython's `test_wait_for_threads`). Rust marks no
+/// thread daemonic, so waiting for every thread would wait for ever on one
+/// that never ends (a pool's, a runtime's): join yours in the closure.
 ///
 /// # Reaping
 /// A child is reaped by `join`, by `is_alive`/`exitcode` once it has ended, by

@@ -169,7 +169,9 @@ impl<'a> Process<'a> {
     }
 
     /// Makes it daemonic (builder style): it never outlives this process, and may
-    /// not start children of its own.
+    /// not start children of its own. Once it is started this changes nothing
+    /// ([`is_daemon`](Process::is_daemon) goes on telling what the child is),
+    /// where Python raises `AssertionError` ("process has already started").
     ///
     /// # Examples
     /// ```
@@ -177,7 +179,9 @@ impl<'a> Process<'a> {
     /// assert!(p.is_daemon());
     /// ```
     pub fn daemon(mut self, daemon: bool) -> Process<'a> {
-        self.daemon = daemon;
+        if matches!(self.state, State::New) {
+            self.daemon = daemon;
+        }
         self
     }
 

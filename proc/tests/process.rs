@@ -238,6 +238,10 @@ fn misuse_gives_typed_errors() {
     p.start().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted { .. })));
     assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
+    // Made daemonic once started (Python: "process has already started"):
+    // nothing changes, and the handle says so.
+    let mut p = p.daemon(true);
+    assert!(!p.is_daemon());
     invalid(&p);
     p.send(0).unwrap(); // only a check
     p.join().unwrap();

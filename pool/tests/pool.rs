@@ -2,7 +2,7 @@
 //! does better: every call, every failure, nothing left behind.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -2449,11 +2449,10 @@ fn exit_with(code: u32) -> u32 {
     std::process::exit(code as i32)
 }
 
-/// A task that leaves its worker by `exit` runs the exit handlers there,
-/// which a worker inherited from its caller with the caller's list of
-/// children: they terminated the caller's daemonic children (a `Process`
-/// started before the pool, and before a `pmap`). They are not the
-/// worker's, and live on.
+/// A task that leaves its worker by `exit` runs its worker's exit clean-up,
+/// and a worker inherited its caller's list of children: the clean-up
+/// terminated the caller's daemonic children (a `Process` started before
+/// the pool, and before a `pmap`). They are not the worker's, and live on.
 #[test]
 fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
     let _dog = Watchdog::arm(LIMIT, "exit in a worker");
@@ -2487,6 +2486,60 @@ fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
         daemon.join().unwrap(),
         -libc::SIGKILL,
         "-15: a worker terminated its caller's daemon"
+    );
+}
+
+/// Counts the runs of [`count_in_a_worker`] outside the test's own process:
+/// a counter in memory shared with its workers (set once).
+static RUNS_ELSEWHERE: std::sync::OnceLock<(u32, &'static multiproc_shm::Shared<AtomicU32>)> =
+    std::sync::OnceLock::new();
+
+extern "C" fn count_in_a_worker() {
+    if let Some((test, runs)) = RUNS_ELSEWHERE.get() {
+        if std::process::id() != *test {
+            runs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Python's pool worker leaves by `os._exit`, a task's `sys.exit` too: the
+/// exit handlers of the program that made the pool never run in it. A task
+/// that calls `std::process::exit`, in a pool's worker or a `pmap`'s, ends
+/// its worker (`WorkerDied` with its code) and runs none of them.
+#[test]
+fn a_worker_that_calls_exit_runs_none_of_its_callers_exit_handlers() {
+    let _dog = Watchdog::arm(LIMIT, "exit handlers in a worker");
+    let runs: &'static multiproc_shm::Shared<AtomicU32> = Box::leak(Box::new(
+        multiproc_shm::Shared::anonymous(AtomicU32::new(0)).unwrap(),
+    ));
+    RUNS_ELSEWHERE.set((std::process::id(), runs)).unwrap();
+    // SAFETY: a plain function, for the rest of this process.
+    assert_eq!(unsafe { libc::atexit(count_in_a_worker) }, 0);
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(
+        pool.apply(exit_with, 3u32),
+        Err(Error::WorkerDied {
+            how: Exit::Code(3),
+            ..
+        })
+    ));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "a handler ran in a pool's worker"
+    );
+    let r = pmap(&[4u32], |&code| exit_with(code));
+    assert!(
+        matches!(
+            &r,
+            Err(Error::Item { source, .. }) if matches!(**source, Error::WorkerDied { how: Exit::Code(4), .. })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "a handler ran in a pmap's worker"
     );
 }
 

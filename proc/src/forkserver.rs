@@ -47,7 +47,10 @@ const BAD_REQUEST: u8 = 4;
 /// (the server sets its own action back to the default, and gives each child
 /// the starting process's action before its entry runs). The server dies with
 /// the process that started it (parent-death signal) and ends when its handle
-/// is dropped.
+/// is dropped. A child leaves by `_exit` with its entry's code, or by an
+/// `exit` in the entry with that status, and in neither case runs the exit
+/// handlers of the process that made the server (as a
+/// [`Process`](crate::Process)'s child does not).
 ///
 /// # Examples
 /// ```
@@ -200,6 +203,9 @@ impl ForkServerBuilder {
                 .ok()
                 .filter(|_| sys::getppid() == parent);
             crate::registry::adopt_parent((parent, parent_name), pidfd);
+            // Its children inherit it: an `exit` in an entry (a pool's
+            // task) runs none of the maker's exit handlers.
+            crate::registry::leave_as_a_child_at_exit();
             serve(server, &self.entries);
         }
         drop(server);

@@ -38,7 +38,11 @@ enum State {
 /// panic prints its message and exits with 1 (Python's traceback and exitcode 1);
 /// stdout and stderr are flushed, and the child leaves with `_exit`: the parent's
 /// exit handlers and destructors never run twice and the child never returns into
-/// the parent's code. Before it leaves, the child terminates its own daemonic
+/// the parent's code. An `exit` in the closure (`std::process::exit`, Python's
+/// `sys.exit`, or C's `exit`) leaves the same way, with its status: the exit
+/// handlers the parent registered (`atexit`; a fork copies them) do not run in
+/// the child, as they do not in Python's (on glibc, whose `on_exit` this needs;
+/// elsewhere they run, as after any `fork`). Before it leaves, the child terminates its own daemonic
 /// children and joins the others, as Python does. Threads the closure started
 /// are not waited for: the child leaves once the closure returns, as a Rust
 /// program ends when `main` returns, where Python's child first joins its
@@ -327,6 +331,9 @@ impl<'a> Process<'a> {
             if self.daemon {
                 registry::set_daemon(true);
             }
+            // An `exit` in the closure leaves as its return does, not
+            // through the parent's exit handlers.
+            registry::leave_as_a_child_at_exit();
             // The parent's children, still listed, are forgotten at this
             // process's first look (`registry::lock`), if it makes one.
             // SAFETY: a bitwise copy of the name, without writing to `self` (whose

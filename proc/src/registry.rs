@@ -280,6 +280,25 @@ extern "C" fn at_exit() {
     exit_cleanup();
 }
 
+/// Makes an `exit` in this process (a child started by this crate) leave
+/// as Python's child does whatever ends it — `sys.exit` included: its own
+/// clean-up, stdout flushed, then `_exit` with the status, so that none of
+/// the exit handlers its parent registered (`atexit`, which a fork copies)
+/// runs here, and C's buffers copied from the parent are not written again.
+/// Registered in the child, after them: it runs before any of them. Where
+/// the C library has no `on_exit`, an `exit` runs them, as C's does.
+pub(crate) fn leave_as_a_child_at_exit() {
+    sys::on_exit(leave_as_a_child);
+}
+
+extern "C" fn leave_as_a_child(status: libc::c_int, _: *mut libc::c_void) {
+    exit_cleanup();
+    // (`std::process::exit` flushed it already; C's `exit` called from
+    // elsewhere did not.)
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    sys::exit_now(status);
+}
+
 fn signal(e: &Entry, sig: libc::c_int) {
     // The child may have exited already: nothing to do then.
     let _ = match &e.orphan {

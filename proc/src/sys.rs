@@ -290,6 +290,30 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
     unsafe { libc::atexit(f) };
 }
 
+/// `on_exit(f, NULL)` (glibc's): `f` runs at `exit(status)` with the status,
+/// before every handler registered earlier. `false` where it is missing
+/// (a C library without it) or refused (no room for another handler).
+pub(crate) fn on_exit(f: extern "C" fn(libc::c_int, *mut libc::c_void)) -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        extern "C" {
+            // glibc's since 2.2.5; the libc crate does not declare it.
+            fn on_exit(
+                f: extern "C" fn(libc::c_int, *mut libc::c_void),
+                arg: *mut libc::c_void,
+            ) -> libc::c_int;
+        }
+        // SAFETY: f is a plain function with static lifetime that ignores
+        // its argument, which may be null.
+        unsafe { on_exit(f, std::ptr::null_mut()) == 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = f;
+        false
+    }
+}
+
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
 pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (ty, flags) = (socket::SockType::SeqPacket, socket::SockFlag::SOCK_CLOEXEC);

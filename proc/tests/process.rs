@@ -140,6 +140,64 @@ fn a_child_leaves_without_waiting_for_its_threads() {
     assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 4);
 }
 
+/// Counts the runs of [`count_in_another_process`] outside the test's own
+/// process: a counter in memory shared with its children (set once).
+static RUNS_ELSEWHERE: std::sync::OnceLock<(u32, &'static Shared<AtomicU32>)> =
+    std::sync::OnceLock::new();
+
+extern "C" fn count_in_another_process() {
+    if let Some((test, runs)) = RUNS_ELSEWHERE.get() {
+        if std::process::id() != *test {
+            runs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Python's child leaves by `os._exit` whatever ends it, `sys.exit` too:
+/// the exit handlers its parent registered never run there (they would
+/// remove the parent's files, close its connections, write C's buffers a
+/// second time). A child that calls `std::process::exit` or C's `exit`
+/// gives its status, runs none of them, and still joins its own children
+/// as at its return.
+#[test]
+fn a_child_that_calls_exit_runs_none_of_its_parents_exit_handlers() {
+    let _dog = Watchdog::arm(LIMIT, "exit in a child");
+    let runs: &'static Shared<AtomicU32> =
+        Box::leak(Box::new(Shared::anonymous(AtomicU32::new(0)).unwrap()));
+    RUNS_ELSEWHERE.set((std::process::id(), runs)).unwrap();
+    // SAFETY: a plain function, for the rest of this process.
+    assert_eq!(unsafe { libc::atexit(count_in_another_process) }, 0);
+    let joined = Shared::anonymous(AtomicU32::new(0)).unwrap();
+    let joined = &joined;
+    for (how, code) in [("std", 3), ("libc", 5)] {
+        joined.store(0, Ordering::SeqCst);
+        let mut p = Process::new(move || {
+            let mut grandchild = Process::new(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                joined.store(1, Ordering::SeqCst);
+            });
+            grandchild.start().unwrap();
+            if how == "std" {
+                std::process::exit(code)
+            }
+            // SAFETY: C's exit, as C code in the child would call it.
+            unsafe { libc::exit(code) }
+        });
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), code, "{how}");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            0,
+            "{how}: a handler ran in the child"
+        );
+        assert_eq!(
+            joined.load(Ordering::SeqCst),
+            1,
+            "{how}: left before its child"
+        );
+    }
+}
+
 #[test]
 fn join_timeout_on_a_sleeping_child() {
     let _dog = Watchdog::arm(LIMIT, "join_timeout");

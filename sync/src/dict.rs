@@ -385,6 +385,54 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
     }
 
+    /// The values, copied out (Python's `values()`), in slot order, as
+    /// [`keys`](SharedDict::keys).
+    ///
+    /// # Errors
+    /// As for [`items`](SharedDict::items).
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// d.insert("a", "1")?;
+    /// assert_eq!(d.values()?, [b"1".to_vec()]);
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn values(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The value for `key`, inserting `default` first if the key is absent
+    /// (Python's `setdefault`), under one lock: of processes that race to
+    /// set a key this way, one sets it and every one reads its value (a
+    /// [`get`](SharedDict::get) then an [`insert`](SharedDict::insert) would
+    /// let each overwrite the others'). `default` is not looked at when the
+    /// key is there.
+    ///
+    /// # Errors
+    /// [`Error::TooLong`] for a key over `K` bytes, or a `default` over `V`
+    /// that must be inserted; [`Error::Full`] when it finds no free slot;
+    /// [`Error::Corrupted`], and the lock's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
+    /// assert_eq!(d.setdefault("a", "first")?, b"first");
+    /// assert_eq!(d.setdefault("a", "second")?, b"first");
+    /// # Ok::<(), multiproc_sync::Error>(())
+    /// ```
+    pub fn setdefault(&self, key: impl AsRef<[u8]>, default: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+        let (key, default) = (key.as_ref(), default.as_ref());
+        check_len("key", key, K)?;
+        let mut table = self.lock()?;
+        if let Some(i) = table.find(key)? {
+            return Ok(table.entries[i].value()?.to_vec());
+        }
+        check_len("value", default, V)?;
+        table.insert(key, default)?;
+        Ok(default.to_vec())
+    }
+
     /// Removes every entry.
     ///
     /// # Errors

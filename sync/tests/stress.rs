@@ -239,6 +239,38 @@ fn dict_filled_by_ten_processes() {
     }
 }
 
+/// Python's `setdefault` on a `Manager().dict()`: ten processes race, from
+/// one barrier, to set each of 1 000 keys, each with its own value; for every
+/// key one sets it, and every one got back the value that stays (a look
+/// then an insert, in two locks, let a later insert overwrite a value an
+/// earlier caller was given).
+#[test]
+fn processes_racing_to_setdefault_a_key_all_get_the_value_that_stays() {
+    let _dog = Watchdog::arm(LIMIT, "setdefault race");
+    const KEYS: usize = 1000;
+    let d = SharedDict::<1024, 8, 8>::new().unwrap();
+    let together = Shared::anonymous(Barrier::new(10).unwrap()).unwrap();
+    let wrong = Shared::anonymous(AtomicU64::new(0)).unwrap();
+    run_children(10, |i| {
+        together.wait().unwrap();
+        let got: Vec<Vec<u8>> = (0..KEYS)
+            .map(|k| d.setdefault(format!("k{k}"), i.to_string()).unwrap())
+            .collect();
+        together.wait().unwrap();
+        for (k, got) in got.iter().enumerate() {
+            if d.get(format!("k{k}")).unwrap().as_ref() != Some(got) {
+                wrong.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    assert_eq!(
+        wrong.load(Ordering::SeqCst),
+        0,
+        "values given and then overwritten"
+    );
+    assert_eq!(d.len().unwrap(), KEYS);
+}
+
 fn unrelated_role() -> bool {
     if role().as_deref() != Some("mutex-adder") {
         return false;

@@ -42,13 +42,15 @@ enum State {
 /// `sys.exit`, or C's `exit`) leaves the same way, with its status: the exit
 /// handlers the parent registered (`atexit`; a fork copies them) do not run in
 /// the child, as they do not in Python's (on glibc, whose `on_exit` this needs;
-/// elsewhere they run, as after any `fork`). Before it leaves, the child terminates its own daemonic
-/// children and joins the others, as Python does. Threads the closure started
-/// are not waited for: the child leaves once the closure returns, as a Rust
-/// program ends when `main` returns, where Python's child first joins its
-/// non-daemonic threads (CPython's `test_wait_for_threads`). Rust marks no
-/// thread daemonic, so waiting for every thread would wait for ever on one
-/// that never ends (a pool's, a runtime's): join yours in the closure.
+/// elsewhere they run, as after any `fork`). Before it leaves, the child
+/// terminates its own daemonic children and joins the others, as Python does.
+///
+/// Threads the closure started are not waited for: the child leaves once the
+/// closure returns, as a Rust program ends when `main` returns, where Python's
+/// child first joins its non-daemonic threads (CPython's
+/// `test_wait_for_threads`). Rust marks no thread daemonic, so waiting for
+/// every thread would wait for ever on one that never ends (a pool's, a
+/// runtime's): join yours in the closure.
 ///
 /// # Reaping
 /// A child is reaped by `join`, by `is_alive`/`exitcode` once it has ended, by

@@ -161,7 +161,10 @@ impl<'a> Process<'a> {
         }
     }
 
-    /// Sets the name (builder style; Python's `Process(name=...)`).
+    /// Sets the name (builder style; Python's `Process(name=...)`). Once it is
+    /// started, as Python's `p.name = ...`: the parent's name for it
+    /// ([`active_children`](crate::active_children) too) changes, the
+    /// child's own does not.
     ///
     /// # Examples
     /// ```
@@ -171,6 +174,12 @@ impl<'a> Process<'a> {
     pub fn named(mut self, name: impl Into<String>) -> Process<'a> {
         self.name = Name::Given(name.into().into());
         self.text = OnceCell::new();
+        if let State::Running { pid, .. } = self.state {
+            let mut st = registry::lock();
+            if let Some(e) = st.children.iter_mut().find(|e| e.pid == pid) {
+                e.name = self.name.clone();
+            }
+        }
         self
     }
 

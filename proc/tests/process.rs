@@ -300,6 +300,12 @@ fn misuse_gives_typed_errors() {
     // nothing changes, and the handle says so.
     let mut p = p.daemon(true);
     assert!(!p.is_daemon());
+    // Renamed once started (Python's `p.name = ...`): the parent's lists
+    // say so.
+    let mut p = p.named("renamed");
+    assert!(active_children()
+        .iter()
+        .any(|c| Some(c.pid) == p.pid() && c.name == "renamed"));
     invalid(&p);
     p.send(0).unwrap(); // only a check
     p.join().unwrap();

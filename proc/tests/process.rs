@@ -298,7 +298,7 @@ fn misuse_gives_typed_errors() {
     assert!(matches!(p.close(), Err(Error::StillRunning { .. })));
     // Made daemonic once started (Python: "process has already started"):
     // nothing changes, and the handle says so.
-    let mut p = p.daemon(true);
+    let p = p.daemon(true);
     assert!(!p.is_daemon());
     // Renamed once started (Python's `p.name = ...`): the parent's lists
     // say so.

@@ -41,9 +41,12 @@ enum State {
 /// the parent's code. An `exit` in the closure (`std::process::exit`, Python's
 /// `sys.exit`, or C's `exit`) leaves the same way, with its status: the exit
 /// handlers the parent registered (`atexit`; a fork copies them) do not run in
-/// the child, as they do not in Python's (on glibc, whose `on_exit` this needs;
-/// elsewhere they run, as after any `fork`). Before it leaves, the child
-/// terminates its own daemonic children and joins the others, as Python does.
+/// the child, as they do not in Python's — except those the parent registered
+/// after its first start, which run first (the child's way out is registered
+/// then, once: in each child it would cost every start two page faults). This
+/// needs glibc's `on_exit`; with another C library they all run, as after any
+/// `fork`. Before it leaves, the child terminates its own daemonic children
+/// and joins the others, as Python does.
 ///
 /// Threads the closure started are not waited for: the child leaves once the
 /// closure returns, as a Rust program ends when `main` returns, where Python's
@@ -342,9 +345,6 @@ impl<'a> Process<'a> {
             if self.daemon {
                 registry::set_daemon(true);
             }
-            // An `exit` in the closure leaves as its return does, not
-            // through the parent's exit handlers.
-            registry::leave_as_a_child_at_exit();
             // The parent's children, still listed, are forgotten at this
             // process's first look (`registry::lock`), if it makes one.
             // SAFETY: a bitwise copy of the name, without writing to `self` (whose
@@ -360,6 +360,8 @@ impl<'a> Process<'a> {
             st.me.parent_pidfd = None;
             drop(st);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(target)).unwrap_or(1);
+            // (An `exit` in `target` leaves by `registry::at_exit`, which
+            // the parent registered before this fork.)
             registry::exit_cleanup();
             // stderr is unbuffered; stdout may hold a partial line.
             let _ = std::io::stdout().flush();

@@ -210,10 +210,13 @@ pub(crate) fn lock() -> Guard {
 }
 
 impl State {
-    /// Registers the at-exit clean-up, once.
+    /// Registers the at-exit clean-up ([`at_exit`]), once: at this process's
+    /// first start, so that its children have it from the fork on.
     pub(crate) fn ensure_at_exit(&mut self) {
         if !self.at_exit_registered {
-            sys::at_exit(at_exit);
+            if !sys::on_exit(at_exit) {
+                sys::at_exit(at_exit_without_status);
+            }
             self.at_exit_registered = true;
         }
     }
@@ -253,9 +256,11 @@ impl State {
 }
 
 /// Terminates daemonic children, then waits for every other child: what Python
-/// does when a process ends. Runs at `exit` (registered with `atexit`) and at the
-/// end of every child this crate started.
-pub(crate) fn exit_cleanup() {
+/// does when a process ends. Runs at `exit` (see [`at_exit`]) and at the
+/// end of every child this crate started. Answers whether this process is
+/// such a child (it has a parent of this crate's: started by
+/// [`Process::start`](crate::Process::start), or by a fork server).
+pub(crate) fn exit_cleanup() -> bool {
     // In a copy made by a fork, `lock` takes the lock over if it was held
     // at the fork, and forgets the parent's children.
     let mut st = lock();
@@ -274,29 +279,37 @@ pub(crate) fn exit_cleanup() {
         }
     }
     st.children.clear();
+    st.me.parent.is_some()
 }
 
-extern "C" fn at_exit() {
+/// At `exit(status)`, registered with glibc's `on_exit` (which passes the
+/// status) by a process's first start, and so copied into every child it
+/// starts: the clean-up; then, in such a child, stdout flushed and `_exit`
+/// with the status. Python's child leaves by `os._exit` whatever ends it,
+/// `sys.exit` included, so none of the exit handlers its parent registered
+/// runs there; here an `exit` in a child (`std::process::exit`, C's
+/// `exit`) runs only those the parent registered after its first start
+/// (they come first), not the rest, nor C's flush of buffers copied from
+/// the parent. Registered in each child instead, it would run before all
+/// of them, for two page faults more a start (`benches/NOTES.md`).
+extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
+    if exit_cleanup() {
+        // (`std::process::exit` flushed it already; C's `exit` called from
+        // elsewhere did not.)
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        sys::exit_now(status);
+    }
+}
+
+/// [`at_exit`] where the C library has no `on_exit`: the clean-up alone.
+extern "C" fn at_exit_without_status() {
     exit_cleanup();
 }
 
-/// Makes an `exit` in this process (a child started by this crate) leave
-/// as Python's child does whatever ends it — `sys.exit` included: its own
-/// clean-up, stdout flushed, then `_exit` with the status, so that none of
-/// the exit handlers its parent registered (`atexit`, which a fork copies)
-/// runs here, and C's buffers copied from the parent are not written again.
-/// Registered in the child, after them: it runs before any of them. Where
-/// the C library has no `on_exit`, an `exit` runs them, as C's does.
+/// Registers [`at_exit`] in a fork server (whatever its maker registered,
+/// and after it): its children, a pool's workers, leave by it.
 pub(crate) fn leave_as_a_child_at_exit() {
-    sys::on_exit(leave_as_a_child);
-}
-
-extern "C" fn leave_as_a_child(status: libc::c_int, _: *mut libc::c_void) {
-    exit_cleanup();
-    // (`std::process::exit` flushed it already; C's `exit` called from
-    // elsewhere did not.)
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    sys::exit_now(status);
+    sys::on_exit(at_exit);
 }
 
 fn signal(e: &Entry, sig: libc::c_int) {

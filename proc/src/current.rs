@@ -29,6 +29,10 @@ pub enum Fork {
 /// The child has no children of its own: the parent's `Process` children are
 /// not listed by [`active_children`] there, and its `exit` (which runs the
 /// at-exit clean-up that terminates daemonic children) leaves them alone.
+/// Its `exit` runs the exit handlers it inherited, as after `os.fork` —
+/// unless this process was itself started by a [`Process`](crate::Process)
+/// (or a fork server): then the copy leaves by `_exit` after the clean-up,
+/// as that process would (see [`Process`](crate::Process)).
 ///
 /// # Safety
 /// - If this process has other threads, the child has only the calling one: until

@@ -50,7 +50,8 @@ const BAD_REQUEST: u8 = 4;
 /// is dropped. A child leaves by `_exit` with its entry's code, or by an
 /// `exit` in the entry with that status, and in neither case runs the exit
 /// handlers of the process that made the server (as a
-/// [`Process`](crate::Process)'s child does not).
+/// [`Process`](crate::Process)'s child does not; on glibc, whose `on_exit`
+/// this needs).
 ///
 /// # Examples
 /// ```

@@ -2,7 +2,7 @@
 //! does better: every call, every failure, nothing left behind.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -2449,6 +2449,18 @@ fn exit_with(code: u32) -> u32 {
     std::process::exit(code as i32)
 }
 
+/// A `pmap` whose one item calls `exit(code)`: its worker died so.
+fn exit_in_a_pmap(code: u32) {
+    let r = pmap(&[code], |&code| exit_with(code));
+    assert!(
+        matches!(
+            &r,
+            Err(Error::Item { source, .. }) if matches!(**source, Error::WorkerDied { how: Exit::Code(c), .. } if c == code as i32)
+        ),
+        "{r:?}"
+    );
+}
+
 /// A task that leaves its worker by `exit` runs its worker's exit clean-up,
 /// and a worker inherited its caller's list of children: the clean-up
 /// terminated the caller's daemonic children (a `Process` started before
@@ -2469,14 +2481,7 @@ fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
             ..
         })
     ));
-    let r = pmap(&[4u32], |&code| exit_with(code));
-    assert!(
-        matches!(
-            &r,
-            Err(Error::Item { source, .. }) if matches!(**source, Error::WorkerDied { how: Exit::Code(4), .. })
-        ),
-        "{r:?}"
-    );
+    exit_in_a_pmap(4);
     // A SIGTERM sent meanwhile would have fixed the daemon's end already (a
     // fatal signal's status is set when it is sent): a kill reads -9 only
     // if there was none.
@@ -2489,19 +2494,6 @@ fn a_worker_that_calls_exit_leaves_its_callers_daemons_alone() {
     );
 }
 
-/// Counts the runs of [`count_in_a_worker`] outside the test's own process:
-/// a counter in memory shared with its workers (set once).
-static RUNS_ELSEWHERE: std::sync::OnceLock<(u32, &'static multiproc_shm::Shared<AtomicU32>)> =
-    std::sync::OnceLock::new();
-
-extern "C" fn count_in_a_worker() {
-    if let Some((test, runs)) = RUNS_ELSEWHERE.get() {
-        if std::process::id() != *test {
-            runs.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 /// Python's pool worker leaves by `os._exit`, a task's `sys.exit` too: the
 /// exit handlers of the program that made the pool never run in it. A task
 /// that calls `std::process::exit`, in a pool's worker or a `pmap`'s, ends
@@ -2509,12 +2501,7 @@ extern "C" fn count_in_a_worker() {
 #[test]
 fn a_worker_that_calls_exit_runs_none_of_its_callers_exit_handlers() {
     let _dog = Watchdog::arm(LIMIT, "exit handlers in a worker");
-    let runs: &'static multiproc_shm::Shared<AtomicU32> = Box::leak(Box::new(
-        multiproc_shm::Shared::anonymous(AtomicU32::new(0)).unwrap(),
-    ));
-    RUNS_ELSEWHERE.set((std::process::id(), runs)).unwrap();
-    // SAFETY: a plain function, for the rest of this process.
-    assert_eq!(unsafe { libc::atexit(count_in_a_worker) }, 0);
+    let runs = multiproc_testkit::count_exit_handler_runs_elsewhere();
     let pool = Pool::new(1).unwrap();
     assert!(matches!(
         pool.apply(exit_with, 3u32),
@@ -2528,14 +2515,7 @@ fn a_worker_that_calls_exit_runs_none_of_its_callers_exit_handlers() {
         0,
         "a handler ran in a pool's worker"
     );
-    let r = pmap(&[4u32], |&code| exit_with(code));
-    assert!(
-        matches!(
-            &r,
-            Err(Error::Item { source, .. }) if matches!(**source, Error::WorkerDied { how: Exit::Code(4), .. })
-        ),
-        "{r:?}"
-    );
+    exit_in_a_pmap(4);
     assert_eq!(
         runs.load(Ordering::SeqCst),
         0,

@@ -140,19 +140,6 @@ fn a_child_leaves_without_waiting_for_its_threads() {
     assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 4);
 }
 
-/// Counts the runs of [`count_in_another_process`] outside the test's own
-/// process: a counter in memory shared with its children (set once).
-static RUNS_ELSEWHERE: std::sync::OnceLock<(u32, &'static Shared<AtomicU32>)> =
-    std::sync::OnceLock::new();
-
-extern "C" fn count_in_another_process() {
-    if let Some((test, runs)) = RUNS_ELSEWHERE.get() {
-        if std::process::id() != *test {
-            runs.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 /// Python's child leaves by `os._exit` whatever ends it, `sys.exit` too:
 /// the exit handlers its parent registered never run there (they would
 /// remove the parent's files, close its connections, write C's buffers a
@@ -162,11 +149,7 @@ extern "C" fn count_in_another_process() {
 #[test]
 fn a_child_that_calls_exit_runs_none_of_its_parents_exit_handlers() {
     let _dog = Watchdog::arm(LIMIT, "exit in a child");
-    let runs: &'static Shared<AtomicU32> =
-        Box::leak(Box::new(Shared::anonymous(AtomicU32::new(0)).unwrap()));
-    RUNS_ELSEWHERE.set((std::process::id(), runs)).unwrap();
-    // SAFETY: a plain function, for the rest of this process.
-    assert_eq!(unsafe { libc::atexit(count_in_another_process) }, 0);
+    let runs = multiproc_testkit::count_exit_handler_runs_elsewhere();
     let joined = Shared::anonymous(AtomicU32::new(0)).unwrap();
     let joined = &joined;
     for (how, code) in [("std", 3), ("libc", 5)] {

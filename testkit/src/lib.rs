@@ -540,3 +540,53 @@ pub fn limit_open_files_to_those_open() {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
 }
+
+/// The process that registered [`count_exit_handler_runs_elsewhere`]'s
+/// handler, and the count it keeps in memory shared with its forks.
+static EXIT_HANDLER_RUNS: std::sync::OnceLock<(u32, &'static AtomicU32)> =
+    std::sync::OnceLock::new();
+
+extern "C" fn count_in_another_process() {
+    if let Some((registered_by, runs)) = EXIT_HANDLER_RUNS.get() {
+        if std::process::id() != *registered_by {
+            runs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Registers an exit handler (`atexit`) that counts its runs in any other
+/// process than this one (the processes forked from it afterwards, which
+/// copy it), and answers that count, kept in memory shared with them. For
+/// tests of what a child's `exit` runs: a program's handler must not run
+/// in the processes it starts. Once per process.
+///
+/// # Panics
+/// On a second call, or if the memory or the handler cannot be had.
+pub fn count_exit_handler_runs_elsewhere() -> &'static AtomicU32 {
+    // SAFETY: a fresh anonymous shared mapping of one page, checked below;
+    // never unmapped, so the reference is good for the process's life.
+    let runs = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        &*(p as *const AtomicU32)
+    };
+    assert!(
+        EXIT_HANDLER_RUNS.set((std::process::id(), runs)).is_ok(),
+        "count_exit_handler_runs_elsewhere called twice"
+    );
+    // SAFETY: a plain function, for the rest of this process.
+    assert_eq!(unsafe { libc::atexit(count_in_another_process) }, 0);
+    runs
+}

@@ -270,24 +270,7 @@ struct SharedWord(*mut AtomicUsize);
 
 impl SharedWord {
     fn new() -> SharedWord {
-        // SAFETY: a fresh anonymous shared mapping of one page; no other memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        SharedWord(p.cast())
+        SharedWord(crate::shared_page().cast())
     }
 
     fn set(&self, i: usize, v: usize) {

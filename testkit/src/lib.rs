@@ -563,25 +563,9 @@ extern "C" fn count_in_another_process() {
 /// # Panics
 /// On a second call, or if the memory or the handler cannot be had.
 pub fn count_exit_handler_runs_elsewhere() -> &'static AtomicU32 {
-    // SAFETY: a fresh anonymous shared mapping of one page, checked below;
-    // never unmapped, so the reference is good for the process's life.
-    let runs = unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        &*(p as *const AtomicU32)
-    };
+    // SAFETY: a page of zeros (a valid `AtomicU32`), aligned, never
+    // unmapped: the reference is good for the process's life.
+    let runs = unsafe { &*shared_page().cast::<AtomicU32>() };
     assert!(
         EXIT_HANDLER_RUNS.set((std::process::id(), runs)).is_ok(),
         "count_exit_handler_runs_elsewhere called twice"
@@ -589,4 +573,31 @@ pub fn count_exit_handler_runs_elsewhere() -> &'static AtomicU32 {
     // SAFETY: a plain function, for the rest of this process.
     assert_eq!(unsafe { libc::atexit(count_in_another_process) }, 0);
     runs
+}
+
+/// A fresh page of zeros, shared with the processes forked after it, never
+/// unmapped.
+///
+/// # Panics
+/// If it cannot be mapped.
+pub(crate) fn shared_page() -> *mut u8 {
+    // SAFETY: a fresh anonymous shared mapping of one page; no other memory
+    // is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(
+        p,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    p.cast()
 }

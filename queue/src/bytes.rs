@@ -59,6 +59,25 @@ pub struct ByteQueue {
 
 pub(crate) const BYTE_QUEUE: &str = "multiproc_queue::ByteQueue";
 
+/// The length limit of a get that has none.
+const NO_LIMIT: usize = usize::MAX;
+
+/// `buf`'s length, or, over `limit`, `buf` emptied and the error that says so.
+#[inline(always)]
+fn within(buf: &mut Vec<u8>, limit: usize) -> Result<usize> {
+    if buf.len() > limit {
+        return Err(over_limit(buf, limit));
+    }
+    Ok(buf.len())
+}
+
+#[cold]
+fn over_limit(buf: &mut Vec<u8>, limit: usize) -> Error {
+    let len = buf.len() as u64;
+    buf.clear();
+    Error::MessageOverLimit { len, max: limit }
+}
+
 /// The type name a byte queue's segment header carries.
 fn byte_queue_type_name(joinable: bool) -> &'static str {
     if joinable {
@@ -549,7 +568,7 @@ impl ByteQueue {
     #[inline]
     pub fn get_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.get_into_with(&mut out, None, false)?;
+        self.get_into_with(&mut out, NO_LIMIT, None, false)?;
         Ok(out)
     }
 
@@ -573,7 +592,7 @@ impl ByteQueue {
     /// ```
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.get_into_with(&mut out, deadline(Some(timeout)), false)?;
+        self.get_into_with(&mut out, NO_LIMIT, deadline(Some(timeout)), false)?;
         Ok(out)
     }
 
@@ -591,7 +610,7 @@ impl ByteQueue {
     #[doc(alias = "get_nowait")]
     pub fn try_get_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.get_into_with(&mut out, None, true)?;
+        self.get_into_with(&mut out, NO_LIMIT, None, true)?;
         Ok(out)
     }
 
@@ -618,7 +637,7 @@ impl ByteQueue {
     /// ```
     #[inline]
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.get_into_with(buf, None, false)
+        self.get_into_with(buf, NO_LIMIT, None, false)
     }
 
     /// [`get_bytes_into`](ByteQueue::get_bytes_into), waiting at most `timeout`.
@@ -635,7 +654,7 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn get_bytes_into_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-        self.get_into_with(buf, deadline(Some(timeout)), false)
+        self.get_into_with(buf, NO_LIMIT, deadline(Some(timeout)), false)
     }
 
     /// [`get_bytes_into`](ByteQueue::get_bytes_into) if a message is there now.
@@ -651,7 +670,7 @@ impl ByteQueue {
     /// # Ok::<(), multiproc_queue::Error>(())
     /// ```
     pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.get_into_with(buf, None, true)
+        self.get_into_with(buf, NO_LIMIT, None, true)
     }
 
     /// Every get: one try of the fast path here (a message that is there is
@@ -663,9 +682,14 @@ impl ByteQueue {
     /// consumer that polls, then gets: caught up, as one that waited in its
     /// get, whose rest does not ask either).
     #[inline(always)]
+    ///
+    /// A message longer than `limit` is dropped and answered
+    /// [`Error::MessageOverLimit`] (a large one before its bytes are read);
+    /// [`NO_LIMIT`] folds the check away.
     fn get_into_with(
         &self,
         buf: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
@@ -677,12 +701,12 @@ impl ByteQueue {
                 self.set_caught_up(false);
             }
             match taken {
-                Some(Ok(false)) => return Ok(buf.len()),
-                Some(taken) => return self.got(taken, buf, deadline, nowait),
+                Some(Ok(false)) => return within(buf, limit),
+                Some(taken) => return self.got(taken, buf, limit, deadline, nowait),
                 None => {} // nothing taken
             }
         }
-        self.get_into_rest(buf, deadline, nowait)
+        self.get_into_rest(buf, limit, deadline, nowait)
     }
 
     /// The rest of every get: spinning for a message, an announcement's large
@@ -691,6 +715,7 @@ impl ByteQueue {
     fn get_into_rest(
         &self,
         buf: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
@@ -698,8 +723,8 @@ impl ByteQueue {
         match self.raw.fast_get(spins, |ring, part| {
             ring.pop_bytes_one(Some(part), buf, false)
         }) {
-            Some(taken) => self.got(taken, buf, deadline, nowait),
-            None => self.get_bytes_slow(buf, deadline, nowait),
+            Some(taken) => self.got(taken, buf, limit, deadline, nowait),
+            None => self.get_bytes_slow(buf, limit, deadline, nowait),
         }
     }
 
@@ -710,12 +735,13 @@ impl ByteQueue {
         &self,
         taken: std::result::Result<bool, crate::Corruption>,
         buf: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
         match taken {
-            Ok(false) => Ok(buf.len()),
-            Ok(true) => self.receive_announced(buf, deadline, nowait),
+            Ok(false) => within(buf, limit),
+            Ok(true) => self.receive_announced(buf, limit, deadline, nowait),
             Err(e) => Err(Error::Corrupted(e)),
         }
     }
@@ -727,6 +753,7 @@ impl ByteQueue {
     fn get_bytes_slow(
         &self,
         buf: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
@@ -739,9 +766,9 @@ impl ByteQueue {
             })
         })?;
         if large {
-            return self.receive_announced(buf, deadline, nowait);
+            return self.receive_announced(buf, limit, deadline, nowait);
         }
-        Ok(buf.len())
+        within(buf, limit)
     }
 
     /// `buf` holds an announcement: receive its message into `buf`; when it was
@@ -750,16 +777,28 @@ impl ByteQueue {
     fn receive_announced(
         &self,
         buf: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
         nowait: bool,
     ) -> Result<usize> {
         let mut ann = [0u8; ANNOUNCEMENT];
         let n = buf.len().min(ANNOUNCEMENT);
         ann[..n].copy_from_slice(&buf[..n]);
-        match self.raw.get_large(&ann, buf, deadline)? {
+        match self.raw.get_large(&ann, buf, limit, deadline)? {
             Received::Whole => Ok(buf.len()),
-            Received::Lost => self.get_into_with(buf, deadline, nowait),
+            Received::Lost => self.get_into_with(buf, limit, deadline, nowait),
         }
+    }
+
+    /// Takes the next message into `buf` if it is at most `limit` bytes long
+    /// (Python's `recv_bytes(maxlength)`, for [`Connection`](crate::Connection)).
+    pub(crate) fn get_bytes_into_limited(
+        &self,
+        buf: &mut Vec<u8>,
+        limit: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.get_into_with(buf, limit, deadline(timeout), false)
     }
 
     /// Takes up to `max` messages at once into `out`, waiting for the first;
@@ -842,7 +881,9 @@ impl ByteQueue {
         for t in taken {
             if t.large {
                 let mut msg = Vec::new();
-                if let Received::Whole = self.raw.get_large(&t.bytes, &mut msg, deadline)? {
+                if let Received::Whole =
+                    self.raw.get_large(&t.bytes, &mut msg, NO_LIMIT, deadline)?
+                {
                     out.push(msg);
                     n += 1;
                 }

@@ -64,6 +64,19 @@ pub enum Error {
         /// The queue's message size.
         max: usize,
     },
+    /// A message longer than the limit its receive set (Python's
+    /// `recv_bytes(maxlength)`, which raises `OSError`). The message was taken
+    /// and dropped (a streamed one before its bytes were read); the next
+    /// receive gets the next message.
+    #[error(
+        "a message of {len} bytes is over the {max} bytes this receive accepts; it was dropped"
+    )]
+    MessageOverLimit {
+        /// Its length (a streamed message's as its sender announced it).
+        len: u64,
+        /// The receive's limit.
+        max: usize,
+    },
     /// Shared state is impossible: another process wrote over it (or a
     /// different build of this crate made it; see [`Corruption`]).
     #[error("the queue's shared memory is corrupted: {0}")]

@@ -70,7 +70,10 @@
 //! Python's `get` reads a message whole once it has begun); only when the
 //! stream stalls for a check interval after the deadline does it give up:
 //! it marks `read` [`ABANDONED`] (and counts the message lost), and the
-//! producer stops. A producer whose timeout passes mid-stream marks
+//! producer stops. A receive with a length limit (a `Connection`'s
+//! `recv_bytes_max`) that takes an announcement of a longer message
+//! registers, then marks `read` so at once: the producer stops, and the
+//! receiver answers `MessageOverLimit` having read and allocated nothing. A producer whose timeout passes mid-stream marks
 //! `written` (its put answers `Timeout`: the message was not sent), and the
 //! receiver stops. A `close` does the same to a producer that waits, for the
 //! lane to be free or for room in it (its put answers `Closed`; `close` wakes
@@ -377,11 +380,14 @@ impl RawQueue {
     ///
     /// # Errors
     /// [`Error::Timeout`] when the stream stalls for a check interval after
-    /// `deadline` has passed (the message is then abandoned, and counted lost).
+    /// `deadline` has passed (the message is then abandoned, and counted lost);
+    /// [`Error::MessageOverLimit`] when its length is over `limit` (abandoned
+    /// before a byte is read; the caller is told, so not counted lost).
     pub(crate) fn get_large(
         &self,
         ann: &[u8],
         out: &mut Vec<u8>,
+        limit: usize,
         deadline: Option<Deadline>,
     ) -> Result<Received> {
         let lane = self.lane();
@@ -403,6 +409,16 @@ impl RawQueue {
             return Ok(Received::Lost);
         }
         out.clear();
+        if total > limit as u64 {
+            // Refused before a byte is read or a byte allocated: the
+            // producer, finding `read` abandoned, stops and returns (the
+            // caller is told, so the message is not counted lost).
+            self.give_up_reading(stream, 0);
+            return Err(Error::MessageOverLimit {
+                len: total,
+                max: limit,
+            });
+        }
         // Room for the whole message at once, up to `RESERVE_AHEAD` (the
         // length is a peer's word): grown a piece at a time, `out` doubled
         // and copied what it held at each step (a 1.1 MB message through a

@@ -11,7 +11,7 @@
 //! | `SimpleQueue()` | [`Queue`] (it is already lock-free) |
 //! | a `Queue` that one process puts into and one gets from | [`SpscQueue<T>`]: no compare-and-swap and no barrier on a put or get; each end held by one process at a time |
 //! | `JoinableQueue()`, `task_done`, `join` | [`JoinableQueue`]; [`JoinableByteQueue`] |
-//! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `recv_bytes_into`, `poll`, `close` | [`pipe()`], [`Connection`] (`recv_bytes_into` grows a `Vec` to fit) |
+//! | `Pipe(duplex)`, `send`/`recv`, `send_bytes`/`recv_bytes`, `recv_bytes(maxlength)`, `recv_bytes_into`, `poll`, `close` | [`pipe()`], [`Connection`] (`recv_bytes_max`; `recv_bytes_into` grows a `Vec` to fit) |
 //! | `connection.wait(objects, timeout)` | [`wait()`], [`wait_timeout`]: connections, queues, process sentinels |
 //! | `queue.Full`, `queue.Empty`, `EOFError`, `BrokenPipeError` | [`Error::Full`], [`Error::Empty`], [`Error::Disconnected`], and [`Error::Timeout`], [`Error::Closed`] |
 //!

@@ -211,6 +211,56 @@ impl Connection {
         self.receiver()?.get_bytes_timeout(timeout)
     }
 
+    /// Receives a message of at most `maxlength` bytes (Python's
+    /// `recv_bytes(maxlength)`): a longer one is dropped and answered
+    /// [`Error::MessageOverLimit`], so that a peer cannot make this process
+    /// allocate more than it chose to. A streamed message is refused from its
+    /// announced length, before a byte of it is read or allocated; its sender's
+    /// `send_bytes` returns as if it had been received.
+    ///
+    /// Unlike Python's, whose connection is unusable after the error, this end
+    /// goes on: the next receive gets the next message.
+    ///
+    /// # Errors
+    /// [`Error::MessageOverLimit`], and as for [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_queue::Error;
+    /// let (a, b) = multiproc_queue::pipe(true)?;
+    /// b.send_bytes(&[0; 100_000])?;
+    /// b.send_bytes(b"small")?;
+    /// assert!(matches!(a.recv_bytes_max(1024), Err(Error::MessageOverLimit { len: 100_000, max: 1024 })));
+    /// assert_eq!(a.recv_bytes_max(1024)?, b"small");
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    #[doc(alias = "maxlength")]
+    pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.receiver()?
+            .get_bytes_into_limited(&mut buf, maxlength, None)?;
+        Ok(buf)
+    }
+
+    /// [`recv_bytes_max`](Connection::recv_bytes_max), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and as for [`recv_bytes_max`](Connection::recv_bytes_max).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _b) = multiproc_queue::pipe(true)?;
+    /// assert!(matches!(a.recv_bytes_max_timeout(8, Duration::from_millis(1)), Err(multiproc_queue::Error::Timeout)));
+    /// # Ok::<(), multiproc_queue::Error>(())
+    /// ```
+    pub fn recv_bytes_max_timeout(&self, maxlength: usize, timeout: Duration) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.receiver()?
+            .get_bytes_into_limited(&mut buf, maxlength, Some(timeout))?;
+        Ok(buf)
+    }
+
     /// Receives a message into `buf`, replacing what it held, and returns its
     /// length (Python's `recv_bytes_into`, except that the buffer grows to fit:
     /// no `BufferTooShort`). Reusing one buffer saves an allocation per message.

@@ -131,6 +131,60 @@ fn a_message_over_the_slot_size_goes_through() {
     assert_eq!(b.recv_bytes().unwrap(), b"small");
 }
 
+/// This process's peak resident memory in KiB (`VmHWM`).
+fn peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Python's `recv_bytes(maxlength)`: a message over the limit, in a slot or
+/// streamed, is refused with its length, and the next one is received; a
+/// streamed one is refused from its announcement, so that its sender (here
+/// another process, sending 64 MiB through a lane of 256 KiB) returns and
+/// the receiver never holds its bytes.
+#[test]
+fn a_receive_with_a_length_limit_refuses_longer_messages_and_goes_on() {
+    const BIG: usize = 64 << 20;
+    let _dog = Watchdog::arm(LIMIT, "recv_bytes_max");
+    let (reader, writer) = pipe(false).unwrap();
+    let kid = fork(|| {
+        writer.send_bytes(&[1; 1025]).unwrap();
+        writer.send_bytes(&[2; 1024]).unwrap();
+        writer.send_bytes(&vec![3; BIG]).unwrap();
+        writer.send_bytes(b"after").unwrap();
+        writer.send_bytes(&[4; 1025]).unwrap();
+        writer.send_bytes(&[5; 20_000]).unwrap();
+        0
+    });
+    drop(writer);
+    let over = |r: multiproc_queue::Result<Vec<u8>>| match r {
+        Err(Error::MessageOverLimit { len, max: 1024 }) => len,
+        other => panic!("not refused: {:?}", other.map(|m| m.len())),
+    };
+    assert_eq!(over(reader.recv_bytes_max(1024)), 1025);
+    assert_eq!(reader.recv_bytes_max(1024).unwrap(), [2; 1024]);
+    let before = peak_kib();
+    assert_eq!(over(reader.recv_bytes_max(1024)), BIG as u64);
+    let grown = peak_kib() - before;
+    assert!(
+        grown < 16 << 10,
+        "the refused message's bytes were held: peak +{grown} KiB"
+    );
+    assert_eq!(
+        reader.recv_bytes_max_timeout(1024, LIMIT).unwrap(),
+        b"after"
+    );
+    assert_eq!(over(reader.recv_bytes_max_timeout(1024, LIMIT)), 1025);
+    // A limit that a streamed message fits is no refusal.
+    assert_eq!(reader.recv_bytes_max(20_000).unwrap(), [5; 20_000]);
+    kid.wait_ok(LIMIT);
+    assert!(matches!(
+        reader.recv_bytes_max(1024),
+        Err(Error::Disconnected)
+    ));
+}
+
 #[cfg(feature = "serde")]
 #[test]
 fn serde_values_cross_a_pipe() {

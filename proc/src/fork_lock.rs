@@ -37,7 +37,7 @@ use crate::sys;
 /// The lock is free.
 pub(crate) const FREE: u32 = 0;
 /// A thread may sleep on the word: the unlock wakes one.
-pub(crate) const WAITERS: u32 = 1;
+const WAITERS: u32 = 1;
 
 /// What the lock needs of its word: an atomic `u32` and a futex on it.
 pub(crate) trait Word {

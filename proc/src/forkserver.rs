@@ -206,7 +206,7 @@ impl ForkServerBuilder {
             crate::registry::adopt_parent((parent, parent_name), pidfd);
             // Its children inherit it: an `exit` in an entry (a pool's
             // task) runs none of the maker's exit handlers.
-            crate::registry::leave_as_a_child_at_exit();
+            crate::registry::register_at_exit_in_server();
             serve(server, &self.entries);
         }
         drop(server);

@@ -308,7 +308,7 @@ extern "C" fn at_exit_without_status() {
 
 /// Registers [`at_exit`] in a fork server (whatever its maker registered,
 /// and after it): its children, a pool's workers, leave by it.
-pub(crate) fn leave_as_a_child_at_exit() {
+pub(crate) fn register_at_exit_in_server() {
     sys::on_exit(at_exit);
 }
 

@@ -1,15 +1,19 @@
 //! CPython's own tests of `multiprocessing.Queue` (`_TestQueue` in
-//! `Lib/test/_test_multiprocessing.py`), ported where they apply: between
+//! `Lib/test/_test_multiprocessing.py`) and of `Pipe`'s connections
+//! (`_TestConnection`, `_TestPoll`), ported where they apply: between
 //! real processes, each test that forks with a watchdog, every child reaped.
 //! Left out: the feeder thread's tests (there is none: a put is in the queue
-//! when it returns) and the import-lock test. The timing checks are lower
+//! when it returns), the import-lock test, and of the connections' what
+//! has no meaning here (`fileno`, descriptors sent over a pipe, Python's
+//! `recv_bytes_into` into a fixed buffer with its `BufferTooShort`: a
+//! `Vec` grows to fit). The timing checks are lower
 //! bounds only (a wait lasts at least its timeout): the shape, never the
 //! speed. Python's "at once" for a call that does not wait is its `try_`
 //! form here, which has no way to wait.
 
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{Error, JoinableQueue, Queue};
+use multiproc_queue::{pipe, Connection, Error, JoinableQueue, Queue};
 use multiproc_shm::Shared;
 use multiproc_sync::Event;
 use multiproc_testkit::{fork, Watchdog};
@@ -206,4 +210,147 @@ fn a_value_that_cannot_be_encoded_is_refused_and_the_queue_goes_on() {
         assert!(matches!(q.get_timeout(LIMIT).unwrap(), Item::Fine(true)));
         assert!(q.empty());
     }
+}
+
+/// The child of `_TestConnection`: echoes every message until an empty one,
+/// then closes its end.
+fn echo(conn: &mut Connection) -> i32 {
+    loop {
+        let msg = conn.recv_bytes().unwrap();
+        if msg.is_empty() {
+            break;
+        }
+        conn.send_bytes(&msg).unwrap();
+    }
+    conn.close();
+    0
+}
+
+/// test_connection: messages echoed by a child (a value, bytes, bytes into
+/// a reused buffer, 16 MiB); `poll` with no timeout answers at once, with
+/// one waits it out, and sees a message sent meanwhile at once; once the
+/// child closed its end, a receive is Python's `EOFError`.
+#[cfg(feature = "serde")]
+#[test]
+fn messages_echoed_by_a_child_and_polls_that_wait_or_not() {
+    let _dog = Watchdog::arm(LIMIT, "test_connection");
+    let (conn, mut child_conn) = pipe(true).unwrap();
+    let kid = fork(|| echo(&mut child_conn));
+    drop(child_conn);
+
+    let seq = (1u32, 2.25f64, None::<u8>);
+    conn.send(&seq).unwrap();
+    assert_eq!(conn.recv::<(u32, f64, Option<u8>)>().unwrap(), seq);
+    let msg = b"hello world";
+    conn.send_bytes(msg).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), msg);
+    let longmsg = msg.repeat(10);
+    let mut buf = vec![b' '; 40];
+    conn.send_bytes(&longmsg).unwrap();
+    assert_eq!(conn.recv_bytes_into(&mut buf).unwrap(), longmsg.len());
+    assert_eq!(buf, longmsg);
+
+    let start = Instant::now();
+    assert!(!conn.poll().unwrap());
+    assert!(!conn.poll_timeout(TIMEOUTS[0]).unwrap());
+    assert!(start.elapsed() >= TIMEOUTS[0]);
+    // (Python's `None`; a `()` encodes to no bytes, the child's sentinel.)
+    conn.send(&None::<u8>).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(conn.poll_timeout(TIMEOUTS[0]).unwrap());
+    assert_eq!(conn.recv::<Option<u8>>().unwrap(), None);
+
+    let really_big_msg = vec![b'X'; 16 << 20];
+    conn.send_bytes(&really_big_msg).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), really_big_msg);
+
+    conn.send_bytes(b"").unwrap(); // tell the child to quit
+    kid.wait_ok(LIMIT);
+    assert!(matches!(conn.recv::<()>(), Err(Error::Disconnected)));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Disconnected)));
+}
+
+/// test_empty_string: an empty message is a message; `poll` says so, and
+/// again.
+#[test]
+fn an_empty_message_is_a_message_poll_sees() {
+    let (a, b) = pipe(true).unwrap();
+    assert!(!a.poll().unwrap());
+    b.send_bytes(b"").unwrap();
+    assert!(a.poll().unwrap());
+    assert!(a.poll().unwrap());
+    assert_eq!(a.recv_bytes().unwrap(), b"");
+}
+
+/// test_strings: messages a child sends a while apart, empty ones among
+/// them, each found by short polls and received whole and in order.
+#[test]
+fn messages_apart_in_time_arrive_one_by_one_through_short_polls() {
+    let _dog = Watchdog::arm(LIMIT, "test_strings");
+    let strings: [&[u8]; 8] = [b"hello", b"", b"a", b"b", b"", b"bye", b"", b"lop"];
+    let (a, mut b) = pipe(true).unwrap();
+    let kid = fork(|| {
+        for s in strings {
+            std::thread::sleep(Duration::from_millis(20));
+            b.send_bytes(s).unwrap();
+        }
+        b.close();
+        0
+    });
+    drop(b);
+    for s in strings {
+        for _ in 0..2000 {
+            if a.poll_timeout(Duration::from_millis(10)).unwrap() {
+                break;
+            }
+        }
+        assert_eq!(a.recv_bytes().unwrap(), s);
+    }
+    kid.wait_ok(LIMIT);
+}
+
+/// test_boundaries: a child that polls a copy of the receiving end while
+/// the messages arrive takes nothing, half a message least of all: the
+/// parent receives them whole.
+#[test]
+fn a_poll_in_another_process_takes_nothing() {
+    let _dog = Watchdog::arm(LIMIT, "test_boundaries");
+    let (r, mut w) = pipe(false).unwrap();
+    let kid = fork(|| {
+        let _ = r.poll_timeout(Duration::from_secs(5));
+        0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for msg in [&b"first"[..], b"second"] {
+        w.send_bytes(msg).unwrap();
+    }
+    w.close();
+    kid.wait_ok(LIMIT);
+    assert_eq!(r.recv_bytes().unwrap(), b"first");
+    assert_eq!(r.recv_bytes().unwrap(), b"second");
+}
+
+/// test_dont_merge: messages sent back to back stay apart, however often
+/// the receiver polls between them.
+#[test]
+fn messages_polled_between_stay_apart() {
+    let _dog = Watchdog::arm(LIMIT, "test_dont_merge");
+    let (a, b) = pipe(true).unwrap();
+    assert!(!a.poll_timeout(Duration::ZERO).unwrap());
+    assert!(!a.poll_timeout(TIMEOUTS[0]).unwrap());
+    let kid = fork(|| {
+        b.send_bytes(b"a").unwrap();
+        b.send_bytes(b"b").unwrap();
+        b.send_bytes(b"cd").unwrap();
+        0
+    });
+    assert_eq!(a.recv_bytes().unwrap(), b"a");
+    assert!(a.poll_timeout(Duration::from_secs(1)).unwrap());
+    assert!(a.poll_timeout(Duration::from_secs(1)).unwrap());
+    assert_eq!(a.recv_bytes().unwrap(), b"b");
+    assert!(a.poll_timeout(Duration::from_secs(1)).unwrap());
+    assert!(a.poll_timeout(Duration::from_secs(1)).unwrap());
+    assert!(a.poll_timeout(Duration::ZERO).unwrap());
+    assert_eq!(a.recv_bytes().unwrap(), b"cd");
+    kid.wait_ok(LIMIT);
 }

@@ -117,6 +117,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A call that opens a descriptor (a child's pidfd, above all) found
+    /// this process holding as many open files as `RLIMIT_NOFILE` allows
+    /// (`EMFILE`): every started child holds one until it is joined or
+    /// dropped, so a program that keeps many at once meets it first.
+    #[error(
+        "{op} failed: this process has as many open files as it may (RLIMIT_NOFILE {}); \
+         raise the limit (`ulimit -n`, setrlimit), or join or drop processes before starting more",
+        limit.map_or_else(|| "unknown".to_owned(), |l| l.to_string())
+    )]
+    TooManyOpenFiles {
+        /// The call.
+        op: &'static str,
+        /// The limit, if it could be read.
+        limit: Option<u64>,
+    },
     /// An operating-system call failed.
     #[error("{op} failed: {source}")]
     Io {
@@ -184,13 +199,19 @@ pub enum Gone {
 impl Error {
     /// An OS error of `op`: [`Error::Unsupported`] when the call is refused
     /// as missing (`ENOSYS`; for `pidfd_open`, which has no other cause for
-    /// them, `EPERM` and `EACCES` too: a seccomp filter's), else
-    /// [`Error::Io`].
+    /// them, `EPERM` and `EACCES` too: a seccomp filter's),
+    /// [`Error::TooManyOpenFiles`] at `EMFILE`, else [`Error::Io`].
     pub(crate) fn io(op: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| {
             let missing = match source.raw_os_error() {
                 Some(libc::ENOSYS) => true,
                 Some(libc::EPERM | libc::EACCES) => op == "pidfd_open",
+                Some(libc::EMFILE) => {
+                    return Error::TooManyOpenFiles {
+                        op,
+                        limit: crate::sys::open_files_limit(),
+                    }
+                }
                 _ => false,
             };
             if missing {

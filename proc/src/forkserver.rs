@@ -439,6 +439,11 @@ impl Conn {
             Ok(Msg::Failed(match Error::io(op)(source) {
                 // The server's call is refused as missing: said as such.
                 e @ Error::Unsupported { .. } => e,
+                // The server's own limit, not this process's: its call failed.
+                Error::TooManyOpenFiles { op, .. } => Error::SpawnFailed {
+                    op,
+                    source: std::io::Error::from_raw_os_error(libc::EMFILE),
+                },
                 Error::Io { op, source } => Error::SpawnFailed { op, source },
                 e => e,
             }))

@@ -254,9 +254,18 @@ impl<'a> Process<'a> {
     /// thread that holds one stream's lock while it waits for the other's
     /// would wait for this call, and this call for it.
     ///
+    /// The child is held by a pidfd, opened after the fork. So that a start
+    /// at the limit of open files fails before its fork (Python's fails at
+    /// its `pipe`, before its fork, too), rather than with a child that has
+    /// begun its closure, the first start keeps one descriptor open for
+    /// good (an `eventfd`, close-on-exec): a pidfd that finds no other slot
+    /// takes its, and the next start opens another or fails there.
+    ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
-    /// daemonic process, [`Error::Io`] when `fork` or `pidfd_open` fails,
+    /// daemonic process, [`Error::TooManyOpenFiles`] at the limit of open
+    /// files (nothing forked; the same `Process` may start once descriptors
+    /// are freed), [`Error::Io`] when `fork` or `pidfd_open` fails otherwise,
     /// [`Error::Unsupported`] where `pidfd_open` is refused (an old kernel, a
     /// tool or sandbox that does not pass it on).
     ///
@@ -294,7 +303,6 @@ impl<'a> Process<'a> {
         } else {
             None
         };
-        let target = self.target.take().expect("a new process has its target");
         // Stdout flushed (or what it holds is written twice, by parent and
         // child), and both streams held across the fork (see `StdStreams`).
         // Taken before the registry: a thread that holds a stream's lock may
@@ -303,6 +311,13 @@ impl<'a> Process<'a> {
         let mut st = registry::lock();
         st.reap_orphans();
         st.ensure_at_exit();
+        // At the limit of open files the start fails here, before a child
+        // exists, rather than after its fork (its pidfd refused, the child,
+        // already running its closure, killed): see `State::spare_fd`.
+        if st.spare_fd.is_none() {
+            keep_spare_fd(&mut st)?;
+        }
+        let target = self.target.take().expect("a new process has its target");
         let parent = (sys::getpid(), st.my_name());
         // Register before forking: after fork every page the parent writes is
         // copied, so the parent only patches the pid in afterwards.
@@ -368,7 +383,10 @@ impl<'a> Process<'a> {
             sys::exit_now(code);
         }
         let pid = pid as u32;
-        let pidfd = sys::pidfd_open(pid as libc::pid_t);
+        let pidfd = match sys::pidfd_open(pid as libc::pid_t) {
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => pidfd_in_spare_slot(&mut st, pid),
+            r => r,
+        };
         if let Some((read, write)) = handshake {
             sys::send_byte(write.as_fd());
             drop((read, write));
@@ -665,6 +683,29 @@ impl<'a> Process<'a> {
         self.state = State::Closed;
         Ok(())
     }
+}
+
+/// Opens the registry's spare descriptor (see `State::spare_fd`): out of
+/// line, as it happens once in a process (and a start's frame is the stack
+/// a child's every start writes after its fork).
+#[cold]
+#[inline(never)]
+fn keep_spare_fd(st: &mut registry::Guard) -> Result<()> {
+    let fd = sys::spare_descriptor()
+        .map_err(Error::io("eventfd (a descriptor kept for a child's pidfd)"))?;
+    st.spare_fd = Some(fd);
+    Ok(())
+}
+
+/// `pidfd_open` at the limit of open files: the spare descriptor's slot,
+/// for it (the lowest free number; another thread may open a file between
+/// the two calls, and the caller ends the child then). The next start
+/// keeps another spare, or fails before its fork.
+#[cold]
+#[inline(never)]
+fn pidfd_in_spare_slot(st: &mut registry::Guard, pid: u32) -> std::io::Result<OwnedFd> {
+    st.spare_fd = None;
+    sys::pidfd_open(pid as libc::pid_t)
 }
 
 impl Drop for Process<'_> {

@@ -102,6 +102,12 @@ pub(crate) struct State {
     /// its own: a start writes this page anyway (the lock), and a page more
     /// written between two forks is a copy-on-write fault more a start.
     numbered: u32,
+    /// A descriptor of no use but its number, kept so that a child's pidfd
+    /// has a slot under `RLIMIT_NOFILE`: opened before a start's fork when
+    /// missing (at the limit, the start fails there, before a child exists),
+    /// and given up for the pidfd when the pidfd finds no other slot (see
+    /// `Process::start`). Its children inherit it (close-on-exec) as theirs.
+    pub(crate) spare_fd: Option<OwnedFd>,
 }
 
 /// How many children the registry keeps beside its lock before it moves
@@ -154,6 +160,7 @@ static STATE: OnePage = OnePage {
         },
         at_exit_registered: false,
         numbered: 0,
+        spare_fd: None,
     }),
 };
 

@@ -168,6 +168,15 @@ pub(crate) fn handshake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A descriptor of no use but its number (an eventfd, close-on-exec): the
+/// registry's `spare_fd`.
+pub(crate) fn spare_descriptor() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
+    // SAFETY: eventfd succeeded: an open descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Blocks until a byte can be read from `fd`, or its writers are gone.
 /// Async-signal-safe (a child after `fork`).
 pub(crate) fn await_byte(fd: BorrowedFd<'_>) {

@@ -1077,6 +1077,65 @@ fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
     }
 }
 
+/// At the limit of open files (`RLIMIT_NOFILE`) a start fails before its
+/// fork, saying what to do, and the closure never runs (the child's pidfd
+/// was opened after the fork: the child, already running, was killed); with
+/// one descriptor free a start needs no more; and once a descriptor is freed
+/// the same `Process` starts.
+#[test]
+fn a_start_at_the_limit_of_open_files_fails_before_its_fork() {
+    let _dog = Watchdog::arm(LIMIT, "start at the limit of open files");
+    let child = multiproc_testkit::fork(|| {
+        let ran = Shared::anonymous(AtomicU32::new(0)).unwrap();
+        let run = || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        };
+        let mut first = Process::new(run);
+        let mut second = Process::new(run);
+        // Every descriptor the limit allows open, but one.
+        multiproc_testkit::limit_open_files_to_those_open();
+        // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
+        unsafe {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            lim.rlim_cur += 1;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+        if let Err(e) = first.start() {
+            eprintln!("a start with one descriptor free: {e}");
+            return 10;
+        }
+        if first.join().ok() != Some(0) {
+            return 11;
+        }
+        // `first` holds the last descriptor (its pidfd) until dropped.
+        match second.start() {
+            Err(e @ Error::TooManyOpenFiles { op, limit: Some(_) })
+                if op.starts_with("eventfd") && e.to_string().contains("ulimit -n") => {}
+            Err(e) => {
+                eprintln!("a start at the limit: {e:?}");
+                return 12;
+            }
+            Ok(()) => return 13,
+        }
+        if ran.load(Ordering::SeqCst) != 1 || !no_child_left() {
+            return 14;
+        }
+        drop(first);
+        if second.start().is_err() || second.join().ok() != Some(0) {
+            return 15;
+        }
+        if ran.load(Ordering::SeqCst) != 2 {
+            return 16;
+        }
+        0
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+}
+
 /// `active_children` lists a running child and forgets it once joined, where
 /// no `/proc` is mounted (a container's; here a tmpfs over it in a private
 /// namespace): it asks the kernel whether each child ended (it read `/proc`,

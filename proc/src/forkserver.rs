@@ -307,10 +307,15 @@ impl ForkServer {
     ///
     /// # Errors
     /// [`Error::UnknownEntry`], [`Error::TooLarge`] past [`MAX_ARGS`] bytes,
-    /// [`Error::ServerGone`] if the server died, or ([`Gone::DescriptorDropped`])
-    /// if this process could not take in the new child's pidfd: it holds as
-    /// many open files as `RLIMIT_NOFILE` allows, and that child runs on
+    /// [`Error::TooManyOpenFiles`] when this process holds as many open
+    /// files as `RLIMIT_NOFILE` allows (before the server is asked: a slot
+    /// is kept free for the new child's pidfd, as [`Process::start`] keeps
+    /// one), [`Error::ServerGone`] if the server died, or
+    /// ([`Gone::DescriptorDropped`]) if another thread took that slot
+    /// meanwhile and the pidfd could not be taken in: that child runs on
     /// unwatched.
+    ///
+    /// [`Process::start`]: crate::Process::start
     ///
     /// # Examples
     /// ```
@@ -372,8 +377,13 @@ impl ForkServer {
         req.extend_from_slice(&(entry.len() as u32).to_le_bytes());
         req.extend_from_slice(entry.as_bytes());
         req.extend_from_slice(args);
+        let slot = crate::registry::spare_slot_for_a_pidfd()?;
         let mut conn = self.conn();
         sys::send_msg(conn.sock.as_fd(), &req, None).map_err(gone)?;
+        // Its number free for the pidfd (another thread may open a file
+        // meanwhile: then `Gone::DescriptorDropped`, as before there was a
+        // slot kept).
+        drop(slot);
         loop {
             match conn.recv()? {
                 Msg::Spawned(pid, pidfd) => return Ok((pid, pidfd)),

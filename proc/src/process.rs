@@ -691,9 +691,7 @@ impl<'a> Process<'a> {
 #[cold]
 #[inline(never)]
 fn keep_spare_fd(st: &mut registry::Guard) -> Result<()> {
-    let fd = sys::spare_descriptor()
-        .map_err(Error::io("eventfd (a descriptor kept for a child's pidfd)"))?;
-    st.spare_fd = Some(fd);
+    st.spare_fd = Some(registry::open_spare_fd()?);
     Ok(())
 }
 

@@ -110,6 +110,26 @@ pub(crate) struct State {
     pub(crate) spare_fd: Option<OwnedFd>,
 }
 
+/// What a failure to open the spare descriptor is called in its error.
+const SPARE_FD_OP: &str = "eventfd (a descriptor kept for a child's pidfd)";
+
+/// Opens a spare descriptor (see [`State::spare_fd`]).
+pub(crate) fn open_spare_fd() -> Result<OwnedFd, crate::Error> {
+    sys::spare_descriptor().map_err(crate::Error::io(SPARE_FD_OP))
+}
+
+/// A free slot for a pidfd that a fork server is about to send: the
+/// registry's spare, or a new one. The caller closes it just before the
+/// pidfd arrives; at the limit of open files this fails, before the server
+/// is asked to fork (a pidfd that finds no slot is dropped by the kernel on
+/// its way in, and its child runs on, unwatched).
+pub(crate) fn spare_slot_for_a_pidfd() -> Result<OwnedFd, crate::Error> {
+    match lock().spare_fd.take() {
+        Some(fd) => Ok(fd),
+        None => open_spare_fd(),
+    }
+}
+
 /// How many children the registry keeps beside its lock before it moves
 /// them to the heap.
 const CHILDREN_INLINE: usize = 4;

@@ -1,10 +1,10 @@
 //! The fork server starts children safely from a process with several running threads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multiproc_proc::{Error, ForkServer, Gone};
+use multiproc_proc::{Error, ForkServer};
 use multiproc_testkit::{fork, ChildExit, Watchdog};
 
 fn triple(args: &[u8]) -> i32 {
@@ -130,30 +130,74 @@ fn shut_down_reaps_the_server_while_its_handle_is_held() {
     assert_eq!(h.wait(Duration::from_secs(50)), ChildExit::Exited(0));
 }
 
-/// Runs in a forked child: at its limit of open files, the pidfd a spawn
-/// sends back cannot be taken in. The spawn fails saying so (the limit, and
-/// how to raise it), not with the bare `ENOBUFS` of a truncated message, and
-/// the server still shuts down and is reaped: no child of this process is
-/// left.
+/// How many children [`counted_triple`] ran in, across processes.
+static SPAWNED: std::sync::OnceLock<&'static AtomicU32> = std::sync::OnceLock::new();
+
+/// [`triple`], counted in [`SPAWNED`].
+fn counted_triple(args: &[u8]) -> i32 {
+    if let Some(n) = SPAWNED.get() {
+        n.fetch_add(1, Ordering::SeqCst);
+    }
+    triple(args)
+}
+
+/// Runs in a forked child: at its limit of open files, a spawn fails saying
+/// so (the limit, and how to raise it) before the server forks (the pidfd
+/// it would send back could not be taken in: dropped by the kernel, its
+/// child ran on unwatched); with one descriptor free a spawn needs no more;
+/// and the server still shuts down and is reaped: no child of this process
+/// is left.
 fn out_of_descriptors() -> i32 {
+    let shared = Box::leak(Box::new(
+        multiproc_shm::Shared::anonymous(AtomicU32::new(0)).unwrap(),
+    ));
+    let spawned: &'static AtomicU32 = shared;
+    SPAWNED.set(spawned).unwrap();
     let server = ForkServer::builder()
-        .entry("triple", triple)
+        .entry("triple", counted_triple)
         .start()
         .expect("start the fork server");
     assert_eq!(server.spawn("triple", &[1]).unwrap().join().unwrap(), 3);
+    // Every descriptor the limit allows open, but one.
     multiproc_testkit::limit_open_files_to_those_open();
-    let answer = match server.spawn("triple", &[2]) {
-        Err(
-            e @ Error::ServerGone {
-                why: Gone::DescriptorDropped { limit: Some(_) },
-            },
-        ) if e.to_string().contains("RLIMIT_NOFILE") && e.to_string().contains("ulimit -n") => 0,
+    // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur += 1;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let mut held = match server.spawn("triple", &[2]) {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("spawn with one descriptor free: {e}");
+            return 13;
+        }
+    };
+    if held.join().ok() != Some(6) {
+        return 14;
+    }
+    // `held` keeps the last descriptor (its pidfd) until dropped.
+    let answer = match server.spawn("triple", &[3]) {
+        Err(e @ Error::TooManyOpenFiles { limit: Some(_), .. })
+            if e.to_string().contains("ulimit -n") =>
+        {
+            0
+        }
         Err(e) => {
             eprintln!("spawn at the limit of open files: {e}");
             10
         }
         Ok(_) => 11,
     };
+    if spawned.load(Ordering::SeqCst) != 2 {
+        eprintln!("children run: {}", spawned.load(Ordering::SeqCst));
+        return 15;
+    }
+    drop(held);
     server.shut_down();
     drop(server);
     // The server was this process's one child: reaped by its shut-down.

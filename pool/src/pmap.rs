@@ -415,14 +415,23 @@ where
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let queue_of = |w: usize| &queues[w / ANSWER_GROUP];
     let n = todo.len() as u64;
-    let mut workers = Vec::with_capacity(processes);
+    let mut workers: Vec<Process<'_>> = Vec::with_capacity(processes);
     // The workers set the panic hook: see `no_panic_in_flight`.
     crate::worker::no_panic_in_flight();
     for w in 0..processes {
         let (cursor, slot, queue) = (&cursor, &slots[w], queue_of(w));
         let mut p =
             Process::new(move || work(items, f, todo, chunk, n, cursor, slot, queue)).daemon(true);
-        p.start()?;
+        if let Err(e) = p.start() {
+            // (At the limit of open files, say.) The workers started so far
+            // are ended and reaped, not left to run on, or to wait for ever
+            // on a result queue that nobody reads.
+            for started in &mut workers {
+                let _ = started.kill();
+                let _ = started.join();
+            }
+            return Err(e.into());
+        }
         workers.push(p);
     }
     // (Taken now: a handle forgets its pid once it reaps the process.)

@@ -2445,6 +2445,80 @@ fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
 }
 
+/// At the limit of open files, `Pool::new` and a `pmap` that can start
+/// only some of its workers answer the process crate's `TooManyOpenFiles`,
+/// which says how to raise the limit, and leave no process behind: the
+/// workers `pmap` had started are ended and reaped at once (they were left
+/// to run on, their results unread).
+#[test]
+fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
+    let _dog = Watchdog::arm(LIMIT, "pool at the limit of open files");
+    let child = multiproc_testkit::fork(|| {
+        let says_so = |e: &Error| {
+            matches!(
+                e,
+                Error::Proc(multiproc_proc::Error::TooManyOpenFiles { .. })
+            ) && e.to_string().contains("ulimit -n")
+        };
+        let items: Vec<u64> = (0..2_000).collect();
+        let slow = |&x: &u64| {
+            std::thread::sleep(Duration::from_millis(1));
+            x
+        };
+        let options = PmapOptions {
+            processes: 8,
+            ..PmapOptions::default()
+        };
+        // Room for a few workers, not for eight.
+        multiproc_testkit::limit_open_files_to_those_open();
+        // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
+        unsafe {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            lim.rlim_cur += 8;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+        match pmap_with(&items, slow, options) {
+            Err(e) if says_so(&e) => {}
+            Err(e) => {
+                eprintln!("pmap: {e:?}");
+                return 10;
+            }
+            Ok(_) => return 11,
+        }
+        // Every process it forked is gone and reaped, at once.
+        // SAFETY: waitpid with a null status pointer and WNOHANG.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD) {
+            return 12;
+        }
+        match Pool::new(8) {
+            Err(e) if says_so(&e) => {}
+            Err(e) => {
+                eprintln!("Pool::new: {e:?}");
+                return 13;
+            }
+            Ok(_) => return 14,
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // SAFETY: as above.
+            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+            if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                return 0;
+            }
+            if Instant::now() > deadline {
+                return 15;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
+}
+
 fn exit_with(code: u32) -> u32 {
     std::process::exit(code as i32)
 }

@@ -276,9 +276,9 @@ impl Builder {
                     .start();
                 // The watcher's eventfd, after the zygote's fork: no worker
                 // holds a copy.
-                let wake = crate::core::watcher_wake().map_err(|source| {
+                let wake = crate::core::watcher_fds().map_err(|source| {
                     Error::Proc(multiproc_proc::Error::Io {
-                        op: "make an eventfd",
+                        op: "make the watcher's eventfd and epoll set",
                         source,
                     })
                 });
@@ -290,7 +290,7 @@ impl Builder {
                         depth,
                         task_timeout,
                         max_tasks,
-                        wake,
+                        crate::core::Deaths::new(wake),
                     )),
                     (Err(e), _) => {
                         let _ = tx.send(Err(Error::from(e)));

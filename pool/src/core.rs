@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use multiproc_proc::{ForkServer, ServerChild};
 use multiproc_sync::futex::try_yield;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::EventFd;
 
 use crate::buffers::spare;
 use crate::colocation;
@@ -284,27 +286,48 @@ impl State {
     }
 }
 
-/// The watcher's eventfd (see [`Deaths::wake`]), made before the pool's
+/// The watcher's eventfd and set (see [`Deaths`]), made before the pool's
 /// threads start.
 ///
 /// # Errors
 /// When the process may open no more descriptors.
-pub(crate) fn watcher_wake() -> std::io::Result<nix::sys::eventfd::EventFd> {
-    use nix::sys::eventfd::{EfdFlags, EventFd};
-    EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(std::io::Error::from)
+pub(crate) fn watcher_fds() -> std::io::Result<(EventFd, Epoll)> {
+    use nix::sys::eventfd::EfdFlags;
+    let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+    let set = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    set.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_EVENT))?;
+    Ok((wake, set))
 }
+
+/// The watcher's event for its eventfd (a worker's event carries its pid).
+const WAKE_EVENT: u64 = u64::MAX;
 
 /// How the driver learns at once that a worker ended, rather than at its
 /// next look at the workers (every [`CHECK_EVERY`] while someone waits: a
 /// task that killed its worker took 5.4 ms to answer `WorkerDied`).
-struct Deaths {
-    /// Written to make the watcher look at the workers again (one was
-    /// started) or stop (the pool ends).
-    wake: nix::sys::eventfd::EventFd,
+pub(crate) struct Deaths {
+    /// Written to make the watcher stop (the pool ends).
+    wake: EventFd,
+    /// What the watcher waits on: `wake`, and each worker's pidfd, added as
+    /// the worker starts, once-only (`EPOLLONESHOT`: a pidfd turns readable
+    /// once, when its process ends). The set holds the pidfds themselves,
+    /// so a pool of N workers holds N descriptors (a copy of each for
+    /// `poll`, as the watcher once made, held 2N), and a pidfd the driver
+    /// closes leaves the set by itself.
+    set: Epoll,
     /// Set by the watcher when a worker's pidfd became readable: the next
     /// driving round looks at the workers.
     seen: AtomicBool,
+}
+
+impl Deaths {
+    pub(crate) fn new((wake, set): (EventFd, Epoll)) -> Deaths {
+        Deaths {
+            wake,
+            set,
+            seen: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The message the watcher puts into the answers to wake a driver that
@@ -355,7 +378,7 @@ impl Inner {
         depth: usize,
         task_timeout: Option<Duration>,
         max_tasks: Option<u64>,
-        wake: nix::sys::eventfd::EventFd,
+        deaths: Deaths,
     ) -> Inner {
         let workers = (0..processes)
             .map(|_| Worker {
@@ -378,10 +401,7 @@ impl Inner {
             task_timeout,
             max_tasks,
             retiring: AtomicUsize::new(0),
-            deaths: Deaths {
-                wake,
-                seen: AtomicBool::new(false),
-            },
+            deaths,
             state: Mutex::new(State {
                 workers,
                 inflight: SeqTable::default(),
@@ -450,8 +470,18 @@ impl Inner {
         worker.killed_for = None;
         worker.since = None;
         worker.ran = 0;
-        // The watcher watches it too from now on.
-        let _ = self.deaths.wake.write(1);
+        // The watcher watches it too from now on. (Refused, say for the
+        // system's limit of watches: the driver's looks at the workers see
+        // its end, later.)
+        if let Some(child) = &worker.child {
+            let _ = self.deaths.set.add(
+                child.sentinel(),
+                EpollEvent::new(
+                    EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT,
+                    u64::from(child.pid()),
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -461,72 +491,43 @@ impl Inner {
         self.deaths.seen.load(Ordering::Acquire)
     }
 
-    /// The watcher thread: waits on every worker's pidfd at once, and when
-    /// one becomes readable (the worker ended) tells the driver, which may
-    /// be asleep on the answers: a flag, and a notice in the answers that
-    /// wakes it. Each end is told once; the set is made again when a worker
-    /// starts, and the thread ends with the pool.
+    /// The watcher thread: waits on every worker's pidfd at once (the set
+    /// of [`Deaths`]), and when one becomes readable (the worker ended)
+    /// tells the driver, which may be asleep on the answers: a flag, and a
+    /// notice in the answers that wakes it. Each end is told once (each
+    /// pidfd is in the set once-only); the thread ends with the pool.
     pub(crate) fn watcher(self: Arc<Self>) {
-        use nix::poll::{PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
         // Its entry in the answer queue it tells deaths through, taken now,
         // as the background thread's are.
         let _ = self.channels.results[0].enter();
-        // The pids whose end was told (until they are replaced).
-        let mut told: Vec<u32> = Vec::new();
+        let mut events = [EpollEvent::empty(); 16];
         loop {
-            // Their pidfds, duplicated: the driver closes its own when it
-            // reaps a worker.
-            let watched: Vec<(u32, std::os::fd::OwnedFd)> = {
-                let st = self.lock();
-                if st.shutdown {
-                    return;
-                }
-                told.retain(|pid| {
-                    st.workers
-                        .iter()
-                        .any(|w| w.child.is_some() && w.pid == *pid)
-                });
-                (st.workers.iter())
-                    .filter(|w| !told.contains(&w.pid))
-                    .filter_map(|w| {
-                        Some((
-                            w.pid,
-                            w.child.as_ref()?.sentinel().try_clone_to_owned().ok()?,
-                        ))
-                    })
-                    .collect()
-            };
-            let mut fds = vec![PollFd::new(self.deaths.wake.as_fd(), PollFlags::POLLIN)];
-            fds.extend(
-                watched
-                    .iter()
-                    .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
-            );
-            // A second at most: the set is made again after it in any case.
-            if nix::poll::poll(&mut fds, PollTimeout::from(1_000u16)).is_err() {
-                std::thread::sleep(IDLE_LOOK);
-                continue;
-            }
-            // Its wake descriptor closed by other code in this process
-            // (against Rust's I/O safety: a program that closes every
-            // descriptor): `poll` would answer at once for ever, a thread
-            // spinning on a CPU. The driver's periodic look at the workers
-            // does without the watcher (and finds their descriptors closed).
-            if fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLNVAL))
-            {
+            if self.lock().shutdown {
                 return;
             }
-            let ended: Vec<u32> = (fds[1..].iter().zip(&watched))
-                .filter(|(fd, _)| fd.any().unwrap_or(false))
-                .map(|(_, (pid, _))| *pid)
-                .collect();
-            drop(fds);
-            let _ = self.deaths.wake.read();
-            if !ended.is_empty() {
-                told.extend(ended);
+            // A second at most, then a look at `shutdown` again.
+            let n = match self
+                .deaths
+                .set
+                .wait(&mut events, EpollTimeout::from(1_000u16))
+            {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // Its descriptor closed by other code in this process
+                // (against Rust's I/O safety: a program that closes every
+                // descriptor): the driver's periodic look at the workers
+                // does without the watcher.
+                Err(_) => return,
+            };
+            let mut ended = false;
+            for event in &events[..n] {
+                if event.data() == WAKE_EVENT {
+                    let _ = self.deaths.wake.read();
+                } else {
+                    ended = true;
+                }
+            }
+            if ended {
                 self.deaths.seen.store(true, Ordering::Release);
                 // Full: the driver has answers to take, and wakes anyway.
                 let _ = self.channels.results[0].try_put_bytes(&DEATH_NOTICE);
@@ -1134,6 +1135,10 @@ impl Inner {
             Ok(code) => Exit::of_exitcode(code),
             Err(_) => Exit::Signal(libc::SIGKILL),
         };
+        // Out of the watcher's set now: a pidfd closed while a copy lives
+        // on (in a process the caller forked meanwhile) would stay in it,
+        // one entry a worker ever started.
+        let _ = self.deaths.set.delete(child.sentinel());
         drop(child);
         // A worker that found its queues written over, or whose inbox reads
         // as closed while the pool still runs (no replacement could take a

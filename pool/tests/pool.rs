@@ -2519,6 +2519,38 @@ fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
 }
 
+/// The descriptors this process holds open.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A pool holds one descriptor a worker (its pidfd) and a few of its own,
+/// however long it runs and whoever dies: its watcher waits on the pidfds
+/// themselves (an epoll set), where it held a copy of each, made again at
+/// every wait (a pool of N held 2N, and met the limit of open files at
+/// half the workers).
+#[test]
+fn a_pool_holds_a_descriptor_a_worker_and_a_few_more() {
+    const WORKERS: usize = 16;
+    let before = open_descriptors();
+    let pool = Pool::new(WORKERS).unwrap();
+    let mut most = 0;
+    for round in 0..100 {
+        most = most.max(open_descriptors() - before);
+        if round % 25 == 0 {
+            let pid = pool.pids()[round / 25];
+            // SAFETY: a signal to the pool's own worker.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(
+        most <= WORKERS + 6,
+        "a pool of {WORKERS} held {most} descriptors at once"
+    );
+}
+
 fn exit_with(code: u32) -> u32 {
     std::process::exit(code as i32)
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{pipe, Connection, Error, JoinableQueue, Queue};
+use multiproc_queue::{pipe, Error, JoinableQueue, Queue};
 use multiproc_shm::Shared;
 use multiproc_sync::Event;
 use multiproc_testkit::{fork, Watchdog};
@@ -214,7 +214,8 @@ fn a_value_that_cannot_be_encoded_is_refused_and_the_queue_goes_on() {
 
 /// The child of `_TestConnection`: echoes every message until an empty one,
 /// then closes its end.
-fn echo(conn: &mut Connection) -> i32 {
+#[cfg(feature = "serde")]
+fn echo(conn: &mut multiproc_queue::Connection) -> i32 {
     loop {
         let msg = conn.recv_bytes().unwrap();
         if msg.is_empty() {

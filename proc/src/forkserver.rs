@@ -377,13 +377,16 @@ impl ForkServer {
         req.extend_from_slice(&(entry.len() as u32).to_le_bytes());
         req.extend_from_slice(entry.as_bytes());
         req.extend_from_slice(args);
-        let slot = crate::registry::spare_slot_for_a_pidfd()?;
+        // A slot for the pidfd the server will send, under the limit of open
+        // files: at the limit the spawn fails here, before the server forks
+        // (a pidfd that finds no slot is dropped by the kernel on its way
+        // in, and its child runs on, unwatched).
+        let slot = crate::registry::Spare::open()?;
         let mut conn = self.conn();
         sys::send_msg(conn.sock.as_fd(), &req, None).map_err(gone)?;
         // Its number free for the pidfd (another thread may open a file
-        // meanwhile: then `Gone::DescriptorDropped`, as before there was a
-        // slot kept).
-        drop(slot);
+        // meanwhile: then `Gone::DescriptorDropped`).
+        slot.give_up();
         loop {
             match conn.recv()? {
                 Msg::Spawned(pid, pidfd) => return Ok((pid, pidfd)),

@@ -258,8 +258,9 @@ impl<'a> Process<'a> {
     /// at the limit of open files fails before its fork (Python's fails at
     /// its `pipe`, before its fork, too), rather than with a child that has
     /// begun its closure, the first start keeps one descriptor open for
-    /// good (an `eventfd`, close-on-exec): a pidfd that finds no other slot
-    /// takes its, and the next start opens another or fails there.
+    /// good (an unbound Unix socket, close-on-exec): a pidfd that finds no
+    /// other slot takes its, and the next start opens another or fails
+    /// there.
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`], [`Error::DaemonChildren`] in a
@@ -313,9 +314,9 @@ impl<'a> Process<'a> {
         st.ensure_at_exit();
         // At the limit of open files the start fails here, before a child
         // exists, rather than after its fork (its pidfd refused, the child,
-        // already running its closure, killed): see `State::spare_fd`.
-        if st.spare_fd.is_none() {
-            keep_spare_fd(&mut st)?;
+        // already running its closure, killed): see `State::spare`.
+        if st.spare.is_none() {
+            keep_a_spare(&mut st)?;
         }
         let target = self.target.take().expect("a new process has its target");
         let parent = (sys::getpid(), st.my_name());
@@ -685,13 +686,13 @@ impl<'a> Process<'a> {
     }
 }
 
-/// Opens the registry's spare descriptor (see `State::spare_fd`): out of
+/// Opens the registry's spare descriptor (see `State::spare`): out of
 /// line, as it happens once in a process (and a start's frame is the stack
 /// a child's every start writes after its fork).
 #[cold]
 #[inline(never)]
-fn keep_spare_fd(st: &mut registry::Guard) -> Result<()> {
-    st.spare_fd = Some(registry::open_spare_fd()?);
+fn keep_a_spare(st: &mut registry::Guard) -> Result<()> {
+    st.spare = Some(registry::Spare::open()?);
     Ok(())
 }
 
@@ -702,7 +703,9 @@ fn keep_spare_fd(st: &mut registry::Guard) -> Result<()> {
 #[cold]
 #[inline(never)]
 fn pidfd_in_spare_slot(st: &mut registry::Guard, pid: u32) -> std::io::Result<OwnedFd> {
-    st.spare_fd = None;
+    if let Some(spare) = st.spare.take() {
+        spare.give_up();
+    }
     sys::pidfd_open(pid as libc::pid_t)
 }
 

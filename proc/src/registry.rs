@@ -102,31 +102,46 @@ pub(crate) struct State {
     /// its own: a start writes this page anyway (the lock), and a page more
     /// written between two forks is a copy-on-write fault more a start.
     numbered: u32,
-    /// A descriptor of no use but its number, kept so that a child's pidfd
-    /// has a slot under `RLIMIT_NOFILE`: opened before a start's fork when
-    /// missing (at the limit, the start fails there, before a child exists),
-    /// and given up for the pidfd when the pidfd finds no other slot (see
+    /// A descriptor kept so that a child's pidfd has a slot under
+    /// `RLIMIT_NOFILE`: opened before a start's fork when missing (at the
+    /// limit, the start fails there, before a child exists), and given up
+    /// for the pidfd when the pidfd finds no other slot (see
     /// `Process::start`). Its children inherit it (close-on-exec) as theirs.
-    pub(crate) spare_fd: Option<OwnedFd>,
+    pub(crate) spare: Option<Spare>,
 }
 
-/// What a failure to open the spare descriptor is called in its error.
-const SPARE_FD_OP: &str = "eventfd (a descriptor kept for a child's pidfd)";
-
-/// Opens a spare descriptor (see [`State::spare_fd`]).
-pub(crate) fn open_spare_fd() -> Result<OwnedFd, crate::Error> {
-    sys::spare_descriptor().map_err(crate::Error::io(SPARE_FD_OP))
+/// A descriptor of no use but its number (see [`State::spare`]), and the
+/// inode it was opened on: a program that closes every descriptor it does
+/// not know (against Rust's I/O safety) may close it and open something
+/// else under its number, which giving the spare up must then leave open.
+pub(crate) struct Spare {
+    fd: OwnedFd,
+    inode: u64,
 }
 
-/// A free slot for a pidfd that a fork server is about to send: the
-/// registry's spare, or a new one. The caller closes it just before the
-/// pidfd arrives; at the limit of open files this fails, before the server
-/// is asked to fork (a pidfd that finds no slot is dropped by the kernel on
-/// its way in, and its child runs on, unwatched).
-pub(crate) fn spare_slot_for_a_pidfd() -> Result<OwnedFd, crate::Error> {
-    match lock().spare_fd.take() {
-        Some(fd) => Ok(fd),
-        None => open_spare_fd(),
+impl Spare {
+    /// Opens one.
+    ///
+    /// # Errors
+    /// [`Error::TooManyOpenFiles`](crate::Error::TooManyOpenFiles) at the
+    /// limit of open files (the point of it).
+    pub(crate) fn open() -> Result<Spare, crate::Error> {
+        let fd = sys::spare_descriptor().map_err(crate::Error::io(
+            "socket (a descriptor kept for a child's pidfd)",
+        ))?;
+        // (A socket's inode is its own; `fstat` of one just opened fails only
+        // with the descriptor closed under it: then the number is left be.)
+        let inode = sys::inode_of(fd.as_fd()).unwrap_or(0);
+        Ok(Spare { fd, inode })
+    }
+
+    /// Closes it, freeing its number for the next descriptor opened, if it
+    /// is still what it was opened on; else leaves the number to its new
+    /// owner.
+    pub(crate) fn give_up(self) {
+        if sys::inode_of(self.fd.as_fd()) != Some(self.inode) {
+            std::mem::forget(self.fd);
+        }
     }
 }
 
@@ -180,7 +195,7 @@ static STATE: OnePage = OnePage {
         },
         at_exit_registered: false,
         numbered: 0,
-        spare_fd: None,
+        spare: None,
     }),
 };
 
@@ -399,4 +414,49 @@ pub(crate) fn set_daemon(daemon: bool) {
 
 pub(crate) fn is_daemon() -> bool {
     IS_DAEMON.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+    use super::Spare;
+    use crate::sys;
+
+    /// A spare given up is closed: its number no longer names its socket.
+    #[test]
+    fn a_spare_given_up_is_closed() {
+        let spare = Spare::open().unwrap();
+        let (n, inode) = (spare.fd.as_raw_fd(), spare.inode);
+        assert_eq!(sys::inode_of(spare.fd.as_fd()), Some(inode));
+        spare.give_up();
+        // SAFETY: only a look at whatever the number names now (another
+        // test's thread may have opened something under it).
+        let now = sys::inode_of(unsafe { BorrowedFd::borrow_raw(n) });
+        assert_ne!(now, Some(inode));
+    }
+
+    /// A spare closed behind its back, its number then another file's: giving
+    /// it up leaves that file open (a program that closes every descriptor
+    /// it does not know, then opens its own).
+    #[test]
+    fn a_spare_closed_behind_its_back_leaves_its_number_to_the_new_owner() {
+        let spare = Spare::open().unwrap();
+        let n = spare.fd.as_raw_fd();
+        let other = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: against I/O safety on purpose (the test's point): the
+        // spare's number made to name /dev/null, as a close and an open
+        // would.
+        assert_eq!(unsafe { libc::dup2(other.as_raw_fd(), n) }, n);
+        spare.give_up();
+        // SAFETY: the number is the test's own /dev/null now.
+        let still = sys::inode_of(unsafe { BorrowedFd::borrow_raw(n) });
+        assert_eq!(
+            still,
+            sys::inode_of(other.as_fd()),
+            "the new owner's file was closed"
+        );
+        // SAFETY: closing the test's own duplicate.
+        unsafe { libc::close(n) };
+    }
 }

@@ -168,13 +168,23 @@ pub(crate) fn handshake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// A descriptor of no use but its number (an eventfd, close-on-exec): the
-/// registry's `spare_fd`.
+/// A descriptor of no use but its number (an unbound Unix datagram socket,
+/// close-on-exec): the registry's spare (see `registry::Spare`).
 pub(crate) fn spare_descriptor() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd takes no pointers.
-    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
-    // SAFETY: eventfd succeeded: an open descriptor that we now own.
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: socket succeeded: an open descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The inode number of what `fd` is open on (each socket has its own), or
+/// `None` when it is not open.
+pub(crate) fn inode_of(fd: BorrowedFd<'_>) -> Option<u64> {
+    // SAFETY: a zeroed stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is valid for writing; fd is a descriptor number (a closed
+    // one answers EBADF).
+    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some(st.st_ino)
 }
 
 /// Blocks until a byte can be read from `fd`, or its writers are gone.

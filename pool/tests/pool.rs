@@ -2435,9 +2435,7 @@ fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
             Ok(_) => return 13,
         }
         // Every process it forked is gone and reaped.
-        // SAFETY: waitpid with a null status pointer and WNOHANG.
-        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD) {
+        if !multiproc_testkit::no_child_left() {
             return 14;
         }
         0
@@ -2470,17 +2468,7 @@ fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
             ..PmapOptions::default()
         };
         // Room for a few workers, not for eight.
-        multiproc_testkit::limit_open_files_to_those_open();
-        // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
-        unsafe {
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-            lim.rlim_cur += 8;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+        multiproc_testkit::limit_open_files_to_those_open_and(8);
         match pmap_with(&items, slow, options) {
             Err(e) if says_so(&e) => {}
             Err(e) => {
@@ -2490,9 +2478,7 @@ fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
             Ok(_) => return 11,
         }
         // Every process it forked is gone and reaped, at once.
-        // SAFETY: waitpid with a null status pointer and WNOHANG.
-        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD) {
+        if !multiproc_testkit::no_child_left() {
             return 12;
         }
         match Pool::new(8) {
@@ -2505,9 +2491,7 @@ fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            // SAFETY: as above.
-            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-            if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            if multiproc_testkit::no_child_left() {
                 return 0;
             }
             if Instant::now() > deadline {

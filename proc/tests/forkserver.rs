@@ -159,17 +159,7 @@ fn out_of_descriptors() -> i32 {
         .expect("start the fork server");
     assert_eq!(server.spawn("triple", &[1]).unwrap().join().unwrap(), 3);
     // Every descriptor the limit allows open, but one.
-    multiproc_testkit::limit_open_files_to_those_open();
-    // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur += 1;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+    multiproc_testkit::limit_open_files_to_those_open_and(1);
     let mut held = match server.spawn("triple", &[2]) {
         Ok(child) => child,
         Err(e) => {
@@ -203,11 +193,7 @@ fn out_of_descriptors() -> i32 {
     // The server was this process's one child: reaped by its shut-down.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        // SAFETY: waitpid with a null status pointer and WNOHANG.
-        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        let none_left =
-            r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
-        if none_left {
+        if multiproc_testkit::no_child_left() {
             break;
         }
         if std::time::Instant::now() > deadline {

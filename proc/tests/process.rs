@@ -1019,13 +1019,6 @@ fn a_sigchld_handler_that_reaps_any_child_loses_no_start() {
     assert!(zombie_children().is_empty());
 }
 
-/// No child of this process is left, dead or alive: `waitpid(-1)` finds none.
-fn no_child_left() -> bool {
-    // SAFETY: waitpid with a null status pointer and WNOHANG.
-    let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
-}
-
 /// Where `pidfd_open` is refused (a kernel before 5.3, valgrind 3.19, a
 /// seccomp profile), starting a `Process` or a fork server answers
 /// `Unsupported`, naming the call and what it needs, and leaves no process
@@ -1053,7 +1046,7 @@ fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
                 }
                 Ok(()) => return 11,
             }
-            if !no_child_left() {
+            if !multiproc_testkit::no_child_left() {
                 return 12;
             }
             match multiproc_proc::ForkServer::builder().start() {
@@ -1064,7 +1057,7 @@ fn a_refused_pidfd_open_is_unsupported_and_leaves_no_process() {
                 }
                 Ok(_) => return 14,
             }
-            if !no_child_left() {
+            if !multiproc_testkit::no_child_left() {
                 return 15;
             }
             0
@@ -1093,17 +1086,7 @@ fn a_start_at_the_limit_of_open_files_fails_before_its_fork() {
         let mut first = Process::new(run);
         let mut second = Process::new(run);
         // Every descriptor the limit allows open, but one.
-        multiproc_testkit::limit_open_files_to_those_open();
-        // SAFETY: getrlimit fills the rlimit, setrlimit reads it.
-        unsafe {
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-            lim.rlim_cur += 1;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+        multiproc_testkit::limit_open_files_to_those_open_and(1);
         if let Err(e) = first.start() {
             eprintln!("a start with one descriptor free: {e}");
             return 10;
@@ -1122,7 +1105,7 @@ fn a_start_at_the_limit_of_open_files_fails_before_its_fork() {
             }
             Ok(()) => return 13,
         }
-        if ran.load(Ordering::SeqCst) != 1 || !no_child_left() {
+        if ran.load(Ordering::SeqCst) != 1 || !multiproc_testkit::no_child_left() {
             return 14;
         }
         drop(first);

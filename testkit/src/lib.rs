@@ -525,6 +525,15 @@ pub fn refuse_pidfd_open() {
 /// # Panics
 /// If the limit cannot be read or set.
 pub fn limit_open_files_to_those_open() {
+    limit_open_files_to_those_open_and(0);
+}
+
+/// [`limit_open_files_to_those_open`], then `free` descriptors more: room
+/// for `free` more open files, and no more.
+///
+/// # Panics
+/// If the limit cannot be read or set.
+pub fn limit_open_files_to_those_open_and(free: u64) {
     // SAFETY: dup returns a new descriptor (the lowest free), closed at
     // once; getrlimit fills the rlimit, setrlimit reads it.
     unsafe {
@@ -536,9 +545,17 @@ pub fn limit_open_files_to_those_open() {
             rlim_max: 0,
         };
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = fd as libc::rlim_t; // the hard limit stays
+        lim.rlim_cur = fd as libc::rlim_t + free; // the hard limit stays
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
+}
+
+/// Whether this process has no child, running or unreaped (`waitpid(-1,
+/// WNOHANG)` answers `ECHILD`).
+pub fn no_child_left() -> bool {
+    // SAFETY: waitpid with a null status pointer and WNOHANG.
+    let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
 }
 
 /// The process that registered [`count_exit_handler_runs_elsewhere`]'s

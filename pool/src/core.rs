@@ -311,9 +311,9 @@ pub(crate) struct Deaths {
     /// What the watcher waits on: `wake`, and each worker's pidfd, added as
     /// the worker starts, once-only (`EPOLLONESHOT`: a pidfd turns readable
     /// once, when its process ends). The set holds the pidfds themselves,
-    /// so a pool of N workers holds N descriptors (a copy of each for
-    /// `poll`, as the watcher once made, held 2N), and a pidfd the driver
-    /// closes leaves the set by itself.
+    /// so a pool of N workers holds N descriptors (copies of them, for
+    /// `poll` while the driver may close its own, would hold 2N), and a
+    /// pidfd closed everywhere leaves the set by itself.
     set: Epoll,
     /// Set by the watcher when a worker's pidfd became readable: the next
     /// driving round looks at the workers.

@@ -681,11 +681,11 @@ impl ByteQueue {
     /// unless this handle's last `poll` or `empty` found the queue empty (a
     /// consumer that polls, then gets: caught up, as one that waited in its
     /// get, whose rest does not ask either).
-    #[inline(always)]
     ///
     /// A message longer than `limit` is dropped and answered
     /// [`Error::MessageOverLimit`] (a large one before its bytes are read);
     /// [`NO_LIMIT`] folds the check away.
+    #[inline(always)]
     fn get_into_with(
         &self,
         buf: &mut Vec<u8>,

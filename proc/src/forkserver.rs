@@ -448,17 +448,17 @@ impl Conn {
                 .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
         };
         let failed = |op| {
-            let source = std::io::Error::from_raw_os_error(int(2).unwrap_or(0));
+            let errno = int(2).unwrap_or(0);
+            let source = std::io::Error::from_raw_os_error(errno);
             Ok(Msg::Failed(match Error::io(op)(source) {
                 // The server's call is refused as missing: said as such.
                 e @ Error::Unsupported { .. } => e,
-                // The server's own limit, not this process's: its call failed.
-                Error::TooManyOpenFiles { op, .. } => Error::SpawnFailed {
+                // Any other failure (its own limit of open files included,
+                // not this process's): the server's call failed.
+                _ => Error::SpawnFailed {
                     op,
-                    source: std::io::Error::from_raw_os_error(libc::EMFILE),
+                    source: std::io::Error::from_raw_os_error(errno),
                 },
-                Error::Io { op, source } => Error::SpawnFailed { op, source },
-                e => e,
             }))
         };
         match (msg.first(), int(1), int(5), fd) {

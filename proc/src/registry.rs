@@ -111,12 +111,13 @@ pub(crate) struct State {
 }
 
 /// A descriptor of no use but its number (see [`State::spare`]), and the
-/// inode it was opened on: a program that closes every descriptor it does
-/// not know (against Rust's I/O safety) may close it and open something
-/// else under its number, which giving the spare up must then leave open.
+/// file it was opened on (device and inode): a program that closes every
+/// descriptor it does not know (against Rust's I/O safety) may close it and
+/// open something else under its number, which giving the spare up must
+/// then leave open.
 pub(crate) struct Spare {
     fd: OwnedFd,
-    inode: u64,
+    inode: (u64, u64),
 }
 
 impl Spare {
@@ -131,7 +132,7 @@ impl Spare {
         ))?;
         // (A socket's inode is its own; `fstat` of one just opened fails only
         // with the descriptor closed under it: then the number is left be.)
-        let inode = sys::inode_of(fd.as_fd()).unwrap_or(0);
+        let inode = sys::inode_of(fd.as_fd()).unwrap_or((0, 0));
         Ok(Spare { fd, inode })
     }
 

@@ -177,14 +177,14 @@ pub(crate) fn spare_descriptor() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The inode number of what `fd` is open on (each socket has its own), or
-/// `None` when it is not open.
-pub(crate) fn inode_of(fd: BorrowedFd<'_>) -> Option<u64> {
+/// The device and inode numbers of what `fd` is open on (each socket has
+/// an inode of its own), or `None` when it is not open.
+pub(crate) fn inode_of(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     // SAFETY: a zeroed stat is valid; fstat fills it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: st is valid for writing; fd is a descriptor number (a closed
     // one answers EBADF).
-    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some(st.st_ino)
+    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 /// Blocks until a byte can be read from `fd`, or its writers are gone.

@@ -143,6 +143,9 @@ pub fn fuzz_seed(name: &str) -> Option<Vec<u8>> {
         "valid-capacity-16" => queue(16),
         "valid-bytes-capacity-3" => byte_queue(3, 24, b"seed"),
         "valid-bytes-capacity-4-of-64" => byte_queue(4, 64, &[0x5e; 64]),
+        "lane-put" => Some(lane_seed(0, false)),
+        "lane-announced" => Some(lane_seed(1, true)),
+        "lane-announced-over-limit" => Some(lane_seed(5, true)),
         _ => None,
     }
 }
@@ -227,4 +230,173 @@ pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
     // SAFETY: allocated above with this layout.
     unsafe { dealloc(base.as_ptr(), mem) };
     checked.map(|_| taken).map_err(|e| e.to_string())
+}
+
+/// A byte queue with a small lane, and its memory once warmed up (a
+/// large message put and taken, so that its handle's participant record is
+/// in it), for [`fuzz_lane_bytes`]: one for the whole run, put back to these
+/// bytes before each input (a new queue per input would spend the run in
+/// `mmap`).
+struct LaneRig {
+    q: ByteQueue,
+    fresh: Vec<u8>,
+}
+
+/// Its lane: messages up to 256 bytes go in whole with nobody reading, the
+/// longer ones stall (and their puts time out) past it.
+const LANE_RIG_BYTES: usize = 256;
+
+fn lane_rig() -> &'static LaneRig {
+    static RIG: std::sync::OnceLock<LaneRig> = std::sync::OnceLock::new();
+    RIG.get_or_init(|| {
+        // A stalled stream is given up after a check interval: short, so
+        // that an input costs at most a few milliseconds.
+        multiproc_sync::set_owner_check_interval(std::time::Duration::from_millis(1));
+        let q = ByteQueue::make_with_lane(
+            multiproc_shm::Location::Anonymous,
+            4,
+            64,
+            false,
+            false,
+            LANE_RIG_BYTES,
+        )
+        .expect("a byte queue");
+        q.put_bytes(&[1; 100])
+            .expect("a large message in an empty queue");
+        assert_eq!(q.get_bytes().expect("the message just put").len(), 100);
+        let mut fresh = vec![0; q.segment().len()];
+        q.segment()
+            .read_volatile(0, &mut fresh)
+            .expect("inside the segment");
+        LaneRig { q, fresh }
+    })
+}
+
+/// An input of [`fuzz_lane_bytes`] whose lane is a real one: as the last
+/// stream left it, or (`written`) carrying a stream of 100 bytes that nobody
+/// has taken yet, with its announcement.
+fn lane_seed(op: u8, written: bool) -> Vec<u8> {
+    use crate::layout::{Control, Lane};
+    let rig = lane_rig();
+    let (q, seg) = (&rig.q, rig.q.segment());
+    seg.write_volatile(0, &rig.fresh)
+        .expect("inside the segment");
+    let msg = [0x5e; 100];
+    if written {
+        q.put_bytes(&msg)
+            .expect("a large message in an empty queue");
+    }
+    let lane = &q.raw.ring().ctl().lane.0;
+    let stream = lane.stream.load(std::sync::atomic::Ordering::Relaxed);
+    let mut seed = vec![op, 0];
+    seed.extend_from_slice(&stream.to_le_bytes());
+    seed.extend_from_slice(&(msg.len() as u64).to_le_bytes());
+    let mut ctl = vec![0; std::mem::size_of::<Lane>()];
+    seg.read_volatile(std::mem::offset_of!(Control, lane), &mut ctl)
+        .expect("inside the segment");
+    seed.extend_from_slice(&ctl);
+    let (at, lane_bytes) = q.raw.ring().lane();
+    let mut bytes = vec![0; lane_bytes];
+    seg.read_volatile(at as usize - seg.as_ptr() as usize, &mut bytes)
+        .expect("inside the segment");
+    seed.extend_from_slice(&bytes);
+    seg.write_volatile(0, &rig.fresh)
+        .expect("inside the segment");
+    seed
+}
+
+/// The large-message lane (its control words and its bytes) and an
+/// announcement in the ring, as a buggy or hostile process may have written
+/// them, for the `lane_memory` fuzz target. The input's first byte chooses
+/// what happens, the second a message's length; then 16 bytes of an
+/// announcement, the lane's control, its bytes, and its control again:
+///
+/// - a forged announcement, put into the ring as a producer puts one, then
+///   taken (with or without a length limit);
+/// - or a real large message put over a lane a peer wrote (the put answers
+///   or fails with a typed error), the lane written over again by the peer
+///   meanwhile or not, then taken.
+///
+/// Every call waits at most a few milliseconds and none may panic or touch
+/// memory outside the queue. Where nobody wrote over the lane after the put,
+/// a put that succeeded is taken whole and unchanged (the producer reset the
+/// lane it found): anything else is a silent loss, and panics. Returns how
+/// many messages were taken.
+pub fn fuzz_lane_bytes(data: &[u8]) -> std::result::Result<usize, String> {
+    use crate::layout::{Control, Lane, ANNOUNCEMENT};
+    use std::time::Duration;
+    let rig = lane_rig();
+    let (q, seg) = (&rig.q, rig.q.segment());
+    seg.write_volatile(0, &rig.fresh)
+        .map_err(|e| e.to_string())?;
+    let op = data.first().copied().unwrap_or(0);
+    let len = 65 + 3 * usize::from(data.get(1).copied().unwrap_or(0));
+    let rest = data.get(2..).unwrap_or(&[]);
+    let (ann, rest) = rest.split_at(rest.len().min(ANNOUNCEMENT));
+    let ctl_len = std::mem::size_of::<Lane>();
+    let (ctl, bytes) = rest.split_at(rest.len().min(ctl_len));
+    let ctl_at = std::mem::offset_of!(Control, lane);
+    let (lane, lane_bytes) = q.raw.ring().lane();
+    // The lane's bytes follow the slots, in the same mapping.
+    let lane_at = lane as usize - seg.as_ptr() as usize;
+    let scribble = |ctl: &[u8], bytes: &[u8]| -> std::result::Result<(), String> {
+        seg.write_volatile(ctl_at, ctl).map_err(|e| e.to_string())?;
+        let bytes = &bytes[..bytes.len().min(lane_bytes)];
+        seg.write_volatile(lane_at, bytes)
+            .map_err(|e| e.to_string())
+    };
+    let limit = if op & 4 != 0 { len - 1 } else { usize::MAX };
+    let mut out = Vec::new();
+    let mut taken = 0;
+    if op & 1 != 0 {
+        // A forged announcement of a stream the lane may or may not carry.
+        scribble(ctl, bytes)?;
+        let ring = q.raw.ring();
+        let msg = Msg {
+            ptr: ann.as_ptr(),
+            len: ann.len(),
+            large: true,
+        };
+        if ring.try_push(ring.participant(), &[msg]).is_ok() {
+            if let Ok(n) = q.get_bytes_into_limited(&mut out, limit, Some(Duration::ZERO)) {
+                assert!(n <= limit && n == out.len());
+                taken += 1;
+            }
+        }
+        return Ok(taken);
+    }
+    // A real message, over a lane a peer wrote.
+    scribble(ctl, bytes)?;
+    let msg: Vec<u8> = (0..len).map(|i| i as u8 ^ op).collect();
+    let timeout = if op & 8 != 0 {
+        Duration::from_millis(1)
+    } else {
+        Duration::ZERO
+    };
+    let put = q.put_bytes_timeout(&msg, timeout);
+    let written_over = op & 2 != 0;
+    if written_over {
+        // The peer writes the lane's control again, mid-flight, from the
+        // input's bytes past the lane's.
+        let again = bytes.get(lane_bytes..).unwrap_or(&[]);
+        scribble(&again[..again.len().min(ctl_len)], &[])?;
+    }
+    let got = q.get_bytes_into_limited(&mut out, limit, Some(Duration::ZERO));
+    if let Ok(n) = got {
+        assert!(n <= limit && n == out.len());
+        taken += 1;
+    }
+    if put.is_ok() && !written_over {
+        // Fits the lane (256 bytes) whole, with nobody reading yet.
+        if len <= lane_bytes {
+            match got {
+                Ok(_) => assert!(out == msg, "a message put whole came back changed"),
+                Err(crate::Error::MessageOverLimit { len: l, max }) => {
+                    assert_eq!((l, max), (len as u64, limit));
+                }
+                Err(e) => panic!("a message put whole was not taken: {e}"),
+            }
+        }
+    }
+    Ok(taken)
 }

@@ -148,7 +148,7 @@ pub use bytes::ByteQueue;
 pub use error::{Corruption, Error, Result};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use hooks::{fuzz_ring_bytes, fuzz_seed};
+pub use hooks::{fuzz_lane_bytes, fuzz_ring_bytes, fuzz_seed};
 pub use joinable::{Joinable, JoinableByteQueue, JoinableQueue};
 pub use layout::{HOLDERS, LANE_BYTES, MAX_CAPACITY, MAX_MESSAGE, PARTICIPANTS};
 pub use pipe::{pipe, pipe_with, Connection, PIPE_CAPACITY, PIPE_MESSAGE};

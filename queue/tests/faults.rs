@@ -116,6 +116,55 @@ impl Ops for Bytes {
     }
 }
 
+/// A byte queue whose messages mostly stream through its lane: 24-byte
+/// slots, a lane of 4 KiB, and messages of 8 bytes to 9 KB (see
+/// `encode_streamed`), so that a kill lands inside a stream as often as
+/// between two (a stream takes microseconds, a slot's put nanoseconds).
+struct Streamed(ByteQueue, std::cell::RefCell<Vec<u8>>);
+
+/// `m`'s 8 bytes, then `m % 7` times 1 500 bytes of its low byte: in a slot
+/// (8 bytes), in the lane whole (1 508 and 3 008) or streamed as the
+/// receiver makes room (4 508 to 9 008).
+fn encode_streamed(m: u64) -> Vec<u8> {
+    let mut v = m.to_le_bytes().to_vec();
+    v.resize(8 + (m % 7) as usize * 1_500, m as u8);
+    v
+}
+
+/// The message `encode_streamed` made `b` from; panics on anything else.
+fn decode_streamed(b: &[u8]) -> u64 {
+    let m = u64::from_le_bytes(b[..8].try_into().expect("at least 8 bytes"));
+    assert!(b == encode_streamed(m), "a streamed message arrived whole");
+    m
+}
+
+impl Ops for Streamed {
+    const NAME: &'static str = "ByteQueue, streamed";
+    fn make(capacity: usize) -> Self {
+        let q = ByteQueue::with_lane(multiproc_shm::Location::Anonymous, capacity, 24, 4096);
+        Streamed(q.unwrap(), Default::default())
+    }
+    fn put(&self, m: u64) {
+        self.0.put_bytes(&encode_streamed(m)).unwrap();
+    }
+    fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
+        let mut buf = self.1.borrow_mut();
+        self.0.get_bytes_into_timeout(&mut buf, d)?;
+        Ok(decode_streamed(&buf))
+    }
+    fn try_get(&self) -> Result<u64, Error> {
+        let mut buf = self.1.borrow_mut();
+        self.0.try_get_bytes_into(&mut buf)?;
+        Ok(decode_streamed(&buf))
+    }
+    fn lost(&self) -> u64 {
+        self.0.lost()
+    }
+    fn empty(&self) -> bool {
+        self.0.qsize() == 0
+    }
+}
+
 /// A producer is killed mid-stream; the survivor's messages all arrive, in order,
 /// once; the victim's arrive in order, once, with at most one lost.
 ///
@@ -132,6 +181,14 @@ fn a_producer_killed_at_random_points() {
 #[test]
 fn a_byte_producer_killed_at_random_points() {
     producer_kills::<Bytes>(0x2468_ace0_1357_9bdf);
+}
+
+/// As `a_producer_killed_at_random_points`, with messages that stream
+/// through the lane: a producer killed mid-stream holds the lane, which the
+/// survivor takes over; its message is counted lost, never taken torn.
+#[test]
+fn a_streaming_producer_killed_at_random_points() {
+    producer_kills::<Streamed>(0x3579_bdf1_4680_ace2);
 }
 
 fn producer_kills<Q: Ops>(mut seed: u64) {
@@ -203,9 +260,9 @@ fn producer_kills<Q: Ops>(mut seed: u64) {
     }
     // Each lost message is a kill that landed between claim and publish.
     eprintln!(
-        "{}: {TRIALS} producer kills: {lost_total} landed between claim and publish \
-         (that message counted lost), the rest between puts (the window is \
-         covered in every_write.rs)",
+        "{}: {TRIALS} producer kills: {lost_total} landed inside a put (between \
+         claim and publish, or mid-stream: that message counted lost), the rest \
+         between puts (the window is covered in every_write.rs)",
         Q::NAME
     );
 }
@@ -223,6 +280,14 @@ fn a_consumer_killed_at_random_points() {
 #[test]
 fn a_byte_consumer_killed_at_random_points() {
     consumer_kills::<Bytes>(0x4b5a_6978_0f1e_2d3c);
+}
+
+/// As `a_consumer_killed_at_random_points`, with messages that stream
+/// through the lane: a receiver killed mid-stream stalls its producer only
+/// until it is found dead, and its message is the one missing.
+#[test]
+fn a_streaming_consumer_killed_at_random_points() {
+    consumer_kills::<Streamed>(0x6978_0f1e_2d3c_4b5a);
 }
 
 fn consumer_kills<Q: Ops>(mut seed: u64) {
@@ -297,8 +362,9 @@ fn consumer_kills<Q: Ops>(mut seed: u64) {
         lost_total += q.lost();
     }
     eprintln!(
-        "{}: {TRIALS} consumer kills: {lost_total} landed between claim and free \
-         (that message counted lost), the rest between gets",
+        "{}: {TRIALS} consumer kills: {lost_total} landed inside a get (between \
+         claim and free, or mid-stream: that message counted lost), the rest \
+         between gets",
         Q::NAME
     );
 }
@@ -1168,6 +1234,75 @@ fn write_fuzz_seeds() {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::write(&path, multiproc_queue::fuzz_seed(seed).unwrap()).unwrap();
+    }
+    for seed in LANE_SEEDS {
+        let path = format!(
+            "{}/../fuzz/seeds/lane_memory/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::write(&path, multiproc_queue::fuzz_seed(seed).unwrap()).unwrap();
+    }
+}
+
+/// The lane target's entry over its seeds with random words written over
+/// them (the op, the length, the announcement, the lane's control words),
+/// in the ordinary suite: nothing panics or waits for long, and a message
+/// put over a lane written before the put comes back whole (the entry's own
+/// check).
+#[test]
+fn random_lane_images_are_survived() {
+    let _dog = Watchdog::arm(Duration::from_secs(120), "random lane images");
+    let seeds: Vec<Vec<u8>> = LANE_SEEDS
+        .iter()
+        .map(|seed| {
+            std::fs::read(format!(
+                "{}/../fuzz/seeds/lane_memory/{seed}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        })
+        .collect();
+    let mut x = 0x1319_8a2e_0370_7344_u64;
+    let mut taken = 0;
+    for round in 0..3_000 {
+        let mut bytes = seeds[round % seeds.len()].clone();
+        bytes[0] = next(&mut x) as u8;
+        bytes[1] = next(&mut x) as u8;
+        // A few words of the announcement and the control (the first 106
+        // bytes), each random, small, or just below a power of two.
+        for _ in 0..(next(&mut x) % 4 + 1) {
+            let at = 2 + (next(&mut x) % 13) as usize * 8;
+            let v = match next(&mut x) % 3 {
+                0 => next(&mut x),
+                1 => next(&mut x) % 16,
+                _ => (1 << (next(&mut x) % 64)) - 1,
+            };
+            bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        taken += multiproc_queue::fuzz_lane_bytes(&bytes).unwrap();
+    }
+    eprintln!("random lane images: 3 000 inputs, {taken} messages taken");
+    assert!(taken > 0);
+}
+
+const LANE_SEEDS: [&str; 3] = ["lane-put", "lane-announced", "lane-announced-over-limit"];
+
+/// The lane target's seeds are real lanes of the current layout: a message
+/// put over the first is taken whole, the stream the second announces is
+/// taken from its forged announcement, and the third's is refused over its
+/// limit (nothing taken).
+#[test]
+fn the_lane_fuzz_seeds_are_lanes_of_this_layout() {
+    for (seed, want) in LANE_SEEDS.iter().zip([1, 1, 0]) {
+        let path = format!(
+            "{}/../fuzz/seeds/lane_memory/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        match multiproc_queue::fuzz_lane_bytes(&bytes) {
+            Ok(taken) => assert_eq!(taken, want, "{seed} is stale (regenerate it)"),
+            Err(why) => panic!("{seed}: {why}"),
+        }
     }
 }
 

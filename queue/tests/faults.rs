@@ -73,89 +73,68 @@ impl Ops for Queue<u64> {
     }
 }
 
-/// A byte queue and the buffer its gets reuse.
-struct Bytes(ByteQueue, std::cell::RefCell<Vec<u8>>);
+/// A byte queue and the buffer its gets reuse. Its messages fit its 24-byte
+/// slots, or (`STREAMED`) mostly stream through a lane of 4 KiB: messages of
+/// 8 bytes to 9 KB, so that a kill lands inside a stream as often as between
+/// two (a stream takes microseconds, a slot's put nanoseconds).
+struct Bytes<const STREAMED: bool>(ByteQueue, std::cell::RefCell<Vec<u8>>);
 
-/// `m`'s 8 bytes, then `m % 17` copies of its low byte.
-fn encode(m: u64) -> Vec<u8> {
-    let mut v = m.to_le_bytes().to_vec();
-    v.resize(8 + (m % 17) as usize, m as u8);
-    v
+/// Through a byte queue's slots.
+type Slotted = Bytes<false>;
+/// Through a byte queue's lane, mostly.
+type Streamed = Bytes<true>;
+
+impl<const STREAMED: bool> Bytes<STREAMED> {
+    /// `m`'s 8 bytes, then `m % 17` copies of its low byte; streamed, `m %
+    /// 7` times 1 500 of them: in a slot (8 bytes), in the lane whole (1 508
+    /// and 3 008) or streamed as the receiver makes room (4 508 to 9 008).
+    fn encode(m: u64) -> Vec<u8> {
+        let mut v = m.to_le_bytes().to_vec();
+        let more = if STREAMED {
+            (m % 7) as usize * 1_500
+        } else {
+            (m % 17) as usize
+        };
+        v.resize(8 + more, m as u8);
+        v
+    }
+
+    /// The message `encode` made `b` from; panics on anything else (a torn
+    /// message).
+    fn decode(b: &[u8]) -> u64 {
+        let m = u64::from_le_bytes(b[..8].try_into().expect("at least 8 bytes"));
+        assert!(b == Self::encode(m), "a message arrived whole");
+        m
+    }
 }
 
-/// The message `encode` made `b` from; panics on anything else (a torn message).
-fn decode(b: &[u8]) -> u64 {
-    let m = u64::from_le_bytes(b[..8].try_into().expect("at least 8 bytes"));
-    assert_eq!(b, encode(m), "a message arrived whole");
-    m
-}
-
-impl Ops for Bytes {
-    const NAME: &'static str = "ByteQueue";
+impl<const STREAMED: bool> Ops for Bytes<STREAMED> {
+    const NAME: &'static str = if STREAMED {
+        "ByteQueue, streamed"
+    } else {
+        "ByteQueue"
+    };
     fn make(capacity: usize) -> Self {
-        Bytes(ByteQueue::new(capacity, 24).unwrap(), Default::default())
+        let lane = if STREAMED {
+            4096
+        } else {
+            multiproc_queue::LANE_BYTES
+        };
+        let q = ByteQueue::with_lane(multiproc_shm::Location::Anonymous, capacity, 24, lane);
+        Bytes(q.unwrap(), Default::default())
     }
     fn put(&self, m: u64) {
-        self.0.put_bytes(&encode(m)).unwrap();
+        self.0.put_bytes(&Self::encode(m)).unwrap();
     }
     fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
         let mut buf = self.1.borrow_mut();
         self.0.get_bytes_into_timeout(&mut buf, d)?;
-        Ok(decode(&buf))
+        Ok(Self::decode(&buf))
     }
     fn try_get(&self) -> Result<u64, Error> {
         let mut buf = self.1.borrow_mut();
         self.0.try_get_bytes_into(&mut buf)?;
-        Ok(decode(&buf))
-    }
-    fn lost(&self) -> u64 {
-        self.0.lost()
-    }
-    fn empty(&self) -> bool {
-        self.0.qsize() == 0
-    }
-}
-
-/// A byte queue whose messages mostly stream through its lane: 24-byte
-/// slots, a lane of 4 KiB, and messages of 8 bytes to 9 KB (see
-/// `encode_streamed`), so that a kill lands inside a stream as often as
-/// between two (a stream takes microseconds, a slot's put nanoseconds).
-struct Streamed(ByteQueue, std::cell::RefCell<Vec<u8>>);
-
-/// `m`'s 8 bytes, then `m % 7` times 1 500 bytes of its low byte: in a slot
-/// (8 bytes), in the lane whole (1 508 and 3 008) or streamed as the
-/// receiver makes room (4 508 to 9 008).
-fn encode_streamed(m: u64) -> Vec<u8> {
-    let mut v = m.to_le_bytes().to_vec();
-    v.resize(8 + (m % 7) as usize * 1_500, m as u8);
-    v
-}
-
-/// The message `encode_streamed` made `b` from; panics on anything else.
-fn decode_streamed(b: &[u8]) -> u64 {
-    let m = u64::from_le_bytes(b[..8].try_into().expect("at least 8 bytes"));
-    assert!(b == encode_streamed(m), "a streamed message arrived whole");
-    m
-}
-
-impl Ops for Streamed {
-    const NAME: &'static str = "ByteQueue, streamed";
-    fn make(capacity: usize) -> Self {
-        let q = ByteQueue::with_lane(multiproc_shm::Location::Anonymous, capacity, 24, 4096);
-        Streamed(q.unwrap(), Default::default())
-    }
-    fn put(&self, m: u64) {
-        self.0.put_bytes(&encode_streamed(m)).unwrap();
-    }
-    fn get_timeout(&self, d: Duration) -> Result<u64, Error> {
-        let mut buf = self.1.borrow_mut();
-        self.0.get_bytes_into_timeout(&mut buf, d)?;
-        Ok(decode_streamed(&buf))
-    }
-    fn try_get(&self) -> Result<u64, Error> {
-        let mut buf = self.1.borrow_mut();
-        self.0.try_get_bytes_into(&mut buf)?;
-        Ok(decode_streamed(&buf))
+        Ok(Self::decode(&buf))
     }
     fn lost(&self) -> u64 {
         self.0.lost()
@@ -180,7 +159,7 @@ fn a_producer_killed_at_random_points() {
 /// As `a_producer_killed_at_random_points`, through a byte queue.
 #[test]
 fn a_byte_producer_killed_at_random_points() {
-    producer_kills::<Bytes>(0x2468_ace0_1357_9bdf);
+    producer_kills::<Slotted>(0x2468_ace0_1357_9bdf);
 }
 
 /// As `a_producer_killed_at_random_points`, with messages that stream
@@ -279,7 +258,7 @@ fn a_consumer_killed_at_random_points() {
 /// As `a_consumer_killed_at_random_points`, through a byte queue.
 #[test]
 fn a_byte_consumer_killed_at_random_points() {
-    consumer_kills::<Bytes>(0x4b5a_6978_0f1e_2d3c);
+    consumer_kills::<Slotted>(0x4b5a_6978_0f1e_2d3c);
 }
 
 /// As `a_consumer_killed_at_random_points`, with messages that stream
@@ -472,7 +451,7 @@ fn dead_peers_are_found_where_tokens_are_start_times() {
         dead_producers_claim_is_skipped();
         dead_consumers_claim_is_freed();
         producer_kills::<Queue<u64>>(0x1357_9bdf_2468_ace0);
-        consumer_kills::<Bytes>(0x4b5a_6978_0f1e_2d3c);
+        consumer_kills::<Slotted>(0x4b5a_6978_0f1e_2d3c);
         0
     });
     assert_eq!(child.wait(Duration::from_secs(280)), ChildExit::Exited(0));

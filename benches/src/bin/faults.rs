@@ -379,29 +379,125 @@ fn producer_killed(trials: u32) -> Row {
     row
 }
 
+/// What the consumer rows do to their queue: each message carries an index,
+/// as a `u64` or at the head of a 64 KiB message.
+trait Consumed: Sync {
+    /// How many messages a trial's producer puts at most.
+    const K: u64;
+    fn put(&self, i: u64);
+    /// The victim's get (it unwraps: the victim is killed anyway).
+    fn get(&self) -> u64;
+    /// The index of the message taken, `None` when it is torn or out of range.
+    fn get_timeout(&self, d: Duration) -> Result<Option<u64>, QError>;
+    fn lost(&self) -> u64;
+    fn empty(&self) -> bool;
+}
+
+impl Consumed for Queue<u64> {
+    const K: u64 = 50_000;
+    fn put(&self, i: u64) {
+        Queue::put(self, i).unwrap();
+    }
+    fn get(&self) -> u64 {
+        Queue::get(self).unwrap()
+    }
+    fn get_timeout(&self, d: Duration) -> Result<Option<u64>, QError> {
+        Queue::get_timeout(self, d).map(|i| Some(i).filter(|&i| i < Self::K))
+    }
+    fn lost(&self) -> u64 {
+        Queue::lost(self)
+    }
+    fn empty(&self) -> bool {
+        Queue::empty(self)
+    }
+}
+
+/// A byte queue of 64 KiB messages, which stream through its lane.
+struct Large(ByteQueue);
+
+impl Large {
+    fn msg(i: u64) -> Vec<u8> {
+        let mut v = vec![(i % 251) as u8; 64 << 10];
+        v[..8].copy_from_slice(&i.to_le_bytes());
+        v
+    }
+
+    fn index(m: &[u8]) -> u64 {
+        m.get(..8)
+            .map_or(u64::MAX, |b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+}
+
+impl Consumed for Large {
+    const K: u64 = 5_000;
+    fn put(&self, i: u64) {
+        self.0.put_bytes(&Large::msg(i)).unwrap();
+    }
+    fn get(&self) -> u64 {
+        Large::index(&self.0.get_bytes().unwrap())
+    }
+    fn get_timeout(&self, d: Duration) -> Result<Option<u64>, QError> {
+        let m = self.0.get_bytes_timeout(d)?;
+        let i = Large::index(&m);
+        Ok(Some(i).filter(|&i| i < Self::K && m == Large::msg(i)))
+    }
+    fn lost(&self) -> u64 {
+        self.0.lost()
+    }
+    fn empty(&self) -> bool {
+        self.0.empty()
+    }
+}
+
 /// A consumer killed mid-stream: nothing received twice; what is missing was
 /// counted lost, or is the one message the victim took just before its death.
 fn consumer_killed(trials: u32) -> Row {
-    let mut row = Row::new("Queue consumer killed mid-stream");
-    let mut seed = 0x0f1e_2d3c_4b5a_6978;
-    const K: u64 = 50_000;
+    consumer_killed_in(
+        "Queue consumer killed mid-stream",
+        0x0f1e_2d3c_4b5a_6978,
+        trials,
+        || Queue::<u64>::new(4).unwrap(),
+    )
+}
+
+/// A consumer of 64 KiB messages (streamed through the lane) killed
+/// mid-message: as `consumer_killed`; the message it was taking is counted
+/// lost by the producer, which finds the receiver dead.
+fn large_consumer_killed(trials: u32) -> Row {
+    consumer_killed_in(
+        "ByteQueue 64 KiB consumer killed mid-message",
+        0x5be0_cd19_137e_2179,
+        trials,
+        || Large(ByteQueue::new(4, 64).unwrap()),
+    )
+}
+
+/// The consumer rows' trials: a producer, a victim consumer killed at a
+/// random point, and this process consuming beside it.
+fn consumer_killed_in<Q: Consumed>(
+    name: &'static str,
+    mut seed: u64,
+    trials: u32,
+    make: impl Fn() -> Q,
+) -> Row {
+    let mut row = Row::new(name);
     for _ in 0..trials {
         row.trials += 1;
-        let q = Queue::<u64>::new(4).unwrap();
-        let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();
+        let q = make();
+        let victim_got = SharedSlice::<AtomicU64>::anonymous(Q::K.div_ceil(64) as usize).unwrap();
         // [stop, how many the producer put]: it stops once the victim is dead.
         let ctl = SharedSlice::<AtomicU64>::anonymous(2).unwrap();
         let mut producer = fork(|| {
             let mut i = 0;
-            while i < K && ctl[0].load(Ordering::SeqCst) == 0 {
-                q.put(i).unwrap();
+            while i < Q::K && ctl[0].load(Ordering::SeqCst) == 0 {
+                q.put(i);
                 i += 1;
             }
             ctl[1].store(i, Ordering::SeqCst);
             0
         });
         let mut victim = fork(|| loop {
-            let i = q.get().unwrap();
+            let i = q.get();
             victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
         });
         std::thread::sleep(Duration::from_micros(next(&mut seed) % 2000));
@@ -409,17 +505,17 @@ fn consumer_killed(trials: u32) -> Row {
         let killed = Instant::now();
         let _ = victim.wait_timeout(BOUND);
         ctl[0].store(1, Ordering::SeqCst);
-        let mut mine = vec![false; K as usize];
+        let mut mine = vec![false; Q::K as usize];
         let mut producer_done = false;
         loop {
             match q.get_timeout(Duration::from_millis(20)) {
-                Ok(i) if (i as usize) < mine.len() => {
+                Ok(Some(i)) => {
                     if mine[i as usize] {
                         row.dups += 1;
                     }
                     mine[i as usize] = true;
                 }
-                Ok(_) => row.crashes += 1,
+                Ok(None) => row.crashes += 1,
                 Err(QError::Timeout) => {
                     if !producer_done {
                         producer_done = row.child_ended(&mut producer, ChildExit::Exited(0));
@@ -627,11 +723,7 @@ fn spsc_consumer_killed(trials: u32) -> Row {
 fn large_producer_killed(trials: u32) -> Row {
     let mut row = Row::new("ByteQueue 64 KiB producer killed mid-message");
     let mut seed = 0x7a5b_3c1d_9e8f_2a4b;
-    let msg = |i: u64| -> Vec<u8> {
-        let mut v = vec![(i % 251) as u8; 64 << 10];
-        v[..8].copy_from_slice(&i.to_le_bytes());
-        v
-    };
+    let msg = Large::msg;
     for _ in 0..trials {
         row.trials += 1;
         let q = ByteQueue::new(4, 64).unwrap();
@@ -684,97 +776,6 @@ fn large_producer_killed(trials: u32) -> Row {
         let lost = q.lost();
         row.lost_reported += lost;
         row.lost_unreported += last.saturating_sub(got).saturating_sub(lost);
-    }
-    row
-}
-
-/// A consumer of 64 KiB messages (streamed through the lane) killed
-/// mid-message, a survivor consuming beside it: nothing is taken twice or
-/// torn, and nothing is missing but the message the victim was taking
-/// (counted lost by the producer, which finds the receiver dead) or had
-/// taken and not noted.
-fn large_consumer_killed(trials: u32) -> Row {
-    let mut row = Row::new("ByteQueue 64 KiB consumer killed mid-message");
-    let mut seed = 0x5be0_cd19_137e_2179;
-    const K: u64 = 5_000;
-    let msg = |i: u64| -> Vec<u8> {
-        let mut v = vec![(i % 251) as u8; 64 << 10];
-        v[..8].copy_from_slice(&i.to_le_bytes());
-        v
-    };
-    for _ in 0..trials {
-        row.trials += 1;
-        let q = ByteQueue::new(4, 64).unwrap();
-        let victim_got = SharedSlice::<AtomicU64>::anonymous(K.div_ceil(64) as usize).unwrap();
-        // [stop, how many the producer put]: it stops once the victim is dead.
-        let ctl = SharedSlice::<AtomicU64>::anonymous(2).unwrap();
-        let mut producer = fork(|| {
-            let mut i = 0;
-            while i < K && ctl[0].load(Ordering::SeqCst) == 0 {
-                q.put_bytes(&msg(i)).unwrap();
-                i += 1;
-            }
-            ctl[1].store(i, Ordering::SeqCst);
-            0
-        });
-        let mut victim = fork(|| loop {
-            let m = q.get_bytes().unwrap();
-            let i = u64::from_le_bytes(m[..8].try_into().unwrap());
-            victim_got[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
-        });
-        std::thread::sleep(Duration::from_micros(next(&mut seed) % 2000));
-        victim.signal(libc::SIGKILL);
-        let killed = Instant::now();
-        let _ = victim.wait_timeout(BOUND);
-        ctl[0].store(1, Ordering::SeqCst);
-        let mut mine = vec![false; K as usize];
-        let mut producer_done = false;
-        loop {
-            match q.get_bytes_timeout(Duration::from_millis(20)) {
-                Ok(m) => {
-                    let i = m
-                        .get(..8)
-                        .map_or(u64::MAX, |b| u64::from_le_bytes(b.try_into().unwrap()));
-                    match mine.get_mut(i as usize) {
-                        Some(seen) if m == msg(i) => {
-                            row.dups += u64::from(*seen);
-                            *seen = true;
-                        }
-                        _ => row.crashes += 1, // torn
-                    }
-                }
-                Err(QError::Timeout) => {
-                    if !producer_done {
-                        producer_done = row.child_ended(&mut producer, ChildExit::Exited(0));
-                        if !producer_done {
-                            break;
-                        }
-                    } else if q.empty() {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    row.crashes += 1;
-                    break;
-                }
-            }
-            if killed.elapsed() > BOUND * 2 {
-                row.hangs += 1;
-                break;
-            }
-        }
-        row.recovered_after(killed.elapsed());
-        let theirs =
-            |i: u64| victim_got[(i / 64) as usize].load(Ordering::SeqCst) & (1 << (i % 64)) != 0;
-        let put = ctl[1].load(Ordering::SeqCst);
-        row.dups += (0..put).filter(|&i| mine[i as usize] && theirs(i)).count() as u64;
-        let missing = (0..put)
-            .filter(|&i| !mine[i as usize] && !theirs(i))
-            .count() as u64;
-        let lost = q.lost();
-        row.lost_reported += lost;
-        // One message may have reached the victim, which died before noting it.
-        row.lost_unreported += missing.saturating_sub(lost + 1);
     }
     row
 }

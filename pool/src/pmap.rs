@@ -426,10 +426,7 @@ where
             // (At the limit of open files, say.) The workers started so far
             // are ended and reaped, not left to run on, or to wait for ever
             // on a result queue that nobody reads.
-            for started in &mut workers {
-                let _ = started.kill();
-                let _ = started.join();
-            }
+            end_all(&mut workers);
             return Err(e.into());
         }
         workers.push(p);
@@ -601,15 +598,20 @@ where
         .collect())
 }
 
-/// Ends a round whose result queue failed `e`: kills and reaps its workers;
-/// the call's error.
-fn stop(workers: &mut [Process], e: multiproc_queue::Error) -> Error {
+/// Kills `workers`, then reaps them.
+fn end_all(workers: &mut [Process]) {
     for p in workers.iter() {
         let _ = p.kill();
     }
     for p in workers.iter_mut() {
         let _ = p.join();
     }
+}
+
+/// Ends a round whose result queue failed `e`: kills and reaps its workers;
+/// the call's error.
+fn stop(workers: &mut [Process], e: multiproc_queue::Error) -> Error {
+    end_all(workers);
     match e {
         // Its checks failed, it reads as closed (only this process would
         // close it), or its table of threads as full (it has this thread and

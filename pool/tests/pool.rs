@@ -2399,6 +2399,25 @@ fn a_pool_called_by_200_threads_at_once_answers_every_call() {
     }
 }
 
+/// In a test's child: 0 when `r` failed with an error `says_so` accepts;
+/// else `code` for another error (printed, after `what`), `code + 1` for a
+/// success.
+fn refused_as<T>(
+    r: Result<T, Error>,
+    says_so: impl Fn(&Error) -> bool,
+    what: &str,
+    code: i32,
+) -> i32 {
+    match r {
+        Err(e) if says_so(&e) => 0,
+        Err(e) => {
+            eprintln!("{what}: {e:?}");
+            code
+        }
+        Ok(_) => code + 1,
+    }
+}
+
 /// Where `pidfd_open` is refused (a kernel before 5.3, valgrind 3.19, a
 /// seccomp profile), `Pool::new` answers the process crate's `Unsupported`,
 /// whose message names the call and what it needs, and leaves no process
@@ -2418,21 +2437,13 @@ fn a_pool_where_pidfd_open_is_refused_says_why_and_leaves_no_process() {
                 })
             ) && e.to_string().contains("Linux 5.3")
         };
-        match Pool::new(2) {
-            Err(e) if says_so(&e) => {}
-            Err(e) => {
-                eprintln!("Pool::new: {e:?}");
-                return 10;
-            }
-            Ok(_) => return 11,
+        let code = refused_as(Pool::new(2), says_so, "Pool::new", 10);
+        if code != 0 {
+            return code;
         }
-        match pmap(&[1u64, 2, 3], |x| x + 1) {
-            Err(e) if says_so(&e) => {}
-            Err(e) => {
-                eprintln!("pmap: {e:?}");
-                return 12;
-            }
-            Ok(_) => return 13,
+        let code = refused_as(pmap(&[1u64, 2, 3], |x| x + 1), says_so, "pmap", 12);
+        if code != 0 {
+            return code;
         }
         // Every process it forked is gone and reaped.
         if !multiproc_testkit::no_child_left() {
@@ -2471,25 +2482,17 @@ fn a_pool_and_a_pmap_at_the_limit_of_open_files_say_so_and_leave_no_process() {
         // pidfd), and the spare the process crate keeps for the limit adds
         // one, so eight free would be just enough where nothing else is open.
         multiproc_testkit::limit_open_files_to_those_open_and(4);
-        match pmap_with(&items, slow, options) {
-            Err(e) if says_so(&e) => {}
-            Err(e) => {
-                eprintln!("pmap: {e:?}");
-                return 10;
-            }
-            Ok(_) => return 11,
+        let code = refused_as(pmap_with(&items, slow, options), says_so, "pmap", 10);
+        if code != 0 {
+            return code;
         }
         // Every process it forked is gone and reaped, at once.
         if !multiproc_testkit::no_child_left() {
             return 12;
         }
-        match Pool::new(8) {
-            Err(e) if says_so(&e) => {}
-            Err(e) => {
-                eprintln!("Pool::new: {e:?}");
-                return 13;
-            }
-            Ok(_) => return 14,
+        let code = refused_as(Pool::new(8), says_so, "Pool::new", 13);
+        if code != 0 {
+            return code;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -240,6 +240,11 @@ pub fn fuzz_ring_bytes(bytes: &[u8]) -> std::result::Result<usize, String> {
 struct LaneRig {
     q: ByteQueue,
     fresh: Vec<u8>,
+    /// Where the lane's control and its bytes lie in the segment, and how
+    /// many bytes it holds.
+    ctl_at: usize,
+    lane_at: usize,
+    lane_bytes: usize,
 }
 
 /// Its lane: messages up to 256 bytes go in whole with nobody reading, the
@@ -268,7 +273,15 @@ fn lane_rig() -> &'static LaneRig {
         q.segment()
             .read_volatile(0, &mut fresh)
             .expect("inside the segment");
-        LaneRig { q, fresh }
+        let (lane, lane_bytes) = q.raw.ring().lane();
+        LaneRig {
+            ctl_at: std::mem::offset_of!(crate::layout::Control, lane),
+            // The lane's bytes follow the slots, in the same mapping.
+            lane_at: lane as usize - q.segment().as_ptr() as usize,
+            lane_bytes,
+            q,
+            fresh,
+        }
     })
 }
 
@@ -276,7 +289,6 @@ fn lane_rig() -> &'static LaneRig {
 /// stream left it, or (`written`) carrying a stream of 100 bytes that nobody
 /// has taken yet, with its announcement.
 fn lane_seed(op: u8, written: bool) -> Vec<u8> {
-    use crate::layout::{Control, Lane};
     let rig = lane_rig();
     let (q, seg) = (&rig.q, rig.q.segment());
     seg.write_volatile(0, &rig.fresh)
@@ -291,13 +303,12 @@ fn lane_seed(op: u8, written: bool) -> Vec<u8> {
     let mut seed = vec![op, 0];
     seed.extend_from_slice(&stream.to_le_bytes());
     seed.extend_from_slice(&(msg.len() as u64).to_le_bytes());
-    let mut ctl = vec![0; std::mem::size_of::<Lane>()];
-    seg.read_volatile(std::mem::offset_of!(Control, lane), &mut ctl)
+    let mut ctl = vec![0; std::mem::size_of::<crate::layout::Lane>()];
+    seg.read_volatile(rig.ctl_at, &mut ctl)
         .expect("inside the segment");
     seed.extend_from_slice(&ctl);
-    let (at, lane_bytes) = q.raw.ring().lane();
-    let mut bytes = vec![0; lane_bytes];
-    seg.read_volatile(at as usize - seg.as_ptr() as usize, &mut bytes)
+    let mut bytes = vec![0; rig.lane_bytes];
+    seg.read_volatile(rig.lane_at, &mut bytes)
         .expect("inside the segment");
     seed.extend_from_slice(&bytes);
     seg.write_volatile(0, &rig.fresh)
@@ -323,7 +334,7 @@ fn lane_seed(op: u8, written: bool) -> Vec<u8> {
 /// lane it found): anything else is a silent loss, and panics. Returns how
 /// many messages were taken.
 pub fn fuzz_lane_bytes(data: &[u8]) -> std::result::Result<usize, String> {
-    use crate::layout::{Control, Lane, ANNOUNCEMENT};
+    use crate::layout::{Lane, ANNOUNCEMENT};
     use std::time::Duration;
     let rig = lane_rig();
     let (q, seg) = (&rig.q, rig.q.segment());
@@ -335,10 +346,7 @@ pub fn fuzz_lane_bytes(data: &[u8]) -> std::result::Result<usize, String> {
     let (ann, rest) = rest.split_at(rest.len().min(ANNOUNCEMENT));
     let ctl_len = std::mem::size_of::<Lane>();
     let (ctl, bytes) = rest.split_at(rest.len().min(ctl_len));
-    let ctl_at = std::mem::offset_of!(Control, lane);
-    let (lane, lane_bytes) = q.raw.ring().lane();
-    // The lane's bytes follow the slots, in the same mapping.
-    let lane_at = lane as usize - seg.as_ptr() as usize;
+    let (ctl_at, lane_at, lane_bytes) = (rig.ctl_at, rig.lane_at, rig.lane_bytes);
     let scribble = |ctl: &[u8], bytes: &[u8]| -> std::result::Result<(), String> {
         seg.write_volatile(ctl_at, ctl).map_err(|e| e.to_string())?;
         let bytes = &bytes[..bytes.len().min(lane_bytes)];

@@ -73,7 +73,8 @@
 //! producer stops. A receive with a length limit (a `Connection`'s
 //! `recv_bytes_max`) that takes an announcement of a longer message
 //! registers, then marks `read` so at once: the producer stops, and the
-//! receiver answers `MessageOverLimit` having read and allocated nothing. A producer whose timeout passes mid-stream marks
+//! receiver answers `MessageOverLimit` having read and allocated nothing.
+//! A producer whose timeout passes mid-stream marks
 //! `written` (its put answers `Timeout`: the message was not sent), and the
 //! receiver stops. A `close` does the same to a producer that waits, for the
 //! lane to be free or for room in it (its put answers `Closed`; `close` wakes

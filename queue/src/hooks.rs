@@ -108,6 +108,37 @@ impl ByteQueue {
     pub fn hook_sleepers(&self) -> (u32, u32) {
         self.raw.ring().sleepers()
     }
+
+    /// Takes the next message within `timeout`, as `get_bytes_timeout` does,
+    /// and calls `pause` between taking a large message's announcement and
+    /// receiving its stream (where a receiver descheduled, stopped or killed
+    /// between the two steps is). `None` when the message was lost.
+    pub fn hook_get_bytes_with_pause(
+        &self,
+        timeout: std::time::Duration,
+        pause: impl FnOnce(),
+    ) -> crate::Result<Option<Vec<u8>>> {
+        let deadline = crate::raw::deadline(Some(timeout));
+        let ring = self.raw.ring();
+        let mut scratch = vec![0u8; ring.msg_max().max(ring.data_max())];
+        let (mut msg, mut large) = (Vec::new(), false);
+        self.raw
+            .get(1, deadline, false, &mut scratch, |m, is_large| {
+                msg = m.to_vec();
+                large = is_large;
+            })?;
+        if !large {
+            return Ok(Some(msg));
+        }
+        pause();
+        let mut out = Vec::new();
+        Ok(
+            match self.raw.get_large(&msg, &mut out, usize::MAX, deadline)? {
+                crate::large::Received::Whole => Some(out),
+                crate::large::Received::Lost => None,
+            },
+        )
+    }
 }
 
 /// The bytes of a well-formed queue for the fuzz seed `name` (see

@@ -18,7 +18,7 @@
 //! | `stream` | the producer | the stream the lane carries: bumped by each new large message |
 //! | `total`, `first_pos` | the producer | its length; the ring position of its announcement |
 //! | `producer` | the producer | its thread record, for the receiver's liveness check |
-//! | `receiver` | the receiver | its thread record once it took the announcement; 0 before |
+//! | `receiver` | the receiver | its thread record once it took the announcement; 0 before; [`NO_RECEIVER`] once a producer found the taker dead |
 //! | `written` | the producer | `stream << 48 \| bytes written` (or [`ABANDONED`]) |
 //! | `read` | the receiver | `stream << 48 \| bytes read` (or [`ABANDONED`]), moved by compare-and-swap |
 //! | `write_seq`, `read_seq` | each side | futex words, bumped after each write (read) |
@@ -28,7 +28,8 @@
 //! 1. Takes `send` (a dead holder's is taken over: its stream is abandoned).
 //! 2. Waits until the lane is free: the last stream read to its end or abandoned,
 //!    or its receiver dead, or its announcement taken by a consumer that died
-//!    before registering (taken, and no receiver for a check interval), or its
+//!    before registering (taken, no receiver for a check interval, and no
+//!    live thread's claim on its position: see `receiver_gone`), or its
 //!    producer dead.
 //! 3. Starts a stream: `receiver = 0`, `total`, `written = read = stream << 48`,
 //!    then `stream` (Release: the publication of the new stream).
@@ -42,7 +43,14 @@
 //! # A receiver
 //! 1. Takes the announcement from the ring, as any message; checks that `stream`
 //!    and `total` match it (else the stream was abandoned: the message is lost).
-//! 2. Registers: `receiver` from 0 to its record.
+//! 2. Registers: `receiver` from 0 to its record (a compare-and-swap that
+//!    fails once its producer found it dead: [`NO_RECEIVER`]). Until then
+//!    its claim of the announcement's position, which stays in its
+//!    participant entry until its next claim, tells a stalled producer that
+//!    it lives: a receiver descheduled between the two steps is waited for.
+//!    One that does not take the message whole undoes its registration (the
+//!    lane may have been reset under it to the next stream, whose receiver
+//!    it must not be).
 //! 3. Copies what `written` says is there (volatile reads, into the message it
 //!    is building; nothing is allocated ahead of the bytes), checks that
 //!    `written` still names its stream (else the lane was reset under it: lost),
@@ -111,6 +119,11 @@ const LANE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// is a peer's word, not trusted for an allocation of any size); past it,
 /// the buffer grows as the bytes come.
 const RESERVE_AHEAD: usize = 64 << 20;
+/// `receiver` once a producer found its announcement taken by a thread that
+/// died before it registered: a late registration fails, and the loss is
+/// counted once, by that producer. No thread's record (its tid would be
+/// `u32::MAX`).
+const NO_RECEIVER: u64 = u64::MAX;
 /// `sleeping` bits.
 const RECEIVER_ASLEEP: u32 = 1;
 const PRODUCER_ASLEEP: u32 = 2;
@@ -327,13 +340,41 @@ impl RawQueue {
     }
 
     /// Whether the current stream's receiver is gone: registered and dead, or
-    /// never registered although its announcement was taken (the taker died
-    /// before it could). Called after a check interval of no progress.
+    /// never registered although its announcement was taken and its taker is
+    /// dead. Called after a check interval of no progress.
+    ///
+    /// A taker has not registered yet for as long as it is descheduled between
+    /// the two steps; its claim of the announcement's position, announced in
+    /// its participant entry, stays there until its next claim, which comes
+    /// after its registration: while a live participant's claim holds the
+    /// position, the taker is alive, and is waited for. Else the decision is
+    /// made by compare-and-swap of `receiver` to [`NO_RECEIVER`], which a late
+    /// registration then fails (and the loss is counted once, by the caller of
+    /// this). A taker without a participant entry (more than
+    /// [`PARTICIPANTS`](crate::layout::PARTICIPANTS) threads on one queue)
+    /// cannot be told from a dead one: descheduled for a check interval, it
+    /// loses the message.
     fn receiver_gone(&self, lane: &Lane) -> bool {
         match lane.receiver.load(Ordering::Acquire) {
             0 => {
                 let first = lane.first_pos.load(Ordering::Acquire);
-                first != u64::MAX && self.ring().ctl().head.0.load(Ordering::Acquire) > first
+                // SYNC: Acquire pairs with the taker's SeqCst claim of `head`:
+                // its announcement of `first`, made before, is seen below.
+                let taken =
+                    first != u64::MAX && self.ring().ctl().head.0.load(Ordering::Acquire) > first;
+                if !taken || self.ring().live_getter(first) {
+                    return false;
+                }
+                match lane.receiver.compare_exchange(
+                    0,
+                    NO_RECEIVER,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => true,
+                    // It registered meanwhile.
+                    Err(record) => !thread_alive(record),
+                }
             }
             record => !thread_alive(record),
         }
@@ -400,15 +441,47 @@ impl RawQueue {
         // SYNC: Acquire pairs with the producer's Release store of `stream`.
         if lane.stream.load(Ordering::Acquire) != stream
             || lane.total.load(Ordering::Relaxed) != total
-            || lane
-                .receiver
-                .compare_exchange(0, current_thread(), Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
         {
             // Abandoned (or a peer's garbage): nothing to receive.
             self.ring().count_lost();
             return Ok(Received::Lost);
         }
+        let me = current_thread();
+        if let Err(now) = lane
+            .receiver
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            // Given up by its producer, which counted the loss (NO_RECEIVER);
+            // else a peer's garbage.
+            if now != NO_RECEIVER {
+                self.ring().count_lost();
+            }
+            return Ok(Received::Lost);
+        }
+        let received = self.receive_registered(stream, total, out, limit, deadline);
+        if !matches!(received, Ok(Received::Whole)) {
+            // Registered, and not received whole: if the lane was reset
+            // between our look at `stream` and our registration (its producer
+            // dead, the next one starting), the registration is the next
+            // stream's, whose taker it would keep out and whose producer wait
+            // on us for ever. Undone; for our own stream it no longer matters.
+            let _ = lane
+                .receiver
+                .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        received
+    }
+
+    /// The rest of [`get_large`](Self::get_large), once this thread is the
+    /// stream's registered receiver.
+    fn receive_registered(
+        &self,
+        stream: u64,
+        total: u64,
+        out: &mut Vec<u8>,
+        limit: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<Received> {
         out.clear();
         if total > limit as u64 {
             // Refused before a byte is read or a byte allocated: the

@@ -20,11 +20,16 @@ const BOUND: Duration = Duration::from_secs(10);
 fn die_after(f: impl FnOnce()) {
     let child = fork(|| {
         f();
-        // SAFETY: raise with a plain signal number; this child dies here.
-        unsafe { libc::raise(libc::SIGKILL) };
-        1
+        die_here()
     });
     assert_eq!(child.wait(BOUND), ChildExit::Signaled(libc::SIGKILL));
+}
+
+/// This process dies by SIGKILL, here.
+fn die_here() -> ! {
+    // SAFETY: raise with a plain signal number; the process dies in it.
+    unsafe { libc::raise(libc::SIGKILL) };
+    unreachable!("SIGKILL cannot be caught")
 }
 
 fn next(x: &mut u64) -> u64 {
@@ -1537,6 +1542,56 @@ fn a_large_message_whose_receiver_is_killed_mid_stream_is_counted_lost() {
     q.put_bytes(&small).unwrap();
     next.wait_ok(BOUND);
     assert_eq!(q.lost(), 1);
+}
+
+/// A byte queue with a lane of 4 KiB, a message of 64 KiB that streams
+/// through it (the producer waits for room after the first 4 KiB) and the
+/// producer, forked, putting it and then `"after"`.
+fn a_message_over_a_small_lane() -> (ByteQueue, Vec<u8>, Child) {
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = ByteQueue::with_lane(multiproc_shm::Location::Anonymous, 4, 24, 4096).unwrap();
+    let big: Vec<u8> = (0..64usize << 10).map(|i| (i % 251) as u8).collect();
+    let producer = fork(|| {
+        q.put_bytes(&big).unwrap();
+        q.put_bytes(b"after").unwrap();
+        0
+    });
+    (q, big, producer)
+}
+
+/// A receiver descheduled (here: asleep) for twenty check intervals between
+/// taking a large message's announcement and registering for its stream is
+/// alive: its producer waits for it, and the message arrives whole, counted
+/// lost by nobody. The streaming kill trials found this on a loaded machine:
+/// a producer took an announcement taken and not registered for for a dead
+/// taker's, abandoned a live receiver's message and counted it lost, and the
+/// receiver counted it again.
+#[test]
+fn a_receiver_slow_to_begin_a_large_message_gets_it_whole() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "slow receiver");
+    let (q, big, producer) = a_message_over_a_small_lane();
+    let got = q
+        .hook_get_bytes_with_pause(BOUND, || std::thread::sleep(Duration::from_millis(100)))
+        .unwrap();
+    assert!(got.as_deref() == Some(&big[..]), "the message, whole");
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
+    producer.wait_ok(BOUND);
+    assert_eq!(q.lost(), 0);
+}
+
+/// A receiver killed between taking a large message's announcement and
+/// registering: its producer, stalled on a full lane, finds it dead, counts
+/// the message lost once and returns; its next message arrives.
+#[test]
+fn a_receiver_killed_before_it_begins_a_large_message_costs_that_message_once() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "receiver killed before it begins");
+    let (q, _, producer) = a_message_over_a_small_lane();
+    die_after(|| {
+        let _ = q.hook_get_bytes_with_pause(BOUND, || die_here());
+    });
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
+    producer.wait_ok(BOUND);
+    assert_eq!(q.lost(), 1, "counted once");
 }
 
 /// A large message: 8 MiB (32 lanes' worth), every byte telling its place.

@@ -280,6 +280,16 @@ impl Ring {
         resolved
     }
 
+    /// Whether a live participant announced a get of a range holding `pos`. A
+    /// claimer's announcement stays until its next claim, so this finds a live
+    /// thread that took the message at `pos` and has not yet claimed another.
+    pub(crate) fn live_getter(&self, pos: u64) -> bool {
+        self.ctl().participants.iter().any(|p| {
+            let owner = p.owner.load(Ordering::Acquire);
+            owner != 0 && Claims::gets(p).covers(pos) && thread_alive(owner)
+        })
+    }
+
     /// Whether at least one participant announced a range holding `pos` in
     /// `claims`, and all that did are dead.
     pub(super) fn claimers_dead(&self, pos: u64, claims: fn(&Participant) -> Claims<'_>) -> bool {

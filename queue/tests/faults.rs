@@ -1563,9 +1563,10 @@ fn a_message_over_a_small_lane() -> (ByteQueue, Vec<u8>, Child) {
 /// taking a large message's announcement and registering for its stream is
 /// alive: its producer waits for it, and the message arrives whole, counted
 /// lost by nobody. The streaming kill trials found this on a loaded machine:
-/// a producer took an announcement taken and not registered for for a dead
-/// taker's, abandoned a live receiver's message and counted it lost, and the
-/// receiver counted it again.
+/// a producer that found its announcement taken and no receiver registered
+/// after a check interval took the taker for dead, abandoned a live
+/// receiver's message and counted it lost, and the receiver counted it
+/// again.
 #[test]
 fn a_receiver_slow_to_begin_a_large_message_gets_it_whole() {
     let _dog = Watchdog::arm(Duration::from_secs(60), "slow receiver");

@@ -177,7 +177,8 @@ mod tests {
             // did not run — another task on this CPU took the slice (a test
             // beside this one, a busy machine), or the host took the virtual
             // CPU away — rightly marks, and is not counted: under two busy
-            // loops, 251 of 982 slow yields did so. A preemption between
+            // loops, 251 of 982 slow yields were such and marked (counted
+            // as the peer's, they failed this test). A preemption between
             // the count read here and the one inside may still make a
             // counted one mark: a few may.
             let (mut slow, mut marked) = (0u32, 0u32);

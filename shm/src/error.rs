@@ -202,6 +202,62 @@ pub enum Error {
         problem: TrustProblem,
     },
 
+    /// An index past the end of a [`ShareableList`](crate::ShareableList)
+    /// (Python's `IndexError`).
+    #[error("index {index} is out of range for a ShareableList of {len} items")]
+    ListIndex {
+        /// The index asked for.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+
+    /// A string or bytes item longer than the room its place in a
+    /// [`ShareableList`](crate::ShareableList) has (Python's `ValueError:
+    /// bytes/str item exceeds available storage`): nothing was written.
+    #[error(
+        "item {index} would take {len} bytes, more than the {room} bytes of room it has (a \
+         ShareableList's items keep the room they were made with: make the list with a longer \
+         item there)"
+    )]
+    ItemTooLong {
+        /// Where it was to go.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// The room there, in bytes.
+        room: usize,
+    },
+
+    /// A writer of a [`ShareableList`](crate::ShareableList)'s item did not
+    /// finish it within the wait (killed mid-write, or stopped): the item
+    /// is half written until the next write of it.
+    #[error(
+        "item {index} of {what} was left half written: its writer did not finish it within \
+         {waited:?} (killed mid-write?); write the item again"
+    )]
+    ItemUnfinished {
+        /// The list.
+        what: String,
+        /// The item.
+        index: usize,
+        /// How long this call waited.
+        waited: Duration,
+    },
+
+    /// A [`ShareableList`](crate::ShareableList)'s item holds a state or
+    /// bytes that no writer of this crate leaves: another process wrote over
+    /// it. Writing the item again repairs it.
+    #[error("item {index} of {what} is corrupted: {reason}; write the item again")]
+    CorruptedItem {
+        /// The list.
+        what: String,
+        /// The item.
+        index: usize,
+        /// Which check failed.
+        reason: String,
+    },
+
     /// The header's fields contradict each other: another process wrote over it.
     #[error("{what} has a corrupted header: {reason}")]
     Corrupted {

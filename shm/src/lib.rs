@@ -12,6 +12,8 @@
 //! | `shm.unlink()` | [`Segment::unlink`] (the creator also unlinks on drop) |
 //! | `RawValue(c_double, 0.0)` | [`Shared::anonymous(0.0f64)`](Shared::anonymous) |
 //! | `RawArray(c_int, 10)` | [`SharedSlice::<i32>::anonymous(10)`](SharedSlice::anonymous) |
+//! | `ShareableList([1, 'a', None], name=n)` | [`ShareableList::create(n, [Item::from(1), "a".into(), Item::None])`](ShareableList::create) |
+//! | `ShareableList(name=n)` | [`ShareableList::open`] |
 //! | the resource tracker | a tracker process per creator, started with its first named segment (see [`set_tracking`]); [`remove_stale`] for the rest |
 //!
 //! A creator that dies without removing its named segments (killed, or ended
@@ -97,6 +99,7 @@ mod cleanup;
 mod error;
 pub mod header;
 pub mod identity;
+mod list;
 mod name;
 mod segment;
 mod sys;
@@ -108,6 +111,7 @@ pub use cleanup::{remove_stale, stale_segments, StaleSegment};
 pub use error::{Error, Result, SizeProblem, TrustProblem};
 pub use header::{check_header_bytes, TypeInfo};
 pub use identity::ProcessIdentity;
+pub use list::{Item, ShareableList, MAX_ITEM_BYTES};
 pub use name::MAX_NAME_LEN;
 pub use segment::{Kind, Location, OpenOptions, Segment, DEFAULT_INIT_TIMEOUT};
 pub use tracker::set_tracking;

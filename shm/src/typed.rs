@@ -574,7 +574,7 @@ impl<T: ShmSafe> SharedSlice<T> {
         })
     }
 
-    fn new_in_with(
+    pub(crate) fn new_in_with(
         location: Location<'_>,
         len: usize,
         init: impl FnOnce(*mut u8),

@@ -1,0 +1,991 @@
+//! [`ShareableList`]: Python's `shared_memory.ShareableList`, a list of a
+//! fixed length whose items — integers, floats, booleans, `None`, strings and
+//! bytes — several processes read and write in place.
+//!
+//! # Layout (64-bit words, each an atomic)
+//!
+//! | words | what | written |
+//! |---|---|---|
+//! | `0` | `n`, the number of items | by the creator, before the segment is published |
+//! | `1 ..= n` | each item's room: `offset << 32 \| words`, offsets from the data's start | by the creator |
+//! | `n + 1 ..= 2n` | each item's state: `kind << 56 \| seq << 32 \| len` | by each write |
+//! | `2n + 1 ..` | the items' bytes, each in its room | by each write |
+//!
+//! An opener checks the room table (every item has room, the rooms follow
+//! one another and end inside the segment) and keeps a private copy of it:
+//! a peer that rewrites it later changes nothing here. Nothing else read
+//! from the segment is trusted either: a kind, a length past the room or a
+//! string that is not UTF-8 is [`Error::CorruptedItem`], never a panic.
+//!
+//! # An item's state word: a sequence lock
+//!
+//! | `seq` | meaning |
+//! |---|---|
+//! | even | the item is whole: `kind` and `len` describe its bytes |
+//! | odd | a writer is between its first and last store |
+//!
+//! A writer moves `seq` from even to odd by compare-and-swap (so writers of
+//! one item take turns), stores the bytes, then stores the new kind and
+//! length with `seq` one higher. A reader loads the state, copies the bytes,
+//! and loads the state again: the copy stands when both loads are the same
+//! even word; otherwise it reads again. A reader overtaken by writes
+//! [`OPTIMISTIC_READS`] times in a row (a small item rewritten in a loop can
+//! change within every copy) takes a turn as a writer does, copies, and
+//! gives the state back with `seq` two higher: the next writer waits for it.
+//!
+//! A writer killed between its first and last store leaves `seq` odd: its
+//! item's readers and writers wait for it up to a grace
+//! ([`ShareableList::writer_grace`]: one second, and longer for a long
+//! item, whose writing takes longer),
+//! then a reader answers [`Error::ItemUnfinished`] and a writer takes the
+//! item over (its write makes the item whole again). The `_timeout` forms
+//! set the wait instead. (A reader killed during its turn leaves the item
+//! whole but its state odd: the same, until the next write. A writer
+//! stopped longer than the grace, not killed, and then resumed, may mix
+//! its bytes with the next writer's.)
+//!
+//! # Memory order
+//!
+//! | Release | pairs with the Acquire of | carries |
+//! |---|---|---|
+//! | the writer's fence after its odd state | the reader's fence after its copy | a copy that saw a new byte sees the odd state at its second load |
+//! | the writer's final store of the state | the reader's first load of it | the bytes of that write |
+//! | the end of a turn (a writer's or a reader's) | the compare-and-swap that takes the next turn | that turn's stores or copy come before the next turn's stores |
+//!
+//! What a user sees of it, and what differs from Python, is in
+//! [`ShareableList`]'s docs.
+
+use std::fmt;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Location, Result, Segment, SharedSlice};
+
+crate::shm_struct! {
+    /// One word of a [`ShareableList`]'s segment (a type of its own, so that
+    /// the header's fingerprint tells a list from a slice of `AtomicU64`).
+    pub(crate) sync struct Word {
+        pub(crate) w: AtomicU64,
+    }
+}
+
+/// Bytes in a word.
+const WORD: usize = 8;
+
+/// `kind` values (0, a zeroed word, is none: corruption).
+const KIND_NONE: u64 = 1;
+const KIND_BOOL: u64 = 2;
+const KIND_INT: u64 = 3;
+const KIND_FLOAT: u64 = 4;
+const KIND_STR: u64 = 5;
+const KIND_BYTES: u64 = 6;
+
+const KIND_SHIFT: u32 = 56;
+const SEQ_SHIFT: u32 = 32;
+const SEQ_MASK: u64 = 0xff_ffff;
+const LEN_MASK: u64 = 0xffff_ffff;
+
+/// The longest string or bytes item, in bytes (its length is 32 bits of
+/// the state word).
+pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
+
+fn state(kind: u64, seq: u64, len: u64) -> u64 {
+    (kind << KIND_SHIFT) | ((seq & SEQ_MASK) << SEQ_SHIFT) | (len & LEN_MASK)
+}
+
+fn seq_of(state: u64) -> u64 {
+    (state >> SEQ_SHIFT) & SEQ_MASK
+}
+
+/// Whether a turn holds the item (its `seq` is odd).
+fn held(state: u64) -> bool {
+    seq_of(state) & 1 == 1
+}
+
+fn with_seq(state: u64, seq: u64) -> u64 {
+    (state & !(SEQ_MASK << SEQ_SHIFT)) | ((seq & SEQ_MASK) << SEQ_SHIFT)
+}
+
+/// One item of a [`ShareableList`]: the types Python's `ShareableList`
+/// holds.
+///
+/// Comparison follows Python's `==`, which [`ShareableList::count`] and
+/// [`ShareableList::index`] use: `Int(1)`, `Float(1.0)` and `Bool(true)`
+/// are equal, a `Str` never equals `Bytes`, and `Float(NAN)` equals nothing.
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::Item;
+/// assert_eq!(Item::from(1), Item::from(true));
+/// assert_eq!(Item::from(2.0), Item::from(2i64));
+/// assert_ne!(Item::from("ab"), Item::from(&b"ab"[..]));
+/// assert_ne!(Item::from(f64::NAN), Item::from(f64::NAN));
+/// ```
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// Python's `None`.
+    None,
+    /// A `bool`.
+    Bool(bool),
+    /// An `int` (Python's `ShareableList` holds 64-bit ones too).
+    Int(i64),
+    /// A `float`.
+    Float(f64),
+    /// A `str`.
+    Str(String),
+    /// A `bytes`.
+    Bytes(Vec<u8>),
+}
+
+impl Item {
+    /// Its number, for Python's numeric equality (`True == 1 == 1.0`).
+    fn number(&self) -> Option<Number> {
+        match *self {
+            Item::Bool(b) => Some(Number::Int(i64::from(b))),
+            Item::Int(i) => Some(Number::Int(i)),
+            Item::Float(f) => Some(Number::Float(f)),
+            _ => None,
+        }
+    }
+
+    /// Its bytes in the list, and its kind.
+    fn encoded(&self) -> (u64, std::borrow::Cow<'_, [u8]>) {
+        use std::borrow::Cow;
+        match self {
+            Item::None => (KIND_NONE, Cow::Owned(vec![0; WORD])),
+            Item::Bool(b) => (KIND_BOOL, Cow::Owned(u64::from(*b).to_le_bytes().to_vec())),
+            Item::Int(i) => (KIND_INT, Cow::Owned(i.to_le_bytes().to_vec())),
+            Item::Float(f) => (KIND_FLOAT, Cow::Owned(f.to_le_bytes().to_vec())),
+            Item::Str(s) => (KIND_STR, Cow::Borrowed(s.as_bytes())),
+            Item::Bytes(b) => (KIND_BYTES, Cow::Borrowed(b)),
+        }
+    }
+
+    /// The room Python gives it when the list is made, in words: a word for
+    /// a scalar, and for a string or bytes of `len` bytes `len / 8 + 1`
+    /// words (Python's `8 * (len // 8 + 1)` bytes).
+    fn room_words(&self) -> usize {
+        match self {
+            Item::Str(s) => s.len() / WORD + 1,
+            Item::Bytes(b) => b.len() / WORD + 1,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Number) -> bool {
+        // Exact, as Python compares an int with a float: 2**53 + 1 is not
+        // the float 2**53.
+        fn int_eq_float(i: i64, f: f64) -> bool {
+            // i64::MAX as f64 is 2^63, which no i64 equals.
+            f.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&f) && f as i64 == i
+        }
+        match (*self, *other) {
+            (Number::Int(a), Number::Int(b)) => a == b,
+            (Number::Float(a), Number::Float(b)) => a == b,
+            (Number::Int(i), Number::Float(f)) | (Number::Float(f), Number::Int(i)) => {
+                int_eq_float(i, f)
+            }
+        }
+    }
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Item) -> bool {
+        match (self, other) {
+            (Item::None, Item::None) => true,
+            (Item::Str(a), Item::Str(b)) => a == b,
+            (Item::Bytes(a), Item::Bytes(b)) => a == b,
+            _ => match (self.number(), other.number()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
+macro_rules! item_from {
+    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => { $(
+        impl From<$t> for Item {
+            fn from($v: $t) -> Item {
+                $e
+            }
+        }
+    )* };
+}
+
+item_from! {
+    () => |_v| Item::None,
+    bool => |v| Item::Bool(v),
+    i64 => |v| Item::Int(v),
+    i32 => |v| Item::Int(i64::from(v)),
+    u32 => |v| Item::Int(i64::from(v)),
+    f64 => |v| Item::Float(v),
+    f32 => |v| Item::Float(f64::from(v)),
+    String => |v| Item::Str(v),
+    &str => |v| Item::Str(v.to_owned()),
+    Vec<u8> => |v| Item::Bytes(v),
+    &[u8] => |v| Item::Bytes(v.to_vec()),
+}
+
+impl<T: Into<Item>> From<Option<T>> for Item {
+    fn from(v: Option<T>) -> Item {
+        v.map_or(Item::None, Into::into)
+    }
+}
+
+/// An item's room: where its bytes start (in words, from the data's start)
+/// and how many words it has.
+#[derive(Clone, Copy)]
+struct Room {
+    offset: usize,
+    words: usize,
+}
+
+/// Python's `multiprocessing.shared_memory.ShareableList`: a list of a fixed
+/// length in shared memory, whose items (see [`Item`]) every process that
+/// maps it reads and writes in place.
+///
+/// Each item has the room Python gives it when the list is made: a word (8
+/// bytes) for a number, a boolean or `None`, and for a string or bytes of
+/// `len` bytes, `8 * (len / 8 + 1)` bytes. A later item of any kind may
+/// replace it if it fits ([`Error::ItemTooLong`] if not, Python's
+/// `ValueError: bytes/str item exceeds available storage`). The list cannot
+/// grow or shrink, as in Python.
+///
+/// # Several processes at once
+/// Writers of one item take turns, and a reader never sees half a write:
+/// each item has a sequence lock of its own (a reader copies, then checks
+/// that no write began meanwhile; one overtaken by writes a few times in a
+/// row takes a turn as writers do). Several items changed together still
+/// need a lock around them, as in Python.
+///
+/// A writer killed mid-write leaves its item half written: its readers and
+/// writers wait for it for the item's
+/// [`writer_grace`](ShareableList::writer_grace) (a second, more for a long
+/// item), then a read answers [`Error::ItemUnfinished`] and a write takes
+/// the item over and makes it whole again. The `_timeout` forms choose the
+/// wait. Bytes a peer wrote over the list are checked, never trusted: an
+/// item's kind, its length against its room, a string's UTF-8
+/// ([`Error::CorruptedItem`]), and the table of rooms at open
+/// ([`Error::Corrupted`]).
+///
+/// # What differs from Python
+/// - Python reads a string with its trailing NUL characters stripped (its
+///   slots are padded with them); here each item keeps its length, so
+///   `"a\0"` reads back as written.
+/// - Python's items race when two processes write one at once; here they
+///   take turns, and a reader never sees half of one write.
+/// - Indices are `usize`: Python's `sl[-1]` is `sl.get(sl.len() - 1)`;
+///   `index` answers `None` where Python raises `ValueError`.
+/// - No `format` attribute (Python's `struct` format of the items): the
+///   kinds are [`Item`]'s variants.
+///
+/// # Examples
+/// ```
+/// use multiproc_shm::{Item, ShareableList};
+/// let name = format!("doc-list-{}", std::process::id());
+/// // Python: sl = ShareableList(['howdy', b'HoWdY', -273.154, 100, None, True, 42], name=name)
+/// let sl = ShareableList::create(
+///     &name,
+///     [Item::from("howdy"), Item::from(&b"HoWdY"[..]), Item::from(-273.154),
+///      Item::from(100), Item::None, Item::from(true), Item::from(42)],
+/// )?;
+/// // Another process: ShareableList(name=name)
+/// let other = ShareableList::open(&name)?;
+/// other.set(2, "a string")?; // any item that fits its room
+/// assert_eq!(sl.get(2)?, Item::from("a string"));
+/// assert_eq!(sl.count(100)?, 1);
+/// assert_eq!(sl.index(true)?, Some(5));
+/// assert!(sl.set(0, "more than 8 bytes").is_err()); // "howdy" has 8
+/// # Ok::<(), multiproc_shm::Error>(())
+/// ```
+pub struct ShareableList {
+    words: SharedSlice<Word>,
+    /// The private copy of the room table, checked at open.
+    rooms: Vec<Room>,
+}
+
+impl ShareableList {
+    /// A new list of `items` in a named segment (`/dev/shm/<name>`), which
+    /// other processes open with [`ShareableList::open`]: Python's
+    /// `ShareableList(items, name=name)`.
+    ///
+    /// # Errors
+    /// As for [`Segment::create`]; [`Error::ItemTooLong`] for a string or
+    /// bytes item longer than [`MAX_ITEM_BYTES`]. An empty list is a list,
+    /// as in Python.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-list-create-{}", std::process::id());
+    /// let sl = multiproc_shm::ShareableList::create(&name, [1, 2, 3])?;
+    /// assert_eq!(sl.len(), 3);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn create<I>(name: &str, items: impl IntoIterator<Item = I>) -> Result<ShareableList>
+    where
+        I: Into<Item>,
+    {
+        ShareableList::new_in(Location::Named(name), items)
+    }
+
+    /// A new list of `items` in anonymous shared memory, seen by the
+    /// children this process forks after it.
+    ///
+    /// # Errors
+    /// As for [`ShareableList::create`].
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous(["a", "b"])?;
+    /// assert_eq!(sl.to_vec()?, ["a".into(), "b".into()]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn anonymous<I>(items: impl IntoIterator<Item = I>) -> Result<ShareableList>
+    where
+        I: Into<Item>,
+    {
+        ShareableList::new_in(Location::Anonymous, items)
+    }
+
+    /// A new list of `items` at `location`.
+    ///
+    /// # Errors
+    /// As for [`ShareableList::create`], and [`Segment::new_in`].
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Item, Location, ShareableList};
+    /// let sl = ShareableList::new_in(Location::Memfd, [Item::None, Item::from(1.5)])?;
+    /// assert_eq!(sl.get(1)?, Item::from(1.5));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn new_in<I>(
+        location: Location<'_>,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<ShareableList>
+    where
+        I: Into<Item>,
+    {
+        let items: Vec<Item> = items.into_iter().map(Into::into).collect();
+        let n = items.len();
+        let mut rooms = Vec::with_capacity(n);
+        let mut data_words = 0usize;
+        for (index, item) in items.iter().enumerate() {
+            let (_, bytes) = item.encoded();
+            if bytes.len() > MAX_ITEM_BYTES {
+                return Err(Error::ItemTooLong {
+                    index,
+                    len: bytes.len(),
+                    room: MAX_ITEM_BYTES,
+                });
+            }
+            let words = item.room_words();
+            rooms.push(Room {
+                offset: data_words,
+                words,
+            });
+            data_words += words;
+        }
+        let too_large = || Error::InvalidSize {
+            what: format!("a ShareableList of {n} items"),
+            problem: crate::SizeProblem::Overflow,
+        };
+        if data_words > u32::MAX as usize {
+            return Err(too_large());
+        }
+        let total = 1 + 2 * n + data_words;
+        let words = SharedSlice::<Word>::new_in_with(location, total, |p| {
+            let w = p.cast::<u64>();
+            let put = |i: usize, v: u64| {
+                debug_assert!(i < total);
+                // SAFETY: create_typed passes memory valid and aligned for
+                // `total` words that nothing else sees yet, and i < total.
+                unsafe { w.add(i).write(v) }
+            };
+            put(0, n as u64);
+            let data = 1 + 2 * n;
+            for (i, (item, room)) in items.iter().zip(&rooms).enumerate() {
+                put(1 + i, ((room.offset as u64) << 32) | room.words as u64);
+                let (kind, bytes) = item.encoded();
+                put(1 + n + i, state(kind, 0, bytes.len() as u64));
+                for (k, chunk) in bytes.chunks(WORD).enumerate() {
+                    put(data + room.offset + k, word_of(chunk));
+                }
+            }
+        })?;
+        Ok(ShareableList { words, rooms })
+    }
+
+    /// Opens the list in the named segment `name`: Python's
+    /// `ShareableList(name=name)`.
+    ///
+    /// # Errors
+    /// As for [`Segment::open`]; [`Error::LayoutMismatch`] when the segment
+    /// holds something else; [`Error::Corrupted`] when its room table is not
+    /// one this crate makes.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-list-open-{}", std::process::id());
+    /// let _sl = multiproc_shm::ShareableList::create(&name, ["x"])?;
+    /// assert_eq!(multiproc_shm::ShareableList::open(&name)?.get(0)?, "x".into());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<ShareableList> {
+        ShareableList::from_segment(Segment::open(name)?)
+    }
+
+    /// The list in `seg` (opened by name or path, or received as a memfd).
+    ///
+    /// # Errors
+    /// As for [`ShareableList::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::{Segment, ShareableList};
+    /// let name = format!("doc-list-seg-{}", std::process::id());
+    /// let _sl = ShareableList::create(&name, [7])?;
+    /// let seg = Segment::open(&name)?;
+    /// assert_eq!(ShareableList::from_segment(seg)?.get(0)?, 7.into());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn from_segment(seg: Segment) -> Result<ShareableList> {
+        let words = SharedSlice::<Word>::from_segment(seg)?;
+        let rooms = check_rooms(&words)?;
+        Ok(ShareableList { words, rooms })
+    }
+
+    /// The number of items (Python's `len(sl)`).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(multiproc_shm::ShareableList::anonymous([1, 2])?.len(), 2);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Whether it has no items.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!multiproc_shm::ShareableList::anonymous([1])?.is_empty());
+    /// assert!(multiproc_shm::ShareableList::anonymous(Vec::<i64>::new())?.is_empty());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// The bytes item `index` has room for: the longest string or bytes
+    /// that [`set`](ShareableList::set) puts there.
+    ///
+    /// # Errors
+    /// [`Error::ListIndex`] past the end.
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([multiproc_shm::Item::from("12345678"), 0.into()])?;
+    /// assert_eq!(sl.room(0)?, 16); // Python's 8 * (8 // 8 + 1)
+    /// assert_eq!(sl.room(1)?, 8);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn room(&self, index: usize) -> Result<usize> {
+        Ok(self.room_of(index)?.words * WORD)
+    }
+
+    /// A copy of item `index` (Python's `sl[index]`), waiting for a writer
+    /// of it that is between its first and last store for up to
+    /// [`writer_grace`](ShareableList::writer_grace).
+    ///
+    /// # Errors
+    /// [`Error::ListIndex`] past the end; [`Error::ItemUnfinished`] when a
+    /// writer of it did not finish in time (killed mid-write); and
+    /// [`Error::CorruptedItem`] when its state or bytes are none this crate
+    /// writes (a peer wrote over them).
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([3])?;
+    /// assert_eq!(sl.get(0)?, 3.into());
+    /// assert!(sl.get(1).is_err());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Result<Item> {
+        let room = self.room_of(index)?;
+        self.read(index, room, grace_for(room))
+    }
+
+    /// [`get`](ShareableList::get), waiting at most `timeout` for a writer.
+    ///
+    /// # Errors
+    /// As for [`get`](ShareableList::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let sl = multiproc_shm::ShareableList::anonymous([3])?;
+    /// assert_eq!(sl.get_timeout(0, Duration::ZERO)?, 3.into());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<Item> {
+        let room = self.room_of(index)?;
+        self.read(index, room, timeout)
+    }
+
+    /// Replaces item `index` by `value` (Python's `sl[index] = value`),
+    /// waiting for another writer of it to finish for up to
+    /// [`writer_grace`](ShareableList::writer_grace), then taking the item
+    /// over.
+    ///
+    /// # Errors
+    /// [`Error::ListIndex`] past the end; [`Error::ItemTooLong`] when
+    /// `value` does not fit the item's [`room`](ShareableList::room)
+    /// (nothing is written).
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([0])?;
+    /// sl.set(0, "8 bytes!")?;
+    /// assert_eq!(sl.get(0)?, "8 bytes!".into());
+    /// assert!(sl.set(0, "nine byte").is_err());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn set(&self, index: usize, value: impl Into<Item>) -> Result<()> {
+        let room = self.room_of(index)?;
+        self.write(index, room, &value.into(), grace_for(room))
+    }
+
+    /// [`set`](ShareableList::set), waiting at most `timeout` for another
+    /// writer of the item before taking it over.
+    ///
+    /// # Errors
+    /// As for [`set`](ShareableList::set).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let sl = multiproc_shm::ShareableList::anonymous([0])?;
+    /// sl.set_timeout(0, 1.5, Duration::from_millis(10))?;
+    /// assert_eq!(sl.get(0)?, 1.5.into());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn set_timeout(
+        &self,
+        index: usize,
+        value: impl Into<Item>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let room = self.room_of(index)?;
+        self.write(index, room, &value.into(), timeout)
+    }
+
+    /// Every item, in order (Python's `list(sl)`).
+    ///
+    /// # Errors
+    /// As for [`get`](ShareableList::get), for the first item that fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::Item;
+    /// let sl = multiproc_shm::ShareableList::anonymous([Item::None, Item::from(false)])?;
+    /// assert_eq!(sl.to_vec()?, [Item::None, Item::Bool(false)]);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Result<Vec<Item>> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    /// How many items equal `value`, by Python's `==` (see [`Item`]):
+    /// Python's `sl.count(value)`.
+    ///
+    /// # Errors
+    /// As for [`get`](ShareableList::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([1.0, 2.0, 1.0])?;
+    /// assert_eq!(sl.count(1)?, 2);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn count(&self, value: impl Into<Item>) -> Result<usize> {
+        let value = value.into();
+        let mut n = 0;
+        for i in 0..self.len() {
+            n += usize::from(self.get(i)? == value);
+        }
+        Ok(n)
+    }
+
+    /// The first index whose item equals `value` (Python's `sl.index(value)`,
+    /// which raises `ValueError` where this answers `None`).
+    ///
+    /// # Errors
+    /// As for [`get`](ShareableList::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous(["a", "b"])?;
+    /// assert_eq!(sl.index("b")?, Some(1));
+    /// assert_eq!(sl.index("c")?, None);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn index(&self, value: impl Into<Item>) -> Result<Option<usize>> {
+        let value = value.into();
+        for i in 0..self.len() {
+            if self.get(i)? == value {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The segment it lives in (Python's `sl.shm`): its name, its memfd;
+    /// the creator of a named list unlinks it on drop.
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([1])?;
+    /// assert_eq!(sl.segment().kind(), multiproc_shm::Kind::Anonymous);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn segment(&self) -> &Segment {
+        self.words.segment()
+    }
+
+    /// The segment, to change what happens to it on drop
+    /// ([`Segment::set_unlink_on_drop`]) or to unlink it now.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-list-unlink-{}", std::process::id());
+    /// let mut sl = multiproc_shm::ShareableList::create(&name, [1])?;
+    /// sl.segment_mut().unlink()?;
+    /// assert!(multiproc_shm::ShareableList::open(&name).is_err());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn segment_mut(&mut self) -> &mut Segment {
+        self.words.segment_mut()
+    }
+
+    /// How long item `index`'s readers and writers wait for a writer of it
+    /// that is between its first and last store before they take it for
+    /// dead: one second, and a second more for every 100 MB of the item's
+    /// room (a write of a long item takes that long on a slow machine).
+    ///
+    /// # Errors
+    /// [`Error::ListIndex`] past the end.
+    ///
+    /// # Examples
+    /// ```
+    /// let sl = multiproc_shm::ShareableList::anonymous([0])?;
+    /// assert_eq!(sl.writer_grace(0)?, std::time::Duration::from_secs(1));
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn writer_grace(&self, index: usize) -> Result<Duration> {
+        Ok(grace_for(self.room_of(index)?))
+    }
+
+    fn room_of(&self, index: usize) -> Result<Room> {
+        self.rooms.get(index).copied().ok_or(Error::ListIndex {
+            index,
+            len: self.rooms.len(),
+        })
+    }
+
+    fn state_word(&self, index: usize) -> &AtomicU64 {
+        &self.words[1 + self.rooms.len() + index].w
+    }
+
+    fn data(&self, room: Room) -> &[Word] {
+        let start = 1 + 2 * self.rooms.len() + room.offset;
+        // In bounds: `check_rooms` (or the creation) made every room end
+        // inside the segment.
+        &self.words[start..start + room.words]
+    }
+
+    fn what(&self) -> String {
+        self.segment().name().map_or_else(
+            || "a ShareableList".to_owned(),
+            |n| format!("ShareableList {n:?}"),
+        )
+    }
+
+    fn unfinished(&self, index: usize, waited: Duration) -> Error {
+        Error::ItemUnfinished {
+            what: self.what(),
+            index,
+            waited,
+        }
+    }
+
+    fn read(&self, index: usize, room: Room, timeout: Duration) -> Result<Item> {
+        let state_word = self.state_word(index);
+        let data = self.data(room);
+        let corrupted = |reason| Error::CorruptedItem {
+            what: self.what(),
+            index,
+            reason,
+        };
+        let mut waited = Waiter::new(timeout);
+        let mut overtaken = 0;
+        while overtaken < OPTIMISTIC_READS {
+            // SYNC: pairs with the writer's final Release store of the
+            // state: the bytes of that write are visible below.
+            let first = state_word.load(Ordering::Acquire);
+            if held(first) {
+                if !waited.wait(first) {
+                    return Err(self.unfinished(index, timeout));
+                }
+                continue;
+            }
+            let copy = copy_item(first, data);
+            // SYNC: pairs with the writer's Release fence after its odd
+            // state: a copy that saw any byte of a newer write sees at
+            // least that odd state here.
+            fence(Ordering::Acquire);
+            if state_word.load(Ordering::Relaxed) == first {
+                return copy.map_err(corrupted);
+            }
+            overtaken += 1;
+        }
+        // Writes keep coming faster than a copy: take a turn as a writer
+        // does, so that the next one waits for this copy.
+        let Ok((before, odd)) = take_turn(state_word, &mut waited) else {
+            return Err(self.unfinished(index, timeout));
+        };
+        let copy = copy_item(before, data);
+        // SYNC: pairs with the next writer's Acquire compare-and-swap: this
+        // copy is done before its stores.
+        state_word.store(with_seq(before, odd + 1), Ordering::Release);
+        copy.map_err(corrupted)
+    }
+
+    fn write(&self, index: usize, room: Room, value: &Item, timeout: Duration) -> Result<()> {
+        let (kind, bytes) = value.encoded();
+        if bytes.len() > room.words * WORD {
+            return Err(Error::ItemTooLong {
+                index,
+                len: bytes.len(),
+                room: room.words * WORD,
+            });
+        }
+        let state_word = self.state_word(index);
+        let data = self.data(room);
+        // A holder that never finished: taken over (the state stays odd
+        // until this write's end).
+        let (_, odd) = take_turn(state_word, &mut Waiter::new(timeout)).unwrap_or_else(|held| held);
+        // SYNC: pairs with the reader's Acquire fence after its copy (see
+        // `read`): the odd state is ordered before every byte stored below.
+        fence(Ordering::Release);
+        for (word, chunk) in data.iter().zip(bytes.chunks(WORD)) {
+            word.w.store(word_of(chunk), Ordering::Relaxed);
+        }
+        // SYNC: pairs with the reader's first Acquire load of the state
+        // (and the next writer's Acquire compare-and-swap): the bytes above
+        // come with the new kind and length.
+        state_word.store(state(kind, odd + 1, bytes.len() as u64), Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Reads of an item overtaken by a write in a row after which a reader
+/// takes a turn as writers do (a write of a small item in a loop can
+/// otherwise start again within every copy).
+const OPTIMISTIC_READS: u32 = 4;
+
+/// Moves an item's state from even to odd (its turn taken), waiting while
+/// another holds it: `Ok((state before, the odd seq))`. Once `waited` is
+/// over, `Err` with the state a holder that never finished left (odd): a
+/// writer takes the item over from there, a reader gives up.
+fn take_turn(
+    state_word: &AtomicU64,
+    waited: &mut Waiter,
+) -> std::result::Result<(u64, u64), (u64, u64)> {
+    loop {
+        let now = state_word.load(Ordering::Relaxed);
+        let seq = seq_of(now);
+        if !held(now) {
+            // SYNC: Acquire pairs with the Release store that ended the last
+            // turn: its stores (or a reader's copy) come before this turn's.
+            if state_word
+                .compare_exchange(
+                    now,
+                    with_seq(now, seq + 1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok((now, seq + 1));
+            }
+        } else if !waited.wait(now) {
+            return Err((now, seq));
+        }
+    }
+}
+
+impl fmt::Debug for ShareableList {
+    /// Python's repr: `ShareableList([...], name='...')`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let items: Vec<_> = (0..self.len())
+            .map(|i| self.get_timeout(i, Duration::ZERO))
+            .collect();
+        f.debug_struct("ShareableList")
+            .field("items", &items)
+            .field("name", &self.segment().name())
+            .finish()
+    }
+}
+
+/// See [`ShareableList::writer_grace`].
+fn grace_for(room: Room) -> Duration {
+    let bytes = (room.words * WORD) as u64;
+    Duration::from_secs(1 + bytes / 100_000_000)
+}
+
+/// A word made of up to 8 bytes, little-endian, zero-padded.
+fn word_of(chunk: &[u8]) -> u64 {
+    let mut b = [0u8; WORD];
+    b[..chunk.len()].copy_from_slice(chunk);
+    u64::from_le_bytes(b)
+}
+
+/// The item that `state` describes, copied out of `data` (atomic loads:
+/// a writer may be storing meanwhile; the caller checks the state again).
+fn copy_item(state: u64, data: &[Word]) -> std::result::Result<Item, String> {
+    let kind = state >> KIND_SHIFT;
+    let len = (state & LEN_MASK) as usize;
+    let first = || data[0].w.load(Ordering::Relaxed);
+    match kind {
+        KIND_NONE => Ok(Item::None),
+        KIND_BOOL => Ok(Item::Bool(first() != 0)),
+        KIND_INT => Ok(Item::Int(first() as i64)),
+        KIND_FLOAT => Ok(Item::Float(f64::from_bits(first()))),
+        KIND_STR | KIND_BYTES => {
+            if len > data.len() * WORD {
+                return Err(format!(
+                    "its length, {len} bytes, is more than its room of {} bytes",
+                    data.len() * WORD
+                ));
+            }
+            let mut bytes = Vec::with_capacity(len);
+            for word in &data[..len.div_ceil(WORD)] {
+                bytes.extend_from_slice(&word.w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            bytes.truncate(len);
+            if kind == KIND_BYTES {
+                return Ok(Item::Bytes(bytes));
+            }
+            String::from_utf8(bytes)
+                .map(Item::Str)
+                .map_err(|e| format!("its string is not UTF-8 ({e})"))
+        }
+        other => Err(format!("its kind, {other}, is none a ShareableList writes")),
+    }
+}
+
+/// Checks a list's room table and copies it out.
+fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
+    let total = words.len();
+    let corrupted = |reason: String| Error::Corrupted {
+        what: words.segment().name().map_or_else(
+            || "a ShareableList".to_owned(),
+            |n| format!("ShareableList {n:?}"),
+        ),
+        reason,
+    };
+    let n = words.first().map_or(0, |w| w.w.load(Ordering::Relaxed));
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| {
+            n.checked_mul(2)
+                .and_then(|m| m.checked_add(1))
+                .is_some_and(|m| m <= total)
+        })
+        .ok_or_else(|| {
+            corrupted(format!(
+                "it says it has {n} items; its {total} words hold fewer"
+            ))
+        })?;
+    let data_words = total - (1 + 2 * n);
+    let mut rooms = Vec::with_capacity(n);
+    let mut next = 0usize;
+    for i in 0..n {
+        let word = words[1 + i].w.load(Ordering::Relaxed);
+        let offset = (word >> 32) as usize;
+        let len = (word & LEN_MASK) as usize;
+        if offset != next || len == 0 || len > data_words - offset {
+            return Err(corrupted(format!(
+                "item {i}'s room ({len} words at word {offset}) does not start where the room \
+                 before it ends (word {next}), is empty, or runs past the {data_words} words of data"
+            )));
+        }
+        rooms.push(Room { offset, words: len });
+        next = offset + len;
+    }
+    Ok(rooms)
+}
+
+/// A bounded wait for an item's holder: spins, then yields, then naps
+/// (a holder that stays is likely gone), until its limit. A state that
+/// changed meanwhile (turns pass from holder to holder) starts the spins and
+/// yields again, so that a waiter among busy writers keeps asking for its
+/// turn rather than sleeping through it; the limit counts from the first
+/// wait.
+struct Waiter {
+    start: Option<Instant>,
+    limit: Duration,
+    /// The state last waited on, the looks at it and since when.
+    last: u64,
+    looks: u32,
+    since: Instant,
+}
+
+impl Waiter {
+    fn new(limit: Duration) -> Waiter {
+        Waiter {
+            start: None,
+            limit,
+            last: 0,
+            looks: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Waits a little while the item's state is `seen`; false once the
+    /// limit has passed.
+    fn wait(&mut self, seen: u64) -> bool {
+        let start = *self.start.get_or_insert_with(Instant::now);
+        if seen != self.last || self.looks == 0 {
+            self.last = seen;
+            self.looks = 0;
+            self.since = Instant::now();
+        }
+        self.looks += 1;
+        if self.looks < 64 {
+            std::hint::spin_loop();
+            return true;
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= self.limit {
+            return false;
+        }
+        if self.since.elapsed() < Duration::from_millis(1) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(100).min(self.limit - elapsed));
+        }
+        true
+    }
+}

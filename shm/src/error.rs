@@ -245,6 +245,24 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// Other processes kept taking turns at a
+    /// [`ShareableList`](crate::ShareableList)'s item (reading or writing
+    /// it) for the whole wait: nothing was read or written. Seen with a
+    /// short timeout among busy writers, or a peer that writes over the
+    /// item's state without end.
+    #[error(
+        "item {index} of {what} stayed busy with other readers and writers through {waited:?} \
+         of waiting; try again, or with a longer timeout"
+    )]
+    ItemBusy {
+        /// The list.
+        what: String,
+        /// The item.
+        index: usize,
+        /// The wait this call was given.
+        waited: Duration,
+    },
+
     /// A [`ShareableList`](crate::ShareableList)'s item holds a state or
     /// bytes that no writer of this crate leaves: another process wrote over
     /// it. Writing the item again repairs it.

@@ -8,12 +8,14 @@
 //! | Python | here |
 //! |---|---|
 //! | `SharedMemory(name, create=True, size=n)` | [`Segment::create`] |
+//! | `SharedMemory(create=True, size=n)` (a name picked for you) | [`Segment::new_in(Location::NewName, n)`](Location::NewName) |
 //! | `SharedMemory(name)` | [`Segment::open`] |
 //! | `shm.unlink()` | [`Segment::unlink`] (the creator also unlinks on drop) |
 //! | `RawValue(c_double, 0.0)` | [`Shared::anonymous(0.0f64)`](Shared::anonymous) |
 //! | `RawArray(c_int, 10)` | [`SharedSlice::<i32>::anonymous(10)`](SharedSlice::anonymous) |
 //! | `ShareableList([1, 'a', None], name=n)` | [`ShareableList::create(n, [Item::from(1), "a".into(), Item::None])`](ShareableList::create) |
 //! | `ShareableList(name=n)` | [`ShareableList::open`] |
+//! | `ShareableList([...])` (a name picked for you) | [`ShareableList::new_in(Location::NewName, [...])`](ShareableList::new_in) |
 //! | the resource tracker | a tracker process per creator, started with its first named segment (see [`set_tracking`]); [`remove_stale`] for the rest |
 //!
 //! A creator that dies without removing its named segments (killed, or ended

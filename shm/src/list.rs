@@ -28,10 +28,16 @@
 //! one item take turns), stores the bytes, then stores the new kind and
 //! length with `seq` one higher. A reader loads the state, copies the bytes,
 //! and loads the state again: the copy stands when both loads are the same
-//! even word; otherwise it reads again. A reader overtaken by writes
-//! [`OPTIMISTIC_READS`] times in a row (a small item rewritten in a loop can
-//! change within every copy) takes a turn as a writer does, copies, and
-//! gives the state back with `seq` two higher: the next writer waits for it.
+//! even word; otherwise it reads again. A reader that finds a write under
+//! way, or is overtaken by writes [`OPTIMISTIC_READS`] times in a row (a
+//! small item rewritten in a loop can change within every copy), takes a
+//! turn as a writer does, copies, and gives the state back with `seq` two
+//! higher: the next writer waits for it.
+//!
+//! Turns are handed over: one who waits for a turn marks the held state
+//! [`WANTED`], and one who finds a free state so marked without having
+//! waited for it leaves it to the waiter (a writer in a loop would
+//! otherwise take every turn again before a waiter, on the same CPU, ran).
 //!
 //! A writer killed between its first and last store leaves `seq` odd: its
 //! item's readers and writers wait for it up to a grace
@@ -81,8 +87,11 @@ const KIND_STR: u64 = 5;
 const KIND_BYTES: u64 = 6;
 
 const KIND_SHIFT: u32 = 56;
+/// Set while a turn is held by one who waits for the next (see
+/// [`take_turn`]); whoever takes the next turn clears it.
+const WANTED: u64 = 1 << 55;
 const SEQ_SHIFT: u32 = 32;
-const SEQ_MASK: u64 = 0xff_ffff;
+const SEQ_MASK: u64 = 0x7f_ffff;
 const LEN_MASK: u64 = 0xffff_ffff;
 
 /// The longest string or bytes item, in bytes (its length is 32 bits of
@@ -272,7 +281,10 @@ struct Room {
 /// [`writer_grace`](ShareableList::writer_grace) (a second, more for a long
 /// item), then a read answers [`Error::ItemUnfinished`] and a write takes
 /// the item over and makes it whole again. The `_timeout` forms choose the
-/// wait. Bytes a peer wrote over the list are checked, never trusted: an
+/// wait. Turns are handed to the one who waits, so a writer in a loop
+/// does not starve a reader; a call that saw turns pass to others for four
+/// times its wait gives up with [`Error::ItemBusy`], having written
+/// nothing (a live holder is never taken over). Bytes a peer wrote over the list are checked, never trusted: an
 /// item's kind, its length against its room, a string's UTF-8
 /// ([`Error::CorruptedItem`]), and the table of rooms at open
 /// ([`Error::Corrupted`]).
@@ -356,7 +368,8 @@ impl ShareableList {
         ShareableList::new_in(Location::Anonymous, items)
     }
 
-    /// A new list of `items` at `location`.
+    /// A new list of `items` at `location`. Python's `ShareableList(items)`,
+    /// which picks a name, is [`Location::NewName`].
     ///
     /// # Errors
     /// As for [`ShareableList::create`], and [`Segment::new_in`].
@@ -366,6 +379,9 @@ impl ShareableList {
     /// use multiproc_shm::{Item, Location, ShareableList};
     /// let sl = ShareableList::new_in(Location::Memfd, [Item::None, Item::from(1.5)])?;
     /// assert_eq!(sl.get(1)?, Item::from(1.5));
+    /// let named = ShareableList::new_in(Location::NewName, ["a"])?;
+    /// let name = named.segment().name().unwrap(); // psm_ and eight hex digits
+    /// assert_eq!(ShareableList::open(name)?.get(0)?, Item::from("a"));
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn new_in<I>(
@@ -510,9 +526,10 @@ impl ShareableList {
     ///
     /// # Errors
     /// [`Error::ListIndex`] past the end; [`Error::ItemUnfinished`] when a
-    /// writer of it did not finish in time (killed mid-write); and
-    /// [`Error::CorruptedItem`] when its state or bytes are none this crate
-    /// writes (a peer wrote over them).
+    /// writer of it did not finish in time (killed mid-write);
+    /// [`Error::ItemBusy`] when others kept taking turns at it for four
+    /// times the wait; and [`Error::CorruptedItem`] when its state or bytes
+    /// are none this crate writes (a peer wrote over them).
     ///
     /// # Examples
     /// ```
@@ -550,8 +567,9 @@ impl ShareableList {
     ///
     /// # Errors
     /// [`Error::ListIndex`] past the end; [`Error::ItemTooLong`] when
-    /// `value` does not fit the item's [`room`](ShareableList::room)
-    /// (nothing is written).
+    /// `value` does not fit the item's [`room`](ShareableList::room);
+    /// [`Error::ItemBusy`] when others kept taking turns at it for four
+    /// times the wait (nothing is written either way).
     ///
     /// # Examples
     /// ```
@@ -593,7 +611,9 @@ impl ShareableList {
     /// Every item, in order (Python's `list(sl)`).
     ///
     /// # Errors
-    /// As for [`get`](ShareableList::get), for the first item that fails.
+    /// As for [`get`](ShareableList::get), for the first item that fails
+    /// (so at most one item's [`writer_grace`](ShareableList::writer_grace)
+    /// is waited out).
     ///
     /// # Examples
     /// ```
@@ -610,7 +630,7 @@ impl ShareableList {
     /// Python's `sl.count(value)`.
     ///
     /// # Errors
-    /// As for [`get`](ShareableList::get).
+    /// As for [`to_vec`](ShareableList::to_vec).
     ///
     /// # Examples
     /// ```
@@ -631,7 +651,7 @@ impl ShareableList {
     /// which raises `ValueError` where this answers `None`).
     ///
     /// # Errors
-    /// As for [`get`](ShareableList::get).
+    /// As for [`to_vec`](ShareableList::to_vec).
     ///
     /// # Examples
     /// ```
@@ -721,11 +741,19 @@ impl ShareableList {
         )
     }
 
-    fn unfinished(&self, index: usize, waited: Duration) -> Error {
-        Error::ItemUnfinished {
-            what: self.what(),
-            index,
-            waited,
+    fn wait_error(&self, index: usize, waited: Duration, why: Gave) -> Error {
+        let what = self.what();
+        match why {
+            Gave::Stuck => Error::ItemUnfinished {
+                what,
+                index,
+                waited,
+            },
+            Gave::Busy => Error::ItemBusy {
+                what,
+                index,
+                waited,
+            },
         }
     }
 
@@ -737,17 +765,14 @@ impl ShareableList {
             index,
             reason,
         };
-        let mut waited = Waiter::new(timeout);
-        let mut overtaken = 0;
-        while overtaken < OPTIMISTIC_READS {
+        for _ in 0..OPTIMISTIC_READS {
             // SYNC: pairs with the writer's final Release store of the
             // state: the bytes of that write are visible below.
             let first = state_word.load(Ordering::Acquire);
             if held(first) {
-                if !waited.wait(first) {
-                    return Err(self.unfinished(index, timeout));
-                }
-                continue;
+                // A write under way: wait for a turn (so that a writer in a
+                // loop hands the item over rather than taking it again).
+                break;
             }
             let copy = copy_item(first, data);
             // SYNC: pairs with the writer's Release fence after its odd
@@ -757,17 +782,15 @@ impl ShareableList {
             if state_word.load(Ordering::Relaxed) == first {
                 return copy.map_err(corrupted);
             }
-            overtaken += 1;
         }
-        // Writes keep coming faster than a copy: take a turn as a writer
-        // does, so that the next one waits for this copy.
-        let Ok((before, odd)) = take_turn(state_word, &mut waited) else {
-            return Err(self.unfinished(index, timeout));
-        };
+        // A write under way, or writes that keep overtaking the copy: take
+        // a turn as a writer does, so that the next one waits for this copy.
+        let (before, odd) = take_turn(state_word, &mut Waiter::new(timeout))
+            .map_err(|(why, _)| self.wait_error(index, timeout, why))?;
         let copy = copy_item(before, data);
-        // SYNC: pairs with the next writer's Acquire compare-and-swap: this
-        // copy is done before its stores.
-        state_word.store(with_seq(before, odd + 1), Ordering::Release);
+        // SYNC: the Release in `end_turn` pairs with the next turn's
+        // Acquire compare-and-swap: this copy is done before its stores.
+        end_turn(state_word, with_seq(before, odd + 1));
         copy.map_err(corrupted)
     }
 
@@ -782,57 +805,114 @@ impl ShareableList {
         }
         let state_word = self.state_word(index);
         let data = self.data(room);
-        // A holder that never finished: taken over (the state stays odd
-        // until this write's end).
-        let (_, odd) = take_turn(state_word, &mut Waiter::new(timeout)).unwrap_or_else(|held| held);
+        let odd = match take_turn(state_word, &mut Waiter::new(timeout)) {
+            Ok((_, odd)) => odd,
+            // A holder that never finished: taken over (the state stays
+            // odd until this write's end).
+            Err((Gave::Stuck, held)) => seq_of(held),
+            Err((Gave::Busy, _)) => return Err(self.wait_error(index, timeout, Gave::Busy)),
+        };
         // SYNC: pairs with the reader's Acquire fence after its copy (see
         // `read`): the odd state is ordered before every byte stored below.
         fence(Ordering::Release);
         for (word, chunk) in data.iter().zip(bytes.chunks(WORD)) {
             word.w.store(word_of(chunk), Ordering::Relaxed);
         }
-        // SYNC: pairs with the reader's first Acquire load of the state
-        // (and the next writer's Acquire compare-and-swap): the bytes above
-        // come with the new kind and length.
-        state_word.store(state(kind, odd + 1, bytes.len() as u64), Ordering::Release);
+        // SYNC: the Release in `end_turn` pairs with the reader's first
+        // Acquire load of the state (and the next turn's Acquire
+        // compare-and-swap): the bytes above come with the new kind and
+        // length.
+        end_turn(state_word, state(kind, odd + 1, bytes.len() as u64));
         Ok(())
     }
 }
 
 /// Reads of an item overtaken by a write in a row after which a reader
 /// takes a turn as writers do (a write of a small item in a loop can
-/// otherwise start again within every copy).
+/// otherwise start again within every copy). A reader that finds a write
+/// under way takes a turn at once.
 const OPTIMISTIC_READS: u32 = 4;
 
 /// Moves an item's state from even to odd (its turn taken), waiting while
-/// another holds it: `Ok((state before, the odd seq))`. Once `waited` is
-/// over, `Err` with the state a holder that never finished left (odd): a
-/// writer takes the item over from there, a reader gives up.
+/// another holds it: `Ok((state before, the odd seq))`.
+///
+/// One who waits marks the held state [`WANTED`], and one who finds a
+/// free state marked and has not waited for it leaves it to the one who
+/// has (a writer in a loop would otherwise take every turn again before
+/// a waiter saw it free): for the wait's limit, should that one be gone.
+///
+/// `Err` once the wait is over: [`Gave::Stuck`] with the state a holder
+/// left for the whole limit (a writer takes the item over from there, a
+/// reader gives up), [`Gave::Busy`] when turns kept passing to others.
 fn take_turn(
     state_word: &AtomicU64,
-    waited: &mut Waiter,
-) -> std::result::Result<(u64, u64), (u64, u64)> {
+    waiter: &mut Waiter,
+) -> std::result::Result<(u64, u64), (Gave, u64)> {
+    let mut waited = false;
     loop {
         let now = state_word.load(Ordering::Relaxed);
-        let seq = seq_of(now);
-        if !held(now) {
-            // SYNC: Acquire pairs with the Release store that ended the last
-            // turn: its stores (or a reader's copy) come before this turn's.
+        let free = !held(now);
+        if free && (waited || now & WANTED == 0) {
+            // SYNC: Acquire pairs with the Release in `end_turn`: the last
+            // turn's stores (or a reader's copy) come before this turn's.
+            let taken = with_seq(now & !WANTED, seq_of(now) + 1);
             if state_word
-                .compare_exchange(
-                    now,
-                    with_seq(now, seq + 1),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(now, taken, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Ok((now, seq + 1));
+                return Ok((now & !WANTED, seq_of(now) + 1));
             }
-        } else if !waited.wait(now) {
-            return Err((now, seq));
+        } else if !free && now & WANTED == 0 {
+            // Say that someone waits (a failure: the state changed).
+            let _ = state_word.compare_exchange(
+                now,
+                now | WANTED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            waited = true;
+        }
+        match waiter.wait(now) {
+            Ok(()) => waited |= !free,
+            // Free and marked for the whole limit: its waiter is gone.
+            Err(Gave::Stuck) if free => waited = true,
+            Err(why) => {
+                if waited {
+                    // Giving up: take back the mark (another waiter's too,
+                    // which only costs it its precedence), so that nobody
+                    // waits for this one.
+                    let marked = state_word.load(Ordering::Relaxed);
+                    let _ = state_word.compare_exchange(
+                        marked,
+                        marked & !WANTED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                return Err((why, now));
+            }
         }
     }
+}
+
+/// Ends a turn: stores `next` (Release), keeping [`WANTED`] if a waiter
+/// marked the state meanwhile. The only change another makes to a held
+/// state is that mark, so this loops at most twice; a peer that writes
+/// over the word without end gets a plain store after a few tries.
+fn end_turn(state_word: &AtomicU64, next: u64) {
+    let mut now = state_word.load(Ordering::Relaxed);
+    for _ in 0..8 {
+        match state_word.compare_exchange(
+            now,
+            next | (now & WANTED),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            Err(seen) => now = seen,
+        }
+    }
+    state_word.store(next, Ordering::Release);
 }
 
 impl fmt::Debug for ShareableList {
@@ -937,12 +1017,30 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
     Ok(rooms)
 }
 
+/// Why a wait for a turn gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gave {
+    /// One state stayed for the whole limit: its holder is gone.
+    Stuck,
+    /// Turns kept passing to others for [`busy_limit`] of the limit.
+    Busy,
+}
+
+/// How long turns may keep passing to others before a waiter gives up:
+/// four times its limit, and 10 ms more (a limit of zero still waits out a
+/// few turns).
+fn busy_limit(limit: Duration) -> Duration {
+    limit
+        .saturating_mul(4)
+        .saturating_add(Duration::from_millis(10))
+}
+
 /// A bounded wait for an item's holder: spins, then yields, then naps
-/// (a holder that stays is likely gone), until its limit. A state that
-/// changed meanwhile (turns pass from holder to holder) starts the spins and
-/// yields again, so that a waiter among busy writers keeps asking for its
-/// turn rather than sleeping through it; the limit counts from the first
-/// wait.
+/// (a holder that stays is likely gone). A state that changed (turns pass
+/// from holder to holder) starts the spins, the yields and the limit
+/// again, so that a waiter among busy writers keeps asking for its turn
+/// rather than sleeping through it, and takes no live holder for a dead
+/// one; [`busy_limit`] bounds the whole wait.
 struct Waiter {
     start: Option<Instant>,
     limit: Duration,
@@ -963,9 +1061,8 @@ impl Waiter {
         }
     }
 
-    /// Waits a little while the item's state is `seen`; false once the
-    /// limit has passed.
-    fn wait(&mut self, seen: u64) -> bool {
+    /// Waits a little while the item's state is `seen`.
+    fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave> {
         let start = *self.start.get_or_insert_with(Instant::now);
         if seen != self.last || self.looks == 0 {
             self.last = seen;
@@ -975,17 +1072,20 @@ impl Waiter {
         self.looks += 1;
         if self.looks < 64 {
             std::hint::spin_loop();
-            return true;
+            return Ok(());
         }
-        let elapsed = start.elapsed();
-        if elapsed >= self.limit {
-            return false;
+        let stayed = self.since.elapsed();
+        if stayed >= self.limit {
+            return Err(Gave::Stuck);
         }
-        if self.since.elapsed() < Duration::from_millis(1) {
+        if start.elapsed() >= busy_limit(self.limit) {
+            return Err(Gave::Busy);
+        }
+        if stayed < Duration::from_millis(1) {
             std::thread::yield_now();
         } else {
-            std::thread::sleep(Duration::from_micros(100).min(self.limit - elapsed));
+            std::thread::sleep(Duration::from_micros(100).min(self.limit - stayed));
         }
-        true
+        Ok(())
     }
 }

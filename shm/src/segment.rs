@@ -26,6 +26,11 @@ pub enum Location<'a> {
     Anonymous,
     /// A POSIX shared-memory object (`/dev/shm/NAME`), opened by name from any process.
     Named(&'a str),
+    /// A POSIX shared-memory object under a new name this crate picks —
+    /// Python's `SharedMemory(create=True, size=n)` without a name: `psm_`
+    /// and eight random hex digits, as Python's, another drawn when one is
+    /// taken. [`Segment::name`] tells it, for the processes that open it.
+    NewName,
     /// A `memfd`: shared through its descriptor (inherited, or opened from `/proc/PID/fd/N`).
     Memfd,
     /// A file, mapped `MAP_SHARED` through memmap2: the contents persist on disk.
@@ -304,6 +309,7 @@ impl Segment {
                 (base, Backing::Anonymous)
             }
             Location::Named(name) => create_named(name, map_len, creator.pid)?,
+            Location::NewName => create_new_name(map_len, creator.pid)?,
             Location::Memfd => {
                 let cname = CString::new("multiproc").expect("no NUL");
                 let fd = sys::memfd_create(&cname)
@@ -1072,6 +1078,31 @@ fn create_named(name: &str, map_len: usize, pid: u32) -> Result<(NonNull<u8>, Ba
     }
 }
 
+/// Names tried before [`Location::NewName`] gives up: each is one of 2^32,
+/// so a clash with every one means something else is wrong (the tries'
+/// last error says what).
+const NEW_NAME_TRIES: u32 = 64;
+
+fn create_new_name(map_len: usize, pid: u32) -> Result<(NonNull<u8>, Backing)> {
+    create_new_name_from(map_len, pid, || format!("psm_{:08x}", sys::random_u32()))
+}
+
+/// [`create_new_name`] with the names drawn by `draw` (tests draw taken ones).
+fn create_new_name_from(
+    map_len: usize,
+    pid: u32,
+    mut draw: impl FnMut() -> String,
+) -> Result<(NonNull<u8>, Backing)> {
+    let mut tries = 0;
+    loop {
+        let name = draw();
+        match create_named(&name, map_len, pid) {
+            Err(Error::AlreadyExists { .. }) if tries + 1 < NEW_NAME_TRIES => tries += 1,
+            made => return made,
+        }
+    }
+}
+
 fn create_file(path: &Path, map_len: usize) -> Result<(NonNull<u8>, Backing)> {
     let what = || format!("file {}", path.display());
     let file = std::fs::OpenOptions::new()
@@ -1233,5 +1264,37 @@ fn wait_ready(base: NonNull<u8>, what: &str, deadline: Option<Instant>) -> Resul
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_name_that_is_taken_is_drawn_again_and_not_for_ever() {
+        let taken = Segment::new_in(Location::NewName, 8).unwrap();
+        let taken = taken.name().unwrap().to_owned();
+        let free = format!("psm-test-free-{}", sys::getpid());
+        let mut draws = vec![free.clone(), taken.clone(), taken.clone()];
+        let (base, backing) =
+            create_new_name_from(4096, sys::getpid(), || draws.pop().unwrap()).unwrap();
+        let Backing::Named { name, cname, .. } = backing else {
+            panic!("not a named segment");
+        };
+        assert_eq!(name, free);
+        assert!(draws.is_empty(), "three names drawn");
+        sys::shm_unlink(&cname).unwrap();
+        tracker::untrack(&name);
+        // SAFETY: the mapping of 4096 bytes made above, used by nothing else.
+        unsafe { libc::munmap(base.as_ptr().cast(), 4096) };
+
+        let mut drawn = 0;
+        let r = create_new_name_from(4096, sys::getpid(), || {
+            drawn += 1;
+            taken.clone()
+        });
+        assert!(matches!(r, Err(Error::AlreadyExists { .. })));
+        assert_eq!(drawn, NEW_NAME_TRIES);
     }
 }

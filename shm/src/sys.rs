@@ -119,6 +119,27 @@ pub(crate) fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Resu
 }
 
 /// The calling process's id.
+/// 32 random bits from the kernel (`getrandom`); should it fail (a kernel
+/// before 3.17, a seccomp filter), the clock's nanoseconds mixed with the
+/// pid and a count, which serve a name's draw as well.
+pub(crate) fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: buf is valid for writes of its 4 bytes; flags 0 asks for the
+    // urandom source, which blocks only before the pool is first seeded.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got == buf.len() as isize {
+        return u32::from_ne_bytes(buf);
+    }
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mixed = u64::from(nanos)
+        ^ (u64::from(getpid()) << 32)
+        ^ u64::from(COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+}
+
 pub(crate) fn getpid() -> u32 {
     nix::unistd::getpid().as_raw() as u32
 }

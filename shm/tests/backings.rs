@@ -1,5 +1,5 @@
-//! The same checks over every backing: anonymous, named (`shm_open`), memfd
-//! and file. A forked child's writes are seen; a reopened segment (by name,
+//! The same checks over every backing: anonymous, named (`shm_open`, under
+//! the caller's name or a new one), memfd and file. A forked child's writes are seen; a reopened segment (by name,
 //! path or descriptor) holds the same typed contents and refuses another
 //! type; a header a peer scribbled over is refused on reopen.
 
@@ -16,6 +16,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 enum Backing {
     Anonymous,
     Named(String),
+    NewName,
     Memfd,
     File(PathBuf),
 }
@@ -25,6 +26,7 @@ impl Backing {
         vec![
             Backing::Anonymous,
             Backing::Named(unique_name("backing")),
+            Backing::NewName,
             Backing::Memfd,
             Backing::File(std::env::temp_dir().join(unique_name("backing-file"))),
         ]
@@ -34,6 +36,7 @@ impl Backing {
         match self {
             Backing::Anonymous => Location::Anonymous,
             Backing::Named(n) => Location::Named(n),
+            Backing::NewName => Location::NewName,
             Backing::Memfd => Location::Memfd,
             Backing::File(p) => Location::File(p),
         }
@@ -48,6 +51,7 @@ impl Backing {
         Some(match self {
             Backing::Anonymous => return None,
             Backing::Named(n) => SharedSlice::open(n),
+            Backing::NewName => SharedSlice::open(first.name()?),
             Backing::Memfd => {
                 let fd: OwnedFd = first.fd()?.try_clone_to_owned().unwrap();
                 Segment::from_fd(fd).and_then(SharedSlice::from_segment)
@@ -65,6 +69,10 @@ impl Backing {
             Backing::Named(n) => std::fs::OpenOptions::new()
                 .write(true)
                 .open(format!("/dev/shm/{n}"))
+                .unwrap(),
+            Backing::NewName => std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{}", first.name().unwrap()))
                 .unwrap(),
             Backing::Memfd => {
                 std::fs::File::from(first.fd().unwrap().try_clone_to_owned().unwrap())
@@ -129,6 +137,33 @@ fn every_backing_shares_reopens_and_checks_its_header() {
         }
         drop(squares);
         b.clean_up();
+    }
+}
+
+/// Python's `SharedMemory(create=True, size=n)`: a name of Python's shape,
+/// a new one each time, gone with its creator's handle.
+#[test]
+fn a_new_name_has_pythons_shape_and_is_new_each_time() {
+    let made: Vec<Segment> = (0..8)
+        .map(|_| Segment::new_in(Location::NewName, 64).unwrap())
+        .collect();
+    let names: Vec<String> = made.iter().map(|s| s.name().unwrap().to_owned()).collect();
+    for n in &names {
+        let digits = n.strip_prefix("psm_").unwrap_or_else(|| panic!("{n}"));
+        assert!(
+            digits.len() == 8 && digits.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{n}"
+        );
+        assert!(std::path::Path::new(&format!("/dev/shm/{n}")).exists());
+    }
+    let distinct: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    drop(made);
+    for n in &names {
+        assert!(
+            matches!(Segment::open(n), Err(Error::NotFound { .. })),
+            "{n} outlived its creator's handle"
+        );
     }
 }
 

@@ -58,6 +58,10 @@
 //! | the writer's final store of the state | the reader's first load of it | the bytes of that write |
 //! | the end of a turn (a writer's or a reader's) | the compare-and-swap that takes the next turn | that turn's stores or copy come before the next turn's stores |
 //!
+//! The protocol is written once, over [`Atom`] and [`Pause`], for the list's
+//! words and for the loom models at the end of this file, which find a half
+//! write read whole when any of the orders above is weakened.
+//!
 //! What a user sees of it, and what differs from Python, is in
 //! [`ShareableList`]'s docs.
 
@@ -723,8 +727,8 @@ impl ShareableList {
         })
     }
 
-    fn state_word(&self, index: usize) -> &AtomicU64 {
-        &self.words[1 + self.rooms.len() + index].w
+    fn state_word(&self, index: usize) -> &Word {
+        &self.words[1 + self.rooms.len() + index]
     }
 
     fn data(&self, room: Room) -> &[Word] {
@@ -758,40 +762,18 @@ impl ShareableList {
     }
 
     fn read(&self, index: usize, room: Room, timeout: Duration) -> Result<Item> {
-        let state_word = self.state_word(index);
-        let data = self.data(room);
-        let corrupted = |reason| Error::CorruptedItem {
-            what: self.what(),
-            index,
-            reason,
-        };
-        for _ in 0..OPTIMISTIC_READS {
-            // SYNC: pairs with the writer's final Release store of the
-            // state: the bytes of that write are visible below.
-            let first = state_word.load(Ordering::Acquire);
-            if held(first) {
-                // A write under way: wait for a turn (so that a writer in a
-                // loop hands the item over rather than taking it again).
-                break;
-            }
-            let copy = copy_item(first, data);
-            // SYNC: pairs with the writer's Release fence after its odd
-            // state: a copy that saw any byte of a newer write sees at
-            // least that odd state here.
-            fence(Ordering::Acquire);
-            if state_word.load(Ordering::Relaxed) == first {
-                return copy.map_err(corrupted);
-            }
+        match read_item(
+            self.state_word(index),
+            self.data(room),
+            &mut Waiter::new(timeout),
+        ) {
+            Ok(copy) => copy.map_err(|reason| Error::CorruptedItem {
+                what: self.what(),
+                index,
+                reason,
+            }),
+            Err(why) => Err(self.wait_error(index, timeout, why)),
         }
-        // A write under way, or writes that keep overtaking the copy: take
-        // a turn as a writer does, so that the next one waits for this copy.
-        let (before, odd) = take_turn(state_word, &mut Waiter::new(timeout))
-            .map_err(|(why, _)| self.wait_error(index, timeout, why))?;
-        let copy = copy_item(before, data);
-        // SYNC: the Release in `end_turn` pairs with the next turn's
-        // Acquire compare-and-swap: this copy is done before its stores.
-        end_turn(state_word, with_seq(before, odd + 1));
-        copy.map_err(corrupted)
     }
 
     fn write(&self, index: usize, room: Room, value: &Item, timeout: Duration) -> Result<()> {
@@ -803,28 +785,126 @@ impl ShareableList {
                 room: room.words * WORD,
             });
         }
-        let state_word = self.state_word(index);
-        let data = self.data(room);
-        let odd = match take_turn(state_word, &mut Waiter::new(timeout)) {
-            Ok((_, odd)) => odd,
-            // A holder that never finished: taken over (the state stays
-            // odd until this write's end).
-            Err((Gave::Stuck, held)) => seq_of(held),
-            Err((Gave::Busy, _)) => return Err(self.wait_error(index, timeout, Gave::Busy)),
-        };
-        // SYNC: pairs with the reader's Acquire fence after its copy (see
-        // `read`): the odd state is ordered before every byte stored below.
-        fence(Ordering::Release);
-        for (word, chunk) in data.iter().zip(bytes.chunks(WORD)) {
-            word.w.store(word_of(chunk), Ordering::Relaxed);
-        }
-        // SYNC: the Release in `end_turn` pairs with the reader's first
-        // Acquire load of the state (and the next turn's Acquire
-        // compare-and-swap): the bytes above come with the new kind and
-        // length.
-        end_turn(state_word, state(kind, odd + 1, bytes.len() as u64));
-        Ok(())
+        write_item(
+            self.state_word(index),
+            self.data(room),
+            kind,
+            &bytes,
+            &mut Waiter::new(timeout),
+        )
+        .map_err(|why| self.wait_error(index, timeout, why))
     }
+}
+
+/// What the protocol does to a word: the list's words in shared memory
+/// ([`Word`]), or loom's atomics in the models.
+pub(crate) trait Atom {
+    fn load(&self, order: Ordering) -> u64;
+    fn store(&self, value: u64, order: Ordering);
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> std::result::Result<u64, u64>;
+    /// A fence of the atomics' kind.
+    fn fence(order: Ordering);
+}
+
+impl Atom for Word {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        self.w.load(order)
+    }
+    #[inline]
+    fn store(&self, value: u64, order: Ordering) {
+        self.w.store(value, order);
+    }
+    #[inline]
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> std::result::Result<u64, u64> {
+        self.w.compare_exchange(current, new, success, failure)
+    }
+    #[inline]
+    fn fence(order: Ordering) {
+        fence(order);
+    }
+}
+
+/// How a turn is waited for: [`Waiter`], or a yield in the loom models.
+pub(crate) trait Pause {
+    /// Waits a little while the item's state is `seen`; `Err` to give up.
+    fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave>;
+}
+
+/// Copies the item that `state_word` and `data` hold: the copy (or why its
+/// bytes are none a writer leaves), or why the wait for a turn gave up.
+fn read_item<A: Atom, P: Pause>(
+    state_word: &A,
+    data: &[A],
+    pause: &mut P,
+) -> std::result::Result<std::result::Result<Item, String>, Gave> {
+    for _ in 0..OPTIMISTIC_READS {
+        // SYNC: pairs with the writer's final Release store of the state
+        // (in `end_turn`): the bytes of that write are visible below.
+        let first = state_word.load(Ordering::Acquire);
+        if held(first) {
+            // A write under way: wait for a turn (so that a writer in a
+            // loop hands the item over rather than taking it again).
+            break;
+        }
+        let copy = copy_item(first, data);
+        // SYNC: pairs with the writer's Release fence after its odd state:
+        // a copy that saw any byte of a newer write sees at least that odd
+        // state here.
+        A::fence(Ordering::Acquire);
+        if state_word.load(Ordering::Relaxed) == first {
+            return Ok(copy);
+        }
+    }
+    // A write under way, or writes that keep overtaking the copy: take a
+    // turn as a writer does, so that the next one waits for this copy.
+    let (before, odd) = take_turn(state_word, pause).map_err(|(why, _)| why)?;
+    let copy = copy_item(before, data);
+    // SYNC: the Release in `end_turn` pairs with the next turn's Acquire
+    // compare-and-swap: this copy is done before its stores.
+    end_turn(state_word, with_seq(before, odd + 1));
+    Ok(copy)
+}
+
+/// Writes `bytes` (at most `data`'s room) as an item of `kind`; gives up
+/// only with [`Gave::Busy`] (a holder [`Gave::Stuck`] is taken over).
+fn write_item<A: Atom, P: Pause>(
+    state_word: &A,
+    data: &[A],
+    kind: u64,
+    bytes: &[u8],
+    pause: &mut P,
+) -> std::result::Result<(), Gave> {
+    let odd = match take_turn(state_word, pause) {
+        Ok((_, odd)) => odd,
+        // A holder that never finished: taken over (the state stays odd
+        // until this write's end).
+        Err((Gave::Stuck, held)) => seq_of(held),
+        Err((Gave::Busy, _)) => return Err(Gave::Busy),
+    };
+    // SYNC: pairs with the reader's Acquire fence after its copy (see
+    // `read_item`): the odd state is ordered before every byte stored below.
+    A::fence(Ordering::Release);
+    for (word, chunk) in data.iter().zip(bytes.chunks(WORD)) {
+        word.store(word_of(chunk), Ordering::Relaxed);
+    }
+    // SYNC: the Release in `end_turn` pairs with the reader's first Acquire
+    // load of the state (and the next turn's Acquire compare-and-swap): the
+    // bytes above come with the new kind and length.
+    end_turn(state_word, state(kind, odd + 1, bytes.len() as u64));
+    Ok(())
 }
 
 /// Reads of an item overtaken by a write in a row after which a reader
@@ -844,9 +924,9 @@ const OPTIMISTIC_READS: u32 = 4;
 /// `Err` once the wait is over: [`Gave::Stuck`] with the state a holder
 /// left for the whole limit (a writer takes the item over from there, a
 /// reader gives up), [`Gave::Busy`] when turns kept passing to others.
-fn take_turn(
-    state_word: &AtomicU64,
-    waiter: &mut Waiter,
+fn take_turn<A: Atom, P: Pause>(
+    state_word: &A,
+    waiter: &mut P,
 ) -> std::result::Result<(u64, u64), (Gave, u64)> {
     let mut waited = false;
     loop {
@@ -899,7 +979,7 @@ fn take_turn(
 /// marked the state meanwhile. The only change another makes to a held
 /// state is that mark, so this loops at most twice; a peer that writes
 /// over the word without end gets a plain store after a few tries.
-fn end_turn(state_word: &AtomicU64, next: u64) {
+fn end_turn<A: Atom>(state_word: &A, next: u64) {
     let mut now = state_word.load(Ordering::Relaxed);
     for _ in 0..8 {
         match state_word.compare_exchange(
@@ -943,10 +1023,10 @@ fn word_of(chunk: &[u8]) -> u64 {
 
 /// The item that `state` describes, copied out of `data` (atomic loads:
 /// a writer may be storing meanwhile; the caller checks the state again).
-fn copy_item(state: u64, data: &[Word]) -> std::result::Result<Item, String> {
+fn copy_item<A: Atom>(state: u64, data: &[A]) -> std::result::Result<Item, String> {
     let kind = state >> KIND_SHIFT;
     let len = (state & LEN_MASK) as usize;
-    let first = || data[0].w.load(Ordering::Relaxed);
+    let first = || data[0].load(Ordering::Relaxed);
     match kind {
         KIND_NONE => Ok(Item::None),
         KIND_BOOL => Ok(Item::Bool(first() != 0)),
@@ -961,7 +1041,7 @@ fn copy_item(state: u64, data: &[Word]) -> std::result::Result<Item, String> {
             }
             let mut bytes = Vec::with_capacity(len);
             for word in &data[..len.div_ceil(WORD)] {
-                bytes.extend_from_slice(&word.w.load(Ordering::Relaxed).to_le_bytes());
+                bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
             }
             bytes.truncate(len);
             if kind == KIND_BYTES {
@@ -1019,7 +1099,7 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
 
 /// Why a wait for a turn gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Gave {
+pub(crate) enum Gave {
     /// One state stayed for the whole limit: its holder is gone.
     Stuck,
     /// Turns kept passing to others for [`busy_limit`] of the limit.
@@ -1060,8 +1140,9 @@ impl Waiter {
             since: Instant::now(),
         }
     }
+}
 
-    /// Waits a little while the item's state is `seen`.
+impl Pause for Waiter {
     fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave> {
         let start = *self.start.get_or_insert_with(Instant::now);
         if seen != self.last || self.looks == 0 {
@@ -1087,5 +1168,124 @@ impl Waiter {
             std::thread::sleep(Duration::from_micros(100).min(self.limit - stayed));
         }
         Ok(())
+    }
+}
+
+/// loom models of an item's protocol (sequence lock, turns, hand-over):
+/// `RUSTFLAGS="--cfg multiproc_loom" cargo test -p multiproc-shm --lib
+/// --release loom_models` (scripts/test-all runs them, with
+/// `LOOM_MAX_PREEMPTIONS=2`).
+#[cfg(all(test, multiproc_loom))]
+mod loom_models {
+    use super::{read_item, state, write_item, Atom, Gave, Item, Pause, KIND_STR, WANTED, WORD};
+    use loom::sync::atomic::AtomicU64;
+    use loom::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    /// loom's atomic as one of the list's words: loom checks every load
+    /// against the orders the protocol gives (a relaxed load may see an
+    /// older store, as on a weaker machine than x86).
+    struct Model(AtomicU64);
+
+    impl Atom for Model {
+        fn load(&self, order: Ordering) -> u64 {
+            self.0.load(order)
+        }
+        fn store(&self, value: u64, order: Ordering) {
+            self.0.store(value, order);
+        }
+        fn compare_exchange(
+            &self,
+            current: u64,
+            new: u64,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u64, u64> {
+            self.0.compare_exchange(current, new, success, failure)
+        }
+        fn fence(order: Ordering) {
+            loom::sync::atomic::fence(order);
+        }
+    }
+
+    /// A wait that lets the model's other threads run, and never gives up:
+    /// every holder in a model finishes.
+    struct Yield;
+
+    impl Pause for Yield {
+        fn wait(&mut self, _seen: u64) -> Result<(), Gave> {
+            loom::thread::yield_now();
+            Ok(())
+        }
+    }
+
+    /// One string item of two words.
+    struct Slot {
+        state: Model,
+        data: [Model; 2],
+    }
+
+    const LEN: usize = 2 * WORD;
+
+    fn slot(fill: u8) -> Slot {
+        let word = u64::from_le_bytes([fill; WORD]);
+        Slot {
+            state: Model(AtomicU64::new(state(KIND_STR, 0, LEN as u64))),
+            data: [Model(AtomicU64::new(word)), Model(AtomicU64::new(word))],
+        }
+    }
+
+    fn write(s: &Slot, fill: u8) {
+        write_item(&s.state, &s.data, KIND_STR, &[fill; LEN], &mut Yield).unwrap();
+    }
+
+    /// The byte a read found the item made of, failing on half of a write.
+    fn read(s: &Slot) -> u8 {
+        let item = read_item(&s.state, &s.data, &mut Yield).unwrap().unwrap();
+        let Item::Str(text) = item else {
+            panic!("not a string: {item:?}")
+        };
+        let b = text.as_bytes();
+        assert!(
+            b.len() == LEN && b.iter().all(|&c| c == b[0]),
+            "half a write: {text:?}"
+        );
+        b[0]
+    }
+
+    #[test]
+    fn loom_models_a_read_beside_a_write_sees_one_of_them_whole() {
+        loom::model(|| {
+            let s = Arc::new(slot(b'a'));
+            let w = {
+                let s = s.clone();
+                loom::thread::spawn(move || write(&s, b'b'))
+            };
+            assert!(matches!(read(&s), b'a' | b'b'));
+            w.join().unwrap();
+            assert_eq!(read(&s), b'b');
+        });
+    }
+
+    #[test]
+    fn loom_models_two_writers_take_turns_and_a_reader_sees_whole_items() {
+        loom::model(|| {
+            let s = Arc::new(slot(b'a'));
+            let writers: Vec<_> = [b'b', b'c']
+                .into_iter()
+                .map(|fill| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || write(&s, fill))
+                })
+                .collect();
+            assert!(matches!(read(&s), b'a' | b'b' | b'c'));
+            for w in writers {
+                w.join().unwrap();
+            }
+            assert!(matches!(read(&s), b'b' | b'c'));
+            let end = s.state.load(Ordering::Relaxed);
+            assert_eq!(super::seq_of(end) % 2, 0, "a turn left held");
+            assert_eq!(end & WANTED, 0, "a mark left behind");
+        });
     }
 }

@@ -161,16 +161,16 @@ impl Item {
         }
     }
 
-    /// Its bytes in the list, and its kind.
-    fn encoded(&self) -> (u64, std::borrow::Cow<'_, [u8]>) {
-        use std::borrow::Cow;
+    /// Its kind and its bytes in the list (a scalar's word inline: a
+    /// write of one allocates nothing).
+    fn encoded(&self) -> (u64, Encoded<'_>) {
         match self {
-            Item::None => (KIND_NONE, Cow::Owned(vec![0; WORD])),
-            Item::Bool(b) => (KIND_BOOL, Cow::Owned(u64::from(*b).to_le_bytes().to_vec())),
-            Item::Int(i) => (KIND_INT, Cow::Owned(i.to_le_bytes().to_vec())),
-            Item::Float(f) => (KIND_FLOAT, Cow::Owned(f.to_le_bytes().to_vec())),
-            Item::Str(s) => (KIND_STR, Cow::Borrowed(s.as_bytes())),
-            Item::Bytes(b) => (KIND_BYTES, Cow::Borrowed(b)),
+            Item::None => (KIND_NONE, Encoded::Word([0; WORD])),
+            Item::Bool(b) => (KIND_BOOL, Encoded::Word(u64::from(*b).to_le_bytes())),
+            Item::Int(i) => (KIND_INT, Encoded::Word(i.to_le_bytes())),
+            Item::Float(f) => (KIND_FLOAT, Encoded::Word(f.to_le_bytes())),
+            Item::Str(s) => (KIND_STR, Encoded::Bytes(s.as_bytes())),
+            Item::Bytes(b) => (KIND_BYTES, Encoded::Bytes(b)),
         }
     }
 
@@ -182,6 +182,22 @@ impl Item {
             Item::Str(s) => s.len() / WORD + 1,
             Item::Bytes(b) => b.len() / WORD + 1,
             _ => 1,
+        }
+    }
+}
+
+/// An item's bytes as [`Item::encoded`] gives them.
+enum Encoded<'a> {
+    Word([u8; WORD]),
+    Bytes(&'a [u8]),
+}
+
+impl std::ops::Deref for Encoded<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Encoded::Word(w) => w,
+            Encoded::Bytes(b) => b,
         }
     }
 }
@@ -720,6 +736,7 @@ impl ShareableList {
         Ok(grace_for(self.room_of(index)?))
     }
 
+    #[inline]
     fn room_of(&self, index: usize) -> Result<Room> {
         self.rooms.get(index).copied().ok_or(Error::ListIndex {
             index,
@@ -727,10 +744,12 @@ impl ShareableList {
         })
     }
 
+    #[inline]
     fn state_word(&self, index: usize) -> &Word {
         &self.words[1 + self.rooms.len() + index]
     }
 
+    #[inline]
     fn data(&self, room: Room) -> &[Word] {
         let start = 1 + 2 * self.rooms.len() + room.offset;
         // In bounds: `check_rooms` (or the creation) made every room end
@@ -761,6 +780,7 @@ impl ShareableList {
         }
     }
 
+    #[inline]
     fn read(&self, index: usize, room: Room, timeout: Duration) -> Result<Item> {
         match read_item(
             self.state_word(index),
@@ -776,6 +796,7 @@ impl ShareableList {
         }
     }
 
+    #[inline]
     fn write(&self, index: usize, room: Room, value: &Item, timeout: Duration) -> Result<()> {
         let (kind, bytes) = value.encoded();
         if bytes.len() > room.words * WORD {
@@ -845,6 +866,7 @@ pub(crate) trait Pause {
 
 /// Copies the item that `state_word` and `data` hold: the copy (or why its
 /// bytes are none a writer leaves), or why the wait for a turn gave up.
+#[inline]
 fn read_item<A: Atom, P: Pause>(
     state_word: &A,
     data: &[A],
@@ -880,6 +902,7 @@ fn read_item<A: Atom, P: Pause>(
 
 /// Writes `bytes` (at most `data`'s room) as an item of `kind`; gives up
 /// only with [`Gave::Busy`] (a holder [`Gave::Stuck`] is taken over).
+#[inline]
 fn write_item<A: Atom, P: Pause>(
     state_word: &A,
     data: &[A],
@@ -924,6 +947,7 @@ const OPTIMISTIC_READS: u32 = 4;
 /// `Err` once the wait is over: [`Gave::Stuck`] with the state a holder
 /// left for the whole limit (a writer takes the item over from there, a
 /// reader gives up), [`Gave::Busy`] when turns kept passing to others.
+#[inline]
 fn take_turn<A: Atom, P: Pause>(
     state_word: &A,
     waiter: &mut P,
@@ -979,6 +1003,7 @@ fn take_turn<A: Atom, P: Pause>(
 /// marked the state meanwhile. The only change another makes to a held
 /// state is that mark, so this loops at most twice; a peer that writes
 /// over the word without end gets a plain store after a few tries.
+#[inline]
 fn end_turn<A: Atom>(state_word: &A, next: u64) {
     let mut now = state_word.load(Ordering::Relaxed);
     for _ in 0..8 {
@@ -1023,6 +1048,7 @@ fn word_of(chunk: &[u8]) -> u64 {
 
 /// The item that `state` describes, copied out of `data` (atomic loads:
 /// a writer may be storing meanwhile; the caller checks the state again).
+#[inline]
 fn copy_item<A: Atom>(state: u64, data: &[A]) -> std::result::Result<Item, String> {
     let kind = state >> KIND_SHIFT;
     let len = (state & LEN_MASK) as usize;
@@ -1124,10 +1150,12 @@ fn busy_limit(limit: Duration) -> Duration {
 struct Waiter {
     start: Option<Instant>,
     limit: Duration,
-    /// The state last waited on, the looks at it and since when.
+    /// The state last waited on, the looks at it and since when (the
+    /// clock is read once the spins are over: a wait that ends in them,
+    /// as nearly all do, reads none).
     last: u64,
     looks: u32,
-    since: Instant,
+    since: Option<Instant>,
 }
 
 impl Waiter {
@@ -1137,29 +1165,30 @@ impl Waiter {
             limit,
             last: 0,
             looks: 0,
-            since: Instant::now(),
+            since: None,
         }
     }
 }
 
 impl Pause for Waiter {
     fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave> {
-        let start = *self.start.get_or_insert_with(Instant::now);
         if seen != self.last || self.looks == 0 {
             self.last = seen;
             self.looks = 0;
-            self.since = Instant::now();
+            self.since = None;
         }
         self.looks += 1;
         if self.looks < 64 {
             std::hint::spin_loop();
             return Ok(());
         }
-        let stayed = self.since.elapsed();
+        let now = Instant::now();
+        let start = *self.start.get_or_insert(now);
+        let stayed = now - *self.since.get_or_insert(now);
         if stayed >= self.limit {
             return Err(Gave::Stuck);
         }
-        if start.elapsed() >= busy_limit(self.limit) {
+        if now - start >= busy_limit(self.limit) {
             return Err(Gave::Busy);
         }
         if stayed < Duration::from_millis(1) {

@@ -34,7 +34,7 @@ use multiproc_bench::{
 };
 use multiproc_proc::Process;
 use multiproc_queue::PIPE_CAPACITY;
-use multiproc_shm::Shared;
+use multiproc_shm::{Item, ShareableList, Shared};
 use multiproc_sync::{Event, Mutex, Semaphore};
 use std::time::Duration;
 
@@ -106,8 +106,9 @@ impl Cfg {
 
 const USAGE: &str = "usage: report [--quick] [--filter WORD] [--json FILE] [--html FILE]
   --quick        a short run (for CI: checks that it runs, not its ratios)
-  --filter WORD  only sections whose name contains WORD: locks, contended,
-                 process, queue, large, mpmc, iceoryx2, ping-pong, pool, mpi
+  --filter WORD  only sections whose name contains WORD: locks, list,
+                 contended, process, queue, large, mpmc, iceoryx2, ping-pong,
+                 pool, mpi
   --json FILE    every row and the machine, as JSON
   --html FILE    the page of charts (default: target/report/index.html)
   --draw FILE    measure nothing: draw the page of a saved --json run";
@@ -153,8 +154,9 @@ fn main() {
         draw(&cfg, &doc);
         return;
     }
-    let sections: [(&str, Section); 10] = [
+    let sections: [(&str, Section); 11] = [
         ("locks", locks),
+        ("list", shareable_list),
         ("contended", contended),
         ("process", process),
         ("queue", queue),
@@ -596,6 +598,93 @@ fn locks(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         target: "≤ 2.0×",
         ok: t_ev <= 2.0 * t_ours,
     });
+}
+
+/// `ShareableList`'s items: an integer read and written back (Python's
+/// `sl[0] = sl[0] + 1`) beside a process-shared pthread mutex around the
+/// same read and write of a `u64`, and a 32-byte string read; beside
+/// Python's `ShareableList` doing the same.
+fn shareable_list(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
+    const TEXT: &str = "thirty-two bytes of a string....";
+    let sl = ShareableList::anonymous([Item::Int(0), Item::from(TEXT)]).unwrap();
+    let p = PthreadMutex::new(false);
+    let t = interleaved(
+        cfg.rounds,
+        &mut [
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    match black_box(&sl).get(0) {
+                        Ok(Item::Int(v)) => sl.set(0, v + 1).unwrap(),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }),
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    black_box(&p).increment();
+                }
+            }),
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    black_box(black_box(&sl).get(1).unwrap());
+                }
+            }),
+        ],
+    );
+    let [t_int, t_p, t_str] = [0, 1, 2].map(|i| best(&t[i]));
+    rows.push(Row {
+        what: "ShareableList int get+set (ns)",
+        ours: t_int,
+        peer_name: "pthread_mutex, shared, around a u64",
+        peer: t_p,
+        target: "(for reference: a bare u64)",
+        ok: true,
+    });
+    let n = cfg.n(200_000);
+    let py = multiproc_bench::run_python_line(&format!(
+        "from multiprocessing import shared_memory as sm\n\
+         import time\n\
+         sl = sm.ShareableList([0, {TEXT:?}])\n\
+         best_set = best_get = float('inf')\n\
+         for _ in range({rounds}):\n\
+         \x20   t = time.perf_counter()\n\
+         \x20   for _ in range({n}):\n\
+         \x20       sl[0] = sl[0] + 1\n\
+         \x20   best_set = min(best_set, (time.perf_counter() - t) / {n})\n\
+         \x20   t = time.perf_counter()\n\
+         \x20   for _ in range({n}):\n\
+         \x20       sl[1]\n\
+         \x20   best_get = min(best_get, (time.perf_counter() - t) / {n})\n\
+         sl.shm.close(); sl.shm.unlink()\n\
+         print(best_set * 1e9, best_get * 1e9)\n",
+        rounds = cfg.r(5),
+    ));
+    let py: Option<Vec<f64>> = py.map(|line| {
+        line.split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    });
+    match py.as_deref() {
+        Some(&[py_int, py_str]) => {
+            rows.push(Row {
+                what: "ShareableList int get+set (ns)",
+                ours: t_int,
+                peer_name: "Python ShareableList",
+                peer: py_int,
+                target: "≤ 0.02× (50× faster)",
+                ok: t_int * 50.0 <= py_int,
+            });
+            rows.push(Row {
+                what: "ShareableList 32-byte str get (ns)",
+                ours: t_str,
+                peer_name: "Python ShareableList",
+                peer: py_str,
+                target: "≤ 0.02× (50× faster)",
+                ok: t_str * 50.0 <= py_str,
+            });
+        }
+        _ => println!("(python3 not found: the ShareableList's Python rows are skipped)"),
+    }
 }
 
 /// Two processes hammering one lock, and a hand-off after 1 µs held.

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `0` | `n`, the number of items | by the creator, before the segment is published |
 //! | `1 ..= n` | each item's room: `offset << 32 \| words`, offsets from the data's start | by the creator |
-//! | `n + 1 ..= 2n` | each item's state: `kind << 56 \| seq << 32 \| len` | by each write |
+//! | `n + 1 ..= 2n` | each item's state: `kind << 56 \| wanted << 55 \| seq << 32 \| len` (`seq` 23 bits) | by each turn |
 //! | `2n + 1 ..` | the items' bytes, each in its room | by each write |
 //!
 //! An opener checks the room table (every item has room, the rooms follow
@@ -48,7 +48,10 @@
 //! set the wait instead. (A reader killed during its turn leaves the item
 //! whole but its state odd: the same, until the next write. A writer
 //! stopped longer than the grace, not killed, and then resumed, may mix
-//! its bytes with the next writer's.)
+//! its bytes with the next writer's.) The grace counts from the last change
+//! of the state: turns that keep passing are live holders, never taken
+//! over; a waiter that sees them pass for four times its wait gives up
+//! with [`Error::ItemBusy`].
 //!
 //! # Memory order
 //!

@@ -249,7 +249,7 @@ pub enum Error {
     /// [`ShareableList`](crate::ShareableList)'s item (reading or writing
     /// it) for the whole wait: nothing was read or written. Seen with a
     /// short timeout among busy writers, or a peer that writes over the
-    /// item's state without end.
+    /// item's turn word without end.
     #[error(
         "item {index} of {what} stayed busy with other readers and writers through {waited:?} \
          of waiting; try again, or with a longer timeout"
@@ -263,7 +263,7 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// A [`ShareableList`](crate::ShareableList)'s item holds a state or
+    /// A [`ShareableList`](crate::ShareableList)'s item holds a kind or a length
     /// bytes that no writer of this crate leaves: another process wrote over
     /// it. Writing the item again repairs it.
     #[error("item {index} of {what} is corrupted: {reason}; write the item again")]

@@ -8,8 +8,9 @@
 //! |---|---|---|
 //! | `0` | `n`, the number of items | by the creator, before the segment is published |
 //! | `1 ..= n` | each item's room: `offset << 32 \| words`, offsets from the data's start | by the creator |
-//! | `n + 1 ..= 2n` | each item's state: `kind << 56 \| wanted << 55 \| seq << 32 \| len` (`seq` 23 bits) | by each turn |
-//! | `2n + 1 ..` | the items' bytes, each in its room | by each write |
+//! | `n + 1 + 2i` | item `i`'s turn word: `wanted << 63 \| count` | by each turn |
+//! | `n + 2 + 2i` | item `i`'s kind word: `kind << 56 \| len` | by each write |
+//! | `3n + 1 ..` | the items' bytes, each in its room | by each write |
 //!
 //! An opener checks the room table (every item has room, the rooms follow
 //! one another and end inside the segment) and keeps a private copy of it:
@@ -17,39 +18,43 @@
 //! from the segment is trusted either: a kind, a length past the room or a
 //! string that is not UTF-8 is [`Error::CorruptedItem`], never a panic.
 //!
-//! # An item's state word: a sequence lock
+//! # An item's turn word: a sequence lock
 //!
-//! | `seq` | meaning |
+//! | `count` | meaning |
 //! |---|---|
-//! | even | the item is whole: `kind` and `len` describe its bytes |
-//! | odd | a writer is between its first and last store |
+//! | even | the item is whole: its kind word describes its bytes |
+//! | odd | a turn is held: a writer may be between its first and last store |
 //!
-//! A writer moves `seq` from even to odd by compare-and-swap (so writers of
-//! one item take turns), stores the bytes, then stores the new kind and
-//! length with `seq` one higher. A reader loads the state, copies the bytes,
-//! and loads the state again: the copy stands when both loads are the same
-//! even word; otherwise it reads again. A reader that finds a write under
+//! A writer moves the count from even to odd by compare-and-swap (so
+//! writers of one item take turns), stores the kind word and the bytes,
+//! then the count one higher. A reader loads the turn word, copies the
+//! kind word and the bytes, and loads the turn word again: the copy stands
+//! when both loads are the same even word; otherwise it reads again. The
+//! count has 63 bits: no run of writes during one copy brings it back to
+//! where the copy began (a count of 23 bits, kept beside the kind in one
+//! word, would come back after four million writes — a minute's fraction
+//! of a writer in a loop, while a reader is descheduled). A reader that finds a write under
 //! way, or is overtaken by writes [`OPTIMISTIC_READS`] times in a row (a
 //! small item rewritten in a loop can change within every copy), takes a
-//! turn as a writer does, copies, and gives the state back with `seq` two
-//! higher: the next writer waits for it.
+//! turn as a writer does, copies, and gives the turn back with the count
+//! two higher: the next writer waits for it.
 //!
-//! Turns are handed over: one who waits for a turn marks the held state
-//! [`WANTED`], and one who finds a free state so marked without having
+//! Turns are handed over: one who waits for a turn marks the held turn
+//! word [`WANTED`], and one who finds a free one so marked without having
 //! waited for it leaves it to the waiter (a writer in a loop would
 //! otherwise take every turn again before a waiter, on the same CPU, ran).
 //!
-//! A writer killed between its first and last store leaves `seq` odd: its
+//! A writer killed between its first and last store leaves the count odd: its
 //! item's readers and writers wait for it up to a grace
 //! ([`ShareableList::writer_grace`]: one second, and longer for a long
 //! item, whose writing takes longer),
 //! then a reader answers [`Error::ItemUnfinished`] and a writer takes the
 //! item over (its write makes the item whole again). The `_timeout` forms
 //! set the wait instead. (A reader killed during its turn leaves the item
-//! whole but its state odd: the same, until the next write. A writer
+//! whole but its count odd: the same, until the next write. A writer
 //! stopped longer than the grace, not killed, and then resumed, may mix
 //! its bytes with the next writer's.) The grace counts from the last change
-//! of the state: turns that keep passing are live holders, never taken
+//! of the turn word: turns that keep passing are live holders, never taken
 //! over; a waiter that sees them pass for four times its wait gives up
 //! with [`Error::ItemBusy`].
 //!
@@ -57,8 +62,8 @@
 //!
 //! | Release | pairs with the Acquire of | carries |
 //! |---|---|---|
-//! | the writer's fence after its odd state | the reader's fence after its copy | a copy that saw a new byte sees the odd state at its second load |
-//! | the writer's final store of the state | the reader's first load of it | the bytes of that write |
+//! | the writer's fence after it took its turn | the reader's fence after its copy | a copy that saw a new word sees the odd count at its second load |
+//! | the end of a writer's turn | the reader's first load of the turn word | the kind word and the bytes of that write |
 //! | the end of a turn (a writer's or a reader's) | the compare-and-swap that takes the next turn | that turn's stores or copy come before the next turn's stores |
 //!
 //! The protocol is written once, over [`Atom`] and [`Pause`], for the list's
@@ -94,32 +99,30 @@ const KIND_STR: u64 = 5;
 const KIND_BYTES: u64 = 6;
 
 const KIND_SHIFT: u32 = 56;
-/// Set while a turn is held by one who waits for the next (see
-/// [`take_turn`]); whoever takes the next turn clears it.
-const WANTED: u64 = 1 << 55;
-const SEQ_SHIFT: u32 = 32;
-const SEQ_MASK: u64 = 0x7f_ffff;
 const LEN_MASK: u64 = 0xffff_ffff;
+/// A turn word's mark: one who waits for the next turn is there (see
+/// [`take_turn`]); whoever takes the next turn clears it.
+const WANTED: u64 = 1 << 63;
+/// A turn word's count of turns begun and ended (odd: one is held).
+const COUNT: u64 = !WANTED;
 
 /// The longest string or bytes item, in bytes (its length is 32 bits of
-/// the state word).
+/// the item's kind word).
 pub const MAX_ITEM_BYTES: usize = u32::MAX as usize;
 
-fn state(kind: u64, seq: u64, len: u64) -> u64 {
-    (kind << KIND_SHIFT) | ((seq & SEQ_MASK) << SEQ_SHIFT) | (len & LEN_MASK)
+/// An item's kind word.
+fn kind_word(kind: u64, len: u64) -> u64 {
+    (kind << KIND_SHIFT) | (len & LEN_MASK)
 }
 
-fn seq_of(state: u64) -> u64 {
-    (state >> SEQ_SHIFT) & SEQ_MASK
+/// Whether a turn holds the item (its turn word's count is odd).
+fn held(turn: u64) -> bool {
+    turn & 1 == 1
 }
 
-/// Whether a turn holds the item (its `seq` is odd).
-fn held(state: u64) -> bool {
-    seq_of(state) & 1 == 1
-}
-
-fn with_seq(state: u64, seq: u64) -> u64 {
-    (state & !(SEQ_MASK << SEQ_SHIFT)) | ((seq & SEQ_MASK) << SEQ_SHIFT)
+/// The count after `turn`'s (the mark cleared).
+fn next_count(turn: u64) -> u64 {
+    ((turn & COUNT) + 1) & COUNT
 }
 
 /// One item of a [`ShareableList`]: the types Python's `ShareableList`
@@ -441,7 +444,7 @@ impl ShareableList {
         if data_words > u32::MAX as usize {
             return Err(too_large());
         }
-        let total = 1 + 2 * n + data_words;
+        let total = 1 + 3 * n + data_words;
         let words = SharedSlice::<Word>::new_in_with(location, total, |p| {
             let w = p.cast::<u64>();
             let put = |i: usize, v: u64| {
@@ -451,11 +454,12 @@ impl ShareableList {
                 unsafe { w.add(i).write(v) }
             };
             put(0, n as u64);
-            let data = 1 + 2 * n;
+            let data = 1 + 3 * n;
             for (i, (item, room)) in items.iter().zip(&rooms).enumerate() {
                 put(1 + i, ((room.offset as u64) << 32) | room.words as u64);
                 let (kind, bytes) = item.encoded();
-                put(1 + n + i, state(kind, 0, bytes.len() as u64));
+                // The turn word starts at 0 (the memory is zeroed).
+                put(2 + n + 2 * i, kind_word(kind, bytes.len() as u64));
                 for (k, chunk) in bytes.chunks(WORD).enumerate() {
                     put(data + room.offset + k, word_of(chunk));
                 }
@@ -551,7 +555,7 @@ impl ShareableList {
     /// [`Error::ListIndex`] past the end; [`Error::ItemUnfinished`] when a
     /// writer of it did not finish in time (killed mid-write);
     /// [`Error::ItemBusy`] when others kept taking turns at it for four
-    /// times the wait; and [`Error::CorruptedItem`] when its state or bytes
+    /// times the wait; and [`Error::CorruptedItem`] when its kind word or bytes
     /// are none this crate writes (a peer wrote over them).
     ///
     /// # Examples
@@ -747,14 +751,16 @@ impl ShareableList {
         })
     }
 
+    /// Item `index`'s turn word and kind word.
     #[inline]
-    fn state_word(&self, index: usize) -> &Word {
-        &self.words[1 + self.rooms.len() + index]
+    fn words_of(&self, index: usize) -> (&Word, &Word) {
+        let at = 1 + self.rooms.len() + 2 * index;
+        (&self.words[at], &self.words[at + 1])
     }
 
     #[inline]
     fn data(&self, room: Room) -> &[Word] {
-        let start = 1 + 2 * self.rooms.len() + room.offset;
+        let start = 1 + 3 * self.rooms.len() + room.offset;
         // In bounds: `check_rooms` (or the creation) made every room end
         // inside the segment.
         &self.words[start..start + room.words]
@@ -785,11 +791,8 @@ impl ShareableList {
 
     #[inline]
     fn read(&self, index: usize, room: Room, timeout: Duration) -> Result<Item> {
-        match read_item(
-            self.state_word(index),
-            self.data(room),
-            &mut Waiter::new(timeout),
-        ) {
+        let (turn, kind) = self.words_of(index);
+        match read_item(turn, kind, self.data(room), &mut Waiter::new(timeout)) {
             Ok(copy) => copy.map_err(|reason| Error::CorruptedItem {
                 what: self.what(),
                 index,
@@ -809,8 +812,10 @@ impl ShareableList {
                 room: room.words * WORD,
             });
         }
+        let (turn, kind_at) = self.words_of(index);
         write_item(
-            self.state_word(index),
+            turn,
+            kind_at,
             self.data(room),
             kind,
             &bytes,
@@ -863,73 +868,78 @@ impl Atom for Word {
 
 /// How a turn is waited for: [`Waiter`], or a yield in the loom models.
 pub(crate) trait Pause {
-    /// Waits a little while the item's state is `seen`; `Err` to give up.
+    /// Waits a little while the item's turn word is `seen`; `Err` to give up.
     fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave>;
 }
 
-/// Copies the item that `state_word` and `data` hold: the copy (or why its
-/// bytes are none a writer leaves), or why the wait for a turn gave up.
+/// Copies the item that `turn`, `kind` and `data` hold: the copy (or why
+/// its kind word or bytes are none a writer leaves), or why the wait for a
+/// turn gave up.
 #[inline]
 fn read_item<A: Atom, P: Pause>(
-    state_word: &A,
+    turn: &A,
+    kind: &A,
     data: &[A],
     pause: &mut P,
 ) -> std::result::Result<std::result::Result<Item, String>, Gave> {
     for _ in 0..OPTIMISTIC_READS {
-        // SYNC: pairs with the writer's final Release store of the state
-        // (in `end_turn`): the bytes of that write are visible below.
-        let first = state_word.load(Ordering::Acquire);
+        // SYNC: pairs with the Release that ended the last turn (in
+        // `end_turn`): its kind word and bytes are visible below.
+        let first = turn.load(Ordering::Acquire);
         if held(first) {
             // A write under way: wait for a turn (so that a writer in a
             // loop hands the item over rather than taking it again).
             break;
         }
-        let copy = copy_item(first, data);
-        // SYNC: pairs with the writer's Release fence after its odd state:
-        // a copy that saw any byte of a newer write sees at least that odd
-        // state here.
+        let copy = copy_item(kind.load(Ordering::Relaxed), data);
+        // SYNC: pairs with the writer's Release fence after it took its
+        // turn: a copy that saw any word of a newer write sees at least
+        // that turn here.
         A::fence(Ordering::Acquire);
-        if state_word.load(Ordering::Relaxed) == first {
+        if turn.load(Ordering::Relaxed) == first {
             return Ok(copy);
         }
     }
     // A write under way, or writes that keep overtaking the copy: take a
     // turn as a writer does, so that the next one waits for this copy.
-    let (before, odd) = take_turn(state_word, pause).map_err(|(why, _)| why)?;
-    let copy = copy_item(before, data);
+    let odd = take_turn(turn, pause).map_err(|(why, _)| why)?;
+    let copy = copy_item(kind.load(Ordering::Relaxed), data);
     // SYNC: the Release in `end_turn` pairs with the next turn's Acquire
     // compare-and-swap: this copy is done before its stores.
-    end_turn(state_word, with_seq(before, odd + 1));
+    end_turn(turn, next_count(odd));
     Ok(copy)
 }
 
-/// Writes `bytes` (at most `data`'s room) as an item of `kind`; gives up
-/// only with [`Gave::Busy`] (a holder [`Gave::Stuck`] is taken over).
+/// Writes `bytes` (at most `data`'s room) as an item of kind `of`; gives
+/// up only with [`Gave::Busy`] (a holder [`Gave::Stuck`] is taken over).
 #[inline]
 fn write_item<A: Atom, P: Pause>(
-    state_word: &A,
+    turn: &A,
+    kind: &A,
     data: &[A],
-    kind: u64,
+    of: u64,
     bytes: &[u8],
     pause: &mut P,
 ) -> std::result::Result<(), Gave> {
-    let odd = match take_turn(state_word, pause) {
-        Ok((_, odd)) => odd,
-        // A holder that never finished: taken over (the state stays odd
+    let odd = match take_turn(turn, pause) {
+        Ok(odd) => odd,
+        // A holder that never finished: taken over (the count stays odd
         // until this write's end).
-        Err((Gave::Stuck, held)) => seq_of(held),
+        Err((Gave::Stuck, held)) => held & COUNT,
         Err((Gave::Busy, _)) => return Err(Gave::Busy),
     };
     // SYNC: pairs with the reader's Acquire fence after its copy (see
-    // `read_item`): the odd state is ordered before every byte stored below.
+    // `read_item`): the turn taken is ordered before every word stored
+    // below.
     A::fence(Ordering::Release);
+    kind.store(kind_word(of, bytes.len() as u64), Ordering::Relaxed);
     for (word, chunk) in data.iter().zip(bytes.chunks(WORD)) {
         word.store(word_of(chunk), Ordering::Relaxed);
     }
     // SYNC: the Release in `end_turn` pairs with the reader's first Acquire
-    // load of the state (and the next turn's Acquire compare-and-swap): the
-    // bytes above come with the new kind and length.
-    end_turn(state_word, state(kind, odd + 1, bytes.len() as u64));
+    // load of the turn word (and the next turn's Acquire compare-and-swap):
+    // the kind word and the bytes above come with the turn's end.
+    end_turn(turn, next_count(odd));
     Ok(())
 }
 
@@ -939,44 +949,36 @@ fn write_item<A: Atom, P: Pause>(
 /// under way takes a turn at once.
 const OPTIMISTIC_READS: u32 = 4;
 
-/// Moves an item's state from even to odd (its turn taken), waiting while
-/// another holds it: `Ok((state before, the odd seq))`.
+/// Moves an item's turn word from even to odd (its turn taken), waiting
+/// while another holds it: `Ok(the odd count)`.
 ///
-/// One who waits marks the held state [`WANTED`], and one who finds a
-/// free state marked and has not waited for it leaves it to the one who
-/// has (a writer in a loop would otherwise take every turn again before
-/// a waiter saw it free): for the wait's limit, should that one be gone.
+/// One who waits marks the held turn [`WANTED`], and one who finds a free
+/// turn so marked and has not waited for it leaves it to the one who has
+/// (a writer in a loop would otherwise take every turn again before a
+/// waiter saw it free): for the wait's limit, should that one be gone.
 ///
-/// `Err` once the wait is over: [`Gave::Stuck`] with the state a holder
+/// `Err` once the wait is over: [`Gave::Stuck`] with the turn word a holder
 /// left for the whole limit (a writer takes the item over from there, a
 /// reader gives up), [`Gave::Busy`] when turns kept passing to others.
 #[inline]
-fn take_turn<A: Atom, P: Pause>(
-    state_word: &A,
-    waiter: &mut P,
-) -> std::result::Result<(u64, u64), (Gave, u64)> {
+fn take_turn<A: Atom, P: Pause>(turn: &A, waiter: &mut P) -> std::result::Result<u64, (Gave, u64)> {
     let mut waited = false;
     loop {
-        let now = state_word.load(Ordering::Relaxed);
+        let now = turn.load(Ordering::Relaxed);
         let free = !held(now);
         if free && (waited || now & WANTED == 0) {
             // SYNC: Acquire pairs with the Release in `end_turn`: the last
             // turn's stores (or a reader's copy) come before this turn's.
-            let taken = with_seq(now & !WANTED, seq_of(now) + 1);
-            if state_word
-                .compare_exchange(now, taken, Ordering::Acquire, Ordering::Relaxed)
+            let odd = next_count(now);
+            if turn
+                .compare_exchange(now, odd, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Ok((now & !WANTED, seq_of(now) + 1));
+                return Ok(odd);
             }
         } else if !free && now & WANTED == 0 {
-            // Say that someone waits (a failure: the state changed).
-            let _ = state_word.compare_exchange(
-                now,
-                now | WANTED,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            // Say that someone waits (a failure: the turn word changed).
+            let _ = turn.compare_exchange(now, now | WANTED, Ordering::Relaxed, Ordering::Relaxed);
             waited = true;
         }
         match waiter.wait(now) {
@@ -988,8 +990,8 @@ fn take_turn<A: Atom, P: Pause>(
                     // Giving up: take back the mark (another waiter's too,
                     // which only costs it its precedence), so that nobody
                     // waits for this one.
-                    let marked = state_word.load(Ordering::Relaxed);
-                    let _ = state_word.compare_exchange(
+                    let marked = turn.load(Ordering::Relaxed);
+                    let _ = turn.compare_exchange(
                         marked,
                         marked & !WANTED,
                         Ordering::Relaxed,
@@ -1002,15 +1004,15 @@ fn take_turn<A: Atom, P: Pause>(
     }
 }
 
-/// Ends a turn: stores `next` (Release), keeping [`WANTED`] if a waiter
-/// marked the state meanwhile. The only change another makes to a held
-/// state is that mark, so this loops at most twice; a peer that writes
-/// over the word without end gets a plain store after a few tries.
+/// Ends a turn: stores the count `next` (Release), keeping [`WANTED`] if a
+/// waiter marked the turn word meanwhile. The only change another makes to
+/// a held turn word is that mark, so this loops at most twice; a peer that
+/// writes over the word without end gets a plain store after a few tries.
 #[inline]
-fn end_turn<A: Atom>(state_word: &A, next: u64) {
-    let mut now = state_word.load(Ordering::Relaxed);
+fn end_turn<A: Atom>(turn: &A, next: u64) {
+    let mut now = turn.load(Ordering::Relaxed);
     for _ in 0..8 {
-        match state_word.compare_exchange(
+        match turn.compare_exchange(
             now,
             next | (now & WANTED),
             Ordering::Release,
@@ -1020,7 +1022,7 @@ fn end_turn<A: Atom>(state_word: &A, next: u64) {
             Err(seen) => now = seen,
         }
     }
-    state_word.store(next, Ordering::Release);
+    turn.store(next, Ordering::Release);
 }
 
 impl fmt::Debug for ShareableList {
@@ -1049,12 +1051,13 @@ fn word_of(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// The item that `state` describes, copied out of `data` (atomic loads:
-/// a writer may be storing meanwhile; the caller checks the state again).
+/// The item that the kind word `of` describes, copied out of `data`
+/// (atomic loads: a writer may be storing meanwhile; the caller checks the
+/// turn word again).
 #[inline]
-fn copy_item<A: Atom>(state: u64, data: &[A]) -> std::result::Result<Item, String> {
-    let kind = state >> KIND_SHIFT;
-    let len = (state & LEN_MASK) as usize;
+fn copy_item<A: Atom>(of: u64, data: &[A]) -> std::result::Result<Item, String> {
+    let kind = of >> KIND_SHIFT;
+    let len = (of & LEN_MASK) as usize;
     let first = || data[0].load(Ordering::Relaxed);
     match kind {
         KIND_NONE => Ok(Item::None),
@@ -1098,7 +1101,7 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
     let n = usize::try_from(n)
         .ok()
         .filter(|&n| {
-            n.checked_mul(2)
+            n.checked_mul(3)
                 .and_then(|m| m.checked_add(1))
                 .is_some_and(|m| m <= total)
         })
@@ -1107,7 +1110,7 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
                 "it says it has {n} items; its {total} words hold fewer"
             ))
         })?;
-    let data_words = total - (1 + 2 * n);
+    let data_words = total - (1 + 3 * n);
     let mut rooms = Vec::with_capacity(n);
     let mut next = 0usize;
     for i in 0..n {
@@ -1129,7 +1132,7 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
 /// Why a wait for a turn gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Gave {
-    /// One state stayed for the whole limit: its holder is gone.
+    /// One turn word stayed for the whole limit: its holder is gone.
     Stuck,
     /// Turns kept passing to others for [`busy_limit`] of the limit.
     Busy,
@@ -1145,7 +1148,7 @@ fn busy_limit(limit: Duration) -> Duration {
 }
 
 /// A bounded wait for an item's holder: spins, then yields, then naps
-/// (a holder that stays is likely gone). A state that changed (turns pass
+/// (a holder that stays is likely gone). A turn word that changed (turns pass
 /// from holder to holder) starts the spins, the yields and the limit
 /// again, so that a waiter among busy writers keeps asking for its turn
 /// rather than sleeping through it, and takes no live holder for a dead
@@ -1153,7 +1156,7 @@ fn busy_limit(limit: Duration) -> Duration {
 struct Waiter {
     start: Option<Instant>,
     limit: Duration,
-    /// The state last waited on, the looks at it and since when (the
+    /// The turn word last waited on, the looks at it and since when (the
     /// clock is read once the spins are over: a wait that ends in them,
     /// as nearly all do, reads none).
     last: u64,
@@ -1209,7 +1212,9 @@ impl Pause for Waiter {
 /// `LOOM_MAX_PREEMPTIONS=2`).
 #[cfg(all(test, multiproc_loom))]
 mod loom_models {
-    use super::{read_item, state, write_item, Atom, Gave, Item, Pause, KIND_STR, WANTED, WORD};
+    use super::{
+        held, kind_word, read_item, write_item, Atom, Gave, Item, Pause, KIND_STR, WANTED, WORD,
+    };
     use loom::sync::atomic::AtomicU64;
     use loom::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -1251,9 +1256,10 @@ mod loom_models {
         }
     }
 
-    /// One string item of two words.
+    /// One string item of two words: its turn word, kind word and bytes.
     struct Slot {
-        state: Model,
+        turn: Model,
+        kind: Model,
         data: [Model; 2],
     }
 
@@ -1262,18 +1268,29 @@ mod loom_models {
     fn slot(fill: u8) -> Slot {
         let word = u64::from_le_bytes([fill; WORD]);
         Slot {
-            state: Model(AtomicU64::new(state(KIND_STR, 0, LEN as u64))),
+            turn: Model(AtomicU64::new(0)),
+            kind: Model(AtomicU64::new(kind_word(KIND_STR, LEN as u64))),
             data: [Model(AtomicU64::new(word)), Model(AtomicU64::new(word))],
         }
     }
 
     fn write(s: &Slot, fill: u8) {
-        write_item(&s.state, &s.data, KIND_STR, &[fill; LEN], &mut Yield).unwrap();
+        write_item(
+            &s.turn,
+            &s.kind,
+            &s.data,
+            KIND_STR,
+            &[fill; LEN],
+            &mut Yield,
+        )
+        .unwrap();
     }
 
     /// The byte a read found the item made of, failing on half of a write.
     fn read(s: &Slot) -> u8 {
-        let item = read_item(&s.state, &s.data, &mut Yield).unwrap().unwrap();
+        let item = read_item(&s.turn, &s.kind, &s.data, &mut Yield)
+            .unwrap()
+            .unwrap();
         let Item::Str(text) = item else {
             panic!("not a string: {item:?}")
         };
@@ -1315,8 +1332,8 @@ mod loom_models {
                 w.join().unwrap();
             }
             assert!(matches!(read(&s), b'b' | b'c'));
-            let end = s.state.load(Ordering::Relaxed);
-            assert_eq!(super::seq_of(end) % 2, 0, "a turn left held");
+            let end = s.turn.load(Ordering::Relaxed);
+            assert!(!held(end), "a turn left held");
             assert_eq!(end & WANTED, 0, "a mark left behind");
         });
     }

@@ -1273,6 +1273,8 @@ mod tests {
 
     #[test]
     fn a_new_name_that_is_taken_is_drawn_again_and_not_for_ever() {
+        // The segment stays (shadowed, not dropped) until the test's end:
+        // its name stays taken.
         let taken = Segment::new_in(Location::NewName, 8).unwrap();
         let taken = taken.name().unwrap().to_owned();
         let free = format!("psm-test-free-{}", sys::getpid());

@@ -118,7 +118,6 @@ pub(crate) fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Resu
     Ok(())
 }
 
-/// The calling process's id.
 /// 32 random bits from the kernel (`getrandom`); should it fail (a kernel
 /// before 3.17, a seccomp filter), the clock's nanoseconds mixed with the
 /// pid and a count, which serve a name's draw as well.
@@ -140,6 +139,7 @@ pub(crate) fn random_u32() -> u32 {
     (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
 }
 
+/// The calling process's id.
 pub(crate) fn getpid() -> u32 {
     nix::unistd::getpid().as_raw() as u32
 }

@@ -424,9 +424,9 @@ fn scribble(seg: &Segment, k: usize, word: u64) {
     seg.write_volatile(k * 8, &word.to_le_bytes()).unwrap();
 }
 
-/// A state word as the list writes it: kind, sequence, length.
-fn state(kind: u64, seq: u64, len: u64) -> u64 {
-    (kind << 56) | (seq << 32) | len
+/// A kind word as the list writes it: kind, length.
+fn kind_word(kind: u64, len: u64) -> u64 {
+    (kind << 56) | len
 }
 
 fn read_word(seg: &Segment, k: usize) -> u64 {
@@ -435,13 +435,25 @@ fn read_word(seg: &Segment, k: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Where item 0 of a list of two items keeps its words: the count, two
+/// rooms, then each item's turn word and kind word, then the bytes.
+const TURN0: usize = 3;
+const KIND0: usize = 4;
+const DATA0: usize = 7;
+/// A turn word's mark that someone waits.
+const WANTED: u64 = 1 << 63;
+
 #[test]
 fn a_scribbled_item_is_an_error_until_written_again() {
     let name = unique_name("list-scribble");
     let sl = ShareableList::create(&name, ["a string", "x"]).unwrap();
     let seg = Segment::open(&name).unwrap();
-    // Words: n, two rooms, two states, then the data.
-    let state0 = read_word(&seg, 3);
+    let kind0 = read_word(&seg, KIND0);
+    assert_eq!(
+        kind0,
+        kind_word(5, 8),
+        "item 0's kind word where it should be"
+    );
     let corrupted = |what: &str| match sl.get_timeout(0, Duration::from_millis(5)) {
         Err(Error::CorruptedItem {
             index: 0, reason, ..
@@ -449,32 +461,32 @@ fn a_scribbled_item_is_an_error_until_written_again() {
         other => panic!("{what}: {other:?}"),
     };
     // A kind no writer leaves.
-    scribble(&seg, 3, state0 & !(0xff << 56));
+    scribble(&seg, KIND0, kind_word(0, 8));
     corrupted("kind 0");
-    scribble(&seg, 3, (state0 & !(0xff << 56)) | (200 << 56));
+    scribble(&seg, KIND0, kind_word(200, 8));
     corrupted("kind 200");
     // A length past the room (16 bytes).
-    scribble(&seg, 3, (state0 & !0xffff_ffff) | 17);
+    scribble(&seg, KIND0, kind_word(5, 17));
     corrupted("length past the room");
     // Bytes that are not UTF-8 in a string.
-    scribble(&seg, 3, state0);
-    scribble(&seg, 5, 0xffff_ffff_ffff_ffff);
+    scribble(&seg, KIND0, kind0);
+    scribble(&seg, DATA0, 0xffff_ffff_ffff_ffff);
     corrupted("not UTF-8");
-    // A writer's odd state left behind.
-    scribble(&seg, 3, state0 | (1 << 32));
+    // A writer's odd count left behind.
+    scribble(&seg, TURN0, 1);
     match sl.get_timeout(0, Duration::from_millis(5)) {
         Err(Error::ItemUnfinished { index: 0, .. }) => {}
-        other => panic!("odd state: {other:?}"),
+        other => panic!("odd count: {other:?}"),
     }
-    // A waiter's mark left on a free state (its waiter killed): a reader
+    // A waiter's mark left on a free turn (its waiter killed): a reader
     // reads, a writer waits out its limit for the waiter, then writes.
-    scribble(&seg, 3, state(5, 2, 8) | (1 << 55));
-    scribble(&seg, 5, u64::from_le_bytes(*b"a string"));
+    scribble(&seg, TURN0, 2 | WANTED);
+    scribble(&seg, DATA0, u64::from_le_bytes(*b"a string"));
     assert_eq!(sl.get(0).unwrap(), Item::from("a string"));
     sl.set_timeout(0, "marked", Duration::from_millis(5))
         .unwrap();
     assert_eq!(sl.get(0).unwrap(), Item::from("marked"));
-    assert_eq!(read_word(&seg, 3) & (1 << 55), 0, "the mark is cleared");
+    assert_eq!(read_word(&seg, TURN0) & WANTED, 0, "the mark is cleared");
     // The other item is untouched; a write repairs the scribbled one.
     assert_eq!(sl.get(1).unwrap(), Item::from("x"));
     sl.set_timeout(0, "again", Duration::from_millis(5))
@@ -482,9 +494,9 @@ fn a_scribbled_item_is_an_error_until_written_again() {
     assert_eq!(sl.get(0).unwrap(), Item::from("again"));
 }
 
-/// A peer that keeps changing an item's held state (as turns passing
+/// A peer that keeps changing an item's held turn word (as turns passing
 /// without end would): readers and writers give up with `ItemBusy` after
-/// four times their wait, and a writer takes over only a state that
+/// four times their wait, and a writer takes over only a turn word that
 /// stayed (a live holder's bytes are never mixed with its own).
 #[test]
 fn an_item_whose_held_state_keeps_changing_is_busy_not_taken_over() {
@@ -494,14 +506,14 @@ fn an_item_whose_held_state_keeps_changing_is_busy_not_taken_over() {
     );
     let sl = ShareableList::anonymous(["a string", "x"]).unwrap();
     let seg = sl.segment();
-    let held = state(5, 1, 8);
     let flipper = fork(|| {
         for n in 0u64.. {
-            scribble(seg, 3, held + ((n % 2) << 33));
+            // Odd counts, 1 and 3 in turn: held, and changing.
+            scribble(seg, TURN0, 1 + 2 * (n % 2));
         }
         0
     });
-    while read_word(seg, 3) & (1 << 32) == 0 {
+    while read_word(seg, TURN0) & 1 == 0 {
         std::thread::yield_now();
     }
     let wait = Duration::from_millis(20);
@@ -517,7 +529,7 @@ fn an_item_whose_held_state_keeps_changing_is_busy_not_taken_over() {
     }
     flipper.kill(LIMIT);
     assert_eq!(
-        read_word(seg, 5),
+        read_word(seg, DATA0),
         u64::from_le_bytes(*b"a string"),
         "nothing written"
     );

@@ -310,8 +310,10 @@ struct Room {
 /// wait. Turns are handed to the one who waits, so a writer in a loop
 /// does not starve a reader; a call that saw turns pass to others for four
 /// times its wait gives up with [`Error::ItemBusy`], having written
-/// nothing (a live holder is never taken over). Bytes a peer wrote over the list are checked, never trusted: an
-/// item's kind, its length against its room, a string's UTF-8
+/// nothing (a live holder is never taken over).
+///
+/// Bytes a peer wrote over the list are checked, never trusted: an item's
+/// kind, its length against its room, a string's UTF-8
 /// ([`Error::CorruptedItem`]), and the table of rooms at open
 /// ([`Error::Corrupted`]).
 ///
@@ -1134,7 +1136,7 @@ fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
 pub(crate) enum Gave {
     /// One turn word stayed for the whole limit: its holder is gone.
     Stuck,
-    /// Turns kept passing to others for [`busy_limit`] of the limit.
+    /// Turns kept passing to others for [`busy_limit`] (four times the limit).
     Busy,
 }
 

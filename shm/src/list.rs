@@ -769,10 +769,7 @@ impl ShareableList {
     }
 
     fn what(&self) -> String {
-        self.segment().name().map_or_else(
-            || "a ShareableList".to_owned(),
-            |n| format!("ShareableList {n:?}"),
-        )
+        list_name(self.segment())
     }
 
     fn wait_error(&self, index: usize, waited: Duration, why: Gave) -> Error {
@@ -908,7 +905,7 @@ fn read_item<A: Atom, P: Pause>(
     let copy = copy_item(kind.load(Ordering::Relaxed), data);
     // SYNC: the Release in `end_turn` pairs with the next turn's Acquire
     // compare-and-swap: this copy is done before its stores.
-    end_turn(turn, next_count(odd));
+    end_turn(turn, odd, next_count(odd));
     Ok(copy)
 }
 
@@ -923,11 +920,11 @@ fn write_item<A: Atom, P: Pause>(
     bytes: &[u8],
     pause: &mut P,
 ) -> std::result::Result<(), Gave> {
-    let odd = match take_turn(turn, pause) {
-        Ok(odd) => odd,
+    let (held, odd) = match take_turn(turn, pause) {
+        Ok(odd) => (odd, odd),
         // A holder that never finished: taken over (the count stays odd
         // until this write's end).
-        Err((Gave::Stuck, held)) => held & COUNT,
+        Err((Gave::Stuck, held)) => (held, held & COUNT),
         Err((Gave::Busy, _)) => return Err(Gave::Busy),
     };
     // SYNC: pairs with the reader's Acquire fence after its copy (see
@@ -941,7 +938,7 @@ fn write_item<A: Atom, P: Pause>(
     // SYNC: the Release in `end_turn` pairs with the reader's first Acquire
     // load of the turn word (and the next turn's Acquire compare-and-swap):
     // the kind word and the bytes above come with the turn's end.
-    end_turn(turn, next_count(odd));
+    end_turn(turn, held, next_count(odd));
     Ok(())
 }
 
@@ -1007,12 +1004,15 @@ fn take_turn<A: Atom, P: Pause>(turn: &A, waiter: &mut P) -> std::result::Result
 }
 
 /// Ends a turn: stores the count `next` (Release), keeping [`WANTED`] if a
-/// waiter marked the turn word meanwhile. The only change another makes to
-/// a held turn word is that mark, so this loops at most twice; a peer that
-/// writes over the word without end gets a plain store after a few tries.
+/// waiter marked the turn word meanwhile. `held` is the word as this turn
+/// holds it, what the word still is unless marked: the first
+/// compare-and-swap needs no load before it. The only change another makes
+/// to a held turn word is that mark, so this loops at most twice; a peer
+/// that writes over the word without end gets a plain store after a few
+/// tries.
 #[inline]
-fn end_turn<A: Atom>(turn: &A, next: u64) {
-    let mut now = turn.load(Ordering::Relaxed);
+fn end_turn<A: Atom>(turn: &A, held: u64, next: u64) {
+    let mut now = held;
     for _ in 0..8 {
         match turn.compare_exchange(
             now,
@@ -1089,14 +1089,19 @@ fn copy_item<A: Atom>(of: u64, data: &[A]) -> std::result::Result<Item, String> 
     }
 }
 
+/// A list, as its errors name it.
+fn list_name(seg: &Segment) -> String {
+    seg.name().map_or_else(
+        || "a ShareableList".to_owned(),
+        |n| format!("ShareableList {n:?}"),
+    )
+}
+
 /// Checks a list's room table and copies it out.
 fn check_rooms(words: &SharedSlice<Word>) -> Result<Vec<Room>> {
     let total = words.len();
     let corrupted = |reason: String| Error::Corrupted {
-        what: words.segment().name().map_or_else(
-            || "a ShareableList".to_owned(),
-            |n| format!("ShareableList {n:?}"),
-        ),
+        what: list_name(words.segment()),
         reason,
     };
     let n = words.first().map_or(0, |w| w.w.load(Ordering::Relaxed));

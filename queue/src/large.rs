@@ -23,6 +23,7 @@
 //! | `read` | the receiver | `stream << 48 \| bytes read` (or [`ABANDONED`]), moved by compare-and-swap |
 //! | `write_seq`, `read_seq` | each side | futex words, bumped after each write (read) |
 //! | `sleeping` | each side | who may be asleep, so that the other makes a wake-up syscall only then |
+//! | `skipped` | the ring's skip of a dead consumer's slot | one past the position of the last announcement whose taker died holding its slot, freed (and its loss counted) by that skip |
 //!
 //! # A producer
 //! 1. Takes `send` (a dead holder's is taken over: its stream is abandoned).
@@ -64,13 +65,20 @@
 //! | the producer's store of `stream` | the receiver's load of `stream` | the new stream's fields |
 //! | the producer's store of `written` | the receiver's load of `written` | the bytes below it |
 //! | the receiver's CAS of `read` | the producer's load of `read` | the receiver is done with the bytes below it |
+//! | a skip's mark of `skipped`, then its free of the slot (both SeqCst) | a decider's look at the slot, then at `skipped` (both SeqCst) | the loss is counted by the skip |
 //!
 //! # When a peer dies, or gives up
 //! A producer that dies mid-stream holds `send`: its receiver, stalled for a
 //! check interval, finds `producer` dead and counts the message lost; the next
 //! producer takes `send` over and resets the lane. A receiver that dies
 //! mid-stream: the producer, stalled, finds `receiver` dead, counts the message
-//! lost and returns; the next producer finds the lane free.
+//! lost and returns; the next producer finds the lane free. A taker that dies
+//! before it registers is found by the same stall (or by the next producer's
+//! wait for the lane): if it died holding the announcement's slot, the
+//! ring's skip of a dead consumer's slot frees it and counts the loss — the
+//! stalled producer's own skip, or another producer's that came round to the
+//! slot first and marked `skipped` — and the lane counts nothing more; if it
+//! died after it freed the slot, the lane counts it. Each loss once.
 //!
 //! A receiver's timeout bounds the wait for a message to begin. Once it has
 //! taken the announcement the message is no longer in the queue for anyone
@@ -124,6 +132,25 @@ const RESERVE_AHEAD: usize = 64 << 20;
 /// counted once, by that producer. No thread's record (its tid would be
 /// `u32::MAX`).
 const NO_RECEIVER: u64 = u64::MAX;
+
+/// A stream given up because its receiver is gone: whether its loss is
+/// counted yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loss {
+    /// The one who gave it up counts it.
+    Uncounted,
+    /// Counted already (by the ring's skip of its taker's slot).
+    Counted,
+}
+
+impl Loss {
+    fn count(self, ring: &crate::ring::Ring) {
+        if self == Loss::Uncounted {
+            ring.count_lost();
+        }
+    }
+}
+
 /// `sleeping` bits.
 const RECEIVER_ASLEEP: u32 = 1;
 const PRODUCER_ASLEEP: u32 = 2;
@@ -304,10 +331,10 @@ impl RawQueue {
                     return Err(Error::Closed);
                 }
                 if stall.long() {
-                    if self.receiver_gone(lane) {
+                    if let Some(loss) = self.receiver_gone(lane) {
                         lane.written
                             .store(tagged(tag(stream), ABANDONED), Ordering::Release);
-                        self.ring().count_lost();
+                        loss.count(self.ring());
                         return Ok(());
                     }
                     if self.no_reader_left() {
@@ -349,12 +376,16 @@ impl RawQueue {
     /// after its registration: while a live participant's claim holds the
     /// position, the taker is alive, and is waited for. Else the decision is
     /// made by compare-and-swap of `receiver` to [`NO_RECEIVER`], which a late
-    /// registration then fails (and the loss is counted once, by the caller of
-    /// this). A taker without a participant entry (more than
+    /// registration then fails (and the loss is counted once: by the caller
+    /// of this, or already by the skip of the taker's slot, [`Loss`]). A
+    /// taker without a participant entry (more than
     /// [`PARTICIPANTS`](crate::layout::PARTICIPANTS) threads on one queue)
     /// cannot be told from a dead one: descheduled for a check interval, it
     /// loses the message.
-    fn receiver_gone(&self, lane: &Lane) -> bool {
+    ///
+    /// `None` while the receiver may live; else who counts the loss.
+    fn receiver_gone(&self, lane: &Lane) -> Option<Loss> {
+        let dead = |record| (!thread_alive(record)).then_some(Loss::Uncounted);
         match lane.receiver.load(Ordering::Acquire) {
             0 => {
                 let first = lane.first_pos.load(Ordering::Acquire);
@@ -363,7 +394,7 @@ impl RawQueue {
                 let taken =
                     first != u64::MAX && self.ring().ctl().head.0.load(Ordering::Acquire) > first;
                 if !taken || self.ring().live_getter(first) {
-                    return false;
+                    return None;
                 }
                 match lane.receiver.compare_exchange(
                     0,
@@ -371,12 +402,23 @@ impl RawQueue {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => true,
+                    Ok(_) => Some(self.taker_gone(first)),
                     // It registered meanwhile.
-                    Err(record) => !thread_alive(record),
+                    Err(record) => dead(record),
                 }
             }
-            record => !thread_alive(record),
+            record => dead(record),
+        }
+    }
+
+    /// Who counts the loss of a stream whose taker died before registering,
+    /// its announcement at ring position `first` (see
+    /// [`Ring::takers_loss_counted`](crate::ring::Ring::takers_loss_counted)).
+    fn taker_gone(&self, first: u64) -> Loss {
+        if self.ring().takers_loss_counted(first) {
+            Loss::Counted
+        } else {
+            Loss::Uncounted
         }
     }
 
@@ -407,9 +449,11 @@ impl RawQueue {
             if self.closed() {
                 return Err(Error::Closed);
             }
-            if stall.long() && self.receiver_gone(lane) {
-                self.ring().count_lost();
-                return Ok(());
+            if stall.long() {
+                if let Some(loss) = self.receiver_gone(lane) {
+                    loss.count(self.ring());
+                    return Ok(());
+                }
             }
             self.sleep_on_lane(&lane.read_seq, PRODUCER_ASLEEP, deadline, || {
                 lane.read.load(Ordering::Acquire) != r

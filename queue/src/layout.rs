@@ -64,7 +64,7 @@ pub(crate) const LANE_MIN: usize = 64;
 pub(crate) const LANE_MAX: usize = 1 << 30;
 /// The version of this layout, in every control block: a queue made by a build
 /// with another layout is refused with a clear error, not misread.
-pub(crate) const LAYOUT_VERSION: u32 = 5;
+pub(crate) const LAYOUT_VERSION: u32 = 6;
 
 /// One cache line (128 bytes: two 64-byte lines, as adjacent-line prefetch pairs them).
 #[repr(C, align(128))]
@@ -176,6 +176,11 @@ pub(crate) struct Lane {
     /// may be asleep on `read_seq`.
     pub(crate) sleeping: AtomicU32,
     pub(crate) reserved: AtomicU32,
+    /// One past the highest ring position of an announcement whose taker
+    /// died holding its slot and whose slot a skip freed (0: none): that
+    /// skip counted the message lost, so the lane's own decision about the
+    /// stream counts nothing more (see `large`).
+    pub(crate) skipped: AtomicU64,
 }
 
 #[repr(C)]
@@ -202,7 +207,7 @@ const _: () = assert!(
         && std::mem::size_of::<Geometry>() == 56
         && std::mem::size_of::<Participant>() == 128
         && std::mem::size_of::<Holder>() == 16
-        && std::mem::size_of::<Lane>() == 88
+        && std::mem::size_of::<Lane>() == 96
 );
 
 /// Where a slot's length (a u32) lies, in a variable-length ring: after the
@@ -332,6 +337,7 @@ pub(crate) unsafe fn init(
                 read_seq: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
                 reserved: AtomicU32::new(0),
+                skipped: AtomicU64::new(0),
             }),
         })
     };

@@ -93,3 +93,33 @@ pub fn is_closed(ring: &Ring) -> bool {
 pub fn claim_put_and_stop(ring: &Ring) {
     ring.claim_put_and_stop(ring.participant());
 }
+
+/// Claims the next message for getting and stops (a consumer about to be
+/// killed).
+pub fn claim_get_and_stop(ring: &Ring) {
+    ring.claim_get_and_stop(ring.participant());
+}
+
+/// The skip of a dead consumer's slot at `pos`, as a producer that comes
+/// round to it does: whether it freed the slot (and counted the loss).
+pub fn skip_dead_consumer(ring: &Ring, pos: u64) -> bool {
+    ring.skip_dead_consumer(pos)
+}
+
+/// The lane's decision about the large message announced at `first`, whose
+/// taker died before it registered (`RawQueue::receiver_gone`): the loss is
+/// counted, unless a skip of the taker's slot counted it.
+pub fn lane_gives_up_on_taker(ring: &Ring, first: u64) {
+    if !ring.takers_loss_counted(first) {
+        ring.count_lost();
+    }
+}
+
+/// The messages counted lost.
+pub fn lost(ring: &Ring) -> u64 {
+    ring.ctl()
+        .wake
+        .0
+        .lost
+        .load(crate::primitive::Ordering::SeqCst)
+}

@@ -1595,6 +1595,51 @@ fn a_receiver_killed_before_it_begins_a_large_message_costs_that_message_once() 
     assert_eq!(q.lost(), 1, "counted once");
 }
 
+/// Small messages put and taken until the ring has come round past every
+/// slot (the four of [`a_message_over_a_small_lane`]'s queue) once.
+fn come_round(q: &ByteQueue) {
+    for i in 0..4u8 {
+        q.put_bytes(&[i]).unwrap();
+        assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), [i]);
+    }
+}
+
+/// A taker killed between its claim of a large message's announcement and
+/// the free of its slot: its producer, stalled on the full lane, finds it
+/// dead, and puts that come round to the slot find it held by a dead
+/// consumer. Each counted the message lost (two losses for one message,
+/// and a `JoinableQueue`'s `join` one item early); now the producer frees
+/// the slot as the ring's skip does, and the message is counted once.
+#[test]
+fn a_taker_killed_holding_the_announcement_costs_that_message_once() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "taker killed holding its slot");
+    let (q, _, producer) = a_message_over_a_small_lane();
+    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    die_after(|| q.hook_claim_get_and_stop());
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
+    producer.wait_ok(BOUND);
+    come_round(&q);
+    assert_eq!(q.lost(), 1, "counted once");
+}
+
+/// The same, the other way round: the puts come round to the dead taker's
+/// slot (its producer stopped) and count the message; the producer, let go
+/// on, finds the taker dead and the loss counted, and counts nothing more.
+#[test]
+fn a_taker_killed_holding_the_announcement_is_counted_once_by_a_skip_first() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "taker killed, slot skipped first");
+    let (q, _, producer) = a_message_over_a_small_lane();
+    wait_until(BOUND, "the announcement", || q.qsize() == 1);
+    producer.signal(libc::SIGSTOP);
+    die_after(|| q.hook_claim_get_and_stop());
+    come_round(&q);
+    assert_eq!(q.lost(), 1, "counted by the skip");
+    producer.signal(libc::SIGCONT);
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
+    producer.wait_ok(BOUND);
+    assert_eq!(q.lost(), 1, "counted once");
+}
+
 /// A large message: 8 MiB (32 lanes' worth), every byte telling its place.
 fn eight_mib() -> Vec<u8> {
     (0..8usize << 20).map(|i| (i % 251) as u8).collect()

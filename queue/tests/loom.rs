@@ -1,5 +1,7 @@
 //! loom models of the ring: put/get, a full ring, close, skipping a dead
-//! producer's slot (also after a live one lost the race for it), and the
+//! producer's slot (also after a live one lost the race for it), a dead
+//! consumer's large-message announcement settled once by the skip of its
+//! slot and the lane's decision racing, and the
 //! one-message fast paths of `Queue<T>` and `ByteQueue` mixed with the general
 //! ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
 #![cfg(multiproc_loom)]
@@ -271,5 +273,40 @@ fn byte_fast_paths_through_one_slot() {
             0x0102_0304_0506_0708u64.to_ne_bytes()
         );
         t.join().unwrap();
+    });
+}
+
+/// A consumer killed holding a large message's announcement (claimed, its
+/// slot not yet freed): a producer that comes round to the slot skips it,
+/// while the stream's producer, stalled, decides the taker is gone. Whichever
+/// goes first, and however they interleave, the message is counted lost
+/// once (it was twice: each counted it).
+#[test]
+fn a_dead_takers_announcement_is_counted_lost_once() {
+    loom::model(|| {
+        let ring = Arc::new(model::ring(2, 16));
+        let announcement = [1u8; 16];
+        let ann = Msg {
+            ptr: announcement.as_ptr(),
+            len: announcement.len(),
+            large: true,
+        };
+        assert!(matches!(ring.try_push(ring.participant(), &[ann]), Ok(1)));
+        let r = ring.clone();
+        thread::spawn(move || {
+            model::claim_get_and_stop(&r);
+            model::die();
+        })
+        .join()
+        .unwrap();
+        let skipper = {
+            let r = ring.clone();
+            thread::spawn(move || {
+                model::skip_dead_consumer(&r, 0);
+            })
+        };
+        model::lane_gives_up_on_taker(&ring, 0);
+        skipper.join().unwrap();
+        assert_eq!(model::lost(&ring), 1);
     });
 }

@@ -226,18 +226,38 @@ impl Ring {
     }
     /// Producer side: if every thread that may have claimed position `round` for
     /// getting is dead, free its slot and count the message lost.
+    ///
+    /// A large message's announcement is marked first in the lane's
+    /// `skipped`: the lane's decision that the stream's taker is gone (see
+    /// `large`) then knows the loss is counted here, and counts nothing more.
     pub(crate) fn skip_dead_consumer(&self, round: u64) -> bool {
         if !self.claimers_dead(round, Claims::gets) {
             return false;
         }
         let (h, _) = self.slot(round);
+        // SYNC: Acquire pairs with the publication of the message at `round`
+        // (its length is read below).
+        if h.seq.load(Ordering::Acquire) != holding(round) {
+            return false;
+        }
+        if self.len_of(&h).1 {
+            // SYNC: SeqCst, before the SeqCst free below: a decider that sees
+            // the slot freed sees the mark (`takers_loss_counted`).
+            self.ctl()
+                .lane
+                .0
+                .skipped
+                .fetch_max(round.wrapping_add(1), Ordering::SeqCst);
+        }
         let freed = h
             .seq
             .compare_exchange(
                 holding(round),
                 free_for(round.wrapping_add(self.cap)),
                 Ordering::SeqCst,
-                Ordering::Relaxed,
+                // A failure is a look in the SeqCst order too: a decider
+                // that lost to another skip sees that skip's mark.
+                Ordering::SeqCst,
             )
             .is_ok();
         if freed {
@@ -245,6 +265,25 @@ impl Ring {
             self.wake_producers(1);
         }
         freed
+    }
+    /// Whether the loss of the large message announced at `first`, whose
+    /// taker died before it registered for the stream, is counted already
+    /// (else the lane's caller counts it). A taker killed between its claim
+    /// of the announcement and the free of its slot leaves the slot held,
+    /// and the skip of a dead consumer's slot counts the message when it
+    /// frees it (a producer that comes round to it, or a joiner); the lane
+    /// counting it too made two losses of one message. So the slot, if still
+    /// held, is freed here by that same skip (which counts it, once, whoever
+    /// frees it); freed by another's skip, `skipped` says so; freed by the
+    /// taker itself (it died after), the loss is not counted yet.
+    pub(crate) fn takers_loss_counted(&self, first: u64) -> bool {
+        if self.skip_dead_consumer(first) {
+            return true;
+        }
+        // SYNC: after the skip's look at the slot (Acquire, or a SeqCst
+        // compare-and-swap that failed): a skip that freed it marked
+        // `skipped` before its free.
+        self.ctl().lane.0.skipped.load(Ordering::SeqCst) > first
     }
     /// A joiner's look for dead claims that nobody else may ever resolve: the
     /// message at `head` that a dead producer claimed and never published (a

@@ -24,6 +24,13 @@ fn items(c: &mut Criterion) {
     g.bench_function("32-byte str get", |b| {
         b.iter(|| black_box(black_box(&sl).get(1).unwrap()))
     });
+    let mut item = Item::None;
+    g.bench_function("32-byte str get_into (a buffer kept)", |b| {
+        b.iter(|| {
+            black_box(&sl).get_into(1, &mut item).unwrap();
+            black_box(&item);
+        })
+    });
     let p = PthreadMutex::new(false);
     g.bench_function("pthread_mutex (process-shared) around a u64 += 1", |b| {
         b.iter(|| black_box(&p).increment())

@@ -1,4 +1,4 @@
-//! `ShareableList`'s integer get+set and string get, alone, for profiles
+//! `ShareableList`'s integer get+set and string get (and `get_into`), alone, for profiles
 //! (`perf record`) and A/B runs (`scripts/ab`): ns per operation, best of
 //! five rounds.
 use std::hint::black_box;
@@ -14,7 +14,8 @@ fn main() {
     let sl =
         ShareableList::anonymous([Item::Int(0), Item::from("thirty-two bytes of a string....")])
             .expect("list");
-    let (mut set, mut get) = (f64::INFINITY, f64::INFINITY);
+    let (mut set, mut get, mut into) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    let mut item = Item::None;
     for _ in 0..5 {
         let t = Instant::now();
         for _ in 0..n {
@@ -29,6 +30,12 @@ fn main() {
             black_box(black_box(&sl).get(1).expect("get"));
         }
         get = get.min(t.elapsed().as_nanos() as f64 / n as f64);
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(&sl).get_into(1, &mut item).expect("get_into");
+            black_box(&item);
+        }
+        into = into.min(t.elapsed().as_nanos() as f64 / n as f64);
     }
-    println!("int get+set {set:.1} ns, 32-byte str get {get:.1} ns");
+    println!("int get+set {set:.1} ns, 32-byte str get {get:.1} ns, get_into {into:.1} ns");
 }

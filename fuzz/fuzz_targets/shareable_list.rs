@@ -53,6 +53,13 @@ fuzz_target!(|data: &[u8]| {
     // writes through it stay inside them whatever the table says now.
     let i = usize::from(op % 8);
     let _ = m.list.get_timeout(i, now);
+    // And into a buffer kept (of a string, of bytes, of nothing).
+    let mut kept = match op % 3 {
+        0 => Item::Str(String::with_capacity(16)),
+        1 => Item::Bytes(vec![1; 40]),
+        _ => Item::None,
+    };
+    let _ = m.list.get_into_timeout(i, &mut kept, now);
     let _ = m.list.set_timeout(usize::from(op / 8 % 8), i64::from(op), now);
 
     // A process that opens it now checks the table.

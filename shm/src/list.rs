@@ -569,7 +569,7 @@ impl ShareableList {
     /// ```
     pub fn get(&self, index: usize) -> Result<Item> {
         let room = self.room_of(index)?;
-        self.read(index, room, grace_for(room))
+        self.read(index, room, grace_for(room), Vec::new)
     }
 
     /// [`get`](ShareableList::get), waiting at most `timeout` for a writer.
@@ -586,7 +586,60 @@ impl ShareableList {
     /// ```
     pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<Item> {
         let room = self.room_of(index)?;
-        self.read(index, room, timeout)
+        self.read(index, room, timeout, Vec::new)
+    }
+
+    /// [`get`](ShareableList::get) into `out`, reusing the buffer it holds:
+    /// a string or bytes read into an [`Item::Str`] or [`Item::Bytes`] with
+    /// room enough allocates nothing (as `BufRead::read_line` reads into a
+    /// `String`). A loop of reads of a 32-byte string took about 0.6× the
+    /// time of `get`'s (`benches/NOTES.md`). Python has no such read; its
+    /// `sl[i]` makes a new `str` each time, as `get` does.
+    ///
+    /// # Errors
+    /// As for [`get`](ShareableList::get); `out` then holds
+    /// [`Item::None`] or what it held before.
+    ///
+    /// # Examples
+    /// ```
+    /// use multiproc_shm::Item;
+    /// let sl = multiproc_shm::ShareableList::anonymous(["one", "two"])?;
+    /// let (mut item, mut letters) = (Item::None, 0);
+    /// for i in 0..sl.len() {
+    ///     sl.get_into(i, &mut item)?;
+    ///     if let Item::Str(text) = &item {
+    ///         letters += text.len();
+    ///     }
+    /// }
+    /// assert_eq!(letters, 6);
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn get_into(&self, index: usize, out: &mut Item) -> Result<()> {
+        let room = self.room_of(index)?;
+        *out = self.read(index, room, grace_for(room), || buffer_of(out))?;
+        Ok(())
+    }
+
+    /// [`get_into`](ShareableList::get_into), waiting at most `timeout` for
+    /// a writer.
+    ///
+    /// # Errors
+    /// As for [`get_into`](ShareableList::get_into).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_shm::Item;
+    /// let sl = multiproc_shm::ShareableList::anonymous([b"bytes".as_slice()])?;
+    /// let mut item = Item::Bytes(Vec::with_capacity(64));
+    /// sl.get_into_timeout(0, &mut item, Duration::ZERO)?;
+    /// assert_eq!(item, b"bytes".as_slice().into());
+    /// # Ok::<(), multiproc_shm::Error>(())
+    /// ```
+    pub fn get_into_timeout(&self, index: usize, out: &mut Item, timeout: Duration) -> Result<()> {
+        let room = self.room_of(index)?;
+        *out = self.read(index, room, timeout, || buffer_of(out))?;
+        Ok(())
     }
 
     /// Replaces item `index` by `value` (Python's `sl[index] = value`),
@@ -655,6 +708,13 @@ impl ShareableList {
         (0..self.len()).map(|i| self.get(i)).collect()
     }
 
+    /// Whether item `i` equals `value`, read into `scratch` (whose buffer
+    /// the next look reuses).
+    fn equals(&self, i: usize, value: &Item, scratch: &mut Item) -> Result<bool> {
+        self.get_into(i, scratch)?;
+        Ok(scratch == value)
+    }
+
     /// How many items equal `value`, by Python's `==` (see [`Item`]):
     /// Python's `sl.count(value)`.
     ///
@@ -668,10 +728,10 @@ impl ShareableList {
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn count(&self, value: impl Into<Item>) -> Result<usize> {
-        let value = value.into();
+        let (value, mut scratch) = (value.into(), Item::None);
         let mut n = 0;
         for i in 0..self.len() {
-            n += usize::from(self.get(i)? == value);
+            n += usize::from(self.equals(i, &value, &mut scratch)?);
         }
         Ok(n)
     }
@@ -690,9 +750,9 @@ impl ShareableList {
     /// # Ok::<(), multiproc_shm::Error>(())
     /// ```
     pub fn index(&self, value: impl Into<Item>) -> Result<Option<usize>> {
-        let value = value.into();
+        let (value, mut scratch) = (value.into(), Item::None);
         for i in 0..self.len() {
-            if self.get(i)? == value {
+            if self.equals(i, &value, &mut scratch)? {
                 return Ok(Some(i));
             }
         }
@@ -789,9 +849,17 @@ impl ShareableList {
     }
 
     #[inline]
-    fn read(&self, index: usize, room: Room, timeout: Duration) -> Result<Item> {
+    /// Reads item `index` (of `room`), a string or bytes into a buffer from
+    /// `buf`.
+    fn read(
+        &self,
+        index: usize,
+        room: Room,
+        timeout: Duration,
+        buf: impl FnMut() -> Vec<u8>,
+    ) -> Result<Item> {
         let (turn, kind) = self.words_of(index);
-        match read_item(turn, kind, self.data(room), &mut Waiter::new(timeout)) {
+        match read_item(turn, kind, self.data(room), &mut Waiter::new(timeout), buf) {
             Ok(copy) => copy.map_err(|reason| Error::CorruptedItem {
                 what: self.what(),
                 index,
@@ -871,15 +939,17 @@ pub(crate) trait Pause {
     fn wait(&mut self, seen: u64) -> std::result::Result<(), Gave>;
 }
 
-/// Copies the item that `turn`, `kind` and `data` hold: the copy (or why
-/// its kind word or bytes are none a writer leaves), or why the wait for a
-/// turn gave up.
+/// Copies the item that `turn`, `kind` and `data` hold, a string or bytes
+/// into a buffer from `buf` (a copy overtaken by a write is dropped, its
+/// buffer with it): the copy (or why its kind word or bytes are none a writer
+/// leaves), or why the wait for a turn gave up.
 #[inline]
 fn read_item<A: Atom, P: Pause>(
     turn: &A,
     kind: &A,
     data: &[A],
     pause: &mut P,
+    mut buf: impl FnMut() -> Vec<u8>,
 ) -> std::result::Result<std::result::Result<Item, String>, Gave> {
     for _ in 0..OPTIMISTIC_READS {
         // SYNC: pairs with the Release that ended the last turn (in
@@ -890,7 +960,7 @@ fn read_item<A: Atom, P: Pause>(
             // loop hands the item over rather than taking it again).
             break;
         }
-        let copy = copy_item(kind.load(Ordering::Relaxed), data);
+        let copy = copy_item(kind.load(Ordering::Relaxed), data, &mut buf);
         // SYNC: pairs with the writer's Release fence after it took its
         // turn: a copy that saw any word of a newer write sees at least
         // that turn here.
@@ -902,7 +972,7 @@ fn read_item<A: Atom, P: Pause>(
     // A write under way, or writes that keep overtaking the copy: take a
     // turn as a writer does, so that the next one waits for this copy.
     let odd = take_turn(turn, pause).map_err(|(why, _)| why)?;
-    let copy = copy_item(kind.load(Ordering::Relaxed), data);
+    let copy = copy_item(kind.load(Ordering::Relaxed), data, &mut buf);
     // SYNC: the Release in `end_turn` pairs with the next turn's Acquire
     // compare-and-swap: this copy is done before its stores.
     end_turn(turn, odd, next_count(odd));
@@ -1053,11 +1123,15 @@ fn word_of(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// The item that the kind word `of` describes, copied out of `data`
-/// (atomic loads: a writer may be storing meanwhile; the caller checks the
-/// turn word again).
+/// The item that the kind word `of` describes, copied out of `data`, a
+/// string or bytes into a buffer from `buf` (atomic loads: a writer may be storing
+/// meanwhile; the caller checks the turn word again).
 #[inline]
-fn copy_item<A: Atom>(of: u64, data: &[A]) -> std::result::Result<Item, String> {
+fn copy_item<A: Atom>(
+    of: u64,
+    data: &[A],
+    buf: &mut impl FnMut() -> Vec<u8>,
+) -> std::result::Result<Item, String> {
     let kind = of >> KIND_SHIFT;
     let len = (of & LEN_MASK) as usize;
     let first = || data[0].load(Ordering::Relaxed);
@@ -1073,19 +1147,31 @@ fn copy_item<A: Atom>(of: u64, data: &[A]) -> std::result::Result<Item, String> 
                     data.len() * WORD
                 ));
             }
-            let mut bytes = Vec::with_capacity(len);
+            let mut buf = buf();
+            buf.clear();
+            buf.reserve(len);
             for word in &data[..len.div_ceil(WORD)] {
-                bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+                buf.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
             }
-            bytes.truncate(len);
+            buf.truncate(len);
             if kind == KIND_BYTES {
-                return Ok(Item::Bytes(bytes));
+                return Ok(Item::Bytes(buf));
             }
-            String::from_utf8(bytes)
+            String::from_utf8(buf)
                 .map(Item::Str)
                 .map_err(|e| format!("its string is not UTF-8 ({e})"))
         }
         other => Err(format!("its kind, {other}, is none a ShareableList writes")),
+    }
+}
+
+/// The buffer of a string or bytes item, taken out of it (`item` is left
+/// [`Item::None`]); an empty one for any other item.
+fn buffer_of(item: &mut Item) -> Vec<u8> {
+    match std::mem::replace(item, Item::None) {
+        Item::Str(text) => text.into_bytes(),
+        Item::Bytes(bytes) => bytes,
+        _ => Vec::new(),
     }
 }
 
@@ -1295,7 +1381,7 @@ mod loom_models {
 
     /// The byte a read found the item made of, failing on half of a write.
     fn read(s: &Slot) -> u8 {
-        let item = read_item(&s.turn, &s.kind, &s.data, &mut Yield)
+        let item = read_item(&s.turn, &s.kind, &s.data, &mut Yield, Vec::new)
             .unwrap()
             .unwrap();
         let Item::Str(text) = item else {

@@ -55,6 +55,43 @@ fn items_of_every_kind_read_back_as_written() {
     assert_eq!(empty.to_vec().unwrap(), []);
 }
 
+/// `get_into` reads what `get` reads, item after item of every kind into
+/// one `Item`, and a string or bytes read into a buffer with room enough
+/// lands in that buffer (its allocation kept, not a new one).
+#[test]
+fn get_into_reads_as_get_does_and_keeps_the_buffer_it_is_given() {
+    let mut items = pythons_example();
+    items.extend(["", "a longer string than the first", "é"].map(Item::from));
+    items.push(Item::from(&[7u8; 40][..]));
+    let sl = ShareableList::anonymous(items.clone()).unwrap();
+    let mut item = Item::None;
+    for (i, want) in items.iter().enumerate() {
+        sl.get_into(i, &mut item).unwrap();
+        assert_eq!(format!("{item:?}"), format!("{want:?}"), "item {i}");
+        sl.get_into_timeout(i, &mut item, Duration::ZERO).unwrap();
+        assert_eq!(format!("{item:?}"), format!("{want:?}"), "item {i}, timed");
+    }
+    let mut text = Item::Str(String::with_capacity(64));
+    let Item::Str(buf) = &text else {
+        unreachable!()
+    };
+    let at = buf.as_ptr();
+    // Strings and bytes, in turn, all within the 64 bytes.
+    for i in [0, 1, 8, 10, 9, 7] {
+        sl.get_into(i, &mut text).unwrap();
+        let ptr = match &text {
+            Item::Str(s) => s.as_ptr(),
+            Item::Bytes(b) => b.as_ptr(),
+            other => panic!("item {i} read as {other:?}"),
+        };
+        assert_eq!(ptr, at, "item {i} read into a new buffer");
+    }
+    assert!(matches!(
+        sl.get_into(items.len(), &mut text),
+        Err(Error::ListIndex { .. })
+    ));
+}
+
 #[test]
 fn an_item_takes_any_value_that_fits_its_room_as_pythons_does() {
     let sl = ShareableList::anonymous(pythons_example()).unwrap();

@@ -608,6 +608,7 @@ fn shareable_list(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     const TEXT: &str = "thirty-two bytes of a string....";
     let sl = ShareableList::anonymous([Item::Int(0), Item::from(TEXT)]).unwrap();
     let p = PthreadMutex::new(false);
+    let mut item = Item::None;
     let t = interleaved(
         cfg.rounds,
         &mut [
@@ -629,9 +630,15 @@ fn shareable_list(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
                     black_box(black_box(&sl).get(1).unwrap());
                 }
             }),
+            &mut timed(cfg.iters, |n| {
+                for _ in 0..n {
+                    black_box(&sl).get_into(1, &mut item).unwrap();
+                    black_box(&item);
+                }
+            }),
         ],
     );
-    let [t_int, t_p, t_str] = [0, 1, 2].map(|i| best(&t[i]));
+    let [t_int, t_p, t_str, t_into] = [0, 1, 2, 3].map(|i| best(&t[i]));
     rows.push(Row {
         what: "ShareableList int get+set (ns)",
         ours: t_int,
@@ -681,6 +688,14 @@ fn shareable_list(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
                 peer: py_str,
                 target: "≤ 0.02× (50× faster)",
                 ok: t_str * 50.0 <= py_str,
+            });
+            rows.push(Row {
+                what: "same, get_into (a buffer kept; ns)",
+                ours: t_into,
+                peer_name: "Python ShareableList",
+                peer: py_str,
+                target: "(for reference: Python has no such read)",
+                ok: true,
             });
         }
         _ => println!("(python3 not found: the ShareableList's Python rows are skipped)"),

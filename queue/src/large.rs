@@ -377,11 +377,11 @@ impl RawQueue {
     /// position, the taker is alive, and is waited for. Else the decision is
     /// made by compare-and-swap of `receiver` to [`NO_RECEIVER`], which a late
     /// registration then fails (and the loss is counted once: by the caller
-    /// of this, or already by the skip of the taker's slot, [`Loss`]). A
-    /// taker without a participant entry (more than
-    /// [`PARTICIPANTS`](crate::layout::PARTICIPANTS) threads on one queue)
-    /// cannot be told from a dead one: descheduled for a check interval, it
-    /// loses the message.
+    /// of this, or already by the skip of the taker's slot, [`Loss`]). Every
+    /// taker has an entry: a thread that finds none free is refused before
+    /// it claims ([`Error::TooManyParticipants`]), and a dead thread's entry
+    /// is taken by another only once its claims are settled (its slots
+    /// freed).
     ///
     /// `None` while the receiver may live; else who counts the loss.
     fn receiver_gone(&self, lane: &Lane) -> Option<Loss> {

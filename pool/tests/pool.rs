@@ -2006,7 +2006,7 @@ fn allowed(pid: u32, cpu: usize) -> (i32, bool) {
 /// the two, not to both, which could only take turns on that CPU (an
 /// `imap` of ten trivial items took 16-20 µs spread over both, 5.5-7 on
 /// one; `benches/NOTES.md`). Such `imap`s run on one worker (most of them
-/// alone, at least one in twenty beside other tests; without the
+/// alone, at least one in a hundred beside other work; without the
 /// preference, 1 in 20 000 did), and every result is right.
 #[test]
 fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
@@ -2046,11 +2046,12 @@ fn a_short_imaps_items_go_to_one_of_two_workers_sharing_a_cpu() {
         eprintln!("{one} of {rounds} imaps of ten items ran on one worker (not judged here)");
         return;
     }
-    // At least one in twenty: alone it reads about three in four, but beside
-    // other tests on two CPUs a CI run read 60 of 400 (and passed its retry).
-    // Without the preference, about one in 20 000.
+    // At least one in a hundred: alone it reads about three in four, beside
+    // other tests on two CPUs a CI run read 60 of 400, and beside two busy
+    // loops (a machine another job keeps busy) three tries read 6, 9 and 18.
+    // Without the preference, about one in 20 000: 0.02 of 400.
     assert!(
-        one * 20 >= rounds,
+        one * 100 >= rounds,
         "{one} of {rounds} imaps of ten items ran on one worker"
     );
 }

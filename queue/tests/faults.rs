@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc_queue::{ByteQueue, Corruption, Error, JoinableQueue, Queue};
+use multiproc_queue::{ByteQueue, Corruption, Error, JoinableByteQueue, JoinableQueue, Queue};
 use multiproc_shm::SharedSlice;
 use multiproc_sync::set_owner_check_interval;
 use multiproc_testkit::{fork, wait_until, Child, ChildExit, Watchdog};
@@ -1638,6 +1638,44 @@ fn a_taker_killed_holding_the_announcement_is_counted_once_by_a_skip_first() {
     assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"after");
     producer.wait_ok(BOUND);
     assert_eq!(q.lost(), 1, "counted once");
+}
+
+/// In a `JoinableByteQueue`, a large message whose taker was killed holding
+/// its announcement's slot leaves the unfinished count once: the skip of
+/// its slot (puts that came round) and the lane's decision (the next large
+/// put) each counted it lost, and `join` returned while an item taken was
+/// not yet marked done.
+#[test]
+fn a_dead_takers_large_message_leaves_a_joinable_queue_once() {
+    let _dog = Watchdog::arm(
+        Duration::from_secs(60),
+        "joinable: a dead taker's large message",
+    );
+    set_owner_check_interval(Duration::from_millis(5));
+    let q = JoinableByteQueue::new(4, 24).unwrap();
+    // Smaller than the lane: its producer returns once it is in.
+    let big = vec![7u8; 1000];
+    q.put_bytes(&big).unwrap();
+    die_after(|| q.hook_claim_get_and_stop());
+    q.put_bytes(b"held").unwrap();
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), b"held");
+    for i in 0..4u8 {
+        q.put_bytes(&[i]).unwrap();
+        assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), [i]);
+        q.task_done().unwrap();
+    }
+    // The next large put waits for the lane, finds the taker dead.
+    q.put_bytes(&big).unwrap();
+    assert_eq!(q.get_bytes_timeout(BOUND).unwrap(), big);
+    q.task_done().unwrap();
+    assert_eq!(q.lost(), 1);
+    assert_eq!(q.unfinished(), 1, "\"held\" is not done");
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    q.task_done().unwrap();
+    q.join_timeout(BOUND).unwrap();
 }
 
 /// A large message: 8 MiB (32 lanes' worth), every byte telling its place.

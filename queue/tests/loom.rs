@@ -1,9 +1,9 @@
 //! loom models of the ring: put/get, a full ring, close, skipping a dead
 //! producer's slot (also after a live one lost the race for it), a dead
 //! consumer's large-message announcement settled once by the skip of its
-//! slot and the lane's decision racing, and the
-//! one-message fast paths of `Queue<T>` and `ByteQueue` mixed with the general
-//! ones. Run with `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
+//! slot and the lane's decision racing, and the one-message fast paths of
+//! `Queue<T>` and `ByteQueue` mixed with the general ones. Run with
+//! `RUSTFLAGS="--cfg multiproc_loom"` (scripts/test-all).
 #![cfg(multiproc_loom)]
 
 use loom::sync::Arc;

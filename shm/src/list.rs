@@ -848,9 +848,9 @@ impl ShareableList {
         }
     }
 
-    #[inline]
     /// Reads item `index` (of `room`), a string or bytes into a buffer from
     /// `buf`.
+    #[inline]
     fn read(
         &self,
         index: usize,
@@ -941,8 +941,8 @@ pub(crate) trait Pause {
 
 /// Copies the item that `turn`, `kind` and `data` hold, a string or bytes
 /// into a buffer from `buf` (a copy overtaken by a write is dropped, its
-/// buffer with it): the copy (or why its kind word or bytes are none a writer
-/// leaves), or why the wait for a turn gave up.
+/// buffer with it): the copy (or why its kind word or bytes are none a
+/// writer leaves), or why the wait for a turn gave up.
 #[inline]
 fn read_item<A: Atom, P: Pause>(
     turn: &A,
@@ -1124,8 +1124,8 @@ fn word_of(chunk: &[u8]) -> u64 {
 }
 
 /// The item that the kind word `of` describes, copied out of `data`, a
-/// string or bytes into a buffer from `buf` (atomic loads: a writer may be storing
-/// meanwhile; the caller checks the turn word again).
+/// string or bytes into a buffer from `buf` (atomic loads: a writer may be
+/// storing meanwhile; the caller checks the turn word again).
 #[inline]
 fn copy_item<A: Atom>(
     of: u64,

@@ -402,23 +402,19 @@ impl RawQueue {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => Some(self.taker_gone(first)),
+                    // Its taker died before it registered: counted already
+                    // if a skip of its slot counted it (see
+                    // `Ring::takers_loss_counted`).
+                    Ok(_) => Some(if self.ring().takers_loss_counted(first) {
+                        Loss::Counted
+                    } else {
+                        Loss::Uncounted
+                    }),
                     // It registered meanwhile.
                     Err(record) => dead(record),
                 }
             }
             record => dead(record),
-        }
-    }
-
-    /// Who counts the loss of a stream whose taker died before registering,
-    /// its announcement at ring position `first` (see
-    /// [`Ring::takers_loss_counted`](crate::ring::Ring::takers_loss_counted)).
-    fn taker_gone(&self, first: u64) -> Loss {
-        if self.ring().takers_loss_counted(first) {
-            Loss::Counted
-        } else {
-            Loss::Uncounted
         }
     }
 

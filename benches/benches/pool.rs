@@ -17,7 +17,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use multiproc_bench::pool::{
     add_pair, apply_async_pipelined, apply_async_recycled, apply_async_windows, apply_worker_death,
-    bare_pipeline, buf_len, bytes_len, cpu_item, cpu_pmap, pmap_fork_per_worker,
+    bare_pipeline, buf_len, bytes_len, cpu_item, cpu_pmap, map_floor, pmap_fork_per_worker,
     python_apply_bytes, python_pool, python_recycled, python_small_calls, python_starmap,
     python_worker_death, small_calls, trivial,
 };
@@ -235,6 +235,17 @@ fn pool_calls(c: &mut Criterion) {
     g.throughput(Throughput::Elements(MAP_ITEMS));
     g.bench_function("multiproc Pool.map", |b| {
         b.iter(|| black_box(pool.map(trivial, 0..MAP_ITEMS).expect("map")))
+    });
+    // The floor: the same job through shared memory alone, the workers
+    // forked before (the report's peer of its map row).
+    g.bench_function("the map's floor: shared memory alone", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    Duration::from_nanos((map_floor(procs, MAP_ITEMS) * MAP_ITEMS as f64) as u64)
+                })
+                .sum()
+        })
     });
     g.bench_function("multiproc Pool.map, chunks of 2 000", |b| {
         b.iter(|| black_box(pool.map_chunked(trivial, 0..MAP_ITEMS, 2_000).expect("map")))

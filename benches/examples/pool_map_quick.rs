@@ -6,7 +6,9 @@
 //! trivial fork before each map, and the map's page faults; `SPLIT=1`: the
 //! submitting and the taking halves apart; `CHUNKS=a,b,...`: maps with each
 //! chunk size in turn, 0 for Python's, medians of 30 each; `AS_REPORT=`:
-//! the report's rounds of the pool, leaving out the parts named).
+//! the report's rounds of the pool, leaving out the parts named; `FLOOR=1`:
+//! the map alternated with its floor, the same job through shared memory
+//! alone).
 use multiproc_bench::minor_faults;
 use multiproc_bench::pool::{map_trivial, rayon_trivial};
 use multiproc_pool::Pool;
@@ -72,6 +74,33 @@ fn main() {
                 minor_faults(libc::RUSAGE_SELF) - before
             );
         }
+        return;
+    }
+    if std::env::var_os("FLOOR").is_some() {
+        // FLOOR=1: the map and its floor alternated, each after a map of
+        // 1 000 items (as the report's rounds), medians of 15.
+        let procs = multiproc_proc::cpu_count();
+        let (mut m, mut f) = (Vec::new(), Vec::new());
+        let pause = std::time::Duration::from_millis(pause);
+        for _ in 0..15 {
+            std::thread::sleep(pause);
+            map_trivial(&pool, 1_000);
+            m.push(map_trivial(&pool, n));
+            std::thread::sleep(pause);
+            let before = minor_faults(libc::RUSAGE_SELF);
+            f.push(multiproc_bench::pool::map_floor(procs, n));
+            if std::env::var_os("FAULTS").is_some() {
+                println!(
+                    "floor: {} page faults",
+                    minor_faults(libc::RUSAGE_SELF) - before
+                );
+            }
+        }
+        println!(
+            "map {:.2} ns/item, its floor (shared memory alone) {:.2}",
+            multiproc_bench::median(&m),
+            multiproc_bench::median(&f)
+        );
         return;
     }
     if let Ok(skip) = std::env::var("AS_REPORT") {

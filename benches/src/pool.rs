@@ -147,6 +147,126 @@ pub fn bare_pipeline(workers: usize, depth: usize, n: u64) -> f64 {
     ns
 }
 
+/// The floor of the pool's `map` of `n` trivial `u64` items: nanoseconds per
+/// item of the same job with nothing but shared memory between this process
+/// and `workers` processes forked before the clock starts, as the pool's are.
+/// The items are written into a shared array in Python's chunks, one chunk
+/// at a time, and each worker claims the next chunk written, copies it out
+/// into memory of its own (DESIGN.md's rule for bytes a peer can write),
+/// and writes its results into a second shared array; this process copies
+/// each chunk's results out, in order, as they are marked done. No message,
+/// queue, encoding or job is involved, and no death looked for: four passes
+/// over the items' bytes (written, copied out, written back, copied out) and
+/// the lines that cross between the CPUs.
+///
+/// # Panics
+/// If a segment or a fork fails, or a result is wrong.
+pub fn map_floor(workers: usize, n: u64) -> f64 {
+    use multiproc_shm::SharedSlice;
+    use multiproc_sync::futex;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    // Control words: chunks written, next chunk to claim, workers ready,
+    // then each chunk's done mark.
+    const WRITTEN: usize = 0;
+    const NEXT: usize = 1;
+    const READY: usize = 2;
+    const DONE: usize = 3;
+    let n = n as usize;
+    let chunk = n.div_ceil(4 * workers.max(1)).max(1);
+    let chunks = n.div_ceil(chunk);
+    let range = |c: usize| c * chunk..n.min((c + 1) * chunk);
+    let ctl = SharedSlice::<AtomicU32>::anonymous(DONE + chunks).expect("control words");
+    let input = SharedSlice::<AtomicU64>::anonymous(n.max(1)).expect("input");
+    let output = SharedSlice::<AtomicU64>::anonymous(n.max(1)).expect("output");
+    // Both arrays' pages faulted in, as a pool's lanes are after its first map.
+    for i in 0..n {
+        input[i].store(0, Ordering::Relaxed);
+        output[i].store(0, Ordering::Relaxed);
+    }
+    // Until `word` reaches `at`: spins, then sleeps on it, as the pool's
+    // threads do (three threads share two CPUs here, and one that yields
+    // in a loop kept a worker off its CPU for milliseconds).
+    let wait = |word: &AtomicU32, at: u32| {
+        for _ in 0..400 {
+            if word.load(Ordering::Acquire) >= at {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let now = word.load(Ordering::Acquire);
+            if now >= at {
+                return;
+            }
+            futex::wait(word, now, None);
+        }
+    };
+    let mark = |word: &AtomicU32, value: u32| {
+        word.store(value, Ordering::Release);
+        futex::wake_all(word);
+    };
+    let children: Vec<libc::pid_t> = (0..workers)
+        .map(|_| {
+            let (ctl, input, output) = (&ctl, &input, &output);
+            crate::fork_running_child(move || {
+                // SAFETY: prctl with these arguments only sets a signal.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                // Written once, so that its pages are there before the clock
+                // (`vec![0; n]` maps zeroed pages at the first write).
+                let mut own = vec![1u64; chunk];
+                // The arrays' pages mapped here too (a child maps a shared
+                // page at its first touch), as a pool worker's lanes are
+                // after its first map.
+                for i in (0..n).step_by(512) {
+                    input[i].load(Ordering::Relaxed);
+                    output[i].load(Ordering::Relaxed);
+                }
+                ctl[READY].fetch_add(1, Ordering::AcqRel);
+                futex::wake_all(&ctl[READY]);
+                loop {
+                    let c = ctl[NEXT].fetch_add(1, Ordering::AcqRel) as usize;
+                    if c >= chunks {
+                        return;
+                    }
+                    wait(&ctl[WRITTEN], c as u32 + 1);
+                    let r = range(c);
+                    for (o, x) in own.iter_mut().zip(&input[r.clone()]) {
+                        *o = x.load(Ordering::Relaxed);
+                    }
+                    for (x, out) in own.iter().zip(&output[r]) {
+                        out.store(trivial(*x), Ordering::Relaxed);
+                    }
+                    mark(&ctl[DONE + c], 1);
+                }
+            })
+        })
+        .collect();
+    wait(&ctl[READY], workers as u32);
+    // The results' buffer faulted in before the clock too: the pool's map
+    // writes its output into memory malloc hands back (no page faults after
+    // its first map), where a fresh 8 MB here took about 2 000.
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    out.resize(n, 1);
+    out.clear();
+    let t = Instant::now();
+    for c in 0..chunks {
+        for i in range(c) {
+            input[i].store(i as u64, Ordering::Relaxed);
+        }
+        mark(&ctl[WRITTEN], c as u32 + 1);
+    }
+    for c in 0..chunks {
+        wait(&ctl[DONE + c], 1);
+        out.extend(output[range(c)].iter().map(|x| x.load(Ordering::Relaxed)));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n.max(1) as f64;
+    for pid in children {
+        crate::wait_child(pid);
+    }
+    assert!(out.iter().enumerate().all(|(i, &r)| r == trivial(i as u64)));
+    ns
+}
+
 /// Nanoseconds per item of `map` over `n` trivial `u64` items (Python's chunking).
 pub fn map_trivial(pool: &Pool, n: u64) -> f64 {
     let t = Instant::now();

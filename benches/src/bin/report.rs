@@ -1326,7 +1326,7 @@ fn recycled_fresh(processes: usize, tasks: u64) -> f64 {
 fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     use multiproc_bench::pool::{
         apply_async_pipelined, apply_async_windows, apply_bytes, apply_one, apply_worker_death,
-        bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_trivial,
+        bare_pipeline, cpu_pmap, cpu_pool, cpu_rayon, cpu_sequential, map_floor, map_trivial,
         map_trivial_chunked, pmap_fork_per_worker, pmap_trivial, python_apply_bytes, python_pool,
         python_recycled, python_small_calls, python_starmap, python_worker_death, rayon_trivial,
         small_calls, starmap_pairs,
@@ -1376,6 +1376,12 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         map_trivial(&pool, 1_000);
         map_trivial_chunked(&pool, cfg.n(1_000_000), 2_000)
     };
+    // The map's floor: the same job through shared memory alone, its workers
+    // forked before the clock starts (after the pause, as the maps).
+    let mut floor_f = || {
+        settle();
+        map_floor(cpus, cfg.n(1_000_000))
+    };
     // A starmap of pairs (raw tuples), after the pause as the chunked map.
     let mut starmap_f = || {
         settle();
@@ -1391,6 +1397,7 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         &mut chunked_f,
         &mut starmap_f,
         &mut windows_f,
+        &mut floor_f,
     ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
@@ -1398,8 +1405,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon, bare, chunked, starmap, windows] =
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare, chunked, starmap, windows, floor] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1628,6 +1635,14 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         peer_name: "rayon par_iter (threads)",
         peer: rayon,
         target: "(for reference)",
+        ok: true,
+    });
+    rows.push(Row {
+        what: "map 1M trivial u64 (ns/item)",
+        ours: map,
+        peer_name: "the same through shared memory alone",
+        peer: floor,
+        target: "(the floor: no message, no encoding)",
         ok: true,
     });
     rows.push(Row {

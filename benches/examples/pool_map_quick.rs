@@ -77,8 +77,9 @@ fn main() {
         return;
     }
     if std::env::var_os("FLOOR").is_some() {
-        // FLOOR=1: the map and its floor alternated, each after a map of
-        // 1 000 items (as the report's rounds), medians of 15.
+        // FLOOR=1: the map (after a map of 1 000 items, as in the report's
+        // rounds) and its floor alternated, each after PAUSE_MS, medians of
+        // 15; FAULTS=1 prints each floor's page faults (its setup's too).
         let procs = multiproc_proc::cpu_count();
         let (mut m, mut f) = (Vec::new(), Vec::new());
         let pause = std::time::Duration::from_millis(pause);

@@ -602,12 +602,17 @@ impl<'a> Process<'a> {
     /// not only while the process runs, when the kernel would refuse it);
     /// as for [`terminate`](Process::terminate).
     ///
+    /// A child inherits the signals its parent ignores: a program started
+    /// as a shell script's background job ignores `SIGINT` (POSIX), and so
+    /// do its children, which a `SIGINT` then does not end (as with Python's
+    /// `Process.interrupt`).
+    ///
     /// # Examples
     /// ```
     /// let mut p = multiproc_proc::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
     /// p.start()?;
-    /// p.send(libc::SIGINT)?;
-    /// assert_eq!(p.join()?, -libc::SIGINT);
+    /// p.send(libc::SIGUSR1)?;
+    /// assert_eq!(p.join()?, -libc::SIGUSR1);
     /// # Ok::<(), multiproc_proc::Error>(())
     /// ```
     pub fn send(&self, signal: i32) -> Result<()> {

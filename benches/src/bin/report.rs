@@ -1376,12 +1376,6 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         map_trivial(&pool, 1_000);
         map_trivial_chunked(&pool, cfg.n(1_000_000), 2_000)
     };
-    // The map's floor: the same job through shared memory alone, its workers
-    // forked before the clock starts (after the pause, as the maps).
-    let mut floor_f = || {
-        settle();
-        map_floor(cpus, cfg.n(1_000_000))
-    };
     // A starmap of pairs (raw tuples), after the pause as the chunked map.
     let mut starmap_f = || {
         settle();
@@ -1397,7 +1391,6 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         &mut chunked_f,
         &mut starmap_f,
         &mut windows_f,
-        &mut floor_f,
     ];
     // A round first, not counted: the first map of a million items faults in
     // its buffers (about 4 800 page faults, 10-12 ns an item, where the
@@ -1405,8 +1398,8 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
     // moved the median.
     interleaved(1, fs);
     let t = interleaved(cfg.r(5), fs);
-    let [apply, pipelined, map, rayon, bare, chunked, starmap, windows, floor] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| median(&t[i]));
+    let [apply, pipelined, map, rayon, bare, chunked, starmap, windows] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| median(&t[i]));
     // (The round not counted made the first of each.)
     let (map_cold, rayon_cold) = (median(&map_cold[1..]), median(&rayon_cold[1..]));
     // pmap in rounds of its own: a fork write-protects every page of the
@@ -1422,6 +1415,18 @@ fn pool_rows(cfg: &Cfg, rows: &mut Vec<Row>, _notes: &mut Vec<String>) {
         }],
     );
     let pmap = median(&t[0]);
+    // The map's floor (the same job through shared memory alone), in rounds
+    // of its own for the same reason: it forks its workers from this
+    // process. In the rounds of the map, the map after it took 560-5 800
+    // page faults (`benches/NOTES.md`, "the map's floor").
+    let t = interleaved(
+        cfg.r(5),
+        &mut [&mut || {
+            settle();
+            map_floor(cpus, cfg.n(1_000_000))
+        }],
+    );
+    let floor = median(&t[0]);
     // The blocking `apply` and the pipelined `apply_async` again, with a
     // process that keeps one CPU busy beside the pool, and Python's pool
     // beside the same (fewer calls: it slows down more than ours).

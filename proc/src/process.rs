@@ -604,8 +604,8 @@ impl<'a> Process<'a> {
     ///
     /// A child inherits the signals its parent ignores: a program started
     /// as a shell script's background job ignores `SIGINT` (POSIX), and so
-    /// do its children, which a `SIGINT` then does not end (as with Python's
-    /// `Process.interrupt`).
+    /// do its children, which a `SIGINT` then does not end (a Python child
+    /// no more than ours).
     ///
     /// # Examples
     /// ```

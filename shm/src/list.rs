@@ -569,7 +569,7 @@ impl ShareableList {
     /// ```
     pub fn get(&self, index: usize) -> Result<Item> {
         let room = self.room_of(index)?;
-        self.read(index, room, grace_for(room), Vec::new)
+        self.read(index, room, grace_for(room), Vec::with_capacity)
     }
 
     /// [`get`](ShareableList::get), waiting at most `timeout` for a writer.
@@ -586,14 +586,15 @@ impl ShareableList {
     /// ```
     pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<Item> {
         let room = self.room_of(index)?;
-        self.read(index, room, timeout, Vec::new)
+        self.read(index, room, timeout, Vec::with_capacity)
     }
 
     /// [`get`](ShareableList::get) into `out`, reusing the buffer it holds:
     /// a string or bytes read into an [`Item::Str`] or [`Item::Bytes`] with
     /// room enough allocates nothing (as `BufRead::read_line` reads into a
-    /// `String`). A loop of reads of a 32-byte string took about 0.6× the
-    /// time of `get`'s (`benches/NOTES.md`). Python has no such read; its
+    /// `String`). A loop of reads of a 32-byte string took about 0.9× the
+    /// time of `get`'s, the allocation and free it saves
+    /// (`benches/NOTES.md`). Python has no such read; its
     /// `sl[i]` makes a new `str` each time, as `get` does.
     ///
     /// # Errors
@@ -616,7 +617,7 @@ impl ShareableList {
     /// ```
     pub fn get_into(&self, index: usize, out: &mut Item) -> Result<()> {
         let room = self.room_of(index)?;
-        *out = self.read(index, room, grace_for(room), || buffer_of(out))?;
+        *out = self.read(index, room, grace_for(room), |_| buffer_of(out))?;
         Ok(())
     }
 
@@ -638,7 +639,7 @@ impl ShareableList {
     /// ```
     pub fn get_into_timeout(&self, index: usize, out: &mut Item, timeout: Duration) -> Result<()> {
         let room = self.room_of(index)?;
-        *out = self.read(index, room, timeout, || buffer_of(out))?;
+        *out = self.read(index, room, timeout, |_| buffer_of(out))?;
         Ok(())
     }
 
@@ -856,7 +857,7 @@ impl ShareableList {
         index: usize,
         room: Room,
         timeout: Duration,
-        buf: impl FnMut() -> Vec<u8>,
+        buf: impl FnMut(usize) -> Vec<u8>,
     ) -> Result<Item> {
         let (turn, kind) = self.words_of(index);
         match read_item(turn, kind, self.data(room), &mut Waiter::new(timeout), buf) {
@@ -949,7 +950,7 @@ fn read_item<A: Atom, P: Pause>(
     kind: &A,
     data: &[A],
     pause: &mut P,
-    mut buf: impl FnMut() -> Vec<u8>,
+    mut buf: impl FnMut(usize) -> Vec<u8>,
 ) -> std::result::Result<std::result::Result<Item, String>, Gave> {
     for _ in 0..OPTIMISTIC_READS {
         // SYNC: pairs with the Release that ended the last turn (in
@@ -1124,13 +1125,14 @@ fn word_of(chunk: &[u8]) -> u64 {
 }
 
 /// The item that the kind word `of` describes, copied out of `data`, a
-/// string or bytes into a buffer from `buf` (atomic loads: a writer may be
-/// storing meanwhile; the caller checks the turn word again).
+/// string or bytes into a buffer from `buf` (given the bytes it will hold)
+/// (atomic loads: a writer may be storing meanwhile; the caller checks the
+/// turn word again).
 #[inline]
 fn copy_item<A: Atom>(
     of: u64,
     data: &[A],
-    buf: &mut impl FnMut() -> Vec<u8>,
+    buf: &mut impl FnMut(usize) -> Vec<u8>,
 ) -> std::result::Result<Item, String> {
     let kind = of >> KIND_SHIFT;
     let len = (of & LEN_MASK) as usize;
@@ -1147,15 +1149,34 @@ fn copy_item<A: Atom>(
                     data.len() * WORD
                 ));
             }
-            let mut buf = buf();
+            let words = &data[..len.div_ceil(WORD)];
+            let whole = words.len() * WORD;
+            let mut buf = buf(whole);
             buf.clear();
-            buf.reserve(len);
-            for word in &data[..len.div_ceil(WORD)] {
-                buf.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            buf.reserve(whole);
+            // Whole words, one 8-byte store each into the spare room (no
+            // capacity checked, nothing zeroed first); the last word's
+            // bytes past `len` are left out by the length set below.
+            let mut bits = 0;
+            for (out, word) in buf.spare_capacity_mut().chunks_exact_mut(WORD).zip(words) {
+                let word = word.load(Ordering::Relaxed);
+                bits |= word;
+                for (byte, value) in out.iter_mut().zip(word.to_le_bytes()) {
+                    byte.write(value);
+                }
             }
-            buf.truncate(len);
+            debug_assert!(len <= whole && whole <= buf.capacity());
+            // SAFETY: `reserve` made room for `whole` bytes, the loop wrote
+            // all of them (`words` has `whole / WORD` words), and `len` is at
+            // most `whole`.
+            unsafe { buf.set_len(len) };
             if kind == KIND_BYTES {
                 return Ok(Item::Bytes(buf));
+            }
+            if bits & HIGH_BITS == 0 {
+                // SAFETY: no byte copied (nor any padding after them) has its
+                // high bit set: they are ASCII, which is UTF-8.
+                return Ok(Item::Str(unsafe { String::from_utf8_unchecked(buf) }));
             }
             String::from_utf8(buf)
                 .map(Item::Str)
@@ -1164,6 +1185,9 @@ fn copy_item<A: Atom>(
         other => Err(format!("its kind, {other}, is none a ShareableList writes")),
     }
 }
+
+/// The high bit of every byte of a word: none set, the bytes are ASCII.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The buffer of a string or bytes item, taken out of it (`item` is left
 /// [`Item::None`]); an empty one for any other item.
@@ -1381,7 +1405,7 @@ mod loom_models {
 
     /// The byte a read found the item made of, failing on half of a write.
     fn read(s: &Slot) -> u8 {
-        let item = read_item(&s.turn, &s.kind, &s.data, &mut Yield, Vec::new)
+        let item = read_item(&s.turn, &s.kind, &s.data, &mut Yield, Vec::with_capacity)
             .unwrap()
             .unwrap();
         let Item::Str(text) = item else {

@@ -509,6 +509,26 @@ fn a_scribbled_item_is_an_error_until_written_again() {
     scribble(&seg, KIND0, kind0);
     scribble(&seg, DATA0, 0xffff_ffff_ffff_ffff);
     corrupted("not UTF-8");
+    // One byte that is not UTF-8 in a string of two words, in the first
+    // word, then in the last; then the last word's bytes past the length
+    // with their high bits set, which are no part of the string.
+    scribble(&seg, KIND0, kind_word(5, 12));
+    scribble(&seg, DATA0, u64::from_le_bytes(*b"a str\xffng"));
+    scribble(&seg, DATA0 + 1, u64::from_le_bytes(*b"abcd\0\0\0\0"));
+    corrupted("not UTF-8 in the first word");
+    scribble(&seg, DATA0, u64::from_le_bytes(*b"a string"));
+    scribble(&seg, DATA0 + 1, u64::from_le_bytes(*b"ab\xffd\0\0\0\0"));
+    corrupted("not UTF-8 in the second word");
+    scribble(
+        &seg,
+        DATA0 + 1,
+        u64::from_le_bytes(*b"abcd\xff\xff\xff\xff"),
+    );
+    assert_eq!(sl.get(0).unwrap(), Item::from("a stringabcd"));
+    // UTF-8 that is not ASCII.
+    sl.set(0, "naïve ½").unwrap();
+    assert_eq!(sl.get(0).unwrap(), Item::from("naïve ½"));
+    scribble(&seg, KIND0, kind0);
     // A writer's odd count left behind.
     scribble(&seg, TURN0, 1);
     match sl.get_timeout(0, Duration::from_millis(5)) {

@@ -259,11 +259,28 @@ fn write_or_exit(path: &std::path::Path, text: &str) {
 /// `report/index.html` in cargo's target directory: `CARGO_TARGET_DIR` when
 /// set, else the one this binary was built in (`target/release/report`).
 fn default_page() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    page_in(
+        std::env::var_os("CARGO_TARGET_DIR"),
+        std::env::current_exe().ok().as_deref(),
+    )
+}
+
+/// `report/index.html` under `target_dir` if given, else under the cargo
+/// target directory that holds `exe` two levels down (`release/report`) —
+/// one that has cargo's `CACHEDIR.TAG`: a binary copied elsewhere (to
+/// `/tmp`, to `/usr/local/bin`) would otherwise write its page into `/` or
+/// `/usr` — else under `target` in the working directory.
+fn page_in(
+    target_dir: Option<std::ffi::OsString>,
+    exe: Option<&std::path::Path>,
+) -> std::path::PathBuf {
+    let target = target_dir
         .map(std::path::PathBuf::from)
         .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.to_path_buf())
+            let dir = exe?.parent()?.parent()?;
+            dir.join("CACHEDIR.TAG")
+                .is_file()
+                .then(|| dir.to_path_buf())
         })
         .unwrap_or_else(|| "target".into());
     target.join("report").join("index.html")
@@ -1896,4 +1913,40 @@ fn dependent_cas(n: u64) {
         };
     }
     black_box(v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_in;
+    use std::path::Path;
+
+    #[test]
+    fn the_page_goes_into_a_cargo_target_directory_only() {
+        let page = |dir: &str| Path::new(dir).join("report").join("index.html");
+        // CARGO_TARGET_DIR first.
+        assert_eq!(page_in(Some("/t".into()), None), page("/t"));
+        // The target directory this test binary was built in (it has cargo's
+        // tag): a binary in its `release` writes its page there.
+        let exe = std::env::current_exe().unwrap();
+        let built = exe
+            .ancestors()
+            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .expect("a cargo target directory above the test binary");
+        let report = built.join("release").join("report");
+        assert_eq!(
+            page_in(None, Some(&report)),
+            built.join("report").join("index.html")
+        );
+        // A binary copied out of it: `target` in the working directory, not
+        // the directory above the copy's.
+        assert_eq!(
+            page_in(None, Some(Path::new("/tmp/report"))),
+            page("target")
+        );
+        assert_eq!(
+            page_in(None, Some(Path::new("/usr/local/bin/report"))),
+            page("target")
+        );
+        assert_eq!(page_in(None, None), page("target"));
+    }
 }

@@ -592,8 +592,8 @@ impl ShareableList {
     /// [`get`](ShareableList::get) into `out`, reusing the buffer it holds:
     /// a string or bytes read into an [`Item::Str`] or [`Item::Bytes`] with
     /// room enough allocates nothing (as `BufRead::read_line` reads into a
-    /// `String`). A loop of reads of a 32-byte string took about 0.9× the
-    /// time of `get`'s, the allocation and free it saves
+    /// `String`). A loop of reads of a 32-byte string took about half the
+    /// time of `get`'s, which allocates and frees a buffer each call
     /// (`benches/NOTES.md`). Python has no such read; its
     /// `sl[i]` makes a new `str` each time, as `get` does.
     ///
@@ -1128,7 +1128,11 @@ fn word_of(chunk: &[u8]) -> u64 {
 /// string or bytes into a buffer from `buf` (given the bytes it will hold)
 /// (atomic loads: a writer may be storing meanwhile; the caller checks the
 /// turn word again).
-#[inline]
+///
+/// Always inlined: out of line, its answer went back through a nested
+/// `Result` copied in pieces (a load across two stores just made, which
+/// stalls), and `get_into` took twice the time (`benches/NOTES.md`).
+#[inline(always)]
 fn copy_item<A: Atom>(
     of: u64,
     data: &[A],

@@ -1125,9 +1125,9 @@ fn word_of(chunk: &[u8]) -> u64 {
 }
 
 /// The item that the kind word `of` describes, copied out of `data`, a
-/// string or bytes into a buffer from `buf` (given the bytes it will hold)
-/// (atomic loads: a writer may be storing meanwhile; the caller checks the
-/// turn word again).
+/// string or bytes into a buffer from `buf`, which is told the bytes of the
+/// whole words to be copied (atomic loads: a writer may be storing
+/// meanwhile; the caller checks the turn word again).
 ///
 /// Always inlined: out of line, its answer went back through a nested
 /// `Result` copied in pieces (a load across two stores just made, which

@@ -528,6 +528,8 @@ fn a_scribbled_item_is_an_error_until_written_again() {
     // UTF-8 that is not ASCII.
     sl.set(0, "naïve ½").unwrap();
     assert_eq!(sl.get(0).unwrap(), Item::from("naïve ½"));
+    // Item 0's kind word as it was (8 bytes): the steps below write the
+    // bytes of "a string" under it.
     scribble(&seg, KIND0, kind0);
     // A writer's odd count left behind.
     scribble(&seg, TURN0, 1);

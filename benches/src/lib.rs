@@ -53,6 +53,14 @@ pub fn fork_running_child(f: impl FnOnce()) -> libc::pid_t {
     pid
 }
 
+/// Has the kernel SIGKILL this process when its parent dies: for a child
+/// forked by a bench, so that it ends with the run even mid-row.
+pub fn die_with_parent() {
+    // SAFETY: prctl with these arguments only sets a signal (one system
+    // call, safe in a fork of a process that runs threads).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
 /// A process that keeps one CPU busy (a spin loop) for as long as it is
 /// held: the busy program in the report's rows "a busy process beside" (a
 /// build, a browser, another job on a shared machine).
@@ -67,10 +75,9 @@ impl BusyProcess {
     #[must_use]
     pub fn start() -> BusyProcess {
         BusyProcess(fork_running_child(|| {
-            // SAFETY: prctl with these arguments only sets a signal; the
-            // child then only spins (nothing else is safe in a fork of a
-            // process that runs threads, and nothing else is needed).
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // Then it only spins: nothing else is safe in a fork of a
+            // process that runs threads, and nothing else is needed.
+            die_with_parent();
             loop {
                 std::hint::spin_loop();
             }

@@ -88,8 +88,7 @@ pub fn bare_pipeline(workers: usize, depth: usize, n: u64) -> f64 {
             let (inbox, answers) = (&inboxes[w], &answers);
             crate::fork_running_child(move || {
                 // Dies with this process if it panics before the end below.
-                // SAFETY: prctl with these arguments only sets a signal.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                crate::die_with_parent();
                 let mut task = Vec::with_capacity(64);
                 loop {
                     task.clear();
@@ -213,8 +212,7 @@ pub fn map_floor(workers: usize, n: u64) -> f64 {
         .map(|_| {
             let (ctl, input, output) = (&ctl, &input, &output);
             crate::fork_running_child(move || {
-                // SAFETY: prctl with these arguments only sets a signal.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                crate::die_with_parent();
                 // Written once, so that its pages are there before the clock
                 // (`vec![0; n]` maps zeroed pages at the first write).
                 let mut own = vec![1u64; chunk];

@@ -407,6 +407,243 @@ fn the_action_runs_once_and_a_panicking_one_breaks_the_barrier() {
     assert!(two.barrier.broken());
 }
 
+multiproc_shm::shm_struct! {
+    /// CPython's `_TestBarrier` fixture: a barrier of [`PARTIES`], a second
+    /// one, and its three result lists, as counts.
+    sync struct Parties {
+        barrier: multiproc_sync::Barrier,
+        barrier2: multiproc_sync::Barrier,
+        results1: AtomicU32,
+        results2: AtomicU32,
+        results3: AtomicU32,
+    }
+}
+
+/// CPython's `_TestBarrier.N`.
+const PARTIES: u32 = 5;
+/// The arrival index that misbehaves in CPython's tests (`N // 2`).
+const MIDDLE: u32 = PARTIES / 2;
+
+/// Runs `f` in [`PARTIES`] forked processes over a fresh [`Parties`]
+/// (CPython's `run_threads` with processes) and returns the counts.
+fn in_parties(what: &str, f: fn(&Parties) -> Result<(), String>) -> Shared<Parties> {
+    let _dog = Watchdog::arm(Duration::from_secs(60), what);
+    let p = Shared::anonymous(Parties {
+        barrier: multiproc_sync::Barrier::new(PARTIES).unwrap(),
+        barrier2: multiproc_sync::Barrier::new(PARTIES).unwrap(),
+        results1: AtomicU32::new(0),
+        results2: AtomicU32::new(0),
+        results3: AtomicU32::new(0),
+    })
+    .unwrap();
+    let children: Vec<_> = (0..PARTIES)
+        .map(|_| {
+            fork(|| match f(&p) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{what}: {e}");
+                    1
+                }
+            })
+        })
+        .collect();
+    for child in children {
+        child.wait_ok(BOUND);
+    }
+    p
+}
+
+/// Counts one of CPython's `results` lists.
+fn append(list: &AtomicU32) {
+    list.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Python's `try: barrier.wait(); results1.append(True) except
+/// BrokenBarrierError: results2.append(True)` for the second wait of
+/// `_test_abort_f` and `_test_reset_f`.
+/// The wait must end by the abort or the reset, not by its own timeout
+/// (which breaks the barrier too).
+fn second_wait(p: &Parties) -> Result<(), String> {
+    let start = Instant::now();
+    match p.barrier.wait_timeout(BOUND) {
+        Ok(_) => append(&p.results1),
+        Err(multiproc_sync::Error::BrokenBarrier) if start.elapsed() < BOUND => append(&p.results2),
+        Err(e) => return Err(format!("the second wait, after {:?}: {e}", start.elapsed())),
+    }
+    Ok(())
+}
+
+/// The first wait and what `_test_abort_f` does after it: the party given
+/// index `N // 2` aborts (Python's `RuntimeError`), the others wait again.
+/// (A party that wakes from its first wait only after the abort may find
+/// the barrier broken there too, in Python as here: it counts in results2,
+/// as Python's one `except` counts it.)
+fn abort_in_the_middle(p: &Parties) -> Result<(), String> {
+    match p.barrier.wait_timeout(BOUND) {
+        Ok(MIDDLE) => p.barrier.abort(),
+        Ok(_) => second_wait(p)?,
+        Err(multiproc_sync::Error::BrokenBarrier) => append(&p.results2),
+        Err(e) => return Err(format!("the first wait: {e}")),
+    }
+    Ok(())
+}
+
+/// CPython's `test_abort`, between processes: an abort breaks the barrier
+/// for every party still to pass it; none passes.
+#[test]
+fn an_abort_breaks_the_barrier_for_every_other_party() {
+    let p = in_parties("barrier abort", abort_in_the_middle);
+    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
+    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
+    assert!(p.barrier.broken());
+}
+
+/// CPython's `test_reset`, between processes: the party given index
+/// `N // 2` waits until the four others wait again, then resets; each of
+/// them gets `BrokenBarrier`, and all five then pass the barrier together.
+#[test]
+fn a_reset_frees_the_waiting_parties_and_the_barrier_serves_again() {
+    fn f(p: &Parties) -> Result<(), String> {
+        let i = p
+            .barrier
+            .wait_timeout(BOUND)
+            .map_err(|e| format!("the first wait: {e}"))?;
+        if i == MIDDLE {
+            let start = Instant::now();
+            while p.barrier.n_waiting() < PARTIES - 1 {
+                if start.elapsed() > BOUND {
+                    return Err("the others never waited again".into());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            p.barrier.reset();
+        } else {
+            second_wait(p)?;
+        }
+        p.barrier
+            .wait_timeout(BOUND)
+            .map_err(|e| format!("the wait after the reset: {e}"))?;
+        append(&p.results3);
+        Ok(())
+    }
+    let p = in_parties("barrier reset", f);
+    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
+    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
+    assert_eq!(p.results3.load(Ordering::SeqCst), PARTIES);
+    assert!(!p.barrier.broken());
+}
+
+/// CPython's `test_abort_and_reset`, between processes: an aborted barrier,
+/// reset by one party once every party has left it (the second barrier
+/// orders that), serves all five again.
+#[test]
+fn an_aborted_barrier_reset_once_all_left_it_serves_again() {
+    fn f(p: &Parties) -> Result<(), String> {
+        abort_in_the_middle(p)?;
+        let sync = |what: &str| {
+            p.barrier2
+                .wait_timeout(BOUND)
+                .map_err(|e| format!("{what}: {e}"))
+        };
+        if sync("the first wait on barrier2")? == MIDDLE {
+            p.barrier.reset();
+        }
+        sync("the second wait on barrier2")?;
+        p.barrier
+            .wait_timeout(BOUND)
+            .map_err(|e| format!("the wait after the reset: {e}"))?;
+        append(&p.results3);
+        Ok(())
+    }
+    let p = in_parties("barrier abort and reset", f);
+    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
+    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
+    assert_eq!(p.results3.load(Ordering::SeqCst), PARTIES);
+    assert!(!p.barrier.broken() && !p.barrier2.broken());
+}
+
+multiproc_shm::shm_struct! {
+    /// CPython's `test_waitfor` fixture: a condition over a shared value
+    /// (Python's `Value('i')` guarded by the condition's lock), the child's
+    /// verdict, and a semaphore by which the child says it started.
+    sync struct WaitFor {
+        state: Mutex<i32>,
+        cond: Condvar,
+        success: AtomicU32,
+        started: multiproc_sync::Semaphore,
+    }
+}
+
+fn new_wait_for(state: i32) -> Shared<WaitFor> {
+    Shared::anonymous(WaitFor {
+        state: Mutex::new(state),
+        cond: Condvar::new(),
+        success: AtomicU32::new(0),
+        started: multiproc_sync::Semaphore::new(0),
+    })
+    .unwrap()
+}
+
+/// Python's `with cond: state.value += 1; cond.notify()`, `times` times, 10
+/// ms apart.
+fn bump_and_notify(w: &WaitFor, times: u32) {
+    for _ in 0..times {
+        std::thread::sleep(Duration::from_millis(10));
+        *w.state.lock().unwrap() += 1;
+        w.cond.notify_one();
+    }
+}
+
+/// CPython's `test_waitfor`: Python's `cond.wait_for(predicate)` is
+/// `wait_while` with the predicate negated; a child waits for the state to
+/// reach 4 while the parent, once it saw the child's 0, adds one at a time.
+#[test]
+fn wait_while_returns_once_the_state_is_reached_across_processes() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "condition wait_for");
+    let w = new_wait_for(-1);
+    let child = fork(|| {
+        let mut g = w.state.lock().unwrap();
+        *g = 0;
+        w.cond.notify_one();
+        let g = w.cond.wait_while(g, |s| *s != 4).unwrap();
+        i32::from(*g != 4)
+    });
+    {
+        let g = w.state.lock().unwrap();
+        let (g, timed_out) = w.cond.wait_timeout_while(g, BOUND, |s| *s != 0).unwrap();
+        assert!(!timed_out);
+        assert_eq!(*g, 0);
+    }
+    bump_and_notify(&w, 4);
+    child.wait_ok(BOUND);
+}
+
+/// CPython's `test_waitfor_timeout`: the state never reaches 4, and the
+/// child's `wait_timeout_while` gives up after its 100 ms (not before), with
+/// the condition still holding (Python's `wait_for` returning `False`),
+/// though three notifies came meanwhile.
+#[test]
+fn wait_timeout_while_gives_up_after_its_timeout_across_processes() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "condition wait_for timeout");
+    let w = new_wait_for(0);
+    let child = fork(|| {
+        w.started.release(1).unwrap();
+        let g = w.state.lock().unwrap();
+        let expected = Duration::from_millis(100);
+        let start = Instant::now();
+        let (_g, timed_out) = w.cond.wait_timeout_while(g, expected, |s| *s != 4).unwrap();
+        if timed_out && start.elapsed() >= expected {
+            w.success.store(1, Ordering::SeqCst);
+        }
+        0
+    });
+    w.started.acquire_timeout(BOUND).unwrap();
+    bump_and_notify(&w, 3);
+    child.wait_ok(BOUND);
+    assert_eq!(w.success.load(Ordering::SeqCst), 1);
+    assert_eq!(*w.state.lock().unwrap(), 3);
+}
+
 /// CPython's `test_bounded_semaphore`, with the check it leaves out (a release
 /// above the initial value is refused, `ValueError` in Python), from another
 /// process too; `BoundedSemaphore(0)` can never be released; and a segment made

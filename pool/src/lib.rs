@@ -103,7 +103,12 @@
 //! workers in a row killed from outside before they take a task (the pool
 //! cannot tell the two apart). A worker that cannot be replaced (its zygote
 //! killed from outside, a fork refused at a limit of processes) stops the
-//! pool the same way, with [`Error::ReplacementFailed`] saying why. A task whose
+//! pool the same way, with [`Error::ReplacementFailed`] saying why (a
+//! zygote's workers die with it). The zygote is not made again: it is a
+//! fork of the program as it was when the pool started, and a fork made
+//! later, beside the program's threads, could copy a lock one of them holds
+//! (Python's `Pool` forks each replacement from the program itself, and
+//! starts its `forkserver` again after a death, a fresh interpreter). A task whose
 //! unsafe code writes over the memory the pool shares with its workers (an
 //! inbox, the answer queue) is found by the queues' checks (or by an inbox
 //! that reads as closed while the pool runs): the pool stops its workers and

@@ -66,15 +66,34 @@ fn a_multi_threaded_process_starts_100_children_through_the_fork_server() {
     assert_eq!(h.wait(Duration::from_secs(100)), ChildExit::Exited(0));
 }
 
+/// Sleeps `args[0]` × 10 ms.
+fn nap(args: &[u8]) -> i32 {
+    std::thread::sleep(Duration::from_millis(u64::from(args[0]) * 10));
+    0
+}
+
+/// Whether process `pid` has ended: gone, or a zombie (a fork server's
+/// orphan waits for init, or a subreaper, to reap it).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
+    })
+}
+
 /// Runs in a forked child: a server killed under its client is reported gone,
-/// with the way it was found, and a child it started is still joined.
+/// with the way it was found; a child it started is still joined, and one
+/// still running when it died is waited for, then reported gone (its exit
+/// status went with the server).
 fn server_killed() -> i32 {
     let server = ForkServer::builder()
         .entry("triple", triple)
+        .entry("nap", nap)
         .start()
         .expect("start the fork server");
     let mut child = server.spawn("triple", &[2]).unwrap();
     assert_eq!(child.join().unwrap(), 6);
+    let mut napping = server.spawn("nap", &[100]).unwrap();
+    assert!(!ended(napping.pid()));
     // SAFETY: kill(2) on the server's pid, which this process has not reaped.
     assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(50));
@@ -86,6 +105,13 @@ fn server_killed() -> i32 {
         Err(e) => panic!("expected ServerGone, got {e}"),
         Ok(_) => 1,
     };
+    let orphan = napping.pid();
+    assert!(!ended(orphan), "the server's death ended its child");
+    match napping.join() {
+        Err(Error::ServerGone { .. }) => {}
+        other => panic!("a child of a dead server joined: {other:?}"),
+    }
+    assert!(ended(orphan), "join answered before the child ended");
     answer
 }
 

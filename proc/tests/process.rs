@@ -1144,3 +1144,58 @@ fn active_children_without_proc_lists_the_running_ones() {
     });
     assert_eq!(child.wait(LIMIT), multiproc_testkit::ChildExit::Exited(0));
 }
+
+/// CPython's `test_error_on_stdio_flush_1` and `_2`: a child whose standard
+/// output or error is broken (closed, or a full device) still ends with its
+/// own exit code: the flush at its start and at its end may fail, and is
+/// not its answer. One that prints into its buffer without a newline
+/// (flushed only at its end) too. Run in a forked test child, whose
+/// descriptors 1 and 2 it may break.
+#[test]
+fn a_child_whose_stdout_or_stderr_is_broken_ends_with_its_code() {
+    let _dog = Watchdog::arm(LIMIT, "broken stdio");
+    multiproc_testkit::fork(|| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let full = std::os::fd::AsRawFd::as_raw_fd(&full);
+        for fd in [1, 2] {
+            // SAFETY: dup of a descriptor this process holds open.
+            let saved = unsafe { libc::dup(fd) };
+            assert!(saved >= 0);
+            for how in ["closed", "full"] {
+                // SAFETY: close or dup2 of the standard descriptor `fd`,
+                // which this test child alone uses, and puts back below.
+                let broke = unsafe {
+                    match how {
+                        "closed" => libc::close(fd),
+                        _ => libc::dup2(full, fd),
+                    }
+                };
+                assert!(broke >= 0);
+                for (code, unflushed) in [(0, false), (3, true)] {
+                    let mut p = Process::new(move || {
+                        if unflushed {
+                            print!("held in stdout's buffer until the end");
+                        }
+                        code
+                    });
+                    p.start().unwrap();
+                    let got = p.join_timeout(Duration::from_secs(20)).unwrap();
+                    if got != code {
+                        // SAFETY: stderr put back to report.
+                        unsafe { libc::dup2(saved, fd) };
+                        eprintln!("fd {fd} {how}, unflushed {unflushed}: exit {got}, not {code}");
+                        return 1;
+                    }
+                }
+                // SAFETY: the saved descriptor put back as `fd`.
+                assert!(unsafe { libc::dup2(saved, fd) } >= 0);
+            }
+        }
+        0
+    })
+    .wait_ok(LIMIT);
+    assert!(zombie_children().is_empty());
+}

@@ -1199,3 +1199,22 @@ fn a_child_whose_stdout_or_stderr_is_broken_ends_with_its_code() {
     .wait_ok(LIMIT);
     assert!(zombie_children().is_empty());
 }
+
+/// CPython's `test_lose_target_ref`: once started, a process keeps nothing
+/// of its target in the parent (what the closure captured is dropped there
+/// at `start`, not at the handle's drop), while the child ran it whole.
+#[test]
+fn a_started_process_keeps_nothing_of_its_target_in_the_parent() {
+    let _dog = Watchdog::arm(LIMIT, "target dropped at start");
+    let captured = std::sync::Arc::new(5);
+    let held = std::sync::Arc::clone(&captured);
+    let mut p = Process::new(move || *held);
+    assert_eq!(std::sync::Arc::strong_count(&captured), 2);
+    p.start().unwrap();
+    assert_eq!(
+        std::sync::Arc::strong_count(&captured),
+        1,
+        "the parent still holds the target"
+    );
+    assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 5);
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::mutex::fail_to_error;
 use crate::primitive::{AtomicU32, Ordering};
-use crate::raw_mutex::{deadline_after, Acquired, Fail, RawMutex};
+use crate::raw_mutex::{deadline_after, Acquired, Fail, Holder, RawMutex};
 use crate::{Error, LockError, LockResult, Result};
 
 /// Maps a raw acquire to this crate's answer: `Ok(())` acquired, `Err(OwnerDied)`
@@ -330,10 +330,13 @@ impl std::fmt::Debug for LockGuard<'_> {
     }
 }
 
+/// Names the holder, as Python's `repr` does: `Lock { owner: Nobody }`,
+/// `Lock { owner: ThisThread }`, `Lock { owner: OtherThread { tid: 41 } }`,
+/// `Lock { owner: OtherProcess { tid: 40, pid: Some(40) } }`.
 impl std::fmt::Debug for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lock")
-            .field("locked", &self.locked())
+            .field("owner", &self.raw.holder())
             .finish()
     }
 }
@@ -625,11 +628,18 @@ fn rlock_guard<'a>(r: Result<()>, guard: RLockGuard<'a>) -> LockResult<RLockGuar
     }
 }
 
+/// Names the holder as [`Lock`]'s does, with the count when the caller holds
+/// it (Python's `repr` says `nonzero` for another holder's count, which only
+/// that holder reads).
 impl std::fmt::Debug for RLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RLock")
-            .field("locked", &self.locked())
-            .finish()
+        let owner = self.raw.holder();
+        let mut d = f.debug_struct("RLock");
+        d.field("owner", &owner);
+        if owner == Holder::ThisThread {
+            d.field("count", &self.count());
+        }
+        d.finish()
     }
 }
 

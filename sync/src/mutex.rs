@@ -206,7 +206,7 @@ impl<T: Default> Default for Mutex<T> {
 impl<T: ?Sized> std::fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mutex")
-            .field("locked", &self.is_locked())
+            .field("owner", &self.raw.holder())
             .finish_non_exhaustive()
     }
 }

@@ -333,11 +333,58 @@ impl RawMutex {
         w != NOT_RECOVERABLE && w & TID_MASK == tid_of(current_owner())
     }
 
+    /// Who holds the lock, for `Debug` (Python's `repr` of a lock names its
+    /// owner). A snapshot: the holder may change as it is read.
+    pub(crate) fn holder(&self) -> Holder {
+        let w = self.word.load(Ordering::Relaxed);
+        let tid = w & TID_MASK;
+        if w == NOT_RECOVERABLE {
+            Holder::NotRecoverable
+        } else if tid == 0 {
+            Holder::Nobody
+        } else if tid == tid_of(current_owner()) {
+            Holder::ThisThread
+        } else {
+            match process_of(tid) {
+                Some(pid) if pid == std::process::id() => Holder::OtherThread { tid },
+                pid => Holder::OtherProcess { tid, pid },
+            }
+        }
+    }
+
     /// The raw word, for tests and diagnostics.
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn word(&self) -> &AtomicU32 {
         &self.word
     }
+}
+
+/// Who holds a lock ([`RawMutex::holder`]), as the locks' `Debug` shows it.
+/// Python's `repr` says the same in its words: `owner=None`,
+/// `owner=MainProcess` (the caller), `owner=SomeOtherThread`,
+/// `owner=SomeOtherProcess`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Nobody: the lock is free.
+    Nobody,
+    /// The calling thread.
+    ThisThread,
+    /// Another thread of this process.
+    OtherThread { tid: u32 },
+    /// A thread of another process, whose pid `/proc` gives; `None` when no
+    /// such thread runs (its holder died: the next acquire recovers the
+    /// lock) or `/proc` cannot say.
+    OtherProcess { tid: u32, pid: Option<u32> },
+    /// A recovered lock released without `mark_consistent`: no acquire
+    /// succeeds.
+    NotRecoverable,
+}
+
+/// The process of thread `tid` (its `Tgid` in `/proc`), if it runs.
+fn process_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Tgid:"))?;
+    line.trim().parse().ok()
 }
 
 /// Converts an optional timeout into a deadline (`None`: wait forever).

@@ -644,6 +644,133 @@ fn wait_timeout_while_gives_up_after_its_timeout_across_processes() {
     assert_eq!(*w.state.lock().unwrap(), 3);
 }
 
+multiproc_shm::shm_struct! {
+    /// A lock and an `RLock` another process holds, the holder's tid, and
+    /// the parent's word to let them go.
+    sync struct Held {
+        lock: multiproc_sync::Lock,
+        rlock: multiproc_sync::RLock,
+        tid: AtomicU32,
+        release: AtomicU32,
+    }
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// CPython's `test_repr_lock` and `test_repr_rlock`: a lock's `Debug` names
+/// its holder as Python's `repr` does — nobody, the caller, another thread
+/// of this process, a thread of another process (with its pid, which Python
+/// cannot say) — and an `RLock`'s the caller's count. A holder killed
+/// holding is a thread of no process (the next acquire recovers the lock).
+#[test]
+fn a_locks_debug_names_its_holder_as_pythons_repr_does() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "repr of locks");
+    let held = Shared::anonymous(Held {
+        lock: multiproc_sync::Lock::new(),
+        rlock: multiproc_sync::RLock::new(),
+        tid: AtomicU32::new(0),
+        release: AtomicU32::new(0),
+    })
+    .unwrap();
+    let h: &Held = &held;
+    assert_eq!(format!("{:?}", h.lock), "Lock { owner: Nobody }");
+    assert_eq!(format!("{:?}", h.rlock), "RLock { owner: Nobody }");
+    h.lock.acquire().unwrap();
+    assert_eq!(format!("{:?}", h.lock), "Lock { owner: ThisThread }");
+    h.lock.release().unwrap();
+    for _ in 0..3 {
+        h.rlock.acquire().unwrap();
+    }
+    assert_eq!(
+        format!("{:?}", h.rlock),
+        "RLock { owner: ThisThread, count: 3 }"
+    );
+    for _ in 0..3 {
+        h.rlock.release().unwrap();
+    }
+
+    std::thread::scope(|s| {
+        let (held, until) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let (tell, wait) = (held.0, until.1);
+        s.spawn(move || {
+            h.lock.acquire().unwrap();
+            h.rlock.acquire().unwrap();
+            tell.send(gettid()).unwrap();
+            wait.recv().unwrap();
+            h.rlock.release().unwrap();
+            h.lock.release().unwrap();
+        });
+        let tid = held.1.recv().unwrap();
+        assert_eq!(
+            format!("{:?}", h.lock),
+            format!("Lock {{ owner: OtherThread {{ tid: {tid} }} }}")
+        );
+        assert_eq!(
+            format!("{:?}", h.rlock),
+            format!("RLock {{ owner: OtherThread {{ tid: {tid} }} }}")
+        );
+        until.0.send(()).unwrap();
+    });
+
+    let holder = || {
+        fork(|| {
+            h.lock.acquire().unwrap();
+            h.rlock.acquire().unwrap();
+            h.tid.store(gettid(), Ordering::SeqCst);
+            while h.release.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            h.rlock.release().unwrap();
+            h.lock.release().unwrap();
+            0
+        })
+    };
+    let child = holder();
+    wait_until(BOUND, "the child to hold both", || {
+        h.tid.load(Ordering::SeqCst) != 0
+    });
+    let tid = h.tid.load(Ordering::SeqCst);
+    let other = format!("OtherProcess {{ tid: {tid}, pid: Some({tid}) }}");
+    assert_eq!(
+        format!("{:?}", h.lock),
+        format!("Lock {{ owner: {other} }}")
+    );
+    assert_eq!(
+        format!("{:?}", h.rlock),
+        format!("RLock {{ owner: {other} }}")
+    );
+    assert_eq!(
+        format!(
+            "{:?}",
+            *Shared::anonymous(multiproc_sync::Mutex::new(0u8)).unwrap()
+        ),
+        "Mutex { owner: Nobody, .. }"
+    );
+    h.release.store(1, Ordering::SeqCst);
+    child.wait_ok(BOUND);
+    assert_eq!(format!("{:?}", h.lock), "Lock { owner: Nobody }");
+
+    h.release.store(0, Ordering::SeqCst);
+    h.tid.store(0, Ordering::SeqCst);
+    let child = holder();
+    wait_until(BOUND, "the child to hold both", || {
+        h.tid.load(Ordering::SeqCst) != 0
+    });
+    let tid = h.tid.load(Ordering::SeqCst);
+    child.kill(BOUND);
+    assert_eq!(
+        format!("{:?}", h.lock),
+        format!("Lock {{ owner: OtherProcess {{ tid: {tid}, pid: None }} }}")
+    );
+    assert!(matches!(
+        h.lock.acquire(),
+        Err(multiproc_sync::Error::OwnerDied)
+    ));
+}
+
 /// CPython's `test_bounded_semaphore`, with the check it leaves out (a release
 /// above the initial value is refused, `ValueError` in Python), from another
 /// process too; `BoundedSemaphore(0)` can never be released; and a segment made

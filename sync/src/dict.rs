@@ -18,7 +18,9 @@ struct Entry<const K: usize, const V: usize> {
     state: u32,
     klen: u32,
     vlen: u32,
-    reserved: u32,
+    /// When its key came in (the table's `next` then): entries are listed by
+    /// it, in insertion order, as Python's `dict` lists them.
+    order: u32,
     hash: u64,
     key: [u8; K],
     val: [u8; V],
@@ -29,6 +31,9 @@ struct Entry<const K: usize, const V: usize> {
 pub struct Table<const CAP: usize, const K: usize, const V: usize> {
     len: u32,
     tombstones: u32,
+    /// The `order` of the next new key.
+    next: u32,
+    reserved: u32,
     entries: [Entry<K, V>; CAP],
 }
 
@@ -39,16 +44,17 @@ unsafe impl<const K: usize, const V: usize> ShmSafe for Entry<K, V> {}
 unsafe impl<const CAP: usize, const K: usize, const V: usize> ShmSafe for Table<CAP, K, V> {}
 
 // The layout every process must agree on: a 24-byte entry header, then the
-// key and value bytes (no padding for 8-aligned sizes); the table's two counts
-// then its entries.
+// key and value bytes (no padding for 8-aligned sizes); the table's two counts,
+// its next order and a reserved word, then its entries.
 const _: () = assert!(
     std::mem::size_of::<Entry<16, 16>>() == 24 + 32
         && std::mem::size_of::<Entry<8, 24>>() == 24 + 32
-        && std::mem::size_of::<Table<4, 16, 16>>() == 8 + 4 * (24 + 32)
+        && std::mem::size_of::<Table<4, 16, 16>>() == 16 + 4 * (24 + 32)
 );
 
 /// A hash map of byte strings with room for `CAP` entries, keys of up to `K` bytes
-/// and values of up to `V` bytes, in shared memory, under one lock.
+/// and values of up to `V` bytes, in shared memory, under one lock. It lists
+/// its entries in insertion order, as Python's `dict` does.
 ///
 /// Every operation takes the lock. Lengths, counts and states read from shared
 /// memory are checked before use: a table another process wrote garbage into
@@ -340,7 +346,9 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         Ok(self.len()? == 0)
     }
 
-    /// Every entry, copied out under one lock (Python's `items()`), in slot order.
+    /// Every entry, copied out under one lock (Python's `items()`), in
+    /// insertion order as Python's `dict`: a key written again keeps its
+    /// place, one removed and inserted again goes last.
     ///
     /// # Errors
     /// [`Error::Corrupted`], and the lock's errors.
@@ -350,9 +358,8 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
     /// let d = multiproc_sync::SharedDict::<8, 8, 8>::new()?;
     /// d.insert("a", "1")?;
     /// d.insert("b", "2")?;
-    /// let mut items = d.items()?;
-    /// items.sort();
-    /// assert_eq!(items, [(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    /// d.insert("a", "3")?;
+    /// assert_eq!(d.items()?, [(b"a".to_vec(), b"3".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
     /// # Ok::<(), multiproc_sync::Error>(())
     /// ```
     pub fn items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -361,15 +368,19 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         let mut out = Vec::with_capacity(table.count());
         for e in &table.entries {
             match e.state {
-                FULL => out.push((e.key()?.to_vec(), e.value()?.to_vec())),
+                FULL => out.push((e.order, (e.key()?.to_vec(), e.value()?.to_vec()))),
                 EMPTY | TOMBSTONE => {}
                 s => return Err(corrupted_state(s)),
             }
         }
-        Ok(out)
+        drop(table);
+        // Stable: entries whose orders a peer made equal stay in slot order.
+        out.sort_by_key(|&(order, _)| order);
+        Ok(out.into_iter().map(|(_, item)| item).collect())
     }
 
-    /// The keys, copied out (Python's `keys()`).
+    /// The keys, copied out (Python's `keys()`), in insertion order, as
+    /// [`items`](SharedDict::items).
     ///
     /// # Errors
     /// As for [`items`](SharedDict::items).
@@ -385,8 +396,8 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
     }
 
-    /// The values, copied out (Python's `values()`), in slot order, as
-    /// [`keys`](SharedDict::keys).
+    /// The values, copied out (Python's `values()`), in insertion order, as
+    /// [`items`](SharedDict::items).
     ///
     /// # Errors
     /// As for [`items`](SharedDict::items).
@@ -453,6 +464,7 @@ impl<const CAP: usize, const K: usize, const V: usize> SharedDict<CAP, K, V> {
         }
         table.len = 0;
         table.tombstones = 0;
+        table.next = 0;
         Ok(())
     }
 }
@@ -563,12 +575,14 @@ impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
         let Some(idx) = free else {
             return Err(Error::Full { capacity: CAP });
         };
+        let order = self.take_order();
         let e = &mut self.entries[idx];
         let was_tombstone = e.state == TOMBSTONE;
         e.key[..key.len()].copy_from_slice(key);
         e.klen = key.len() as u32;
         e.set_value(value);
         e.hash = h;
+        e.order = order;
         // Last: an insert cut short leaves no entry. A process killed here sees
         // its stores in program order (the processor keeps them so); the fence
         // keeps the compiler from moving the key and value after the state.
@@ -582,14 +596,39 @@ impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
         Ok(None)
     }
 
-    /// After a holder died: turn slots that do not check out into tombstones, recount.
+    /// The `order` for a new key: the next one, the live entries numbered
+    /// again from 0 first in the (rare) case that the count reached its end
+    /// (after 2³² - 1 new keys).
+    fn take_order(&mut self) -> u32 {
+        if self.next == u32::MAX {
+            let mut live: Vec<(u32, usize)> = (self.entries.iter().enumerate())
+                .filter(|(_, e)| e.state == FULL)
+                .map(|(i, e)| (e.order, i))
+                .collect();
+            live.sort_unstable();
+            for (n, &(_, i)) in (0..).zip(&live) {
+                self.entries[i].order = n;
+            }
+            self.next = live.len() as u32;
+        }
+        let order = self.next;
+        // (Saturating: a table of 2³² - 1 entries numbers them again each time.)
+        self.next = self.next.saturating_add(1);
+        order
+    }
+
+    /// After a holder died: turn slots that do not check out into tombstones,
+    /// recount, and keep the next order after every live entry's.
     fn repair(&mut self) {
-        let (mut len, mut tombstones) = (0, 0);
+        let (mut len, mut tombstones, mut after) = (0, 0, 0u32);
         for e in self.entries.iter_mut() {
             let sane = e.klen as usize <= K && e.vlen as usize <= V;
             match e.state {
                 EMPTY => {}
-                FULL if sane => len += 1,
+                FULL if sane => {
+                    len += 1;
+                    after = after.max(e.order.saturating_add(1));
+                }
                 _ => {
                     e.state = TOMBSTONE;
                     tombstones += 1;
@@ -598,5 +637,55 @@ impl<const CAP: usize, const K: usize, const V: usize> Table<CAP, K, V> {
         }
         self.len = len;
         self.tombstones = tombstones;
+        self.next = self.next.max(after);
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use super::*;
+
+    fn keys<const CAP: usize>(d: &SharedDict<CAP, 4, 4>) -> Vec<String> {
+        let keys = d.keys().unwrap().into_iter();
+        keys.map(|k| String::from_utf8(k).unwrap()).collect()
+    }
+
+    /// At the end of the count, the live entries are numbered again from 0
+    /// in their order, and new keys still go last.
+    #[test]
+    fn the_order_is_numbered_again_at_the_end_of_its_count() {
+        let d = SharedDict::<8, 4, 4>::new().unwrap();
+        for k in ["a", "b", "gone"] {
+            d.insert(k, "v").unwrap();
+        }
+        d.remove("gone").unwrap();
+        d.lock().unwrap().next = u32::MAX - 1;
+        d.insert("c", "v").unwrap();
+        assert_eq!(d.lock().unwrap().next, u32::MAX);
+        d.insert("d", "v").unwrap();
+        assert_eq!(d.lock().unwrap().next, 4, "a, b, c numbered 0-2, d 3");
+        d.insert("a", "w").unwrap();
+        d.remove("b").unwrap();
+        d.insert("b", "v").unwrap();
+        assert_eq!(keys(&d), ["a", "c", "d", "b"]);
+    }
+
+    /// A holder that died after it took an order but before its entry was
+    /// whole leaves a gap, never two entries of one order: the repair keeps
+    /// the next order after every live one, even one a peer wrote back.
+    #[test]
+    fn a_repair_keeps_the_next_order_after_every_live_entry() {
+        let d = SharedDict::<8, 4, 4>::new().unwrap();
+        for k in ["a", "b", "c"] {
+            d.insert(k, "v").unwrap();
+        }
+        {
+            let mut t = d.lock().unwrap();
+            t.next = 1;
+            t.repair();
+            assert_eq!(t.next, 3);
+        }
+        d.insert("d", "v").unwrap();
+        assert_eq!(keys(&d), ["a", "b", "c", "d"]);
     }
 }

@@ -47,9 +47,10 @@ fn a_dictionary_a_peer_scribbled_over_never_aborts_a_reader() {
         d.insert(k, k.repeat(2)).unwrap();
     }
     // The table starts after the mutex's 16-byte lock word and owner record:
-    // len, tombstones, then the entries' state, klen, vlen, reserved, hash.
+    // len, tombstones, next, reserved, then the entries' state, klen, vlen,
+    // order, hash.
     let table = d.segment().as_ptr().wrapping_add(16);
-    let header = 8 + 2 * (24 + 16); // two counts, then two entries' fixed fields
+    let header = 16 + 2 * (24 + 16); // the table's header, then two entries' fixed fields
     let mut trials = 0;
     scribble_each_word(table, header, &[u32::MAX, 0x8000_0001, 7], |offset, v| {
         let reader = fork(|| {

@@ -771,6 +771,42 @@ fn a_locks_debug_names_its_holder_as_pythons_repr_does() {
     ));
 }
 
+/// CPython's `_TestContainers.test_dict`, with the order it sorts away:
+/// Python's `dict` lists its keys in insertion order (a key written again
+/// keeps its place, one removed and inserted again goes last), and so does a
+/// `SharedDict` written by two processes in turn.
+#[test]
+fn a_dict_lists_its_entries_in_insertion_order_across_processes() {
+    let _dog = Watchdog::arm(Duration::from_secs(60), "dict order");
+    let d = multiproc_sync::SharedDict::<16, 4, 4>::new().unwrap();
+    let keys = || -> Vec<String> {
+        let keys = d.keys().unwrap().into_iter();
+        keys.map(|k| String::from_utf8(k).unwrap()).collect()
+    };
+    for i in 65..70u8 {
+        d.insert([i], [i]).unwrap();
+    }
+    let items: Vec<_> = (65..70u8).map(|i| (vec![i], vec![i])).collect();
+    assert_eq!(d.items().unwrap(), items);
+    for k in ["z", "y"] {
+        d.insert(k, "p").unwrap();
+    }
+    fork(|| {
+        for k in ["x", "a"] {
+            d.insert(k, "c").unwrap();
+        }
+        // Written again: it keeps its place.
+        d.insert("z", "c").unwrap();
+        0
+    })
+    .wait_ok(BOUND);
+    d.remove("y").unwrap();
+    d.insert("y", "p").unwrap();
+    assert_eq!(keys(), ["A", "B", "C", "D", "E", "z", "x", "a", "y"]);
+    let values: Vec<Vec<u8>> = d.values().unwrap().into_iter().skip(5).collect();
+    assert_eq!(values, [b"c", b"c", b"c", b"p"]);
+}
+
 /// CPython's `test_bounded_semaphore`, with the check it leaves out (a release
 /// above the initial value is refused, `ValueError` in Python), from another
 /// process too; `BoundedSemaphore(0)` can never be released; and a segment made

@@ -3,7 +3,7 @@
 //! nothing is left behind — the same when the pool's own process is killed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_pool::{Error, PmapOptions, Pool};
@@ -543,6 +543,45 @@ fn a_pmap_whose_closure_writes_over_its_memory_answers_an_error_or_right_results
     assert!(zombie_children().is_empty());
 }
 
+/// SIGKILLs a random worker of `pool` every few milliseconds until `stop`,
+/// counting in `kills`. Only workers seen for a while: one killed as it
+/// starts counts toward the pool's giving up on an initializer that keeps
+/// failing (three in a row did, under AddressSanitizer, where a start takes
+/// milliseconds; a loaded machine can take longer).
+fn kill_workers_until(pool: &Pool, stop: &AtomicBool, kills: &AtomicU32) {
+    let mut seed = 12345;
+    let mut seen = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(500 + next(&mut seed) % 5_000));
+        let now = Instant::now();
+        let old: Vec<u32> = pool
+            .pids()
+            .into_iter()
+            .filter(|&pid| {
+                now.duration_since(*seen.entry(pid).or_insert(now)) >= Duration::from_millis(100)
+            })
+            .collect();
+        let pick = (next(&mut seed) % old.len().max(1) as u64) as usize;
+        if let Some(&victim) = old.get(pick) {
+            // SAFETY: kill(2); the pid is a worker of ours (alive, or a
+            // zombie of the zygote at worst).
+            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+            kills.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits until every one of `pids` is gone (up to 10 s each).
+fn all_gone(pids: Vec<u32>) {
+    for pid in pids {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(Instant::now() < deadline, "worker {pid} outlived its pool");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 /// Whether `r` is `want`, or the failure of a worker's death (counted in
 /// `died`); any other answer fails the test.
 fn right_or_died(r: Result<u64, Error>, want: u64, died: &AtomicU32, what: &str) {
@@ -571,7 +610,7 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
     let _dog = Watchdog::arm(Duration::from_secs(300), "threads and kills");
     let pool = Pool::new(4).unwrap();
     let (died, kills) = (AtomicU32::new(0), AtomicU32::new(0));
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let callers: Vec<_> = (0..6u64)
             .map(|th| {
@@ -635,33 +674,7 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
             })
             .collect();
         let (pool, stop, kills) = (&pool, &stop, &kills);
-        s.spawn(move || {
-            let mut seed = 12345;
-            // Only workers seen for a while: one killed as it starts counts
-            // toward the pool's giving up on an initializer that keeps
-            // failing (three in a row did, under AddressSanitizer, where a
-            // start takes milliseconds; a loaded machine can take longer).
-            let mut seen = HashMap::new();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_micros(500 + next(&mut seed) % 5_000));
-                let now = Instant::now();
-                let old: Vec<u32> = pool
-                    .pids()
-                    .into_iter()
-                    .filter(|&pid| {
-                        now.duration_since(*seen.entry(pid).or_insert(now))
-                            >= Duration::from_millis(100)
-                    })
-                    .collect();
-                let pick = (next(&mut seed) % old.len().max(1) as u64) as usize;
-                if let Some(&victim) = old.get(pick) {
-                    // SAFETY: kill(2); the pid is a worker of ours (alive, or
-                    // a zombie of the zygote at worst).
-                    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-                    kills.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        s.spawn(move || kill_workers_until(pool, stop, kills));
         // The killer stops whatever the callers did (a panic in one would
         // otherwise leave the scope waiting for it for ever).
         let outcomes: Vec<_> = callers.into_iter().map(|c| c.join()).collect();
@@ -680,13 +693,82 @@ fn a_pool_shared_by_threads_answers_rightly_while_its_workers_are_killed() {
     assert!(died.load(Ordering::Relaxed) > 0, "no kill met a task");
     let last_pids = pool.pids();
     drop(pool);
-    for pid in last_pids {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !gone(pid) {
-            assert!(Instant::now() < deadline, "worker {pid} outlived its pool");
-            std::thread::sleep(Duration::from_millis(5));
+    all_gone(last_pids);
+    assert!(zombie_children().is_empty());
+}
+
+/// The sum and count of a byte argument's bytes.
+fn sum_of(v: Vec<u8>) -> (u64, u64) {
+    (v.len() as u64, v.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// A byte answer `n` long, every byte `n % 251`.
+fn bytes_of(n: u64) -> Vec<u8> {
+    vec![(n % 251) as u8; n as usize]
+}
+
+/// Arguments and answers past the inline size, which stream through the
+/// queues' lanes (one of 3 MB in pieces through a lane of 2 MiB), while a
+/// worker is killed every few milliseconds: each answer is right or its
+/// task's `WorkerDied`, no stream is left waiting for a dead end (the
+/// watchdog), and the dropped pool leaves no process. (Tried as a new user
+/// would with a mix of every call at random sizes, kill rates and pool
+/// settings for a few minutes before it was a test: nothing found.)
+#[test]
+fn streamed_arguments_and_answers_are_right_or_died_while_workers_are_killed() {
+    let _dog = Watchdog::arm(Duration::from_secs(300), "streams and kills");
+    let pool = Pool::new(2).unwrap();
+    let (died, kills) = (AtomicU32::new(0), AtomicU32::new(0));
+    let stop = AtomicBool::new(false);
+    const SIZES: [usize; 4] = [100, 200_000, 1_000_000, 3_000_000];
+    std::thread::scope(|s| {
+        let (p, st, k) = (&pool, &stop, &kills);
+        s.spawn(move || kill_workers_until(p, st, k));
+        let mut round = 0;
+        // At least 20 rounds, and on until a kill met a streamed task.
+        while round < 20 || (died.load(Ordering::Relaxed) == 0 && round < 200) {
+            // Four of each in flight: both workers busy most of the time.
+            let calls: Vec<_> = (0..4)
+                .map(|k| {
+                    let size = SIZES[(round + k) % SIZES.len()];
+                    let arg: Vec<u8> = (0..size).map(|k| (k % 251) as u8).collect();
+                    let want = (size as u64, arg.iter().map(|&b| u64::from(b)).sum());
+                    let sum = pool.apply_async(sum_of, arg).unwrap();
+                    let answer = pool.apply_async(bytes_of, size as u64).unwrap();
+                    (size, want, sum, answer)
+                })
+                .collect();
+            for (size, want, sum, answer) in calls {
+                let what = format!("round {round}, {size} bytes");
+                match sum.get() {
+                    Ok(got) => assert_eq!(got, want, "{what}: a wrong sum"),
+                    Err(e) => right_or_died(Err(e), 0, &died, &what),
+                }
+                match answer.get() {
+                    Ok(got) => assert!(
+                        got.len() == size && got.iter().all(|&b| usize::from(b) == size % 251),
+                        "{what}: a wrong answer of {} bytes",
+                        got.len()
+                    ),
+                    Err(e) => right_or_died(Err(e), 0, &died, &what),
+                }
+            }
+            round += 1;
         }
-    }
+        stop.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "{} kills, {} answers of a death",
+        kills.load(Ordering::Relaxed),
+        died.load(Ordering::Relaxed)
+    );
+    assert!(
+        died.load(Ordering::Relaxed) > 0,
+        "no kill met a streamed task"
+    );
+    let last_pids = pool.pids();
+    drop(pool);
+    all_gone(last_pids);
     assert!(zombie_children().is_empty());
 }
 

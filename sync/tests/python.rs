@@ -473,6 +473,24 @@ fn second_wait(p: &Parties) -> Result<(), String> {
     Ok(())
 }
 
+/// The wait after the reset, which every party passes (results3).
+fn pass_again(p: &Parties) -> Result<(), String> {
+    p.barrier
+        .wait_timeout(BOUND)
+        .map_err(|e| format!("the wait after the reset: {e}"))?;
+    append(&p.results3);
+    Ok(())
+}
+
+/// What CPython's barrier tests assert of their result lists: none passed
+/// the broken wait, the four others than the misbehaving party saw it
+/// broken, and `passed_again` passed the wait after a reset.
+fn assert_results(p: &Parties, passed_again: u32) {
+    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
+    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
+    assert_eq!(p.results3.load(Ordering::SeqCst), passed_again);
+}
+
 /// The first wait and what `_test_abort_f` does after it: the party given
 /// index `N // 2` aborts (Python's `RuntimeError`), the others wait again.
 /// (A party that wakes from its first wait only after the abort may find
@@ -493,8 +511,7 @@ fn abort_in_the_middle(p: &Parties) -> Result<(), String> {
 #[test]
 fn an_abort_breaks_the_barrier_for_every_other_party() {
     let p = in_parties("barrier abort", abort_in_the_middle);
-    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
-    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
+    assert_results(&p, 0);
     assert!(p.barrier.broken());
 }
 
@@ -520,16 +537,10 @@ fn a_reset_frees_the_waiting_parties_and_the_barrier_serves_again() {
         } else {
             second_wait(p)?;
         }
-        p.barrier
-            .wait_timeout(BOUND)
-            .map_err(|e| format!("the wait after the reset: {e}"))?;
-        append(&p.results3);
-        Ok(())
+        pass_again(p)
     }
     let p = in_parties("barrier reset", f);
-    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
-    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
-    assert_eq!(p.results3.load(Ordering::SeqCst), PARTIES);
+    assert_results(&p, PARTIES);
     assert!(!p.barrier.broken());
 }
 
@@ -549,16 +560,10 @@ fn an_aborted_barrier_reset_once_all_left_it_serves_again() {
             p.barrier.reset();
         }
         sync("the second wait on barrier2")?;
-        p.barrier
-            .wait_timeout(BOUND)
-            .map_err(|e| format!("the wait after the reset: {e}"))?;
-        append(&p.results3);
-        Ok(())
+        pass_again(p)
     }
     let p = in_parties("barrier abort and reset", f);
-    assert_eq!(p.results1.load(Ordering::SeqCst), 0);
-    assert_eq!(p.results2.load(Ordering::SeqCst), PARTIES - 1);
-    assert_eq!(p.results3.load(Ordering::SeqCst), PARTIES);
+    assert_results(&p, PARTIES);
     assert!(!p.barrier.broken() && !p.barrier2.broken());
 }
 

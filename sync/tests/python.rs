@@ -665,6 +665,19 @@ fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
+/// Both locks of `h` say they are held by `owner` (a holder other than the
+/// caller: an `RLock` shows no count then).
+fn both_owned_by(h: &Held, owner: &str) {
+    assert_eq!(
+        format!("{:?}", h.lock),
+        format!("Lock {{ owner: {owner} }}")
+    );
+    assert_eq!(
+        format!("{:?}", h.rlock),
+        format!("RLock {{ owner: {owner} }}")
+    );
+}
+
 /// CPython's `test_repr_lock` and `test_repr_rlock`: a lock's `Debug` names
 /// its holder as Python's `repr` does — nobody, the caller, another thread
 /// of this process, a thread of another process (with its pid, which Python
@@ -709,14 +722,7 @@ fn a_locks_debug_names_its_holder_as_pythons_repr_does() {
             h.lock.release().unwrap();
         });
         let tid = held.1.recv().unwrap();
-        assert_eq!(
-            format!("{:?}", h.lock),
-            format!("Lock {{ owner: OtherThread {{ tid: {tid} }} }}")
-        );
-        assert_eq!(
-            format!("{:?}", h.rlock),
-            format!("RLock {{ owner: OtherThread {{ tid: {tid} }} }}")
-        );
+        both_owned_by(h, &format!("OtherThread {{ tid: {tid} }}"));
         until.0.send(()).unwrap();
     });
 
@@ -738,14 +744,9 @@ fn a_locks_debug_names_its_holder_as_pythons_repr_does() {
         h.tid.load(Ordering::SeqCst) != 0
     });
     let tid = h.tid.load(Ordering::SeqCst);
-    let other = format!("OtherProcess {{ tid: {tid}, pid: Some({tid}) }}");
-    assert_eq!(
-        format!("{:?}", h.lock),
-        format!("Lock {{ owner: {other} }}")
-    );
-    assert_eq!(
-        format!("{:?}", h.rlock),
-        format!("RLock {{ owner: {other} }}")
+    both_owned_by(
+        h,
+        &format!("OtherProcess {{ tid: {tid}, pid: Some({tid}) }}"),
     );
     assert_eq!(
         format!(

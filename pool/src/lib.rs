@@ -108,8 +108,8 @@
 //! fork of the program as it was when the pool started, and a fork made
 //! later, beside the program's threads, could copy a lock one of them holds
 //! (Python's `Pool` forks each replacement from the program itself, and
-//! starts its `forkserver` again after a death, a fresh interpreter). A task whose
-//! unsafe code writes over the memory the pool shares with its workers (an
+//! starts its `forkserver` again after a death, a fresh interpreter). A task
+//! whose unsafe code writes over the memory the pool shares with its workers (an
 //! inbox, the answer queue) is found by the queues' checks (or by an inbox
 //! that reads as closed while the pool runs): the pool stops its workers and
 //! fails every task not answered, and every later one, with

@@ -54,16 +54,15 @@ const BAD_REQUEST: u8 = 4;
 /// this needs).
 ///
 /// A server that dies (killed from outside) is not started again: every later
-/// spawn answers [`Error::ServerGone`]. Python starts its `forkserver` again at
-/// the next start (bpo-31308), since it is a fresh interpreter; this one is a
-/// fork of the process as it was when it started, which cannot be made again
-/// once threads run ([`ForkServerBuilder::start`] refuses a process with
-/// more than one thread). Children it
-/// started run on, re-parented; [`ServerChild::join`] waits for such a child to
-/// end (through its pidfd) and then answers `ServerGone`, as its exit status
-/// went with the server. (Tried as a new user would with Python 3.11's
-/// `forkserver`: its `join` returned at once with exit code 255 while the child
-/// still ran.)
+/// spawn answers [`Error::ServerGone`]. Python starts its `forkserver` again
+/// at the next start (bpo-31308), since it is a fresh interpreter; this one
+/// is a fork of the process as it was when it started, which cannot be made
+/// again once threads run ([`ForkServerBuilder::start`] refuses a process
+/// with more than one thread). Children it started run on, re-parented;
+/// [`ServerChild::join`] waits for such a child to end (through its pidfd)
+/// and then answers `ServerGone`, as its exit status went with the server.
+/// (Tried as a new user would with Python 3.11's `forkserver`: its `join`
+/// returned at once with exit code 255 while the child still ran.)
 ///
 /// # Examples
 /// ```

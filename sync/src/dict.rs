@@ -670,9 +670,9 @@ mod tests {
         assert_eq!(keys(&d), ["a", "c", "d", "b"]);
     }
 
-    /// A holder that died after it took an order but before its entry was
-    /// whole leaves a gap, never two entries of one order: the repair keeps
-    /// the next order after every live one, even one a peer wrote back.
+    /// The repair after a dead holder puts the next order past every live
+    /// entry's, even where a peer wrote it back (a dead holder itself leaves
+    /// at most a gap: it takes its order before its entry is whole).
     #[test]
     fn a_repair_keeps_the_next_order_after_every_live_entry() {
         let d = SharedDict::<8, 4, 4>::new().unwrap();
